@@ -8,18 +8,14 @@
  * The *window* is everything after the state table: [4096, S). Virtio addresses (spec §4.7) are
  * byte offsets into the window, so `windowOffset*` values below are what rings and descriptors use.
  */
+import { LayoutError } from '../errors.js';
 
 export const STATE_TABLE_SIZE = 4096;
 /** Maximum peers a 4096-byte table of u32 entries holds. */
 export const MAX_PEERS_LIMIT = 1024;
 
-export class LayoutError extends Error {
-  readonly code = 'VSHM_ERR_LAYOUT';
-  readonly section = '2';
-  constructor(message: string) {
-    super(message);
-    this.name = 'LayoutError';
-  }
+function layoutError(message: string): LayoutError {
+  return new LayoutError('VSHM_ERR_LAYOUT', '2', message);
 }
 
 export class SharedMemoryLayout {
@@ -37,14 +33,14 @@ export class SharedMemoryLayout {
 
   constructor(size: number, maxPeers: number, outputSectionSize: number) {
     for (const [name, v] of [['size', size], ['maxPeers', maxPeers], ['outputSectionSize', outputSectionSize]] as const) {
-      if (!Number.isSafeInteger(v) || v < 0) throw new LayoutError(`${name} must be a safe integer ≥ 0, got ${v}`);
+      if (!Number.isSafeInteger(v) || v < 0) throw layoutError(`${name} must be a safe integer ≥ 0, got ${v}`);
     }
     if (maxPeers < 1 || maxPeers > MAX_PEERS_LIMIT) {
-      throw new LayoutError(`maxPeers must be 1…${MAX_PEERS_LIMIT}, got ${maxPeers}`);
+      throw layoutError(`maxPeers must be 1…${MAX_PEERS_LIMIT}, got ${maxPeers}`);
     }
     const fixed = STATE_TABLE_SIZE + maxPeers * outputSectionSize; // ≤ 2^10 · 2^53: checked below
     if (!Number.isSafeInteger(fixed) || fixed > size) {
-      throw new LayoutError(
+      throw layoutError(
         `memory of ${size} bytes cannot hold the state table and ${maxPeers} output sections of ${outputSectionSize} bytes`,
       );
     }
@@ -74,7 +70,7 @@ export class SharedMemoryLayout {
 
   private checkPeer(peer: number): void {
     if (!Number.isInteger(peer) || peer < 0 || peer >= this.maxPeers) {
-      throw new LayoutError(`peer ${peer} out of range 0…${this.maxPeers - 1}`);
+      throw layoutError(`peer ${peer} out of range 0…${this.maxPeers - 1}`);
     }
   }
 }

@@ -1,0 +1,3 @@
+export * from './errors.js';
+export * from './ivshmem/layout.js';
+export * from './ivshmem/device.js';
