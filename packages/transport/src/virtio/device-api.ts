@@ -1,0 +1,177 @@
+/**
+ * The device plug-in API (style §6): ops tables a user implements to put a virtio device on
+ * either side of the transport. The transport negotiates features, runs the status bits, sets up
+ * queues, validates rings and recovers from peer loss once for every device; a device sees only
+ * queues, chains (byte reader/writer) and its config space — never `ivshmem/` or the header.
+ *
+ * Threading: everything runs on the Node event loop. Callbacks must not throw; an exception from
+ * a device callback is caught by the transport, logged, and fails the session (the BE sets
+ * DEVICE_NEEDS_RESET, the FE resets and re-probes).
+ */
+
+/** Width of a config-space access in bytes. */
+export type ConfigWidth = 1 | 2 | 4;
+
+/** One field of a device's configuration space (offsets relative to the config start, §4.8). */
+export interface ConfigField {
+  readonly name: string;
+  /** Offset inside the config space. */
+  readonly offset: number;
+  /** Natural width: driver writes use it (§4.3). */
+  readonly width: ConfigWidth;
+  /** True if the driver may write it (e.g. console `emerg_wr`); other driver writes are undone. */
+  readonly driverWritable?: boolean;
+}
+
+/** Little-endian accessors over the config space in the shared header (offset 0x4C + offset). */
+export interface ConfigSpace {
+  readonly size: number;
+  read(offset: number, width: ConfigWidth): number;
+  /** Device side: only inside `initConfig` or `DeviceSession.updateConfig`. */
+  write(offset: number, width: ConfigWidth, value: number): void;
+}
+
+/** Why a device session ended. */
+export type SessionEndReason =
+  | 'driver-reset' // device_status := 0 by the driver
+  | 'driver-gone' // the front-end left READY or disconnected
+  | 'needs-reset' // a ring violation (§6.3) broke the device
+  | 'shutdown'; // local close
+
+// ------------------------------------------------------------------------------------------
+// Device side (back-end)
+// ------------------------------------------------------------------------------------------
+
+/** A descriptor chain popped from an available ring; a byte reader/writer over its buffers. */
+export interface DeviceChain {
+  readonly head: number;
+  /** Total bytes of the device-readable descriptors. */
+  readonly readableLength: number;
+  /** Total bytes of the device-writable descriptors. */
+  readonly writableLength: number;
+  /** Copy readable bytes starting at `offset` into `dst`; returns the count copied. */
+  read(dst: Uint8Array, offset?: number): number;
+  /** Copy `src` into the writable bytes starting at `offset`; returns the count copied. */
+  write(src: Uint8Array, offset?: number): number;
+}
+
+/** A live queue as a device sees it. Valid from `activate` until `deactivate`. */
+export interface DeviceQueueHandle {
+  readonly index: number;
+  /** Negotiated queue size. */
+  readonly size: number;
+  /**
+   * Called by the transport after a kick (or any wake-up that may have brought buffers). The
+   * device pops until null. Re-entrancy: not called while the device is inside pop/push/flush.
+   */
+  onAvailable: (() => void) | null;
+  /** The next available chain, or null. After a ring violation the device is broken: null. */
+  pop(): DeviceChain | null;
+  /** Return `chain` with `written` bytes written to its writable part. Published by flush(). */
+  push(chain: DeviceChain, written: number): void;
+  /** Publish pushed used entries and notify the driver if it asked to be (EVENT_IDX/flags). */
+  flush(): void;
+}
+
+/** What a device gets on DRIVER_OK. */
+export interface DeviceSession {
+  /** Negotiated feature bits (device-specific and transport bits). */
+  readonly features: bigint;
+  /** Queues by index; undefined for queues the driver did not enable. */
+  readonly queues: readonly (DeviceQueueHandle | undefined)[];
+  /** Update config by the generation rule (§4.8), then raise a config event. */
+  updateConfig(mutate: (config: ConfigSpace) => void): void;
+  /** Raise a config event without changing config (console: on DRIVER_OK, §7.3). */
+  notifyConfig(): void;
+}
+
+/** The ops table of a virtio device (back-end side). */
+export interface VirtioDeviceOps {
+  /** VIRTIO device id (console 3, rng 4). The protocol's `dev` must match (§4.1). */
+  readonly deviceId: number;
+  /**
+   * Feature bits this device offers: device-specific bits 0–23 plus optional
+   * RING_INDIRECT_DESC / RING_EVENT_IDX. The transport always adds VERSION_1, ACCESS_PLATFORM and
+   * ORDER_PLATFORM, and never offers RING_PACKED (§4.4).
+   */
+  readonly features: bigint;
+  /** Number of queues under `features` (offered set before FEATURES_OK, negotiated after). */
+  queueCount(features: bigint): number;
+  /** Maximum size offered for queue `index` (power of two, ≤ 32768). */
+  queueMaxSize(index: number): number;
+  /** Size of the config space in bytes (the header `size` is derived from it). */
+  readonly configSize: number;
+  readonly configFields: readonly ConfigField[];
+  /** Fill defaults into the freshly zeroed config space (every header initialisation). */
+  initConfig(config: ConfigSpace): void;
+  /** Return false to reject a feature set the driver proposes (FEATURES_OK is then cleared). */
+  acceptFeatures?(features: bigint): boolean;
+  /** The driver wrote a driverWritable field; `value` is already stored. Any status. */
+  configWritten?(field: ConfigField, value: number): void;
+  /** DRIVER_OK: queues are live. */
+  activate(session: DeviceSession): void;
+  /** The session ended: stop touching its queues and chains now. */
+  deactivate(reason: SessionEndReason): void;
+}
+
+// ------------------------------------------------------------------------------------------
+// Driver side (front-end)
+// ------------------------------------------------------------------------------------------
+
+/** A live queue as a driver sees it. Valid from `probe` until `remove`. */
+export interface DriverQueueHandle<T = unknown> {
+  readonly index: number;
+  /** Negotiated queue size. */
+  readonly size: number;
+  /**
+   * Post a request. `out` (may be null/empty) is copied into shared memory the device reads;
+   * `inLen` bytes of device-writable space are reserved (0 for none). Returns false — and posts
+   * nothing — when descriptors or shared memory are short: retry after a completion.
+   */
+  add(out: Uint8Array | null, inLen: number, token: T): boolean;
+  /** Publish added requests and notify the device if it asked to be. */
+  kick(): void;
+  /**
+   * A completed request. `data` views the device-written bytes (first `len`, already validated
+   * against the reserved size, §6.4) and is valid only during the call: copy what you keep.
+   */
+  onUsed: ((token: T, data: Uint8Array) => void) | null;
+  /** A request that will never complete (device lost, reset or broken): the token comes back. */
+  onFailed: ((token: T, err: Error) => void) | null;
+  /** Requests posted and not yet completed or failed. */
+  readonly inFlight: number;
+}
+
+/** What a driver gets once the device is live (after DRIVER_OK). */
+export interface DriverSession {
+  readonly features: bigint;
+  /** Queues by index, as set up for the negotiated features. */
+  readonly queues: readonly DriverQueueHandle[];
+  /** Read config honouring `config_generation` (§4.8). */
+  readConfig(offset: number, width: ConfigWidth): number;
+  /** Write a config field by transaction (§4.3); resolves when the BE completed it. */
+  writeConfig(offset: number, width: ConfigWidth, value: number): Promise<void>;
+}
+
+/** The ops table of a virtio driver (front-end side). */
+export interface VirtioDriverOps {
+  readonly deviceId: number;
+  /**
+   * Device-specific (0–23) and ring feature bits the driver accepts. Negotiated = offered ∩
+   * (these ∪ VERSION_1 ∪ ACCESS_PLATFORM ∪ ORDER_PLATFORM).
+   */
+  readonly features: bigint;
+  /** Number of queues to set up for the negotiated features. */
+  queueCount(features: bigint): number;
+  /** Size to use for queue `index` (power of two ≤ offeredMax); default offeredMax. */
+  queueSize?(index: number, offeredMax: number): number;
+  /** The device is live. Called again after every recovery (§4.10), with a new session. */
+  probe(session: DriverSession): void;
+  /**
+   * The device went away or broke. Every in-flight request was returned through `onFailed`
+   * first; the session must not be used any more. The transport recovers and re-probes.
+   */
+  remove(reason: Error): void;
+  /** A config event (§4.9, vector 0 with `config_event` set). */
+  configChanged?(session: DriverSession): void;
+}
