@@ -1,3 +1,4 @@
 export * from './errors.js';
 export * from './ivshmem/layout.js';
 export * from './ivshmem/device.js';
+export * from './ivshmem/loopback.js';
