@@ -1,0 +1,270 @@
+/**
+ * The front-end's shared-memory allocator (spec §5).
+ *
+ * §5.1 (OUT = 0, Linux-compatible): one pool over the R/W section. chunk = RW / 4096 clamped to
+ * [64, 4096] and rounded up to a power of two; n bytes take 2^k chunks with 2^k ≥ ⌈n / chunk⌉,
+ * aligned to 2^k chunks (relative to the pool start, as Linux's bitmap regions are), lowest free
+ * offset first, zeroed on allocation. The chunks covering the header's `size` are reserved.
+ *
+ * §5.2 (OUT ≠ 0, isolated): two pools, each with the 5.1 chunk rule and no reservation —
+ * the FE's own output section (descriptor tables, available rings, indirect tables,
+ * device-readable buffers; zeroed) and the BE's output section (used rings, device-writable
+ * buffers; bookkeeping only: the FE never writes or zeroes it, a real peer maps it read-only).
+ * No silent fallback to the R/W section.
+ *
+ * Speed: a bitmap of u32 words plus a "first word with a free bit" hint. Single-chunk requests
+ * (the hot path: small buffers) cost one word scan from the hint; 2…32-chunk requests find an
+ * aligned free run inside one word with a few shifts; larger ones (rings at setup) walk whole
+ * words. All offsets returned are virtio addresses (window offsets, §4.7).
+ */
+import { ArgumentError, TransportError } from '../errors.js';
+
+export const MIN_CHUNK = 64;
+export const MAX_CHUNK = 4096;
+
+/** The §5.1 chunk size for a pool of `poolSize` bytes: RW/4096 in [64, 4096], next power of two. */
+export function chunkSizeFor(poolSize: number): number {
+  let c = Math.floor(poolSize / 4096);
+  if (c < MIN_CHUNK) c = MIN_CHUNK;
+  if (c > MAX_CHUNK) c = MAX_CHUNK;
+  let p = MIN_CHUNK;
+  while (p < c) p *= 2;
+  return p;
+}
+
+/** `aligned[s]`: bits at multiples of s inside a 32-bit word (s a power of two ≤ 32). */
+const ALIGNED_MASK: Record<number, number> = {
+  1: 0xffffffff,
+  2: 0x55555555,
+  4: 0x11111111,
+  8: 0x01010101,
+  16: 0x00010001,
+  32: 0x00000001,
+};
+
+export interface ChunkPoolOptions {
+  /** Window offset (virtio address) of the pool's first byte. */
+  base: number;
+  /** Pool size in bytes; the trailing partial chunk, if any, is never used. */
+  size: number;
+  /** Bytes at the pool start to reserve (the header, §5.1). Default 0. */
+  reserve?: number;
+  /**
+   * The whole window as bytes, to zero allocations; null for a pool the FE must never write
+   * (the BE's output section, §5.2).
+   */
+  zeroWith?: Uint8Array | null;
+  /** For messages and debugging. */
+  name?: string;
+}
+
+/** One bitmap pool of equally sized chunks. */
+export class ChunkPool {
+  readonly name: string;
+  readonly base: number;
+  readonly size: number;
+  readonly chunkSize: number;
+  /** log2(chunkSize). */
+  private readonly chunkShift: number;
+  readonly chunkCount: number;
+  private readonly reserveBytes: number;
+  private readonly zeroWith: Uint8Array | null;
+  /** Bit i set = chunk i in use. Bits past chunkCount are permanently set. */
+  private readonly bits: Uint32Array;
+  /** Lowest word that may hold a free bit. */
+  private hint = 0;
+  private used = 0;
+
+  constructor(opts: ChunkPoolOptions) {
+    const { base, size } = opts;
+    if (!Number.isSafeInteger(base) || base < 0) throw new ArgumentError(`pool base must be an integer ≥ 0, got ${base}`);
+    if (!Number.isSafeInteger(size) || size < 0) throw new ArgumentError(`pool size must be an integer ≥ 0, got ${size}`);
+    this.name = opts.name ?? 'pool';
+    this.base = base;
+    this.size = size;
+    this.chunkSize = chunkSizeFor(size);
+    this.chunkShift = 31 - Math.clz32(this.chunkSize);
+    this.chunkCount = Math.floor(size / this.chunkSize);
+    this.reserveBytes = opts.reserve ?? 0;
+    if (!Number.isSafeInteger(this.reserveBytes) || this.reserveBytes < 0 || this.reserveBytes > size) {
+      throw new ArgumentError(`reserve must be 0…${size}, got ${this.reserveBytes}`);
+    }
+    this.zeroWith = opts.zeroWith ?? null;
+    this.bits = new Uint32Array(Math.max(1, Math.ceil(this.chunkCount / 32)));
+    this.reset();
+  }
+
+  /** Chunks in use (reservation included). */
+  get usedChunks(): number {
+    return this.used;
+  }
+
+  /** Forget every allocation (a fresh allocator, §4.10 step 3), keeping the reservation. */
+  reset(): void {
+    this.bits.fill(0);
+    const tail = this.chunkCount & 31;
+    if (tail !== 0 || this.chunkCount === 0) {
+      // Chunks past the end of the pool never become free.
+      this.bits[this.bits.length - 1] = this.chunkCount === 0 ? 0xffffffff : ~((1 << tail) - 1) >>> 0;
+    }
+    this.hint = 0;
+    this.used = 0;
+    const reserved = Math.ceil(this.reserveBytes / this.chunkSize);
+    for (let i = 0; i < reserved; i++) this.setBit(i);
+    this.used = reserved;
+    this.advanceHint();
+  }
+
+  /** Chunks a request of `n` bytes takes: the next power of two ≥ ⌈n / chunk⌉. */
+  spanFor(n: number): number {
+    const count = Math.ceil(n / this.chunkSize);
+    return count <= 1 ? 1 : 2 ** Math.ceil(Math.log2(count));
+  }
+
+  /** Bytes a request of `n` bytes occupies. */
+  allocationSize(n: number): number {
+    return this.spanFor(n) * this.chunkSize;
+  }
+
+  /**
+   * Allocate `n` ≥ 1 bytes. Returns the window offset, or -1 when no aligned run is free.
+   * The FE-owned memory is zeroed (the whole span).
+   */
+  alloc(n: number): number {
+    if (!(n >= 1) || !Number.isSafeInteger(n)) throw new ArgumentError(`allocation size must be an integer ≥ 1, got ${n}`);
+    if (n > this.size) return -1;
+    const span = this.spanFor(n);
+    const idx = span <= 32 ? this.findInWord(span) : this.findWords(span >>> 5);
+    if (idx < 0) return -1;
+    if (span === 1) {
+      this.bits[idx >>> 5] |= 1 << (idx & 31);
+    } else {
+      for (let i = idx; i < idx + span; i++) this.setBit(i);
+    }
+    this.used += span;
+    this.advanceHint();
+    const off = this.base + (idx << this.chunkShift);
+    if (this.zeroWith !== null) this.zeroWith.fill(0, off, off + span * this.chunkSize);
+    return off;
+  }
+
+  /** Free what `alloc(n)` returned at `off`. Throws on a region that is not allocated. */
+  free(off: number, n: number): void {
+    const span = this.spanFor(n);
+    const rel = off - this.base;
+    const idx = rel >>> this.chunkShift;
+    if (rel < 0 || rel % this.chunkSize !== 0 || idx % span !== 0 || idx + span > this.chunkCount) {
+      throw new TransportError('VSHM_ERR_ALLOC_FREE', '5.1', `${this.name}: free of ${n} bytes at ${off} does not match an allocation`);
+    }
+    for (let i = idx; i < idx + span; i++) {
+      const w = i >>> 5;
+      const m = 1 << (i & 31);
+      if ((this.bits[w] & m) === 0) {
+        throw new TransportError('VSHM_ERR_ALLOC_FREE', '5.1', `${this.name}: double free at ${off}`);
+      }
+      this.bits[w] &= ~m;
+    }
+    this.used -= span;
+    const w0 = idx >>> 5;
+    if (w0 < this.hint) this.hint = w0;
+  }
+
+  /** Whether window offset `off` lies inside this pool. */
+  contains(off: number, len = 1): boolean {
+    return off >= this.base && off + len <= this.base + this.size;
+  }
+
+  private setBit(i: number): void {
+    this.bits[i >>> 5] |= 1 << (i & 31);
+  }
+
+  private advanceHint(): void {
+    const bits = this.bits;
+    let h = this.hint;
+    while (h < bits.length && bits[h] === 0xffffffff) h++;
+    this.hint = h;
+  }
+
+  /** Lowest chunk index of a free run of `span` ≤ 32 chunks aligned to `span`, or -1. */
+  private findInWord(span: number): number {
+    const bits = this.bits;
+    const aligned = ALIGNED_MASK[span];
+    for (let w = this.hint; w < bits.length; w++) {
+      const word = bits[w];
+      if (word === 0xffffffff) continue;
+      let g = ~word;
+      // After the loop bit j is set iff bits j … j+span−1 are all free.
+      for (let s = 1; s < span; s <<= 1) g &= g >>> s;
+      g &= aligned;
+      if (g === 0) continue;
+      const low = g & -g;
+      return (w << 5) + (31 - Math.clz32(low));
+    }
+    return -1;
+  }
+
+  /** Lowest chunk index of `words` consecutive free words aligned to `words`, or -1. */
+  private findWords(words: number): number {
+    const bits = this.bits;
+    const start = Math.floor(this.hint / words) * words;
+    outer: for (let w = start; w + words <= bits.length; w += words) {
+      for (let k = 0; k < words; k++) if (bits[w + k] !== 0) continue outer;
+      return w << 5;
+    }
+    return -1;
+  }
+}
+
+/** Where a shared structure goes (§5.2): written by the FE, or by the BE. */
+export type AllocKind = 'driver' | 'device';
+
+export interface AllocatorLayout {
+  readonly rwSize: number;
+  readonly outputSectionSize: number;
+  windowOutputOffset(peer: number): number;
+}
+
+/**
+ * The FE's allocator for one session: the §5.1 pool, or the two §5.2 pools. Create a fresh one
+ * (or `reset()`) at every initialisation (§4.10 step 3).
+ */
+export class SharedMemoryAllocator {
+  readonly isolated: boolean;
+  /** FE-written memory: descriptor tables, available rings, indirect tables, readable buffers. */
+  readonly driverPool: ChunkPool;
+  /** BE-written memory: used rings, device-writable buffers (same pool as driverPool if not isolated). */
+  readonly devicePool: ChunkPool;
+
+  /**
+   * @param window bytes of the window [4096, S) (for zeroing FE-owned memory)
+   * @param headerSize the header's `size` (§4.2), reserved in the §5.1 pool
+   */
+  constructor(layout: AllocatorLayout, window: Uint8Array, feId: number, beId: number, headerSize: number) {
+    this.isolated = layout.outputSectionSize !== 0;
+    if (!this.isolated) {
+      this.driverPool = new ChunkPool({ base: 0, size: layout.rwSize, reserve: headerSize, zeroWith: window, name: 'R/W' });
+      this.devicePool = this.driverPool;
+    } else {
+      const out = layout.outputSectionSize;
+      this.driverPool = new ChunkPool({ base: layout.windowOutputOffset(feId), size: out, zeroWith: window, name: 'FE output' });
+      this.devicePool = new ChunkPool({ base: layout.windowOutputOffset(beId), size: out, zeroWith: null, name: 'BE output' });
+    }
+  }
+
+  pool(kind: AllocKind): ChunkPool {
+    return kind === 'driver' ? this.driverPool : this.devicePool;
+  }
+
+  alloc(kind: AllocKind, n: number): number {
+    return this.pool(kind).alloc(n);
+  }
+
+  free(kind: AllocKind, off: number, n: number): void {
+    this.pool(kind).free(off, n);
+  }
+
+  reset(): void {
+    this.driverPool.reset();
+    if (this.devicePool !== this.driverPool) this.devicePool.reset();
+  }
+}
