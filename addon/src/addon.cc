@@ -39,7 +39,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitMmap(env, exports);
   InitEventfd(env, exports);
   // InitWatcher(env, exports);
-  // InitSocket(env, exports);
+  InitSocket(env, exports);
   return exports;
 }
 
