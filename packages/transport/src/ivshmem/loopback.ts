@@ -15,7 +15,7 @@
 import { EventEmitter } from 'node:events';
 import { ArgumentError } from '../errors.js';
 import type { IvshmemDevice } from './device.js';
-import { MAX_PEERS_LIMIT, STATE_TABLE_SIZE, SharedMemoryLayout } from './layout.js';
+import { STATE_TABLE_SIZE, SharedMemoryLayout } from './layout.js';
 
 export interface LoopbackOptions {
   /** Total region size S in bytes, state table included. Default 65536. */
@@ -97,7 +97,8 @@ class LoopbackDevice extends EventEmitter implements IvshmemDevice {
   }
 
   peerState(id: number): number {
-    if (!Number.isInteger(id) || id < 0 || id >= MAX_PEERS_LIMIT) return 0;
+    // Like IvshmemPeer: 0 for ids that are not present (a closed partner's entry is zeroed too).
+    if (!this.isPresent(id)) return 0;
     return Atomics.load(this.link.table, id);
   }
 

@@ -1,0 +1,206 @@
+/**
+ * The client side of the server socket (spec §1.8): framing, fd attribution and the stateful
+ * validation of the message sequence. It only ever READS the socket (§1.1: a client never
+ * writes to or half-closes it) and never acts on the device model: valid messages go to a
+ * `ReaderSink`, which takes ownership of the fd that came with them.
+ *
+ * Framing: the 8-byte header is read with control space for one fd, then exactly `len − 8` body
+ * bytes. No recvmsg asks for bytes past the current message, so an fd is always attributed to the
+ * message whose bytes carried it, even when the server sent several messages back to back. Each
+ * message is one sendmsg() on the server side, but a stream may still deliver it in pieces, so
+ * the header and the body are accumulated across partial reads.
+ */
+import type { Binding } from '@vshm/addon';
+import { ProtocolError } from '../errors.js';
+import {
+  HEADER_SIZE,
+  IVSHMEM_VERSION,
+  MAX_MESSAGE_LEN,
+  MSG_EVENT_FD,
+  MSG_INIT,
+  MSG_PEER_GONE,
+  decodeHeader,
+  decodeMessage,
+  validateInit,
+  type InitMessage,
+} from './protocol.js';
+
+/** Receives each valid message. Every fd passed in is owned by the sink from the call on. */
+export interface ReaderSink {
+  /** INIT, validated against the memory fd's fstat `memorySize`. */
+  init(msg: InitMessage, memFd: number, memorySize: number): void;
+  /** EVENT_FD(id, vector): the next eventfd of `id` (vector = count already held). */
+  eventFd(id: number, vector: number, fd: number): void;
+  /** PEER_GONE(id) of a present foreign peer. */
+  peerGone(id: number): void;
+}
+
+export type PumpResult = 'again' | 'eof';
+
+function protocolError(code: string, message: string): ProtocolError {
+  return new ProtocolError(code, '1.8', message);
+}
+
+export class ServerReader {
+  private readonly binding: Binding;
+  private readonly sock: number;
+  private readonly sink: ReaderSink;
+  /** The message being assembled: header first, then the body (`len` ≤ 4096 bytes). */
+  private readonly buf = Buffer.alloc(MAX_MESSAGE_LEN);
+  private got = 0;
+  /** Header's `len` once the header is complete, else 0. */
+  private len = 0;
+  /** The fd received with the current message, or -1. */
+  private fd = -1;
+
+  // Stateful §1.8 checks.
+  private initSeen = false;
+  private version = 0;
+  private ownId = -1;
+  private maxPeers = 0;
+  private vectors = 0;
+  /** Eventfds held per peer id; > 0 means present. */
+  private counts = new Uint16Array(0);
+
+  constructor(binding: Binding, sock: number, sink: ReaderSink) {
+    this.binding = binding;
+    this.sock = sock;
+    this.sink = sink;
+  }
+
+  /** Whether all own eventfds have arrived (the initial burst is complete, §1.8). */
+  get burstComplete(): boolean {
+    return this.initSeen && this.counts[this.ownId] === this.vectors;
+  }
+
+  /**
+   * Read and dispatch every complete message available. Returns 'again' when the socket would
+   * block, 'eof' at end of stream (a partial message is then dropped, its fd closed). Throws a
+   * ProtocolError (or an addon SyscallError) after closing any fd it still holds; the reader must
+   * not be used afterwards.
+   */
+  pump(): PumpResult {
+    try {
+      for (;;) {
+        const want = (this.len === 0 ? HEADER_SIZE : this.len) - this.got;
+        const r = this.binding.recvMsg(this.sock, want, 1);
+        if (r === null) return 'again';
+        this.takeFds(r.fds, r.ctrunc);
+        const n = r.bytes.length;
+        if (n === 0) {
+          this.dropFd();
+          return 'eof';
+        }
+        r.bytes.copy(this.buf, this.got);
+        this.got += n;
+        if (this.len === 0) {
+          if (this.got < HEADER_SIZE) continue;
+          this.len = decodeHeader(this.buf.subarray(0, HEADER_SIZE)).len;
+        }
+        if (this.got < this.len) continue;
+        const fd = this.fd;
+        this.fd = -1;
+        const len = this.len;
+        this.len = 0;
+        this.got = 0;
+        this.dispatch(this.buf.subarray(0, len), fd);
+      }
+    } catch (err) {
+      this.dropFd();
+      throw err;
+    }
+  }
+
+  /** Close an fd that no message kept (on error, EOF or when abandoning the reader). */
+  dropFd(): void {
+    if (this.fd >= 0) {
+      closeQuietly(this.binding, this.fd);
+      this.fd = -1;
+    }
+  }
+
+  private takeFds(fds: number[], ctrunc: boolean): void {
+    if (fds.length === 0 && !ctrunc) return;
+    if (ctrunc || fds.length > 1 || this.fd >= 0) {
+      for (const f of fds) closeQuietly(this.binding, f);
+      throw protocolError(
+        ctrunc ? 'VSHM_ERR_MSG_CTRUNC' : 'VSHM_ERR_MSG_FDS',
+        ctrunc ? 'control data truncated (more than one fd on a message)' : 'more than one fd on a message',
+      );
+    }
+    this.fd = fds[0];
+  }
+
+  /** Validate one complete message against the sequence so far; hand it and its fd on. */
+  private dispatch(bytes: Buffer, fd: number): void {
+    try {
+      const msg = decodeMessage(bytes);
+      if (!this.initSeen && msg.type !== MSG_INIT) {
+        throw protocolError('VSHM_ERR_MSG_ORDER', `first message has type ${msg.type}, not INIT`);
+      }
+      switch (msg.type) {
+        case MSG_INIT: {
+          const init = msg as InitMessage;
+          if (this.initSeen) throw protocolError('VSHM_ERR_MSG_ORDER', 'second INIT');
+          if (fd < 0) throw protocolError('VSHM_ERR_MSG_NO_FD', 'INIT without the memory fd');
+          validateInit(init); // the cheap checks first, fstat only for a sane INIT
+          const size = this.binding.fstat(fd).size;
+          validateInit(init, size);
+          this.initSeen = true;
+          this.version = init.version;
+          this.ownId = init.id;
+          this.maxPeers = init.maxPeers;
+          this.vectors = init.vectors;
+          this.counts = new Uint16Array(init.maxPeers);
+          const memFd = fd;
+          fd = -1;
+          this.sink.init(init, memFd, size);
+          return;
+        }
+        case MSG_EVENT_FD: {
+          const { id, vector } = msg as { id: number; vector: number };
+          if (fd < 0) throw protocolError('VSHM_ERR_MSG_NO_FD', `EVENT_FD(${id}, ${vector}) without an fd`);
+          if (id >= this.maxPeers) throw protocolError('VSHM_ERR_EVENTFD_ID', `EVENT_FD id ${id} ≥ max_peers ${this.maxPeers}`);
+          if (vector >= this.vectors) {
+            throw protocolError('VSHM_ERR_EVENTFD_VECTOR', `EVENT_FD(${id}, ${vector}): vector ≥ vectors ${this.vectors}`);
+          }
+          if (vector !== this.counts[id]) {
+            throw protocolError('VSHM_ERR_EVENTFD_ORDER', `EVENT_FD(${id}, ${vector}) but ${this.counts[id]} fds held for ${id}`);
+          }
+          this.counts[id] = vector + 1;
+          const efd = fd;
+          fd = -1;
+          this.sink.eventFd(id, vector, efd);
+          return;
+        }
+        case MSG_PEER_GONE: {
+          const { id } = msg as { id: number };
+          if (fd >= 0) throw protocolError('VSHM_ERR_MSG_FDS', `PEER_GONE(${id}) carries an fd`);
+          if (id >= this.maxPeers || id === this.ownId || this.counts[id] === 0) {
+            throw protocolError('VSHM_ERR_PEER_GONE_ID', `PEER_GONE for ${id === this.ownId ? 'the own' : 'an absent'} id ${id}`);
+          }
+          this.counts[id] = 0;
+          this.sink.peerGone(id);
+          return;
+        }
+        default:
+          // §1.8: a later server version may add message types; an older one may not.
+          if (this.version <= IVSHMEM_VERSION) {
+            throw protocolError('VSHM_ERR_MSG_TYPE', `unknown message type ${msg.type} from a version ${this.version} server`);
+          }
+          return; // skipped; its fd (if any) is closed below
+      }
+    } finally {
+      if (fd >= 0) closeQuietly(this.binding, fd);
+    }
+  }
+}
+
+/** close() for cleanup paths, where a failure must not hide the error being reported. */
+export function closeQuietly(binding: Binding, fd: number): void {
+  try {
+    binding.close(fd);
+  } catch {
+    // Already closed or invalid: nothing left to release.
+  }
+}

@@ -1,0 +1,378 @@
+/**
+ * IvshmemPeer: a client of an ivshmem v2 server (vshm-server or the QEMU ivshmem2-server) that
+ * emulates the ivshmem v2 device model (spec §3) over the addon's syscalls.
+ *
+ * - Socket: `ServerReader` (peer-reader.ts) frames and validates the server messages (§1.8); the
+ *   socket is only ever read, never written (§1.1).
+ * - Memory: `mapRegion` (peer-mapping.ts) maps the state table read-only plus a private writable
+ *   copy, and the window with foreign output sections read-only (§2).
+ * - Interrupts: one fd watcher per own eventfd. On readable the eventfd is read (cleared), then the
+ *   event is delivered to `onInterrupt` if enabled (one-shot clears the enable bit) or discarded.
+ *
+ * Lifecycle: `connect()` resolves once the initial burst is complete (all own eventfds, §1.8).
+ * After that, failures are reported as 'error' (then 'close'): listen for 'error'.
+ */
+import { EventEmitter } from 'node:events';
+import type { Binding, FdWatcher } from '@vshm/addon';
+import createDebug from 'debug';
+import { ArgumentError, ProtocolError } from '../errors.js';
+import type { IvshmemDevice } from './device.js';
+import { SharedMemoryLayout } from './layout.js';
+import { mapRegion, type PeerMapping } from './peer-mapping.js';
+import { ServerReader, closeQuietly, type ReaderSink } from './peer-reader.js';
+import type { InitMessage } from './protocol.js';
+
+const debug = createDebug('vshm:peer');
+
+export interface PeerOptions {
+  /** The native binding (default: @vshm/addon, loaded on first use). Tests may pass a fake. */
+  binding?: Binding;
+  /** Bound for the initial burst (INIT + all own eventfds), ms. Default 5000. */
+  timeoutMs?: number;
+  /** Accept a layout whose sections are not page-aligned, with merged protections (§2). */
+  acceptReducedProtection?: boolean;
+  /**
+   * On server EOF keep the other peers present and their eventfds usable, as QEMU does (§1.8
+   * MAY). Default false: every other peer is treated as gone ('peer-gone' each, vector 0).
+   */
+  keepPeersOnServerGone?: boolean;
+}
+
+async function loadBinding(): Promise<Binding> {
+  const mod = await import('@vshm/addon');
+  return mod.default;
+}
+
+function checkOptions(opts: PeerOptions): number {
+  const t = opts.timeoutMs ?? 5000;
+  if (!Number.isSafeInteger(t) || t <= 0) throw new ArgumentError(`timeoutMs must be a positive integer, got ${String(t)}`);
+  return t;
+}
+
+export class IvshmemPeer extends EventEmitter implements IvshmemDevice, ReaderSink {
+  /**
+   * Connect to the server socket at `socketPath` and complete the initial burst. Rejects with a
+   * ProtocolError (bad messages, burst timeout, EOF before the burst: e.g. no free ID, §1.4), a
+   * LayoutError (§2) or an addon SyscallError.
+   */
+  static async connect(socketPath: string, opts: PeerOptions = {}): Promise<IvshmemPeer> {
+    if (typeof socketPath !== 'string' || socketPath === '') throw new ArgumentError('socketPath must be a non-empty string');
+    checkOptions(opts);
+    const binding = opts.binding ?? (await loadBinding());
+    const sock = binding.socketConnect(socketPath);
+    return IvshmemPeer.fromSocket(sock, { ...opts, binding });
+  }
+
+  /**
+   * Like connect() over an already connected, non-blocking stream socket `sock`, which the peer
+   * owns from this call on (closed on failure too).
+   */
+  static async fromSocket(sock: number, opts: PeerOptions = {}): Promise<IvshmemPeer> {
+    const timeoutMs = checkOptions(opts);
+    const binding = opts.binding ?? (await loadBinding());
+    const peer = new IvshmemPeer(binding, sock, opts);
+    return peer.start(timeoutMs);
+  }
+
+  private readonly binding: Binding;
+  private readonly sock: number;
+  private readonly reader: ServerReader;
+  private readonly acceptReduced: boolean;
+  private readonly keepPeers: boolean;
+  private sockWatcher: FdWatcher | null = null;
+
+  private idValue = -1;
+  private maxPeersValue = 0;
+  private vectorsValue = 0;
+  private protocolValue = 0;
+  private layoutValue: SharedMemoryLayout | null = null;
+  private mapping: PeerMapping | null = null;
+  /** Eventfd of (peer, vector) at peer·vectors + vector, -1 if not held. */
+  private fds = new Int32Array(0);
+  private watchers: FdWatcher[] = [];
+  /** Last state seen per peer, for 'peer-state' on vector 0. */
+  private seen = new Uint32Array(0);
+  private stateValue = 0;
+  private open = true;
+  private serverGone = false;
+  private connecting: { resolve: (p: IvshmemPeer) => void; reject: (e: unknown) => void; timer: NodeJS.Timeout } | null =
+    null;
+
+  interruptsEnabled = false;
+  oneShot = false;
+  onInterrupt: ((vector: number) => void) | null = null;
+
+  private constructor(binding: Binding, sock: number, opts: PeerOptions) {
+    super();
+    this.binding = binding;
+    this.sock = sock;
+    this.acceptReduced = opts.acceptReducedProtection ?? false;
+    this.keepPeers = opts.keepPeersOnServerGone ?? false;
+    this.reader = new ServerReader(binding, sock, this);
+  }
+
+  get id(): number {
+    return this.idValue;
+  }
+  get maxPeers(): number {
+    return this.maxPeersValue;
+  }
+  get vectors(): number {
+    return this.vectorsValue;
+  }
+  get protocol(): number {
+    return this.protocolValue;
+  }
+  get layout(): SharedMemoryLayout {
+    return this.layoutValue!;
+  }
+  /** [4096, S); detached (length 0) after close(). */
+  get window(): ArrayBuffer {
+    return this.mapping!.window;
+  }
+  /** Read-only view of the state table (a store through it faults, §2). Detached after close(). */
+  get stateTable(): Uint32Array {
+    return this.mapping!.stateTable;
+  }
+  /** False when a non-page-aligned layout was accepted with merged protections. */
+  get fullProtection(): boolean {
+    return this.mapping!.fullProtection;
+  }
+  get state(): number {
+    return this.stateValue;
+  }
+
+  isPresent(id: number): boolean {
+    if (!this.open) return false;
+    if (id === this.idValue) return true;
+    return Number.isInteger(id) && id >= 0 && id < this.maxPeersValue && this.fds[id * this.vectorsValue] >= 0;
+  }
+
+  peerState(id: number): number {
+    if (!this.isPresent(id)) return 0;
+    return Atomics.load(this.mapping!.stateTable, id);
+  }
+
+  setState(v: number): void {
+    if (!this.open || this.mapping === null) return;
+    const value = v >>> 0;
+    Atomics.store(this.mapping.privateTable, this.idValue, value);
+    this.binding.fence(); // §3: full fence before anyone is signalled
+    if (value === this.stateValue) return;
+    this.stateValue = value;
+    for (let p = 0; p < this.maxPeersValue; p++) {
+      if (p !== this.idValue) this.doorbell(p, 0);
+    }
+  }
+
+  doorbell(target: number, vector: number): void {
+    // Bounds first: a stray index must not read another peer's slot. fds[] is -1 for absent
+    // peers and for vectors they do not (yet) have, so one check covers presence and count.
+    if (!(vector >= 0 && vector < this.vectorsValue && target >= 0 && target < this.maxPeersValue)) return;
+    const fd = this.fds[target * this.vectorsValue + vector];
+    if (fd < 0 || (vector | 0) !== vector || (target | 0) !== target) return;
+    // The eventfd write is a syscall: it cannot overtake earlier stores to the mapping.
+    this.binding.eventfdWrite(fd, 1);
+  }
+
+  close(): void {
+    if (!this.open) return;
+    // §3 reset before leaving: Interrupt Control := 0, State write(0), then close the socket.
+    this.interruptsEnabled = false;
+    if (this.mapping !== null) this.setState(0);
+    this.open = false;
+    this.release();
+    debug('peer %d closed', this.idValue);
+    this.emit('close');
+  }
+
+  // ---- ReaderSink: called by the ServerReader for valid messages -------------------------
+
+  /** @internal */
+  init(msg: InitMessage, memFd: number, memorySize: number): void {
+    try {
+      const layout = new SharedMemoryLayout(memorySize, msg.maxPeers, msg.outputSectionSize);
+      this.mapping = mapRegion(this.binding, memFd, layout, msg.id, this.acceptReduced);
+      this.layoutValue = layout;
+    } finally {
+      closeQuietly(this.binding, memFd); // the mappings stay valid without the fd
+    }
+    this.idValue = msg.id;
+    this.maxPeersValue = msg.maxPeers;
+    this.vectorsValue = msg.vectors;
+    this.protocolValue = msg.protocol;
+    this.fds = new Int32Array(msg.maxPeers * msg.vectors).fill(-1);
+    this.seen = new Uint32Array(msg.maxPeers);
+    debug('INIT id %d max_peers %d vectors %d protocol 0x%s size %d', msg.id, msg.maxPeers, msg.vectors, msg.protocol.toString(16), memorySize);
+  }
+
+  /** @internal */
+  eventFd(id: number, vector: number, fd: number): void {
+    this.fds[id * this.vectorsValue + vector] = fd;
+    if (id !== this.idValue) return;
+    const w = this.binding.createWatcher(fd, this.makeInterruptHandler(fd, vector));
+    this.watchers.push(w);
+    w.start(this.binding.POLL_READABLE);
+  }
+
+  /** @internal */
+  peerGone(id: number): void {
+    this.dropPeer(id);
+    this.doorbell(this.idValue, 0); // §3: signal the own vector 0 after marking it absent
+  }
+
+  // ---- internals -------------------------------------------------------------------------
+
+  private start(timeoutMs: number): Promise<IvshmemPeer> {
+    return new Promise<IvshmemPeer>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.fail(new ProtocolError('VSHM_ERR_BURST_TIMEOUT', '1.8', `initial burst incomplete after ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.connecting = { resolve, reject, timer };
+      try {
+        this.sockWatcher = this.binding.createWatcher(this.sock, (status) => this.onSocket(status));
+        this.sockWatcher.start(this.binding.POLL_READABLE | this.binding.POLL_DISCONNECT);
+      } catch (err) {
+        this.fail(err);
+        return;
+      }
+      this.onSocket(0); // messages may already be waiting
+    });
+  }
+
+  private onSocket(status: number): void {
+    if (!this.open || this.serverGone) return;
+    if (status < 0) {
+      this.fail(new ProtocolError('VSHM_ERR_SOCKET', '1.8', `server socket poll failed (uv error ${status})`));
+      return;
+    }
+    let result;
+    try {
+      result = this.reader.pump();
+    } catch (err) {
+      this.fail(err);
+      return;
+    }
+    if (this.connecting !== null && this.reader.burstComplete) {
+      const c = this.connecting;
+      this.connecting = null;
+      clearTimeout(c.timer);
+      debug('peer %d: initial burst complete', this.idValue);
+      c.resolve(this);
+    }
+    if (result === 'eof') this.onServerEof();
+  }
+
+  /** §1.8 server gone: stop reading, report, and by default treat all other peers as gone. */
+  private onServerEof(): void {
+    if (this.connecting !== null) {
+      this.fail(new ProtocolError('VSHM_ERR_SERVER_EOF', '1.8', 'server closed the connection before the initial burst completed (no free ID?)'));
+      return;
+    }
+    this.serverGone = true;
+    this.sockWatcher?.close();
+    this.sockWatcher = null;
+    closeQuietly(this.binding, this.sock);
+    debug('peer %d: server gone', this.idValue);
+    this.emit('server-gone');
+    if (this.keepPeers || !this.open) return;
+    let any = false;
+    for (let p = 0; p < this.maxPeersValue && this.open; p++) {
+      if (p !== this.idValue && this.isPresent(p)) {
+        any = true;
+        this.dropPeer(p);
+      }
+    }
+    if (any) this.doorbell(this.idValue, 0);
+  }
+
+  private dropPeer(id: number): void {
+    const base = id * this.vectorsValue;
+    for (let v = 0; v < this.vectorsValue; v++) {
+      const fd = this.fds[base + v];
+      if (fd >= 0) {
+        this.fds[base + v] = -1;
+        closeQuietly(this.binding, fd);
+      }
+    }
+    debug('peer %d: peer %d gone', this.idValue, id);
+    this.emit('peer-gone', id);
+  }
+
+  /** The per-vector watcher callback: allocation-free on the hot path. */
+  private makeInterruptHandler(fd: number, vector: number): (status: number) => void {
+    return (status: number): void => {
+      if (!this.open) return;
+      if (status < 0) {
+        this.fail(new ProtocolError('VSHM_ERR_EVENTFD', '3', `eventfd of vector ${vector} failed (uv error ${status})`));
+        return;
+      }
+      if (this.binding.eventfdRead(fd) === 0) return; // spurious wake-up: nothing was signalled
+      if (vector === 0) this.scanStates();
+      if (!this.interruptsEnabled || !this.open) return; // §3: discarded, not latched
+      if (this.oneShot) this.interruptsEnabled = false;
+      const sink = this.onInterrupt;
+      if (sink !== null) sink(vector);
+    };
+  }
+
+  /** On vector 0: report other peers whose entry (0 when absent) differs from the last seen. */
+  private scanStates(): void {
+    const seen = this.seen;
+    for (let p = 0; p < this.maxPeersValue; p++) {
+      if (p === this.idValue) continue;
+      const s = this.peerState(p);
+      if (s !== seen[p]) {
+        seen[p] = s;
+        this.emit('peer-state', p, s);
+      }
+    }
+  }
+
+  /**
+   * Fatal: reset and release everything first (so nothing leaks even if 'error' has no
+   * listener and throws), then reject connect() or emit 'error' and 'close'.
+   */
+  private fail(err: unknown): void {
+    if (!this.open) return;
+    debug('peer %d failed: %s', this.idValue, (err as Error)?.message);
+    const c = this.connecting;
+    this.connecting = null;
+    if (c !== null) clearTimeout(c.timer);
+    this.interruptsEnabled = false;
+    if (this.mapping !== null) this.setState(0);
+    this.open = false;
+    this.release();
+    if (c !== null) {
+      c.reject(err);
+      return;
+    }
+    try {
+      this.emit('error', err);
+    } finally {
+      this.emit('close');
+    }
+  }
+
+  /** Close watchers, fds, socket and mappings. */
+  private release(): void {
+    if (this.connecting !== null) {
+      clearTimeout(this.connecting.timer);
+      this.connecting.reject(new ProtocolError('VSHM_ERR_CLOSED', '1.8', 'closed before the initial burst completed'));
+      this.connecting = null;
+    }
+    for (const w of this.watchers) w.close();
+    this.watchers = [];
+    this.sockWatcher?.close();
+    this.sockWatcher = null;
+    if (!this.serverGone) {
+      this.reader.dropFd();
+      closeQuietly(this.binding, this.sock);
+    }
+    for (let i = 0; i < this.fds.length; i++) {
+      if (this.fds[i] >= 0) closeQuietly(this.binding, this.fds[i]);
+      this.fds[i] = -1;
+    }
+    this.mapping?.unmap();
+  }
+}
