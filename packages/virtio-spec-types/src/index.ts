@@ -8,3 +8,4 @@ export * from './status.js';
 export * from './split-ring.js';
 export * from './console.js';
 export * from './rng.js';
+export * from './console-control.js';
