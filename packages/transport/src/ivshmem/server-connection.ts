@@ -1,0 +1,145 @@
+/**
+ * One connected peer as the server sees it (spec §1.3, §1.6): its socket, its eventfds, and an
+ * outgoing queue so that every message reaches it completely and in order even while its socket
+ * buffer is full (§1.3 last paragraph).
+ *
+ * Each message is one sendmsg() carrying at most one fd (§1.1). A short send leaves the fd
+ * delivered with the first byte (SCM_RIGHTS rides on the first segment), so only the remaining
+ * bytes are queued, without fd. A message queued with an fd holds a dup of it: the original may be
+ * closed (its owner departs) before the queue drains, and the kernel must not see a reused number.
+ */
+import type { Binding, FdWatcher } from '@vshm/addon';
+
+/** More queued messages than this means the peer does not read: it is dropped (§1.3). */
+export const MAX_QUEUED_MESSAGES = 4096;
+
+interface Pending {
+  bytes: Buffer;
+  /** A dup owned by the queue, or -1. */
+  fd: number;
+}
+
+export class PeerConnection {
+  /** Our copies of the peer's eventfds, index = vector. Shared with every other peer (§1.3). */
+  readonly eventfds: number[];
+  private readonly queue: Pending[] = [];
+  private watcher: FdWatcher | undefined;
+  private closed = false;
+
+  constructor(
+    private readonly binding: Binding,
+    readonly id: number,
+    readonly socket: number,
+    eventfds: number[],
+  ) {
+    this.eventfds = eventfds;
+  }
+
+  get queued(): number {
+    return this.queue.length;
+  }
+
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
+  /**
+   * Watch the socket. Any readability, hang-up or error calls `onGone` (§1.1: the server never
+   * reads client data); writability flushes the queue, and a flush failure calls `onGone` too.
+   */
+  watch(onGone: (reason: string) => void): void {
+    const b = this.binding;
+    this.watcher = b.createWatcher(this.socket, (status, events) => {
+      if (this.closed) return;
+      if (status < 0) return onGone(`poll error ${status}`);
+      if (events & b.POLL_READABLE) return onGone('readable');
+      if (events & b.POLL_DISCONNECT) return onGone('hang-up');
+      if (events & b.POLL_WRITABLE) {
+        const err = this.flush();
+        if (err) onGone(err);
+      }
+    });
+    this.arm();
+  }
+
+  private arm(): void {
+    if (!this.watcher || this.closed) return;
+    const b = this.binding;
+    this.watcher.start(b.POLL_READABLE | b.POLL_DISCONNECT | (this.queue.length > 0 ? b.POLL_WRITABLE : 0));
+  }
+
+  /**
+   * Send one message (with an optional fd), or queue it behind earlier ones. Returns an error
+   * string when the peer can no longer be served (caller drops it), else undefined.
+   */
+  send(bytes: Buffer, fd = -1): string | undefined {
+    if (this.closed) return 'closed';
+    if (this.queue.length === 0) {
+      let n: number;
+      try {
+        n = this.binding.sendMsg(this.socket, bytes, fd >= 0 ? [fd] : []);
+      } catch (err) {
+        return `send failed: ${(err as Error).message}`;
+      }
+      if (n === bytes.length) return undefined;
+      const err = n > 0 ? this.enqueue(bytes.subarray(n), -1) : this.enqueue(bytes, fd);
+      this.arm();
+      return err;
+    }
+    if (this.queue.length >= MAX_QUEUED_MESSAGES) return 'outgoing queue overflow';
+    return this.enqueue(bytes, fd);
+  }
+
+  private enqueue(bytes: Buffer, fd: number): string | undefined {
+    let copy = -1;
+    if (fd >= 0) {
+      try {
+        copy = this.binding.dup(fd);
+      } catch (err) {
+        return `cannot queue an fd: ${(err as Error).message}`;
+      }
+    }
+    this.queue.push({ bytes, fd: copy });
+    return undefined;
+  }
+
+  /** Send as much of the queue as the socket takes. Returns an error string on failure. */
+  flush(): string | undefined {
+    while (this.queue.length > 0 && !this.closed) {
+      const head = this.queue[0];
+      let n: number;
+      try {
+        n = this.binding.sendMsg(this.socket, head.bytes, head.fd >= 0 ? [head.fd] : []);
+      } catch (err) {
+        return `send failed: ${(err as Error).message}`;
+      }
+      if (n < 0) break;
+      if (head.fd >= 0 && n > 0) {
+        this.binding.close(head.fd);
+        head.fd = -1;
+      }
+      if (n === head.bytes.length) this.queue.shift();
+      else head.bytes = head.bytes.subarray(n);
+    }
+    this.arm();
+    return undefined;
+  }
+
+  /**
+   * Release the socket (watcher first: a uv_poll must not outlive its fd) and queued dups. The
+   * eventfds are closed separately by `closeEventfds()`, after PEER_GONE went out (§1.6 order).
+   */
+  closeSocket(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.watcher?.close();
+    this.watcher = undefined;
+    for (const p of this.queue) if (p.fd >= 0) this.binding.close(p.fd);
+    this.queue.length = 0;
+    this.binding.close(this.socket);
+  }
+
+  closeEventfds(): void {
+    for (const fd of this.eventfds.splice(0)) this.binding.close(fd);
+  }
+}
