@@ -38,7 +38,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitMemory(env, exports);
   InitMmap(env, exports);
   InitEventfd(env, exports);
-  // InitWatcher(env, exports);
+  InitWatcher(env, exports);
   InitSocket(env, exports);
   return exports;
 }
