@@ -1,0 +1,152 @@
+/**
+ * A descriptor chain popped by the device (spec §6.3): the validated private copy of its
+ * segments plus byte copy helpers. Every segment was checked against the access policy when
+ * popped, so `read`/`write` never touch memory outside it; buffer *contents* may still change
+ * under us (the driver owns them), which is harmless for a copy.
+ *
+ * Allocation: one Chain object per descriptor head, created lazily and reused — a head can be in
+ * flight only once (§6.3.7), so the object stays valid from `pop()` until the matching `push()`
+ * and is recycled by the next pop of the same head. Segment arrays are typed arrays that grow by
+ * doubling and are never shrunk, so a steady-state pop allocates nothing.
+ */
+import { ArgumentError } from '../errors.js';
+import type { MemoryView } from './memory.js';
+
+/** Copies up to this many bytes with a loop instead of `subarray` + `set` (which allocate a view). */
+const SMALL_COPY = 64;
+
+export class Chain {
+  /** Head descriptor index: what `DeviceQueue.push` takes and the used element's `id`. */
+  head = 0;
+  /** Total bytes of the device-readable (non-empty) segments. */
+  readableLength = 0;
+  /** Total bytes of the device-writable (non-empty) segments. */
+  writableLength = 0;
+  /** Non-empty segments; readable ones come first (§6.3.5), then writable ones. */
+  segmentCount = 0;
+  /** Number of leading readable segments. */
+  readableCount = 0;
+  /** Number of descriptors walked, zero-length and indirect-table descriptors included. */
+  descriptorCount = 0;
+  /** Segment addresses (virtio addresses, < 2^53). Entries ≥ segmentCount are stale. */
+  addrs: Float64Array;
+  /** Segment lengths (u32, non-zero). */
+  lens: Uint32Array;
+
+  private readonly mem: MemoryView;
+
+  constructor(mem: MemoryView, capacity = 4) {
+    this.mem = mem;
+    this.addrs = new Float64Array(capacity);
+    this.lens = new Uint32Array(capacity);
+  }
+
+  /** @internal Start a fresh walk for `head` (engine only). */
+  reset(head: number): void {
+    this.head = head;
+    this.readableLength = 0;
+    this.writableLength = 0;
+    this.segmentCount = 0;
+    this.readableCount = 0;
+    this.descriptorCount = 0;
+  }
+
+  /** @internal Append a validated, non-empty segment (engine only; ordering already checked). */
+  addSegment(addr: number, len: number, writable: boolean): void {
+    const n = this.segmentCount;
+    if (n === this.addrs.length) this.grow();
+    this.addrs[n] = addr;
+    this.lens[n] = len;
+    this.segmentCount = n + 1;
+    if (writable) {
+      this.writableLength += len;
+    } else {
+      this.readableCount = n + 1;
+      this.readableLength += len;
+    }
+  }
+
+  /** Whether segment `i` is device-writable. */
+  isWritable(i: number): boolean {
+    return i >= this.readableCount;
+  }
+
+  /** Zero-copy view of segment `i` (allocates the view object). Valid until this chain is pushed. */
+  segment(i: number): Uint8Array {
+    if (!(i >= 0 && i < this.segmentCount)) throw new ArgumentError(`Chain.segment: index ${i} outside 0…${this.segmentCount - 1}`);
+    return this.mem.bytes(this.addrs[i], this.lens[i]);
+  }
+
+  /** Zero-copy views of the readable segments, in order. */
+  readableSegments(): Uint8Array[] {
+    const out: Uint8Array[] = [];
+    for (let i = 0; i < this.readableCount; i++) out.push(this.segment(i));
+    return out;
+  }
+
+  /** Zero-copy views of the writable segments, in order. */
+  writableSegments(): Uint8Array[] {
+    const out: Uint8Array[] = [];
+    for (let i = this.readableCount; i < this.segmentCount; i++) out.push(this.segment(i));
+    return out;
+  }
+
+  /**
+   * Copy readable bytes, starting `offset` bytes into the readable part, into `dst` (as many as
+   * fit). Returns the number of bytes copied (0 when `offset` ≥ readableLength).
+   */
+  read(dst: Uint8Array, offset = 0): number {
+    checkOffset(offset, 'read');
+    return this.copy(dst, offset, 0, this.readableCount, false);
+  }
+
+  /**
+   * Copy `src` into the writable part, starting `offset` bytes into it; copies what fits.
+   * Returns the number of bytes copied.
+   */
+  write(src: Uint8Array, offset = 0): number {
+    checkOffset(offset, 'write');
+    return this.copy(src, offset, this.readableCount, this.segmentCount, true);
+  }
+
+  private copy(buf: Uint8Array, offset: number, from: number, to: number, toMemory: boolean): number {
+    const u8 = this.mem.u8;
+    let pos = 0;
+    const total = buf.length;
+    for (let i = from; i < to && pos < total; i++) {
+      const len = this.lens[i];
+      if (offset >= len) {
+        offset -= len;
+        continue;
+      }
+      const addr = this.addrs[i] + offset;
+      let n = len - offset;
+      offset = 0;
+      if (n > total - pos) n = total - pos;
+      if (n <= SMALL_COPY) {
+        if (toMemory) for (let k = 0; k < n; k++) u8[addr + k] = buf[pos + k];
+        else for (let k = 0; k < n; k++) buf[pos + k] = u8[addr + k];
+      } else if (toMemory) {
+        u8.set(buf.subarray(pos, pos + n), addr);
+      } else {
+        buf.set(u8.subarray(addr, addr + n), pos);
+      }
+      pos += n;
+    }
+    return pos;
+  }
+
+  private grow(): void {
+    const cap = this.addrs.length * 2;
+    const a = new Float64Array(cap);
+    a.set(this.addrs);
+    const l = new Uint32Array(cap);
+    l.set(this.lens);
+    this.addrs = a;
+    this.lens = l;
+  }
+}
+
+function checkOffset(offset: number, what: string): void {
+  if (!Number.isSafeInteger(offset) || offset < 0) throw new ArgumentError(`Chain.${what}: offset must be a safe integer ≥ 0, got ${offset}`);
+}
