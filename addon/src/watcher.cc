@@ -18,6 +18,9 @@
 
 #include <cerrno>
 #include <memory>
+#include <mutex>
+#include <set>
+#include <utility>
 
 #include "common.h"
 
@@ -26,6 +29,23 @@ namespace vshm {
 namespace {
 
 constexpr int kAllEvents = UV_READABLE | UV_WRITABLE | UV_DISCONNECT;
+
+// (loop, fd) pairs that have an open FdWatcher. libuv only detects a second poll handle on an
+// fd once the first is started, and two started handles on one fd trip libuv assertions, so the
+// second watcher is refused up front with EEXIST. Process-wide because worker threads have
+// their own loops but share fd numbers.
+std::mutex g_watchedMutex;
+std::set<std::pair<uv_loop_t*, int>> g_watched;
+
+bool ClaimFd(uv_loop_t* loop, int fd) {
+  std::lock_guard<std::mutex> lock(g_watchedMutex);
+  return g_watched.insert({loop, fd}).second;
+}
+
+void ReleaseFd(uv_loop_t* loop, int fd) {
+  std::lock_guard<std::mutex> lock(g_watchedMutex);
+  g_watched.erase({loop, fd});
+}
 
 class Watcher;
 
@@ -57,13 +77,19 @@ class Watcher : public Napi::ObjectWrap<Watcher> {
       Napi::Error::New(env, "createWatcher: no uv event loop").ThrowAsJavaScriptException();
       return;
     }
+    if (!ClaimFd(loop, fd_)) {
+      ThrowErrno(env, EEXIST, "uv_poll_init");
+      return;
+    }
     auto* h = new PollHandle{};
     int r = uv_poll_init(loop, &h->poll, fd_);
     if (r < 0) {
       delete h;  // uv_poll_init validates before registering anything, so nothing to close
+      ReleaseFd(loop, fd_);
       ThrowUvError(env, r, "uv_poll_init");
       return;
     }
+    loop_ = loop;
     h->owner = this;
     h->poll.data = h;
     handle_ = h;
@@ -77,6 +103,7 @@ class Watcher : public Napi::ObjectWrap<Watcher> {
     // so a late callback finds no owner, and make sure the handle gets closed and freed.
     if (handle_ != nullptr) {
       handle_->owner = nullptr;
+      if (!closed_) ReleaseFd(loop_, fd_);
       if (!closed_) uv_close(reinterpret_cast<uv_handle_t*>(&handle_->poll), FreeHandle);
       // else: the pending OnClosed frees it
       handle_ = nullptr;
@@ -172,11 +199,14 @@ class Watcher : public Napi::ObjectWrap<Watcher> {
     if (closed_) return;
     closed_ = true;
     if (handle_ == nullptr) return;
+    // uv_close stops the handle at once, so the fd is free for a new watcher right away.
+    ReleaseFd(loop_, fd_);
     Pin();  // keep this object until OnClosed
     uv_close(reinterpret_cast<uv_handle_t*>(&handle_->poll), OnClosed);  // frees handle_
   }
 
   int fd_ = -1;
+  uv_loop_t* loop_ = nullptr;
   PollHandle* handle_ = nullptr;  // until OnClosed (or the destructor) lets go of it
   Napi::FunctionReference callback_;
   std::unique_ptr<Napi::AsyncContext> async_;

@@ -1,0 +1,57 @@
+// Test helpers for the addon: fd accounting, syscall-error assertions and child processes for
+// behaviour that kills a process (faults on protected mappings).
+import { spawn } from 'node:child_process';
+import { readdirSync } from 'node:fs';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { expect } from 'chai';
+
+/** Number of open fds of this process (the readdir's own fd is closed before it returns). */
+export function countFds(): number {
+  return readdirSync('/proc/self/fd').length;
+}
+
+/** Runs `fn` and asserts it throws a SyscallError with this code, errno and syscall. */
+export function expectSyscallError(
+  fn: () => unknown,
+  code: string,
+  errno: number,
+  syscall: string,
+): void {
+  let caught: unknown;
+  try {
+    fn();
+  } catch (err) {
+    caught = err;
+  }
+  expect(caught, 'expected a SyscallError').to.be.instanceOf(Error);
+  const e = caught as Error & { code?: unknown; errno?: unknown; syscall?: unknown };
+  expect(e.code).to.equal(code);
+  expect(e.errno).to.equal(errno);
+  expect(e.syscall).to.equal(syscall);
+}
+
+/** file:// URL of the addon entry point, for child scripts. */
+export const ADDON_URL = pathToFileURL(fileURLToPath(new URL('../index.js', import.meta.url))).href;
+
+export interface ChildResult {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs an ESM script in a fresh node process; `binding` is in scope as the addon. */
+export function runChild(body: string): Promise<ChildResult> {
+  const script = `import binding from ${JSON.stringify(ADDON_URL)};\n${body}\n`;
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['--input-type=module', '-e', script], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.on('error', reject);
+    child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr }));
+  });
+}
