@@ -1,1 +1,7 @@
-export {};
+/**
+ * @vshm/frontend-console: the virtio-console driver (front-end, spec §7) with ports as Node
+ * Duplex streams, and `openConsole()` to run it over a vshm server.
+ */
+export { ConsoleDriver, CONSOLE_DRIVER_FEATURES, MAX_PORTS_LIMIT, type ConsoleDriverOptions } from './driver.js';
+export { ConsolePort, DEFAULT_RX_BUFFER, DEFAULT_TX_PIECE, type ConsolePortOptions, type ConsoleSize } from './port.js';
+export { ConsoleError } from './errors.js';

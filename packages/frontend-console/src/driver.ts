@@ -1,0 +1,403 @@
+/**
+ * The virtio-console DRIVER (front-end side, spec §7): a `VirtioDriverOps` table for
+ * `VirtioFrontend` that exposes every port as a Node `Duplex` (see port.ts).
+ *
+ * A vshm console FE MUST support SIZE, MULTIPORT and EMERG_WRITE (§7.3); all three are accepted
+ * by default.
+ * - SIZE without MULTIPORT: `cols`/`rows` come from config (read on probe and on every config
+ *   event, §4.8/§4.9). With MULTIPORT the size comes from RESIZE control messages (§7.3).
+ * - MULTIPORT: control receiveq/transmitq (queues 2/3) carry the 8-byte control messages of §7.2;
+ *   the driver sends DEVICE_READY(1), answers DEVICE_ADD with PORT_READY(id, 1) and opens the
+ *   port (PORT_OPEN(id, 1)); CONSOLE_PORT, PORT_NAME, PORT_OPEN, RESIZE and DEVICE_REMOVE update
+ *   the port. Short messages, unknown ids and unknown events are ignored (logged).
+ * - EMERG_WRITE: `emergencyWrite(byte)` is a 4-byte config transaction at `emerg_wr` (0x54).
+ *
+ * Recovery (§4.10): the transport returns every in-flight request through onFailed, then calls
+ * remove(); the ports keep unused transmit data and the same Duplex objects, and the next
+ * probe() re-attaches them (without MULTIPORT at once, with it on DEVICE_ADD) and re-sends.
+ *
+ * Kicks are batched: adds made in one synchronous run (a refill, a burst of completions) are
+ * published by one kick per queue from a microtask.
+ */
+import { EventEmitter } from 'node:events';
+import createDebug from 'debug';
+import type { DriverQueueHandle, DriverSession, VirtioDriverOps } from './transport-types.js';
+import {
+  CONSOLE_BAD_ID,
+  CONSOLE_CONFIG_COLS,
+  CONSOLE_CONFIG_EMERG_WR,
+  CONSOLE_CONFIG_MAX_NR_PORTS,
+  CONSOLE_CONFIG_ROWS,
+  CONSOLE_CONTROL_RECEIVEQ,
+  CONSOLE_CONTROL_TRANSMITQ,
+  ConsoleControlEvent,
+  ConsoleFeature,
+  VirtioDeviceId,
+  consoleControlEventName,
+  consoleReceiveQueue,
+  consoleTransmitQueue,
+  decodeConsoleControl,
+  decodeConsolePortName,
+  decodeConsoleResize,
+  encodeConsoleControl,
+  featureBit,
+  hasFeature,
+  type ConsoleControlMessage,
+} from 'virtio-spec-types';
+import { ConsoleError } from './errors.js';
+import { ConsolePort, type ConsolePortOptions, type ConsoleSize } from './port.js';
+
+const debug = createDebug('vshm:console-fe');
+
+/** SIZE | MULTIPORT | EMERG_WRITE. */
+export const CONSOLE_DRIVER_FEATURES: bigint =
+  featureBit(ConsoleFeature.SIZE) | featureBit(ConsoleFeature.MULTIPORT) | featureBit(ConsoleFeature.EMERG_WRITE);
+
+/** Control buffers posted on the control receiveq; PORT_NAME payloads longer than this minus 8 are cut. */
+const CONTROL_RX_BUFFER = 256;
+/** Upper bound of ports we set up queues for (each port costs two rings). */
+export const MAX_PORTS_LIMIT = 31;
+
+export interface ConsoleDriverOptions extends ConsolePortOptions {
+  /** Device-specific features to accept (subset of CONSOLE_DRIVER_FEATURES). Default: all three. */
+  features?: bigint;
+  /**
+   * Ports to set up queues for when MULTIPORT is negotiated: queueCount = 2·maxPorts + 2
+   * (§7.2). `VirtioDriverOps.queueCount` runs before config can be read, so the driver cannot
+   * take `max_nr_ports` from the device; ports the device adds beyond this get PORT_READY(id, 0).
+   * Default 1; 1 … 31.
+   */
+  maxPorts?: number;
+}
+
+/**
+ * Events:
+ * - 'ready' (features: bigint): a device session is live (probe; again after each recovery).
+ * - 'lost' (reason: Error): the session ended (back-end gone, reset, broken); recovery follows.
+ * - 'port' (port: ConsolePort): a port appeared (DEVICE_ADD of a new id; port 0 exists from the start).
+ * - 'port-name' (port: ConsolePort): PORT_NAME arrived.
+ * - 'console-port' (port: ConsolePort): CONSOLE_PORT marked a port as the console.
+ * - 'resize' (size: ConsoleSize): the console port's size changed.
+ */
+export class ConsoleDriver extends EventEmitter implements VirtioDriverOps {
+  readonly deviceId = VirtioDeviceId.CONSOLE;
+  readonly features: bigint;
+  private readonly maxPorts: number;
+  private readonly portOptions: ConsolePortOptions;
+  private readonly portMap = new Map<number, ConsolePort>();
+  private session: DriverSession | null = null;
+  private multiport = false;
+  private maxNrPorts = 1;
+  private consoleId = 0;
+  private sizeValue: ConsoleSize | null = null;
+  private ctrlRx: DriverQueueHandle | null = null;
+  private ctrlTx: DriverQueueHandle | null = null;
+  /** Control messages not yet posted (the control transmitq was full). */
+  private ctrlPending: Uint8Array[] = [];
+  private readonly toKick = new Set<DriverQueueHandle>();
+  private kickScheduled = false;
+  private readonly kickScheduler = (q: DriverQueueHandle): void => this.scheduleKick(q);
+
+  constructor(opts: ConsoleDriverOptions = {}) {
+    super();
+    const features = opts.features ?? CONSOLE_DRIVER_FEATURES;
+    if (typeof features !== 'bigint' || (features & ~CONSOLE_DRIVER_FEATURES) !== 0n) {
+      throw new ConsoleError('VSHM_ERR_ARGUMENT', '7.2', `features must be a subset of SIZE|MULTIPORT|EMERG_WRITE (0x7n), got ${String(features)}`);
+    }
+    const maxPorts = opts.maxPorts ?? 1;
+    if (!Number.isInteger(maxPorts) || maxPorts < 1 || maxPorts > MAX_PORTS_LIMIT) {
+      throw new ConsoleError('VSHM_ERR_ARGUMENT', '7.2', `maxPorts must be an integer 1…${MAX_PORTS_LIMIT}, got ${String(maxPorts)}`);
+    }
+    this.features = features;
+    this.maxPorts = maxPorts;
+    this.portOptions = { rxBufferSize: opts.rxBufferSize, txPieceSize: opts.txPieceSize, highWaterMark: opts.highWaterMark };
+    this.portMap.set(0, this.newPort(0));
+  }
+
+  // ------------------------------------------------------------------------------ public API
+
+  /** Port `id` (port 0 always exists), or undefined. */
+  port(id: number): ConsolePort | undefined {
+    return this.portMap.get(id);
+  }
+
+  /** All known ports by id. */
+  get ports(): ReadonlyMap<number, ConsolePort> {
+    return this.portMap;
+  }
+
+  /** The console port: port 0 without MULTIPORT, else the one CONSOLE_PORT named (default 0). */
+  get consolePort(): ConsolePort {
+    return this.portMap.get(this.consoleId) ?? (this.portMap.get(0) as ConsolePort);
+  }
+
+  /** Size of the console port, or null if the device never told one. */
+  get size(): ConsoleSize | null {
+    return this.sizeValue;
+  }
+
+  /** Whether a device session is live. */
+  get ready(): boolean {
+    return this.session !== null;
+  }
+
+  /** Negotiated features of the live session (0n when none). */
+  get negotiatedFeatures(): bigint {
+    return this.session?.features ?? 0n;
+  }
+
+  /** The port named `name` once PORT_NAME announced it (MULTIPORT). */
+  waitForPort(name: string): Promise<ConsolePort> {
+    for (const p of this.portMap.values()) if (p.portName === name) return Promise.resolve(p);
+    return new Promise((resolve) => {
+      const onName = (p: ConsolePort): void => {
+        if (p.portName !== name) return;
+        this.off('port-name', onName);
+        resolve(p);
+      };
+      this.on('port-name', onName);
+    });
+  }
+
+  /**
+   * EMERG_WRITE (§7.3): a 4-byte config transaction at `emerg_wr` (header 0x54); the device
+   * outputs the low byte on port 0, in any status. Resolves once the back-end completed it.
+   */
+  async emergencyWrite(byte: number): Promise<void> {
+    if (!Number.isInteger(byte) || byte < 0 || byte > 0xff) {
+      throw new ConsoleError('VSHM_ERR_ARGUMENT', '7.2', `emergency write takes a byte 0…255, got ${String(byte)}`);
+    }
+    const s = this.session;
+    if (s === null) throw new ConsoleError('VSHM_ERR_NOT_READY', '4.10', 'no live console device session');
+    if (!hasFeature(s.features, ConsoleFeature.EMERG_WRITE)) {
+      throw new ConsoleError('VSHM_ERR_FEATURE', '7.2', 'EMERG_WRITE was not negotiated');
+    }
+    await s.writeConfig(CONSOLE_CONFIG_EMERG_WR, 4, byte);
+  }
+
+  // ------------------------------------------------------------------------ VirtioDriverOps
+
+  queueCount(features: bigint): number {
+    // §7.2: Q = 2, or 2·max_nr_ports + 2 with MULTIPORT (limited to the ports we set up).
+    return hasFeature(features, ConsoleFeature.MULTIPORT) ? 2 * this.maxPorts + 2 : 2;
+  }
+
+  probe(session: DriverSession): void {
+    this.session = session;
+    this.multiport = hasFeature(session.features, ConsoleFeature.MULTIPORT);
+    debug('probe: features 0x%s, multiport %s', session.features.toString(16), this.multiport);
+    if (hasFeature(session.features, ConsoleFeature.SIZE)) this.readConfigSize(session);
+    if (!this.multiport) {
+      this.maxNrPorts = 1;
+      this.consoleId = 0;
+      const p0 = this.portMap.get(0) as ConsolePort;
+      p0.isConsole = true;
+      this.attachPort(p0, session);
+    } else {
+      const max = session.readConfig(CONSOLE_CONFIG_MAX_NR_PORTS, 4);
+      this.maxNrPorts = Math.min(max, this.maxPorts);
+      debug('probe: max_nr_ports %d, serving %d', max, this.maxNrPorts);
+      const rx = session.queues[CONSOLE_CONTROL_RECEIVEQ];
+      const tx = session.queues[CONSOLE_CONTROL_TRANSMITQ];
+      if (rx !== undefined && tx !== undefined) {
+        this.ctrlRx = rx;
+        this.ctrlTx = tx;
+        rx.onUsed = (_t, data) => this.controlReceived(data);
+        rx.onFailed = () => {};
+        tx.onUsed = () => this.serviceAll();
+        tx.onFailed = () => {}; // control state is rebuilt from DEVICE_READY on the next session
+        this.refillControl();
+        this.sendControl(encodeConsoleControl(CONSOLE_BAD_ID, ConsoleControlEvent.DEVICE_READY, 1));
+      }
+    }
+    this.emit('ready', session.features);
+  }
+
+  remove(reason: Error): void {
+    debug('remove: %s', reason.message);
+    this.session = null;
+    this.ctrlRx = null;
+    this.ctrlTx = null;
+    this.ctrlPending = [];
+    this.toKick.clear();
+    for (const p of this.portMap.values()) p.detach();
+    this.emit('lost', reason);
+  }
+
+  configChanged(session: DriverSession): void {
+    if (session !== this.session) return;
+    // §7.3: without MULTIPORT a terminal resize is a config update + config event.
+    if (hasFeature(session.features, ConsoleFeature.SIZE) && !this.multiport) this.readConfigSize(session);
+  }
+
+  // ------------------------------------------------------------------------------- internals
+
+  private newPort(id: number): ConsolePort {
+    const p = new ConsolePort(id, this.kickScheduler, this.portOptions);
+    // Memory freed by one port's completion may unblock another (one shared allocator, §5.1).
+    p.on('completion', () => this.serviceAll());
+    return p;
+  }
+
+  private attachPort(port: ConsolePort, session: DriverSession): boolean {
+    const rx = session.queues[consoleReceiveQueue(port.id)];
+    const tx = session.queues[consoleTransmitQueue(port.id)];
+    if (rx === undefined || tx === undefined) return false;
+    port.attach(rx, tx);
+    return true;
+  }
+
+  private readConfigSize(session: DriverSession): void {
+    const cols = session.readConfig(CONSOLE_CONFIG_COLS, 2);
+    const rows = session.readConfig(CONSOLE_CONFIG_ROWS, 2);
+    this.setSize(this.consoleId, { cols, rows });
+  }
+
+  private setSize(portId: number, size: ConsoleSize): void {
+    const port = this.portMap.get(portId);
+    if (port !== undefined) {
+      const old = port.size;
+      port.size = size;
+      if (old === null || old.cols !== size.cols || old.rows !== size.rows) port.emit('resize', size);
+    }
+    if (portId !== this.consoleId) return;
+    const old = this.sizeValue;
+    this.sizeValue = size;
+    if (old === null || old.cols !== size.cols || old.rows !== size.rows) {
+      debug('resize: %dx%d', size.cols, size.rows);
+      this.emit('resize', size);
+    }
+  }
+
+  private scheduleKick(q: DriverQueueHandle): void {
+    this.toKick.add(q);
+    if (this.kickScheduled) return;
+    this.kickScheduled = true;
+    queueMicrotask(() => {
+      this.kickScheduled = false;
+      const s = this.session;
+      for (const queue of this.toKick) {
+        // A queue of a session that ended meanwhile must not be touched (§4.10).
+        if (s !== null && s.queues[queue.index] === queue) queue.kick();
+      }
+      this.toKick.clear();
+    });
+  }
+
+  private serviceAll(): void {
+    for (const p of this.portMap.values()) p.service();
+    this.pumpControl();
+    this.refillControl();
+  }
+
+  // ----------------------------------------------------------------------- control (§7.2)
+
+  private sendControl(msg: Uint8Array): void {
+    this.ctrlPending.push(msg);
+    this.pumpControl();
+  }
+
+  private pumpControl(): void {
+    const tx = this.ctrlTx;
+    if (tx === null) return;
+    let added = 0;
+    while (this.ctrlPending.length > 0 && tx.inFlight < tx.size && tx.add(this.ctrlPending[0], 0, null)) {
+      this.ctrlPending.shift();
+      added++;
+    }
+    if (added > 0) this.scheduleKick(tx);
+  }
+
+  private refillControl(): void {
+    const rx = this.ctrlRx;
+    if (rx === null) return;
+    let added = 0;
+    while (rx.inFlight < rx.size && rx.add(null, CONTROL_RX_BUFFER, null)) added++;
+    if (added > 0) this.scheduleKick(rx);
+  }
+
+  private controlReceived(data: Uint8Array): void {
+    let msg: ConsoleControlMessage | null = null;
+    try {
+      msg = decodeConsoleControl(data);
+    } catch {
+      debug('control: ignoring a short message of %d bytes', data.length);
+    }
+    if (msg !== null) this.handleControl(msg);
+    this.serviceAll();
+  }
+
+  private handleControl(msg: ConsoleControlMessage): void {
+    const { id, event, value } = msg;
+    debug('control <- %s id %d value %d', consoleControlEventName(event), id, value);
+    if (event === ConsoleControlEvent.DEVICE_ADD) {
+      this.deviceAdd(id);
+      return;
+    }
+    const port = id < this.maxNrPorts ? this.portMap.get(id) : undefined;
+    if (port === undefined) {
+      debug('control: ignoring %s for unknown port %d', consoleControlEventName(event), id);
+      return;
+    }
+    switch (event) {
+      case ConsoleControlEvent.DEVICE_REMOVE:
+        if (id === 0) return; // port 0 stays: the stream object is the API's anchor
+        this.portMap.delete(id);
+        port.markRemoved();
+        return;
+      case ConsoleControlEvent.CONSOLE_PORT:
+        if (value !== 1) return;
+        port.isConsole = true;
+        this.consoleId = id;
+        this.sendControl(encodeConsoleControl(id, ConsoleControlEvent.PORT_OPEN, 1));
+        this.emit('console-port', port);
+        if (port.size !== null) this.setSize(id, port.size);
+        return;
+      case ConsoleControlEvent.RESIZE:
+        try {
+          this.setSize(id, decodeConsoleResize(msg));
+        } catch {
+          debug('control: ignoring a short RESIZE');
+        }
+        return;
+      case ConsoleControlEvent.PORT_NAME: {
+        const name = decodeConsolePortName(msg);
+        if (name.length === 0 || port.portName === name) return;
+        port.portName = name;
+        port.emit('name', name);
+        this.emit('port-name', port);
+        return;
+      }
+      case ConsoleControlEvent.PORT_OPEN: {
+        const open = value === 1;
+        if (port.hostOpen === open) return;
+        port.hostOpen = open;
+        port.emit(open ? 'host-open' : 'host-close');
+        return;
+      }
+      default:
+        debug('control: ignoring event %d', event);
+    }
+  }
+
+  private deviceAdd(id: number): void {
+    const s = this.session;
+    if (s === null) return;
+    if (id >= this.maxNrPorts) {
+      debug('control: DEVICE_ADD %d beyond the %d ports served: PORT_READY 0', id, this.maxNrPorts);
+      this.sendControl(encodeConsoleControl(id, ConsoleControlEvent.PORT_READY, 0));
+      return;
+    }
+    let port = this.portMap.get(id);
+    const isNew = port === undefined;
+    if (port === undefined) {
+      port = this.newPort(id);
+      this.portMap.set(id, port);
+    }
+    const ok = port.attached || this.attachPort(port, s);
+    this.sendControl(encodeConsoleControl(id, ConsoleControlEvent.PORT_READY, ok ? 1 : 0));
+    // Our side of the port is open as soon as the stream exists (a getty-like consumer).
+    if (ok) this.sendControl(encodeConsoleControl(id, ConsoleControlEvent.PORT_OPEN, 1));
+    if (isNew) this.emit('port', port);
+  }
+}

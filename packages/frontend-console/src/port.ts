@@ -1,0 +1,283 @@
+/**
+ * One virtio-console port as a Node `Duplex` (spec §7.2): bytes written to the stream go to the
+ * port's transmitq, bytes the device puts into the port's receiveq are pushed to the readable
+ * side.
+ *
+ * The stream object outlives device sessions: the driver attaches the port's queue handles on
+ * probe and detaches them on remove (§4.10 recovery), and the port keeps its own copy of every
+ * transmit byte until the device reported it used. A transmit request that comes back through
+ * `onFailed` (the back-end went away before consuming it) goes back into the queue at its
+ * original position and is sent again, in order, once the next session attaches.
+ *
+ * Backpressure:
+ * - writable: `_write`'s callback runs once every piece of the chunk has been posted to the
+ *   transmitq (copied into shared memory). While the ring or the shared memory is full, or no
+ *   device is attached, the callback waits — so the Writable's highWaterMark bounds what we hold.
+ * - readable: receive buffers are re-posted only while the consumer wants data (`push` returned
+ *   true, or `_read` was called). A consumer that stops reading leaves the receiveq empty, so the
+ *   device stops delivering and the back-end's own input backs up.
+ */
+import { Duplex } from 'node:stream';
+import createDebug from 'debug';
+import type { DriverQueueHandle } from './transport-types.js';
+import { ConsoleError } from './errors.js';
+
+const debug = createDebug('vshm:console-fe');
+
+/** Terminal size of a port: `cols` × `rows` (config SIZE or RESIZE, §7.2/§7.3). */
+export interface ConsoleSize {
+  readonly cols: number;
+  readonly rows: number;
+}
+
+/** Largest transmit buffer we post (Linux's tty layer sends at most 2048 bytes, §7.3). */
+export const DEFAULT_TX_PIECE = 2048;
+/** Size of each receive buffer kept posted on the receiveq. */
+export const DEFAULT_RX_BUFFER = 1024;
+/** Smallest piece a transmit chunk is split down to when shared memory is short (one 64 B chunk, §5.1). */
+const MIN_TX_PIECE = 64;
+
+/** A transmit request: a private copy of the bytes, posted or waiting to be. */
+export interface TxToken {
+  readonly kind: 'tx';
+  data: Uint8Array;
+  posted: boolean;
+}
+/** A receive request: an empty device-writable buffer. */
+export interface RxToken {
+  readonly kind: 'rx';
+}
+const RX_TOKEN: RxToken = Object.freeze({ kind: 'rx' });
+
+/** How a port asks the driver to kick its queues (batched: one kick per queue per tick). */
+export type KickScheduler = (queue: DriverQueueHandle) => void;
+
+export interface ConsolePortOptions {
+  rxBufferSize?: number;
+  txPieceSize?: number;
+  highWaterMark?: number;
+}
+
+/**
+ * Events (besides the Duplex ones):
+ * - 'name' (name: string): PORT_NAME arrived (MULTIPORT).
+ * - 'resize' (size: ConsoleSize): RESIZE for this port, or a config SIZE change of port 0.
+ * - 'host-open' / 'host-close': the device side opened/closed the port (PORT_OPEN, MULTIPORT).
+ * - 'attach' / 'detach': a device session started/stopped serving this port.
+ * - 'removed': DEVICE_REMOVE; the readable side ends.
+ * - 'completion': internal — a request completed, shared memory may have been freed.
+ */
+export class ConsolePort extends Duplex {
+  /** Port number (0 … max_nr_ports − 1). */
+  readonly id: number;
+  /** PORT_NAME, or null for an unnamed port. */
+  portName: string | null = null;
+  /** True once the device marked this the console port (CONSOLE_PORT), or port 0 without MULTIPORT. */
+  isConsole = false;
+  /** Device-side open state (PORT_OPEN from the device); null until the device said anything. */
+  hostOpen: boolean | null = null;
+  /** Last terminal size seen for this port, or null. */
+  size: ConsoleSize | null = null;
+
+  private rx: DriverQueueHandle | null = null;
+  private tx: DriverQueueHandle | null = null;
+  private readonly kick: KickScheduler;
+  private readonly rxBufferSize: number;
+  private readonly txPieceSize: number;
+  /** Every transmit request not yet used by the device, in stream order (posted ones first). */
+  private readonly txq: TxToken[] = [];
+  /** `_write` callback waiting for its pieces to be posted. */
+  private writeCallback: ((err?: Error | null) => void) | null = null;
+  /** `_final` callback waiting for txq to drain. */
+  private finalCallback: ((err?: Error | null) => void) | null = null;
+  /** The consumer wants data: keep the receiveq full. */
+  private wantRead = true;
+  private removed = false;
+  /** A request of the current session failed: the session is ending, post nothing more on it. */
+  private sessionFailing = false;
+
+  constructor(id: number, kick: KickScheduler, opts: ConsolePortOptions = {}) {
+    super({ allowHalfOpen: true, highWaterMark: opts.highWaterMark });
+    this.id = id;
+    this.kick = kick;
+    this.rxBufferSize = opts.rxBufferSize ?? DEFAULT_RX_BUFFER;
+    this.txPieceSize = opts.txPieceSize ?? DEFAULT_TX_PIECE;
+  }
+
+  /** Whether a device session currently serves this port. */
+  get attached(): boolean {
+    return this.rx !== null;
+  }
+
+  /** Transmit bytes held (posted or waiting), not yet reported used by the device. */
+  get pendingTransmitBytes(): number {
+    let n = 0;
+    for (const t of this.txq) n += t.data.length;
+    return n;
+  }
+
+  /**
+   * Start serving on a new session's queues (probe, or DEVICE_ADD with MULTIPORT). Installs the
+   * queue callbacks, fills the receiveq and re-sends transmit data the last session left.
+   */
+  attach(rx: DriverQueueHandle, tx: DriverQueueHandle): void {
+    if (this.removed) return;
+    this.rx = rx;
+    this.tx = tx;
+    this.sessionFailing = false;
+    rx.onUsed = (_token, data) => this.received(data);
+    rx.onFailed = () => {
+      // Receive buffers carry no data: nothing to keep. The session is ending.
+      this.sessionFailing = true;
+    };
+    tx.onUsed = (token) => this.transmitted(token as TxToken);
+    tx.onFailed = (token) => this.transmitFailed(token as TxToken);
+    debug('port %d: attached (rxq %d, txq %d), %d tx bytes to (re)send', this.id, rx.index, tx.index, this.pendingTransmitBytes);
+    this.emit('attach');
+    this.service();
+  }
+
+  /**
+   * The session ended (§4.10): stop touching its queues. Every in-flight request was already
+   * returned through onFailed, so unused transmit data is back in `txq` waiting to be re-sent.
+   */
+  detach(): void {
+    if (this.rx === null) return;
+    this.rx = null;
+    this.tx = null;
+    // Defensive: a transport that skipped onFailed for some request must not make us lose it.
+    for (const t of this.txq) t.posted = false;
+    debug('port %d: detached, %d tx bytes kept', this.id, this.pendingTransmitBytes);
+    this.emit('detach');
+  }
+
+  /** Retry whatever waits for ring space or shared memory (called after any completion). */
+  service(): void {
+    this.pumpTransmit();
+    this.refillReceive();
+  }
+
+  /** DEVICE_REMOVE: the port is gone for good. The readable side ends; writes fail. */
+  markRemoved(): void {
+    if (this.removed) return;
+    this.removed = true;
+    this.detach();
+    this.emit('removed');
+    this.push(null);
+    const cb = this.writeCallback;
+    this.writeCallback = null;
+    if (cb !== null) cb(new ConsoleError('VSHM_ERR_PORT_REMOVED', '7.2', `port ${this.id} was removed by the device`));
+  }
+
+  // --------------------------------------------------------------------------------- receive
+
+  private received(data: Uint8Array): void {
+    if (data.length > 0) {
+      // `data` views shared memory only for the duration of the call: copy it.
+      if (!this.push(Buffer.from(data))) this.wantRead = false;
+    }
+    this.refillReceive();
+    this.emit('completion');
+  }
+
+  /** Keep the receiveq full of empty device-writable buffers while the consumer reads. */
+  private refillReceive(): void {
+    const rx = this.rx;
+    if (rx === null || !this.wantRead || this.removed || this.sessionFailing) return;
+    let added = 0;
+    while (rx.inFlight < rx.size && rx.add(null, this.rxBufferSize, RX_TOKEN)) added++;
+    if (added > 0) this.kick(rx);
+  }
+
+  override _read(): void {
+    this.wantRead = true;
+    this.refillReceive();
+  }
+
+  // -------------------------------------------------------------------------------- transmit
+
+  override _write(chunk: Buffer, _enc: BufferEncoding, callback: (err?: Error | null) => void): void {
+    if (this.removed) {
+      callback(new ConsoleError('VSHM_ERR_PORT_REMOVED', '7.2', `port ${this.id} was removed by the device`));
+      return;
+    }
+    // Private copy in pieces: the caller may reuse its buffer once we call back, but we may
+    // have to send the bytes again after a back-end restart (§4.10).
+    for (let off = 0; off < chunk.length; off += this.txPieceSize) {
+      const piece = new Uint8Array(chunk.subarray(off, Math.min(chunk.length, off + this.txPieceSize)));
+      this.txq.push({ kind: 'tx', data: piece, posted: false });
+    }
+    this.writeCallback = callback;
+    this.pumpTransmit();
+  }
+
+  override _final(callback: (err?: Error | null) => void): void {
+    if (this.txq.length === 0) {
+      callback();
+      return;
+    }
+    this.finalCallback = callback;
+  }
+
+  override _destroy(err: Error | null, callback: (err?: Error | null) => void): void {
+    this.writeCallback = null;
+    this.finalCallback = null;
+    callback(err);
+  }
+
+  /** Post waiting transmit pieces in order; call back the writer once its chunk is posted. */
+  private pumpTransmit(): void {
+    const tx = this.sessionFailing ? null : this.tx;
+    if (tx !== null) {
+      let added = 0;
+      for (let i = 0; i < this.txq.length && tx.inFlight < tx.size; i++) {
+        const t = this.txq[i];
+        if (t.posted) continue;
+        if (tx.add(t.data, 0, t)) {
+          t.posted = true;
+          added++;
+          continue;
+        }
+        // Shared memory short. If nothing of ours is in flight no completion of this port will
+        // ever retry, so split the piece smaller (down to one 64 B chunk) and try again.
+        if (tx.inFlight === 0 && t.data.length > MIN_TX_PIECE) {
+          const half = Math.max(MIN_TX_PIECE, t.data.length >> 1);
+          this.txq.splice(i + 1, 0, { kind: 'tx', data: t.data.subarray(half), posted: false });
+          t.data = t.data.subarray(0, half);
+          i--;
+          continue;
+        }
+        break;
+      }
+      if (added > 0) this.kick(tx);
+    }
+    this.maybeCallBack();
+  }
+
+  private maybeCallBack(): void {
+    if (this.writeCallback !== null && !this.txq.some((t) => !t.posted)) {
+      const cb = this.writeCallback;
+      this.writeCallback = null;
+      cb();
+    }
+    if (this.finalCallback !== null && this.txq.length === 0) {
+      const cb = this.finalCallback;
+      this.finalCallback = null;
+      cb();
+    }
+  }
+
+  private transmitted(token: TxToken): void {
+    const i = this.txq.indexOf(token);
+    if (i >= 0) this.txq.splice(i, 1);
+    this.pumpTransmit();
+    this.emit('completion');
+  }
+
+  private transmitFailed(token: TxToken): void {
+    // The device never reported these bytes consumed: keep them, at their position, for the
+    // next session (§4.10 "reports every in-flight request as failed — never dropped").
+    token.posted = false;
+    this.sessionFailing = true;
+  }
+}
