@@ -92,6 +92,11 @@ export class IvshmemServer extends EventEmitter {
     return this.peers.map((p) => p.id);
   }
 
+  /** Messages waiting in peer `id`'s outgoing queue (0 when not connected); tests, diagnostics. */
+  queuedMessages(id: number): number {
+    return this.peers.find((p) => p.id === id)?.queued ?? 0;
+  }
+
   /** Acquire-load of state-table entry `id` through the server's mapping (tests, diagnostics). */
   stateEntry(id: number): number {
     if (!this.memory) throw new ServerError('VSHM_ERR_NOT_RUNNING', '', 'server is not running');
