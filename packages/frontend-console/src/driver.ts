@@ -62,13 +62,21 @@ export interface ConsoleDriverOptions extends ConsolePortOptions {
   /** Device-specific features to accept (subset of CONSOLE_DRIVER_FEATURES). Default: all three. */
   features?: bigint;
   /**
-   * Ports to set up queues for when MULTIPORT is negotiated: queueCount = 2·maxPorts + 2
-   * (§7.2). `VirtioDriverOps.queueCount` runs before config can be read, so the driver cannot
-   * take `max_nr_ports` from the device; ports the device adds beyond this get PORT_READY(id, 0).
-   * Default 1; 1 … 31.
+   * Ports to set up queues for when MULTIPORT is negotiated: queueCount = 2·ports + 2 (§7.2).
+   *
+   * `VirtioDriverOps.queueCount` runs before config can be read, and the transport refuses a
+   * device that lacks a requested queue, so the driver cannot simply ask for many. With 'auto'
+   * (default) it first sets up port 0 and the control queues, reads `max_nr_ports` in probe and,
+   * if the device has more ports, throws from probe once: the transport then resets the device
+   * and re-initialises with the full queue set (§4.10 "broken" path; costs one extra
+   * initialisation per session). A number fixes the count (it must not exceed the device's
+   * `max_nr_ports`); ports the device adds beyond it get PORT_READY(id, 0). 1 … 31.
    */
-  maxPorts?: number;
+  maxPorts?: number | 'auto';
 }
+
+/** Thrown from probe() to make the transport re-initialise with more queues ('auto' maxPorts). */
+class ReprobeError extends ConsoleError {}
 
 /**
  * Events:
@@ -82,7 +90,9 @@ export interface ConsoleDriverOptions extends ConsolePortOptions {
 export class ConsoleDriver extends EventEmitter implements VirtioDriverOps {
   readonly deviceId = VirtioDeviceId.CONSOLE;
   readonly features: bigint;
-  private readonly maxPorts: number;
+  private readonly autoPorts: boolean;
+  /** Ports the next MULTIPORT initialisation sets up queues for. */
+  private maxPorts: number;
   private readonly portOptions: ConsolePortOptions;
   private readonly portMap = new Map<number, ConsolePort>();
   private session: DriverSession | null = null;
@@ -104,12 +114,13 @@ export class ConsoleDriver extends EventEmitter implements VirtioDriverOps {
     if (typeof features !== 'bigint' || (features & ~CONSOLE_DRIVER_FEATURES) !== 0n) {
       throw new ConsoleError('VSHM_ERR_ARGUMENT', '7.2', `features must be a subset of SIZE|MULTIPORT|EMERG_WRITE (0x7n), got ${String(features)}`);
     }
-    const maxPorts = opts.maxPorts ?? 1;
-    if (!Number.isInteger(maxPorts) || maxPorts < 1 || maxPorts > MAX_PORTS_LIMIT) {
-      throw new ConsoleError('VSHM_ERR_ARGUMENT', '7.2', `maxPorts must be an integer 1…${MAX_PORTS_LIMIT}, got ${String(maxPorts)}`);
+    const maxPorts = opts.maxPorts ?? 'auto';
+    if (maxPorts !== 'auto' && (!Number.isInteger(maxPorts) || maxPorts < 1 || maxPorts > MAX_PORTS_LIMIT)) {
+      throw new ConsoleError('VSHM_ERR_ARGUMENT', '7.2', `maxPorts must be 'auto' or an integer 1…${MAX_PORTS_LIMIT}, got ${String(maxPorts)}`);
     }
     this.features = features;
-    this.maxPorts = maxPorts;
+    this.autoPorts = maxPorts === 'auto';
+    this.maxPorts = maxPorts === 'auto' ? 1 : maxPorts;
     this.portOptions = { rxBufferSize: opts.rxBufferSize, txPieceSize: opts.txPieceSize, highWaterMark: opts.highWaterMark };
     this.portMap.set(0, this.newPort(0));
   }
@@ -195,6 +206,13 @@ export class ConsoleDriver extends EventEmitter implements VirtioDriverOps {
       this.attachPort(p0, session);
     } else {
       const max = session.readConfig(CONSOLE_CONFIG_MAX_NR_PORTS, 4);
+      const want = Math.min(max, MAX_PORTS_LIMIT);
+      if (this.autoPorts && want > this.maxPorts) {
+        debug('probe: device has %d ports, %d set up: re-initialising', max, this.maxPorts);
+        this.maxPorts = want;
+        this.session = null;
+        throw new ReprobeError('VSHM_ERR_REPROBE', '7.2', `device has ${max} ports: re-initialise with ${2 * want + 2} queues`);
+      }
       this.maxNrPorts = Math.min(max, this.maxPorts);
       debug('probe: max_nr_ports %d, serving %d', max, this.maxNrPorts);
       const rx = session.queues[CONSOLE_CONTROL_RECEIVEQ];
@@ -215,13 +233,16 @@ export class ConsoleDriver extends EventEmitter implements VirtioDriverOps {
 
   remove(reason: Error): void {
     debug('remove: %s', reason.message);
+    // A later back-end may have fewer ports: start small again ('auto').
+    if (this.autoPorts && !(reason instanceof ReprobeError)) this.maxPorts = 1;
+    const wasLive = this.session !== null;
     this.session = null;
     this.ctrlRx = null;
     this.ctrlTx = null;
     this.ctrlPending = [];
     this.toKick.clear();
     for (const p of this.portMap.values()) p.detach();
-    this.emit('lost', reason);
+    if (wasLive) this.emit('lost', reason);
   }
 
   configChanged(session: DriverSession): void {

@@ -42,6 +42,30 @@ describe('ConsoleDriver (fake session)', () => {
     expect(d.queueCount(SIZE | MULTIPORT)).to.equal(8);
   });
 
+  it("'auto' ports: sets up port 0, then re-initialises once with max_nr_ports", () => {
+    const d = new ConsoleDriver();
+    expect(d.queueCount(MULTIPORT)).to.equal(4);
+    const s = new FakeSession(MULTIPORT, 4);
+    s.config.setUint32(4, 3, true);
+    let thrown: unknown = null;
+    try {
+      d.probe(s);
+    } catch (err) {
+      thrown = err;
+    }
+    expect(thrown).to.be.instanceOf(ConsoleError);
+    expect((thrown as ConsoleError).code).to.equal('VSHM_ERR_REPROBE');
+    expect(s.queues.every((q) => q.inFlight === 0)).to.equal(true); // nothing posted on the doomed session
+    d.remove(thrown as Error);
+    expect(d.queueCount(MULTIPORT)).to.equal(8);
+    const s2 = new FakeSession(MULTIPORT, 8);
+    s2.config.setUint32(4, 3, true);
+    d.probe(s2); // no throw now
+    expect(d.ready).to.equal(true);
+    d.remove(new Error('back-end gone'));
+    expect(d.queueCount(MULTIPORT)).to.equal(4); // the next back-end may have fewer ports
+  });
+
   it('rejects bad options with ConsoleError', () => {
     expect(() => new ConsoleDriver({ maxPorts: 0 })).to.throw(ConsoleError);
     expect(() => new ConsoleDriver({ features: 0x10n })).to.throw(ConsoleError);
