@@ -41,10 +41,10 @@ export interface ChildResult {
 }
 
 /** Runs an ESM script in a fresh node process; `binding` is in scope as the addon. */
-export function runChild(body: string): Promise<ChildResult> {
+export function runChild(body: string, nodeArgs: string[] = []): Promise<ChildResult> {
   const script = `import binding from ${JSON.stringify(ADDON_URL)};\n${body}\n`;
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--input-type=module', '-e', script], {
+    const child = spawn(process.execPath, [...nodeArgs, '--input-type=module', '-e', script], {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let stdout = '';

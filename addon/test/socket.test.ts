@@ -1,0 +1,181 @@
+import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { expect } from 'chai';
+import binding from '@vshm/addon';
+import type { RecvResult } from '@vshm/addon';
+import { expectSyscallError } from './helpers.js';
+
+describe('addon: UNIX sockets', () => {
+  const fds: number[] = [];
+  const track = <T extends number[]>(...xs: T): T => (fds.push(...xs), xs);
+  let dir = '';
+  beforeEach(() => {
+    dir = mkdtempSync(join(tmpdir(), 'vshm-sock-'));
+  });
+  afterEach(() => {
+    for (const fd of fds.splice(0)) {
+      try {
+        binding.close(fd);
+      } catch {
+        // closed by the test
+      }
+    }
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  const pair = (): [number, number] => {
+    const [a, b] = binding.socketPair();
+    track(a, b);
+    return [a, b];
+  };
+  const efd = (): number => track(binding.eventfd(0, true))[0];
+  const recv = (fd: number, len: number, maxFds: number): RecvResult => {
+    const r = binding.recvMsg(fd, len, maxFds);
+    expect(r, 'recvMsg returned null (EAGAIN)').to.not.equal(null);
+    track(...r!.fds);
+    return r!;
+  };
+
+  it('passes two fds that work on the receiving side', () => {
+    const [a, b] = pair();
+    const e1 = efd();
+    const e2 = efd();
+    expect(binding.sendMsg(a, Buffer.from('hi'), [e1, e2])).to.equal(2);
+    const r = recv(b, 2, 2);
+    expect(r.bytes.toString()).to.equal('hi');
+    expect(r.ctrunc).to.equal(false);
+    expect(r.fds).to.have.length(2);
+    expect(r.fds).to.not.include(e1);
+    binding.eventfdWrite(e1, 5);
+    binding.eventfdWrite(r.fds[1], 6);
+    expect(binding.eventfdRead(r.fds[0])).to.equal(5);
+    expect(binding.eventfdRead(e2)).to.equal(6);
+  });
+
+  it('keeps back-to-back messages and their fds apart when read with exact lengths', () => {
+    const [a, b] = pair();
+    const e1 = efd();
+    const e2 = efd();
+    binding.sendMsg(a, Buffer.from('first'), [e1]);
+    binding.sendMsg(a, Buffer.from('second'), [e2]);
+    const r1 = recv(b, 5, 4);
+    const r2 = recv(b, 6, 4);
+    expect(r1.bytes.toString()).to.equal('first');
+    expect(r2.bytes.toString()).to.equal('second');
+    expect(r1.fds).to.have.length(1);
+    expect(r2.fds).to.have.length(1);
+    expect(binding.fstat(r1.fds[0]).ino).to.equal(binding.fstat(e1).ino);
+    expect(binding.fstat(r2.fds[0]).ino).to.equal(binding.fstat(e2).ino);
+  });
+
+  it('never reads more than the requested length', () => {
+    const [a, b] = pair();
+    binding.sendMsg(a, Buffer.from('abcdef'), []);
+    expect(recv(b, 2, 0).bytes.toString()).to.equal('ab');
+    expect(recv(b, 100, 0).bytes.toString()).to.equal('cdef');
+  });
+
+  it('sets ctrunc when more fds arrive than maxFds, returning the ones that fit', () => {
+    const [a, b] = pair();
+    binding.sendMsg(a, Buffer.from('x'), [efd(), efd()]);
+    const r = recv(b, 1, 1);
+    expect(r.ctrunc).to.equal(true);
+    expect(r.fds.length).to.be.at.most(1);
+    for (const fd of r.fds) binding.fstat(fd); // valid, closed in afterEach
+    binding.sendMsg(a, Buffer.from('y'), [efd()]);
+    const r0 = recv(b, 1, 0);
+    expect(r0.ctrunc).to.equal(true);
+    expect(r0.fds).to.deep.equal([]);
+  });
+
+  it('recvMsg: null on EAGAIN, empty bytes at EOF', () => {
+    const [a, b] = pair();
+    expect(binding.recvMsg(b, 16, 1)).to.equal(null);
+    binding.close(a);
+    const r = recv(b, 16, 1);
+    expect(r.bytes.length).to.equal(0);
+    expect(r.fds).to.deep.equal([]);
+  });
+
+  it('sendMsg to a closed peer throws EPIPE (no SIGPIPE)', () => {
+    const [a, b] = pair();
+    binding.close(b);
+    expectSyscallError(() => binding.sendMsg(a, Buffer.from('x'), []), 'EPIPE', 32, 'sendmsg');
+  });
+
+  it('sendMsg returns -1 when the socket buffer is full', () => {
+    const [a] = pair();
+    const chunk = Buffer.alloc(65536);
+    let n = 0;
+    let sent = 0;
+    while ((sent = binding.sendMsg(a, chunk, [])) > 0) {
+      n += sent;
+      expect(n, 'socket buffer never filled').to.be.below(64 * 1024 * 1024);
+    }
+    expect(sent).to.equal(-1);
+  });
+
+  it('shutdown makes the peer see EOF', () => {
+    const [a, b] = pair();
+    binding.shutdown(a);
+    expect(recv(b, 4, 0).bytes.length).to.equal(0);
+  });
+
+  it('socketListen creates the socket file with the mode; accept/connect; peerCred', () => {
+    const path = join(dir, 'ctl.sock');
+    const [l] = track(binding.socketListen(path, 0o600, 10));
+    const st = statSync(path);
+    expect(st.isSocket()).to.equal(true);
+    expect(st.mode & 0o777).to.equal(0o600);
+    expect(binding.socketAccept(l)).to.equal(-1);
+    const [c] = track(binding.socketConnect(path));
+    const s = binding.socketAccept(l);
+    expect(s).to.be.at.least(0);
+    track(s);
+    expect(binding.peerCred(s)).to.deep.include({ pid: process.pid, uid: process.getuid!() });
+    expect(binding.peerCred(c).pid).to.equal(process.pid);
+    // The connected fd is non-blocking: nothing to read → null, not a hang.
+    expect(binding.recvMsg(c, 4, 0)).to.equal(null);
+    binding.sendMsg(c, Buffer.from('ping'), []);
+    expect(recv(s, 4, 0).bytes.toString()).to.equal('ping');
+  });
+
+  it('socketListen honours modes the umask would strip', () => {
+    const path = join(dir, 'wide.sock');
+    track(binding.socketListen(path, 0o666, 1));
+    expect(statSync(path).mode & 0o777).to.equal(0o666);
+  });
+
+  it('socketListen on an existing path throws EADDRINUSE; connect to nothing ENOENT', () => {
+    const path = join(dir, 'dup.sock');
+    track(binding.socketListen(path, 0o600, 1));
+    expectSyscallError(() => binding.socketListen(path, 0o600, 1), 'EADDRINUSE', 98, 'bind');
+    expectSyscallError(() => binding.socketConnect(join(dir, 'none.sock')), 'ENOENT', 2, 'connect');
+    expectSyscallError(() => binding.socketConnect('/x'.repeat(60)), 'ENAMETOOLONG', 36, 'connect');
+  });
+
+  it('setNonBlocking toggles O_NONBLOCK (blocking recv waits for data already queued)', () => {
+    const [a, b] = pair();
+    binding.setNonBlocking(b, false);
+    binding.sendMsg(a, Buffer.from('z'), []);
+    expect(recv(b, 1, 0).bytes.toString()).to.equal('z');
+    binding.setNonBlocking(b, true);
+    expect(binding.recvMsg(b, 1, 0)).to.equal(null);
+  });
+
+  it('rejects bad arguments and closed fds without crashing', () => {
+    const b = binding as unknown as Record<string, (...args: unknown[]) => unknown>;
+    const [x] = pair();
+    expect(() => b.sendMsg(x, 'str', [])).to.throw(TypeError);
+    expect(() => b.sendMsg(x, Buffer.from('a'), [1.5])).to.throw(TypeError);
+    expect(() => b.sendMsg(x, Buffer.alloc(0), [0])).to.throw(RangeError);
+    expect(() => b.sendMsg(x, Buffer.from('a'), new Array(254).fill(0))).to.throw(RangeError);
+    expect(() => b.recvMsg(x, 0, 0)).to.throw(RangeError);
+    expect(() => b.recvMsg(x, 1, 254)).to.throw(RangeError);
+    expectSyscallError(() => binding.recvMsg(-1, 1, 0), 'EBADF', 9, 'recvmsg');
+    expectSyscallError(() => binding.sendMsg(-1, Buffer.from('a'), []), 'EBADF', 9, 'sendmsg');
+    expectSyscallError(() => binding.sendMsg(x, Buffer.from('a'), [123456]), 'EBADF', 9, 'sendmsg');
+    expectSyscallError(() => binding.peerCred(-1), 'EBADF', 9, 'getsockopt');
+  });
+});
