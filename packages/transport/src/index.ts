@@ -9,3 +9,7 @@ export * from './virtio/validation.js';
 export * from './virtio/chain.js';
 export * from './virtio/device-queue.js';
 export * from './virtio/mock-driver.js';
+export * from './ivshmem/protocol.js';
+export { IvshmemServer, type IvshmemServerOptions } from './ivshmem/server.js';
+export * from './ivshmem/server-options.js';
+export { ServerError } from './ivshmem/server-socket.js';
