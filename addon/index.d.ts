@@ -107,7 +107,12 @@ export interface Binding {
   eventfdRead(fd: number): number;
 
   // ---- readiness ------------------------------------------------------------------------
-  /** A uv_poll watcher on `fd` (any pollable fd: eventfd, socket). Created stopped. */
+  /**
+   * A uv_poll watcher on `fd` (any pollable fd: eventfd, socket). Created stopped. libuv puts
+   * the fd into O_NONBLOCK mode. One open watcher per fd: another createWatcher on the same fd
+   * throws EEXIST until the first is closed. Close the watcher before closing the fd (start()
+   * on a closed fd throws EBADF). Regular files throw EPERM.
+   */
   createWatcher(fd: number, callback: WatchCallback): FdWatcher;
 
   // ---- UNIX stream sockets --------------------------------------------------------------
@@ -118,18 +123,25 @@ export interface Binding {
   socketListen(path: string, mode: number, backlog: number): number;
   /** accept4(SOCK_NONBLOCK | SOCK_CLOEXEC). EAGAIN → -1. */
   socketAccept(fd: number): number;
-  /** Blocking connect(path); the returned fd is non-blocking and CLOEXEC. */
+  /**
+   * Blocking connect(path); the returned fd is non-blocking and CLOEXEC. Completes as soon as
+   * the listener's backlog has room (the listener need not accept), so connecting to a listener
+   * in the same process is fine unless its backlog is full.
+   */
   socketConnect(path: string): number;
   /** socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC). */
   socketPair(): [number, number];
   /**
    * sendmsg(fd, data, SCM_RIGHTS fds, MSG_NOSIGNAL) — one call. Returns bytes sent (may be short
-   * on a stream); EAGAIN → -1. With `fds` empty no control message is attached.
+   * on a stream); EAGAIN → -1. With `fds` empty no control message is attached. Passing fds
+   * needs at least one data byte (RangeError otherwise); at most 253 fds.
    */
   sendMsg(fd: number, data: Uint8Array, fds: number[]): number;
   /**
    * recvmsg(fd, at most `length` bytes, control space for `maxFds` fds, MSG_CMSG_CLOEXEC).
-   * Never asks the kernel for more than `length` bytes. EAGAIN → null.
+   * Never asks the kernel for more than `length` bytes (`length` ≥ 1). EAGAIN → null.
+   * `maxFds` is exact (0..253): if more fds arrived, `ctrunc` is set and the kernel closed the
+   * excess. A message's fds never arrive with a later message's bytes.
    */
   recvMsg(fd: number, length: number, maxFds: number): RecvResult | null;
   /** getsockopt(SO_PEERCRED). */

@@ -85,7 +85,7 @@ Napi::Value Mmap(const Napi::CallbackInfo& info) {
   if (!ArgFd(info, 0, "mmap", &fd) ||
       !ArgInt(info, 1, "mmap", "offset", 0, kMaxSafeInteger, &offset) ||
       !ArgInt(info, 2, "mmap", "length", 1, kMaxSafeInteger, &length) ||
-      !ArgInt(info, 3, "mmap", "prot", 0, PROT_READ | PROT_WRITE | PROT_EXEC, &prot)) {
+      !ArgInt(info, 3, "mmap", "prot", 0, PROT_READ | PROT_WRITE, &prot)) {
     return env.Undefined();
   }
   if (static_cast<uint64_t>(offset) % PageSize() != 0) {
@@ -130,7 +130,7 @@ Napi::Value Mprotect(const Napi::CallbackInfo& info) {
   if (!ArgMapping(info, 0, "mprotect", "mprotect", &buf, &addr, &len) ||
       !ArgInt(info, 1, "mprotect", "offset", 0, kMaxSafeInteger, &offset) ||
       !ArgInt(info, 2, "mprotect", "length", 0, kMaxSafeInteger, &length) ||
-      !ArgInt(info, 3, "mprotect", "prot", 0, PROT_READ | PROT_WRITE | PROT_EXEC, &prot)) {
+      !ArgInt(info, 3, "mprotect", "prot", 0, PROT_READ | PROT_WRITE, &prot)) {
     return env.Undefined();
   }
   // Only ever change protection inside this mapping: offset page-aligned, range within it.
