@@ -1,0 +1,566 @@
+/**
+ * `VirtioFrontend`: the virtio driver side of the transport (spec §4) over an `IvshmemDevice`.
+ *
+ * Lifecycle (§4.10 FE), for as long as the front-end is open:
+ *   (1) own State RESET → (2) wait for the BE entry READY (a vshm FE waits, it does not fail) →
+ *   (3) validate the header, fresh allocator (§5) → (4) one-shot off, State := READY →
+ *   (5) reset, ACKNOWLEDGE, DRIVER, features (§4.4), FEATURES_OK + re-read, queues (§4.6),
+ *       Interrupt Control := 1, DRIVER_OK → ops.probe(session) → (6) operate.
+ *
+ * Failure kinds and what follows:
+ * - **lost** (BE entry leaves READY, PEER_GONE, server gone, vector 0 with the BE not READY, a
+ *   transaction timeout): stop touching header, rings and buffers; clear both event bytes; every
+ *   in-flight request comes back through onFailed; ops.remove(err); emit 'lost'; interrupts
+ *   off; only then State := RESET; back to (2) — the whole initialisation runs again and the
+ *   driver is probed with a new session (§8 items 34, 35).
+ * - **broken** (a §6.4 violation in a used ring, or a driver callback that threw): fail in-flight
+ *   requests, ops.remove(err), reset the device (status 0, awaited — the BE then touches no old
+ *   ring, §4.5), emit 'error' if anyone listens, and re-run (3)–(6) while staying READY.
+ * - **refused** (bad header, missing VERSION_1/ACCESS_PLATFORM, FEATURES_OK rejected, a queue
+ *   that cannot be set up): status FAILED (best effort), 'error' (and a pending start() rejects);
+ *   the FE then waits for the BE to leave READY — a different back-end may be started — and
+ *   starts over from (1).
+ *
+ * Notifications (§4.9) by vector mode, D = 1 + queue count: per-queue (config on 0, queue k on
+ * 1 + k), shared (all queues on 1, acted on if `queue_event` & 1), single (everything on 0:
+ * config part then queue part). Vector 0 always checks the BE entry first.
+ *
+ * Ownership: close() does the orderly shutdown (reset, await, State := RESET, interrupts off)
+ * but does NOT close the IvshmemDevice — whoever opened it closes it.
+ *
+ * Events: 'ready' (session) after every probe; 'lost' (err) on every back-end failure;
+ * 'error' (err) for refused devices and broken rings (only emitted when someone listens).
+ */
+import { EventEmitter } from 'node:events';
+import createDebug from 'debug';
+import { DeviceStatus, VirtioFeatureMask } from 'virtio-spec-types';
+import { ArgumentError, RingError, TransportError } from '../errors.js';
+import { PEER_STATE_READY, PEER_STATE_RESET, type IvshmemDevice } from '../ivshmem/device.js';
+import { SharedMemoryAllocator } from './allocator.js';
+import type { DriverSession, VirtioDriverOps } from './device-api.js';
+import { FrontendHeader } from './frontend-header.js';
+import { FrontendQueue } from './frontend-queues.js';
+import { FrontendSession } from './frontend-session.js';
+import {
+  confirmFeatures,
+  enableQueue,
+  floorPow2,
+  negotiate,
+  readDeviceFeatures,
+  selectQueue,
+  validateHeader,
+  writeDriverFeatures,
+  writeStatus,
+} from './frontend-setup.js';
+import { TransactionWriter, backendLost, isBackendFailure, type TransactionOptions } from './frontend-transactions.js';
+import { MemoryView } from './memory.js';
+import { driverVectorFor, frontendVectorMode, type FrontendVectorMode } from './vectors.js';
+
+const log = createDebug('vshm:virtio:fe');
+
+export interface VirtioFrontendOptions {
+  /** A transaction not completed within this time is a back-end failure (§4.3). Default 5000. */
+  transactionTimeoutMs?: number;
+  /** Fine-tuning of the transaction completion poll. */
+  transaction?: Omit<TransactionOptions, 'timeoutMs'>;
+  /** Fallback poll of the BE state while waiting for READY (besides vector-0 events). Default 100 ms. */
+  readyPollMs?: number;
+  /** Name in debug output. */
+  debugName?: string;
+}
+
+type FailureKind = 'lost' | 'broken' | 'refused' | 'close';
+interface Failure {
+  kind: FailureKind;
+  err: Error;
+}
+
+/** Where the front-end is in its §4.10 loop. */
+export type FrontendPhase = 'created' | 'waiting' | 'initialising' | 'live' | 'recovering' | 'closed';
+
+export class VirtioFrontend extends EventEmitter {
+  readonly device: IvshmemDevice;
+  readonly ops: VirtioDriverOps;
+  private readonly name: string;
+  private readonly partner: number;
+  private readonly header: FrontendHeader;
+  private readonly memory: MemoryView;
+  private readonly txn: TransactionWriter;
+  private readonly readyPollMs: number;
+  private phaseValue: FrontendPhase = 'created';
+  private closing = false;
+  private serverGone = false;
+  private generation = 0;
+  private sessionValue: FrontendSession | null = null;
+  private queues: FrontendQueue[] = [];
+  private mode: FrontendVectorMode = 'single';
+  /** Queue by driver vector (per-queue mode). */
+  private byVector: (FrontendQueue | undefined)[] = [];
+  private failure: Failure | null = null;
+  private failureWake: ((f: Failure) => void) | null = null;
+  private waitWake: (() => void) | null = null;
+  private loopDone: Promise<void> | null = null;
+  private startWaiters: { resolve: (s: DriverSession) => void; reject: (e: Error) => void }[] = [];
+  private everReady = false;
+
+  private readonly onPeerEvent = (id: number): void => {
+    if (id !== this.partner) return;
+    this.checkBackend();
+  };
+  private readonly onServerGone = (): void => {
+    // §1.8: departures can no longer be announced, so the BE counts as gone.
+    this.serverGone = true;
+    this.checkBackend();
+  };
+  private readonly onDeviceClose = (): void => {
+    this.closing = true;
+    this.signal({ kind: 'close', err: new TransportError('VSHM_ERR_DEVICE_CLOSED', '4.10', 'ivshmem device closed') });
+    this.waitWake?.();
+  };
+  private readonly onIrq = (vector: number): void => this.interrupt(vector);
+
+  constructor(device: IvshmemDevice, ops: VirtioDriverOps, opts: VirtioFrontendOptions = {}) {
+    super();
+    checkOps(ops);
+    for (const k of Object.keys(opts)) {
+      if (!['transactionTimeoutMs', 'transaction', 'readyPollMs', 'debugName'].includes(k)) {
+        throw new ArgumentError(`VirtioFrontend: unknown option '${k}'`);
+      }
+    }
+    const timeout = opts.transactionTimeoutMs ?? 5000;
+    if (!(timeout > 0)) throw new ArgumentError(`transactionTimeoutMs must be > 0, got ${timeout}`);
+    const role = device.protocol & 0xc000;
+    if (role !== 0x8000) {
+      throw new TransportError(
+        'VSHM_ERR_ROLE',
+        '4.1',
+        `device has protocol 0x${device.protocol.toString(16)}: not a front-end (0x8000 | id); did the front-end connect first?`,
+      );
+    }
+    if ((device.protocol & 0x3fff) !== ops.deviceId) {
+      throw new TransportError('VSHM_ERR_DEVICE_ID', '4.1', `device id ${device.protocol & 0x3fff} from the server does not match the driver's id ${ops.deviceId}`);
+    }
+    if (device.maxPeers !== 2 || device.id > 1) {
+      throw new TransportError('VSHM_ERR_ROLE', '4.1', `virtio needs max_peers 2, got ${device.maxPeers} (id ${device.id})`);
+    }
+    this.device = device;
+    this.ops = ops;
+    this.name = opts.debugName ?? `fe${device.id}`;
+    this.partner = 1 - device.id;
+    this.readyPollMs = opts.readyPollMs ?? 100;
+    this.header = new FrontendHeader(device.window, device.layout.rwSize);
+    this.memory = new MemoryView(device.window);
+    this.txn = new TransactionWriter(this.header, device, this.partner, { ...opts.transaction, timeoutMs: timeout });
+  }
+
+  get phase(): FrontendPhase {
+    return this.phaseValue;
+  }
+
+  /** The live session, or null between sessions. */
+  get session(): DriverSession | null {
+    return this.sessionValue !== null && !this.sessionValue.dead ? this.sessionValue : null;
+  }
+
+  /** The §4.9 vector mode of the current (or last) session. */
+  get vectorMode(): FrontendVectorMode {
+    return this.mode;
+  }
+
+  /** Transactions completed so far (tests, debugging). */
+  get transactionsCompleted(): number {
+    return this.txn.completed;
+  }
+
+  /**
+   * Enter the §4.10 loop. Resolves with the first live session (after DRIVER_OK and probe);
+   * later sessions are announced by 'ready'. Rejects if the first initialisation is refused or
+   * the front-end is closed first; the loop keeps running after a refusal (see file comment).
+   */
+  start(): Promise<DriverSession> {
+    if (this.phaseValue !== 'created') return Promise.reject(new TransportError('VSHM_ERR_STATE', '4.10', `start() in phase ${this.phaseValue}`));
+    const p = new Promise<DriverSession>((resolve, reject) => this.startWaiters.push({ resolve, reject }));
+    const d = this.device;
+    d.on('peer-state', this.onPeerEvent);
+    d.on('peer-gone', this.onPeerEvent);
+    d.on('server-gone', this.onServerGone);
+    d.on('close', this.onDeviceClose);
+    d.interruptsEnabled = false;
+    d.onInterrupt = this.onIrq;
+    d.setState(PEER_STATE_RESET); // (1)
+    this.loopDone = this.loop();
+    return p;
+  }
+
+  /**
+   * Orderly shutdown (§4.10): stop the data path (in-flight requests fail with
+   * VSHM_ERR_CLOSED), reset the device and await completion, State := RESET, interrupts off.
+   */
+  async close(): Promise<void> {
+    if (this.phaseValue === 'closed') return;
+    const wasLive = this.phaseValue === 'live';
+    this.closing = true;
+    this.signal({ kind: 'close', err: new TransportError('VSHM_ERR_CLOSED', '4.10', 'front-end closed') });
+    this.waitWake?.();
+    if (this.loopDone !== null) await this.loopDone;
+    const d = this.device;
+    if (wasLive && d.state === PEER_STATE_READY && this.backendReady()) {
+      try {
+        await writeStatus(this.txn, DeviceStatus.RESET);
+      } catch (err) {
+        log('%s: reset on close failed: %s', this.name, (err as Error).message);
+      }
+    }
+    d.interruptsEnabled = false;
+    if (d.onInterrupt === this.onIrq) d.onInterrupt = null;
+    d.setState(PEER_STATE_RESET);
+    d.off('peer-state', this.onPeerEvent);
+    d.off('peer-gone', this.onPeerEvent);
+    d.off('server-gone', this.onServerGone);
+    d.off('close', this.onDeviceClose);
+    this.phaseValue = 'closed';
+    this.rejectStart(new TransportError('VSHM_ERR_CLOSED', '4.10', 'front-end closed before the device became ready'));
+  }
+
+  /**
+   * Collect used buffers of every live queue without an interrupt (for bounded-spin callers).
+   * Returns the number of completions delivered. Never throws: a §6.4 violation breaks the device.
+   */
+  poll(): number {
+    if (this.phaseValue !== 'live') return 0;
+    let n = 0;
+    for (const q of this.queues) n += q.poll();
+    return n;
+  }
+
+  // --------------------------------------------------------------------------------------------
+
+  private async loop(): Promise<void> {
+    while (!this.closing) {
+      this.failure = null;
+      if (!this.backendReady() || this.device.state !== PEER_STATE_READY) {
+        this.setPhase('waiting');
+        const ok = await this.waitBackendReady(); // (2)
+        if (!ok) break;
+      }
+      let f: Failure;
+      try {
+        this.setPhase('initialising');
+        const session = await this.initialise();
+        f = this.failure ?? (await this.operate(session));
+      } catch (err) {
+        f = this.failure ?? classify(err);
+      }
+      await this.recover(f);
+    }
+  }
+
+  /** (3)–(5), then probe. */
+  private async initialise(): Promise<FrontendSession> {
+    const d = this.device;
+    const h = this.header;
+    const size = validateHeader(h, d.layout.rwSize); // (3)
+    const alloc = new SharedMemoryAllocator(d.layout, this.memory.u8, d.id, this.partner, size);
+    d.oneShot = false; // (4)
+    d.setState(PEER_STATE_READY);
+    this.throwIfFailed();
+    // (5)
+    await writeStatus(this.txn, DeviceStatus.RESET);
+    let status: number = DeviceStatus.ACKNOWLEDGE;
+    await writeStatus(this.txn, status);
+    status |= DeviceStatus.DRIVER;
+    await writeStatus(this.txn, status);
+    const offered = await readDeviceFeatures(this.txn, h);
+    const features = negotiate(offered, this.ops.features);
+    await writeDriverFeatures(this.txn, features);
+    status = await confirmFeatures(this.txn, h, status);
+    const count = this.ops.queueCount(features);
+    if (!Number.isInteger(count) || count < 0 || count > 0xffff) throw new TransportError('VSHM_ERR_QUEUE', '4.6', `driver asked for ${count} queues`);
+    this.mode = frontendVectorMode(count, d.vectors);
+    log('%s: %d queues, %d vectors: %s mode', this.name, count, d.vectors, this.mode);
+    const gen = ++this.generation;
+    const queues: FrontendQueue[] = [];
+    this.queues = queues;
+    this.byVector = [];
+    const eventIdx = (features & VirtioFeatureMask.RING_EVENT_IDX) !== 0n;
+    for (let i = 0; i < count; i++) {
+      const w = await selectQueue(this.txn, h, i);
+      if (w.maxSize === 0) throw new TransportError('VSHM_ERR_QUEUE', '4.6', `queue ${i} does not exist on the device`);
+      if (w.enabled !== 0) throw new TransportError('VSHM_ERR_QUEUE', '4.6', `queue ${i} is already enabled after reset`);
+      let deviceVector = w.deviceVector;
+      if (deviceVector >= d.vectors) {
+        log('%s: warning: queue %d device vector %d ≥ %d vectors, using 0', this.name, i, deviceVector, d.vectors);
+        deviceVector = 0;
+      }
+      const want = this.ops.queueSize?.(i, w.maxSize) ?? w.maxSize;
+      if (!Number.isInteger(want) || want < 1 || want > w.maxSize) {
+        throw new TransportError('VSHM_ERR_QUEUE', '4.6', `queue ${i}: size ${want} not in 1…${w.maxSize}`);
+      }
+      const qsize = floorPow2(want);
+      const driverVector = driverVectorFor(i, this.mode);
+      const q = new FrontendQueue({
+        index: i,
+        size: qsize,
+        memory: this.memory,
+        allocator: alloc,
+        eventIdx,
+        deviceVector,
+        driverVector,
+        kick: (v) => d.doorbell(this.partner, v),
+        broken: (err) => this.signal({ kind: 'broken', err }),
+      });
+      queues.push(q);
+      if (this.mode === 'per-queue') this.byVector[driverVector] = q;
+      await enableQueue(this.txn, { size: qsize, driverVector, desc: q.rings.desc, avail: q.rings.avail, used: q.rings.used });
+    }
+    d.interruptsEnabled = true;
+    status |= DeviceStatus.DRIVER_OK;
+    await writeStatus(this.txn, status);
+    this.throwIfFailed();
+    const session = new FrontendSession({
+      features,
+      queues,
+      headerSize: size,
+      generation: gen,
+      header: h,
+      txn: this.txn,
+      device: d,
+      partner: this.partner,
+      onLost: (err) => this.signal({ kind: 'lost', err }),
+    });
+    this.sessionValue = session;
+    for (const q of queues) q.live = true;
+    return session;
+  }
+
+  /** (6): probe, announce, and wait for the failure that ends the session. */
+  private async operate(session: FrontendSession): Promise<Failure> {
+    this.setPhase('live');
+    try {
+      this.ops.probe(session);
+    } catch (err) {
+      this.signal({ kind: 'broken', err: asError(err, 'probe threw') });
+    }
+    if (this.failure === null) {
+      this.everReady = true;
+      const waiters = this.startWaiters;
+      this.startWaiters = [];
+      for (const w of waiters) w.resolve(session);
+      this.safeEmit('ready', session);
+      // Buffers may have been used before interrupts were on: rescan (§3 coalescing rule).
+      this.poll();
+    }
+    if (this.failure !== null) return this.failure;
+    return new Promise<Failure>((resolve) => {
+      this.failureWake = resolve;
+    });
+  }
+
+  /** End the session per failure kind (file comment). */
+  private async recover(f: Failure): Promise<void> {
+    this.setPhase('recovering');
+    log('%s: %s: %s', this.name, f.kind, f.err.message);
+    const d = this.device;
+    const session = this.sessionValue;
+    this.sessionValue = null;
+    session?.kill();
+    // Stop touching rings and buffers before anything else.
+    for (const q of this.queues) q.live = false;
+    if (f.kind === 'lost') {
+      this.txn.abort(f.err);
+      d.interruptsEnabled = false;
+      this.header.clearConfigEvent();
+      this.header.clearQueueEvent();
+    }
+    this.failQueues(f.err);
+    if (session !== null) this.callRemove(f.err);
+    this.queues = [];
+    this.byVector = [];
+    switch (f.kind) {
+      case 'lost':
+        this.safeEmit('lost', f.err);
+        d.setState(PEER_STATE_RESET); // only now: we no longer touch shared structures
+        return;
+      case 'broken':
+        this.safeEmit('error', f.err);
+        d.interruptsEnabled = false;
+        try {
+          this.failure = null;
+          await writeStatus(this.txn, DeviceStatus.RESET); // the BE then touches no old ring (§4.5)
+        } catch (err) {
+          const lost = isBackendFailure(err) ? (err as Error) : backendLost('reset after a broken ring failed');
+          await this.recover({ kind: 'lost', err: lost });
+        }
+        return;
+      case 'refused':
+        this.safeEmit('error', f.err);
+        this.rejectStart(f.err);
+        d.interruptsEnabled = false;
+        if (d.state === PEER_STATE_READY && this.backendReady()) {
+          this.failure = null;
+          await writeStatus(this.txn, DeviceStatus.FAILED).catch(() => undefined);
+          // Wait for this BE to go away; a different one may be started (§4.10).
+          await this.waitFor(() => !this.backendReady());
+        }
+        d.setState(PEER_STATE_RESET);
+        return;
+      case 'close':
+        this.txn.abort(f.err);
+        return;
+    }
+  }
+
+  private failQueues(err: Error): void {
+    for (const q of this.queues) q.failAll(err);
+  }
+
+  private callRemove(err: Error): void {
+    try {
+      this.ops.remove(err);
+    } catch (e) {
+      log('%s: remove() threw: %s', this.name, (e as Error).message);
+    }
+  }
+
+  /** Record the failure that ends the current session (the first one wins). */
+  private signal(f: Failure): void {
+    if (this.failure !== null) {
+      if (f.kind === 'close' && this.failure.kind !== 'close') this.closing = true;
+      return;
+    }
+    this.failure = f;
+    if (f.kind === 'lost' || f.kind === 'close') this.txn.abort(f.err);
+    for (const q of this.queues) q.live = false;
+    const wake = this.failureWake;
+    this.failureWake = null;
+    wake?.(f);
+  }
+
+  private throwIfFailed(): void {
+    if (this.failure !== null) throw this.failure.err;
+  }
+
+  private backendReady(): boolean {
+    return !this.serverGone && this.device.isPresent(this.partner) && this.device.peerState(this.partner) === PEER_STATE_READY;
+  }
+
+  /** Called on peer events and vector 0: a BE that left READY is a back-end failure. */
+  private checkBackend(): void {
+    if (!this.backendReady()) {
+      if (this.phaseValue === 'initialising' || this.phaseValue === 'live') {
+        this.signal({ kind: 'lost', err: backendLost(this.serverGone ? 'server gone' : 'back-end left READY') });
+      }
+    }
+    this.waitWake?.();
+  }
+
+  private waitBackendReady(): Promise<boolean> {
+    return this.waitFor(() => this.backendReady()).then(() => !this.closing);
+  }
+
+  /** Resolve once `cond()` holds or the front-end closes; re-checked on peer events and a slow timer. */
+  private waitFor(cond: () => boolean): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const check = (): void => {
+        if (this.closing || cond()) {
+          clearInterval(timer);
+          this.waitWake = null;
+          resolve();
+        }
+      };
+      const timer = setInterval(check, this.readyPollMs);
+      this.waitWake = check;
+      check();
+    });
+  }
+
+  /** The interrupt sink (§4.9). Never throws. */
+  private interrupt(vector: number): void {
+    try {
+      if (vector === 0) {
+        if (!this.backendReady()) {
+          this.checkBackend();
+          return;
+        }
+        if (this.phaseValue !== 'live') return;
+        if (this.header.configEvent) {
+          this.header.clearConfigEvent();
+          const s = this.sessionValue;
+          if (s !== null && this.ops.configChanged !== undefined) {
+            try {
+              this.ops.configChanged(s);
+            } catch (err) {
+              this.signal({ kind: 'broken', err: asError(err, 'configChanged threw') });
+              return;
+            }
+          }
+        }
+        if (this.mode === 'single') this.queuePart();
+        return;
+      }
+      if (this.phaseValue !== 'live') return;
+      if (this.mode === 'per-queue') {
+        this.byVector[vector]?.poll();
+      } else if (this.mode === 'shared' && vector === 1) {
+        this.queuePart();
+      }
+    } catch (err) {
+      log('%s: interrupt handler: %s', this.name, (err as Error).message);
+    }
+  }
+
+  /** Shared/single mode: act if `queue_event` & 1 — store 0, full fence, poll all (§4.9). */
+  private queuePart(): void {
+    if (!this.header.queueEvent) return;
+    this.header.clearQueueEvent();
+    for (const q of this.queues) q.poll();
+  }
+
+  private rejectStart(err: Error): void {
+    const waiters = this.startWaiters;
+    this.startWaiters = [];
+    for (const w of waiters) w.reject(err);
+  }
+
+  private setPhase(p: FrontendPhase): void {
+    if (this.phaseValue === p) return;
+    this.phaseValue = p;
+    log('%s: phase %s', this.name, p);
+  }
+
+  private safeEmit(event: string, ...args: unknown[]): void {
+    if (event === 'error' && this.listenerCount('error') === 0) return;
+    try {
+      this.emit(event, ...args);
+    } catch (err) {
+      log('%s: %s listener threw: %s', this.name, event, (err as Error).message);
+    }
+  }
+
+  /** Whether any session was ever live. */
+  get wasReady(): boolean {
+    return this.everReady;
+  }
+}
+
+function classify(err: unknown): Failure {
+  const e = asError(err, 'initialisation failed');
+  if (isBackendFailure(e)) return { kind: 'lost', err: e };
+  if (e instanceof RingError) return { kind: 'broken', err: e };
+  return { kind: 'refused', err: e };
+}
+
+function asError(err: unknown, what: string): Error {
+  return err instanceof Error ? err : new TransportError('VSHM_ERR_CALLBACK', '', `${what}: ${String(err)}`);
+}
+
+function checkOps(ops: VirtioDriverOps): void {
+  if (ops === null || typeof ops !== 'object') throw new ArgumentError('VirtioFrontend: ops must be an object');
+  if (!Number.isInteger(ops.deviceId) || ops.deviceId < 1 || ops.deviceId > 0x3fff) {
+    throw new ArgumentError(`VirtioFrontend: deviceId must be 1…0x3fff, got ${String(ops.deviceId)}`);
+  }
+  if (typeof ops.features !== 'bigint') throw new ArgumentError('VirtioFrontend: features must be a bigint');
+  for (const fn of ['queueCount', 'probe', 'remove'] as const) {
+    if (typeof ops[fn] !== 'function') throw new ArgumentError(`VirtioFrontend: ops.${fn} must be a function`);
+  }
+}
