@@ -13,3 +13,5 @@ export * from './ivshmem/protocol.js';
 export { IvshmemServer, type IvshmemServerOptions } from './ivshmem/server.js';
 export * from './ivshmem/server-options.js';
 export { ServerError } from './ivshmem/server-socket.js';
+export * from './virtio/driver-queue.js';
+export * from './virtio/mock-device.js';
