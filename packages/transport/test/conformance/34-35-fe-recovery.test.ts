@@ -1,0 +1,142 @@
+/**
+ * §8 item 34: a vshm FE waits for BE READY and fully re-initialises after the BE returns.
+ * §8 item 35: in-flight requests of a lost peer fail with an error (FE side here; the BE side
+ * ends its device session with 'driver-gone').
+ */
+import { expect } from 'chai';
+import { createLoopbackPair } from '../../src/ivshmem/loopback.js';
+import type { IvshmemDevice } from '../../src/ivshmem/device.js';
+import { VirtioBackend } from '../../src/virtio/backend.js';
+import { VirtioFrontend } from '../../src/virtio/frontend.js';
+import { TransportError } from '../../src/errors.js';
+import type { DriverSession } from '../../src/virtio/device-api.js';
+import { echoDevice, recordingDriver, until } from '../fixtures/transport-devices.js';
+
+describe('§8 items 34, 35: FE waits for the BE, fails in-flight requests, recovers (§4.10)', () => {
+  let be: IvshmemDevice;
+  let fe: IvshmemDevice;
+  let backends: VirtioBackend[];
+  let frontend: VirtioFrontend;
+
+  beforeEach(() => {
+    [be, fe] = createLoopbackPair();
+    backends = [];
+  });
+  afterEach(async () => {
+    await frontend?.close();
+    for (const b of backends) await b.close();
+    fe.close();
+    be.close();
+  });
+
+  function startBackend(dev = echoDevice()): VirtioBackend {
+    const b = new VirtioBackend(be, dev);
+    backends.push(b);
+    b.start();
+    return b;
+  }
+
+  async function echo(session: DriverSession, drv: ReturnType<typeof recordingDriver>, text: string): Promise<Buffer> {
+    const before = drv.used.length;
+    expect(session.queues[0].add(Buffer.from(text), 64, text)).to.equal(true);
+    session.queues[0].kick();
+    await until(() => drv.used.length > before, `echo of ${text}`);
+    return drv.used[drv.used.length - 1].data;
+  }
+
+  it('item 34: started before the back-end, the FE waits (does not fail) and initialises once it is READY', async () => {
+    const drv = recordingDriver();
+    frontend = new VirtioFrontend(fe, drv);
+    let settled = false;
+    const started = frontend.start().finally(() => {
+      settled = true;
+    });
+    // Give the FE many loop turns with no back-end at all: it must keep waiting.
+    for (let i = 0; i < 50; i++) await new Promise((r) => setImmediate(r));
+    expect(settled).to.equal(false);
+    expect(frontend.phase).to.equal('waiting');
+    expect(fe.state).to.equal(0);
+    startBackend();
+    const session = await started;
+    expect((await echo(session, drv, 'hello')).toString()).to.equal('hello');
+  });
+
+  it('items 34/35: a back-end restart fails in-flight requests with an error, then re-probes with a working session', async () => {
+    const dev1 = echoDevice();
+    const b1 = startBackend(dev1);
+    const drv = recordingDriver();
+    frontend = new VirtioFrontend(fe, drv);
+    const lost: Error[] = [];
+    frontend.on('lost', (e: Error) => lost.push(e));
+    const s1 = await frontend.start();
+    expect((await echo(s1, drv, 'one')).toString()).to.equal('one');
+    // Requests on queue 1 are held by the device: they are in flight when the BE goes away.
+    for (const t of ['a', 'b', 'c']) s1.queues[1].add(Buffer.from(t), 0, t);
+    s1.queues[1].kick();
+    await until(() => dev1.held.length === 3, 'device holds 3 chains');
+
+    await b1.close(); // BE: State := RESET
+    const dev2 = echoDevice();
+    startBackend(dev2); // a new BE on the same device: waits for the FE entry RESET first
+    await until(() => drv.sessions.length === 2, 'second probe');
+
+    expect(drv.failed.map((f) => f.token).sort()).to.deep.equal(['a', 'b', 'c']);
+    for (const f of drv.failed) {
+      expect(f.err).to.be.instanceOf(TransportError);
+      expect((f.err as TransportError).code).to.equal('VSHM_ERR_BACKEND_LOST');
+    }
+    expect(drv.removed).to.have.length(1);
+    expect(lost).to.have.length(1);
+    expect(s1.queues[1].inFlight).to.equal(0);
+    expect(s1.queues[0].add(Buffer.from('stale'), 4, 'stale')).to.equal(false); // old session is dead
+
+    const s2 = drv.sessions[1];
+    expect(s2).to.not.equal(s1);
+    expect(frontend.session).to.equal(s2);
+    expect(dev2.sessions).to.have.length(1);
+    expect((await echo(s2, drv, 'two')).toString()).to.equal('two');
+    expect(dev1.ends).to.include('shutdown');
+  });
+
+  it('item 35 (BE side): when the FE leaves, the device session ends with driver-gone', async () => {
+    const dev = echoDevice();
+    startBackend(dev);
+    const drv = recordingDriver();
+    frontend = new VirtioFrontend(fe, drv);
+    const s = await frontend.start();
+    s.queues[1].add(Buffer.from('x'), 0, 'x');
+    s.queues[1].kick();
+    await until(() => dev.held.length === 1, 'held');
+    fe.setState(0); // the FE "crashes" out of READY without a reset
+    await until(() => dev.ends.length > 0, 'BE session end');
+    expect(dev.ends[0]).to.equal('driver-gone');
+  });
+
+  it('survives several back-end restarts in a row', async () => {
+    let b = startBackend();
+    const drv = recordingDriver();
+    frontend = new VirtioFrontend(fe, drv);
+    await frontend.start();
+    for (let i = 0; i < 5; i++) {
+      await b.close();
+      b = startBackend();
+      await until(() => drv.sessions.length === i + 2, `probe ${i + 2}`);
+      expect((await echo(drv.sessions[i + 1], drv, `r${i}`)).toString()).to.equal(`r${i}`);
+    }
+    expect(drv.removed).to.have.length(5);
+  });
+
+  it('a back-end device that disappears (PEER_GONE) is a back-end failure', async () => {
+    startBackend();
+    const drv = recordingDriver();
+    frontend = new VirtioFrontend(fe, drv);
+    const s = await frontend.start();
+    s.queues[1].add(Buffer.from('x'), 0, 'x');
+    s.queues[1].kick();
+    be.close();
+    await until(() => drv.removed.length === 1, 'remove');
+    expect(drv.failed.map((f) => f.token)).to.deep.equal(['x']);
+    expect(frontend.phase).to.equal('waiting');
+    expect(fe.state).to.equal(0);
+  });
+});
