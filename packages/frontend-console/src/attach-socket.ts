@@ -1,0 +1,93 @@
+/**
+ * Bridge a console port to a UNIX stream socket: listen at `path`, serve one client at a time
+ * (a second client is closed at once), copy bytes both ways with backpressure.
+ *
+ * With no client the port is paused: received bytes stay in the stream (up to its
+ * highWaterMark), then in the back-end, which is the natural flow control. A client's EOF
+ * (half-close) does not end the port; the client may keep reading. The socket file is removed
+ * on close. A stale socket file (nothing listening) is replaced; a live one is refused.
+ */
+import { existsSync, lstatSync, unlinkSync } from 'node:fs';
+import { createConnection, createServer, type Server, type Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import type { Attachment } from './attach-terminal.js';
+import { ConsoleError } from './errors.js';
+
+function isLive(path: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const c = createConnection(path);
+    c.once('connect', () => {
+      c.destroy();
+      resolve(true);
+    });
+    c.once('error', () => resolve(false));
+  });
+}
+
+function listen(server: Server, path: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const onError = (err: Error): void => {
+      server.off('listening', onListening);
+      reject(err);
+    };
+    const onListening = (): void => {
+      server.off('error', onError);
+      resolve();
+    };
+    server.once('error', onError);
+    server.once('listening', onListening);
+    server.listen(path);
+  });
+}
+
+/** Listen at `path` and bridge `port` to one client at a time. Rejects with ConsoleError VSHM_ERR_SOCKET. */
+export async function attachSocket(port: Duplex, path: string): Promise<Attachment> {
+  let client: Socket | null = null;
+  const server = createServer({ allowHalfOpen: true }, (sock) => {
+    if (client !== null) {
+      sock.destroy();
+      return;
+    }
+    client = sock;
+    sock.on('error', () => {}); // a reset client simply goes away
+    port.pipe(sock, { end: false });
+    sock.pipe(port, { end: false });
+    sock.once('close', () => {
+      port.unpipe(sock);
+      sock.unpipe(port);
+      port.pause();
+      if (client === sock) client = null;
+    });
+  });
+  if (existsSync(path)) {
+    if (!lstatSync(path).isSocket()) throw new ConsoleError('VSHM_ERR_SOCKET', '', `${path} exists and is not a socket`);
+    if (await isLive(path)) throw new ConsoleError('VSHM_ERR_SOCKET', '', `${path} is in use by another listener`);
+    unlinkSync(path);
+  }
+  try {
+    await listen(server, path);
+  } catch (err) {
+    throw new ConsoleError('VSHM_ERR_SOCKET', '', `cannot listen on ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+  port.pause();
+  let closed = false;
+  return {
+    done: new Promise<number>(() => {}), // runs until a signal
+    async close(): Promise<void> {
+      if (closed) return;
+      closed = true;
+      const c = client as Socket | null;
+      if (c !== null) {
+        port.unpipe(c);
+        c.destroy();
+      }
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      // server.close() unlinks the path for UNIX sockets; make sure.
+      try {
+        unlinkSync(path);
+      } catch {
+        /* already gone */
+      }
+    },
+  };
+}
