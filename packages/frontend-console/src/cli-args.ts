@@ -75,8 +75,10 @@ export function parseCli(argv: readonly string[]): CliOptions {
       strict: true,
     }));
   } catch (err) {
-    // parseArgs messages are multi-line at times: keep the first line only.
-    throw new CliUsageError((err as Error).message.split('\n')[0]);
+    // parseArgs messages are long (and multi-line at times): keep them short, on one line.
+    const m = (err as Error).message;
+    const unknown = /^Unknown option '([^']*)'/.exec(m);
+    throw new CliUsageError(unknown !== null ? `unknown option '${unknown[1]}' (see --help)` : m.split('\n')[0].replace(/\. To specify.*$/, ''));
   }
   if (positionals.length > 0) throw new CliUsageError(`unexpected argument '${positionals[0]}' (a command goes after --)`);
   const help = values.help === true;
