@@ -1,7 +1,7 @@
-// FdWatcher: a uv_poll_t on the main loop, for doorbells (eventfd) and sockets.
+// FdWatcher: a uv_poll_t on the environment's loop, for doorbells (eventfd) and sockets.
 //
 // Lifetime rules (why it is built this way):
-//  - The uv handle lives in its own heap block (`PollHandle`) that only the uv close callback
+//  - The uv handle lives in its own heap block (`PollHandle`) that only its uv close callback
 //    frees: libuv may still touch a closing handle until then, whatever happens to the JS object.
 //  - While started or closing, the JS object is pinned (strong reference), so it cannot be
 //    collected while libuv can still call back into it. When stopped it is weak; if it is then
@@ -9,6 +9,11 @@
 //  - After close() the JS callback is never called again: the poll callback checks `closed_`
 //    (uv_close also stops the handle, but a callback can already be running when close() is
 //    called from inside it).
+//  - Environment teardown (a worker exiting): an async cleanup hook closes every handle still
+//    open and holds the teardown until all close callbacks ran. Otherwise a close callback could
+//    run after Node unloaded this library (it dlcloses addons when a worker's env goes away).
+//    The per-env bookkeeping (`EnvWatchers`) is owned by that hook, not by napi instance data,
+//    because napi may free instance data before the close callbacks run.
 //  - The async context uses a private resource object (not the watcher itself) so that it never
 //    keeps the watcher alive.
 // libuv notes: uv_poll_init sets O_NONBLOCK on the fd; only one watcher per fd per loop (the
@@ -48,96 +53,134 @@ void ReleaseFd(uv_loop_t* loop, int fd) {
 }
 
 class Watcher;
+struct EnvWatchers;
 
 struct PollHandle {
   uv_poll_t poll;
-  Watcher* owner;  // null once the watcher no longer wants callbacks
+  Watcher* owner;     // null once no watcher object wants to hear about this handle
+  EnvWatchers* envw;  // bookkeeping of the environment the handle belongs to
+  uv_loop_t* loop;
+  int fd;
+  bool closing;  // uv_close was called (the fd claim was released then)
 };
+
+// Handles of one environment that are not yet freed; owned by the env's async cleanup hook.
+struct EnvWatchers {
+  std::set<PollHandle*> live;
+  napi_async_cleanup_hook_handle hook = nullptr;
+  bool tearingDown = false;
+
+  void Remove(PollHandle* ph) {
+    live.erase(ph);
+    if (tearingDown && live.empty()) Finish();
+  }
+  void Finish() {
+    napi_remove_async_cleanup_hook(hook);  // lets the environment teardown continue
+    delete this;
+  }
+};
+
+void OnHandleClosed(uv_handle_t* h);
+
+// Starts closing a handle (once). Its fd may be watched again right away: uv_close stops it.
+void CloseHandle(PollHandle* ph) {
+  if (ph->closing) return;
+  ph->closing = true;
+  ReleaseFd(ph->loop, ph->fd);
+  uv_close(reinterpret_cast<uv_handle_t*>(&ph->poll), OnHandleClosed);
+}
 
 class Watcher : public Napi::ObjectWrap<Watcher> {
  public:
-  static Napi::Function Define(Napi::Env env) {
+  static Napi::Function Define(Napi::Env env, EnvWatchers* envw) {
     return DefineClass(env, "FdWatcher",
                        {InstanceMethod<&Watcher::Start>("start"),
                         InstanceMethod<&Watcher::Stop>("stop"),
                         InstanceMethod<&Watcher::RefLoop>("ref"),
                         InstanceMethod<&Watcher::UnrefLoop>("unref"),
-                        InstanceMethod<&Watcher::Close>("close")});
+                        InstanceMethod<&Watcher::Close>("close")},
+                       envw);
   }
 
+  // Constructed by createWatcher() only; `data` carries the env's EnvWatchers.
   explicit Watcher(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Watcher>(info) {
     Napi::Env env = info.Env();
-    if (!ArgFd(info, 0, "createWatcher", &fd_)) return;
+    int fd;
+    if (!ArgFd(info, 0, "createWatcher", &fd)) return;
     if (!info[1].IsFunction()) {
       ThrowTypeError(env, "createWatcher: callback must be a function");
       return;
     }
+    auto* envw = static_cast<EnvWatchers*>(info.Data());
     uv_loop_t* loop = nullptr;
-    if (napi_get_uv_event_loop(env, &loop) != napi_ok || loop == nullptr) {
-      Napi::Error::New(env, "createWatcher: no uv event loop").ThrowAsJavaScriptException();
+    if (envw == nullptr || envw->tearingDown || napi_get_uv_event_loop(env, &loop) != napi_ok ||
+        loop == nullptr) {
+      Napi::Error::New(env, "createWatcher: no usable event loop").ThrowAsJavaScriptException();
       return;
     }
-    if (!ClaimFd(loop, fd_)) {
+    if (!ClaimFd(loop, fd)) {
       ThrowErrno(env, EEXIST, "uv_poll_init");
       return;
     }
-    auto* h = new PollHandle{};
-    int r = uv_poll_init(loop, &h->poll, fd_);
+    auto* ph = new PollHandle{};
+    int r = uv_poll_init(loop, &ph->poll, fd);
     if (r < 0) {
-      delete h;  // uv_poll_init validates before registering anything, so nothing to close
-      ReleaseFd(loop, fd_);
+      delete ph;  // uv_poll_init validates before registering anything, so nothing to close
+      ReleaseFd(loop, fd);
       ThrowUvError(env, r, "uv_poll_init");
       return;
     }
-    loop_ = loop;
-    h->owner = this;
-    h->poll.data = h;
-    handle_ = h;
+    ph->owner = this;
+    ph->envw = envw;
+    ph->loop = loop;
+    ph->fd = fd;
+    ph->poll.data = ph;
+    envw->live.insert(ph);
+    handle_ = ph;
+    fd_ = fd;
     callback_ = Napi::Persistent(info[1].As<Napi::Function>());
     async_ = std::make_unique<Napi::AsyncContext>(env, "vshm:FdWatcher", Napi::Object::New(env));
   }
 
   ~Watcher() override {
-    // Normally reached only when unpinned (stopped, never closed, or fully closed). At
-    // environment teardown it can also run while started or closing: detach from the handle
-    // so a late callback finds no owner, and make sure the handle gets closed and freed.
+    // Reached when unpinned (stopped or never started, not closed): close the handle; or at
+    // environment teardown, when the cleanup hook has already detached us (handle_ is null).
     if (handle_ != nullptr) {
       handle_->owner = nullptr;
-      if (!closed_) ReleaseFd(loop_, fd_);
-      if (!closed_) uv_close(reinterpret_cast<uv_handle_t*>(&handle_->poll), FreeHandle);
-      // else: the pending OnClosed frees it
+      CloseHandle(handle_);
       handle_ = nullptr;
     }
   }
 
- private:
-  static void FreeHandle(uv_handle_t* h) { delete static_cast<PollHandle*>(h->data); }
-
-  static void OnClosed(uv_handle_t* h) {
-    auto* ph = static_cast<PollHandle*>(h->data);
-    Watcher* w = ph->owner;
-    delete ph;
-    if (w != nullptr) {
-      w->handle_ = nullptr;
-      w->async_.reset();
-      w->callback_.Reset();
-      w->Unpin();  // may allow the JS object (and this) to be collected later, never now
-    }
+  // The handle is going away without us (closed, or closed by environment teardown).
+  void Detach() {
+    handle_ = nullptr;
+    closed_ = true;
   }
 
+  void AfterClose() {
+    async_.reset();
+    callback_.Reset();
+    Unpin();  // may allow the JS object (and this) to be collected later, never now
+  }
+
+ private:
   static void OnPoll(uv_poll_t* h, int status, int events) {
     auto* ph = static_cast<PollHandle*>(h->data);
     Watcher* w = ph->owner;
     if (w == nullptr || w->closed_ || w->callback_.IsEmpty()) return;
     Napi::Env env = w->Env();
     Napi::HandleScope scope(env);
-    w->callback_.MakeCallback(w->Value(),
-                              {Napi::Number::New(env, status), Napi::Number::New(env, events)},
-                              *w->async_);
-    if (env.IsExceptionPending()) {
+    // Raw napi here: while a worker is being terminated JS cannot run and every call fails;
+    // that must be ignored, not turned into a (fatal) attempt to throw.
+    napi_value argv[2] = {Napi::Number::New(env, status), Napi::Number::New(env, events)};
+    napi_value result;
+    napi_status st = napi_make_callback(env, *w->async_, w->Value(), w->callback_.Value(), 2,
+                                        argv, &result);
+    if (st == napi_pending_exception) {
       // Route to process 'uncaughtException', like a throwing callback of any Node handle.
-      Napi::Error e = env.GetAndClearPendingException();
-      napi_fatal_exception(env, e.Value());
+      napi_value err;
+      if (napi_get_and_clear_last_exception(env, &err) == napi_ok) napi_fatal_exception(env, err);
     }
   }
 
@@ -199,20 +242,49 @@ class Watcher : public Napi::ObjectWrap<Watcher> {
     if (closed_) return;
     closed_ = true;
     if (handle_ == nullptr) return;
-    // uv_close stops the handle at once, so the fd is free for a new watcher right away.
-    ReleaseFd(loop_, fd_);
-    Pin();  // keep this object until OnClosed
-    uv_close(reinterpret_cast<uv_handle_t*>(&handle_->poll), OnClosed);  // frees handle_
+    Pin();  // keep this object until the close callback
+    CloseHandle(handle_);  // handle_ stays set (owned by libuv) until OnHandleClosed
   }
 
   int fd_ = -1;
-  uv_loop_t* loop_ = nullptr;
-  PollHandle* handle_ = nullptr;  // until OnClosed (or the destructor) lets go of it
+  PollHandle* handle_ = nullptr;
   Napi::FunctionReference callback_;
   std::unique_ptr<Napi::AsyncContext> async_;
   bool closed_ = false;
   bool pinned_ = false;
 };
+
+void OnHandleClosed(uv_handle_t* h) {
+  auto* ph = static_cast<PollHandle*>(h->data);
+  Watcher* w = ph->owner;
+  EnvWatchers* envw = ph->envw;
+  if (w != nullptr) {
+    w->Detach();
+    if (!envw->tearingDown) w->AfterClose();  // at teardown napi releases references itself
+  }
+  envw->Remove(ph);  // may free envw
+  delete ph;
+}
+
+// Environment teardown: close what is still open and finish once every close callback ran.
+void OnEnvTeardown(napi_async_cleanup_hook_handle hook, void* arg) {
+  auto* envw = static_cast<EnvWatchers*>(arg);
+  envw->hook = hook;
+  envw->tearingDown = true;
+  if (envw->live.empty()) {
+    envw->Finish();
+    return;
+  }
+  // Copy: CloseHandle does not free synchronously, but stay independent of that detail.
+  std::set<PollHandle*> open = envw->live;
+  for (PollHandle* ph : open) {
+    if (ph->owner != nullptr) {
+      ph->owner->Detach();
+      ph->owner = nullptr;
+    }
+    CloseHandle(ph);
+  }
+}
 
 struct AddonData {
   Napi::FunctionReference watcherCtor;
@@ -235,8 +307,14 @@ Napi::Value CreateWatcher(const Napi::CallbackInfo& info) {
 }  // namespace
 
 void InitWatcher(Napi::Env env, Napi::Object exports) {
+  auto* envw = new EnvWatchers();
+  if (napi_add_async_cleanup_hook(env, OnEnvTeardown, envw, &envw->hook) != napi_ok) {
+    delete envw;
+    envw = nullptr;  // createWatcher will throw rather than risk a late close callback
+  }
   auto* data = new AddonData();
-  data->watcherCtor = Napi::Persistent(Watcher::Define(env));
+  // The constructor finds this env's bookkeeping through its callback data.
+  data->watcherCtor = Napi::Persistent(Watcher::Define(env, envw));
   env.SetInstanceData(data);
   exports.Set("createWatcher", Napi::Function::New(env, CreateWatcher, "createWatcher"));
 }
