@@ -163,6 +163,22 @@ describe('addon: FdWatcher', () => {
     expectSyscallError(() => binding.createWatcher(fd, () => {}), 'EEXIST', 17, 'uv_poll_init');
   });
 
+  it('after close() the fd can be watched again at once', async () => {
+    const fd = efd();
+    const first = watch(fd, () => {});
+    first.start(binding.POLL_READABLE);
+    first.close();
+    const got = await new Promise<number>((resolve) => {
+      const again = watch(fd, () => {
+        again.stop();
+        resolve(binding.eventfdRead(fd));
+      });
+      again.start(binding.POLL_READABLE);
+      binding.eventfdWrite(fd, 2);
+    });
+    expect(got).to.equal(2);
+  });
+
   it('start() on an fd closed behind its back throws EBADF instead of aborting', () => {
     const fd = binding.eventfd(0, true);
     const w = watch(fd, () => {});
