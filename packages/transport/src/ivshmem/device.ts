@@ -15,8 +15,13 @@ export const PEER_STATE_READY = 1;
 /**
  * Events (EventEmitter):
  * - 'peer-state' (id: number, state: number): a partner's state entry changed (seen on vector 0).
+ *   Emitted whenever the own vector 0 fires — also while interrupts are disabled — for each peer
+ *   whose `peerState()` differs from the last value reported (initially 0). So it reports changes
+ *   after connect: read `peerState()` once for the current value.
  * - 'peer-gone'  (id: number): PEER_GONE processed; the peer's eventfds are closed. Vector 0 fires too.
- * - 'server-gone' (): the server socket reached EOF/hang-up (spec §1.8).
+ * - 'server-gone' (): the server socket reached EOF/hang-up (spec §1.8). `IvshmemPeer` then, by
+ *   default, treats every other peer as gone: 'peer-gone' for each, then vector 0. The mapping
+ *   stays usable until close().
  * - 'error' (err: Error): protocol error or fatal failure; the device is closed afterwards.
  * - 'close' (): the device released its fds and mappings.
  */
