@@ -1,0 +1,291 @@
+/**
+ * The back-end's queues: the per-queue register window (§4.3 `queue_sel` … `queue_enable`),
+ * enable-time validation (§6.1, §6.2, §5.2) and the handles a device uses during a session.
+ *
+ * Private state per queue is what the FE recorded by transactions, copied once (§4.3); the header
+ * window is only a display of it. At `queue_enable` := 1 the recorded size and addresses are
+ * latched and the split-ring engine's device queue is built over them; `queue_enable` := 0 and
+ * device reset drop it, so no old ring is touched afterwards (§4.5, §8 #32).
+ */
+import { ArgumentError, RingError } from '../errors.js';
+import { HDR_QUEUE_DESC, HDR_QUEUE_DEVICE, HDR_QUEUE_DRIVER, HDR_QUEUE_DRIVER_VECTOR, HDR_QUEUE_SIZE } from './header.js';
+import { addressToNumber, type BackendHeader } from './backend-header.js';
+import type { DeviceChain, DeviceQueueHandle } from './device-api.js';
+import { deviceVectorFor } from './vectors.js';
+import { openRing, type RingContext, type BackendRing } from './backend-ring.js';
+
+/** One queue's private registers. */
+class QueueSlot {
+  readonly index: number;
+  readonly maxSize: number;
+  size = 0;
+  driverVector = 0;
+  desc = 0n;
+  driver = 0n;
+  device = 0n;
+  enabled = false;
+  /** The engine queue while enabled and not stopped. */
+  ring: BackendRing | null = null;
+  /** Driver vector latched at enable (§4.3: latch vectors). */
+  liveDriverVector = 0;
+
+  constructor(index: number, maxSize: number) {
+    this.index = index;
+    this.maxSize = maxSize;
+  }
+
+  forget(): void {
+    this.size = 0;
+    this.driverVector = 0;
+    this.desc = 0n;
+    this.driver = 0n;
+    this.device = 0n;
+    this.enabled = false;
+    this.ring = null;
+    this.liveDriverVector = 0;
+  }
+}
+
+/** What a queue handle needs from the backend. */
+export interface QueueHost {
+  /** A ring violation or a device callback exception (§6.3). */
+  violation(err: Error): void;
+  /** §4.9: `queue_event` := 1, full fence, Doorbell(FE, vector). */
+  notifyDriver(vector: number): void;
+}
+
+/** The device's view of one live queue for one session (device-api.ts). Inert after the session. */
+class BackendQueueHandle implements DeviceQueueHandle {
+  readonly index: number;
+  readonly size: number;
+  onAvailable: (() => void) | null = null;
+  private ring: BackendRing | null;
+  private readonly driverVector: number;
+  private readonly host: QueueHost;
+  /** Inside onAvailable: no re-entrant calls (device-api contract). */
+  private inCallback = false;
+  /** Chains popped by the device since the last `takePops()` (poll() work count). */
+  pops = 0;
+
+  constructor(index: number, ring: BackendRing, driverVector: number, host: QueueHost) {
+    this.index = index;
+    this.size = ring.size;
+    this.ring = ring;
+    this.driverVector = driverVector;
+    this.host = host;
+  }
+
+  pop(): DeviceChain | null {
+    const ring = this.ring;
+    if (ring === null) return null;
+    try {
+      const chain = ring.pop();
+      if (chain !== null) this.pops++;
+      return chain;
+    } catch (err) {
+      this.host.violation(toError(err)); // stops this handle too
+      return null;
+    }
+  }
+
+  push(chain: DeviceChain, written: number): void {
+    const ring = this.ring;
+    if (ring === null) return;
+    if (!Number.isInteger(written) || written < 0 || written > chain.writableLength) {
+      throw new ArgumentError(`push: written ${String(written)} outside 0…${chain.writableLength}`);
+    }
+    try {
+      ring.push(chain.head, written);
+    } catch (err) {
+      this.host.violation(toError(err));
+    }
+  }
+
+  flush(): void {
+    const ring = this.ring;
+    if (ring === null) return;
+    let due: boolean;
+    try {
+      due = ring.publish();
+    } catch (err) {
+      this.host.violation(toError(err));
+      return;
+    }
+    if (due) this.host.notifyDriver(this.driverVector);
+  }
+
+  /** Transport side: a wake-up may have brought buffers. Device exceptions are violations. */
+  kick(): void {
+    const cb = this.onAvailable;
+    if (cb === null || this.ring === null || this.inCallback) return;
+    this.inCallback = true;
+    try {
+      cb();
+    } catch (err) {
+      this.host.violation(toError(err));
+    } finally {
+      this.inCallback = false;
+    }
+  }
+
+  /** The session ended or the queue stopped: every later call is a no-op. */
+  kill(): void {
+    this.ring = null;
+    this.onAvailable = null;
+  }
+}
+
+function toError(err: unknown): Error {
+  return err instanceof Error ? err : new Error(String(err));
+}
+
+export class BackendQueues {
+  private readonly header: BackendHeader;
+  private readonly ctx: RingContext;
+  private readonly slots: QueueSlot[];
+  private readonly queueCountOf: (features: bigint) => number;
+  private readonly vectors: number;
+  private readonly host: QueueHost;
+  /** Handles of the current session (by queue index), or empty. */
+  private handles: (BackendQueueHandle | undefined)[] = [];
+
+  constructor(
+    header: BackendHeader,
+    ctx: RingContext,
+    offered: bigint,
+    queueCount: (features: bigint) => number,
+    queueMaxSize: (index: number) => number,
+    vectors: number,
+    host: QueueHost,
+  ) {
+    this.header = header;
+    this.ctx = ctx;
+    this.queueCountOf = queueCount;
+    this.vectors = vectors;
+    this.host = host;
+    const n = queueCount(offered);
+    if (!Number.isInteger(n) || n < 0 || n > 0xffff) throw new ArgumentError(`queueCount must be 0…65535, got ${String(n)}`);
+    this.slots = [];
+    for (let i = 0; i < n; i++) {
+      const max = queueMaxSize(i);
+      if (!Number.isInteger(max) || max < 1 || max > 32768 || (max & (max - 1)) !== 0) {
+        throw new ArgumentError(`queueMaxSize(${i}) must be a power of two 1…32768, got ${String(max)}`);
+      }
+      this.slots.push(new QueueSlot(i, max));
+    }
+  }
+
+  /** Queue count under `features`, bounded by the slots built for the offered set. */
+  count(features: bigint): number {
+    let n: number;
+    try {
+      n = this.queueCountOf(features);
+    } catch {
+      n = this.slots.length;
+    }
+    return Number.isInteger(n) && n >= 0 ? Math.min(n, this.slots.length) : 0;
+  }
+
+  private slot(sel: number, features: bigint): QueueSlot | null {
+    return sel < this.count(features) ? this.slots[sel] : null;
+  }
+
+  /** §4.3 `queue_sel`: show the queue's window; all zero for a non-existent queue. */
+  loadWindow(sel: number, features: bigint): void {
+    const s = this.slot(sel, features);
+    if (s === null) {
+      this.header.loadQueueWindow(0, 0, 0, 0, 0n, 0n, 0n);
+      return;
+    }
+    const vector = deviceVectorFor(s.index, this.count(features), this.vectors);
+    this.header.loadQueueWindow(s.enabled ? s.size : s.maxSize, vector, s.driverVector, s.enabled ? 1 : 0, s.desc, s.driver, s.device);
+  }
+
+  /** §4.3 recording of `queue_size` / `queue_driver_vector` (u16). Ignored for a live or absent queue. */
+  record(sel: number, off: number, value: number): void {
+    const s = this.slots[sel];
+    if (s === undefined || s.enabled) return;
+    if (off === HDR_QUEUE_SIZE) s.size = value;
+    else if (off === HDR_QUEUE_DRIVER_VECTOR) s.driverVector = value;
+  }
+
+  /** §4.3 recording of the ring addresses (u64, used exactly as given, §4.7). */
+  recordAddress(sel: number, off: number, value: bigint): void {
+    const s = this.slots[sel];
+    if (s === undefined || s.enabled) return;
+    if (off === HDR_QUEUE_DESC) s.desc = value;
+    else if (off === HDR_QUEUE_DRIVER) s.driver = value;
+    else if (off === HDR_QUEUE_DEVICE) s.device = value;
+  }
+
+  /**
+   * §4.3 `queue_enable` := 1: validate (§6.1, §6.2, enforced §5.2), latch, build the device
+   * queue. Throws RingError on a violation (the caller sets DEVICE_NEEDS_RESET).
+   */
+  enable(sel: number, features: bigint): void {
+    const s = this.slot(sel, features);
+    if (s === null) throw new RingError('VSHM_ERR_QUEUE_ABSENT', '6.1', `queue ${sel} does not exist`);
+    if (s.enabled) return;
+    const addrs = {
+      size: s.size,
+      desc: addressToNumber(s.desc),
+      avail: addressToNumber(s.driver),
+      used: addressToNumber(s.device),
+    };
+    s.ring = openRing(this.ctx, addrs, s.maxSize, features); // throws RingError
+    s.enabled = true;
+    s.liveDriverVector = s.driverVector;
+  }
+
+  /** §4.3 `queue_enable` := 0: stop and forget the queue. */
+  disable(sel: number): void {
+    const s = this.slots[sel];
+    if (s === undefined) return;
+    const h = this.handles[sel];
+    if (h !== undefined) h.kill();
+    s.forget();
+  }
+
+  /** §6.3: stop every queue (kept as enabled in the window, never touched again until reset). */
+  stopAll(): void {
+    for (const h of this.handles) if (h !== undefined) h.kill();
+    for (const s of this.slots) s.ring = null;
+  }
+
+  /** §4.5 reset / §4.10 re-initialisation: forget every queue. */
+  forgetAll(): void {
+    this.closeSession();
+    for (const s of this.slots) s.forget();
+  }
+
+  /** DRIVER_OK: one handle per enabled queue. */
+  openSession(): readonly (DeviceQueueHandle | undefined)[] {
+    this.closeSession();
+    const handles: (BackendQueueHandle | undefined)[] = [];
+    for (const s of this.slots) {
+      handles.push(s.enabled && s.ring !== null ? new BackendQueueHandle(s.index, s.ring, s.liveDriverVector, this.host) : undefined);
+    }
+    this.handles = handles;
+    return handles;
+  }
+
+  closeSession(): void {
+    for (const h of this.handles) if (h !== undefined) h.kill();
+    this.handles = [];
+  }
+
+  /** §4.9 BE wake-up: offer every live queue to its device. Returns chains popped. No allocation. */
+  service(): number {
+    const hs = this.handles;
+    let popped = 0;
+    for (let i = 0; i < hs.length; i++) {
+      const h = hs[i];
+      if (h === undefined) continue;
+      h.kick();
+      popped += h.pops;
+      h.pops = 0;
+    }
+    return popped;
+  }
+}
+

@@ -1,0 +1,464 @@
+/**
+ * `VirtioBackend`: the virtio device side of the transport (spec §4) over an `IvshmemDevice`.
+ *
+ * Lifecycle (§4.10, for the backend's whole life):
+ *   (1) State := RESET → (2) wait for the FE entry RESET → (3) zero and initialise the header →
+ *   (4) State := READY → (5) wait for the FE entry READY → (6) serve while it stays READY →
+ *   (7) when it leaves READY: stop touching rings, end the session ('driver-gone'), back to (1).
+ *
+ * Wake-ups: every delivered interrupt (any vector, interrupts enabled, not one-shot) and the
+ * device model's 'peer-state' / 'peer-gone' events run the same `poll()`: check the FE state,
+ * service one pending write transaction (§4.3), then offer every live queue to the device (§4.9).
+ * `poll()` is public so a caller may also spin on it without interrupts.
+ *
+ * Failure (§6.3): a ring violation, an exception from a device callback, or DRIVER_OK with
+ * rejected features stops all queues, sets DEVICE_NEEDS_RESET, raises a config event and ends
+ * the session ('needs-reset'); transactions are still completed until the driver resets. Nothing
+ * ever throws out of the interrupt callback: unexpected errors are emitted as 'error' (if anyone
+ * listens) and logged.
+ *
+ * Events: 'session' (session: DeviceSession) on DRIVER_OK; 'session-end' (reason:
+ * SessionEndReason); 'needs-reset' (err: Error); 'phase' (phase: BackendPhase); 'error' (err).
+ *
+ * Ownership: `close()` ends the session and writes State := RESET but does NOT close the device —
+ * whoever opened the device closes it (connect.ts returns both).
+ */
+import { EventEmitter } from 'node:events';
+import createDebug from 'debug';
+import { DeviceStatus, VirtioFeatureMask, DEVICE_FEATURES_MASK } from 'virtio-spec-types';
+import { ArgumentError, TransportError } from '../errors.js';
+import { PEER_STATE_READY, PEER_STATE_RESET, type IvshmemDevice } from '../ivshmem/device.js';
+import { fullFence, BackendHeader } from './backend-header.js';
+import { BackendConfigSpace } from './config-space.js';
+import { BackendQueues, type QueueHost } from './backend-queues.js';
+import { BackendRegisters, type RegisterHost } from './backend-transactions.js';
+import { createRingContext } from './backend-ring.js';
+import type { ConfigField, ConfigSpace, DeviceQueueHandle, DeviceSession, SessionEndReason, VirtioDeviceOps } from './device-api.js';
+import { headerSize } from './header.js';
+
+const log = createDebug('vshm:virtio:be');
+
+export interface VirtioBackendOptions {
+  /**
+   * Enforce the isolated layout (§5.2): device-readable memory only in the FE's output section,
+   * device-writable memory only in the BE's. Other placements are violations. Needs OUT ≠ 0.
+   */
+  enforceIsolation?: boolean;
+  /** Name in debug output. */
+  debugName?: string;
+}
+
+/** Where the backend is in the §4.10 loop. */
+export type BackendPhase = 'created' | 'wait-fe-reset' | 'wait-fe-ready' | 'serving' | 'closed';
+
+/** At most this many transactions per poll: an FE that spins on completion gets several served. */
+const MAX_TRANSACTIONS_PER_POLL = 64;
+
+const RUN_BLOCKERS = DeviceStatus.FAILED | DeviceStatus.DEVICE_NEEDS_RESET;
+
+/** The session object a device receives on DRIVER_OK. */
+class BackendSession implements DeviceSession {
+  readonly features: bigint;
+  readonly queues: readonly (DeviceQueueHandle | undefined)[];
+  private readonly owner: VirtioBackend;
+  /** @internal set when the session ends. */
+  ended = false;
+
+  constructor(owner: VirtioBackend, features: bigint, queues: readonly (DeviceQueueHandle | undefined)[]) {
+    this.owner = owner;
+    this.features = features;
+    this.queues = queues;
+  }
+
+  updateConfig(mutate: (config: ConfigSpace) => void): void {
+    this.owner.updateConfig(mutate);
+  }
+
+  notifyConfig(): void {
+    if (!this.ended) this.owner.notifyConfig();
+  }
+}
+
+export class VirtioBackend extends EventEmitter {
+  readonly device: IvshmemDevice;
+  readonly ops: VirtioDeviceOps;
+  /** The offered feature set (§4.4). */
+  readonly offeredFeatures: bigint;
+  private readonly name: string;
+  private readonly partner: number;
+  private readonly header: BackendHeader;
+  private readonly config: BackendConfigSpace;
+  private readonly queues: BackendQueues;
+  private readonly regs: BackendRegisters;
+  private phaseValue: BackendPhase = 'created';
+  private session: BackendSession | null = null;
+  private serverGone = false;
+  /** Re-entrancy guard of poll(): a wake-up inside a device callback only flags another round. */
+  private busy = false;
+  private again = false;
+
+  private readonly onIrq = (): void => {
+    this.poll();
+  };
+  private readonly onPeerEvent = (): void => {
+    this.poll();
+  };
+  private readonly onServerGone = (): void => {
+    this.serverGone = true; // §1.8: departures can no longer be announced, treat the FE as gone
+    this.poll();
+  };
+  private readonly onDeviceClose = (): void => {
+    this.shutdown();
+  };
+
+  constructor(device: IvshmemDevice, ops: VirtioDeviceOps, opts: VirtioBackendOptions = {}) {
+    super();
+    checkOps(ops);
+    for (const k of Object.keys(opts)) {
+      if (k !== 'enforceIsolation' && k !== 'debugName') throw new ArgumentError(`VirtioBackend: unknown option '${k}'`);
+    }
+    const role = device.protocol & 0xc000;
+    if (role !== 0xc000) {
+      throw new TransportError(
+        'VSHM_ERR_ROLE',
+        '4.1',
+        `device has protocol 0x${device.protocol.toString(16)}: not a back-end (0xC000 | id); was the back-end started second?`,
+      );
+    }
+    if ((device.protocol & 0x3fff) !== ops.deviceId) {
+      throw new TransportError(
+        'VSHM_ERR_DEVICE_ID',
+        '4.1',
+        `device id ${device.protocol & 0x3fff} from the server does not match the device's id ${ops.deviceId}`,
+      );
+    }
+    if (device.maxPeers !== 2 || device.id > 1) {
+      throw new TransportError('VSHM_ERR_ROLE', '4.1', `virtio needs max_peers 2, got ${device.maxPeers} (id ${device.id})`);
+    }
+    this.device = device;
+    this.ops = ops;
+    this.name = opts.debugName ?? `be${device.id}`;
+    this.partner = 1 - device.id;
+    // §4.4: device bits and the optional ring bits, plus the mandatory transport bits; never PACKED.
+    this.offeredFeatures =
+      ops.features | VirtioFeatureMask.VERSION_1 | VirtioFeatureMask.ACCESS_PLATFORM | VirtioFeatureMask.ORDER_PLATFORM;
+    const size = headerSize(ops.configSize);
+    const layout = device.layout;
+    if (layout.rwSize < size) {
+      throw new TransportError('VSHM_ERR_HEADER_SIZE', '4.2', `R/W section of ${layout.rwSize} bytes cannot hold the ${size}-byte header`);
+    }
+    this.header = new BackendHeader(device.window, size);
+    this.config = new BackendConfigSpace(this.header, ops.configSize, ops.configFields);
+    const ctx = createRingContext(device.window, layout.rwSize, layout.outputSectionSize, device.id, opts.enforceIsolation ?? false);
+    const queueHost: QueueHost = {
+      violation: (err) => this.violation(err),
+      notifyDriver: (vector) => this.notifyDriver(vector),
+    };
+    this.queues = new BackendQueues(
+      this.header,
+      ctx,
+      this.offeredFeatures,
+      (f) => ops.queueCount(f),
+      (i) => ops.queueMaxSize(i),
+      device.vectors,
+      queueHost,
+    );
+    const regHost: RegisterHost = {
+      acceptFeatures: (f) => this.acceptFeatures(f),
+      deviceReset: () => {
+        this.endSession('driver-reset');
+        this.queues.forgetAll();
+      },
+      statusChanged: (status, bad) => this.statusChanged(status, bad),
+      configWritten: (field, value) => this.configWritten(field, value),
+      violation: (err) => this.violation(err),
+    };
+    this.regs = new BackendRegisters(this.header, this.config, this.queues, this.offeredFeatures, regHost);
+  }
+
+  /** Current phase of the §4.10 loop. */
+  get phase(): BackendPhase {
+    return this.phaseValue;
+  }
+
+  /** The private copy of `device_status` (§4.5). */
+  get status(): number {
+    return this.regs.status;
+  }
+
+  /** Negotiated features after an accepted FEATURES_OK, else null. */
+  get negotiatedFeatures(): bigint | null {
+    return this.regs.negotiated;
+  }
+
+  /** The live session, if DRIVER_OK. */
+  get currentSession(): DeviceSession | null {
+    return this.session;
+  }
+
+  /** Enter the §4.10 loop: take the interrupt sink, enable interrupts, State := RESET. */
+  start(): void {
+    if (this.phaseValue !== 'created') throw new TransportError('VSHM_ERR_STATE', '4.10', `start() in phase ${this.phaseValue}`);
+    const d = this.device;
+    d.oneShot = false;
+    d.onInterrupt = this.onIrq;
+    d.on('peer-state', this.onPeerEvent);
+    d.on('peer-gone', this.onPeerEvent);
+    d.on('server-gone', this.onServerGone);
+    d.on('close', this.onDeviceClose);
+    d.interruptsEnabled = true; // enabled before the first scan: nothing can be missed (§3)
+    this.enterReset();
+    this.poll();
+  }
+
+  /**
+   * Orderly shutdown (§4.10): end the session ('shutdown'), State := RESET, release the interrupt
+   * sink. The device itself stays open: its owner closes it.
+   */
+  close(): Promise<void> {
+    this.shutdown();
+    return Promise.resolve();
+  }
+
+  /**
+   * Service everything without an interrupt: FE state, pending transactions, live queues.
+   * Returns the work done (transactions completed + chains popped); 0 when called re-entrantly.
+   * Never throws.
+   */
+  poll(): number {
+    if (this.busy) {
+      this.again = true;
+      return 0;
+    }
+    this.busy = true;
+    let work = 0;
+    try {
+      do {
+        this.again = false;
+        work += this.step();
+      } while (this.again);
+    } catch (err) {
+      this.reportError(err);
+    } finally {
+      this.busy = false;
+    }
+    return work;
+  }
+
+  /** Change config by the generation rule (§4.8) and raise a config event (§4.9). */
+  updateConfig(mutate: (config: ConfigSpace) => void): void {
+    if (this.phaseValue === 'closed') return;
+    this.config.update(mutate);
+    this.notifyConfig();
+  }
+
+  /** Config event: `config_event` := 1, full fence, Doorbell(FE, 0) (§4.9). */
+  notifyConfig(): void {
+    if (this.phaseValue === 'closed') return;
+    this.header.raiseConfigEvent();
+    fullFence();
+    this.device.doorbell(this.partner, 0);
+  }
+
+  // --------------------------------------------------------------------------------------------
+
+  private partnerState(): number {
+    return this.serverGone ? PEER_STATE_RESET : this.device.peerState(this.partner);
+  }
+
+  private setPhase(p: BackendPhase): void {
+    this.phaseValue = p;
+    log('%s: phase %s', this.name, p);
+    this.safeEmit('phase', p);
+  }
+
+  /** §4.10 (1). */
+  private enterReset(): void {
+    this.device.setState(PEER_STATE_RESET);
+    this.setPhase('wait-fe-reset');
+  }
+
+  /** One pass of the loop; returns work done. */
+  private step(): number {
+    let work = 0;
+    for (;;) {
+      switch (this.phaseValue) {
+        case 'wait-fe-reset':
+          if (this.partnerState() !== PEER_STATE_RESET) return work;
+          this.initialiseHeader(); // (3)
+          this.device.setState(PEER_STATE_READY); // (4)
+          this.setPhase('wait-fe-ready');
+          continue;
+        case 'wait-fe-ready':
+          if (this.partnerState() !== PEER_STATE_READY) return work;
+          this.setPhase('serving');
+          continue;
+        case 'serving': {
+          if (this.partnerState() !== PEER_STATE_READY) {
+            // (7): stop touching rings before anything else, then start over.
+            this.endSession('driver-gone');
+            this.queues.forgetAll();
+            this.enterReset();
+            continue;
+          }
+          let n = 0;
+          while (n < MAX_TRANSACTIONS_PER_POLL && this.regs.serviceTransaction()) n++;
+          work += n;
+          if (this.session !== null) work += this.queues.service();
+          if (this.phaseValue === 'serving' && this.partnerState() !== PEER_STATE_READY) continue;
+          return work;
+        }
+        default:
+          return work;
+      }
+    }
+  }
+
+  /** §4.10 (3): zero the header, identity, config defaults, generation 0, queue defaults. */
+  private initialiseHeader(): void {
+    const h = this.header;
+    h.zero();
+    try {
+      this.config.initialise((c) => this.ops.initConfig(c));
+    } catch (err) {
+      this.reportError(err); // a broken initConfig leaves a zero config; the device still serves
+    }
+    h.writeIdentity(0);
+    this.queues.forgetAll();
+    this.regs.reset();
+    log('%s: header initialised (size %d)', this.name, h.size);
+  }
+
+  private acceptFeatures(f: bigint): boolean {
+    const fn = this.ops.acceptFeatures;
+    if (fn === undefined) return true;
+    try {
+      return fn.call(this.ops, f) !== false;
+    } catch (err) {
+      this.reportError(err);
+      return false;
+    }
+  }
+
+  private statusChanged(status: number, badDriverOk: boolean): void {
+    const run = (status & DeviceStatus.DRIVER_OK) !== 0 && (status & RUN_BLOCKERS) === 0 && !badDriverOk && !this.regs.needsReset;
+    if (run && this.session === null) this.activate();
+    else if (!run && this.session !== null) this.endSession('driver-reset');
+  }
+
+  private activate(): void {
+    const features = this.regs.negotiated ?? 0n;
+    const session = new BackendSession(this, features, this.queues.openSession());
+    this.session = session;
+    log('%s: DRIVER_OK, features 0x%s', this.name, features.toString(16));
+    try {
+      this.ops.activate(session);
+    } catch (err) {
+      this.violation(err instanceof Error ? err : new Error(String(err)));
+      return;
+    }
+    this.safeEmit('session', session);
+  }
+
+  private endSession(reason: SessionEndReason): void {
+    const s = this.session;
+    if (s === null) {
+      this.queues.closeSession();
+      return;
+    }
+    this.session = null;
+    s.ended = true;
+    this.queues.closeSession();
+    log('%s: session end (%s)', this.name, reason);
+    try {
+      this.ops.deactivate(reason);
+    } catch (err) {
+      this.reportError(err);
+    }
+    this.safeEmit('session-end', reason);
+  }
+
+  private configWritten(field: ConfigField, value: number): void {
+    const fn = this.ops.configWritten;
+    if (fn === undefined) return;
+    try {
+      fn.call(this.ops, field, value);
+    } catch (err) {
+      this.violation(err instanceof Error ? err : new Error(String(err)));
+    }
+  }
+
+  /** §6.3: stop all queues, DEVICE_NEEDS_RESET, config event; transactions keep completing. */
+  private violation(err: Error): void {
+    if (this.phaseValue !== 'serving') return;
+    if (this.regs.needsReset) return;
+    log('%s: violation, DEVICE_NEEDS_RESET: %s', this.name, err.message);
+    this.queues.stopAll();
+    this.regs.markNeedsReset();
+    this.endSession('needs-reset');
+    this.notifyConfig();
+    this.safeEmit('needs-reset', err);
+  }
+
+  /** §4.9 used-buffer notification (the ring already published and fenced). */
+  private notifyDriver(vector: number): void {
+    this.header.raiseQueueEvent();
+    fullFence();
+    this.device.doorbell(this.partner, vector);
+  }
+
+  private shutdown(): void {
+    if (this.phaseValue === 'closed') return;
+    const started = this.phaseValue !== 'created';
+    this.endSession('shutdown');
+    this.queues.stopAll();
+    this.setPhase('closed');
+    if (!started) return;
+    const d = this.device;
+    d.off('peer-state', this.onPeerEvent);
+    d.off('peer-gone', this.onPeerEvent);
+    d.off('server-gone', this.onServerGone);
+    d.off('close', this.onDeviceClose);
+    if (d.onInterrupt === this.onIrq) d.onInterrupt = null;
+    try {
+      d.setState(PEER_STATE_RESET); // §4.10 orderly shutdown; no-op on a closed device
+    } catch (err) {
+      this.reportError(err);
+    }
+  }
+
+  private reportError(err: unknown): void {
+    const e = err instanceof Error ? err : new Error(String(err));
+    log('%s: error: %s', this.name, e.stack ?? e.message);
+    if (this.listenerCount('error') > 0) this.safeEmit('error', e);
+  }
+
+  /** Emit without letting a listener's exception escape into the interrupt path. */
+  private safeEmit(event: string, ...args: unknown[]): void {
+    try {
+      this.emit(event, ...args);
+    } catch (err) {
+      log('%s: listener of %s threw: %s', this.name, event, String(err));
+    }
+  }
+}
+
+/** Check the ops table at the edge (style §8). */
+function checkOps(ops: VirtioDeviceOps): void {
+  if (ops === null || typeof ops !== 'object') throw new ArgumentError('VirtioBackend: ops must be an object');
+  if (!Number.isInteger(ops.deviceId) || ops.deviceId < 1 || ops.deviceId > 0x3fff) {
+    throw new ArgumentError(`VirtioBackend: deviceId must be 1…16383, got ${String(ops.deviceId)}`);
+  }
+  if (typeof ops.features !== 'bigint' || ops.features < 0n) throw new ArgumentError('VirtioBackend: features must be a non-negative bigint');
+  const illegal = ops.features & ~(DEVICE_FEATURES_MASK | VirtioFeatureMask.RING_INDIRECT_DESC | VirtioFeatureMask.RING_EVENT_IDX);
+  if (illegal !== 0n) {
+    throw new ArgumentError(`VirtioBackend: features may hold bits 0–23, INDIRECT_DESC and EVENT_IDX only, got extra 0x${illegal.toString(16)}`);
+  }
+  if (!Number.isInteger(ops.configSize) || ops.configSize < 0 || ops.configSize > 0x10000) {
+    throw new ArgumentError(`VirtioBackend: configSize must be 0…65536, got ${String(ops.configSize)}`);
+  }
+  for (const fn of ['queueCount', 'queueMaxSize', 'initConfig', 'activate', 'deactivate'] as const) {
+    if (typeof ops[fn] !== 'function') throw new ArgumentError(`VirtioBackend: ops.${fn} must be a function`);
+  }
+  if (!Array.isArray(ops.configFields)) throw new ArgumentError('VirtioBackend: ops.configFields must be an array');
+}
