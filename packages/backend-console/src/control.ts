@@ -1,0 +1,112 @@
+/**
+ * The MULTIPORT control channel of one driver session (spec §7.2, OASIS VIRTIO 1.2 §5.3.6.2):
+ * control receiveq (queue 2, device → driver) and control transmitq (queue 3, driver → device).
+ *
+ * Outgoing messages wait in order until the driver posts control receive buffers; each message
+ * takes one chain. Incoming messages are decoded once from a private copy (style §3); short
+ * messages are dropped here, `id` range and unknown events are the session's business.
+ */
+import createDebug from 'debug';
+import type { DeviceChain, DeviceQueueHandle } from './transport-types.js';
+import {
+  consoleControlEventName,
+  decodeConsoleControl,
+  type ConsoleControlMessage,
+} from 'virtio-spec-types';
+
+const debug = createDebug('vshm:console-be');
+
+/** Largest control message the device reads: header + a PORT_NAME-sized payload. */
+const MAX_CONTROL_IN = 4096;
+
+export class ControlChannel {
+  private readonly rxq: DeviceQueueHandle | undefined;
+  private readonly txq: DeviceQueueHandle | undefined;
+  private readonly onMessage: (msg: ConsoleControlMessage) => void;
+  private readonly pending: Uint8Array[] = [];
+  private closed = false;
+
+  constructor(
+    rxq: DeviceQueueHandle | undefined,
+    txq: DeviceQueueHandle | undefined,
+    onMessage: (msg: ConsoleControlMessage) => void,
+  ) {
+    this.rxq = rxq;
+    this.txq = txq;
+    this.onMessage = onMessage;
+    if (rxq !== undefined) rxq.onAvailable = () => this.pumpOut();
+    if (txq !== undefined) txq.onAvailable = () => this.pumpIn();
+  }
+
+  /** Queue one encoded message for the driver and send it as soon as a buffer is available. */
+  send(msg: Uint8Array): void {
+    if (this.closed) return;
+    debug('control → %s id=%d', consoleControlEventName(msg[4] | (msg[5] << 8)), msg[0] | (msg[1] << 8));
+    this.pending.push(msg);
+    this.pumpOut();
+  }
+
+  /** Messages not yet handed to the driver. */
+  get backlog(): number {
+    return this.pending.length;
+  }
+
+  /** Process what the driver already posted (called once at activation). */
+  start(): void {
+    this.pumpIn();
+    this.pumpOut();
+  }
+
+  /** The session ended: stop touching the queues; unsent messages are dropped with it. */
+  close(): void {
+    this.closed = true;
+    this.pending.length = 0;
+    if (this.rxq !== undefined) this.rxq.onAvailable = null;
+    if (this.txq !== undefined) this.txq.onAvailable = null;
+  }
+
+  private pumpOut(): void {
+    const q = this.rxq;
+    if (q === undefined || this.closed) return;
+    let pushed = false;
+    while (this.pending.length > 0) {
+      const chain = q.pop();
+      if (chain === null) break;
+      const msg = this.pending.shift() as Uint8Array;
+      const n = chain.write(msg);
+      if (n < msg.length) debug('control receive buffer of %d bytes truncated a %d-byte message', chain.writableLength, msg.length);
+      q.push(chain, n);
+      pushed = true;
+    }
+    if (pushed) q.flush();
+  }
+
+  private pumpIn(): void {
+    const q = this.txq;
+    if (q === undefined) return;
+    let pushed = false;
+    while (!this.closed) {
+      const chain = q.pop();
+      if (chain === null) break;
+      const bytes = readChain(chain);
+      q.push(chain, 0);
+      pushed = true;
+      let msg: ConsoleControlMessage;
+      try {
+        msg = decodeConsoleControl(bytes);
+      } catch {
+        debug('control ← short message of %d bytes ignored', bytes.length);
+        continue;
+      }
+      debug('control ← %s id=%d value=%d', consoleControlEventName(msg.event), msg.id, msg.value);
+      this.onMessage(msg);
+    }
+    if (pushed && !this.closed) q.flush();
+  }
+}
+
+function readChain(chain: DeviceChain): Uint8Array {
+  const buf = new Uint8Array(Math.min(chain.readableLength, MAX_CONTROL_IN));
+  const n = chain.read(buf);
+  return buf.subarray(0, n);
+}

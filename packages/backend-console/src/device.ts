@@ -1,0 +1,205 @@
+/**
+ * The virtio-console device (back-end) as a VirtioDeviceOps table (spec §7.2, §7.3, style §6).
+ *
+ * Defaults are Jailhouse-compatible: SIZE offered only when cols/rows are known, two queues of
+ * size 8, `max_nr_ports` and `emerg_wr` 0, a config event on DRIVER_OK. MULTIPORT (named ports),
+ * EMERG_WRITE and larger queues are opt-in vshm extensions. The device owns its ports (their
+ * host sides and buffered input), which outlive driver sessions.
+ *
+ * Events: 'activate' (features: bigint), 'deactivate' (reason: SessionEndReason).
+ */
+import { EventEmitter } from 'node:events';
+import createDebug from 'debug';
+import { ArgumentError } from '@vshm/transport';
+import {
+  ConsoleFeature,
+  consoleQueueCount,
+  CONSOLE_CONFIG_COLS,
+  CONSOLE_CONFIG_EMERG_WR,
+  CONSOLE_CONFIG_MAX_NR_PORTS,
+  CONSOLE_CONFIG_ROWS,
+  CONSOLE_CONFIG_SIZE,
+  featureBit,
+  hasFeature,
+  VirtioDeviceId,
+} from 'virtio-spec-types';
+import { ConsolePort } from './port.js';
+import type { ConfigField, ConfigSpace, DeviceSession, SessionEndReason, VirtioDeviceOps } from './transport-types.js';
+import { ConsoleSession, type ConsoleSize } from './session.js';
+
+export type { ConsoleSize } from './session.js';
+
+const debug = createDebug('vshm:console-be');
+
+export interface ConsoleDeviceOptions {
+  /** Known terminal size; SIZE is offered iff given (§7.3). Default none. */
+  size?: ConsoleSize | null;
+  /** Names of ports 1…n. Non-empty enables MULTIPORT; port 0 stays the console port. */
+  ports?: readonly string[];
+  /** Offer MULTIPORT even without named ports. Default: ports.length > 0. */
+  multiport?: boolean;
+  /** `max_nr_ports` with MULTIPORT, ≥ 1 + ports.length, ≤ 64. Default 1 + ports.length. */
+  maxNrPorts?: number;
+  /** Offer EMERG_WRITE. Default false. */
+  emergWrite?: boolean;
+  /** Maximum size offered for every queue: a power of two 1…32768. Default 8 (Jailhouse). */
+  queueSize?: number;
+  /** Without MULTIPORT, deliver input this long after DRIVER_OK at the latest. Default 200 ms. */
+  settleMs?: number;
+  /** Per-port input buffered before the source is paused. Default 65536 bytes. */
+  bufferLimit?: number;
+}
+
+/** Largest port name: keeps PORT_NAME within a 128-byte control receive buffer. */
+export const MAX_PORT_NAME_BYTES = 120;
+const MAX_PORTS = 64;
+
+function checkInt(name: string, v: unknown, min: number, max: number): number {
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < min || v > max) {
+    throw new ArgumentError(`${name} must be an integer ${min}…${max}, got ${String(v)}`);
+  }
+  return v;
+}
+
+function checkSize(size: ConsoleSize): ConsoleSize {
+  checkInt('size.cols', size.cols, 1, 0xffff);
+  checkInt('size.rows', size.rows, 1, 0xffff);
+  return { cols: size.cols, rows: size.rows };
+}
+
+function checkNames(names: readonly string[]): string[] {
+  const seen = new Set<string>();
+  for (const n of names) {
+    if (typeof n !== 'string' || n.length === 0) throw new ArgumentError('port names must be non-empty strings');
+    if (n.includes('\0')) throw new ArgumentError(`port name ${JSON.stringify(n)} contains NUL`);
+    if (Buffer.byteLength(n) > MAX_PORT_NAME_BYTES) {
+      throw new ArgumentError(`port name ${JSON.stringify(n)} is longer than ${MAX_PORT_NAME_BYTES} bytes`);
+    }
+    if (seen.has(n)) throw new ArgumentError(`duplicate port name ${JSON.stringify(n)}`);
+    seen.add(n);
+  }
+  return [...names];
+}
+
+export class ConsoleDevice extends EventEmitter implements VirtioDeviceOps {
+  readonly deviceId = VirtioDeviceId.CONSOLE;
+  readonly features: bigint;
+  readonly configSize = CONSOLE_CONFIG_SIZE;
+  readonly configFields: readonly ConfigField[];
+  /** Port 0 (console) then the named ports. */
+  readonly ports: readonly ConsolePort[];
+  readonly multiport: boolean;
+  readonly maxNrPorts: number;
+  readonly emergWrite: boolean;
+  readonly queueSize: number;
+  readonly settleMs: number;
+
+  private size: ConsoleSize | null;
+  private session: ConsoleSession | null = null;
+
+  constructor(options: ConsoleDeviceOptions = {}) {
+    super();
+    if (options === null || typeof options !== 'object') throw new ArgumentError('options must be an object');
+    const names = checkNames(options.ports ?? []);
+    this.size = options.size == null ? null : checkSize(options.size);
+    this.multiport = options.multiport ?? names.length > 0;
+    if (!this.multiport && names.length > 0) throw new ArgumentError('named ports need MULTIPORT');
+    this.maxNrPorts = this.multiport ? checkInt('maxNrPorts', options.maxNrPorts ?? 1 + names.length, 1 + names.length, MAX_PORTS) : 0;
+    this.emergWrite = options.emergWrite ?? false;
+    this.queueSize = checkInt('queueSize', options.queueSize ?? 8, 1, 32768);
+    if ((this.queueSize & (this.queueSize - 1)) !== 0) throw new ArgumentError(`queueSize must be a power of two, got ${this.queueSize}`);
+    this.settleMs = checkInt('settleMs', options.settleMs ?? 200, 0, 60_000);
+    const bufferLimit = checkInt('bufferLimit', options.bufferLimit ?? 65536, 1, 1 << 30);
+
+    let f = 0n;
+    if (this.size !== null) f |= featureBit(ConsoleFeature.SIZE);
+    if (this.multiport) f |= featureBit(ConsoleFeature.MULTIPORT);
+    if (this.emergWrite) f |= featureBit(ConsoleFeature.EMERG_WRITE);
+    this.features = f;
+    this.configFields = [
+      { name: 'cols', offset: CONSOLE_CONFIG_COLS, width: 2 },
+      { name: 'rows', offset: CONSOLE_CONFIG_ROWS, width: 2 },
+      { name: 'max_nr_ports', offset: CONSOLE_CONFIG_MAX_NR_PORTS, width: 4 },
+      { name: 'emerg_wr', offset: CONSOLE_CONFIG_EMERG_WR, width: 4, driverWritable: this.emergWrite },
+    ];
+    this.ports = [null, ...names].map((n, i) => new ConsolePort(i, n, bufferLimit));
+  }
+
+  /** Port `id` (0 = console). Throws for an unknown id. */
+  port(id: number): ConsolePort {
+    const p = this.ports[id];
+    if (p === undefined) throw new ArgumentError(`no port ${String(id)} (have ${this.ports.length})`);
+    return p;
+  }
+
+  /** Current terminal size, or null when unknown. */
+  currentSize(): ConsoleSize | null {
+    return this.size;
+  }
+
+  /** Whether a driver session is live (DRIVER_OK seen, not yet deactivated). */
+  get active(): boolean {
+    return this.session !== null;
+  }
+
+  /** The live session (tests, diagnostics), or null. */
+  get currentSession(): ConsoleSession | null {
+    return this.session;
+  }
+
+  /**
+   * The host terminal changed size (§7.3). Remembered for the next header initialisation and
+   * propagated to a live session (config update, or RESIZE with MULTIPORT).
+   */
+  resize(cols: number, rows: number): void {
+    const size = checkSize({ cols, rows });
+    if (this.size !== null && this.size.cols === size.cols && this.size.rows === size.rows) return;
+    this.size = size;
+    debug('resize %dx%d', size.cols, size.rows);
+    this.session?.resize(size);
+  }
+
+  // ---- VirtioDeviceOps --------------------------------------------------------------------
+
+  queueCount(features: bigint): number {
+    return consoleQueueCount(hasFeature(features, ConsoleFeature.MULTIPORT), this.maxNrPorts);
+  }
+
+  queueMaxSize(_index: number): number {
+    return this.queueSize;
+  }
+
+  initConfig(config: ConfigSpace): void {
+    // SIZE not offered → cols/rows stay 0 (§7.3).
+    if (this.size !== null && hasFeature(this.features, ConsoleFeature.SIZE)) {
+      config.write(CONSOLE_CONFIG_COLS, 2, this.size.cols);
+      config.write(CONSOLE_CONFIG_ROWS, 2, this.size.rows);
+    }
+    config.write(CONSOLE_CONFIG_MAX_NR_PORTS, 4, this.maxNrPorts);
+    config.write(CONSOLE_CONFIG_EMERG_WR, 4, 0);
+  }
+
+  configWritten(field: ConfigField, value: number): void {
+    // §7.3 EMERG_WRITE: the low byte goes out on port 0, in any status.
+    if (field.offset === CONSOLE_CONFIG_EMERG_WR && this.emergWrite) {
+      this.ports[0].write(Uint8Array.of(value & 0xff));
+    }
+  }
+
+  activate(session: DeviceSession): void {
+    this.session?.close();
+    const s = new ConsoleSession(this, session);
+    this.session = s;
+    debug('activate: features 0x%s, multiport %s', session.features.toString(16), s.multiport);
+    s.start();
+    this.emit('activate', session.features);
+  }
+
+  deactivate(reason: SessionEndReason): void {
+    if (this.session === null) return;
+    this.session.close();
+    this.session = null;
+    debug('deactivate: %s', reason);
+    this.emit('deactivate', reason);
+  }
+}

@@ -1,0 +1,144 @@
+/**
+ * The host side of one console port (spec §7.2–7.3): a Readable the back-end reads input from
+ * and a Writable the driver's output goes to. A port outlives driver sessions; so does its input
+ * buffer, so a front-end that goes away loses nothing not yet delivered.
+ *
+ * Events:
+ * - 'input' (): new bytes are in `buffer`.
+ * - 'host-open' () / 'host-close' (): the host side was attached / detached (PORT_OPEN, §7.3).
+ * - 'writable' (): output that was blocked by backpressure drained.
+ */
+import { EventEmitter } from 'node:events';
+import type { Readable, Writable } from 'node:stream';
+import createDebug from 'debug';
+import { InputBuffer } from './input-buffer.js';
+
+const debug = createDebug('vshm:console-be');
+
+export class ConsolePort extends EventEmitter {
+  /** Port number: 0 is the console port, n ≥ 1 the named ports (MULTIPORT). */
+  readonly id: number;
+  /** PORT_NAME payload, or null for an unnamed port (port 0). */
+  readonly name: string | null;
+  readonly buffer: InputBuffer;
+
+  private input: Readable | null = null;
+  private output: Writable | null = null;
+  /** We paused `input` because `buffer` was full. */
+  private pausedByUs = false;
+  private blocked = false;
+  private readonly onData = (chunk: Buffer | string): void => this.takeInput(chunk);
+  private readonly onDrain = (): void => {
+    this.blocked = false;
+    this.emit('writable');
+  };
+  private readonly onOutputError = (err: Error): void => {
+    // EPIPE and friends: the host reader went away. Treat as a detach rather than a crash.
+    debug('port %d: output error %s', this.id, err.message);
+    this.detach();
+  };
+  private readonly onInputError = (err: Error): void => {
+    debug('port %d: input error %s', this.id, err.message);
+  };
+
+  constructor(id: number, name: string | null, bufferLimit: number) {
+    super();
+    this.id = id;
+    this.name = name;
+    this.buffer = new InputBuffer(bufferLimit);
+  }
+
+  /** Whether a host side is attached (a UNIX-socket client connected, the terminal, a command). */
+  get hostOpen(): boolean {
+    return this.input !== null || this.output !== null;
+  }
+
+  /** True while the host output pushes back: the device stops taking transmit buffers. */
+  get outputBlocked(): boolean {
+    return this.blocked;
+  }
+
+  /**
+   * Attach a host side (either stream may be null). Replaces a previous one. Input starts
+   * flowing immediately into `buffer`; the device delivers it when the driver is ready.
+   */
+  attach(input: Readable | null, output: Writable | null): void {
+    const wasOpen = this.hostOpen;
+    this.release();
+    this.input = input;
+    this.output = output;
+    if (input !== null) {
+      input.on('data', this.onData);
+      input.on('error', this.onInputError);
+      if (this.buffer.full) this.pauseInput();
+      else input.resume();
+    }
+    if (output !== null) {
+      output.on('drain', this.onDrain);
+      output.on('error', this.onOutputError);
+    }
+    debug('port %d: host side attached', this.id);
+    if (!wasOpen && this.hostOpen) this.emit('host-open');
+  }
+
+  /** Detach the host side (kept input stays buffered). Does not close or end the streams. */
+  detach(): void {
+    if (!this.hostOpen) return;
+    this.release();
+    debug('port %d: host side detached (%d bytes stay buffered)', this.id, this.buffer.length);
+    this.emit('host-close');
+  }
+
+  /**
+   * Output bytes from the driver. Returns false once the host output pushes back ('writable'
+   * follows). Without a host side the bytes are discarded, as on a serial line nobody listens to.
+   */
+  write(bytes: Uint8Array): boolean {
+    if (this.output === null) {
+      debug('port %d: no host side, %d output bytes discarded', this.id, bytes.length);
+      return true;
+    }
+    if (bytes.length === 0) return !this.blocked;
+    if (!this.output.write(bytes)) this.blocked = true;
+    return !this.blocked;
+  }
+
+  /** The device consumed buffered input: resume a source paused for backpressure. */
+  drained(): void {
+    if (this.pausedByUs && !this.buffer.full && this.input !== null) {
+      this.pausedByUs = false;
+      this.input.resume();
+    }
+  }
+
+  private takeInput(chunk: Buffer | string): void {
+    this.buffer.push(typeof chunk === 'string' ? Buffer.from(chunk) : chunk);
+    if (this.buffer.full) this.pauseInput();
+    this.emit('input');
+  }
+
+  private pauseInput(): void {
+    if (this.input === null) return;
+    this.pausedByUs = true;
+    this.input.pause();
+  }
+
+  private release(): void {
+    if (this.input !== null) {
+      this.input.off('data', this.onData);
+      this.input.off('error', this.onInputError);
+      this.input.pause();
+    }
+    if (this.output !== null) {
+      this.output.off('drain', this.onDrain);
+      this.output.off('error', this.onOutputError);
+    }
+    this.input = null;
+    this.output = null;
+    this.pausedByUs = false;
+    if (this.blocked) {
+      this.blocked = false;
+      this.emit('writable');
+    }
+  }
+}
