@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import { once } from 'node:events';
-import { createLoopbackPair } from '../src/ivshmem/loopback.js';
+import { createLoopbackPair, simulateServerGone } from '../src/ivshmem/loopback.js';
 import type { IvshmemDevice } from '../src/ivshmem/device.js';
 import { ArgumentError, LayoutError } from '../src/errors.js';
 
@@ -184,5 +184,37 @@ describe('loopback pair (spec §3 device model)', () => {
     be.close();
     await drain();
     expect(got).to.deep.equal([]);
+  });
+});
+
+describe('loopback simulateServerGone (spec §1.8)', () => {
+  it('emits server-gone, then peer-gone and vector 0; the partner is absent afterwards', async () => {
+    const [be, fe] = createLoopbackPair();
+    be.setState(1);
+    await drain();
+    const order: string[] = [];
+    for (const d of [be, fe]) {
+      d.on('server-gone', () => order.push(`${d.id} server-gone`));
+      d.on('peer-gone', (id: number) => order.push(`${d.id} peer-gone ${id}`));
+    }
+    const got = record(fe);
+    simulateServerGone(be, fe);
+    expect(order).to.deep.equal(['0 server-gone', '0 peer-gone 1', '1 server-gone', '1 peer-gone 0']);
+    await drain();
+    expect(got).to.deep.equal([0]);
+    expect(fe.isPresent(0)).to.equal(false);
+    expect(fe.peerState(0)).to.equal(0);
+    fe.doorbell(0, 1);
+    be.setState(2);
+    const beGot = record(be);
+    await drain();
+    expect(got).to.deep.equal([0]);
+    expect(beGot).to.deep.equal([]);
+    let gone = 0;
+    fe.on('peer-gone', () => gone++);
+    be.close();
+    expect(gone).to.equal(0);
+    fe.close();
+    expect(() => simulateServerGone({} as IvshmemDevice)).to.throw(ArgumentError);
   });
 });

@@ -63,6 +63,8 @@ class LoopbackDevice extends EventEmitter implements IvshmemDevice {
   private readonly link: Link;
   private stateValue = 0;
   private closed = false;
+  /** simulateServerGone() ran: the partner counts as gone, nothing is announced any more. */
+  private serverLost = false;
   /** Per-vector "eventfd counter non-zero" flag. */
   private readonly pending: Uint8Array;
   private anyPending = false;
@@ -93,7 +95,7 @@ class LoopbackDevice extends EventEmitter implements IvshmemDevice {
   isPresent(id: number): boolean {
     if (id === this.id) return !this.closed;
     const other = this.link.devices[id];
-    return !this.closed && other !== undefined && !other.closed;
+    return !this.closed && !this.serverLost && other !== undefined && !other.closed;
   }
 
   peerState(id: number): number {
@@ -109,12 +111,13 @@ class LoopbackDevice extends EventEmitter implements IvshmemDevice {
     if (value === this.stateValue) return;
     this.stateValue = value;
     for (const d of this.link.devices) {
-      if (d !== this && !d.closed) d.raise(0);
+      if (d !== this && this.isPresent(d.id)) d.raise(0);
     }
   }
 
   doorbell(target: number, vector: number): void {
     if (this.closed) return;
+    if (target !== this.id && !this.isPresent(target)) return;
     const d = this.link.devices[target];
     if (d === undefined || d.closed || !Number.isInteger(vector) || vector < 0 || vector >= d.vectors) return;
     d.raise(vector);
@@ -131,9 +134,19 @@ class LoopbackDevice extends EventEmitter implements IvshmemDevice {
     // What the server does on disconnect (§1.6) and the partner's device model on PEER_GONE (§3).
     Atomics.store(this.link.table, this.id, 0);
     for (const d of this.link.devices) {
-      if (d !== this && !d.closed) d.peerGone(this.id);
+      if (d !== this && !d.closed && !this.serverLost) d.peerGone(this.id);
     }
     this.emit('close');
+  }
+
+  /** @internal See simulateServerGone(). */
+  loseServer(): void {
+    if (this.closed || this.serverLost) return;
+    const present = this.link.devices.filter((d) => d !== this && this.isPresent(d.id));
+    this.serverLost = true;
+    this.emit('server-gone');
+    for (const d of present) this.emit('peer-gone', d.id);
+    if (present.length > 0) this.raise(0);
   }
 
   /** The eventfd of `vector` becomes readable (counter += 1; coalesces). */
@@ -204,4 +217,17 @@ export function createLoopbackPair(opts: LoopbackOptions = {}): [IvshmemDevice, 
   const b = new LoopbackDevice(link, 1, vectors, rewriteProtocol(protocol, 1), layout);
   link.devices.push(a, b);
   return [a, b];
+}
+
+/**
+ * Test hook: make loopback devices behave as an `IvshmemPeer` does when the server socket hits
+ * EOF (§1.8): 'server-gone', then 'peer-gone' for the partner and vector 0; from then on the
+ * partner is absent (doorbells to it are no-ops, `peerState()` reads 0) and close() is no longer
+ * announced to it. Call it with both devices of a pair to mimic a server that stopped.
+ */
+export function simulateServerGone(...devices: IvshmemDevice[]): void {
+  for (const d of devices) {
+    if (!(d instanceof LoopbackDevice)) throw new ArgumentError('simulateServerGone() takes loopback devices only');
+  }
+  for (const d of devices) (d as LoopbackDevice).loseServer();
 }
