@@ -10,7 +10,13 @@
  *   event is delivered to `onInterrupt` if enabled (one-shot clears the enable bit) or discarded.
  *
  * Lifecycle: `connect()` resolves once the initial burst is complete (all own eventfds, §1.8).
- * After that, failures are reported as 'error' (then 'close'): listen for 'error'.
+ * After that, failures are reported as 'error' (then 'close'): listen for 'error'. Events that
+ * arrive during the burst are consumed with interrupts disabled (discarded, §3), so read
+ * `peerState()` after connect; 'peer-state' reports later changes. Server EOF: 'server-gone',
+ * then (unless `keepPeersOnServerGone`) 'peer-gone' per other peer and the own vector 0.
+ *
+ * Received eventfds are used as the server made them: the peer never changes O_NONBLOCK (the
+ * file description is shared, §1.8). vshm-server and QEMU create them non-blocking.
  */
 import { EventEmitter } from 'node:events';
 import type { Binding, FdWatcher } from '@vshm/addon';
