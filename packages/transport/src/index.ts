@@ -15,6 +15,7 @@ export * from './ivshmem/server-options.js';
 export { ServerError } from './ivshmem/server-socket.js';
 export * from './virtio/driver-queue.js';
 export * from './virtio/mock-device.js';
+export * from './virtio/hostile.js';
 export type * from './virtio/device-api.js';
 export { VirtioBackend, type VirtioBackendOptions, type BackendPhase } from './virtio/backend.js';
 export * from './virtio/vectors.js';
