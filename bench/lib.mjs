@@ -1,0 +1,71 @@
+// Shared helpers for benchmark cases: statistics, child-process plumbing, argument parsing.
+// Cases print exactly one JSON object as their last stdout line; run.mjs collects it.
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+
+/** Median and 99th percentile of a Float64Array of samples (sorted in place, numerically). */
+export function percentiles(samples) {
+  samples.sort(); // TypedArray sort is numeric
+  const at = (q) => samples[Math.min(samples.length - 1, Math.floor(q * samples.length))];
+  return { median: at(0.5), p99: at(0.99) };
+}
+
+export function round(x, digits = 3) {
+  const f = 10 ** digits;
+  return Math.round(x * f) / f;
+}
+
+/**
+ * Run `script` (path relative to bench/cases) in a fresh Node process and resolve with the JSON
+ * object it prints as its last stdout line. `fds` are extra fds shared as child fds 3, 4, ….
+ * The child is killed (SIGKILL) after `timeoutMs` so a hung case cannot stall the whole run.
+ */
+export function runCase(script, args = [], { fds = [], timeoutMs = 60000, env } = {}) {
+  const file = fileURLToPath(new URL(`./cases/${script}`, import.meta.url));
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [file, ...args], {
+      stdio: ['ignore', 'pipe', 'inherit', ...fds],
+      env: env ? { ...process.env, ...env } : process.env,
+    });
+    let out = '';
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      child.kill('SIGKILL');
+    }, timeoutMs);
+    child.stdout.setEncoding('utf8');
+    child.stdout.on('data', (d) => (out += d));
+    child.on('error', (e) => {
+      clearTimeout(timer);
+      reject(e);
+    });
+    child.on('exit', (code, signal) => {
+      clearTimeout(timer);
+      if (timedOut) return reject(new Error(`${script} timed out after ${timeoutMs} ms`));
+      const line = out.trim().split('\n').pop() ?? '';
+      if (code !== 0) return reject(new Error(`${script} exited with ${code ?? signal}`));
+      try {
+        resolve(JSON.parse(line));
+      } catch {
+        reject(new Error(`${script} printed no JSON result: ${JSON.stringify(out.slice(-200))}`));
+      }
+    });
+  });
+}
+
+/** `--name value` style option from argv, or the default. */
+export function option(argv, name, dflt) {
+  const i = argv.indexOf(name);
+  return i >= 0 && i + 1 < argv.length ? argv[i + 1] : dflt;
+}
+
+/** CPU seconds (user + system) this process has used so far. */
+export function cpuSeconds() {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1e6;
+}
+
+/** Print the case result as the last stdout line and exit (handles and children notwithstanding). */
+export function report(result) {
+  process.stdout.write(JSON.stringify(result) + '\n', () => process.exit(0));
+}

@@ -1,0 +1,125 @@
+#!/usr/bin/env node
+// `npm run bench`: vshm against its baselines, every case in fresh child processes (style §10).
+//
+//   node bench/run.mjs [--quick] [--json PATH] [--only NAME[,NAME…]] [--trials N]
+//
+// Prints a table and writes `{"node", "cpus", "cases": {NAME: {...}}, "ratios": {...}}` to
+// bench/results.json (or PATH). --quick is the CI smoke mode: a few seconds, asserts nothing
+// about speed. Every figure is compared with a baseline measured in the same run.
+import { writeFileSync } from 'node:fs';
+import os from 'node:os';
+import { fileURLToPath } from 'node:url';
+import { runCase, round } from './lib.mjs';
+
+const USAGE = 'usage: node bench/run.mjs [--quick] [--json PATH] [--only NAME,…] [--trials N]';
+
+function parseArgs(argv) {
+  const o = { quick: false, json: fileURLToPath(new URL('./results.json', import.meta.url)), only: null, trials: null };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    const value = () => {
+      if (i + 1 >= argv.length) fail(`${a} needs a value`);
+      return argv[++i];
+    };
+    if (a === '--quick') o.quick = true;
+    else if (a === '--json') o.json = value();
+    else if (a === '--only') o.only = value().split(',');
+    else if (a === '--trials') {
+      o.trials = Number(value());
+      if (!Number.isInteger(o.trials) || o.trials < 1 || o.trials > 20) fail(`--trials must be 1..20, got '${argv[i]}'`);
+    } else if (a === '--help' || a === '-h') {
+      console.log(USAGE);
+      process.exit(0);
+    } else fail(`unknown argument '${a}'`);
+  }
+  return o;
+}
+
+function fail(msg) {
+  process.stderr.write(`bench: ${msg} (${USAGE})\n`);
+  process.exit(2);
+}
+
+/**
+ * The cases. `args(quick)` sizes each run; `pick` chooses among trials (latency: the trial with
+ * the median median; throughput: the median throughput), `summary` renders one table cell.
+ */
+const latency = (r) => `median ${r.median_us} µs, p99 ${r.p99_us} µs`;
+const CASES = [
+  { name: 'eventfd_rtt', group: 'B0', script: 'eventfd-rtt.mjs', args: (q) => [q ? 2000 : 30000], key: 'median_us', summary: latency },
+  { name: 'unix_echo', group: 'B0', script: 'unix-echo.mjs', args: (q) => [q ? 2000 : 30000], key: 'median_us', summary: latency },
+  { name: 'unix_stream', group: 'B0', script: 'unix-stream.mjs', args: (q) => [q ? 32 : 1024], key: 'gbps', summary: (r) => `${r.gbps} GB/s` },
+];
+
+const o = parseArgs(process.argv.slice(2));
+const trials = o.trials ?? (o.quick ? 1 : 3);
+const selected = o.only ? CASES.filter((c) => o.only.includes(c.name)) : CASES;
+if (o.only) for (const n of o.only) if (!CASES.some((c) => c.name === n)) fail(`unknown case '${n}'`);
+
+const results = {
+  node: process.version,
+  cpus: os.cpus().length,
+  cpu_model: os.cpus()[0]?.model ?? 'unknown',
+  quick: o.quick,
+  trials,
+  cases: {},
+  ratios: {},
+};
+
+const started = Date.now();
+let failed = 0;
+for (const c of selected) {
+  const runs = [];
+  for (let t = 0; t < trials; t++) {
+    try {
+      runs.push(await runCase(c.script, c.args(o.quick).map(String), { timeoutMs: o.quick ? 30000 : 60000, env: c.env }));
+    } catch (e) {
+      process.stderr.write(`bench: ${c.name}: ${e.message}\n`);
+    }
+  }
+  if (runs.length === 0) {
+    failed++;
+    results.cases[c.name] = { error: 'failed' };
+    continue;
+  }
+  // The median trial by the case's key: one slow or lucky trial does not decide the figure.
+  runs.sort((a, b) => a[c.key] - b[c.key]);
+  const r = runs[(runs.length - 1) >> 1];
+  if (runs.length > 1) r.trials = runs.map((x) => x[c.key]);
+  results.cases[c.name] = r;
+  process.stderr.write(`bench: ${c.name}: ${c.summary(r)}\n`);
+}
+
+// Ratios against the same run's baselines and the issue's targets.
+const C = results.cases;
+const ratio = (a, b) => (a != null && b != null && b !== 0 ? round(a / b, 3) : null);
+const targets = [
+  ['rtt64 / unix_echo (median)', ratio(C.rtt64?.median_us, C.unix_echo?.median_us), '≤ 0.7', (x) => x <= 0.7],
+  ['rtt64 / eventfd_rtt (median)', ratio(C.rtt64?.median_us, C.eventfd_rtt?.median_us), '≤ 1.3', (x) => x <= 1.3],
+  ['bulk64k / unix_stream', ratio(C.bulk64k?.gbps, C.unix_stream?.gbps), '≥ 4', (x) => x >= 4],
+  ['console_stream / unix_stream', ratio(C.console_stream?.gbps, C.unix_stream?.gbps), '(info)', null],
+  ['msg_rate (msgs/s)', C.msg_rate?.msgs_per_s ?? null, '≥ 1000000', (x) => x >= 1e6],
+  ['idle_cpu (%)', C.idle_cpu?.percent ?? null, '< 1', (x) => x < 1],
+];
+for (const [name, value, target, ok] of targets) {
+  results.ratios[name] = { value, target, met: value == null || !ok ? null : ok(value) };
+}
+results.seconds = round((Date.now() - started) / 1000, 1);
+
+// The human table.
+const rows = [['case', 'result']];
+for (const c of selected) rows.push([`${c.group} ${c.name}`, C[c.name]?.error ? 'FAILED' : c.summary(C[c.name])]);
+rows.push(['', '']);
+rows.push(['ratio', 'value (target)']);
+for (const [name, { value, target, met }] of Object.entries(results.ratios)) {
+  if (value == null) continue;
+  rows.push([name, `${value} (${target})${met === true ? ' met' : met === false ? ' MISSED' : ''}`]);
+}
+const w = Math.max(...rows.map((r) => r[0].length));
+console.log(`vshm bench — node ${results.node}, ${results.cpus} × ${results.cpu_model}${o.quick ? ' (quick)' : ''}, ${trials} trial(s)/case`);
+for (const [a, b] of rows) console.log(a === '' ? '' : `  ${a.padEnd(w)}  ${b}`);
+console.log(`  (${results.seconds} s)`);
+
+writeFileSync(o.json, JSON.stringify(results, null, 2) + '\n');
+console.log(`results written to ${o.json}`);
+process.exit(failed ? 1 : 0);
