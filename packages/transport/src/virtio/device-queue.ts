@@ -70,6 +70,10 @@ export class DeviceQueue {
   private publishedUsed = 0;
   /** Private copy of used.flags (the device is its only writer). */
   private usedFlags = 0;
+  /** Notifications wanted (the default; see disableNotifications). */
+  private notifyOn = true;
+  /** Private copy of avail_event (EVENT_IDX; the device is its only writer). */
+  private availEvent = 0;
   /** inFlight[head] = 1 between pop and push: §6.3.7 and push() argument checks. */
   private readonly inFlight: Uint8Array;
   private inFlightN = 0;
@@ -127,11 +131,15 @@ export class DeviceQueue {
    * broken). Loads `avail.idx` (acquire) only when the previously seen entries are used up.
    * Throws RingError on a violation; the queue is broken from then on.
    * The returned Chain stays valid until `push(chain.head, …)`.
+   *
+   * With EVENT_IDX and notifications on, a pop that finds the ring empty also re-arms
+   * `avail_event` (see rearm), so callers may simply pop until null on every kick; the explicit
+   * disable/enableNotifications protocol remains available for batching.
    */
   pop(): Chain | null {
     if (this.broken) return null;
     const last = this.lastAvail;
-    if (last === this.shadowAvail && !this.refreshAvail()) return null;
+    if (last === this.shadowAvail && !this.refreshAvail() && !this.rearm()) return null;
     // Ordered after the acquire load of avail.idx in refreshAvail(); read once.
     const head = this.u16[this.layout.availRingU16 + (last & this.mask)];
     this.lastAvail = (last + 1) & 0xffff;
@@ -195,8 +203,10 @@ export class DeviceQueue {
   enableNotifications(): boolean {
     if (this.broken) return false;
     const L = this.layout;
+    this.notifyOn = true;
     if (this.eventIdx) {
-      this.mem.store16(L.availEventOff, this.lastAvail);
+      this.availEvent = this.lastAvail;
+      this.mem.store16(L.availEventOff, this.availEvent);
     } else {
       this.usedFlags &= ~VIRTQ_USED_F_NO_NOTIFY;
       this.mem.store16(L.usedFlagsOff, this.usedFlags);
@@ -213,8 +223,10 @@ export class DeviceQueue {
   disableNotifications(): void {
     if (this.broken) return;
     const L = this.layout;
+    this.notifyOn = false;
     if (this.eventIdx) {
-      this.mem.store16(L.availEventOff, (this.lastAvail - 1) & 0xffff);
+      this.availEvent = (this.lastAvail - 1) & 0xffff;
+      this.mem.store16(L.availEventOff, this.availEvent);
     } else {
       this.usedFlags |= VIRTQ_USED_F_NO_NOTIFY;
       this.mem.store16(L.usedFlagsOff, this.usedFlags);
@@ -238,6 +250,20 @@ export class DeviceQueue {
     }
     this.shadowAvail = idx;
     return idx !== last;
+  }
+
+  /**
+   * The ring ran empty while notifications are on with EVENT_IDX: move avail_event to the next
+   * index (unless it is there already), full fence, re-check — so a device that simply pops until
+   * null on every kick never loses one (QEMU keeps avail_event current in the same way). Returns
+   * whether entries arrived meanwhile. Flags mode needs nothing: NO_NOTIFY stays clear.
+   */
+  private rearm(): boolean {
+    if (!this.eventIdx || !this.notifyOn || this.availEvent === this.lastAvail) return false;
+    this.availEvent = this.lastAvail;
+    this.mem.store16(this.layout.availEventOff, this.availEvent);
+    this.mem.fence();
+    return this.refreshAvail();
   }
 
   /** Walk the direct chain from `head` (§6.3.2–6.3.6), at most `size` descriptors. */
