@@ -5,7 +5,8 @@
  * TODO(transport): import VirtioBackend / VirtioFrontend and the driver-side types from
  * '@vshm/transport' once its index exports them; the deep imports below are test-only.
  */
-import { createLoopbackPair, type IvshmemDevice } from '@vshm/transport';
+import { createLoopbackPair } from '../../../transport/src/ivshmem/loopback.js';
+import type { IvshmemDevice } from '../../../transport/src/ivshmem/device.js';
 import { VirtioBackend } from '../../../transport/src/virtio/backend.js';
 import { VirtioFrontend } from '../../../transport/src/virtio/frontend.js';
 import type { DriverSession, VirtioDriverOps } from '../../../transport/src/virtio/device-api.js';
