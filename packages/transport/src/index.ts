@@ -19,3 +19,4 @@ export * from './virtio/hostile.js';
 export type * from './virtio/device-api.js';
 export { VirtioBackend, type VirtioBackendOptions, type BackendPhase } from './virtio/backend.js';
 export * from './virtio/vectors.js';
+export * from './connect.js';
