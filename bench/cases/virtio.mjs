@@ -1,0 +1,179 @@
+// B1–B4: virtio through the echo device, front-end and back-end in separate processes, the
+// server in this (parent) process.
+//   virtio.mjs rtt ROUNDS            B1 64-byte round trip FE → BE → FE
+//   virtio.mjs bulk MIB              B2 one-way 64 KiB buffers FE → BE (BE copies them out)
+//   virtio.mjs msgs SECONDS IDLE_S   B3 64-byte one-way message rate with batching, B4 CPU
+//                                    seconds per million messages (FE + BE) and idle CPU
+// Child roles: --be, --fe MODE ARG. Results: one JSON line on stdout (lib.mjs report()).
+import { fileURLToPath } from 'node:url';
+import { echoDeviceOps, echoDriverOps, ECHO_DEVICE_ID } from '../devices/echo.mjs';
+import { percentiles, report, round } from '../lib.mjs';
+import { openBackend, openFrontend, procCpuSeconds, spawnChild, startServer } from '../virtio-rig.mjs';
+
+const SELF = fileURLToPath(import.meta.url);
+const QUEUE_SIZE = Number(process.env.VSHM_BENCH_QUEUE_SIZE ?? 256);
+const BATCH = Number(process.env.VSHM_BENCH_BATCH ?? 64);
+const role = process.argv[2];
+
+if (role === '--be') {
+  const { be } = await openBackend(process.argv[3], echoDeviceOps({ queueSize: QUEUE_SIZE }));
+  process.stdout.write('ready\n');
+  process.on('SIGTERM', async () => {
+    await be.close();
+    process.exit(0);
+  });
+} else if (role === '--fe') {
+  const [, , , socketPath, mode, arg, arg2] = process.argv;
+  const drv = echoDriverOps({ queueSize: QUEUE_SIZE });
+  const { session } = await openFrontend(socketPath, drv.ops);
+  const q = session.queues[0];
+  const line = (s) => process.stdout.write(s + '\n');
+  if (mode === 'rtt') await rtt(q, Number(arg), line);
+  else if (mode === 'bulk') await bulk(q, Number(arg) * 1024 * 1024, line);
+  else await msgs(q, Number(arg), Number(arg2), line);
+} else {
+  await parent(role, process.argv.slice(3));
+}
+
+async function parent(mode, args) {
+  const srv = await startServer({ deviceId: ECHO_DEVICE_ID });
+  const be = spawnChild(SELF, ['--be', srv.socketPath]);
+  let fe = null;
+  try {
+    await be.next('ready');
+    fe = spawnChild(SELF, ['--fe', srv.socketPath, mode, ...args]);
+    if (mode === 'msgs') {
+      // CPU of both sides between the marks the front-end prints (§B4).
+      const cpu = () => procCpuSeconds(fe.pid) + procCpuSeconds(be.pid);
+      await fe.next('run-start');
+      const c0 = cpu();
+      const run = JSON.parse(await fe.next('run-end'));
+      const c1 = cpu();
+      await fe.next('idle-start');
+      const i0 = cpu();
+      const t0 = performance.now();
+      const idle = JSON.parse(await fe.next('idle-end'));
+      const i1 = cpu();
+      const idleS = (performance.now() - t0) / 1000;
+      report({
+        msg_rate: { msgs_per_s: Math.round(run.msgs / run.seconds), msgs: run.msgs, seconds: round(run.seconds), batch: BATCH },
+        cpu_per_million: { cpu_s: round(((c1 - c0) / run.msgs) * 1e6), cpu_s_total: round(c1 - c0, 2) },
+        idle_cpu: { percent: round(((i1 - i0) / idleS) * 100, 2), seconds: round(idleS, 2), fe_wakeups: idle.wakeups },
+      });
+    } else {
+      report(JSON.parse(await fe.next('result')));
+    }
+  } finally {
+    fe?.kill();
+    be.kill();
+    await Promise.all([fe?.exited, be.exited]);
+    await srv.stop();
+  }
+}
+
+/** B1: one 64-byte request in flight; the echo comes back through the used ring. */
+function rtt(q, rounds, line) {
+  const warmup = Math.min(2000, rounds >> 2);
+  const msg = new Uint8Array(64).fill(0x61);
+  const samples = new Float64Array(rounds);
+  let i = -warmup;
+  let t0 = 0;
+  return new Promise((resolve) => {
+    q.onUsed = (_token, data) => {
+      const t1 = performance.now();
+      if (data.length !== 64) throw new Error(`echo of ${data.length} bytes`);
+      if (i >= 0) samples[i] = (t1 - t0) * 1000;
+      if (++i === rounds) {
+        const p = percentiles(samples);
+        line('result ' + JSON.stringify({ median_us: round(p.median), p99_us: round(p.p99), rounds }));
+        return resolve();
+      }
+      t0 = performance.now();
+      q.add(msg, 64, 0);
+      q.kick();
+    };
+    t0 = performance.now();
+    q.add(msg, 64, 0);
+    q.kick();
+  });
+}
+
+/** Keep the ring full of one-way buffers of `size` bytes until `total` bytes completed. */
+function stream(q, size, total, batch, onDone) {
+  const buf = new Uint8Array(size).fill(0x5a);
+  let posted = 0;
+  let done = 0;
+  const fill = () => {
+    let n = 0;
+    while (posted < total && q.add(buf, 0, 0)) {
+      posted += size;
+      if (++n === batch) {
+        q.kick();
+        n = 0;
+      }
+    }
+    if (n > 0) q.kick();
+  };
+  q.onUsed = () => {
+    done += size;
+    if (done >= total) onDone(done);
+  };
+  // Refill after each batch of completions: a completion callback only counts.
+  const origPoll = q.onUsed;
+  q.onUsed = (t, d) => {
+    origPoll(t, d);
+    if (done < total) queueRefill();
+  };
+  let refillQueued = false;
+  const queueRefill = () => {
+    if (refillQueued) return;
+    refillQueued = true;
+    queueMicrotask(() => {
+      refillQueued = false;
+      fill();
+    });
+  };
+  fill();
+}
+
+/** B2: 64 KiB one-way buffers. */
+function bulk(q, total, line) {
+  const size = 64 * 1024;
+  return new Promise((resolve) => {
+    // warm-up: touch the pages of the mapping once
+    stream(q, size, 32 * size, 8, () => {
+      const t0 = performance.now();
+      stream(q, size, total, 8, (bytes) => {
+        const s = (performance.now() - t0) / 1000;
+        line('result ' + JSON.stringify({ gbps: round(bytes / s / 1e9), bytes, seconds: round(s) }));
+        resolve();
+      });
+    });
+  });
+}
+
+/** B3/B4: 64-byte one-way messages for `seconds`, then `idleS` seconds of nothing. */
+function msgs(q, seconds, idleS, line) {
+  const size = 64;
+  return new Promise((resolve) => {
+    stream(q, size, 20000 * size, BATCH, () => {
+      line('run-start');
+      const t0 = performance.now();
+      // Run in slices so the clock is checked rarely: total for `seconds` at ~2 M msgs/s max.
+      let total = 0;
+      const slice = () =>
+        stream(q, size, 200000 * size, BATCH, (bytes) => {
+          total += bytes / size;
+          const s = (performance.now() - t0) / 1000;
+          if (s < seconds) return slice();
+          line('run-end ' + JSON.stringify({ msgs: total, seconds: s }));
+          line('idle-start');
+          setTimeout(() => {
+            line('idle-end ' + JSON.stringify({ wakeups: null }));
+            resolve();
+          }, idleS * 1000);
+        });
+      slice();
+    });
+  });
+}

@@ -1,0 +1,118 @@
+// Process plumbing for the virtio cases: an in-process IvshmemServer, back-end and front-end
+// children (separate processes, connected in the order §1.4 requires: back-end first), line
+// messages on stdout, and CPU accounting of other processes through /proc.
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { IvshmemPeer, IvshmemServer, VirtioBackend } from '@vshm/transport';
+
+/** VirtioFrontend is not (yet) re-exported by the package index; the dist module is the same code. */
+async function loadFrontend() {
+  const t = await import('@vshm/transport');
+  if (t.VirtioFrontend) return t.VirtioFrontend;
+  const url = new URL('../packages/transport/dist/virtio/frontend.js', import.meta.url);
+  return (await import(url.href)).VirtioFrontend;
+}
+
+/** Start a virtio server for `deviceId` in this process. */
+export async function startServer({ deviceId, memorySize = 32 * 1024 * 1024, vectors = 2, outputSectionSize = 0 }) {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'vshm-bench-'));
+  const socketPath = path.join(dir, 'ivshmem.sock');
+  const server = new IvshmemServer({ socketPath, memorySize, vectors, maxPeers: 2, protocol: 0x8000 | deviceId, outputSectionSize });
+  await server.start();
+  return {
+    socketPath,
+    async stop() {
+      await server.stop();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/**
+ * A child process speaking lines on stdout: `next(prefix)` resolves with the next line starting
+ * with `prefix` (the rest after a space); a child that exits first rejects.
+ */
+export function spawnChild(script, args, env = {}) {
+  const child = spawn(process.execPath, [script, ...args], { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, ...env } });
+  let buf = '';
+  const lines = [];
+  let waiter = null;
+  let exited = null;
+  const pump = () => {
+    if (!waiter) return;
+    const i = lines.findIndex((l) => l === waiter.prefix || l.startsWith(waiter.prefix + ' '));
+    if (i >= 0) {
+      const [line] = lines.splice(i, 1);
+      const w = waiter;
+      waiter = null;
+      w.resolve(line.slice(w.prefix.length + 1));
+    } else if (exited) {
+      const w = waiter;
+      waiter = null;
+      w.reject(new Error(`${path.basename(script)} ${args[0] ?? ''} exited (${exited}) before '${w.prefix}'`));
+    }
+  };
+  child.stdout.setEncoding('utf8');
+  child.stdout.on('data', (d) => {
+    buf += d;
+    let nl;
+    while ((nl = buf.indexOf('\n')) >= 0) {
+      lines.push(buf.slice(0, nl));
+      buf = buf.slice(nl + 1);
+    }
+    pump();
+  });
+  child.on('exit', (code, signal) => {
+    exited = `${code ?? signal}`;
+    pump();
+  });
+  return {
+    child,
+    pid: child.pid,
+    next(prefix) {
+      return new Promise((resolve, reject) => {
+        waiter = { prefix, resolve, reject };
+        pump();
+      });
+    },
+    kill() {
+      if (exited === null) child.kill('SIGTERM');
+    },
+    exited: new Promise((resolve) => child.once('exit', resolve)),
+  };
+}
+
+const TICKS = 100; // USER_HZ on Linux
+/** CPU seconds (user + system, all threads, including exited ones) of process `pid`. */
+export function procCpuSeconds(pid) {
+  const s = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const f = s.slice(s.lastIndexOf(')') + 2).split(' ');
+  // fields after the comm: index 0 is field 3 (state); utime is field 14, stime field 15
+  return (Number(f[11]) + Number(f[12])) / TICKS;
+}
+
+/** Connect a back-end for `ops`; resolves once the peer is connected and the loop started. */
+export async function openBackend(socketPath, ops, opts = {}) {
+  const peer = await IvshmemPeer.connect(socketPath);
+  peer.on('error', (e) => process.stderr.write(`bench: be peer: ${e.message}\n`));
+  const be = new VirtioBackend(peer, ops, opts);
+  be.on('error', (e) => process.stderr.write(`bench: be: ${e.message}\n`));
+  be.start();
+  return { peer, be };
+}
+
+/** Connect a front-end for `ops`; resolves with the live session. */
+export async function openFrontend(socketPath, ops, opts = {}) {
+  const VirtioFrontend = await loadFrontend();
+  const peer = await IvshmemPeer.connect(socketPath);
+  peer.on('error', (e) => process.stderr.write(`bench: fe peer: ${e.message}\n`));
+  const fe = new VirtioFrontend(peer, ops, opts);
+  fe.on('error', (e) => process.stderr.write(`bench: fe: ${e.message}\n`));
+  const session = await fe.start();
+  return { peer, fe, session };
+}
+
+export const here = (rel, base) => fileURLToPath(new URL(rel, base));
