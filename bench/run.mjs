@@ -52,6 +52,7 @@ const CASES = [
   { name: 'unix_stream', group: 'B0', script: 'unix-stream.mjs', args: (q) => [q ? 32 : 1024], key: (r) => r.gbps, summary: gbps },
   { name: 'rtt64', group: 'B1', script: 'virtio.mjs', args: (q) => ['rtt', q ? 2000 : 30000], key: (r) => r.median_us, summary: latency },
   { name: 'bulk64k', group: 'B2', script: 'virtio.mjs', args: (q) => ['bulk', q ? 32 : 1024], key: (r) => r.gbps, summary: gbps },
+  { name: 'console_stream', group: 'B2', script: 'console.mjs', args: (q) => [q ? 16 : 256], key: (r) => r.gbps, summary: gbps },
   {
     // One run yields three results: the rate, the CPU it cost, then CPU while idle.
     name: 'msg_rate',
