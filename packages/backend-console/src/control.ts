@@ -7,7 +7,7 @@
  * messages are dropped here, `id` range and unknown events are the session's business.
  */
 import createDebug from 'debug';
-import type { DeviceChain, DeviceQueueHandle } from './transport-types.js';
+import type { DeviceChain, DeviceQueueHandle } from '@vshm/transport';
 import {
   consoleControlEventName,
   decodeConsoleControl,

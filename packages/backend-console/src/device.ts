@@ -24,7 +24,7 @@ import {
   VirtioDeviceId,
 } from 'virtio-spec-types';
 import { ConsolePort } from './port.js';
-import type { ConfigField, ConfigSpace, DeviceSession, SessionEndReason, VirtioDeviceOps } from './transport-types.js';
+import type { ConfigField, ConfigSpace, DeviceSession, SessionEndReason, VirtioDeviceOps } from '@vshm/transport';
 import { ConsoleSession, type ConsoleSize } from './session.js';
 
 export type { ConsoleSize } from './session.js';

@@ -9,7 +9,7 @@
  * port takes input only while the driver has it open (PORT_OPEN(id, 1)).
  */
 import createDebug from 'debug';
-import type { DeviceQueueHandle, DeviceSession } from './transport-types.js';
+import type { DeviceQueueHandle, DeviceSession } from '@vshm/transport';
 import {
   ConsoleControlEvent,
   ConsoleFeature,

@@ -2,7 +2,7 @@
  * Test doubles for the device side of the plug-in API: a DeviceSession whose queues are plain
  * arrays of chains the test posts, and whose used entries the test reads back.
  */
-import type { ConfigSpace, ConfigWidth, DeviceChain, DeviceQueueHandle, DeviceSession } from '../../src/transport-types.js';
+import type { ConfigSpace, ConfigWidth, DeviceChain, DeviceQueueHandle, DeviceSession } from '@vshm/transport';
 
 export class FakeChain implements DeviceChain {
   static nextHead = 0;

@@ -1,0 +1,123 @@
+/**
+ * Host-side attachments of named ports (CLI): a UNIX socket (listen; one client at a time; a
+ * connected client = host side open, PORT_OPEN §7.3) or a command's stdio (`sh -c CMD`, stdout
+ * and stderr merged into the port).
+ */
+import { lstatSync, readFileSync, unlinkSync } from 'node:fs';
+import { createServer, type Server, type Socket } from 'node:net';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { resolve } from 'node:path';
+import createDebug from 'debug';
+import type { ConsolePort } from './port.js';
+
+const debug = createDebug('vshm:console-be');
+
+export interface Attached {
+  /** Stop: close the listener / client or terminate the command; remove the socket file. */
+  close(): Promise<void>;
+}
+
+export class AttachError extends Error {
+  readonly code: string;
+  constructor(code: string, message: string) {
+    super(message);
+    this.code = code;
+  }
+}
+
+/** Whether a listening UNIX socket is bound to `path` (from /proc/net/unix; never connects). */
+export function unixSocketListening(path: string): boolean {
+  let text: string;
+  try {
+    text = readFileSync('/proc/net/unix', 'latin1');
+  } catch {
+    return false;
+  }
+  const abs = resolve(path);
+  for (const line of text.split('\n').slice(1)) {
+    const f = line.trim().split(/\s+/);
+    // Num RefCount Protocol Flags Type St Inode Path; flag 0x10000 = __SO_ACCEPTCON (listening)
+    if (f.length < 8) continue;
+    const p = f.slice(7).join(' ');
+    if ((p === abs || p === path) && (parseInt(f[3], 16) & 0x10000) !== 0) return true;
+  }
+  return false;
+}
+
+/** Free `path` for listen(): refuse a live socket or a non-socket, replace a stale socket. */
+function preparePath(path: string): void {
+  let st;
+  try {
+    st = lstatSync(path);
+  } catch {
+    return;
+  }
+  if (!st.isSocket()) throw new AttachError('VSHM_ERR_NOT_SOCKET', `${path} exists and is not a socket`);
+  if (unixSocketListening(path)) throw new AttachError('VSHM_ERR_SOCKET_IN_USE', `${path} is in use`);
+  unlinkSync(path);
+}
+
+export async function attachSocket(port: ConsolePort, path: string): Promise<Attached> {
+  preparePath(path);
+  let client: Socket | null = null;
+  const server: Server = createServer((sock) => {
+    if (client !== null) {
+      debug('port %d: second client refused', port.id);
+      sock.destroy();
+      return;
+    }
+    client = sock;
+    debug('port %d: client connected on %s', port.id, path);
+    port.attach(sock, sock);
+    sock.on('error', (err) => debug('port %d: client error %s', port.id, err.message));
+    sock.on('close', () => {
+      if (client === sock) {
+        client = null;
+        port.detach();
+      }
+    });
+  });
+  await new Promise<void>((res, rej) => {
+    server.once('error', rej);
+    server.listen(path, () => {
+      server.off('error', rej);
+      res();
+    });
+  });
+  return {
+    close: async () => {
+      const c = client as Socket | null;
+      client = null;
+      if (c !== null) {
+        port.detach();
+        c.destroy();
+      }
+      await new Promise<void>((res) => server.close(() => res()));
+      try {
+        if (lstatSync(path).isSocket()) unlinkSync(path);
+      } catch {
+        // already gone
+      }
+    },
+  };
+}
+
+export function attachCommand(port: ConsolePort, command: string): Attached {
+  const child: ChildProcess = spawn('/bin/sh', ['-c', `exec 2>&1; ${command}`], { stdio: ['pipe', 'pipe', 'ignore'] });
+  let exited = false;
+  const done = new Promise<void>((res) => child.once('close', () => res()));
+  child.once('exit', (code, sig) => {
+    exited = true;
+    debug('port %d: command exited (%s)', port.id, sig ?? code);
+  });
+  child.once('close', () => port.detach());
+  child.on('error', (err) => debug('port %d: command error %s', port.id, err.message));
+  child.stdin?.on('error', () => {}); // EPIPE after the command exits: handled by 'close'
+  port.attach(child.stdout, child.stdin);
+  return {
+    close: async () => {
+      if (!exited) child.kill('SIGTERM');
+      await done;
+    },
+  };
+}

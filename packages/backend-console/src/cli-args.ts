@@ -1,0 +1,151 @@
+/**
+ * Command-line parsing of `vshm-console-backend` (style §8: check at the edge, precisely). Pure:
+ * argv in, options out or a UsageError (one line, exit 2).
+ */
+import { parseArgs } from 'node:util';
+import { MAX_PORT_NAME_BYTES } from './device.js';
+
+export const PROG = 'vshm-console-backend';
+
+export const USAGE = `Usage: ${PROG} [options]
+
+The virtio-console device (back-end, peer 0, protocol 0xC003) of vshm (spec §7).
+Port 0 is the console on this terminal: stdin in raw mode, output to stdout.
+
+Options:
+  -S, --socket PATH        vshm-server socket. Without -S: /tmp/ivshmem_socket if a server
+                           listens there, else an embedded server (-l 64K -n 2 -V 3 -P 0x8003)
+                           on a private socket whose path is printed on stderr
+  --port NAME              add a named port (repeatable; enables MULTIPORT, ports 1, 2, ...)
+  --port-socket NAME=PATH  attach port NAME to a UNIX socket PATH (listens; one client at a
+                           time; the client connected = host side open). Adds the port.
+  --port-exec NAME=CMD     attach port NAME to the stdin/stdout/stderr of \`sh -c CMD\`. Adds the port.
+  --size COLSxROWS         console size when stdout is not a terminal (offers SIZE)
+  --emerg-write            offer EMERG_WRITE (emergency output on port 0)
+  --queue-size N           maximum queue size offered (power of two, default 8)
+  --settle-ms N            without MULTIPORT, deliver input at most N ms after DRIVER_OK even if
+                           the front-end has not written yet (default 200)
+  -q, --quiet              no informational lines on stderr
+  -h, --help               this help
+
+Quit with Ctrl-] then q (on a terminal), or SIGINT/SIGTERM. Ctrl-] Ctrl-] sends one Ctrl-].
+Exit status: 0 on a clean quit, 1 on runtime failures, 2 on bad arguments.
+DEBUG=vshm:console-be (or vshm:*) traces the device.`;
+
+export class UsageError extends Error {
+  readonly code = 'VSHM_ERR_ARGUMENT';
+}
+
+export type Attachment = { kind: 'socket'; path: string } | { kind: 'exec'; command: string };
+
+export interface BackendCliOptions {
+  help: boolean;
+  /** -S; undefined = default / embedded. */
+  socketPath: string | undefined;
+  /** Named ports 1…n in order. */
+  ports: string[];
+  /** Attachment per port name. */
+  attachments: Map<string, Attachment>;
+  size: { cols: number; rows: number } | undefined;
+  emergWrite: boolean;
+  queueSize: number;
+  settleMs: number;
+  quiet: boolean;
+}
+
+function parseIntStrict(text: string, what: string, min: number, max: number): number {
+  if (!/^[0-9]+$/.test(text)) throw new UsageError(`invalid ${what} '${text}' (expected a decimal integer)`);
+  const v = Number(text);
+  if (!Number.isSafeInteger(v) || v < min || v > max) throw new UsageError(`${what} ${text} out of range ${min}…${max}`);
+  return v;
+}
+
+function parseSizeArg(text: string): { cols: number; rows: number } {
+  const m = /^([0-9]+)[xX]([0-9]+)$/.exec(text);
+  if (!m) throw new UsageError(`invalid --size '${text}' (expected COLSxROWS, e.g. 80x24)`);
+  return { cols: parseIntStrict(m[1], 'columns', 1, 0xffff), rows: parseIntStrict(m[2], 'rows', 1, 0xffff) };
+}
+
+function checkName(name: string, flag: string): string {
+  if (name === '') throw new UsageError(`${flag}: empty port name`);
+  if (Buffer.byteLength(name) > MAX_PORT_NAME_BYTES) throw new UsageError(`${flag}: port name longer than ${MAX_PORT_NAME_BYTES} bytes`);
+  return name;
+}
+
+function splitPair(text: string, flag: string, what: string): [string, string] {
+  const eq = text.indexOf('=');
+  if (eq <= 0 || eq === text.length - 1) throw new UsageError(`invalid ${flag} '${text}' (expected NAME=${what})`);
+  return [checkName(text.slice(0, eq), flag), text.slice(eq + 1)];
+}
+
+export function parseCliArgs(argv: readonly string[]): BackendCliOptions {
+  let values;
+  let positionals;
+  try {
+    ({ values, positionals } = parseArgs({
+      args: [...argv],
+      strict: true,
+      allowPositionals: true,
+      options: {
+        socket: { type: 'string', short: 'S' },
+        port: { type: 'string', multiple: true },
+        'port-socket': { type: 'string', multiple: true },
+        'port-exec': { type: 'string', multiple: true },
+        size: { type: 'string' },
+        'emerg-write': { type: 'boolean' },
+        'queue-size': { type: 'string' },
+        'settle-ms': { type: 'string' },
+        quiet: { type: 'boolean', short: 'q' },
+        help: { type: 'boolean', short: 'h' },
+      },
+    }));
+  } catch (err) {
+    // parseArgs messages are multi-line with hints; keep the first line (one stderr line).
+    const first = (err as Error).message.split('\n')[0];
+    const m = /^Unknown option '([^']*)'/.exec(first);
+    throw new UsageError(m ? `unknown option '${m[1]}'` : first.replace(/\.$/, ''));
+  }
+  if (positionals.length > 0) throw new UsageError(`unexpected argument '${positionals[0]}'`);
+  if (values.socket === '') throw new UsageError('-S: empty socket path');
+
+  const ports: string[] = [];
+  const addPort = (name: string): void => {
+    if (!ports.includes(name)) ports.push(name);
+  };
+  for (const n of values.port ?? []) {
+    if (ports.includes(checkName(n, '--port'))) throw new UsageError(`--port ${n} given twice`);
+    addPort(n);
+  }
+  const attachments = new Map<string, Attachment>();
+  const attach = (name: string, a: Attachment, flag: string): void => {
+    if (attachments.has(name)) throw new UsageError(`${flag}: port ${name} already has an attachment`);
+    attachments.set(name, a);
+    addPort(name);
+  };
+  for (const s of values['port-socket'] ?? []) {
+    const [name, path] = splitPair(s, '--port-socket', 'PATH');
+    attach(name, { kind: 'socket', path }, '--port-socket');
+  }
+  for (const s of values['port-exec'] ?? []) {
+    const [name, command] = splitPair(s, '--port-exec', 'CMD');
+    attach(name, { kind: 'exec', command }, '--port-exec');
+  }
+  if (ports.length > 63) throw new UsageError(`too many ports (${ports.length}); at most 63 named ports`);
+  const socketPaths = [...attachments.values()].flatMap((a) => (a.kind === 'socket' ? [a.path] : []));
+  if (new Set(socketPaths).size !== socketPaths.length) throw new UsageError('--port-socket: the same PATH given twice');
+
+  const queueSize = values['queue-size'] === undefined ? 8 : parseIntStrict(values['queue-size'], '--queue-size', 1, 32768);
+  if ((queueSize & (queueSize - 1)) !== 0) throw new UsageError(`--queue-size ${queueSize} is not a power of two`);
+
+  return {
+    help: values.help ?? false,
+    socketPath: values.socket,
+    ports,
+    attachments,
+    size: values.size === undefined ? undefined : parseSizeArg(values.size),
+    emergWrite: values['emerg-write'] ?? false,
+    queueSize,
+    settleMs: values['settle-ms'] === undefined ? 200 : parseIntStrict(values['settle-ms'], '--settle-ms', 0, 60_000),
+    quiet: values.quiet ?? false,
+  };
+}

@@ -1,0 +1,148 @@
+/**
+ * `vshm-console-backend`: the virtio-console device on this terminal (spec §7). See USAGE.
+ *
+ * Exit: 0 after Ctrl-] q or SIGINT/SIGTERM/SIGHUP (terminal restored, State := RESET then
+ * disconnect, embedded server stopped); 1 on runtime failures; 2 on bad arguments. Every
+ * failure is one stderr line. The back-end survives its front-end going away: the transport
+ * re-initialises and the device keeps undelivered input for the next front-end.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import createDebug from 'debug';
+import { IvshmemServer, DEFAULT_SOCKET_PATH } from '@vshm/transport';
+import { attachCommand, attachSocket, unixSocketListening, type Attached } from './attach.js';
+import { parseCliArgs, PROG, USAGE, UsageError, type BackendCliOptions } from './cli-args.js';
+import { ConsoleDevice } from './device.js';
+import { EscapeFilter } from './escape.js';
+import { connectBackend, type BackendLink } from './link.js';
+import { TerminalGuard } from './terminal.js';
+
+const debug = createDebug('vshm:console-be');
+
+/** The reference configuration of §7.1: -l 64K -n 2 -V 3 -P 0x8003. */
+export const EMBEDDED_SERVER = { memorySize: 64 * 1024, maxPeers: 2, vectors: 3, protocol: 0x8003 } as const;
+
+class Runtime {
+  readonly opts: BackendCliOptions;
+  readonly guard = new TerminalGuard(process.stdin);
+  server: IvshmemServer | null = null;
+  serverDir: string | null = null;
+  link: BackendLink | null = null;
+  device: ConsoleDevice | null = null;
+  readonly attached: Attached[] = [];
+  private exiting = false;
+
+  constructor(opts: BackendCliOptions) {
+    this.opts = opts;
+  }
+
+  info(line: string): void {
+    if (!this.opts.quiet) process.stderr.write(`${PROG}: ${line}\n`);
+  }
+
+  /** Tear everything down in order, then exit with `code` (after printing `message`, if any). */
+  async shutdown(code: number, message?: string): Promise<never> {
+    if (this.exiting) return new Promise<never>(() => {});
+    this.exiting = true;
+    debug('shutdown (%d)', code);
+    for (const p of this.device?.ports ?? []) p.detach();
+    try {
+      await this.link?.close(); // State := RESET, then disconnect (§4.10)
+    } catch (err) {
+      debug('close: %s', (err as Error).message);
+    }
+    await Promise.allSettled(this.attached.map((a) => a.close()));
+    if (this.server !== null) await this.server.stop().catch(() => {});
+    if (this.serverDir !== null) rmSync(this.serverDir, { recursive: true, force: true });
+    this.guard.restore();
+    if (message !== undefined) process.stderr.write(`${PROG}: ${message}\n`);
+    process.exit(code);
+  }
+
+  /** -S, the default socket if a server listens there, else an embedded server. */
+  async resolveSocket(): Promise<string> {
+    if (this.opts.socketPath !== undefined) return this.opts.socketPath;
+    if (unixSocketListening(DEFAULT_SOCKET_PATH)) return DEFAULT_SOCKET_PATH;
+    this.serverDir = mkdtempSync(join(tmpdir(), 'vshm-console-'));
+    const socketPath = join(this.serverDir, 'ivshmem.sock');
+    this.server = new IvshmemServer({ socketPath, ...EMBEDDED_SERVER });
+    this.server.on('warning', (err: Error) => debug('server warning: %s', err.message));
+    await this.server.start();
+    this.info(`embedded server listening on ${socketPath}; connect with: vshm-console-frontend -S ${socketPath}`);
+    return socketPath;
+  }
+
+  async run(): Promise<void> {
+    const o = this.opts;
+    const out = process.stdout;
+    // §7.3: the size of the BE's output terminal, else configuration; neither → no SIZE.
+    const size = out.isTTY ? { cols: out.columns, rows: out.rows } : (o.size ?? null);
+    const device = new ConsoleDevice({
+      size: size !== null && size.cols > 0 && size.rows > 0 ? size : null,
+      ports: o.ports,
+      emergWrite: o.emergWrite,
+      queueSize: o.queueSize,
+      settleMs: o.settleMs,
+    });
+    this.device = device;
+    device.on('activate', () => debug('front-end driver is live'));
+    device.on('deactivate', (reason: string) => debug('front-end session ended: %s', reason));
+
+    const socketPath = await this.resolveSocket();
+    this.link = await connectBackend(socketPath, device);
+    this.link.on('server-gone', () => void this.shutdown(1, `server at ${socketPath} went away`));
+    this.link.on('error', (err: Error) => void this.shutdown(1, err.message));
+
+    for (const [name, a] of o.attachments) {
+      const port = device.port(o.ports.indexOf(name) + 1);
+      this.attached.push(a.kind === 'socket' ? await attachSocket(port, a.path) : attachCommand(port, a.command));
+    }
+
+    // Port 0 = this terminal. Raw mode: bytes (^C included) go to the front-end as they are.
+    if (this.guard.isTTY) {
+      const filter = new EscapeFilter();
+      filter.on('escape', () => void this.shutdown(0));
+      this.guard.enterRaw();
+      process.stdin.pipe(filter);
+      device.port(0).attach(filter, out);
+    } else {
+      device.port(0).attach(process.stdin, out);
+    }
+    if (out.isTTY) {
+      out.on('resize', () => {
+        if (out.columns > 0 && out.rows > 0) device.resize(out.columns, out.rows);
+      });
+    }
+    this.info(`serving the console on ${socketPath} as peer ${this.link.id}${this.guard.isTTY ? '; quit with Ctrl-] q' : ''}`);
+  }
+}
+
+export async function run(argv: readonly string[] = process.argv.slice(2)): Promise<void> {
+  let opts: BackendCliOptions;
+  try {
+    opts = parseCliArgs(argv);
+  } catch (err) {
+    if (!(err instanceof UsageError)) throw err;
+    process.stderr.write(`${PROG}: ${err.message} (try --help)\n`);
+    process.exit(2);
+  }
+  if (opts.help) {
+    process.stdout.write(`${USAGE}\n`);
+    process.exit(0);
+  }
+  const rt = new Runtime(opts);
+  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(sig, () => void rt.shutdown(0));
+  // SIGWINCH reaches Node as stdout 'resize' (handled in run()); ignore it otherwise.
+  process.on('SIGPIPE', () => {});
+  process.on('uncaughtException', (err) => {
+    rt.guard.restore();
+    process.stderr.write(`${PROG}: internal error: ${err.stack ?? err.message}\n`);
+    process.exit(1);
+  });
+  try {
+    await rt.run();
+  } catch (err) {
+    await rt.shutdown(1, (err as Error).message);
+  }
+}
