@@ -1,0 +1,163 @@
+/**
+ * virtio-rng end to end in separate processes: `vshm-server -P 0x8004`, then the rng back-end,
+ * then the rng front-end, each a child running the bin shims over the compiled dist (built by
+ * `npm test`'s pretest). Waits for stderr lines and exits only — no sleeps.
+ */
+import { expect } from 'chai';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = (p: string): string => fileURLToPath(new URL(`../../../${p}`, import.meta.url));
+const SERVER = root('packages/transport/bin/vshm-server.js');
+const BACKEND = root('examples/virtio-rng/bin/vshm-rng-backend.js');
+const FRONTEND = root('examples/virtio-rng/bin/vshm-rng-frontend.js');
+const BOUND = 30000;
+
+interface Proc {
+  proc: ChildProcess;
+  out(): string;
+  err(): string;
+  /** Resolves when stderr matches `re` (now or later); rejects on exit first or after the bound. */
+  stderrLine(re: RegExp): Promise<void>;
+  exit: Promise<number | null>;
+}
+
+function start(script: string, args: string[]): Proc {
+  const proc = spawn(process.execPath, [script, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, DEBUG: '' } });
+  let out = '';
+  let err = '';
+  let exited = false;
+  const watchers: (() => void)[] = [];
+  proc.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  proc.stderr!.on('data', (d: Buffer) => {
+    err += d.toString();
+    for (const w of watchers.slice()) w();
+  });
+  const exit = new Promise<number | null>((resolve) =>
+    proc.on('exit', (code) => {
+      exited = true;
+      for (const w of watchers.slice()) w();
+      resolve(code);
+    }),
+  );
+  return {
+    proc,
+    out: () => out,
+    err: () => err,
+    exit,
+    stderrLine: (re) =>
+      new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`no stderr ${re} within ${BOUND} ms: ${err}`)), BOUND);
+        const check = (): void => {
+          if (re.test(err)) {
+            clearTimeout(timer);
+            resolve();
+          } else if (exited) {
+            clearTimeout(timer);
+            reject(new Error(`${script} exited before ${re}: ${err}`));
+          }
+        };
+        watchers.push(check);
+        check();
+      }),
+  };
+}
+
+async function stop(p: Proc | undefined): Promise<void> {
+  if (p === undefined || p.proc.exitCode !== null || p.proc.signalCode !== null) return;
+  p.proc.kill('SIGTERM');
+  await p.exit;
+}
+
+describe('virtio-rng example: server, back-end and front-end in separate processes', () => {
+  let dir: string;
+  let socket: string;
+  let procs: Proc[];
+
+  beforeEach(() => {
+    dir = mkdtempSync(join(tmpdir(), 'vshm-rng-'));
+    socket = join(dir, 'sock');
+    procs = [];
+  });
+  afterEach(async () => {
+    // Front-ends first, then the back-end, then the server.
+    for (const p of procs.reverse()) await stop(p);
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  async function server(): Promise<void> {
+    const s = start(SERVER, ['-S', socket, '-P', '0x8004', '-l', '64K', '-V', '2']);
+    procs.push(s);
+    await s.stderrLine(/listening on/);
+  }
+
+  async function backend(): Promise<Proc> {
+    const b = start(BACKEND, ['-S', socket]);
+    procs.push(b);
+    await b.stderrLine(/serving on .* as peer 0/);
+    return b;
+  }
+
+  function frontend(args: string[]): Proc {
+    const f = start(FRONTEND, ['-S', socket, ...args]);
+    procs.push(f);
+    return f;
+  }
+
+  it('transfers random bytes: right lengths, not all zero, different reads', async () => {
+    await server();
+    const be = await backend();
+    const fe = frontend(['-n', '64', '-c', '3']);
+    expect(await fe.exit, fe.err()).to.equal(0);
+    const lines = fe.out().trim().split('\n');
+    expect(lines).to.have.length(3);
+    for (const l of lines) {
+      expect(l).to.match(/^[0-9a-f]{128}$/);
+      expect(/^0+$/.test(l)).to.equal(false);
+    }
+    expect(new Set(lines).size).to.equal(3);
+    await be.stderrLine(/driver live/);
+  });
+
+  it('serves a second front-end after the first left, with reads larger than shared memory', async () => {
+    await server();
+    const be = await backend();
+    const first = frontend(['-n', '16']);
+    expect(await first.exit, first.err()).to.equal(0);
+    const second = frontend(['-n', '100000']);
+    expect(await second.exit, second.err()).to.equal(0);
+    const hex = second.out().trim();
+    expect(hex).to.have.length(200000);
+    const bytes = Buffer.from(hex, 'hex');
+    // 100000 random bytes: every byte value occurs (the chance of a miss is ~256·e^-390).
+    expect(new Set(bytes).size).to.equal(256);
+    await be.stderrLine(/session ended[\s\S]*session ended/);
+  });
+
+  it('a front-end started first is refused with a clear error (§4.1)', async () => {
+    await server();
+    const fe = frontend(['-n', '8']);
+    expect(await fe.exit).to.equal(1);
+    expect(fe.err()).to.match(/start the back-end first/);
+  });
+
+  it('a back-end on a server for another device id is refused (§4.1)', async () => {
+    const s = start(SERVER, ['-S', socket, '-P', '0x8003', '-l', '64K']);
+    procs.push(s);
+    await s.stderrLine(/listening on/);
+    const be = start(BACKEND, ['-S', socket]);
+    procs.push(be);
+    expect(await be.exit).to.equal(1);
+    expect(be.err()).to.match(/device id 3/);
+  });
+
+  it('rejects a bad flag with one stderr line and exit 2', async () => {
+    const fe = start(FRONTEND, ['-n', 'lots']);
+    procs.push(fe);
+    expect(await fe.exit).to.equal(2);
+    expect(fe.err().trim().split('\n')).to.have.length(1);
+  });
+});
