@@ -81,12 +81,27 @@ export async function main(argv: readonly string[]): Promise<number> {
       fail(describeOpenError(err, opts.server));
       return 1;
     }
-    const port = await pickPort(con, opts, signalled);
+    // The server going away ends everything: no back-end can come back on this memory (§1.8).
+    const fatal = new Promise<number>((resolve) => {
+      const c = con as Console;
+      c.once('server-gone', () => {
+        fail(`server at ${opts.server} went away`);
+        resolve(1);
+      });
+      c.once('error', (err: Error) => {
+        fail(err.message);
+        resolve(1);
+      });
+    });
+    const port = await Promise.race([pickPort(con, opts, signalled), fatal.then(() => undefined)]);
+    if (port === undefined) return 1;
     if (port === null) return 0;
     try {
       if (opts.attach.kind === 'terminal') attachment = attachTerminal(port);
-      else if (opts.attach.kind === 'command') attachment = attachCommand(port, opts.attach.command, opts.attach.args, (err) => fail(`cannot run '${opts.attach.kind === 'command' ? opts.attach.command : ''}': ${(err as NodeJS.ErrnoException).code ?? err.message}`));
-      else {
+      else if (opts.attach.kind === 'command') {
+        const { command, args } = opts.attach;
+        attachment = attachCommand(port, command, args, (err) => fail(`cannot run '${command}': ${(err as NodeJS.ErrnoException).code ?? err.message}`));
+      } else {
         attachment = await attachSocket(port, opts.attach.path);
         process.stderr.write(`${PROGRAM}: listening on ${opts.attach.path}\n`);
       }
@@ -94,7 +109,7 @@ export async function main(argv: readonly string[]): Promise<number> {
       fail((err as Error).message);
       return 1;
     }
-    const status = await Promise.race([attachment.done, signalled.then((sig) => (debug('%s: shutting down', sig), 0))]);
+    const status = await Promise.race([attachment.done, fatal, signalled.then((sig) => (debug('%s: shutting down', sig), 0))]);
     return status;
   } finally {
     dispose();

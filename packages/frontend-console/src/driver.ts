@@ -21,7 +21,7 @@
  */
 import { EventEmitter } from 'node:events';
 import createDebug from 'debug';
-import type { DriverQueueHandle, DriverSession, VirtioDriverOps } from './transport-types.js';
+import type { DriverQueueHandle, DriverSession, VirtioDriverOps } from '@vshm/transport';
 import {
   CONSOLE_BAD_ID,
   CONSOLE_CONFIG_COLS,

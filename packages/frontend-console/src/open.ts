@@ -13,18 +13,7 @@
  * a new one and re-initialises (§4.10); `close()` is the only way out.
  */
 import { EventEmitter } from 'node:events';
-import * as transport from '@vshm/transport';
-
-// TODO(transport): import { openFrontend } from '@vshm/transport' once connect.ts is exported;
-// until then it is looked up at run time so this package builds in the shared tree.
-interface FrontendLink {
-  close(): Promise<void>;
-}
-const openFrontend = (socketPath: string, ops: ConsoleDriver): Promise<FrontendLink> => {
-  const fn = (transport as unknown as Record<string, unknown>).openFrontend;
-  if (typeof fn !== 'function') throw new ConsoleError('VSHM_ERR_NOT_READY', '', "'@vshm/transport' has no openFrontend yet");
-  return (fn as (p: string, o: ConsoleDriver) => Promise<FrontendLink>)(socketPath, ops);
-};
+import { openFrontend, type IvshmemPeer } from '@vshm/transport';
 import { ConsoleDriver, type ConsoleDriverOptions } from './driver.js';
 import type { ConsolePort } from './port.js';
 import { ConsoleError } from './errors.js';
@@ -42,7 +31,9 @@ export interface OpenConsoleOptions extends ConsoleDriverOptions {
 
 /**
  * A connected console front-end. Events: 'ready' (first and every later device session),
- * 'lost' (err: the back-end went away; recovery follows) — forwarded from the driver.
+ * 'lost' (err: the back-end went away; recovery follows) — forwarded from the driver;
+ * 'server-gone' (the server socket closed: no back-end can ever come back on this memory, §1.8);
+ * 'error' (err: the connection failed for good, e.g. a protocol error; the peer is closed).
  */
 export interface Console extends EventEmitter {
   readonly driver: ConsoleDriver;
@@ -69,12 +60,17 @@ class ConsoleHandle extends EventEmitter implements Console {
   private readonly closeLink: () => Promise<void>;
   private closing: Promise<void> | null = null;
 
-  constructor(driver: ConsoleDriver, closeLink: () => Promise<void>) {
+  constructor(driver: ConsoleDriver, peer: IvshmemPeer, closeLink: () => Promise<void>) {
     super();
     this.driver = driver;
     this.closeLink = closeLink;
     driver.on('ready', (f: bigint) => this.emit('ready', f));
     driver.on('lost', (err: Error) => this.emit('lost', err));
+    peer.on('server-gone', () => this.emit('server-gone'));
+    // A peer 'error' without a listener would throw; report it only if someone listens.
+    peer.on('error', (err: Error) => {
+      if (this.listenerCount('error') > 0) this.emit('error', err);
+    });
   }
 
   get port(): ConsolePort {
@@ -101,8 +97,15 @@ export async function openConsole(opts: OpenConsoleOptions = {}): Promise<Consol
   const driver = new ConsoleDriver(driverOpts);
   for (;;) {
     try {
-      const link = await openFrontend(socketPath, driver);
-      return new ConsoleHandle(driver, () => link.close());
+      const { peer, transport } = await openFrontend(socketPath, driver);
+      // Ownership (connect.ts): close the transport first (orderly reset, State := RESET), then the peer.
+      return new ConsoleHandle(driver, peer, async () => {
+        try {
+          await transport.close();
+        } finally {
+          peer.close();
+        }
+      });
     } catch (err) {
       if (!wait || !retryable(err)) throw err;
       onRetry?.(err as Error);
@@ -123,7 +126,13 @@ export function describeOpenError(err: unknown, socketPath: string): string {
     case 'EACCES':
       return `cannot connect to ${socketPath} (EACCES): permission denied`;
     case 'VSHM_ERR_ROLE':
-      return `connected as peer 0 (back-end role, protocol 0xC003): start the back-end first, or use --wait (${msg})`;
+      // connect.ts words the front-end-came-first case "connected as back-end"; other role
+      // errors (a non-virtio protocol) keep the transport's message.
+      if (/connected as back-end/.test(msg)) {
+        const proto = /protocol (0x[0-9a-f]+)/i.exec(msg)?.[1]?.toUpperCase().replace('0X', '0x') ?? '0xC003';
+        return `connected as peer 0 (back-end role, protocol ${proto}): start the back-end first, or use --wait`;
+      }
+      return msg;
     case 'VSHM_ERR_DEVICE_ID':
       return `the server's device is not a console (${msg}): start vshm-server with -P 0x8003`;
     case 'VSHM_ERR_SERVER_EOF':

@@ -19,7 +19,7 @@
  */
 import { Duplex } from 'node:stream';
 import createDebug from 'debug';
-import type { DriverQueueHandle } from './transport-types.js';
+import type { DriverQueueHandle } from '@vshm/transport';
 import { ConsoleError } from './errors.js';
 
 const debug = createDebug('vshm:console-fe');

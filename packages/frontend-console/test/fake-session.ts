@@ -2,7 +2,7 @@
  * A fake driver-side session (style §2: mock the other side): queues that record what the
  * driver posts and let a test play the device by completing or failing requests.
  */
-import type { ConfigWidth, DriverQueueHandle, DriverSession } from '../src/transport-types.js';
+import type { ConfigWidth, DriverQueueHandle, DriverSession } from '@vshm/transport';
 
 export interface Posted {
   out: Uint8Array | null;
