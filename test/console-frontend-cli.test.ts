@@ -1,0 +1,75 @@
+/**
+ * End to end: vshm-console-frontend argument errors (exit 2, one line), a missing server (exit 1,
+ * one clear line), the start-order error (front-end first → exit 1 with the documented line) and
+ * `--wait` (retries until the back-end holds peer 0).
+ */
+import { expect } from 'chai';
+import { FRONTEND_BIN, Scratch } from './console-frontend-procs.js';
+
+function lines(s: string): string[] {
+  return s.split('\n').filter((l) => l.length > 0);
+}
+
+describe('console front-end e2e: CLI errors and start order', function () {
+  this.timeout(120_000);
+  let s: Scratch;
+  beforeEach(() => {
+    s = new Scratch();
+  });
+  afterEach(async () => {
+    await s.cleanup();
+  });
+
+  for (const args of [['--bogus'], ['-S'], ['extra'], ['--max-ports', '0'], ['--socket', 'x', '--', 'cat'], ['--']]) {
+    it(`exits 2 with one stderr line for ${JSON.stringify(args)}`, async () => {
+      const fe = s.spawn('frontend', FRONTEND_BIN, args);
+      const { code } = await fe.exited;
+      expect(code).to.equal(2);
+      expect(lines(fe.stderr)).to.have.length(1);
+      expect(fe.stderr).to.match(/^vshm-console-frontend: /);
+    });
+  }
+
+  it('--help prints the usage and exits 0', async () => {
+    const fe = s.startFrontend(['--help']);
+    const { code } = await fe.exited;
+    expect(code).to.equal(0);
+    expect(fe.stdout.toString()).to.match(/^Usage: vshm-console-frontend/);
+  });
+
+  it('a missing server is one clear line and exit 1', async () => {
+    const fe = s.startFrontend([]);
+    const { code } = await fe.exited;
+    expect(code).to.equal(1);
+    expect(lines(fe.stderr)).to.deep.equal([`vshm-console-frontend: no vshm server at ${s.server} (ENOENT): start vshm-server first`]);
+  });
+
+  it('front-end first: one line saying to start the back-end first, exit 1', async () => {
+    await s.startServer();
+    const fe = s.startFrontend([]);
+    const { code } = await fe.exited;
+    expect(code).to.equal(1);
+    expect(lines(fe.stderr)).to.have.length(1);
+    expect(fe.stderr).to.match(/^vshm-console-frontend: connected as peer 0 \(back-end role, protocol 0xC003\): start the back-end first/);
+  });
+
+  it('--wait: retries until the back-end is there, then works', async () => {
+    await s.startServer();
+    const fe = s.startFrontend(['--wait', '--', '/bin/sh', '-c', 'echo waited'], { env: { ...process.env, DEBUG: 'vshm:console-fe' } });
+    await fe.untilStderr(/retrying/);
+    // While the front-end probes it briefly holds peer 0: a back-end connecting at that very
+    // moment gets peer 1 and refuses (documented). Start back-ends until one holds peer 0.
+    let be = null;
+    for (let attempt = 0; attempt < 20 && be === null; attempt++) {
+      try {
+        be = await s.startBackend(`backend-${attempt}`);
+      } catch {
+        be = null;
+      }
+    }
+    expect(be).to.not.equal(null);
+    const { code } = await fe.exited;
+    expect(code).to.equal(0);
+    await be!.until(() => be!.stdout.toString().includes('waited\n'), 'command output');
+  });
+});

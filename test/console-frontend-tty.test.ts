@@ -1,0 +1,69 @@
+/**
+ * End to end on a real terminal (tmux pty): the default attachment puts the TTY in raw mode
+ * (keystrokes reach the back-end without Enter), Ctrl-] q quits with status 0 and the terminal
+ * mode is restored.
+ */
+import { expect } from 'chai';
+import { execFileSync } from 'node:child_process';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { FRONTEND_BIN, Scratch } from './console-frontend-procs.js';
+
+function tmux(...args: string[]): string {
+  return execFileSync('tmux', args, { encoding: 'utf8' });
+}
+
+async function poll(cond: () => boolean, what: string, timeoutMs = 60_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+describe('console front-end e2e: terminal (tmux)', function () {
+  this.timeout(120_000);
+  let s: Scratch;
+  let session: string | null = null;
+  beforeEach(() => {
+    s = new Scratch();
+  });
+  afterEach(async () => {
+    if (session !== null) {
+      try {
+        tmux('kill-session', '-t', session);
+      } catch {
+        /* already gone */
+      }
+      session = null;
+    }
+    await s.cleanup();
+  });
+
+  it('raw mode, Ctrl-] q quits with 0 and restores the terminal', async () => {
+    await s.startServer();
+    const be = await s.startBackend();
+    const status = s.path('status');
+    const stty = s.path('stty');
+    const script = s.path('run.sh');
+    writeFileSync(
+      script,
+      `"${process.execPath}" "${FRONTEND_BIN}" -S "${s.server}"; st=$?; stty -a > "${stty}"; echo $st > "${status}"; sleep 600\n`,
+    );
+    session = `vshm-fe-${process.pid}-${Date.now()}`;
+    tmux('new-session', '-d', '-s', session, '-x', '120', '-y', '40', `/bin/sh ${script}`);
+    // Raw mode: a keystroke without Enter reaches the back-end (cooked mode would hold it).
+    // Keep typing until the front-end is up and relays it.
+    await poll(() => {
+      if (be.stdout.includes('k')) return true;
+      tmux('send-keys', '-t', session as string, '-l', 'k');
+      return false;
+    }, 'a keystroke at the back-end');
+    expect(be.stdout.toString()).to.not.include('\n');
+    tmux('send-keys', '-t', session, 'C-]');
+    tmux('send-keys', '-t', session, '-l', 'q');
+    await poll(() => existsSync(status) && readFileSync(status, 'utf8').endsWith('\n'), 'front-end exit');
+    expect(readFileSync(status, 'utf8').trim()).to.equal('0');
+    expect(readFileSync(stty, 'utf8')).to.match(/(^|\s)icanon(\s|$)/);
+    expect(readFileSync(stty, 'utf8')).to.match(/(^|\s)echo(\s|$)/);
+  });
+});
