@@ -1,0 +1,152 @@
+#!/usr/bin/env node
+/**
+ * `npm start`: a shell that lives on the other side of the shared memory (spec §7.1 scenario).
+ *
+ *   embedded IvshmemServer (-l 64K -n 2 -V 3 -P 0x8003, private socket in a temp dir)
+ *   vshm-console-backend -S SOCK --quiet        peer 0, the device, on this terminal (raw mode)
+ *   vshm-console-frontend -S SOCK -- /bin/sh -i peer 1, the driver, running the shell
+ *
+ * The back-end connects first (IDs are lowest-free, §1.4); the front-end starts once the server
+ * saw peer 0. Quitting — the shell's `exit` (the front-end then exits) or Ctrl-] q (the back-end
+ * exits) — stops the other side, the server (socket unlinked, memfd memory: no shm object) and
+ * removes the temp dir. The terminal is the back-end's to restore; if it died by a signal we run
+ * `stty sane` as a safety net.
+ *
+ * Needs the compiled TypeScript (the `prestart` script runs `tsc --build`).
+ */
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { IvshmemServer } from '@vshm/transport';
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
+const BACKEND = join(ROOT, 'packages/backend-console/bin/vshm-console-backend.js');
+const FRONTEND = join(ROOT, 'packages/frontend-console/bin/vshm-console-frontend.js');
+const SHELL = process.env.VSHM_START_SHELL ?? '/bin/sh';
+/** Bound for the back-end to connect, and for a child to exit after being asked to. */
+const CONNECT_TIMEOUT_MS = 20_000;
+const STOP_TIMEOUT_MS = 5_000;
+
+const tty = process.stdout.isTTY === true;
+/** Lines written while the back-end holds the terminal in raw mode need an explicit CR. */
+const say = (line) => process.stderr.write(`${line}${tty ? '\r\n' : '\n'}`);
+
+/** Copy a child's stderr to ours, with CRLF on a raw terminal. */
+function forwardStderr(child) {
+  child.stderr.on('data', (chunk) => {
+    process.stderr.write(tty ? chunk.toString().replace(/\r?\n/g, '\r\n') : chunk);
+  });
+}
+
+/**
+ * The command the front-end runs. The front-end gives a command plain pipes; a shell on pipes
+ * has no line discipline, so Enter (CR from a raw terminal) never ends a line and nothing echoes.
+ * A Linux guest's hvc0 has a tty for that; we get one from util-linux `script` (a pty around
+ * `sh -i`: ICRNL, echo, ^C → SIGINT, job control). Without `script`, plain `sh -i`.
+ */
+function shellCommand() {
+  const script = spawnSync('script', ['--version'], { stdio: 'ignore' });
+  if (script.status === 0 && process.env.VSHM_START_NO_PTY === undefined) {
+    return ['script', '-qfec', `${SHELL} -i`, '/dev/null'];
+  }
+  return [SHELL, '-i'];
+}
+
+function exited(child) {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise((resolve) => child.once('exit', () => resolve()));
+}
+
+/** Ask `child` (or its process group) to stop; escalate to SIGKILL after STOP_TIMEOUT_MS. */
+async function stop(child, signals, group) {
+  if (child === null || child.exitCode !== null || child.signalCode !== null) return;
+  const send = (sig) => {
+    try {
+      if (group) process.kill(-child.pid, sig);
+      else child.kill(sig);
+    } catch {
+      // already gone
+    }
+  };
+  for (const s of signals) send(s);
+  const timer = setTimeout(() => send('SIGKILL'), STOP_TIMEOUT_MS);
+  await exited(child);
+  clearTimeout(timer);
+  // The shell may outlive the front-end in its group (an interactive sh ignores SIGTERM).
+  if (group) {
+    try {
+      process.kill(-child.pid, 'SIGKILL');
+    } catch {
+      // group empty
+    }
+  }
+}
+
+async function main() {
+  const dir = mkdtempSync(join(tmpdir(), 'vshm-start-'));
+  const socketPath = join(dir, 'ivshmem.sock');
+  const server = new IvshmemServer({ socketPath, memorySize: 64 * 1024, maxPeers: 2, vectors: 3, protocol: 0x8003 });
+  let be = null;
+  let fe = null;
+  let finishing = null;
+
+  const finish = (code) => {
+    finishing ??= (async () => {
+      // Back-end first: it restores the terminal and leaves in order (State := RESET, disconnect).
+      await stop(be, ['SIGTERM'], false);
+      await stop(fe, ['SIGHUP', 'SIGTERM'], true);
+      if (be !== null && be.signalCode !== null && process.stdin.isTTY) {
+        spawnSync('stty', ['sane'], { stdio: 'inherit' });
+      }
+      await server.stop().catch(() => {});
+      rmSync(dir, { recursive: true, force: true });
+      process.exit(code);
+    })();
+    return finishing;
+  };
+  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) process.on(sig, () => void finish(0));
+
+  try {
+    await server.start();
+  } catch (err) {
+    rmSync(dir, { recursive: true, force: true });
+    process.stderr.write(`vshm start: cannot start the server: ${err.message}\n`);
+    process.exit(1);
+  }
+
+  say(`vshm: ${SHELL} -i over shared memory (${socketPath}) — quit with \`exit\` or Ctrl-] then q`);
+
+  const backendUp = new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('the back-end did not connect')), CONNECT_TIMEOUT_MS);
+    server.on('peer-connected', (id) => {
+      if (id === 0) {
+        clearTimeout(timer);
+        resolve();
+      }
+    });
+  });
+  be = spawn(process.execPath, [BACKEND, '-S', socketPath, '--quiet'], { stdio: ['inherit', 'inherit', 'pipe'] });
+  forwardStderr(be);
+  be.once('exit', (code, sig) => void finish(sig === null ? (code ?? 1) : 1));
+  try {
+    await backendUp;
+  } catch (err) {
+    say(`vshm start: ${err.message}`);
+    await finish(1);
+  }
+
+  // Own process group: terminal signals stay with the back-end, and cleanup reaches the shell.
+  fe = spawn(process.execPath, [FRONTEND, '-S', socketPath, '--', ...shellCommand()], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+    detached: true,
+  });
+  forwardStderr(fe);
+  fe.once('exit', (code, sig) => void finish(sig === null ? (code ?? 1) : 1));
+}
+
+main().catch((err) => {
+  process.stderr.write(`vshm start: ${err.stack ?? err.message}\n`);
+  process.exit(1);
+});
