@@ -8,8 +8,10 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { FRONTEND_BIN, Scratch } from './console-frontend-procs.js';
 
+// A private tmux server (-L): the test owns it and kills it, never touching other sessions.
+const TMUX_SOCKET = `vshm-fe-${process.pid}`;
 function tmux(...args: string[]): string {
-  return execFileSync('tmux', args, { encoding: 'utf8' });
+  return execFileSync('tmux', ['-L', TMUX_SOCKET, ...args], { encoding: 'utf8' });
 }
 
 async function poll(cond: () => boolean, what: string, timeoutMs = 60_000): Promise<void> {
@@ -30,7 +32,7 @@ describe('console front-end e2e: terminal (tmux)', function () {
   afterEach(async () => {
     if (session !== null) {
       try {
-        tmux('kill-session', '-t', session);
+        tmux('kill-server');
       } catch {
         /* already gone */
       }
