@@ -1,0 +1,46 @@
+/**
+ * End to end with MULTIPORT: the back-end adds a named port (`--port log`, bridged to a UNIX
+ * socket by the back-end); `vshm-console-frontend --port log -- COMMAND` finds it by PORT_NAME
+ * (the driver re-initialises once to set up the queues of every port) and runs the command on it.
+ */
+import { expect } from 'chai';
+import { createConnection } from 'node:net';
+import { Scratch } from './console-frontend-procs.js';
+
+describe('console front-end e2e: --port NAME (MULTIPORT)', function () {
+  this.timeout(120_000);
+  let s: Scratch;
+  const sockets: { destroy(): void }[] = [];
+  beforeEach(() => {
+    s = new Scratch();
+  });
+  afterEach(async () => {
+    for (const c of sockets.splice(0)) c.destroy();
+    await s.cleanup();
+  });
+
+  it('runs a command on the named port; the console port stays separate', async () => {
+    await s.startServer();
+    const logSock = s.path('log.sock');
+    const be = await s.startBackend('backend', ['--port', 'log', '--port-socket', `log=${logSock}`]);
+    const c = createConnection(logSock);
+    sockets.push(c);
+    let got = '';
+    const done = new Promise<void>((resolve) => {
+      c.on('data', (d: Buffer) => {
+        got += d.toString();
+        if (got.includes('on-log\n')) resolve();
+      });
+    });
+    await new Promise<void>((resolve, reject) => {
+      c.once('connect', () => resolve());
+      c.once('error', reject);
+    });
+    const fe = s.startFrontend(['--port', 'log', '--', '/bin/sh', '-c', 'echo on-log']);
+    await done;
+    const { code } = await fe.exited;
+    expect(code).to.equal(0);
+    expect(got).to.equal('on-log\n');
+    expect(be.stdout.toString()).to.not.include('on-log'); // not on the console port
+  });
+});
