@@ -236,7 +236,10 @@ export class VirtioFrontend extends EventEmitter {
   // --------------------------------------------------------------------------------------------
 
   private async loop(): Promise<void> {
-    while (!this.closing) {
+    for (let round = 0; !this.closing; round++) {
+      // Each round yields to the event loop at least once, so no failure path can spin on microtasks.
+      if (round > 0) await new Promise<void>((r) => setImmediate(r));
+      if (this.closing) break;
       this.failure = null;
       if (!this.backendReady() || this.device.state !== PEER_STATE_READY) {
         this.setPhase('waiting');
@@ -399,9 +402,10 @@ export class VirtioFrontend extends EventEmitter {
         if (d.state === PEER_STATE_READY && this.backendReady()) {
           this.failure = null;
           await writeStatus(this.txn, DeviceStatus.FAILED).catch(() => undefined);
-          // Wait for this BE to go away; a different one may be started (§4.10).
-          await this.waitFor(() => !this.backendReady());
         }
+        // Retrying this BE would be refused again: wait for it to go away — a different one may
+        // be started (§4.10) — even if we never went READY (header refused).
+        await this.waitFor(() => !this.backendReady());
         d.setState(PEER_STATE_RESET);
         return;
       case 'close':
