@@ -16,6 +16,7 @@ Options:
   -S, --socket PATH        vshm-server socket. Without -S: /tmp/ivshmem_socket if a server
                            listens there, else an embedded server (-l 64K -n 2 -V 3 -P 0x8003)
                            on a private socket whose path is printed on stderr
+  --embedded               always start the embedded server (not with -S)
   --port NAME              add a named port (repeatable; enables MULTIPORT, ports 1, 2, ...)
   --port-socket NAME=PATH  attach port NAME to a UNIX socket PATH (listens; one client at a
                            time; the client connected = host side open). Adds the port.
@@ -42,6 +43,8 @@ export interface BackendCliOptions {
   help: boolean;
   /** -S; undefined = default / embedded. */
   socketPath: string | undefined;
+  /** --embedded: always start the embedded server. */
+  embedded: boolean;
   /** Named ports 1…n in order. */
   ports: string[];
   /** Attachment per port name. */
@@ -88,6 +91,7 @@ export function parseCliArgs(argv: readonly string[]): BackendCliOptions {
       allowPositionals: true,
       options: {
         socket: { type: 'string', short: 'S' },
+        embedded: { type: 'boolean' },
         port: { type: 'string', multiple: true },
         'port-socket': { type: 'string', multiple: true },
         'port-exec': { type: 'string', multiple: true },
@@ -107,6 +111,7 @@ export function parseCliArgs(argv: readonly string[]): BackendCliOptions {
   }
   if (positionals.length > 0) throw new UsageError(`unexpected argument '${positionals[0]}'`);
   if (values.socket === '') throw new UsageError('-S: empty socket path');
+  if (values.socket !== undefined && values.embedded === true) throw new UsageError('-S and --embedded exclude each other');
 
   const ports: string[] = [];
   const addPort = (name: string): void => {
@@ -140,6 +145,7 @@ export function parseCliArgs(argv: readonly string[]): BackendCliOptions {
   return {
     help: values.help ?? false,
     socketPath: values.socket,
+    embedded: values.embedded ?? false,
     ports,
     attachments,
     size: values.size === undefined ? undefined : parseSizeArg(values.size),

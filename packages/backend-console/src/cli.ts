@@ -63,7 +63,7 @@ class Runtime {
   /** -S, the default socket if a server listens there, else an embedded server. */
   async resolveSocket(): Promise<string> {
     if (this.opts.socketPath !== undefined) return this.opts.socketPath;
-    if (unixSocketListening(DEFAULT_SOCKET_PATH)) return DEFAULT_SOCKET_PATH;
+    if (!this.opts.embedded && unixSocketListening(DEFAULT_SOCKET_PATH)) return DEFAULT_SOCKET_PATH;
     this.serverDir = mkdtempSync(join(tmpdir(), 'vshm-console-'));
     const socketPath = join(this.serverDir, 'ivshmem.sock');
     this.server = new IvshmemServer({ socketPath, ...EMBEDDED_SERVER });

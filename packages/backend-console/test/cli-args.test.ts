@@ -1,0 +1,57 @@
+import { expect } from 'chai';
+import { parseCliArgs, UsageError } from '../src/cli-args.js';
+import { EscapeScanner } from '../src/escape.js';
+
+describe('vshm-console-backend arguments', () => {
+  it('has Jailhouse defaults', () => {
+    const o = parseCliArgs([]);
+    expect(o).to.include({ help: false, socketPath: undefined, embedded: false, emergWrite: false, queueSize: 8, settleMs: 200, quiet: false });
+    expect(o.ports).to.deep.equal([]);
+    expect(o.size).to.equal(undefined);
+  });
+
+  it('parses ports and their attachments in order', () => {
+    const o = parseCliArgs(['-S', '/tmp/x.sock', '--port', 'a', '--port-socket', 'b=/tmp/b.sock', '--port-exec', 'a=cat -u', '--port-exec', 'c=x=y']);
+    expect(o.socketPath).to.equal('/tmp/x.sock');
+    expect(o.ports).to.deep.equal(['a', 'b', 'c']);
+    expect(o.attachments.get('a')).to.deep.equal({ kind: 'exec', command: 'cat -u' });
+    expect(o.attachments.get('b')).to.deep.equal({ kind: 'socket', path: '/tmp/b.sock' });
+    expect(o.attachments.get('c')).to.deep.equal({ kind: 'exec', command: 'x=y' });
+  });
+
+  it('parses --size, --queue-size, --emerg-write, --settle-ms', () => {
+    const o = parseCliArgs(['--size', '132x43', '--queue-size', '256', '--emerg-write', '--settle-ms', '0', '-q']);
+    expect(o.size).to.deep.equal({ cols: 132, rows: 43 });
+    expect(o).to.include({ queueSize: 256, emergWrite: true, settleMs: 0, quiet: true });
+  });
+
+  for (const bad of [
+    ['--bogus'], ['-S'], ['extra'], ['--size', '80'], ['--size', '0x24'], ['--size', '80x70000'], ['--queue-size', '12'],
+    ['--queue-size', '65536'], ['--queue-size', '-1'], ['--port-socket', 'x'], ['--port-exec', '=cmd'], ['--port', 'a', '--port', 'a'],
+    ['--port-socket', 'a=/x', '--port-exec', 'a=cat'], ['--port', ''], ['-S', '/x', '--embedded'], ['--settle-ms', '1e3'],
+    ['--port', 'n'.repeat(121)],
+  ]) {
+    it(`rejects ${JSON.stringify(bad)} with a one-line UsageError`, () => {
+      expect(() => parseCliArgs(bad)).to.throw(UsageError).that.satisfies((e: Error) => !e.message.includes('\n'));
+    });
+  }
+});
+
+describe('escape sequence (Ctrl-] q)', () => {
+  const scan = (s: EscapeScanner, bytes: number[]): [string, boolean] => {
+    const r = s.scan(Uint8Array.from(bytes));
+    return [r.data.toString('hex'), r.quit];
+  };
+  it('passes ordinary bytes, ^C included', () => {
+    expect(scan(new EscapeScanner(), [0x61, 0x03, 0x0d])).to.deep.equal(['61030d', false]);
+  });
+  it('quits on Ctrl-] q or Q, also split across chunks, dropping the rest', () => {
+    expect(scan(new EscapeScanner(), [0x61, 0x1d, 0x71, 0x62])).to.deep.equal(['61', true]);
+    const s = new EscapeScanner();
+    expect(scan(s, [0x1d])).to.deep.equal(['', false]);
+    expect(scan(s, [0x51])).to.deep.equal(['', true]);
+  });
+  it('sends one Ctrl-] for Ctrl-] Ctrl-], and both bytes for Ctrl-] x', () => {
+    expect(scan(new EscapeScanner(), [0x1d, 0x1d, 0x1d, 0x78])).to.deep.equal(['1d1d78', false]);
+  });
+});
