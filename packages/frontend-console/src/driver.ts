@@ -197,10 +197,11 @@ export class ConsoleDriver extends EventEmitter implements VirtioDriverOps {
     this.session = session;
     this.multiport = hasFeature(session.features, ConsoleFeature.MULTIPORT);
     debug('probe: features 0x%s, multiport %s', session.features.toString(16), this.multiport);
+    // A new device: the console is port 0 until CONSOLE_PORT says otherwise.
+    this.consoleId = 0;
     if (hasFeature(session.features, ConsoleFeature.SIZE)) this.readConfigSize(session);
     if (!this.multiport) {
       this.maxNrPorts = 1;
-      this.consoleId = 0;
       const p0 = this.portMap.get(0) as ConsolePort;
       p0.isConsole = true;
       this.attachPort(p0, session);

@@ -172,6 +172,8 @@ export class ConsolePort extends Duplex {
   // --------------------------------------------------------------------------------- receive
 
   private received(data: Uint8Array): void {
+    // A removed port's buffers may still come back from the ring: the stream has ended.
+    if (this.removed) return;
     if (data.length > 0) {
       // `data` views shared memory only for the duration of the call: copy it.
       if (!this.push(Buffer.from(data))) this.wantRead = false;

@@ -5,8 +5,8 @@
 import { expect } from 'chai';
 import { once } from 'node:events';
 import { randomBytes } from 'node:crypto';
-import { ConsoleControlEvent } from 'virtio-spec-types';
-import type { ConsolePort } from '../src/index.js';
+import { ConsoleControlEvent, encodeConsoleControl } from 'virtio-spec-types';
+import type { ConsoleError, ConsolePort } from '../src/index.js';
 import { closeRigs, restartBackend, startRig, until } from './fixtures/harness.js';
 
 /** Collect everything a port emits. */
@@ -134,5 +134,35 @@ describe('ConsoleDriver over the loopback (real transport)', function () {
     expect(Buffer.concat([firstOutput, rig.device.output[0]]).equals(payload)).to.equal(true);
     rig.device.send(0, Buffer.from('after'));
     await until(() => got.data().toString() === 'beforeafter', 'input after the restart');
+  });
+
+  it('MULTIPORT recovery: the new back-end re-adds the ports, the same streams carry data', async () => {
+    const names = ['console', 'org.vshm.a', 'org.vshm.b'];
+    const rig = await startRig({ ports: names });
+    const before = await Promise.all(names.map((n) => rig.driver.waitForPort(n)));
+    const sink = collect(before[2]);
+    const lost = once(rig.driver, 'lost');
+    await rig.backend.close();
+    await lost;
+    before[2].write(Buffer.from('held while gone'));
+    restartBackend(rig, { ports: names });
+    await until(() => before.every((p) => p.attached), 'ports re-attached');
+    expect(names.map((_, i) => rig.driver.port(i))).to.deep.equal(before); // same objects
+    await until(() => rig.device.output[2].toString() === 'held while gone', 'held write on the new back-end');
+    rig.device.send(2, Buffer.from('again'));
+    await until(() => sink.data().toString() === 'again', 'input on port 2 after recovery');
+  });
+
+  it('DEVICE_REMOVE ends the port stream; writes then fail with VSHM_ERR_PORT_REMOVED', async () => {
+    const rig = await startRig({ ports: ['console', 'org.vshm.gone'] });
+    const port = await rig.driver.waitForPort('org.vshm.gone');
+    port.resume();
+    const ended = once(port, 'end');
+    rig.device.control(encodeConsoleControl(1, ConsoleControlEvent.DEVICE_REMOVE, 0));
+    await ended;
+    expect(rig.driver.port(1)).to.equal(undefined);
+    const errored = once(port, 'error'); // Writable semantics: a failed write errors the stream
+    port.write(Buffer.from('x'));
+    expect(((await errored)[0] as ConsoleError).code).to.equal('VSHM_ERR_PORT_REMOVED');
   });
 });
