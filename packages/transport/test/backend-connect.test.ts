@@ -1,0 +1,132 @@
+/**
+ * connect.ts: the §4.1 role and device-id checks, pure and against a real IvshmemServer with
+ * real IvshmemPeers (in this process), and an echo round trip through openBackend/openFrontend.
+ */
+import { expect } from 'chai';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { IvshmemServer } from '../src/ivshmem/server.js';
+import type { IvshmemPeer } from '../src/ivshmem/peer.js';
+import { TransportError } from '../src/errors.js';
+import { checkVirtioRole, openBackend, openFrontend, roleOfProtocol } from '../src/connect.js';
+import type { DriverQueueHandle, DriverSession, VirtioDriverOps } from '../src/virtio/device-api.js';
+import type { VirtioBackend } from '../src/virtio/backend.js';
+import type { VirtioFrontend } from '../src/virtio/frontend.js';
+import { echoOps } from './fixtures/backend-devices.js';
+
+function code(fn: () => void): string | undefined {
+  try {
+    fn();
+  } catch (e) {
+    expect(e).to.be.instanceOf(TransportError);
+    return (e as TransportError).code;
+  }
+  return undefined;
+}
+
+describe('connect: §4.1 checks (pure)', () => {
+  it('derives the role from the protocol', () => {
+    expect([0x0, 0x7fff, 0x8000, 0x8003, 0xbfff, 0xc000, 0xc003, 0xffff].map(roleOfProtocol)).to.deep.equal([
+      null, null, 'front-end', 'front-end', 'front-end', 'back-end', 'back-end', 'back-end',
+    ]);
+  });
+
+  it('accepts the right role and id, refuses others with clear codes', () => {
+    expect(code(() => checkVirtioRole(0xc004, 'back-end', 4))).to.equal(undefined);
+    expect(code(() => checkVirtioRole(0x8004, 'front-end', 4))).to.equal(undefined);
+    expect(code(() => checkVirtioRole(0xc004, 'front-end', 4))).to.equal('VSHM_ERR_ROLE');
+    expect(code(() => checkVirtioRole(0x8004, 'back-end', 4))).to.equal('VSHM_ERR_ROLE');
+    expect(code(() => checkVirtioRole(0x1234, 'back-end', 4))).to.equal('VSHM_ERR_ROLE');
+    expect(code(() => checkVirtioRole(0xc003, 'back-end', 4))).to.equal('VSHM_ERR_DEVICE_ID');
+    expect(() => checkVirtioRole(0xc004, 'front-end', 4)).to.throw(/start the back-end first/);
+  });
+});
+
+class EchoDriver implements VirtioDriverOps {
+  readonly deviceId = 3;
+  readonly features = 0n;
+  q: DriverQueueHandle<(b: Buffer) => void> | null = null;
+  queueCount(): number {
+    return 2;
+  }
+  probe(s: DriverSession): void {
+    this.q = s.queues[0] as DriverQueueHandle<(b: Buffer) => void>;
+    this.q.onUsed = (cb, data) => cb(Buffer.from(data));
+  }
+  remove(): void {
+    this.q = null;
+  }
+}
+
+describe('connect: openBackend/openFrontend with a real server', () => {
+  let dir: string;
+  let server: IvshmemServer;
+  let peers: IvshmemPeer[];
+  let transports: (VirtioBackend | VirtioFrontend)[];
+
+  async function startServer(protocol: number): Promise<string> {
+    const socketPath = join(dir, 'sock');
+    server = new IvshmemServer({ socketPath, memorySize: 65536, maxPeers: 2, vectors: 3, protocol });
+    await server.start();
+    return socketPath;
+  }
+
+  beforeEach(() => {
+    dir = mkdtempSync(join(tmpdir(), 'vshm-connect-'));
+    peers = [];
+    transports = [];
+  });
+  afterEach(async () => {
+    for (const t of transports.reverse()) await t.close();
+    for (const p of peers.reverse()) p.close();
+    await server.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('refuses a front-end that connects first, and closes its peer', async () => {
+    const path = await startServer(0x8003);
+    const gone = new Promise<void>((resolve) => server.once('peer-gone', () => resolve()));
+    let err: unknown;
+    await openFrontend(path, new EchoDriver()).catch((e: unknown) => (err = e));
+    expect(err).to.be.instanceOf(TransportError).with.property('code', 'VSHM_ERR_ROLE');
+    await gone; // the refused peer disconnected (the server noticed)
+    expect(server.peerIds).to.deep.equal([]);
+    // Its id was freed: a back-end now gets peer 0.
+    const { peer, transport } = await openBackend(path, echoOps());
+    peers.push(peer);
+    transports.push(transport);
+    expect(peer.id).to.equal(0);
+  });
+
+  it('refuses a back-end for another device id', async () => {
+    const path = await startServer(0x8004);
+    let err: unknown;
+    await openBackend(path, echoOps()).catch((e: unknown) => (err = e));
+    expect(err).to.be.instanceOf(TransportError).with.property('code', 'VSHM_ERR_DEVICE_ID');
+  });
+
+  it('refuses a non-virtio server', async () => {
+    const path = await startServer(0);
+    let err: unknown;
+    await openBackend(path, echoOps()).catch((e: unknown) => (err = e));
+    expect(err).to.be.instanceOf(TransportError).with.property('code', 'VSHM_ERR_ROLE');
+  });
+
+  it('connects a back-end and a front-end and moves data', async () => {
+    const path = await startServer(0x8003);
+    const be = await openBackend(path, echoOps());
+    peers.push(be.peer);
+    transports.push(be.transport);
+    const drv = new EchoDriver();
+    const fe = await openFrontend(path, drv, { readyPollMs: 5 });
+    peers.push(fe.peer);
+    transports.push(fe.transport);
+    await fe.ready;
+    const got = await new Promise<Buffer>((resolve) => {
+      drv.q!.add(Buffer.from('over the server'), 32, resolve);
+      drv.q!.kick();
+    });
+    expect(got.toString()).to.equal('over the server');
+  });
+});
