@@ -64,6 +64,7 @@ export async function runBackend(argv = process.argv.slice(2)): Promise<void> {
   process.stderr.write(`${prog}: serving on ${socket} as peer ${be.peer.id}\n`);
   be.transport.on('session', () => process.stderr.write(`${prog}: driver live\n`));
   be.transport.on('session-end', (r: string) => process.stderr.write(`${prog}: session ended (${r})\n`));
+  be.peer.on('peer-gone', (id: number) => process.stderr.write(`${prog}: peer ${id} gone\n`));
   let stopping = false;
   const stop = (code: number): void => {
     if (stopping) return;

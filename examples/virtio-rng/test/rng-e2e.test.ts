@@ -127,6 +127,7 @@ describe('virtio-rng example: server, back-end and front-end in separate process
     const be = await backend();
     const first = frontend(['-n', '16']);
     expect(await first.exit, first.err()).to.equal(0);
+    await be.stderrLine(/peer 1 gone/); // the server freed id 1 for the next front-end
     const second = frontend(['-n', '100000']);
     expect(await second.exit, second.err()).to.equal(0);
     const hex = second.out().trim();
