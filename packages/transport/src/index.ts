@@ -21,6 +21,6 @@ export { VirtioBackend, type VirtioBackendOptions, type BackendPhase } from './v
 export * from './virtio/vectors.js';
 export * from './connect.js';
 export { VirtioFrontend, type VirtioFrontendOptions, type FrontendPhase } from './virtio/frontend.js';
-export { FrontendQueue, UsedRingErrorCode } from './virtio/frontend-queues.js';
+export { FrontendQueue } from './virtio/frontend-queues.js';
 export { FrontendSession } from './virtio/frontend-session.js';
 export * from './virtio/allocator.js';

@@ -1,40 +1,26 @@
 /**
- * The driver side of one split virtqueue as a `DriverQueueHandle` (device-api.ts): ring
- * placement (§5), posting requests, kicks with notification suppression (§4.9), and collection
- * of used buffers validated per §6.4.
+ * The driver side of one split virtqueue as a `DriverQueueHandle` (device-api.ts): ring and
+ * buffer placement (§5), posting requests, kicks with notification suppression (§4.9), and
+ * delivery of used buffers. The ring work itself — private free list, §6.4 checks on every used
+ * element, EVENT_IDX/flags — is the shared engine's `DriverQueue`; this file adds the memory.
  *
- * Why not a generic engine: no driver-side ring engine existed when this was written, and the FE
- * needs little — chains of at most two descriptors (one device-readable buffer copied from
- * `out`, one device-writable buffer of `inLen` bytes). The FE trusts only its private record of
- * what it posted (style §3, as Linux does): per head it keeps the token, both buffers and the
- * writable length; the used ring is read once per entry and checked against that record.
+ * A request is a chain of at most two descriptors: one device-readable buffer holding a copy of
+ * `out`, one device-writable buffer of `inLen` bytes. Its record (user token, both buffers) sits
+ * in a private slot; the engine's token is the slot number, so posting allocates nothing.
  *
  * Memory: descriptor table and available ring come from the allocator's driver pool, the used
  * ring from its device pool (§5.2: the BE's output section in the isolated layout — the FE only
  * reads it). Each request allocates its readable buffer from the driver pool and its writable
- * buffer from the device pool; both are freed when the request completes.
- *
- * Ordering: descriptors and avail entries are plain stores published by the release store of
- * `avail.idx`; a full fence separates it from the suppression check (§4.9 FE kick). `used.idx` is
- * acquire-loaded before the entries it publishes are read.
- *
- * Hot path: no allocation per request except the `data` view passed to onUsed; all bookkeeping
- * lives in typed arrays indexed by head.
+ * buffer from the device pool; both are freed after onUsed returns (the `data` view stays valid
+ * during the call).
  */
-import {
-  VIRTQ_DESC_F_NEXT,
-  VIRTQ_DESC_F_WRITE,
-  VIRTQ_USED_F_NO_NOTIFY,
-  availRingSize,
-  descTableSize,
-  usedRingSize,
-  vringNeedEvent,
-} from 'virtio-spec-types';
 import { ArgumentError, RingError, TransportError } from '../errors.js';
 import type { SharedMemoryAllocator } from './allocator.js';
 import type { DriverQueueHandle } from './device-api.js';
+import { DriverQueue } from './driver-queue.js';
 import type { MemoryView } from './memory.js';
-import { SplitRingLayout } from './ring-layout.js';
+import type { SplitRingLayout } from './ring-layout.js';
+import { availRingSize, descTableSize, usedRingSize } from 'virtio-spec-types';
 
 export interface FrontendQueueOptions {
   index: number;
@@ -53,13 +39,6 @@ export interface FrontendQueueOptions {
   broken: (err: Error) => void;
 }
 
-/** §6.4 violations found by the driver. */
-export const UsedRingErrorCode = {
-  USED_IDX: 'VSHM_ERR_USED_IDX',
-  USED_ID: 'VSHM_ERR_USED_ID',
-  USED_LEN: 'VSHM_ERR_USED_LEN',
-} as const;
-
 export class FrontendQueue<T = unknown> implements DriverQueueHandle<T> {
   readonly index: number;
   readonly size: number;
@@ -72,45 +51,34 @@ export class FrontendQueue<T = unknown> implements DriverQueueHandle<T> {
   /** Set by the transport while the session is live; a dead queue accepts and touches nothing. */
   live = false;
 
-  private readonly mem: MemoryView;
+  private readonly engine: DriverQueue<number>;
   private readonly u8: Uint8Array;
-  private readonly u16: Uint16Array;
-  private readonly u32: Uint32Array;
   private readonly alloc: SharedMemoryAllocator;
   private readonly doorbell: (vector: number) => void;
   private readonly brokenCb: (err: Error) => void;
-  private readonly mask: number;
-  // Free descriptor stack.
-  private readonly free: Uint16Array;
-  private freeCount: number;
-  // Private record per head (style §3).
+  // Private request records by slot (style §3: never read back from shared memory).
+  private readonly freeSlots: Uint16Array;
+  private freeSlotCount: number;
   private readonly tokens: (T | undefined)[];
-  private readonly posted: Uint8Array;
-  private readonly second: Int32Array;
   private readonly outAddr: Float64Array;
   private readonly outLen: Uint32Array;
   private readonly inAddr: Float64Array;
   private readonly inLen: Uint32Array;
-  private inFlightCount = 0;
-  /** Next avail index to fill (shadow) and the last one published. */
-  private availShadow = 0;
-  private availPublished = 0;
-  private lastUsed = 0;
+  /** Reused segment lists: posting allocates nothing. */
+  private readonly outSeg = [0, 0];
+  private readonly inSeg = [0, 0];
   private polling = false;
+  private readonly deliver = (slot: number, len: number): void => this.complete(slot, len);
 
   constructor(o: FrontendQueueOptions) {
     const n = o.size;
     if (!Number.isInteger(n) || n < 1 || n > 32768 || (n & (n - 1)) !== 0) throw new ArgumentError(`queue size must be a power of two ≤ 32768, got ${n}`);
     this.index = o.index;
     this.size = n;
-    this.mask = n - 1;
     this.deviceVector = o.deviceVector;
     this.driverVector = o.driverVector;
     this.eventIdx = o.eventIdx;
-    this.mem = o.memory;
     this.u8 = o.memory.u8;
-    this.u16 = o.memory.u16;
-    this.u32 = o.memory.u32;
     this.alloc = o.allocator;
     this.doorbell = o.kick;
     this.brokenCb = o.broken;
@@ -120,26 +88,25 @@ export class FrontendQueue<T = unknown> implements DriverQueueHandle<T> {
     if (used < 0) {
       throw new TransportError('VSHM_ERR_NO_MEMORY', '5', `queue ${o.index}: no shared memory for rings of size ${n}`);
     }
-    this.rings = new SplitRingLayout({ size: n, desc, avail, used });
-    this.free = new Uint16Array(n);
-    for (let i = 0; i < n; i++) this.free[i] = n - 1 - i; // pop yields 0, 1, 2 …
-    this.freeCount = n;
+    this.engine = new DriverQueue<number>({ size: n, desc, avail, used, memory: o.memory, eventIdx: o.eventIdx, indirect: false });
+    this.rings = this.engine.layout;
+    this.freeSlots = new Uint16Array(n);
+    for (let i = 0; i < n; i++) this.freeSlots[i] = n - 1 - i;
+    this.freeSlotCount = n;
     this.tokens = new Array<T | undefined>(n).fill(undefined);
-    this.posted = new Uint8Array(n);
-    this.second = new Int32Array(n).fill(-1);
-    this.outAddr = new Float64Array(n).fill(-1);
+    this.outAddr = new Float64Array(n);
     this.outLen = new Uint32Array(n);
-    this.inAddr = new Float64Array(n).fill(-1);
+    this.inAddr = new Float64Array(n);
     this.inLen = new Uint32Array(n);
   }
 
   get inFlight(): number {
-    return this.inFlightCount;
+    return this.engine.inFlightCount;
   }
 
   /** Free descriptors (each request takes one per non-empty direction). */
   get freeDescriptors(): number {
-    return this.freeCount;
+    return this.engine.numFree;
   }
 
   add(out: Uint8Array | null, inLen: number, token: T): boolean {
@@ -148,7 +115,7 @@ export class FrontendQueue<T = unknown> implements DriverQueueHandle<T> {
     if (outLen === 0 && inLen === 0) throw new ArgumentError('a request needs out bytes or inLen > 0');
     if (!this.live) return false;
     const ndesc = (outLen > 0 ? 1 : 0) + (inLen > 0 ? 1 : 0);
-    if (this.freeCount < ndesc) return false;
+    if (this.engine.numFree < ndesc || this.freeSlotCount === 0) return false;
     let oa = -1;
     if (outLen > 0) {
       oa = this.alloc.alloc('driver', outLen);
@@ -163,108 +130,57 @@ export class FrontendQueue<T = unknown> implements DriverQueueHandle<T> {
       }
     }
     if (oa >= 0) this.u8.set(out as Uint8Array, oa);
-    const head = this.free[--this.freeCount];
+    const slot = this.freeSlots[--this.freeSlotCount];
+    let head: number;
     if (ndesc === 2) {
-      const tail = this.free[--this.freeCount];
-      this.writeDesc(head, oa, outLen, VIRTQ_DESC_F_NEXT, tail);
-      this.writeDesc(tail, ia, inLen, VIRTQ_DESC_F_WRITE, 0);
-      this.second[head] = tail;
+      this.outSeg[0] = oa;
+      this.outSeg[1] = outLen;
+      this.inSeg[0] = ia;
+      this.inSeg[1] = inLen;
+      head = this.engine.add(this.outSeg, this.inSeg, slot);
     } else if (oa >= 0) {
-      this.writeDesc(head, oa, outLen, 0, 0);
+      head = this.engine.add1(oa, outLen, false, slot);
     } else {
-      this.writeDesc(head, ia, inLen, VIRTQ_DESC_F_WRITE, 0);
+      head = this.engine.add1(ia, inLen, true, slot);
     }
-    this.tokens[head] = token;
-    this.posted[head] = 1;
-    this.outAddr[head] = oa;
-    this.outLen[head] = outLen;
-    this.inAddr[head] = ia;
-    this.inLen[head] = inLen;
-    this.inFlightCount++;
-    this.u16[this.rings.availRingU16 + (this.availShadow & this.mask)] = head;
-    this.availShadow = (this.availShadow + 1) & 0xffff;
+    if (head < 0) {
+      // Cannot happen (descriptors were checked); undo rather than leak.
+      this.freeSlots[this.freeSlotCount++] = slot;
+      this.freeBuffers(oa, outLen, ia, inLen);
+      return false;
+    }
+    this.tokens[slot] = token;
+    this.outAddr[slot] = oa;
+    this.outLen[slot] = outLen;
+    this.inAddr[slot] = ia;
+    this.inLen[slot] = inLen;
     return true;
   }
 
-  /** §4.9 FE kick: release-store `avail.idx`, full fence, Doorbell unless suppressed. */
+  /** §4.9 FE kick: publish (release-store `avail.idx`, full fence) and ring unless suppressed. */
   kick(): void {
-    if (!this.live || this.availShadow === this.availPublished) return;
-    const old = this.availPublished;
-    const now = this.availShadow;
-    const mem = this.mem;
-    mem.store16(this.rings.availIdxOff, now);
-    this.availPublished = now;
-    mem.fence();
-    let notify: boolean;
-    if (this.eventIdx) notify = vringNeedEvent(mem.load16(this.rings.availEventOff), now, old);
-    else notify = (mem.load16(this.rings.usedFlagsOff) & VIRTQ_USED_F_NO_NOTIFY) === 0;
-    if (notify) this.doorbell(this.deviceVector);
+    if (!this.live) return;
+    if (this.engine.publish()) this.doorbell(this.deviceVector);
   }
 
   /**
-   * Collect used entries (§6.4 checks), deliver each through onUsed, free its buffers. With
-   * EVENT_IDX, re-arm `used_event` and re-check to close the race with the BE. Returns the number
-   * delivered. A violation marks the device broken (the transport fails everything and resets).
+   * Collect used entries (§6.4 checks in the engine), deliver each through onUsed and free its
+   * buffers. Returns the number delivered. A violation, or an onUsed that throws, marks the
+   * device broken (the transport fails everything, resets and re-initialises). Never throws.
    */
   poll(): number {
     if (!this.live || this.polling) return 0;
     this.polling = true;
-    let delivered = 0;
     try {
-      const mem = this.mem;
-      const r = this.rings;
-      for (;;) {
-        const usedIdx = mem.load16(r.usedIdxOff); // acquire: entries below it are visible
-        let pending = (usedIdx - this.lastUsed) & 0xffff;
-        if (pending === 0) {
-          if (!this.eventIdx) break;
-          mem.store16(r.usedEventOff, this.lastUsed);
-          mem.fence();
-          if (mem.load16(r.usedIdxOff) === usedIdx) break;
-          continue;
-        }
-        if (pending > this.size) {
-          this.violation(UsedRingErrorCode.USED_IDX, `used.idx ${usedIdx} is ${pending} ahead of ${this.lastUsed} (queue size ${this.size})`);
-          return delivered;
-        }
-        while (pending-- > 0 && this.live) {
-          const e = r.usedRingU32 + ((this.lastUsed & this.mask) << 1);
-          const id = this.u32[e]; // read once
-          const len = this.u32[e + 1];
-          if (id >= this.size || this.posted[id] === 0) {
-            this.violation(UsedRingErrorCode.USED_ID, `used id ${id} is not a chain in flight`);
-            return delivered;
-          }
-          if (len > this.inLen[id]) {
-            this.violation(UsedRingErrorCode.USED_LEN, `used len ${len} exceeds the ${this.inLen[id]} writable bytes of chain ${id}`);
-            return delivered;
-          }
-          this.lastUsed = (this.lastUsed + 1) & 0xffff;
-          const token = this.tokens[id] as T;
-          const ia = this.inAddr[id];
-          const oa = this.outAddr[id];
-          const ol = this.outLen[id];
-          const il = this.inLen[id];
-          this.release(id);
-          const cb = this.onUsed;
-          if (cb !== null) {
-            try {
-              cb(token, ia >= 0 ? new Uint8Array(this.u8.buffer, ia, len) : EMPTY);
-            } catch (err) {
-              this.freeBuffers(oa, ol, ia, il);
-              this.brokenCb(err instanceof Error ? err : new TransportError('VSHM_ERR_CALLBACK', '', `onUsed threw: ${String(err)}`));
-              return delivered;
-            }
-          }
-          this.freeBuffers(oa, ol, ia, il);
-          delivered++;
-        }
-        if (!this.live) break;
-      }
+      return this.engine.collect(this.deliver);
+    } catch (err) {
+      this.live = false;
+      const e = err instanceof Error ? err : new TransportError('VSHM_ERR_CALLBACK', '', `onUsed threw: ${String(err)}`);
+      this.brokenCb(e instanceof RingError ? new RingError(e.code, e.section, `queue ${this.index}: ${e.message}`) : e);
+      return 0;
     } finally {
       this.polling = false;
     }
-    return delivered;
   }
 
   /**
@@ -274,12 +190,9 @@ export class FrontendQueue<T = unknown> implements DriverQueueHandle<T> {
   failAll(err: Error): void {
     this.live = false;
     const cb = this.onFailed;
-    for (let head = 0; head < this.size; head++) {
-      if (this.posted[head] === 0) continue;
-      const token = this.tokens[head] as T;
-      this.posted[head] = 0;
-      this.tokens[head] = undefined;
-      this.inFlightCount--;
+    for (const slot of this.engine.failAll()) {
+      const token = this.tokens[slot] as T;
+      this.tokens[slot] = undefined;
       if (cb !== null) {
         try {
           cb(token, err);
@@ -290,37 +203,26 @@ export class FrontendQueue<T = unknown> implements DriverQueueHandle<T> {
     }
   }
 
-  private writeDesc(i: number, addr: number, len: number, flags: number, next: number): void {
-    const w = this.rings.descU32 + (i << 2);
-    this.u32[w] = addr >>> 0;
-    this.u32[w + 1] = Math.floor(addr / 4294967296);
-    this.u32[w + 2] = len;
-    const h = this.rings.descU16 + (i << 3);
-    this.u16[h + 6] = flags;
-    this.u16[h + 7] = next;
-  }
-
-  /** Forget head `id` and return its descriptors to the free stack. */
-  private release(id: number): void {
-    this.posted[id] = 0;
-    this.tokens[id] = undefined;
-    this.free[this.freeCount++] = id;
-    const s = this.second[id];
-    if (s >= 0) {
-      this.free[this.freeCount++] = s;
-      this.second[id] = -1;
+  /** One used chain: hand its written bytes to onUsed, then free its buffers and slot. */
+  private complete(slot: number, len: number): void {
+    const token = this.tokens[slot] as T;
+    const oa = this.outAddr[slot];
+    const ol = this.outLen[slot];
+    const ia = this.inAddr[slot];
+    const il = this.inLen[slot];
+    this.tokens[slot] = undefined;
+    this.freeSlots[this.freeSlotCount++] = slot; // the callback may post again
+    try {
+      const cb = this.onUsed;
+      if (cb !== null) cb(token, ia >= 0 ? new Uint8Array(this.u8.buffer, ia, len) : EMPTY);
+    } finally {
+      this.freeBuffers(oa, ol, ia, il);
     }
-    this.inFlightCount--;
   }
 
   private freeBuffers(oa: number, ol: number, ia: number, il: number): void {
     if (oa >= 0) this.alloc.free('driver', oa, ol);
     if (ia >= 0) this.alloc.free('device', ia, il);
-  }
-
-  private violation(code: string, message: string): void {
-    this.live = false;
-    this.brokenCb(new RingError(code, '6.4', `queue ${this.index}: ${message}`));
   }
 }
 

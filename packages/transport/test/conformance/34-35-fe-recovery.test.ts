@@ -136,7 +136,7 @@ describe('§8 items 34, 35: FE waits for the BE, fails in-flight requests, recov
     be.close();
     await until(() => drv.removed.length === 1, 'remove');
     expect(drv.failed.map((f) => f.token)).to.deep.equal(['x']);
-    expect(frontend.phase).to.equal('waiting');
+    await until(() => frontend.phase === 'waiting', 'FE waiting for a new BE');
     expect(fe.state).to.equal(0);
   });
 });

@@ -93,7 +93,7 @@ describe('§8 item 39: FE used-ring validation (§6.4)', () => {
 
   it('rejects used.idx more than the queue size ahead', async () => {
     await forge(null, 9);
-    await expectBrokenAndRecovered('VSHM_ERR_USED_IDX');
+    await expectBrokenAndRecovered('VSHM_ERR_USED_JUMP');
   });
 
   it('accepts a used len equal to the writable length', async () => {
