@@ -43,6 +43,9 @@ export async function connectBackend(socketPath: string, ops: VirtioDeviceOps): 
     if (code === 'ENOENT' || code === 'ECONNREFUSED') {
       throw new LinkError('VSHM_ERR_NO_SERVER', `no vshm server at ${socketPath} (start: vshm-server -l 64K -n 2 -V 3 -P 0x8003 -S ${socketPath})`, { cause: err });
     }
+    if (code === 'VSHM_ERR_SERVER_EOF') {
+      throw new LinkError(code, `the server at ${socketPath} closed the connection: no free peer id (is a back-end already running?)`, { cause: err });
+    }
     if (code === 'EACCES') throw new LinkError('VSHM_ERR_NO_SERVER', `no permission to connect to ${socketPath}`, { cause: err });
     throw new LinkError(code || 'VSHM_ERR_CONNECT', `cannot connect to ${socketPath}: ${(err as Error).message}`, { cause: err });
   }

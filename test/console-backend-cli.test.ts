@@ -1,0 +1,72 @@
+/**
+ * vshm-console-backend CLI error paths and exits, with the real binary and server.
+ */
+import { expect } from 'chai';
+import { IvshmemPeer } from '@vshm/transport';
+import { Scratch, BACKEND_BIN } from './console-backend-procs.js';
+
+function oneLine(stderr: string): string {
+  const lines = stderr.split('\n').filter((l) => l !== '');
+  expect(lines, stderr).to.have.length(1);
+  expect(lines[0]).to.match(/^vshm-console-backend: /);
+  return lines[0];
+}
+
+describe('vshm-console-backend: command line', function () {
+  let s: Scratch;
+  beforeEach(() => {
+    s = new Scratch();
+  });
+  afterEach(async () => {
+    await s.cleanup();
+  });
+
+  it('prints usage with --help and exits 0', async () => {
+    const p = s.spawn('backend', BACKEND_BIN, ['--help']);
+    expect((await p.exited).code).to.equal(0);
+    expect(p.stdout).to.match(/^Usage: vshm-console-backend/);
+    expect(p.stdout).to.match(/Ctrl-\] then q/);
+  });
+
+  for (const args of [['--bogus'], ['--size', '80'], ['--queue-size', '12'], ['--port-socket', 'x'], ['stray'], ['-S']]) {
+    it(`exits 2 with one stderr line for ${args.join(' ')}`, async () => {
+      const p = s.spawn('backend', BACKEND_BIN, args);
+      expect((await p.exited).code).to.equal(2);
+      oneLine(p.stderr);
+    });
+  }
+
+  it('exits 1 with one line when the server socket is missing', async () => {
+    const p = s.spawn('backend', BACKEND_BIN, ['-S', s.server]);
+    expect((await p.exited).code).to.equal(1);
+    expect(oneLine(p.stderr)).to.match(/no vshm server at .*vshm\.sock/);
+  });
+
+  it('exits 1 with one line when it gets peer 1 (something else connected first)', async () => {
+    await s.startServer();
+    const squatter = await IvshmemPeer.connect(s.server); // takes peer 0
+    try {
+      const p = s.spawn('backend', BACKEND_BIN, ['-S', s.server]);
+      expect((await p.exited).code).to.equal(1);
+      expect(oneLine(p.stderr)).to.match(/connected as peer 1 \(front-end role, protocol 0x8003\): start the back-end first/);
+    } finally {
+      squatter.close();
+    }
+  });
+
+  it('exits 1 with one line when the server is not a console', async () => {
+    await s.startServer('0x8004');
+    const p = s.spawn('backend', BACKEND_BIN, ['-S', s.server]);
+    expect((await p.exited).code).to.equal(1);
+    expect(oneLine(p.stderr)).to.match(/not a console/);
+  });
+
+  it('exits 0 on SIGINT and SIGTERM, leaving peer 0 free for the next back-end', async () => {
+    await s.startServer();
+    for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+      const be = await s.startBackend();
+      be.child.kill(sig);
+      expect((await be.exited).code).to.equal(0);
+    }
+  });
+});

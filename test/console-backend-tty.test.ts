@@ -1,0 +1,48 @@
+/**
+ * vshm-console-backend on a real terminal (tmux): SIZE from the terminal, resize propagation to
+ * a front-end (config update without MULTIPORT, RESIZE with it), Ctrl-] q restoring the terminal.
+ */
+import { expect } from 'chai';
+import { openConsole, type Console } from '@vshm/frontend-console';
+import { Scratch, BACKEND_BIN, until } from './console-backend-procs.js';
+
+describe('vshm-console-backend on a terminal (tmux)', function () {
+  let s: Scratch;
+  let con: Console | null = null;
+  beforeEach(() => {
+    s = new Scratch();
+  });
+  afterEach(async () => {
+    await con?.close();
+    con = null;
+    await s.cleanup();
+  });
+
+  for (const multiport of [false, true]) {
+    it(`propagates a terminal resize to the front-end (${multiport ? 'RESIZE with MULTIPORT' : 'config update'})`, async () => {
+      await s.startServer();
+      const extra = multiport ? ' --port org.vshm.extra' : '';
+      const t = s.tmux(`${process.execPath} ${BACKEND_BIN} -S ${s.server}${extra}`, 120, 40);
+      await t.untilPane(/serving the console on/);
+      con = await openConsole({ socketPath: s.server });
+      await con.whenReady();
+      const c = con;
+      await until(() => c.driver.size?.cols === 120 && c.driver.size?.rows === 40, `initial size 120x40, have ${JSON.stringify(c.driver.size)}`);
+      if (multiport) expect((await c.driver.waitForPort('org.vshm.extra')).id).to.equal(1);
+      t.run('resize-window', '-t', t.name, '-x', '100', '-y', '30');
+      await until(() => c.driver.size?.cols === 100 && c.driver.size?.rows === 30, `resized 100x30, have ${JSON.stringify(c.driver.size)}`);
+    });
+  }
+
+  it('quits on Ctrl-] q with exit 0 and the terminal back in cooked mode', async () => {
+    await s.startServer();
+    const t = s.tmux(`${process.execPath} ${BACKEND_BIN} -S ${s.server}; echo BE-EXIT-$?; stty -a`);
+    await t.untilPane(/serving the console on .*quit with Ctrl-\] q/);
+    t.send('C-]');
+    t.send('q');
+    const pane = await t.untilPane(/BE-EXIT-\d+[\s\S]*icanon/);
+    expect(pane).to.match(/BE-EXIT-0/);
+    expect(pane).to.match(/(^|\s)icanon(\s|$)/m);
+    expect(pane).to.match(/(^|\s)echo(\s|$)/m);
+  });
+});
