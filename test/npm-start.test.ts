@@ -1,0 +1,68 @@
+/**
+ * `npm start` (scripts/start.mjs) in a real terminal (tmux): a shell over shared memory answers
+ * what is typed; quitting with `exit` or Ctrl-] q restores the terminal and leaves no processes,
+ * sockets or temp files behind. (Runs the script directly: the `prestart` build is the test
+ * runner's `pretest` build.)
+ */
+import { expect } from 'chai';
+import { existsSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { Scratch, START_SCRIPT, ROOT, alive, descendants, processesMentioning, until, type Tmux } from './console-backend-procs.js';
+
+/** Start the script in tmux; returns the pane, the server socket and the processes it runs. */
+async function start(s: Scratch): Promise<{ t: Tmux; sock: string; pids: number[] }> {
+  const t = s.tmux(`cd ${ROOT} && ${process.execPath} ${START_SCRIPT}; echo START-EXIT-$?; stty -a`);
+  const pane = await t.untilPane(/over shared memory \((\S+)\) — quit with `exit` or Ctrl-\] then q/);
+  const sock = /over shared memory \((\S+)\)/.exec(pane)![1];
+  const panePid = Number(t.run('display-message', '-p', '-t', t.name, '#{pane_pid}').trim());
+  // Server (in the script), back-end, front-end, the pty wrapper and the shell.
+  let pids: number[] = [];
+  await until(() => (pids = descendants(panePid)).length >= 4 && processesMentioning(sock).length >= 2, 'all processes up');
+  return { t, sock, pids };
+}
+
+function probe(): { cmd: string; answer: RegExp } {
+  const a = 1000 + Math.floor(Math.random() * 9000);
+  const b = 1000 + Math.floor(Math.random() * 9000);
+  return { cmd: `echo hello-$((${a}+${b})) marker`, answer: new RegExp(`hello-${a + b} marker`) };
+}
+
+async function expectClean(t: Tmux, sock: string, pids: number[]): Promise<void> {
+  const pane = await t.untilPane(/START-EXIT-\d+[\s\S]*icanon/);
+  expect(pane).to.match(/START-EXIT-0/);
+  expect(pane).to.match(/(^|\s)icanon(\s|$)/m); // cooked mode again
+  expect(pane).to.match(/(^|\s)echo(\s|$)/m);
+  expect(existsSync(sock)).to.equal(false);
+  expect(existsSync(dirname(sock))).to.equal(false);
+  expect(processesMentioning(sock)).to.deep.equal([]);
+  expect(pids.filter(alive)).to.deep.equal([]);
+}
+
+describe('npm start (scripts/start.mjs)', function () {
+  let s: Scratch;
+  beforeEach(() => {
+    s = new Scratch();
+  });
+  afterEach(async () => {
+    await s.cleanup();
+  });
+
+  it('runs a shell that answers, and `exit` leaves nothing behind', async () => {
+    const { t, sock, pids } = await start(s);
+    const p = probe();
+    t.type(p.cmd);
+    await t.untilPane(p.answer);
+    t.type('exit');
+    await expectClean(t, sock, pids);
+  });
+
+  it('quits with Ctrl-] q, leaving nothing behind', async () => {
+    const { t, sock, pids } = await start(s);
+    const p = probe();
+    t.type(p.cmd);
+    await t.untilPane(p.answer);
+    t.send('C-]');
+    t.send('q');
+    await expectClean(t, sock, pids);
+  });
+});
