@@ -25,7 +25,7 @@
  */
 import { EventEmitter } from 'node:events';
 import createDebug from 'debug';
-import { DeviceStatus, VirtioFeatureMask, DEVICE_FEATURES_MASK } from 'virtio-spec-types';
+import { DeviceStatus, VirtioFeatureMask } from 'virtio-spec-types';
 import { ArgumentError, TransportError } from '../errors.js';
 import { PEER_STATE_READY, PEER_STATE_RESET, type IvshmemDevice } from '../ivshmem/device.js';
 import { fullFence, BackendHeader } from './backend-header.js';
@@ -33,7 +33,8 @@ import { BackendConfigSpace } from './config-space.js';
 import { BackendQueues, type QueueHost } from './backend-queues.js';
 import { BackendRegisters, type RegisterHost } from './backend-transactions.js';
 import { createRingContext } from './backend-ring.js';
-import type { ConfigField, ConfigSpace, DeviceQueueHandle, DeviceSession, SessionEndReason, VirtioDeviceOps } from './device-api.js';
+import { BackendSession, checkOps } from './backend-session.js';
+import type { ConfigField, ConfigSpace, DeviceSession, SessionEndReason, VirtioDeviceOps } from './device-api.js';
 import { headerSize } from './header.js';
 
 const log = createDebug('vshm:virtio:be');
@@ -55,29 +56,6 @@ export type BackendPhase = 'created' | 'wait-fe-reset' | 'wait-fe-ready' | 'serv
 const MAX_TRANSACTIONS_PER_POLL = 64;
 
 const RUN_BLOCKERS = DeviceStatus.FAILED | DeviceStatus.DEVICE_NEEDS_RESET;
-
-/** The session object a device receives on DRIVER_OK. */
-class BackendSession implements DeviceSession {
-  readonly features: bigint;
-  readonly queues: readonly (DeviceQueueHandle | undefined)[];
-  private readonly owner: VirtioBackend;
-  /** @internal set when the session ends. */
-  ended = false;
-
-  constructor(owner: VirtioBackend, features: bigint, queues: readonly (DeviceQueueHandle | undefined)[]) {
-    this.owner = owner;
-    this.features = features;
-    this.queues = queues;
-  }
-
-  updateConfig(mutate: (config: ConfigSpace) => void): void {
-    this.owner.updateConfig(mutate);
-  }
-
-  notifyConfig(): void {
-    if (!this.ended) this.owner.notifyConfig();
-  }
-}
 
 export class VirtioBackend extends EventEmitter {
   readonly device: IvshmemDevice;
@@ -441,24 +419,4 @@ export class VirtioBackend extends EventEmitter {
       log('%s: listener of %s threw: %s', this.name, event, String(err));
     }
   }
-}
-
-/** Check the ops table at the edge (style §8). */
-function checkOps(ops: VirtioDeviceOps): void {
-  if (ops === null || typeof ops !== 'object') throw new ArgumentError('VirtioBackend: ops must be an object');
-  if (!Number.isInteger(ops.deviceId) || ops.deviceId < 1 || ops.deviceId > 0x3fff) {
-    throw new ArgumentError(`VirtioBackend: deviceId must be 1…16383, got ${String(ops.deviceId)}`);
-  }
-  if (typeof ops.features !== 'bigint' || ops.features < 0n) throw new ArgumentError('VirtioBackend: features must be a non-negative bigint');
-  const illegal = ops.features & ~(DEVICE_FEATURES_MASK | VirtioFeatureMask.RING_INDIRECT_DESC | VirtioFeatureMask.RING_EVENT_IDX);
-  if (illegal !== 0n) {
-    throw new ArgumentError(`VirtioBackend: features may hold bits 0–23, INDIRECT_DESC and EVENT_IDX only, got extra 0x${illegal.toString(16)}`);
-  }
-  if (!Number.isInteger(ops.configSize) || ops.configSize < 0 || ops.configSize > 0x10000) {
-    throw new ArgumentError(`VirtioBackend: configSize must be 0…65536, got ${String(ops.configSize)}`);
-  }
-  for (const fn of ['queueCount', 'queueMaxSize', 'initConfig', 'activate', 'deactivate'] as const) {
-    if (typeof ops[fn] !== 'function') throw new ArgumentError(`VirtioBackend: ops.${fn} must be a function`);
-  }
-  if (!Array.isArray(ops.configFields)) throw new ArgumentError('VirtioBackend: ops.configFields must be an array');
 }
