@@ -1,0 +1,63 @@
+/**
+ * vshm-console-backend named ports (MULTIPORT) with the real binary and server, and an
+ * in-process front-end (openConsole): --port-socket bridges a port to a UNIX-socket client,
+ * --port-exec to a command's stdio.
+ */
+import { expect } from 'chai';
+import { connect, type Socket } from 'node:net';
+import { join } from 'node:path';
+import { openConsole, type Console } from '@vshm/frontend-console';
+import { Scratch, until } from './console-backend-procs.js';
+
+function collect(stream: NodeJS.ReadableStream): () => string {
+  let text = '';
+  stream.on('data', (c: Buffer) => (text += c.toString()));
+  return () => text;
+}
+
+describe('vshm-console-backend: named ports', function () {
+  let s: Scratch;
+  let con: Console | null = null;
+  let client: Socket | null = null;
+  beforeEach(() => {
+    s = new Scratch();
+  });
+  afterEach(async () => {
+    client?.destroy();
+    client = null;
+    await con?.close();
+    con = null;
+    await s.cleanup();
+  });
+
+  it('bridges --port-socket to one client and --port-exec to a command', async () => {
+    await s.startServer();
+    const path = join(s.dir, 'port.sock');
+    await s.startBackend(['--size', '80x24', '--port', 'org.vshm.plain', '--port-socket', `org.vshm.sock=${path}`, '--port-exec', 'org.vshm.exec=cat']);
+    con = await openConsole({ socketPath: s.server });
+    await con.whenReady();
+
+    // --port-exec: `cat` echoes what the front-end writes.
+    const exec = await con.driver.waitForPort('org.vshm.exec');
+    const fromExec = collect(exec);
+    exec.write('ping-exec\n');
+    await until(() => fromExec() === 'ping-exec\n', 'echo from the command');
+
+    // --port-socket: the host side opens when a client connects.
+    const port = await con.driver.waitForPort('org.vshm.sock');
+    expect(port.hostOpen).to.not.equal(true);
+    const fromGuest = collect(port);
+    client = connect(path);
+    const fromClient = collect(client);
+    await until(() => port.hostOpen === true, 'PORT_OPEN(1) after the client connected');
+    client.write('to-guest');
+    await until(() => fromGuest() === 'to-guest', 'client → front-end');
+    port.write('to-host');
+    await until(() => fromClient() === 'to-host', 'front-end → client');
+    client.destroy();
+    await until(() => port.hostOpen === false, 'PORT_OPEN(0) after the client left');
+
+    const plain = await con.driver.waitForPort('org.vshm.plain');
+    expect(plain.id).to.equal(1);
+  });
+});
