@@ -138,6 +138,22 @@ describe('virtio-rng example: server, back-end and front-end in separate process
     await be.stderrLine(/session ended[\s\S]*session ended/);
   });
 
+  it('a read in flight fails with an error when the back-end process dies (§8 item 35)', async () => {
+    await server();
+    const be = await backend();
+    const fe = frontend(['-n', '4096', '-c', '1000000']);
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error('no output from the front-end')), BOUND);
+      fe.proc.stdout!.once('data', () => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+    be.proc.kill('SIGKILL');
+    expect(await fe.exit).to.equal(1);
+    expect(fe.err()).to.match(/vshm-rng-frontend: /);
+  });
+
   it('a front-end started first is refused with a clear error (§4.1)', async () => {
     await server();
     const fe = frontend(['-n', '8']);
