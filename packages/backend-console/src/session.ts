@@ -95,8 +95,11 @@ export class ConsoleSession {
       this.listen(link, 'host-open', () => this.hostChanged(link, true));
       this.listen(link, 'host-close', () => this.hostChanged(link, false));
     }
-    // §7.3: a config event on DRIVER_OK (Jailhouse does it; Linux then reads cols/rows).
-    this.session.notifyConfig();
+    // §7.3: a config event on DRIVER_OK (Jailhouse does it; Linux then reads cols/rows). The
+    // header was initialised when the BE became READY; a resize since then is written now.
+    const size = this.ctx.currentSize();
+    if (!this.multiport && this.sizeNegotiated && size !== null) this.writeSize(size);
+    else this.session.notifyConfig();
     if (this.multiport) {
       this.control = new ControlChannel(
         this.session.queues[CONSOLE_CONTROL_RECEIVEQ],
@@ -143,11 +146,16 @@ export class ConsoleSession {
     if (this.multiport) {
       if (this.links[0]?.announced) this.control?.send(encodeConsoleResize(0, size.cols, size.rows));
     } else if (this.sizeNegotiated) {
-      this.session.updateConfig((c) => {
-        c.write(CONSOLE_CONFIG_COLS, 2, size.cols);
-        c.write(CONSOLE_CONFIG_ROWS, 2, size.rows);
-      });
+      this.writeSize(size);
     }
+  }
+
+  /** cols/rows by the generation rule, then a config event (§4.8). */
+  private writeSize(size: ConsoleSize): void {
+    this.session.updateConfig((c) => {
+      c.write(CONSOLE_CONFIG_COLS, 2, size.cols);
+      c.write(CONSOLE_CONFIG_ROWS, 2, size.rows);
+    });
   }
 
   private listen(link: PortLink, ev: string, fn: () => void): void {

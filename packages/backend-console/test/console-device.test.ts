@@ -82,6 +82,17 @@ describe('ConsoleDevice (spec §7.2–7.3)', () => {
     d.deactivate('shutdown');
   });
 
+  it('writes a size that changed after header initialisation on DRIVER_OK (one config event)', () => {
+    const d = new ConsoleDevice({ size: { cols: 80, rows: 24 } });
+    const s = new FakeSession(SIZE, 2);
+    d.initConfig(s.config); // header initialised while waiting for the driver
+    d.resize(100, 30); // no session yet
+    d.activate(s);
+    expect([s.config.read(0, 2), s.config.read(2, 2)]).to.deep.equal([100, 30]);
+    expect(s.configEvents).to.equal(1);
+    d.deactivate('shutdown');
+  });
+
   it('transmitq: outputs every readable byte in order, used len 0, chains of any length', () => {
     const d = new ConsoleDevice();
     const out = sink();
