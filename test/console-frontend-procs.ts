@@ -118,8 +118,8 @@ export class Scratch {
    * Start a back-end and wait until it is connected (its documented stderr line "serving the
    * console on PATH as peer 0"), so a front-end started next gets peer 1.
    */
-  async startBackend(name = 'backend', extra: string[] = []): Promise<Proc> {
-    const b = this.spawn(name, BACKEND_BIN, ['-S', this.server, ...extra]);
+  async startBackend(name = 'backend', extra: string[] = [], env?: NodeJS.ProcessEnv): Promise<Proc> {
+    const b = this.spawn(name, BACKEND_BIN, ['-S', this.server, ...extra], env === undefined ? {} : { env: { ...process.env, ...env } });
     await b.until(() => /serving the console on/.test(b.stderr) || !b.running, 'back-end up');
     if (!b.running) throw new Error(`${name} exited ${String(b.exitCode)}: ${b.stderr}`);
     return b;
