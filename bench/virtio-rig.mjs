@@ -6,15 +6,9 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { IvshmemPeer, IvshmemServer, VirtioBackend } from '@vshm/transport';
+import * as transport from '@vshm/transport';
 
-/** VirtioFrontend is not (yet) re-exported by the package index; the dist module is the same code. */
-async function loadFrontend() {
-  const t = await import('@vshm/transport');
-  if (t.VirtioFrontend) return t.VirtioFrontend;
-  const url = new URL('../packages/transport/dist/virtio/frontend.js', import.meta.url);
-  return (await import(url.href)).VirtioFrontend;
-}
+const { IvshmemServer, attachSpin } = transport;
 
 /** Start a virtio server for `deviceId` in this process. */
 export async function startServer({ deviceId, memorySize = 32 * 1024 * 1024, vectors = 2, outputSectionSize = 0 }) {
@@ -36,7 +30,9 @@ export async function startServer({ deviceId, memorySize = 32 * 1024 * 1024, vec
  * with `prefix` (the rest after a space); a child that exits first rejects.
  */
 export function spawnChild(script, args, env = {}) {
-  const child = spawn(process.execPath, [script, ...args], { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, ...env } });
+  // VSHM_BENCH_PROF=DIR: profile every child (node --cpu-prof); summarise with bench/prof.mjs.
+  const prof = process.env.VSHM_BENCH_PROF ? ['--cpu-prof', '--cpu-prof-dir', process.env.VSHM_BENCH_PROF] : [];
+  const child = spawn(process.execPath, [...prof, script, ...args], { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, ...env } });
   let buf = '';
   const lines = [];
   let waiter = null;
@@ -94,25 +90,26 @@ export function procCpuSeconds(pid) {
   return (Number(f[11]) + Number(f[12])) / TICKS;
 }
 
-/** Connect a back-end for `ops`; resolves once the peer is connected and the loop started. */
+/**
+ * Connect a back-end for `ops` through the public openBackend (connect.ts), then attach the
+ * adaptive spin (spin.ts; budget from VSHM_SPIN_US, 0 = off).
+ */
 export async function openBackend(socketPath, ops, opts = {}) {
-  const peer = await IvshmemPeer.connect(socketPath);
+  const { peer, transport: be } = await transport.openBackend(socketPath, ops, opts);
   peer.on('error', (e) => process.stderr.write(`bench: be peer: ${e.message}\n`));
-  const be = new VirtioBackend(peer, ops, opts);
   be.on('error', (e) => process.stderr.write(`bench: be: ${e.message}\n`));
-  be.start();
-  return { peer, be };
+  const spin = attachSpin(peer, be);
+  return { peer, be, spin };
 }
 
-/** Connect a front-end for `ops`; resolves with the live session. */
+/** Connect a front-end for `ops` (public openFrontend), attach the spin; resolves with the live session. */
 export async function openFrontend(socketPath, ops, opts = {}) {
-  const VirtioFrontend = await loadFrontend();
-  const peer = await IvshmemPeer.connect(socketPath);
+  const { peer, transport: fe, ready } = await transport.openFrontend(socketPath, ops, opts);
   peer.on('error', (e) => process.stderr.write(`bench: fe peer: ${e.message}\n`));
-  const fe = new VirtioFrontend(peer, ops, opts);
   fe.on('error', (e) => process.stderr.write(`bench: fe: ${e.message}\n`));
-  const session = await fe.start();
-  return { peer, fe, session };
+  const session = await ready;
+  const spin = attachSpin(peer, fe);
+  return { peer, fe, session, spin };
 }
 
 export const here = (rel, base) => fileURLToPath(new URL(rel, base));

@@ -16,18 +16,21 @@ const BATCH = Number(process.env.VSHM_BENCH_BATCH ?? 64);
 const role = process.argv[2];
 
 if (role === '--be') {
-  const { be } = await openBackend(process.argv[3], echoDeviceOps({ queueSize: QUEUE_SIZE }));
+  const { be, spin } = await openBackend(process.argv[3], echoDeviceOps({ queueSize: QUEUE_SIZE }));
   process.stdout.write('ready\n');
   process.on('SIGTERM', async () => {
+    if (process.env.VSHM_BENCH_DIAG) process.stderr.write(`bench: be spin ${JSON.stringify(spin.spinner.stats)}\n`);
     await be.close();
     process.exit(0);
   });
 } else if (role === '--fe') {
   const [, , , socketPath, mode, arg, arg2] = process.argv;
   const drv = echoDriverOps({ queueSize: QUEUE_SIZE });
-  const { session } = await openFrontend(socketPath, drv.ops);
+  const { session, spin } = await openFrontend(socketPath, drv.ops);
+  globalThis.spinStats = spin.spinner.stats;
   const q = session.queues[0];
   const line = (s) => process.stdout.write(s + '\n');
+  process.on('SIGTERM', () => process.exit(0)); // exit normally: --cpu-prof writes its profile
   if (mode === 'rtt') await rtt(q, Number(arg), line);
   else if (mode === 'bulk') await bulk(q, Number(arg) * 1024 * 1024, line);
   else await msgs(q, Number(arg), Number(arg2), line);
@@ -85,7 +88,7 @@ function rtt(q, rounds, line) {
       if (i >= 0) samples[i] = (t1 - t0) * 1000;
       if (++i === rounds) {
         const p = percentiles(samples);
-        line('result ' + JSON.stringify({ median_us: round(p.median), p99_us: round(p.p99), rounds }));
+        line('result ' + JSON.stringify({ median_us: round(p.median), p99_us: round(p.p99), rounds, fe_spin: globalThis.spinStats }));
         return resolve();
       }
       t0 = performance.now();

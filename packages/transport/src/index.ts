@@ -20,6 +20,7 @@ export type * from './virtio/device-api.js';
 export { VirtioBackend, type VirtioBackendOptions, type BackendPhase } from './virtio/backend.js';
 export * from './virtio/vectors.js';
 export * from './connect.js';
+export * from './virtio/spin.js';
 export { VirtioFrontend, type VirtioFrontendOptions, type FrontendPhase } from './virtio/frontend.js';
 export { FrontendQueue } from './virtio/frontend-queues.js';
 export { FrontendSession } from './virtio/frontend-session.js';
