@@ -154,6 +154,8 @@ describe('VirtioBackend: header and state loop (§4.2, §4.10)', () => {
         .with.property('code', 'VSHM_ERR_DEVICE_ID');
       expect(() => new VirtioBackend(be, { ...consoleLikeOps(), features: 1n << 34n })).to.throw(ArgumentError);
       expect(() => new VirtioBackend(be, { ...consoleLikeOps(), queueMaxSize: () => 12 })).to.throw(ArgumentError);
+      expect(() => new VirtioBackend(be, consoleLikeOps(), { enforceIsolation: true })).to.throw(ArgumentError); // OUT = 0
+      expect(() => new VirtioBackend(be, consoleLikeOps(), { enforceIsolaton: true } as never)).to.throw(ArgumentError);
     } finally {
       be.close();
       fe.close();

@@ -8,8 +8,10 @@
  *
  * Wake-ups: every delivered interrupt (any vector, interrupts enabled, not one-shot) and the
  * device model's 'peer-state' / 'peer-gone' events run the same `poll()`: check the FE state,
- * service one pending write transaction (§4.3), then offer every live queue to the device (§4.9).
- * `poll()` is public so a caller may also spin on it without interrupts.
+ * service pending write transactions (§4.3, one at a time, a bounded number per poll), then offer
+ * every live queue to the device (§4.9). `poll()` is public so a caller may also spin on it
+ * without interrupts (virtio/spin.ts). The per-kick path allocates nothing: handles, chains and
+ * the wake-up closures are created once per session or per backend.
  *
  * Failure (§6.3): a ring violation, an exception from a device callback, or DRIVER_OK with
  * rejected features stops all queues, sets DEVICE_NEEDS_RESET, raises a config event and ends
