@@ -65,7 +65,10 @@ export function attachCommand(port: ConsolePort, command: string, args: readonly
       if (child.exitCode === null && child.signalCode === null && child.pid !== undefined) {
         const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
         child.kill('SIGTERM');
+        // A command that ignores SIGTERM must not keep the front-end from leaving.
+        const force = setTimeout(() => child.kill('SIGKILL'), 3000);
         await exited;
+        clearTimeout(force);
       }
     },
   };

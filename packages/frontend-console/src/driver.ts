@@ -258,6 +258,12 @@ export class ConsoleDriver extends EventEmitter implements VirtioDriverOps {
     const p = new ConsolePort(id, this.kickScheduler, this.portOptions);
     // Memory freed by one port's completion may unblock another (one shared allocator, §5.1).
     p.on('completion', () => this.serviceAll());
+    // The application closed the port (the stream was destroyed): tell the device (§7.2 PORT_OPEN 0).
+    p.once('close', () => {
+      if (this.multiport && this.session !== null && p.attached) {
+        this.sendControl(encodeConsoleControl(p.id, ConsoleControlEvent.PORT_OPEN, 0));
+      }
+    });
     return p;
   }
 

@@ -207,6 +207,21 @@ describe('ConsoleDriver (fake session)', () => {
     expect(s.queues[5].sentBytes().toString()).to.equal('from port 1');
   });
 
+  it('sends PORT_OPEN(id, 0) when the application destroys a port stream', async () => {
+    const d = new ConsoleDriver({ maxPorts: 2 });
+    const s = new FakeSession(MULTIPORT, d.queueCount(MULTIPORT));
+    s.config.setUint32(4, 2, true);
+    d.probe(s);
+    const crx = s.queues[2];
+    const ctx = s.queues[3];
+    crx.complete(encodeConsoleControl(1, ConsoleControlEvent.DEVICE_ADD, 0));
+    const p1 = d.port(1) as ConsolePort;
+    p1.destroy();
+    await once(p1, 'close');
+    while (ctx.inFlight > 0) ctx.complete();
+    expect(controlSent(ctx).at(-1)).to.deep.equal({ id: 1, event: ConsoleControlEvent.PORT_OPEN, value: 0 });
+  });
+
   it('ignores malformed and unknown control messages and refuses ports it cannot serve', async () => {
     const d = new ConsoleDriver({ maxPorts: 1 });
     const s = new FakeSession(MULTIPORT, d.queueCount(MULTIPORT));
