@@ -80,8 +80,8 @@ export class Scratch {
     return s;
   }
 
-  async startBackend(args: string[] = []): Promise<Proc> {
-    const b = this.spawn('backend', BACKEND_BIN, ['-S', this.server, ...args]);
+  async startBackend(args: string[] = [], opts: SpawnOptions = {}): Promise<Proc> {
+    const b = this.spawn('backend', BACKEND_BIN, ['-S', this.server, ...args], opts);
     await b.untilStderr(/serving the console on .* as peer 0/);
     return b;
   }
