@@ -36,7 +36,6 @@ import {
   consoleControlEventName,
   consoleReceiveQueue,
   consoleTransmitQueue,
-  decodeConsoleControl,
   decodeConsolePortName,
   decodeConsoleResize,
   encodeConsoleControl,
@@ -44,6 +43,7 @@ import {
   hasFeature,
   type ConsoleControlMessage,
 } from 'virtio-spec-types';
+import { ControlQueues } from './control-queues.js';
 import { ConsoleError } from './errors.js';
 import { ConsolePort, type ConsolePortOptions, type ConsoleSize } from './port.js';
 
@@ -53,8 +53,6 @@ const debug = createDebug('vshm:console-fe');
 export const CONSOLE_DRIVER_FEATURES: bigint =
   featureBit(ConsoleFeature.SIZE) | featureBit(ConsoleFeature.MULTIPORT) | featureBit(ConsoleFeature.EMERG_WRITE);
 
-/** Control buffers posted on the control receiveq; PORT_NAME payloads longer than this minus 8 are cut. */
-const CONTROL_RX_BUFFER = 256;
 /** Upper bound of ports we set up queues for (each port costs two rings). */
 export const MAX_PORTS_LIMIT = 31;
 
@@ -100,10 +98,7 @@ export class ConsoleDriver extends EventEmitter implements VirtioDriverOps {
   private maxNrPorts = 1;
   private consoleId = 0;
   private sizeValue: ConsoleSize | null = null;
-  private ctrlRx: DriverQueueHandle | null = null;
-  private ctrlTx: DriverQueueHandle | null = null;
-  /** Control messages not yet posted (the control transmitq was full). */
-  private ctrlPending: Uint8Array[] = [];
+  private readonly control: ControlQueues;
   private readonly toKick = new Set<DriverQueueHandle>();
   private kickScheduled = false;
   private readonly kickScheduler = (q: DriverQueueHandle): void => this.scheduleKick(q);
@@ -122,6 +117,7 @@ export class ConsoleDriver extends EventEmitter implements VirtioDriverOps {
     this.autoPorts = maxPorts === 'auto';
     this.maxPorts = maxPorts === 'auto' ? 1 : maxPorts;
     this.portOptions = { rxBufferSize: opts.rxBufferSize, txPieceSize: opts.txPieceSize, highWaterMark: opts.highWaterMark };
+    this.control = new ControlQueues(this.kickScheduler, (msg) => this.handleControl(msg), () => this.serviceAll());
     this.portMap.set(0, this.newPort(0));
   }
 
@@ -219,13 +215,7 @@ export class ConsoleDriver extends EventEmitter implements VirtioDriverOps {
       const rx = session.queues[CONSOLE_CONTROL_RECEIVEQ];
       const tx = session.queues[CONSOLE_CONTROL_TRANSMITQ];
       if (rx !== undefined && tx !== undefined) {
-        this.ctrlRx = rx;
-        this.ctrlTx = tx;
-        rx.onUsed = (_t, data) => this.controlReceived(data);
-        rx.onFailed = () => {};
-        tx.onUsed = () => this.serviceAll();
-        tx.onFailed = () => {}; // control state is rebuilt from DEVICE_READY on the next session
-        this.refillControl();
+        this.control.attach(rx, tx);
         this.sendControl(encodeConsoleControl(CONSOLE_BAD_ID, ConsoleControlEvent.DEVICE_READY, 1));
       }
     }
@@ -238,9 +228,7 @@ export class ConsoleDriver extends EventEmitter implements VirtioDriverOps {
     if (this.autoPorts && !(reason instanceof ReprobeError)) this.maxPorts = 1;
     const wasLive = this.session !== null;
     this.session = null;
-    this.ctrlRx = null;
-    this.ctrlTx = null;
-    this.ctrlPending = [];
+    this.control.detach();
     this.toKick.clear();
     for (const p of this.portMap.values()) p.detach();
     if (wasLive) this.emit('lost', reason);
@@ -314,45 +302,13 @@ export class ConsoleDriver extends EventEmitter implements VirtioDriverOps {
 
   private serviceAll(): void {
     for (const p of this.portMap.values()) p.service();
-    this.pumpControl();
-    this.refillControl();
+    this.control.service();
   }
 
   // ----------------------------------------------------------------------- control (§7.2)
 
   private sendControl(msg: Uint8Array): void {
-    this.ctrlPending.push(msg);
-    this.pumpControl();
-  }
-
-  private pumpControl(): void {
-    const tx = this.ctrlTx;
-    if (tx === null) return;
-    let added = 0;
-    while (this.ctrlPending.length > 0 && tx.inFlight < tx.size && tx.add(this.ctrlPending[0], 0, null)) {
-      this.ctrlPending.shift();
-      added++;
-    }
-    if (added > 0) this.scheduleKick(tx);
-  }
-
-  private refillControl(): void {
-    const rx = this.ctrlRx;
-    if (rx === null) return;
-    let added = 0;
-    while (rx.inFlight < rx.size && rx.add(null, CONTROL_RX_BUFFER, null)) added++;
-    if (added > 0) this.scheduleKick(rx);
-  }
-
-  private controlReceived(data: Uint8Array): void {
-    let msg: ConsoleControlMessage | null = null;
-    try {
-      msg = decodeConsoleControl(data);
-    } catch {
-      debug('control: ignoring a short message of %d bytes', data.length);
-    }
-    if (msg !== null) this.handleControl(msg);
-    this.serviceAll();
+    this.control.send(msg);
   }
 
   private handleControl(msg: ConsoleControlMessage): void {
