@@ -184,6 +184,24 @@ describe('DeviceQueue', () => {
     expect(results).to.deep.equal([false, false, true, false, false]);
   });
 
+  it('stop() makes the queue inert and empties chains still held by the device (§4.5)', () => {
+    const { mem, dev, drv } = setup();
+    drv.addChain([{ addr: 0x2000, len: 4 }, { addr: 0x3000, len: 4, write: true }]);
+    drv.addChain([{ addr: 0x2000, len: 4 }]);
+    drv.publish();
+    const held = dev.pop()!;
+    const before = mem.u8.slice();
+    dev.stop();
+    expect(held.write(Uint8Array.from([1, 2, 3, 4]))).to.equal(0);
+    expect(held.read(new Uint8Array(4))).to.equal(0);
+    expect(dev.pop()).to.equal(null);
+    dev.push(held.head, 0);
+    expect(dev.publish()).to.equal(false);
+    expect(dev.enableNotifications()).to.equal(false);
+    expect(Buffer.compare(before, mem.u8)).to.equal(0);
+    expect(dev.error).to.equal(null);
+  });
+
   it('zeroes a used ring in its own output section at enable (§5.2)', () => {
     const mem = new MemoryView(new ArrayBuffer(65536));
     mem.u8.fill(0xee);

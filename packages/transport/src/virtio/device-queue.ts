@@ -50,7 +50,7 @@ export class DeviceQueue {
   readonly eventIdx: boolean;
   readonly indirect: boolean;
   readonly layout: SplitRingLayout;
-  /** True after a violation: the queue does nothing until it is dropped (device reset). */
+  /** True after a violation or stop(): the queue does nothing until it is dropped (device reset). */
   broken = false;
   /** The violation that broke the queue. */
   error: RingError | null = null;
@@ -231,6 +231,19 @@ export class DeviceQueue {
       this.usedFlags |= VIRTQ_USED_F_NO_NOTIFY;
       this.mem.store16(L.usedFlagsOff, this.usedFlags);
     }
+  }
+
+  /**
+   * Stop for good (`queue_enable` := 0, device reset, peer loss — §4.5: afterwards the BE MUST
+   * NOT touch old rings or buffers): the queue becomes inert like a broken one, and every chain
+   * still held by the device is emptied, so a late `read`/`write` on it copies nothing.
+   * Touches no shared memory. Idempotent.
+   */
+  stop(): void {
+    this.broken = true;
+    for (const c of this.chains) if (c !== undefined) c.reset(c.head);
+    this.inFlight.fill(0);
+    this.inFlightN = 0;
   }
 
   /** Whether published chains are waiting (loads avail.idx if needed; may throw like pop). */
