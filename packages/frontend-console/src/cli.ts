@@ -93,6 +93,7 @@ export async function main(argv: readonly string[]): Promise<number> {
         resolve(1);
       });
     });
+    con.on('device-error', (err: Error) => fail(`device error (waiting for the back-end to recover): ${err.message}`));
     const port = await Promise.race([pickPort(con, opts, signalled), fatal.then(() => undefined)]);
     if (port === undefined) return 1;
     if (port === null) return 0;

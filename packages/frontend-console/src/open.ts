@@ -33,7 +33,9 @@ export interface OpenConsoleOptions extends ConsoleDriverOptions {
  * A connected console front-end. Events: 'ready' (first and every later device session),
  * 'lost' (err: the back-end went away; recovery follows) — forwarded from the driver;
  * 'server-gone' (the server socket closed: no back-end can ever come back on this memory, §1.8);
- * 'error' (err: the connection failed for good, e.g. a protocol error; the peer is closed).
+ * 'error' (err: the connection failed for good, e.g. a protocol error; the peer is closed);
+ * 'device-error' (err: the transport refused the device or found a broken ring; it resets and
+ * waits or re-initialises by itself — informational).
  */
 export interface Console extends EventEmitter {
   readonly driver: ConsoleDriver;
@@ -60,13 +62,18 @@ class ConsoleHandle extends EventEmitter implements Console {
   private readonly closeLink: () => Promise<void>;
   private closing: Promise<void> | null = null;
 
-  constructor(driver: ConsoleDriver, peer: IvshmemPeer, closeLink: () => Promise<void>) {
+  constructor(driver: ConsoleDriver, peer: IvshmemPeer, transport: EventEmitter, closeLink: () => Promise<void>) {
     super();
     this.driver = driver;
     this.closeLink = closeLink;
     driver.on('ready', (f: bigint) => this.emit('ready', f));
     driver.on('lost', (err: Error) => this.emit('lost', err));
     peer.on('server-gone', () => this.emit('server-gone'));
+    transport.on('error', (err: Error) => {
+      // The driver's own 'auto' re-initialisation goes through the same path: not news.
+      if ((err as { code?: unknown }).code === 'VSHM_ERR_REPROBE') return;
+      this.emit('device-error', err);
+    });
     // A peer 'error' without a listener would throw; report it only if someone listens.
     peer.on('error', (err: Error) => {
       if (this.listenerCount('error') > 0) this.emit('error', err);
@@ -99,7 +106,7 @@ export async function openConsole(opts: OpenConsoleOptions = {}): Promise<Consol
     try {
       const { peer, transport } = await openFrontend(socketPath, driver);
       // Ownership (connect.ts): close the transport first (orderly reset, State := RESET), then the peer.
-      return new ConsoleHandle(driver, peer, async () => {
+      return new ConsoleHandle(driver, peer, transport, async () => {
         try {
           await transport.close();
         } finally {
