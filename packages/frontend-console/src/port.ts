@@ -164,9 +164,15 @@ export class ConsolePort extends Duplex {
     this.detach();
     this.emit('removed');
     this.push(null);
+    // Nothing held can be delivered any more: fail the waiting writer (and end()), drop the bytes.
+    this.txq.length = 0;
+    const err = new ConsoleError('VSHM_ERR_PORT_REMOVED', '7.2', `port ${this.id} was removed by the device`);
     const cb = this.writeCallback;
     this.writeCallback = null;
-    if (cb !== null) cb(new ConsoleError('VSHM_ERR_PORT_REMOVED', '7.2', `port ${this.id} was removed by the device`));
+    if (cb !== null) cb(err);
+    const fin = this.finalCallback;
+    this.finalCallback = null;
+    if (fin !== null) fin(err);
   }
 
   // --------------------------------------------------------------------------------- receive
