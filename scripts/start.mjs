@@ -49,7 +49,11 @@ function forwardStderr(child) {
 function shellCommand() {
   const script = spawnSync('script', ['--version'], { stdio: 'ignore' });
   if (script.status === 0 && process.env.VSHM_START_NO_PTY === undefined) {
-    return ['script', '-qfec', `${SHELL} -i`, '/dev/null'];
+    // The pty starts at 0x0; give it this terminal's size (later resizes reach the front-end's
+    // driver as SIZE/RESIZE, but nothing forwards them into this pty).
+    const { columns, rows } = process.stdout;
+    const size = columns > 0 && rows > 0 ? `stty cols ${columns} rows ${rows} 2>/dev/null; ` : '';
+    return ['script', '-qfec', `${size}exec ${SHELL} -i`, '/dev/null'];
   }
   return [SHELL, '-i'];
 }
