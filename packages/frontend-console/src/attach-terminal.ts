@@ -81,6 +81,9 @@ export function attachTerminal(
     }
   };
   stdin.on('data', onData);
+  // stdout gone (EPIPE: `… | head`): the reader left, end the session instead of crashing.
+  const onOutError = (): void => finish(0);
+  stdout.on('error', onOutError);
   port.pipe(stdout, { end: false });
   let closed = false;
   return {
@@ -91,6 +94,7 @@ export function attachTerminal(
       stdin.off('data', onData);
       stdin.pause();
       port.unpipe(stdout);
+      stdout.off('error', onOutError);
       restore();
       process.off('exit', restore);
     },
