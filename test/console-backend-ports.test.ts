@@ -54,6 +54,14 @@ describe('vshm-console-backend: named ports', function () {
     await until(() => fromGuest() === 'to-guest', 'client → front-end');
     port.write('to-host');
     await until(() => fromClient() === 'to-host', 'front-end → client');
+    // One client at a time: a second one is closed at once, the first keeps the port.
+    const second = connect(path);
+    let secondClosed = false;
+    second.on('error', () => {});
+    second.on('close', () => (secondClosed = true));
+    await until(() => secondClosed, 'second client closed');
+    port.write('still-first');
+    await until(() => fromClient() === 'to-hoststill-first', 'first client still served');
     client.destroy();
     await until(() => port.hostOpen === false, 'PORT_OPEN(0) after the client left');
 
