@@ -9,6 +9,8 @@
 import createDebug from 'debug';
 import type { DeviceChain, DeviceQueueHandle } from '@vshm/transport';
 import {
+  CONSOLE_CONTROL_SIZE,
+  ConsoleControlEvent,
   consoleControlEventName,
   decodeConsoleControl,
   type ConsoleControlMessage,
@@ -42,7 +44,11 @@ export class ControlChannel {
   send(msg: Uint8Array): void {
     if (this.closed) return;
     debug('control → %s id=%d', consoleControlEventName(msg[4] | (msg[5] << 8)), msg[0] | (msg[1] << 8));
-    this.pending.push(msg);
+    // A driver that posts no control buffers must not make resizes pile up: a RESIZE still
+    // waiting for the same port is replaced (only the latest size matters).
+    const i = isResize(msg) ? this.pending.findIndex((m) => isResize(m) && sameId(m, msg)) : -1;
+    if (i >= 0) this.pending[i] = msg;
+    else this.pending.push(msg);
     this.pumpOut();
   }
 
@@ -103,6 +109,14 @@ export class ControlChannel {
     }
     if (pushed && !this.closed) q.flush();
   }
+}
+
+function isResize(m: Uint8Array): boolean {
+  return m.length >= CONSOLE_CONTROL_SIZE && (m[4] | (m[5] << 8)) === ConsoleControlEvent.RESIZE;
+}
+
+function sameId(a: Uint8Array, b: Uint8Array): boolean {
+  return a[0] === b[0] && a[1] === b[1] && a[2] === b[2] && a[3] === b[3];
 }
 
 function readChain(chain: DeviceChain): Uint8Array {

@@ -245,6 +245,17 @@ describe('ConsoleDevice (spec §7.2–7.3)', () => {
       expect(r.map((m) => [m.id, m.event])).to.deep.equal([[0, E.RESIZE]]);
       expect(decodeConsoleResize(r[0])).to.deep.equal({ cols: 100, rows: 40 });
       expect(s.configEvents).to.equal(1); // only the DRIVER_OK one
+
+      // Without control buffers, resizes coalesce to the latest one.
+      crx.avail.length = 0;
+      crx.used.length = 0;
+      d.resize(101, 41);
+      d.resize(102, 42);
+      expect((d.currentSession as unknown as { control: { backlog: number } }).control.backlog).to.equal(1);
+      crx.post(new FakeChain('', 128));
+      const last = ctl(crx);
+      expect(last.map((m) => [m.id, m.event])).to.deep.equal([[0, E.RESIZE]]);
+      expect(decodeConsoleResize(last[0])).to.deep.equal({ cols: 102, rows: 42 });
       d.deactivate('shutdown');
     });
 
