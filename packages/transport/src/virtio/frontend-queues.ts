@@ -118,7 +118,7 @@ export class FrontendQueue<T = unknown> implements DriverQueueHandle<T> {
     if (this.engine.numFree < ndesc || this.freeSlotCount === 0) return false;
     let oa = -1;
     if (outLen > 0) {
-      oa = this.alloc.alloc('driver', outLen);
+      oa = this.alloc.alloc('driver', outLen, outLen); // `out` is copied over it below: zero only the tail
       if (oa < 0) return false;
     }
     let ia = -1;
