@@ -13,6 +13,7 @@ import { openBackend, openFrontend, procCpuSeconds, spawnChild, startServer } fr
 const SELF = fileURLToPath(import.meta.url);
 const QUEUE_SIZE = Number(process.env.VSHM_BENCH_QUEUE_SIZE ?? 256);
 const BATCH = Number(process.env.VSHM_BENCH_BATCH ?? 64);
+const BULK_BATCH = Number(process.env.VSHM_BENCH_BULK_BATCH ?? 8);
 const role = process.argv[2];
 
 if (role === '--be') {
@@ -64,7 +65,16 @@ async function parent(mode, args) {
         idle_cpu: { percent: round(((i1 - i0) / idleS) * 100, 2), seconds: round(idleS, 2), fe_wakeups: idle.wakeups },
       });
     } else {
-      report(JSON.parse(await fe.next('result')));
+      // CPU of both sides over the measured part: an efficiency figure that, unlike wall time,
+      // hardly moves when other processes compete for the CPUs.
+      const cpu = () => procCpuSeconds(fe.pid) + procCpuSeconds(be.pid);
+      await fe.next('run-start');
+      const c0 = cpu();
+      const r = JSON.parse(await fe.next('result'));
+      const used = cpu() - c0;
+      if (mode === 'rtt') r.cpu_us_per_rtt = round((used / r.rounds) * 1e6, 2);
+      else r.cpu_s_per_gb = round(used / (r.bytes / 1e9), 3);
+      report(r);
     }
   } finally {
     fe?.kill();
@@ -86,6 +96,7 @@ function rtt(q, rounds, line) {
       const t1 = performance.now();
       if (data.length !== 64) throw new Error(`echo of ${data.length} bytes`);
       if (i >= 0) samples[i] = (t1 - t0) * 1000;
+      if (i === -1) line('run-start');
       if (++i === rounds) {
         const p = percentiles(samples);
         line('result ' + JSON.stringify({ median_us: round(p.median), p99_us: round(p.p99), rounds, fe_spin: globalThis.spinStats }));
@@ -144,9 +155,10 @@ function bulk(q, total, line) {
   const size = 64 * 1024;
   return new Promise((resolve) => {
     // warm-up: touch the pages of the mapping once
-    stream(q, size, 32 * size, 8, () => {
+    stream(q, size, 32 * size, BULK_BATCH, () => {
+      line('run-start');
       const t0 = performance.now();
-      stream(q, size, total, 8, (bytes) => {
+      stream(q, size, total, BULK_BATCH, (bytes) => {
         const s = (performance.now() - t0) / 1000;
         line('result ' + JSON.stringify({ gbps: round(bytes / s / 1e9), bytes, seconds: round(s) }));
         resolve();

@@ -13,6 +13,12 @@
  *   process that receives nothing never spins;
  * - it ends after `budgetUs` without new work, and in any case after `maxRunUs` (the event loop
  *   gets its turn: timers, sockets, peer-gone events);
+ * - a spin that notices it was preempted (a gap of > 20 µs between two polls: the CPUs are
+ *   oversubscribed, and spinning would only keep the peer from running) stops and falls back to
+ *   the minimum budget;
+ * - when fewer than about a quarter of recent spins found work (EWMA), or after a preemption,
+ *   spinning pauses for 10 ms, doubling up to 500 ms while it keeps not paying off: on a loaded
+ *   machine the transport behaves as without spinning;
  * - the budget adapts, like KVM's halt polling: when a spin expired without work and the next
  *   wake-up came soon after (the work would have been caught by a spin of at most `spinUs`), the
  *   budget doubles; when it came later, it halves (down to `minUs`). A peer that answers within
@@ -36,6 +42,11 @@ import type { IvshmemDevice } from '../ivshmem/device.js';
 export const DEFAULT_SPIN_US = 50;
 /** Upper bound of one spin session, µs: the event loop is never starved longer than this. */
 export const DEFAULT_MAX_RUN_US = 2000;
+/** A gap this long between two polls of one spin means the process was preempted (ms). */
+const PREEMPTED_MS = 0.02;
+/** Backoff after spins stopped paying off: first pause and upper bound (ms). */
+const MIN_BACKOFF_MS = 10;
+const MAX_BACKOFF_MS = 500;
 /** Environment variable overriding the default budget (µs, 0 = no spinning). */
 export const SPIN_ENV = 'VSHM_SPIN_US';
 
@@ -48,6 +59,8 @@ export interface SpinOptions {
   maxRunUs?: number;
   /** Adapt the budget between minUs and spinUs. Default true. */
   adaptive?: boolean;
+  /** Clock in ms (default performance.now); tests inject a fake one so nothing depends on timing. */
+  now?: () => number;
 }
 
 /** Something that can be polled without an interrupt: VirtioFrontend and VirtioBackend. */
@@ -64,6 +77,10 @@ export interface SpinStats {
   hits: number;
   /** Sessions that ended without finding anything. */
   misses: number;
+  /** Times spinning was paused because it stopped paying off. */
+  backoffs: number;
+  /** Sessions cut short because the process was preempted while spinning. */
+  preempted: number;
   /** The current adaptive budget, µs. */
   budgetUs: number;
 }
@@ -89,23 +106,30 @@ export class AdaptiveSpin {
   readonly maxRunUs: number;
   readonly adaptive: boolean;
   private readonly target: Pollable;
+  private readonly now: () => number;
   private budget: number;
   private inSpin = false;
+  /** Share of recent spins that found work (EWMA). */
+  private score = 1;
+  /** No spinning before this performance.now() (backoff), and the next backoff length. */
+  private offUntil = 0;
+  private backoffMs = MIN_BACKOFF_MS;
   /** performance.now() when the last spin gave up, 0 when none is pending. */
   private missAt = 0;
   readonly stats: SpinStats;
 
   constructor(target: Pollable, opts: SpinOptions = {}) {
     for (const k of Object.keys(opts)) {
-      if (!['spinUs', 'minUs', 'maxRunUs', 'adaptive'].includes(k)) throw new ArgumentError(`AdaptiveSpin: unknown option '${k}'`);
+      if (!['spinUs', 'minUs', 'maxRunUs', 'adaptive', 'now'].includes(k)) throw new ArgumentError(`AdaptiveSpin: unknown option '${k}'`);
     }
     this.target = target;
     this.maxUs = opts.spinUs === undefined ? spinUsFromEnv() : checkUs('spinUs', opts.spinUs);
     this.minUs = opts.minUs === undefined ? this.maxUs / 16 : checkUs('minUs', opts.minUs, this.maxUs);
     this.maxRunUs = opts.maxRunUs === undefined ? DEFAULT_MAX_RUN_US : checkUs('maxRunUs', opts.maxRunUs);
     this.adaptive = opts.adaptive ?? true;
+    this.now = opts.now ?? (() => performance.now());
     this.budget = this.maxUs;
-    this.stats = { sessions: 0, hits: 0, misses: 0, budgetUs: this.budget };
+    this.stats = { sessions: 0, hits: 0, misses: 0, preempted: 0, backoffs: 0, budgetUs: this.budget };
   }
 
   /**
@@ -114,7 +138,7 @@ export class AdaptiveSpin {
    */
   woke(): void {
     if (this.missAt === 0 || !this.adaptive) return;
-    const sleptUs = (performance.now() - this.missAt) * 1000;
+    const sleptUs = (this.now() - this.missAt) * 1000;
     this.missAt = 0;
     if (sleptUs + this.budget <= this.maxUs) this.budget = Math.min(this.maxUs, Math.max(this.minUs, this.budget * 2));
     else this.budget = Math.max(this.minUs, this.budget / 2);
@@ -127,30 +151,62 @@ export class AdaptiveSpin {
    */
   spin(): number {
     if (this.maxUs === 0 || this.inSpin) return 0;
+    const clock = this.now;
+    const start = clock();
+    if (start < this.offUntil) {
+      this.missAt = 0;
+      return 0;
+    }
     this.inSpin = true;
     const target = this.target;
     const budgetMs = this.budget / 1000;
-    const start = performance.now();
     const stopAt = start + this.maxRunUs / 1000;
     let last = start;
     let now = start;
     let found = 0;
+    let preempted = false;
     this.stats.sessions++;
     try {
       for (;;) {
+        const prev = now;
         const n = target.poll();
-        now = performance.now();
+        now = clock();
         if (n > 0) {
           found += n;
           this.stats.hits++;
           last = now;
-        } else if (now - last >= budgetMs) break;
+        } else {
+          // An empty poll takes well under a microsecond. A long gap means the scheduler took
+          // the CPU away: the machine is oversubscribed, and spinning only delays the peer we
+          // wait for. Give up and back off.
+          if (now - prev > PREEMPTED_MS) {
+            preempted = true;
+            break;
+          }
+          if (now - last >= budgetMs) break;
+        }
         if (now >= stopAt) break;
       }
     } finally {
       this.inSpin = false;
     }
     if (found === 0) this.stats.misses++;
+    if (preempted) this.stats.preempted++;
+    if (this.adaptive) {
+      // Pay-off score: the share of recent spins that found work (EWMA, weight 1/8).
+      this.score += ((found > 0 ? 1 : 0) - this.score) / 8;
+      if (preempted || this.score < 0.25) {
+        // Spinning does not pay here (a slow peer, or CPUs shared with other work): back off
+        // for a while, doubling the pause each time (≤ MAX_BACKOFF_MS), then try again.
+        this.offUntil = now + this.backoffMs;
+        this.backoffMs = Math.min(MAX_BACKOFF_MS, this.backoffMs * 2);
+        this.score = 0.5;
+        this.budget = this.stats.budgetUs = this.minUs;
+        this.stats.backoffs++;
+      } else if (found > 0) {
+        this.backoffMs = MIN_BACKOFF_MS;
+      }
+    }
     // Either way the spin ended without work for `budget`: the next wake-up tells how far off it was.
     this.missAt = now;
     return found;
