@@ -144,4 +144,61 @@ describe('VirtioFrontend ↔ VirtioBackend on the loopback', () => {
     expect(backend.status).to.equal(0);
     expect(q1.add(Buffer.from('late'), 0, 'late')).to.equal(false);
   });
+
+  it('close() before the back-end is READY rejects start() and leaves State RESET', async () => {
+    const [be, fe] = createLoopbackPair();
+    const frontend = new VirtioFrontend(fe, recordingDriver());
+    const started = frontend.start();
+    await new Promise((r) => setImmediate(r));
+    expect(frontend.phase).to.equal('waiting');
+    await frontend.close();
+    const err = await started.catch((e: unknown) => e);
+    expect((err as TransportError).code).to.equal('VSHM_ERR_CLOSED');
+    expect(fe.state).to.equal(0);
+    expect(frontend.phase).to.equal('closed');
+    fe.close();
+    be.close();
+  });
+
+  it('a probe that throws breaks the session: remove, device reset, probe again', async () => {
+    const [be, fe] = createLoopbackPair();
+    const dev = echoDevice();
+    const backend = new VirtioBackend(be, dev);
+    const drv = recordingDriver();
+    const probe = drv.probe.bind(drv);
+    let calls = 0;
+    drv.probe = (s) => {
+      probe(s);
+      if (++calls === 1) throw new Error('driver bug');
+    };
+    const frontend = new VirtioFrontend(fe, drv);
+    rigs.push({ be, fe, backend, frontend, dev, drv });
+    const errors: Error[] = [];
+    frontend.on('error', (e: Error) => errors.push(e));
+    backend.start();
+    const ready = new Promise<DriverSession>((r) => frontend.on('ready', r));
+    void frontend.start().catch(() => undefined);
+    const s = await ready;
+    expect(calls).to.equal(2);
+    expect(drv.removed).to.have.length(1);
+    expect(errors.map((e) => e.message)).to.deep.equal(['driver bug']);
+    expect(dev.ends).to.include('driver-reset'); // the device was reset (§4.5) before re-initialising
+    s.queues[0].add(Buffer.from('ok'), 4, 'ok');
+    s.queues[0].kick();
+    await until(() => drv.used.length === 1, 'echo');
+  });
+
+  it('an onUsed that throws breaks the session and the driver is probed again', async () => {
+    const { session, drv } = await rig();
+    let thrown = false;
+    session.queues[0].onUsed = () => {
+      thrown = true;
+      throw new Error('callback bug');
+    };
+    session.queues[0].add(Buffer.from('x'), 4, 'x');
+    session.queues[0].kick();
+    await until(() => drv.sessions.length === 2, 're-probe');
+    expect(thrown).to.equal(true);
+    expect(drv.removed).to.have.length(1);
+  });
 });
