@@ -89,6 +89,19 @@ describe('allocator (spec §5)', () => {
     expect(() => pool.alloc(0)).to.throw(ArgumentError);
   });
 
+  it('isAllocated() recognises exactly the live allocations', () => {
+    const pool = new ChunkPool({ base: 4096, size: 4096 });
+    const a = pool.alloc(100);
+    expect(pool.isAllocated(a, 100)).to.equal(true);
+    // The bitmap keeps no sizes: any aligned run of used chunks inside counts.
+    expect(pool.isAllocated(a, 64)).to.equal(true);
+    expect(pool.isAllocated(a + 64, 64)).to.equal(true);
+    expect(pool.isAllocated(a, 200)).to.equal(false); // 4 chunks: two are free
+    expect(pool.isAllocated(a + 32, 10)).to.equal(false);
+    pool.free(a, 100);
+    expect(pool.isAllocated(a, 100)).to.equal(false);
+  });
+
   it('reset() forgets allocations but keeps the reservation', () => {
     const pool = new ChunkPool({ base: 0, size: 61440, reserve: 88 });
     pool.alloc(1000);

@@ -6,6 +6,7 @@ import { VirtioBackend } from '../src/virtio/backend.js';
 import { VirtioFrontend } from '../src/virtio/frontend.js';
 import { ArgumentError, TransportError } from '../src/errors.js';
 import type { DriverSession } from '../src/virtio/device-api.js';
+import type { FrontendQueue } from '../src/virtio/frontend-queues.js';
 import { echoDevice, recordingDriver, until, type EchoDevice, type RecordingDriver } from './fixtures/transport-devices.js';
 
 interface Rig {
@@ -200,5 +201,23 @@ describe('VirtioFrontend ↔ VirtioBackend on the loopback', () => {
     await until(() => drv.sessions.length === 2, 're-probe');
     expect(thrown).to.equal(true);
     expect(drv.removed).to.have.length(1);
+  });
+
+  it('zero-copy posting: allocOut() a view, fill it in place, addAllocated()', async () => {
+    const { session, drv, fe } = await rig();
+    const q = session.queues[0] as FrontendQueue;
+    const view = q.allocOut(5)!;
+    expect(view.buffer).to.equal(fe.window); // a view of the shared memory itself
+    view.set(Buffer.from('hello'));
+    expect(q.addAllocated(view, 8, 'z')).to.equal(true);
+    q.kick();
+    await until(() => drv.used.length === 1, 'echo');
+    expect(drv.used[0].data.toString()).to.equal('hello');
+    // The view was freed with the request: posting it again is refused.
+    expect(() => q.addAllocated(view, 8, 'again')).to.throw(ArgumentError);
+    expect(() => q.addAllocated(new Uint8Array(5), 8, 'foreign')).to.throw(ArgumentError);
+    const spare = q.allocOut(5)!;
+    q.freeOut(spare);
+    expect(() => q.freeOut(spare)).to.throw(ArgumentError);
   });
 });

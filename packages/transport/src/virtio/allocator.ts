@@ -175,6 +175,17 @@ export class ChunkPool {
     if (w0 < this.hint) this.hint = w0;
   }
 
+  /** Whether [off, off + n) is exactly a live allocation of `n` bytes (alignment and every chunk). */
+  isAllocated(off: number, n: number): boolean {
+    if (!Number.isSafeInteger(n) || n < 1) return false;
+    const span = this.spanFor(n);
+    const rel = off - this.base;
+    const idx = rel >>> this.chunkShift;
+    if (rel < 0 || rel % this.chunkSize !== 0 || idx % span !== 0 || idx + span > this.chunkCount) return false;
+    for (let i = idx; i < idx + span; i++) if ((this.bits[i >>> 5] & (1 << (i & 31))) === 0) return false;
+    return true;
+  }
+
   /** Whether window offset `off` lies inside this pool. */
   contains(off: number, len = 1): boolean {
     return off >= this.base && off + len <= this.base + this.size;

@@ -121,15 +121,69 @@ export class FrontendQueue<T = unknown> implements DriverQueueHandle<T> {
       oa = this.alloc.alloc('driver', outLen, outLen); // `out` is copied over it below: zero only the tail
       if (oa < 0) return false;
     }
+    if (oa >= 0) this.u8.set(out as Uint8Array, oa);
+    if (!this.post(oa, outLen, inLen, token)) {
+      if (oa >= 0) this.alloc.free('driver', oa, outLen);
+      return false;
+    }
+    return true;
+  }
+
+  /**
+   * Zero-copy posting, step 1: a device-readable buffer of `len` ≥ 1 bytes in shared memory
+   * (zeroed), to fill in place; null when memory is short or the queue is dead. Pass the very
+   * same view to addAllocated() — or to freeOut() to give it back unposted. It belongs to the
+   * current session: after a recovery the old queue accepts nothing and a new one rejects it.
+   */
+  allocOut(len: number): Uint8Array | null {
+    if (!Number.isInteger(len) || len < 1 || len > 0xffffffff) throw new ArgumentError(`len must be an integer ≥ 1, got ${len}`);
+    if (!this.live) return null;
+    const oa = this.alloc.alloc('driver', len);
+    return oa < 0 ? null : new Uint8Array(this.u8.buffer, oa, len);
+  }
+
+  /**
+   * Zero-copy posting, step 2: post `view` (from allocOut, filled in place) as the readable part
+   * plus `inLen` writable bytes. Returns false — keeping `view` allocated: retry, or freeOut() it —
+   * when descriptors or memory are short. The buffer is freed when the request completes or fails.
+   */
+  addAllocated(view: Uint8Array, inLen: number, token: T): boolean {
+    if (!(inLen >= 0) || !Number.isInteger(inLen) || inLen > 0xffffffff) throw new ArgumentError(`inLen must be an integer ≥ 0, got ${inLen}`);
+    this.checkOwnView(view);
+    if (!this.live) return false;
+    if (this.engine.numFree < (inLen > 0 ? 2 : 1) || this.freeSlotCount === 0) return false;
+    return this.post(view.byteOffset, view.length, inLen, token);
+  }
+
+  /** Give back a view from allocOut() that was not posted. */
+  freeOut(view: Uint8Array): void {
+    this.checkOwnView(view);
+    if (!this.live) return; // the session's allocator went with it
+    this.alloc.free('driver', view.byteOffset, view.length);
+  }
+
+  private checkOwnView(view: Uint8Array): void {
+    if (
+      !(view instanceof Uint8Array) ||
+      view.buffer !== this.u8.buffer ||
+      view.length < 1 ||
+      !this.alloc.driverPool.isAllocated(view.byteOffset, view.length)
+    ) {
+      throw new ArgumentError('expected a live view returned by allocOut() of this session');
+    }
+  }
+
+  /**
+   * Reserve the writable buffer and post the chain (readable buffer `oa` of `outLen` bytes, or
+   * -1). Returns false, posting nothing and leaving `oa` to the caller, when short of memory.
+   */
+  private post(oa: number, outLen: number, inLen: number, token: T): boolean {
+    const ndesc = (outLen > 0 ? 1 : 0) + (inLen > 0 ? 1 : 0);
     let ia = -1;
     if (inLen > 0) {
       ia = this.alloc.alloc('device', inLen);
-      if (ia < 0) {
-        if (oa >= 0) this.alloc.free('driver', oa, outLen);
-        return false;
-      }
+      if (ia < 0) return false;
     }
-    if (oa >= 0) this.u8.set(out as Uint8Array, oa);
     const slot = this.freeSlots[--this.freeSlotCount];
     let head: number;
     if (ndesc === 2) {
@@ -146,7 +200,7 @@ export class FrontendQueue<T = unknown> implements DriverQueueHandle<T> {
     if (head < 0) {
       // Cannot happen (descriptors were checked); undo rather than leak.
       this.freeSlots[this.freeSlotCount++] = slot;
-      this.freeBuffers(oa, outLen, ia, inLen);
+      if (ia >= 0) this.alloc.free('device', ia, inLen);
       return false;
     }
     this.tokens[slot] = token;
