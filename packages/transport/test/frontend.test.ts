@@ -220,4 +220,23 @@ describe('VirtioFrontend ↔ VirtioBackend on the loopback', () => {
     q.freeOut(spare);
     expect(() => q.freeOut(spare)).to.throw(ArgumentError);
   });
+
+  it('DEVICE_NEEDS_RESET with a config event (the BE found a ring violation) → reset and re-probe', async () => {
+    const { session, drv, fe, backend } = await rig();
+    const errors: Error[] = [];
+    rigs[rigs.length - 1].frontend.on('error', (e: Error) => errors.push(e));
+    const q = session.queues[0] as FrontendQueue;
+    q.add(Buffer.from('bad'), 4, 'bad');
+    // Corrupt descriptor 0 (as a faulty FE memory would) before publishing: address out of range.
+    new DataView(fe.window).setUint32(q.rings.desc + 4, 0x7fff, true);
+    q.kick();
+    await until(() => drv.sessions.length === 2, 're-probe');
+    expect(errors.map((e) => (e as TransportError).code)).to.deep.equal(['VSHM_ERR_NEEDS_RESET']);
+    expect(drv.failed.map((f) => f.token)).to.deep.equal(['bad']);
+    expect(backend.status & 0x40).to.equal(0); // the reset cleared it
+    const q2 = drv.sessions[1].queues[0];
+    q2.add(Buffer.from('good'), 4, 'good');
+    q2.kick();
+    await until(() => drv.used.length === 1, 'echo after reset');
+  });
 });

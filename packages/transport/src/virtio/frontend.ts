@@ -13,7 +13,8 @@
  *   in-flight request comes back through onFailed; ops.remove(err); emit 'lost'; interrupts
  *   off; only then State := RESET; back to (2) — the whole initialisation runs again and the
  *   driver is probed with a new session (§8 items 34, 35).
- * - **broken** (a §6.4 violation in a used ring, or a driver callback that threw): fail in-flight
+ * - **broken** (a §6.4 violation in a used ring, a driver callback that threw, or a config event
+ *   with DEVICE_NEEDS_RESET set — the BE found a §6.3 violation): fail in-flight
  *   requests, ops.remove(err), reset the device (status 0, awaited — the BE then touches no old
  *   ring, §4.5), emit 'error' if anyone listens, and re-run (3)–(6) while staying READY.
  * - **refused** (bad header, missing VERSION_1/ACCESS_PLATFORM, FEATURES_OK rejected, a queue
@@ -55,6 +56,7 @@ import {
 import { TransactionWriter, backendLost, isBackendFailure, type TransactionOptions } from './frontend-transactions.js';
 import { MemoryView } from './memory.js';
 import { driverVectorFor, frontendVectorMode, type FrontendVectorMode } from './vectors.js';
+import { HDR_DEVICE_STATUS } from './header.js';
 
 const log = createDebug('vshm:virtio:fe');
 
@@ -410,6 +412,7 @@ export class VirtioFrontend extends EventEmitter {
         return;
       case 'close':
         this.txn.abort(f.err);
+        this.rejectStart(f.err);
         return;
     }
   }
@@ -489,6 +492,11 @@ export class VirtioFrontend extends EventEmitter {
         if (this.phaseValue !== 'live') return;
         if (this.header.configEvent) {
           this.header.clearConfigEvent();
+          if ((this.header.load(HDR_DEVICE_STATUS, 4) & DeviceStatus.DEVICE_NEEDS_RESET) !== 0) {
+            // §6.3: the BE found a ring violation, stopped all queues and waits for a reset.
+            this.signal({ kind: 'broken', err: new TransportError('VSHM_ERR_NEEDS_RESET', '6.3', 'device set DEVICE_NEEDS_RESET') });
+            return;
+          }
           const s = this.sessionValue;
           if (s !== null && this.ops.configChanged !== undefined) {
             try {
