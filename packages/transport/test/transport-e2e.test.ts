@@ -18,18 +18,22 @@ describe('transport e2e: FE and BE in separate processes over vshm-server', func
   let server: ServerProcess;
   let children: TransportChild[];
 
-  function child(role: 'be' | 'fe'): TransportChild {
-    const c = new TransportChild(role, socketPath);
+  function child(role: 'be' | 'fe', mode = ''): TransportChild {
+    const c = new TransportChild(role, socketPath, mode);
     children.push(c);
     return c;
   }
 
-  beforeEach(async () => {
+  async function startServer(args: string[]): Promise<void> {
+    server = new ServerProcess(['-S', socketPath, ...args]);
+    await server.ready();
+  }
+
+  beforeEach(async function () {
     dir = mkdtempSync(join(tmpdir(), 'vshm-e2e-'));
     socketPath = join(dir, 'ivshmem.sock');
     children = [];
-    server = new ServerProcess(['-S', socketPath, '-l', '1M', '-V', '3', '-P', '0x8003']);
-    await server.ready();
+    if (!/isolated/.test(this.currentTest?.title ?? '')) await startServer(['-l', '1M', '-V', '3', '-P', '0x8003']);
   });
 
   afterEach(async () => {
@@ -99,5 +103,23 @@ describe('transport e2e: FE and BE in separate processes over vshm-server', func
     await be2.event('session');
     await fe.request({ op: 'send', queue: 0, text: 'after', inLen: 16, token: 'after' });
     expect((await fe.event('used', { token: 'after' })).data).to.equal('after');
+  });
+
+  it('isolated layout (-o 64K) with real protections: rings and buffers per §5.2, data moves, no fault', async () => {
+    await startServer(['-l', '256K', '-o', '64K', '-V', '3', '-P', '0x8003']);
+    const be = child('be', 'isolated'); // the BE enforces §5.2 placement (violations → NEEDS_RESET)
+    await be.ready();
+    const fe = child('fe');
+    await fe.ready();
+    await fe.event('probe', { generation: 1 });
+    for (let i = 0; i < 20; i++) await fe.request({ op: 'send', queue: 0, text: `iso${i}`, inLen: 64, token: i });
+    for (let i = 0; i < 20; i++) expect((await fe.event('used', { token: i })).data).to.equal(`iso${i}`);
+    await fe.request({ op: 'write-config', offset: 8, width: 4, value: 0x42 });
+    expect((await be.event('config-written')).value).to.equal(0x42);
+    // A write into the other side's read-only section would have killed a process with SIGSEGV.
+    expect(fe.proc.exitCode).to.equal(null);
+    expect(be.proc.exitCode).to.equal(null);
+    expect(fe.all('fe-error')).to.deep.equal([]);
+    expect(fe.all('remove')).to.deep.equal([]);
   });
 });
