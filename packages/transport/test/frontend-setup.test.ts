@@ -181,4 +181,26 @@ describe('VirtioFrontend initialisation (scripted back-end)', () => {
     expect(s.queues.map((q) => q.size)).to.deep.equal([32, 64]);
     expect(sb.queueInfo(0)?.size).to.equal(32);
   });
+
+  it('config reads spin while config_generation is odd and fail if the BE leaves READY meanwhile', async () => {
+    const { drv } = setup({});
+    const lost: Error[] = [];
+    frontend!.on('lost', (e: Error) => lost.push(e));
+    await frontend!.start();
+    const s = drv.sessions[0];
+    const dv = new DataView(be!.window);
+    dv.setUint16(0x4c, 77, true);
+    dv.setUint32(0x48, 2, true); // even: stable
+    expect(s.readConfig(0, 2)).to.equal(77);
+    dv.setUint32(0x48, 3, true); // odd: the BE is "mid-update" and never finishes …
+    be!.setState(0); // … because it left READY
+    let err: unknown;
+    try {
+      s.readConfig(0, 2);
+    } catch (e) {
+      err = e;
+    }
+    expect((err as TransportError).code).to.equal('VSHM_ERR_BACKEND_LOST');
+    await until(() => lost.length === 1 && drv.removed.length === 1, 'lost + remove');
+  });
 });
