@@ -69,6 +69,36 @@ describe('§8 item 24: FE write transactions (spec §4.3)', () => {
     expect(txn.completed).to.equal(5);
   });
 
+  it('per transaction: value store, then write_transaction := off, then the doorbell — in that order', async () => {
+    const events: string[] = [];
+    const store = header.store.bind(header);
+    header.store = (off, width, value) => {
+      events.push(`value@${off}:${width}=${value}`);
+      store(off, width, value);
+    };
+    const proto = Object.getPrototypeOf(header) as FrontendHeader;
+    const wt = Object.getOwnPropertyDescriptor(proto, 'writeTransaction')!;
+    Object.defineProperty(header, 'writeTransaction', {
+      get: () => wt.get!.call(header) as number,
+      set: (v: number) => {
+        events.push(`wt=${v}`);
+        wt.set!.call(header, v);
+      },
+    });
+    const ring = fe.doorbell;
+    fe.doorbell = (t: number, v: number) => {
+      events.push(`doorbell(${t},${v})`);
+      ring(t, v);
+    };
+    const txn = new TransactionWriter(header, fe, 0);
+    await Promise.all([txn.write(HDR_QUEUE_SEL, 4, 1), txn.write(HDR_QUEUE_ENABLE, 2, 1), txn.write(HDR_QUEUE_DESC, 8, 0x100n)]);
+    expect(events).to.deep.equal([
+      `value@${HDR_QUEUE_SEL}:4=1`, `wt=${HDR_QUEUE_SEL}`, 'doorbell(0,0)',
+      `value@${HDR_QUEUE_ENABLE}:2=1`, `wt=${HDR_QUEUE_ENABLE}`, 'doorbell(0,0)',
+      `value@${HDR_QUEUE_DESC}:8=256`, `wt=${HDR_QUEUE_DESC}`, 'doorbell(0,0)',
+    ]);
+  });
+
   it('does not start a transaction while the previous one is pending', async () => {
     const txn = new TransactionWriter(header, fe, 0);
     sb.hold = true;
