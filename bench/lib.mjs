@@ -1,6 +1,7 @@
 // Shared helpers for benchmark cases: statistics, child-process plumbing, argument parsing.
 // Cases print exactly one JSON object as their last stdout line; run.mjs collects it.
 import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
 /** Median and 99th percentile of a Float64Array of samples (sorted in place, numerically). */
@@ -23,9 +24,12 @@ export function round(x, digits = 3) {
 export function runCase(script, args = [], { fds = [], timeoutMs = 60000, env } = {}) {
   const file = fileURLToPath(new URL(`./cases/${script}`, import.meta.url));
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [file, ...args], {
+    const childEnv = env ? { ...process.env, ...env } : process.env;
+    // Pinned cases: this process (side A) on CPU 0; the case pins its other side to CPU 1.
+    const [cmd, argv] = childEnv.VSHM_BENCH_PIN === '1' && hasTaskset() ? ['taskset', ['-c', '0', process.execPath, file, ...args]] : [process.execPath, [file, ...args]];
+    const child = spawn(cmd, argv, {
       stdio: ['ignore', 'pipe', 'inherit', ...fds],
-      env: env ? { ...process.env, ...env } : process.env,
+      env: childEnv,
     });
     let out = '';
     let timedOut = false;
@@ -68,4 +72,22 @@ export function cpuSeconds() {
 /** Print the case result as the last stdout line and exit (handles and children notwithstanding). */
 export function report(result) {
   process.stdout.write(JSON.stringify(result) + '\n', () => process.exit(0));
+}
+
+/**
+ * Command to run Node with `args`, pinned to `cpu` when VSHM_BENCH_PIN=1 (run.mjs --pin) and
+ * taskset exists: [file, argv]. Pinning the two sides of a case to different CPUs keeps the
+ * scheduler from waking one side on the CPU where the other is spinning (wake-affine).
+ */
+export function nodeCommand(args, cpu) {
+  if (process.env.VSHM_BENCH_PIN === '1' && cpu != null && hasTaskset()) {
+    return ['taskset', ['-c', String(cpu), process.execPath, ...args]];
+  }
+  return [process.execPath, args];
+}
+
+let tasksetChecked = null;
+function hasTaskset() {
+  if (tasksetChecked === null) tasksetChecked = ['/usr/bin/taskset', '/bin/taskset'].some((p) => existsSync(p));
+  return tasksetChecked;
 }

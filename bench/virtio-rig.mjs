@@ -7,6 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as transport from '@vshm/transport';
+import { nodeCommand } from './lib.mjs';
 
 const { IvshmemServer, attachSpin } = transport;
 
@@ -29,10 +30,11 @@ export async function startServer({ deviceId, memorySize = 32 * 1024 * 1024, vec
  * A child process speaking lines on stdout: `next(prefix)` resolves with the next line starting
  * with `prefix` (the rest after a space); a child that exits first rejects.
  */
-export function spawnChild(script, args, env = {}) {
+export function spawnChild(script, args, env = {}, cpu = null) {
   // VSHM_BENCH_PROF=DIR: profile every child (node --cpu-prof); summarise with bench/prof.mjs.
   const prof = process.env.VSHM_BENCH_PROF ? ['--cpu-prof', '--cpu-prof-dir', process.env.VSHM_BENCH_PROF] : [];
-  const child = spawn(process.execPath, [...prof, script, ...args], { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, ...env } });
+  const [cmd, argv] = nodeCommand([...prof, script, ...args], cpu);
+  const child = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, ...env } });
   let buf = '';
   const lines = [];
   let waiter = null;

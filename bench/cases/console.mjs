@@ -57,11 +57,11 @@ if (role === '--be') {
   const mib = Number(role ?? 256);
   const total = mib * 1024 * 1024;
   const srv = await startServer({ deviceId: CONSOLE_ID, vectors: 3 });
-  const be = spawnChild(SELF, ['--be', srv.socketPath, String(total)]);
+  const be = spawnChild(SELF, ['--be', srv.socketPath, String(total)], {}, 1);
   let fe = null;
   try {
     await be.next('ready');
-    fe = spawnChild(SELF, ['--fe', srv.socketPath, String(total)]);
+    fe = spawnChild(SELF, ['--fe', srv.socketPath, String(total)], {}, 0);
     const t0 = BigInt(await fe.next('start'));
     const [t1, got] = (await be.next('done')).split(' ').map(BigInt);
     const s = Number(t1 - t0) / 1e9;

@@ -4,7 +4,7 @@
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import binding from '@vshm/addon';
-import { percentiles, report, round } from '../lib.mjs';
+import { nodeCommand, percentiles, report, round } from '../lib.mjs';
 
 const { POLL_READABLE } = binding;
 
@@ -26,7 +26,8 @@ if (process.argv[2] === '--pong') {
   const warmup = Math.min(1000, rounds >> 2);
   const ping = binding.eventfd(0, true);
   const pong = binding.eventfd(0, true);
-  const child = spawn(process.execPath, [fileURLToPath(import.meta.url), '--pong'], {
+  const [cmd, argv] = nodeCommand([fileURLToPath(import.meta.url), '--pong'], 1);
+  const child = spawn(cmd, argv, {
     stdio: ['ignore', 'inherit', 'inherit', ping, pong],
   });
   const samples = new Float64Array(rounds);

@@ -40,12 +40,15 @@ if (role === '--be') {
 }
 
 async function parent(mode, args) {
-  const srv = await startServer({ deviceId: ECHO_DEVICE_ID });
-  const be = spawnChild(SELF, ['--be', srv.socketPath]);
+  // The region is sized per workload, as a deployment would size it: small messages in 1 MiB
+  // (§5.1 chunks of 256 B), 64 KiB buffers in 32 MiB (4 KiB chunks, 512 buffers' room).
+  const memorySize = Number(process.env.VSHM_BENCH_MEMORY ?? (mode === 'bulk' ? 32 : 1) * 1024 * 1024);
+  const srv = await startServer({ deviceId: ECHO_DEVICE_ID, memorySize });
+  const be = spawnChild(SELF, ['--be', srv.socketPath], {}, 1);
   let fe = null;
   try {
     await be.next('ready');
-    fe = spawnChild(SELF, ['--fe', srv.socketPath, mode, ...args]);
+    fe = spawnChild(SELF, ['--fe', srv.socketPath, mode, ...args], {}, 0);
     if (mode === 'msgs') {
       // CPU of both sides between the marks the front-end prints (§B4).
       const cpu = () => procCpuSeconds(fe.pid) + procCpuSeconds(be.pid);

@@ -17,8 +17,9 @@
  *   oversubscribed, and spinning would only keep the peer from running) stops and falls back to
  *   the minimum budget;
  * - when fewer than about a quarter of recent spins found work (EWMA), or after a preemption,
- *   spinning pauses for 10 ms, doubling up to 500 ms while it keeps not paying off: on a loaded
- *   machine the transport behaves as without spinning;
+ *   spinning pauses for 5 ms, doubling up to 80 ms while it keeps not paying off (each probe
+ *   then costs a few budgets: well under 1 % of a core), so on a loaded machine the transport
+ *   behaves as without spinning;
  * - the budget adapts, like KVM's halt polling: when a spin expired without work and the next
  *   wake-up came soon after (the work would have been caught by a spin of at most `spinUs`), the
  *   budget doubles; when it came later, it halves (down to `minUs`). A peer that answers within
@@ -45,8 +46,8 @@ export const DEFAULT_MAX_RUN_US = 2000;
 /** A gap this long between two polls of one spin means the process was preempted (ms). */
 const PREEMPTED_MS = 0.02;
 /** Backoff after spins stopped paying off: first pause and upper bound (ms). */
-const MIN_BACKOFF_MS = 10;
-const MAX_BACKOFF_MS = 500;
+const MIN_BACKOFF_MS = 5;
+const MAX_BACKOFF_MS = 80;
 /** Environment variable overriding the default budget (µs, 0 = no spinning). */
 export const SPIN_ENV = 'VSHM_SPIN_US';
 
@@ -200,8 +201,11 @@ export class AdaptiveSpin {
         // for a while, doubling the pause each time (≤ MAX_BACKOFF_MS), then try again.
         this.offUntil = now + this.backoffMs;
         this.backoffMs = Math.min(MAX_BACKOFF_MS, this.backoffMs * 2);
+        // The next probe gets the full window: a short one could never see a peer that only
+        // answers after its own wake-up.
         this.score = 0.5;
-        this.budget = this.stats.budgetUs = this.minUs;
+        this.budget = this.stats.budgetUs = this.maxUs;
+        this.missAt = 0;
         this.stats.backoffs++;
       } else if (found > 0) {
         this.backoffMs = MIN_BACKOFF_MS;
