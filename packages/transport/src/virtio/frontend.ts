@@ -34,29 +34,19 @@
  */
 import { EventEmitter } from 'node:events';
 import createDebug from 'debug';
-import { DeviceStatus, VirtioFeatureMask } from 'virtio-spec-types';
+import { DeviceStatus } from 'virtio-spec-types';
 import { ArgumentError, RingError, TransportError } from '../errors.js';
 import { PEER_STATE_READY, PEER_STATE_RESET, type IvshmemDevice } from '../ivshmem/device.js';
-import { SharedMemoryAllocator } from './allocator.js';
 import type { DriverSession, VirtioDriverOps } from './device-api.js';
 import { FrontendHeader } from './frontend-header.js';
-import { FrontendQueue } from './frontend-queues.js';
-import { FrontendSession } from './frontend-session.js';
-import {
-  confirmFeatures,
-  enableQueue,
-  floorPow2,
-  negotiate,
-  readDeviceFeatures,
-  selectQueue,
-  validateHeader,
-  writeDriverFeatures,
-  writeStatus,
-} from './frontend-setup.js';
+import { initialiseDevice } from './frontend-init.js';
+import type { FrontendQueue } from './frontend-queues.js';
+import type { FrontendSession } from './frontend-session.js';
+import { writeStatus } from './frontend-setup.js';
 import { TransactionWriter, backendLost, isBackendFailure, type TransactionOptions } from './frontend-transactions.js';
-import { MemoryView } from './memory.js';
-import { driverVectorFor, frontendVectorMode, type FrontendVectorMode } from './vectors.js';
 import { HDR_DEVICE_STATUS } from './header.js';
+import { MemoryView } from './memory.js';
+import type { FrontendVectorMode } from './vectors.js';
 
 const log = createDebug('vshm:virtio:fe');
 
@@ -260,82 +250,30 @@ export class VirtioFrontend extends EventEmitter {
     }
   }
 
-  /** (3)–(5), then probe. */
+  /** (3)–(5): see frontend-init.ts. */
   private async initialise(): Promise<FrontendSession> {
-    const d = this.device;
-    const h = this.header;
-    const size = validateHeader(h, d.layout.rwSize); // (3)
-    const alloc = new SharedMemoryAllocator(d.layout, this.memory.u8, d.id, this.partner, size);
-    d.oneShot = false; // (4)
-    d.setState(PEER_STATE_READY);
-    this.throwIfFailed();
-    // (5)
-    await writeStatus(this.txn, DeviceStatus.RESET);
-    let status: number = DeviceStatus.ACKNOWLEDGE;
-    await writeStatus(this.txn, status);
-    status |= DeviceStatus.DRIVER;
-    await writeStatus(this.txn, status);
-    const offered = await readDeviceFeatures(this.txn, h);
-    const features = negotiate(offered, this.ops.features);
-    await writeDriverFeatures(this.txn, features);
-    status = await confirmFeatures(this.txn, h, status);
-    const count = this.ops.queueCount(features);
-    if (!Number.isInteger(count) || count < 0 || count > 0xffff) throw new TransportError('VSHM_ERR_QUEUE', '4.6', `driver asked for ${count} queues`);
-    this.mode = frontendVectorMode(count, d.vectors);
-    log('%s: %d queues, %d vectors: %s mode', this.name, count, d.vectors, this.mode);
     const gen = ++this.generation;
-    const queues: FrontendQueue[] = [];
-    this.queues = queues;
-    this.byVector = [];
-    const eventIdx = (features & VirtioFeatureMask.RING_EVENT_IDX) !== 0n;
-    for (let i = 0; i < count; i++) {
-      const w = await selectQueue(this.txn, h, i);
-      if (w.maxSize === 0) throw new TransportError('VSHM_ERR_QUEUE', '4.6', `queue ${i} does not exist on the device`);
-      if (w.enabled !== 0) throw new TransportError('VSHM_ERR_QUEUE', '4.6', `queue ${i} is already enabled after reset`);
-      let deviceVector = w.deviceVector;
-      if (deviceVector >= d.vectors) {
-        log('%s: warning: queue %d device vector %d ≥ %d vectors, using 0', this.name, i, deviceVector, d.vectors);
-        deviceVector = 0;
-      }
-      const want = this.ops.queueSize?.(i, w.maxSize) ?? w.maxSize;
-      if (!Number.isInteger(want) || want < 1 || want > w.maxSize) {
-        throw new TransportError('VSHM_ERR_QUEUE', '4.6', `queue ${i}: size ${want} not in 1…${w.maxSize}`);
-      }
-      const qsize = floorPow2(want);
-      const driverVector = driverVectorFor(i, this.mode);
-      const q = new FrontendQueue({
-        index: i,
-        size: qsize,
-        memory: this.memory,
-        allocator: alloc,
-        eventIdx,
-        deviceVector,
-        driverVector,
-        kick: (v) => d.doorbell(this.partner, v),
-        broken: (err) => this.signal({ kind: 'broken', err }),
-      });
-      queues.push(q);
-      if (this.mode === 'per-queue') this.byVector[driverVector] = q;
-      await enableQueue(this.txn, { size: qsize, driverVector, desc: q.rings.desc, avail: q.rings.avail, used: q.rings.used });
-    }
-    d.interruptsEnabled = true;
-    status |= DeviceStatus.DRIVER_OK;
-    await writeStatus(this.txn, status);
-    this.throwIfFailed();
-    const session = new FrontendSession({
-      features,
-      queues,
-      headerSize: size,
-      generation: gen,
-      header: h,
-      txn: this.txn,
-      device: d,
+    const r = await initialiseDevice({
+      device: this.device,
       partner: this.partner,
-      onLost: (err) => this.signal({ kind: 'lost', err }),
+      header: this.header,
+      memory: this.memory,
+      txn: this.txn,
+      ops: this.ops,
+      generation: gen,
+      debugName: this.name,
+      checkFailed: () => this.throwIfFailed(),
+      broken: (err) => this.signal({ kind: 'broken', err }),
+      lost: (err) => this.signal({ kind: 'lost', err }),
+      onQueues: (queues, mode, byVector) => {
+        this.queues = queues;
+        this.mode = mode;
+        this.byVector = byVector;
+      },
     });
-    this.sessionValue = session;
-    for (const q of queues) q.live = true;
-    return session;
+    this.sessionValue = r;
+    for (const q of this.queues) q.live = true;
+    return r;
   }
 
   /** (6): probe, announce, and wait for the failure that ends the session. */
