@@ -59,13 +59,13 @@ async function parent(mode, args) {
       await fe.next('idle-start');
       const i0 = cpu();
       const t0 = performance.now();
-      const idle = JSON.parse(await fe.next('idle-end'));
+      await fe.next('idle-end');
       const i1 = cpu();
       const idleS = (performance.now() - t0) / 1000;
       report({
         msg_rate: { msgs_per_s: Math.round(run.msgs / run.seconds), msgs: run.msgs, seconds: round(run.seconds), batch: BATCH },
         cpu_per_million: { cpu_s: round(((c1 - c0) / run.msgs) * 1e6), cpu_s_total: round(c1 - c0, 2) },
-        idle_cpu: { percent: round(((i1 - i0) / idleS) * 100, 2), seconds: round(idleS, 2), fe_wakeups: idle.wakeups },
+        idle_cpu: { percent: round(((i1 - i0) / idleS) * 100, 2), seconds: round(idleS, 2) },
       });
     } else {
       // CPU of both sides over the measured part: an efficiency figure that, unlike wall time,
@@ -187,7 +187,7 @@ function msgs(q, seconds, idleS, line) {
           line('run-end ' + JSON.stringify({ msgs: total, seconds: s }));
           line('idle-start');
           setTimeout(() => {
-            line('idle-end ' + JSON.stringify({ wakeups: null }));
+            line('idle-end');
             resolve();
           }, idleS * 1000);
         });
