@@ -36,11 +36,13 @@ import { ArgumentError } from '../errors.js';
 import type { IvshmemDevice } from '../ivshmem/device.js';
 
 /**
- * Default maximum spin budget in µs. Chosen from bench measurements on a 2-vCPU VM: the echo
- * round trip answered within ~2–6 µs when both sides spin, so 50 µs covers a peer that does some
- * work between messages while a wasted spin costs at most 50 µs of one core per wake-up.
+ * Default maximum spin budget in µs, chosen from `npm run bench` on a 2-vCPU VM (bench/README.md):
+ * with the two sides on different CPUs a 64-byte round trip took 1.6–2.9 µs median with budgets of
+ * 50 and 100 µs, but 70–80 µs with 10 or 20 µs — shorter than this VM's cross-CPU wake-up, so
+ * neither side ever caught the other awake. 100 µs also cut the p99 from ~100 µs (at 50) to ~8 µs.
+ * On one CPU, or on a busy machine, spins do not pay off and the backoff switches them off.
  */
-export const DEFAULT_SPIN_US = 50;
+export const DEFAULT_SPIN_US = 100;
 /** Upper bound of one spin session, µs: the event loop is never starved longer than this. */
 export const DEFAULT_MAX_RUN_US = 2000;
 /** A gap this long between two polls of one spin means the process was preempted (ms). */
