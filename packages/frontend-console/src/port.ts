@@ -238,7 +238,9 @@ export class ConsolePort extends Duplex {
     const tx = this.sessionFailing ? null : this.tx;
     if (tx !== null) {
       let added = 0;
-      for (let i = 0; i < this.txq.length && tx.inFlight < tx.size; i++) {
+      // No `inFlight < size` shortcut: a refused add() is how the transport learns that a
+      // producer waits, and then reclaims completions a back-end may never notify (§4.9).
+      for (let i = 0; i < this.txq.length; i++) {
         const t = this.txq[i];
         if (t.posted) continue;
         if (tx.add(t.data, 0, t)) {

@@ -68,6 +68,17 @@ export class FrontendQueue<T = unknown> implements DriverQueueHandle<T> {
   private readonly outSeg = [0, 0];
   private readonly inSeg = [0, 0];
   private polling = false;
+  /**
+   * A producer was turned away (descriptors or memory short) while requests were in flight. Some
+   * back-ends never notify completions on some queues (§4.9: the Jailhouse console skips transmit
+   * completions), so the queue then polls its used ring itself, backing off from 0 to 64 ms,
+   * until something completes, the producer gets through, or nothing is in flight. A back-end
+   * that notifies makes this a no-op; an idle queue never polls.
+   */
+  private starved = false;
+  private reclaimTimer: NodeJS.Timeout | null = null;
+  private reclaimDelay = 0;
+  private readonly reclaimTick = (): void => this.reclaim();
   private readonly deliver = (slot: number, len: number): void => this.complete(slot, len);
 
   constructor(o: FrontendQueueOptions) {
@@ -115,17 +126,18 @@ export class FrontendQueue<T = unknown> implements DriverQueueHandle<T> {
     if (outLen === 0 && inLen === 0) throw new ArgumentError('a request needs out bytes or inLen > 0');
     if (!this.live) return false;
     const ndesc = (outLen > 0 ? 1 : 0) + (inLen > 0 ? 1 : 0);
-    if (this.engine.numFree < ndesc || this.freeSlotCount === 0) return false;
+    if (this.engine.numFree < ndesc || this.freeSlotCount === 0) return this.starve();
     let oa = -1;
     if (outLen > 0) {
       oa = this.alloc.alloc('driver', outLen, outLen); // `out` is copied over it below: zero only the tail
-      if (oa < 0) return false;
+      if (oa < 0) return this.starve();
     }
     if (oa >= 0) this.u8.set(out as Uint8Array, oa);
     if (!this.post(oa, outLen, inLen, token)) {
       if (oa >= 0) this.alloc.free('driver', oa, outLen);
-      return false;
+      return this.starve();
     }
+    this.starved = false;
     return true;
   }
 
@@ -139,7 +151,11 @@ export class FrontendQueue<T = unknown> implements DriverQueueHandle<T> {
     if (!Number.isInteger(len) || len < 1 || len > 0xffffffff) throw new ArgumentError(`len must be an integer ≥ 1, got ${len}`);
     if (!this.live) return null;
     const oa = this.alloc.alloc('driver', len);
-    return oa < 0 ? null : new Uint8Array(this.u8.buffer, oa, len);
+    if (oa < 0) {
+      this.starve();
+      return null;
+    }
+    return new Uint8Array(this.u8.buffer, oa, len);
   }
 
   /**
@@ -151,8 +167,10 @@ export class FrontendQueue<T = unknown> implements DriverQueueHandle<T> {
     if (!(inLen >= 0) || !Number.isInteger(inLen) || inLen > 0xffffffff) throw new ArgumentError(`inLen must be an integer ≥ 0, got ${inLen}`);
     this.checkOwnView(view);
     if (!this.live) return false;
-    if (this.engine.numFree < (inLen > 0 ? 2 : 1) || this.freeSlotCount === 0) return false;
-    return this.post(view.byteOffset, view.length, inLen, token);
+    if (this.engine.numFree < (inLen > 0 ? 2 : 1) || this.freeSlotCount === 0) return this.starve();
+    if (!this.post(view.byteOffset, view.length, inLen, token)) return this.starve();
+    this.starved = false;
+    return true;
   }
 
   /** Give back a view from allocOut() that was not posted. */
@@ -229,6 +247,7 @@ export class FrontendQueue<T = unknown> implements DriverQueueHandle<T> {
       return this.engine.collect(this.deliver);
     } catch (err) {
       this.live = false;
+      this.stopReclaim();
       const e = err instanceof Error ? err : new TransportError('VSHM_ERR_CALLBACK', '', `onUsed threw: ${String(err)}`);
       this.brokenCb(e instanceof RingError ? new RingError(e.code, e.section, `queue ${this.index}: ${e.message}`) : e);
       return 0;
@@ -243,6 +262,7 @@ export class FrontendQueue<T = unknown> implements DriverQueueHandle<T> {
    */
   failAll(err: Error): void {
     this.live = false;
+    this.stopReclaim();
     const cb = this.onFailed;
     for (const slot of this.engine.failAll()) {
       const token = this.tokens[slot] as T;
@@ -255,6 +275,37 @@ export class FrontendQueue<T = unknown> implements DriverQueueHandle<T> {
         }
       }
     }
+  }
+
+  /** A producer was turned away: make sure completions are noticed even without interrupts. */
+  private starve(): false {
+    this.starved = true;
+    if (this.reclaimTimer === null && this.live && this.engine.inFlightCount > 0) {
+      this.reclaimTimer = setTimeout(this.reclaimTick, this.reclaimDelay);
+    }
+    return false;
+  }
+
+  private reclaim(): void {
+    this.reclaimTimer = null;
+    if (!this.live || !this.starved || this.engine.inFlightCount === 0) {
+      this.reclaimDelay = 0;
+      return;
+    }
+    if (this.poll() > 0) {
+      // onUsed let the producer post again; if it is turned away again it re-arms from 0.
+      this.reclaimDelay = 0;
+      return;
+    }
+    this.reclaimDelay = Math.min(this.reclaimDelay === 0 ? 1 : this.reclaimDelay * 2, 64);
+    if (this.live) this.reclaimTimer = setTimeout(this.reclaimTick, this.reclaimDelay);
+  }
+
+  private stopReclaim(): void {
+    if (this.reclaimTimer !== null) clearTimeout(this.reclaimTimer);
+    this.reclaimTimer = null;
+    this.starved = false;
+    this.reclaimDelay = 0;
   }
 
   /** One used chain: hand its written bytes to onUsed, then free its buffers and slot. */
