@@ -122,4 +122,25 @@ describe('transport e2e: FE and BE in separate processes over vshm-server', func
     expect(fe.all('fe-error')).to.deep.equal([]);
     expect(fe.all('remove')).to.deep.equal([]);
   });
+
+  it('isolated layout: a write into the other side\'s output section faults in the writer (§2, §5.2)', async () => {
+    // -l 256K -n 2 -o 64K: RW = 124 KiB; peer 0's (BE) section at window 0x1F000, peer 1's at 0x2F000.
+    await startServer(['-l', '256K', '-o', '64K', '-V', '3', '-P', '0x8003']);
+    const be = child('be', 'isolated');
+    await be.ready();
+    const fe = child('fe');
+    await fe.ready();
+    await fe.event('probe', { generation: 1 });
+    // Each side may write its own section …
+    expect(await be.request({ op: 'poke', offset: 0x1f000 + 0x8000 })).to.equal('written');
+    expect(await fe.request({ op: 'poke', offset: 0x2f000 + 0x8000 })).to.equal('written');
+    // … but a back-end write into the front-end's section kills the back-end, not the rings.
+    void be.request({ op: 'poke', offset: 0x2f000 + 0x10 }).catch(() => undefined);
+    const exit = await be.exit;
+    expect(exit.signal).to.be.oneOf(['SIGSEGV', 'SIGBUS']);
+    // The front-end is unharmed: it sees the back-end lost and stays alive.
+    expect((await fe.event('lost')).code).to.equal('VSHM_ERR_BACKEND_LOST');
+    void fe.request({ op: 'poke', offset: 0x1f000 + 0x10 }).catch(() => undefined);
+    expect((await fe.exit).signal).to.be.oneOf(['SIGSEGV', 'SIGBUS']);
+  });
 });
