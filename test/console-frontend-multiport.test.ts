@@ -1,7 +1,7 @@
 /**
  * End to end with MULTIPORT: the back-end adds a named port (`--port log`, bridged to a UNIX
  * socket by the back-end); `vshm-console-frontend --port log -- COMMAND` finds it by PORT_NAME
- * (the driver re-initialises once to set up the queues of every port) and runs the command on it.
+ * (the driver reads max_nr_ports before setting up queues) and runs the command on it.
  */
 import { expect } from 'chai';
 import { createConnection } from 'node:net';

@@ -21,7 +21,7 @@
  */
 import { EventEmitter } from 'node:events';
 import createDebug from 'debug';
-import type { DriverQueueHandle, DriverSession, VirtioDriverOps } from '@vshm/transport';
+import type { ConfigReader, DriverQueueHandle, DriverSession, VirtioDriverOps } from '@vshm/transport';
 import {
   CONSOLE_BAD_ID,
   CONSOLE_CONFIG_COLS,
@@ -61,20 +61,12 @@ export interface ConsoleDriverOptions extends ConsolePortOptions {
   features?: bigint;
   /**
    * Ports to set up queues for when MULTIPORT is negotiated: queueCount = 2·ports + 2 (§7.2).
-   *
-   * `VirtioDriverOps.queueCount` runs before config can be read, and the transport refuses a
-   * device that lacks a requested queue, so the driver cannot simply ask for many. With 'auto'
-   * (default) it first sets up port 0 and the control queues, reads `max_nr_ports` in probe and,
-   * if the device has more ports, throws from probe once: the transport then resets the device
-   * and re-initialises with the full queue set (§4.10 "broken" path; costs one extra
-   * initialisation per session). A number fixes the count (it must not exceed the device's
-   * `max_nr_ports`); ports the device adds beyond it get PORT_READY(id, 0). 1 … 31.
+   * 'auto' (default): the device's `max_nr_ports` (read from config in queueCount, as Linux does),
+   * at most MAX_PORTS_LIMIT. A number caps it (never more than `max_nr_ports`); ports the device
+   * adds beyond it get PORT_READY(id, 0). 1 … 31.
    */
   maxPorts?: number | 'auto';
 }
-
-/** Thrown from probe() to make the transport re-initialise with more queues ('auto' maxPorts). */
-class ReprobeError extends ConsoleError {}
 
 /**
  * Events:
@@ -88,9 +80,8 @@ class ReprobeError extends ConsoleError {}
 export class ConsoleDriver extends EventEmitter implements VirtioDriverOps {
   readonly deviceId = VirtioDeviceId.CONSOLE;
   readonly features: bigint;
-  private readonly autoPorts: boolean;
-  /** Ports the next MULTIPORT initialisation sets up queues for. */
-  private maxPorts: number;
+  /** Upper bound of ports to set up queues for (MAX_PORTS_LIMIT for 'auto'). */
+  private readonly maxPorts: number;
   private readonly portOptions: ConsolePortOptions;
   private readonly portMap = new Map<number, ConsolePort>();
   private session: DriverSession | null = null;
@@ -114,8 +105,7 @@ export class ConsoleDriver extends EventEmitter implements VirtioDriverOps {
       throw new ConsoleError('VSHM_ERR_ARGUMENT', '7.2', `maxPorts must be 'auto' or an integer 1…${MAX_PORTS_LIMIT}, got ${String(maxPorts)}`);
     }
     this.features = features;
-    this.autoPorts = maxPorts === 'auto';
-    this.maxPorts = maxPorts === 'auto' ? 1 : maxPorts;
+    this.maxPorts = maxPorts === 'auto' ? MAX_PORTS_LIMIT : maxPorts;
     this.portOptions = { rxBufferSize: opts.rxBufferSize, txPieceSize: opts.txPieceSize, highWaterMark: opts.highWaterMark };
     this.control = new ControlQueues(this.kickScheduler, (msg) => this.handleControl(msg), () => this.serviceAll());
     this.portMap.set(0, this.newPort(0));
@@ -184,9 +174,13 @@ export class ConsoleDriver extends EventEmitter implements VirtioDriverOps {
 
   // ------------------------------------------------------------------------ VirtioDriverOps
 
-  queueCount(features: bigint): number {
-    // §7.2: Q = 2, or 2·max_nr_ports + 2 with MULTIPORT (limited to the ports we set up).
-    return hasFeature(features, ConsoleFeature.MULTIPORT) ? 2 * this.maxPorts + 2 : 2;
+  queueCount(features: bigint, config: ConfigReader): number {
+    // §7.2: Q = 2, or 2·max_nr_ports + 2 with MULTIPORT (limited to the ports we serve).
+    if (!hasFeature(features, ConsoleFeature.MULTIPORT)) return 2;
+    const max = config.read(CONSOLE_CONFIG_MAX_NR_PORTS, 4);
+    const ports = this.portsToServe(max);
+    debug('queueCount: max_nr_ports %d, setting up queues for %d ports', max, ports);
+    return 2 * ports + 2;
   }
 
   probe(session: DriverSession): void {
@@ -203,14 +197,8 @@ export class ConsoleDriver extends EventEmitter implements VirtioDriverOps {
       this.attachPort(p0, session);
     } else {
       const max = session.readConfig(CONSOLE_CONFIG_MAX_NR_PORTS, 4);
-      const want = Math.min(max, MAX_PORTS_LIMIT);
-      if (this.autoPorts && want > this.maxPorts) {
-        debug('probe: device has %d ports, %d set up: re-initialising', max, this.maxPorts);
-        this.maxPorts = want;
-        this.session = null;
-        throw new ReprobeError('VSHM_ERR_REPROBE', '7.2', `device has ${max} ports: re-initialise with ${2 * want + 2} queues`);
-      }
-      this.maxNrPorts = Math.min(max, this.maxPorts);
+      // Ports with queues: what queueCount chose (max_nr_ports may have changed since, §4.8).
+      this.maxNrPorts = Math.min(this.portsToServe(max), Math.max(0, (session.queues.length - 2) >> 1));
       debug('probe: max_nr_ports %d, serving %d', max, this.maxNrPorts);
       const rx = session.queues[CONSOLE_CONTROL_RECEIVEQ];
       const tx = session.queues[CONSOLE_CONTROL_TRANSMITQ];
@@ -224,8 +212,6 @@ export class ConsoleDriver extends EventEmitter implements VirtioDriverOps {
 
   remove(reason: Error): void {
     debug('remove: %s', reason.message);
-    // A later back-end may have fewer ports: start small again ('auto').
-    if (this.autoPorts && !(reason instanceof ReprobeError)) this.maxPorts = 1;
     const wasLive = this.session !== null;
     this.session = null;
     this.control.detach();
@@ -241,6 +227,11 @@ export class ConsoleDriver extends EventEmitter implements VirtioDriverOps {
   }
 
   // ------------------------------------------------------------------------------- internals
+
+  /** Ports to serve for a device with `maxNrPorts`: port 0 always, at most `maxPorts`. */
+  private portsToServe(maxNrPorts: number): number {
+    return Math.max(1, Math.min(maxNrPorts, this.maxPorts));
+  }
 
   private newPort(id: number): ConsolePort {
     const p = new ConsolePort(id, this.kickScheduler, this.portOptions);

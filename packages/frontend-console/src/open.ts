@@ -69,11 +69,7 @@ class ConsoleHandle extends EventEmitter implements Console {
     driver.on('ready', (f: bigint) => this.emit('ready', f));
     driver.on('lost', (err: Error) => this.emit('lost', err));
     peer.on('server-gone', () => this.emit('server-gone'));
-    transport.on('error', (err: Error) => {
-      // The driver's own 'auto' re-initialisation goes through the same path: not news.
-      if ((err as { code?: unknown }).code === 'VSHM_ERR_REPROBE') return;
-      this.emit('device-error', err);
-    });
+    transport.on('error', (err: Error) => this.emit('device-error', err));
     // A peer 'error' without a listener would throw; report it only if someone listens.
     peer.on('error', (err: Error) => {
       if (this.listenerCount('error') > 0) this.emit('error', err);

@@ -14,7 +14,8 @@ import {
   encodeConsoleResize,
   featureBit,
 } from 'virtio-spec-types';
-import { ConsoleDriver, ConsoleError, type ConsolePort } from '../src/index.js';
+import type { ConfigReader } from '@vshm/transport';
+import { ConsoleDriver, ConsoleError, MAX_PORTS_LIMIT, type ConsolePort } from '../src/index.js';
 import { FakeSession, type FakeQueue, microtasks } from './fake-session.js';
 
 const SIZE = featureBit(ConsoleFeature.SIZE);
@@ -23,6 +24,13 @@ const EMERG = featureBit(ConsoleFeature.EMERG_WRITE);
 
 function writeAsync(port: ConsolePort, data: Uint8Array): Promise<void> {
   return new Promise((resolve, reject) => port.write(data, (err) => (err ? reject(err) : resolve())));
+}
+
+/** A config reader (§4.8) over a console config with `max_nr_ports` = `n`. */
+function configWith(maxNrPorts: number): ConfigReader {
+  const s = new FakeSession(0n, 0);
+  s.config.setUint32(4, maxNrPorts, true);
+  return { size: s.config.byteLength, read: (offset, width) => s.readConfig(offset, width) };
 }
 
 /** Control messages the driver posted on the control transmitq, decoded. */
@@ -38,32 +46,22 @@ describe('ConsoleDriver (fake session)', () => {
     const d = new ConsoleDriver({ maxPorts: 3 });
     expect(d.deviceId).to.equal(3);
     expect(d.features).to.equal(SIZE | MULTIPORT | EMERG);
-    expect(d.queueCount(SIZE)).to.equal(2);
-    expect(d.queueCount(SIZE | MULTIPORT)).to.equal(8);
+    expect(d.queueCount(SIZE, configWith(3))).to.equal(2);
+    expect(d.queueCount(SIZE | MULTIPORT, configWith(3))).to.equal(8);
+    expect(d.queueCount(SIZE | MULTIPORT, configWith(2))).to.equal(6); // never beyond max_nr_ports
   });
 
-  it("'auto' ports: sets up port 0, then re-initialises once with max_nr_ports", () => {
+  it("'auto' ports: queueCount reads max_nr_ports from config", () => {
     const d = new ConsoleDriver();
-    expect(d.queueCount(MULTIPORT)).to.equal(4);
-    const s = new FakeSession(MULTIPORT, 4);
+    expect(d.queueCount(MULTIPORT, configWith(3))).to.equal(8);
+    expect(d.queueCount(MULTIPORT, configWith(1))).to.equal(4); // the next back-end may have fewer ports
+    expect(d.queueCount(MULTIPORT, configWith(0))).to.equal(4); // port 0 always exists
+    expect(d.queueCount(MULTIPORT, configWith(1000))).to.equal(2 * MAX_PORTS_LIMIT + 2);
+    expect(d.queueCount(SIZE, configWith(3))).to.equal(2);
+    const s = new FakeSession(MULTIPORT, 8);
     s.config.setUint32(4, 3, true);
-    let thrown: unknown = null;
-    try {
-      d.probe(s);
-    } catch (err) {
-      thrown = err;
-    }
-    expect(thrown).to.be.instanceOf(ConsoleError);
-    expect((thrown as ConsoleError).code).to.equal('VSHM_ERR_REPROBE');
-    expect(s.queues.every((q) => q.inFlight === 0)).to.equal(true); // nothing posted on the doomed session
-    d.remove(thrown as Error);
-    expect(d.queueCount(MULTIPORT)).to.equal(8);
-    const s2 = new FakeSession(MULTIPORT, 8);
-    s2.config.setUint32(4, 3, true);
-    d.probe(s2); // no throw now
+    d.probe(s); // one initialisation: no re-probe
     expect(d.ready).to.equal(true);
-    d.remove(new Error('back-end gone'));
-    expect(d.queueCount(MULTIPORT)).to.equal(4); // the next back-end may have fewer ports
   });
 
   it('rejects bad options with ConsoleError', () => {
@@ -163,7 +161,7 @@ describe('ConsoleDriver (fake session)', () => {
 
   it('runs the MULTIPORT control flow with 3 named ports and RESIZE', async () => {
     const d = new ConsoleDriver({ maxPorts: 3 });
-    const s = new FakeSession(SIZE | MULTIPORT, d.queueCount(SIZE | MULTIPORT));
+    const s = new FakeSession(SIZE | MULTIPORT, d.queueCount(SIZE | MULTIPORT, configWith(3)));
     s.config.setUint32(4, 3, true);
     d.probe(s);
     await microtasks();
@@ -209,7 +207,7 @@ describe('ConsoleDriver (fake session)', () => {
 
   it('sends PORT_OPEN(id, 0) when the application destroys a port stream', async () => {
     const d = new ConsoleDriver({ maxPorts: 2 });
-    const s = new FakeSession(MULTIPORT, d.queueCount(MULTIPORT));
+    const s = new FakeSession(MULTIPORT, d.queueCount(MULTIPORT, configWith(2)));
     s.config.setUint32(4, 2, true);
     d.probe(s);
     const crx = s.queues[2];
@@ -224,7 +222,7 @@ describe('ConsoleDriver (fake session)', () => {
 
   it('ignores malformed and unknown control messages and refuses ports it cannot serve', async () => {
     const d = new ConsoleDriver({ maxPorts: 1 });
-    const s = new FakeSession(MULTIPORT, d.queueCount(MULTIPORT));
+    const s = new FakeSession(MULTIPORT, d.queueCount(MULTIPORT, configWith(4)));
     s.config.setUint32(4, 4, true);
     d.probe(s);
     const crx = s.queues[2];

@@ -8,7 +8,7 @@ import { createLoopbackPair, type LoopbackOptions } from '../src/ivshmem/loopbac
 import type { IvshmemDevice } from '../src/ivshmem/device.js';
 import { VirtioBackend } from '../src/virtio/backend.js';
 import { VirtioFrontend } from '../src/virtio/frontend.js';
-import type { DriverQueueHandle, DriverSession, VirtioDriverOps } from '../src/virtio/device-api.js';
+import type { ConfigReader, DriverQueueHandle, DriverSession, VirtioDriverOps } from '../src/virtio/device-api.js';
 import { HDR_QUEUE_DEVICE_VECTOR, HDR_QUEUE_SEL } from '../src/virtio/header.js';
 import { echoOps } from './fixtures/backend-devices.js';
 import { until } from './fixtures/backend-scripted-frontend.js';
@@ -56,11 +56,14 @@ describe('VirtioBackend with the real VirtioFrontend (loopback)', () => {
   let backend: VirtioBackend;
   let frontend: VirtioFrontend | null;
 
-  async function pair(opts: LoopbackOptions = {}, ops = echoOps()): Promise<{ drv: EchoDriver; fe: VirtioFrontend }> {
+  async function pair<D extends EchoDriver = EchoDriver>(
+    opts: LoopbackOptions = {},
+    ops = echoOps(),
+    drv: D = new EchoDriver() as D,
+  ): Promise<{ drv: D; fe: VirtioFrontend }> {
     [be, feDev] = createLoopbackPair({ protocol: 0x8003, ...opts });
     backend = new VirtioBackend(be, ops);
     backend.start();
-    const drv = new EchoDriver();
     const fe = new VirtioFrontend(feDev, drv, { readyPollMs: 5 });
     frontend = fe;
     await fe.start();
@@ -121,5 +124,28 @@ describe('VirtioBackend with the real VirtioFrontend (loopback)', () => {
     const dv = new DataView(feDev.window);
     await until(() => dv.getUint32(HDR_QUEUE_SEL, true) === 1, 'FE selected queue 1 last');
     expect(dv.getUint16(HDR_QUEUE_DEVICE_VECTOR, true)).to.equal(2);
+  });
+
+  it("the driver's queueCount reads the device's config (§4.8) before the queues are set up", async () => {
+    const ops = echoOps();
+    ops.queueCount = () => 5;
+    ops.initConfig = (c) => c.write(4, 4, 5); // max_nr_ports-like field
+    class CountingDriver extends EchoDriver {
+      seen: number[] = [];
+      reader: ConfigReader | null = null;
+      override queueCount(_features: bigint, config: ConfigReader): number {
+        this.reader = config;
+        const n = config.read(4, 4);
+        this.seen.push(n);
+        return n;
+      }
+    }
+    const { drv } = await pair({ vectors: 8 }, ops, new CountingDriver());
+    expect(drv.seen).to.deep.equal([5]);
+    expect(drv.sessions[0].queues.length).to.equal(5);
+    expect(drv.reader?.size).to.equal(12);
+    // The reader is valid only during the call.
+    expect(() => drv.reader?.read(4, 4)).to.throw().with.property('code', 'VSHM_ERR_SESSION_DEAD');
+    expect((await drv.echo(Buffer.from('five queues'))).toString()).to.equal('five queues');
   });
 });

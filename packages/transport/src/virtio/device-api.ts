@@ -142,6 +142,17 @@ export interface DriverQueueHandle<T = unknown> {
   readonly inFlight: number;
 }
 
+/**
+ * Read-only config access for a driver before its queues exist (`VirtioDriverOps.queueCount`):
+ * reads honour `config_generation` (§4.8) and check the BE entry while the generation is odd, like
+ * `DriverSession.readConfig`. Valid only during the call it is passed to.
+ */
+export interface ConfigReader {
+  /** Bytes of config space (header `size` − 0x4C, §4.2); reads beyond it throw. */
+  readonly size: number;
+  read(offset: number, width: ConfigWidth): number;
+}
+
 /** What a driver gets once the device is live (after DRIVER_OK). */
 export interface DriverSession {
   readonly features: bigint;
@@ -161,8 +172,14 @@ export interface VirtioDriverOps {
    * (these ∪ VERSION_1 ∪ ACCESS_PLATFORM ∪ ORDER_PLATFORM).
    */
   readonly features: bigint;
-  /** Number of queues to set up for the negotiated features. */
-  queueCount(features: bigint): number;
+  /**
+   * Number of queues to set up for the negotiated features. Called after FEATURES_OK was
+   * accepted and before the first queue is selected (§4.10 FE step (5)), so the count may depend
+   * on config (console: 2·`max_nr_ports` + 2 with MULTIPORT, §7.2) — Linux's virtio_console reads
+   * `max_nr_ports` at the same point. The transport refuses the device (status FAILED) if the
+   * count names a queue the device does not offer.
+   */
+  queueCount(features: bigint, config: ConfigReader): number;
   /** Size to use for queue `index` (power of two ≤ offeredMax); default offeredMax. */
   queueSize?(index: number, offeredMax: number): number;
   /** The device is live. Called again after every recovery (§4.10), with a new session. */

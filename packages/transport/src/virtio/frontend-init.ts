@@ -4,6 +4,7 @@
  *   (3) validate the header (§4.2), fresh allocator (§5);
  *   (4) one-shot off, State := READY;
  *   (5) status 0 (reset), ACKNOWLEDGE, DRIVER; features (§4.4); FEATURES_OK + re-read (§4.5);
+ *       ops.queueCount(features, config reader);
  *       per queue: select, read the window, allocate rings, size/vectors/addresses/enable (§4.6);
  *       Interrupt Control := 1; DRIVER_OK.
  * Every wait is a transaction (frontend-transactions.ts), so a BE that leaves READY or stops
@@ -17,7 +18,7 @@ import { SharedMemoryAllocator } from './allocator.js';
 import type { VirtioDriverOps } from './device-api.js';
 import type { FrontendHeader } from './frontend-header.js';
 import { FrontendQueue } from './frontend-queues.js';
-import { FrontendSession } from './frontend-session.js';
+import { FrontendSession, GenerationConfigReader } from './frontend-session.js';
 import {
   confirmFeatures,
   enableQueue,
@@ -75,10 +76,18 @@ export async function initialiseDevice(c: InitContext): Promise<FrontendSession>
   const features = negotiate(offered, c.ops.features);
   await writeDriverFeatures(txn, features);
   status = await confirmFeatures(txn, h, status);
-  const count = c.ops.queueCount(features);
+  // The count may depend on config (console max_nr_ports, §7.2): readable from here on (§4.8).
+  const config = new GenerationConfigReader(h, size, d, c.partner, c.lost);
+  let count: number;
+  try {
+    count = c.ops.queueCount(features, config);
+  } finally {
+    config.close();
+  }
+  c.checkFailed();
   if (!Number.isInteger(count) || count < 0 || count > 0xffff) throw new TransportError('VSHM_ERR_QUEUE', '4.6', `driver asked for ${count} queues`);
   const mode = frontendVectorMode(count, d.vectors);
-  log('%s: %d queues, %d vectors: %s mode', c.debugName, count, d.vectors, mode);
+  log('%s: features 0x%s, %d queues, %d vectors: %s mode', c.debugName, features.toString(16), count, d.vectors, mode);
   const queues: FrontendQueue[] = [];
   const byVector: (FrontendQueue | undefined)[] = [];
   c.onQueues(queues, mode, byVector);

@@ -6,13 +6,74 @@
  */
 import { ArgumentError, TransportError } from '../errors.js';
 import { PEER_STATE_READY, type IvshmemDevice } from '../ivshmem/device.js';
-import type { ConfigWidth, DriverQueueHandle, DriverSession } from './device-api.js';
+import type { ConfigReader, ConfigWidth, DriverQueueHandle, DriverSession } from './device-api.js';
 import type { FrontendHeader } from './frontend-header.js';
 import { backendLost, type TransactionWriter } from './frontend-transactions.js';
 import { HDR_CONFIG } from './header.js';
 
 /** Spins of a config read while `config_generation` is odd before giving up (§4.8). */
 const CONFIG_SPIN_LIMIT = 1 << 20;
+
+/**
+ * §4.8 config reads over the FE header: acquire-load `config_generation`, spin while odd (checking
+ * the BE every 1024 spins), read the field, re-read the generation and retry if it changed.
+ * Synchronous: a BE mid-update finishes within its own synchronous step, so the spin is short; it
+ * is bounded anyway, and a BE that leaves READY meanwhile is a back-end failure (`onLost`, then
+ * throw). Used by the session and, before the queues exist, by `queueCount` (device-api.ts).
+ */
+export class GenerationConfigReader implements ConfigReader {
+  readonly size: number;
+  private closed = false;
+
+  constructor(
+    private readonly header: FrontendHeader,
+    headerSize: number,
+    private readonly device: IvshmemDevice,
+    private readonly partner: number,
+    private readonly onLost: (err: Error) => void,
+  ) {
+    this.size = headerSize - HDR_CONFIG;
+  }
+
+  /** Later reads throw VSHM_ERR_SESSION_DEAD (the reader outlived its call or session). */
+  close(): void {
+    this.closed = true;
+  }
+
+  read(offset: number, width: ConfigWidth): number {
+    this.check(offset, width);
+    if (this.closed) throw new TransportError('VSHM_ERR_SESSION_DEAD', '4.10', 'session ended');
+    const h = this.header;
+    for (let spins = 0; spins < CONFIG_SPIN_LIMIT; spins++) {
+      const g1 = h.configGeneration;
+      if ((g1 & 1) !== 0) {
+        if ((spins & 1023) === 1023) this.checkBackend();
+        continue;
+      }
+      const v = h.loadConfig(offset, width);
+      if (h.configGeneration === g1) return v;
+    }
+    this.checkBackend();
+    throw new TransportError('VSHM_ERR_CONFIG_BUSY', '4.8', 'config_generation did not settle');
+  }
+
+  /** Argument checks shared with config writes. */
+  check(offset: number, width: ConfigWidth): void {
+    if (width !== 1 && width !== 2 && width !== 4) throw new ArgumentError(`config width must be 1, 2 or 4, got ${String(width)}`);
+    if (!Number.isInteger(offset) || offset < 0 || offset + width > this.size) {
+      // §4.2: never read config beyond `size`.
+      throw new ArgumentError(`config access [${offset}, +${width}) outside the ${this.size}-byte config space`);
+    }
+  }
+
+  private checkBackend(): void {
+    if (!this.device.isPresent(this.partner) || this.device.peerState(this.partner) !== PEER_STATE_READY) {
+      const err = backendLost('back-end left READY during a config read');
+      this.onLost(err);
+      throw err;
+    }
+  }
+}
 
 export class FrontendSession implements DriverSession {
   readonly features: bigint;
@@ -21,11 +82,8 @@ export class FrontendSession implements DriverSession {
   readonly configSize: number;
   /** Generation of this session (1 for the first probe, +1 per re-initialisation). */
   readonly generation: number;
-  private readonly header: FrontendHeader;
   private readonly txn: TransactionWriter;
-  private readonly device: IvshmemDevice;
-  private readonly partner: number;
-  private readonly onLost: (err: Error) => void;
+  private readonly config: GenerationConfigReader;
   private deadValue = false;
 
   constructor(args: {
@@ -43,11 +101,8 @@ export class FrontendSession implements DriverSession {
     this.queues = args.queues;
     this.configSize = args.headerSize - HDR_CONFIG;
     this.generation = args.generation;
-    this.header = args.header;
     this.txn = args.txn;
-    this.device = args.device;
-    this.partner = args.partner;
-    this.onLost = args.onLost;
+    this.config = new GenerationConfigReader(args.header, args.headerSize, args.device, args.partner, args.onLost);
   }
 
   /** True once the session ended (lost, broken, reset or closed). */
@@ -58,54 +113,21 @@ export class FrontendSession implements DriverSession {
   /** @internal */
   kill(): void {
     this.deadValue = true;
+    this.config.close();
   }
 
-  /**
-   * §4.8: acquire-load `config_generation`, spin while odd (checking the BE), read the field,
-   * re-read the generation and retry if it changed. Synchronous: a BE mid-update finishes within
-   * its own synchronous step, so the spin is short; it is bounded anyway and a BE that leaves
-   * READY meanwhile is a back-end failure.
-   */
+  /** §4.8 read (see GenerationConfigReader); throws once the session is dead. */
   readConfig(offset: number, width: ConfigWidth): number {
-    this.checkConfig(offset, width);
-    if (this.deadValue) throw new TransportError('VSHM_ERR_SESSION_DEAD', '4.10', 'session ended');
-    const h = this.header;
-    for (let spins = 0; spins < CONFIG_SPIN_LIMIT; spins++) {
-      const g1 = h.configGeneration;
-      if ((g1 & 1) !== 0) {
-        if ((spins & 1023) === 1023) this.checkBackend();
-        continue;
-      }
-      const v = h.loadConfig(offset, width);
-      if (h.configGeneration === g1) return v;
-    }
-    this.checkBackend();
-    throw new TransportError('VSHM_ERR_CONFIG_BUSY', '4.8', 'config_generation did not settle');
+    return this.config.read(offset, width);
   }
 
   /** Write a config field at its width by transaction (§4.3); resolves once the BE completed it. */
   async writeConfig(offset: number, width: ConfigWidth, value: number): Promise<void> {
-    this.checkConfig(offset, width);
+    this.config.check(offset, width);
     if (!Number.isInteger(value) || value < 0 || value >= 2 ** (8 * width)) {
       throw new ArgumentError(`config value ${value} does not fit ${width} bytes`);
     }
     if (this.deadValue) throw new TransportError('VSHM_ERR_SESSION_DEAD', '4.10', 'session ended');
     await this.txn.write(HDR_CONFIG + offset, width, value);
-  }
-
-  private checkConfig(offset: number, width: ConfigWidth): void {
-    if (width !== 1 && width !== 2 && width !== 4) throw new ArgumentError(`config width must be 1, 2 or 4, got ${String(width)}`);
-    if (!Number.isInteger(offset) || offset < 0 || offset + width > this.configSize) {
-      // §4.2: never read config beyond `size`.
-      throw new ArgumentError(`config access [${offset}, +${width}) outside the ${this.configSize}-byte config space`);
-    }
-  }
-
-  private checkBackend(): void {
-    if (!this.device.isPresent(this.partner) || this.device.peerState(this.partner) !== PEER_STATE_READY) {
-      const err = backendLost('back-end left READY during a config read');
-      this.onLost(err);
-      throw err;
-    }
   }
 }
