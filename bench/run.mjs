@@ -49,13 +49,15 @@ const gbps = (r) => `${r.gbps} GB/s`;
 const CASES = [
   { name: 'eventfd_rtt', group: 'B0', script: 'eventfd-rtt.mjs', args: (q) => [q ? 2000 : 30000], key: (r) => r.median_us, summary: latency },
   { name: 'unix_echo', group: 'B0', script: 'unix-echo.mjs', args: (q) => [q ? 2000 : 30000], key: (r) => r.median_us, summary: latency },
-  { name: 'unix_stream', group: 'B0', script: 'unix-stream.mjs', args: (q) => [q ? 32 : 1024], key: (r) => r.gbps, summary: gbps },
+  // Throughput cases are short and the most exposed to other load: more bytes and 5 trials.
+  { name: 'unix_stream', group: 'B0', script: 'unix-stream.mjs', args: (q) => [q ? 32 : 2048], trials: 5, key: (r) => r.gbps, summary: gbps },
   // B1 with both sides pinned to different CPUs (taskset), where the adaptive spin works; the
   // unpinned run and a pinned eventfd baseline are reported beside it for honesty (README).
   { name: 'rtt64', group: 'B1', script: 'virtio.mjs', args: (q) => ['rtt', q ? 2000 : 30000], env: { VSHM_BENCH_PIN: '1' }, key: (r) => r.median_us, summary: latency },
   { name: 'rtt64_unpinned', group: 'B1', script: 'virtio.mjs', args: (q) => ['rtt', q ? 2000 : 30000], key: (r) => r.median_us, summary: latency },
+  { name: 'rtt64_nospin', group: 'B1', script: 'virtio.mjs', args: (q) => ['rtt', q ? 2000 : 30000], env: { VSHM_SPIN_US: '0' }, key: (r) => r.median_us, summary: latency },
   { name: 'eventfd_rtt_pinned', group: 'B0', script: 'eventfd-rtt.mjs', args: (q) => [q ? 2000 : 30000], env: { VSHM_BENCH_PIN: '1' }, key: (r) => r.median_us, summary: latency },
-  { name: 'bulk64k', group: 'B2', script: 'virtio.mjs', args: (q) => ['bulk', q ? 32 : 1024], key: (r) => r.gbps, summary: gbps },
+  { name: 'bulk64k', group: 'B2', script: 'virtio.mjs', args: (q) => ['bulk', q ? 32 : 4096], trials: 5, key: (r) => r.gbps, summary: gbps },
   { name: 'console_stream', group: 'B2', script: 'console.mjs', args: (q) => [q ? 16 : 256], key: (r) => r.gbps, summary: gbps },
   {
     // One run yields three results: the rate, the CPU it cost, then CPU while idle.
@@ -88,7 +90,8 @@ const started = Date.now();
 let failed = 0;
 for (const c of selected) {
   const runs = [];
-  for (let t = 0; t < trials; t++) {
+  const n = o.quick || o.trials ? trials : (c.trials ?? trials);
+  for (let t = 0; t < n; t++) {
     try {
       runs.push(await runCase(c.script, c.args(o.quick).map(String), { timeoutMs: o.quick ? 30000 : 60000, env: c.env }));
     } catch (e) {
