@@ -123,7 +123,9 @@ const targets = [
   ['rtt64 / unix_echo (median)', ratio(C.rtt64?.median_us, C.unix_echo?.median_us), '≤ 0.7', (x) => x <= 0.7],
   ['rtt64 / eventfd_rtt (median)', ratio(C.rtt64?.median_us, C.eventfd_rtt?.median_us), '≤ 1.3', (x) => x <= 1.3],
   ['bulk64k / unix_stream', ratio(C.bulk64k?.gbps, C.unix_stream?.gbps), '≥ 4', (x) => x >= 4],
-  ['console_stream / unix_stream', ratio(C.console_stream?.gbps, C.unix_stream?.gbps), '(info)', null],
+  ['rtt64_unpinned / eventfd_rtt (median)', ratio(C.rtt64_unpinned?.median_us, C.eventfd_rtt?.median_us), 'info', null],
+  ['rtt64_nospin / eventfd_rtt (median)', ratio(C.rtt64_nospin?.median_us, C.eventfd_rtt?.median_us), 'info', null],
+  ['console_stream / unix_stream', ratio(C.console_stream?.gbps, C.unix_stream?.gbps), 'info', null],
   ['msg_rate (msgs/s)', C.msg_rate?.msgs_per_s ?? null, '≥ 1000000', (x) => x >= 1e6],
   ['idle_cpu (%)', C.idle_cpu?.percent ?? null, '< 1', (x) => x < 1],
 ];
@@ -146,7 +148,7 @@ for (const [name, { value, target, met }] of Object.entries(results.ratios)) {
   rows.push([name, `${value} (${target})${met === true ? ' met' : met === false ? ' MISSED' : ''}`]);
 }
 const w = Math.max(...rows.map((r) => r[0].length));
-console.log(`vshm bench — node ${results.node}, ${results.cpus} × ${results.cpu_model}${o.quick ? ' (quick)' : ''}, ${trials} trial(s)/case`);
+console.log(`vshm bench — node ${results.node}, ${results.cpus} × ${results.cpu_model}${o.quick ? ' (quick)' : ''}, ${trials} trial(s) per case${o.quick || o.trials ? '' : ' (throughput: 5)'}`);
 for (const [a, b] of rows) console.log(a === '' ? '' : `  ${a.padEnd(w)}  ${b}`);
 console.log(`  (${results.seconds} s)`);
 
