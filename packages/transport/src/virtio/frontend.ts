@@ -7,27 +7,23 @@
  *   (5) reset, ACKNOWLEDGE, DRIVER, features (§4.4), FEATURES_OK + re-read, queues (§4.6),
  *       Interrupt Control := 1, DRIVER_OK → ops.probe(session) → (6) operate.
  *
- * Failure kinds and what follows:
+ * Failure kinds (what follows each: frontend-recovery.ts):
  * - **lost** (BE entry leaves READY, PEER_GONE, server gone, vector 0 with the BE not READY, a
- *   transaction timeout): stop touching header, rings and buffers; clear both event bytes; every
- *   in-flight request comes back through onFailed; ops.remove(err); emit 'lost'; interrupts
- *   off; only then State := RESET; back to (2) — the whole initialisation runs again and the
- *   driver is probed with a new session (§8 items 34, 35).
- * - **broken** (a §6.4 violation in a used ring, a driver callback that threw, or a config event
- *   with DEVICE_NEEDS_RESET set — the BE found a §6.3 violation): fail in-flight
- *   requests, ops.remove(err), reset the device (status 0, awaited — the BE then touches no old
- *   ring, §4.5), emit 'error' if anyone listens, and re-run (3)–(6) while staying READY.
+ *   transaction timeout): in-flight requests fail, remove(), 'lost', State := RESET only once we
+ *   no longer touch shared structures, back to (2): a full re-initialisation and a new probe
+ *   (§8 items 34, 35).
+ * - **broken** (a §6.4 violation in a used ring, a driver callback that threw, a config event
+ *   with DEVICE_NEEDS_RESET): in-flight requests fail, remove(), device reset (awaited, §4.5),
+ *   'error', re-run (3)–(6) while staying READY.
  * - **refused** (bad header, missing VERSION_1/ACCESS_PLATFORM, FEATURES_OK rejected, a queue
- *   that cannot be set up): status FAILED (best effort), 'error' (and a pending start() rejects);
- *   the FE then waits for the BE to leave READY — a different back-end may be started — and
- *   starts over from (1).
+ *   that cannot be set up): status FAILED, 'error', a pending start() rejects; wait for the BE
+ *   to leave READY (a different back-end may be started), then start over from (1).
  *
- * Notifications (§4.9) by vector mode, D = 1 + queue count: per-queue (config on 0, queue k on
- * 1 + k), shared (all queues on 1, acted on if `queue_event` & 1), single (everything on 0:
- * config part then queue part). Vector 0 always checks the BE entry first.
+ * Notifications (§4.9): frontend-interrupts.ts dispatches vectors by the session's mode.
  *
- * Ownership: close() does the orderly shutdown (reset, await, State := RESET, interrupts off)
- * but does NOT close the IvshmemDevice — whoever opened it closes it.
+ * Ownership: close() does the orderly shutdown in any phase (reset and await if our State is
+ * READY, then State := RESET, interrupts off) but does NOT close the IvshmemDevice — whoever
+ * opened it closes it.
  *
  * Events: 'ready' (session) after every probe; 'lost' (err) on every back-end failure;
  * 'error' (err) for refused devices and broken rings (only emitted when someone listens).
@@ -35,16 +31,16 @@
 import { EventEmitter } from 'node:events';
 import createDebug from 'debug';
 import { DeviceStatus } from 'virtio-spec-types';
-import { ArgumentError, RingError, TransportError } from '../errors.js';
+import { ArgumentError, TransportError } from '../errors.js';
 import { PEER_STATE_READY, PEER_STATE_RESET, type IvshmemDevice } from '../ivshmem/device.js';
 import type { DriverSession, VirtioDriverOps } from './device-api.js';
 import { FrontendHeader } from './frontend-header.js';
 import { initialiseDevice } from './frontend-init.js';
-import type { FrontendQueue } from './frontend-queues.js';
+import { VectorDispatch, asError } from './frontend-interrupts.js';
+import { classify, recoverSession, type Failure, type RecoveryHost } from './frontend-recovery.js';
 import type { FrontendSession } from './frontend-session.js';
 import { writeStatus } from './frontend-setup.js';
-import { TransactionWriter, backendLost, isBackendFailure, type TransactionOptions } from './frontend-transactions.js';
-import { HDR_DEVICE_STATUS } from './header.js';
+import { TransactionWriter, backendLost, type TransactionOptions } from './frontend-transactions.js';
 import { MemoryView } from './memory.js';
 import type { FrontendVectorMode } from './vectors.js';
 
@@ -59,12 +55,6 @@ export interface VirtioFrontendOptions {
   readyPollMs?: number;
   /** Name in debug output. */
   debugName?: string;
-}
-
-type FailureKind = 'lost' | 'broken' | 'refused' | 'close';
-interface Failure {
-  kind: FailureKind;
-  err: Error;
 }
 
 /** Where the front-end is in its §4.10 loop. */
@@ -84,14 +74,13 @@ export class VirtioFrontend extends EventEmitter {
   private serverGone = false;
   private generation = 0;
   private sessionValue: FrontendSession | null = null;
-  private queues: FrontendQueue[] = [];
-  private mode: FrontendVectorMode = 'single';
-  /** Queue by driver vector (per-queue mode). */
-  private byVector: (FrontendQueue | undefined)[] = [];
+  private readonly dispatch: VectorDispatch;
+  private readonly recovery: RecoveryHost;
   private failure: Failure | null = null;
   private failureWake: ((f: Failure) => void) | null = null;
   private waitWake: (() => void) | null = null;
   private loopDone: Promise<void> | null = null;
+  private closeDone: Promise<void> | null = null;
   private startWaiters: { resolve: (s: DriverSession) => void; reject: (e: Error) => void }[] = [];
   private everReady = false;
 
@@ -109,7 +98,7 @@ export class VirtioFrontend extends EventEmitter {
     this.signal({ kind: 'close', err: new TransportError('VSHM_ERR_DEVICE_CLOSED', '4.10', 'ivshmem device closed') });
     this.waitWake?.();
   };
-  private readonly onIrq = (vector: number): void => this.interrupt(vector);
+  private readonly onIrq = (vector: number): void => this.dispatch.interrupt(vector);
 
   constructor(device: IvshmemDevice, ops: VirtioDriverOps, opts: VirtioFrontendOptions = {}) {
     super();
@@ -143,6 +132,44 @@ export class VirtioFrontend extends EventEmitter {
     this.header = new FrontendHeader(device.window, device.layout.rwSize);
     this.memory = new MemoryView(device.window);
     this.txn = new TransactionWriter(this.header, device, this.partner, { ...opts.transaction, timeoutMs: timeout });
+    const self = this;
+    this.dispatch = new VectorDispatch({
+      name: this.name,
+      header: this.header,
+      ops,
+      get live() {
+        return self.phaseValue === 'live';
+      },
+      get currentSession() {
+        return self.sessionValue;
+      },
+      backendReady: () => this.backendReady(),
+      checkBackend: () => this.checkBackend(),
+      broken: (err) => this.signal({ kind: 'broken', err }),
+    });
+    this.recovery = {
+      name: this.name,
+      device,
+      header: this.header,
+      txn: this.txn,
+      ops,
+      dispatch: this.dispatch,
+      get closing() {
+        return self.closing;
+      },
+      takeSession: () => {
+        const s = this.sessionValue;
+        this.sessionValue = null;
+        return s;
+      },
+      clearFailure: () => {
+        this.failure = null;
+      },
+      emit: (event, err) => this.safeEmit(event, err),
+      rejectStart: (err) => this.rejectStart(err),
+      backendReady: () => this.backendReady(),
+      waitFor: (cond) => this.waitFor(cond),
+    };
   }
 
   get phase(): FrontendPhase {
@@ -156,7 +183,7 @@ export class VirtioFrontend extends EventEmitter {
 
   /** The §4.9 vector mode of the current (or last) session. */
   get vectorMode(): FrontendVectorMode {
-    return this.mode;
+    return this.dispatch.mode;
   }
 
   /** Transactions completed so far (tests, debugging). */
@@ -185,18 +212,28 @@ export class VirtioFrontend extends EventEmitter {
   }
 
   /**
-   * Orderly shutdown (§4.10): stop the data path (in-flight requests fail with
-   * VSHM_ERR_CLOSED), reset the device and await completion, State := RESET, interrupts off.
+   * Orderly shutdown (§4.10), correct in every phase: stop the loop and the data path (in-flight
+   * requests fail with VSHM_ERR_CLOSED, a pending start() rejects); if our State is READY — the
+   * header is in use and a status may have been written (initialising, live, recovering, refused)
+   * — and the BE is still READY, reset the device and await completion (bounded by the
+   * transaction timeout), so the BE sees a driver reset rather than a vanished driver; then
+   * interrupts off and State := RESET. Idempotent; concurrent calls share one shutdown.
    */
-  async close(): Promise<void> {
-    if (this.phaseValue === 'closed') return;
-    const wasLive = this.phaseValue === 'live';
+  close(): Promise<void> {
+    this.closeDone ??= this.shutdown();
+    return this.closeDone;
+  }
+
+  private async shutdown(): Promise<void> {
+    const started = this.loopDone !== null;
+    const phase = this.phaseValue;
     this.closing = true;
     this.signal({ kind: 'close', err: new TransportError('VSHM_ERR_CLOSED', '4.10', 'front-end closed') });
     this.waitWake?.();
     if (this.loopDone !== null) await this.loopDone;
     const d = this.device;
-    if (wasLive && d.state === PEER_STATE_READY && this.backendReady()) {
+    if (started && d.state === PEER_STATE_READY && this.backendReady()) {
+      log('%s: close in phase %s: resetting the device', this.name, phase);
       try {
         await writeStatus(this.txn, DeviceStatus.RESET);
       } catch (err) {
@@ -210,7 +247,7 @@ export class VirtioFrontend extends EventEmitter {
     d.off('peer-gone', this.onPeerEvent);
     d.off('server-gone', this.onServerGone);
     d.off('close', this.onDeviceClose);
-    this.phaseValue = 'closed';
+    this.setPhase('closed');
     this.rejectStart(new TransportError('VSHM_ERR_CLOSED', '4.10', 'front-end closed before the device became ready'));
   }
 
@@ -220,9 +257,7 @@ export class VirtioFrontend extends EventEmitter {
    */
   poll(): number {
     if (this.phaseValue !== 'live') return 0;
-    let n = 0;
-    for (const q of this.queues) n += q.poll();
-    return n;
+    return this.dispatch.pollAll();
   }
 
   // --------------------------------------------------------------------------------------------
@@ -246,7 +281,8 @@ export class VirtioFrontend extends EventEmitter {
       } catch (err) {
         f = this.failure ?? classify(err);
       }
-      await this.recover(f);
+      this.setPhase('recovering');
+      await recoverSession(this.recovery, f);
     }
   }
 
@@ -265,14 +301,10 @@ export class VirtioFrontend extends EventEmitter {
       checkFailed: () => this.throwIfFailed(),
       broken: (err) => this.signal({ kind: 'broken', err }),
       lost: (err) => this.signal({ kind: 'lost', err }),
-      onQueues: (queues, mode, byVector) => {
-        this.queues = queues;
-        this.mode = mode;
-        this.byVector = byVector;
-      },
+      onQueues: (queues, mode, byVector) => this.dispatch.set(queues, mode, byVector),
     });
     this.sessionValue = r;
-    for (const q of this.queues) q.live = true;
+    this.dispatch.setLive(true);
     return r;
   }
 
@@ -299,74 +331,6 @@ export class VirtioFrontend extends EventEmitter {
     });
   }
 
-  /** End the session per failure kind (file comment). */
-  private async recover(f: Failure): Promise<void> {
-    this.setPhase('recovering');
-    log('%s: %s: %s', this.name, f.kind, f.err.message);
-    const d = this.device;
-    const session = this.sessionValue;
-    this.sessionValue = null;
-    session?.kill();
-    // Stop touching rings and buffers before anything else.
-    for (const q of this.queues) q.live = false;
-    if (f.kind === 'lost') {
-      this.txn.abort(f.err);
-      d.interruptsEnabled = false;
-      this.header.clearConfigEvent();
-      this.header.clearQueueEvent();
-    }
-    this.failQueues(f.err);
-    if (session !== null) this.callRemove(f.err);
-    this.queues = [];
-    this.byVector = [];
-    switch (f.kind) {
-      case 'lost':
-        this.safeEmit('lost', f.err);
-        d.setState(PEER_STATE_RESET); // only now: we no longer touch shared structures
-        return;
-      case 'broken':
-        this.safeEmit('error', f.err);
-        d.interruptsEnabled = false;
-        try {
-          this.failure = null;
-          await writeStatus(this.txn, DeviceStatus.RESET); // the BE then touches no old ring (§4.5)
-        } catch (err) {
-          const lost = isBackendFailure(err) ? (err as Error) : backendLost('reset after a broken ring failed');
-          await this.recover({ kind: 'lost', err: lost });
-        }
-        return;
-      case 'refused':
-        this.safeEmit('error', f.err);
-        this.rejectStart(f.err);
-        d.interruptsEnabled = false;
-        if (d.state === PEER_STATE_READY && this.backendReady()) {
-          this.failure = null;
-          await writeStatus(this.txn, DeviceStatus.FAILED).catch(() => undefined);
-        }
-        // Retrying this BE would be refused again: wait for it to go away — a different one may
-        // be started (§4.10) — even if we never went READY (header refused).
-        await this.waitFor(() => !this.backendReady());
-        d.setState(PEER_STATE_RESET);
-        return;
-      case 'close':
-        this.txn.abort(f.err);
-        this.rejectStart(f.err);
-        return;
-    }
-  }
-
-  private failQueues(err: Error): void {
-    for (const q of this.queues) q.failAll(err);
-  }
-
-  private callRemove(err: Error): void {
-    try {
-      this.ops.remove(err);
-    } catch (e) {
-      log('%s: remove() threw: %s', this.name, (e as Error).message);
-    }
-  }
-
   /** Record the failure that ends the current session (the first one wins). */
   private signal(f: Failure): void {
     if (this.failure !== null) {
@@ -375,7 +339,7 @@ export class VirtioFrontend extends EventEmitter {
     }
     this.failure = f;
     if (f.kind === 'lost' || f.kind === 'close') this.txn.abort(f.err);
-    for (const q of this.queues) q.live = false;
+    this.dispatch.setLive(false);
     const wake = this.failureWake;
     this.failureWake = null;
     wake?.(f);
@@ -419,53 +383,6 @@ export class VirtioFrontend extends EventEmitter {
     });
   }
 
-  /** The interrupt sink (§4.9). Never throws. */
-  private interrupt(vector: number): void {
-    try {
-      if (vector === 0) {
-        if (!this.backendReady()) {
-          this.checkBackend();
-          return;
-        }
-        if (this.phaseValue !== 'live') return;
-        if (this.header.configEvent) {
-          this.header.clearConfigEvent();
-          if ((this.header.load(HDR_DEVICE_STATUS, 4) & DeviceStatus.DEVICE_NEEDS_RESET) !== 0) {
-            // §6.3: the BE found a ring violation, stopped all queues and waits for a reset.
-            this.signal({ kind: 'broken', err: new TransportError('VSHM_ERR_NEEDS_RESET', '6.3', 'device set DEVICE_NEEDS_RESET') });
-            return;
-          }
-          const s = this.sessionValue;
-          if (s !== null && this.ops.configChanged !== undefined) {
-            try {
-              this.ops.configChanged(s);
-            } catch (err) {
-              this.signal({ kind: 'broken', err: asError(err, 'configChanged threw') });
-              return;
-            }
-          }
-        }
-        if (this.mode === 'single') this.queuePart();
-        return;
-      }
-      if (this.phaseValue !== 'live') return;
-      if (this.mode === 'per-queue') {
-        this.byVector[vector]?.poll();
-      } else if (this.mode === 'shared' && vector === 1) {
-        this.queuePart();
-      }
-    } catch (err) {
-      log('%s: interrupt handler: %s', this.name, (err as Error).message);
-    }
-  }
-
-  /** Shared/single mode: act if `queue_event` & 1 — store 0, full fence, poll all (§4.9). */
-  private queuePart(): void {
-    if (!this.header.queueEvent) return;
-    this.header.clearQueueEvent();
-    for (const q of this.queues) q.poll();
-  }
-
   private rejectStart(err: Error): void {
     const waiters = this.startWaiters;
     this.startWaiters = [];
@@ -491,17 +408,6 @@ export class VirtioFrontend extends EventEmitter {
   get wasReady(): boolean {
     return this.everReady;
   }
-}
-
-function classify(err: unknown): Failure {
-  const e = asError(err, 'initialisation failed');
-  if (isBackendFailure(e)) return { kind: 'lost', err: e };
-  if (e instanceof RingError) return { kind: 'broken', err: e };
-  return { kind: 'refused', err: e };
-}
-
-function asError(err: unknown, what: string): Error {
-  return err instanceof Error ? err : new TransportError('VSHM_ERR_CALLBACK', '', `${what}: ${String(err)}`);
 }
 
 function checkOps(ops: VirtioDriverOps): void {
