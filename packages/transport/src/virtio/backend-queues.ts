@@ -128,6 +128,25 @@ class BackendQueueHandle implements DeviceQueueHandle {
     }
   }
 
+  /**
+   * perf (spin.ts): while the device polls in a bounded spin, ask the driver not to kick
+   * (`on` false: NO_NOTIFY / avail_event behind, §4.9), and to kick again afterwards (`on` true:
+   * re-arm, full fence, re-check). Returns true when chains arrived meanwhile — no kick will come
+   * for them, so the caller must poll (no lost wake-up).
+   */
+  setNotify(on: boolean): boolean {
+    const ring = this.ring;
+    if (ring === null) return false;
+    try {
+      if (on) return ring.enableNotifications();
+      ring.disableNotifications();
+      return false;
+    } catch (err) {
+      this.host.violation(toError(err));
+      return false;
+    }
+  }
+
   /** The session ended or the queue stopped: every later call is a no-op. */
   kill(): void {
     this.ring = null;
@@ -272,6 +291,13 @@ export class BackendQueues {
   closeSession(): void {
     for (const h of this.handles) if (h !== undefined) h.kill();
     this.handles = [];
+  }
+
+  /** perf (spin.ts): setNotify on every live queue; true when any has chains waiting. */
+  setNotify(on: boolean): boolean {
+    let pending = false;
+    for (const h of this.handles) if (h !== undefined && h.setNotify(on)) pending = true;
+    return pending;
   }
 
   /** §4.9 BE wake-up: offer every live queue to its device. Returns chains popped. No allocation. */

@@ -225,6 +225,21 @@ export class VirtioBackend extends EventEmitter {
     return work;
   }
 
+  /**
+   * perf, for bounded-spin callers (spin.ts): `false` asks the driver not to kick the live
+   * queues while we poll anyway; `true` asks for kicks again and returns whether chains arrived
+   * in between (then poll(): no kick will announce them). Never throws.
+   */
+  setNotify(on: boolean): boolean {
+    if (this.session === null || this.busy) return false;
+    try {
+      return this.queues.setNotify(on);
+    } catch (err) {
+      this.reportError(err);
+      return false;
+    }
+  }
+
   /** Change config by the generation rule (§4.8) and raise a config event (§4.9). */
   updateConfig(mutate: (config: ConfigSpace) => void): void {
     if (this.phaseValue === 'closed') return;

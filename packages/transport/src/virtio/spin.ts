@@ -30,7 +30,9 @@
  * (bench/README.md): see DEFAULT_SPIN_US.
  *
  * This file touches no shared memory itself: it calls the transport's public `poll()` (which
- * does all the §6 validation) and wraps the device's `onInterrupt` sink.
+ * does all the §6 validation) and wraps the device's `onInterrupt` sink. A target that offers
+ * `setNotify` (VirtioBackend) also has the peer's doorbells suppressed while it spins: the peer
+ * saves its eventfd write, and nothing is lost because re-enabling re-checks the rings.
  */
 import { ArgumentError } from '../errors.js';
 import type { IvshmemDevice } from '../ivshmem/device.js';
@@ -70,6 +72,12 @@ export interface SpinOptions {
 export interface Pollable {
   /** Do pending work; return how much (0 = nothing found). Must not throw. */
   poll(): number;
+  /**
+   * Optional: `false` asks the peer not to ring the doorbell while we spin (we poll anyway);
+   * `true` asks for doorbells again and returns whether work arrived in between (the spinner
+   * then polls once more). VirtioBackend implements it (kick suppression, §4.9). Must not throw.
+   */
+  setNotify?(on: boolean): boolean;
 }
 
 /** Counters for benchmarks and tests. */
@@ -162,6 +170,8 @@ export class AdaptiveSpin {
     }
     this.inSpin = true;
     const target = this.target;
+    const notify = target.setNotify !== undefined;
+    if (notify) target.setNotify!(false);
     const budgetMs = this.budget / 1000;
     const stopAt = start + this.maxRunUs / 1000;
     let last = start;
@@ -191,6 +201,9 @@ export class AdaptiveSpin {
         if (now >= stopAt) break;
       }
     } finally {
+      // Doorbells back on before we sleep; work that slipped in meanwhile is taken now (its
+      // doorbell was suppressed).
+      if (notify && target.setNotify!(true)) found += target.poll();
       this.inSpin = false;
     }
     if (found === 0) this.stats.misses++;
