@@ -110,7 +110,8 @@ export async function openFrontend(socketPath, ops, opts = {}) {
   peer.on('error', (e) => process.stderr.write(`bench: fe peer: ${e.message}\n`));
   fe.on('error', (e) => process.stderr.write(`bench: fe: ${e.message}\n`));
   const session = await ready;
-  const spin = attachSpin(peer, fe);
+  // The front-end's spin also suppresses the device's interrupts while it polls.
+  const spin = attachSpin(peer, transport.frontendPollable ? transport.frontendPollable(fe) : fe);
   return { peer, fe, session, spin };
 }
 

@@ -236,6 +236,26 @@ export class FrontendQueue<T = unknown> implements DriverQueueHandle<T> {
   }
 
   /**
+   * perf, for bounded-spin callers (spin.ts `frontendPollable`): `false` asks the device not to
+   * interrupt for this queue while we poll anyway (NO_INTERRUPT / used_event behind, §4.9);
+   * `true` asks again, fences and re-checks — true when used entries are already waiting (no
+   * interrupt will announce them: poll()). Never throws; a §6.4 violation breaks the device.
+   */
+  setCallbacks(on: boolean): boolean {
+    if (!this.live) return false;
+    try {
+      if (on) return this.engine.enableCallbacks();
+      this.engine.disableCallbacks();
+      return false;
+    } catch (err) {
+      this.live = false;
+      const e = err instanceof Error ? err : new TransportError('VSHM_ERR_CALLBACK', '', String(err));
+      this.brokenCb(e instanceof RingError ? new RingError(e.code, e.section, `queue ${this.index}: ${e.message}`) : e);
+      return false;
+    }
+  }
+
+  /**
    * Collect used entries (§6.4 checks in the engine), deliver each through onUsed and free its
    * buffers. Returns the number delivered. A violation, or an onUsed that throws, marks the
    * device broken (the transport fails everything, resets and re-initialises). Never throws.

@@ -232,6 +232,33 @@ export class AdaptiveSpin {
   }
 }
 
+/** The part of VirtioFrontend a spin needs (structural, so this file imports no front-end code). */
+export interface SpinnableFrontend {
+  poll(): number;
+  readonly session: { readonly queues: readonly unknown[] } | null;
+}
+
+/**
+ * A Pollable over a front-end that also suppresses the device's used-buffer interrupts while it
+ * spins (FrontendQueue.setCallbacks), on whatever session is live at the time (sessions change
+ * across recoveries, §4.10).
+ */
+export function frontendPollable(fe: SpinnableFrontend): Pollable {
+  return {
+    poll: () => fe.poll(),
+    setNotify(on: boolean): boolean {
+      const qs = fe.session?.queues;
+      if (qs === undefined) return false;
+      let pending = false;
+      for (const q of qs) {
+        const set = (q as { setCallbacks?: (on: boolean) => boolean }).setCallbacks;
+        if (set !== undefined && set.call(q, on)) pending = true;
+      }
+      return pending;
+    },
+  };
+}
+
 /** Handle returned by attachSpin. */
 export interface SpinAttachment {
   readonly spinner: AdaptiveSpin;
