@@ -2,6 +2,7 @@
 // Cases print exactly one JSON object as their last stdout line; run.mjs collects it.
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import os from 'node:os';
 import { fileURLToPath } from 'node:url';
 
 /** Median and 99th percentile of a Float64Array of samples (sorted in place, numerically). */
@@ -87,7 +88,10 @@ export function nodeCommand(args, cpu) {
 }
 
 let tasksetChecked = null;
+/** Pinning needs taskset and at least two CPUs (taskset -c 1 fails on a single-CPU machine). */
 function hasTaskset() {
-  if (tasksetChecked === null) tasksetChecked = ['/usr/bin/taskset', '/bin/taskset'].some((p) => existsSync(p));
+  if (tasksetChecked === null) {
+    tasksetChecked = os.cpus().length >= 2 && ['/usr/bin/taskset', '/bin/taskset'].some((p) => existsSync(p));
+  }
   return tasksetChecked;
 }
