@@ -89,7 +89,7 @@ export function nodeCommand(args, cpu) {
 
 let tasksetChecked = null;
 /** Pinning needs taskset and at least two CPUs (taskset -c 1 fails on a single-CPU machine). */
-function hasTaskset() {
+export function hasTaskset() {
   if (tasksetChecked === null) {
     tasksetChecked = os.cpus().length >= 2 && ['/usr/bin/taskset', '/bin/taskset'].some((p) => existsSync(p));
   }

@@ -9,7 +9,7 @@
 import { writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { fileURLToPath } from 'node:url';
-import { runCase, round } from './lib.mjs';
+import { hasTaskset, runCase, round } from './lib.mjs';
 
 const USAGE = 'usage: node bench/run.mjs [--quick] [--json PATH] [--only NAME,…] [--trials N]';
 
@@ -107,6 +107,7 @@ for (const c of selected) {
   runs.sort((a, b) => c.key(a) - c.key(b));
   const r = runs[(runs.length - 1) >> 1];
   const trialKeys = runs.map(c.key);
+  if (c.env?.VSHM_BENCH_PIN === '1') r.pinned = hasTaskset(); // false: taskset or a 2nd CPU missing
   if (c.produces) {
     for (const n of c.produces) results.cases[n] = runs.length > 1 ? { ...r[n], trials: runs.map((x) => x[n]) } : r[n];
   } else {
