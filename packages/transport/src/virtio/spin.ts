@@ -1,5 +1,5 @@
 /**
- * Adaptive bounded spin: after a doorbell wake-up has done work, keep polling the rings for a
+ * Adaptive bounded spin: after a doorbell wake-up, keep polling the rings for a
  * short, bounded time before going back to sleep on the eventfd (spec §4.9 "rescan after
  * enabling" makes this safe: every poll ends with the ring re-armed, so a buffer published while
  * we stop spinning still rings the doorbell).
@@ -9,13 +9,13 @@
  * within the spin window is seen by a plain memory load instead (< 1 µs).
  *
  * Bounds, so that idle CPU stays ~0:
- * - a spin only ever starts from a wake-up that did work (an interrupt or a completion); a
- *   process that receives nothing never spins;
+ * - a spin only ever starts right after a delivered interrupt: a process that receives nothing
+ *   never spins;
  * - it ends after `budgetUs` without new work, and in any case after `maxRunUs` (the event loop
  *   gets its turn: timers, sockets, peer-gone events);
  * - a spin that notices it was preempted (a gap of > 20 µs between two polls: the CPUs are
- *   oversubscribed, and spinning would only keep the peer from running) stops and falls back to
- *   the minimum budget;
+ *   oversubscribed, or the peer was woken on our CPU, and spinning would only keep it from
+ *   running) stops at once and backs off as below;
  * - when fewer than about a quarter of recent spins found work (EWMA), or after a preemption,
  *   spinning pauses for 5 ms, doubling up to 80 ms while it keeps not paying off (each probe
  *   then costs a few budgets: well under 1 % of a core), so on a loaded machine the transport
@@ -75,7 +75,8 @@ export interface Pollable {
   /**
    * Optional: `false` asks the peer not to ring the doorbell while we spin (we poll anyway);
    * `true` asks for doorbells again and returns whether work arrived in between (the spinner
-   * then polls once more). VirtioBackend implements it (kick suppression, §4.9). Must not throw.
+   * then polls once more). VirtioBackend implements it (kick suppression, §4.9), and
+   * frontendPollable() for a front-end (interrupt suppression). Must not throw.
    */
   setNotify?(on: boolean): boolean;
 }
@@ -268,8 +269,10 @@ export interface SpinAttachment {
 
 /**
  * Wrap `device.onInterrupt` (installed by the transport's start()) so that every delivered
- * interrupt is followed by a bounded spin on `target.poll()`. Call after `start()`. With a
- * budget of 0 nothing is wrapped.
+ * interrupt is followed by a bounded spin on `target` — the VirtioBackend itself, or
+ * `frontendPollable(frontend)`. Call after `start()`, and `detach()` before closing the
+ * transport (its close() only clears a sink that is still its own). With a budget of 0 nothing
+ * is wrapped.
  */
 export function attachSpin(device: IvshmemDevice, target: Pollable, opts: SpinOptions = {}): SpinAttachment {
   const spinner = new AdaptiveSpin(target, opts);
