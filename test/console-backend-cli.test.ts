@@ -3,7 +3,7 @@
  */
 import { expect } from 'chai';
 import { IvshmemPeer } from '@vshm/transport';
-import { Scratch, BACKEND_BIN } from './console-backend-procs.js';
+import { useScratch, BACKEND_BIN } from './e2e-procs.js';
 
 function oneLine(stderr: string): string {
   const lines = stderr.split('\n').filter((l) => l !== '');
@@ -13,19 +13,13 @@ function oneLine(stderr: string): string {
 }
 
 describe('vshm-console-backend: command line', function () {
-  let s: Scratch;
-  beforeEach(() => {
-    s = new Scratch();
-  });
-  afterEach(async () => {
-    await s.cleanup();
-  });
+  const s = useScratch(this);
 
   it('prints usage with --help and exits 0', async () => {
     const p = s.spawn('backend', BACKEND_BIN, ['--help']);
     expect((await p.exited).code).to.equal(0);
-    expect(p.stdout).to.match(/^Usage: vshm-console-backend/);
-    expect(p.stdout).to.match(/Ctrl-\] then q/);
+    expect(p.stdoutText).to.match(/^Usage: vshm-console-backend/);
+    expect(p.stdoutText).to.match(/Ctrl-\] then q/);
   });
 
   for (const args of [['--bogus'], ['--size', '80'], ['--queue-size', '12'], ['--port-socket', 'x'], ['stray'], ['-S']]) {

@@ -6,7 +6,7 @@
 import { expect } from 'chai';
 import { existsSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { Scratch, BACKEND_BIN, FRONTEND_BIN } from './console-backend-procs.js';
+import { useScratch, BACKEND_BIN, FRONTEND_BIN } from './e2e-procs.js';
 
 /** A shell command whose answer differs from its text: `echo m-$((a+b))` → `m-<sum>`. */
 function probe(): { cmd: string; answer: RegExp } {
@@ -16,13 +16,7 @@ function probe(): { cmd: string; answer: RegExp } {
 }
 
 describe('vshm-console-backend: data through real processes', function () {
-  let s: Scratch;
-  beforeEach(() => {
-    s = new Scratch();
-  });
-  afterEach(async () => {
-    await s.cleanup();
-  });
+  const s = useScratch(this);
 
   it('carries stdin to the front-end command and its output back to stdout', async () => {
     await s.startServer();
@@ -34,7 +28,7 @@ describe('vshm-console-backend: data through real processes', function () {
     // A bigger transfer: 3000 lines back through 8-entry queues.
     be.write('i=0; while [ $i -lt 3000 ]; do echo line-$i; i=$((i+1)); done; echo done-$((1+1))\n');
     await be.untilStdout(/done-2/);
-    const lines = be.stdout.split('\n').filter((l) => l.startsWith('line-'));
+    const lines = be.stdoutText.split('\n').filter((l) => l.startsWith('line-'));
     expect(lines).to.have.length(3000);
     expect(lines[2999]).to.equal('line-2999');
   });
@@ -43,7 +37,7 @@ describe('vshm-console-backend: data through real processes', function () {
     await s.startServer();
     // DEBUG shows when the device session ends: input written before that may still land in the
     // dead front-end's receive buffers (delivered, then lost with it), which is not what we test.
-    const be = await s.startBackend([], { env: { ...process.env, DEBUG: 'vshm:console-be' } });
+    const be = await s.startBackend([], { env: { DEBUG: 'vshm:console-be' } });
     const fe1 = s.startFrontend(['--', '/bin/sh']);
     const p1 = probe();
     be.write(p1.cmd);

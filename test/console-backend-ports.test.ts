@@ -7,7 +7,7 @@ import { expect } from 'chai';
 import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { openConsole, type Console } from '@vshm/frontend-console';
-import { Scratch, until } from './console-backend-procs.js';
+import { useScratch, until } from './e2e-procs.js';
 
 function collect(stream: NodeJS.ReadableStream): () => string {
   let text = '';
@@ -16,19 +16,15 @@ function collect(stream: NodeJS.ReadableStream): () => string {
 }
 
 describe('vshm-console-backend: named ports', function () {
-  let s: Scratch;
   let con: Console | null = null;
   let client: Socket | null = null;
-  beforeEach(() => {
-    s = new Scratch();
-  });
   afterEach(async () => {
     client?.destroy();
     client = null;
     await con?.close();
     con = null;
-    await s.cleanup();
   });
+  const s = useScratch(this); // cleans up after the hook above
 
   it('bridges --port-socket to one client and --port-exec to a command', async () => {
     await s.startServer();

@@ -4,19 +4,15 @@
  */
 import { expect } from 'chai';
 import { openConsole, type Console } from '@vshm/frontend-console';
-import { Scratch, BACKEND_BIN, until } from './console-backend-procs.js';
+import { useScratch, BACKEND_BIN, until } from './e2e-procs.js';
 
 describe('vshm-console-backend on a terminal (tmux)', function () {
-  let s: Scratch;
   let con: Console | null = null;
-  beforeEach(() => {
-    s = new Scratch();
-  });
   afterEach(async () => {
     await con?.close();
     con = null;
-    await s.cleanup();
   });
+  const s = useScratch(this); // cleans up after the hook above
 
   for (const multiport of [false, true]) {
     it(`propagates a terminal resize to the front-end (${multiport ? 'RESIZE with MULTIPORT' : 'config update'})`, async () => {

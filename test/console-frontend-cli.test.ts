@@ -4,21 +4,14 @@
  * `--wait` (retries until the back-end holds peer 0).
  */
 import { expect } from 'chai';
-import { FRONTEND_BIN, Scratch } from './console-frontend-procs.js';
+import { FRONTEND_BIN, useScratch } from './e2e-procs.js';
 
 function lines(s: string): string[] {
   return s.split('\n').filter((l) => l.length > 0);
 }
 
 describe('console front-end e2e: CLI errors and start order', function () {
-  this.timeout(120_000);
-  let s: Scratch;
-  beforeEach(() => {
-    s = new Scratch();
-  });
-  afterEach(async () => {
-    await s.cleanup();
-  });
+  const s = useScratch(this);
 
   for (const args of [['--bogus'], ['-S'], ['extra'], ['--max-ports', '0'], ['--socket', 'x', '--', 'cat'], ['--']]) {
     it(`exits 2 with one stderr line for ${JSON.stringify(args)}`, async () => {
@@ -62,7 +55,7 @@ describe('console front-end e2e: CLI errors and start order', function () {
     let be = null;
     for (let attempt = 0; attempt < 20 && be === null; attempt++) {
       try {
-        be = await s.startBackend(`backend-${attempt}`);
+        be = await s.startBackend([], { name: `backend-${attempt}` });
       } catch {
         be = null;
       }

@@ -4,17 +4,10 @@
  * the front-end exits with its status.
  */
 import { expect } from 'chai';
-import { Scratch } from './console-frontend-procs.js';
+import { useScratch } from './e2e-procs.js';
 
 describe('console front-end e2e: -- COMMAND', function () {
-  this.timeout(120_000);
-  let s: Scratch;
-  beforeEach(() => {
-    s = new Scratch();
-  });
-  afterEach(async () => {
-    await s.cleanup();
-  });
+  const s = useScratch(this);
 
   it("runs /bin/sh -c 'echo hi; ...' and exits with its status", async () => {
     await s.startServer();

@@ -5,22 +5,15 @@
  */
 import { expect } from 'chai';
 import { existsSync } from 'node:fs';
-import { Scratch } from './console-frontend-procs.js';
+import { useScratch } from './e2e-procs.js';
 
 describe('console front-end e2e: signals and server loss', function () {
-  this.timeout(120_000);
-  let s: Scratch;
-  beforeEach(() => {
-    s = new Scratch();
-  });
-  afterEach(async () => {
-    await s.cleanup();
-  });
+  const s = useScratch(this);
 
   for (const sig of ['SIGTERM', 'SIGINT'] as const) {
     it(`${sig}: exit 0, bridge socket removed, the back-end serves the next front-end`, async () => {
       await s.startServer();
-      const be = await s.startBackend('backend', [], { DEBUG: 'vshm:console-be' });
+      const be = await s.startBackend([], { env: { DEBUG: 'vshm:console-be' } });
       const bridge = s.path('bridge.sock');
       const fe1 = s.startFrontend(['--socket', bridge], { env: { ...process.env, DEBUG: 'vshm:console-fe' } });
       await fe1.untilStderr(/listening on/);

@@ -5,24 +5,19 @@
  */
 import { expect } from 'chai';
 import { createConnection } from 'node:net';
-import { Scratch } from './console-frontend-procs.js';
+import { useScratch } from './e2e-procs.js';
 
 describe('console front-end e2e: --port NAME (MULTIPORT)', function () {
-  this.timeout(120_000);
-  let s: Scratch;
   const sockets: { destroy(): void }[] = [];
-  beforeEach(() => {
-    s = new Scratch();
-  });
-  afterEach(async () => {
+  afterEach(() => {
     for (const c of sockets.splice(0)) c.destroy();
-    await s.cleanup();
   });
+  const s = useScratch(this); // cleans up after the hook above
 
   it('runs a command on the named port; the console port stays separate', async () => {
     await s.startServer();
     const logSock = s.path('log.sock');
-    const be = await s.startBackend('backend', ['--port', 'log', '--port-socket', `log=${logSock}`]);
+    const be = await s.startBackend(['--port', 'log', '--port-socket', `log=${logSock}`]);
     const c = createConnection(logSock);
     sockets.push(c);
     let got = '';

@@ -4,24 +4,19 @@
  */
 import { expect } from 'chai';
 import { createConnection, type Socket } from 'node:net';
-import { Scratch } from './console-frontend-procs.js';
+import { useScratch } from './e2e-procs.js';
 
 describe('console front-end e2e: back-end kill -9 and restart', function () {
-  this.timeout(120_000);
-  let s: Scratch;
   let client: Socket | null = null;
-  beforeEach(() => {
-    s = new Scratch();
-  });
-  afterEach(async () => {
+  afterEach(() => {
     client?.destroy();
     client = null;
-    await s.cleanup();
   });
+  const s = useScratch(this); // cleans up after the hook above
 
   it('recovers and data flows again both ways', async () => {
     await s.startServer();
-    const be1 = await s.startBackend('backend-1');
+    const be1 = await s.startBackend([], { name: 'backend-1' });
     const bridge = s.path('bridge.sock');
     const fe = s.startFrontend(['--socket', bridge], { env: { ...process.env, DEBUG: 'vshm:console-fe' } });
     await fe.untilStderr(/listening on/);
@@ -42,7 +37,7 @@ describe('console front-end e2e: back-end kill -9 and restart', function () {
     await fe.untilStderr(/remove: /); // the driver saw the back-end go (§4.10 failure)
     c.write('gap\n'); // written while no back-end is there: held, then sent to the next one
 
-    const be2 = await s.startBackend('backend-2');
+    const be2 = await s.startBackend([], { name: 'backend-2' });
     be2.child.stdin?.write('two\n');
     await waitFor(() => got.includes('two\n'), 'second back-end input');
     c.write('back\n');

@@ -6,27 +6,22 @@
 import { expect } from 'chai';
 import { createHash, randomBytes } from 'node:crypto';
 import { createConnection, type Socket } from 'node:net';
-import { Scratch } from './console-frontend-procs.js';
+import { useScratch } from './e2e-procs.js';
 
 const SIZE = 10 * 1024 * 1024;
 const sha = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
 
 describe('console front-end e2e: 10 MiB both ways through --socket', function () {
-  this.timeout(240_000);
-  let s: Scratch;
   let client: Socket | null = null;
-  beforeEach(() => {
-    s = new Scratch();
-  });
-  afterEach(async () => {
+  afterEach(() => {
     client?.destroy();
     client = null;
-    await s.cleanup();
   });
+  const s = useScratch(this, 240_000); // cleans up after the hook above
 
   it('carries random binary payloads both ways unchanged', async () => {
     await s.startServer();
-    const be = await s.startBackend('backend', []);
+    const be = await s.startBackend();
     const bridge = s.path('bridge.sock');
     const fe = s.startFrontend(['--socket', bridge]);
     await fe.untilStderr(/listening on/);

@@ -6,7 +6,7 @@
 import { expect } from 'chai';
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
-import { FRONTEND_BIN, Scratch } from './console-frontend-procs.js';
+import { FRONTEND_BIN, useScratch } from './e2e-procs.js';
 
 // A private tmux server (-L): the test owns it and kills it, never touching other sessions.
 const TMUX_SOCKET = `vshm-fe-${process.pid}`;
@@ -23,13 +23,8 @@ async function poll(cond: () => boolean, what: string, timeoutMs = 60_000): Prom
 }
 
 describe('console front-end e2e: terminal (tmux)', function () {
-  this.timeout(120_000);
-  let s: Scratch;
   let session: string | null = null;
-  beforeEach(() => {
-    s = new Scratch();
-  });
-  afterEach(async () => {
+  afterEach(() => {
     if (session !== null) {
       try {
         tmux('kill-server');
@@ -38,8 +33,8 @@ describe('console front-end e2e: terminal (tmux)', function () {
       }
       session = null;
     }
-    await s.cleanup();
   });
+  const s = useScratch(this); // cleans up after the hook above
 
   it('raw mode, Ctrl-] q quits with 0 and restores the terminal', async () => {
     await s.startServer();

@@ -7,7 +7,8 @@
 import { expect } from 'chai';
 import { existsSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { Scratch, START_SCRIPT, ROOT, alive, descendants, processesMentioning, until, type Tmux } from './console-backend-procs.js';
+import { START_SCRIPT, ROOT, useScratch, type Scratch } from './e2e-procs.js';
+import { alive, descendants, processesMentioning, until, type Tmux } from './e2e-system.js';
 
 /** Start the script in tmux; returns the pane, the server socket and the processes it runs. */
 async function start(s: Scratch): Promise<{ t: Tmux; sock: string; pids: number[] }> {
@@ -39,13 +40,7 @@ async function expectClean(t: Tmux, sock: string, pids: number[]): Promise<void>
 }
 
 describe('npm start (scripts/start.mjs)', function () {
-  let s: Scratch;
-  beforeEach(() => {
-    s = new Scratch();
-  });
-  afterEach(async () => {
-    await s.cleanup();
-  });
+  const s = useScratch(this);
 
   it('runs a shell that answers, and `exit` leaves nothing behind', async () => {
     const { t, sock, pids } = await start(s);
