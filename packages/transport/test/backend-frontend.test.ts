@@ -26,7 +26,7 @@ class EchoDriver implements VirtioDriverOps {
   removed: Error[] = [];
   private q: DriverQueueHandle<Pending> | null = null;
 
-  queueCount(): number {
+  queueCount(_features: bigint, _config: ConfigReader): number {
     return 2;
   }
   probe(s: DriverSession): void {
