@@ -11,7 +11,10 @@ import { VirtioBackend } from '../../../transport/src/virtio/backend.js';
 import { VirtioFrontend } from '../../../transport/src/virtio/frontend.js';
 import type { DriverSession, VirtioDriverOps } from '../../../transport/src/virtio/device-api.js';
 import { consoleQueueCount, ConsoleFeature, featureBit, hasFeature, VirtioDeviceId } from 'virtio-spec-types';
+import { RigList, until } from '../../../transport/test/fixtures/loopback-rigs.js';
 import { ConsoleDevice, type ConsoleDeviceOptions } from '../../src/device.js';
+
+export { until };
 
 type Token = { kind: 'rx' | 'tx'; q: number };
 
@@ -92,7 +95,7 @@ export interface Rig {
   frontend: VirtioFrontend;
 }
 
-const rigs: Rig[] = [];
+const rigs = new RigList<Rig>();
 
 export const F = {
   SIZE: featureBit(ConsoleFeature.SIZE),
@@ -106,8 +109,7 @@ export async function startRig(dev: ConsoleDeviceOptions | ConsoleDevice, driver
   const device = dev instanceof ConsoleDevice ? dev : new ConsoleDevice(dev);
   const backend = new VirtioBackend(be, device);
   const frontend = new VirtioFrontend(fe, driver);
-  const rig = { be, fe, device, backend, driver, frontend };
-  rigs.push(rig);
+  const rig = rigs.add({ be, fe, device, backend, driver, frontend });
   backend.start();
   await frontend.start();
   return rig;
@@ -121,20 +123,7 @@ export async function replaceFrontend(rig: Rig, driver: MiniDriver): Promise<voi
   await rig.frontend.start();
 }
 
-export async function closeRigs(): Promise<void> {
-  for (const r of rigs.splice(0)) {
-    await r.frontend.close();
-    await r.backend.close();
-    r.fe.close();
-    r.be.close();
-  }
-}
-
-/** Wait (event-loop turns, bounded) until `cond()` holds. Loopback interrupts are setImmediate callbacks. */
-export async function until(cond: () => boolean, what: string, timeoutMs = 20000): Promise<void> {
-  const start = Date.now();
-  while (!cond()) {
-    if (Date.now() - start > timeoutMs) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setImmediate(r));
-  }
+/** Close every rig started so far (afterEach). */
+export function closeRigs(): Promise<void> {
+  return rigs.closeAll();
 }
