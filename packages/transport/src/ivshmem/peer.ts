@@ -66,6 +66,7 @@ export class IvshmemPeer extends EventEmitter implements IvshmemDevice, ReaderSi
     checkOptions(opts);
     const binding = opts.binding ?? (await loadBinding());
     const sock = binding.socketConnect(socketPath);
+    debug('connected to %s (fd %d): waiting for INIT', socketPath, sock);
     return IvshmemPeer.fromSocket(sock, { ...opts, binding });
   }
 
@@ -215,6 +216,8 @@ export class IvshmemPeer extends EventEmitter implements IvshmemDevice, ReaderSi
   /** @internal */
   eventFd(id: number, vector: number, fd: number): void {
     this.fds[id * this.vectorsValue + vector] = fd;
+    // Only at connect time and when a peer joins (vectors messages each): not the data path.
+    debug('peer %d: EVENT_FD peer %d vector %d%s', this.idValue, id, vector, id === this.idValue ? ' (own)' : '');
     if (id !== this.idValue) return;
     const w = this.binding.createWatcher(fd, this.makeInterruptHandler(fd, vector));
     this.watchers.push(w);
@@ -330,6 +333,8 @@ export class IvshmemPeer extends EventEmitter implements IvshmemDevice, ReaderSi
       const s = this.peerState(p);
       if (s !== seen[p]) {
         seen[p] = s;
+        // Vector 0 also carries every write transaction; only a change is logged.
+        debug('peer %d: peer %d state %d', this.idValue, p, s);
         this.emit('peer-state', p, s);
       }
     }

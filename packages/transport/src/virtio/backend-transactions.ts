@@ -7,6 +7,7 @@
  * below (the FE could change the header again at any time), issues a full fence and only then
  * clears `write_transaction` — so a completed transaction always has its side effects (§8 #25).
  */
+import createDebug from 'debug';
 import {
   DeviceStatus,
   VSHM_REQUIRED_FEATURES,
@@ -46,6 +47,8 @@ export interface RegisterHost {
   /** A §6.1 / §6.3 / §4.5 violation: DEVICE_NEEDS_RESET and config event. */
   violation(err: Error): void;
 }
+
+const log = createDebug('vshm:virtio:be');
 
 const DRIVER_OK = DeviceStatus.DRIVER_OK;
 const FEATURES_OK = DeviceStatus.FEATURES_OK;
@@ -190,8 +193,12 @@ export class BackendRegisters {
     try {
       if (value === 0) {
         this.queues.disable(this.queueSel);
+        log('queue %d disabled', this.queueSel);
       } else if (value === 1) {
         this.queues.enable(this.queueSel, this.features); // throws RingError on §6.1
+        log('queue %d enabled', this.queueSel);
+      } else {
+        log('queue %d: queue_enable %d ignored', this.queueSel, value);
       }
     } finally {
       // Any other value is not a valid store: the window is rewritten to the truth either way.
@@ -202,6 +209,7 @@ export class BackendRegisters {
   /** §4.5. */
   private statusWrite(value: number): void {
     if (value === 0) {
+      log('status 0: device reset by the driver');
       this.host.deviceReset();
       this.reset();
       this.header.clearEvents();
@@ -216,12 +224,21 @@ export class BackendRegisters {
         this.host.acceptFeatures(proposed);
       if (ok) {
         this.negotiated = proposed;
+        log('FEATURES_OK: features 0x%s accepted', proposed.toString(16));
       } else {
         this.featuresRejected = true;
         status &= ~FEATURES_OK;
+        const why =
+          (proposed & ~this.offered) !== 0n
+            ? `bits 0x${(proposed & ~this.offered).toString(16)} not offered`
+            : (proposed & VSHM_REQUIRED_FEATURES) !== VSHM_REQUIRED_FEATURES
+              ? 'VERSION_1/ACCESS_PLATFORM missing'
+              : 'refused by the device';
+        log('FEATURES_OK: features 0x%s rejected (%s)', proposed.toString(16), why);
       }
     }
     if (this.needsReset) status |= NEEDS_RESET;
+    log('status 0x%s', status.toString(16));
     this.status = status;
     this.header.setStatus(status);
     const badDriverOk = (status & DRIVER_OK) !== 0 && this.negotiated === null;
@@ -235,11 +252,13 @@ export class BackendRegisters {
 
   private configWrite(offset: number): void {
     const accepted = this.config.driverWrite(offset);
+    if (log.enabled) log('config write at %d: %s', offset, accepted === null ? 'read-only, restored' : `${accepted.field.name} = ${accepted.value}`);
     if (accepted !== null) this.host.configWritten(accepted.field, accepted.value);
   }
 
   /** §4.3 "other": ignore, restore the BE-owned fields (identity, features window, status, config). */
   private restoreBeOwned(): void {
+    log('transaction at an offset without an action: BE-owned fields restored');
     const h = this.header;
     h.writeIdentity(this.config.currentGeneration);
     h.setDeviceFeatures(featureWord(this.offered, this.deviceFeaturesSel));

@@ -120,6 +120,7 @@ export async function initialiseDevice(c: InitContext): Promise<FrontendSession>
     });
     queues.push(q);
     if (mode === 'per-queue') byVector[driverVector] = q;
+    log('%s: queue %d: size %d (offered %d), device vector %d, driver vector %d', c.debugName, i, qsize, w.maxSize, deviceVector, driverVector);
     await enableQueue(txn, { size: qsize, driverVector, desc: q.rings.desc, avail: q.rings.avail, used: q.rings.used });
   }
   d.interruptsEnabled = true;

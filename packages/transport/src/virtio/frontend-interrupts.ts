@@ -96,6 +96,7 @@ export class VectorDispatch {
             host.broken(new TransportError('VSHM_ERR_NEEDS_RESET', '6.3', 'device set DEVICE_NEEDS_RESET'));
             return;
           }
+          log('%s: config event', host.name);
           const s = host.currentSession;
           if (s !== null && host.ops.configChanged !== undefined) {
             try {
