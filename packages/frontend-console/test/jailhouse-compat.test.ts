@@ -6,10 +6,9 @@
  */
 import { expect } from 'chai';
 import { createHash, randomBytes } from 'node:crypto';
-import { createLoopbackPair } from '@vshm/transport';
 import { ConsoleDriver } from '../src/index.js';
 import { JailhouseLikeBackend } from './fixtures/jailhouse-like-backend.js';
-import { VirtioFrontend, until } from './fixtures/harness.js';
+import { VirtioFrontend, createLoopbackPair, until } from './fixtures/harness.js';
 
 describe('console front-end against a Jailhouse-style back-end', () => {
   const cleanups: (() => Promise<void> | void)[] = [];
