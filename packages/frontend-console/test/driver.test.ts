@@ -1,6 +1,7 @@
 /**
  * ConsoleDriver against a fake session (the device played by the test): Duplex data both ways,
- * backpressure, batched kicks, SIZE, MULTIPORT control flow, EMERG_WRITE and §4.10 recovery.
+ * backpressure, batched kicks, SIZE, MULTIPORT control flow and §4.10 recovery. The driver side of
+ * §8 items 40 and 42 (queue count, EMERG_WRITE) is in conformance/40 and 42.
  */
 import { expect } from 'chai';
 import { once } from 'node:events';
@@ -14,23 +15,15 @@ import {
   encodeConsoleResize,
   featureBit,
 } from 'virtio-spec-types';
-import type { ConfigReader } from '@vshm/transport';
 import { ConsoleDriver, ConsoleError, MAX_PORTS_LIMIT, type ConsolePort } from '../src/index.js';
 import { FakeSession, type FakeQueue, microtasks } from './fake-session.js';
+import { configWith } from './fixtures/config-reader.js';
 
 const SIZE = featureBit(ConsoleFeature.SIZE);
 const MULTIPORT = featureBit(ConsoleFeature.MULTIPORT);
-const EMERG = featureBit(ConsoleFeature.EMERG_WRITE);
 
 function writeAsync(port: ConsolePort, data: Uint8Array): Promise<void> {
   return new Promise((resolve, reject) => port.write(data, (err) => (err ? reject(err) : resolve())));
-}
-
-/** A config reader (§4.8) over a console config with `max_nr_ports` = `n`. */
-function configWith(maxNrPorts: number): ConfigReader {
-  const s = new FakeSession(0n, 0);
-  s.config.setUint32(4, maxNrPorts, true);
-  return { size: s.config.byteLength, read: (offset, width) => s.readConfig(offset, width) };
 }
 
 /** Control messages the driver posted on the control transmitq, decoded. */
@@ -42,14 +35,6 @@ function controlSent(q: FakeQueue): { id: number; event: number; value: number }
 }
 
 describe('ConsoleDriver (fake session)', () => {
-  it('offers SIZE, MULTIPORT and EMERG_WRITE and counts queues per §7.2', () => {
-    const d = new ConsoleDriver({ maxPorts: 3 });
-    expect(d.deviceId).to.equal(3);
-    expect(d.features).to.equal(SIZE | MULTIPORT | EMERG);
-    expect(d.queueCount(SIZE, configWith(3))).to.equal(2);
-    expect(d.queueCount(SIZE | MULTIPORT, configWith(3))).to.equal(8);
-    expect(d.queueCount(SIZE | MULTIPORT, configWith(2))).to.equal(6); // never beyond max_nr_ports
-  });
 
   it("'auto' ports: queueCount reads max_nr_ports from config", () => {
     const d = new ConsoleDriver();
@@ -236,25 +221,6 @@ describe('ConsoleDriver (fake session)', () => {
     expect(controlSent(s.queues[3])).to.deep.include({ id: 3, event: ConsoleControlEvent.PORT_READY, value: 0 });
     expect(d.ports.size).to.equal(1);
     expect(d.size).to.equal(null);
-  });
-
-  it('emergencyWrite is a 4-byte config write at emerg_wr', async () => {
-    const d = new ConsoleDriver();
-    await d.emergencyWrite(0x41).then(
-      () => expect.fail('no session yet'),
-      (err: ConsoleError) => expect(err.code).to.equal('VSHM_ERR_NOT_READY'),
-    );
-    const s = new FakeSession(EMERG, 2);
-    d.probe(s);
-    await d.emergencyWrite(0x41);
-    expect(s.configWrites).to.deep.equal([{ offset: 8, width: 4, value: 0x41 }]);
-    const s2 = new FakeSession(0n, 2);
-    d.remove(new Error('gone'));
-    d.probe(s2);
-    await d.emergencyWrite(0x41).then(
-      () => expect.fail('not negotiated'),
-      (err: ConsoleError) => expect(err.code).to.equal('VSHM_ERR_FEATURE'),
-    );
   });
 
   it('re-sends failed transmit data in order after the next probe, on the same stream', async () => {
