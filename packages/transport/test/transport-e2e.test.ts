@@ -115,8 +115,11 @@ describe('transport e2e: FE and BE in separate processes over vshm-server', func
     const fe = child('fe');
     await fe.ready();
     await fe.event('probe', { generation: 1 });
-    for (let i = 0; i < 20; i++) await fe.request({ op: 'send', queue: 0, text: `iso${i}`, inLen: 64, token: i });
-    for (let i = 0; i < 20; i++) expect((await fe.event('used', { token: i })).data).to.equal(`iso${i}`);
+    for (let base = 0; base < 20; base += 4) {
+      // Four two-descriptor requests fill the size-8 queue; then await their completions.
+      for (let i = base; i < base + 4; i++) expect(await fe.request({ op: 'send', queue: 0, text: `iso${i}`, inLen: 64, token: i })).to.equal(true);
+      for (let i = base; i < base + 4; i++) expect((await fe.event('used', { token: i })).data).to.equal(`iso${i}`);
+    }
     await fe.request({ op: 'write-config', offset: 8, width: 4, value: 0x42 });
     expect((await be.event('config-written')).value).to.equal(0x42);
     // A write into the other side's read-only section would have killed a process with SIGSEGV.
