@@ -20,10 +20,18 @@ const BULK_BATCH = Number(process.env.VSHM_BENCH_BULK_BATCH ?? 8);
 const role = process.argv[2];
 
 if (role === '--be') {
-  const { be, spin } = await openBackend(process.argv[3], echoDeviceOps({ queueSize: Math.max(256, QUEUE_SIZE) }));
+  const { be, spin, peer } = await openBackend(process.argv[3], echoDeviceOps({ queueSize: Math.max(256, QUEUE_SIZE) }));
+  let doorbells = 0;
+  if (process.env.VSHM_BENCH_DIAG) {
+    const ring = peer.doorbell.bind(peer);
+    peer.doorbell = (t, v) => {
+      doorbells++;
+      ring(t, v);
+    };
+  }
   process.stdout.write('ready\n');
   process.on('SIGTERM', async () => {
-    if (process.env.VSHM_BENCH_DIAG) process.stderr.write(`bench: be spin ${JSON.stringify(spin.spinner.stats)}\n`);
+    if (process.env.VSHM_BENCH_DIAG) process.stderr.write(`bench: be spin ${JSON.stringify(spin.spinner.stats)} doorbells ${doorbells}\n`);
     await be.close();
     process.exit(0);
   });
