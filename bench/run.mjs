@@ -41,8 +41,10 @@ function fail(msg) {
 }
 
 /**
- * The cases. `args(quick)` sizes each run; `pick` chooses among trials (latency: the trial with
- * the median median; throughput: the median throughput), `summary` renders one table cell.
+ * The cases. `args(quick)` sizes each run; `key` orders the trials (the median trial is kept:
+ * median latency, median throughput); `env` is added to the case's environment; `trials`
+ * overrides the default count; `produces` names the results of a case that yields several;
+ * `summary` renders one table cell.
  */
 const latency = (r) => `median ${r.median_us} µs, p99 ${r.p99_us} µs`;
 const gbps = (r) => `${r.gbps} GB/s`;
