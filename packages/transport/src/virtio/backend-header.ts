@@ -1,14 +1,8 @@
 /**
- * Ordered accessors of the §4.2 header as the back-end uses them. Every access that the spec
- * orders goes through `Atomics` on a view of the window (spec conventions): loads are acquire,
- * stores release, and `fence()` is a full fence. The header sits at window offset 0 (the start of
- * the R/W section, §4.2).
- *
- * Endianness: the header is little-endian on the wire. Typed arrays use the host order, so this
- * module refuses to load on a big-endian host instead of silently misreading every field.
+ * The §4.2 header as the back-end uses it: the BE-owned fields (identity, device features,
+ * status), the queue window it loads on `queue_sel` (§4.3), the event bytes it raises (§4.9) and
+ * the config bytes (§4.8). Ordered access itself is {@link HeaderView} (header.ts).
  */
-import { endianness } from 'node:os';
-import { TransportError } from '../errors.js';
 import {
   HDR_CONFIG,
   HDR_CONFIG_EVENT,
@@ -26,19 +20,11 @@ import {
   HDR_REVISION,
   HDR_SIZE,
   HDR_WRITE_TRANSACTION,
+  HeaderView,
 } from './header.js';
 
-if (endianness() !== 'LE') {
-  throw new TransportError('VSHM_ERR_ENDIAN', '4.2', 'vshm needs a little-endian host (header fields are little-endian)');
-}
-
-/** Private word used only to issue full fences: any seq-cst RMW orders all earlier and later accesses. */
-const fenceWord = new Int32Array(1);
-
-/** Full fence (spec conventions). */
-export function fullFence(): void {
-  Atomics.add(fenceWord, 0, 0);
-}
+// backend.ts takes the (one) full fence from here alongside the header it orders.
+export { fullFence } from './memory.js';
 
 /** Largest u64 address the BE turns into a `number` (spec conventions: range-check below 2^53). */
 const MAX_SAFE_BIG = BigInt(Number.MAX_SAFE_INTEGER);
@@ -48,61 +34,26 @@ export function addressToNumber(addr: bigint): number {
   return addr <= MAX_SAFE_BIG ? Number(addr) : -1;
 }
 
-export class BackendHeader {
+export class BackendHeader extends HeaderView {
   /** Bytes of the header including config (the honest `size`, §4.2). */
   readonly size: number;
-  private readonly u8: Uint8Array;
-  private readonly u16: Uint16Array;
-  private readonly u32: Uint32Array;
-  private readonly u64: BigUint64Array;
   /** Config bytes, little-endian accessors (§4.8). */
   readonly configView: DataView;
 
   constructor(window: ArrayBuffer, size: number) {
-    if (window.byteLength < size) {
-      throw new TransportError('VSHM_ERR_HEADER_SIZE', '4.2', `R/W window of ${window.byteLength} bytes cannot hold a ${size}-byte header`);
-    }
+    super(window, size);
     this.size = size;
-    this.u8 = new Uint8Array(window, 0, size);
-    this.u16 = new Uint16Array(window, 0, size >>> 1);
-    this.u32 = new Uint32Array(window, 0, size >>> 2);
-    this.u64 = new BigUint64Array(window, 0, size >>> 3);
     this.configView = new DataView(window, HDR_CONFIG, size - HDR_CONFIG);
   }
 
   /** Acquire-load of `write_transaction`. */
   loadTransaction(): number {
-    return Atomics.load(this.u32, HDR_WRITE_TRANSACTION >>> 2);
+    return this.load32(HDR_WRITE_TRANSACTION);
   }
 
   /** Release-store `write_transaction` := 0 (the caller fenced first, §4.3). */
   completeTransaction(): void {
-    Atomics.store(this.u32, HDR_WRITE_TRANSACTION >>> 2, 0);
-  }
-
-  load8(off: number): number {
-    return Atomics.load(this.u8, off);
-  }
-  load16(off: number): number {
-    return Atomics.load(this.u16, off >>> 1);
-  }
-  load32(off: number): number {
-    return Atomics.load(this.u32, off >>> 2);
-  }
-  load64(off: number): bigint {
-    return Atomics.load(this.u64, off >>> 3);
-  }
-  store8(off: number, v: number): void {
-    Atomics.store(this.u8, off, v);
-  }
-  store16(off: number, v: number): void {
-    Atomics.store(this.u16, off >>> 1, v);
-  }
-  store32(off: number, v: number): void {
-    Atomics.store(this.u32, off >>> 2, v);
-  }
-  store64(off: number, v: bigint): void {
-    Atomics.store(this.u64, off >>> 3, v);
+    this.store32(HDR_WRITE_TRANSACTION, 0);
   }
 
   /** Zero the whole header (§4.10 step 3). Ordinary stores: the FE does not read it before READY. */

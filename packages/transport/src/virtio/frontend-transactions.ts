@@ -19,7 +19,8 @@
  */
 import { TransportError } from '../errors.js';
 import { PEER_STATE_READY, type IvshmemDevice } from '../ivshmem/device.js';
-import { fence, type FieldWidth, type FrontendHeader } from './frontend-header.js';
+import type { FieldWidth, FrontendHeader } from './frontend-header.js';
+import { fullFence } from './memory.js';
 
 export interface TransactionOptions {
   /** Back-end failure after this long without completion. Default 5000 ms. */
@@ -106,7 +107,7 @@ export class TransactionWriter {
     const h = this.header;
     h.store(off, width, value); // step 2 (seq-cst store: also step 3's release)
     h.writeTransaction = off; // step 4
-    fence(); // step 5
+    fullFence(); // step 5
     this.device.doorbell(this.partner, 0); // step 6
     await this.waitIdle(epoch); // completion
     this.completed++;

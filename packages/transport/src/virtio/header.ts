@@ -1,8 +1,12 @@
 /**
  * The virtio-over-ivshmem header at offset 0 of the R/W section (spec §4.2): the one file that
  * owns its wire format. Both the back-end (writer of most fields) and the front-end (writer by
- * transactions, §4.3) use these offsets; test/header.test.ts pins every one.
+ * transactions, §4.3) use these offsets and the ordered accessors in {@link HeaderView};
+ * test/header.test.ts pins every offset.
  */
+import { TransportError } from '../errors.js';
+// For its side effect: memory.js refuses a big-endian host before any view below is built.
+import './memory.js';
 
 /** `revision` u32 — written by the BE: 1. An FE refuses 0 and treats ≥ 1 as this layout. */
 export const HDR_REVISION = 0x00;
@@ -75,5 +79,59 @@ export function headerFieldWidth(offset: number): 0 | 1 | 2 | 4 | 8 {
       return 1;
     default:
       return offset >= 0 && offset < HDR_CONFIG && offset % 4 === 0 ? 4 : 0;
+  }
+}
+
+/**
+ * Ordered access to the header at window offset 0 (the start of the R/W section, §4.2), shared by
+ * both sides: every access the spec orders goes through `Atomics` on a view of the window (spec
+ * Conventions), so loads are acquire and stores release; the full fence is memory.ts `fullFence`.
+ * Side-specific logic lives in the subclasses: backend-header.ts (identity, queue window,
+ * events) and frontend-header.ts (width-dispatched access for transactions, event clearing).
+ * Offsets must be naturally aligned for their width; the 64-bit accessors use `bigint` because
+ * the header's u64 fields are guest addresses (never on the per-message path).
+ */
+export class HeaderView {
+  /** Bytes addressable through this view (BE: the header with config; FE: the R/W section). */
+  readonly limit: number;
+  readonly u8: Uint8Array;
+  protected readonly u16: Uint16Array;
+  protected readonly u32: Uint32Array;
+  protected readonly u64: BigUint64Array;
+
+  constructor(window: ArrayBuffer, limit: number) {
+    if (window.byteLength < limit) {
+      throw new TransportError('VSHM_ERR_HEADER_SIZE', '4.2', `R/W window of ${window.byteLength} bytes cannot hold a ${limit}-byte header`);
+    }
+    this.limit = limit;
+    this.u8 = new Uint8Array(window, 0, limit);
+    this.u16 = new Uint16Array(window, 0, limit >>> 1);
+    this.u32 = new Uint32Array(window, 0, limit >>> 2);
+    this.u64 = new BigUint64Array(window, 0, limit >>> 3);
+  }
+
+  load8(off: number): number {
+    return Atomics.load(this.u8, off);
+  }
+  load16(off: number): number {
+    return Atomics.load(this.u16, off >>> 1);
+  }
+  load32(off: number): number {
+    return Atomics.load(this.u32, off >>> 2);
+  }
+  load64(off: number): bigint {
+    return Atomics.load(this.u64, off >>> 3);
+  }
+  store8(off: number, v: number): void {
+    Atomics.store(this.u8, off, v);
+  }
+  store16(off: number, v: number): void {
+    Atomics.store(this.u16, off >>> 1, v);
+  }
+  store32(off: number, v: number): void {
+    Atomics.store(this.u32, off >>> 2, v);
+  }
+  store64(off: number, v: bigint): void {
+    Atomics.store(this.u64, off >>> 3, v);
   }
 }

@@ -11,14 +11,39 @@
  *   typed-array fields `u8`/`u16`/`u32`; those accesses are ordered by the atomic index access that
  *   publishes (release) or discovers (acquire) them.
  * - No DataView and no BigInt: the hot path is typed-array index math only. Typed arrays use the
- *   platform byte order, so the constructor refuses a big-endian host (the wire is little-endian).
+ *   platform byte order, so this module refuses a big-endian host (the wire is little-endian).
  *
  * Alignment: `load16`/`u16` need an even offset, `load32`/`u32` and `load64` a multiple of 4. The
  * engine only uses them at offsets validated at enable time (spec §6.1 alignments) or fixed by the
  * ring format; unaligned indirect tables go through {@link MemoryView.load32Unaligned}.
  */
 import { endianness } from 'node:os';
-import { ArgumentError } from '../errors.js';
+import { ArgumentError, TransportError } from '../errors.js';
+
+// The one byte-order check for every typed-array view over shared memory (rings here, the §4.2
+// header in header.ts, which imports this module): typed arrays use the host's byte order and
+// the wire is little-endian (spec Conventions), so a big-endian host would misread every field.
+// Refusing at load time fails before any view exists.
+if (endianness() !== 'LE') {
+  throw new TransportError('VSHM_ERR_ENDIAN', '', 'vshm needs a little-endian host (shared memory is little-endian)');
+}
+
+/** Private word used only by {@link fullFence}: never shared, so fencing writes nothing a peer sees. */
+const fenceWord = new Int32Array(1);
+
+/**
+ * Full fence (spec Conventions), the one implementation for rings and header alike.
+ * Implemented as a sequentially consistent read-modify-write on a private word: on x86-64 V8
+ * emits a `lock`-prefixed instruction (`lock cmpxchg`), which orders every earlier load and store
+ * against every later one — a full fence. On ARM64 it is a load-acquire/store-release exclusive
+ * pair; together with the engine's own ordered accesses being seq-cst Atomics (`stlr`/`ldar`,
+ * which ARMv8 never reorders store→load, RCsc), the pattern the protocol needs — "release-store
+ * index, fence, load the peer's flag/event word" (spec §4.9) — cannot be reordered. The spec's
+ * conventions accept seq-cst atomics as a full fence.
+ */
+export function fullFence(): void {
+  Atomics.compareExchange(fenceWord, 0, 0, 0);
+}
 
 /** `load64` result for a value ≥ 2^53: not representable as a safe integer, so never a valid address. */
 export const INVALID_U64 = Number.POSITIVE_INFINITY;
@@ -41,21 +66,12 @@ export class MemoryView {
   /** Little-endian u32 words, index = offset / 4. Plain access. */
   readonly u32: Uint32Array;
   /**
-   * Private scratch word for {@link fence}: never part of shared memory, so fencing writes
-   * nothing the peer could see.
-   */
-  private readonly scratch = new Int32Array(1);
-
-  /**
    * @param buffer the region; a `SharedArrayBuffer` also works. Its size need not be a multiple
    *   of 4: the u16/u32 views cover the largest whole-word prefix.
    */
   constructor(buffer: ArrayBuffer | SharedArrayBuffer) {
     if (!(buffer instanceof ArrayBuffer) && !(typeof SharedArrayBuffer !== 'undefined' && buffer instanceof SharedArrayBuffer)) {
       throw new ArgumentError('MemoryView: expected an ArrayBuffer');
-    }
-    if (endianness() !== 'LE') {
-      throw new ArgumentError('MemoryView: vshm shared memory is little-endian; big-endian hosts are not supported');
     }
     if (buffer.byteLength > MAX_LENGTH) {
       // Offsets are turned into word indices with `>>> 1` / `>>> 2`, which are 32-bit operations.
@@ -88,17 +104,9 @@ export class MemoryView {
     Atomics.store(this.u32, off >>> 2, value);
   }
 
-  /**
-   * Full fence. Implemented as a sequentially consistent read-modify-write on a private word:
-   * on x86-64 V8 emits a `lock`-prefixed instruction (`lock cmpxchg`/`xchg`), which orders every
-   * earlier load and store against every later one — a full fence. On ARM64 it is a
-   * load-acquire/store-release exclusive pair; together with the engine's own accesses being
-   * seq-cst Atomics (`stlr`/`ldar`, which ARMv8 never reorders store→load, RCsc), the pattern the
-   * protocol needs — "release-store index, fence, load the peer's flag/event word" (spec §4.9) —
-   * cannot be reordered. The spec's conventions accept seq-cst atomics as a full fence.
-   */
+  /** Full fence: {@link fullFence} (a method so queue code and tests can reach it through the view). */
   fence(): void {
-    Atomics.compareExchange(this.scratch, 0, 0, 0);
+    fullFence();
   }
 
   /** Plain u16 load (offset even). */
