@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import * as transport from '@vshm/transport';
 import { nodeCommand } from './lib.mjs';
 
-const { IvshmemServer, attachSpin } = transport;
+const { IvshmemServer } = transport;
 
 /** Start a virtio server for `deviceId` in this process. */
 export async function startServer({ deviceId, memorySize = 32 * 1024 * 1024, vectors = 2, outputSectionSize = 0 }) {
@@ -104,26 +104,23 @@ export function procCpuSeconds(pid) {
 }
 
 /**
- * Connect a back-end for `ops` through the public openBackend (connect.ts), then attach the
- * adaptive spin (spin.ts; budget from VSHM_SPIN_US, 0 = off).
+ * Connect a back-end for `ops` through the public openBackend (connect.ts), which runs the
+ * adaptive spin by default (spin.ts; budget from VSHM_SPIN_US, 0 = off).
  */
 export async function openBackend(socketPath, ops, opts = {}) {
   const { peer, transport: be } = await transport.openBackend(socketPath, ops, opts);
   peer.on('error', (e) => process.stderr.write(`bench: be peer: ${e.message}\n`));
   be.on('error', (e) => process.stderr.write(`bench: be: ${e.message}\n`));
-  const spin = attachSpin(peer, be);
-  return { peer, be, spin };
+  return { peer, be };
 }
 
-/** Connect a front-end for `ops` (public openFrontend), attach the spin; resolves with the live session. */
+/** Connect a front-end for `ops` (public openFrontend, spinning by default); resolves with the live session. */
 export async function openFrontend(socketPath, ops, opts = {}) {
   const { peer, transport: fe, ready } = await transport.openFrontend(socketPath, ops, opts);
   peer.on('error', (e) => process.stderr.write(`bench: fe peer: ${e.message}\n`));
   fe.on('error', (e) => process.stderr.write(`bench: fe: ${e.message}\n`));
   const session = await ready;
-  // The front-end's spin also suppresses the device's interrupts while it polls.
-  const spin = attachSpin(peer, transport.frontendPollable ? transport.frontendPollable(fe) : fe);
-  return { peer, fe, session, spin };
+  return { peer, fe, session };
 }
 
 export const here = (rel, base) => fileURLToPath(new URL(rel, base));

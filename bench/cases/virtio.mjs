@@ -20,7 +20,7 @@ const BULK_BATCH = Number(process.env.VSHM_BENCH_BULK_BATCH ?? 8);
 const role = process.argv[2];
 
 if (role === '--be') {
-  const { be, spin, peer } = await openBackend(process.argv[3], echoDeviceOps({ queueSize: Math.max(256, QUEUE_SIZE) }));
+  const { be, peer } = await openBackend(process.argv[3], echoDeviceOps({ queueSize: Math.max(256, QUEUE_SIZE) }));
   let doorbells = 0;
   if (process.env.VSHM_BENCH_DIAG) {
     const ring = peer.doorbell.bind(peer);
@@ -31,15 +31,15 @@ if (role === '--be') {
   }
   process.stdout.write('ready\n');
   process.on('SIGTERM', async () => {
-    if (process.env.VSHM_BENCH_DIAG) process.stderr.write(`bench: be spin ${JSON.stringify(spin.spinner.stats)} doorbells ${doorbells}\n`);
+    if (process.env.VSHM_BENCH_DIAG) process.stderr.write(`bench: be spin ${JSON.stringify(be.spinStats)} doorbells ${doorbells}\n`);
     await be.close();
     process.exit(0);
   });
 } else if (role === '--fe') {
   const [, , , socketPath, mode, arg, arg2] = process.argv;
   const drv = echoDriverOps({ queueSize: mode === 'bulk' ? BULK_QUEUE_SIZE : QUEUE_SIZE });
-  const { session, spin } = await openFrontend(socketPath, drv.ops);
-  globalThis.spinStats = spin.spinner.stats;
+  const { session, fe } = await openFrontend(socketPath, drv.ops);
+  globalThis.spinStats = fe.spinStats;
   const q = session.queues[0];
   const line = (s) => process.stdout.write(s + '\n');
   process.on('SIGTERM', () => process.exit(0)); // exit normally: --cpu-prof writes its profile

@@ -12,6 +12,7 @@ import { IvshmemPeer, type PeerOptions } from './ivshmem/peer.js';
 import { VirtioBackend, type VirtioBackendOptions } from './virtio/backend.js';
 import { VirtioFrontend, type VirtioFrontendOptions } from './virtio/frontend.js';
 import type { DriverSession, VirtioDeviceOps, VirtioDriverOps } from './virtio/device-api.js';
+import type { SpinOptions } from './virtio/spin.js';
 
 export type VirtioRole = 'back-end' | 'front-end';
 
@@ -54,14 +55,18 @@ export function checkVirtioRole(protocol: number, expected: VirtioRole, deviceId
   }
 }
 
-export interface OpenBackendOptions extends VirtioBackendOptions {
+export interface OpenBackendOptions extends Omit<VirtioBackendOptions, 'spin'> {
   /** Options of the IvshmemPeer connection. */
   peer?: PeerOptions;
+  /** Adaptive spin after interrupts (virtio/spin.ts). Default on ($VSHM_SPIN_US µs); false: off. */
+  spin?: SpinOptions | false;
 }
 
-export interface OpenFrontendOptions extends VirtioFrontendOptions {
+export interface OpenFrontendOptions extends Omit<VirtioFrontendOptions, 'spin'> {
   /** Options of the IvshmemPeer connection. */
   peer?: PeerOptions;
+  /** Adaptive spin after interrupts (virtio/spin.ts). Default on ($VSHM_SPIN_US µs); false: off. */
+  spin?: SpinOptions | false;
 }
 
 /**
@@ -73,11 +78,11 @@ export async function openBackend(
   ops: VirtioDeviceOps,
   opts: OpenBackendOptions = {},
 ): Promise<{ peer: IvshmemPeer; transport: VirtioBackend }> {
-  const { peer: peerOpts, ...beOpts } = opts;
+  const { peer: peerOpts, spin, ...beOpts } = opts;
   const peer = await IvshmemPeer.connect(socketPath, peerOpts);
   try {
     checkVirtioRole(peer.protocol, 'back-end', ops.deviceId, peer.id);
-    const transport = new VirtioBackend(peer, ops, beOpts);
+    const transport = new VirtioBackend(peer, ops, spin === false ? beOpts : { ...beOpts, spin: spin ?? {} });
     transport.start();
     return { peer, transport };
   } catch (err) {
@@ -97,11 +102,11 @@ export async function openFrontend(
   ops: VirtioDriverOps,
   opts: OpenFrontendOptions = {},
 ): Promise<{ peer: IvshmemPeer; transport: VirtioFrontend; ready: Promise<DriverSession> }> {
-  const { peer: peerOpts, ...feOpts } = opts;
+  const { peer: peerOpts, spin, ...feOpts } = opts;
   const peer = await IvshmemPeer.connect(socketPath, peerOpts);
   try {
     checkVirtioRole(peer.protocol, 'front-end', ops.deviceId, peer.id);
-    const transport = new VirtioFrontend(peer, ops, feOpts);
+    const transport = new VirtioFrontend(peer, ops, spin === false ? feOpts : { ...feOpts, spin: spin ?? {} });
     const ready = transport.start();
     ready.catch(() => undefined);
     return { peer, transport, ready };

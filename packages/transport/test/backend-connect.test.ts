@@ -129,4 +129,30 @@ describe('connect: openBackend/openFrontend with a real server', () => {
     });
     expect(got.toString()).to.equal('over the server');
   });
+
+  it('spins by default, not with spin: false, and detaches on close', async () => {
+    const path = await startServer(0x8003);
+    const env = process.env.VSHM_SPIN_US;
+    delete process.env.VSHM_SPIN_US; // the default, whatever the caller's environment says
+    const be = await openBackend(path, echoOps()).finally(() => {
+      if (env !== undefined) process.env.VSHM_SPIN_US = env;
+    });
+    peers.push(be.peer);
+    const drv = new EchoDriver();
+    const fe = await openFrontend(path, drv, { readyPollMs: 5, spin: false });
+    peers.push(fe.peer);
+    transports.push(fe.transport);
+    await fe.ready;
+    expect(be.transport.spinStats).to.not.equal(null);
+    expect(fe.transport.spinStats).to.equal(null);
+    const got = await new Promise<Buffer>((resolve) => {
+      drv.q!.add(Buffer.from('spun'), 16, resolve);
+      drv.q!.kick();
+    });
+    expect(got.toString()).to.equal('spun');
+    expect(be.transport.spinStats!.sessions).to.be.greaterThan(0); // an interrupt started a spin
+    await be.transport.close();
+    expect(be.peer.onInterrupt).to.equal(null); // neither the spin's wrapper nor the transport's sink is left
+    expect(be.transport.spinStats).to.equal(null);
+  });
 });

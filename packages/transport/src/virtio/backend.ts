@@ -38,6 +38,7 @@ import { createRingContext } from './backend-ring.js';
 import { BackendSession, checkOps } from './backend-session.js';
 import type { ConfigField, ConfigSpace, DeviceSession, SessionEndReason, VirtioDeviceOps } from './device-api.js';
 import { headerSize } from './header.js';
+import { attachSpin, type SpinAttachment, type SpinOptions, type SpinStats } from './spin.js';
 
 const log = createDebug('vshm:virtio:be');
 
@@ -49,6 +50,11 @@ export interface VirtioBackendOptions {
   enforceIsolation?: boolean;
   /** Name in debug output. */
   debugName?: string;
+  /**
+   * Poll the rings for a bounded, adaptive time after each interrupt, with kicks suppressed
+   * meanwhile (virtio/spin.ts). Absent: interrupts only. `openBackend` turns it on by default.
+   */
+  spin?: SpinOptions;
 }
 
 /** Where the backend is in the §4.10 loop. */
@@ -73,6 +79,8 @@ export class VirtioBackend extends EventEmitter {
   private phaseValue: BackendPhase = 'created';
   private session: BackendSession | null = null;
   private serverGone = false;
+  private readonly spinOptions: SpinOptions | undefined;
+  private spin: SpinAttachment | null = null;
   /** Re-entrancy guard of poll(): a wake-up inside a device callback only flags another round. */
   private busy = false;
   private again = false;
@@ -95,7 +103,7 @@ export class VirtioBackend extends EventEmitter {
     super();
     checkOps(ops);
     for (const k of Object.keys(opts)) {
-      if (k !== 'enforceIsolation' && k !== 'debugName') throw new ArgumentError(`VirtioBackend: unknown option '${k}'`);
+      if (k !== 'enforceIsolation' && k !== 'debugName' && k !== 'spin') throw new ArgumentError(`VirtioBackend: unknown option '${k}'`);
     }
     const role = device.protocol & 0xc000;
     if (role !== 0xc000) {
@@ -118,6 +126,7 @@ export class VirtioBackend extends EventEmitter {
     this.device = device;
     this.ops = ops;
     this.name = opts.debugName ?? `be${device.id}`;
+    this.spinOptions = opts.spin;
     this.partner = 1 - device.id;
     // §4.4: device bits and the optional ring bits, plus the mandatory transport bits; never PACKED.
     this.offeredFeatures =
@@ -176,6 +185,11 @@ export class VirtioBackend extends EventEmitter {
     return this.session;
   }
 
+  /** Counters of the adaptive spin (live object), or null when the transport does not spin. */
+  get spinStats(): SpinStats | null {
+    return this.spin?.spinner.stats ?? null;
+  }
+
   /** Enter the §4.10 loop: take the interrupt sink, enable interrupts, State := RESET. */
   start(): void {
     if (this.phaseValue !== 'created') throw new TransportError('VSHM_ERR_STATE', '4.10', `start() in phase ${this.phaseValue}`);
@@ -187,6 +201,7 @@ export class VirtioBackend extends EventEmitter {
     d.on('server-gone', this.onServerGone);
     d.on('close', this.onDeviceClose);
     d.interruptsEnabled = true; // enabled before the first scan: nothing can be missed (§3)
+    if (this.spinOptions !== undefined) this.spin = attachSpin(d, this, this.spinOptions);
     this.enterReset();
     this.poll();
   }
@@ -414,6 +429,8 @@ export class VirtioBackend extends EventEmitter {
     d.off('peer-gone', this.onPeerEvent);
     d.off('server-gone', this.onServerGone);
     d.off('close', this.onDeviceClose);
+    this.spin?.detach();
+    this.spin = null;
     if (d.onInterrupt === this.onIrq) d.onInterrupt = null;
     try {
       d.setState(PEER_STATE_RESET); // §4.10 orderly shutdown; no-op on a closed device

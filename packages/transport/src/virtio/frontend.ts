@@ -43,6 +43,7 @@ import { writeStatus } from './frontend-setup.js';
 import { TransactionWriter, backendLost, type TransactionOptions } from './frontend-transactions.js';
 import { MemoryView } from './memory.js';
 import type { FrontendVectorMode } from './vectors.js';
+import { attachSpin, frontendPollable, type SpinAttachment, type SpinOptions, type SpinStats } from './spin.js';
 
 const log = createDebug('vshm:virtio:fe');
 
@@ -55,6 +56,12 @@ export interface VirtioFrontendOptions {
   readyPollMs?: number;
   /** Name in debug output. */
   debugName?: string;
+  /**
+   * Poll for used buffers for a bounded, adaptive time after each interrupt, with used-buffer
+   * interrupts suppressed meanwhile (virtio/spin.ts). Absent: interrupts only. `openFrontend`
+   * turns it on by default.
+   */
+  spin?: SpinOptions;
 }
 
 /** Where the front-end is in its §4.10 loop. */
@@ -70,6 +77,8 @@ export class VirtioFrontend extends EventEmitter {
   private readonly txn: TransactionWriter;
   private readonly readyPollMs: number;
   private phaseValue: FrontendPhase = 'created';
+  private readonly spinOptions: SpinOptions | undefined;
+  private spin: SpinAttachment | null = null;
   private closing = false;
   private serverGone = false;
   private generation = 0;
@@ -104,10 +113,11 @@ export class VirtioFrontend extends EventEmitter {
     super();
     checkOps(ops);
     for (const k of Object.keys(opts)) {
-      if (!['transactionTimeoutMs', 'transaction', 'readyPollMs', 'debugName'].includes(k)) {
+      if (!['transactionTimeoutMs', 'transaction', 'readyPollMs', 'debugName', 'spin'].includes(k)) {
         throw new ArgumentError(`VirtioFrontend: unknown option '${k}'`);
       }
     }
+    this.spinOptions = opts.spin;
     const timeout = opts.transactionTimeoutMs ?? 5000;
     if (!(timeout > 0)) throw new ArgumentError(`transactionTimeoutMs must be > 0, got ${timeout}`);
     const role = device.protocol & 0xc000;
@@ -196,6 +206,11 @@ export class VirtioFrontend extends EventEmitter {
    * later sessions are announced by 'ready'. Rejects if the first initialisation is refused or
    * the front-end is closed first; the loop keeps running after a refusal (see file comment).
    */
+  /** Counters of the adaptive spin (live object), or null when the transport does not spin. */
+  get spinStats(): SpinStats | null {
+    return this.spin?.spinner.stats ?? null;
+  }
+
   start(): Promise<DriverSession> {
     if (this.phaseValue !== 'created') return Promise.reject(new TransportError('VSHM_ERR_STATE', '4.10', `start() in phase ${this.phaseValue}`));
     const p = new Promise<DriverSession>((resolve, reject) => this.startWaiters.push({ resolve, reject }));
@@ -206,6 +221,7 @@ export class VirtioFrontend extends EventEmitter {
     d.on('close', this.onDeviceClose);
     d.interruptsEnabled = false;
     d.onInterrupt = this.onIrq;
+    if (this.spinOptions !== undefined) this.spin = attachSpin(d, frontendPollable(this), this.spinOptions);
     d.setState(PEER_STATE_RESET); // (1)
     this.loopDone = this.loop();
     return p;
@@ -241,6 +257,8 @@ export class VirtioFrontend extends EventEmitter {
       }
     }
     d.interruptsEnabled = false;
+    this.spin?.detach();
+    this.spin = null;
     if (d.onInterrupt === this.onIrq) d.onInterrupt = null;
     d.setState(PEER_STATE_RESET);
     d.off('peer-state', this.onPeerEvent);
