@@ -3,12 +3,9 @@
  * moves on every queue in each mode. Console shape: 2 queues, D = 3.
  */
 import { expect } from 'chai';
-import { createLoopbackPair } from '../../src/ivshmem/loopback.js';
-import type { IvshmemDevice } from '../../src/ivshmem/device.js';
-import { VirtioBackend } from '../../src/virtio/backend.js';
-import { VirtioFrontend } from '../../src/virtio/frontend.js';
 import type { FrontendQueue } from '../../src/virtio/frontend-queues.js';
-import { echoDevice, recordingDriver, until } from '../fixtures/transport-devices.js';
+import { echoDevice, until } from '../fixtures/transport-devices.js';
+import { useEchoRigs } from '../fixtures/transport-rigs.js';
 
 const CASES = [
   { vectors: 3, mode: 'per-queue', driverVectors: [1, 2], deviceVectors: [1, 2] },
@@ -18,26 +15,12 @@ const CASES = [
 ] as const;
 
 describe('§8 item 30: FE vector modes (§4.9)', () => {
-  let be: IvshmemDevice;
-  let fe: IvshmemDevice;
-  let backend: VirtioBackend;
-  let frontend: VirtioFrontend;
-
-  afterEach(async () => {
-    await frontend.close();
-    await backend.close();
-    fe.close();
-    be.close();
-  });
+  const rig = useEchoRigs();
 
   for (const c of CASES) {
     it(`vectors ${c.vectors}: ${c.mode} mode, driver vectors ${c.driverVectors.join('/')}, data on both queues`, async () => {
-      [be, fe] = createLoopbackPair({ vectors: c.vectors });
-      const dev = echoDevice({ echoAll: true });
-      backend = new VirtioBackend(be, dev);
+      const { be, backend, frontend, drv } = rig({ loopback: { vectors: c.vectors }, dev: echoDevice({ echoAll: true }) });
       backend.start();
-      const drv = recordingDriver();
-      frontend = new VirtioFrontend(fe, drv);
       const vectorsRung: number[] = [];
       const orig = be.doorbell.bind(be);
       be.doorbell = (target: number, vector: number) => {
@@ -66,12 +49,8 @@ describe('§8 item 30: FE vector modes (§4.9)', () => {
   }
 
   it('config events reach the driver in single mode (vector 0: config part, then queue part)', async () => {
-    [be, fe] = createLoopbackPair({ vectors: 1 });
-    const dev = echoDevice();
-    backend = new VirtioBackend(be, dev);
+    const { backend, frontend, dev, drv } = rig({ loopback: { vectors: 1 } });
     backend.start();
-    const drv = recordingDriver();
-    frontend = new VirtioFrontend(fe, drv);
     const session = await frontend.start();
     const before = drv.configEvents;
     session.queues[0].add(Buffer.from('z'), 4, 'z');

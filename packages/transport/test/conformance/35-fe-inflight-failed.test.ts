@@ -3,51 +3,19 @@
  * VSHM_ERR_BACKEND_LOST, then remove) and BE side (the device session ends with 'driver-gone').
  */
 import { expect } from 'chai';
-import { createLoopbackPair } from '../../src/ivshmem/loopback.js';
-import type { IvshmemDevice } from '../../src/ivshmem/device.js';
-import { VirtioBackend } from '../../src/virtio/backend.js';
 import { VirtioFrontend } from '../../src/virtio/frontend.js';
 import { TransportError } from '../../src/errors.js';
-import type { DriverSession } from '../../src/virtio/device-api.js';
 import { echoDevice, recordingDriver, until } from '../fixtures/transport-devices.js';
+import { echo, useRestartRig } from '../fixtures/transport-rigs.js';
 
 describe('§8 item 35: in-flight requests of a lost peer fail with an error (§4.10)', () => {
-  let be: IvshmemDevice;
-  let fe: IvshmemDevice;
-  let backends: VirtioBackend[];
-  let frontend: VirtioFrontend;
-
-  beforeEach(() => {
-    [be, fe] = createLoopbackPair();
-    backends = [];
-  });
-  afterEach(async () => {
-    await frontend?.close();
-    for (const b of backends) await b.close();
-    fe.close();
-    be.close();
-  });
-
-  function startBackend(dev = echoDevice()): VirtioBackend {
-    const b = new VirtioBackend(be, dev);
-    backends.push(b);
-    b.start();
-    return b;
-  }
-
-  async function echo(session: DriverSession, drv: ReturnType<typeof recordingDriver>, text: string): Promise<Buffer> {
-    const before = drv.used.length;
-    expect(session.queues[0].add(Buffer.from(text), 64, text)).to.equal(true);
-    session.queues[0].kick();
-    await until(() => drv.used.length > before, `echo of ${text}`);
-    return drv.used[drv.used.length - 1].data;
-  }
+  const rig = useRestartRig();
 
   it('items 34/35: a back-end restart fails in-flight requests with an error, then re-probes with a working session', async () => {
     const dev1 = echoDevice();
-    const b1 = startBackend(dev1);
+    const b1 = rig.startBackend(dev1);
     const drv = recordingDriver();
-    frontend = new VirtioFrontend(fe, drv);
+    const frontend = (rig.frontend = new VirtioFrontend(rig.fe, drv));
     const lost: Error[] = [];
     frontend.on('lost', (e: Error) => lost.push(e));
     const s1 = await frontend.start();
@@ -59,7 +27,7 @@ describe('§8 item 35: in-flight requests of a lost peer fail with an error (§4
 
     await b1.close(); // BE: State := RESET
     const dev2 = echoDevice();
-    startBackend(dev2); // a new BE on the same device: waits for the FE entry RESET first
+    rig.startBackend(dev2); // a new BE on the same device: waits for the FE entry RESET first
     await until(() => drv.sessions.length === 2, 'second probe');
 
     expect(drv.failed.map((f) => f.token).sort()).to.deep.equal(['a', 'b', 'c']);
@@ -82,29 +50,29 @@ describe('§8 item 35: in-flight requests of a lost peer fail with an error (§4
 
   it('item 35 (BE side): when the FE leaves, the device session ends with driver-gone', async () => {
     const dev = echoDevice();
-    startBackend(dev);
+    rig.startBackend(dev);
     const drv = recordingDriver();
-    frontend = new VirtioFrontend(fe, drv);
+    const frontend = (rig.frontend = new VirtioFrontend(rig.fe, drv));
     const s = await frontend.start();
     s.queues[1].add(Buffer.from('x'), 0, 'x');
     s.queues[1].kick();
     await until(() => dev.held.length === 1, 'held');
-    fe.setState(0); // the FE "crashes" out of READY without a reset
+    rig.fe.setState(0); // the FE "crashes" out of READY without a reset
     await until(() => dev.ends.length > 0, 'BE session end');
     expect(dev.ends[0]).to.equal('driver-gone');
   });
 
   it('a back-end device that disappears (PEER_GONE) is a back-end failure', async () => {
-    startBackend();
+    rig.startBackend();
     const drv = recordingDriver();
-    frontend = new VirtioFrontend(fe, drv);
+    const frontend = (rig.frontend = new VirtioFrontend(rig.fe, drv));
     const s = await frontend.start();
     s.queues[1].add(Buffer.from('x'), 0, 'x');
     s.queues[1].kick();
-    be.close();
+    rig.be.close();
     await until(() => drv.removed.length === 1, 'remove');
     expect(drv.failed.map((f) => f.token)).to.deep.equal(['x']);
     await until(() => frontend.phase === 'waiting', 'FE waiting for a new BE');
-    expect(fe.state).to.equal(0);
+    expect(rig.fe.state).to.equal(0);
   });
 });

@@ -5,12 +5,9 @@
  * Layout of the spec example `-l 256K -n 2 -o 64K`: RW 124 KiB, BE section at 0x1F000, FE at 0x2F000.
  */
 import { expect } from 'chai';
-import { createLoopbackPair } from '../../src/ivshmem/loopback.js';
-import type { IvshmemDevice } from '../../src/ivshmem/device.js';
-import { VirtioBackend } from '../../src/virtio/backend.js';
-import { VirtioFrontend } from '../../src/virtio/frontend.js';
 import type { FrontendQueue } from '../../src/virtio/frontend-queues.js';
-import { echoDevice, recordingDriver, until } from '../fixtures/transport-devices.js';
+import { until } from '../fixtures/transport-devices.js';
+import { useEchoRigs } from '../fixtures/transport-rigs.js';
 
 const BE_SECTION = 0x1f000;
 const FE_SECTION = 0x2f000;
@@ -20,27 +17,14 @@ const inFe = (a: number, len: number): boolean => a >= FE_SECTION && a + len <= 
 const inBe = (a: number, len: number): boolean => a >= BE_SECTION && a + len <= BE_SECTION + OUT;
 
 describe('§8 item 37: isolated layout (§5.2)', () => {
-  let be: IvshmemDevice;
-  let fe: IvshmemDevice;
-  let backend: VirtioBackend;
-  let frontend: VirtioFrontend;
-
-  afterEach(async () => {
-    await frontend.close();
-    await backend.close();
-    fe.close();
-    be.close();
-  });
+  const rig = useEchoRigs();
 
   it('places rings and buffers per section; a BE enforcing isolation moves data', async () => {
-    [be, fe] = createLoopbackPair({ size: 256 * 1024, outputSectionSize: OUT });
+    const { fe, backend, frontend, drv } = rig({ loopback: { size: 256 * 1024, outputSectionSize: OUT }, backend: { enforceIsolation: true } });
     expect(fe.layout.rwSize).to.equal(124 * 1024);
     const bytes = new Uint8Array(fe.window);
     bytes.fill(0xee, BE_SECTION, BE_SECTION + OUT); // stale garbage in the BE's section
-    backend = new VirtioBackend(be, echoDevice(), { enforceIsolation: true });
     backend.start();
-    const drv = recordingDriver();
-    frontend = new VirtioFrontend(fe, drv);
     const s = await frontend.start();
     for (const q of s.queues as FrontendQueue[]) {
       const r = q.rings;
@@ -66,11 +50,8 @@ describe('§8 item 37: isolated layout (§5.2)', () => {
   });
 
   it('no silent fallback: with the output section exhausted, add() fails instead of using R/W', async () => {
-    [be, fe] = createLoopbackPair({ size: 256 * 1024, outputSectionSize: OUT });
-    backend = new VirtioBackend(be, echoDevice());
+    const { backend, frontend } = rig({ loopback: { size: 256 * 1024, outputSectionSize: OUT } });
     backend.start();
-    const drv = recordingDriver();
-    frontend = new VirtioFrontend(fe, drv);
     const s = await frontend.start();
     const q1 = s.queues[1]; // held by the device
     expect(q1.add(new Uint8Array(OUT), 0, 'too big')).to.equal(false);
