@@ -5,52 +5,31 @@
  * driver that vanished mid-initialisation. Before READY it only leaves.
  */
 import { expect } from 'chai';
-import { createLoopbackPair } from '../src/ivshmem/loopback.js';
-import { PEER_STATE_READY, type IvshmemDevice } from '../src/ivshmem/device.js';
-import { VirtioBackend } from '../src/virtio/backend.js';
-import { VirtioFrontend } from '../src/virtio/frontend.js';
+import { PEER_STATE_READY } from '../src/ivshmem/device.js';
 import type { TransportError } from '../src/errors.js';
-import { echoDevice, recordingDriver, until, type EchoDevice, type RecordingDriver } from './fixtures/transport-devices.js';
+import { echoDevice, recordingDriver, until } from './fixtures/transport-devices.js';
+import { useEchoRigs, type EchoRig } from './fixtures/transport-rigs.js';
 
-interface Rig {
-  be: IvshmemDevice;
-  fe: IvshmemDevice;
-  backend: VirtioBackend;
-  frontend: VirtioFrontend;
-  dev: EchoDevice;
-  drv: RecordingDriver;
+interface Rig extends EchoRig {
   /** The BE's `device_status` at the moment it saw the FE entry leave READY (null: never). */
   statusAtDeparture: () => number | null;
 }
 
 describe('VirtioFrontend.close() in every phase (§4.10 orderly shutdown)', () => {
-  const rigs: Rig[] = [];
+  const echoRig = useEchoRigs();
 
   function rig(dev = echoDevice(), drv = recordingDriver()): Rig {
-    const [be, fe] = createLoopbackPair();
-    const backend = new VirtioBackend(be, dev);
-    const frontend = new VirtioFrontend(fe, drv, { readyPollMs: 5 });
+    const r = echoRig({ dev, drv, frontend: { readyPollMs: 5 } });
     let feWasReady = false;
     let status: number | null = null;
     // Runs before the back-end's own listener: what the BE finds when the FE leaves.
-    be.prependListener('peer-state', (id: number, s: number) => {
-      if (id !== fe.id) return;
+    r.be.prependListener('peer-state', (id: number, s: number) => {
+      if (id !== r.fe.id) return;
       if (s === PEER_STATE_READY) feWasReady = true;
-      else if (feWasReady && status === null) status = backend.status;
+      else if (feWasReady && status === null) status = r.backend.status;
     });
-    const r: Rig = { be, fe, backend, frontend, dev, drv, statusAtDeparture: () => status };
-    rigs.push(r);
-    return r;
+    return { ...r, statusAtDeparture: () => status };
   }
-
-  afterEach(async () => {
-    for (const r of rigs.splice(0)) {
-      await r.frontend.close();
-      await r.backend.close();
-      r.fe.close();
-      r.be.close();
-    }
-  });
 
   it('while waiting for the back-end: no transaction, State stays RESET, start() rejects', async () => {
     const { frontend, fe } = rig();

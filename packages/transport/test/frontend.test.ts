@@ -1,47 +1,23 @@
 import { expect } from 'chai';
 import { VirtioFeatureMask } from 'virtio-spec-types';
 import { createLoopbackPair, type LoopbackOptions } from '../src/ivshmem/loopback.js';
-import type { IvshmemDevice } from '../src/ivshmem/device.js';
 import { VirtioBackend } from '../src/virtio/backend.js';
 import { VirtioFrontend } from '../src/virtio/frontend.js';
 import { ArgumentError, TransportError } from '../src/errors.js';
 import type { DriverSession } from '../src/virtio/device-api.js';
 import type { FrontendQueue } from '../src/virtio/frontend-queues.js';
-import { echoDevice, recordingDriver, until, type EchoDevice, type RecordingDriver } from './fixtures/transport-devices.js';
-
-interface Rig {
-  be: IvshmemDevice;
-  fe: IvshmemDevice;
-  backend: VirtioBackend;
-  frontend: VirtioFrontend;
-  dev: EchoDevice;
-  drv: RecordingDriver;
-}
+import { echoDevice, recordingDriver, until } from './fixtures/transport-devices.js';
+import { useEchoRigs, type EchoRig } from './fixtures/transport-rigs.js';
 
 describe('VirtioFrontend ↔ VirtioBackend on the loopback', () => {
-  const rigs: Rig[] = [];
+  const echoRig = useEchoRigs();
 
-  async function rig(lb: LoopbackOptions = {}, devOpts: Parameters<typeof echoDevice>[0] = {}, drvOpts: Parameters<typeof recordingDriver>[0] = {}): Promise<Rig & { session: DriverSession }> {
-    const [be, fe] = createLoopbackPair(lb);
-    const dev = echoDevice(devOpts);
-    const drv = recordingDriver(drvOpts);
-    const backend = new VirtioBackend(be, dev);
-    const frontend = new VirtioFrontend(fe, drv);
-    const r = { be, fe, backend, frontend, dev, drv };
-    rigs.push(r);
-    backend.start();
-    const session = await frontend.start();
+  async function rig(lb: LoopbackOptions = {}, devOpts: Parameters<typeof echoDevice>[0] = {}, drvOpts: Parameters<typeof recordingDriver>[0] = {}): Promise<EchoRig & { session: DriverSession }> {
+    const r = echoRig({ loopback: lb, dev: echoDevice(devOpts), drv: recordingDriver(drvOpts) });
+    r.backend.start();
+    const session = await r.frontend.start();
     return { ...r, session };
   }
-
-  afterEach(async () => {
-    for (const r of rigs.splice(0)) {
-      await r.frontend.close();
-      await r.backend.close();
-      r.fe.close();
-      r.be.close();
-    }
-  });
 
   it('checks its arguments and the role', () => {
     const [be, fe] = createLoopbackPair();
@@ -162,9 +138,6 @@ describe('VirtioFrontend ↔ VirtioBackend on the loopback', () => {
   });
 
   it('a probe that throws breaks the session: remove, device reset, probe again', async () => {
-    const [be, fe] = createLoopbackPair();
-    const dev = echoDevice();
-    const backend = new VirtioBackend(be, dev);
     const drv = recordingDriver();
     const probe = drv.probe.bind(drv);
     let calls = 0;
@@ -172,8 +145,7 @@ describe('VirtioFrontend ↔ VirtioBackend on the loopback', () => {
       probe(s);
       if (++calls === 1) throw new Error('driver bug');
     };
-    const frontend = new VirtioFrontend(fe, drv);
-    rigs.push({ be, fe, backend, frontend, dev, drv });
+    const { backend, frontend, dev } = echoRig({ drv });
     const errors: Error[] = [];
     frontend.on('error', (e: Error) => errors.push(e));
     backend.start();
@@ -222,9 +194,9 @@ describe('VirtioFrontend ↔ VirtioBackend on the loopback', () => {
   });
 
   it('DEVICE_NEEDS_RESET with a config event (the BE found a ring violation) → reset and re-probe', async () => {
-    const { session, drv, fe, backend } = await rig();
+    const { session, drv, fe, backend, frontend } = await rig();
     const errors: Error[] = [];
-    rigs[rigs.length - 1].frontend.on('error', (e: Error) => errors.push(e));
+    frontend.on('error', (e: Error) => errors.push(e));
     const q = session.queues[0] as FrontendQueue;
     q.add(Buffer.from('bad'), 4, 'bad');
     // Corrupt descriptor 0 (as a faulty FE memory would) before publishing: address out of range.
