@@ -25,6 +25,8 @@ export class FakeChain implements DeviceChain {
     this.writable.set(src.subarray(0, n), offset);
     return n;
   }
+  readableSegments(): readonly Uint8Array[] { return this.readable.length === 0 ? [] : [this.readable]; }
+  writableSegments(): readonly Uint8Array[] { return this.writable.length === 0 ? [] : [this.writable]; }
 }
 
 export interface UsedEntry { chain: FakeChain; written: number; flushed: boolean }

@@ -1,6 +1,6 @@
 /**
  * A descriptor chain popped by the device (spec §6.3): the validated private copy of its
- * segments plus byte copy helpers. Every segment was checked against the access policy when
+ * segments plus byte copy helpers and zero-copy segment views (valid from pop until push). Every segment was checked against the access policy when
  * popped, so `read`/`write` never touch memory outside it; buffer *contents* may still change
  * under us (the driver owns them), which is harmless for a copy.
  *
@@ -34,6 +34,18 @@ export class Chain {
   lens: Uint32Array;
 
   private readonly mem: MemoryView;
+  /** Between pop (reset) and push (release): the zero-copy views may be handed out. */
+  private popped = false;
+  /**
+   * Cached segment views, by segment index, with the address each was made for: a driver that
+   * reuses its buffers (the §5.1 allocator hands out the lowest free span first) gets the same
+   * view objects back, so steady-state `readableSegments()` allocates nothing.
+   */
+  private views: (Uint8Array | undefined)[] = [];
+  private viewAddrs: number[] = [];
+  /** Reused result arrays of readableSegments()/writableSegments(). */
+  private readonly readableOut: Uint8Array[] = [];
+  private readonly writableOut: Uint8Array[] = [];
 
   constructor(mem: MemoryView, capacity = 4) {
     this.mem = mem;
@@ -49,6 +61,12 @@ export class Chain {
     this.segmentCount = 0;
     this.readableCount = 0;
     this.descriptorCount = 0;
+    this.popped = true;
+  }
+
+  /** @internal The chain was pushed (engine only): its views must not be handed out any more. */
+  release(): void {
+    this.popped = false;
   }
 
   /** @internal Append a validated, non-empty segment (engine only; ordering already checked). */
@@ -77,17 +95,34 @@ export class Chain {
     return this.mem.bytes(this.addrs[i], this.lens[i]);
   }
 
-  /** Zero-copy views of the readable segments, in order. */
-  readableSegments(): Uint8Array[] {
-    const out: Uint8Array[] = [];
-    for (let i = 0; i < this.readableCount; i++) out.push(this.segment(i));
-    return out;
+  /**
+   * Zero-copy views of the readable segments, in order (DeviceChain.readableSegments). The array
+   * and the views are reused: both are valid only until this chain is pushed.
+   */
+  readableSegments(): readonly Uint8Array[] {
+    return this.views_(this.readableOut, 0, this.readableCount, 'readableSegments');
   }
 
-  /** Zero-copy views of the writable segments, in order. */
-  writableSegments(): Uint8Array[] {
-    const out: Uint8Array[] = [];
-    for (let i = this.readableCount; i < this.segmentCount; i++) out.push(this.segment(i));
+  /** Zero-copy views of the writable segments, in order (DeviceChain.writableSegments). */
+  writableSegments(): readonly Uint8Array[] {
+    return this.views_(this.writableOut, this.readableCount, this.segmentCount, 'writableSegments');
+  }
+
+  private views_(out: Uint8Array[], from: number, to: number, what: string): readonly Uint8Array[] {
+    if (!this.popped) throw new ArgumentError(`Chain.${what}: chain ${this.head} is not popped (already pushed?)`);
+    out.length = to - from;
+    for (let i = from; i < to; i++) {
+      const addr = this.addrs[i];
+      const len = this.lens[i];
+      let v = this.views[i];
+      if (v === undefined || this.viewAddrs[i] !== addr || v.length !== len) {
+        // Every segment was checked against its section when popped (§6.3), so this is in bounds.
+        v = this.mem.bytes(addr, len);
+        this.views[i] = v;
+        this.viewAddrs[i] = addr;
+      }
+      out[i - from] = v;
+    }
     return out;
   }
 

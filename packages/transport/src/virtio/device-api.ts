@@ -53,6 +53,27 @@ export interface DeviceChain {
   read(dst: Uint8Array, offset?: number): number;
   /** Copy `src` into the writable bytes starting at `offset`; returns the count copied. */
   write(src: Uint8Array, offset?: number): number;
+  /**
+   * Zero-copy: views straight into shared memory of the device-readable segments, in chain
+   * order (together `readableLength` bytes; no empty segments). For a device that consumes in
+   * place — hands the bytes to a syscall, parses, checksums — instead of copying them out.
+   *
+   * Lifetime: valid from `pop()` until `push()` of this chain; afterwards the driver reuses the
+   * buffers, and calling this throws. The array and the view objects are reused (a steady-state
+   * call allocates nothing): do not keep or modify the array, and do not let anything keep a view
+   * past push — e.g. a Node Writable may hold a chunk after `write()` returns, so copy first.
+   *
+   * Trust: the driver owns these bytes and may change them at any time (§6.2), also between two
+   * reads of the same byte. A device that validates and then uses data must `read()` a private
+   * copy (style §3, read once); views are for consuming each byte once.
+   */
+  readableSegments(): readonly Uint8Array[];
+  /**
+   * Zero-copy: views of the device-writable segments, in order (together `writableLength` bytes),
+   * to produce bytes in place. Same lifetime and reuse rules as `readableSegments()`; report the
+   * bytes produced, counted from the start of the writable part, as `push(chain, written)`.
+   */
+  writableSegments(): readonly Uint8Array[];
 }
 
 /** A live queue as a device sees it. Valid from `activate` until `deactivate`. */
@@ -140,6 +161,27 @@ export interface DriverQueueHandle<T = unknown> {
   onFailed: ((token: T, err: Error) => void) | null;
   /** Requests posted and not yet completed or failed. */
   readonly inFlight: number;
+  /**
+   * Optional zero-copy posting (the transport's queues have it; test doubles may not): a
+   * device-readable buffer of `len` ≥ 1 bytes in shared memory, zeroed, to fill in place. Null
+   * when memory is short (retry after a completion) or the session ended. Post it with
+   * `addAllocated`, or give it back with `freeOut`.
+   *
+   * The view belongs to the current session. Once posted, the device may read it until the
+   * request completes: do not write to it any more. In `onFailed` its bytes are still readable
+   * — take a copy there if they must be re-sent after recovery (§4.10) — unless the ivshmem
+   * device itself was closed (the mapping is then detached: length 0). After `onUsed`/`onFailed`
+   * returns, the buffer is freed or gone with the session.
+   */
+  allocOut?(len: number): Uint8Array | null;
+  /**
+   * Post `view` (from `allocOut` of this queue, filled in place) plus `inLen` device-writable
+   * bytes. False — keeping `view` allocated: retry later or `freeOut` it — when descriptors or
+   * memory are short.
+   */
+  addAllocated?(view: Uint8Array, inLen: number, token: T): boolean;
+  /** Give back an `allocOut` view that was not posted. */
+  freeOut?(view: Uint8Array): void;
 }
 
 /**

@@ -169,6 +169,7 @@ export class DeviceQueue {
     }
     this.inFlight[head] = 0;
     this.inFlightN--;
+    chain.release(); // its zero-copy views end here (the driver may reuse the buffers)
     const w = this.layout.usedRingU32 + 2 * (this.usedShadow & this.mask);
     this.u32[w] = head;
     this.u32[w + 1] = written;
