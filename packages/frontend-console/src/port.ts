@@ -4,10 +4,19 @@
  * side.
  *
  * The stream object outlives device sessions: the driver attaches the port's queue handles on
- * probe and detaches them on remove (§4.10 recovery), and the port keeps its own copy of every
- * transmit byte until the device reported it used. A transmit request that comes back through
- * `onFailed` (the back-end went away before consuming it) goes back into the queue at its
- * original position and is sent again, in order, once the next session attaches.
+ * probe and detaches them on remove (§4.10 recovery), and the port holds every transmit byte
+ * until the device reported it used. A transmit request that comes back through `onFailed` (the
+ * back-end went away before consuming it) goes back into the queue at its original position and
+ * is sent again, in order, exactly once, once the next session attaches.
+ *
+ * Zero-copy transmit: where the queue offers `allocOut`/`addAllocated` (the transport's queues
+ * do), a written chunk is copied once, straight into a shared buffer, and that buffer is the
+ * only copy we hold while it is posted. A private copy is taken only when a request fails — in
+ * `onFailed`, from the shared buffer, before the transport lets go of it — so the common case
+ * allocates nothing per chunk. Until its pieces are posted the port refers to the writer's chunk
+ * itself: `_write`'s callback (after which the writer may reuse it) runs only once every piece
+ * is in shared memory. A queue without `allocOut` (a test double) gets a private copy per piece
+ * and `add()`, as before.
  *
  * Backpressure:
  * - writable: `_write`'s callback runs once every piece of the chunk has been posted to the
@@ -37,10 +46,21 @@ export const DEFAULT_RX_BUFFER = 1024;
 /** Smallest piece a transmit chunk is split down to when shared memory is short (one 64 B chunk, §5.1). */
 const MIN_TX_PIECE = 64;
 
-/** A transmit request: a private copy of the bytes, posted or waiting to be. */
+/**
+ * Where a transmit request's bytes live (`TxToken.data`):
+ * - 'chunk': a view of the writer's chunk — only until `_write` calls back, which waits for every
+ *   piece to be posted;
+ * - 'private': our own copy (a queue without zero-copy posting, or taken when a request failed);
+ * - 'shared': the posted shared-memory buffer itself (allocOut), freed by the transport after
+ *   onUsed/onFailed.
+ */
+export type TxHome = 'chunk' | 'private' | 'shared';
+
+/** A transmit request: its bytes, posted or waiting to be. */
 export interface TxToken {
   readonly kind: 'tx';
   data: Uint8Array;
+  home: TxHome;
   posted: boolean;
 }
 /** A receive request: an empty device-writable buffer. */
@@ -146,7 +166,10 @@ export class ConsolePort extends Duplex {
     this.rx = null;
     this.tx = null;
     // Defensive: a transport that skipped onFailed for some request must not make us lose it.
-    for (const t of this.txq) t.posted = false;
+    for (let i = 0; i < this.txq.length; i++) {
+      const t = this.txq[i];
+      if (t.posted && !this.keep(t)) this.txq.splice(i--, 1);
+    }
     debug('port %d: detached, %d tx bytes kept', this.id, this.pendingTransmitBytes);
     this.emit('detach');
   }
@@ -209,11 +232,16 @@ export class ConsolePort extends Duplex {
       callback(new ConsoleError('VSHM_ERR_PORT_REMOVED', '7.2', `port ${this.id} was removed by the device`));
       return;
     }
-    // Private copy in pieces: the caller may reuse its buffer once we call back, but we may
-    // have to send the bytes again after a back-end restart (§4.10).
-    for (let off = 0; off < chunk.length; off += this.txPieceSize) {
-      const piece = new Uint8Array(chunk.subarray(off, Math.min(chunk.length, off + this.txPieceSize)));
-      this.txq.push({ kind: 'tx', data: piece, posted: false });
+    // Pieces refer to the chunk until they are posted (copied into shared memory, or privately
+    // for a queue without allocOut); the callback waits for that, so the writer cannot reuse the
+    // chunk under us. Copies we may need after a back-end restart (§4.10) come from onFailed.
+    const piece = this.txPieceSize;
+    if (chunk.length <= piece) {
+      this.txq.push({ kind: 'tx', data: chunk, home: 'chunk', posted: false });
+    } else {
+      for (let off = 0; off < chunk.length; off += piece) {
+        this.txq.push({ kind: 'tx', data: chunk.subarray(off, Math.min(chunk.length, off + piece)), home: 'chunk', posted: false });
+      }
     }
     this.writeCallback = callback;
     this.pumpTransmit();
@@ -228,6 +256,14 @@ export class ConsolePort extends Duplex {
   }
 
   override _destroy(err: Error | null, callback: (err?: Error | null) => void): void {
+    // The pending write's callback will never run, so its writer may reuse the chunk: what is
+    // still queued from it must not refer to it any more.
+    for (const t of this.txq) {
+      if (t.home === 'chunk') {
+        t.data = new Uint8Array(t.data);
+        t.home = 'private';
+      }
+    }
     this.writeCallback = null;
     this.finalCallback = null;
     callback(err);
@@ -243,8 +279,7 @@ export class ConsolePort extends Duplex {
       for (let i = 0; i < this.txq.length; i++) {
         const t = this.txq[i];
         if (t.posted) continue;
-        if (tx.add(t.data, 0, t)) {
-          t.posted = true;
+        if (this.post(tx, t)) {
           added++;
           continue;
         }
@@ -252,7 +287,7 @@ export class ConsolePort extends Duplex {
         // ever retry, so split the piece smaller (down to one 64 B chunk) and try again.
         if (tx.inFlight === 0 && t.data.length > MIN_TX_PIECE) {
           const half = Math.max(MIN_TX_PIECE, t.data.length >> 1);
-          this.txq.splice(i + 1, 0, { kind: 'tx', data: t.data.subarray(half), posted: false });
+          this.txq.splice(i + 1, 0, { kind: 'tx', data: t.data.subarray(half), home: t.home, posted: false });
           t.data = t.data.subarray(0, half);
           i--;
           continue;
@@ -262,6 +297,55 @@ export class ConsolePort extends Duplex {
       if (added > 0) this.kick(tx);
     }
     this.maybeCallBack();
+  }
+
+  /**
+   * Post one waiting piece. Zero-copy where the queue allows it: one copy into a shared buffer,
+   * which then holds the bytes (our other reference is dropped). Else a private copy, then add().
+   */
+  private post(tx: DriverQueueHandle, t: TxToken): boolean {
+    if (tx.allocOut !== undefined && tx.addAllocated !== undefined && tx.freeOut !== undefined) {
+      const view = tx.allocOut(t.data.length);
+      if (view === null) return false;
+      view.set(t.data);
+      if (!tx.addAllocated(view, 0, t)) {
+        tx.freeOut(view);
+        return false;
+      }
+      t.data = view;
+      t.home = 'shared';
+      t.posted = true;
+      return true;
+    }
+    // The writer may reuse its chunk once we call back: keep our own copy for a re-send.
+    if (t.home === 'chunk') {
+      t.data = new Uint8Array(t.data);
+      t.home = 'private';
+    }
+    if (!tx.add(t.data, 0, t)) return false;
+    t.posted = true;
+    return true;
+  }
+
+  /**
+   * A posted request of an ending session: make its bytes private again (from the shared buffer,
+   * still readable in onFailed) and mark it waiting. False if they are gone: the ivshmem device
+   * was closed and its mapping detached — no session will follow to re-send them to.
+   * Trust: in the §5.1 layout the back-end can write the R/W section, so a faulty one could have
+   * changed these bytes before failing (as it could mangle what it consumed); in the isolated
+   * layout (§5.2) they sit in our output section, read-only to it.
+   */
+  private keep(t: TxToken): boolean {
+    t.posted = false;
+    if (t.home !== 'shared') return true;
+    const len = t.data.length;
+    if (len === 0 || t.data.buffer.byteLength === 0) {
+      debug('port %d: %d tx bytes lost with a closed device', this.id, len);
+      return false;
+    }
+    t.data = new Uint8Array(t.data);
+    t.home = 'private';
+    return true;
   }
 
   private maybeCallBack(): void {
@@ -286,8 +370,12 @@ export class ConsolePort extends Duplex {
 
   private transmitFailed(token: TxToken): void {
     // The device never reported these bytes consumed: keep them, at their position, for the
-    // next session (§4.10 "reports every in-flight request as failed — never dropped").
-    token.posted = false;
+    // next session (§4.10 "reports every in-flight request as failed — never dropped"). A shared
+    // buffer dies with the session: copy it now, while the transport still holds it.
     this.sessionFailing = true;
+    if (!this.keep(token)) {
+      const i = this.txq.indexOf(token);
+      if (i >= 0) this.txq.splice(i, 1);
+    }
   }
 }

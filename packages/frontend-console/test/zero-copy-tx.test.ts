@@ -1,0 +1,130 @@
+/**
+ * Zero-copy transmit of the console port (port.ts): with a queue that offers allocOut /
+ * addAllocated, a written chunk is copied once into a shared buffer that then is the port's
+ * only copy; a private copy is taken only in onFailed, and §4.10 re-sends stay in order and
+ * exactly once. The "shared memory" here is one ArrayBuffer the fake queue hands out.
+ */
+import { expect } from 'chai';
+import { ConsoleDriver, type ConsolePort } from '../src/index.js';
+import type { TxToken } from '../src/port.js';
+import { FakeQueue, FakeSession, microtasks } from './fake-session.js';
+
+/** A FakeQueue with zero-copy posting over a bump-allocated "shared" region. */
+class ZeroCopyQueue extends FakeQueue {
+  readonly shared = new ArrayBuffer(1 << 16);
+  private next = 0;
+  allocs = 0;
+  frees = 0;
+
+  allocOut(len: number): Uint8Array | null {
+    if (this.next + len > this.shared.byteLength) return null;
+    const v = new Uint8Array(this.shared, this.next, len);
+    this.next += len;
+    this.allocs++;
+    return v;
+  }
+
+  addAllocated(view: Uint8Array, inLen: number, token: unknown): boolean {
+    if (view.buffer !== this.shared) throw new Error('not our view');
+    if (this.posted.length >= this.size || this.budget <= 0) return false;
+    this.budget--;
+    // No copy: `out` is the shared view itself, as the device would read it.
+    const p = { out: view, inLen, token };
+    this.posted.push(p);
+    this.history.push({ ...p, out: new Uint8Array(view) });
+    this.unkicked++;
+    return true;
+  }
+
+  freeOut(_view: Uint8Array): void {
+    this.frees++;
+  }
+
+  /** Fail everything; then scribble over the buffers, as the next owner of the memory might. */
+  override failAll(err = new Error('device lost')): void {
+    const views = this.posted.map((p) => p.out as Uint8Array);
+    super.failAll(err);
+    for (const v of views) v.fill(0xee);
+  }
+}
+
+function zeroCopySession(): { s: FakeSession; tx: ZeroCopyQueue } {
+  const s = new FakeSession(0n, 2, 4);
+  const tx = new ZeroCopyQueue(1, 4);
+  s.queues[1] = tx;
+  return { s, tx };
+}
+
+function writeAsync(port: ConsolePort, data: Uint8Array): Promise<void> {
+  return new Promise((resolve, reject) => port.write(data, (err) => (err ? reject(err) : resolve())));
+}
+
+describe('ConsolePort zero-copy transmit', () => {
+  it('lands a write in shared buffers that are its only copy', async () => {
+    const d = new ConsoleDriver({ txPieceSize: 10 });
+    const { s, tx } = zeroCopySession();
+    d.probe(s);
+    const port = d.port(0) as ConsolePort;
+    const chunk = Buffer.from('0123456789abcdefghijKLMNO');
+    await writeAsync(port, chunk); // calls back once every piece is in shared memory
+    expect(tx.posted).to.have.length(3);
+    for (const p of tx.posted) {
+      const t = p.token as TxToken;
+      expect(p.out?.buffer).to.equal(tx.shared);
+      expect(t.home).to.equal('shared');
+      expect(t.data).to.equal(p.out); // the token holds the shared view, no private copy
+    }
+    chunk.fill(0x58); // the writer reuses its buffer: what was posted does not change
+    expect(Buffer.concat(tx.posted.map((p) => p.out as Uint8Array)).toString()).to.equal('0123456789abcdefghijKLMNO');
+    expect(port.pendingTransmitBytes).to.equal(25);
+    tx.complete();
+    tx.complete();
+    tx.complete();
+    expect(port.pendingTransmitBytes).to.equal(0);
+  });
+
+  it('copies failed requests out in onFailed and re-sends them in order, exactly once', async () => {
+    const d = new ConsoleDriver({ txPieceSize: 10 });
+    const first = zeroCopySession();
+    d.probe(first.s);
+    const port = d.port(0) as ConsolePort;
+    const data = Buffer.from('0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJ');
+    const chunk = Buffer.from(data);
+    await writeAsync(port, chunk.subarray(0, 40)); // four pieces fill the ring of 4
+    const rest = writeAsync(port, chunk.subarray(40)); // waits for ring space
+    await microtasks();
+    first.tx.complete(); // "0123456789" consumed; "ABCDEFGHIJ" gets posted
+    await rest;
+    chunk.fill(0x58); // both callbacks ran: the writer may reuse its buffer
+    expect(first.tx.inFlight).to.equal(4);
+    first.s.failAll(); // onFailed, then the shared buffers are overwritten
+    d.remove(new Error('back-end gone'));
+    expect(port.pendingTransmitBytes).to.equal(data.length - 10);
+
+    const second = zeroCopySession();
+    d.probe(second.s);
+    await microtasks();
+    while (second.tx.inFlight > 0) {
+      second.tx.complete();
+      await microtasks();
+    }
+    expect(second.tx.sentBytes().toString()).to.equal(data.subarray(10).toString());
+    expect(port.pendingTransmitBytes).to.equal(0);
+  });
+
+  it('gives back an allocated buffer the queue refused', async () => {
+    const d = new ConsoleDriver({ txPieceSize: 10 });
+    const { s, tx } = zeroCopySession();
+    tx.budget = 1;
+    d.probe(s);
+    const port = d.port(0) as ConsolePort;
+    port.write(Buffer.from('0123456789abcdefghij'));
+    await microtasks();
+    expect(tx.inFlight).to.equal(1);
+    expect(tx.frees).to.be.greaterThan(0); // the second piece's buffer went back
+    tx.budget = Infinity;
+    tx.complete();
+    await microtasks();
+    expect(tx.sentBytes().toString()).to.equal('0123456789abcdefghij');
+  });
+});
