@@ -1,0 +1,202 @@
+/**
+ * Compatibility goal (b): the generic VirtioBackend fronted by a double that behaves like the
+ * Linux `virtio_ivshmem` driver (fixtures/linux-like-frontend.ts) — probe, negotiation with the
+ * immediate FEATURES_OK read-back, Linux's queue setup widths and the 4-byte disable, the three
+ * vector modes, config events, reset and re-initialisation, and power-off.
+ */
+import { expect } from 'chai';
+import { DeviceStatus, VirtioFeatureMask } from 'virtio-spec-types';
+import { createLoopbackPair } from '../src/ivshmem/loopback.js';
+import type { IvshmemDevice } from '../src/ivshmem/device.js';
+import { VirtioBackend } from '../src/virtio/backend.js';
+import { echoOps, type RecordingOps } from './fixtures/backend-devices.js';
+import { until } from './fixtures/loopback-rigs.js';
+import { LinuxFrontendError, LinuxLikeFrontend, type LinuxQueue, type LinuxQueueSpec } from './fixtures/linux-like-frontend.js';
+
+interface Rig {
+  be: IvshmemDevice;
+  feDev: IvshmemDevice;
+  backend: VirtioBackend;
+  ops: RecordingOps;
+  fe: LinuxLikeFrontend;
+  /** Bytes completed per queue, in order. */
+  got: Buffer[][];
+  needs: Error[];
+}
+
+const rigs: Rig[] = [];
+
+function rig(vectors = 3, start = true): Rig {
+  const [be, feDev] = createLoopbackPair({ size: 65536, vectors, protocol: 0x8003 });
+  const ops = echoOps();
+  const backend = new VirtioBackend(be, ops);
+  if (start) backend.start();
+  const r: Rig = { be, feDev, backend, ops, fe: new LinuxLikeFrontend(feDev), got: [[], []], needs: [] };
+  backend.on('needs-reset', (e: Error) => r.needs.push(e));
+  rigs.push(r);
+  return r;
+}
+
+/** A driver whose queues both take callbacks (D = 3): it collects every completion. */
+function specs(r: Rig): LinuxQueueSpec[] {
+  return [0, 1].map((i) => ({
+    name: `q${i}`,
+    callback: (q: LinuxQueue) => {
+      for (let c = q.getBuf(); c !== null; c = q.getBuf()) r.got[q.index].push(Buffer.from(c.data));
+    },
+  }));
+}
+
+async function bringUp(r: Rig): Promise<void> {
+  r.fe.probe();
+  await r.fe.negotiate(1n); // the driver knows feature bit 0 (console SIZE)
+  await r.fe.findVqs(specs(r));
+  await r.fe.driverOk();
+  await until(() => r.backend.currentSession !== null, 'DRIVER_OK at the back-end');
+}
+
+/** One request: `text` device-readable, as many bytes device-writable; waits for the echo. */
+async function echo(r: Rig, index: number, text: string): Promise<void> {
+  const before = r.got[index].length;
+  const q = r.fe.queues[index];
+  q.add([Buffer.from(text)], [text.length], text);
+  q.kick();
+  await until(() => r.got[index].length > before, `the echo on queue ${index}`);
+  expect(r.got[index][before].toString()).to.equal(text);
+}
+
+describe('Linux-like front-end against VirtioBackend (compatibility goal b)', () => {
+  afterEach(async () => {
+    for (const r of rigs.splice(0)) {
+      await r.backend.close();
+      r.feDev.close();
+      r.be.close();
+    }
+  });
+
+  it('refuses to probe while the back-end is not READY, without waiting (Linux probe)', () => {
+    const r = rig(3, false);
+    expect(() => r.fe.probe()).to.throw(LinuxFrontendError).with.property('code', 'ENODEV');
+    r.backend.start(); // the loopback BE becomes READY synchronously
+    r.fe.probe();
+    expect(r.feDev.state).to.equal(1);
+    // §5.1 with RW 60 KiB: 64-byte chunks, the 88-byte console-sized header reserves 2 of them.
+    expect(r.fe.allocator().chunkSize).to.equal(64);
+    expect(r.fe.allocator().usedChunks).to.equal(2);
+  });
+
+  it('negotiates with FEATURES_OK read back at once, and the back-end accepts the set', async () => {
+    const r = rig();
+    r.fe.probe();
+    const f = await r.fe.negotiate(1n);
+    const M = VirtioFeatureMask;
+    expect(f).to.equal(1n | M.VERSION_1 | M.ACCESS_PLATFORM | M.ORDER_PLATFORM);
+    expect(r.fe.featuresOkReadback & DeviceStatus.FEATURES_OK).to.equal(DeviceStatus.FEATURES_OK);
+    await r.fe.sync();
+    expect(r.backend.negotiatedFeatures).to.equal(f);
+    expect(r.fe.status() & DeviceStatus.FEATURES_OK).to.equal(DeviceStatus.FEATURES_OK);
+    // Linux's order: select 1 then 0 for device features; sel 1, high, sel 0, low for the driver's.
+    const offs = r.fe.txns.map((t) => t.off);
+    expect(offs.slice(0, 3)).to.deep.equal([0x44, 0x44, 0x44]);
+    expect(offs.slice(3, 9)).to.deep.equal([0x10, 0x10, 0x18, 0x14, 0x18, 0x14]);
+    expect(r.fe.txns.slice(5, 9).map((t) => t.value)).to.deep.equal([1n, f >> 32n, 0n, 1n]);
+  });
+
+  for (const [vectors, mode, driverVectors, deviceVectors] of [
+    [3, 'per-queue', [1, 2], [1, 2]],
+    [2, 'shared', [1, 1], [0, 0]],
+    [1, 'single', [0, 0], [0, 0]],
+  ] as const) {
+    it(`moves data on both queues and delivers a config change in ${mode} mode (vectors ${vectors})`, async () => {
+      const r = rig(vectors);
+      await bringUp(r);
+      expect(r.fe.mode).to.equal(mode);
+      expect(r.fe.queues.map((q) => q.driverVector)).to.deep.equal(driverVectors);
+      expect(r.fe.queues.map((q) => q.deviceVector)).to.deep.equal(deviceVectors);
+      // Several rounds: in per-queue mode Linux never clears queue_event, the BE must notify anyway.
+      for (let round = 0; round < 3; round++) {
+        await echo(r, 0, `queue zero, round ${round}`);
+        await echo(r, 1, `queue one, round ${round}`);
+      }
+      const want = new Set<number>(driverVectors);
+      expect(r.fe.irqs.filter((v) => want.has(v)).length).to.be.greaterThan(0);
+      expect(r.fe.queues.every((q) => q.vring.badUsed.length === 0)).to.equal(true);
+
+      const before = r.fe.configChanges;
+      r.backend.updateConfig((c) => c.write(0, 2, 132));
+      await until(() => r.fe.configChanges > before, 'the config change');
+      expect(await r.fe.readConfig(0, 2)).to.equal(132);
+      expect(r.fe.broken).to.equal(false);
+      await echo(r, 0, 'still working after the config change');
+    });
+  }
+
+  it('sets queues up with Linux widths and accepts the 4-byte queue_enable := 0 on a live queue', async () => {
+    const r = rig();
+    await bringUp(r);
+    const widths = r.fe.txns.filter((t) => t.off >= 0x20 && t.off < 0x40).map((t) => [t.off, t.width]);
+    const perQueue = [[0x20, 2], [0x24, 2], [0x28, 8], [0x30, 8], [0x38, 8], [0x26, 2]];
+    expect(widths).to.deep.equal([...perQueue, ...perQueue]);
+    const q0 = r.fe.queues[0];
+    expect(q0.vring.used % 64).to.equal(0);
+    expect(q0.vring.desc).to.be.at.least(128); // above the reserved header chunks
+
+    await r.fe.disableQueue(0); // 4 bytes at 0x26: also zeroes 0x28–0x29 (queue_desc's low bytes)
+    await r.fe.sync();
+    await r.fe.write(0x1c, 4, 0n); // re-select: the window shows the truth again
+    await r.fe.sync();
+    expect(r.fe.load16(0x26)).to.equal(0);
+    expect(r.fe.load16(0x20)).to.equal(8);
+    expect(r.needs).to.deep.equal([]);
+    expect(r.backend.status & DeviceStatus.DEVICE_NEEDS_RESET).to.equal(0);
+
+    // The BE must not use the disabled queue: a request posted on it before one on queue 1 stays
+    // unused after queue 1's completion (the BE scans every queue on each wake-up, §4.9).
+    q0.add([Buffer.from('ignored')], [7], 'ignored');
+    q0.kick();
+    await echo(r, 1, 'queue one still works');
+    expect(q0.vring.moreUsed()).to.equal(false);
+  });
+
+  it('resets and re-initialises through the same front-end', async () => {
+    const r = rig();
+    await bringUp(r);
+    await echo(r, 0, 'first life');
+    const baseline = 2; // header chunks
+    await r.fe.remove();
+    expect(r.fe.allocator().usedChunks).to.equal(baseline);
+    await r.fe.negotiate(1n);
+    await r.fe.findVqs(specs(r));
+    await r.fe.driverOk();
+    await until(() => r.ops.sessions.length === 2, 'the second session');
+    await echo(r, 0, 'second life');
+    await echo(r, 1, 'second life, queue one');
+    expect(r.ops.ends).to.include('driver-reset');
+    expect(r.backend.status & DeviceStatus.DEVICE_NEEDS_RESET).to.equal(0);
+  });
+
+  it('completes the power-off status 0 before the front-end disconnects', async () => {
+    const r = rig();
+    await bringUp(r);
+    await echo(r, 0, 'before power-off');
+    await r.fe.powerOff(); // resolves only once the BE completed the transaction
+    expect(r.fe.txns[r.fe.txns.length - 1]).to.deep.equal({ off: 0x44, width: 4, value: 0n });
+    expect(r.ops.ends[0]).to.equal('driver-reset');
+    await until(() => r.backend.phase === 'wait-fe-ready', 'the back-end ready for the next front-end');
+  });
+
+  it('breaks the device on vector 0 when the back-end leaves READY, and fails later writes', async () => {
+    const r = rig();
+    await bringUp(r);
+    await r.fe.sync();
+    await r.backend.close(); // State := RESET: the device model fires the FE's vector 0
+    await until(() => r.fe.broken, 'the device broken');
+    expect(r.fe.load16(0x40)).to.equal(0); // both event bytes cleared
+    expect(r.fe.log).to.include('backend failed!');
+    await r.fe.write(0x44, 4, 0n); // idle before: the store goes out, nobody completes it
+    let err: unknown = null;
+    await r.fe.sync().catch((e: unknown) => (err = e));
+    expect(err).to.be.instanceOf(LinuxFrontendError);
+    expect((err as LinuxFrontendError).code).to.equal('ENODEV');
+  });
+});
