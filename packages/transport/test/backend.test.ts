@@ -58,18 +58,6 @@ async function rig(opts: LoopbackOptions = {}, ops: RecordingOps = consoleLikeOp
   return r;
 }
 
-/** Negotiate features (§4.4 FE order) and set FEATURES_OK; returns the status read back. */
-async function negotiate(fe: ScriptedFrontend, low: number, high: number): Promise<number> {
-  await fe.txn(HDR_DEVICE_STATUS, 4, S.ACKNOWLEDGE);
-  await fe.txn(HDR_DEVICE_STATUS, 4, S.ACKNOWLEDGE | S.DRIVER);
-  await fe.txn(HDR_DRIVER_FEATURES_SEL, 4, 1);
-  await fe.txn(HDR_DRIVER_FEATURES, 4, high);
-  await fe.txn(HDR_DRIVER_FEATURES_SEL, 4, 0);
-  await fe.txn(HDR_DRIVER_FEATURES, 4, low);
-  await fe.txn(HDR_DEVICE_STATUS, 4, S.ACKNOWLEDGE | S.DRIVER | S.FEATURES_OK);
-  return fe.r32(HDR_DEVICE_STATUS);
-}
-
 afterEach(async () => {
   for (const r of rigs.splice(0)) {
     await r.backend.close();
@@ -164,7 +152,7 @@ describe('VirtioBackend: header and state loop (§4.2, §4.10)', () => {
 
   it('close() ends the session, writes State RESET and leaves the device open', async () => {
     const { fe, backend, be, ops } = await rig();
-    await negotiate(fe, 1, HIGH_REQUIRED);
+    await fe.negotiate(1, HIGH_REQUIRED);
     await fe.txn(HDR_DEVICE_STATUS, 4, S.ACKNOWLEDGE | S.DRIVER | S.FEATURES_OK | S.DRIVER_OK);
     expect(ops.sessions).to.have.length(1);
     await backend.close();
@@ -196,7 +184,7 @@ describe('VirtioBackend: write transactions (§4.3, §4.4)', () => {
     const { fe, backend, ops } = await rig();
     await fe.txn(HDR_DRIVER_FEATURES_SEL, 4, 5); // ignored window
     await fe.txn(HDR_DRIVER_FEATURES, 4, 0xffffffff);
-    const status = await negotiate(fe, 1, HIGH_REQUIRED);
+    const status = await fe.negotiate(1, HIGH_REQUIRED);
     expect(status).to.equal(S.ACKNOWLEDGE | S.DRIVER | S.FEATURES_OK);
     expect(backend.negotiatedFeatures).to.equal((3n << 32n) | 1n);
     expect(ops.accepted).to.deep.equal([(3n << 32n) | 1n]);
@@ -215,7 +203,7 @@ describe('VirtioBackend: write transactions (§4.3, §4.4)', () => {
       const { fe, backend } = await rig({}, ops);
       const needs: Error[] = [];
       backend.on('needs-reset', (e: Error) => needs.push(e));
-      const status = await negotiate(fe, low, high);
+      const status = await fe.negotiate(low, high);
       expect(status & S.FEATURES_OK).to.equal(0);
       expect(backend.negotiatedFeatures).to.equal(null);
       fe.irqs.length = 0;
@@ -258,7 +246,7 @@ describe('VirtioBackend: write transactions (§4.3, §4.4)', () => {
 
   it('records queue fields, latches at enable and accepts the Linux 4-byte queue_enable stores (§8 item 27)', async () => {
     const { fe } = await rig();
-    await negotiate(fe, 1, HIGH_REQUIRED);
+    await fe.negotiate(1, HIGH_REQUIRED);
     await fe.txn(HDR_QUEUE_SEL, 4, 0);
     await fe.txn(HDR_QUEUE_SIZE, 2, 4);
     await fe.txn(HDR_QUEUE_DRIVER_VECTOR, 2, 1);
@@ -281,7 +269,7 @@ describe('VirtioBackend: write transactions (§4.3, §4.4)', () => {
 
   it('an invalid queue at enable (§6.1) sets NEEDS_RESET', async () => {
     const { fe } = await rig();
-    await negotiate(fe, 1, HIGH_REQUIRED);
+    await fe.negotiate(1, HIGH_REQUIRED);
     await fe.txn(HDR_QUEUE_SIZE, 2, 3); // not a power of two
     await fe.txn(HDR_QUEUE_DESC, 8, 0x1000n);
     await fe.txn(HDR_QUEUE_DRIVER, 8, 0x1100n);
@@ -320,7 +308,7 @@ describe('VirtioBackend: write transactions (§4.3, §4.4)', () => {
 
   it('DRIVER_OK activates the device; status 0 resets and ends the session (§4.5)', async () => {
     const { fe, ops, backend } = await rig();
-    await negotiate(fe, 1, HIGH_REQUIRED);
+    await fe.negotiate(1, HIGH_REQUIRED);
     await fe.txn(HDR_DEVICE_STATUS, 4, S.ACKNOWLEDGE | S.DRIVER | S.FEATURES_OK | S.DRIVER_OK);
     expect(ops.sessions).to.have.length(1);
     expect(ops.sessions[0].features).to.equal((3n << 32n) | 1n);
