@@ -9,7 +9,7 @@
  * port takes input only while the driver has it open (PORT_OPEN(id, 1)).
  */
 import createDebug from 'debug';
-import type { DeviceQueueHandle, DeviceSession } from '@vshm/transport';
+import type { DeviceChain, DeviceQueueHandle, DeviceSession } from '@vshm/transport';
 import {
   ConsoleControlEvent,
   ConsoleFeature,
@@ -189,7 +189,15 @@ export class ConsoleSession {
     link.port.drained();
   }
 
-  /** transmitq: every readable byte goes out in order; used len 0. */
+  /**
+   * transmitq: every readable byte goes out in order; used len 0.
+   *
+   * One copy per chain, straight from the shared segments (DeviceChain.readableSegments) into an
+   * unzeroed Buffer that is then handed to the port's Writable. The copy stays on purpose: a
+   * Writable may keep the chunk after write() returns (a socket or file until the kernel took it,
+   * a PassThrough until its reader consumes it), while the shared buffer is the driver's again
+   * once we push the chain — and the driver may change it at any time (§6.2).
+   */
   private transmit(link: PortLink): void {
     const q = link.txq;
     if (this.closed || q === undefined) return;
@@ -197,11 +205,10 @@ export class ConsoleSession {
     while (!link.port.outputBlocked) {
       const chain = q.pop();
       if (chain === null) break;
-      const data = new Uint8Array(chain.readableLength);
-      const n = chain.read(data);
+      const data = copyReadable(chain);
       q.push(chain, 0);
       pushed = true;
-      link.port.write(data.subarray(0, n));
+      if (data !== null) link.port.write(data);
     }
     if (pushed) {
       q.flush();
@@ -268,4 +275,19 @@ export class ConsoleSession {
     if (link.port.name !== null) control.send(encodeConsolePortName(id, link.port.name));
     if (link.port.hostOpen) control.send(encodeConsoleControl(id, ConsoleControlEvent.PORT_OPEN, 1));
   }
+}
+
+/** The chain's readable bytes in a new Buffer (every byte overwritten, so unzeroed is safe), or null. */
+function copyReadable(chain: DeviceChain): Buffer | null {
+  const len = chain.readableLength;
+  if (len === 0) return null;
+  const segs = chain.readableSegments();
+  if (segs.length === 1) return Buffer.from(segs[0]); // one copy into a fresh Buffer
+  const data = Buffer.allocUnsafe(len);
+  let off = 0;
+  for (const seg of segs) {
+    data.set(seg, off);
+    off += seg.length;
+  }
+  return data;
 }
