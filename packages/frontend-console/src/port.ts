@@ -305,9 +305,8 @@ export class ConsolePort extends Duplex {
    */
   private post(tx: DriverQueueHandle, t: TxToken): boolean {
     if (tx.allocOut !== undefined && tx.addAllocated !== undefined && tx.freeOut !== undefined) {
-      const view = tx.allocOut(t.data.length);
+      const view = tx.allocOut(t.data.length, t.data); // the one copy, into shared memory
       if (view === null) return false;
-      view.set(t.data);
       if (!tx.addAllocated(view, 0, t)) {
         tx.freeOut(view);
         return false;

@@ -16,9 +16,10 @@ class ZeroCopyQueue extends FakeQueue {
   allocs = 0;
   frees = 0;
 
-  allocOut(len: number): Uint8Array | null {
+  allocOut(len: number, init?: Uint8Array): Uint8Array | null {
     if (this.next + len > this.shared.byteLength) return null;
     const v = new Uint8Array(this.shared, this.next, len);
+    if (init !== undefined) v.set(init);
     this.next += len;
     this.allocs++;
     return v;

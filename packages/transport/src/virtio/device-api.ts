@@ -165,7 +165,8 @@ export interface DriverQueueHandle<T = unknown> {
    * Optional zero-copy posting (the transport's queues have it; test doubles may not): a
    * device-readable buffer of `len` ≥ 1 bytes in shared memory, zeroed, to fill in place. Null
    * when memory is short (retry after a completion) or the session ended. Post it with
-   * `addAllocated`, or give it back with `freeOut`.
+   * `addAllocated`, or give it back with `freeOut`. With `init` (at most `len` bytes) the buffer
+   * starts with a copy of it and only the rest is zeroed (one memory pass instead of two).
    *
    * The view belongs to the current session. Once posted, the device may read it until the
    * request completes: do not write to it any more. In `onFailed` its bytes are still readable
@@ -173,7 +174,7 @@ export interface DriverQueueHandle<T = unknown> {
    * device itself was closed (the mapping is then detached: length 0). After `onUsed`/`onFailed`
    * returns, the buffer is freed or gone with the session.
    */
-  allocOut?(len: number): Uint8Array | null;
+  allocOut?(len: number, init?: Uint8Array): Uint8Array | null;
   /**
    * Post `view` (from `allocOut` of this queue, filled in place) plus `inLen` device-writable
    * bytes. False — keeping `view` allocated: retry later or `freeOut` it — when descriptors or

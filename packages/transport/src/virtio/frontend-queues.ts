@@ -146,15 +146,20 @@ export class FrontendQueue<T = unknown> implements DriverQueueHandle<T> {
    * (zeroed), to fill in place; null when memory is short or the queue is dead. Pass the very
    * same view to addAllocated() — or to freeOut() to give it back unposted. It belongs to the
    * current session: after a recovery the old queue accepts nothing and a new one rejects it.
+   * `init` (at most `len` bytes) is copied to its start, and only the rest is zeroed — the same
+   * bytes as zeroing first, one memory pass fewer (what add() does for `out`).
    */
-  allocOut(len: number): Uint8Array | null {
+  allocOut(len: number, init?: Uint8Array): Uint8Array | null {
     if (!Number.isInteger(len) || len < 1 || len > 0xffffffff) throw new ArgumentError(`len must be an integer ≥ 1, got ${len}`);
+    const filled = init === undefined ? 0 : init.length;
+    if (filled > len) throw new ArgumentError(`init has ${filled} bytes, more than len ${len}`);
     if (!this.live) return null;
-    const oa = this.alloc.alloc('driver', len);
+    const oa = this.alloc.alloc('driver', len, filled);
     if (oa < 0) {
       this.starve();
       return null;
     }
+    if (init !== undefined && filled > 0) this.u8.set(init, oa);
     return new Uint8Array(this.u8.buffer, oa, len);
   }
 
