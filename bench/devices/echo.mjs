@@ -1,6 +1,7 @@
 // The bench loopback device: one virtqueue; a chain with a writable part is echoed (its readable
-// bytes copied back into the writable part), a chain without one is a sink (its bytes are read
-// into a private buffer, as a socket receiver copies them out of the kernel). Built on the public
+// bytes copied back into the writable part), a chain without one is a sink (its bytes are copied
+// into a private buffer from the chain's zero-copy views, as a socket receiver copies them out of
+// the kernel). Built on the public
 // plug-in API (device-api.ts): VirtioDeviceOps on the back-end, VirtioDriverOps on the front-end.
 import { VirtioFeatureMask } from 'virtio-spec-types';
 
@@ -16,6 +17,14 @@ const EVENT_IDX = VirtioFeatureMask.RING_EVENT_IDX;
 export function echoDeviceOps({ queueSize = 256, bufferSize = 65536, eventIdx = true } = {}) {
   const scratch = new Uint8Array(bufferSize);
   let handle = null;
+  const sink = (segs) => {
+    let off = 0;
+    for (const seg of segs) {
+      const n = Math.min(seg.length, scratch.length - off);
+      scratch.set(n === seg.length ? seg : seg.subarray(0, n), off);
+      off += n;
+    }
+  };
   return {
     deviceId: ECHO_DEVICE_ID,
     features: eventIdx ? EVENT_IDX : 0n,
@@ -30,9 +39,15 @@ export function echoDeviceOps({ queueSize = 256, bufferSize = 65536, eventIdx = 
       q.onAvailable = () => {
         let c;
         while ((c = q.pop()) !== null) {
-          const n = c.read(scratch);
-          if (c.writableLength > 0) q.push(c, c.write(n === scratch.length ? scratch : scratch.subarray(0, n)));
-          else q.push(c, 0);
+          if (c.writableLength > 0) {
+            const n = c.read(scratch);
+            q.push(c, c.write(n === scratch.length ? scratch : scratch.subarray(0, n)));
+          } else {
+            // Sink: still one copy out of shared memory, like a socket reader's (the bytes have
+            // to end up in the receiver's memory), but straight from the zero-copy views.
+            sink(c.readableSegments());
+            q.push(c, 0);
+          }
         }
         q.flush();
       };
