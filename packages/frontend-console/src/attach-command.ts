@@ -13,16 +13,25 @@
 import { spawn } from 'node:child_process';
 import { constants } from 'node:os';
 import type { ConsolePort } from './port.js';
-import type { Attachment } from './attach-terminal.js';
+import { createAttachment, type Attachment } from './attachment.js';
 
 /** Why a command could not be started (spawn error, e.g. ENOENT): exit 127 like a shell. */
 export const EXIT_CANNOT_RUN = 127;
 
 export function attachCommand(port: ConsolePort, command: string, args: readonly string[], onSpawnError: (err: Error) => void): Attachment {
   const child = spawn(command, args, { stdio: ['pipe', 'pipe', 'pipe'] });
-  let finish: (status: number) => void = () => {};
-  const done = new Promise<number>((resolve) => {
-    finish = resolve;
+  const { attachment, finish } = createAttachment(async () => {
+    port.unpipe(child.stdin);
+    port.off('host-close', eof);
+    port.off('removed', eof);
+    if (child.exitCode === null && child.signalCode === null && child.pid !== undefined) {
+      const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+      child.kill('SIGTERM');
+      // A command that ignores SIGTERM must not keep the front-end from leaving.
+      const force = setTimeout(() => child.kill('SIGKILL'), 3000);
+      await exited;
+      clearTimeout(force);
+    }
   });
   let spawnFailed = false;
   child.on('error', (err) => {
@@ -53,23 +62,5 @@ export function attachCommand(port: ConsolePort, command: string, args: readonly
     // Flush what the command wrote: 'finish' fires once the device used every buffer.
     port.end(() => finish(status));
   });
-  let closed = false;
-  return {
-    done,
-    async close(): Promise<void> {
-      if (closed) return;
-      closed = true;
-      port.unpipe(child.stdin);
-      port.off('host-close', eof);
-      port.off('removed', eof);
-      if (child.exitCode === null && child.signalCode === null && child.pid !== undefined) {
-        const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-        child.kill('SIGTERM');
-        // A command that ignores SIGTERM must not keep the front-end from leaving.
-        const force = setTimeout(() => child.kill('SIGKILL'), 3000);
-        await exited;
-        clearTimeout(force);
-      }
-    },
-  };
+  return attachment;
 }

@@ -10,7 +10,7 @@
 import { existsSync, lstatSync, unlinkSync } from 'node:fs';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import type { Attachment } from './attach-terminal.js';
+import { createAttachment, type Attachment } from './attachment.js';
 import { ConsoleError } from './errors.js';
 
 function isLive(path: string): Promise<boolean> {
@@ -70,24 +70,19 @@ export async function attachSocket(port: Duplex, path: string): Promise<Attachme
     throw new ConsoleError('VSHM_ERR_SOCKET', '', `cannot listen on ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
   }
   port.pause();
-  let closed = false;
-  return {
-    done: new Promise<number>(() => {}), // runs until a signal
-    async close(): Promise<void> {
-      if (closed) return;
-      closed = true;
-      const c = client as Socket | null;
-      if (c !== null) {
-        port.unpipe(c);
-        c.destroy();
-      }
-      await new Promise<void>((resolve) => server.close(() => resolve()));
-      // server.close() unlinks the path for UNIX sockets; make sure.
-      try {
-        unlinkSync(path);
-      } catch {
-        /* already gone */
-      }
-    },
-  };
+  // `done` never settles: the bridge runs until a signal.
+  return createAttachment(async () => {
+    const c = client as Socket | null;
+    if (c !== null) {
+      port.unpipe(c);
+      c.destroy();
+    }
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+    // server.close() unlinks the path for UNIX sockets; make sure.
+    try {
+      unlinkSync(path);
+    } catch {
+      /* already gone */
+    }
+  }).attachment;
 }

@@ -9,6 +9,7 @@
  */
 import type { Duplex } from 'node:stream';
 import type { ReadStream } from 'node:tty';
+import { createAttachment, type Attachment } from './attachment.js';
 
 /** Ctrl-] (GS, 0x1d), as in telnet and `virsh console`. */
 export const ESCAPE_BYTE = 0x1d;
@@ -39,13 +40,6 @@ export class EscapeFilter {
   }
 }
 
-export interface Attachment {
-  /** Resolves with the exit status the CLI should use once the attachment ends by itself. */
-  readonly done: Promise<number>;
-  /** Detach and release everything (idempotent). Resolves when released. */
-  close(): Promise<void>;
-}
-
 export function attachTerminal(
   port: Duplex,
   stdin: NodeJS.ReadableStream & Partial<Pick<ReadStream, 'isTTY' | 'setRawMode'>> = process.stdin,
@@ -60,9 +54,13 @@ export function attachTerminal(
     process.once('exit', restore);
   }
   const filter = tty ? new EscapeFilter() : null;
-  let finish: (status: number) => void = () => {};
-  const done = new Promise<number>((resolve) => {
-    finish = resolve;
+  const { attachment, finish } = createAttachment(() => {
+    stdin.off('data', onData);
+    stdin.pause();
+    port.unpipe(stdout);
+    stdout.off('error', onOutError);
+    restore();
+    process.off('exit', restore);
   });
   const onData = (chunk: Buffer): void => {
     let data: Uint8Array = chunk;
@@ -85,18 +83,5 @@ export function attachTerminal(
   const onOutError = (): void => finish(0);
   stdout.on('error', onOutError);
   port.pipe(stdout, { end: false });
-  let closed = false;
-  return {
-    done,
-    async close(): Promise<void> {
-      if (closed) return;
-      closed = true;
-      stdin.off('data', onData);
-      stdin.pause();
-      port.unpipe(stdout);
-      stdout.off('error', onOutError);
-      restore();
-      process.off('exit', restore);
-    },
-  };
+  return attachment;
 }

@@ -7,7 +7,8 @@
  * Every failure is one stderr line starting with the program name.
  */
 import createDebug from 'debug';
-import { type Attachment, attachTerminal } from './attach-terminal.js';
+import { attachTerminal } from './attach-terminal.js';
+import type { Attachment } from './attachment.js';
 import { attachCommand } from './attach-command.js';
 import { attachSocket } from './attach-socket.js';
 import { CliUsageError, PROGRAM, USAGE, parseCli, type CliOptions } from './cli-args.js';

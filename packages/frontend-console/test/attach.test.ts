@@ -10,7 +10,8 @@ import { join } from 'node:path';
 import { Duplex, PassThrough } from 'node:stream';
 import { attachCommand, EXIT_CANNOT_RUN } from '../src/attach-command.js';
 import { attachSocket } from '../src/attach-socket.js';
-import { attachTerminal, type Attachment } from '../src/attach-terminal.js';
+import { attachTerminal } from '../src/attach-terminal.js';
+import type { Attachment } from '../src/attachment.js';
 import type { ConsolePort } from '../src/port.js';
 
 /** A port double: what is written to it is collected; feed() plays device input. */
