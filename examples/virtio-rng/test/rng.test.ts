@@ -7,11 +7,30 @@ import {
   VirtioBackend,
   VirtioFrontend,
   createLoopbackPair,
+  type DeviceQueueHandle,
   type DeviceSession,
   type IvshmemDevice,
   type VirtioDeviceOps,
 } from '@vshm/transport';
 import { RngDevice, RngDriver } from '../src/index.js';
+
+/** An rng-shaped device (id 4, one queue of 8) whose queue is served by `onAvailable`. */
+function scriptedRng(onAvailable: (q: DeviceQueueHandle) => void): VirtioDeviceOps {
+  return {
+    deviceId: 4,
+    features: 0n,
+    configSize: 0,
+    configFields: [],
+    queueCount: () => 1,
+    queueMaxSize: () => 8,
+    initConfig: () => undefined,
+    deactivate: () => undefined,
+    activate(s: DeviceSession) {
+      const q = s.queues[0]!;
+      q.onAvailable = () => onAvailable(q);
+    },
+  };
+}
 
 describe('virtio-rng device and driver (loopback)', () => {
   let be: IvshmemDevice;
@@ -62,26 +81,13 @@ describe('virtio-rng device and driver (loopback)', () => {
   });
 
   it('asks again for the rest when the device returns fewer bytes', async () => {
-    const device: VirtioDeviceOps = {
-      deviceId: 4,
-      features: 0n,
-      configSize: 0,
-      configFields: [],
-      queueCount: () => 1,
-      queueMaxSize: () => 8,
-      initConfig: () => undefined,
-      deactivate: () => undefined,
-      activate(s: DeviceSession) {
-        const q = s.queues[0]!;
-        q.onAvailable = () => {
-          for (let c = q.pop(); c !== null; c = q.pop()) {
-            const n = Math.max(1, c.writableLength >> 1); // half of what was asked
-            q.push(c, c.write(new Uint8Array(n).fill(0xab)));
-          }
-          q.flush();
-        };
-      },
-    };
+    const device = scriptedRng((q) => {
+      for (let c = q.pop(); c !== null; c = q.pop()) {
+        const n = Math.max(1, c.writableLength >> 1); // half of what was asked
+        q.push(c, c.write(new Uint8Array(n).fill(0xab)));
+      }
+      q.flush();
+    });
     const rng = new RngDriver();
     link(device, rng);
     const b = await rng.read(100);
@@ -91,22 +97,9 @@ describe('virtio-rng device and driver (loopback)', () => {
 
   it('rejects a read whose requests were in flight when the device went away (§8 item 35)', async () => {
     let taken = 0;
-    const device: VirtioDeviceOps = {
-      deviceId: 4,
-      features: 0n,
-      configSize: 0,
-      configFields: [],
-      queueCount: () => 1,
-      queueMaxSize: () => 8,
-      initConfig: () => undefined,
-      deactivate: () => undefined,
-      activate(s: DeviceSession) {
-        const q = s.queues[0]!;
-        q.onAvailable = () => {
-          while (q.pop() !== null) taken++; // takes requests, never answers
-        };
-      },
-    };
+    const device = scriptedRng((q) => {
+      while (q.pop() !== null) taken++; // takes requests, never answers
+    });
     const rng = new RngDriver();
     link(device, rng);
     await rng.whenLive();
