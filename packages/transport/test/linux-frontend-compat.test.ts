@@ -185,6 +185,24 @@ describe('Linux-like front-end against VirtioBackend (compatibility goal b)', ()
     await until(() => r.backend.phase === 'wait-fe-ready', 'the back-end ready for the next front-end');
   });
 
+  it('completes the reset and queue teardown a Linux FE issues after it left READY (driver unbind)', async () => {
+    const r = rig();
+    r.fe = new LinuxLikeFrontend(r.feDev, { limitMs: 10_000 });
+    await bringUp(r);
+    await echo(r, 0, 'before unbind');
+    // Linux stores State := 0 before its reset and del_vqs transactions; the BE re-initialises and
+    // is READY again before they arrive, so Linux keeps spinning unless the BE completes them.
+    await r.fe.unbind();
+    expect(r.fe.txns.slice(-5).map((t) => [t.off, t.width])).to.deep.equal([[0x44, 4], [0x1c, 4], [0x26, 4], [0x1c, 4], [0x26, 4]]);
+    expect(r.backend.phase).to.equal('wait-fe-ready');
+    // Bind again (modprobe): the header the stale transactions hit is sane for the next driver.
+    r.fe = new LinuxLikeFrontend(r.feDev);
+    r.got = [[], []];
+    await bringUp(r);
+    await echo(r, 1, 'after rebinding');
+    expect(r.needs).to.deep.equal([]);
+  });
+
   it('breaks the device on vector 0 when the back-end leaves READY, and fails later writes', async () => {
     const r = rig();
     await bringUp(r);

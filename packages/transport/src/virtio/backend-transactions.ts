@@ -134,6 +134,27 @@ export class BackendRegisters {
     return true;
   }
 
+  /** Whether the FE left a transaction for us (acquire load of `write_transaction`). */
+  transactionPending(): boolean {
+    return this.header.loadTransaction() !== 0;
+  }
+
+  /**
+   * Complete a pending transaction WITHOUT its action, for a front-end that is not READY (§4.10
+   * step (5)): the register file in the header goes back to its defaults (the private copies
+   * already are, the header was just initialised), full fence, `write_transaction` := 0.
+   * Returns true if one was pending. See VirtioBackend.step() for why.
+   */
+  discardTransaction(): boolean {
+    const off = this.header.loadTransaction();
+    if (off === 0) return false;
+    log('transaction at 0x%s from a front-end that is not READY: completed without action', off.toString(16));
+    this.reset();
+    fullFence();
+    this.header.completeTransaction();
+    return true;
+  }
+
   /** Set DEVICE_NEEDS_RESET in the private and header status (§6.3). */
   markNeedsReset(): void {
     this.needsReset = true;

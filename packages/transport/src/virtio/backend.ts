@@ -299,10 +299,23 @@ export class VirtioBackend extends EventEmitter {
           this.device.setState(PEER_STATE_READY); // (4)
           this.setPhase('wait-fe-ready');
           continue;
-        case 'wait-fe-ready':
-          if (this.partnerState() !== PEER_STATE_READY) return work;
-          this.setPhase('serving');
-          continue;
+        case 'wait-fe-ready': {
+          if (this.partnerState() === PEER_STATE_READY) {
+            this.setPhase('serving');
+            continue;
+          }
+          // A front-end that left READY may still be writing: Linux's virtio_ivshmem_remove
+          // stores State := 0 BEFORE the driver's reset and queue teardown, and spins on each of
+          // those transactions for as long as our entry reads READY (it is, again, by now).
+          // Complete them without acting, so the guest does not hang. A new front-end sets READY
+          // before its first transaction, so re-reading its state after seeing one tells a stale
+          // transaction from a live one.
+          const pending = this.regs.transactionPending();
+          if (!pending) return work;
+          if (this.partnerState() === PEER_STATE_READY) continue;
+          this.regs.discardTransaction();
+          return work + 1;
+        }
         case 'serving': {
           if (this.partnerState() !== PEER_STATE_READY) {
             // (7): stop touching rings before anything else, then start over.
