@@ -38,31 +38,27 @@ function exchange(size: number, eventIdx: boolean, rounds: number, batch: number
   let seq = 0;
   let deviceWake = false;
   let driverWake = false;
+  /** Echo every available chain, publish, and count the interrupt if one is due. */
+  const serve = () => {
+    for (let c = dev.pop(); c; c = dev.pop()) {
+      c.read(tmp);
+      c.write(tmp);
+      dev.push(c.head, MSG);
+    }
+    if (dev.publish()) {
+      counts.interrupts++;
+      driverWake = true;
+    }
+  };
   const deviceRun = () => {
     if (simpleDevice) {
       // No explicit notification protocol: pop until null, publish (pop re-arms avail_event).
-      for (let c = dev.pop(); c; c = dev.pop()) {
-        c.read(tmp);
-        c.write(tmp);
-        dev.push(c.head, MSG);
-      }
-      if (dev.publish()) {
-        counts.interrupts++;
-        driverWake = true;
-      }
+      serve();
       return;
     }
     do {
       dev.disableNotifications();
-      for (let c = dev.pop(); c; c = dev.pop()) {
-        c.read(tmp);
-        c.write(tmp);
-        dev.push(c.head, MSG);
-      }
-      if (dev.publish()) {
-        counts.interrupts++;
-        driverWake = true;
-      }
+      serve();
     } while (dev.enableNotifications());
   };
   const driverRun = () => {
