@@ -6,39 +6,30 @@
  * back-end holds (never completes).
  */
 import { expect } from 'chai';
-import { createLoopbackPair } from '../../src/ivshmem/loopback.js';
 import type { IvshmemDevice } from '../../src/ivshmem/device.js';
 import { VirtioBackend } from '../../src/virtio/backend.js';
 import { VirtioFrontend } from '../../src/virtio/frontend.js';
 import type { FrontendQueue } from '../../src/virtio/frontend-queues.js';
 import { RingError } from '../../src/errors.js';
-import { echoDevice, recordingDriver, until } from '../fixtures/transport-devices.js';
+import { until, type EchoDevice, type RecordingDriver } from '../fixtures/transport-devices.js';
+import { useEchoRigs } from '../fixtures/transport-rigs.js';
 
 describe('§8 item 39: FE used-ring validation (§6.4)', () => {
+  const rig = useEchoRigs();
   let be: IvshmemDevice;
   let fe: IvshmemDevice;
   let backend: VirtioBackend;
   let frontend: VirtioFrontend;
-  let drv: ReturnType<typeof recordingDriver>;
-  let dev: ReturnType<typeof echoDevice>;
+  let drv: RecordingDriver;
+  let dev: EchoDevice;
   let errors: Error[];
 
   beforeEach(async () => {
-    [be, fe] = createLoopbackPair();
-    dev = echoDevice();
-    backend = new VirtioBackend(be, dev);
+    ({ be, fe, backend, frontend, drv, dev } = rig());
     backend.start();
-    drv = recordingDriver();
-    frontend = new VirtioFrontend(fe, drv);
     errors = [];
     frontend.on('error', (e: Error) => errors.push(e));
     await frontend.start();
-  });
-  afterEach(async () => {
-    await frontend.close();
-    await backend.close();
-    fe.close();
-    be.close();
   });
 
   /** Post two held requests on queue 1 (heads 0 and 2), then forge one used entry. */
