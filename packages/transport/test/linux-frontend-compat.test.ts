@@ -5,10 +5,15 @@
  * vector modes, config events, reset and re-initialisation, and power-off.
  */
 import { expect } from 'chai';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { DeviceStatus, VirtioFeatureMask } from 'virtio-spec-types';
 import { createLoopbackPair } from '../src/ivshmem/loopback.js';
 import type { IvshmemDevice } from '../src/ivshmem/device.js';
 import { VirtioBackend } from '../src/virtio/backend.js';
+import { IvshmemPeer } from '../src/ivshmem/peer.js';
+import { ServerProcess, TransportChild } from './fixtures/transport-harness.js';
 import { echoOps, type RecordingOps } from './fixtures/backend-devices.js';
 import { until } from './fixtures/loopback-rigs.js';
 import { LinuxFrontendError, LinuxLikeFrontend, type LinuxQueue, type LinuxQueueSpec } from './fixtures/linux-like-frontend.js';
@@ -211,10 +216,84 @@ describe('Linux-like front-end against VirtioBackend (compatibility goal b)', ()
     await until(() => r.fe.broken, 'the device broken');
     expect(r.fe.load16(0x40)).to.equal(0); // both event bytes cleared
     expect(r.fe.log).to.include('backend failed!');
-    await r.fe.write(0x44, 4, 0n); // idle before: the store goes out, nobody completes it
+    expect(await r.fe.write(0x44, 4, 0n)).to.equal(true); // idle before: the store goes out
+    expect(await r.fe.sync()).to.equal(false); // nobody completes it: "backend failed!"
     let err: unknown = null;
-    await r.fe.sync().catch((e: unknown) => (err = e));
+    await r.fe.negotiate(1n).catch((e: unknown) => (err = e));
     expect(err).to.be.instanceOf(LinuxFrontendError);
-    expect((err as LinuxFrontendError).code).to.equal('ENODEV');
+    expect((err as LinuxFrontendError).code).to.equal('EINVAL'); // features read as 0: no VERSION_1, as in Linux
+  });
+});
+
+describe('Linux-like front-end against a back-end in another process over vshm-server', function () {
+  this.timeout(120000);
+  let dir: string;
+  let server: ServerProcess | null = null;
+  let be: TransportChild | null = null;
+  let peer: IvshmemPeer | null = null;
+
+  afterEach(async () => {
+    peer?.close();
+    be?.kill();
+    if (be !== null) await be.exit;
+    await server?.stop();
+    rmSync(dir, { recursive: true, force: true });
+    peer = be = server = null;
+  });
+
+  it('initialises, moves data, takes a config event, unbinds and rebinds, and powers off', async () => {
+    dir = mkdtempSync(join(tmpdir(), 'vshm-linux-fe-'));
+    const socketPath = join(dir, 'ivshmem.sock');
+    server = new ServerProcess(['-S', socketPath, '-l', '1M', '-V', '3', '-P', '0x8003']);
+    await server.ready();
+    be = new TransportChild('be', socketPath);
+    expect((await be.ready()).id).to.equal(0);
+    peer = await IvshmemPeer.connect(socketPath);
+    peer.on('error', () => undefined);
+    const got: Buffer[][] = [[], []];
+    const up = async (): Promise<LinuxLikeFrontend> => {
+      const fe = new LinuxLikeFrontend(peer!);
+      fe.probe();
+      await fe.negotiate(1n);
+      await fe.findVqs(
+        [0, 1].map((i) => ({
+          name: `q${i}`,
+          callback: (q: LinuxQueue) => {
+            for (let c = q.getBuf(); c !== null; c = q.getBuf()) got[q.index].push(Buffer.from(c.data));
+          },
+        })),
+      );
+      await fe.driverOk();
+      return fe;
+    };
+    const echo0 = async (fe: LinuxLikeFrontend, text: string): Promise<void> => {
+      const before = got[0].length;
+      fe.queues[0].add([Buffer.from(text)], [text.length], text);
+      fe.queues[0].kick();
+      await until(() => got[0].length > before, `the echo of ${text}`, 30000);
+      expect(got[0][before].toString()).to.equal(text);
+    };
+
+    let fe = await up();
+    expect(fe.mode).to.equal('per-queue');
+    expect(fe.allocator().chunkSize).to.equal(256); // RW = 1 MiB − 4 KiB
+    await be.event('session');
+    await echo0(fe, 'across processes');
+    await be.request({ op: 'update-config', cols: 100 });
+    await until(() => fe.configChanges > 0, 'the config event', 30000);
+    expect(await fe.readConfig(0, 2)).to.equal(100);
+
+    await fe.unbind(); // State := 0 first, then reset and queue teardown by transaction
+    await be.event('deactivate', { reason: 'driver-gone' });
+    fe = await up();
+    await until(() => be!.all('session').length === 2, 'the second session', 30000);
+    await echo0(fe, 'after rebinding');
+
+    await fe.powerOff();
+    expect(fe.txns[fe.txns.length - 1]).to.deep.equal({ off: 0x44, width: 4, value: 0n });
+    peer = null; // powerOff closed it
+    const reasons = (): unknown[] => be!.all('deactivate').map((m) => m.reason);
+    await until(() => reasons().length === 2, 'the session end at power-off', 30000);
+    expect(reasons()).to.deep.equal(['driver-gone', 'driver-reset']);
   });
 });
