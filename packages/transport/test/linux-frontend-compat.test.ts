@@ -31,9 +31,10 @@ interface Rig {
 
 const rigs: Rig[] = [];
 
-function rig(vectors = 3, start = true): Rig {
+function rig(vectors = 3, start = true, tune: (ops: RecordingOps) => void = () => undefined): Rig {
   const [be, feDev] = createLoopbackPair({ size: 65536, vectors, protocol: 0x8003 });
   const ops = echoOps();
+  tune(ops);
   const backend = new VirtioBackend(be, ops);
   if (start) backend.start();
   const r: Rig = { be, feDev, backend, ops, fe: new LinuxLikeFrontend(feDev), got: [[], []], needs: [] };
@@ -161,6 +162,33 @@ describe('Linux-like front-end against VirtioBackend (compatibility goal b)', ()
     q0.kick();
     await echo(r, 1, 'queue one still works');
     expect(q0.vring.moreUsed()).to.equal(false);
+  });
+
+  it('takes the smaller rings Linux settles for when the offered size does not fit (§7.3)', async () => {
+    // 1024 entries need a 32 KiB-aligned 32 KiB block: RW 60 KiB has none, so Linux halves to 512.
+    const r = rig(3, true, (ops) => {
+      (ops as { queueMaxSize: (i: number) => number }).queueMaxSize = () => 1024;
+    });
+    await bringUp(r);
+    expect(r.fe.queues.map((q) => q.vring.size)).to.deep.equal([512, 512]);
+    await echo(r, 0, 'on a shrunken ring');
+    await echo(r, 1, 'on the other shrunken ring');
+    expect(r.needs).to.deep.equal([]);
+  });
+
+  it('a device refusing the features: Linux misses it (immediate read-back), the BE flags NEEDS_RESET on DRIVER_OK', async () => {
+    const r = rig();
+    r.ops.acceptResult = false;
+    r.fe.probe();
+    await r.fe.negotiate(1n);
+    await r.fe.findVqs(specs(r));
+    await r.fe.driverOk();
+    expect(r.fe.featuresOkReadback & DeviceStatus.FEATURES_OK).to.equal(DeviceStatus.FEATURES_OK);
+    await until(() => r.needs.length === 1 && r.fe.configChanges > 0, 'NEEDS_RESET and its config event');
+    await r.fe.sync();
+    expect(r.fe.status() & DeviceStatus.DEVICE_NEEDS_RESET).to.equal(DeviceStatus.DEVICE_NEEDS_RESET);
+    expect(r.backend.currentSession).to.equal(null);
+    await r.fe.powerOff(); // still completes transactions
   });
 
   it('resets and re-initialises through the same front-end', async () => {
