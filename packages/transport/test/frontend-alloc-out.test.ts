@@ -56,3 +56,14 @@ describe('FrontendQueue.allocOut with init', () => {
     q.freeOut(v);
   });
 });
+
+describe('FrontendQueue.allocOut on a full ring', () => {
+  it('returns null, allocating nothing, while no descriptor is free', () => {
+    const { alloc, q } = setup();
+    for (let i = 0; i < q.size; i++) expect(q.addAllocated(q.allocOut(64)!, 0, i)).to.equal(true);
+    const used = alloc.driverPool.usedChunks;
+    expect(q.allocOut(64, new Uint8Array(64))).to.equal(null);
+    expect(alloc.driverPool.usedChunks).to.equal(used);
+    q.failAll(new Error('end of test')); // stops the reclaim timer the refusal armed
+  });
+});

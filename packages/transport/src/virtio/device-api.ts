@@ -164,7 +164,7 @@ export interface DriverQueueHandle<T = unknown> {
   /**
    * Optional zero-copy posting (the transport's queues have it; test doubles may not): a
    * device-readable buffer of `len` ≥ 1 bytes in shared memory, zeroed, to fill in place. Null
-   * when memory is short (retry after a completion) or the session ended. Post it with
+   * when memory or ring space is short (retry after a completion) or the session ended. Post it with
    * `addAllocated`, or give it back with `freeOut`. With `init` (at most `len` bytes) the buffer
    * starts with a copy of it and only the rest is zeroed (one memory pass instead of two).
    *

@@ -148,12 +148,19 @@ export class FrontendQueue<T = unknown> implements DriverQueueHandle<T> {
    * current session: after a recovery the old queue accepts nothing and a new one rejects it.
    * `init` (at most `len` bytes) is copied to its start, and only the rest is zeroed — the same
    * bytes as zeroing first, one memory pass fewer (what add() does for `out`).
+   * Also null while no descriptor or request slot is free (the ring is full): a buffer that could
+   * not be posted would only be filled and given back. Like a refused add(), this counts as a
+   * producer waiting (completions are then reclaimed even without interrupts, §4.9).
    */
   allocOut(len: number, init?: Uint8Array): Uint8Array | null {
     if (!Number.isInteger(len) || len < 1 || len > 0xffffffff) throw new ArgumentError(`len must be an integer ≥ 1, got ${len}`);
     const filled = init === undefined ? 0 : init.length;
     if (filled > len) throw new ArgumentError(`init has ${filled} bytes, more than len ${len}`);
     if (!this.live) return null;
+    if (this.engine.numFree === 0 || this.freeSlotCount === 0) {
+      this.starve();
+      return null;
+    }
     const oa = this.alloc.alloc('driver', len, filled);
     if (oa < 0) {
       this.starve();
