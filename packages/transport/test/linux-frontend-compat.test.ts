@@ -236,6 +236,27 @@ describe('Linux-like front-end against VirtioBackend (compatibility goal b)', ()
     expect(r.needs).to.deep.equal([]);
   });
 
+  it('a back-end restart: the guest breaks, and its unbind/rebind brings it back', async () => {
+    const r = rig();
+    r.fe = new LinuxLikeFrontend(r.feDev, { limitMs: 10_000 });
+    await bringUp(r);
+    await echo(r, 0, 'before the restart');
+    await r.backend.close();
+    r.backend = new VirtioBackend(r.be, r.ops); // the new back-end waits for the FE to reset
+    r.backend.start();
+    await until(() => r.fe.broken, 'the guest device broken');
+    expect(r.backend.phase).to.equal('wait-fe-reset');
+    // Linux never recovers by itself; unbinding stores State := 0, the back-end becomes READY,
+    // and the driver's reset and queue teardown must complete or fail fast, never hang (which
+    // of the two depends on whether the back-end is READY again when each one is issued).
+    await r.fe.unbind();
+    await until(() => r.backend.phase === 'wait-fe-ready', 'the back-end READY for a new driver');
+    r.fe = new LinuxLikeFrontend(r.feDev);
+    r.got = [[], []];
+    await bringUp(r);
+    await echo(r, 0, 'after the rebind');
+  });
+
   it('breaks the device on vector 0 when the back-end leaves READY, and fails later writes', async () => {
     const r = rig();
     await bringUp(r);
