@@ -89,12 +89,25 @@ describe('Linux-like front-end against VirtioBackend (compatibility goal b)', ()
     // §5.1 with RW 60 KiB: 64-byte chunks, the 88-byte console-sized header reserves 2 of them.
     expect(r.fe.allocator().chunkSize).to.equal(64);
     expect(r.fe.allocator().usedChunks).to.equal(2);
+    // 2^k naturally aligned chunks, lowest free offset first.
+    const a = r.fe.allocator();
+    expect([a.alloc(100), a.alloc(64), a.alloc(4096), a.alloc(65)]).to.deep.equal([128, 256, 4096, 384]);
+  });
+
+  it('refuses an R/W section below 8 KiB (Linux probe)', () => {
+    const r = rig(3, false);
+    const [be, feDev] = createLoopbackPair({ size: 8192, vectors: 3, protocol: 0x8003 });
+    const small = new VirtioBackend(be, r.ops);
+    rigs.push({ ...r, be, feDev, backend: small });
+    small.start();
+    expect(() => new LinuxLikeFrontend(feDev).probe()).to.throw(LinuxFrontendError).with.property('code', 'EINVAL');
   });
 
   it('negotiates with FEATURES_OK read back at once, and the back-end accepts the set', async () => {
     const r = rig();
     r.fe.probe();
     const f = await r.fe.negotiate(1n);
+    expect(r.fe.load32(0x08)).to.equal(0x44); // FEATURES_OK still in flight when it was read back
     const M = VirtioFeatureMask;
     expect(f).to.equal(1n | M.VERSION_1 | M.ACCESS_PLATFORM | M.ORDER_PLATFORM);
     expect(r.fe.featuresOkReadback & DeviceStatus.FEATURES_OK).to.equal(DeviceStatus.FEATURES_OK);
