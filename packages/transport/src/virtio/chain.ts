@@ -1,8 +1,9 @@
 /**
  * A descriptor chain popped by the device (spec §6.3): the validated private copy of its
- * segments plus byte copy helpers and zero-copy segment views (valid from pop until push). Every segment was checked against the access policy when
- * popped, so `read`/`write` never touch memory outside it; buffer *contents* may still change
- * under us (the driver owns them), which is harmless for a copy.
+ * segments, byte copy helpers, and zero-copy segment views (valid from pop until push). Every
+ * segment was checked against the access policy when popped, so `read`/`write` and the views
+ * never reach memory outside it; buffer *contents* may still change under us (the driver owns
+ * them), which is harmless for a copy and the reason views are for consuming each byte once.
  *
  * Allocation: one Chain object per descriptor head, created lazily and reused — a head can be in
  * flight only once (§6.3.7), so the object stays valid from `pop()` until the matching `push()`
