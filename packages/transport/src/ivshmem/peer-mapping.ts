@@ -63,8 +63,12 @@ export function mapRegion(
     maps.push(ro);
     const rw = binding.mmap(fd, 0, STATE_TABLE_SIZE, binding.PROT_READ | binding.PROT_WRITE);
     maps.push(rw);
-    const window = binding.mmap(fd, STATE_TABLE_SIZE, layout.windowSize, binding.PROT_READ | binding.PROT_WRITE);
-    maps.push(window);
+    // S = 4096 leaves an empty window (RW MAY be 0, §2); mmap() refuses a zero length.
+    const window =
+      layout.windowSize === 0
+        ? new ArrayBuffer(0)
+        : binding.mmap(fd, STATE_TABLE_SIZE, layout.windowSize, binding.PROT_READ | binding.PROT_WRITE);
+    if (layout.windowSize > 0) maps.push(window);
     const out = layout.outputSectionSize;
     if (out > 0) {
       // Foreign sections are contiguous before and after the own one: two ranges at most.

@@ -179,7 +179,13 @@ export class IvshmemPeer extends EventEmitter implements IvshmemDevice, ReaderSi
     const fd = this.fds[target * this.vectorsValue + vector];
     if (fd < 0 || (vector | 0) !== vector || (target | 0) !== target) return;
     // The eventfd write is a syscall: it cannot overtake earlier stores to the mapping.
-    this.binding.eventfdWrite(fd, 1);
+    try {
+      this.binding.eventfdWrite(fd, 1);
+    } catch (err) {
+      // Not an eventfd (a hostile server, §1.8): fail the device, but later — a doorbell is
+      // called from inside setState()/close() and virtio code that must not see it throw.
+      queueMicrotask(() => this.fail(new ProtocolError('VSHM_ERR_EVENTFD', '3', `doorbell(${target}, ${vector}) failed: ${(err as Error).message}`, { cause: err })));
+    }
   }
 
   close(): void {
@@ -316,7 +322,15 @@ export class IvshmemPeer extends EventEmitter implements IvshmemDevice, ReaderSi
         this.fail(new ProtocolError('VSHM_ERR_EVENTFD', '3', `eventfd of vector ${vector} failed (uv error ${status})`));
         return;
       }
-      if (this.binding.eventfdRead(fd) === 0) return; // spurious wake-up: nothing was signalled
+      let count: number;
+      try {
+        count = this.binding.eventfdRead(fd);
+      } catch (err) {
+        // Not an eventfd (a hostile server, §1.8): an error event, never an uncaught exception.
+        this.fail(new ProtocolError('VSHM_ERR_EVENTFD', '3', `eventfd of vector ${vector} unreadable: ${(err as Error).message}`, { cause: err }));
+        return;
+      }
+      if (count === 0) return; // spurious wake-up: nothing was signalled
       if (vector === 0) this.scanStates();
       if (!this.interruptsEnabled || !this.open) return; // §3: discarded, not latched
       if (this.oneShot) this.interruptsEnabled = false;

@@ -1,0 +1,87 @@
+/**
+ * IvshmemPeer against a hostile or unusual server (spec §1.8, §2, §3): descriptors that are not
+ * eventfds must end in a reported error, never an uncaught exception, and the smallest legal
+ * memory (S = 4096, RW = 0, §2 "RW MAY be 0") must be accepted.
+ */
+import { expect } from 'chai';
+import binding from '@vshm/addon';
+import { IvshmemPeer } from '../src/ivshmem/peer.js';
+import { FakeServer } from './fixtures/peer-fake-server.js';
+import { until } from './helpers/device-rigs.js';
+
+const b = binding;
+
+describe('IvshmemPeer with a hostile server (spec §1.8, §3)', () => {
+  let fake: FakeServer;
+  let peer: IvshmemPeer | undefined;
+  const extra: number[] = [];
+  beforeEach(() => {
+    fake = new FakeServer(b);
+    peer = undefined;
+  });
+  afterEach(() => {
+    peer?.close();
+    for (const fd of extra.splice(0)) {
+      try {
+        b.close(fd);
+      } catch {
+        // already closed by the test
+      }
+    }
+    fake.close();
+  });
+
+  /** A socketpair: [end handed to the peer as an "eventfd", end the test keeps]. */
+  function fakeEventfd(): [number, number] {
+    const [a, c] = b.socketPair();
+    extra.push(c);
+    return [a, c];
+  }
+
+  it('an own "eventfd" that reads short is an error event, not an uncaught exception', async () => {
+    const mem = fake.memfd(65536);
+    const [bogus, other] = fakeEventfd();
+    fake.init({ id: 1, maxPeers: 2, vectors: 1 }, mem);
+    fake.eventFd(0, 0, fake.eventfd());
+    fake.eventFd(1, 0, bogus);
+    b.close(bogus); // the peer holds its own copy now
+    peer = await IvshmemPeer.fromSocket(fake.cli, { binding: b });
+    const events: string[] = [];
+    peer.on('error', () => events.push('error'));
+    peer.on('close', () => events.push('close'));
+    b.sendMsg(other, Buffer.from([1, 2, 3]), []); // 3 bytes: read() returns short
+    await until(() => events.length === 2, 'error and close');
+    expect(events).to.deep.equal(['error', 'close']);
+  });
+
+  it('a foreign "eventfd" whose write fails does not throw out of setState() or close()', async () => {
+    const mem = fake.memfd(65536);
+    const [bogus, other] = fakeEventfd();
+    fake.init({ id: 1, maxPeers: 2, vectors: 1 }, mem);
+    fake.eventFd(0, 0, bogus);
+    b.close(bogus);
+    fake.eventFd(1, 0, fake.eventfd());
+    peer = await IvshmemPeer.fromSocket(fake.cli, { binding: b });
+    b.close(other);
+    extra.splice(extra.indexOf(other), 1);
+    let err: unknown;
+    peer.on('error', (e) => (err = e));
+    expect(() => peer!.setState(1)).not.to.throw(); // write() on a hung-up socket: EPIPE
+    await until(() => err !== undefined, 'error');
+    expect(peer.window.byteLength).to.equal(0); // released
+    expect(() => peer!.close()).not.to.throw();
+  });
+
+  it('accepts the smallest memory, S = 4096 (RW 0, no output sections, §2)', async () => {
+    const mem = fake.memfd(4096);
+    fake.init({ id: 1, maxPeers: 2, vectors: 1 }, mem);
+    fake.eventFd(0, 0, fake.eventfd());
+    fake.eventFd(1, 0, fake.eventfd());
+    peer = await IvshmemPeer.fromSocket(fake.cli, { binding: b });
+    expect(peer.layout.rwSize).to.equal(0);
+    expect(peer.window.byteLength).to.equal(0);
+    peer.setState(1);
+    expect(peer.state).to.equal(1);
+    peer.close();
+  });
+});
