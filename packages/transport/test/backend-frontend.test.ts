@@ -6,6 +6,7 @@
 import { expect } from 'chai';
 import { createLoopbackPair, type LoopbackOptions } from '../src/ivshmem/loopback.js';
 import type { IvshmemDevice } from '../src/ivshmem/device.js';
+import { RingError } from '../src/errors.js';
 import { VirtioBackend } from '../src/virtio/backend.js';
 import { VirtioFrontend } from '../src/virtio/frontend.js';
 import type { ConfigReader, DriverQueueHandle, DriverSession, VirtioDriverOps } from '../src/virtio/device-api.js';
@@ -147,5 +148,30 @@ describe('VirtioBackend with the real VirtioFrontend (loopback)', () => {
     // The reader is valid only during the call.
     expect(() => drv.reader?.read(4, 4)).to.throw().with.property('code', 'VSHM_ERR_SESSION_DEAD');
     expect((await drv.echo(Buffer.from('five queues'))).toString()).to.equal('five queues');
+  });
+  it('a DEVICE_NEEDS_RESET raised while the FE set up its queues (interrupts still off) ends that session once it is live (§6.3, §4.9)', async () => {
+    const drv = new EchoDriver();
+    [be, feDev] = createLoopbackPair({ protocol: 0x8003 });
+    backend = new VirtioBackend(be, echoOps());
+    // The BE refuses the first queue enable (§6.1 as it sees it): DEVICE_NEEDS_RESET and a config
+    // event, whose doorbell the FE discards — its interrupts are off until its queues are set up.
+    const queues = (backend as unknown as { queues: { enable(sel: number, f: bigint): void } }).queues;
+    const enable = queues.enable.bind(queues);
+    let enables = 0;
+    queues.enable = (sel, f) => {
+      if (++enables === 1) throw new RingError('VSHM_ERR_RING_BOUNDS', '6.1', 'refused by the test');
+      enable(sel, f);
+    };
+    backend.start();
+    const fe = new VirtioFrontend(feDev, drv, { readyPollMs: 5 });
+    frontend = fe;
+    const errors: Error[] = [];
+    fe.on('error', (e: Error) => errors.push(e));
+    await fe.start();
+    // Without a vector-0 rescan on going live the FE would sit on the dead session forever.
+    await until(() => drv.sessions.length >= 2 && fe.session !== null, 'recovery after DEVICE_NEEDS_RESET');
+    expect((errors[0] as { code?: string }).code).to.equal('VSHM_ERR_NEEDS_RESET');
+    expect(drv.removed).to.have.length(1);
+    expect((await drv.echo(Buffer.from('after'))).toString()).to.equal('after');
   });
 });

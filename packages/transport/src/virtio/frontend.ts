@@ -340,7 +340,10 @@ export class VirtioFrontend extends EventEmitter {
       this.startWaiters = [];
       for (const w of waiters) w.resolve(session);
       this.safeEmit('ready', session);
-      // Buffers may have been used before interrupts were on: rescan (§3 coalescing rule).
+      // Events raised before interrupts were on or before we were live are lost (discarded, or
+      // ignored while initialising): rescan vector 0 — a BE that left READY, or a config event
+      // with DEVICE_NEEDS_RESET from a queue it refused (§6.3) — then the queues (§3 coalescing rule).
+      this.onIrq(0);
       this.poll();
     }
     if (this.failure !== null) return this.failure;
