@@ -7,7 +7,7 @@ import { expect } from 'chai';
 import binding from '@vshm/addon';
 import { IvshmemPeer } from '../src/ivshmem/peer.js';
 import { FakeServer } from './fixtures/peer-fake-server.js';
-import { until } from './helpers/device-rigs.js';
+import { until, usePeerRig } from './helpers/device-rigs.js';
 
 const b = binding;
 
@@ -83,5 +83,39 @@ describe('IvshmemPeer with a hostile server (spec §1.8, §3)', () => {
     peer.setState(1);
     expect(peer.state).to.equal(1);
     peer.close();
+  });
+});
+
+describe('IvshmemPeer closed from inside a server message handler', () => {
+  const rig = usePeerRig();
+
+  it('reads no further from its socket number after close() in a peer-gone listener (fd reuse)', async () => {
+    const p = await rig.connect();
+    const sock = rig.fake.cli;
+    const [s1, s2] = b.socketPair();
+    const dups: number[] = [];
+    try {
+      b.sendMsg(s2, Buffer.from([9, 9, 9, 9, 9, 9, 9, 9]), []);
+      let gone = false;
+      p.on('peer-gone', () => {
+        gone = true;
+        p.close();
+        // Someone else in the process opens an fd right away: it gets the lowest free number.
+        for (let i = 0; i < 64; i++) {
+          const d = b.dup(s1);
+          dups.push(d);
+          if (d === sock) break;
+        }
+      });
+      rig.fake.peerGone(0);
+      await until(() => gone, 'peer-gone');
+      expect(dups).to.include(sock);
+      const r = b.recvMsg(s1, 8, 0);
+      expect(r?.bytes.length).to.equal(8); // nobody else consumed these bytes
+    } finally {
+      for (const d of dups) b.close(d);
+      b.close(s1);
+      b.close(s2);
+    }
   });
 });

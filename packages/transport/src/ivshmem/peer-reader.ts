@@ -52,6 +52,8 @@ export class ServerReader {
   private len = 0;
   /** The fd received with the current message, or -1. */
   private fd = -1;
+  /** Set by stop(): the socket may be closed (and its number reused) by a sink callback. */
+  private stopped = false;
 
   // Stateful §1.8 checks.
   private initSeen = false;
@@ -82,6 +84,7 @@ export class ServerReader {
   pump(): PumpResult {
     try {
       for (;;) {
+        if (this.stopped) return 'again';
         const want = (this.len === 0 ? HEADER_SIZE : this.len) - this.got;
         const r = this.binding.recvMsg(this.sock, want, 1);
         if (r === null) return 'again';
@@ -109,6 +112,15 @@ export class ServerReader {
       this.dropFd();
       throw err;
     }
+  }
+
+  /**
+   * Read nothing more, also in a pump() that is still running: its owner closes the socket, whose
+   * number another open() may reuse at once (e.g. from a listener the sink calls). Idempotent.
+   */
+  stop(): void {
+    this.stopped = true;
+    this.dropFd();
   }
 
   /** Close an fd that no message kept (on error, EOF or when abandoning the reader). */

@@ -285,6 +285,7 @@ export class IvshmemPeer extends EventEmitter implements IvshmemDevice, ReaderSi
       return;
     }
     this.serverGone = true;
+    this.reader.stop();
     this.sockWatcher?.close();
     this.sockWatcher = null;
     closeQuietly(this.binding, this.sock);
@@ -390,10 +391,8 @@ export class IvshmemPeer extends EventEmitter implements IvshmemDevice, ReaderSi
     this.watchers = [];
     this.sockWatcher?.close();
     this.sockWatcher = null;
-    if (!this.serverGone) {
-      this.reader.dropFd();
-      closeQuietly(this.binding, this.sock);
-    }
+    this.reader.stop(); // before the close: a pump() may be running below us (a sink listener)
+    if (!this.serverGone) closeQuietly(this.binding, this.sock);
     for (let i = 0; i < this.fds.length; i++) {
       if (this.fds[i] >= 0) closeQuietly(this.binding, this.fds[i]);
       this.fds[i] = -1;
