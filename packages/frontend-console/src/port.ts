@@ -253,6 +253,7 @@ export class ConsolePort extends Duplex {
       return;
     }
     this.finalCallback = callback;
+    this.maybeCallBack();
   }
 
   override _destroy(err: Error | null, callback: (err?: Error | null) => void): void {
@@ -357,6 +358,9 @@ export class ConsolePort extends Duplex {
       const cb = this.finalCallback;
       this.finalCallback = null;
       cb();
+    } else if (this.finalCallback !== null && this.tx !== null && !this.sessionFailing && this.txq.every((t) => t.posted)) {
+      // end() waits for completions a back-end may never notify (§4.9, Jailhouse): have them reclaimed.
+      this.tx.awaitCompletions?.();
     }
   }
 

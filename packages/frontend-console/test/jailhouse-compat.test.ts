@@ -50,4 +50,15 @@ describe('console front-end against a Jailhouse-style back-end', () => {
     expect(sha(Buffer.concat(be.output))).to.equal(sha(want));
     expect(be.txCompleted).to.be.greaterThan(8);
   });
+  it('end() finishes once the device used every transmit buffer, though none is notified', async () => {
+    const { be, driver } = await start();
+    const port = driver.consolePort!;
+    let finished = false;
+    port.on('finish', () => (finished = true));
+    // What a command attachment does when its command exits: write, then flush by end().
+    port.end(Buffer.from('bye\n'));
+    await until(() => Buffer.concat(be.output).toString() === 'bye\n', 'the bytes at the device');
+    // Nothing else happens on the link: only the front-end itself can notice the completion.
+    await until(() => finished, "the port's writable side to finish");
+  });
 });

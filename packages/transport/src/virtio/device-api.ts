@@ -183,6 +183,13 @@ export interface DriverQueueHandle<T = unknown> {
   addAllocated?(view: Uint8Array, inLen: number, token: T): boolean;
   /** Give back an `allocOut` view that was not posted. */
   freeOut?(view: Uint8Array): void;
+  /**
+   * Optional: a producer waits for the requests in flight to complete (a flush, `end()`), not
+   * for ring space. Completions are then noticed even from a back-end that never notifies this
+   * queue (§4.9: the Jailhouse console skips transmit completions), as after a refused `add()`,
+   * until one arrives; call again while the wait goes on. A no-op with nothing in flight.
+   */
+  awaitCompletions?(): void;
 }
 
 /**

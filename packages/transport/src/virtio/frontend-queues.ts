@@ -185,6 +185,11 @@ export class FrontendQueue<T = unknown> implements DriverQueueHandle<T> {
     return true;
   }
 
+  /** A producer waits for completions (a flush): reclaim them even without interrupts (§4.9). */
+  awaitCompletions(): void {
+    if (this.live) this.starve();
+  }
+
   /** Give back a view from allocOut() that was not posted. */
   freeOut(view: Uint8Array): void {
     this.checkOwnView(view);
