@@ -37,6 +37,13 @@ export interface ReaderSink {
 
 export type PumpResult = 'again' | 'eof';
 
+/**
+ * Messages one pump() dispatches before it yields ('again'): a server that keeps the socket full
+ * must not hold the event loop in one callback. The socket watcher is level-triggered, so the
+ * rest is read on the next loop turn.
+ */
+export const MAX_MESSAGES_PER_PUMP = 64;
+
 function protocolError(code: string, message: string): ProtocolError {
   return new ProtocolError(code, '1.8', message);
 }
@@ -76,15 +83,15 @@ export class ServerReader {
   }
 
   /**
-   * Read and dispatch every complete message available. Returns 'again' when the socket would
-   * block, 'eof' at end of stream (a partial message is then dropped, its fd closed). Throws a
+   * Read and dispatch the complete messages available, at most MAX_MESSAGES_PER_PUMP. Returns
+   * 'again' when the socket would block or the batch is full, 'eof' at end of stream (a partial message is then dropped, its fd closed). Throws a
    * ProtocolError (or an addon SyscallError) after closing any fd it still holds; the reader must
    * not be used afterwards.
    */
   pump(): PumpResult {
     try {
-      for (;;) {
-        if (this.stopped) return 'again';
+      for (let dispatched = 0; ; ) {
+        if (this.stopped || dispatched === MAX_MESSAGES_PER_PUMP) return 'again';
         const want = (this.len === 0 ? HEADER_SIZE : this.len) - this.got;
         const r = this.binding.recvMsg(this.sock, want, 1);
         if (r === null) return 'again';
@@ -107,6 +114,7 @@ export class ServerReader {
         this.len = 0;
         this.got = 0;
         this.dispatch(this.buf.subarray(0, len), fd);
+        dispatched++;
       }
     } catch (err) {
       this.dropFd();
