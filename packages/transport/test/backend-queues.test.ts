@@ -96,6 +96,27 @@ describe('VirtioBackend: queues (§4.6, §4.9)', () => {
     expect(q0.usedIdx()).to.equal(0);
   });
 
+  for (const [how, off, value] of [
+    ['queue_enable := 0', HDR_QUEUE_ENABLE, 0],
+    ['status 0', HDR_DEVICE_STATUS, 0],
+  ] as const) {
+    it(`a chain the device still holds after ${how} writes nothing into the old buffer (§4.3, §4.5)`, async () => {
+      const { r, q0 } = await liveRig();
+      rigs.push(r);
+      const handle = r.ops.sessions[0].queues[0]!;
+      handle.onAvailable = null; // this device holds its chains instead of answering at once
+      q0.addChain([{ addr: 0x3000, len: 4, write: true }]);
+      q0.publish();
+      const chain = handle.pop()!;
+      expect(chain.writableLength).to.equal(4);
+      if (off === HDR_QUEUE_ENABLE) await r.fe.txn(HDR_QUEUE_SEL, 4, 0);
+      await r.fe.txn(off, 4, value);
+      put(r, 0x3000, 'mine'); // the driver reuses its buffer once the transaction completed
+      expect(chain.write(Buffer.from('late'))).to.equal(0);
+      expect(get(r, 0x3000, 4)).to.equal('mine');
+    });
+  }
+
   it('touches no old ring after a completed status-0 transaction (§8 item 32)', async () => {
     const { r, q0, a0, a1 } = await liveRig();
     rigs.push(r);

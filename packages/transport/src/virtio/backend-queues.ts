@@ -41,8 +41,14 @@ class QueueSlot {
     this.driver = 0n;
     this.device = 0n;
     this.enabled = false;
-    this.ring = null;
+    this.drop();
     this.liveDriverVector = 0;
+  }
+
+  /** Let go of the engine queue: chains a device still holds copy nothing any more (§4.3, §4.5). */
+  drop(): void {
+    this.ring?.stop();
+    this.ring = null;
   }
 }
 
@@ -268,7 +274,7 @@ export class BackendQueues {
   /** §6.3: stop every queue (kept as enabled in the window, never touched again until reset). */
   stopAll(): void {
     for (const h of this.handles) if (h !== undefined) h.kill();
-    for (const s of this.slots) s.ring = null;
+    for (const s of this.slots) s.drop();
   }
 
   /** §4.5 reset / §4.10 re-initialisation: forget every queue. */
