@@ -126,9 +126,10 @@ export interface Binding {
   /**
    * Blocking connect(path); the returned fd is non-blocking and CLOEXEC. Completes as soon as
    * the listener's backlog has room (the listener need not accept), so connecting to a listener
-   * in the same process is fine unless its backlog is full.
+   * in the same process is fine unless its backlog is full. With `noWait` true the connect never
+   * blocks: a full backlog (EAGAIN) returns -1 — retry later.
    */
-  socketConnect(path: string): number;
+  socketConnect(path: string, noWait?: boolean): number;
   /** socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC). */
   socketPair(): [number, number];
   /**

@@ -115,13 +115,20 @@ Napi::Value SocketConnect(const Napi::CallbackInfo& info) {
   if (!ArgString(info, 0, "socketConnect", "path", &path)) return env.Undefined();
   sockaddr_un addr;
   if (!MakeAddr(env, path, "connect", &addr)) return env.Undefined();
-  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  // Optional second argument: never block. A UNIX stream connect only blocks while the
+  // listener's backlog is full; non-blocking, that case is EAGAIN and reported as -1.
+  bool noWait = info.Length() > 1 && info[1].IsBoolean() && info[1].As<Napi::Boolean>().Value();
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | (noWait ? SOCK_NONBLOCK : 0), 0);
   if (fd < 0) {
     ThrowErrno(env, errno, "socket");
     return env.Undefined();
   }
   if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) < 0) {
     int err = errno;
+    if (noWait && IsAgain(err)) {
+      close(fd);
+      return Napi::Number::New(env, -1);
+    }
     if (err != EINTR) {
       FailClose(env, fd, err, "connect");
       return env.Undefined();

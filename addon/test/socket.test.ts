@@ -141,6 +141,25 @@ describe('addon: UNIX sockets', () => {
     expect(recv(s, 4, 0).bytes.toString()).to.equal('ping');
   });
 
+  it('socketConnect(path, true) never blocks: a full backlog gives -1, a free one a socket', () => {
+    const path = join(dir, 'full.sock');
+    const [l] = track(binding.socketListen(path, 0o600, 0)); // backlog 0: one pending connection
+    const first: number[] = [];
+    let c = binding.socketConnect(path, true);
+    while (c >= 0 && first.length < 8) {
+      first.push(track(c)[0]);
+      c = binding.socketConnect(path, true);
+    }
+    expect(c).to.equal(-1); // the backlog filled up: would block
+    expect(first.length).to.be.at.least(1);
+    const s = binding.socketAccept(l); // make room
+    expect(s).to.be.at.least(0);
+    track(s);
+    const again = binding.socketConnect(path, true);
+    expect(again).to.be.at.least(0);
+    track(again);
+  });
+
   it('socketListen honours modes the umask would strip', () => {
     const path = join(dir, 'wide.sock');
     track(binding.socketListen(path, 0o666, 1));

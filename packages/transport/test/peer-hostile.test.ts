@@ -5,6 +5,10 @@
  */
 import { expect } from 'chai';
 import binding from '@vshm/addon';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ProtocolError } from '../src/errors.js';
 import { IvshmemPeer } from '../src/ivshmem/peer.js';
 import { FakeServer } from './fixtures/peer-fake-server.js';
 import { until, usePeerRig } from './helpers/device-rigs.js';
@@ -116,6 +120,27 @@ describe('IvshmemPeer closed from inside a server message handler', () => {
       for (const d of dups) b.close(d);
       b.close(s1);
       b.close(s2);
+    }
+  });
+
+  it('a server whose listen backlog is full: connect gives up after timeoutMs instead of blocking the event loop', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'vshm-backlog-'));
+    const path = join(dir, 'stalled.sock');
+    const fds = [b.socketListen(path, 0o600, 0)]; // a server that never accepts
+    for (let c = b.socketConnect(path, true); c >= 0; c = b.socketConnect(path, true)) fds.push(c);
+    let ticks = 0;
+    const timer = setInterval(() => ticks++, 5); // runs only if the event loop is not blocked
+    try {
+      const err = await IvshmemPeer.connect(path, { timeoutMs: 300 }).then(
+        () => null,
+        (e: unknown) => e,
+      );
+      expect(err).to.be.instanceOf(ProtocolError).with.property('code', 'VSHM_ERR_CONNECT_TIMEOUT');
+      expect(ticks).to.be.greaterThan(0);
+    } finally {
+      clearInterval(timer);
+      for (const fd of fds) b.close(fd);
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 });

@@ -55,6 +55,23 @@ function checkOptions(opts: PeerOptions): number {
   return t;
 }
 
+/**
+ * Connect without ever blocking the event loop: a UNIX stream connect only waits while the
+ * server's listen backlog is full (a stalled or stopped server), so retry EAGAIN with a short
+ * backoff until `timeoutMs` — the same bound as the initial burst.
+ */
+async function connectWithin(binding: Binding, socketPath: string, timeoutMs: number): Promise<number> {
+  const deadline = Date.now() + timeoutMs;
+  for (let delay = 1; ; delay = Math.min(delay * 2, 50)) {
+    const sock = binding.socketConnect(socketPath, true);
+    if (sock >= 0) return sock;
+    if (Date.now() >= deadline) {
+      throw new ProtocolError('VSHM_ERR_CONNECT_TIMEOUT', '1.1', `${socketPath}: the server accepts no connection (backlog full) within ${timeoutMs} ms`);
+    }
+    await new Promise((r) => setTimeout(r, delay));
+  }
+}
+
 export class IvshmemPeer extends EventEmitter implements IvshmemDevice, ReaderSink {
   /**
    * Connect to the server socket at `socketPath` and complete the initial burst. Rejects with a
@@ -64,8 +81,9 @@ export class IvshmemPeer extends EventEmitter implements IvshmemDevice, ReaderSi
   static async connect(socketPath: string, opts: PeerOptions = {}): Promise<IvshmemPeer> {
     if (typeof socketPath !== 'string' || socketPath === '') throw new ArgumentError('socketPath must be a non-empty string');
     checkOptions(opts);
+    const timeoutMs = checkOptions(opts);
     const binding = opts.binding ?? (await loadBinding());
-    const sock = binding.socketConnect(socketPath);
+    const sock = await connectWithin(binding, socketPath, timeoutMs);
     debug('connected to %s (fd %d): waiting for INIT', socketPath, sock);
     return IvshmemPeer.fromSocket(sock, { ...opts, binding });
   }
