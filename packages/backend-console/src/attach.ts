@@ -102,6 +102,9 @@ export async function attachSocket(port: ConsolePort, path: string): Promise<Att
   };
 }
 
+/** Grace period between SIGTERM and SIGKILL when an attached command is stopped. */
+const KILL_AFTER_MS = 3000;
+
 export function attachCommand(port: ConsolePort, command: string): Attached {
   const child: ChildProcess = spawn('/bin/sh', ['-c', `exec 2>&1; ${command}`], { stdio: ['pipe', 'pipe', 'ignore'] });
   let exited = false;
@@ -116,8 +119,13 @@ export function attachCommand(port: ConsolePort, command: string): Attached {
   port.attach(child.stdout, child.stdin);
   return {
     close: async () => {
-      if (!exited) child.kill('SIGTERM');
+      if (exited) return done;
+      child.kill('SIGTERM');
+      // A command that ignores SIGTERM must not keep the CLI from leaving (and from restoring
+      // the terminal, which it does after every attachment closed).
+      const force = setTimeout(() => child.kill('SIGKILL'), KILL_AFTER_MS);
       await done;
+      clearTimeout(force);
     },
   };
 }
