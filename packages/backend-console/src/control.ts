@@ -21,6 +21,13 @@ const debug = createDebug('vshm:console-be');
 /** Largest control message the device reads: header + a PORT_NAME-sized payload. */
 const MAX_CONTROL_IN = 4096;
 
+/**
+ * Most messages kept for a driver that posts no control receive buffers. A session sends a
+ * handful per port (≤ 64 ports), so a legitimate backlog stays far below; beyond it a front-end
+ * repeating DEVICE_READY would grow our memory without bound, so further messages are dropped.
+ */
+export const MAX_CONTROL_BACKLOG = 1024;
+
 export class ControlChannel {
   private readonly rxq: DeviceQueueHandle | undefined;
   private readonly txq: DeviceQueueHandle | undefined;
@@ -48,7 +55,8 @@ export class ControlChannel {
     // waiting for the same port is replaced (only the latest size matters).
     const i = isResize(msg) ? this.pending.findIndex((m) => isResize(m) && sameId(m, msg)) : -1;
     if (i >= 0) this.pending[i] = msg;
-    else this.pending.push(msg);
+    else if (this.pending.length < MAX_CONTROL_BACKLOG) this.pending.push(msg);
+    else debug('control: %d messages wait for receive buffers, message dropped', this.pending.length);
     this.pumpOut();
   }
 
