@@ -13,6 +13,13 @@ const debug = createDebug('vshm:console-fe');
 /** Control buffers posted on the control receiveq; PORT_NAME payloads longer than this minus 8 are cut. */
 export const CONTROL_RX_BUFFER = 256;
 
+/**
+ * Most messages kept while the device uses no control transmit buffer. A session needs a few per
+ * port (≤ 31); beyond this a device repeating DEVICE_ADD would grow our memory without bound,
+ * so further messages are dropped.
+ */
+export const MAX_CONTROL_BACKLOG = 1024;
+
 export class ControlQueues {
   private rx: DriverQueueHandle | null = null;
   private tx: DriverQueueHandle | null = null;
@@ -50,8 +57,17 @@ export class ControlQueues {
 
   send(msg: Uint8Array): void {
     if (this.tx === null) return;
+    if (this.pending.length >= MAX_CONTROL_BACKLOG) {
+      debug('control: %d messages wait for the device, message dropped', this.pending.length);
+      return;
+    }
     this.pending.push(msg);
     this.pump();
+  }
+
+  /** Messages not yet posted. */
+  get backlog(): number {
+    return this.pending.length;
   }
 
   /** Retry posting after a completion anywhere. */
