@@ -56,6 +56,7 @@ export function attachTerminal(
   const filter = tty ? new EscapeFilter() : null;
   const { attachment, finish } = createAttachment(() => {
     stdin.off('data', onData);
+    port.off('drain', onDrain); // a late drain must not resume stdin after we let go of it
     stdin.pause();
     port.unpipe(stdout);
     stdout.off('error', onOutError);
@@ -75,8 +76,12 @@ export function attachTerminal(
     }
     if (data.length > 0 && !port.write(data)) {
       stdin.pause();
-      port.once('drain', () => stdin.resume());
+      port.off('drain', onDrain);
+      port.once('drain', onDrain);
     }
+  };
+  const onDrain = (): void => {
+    stdin.resume();
   };
   stdin.on('data', onData);
   // stdout gone (EPIPE: `… | head`): the reader left, end the session instead of crashing.

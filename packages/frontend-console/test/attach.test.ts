@@ -109,4 +109,25 @@ describe('CLI attachments (fake port)', () => {
     while (out !== 'xyz') await new Promise((r) => setImmediate(r));
     await a.close();
   });
+  it('terminal: a drain after close() does not resume stdin', async () => {
+    // A port that keeps its first write pending: the writer is held back until we let it go.
+    class HeldPort extends FakePort {
+      held: (() => void) | null = null;
+      override _write(chunk: Buffer, _e: BufferEncoding, cb: () => void): void {
+        this.written.push(chunk);
+        this.held = cb;
+      }
+    }
+    const port = new HeldPort({ writableHighWaterMark: 1 });
+    const stdin = new PassThrough();
+    const stdout = new PassThrough();
+    const a = track(attachTerminal(port, stdin, stdout));
+    stdin.write('abc');
+    while (port.held === null) await new Promise((r) => setImmediate(r));
+    expect(stdin.readableFlowing).to.equal(false); // paused for the port's backpressure
+    await a.close();
+    port.held();
+    for (let i = 0; i < 5; i++) await new Promise((r) => setImmediate(r));
+    expect(stdin.readableFlowing).to.equal(false);
+  });
 });
