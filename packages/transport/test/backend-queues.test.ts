@@ -96,6 +96,22 @@ describe('VirtioBackend: queues (§4.6, §4.9)', () => {
     expect(q0.usedIdx()).to.equal(0);
   });
 
+  it('a chain written after its push copies nothing into the driver\'s reused buffer', async () => {
+    const { r, q0 } = await liveRig();
+    rigs.push(r);
+    const handle = r.ops.sessions[0].queues[0]!;
+    handle.onAvailable = null;
+    q0.addChain([{ addr: 0x3000, len: 4, write: true }]);
+    q0.publish();
+    const chain = handle.pop()!;
+    expect(chain.write(Buffer.from('used'))).to.equal(4);
+    handle.push(chain, 4);
+    handle.flush();
+    put(r, 0x3000, 'mine');
+    expect(chain.write(Buffer.from('late'))).to.equal(0);
+    expect(get(r, 0x3000, 4)).to.equal('mine');
+  });
+
   for (const [how, off, value] of [
     ['queue_enable := 0', HDR_QUEUE_ENABLE, 0],
     ['status 0', HDR_DEVICE_STATUS, 0],

@@ -133,6 +133,7 @@ export class Chain {
    */
   read(dst: Uint8Array, offset = 0): number {
     checkOffset(offset, 'read');
+    if (!this.popped) return 0; // pushed: the buffers are the driver's again
     return this.copy(dst, offset, 0, this.readableCount, false);
   }
 
@@ -142,6 +143,7 @@ export class Chain {
    */
   write(src: Uint8Array, offset = 0): number {
     checkOffset(offset, 'write');
+    if (!this.popped) return 0; // pushed: the driver may already reuse the buffers
     return this.copy(src, offset, this.readableCount, this.segmentCount, true);
   }
 
