@@ -134,6 +134,10 @@ async function main() {
   be = spawn(process.execPath, [BACKEND, '-S', socketPath, '--quiet'], { stdio: ['inherit', 'inherit', 'pipe'] });
   forwardStderr(be);
   be.once('exit', (code, sig) => void finish(sig === null ? (code ?? 1) : 1));
+  be.once('error', (err) => {
+    say(`vshm start: cannot run the back-end: ${err.message}`);
+    void finish(1);
+  });
   try {
     await backendUp;
   } catch (err) {
@@ -148,6 +152,10 @@ async function main() {
   });
   forwardStderr(fe);
   fe.once('exit', (code, sig) => void finish(sig === null ? (code ?? 1) : 1));
+  fe.once('error', (err) => {
+    say(`vshm start: cannot run the front-end: ${err.message}`);
+    void finish(1);
+  });
 }
 
 main().catch((err) => {

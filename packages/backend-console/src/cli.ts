@@ -46,6 +46,8 @@ class Runtime {
     if (this.exiting) return new Promise<never>(() => {});
     this.exiting = true;
     debug('shutdown (%d)', code);
+    // The terminal first: whatever the teardown below does, the user's terminal is never left raw.
+    this.guard.restore();
     for (const p of this.device?.ports ?? []) p.detach();
     try {
       await this.link?.close(); // State := RESET, then disconnect (§4.10)
@@ -55,7 +57,6 @@ class Runtime {
     await Promise.allSettled(this.attached.map((a) => a.close()));
     if (this.server !== null) await this.server.stop().catch(() => {});
     if (this.serverDir !== null) rmSync(this.serverDir, { recursive: true, force: true });
-    this.guard.restore();
     if (message !== undefined) process.stderr.write(`${PROG}: ${message}\n`);
     process.exit(code);
   }

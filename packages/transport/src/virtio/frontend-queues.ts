@@ -318,7 +318,8 @@ export class FrontendQueue<T = unknown> implements DriverQueueHandle<T> {
   private starve(): false {
     this.starved = true;
     if (this.reclaimTimer === null && this.live && this.engine.inFlightCount > 0) {
-      this.reclaimTimer = setTimeout(this.reclaimTick, this.reclaimDelay);
+      // Unref'd: a queue waiting for completions must not keep a process alive by itself.
+      this.reclaimTimer = setTimeout(this.reclaimTick, this.reclaimDelay).unref();
     }
     return false;
   }
@@ -335,7 +336,7 @@ export class FrontendQueue<T = unknown> implements DriverQueueHandle<T> {
       return;
     }
     this.reclaimDelay = Math.min(this.reclaimDelay === 0 ? 1 : this.reclaimDelay * 2, 64);
-    if (this.live) this.reclaimTimer = setTimeout(this.reclaimTick, this.reclaimDelay);
+    if (this.live) this.reclaimTimer = setTimeout(this.reclaimTick, this.reclaimDelay).unref();
   }
 
   private stopReclaim(): void {
