@@ -38,6 +38,34 @@ describe('VirtioBackend: queues (§4.6, §4.9)', () => {
     await until(() => r.fe.irqs.includes(1), 'driver vector 1');
   });
 
+  it('a driver that re-posts as fast as the device consumes cannot monopolise the event loop', async () => {
+    const { r, q0 } = await liveRig();
+    rigs.push(r);
+    const h = r.ops.sessions[0].queues[0]!;
+    let pops = 0;
+    let refills = 0;
+    let popsBeforeTurn = -1;
+    h.onAvailable = () => {
+      for (let c = h.pop(); c !== null; c = h.pop()) {
+        if (pops++ === 0) setImmediate(() => (popsBeforeTurn = pops)); // the next event-loop turn
+        h.push(c, 0);
+        h.flush();
+        // The driver collects and re-posts at once, as a peer on another CPU can (bounded here).
+        for (const _u of q0.readUsed()) {
+          if (refills++ < 5000) {
+            q0.addChain([{ addr: 0x3000, len: 16, write: true }]);
+            q0.publish();
+          }
+        }
+      }
+    };
+    for (let i = 0; i < 8; i++) q0.addChain([{ addr: 0x3000, len: 16, write: true }]);
+    kick(r, q0, 1);
+    await until(() => popsBeforeTurn >= 0, 'an event-loop turn');
+    expect(popsBeforeTurn).to.be.at.most(8); // one queue's worth per call, then the loop runs
+    await until(() => pops === 8 + 5000, 'every re-posted chain served on later turns');
+  });
+
   it('notifies transmit-style completions too (used len 0, queue 1 on vector 2)', async () => {
     const { r, q1 } = await liveRig();
     rigs.push(r);

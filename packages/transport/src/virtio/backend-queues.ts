@@ -58,6 +58,8 @@ export interface QueueHost {
   violation(err: Error): void;
   /** §4.9: `queue_event` := 1, full fence, Doorbell(FE, vector). */
   notifyDriver(vector: number): void;
+  /** A device stopped at its per-wake-up budget with chains left: service the queues again soon. */
+  again(): void;
 }
 
 /** The device's view of one live queue for one session (device-api.ts). Inert after the session. */
@@ -70,6 +72,14 @@ class BackendQueueHandle implements DeviceQueueHandle {
   private readonly host: QueueHost;
   /** Inside onAvailable: no re-entrant calls (device-api contract). */
   private inCallback = false;
+  /**
+   * Pops left in the current onAvailable call. A driver on another CPU can re-post as fast as the
+   * device consumes, so "pop until null" alone could keep one callback going forever and starve
+   * the event loop (every other queue, transactions, the peer's socket). One queue's worth per
+   * call; then pop() says null and the transport calls onAvailable again on the next turn.
+   */
+  private budget = 0;
+  private budgetHit = false;
   /** Chains popped by the device since the last `takePops()` (poll() work count). */
   pops = 0;
 
@@ -84,9 +94,16 @@ class BackendQueueHandle implements DeviceQueueHandle {
   pop(): DeviceChain | null {
     const ring = this.ring;
     if (ring === null) return null;
+    if (this.inCallback && this.budget <= 0) {
+      this.budgetHit = true;
+      return null;
+    }
     try {
       const chain = ring.pop();
-      if (chain !== null) this.pops++;
+      if (chain !== null) {
+        this.pops++;
+        this.budget--;
+      }
       return chain;
     } catch (err) {
       this.host.violation(toError(err)); // stops this handle too
@@ -125,6 +142,8 @@ class BackendQueueHandle implements DeviceQueueHandle {
     const cb = this.onAvailable;
     if (cb === null || this.ring === null || this.inCallback) return;
     this.inCallback = true;
+    this.budget = this.size;
+    this.budgetHit = false;
     try {
       cb();
     } catch (err) {
@@ -132,6 +151,7 @@ class BackendQueueHandle implements DeviceQueueHandle {
     } finally {
       this.inCallback = false;
     }
+    if (this.budgetHit && this.ring !== null) this.host.again();
   }
 
   /**

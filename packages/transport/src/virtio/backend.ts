@@ -88,6 +88,11 @@ export class VirtioBackend extends EventEmitter {
   private readonly onIrq = (): void => {
     this.poll();
   };
+  private pollScheduled = false;
+  private readonly onPollSoon = (): void => {
+    this.pollScheduled = false;
+    if (this.phaseValue !== 'closed') this.poll();
+  };
   private readonly onPeerEvent = (): void => {
     this.poll();
   };
@@ -142,6 +147,7 @@ export class VirtioBackend extends EventEmitter {
     const queueHost: QueueHost = {
       violation: (err) => this.violation(err),
       notifyDriver: (vector) => this.notifyDriver(vector),
+      again: () => this.pollSoon(),
     };
     this.queues = new BackendQueues(
       this.header,
@@ -421,6 +427,13 @@ export class VirtioBackend extends EventEmitter {
     this.endSession('needs-reset');
     this.notifyConfig();
     this.safeEmit('needs-reset', err);
+  }
+
+  /** Another poll() on the next event-loop turn (coalesced): a device left chains for later. */
+  private pollSoon(): void {
+    if (this.pollScheduled || this.phaseValue === 'closed') return;
+    this.pollScheduled = true;
+    setImmediate(this.onPollSoon);
   }
 
   /** §4.9 used-buffer notification (the ring already published and fenced). */
