@@ -83,7 +83,10 @@ export interface DeviceQueueHandle {
   readonly size: number;
   /**
    * Called by the transport after a kick (or any wake-up that may have brought buffers). The
-   * device pops until null. Re-entrancy: not called while the device is inside pop/push/flush.
+   * device pops until null. Inside one call pop() yields at most `size` chains and then null even
+   * if more are waiting; the transport calls onAvailable again on the next event-loop turn, so a
+   * driver that re-posts as fast as the device consumes cannot starve the process. Re-entrancy:
+   * not called while the device is inside pop/push/flush.
    */
   onAvailable: (() => void) | null;
   /** The next available chain, or null. After a ring violation the device is broken: null. */
