@@ -1,10 +1,18 @@
 /**
- * Pieces of the back-end that the device touches directly: the `DeviceSession` it gets on
- * DRIVER_OK, and the edge check of its ops table (style §8).
+ * The back-end's boundary with the device: the `DeviceSession` it gets on DRIVER_OK, its ops
+ * table called through exception guards, and the edge checks of the constructor (style §8).
  */
 import { VirtioFeatureMask, DEVICE_FEATURES_MASK } from 'virtio-spec-types';
-import { ArgumentError } from '../errors.js';
-import type { ConfigSpace, DeviceQueueHandle, DeviceSession, VirtioDeviceOps } from './device-api.js';
+import { ArgumentError, TransportError } from '../errors.js';
+import type { IvshmemDevice } from '../ivshmem/device.js';
+import type {
+  ConfigField,
+  ConfigSpace,
+  DeviceQueueHandle,
+  DeviceSession,
+  SessionEndReason,
+  VirtioDeviceOps,
+} from './device-api.js';
 
 /** What a session forwards to its backend. */
 export interface SessionOwner {
@@ -53,4 +61,89 @@ export function checkOps(ops: VirtioDeviceOps): void {
     if (typeof ops[fn] !== 'function') throw new ArgumentError(`VirtioBackend: ops.${fn} must be a function`);
   }
   if (!Array.isArray(ops.configFields)) throw new ArgumentError('VirtioBackend: ops.configFields must be an array');
+}
+
+const BACKEND_OPTIONS = new Set(['enforceIsolation', 'debugName', 'spin']);
+
+/**
+ * Edge checks of `new VirtioBackend(device, ops, opts)`: the ops table, option names, and §4.1 —
+ * the server must have made this peer the back-end for this device id on a two-peer link.
+ */
+export function checkBackendArgs(device: IvshmemDevice, ops: VirtioDeviceOps, opts: object): void {
+  checkOps(ops);
+  for (const k of Object.keys(opts)) {
+    if (!BACKEND_OPTIONS.has(k)) throw new ArgumentError(`VirtioBackend: unknown option '${k}'`);
+  }
+  const p = device.protocol;
+  if ((p & 0xc000) !== 0xc000) {
+    throw new TransportError(
+      'VSHM_ERR_ROLE',
+      '4.1',
+      `device has protocol 0x${p.toString(16)}: not a back-end (0xC000 | id); was the back-end started second?`,
+    );
+  }
+  if ((p & 0x3fff) !== ops.deviceId) {
+    throw new TransportError('VSHM_ERR_DEVICE_ID', '4.1', `device id ${p & 0x3fff} from the server does not match the device's id ${ops.deviceId}`);
+  }
+  if (device.maxPeers !== 2 || device.id > 1) {
+    throw new TransportError('VSHM_ERR_ROLE', '4.1', `virtio needs max_peers 2, got ${device.maxPeers} (id ${device.id})`);
+  }
+}
+
+function toError(err: unknown): Error {
+  return err instanceof Error ? err : new Error(String(err));
+}
+
+/**
+ * The device's ops as the back-end calls them: nothing a device callback throws escapes into the
+ * interrupt path. A throwing `activate` or `configWritten` breaks the device like a ring violation
+ * (`violation`: DEVICE_NEEDS_RESET, docs/decisions.md); a throwing `acceptFeatures` refuses the
+ * features; a throwing `deactivate` is only reported — the session ends regardless.
+ */
+export class GuardedOps {
+  constructor(
+    private readonly ops: VirtioDeviceOps,
+    private readonly violation: (err: Error) => void,
+    private readonly report: (err: unknown) => void,
+  ) {}
+
+  acceptFeatures(features: bigint): boolean {
+    const fn = this.ops.acceptFeatures;
+    if (fn === undefined) return true;
+    try {
+      return fn.call(this.ops, features) !== false;
+    } catch (err) {
+      this.report(err);
+      return false;
+    }
+  }
+
+  configWritten(field: ConfigField, value: number): void {
+    const fn = this.ops.configWritten;
+    if (fn === undefined) return;
+    try {
+      fn.call(this.ops, field, value);
+    } catch (err) {
+      this.violation(toError(err));
+    }
+  }
+
+  /** False when the device threw (the violation is already raised). */
+  activate(session: DeviceSession): boolean {
+    try {
+      this.ops.activate(session);
+      return true;
+    } catch (err) {
+      this.violation(toError(err));
+      return false;
+    }
+  }
+
+  deactivate(reason: SessionEndReason): void {
+    try {
+      this.ops.deactivate(reason);
+    } catch (err) {
+      this.report(err);
+    }
+  }
 }

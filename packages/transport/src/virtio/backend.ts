@@ -28,15 +28,15 @@
 import { EventEmitter } from 'node:events';
 import createDebug from 'debug';
 import { DeviceStatus, VirtioFeatureMask } from 'virtio-spec-types';
-import { ArgumentError, TransportError } from '../errors.js';
+import { TransportError } from '../errors.js';
 import { PEER_STATE_READY, PEER_STATE_RESET, type IvshmemDevice } from '../ivshmem/device.js';
 import { fullFence, BackendHeader } from './backend-header.js';
 import { BackendConfigSpace } from './config-space.js';
 import { BackendQueues, type QueueHost } from './backend-queues.js';
 import { BackendRegisters, type RegisterHost } from './backend-transactions.js';
 import { createRingContext } from './backend-ring.js';
-import { BackendSession, checkOps } from './backend-session.js';
-import type { ConfigField, ConfigSpace, DeviceSession, SessionEndReason, VirtioDeviceOps } from './device-api.js';
+import { BackendSession, GuardedOps, checkBackendArgs } from './backend-session.js';
+import type { ConfigSpace, DeviceSession, SessionEndReason, VirtioDeviceOps } from './device-api.js';
 import { headerSize } from './header.js';
 import { attachSpin, type SpinAttachment, type SpinOptions, type SpinStats } from './spin.js';
 
@@ -68,6 +68,8 @@ const RUN_BLOCKERS = DeviceStatus.FAILED | DeviceStatus.DEVICE_NEEDS_RESET;
 export class VirtioBackend extends EventEmitter {
   readonly device: IvshmemDevice;
   readonly ops: VirtioDeviceOps;
+  /** `ops` called so that nothing a device callback throws escapes into the interrupt path. */
+  private readonly guarded: GuardedOps;
   /** The offered feature set (§4.4). */
   readonly offeredFeatures: bigint;
   private readonly name: string;
@@ -106,30 +108,14 @@ export class VirtioBackend extends EventEmitter {
 
   constructor(device: IvshmemDevice, ops: VirtioDeviceOps, opts: VirtioBackendOptions = {}) {
     super();
-    checkOps(ops);
-    for (const k of Object.keys(opts)) {
-      if (k !== 'enforceIsolation' && k !== 'debugName' && k !== 'spin') throw new ArgumentError(`VirtioBackend: unknown option '${k}'`);
-    }
-    const role = device.protocol & 0xc000;
-    if (role !== 0xc000) {
-      throw new TransportError(
-        'VSHM_ERR_ROLE',
-        '4.1',
-        `device has protocol 0x${device.protocol.toString(16)}: not a back-end (0xC000 | id); was the back-end started second?`,
-      );
-    }
-    if ((device.protocol & 0x3fff) !== ops.deviceId) {
-      throw new TransportError(
-        'VSHM_ERR_DEVICE_ID',
-        '4.1',
-        `device id ${device.protocol & 0x3fff} from the server does not match the device's id ${ops.deviceId}`,
-      );
-    }
-    if (device.maxPeers !== 2 || device.id > 1) {
-      throw new TransportError('VSHM_ERR_ROLE', '4.1', `virtio needs max_peers 2, got ${device.maxPeers} (id ${device.id})`);
-    }
+    checkBackendArgs(device, ops, opts);
     this.device = device;
     this.ops = ops;
+    this.guarded = new GuardedOps(
+      ops,
+      (err) => this.violation(err),
+      (err) => this.reportError(err),
+    );
     this.name = opts.debugName ?? `be${device.id}`;
     this.spinOptions = opts.spin;
     this.partner = 1 - device.id;
@@ -159,13 +145,13 @@ export class VirtioBackend extends EventEmitter {
       queueHost,
     );
     const regHost: RegisterHost = {
-      acceptFeatures: (f) => this.acceptFeatures(f),
+      acceptFeatures: (f) => this.guarded.acceptFeatures(f),
       deviceReset: () => {
         this.endSession('driver-reset');
         this.queues.forgetAll();
       },
       statusChanged: (status, bad) => this.statusChanged(status, bad),
-      configWritten: (field, value) => this.configWritten(field, value),
+      configWritten: (field, value) => this.guarded.configWritten(field, value),
       violation: (err) => this.violation(err),
     };
     this.regs = new BackendRegisters(this.header, this.config, this.queues, this.offeredFeatures, regHost);
@@ -358,17 +344,6 @@ export class VirtioBackend extends EventEmitter {
     log('%s: header initialised (size %d)', this.name, h.size);
   }
 
-  private acceptFeatures(f: bigint): boolean {
-    const fn = this.ops.acceptFeatures;
-    if (fn === undefined) return true;
-    try {
-      return fn.call(this.ops, f) !== false;
-    } catch (err) {
-      this.reportError(err);
-      return false;
-    }
-  }
-
   private statusChanged(status: number, badDriverOk: boolean): void {
     const run = (status & DeviceStatus.DRIVER_OK) !== 0 && (status & RUN_BLOCKERS) === 0 && !badDriverOk && !this.regs.needsReset;
     if (run && this.session === null) this.activate();
@@ -380,13 +355,7 @@ export class VirtioBackend extends EventEmitter {
     const session = new BackendSession(this, features, this.queues.openSession());
     this.session = session;
     log('%s: DRIVER_OK, features 0x%s', this.name, features.toString(16));
-    try {
-      this.ops.activate(session);
-    } catch (err) {
-      this.violation(err instanceof Error ? err : new Error(String(err)));
-      return;
-    }
-    this.safeEmit('session', session);
+    if (this.guarded.activate(session)) this.safeEmit('session', session);
   }
 
   private endSession(reason: SessionEndReason): void {
@@ -399,22 +368,8 @@ export class VirtioBackend extends EventEmitter {
     s.ended = true;
     this.queues.closeSession();
     log('%s: session end (%s)', this.name, reason);
-    try {
-      this.ops.deactivate(reason);
-    } catch (err) {
-      this.reportError(err);
-    }
+    this.guarded.deactivate(reason);
     this.safeEmit('session-end', reason);
-  }
-
-  private configWritten(field: ConfigField, value: number): void {
-    const fn = this.ops.configWritten;
-    if (fn === undefined) return;
-    try {
-      fn.call(this.ops, field, value);
-    } catch (err) {
-      this.violation(err instanceof Error ? err : new Error(String(err)));
-    }
   }
 
   /** §6.3: stop all queues, DEVICE_NEEDS_RESET, config event; transactions keep completing. */
