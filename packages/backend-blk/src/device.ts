@@ -80,6 +80,8 @@ export interface BlockDeviceStats {
   lastEnd: SessionEndReason | null;
   /** Most requests seen running at once (any queue). */
   peakInFlight: number;
+  /** Wake-ups that served nothing because an ended session's I/O was still running. */
+  deferred: number;
 }
 
 /** Largest DISCARD / WRITE_ZEROES segment, in sectors (32 MiB: zeroes are written, see README). */
@@ -149,7 +151,7 @@ export class BlockDevice extends EventEmitter implements VirtioDeviceOps {
   readonly segMax: number;
   readonly maxInFlight: number;
   readonly maxInFlightBytes: number;
-  readonly stats: BlockDeviceStats = { completed: {}, faults: {}, noStatus: 0, dropped: 0, sessions: 0, lastEnd: null, peakInFlight: 0 };
+  readonly stats: BlockDeviceStats = { completed: {}, faults: {}, noStatus: 0, dropped: 0, sessions: 0, lastEnd: null, peakInFlight: 0, deferred: 0 };
   private capacity: number;
   private session: DeviceSession | null = null;
   private epoch = 0;
@@ -312,7 +314,10 @@ export class BlockDevice extends EventEmitter implements VirtioDeviceOps {
   private serve(qs: QueueState): void {
     // A previous session's I/O still runs: wait for it (see the file comment).
     if (this.session === null || !this.queueStates.includes(qs)) return;
-    if (this.staleRunning > 0) return;
+    if (this.staleRunning > 0) {
+      this.stats.deferred++;
+      return;
+    }
     while (qs.inFlight < this.maxInFlight && this.runningBytes < this.maxInFlightBytes) {
       const chain = qs.handle.pop();
       if (chain === null) break;
