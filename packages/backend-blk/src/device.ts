@@ -355,7 +355,7 @@ export class BlockDevice extends EventEmitter implements VirtioDeviceOps {
         return;
       }
       case 'in': {
-        const buf = new Uint8Array(plan.length);
+        const buf = Buffer.allocUnsafe(plan.length); // filled completely before use (read zero-fills past EOF)
         this.run(qs, chain, plan.length, async () => {
           await this.image.read(buf, plan.position);
           return buf;
@@ -363,7 +363,7 @@ export class BlockDevice extends EventEmitter implements VirtioDeviceOps {
         return;
       }
       case 'out': {
-        const buf = new Uint8Array(plan.length);
+        const buf = Buffer.allocUnsafe(plan.length); // filled completely by chain.read just below
         chain.read(buf, BLK_REQ_HEADER_SIZE); // private copy before any await
         this.run(qs, chain, plan.length, async () => {
           await this.image.write(buf, plan.position);
