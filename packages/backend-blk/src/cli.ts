@@ -39,6 +39,7 @@ class Runtime {
       // exiting anyway
     }
     this.peer?.close();
+    await this.device?.drain(); // writes already started reach the file before it is closed
     await this.device?.image.close().catch(() => undefined);
     if (message !== undefined) process.stderr.write(`${PROG}: ${message}\n`);
     process.exit(code);

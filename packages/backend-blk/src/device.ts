@@ -161,6 +161,7 @@ export class BlockDevice extends EventEmitter implements VirtioDeviceOps {
   private runningBytes = 0;
   /** Of `running`, the requests of ended sessions (the next session waits for them). */
   private staleRunning = 0;
+  private drainWaiters: (() => void)[] = [];
   private readonly limits: RequestLimits;
   private readonly zeroes = new Uint8Array(ZERO_CHUNK);
 
@@ -230,6 +231,12 @@ export class BlockDevice extends EventEmitter implements VirtioDeviceOps {
   /** Requests whose I/O is running (any session). */
   get inFlight(): number {
     return this.running;
+  }
+
+  /** Resolves once no request's I/O is running (e.g. before closing the image). */
+  drain(): Promise<void> {
+    if (this.running === 0) return Promise.resolve();
+    return new Promise((resolve) => this.drainWaiters.push(resolve));
   }
 
   queueCount(features: bigint): number {
@@ -432,6 +439,11 @@ export class BlockDevice extends EventEmitter implements VirtioDeviceOps {
     if (epoch !== this.epoch) {
       this.stats.dropped++;
       this.staleRunning = Math.max(0, this.staleRunning - 1);
+    }
+    if (this.running === 0 && this.drainWaiters.length > 0) {
+      const waiters = this.drainWaiters;
+      this.drainWaiters = [];
+      for (const w of waiters) w();
     }
   }
 

@@ -117,16 +117,21 @@ describe('virtio-blk device: async I/O, ordering and durability', () => {
     await until(() => seam.waiting(0), 'the write at the file');
     await r.guest.fe.reset();
     await until(() => !r.device.active, 'the device to deactivate');
+    let drained = false;
+    void r.device.drain().then(() => (drained = true));
     const guest2 = new LinuxLikeBlk(r.feDev);
     await guest2.start();
     const read = guest2.read(0, 4096);
     await until(() => r.device.stats.deferred > 0, 'the new session to defer to the old I/O');
     expect(seam.log.filter((l) => l.startsWith('read-start'))).to.deep.equal([]);
+    expect(drained).to.equal(false);
     seam.release(0);
     const res = await read;
     expect(res.status).to.equal(OK);
     expect(res.data.equals(pattern(4096, 7))).to.equal(true); // the stale write landed first
     expect(r.device.stats.dropped).to.equal(1);
+    await r.device.drain();
+    expect(r.device.inFlight).to.equal(0);
     expect(guest2.queue.vring.badUsed).to.deep.equal([]);
     expect(r.needs).to.deep.equal([]);
   });
