@@ -4,9 +4,9 @@
  */
 import { expect } from 'chai';
 import { readFileSync } from 'node:fs';
-import { BLK_ID_BYTES, BlkConfig, BlkFeature, BlkRequestType, BlkStatus, VirtioFeatureMask, featureBit } from 'virtio-spec-types';
+import { BLK_ID_BYTES, BlkConfig, BlkFeature, BlkRequestType, BlkStatus, VIRTQ_DESC_F_WRITE, VirtioFeatureMask, featureBit } from 'virtio-spec-types';
 import { until } from '../../transport/test/fixtures/loopback-rigs.js';
-import { blkHeader } from '../../transport/test/fixtures/linux-like-blk.js';
+import { LINUX_BLK_FEATURES, blkHeader } from '../../transport/test/fixtures/linux-like-blk.js';
 import { defaultSerial } from '../src/device.js';
 import { blkRig, closeRigs, pattern } from './helpers/rig.js';
 
@@ -202,6 +202,23 @@ describe('virtio-blk device: any segmentation and malformed requests', () => {
     }
     expect(readFileSync(r.img.path).every((b) => b === 0)).to.equal(true);
     expect(r.needs).to.deep.equal([]);
+  });
+
+  it('a chain breaking the ring rules (readable after writable, §6.3.5) is the transport\'s: NEEDS_RESET, nothing written', async () => {
+    const r = await blkRig({ seam: true, features: LINUX_BLK_FEATURES & ~VirtioFeatureMask.RING_INDIRECT_DESC });
+    const q = r.guest.queue;
+    q.add([blkHeader(BlkRequestType.OUT, 0), pattern(512, 1)], [1], null as never);
+    // The chain is hdr → data → status; make the header device-writable: readable data follows a writable one.
+    const dv = new DataView(r.feDev.window);
+    const head = dv.getUint16(q.vring.avail + 4, true);
+    const flags = q.vring.desc + 16 * head + 12;
+    dv.setUint16(flags, dv.getUint16(flags, true) | VIRTQ_DESC_F_WRITE, true);
+    q.kick();
+    await until(() => r.needs.length > 0, 'DEVICE_NEEDS_RESET');
+    expect((r.needs[0] as Error & { code: string }).code).to.equal('VSHM_ERR_DESC_ORDER');
+    await until(() => !r.device.active, 'the session to end');
+    expect(r.device.stats.lastEnd).to.equal('needs-reset');
+    expect(r.seam!.log).to.deep.equal([]);
   });
 
   it('read-only: RO offered, OUT / WRITE_ZEROES / DISCARD are IOERR, reads and FLUSH work', async () => {
