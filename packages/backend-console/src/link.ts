@@ -7,16 +7,14 @@
  * RESET), then the peer closes (Interrupt Control := 0, State 0, disconnect).
  */
 import { EventEmitter } from 'node:events';
-import { IvshmemPeer, VirtioBackend } from '@vshm/transport';
+import { IvshmemPeer, VirtioBackend, VshmError, isVshmErrorCode, type VshmErrorCode } from '@vshm/transport';
 import { VirtioDeviceId } from 'virtio-spec-types';
 import type { VirtioDeviceOps } from '@vshm/transport';
 
-export class LinkError extends Error {
-  readonly code: string;
-  constructor(code: string, message: string, options?: { cause?: unknown }) {
-    super(message, options);
-    this.name = 'LinkError';
-    this.code = code;
+/** A one-line start-up failure of the back-end link; `cause` holds the underlying error. */
+export class LinkError extends VshmError {
+  constructor(code: VshmErrorCode, message: string, options?: { cause?: unknown }) {
+    super(code, options?.cause instanceof VshmError ? options.cause.section : '', message, options);
   }
 }
 
@@ -47,10 +45,10 @@ export async function connectBackend(socketPath: string, ops: VirtioDeviceOps): 
       throw new LinkError(code, `the server at ${socketPath} closed the connection: no free peer id (is a back-end already running?)`, { cause: err });
     }
     if (code === 'EACCES') throw new LinkError('VSHM_ERR_NO_SERVER', `no permission to connect to ${socketPath}`, { cause: err });
-    throw new LinkError(code || 'VSHM_ERR_CONNECT', `cannot connect to ${socketPath}: ${(err as Error).message}`, { cause: err });
+    throw new LinkError(isVshmErrorCode(code) ? code : 'VSHM_ERR_CONNECT', `cannot connect to ${socketPath}: ${(err as Error).message}`, { cause: err });
   }
   const p = peer.protocol;
-  const fail = (code: string, msg: string): never => {
+  const fail = (code: VshmErrorCode, msg: string): never => {
     peer.close();
     throw new LinkError(code, msg);
   };
@@ -64,7 +62,7 @@ export async function connectBackend(socketPath: string, ops: VirtioDeviceOps): 
     backend = new VirtioBackend(peer, ops);
   } catch (err) {
     peer.close();
-    throw new LinkError((err as { code?: string }).code ?? 'VSHM_ERR_TRANSPORT', (err as Error).message, { cause: err });
+    throw new LinkError(err instanceof VshmError ? err.code : 'VSHM_ERR_TRANSPORT', (err as Error).message, { cause: err });
   }
   const link = new EventEmitter() as BackendLink & EventEmitter;
   let closing: Promise<void> | null = null;
