@@ -13,7 +13,6 @@ import * as frontendConsole from '@vshm/frontend-console';
 import * as backendConsole from '@vshm/backend-console';
 import * as rng from '@vshm/example-rng';
 import * as backendCliArgs from '../packages/backend-console/src/cli-args.js';
-import * as backendAttach from '../packages/backend-console/src/attach.js';
 import * as backendLink from '../packages/backend-console/src/link.js';
 import * as frontendCliArgs from '../packages/frontend-console/src/cli-args.js';
 
@@ -87,7 +86,6 @@ describe('error classes: one family (VshmError)', () => {
     ['@vshm/backend-console', backendConsole],
     ['@vshm/example-rng', rng],
     ['backend-console/src/cli-args', backendCliArgs],
-    ['backend-console/src/attach', backendAttach],
     ['backend-console/src/link', backendLink],
     ['frontend-console/src/cli-args', frontendCliArgs],
   ];
@@ -103,7 +101,7 @@ describe('error classes: one family (VshmError)', () => {
       }
     }
     // The family the issue names is really there (not an empty loop).
-    for (const n of ['VshmError', 'TransportError', 'RingError', 'ServerError', 'ProtocolError', 'ConsoleError', 'LinkError', 'UsageError', 'CliUsageError', 'AttachError']) {
+    for (const n of ['VshmError', 'TransportError', 'RingError', 'ServerError', 'ProtocolError', 'ConsoleError', 'LinkError', 'UsageError', 'CliUsageError']) {
       expect(seen, n).to.include(n);
     }
   });
@@ -115,7 +113,6 @@ describe('error classes: one family (VshmError)', () => {
       [new transport.HostileAssertionError(7, 'x'), 'HostileAssertionError', 'VSHM_ERR_HOSTILE_ASSERTION'],
       [new backendCliArgs.UsageError('x'), 'UsageError', 'VSHM_ERR_ARGUMENT'],
       [new frontendCliArgs.CliUsageError('x'), 'CliUsageError', 'VSHM_ERR_ARGUMENT'],
-      [new backendAttach.AttachError('VSHM_ERR_SOCKET_IN_USE', 'x'), 'AttachError', 'VSHM_ERR_SOCKET_IN_USE'],
       [new backendLink.LinkError('VSHM_ERR_NO_SERVER', 'x'), 'LinkError', 'VSHM_ERR_NO_SERVER'],
     ];
     for (const [err, name, code] of cases) {
@@ -134,7 +131,8 @@ describe('error classes: one family (VshmError)', () => {
       }
     }
     const errorClasses = [...parent].filter(([name]) => name.endsWith('Error'));
-    expect(errorClasses.length).to.be.greaterThan(10);
+    // (AttachError, in a module that spawns commands, is checked here rather than imported.)
+    for (const n of ['AttachError', 'HostileAssertionError', 'LinkError', 'UsageError', 'VirtioRoleError']) expect(parent.has(n), n).to.equal(true);
     for (const [name, { where }] of errorClasses) {
       if (name === 'VshmError' || OUTSIDE_FAMILY.has(`${where}:${name}`)) continue;
       let cur = name;
