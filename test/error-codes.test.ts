@@ -79,7 +79,29 @@ describe('error codes: one typed table (VshmErrorCode)', () => {
   });
 });
 
+// Compile-time (tsconfig.test.json): VshmError.code is exactly the table's union, so a switch
+// over it is checked for exhaustiveness.
+type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
+const codeIsTheUnion: Same<InstanceType<typeof VshmError>['code'], transport.VshmErrorCode> = true;
+function exhaustive(code: transport.VshmErrorCode): string {
+  switch (code) {
+    case 'VSHM_ERR_ROLE':
+    case 'VSHM_ERR_DEVICE_ID':
+      return '§4.1';
+    default: {
+      const rest: Exclude<transport.VshmErrorCode, 'VSHM_ERR_ROLE' | 'VSHM_ERR_DEVICE_ID'> = code;
+      return rest;
+    }
+  }
+}
+
 describe('error classes: one family (VshmError)', () => {
+  it('types VshmError.code with the table (compile-time checks above)', () => {
+    expect(codeIsTheUnion).to.equal(true);
+    expect(exhaustive('VSHM_ERR_DEVICE_ID')).to.equal('§4.1');
+    expect(exhaustive('VSHM_ERR_RING_ALIGN')).to.equal('VSHM_ERR_RING_ALIGN');
+  });
+
   const modules: [string, Record<string, unknown>][] = [
     ['@vshm/transport', transport],
     ['@vshm/frontend-console', frontendConsole],
