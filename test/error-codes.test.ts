@@ -132,7 +132,6 @@ describe('error classes: one family (VshmError)', () => {
     const cases: [Error & { code?: string }, string, string][] = [
       [new transport.TransportError('VSHM_ERR_ROLE', '4.1', 'x'), 'TransportError', 'VSHM_ERR_ROLE'],
       [new transport.ArgumentError('x'), 'ArgumentError', 'VSHM_ERR_ARGUMENT'],
-      [new transport.HostileAssertionError(7, 'x'), 'HostileAssertionError', 'VSHM_ERR_HOSTILE_ASSERTION'],
       [new backendCliArgs.UsageError('x'), 'UsageError', 'VSHM_ERR_ARGUMENT'],
       [new frontendCliArgs.CliUsageError('x'), 'CliUsageError', 'VSHM_ERR_ARGUMENT'],
       [new backendLink.LinkError('VSHM_ERR_NO_SERVER', 'x'), 'LinkError', 'VSHM_ERR_NO_SERVER'],
