@@ -3,11 +3,17 @@
  * flag prints one stderr line and exits 2; runtime failures exit 1).
  */
 import { parseArgs } from 'node:util';
+import { VshmError } from '@vshm/transport';
 import { openRngBackend, openRngFrontend } from './index.js';
 
 const DEFAULT_SOCKET = '/tmp/ivshmem_socket';
 
-class UsageError extends Error {}
+/** A bad command line: one stderr line, exit 2 (style §8). */
+class UsageError extends VshmError {
+  constructor(message: string) {
+    super('VSHM_ERR_ARGUMENT', '', message);
+  }
+}
 
 function firstLine(e: unknown): string {
   return (e instanceof Error ? e.message : String(e)).split('\n')[0];

@@ -1,8 +1,9 @@
 /**
- * Command-line parsing of `vshm-blk-backend` (one CLI voice, style §8). Pure: argv in, options
+ * Command-line parsing of `vshm-blk-backend` (one CLI voice: check at the edge, one line per usage error). Pure: argv in, options
  * out, or a UsageError whose message is the one stderr line (exit 2).
  */
 import { parseArgs } from 'node:util';
+import { ArgumentError } from '@vshm/transport';
 import type { CacheMode } from './device.js';
 
 export const PROG = 'vshm-blk-backend';
@@ -29,9 +30,8 @@ Options:
 SIGHUP re-reads the image size (resize); SIGINT/SIGTERM exit cleanly.
 Exit status: 0 on a clean exit, 1 on runtime failures, 2 on bad arguments.`;
 
-export class UsageError extends Error {
-  readonly code = 'VSHM_ERR_ARGUMENT';
-}
+/** A bad command line: one stderr line, exit 2. */
+export class UsageError extends ArgumentError {}
 
 export interface BlkCliOptions {
   help: boolean;

@@ -1,8 +1,8 @@
 /**
  * The virtio-blk device (OASIS VIRTIO 1.2 §5.2) as a vshm back-end plug-in, over a raw image
- * file or block device (image.ts). Public plug-in API only (style §14), like examples/virtio-rng.
+ * file or block device (image.ts). Public plug-in API only, like examples/virtio-rng.
  *
- * Requests: the header is copied out once (read-once, style §3) and checked by request.ts; data
+ * Requests: the header is copied out once (read once, check the copy) and checked by request.ts; data
  * of any segmentation is copied between the chain and a private buffer (never handed to the
  * kernel as a view of shared memory: the driver may rewrite it, and a session may end while the
  * I/O runs). Many requests run at once per queue — bounded by `maxInFlight` per queue and
@@ -25,6 +25,7 @@
 import { createHash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { resolve as resolvePath } from 'node:path';
+import { ArgumentError } from '@vshm/transport';
 import type { ConfigField, ConfigSpace, DeviceChain, DeviceQueueHandle, DeviceSession, SessionEndReason, VirtioDeviceOps } from '@vshm/transport';
 import {
   BLK_CONFIG_SIZE, BLK_DWZ_SEGMENT_SIZE, BLK_ID_BYTES, BLK_REQ_HEADER_SIZE, BLK_SECTOR_SIZE,
@@ -63,9 +64,7 @@ export interface BlockDeviceOptions {
 }
 
 /** A bad option: `code` VSHM_ERR_ARGUMENT. */
-export class BlockOptionError extends RangeError {
-  readonly code = 'VSHM_ERR_ARGUMENT';
-}
+export class BlockOptionError extends ArgumentError {}
 
 export interface BlockDeviceStats {
   /** Requests completed by op ('in', 'out', 'flush', 'get-id', 'discard', 'write-zeroes'). */

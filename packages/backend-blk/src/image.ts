@@ -8,16 +8,19 @@
  */
 import { open, readFile, type FileHandle } from 'node:fs/promises';
 import { constants as fsConstants } from 'node:fs';
+import { VshmError } from '@vshm/transport';
 
-/** An image I/O failure: `code` is the errno name ('ENOENT', 'EIO', 'ENOSPC', …). */
-export class ImageError extends Error {
-  readonly code: string;
+/**
+ * An image I/O failure: `code` VSHM_ERR_IMAGE; `errnoCode` is the errno name ('ENOENT', 'EIO',
+ * 'ENOSPC', …), `syscall` the operation and `path` the image.
+ */
+export class ImageError extends VshmError {
+  readonly errnoCode: string;
   readonly path: string;
   readonly syscall: string;
-  constructor(syscall: string, path: string, code: string, text: string) {
-    super(`${syscall}: ${path}: ${code} (${text})`);
-    this.name = 'ImageError';
-    this.code = code;
+  constructor(syscall: string, path: string, errnoCode: string, text: string, options?: { cause?: unknown }) {
+    super('VSHM_ERR_IMAGE', '', `${syscall}: ${path}: ${errnoCode} (${text})`, options);
+    this.errnoCode = errnoCode;
     this.path = path;
     this.syscall = syscall;
   }
@@ -28,7 +31,7 @@ export class ImageError extends Error {
     const e = err as NodeJS.ErrnoException;
     const code = typeof e?.code === 'string' ? e.code : 'EIO';
     const m = /^[A-Z0-9_]+: ([^,]+)/.exec(typeof e?.message === 'string' ? e.message : '');
-    return new ImageError(syscall, path, code, m ? m[1] : String(e?.message ?? e));
+    return new ImageError(syscall, path, code, m ? m[1] : String(e?.message ?? e), { cause: err });
   }
 }
 

@@ -81,7 +81,8 @@ describe('virtio-blk device: async I/O, ordering and durability', () => {
     expect(await r.guest.flush()).to.equal(IOERR);
     r.seam!.failNext = { op: 'read', code: 'EIO' };
     expect((await r.guest.read(0, 512)).status).to.equal(IOERR);
-    expect(errors.map((e) => e.code)).to.deep.equal(['ENOSPC', 'EIO', 'EIO']);
+    expect(errors.map((e) => e.errnoCode)).to.deep.equal(['ENOSPC', 'EIO', 'EIO']);
+    expect(errors[0].code).to.equal('VSHM_ERR_IMAGE');
     expect(errors[0]).to.be.instanceOf(ImageError);
     expect(errors[0].message).to.contain(r.img.path).and.contain('ENOSPC');
     expect(r.device.stats.faults.io).to.equal(3);

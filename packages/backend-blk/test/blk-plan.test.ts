@@ -4,6 +4,7 @@
  * never grows, the transport never breaks.
  */
 import { expect } from 'chai';
+import { VshmError } from '@vshm/transport';
 import { readFileSync } from 'node:fs';
 import { BlkRequestType, BlkStatus } from 'virtio-spec-types';
 import { blkHeader } from '../../transport/test/fixtures/linux-like-blk.js';
@@ -83,7 +84,8 @@ describe('BlockDevice options and image errors', () => {
 
   it('ImageError keeps the errno name and names the path', () => {
     const e = ImageError.from(Object.assign(new Error("EACCES: permission denied, open '/x.img'"), { code: 'EACCES' }), 'open', '/x.img');
-    expect(e).to.include({ code: 'EACCES', path: '/x.img', syscall: 'open' });
+    expect(e).to.be.instanceOf(VshmError);
+    expect(e).to.include({ code: 'VSHM_ERR_IMAGE', errnoCode: 'EACCES', path: '/x.img', syscall: 'open' });
     expect(e.message).to.equal('open: /x.img: EACCES (permission denied)');
   });
 });

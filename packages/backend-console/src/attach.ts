@@ -8,6 +8,7 @@ import { createServer, type Server, type Socket } from 'node:net';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { resolve } from 'node:path';
 import createDebug from 'debug';
+import { VshmError } from '@vshm/transport';
 import type { ConsolePort } from './port.js';
 
 const debug = createDebug('vshm:console-be');
@@ -17,11 +18,10 @@ export interface Attached {
   close(): Promise<void>;
 }
 
-export class AttachError extends Error {
-  readonly code: string;
-  constructor(code: string, message: string) {
-    super(message);
-    this.code = code;
+/** A --port-socket path that cannot be used (exists and is not a socket, or is in use). */
+export class AttachError extends VshmError {
+  constructor(code: 'VSHM_ERR_NOT_SOCKET' | 'VSHM_ERR_SOCKET_IN_USE', message: string) {
+    super(code, '', message);
   }
 }
 

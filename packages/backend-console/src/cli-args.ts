@@ -3,6 +3,7 @@
  * argv in, options out or a UsageError (one line, exit 2).
  */
 import { parseArgs } from 'node:util';
+import { VshmError } from '@vshm/transport';
 import { MAX_PORT_NAME_BYTES } from './device.js';
 
 export const PROG = 'vshm-console-backend';
@@ -33,8 +34,10 @@ Quit with Ctrl-] then q (on a terminal), or SIGINT/SIGTERM. Ctrl-] Ctrl-] sends 
 Exit status: 0 on a clean quit, 1 on runtime failures, 2 on bad arguments.
 DEBUG=vshm:console-be (or vshm:*) traces the device.`;
 
-export class UsageError extends Error {
-  readonly code = 'VSHM_ERR_ARGUMENT';
+export class UsageError extends VshmError {
+  constructor(message: string) {
+    super('VSHM_ERR_ARGUMENT', '', message);
+  }
 }
 
 export type Attachment = { kind: 'socket'; path: string } | { kind: 'exec'; command: string };

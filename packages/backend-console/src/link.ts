@@ -1,22 +1,28 @@
 /**
  * Connect the console device to a vshm server as the back-end (peer 0, protocol 0xC003, §4.1)
- * and run the transport's VirtioBackend on it. Turns the usual start-up mistakes into one-line
- * LinkErrors: no server, the front-end got peer 0 first, a server that is not a console.
+ * through `openBackend`, as the front-end console uses `openFrontend`. Turns the usual start-up
+ * mistakes into one-line LinkErrors: no server, the front-end got peer 0 first, a server that is
+ * not a console; the transport's error is the `cause`.
  *
  * Orderly close (§4.10 "Orderly shutdown", §3): VirtioBackend.close() (session ends, State :=
  * RESET), then the peer closes (Interrupt Control := 0, State 0, disconnect).
  */
 import { EventEmitter } from 'node:events';
-import { IvshmemPeer, VirtioBackend } from '@vshm/transport';
-import { VirtioDeviceId } from 'virtio-spec-types';
-import type { VirtioDeviceOps } from '@vshm/transport';
+import {
+  openBackend,
+  ProtocolError,
+  VirtioRoleError,
+  VshmError,
+  type IvshmemPeer,
+  type VirtioBackend,
+  type VirtioDeviceOps,
+  type VshmErrorCode,
+} from '@vshm/transport';
 
-export class LinkError extends Error {
-  readonly code: string;
-  constructor(code: string, message: string, options?: { cause?: unknown }) {
-    super(message, options);
-    this.name = 'LinkError';
-    this.code = code;
+/** A one-line start-up failure of the back-end link; `cause` holds the underlying error. */
+export class LinkError extends VshmError {
+  constructor(code: VshmErrorCode, message: string, options?: { cause?: unknown }) {
+    super(code, options?.cause instanceof VshmError ? options.cause.section : '', message, options);
   }
 }
 
@@ -30,47 +36,55 @@ export interface BackendLink extends EventEmitter {
 
 const hex = (n: number): string => `0x${n.toString(16).toUpperCase().padStart(4, '0')}`;
 
+/** The one-line LinkError for a failed openBackend (connect, §4.1 check or transport start). */
+function linkError(err: unknown, socketPath: string): LinkError {
+  const opts = { cause: err };
+  if (err instanceof VirtioRoleError) {
+    const p = hex(err.protocol);
+    if (err.code === 'VSHM_ERR_DEVICE_ID') {
+      return new LinkError(err.code, `server protocol ${p} is virtio device ${err.protocol & 0x3fff}, not a console (expected -P 0x8003)`, opts);
+    }
+    if (err.role === null) return new LinkError(err.code, `server protocol ${p} is not virtio (expected a server started with -P 0x8003)`, opts);
+    if (err.role === 'front-end') {
+      return new LinkError(err.code, `connected as peer ${String(err.peerId)} (front-end role, protocol ${p}): start the back-end first`, opts);
+    }
+    return new LinkError(err.code, err.message, opts); // max_peers ≠ 2
+  }
+  if (err instanceof VshmError) {
+    if (err.code === 'VSHM_ERR_SERVER_EOF') {
+      return new LinkError(err.code, `the server at ${socketPath} closed the connection: no free peer id (is a back-end already running?)`, opts);
+    }
+    // Other ProtocolErrors come from the connection (§1.8); the rest from the transport.
+    const text = err instanceof ProtocolError ? `cannot connect to ${socketPath}: ${err.message}` : err.message;
+    return new LinkError(err.code, text, opts);
+  }
+  const code = (err as { code?: unknown } | null)?.code;
+  if (code === 'ENOENT' || code === 'ECONNREFUSED') {
+    return new LinkError('VSHM_ERR_NO_SERVER', `no vshm server at ${socketPath} (start: vshm-server -l 64K -n 2 -V 3 -P 0x8003 -S ${socketPath})`, opts);
+  }
+  if (code === 'EACCES') return new LinkError('VSHM_ERR_NO_SERVER', `no permission to connect to ${socketPath}`, opts);
+  return new LinkError('VSHM_ERR_CONNECT', `cannot connect to ${socketPath}: ${err instanceof Error ? err.message : String(err)}`, opts);
+}
+
 /**
- * Events on the returned link: 'server-gone' (the server socket hung up), 'error' (err), and
- * 'phase' (backend phase) forwarded for diagnostics.
+ * Connect through the transport's `openBackend` (the one connect path and §4.1 check). Events
+ * on the returned link: 'server-gone' (the server socket hung up), 'error' (err), and 'phase'
+ * (backend phase) forwarded for diagnostics.
  */
 export async function connectBackend(socketPath: string, ops: VirtioDeviceOps): Promise<BackendLink> {
   let peer: IvshmemPeer;
-  try {
-    peer = await IvshmemPeer.connect(socketPath);
-  } catch (err) {
-    const code = (err as { code?: string }).code ?? '';
-    if (code === 'ENOENT' || code === 'ECONNREFUSED') {
-      throw new LinkError('VSHM_ERR_NO_SERVER', `no vshm server at ${socketPath} (start: vshm-server -l 64K -n 2 -V 3 -P 0x8003 -S ${socketPath})`, { cause: err });
-    }
-    if (code === 'VSHM_ERR_SERVER_EOF') {
-      throw new LinkError(code, `the server at ${socketPath} closed the connection: no free peer id (is a back-end already running?)`, { cause: err });
-    }
-    if (code === 'EACCES') throw new LinkError('VSHM_ERR_NO_SERVER', `no permission to connect to ${socketPath}`, { cause: err });
-    throw new LinkError(code || 'VSHM_ERR_CONNECT', `cannot connect to ${socketPath}: ${(err as Error).message}`, { cause: err });
-  }
-  const p = peer.protocol;
-  const fail = (code: string, msg: string): never => {
-    peer.close();
-    throw new LinkError(code, msg);
-  };
-  if (p < 0x8000) fail('VSHM_ERR_DEVICE_ID', `server protocol ${hex(p)} is not virtio (expected a server started with -P 0x8003)`);
-  if ((p & 0x3fff) !== VirtioDeviceId.CONSOLE) fail('VSHM_ERR_DEVICE_ID', `server protocol ${hex(p)} is virtio device ${p & 0x3fff}, not a console (expected -P 0x8003)`);
-  if ((p & 0xc000) !== 0xc000) {
-    fail('VSHM_ERR_ROLE', `connected as peer ${peer.id} (front-end role, protocol ${hex(p)}): start the back-end first`);
-  }
   let backend: VirtioBackend;
   try {
-    backend = new VirtioBackend(peer, ops);
+    // spin: false — the console back-end has always run on interrupts only.
+    ({ peer, transport: backend } = await openBackend(socketPath, ops, { spin: false }));
   } catch (err) {
-    peer.close();
-    throw new LinkError((err as { code?: string }).code ?? 'VSHM_ERR_TRANSPORT', (err as Error).message, { cause: err });
+    throw linkError(err, socketPath);
   }
   const link = new EventEmitter() as BackendLink & EventEmitter;
   let closing: Promise<void> | null = null;
   Object.defineProperties(link, {
     id: { value: peer.id, enumerable: true },
-    protocol: { value: p, enumerable: true },
+    protocol: { value: peer.protocol, enumerable: true },
   });
   link.close = () => {
     closing ??= (async () => {
@@ -83,6 +97,5 @@ export async function connectBackend(socketPath: string, ops: VirtioDeviceOps): 
   peer.on('error', (err: Error) => link.emit('error', err));
   backend.on('error', (err: Error) => link.emit('error', err));
   backend.on('phase', (ph: string) => link.emit('phase', ph));
-  backend.start();
   return link;
 }

@@ -3,6 +3,7 @@
  * exit 2 on a bad argument). Pure: argv in, options or a CliUsageError out.
  */
 import { parseArgs } from 'node:util';
+import { VshmError } from '@vshm/transport';
 import { MAX_PORTS_LIMIT } from './driver.js';
 
 export const PROGRAM = 'vshm-console-frontend';
@@ -45,8 +46,10 @@ export interface CliOptions {
 }
 
 /** A bad command line: print `${PROGRAM}: ${message}` and exit 2. */
-export class CliUsageError extends Error {
-  readonly code = 'VSHM_ERR_ARGUMENT';
+export class CliUsageError extends VshmError {
+  constructor(message: string) {
+    super('VSHM_ERR_ARGUMENT', '', message);
+  }
 }
 
 function nonEmpty(flag: string, v: string | undefined): string | undefined {

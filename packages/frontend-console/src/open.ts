@@ -13,7 +13,7 @@
  * a new one and re-initialises (§4.10); `close()` is the only way out.
  */
 import { EventEmitter } from 'node:events';
-import { openFrontend, type IvshmemPeer } from '@vshm/transport';
+import { openFrontend, VirtioRoleError, type IvshmemPeer } from '@vshm/transport';
 import { ConsoleDriver, type ConsoleDriverOptions } from './driver.js';
 import type { ConsolePort } from './port.js';
 import { ConsoleError } from './errors.js';
@@ -129,11 +129,11 @@ export function describeOpenError(err: unknown, socketPath: string): string {
     case 'EACCES':
       return `cannot connect to ${socketPath} (EACCES): permission denied`;
     case 'VSHM_ERR_ROLE':
-      // connect.ts words the front-end-came-first case "connected as back-end"; other role
-      // errors (a non-virtio protocol) keep the transport's message.
-      if (/connected as back-end/.test(msg)) {
-        const proto = /protocol (0x[0-9a-f]+)/i.exec(msg)?.[1]?.toUpperCase().replace('0X', '0x') ?? '0xC003';
-        return `connected as peer 0 (back-end role, protocol ${proto}): start the back-end first, or use --wait`;
+      // The front-end came first and got the back-end role; other role errors (a non-virtio
+      // protocol, max_peers ≠ 2) keep the transport's message.
+      if (err instanceof VirtioRoleError && err.role === 'back-end') {
+        const proto = `0x${err.protocol.toString(16).toUpperCase().padStart(4, '0')}`;
+        return `connected as peer ${String(err.peerId)} (back-end role, protocol ${proto}): start the back-end first, or use --wait`;
       }
       return msg;
     case 'VSHM_ERR_DEVICE_ID':

@@ -9,7 +9,9 @@ import { join } from 'node:path';
 import { IvshmemServer } from '../src/ivshmem/server.js';
 import type { IvshmemPeer } from '../src/ivshmem/peer.js';
 import { TransportError } from '../src/errors.js';
-import { checkVirtioRole, openBackend, openFrontend, roleOfProtocol } from '../src/connect.js';
+import { checkVirtioDevice, checkVirtioRole, openBackend, openFrontend, roleOfProtocol, VirtioRoleError } from '../src/connect.js';
+import { readdirSync, readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import type { DriverQueueHandle, DriverSession, VirtioDriverOps } from '../src/virtio/device-api.js';
 import type { VirtioBackend } from '../src/virtio/backend.js';
 import type { VirtioFrontend } from '../src/virtio/frontend.js';
@@ -40,6 +42,36 @@ describe('connect: §4.1 checks (pure)', () => {
     expect(code(() => checkVirtioRole(0x1234, 'back-end', 4))).to.equal('VSHM_ERR_ROLE');
     expect(code(() => checkVirtioRole(0xc003, 'back-end', 4))).to.equal('VSHM_ERR_DEVICE_ID');
     expect(() => checkVirtioRole(0xc004, 'front-end', 4)).to.throw(/start the back-end first/);
+  });
+
+  it('says what the server assigned on the VirtioRoleError (for callers that word their own line)', () => {
+    let err: unknown;
+    try {
+      checkVirtioRole(0x8003, 'back-end', 3, 1);
+    } catch (e) {
+      err = e;
+    }
+    expect(err).to.be.instanceOf(VirtioRoleError).and.to.be.instanceOf(TransportError);
+    expect(err).to.deep.include({ code: 'VSHM_ERR_ROLE', section: '4.1', protocol: 0x8003, role: 'front-end', expected: 'back-end', deviceId: 3, peerId: 1 });
+  });
+
+  it('checkVirtioDevice adds the two-peer rule to the role check', () => {
+    expect(code(() => checkVirtioDevice({ protocol: 0xc003, id: 0, maxPeers: 2 }, 'back-end', 3))).to.equal(undefined);
+    expect(code(() => checkVirtioDevice({ protocol: 0xc003, id: 0, maxPeers: 3 }, 'back-end', 3))).to.equal('VSHM_ERR_ROLE');
+    expect(code(() => checkVirtioDevice({ protocol: 0x8003, id: 0, maxPeers: 2 }, 'back-end', 3))).to.equal('VSHM_ERR_ROLE');
+    expect(code(() => checkVirtioDevice({ protocol: 0x8004, id: 1, maxPeers: 2 }, 'front-end', 3))).to.equal('VSHM_ERR_DEVICE_ID');
+  });
+
+  it('is written once: no other source file decodes the role bits (0xC000) of a protocol', () => {
+    const root = fileURLToPath(new URL('../../../', import.meta.url));
+    const hits: string[] = [];
+    for (const top of ['packages', 'examples']) {
+      for (const rel of readdirSync(root + top, { recursive: true }) as string[]) {
+        if (!/\/src\/.*\.ts$/.test(rel) || rel.includes('node_modules')) continue;
+        if (/0xc000/i.test(readFileSync(`${root}${top}/${rel}`, 'utf8'))) hits.push(`${top}/${rel}`);
+      }
+    }
+    expect(hits).to.deep.equal(['packages/transport/src/virtio/role.ts']);
   });
 });
 

@@ -6,6 +6,7 @@
 import { expect } from 'chai';
 import { runHostileDeviceCase, runHostileDriverCase, Prng, HostileAssertionError } from '../src/virtio/hostile.js';
 import { RingErrorCode } from '../src/virtio/validation.js';
+import { VshmError } from '../src/errors.js';
 
 const BUDGET = Number(process.env.VSHM_HOSTILE_BUDGET ?? 2000);
 const FIRST_SEED = Number(process.env.VSHM_HOSTILE_SEED ?? 1);
@@ -55,5 +56,6 @@ describe('hostile rings (seeded generator)', () => {
   it('reports an engine failure with its seed', () => {
     const err = new HostileAssertionError(7, 'example');
     expect(err.message).to.contain('seed 7');
+    expect(err).to.be.instanceOf(VshmError).and.to.include({ name: 'HostileAssertionError', code: 'VSHM_ERR_HOSTILE_ASSERTION', seed: 7 });
   });
 });

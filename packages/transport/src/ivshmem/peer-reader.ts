@@ -11,7 +11,7 @@
  * the header and the body are accumulated across partial reads.
  */
 import type { Binding } from '@vshm/addon';
-import { ProtocolError } from '../errors.js';
+import { ProtocolError, type VshmErrorCode } from '../errors.js';
 import {
   HEADER_SIZE,
   IVSHMEM_VERSION,
@@ -44,7 +44,7 @@ export type PumpResult = 'again' | 'eof';
  */
 export const MAX_MESSAGES_PER_PUMP = 64;
 
-function protocolError(code: string, message: string): ProtocolError {
+function protocolError(code: VshmErrorCode, message: string): ProtocolError {
   return new ProtocolError(code, '1.8', message);
 }
 

@@ -3,7 +3,8 @@
  * table called through exception guards, and the edge checks of the constructor (style §8).
  */
 import { VirtioFeatureMask, DEVICE_FEATURES_MASK } from 'virtio-spec-types';
-import { ArgumentError, TransportError } from '../errors.js';
+import { ArgumentError } from '../errors.js';
+import { checkVirtioDevice } from './role.js';
 import type { IvshmemDevice } from '../ivshmem/device.js';
 import type {
   ConfigField,
@@ -74,20 +75,7 @@ export function checkBackendArgs(device: IvshmemDevice, ops: VirtioDeviceOps, op
   for (const k of Object.keys(opts)) {
     if (!BACKEND_OPTIONS.has(k)) throw new ArgumentError(`VirtioBackend: unknown option '${k}'`);
   }
-  const p = device.protocol;
-  if ((p & 0xc000) !== 0xc000) {
-    throw new TransportError(
-      'VSHM_ERR_ROLE',
-      '4.1',
-      `device has protocol 0x${p.toString(16)}: not a back-end (0xC000 | id); was the back-end started second?`,
-    );
-  }
-  if ((p & 0x3fff) !== ops.deviceId) {
-    throw new TransportError('VSHM_ERR_DEVICE_ID', '4.1', `device id ${p & 0x3fff} from the server does not match the device's id ${ops.deviceId}`);
-  }
-  if (device.maxPeers !== 2 || device.id > 1) {
-    throw new TransportError('VSHM_ERR_ROLE', '4.1', `virtio needs max_peers 2, got ${device.maxPeers} (id ${device.id})`);
-  }
+  checkVirtioDevice(device, 'back-end', ops.deviceId);
 }
 
 function toError(err: unknown): Error {

@@ -22,7 +22,7 @@ import { ArgumentError, RingError } from '../errors.js';
 import { Chain } from './chain.js';
 import type { MemoryView } from './memory.js';
 import { SplitRingLayout, type QueueAddresses } from './ring-layout.js';
-import { type AccessPolicy, RingErrorCode, checkQueueConfig, u64AddOverflows } from './validation.js';
+import { type AccessPolicy, RingErrorCode, type RingErrorCodeValue, checkQueueConfig, u64AddOverflows } from './validation.js';
 
 const TWO_POW_32 = 4294967296;
 const SAFE_HIGH_LIMIT = 0x200000;
@@ -372,7 +372,7 @@ export class DeviceQueue {
     this.fail(RingErrorCode.DESC_BOUNDS, '6.3.4', `head ${head}: ${write ? 'writable' : 'readable'} buffer ${where} is not inside one ${write ? 'writable' : 'readable'} section`);
   }
 
-  private fail(code: string, section: string, message: string): never {
+  private fail(code: RingErrorCodeValue, section: string, message: string): never {
     this.broken = true;
     const err = new RingError(code, section, message);
     this.error = err;

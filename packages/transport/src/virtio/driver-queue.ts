@@ -22,7 +22,7 @@ import {
 import { ArgumentError, RingError } from '../errors.js';
 import type { MemoryView } from './memory.js';
 import { SplitRingLayout, type QueueAddresses } from './ring-layout.js';
-import { RingErrorCode } from './validation.js';
+import { RingErrorCode, type RingErrorCodeValue } from './validation.js';
 
 const TWO_POW_32 = 4294967296;
 const EMPTY: readonly number[] = [];
@@ -395,7 +395,7 @@ export class DriverQueue<T = unknown> {
     return tok;
   }
 
-  private fail(code: string, section: string, message: string): never {
+  private fail(code: RingErrorCodeValue, section: string, message: string): never {
     this.broken = true;
     const err = new RingError(code, section, message);
     this.error = err;

@@ -42,6 +42,7 @@ import type { FrontendSession } from './frontend-session.js';
 import { writeStatus } from './frontend-setup.js';
 import { TransactionWriter, backendLost, type TransactionOptions } from './frontend-transactions.js';
 import { MemoryView } from './memory.js';
+import { checkVirtioDevice } from './role.js';
 import type { FrontendVectorMode } from './vectors.js';
 import { attachSpin, frontendPollable, type SpinAttachment, type SpinOptions, type SpinStats } from './spin.js';
 
@@ -120,20 +121,7 @@ export class VirtioFrontend extends EventEmitter {
     this.spinOptions = opts.spin;
     const timeout = opts.transactionTimeoutMs ?? 5000;
     if (!(timeout > 0)) throw new ArgumentError(`transactionTimeoutMs must be > 0, got ${timeout}`);
-    const role = device.protocol & 0xc000;
-    if (role !== 0x8000) {
-      throw new TransportError(
-        'VSHM_ERR_ROLE',
-        '4.1',
-        `device has protocol 0x${device.protocol.toString(16)}: not a front-end (0x8000 | id); did the front-end connect first?`,
-      );
-    }
-    if ((device.protocol & 0x3fff) !== ops.deviceId) {
-      throw new TransportError('VSHM_ERR_DEVICE_ID', '4.1', `device id ${device.protocol & 0x3fff} from the server does not match the driver's id ${ops.deviceId}`);
-    }
-    if (device.maxPeers !== 2 || device.id > 1) {
-      throw new TransportError('VSHM_ERR_ROLE', '4.1', `virtio needs max_peers 2, got ${device.maxPeers} (id ${device.id})`);
-    }
+    checkVirtioDevice(device, 'front-end', ops.deviceId);
     this.device = device;
     this.ops = ops;
     this.name = opts.debugName ?? `fe${device.id}`;

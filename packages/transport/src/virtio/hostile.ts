@@ -16,7 +16,7 @@
  * reproducible by hand: `runHostileDeviceCase(seed)`.
  */
 import { VIRTQ_DESC_F_NEXT as NEXT, VIRTQ_DESC_F_WRITE as WRITE, VIRTQ_DESC_F_INDIRECT as INDIRECT, descTableSize, availRingSize } from 'virtio-spec-types';
-import { RingError } from '../errors.js';
+import { RingError, VshmError } from '../errors.js';
 import { MemoryView } from './memory.js';
 import { packedRingAddresses, type QueueAddresses } from './ring-layout.js';
 import { createAccessPolicy } from './validation.js';
@@ -51,10 +51,9 @@ export class Prng {
 }
 
 /** An engine misbehaved under a hostile peer. */
-export class HostileAssertionError extends Error {
+export class HostileAssertionError extends VshmError {
   constructor(readonly seed: number, message: string, options?: { cause?: unknown }) {
-    super(`hostile seed ${seed}: ${message}`, options);
-    this.name = 'HostileAssertionError';
+    super('VSHM_ERR_HOSTILE_ASSERTION', '8', `hostile seed ${seed}: ${message}`, options);
   }
 }
 
