@@ -184,6 +184,10 @@ export const VshmErrorCode = {
   /** The front-end console cannot listen on its --port-socket path. */
   SOCKET: 'VSHM_ERR_SOCKET',
 
+  // --- Block device (virtio-blk back-end) ---
+  /** An image file or block device operation failed (the error names syscall, path and errno). */
+  IMAGE: 'VSHM_ERR_IMAGE',
+
   // --- Test kit (@vshm/transport testing) ---
   /** The hostile-ring generator found an engine misbehaving (names the seed; §8 item 38). */
   HOSTILE_ASSERTION: 'VSHM_ERR_HOSTILE_ASSERTION',

@@ -9,3 +9,4 @@ export * from './split-ring.js';
 export * from './console.js';
 export * from './rng.js';
 export * from './console-control.js';
+export * from './blk.js';

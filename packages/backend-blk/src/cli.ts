@@ -1,0 +1,110 @@
+/**
+ * `vshm-blk-backend IMAGE`: the virtio-blk device on a vshm server (see USAGE in cli-args.ts).
+ *
+ * Exit: 0 after SIGINT/SIGTERM (transport closed: State := RESET then disconnect; image closed);
+ * 1 on runtime failures (one line naming the path and the errno code); 2 on bad arguments. The
+ * back-end outlives its front-ends: the transport re-initialises after each one leaves.
+ */
+import { openBackend, type IvshmemPeer, type VirtioBackend } from '@vshm/transport';
+import { VirtioDeviceId } from 'virtio-spec-types';
+import { parseCliArgs, CLI_OPTIONS, PROG, USAGE, UsageError, type BlkCliOptions } from './cli-args.js';
+import { BlockDevice, blockDeviceFeatures, blockFeatureNames, openBlockDevice } from './device.js';
+import { ImageError } from './image.js';
+
+function firstLine(err: unknown): string {
+  return (err instanceof Error ? err.message : String(err)).split('\n')[0];
+}
+
+class Runtime {
+  readonly opts: BlkCliOptions;
+  device: BlockDevice | null = null;
+  peer: IvshmemPeer | null = null;
+  transport: VirtioBackend | null = null;
+  private exiting = false;
+
+  constructor(opts: BlkCliOptions) {
+    this.opts = opts;
+  }
+
+  info(line: string): void {
+    if (!this.opts.quiet) process.stderr.write(`${PROG}: ${line}\n`);
+  }
+
+  async shutdown(code: number, message?: string): Promise<never> {
+    if (this.exiting) return new Promise<never>(() => {});
+    this.exiting = true;
+    try {
+      await this.transport?.close(); // State := RESET, then disconnect (§4.10)
+    } catch {
+      // exiting anyway
+    }
+    this.peer?.close();
+    await this.device?.drain(); // writes already started reach the file before it is closed
+    await this.device?.image.close().catch(() => undefined);
+    if (message !== undefined) process.stderr.write(`${PROG}: ${message}\n`);
+    process.exit(code);
+  }
+
+  async run(): Promise<void> {
+    const o = this.opts;
+    const image = o.image as string;
+    try {
+      this.device = await openBlockDevice(image, {
+        readOnly: o.readOnly,
+        queues: o.queues,
+        queueSize: o.queueSize,
+        serial: o.serial,
+        cache: o.cache,
+      });
+    } catch (err) {
+      const what = err instanceof ImageError ? err.message : `${image}: ${firstLine(err)}`;
+      return this.shutdown(1, `cannot open image: ${what}`);
+    }
+    const device = this.device;
+    device.on('io-error', (err: Error) => process.stderr.write(`${PROG}: image I/O failed: ${err.message}\n`));
+    try {
+      ({ peer: this.peer, transport: this.transport } = await openBackend(o.server, device));
+    } catch (err) {
+      return this.shutdown(1, `cannot serve on ${o.server}: ${firstLine(err)}`);
+    }
+    const transport = this.transport;
+    transport.on('session', (s: { features: bigint }) => this.info(`front-end connected (features 0x${s.features.toString(16)})`));
+    transport.on('session-end', (reason: string) => this.info(`front-end left (${reason})`));
+    transport.on('error', (err: Error) => void this.shutdown(1, firstLine(err)));
+    this.peer.on('server-gone', () => void this.shutdown(1, `server at ${o.server} went away`));
+    process.on('SIGHUP', () => {
+      device.resize().then(
+        (sectors) => this.info(`image resized: ${sectors} sectors`),
+        (err: unknown) => process.stderr.write(`${PROG}: resize failed: ${firstLine(err)}\n`),
+      );
+    });
+    this.info(`serving ${image} (${device.capacitySectors} sectors${device.readOnly ? ', read-only' : ''}) on ${o.server} as peer ${this.peer.id}`);
+  }
+}
+
+export async function run(argv: readonly string[] = process.argv.slice(2)): Promise<void> {
+  let opts: BlkCliOptions;
+  try {
+    opts = parseCliArgs(argv);
+  } catch (err) {
+    if (!(err instanceof UsageError)) throw err;
+    process.stderr.write(`${PROG}: ${err.message} (try --help)\n`);
+    process.exit(2);
+  }
+  if (opts.help) {
+    process.stdout.write(`${USAGE}\n`);
+    process.exit(0);
+  }
+  if (opts.printCapabilities) {
+    const features = blockFeatureNames(blockDeviceFeatures({ readOnly: opts.readOnly, queues: opts.queues }));
+    process.stdout.write(`${JSON.stringify({ type: 'block', deviceId: VirtioDeviceId.BLOCK, features, queues: opts.queues, options: CLI_OPTIONS })}\n`);
+    process.exit(0);
+  }
+  const rt = new Runtime(opts);
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) process.on(sig, () => void rt.shutdown(0));
+  process.on('uncaughtException', (err) => {
+    process.stderr.write(`${PROG}: internal error: ${err.stack ?? err.message}\n`);
+    process.exit(1);
+  });
+  await rt.run();
+}

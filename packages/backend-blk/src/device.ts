@@ -1,0 +1,490 @@
+/**
+ * The virtio-blk device (OASIS VIRTIO 1.2 §5.2) as a vshm back-end plug-in, over a raw image
+ * file or block device (image.ts). Public plug-in API only, like examples/virtio-rng.
+ *
+ * Requests: the header is copied out once (read once, check the copy) and checked by request.ts; data
+ * of any segmentation is copied between the chain and a private buffer (never handed to the
+ * kernel as a view of shared memory: the driver may rewrite it, and a session may end while the
+ * I/O runs). Many requests run at once per queue — bounded by `maxInFlight` per queue and
+ * `maxInFlightBytes` for the device — on positioned async file I/O; each is pushed when it
+ * finishes (out of order) and used entries are published once per burst (one flush per
+ * microtask checkpoint).
+ *
+ * Durability: an OUT completes only after its write call returned (with `cache: 'writethrough'`,
+ * after the following fdatasync too); a FLUSH completes only after fdatasync returned, which
+ * covers every write completed before the FLUSH was made available. An image I/O error
+ * completes the request with IOERR and emits 'io-error'; the device keeps serving.
+ *
+ * A session that ends (reset, front-end gone, NEEDS_RESET) leaves its I/O running: results are
+ * dropped (the chains belong to nobody any more) and the next session starts serving only when
+ * that I/O finished, so a stale write can never land after a read of the new session.
+ *
+ * Events: 'activate' (features: bigint), 'deactivate' (reason), 'io-error' (err: ImageError),
+ * 'resize' (capacitySectors: number).
+ */
+import { createHash } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import { resolve as resolvePath } from 'node:path';
+import { ArgumentError } from '@vshm/transport';
+import type { ConfigField, ConfigSpace, DeviceChain, DeviceQueueHandle, DeviceSession, SessionEndReason, VirtioDeviceOps } from '@vshm/transport';
+import {
+  BLK_CONFIG_SIZE, BLK_DWZ_SEGMENT_SIZE, BLK_ID_BYTES, BLK_REQ_HEADER_SIZE, BLK_SECTOR_SIZE,
+  BlkConfig, BlkFeature, BlkStatus, VirtioDeviceId, VirtioFeatureMask, featureBit, hasFeature,
+} from 'virtio-spec-types';
+import { ImageError, openImage, type ImageFile } from './image.js';
+import { planRequest, planSegments, type RequestFault, type RequestLimits } from './request.js';
+
+export type CacheMode = 'writeback' | 'writethrough';
+
+export interface BlockDeviceOptions {
+  /** Offer RO and refuse OUT/DISCARD/WRITE_ZEROES with IOERR. Default: the image's own mode. */
+  readOnly?: boolean;
+  /** Request queues; > 1 offers MQ. 1…64, default 1. */
+  queues?: number;
+  /** Queue size offered (power of two, 4…32768). Default 128. */
+  queueSize?: number;
+  /** GET_ID answer, ≤ 20 bytes. Default: 20 hex digits of SHA-256 of the absolute image path. */
+  serial?: string;
+  /** 'writeback' (default): writes complete when written; 'writethrough': after fdatasync. */
+  cache?: CacheMode;
+  /** Logical block size (BLK_SIZE): power of two 512…65536. Default 512. */
+  blockSize?: number;
+  /** SIZE_MAX: largest data segment in bytes (≥ blockSize). Default 65536. */
+  sizeMax?: number;
+  /** SEG_MAX: most data segments per request. Default min(queueSize − 2, 64). */
+  segMax?: number;
+  /** Offer DISCARD (default true unless read-only). */
+  discard?: boolean;
+  /** Offer WRITE_ZEROES (default true unless read-only). */
+  writeZeroes?: boolean;
+  /** Requests running at once per queue. Default 32. */
+  maxInFlight?: number;
+  /** Data bytes held by running requests, device-wide (one request may overshoot). Default 64 MiB. */
+  maxInFlightBytes?: number;
+}
+
+/** A bad option: `code` VSHM_ERR_ARGUMENT. */
+export class BlockOptionError extends ArgumentError {}
+
+export interface BlockDeviceStats {
+  /** Requests completed by op ('in', 'out', 'flush', 'get-id', 'discard', 'write-zeroes'). */
+  completed: Record<string, number>;
+  /** Requests failed by fault (request.ts), plus 'io' for image I/O errors. */
+  faults: Record<string, number>;
+  /** Chains returned with 0 bytes because they had no writable byte for a status. */
+  noStatus: number;
+  /** Completions dropped because their session had ended. */
+  dropped: number;
+  sessions: number;
+  lastEnd: SessionEndReason | null;
+  /** Most requests seen running at once (any queue). */
+  peakInFlight: number;
+  /** Wake-ups that served nothing because an ended session's I/O was still running. */
+  deferred: number;
+}
+
+/** Largest DISCARD / WRITE_ZEROES segment, in sectors (32 MiB: zeroes are written, see README). */
+export const BLK_MAX_DWZ_SECTORS = 65536;
+/** Most segments in one DISCARD / WRITE_ZEROES request. */
+export const BLK_MAX_DWZ_SEG = 8;
+/** Zeroes are written in pieces of this size (one shared read-only buffer). */
+const ZERO_CHUNK = 1 << 20;
+
+interface QueueState {
+  readonly handle: DeviceQueueHandle;
+  inFlight: number;
+  flushScheduled: boolean;
+}
+
+/**
+ * The feature bits a device with these options offers: SIZE_MAX, SEG_MAX, BLK_SIZE, FLUSH,
+ * TOPOLOGY and RING_INDIRECT_DESC always; RO when read-only; MQ with more than one queue;
+ * DISCARD and WRITE_ZEROES unless read-only or switched off.
+ */
+export function blockDeviceFeatures(opts: Pick<BlockDeviceOptions, 'readOnly' | 'queues' | 'discard' | 'writeZeroes'>): bigint {
+  const readOnly = opts.readOnly ?? false;
+  let f = featureBit(BlkFeature.SIZE_MAX) | featureBit(BlkFeature.SEG_MAX) | featureBit(BlkFeature.BLK_SIZE) |
+    featureBit(BlkFeature.FLUSH) | featureBit(BlkFeature.TOPOLOGY) | VirtioFeatureMask.RING_INDIRECT_DESC;
+  if (readOnly) f |= featureBit(BlkFeature.RO);
+  if ((opts.queues ?? 1) > 1) f |= featureBit(BlkFeature.MQ);
+  if ((opts.discard ?? true) && !readOnly) f |= featureBit(BlkFeature.DISCARD);
+  if ((opts.writeZeroes ?? true) && !readOnly) f |= featureBit(BlkFeature.WRITE_ZEROES);
+  return f;
+}
+
+/** Names of the bits set in `features` (BlkFeature names, then RING_INDIRECT_DESC). */
+export function blockFeatureNames(features: bigint): string[] {
+  const names = Object.entries(BlkFeature).filter(([, bit]) => hasFeature(features, bit)).map(([n]) => n);
+  if ((features & VirtioFeatureMask.RING_INDIRECT_DESC) !== 0n) names.push('RING_INDIRECT_DESC');
+  return names;
+}
+
+function isPow2(n: number): boolean {
+  return Number.isInteger(n) && n > 0 && (n & (n - 1)) === 0;
+}
+
+function intOpt(name: string, v: number | undefined, def: number, min: number, max: number): number {
+  if (v === undefined) return def;
+  if (!Number.isInteger(v) || v < min || v > max) throw new BlockOptionError(`${name} must be an integer ${min}…${max}, got ${String(v)}`);
+  return v;
+}
+
+/** The default serial: 20 hex digits of SHA-256 over the absolute image path (stable per path). */
+export function defaultSerial(imagePath: string): string {
+  return createHash('sha256').update(resolvePath(imagePath)).digest('hex').slice(0, BLK_ID_BYTES);
+}
+
+export class BlockDevice extends EventEmitter implements VirtioDeviceOps {
+  readonly deviceId = VirtioDeviceId.BLOCK;
+  readonly features: bigint;
+  readonly configSize = BLK_CONFIG_SIZE;
+  readonly configFields: readonly ConfigField[];
+  readonly image: ImageFile;
+  readonly readOnly: boolean;
+  readonly queues: number;
+  readonly queueSize: number;
+  readonly serial: Uint8Array;
+  readonly cache: CacheMode;
+  readonly blockSize: number;
+  readonly sizeMax: number;
+  readonly segMax: number;
+  readonly maxInFlight: number;
+  readonly maxInFlightBytes: number;
+  readonly stats: BlockDeviceStats = { completed: {}, faults: {}, noStatus: 0, dropped: 0, sessions: 0, lastEnd: null, peakInFlight: 0, deferred: 0 };
+  private capacity: number;
+  private session: DeviceSession | null = null;
+  private epoch = 0;
+  private queueStates: QueueState[] = [];
+  /** Requests whose I/O has not finished, any session. */
+  private running = 0;
+  private runningBytes = 0;
+  /** Of `running`, the requests of ended sessions (the next session waits for them). */
+  private staleRunning = 0;
+  private drainWaiters: (() => void)[] = [];
+  private readonly limits: RequestLimits;
+  private readonly zeroes = new Uint8Array(ZERO_CHUNK);
+
+  /**
+   * A device over an open image of `sizeBytes` bytes (use `openBlockDevice` to open by path).
+   * Throws BlockOptionError for a bad option.
+   */
+  constructor(image: ImageFile, sizeBytes: number, opts: BlockDeviceOptions = {}) {
+    super();
+    this.image = image;
+    this.readOnly = opts.readOnly ?? image.readOnly;
+    if (!this.readOnly && image.readOnly) throw new BlockOptionError('readOnly: false needs an image opened read-write');
+    this.queues = intOpt('queues', opts.queues, 1, 1, 64);
+    this.queueSize = intOpt('queueSize', opts.queueSize, 128, 4, 32768);
+    if (!isPow2(this.queueSize)) throw new BlockOptionError(`queueSize must be a power of two, got ${this.queueSize}`);
+    this.blockSize = intOpt('blockSize', opts.blockSize, BLK_SECTOR_SIZE, BLK_SECTOR_SIZE, 65536);
+    if (!isPow2(this.blockSize)) throw new BlockOptionError(`blockSize must be a power of two, got ${this.blockSize}`);
+    this.sizeMax = intOpt('sizeMax', opts.sizeMax, 65536, this.blockSize, 1 << 24);
+    this.segMax = intOpt('segMax', opts.segMax, Math.min(this.queueSize - 2, 64), 1, 1024);
+    this.maxInFlight = intOpt('maxInFlight', opts.maxInFlight, 32, 1, 32768);
+    this.maxInFlightBytes = intOpt('maxInFlightBytes', opts.maxInFlightBytes, 64 << 20, 1, 2 ** 40);
+    if (opts.cache !== undefined && opts.cache !== 'writeback' && opts.cache !== 'writethrough') {
+      throw new BlockOptionError(`cache must be 'writeback' or 'writethrough', got '${String(opts.cache)}'`);
+    }
+    this.cache = opts.cache ?? 'writeback';
+    const serial = Buffer.from(opts.serial ?? defaultSerial(image.path), 'utf8');
+    if (serial.length > BLK_ID_BYTES) throw new BlockOptionError(`serial must be at most ${BLK_ID_BYTES} bytes, got ${serial.length}`);
+    this.serial = new Uint8Array(serial);
+    if (!Number.isSafeInteger(sizeBytes) || sizeBytes < 0) throw new BlockOptionError(`image size must be a safe integer ≥ 0, got ${String(sizeBytes)}`);
+    this.capacity = sizeBytes;
+
+    this.features = blockDeviceFeatures({ ...opts, readOnly: this.readOnly, queues: this.queues });
+    this.limits = {
+      capacityBytes: sizeBytes,
+      blockSize: this.blockSize,
+      maxTransfer: this.sizeMax * this.segMax,
+      readOnly: this.readOnly,
+      discard: false,
+      writeZeroes: false,
+      maxDwzSegments: BLK_MAX_DWZ_SEG,
+    };
+    const field = (name: string, offset: number, width: 1 | 2 | 4): ConfigField => ({ name, offset, width });
+    this.configFields = [
+      field('capacity.lo', BlkConfig.CAPACITY, 4), field('capacity.hi', BlkConfig.CAPACITY + 4, 4),
+      field('size_max', BlkConfig.SIZE_MAX, 4), field('seg_max', BlkConfig.SEG_MAX, 4),
+      field('blk_size', BlkConfig.BLK_SIZE, 4),
+      field('physical_block_exp', BlkConfig.PHYSICAL_BLOCK_EXP, 1), field('alignment_offset', BlkConfig.ALIGNMENT_OFFSET, 1),
+      field('min_io_size', BlkConfig.MIN_IO_SIZE, 2), field('opt_io_size', BlkConfig.OPT_IO_SIZE, 4),
+      field('writeback', BlkConfig.WRITEBACK, 1), field('num_queues', BlkConfig.NUM_QUEUES, 2),
+      field('max_discard_sectors', BlkConfig.MAX_DISCARD_SECTORS, 4), field('max_discard_seg', BlkConfig.MAX_DISCARD_SEG, 4),
+      field('discard_sector_alignment', BlkConfig.DISCARD_SECTOR_ALIGNMENT, 4),
+      field('max_write_zeroes_sectors', BlkConfig.MAX_WRITE_ZEROES_SECTORS, 4), field('max_write_zeroes_seg', BlkConfig.MAX_WRITE_ZEROES_SEG, 4),
+      field('write_zeroes_may_unmap', BlkConfig.WRITE_ZEROES_MAY_UNMAP, 1),
+    ];
+  }
+
+  /** Image size in 512-byte sectors (a partial last sector is not served). */
+  get capacitySectors(): number {
+    return Math.floor(this.capacity / BLK_SECTOR_SIZE);
+  }
+
+  /** Whether a driver session is live. */
+  get active(): boolean {
+    return this.session !== null;
+  }
+
+  /** Requests whose I/O is running (any session). */
+  get inFlight(): number {
+    return this.running;
+  }
+
+  /** Resolves once no request's I/O is running (e.g. before closing the image). */
+  drain(): Promise<void> {
+    if (this.running === 0) return Promise.resolve();
+    return new Promise((resolve) => this.drainWaiters.push(resolve));
+  }
+
+  queueCount(features: bigint): number {
+    return hasFeature(features, BlkFeature.MQ) ? this.queues : 1;
+  }
+
+  queueMaxSize(): number {
+    return this.queueSize;
+  }
+
+  initConfig(c: ConfigSpace): void {
+    this.writeCapacity(c);
+    c.write(BlkConfig.SIZE_MAX, 4, this.sizeMax);
+    c.write(BlkConfig.SEG_MAX, 4, this.segMax);
+    c.write(BlkConfig.BLK_SIZE, 4, this.blockSize);
+    // TOPOLOGY: image files live on 4 KiB-block file systems; say so, so the guest aligns.
+    const perPhysical = Math.max(1, 4096 / this.blockSize);
+    c.write(BlkConfig.PHYSICAL_BLOCK_EXP, 1, Math.log2(perPhysical));
+    c.write(BlkConfig.ALIGNMENT_OFFSET, 1, 0);
+    c.write(BlkConfig.MIN_IO_SIZE, 2, perPhysical);
+    c.write(BlkConfig.OPT_IO_SIZE, 4, 0);
+    c.write(BlkConfig.NUM_QUEUES, 2, this.queues);
+    c.write(BlkConfig.MAX_DISCARD_SECTORS, 4, BLK_MAX_DWZ_SECTORS);
+    c.write(BlkConfig.MAX_DISCARD_SEG, 4, BLK_MAX_DWZ_SEG);
+    c.write(BlkConfig.DISCARD_SECTOR_ALIGNMENT, 4, this.blockSize / BLK_SECTOR_SIZE);
+    c.write(BlkConfig.MAX_WRITE_ZEROES_SECTORS, 4, BLK_MAX_DWZ_SECTORS);
+    c.write(BlkConfig.MAX_WRITE_ZEROES_SEG, 4, BLK_MAX_DWZ_SEG);
+    c.write(BlkConfig.WRITE_ZEROES_MAY_UNMAP, 1, 0);
+  }
+
+  activate(session: DeviceSession): void {
+    this.epoch++;
+    this.stats.sessions++;
+    this.session = session;
+    this.limits.discard = hasFeature(session.features, BlkFeature.DISCARD);
+    this.limits.writeZeroes = hasFeature(session.features, BlkFeature.WRITE_ZEROES);
+    this.queueStates = [];
+    for (const h of session.queues) {
+      if (h === undefined) continue; // a queue the driver did not enable: nothing to serve
+      const qs: QueueState = { handle: h, inFlight: 0, flushScheduled: false };
+      h.onAvailable = () => this.serve(qs);
+      this.queueStates.push(qs);
+    }
+    this.emit('activate', session.features);
+    this.serveAll(); // requests posted before DRIVER_OK
+  }
+
+  deactivate(reason: SessionEndReason): void {
+    this.epoch++; // running requests now belong to a dead session: their results are dropped
+    this.staleRunning = this.running;
+    this.session = null;
+    this.queueStates = [];
+    this.stats.lastEnd = reason;
+    this.emit('deactivate', reason);
+  }
+
+  /**
+   * Re-read the image size and publish the new capacity (config generation rule + config event,
+   * §4.8) if a session is live; the next session reads it anyway. Resolves with the capacity in
+   * sectors; rejects with an ImageError (the old capacity stays).
+   */
+  async resize(): Promise<number> {
+    const size = await this.image.size();
+    this.capacity = size;
+    this.limits.capacityBytes = size;
+    this.session?.updateConfig((c) => this.writeCapacity(c));
+    this.emit('resize', this.capacitySectors);
+    return this.capacitySectors;
+  }
+
+  private writeCapacity(c: ConfigSpace): void {
+    const sectors = this.capacitySectors;
+    c.write(BlkConfig.CAPACITY, 4, sectors % 2 ** 32);
+    c.write(BlkConfig.CAPACITY + 4, 4, Math.floor(sectors / 2 ** 32));
+  }
+
+  private serveAll(): void {
+    for (const qs of this.queueStates) this.serve(qs);
+  }
+
+  /** Start as many available requests as the bounds allow. */
+  private serve(qs: QueueState): void {
+    // A previous session's I/O still runs: wait for it (see the file comment).
+    if (this.session === null || !this.queueStates.includes(qs)) return;
+    if (this.staleRunning > 0) {
+      this.stats.deferred++;
+      return;
+    }
+    while (qs.inFlight < this.maxInFlight && this.runningBytes < this.maxInFlightBytes) {
+      const chain = qs.handle.pop();
+      if (chain === null) break;
+      this.start(qs, chain);
+    }
+  }
+
+  /** Check one request; fail it at once or start its I/O. */
+  private start(qs: QueueState, chain: DeviceChain): void {
+    const header = new Uint8Array(BLK_REQ_HEADER_SIZE);
+    if (chain.readableLength >= BLK_REQ_HEADER_SIZE) chain.read(header, 0); // the one read of the header
+    const plan = planRequest(header, chain.readableLength, chain.writableLength, this.limits);
+    switch (plan.op) {
+      case 'none':
+        this.stats.noStatus++;
+        this.complete(qs, chain, this.epoch, null);
+        return;
+      case 'fail':
+        this.fault(plan.fault);
+        this.complete(qs, chain, this.epoch, plan.status);
+        return;
+      case 'flush':
+        this.run(qs, chain, 0, async () => {
+          await this.image.datasync();
+          return 0;
+        }, 'flush');
+        return;
+      case 'get-id': {
+        const n = Math.min(plan.length, BLK_ID_BYTES);
+        const id = new Uint8Array(n);
+        id.set(this.serial.subarray(0, n));
+        chain.write(id, 0);
+        this.count('get-id');
+        this.complete(qs, chain, this.epoch, 'OK');
+        return;
+      }
+      case 'in': {
+        const buf = Buffer.allocUnsafe(plan.length); // filled completely before use (read zero-fills past EOF)
+        this.run(qs, chain, plan.length, async () => {
+          await this.image.read(buf, plan.position);
+          return buf;
+        }, 'in');
+        return;
+      }
+      case 'out': {
+        const buf = Buffer.allocUnsafe(plan.length); // filled completely by chain.read just below
+        chain.read(buf, BLK_REQ_HEADER_SIZE); // private copy before any await
+        this.run(qs, chain, plan.length, async () => {
+          await this.image.write(buf, plan.position);
+          if (this.cache === 'writethrough') await this.image.datasync();
+          return 0;
+        }, 'out');
+        return;
+      }
+      case 'discard':
+      case 'write-zeroes': {
+        const payload = new Uint8Array(plan.segments * BLK_DWZ_SEGMENT_SIZE);
+        chain.read(payload, BLK_REQ_HEADER_SIZE);
+        const segs = planSegments(payload, plan.op === 'discard', BLK_MAX_DWZ_SECTORS, this.limits);
+        if (!Array.isArray(segs)) {
+          this.fault(segs.fault);
+          this.complete(qs, chain, this.epoch, segs.status);
+          return;
+        }
+        this.run(qs, chain, 0, async () => {
+          // No fallocate from Node (README): both write zeroes, so a discarded range reads as zero.
+          for (const s of segs) {
+            for (let at = 0; at < s.length; at += ZERO_CHUNK) {
+              await this.image.write(this.zeroes.subarray(0, Math.min(ZERO_CHUNK, s.length - at)), s.position + at);
+            }
+          }
+          if (this.cache === 'writethrough') await this.image.datasync();
+          return 0;
+        }, plan.op);
+        return;
+      }
+    }
+  }
+
+  /** Run `io` for a request; on success copy IN data, then status OK; on an image error IOERR. */
+  private run(qs: QueueState, chain: DeviceChain, bytes: number, io: () => Promise<Uint8Array | 0>, op: string): void {
+    const epoch = this.epoch;
+    qs.inFlight++;
+    this.running++;
+    this.runningBytes += bytes;
+    if (this.running > this.stats.peakInFlight) this.stats.peakInFlight = this.running;
+    io().then(
+      (data) => {
+        this.finish(qs, epoch, bytes);
+        if (epoch !== this.epoch) return;
+        if (data !== 0) chain.write(data, 0);
+        this.count(op);
+        this.complete(qs, chain, epoch, 'OK');
+      },
+      (err: unknown) => {
+        this.finish(qs, epoch, bytes);
+        const e = ImageError.from(err, op, this.image.path);
+        this.fault('io');
+        this.emit('io-error', e);
+        if (epoch === this.epoch) this.complete(qs, chain, epoch, 'IOERR');
+      },
+    ).finally(() => {
+      // Room again (or a stale session's I/O drained): serve what waits, on every live queue.
+      if (this.session !== null) this.serveAll();
+    }).catch((err: unknown) => this.emit('io-error', ImageError.from(err, op, this.image.path)));
+  }
+
+  private finish(qs: QueueState, epoch: number, bytes: number): void {
+    qs.inFlight--;
+    this.running--;
+    this.runningBytes -= bytes;
+    if (epoch !== this.epoch) {
+      this.stats.dropped++;
+      this.staleRunning = Math.max(0, this.staleRunning - 1);
+    }
+    if (this.running === 0 && this.drainWaiters.length > 0) {
+      const waiters = this.drainWaiters;
+      this.drainWaiters = [];
+      for (const w of waiters) w();
+    }
+  }
+
+  /**
+   * Write the status byte (the last writable byte) and push. `status` null: no status can be
+   * written (no writable byte), the chain goes back with 0 bytes. Used length: the whole
+   * writable part when the status was written (it is its last byte), as the data before it is
+   * the request's own (IN data, or bytes the device left untouched on an error).
+   */
+  private complete(qs: QueueState, chain: DeviceChain, epoch: number, status: keyof typeof BlkStatus | null): void {
+    if (epoch !== this.epoch) return;
+    let written = 0;
+    if (status !== null) {
+      chain.write(Uint8Array.of(BlkStatus[status]), chain.writableLength - 1);
+      written = chain.writableLength;
+    }
+    qs.handle.push(chain, written);
+    if (!qs.flushScheduled) {
+      qs.flushScheduled = true;
+      queueMicrotask(() => {
+        qs.flushScheduled = false;
+        if (this.queueStates.includes(qs)) qs.handle.flush();
+      });
+    }
+  }
+
+  private count(op: string): void {
+    this.stats.completed[op] = (this.stats.completed[op] ?? 0) + 1;
+  }
+
+  private fault(f: RequestFault | 'io'): void {
+    this.stats.faults[f] = (this.stats.faults[f] ?? 0) + 1;
+  }
+}
+
+/** Open `path` and make a device over it (sized now; `resize()` re-reads the size later). */
+export async function openBlockDevice(path: string, opts: BlockDeviceOptions = {}): Promise<BlockDevice> {
+  const image = await openImage(path, { readOnly: opts.readOnly ?? false });
+  try {
+    return new BlockDevice(image, await image.size(), opts);
+  } catch (err) {
+    await image.close().catch(() => undefined);
+    throw err;
+  }
+}

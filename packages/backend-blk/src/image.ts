@@ -1,0 +1,152 @@
+/**
+ * The image the device serves: a raw file or a block device, reached through a small async
+ * interface (`ImageFile`) so tests can inject a recording or failing one (the file-I/O seam).
+ *
+ * Every call takes an explicit position (pread/pwrite semantics): many requests run at once on
+ * one descriptor with no shared file offset. Errors are `ImageError`s naming the operation, the
+ * path and the errno code.
+ */
+import { open, readFile, type FileHandle } from 'node:fs/promises';
+import { constants as fsConstants } from 'node:fs';
+import { VshmError } from '@vshm/transport';
+
+/**
+ * An image I/O failure: `code` VSHM_ERR_IMAGE; `errnoCode` is the errno name ('ENOENT', 'EIO',
+ * 'ENOSPC', …), `syscall` the operation and `path` the image.
+ */
+export class ImageError extends VshmError {
+  readonly errnoCode: string;
+  readonly path: string;
+  readonly syscall: string;
+  constructor(syscall: string, path: string, errnoCode: string, text: string, options?: { cause?: unknown }) {
+    super('VSHM_ERR_IMAGE', '', `${syscall}: ${path}: ${errnoCode} (${text})`, options);
+    this.errnoCode = errnoCode;
+    this.path = path;
+    this.syscall = syscall;
+  }
+
+  /** Wrap a Node fs error (`ENOENT: no such file or directory, open '…'`) keeping its errno name. */
+  static from(err: unknown, syscall: string, path: string): ImageError {
+    if (err instanceof ImageError) return err;
+    const e = err as NodeJS.ErrnoException;
+    const code = typeof e?.code === 'string' ? e.code : 'EIO';
+    const m = /^[A-Z0-9_]+: ([^,]+)/.exec(typeof e?.message === 'string' ? e.message : '');
+    return new ImageError(syscall, path, code, m ? m[1] : String(e?.message ?? e), { cause: err });
+  }
+}
+
+/** What the device needs from its image. All positions and lengths are in bytes. */
+export interface ImageFile {
+  readonly path: string;
+  readonly readOnly: boolean;
+  /** Fill `buf` from `position`; bytes past the end of the image read as zero. */
+  read(buf: Uint8Array, position: number): Promise<void>;
+  /** Write all of `buf` at `position` (resolves once the write call returned). */
+  write(buf: Uint8Array, position: number): Promise<void>;
+  /** fdatasync: every write that returned before this call is on stable storage when it resolves. */
+  datasync(): Promise<void>;
+  /** Current size in bytes (re-read from the file system or the block device each call). */
+  size(): Promise<number>;
+  close(): Promise<void>;
+}
+
+/** The image over a Node FileHandle (fs.promises: libuv thread pool, positioned I/O). */
+class FileImage implements ImageFile {
+  readonly path: string;
+  readonly readOnly: boolean;
+  private readonly fh: FileHandle;
+
+  constructor(path: string, fh: FileHandle, readOnly: boolean) {
+    this.path = path;
+    this.fh = fh;
+    this.readOnly = readOnly;
+  }
+
+  async read(buf: Uint8Array, position: number): Promise<void> {
+    let done = 0;
+    try {
+      while (done < buf.length) {
+        const { bytesRead } = await this.fh.read(buf, done, buf.length - done, position + done);
+        if (bytesRead === 0) break; // end of file: the rest reads as zero
+        done += bytesRead;
+      }
+    } catch (err) {
+      throw ImageError.from(err, 'read', this.path);
+    }
+    if (done < buf.length) buf.fill(0, done);
+  }
+
+  async write(buf: Uint8Array, position: number): Promise<void> {
+    let done = 0;
+    try {
+      while (done < buf.length) {
+        const { bytesWritten } = await this.fh.write(buf, done, buf.length - done, position + done);
+        if (bytesWritten === 0) throw Object.assign(new Error('ENOSPC: no space left on device'), { code: 'ENOSPC' });
+        done += bytesWritten;
+      }
+    } catch (err) {
+      throw ImageError.from(err, 'write', this.path);
+    }
+  }
+
+  async datasync(): Promise<void> {
+    try {
+      await this.fh.datasync();
+    } catch (err) {
+      throw ImageError.from(err, 'fdatasync', this.path);
+    }
+  }
+
+  async size(): Promise<number> {
+    let st;
+    try {
+      st = await this.fh.stat();
+    } catch (err) {
+      throw ImageError.from(err, 'fstat', this.path);
+    }
+    if (st.isFile()) return st.size;
+    if (st.isBlockDevice()) return blockDeviceSize(this.path, st.rdev);
+    throw new ImageError('open', this.path, 'EINVAL', 'not a regular file or block device');
+  }
+
+  async close(): Promise<void> {
+    await this.fh.close();
+  }
+}
+
+/**
+ * Size of a block device. Node has no BLKGETSIZE64 ioctl and fstat reports 0, so read the
+ * kernel's `/sys/dev/block/MAJOR:MINOR/size` (always in 512-byte units).
+ */
+async function blockDeviceSize(path: string, rdev: number): Promise<number> {
+  // Linux dev_t encoding (glibc gnu_dev_major/minor) for rdev values that fit a double exactly.
+  const major = Math.floor(rdev / 256) & 0xfff;
+  const minor = (rdev & 0xff) | (Math.floor(rdev / 4096) & ~0xff & 0xfffff00);
+  const sys = `/sys/dev/block/${major}:${minor}/size`;
+  try {
+    const sectors = Number((await readFile(sys, 'utf8')).trim());
+    if (!Number.isSafeInteger(sectors)) throw new Error(`unparsable size in ${sys}`);
+    return sectors * 512;
+  } catch (err) {
+    throw ImageError.from(err, 'size', `${path} (${sys})`);
+  }
+}
+
+/** Open `path` read-write (or read-only) as an image; rejects with an ImageError. */
+export async function openImage(path: string, opts: { readOnly?: boolean } = {}): Promise<ImageFile> {
+  const readOnly = opts.readOnly ?? false;
+  let fh: FileHandle;
+  try {
+    fh = await open(path, readOnly ? fsConstants.O_RDONLY : fsConstants.O_RDWR);
+  } catch (err) {
+    throw ImageError.from(err, 'open', path);
+  }
+  const img = new FileImage(path, fh, readOnly);
+  try {
+    await img.size(); // refuse directories, sockets, … at open time
+  } catch (err) {
+    await fh.close().catch(() => undefined);
+    throw err;
+  }
+  return img;
+}

@@ -1,0 +1,155 @@
+/**
+ * `vshm-blk-backend` as a process: the CLI voice (usage errors, --print-capabilities, open
+ * errors), and the block scenario against a real `vshm-server` with the Linux-like virtio_blk
+ * double as the front-end — link-state lines, SIGHUP resize, SIGTERM, and durability across
+ * SIGKILL right after a completed FLUSH.
+ */
+import { expect } from 'chai';
+import { mkdirSync, readFileSync, truncateSync } from 'node:fs';
+import { join } from 'node:path';
+import { BlkStatus } from 'virtio-spec-types';
+import { IvshmemPeer } from '../../transport/src/ivshmem/peer.js';
+import { until } from '../../transport/test/fixtures/loopback-rigs.js';
+import { LinuxLikeBlk } from '../../transport/test/fixtures/linux-like-blk.js';
+import { TempImage, pattern } from './helpers/rig.js';
+import { BACKEND, SERVER, runProc, startProc, stopProc, type Proc } from './helpers/procs.js';
+
+const ONE_LINE = /^vshm-blk-backend: [^\n]+ \(try --help\)\n$/;
+
+describe('vshm-blk-backend command line', () => {
+  it('usage errors: exit 2 with exactly one line', async () => {
+    const cases: string[][] = [
+      [],
+      ['--bogus', 'x.img'],
+      ['--queues'],
+      ['--queues', '0', 'x.img'],
+      ['--queues', 'two', 'x.img'],
+      ['--queue-size', '100', 'x.img'],
+      ['--cache=sometimes', 'x.img'],
+      ['--serial', 'a-serial-longer-than-20', 'x.img'],
+      ['a.img', 'b.img'],
+      ['--read-only=yes', 'x.img'],
+    ];
+    for (const args of cases) {
+      const r = await runProc(BACKEND, args);
+      expect(r.code, args.join(' ')).to.equal(2);
+      expect(r.err, args.join(' ')).to.match(ONE_LINE);
+      expect(r.err).to.not.match(/at .*\.js:\d+/); // no stack
+    }
+    expect((await runProc(BACKEND, ['--bogus', 'x.img'])).err).to.contain("unknown option '--bogus'");
+    expect((await runProc(BACKEND, ['--queues'])).err).to.contain("option '--queues' needs a value");
+  });
+
+  it('-h prints usage on stdout and exits 0', async () => {
+    const r = await runProc(BACKEND, ['-h']);
+    expect(r.code).to.equal(0);
+    expect(r.out).to.match(/^Usage: vshm-blk-backend \[options\] IMAGE/);
+  });
+
+  it('--print-capabilities prints one JSON object', async () => {
+    const r = await runProc(BACKEND, ['--print-capabilities']);
+    expect(r.code).to.equal(0);
+    const caps = JSON.parse(r.out);
+    expect(caps).to.include({ type: 'block', deviceId: 2, queues: 1 });
+    expect(caps.features).to.include.members(['SIZE_MAX', 'SEG_MAX', 'BLK_SIZE', 'FLUSH', 'DISCARD', 'WRITE_ZEROES', 'RING_INDIRECT_DESC']);
+    expect(caps.features).to.not.include('RO');
+    expect(caps.options).to.include.members(['--server', '--read-only', '--queues', '--cache', '--serial']);
+    const ro = JSON.parse((await runProc(BACKEND, ['--print-capabilities', '--read-only', '--queues', '4'])).out);
+    expect(ro.features).to.include.members(['RO', 'MQ']);
+    expect(ro.features).to.not.include('DISCARD');
+    expect(ro.queues).to.equal(4);
+  });
+
+  it('an image that cannot be opened: exit 1, one line naming the path and the errno', async () => {
+    const img = new TempImage(0);
+    try {
+      const missing = join(img.dir, 'missing.img');
+      const r = await runProc(BACKEND, ['-S', join(img.dir, 'sock'), missing]);
+      expect(r.code).to.equal(1);
+      expect(r.err).to.equal(`vshm-blk-backend: cannot open image: open: ${missing}: ENOENT (no such file or directory)\n`);
+      const dir = join(img.dir, 'adir');
+      mkdirSync(dir);
+      const d = await runProc(BACKEND, ['-S', join(img.dir, 'sock'), dir]);
+      expect(d.code).to.equal(1);
+      expect(d.err).to.match(new RegExp(`^vshm-blk-backend: cannot open image: \\w+: ${dir}: EISDIR \\([^)]+\\)\\n$`));
+      const s = await runProc(BACKEND, ['-S', join(img.dir, 'no-server'), img.path]);
+      expect(s.code).to.equal(1);
+      expect(s.err).to.match(/^vshm-blk-backend: cannot serve on .*no-server: .*ENOENT.*\n$/);
+    } finally {
+      img.remove();
+    }
+  });
+});
+
+describe('vshm-blk-backend with vshm-server (separate processes)', () => {
+  let img: TempImage;
+  let socket: string;
+  let procs: Proc[];
+  let peers: IvshmemPeer[];
+
+  beforeEach(() => {
+    img = new TempImage(4 << 20);
+    socket = join(img.dir, 'sock');
+    procs = [];
+    peers = [];
+  });
+  afterEach(async () => {
+    for (const p of peers) p.close();
+    for (const p of procs.reverse()) await stopProc(p);
+    img.remove();
+  });
+
+  async function scenario(args: string[] = []): Promise<{ be: Proc; guest: LinuxLikeBlk }> {
+    // The server's debug trace says when the back-end has its id (with -q the back-end says nothing).
+    const s = startProc(SERVER, ['-S', socket, '-l', '16M', '-n', '2', '-V', '3', '-P', '0x8002'], { DEBUG: 'vshm:server' });
+    procs.push(s);
+    await s.stderrLine(/listening on/);
+    const be = startProc(BACKEND, ['-S', socket, ...args, img.path]);
+    procs.push(be);
+    await s.stderrLine(/peer 0 connected/);
+    const peer = await IvshmemPeer.connect(socket);
+    peers.push(peer);
+    await until(() => peer.peerState(0) === 1, 'the back-end READY');
+    const guest = new LinuxLikeBlk(peer);
+    await guest.start();
+    if (!args.includes('-q')) {
+      await be.stderrLine(/serving .* \(8192 sectors.*\) on .* as peer 0/);
+      await be.stderrLine(/front-end connected \(features 0x[0-9a-f]+\)/);
+    }
+    return { be, guest };
+  }
+
+  it('a completed FLUSH survives SIGKILL of the back-end', async () => {
+    const { be, guest } = await scenario();
+    const data = pattern(1 << 20, 42);
+    expect(await guest.write(1000, data)).to.equal(BlkStatus.OK);
+    expect(await guest.flush()).to.equal(BlkStatus.OK);
+    be.proc.kill('SIGKILL');
+    expect((await be.exit).signal).to.equal('SIGKILL');
+    expect(readFileSync(img.path).subarray(1000 * 512, 1000 * 512 + data.length).equals(data)).to.equal(true);
+  });
+
+  it('SIGHUP resizes (config event at the guest); the front-end leaving is reported; SIGTERM exits 0', async () => {
+    const { be, guest } = await scenario(['--serial', 'e2e-disk']);
+    expect(guest.capacity).to.equal(8192);
+    expect(await guest.getId()).to.deep.equal({ status: BlkStatus.OK, serial: 'e2e-disk' });
+    truncateSync(img.path, 8 << 20);
+    be.proc.kill('SIGHUP');
+    await be.stderrLine(/image resized: 16384 sectors/);
+    await until(() => guest.capacity === 16384, 'the new capacity at the guest');
+    await guest.fe.powerOff();
+    await be.stderrLine(/front-end left \(driver-(reset|gone)\)/);
+    be.proc.kill('SIGTERM');
+    expect((await be.exit).code).to.equal(0);
+  });
+
+  it('-q silences the link-state lines', async () => {
+    const { be, guest } = await scenario(['-q', '--read-only']);
+    expect(guest.readOnly).to.equal(true);
+    expect((await guest.read(0, 4096)).status).to.equal(BlkStatus.OK);
+    await guest.fe.powerOff();
+    be.proc.kill('SIGTERM');
+    expect((await be.exit).code).to.equal(0);
+    expect(be.err()).to.equal('');
+  });
+});

@@ -1,0 +1,152 @@
+/**
+ * BlockDevice I/O behaviour through the file-I/O seam (helpers/rig.ts SeamImage): requests in
+ * flight at once and completed out of order, durability order (a completion only after the
+ * write / fdatasync returned), image I/O errors, resize with a config event, sessions ending with
+ * I/O in flight, multiqueue.
+ */
+import { expect } from 'chai';
+import { readFileSync, truncateSync } from 'node:fs';
+import { BlkFeature, BlkRequestType, BlkStatus, featureBit } from 'virtio-spec-types';
+import { until } from '../../transport/test/fixtures/loopback-rigs.js';
+import { LinuxLikeBlk, blkHeader } from '../../transport/test/fixtures/linux-like-blk.js';
+import { ImageError } from '../src/image.js';
+import { blkRig, closeRigs, pattern } from './helpers/rig.js';
+
+const { OK, IOERR } = BlkStatus;
+
+describe('virtio-blk device: async I/O, ordering and durability', () => {
+  afterEach(closeRigs);
+
+  it('runs requests at once and completes them out of order', async () => {
+    const r = await blkRig({ seam: true });
+    await r.guest.write(0, pattern(8192, 1));
+    const seam = r.seam!;
+    seam.hold(0);
+    const done: string[] = [];
+    const a = r.guest.read(0, 4096).then((x) => (done.push('A'), x));
+    await until(() => seam.waiting(0), 'read A to reach the file');
+    const b = await r.guest.read(8, 4096).then((x) => (done.push('B'), x));
+    expect(done).to.deep.equal(['B']); // B completed while A still runs
+    expect(b.data.equals(pattern(8192, 1).subarray(4096))).to.equal(true);
+    seam.release(0);
+    const ra = await a;
+    expect(done).to.deep.equal(['B', 'A']);
+    expect(ra.data.equals(pattern(8192, 1).subarray(0, 4096))).to.equal(true);
+    expect(r.device.stats.peakInFlight).to.be.at.least(2);
+  });
+
+  it('bounds requests in flight per queue (maxInFlight) and resumes when one completes', async () => {
+    const r = await blkRig({ seam: true, device: { maxInFlight: 2 } });
+    const seam = r.seam!;
+    for (const p of [0, 4096, 8192]) seam.hold(p);
+    const reads = [0, 8, 16].map((s) => r.guest.read(s, 4096));
+    await until(() => seam.waiting(0) && seam.waiting(4096), 'two reads at the file');
+    expect(r.device.inFlight).to.equal(2);
+    expect(seam.waiting(8192)).to.equal(false); // the third waits in the ring
+    seam.release(0);
+    await until(() => seam.waiting(8192), 'the third read to start after a completion');
+    seam.release(4096);
+    seam.release(8192);
+    expect((await Promise.all(reads)).every((x) => x.status === OK)).to.equal(true);
+    expect(r.device.stats.peakInFlight).to.equal(2);
+  });
+
+  it('writeback: a write completes after its write call returned; FLUSH only after fdatasync returned', async () => {
+    const r = await blkRig({ seam: true });
+    const log = r.seam!.log;
+    await r.guest.write(0, pattern(4096, 2)).then(() => log.push('completed write'));
+    await r.guest.flush().then(() => log.push('completed flush'));
+    expect(log).to.deep.equal(['write-start 0', 'write-done 0', 'completed write', 'datasync-start', 'datasync-done', 'completed flush']);
+  });
+
+  it('writethrough: every write is synced before it completes (also WRITE_ZEROES)', async () => {
+    const r = await blkRig({ seam: true, device: { cache: 'writethrough' } });
+    const log = r.seam!.log;
+    await r.guest.write(8, pattern(4096, 3)).then(() => log.push('completed write'));
+    expect(log).to.deep.equal(['write-start 4096', 'write-done 4096', 'datasync-start', 'datasync-done', 'completed write']);
+    log.length = 0;
+    const seg = new Uint8Array(16);
+    new DataView(seg.buffer).setUint32(8, 1, true);
+    await r.guest.submit([blkHeader(BlkRequestType.WRITE_ZEROES, 0), seg], [1]).then(() => log.push('completed wz'));
+    expect(log.slice(-3)).to.deep.equal(['datasync-start', 'datasync-done', 'completed wz']);
+  });
+
+  it('an image I/O error completes the request with IOERR, names path and errno, and the device goes on', async () => {
+    const r = await blkRig({ seam: true });
+    const errors: ImageError[] = [];
+    r.device.on('io-error', (e: ImageError) => errors.push(e));
+    r.seam!.failNext = { op: 'write', code: 'ENOSPC' };
+    expect(await r.guest.write(0, pattern(512, 4))).to.equal(IOERR);
+    r.seam!.failNext = { op: 'datasync', code: 'EIO' };
+    expect(await r.guest.flush()).to.equal(IOERR);
+    r.seam!.failNext = { op: 'read', code: 'EIO' };
+    expect((await r.guest.read(0, 512)).status).to.equal(IOERR);
+    expect(errors.map((e) => e.errnoCode)).to.deep.equal(['ENOSPC', 'EIO', 'EIO']);
+    expect(errors[0].code).to.equal('VSHM_ERR_IMAGE');
+    expect(errors[0]).to.be.instanceOf(ImageError);
+    expect(errors[0].message).to.contain(r.img.path).and.contain('ENOSPC');
+    expect(r.device.stats.faults.io).to.equal(3);
+    expect(await r.guest.write(0, pattern(512, 5))).to.equal(OK);
+    expect(await r.guest.flush()).to.equal(OK);
+    expect(r.needs).to.deep.equal([]);
+  });
+
+  it('resize: grows and shrinks the capacity by the config generation rule with a config event', async () => {
+    const r = await blkRig({ size: 1 << 20 });
+    expect(r.guest.capacity).to.equal(2048);
+    expect((await r.guest.read(2048, 512)).status).to.equal(IOERR);
+    truncateSync(r.img.path, 2 << 20);
+    const before = r.guest.fe.configChanges;
+    expect(await r.device.resize()).to.equal(4096);
+    await until(() => r.guest.fe.configChanges > before && r.guest.capacity === 4096, 'the config event and the new capacity');
+    expect(await r.guest.write(4000, pattern(4096, 6))).to.equal(OK);
+    expect((await r.guest.read(4000, 4096)).data.equals(pattern(4096, 6))).to.equal(true);
+    truncateSync(r.img.path, 512 * 1000 + 100); // a partial last sector is not served
+    expect(await r.device.resize()).to.equal(1000);
+    await until(() => r.guest.capacity === 1000, 'the shrunk capacity');
+    expect((await r.guest.read(999, 512)).status).to.equal(OK);
+    expect((await r.guest.read(1000, 512)).status).to.equal(IOERR);
+    expect(readFileSync(r.img.path).length).to.equal(512 * 1000 + 100);
+  });
+
+  it('a session ending with I/O in flight drops the results; the next session waits for that I/O', async () => {
+    const r = await blkRig({ seam: true });
+    const seam = r.seam!;
+    seam.hold(0);
+    const stale = r.guest.write(0, pattern(4096, 7));
+    void stale.catch(() => undefined); // never completes: the driver reset
+    await until(() => seam.waiting(0), 'the write at the file');
+    await r.guest.fe.reset();
+    await until(() => !r.device.active, 'the device to deactivate');
+    let drained = false;
+    void r.device.drain().then(() => (drained = true));
+    const guest2 = new LinuxLikeBlk(r.feDev);
+    await guest2.start();
+    const read = guest2.read(0, 4096);
+    await until(() => r.device.stats.deferred > 0, 'the new session to defer to the old I/O');
+    expect(seam.log.filter((l) => l.startsWith('read-start'))).to.deep.equal([]);
+    expect(drained).to.equal(false);
+    seam.release(0);
+    const res = await read;
+    expect(res.status).to.equal(OK);
+    expect(res.data.equals(pattern(4096, 7))).to.equal(true); // the stale write landed first
+    expect(r.device.stats.dropped).to.equal(1);
+    await r.device.drain();
+    expect(r.device.inFlight).to.equal(0);
+    expect(guest2.queue.vring.badUsed).to.deep.equal([]);
+    expect(r.needs).to.deep.equal([]);
+  });
+
+  it('MQ: --queues 2 offers MQ and num_queues; requests on both queues are served', async () => {
+    const r = await blkRig({ device: { queues: 2 }, maxQueues: 2 });
+    expect(r.guest.features & featureBit(BlkFeature.MQ)).to.not.equal(0n);
+    expect(r.guest.queueCount).to.equal(2);
+    const data = pattern(256 << 10, 8);
+    const writes = [];
+    for (let i = 0; i < 8; i++) writes.push(r.guest.write(i * 64, data.subarray(i * 32768, (i + 1) * 32768)));
+    expect(await Promise.all(writes)).to.deep.equal(new Array(8).fill(OK));
+    expect(new Set(r.guest.posted.map((p) => p.queue))).to.deep.equal(new Set([0, 1]));
+    expect(readFileSync(r.img.path).subarray(0, 256 << 10).equals(data)).to.equal(true);
+    expect(r.device.queueCount(0n)).to.equal(1);
+  });
+});
