@@ -39,7 +39,7 @@ describe('§8 item 11: argument errors exit 2, -h exits 0, K/M/G and 0x parse', 
           const { code } = await c.exit;
           expect(code).to.equal(2);
           expect(c.stderrLines(), c.stderrLines().join('\n')).to.have.length(1);
-          expect(c.stderrLines()[0]).to.match(/^vshm-server: /);
+          expect(c.stderrLines()[0]).to.match(/^vshm-server: .* \(try --help\)$/);
           expect(existsSync(path), 'no socket file').to.equal(false);
           expect(existsSync(pid), 'no pid file').to.equal(false);
         });
