@@ -105,6 +105,8 @@ export class GuardedOps {
     private readonly ops: VirtioDeviceOps,
     private readonly violation: (err: Error) => void,
     private readonly report: (err: unknown) => void,
+    /** Told first, for every exception, which callback threw (the 'device-exception' event). */
+    private readonly thrown: (err: Error, callback: string) => void = () => {},
   ) {}
 
   acceptFeatures(features: bigint): boolean {
@@ -113,6 +115,7 @@ export class GuardedOps {
     try {
       return fn.call(this.ops, features) !== false;
     } catch (err) {
+      this.thrown(toError(err), 'acceptFeatures');
       this.report(err);
       return false;
     }
@@ -124,6 +127,7 @@ export class GuardedOps {
     try {
       fn.call(this.ops, field, value);
     } catch (err) {
+      this.thrown(toError(err), 'configWritten');
       this.violation(toError(err));
     }
   }
@@ -134,6 +138,7 @@ export class GuardedOps {
       this.ops.activate(session);
       return true;
     } catch (err) {
+      this.thrown(toError(err), 'activate');
       this.violation(toError(err));
       return false;
     }
@@ -143,6 +148,7 @@ export class GuardedOps {
     try {
       this.ops.deactivate(reason);
     } catch (err) {
+      this.thrown(toError(err), 'deactivate');
       this.report(err);
     }
   }
