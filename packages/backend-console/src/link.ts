@@ -7,7 +7,7 @@
  * RESET), then the peer closes (Interrupt Control := 0, State 0, disconnect).
  */
 import { EventEmitter } from 'node:events';
-import { IvshmemPeer, VirtioBackend } from '@vshm/transport';
+import { IvshmemPeer, VirtioBackend, describeIoError } from '@vshm/transport';
 import { VirtioDeviceId } from 'virtio-spec-types';
 import type { VirtioDeviceOps } from '@vshm/transport';
 
@@ -31,8 +31,9 @@ export interface BackendLink extends EventEmitter {
 const hex = (n: number): string => `0x${n.toString(16).toUpperCase().padStart(4, '0')}`;
 
 /**
- * Events on the returned link: 'server-gone' (the server socket hung up), 'error' (err), and
- * 'phase' (backend phase) forwarded for diagnostics.
+ * Events on the returned link: 'server-gone' (the server socket hung up), 'error' (err),
+ * 'phase' (backend phase) forwarded for diagnostics, and 'device-exception' (err, callback): a
+ * device callback threw (the CLI prints the stack).
  */
 export async function connectBackend(socketPath: string, ops: VirtioDeviceOps): Promise<BackendLink> {
   let peer: IvshmemPeer;
@@ -41,13 +42,13 @@ export async function connectBackend(socketPath: string, ops: VirtioDeviceOps): 
   } catch (err) {
     const code = (err as { code?: string }).code ?? '';
     if (code === 'ENOENT' || code === 'ECONNREFUSED') {
-      throw new LinkError('VSHM_ERR_NO_SERVER', `no vshm server at ${socketPath} (start: vshm-server -l 64K -n 2 -V 3 -P 0x8003 -S ${socketPath})`, { cause: err });
+      throw new LinkError('VSHM_ERR_NO_SERVER', `${describeIoError('connect to', socketPath, err)}; start a server: vshm-server -l 64K -n 2 -V 3 -P 0x8003 -S ${socketPath}`, { cause: err });
     }
     if (code === 'VSHM_ERR_SERVER_EOF') {
       throw new LinkError(code, `the server at ${socketPath} closed the connection: no free peer id (is a back-end already running?)`, { cause: err });
     }
-    if (code === 'EACCES') throw new LinkError('VSHM_ERR_NO_SERVER', `no permission to connect to ${socketPath}`, { cause: err });
-    throw new LinkError(code || 'VSHM_ERR_CONNECT', `cannot connect to ${socketPath}: ${(err as Error).message}`, { cause: err });
+    if (code === 'EACCES') throw new LinkError('VSHM_ERR_NO_SERVER', describeIoError('connect to', socketPath, err), { cause: err });
+    throw new LinkError(code || 'VSHM_ERR_CONNECT', describeIoError('connect to', socketPath, err), { cause: err });
   }
   const p = peer.protocol;
   const fail = (code: string, msg: string): never => {
@@ -83,6 +84,7 @@ export async function connectBackend(socketPath: string, ops: VirtioDeviceOps): 
   peer.on('error', (err: Error) => link.emit('error', err));
   backend.on('error', (err: Error) => link.emit('error', err));
   backend.on('phase', (ph: string) => link.emit('phase', ph));
+  backend.on('device-exception', (err: Error, callback: string) => link.emit('device-exception', err, callback));
   backend.start();
   return link;
 }

@@ -36,7 +36,7 @@ describe('cli-kit: parseCommandLine', () => {
     [['-x'], "unknown option '-x'"],
     [['--settle-ms'], "option '--settle-ms' needs a value"],
     [['-S'], "option '--server' needs a value"],
-    [['--settle-ms', '-5'], "option '--settle-ms' needs a value (for a value starting with '-', write --settle-ms=VALUE)"],
+    [['--settle-ms', '-5'], "option '--settle-ms' needs a value; for one starting with '-', write --settle-ms=VALUE"],
     [['--quiet=1'], "option '--quiet' takes no value"],
     [['stray'], "unexpected argument 'stray'"],
   ];

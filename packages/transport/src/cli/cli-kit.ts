@@ -8,8 +8,10 @@
  * already gives a stable error `code` per kind; only its messages are unfit for users (several
  * lines, hints meant for programmers, "positional argument" jargon).
  */
-import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { getSystemErrorMap, parseArgs, type ParseArgsConfig } from 'node:util';
+import { VirtioFeature, VirtioFeatureMask } from 'virtio-spec-types';
 import { ArgumentError } from '../errors.js';
+import type { VirtioDeviceOps } from '../virtio/device-api.js';
 
 /** A bad command line: the command prints `NAME: <message> (try --help)` and exits 2. */
 export class UsageError extends ArgumentError {
@@ -40,7 +42,7 @@ function rephrase(err: Error & { code?: string }): string {
       if (/does not take an argument/.test(first)) return `option '${name}' takes no value`;
       if (/ambiguous/.test(first)) {
         // `--settle-ms -5`: the next word starts with '-', so it is not taken as the value.
-        return `option '${name}' needs a value (for a value starting with '-', write ${name}=VALUE)`;
+        return `option '${name}' needs a value; for one starting with '-', write ${name}=VALUE`;
       }
       return `option '${name}' needs a value`;
     }
@@ -72,24 +74,20 @@ export function parseCommandLine<const T extends Options>(
   }
 }
 
-/** strerror says "No such file"; inside a sentence it reads "no such file". */
-function lowerFirst(s: string): string {
-  return s.charAt(0).toLowerCase() + s.slice(1);
-}
+/** libuv's text for each errno name ("no such file or directory"), built on first use. */
+let uvText: Map<string, string> | null = null;
 
-/** `ENOENT (no such file or directory)` for an errno error (addon or node:fs), else the message. */
+/** `ENOENT (no such file or directory)` for an errno error (addon, node:fs, node:net), else its message. */
 function errnoText(err: unknown): string {
   const e = err as { code?: unknown; message?: unknown } | null;
   const msg = typeof e?.message === 'string' ? e.message.split('\n')[0] : String(err);
-  const code = typeof e?.code === 'string' ? e.code : undefined;
-  if (code === undefined || !/^E[A-Z0-9]+$/.test(code)) return msg;
-  // Addon: "bind failed: ENOENT (no such file or directory)".
-  const addon = new RegExp(`${code} \\(([^)]*)\\)`).exec(msg);
-  if (addon) return `${code} (${lowerFirst(addon[1])})`;
-  // node:fs: "ENOENT: no such file or directory, open '/x'".
-  const fs = new RegExp(`^${code}: ([^,]*)`).exec(msg);
-  if (fs) return `${code} (${lowerFirst(fs[1])})`;
-  return code;
+  if (!hasErrno(err)) return msg;
+  const code = e!.code as string;
+  // One wording whichever layer failed: the addon says strerror's "No such file…", node:fs
+  // "ENOENT: no such file…, open '/x'", node:net "listen ENOENT: …" — libuv's table covers all.
+  uvText ??= new Map([...getSystemErrorMap().values()].map(([name, text]) => [name, text]));
+  const text = uvText.get(code);
+  return text === undefined ? code : `${code} (${text})`;
 }
 
 /** Whether `err` carries an errno code (`ENOENT`, …) as addon and node:fs errors do. */
@@ -105,6 +103,43 @@ function hasErrno(err: unknown): boolean {
  * returned as its first message line.
  */
 export function describeIoError(action: string, path: string, err: unknown): string {
-  if (!hasErrno(err)) return errnoText(err);
+  if (!hasErrno(err)) return errnoText(err); // the message itself
   return `cannot ${action} ${path}: ${errnoText(err)}`;
+}
+
+/** The `--print-capabilities` object of a device daemon (the vhost-user back-end convention). */
+export interface DeviceCapabilities {
+  /** Device name, e.g. "console". */
+  type: string;
+  /** Virtio device id. */
+  deviceId: number;
+  /** Names of every feature bit the back-end offers, device bits first, transport bits after. */
+  features: string[];
+  /** Queues the device sets up when the driver accepts every offered feature. */
+  queues: number;
+  /** The daemon's long options. */
+  options: string[];
+}
+
+/**
+ * Build the `--print-capabilities` object of a device daemon from its ops table: the device's
+ * feature bits named by `deviceFeatures` (name → bit number; unnamed bits print as `bit N`), then
+ * the transport bits every vshm back-end adds (VERSION_1, ACCESS_PLATFORM, ORDER_PLATFORM, §4.4)
+ * and the ring bits the device offers. Print it with `JSON.stringify` on one line.
+ */
+export function deviceCapabilities(
+  type: string,
+  ops: Pick<VirtioDeviceOps, 'deviceId' | 'features' | 'queueCount'>,
+  deviceFeatures: Readonly<Record<string, number>>,
+  options: readonly string[],
+): DeviceCapabilities {
+  const offered = ops.features | VirtioFeatureMask.VERSION_1 | VirtioFeatureMask.ACCESS_PLATFORM | VirtioFeatureMask.ORDER_PLATFORM;
+  const names: string[] = [];
+  const byBit = new Map<number, string>();
+  for (const [name, bit] of Object.entries(deviceFeatures)) byBit.set(bit, name);
+  for (const [name, bit] of Object.entries(VirtioFeature)) if (!byBit.has(bit)) byBit.set(bit, name);
+  for (let bit = 0; bit < 64; bit++) {
+    if ((offered & (1n << BigInt(bit))) !== 0n) names.push(byBit.get(bit) ?? `bit ${bit}`);
+  }
+  return { type, deviceId: ops.deviceId, features: names, queues: ops.queueCount(offered), options: [...options] };
 }
