@@ -123,9 +123,15 @@ export async function runBackend(argv = process.argv.slice(2)): Promise<void> {
     process.exit(1);
   }
   info(`serving on ${o.server} as peer ${be.peer.id}`);
-  be.transport.on('session', (s: DeviceSession) => info(`front-end connected (features 0x${s.features.toString(16)})`));
+  // 'session-end' also follows a session whose activate() threw (never announced): pair the lines.
+  let connected = false;
+  be.transport.on('session', (s: DeviceSession) => {
+    connected = true;
+    info(`front-end connected (features 0x${s.features.toString(16)})`);
+  });
   be.transport.on('session-end', (r: SessionEndReason) => {
-    if (r !== 'shutdown') info(`front-end left (${r})`);
+    if (connected && r !== 'shutdown') info(`front-end left (${r})`);
+    connected = false;
   });
   // A device bug is worth its stack, -q or not.
   be.transport.on('device-exception', (err: Error, callback: string) => {

@@ -178,6 +178,24 @@ describe('virtio-rng example: server, back-end and front-end in separate process
     expect(fe.err().trim().split('\n')).to.deep.equal(["vshm-rng-frontend: --bytes (-n) must be an integer 1-1048576, got 'lots' (try --help)"]);
   });
 
+  it('an exception thrown by the device is printed by the back-end CLI with its stack', async () => {
+    await server();
+    // The real CLI (runBackend) over a device whose activate() throws: patched in this child only.
+    const code = [
+      `import { RngDevice } from ${JSON.stringify(root('examples/virtio-rng/src/device.ts'))};`,
+      `RngDevice.prototype.activate = function brokenActivate() { throw new Error('device bug'); };`,
+      `const { runBackend } = await import(${JSON.stringify(root('examples/virtio-rng/src/cli.ts'))});`,
+      `await runBackend(['-S', ${JSON.stringify(socket)}]);`,
+    ].join('\n');
+    const be = start('--import', ['tsx', '--input-type=module', '-e', code]);
+    procs.push(be);
+    await be.stderrLine(/serving on .* as peer 0/);
+    frontend(['-n', '8']); // its read never completes: the device keeps failing; cleanup stops it
+    await be.stderrLine(/vshm-rng-backend: device activate\(\) threw: Error: device bug\n\s+at \S*brokenActivate /);
+    // A session whose activate() threw was never announced: no "connected", so no "left" either.
+    expect(be.err()).to.not.match(/front-end (connected|left)/);
+  });
+
   it('the back-end prints its capabilities as one JSON object', async () => {
     const be = start(BACKEND, ['--print-capabilities']);
     procs.push(be);
