@@ -4,6 +4,7 @@
  * wait for stderr lines, the child's exit or messages — never a sleep.
  */
 import { expect } from 'chai';
+import { existsSync } from 'node:fs';
 import { countFds } from './helpers/raw-client.js';
 import { useCliRig } from './helpers/server-cli-rig.js';
 
@@ -26,6 +27,14 @@ describe('vshm-server CLI (§1.9; §8 items 8–12 are in conformance/08–12)',
     const c = server(['-S', sock(), '-m', '/nonexistent-vshm-dir']);
     expect((await c.exit).code).to.equal(1);
     expect(c.stderrLines()).to.deep.equal(['vshm-server: cannot create memory in /nonexistent-vshm-dir: ENOENT (no such file or directory)']);
+  });
+
+  it('-p in a missing directory names the pid file and the errno, and leaves no socket', async () => {
+    const path = sock();
+    const c = server(['-S', path, '-p', '/nonexistent-vshm-dir/x.pid']);
+    expect((await c.exit).code).to.equal(1);
+    expect(c.stderrLines()).to.deep.equal(['vshm-server: cannot write pid file /nonexistent-vshm-dir/x.pid: ENOENT (no such file or directory)']);
+    expect(existsSync(path)).to.equal(false);
   });
 
   it('--help prints usage on stdout and exits 0; --bogus is one line with (try --help), exit 2', async () => {

@@ -35,7 +35,8 @@ export function listeningLine(o: ServerOptions, memorySize: number): string {
  */
 export function startFailure(err: unknown, o: ServerOptions): string {
   const e = err as { syscall?: unknown; path?: unknown };
-  if (typeof e?.path === 'string') return describeIoError(e.syscall === 'open' ? 'write' : 'access', e.path, err); // node:fs (pid file)
+  // node:fs errors carry their path: only the pid file is written through node:fs.
+  if (typeof e?.path === 'string') return describeIoError(e.path === o.pidFile ? 'write pid file' : 'access', e.path, err);
   switch (e?.syscall) {
     case 'socket':
     case 'bind':
