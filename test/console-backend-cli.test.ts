@@ -22,18 +22,39 @@ describe('vshm-console-backend: command line', function () {
     expect(p.stdoutText).to.match(/Ctrl-\] then q/);
   });
 
-  for (const args of [['--bogus'], ['--size', '80'], ['--queue-size', '12'], ['--port-socket', 'x'], ['stray'], ['-S']]) {
-    it(`exits 2 with one stderr line for ${args.join(' ')}`, async () => {
+  // The argument table is checked in-process (packages/backend-console/test/cli-args.test.ts);
+  // here only that the binary prints that one line and exits 2.
+  for (const args of [['--bogus'], ['--settle-ms', '-5']]) {
+    it(`exits 2 with one "(try --help)" line for ${args.join(' ')}`, async () => {
       const p = s.spawn('backend', BACKEND_BIN, args);
       expect((await p.exited).code).to.equal(2);
-      oneLine(p.stderr);
+      expect(oneLine(p.stderr)).to.match(/^vshm-console-backend: .*\(try --help\)$/);
     });
   }
 
-  it('exits 1 with one line when the server socket is missing', async () => {
+  it('--print-capabilities prints one JSON object and exits 0', async () => {
+    const p = s.spawn('backend', BACKEND_BIN, ['--print-capabilities', '--port', 'a']);
+    expect((await p.exited).code).to.equal(0);
+    const caps = JSON.parse(p.stdout.toString());
+    expect(caps).to.include({ type: 'console', deviceId: 3, queues: 6 });
+    expect(caps.features).to.include('MULTIPORT');
+    expect(caps.options).to.include('--server');
+    expect(p.stderr).to.equal('');
+  });
+
+  it('exits 1 with one line naming the socket and the errno when the server socket is missing', async () => {
     const p = s.spawn('backend', BACKEND_BIN, ['-S', s.server]);
     expect((await p.exited).code).to.equal(1);
-    expect(oneLine(p.stderr)).to.match(/no vshm server at .*vshm\.sock/);
+    expect(oneLine(p.stderr)).to.match(/^vshm-console-backend: cannot connect to .*vshm\.sock: ENOENT \(no such file or directory\); start a server/);
+  });
+
+  it('--socket (deprecated) warns once and still works as -S', async () => {
+    const p = s.spawn('backend', BACKEND_BIN, ['--socket', s.server]);
+    expect((await p.exited).code).to.equal(1);
+    const lines = p.stderr.split('\n').filter((l) => l !== '');
+    expect(lines[0]).to.equal('vshm-console-backend: warning: --socket is deprecated: use -S/--server PATH (same meaning)');
+    expect(lines[1]).to.match(/cannot connect to .*vshm\.sock: ENOENT/);
+    expect(lines).to.have.length(2);
   });
 
   it('exits 1 with one line when it gets peer 1 (something else connected first)', async () => {

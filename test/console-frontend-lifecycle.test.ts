@@ -15,7 +15,7 @@ describe('console front-end e2e: signals and server loss', function () {
       await s.startServer();
       const be = await s.startBackend([], { env: { DEBUG: 'vshm:console-be' } });
       const bridge = s.path('bridge.sock');
-      const fe1 = s.startFrontend(['--socket', bridge], { env: { ...process.env, DEBUG: 'vshm:console-fe' } });
+      const fe1 = s.startFrontend(['--bridge', bridge], { env: { ...process.env, DEBUG: 'vshm:console-fe' } });
       await fe1.untilStderr(/listening on/);
       await fe1.untilStderr(/probe: features/); // the device is live on the driver's side too
       fe1.child.kill(sig);
@@ -24,7 +24,7 @@ describe('console front-end e2e: signals and server loss', function () {
       expect(existsSync(bridge)).to.equal(false);
       expect(be.running).to.equal(true);
       // Orderly (§4.10): the device was reset by the driver before it left, not just abandoned.
-      await be.untilStderr(/session ended: driver-reset/);
+      await be.untilStderr(/front-end left \(device reset by the driver\)/);
       const fe2 = s.startFrontend(['--', '/bin/sh', '-c', 'echo second']);
       expect((await fe2.exited).code).to.equal(0);
       await be.until(() => be.stdout.toString().includes('second\n'), 'second front-end output');
@@ -34,7 +34,7 @@ describe('console front-end e2e: signals and server loss', function () {
   it('the server going away: one line, exit 1', async () => {
     const server = await s.startServer();
     await s.startBackend();
-    const fe = s.startFrontend(['--socket', s.path('bridge.sock')]);
+    const fe = s.startFrontend(['-q', '--bridge', s.path('bridge.sock')]); // -q: no link-state lines
     await fe.untilStderr(/listening on/);
     await server.kill('SIGTERM');
     const { code } = await fe.exited;

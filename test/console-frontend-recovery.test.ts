@@ -18,7 +18,7 @@ describe('console front-end e2e: back-end kill -9 and restart', function () {
     await s.startServer();
     const be1 = await s.startBackend([], { name: 'backend-1' });
     const bridge = s.path('bridge.sock');
-    const fe = s.startFrontend(['--socket', bridge], { env: { ...process.env, DEBUG: 'vshm:console-fe' } });
+    const fe = s.startFrontend(['--bridge', bridge], { env: { ...process.env, DEBUG: 'vshm:console-fe' } });
     await fe.untilStderr(/listening on/);
     let got = '';
     const c = createConnection(bridge);
@@ -33,8 +33,12 @@ describe('console front-end e2e: back-end kill -9 and restart', function () {
     await be1.until(() => be1.stdout.toString().includes('up\n'), 'first back-end output');
     await waitFor(() => got.includes('one\n'), 'first back-end input');
 
+    // Link-state line of the back-end (issue 10 item 5).
+    await be1.untilStderr(/vshm-console-backend: front-end connected \(features 0x[0-9a-f]+\)/);
+
     await be1.kill('SIGKILL');
     await fe.untilStderr(/remove: /); // the driver saw the back-end go (§4.10 failure)
+    await fe.untilStderr(/vshm-console-frontend: back-end lost, waiting\n/);
     c.write('gap\n'); // written while no back-end is there: held, then sent to the next one
 
     const be2 = await s.startBackend([], { name: 'backend-2' });
@@ -45,6 +49,9 @@ describe('console front-end e2e: back-end kill -9 and restart', function () {
     // 'gap' exactly once and before 'back'. ('up' could only come again if the first back-end
     // died between writing it out and reporting it used — then re-sending it is the contract.)
     expect(be2.stdout.toString()).to.match(/^(up\n)?gap\nback\n$/);
+    // What the front-end re-sent on recovery: 'gap\n', and 'up\n' in the case above.
+    const resent = be2.stdout.toString().startsWith('up\n') ? 7 : 4;
+    expect(fe.stderr).to.include(`vshm-console-frontend: back-end back, ${resent} bytes re-sent\n`);
     expect(fe.running).to.equal(true);
   });
 });

@@ -1,6 +1,6 @@
 /**
  * End to end, real processes: vshm-server + vshm-console-backend (stdin/stdout piped, no
- * terminal) + vshm-console-frontend in `--socket` bridge mode. 10 MiB of random bytes each way,
+ * terminal) + vshm-console-frontend in `--bridge` mode. 10 MiB of random bytes each way,
  * compared by SHA-256.
  */
 import { expect } from 'chai';
@@ -11,7 +11,7 @@ import { useScratch } from './e2e-procs.js';
 const SIZE = 10 * 1024 * 1024;
 const sha = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
 
-describe('console front-end e2e: 10 MiB both ways through --socket', function () {
+describe('console front-end e2e: 10 MiB both ways through --bridge', function () {
   let client: Socket | null = null;
   afterEach(() => {
     client?.destroy();
@@ -23,7 +23,7 @@ describe('console front-end e2e: 10 MiB both ways through --socket', function ()
     await s.startServer();
     const be = await s.startBackend();
     const bridge = s.path('bridge.sock');
-    const fe = s.startFrontend(['--socket', bridge]);
+    const fe = s.startFrontend(['--bridge', bridge]);
     await fe.untilStderr(/listening on/);
 
     const toFrontend = randomBytes(SIZE); // back-end stdin → port → socket client

@@ -133,7 +133,7 @@ describe('error classes: one family (VshmError)', () => {
       [new transport.TransportError('VSHM_ERR_ROLE', '4.1', 'x'), 'TransportError', 'VSHM_ERR_ROLE'],
       [new transport.ArgumentError('x'), 'ArgumentError', 'VSHM_ERR_ARGUMENT'],
       [new backendCliArgs.UsageError('x'), 'UsageError', 'VSHM_ERR_ARGUMENT'],
-      [new frontendCliArgs.CliUsageError('x'), 'CliUsageError', 'VSHM_ERR_ARGUMENT'],
+      [new frontendCliArgs.CliUsageError('x'), 'UsageError', 'VSHM_ERR_ARGUMENT'], // the shared cli-kit class under its console alias
       [new backendLink.LinkError('VSHM_ERR_NO_SERVER', 'x'), 'LinkError', 'VSHM_ERR_NO_SERVER'],
     ];
     for (const [err, name, code] of cases) {

@@ -1,76 +1,143 @@
 /**
- * Command lines of the example: `vshm-rng-backend` and `vshm-rng-frontend` (style §8: a bad
- * flag prints one stderr line and exits 2; runtime failures exit 1).
+ * Command lines of the example: `vshm-rng-backend` and `vshm-rng-frontend`, in the one vshm CLI
+ * voice (the shared kit of @vshm/transport): `-S, --server PATH`, `-h, --help`, `-q, --quiet`;
+ * a bad flag prints `NAME: what is wrong (try --help)` and exits 2; runtime failures print one
+ * line naming the path and the errno and exit 1.
  */
-import { parseArgs } from 'node:util';
-import { VshmError } from '@vshm/transport';
+import { DEFAULT_SOCKET_PATH, deviceCapabilities, describeIoError, parseCommandLine, UsageError } from '@vshm/transport';
+import type { SessionEndReason, DeviceSession } from '@vshm/transport';
 import { openRngBackend, openRngFrontend } from './index.js';
+import { RngDevice } from './device.js';
 
-const DEFAULT_SOCKET = '/tmp/ivshmem_socket';
+const COMMON = {
+  server: { type: 'string', short: 'S' },
+  socket: { type: 'string' }, // deprecated spelling of --server (the example's first CLI had it)
+  quiet: { type: 'boolean', short: 'q' },
+  help: { type: 'boolean', short: 'h' },
+} as const;
 
-/** A bad command line: one stderr line, exit 2 (style §8). */
-class UsageError extends VshmError {
-  constructor(message: string) {
-    super('VSHM_ERR_ARGUMENT', '', message);
-  }
+export const BACKEND_USAGE = `Usage: vshm-rng-backend [options]
+  Serve a virtio-rng device (id 4) on a vshm-server started with -P 0x8004.
+  -S, --server PATH       vshm-server socket (default ${DEFAULT_SOCKET_PATH})
+  -q, --quiet             no link-state lines (front-end connected / left) on stderr
+  --print-capabilities    print the device's capabilities as one JSON object and exit
+  -h, --help              this help
+Exit status: 0 after SIGINT/SIGTERM, 1 on runtime failures, 2 on bad arguments.`;
+
+export const FRONTEND_USAGE = `Usage: vshm-rng-frontend [options]
+  Read random bytes from a vshm virtio-rng back-end; one hex line per read on stdout.
+  -S, --server PATH       vshm-server socket (default ${DEFAULT_SOCKET_PATH})
+  -n, --bytes N           bytes per read, 1-1048576 (default 32)
+  -c, --count N           reads, 1-1048576 (default 1)
+  -q, --quiet             no informational lines on stderr
+  -h, --help              this help
+Exit status: 0 when every read succeeded, 1 on runtime failures, 2 on bad arguments.`;
+
+/** The backend's long options, for --print-capabilities. */
+const BACKEND_OPTIONS = ['--server', '--quiet', '--print-capabilities', '--help'];
+
+export interface RngCliOptions {
+  help: boolean;
+  server: string;
+  quiet: boolean;
+  printCapabilities: boolean;
+  bytes: number;
+  count: number;
+  warnings: string[];
 }
 
-function firstLine(e: unknown): string {
-  return (e instanceof Error ? e.message : String(e)).split('\n')[0];
-}
-
-function parse(prog: string, argv: string[], extra: Record<string, { type: 'string' | 'boolean'; short?: string }>) {
-  try {
-    const { values, positionals } = parseArgs({
-      args: argv,
-      options: { socket: { type: 'string', short: 'S' }, help: { type: 'boolean', short: 'h' }, ...extra },
-      strict: true,
-      allowPositionals: true,
-    });
-    if (positionals.length > 0) throw new UsageError(`unexpected operand '${positionals[0]}'`);
-    return values as Record<string, string | boolean | undefined>;
-  } catch (e) {
-    throw new UsageError(`${prog}: ${firstLine(e)}`);
-  }
-}
-
-function intArg(prog: string, name: string, v: string | boolean | undefined, def: number, min: number, max: number): number {
+function intArg(name: string, v: string | undefined, def: number, min: number, max: number): number {
   if (v === undefined) return def;
-  const n = Number(v);
-  if (typeof v !== 'string' || !/^\d+$/.test(v) || n < min || n > max) throw new UsageError(`${prog}: ${name} must be an integer ${min}…${max}, got '${String(v)}'`);
-  return n;
+  if (!/^\d+$/.test(v) || Number(v) < min || Number(v) > max) throw new UsageError(`${name} must be an integer ${min}-${max}, got '${v}'`);
+  return Number(v);
 }
 
-function usageExit(e: unknown): never {
-  process.stderr.write(`${firstLine(e)}\n`);
-  process.exit(e instanceof UsageError ? 2 : 1);
+/** Parse either command line (pure; throws UsageError). `frontend` adds -n and -c. */
+export function parseRngArgs(argv: readonly string[], frontend: boolean): RngCliOptions {
+  const { values } = frontend
+    ? parseCommandLine(argv, { ...COMMON, bytes: { type: 'string', short: 'n' }, count: { type: 'string', short: 'c' } })
+    : parseCommandLine(argv, { ...COMMON, 'print-capabilities': { type: 'boolean' } });
+  const v = values as Record<string, string | boolean | undefined>;
+  const warnings: string[] = [];
+  if (v.socket !== undefined) {
+    if (v.server !== undefined) throw new UsageError('--server and --socket (its deprecated spelling) both given');
+    warnings.push('--socket is deprecated: use -S/--server PATH (same meaning)');
+  }
+  const server = (v.server ?? v.socket) as string | undefined;
+  if (server === '') throw new UsageError("option '--server' needs a non-empty value");
+  return {
+    help: v.help === true,
+    server: server ?? DEFAULT_SOCKET_PATH,
+    quiet: v.quiet === true,
+    printCapabilities: v['print-capabilities'] === true,
+    bytes: intArg('--bytes (-n)', v.bytes as string | undefined, 32, 1, 1 << 20),
+    count: intArg('--count (-c)', v.count as string | undefined, 1, 1, 1 << 20),
+    warnings,
+  };
 }
 
-/** `vshm-rng-backend [-S SOCKET]`: serve random bytes until SIGINT/SIGTERM. */
+/** --print-capabilities of the rng back-end. */
+export function rngCapabilities(): ReturnType<typeof deviceCapabilities> {
+  return deviceCapabilities('rng', new RngDevice(), {}, BACKEND_OPTIONS);
+}
+
+/** Parse, or print the usage error / help and exit. */
+function parseOrExit(prog: string, argv: readonly string[], frontend: boolean): RngCliOptions {
+  let o: RngCliOptions;
+  try {
+    o = parseRngArgs(argv, frontend);
+  } catch (e) {
+    if (!(e instanceof UsageError)) throw e;
+    process.stderr.write(`${e.lineFor(prog)}\n`);
+    process.exit(2);
+  }
+  if (o.help) {
+    process.stdout.write(`${frontend ? FRONTEND_USAGE : BACKEND_USAGE}\n`);
+    process.exit(0);
+  }
+  for (const w of o.warnings) process.stderr.write(`${prog}: warning: ${w}\n`);
+  return o;
+}
+
+/** One line for a failed connect: errno errors name the socket, vshm errors keep their words. */
+function connectFailure(server: string, e: unknown): string {
+  return describeIoError('connect to', server, e);
+}
+
+/** `vshm-rng-backend [-S PATH]`: serve random bytes until SIGINT/SIGTERM. */
 export async function runBackend(argv = process.argv.slice(2)): Promise<void> {
   const prog = 'vshm-rng-backend';
-  let values: Record<string, string | boolean | undefined>;
-  try {
-    values = parse(prog, argv, {});
-  } catch (e) {
-    usageExit(e);
+  const o = parseOrExit(prog, argv, false);
+  if (o.printCapabilities) {
+    process.stdout.write(`${JSON.stringify(rngCapabilities())}\n`);
+    process.exit(0);
   }
-  if (values.help === true) {
-    process.stdout.write(`usage: ${prog} [-S SOCKET]\n  Serve a virtio-rng device (id 4) on a vshm-server started with -P 0x8004.\n`);
-    return;
-  }
-  const socket = typeof values.socket === 'string' ? values.socket : DEFAULT_SOCKET;
+  const info = (line: string): void => {
+    if (!o.quiet) process.stderr.write(`${prog}: ${line}\n`);
+  };
   let be: Awaited<ReturnType<typeof openRngBackend>>;
   try {
-    be = await openRngBackend(socket);
+    be = await openRngBackend(o.server);
   } catch (e) {
-    process.stderr.write(`${prog}: ${firstLine(e)}\n`);
+    process.stderr.write(`${prog}: ${connectFailure(o.server, e)}\n`);
     process.exit(1);
   }
-  process.stderr.write(`${prog}: serving on ${socket} as peer ${be.peer.id}\n`);
-  be.transport.on('session', () => process.stderr.write(`${prog}: driver live\n`));
-  be.transport.on('session-end', (r: string) => process.stderr.write(`${prog}: session ended (${r})\n`));
-  be.peer.on('peer-gone', (id: number) => process.stderr.write(`${prog}: peer ${id} gone\n`));
+  info(`serving on ${o.server} as peer ${be.peer.id}`);
+  // 'session-end' also follows a session whose activate() threw (never announced): pair the lines.
+  let connected = false;
+  be.transport.on('session', (s: DeviceSession) => {
+    connected = true;
+    info(`front-end connected (features 0x${s.features.toString(16)})`);
+  });
+  be.transport.on('session-end', (r: SessionEndReason) => {
+    if (connected && r !== 'shutdown') info(`front-end left (${r})`);
+    connected = false;
+  });
+  // A device bug is worth its stack, -q or not.
+  be.transport.on('device-exception', (err: Error, callback: string) => {
+    process.stderr.write(`${prog}: device ${callback}() threw: ${err.stack ?? err.message}\n`);
+  });
+  be.peer.on('peer-gone', (id: number) => info(`peer ${id} gone`));
   let stopping = false;
   const stop = (code: number): void => {
     if (stopping) return;
@@ -83,44 +150,30 @@ export async function runBackend(argv = process.argv.slice(2)): Promise<void> {
   process.on('SIGINT', () => stop(0));
   process.on('SIGTERM', () => stop(0));
   be.peer.on('server-gone', () => {
-    process.stderr.write(`${prog}: server gone\n`);
+    process.stderr.write(`${prog}: server at ${o.server} went away\n`);
     stop(1);
   });
 }
 
-/** `vshm-rng-frontend [-S SOCKET] [-n BYTES] [-c COUNT]`: print COUNT reads of BYTES as hex lines. */
+/** `vshm-rng-frontend [-S PATH] [-n BYTES] [-c COUNT]`: print COUNT reads of BYTES as hex lines. */
 export async function runFrontend(argv = process.argv.slice(2)): Promise<void> {
   const prog = 'vshm-rng-frontend';
-  let bytes: number;
-  let count: number;
-  let socket: string;
-  try {
-    const values = parse(prog, argv, { bytes: { type: 'string', short: 'n' }, count: { type: 'string', short: 'c' } });
-    if (values.help === true) {
-      process.stdout.write(`usage: ${prog} [-S SOCKET] [-n BYTES] [-c COUNT]\n  Read random bytes from a vshm virtio-rng back-end; one hex line per read.\n`);
-      return;
-    }
-    bytes = intArg(prog, '-n', values.bytes, 32, 1, 1 << 20);
-    count = intArg(prog, '-c', values.count, 1, 1, 1 << 20);
-    socket = typeof values.socket === 'string' ? values.socket : DEFAULT_SOCKET;
-  } catch (e) {
-    usageExit(e);
-  }
+  const o = parseOrExit(prog, argv, true);
   let fe: Awaited<ReturnType<typeof openRngFrontend>>;
   try {
-    fe = await openRngFrontend(socket);
+    fe = await openRngFrontend(o.server);
   } catch (e) {
-    process.stderr.write(`${prog}: ${firstLine(e)}\n`);
+    process.stderr.write(`${prog}: ${connectFailure(o.server, e)}\n`);
     process.exit(1);
   }
   let code = 0;
   try {
-    for (let i = 0; i < count; i++) {
-      const b = await fe.rng.read(bytes);
+    for (let i = 0; i < o.count; i++) {
+      const b = await fe.rng.read(o.bytes);
       process.stdout.write(`${b.toString('hex')}\n`);
     }
   } catch (e) {
-    process.stderr.write(`${prog}: ${firstLine(e)}\n`);
+    process.stderr.write(`${prog}: ${(e instanceof Error ? e.message : String(e)).split('\n')[0]}\n`);
     code = 1;
   }
   await fe.transport.close();

@@ -119,7 +119,7 @@ describe('virtio-rng example: server, back-end and front-end in separate process
       expect(/^0+$/.test(l)).to.equal(false);
     }
     expect(new Set(lines).size).to.equal(3);
-    await be.stderrLine(/driver live/);
+    await be.stderrLine(/vshm-rng-backend: front-end connected \(features 0x[0-9a-f]+\)/);
   });
 
   it('serves a second front-end after the first left, with reads larger than shared memory', async () => {
@@ -135,7 +135,7 @@ describe('virtio-rng example: server, back-end and front-end in separate process
     const bytes = Buffer.from(hex, 'hex');
     // 100000 random bytes: every byte value occurs (the chance of a miss is ~256·e^-390).
     expect(new Set(bytes).size).to.equal(256);
-    await be.stderrLine(/session ended[\s\S]*session ended/);
+    await be.stderrLine(/front-end left[\s\S]*front-end left/);
   });
 
   it('a read in flight fails with an error when the back-end process dies (§8 item 35)', async () => {
@@ -175,6 +175,37 @@ describe('virtio-rng example: server, back-end and front-end in separate process
     const fe = start(FRONTEND, ['-n', 'lots']);
     procs.push(fe);
     expect(await fe.exit).to.equal(2);
-    expect(fe.err().trim().split('\n')).to.have.length(1);
+    expect(fe.err().trim().split('\n')).to.deep.equal(["vshm-rng-frontend: --bytes (-n) must be an integer 1-1048576, got 'lots' (try --help)"]);
+  });
+
+  it('an exception thrown by the device is printed by the back-end CLI with its stack', async () => {
+    await server();
+    // The real CLI (runBackend) over a device whose activate() throws: patched in this child only.
+    const code = [
+      `import { RngDevice } from ${JSON.stringify(root('examples/virtio-rng/src/device.ts'))};`,
+      `RngDevice.prototype.activate = function brokenActivate() { throw new Error('device bug'); };`,
+      `const { runBackend } = await import(${JSON.stringify(root('examples/virtio-rng/src/cli.ts'))});`,
+      `await runBackend(['-S', ${JSON.stringify(socket)}]);`,
+    ].join('\n');
+    const be = start('--import', ['tsx', '--input-type=module', '-e', code]);
+    procs.push(be);
+    await be.stderrLine(/serving on .* as peer 0/);
+    frontend(['-n', '8']); // its read never completes: the device keeps failing; cleanup stops it
+    await be.stderrLine(/vshm-rng-backend: device activate\(\) threw: Error: device bug\n\s+at \S*brokenActivate /);
+    // A session whose activate() threw was never announced: no "connected", so no "left" either.
+    expect(be.err()).to.not.match(/front-end (connected|left)/);
+  });
+
+  it('the back-end prints its capabilities as one JSON object', async () => {
+    const be = start(BACKEND, ['--print-capabilities']);
+    procs.push(be);
+    expect(await be.exit).to.equal(0);
+    expect(JSON.parse(be.out())).to.deep.equal({
+      type: 'rng',
+      deviceId: 4,
+      features: ['VERSION_1', 'ACCESS_PLATFORM', 'ORDER_PLATFORM'],
+      queues: 1,
+      options: ['--server', '--quiet', '--print-capabilities', '--help'],
+    });
   });
 });

@@ -1,10 +1,12 @@
 /**
  * Command-line parsing of `vshm-console-backend` (style §8: check at the edge, precisely). Pure:
- * argv in, options out or a UsageError (one line, exit 2).
+ * argv in, options out or a UsageError (one line, exit 2), through the shared CLI kit of
+ * @vshm/transport so every vshm command speaks alike.
  */
-import { parseArgs } from 'node:util';
-import { VshmError } from '@vshm/transport';
+import { parseCommandLine, UsageError } from '@vshm/transport';
 import { MAX_PORT_NAME_BYTES } from './device.js';
+
+export { UsageError };
 
 export const PROG = 'vshm-console-backend';
 
@@ -14,9 +16,10 @@ The virtio-console device (back-end, peer 0, protocol 0xC003) of vshm (spec §7)
 Port 0 is the console on this terminal: stdin in raw mode, output to stdout.
 
 Options:
-  -S, --socket PATH        vshm-server socket. Without -S: /tmp/ivshmem_socket if a server
+  -S, --server PATH        vshm-server socket. Without -S: /tmp/ivshmem_socket if a server
                            listens there, else an embedded server (-l 64K -n 2 -V 3 -P 0x8003)
                            on a private socket whose path is printed on stderr
+                           (--socket PATH: deprecated spelling of --server)
   --embedded               always start the embedded server (not with -S)
   --port NAME              add a named port (repeatable; enables MULTIPORT, ports 1, 2, ...)
   --port-socket NAME=PATH  attach port NAME to a UNIX socket PATH (listens; one client at a
@@ -27,23 +30,23 @@ Options:
   --queue-size N           maximum queue size offered (power of two, default 8)
   --settle-ms N            without MULTIPORT, deliver input at most N ms after DRIVER_OK even if
                            the front-end has not written yet (default 200)
-  -q, --quiet              no informational lines on stderr
+  -q, --quiet              no informational lines on stderr (link state: front-end
+                           connected / left)
+  --print-capabilities     print the device's capabilities as one JSON object and exit
   -h, --help               this help
 
 Quit with Ctrl-] then q (on a terminal), or SIGINT/SIGTERM. Ctrl-] Ctrl-] sends one Ctrl-].
 Exit status: 0 on a clean quit, 1 on runtime failures, 2 on bad arguments.
 DEBUG=vshm:console-be (or vshm:*) traces the device.`;
 
-export class UsageError extends VshmError {
-  constructor(message: string) {
-    super('VSHM_ERR_ARGUMENT', '', message);
-  }
-}
-
 export type Attachment = { kind: 'socket'; path: string } | { kind: 'exec'; command: string };
 
 export interface BackendCliOptions {
   help: boolean;
+  /** --print-capabilities: print the JSON object and exit. */
+  printCapabilities: boolean;
+  /** Warnings to print once (a deprecated option spelling). */
+  warnings: string[];
   /** -S; undefined = default / embedded. */
   socketPath: string | undefined;
   /** --embedded: always start the embedded server. */
@@ -84,37 +87,36 @@ function splitPair(text: string, flag: string, what: string): [string, string] {
   return [checkName(text.slice(0, eq), flag), text.slice(eq + 1)];
 }
 
+/** The long options, for --print-capabilities (deprecated spellings left out). */
+export const LONG_OPTIONS = [
+  '--server', '--embedded', '--port', '--port-socket', '--port-exec', '--size', '--emerg-write',
+  '--queue-size', '--settle-ms', '--quiet', '--print-capabilities', '--help',
+];
+
 export function parseCliArgs(argv: readonly string[]): BackendCliOptions {
-  let values;
-  let positionals;
-  try {
-    ({ values, positionals } = parseArgs({
-      args: [...argv],
-      strict: true,
-      allowPositionals: true,
-      options: {
-        socket: { type: 'string', short: 'S' },
-        embedded: { type: 'boolean' },
-        port: { type: 'string', multiple: true },
-        'port-socket': { type: 'string', multiple: true },
-        'port-exec': { type: 'string', multiple: true },
-        size: { type: 'string' },
-        'emerg-write': { type: 'boolean' },
-        'queue-size': { type: 'string' },
-        'settle-ms': { type: 'string' },
-        quiet: { type: 'boolean', short: 'q' },
-        help: { type: 'boolean', short: 'h' },
-      },
-    }));
-  } catch (err) {
-    // parseArgs messages are multi-line with hints; keep the first line (one stderr line).
-    const first = (err as Error).message.split('\n')[0];
-    const m = /^Unknown option '([^']*)'/.exec(first);
-    throw new UsageError(m ? `unknown option '${m[1]}'` : first.replace(/\.$/, ''));
+  const { values } = parseCommandLine(argv, {
+    server: { type: 'string', short: 'S' },
+    socket: { type: 'string' }, // deprecated spelling of --server (issue 10: one CLI voice)
+    embedded: { type: 'boolean' },
+    port: { type: 'string', multiple: true },
+    'port-socket': { type: 'string', multiple: true },
+    'port-exec': { type: 'string', multiple: true },
+    size: { type: 'string' },
+    'emerg-write': { type: 'boolean' },
+    'queue-size': { type: 'string' },
+    'settle-ms': { type: 'string' },
+    quiet: { type: 'boolean', short: 'q' },
+    'print-capabilities': { type: 'boolean' },
+    help: { type: 'boolean', short: 'h' },
+  });
+  const warnings: string[] = [];
+  if (values.socket !== undefined) {
+    if (values.server !== undefined) throw new UsageError('--server and --socket (its deprecated spelling) both given');
+    warnings.push('--socket is deprecated: use -S/--server PATH (same meaning)');
   }
-  if (positionals.length > 0) throw new UsageError(`unexpected argument '${positionals[0]}'`);
-  if (values.socket === '') throw new UsageError('-S: empty socket path');
-  if (values.socket !== undefined && values.embedded === true) throw new UsageError('-S and --embedded exclude each other');
+  const server = values.server ?? values.socket;
+  if (server === '') throw new UsageError("option '--server' needs a non-empty value");
+  if (server !== undefined && values.embedded === true) throw new UsageError('--server and --embedded exclude each other');
 
   const ports: string[] = [];
   const addPort = (name: string): void => {
@@ -147,7 +149,9 @@ export function parseCliArgs(argv: readonly string[]): BackendCliOptions {
 
   return {
     help: values.help ?? false,
-    socketPath: values.socket,
+    printCapabilities: values['print-capabilities'] ?? false,
+    warnings,
+    socketPath: server,
     embedded: values.embedded ?? false,
     ports,
     attachments,

@@ -10,15 +10,25 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import createDebug from 'debug';
-import { IvshmemServer, DEFAULT_SOCKET_PATH } from '@vshm/transport';
+import { ConsoleFeature } from 'virtio-spec-types';
+import { IvshmemServer, DEFAULT_SOCKET_PATH, describeIoError, deviceCapabilities } from '@vshm/transport';
+import type { SessionEndReason } from '@vshm/transport';
 import { attachCommand, attachSocket, unixSocketListening, type Attached } from './attach.js';
-import { parseCliArgs, PROG, USAGE, UsageError, type BackendCliOptions } from './cli-args.js';
+import { LONG_OPTIONS, parseCliArgs, PROG, USAGE, UsageError, type BackendCliOptions } from './cli-args.js';
 import { ConsoleDevice } from './device.js';
 import { EscapeFilter } from './escape.js';
 import { connectBackend, type BackendLink } from './link.js';
 import { TerminalGuard } from './terminal.js';
 
 const debug = createDebug('vshm:console-be');
+
+/** Why the front-end left, in words (SessionEndReason → the link-state line). */
+const LEFT: Record<SessionEndReason, string> = {
+  'driver-gone': 'its State left READY',
+  'driver-reset': 'device reset by the driver',
+  'needs-reset': 'device needs reset',
+  shutdown: 'back-end shutting down',
+};
 
 /** The reference configuration of §7.1: -l 64K -n 2 -V 3 -P 0x8003. */
 export const EMBEDDED_SERVER = { memorySize: 64 * 1024, maxPeers: 2, vectors: 3, protocol: 0x8003 } as const;
@@ -87,17 +97,28 @@ class Runtime {
       settleMs: o.settleMs,
     });
     this.device = device;
-    device.on('activate', () => debug('front-end driver is live'));
-    device.on('deactivate', (reason: string) => debug('front-end session ended: %s', reason));
+    // Link-state lines (one CLI voice; -q silences them).
+    device.on('activate', (features: bigint) => this.info(`front-end connected (features 0x${features.toString(16)})`));
+    device.on('deactivate', (reason: SessionEndReason) => {
+      if (reason !== 'shutdown') this.info(`front-end left (${LEFT[reason] ?? reason})`);
+    });
 
     const socketPath = await this.resolveSocket();
     this.link = await connectBackend(socketPath, device);
     this.link.on('server-gone', () => void this.shutdown(1, `server at ${socketPath} went away`));
     this.link.on('error', (err: Error) => void this.shutdown(1, err.message));
+    // A device bug is worth its stack, -q or not (the transport resets the device and goes on).
+    this.link.on('device-exception', (err: Error, callback: string) => {
+      process.stderr.write(`${PROG}: device ${callback}() threw: ${err.stack ?? err.message}\n`);
+    });
 
     for (const [name, a] of o.attachments) {
       const port = device.port(o.ports.indexOf(name) + 1);
-      this.attached.push(a.kind === 'socket' ? await attachSocket(port, a.path) : attachCommand(port, a.command));
+      try {
+        this.attached.push(a.kind === 'socket' ? await attachSocket(port, a.path) : attachCommand(port, a.command));
+      } catch (err) {
+        throw new Error(a.kind === 'socket' ? describeIoError('listen on', a.path, err) : (err as Error).message, { cause: err });
+      }
     }
 
     // Port 0 = this terminal. Raw mode: bytes (^C included) go to the front-end as they are.
@@ -119,17 +140,36 @@ class Runtime {
   }
 }
 
+/** --print-capabilities: what this command line would offer (§7; vhost-user convention). */
+export function capabilities(o: BackendCliOptions): ReturnType<typeof deviceCapabilities> {
+  // Every bit the daemon can offer: SIZE (from the terminal or --size) and MULTIPORT are listed
+  // as offered whenever this command line can offer them.
+  const device = new ConsoleDevice({
+    size: { cols: 80, rows: 24 },
+    ports: o.ports,
+    emergWrite: o.emergWrite,
+    queueSize: o.queueSize,
+    settleMs: o.settleMs,
+  });
+  return deviceCapabilities('console', device, ConsoleFeature, LONG_OPTIONS);
+}
+
 export async function run(argv: readonly string[] = process.argv.slice(2)): Promise<void> {
   let opts: BackendCliOptions;
   try {
     opts = parseCliArgs(argv);
   } catch (err) {
     if (!(err instanceof UsageError)) throw err;
-    process.stderr.write(`${PROG}: ${err.message} (try --help)\n`);
+    process.stderr.write(`${err.lineFor(PROG)}\n`);
     process.exit(2);
   }
   if (opts.help) {
     process.stdout.write(`${USAGE}\n`);
+    process.exit(0);
+  }
+  for (const w of opts.warnings) process.stderr.write(`${PROG}: warning: ${w}\n`);
+  if (opts.printCapabilities) {
+    process.stdout.write(`${JSON.stringify(capabilities(opts))}\n`);
     process.exit(0);
   }
   const rt = new Runtime(opts);

@@ -9,6 +9,7 @@
  */
 import { EventEmitter } from 'node:events';
 import {
+  describeIoError,
   openBackend,
   ProtocolError,
   VirtioRoleError,
@@ -60,16 +61,17 @@ function linkError(err: unknown, socketPath: string): LinkError {
   }
   const code = (err as { code?: unknown } | null)?.code;
   if (code === 'ENOENT' || code === 'ECONNREFUSED') {
-    return new LinkError('VSHM_ERR_NO_SERVER', `no vshm server at ${socketPath} (start: vshm-server -l 64K -n 2 -V 3 -P 0x8003 -S ${socketPath})`, opts);
+    return new LinkError('VSHM_ERR_NO_SERVER', `${describeIoError('connect to', socketPath, err)}; start a server: vshm-server -l 64K -n 2 -V 3 -P 0x8003 -S ${socketPath}`, opts);
   }
-  if (code === 'EACCES') return new LinkError('VSHM_ERR_NO_SERVER', `no permission to connect to ${socketPath}`, opts);
-  return new LinkError('VSHM_ERR_CONNECT', `cannot connect to ${socketPath}: ${err instanceof Error ? err.message : String(err)}`, opts);
+  if (code === 'EACCES') return new LinkError('VSHM_ERR_NO_SERVER', describeIoError('connect to', socketPath, err), opts);
+  return new LinkError('VSHM_ERR_CONNECT', describeIoError('connect to', socketPath, err), opts);
 }
 
 /**
  * Connect through the transport's `openBackend` (the one connect path and §4.1 check). Events
- * on the returned link: 'server-gone' (the server socket hung up), 'error' (err), and 'phase'
- * (backend phase) forwarded for diagnostics.
+ * on the returned link: 'server-gone' (the server socket hung up), 'error' (err), 'phase'
+ * (backend phase) forwarded for diagnostics, and 'device-exception' (err, callback): a device
+ * callback threw (the CLI prints the stack).
  */
 export async function connectBackend(socketPath: string, ops: VirtioDeviceOps): Promise<BackendLink> {
   let peer: IvshmemPeer;
@@ -97,5 +99,6 @@ export async function connectBackend(socketPath: string, ops: VirtioDeviceOps): 
   peer.on('error', (err: Error) => link.emit('error', err));
   backend.on('error', (err: Error) => link.emit('error', err));
   backend.on('phase', (ph: string) => link.emit('phase', ph));
+  backend.on('device-exception', (err: Error, callback: string) => link.emit('device-exception', err, callback));
   return link;
 }

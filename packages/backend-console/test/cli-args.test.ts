@@ -1,11 +1,13 @@
 import { expect } from 'chai';
 import { parseCliArgs, UsageError } from '../src/cli-args.js';
+import { capabilities } from '../src/cli.js';
 import { EscapeScanner } from '../src/escape.js';
 
 describe('vshm-console-backend arguments', () => {
   it('has Jailhouse defaults', () => {
     const o = parseCliArgs([]);
-    expect(o).to.include({ help: false, socketPath: undefined, embedded: false, emergWrite: false, queueSize: 8, settleMs: 200, quiet: false });
+    expect(o).to.include({ help: false, printCapabilities: false, socketPath: undefined, embedded: false, emergWrite: false, queueSize: 8, settleMs: 200, quiet: false });
+    expect(o.warnings).to.deep.equal([]);
     expect(o.ports).to.deep.equal([]);
     expect(o.size).to.equal(undefined);
   });
@@ -23,6 +25,51 @@ describe('vshm-console-backend arguments', () => {
     const o = parseCliArgs(['--size', '132x43', '--queue-size', '256', '--emerg-write', '--settle-ms', '0', '-q']);
     expect(o.size).to.deep.equal({ cols: 132, rows: 43 });
     expect(o).to.include({ queueSize: 256, emergWrite: true, settleMs: 0, quiet: true });
+  });
+
+  it('-S and --server set the socket; --socket still does, with one deprecation warning', () => {
+    expect(parseCliArgs(['--server', '/tmp/a.sock']).socketPath).to.equal('/tmp/a.sock');
+    expect(parseCliArgs(['-S', '/tmp/a.sock']).warnings).to.deep.equal([]);
+    const o = parseCliArgs(['--socket', '/tmp/b.sock']);
+    expect(o.socketPath).to.equal('/tmp/b.sock');
+    expect(o.warnings).to.deep.equal(['--socket is deprecated: use -S/--server PATH (same meaning)']);
+  });
+
+  const exact: [string[], string][] = [
+    [['--bogus'], "unknown option '--bogus'"],
+    [['--settle-ms'], "option '--settle-ms' needs a value"],
+    [['--settle-ms', '-5'], "option '--settle-ms' needs a value; for one starting with '-', write --settle-ms=VALUE"],
+    [['--quiet=1'], "option '--quiet' takes no value"],
+    [['stray'], "unexpected argument 'stray'"],
+    [['--server', '/a', '--socket', '/b'], '--server and --socket (its deprecated spelling) both given'],
+    [['--socket', ''], "option '--server' needs a non-empty value"],
+  ];
+  for (const [argv, want] of exact) {
+    it(`${argv.join(' ')} → "${want} (try --help)"`, () => {
+      let err: unknown = null;
+      try {
+        parseCliArgs(argv);
+      } catch (e) {
+        err = e;
+      }
+      expect(err).to.be.instanceOf(UsageError);
+      expect((err as UsageError).lineFor('vshm-console-backend')).to.equal(`vshm-console-backend: ${want} (try --help)`);
+    });
+  }
+
+  it('--print-capabilities: the console as one JSON object (features follow the command line)', () => {
+    const plain = capabilities(parseCliArgs(['--print-capabilities']));
+    expect(plain).to.deep.equal({
+      type: 'console',
+      deviceId: 3,
+      features: ['SIZE', 'VERSION_1', 'ACCESS_PLATFORM', 'ORDER_PLATFORM'],
+      queues: 2,
+      options: ['--server', '--embedded', '--port', '--port-socket', '--port-exec', '--size', '--emerg-write', '--queue-size', '--settle-ms', '--quiet', '--print-capabilities', '--help'],
+    });
+    const multi = capabilities(parseCliArgs(['--port', 'a', '--port', 'b', '--emerg-write']));
+    expect(multi.features).to.deep.equal(['SIZE', 'MULTIPORT', 'EMERG_WRITE', 'VERSION_1', 'ACCESS_PLATFORM', 'ORDER_PLATFORM']);
+    expect(multi.queues).to.equal(2 * 3 + 2); // ports 0, a, b and the two control queues
+    expect(JSON.parse(JSON.stringify(multi))).to.deep.equal(multi);
   });
 
   for (const bad of [

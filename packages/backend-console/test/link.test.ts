@@ -43,7 +43,7 @@ describe('connectBackend (link.ts): openBackend with one-line errors', () => {
   it('no server: VSHM_ERR_NO_SERVER with the start command', async () => {
     const err = await refusal();
     expect(err.code).to.equal('VSHM_ERR_NO_SERVER');
-    expect(err.message).to.match(/^no vshm server at .*sock \(start: vshm-server .*-P 0x8003/);
+    expect(err.message).to.match(/^cannot connect to .*sock: ENOENT \(no such file or directory\); start a server: vshm-server .*-P 0x8003/);
     expect((err.cause as { code?: string }).code).to.equal('ENOENT');
   });
 

@@ -1,13 +1,15 @@
 /**
  * Argument parsing of `vshm-console-frontend` (style §8: check at the edge, one stderr line and
- * exit 2 on a bad argument). Pure: argv in, options or a CliUsageError out.
+ * exit 2 on a bad argument). Pure: argv in, options or a UsageError out, through the shared CLI
+ * kit of @vshm/transport so every vshm command speaks alike.
  */
-import { parseArgs } from 'node:util';
-import { VshmError } from '@vshm/transport';
+import { parseCommandLine, UsageError } from '@vshm/transport';
 import { MAX_PORTS_LIMIT } from './driver.js';
 
 export const PROGRAM = 'vshm-console-frontend';
 export const DEFAULT_SERVER_SOCKET = '/tmp/ivshmem_socket';
+export const DEFAULT_TRANSACTION_TIMEOUT_MS = 5000;
+export const DEFAULT_STALL_RETRIES = 3;
 
 export const USAGE = `Usage: ${PROGRAM} [options] [-- COMMAND [ARGS...]]
 
@@ -19,8 +21,8 @@ Attachments (one of):
                        type Ctrl-] then q to quit (Ctrl-] Ctrl-] sends one Ctrl-])
   -- COMMAND [ARGS]    run COMMAND with the port as its stdin/stdout/stderr (pipes);
                        exits with the command's status
-  --socket PATH        bridge the port to a UNIX socket listening at PATH
-                       (one client at a time)
+  --bridge PATH        bridge the port to a UNIX socket this command listens on at PATH
+                       (one client at a time; --socket PATH is a deprecated spelling)
 
 Options:
   -S, --server PATH    vshm-server socket [${DEFAULT_SERVER_SOCKET}]
@@ -28,10 +30,17 @@ Options:
   --max-ports N        ports to set up with MULTIPORT, 1-${MAX_PORTS_LIMIT} [auto: max_nr_ports]
   --wait               if the back-end is not connected yet (we would get peer 0),
                        disconnect and retry until it is, instead of exiting 1
+  --transaction-timeout MS
+                       a header write the back-end does not complete within MS ms
+                       means it is stalled [${DEFAULT_TRANSACTION_TIMEOUT_MS}]
+  --stall-retries N    give up (exit 1) after N stalled attempts in a row [${DEFAULT_STALL_RETRIES}]
+  --wait-forever       never give up on a stalled back-end
+  -q, --quiet          no link-state lines (back-end lost / back) on stderr
   -h, --help           this help
 
 If the back-end goes away, the front-end waits for a new one (spec §4.10) and resumes;
 data written meanwhile is sent once it is back. SIGINT/SIGTERM reset the device and exit 0.
+Exit status: 0 on a clean quit, 1 on runtime failures, 2 on bad arguments.
 DEBUG=vshm:* traces every layer.`;
 
 export type Attachment = { kind: 'terminal' } | { kind: 'command'; command: string; args: string[] } | { kind: 'socket'; path: string };
@@ -43,17 +52,20 @@ export interface CliOptions {
   portName: string | null;
   maxPorts: number | 'auto';
   wait: boolean;
+  quiet: boolean;
+  transactionTimeoutMs: number;
+  /** Stalled attempts in a row before exit 1; Infinity with --wait-forever. */
+  stallRetries: number;
+  /** Warnings to print once (a deprecated option spelling). */
+  warnings: string[];
 }
 
-/** A bad command line: print `${PROGRAM}: ${message}` and exit 2. */
-export class CliUsageError extends VshmError {
-  constructor(message: string) {
-    super('VSHM_ERR_ARGUMENT', '', message);
-  }
-}
+/** A bad command line: print `err.lineFor(PROGRAM)` and exit 2 (the shared UsageError). */
+export const CliUsageError = UsageError;
+export type CliUsageError = UsageError;
 
 function nonEmpty(flag: string, v: string | undefined): string | undefined {
-  if (v !== undefined && v.length === 0) throw new CliUsageError(`${flag} needs a non-empty value`);
+  if (v !== undefined && v.length === 0) throw new UsageError(`option '${flag}' needs a non-empty value`);
   return v;
 }
 
@@ -61,48 +73,64 @@ export function parseCli(argv: readonly string[]): CliOptions {
   const dashdash = argv.indexOf('--');
   const own = dashdash < 0 ? argv : argv.slice(0, dashdash);
   const command = dashdash < 0 ? null : argv.slice(dashdash + 1);
-  let values: Record<string, string | boolean | undefined>;
-  let positionals: string[];
-  try {
-    ({ values, positionals } = parseArgs({
-      args: [...own],
-      options: {
-        help: { type: 'boolean', short: 'h' },
-        server: { type: 'string', short: 'S' },
-        socket: { type: 'string' },
-        port: { type: 'string' },
-        'max-ports': { type: 'string' },
-        wait: { type: 'boolean' },
-      },
-      allowPositionals: true,
-      strict: true,
-    }));
-  } catch (err) {
-    // parseArgs messages are long (and multi-line at times): keep them short, on one line.
-    const m = (err as Error).message;
-    const unknown = /^Unknown option '([^']*)'/.exec(m);
-    throw new CliUsageError(unknown !== null ? `unknown option '${unknown[1]}' (see --help)` : m.split('\n')[0].replace(/\. To specify.*$/, ''));
+  const { values, positionals } = parseCommandLine(
+    own,
+    {
+      help: { type: 'boolean', short: 'h' },
+      server: { type: 'string', short: 'S' },
+      bridge: { type: 'string' },
+      socket: { type: 'string' }, // deprecated spelling of --bridge (it never was the server socket)
+      port: { type: 'string' },
+      'max-ports': { type: 'string' },
+      wait: { type: 'boolean' },
+      'transaction-timeout': { type: 'string' },
+      'stall-retries': { type: 'string' },
+      'wait-forever': { type: 'boolean' },
+      quiet: { type: 'boolean', short: 'q' },
+    },
+    true,
+  );
+  if (positionals.length > 0) throw new UsageError(`unexpected argument '${positionals[0]}' (a command goes after --)`);
+  const warnings: string[] = [];
+  if (values.socket !== undefined) {
+    if (values.bridge !== undefined) throw new UsageError('--bridge and --socket (its deprecated spelling) both given');
+    // Users type `--socket /tmp/vshm.sock` meaning the server: say what it does instead.
+    warnings.push(
+      `--socket is deprecated and is not the server socket: it creates a bridge socket at ${values.socket} (write --bridge); the vshm-server socket is -S/--server (now ${values.server || DEFAULT_SERVER_SOCKET})`,
+    );
   }
-  if (positionals.length > 0) throw new CliUsageError(`unexpected argument '${positionals[0]}' (a command goes after --)`);
   const help = values.help === true;
-  const server = nonEmpty('-S', values.server as string | undefined) ?? DEFAULT_SERVER_SOCKET;
-  const socketPath = nonEmpty('--socket', values.socket as string | undefined);
-  const portName = nonEmpty('--port', values.port as string | undefined) ?? null;
-  let maxPorts: number | 'auto' = 'auto';
-  const mp = values['max-ports'] as string | undefined;
-  if (mp !== undefined) {
-    if (!/^[0-9]+$/.test(mp) || Number(mp) < 1 || Number(mp) > MAX_PORTS_LIMIT) {
-      throw new CliUsageError(`--max-ports must be an integer 1-${MAX_PORTS_LIMIT}, got '${mp}'`);
-    }
-    maxPorts = Number(mp);
-  }
+  const server = nonEmpty('--server', values.server) ?? DEFAULT_SERVER_SOCKET;
+  const socketPath = nonEmpty(values.socket !== undefined ? '--socket' : '--bridge', values.bridge ?? values.socket);
+  const portName = nonEmpty('--port', values.port) ?? null;
+  const int = (flag: string, v: string | undefined, min: number, max: number, dflt: number): number => {
+    if (v === undefined) return dflt;
+    if (!/^[0-9]+$/.test(v) || Number(v) < min || Number(v) > max) throw new UsageError(`${flag} must be an integer ${min}-${max}, got '${v}'`);
+    return Number(v);
+  };
+  const mp = values['max-ports'];
+  const maxPorts: number | 'auto' = mp === undefined ? 'auto' : int('--max-ports', mp, 1, MAX_PORTS_LIMIT, 0);
+  const transactionTimeoutMs = int('--transaction-timeout', values['transaction-timeout'], 1, 3_600_000, DEFAULT_TRANSACTION_TIMEOUT_MS);
+  if (values['wait-forever'] === true && values['stall-retries'] !== undefined) throw new UsageError('--stall-retries and --wait-forever exclude each other');
+  const stallRetries = values['wait-forever'] === true ? Infinity : int('--stall-retries', values['stall-retries'], 1, 1_000_000, DEFAULT_STALL_RETRIES);
   let attach: Attachment = { kind: 'terminal' };
   if (command !== null) {
-    if (command.length === 0 || command[0].length === 0) throw new CliUsageError('-- must be followed by a command');
-    if (socketPath !== undefined) throw new CliUsageError('--socket and -- COMMAND are exclusive');
+    if (command.length === 0 || command[0].length === 0) throw new UsageError('-- must be followed by a command');
+    if (socketPath !== undefined) throw new UsageError('--bridge and -- COMMAND exclude each other');
     attach = { kind: 'command', command: command[0], args: command.slice(1) };
   } else if (socketPath !== undefined) {
     attach = { kind: 'socket', path: socketPath };
   }
-  return { help, server, attach, portName, maxPorts, wait: values.wait === true };
+  return {
+    help,
+    server,
+    attach,
+    portName,
+    maxPorts,
+    wait: values.wait === true,
+    quiet: values.quiet === true,
+    transactionTimeoutMs,
+    stallRetries,
+    warnings,
+  };
 }

@@ -7,6 +7,7 @@
  * Every failure is one stderr line starting with the program name.
  */
 import createDebug from 'debug';
+import { describeIoError } from '@vshm/transport';
 import { attachTerminal } from './attach-terminal.js';
 import type { Attachment } from './attachment.js';
 import { attachCommand } from './attach-command.js';
@@ -19,6 +20,47 @@ const debug = createDebug('vshm:console-fe');
 
 function fail(message: string): void {
   process.stderr.write(`${PROGRAM}: ${message}\n`);
+}
+
+/**
+ * Link-state lines (one CLI voice; -q silences them): `back-end lost, waiting` when a live
+ * session ends, `back-end back, N bytes re-sent` when the port is served again (N: transmit bytes
+ * the last session left unconsumed, posted again on the new one).
+ */
+function reportLinkState(con: Console, port: ConsolePort, info: (line: string) => void): void {
+  let lost = false;
+  con.on('lost', () => {
+    if (lost) return;
+    lost = true;
+    info('back-end lost, waiting');
+  });
+  // 'attach' fires when a session serves the port again (at probe, or on DEVICE_ADD with
+  // MULTIPORT), before the held transmit bytes are posted: what is pending now is what is re-sent.
+  port.on('attach', () => {
+    if (!lost) return;
+    lost = false;
+    info(`back-end back, ${port.pendingTransmitBytes} bytes re-sent`);
+  });
+}
+
+/**
+ * A stalled back-end (READY, but a header write transaction not completed in time): one line per
+ * stalled attempt; resolves with 1 after `limit` in a row (a session going live resets the count).
+ */
+function giveUpOnStall(con: Console, limit: number): Promise<number> {
+  return new Promise<number>((resolve) => {
+    let stalled = 0;
+    con.on('ready', () => (stalled = 0));
+    con.on('transaction-timeout', (err: Error) => {
+      stalled++;
+      if (stalled >= limit) {
+        fail(`back-end not answering: ${err.message}; giving up after ${stalled} attempt${stalled === 1 ? '' : 's'} (--wait-forever to keep waiting)`);
+        resolve(1);
+      } else {
+        fail(`back-end not answering: ${err.message}; retrying (${stalled} of ${Number.isFinite(limit) ? limit : 'unlimited'})`);
+      }
+    });
+  });
 }
 
 /** Resolves with the first SIGINT/SIGTERM; the handlers are removed by the returned dispose. */
@@ -52,7 +94,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     opts = parseCli(argv);
   } catch (err) {
     if (err instanceof CliUsageError) {
-      fail(err.message);
+      process.stderr.write(`${err.lineFor(PROGRAM)}\n`);
       return 2;
     }
     throw err;
@@ -61,6 +103,10 @@ export async function main(argv: readonly string[]): Promise<number> {
     process.stdout.write(`${USAGE}\n`);
     return 0;
   }
+  for (const w of opts.warnings) fail(`warning: ${w}`);
+  const info = (line: string): void => {
+    if (!opts.quiet) fail(line);
+  };
   const { signalled, dispose } = onTerminationSignal();
   let con: Console | null = null;
   let attachment: Attachment | null = null;
@@ -70,6 +116,7 @@ export async function main(argv: readonly string[]): Promise<number> {
         socketPath: opts.server,
         maxPorts: opts.maxPorts,
         wait: opts.wait,
+        transactionTimeoutMs: opts.transactionTimeoutMs,
         onRetry: (err) => debug('not connected yet (%s): retrying', err.message),
       });
       const first = await Promise.race([opening, signalled.then(() => null)]);
@@ -95,23 +142,28 @@ export async function main(argv: readonly string[]): Promise<number> {
       });
     });
     con.on('device-error', (err: Error) => fail(`device error (waiting for the back-end to recover): ${err.message}`));
-    const port = await Promise.race([pickPort(con, opts, signalled), fatal.then(() => undefined)]);
+    const stalled = giveUpOnStall(con, opts.stallRetries);
+    const port = await Promise.race([pickPort(con, opts, signalled), fatal.then(() => undefined), stalled.then(() => undefined)]);
     if (port === undefined) return 1;
     if (port === null) return 0;
+    reportLinkState(con, port, info);
     try {
       if (opts.attach.kind === 'terminal') attachment = attachTerminal(port);
       else if (opts.attach.kind === 'command') {
         const { command, args } = opts.attach;
         attachment = attachCommand(port, command, args, (err) => fail(`cannot run '${command}': ${(err as NodeJS.ErrnoException).code ?? err.message}`));
       } else {
-        attachment = await attachSocket(port, opts.attach.path);
-        process.stderr.write(`${PROGRAM}: listening on ${opts.attach.path}\n`);
+        const path = opts.attach.path;
+        attachment = await attachSocket(port, path).catch((err: unknown) => {
+          throw new Error(describeIoError('listen on', path, err), { cause: err });
+        });
+        process.stderr.write(`${PROGRAM}: listening on ${path}\n`);
       }
     } catch (err) {
       fail((err as Error).message);
       return 1;
     }
-    const status = await Promise.race([attachment.done, fatal, signalled.then((sig) => (debug('%s: shutting down', sig), 0))]);
+    const status = await Promise.race([attachment.done, fatal, stalled, signalled.then((sig) => (debug('%s: shutting down', sig), 0))]);
     return status;
   } finally {
     dispose();

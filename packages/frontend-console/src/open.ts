@@ -13,7 +13,7 @@
  * a new one and re-initialises (§4.10); `close()` is the only way out.
  */
 import { EventEmitter } from 'node:events';
-import { openFrontend, VirtioRoleError, type IvshmemPeer } from '@vshm/transport';
+import { describeIoError, openFrontend, VirtioRoleError, type IvshmemPeer } from '@vshm/transport';
 import { ConsoleDriver, type ConsoleDriverOptions } from './driver.js';
 import type { ConsolePort } from './port.js';
 import { ConsoleError } from './errors.js';
@@ -27,6 +27,8 @@ export interface OpenConsoleOptions extends ConsoleDriverOptions {
   retryMs?: number;
   /** Called before each retry with the error that caused it. */
   onRetry?: (err: Error) => void;
+  /** A header write transaction not completed within this time is a back-end failure (§4.3). Default 5000. */
+  transactionTimeoutMs?: number;
 }
 
 /**
@@ -35,7 +37,10 @@ export interface OpenConsoleOptions extends ConsoleDriverOptions {
  * 'server-gone' (the server socket closed: no back-end can ever come back on this memory, §1.8);
  * 'error' (err: the connection failed for good, e.g. a protocol error; the peer is closed);
  * 'device-error' (err: the transport refused the device or found a broken ring; it resets and
- * waits or re-initialises by itself — informational).
+ * waits or re-initialises by itself — informational);
+ * 'transaction-timeout' (err: a header write transaction was not completed in time — the
+ * back-end is READY but not answering; the transport treats it as lost and re-initialises, so
+ * this repeats while the back-end stays stalled: policy, such as giving up, is the caller's).
  */
 export interface Console extends EventEmitter {
   readonly driver: ConsoleDriver;
@@ -70,6 +75,9 @@ class ConsoleHandle extends EventEmitter implements Console {
     driver.on('lost', (err: Error) => this.emit('lost', err));
     peer.on('server-gone', () => this.emit('server-gone'));
     transport.on('error', (err: Error) => this.emit('device-error', err));
+    transport.on('lost', (err: Error & { code?: string }) => {
+      if (err.code === 'VSHM_ERR_TXN_TIMEOUT') this.emit('transaction-timeout', err);
+    });
     // A peer 'error' without a listener would throw; report it only if someone listens.
     peer.on('error', (err: Error) => {
       if (this.listenerCount('error') > 0) this.emit('error', err);
@@ -92,7 +100,7 @@ class ConsoleHandle extends EventEmitter implements Console {
 }
 
 export async function openConsole(opts: OpenConsoleOptions = {}): Promise<Console> {
-  const { socketPath = '/tmp/ivshmem_socket', wait = false, retryMs = 250, onRetry, ...driverOpts } = opts;
+  const { socketPath = '/tmp/ivshmem_socket', wait = false, retryMs = 250, onRetry, transactionTimeoutMs, ...driverOpts } = opts;
   if (typeof socketPath !== 'string' || socketPath.length === 0) {
     throw new ConsoleError('VSHM_ERR_ARGUMENT', '', 'socketPath must be a non-empty string');
   }
@@ -100,7 +108,7 @@ export async function openConsole(opts: OpenConsoleOptions = {}): Promise<Consol
   const driver = new ConsoleDriver(driverOpts);
   for (;;) {
     try {
-      const { peer, transport } = await openFrontend(socketPath, driver);
+      const { peer, transport } = await openFrontend(socketPath, driver, transactionTimeoutMs === undefined ? {} : { transactionTimeoutMs });
       // Ownership (connect.ts): close the transport first (orderly reset, State := RESET), then the peer.
       return new ConsoleHandle(driver, peer, transport, async () => {
         try {
@@ -125,9 +133,9 @@ export function describeOpenError(err: unknown, socketPath: string): string {
     case 'ENOENT':
     case 'ECONNREFUSED':
     case 'ENOTSOCK':
-      return `no vshm server at ${socketPath} (${String(e.code)}): start vshm-server first`;
+      return `${describeIoError('connect to', socketPath, err)}; start vshm-server first`;
     case 'EACCES':
-      return `cannot connect to ${socketPath} (EACCES): permission denied`;
+      return describeIoError('connect to', socketPath, err);
     case 'VSHM_ERR_ROLE':
       // The front-end came first and got the back-end role; other role errors (a non-virtio
       // protocol, max_peers ≠ 2) keep the transport's message.
@@ -141,6 +149,7 @@ export function describeOpenError(err: unknown, socketPath: string): string {
     case 'VSHM_ERR_SERVER_EOF':
       return `the server at ${socketPath} closed the connection: no free peer id (a back-end and a front-end are already connected?)`;
     default:
-      return msg;
+      // Any other errno error still names the socket (one CLI voice).
+      return describeIoError('connect to', socketPath, err);
   }
 }

@@ -15,13 +15,34 @@ describe('vshm-console-frontend arguments', () => {
     expect(o.portName).to.equal(null);
   });
 
-  it('parses -S, --socket, --port, --max-ports, --wait', () => {
-    const o = parseCli(['-S', '/tmp/x.sock', '--socket', '/tmp/b.sock', '--port', 'org.a', '--max-ports', '4', '--wait']);
+  it('parses -S, --bridge, --port, --max-ports, --wait, -q', () => {
+    const o = parseCli(['-S', '/tmp/x.sock', '--bridge', '/tmp/b.sock', '--port', 'org.a', '--max-ports', '4', '--wait', '-q']);
     expect(o.server).to.equal('/tmp/x.sock');
     expect(o.attach).to.deep.equal({ kind: 'socket', path: '/tmp/b.sock' });
     expect(o.portName).to.equal('org.a');
     expect(o.maxPorts).to.equal(4);
     expect(o.wait).to.equal(true);
+    expect(o.quiet).to.equal(true);
+    expect(o.warnings).to.deep.equal([]);
+  });
+
+  it('--server is the long form of -S', () => {
+    expect(parseCli(['--server', '/tmp/y.sock']).server).to.equal('/tmp/y.sock');
+  });
+
+  it('--socket still bridges, with one warning saying it is not the server socket', () => {
+    const o = parseCli(['--socket', '/tmp/vshm.sock']);
+    expect(o.attach).to.deep.equal({ kind: 'socket', path: '/tmp/vshm.sock' });
+    expect(o.server).to.equal(DEFAULT_SERVER_SOCKET);
+    expect(o.warnings).to.deep.equal([
+      '--socket is deprecated and is not the server socket: it creates a bridge socket at /tmp/vshm.sock (write --bridge); the vshm-server socket is -S/--server (now /tmp/ivshmem_socket)',
+    ]);
+  });
+
+  it('stall policy: 5000 ms and 3 attempts by default; --transaction-timeout, --stall-retries, --wait-forever', () => {
+    expect(parseCli([])).to.include({ transactionTimeoutMs: 5000, stallRetries: 3 });
+    expect(parseCli(['--transaction-timeout', '250', '--stall-retries', '7'])).to.include({ transactionTimeoutMs: 250, stallRetries: 7 });
+    expect(parseCli(['--wait-forever']).stallRetries).to.equal(Infinity);
   });
 
   it('takes everything after -- as the command, options included', () => {
@@ -39,6 +60,12 @@ describe('vshm-console-frontend arguments', () => {
     ['--max-ports', '2x'],
     ['--'],
     ['--socket', 'p', '--', 'cat'],
+    ['--bridge', 'p', '--', 'cat'],
+    ['--bridge', 'p', '--socket', 'q'],
+    ['--stall-retries', '0'],
+    ['--stall-retries', '2', '--wait-forever'],
+    ['--transaction-timeout', 'soon'],
+    ['--wait=yes'],
   ]) {
     it(`rejects ${JSON.stringify(bad)} with a one-line CliUsageError`, () => {
       let err: unknown = null;
@@ -49,6 +76,31 @@ describe('vshm-console-frontend arguments', () => {
       }
       expect(err).to.be.instanceOf(CliUsageError);
       expect((err as Error).message).to.not.include('\n');
+    });
+  }
+});
+
+describe('vshm-console-frontend usage errors: exact one-line messages', () => {
+  const table: [string[], string][] = [
+    [['--bogus'], "unknown option '--bogus'"],
+    [['-S'], "option '--server' needs a value"],
+    [['--bridge'], "option '--bridge' needs a value"],
+    [['-S', ''], "option '--server' needs a non-empty value"],
+    [['--wait=yes'], "option '--wait' takes no value"],
+    [['extra'], "unexpected argument 'extra' (a command goes after --)"],
+    [['--bridge', 'p', '--', 'cat'], '--bridge and -- COMMAND exclude each other'],
+    [['--stall-retries', '2', '--wait-forever'], '--stall-retries and --wait-forever exclude each other'],
+  ];
+  for (const [argv, want] of table) {
+    it(`${argv.join(' ')} → ${want}`, () => {
+      let err: unknown = null;
+      try {
+        parseCli(argv);
+      } catch (e) {
+        err = e;
+      }
+      expect(err).to.be.instanceOf(CliUsageError);
+      expect((err as CliUsageError).lineFor('vshm-console-frontend')).to.equal(`vshm-console-frontend: ${want} (try --help)`);
     });
   }
 });

@@ -97,6 +97,6 @@ describe('openConsole (embedded server, real peers)', function () {
       (e: unknown) => e as Error & { code: string },
     );
     expect(err?.code).to.equal('ENOENT');
-    expect(describeOpenError(err, missing)).to.equal(`no vshm server at ${missing} (ENOENT): start vshm-server first`);
+    expect(describeOpenError(err, missing)).to.equal(`cannot connect to ${missing}: ENOENT (no such file or directory); start vshm-server first`);
   });
 });

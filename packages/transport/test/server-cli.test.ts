@@ -4,6 +4,7 @@
  * wait for stderr lines, the child's exit or messages — never a sleep.
  */
 import { expect } from 'chai';
+import { existsSync } from 'node:fs';
 import { countFds } from './helpers/raw-client.js';
 import { useCliRig } from './helpers/server-cli-rig.js';
 
@@ -16,10 +17,34 @@ describe('vshm-server CLI (§1.9; §8 items 8–12 are in conformance/08–12)',
     expect(c.stderrLines()[0]).to.match(/^vshm-server: warning: .*8192/);
   });
 
-  it('a runtime failure exits 1', async () => {
+  it('a runtime failure exits 1 with one line naming the path and the errno', async () => {
     const c = server(['-S', '/nonexistent-vshm-dir/x.sock']);
     expect((await c.exit).code).to.equal(1);
-    expect(c.stderrLines()).to.have.length(1);
+    expect(c.stderrLines()).to.deep.equal(['vshm-server: cannot bind /nonexistent-vshm-dir/x.sock: ENOENT (no such file or directory)']);
+  });
+
+  it('-m DIR that does not exist names the directory and the errno', async () => {
+    const c = server(['-S', sock(), '-m', '/nonexistent-vshm-dir']);
+    expect((await c.exit).code).to.equal(1);
+    expect(c.stderrLines()).to.deep.equal(['vshm-server: cannot create memory in /nonexistent-vshm-dir: ENOENT (no such file or directory)']);
+  });
+
+  it('-p in a missing directory names the pid file and the errno, and leaves no socket', async () => {
+    const path = sock();
+    const c = server(['-S', path, '-p', '/nonexistent-vshm-dir/x.pid']);
+    expect((await c.exit).code).to.equal(1);
+    expect(c.stderrLines()).to.deep.equal(['vshm-server: cannot write pid file /nonexistent-vshm-dir/x.pid: ENOENT (no such file or directory)']);
+    expect(existsSync(path)).to.equal(false);
+  });
+
+  it('--help prints usage on stdout and exits 0; --bogus is one line with (try --help), exit 2', async () => {
+    const h = server(['--help']);
+    expect((await h.exit).code).to.equal(0);
+    expect(h.stdout()).to.match(/^Usage: vshm-server/);
+    expect(h.stderrLines()).to.deep.equal([]);
+    const b = server(['--bogus']);
+    expect((await b.exit).code).to.equal(2);
+    expect(b.stderrLines()).to.deep.equal(["vshm-server: unknown option '--bogus' (try --help)"]);
   });
 
   it('leaks no fds in the server process as clients come, get refused and go', async () => {

@@ -8,6 +8,7 @@
 import { pathToFileURL } from 'node:url';
 import { realpathSync } from 'node:fs';
 import { ArgumentError } from '../errors.js';
+import { describeIoError } from './cli-kit.js';
 import { IvshmemServer } from '../ivshmem/server.js';
 import { optionWarnings, type ServerOptions } from '../ivshmem/server-options.js';
 import { parseServerArgs, SERVER_USAGE } from './server-args.js';
@@ -29,6 +30,27 @@ export function listeningLine(o: ServerOptions, memorySize: number): string {
 }
 
 /**
+ * The one line for a failed start(): an errno error names what failed and its path (the addon
+ * only knows the syscall: `bind failed: ENOENT`), a vshm error already names its path.
+ */
+export function startFailure(err: unknown, o: ServerOptions): string {
+  const e = err as { syscall?: unknown; path?: unknown };
+  // node:fs errors carry their path: only the pid file is written through node:fs.
+  if (typeof e?.path === 'string') return describeIoError(e.path === o.pidFile ? 'write pid file' : 'access', e.path, err);
+  switch (e?.syscall) {
+    case 'socket':
+    case 'bind':
+    case 'listen':
+    case 'fchmod':
+      return describeIoError('bind', o.socketPath, err);
+  }
+  const m = o.memory;
+  if (m.kind === 'shm') return describeIoError('create shared memory object', m.name, err);
+  if (m.kind === 'tmpfile') return describeIoError('create memory in', m.dir, err);
+  return describeIoError('create memory', `(memfd of ${o.memorySize} bytes)`, err);
+}
+
+/**
  * Run the server until SIGINT/SIGTERM. Resolves with the exit status; does not call process.exit
  * (the bin shim does).
  */
@@ -38,7 +60,7 @@ export async function main(argv: readonly string[] = process.argv.slice(2), io: 
     parsed = parseServerArgs(argv);
   } catch (err) {
     if (err instanceof ArgumentError) {
-      io.stderr.write(`${PROG}: ${oneLine(err.message)}\n`);
+      io.stderr.write(`${PROG}: ${oneLine(err.message)} (try --help)\n`);
       return 2;
     }
     throw err;
@@ -72,7 +94,7 @@ export async function main(argv: readonly string[] = process.argv.slice(2), io: 
     try {
       await server.start();
     } catch (err) {
-      io.stderr.write(`${PROG}: ${oneLine((err as Error).message)}\n`);
+      io.stderr.write(`${PROG}: ${oneLine(startFailure(err, o))}\n`);
       return 1;
     }
     io.stderr.write(listeningLine(o, server.memorySize) + '\n');

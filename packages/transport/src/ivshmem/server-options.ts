@@ -150,8 +150,12 @@ export function resolveServerOptions(input: ServerOptionsInput = {}): ServerOpti
   }
   // Both factors are ≤ 2^40 and 2^10, so the product is exact.
   if (STATE_TABLE_BYTES + maxPeers * outputSectionSize > memorySize) {
+    const min = STATE_TABLE_BYTES + maxPeers * outputSectionSize;
+    // The smallest legal size is the next power of two above the fixed parts (a R/W section of 0
+    // is legal for plain ivshmem, §2).
+    const parts = outputSectionSize === 0 ? '4096-byte state table' : `4096-byte state table + ${maxPeers} output sections of ${outputSectionSize}`;
     throw new ArgumentError(
-      `4096 + ${maxPeers} × ${outputSectionSize} (output sections) exceeds the memory size ${memorySize}`,
+      `memory size (-l) ${requested}${memorySize !== requested ? ` (rounded up to ${memorySize})` : ''} is too small: the minimum is ${roundUpPow2(min)} bytes (${parts})`,
     );
   }
   const verbose = input.verbose ?? false;

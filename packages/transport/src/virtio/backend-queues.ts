@@ -60,6 +60,8 @@ export interface QueueHost {
   notifyDriver(vector: number): void;
   /** A device stopped at its per-wake-up budget with chains left: service the queues again soon. */
   again(): void;
+  /** The device's queue callback threw `err` (told before the violation it causes). */
+  deviceThrew?(err: Error, callback: string): void;
 }
 
 /** The device's view of one live queue for one session (device-api.ts). Inert after the session. */
@@ -159,7 +161,9 @@ class BackendQueueHandle implements DeviceQueueHandle {
     try {
       cb();
     } catch (err) {
-      this.host.violation(toError(err));
+      const e = toError(err);
+      this.host.deviceThrew?.(e, 'onAvailable');
+      this.host.violation(e);
     } finally {
       this.inCallback = false;
     }

@@ -93,6 +93,8 @@ export class GuardedOps {
     private readonly ops: VirtioDeviceOps,
     private readonly violation: (err: Error) => void,
     private readonly report: (err: unknown) => void,
+    /** Told first, for every exception, which callback threw (the 'device-exception' event). */
+    private readonly thrown: (err: Error, callback: string) => void = () => {},
   ) {}
 
   acceptFeatures(features: bigint): boolean {
@@ -101,6 +103,7 @@ export class GuardedOps {
     try {
       return fn.call(this.ops, features) !== false;
     } catch (err) {
+      this.thrown(toError(err), 'acceptFeatures');
       this.report(err);
       return false;
     }
@@ -112,6 +115,7 @@ export class GuardedOps {
     try {
       fn.call(this.ops, field, value);
     } catch (err) {
+      this.thrown(toError(err), 'configWritten');
       this.violation(toError(err));
     }
   }
@@ -122,6 +126,7 @@ export class GuardedOps {
       this.ops.activate(session);
       return true;
     } catch (err) {
+      this.thrown(toError(err), 'activate');
       this.violation(toError(err));
       return false;
     }
@@ -131,6 +136,7 @@ export class GuardedOps {
     try {
       this.ops.deactivate(reason);
     } catch (err) {
+      this.thrown(toError(err), 'deactivate');
       this.report(err);
     }
   }

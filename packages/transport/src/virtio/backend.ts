@@ -20,7 +20,9 @@
  * listens) and logged.
  *
  * Events: 'session' (session: DeviceSession) on DRIVER_OK; 'session-end' (reason:
- * SessionEndReason); 'needs-reset' (err: Error); 'phase' (phase: BackendPhase); 'error' (err).
+ * SessionEndReason); 'needs-reset' (err: Error); 'phase' (phase: BackendPhase); 'error' (err);
+ * 'device-exception' (err, callback name) whenever a device callback throws (before the
+ * 'needs-reset' or 'error' that follows), so a CLI can print the stack.
  *
  * Ownership: `close()` ends the session and writes State := RESET but does NOT close the device —
  * whoever opened the device closes it (connect.ts returns both).
@@ -115,6 +117,7 @@ export class VirtioBackend extends EventEmitter {
       ops,
       (err) => this.violation(err),
       (err) => this.reportError(err),
+      (err, callback) => this.deviceThrew(err, callback),
     );
     this.name = opts.debugName ?? `be${device.id}`;
     this.spinOptions = opts.spin;
@@ -134,6 +137,7 @@ export class VirtioBackend extends EventEmitter {
       violation: (err) => this.violation(err),
       notifyDriver: (vector) => this.notifyDriver(vector),
       again: () => this.pollSoon(),
+      deviceThrew: (err, callback) => this.deviceThrew(err, callback),
     };
     this.queues = new BackendQueues(
       this.header,
@@ -418,6 +422,12 @@ export class VirtioBackend extends EventEmitter {
     } catch (err) {
       this.reportError(err);
     }
+  }
+
+  /** A device callback threw: 'device-exception' (err, callback), stack included in the log. */
+  private deviceThrew(err: Error, callback: string): void {
+    log('%s: device %s() threw: %s', this.name, callback, err.stack ?? err.message);
+    this.safeEmit('device-exception', err, callback);
   }
 
   private reportError(err: unknown): void {

@@ -103,13 +103,13 @@ export class TransactionWriter {
 
   private async run(epoch: number, off: number, width: FieldWidth, value: number | bigint): Promise<void> {
     this.check(epoch);
-    await this.waitIdle(epoch); // step 1
+    await this.waitIdle(epoch, off); // step 1
     const h = this.header;
     h.store(off, width, value); // step 2 (seq-cst store: also step 3's release)
     h.writeTransaction = off; // step 4
     fullFence(); // step 5
     this.device.doorbell(this.partner, 0); // step 6
-    await this.waitIdle(epoch); // completion
+    await this.waitIdle(epoch, off); // completion
     this.completed++;
   }
 
@@ -119,8 +119,8 @@ export class TransactionWriter {
     if (this.device.peerState(this.partner) !== PEER_STATE_READY) throw backendLost('back-end left READY');
   }
 
-  /** Poll until `write_transaction` reads 0 (acquire). */
-  private async waitIdle(epoch: number): Promise<void> {
+  /** Poll until `write_transaction` reads 0 (acquire). `off`: the transaction we wait for or before. */
+  private async waitIdle(epoch: number, off: number): Promise<void> {
     const h = this.header;
     for (let i = 0; i < this.spin; i++) {
       if (h.writeTransaction === 0) return;
@@ -132,7 +132,8 @@ export class TransactionWriter {
       this.check(epoch);
       if (h.writeTransaction === 0) return;
       if (performance.now() - start > this.timeoutMs) {
-        throw new TransportError('VSHM_ERR_TXN_TIMEOUT', '4.3', `write transaction not completed within ${this.timeoutMs} ms`);
+        // The offset says which write stalled (e.g. 0x14 device_status); the CLIs print it.
+        throw new TransportError('VSHM_ERR_TXN_TIMEOUT', '4.3', `write transaction at header offset 0x${off.toString(16)} not completed within ${this.timeoutMs} ms`);
       }
       if (round++ < this.immediateRounds) {
         await immediate();

@@ -60,7 +60,7 @@ describe('§8 item 11: argument errors exit 2, -h exits 0, K/M/G and 0x parse', 
         const r = recorder();
         expect(await main(argv, r.io)).to.equal(2);
         expect(r.errLines(), r.errLines().join('\n')).to.have.length(1);
-        expect(r.errLines()[0]).to.match(/^vshm-server: \S/);
+        expect(r.errLines()[0]).to.match(/^vshm-server: \S.* \(try --help\)$/);
         expect(r.out()).to.equal('');
         expect(existsSync(path), 'no socket file').to.equal(false);
         expect(existsSync(pid), 'no pid file').to.equal(false);
