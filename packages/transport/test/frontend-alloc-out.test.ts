@@ -4,7 +4,7 @@ import { expect } from 'chai';
 import { SharedMemoryLayout } from '../src/ivshmem/layout.js';
 import { SharedMemoryAllocator } from '../src/virtio/allocator.js';
 import { FrontendQueue } from '../src/virtio/frontend-queues.js';
-import { MemoryView } from '../src/virtio/memory.js';
+import { MemoryView } from '../src/ring/memory.js';
 import { ArgumentError } from '../src/errors.js';
 
 function setup() {

@@ -5,7 +5,7 @@ import type { IvshmemDevice } from '../src/ivshmem/device.js';
 import { VirtioBackend } from '../src/virtio/backend.js';
 import { VirtioFrontend } from '../src/virtio/frontend.js';
 import type { FrontendQueue } from '../src/virtio/frontend-queues.js';
-import { MemoryView } from '../src/virtio/memory.js';
+import { MemoryView } from '../src/ring/memory.js';
 import { frontendPollable } from '../src/virtio/spin.js';
 import { echoDevice, recordingDriver, until } from './fixtures/transport-devices.js';
 

@@ -5,7 +5,7 @@
  */
 import { expect } from 'chai';
 import { runHostileDeviceCase, runHostileDriverCase, Prng, HostileAssertionError } from '../src/virtio/hostile.js';
-import { RingErrorCode } from '../src/virtio/validation.js';
+import { RingErrorCode } from '../src/ring/validation.js';
 
 const BUDGET = Number(process.env.VSHM_HOSTILE_BUDGET ?? 2000);
 const FIRST_SEED = Number(process.env.VSHM_HOSTILE_SEED ?? 1);

@@ -24,7 +24,7 @@ import {
 } from './header.js';
 
 // backend.ts takes the (one) full fence from here alongside the header it orders.
-export { fullFence } from './memory.js';
+export { fullFence } from '../ring/memory.js';
 
 /** Largest u64 address the BE turns into a `number` (spec conventions: range-check below 2^53). */
 const MAX_SAFE_BIG = BigInt(Number.MAX_SAFE_INTEGER);

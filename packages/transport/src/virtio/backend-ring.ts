@@ -4,10 +4,10 @@
  * enabled queue with the negotiated ring features.
  */
 import { VirtioFeature, hasFeature } from 'virtio-spec-types';
-import { MemoryView } from './memory.js';
-import { createAccessPolicy, type AccessPolicy } from './validation.js';
-import { DeviceQueue } from './device-queue.js';
-import type { QueueAddresses } from './ring-layout.js';
+import { MemoryView } from '../ring/memory.js';
+import { createAccessPolicy, type AccessPolicy } from '../ring/validation.js';
+import { DeviceQueue } from '../ring/device-queue.js';
+import type { QueueAddresses } from '../ring/ring-layout.js';
 
 /** The engine queue as the backend uses it. */
 export type BackendRing = DeviceQueue;

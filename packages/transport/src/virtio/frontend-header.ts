@@ -16,7 +16,7 @@ import {
   HDR_WRITE_TRANSACTION,
   HeaderView,
 } from './header.js';
-import { fullFence } from './memory.js';
+import { fullFence } from '../ring/memory.js';
 
 export type FieldWidth = 1 | 2 | 4 | 8;
 

@@ -31,7 +31,7 @@ import {
   writeStatus,
 } from './frontend-setup.js';
 import type { TransactionWriter } from './frontend-transactions.js';
-import type { MemoryView } from './memory.js';
+import type { MemoryView } from '../ring/memory.js';
 import { driverVectorFor, frontendVectorMode, type FrontendVectorMode } from './vectors.js';
 
 const log = createDebug('vshm:virtio:fe');

@@ -41,7 +41,7 @@ import { classify, recoverSession, type Failure, type RecoveryHost } from './fro
 import type { FrontendSession } from './frontend-session.js';
 import { writeStatus } from './frontend-setup.js';
 import { TransactionWriter, backendLost, type TransactionOptions } from './frontend-transactions.js';
-import { MemoryView } from './memory.js';
+import { MemoryView } from '../ring/memory.js';
 import type { FrontendVectorMode } from './vectors.js';
 import { attachSpin, frontendPollable, type SpinAttachment, type SpinOptions, type SpinStats } from './spin.js';
 

@@ -6,7 +6,7 @@
  */
 import { TransportError } from '../errors.js';
 // For its side effect: memory.js refuses a big-endian host before any view below is built.
-import './memory.js';
+import '../ring/memory.js';
 
 /** `revision` u32 — written by the BE: 1. An FE refuses 0 and treats ≥ 1 as this layout. */
 export const HDR_REVISION = 0x00;

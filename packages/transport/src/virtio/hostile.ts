@@ -17,11 +17,11 @@
  */
 import { VIRTQ_DESC_F_NEXT as NEXT, VIRTQ_DESC_F_WRITE as WRITE, VIRTQ_DESC_F_INDIRECT as INDIRECT, descTableSize, availRingSize } from 'virtio-spec-types';
 import { RingError } from '../errors.js';
-import { MemoryView } from './memory.js';
-import { packedRingAddresses, type QueueAddresses } from './ring-layout.js';
-import { createAccessPolicy } from './validation.js';
-import { DeviceQueue } from './device-queue.js';
-import { DriverQueue } from './driver-queue.js';
+import { MemoryView } from '../ring/memory.js';
+import { packedRingAddresses, type QueueAddresses } from '../ring/ring-layout.js';
+import { createAccessPolicy } from '../ring/validation.js';
+import { DeviceQueue } from '../ring/device-queue.js';
+import { DriverQueue } from '../ring/driver-queue.js';
 import { MockDriver, type MockSegment } from './mock-driver.js';
 import { MockDevice } from './mock-device.js';
 

@@ -6,8 +6,8 @@
  * conformance cases use the raw setters.
  */
 import { VIRTQ_DESC_F_NEXT, VIRTQ_DESC_F_WRITE, VIRTQ_DESC_F_INDIRECT, VIRTQ_DESC_SIZE } from 'virtio-spec-types';
-import type { MemoryView } from './memory.js';
-import { SplitRingLayout, type QueueAddresses } from './ring-layout.js';
+import type { MemoryView } from '../ring/memory.js';
+import { SplitRingLayout, type QueueAddresses } from '../ring/ring-layout.js';
 
 /** A chain as the mock device sees it. */
 export interface MockChain {

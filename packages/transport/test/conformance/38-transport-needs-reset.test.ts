@@ -8,7 +8,7 @@ import { expect } from 'chai';
 import { VIRTQ_DESC_F_INDIRECT, VIRTQ_DESC_F_NEXT, VIRTQ_DESC_F_WRITE } from 'virtio-spec-types';
 import { RingError } from '../../src/errors.js';
 import { HDR_CONFIG_EVENT, HDR_DEVICE_STATUS } from '../../src/virtio/header.js';
-import { packedRingAddresses } from '../../src/virtio/ring-layout.js';
+import { packedRingAddresses } from '../../src/ring/ring-layout.js';
 import type { MockDriver } from '../../src/virtio/mock-driver.js';
 import { LIVE, S, kick, liveRig, negotiate, setupQueue, until, type QueueRig } from '../fixtures/backend-rig.js';
 import { echoOps } from '../fixtures/backend-devices.js';

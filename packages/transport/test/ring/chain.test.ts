@@ -2,13 +2,13 @@
 // they alias shared memory, cover exactly the chain's segments, are reused across calls and
 // pops of the same buffers, and are refused once the chain was pushed.
 import { expect } from 'chai';
-import { MemoryView } from '../src/virtio/memory.js';
-import { packedRingAddresses } from '../src/virtio/ring-layout.js';
-import { createAccessPolicy } from '../src/virtio/validation.js';
-import { DeviceQueue } from '../src/virtio/device-queue.js';
-import { MockDriver } from '../src/virtio/mock-driver.js';
-import { ArgumentError } from '../src/errors.js';
-import type { DeviceChain } from '../src/virtio/device-api.js';
+import { MemoryView } from '../../src/ring/memory.js';
+import { packedRingAddresses } from '../../src/ring/ring-layout.js';
+import { createAccessPolicy } from '../../src/ring/validation.js';
+import { DeviceQueue } from '../../src/ring/device-queue.js';
+import { MockDriver } from '../../src/virtio/mock-driver.js';
+import { ArgumentError } from '../../src/errors.js';
+import type { DeviceChain } from '../../src/virtio/device-api.js';
 
 function setup(size = 8) {
   const mem = new MemoryView(new ArrayBuffer(65536));

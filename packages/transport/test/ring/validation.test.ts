@@ -1,7 +1,7 @@
 import { expect } from 'chai';
-import { MemoryView, INVALID_U64 } from '../src/virtio/memory.js';
-import { createAccessPolicy, rangeInside, u64AddOverflows, checkQueueConfig, RingErrorCode } from '../src/virtio/validation.js';
-import { ArgumentError, RingError } from '../src/errors.js';
+import { MemoryView, INVALID_U64 } from '../../src/ring/memory.js';
+import { createAccessPolicy, rangeInside, u64AddOverflows, checkQueueConfig, RingErrorCode } from '../../src/ring/validation.js';
+import { ArgumentError, RingError } from '../../src/errors.js';
 
 describe('MemoryView', () => {
   it('reads and writes little-endian words at the spec offsets', () => {

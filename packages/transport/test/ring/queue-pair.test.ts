@@ -4,11 +4,11 @@
  * "notifications" are counted return values.
  */
 import { expect } from 'chai';
-import { MemoryView } from '../src/virtio/memory.js';
-import { packedRingAddresses } from '../src/virtio/ring-layout.js';
-import { createAccessPolicy } from '../src/virtio/validation.js';
-import { DeviceQueue } from '../src/virtio/device-queue.js';
-import { DriverQueue } from '../src/virtio/driver-queue.js';
+import { MemoryView } from '../../src/ring/memory.js';
+import { packedRingAddresses } from '../../src/ring/ring-layout.js';
+import { createAccessPolicy } from '../../src/ring/validation.js';
+import { DeviceQueue } from '../../src/ring/device-queue.js';
+import { DriverQueue } from '../../src/ring/driver-queue.js';
 
 interface Counts {
   kicks: number;

@@ -1,11 +1,11 @@
 import { expect } from 'chai';
 import { VIRTQ_AVAIL_F_NO_INTERRUPT, VIRTQ_USED_F_NO_NOTIFY, VIRTQ_DESC_F_INDIRECT, VIRTQ_DESC_F_WRITE, VIRTQ_DESC_F_NEXT } from 'virtio-spec-types';
-import { MemoryView } from '../src/virtio/memory.js';
-import { SplitRingLayout, packedRingAddresses, packedRingBytes } from '../src/virtio/ring-layout.js';
-import { createAccessPolicy } from '../src/virtio/validation.js';
-import { DeviceQueue } from '../src/virtio/device-queue.js';
-import { MockDriver } from '../src/virtio/mock-driver.js';
-import { ArgumentError } from '../src/errors.js';
+import { MemoryView } from '../../src/ring/memory.js';
+import { SplitRingLayout, packedRingAddresses, packedRingBytes } from '../../src/ring/ring-layout.js';
+import { createAccessPolicy } from '../../src/ring/validation.js';
+import { DeviceQueue } from '../../src/ring/device-queue.js';
+import { MockDriver } from '../../src/virtio/mock-driver.js';
+import { ArgumentError } from '../../src/errors.js';
 
 const RING_BASE = 0x100;
 

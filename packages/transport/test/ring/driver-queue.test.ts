@@ -1,10 +1,10 @@
 import { expect } from 'chai';
 import { VIRTQ_AVAIL_F_NO_INTERRUPT, VIRTQ_USED_F_NO_NOTIFY } from 'virtio-spec-types';
-import { MemoryView } from '../src/virtio/memory.js';
-import { packedRingAddresses } from '../src/virtio/ring-layout.js';
-import { DriverQueue } from '../src/virtio/driver-queue.js';
-import { MockDevice } from '../src/virtio/mock-device.js';
-import { ArgumentError } from '../src/errors.js';
+import { MemoryView } from '../../src/ring/memory.js';
+import { packedRingAddresses } from '../../src/ring/ring-layout.js';
+import { DriverQueue } from '../../src/ring/driver-queue.js';
+import { MockDevice } from '../../src/virtio/mock-device.js';
+import { ArgumentError } from '../../src/errors.js';
 
 function setup(size = 8, opts: { eventIdx?: boolean; indirect?: boolean } = {}) {
   const mem = new MemoryView(new ArrayBuffer(65536));
