@@ -6,7 +6,7 @@
  * built in a test refuses exactly what the CLI refuses.
  */
 import { ArgumentError } from '../errors.js';
-import { MAX_PEERS_MAX, PROTOCOL_VIRTIO, STATE_TABLE_BYTES } from './protocol.js';
+import { MAX_PEERS_MAX, PROTOCOL_VIRTIO, STATE_TABLE_BYTES } from '../ivshmem/protocol.js';
 
 export const DEFAULT_SOCKET_PATH = '/tmp/ivshmem_socket';
 export const DEFAULT_MEMORY_SIZE = 4 * 1024 * 1024;

@@ -4,8 +4,8 @@
  * wait for stderr lines, the child's exit or messages — never a sleep.
  */
 import { expect } from 'chai';
-import { countFds } from './helpers/raw-client.js';
-import { useCliRig } from './helpers/server-cli-rig.js';
+import { countFds } from '../helpers/raw-client.js';
+import { useCliRig } from '../helpers/server-cli-rig.js';
 
 describe('vshm-server CLI (§1.9; §8 items 8–12 are in conformance/08–12)', function () {
   const rig = useCliRig();

@@ -4,8 +4,8 @@
  * data sections, and a peer departure needs exactly one store there (§1.6).
  */
 import type { Binding } from '@vshm/addon';
-import { STATE_TABLE_BYTES } from './protocol.js';
-import type { MemorySource } from './server-options.js';
+import { STATE_TABLE_BYTES } from '../ivshmem/protocol.js';
+import type { MemorySource } from './options.js';
 
 export interface ServerMemory {
   /** The fd every INIT carries. */

@@ -1,6 +1,6 @@
 import { expect } from 'chai';
-import { ArgumentError } from '../src/errors.js';
-import { parseServerArgs, type ServerArgs } from '../src/cli/server-args.js';
+import { ArgumentError } from '../../src/errors.js';
+import { parseServerArgs, type ServerArgs } from '../../src/server/cli-args.js';
 import {
   optionWarnings,
   parseNumber,
@@ -8,8 +8,8 @@ import {
   resolveServerOptions,
   roundUpPow2,
   type ServerOptions,
-} from '../src/ivshmem/server-options.js';
-import { parseProcNetUnix, socketLiveness } from '../src/ivshmem/server-socket.js';
+} from '../../src/server/options.js';
+import { parseProcNetUnix, socketLiveness } from '../../src/server/socket.js';
 
 function opts(argv: string[]): ServerOptions {
   const r: ServerArgs = parseServerArgs(argv);

@@ -5,10 +5,10 @@
  */
 import { expect } from 'chai';
 import type { Binding, FdWatcher, WatchCallback } from '@vshm/addon';
-import { encodeEventFd, encodeInit, encodePeerGone } from '../src/ivshmem/protocol.js';
-import { IvshmemServer } from '../src/ivshmem/server.js';
-import { MAX_QUEUED_MESSAGES } from '../src/ivshmem/server-connection.js';
-import { tmpPath } from './helpers/raw-client.js';
+import { encodeEventFd, encodeInit, encodePeerGone } from '../../src/ivshmem/protocol.js';
+import { IvshmemServer } from '../../src/server/server.js';
+import { MAX_QUEUED_MESSAGES } from '../../src/server/connection.js';
+import { tmpPath } from '../helpers/raw-client.js';
 
 interface Sent {
   fd: number;

@@ -11,7 +11,7 @@ import {
   resolveServerOptions,
   type ServerOptions,
   type ServerOptionsInput,
-} from '../ivshmem/server-options.js';
+} from './options.js';
 
 export type ServerArgs = { help: true } | { help: false; options: ServerOptions };
 

@@ -23,11 +23,11 @@ import { EventEmitter } from 'node:events';
 import { unlinkSync, writeFileSync } from 'node:fs';
 import createDebug from 'debug';
 import type { Binding, FdWatcher } from '@vshm/addon';
-import { encodeEventFd, encodeInit, encodePeerGone, INIT_LEN, protocolForPeer } from './protocol.js';
-import { PeerConnection } from './server-connection.js';
-import { createServerMemory, type ServerMemory } from './server-memory.js';
-import { LISTEN_BACKLOG, resolveServerOptions, type ServerOptions, type ServerOptionsInput } from './server-options.js';
-import { prepareSocketPath, removeSocketPath, ServerError } from './server-socket.js';
+import { encodeEventFd, encodeInit, encodePeerGone, INIT_LEN, protocolForPeer } from '../ivshmem/protocol.js';
+import { PeerConnection } from './connection.js';
+import { createServerMemory, type ServerMemory } from './memory.js';
+import { LISTEN_BACKLOG, resolveServerOptions, type ServerOptions, type ServerOptionsInput } from './options.js';
+import { prepareSocketPath, removeSocketPath, ServerError } from './socket.js';
 
 const debug = createDebug('vshm:server');
 

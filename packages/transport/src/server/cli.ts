@@ -8,9 +8,9 @@
 import { pathToFileURL } from 'node:url';
 import { realpathSync } from 'node:fs';
 import { ArgumentError } from '../errors.js';
-import { IvshmemServer } from '../ivshmem/server.js';
-import { optionWarnings, type ServerOptions } from '../ivshmem/server-options.js';
-import { parseServerArgs, SERVER_USAGE } from './server-args.js';
+import { IvshmemServer } from './server.js';
+import { optionWarnings, type ServerOptions } from './options.js';
+import { parseServerArgs, SERVER_USAGE } from './cli-args.js';
 
 export interface CliIo {
   stdout: { write(s: string): unknown };
@@ -96,7 +96,7 @@ export function run(): void {
   );
 }
 
-// Direct execution (`node --import tsx src/cli/server-cli.ts …` or `node dist/cli/server-cli.js …`).
+// Direct execution (`node --import tsx src/server/cli.ts …` or `node dist/server/cli.js …`).
 function isDirect(): boolean {
   if (!process.argv[1]) return false;
   try {
