@@ -1,8 +1,8 @@
 import { EventEmitter } from 'node:events';
 import { expect } from 'chai';
-import { ArgumentError } from '../src/errors.js';
-import type { IvshmemDevice } from '../src/ivshmem/device.js';
-import { AdaptiveSpin, DEFAULT_SPIN_US, SPIN_ENV, attachSpin, spinUsFromEnv } from '../src/virtio/spin.js';
+import { ArgumentError } from '../../src/errors.js';
+import type { IvshmemDevice } from '../../src/ivshmem/device.js';
+import { AdaptiveSpin, DEFAULT_SPIN_US, SPIN_ENV, attachSpin, spinUsFromEnv } from '../../src/virtio/spin.js';
 
 /** A Pollable that reports scripted work counts, then nothing. */
 function scripted(work: number[]): { poll(): number; calls: number } {

@@ -4,15 +4,15 @@
  * the back-end goes (§8 item 35), and the vector choice seen from a real driver (§8 item 29).
  */
 import { expect } from 'chai';
-import { createLoopbackPair, type LoopbackOptions } from '../src/ivshmem/loopback.js';
-import type { IvshmemDevice } from '../src/ivshmem/device.js';
-import { RingError } from '../src/errors.js';
-import { VirtioBackend } from '../src/virtio/backend.js';
-import { VirtioFrontend } from '../src/virtio/frontend.js';
-import type { ConfigReader, DriverQueueHandle, DriverSession, VirtioDriverOps } from '../src/virtio/device-api.js';
-import { HDR_QUEUE_DEVICE_VECTOR, HDR_QUEUE_SEL } from '../src/virtio/header.js';
-import { echoOps } from './fixtures/backend-devices.js';
-import { until } from './fixtures/backend-scripted-frontend.js';
+import { createLoopbackPair, type LoopbackOptions } from '../../src/ivshmem/loopback.js';
+import type { IvshmemDevice } from '../../src/ivshmem/device.js';
+import { RingError } from '../../src/errors.js';
+import { VirtioBackend } from '../../src/virtio/backend.js';
+import { VirtioFrontend } from '../../src/virtio/frontend.js';
+import type { ConfigReader, DriverQueueHandle, DriverSession, VirtioDriverOps } from '../../src/virtio/device-api.js';
+import { HDR_QUEUE_DEVICE_VECTOR, HDR_QUEUE_SEL } from '../../src/virtio/header.js';
+import { echoOps } from '../fixtures/backend-devices.js';
+import { until } from '../fixtures/backend-scripted-frontend.js';
 
 interface Pending {
   resolve(b: Buffer): void;

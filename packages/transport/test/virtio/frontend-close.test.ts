@@ -5,10 +5,10 @@
  * driver that vanished mid-initialisation. Before READY it only leaves.
  */
 import { expect } from 'chai';
-import { PEER_STATE_READY } from '../src/ivshmem/device.js';
-import type { TransportError } from '../src/errors.js';
-import { echoDevice, recordingDriver, until } from './fixtures/transport-devices.js';
-import { useEchoRigs, type EchoRig } from './fixtures/transport-rigs.js';
+import { PEER_STATE_READY } from '../../src/ivshmem/device.js';
+import type { TransportError } from '../../src/errors.js';
+import { echoDevice, recordingDriver, until } from '../fixtures/transport-devices.js';
+import { useEchoRigs, type EchoRig } from '../fixtures/transport-rigs.js';
 
 interface Rig extends EchoRig {
   /** The BE's `device_status` at the moment it saw the FE entry leave READY (null: never). */

@@ -1,13 +1,13 @@
 import { expect } from 'chai';
 import { VIRTQ_AVAIL_F_NO_INTERRUPT } from 'virtio-spec-types';
-import { createLoopbackPair } from '../src/ivshmem/loopback.js';
-import type { IvshmemDevice } from '../src/ivshmem/device.js';
-import { VirtioBackend } from '../src/virtio/backend.js';
-import { VirtioFrontend } from '../src/virtio/frontend.js';
-import type { FrontendQueue } from '../src/virtio/frontend-queues.js';
-import { MemoryView } from '../src/ring/memory.js';
-import { frontendPollable } from '../src/virtio/spin.js';
-import { echoDevice, recordingDriver, until } from './fixtures/transport-devices.js';
+import { createLoopbackPair } from '../../src/ivshmem/loopback.js';
+import type { IvshmemDevice } from '../../src/ivshmem/device.js';
+import { VirtioBackend } from '../../src/virtio/backend.js';
+import { VirtioFrontend } from '../../src/virtio/frontend.js';
+import type { FrontendQueue } from '../../src/virtio/frontend-queues.js';
+import { MemoryView } from '../../src/ring/memory.js';
+import { frontendPollable } from '../../src/virtio/spin.js';
+import { echoDevice, recordingDriver, until } from '../fixtures/transport-devices.js';
 
 // perf: FrontendQueue.setCallbacks / frontendPollable — interrupt suppression while the
 // front-end spins (spin.ts, §4.9), over the real FE and BE on the loopback.

@@ -4,10 +4,10 @@
  * (§8 item 26, FE half), FEATURES_OK rejection (§4.5) and the §4.6 queue setup order.
  */
 import { expect } from 'chai';
-import { createLoopbackPair } from '../src/ivshmem/loopback.js';
-import type { IvshmemDevice } from '../src/ivshmem/device.js';
-import { VirtioFrontend } from '../src/virtio/frontend.js';
-import { TransportError } from '../src/errors.js';
+import { createLoopbackPair } from '../../src/ivshmem/loopback.js';
+import type { IvshmemDevice } from '../../src/ivshmem/device.js';
+import { VirtioFrontend } from '../../src/virtio/frontend.js';
+import { TransportError } from '../../src/errors.js';
 import {
   HDR_DEVICE_FEATURES_SEL,
   HDR_DEVICE_STATUS,
@@ -20,10 +20,10 @@ import {
   HDR_QUEUE_ENABLE,
   HDR_QUEUE_SEL,
   HDR_QUEUE_SIZE,
-} from '../src/virtio/header.js';
-import { negotiate } from '../src/virtio/frontend-setup.js';
-import { ScriptedBackend, type ScriptedBackendOptions } from './fixtures/transport-scripted-backend.js';
-import { recordingDriver, until } from './fixtures/transport-devices.js';
+} from '../../src/virtio/header.js';
+import { negotiate } from '../../src/virtio/features.js';
+import { ScriptedBackend, type ScriptedBackendOptions } from '../fixtures/transport-scripted-backend.js';
+import { recordingDriver, until } from '../fixtures/transport-devices.js';
 
 const V1 = 1n << 32n;
 const AP = 1n << 33n;

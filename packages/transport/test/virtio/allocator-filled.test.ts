@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { ChunkPool } from '../src/virtio/allocator.js';
+import { ChunkPool } from '../../src/virtio/allocator.js';
 
 // perf: alloc(n, filled) leaves the first `filled` bytes for the caller's copy and zeroes the
 // rest of the span, so the peer still sees only new bytes or zeros (§5.1).

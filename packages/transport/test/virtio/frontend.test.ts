@@ -1,13 +1,13 @@
 import { expect } from 'chai';
 import { VirtioFeatureMask } from 'virtio-spec-types';
-import { createLoopbackPair, type LoopbackOptions } from '../src/ivshmem/loopback.js';
-import { VirtioBackend } from '../src/virtio/backend.js';
-import { VirtioFrontend } from '../src/virtio/frontend.js';
-import { ArgumentError, TransportError } from '../src/errors.js';
-import type { DriverSession } from '../src/virtio/device-api.js';
-import type { FrontendQueue } from '../src/virtio/frontend-queues.js';
-import { echoDevice, recordingDriver, until } from './fixtures/transport-devices.js';
-import { useEchoRigs, type EchoRig } from './fixtures/transport-rigs.js';
+import { createLoopbackPair, type LoopbackOptions } from '../../src/ivshmem/loopback.js';
+import { VirtioBackend } from '../../src/virtio/backend.js';
+import { VirtioFrontend } from '../../src/virtio/frontend.js';
+import { ArgumentError, TransportError } from '../../src/errors.js';
+import type { DriverSession } from '../../src/virtio/device-api.js';
+import type { FrontendQueue } from '../../src/virtio/frontend-queues.js';
+import { echoDevice, recordingDriver, until } from '../fixtures/transport-devices.js';
+import { useEchoRigs, type EchoRig } from '../fixtures/transport-rigs.js';
 
 describe('VirtioFrontend ↔ VirtioBackend on the loopback', () => {
   const echoRig = useEchoRigs();

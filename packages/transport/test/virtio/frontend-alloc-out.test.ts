@@ -1,11 +1,11 @@
 // FrontendQueue.allocOut(len, init): the buffer starts with a copy of `init` and the rest of its
 // §5.1 span is zeroed, in shared memory (the queue's own window), ready for addAllocated().
 import { expect } from 'chai';
-import { SharedMemoryLayout } from '../src/ivshmem/layout.js';
-import { SharedMemoryAllocator } from '../src/virtio/allocator.js';
-import { FrontendQueue } from '../src/virtio/frontend-queues.js';
-import { MemoryView } from '../src/ring/memory.js';
-import { ArgumentError } from '../src/errors.js';
+import { SharedMemoryLayout } from '../../src/ivshmem/layout.js';
+import { SharedMemoryAllocator } from '../../src/virtio/allocator.js';
+import { FrontendQueue } from '../../src/virtio/frontend-queues.js';
+import { MemoryView } from '../../src/ring/memory.js';
+import { ArgumentError } from '../../src/errors.js';
 
 function setup() {
   const layout = new SharedMemoryLayout(65536, 2, 0);

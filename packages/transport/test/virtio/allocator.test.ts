@@ -1,7 +1,7 @@
 import { expect } from 'chai';
-import { ChunkPool, SharedMemoryAllocator, chunkSizeFor } from '../src/virtio/allocator.js';
-import { SharedMemoryLayout } from '../src/ivshmem/layout.js';
-import { ArgumentError, TransportError } from '../src/errors.js';
+import { ChunkPool, SharedMemoryAllocator, chunkSizeFor } from '../../src/virtio/allocator.js';
+import { SharedMemoryLayout } from '../../src/ivshmem/layout.js';
+import { ArgumentError, TransportError } from '../../src/errors.js';
 
 describe('allocator (spec §5)', () => {
   it('chunk size is RW/4096 clamped to [64, 4096], rounded up to a power of two', () => {

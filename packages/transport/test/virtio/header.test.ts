@@ -4,10 +4,10 @@
  * writing little-endian at those offsets.
  */
 import { expect } from 'chai';
-import { TransportError } from '../src/errors.js';
-import * as H from '../src/virtio/header.js';
-import { BackendHeader } from '../src/virtio/backend-header.js';
-import { FrontendHeader } from '../src/virtio/frontend-header.js';
+import { TransportError } from '../../src/errors.js';
+import * as H from '../../src/virtio/header.js';
+import { BackendHeader, FrontendHeader } from '../../src/virtio/header.js';
+import { headerFieldWidth } from '../fixtures/transport-scripted-backend.js';
 
 /** §4.2 table: [constant, offset the spec gives, width]. */
 const TABLE: [number, number, number][] = [
@@ -37,11 +37,11 @@ describe('§4.2 header layout and HeaderView', () => {
   it('pins every field offset and width of the §4.2 table', () => {
     for (const [constant, off, width] of TABLE) {
       expect(constant, `field at 0x${off.toString(16)}`).to.equal(off);
-      expect(H.headerFieldWidth(off), `width at 0x${off.toString(16)}`).to.equal(width);
+      expect(headerFieldWidth(off), `width at 0x${off.toString(16)}`).to.equal(width);
     }
     expect(H.HDR_CONFIG).to.equal(0x4c);
-    expect(H.headerFieldWidth(0x4c)).to.equal(0); // config: no header field
-    expect(H.headerFieldWidth(0x21)).to.equal(0); // inside queue_size
+    expect(headerFieldWidth(0x4c)).to.equal(0); // config: no header field
+    expect(headerFieldWidth(0x21)).to.equal(0); // inside queue_size
   });
 
   it('size is 0x4C + config length rounded up to 8', () => {

@@ -1,9 +1,9 @@
 import { expect } from 'chai';
 import { DeviceStatus } from 'virtio-spec-types';
-import { createLoopbackPair, type LoopbackOptions } from '../src/ivshmem/loopback.js';
-import type { IvshmemDevice } from '../src/ivshmem/device.js';
-import { VirtioBackend, type BackendPhase } from '../src/virtio/backend.js';
-import { ArgumentError, TransportError } from '../src/errors.js';
+import { createLoopbackPair, type LoopbackOptions } from '../../src/ivshmem/loopback.js';
+import type { IvshmemDevice } from '../../src/ivshmem/device.js';
+import { VirtioBackend, type BackendPhase } from '../../src/virtio/backend.js';
+import { ArgumentError, TransportError } from '../../src/errors.js';
 import {
   HDR_CONFIG,
   HDR_CONFIG_EVENT,
@@ -25,9 +25,9 @@ import {
   HDR_REVISION,
   HDR_SIZE,
   HDR_WRITE_TRANSACTION,
-} from '../src/virtio/header.js';
-import { ScriptedFrontend, until } from './fixtures/backend-scripted-frontend.js';
-import { consoleLikeOps, type RecordingOps } from './fixtures/backend-devices.js';
+} from '../../src/virtio/header.js';
+import { ScriptedFrontend, until } from '../fixtures/backend-scripted-frontend.js';
+import { consoleLikeOps, type RecordingOps } from '../fixtures/backend-devices.js';
 
 const S = DeviceStatus;
 /** VERSION_1 | ACCESS_PLATFORM in the high word. */
