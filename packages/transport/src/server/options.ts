@@ -8,6 +8,7 @@
 import { ArgumentError } from '../errors.js';
 import { MAX_PEERS_MAX, PROTOCOL_VIRTIO, STATE_TABLE_BYTES } from '../ivshmem/protocol.js';
 
+/** Where the server listens and peers connect when no path is given (QEMU's default too). */
 export const DEFAULT_SOCKET_PATH = '/tmp/ivshmem_socket';
 export const DEFAULT_MEMORY_SIZE = 4 * 1024 * 1024;
 /** Largest memory size after rounding. §1.9 requires ≥ 1 GiB; only 4096 bytes are ever mapped. */

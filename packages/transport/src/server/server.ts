@@ -45,6 +45,11 @@ export interface IvshmemServerOptions extends ServerOptionsInput {
 
 type ServerState = 'new' | 'starting' | 'running' | 'stopping' | 'stopped';
 
+/**
+ * The ivshmem v2 server (§1) in this process: owns the shared memory, hands each connecting
+ * peer its id, the memory and every eventfd, and announces departures. `vshm-server` is this
+ * class behind a command line; tests, `npm start` and benches embed it directly.
+ */
 export class IvshmemServer extends EventEmitter {
   readonly options: ServerOptions;
   private binding: Binding | undefined;

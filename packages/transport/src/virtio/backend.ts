@@ -94,6 +94,12 @@ const FEATURES_OK = DeviceStatus.FEATURES_OK;
 const NEEDS_RESET = DeviceStatus.DEVICE_NEEDS_RESET;
 const RUN_BLOCKERS = DeviceStatus.FAILED | DeviceStatus.DEVICE_NEEDS_RESET;
 
+/**
+ * The device side of a virtio-over-ivshmem link (§4): give it an `IvshmemDevice` the server made
+ * the back-end and a device's ops table, call `start()`, and it runs the §4.10 loop for as long
+ * as it lives — negotiating, validating every ring, handing the device a session on DRIVER_OK.
+ * `openBackend()` connects, builds and starts one in a single call.
+ */
 export class VirtioBackend extends EventEmitter {
   readonly device: IvshmemDevice;
   readonly ops: VirtioDeviceOps;

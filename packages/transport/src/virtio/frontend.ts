@@ -99,6 +99,12 @@ interface Failure {
   err: Error;
 }
 
+/**
+ * The driver side of a virtio-over-ivshmem link (§4): give it an `IvshmemDevice` the server made
+ * the front-end and a driver's ops table; `start()` resolves with the first live session and the
+ * front-end re-initialises by itself after every back-end failure. `openFrontend()` connects,
+ * builds and starts one in a single call.
+ */
 export class VirtioFrontend extends EventEmitter {
   readonly device: IvshmemDevice;
   readonly ops: VirtioDriverOps;

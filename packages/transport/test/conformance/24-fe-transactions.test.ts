@@ -2,7 +2,7 @@
  * §8 item 24: FE transactions store value, then offset, then ring vector 0; never two at once.
  */
 import { expect } from 'chai';
-import { createLoopbackPair } from '../../src/ivshmem/loopback.js';
+import { createLoopbackPair } from '../../src/testing/loopback.js';
 import type { IvshmemDevice } from '../../src/ivshmem/device.js';
 import { TransactionWriter } from '../../src/virtio/frontend-transactions.js';
 import { TransportError } from '../../src/errors.js';

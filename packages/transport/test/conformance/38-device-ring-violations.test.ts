@@ -15,7 +15,7 @@ import { MemoryView } from '../../src/ring/memory.js';
 import { packedRingAddresses, type QueueAddresses } from '../../src/ring/ring-layout.js';
 import { createAccessPolicy, RingErrorCode as E } from '../../src/ring/validation.js';
 import { DeviceQueue } from '../../src/ring/device-queue.js';
-import { MockDriver } from '../../src/virtio/mock-driver.js';
+import { MockDriver } from '../../src/testing/mock-driver.js';
 
 const RW = 0x8000;
 const OUT = 0x2000;

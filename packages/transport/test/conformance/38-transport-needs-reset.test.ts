@@ -9,7 +9,7 @@ import { VIRTQ_DESC_F_INDIRECT, VIRTQ_DESC_F_NEXT, VIRTQ_DESC_F_WRITE } from 'vi
 import { RingError } from '../../src/errors.js';
 import { HDR_CONFIG_EVENT, HDR_DEVICE_STATUS } from '../../src/virtio/header.js';
 import { packedRingAddresses } from '../../src/ring/ring-layout.js';
-import type { MockDriver } from '../../src/virtio/mock-driver.js';
+import type { MockDriver } from '../../src/testing/mock-driver.js';
 import { LIVE, S, kick, liveRig, negotiate, setupQueue, until, type QueueRig } from '../fixtures/backend-rig.js';
 import { echoOps } from '../fixtures/backend-devices.js';
 import { turn } from '../fixtures/backend-scripted-frontend.js';

@@ -10,7 +10,7 @@ import { MemoryView } from '../../src/ring/memory.js';
 import { packedRingAddresses } from '../../src/ring/ring-layout.js';
 import { RingErrorCode as E } from '../../src/ring/validation.js';
 import { DriverQueue } from '../../src/ring/driver-queue.js';
-import { MockDevice } from '../../src/virtio/mock-device.js';
+import { MockDevice } from '../../src/testing/mock-device.js';
 
 const SIZE = 8;
 

@@ -6,7 +6,7 @@ import { MemoryView } from '../../src/ring/memory.js';
 import { packedRingAddresses } from '../../src/ring/ring-layout.js';
 import { createAccessPolicy } from '../../src/ring/validation.js';
 import { DeviceQueue } from '../../src/ring/device-queue.js';
-import { MockDriver } from '../../src/virtio/mock-driver.js';
+import { MockDriver } from '../../src/testing/mock-driver.js';
 import { ArgumentError } from '../../src/errors.js';
 import type { DeviceChain } from '../../src/virtio/device-api.js';
 

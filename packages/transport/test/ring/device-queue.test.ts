@@ -4,7 +4,7 @@ import { MemoryView } from '../../src/ring/memory.js';
 import { SplitRingLayout, packedRingAddresses, packedRingBytes } from '../../src/ring/ring-layout.js';
 import { createAccessPolicy } from '../../src/ring/validation.js';
 import { DeviceQueue } from '../../src/ring/device-queue.js';
-import { MockDriver } from '../../src/virtio/mock-driver.js';
+import { MockDriver } from '../../src/testing/mock-driver.js';
 import { ArgumentError } from '../../src/errors.js';
 
 const RING_BASE = 0x100;

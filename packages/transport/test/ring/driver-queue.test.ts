@@ -3,7 +3,7 @@ import { VIRTQ_AVAIL_F_NO_INTERRUPT, VIRTQ_USED_F_NO_NOTIFY } from 'virtio-spec-
 import { MemoryView } from '../../src/ring/memory.js';
 import { packedRingAddresses } from '../../src/ring/ring-layout.js';
 import { DriverQueue } from '../../src/ring/driver-queue.js';
-import { MockDevice } from '../../src/virtio/mock-device.js';
+import { MockDevice } from '../../src/testing/mock-device.js';
 import { ArgumentError } from '../../src/errors.js';
 
 function setup(size = 8, opts: { eventIdx?: boolean; indirect?: boolean } = {}) {

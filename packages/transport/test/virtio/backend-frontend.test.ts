@@ -4,7 +4,7 @@
  * the back-end goes (§8 item 35), and the vector choice seen from a real driver (§8 item 29).
  */
 import { expect } from 'chai';
-import { createLoopbackPair, type LoopbackOptions } from '../../src/ivshmem/loopback.js';
+import { createLoopbackPair, type LoopbackOptions } from '../../src/testing/loopback.js';
 import type { IvshmemDevice } from '../../src/ivshmem/device.js';
 import { RingError } from '../../src/errors.js';
 import { VirtioBackend } from '../../src/virtio/backend.js';

@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import { DeviceStatus } from 'virtio-spec-types';
-import { createLoopbackPair, type LoopbackOptions } from '../../src/ivshmem/loopback.js';
+import { createLoopbackPair, type LoopbackOptions } from '../../src/testing/loopback.js';
 import type { IvshmemDevice } from '../../src/ivshmem/device.js';
 import { VirtioBackend, type BackendPhase } from '../../src/virtio/backend.js';
 import { ArgumentError, TransportError } from '../../src/errors.js';

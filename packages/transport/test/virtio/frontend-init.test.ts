@@ -4,7 +4,7 @@
  * (§8 item 26, FE half), FEATURES_OK rejection (§4.5) and the §4.6 queue setup order.
  */
 import { expect } from 'chai';
-import { createLoopbackPair } from '../../src/ivshmem/loopback.js';
+import { createLoopbackPair } from '../../src/testing/loopback.js';
 import type { IvshmemDevice } from '../../src/ivshmem/device.js';
 import { VirtioFrontend } from '../../src/virtio/frontend.js';
 import { TransportError } from '../../src/errors.js';

@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import { VIRTQ_AVAIL_F_NO_INTERRUPT } from 'virtio-spec-types';
-import { createLoopbackPair } from '../../src/ivshmem/loopback.js';
+import { createLoopbackPair } from '../../src/testing/loopback.js';
 import type { IvshmemDevice } from '../../src/ivshmem/device.js';
 import { VirtioBackend } from '../../src/virtio/backend.js';
 import { VirtioFrontend } from '../../src/virtio/frontend.js';

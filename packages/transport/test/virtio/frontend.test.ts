@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import { VirtioFeatureMask } from 'virtio-spec-types';
-import { createLoopbackPair, type LoopbackOptions } from '../../src/ivshmem/loopback.js';
+import { createLoopbackPair, type LoopbackOptions } from '../../src/testing/loopback.js';
 import { VirtioBackend } from '../../src/virtio/backend.js';
 import { VirtioFrontend } from '../../src/virtio/frontend.js';
 import { ArgumentError, TransportError } from '../../src/errors.js';

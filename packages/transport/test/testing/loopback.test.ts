@@ -5,10 +5,10 @@
  */
 import { expect } from 'chai';
 import { once } from 'node:events';
-import { createLoopbackPair, simulateServerGone } from '../src/ivshmem/loopback.js';
-import type { IvshmemDevice } from '../src/ivshmem/device.js';
-import { ArgumentError, LayoutError } from '../src/errors.js';
-import { drain, record, useLoopbackPair } from './helpers/device-rigs.js';
+import { createLoopbackPair, simulateServerGone } from '../../src/testing/loopback.js';
+import type { IvshmemDevice } from '../../src/ivshmem/device.js';
+import { ArgumentError, LayoutError } from '../../src/errors.js';
+import { drain, record, useLoopbackPair } from '../helpers/device-rigs.js';
 
 describe('loopback pair (spec §3 device model)', () => {
   const rig = useLoopbackPair();

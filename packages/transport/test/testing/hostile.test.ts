@@ -1,11 +1,12 @@
 /**
  * The seeded hostile-ring generator (hostile.ts) over a fixed CI budget. Run longer by hand:
- *   VSHM_HOSTILE_BUDGET=200000 VSHM_HOSTILE_SEED=1 npx mocha packages/transport/test/virtio-queue-hostile.test.ts
+ *   VSHM_HOSTILE_BUDGET=200000 VSHM_HOSTILE_SEED=1 npx mocha packages/transport/test/testing/hostile.test.ts
  * A failure names its seed; replay it with runHostileDeviceCase(seed) / runHostileDriverCase(seed).
  */
 import { expect } from 'chai';
-import { runHostileDeviceCase, runHostileDriverCase, Prng, HostileAssertionError } from '../src/virtio/hostile.js';
-import { RingErrorCode } from '../src/ring/validation.js';
+import { runHostileDeviceCase, runHostileDriverCase, HostileAssertionError } from '../../src/testing/hostile.js';
+import { Prng } from '../../src/testing/prng.js';
+import { RingErrorCode } from '../../src/ring/validation.js';
 
 const BUDGET = Number(process.env.VSHM_HOSTILE_BUDGET ?? 2000);
 const FIRST_SEED = Number(process.env.VSHM_HOSTILE_SEED ?? 1);

@@ -14,8 +14,8 @@
  */
 import { EventEmitter } from 'node:events';
 import { ArgumentError } from '../errors.js';
-import type { IvshmemDevice } from './device.js';
-import { STATE_TABLE_SIZE, SharedMemoryLayout } from './layout.js';
+import type { IvshmemDevice } from '../ivshmem/device.js';
+import { STATE_TABLE_SIZE, SharedMemoryLayout } from '../ivshmem/layout.js';
 
 export interface LoopbackOptions {
   /** Total region size S in bytes, state table included. Default 65536. */
