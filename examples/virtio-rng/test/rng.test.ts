@@ -6,12 +6,12 @@ import { expect } from 'chai';
 import {
   VirtioBackend,
   VirtioFrontend,
-  createLoopbackPair,
   type DeviceQueueHandle,
   type DeviceSession,
   type IvshmemDevice,
   type VirtioDeviceOps,
 } from '@vshm/transport';
+import { createLoopbackPair } from '@vshm/transport/testing';
 import { RngDevice, RngDriver } from '../src/index.js';
 
 /** An rng-shaped device (id 4, one queue of 8) whose queue is served by `onAvailable`. */

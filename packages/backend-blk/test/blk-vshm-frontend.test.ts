@@ -8,7 +8,7 @@ import { expect } from 'chai';
 import { readFileSync } from 'node:fs';
 import { BlkFeature, BlkRequestType, BlkStatus, VirtioDeviceId, VirtioFeatureMask, featureBit } from 'virtio-spec-types';
 import type { DriverQueueHandle, DriverSession, VirtioDriverOps } from '../../transport/src/virtio/device-api.js';
-import { createLoopbackPair } from '../../transport/src/ivshmem/loopback.js';
+import { createLoopbackPair } from '../../transport/src/testing/loopback.js';
 import { VirtioBackend } from '../../transport/src/virtio/backend.js';
 import { VirtioFrontend } from '../../transport/src/virtio/frontend.js';
 import { blkHeader } from '../../transport/test/fixtures/linux-like-blk.js';

@@ -5,7 +5,7 @@
  */
 import { expect } from 'chai';
 import { PassThrough } from 'node:stream';
-import { createLoopbackPair } from '../../transport/src/ivshmem/loopback.js';
+import { createLoopbackPair } from '../../transport/src/testing/loopback.js';
 import type { IvshmemDevice } from '../../transport/src/ivshmem/device.js';
 import { VirtioBackend } from '../../transport/src/virtio/backend.js';
 import { until } from '../../transport/test/fixtures/loopback-rigs.js';

@@ -1,5 +1,5 @@
 #!/usr/bin/env node
 // vshm-server (spec §1.9). Needs the compiled TypeScript: `npm run build:ts` at the repo root.
-import { run } from '../dist/cli/server-cli.js';
+import { run } from '../dist/server/cli.js';
 
 run();

@@ -1,28 +1,35 @@
+/**
+ * `@vshm/transport`: virtio over ivshmem v2 shared memory — the public API, what a device, a
+ * driver or an application builds with. Two more doors: `@vshm/transport/ring` (the split-ring
+ * engine alone, no ivshmem) and `@vshm/transport/testing` (mocks, loopback pair, hostile
+ * generator; never for product code). test/index.test.ts pins the runtime names below.
+ */
+
+// Errors: every error vshm raises on purpose is a VshmError with a stable `code`.
 export * from './errors.js';
-export * from './ivshmem/layout.js';
-export * from './ivshmem/device.js';
-export * from './ivshmem/loopback.js';
-export { IvshmemPeer, type PeerOptions } from './ivshmem/peer.js';
-export * from './virtio/memory.js';
-export * from './virtio/ring-layout.js';
-export * from './virtio/validation.js';
-export * from './virtio/chain.js';
-export * from './virtio/device-queue.js';
-export * from './virtio/mock-driver.js';
-export * from './ivshmem/protocol.js';
-export { IvshmemServer, type IvshmemServerOptions } from './ivshmem/server.js';
-export * from './ivshmem/server-options.js';
-export { ServerError } from './ivshmem/server-socket.js';
-export * from './virtio/driver-queue.js';
-export * from './virtio/mock-device.js';
-export * from './virtio/hostile.js';
+export { ServerError } from './server/socket.js';
+export { RingErrorCode, type RingErrorCodeValue } from './ring/validation.js';
+
+// The plug-in API: ops tables for a device (back-end) or a driver (front-end), and what they get.
 export type * from './virtio/device-api.js';
-export { VirtioBackend, type VirtioBackendOptions, type BackendPhase } from './virtio/backend.js';
-export * from './virtio/vectors.js';
+
+// Connecting: role checks (§4.1) and the one-call open for either side.
 export * from './connect.js';
-export * from './virtio/spin.js';
+
+// The two transport sides (§4.10 state machines).
+export { VirtioBackend, type VirtioBackendOptions, type BackendPhase } from './virtio/backend.js';
 export { VirtioFrontend, type VirtioFrontendOptions, type FrontendPhase } from './virtio/frontend.js';
-export { FrontendQueue } from './virtio/frontend-queues.js';
-export { FrontendSession } from './virtio/frontend-session.js';
-export * from './virtio/allocator.js';
-export { parseCommandLine, UsageError, describeIoError, deviceCapabilities, type DeviceCapabilities } from './cli/cli-kit.js';
+export type { TransactionOptions } from './virtio/frontend-transactions.js';
+export type { FrontendVectorMode } from './virtio/vectors.js';
+export { DEFAULT_SPIN_US, type SpinOptions, type SpinStats } from './virtio/spin.js';
+
+// The ivshmem peer (device model) the transport runs on, and the server it connects to.
+export { IvshmemPeer, type PeerOptions } from './ivshmem/peer.js';
+export { PEER_STATE_READY, PEER_STATE_RESET, type IvshmemDevice } from './ivshmem/device.js';
+export type { SharedMemoryLayout } from './ivshmem/layout.js';
+export { PROTOCOL_VIRTIO } from './ivshmem/protocol.js';
+export { IvshmemServer, type IvshmemServerOptions } from './server/server.js';
+export { DEFAULT_SOCKET_PATH, type ServerOptionsInput } from './server/options.js';
+
+// Command lines: the one CLI voice every vshm daemon speaks (vshm-server, console, blk, rng).
+export { parseCommandLine, UsageError, describeIoError, deviceCapabilities, type DeviceCapabilities } from './cli-kit.js';

@@ -6,7 +6,7 @@ import { expect } from 'chai';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { IvshmemServer } from '../src/ivshmem/server.js';
+import { IvshmemServer } from '../src/server/server.js';
 import type { IvshmemPeer } from '../src/ivshmem/peer.js';
 import { TransportError } from '../src/errors.js';
 import { checkVirtioDevice, checkVirtioRole, openBackend, openFrontend, roleOfProtocol, VirtioRoleError } from '../src/connect.js';

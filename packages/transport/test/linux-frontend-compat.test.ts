@@ -9,7 +9,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DeviceStatus, VirtioFeatureMask } from 'virtio-spec-types';
-import { createLoopbackPair } from '../src/ivshmem/loopback.js';
+import { createLoopbackPair } from '../src/testing/loopback.js';
 import type { IvshmemDevice } from '../src/ivshmem/device.js';
 import { VirtioBackend } from '../src/virtio/backend.js';
 import { IvshmemPeer } from '../src/ivshmem/peer.js';

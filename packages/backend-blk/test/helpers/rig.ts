@@ -6,7 +6,7 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createLoopbackPair } from '../../../transport/src/ivshmem/loopback.js';
+import { createLoopbackPair } from '../../../transport/src/testing/loopback.js';
 import type { IvshmemDevice } from '../../../transport/src/ivshmem/device.js';
 import { VirtioBackend } from '../../../transport/src/virtio/backend.js';
 import { LinuxLikeBlk } from '../../../transport/test/fixtures/linux-like-blk.js';

@@ -5,7 +5,7 @@
  * TODO(transport): import VirtioBackend / VirtioFrontend and the driver-side types from
  * '@vshm/transport' once its index exports them; the deep imports below are test-only.
  */
-import { createLoopbackPair } from '../../../transport/src/ivshmem/loopback.js';
+import { createLoopbackPair } from '../../../transport/src/testing/loopback.js';
 import type { IvshmemDevice } from '../../../transport/src/ivshmem/device.js';
 import { VirtioBackend } from '../../../transport/src/virtio/backend.js';
 import { VirtioFrontend } from '../../../transport/src/virtio/frontend.js';

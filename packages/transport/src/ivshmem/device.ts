@@ -8,8 +8,9 @@
 import type { EventEmitter } from 'node:events';
 import type { SharedMemoryLayout } from './layout.js';
 
-/** State-table values used by the virtio transport (spec §4.10); other values count as not READY. */
+/** State-table value RESET (spec §4.10): the peer is not using the virtio header. */
 export const PEER_STATE_RESET = 0;
+/** State-table value READY (spec §4.10); any value other than 1 counts as not READY. */
 export const PEER_STATE_READY = 1;
 
 /**

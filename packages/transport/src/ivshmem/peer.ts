@@ -72,6 +72,11 @@ async function connectWithin(binding: Binding, socketPath: string, timeoutMs: nu
   }
 }
 
+/**
+ * An ivshmem v2 peer (§1.8, §2, §3): connects to a vshm-server (or QEMU's ivshmem2-server) over
+ * its UNIX socket, maps the shared memory, and is the `IvshmemDevice` the virtio transport runs
+ * on — doorbells out, interrupts in, the state table, peer arrivals and departures.
+ */
 export class IvshmemPeer extends EventEmitter implements IvshmemDevice, ReaderSink {
   /**
    * Connect to the server socket at `socketPath` and complete the initial burst. Rejects with a

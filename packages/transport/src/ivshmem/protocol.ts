@@ -105,16 +105,6 @@ export interface InitFields {
   compatibleVersion?: number;
 }
 
-export function isInitMessage(m: ServerMessage): m is InitMessage {
-  return m.type === MSG_INIT;
-}
-export function isEventFdMessage(m: ServerMessage): m is EventFdMessage {
-  return m.type === MSG_EVENT_FD;
-}
-export function isPeerGoneMessage(m: ServerMessage): m is PeerGoneMessage {
-  return m.type === MSG_PEER_GONE;
-}
-
 function checkU32(name: string, v: number): void {
   if (!Number.isInteger(v) || v < 0 || v > 0xffff_ffff) {
     throw new RangeError(`${name} must be a u32, got ${v}`);

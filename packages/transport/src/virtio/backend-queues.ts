@@ -7,12 +7,60 @@
  * latched and the split-ring engine's device queue is built over them; `queue_enable` := 0 and
  * device reset drop it, so no old ring is touched afterwards (§4.5, §8 #32).
  */
+import { VirtioFeature, hasFeature } from 'virtio-spec-types';
 import { ArgumentError, RingError } from '../errors.js';
-import { HDR_QUEUE_DESC, HDR_QUEUE_DEVICE, HDR_QUEUE_DRIVER, HDR_QUEUE_DRIVER_VECTOR, HDR_QUEUE_SIZE } from './header.js';
-import { addressToNumber, type BackendHeader } from './backend-header.js';
+import { DeviceQueue } from '../ring/device-queue.js';
+import { MemoryView } from '../ring/memory.js';
+import type { QueueAddresses } from '../ring/ring-layout.js';
+import { createAccessPolicy, type AccessPolicy } from '../ring/validation.js';
 import type { DeviceChain, DeviceQueueHandle } from './device-api.js';
+import {
+  HDR_QUEUE_DESC,
+  HDR_QUEUE_DEVICE,
+  HDR_QUEUE_DRIVER,
+  HDR_QUEUE_DRIVER_VECTOR,
+  HDR_QUEUE_SIZE,
+  addressToNumber,
+  type BackendHeader,
+} from './header.js';
 import { deviceVectorFor } from './vectors.js';
-import { openRing, type RingContext, type BackendRing } from './backend-ring.js';
+
+// The split-ring engine (ring/) under the back-end's queue registers: the §6.2 access policy,
+// built once per backend, and a DeviceQueue per enabled queue with the negotiated ring features.
+
+/** The engine queue as the backend uses it. */
+type BackendRing = DeviceQueue;
+
+export interface RingContext {
+  readonly memory: MemoryView;
+  readonly policy: AccessPolicy;
+}
+
+/**
+ * The BE's view of the window: it may read [0, RW + 2·OUT) and write [0, RW) plus its own
+ * output section (§6.2); with `enforceIsolation` only the §5.2 placements (needs OUT ≠ 0).
+ */
+export function createRingContext(window: ArrayBuffer, rwSize: number, outputSectionSize: number, ownPeer: number, enforceIsolation: boolean): RingContext {
+  return {
+    memory: new MemoryView(window),
+    policy: createAccessPolicy({ rwSize, outputSectionSize, maxPeers: 2, ownPeer, enforceIsolation }),
+  };
+}
+
+/**
+ * `queue_enable` := 1 (§4.3): validate (§6.1; throws RingError) and start a device queue. A used
+ * ring in the BE's own output section is zeroed here (§5.2) — the engine's default.
+ */
+function openRing(ctx: RingContext, addrs: QueueAddresses, offeredMax: number, features: bigint): BackendRing {
+  return new DeviceQueue({
+    ...addrs,
+    memory: ctx.memory,
+    policy: ctx.policy,
+    offeredMax,
+    eventIdx: hasFeature(features, VirtioFeature.RING_EVENT_IDX),
+    indirect: hasFeature(features, VirtioFeature.RING_INDIRECT_DESC),
+  });
+}
 
 /** One queue's private registers. */
 class QueueSlot {

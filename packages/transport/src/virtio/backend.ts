@@ -24,22 +24,49 @@
  * 'device-exception' (err, callback name) whenever a device callback throws (before the
  * 'needs-reset' or 'error' that follows), so a CLI can print the stack.
  *
+ * Write transactions (§4.3): the FE stores a value in the header, then the offset in
+ * `write_transaction`, then rings vector 0. On every wake-up the BE acquire-loads
+ * `write_transaction`; if non-zero it performs the action for that offset, copying the value ONCE
+ * from the header into the private register file below (the FE could change the header again at
+ * any time), issues a full fence and only then clears `write_transaction` — so a completed
+ * transaction always has its side effects (§8 #25).
+ *
+ * The device's ops are called through guards (style §8 at the edge, §6.3 inside): nothing a
+ * device callback throws escapes into the interrupt path. A throwing `activate` or
+ * `configWritten` breaks the device like a ring violation (DEVICE_NEEDS_RESET,
+ * docs/decisions.md); a throwing `acceptFeatures` refuses the features; a throwing `deactivate`
+ * is only reported — the session ends regardless.
+ *
  * Ownership: `close()` ends the session and writes State := RESET but does NOT close the device —
  * whoever opened the device closes it (connect.ts returns both).
  */
 import { EventEmitter } from 'node:events';
 import createDebug from 'debug';
-import { DeviceStatus, VirtioFeatureMask } from 'virtio-spec-types';
-import { TransportError } from '../errors.js';
+import { DeviceStatus, featureWord, featuresFromWords } from 'virtio-spec-types';
+import { ArgumentError, TransportError } from '../errors.js';
 import { PEER_STATE_READY, PEER_STATE_RESET, type IvshmemDevice } from '../ivshmem/device.js';
-import { fullFence, BackendHeader } from './backend-header.js';
+import { fullFence } from '../ring/memory.js';
 import { BackendConfigSpace } from './config-space.js';
-import { BackendQueues, type QueueHost } from './backend-queues.js';
-import { BackendRegisters, type RegisterHost } from './backend-transactions.js';
-import { createRingContext } from './backend-ring.js';
-import { BackendSession, GuardedOps, checkBackendArgs } from './backend-session.js';
-import type { ConfigSpace, DeviceSession, SessionEndReason, VirtioDeviceOps } from './device-api.js';
-import { headerSize } from './header.js';
+import { BackendQueues, createRingContext, type QueueHost } from './backend-queues.js';
+import type { ConfigField, ConfigSpace, DeviceQueueHandle, DeviceSession, SessionEndReason, VirtioDeviceOps } from './device-api.js';
+import { DEVICE_OFFERABLE_FEATURES, offeredFeatures, proposalRefusal } from './features.js';
+import { checkVirtioDevice } from './role.js';
+import {
+  BackendHeader,
+  HDR_CONFIG,
+  HDR_DEVICE_FEATURES_SEL,
+  HDR_DEVICE_STATUS,
+  HDR_DRIVER_FEATURES,
+  HDR_DRIVER_FEATURES_SEL,
+  HDR_QUEUE_DESC,
+  HDR_QUEUE_DEVICE,
+  HDR_QUEUE_DRIVER,
+  HDR_QUEUE_DRIVER_VECTOR,
+  HDR_QUEUE_ENABLE,
+  HDR_QUEUE_SEL,
+  HDR_QUEUE_SIZE,
+  headerSize,
+} from './header.js';
 import { attachSpin, type SpinAttachment, type SpinOptions, type SpinStats } from './spin.js';
 
 const log = createDebug('vshm:virtio:be');
@@ -65,13 +92,20 @@ export type BackendPhase = 'created' | 'wait-fe-reset' | 'wait-fe-ready' | 'serv
 /** At most this many transactions per poll: an FE that spins on completion gets several served. */
 const MAX_TRANSACTIONS_PER_POLL = 64;
 
+const DRIVER_OK = DeviceStatus.DRIVER_OK;
+const FEATURES_OK = DeviceStatus.FEATURES_OK;
+const NEEDS_RESET = DeviceStatus.DEVICE_NEEDS_RESET;
 const RUN_BLOCKERS = DeviceStatus.FAILED | DeviceStatus.DEVICE_NEEDS_RESET;
 
+/**
+ * The device side of a virtio-over-ivshmem link (§4): give it an `IvshmemDevice` the server made
+ * the back-end and a device's ops table, call `start()`, and it runs the §4.10 loop for as long
+ * as it lives — negotiating, validating every ring, handing the device a session on DRIVER_OK.
+ * `openBackend()` connects, builds and starts one in a single call.
+ */
 export class VirtioBackend extends EventEmitter {
   readonly device: IvshmemDevice;
   readonly ops: VirtioDeviceOps;
-  /** `ops` called so that nothing a device callback throws escapes into the interrupt path. */
-  private readonly guarded: GuardedOps;
   /** The offered feature set (§4.4). */
   readonly offeredFeatures: bigint;
   private readonly name: string;
@@ -79,7 +113,6 @@ export class VirtioBackend extends EventEmitter {
   private readonly header: BackendHeader;
   private readonly config: BackendConfigSpace;
   private readonly queues: BackendQueues;
-  private readonly regs: BackendRegisters;
   private phaseValue: BackendPhase = 'created';
   private session: BackendSession | null = null;
   private serverGone = false;
@@ -88,6 +121,20 @@ export class VirtioBackend extends EventEmitter {
   /** Re-entrancy guard of poll(): a wake-up inside a device callback only flags another round. */
   private busy = false;
   private again = false;
+
+  // The register file (§4.3): private copies of what the FE wrote by transactions. The header
+  // copy is only a display of these (the FE may overwrite it at any time).
+  private deviceFeaturesSel = 0;
+  private driverFeaturesSel = 0;
+  private driverFeaturesLow = 0;
+  private driverFeaturesHigh = 0;
+  private queueSel = 0;
+  /** Private copy of `device_status` (§4.5; the header copy is the FE's to overwrite). */
+  private deviceStatus = 0;
+  /** Negotiated features once FEATURES_OK was accepted, else null. */
+  private negotiated: bigint | null = null;
+  /** DEVICE_NEEDS_RESET latched until the driver resets (§4.5, §6.3). */
+  private needsReset = false;
 
   private readonly onIrq = (): void => {
     this.poll();
@@ -113,18 +160,10 @@ export class VirtioBackend extends EventEmitter {
     checkBackendArgs(device, ops, opts);
     this.device = device;
     this.ops = ops;
-    this.guarded = new GuardedOps(
-      ops,
-      (err) => this.violation(err),
-      (err) => this.reportError(err),
-      (err, callback) => this.deviceThrew(err, callback),
-    );
     this.name = opts.debugName ?? `be${device.id}`;
     this.spinOptions = opts.spin;
     this.partner = 1 - device.id;
-    // §4.4: device bits and the optional ring bits, plus the mandatory transport bits; never PACKED.
-    this.offeredFeatures =
-      ops.features | VirtioFeatureMask.VERSION_1 | VirtioFeatureMask.ACCESS_PLATFORM | VirtioFeatureMask.ORDER_PLATFORM;
+    this.offeredFeatures = offeredFeatures(ops.features);
     const size = headerSize(ops.configSize);
     const layout = device.layout;
     if (layout.rwSize < size) {
@@ -148,17 +187,6 @@ export class VirtioBackend extends EventEmitter {
       device.vectors,
       queueHost,
     );
-    const regHost: RegisterHost = {
-      acceptFeatures: (f) => this.guarded.acceptFeatures(f),
-      deviceReset: () => {
-        this.endSession('driver-reset');
-        this.queues.forgetAll();
-      },
-      statusChanged: (status, bad) => this.statusChanged(status, bad),
-      configWritten: (field, value) => this.guarded.configWritten(field, value),
-      violation: (err) => this.violation(err),
-    };
-    this.regs = new BackendRegisters(this.header, this.config, this.queues, this.offeredFeatures, regHost);
   }
 
   /** Current phase of the §4.10 loop. */
@@ -168,12 +196,12 @@ export class VirtioBackend extends EventEmitter {
 
   /** The private copy of `device_status` (§4.5). */
   get status(): number {
-    return this.regs.status;
+    return this.deviceStatus;
   }
 
   /** Negotiated features after an accepted FEATURES_OK, else null. */
   get negotiatedFeatures(): bigint | null {
-    return this.regs.negotiated;
+    return this.negotiated;
   }
 
   /** The live session, if DRIVER_OK. */
@@ -266,7 +294,9 @@ export class VirtioBackend extends EventEmitter {
     this.device.doorbell(this.partner, 0);
   }
 
-  // --------------------------------------------------------------------------------------------
+  // ------------------------------------------------------------------------------------------
+  // The §4.10 loop
+  // ------------------------------------------------------------------------------------------
 
   private partnerState(): number {
     return this.serverGone ? PEER_STATE_RESET : this.device.peerState(this.partner);
@@ -306,10 +336,10 @@ export class VirtioBackend extends EventEmitter {
           // Complete them without acting, so the guest does not hang. A new front-end sets READY
           // before its first transaction, so re-reading its state after seeing one tells a stale
           // transaction from a live one.
-          const pending = this.regs.transactionPending();
+          const pending = this.header.loadTransaction() !== 0;
           if (!pending) return work;
           if (this.partnerState() === PEER_STATE_READY) continue;
-          this.regs.discardTransaction();
+          this.discardTransaction();
           return work + 1;
         }
         case 'serving': {
@@ -321,7 +351,7 @@ export class VirtioBackend extends EventEmitter {
             continue;
           }
           let n = 0;
-          while (n < MAX_TRANSACTIONS_PER_POLL && this.regs.serviceTransaction()) n++;
+          while (n < MAX_TRANSACTIONS_PER_POLL && this.serviceTransaction()) n++;
           work += n;
           if (this.session !== null) work += this.queues.service();
           if (this.phaseValue === 'serving' && this.partnerState() !== PEER_STATE_READY) continue;
@@ -344,22 +374,206 @@ export class VirtioBackend extends EventEmitter {
     }
     h.writeIdentity(0);
     this.queues.forgetAll();
-    this.regs.reset();
+    this.resetRegisters();
     log('%s: header initialised (size %d)', this.name, h.size);
   }
 
+  // ------------------------------------------------------------------------------------------
+  // The register file and the §4.3 write-transaction action table
+  // ------------------------------------------------------------------------------------------
+
+  /** Features that define the queue count: negotiated after FEATURES_OK, offered before (§4.9). */
+  private get queueFeatures(): bigint {
+    return this.negotiated ?? this.offeredFeatures;
+  }
+
+  /** Defaults after header initialisation or a device reset; writes the BE-owned window fields. */
+  private resetRegisters(): void {
+    this.deviceFeaturesSel = 0;
+    this.driverFeaturesSel = 0;
+    this.driverFeaturesLow = 0;
+    this.driverFeaturesHigh = 0;
+    this.queueSel = 0;
+    this.deviceStatus = 0;
+    this.negotiated = null;
+    this.needsReset = false;
+    const h = this.header;
+    h.setDeviceFeatures(featureWord(this.offeredFeatures, 0));
+    h.store32(HDR_DEVICE_FEATURES_SEL, 0);
+    h.store32(HDR_DRIVER_FEATURES, 0);
+    h.store32(HDR_DRIVER_FEATURES_SEL, 0);
+    h.store32(HDR_QUEUE_SEL, 0);
+    h.setStatus(0);
+    this.queues.loadWindow(0, this.queueFeatures);
+  }
+
+  /**
+   * Service one pending transaction, if any (§4.3). Returns true if one was completed.
+   * Never throws: an unexpected exception becomes a violation, and the transaction still completes
+   * (a BE that stops completing transactions hangs the FE, §7.3).
+   */
+  private serviceTransaction(): boolean {
+    const h = this.header;
+    const off = h.loadTransaction();
+    if (off === 0) return false;
+    try {
+      this.act(off);
+    } catch (err) {
+      this.violation(toError(err));
+    }
+    fullFence();
+    h.completeTransaction();
+    return true;
+  }
+
+  /**
+   * Complete a pending transaction WITHOUT its action, for a front-end that is not READY (§4.10
+   * step (5)): the register file in the header goes back to its defaults (the private copies
+   * already are, the header was just initialised), full fence, `write_transaction` := 0.
+   * Returns true if one was pending. See step() for why.
+   */
+  private discardTransaction(): boolean {
+    const off = this.header.loadTransaction();
+    if (off === 0) return false;
+    log('transaction at 0x%s from a front-end that is not READY: completed without action', off.toString(16));
+    this.resetRegisters();
+    fullFence();
+    this.header.completeTransaction();
+    return true;
+  }
+
+  private act(off: number): void {
+    const h = this.header;
+    switch (off) {
+      case HDR_DEVICE_FEATURES_SEL:
+        this.deviceFeaturesSel = h.load32(off);
+        h.setDeviceFeatures(featureWord(this.offeredFeatures, this.deviceFeaturesSel));
+        return;
+      case HDR_DRIVER_FEATURES: {
+        const word = h.load32(off);
+        if (this.negotiated !== null) return; // fixed once FEATURES_OK was accepted
+        if (this.driverFeaturesSel === 0) this.driverFeaturesLow = word;
+        else if (this.driverFeaturesSel === 1) this.driverFeaturesHigh = word;
+        return;
+      }
+      case HDR_DRIVER_FEATURES_SEL:
+        this.driverFeaturesSel = h.load32(off);
+        return;
+      case HDR_QUEUE_SEL:
+        this.queueSel = h.load32(off);
+        this.queues.loadWindow(this.queueSel, this.queueFeatures);
+        return;
+      case HDR_QUEUE_SIZE:
+        this.queues.record(this.queueSel, off, h.load16(off));
+        return;
+      case HDR_QUEUE_DRIVER_VECTOR:
+        this.queues.record(this.queueSel, off, h.load16(off));
+        return;
+      case HDR_QUEUE_DESC:
+      case HDR_QUEUE_DRIVER:
+      case HDR_QUEUE_DEVICE:
+        this.queues.recordAddress(this.queueSel, off, h.load64(off));
+        return;
+      case HDR_QUEUE_ENABLE:
+        // Only the 16-bit field: the Linux FE stores 4 bytes here, clobbering 0x28–0x29 (§4.3).
+        this.queueEnable(h.load16(off));
+        return;
+      case HDR_DEVICE_STATUS:
+        this.statusWrite(h.load32(off) & 0xff);
+        return;
+      default:
+        if (off >= HDR_CONFIG && off < h.size) {
+          this.configWrite(off - HDR_CONFIG);
+          return;
+        }
+        this.restoreBeOwned();
+    }
+  }
+
+  private queueEnable(value: number): void {
+    try {
+      if (value === 0) {
+        this.queues.disable(this.queueSel);
+        log('queue %d disabled', this.queueSel);
+      } else if (value === 1) {
+        this.queues.enable(this.queueSel, this.queueFeatures); // throws RingError on §6.1
+        log('queue %d enabled', this.queueSel);
+      } else {
+        log('queue %d: queue_enable %d ignored', this.queueSel, value);
+      }
+    } finally {
+      // Any other value is not a valid store: the window is rewritten to the truth either way.
+      this.queues.loadWindow(this.queueSel, this.queueFeatures);
+    }
+  }
+
+  /** §4.5. */
+  private statusWrite(value: number): void {
+    if (value === 0) {
+      log('status 0: device reset by the driver');
+      this.endSession('driver-reset');
+      this.queues.forgetAll();
+      this.resetRegisters();
+      this.header.clearEvents();
+      return;
+    }
+    let status = value;
+    if ((status & FEATURES_OK) !== 0 && this.negotiated === null) {
+      const proposed = featuresFromWords(this.driverFeaturesLow, this.driverFeaturesHigh);
+      const refusal = proposalRefusal(proposed, this.offeredFeatures);
+      const ok = refusal === null && this.callAcceptFeatures(proposed);
+      if (ok) {
+        this.negotiated = proposed;
+        log('FEATURES_OK: features 0x%s accepted', proposed.toString(16));
+      } else {
+        status &= ~FEATURES_OK;
+        log('FEATURES_OK: features 0x%s rejected (%s)', proposed.toString(16), refusal ?? 'refused by the device');
+      }
+    }
+    if (this.needsReset) status |= NEEDS_RESET;
+    log('status 0x%s', status.toString(16));
+    this.deviceStatus = status;
+    this.header.setStatus(status);
+    const badDriverOk = (status & DRIVER_OK) !== 0 && this.negotiated === null;
+    this.statusChanged(status, badDriverOk);
+    if (badDriverOk && !this.needsReset) {
+      this.violation(new TransportError('VSHM_ERR_FEATURES', '4.5', 'DRIVER_OK without accepted features (FEATURES_OK was rejected or never set)'));
+    }
+  }
+
+  private configWrite(offset: number): void {
+    const accepted = this.config.driverWrite(offset);
+    if (log.enabled) log('config write at %d: %s', offset, accepted === null ? 'read-only, restored' : `${accepted.field.name} = ${accepted.value}`);
+    if (accepted !== null) this.callConfigWritten(accepted.field, accepted.value);
+  }
+
+  /** §4.3 "other": ignore, restore the BE-owned fields (identity, features window, status, config). */
+  private restoreBeOwned(): void {
+    log('transaction at an offset without an action: BE-owned fields restored');
+    const h = this.header;
+    h.writeIdentity(this.config.currentGeneration);
+    h.setDeviceFeatures(featureWord(this.offeredFeatures, this.deviceFeaturesSel));
+    h.setStatus(this.deviceStatus);
+    this.queues.loadWindow(this.queueSel, this.queueFeatures);
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Sessions, violations, notifications
+  // ------------------------------------------------------------------------------------------
+
+  /** After a non-zero status store: start or stop processing as the new status demands. */
   private statusChanged(status: number, badDriverOk: boolean): void {
-    const run = (status & DeviceStatus.DRIVER_OK) !== 0 && (status & RUN_BLOCKERS) === 0 && !badDriverOk && !this.regs.needsReset;
+    const run = (status & DRIVER_OK) !== 0 && (status & RUN_BLOCKERS) === 0 && !badDriverOk && !this.needsReset;
     if (run && this.session === null) this.activate();
     else if (!run && this.session !== null) this.endSession('driver-reset');
   }
 
   private activate(): void {
-    const features = this.regs.negotiated ?? 0n;
+    const features = this.negotiated ?? 0n;
     const session = new BackendSession(this, features, this.queues.openSession());
     this.session = session;
     log('%s: DRIVER_OK, features 0x%s', this.name, features.toString(16));
-    if (this.guarded.activate(session)) this.safeEmit('session', session);
+    if (this.callActivate(session)) this.safeEmit('session', session);
   }
 
   private endSession(reason: SessionEndReason): void {
@@ -372,17 +586,19 @@ export class VirtioBackend extends EventEmitter {
     s.ended = true;
     this.queues.closeSession();
     log('%s: session end (%s)', this.name, reason);
-    this.guarded.deactivate(reason);
+    this.callDeactivate(reason);
     this.safeEmit('session-end', reason);
   }
 
   /** §6.3: stop all queues, DEVICE_NEEDS_RESET, config event; transactions keep completing. */
   private violation(err: Error): void {
     if (this.phaseValue !== 'serving') return;
-    if (this.regs.needsReset) return;
+    if (this.needsReset) return;
     log('%s: violation, DEVICE_NEEDS_RESET: %s', this.name, err.message);
     this.queues.stopAll();
-    this.regs.markNeedsReset();
+    this.needsReset = true;
+    this.deviceStatus |= NEEDS_RESET;
+    this.header.setStatus(this.deviceStatus);
     this.endSession('needs-reset');
     this.notifyConfig();
     this.safeEmit('needs-reset', err);
@@ -424,6 +640,54 @@ export class VirtioBackend extends EventEmitter {
     }
   }
 
+  // ------------------------------------------------------------------------------------------
+  // The device's ops, guarded (file comment)
+  // ------------------------------------------------------------------------------------------
+
+  private callAcceptFeatures(features: bigint): boolean {
+    const fn = this.ops.acceptFeatures;
+    if (fn === undefined) return true;
+    try {
+      return fn.call(this.ops, features) !== false;
+    } catch (err) {
+      this.deviceThrew(toError(err), 'acceptFeatures');
+      this.reportError(err);
+      return false;
+    }
+  }
+
+  private callConfigWritten(field: ConfigField, value: number): void {
+    const fn = this.ops.configWritten;
+    if (fn === undefined) return;
+    try {
+      fn.call(this.ops, field, value);
+    } catch (err) {
+      this.deviceThrew(toError(err), 'configWritten');
+      this.violation(toError(err));
+    }
+  }
+
+  /** False when the device threw (the violation is already raised). */
+  private callActivate(session: DeviceSession): boolean {
+    try {
+      this.ops.activate(session);
+      return true;
+    } catch (err) {
+      this.deviceThrew(toError(err), 'activate');
+      this.violation(toError(err));
+      return false;
+    }
+  }
+
+  private callDeactivate(reason: SessionEndReason): void {
+    try {
+      this.ops.deactivate(reason);
+    } catch (err) {
+      this.deviceThrew(toError(err), 'deactivate');
+      this.reportError(err);
+    }
+  }
+
   /** A device callback threw: 'device-exception' (err, callback), stack included in the log. */
   private deviceThrew(err: Error, callback: string): void {
     log('%s: device %s() threw: %s', this.name, callback, err.stack ?? err.message);
@@ -444,4 +708,69 @@ export class VirtioBackend extends EventEmitter {
       log('%s: listener of %s threw: %s', this.name, event, String(err));
     }
   }
+}
+
+/** The session object a device receives on DRIVER_OK. */
+class BackendSession implements DeviceSession {
+  readonly features: bigint;
+  readonly queues: readonly (DeviceQueueHandle | undefined)[];
+  private readonly backend: VirtioBackend;
+  /** Set when the session ends: later notifyConfig() calls do nothing. */
+  ended = false;
+
+  constructor(backend: VirtioBackend, features: bigint, queues: readonly (DeviceQueueHandle | undefined)[]) {
+    this.backend = backend;
+    this.features = features;
+    this.queues = queues;
+  }
+
+  updateConfig(mutate: (config: ConfigSpace) => void): void {
+    this.backend.updateConfig(mutate);
+  }
+
+  notifyConfig(): void {
+    if (!this.ended) this.backend.notifyConfig();
+  }
+}
+
+function toError(err: unknown): Error {
+  return err instanceof Error ? err : new Error(String(err));
+}
+
+// ------------------------------------------------------------------------------------------
+// Edge checks (style §8)
+// ------------------------------------------------------------------------------------------
+
+/** Check the ops table at the edge (style §8). */
+function checkOps(ops: VirtioDeviceOps): void {
+  if (ops === null || typeof ops !== 'object') throw new ArgumentError('VirtioBackend: ops must be an object');
+  if (!Number.isInteger(ops.deviceId) || ops.deviceId < 1 || ops.deviceId > 0x3fff) {
+    throw new ArgumentError(`VirtioBackend: deviceId must be 1…16383, got ${String(ops.deviceId)}`);
+  }
+  if (typeof ops.features !== 'bigint' || ops.features < 0n) throw new ArgumentError('VirtioBackend: features must be a non-negative bigint');
+  const illegal = ops.features & ~DEVICE_OFFERABLE_FEATURES;
+  if (illegal !== 0n) {
+    throw new ArgumentError(`VirtioBackend: features may hold bits 0–23, INDIRECT_DESC and EVENT_IDX only, got extra 0x${illegal.toString(16)}`);
+  }
+  if (!Number.isInteger(ops.configSize) || ops.configSize < 0 || ops.configSize > 0x10000) {
+    throw new ArgumentError(`VirtioBackend: configSize must be 0…65536, got ${String(ops.configSize)}`);
+  }
+  for (const fn of ['queueCount', 'queueMaxSize', 'initConfig', 'activate', 'deactivate'] as const) {
+    if (typeof ops[fn] !== 'function') throw new ArgumentError(`VirtioBackend: ops.${fn} must be a function`);
+  }
+  if (!Array.isArray(ops.configFields)) throw new ArgumentError('VirtioBackend: ops.configFields must be an array');
+}
+
+const BACKEND_OPTIONS = new Set(['enforceIsolation', 'debugName', 'spin']);
+
+/**
+ * Edge checks of `new VirtioBackend(device, ops, opts)`: the ops table, option names, and §4.1 —
+ * the server must have made this peer the back-end for this device id on a two-peer link.
+ */
+function checkBackendArgs(device: IvshmemDevice, ops: VirtioDeviceOps, opts: object): void {
+  checkOps(ops);
+  for (const k of Object.keys(opts)) {
+    if (!BACKEND_OPTIONS.has(k)) throw new ArgumentError(`VirtioBackend: unknown option '${k}'`);
+  }
+  checkVirtioDevice(device, 'back-end', ops.deviceId);
 }

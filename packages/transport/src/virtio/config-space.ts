@@ -8,8 +8,7 @@
  */
 import { ArgumentError, TransportError } from '../errors.js';
 import type { ConfigField, ConfigSpace, ConfigWidth } from './device-api.js';
-import { HDR_CONFIG_GENERATION } from './header.js';
-import type { BackendHeader } from './backend-header.js';
+import { HDR_CONFIG_GENERATION, type BackendHeader } from './header.js';
 
 function checkWidth(width: number): asserts width is ConfigWidth {
   if (width !== 1 && width !== 2 && width !== 4) throw new ArgumentError(`config width must be 1, 2 or 4, got ${String(width)}`);

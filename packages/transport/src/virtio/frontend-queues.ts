@@ -17,9 +17,9 @@
 import { ArgumentError, RingError, TransportError } from '../errors.js';
 import type { SharedMemoryAllocator } from './allocator.js';
 import type { DriverQueueHandle } from './device-api.js';
-import { DriverQueue } from './driver-queue.js';
-import type { MemoryView } from './memory.js';
-import type { SplitRingLayout } from './ring-layout.js';
+import { DriverQueue } from '../ring/driver-queue.js';
+import type { MemoryView } from '../ring/memory.js';
+import type { SplitRingLayout } from '../ring/ring-layout.js';
 import { availRingSize, descTableSize, usedRingSize } from 'virtio-spec-types';
 
 export interface FrontendQueueOptions {

@@ -7,9 +7,8 @@
 import { ArgumentError, TransportError } from '../errors.js';
 import { PEER_STATE_READY, type IvshmemDevice } from '../ivshmem/device.js';
 import type { ConfigReader, ConfigWidth, DriverQueueHandle, DriverSession } from './device-api.js';
-import type { FrontendHeader } from './frontend-header.js';
 import { backendLost, type TransactionWriter } from './frontend-transactions.js';
-import { HDR_CONFIG } from './header.js';
+import { HDR_CONFIG, type FrontendHeader } from './header.js';
 
 /** Spins of a config read while `config_generation` is odd before giving up (§4.8). */
 const CONFIG_SPIN_LIMIT = 1 << 20;

@@ -19,8 +19,8 @@
  */
 import { TransportError } from '../errors.js';
 import { PEER_STATE_READY, type IvshmemDevice } from '../ivshmem/device.js';
-import type { FieldWidth, FrontendHeader } from './frontend-header.js';
-import { fullFence } from './memory.js';
+import { fullFence } from '../ring/memory.js';
+import type { FieldWidth, FrontendHeader } from './header.js';
 
 export interface TransactionOptions {
   /** Back-end failure after this long without completion. Default 5000 ms. */

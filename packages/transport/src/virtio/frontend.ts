@@ -1,25 +1,40 @@
 /**
  * `VirtioFrontend`: the virtio driver side of the transport (spec §4) over an `IvshmemDevice`.
+ * The whole front-end state machine lives in this file: the loop, initialisation, operation,
+ * the interrupt sink and recovery are its phases. Beside it: frontend-queues.ts (one queue's
+ * rings and buffers), frontend-transactions.ts (the §4.3 writer), frontend-session.ts (the
+ * session a driver receives) and features.ts (what is proposed).
  *
  * Lifecycle (§4.10 FE), for as long as the front-end is open:
  *   (1) own State RESET → (2) wait for the BE entry READY (a vshm FE waits, it does not fail) →
  *   (3) validate the header, fresh allocator (§5) → (4) one-shot off, State := READY →
  *   (5) reset, ACKNOWLEDGE, DRIVER, features (§4.4), FEATURES_OK + re-read, queues (§4.6),
  *       Interrupt Control := 1, DRIVER_OK → ops.probe(session) → (6) operate.
+ * Steps (3)–(5) run in exactly the order the spec (and the Linux virtio_ivshmem driver) uses.
+ * Every wait is a transaction, so a BE that leaves READY or stops answering makes the
+ * initialisation throw a back-end failure, which is classified and recovered from below.
  *
- * Failure kinds (what follows each: frontend-recovery.ts):
+ * Failure kinds, and how a session ends after each (recover()):
  * - **lost** (BE entry leaves READY, PEER_GONE, server gone, vector 0 with the BE not READY, a
- *   transaction timeout): in-flight requests fail, remove(), 'lost', State := RESET only once we
- *   no longer touch shared structures, back to (2): a full re-initialisation and a new probe
- *   (§8 items 34, 35).
+ *   transaction timeout): stop touching shared structures, clear both event bytes, fail in-flight
+ *   requests, remove(), 'lost', and only then State := RESET (the BE re-initialises on seeing
+ *   it); back to (2): a full re-initialisation and a new probe (§8 items 34, 35).
  * - **broken** (a §6.4 violation in a used ring, a driver callback that threw, a config event
- *   with DEVICE_NEEDS_RESET): in-flight requests fail, remove(), device reset (awaited, §4.5),
- *   'error', re-run (3)–(6) while staying READY.
+ *   with DEVICE_NEEDS_RESET): fail in-flight requests, remove(), 'error', reset the device and
+ *   await it (the BE then touches no old ring, §4.5), re-run (3)–(6) while staying READY.
  * - **refused** (bad header, missing VERSION_1/ACCESS_PLATFORM, FEATURES_OK rejected, a queue
- *   that cannot be set up): status FAILED, 'error', a pending start() rejects; wait for the BE
- *   to leave READY (a different back-end may be started), then start over from (1).
+ *   that cannot be set up): 'error', a pending start() rejects, status FAILED (best effort); wait
+ *   for the BE to leave READY (a different back-end may be started), State := RESET, start over
+ *   from (1).
+ * - **close**: fail in-flight requests, start() rejects; close() does the orderly reset itself.
+ * A close() that arrives during a broken or refused recovery leaves State READY so that close()
+ * still resets the device before leaving READY.
  *
- * Notifications (§4.9): frontend-interrupts.ts dispatches vectors by the session's mode.
+ * Notifications (§4.9), D = 1 + queue count: per-queue (config on 0, queue k on 1 + k), shared
+ * (all queues on 1, acted on if `queue_event` & 1), single (everything on 0: config part then
+ * queue part). Vector 0 always checks the BE entry first (§4.10 FE step (6)). The interrupt sink
+ * never throws: a driver callback that throws or a device that set DEVICE_NEEDS_RESET breaks the
+ * session.
  *
  * Ownership: close() does the orderly shutdown in any phase (reset and await if our State is
  * READY, then State := RESET, interrupts off) but does NOT close the IvshmemDevice — whoever
@@ -30,20 +45,31 @@
  */
 import { EventEmitter } from 'node:events';
 import createDebug from 'debug';
-import { DeviceStatus } from 'virtio-spec-types';
-import { ArgumentError, TransportError } from '../errors.js';
+import { DeviceStatus, VirtioFeatureMask } from 'virtio-spec-types';
+import { ArgumentError, RingError, TransportError } from '../errors.js';
 import { PEER_STATE_READY, PEER_STATE_RESET, type IvshmemDevice } from '../ivshmem/device.js';
+import { MemoryView } from '../ring/memory.js';
+import { SharedMemoryAllocator } from './allocator.js';
 import type { DriverSession, VirtioDriverOps } from './device-api.js';
-import { FrontendHeader } from './frontend-header.js';
-import { initialiseDevice } from './frontend-init.js';
-import { VectorDispatch, asError } from './frontend-interrupts.js';
-import { classify, recoverSession, type Failure, type RecoveryHost } from './frontend-recovery.js';
-import type { FrontendSession } from './frontend-session.js';
-import { writeStatus } from './frontend-setup.js';
-import { TransactionWriter, backendLost, type TransactionOptions } from './frontend-transactions.js';
-import { MemoryView } from './memory.js';
+import { confirmFeatures, negotiate, readDeviceFeatures, writeDriverFeatures } from './features.js';
+import { FrontendQueue } from './frontend-queues.js';
+import { FrontendSession, GenerationConfigReader } from './frontend-session.js';
+import { TransactionWriter, backendLost, isBackendFailure, type TransactionOptions } from './frontend-transactions.js';
+import {
+  FrontendHeader,
+  HDR_DEVICE_STATUS,
+  HDR_QUEUE_DESC,
+  HDR_QUEUE_DEVICE,
+  HDR_QUEUE_DEVICE_VECTOR,
+  HDR_QUEUE_DRIVER,
+  HDR_QUEUE_DRIVER_VECTOR,
+  HDR_QUEUE_ENABLE,
+  HDR_QUEUE_SEL,
+  HDR_QUEUE_SIZE,
+  validateHeader,
+} from './header.js';
 import { checkVirtioDevice } from './role.js';
-import type { FrontendVectorMode } from './vectors.js';
+import { driverVectorFor, frontendVectorMode, type FrontendVectorMode } from './vectors.js';
 import { attachSpin, frontendPollable, type SpinAttachment, type SpinOptions, type SpinStats } from './spin.js';
 
 const log = createDebug('vshm:virtio:fe');
@@ -68,6 +94,18 @@ export interface VirtioFrontendOptions {
 /** Where the front-end is in its §4.10 loop. */
 export type FrontendPhase = 'created' | 'waiting' | 'initialising' | 'live' | 'recovering' | 'closed';
 
+type FailureKind = 'lost' | 'broken' | 'refused' | 'close';
+interface Failure {
+  kind: FailureKind;
+  err: Error;
+}
+
+/**
+ * The driver side of a virtio-over-ivshmem link (§4): give it an `IvshmemDevice` the server made
+ * the front-end and a driver's ops table; `start()` resolves with the first live session and the
+ * front-end re-initialises by itself after every back-end failure. `openFrontend()` connects,
+ * builds and starts one in a single call.
+ */
 export class VirtioFrontend extends EventEmitter {
   readonly device: IvshmemDevice;
   readonly ops: VirtioDriverOps;
@@ -84,8 +122,12 @@ export class VirtioFrontend extends EventEmitter {
   private serverGone = false;
   private generation = 0;
   private sessionValue: FrontendSession | null = null;
-  private readonly dispatch: VectorDispatch;
-  private readonly recovery: RecoveryHost;
+  /** The §4.9 vector mode of the current (or last) session. */
+  private mode: FrontendVectorMode = 'single';
+  /** The session's queues in setup order (empty between sessions). */
+  private queues: FrontendQueue[] = [];
+  /** Queue by driver vector (per-queue mode). */
+  private byVector: (FrontendQueue | undefined)[] = [];
   private failure: Failure | null = null;
   private failureWake: ((f: Failure) => void) | null = null;
   private waitWake: (() => void) | null = null;
@@ -108,7 +150,11 @@ export class VirtioFrontend extends EventEmitter {
     this.signal({ kind: 'close', err: new TransportError('VSHM_ERR_DEVICE_CLOSED', '4.10', 'ivshmem device closed') });
     this.waitWake?.();
   };
-  private readonly onIrq = (vector: number): void => this.dispatch.interrupt(vector);
+  private readonly onIrq = (vector: number): void => this.interrupt(vector);
+  /** A queue found a §6.4 violation or a callback threw. */
+  private readonly onBroken = (err: Error): void => this.signal({ kind: 'broken', err });
+  /** A config read found the BE gone. */
+  private readonly onLost = (err: Error): void => this.signal({ kind: 'lost', err });
 
   constructor(device: IvshmemDevice, ops: VirtioDriverOps, opts: VirtioFrontendOptions = {}) {
     super();
@@ -130,44 +176,6 @@ export class VirtioFrontend extends EventEmitter {
     this.header = new FrontendHeader(device.window, device.layout.rwSize);
     this.memory = new MemoryView(device.window);
     this.txn = new TransactionWriter(this.header, device, this.partner, { ...opts.transaction, timeoutMs: timeout });
-    const self = this;
-    this.dispatch = new VectorDispatch({
-      name: this.name,
-      header: this.header,
-      ops,
-      get live() {
-        return self.phaseValue === 'live';
-      },
-      get currentSession() {
-        return self.sessionValue;
-      },
-      backendReady: () => this.backendReady(),
-      checkBackend: () => this.checkBackend(),
-      broken: (err) => this.signal({ kind: 'broken', err }),
-    });
-    this.recovery = {
-      name: this.name,
-      device,
-      header: this.header,
-      txn: this.txn,
-      ops,
-      dispatch: this.dispatch,
-      get closing() {
-        return self.closing;
-      },
-      takeSession: () => {
-        const s = this.sessionValue;
-        this.sessionValue = null;
-        return s;
-      },
-      clearFailure: () => {
-        this.failure = null;
-      },
-      emit: (event, err) => this.safeEmit(event, err),
-      rejectStart: (err) => this.rejectStart(err),
-      backendReady: () => this.backendReady(),
-      waitFor: (cond) => this.waitFor(cond),
-    };
   }
 
   get phase(): FrontendPhase {
@@ -181,7 +189,7 @@ export class VirtioFrontend extends EventEmitter {
 
   /** The §4.9 vector mode of the current (or last) session. */
   get vectorMode(): FrontendVectorMode {
-    return this.dispatch.mode;
+    return this.mode;
   }
 
   /** Transactions completed so far (tests, debugging). */
@@ -189,16 +197,21 @@ export class VirtioFrontend extends EventEmitter {
     return this.txn.completed;
   }
 
-  /**
-   * Enter the §4.10 loop. Resolves with the first live session (after DRIVER_OK and probe);
-   * later sessions are announced by 'ready'. Rejects if the first initialisation is refused or
-   * the front-end is closed first; the loop keeps running after a refusal (see file comment).
-   */
   /** Counters of the adaptive spin (live object), or null when the transport does not spin. */
   get spinStats(): SpinStats | null {
     return this.spin?.spinner.stats ?? null;
   }
 
+  /** Whether any session was ever live. */
+  get wasReady(): boolean {
+    return this.everReady;
+  }
+
+  /**
+   * Enter the §4.10 loop. Resolves with the first live session (after DRIVER_OK and probe);
+   * later sessions are announced by 'ready'. Rejects if the first initialisation is refused or
+   * the front-end is closed first; the loop keeps running after a refusal (see file comment).
+   */
   start(): Promise<DriverSession> {
     if (this.phaseValue !== 'created') return Promise.reject(new TransportError('VSHM_ERR_STATE', '4.10', `start() in phase ${this.phaseValue}`));
     const p = new Promise<DriverSession>((resolve, reject) => this.startWaiters.push({ resolve, reject }));
@@ -228,45 +241,18 @@ export class VirtioFrontend extends EventEmitter {
     return this.closeDone;
   }
 
-  private async shutdown(): Promise<void> {
-    const started = this.loopDone !== null;
-    const phase = this.phaseValue;
-    this.closing = true;
-    this.signal({ kind: 'close', err: new TransportError('VSHM_ERR_CLOSED', '4.10', 'front-end closed') });
-    this.waitWake?.();
-    if (this.loopDone !== null) await this.loopDone;
-    const d = this.device;
-    if (started && d.state === PEER_STATE_READY && this.backendReady()) {
-      log('%s: close in phase %s: resetting the device', this.name, phase);
-      try {
-        await writeStatus(this.txn, DeviceStatus.RESET);
-      } catch (err) {
-        log('%s: reset on close failed: %s', this.name, (err as Error).message);
-      }
-    }
-    d.interruptsEnabled = false;
-    this.spin?.detach();
-    this.spin = null;
-    if (d.onInterrupt === this.onIrq) d.onInterrupt = null;
-    d.setState(PEER_STATE_RESET);
-    d.off('peer-state', this.onPeerEvent);
-    d.off('peer-gone', this.onPeerEvent);
-    d.off('server-gone', this.onServerGone);
-    d.off('close', this.onDeviceClose);
-    this.setPhase('closed');
-    this.rejectStart(new TransportError('VSHM_ERR_CLOSED', '4.10', 'front-end closed before the device became ready'));
-  }
-
   /**
    * Collect used buffers of every live queue without an interrupt (for bounded-spin callers).
    * Returns the number of completions delivered. Never throws: a §6.4 violation breaks the device.
    */
   poll(): number {
     if (this.phaseValue !== 'live') return 0;
-    return this.dispatch.pollAll();
+    return this.pollAll();
   }
 
-  // --------------------------------------------------------------------------------------------
+  // ------------------------------------------------------------------------------------------
+  // The §4.10 loop
+  // ------------------------------------------------------------------------------------------
 
   private async loop(): Promise<void> {
     for (let round = 0; !this.closing; round++) {
@@ -288,30 +274,114 @@ export class VirtioFrontend extends EventEmitter {
         f = this.failure ?? classify(err);
       }
       this.setPhase('recovering');
-      await recoverSession(this.recovery, f);
+      await this.recover(f);
     }
   }
 
-  /** (3)–(5): see frontend-init.ts. */
+  /** Steps (3)–(5); resolves with the new (not yet live) session. */
   private async initialise(): Promise<FrontendSession> {
     const gen = ++this.generation;
-    const r = await initialiseDevice({
-      device: this.device,
-      partner: this.partner,
-      header: this.header,
-      memory: this.memory,
-      txn: this.txn,
-      ops: this.ops,
+    const d = this.device;
+    const h = this.header;
+    const txn = this.txn;
+    const size = validateHeader(h, d.layout.rwSize); // (3)
+    const alloc = new SharedMemoryAllocator(d.layout, this.memory.u8, d.id, this.partner, size);
+    d.oneShot = false; // (4)
+    d.setState(PEER_STATE_READY);
+    this.throwIfFailed();
+    // (5)
+    await this.writeStatus(DeviceStatus.RESET);
+    let status: number = DeviceStatus.ACKNOWLEDGE;
+    await this.writeStatus(status);
+    status |= DeviceStatus.DRIVER;
+    await this.writeStatus(status);
+    const offered = await readDeviceFeatures(txn, h);
+    const features = negotiate(offered, this.ops.features);
+    await writeDriverFeatures(txn, features);
+    status = await confirmFeatures(txn, h, status);
+    // The count may depend on config (console max_nr_ports, §7.2): readable from here on (§4.8).
+    const config = new GenerationConfigReader(h, size, d, this.partner, this.onLost);
+    let count: number;
+    try {
+      count = this.ops.queueCount(features, config);
+    } finally {
+      config.close();
+    }
+    this.throwIfFailed();
+    if (!Number.isInteger(count) || count < 0 || count > 0xffff) throw new TransportError('VSHM_ERR_QUEUE', '4.6', `driver asked for ${count} queues`);
+    const mode = frontendVectorMode(count, d.vectors);
+    log('%s: features 0x%s, %d queues, %d vectors: %s mode', this.name, features.toString(16), count, d.vectors, mode);
+    // Published before the first queue is enabled, so a failure can fail them.
+    const queues: FrontendQueue[] = [];
+    const byVector: (FrontendQueue | undefined)[] = [];
+    this.queues = queues;
+    this.mode = mode;
+    this.byVector = byVector;
+    const eventIdx = (features & VirtioFeatureMask.RING_EVENT_IDX) !== 0n;
+    for (let i = 0; i < count; i++) {
+      // §4.6 steps 1–2: `queue_sel` := i, await, read enable, size, device vector.
+      await txn.write(HDR_QUEUE_SEL, 4, i);
+      const enabled = h.load(HDR_QUEUE_ENABLE, 2);
+      const maxSize = h.load(HDR_QUEUE_SIZE, 2);
+      let deviceVector = h.load(HDR_QUEUE_DEVICE_VECTOR, 2);
+      if (maxSize === 0) throw new TransportError('VSHM_ERR_QUEUE', '4.6', `queue ${i} does not exist on the device`);
+      if (enabled !== 0) throw new TransportError('VSHM_ERR_QUEUE', '4.6', `queue ${i} is already enabled after reset`);
+      if (deviceVector >= d.vectors) {
+        log('%s: warning: queue %d device vector %d ≥ %d vectors, using 0', this.name, i, deviceVector, d.vectors);
+        deviceVector = 0;
+      }
+      const want = this.ops.queueSize?.(i, maxSize) ?? maxSize;
+      if (!Number.isInteger(want) || want < 1 || want > maxSize) {
+        throw new TransportError('VSHM_ERR_QUEUE', '4.6', `queue ${i}: size ${want} not in 1…${maxSize}`);
+      }
+      const qsize = floorPow2(want);
+      const driverVector = driverVectorFor(i, mode);
+      const q = new FrontendQueue({
+        index: i,
+        size: qsize,
+        memory: this.memory,
+        allocator: alloc,
+        eventIdx,
+        deviceVector,
+        driverVector,
+        kick: (v) => d.doorbell(this.partner, v),
+        broken: this.onBroken,
+      });
+      queues.push(q);
+      if (mode === 'per-queue') byVector[driverVector] = q;
+      log('%s: queue %d: size %d (offered %d), device vector %d, driver vector %d', this.name, i, qsize, maxSize, deviceVector, driverVector);
+      // §4.6 step 4: size, driver vector, the three addresses, then `queue_enable` := 1 (2 bytes,
+      // as a vshm FE writes it).
+      await txn.write(HDR_QUEUE_SIZE, 2, qsize);
+      await txn.write(HDR_QUEUE_DRIVER_VECTOR, 2, driverVector);
+      await txn.write(HDR_QUEUE_DESC, 8, BigInt(q.rings.desc));
+      await txn.write(HDR_QUEUE_DRIVER, 8, BigInt(q.rings.avail));
+      await txn.write(HDR_QUEUE_DEVICE, 8, BigInt(q.rings.used));
+      await txn.write(HDR_QUEUE_ENABLE, 2, 1);
+    }
+    d.interruptsEnabled = true;
+    status |= DeviceStatus.DRIVER_OK;
+    await this.writeStatus(status);
+    this.throwIfFailed();
+    const session = new FrontendSession({
+      features,
+      queues,
+      headerSize: size,
       generation: gen,
-      debugName: this.name,
-      checkFailed: () => this.throwIfFailed(),
-      broken: (err) => this.signal({ kind: 'broken', err }),
-      lost: (err) => this.signal({ kind: 'lost', err }),
-      onQueues: (queues, mode, byVector) => this.dispatch.set(queues, mode, byVector),
+      header: h,
+      txn,
+      device: d,
+      partner: this.partner,
+      onLost: this.onLost,
     });
-    this.sessionValue = r;
-    this.dispatch.setLive(true);
-    return r;
+    this.sessionValue = session;
+    this.setLive(true);
+    return session;
+  }
+
+  /** Write `device_status` and await completion (§4.5). */
+  private writeStatus(status: number): Promise<void> {
+    return this.txn.write(HDR_DEVICE_STATUS, 4, status);
   }
 
   /** (6): probe, announce, and wait for the failure that ends the session. */
@@ -348,7 +418,7 @@ export class VirtioFrontend extends EventEmitter {
     }
     this.failure = f;
     if (f.kind === 'lost' || f.kind === 'close') this.txn.abort(f.err);
-    this.dispatch.setLive(false);
+    this.setLive(false);
     const wake = this.failureWake;
     this.failureWake = null;
     wake?.(f);
@@ -392,6 +462,172 @@ export class VirtioFrontend extends EventEmitter {
     });
   }
 
+  // ------------------------------------------------------------------------------------------
+  // Notifications (§4.9): the interrupt sink and the session's queues
+  // ------------------------------------------------------------------------------------------
+
+  /** The interrupt sink (§4.9). Never throws. */
+  private interrupt(vector: number): void {
+    try {
+      if (vector === 0) {
+        if (!this.backendReady()) {
+          this.checkBackend();
+          return;
+        }
+        if (this.phaseValue !== 'live') return;
+        const h = this.header;
+        if (h.configEvent) {
+          h.clearConfigEvent();
+          if ((h.load(HDR_DEVICE_STATUS, 4) & DeviceStatus.DEVICE_NEEDS_RESET) !== 0) {
+            // §6.3: the BE found a ring violation, stopped all queues and waits for a reset.
+            log('%s: config event with DEVICE_NEEDS_RESET', this.name);
+            this.onBroken(new TransportError('VSHM_ERR_NEEDS_RESET', '6.3', 'device set DEVICE_NEEDS_RESET'));
+            return;
+          }
+          log('%s: config event', this.name);
+          const s = this.sessionValue;
+          if (s !== null && this.ops.configChanged !== undefined) {
+            try {
+              this.ops.configChanged(s);
+            } catch (err) {
+              this.onBroken(asError(err, 'configChanged threw'));
+              return;
+            }
+          }
+        }
+        if (this.mode === 'single') this.queuePart();
+        return;
+      }
+      if (this.phaseValue !== 'live') return;
+      if (this.mode === 'per-queue') {
+        this.byVector[vector]?.poll();
+      } else if (this.mode === 'shared' && vector === 1) {
+        this.queuePart();
+      }
+    } catch (err) {
+      log('%s: interrupt handler: %s', this.name, (err as Error).message);
+    }
+  }
+
+  /** Shared/single mode: act if `queue_event` & 1 — store 0, full fence, poll all (§4.9). */
+  private queuePart(): void {
+    const h = this.header;
+    if (!h.queueEvent) return;
+    h.clearQueueEvent();
+    this.pollAll();
+  }
+
+  /** Collect used buffers of every queue; returns the completions delivered. */
+  private pollAll(): number {
+    let n = 0;
+    for (const q of this.queues) n += q.poll();
+    return n;
+  }
+
+  /** Mark every queue live or dead; a dead queue accepts and touches nothing. */
+  private setLive(live: boolean): void {
+    for (const q of this.queues) q.live = live;
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Recovery: how a session ends, per failure kind (file comment)
+  // ------------------------------------------------------------------------------------------
+
+  private async recover(f: Failure): Promise<void> {
+    log('%s: %s: %s', this.name, f.kind, f.err.message);
+    const d = this.device;
+    const session = this.sessionValue;
+    this.sessionValue = null;
+    session?.kill();
+    // Stop touching rings and buffers before anything else.
+    this.setLive(false);
+    if (f.kind === 'lost') {
+      this.txn.abort(f.err);
+      d.interruptsEnabled = false;
+      this.header.clearConfigEvent();
+      this.header.clearQueueEvent();
+    }
+    for (const q of this.queues) q.failAll(f.err);
+    if (session !== null) this.callRemove(f.err);
+    this.queues = [];
+    this.byVector = [];
+    switch (f.kind) {
+      case 'lost':
+        this.safeEmit('lost', f.err);
+        d.setState(PEER_STATE_RESET); // only now: we no longer touch shared structures
+        return;
+      case 'broken':
+        this.safeEmit('error', f.err);
+        d.interruptsEnabled = false;
+        try {
+          this.failure = null; // so that the reset transaction may run
+          await this.writeStatus(DeviceStatus.RESET); // the BE then touches no old ring (§4.5)
+          log('%s: device reset after a broken session', this.name);
+        } catch (err) {
+          if (this.closing) return; // close() resets (§4.10 orderly shutdown)
+          const lost = isBackendFailure(err) ? (err as Error) : backendLost('reset after a broken ring failed');
+          await this.recover({ kind: 'lost', err: lost });
+        }
+        return;
+      case 'refused':
+        this.safeEmit('error', f.err);
+        this.rejectStart(f.err);
+        d.interruptsEnabled = false;
+        if (d.state === PEER_STATE_READY && this.backendReady()) {
+          this.failure = null;
+          await this.writeStatus(DeviceStatus.FAILED).catch(() => undefined);
+        }
+        // Retrying this BE would be refused again: wait for it to go away — a different one may
+        // be started (§4.10) — even if we never went READY (header refused).
+        log('%s: refused the device: waiting for the back-end to leave READY', this.name);
+        await this.waitFor(() => !this.backendReady());
+        if (this.closing) return; // still READY over a header we wrote: close() resets first
+        d.setState(PEER_STATE_RESET);
+        return;
+      case 'close':
+        this.txn.abort(f.err);
+        this.rejectStart(f.err);
+        return;
+    }
+  }
+
+  private callRemove(err: Error): void {
+    try {
+      this.ops.remove(err);
+    } catch (e) {
+      log('%s: remove() threw: %s', this.name, (e as Error).message);
+    }
+  }
+
+  private async shutdown(): Promise<void> {
+    const started = this.loopDone !== null;
+    const phase = this.phaseValue;
+    this.closing = true;
+    this.signal({ kind: 'close', err: new TransportError('VSHM_ERR_CLOSED', '4.10', 'front-end closed') });
+    this.waitWake?.();
+    if (this.loopDone !== null) await this.loopDone;
+    const d = this.device;
+    if (started && d.state === PEER_STATE_READY && this.backendReady()) {
+      log('%s: close in phase %s: resetting the device', this.name, phase);
+      try {
+        await this.writeStatus(DeviceStatus.RESET);
+      } catch (err) {
+        log('%s: reset on close failed: %s', this.name, (err as Error).message);
+      }
+    }
+    d.interruptsEnabled = false;
+    this.spin?.detach();
+    this.spin = null;
+    if (d.onInterrupt === this.onIrq) d.onInterrupt = null;
+    d.setState(PEER_STATE_RESET);
+    d.off('peer-state', this.onPeerEvent);
+    d.off('peer-gone', this.onPeerEvent);
+    d.off('server-gone', this.onServerGone);
+    d.off('close', this.onDeviceClose);
+    this.setPhase('closed');
+    this.rejectStart(new TransportError('VSHM_ERR_CLOSED', '4.10', 'front-end closed before the device became ready'));
+  }
+
   private rejectStart(err: Error): void {
     const waiters = this.startWaiters;
     this.startWaiters = [];
@@ -412,11 +648,24 @@ export class VirtioFrontend extends EventEmitter {
       log('%s: %s listener threw: %s', this.name, event, (err as Error).message);
     }
   }
+}
 
-  /** Whether any session was ever live. */
-  get wasReady(): boolean {
-    return this.everReady;
-  }
+/** The failure kind of an error thrown by an initialisation. */
+function classify(err: unknown): Failure {
+  const e = asError(err, 'initialisation failed');
+  if (isBackendFailure(e)) return { kind: 'lost', err: e };
+  if (e instanceof RingError) return { kind: 'broken', err: e };
+  return { kind: 'refused', err: e };
+}
+
+/** `err` as an Error (a callback may throw anything). */
+function asError(err: unknown, what: string): Error {
+  return err instanceof Error ? err : new TransportError('VSHM_ERR_CALLBACK', '', `${what}: ${String(err)}`);
+}
+
+/** Largest power of two ≤ n (n ≥ 1). */
+function floorPow2(n: number): number {
+  return 2 ** Math.floor(Math.log2(n));
 }
 
 function checkOps(ops: VirtioDriverOps): void {

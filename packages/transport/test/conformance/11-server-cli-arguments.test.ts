@@ -11,9 +11,9 @@ import { expect } from 'chai';
 import { existsSync } from 'node:fs';
 import binding from '@vshm/addon';
 import { ArgumentError } from '../../src/errors.js';
-import { IvshmemServer } from '../../src/ivshmem/server.js';
-import { parseServerArgs } from '../../src/cli/server-args.js';
-import { listeningLine, main } from '../../src/cli/server-cli.js';
+import { IvshmemServer } from '../../src/server/server.js';
+import { parseServerArgs } from '../../src/server/cli-args.js';
+import { listeningLine, main } from '../../src/server/cli.js';
 import { RawClient, removeIfExists, tmpPath } from '../helpers/raw-client.js';
 import { useCliRig } from '../helpers/server-cli-rig.js';
 

@@ -2,12 +2,11 @@
  * §8 item 24: FE transactions store value, then offset, then ring vector 0; never two at once.
  */
 import { expect } from 'chai';
-import { createLoopbackPair } from '../../src/ivshmem/loopback.js';
+import { createLoopbackPair } from '../../src/testing/loopback.js';
 import type { IvshmemDevice } from '../../src/ivshmem/device.js';
-import { FrontendHeader } from '../../src/virtio/frontend-header.js';
 import { TransactionWriter } from '../../src/virtio/frontend-transactions.js';
 import { TransportError } from '../../src/errors.js';
-import { HDR_CONFIG, HDR_DEVICE_STATUS, HDR_QUEUE_DESC, HDR_QUEUE_ENABLE, HDR_QUEUE_SEL, HDR_WRITE_TRANSACTION } from '../../src/virtio/header.js';
+import { FrontendHeader, HDR_CONFIG, HDR_DEVICE_STATUS, HDR_QUEUE_DESC, HDR_QUEUE_ENABLE, HDR_QUEUE_SEL, HDR_WRITE_TRANSACTION } from '../../src/virtio/header.js';
 import { ScriptedBackend } from '../fixtures/transport-scripted-backend.js';
 
 interface Ring {

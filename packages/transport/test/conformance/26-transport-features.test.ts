@@ -3,7 +3,7 @@
  * RING_PACKED, whatever the device offers; a device cannot smuggle transport bits in.
  */
 import { expect } from 'chai';
-import { createLoopbackPair } from '../../src/ivshmem/loopback.js';
+import { createLoopbackPair } from '../../src/testing/loopback.js';
 import { VirtioBackend } from '../../src/virtio/backend.js';
 import { ArgumentError } from '../../src/errors.js';
 import { HDR_DEVICE_FEATURES, HDR_DEVICE_FEATURES_SEL } from '../../src/virtio/header.js';

@@ -7,7 +7,7 @@ import {
   HDR_DEVICE_STATUS, HDR_QUEUE_DESC, HDR_QUEUE_DEVICE, HDR_QUEUE_DEVICE_VECTOR, HDR_QUEUE_DRIVER, HDR_QUEUE_DRIVER_VECTOR, HDR_QUEUE_ENABLE,
   HDR_QUEUE_SEL, HDR_QUEUE_SIZE,
 } from '../../src/virtio/header.js';
-import { packedRingAddresses } from '../../src/virtio/ring-layout.js';
+import { packedRingAddresses } from '../../src/ring/ring-layout.js';
 import { LIVE, S, kick, negotiate, queueRig, setupQueue, until, type QueueRig } from '../fixtures/backend-rig.js';
 
 describe('conformance 27 (transport): queue window and Linux queue_enable stores', () => {

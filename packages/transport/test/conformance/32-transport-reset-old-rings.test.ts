@@ -5,7 +5,7 @@
  */
 import { expect } from 'chai';
 import { HDR_DEVICE_STATUS } from '../../src/virtio/header.js';
-import { packedRingBytes } from '../../src/virtio/ring-layout.js';
+import { packedRingBytes } from '../../src/ring/ring-layout.js';
 import { turn } from '../fixtures/backend-scripted-frontend.js';
 import { kick, liveRig, until, type QueueRig } from '../fixtures/backend-rig.js';
 

@@ -6,10 +6,10 @@
  */
 import { expect } from 'chai';
 import { descTableSize } from 'virtio-spec-types';
-import { MemoryView } from '../../src/virtio/memory.js';
-import { createAccessPolicy } from '../../src/virtio/validation.js';
-import { DeviceQueue } from '../../src/virtio/device-queue.js';
-import { DriverQueue } from '../../src/virtio/driver-queue.js';
+import { MemoryView } from '../../src/ring/memory.js';
+import { createAccessPolicy } from '../../src/ring/validation.js';
+import { DeviceQueue } from '../../src/ring/device-queue.js';
+import { DriverQueue } from '../../src/ring/driver-queue.js';
 
 const RW = 0x8000;
 const OUT = 0x4000;

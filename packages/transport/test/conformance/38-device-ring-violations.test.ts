@@ -11,11 +11,11 @@
 import { expect } from 'chai';
 import { VIRTQ_DESC_F_NEXT as NEXT, VIRTQ_DESC_F_WRITE as WRITE, VIRTQ_DESC_F_INDIRECT as INDIRECT } from 'virtio-spec-types';
 import { RingError } from '../../src/errors.js';
-import { MemoryView } from '../../src/virtio/memory.js';
-import { packedRingAddresses, type QueueAddresses } from '../../src/virtio/ring-layout.js';
-import { createAccessPolicy, RingErrorCode as E } from '../../src/virtio/validation.js';
-import { DeviceQueue } from '../../src/virtio/device-queue.js';
-import { MockDriver } from '../../src/virtio/mock-driver.js';
+import { MemoryView } from '../../src/ring/memory.js';
+import { packedRingAddresses, type QueueAddresses } from '../../src/ring/ring-layout.js';
+import { createAccessPolicy, RingErrorCode as E } from '../../src/ring/validation.js';
+import { DeviceQueue } from '../../src/ring/device-queue.js';
+import { MockDriver } from '../../src/testing/mock-driver.js';
 
 const RW = 0x8000;
 const OUT = 0x2000;

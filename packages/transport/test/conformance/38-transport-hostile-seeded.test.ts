@@ -7,7 +7,7 @@
  */
 import { expect } from 'chai';
 import { VIRTQ_DESC_F_INDIRECT, VIRTQ_DESC_F_NEXT, VIRTQ_DESC_F_WRITE } from 'virtio-spec-types';
-import { Prng } from '../../src/virtio/hostile.js';
+import { Prng } from '../../src/testing/prng.js';
 import { HDR_CONFIG_EVENT, HDR_DEVICE_STATUS } from '../../src/virtio/header.js';
 import { LIVE, S, negotiate, queueRig, setupQueue, type QueueRig } from '../fixtures/backend-rig.js';
 import { echoOps } from '../fixtures/backend-devices.js';

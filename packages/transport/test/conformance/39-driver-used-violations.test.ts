@@ -6,11 +6,11 @@
  */
 import { expect } from 'chai';
 import { RingError } from '../../src/errors.js';
-import { MemoryView } from '../../src/virtio/memory.js';
-import { packedRingAddresses } from '../../src/virtio/ring-layout.js';
-import { RingErrorCode as E } from '../../src/virtio/validation.js';
-import { DriverQueue } from '../../src/virtio/driver-queue.js';
-import { MockDevice } from '../../src/virtio/mock-device.js';
+import { MemoryView } from '../../src/ring/memory.js';
+import { packedRingAddresses } from '../../src/ring/ring-layout.js';
+import { RingErrorCode as E } from '../../src/ring/validation.js';
+import { DriverQueue } from '../../src/ring/driver-queue.js';
+import { MockDevice } from '../../src/testing/mock-device.js';
 
 const SIZE = 8;
 

@@ -14,9 +14,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import binding from '@vshm/addon';
 import type { IvshmemDevice } from '../../src/ivshmem/device.js';
-import { createLoopbackPair } from '../../src/ivshmem/loopback.js';
+import { createLoopbackPair } from '../../src/testing/loopback.js';
 import { IvshmemPeer, type PeerOptions } from '../../src/ivshmem/peer.js';
-import { IvshmemServer } from '../../src/ivshmem/server.js';
+import { IvshmemServer } from '../../src/server/server.js';
 import { FakeServer, countFds } from '../fixtures/peer-fake-server.js';
 import { ChildPeer } from '../fixtures/peer-harness.js';
 

@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import binding from '@vshm/addon';
 import { RawClient, removeIfExists, tmpPath } from './raw-client.js';
 
-const CLI = fileURLToPath(new URL('../../src/cli/server-cli.ts', import.meta.url));
+const CLI = fileURLToPath(new URL('../../src/server/cli.ts', import.meta.url));
 const TIMEOUT = 30000;
 
 export interface Child {

@@ -6,7 +6,7 @@
 import { expect } from 'chai';
 import binding from '@vshm/addon';
 import { MSG_EVENT_FD, MSG_INIT, type InitMessage } from '../../src/ivshmem/protocol.js';
-import { IvshmemServer, type IvshmemServerOptions } from '../../src/ivshmem/server.js';
+import { IvshmemServer, type IvshmemServerOptions } from '../../src/server/server.js';
 import { RawClient, removeIfExists, tmpPath, type RawMessage } from './raw-client.js';
 
 /** Compact form of a message: 'INIT 0', 'EV 1.2', 'GONE 1' (and checks the fd count per type). */

@@ -1,0 +1,145 @@
+/**
+ * The one CLI voice shared by every vshm command (`vshm-server`, the console CLIs, every device
+ * daemon): node:util `parseArgs` with its errors rephrased into one short line, a `UsageError`
+ * the commands print as `NAME: what is wrong (try --help)` with exit status 2, and the wording of
+ * I/O errors (`cannot bind PATH: ENOENT (no such file or directory)`).
+ *
+ * Why wrap parseArgs rather than pick an argument library: parseArgs is in Node, strict, and
+ * already gives a stable error `code` per kind; only its messages are unfit for users (several
+ * lines, hints meant for programmers, "positional argument" jargon).
+ */
+import { getSystemErrorMap, parseArgs, type ParseArgsConfig } from 'node:util';
+import { VirtioFeature, VirtioFeatureMask } from 'virtio-spec-types';
+import { ArgumentError } from './errors.js';
+import type { VirtioDeviceOps } from './virtio/device-api.js';
+
+/** A bad command line: the command prints `NAME: <message> (try --help)` and exits 2. */
+export class UsageError extends ArgumentError {
+  /** The line to print (without newline) for program `prog`. */
+  lineFor(prog: string): string {
+    return `${prog}: ${this.message} (try --help)`;
+  }
+}
+
+type Options = NonNullable<ParseArgsConfig['options']>;
+
+/** The long name (`--server`) of an option as parseArgs quotes it (`'-S, --server <value>'`). */
+function optionName(quoted: string): string {
+  return /--[^\s',<]+/.exec(quoted)?.[0] ?? /-[^\s',<]+/.exec(quoted)?.[0] ?? quoted;
+}
+
+/** Rephrase one node:util parseArgs error as a one-line UsageError message. */
+function rephrase(err: Error & { code?: string }): string {
+  const first = err.message.split('\n')[0];
+  const quoted = /'([^']*)'/.exec(first)?.[1] ?? '';
+  switch (err.code) {
+    case 'ERR_PARSE_ARGS_UNKNOWN_OPTION':
+      return `unknown option '${quoted}'`;
+    case 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL':
+      return `unexpected argument '${quoted}'`;
+    case 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE': {
+      const name = optionName(quoted);
+      if (/does not take an argument/.test(first)) return `option '${name}' takes no value`;
+      if (/ambiguous/.test(first)) {
+        // `--settle-ms -5`: the next word starts with '-', so it is not taken as the value.
+        return `option '${name}' needs a value; for one starting with '-', write ${name}=VALUE`;
+      }
+      return `option '${name}' needs a value`;
+    }
+    default:
+      return first.replace(/\.$/, '');
+  }
+}
+
+/**
+ * Parse `argv` strictly against `options` (node:util parseArgs syntax). Every parse error becomes
+ * a UsageError with one line: `unknown option '--bogus'`, `option '--foo' needs a value`,
+ * `option '--quiet' takes no value`, `unexpected argument 'x'`. Operands are refused unless
+ * `allowPositionals`.
+ */
+export function parseCommandLine<const T extends Options>(
+  argv: readonly string[],
+  options: T,
+  allowPositionals = false,
+): ReturnType<typeof parseArgs<{ args: string[]; options: T; strict: true; allowPositionals: true }>> {
+  try {
+    // Operands are always allowed by parseArgs here, then refused by us: its own message for them
+    // depends on the Node version.
+    const r = parseArgs({ args: [...argv], options, strict: true, allowPositionals: true });
+    if (!allowPositionals && r.positionals.length > 0) throw new UsageError(`unexpected argument '${r.positionals[0]}'`);
+    return r;
+  } catch (err) {
+    if (err instanceof UsageError) throw err;
+    throw new UsageError(rephrase(err as Error & { code?: string }));
+  }
+}
+
+/** libuv's text for each errno name ("no such file or directory"), built on first use. */
+let uvText: Map<string, string> | null = null;
+
+/** `ENOENT (no such file or directory)` for an errno error (addon, node:fs, node:net), else its message. */
+function errnoText(err: unknown): string {
+  const e = err as { code?: unknown; message?: unknown } | null;
+  const msg = typeof e?.message === 'string' ? e.message.split('\n')[0] : String(err);
+  if (!hasErrno(err)) return msg;
+  const code = e!.code as string;
+  // One wording whichever layer failed: the addon says strerror's "No such file…", node:fs
+  // "ENOENT: no such file…, open '/x'", node:net "listen ENOENT: …" — libuv's table covers all.
+  uvText ??= new Map([...getSystemErrorMap().values()].map(([name, text]) => [name, text]));
+  const text = uvText.get(code);
+  return text === undefined ? code : `${code} (${text})`;
+}
+
+/** Whether `err` carries an errno code (`ENOENT`, …) as addon and node:fs errors do. */
+function hasErrno(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && /^E[A-Z0-9]+$/.test(code);
+}
+
+/**
+ * One runtime-error line (without the program name) that names the path and the errno:
+ * `describeIoError('bind', '/x/y.sock', err)` → `cannot bind /x/y.sock: ENOENT (no such file or
+ * directory)`. An error without an errno code (a vshm error, which names its path itself) is
+ * returned as its first message line.
+ */
+export function describeIoError(action: string, path: string, err: unknown): string {
+  if (!hasErrno(err)) return errnoText(err); // the message itself
+  return `cannot ${action} ${path}: ${errnoText(err)}`;
+}
+
+/** The `--print-capabilities` object of a device daemon (the vhost-user back-end convention). */
+export interface DeviceCapabilities {
+  /** Device name, e.g. "console". */
+  type: string;
+  /** Virtio device id. */
+  deviceId: number;
+  /** Names of every feature bit the back-end offers, device bits first, transport bits after. */
+  features: string[];
+  /** Queues the device sets up when the driver accepts every offered feature. */
+  queues: number;
+  /** The daemon's long options. */
+  options: string[];
+}
+
+/**
+ * Build the `--print-capabilities` object of a device daemon from its ops table: the device's
+ * feature bits named by `deviceFeatures` (name → bit number; unnamed bits print as `bit N`), then
+ * the transport bits every vshm back-end adds (VERSION_1, ACCESS_PLATFORM, ORDER_PLATFORM, §4.4)
+ * and the ring bits the device offers. Print it with `JSON.stringify` on one line.
+ */
+export function deviceCapabilities(
+  type: string,
+  ops: Pick<VirtioDeviceOps, 'deviceId' | 'features' | 'queueCount'>,
+  deviceFeatures: Readonly<Record<string, number>>,
+  options: readonly string[],
+): DeviceCapabilities {
+  const offered = ops.features | VirtioFeatureMask.VERSION_1 | VirtioFeatureMask.ACCESS_PLATFORM | VirtioFeatureMask.ORDER_PLATFORM;
+  const names: string[] = [];
+  const byBit = new Map<number, string>();
+  for (const [name, bit] of Object.entries(deviceFeatures)) byBit.set(bit, name);
+  for (const [name, bit] of Object.entries(VirtioFeature)) if (!byBit.has(bit)) byBit.set(bit, name);
+  for (let bit = 0; bit < 64; bit++) {
+    if ((offered & (1n << BigInt(bit))) !== 0n) names.push(byBit.get(bit) ?? `bit ${bit}`);
+  }
+  return { type, deviceId: ops.deviceId, features: names, queues: ops.queueCount(offered), options: [...options] };
+}

@@ -1,0 +1,130 @@
+/**
+ * `vshm-server` (spec §1.9): the ivshmem2-server command line over `IvshmemServer`.
+ *
+ * Exit status: 0 after `-h` or a clean SIGINT/SIGTERM shutdown (§1.7); 2 for an argument error
+ * (exactly one stderr line, nothing created); 1 for a runtime failure. Once listening it prints one
+ * stderr line, "vshm-server: listening on PATH (…)", which scripts and tests wait for.
+ */
+import { pathToFileURL } from 'node:url';
+import { realpathSync } from 'node:fs';
+import { ArgumentError } from '../errors.js';
+import { describeIoError } from '../cli-kit.js';
+import { IvshmemServer } from './server.js';
+import { optionWarnings, type ServerOptions } from './options.js';
+import { parseServerArgs, SERVER_USAGE } from './cli-args.js';
+
+export interface CliIo {
+  stdout: { write(s: string): unknown };
+  stderr: { write(s: string): unknown };
+}
+
+const PROG = 'vshm-server';
+
+function oneLine(s: string): string {
+  return s.replace(/\s*\n\s*/g, ' ').trim();
+}
+
+/** The ready line (printed to stderr once the socket listens). */
+export function listeningLine(o: ServerOptions, memorySize: number): string {
+  return `${PROG}: listening on ${o.socketPath} (${memorySize} bytes, ${o.maxPeers} peers, ${o.vectors} vectors, protocol 0x${o.protocol.toString(16)})`;
+}
+
+/**
+ * The one line for a failed start(): an errno error names what failed and its path (the addon
+ * only knows the syscall: `bind failed: ENOENT`), a vshm error already names its path.
+ */
+export function startFailure(err: unknown, o: ServerOptions): string {
+  const e = err as { syscall?: unknown; path?: unknown };
+  // node:fs errors carry their path: only the pid file is written through node:fs.
+  if (typeof e?.path === 'string') return describeIoError(e.path === o.pidFile ? 'write pid file' : 'access', e.path, err);
+  switch (e?.syscall) {
+    case 'socket':
+    case 'bind':
+    case 'listen':
+    case 'fchmod':
+      return describeIoError('bind', o.socketPath, err);
+  }
+  const m = o.memory;
+  if (m.kind === 'shm') return describeIoError('create shared memory object', m.name, err);
+  if (m.kind === 'tmpfile') return describeIoError('create memory in', m.dir, err);
+  return describeIoError('create memory', `(memfd of ${o.memorySize} bytes)`, err);
+}
+
+/**
+ * Run the server until SIGINT/SIGTERM. Resolves with the exit status; does not call process.exit
+ * (the bin shim does).
+ */
+export async function main(argv: readonly string[] = process.argv.slice(2), io: CliIo = process): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseServerArgs(argv);
+  } catch (err) {
+    if (err instanceof ArgumentError) {
+      io.stderr.write(`${PROG}: ${oneLine(err.message)} (try --help)\n`);
+      return 2;
+    }
+    throw err;
+  }
+  if (parsed.help) {
+    io.stdout.write(SERVER_USAGE + '\n');
+    return 0;
+  }
+  const o = parsed.options;
+  for (const w of optionWarnings(o)) io.stderr.write(`${PROG}: warning: ${w}\n`);
+
+  const server = new IvshmemServer({ ...o });
+  if (o.verbose) {
+    server.on('peer-connected', (id: number) => io.stderr.write(`${PROG}: peer ${id} connected\n`));
+    server.on('peer-refused', () => io.stderr.write(`${PROG}: connection refused: all ${o.maxPeers} ids in use\n`));
+    server.on('peer-gone', (id: number, reason: string) => io.stderr.write(`${PROG}: peer ${id} gone (${reason})\n`));
+  }
+  server.on('warning', (err: Error) => io.stderr.write(`${PROG}: warning: ${oneLine(err.message)}\n`));
+
+  // Handlers go in before start() so a signal during startup is not the default (fatal) action.
+  let stopRequested: (() => void) | undefined;
+  let signalled = false;
+  const onSignal = (sig: NodeJS.Signals): void => {
+    if (o.verbose) io.stderr.write(`${PROG}: ${sig}, shutting down\n`);
+    signalled = true;
+    stopRequested?.();
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  try {
+    try {
+      await server.start();
+    } catch (err) {
+      io.stderr.write(`${PROG}: ${oneLine(startFailure(err, o))}\n`);
+      return 1;
+    }
+    io.stderr.write(listeningLine(o, server.memorySize) + '\n');
+    if (!signalled) await new Promise<void>((resolve) => (stopRequested = resolve));
+    await server.stop();
+    return 0;
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  }
+}
+
+/** Entry point used by bin/vshm-server.js: run main() and exit with its status. */
+export function run(): void {
+  main().then(
+    (code) => process.exit(code),
+    (err) => {
+      process.stderr.write(`${PROG}: ${oneLine(String((err as Error)?.stack ?? err))}\n`);
+      process.exit(1);
+    },
+  );
+}
+
+// Direct execution (`node --import tsx src/server/cli.ts …` or `node dist/server/cli.js …`).
+function isDirect(): boolean {
+  if (!process.argv[1]) return false;
+  try {
+    return pathToFileURL(realpathSync(process.argv[1])).href === import.meta.url;
+  } catch {
+    return false;
+  }
+}
+if (isDirect()) run();

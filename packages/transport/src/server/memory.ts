@@ -1,0 +1,112 @@
+/**
+ * The server's shared-memory object (spec §1.9, §2): created, sized, sealed, and its state table
+ * mapped and zeroed. The server maps ONLY bytes 0–4095 (the state table): it never touches the
+ * data sections, and a peer departure needs exactly one store there (§1.6).
+ */
+import type { Binding } from '@vshm/addon';
+import { STATE_TABLE_BYTES } from '../ivshmem/protocol.js';
+import type { MemorySource } from './options.js';
+
+export interface ServerMemory {
+  /** The fd every INIT carries. */
+  readonly fd: number;
+  /** fstat size (the rounded `-l`). */
+  readonly size: number;
+  /** Name to shm_unlink at shutdown (§1.7), for `-M` only. */
+  readonly shmName: string | undefined;
+  /** For `-M`: whether this call created the object (a failed start unlinks only what it created). */
+  readonly created: boolean;
+  /**
+   * Store u32 0 into state entry `id`, then a full fence (§1.6): the entry is zero before any
+   * PEER_GONE leaves, so a peer that sees PEER_GONE reads 0 (§3).
+   */
+  clearEntry(id: number): void;
+  /** Acquire-load of entry `id` (tests and diagnostics). */
+  entry(id: number): number;
+  /** Unmap and close; does not unlink. Idempotent. */
+  close(): void;
+}
+
+/**
+ * Create the memory of `size` bytes (a power of two ≥ 4096 is expected, not required).
+ *
+ * - memfd (default): anonymous, sized, then sealed SHRINK | GROW | SEAL so no peer can resize it
+ *   under the others (§1.9).
+ * - shm (`-M`): shm_open(O_CREAT) — a reused object may hold stale state entries, hence the
+ *   zeroing below (§1.9 MUST).
+ * - tmpfile (`-m`): an unlinked file in the directory.
+ *
+ * On any failure every fd and mapping created here is released before rethrowing.
+ */
+export function createServerMemory(binding: Binding, source: MemorySource, size: number): ServerMemory {
+  let fd = -1;
+  let table: ArrayBuffer | undefined;
+  let created = false;
+  try {
+    switch (source.kind) {
+      case 'memfd':
+        fd = binding.memfdCreate('vshm-ivshmem', true);
+        binding.ftruncate(fd, size);
+        binding.addSeals(fd, binding.F_SEAL_SHRINK | binding.F_SEAL_GROW | binding.F_SEAL_SEAL);
+        break;
+      case 'shm':
+        try {
+          fd = binding.shmOpen(source.name, binding.O_RDWR | binding.O_CREAT | binding.O_EXCL, 0o600);
+          created = true;
+        } catch (err) {
+          if ((err as { code?: string }).code !== 'EEXIST') throw err;
+          fd = binding.shmOpen(source.name, binding.O_RDWR, 0o600);
+        }
+        binding.ftruncate(fd, size);
+        break;
+      case 'tmpfile':
+        fd = binding.openTmpfile(source.dir, 0o600);
+        binding.ftruncate(fd, size);
+        break;
+    }
+    const actual = binding.fstat(fd).size;
+    table = binding.mmap(fd, 0, STATE_TABLE_BYTES, binding.PROT_READ | binding.PROT_WRITE);
+    // §1.9: zero the whole table at start. No peer is connected yet, so plain stores suffice; the
+    // fence orders them before the first INIT leaves.
+    new Uint8Array(table).fill(0);
+    binding.fence();
+    return makeMemory(binding, fd, actual, table, source.kind === 'shm' ? source.name : undefined, created);
+  } catch (err) {
+    if (table) binding.munmap(table);
+    if (fd >= 0) binding.close(fd);
+    if (created && source.kind === 'shm') binding.shmUnlink(source.name);
+    throw err;
+  }
+}
+
+function makeMemory(
+  binding: Binding,
+  fd: number,
+  size: number,
+  table: ArrayBuffer,
+  shmName: string | undefined,
+  created: boolean,
+): ServerMemory {
+  const entries = new Uint32Array(table);
+  let closed = false;
+  return {
+    fd,
+    size,
+    shmName,
+    created,
+    clearEntry(id: number): void {
+      if (closed || id < 0 || id >= entries.length) return;
+      Atomics.store(entries, id, 0);
+      binding.fence();
+    },
+    entry(id: number): number {
+      return Atomics.load(entries, id);
+    },
+    close(): void {
+      if (closed) return;
+      closed = true;
+      binding.munmap(table);
+      binding.close(fd);
+    },
+  };
+}

@@ -1,0 +1,109 @@
+// Zero-copy segment views of a popped chain (DeviceChain.readableSegments/writableSegments):
+// they alias shared memory, cover exactly the chain's segments, are reused across calls and
+// pops of the same buffers, and are refused once the chain was pushed.
+import { expect } from 'chai';
+import { MemoryView } from '../../src/ring/memory.js';
+import { packedRingAddresses } from '../../src/ring/ring-layout.js';
+import { createAccessPolicy } from '../../src/ring/validation.js';
+import { DeviceQueue } from '../../src/ring/device-queue.js';
+import { MockDriver } from '../../src/testing/mock-driver.js';
+import { ArgumentError } from '../../src/errors.js';
+import type { DeviceChain } from '../../src/virtio/device-api.js';
+
+function setup(size = 8) {
+  const mem = new MemoryView(new ArrayBuffer(65536));
+  const q = packedRingAddresses(size, 0x100);
+  const policy = createAccessPolicy({ rwSize: 65536, outputSectionSize: 0, ownPeer: 0 });
+  const dev = new DeviceQueue({ ...q, memory: mem, policy, eventIdx: false, indirect: false });
+  const drv = new MockDriver(mem, q);
+  return { mem, dev, drv };
+}
+
+describe('Chain zero-copy segment views', () => {
+  it('readable views alias the shared bytes, in order, and see later driver writes', () => {
+    const { mem, dev, drv } = setup();
+    mem.u8.set([1, 2, 3], 0x2000);
+    mem.u8.set([4, 5, 6, 7, 8], 0x2100);
+    drv.addChain([
+      { addr: 0x2000, len: 3 },
+      { addr: 0x2100, len: 5 },
+      { addr: 0x3000, len: 4, write: true },
+    ]);
+    drv.publish();
+    const c: DeviceChain = dev.pop()!;
+    const r = c.readableSegments();
+    expect(r.map((v) => [...v])).to.deep.equal([[1, 2, 3], [4, 5, 6, 7, 8]]);
+    expect(r.reduce((n, v) => n + v.length, 0)).to.equal(c.readableLength);
+    expect(r[0].buffer).to.equal(mem.u8.buffer);
+    expect(r[0].byteOffset).to.equal(0x2000);
+    mem.u8[0x2101] = 99; // no copy: the view sees the memory as it is now
+    expect(r[1][1]).to.equal(99);
+  });
+
+  it('writable views put bytes where the driver reads them', () => {
+    const { mem, dev, drv } = setup();
+    const head = drv.addChain([
+      { addr: 0x2000, len: 2 },
+      { addr: 0x3000, len: 4, write: true },
+      { addr: 0x3100, len: 4, write: true },
+    ]);
+    drv.publish();
+    const c = dev.pop()!;
+    const w = c.writableSegments();
+    expect(w.map((v) => [v.byteOffset, v.length])).to.deep.equal([[0x3000, 4], [0x3100, 4]]);
+    w[0].set([9, 8, 7, 6]);
+    w[1][0] = 5;
+    dev.push(c.head, 5);
+    dev.publish();
+    expect(drv.readUsed()).to.deep.equal([{ id: head, len: 5 }]);
+    expect([...mem.u8.subarray(0x3000, 0x3004)]).to.deep.equal([9, 8, 7, 6]);
+    expect(mem.u8[0x3100]).to.equal(5);
+  });
+
+  it('gives empty arrays for a direction the chain does not have', () => {
+    const { dev, drv } = setup();
+    drv.addChain([{ addr: 0x2000, len: 16 }]);
+    drv.publish();
+    const c = dev.pop()!;
+    expect(c.readableSegments()).to.have.length(1);
+    expect(c.writableSegments()).to.have.length(0);
+  });
+
+  it('reuses the array and the view objects for the same buffers (no per-call allocation)', () => {
+    const { dev, drv } = setup(4);
+    drv.addChain([{ addr: 0x2000, len: 64 }]);
+    drv.publish();
+    const c1 = dev.pop()!;
+    const a1 = c1.readableSegments();
+    const v1 = a1[0];
+    expect(c1.readableSegments()).to.equal(a1);
+    dev.push(c1.head, 0);
+    dev.publish();
+    drv.readUsed();
+    // The driver posts the same buffer again: the same head is recycled and so is the view.
+    const head2 = drv.addChain([{ addr: 0x2000, len: 64 }]);
+    drv.publish();
+    const c2 = dev.pop()!;
+    expect(c2.head).to.equal(head2);
+    expect(c2).to.equal(c1); // one Chain object per head
+    expect(c2.readableSegments()[0]).to.equal(v1);
+    // Another address or length: a fresh view of the right range, never a stale one.
+    dev.push(c2.head, 0);
+    drv.addChain([{ addr: 0x2040, len: 32 }]);
+    drv.publish();
+    const c3 = dev.pop()!;
+    const v3 = c3.readableSegments()[0];
+    expect([v3.byteOffset, v3.length]).to.deep.equal([0x2040, 32]);
+  });
+
+  it('refuses views once the chain was pushed', () => {
+    const { dev, drv } = setup();
+    drv.addChain([{ addr: 0x2000, len: 8 }, { addr: 0x3000, len: 8, write: true }]);
+    drv.publish();
+    const c = dev.pop()!;
+    c.readableSegments();
+    dev.push(c.head, 0);
+    expect(() => c.readableSegments()).to.throw(ArgumentError);
+    expect(() => c.writableSegments()).to.throw(ArgumentError);
+  });
+});

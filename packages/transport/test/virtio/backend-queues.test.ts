@@ -1,0 +1,308 @@
+import { expect } from 'chai';
+import { VIRTQ_AVAIL_F_NO_INTERRUPT, VIRTQ_DESC_F_NEXT } from 'virtio-spec-types';
+import { HDR_DEVICE_STATUS, HDR_QUEUE_ENABLE, HDR_QUEUE_EVENT, HDR_QUEUE_SEL } from '../../src/virtio/header.js';
+import { packedRingAddresses, packedRingBytes } from '../../src/ring/ring-layout.js';
+import { turn } from '../fixtures/backend-scripted-frontend.js';
+import { LIVE, S, kick, liveRig, negotiate, queueRig, setupQueue, until, type QueueRig } from '../fixtures/backend-rig.js';
+import { echoOps } from '../fixtures/backend-devices.js';
+
+const rigs: QueueRig[] = [];
+afterEach(async () => {
+  for (const r of rigs.splice(0)) await r.close();
+});
+
+function put(r: QueueRig, addr: number, text: string): void {
+  r.mem.u8.set(Buffer.from(text), addr);
+}
+function get(r: QueueRig, addr: number, len: number): string {
+  return Buffer.from(r.mem.u8.subarray(addr, addr + len)).toString();
+}
+async function drain(n = 5): Promise<void> {
+  for (let i = 0; i < n; i++) await turn();
+}
+
+describe('VirtioBackend: queues (§4.6, §4.9)', () => {
+  it('serves a kicked chain and notifies on the driver vector with queue_event set', async () => {
+    const { r, q0 } = await liveRig();
+    rigs.push(r);
+    expect(r.ops.sessions).to.have.length(1);
+    expect(r.ops.sessions[0].queues.map((q) => q?.size)).to.deep.equal([8, 8]);
+    put(r, 0x2000, 'hello');
+    q0.addChain([{ addr: 0x2000, len: 5 }, { addr: 0x3000, len: 16, write: true }]);
+    r.fe.irqs.length = 0;
+    kick(r, q0, 1);
+    await until(() => q0.usedIdx() === 1, 'used entry');
+    expect(q0.readUsed()).to.deep.equal([{ id: 0, len: 5 }]);
+    expect(get(r, 0x3000, 5)).to.equal('hello');
+    expect(r.fe.r8(HDR_QUEUE_EVENT)).to.equal(1);
+    await until(() => r.fe.irqs.includes(1), 'driver vector 1');
+  });
+
+  it('a driver that re-posts as fast as the device consumes cannot monopolise the event loop', async () => {
+    const { r, q0 } = await liveRig();
+    rigs.push(r);
+    const h = r.ops.sessions[0].queues[0]!;
+    let pops = 0;
+    let refills = 0;
+    let popsBeforeTurn = -1;
+    h.onAvailable = () => {
+      for (let c = h.pop(); c !== null; c = h.pop()) {
+        if (pops++ === 0) setImmediate(() => (popsBeforeTurn = pops)); // the next event-loop turn
+        h.push(c, 0);
+        h.flush();
+        // The driver collects and re-posts at once, as a peer on another CPU can (bounded here).
+        for (const _u of q0.readUsed()) {
+          if (refills++ < 5000) {
+            q0.addChain([{ addr: 0x3000, len: 16, write: true }]);
+            q0.publish();
+          }
+        }
+      }
+    };
+    for (let i = 0; i < 8; i++) q0.addChain([{ addr: 0x3000, len: 16, write: true }]);
+    kick(r, q0, 1);
+    await until(() => popsBeforeTurn >= 0, 'an event-loop turn');
+    expect(popsBeforeTurn).to.be.at.most(8); // one queue's worth per call, then the loop runs
+    await until(() => pops === 8 + 5000, 'every re-posted chain served on later turns');
+  });
+
+  it('a long batch publishes used entries before the device flushes (every size/8 pushes, ≥ 16)', async () => {
+    const ops = echoOps();
+    (ops as { queueMaxSize: (i: number) => number }).queueMaxSize = () => 256;
+    const r = await queueRig({ size: 1 << 20 }, ops);
+    rigs.push(r);
+    await negotiate(r.fe, 1);
+    const q0 = await setupQueue(r, 0, packedRingAddresses(256, 0x1000), 1);
+    await setupQueue(r, 1, packedRingAddresses(8, 0x4000), 2);
+    await r.fe.txn(HDR_DEVICE_STATUS, 4, LIVE);
+    const h = r.ops.sessions[0].queues[0]!;
+    const seen: number[] = [];
+    h.onAvailable = () => {
+      for (let c = h.pop(); c !== null; c = h.pop()) {
+        h.push(c, 0);
+        seen.push(q0.usedIdx()); // what the driver can see right after each push
+      }
+      h.flush();
+    };
+    for (let i = 0; i < 100; i++) q0.addChain([{ addr: 0x8000 + 16 * i, len: 16 }]);
+    kick(r, q0, 1);
+    await until(() => q0.usedIdx() === 100, 'all used');
+    // 256 / 8 = 32: published after the 32nd, 64th and 96th push, before the final flush.
+    expect(seen[30]).to.equal(0);
+    expect(seen[31]).to.equal(32);
+    expect(seen[63]).to.equal(64);
+    expect(seen[98]).to.equal(96);
+  });
+
+  it('notifies transmit-style completions too (used len 0, queue 1 on vector 2)', async () => {
+    const { r, q1 } = await liveRig();
+    rigs.push(r);
+    put(r, 0x2100, 'out');
+    q1.addChain([{ addr: 0x2100, len: 3 }]);
+    r.fe.irqs.length = 0;
+    kick(r, q1, 2);
+    await until(() => q1.usedIdx() === 1, 'used entry');
+    expect(q1.readUsed()).to.deep.equal([{ id: 0, len: 0 }]);
+    await until(() => r.fe.irqs.includes(2), 'driver vector 2');
+  });
+
+  it('services queues on any vector (kick on vector 0 with a single-vector link)', async () => {
+    const { r, q0 } = await liveRig({ vectors: 1 });
+    rigs.push(r);
+    q0.addChain([{ addr: 0x3000, len: 4, write: true }, { addr: 0x3004, len: 4, write: true }]);
+    kick(r, q0, 0);
+    await until(() => q0.usedIdx() === 1, 'used entry');
+  });
+
+  it('honours avail.flags NO_INTERRUPT (no doorbell, used.idx still published)', async () => {
+    const { r, q0 } = await liveRig();
+    rigs.push(r);
+    q0.setAvailFlags(VIRTQ_AVAIL_F_NO_INTERRUPT);
+    q0.addChain([{ addr: 0x3000, len: 4, write: true }]);
+    r.fe.irqs.length = 0;
+    kick(r, q0, 1);
+    await until(() => q0.usedIdx() === 1, 'used entry');
+    await drain();
+    expect(r.fe.irqs).to.not.include(1);
+    expect(r.fe.r8(HDR_QUEUE_EVENT)).to.equal(0);
+  });
+
+  it('negotiates EVENT_IDX and suppresses by used_event', async () => {
+    const { r, q0 } = await liveRig({}, echoOps(3, 1n << 29n), 1 | (1 << 29));
+    rigs.push(r);
+    expect(r.ops.sessions[0].features & (1n << 29n)).to.equal(1n << 29n);
+    q0.setUsedEvent(5); // only interested once used.idx passes 5
+    q0.addChain([{ addr: 0x3000, len: 4, write: true }]);
+    r.fe.irqs.length = 0;
+    kick(r, q0, 1);
+    await until(() => q0.usedIdx() === 1, 'used entry');
+    await drain();
+    expect(r.fe.irqs).to.not.include(1);
+  });
+
+  it('a disabled queue is forgotten: its handle pops nothing', async () => {
+    const { r, q0 } = await liveRig();
+    rigs.push(r);
+    const handle = r.ops.sessions[0].queues[0]!;
+    await r.fe.txn(HDR_QUEUE_SEL, 4, 0);
+    await r.fe.txn(HDR_QUEUE_ENABLE, 4, 0);
+    q0.addChain([{ addr: 0x3000, len: 4, write: true }]);
+    q0.publish();
+    expect(handle.pop()).to.equal(null);
+    expect(q0.usedIdx()).to.equal(0);
+  });
+
+  it('a chain written after its push copies nothing into the driver\'s reused buffer', async () => {
+    const { r, q0 } = await liveRig();
+    rigs.push(r);
+    const handle = r.ops.sessions[0].queues[0]!;
+    handle.onAvailable = null;
+    q0.addChain([{ addr: 0x3000, len: 4, write: true }]);
+    q0.publish();
+    const chain = handle.pop()!;
+    expect(chain.write(Buffer.from('used'))).to.equal(4);
+    handle.push(chain, 4);
+    handle.flush();
+    put(r, 0x3000, 'mine');
+    expect(chain.write(Buffer.from('late'))).to.equal(0);
+    expect(get(r, 0x3000, 4)).to.equal('mine');
+  });
+
+  for (const [how, off, value] of [
+    ['queue_enable := 0', HDR_QUEUE_ENABLE, 0],
+    ['status 0', HDR_DEVICE_STATUS, 0],
+  ] as const) {
+    it(`a chain the device still holds after ${how} writes nothing into the old buffer (§4.3, §4.5)`, async () => {
+      const { r, q0 } = await liveRig();
+      rigs.push(r);
+      const handle = r.ops.sessions[0].queues[0]!;
+      handle.onAvailable = null; // this device holds its chains instead of answering at once
+      q0.addChain([{ addr: 0x3000, len: 4, write: true }]);
+      q0.publish();
+      const chain = handle.pop()!;
+      expect(chain.writableLength).to.equal(4);
+      if (off === HDR_QUEUE_ENABLE) await r.fe.txn(HDR_QUEUE_SEL, 4, 0);
+      await r.fe.txn(off, 4, value);
+      put(r, 0x3000, 'mine'); // the driver reuses its buffer once the transaction completed
+      expect(chain.write(Buffer.from('late'))).to.equal(0);
+      expect(get(r, 0x3000, 4)).to.equal('mine');
+    });
+  }
+
+  it('touches no old ring after a completed status-0 transaction (§8 item 32)', async () => {
+    const { r, q0, a0, a1 } = await liveRig();
+    rigs.push(r);
+    q0.addChain([{ addr: 0x3000, len: 4, write: true }]);
+    kick(r, q0, 1);
+    await until(() => q0.usedIdx() === 1, 'used entry');
+    const handle = r.ops.sessions[0].queues[0]!;
+    await r.fe.txn(HDR_DEVICE_STATUS, 4, 0);
+    expect(r.ops.ends).to.deep.equal(['driver-reset']);
+    // Poison both old queues: hostile descriptors, avail.idx jumps, everything a read would trip on.
+    const from = a0.desc;
+    const to = a1.desc + packedRingBytes(8);
+    r.mem.u8.fill(0xee, from, to);
+    const before = Buffer.from(r.mem.u8);
+    for (let v = 0; v < 3; v++) r.feDev.doorbell(0, v);
+    await drain();
+    r.backend.poll();
+    expect(handle.pop()).to.equal(null);
+    handle.flush();
+    expect(Buffer.compare(Buffer.from(r.mem.u8), before)).to.equal(0);
+    expect(r.needs).to.deep.equal([]);
+    expect(r.fe.r32(HDR_DEVICE_STATUS)).to.equal(0);
+  });
+
+  it('recovers after reset: a fresh negotiation and queues work again', async () => {
+    const { r } = await liveRig();
+    rigs.push(r);
+    await r.fe.txn(HDR_DEVICE_STATUS, 4, 0);
+    await negotiate(r.fe, 1);
+    const q0 = await setupQueue(r, 0, packedRingAddresses(4, 0x1800), 1, true);
+    await r.fe.txn(HDR_DEVICE_STATUS, 4, LIVE);
+    expect(r.ops.sessions).to.have.length(2);
+    q0.addChain([{ addr: 0x3000, len: 4, write: true }]);
+    kick(r, q0, 1);
+    await until(() => q0.usedIdx() === 1, 'used entry');
+  });
+
+  it('does not process queues before DRIVER_OK (§4.5)', async () => {
+    const r = await queueRig();
+    rigs.push(r);
+    await negotiate(r.fe, 1);
+    const q0 = await setupQueue(r, 0, packedRingAddresses(8, 0x1000), 1);
+    q0.addChain([{ addr: 0x3000, len: 4, write: true }]);
+    kick(r, q0, 1);
+    await drain();
+    expect(q0.usedIdx()).to.equal(0);
+    await r.fe.txn(HDR_DEVICE_STATUS, 4, LIVE);
+    await until(() => q0.usedIdx() === 1, 'used entry after DRIVER_OK');
+  });
+
+  it('a device callback exception is a violation (§6.3)', async () => {
+    const ops = echoOps();
+    const { r, q0 } = await liveRig({}, ops);
+    rigs.push(r);
+    r.ops.sessions[0].queues[0]!.onAvailable = () => {
+      throw new Error('device bug');
+    };
+    q0.addChain([{ addr: 0x3000, len: 4, write: true }]);
+    kick(r, q0, 1);
+    await until(() => r.needs.length === 1, 'needs-reset');
+    expect(r.fe.r32(HDR_DEVICE_STATUS) & S.DEVICE_NEEDS_RESET).to.equal(S.DEVICE_NEEDS_RESET);
+    expect(r.ends).to.deep.equal(['needs-reset']);
+  });
+
+  it('chains with NEXT across several descriptors are read in order', async () => {
+    const { r, q0 } = await liveRig();
+    rigs.push(r);
+    put(r, 0x2000, 'ab');
+    put(r, 0x2010, 'cd');
+    q0.addChain([{ addr: 0x2000, len: 2 }, { addr: 0x2010, len: 2 }, { addr: 0x3000, len: 2, write: true }, { addr: 0x3010, len: 2, write: true }]);
+    kick(r, q0, 1);
+    await until(() => q0.usedIdx() === 1, 'used entry');
+    expect(get(r, 0x3000, 2) + get(r, 0x3010, 2)).to.equal('abcd');
+    void VIRTQ_DESC_F_NEXT;
+  });
+});
+
+describe('VirtioBackend: isolated layout (§5.2, §8 items 28, 37)', () => {
+  const loop = { size: 256 * 1024, outputSectionSize: 64 * 1024 };
+  // RW = 124 KiB: BE section at window 0x1F000, FE section at 0x2F000.
+  const BE_OUT = 0x1f000;
+  const FE_OUT = 0x2f000;
+
+  it('resolves addresses into output sections and zeroes a used ring in the BE section at enable', async () => {
+    const r = await queueRig(loop);
+    rigs.push(r);
+    await negotiate(r.fe, 1);
+    const q = { size: 8, desc: FE_OUT, avail: FE_OUT + 0x100, used: BE_OUT };
+    r.mem.u8.fill(0x77, BE_OUT, BE_OUT + 0x100);
+    const d = await setupQueue(r, 0, q, 1);
+    expect(r.mem.u8.subarray(BE_OUT, BE_OUT + 6 + 8 * 8).every((b) => b === 0)).to.equal(true);
+    expect(r.mem.u8[BE_OUT + 6 + 8 * 8]).to.equal(0x77);
+    await r.fe.txn(HDR_DEVICE_STATUS, 4, LIVE);
+    put(r, FE_OUT + 0x1000, 'iso');
+    d.addChain([{ addr: FE_OUT + 0x1000, len: 3 }, { addr: BE_OUT + 0x1000, len: 8, write: true }]);
+    kick(r, d, 1);
+    await until(() => d.usedIdx() === 1, 'used entry');
+    expect(get(r, BE_OUT + 0x1000, 3)).to.equal('iso');
+  });
+
+  it('with enforceIsolation, a used ring in the R/W section is a violation', async () => {
+    const r = await queueRig(loop, echoOps(), { enforceIsolation: true });
+    rigs.push(r);
+    await negotiate(r.fe, 1);
+    await setupQueue(r, 0, { size: 8, desc: FE_OUT, avail: FE_OUT + 0x100, used: 0x1000 }, 1);
+    expect(r.fe.r32(HDR_DEVICE_STATUS) & S.DEVICE_NEEDS_RESET).to.equal(S.DEVICE_NEEDS_RESET);
+    expect(r.needs[0]).to.have.property('code', 'VSHM_ERR_RING_BOUNDS');
+  });
+
+  it('without enforcement the Linux layout (all in R/W) still works', async () => {
+    const { r, q0 } = await liveRig(loop);
+    rigs.push(r);
+    q0.addChain([{ addr: 0x3000, len: 4, write: true }]);
+    kick(r, q0, 1);
+    await until(() => q0.usedIdx() === 1, 'used entry');
+  });
+});

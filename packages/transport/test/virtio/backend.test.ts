@@ -1,0 +1,362 @@
+import { expect } from 'chai';
+import { DeviceStatus } from 'virtio-spec-types';
+import { createLoopbackPair, type LoopbackOptions } from '../../src/testing/loopback.js';
+import type { IvshmemDevice } from '../../src/ivshmem/device.js';
+import { VirtioBackend, type BackendPhase } from '../../src/virtio/backend.js';
+import { ArgumentError, TransportError } from '../../src/errors.js';
+import {
+  HDR_CONFIG,
+  HDR_CONFIG_EVENT,
+  HDR_CONFIG_GENERATION,
+  HDR_DEVICE_FEATURES,
+  HDR_DEVICE_FEATURES_SEL,
+  HDR_DEVICE_STATUS,
+  HDR_DRIVER_FEATURES,
+  HDR_DRIVER_FEATURES_SEL,
+  HDR_QUEUE_DESC,
+  HDR_QUEUE_DEVICE,
+  HDR_QUEUE_DEVICE_VECTOR,
+  HDR_QUEUE_DRIVER,
+  HDR_QUEUE_DRIVER_VECTOR,
+  HDR_QUEUE_ENABLE,
+  HDR_QUEUE_EVENT,
+  HDR_QUEUE_SEL,
+  HDR_QUEUE_SIZE,
+  HDR_REVISION,
+  HDR_SIZE,
+  HDR_WRITE_TRANSACTION,
+} from '../../src/virtio/header.js';
+import { ScriptedFrontend, until } from '../fixtures/backend-scripted-frontend.js';
+import { consoleLikeOps, type RecordingOps } from '../fixtures/backend-devices.js';
+
+const S = DeviceStatus;
+/** VERSION_1 | ACCESS_PLATFORM in the high word. */
+const HIGH_REQUIRED = 0x3;
+
+interface Rig {
+  be: IvshmemDevice;
+  feDev: IvshmemDevice;
+  backend: VirtioBackend;
+  fe: ScriptedFrontend;
+  ops: RecordingOps;
+  phases: BackendPhase[];
+}
+
+const rigs: Rig[] = [];
+
+async function rig(opts: LoopbackOptions = {}, ops: RecordingOps = consoleLikeOps()): Promise<Rig> {
+  const [be, feDev] = createLoopbackPair({ protocol: 0x8003, ...opts });
+  const backend = new VirtioBackend(be, ops);
+  const phases: BackendPhase[] = [];
+  backend.on('phase', (p: BackendPhase) => phases.push(p));
+  const fe = new ScriptedFrontend(feDev);
+  const r = { be, feDev, backend, fe, ops, phases };
+  rigs.push(r);
+  backend.start();
+  await fe.becomeReady();
+  await until(() => backend.phase === 'serving', 'serving');
+  return r;
+}
+
+afterEach(async () => {
+  for (const r of rigs.splice(0)) {
+    await r.backend.close();
+    r.be.close();
+    r.feDev.close();
+  }
+});
+
+describe('VirtioBackend: header and state loop (§4.2, §4.10)', () => {
+  it('publishes the golden console header after init (§8 item 23)', async () => {
+    const { fe, be } = await rig();
+    expect(fe.r32(HDR_REVISION)).to.equal(1);
+    expect(fe.r32(HDR_SIZE)).to.equal(88);
+    expect(fe.r32(HDR_WRITE_TRANSACTION)).to.equal(0);
+    expect(fe.r32(HDR_DEVICE_FEATURES)).to.equal(0x00000001);
+    expect(fe.r32(HDR_DEVICE_FEATURES_SEL)).to.equal(0);
+    expect(fe.r32(HDR_QUEUE_SEL)).to.equal(0);
+    expect(fe.r16(HDR_QUEUE_SIZE)).to.equal(8);
+    expect(fe.r16(HDR_QUEUE_DEVICE_VECTOR)).to.equal(1);
+    expect(fe.r16(HDR_QUEUE_ENABLE)).to.equal(0);
+    expect(fe.r8(HDR_CONFIG_EVENT)).to.equal(0);
+    expect(fe.r8(HDR_QUEUE_EVENT)).to.equal(0);
+    expect(fe.r32(HDR_DEVICE_STATUS)).to.equal(0);
+    expect(fe.r32(HDR_CONFIG_GENERATION)).to.equal(0);
+    expect(fe.r16(HDR_CONFIG + 0)).to.equal(80);
+    expect(fe.r16(HDR_CONFIG + 2)).to.equal(25);
+    expect(fe.r32(HDR_CONFIG + 4)).to.equal(0);
+    expect(fe.r32(HDR_CONFIG + 8)).to.equal(0);
+    expect(be.peerState(0)).to.equal(1);
+  });
+
+  it('waits for the FE entry RESET before initialising, then for READY before serving', async () => {
+    const [be, feDev] = createLoopbackPair({ protocol: 0x8003 });
+    feDev.setState(7); // neither RESET nor READY: the BE must not initialise
+    new Uint8Array(be.window).fill(0xaa, 0, 88);
+    const backend = new VirtioBackend(be, consoleLikeOps());
+    rigs.push({ be, feDev, backend, fe: new ScriptedFrontend(feDev), ops: consoleLikeOps(), phases: [] });
+    backend.start();
+    await until(() => backend.phase === 'wait-fe-reset', 'wait-fe-reset');
+    expect(be.peerState(0)).to.equal(0);
+    expect(new DataView(be.window).getUint32(HDR_REVISION, true)).to.equal(0xaaaaaaaa);
+    feDev.setState(0);
+    await until(() => backend.phase === 'wait-fe-ready', 'wait-fe-ready');
+    expect(new DataView(be.window).getUint32(HDR_REVISION, true)).to.equal(1);
+    expect(be.peerState(0)).to.equal(1);
+    feDev.setState(1);
+    await until(() => backend.phase === 'serving', 'serving');
+  });
+
+  it('re-initialises after the FE leaves READY and serves again (§8 item 33)', async () => {
+    const { fe, feDev, backend, ops, phases } = await rig();
+    await fe.txn(HDR_DEVICE_FEATURES_SEL, 4, 1);
+    await fe.txn(HDR_CONFIG + 8, 4, 0x41);
+    expect(fe.r32(HDR_DEVICE_FEATURES)).to.equal(HIGH_REQUIRED | 0x10);
+    fe.store(HDR_CONFIG_EVENT, 1, 1); // junk the FE leaves behind
+    feDev.setState(0);
+    await until(() => phases.filter((p) => p === 'wait-fe-ready').length === 2, 're-initialisation');
+    expect(fe.r32(HDR_DEVICE_FEATURES_SEL)).to.equal(0);
+    expect(fe.r32(HDR_DEVICE_FEATURES)).to.equal(1);
+    expect(fe.r32(HDR_CONFIG + 8)).to.equal(0);
+    expect(fe.r8(HDR_CONFIG_EVENT)).to.equal(0);
+    expect(feDev.peerState(0)).to.equal(1);
+    // A transaction while the FE is not READY is completed WITHOUT its action: a Linux FE's
+    // driver unbind stores State := 0 before its reset and queue teardown and spins on each.
+    fe.begin(HDR_DEVICE_FEATURES_SEL, 4, 1);
+    await until(() => !fe.pending(), 'completion without action');
+    expect(backend.phase).to.equal('wait-fe-ready');
+    expect(fe.r32(HDR_DEVICE_FEATURES_SEL)).to.equal(0);
+    expect(fe.r32(HDR_DEVICE_FEATURES)).to.equal(1);
+    feDev.setState(1);
+    await fe.txn(HDR_DEVICE_FEATURES_SEL, 4, 1);
+    expect(backend.phase).to.equal('serving');
+    expect(fe.r32(HDR_DEVICE_FEATURES)).to.equal(HIGH_REQUIRED | 0x10);
+    expect(ops.ends).to.deep.equal([]);
+  });
+
+  it('rejects a front-end device, a wrong device id and a bad ops table', () => {
+    const [be, fe] = createLoopbackPair({ protocol: 0x8003 });
+    try {
+      expect(() => new VirtioBackend(fe, consoleLikeOps()))
+        .to.throw(TransportError)
+        .with.property('code', 'VSHM_ERR_ROLE');
+      expect(() => new VirtioBackend(be, { ...consoleLikeOps(), deviceId: 4 }))
+        .to.throw(TransportError)
+        .with.property('code', 'VSHM_ERR_DEVICE_ID');
+      expect(() => new VirtioBackend(be, { ...consoleLikeOps(), features: 1n << 34n })).to.throw(ArgumentError);
+      expect(() => new VirtioBackend(be, { ...consoleLikeOps(), queueMaxSize: () => 12 })).to.throw(ArgumentError);
+      expect(() => new VirtioBackend(be, consoleLikeOps(), { enforceIsolation: true })).to.throw(ArgumentError); // OUT = 0
+      expect(() => new VirtioBackend(be, consoleLikeOps(), { enforceIsolaton: true } as never)).to.throw(ArgumentError);
+    } finally {
+      be.close();
+      fe.close();
+    }
+  });
+
+  it('close() ends the session, writes State RESET and leaves the device open', async () => {
+    const { fe, backend, be, ops } = await rig();
+    await fe.negotiate(1, HIGH_REQUIRED);
+    await fe.txn(HDR_DEVICE_STATUS, 4, S.ACKNOWLEDGE | S.DRIVER | S.FEATURES_OK | S.DRIVER_OK);
+    expect(ops.sessions).to.have.length(1);
+    await backend.close();
+    expect(ops.ends).to.deep.equal(['shutdown']);
+    expect(be.peerState(0)).to.equal(0);
+    expect(be.isPresent(0)).to.equal(true);
+    expect(backend.phase).to.equal('closed');
+  });
+});
+
+describe('VirtioBackend: write transactions (§4.3, §4.4)', () => {
+  it('fills the feature window before completing a select; sel > 1 reads 0 (§8 items 25, 26)', async () => {
+    const { fe } = await rig();
+    await fe.txn(HDR_DEVICE_FEATURES_SEL, 4, 1);
+    // VERSION_1, ACCESS_PLATFORM, ORDER_PLATFORM; never RING_PACKED (bit 34 = 0x4).
+    expect(fe.r32(HDR_DEVICE_FEATURES)).to.equal(0x13);
+    await fe.txn(HDR_DEVICE_FEATURES_SEL, 4, 2);
+    expect(fe.r32(HDR_DEVICE_FEATURES)).to.equal(0);
+    await fe.txn(HDR_DEVICE_FEATURES_SEL, 4, 0);
+    expect(fe.r32(HDR_DEVICE_FEATURES)).to.equal(1);
+  });
+
+  it('offers INDIRECT/EVENT_IDX only when the device does', async () => {
+    const { fe } = await rig({}, consoleLikeOps((1n << 28n) | (1n << 29n)));
+    expect(fe.r32(HDR_DEVICE_FEATURES)).to.equal(0x30000001);
+  });
+
+  it('stores driver features per window and accepts FEATURES_OK', async () => {
+    const { fe, backend, ops } = await rig();
+    await fe.txn(HDR_DRIVER_FEATURES_SEL, 4, 5); // ignored window
+    await fe.txn(HDR_DRIVER_FEATURES, 4, 0xffffffff);
+    const status = await fe.negotiate(1, HIGH_REQUIRED);
+    expect(status).to.equal(S.ACKNOWLEDGE | S.DRIVER | S.FEATURES_OK);
+    expect(backend.negotiatedFeatures).to.equal((3n << 32n) | 1n);
+    expect(ops.accepted).to.deep.equal([(3n << 32n) | 1n]);
+  });
+
+  for (const [name, low, high, accept] of [
+    ['a bit not offered', 0x3, HIGH_REQUIRED, true],
+    ['missing VERSION_1', 0x1, 0x2, true],
+    ['missing ACCESS_PLATFORM', 0x1, 0x1, true],
+    ['RING_PACKED', 0x1, HIGH_REQUIRED | 0x4, true],
+    ['acceptFeatures() false', 0x1, HIGH_REQUIRED, false],
+  ] as const) {
+    it(`clears FEATURES_OK for ${name}; a later DRIVER_OK sets NEEDS_RESET (§4.5)`, async () => {
+      const ops = consoleLikeOps();
+      ops.acceptResult = accept;
+      const { fe, backend } = await rig({}, ops);
+      const needs: Error[] = [];
+      backend.on('needs-reset', (e: Error) => needs.push(e));
+      const status = await fe.negotiate(low, high);
+      expect(status & S.FEATURES_OK).to.equal(0);
+      expect(backend.negotiatedFeatures).to.equal(null);
+      fe.irqs.length = 0;
+      await fe.txn(HDR_DEVICE_STATUS, 4, S.ACKNOWLEDGE | S.DRIVER | S.FEATURES_OK | S.DRIVER_OK);
+      expect(fe.r32(HDR_DEVICE_STATUS) & S.DEVICE_NEEDS_RESET).to.equal(S.DEVICE_NEEDS_RESET);
+      expect(fe.r8(HDR_CONFIG_EVENT)).to.equal(1);
+      await until(() => fe.irqs.includes(0), 'config event on vector 0');
+      expect(ops.sessions).to.have.length(0);
+      expect(needs).to.have.length(1);
+      expect(needs[0]).to.be.instanceOf(TransportError).with.property('code', 'VSHM_ERR_FEATURES');
+      // Set again after every non-zero status transaction while it lasts (§4.5).
+      await fe.txn(HDR_DEVICE_STATUS, 4, S.ACKNOWLEDGE);
+      expect(fe.r32(HDR_DEVICE_STATUS)).to.equal(S.ACKNOWLEDGE | S.DEVICE_NEEDS_RESET);
+      // Reset clears it.
+      await fe.txn(HDR_DEVICE_STATUS, 4, 0);
+      expect(fe.r32(HDR_DEVICE_STATUS)).to.equal(0);
+      expect(fe.r8(HDR_CONFIG_EVENT)).to.equal(0);
+    });
+  }
+
+  it('queue_sel loads the window: size 0 for an absent queue, device vectors 1 + i (§8 items 27, 29)', async () => {
+    const { fe } = await rig({ vectors: 3 });
+    await fe.txn(HDR_QUEUE_SEL, 4, 1);
+    expect([fe.r16(HDR_QUEUE_SIZE), fe.r16(HDR_QUEUE_DEVICE_VECTOR), fe.r16(HDR_QUEUE_ENABLE)]).to.deep.equal([8, 2, 0]);
+    fe.store(HDR_QUEUE_SIZE, 2, 0x1234); // stale junk the window load must overwrite
+    fe.store(HDR_QUEUE_DESC, 8, 0xdeadn);
+    await fe.txn(HDR_QUEUE_SEL, 4, 2);
+    expect([fe.r16(HDR_QUEUE_SIZE), fe.r16(HDR_QUEUE_DEVICE_VECTOR), fe.r16(HDR_QUEUE_DRIVER_VECTOR), fe.r16(HDR_QUEUE_ENABLE)]).to.deep.equal([0, 0, 0, 0]);
+    expect([fe.r64(HDR_QUEUE_DESC), fe.r64(HDR_QUEUE_DRIVER), fe.r64(HDR_QUEUE_DEVICE)]).to.deep.equal([0n, 0n, 0n]);
+    await fe.txn(HDR_QUEUE_SEL, 4, 0x10000);
+    expect(fe.r16(HDR_QUEUE_SIZE)).to.equal(0);
+  });
+
+  it('uses device vector 0 for every queue when vectors < 1 + Q (§8 item 29)', async () => {
+    const { fe } = await rig({ vectors: 2 });
+    expect(fe.r16(HDR_QUEUE_DEVICE_VECTOR)).to.equal(0);
+    await fe.txn(HDR_QUEUE_SEL, 4, 1);
+    expect([fe.r16(HDR_QUEUE_SIZE), fe.r16(HDR_QUEUE_DEVICE_VECTOR)]).to.deep.equal([8, 0]);
+  });
+
+  it('records queue fields, latches at enable and accepts the Linux 4-byte queue_enable stores (§8 item 27)', async () => {
+    const { fe } = await rig();
+    await fe.negotiate(1, HIGH_REQUIRED);
+    await fe.txn(HDR_QUEUE_SEL, 4, 0);
+    await fe.txn(HDR_QUEUE_SIZE, 2, 4);
+    await fe.txn(HDR_QUEUE_DRIVER_VECTOR, 2, 1);
+    await fe.txn(HDR_QUEUE_DESC, 8, 0x1010n);
+    await fe.txn(HDR_QUEUE_DRIVER, 8, 0x1100n);
+    await fe.txn(HDR_QUEUE_DEVICE, 8, 0x1200n);
+    await fe.txn(HDR_QUEUE_ENABLE, 4, 1); // clobbers 0x28–0x29 (queue_desc low bytes)
+    expect(fe.r32(HDR_DEVICE_STATUS) & S.DEVICE_NEEDS_RESET).to.equal(0);
+    await fe.txn(HDR_QUEUE_SEL, 4, 1);
+    await fe.txn(HDR_QUEUE_SEL, 4, 0);
+    expect([fe.r16(HDR_QUEUE_SIZE), fe.r16(HDR_QUEUE_DRIVER_VECTOR), fe.r16(HDR_QUEUE_ENABLE)]).to.deep.equal([4, 1, 1]);
+    expect([fe.r64(HDR_QUEUE_DESC), fe.r64(HDR_QUEUE_DRIVER), fe.r64(HDR_QUEUE_DEVICE)]).to.deep.equal([0x1010n, 0x1100n, 0x1200n]);
+    await fe.txn(HDR_QUEUE_ENABLE, 4, 0); // Linux teardown: 4 bytes of 0
+    expect(fe.r16(HDR_QUEUE_ENABLE)).to.equal(0);
+    await fe.txn(HDR_QUEUE_SEL, 4, 0);
+    expect([fe.r16(HDR_QUEUE_SIZE), fe.r16(HDR_QUEUE_ENABLE)]).to.deep.equal([8, 0]);
+    expect(fe.r64(HDR_QUEUE_DESC)).to.equal(0n); // forgotten (§4.3: MUST NOT use queue_desc after a disable)
+    expect(fe.r32(HDR_DEVICE_STATUS) & S.DEVICE_NEEDS_RESET).to.equal(0);
+  });
+
+  it('an invalid queue at enable (§6.1) sets NEEDS_RESET', async () => {
+    const { fe } = await rig();
+    await fe.negotiate(1, HIGH_REQUIRED);
+    await fe.txn(HDR_QUEUE_SIZE, 2, 3); // not a power of two
+    await fe.txn(HDR_QUEUE_DESC, 8, 0x1000n);
+    await fe.txn(HDR_QUEUE_DRIVER, 8, 0x1100n);
+    await fe.txn(HDR_QUEUE_DEVICE, 8, 0x1200n);
+    await fe.txn(HDR_QUEUE_ENABLE, 2, 1);
+    expect(fe.r32(HDR_DEVICE_STATUS) & S.DEVICE_NEEDS_RESET).to.equal(S.DEVICE_NEEDS_RESET);
+    expect(fe.r16(HDR_QUEUE_ENABLE)).to.equal(0);
+    expect(fe.r8(HDR_CONFIG_EVENT)).to.equal(1);
+  });
+
+  it('config writes: driver-writable fields at their width, read-only fields restored (§4.8)', async () => {
+    const { fe, ops } = await rig();
+    await fe.txn(HDR_CONFIG + 8, 4, 0x41);
+    expect(fe.r32(HDR_CONFIG + 8)).to.equal(0x41);
+    expect(ops.written).to.deep.equal([{ field: 'emerg_wr', value: 0x41 }]);
+    await fe.txn(HDR_CONFIG + 0, 2, 132);
+    expect(fe.r16(HDR_CONFIG + 0)).to.equal(80);
+    await fe.txn(HDR_CONFIG + 1, 1, 0xff); // no field starts here
+    expect(fe.r16(HDR_CONFIG + 0)).to.equal(80);
+    await fe.txn(HDR_CONFIG + 6, 4, 0xffffffff); // spills into emerg_wr: restored too
+    expect([fe.r32(HDR_CONFIG + 4), fe.r32(HDR_CONFIG + 8)]).to.deep.equal([0, 0x41]);
+    expect(ops.written).to.have.length(1);
+  });
+
+  it('ignores writes to BE-owned fields and restores them', async () => {
+    const { fe } = await rig();
+    await fe.txn(HDR_SIZE, 4, 0x1000);
+    expect(fe.r32(HDR_SIZE)).to.equal(88);
+    await fe.txn(HDR_DEVICE_FEATURES, 4, 0xffffffff);
+    expect(fe.r32(HDR_DEVICE_FEATURES)).to.equal(1);
+    await fe.txn(HDR_CONFIG_GENERATION, 4, 5);
+    expect(fe.r32(HDR_CONFIG_GENERATION)).to.equal(0);
+    await fe.txn(HDR_QUEUE_DEVICE_VECTOR, 2, 9);
+    expect(fe.r16(HDR_QUEUE_DEVICE_VECTOR)).to.equal(1);
+  });
+
+  it('DRIVER_OK activates the device; status 0 resets and ends the session (§4.5)', async () => {
+    const { fe, ops, backend } = await rig();
+    await fe.negotiate(1, HIGH_REQUIRED);
+    await fe.txn(HDR_DEVICE_STATUS, 4, S.ACKNOWLEDGE | S.DRIVER | S.FEATURES_OK | S.DRIVER_OK);
+    expect(ops.sessions).to.have.length(1);
+    expect(ops.sessions[0].features).to.equal((3n << 32n) | 1n);
+    expect(ops.sessions[0].queues).to.deep.equal([undefined, undefined]);
+    fe.store(HDR_QUEUE_EVENT, 1, 1);
+    fe.store(HDR_CONFIG_EVENT, 1, 1);
+    await fe.txn(HDR_DEVICE_STATUS, 4, 0);
+    expect(ops.ends).to.deep.equal(['driver-reset']);
+    expect(fe.r32(HDR_DEVICE_STATUS)).to.equal(0);
+    expect([fe.r8(HDR_CONFIG_EVENT), fe.r8(HDR_QUEUE_EVENT)]).to.deep.equal([0, 0]);
+    expect(backend.negotiatedFeatures).to.equal(null);
+    expect(backend.phase).to.equal('serving');
+  });
+});
+
+describe('VirtioBackend: config updates (§4.8)', () => {
+  it('keeps config_generation odd during an update, then fires config_event and vector 0 (§8 item 31)', async () => {
+    const { fe, backend } = await rig();
+    fe.irqs.length = 0;
+    let seen = -1;
+    backend.updateConfig((c) => {
+      seen = fe.r32(HDR_CONFIG_GENERATION);
+      c.write(0, 2, 100);
+      expect(fe.r32(HDR_CONFIG_GENERATION) % 2).to.equal(1);
+    });
+    expect(seen % 2).to.equal(1);
+    expect(fe.r32(HDR_CONFIG_GENERATION)).to.equal(2);
+    expect(fe.r16(HDR_CONFIG)).to.equal(100);
+    expect(fe.r8(HDR_CONFIG_EVENT)).to.equal(1);
+    await until(() => fe.irqs.includes(0), 'vector 0');
+  });
+
+  it('refuses config writes outside initConfig/updateConfig', async () => {
+    const { backend } = await rig();
+    let err: unknown;
+    backend.updateConfig((c) => {
+      setImmediate(() => {
+        try {
+          c.write(0, 2, 1);
+        } catch (e) {
+          err = e;
+        }
+      });
+    });
+    await until(() => err !== undefined, 'late write');
+    expect(err).to.be.instanceOf(TransportError).with.property('code', 'VSHM_ERR_CONFIG_WRITE');
+  });
+});

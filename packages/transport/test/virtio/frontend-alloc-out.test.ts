@@ -1,0 +1,69 @@
+// FrontendQueue.allocOut(len, init): the buffer starts with a copy of `init` and the rest of its
+// §5.1 span is zeroed, in shared memory (the queue's own window), ready for addAllocated().
+import { expect } from 'chai';
+import { SharedMemoryLayout } from '../../src/ivshmem/layout.js';
+import { SharedMemoryAllocator } from '../../src/virtio/allocator.js';
+import { FrontendQueue } from '../../src/virtio/frontend-queues.js';
+import { MemoryView } from '../../src/ring/memory.js';
+import { ArgumentError } from '../../src/errors.js';
+
+function setup() {
+  const layout = new SharedMemoryLayout(65536, 2, 0);
+  const mem = new MemoryView(new ArrayBuffer(61440));
+  const alloc = new SharedMemoryAllocator(layout, mem.u8, 1, 0, 88);
+  const q = new FrontendQueue({
+    index: 0,
+    size: 8,
+    memory: mem,
+    allocator: alloc,
+    eventIdx: false,
+    deviceVector: 1,
+    driverVector: 1,
+    kick: () => undefined,
+    broken: () => undefined,
+  });
+  q.live = true;
+  return { mem, alloc, q };
+}
+
+describe('FrontendQueue.allocOut with init', () => {
+  it('copies init to the start and zeroes the rest of the span', () => {
+    const { mem, alloc, q } = setup();
+    const stale = q.allocOut(100)!;
+    stale.fill(0xaa); // stale bytes where the next buffer will land (lowest free span first)
+    q.freeOut(stale);
+    const init = Uint8Array.from([1, 2, 3, 4, 5]);
+    const v = q.allocOut(100, init)!;
+    expect(v.byteOffset).to.equal(stale.byteOffset);
+    expect(v.buffer).to.equal(mem.u8.buffer);
+    expect(v.length).to.equal(100);
+    expect([...v.subarray(0, 5)]).to.deep.equal([1, 2, 3, 4, 5]);
+    const span = mem.u8.subarray(v.byteOffset, v.byteOffset + alloc.driverPool.allocationSize(100));
+    expect(span.subarray(5).every((b) => b === 0)).to.equal(true);
+    expect(q.addAllocated(v, 0, 'tok')).to.equal(true);
+    expect(q.inFlight).to.equal(1);
+  });
+
+  it('without init the whole buffer is zeroed; init longer than len is refused', () => {
+    const { q } = setup();
+    const stale = q.allocOut(64)!;
+    stale.fill(0xaa);
+    q.freeOut(stale);
+    const v = q.allocOut(64)!;
+    expect(v.byteOffset).to.equal(stale.byteOffset);
+    expect(v.every((b) => b === 0)).to.equal(true);
+    expect(() => q.allocOut(4, new Uint8Array(5))).to.throw(ArgumentError);
+    q.freeOut(v);
+  });
+});
+
+describe('FrontendQueue.allocOut on a full ring', () => {
+  it('returns null, allocating nothing, while no descriptor is free', () => {
+    const { alloc, q } = setup();
+    for (let i = 0; i < q.size; i++) expect(q.addAllocated(q.allocOut(64)!, 0, i)).to.equal(true);
+    const used = alloc.driverPool.usedChunks;
+    expect(q.allocOut(64, new Uint8Array(64))).to.equal(null);
+    expect(alloc.driverPool.usedChunks).to.equal(used);
+    q.failAll(new Error('end of test')); // stops the reclaim timer the refusal armed
+  });
+});

@@ -1,0 +1,113 @@
+/**
+ * VirtioFrontend.close() in every phase (§4.10 orderly shutdown): whenever the FE's State is
+ * READY (the header is in use and a status may have been written) it resets the device and awaits
+ * completion before State := RESET, so the back-end sees a driver reset — status 0 — and not a
+ * driver that vanished mid-initialisation. Before READY it only leaves.
+ */
+import { expect } from 'chai';
+import { PEER_STATE_READY } from '../../src/ivshmem/device.js';
+import type { TransportError } from '../../src/errors.js';
+import { echoDevice, recordingDriver, until } from '../fixtures/transport-devices.js';
+import { useEchoRigs, type EchoRig } from '../fixtures/transport-rigs.js';
+
+interface Rig extends EchoRig {
+  /** The BE's `device_status` at the moment it saw the FE entry leave READY (null: never). */
+  statusAtDeparture: () => number | null;
+}
+
+describe('VirtioFrontend.close() in every phase (§4.10 orderly shutdown)', () => {
+  const echoRig = useEchoRigs();
+
+  function rig(dev = echoDevice(), drv = recordingDriver()): Rig {
+    const r = echoRig({ dev, drv, frontend: { readyPollMs: 5 } });
+    let feWasReady = false;
+    let status: number | null = null;
+    // Runs before the back-end's own listener: what the BE finds when the FE leaves.
+    r.be.prependListener('peer-state', (id: number, s: number) => {
+      if (id !== r.fe.id) return;
+      if (s === PEER_STATE_READY) feWasReady = true;
+      else if (feWasReady && status === null) status = r.backend.status;
+    });
+    return { ...r, statusAtDeparture: () => status };
+  }
+
+  it('while waiting for the back-end: no transaction, State stays RESET, start() rejects', async () => {
+    const { frontend, fe } = rig();
+    const started = frontend.start().catch((e: unknown) => e);
+    await until(() => frontend.phase === 'waiting', 'waiting');
+    await frontend.close();
+    expect(((await started) as TransportError).code).to.equal('VSHM_ERR_CLOSED');
+    expect(frontend.transactionsCompleted).to.equal(0);
+    expect(fe.state).to.equal(0);
+    expect(frontend.phase).to.equal('closed');
+  });
+
+  it('mid-initialisation (after FEATURES_OK): resets the device before leaving READY', async () => {
+    const drv = recordingDriver();
+    const r = rig(echoDevice(), drv);
+    let closing: Promise<void> | null = null;
+    let statusSeen = -1;
+    drv.queueCount = () => {
+      statusSeen = r.backend.status;
+      closing = r.frontend.close(); // e.g. SIGTERM while the queues are being set up
+      return 2;
+    };
+    r.backend.start();
+    const started = r.frontend.start().catch((e: unknown) => e);
+    await until(() => closing !== null, 'queueCount');
+    await closing;
+    expect(statusSeen).to.equal(0x0b); // ACKNOWLEDGE | DRIVER | FEATURES_OK: the header was in use
+    expect(((await started) as TransportError).code).to.equal('VSHM_ERR_CLOSED');
+    expect(r.backend.status).to.equal(0);
+    expect(r.fe.state).to.equal(0);
+    expect(r.fe.interruptsEnabled).to.equal(false);
+    expect(r.frontend.phase).to.equal('closed');
+    expect(drv.sessions).to.have.length(0);
+    await until(() => r.statusAtDeparture() !== null, 'the BE saw the FE leave');
+    expect(r.statusAtDeparture()).to.equal(0);
+  });
+
+  it('while live: fails in-flight requests, resets, then leaves READY', async () => {
+    const r = rig();
+    r.backend.start();
+    const session = await r.frontend.start();
+    session.queues[1].add(Buffer.from('held'), 0, 'h');
+    session.queues[1].kick();
+    await until(() => r.dev.held.length === 1, 'the device holds the request');
+    await r.frontend.close();
+    expect(r.drv.failed.map((f) => (f.err as TransportError).code)).to.deep.equal(['VSHM_ERR_CLOSED']);
+    expect(r.dev.ends).to.deep.equal(['driver-reset']);
+    await until(() => r.statusAtDeparture() !== null, 'the BE saw the FE leave');
+    expect(r.statusAtDeparture()).to.equal(0);
+    expect(r.fe.state).to.equal(0);
+  });
+
+  it('after a refusal (status FAILED written, waiting for the BE to leave): resets before leaving READY', async () => {
+    const dev = echoDevice();
+    dev.acceptFeatures = () => false; // FEATURES_OK is cleared: the FE refuses the device
+    const r = rig(dev);
+    const errors: Error[] = [];
+    r.frontend.on('error', (e: Error) => errors.push(e));
+    r.backend.start();
+    const started = await r.frontend.start().catch((e: unknown) => e);
+    expect(started).to.be.instanceOf(Error);
+    await until(() => (r.backend.status & 0x80) !== 0, 'status FAILED');
+    expect(r.fe.state).to.equal(PEER_STATE_READY);
+    await r.frontend.close();
+    expect(errors).to.have.length(1);
+    expect(r.backend.status).to.equal(0);
+    expect(r.fe.state).to.equal(0);
+    await until(() => r.statusAtDeparture() !== null, 'the BE saw the FE leave');
+    expect(r.statusAtDeparture()).to.equal(0);
+  });
+
+  it('twice at once: one shutdown', async () => {
+    const r = rig();
+    r.backend.start();
+    await r.frontend.start();
+    const before = r.frontend.transactionsCompleted;
+    await Promise.all([r.frontend.close(), r.frontend.close()]);
+    expect(r.frontend.transactionsCompleted).to.equal(before + 1); // one reset
+    expect(r.dev.ends).to.deep.equal(['driver-reset']);
+  });
+});
