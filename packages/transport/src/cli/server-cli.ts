@@ -11,6 +11,7 @@ import { ArgumentError } from '../errors.js';
 import { IvshmemServer } from '../ivshmem/server.js';
 import { optionWarnings, type ServerOptions } from '../ivshmem/server-options.js';
 import { parseServerArgs, SERVER_USAGE } from './server-args.js';
+import { WarningLimiter } from './warning-limiter.js';
 
 export interface CliIo {
   stdout: { write(s: string): unknown };
@@ -56,7 +57,10 @@ export async function main(argv: readonly string[] = process.argv.slice(2), io: 
     server.on('peer-refused', () => io.stderr.write(`${PROG}: connection refused: all ${o.maxPeers} ids in use\n`));
     server.on('peer-gone', (id: number, reason: string) => io.stderr.write(`${PROG}: peer ${id} gone (${reason})\n`));
   }
-  server.on('warning', (err: Error) => io.stderr.write(`${PROG}: warning: ${oneLine(err.message)}\n`));
+  // Without -v the server's log is rate limited per warning code: a flood of broken clients
+  // costs a few lines and one count, not one line each.
+  const limiter = new WarningLimiter((line) => io.stderr.write(`${PROG}: warning: ${line}\n`), o.verbose ? { burst: Infinity } : {});
+  server.on('warning', (err: Error) => limiter.warn((err as { code?: string }).code ?? 'other', oneLine(err.message)));
 
   // Handlers go in before start() so a signal during startup is not the default (fatal) action.
   let stopRequested: (() => void) | undefined;
@@ -78,6 +82,7 @@ export async function main(argv: readonly string[] = process.argv.slice(2), io: 
     io.stderr.write(listeningLine(o, server.memorySize) + '\n');
     if (!signalled) await new Promise<void>((resolve) => (stopRequested = resolve));
     await server.stop();
+    limiter.flush();
     return 0;
   } finally {
     process.off('SIGINT', onSignal);
