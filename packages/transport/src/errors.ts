@@ -89,6 +89,10 @@ export const VshmErrorCode = {
   LAYOUT: 'VSHM_ERR_LAYOUT',
   /** A section offset or size is not page-aligned, so it cannot be mapped (§2). */
   LAYOUT_ALIGN: 'VSHM_ERR_LAYOUT_ALIGN',
+  /** The server's memory fd is read-only: the peer's read/write mapping fails with EACCES (§2). */
+  MEMORY_READONLY: 'VSHM_ERR_MEMORY_READONLY',
+  /** The memory fd is sealed, but not against shrinking: a shrink would SIGBUS every peer (§1.1). */
+  MEMORY_SEALS: 'VSHM_ERR_MEMORY_SEALS',
 
   // --- Virtio transport (§4) ---
   /** The peer's INIT protocol has the wrong or no virtio role for this side, or max_peers ≠ 2 (§4.1). */

@@ -61,13 +61,13 @@ export function mapRegion(
   try {
     const ro = binding.mmap(fd, 0, STATE_TABLE_SIZE, binding.PROT_READ);
     maps.push(ro);
-    const rw = binding.mmap(fd, 0, STATE_TABLE_SIZE, binding.PROT_READ | binding.PROT_WRITE);
+    const rw = mapWritable(binding, fd, 0, STATE_TABLE_SIZE);
     maps.push(rw);
     // S = 4096 leaves an empty window (RW MAY be 0, §2); mmap() refuses a zero length.
     const window =
       layout.windowSize === 0
         ? new ArrayBuffer(0)
-        : binding.mmap(fd, STATE_TABLE_SIZE, layout.windowSize, binding.PROT_READ | binding.PROT_WRITE);
+        : mapWritable(binding, fd, STATE_TABLE_SIZE, layout.windowSize);
     if (layout.windowSize > 0) maps.push(window);
     const out = layout.outputSectionSize;
     if (out > 0) {
@@ -95,4 +95,52 @@ function protect(binding: Binding, window: ArrayBuffer, start: number, end: numb
   const from = Math.ceil(start / page) * page;
   const to = Math.floor(end / page) * page;
   if (to > from) binding.mprotect(window, from, to - from, binding.PROT_READ);
+}
+
+/**
+ * A shared read/write mapping. A memory fd the server opened read-only makes mmap() fail with
+ * EACCES; say so, instead of letting the errno read like a socket permission problem.
+ */
+function mapWritable(binding: Binding, fd: number, offset: number, length: number): ArrayBuffer {
+  try {
+    return binding.mmap(fd, offset, length, binding.PROT_READ | binding.PROT_WRITE);
+  } catch (err) {
+    if ((err as { code?: string }).code !== 'EACCES') throw err;
+    throw new LayoutError(
+      'VSHM_ERR_MEMORY_READONLY',
+      '2',
+      'the shared-memory fd from the server is read-only (mmap PROT_WRITE: EACCES); a peer needs it read/write',
+      { cause: err },
+    );
+  }
+}
+
+/** How the memory fd is protected against a later resize by whoever else holds it. */
+export type MemorySealing = 'sealed' | 'unsealed';
+
+/**
+ * Check the memory fd's seals before mapping (§1.1 and docs/decisions.md "Memory fd seals").
+ * A mapping over a file that later shrinks faults with SIGBUS on the first access past the new
+ * end — a signal no JavaScript can catch — so:
+ * - `F_SEAL_SHRINK` present: the size is final (vshm-server's own memfd): 'sealed'.
+ * - Seals in use (anything beyond F_SEAL_SEAL) but no `F_SEAL_SHRINK`: the server sealed the
+ *   object on purpose and left shrinking open — refused with VSHM_ERR_MEMORY_SEALS.
+ * - No seals, or an fd that cannot carry seals (POSIX shm, a hugetlbfs or tmpfs file: the C
+ *   server's `-M`/`-m`): 'unsealed'; the caller warns once and goes on, since refusing would
+ *   break compatibility with the C server.
+ */
+export function checkMemorySeals(binding: Binding, fd: number): MemorySealing {
+  let seals: number;
+  try {
+    seals = binding.getSeals(fd);
+  } catch {
+    return 'unsealed'; // EINVAL: not a sealable object
+  }
+  if ((seals & binding.F_SEAL_SHRINK) !== 0) return 'sealed';
+  if ((seals & ~binding.F_SEAL_SEAL) === 0) return 'unsealed';
+  throw new LayoutError(
+    'VSHM_ERR_MEMORY_SEALS',
+    '1.1',
+    `the shared-memory fd is sealed (seals 0x${seals.toString(16)}) but not against shrinking; a shrink would crash every peer with SIGBUS`,
+  );
 }

@@ -24,7 +24,7 @@ import createDebug from 'debug';
 import { ArgumentError, ProtocolError } from '../errors.js';
 import type { IvshmemDevice } from './device.js';
 import { SharedMemoryLayout } from './layout.js';
-import { mapRegion, type PeerMapping } from './peer-mapping.js';
+import { checkMemorySeals, mapRegion, type PeerMapping } from './peer-mapping.js';
 import { ServerReader, closeQuietly, type ReaderSink } from './peer-reader.js';
 import type { InitMessage } from './protocol.js';
 
@@ -228,6 +228,7 @@ export class IvshmemPeer extends EventEmitter implements IvshmemDevice, ReaderSi
   init(msg: InitMessage, memFd: number, memorySize: number): void {
     try {
       const layout = new SharedMemoryLayout(memorySize, msg.maxPeers, msg.outputSectionSize);
+      if (checkMemorySeals(this.binding, memFd) === 'unsealed') warnUnsealedOnce();
       this.mapping = mapRegion(this.binding, memFd, layout, msg.id, this.acceptReduced);
       this.layoutValue = layout;
     } finally {
@@ -422,4 +423,19 @@ export class IvshmemPeer extends EventEmitter implements IvshmemDevice, ReaderSi
     }
     this.mapping?.unmap();
   }
+}
+
+let warnedUnsealed = false;
+
+/**
+ * Once per process: the memory can be resized by any holder of its fd (the C server's `-M`/`-m`
+ * objects are not sealed), and a shrink kills this process with SIGBUS (docs/decisions.md).
+ */
+function warnUnsealedOnce(): void {
+  if (warnedUnsealed) return;
+  warnedUnsealed = true;
+  process.emitWarning(
+    'the shared memory from the server is not sealed against shrinking: if anything shrinks it while mapped, this process dies with SIGBUS',
+    { code: 'VSHM_WARN_MEMORY_UNSEALED' },
+  );
 }

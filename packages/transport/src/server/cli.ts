@@ -12,6 +12,7 @@ import { describeIoError } from '../cli-kit.js';
 import { IvshmemServer } from './server.js';
 import { optionWarnings, type ServerOptions } from './options.js';
 import { parseServerArgs, SERVER_USAGE } from './cli-args.js';
+import { WarningLimiter } from './warning-limiter.js';
 
 export interface CliIo {
   stdout: { write(s: string): unknown };
@@ -78,7 +79,10 @@ export async function main(argv: readonly string[] = process.argv.slice(2), io: 
     server.on('peer-refused', () => io.stderr.write(`${PROG}: connection refused: all ${o.maxPeers} ids in use\n`));
     server.on('peer-gone', (id: number, reason: string) => io.stderr.write(`${PROG}: peer ${id} gone (${reason})\n`));
   }
-  server.on('warning', (err: Error) => io.stderr.write(`${PROG}: warning: ${oneLine(err.message)}\n`));
+  // Without -v the server's log is rate limited per warning code: a flood of broken clients
+  // costs a few lines and one count, not one line each.
+  const limiter = new WarningLimiter((line) => io.stderr.write(`${PROG}: warning: ${line}\n`), o.verbose ? { burst: Infinity } : {});
+  server.on('warning', (err: Error) => limiter.warn((err as { code?: string }).code ?? 'other', oneLine(err.message)));
 
   // Handlers go in before start() so a signal during startup is not the default (fatal) action.
   let stopRequested: (() => void) | undefined;
@@ -100,6 +104,7 @@ export async function main(argv: readonly string[] = process.argv.slice(2), io: 
     io.stderr.write(listeningLine(o, server.memorySize) + '\n');
     if (!signalled) await new Promise<void>((resolve) => (stopRequested = resolve));
     await server.stop();
+    limiter.flush();
     return 0;
   } finally {
     process.off('SIGINT', onSignal);

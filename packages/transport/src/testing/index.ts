@@ -1,7 +1,8 @@
 /**
- * `@vshm/transport/testing`: the test kit, behind its own door (style §13). Test doubles that play
+ * `@vshm/transport/testing`: the test kit, behind its own door. Test doubles that play
  * the other side of a ring over the same memory (MockDriver, MockDevice), an in-process loopback
- * pair of ivshmem devices, the seeded hostile-ring generator and its PRNG. For tests, benches and
+ * pair of ivshmem devices, the seeded hostile-ring generator and its PRNG, and the
+ * structure-aware queue-operation fuzzer. For tests, benches and
  * fuzzing; product code (packages' and examples' src/) never imports this subpath.
  */
 export { createLoopbackPair, simulateServerGone, type LoopbackOptions } from './loopback.js';
@@ -15,3 +16,4 @@ export {
   type HostileDriverResult,
 } from './hostile.js';
 export { Prng } from './prng.js';
+export { runQueueOpsCase, type QueueOpsResult } from './queue-ops.js';

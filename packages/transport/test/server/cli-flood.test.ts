@@ -1,0 +1,49 @@
+/**
+ * vshm-server under a connect/close flood: clients that hang up before reading INIT make the
+ * server warn (VSHM_ERR_INIT_SEND); without -v those warnings are rate limited per code, so the
+ * log stays a handful of lines with one count, and the server keeps serving.
+ */
+import { expect } from 'chai';
+import net from 'node:net';
+import { useCliRig } from '../helpers/server-cli-rig.js';
+
+/** `total` connections, `parallel` at a time, each closed as soon as it is connected. */
+function flood(path: string, total: number, parallel: number): Promise<void> {
+  return new Promise((resolve) => {
+    let started = 0;
+    let closed = 0;
+    const one = (): void => {
+      started++;
+      const s = net.connect(path);
+      s.on('connect', () => s.destroy());
+      s.on('error', () => undefined);
+      s.on('close', () => {
+        if (++closed === total) resolve();
+        else if (started < total) one();
+      });
+    };
+    for (let i = 0; i < parallel; i++) one();
+  });
+}
+
+describe('vshm-server: warning flood (rate limit)', () => {
+  const rig = useCliRig();
+
+  it('1500 connect/close clients: at most 5 lines per warning code plus one summary each, then clean exit', async () => {
+    const path = rig.sock();
+    const srv = await rig.ready(['-S', path, '-l', '64K']);
+    await flood(path, 1500, 20);
+    // The server is still alive and serving: a real client gets its INIT.
+    const c = rig.connect(path);
+    await c.next();
+    srv.proc.kill('SIGTERM');
+    const { code } = await srv.exit;
+    expect(code).to.equal(0);
+    const warnings = srv.stderrLines().filter((l) => l.includes('warning:'));
+    const summaries = warnings.filter((l) => /suppressed in \d+ s$/.test(l));
+    const perCode = warnings.length - summaries.length;
+    const codes = new Set(summaries.map((l) => /more (\S+) warning/.exec(l)?.[1]));
+    expect(perCode, warnings.join('\n')).to.be.at.most(5 * Math.max(1, codes.size));
+    expect(warnings.length).to.be.below(30);
+  });
+});
