@@ -113,6 +113,7 @@ export async function initialiseDevice(c: InitContext): Promise<FrontendSession>
       memory: c.memory,
       allocator: alloc,
       eventIdx,
+      indirect: (features & VirtioFeatureMask.RING_INDIRECT_DESC) !== 0n,
       deviceVector,
       driverVector,
       kick: (v) => d.doorbell(c.partner, v),
