@@ -1,0 +1,7 @@
+/**
+ * @vshm/frontend-blk: a virtio-blk driver (front-end) on the vshm plug-in API, and an NBD server
+ * that exports it to standard block tools.
+ */
+export { BlockDriver, createBlockDriver, BLOCK_DRIVER_FEATURES, DEFAULT_MAX_TRANSFER, type BlockDriverOptions, type BlockGeometry } from './driver.js';
+export { BlockError } from './errors.js';
+export * from './blk-spec.js';
