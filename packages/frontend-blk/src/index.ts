@@ -7,3 +7,4 @@ export { BlockError } from './errors.js';
 export * from './blk-spec.js';
 export { NbdServer, MAX_INFLIGHT, type NbdServerOptions } from './nbd-server.js';
 export * as nbd from './nbd-protocol.js';
+export { openBlock, type OpenBlockOptions, type BlockLink } from './open.js';
