@@ -381,6 +381,29 @@ describe('NBD server against hostile clients', function () {
     expect(rig.device.disk[0]).to.equal(9);
   });
 
+  it('device loss with writes in flight: EIO replies (never an acknowledgement); the next back-end serves', async () => {
+    await start();
+    const c = connect();
+    await c.greeting();
+    await c.go();
+    rig.device.hold = true;
+    c.request(NbdCmd.WRITE, 0, 4096, 1, 0, Buffer.alloc(4096, 1));
+    c.request(NbdCmd.WRITE, 4096, 4096, 2, NbdCmdFlag.FUA, Buffer.alloc(4096, 2));
+    await until(() => rig.device.heldCount === 2);
+    await rig.backend.close(); // the back-end vanishes with both writes held
+    const replies = [await c.reply(), await c.reply()];
+    expect(replies.map((r) => r.error)).to.deep.equal([NbdErr.EIO, NbdErr.EIO]);
+    expect(replies.map((r) => r.cookie).sort()).to.deep.equal([1, 2]);
+    const { VirtioBackend } = await import('@vshm/transport');
+    rig.device.hold = false;
+    rig.backend = new VirtioBackend(rig.be, rig.device);
+    rig.backend.start();
+    await rig.driver.whenReady();
+    c.request(NbdCmd.WRITE, 8192, 512, 3, 0, Buffer.alloc(512, 3));
+    expect(await c.reply()).to.include({ error: 0, cookie: 3 });
+    expect(rig.device.disk[8192]).to.equal(3);
+  });
+
   it('device errors become EIO; a read-only device is READ_ONLY and writes get EPERM', async () => {
     await start({ readOnly: true });
     const c = connect();
