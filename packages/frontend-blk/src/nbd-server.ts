@@ -36,6 +36,11 @@ const debug = createDebug('vshm:blk-nbd');
 export const MAX_INFLIGHT = 64;
 /** Bytes buffered from one socket before it is paused. */
 const READ_HIGH_WATER = NBD_MAX_PAYLOAD + 1024 * 1024;
+/**
+ * Reply bytes queued to a client that does not read them before the server stops reading its
+ * requests (a client that only sends READs would otherwise grow the queue without limit).
+ */
+const WRITE_HIGH_WATER = 2 * NBD_MAX_PAYLOAD;
 const SECTOR = 512;
 
 export interface NbdServerOptions {
@@ -45,6 +50,8 @@ export interface NbdServerOptions {
   exportName?: string;
   /** Free-text description (NBD_INFO_DESCRIPTION). */
   description?: string;
+  /** A client still negotiating after this long is disconnected. Default 30000 ms. */
+  handshakeTimeoutMs?: number;
 }
 
 /** The socket closed (or misbehaved) before the bytes we waited for arrived. */
@@ -136,6 +143,7 @@ export class NbdServer extends EventEmitter {
   private server: net.Server | null = null;
   private readonly conns = new Set<net.Socket>();
   private nextId = 1;
+  private readonly handshakeTimeoutMs: number;
 
   constructor(driver: BlockDriver, opts: NbdServerOptions) {
     super();
@@ -146,6 +154,9 @@ export class NbdServer extends EventEmitter {
     this.path = opts.path;
     this.exportName = name;
     this.description = opts.description ?? 'vshm virtio-blk';
+    const t = opts.handshakeTimeoutMs ?? 30000;
+    if (!Number.isInteger(t) || t < 1) throw new BlockError('VSHM_ERR_ARGUMENT', '', `NbdServer: handshakeTimeoutMs must be a positive integer, got ${String(t)}`);
+    this.handshakeTimeoutMs = t;
   }
 
   /** Number of connected clients. */
@@ -200,12 +211,17 @@ export class NbdServer extends EventEmitter {
     sock.on('error', (err) => debug('client %d: %s', id, err.message));
     sock.setNoDelay?.(true);
     this.emit('connection', id);
-    new NbdConnection(id, sock, this.driver, this.exportName, this.description)
+    const timer = setTimeout(() => {
+      debug('client %d: handshake timeout', id);
+      sock.destroy();
+    }, this.handshakeTimeoutMs).unref();
+    new NbdConnection(id, sock, this.driver, this.exportName, this.description, () => clearTimeout(timer))
       .run()
       .then(
         // DISC / ABORT: the socket was end()ed after the last reply; let those bytes go out.
         (reason) => this.emit('disconnect', id, reason),
         (err: Error) => {
+          clearTimeout(timer);
           sock.destroy();
           if (!(err instanceof ConnectionClosed)) this.emit('client-error', id, err);
           this.emit('disconnect', id, err.message);
@@ -223,6 +239,8 @@ class NbdConnection {
   private inflight = 0;
   private slotWaiter: (() => void) | null = null;
   private exportSize = 0;
+  /** Data bytes of READs in flight (their replies are owed). */
+  private readBytes = 0;
 
   constructor(
     private readonly id: number,
@@ -230,8 +248,29 @@ class NbdConnection {
     private readonly driver: BlockDriver,
     private readonly exportName: string,
     private readonly description: string,
+    private readonly negotiated: () => void,
   ) {
     this.reader = new SocketReader(sock);
+  }
+
+  /**
+   * Wait while the replies owed — queued in the socket, plus the data of READs in flight — exceed
+   * WRITE_HIGH_WATER: a client that sends READs without reading the replies stops being read.
+   */
+  private async drained(): Promise<void> {
+    while (this.sock.writableLength + this.readBytes > WRITE_HIGH_WATER && !this.sock.destroyed) {
+      await new Promise<void>((r) => {
+        const done = (): void => {
+          this.sock.off('drain', done);
+          this.sock.off('close', done);
+          if (this.slotWaiter === done) this.slotWaiter = null;
+          r();
+        };
+        this.sock.on('drain', done);
+        this.sock.on('close', done);
+        this.slotWaiter = done; // a completion moves bytes from readBytes to the socket
+      });
+    }
   }
 
   private send(b: Buffer): void {
@@ -247,6 +286,7 @@ class NbdConnection {
     this.noZeroes = (cf & NBD_FLAG_C_NO_ZEROES) !== 0;
     const ended = await this.negotiate();
     if (ended !== null) return ended;
+    this.negotiated();
     return this.transmission();
   }
 
@@ -265,6 +305,7 @@ class NbdConnection {
   /** Option haggling. Resolves null to enter transmission, or a reason when the client left. */
   private async negotiate(): Promise<string | null> {
     for (;;) {
+      await this.drained();
       const h = await this.reader.read(16);
       if (h.readBigUInt64BE(0) !== NBD_IHAVEOPT) throw new ClientError('bad option magic');
       const opt = h.readUInt32BE(8);
@@ -331,6 +372,7 @@ class NbdConnection {
     debug('client %d: transmission, export size %d', this.id, this.exportSize);
     for (;;) {
       while (this.inflight >= MAX_INFLIGHT) await new Promise<void>((r) => (this.slotWaiter = r));
+      await this.drained();
       const req = decodeRequest(await this.reader.read(NBD_REQUEST_SIZE));
       if (req === null) throw new ClientError('bad request magic');
       if (req.type === NbdCmd.DISC) {
@@ -346,6 +388,8 @@ class NbdConnection {
         payload = await this.reader.read(req.length);
       }
       this.inflight++;
+      const owed = req.type === NbdCmd.READ && req.length <= NBD_MAX_PAYLOAD ? req.length : 0;
+      this.readBytes += owed;
       void this.handle(req, payload)
         .then(
           (r) => r,
@@ -354,6 +398,7 @@ class NbdConnection {
         .then((r) => {
           this.send(encodeSimpleReply(r.error, req.cookie));
           if (r.error === 0 && r.data !== null) this.send(r.data);
+          this.readBytes -= owed;
           this.inflight--;
           const w = this.slotWaiter;
           this.slotWaiter = null;

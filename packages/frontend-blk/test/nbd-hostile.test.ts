@@ -203,6 +203,33 @@ describe('NBD server against hostile clients', function () {
     await stillServes();
   });
 
+  it('a client that never finishes the handshake is dropped after handshakeTimeoutMs', async () => {
+    rig = await blkRig({ capacity: MiB });
+    server = new NbdServer(rig.driver, { path, handshakeTimeoutMs: 200 });
+    await server.listen();
+    const c = connect();
+    await c.read(18); // greeting, then silence
+    await c.waitClosed();
+    await stillServes(); // a prompt client is not affected
+  });
+
+  it('a client that reads no replies: the server stops reading its requests (bounded reply queue)', async () => {
+    await start();
+    const c = connect();
+    await c.greeting();
+    await c.go();
+    c.sock.pause(); // never read
+    for (let i = 0; i < 40; i++) c.request(NbdCmd.READ, 0, 4 * MiB, i);
+    // The server keeps answering until ~64 MiB of replies wait in its socket, then stops reading:
+    // after some progress the driver goes idle with READs still unread in the socket.
+    await until(() => rig.device.seen.length >= 160);
+    await until(() => rig.driver.inFlight === 0 && rig.driver.queued === 0);
+    const before = rig.device.seen.length;
+    expect(before).to.be.below(40 * 16); // not every READ reached the device
+    c.sock.resume();
+    for (let i = 0; i < 40; i++) expect((await c.reply(4 * MiB)).error).to.equal(0);
+  });
+
   it('unknown client flags and non-fixed-newstyle clients are closed', async () => {
     await start();
     const a = connect();
