@@ -190,7 +190,11 @@ export class BlockDriver extends EventEmitter implements VirtioDriverOps {
     });
   }
 
-  /** Write `data` at `offset` (offset and data.length multiples of 512, inside the disk). */
+  /**
+   * Write `data` at `offset` (offset and data.length multiples of 512, inside the disk). The
+   * bytes are copied into shared memory when each part is posted, which may be after this call
+   * returns (ring full): do not modify `data` until the promise settles.
+   */
   write(offset: number, data: Uint8Array): Promise<void> {
     return this.run(() => {
       if (!(data instanceof Uint8Array)) throw new BlockError('VSHM_ERR_ARGUMENT', '', 'write: data must be a Uint8Array');
