@@ -63,6 +63,16 @@ describe('BlockDriver (loopback, in-memory device)', () => {
     });
   }
 
+  for (const indirect of [false, true]) {
+    it(`isolated layout (§5.2, OUT ≠ 0): requests and indirect tables from the FE output section (indirect ${indirect})`, async () => {
+      rig = await blkRig({ capacity: 2 * MiB, indirect, sizeMax: 8192, segMax: 8 }, {}, 4 * MiB, MiB);
+      const data = randomBytes(200 * 1024);
+      await rig.driver.write(512, data);
+      expect((await rig.driver.read(512, data.length)).equals(data)).to.equal(true);
+      expect(await rig.driver.serial()).to.equal('mem-blk');
+    });
+  }
+
   it('splits by SIZE_MAX and SEG_MAX (≤ seg_max data segments of ≤ size_max bytes)', async () => {
     rig = await blkRig({ capacity: 4 * MiB, indirect: true, sizeMax: 4096, segMax: 4 });
     const d = rig.driver;

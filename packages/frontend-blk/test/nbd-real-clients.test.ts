@@ -12,6 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { NbdServer } from '../src/nbd-server.js';
+import { BlkType } from '../src/blk-spec.js';
 import { blkRig, type BlkRig } from './fixtures/blk-loopback.js';
 
 const run = promisify(execFile);
@@ -100,6 +101,9 @@ describe('NBD server with real clients (qemu-img, qemu-io, nbdinfo, nbdcopy)', f
       if (kind === 0) {
         cmds.push('-c', `write -z ${off} ${len}`);
         ref.fill(0, off, off + len);
+      } else if (kind === 2) {
+        cmds.push('-c', `discard ${off} ${len}`); // TRIM: the fixture device zeroes discarded sectors
+        ref.fill(0, off, off + len);
       } else if (kind === 1) {
         cmds.push('-c', `write -f -P ${pat} ${off} ${len}`); // FUA
         ref.fill(pat, off, off + len);
@@ -115,6 +119,8 @@ describe('NBD server with real clients (qemu-img, qemu-io, nbdinfo, nbdcopy)', f
     const { stdout } = await run('qemu-img', ['compare', '-f', 'raw', '-F', 'raw', refFile, uri]);
     expect(stdout).to.match(/Images are identical/);
     expect(md5(rig.device.disk)).to.equal(md5(ref));
+    const types = new Set(rig.device.seen.map((r) => r.type));
+    for (const t of [BlkType.OUT, BlkType.FLUSH, BlkType.DISCARD, BlkType.WRITE_ZEROES]) expect(types.has(t), `type ${t}`).to.equal(true);
     // And a mismatch is reported (the comparison can fail).
     rig.device.disk[12345] ^= 0xff;
     const bad = await run('qemu-img', ['compare', '-f', 'raw', '-F', 'raw', refFile, uri]).then(
@@ -152,6 +158,19 @@ describe('NBD server with real clients (qemu-img, qemu-io, nbdinfo, nbdcopy)', f
     const back = readFileSync(out);
     expect(md5(back)).to.equal(md5(rig.device.disk));
     expect(back[0]).to.equal(0x5a);
+  });
+
+  it('qemu-img convert a file into the export (-n) and back out: md5s match', async function () {
+    needs(this, 'qemu-img');
+    const src = join(dir, 'conv-src.img');
+    const data = randomBytes(DISK);
+    data.fill(0, 4 * MiB, 12 * MiB); // a zero run: qemu-img may write it as zeroes
+    writeFileSync(src, data);
+    await run('qemu-img', ['convert', '-n', '-f', 'raw', '-O', 'raw', src, uri]);
+    expect(md5(rig.device.disk)).to.equal(md5(data));
+    const out = join(dir, 'conv-out.img');
+    await run('qemu-img', ['convert', '-f', 'raw', '-O', 'raw', uri, out]);
+    expect(md5(readFileSync(out))).to.equal(md5(data));
   });
 
   it('several clients at once (qemu-io in parallel on distinct ranges)', async function () {
