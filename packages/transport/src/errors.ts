@@ -191,6 +191,24 @@ export const VshmErrorCode = {
   // --- Block device (virtio-blk back-end) ---
   /** An image file or block device operation failed (the error names syscall, path and errno). */
   IMAGE: 'VSHM_ERR_IMAGE',
+  /** virtio-blk driver: the device answered VIRTIO_BLK_S_IOERR. */
+  BLK_IO: 'VSHM_ERR_BLK_IO',
+  /** virtio-blk driver: the device answered UNSUPP, or does not offer the feature the call needs. */
+  BLK_UNSUPPORTED: 'VSHM_ERR_BLK_UNSUPPORTED',
+  /** virtio-blk driver: a write, discard or write-zeroes on a read-only device (VIRTIO_BLK_F_RO). */
+  BLK_READ_ONLY: 'VSHM_ERR_BLK_READ_ONLY',
+  /** virtio-blk driver: the byte range leaves the disk. */
+  BLK_RANGE: 'VSHM_ERR_BLK_RANGE',
+  /** virtio-blk driver: offset or length not a multiple of 512 bytes. */
+  BLK_ALIGNMENT: 'VSHM_ERR_BLK_ALIGNMENT',
+  /** virtio-blk driver: the device went away with the request in flight (it may or may not have been applied). */
+  BLK_DEVICE_LOST: 'VSHM_ERR_BLK_DEVICE_LOST',
+  /** virtio-blk driver: the request cannot fit the shared memory even with nothing in flight. */
+  BLK_NO_MEMORY: 'VSHM_ERR_BLK_NO_MEMORY',
+  /** virtio-blk driver: the driver was closed. */
+  BLK_CLOSED: 'VSHM_ERR_BLK_CLOSED',
+  /** NBD server: a client broke the NBD protocol; its connection is closed. */
+  NBD_CLIENT: 'VSHM_ERR_NBD_CLIENT',
 
   // --- Test kit (@vshm/transport testing) ---
   /** The hostile-ring generator found an engine misbehaving (names the seed; §8 item 38). */

@@ -153,13 +153,39 @@ export interface DriverQueueHandle<T = unknown> {
    * nothing — when descriptors or shared memory are short: retry after a completion.
    */
   add(out: Uint8Array | null, inLen: number, token: T): boolean;
+  /**
+   * Scatter-gather posting, the shape of Linux `virtqueue_add_sgs`: one request made of
+   * device-readable segments `out` then device-writable segments `in_`, one descriptor per
+   * segment, in order (virtio-blk: header | data… ‖ data… | status).
+   *
+   * - `out[k]`: a `Uint8Array` of ≥ 1 bytes. A live view from this queue's `allocOut` is posted
+   *   in place (zero-copy; freed when the request completes or fails); any other bytes are copied
+   *   into shared memory now (the caller may reuse its array at once).
+   * - `in_[k]`: a length ≥ 1 of device-writable space, or a caller `Uint8Array` that receives the
+   *   bytes the device wrote into that segment (copied out just before `onUsed`, at most the part
+   *   of the written length `len` that falls into the segment; the rest of the array is untouched).
+   *   `onUsed` also gets a view per writable segment.
+   *
+   * With RING_INDIRECT_DESC negotiated, a request of two or more segments takes one ring slot (an
+   * indirect table in shared memory); without it, a chain of one descriptor per segment. At most
+   * `size` segments (VIRTIO 1.2 §2.7.5.3.1: no chain longer than the queue). Returns false — posting
+   * nothing, every allocOut view still the caller's — when descriptors or shared memory are short:
+   * retry after a completion, as for `add()`. Throws ArgumentError for malformed segments (empty,
+   * a shared-memory view that is not a live allocOut of this queue, the same view twice).
+   * Optional in the interface (test doubles may lack it); the transport's queues have it.
+   */
+  addSgs?(out: readonly Uint8Array[], in_: readonly (number | Uint8Array)[], token: T): boolean;
   /** Publish added requests and notify the device if it asked to be. */
   kick(): void;
   /**
    * A completed request. `data` views the device-written bytes (first `len`, already validated
    * against the reserved size, §6.4) and is valid only during the call: copy what you keep.
+   * `segments` views the written bytes per device-writable segment, in posting order: segment k
+   * holds the part of the first `len` bytes that falls into it (so a segment past `len` is empty).
+   * `data` is `segments[0]` (empty without writable segments) — the whole answer for `add()` and
+   * `addAllocated()`, which post one writable segment. Neither the views nor the array may be kept.
    */
-  onUsed: ((token: T, data: Uint8Array) => void) | null;
+  onUsed: ((token: T, data: Uint8Array, segments: readonly Uint8Array[]) => void) | null;
   /** A request that will never complete (device lost, reset or broken): the token comes back. */
   onFailed: ((token: T, err: Error) => void) | null;
   /** Requests posted and not yet completed or failed. */

@@ -37,6 +37,20 @@ export interface FrontendQueueOptions {
   kick: (vector: number) => void;
   /** A §6.4 violation or a throwing callback: the device is broken. */
   broken: (err: Error) => void;
+  /** RING_INDIRECT_DESC negotiated: addSgs() posts multi-segment requests as one ring slot. */
+  indirect?: boolean;
+}
+
+/**
+ * Private record of one addSgs() request (style §3: never read back from shared memory): every
+ * allocation to free as flat [pool (0 driver, 1 device), addr, len] triples, and per writable
+ * segment its address, length and optional caller destination.
+ */
+interface SgRecord {
+  readonly allocs: number[];
+  readonly inAddr: number[];
+  readonly inLen: number[];
+  readonly inDest: (Uint8Array | null)[];
 }
 
 export class FrontendQueue<T = unknown> implements DriverQueueHandle<T> {
@@ -46,7 +60,7 @@ export class FrontendQueue<T = unknown> implements DriverQueueHandle<T> {
   readonly driverVector: number;
   readonly eventIdx: boolean;
   readonly rings: SplitRingLayout;
-  onUsed: ((token: T, data: Uint8Array) => void) | null = null;
+  onUsed: ((token: T, data: Uint8Array, segments: readonly Uint8Array[]) => void) | null = null;
   onFailed: ((token: T, err: Error) => void) | null = null;
   /** Set by the transport while the session is live; a dead queue accepts and touches nothing. */
   live = false;
@@ -64,6 +78,10 @@ export class FrontendQueue<T = unknown> implements DriverQueueHandle<T> {
   private readonly outLen: Uint32Array;
   private readonly inAddr: Float64Array;
   private readonly inLen: Uint32Array;
+  /** addSgs() requests by slot (null for add()/addAllocated()). */
+  private readonly sg: (SgRecord | null)[];
+  /** Reused one-element segment list handed to onUsed for add()/addAllocated() completions. */
+  private readonly oneSeg: Uint8Array[] = [EMPTY_SEG];
   /** Reused segment lists: posting allocates nothing. */
   private readonly outSeg = [0, 0];
   private readonly inSeg = [0, 0];
@@ -99,7 +117,7 @@ export class FrontendQueue<T = unknown> implements DriverQueueHandle<T> {
     if (used < 0) {
       throw new TransportError('VSHM_ERR_NO_MEMORY', '5', `queue ${o.index}: no shared memory for rings of size ${n}`);
     }
-    this.engine = new DriverQueue<number>({ size: n, desc, avail, used, memory: o.memory, eventIdx: o.eventIdx, indirect: false });
+    this.engine = new DriverQueue<number>({ size: n, desc, avail, used, memory: o.memory, eventIdx: o.eventIdx, indirect: o.indirect === true });
     this.rings = this.engine.layout;
     this.freeSlots = new Uint16Array(n);
     for (let i = 0; i < n; i++) this.freeSlots[i] = n - 1 - i;
@@ -109,6 +127,12 @@ export class FrontendQueue<T = unknown> implements DriverQueueHandle<T> {
     this.outLen = new Uint32Array(n);
     this.inAddr = new Float64Array(n);
     this.inLen = new Uint32Array(n);
+    this.sg = new Array<SgRecord | null>(n).fill(null);
+  }
+
+  /** Whether addSgs() posts multi-segment requests through indirect tables (one ring slot each). */
+  get indirect(): boolean {
+    return this.engine.indirect;
   }
 
   get inFlight(): number {
@@ -181,6 +205,95 @@ export class FrontendQueue<T = unknown> implements DriverQueueHandle<T> {
     if (!this.live) return false;
     if (this.engine.numFree < (inLen > 0 ? 2 : 1) || this.freeSlotCount === 0) return this.starve();
     if (!this.post(view.byteOffset, view.length, inLen, token)) return this.starve();
+    this.starved = false;
+    return true;
+  }
+
+  /**
+   * Scatter-gather posting (device-api.ts `DriverQueueHandle.addSgs`): readable segments `out`
+   * (allocOut views in place, other bytes copied into one driver-pool buffer), writable segments
+   * `in_` (lengths, or caller arrays that receive the written bytes), one descriptor each — in an
+   * indirect table when negotiated and there are two or more. False, posting nothing and freeing
+   * only what it allocated itself, when descriptors, slots or memory are short.
+   */
+  addSgs(out: readonly Uint8Array[], in_: readonly (number | Uint8Array)[], token: T): boolean {
+    if (!Array.isArray(out) || !Array.isArray(in_)) throw new ArgumentError('addSgs: out and in must be arrays');
+    const n = out.length + in_.length;
+    if (n === 0) throw new ArgumentError('addSgs: a request needs at least one segment');
+    if (n > this.size) throw new ArgumentError(`addSgs: ${n} segments, more than the queue size ${this.size} (§2.7.5.3.1)`);
+    let copyBytes = 0;
+    for (let k = 0; k < out.length; k++) {
+      const v = out[k];
+      if (!(v instanceof Uint8Array) || v.length < 1) throw new ArgumentError(`addSgs: out[${k}] must be a Uint8Array of ≥ 1 bytes`);
+      if (v.buffer === this.u8.buffer) {
+        this.checkOwnView(v);
+        for (let j = 0; j < k; j++) if (out[j].buffer === v.buffer && out[j].byteOffset === v.byteOffset) throw new ArgumentError(`addSgs: out[${k}] repeats an allocOut view`);
+      } else {
+        if (v.length > 0xffffffff) throw new ArgumentError(`addSgs: out[${k}] exceeds 4 GiB`);
+        copyBytes += v.length;
+      }
+    }
+    for (let k = 0; k < in_.length; k++) {
+      const w = in_[k];
+      const len = typeof w === 'number' ? w : w instanceof Uint8Array ? w.length : NaN;
+      if (!Number.isInteger(len) || len < 1 || len > 0xffffffff) throw new ArgumentError(`addSgs: in[${k}] must be a length or a Uint8Array of ≥ 1 bytes`);
+    }
+    if (!this.live) return false;
+    const useTable = this.engine.indirect && n > 1;
+    if (this.engine.numFree < (useTable ? 1 : n) || this.freeSlotCount === 0) return this.starve();
+    const allocs: number[] = [];
+    const undo = (): false => {
+      for (let i = 0; i < allocs.length; i += 3) this.alloc.free(allocs[i] === 0 ? 'driver' : 'device', allocs[i + 1], allocs[i + 2]);
+      return this.starve();
+    };
+    let table = -1;
+    if (useTable) {
+      table = this.alloc.alloc('driver', 16 * n, 16 * n); // every entry is written below
+      if (table < 0) return undo();
+      allocs.push(0, table, 16 * n);
+    }
+    let copyAt = -1;
+    if (copyBytes > 0) {
+      copyAt = this.alloc.alloc('driver', copyBytes, copyBytes);
+      if (copyAt < 0) return undo();
+      allocs.push(0, copyAt, copyBytes);
+    }
+    const rec: SgRecord = { allocs, inAddr: [], inLen: [], inDest: [] };
+    const w: number[] = [];
+    for (let k = 0; k < in_.length; k++) {
+      const seg = in_[k];
+      const len = typeof seg === 'number' ? seg : seg.length;
+      const ia = this.alloc.alloc('device', len);
+      if (ia < 0) return undo();
+      allocs.push(1, ia, len);
+      w.push(ia, len);
+      rec.inAddr.push(ia);
+      rec.inLen.push(len);
+      rec.inDest.push(typeof seg === 'number' ? null : seg);
+    }
+    // Memory is reserved: nothing below can fail, so copies and zero-copy ownership are final.
+    const o: number[] = [];
+    let at = copyAt;
+    for (const v of out) {
+      if (v.buffer === this.u8.buffer) {
+        o.push(v.byteOffset, v.length);
+        allocs.push(0, v.byteOffset, v.length);
+      } else {
+        this.u8.set(v, at);
+        o.push(at, v.length);
+        at += v.length;
+      }
+    }
+    const slot = this.freeSlots[--this.freeSlotCount];
+    const head = useTable ? this.engine.addIndirect(o, w, slot, table) : this.engine.add(o, w, slot);
+    if (head < 0) {
+      // Cannot happen (descriptors were checked); undo rather than leak, leaving allocOut views to the caller.
+      this.freeSlots[this.freeSlotCount++] = slot;
+      allocs.length -= 3 * out.filter((v) => v.buffer === this.u8.buffer).length;
+      return undo();
+    }
+    this.tokens[slot] = token;
+    this.sg[slot] = rec;
     this.starved = false;
     return true;
   }
@@ -304,6 +417,7 @@ export class FrontendQueue<T = unknown> implements DriverQueueHandle<T> {
     for (const slot of this.engine.failAll()) {
       const token = this.tokens[slot] as T;
       this.tokens[slot] = undefined;
+      this.sg[slot] = null; // its memory belongs to the ended session's allocator
       if (cb !== null) {
         try {
           cb(token, err);
@@ -354,12 +468,44 @@ export class FrontendQueue<T = unknown> implements DriverQueueHandle<T> {
     const ia = this.inAddr[slot];
     const il = this.inLen[slot];
     this.tokens[slot] = undefined;
+    const rec = this.sg[slot];
     this.freeSlots[this.freeSlotCount++] = slot; // the callback may post again
+    if (rec !== null) {
+      this.sg[slot] = null;
+      this.completeSg(token, rec, len);
+      return;
+    }
     try {
       const cb = this.onUsed;
-      if (cb !== null) cb(token, ia >= 0 ? new Uint8Array(this.u8.buffer, ia, len) : EMPTY);
+      if (cb !== null) {
+        const data = ia >= 0 ? new Uint8Array(this.u8.buffer, ia, len) : EMPTY;
+        this.oneSeg[0] = data;
+        cb(token, data, ia >= 0 ? this.oneSeg : NO_SEGS);
+      }
     } finally {
+      this.oneSeg[0] = EMPTY_SEG;
       this.freeBuffers(oa, ol, ia, il);
+    }
+  }
+
+  /** An addSgs() request completed with `len` written bytes (≤ its writable total, §6.4, checked by the engine). */
+  private completeSg(token: T, rec: SgRecord, len: number): void {
+    try {
+      const views: Uint8Array[] = [];
+      let left = len;
+      for (let k = 0; k < rec.inAddr.length; k++) {
+        const got = Math.min(left, rec.inLen[k]);
+        left -= got;
+        const v = new Uint8Array(this.u8.buffer, rec.inAddr[k], got);
+        views.push(v);
+        const dest = rec.inDest[k];
+        if (dest !== null && got > 0) dest.set(v);
+      }
+      const cb = this.onUsed;
+      if (cb !== null) cb(token, views.length > 0 ? views[0] : EMPTY, views);
+    } finally {
+      const a = rec.allocs;
+      for (let i = 0; i < a.length; i += 3) this.alloc.free(a[i] === 0 ? 'driver' : 'device', a[i + 1], a[i + 2]);
     }
   }
 
@@ -370,3 +516,5 @@ export class FrontendQueue<T = unknown> implements DriverQueueHandle<T> {
 }
 
 const EMPTY = new Uint8Array(0);
+const EMPTY_SEG = EMPTY;
+const NO_SEGS: readonly Uint8Array[] = [];

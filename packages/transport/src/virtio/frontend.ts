@@ -342,6 +342,7 @@ export class VirtioFrontend extends EventEmitter {
         memory: this.memory,
         allocator: alloc,
         eventIdx,
+        indirect: (features & VirtioFeatureMask.RING_INDIRECT_DESC) !== 0n,
         deviceVector,
         driverVector,
         kick: (v) => d.doorbell(this.partner, v),

@@ -1,0 +1,83 @@
+/**
+ * Argument parsing of `vshm-blk-frontend` (one CLI voice: a bad argument is one stderr line
+ * `vshm-blk-frontend: what is wrong (try --help)` and exit 2). Pure: argv in, options or a
+ * CliUsageError out.
+ */
+import { parseArgs } from 'node:util';
+import { UsageError } from '@vshm/transport';
+
+export const PROGRAM = 'vshm-blk-frontend';
+export const DEFAULT_SERVER_SOCKET = '/tmp/ivshmem_socket';
+
+export const USAGE = `Usage: ${PROGRAM} --nbd PATH [options]
+
+The virtio-blk DRIVER (front-end, peer 1) of a vshm server started with -P 0x8002, exporting
+the disk over NBD on a UNIX socket (mode 0600) for qemu-img, qemu-io, nbdcopy, nbd-client...
+Start vshm-server, then vshm-blk-backend IMAGE, then this command; then for example
+  qemu-img info nbd+unix:///?socket=PATH
+
+Options:
+  --nbd PATH           serve NBD on the UNIX socket PATH (required)
+  --export-name NAME   export name to announce [''] (the default name '' is always accepted)
+  -S, --server PATH    vshm-server socket [${DEFAULT_SERVER_SOCKET}]
+  --wait               if the back-end is not connected yet (we would get peer 0) or the
+                       server is not there yet, retry until it is, instead of exiting 1
+  -q, --quiet          no link-state lines on stderr
+  -h, --help           this help
+
+If the back-end goes away, requests in flight fail with EIO (they are never re-sent: a write
+may or may not have reached the disk, and was not acknowledged); new requests wait for the
+next back-end. SIGINT/SIGTERM close the NBD socket, reset the device and exit 0.
+DEBUG=vshm:* traces every layer.`;
+
+export interface CliOptions {
+  help: boolean;
+  server: string;
+  nbd: string;
+  exportName: string;
+  wait: boolean;
+  quiet: boolean;
+}
+
+/** A bad command line: print `${PROGRAM}: ${message} (try --help)` and exit 2. */
+export class CliUsageError extends UsageError {}
+
+export function parseCli(argv: readonly string[]): CliOptions {
+  let values: Record<string, string | boolean | undefined>;
+  let positionals: string[];
+  try {
+    ({ values, positionals } = parseArgs({
+      args: [...argv],
+      options: {
+        help: { type: 'boolean', short: 'h' },
+        server: { type: 'string', short: 'S' },
+        nbd: { type: 'string' },
+        'export-name': { type: 'string' },
+        wait: { type: 'boolean' },
+        quiet: { type: 'boolean', short: 'q' },
+      },
+      allowPositionals: true,
+      strict: true,
+    }));
+  } catch (err) {
+    const m = (err as Error).message;
+    const unknown = /^Unknown option '([^']*)'/.exec(m);
+    if (unknown !== null) throw new CliUsageError(`unknown option '${unknown[1]}'`);
+    const needs = /^Option '(?:-\w, )?(--?[\w-]+)[^']*' argument missing/.exec(m);
+    if (needs !== null) throw new CliUsageError(`option '${needs[1]}' needs a value`);
+    throw new CliUsageError(m.split('\n')[0].replace(/\. To specify.*$/, ''));
+  }
+  const help = values.help === true;
+  if (help) return { help, server: DEFAULT_SERVER_SOCKET, nbd: '', exportName: '', wait: false, quiet: false };
+  if (positionals.length > 0) throw new CliUsageError(`unexpected argument '${positionals[0]}'`);
+  const str = (name: string): string | undefined => {
+    const v = values[name] as string | undefined;
+    if (v !== undefined && v.length === 0) throw new CliUsageError(`option '--${name}' needs a non-empty value`);
+    return v;
+  };
+  const nbd = str('nbd');
+  if (nbd === undefined) throw new CliUsageError("missing '--nbd PATH' (the NBD socket to serve)");
+  const exportName = (values['export-name'] as string | undefined) ?? '';
+  if (Buffer.byteLength(exportName) > 4096) throw new CliUsageError('--export-name is longer than 4096 bytes');
+  return { help, server: str('server') ?? DEFAULT_SERVER_SOCKET, nbd, exportName, wait: values.wait === true, quiet: values.quiet === true };
+}

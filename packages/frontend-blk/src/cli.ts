@@ -1,0 +1,145 @@
+/**
+ * `vshm-blk-frontend`: the virtio-blk driver as a command, exporting the disk over NBD (see USAGE
+ * in cli-args.ts).
+ *
+ * Exit status: 0 after SIGINT/SIGTERM/SIGHUP (orderly: NBD socket closed and removed, device
+ * reset, disconnect); 1 for runtime failures (no server, wrong role, not a block device, NBD
+ * socket path in use, the server going away); 2 for bad arguments. Every failure is one stderr
+ * line starting with the program name; I/O errors name the path and the errno code.
+ */
+import createDebug from 'debug';
+import { CliUsageError, PROGRAM, USAGE, parseCli, type CliOptions } from './cli-args.js';
+import { NbdServer } from './nbd-server.js';
+import { openBlock, type BlockLink } from './open.js';
+
+const debug = createDebug('vshm:blk-fe');
+
+const STRERROR: Record<string, string> = {
+  ENOENT: 'no such file or directory',
+  ECONNREFUSED: 'connection refused',
+  EACCES: 'permission denied',
+  EADDRINUSE: 'address already in use',
+  EEXIST: 'file exists and is not a socket',
+  ENOTSOCK: 'not a socket',
+  ENOTDIR: 'not a directory',
+  EROFS: 'read-only file system',
+  ENAMETOOLONG: 'file name too long',
+};
+
+function fail(message: string): void {
+  process.stderr.write(`${PROGRAM}: ${message}\n`);
+}
+
+/** `what: PATH: CODE (text)` for errno-style errors, the message otherwise. */
+function ioLine(what: string, path: string, err: unknown): string {
+  const e = err as { code?: unknown; message?: unknown };
+  const code = typeof e?.code === 'string' ? e.code : '';
+  if (/^E[A-Z]+$/.test(code)) return `${what}: ${path}: ${code} (${STRERROR[code] ?? String(e.message).toLowerCase()})`;
+  return `${what}: ${typeof e?.message === 'string' ? e.message : String(err)}`;
+}
+
+/** One line (without the program name) explaining why the connection to the server failed. */
+export function describeOpenError(err: unknown, socketPath: string): string {
+  const e = err as { code?: unknown; message?: unknown };
+  const msg = typeof e?.message === 'string' ? e.message : String(err);
+  switch (e?.code) {
+    case 'VSHM_ERR_ROLE':
+      if (/connected as back-end/.test(msg)) return 'connected as peer 0 (back-end role): start vshm-blk-backend first, or use --wait';
+      return msg;
+    case 'VSHM_ERR_DEVICE_ID':
+      return `the server's device is not virtio-blk (${msg}): start vshm-server with -P 0x8002`;
+    case 'VSHM_ERR_SERVER_EOF':
+      return `the server at ${socketPath} closed the connection: no free peer id (a back-end and a front-end are already connected?)`;
+    default:
+      return ioLine('cannot connect to the vshm server', socketPath, err);
+  }
+}
+
+function onTerminationSignal(): { signalled: Promise<NodeJS.Signals>; dispose: () => void } {
+  let dispose = (): void => {};
+  const signalled = new Promise<NodeJS.Signals>((resolve) => {
+    const handler = (sig: NodeJS.Signals): void => resolve(sig);
+    for (const s of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(s, handler);
+    dispose = () => {
+      for (const s of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.off(s, handler);
+    };
+  });
+  return { signalled, dispose };
+}
+
+/** Run the CLI; resolves with the exit status. */
+export async function main(argv: readonly string[]): Promise<number> {
+  let opts: CliOptions;
+  try {
+    opts = parseCli(argv);
+  } catch (err) {
+    if (err instanceof CliUsageError) {
+      fail(`${err.message} (try --help)`);
+      return 2;
+    }
+    throw err;
+  }
+  if (opts.help) {
+    process.stdout.write(`${USAGE}\n`);
+    return 0;
+  }
+  let shuttingDown = false;
+  const info = (line: string): void => {
+    // Our own shutdown resets the device: not a link event worth a line.
+    if (!opts.quiet && !shuttingDown) fail(line);
+  };
+  const { signalled, dispose } = onTerminationSignal();
+  let link: BlockLink | null = null;
+  let nbd: NbdServer | null = null;
+  try {
+    try {
+      const opening = openBlock({ socketPath: opts.server, wait: opts.wait, onRetry: (e) => debug('not connected yet (%s): retrying', e.message) });
+      const first = await Promise.race([opening, signalled.then(() => null)]);
+      if (first === null) {
+        opening.then((l) => l.close()).catch(() => {});
+        return 0;
+      }
+      link = first;
+    } catch (err) {
+      fail(describeOpenError(err, opts.server));
+      return 1;
+    }
+    const l = link;
+    const fatal = new Promise<number>((resolve) => {
+      l.peer.once('server-gone', () => {
+        fail(`the server at ${opts.server} went away`);
+        resolve(1);
+      });
+      l.peer.on('error', (err: Error) => {
+        fail(`connection to the server failed: ${err.message}`);
+        resolve(1);
+      });
+    });
+    l.transport.on('error', (err: Error) => debug('device error (recovering): %s', err.message));
+    let seen = false;
+    l.driver.on('ready', () => {
+      if (seen) info(`back-end back (${l.driver.capacity} bytes)`);
+      seen = true;
+    });
+    l.driver.on('lost', () => info('back-end lost, waiting'));
+    l.driver.on('capacity', (bytes: number) => info(`capacity changed to ${bytes} bytes (NBD clients see it when they reconnect)`));
+    const ready = await Promise.race([l.driver.whenReady().then(() => 'ready' as const), fatal, signalled.then(() => 0)]);
+    if (ready !== 'ready') return ready;
+    nbd = new NbdServer(l.driver, { path: opts.nbd, exportName: opts.exportName });
+    try {
+      await nbd.listen();
+    } catch (err) {
+      nbd = null;
+      fail(ioLine('cannot serve NBD', opts.nbd, err));
+      return 1;
+    }
+    nbd.on('client-error', (id: number, err: Error) => debug('NBD client %d: %s', id, err.message));
+    info(`serving NBD on ${opts.nbd} (${l.driver.capacity} bytes${l.driver.readOnly ? ', read-only' : ''})`);
+    return await Promise.race([fatal, signalled.then((sig) => (debug('%s: shutting down', sig), 0))]);
+  } finally {
+    shuttingDown = true;
+    dispose();
+    await nbd?.close().catch(() => {});
+    await link?.close().catch((err: Error) => debug('close: %s', err.message));
+  }
+}

@@ -1,0 +1,528 @@
+/**
+ * BlockDriver: a userspace virtio-blk driver (OASIS VIRTIO 1.2 §5.2, device id 2) as a vshm
+ * front-end plug-in, built on the public scatter-gather API (`DriverQueueHandle.addSgs`) only.
+ *
+ * Request layout, as Linux's virtio_blk builds it: the 16-byte header in a descriptor of its own,
+ * the data in ≤ SEG_MAX segments of ≤ SIZE_MAX bytes (device-readable for OUT, device-writable for
+ * IN), the status byte alone in the last descriptor. With RING_INDIRECT_DESC each request takes one
+ * ring slot. Write data goes straight into shared memory (`allocOut(len, data)`: one copy); read
+ * data is copied out of shared memory into the caller's Buffer on completion (one copy).
+ *
+ * Ordering (one request queue): requests are handed to the device in call order — parts of a
+ * split request consecutively — and never overtake each other in the driver. The device may
+ * complete them in any order (virtio-blk promises none), so a read of a range with a write still in
+ * flight may see either data: await the write. `flush()` first waits for every write, discard and
+ * write-zeroes issued before it to complete, then sends FLUSH (when negotiated; without
+ * VIRTIO_BLK_F_FLUSH the device is write-through and completion means durable).
+ *
+ * In flight: up to what the queue and the shared memory take (one ring slot per request with
+ * INDIRECT_DESC, else 2 + segments descriptors); further requests wait in a FIFO in JS and are
+ * posted as completions free space.
+ *
+ * Failure: when the device goes away or breaks, every request in flight fails with
+ * VSHM_ERR_BLK_DEVICE_LOST — it may or may not have been applied, and the driver never re-sends
+ * it (a re-sent write could land after a later write to the same range: not exactly-once).
+ * Requests not yet handed to the device wait for the next device session and are sent then.
+ */
+import { EventEmitter } from 'node:events';
+import type { DriverQueueHandle, DriverSession, VirtioDriverOps } from '@vshm/transport';
+import { VirtioFeatureMask } from 'virtio-spec-types';
+import {
+  BLK_ID_BYTES, BLK_WZ_FLAG_UNMAP, BlkConfig, BlkFeature, BlkStatus, BlkType, SECTOR_SIZE,
+  encodeBlkHeader, encodeDwzSegment,
+} from './blk-spec.js';
+import { BlockError } from './errors.js';
+
+const bit = (n: number): bigint => 1n << BigInt(n);
+
+/** Feature bits the driver accepts (MQ is not used: one request queue). */
+export const BLOCK_DRIVER_FEATURES: bigint =
+  bit(BlkFeature.SIZE_MAX) |
+  bit(BlkFeature.SEG_MAX) |
+  bit(BlkFeature.RO) |
+  bit(BlkFeature.BLK_SIZE) |
+  bit(BlkFeature.FLUSH) |
+  bit(BlkFeature.DISCARD) |
+  bit(BlkFeature.WRITE_ZEROES) |
+  VirtioFeatureMask.RING_INDIRECT_DESC;
+
+/** Default largest data bytes per virtio request. */
+export const DEFAULT_MAX_TRANSFER = 256 * 1024;
+/** Largest sector count of one DISCARD / WRITE_ZEROES segment (le32), kept sector-aligned. */
+const MAX_DWZ_SECTORS = 0xffffffff - 7;
+
+export interface BlockDriverOptions {
+  /** Largest data bytes per virtio request; longer reads/writes are split. Multiple of 512, default 256 KiB. */
+  maxTransfer?: number;
+}
+
+/** Limits and identity read from the device at probe. */
+export interface BlockGeometry {
+  /** Disk size in bytes. */
+  capacity: number;
+  readOnly: boolean;
+  /** Logical block size (VIRTIO_BLK_F_BLK_SIZE), else 512. */
+  blockSize: number;
+  /** Data bytes per descriptor (SIZE_MAX) — the driver's own segment size without it. */
+  segmentSize: number;
+  /** Data descriptors per request (SEG_MAX, else 1 as Linux does). */
+  maxSegments: number;
+  /** Data bytes per request after splitting rules. */
+  maxRequest: number;
+  flush: boolean;
+  discard: boolean;
+  writeZeroes: boolean;
+  indirect: boolean;
+  maxDiscardSectors: number;
+  maxWriteZeroesSectors: number;
+}
+
+type OpKind = 'read' | 'write' | 'flush' | 'discard' | 'write-zeroes' | 'get-id';
+
+interface Op {
+  readonly kind: OpKind;
+  /** Parts not yet completed (posted or waiting). */
+  remaining: number;
+  done: boolean;
+  result: Buffer | null;
+  resolve(v: Buffer | null): void;
+  reject(e: Error): void;
+  readonly promise: Promise<Buffer | null>;
+}
+
+interface Part {
+  readonly op: Op;
+  readonly type: number;
+  readonly sector: number;
+  /** IN: destination slice of op.result; OUT: source data. */
+  readonly data: Uint8Array | null;
+  /** DISCARD / WRITE_ZEROES segment. */
+  readonly dwz: Uint8Array | null;
+}
+
+function isInt(v: unknown): v is number {
+  return typeof v === 'number' && Number.isSafeInteger(v);
+}
+
+/**
+ * The virtio-blk driver ops table plus the block API. Events: 'ready' (a device session is live;
+ * also after every recovery), 'lost' (err: the device went away; in-flight requests failed),
+ * 'capacity' (bytes: a config event changed the capacity).
+ */
+export class BlockDriver extends EventEmitter implements VirtioDriverOps {
+  readonly deviceId = 2;
+  readonly features = BLOCK_DRIVER_FEATURES;
+  private readonly maxTransfer: number;
+  private queue: DriverQueueHandle<Part> | null = null;
+  private geo: BlockGeometry | null = null;
+  private readonly waiting: Part[] = [];
+  /** Data-changing ops not yet settled (flush waits for those issued before it). */
+  private readonly writes = new Set<Op>();
+  private probeWaiters: (() => void)[] = [];
+  private closed = false;
+
+  constructor(opts: BlockDriverOptions = {}) {
+    super();
+    const m = opts.maxTransfer ?? DEFAULT_MAX_TRANSFER;
+    if (!isInt(m) || m < SECTOR_SIZE || m % SECTOR_SIZE !== 0 || m > 64 * 1024 * 1024) {
+      throw new BlockError('VSHM_ERR_ARGUMENT', '', `maxTransfer must be a multiple of 512 in 512…64 MiB, got ${String(m)}`);
+    }
+    this.maxTransfer = m;
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Block API
+
+  /** Whether a device session is live. */
+  get live(): boolean {
+    return this.queue !== null;
+  }
+
+  /** Geometry of the last device session, or null before the first. */
+  get geometry(): Readonly<BlockGeometry> | null {
+    return this.geo;
+  }
+
+  /** Disk size in bytes (0 before the first device session). */
+  get capacity(): number {
+    return this.geo?.capacity ?? 0;
+  }
+
+  /** VIRTIO_BLK_F_RO was negotiated. */
+  get readOnly(): boolean {
+    return this.geo?.readOnly ?? false;
+  }
+
+  /** Logical block size in bytes (512 without BLK_SIZE). */
+  get blockSize(): number {
+    return this.geo?.blockSize ?? SECTOR_SIZE;
+  }
+
+  /** Requests handed to the device and not yet completed. */
+  get inFlight(): number {
+    return this.queue?.inFlight ?? 0;
+  }
+
+  /** Requests (parts) waiting in the driver for ring space or a device. */
+  get queued(): number {
+    return this.waiting.length;
+  }
+
+  /** Resolves once a device session is live (immediately if one is). */
+  whenReady(): Promise<void> {
+    if (this.queue !== null) return Promise.resolve();
+    return new Promise((r) => this.probeWaiters.push(r));
+  }
+
+  /** Read `length` bytes at `offset` (both multiples of 512, inside the disk). */
+  read(offset: number, length: number): Promise<Buffer> {
+    return this.run(() => {
+      const g = this.check('read', offset, length);
+      if (length === 0) return Promise.resolve(Buffer.alloc(0));
+      const op = this.newOp('read');
+      op.result = Buffer.allocUnsafe(length);
+      const parts: Part[] = [];
+      for (let at = 0; at < length; at += g.maxRequest) {
+        const n = Math.min(g.maxRequest, length - at);
+        parts.push({ op, type: BlkType.IN, sector: (offset + at) / SECTOR_SIZE, data: op.result.subarray(at, at + n), dwz: null });
+      }
+      return this.submit(op, parts) as Promise<Buffer>;
+    });
+  }
+
+  /**
+   * Write `data` at `offset` (offset and data.length multiples of 512, inside the disk). The
+   * bytes are copied into shared memory when each part is posted, which may be after this call
+   * returns (ring full): do not modify `data` until the promise settles.
+   */
+  write(offset: number, data: Uint8Array): Promise<void> {
+    return this.run(() => {
+      if (!(data instanceof Uint8Array)) throw new BlockError('VSHM_ERR_ARGUMENT', '', 'write: data must be a Uint8Array');
+      const g = this.check('write', offset, data.length);
+      if (data.length === 0) return Promise.resolve();
+      const op = this.newOp('write');
+      const parts: Part[] = [];
+      for (let at = 0; at < data.length; at += g.maxRequest) {
+        const n = Math.min(g.maxRequest, data.length - at);
+        parts.push({ op, type: BlkType.OUT, sector: (offset + at) / SECTOR_SIZE, data: data.subarray(at, at + n), dwz: null });
+      }
+      return this.submit(op, parts).then(() => undefined);
+    });
+  }
+
+  /**
+   * Make every write, discard and write-zeroes issued before this call durable: waits for them
+   * to complete (failures included), then sends FLUSH (if negotiated; without it the device is
+   * write-through and there is nothing to send).
+   */
+  flush(): Promise<void> {
+    return this.run(() => {
+      const before = [...this.writes].map((o) => o.promise.catch(() => undefined));
+      return Promise.all(before).then(() =>
+        this.run(() => {
+          const g = this.geo as BlockGeometry;
+          if (!g.flush) return Promise.resolve();
+          const op = this.newOp('flush');
+          return this.submit(op, [{ op, type: BlkType.FLUSH, sector: 0, data: null, dwz: null }]).then(() => undefined);
+        }),
+      );
+    });
+  }
+
+  /** Discard (deallocate) a range; needs VIRTIO_BLK_F_DISCARD. */
+  discard(offset: number, length: number): Promise<void> {
+    return this.run(() => {
+      const g = this.check('discard', offset, length);
+      if (!g.discard) throw new BlockError('VSHM_ERR_BLK_UNSUPPORTED', 'A', 'discard: the device does not offer VIRTIO_BLK_F_DISCARD');
+      return this.dwz('discard', BlkType.DISCARD, offset, length, g.maxDiscardSectors, 0);
+    });
+  }
+
+  /** Write zeroes over a range; `unmap` lets the device deallocate it. Needs VIRTIO_BLK_F_WRITE_ZEROES. */
+  writeZeroes(offset: number, length: number, opts: { unmap?: boolean } = {}): Promise<void> {
+    return this.run(() => {
+      const g = this.check('write-zeroes', offset, length);
+      if (!g.writeZeroes) throw new BlockError('VSHM_ERR_BLK_UNSUPPORTED', 'A', 'writeZeroes: the device does not offer VIRTIO_BLK_F_WRITE_ZEROES');
+      return this.dwz('write-zeroes', BlkType.WRITE_ZEROES, offset, length, g.maxWriteZeroesSectors, opts.unmap === true ? BLK_WZ_FLAG_UNMAP : 0);
+    });
+  }
+
+  /** The device serial (VIRTIO_BLK_T_GET_ID, up to 20 bytes, NUL-padded). */
+  serial(): Promise<string> {
+    return this.run(() => {
+      const op = this.newOp('get-id');
+      op.result = Buffer.alloc(BLK_ID_BYTES);
+      return this.submit(op, [{ op, type: BlkType.GET_ID, sector: 0, data: op.result, dwz: null }]).then((id) => {
+        const b = id as Buffer;
+        const nul = b.indexOf(0);
+        return b.subarray(0, nul < 0 ? b.length : nul).toString('latin1');
+      });
+    });
+  }
+
+  /** Fail every request not yet handed to the device and refuse new ones (VSHM_ERR_BLK_CLOSED). */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    const err = this.closedError();
+    for (const p of this.waiting.splice(0)) this.fail(p.op, err);
+    for (const w of this.probeWaiters.splice(0)) w();
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // VirtioDriverOps
+
+  queueCount(): number {
+    return 1;
+  }
+
+  probe(session: DriverSession): void {
+    const q = session.queues[0] as DriverQueueHandle<Part>;
+    if (typeof q.addSgs !== 'function' || typeof q.allocOut !== 'function') {
+      throw new BlockError('VSHM_ERR_ARGUMENT', '', 'BlockDriver needs a queue with addSgs() and allocOut()');
+    }
+    this.geo = this.readGeometry(session, q);
+    q.onUsed = (part, _data, segs) => this.completed(part, segs);
+    q.onFailed = (part, err) =>
+      this.fail(part.op, new BlockError('VSHM_ERR_BLK_DEVICE_LOST', '4.10', `device lost with the ${part.op.kind} in flight (it may or may not have been applied): ${err.message}`, { cause: err }));
+    this.queue = q;
+    for (const w of this.probeWaiters.splice(0)) w();
+    this.emit('ready', session.features);
+    this.pump();
+  }
+
+  remove(reason: Error): void {
+    // Every in-flight part already came back through onFailed (device-api contract).
+    this.queue = null;
+    this.emit('lost', reason);
+  }
+
+  configChanged(session: DriverSession): void {
+    if (this.geo === null) return;
+    const cap = readCapacity(session);
+    if (cap !== this.geo.capacity) {
+      this.geo.capacity = cap;
+      this.emit('capacity', cap);
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------------
+
+  private closedError(): BlockError {
+    return new BlockError('VSHM_ERR_BLK_CLOSED', '', 'the block driver was closed');
+  }
+
+  /**
+   * Run `fn` now when a geometry is known — so requests are queued synchronously, in call order
+   * — else once the first device session is live. A throw becomes a rejection.
+   */
+  private run<R>(fn: () => Promise<R>): Promise<R> {
+    if (this.closed) return Promise.reject(this.closedError());
+    if (this.geo === null) return this.whenReady().then(() => this.run(fn));
+    try {
+      return fn();
+    } catch (err) {
+      return Promise.reject(err as Error);
+    }
+  }
+
+  /** Argument, alignment, read-only and range checks against the current geometry. */
+  private check(kind: OpKind, offset: number, length: number): BlockGeometry {
+    if (!isInt(offset) || offset < 0 || !isInt(length) || length < 0) {
+      throw new BlockError('VSHM_ERR_ARGUMENT', '', `${kind}: offset and length must be safe integers ≥ 0, got ${String(offset)}, ${String(length)}`);
+    }
+    if (offset % SECTOR_SIZE !== 0 || length % SECTOR_SIZE !== 0) {
+      throw new BlockError('VSHM_ERR_BLK_ALIGNMENT', 'A', `${kind}: offset ${offset} and length ${length} must be multiples of ${SECTOR_SIZE}`);
+    }
+    const g = this.geo as BlockGeometry;
+    if (kind !== 'read' && g.readOnly) throw new BlockError('VSHM_ERR_BLK_READ_ONLY', 'A', `${kind}: the device is read-only (VIRTIO_BLK_F_RO)`);
+    if (offset + length > g.capacity) {
+      throw new BlockError('VSHM_ERR_BLK_RANGE', 'A', `${kind}: [${offset}, +${length}) leaves the disk of ${g.capacity} bytes`);
+    }
+    return g;
+  }
+
+  private dwz(kind: OpKind, type: number, offset: number, length: number, maxSectors: number, flags: number): Promise<void> {
+    if (length === 0) return Promise.resolve();
+    const op = this.newOp(kind);
+    const parts: Part[] = [];
+    const step = Math.min(maxSectors > 0 ? maxSectors : MAX_DWZ_SECTORS, MAX_DWZ_SECTORS) * SECTOR_SIZE;
+    for (let at = 0; at < length; at += step) {
+      const n = Math.min(step, length - at);
+      const sector = (offset + at) / SECTOR_SIZE;
+      parts.push({ op, type, sector: 0, data: null, dwz: encodeDwzSegment(sector, n / SECTOR_SIZE, flags) });
+    }
+    return this.submit(op, parts).then(() => undefined);
+  }
+
+  private newOp(kind: OpKind): Op {
+    let resolve!: (v: Buffer | null) => void;
+    let reject!: (e: Error) => void;
+    const promise = new Promise<Buffer | null>((res, rej) => {
+      resolve = res;
+      reject = rej;
+    });
+    const op: Op = { kind, remaining: 0, done: false, result: null, resolve, reject, promise };
+    if (kind === 'write' || kind === 'discard' || kind === 'write-zeroes') {
+      this.writes.add(op);
+      promise.then(
+        () => this.writes.delete(op),
+        () => this.writes.delete(op),
+      );
+    }
+    return op;
+  }
+
+  private submit(op: Op, parts: Part[]): Promise<Buffer | null> {
+    if (this.closed) {
+      this.fail(op, this.closedError());
+      return op.promise;
+    }
+    op.remaining = parts.length;
+    for (const p of parts) this.waiting.push(p);
+    this.pump();
+    return op.promise;
+  }
+
+  /** Post waiting parts in order until the queue refuses one, then kick once. */
+  private pump(): void {
+    const q = this.queue;
+    if (q === null) return;
+    let posted = false;
+    while (this.waiting.length > 0) {
+      const p = this.waiting[0];
+      if (p.op.done) {
+        this.waiting.shift();
+        continue;
+      }
+      if (!this.post(q, p)) {
+        if (q.inFlight === 0 && this.queue === q) {
+          // Nothing in flight will ever free space: this request can never fit.
+          this.waiting.shift();
+          this.fail(p.op, new BlockError('VSHM_ERR_BLK_NO_MEMORY', '5', `${p.op.kind}: the request does not fit the shared memory or the queue even when idle`));
+          continue;
+        }
+        break;
+      }
+      this.waiting.shift();
+      posted = true;
+    }
+    if (posted) q.kick();
+  }
+
+  /** One virtio request: header | data… | status. False when short of ring space or memory. */
+  private post(q: DriverQueueHandle<Part>, p: Part): boolean {
+    const g = this.geo as BlockGeometry;
+    const header = encodeBlkHeader(p.type, p.sector);
+    switch (p.type) {
+      case BlkType.IN: {
+        const d = p.data as Uint8Array;
+        const ins: (number | Uint8Array)[] = [];
+        for (let at = 0; at < d.length; at += g.segmentSize) ins.push(d.subarray(at, Math.min(d.length, at + g.segmentSize)));
+        ins.push(1);
+        return (q.addSgs as NonNullable<typeof q.addSgs>)([header], ins, p);
+      }
+      case BlkType.OUT: {
+        const d = p.data as Uint8Array;
+        const outs: Uint8Array[] = [header];
+        for (let at = 0; at < d.length; at += g.segmentSize) {
+          const seg = d.subarray(at, Math.min(d.length, at + g.segmentSize));
+          // Zero-copy posting: the data is copied once, straight into shared memory.
+          const v = (q.allocOut as NonNullable<typeof q.allocOut>)(seg.length, seg);
+          if (v === null) {
+            for (let k = 1; k < outs.length; k++) q.freeOut?.(outs[k]);
+            return false;
+          }
+          outs.push(v);
+        }
+        const ok = (q.addSgs as NonNullable<typeof q.addSgs>)(outs, [1], p);
+        if (!ok) for (let k = 1; k < outs.length; k++) q.freeOut?.(outs[k]);
+        return ok;
+      }
+      case BlkType.GET_ID:
+        return (q.addSgs as NonNullable<typeof q.addSgs>)([header], [p.data as Uint8Array, 1], p);
+      case BlkType.DISCARD:
+      case BlkType.WRITE_ZEROES:
+        return (q.addSgs as NonNullable<typeof q.addSgs>)([header, p.dwz as Uint8Array], [1], p);
+      default:
+        return (q.addSgs as NonNullable<typeof q.addSgs>)([header], [1], p);
+    }
+  }
+
+  private completed(part: Part, segs: readonly Uint8Array[]): void {
+    const op = part.op;
+    if (!op.done) {
+      const last = segs[segs.length - 1];
+      const status = last !== undefined && last.length === 1 ? last[0] : -1;
+      if (status === BlkStatus.OK) {
+        if (--op.remaining === 0) {
+          op.done = true;
+          op.resolve(op.result);
+        }
+      } else if (status === BlkStatus.UNSUPP) {
+        this.fail(op, new BlockError('VSHM_ERR_BLK_UNSUPPORTED', 'A', `${op.kind}: the device answered UNSUPP`));
+      } else {
+        const why = status < 0 ? 'the device did not write the status byte' : `status ${status}`;
+        this.fail(op, new BlockError('VSHM_ERR_BLK_IO', 'A', `${op.kind} at sector ${part.sector}: I/O error (${why})`));
+      }
+    }
+    this.pump();
+  }
+
+  private fail(op: Op, err: Error): void {
+    if (op.done) return;
+    op.done = true;
+    op.reject(err);
+  }
+
+  private readGeometry(s: DriverSession, q: DriverQueueHandle<Part>): BlockGeometry {
+    const f = s.features;
+    const has = (b: number): boolean => (f & bit(b)) !== 0n;
+    const u32 = (off: number): number => s.readConfig(off, 4) >>> 0;
+    const blockSize = has(BlkFeature.BLK_SIZE) ? u32(BlkConfig.BLK_SIZE) : SECTOR_SIZE;
+    const sizeMax = has(BlkFeature.SIZE_MAX) ? u32(BlkConfig.SIZE_MAX) : 0;
+    const segMax = has(BlkFeature.SEG_MAX) ? u32(BlkConfig.SEG_MAX) : 1;
+    // The data segments plus header and status must fit one chain (≤ queue size, §2.7.5.3.1).
+    const maxSegments = Math.max(1, Math.min(segMax > 0 ? segMax : 1, q.size - 2));
+    const segmentSize = sizeMax > 0 ? Math.min(sizeMax, this.maxTransfer) : this.maxTransfer;
+    let maxRequest = Math.min(this.maxTransfer, maxSegments * segmentSize);
+    maxRequest -= maxRequest % SECTOR_SIZE;
+    if (maxRequest < SECTOR_SIZE) {
+      throw new BlockError('VSHM_ERR_ARGUMENT', 'A', `device limits (size_max ${sizeMax}, seg_max ${segMax}) allow no 512-byte request`);
+    }
+    const discard = has(BlkFeature.DISCARD);
+    const writeZeroes = has(BlkFeature.WRITE_ZEROES);
+    return {
+      capacity: readCapacity(s),
+      readOnly: has(BlkFeature.RO),
+      blockSize: blockSize >= SECTOR_SIZE && (blockSize & (blockSize - 1)) === 0 ? blockSize : SECTOR_SIZE,
+      segmentSize,
+      maxSegments,
+      maxRequest,
+      flush: has(BlkFeature.FLUSH),
+      discard,
+      writeZeroes,
+      indirect: (f & VirtioFeatureMask.RING_INDIRECT_DESC) !== 0n,
+      maxDiscardSectors: discard ? u32(BlkConfig.MAX_DISCARD_SECTORS) : 0,
+      maxWriteZeroesSectors: writeZeroes ? u32(BlkConfig.MAX_WRITE_ZEROES_SECTORS) : 0,
+    };
+  }
+}
+
+/** Capacity in bytes; the two halves re-read until stable (the generation rule covers each read only). */
+function readCapacity(s: DriverSession): number {
+  for (;;) {
+    const hi = s.readConfig(BlkConfig.CAPACITY + 4, 4) >>> 0;
+    const lo = s.readConfig(BlkConfig.CAPACITY, 4) >>> 0;
+    if ((s.readConfig(BlkConfig.CAPACITY + 4, 4) >>> 0) !== hi) continue;
+    const sectors = hi * 0x100000000 + lo;
+    // Byte offsets stay exact below 2^53.
+    return Math.min(sectors, Math.floor(Number.MAX_SAFE_INTEGER / SECTOR_SIZE)) * SECTOR_SIZE;
+  }
+}
+
+/** A fresh virtio-blk driver. */
+export function createBlockDriver(opts: BlockDriverOptions = {}): BlockDriver {
+  return new BlockDriver(opts);
+}
+

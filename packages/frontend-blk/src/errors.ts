@@ -1,0 +1,20 @@
+/**
+ * Typed errors of the virtio-blk driver and its NBD server (style §4): a stable `code` and the
+ * spec section ('A' = docs/protocol.md Appendix A, virtio-blk over vshm; '' when none applies).
+ */
+import { VshmError } from '@vshm/transport';
+
+/**
+ * Codes:
+ * - VSHM_ERR_BLK_IO: the device answered VIRTIO_BLK_S_IOERR.
+ * - VSHM_ERR_BLK_UNSUPPORTED: the device answered VIRTIO_BLK_S_UNSUPP, or the feature the
+ *   operation needs (DISCARD, WRITE_ZEROES) was not negotiated.
+ * - VSHM_ERR_BLK_READ_ONLY: a write, discard or write-zeroes on a device with VIRTIO_BLK_F_RO.
+ * - VSHM_ERR_BLK_RANGE: the byte range leaves the disk (offset + length > capacity).
+ * - VSHM_ERR_BLK_ALIGNMENT: offset or length not a multiple of 512 bytes.
+ * - VSHM_ERR_BLK_DEVICE_LOST: the device went away or broke with the request in flight; the
+ *   request may or may not have been applied (never retried by the driver).
+ * - VSHM_ERR_BLK_NO_MEMORY: a request cannot fit the shared memory even with nothing in flight.
+ * - VSHM_ERR_BLK_CLOSED: the driver was closed.
+ */
+export class BlockError extends VshmError {}

@@ -1,0 +1,526 @@
+/**
+ * An NBD server on a UNIX socket exporting a BlockDriver to standard clients (qemu-img, qemu-io,
+ * libnbd's nbdcopy/nbdinfo, the kernel's nbd-client): fixed-newstyle negotiation (GO, INFO,
+ * EXPORT_NAME, LIST, ABORT; other options → NBD_REP_ERR_UNSUP), simple replies, and READ, WRITE
+ * (FUA), FLUSH, TRIM, WRITE_ZEROES (NO_HOLE), DISC.
+ *
+ * Hostile clients: every length is checked before anything is read or allocated (options ≤ 64 KiB,
+ * payloads ≤ 32 MiB, else the connection is closed: the payload cannot be skipped cheaply);
+ * bad magic closes the connection; out-of-range requests get EINVAL (read) or ENOSPC (writes),
+ * misaligned ones EINVAL (the 512-byte minimum block size is advertised in NBD_INFO_BLOCK_SIZE).
+ * A reply — the acknowledgement — is sent only once the driver completed the whole request
+ * (every split part, and the flush for FUA); a client that vanishes just loses its replies, the
+ * daemon goes on. At most MAX_INFLIGHT requests per connection are in the driver: the server
+ * stops reading the socket until one completes (backpressure instead of unbounded buffering).
+ *
+ * CAN_MULTI_CONN is advertised: all connections share one driver, and `BlockDriver.flush()` waits
+ * for every write issued before it, on any connection, then flushes the device — so a FLUSH on one
+ * connection covers every write another connection already saw acknowledged.
+ */
+import { EventEmitter } from 'node:events';
+import { existsSync, chmodSync, unlinkSync, lstatSync } from 'node:fs';
+import net from 'node:net';
+import createDebug from 'debug';
+import type { BlockDriver } from './driver.js';
+import { BlockError } from './errors.js';
+import {
+  NBD_FLAG_C_FIXED_NEWSTYLE, NBD_FLAG_C_NO_ZEROES, NBD_IHAVEOPT, NBD_MAX_OPTION, NBD_MAX_PAYLOAD, NBD_REQUEST_SIZE,
+  NbdCmd, NbdCmdFlag, NbdErr, NbdFlag, NbdInfo, NbdOpt, NbdRep,
+  decodeRequest, encodeExportNameReply, encodeGreeting, encodeInfoBlockSize, encodeInfoExport, encodeInfoString, encodeOptReply,
+  encodeSimpleReply, type NbdRequest,
+} from './nbd-protocol.js';
+
+const debug = createDebug('vshm:blk-nbd');
+
+/** Requests per connection handed to the driver at once. */
+export const MAX_INFLIGHT = 64;
+/** Bytes buffered from one socket before it is paused. */
+const READ_HIGH_WATER = NBD_MAX_PAYLOAD + 1024 * 1024;
+/**
+ * Reply bytes queued to a client that does not read them before the server stops reading its
+ * requests (a client that only sends READs would otherwise grow the queue without limit).
+ */
+const WRITE_HIGH_WATER = 2 * NBD_MAX_PAYLOAD;
+const SECTOR = 512;
+
+export interface NbdServerOptions {
+  /** UNIX socket path (created with mode 0600). */
+  path: string;
+  /** Export name; the empty (default) name is always accepted too. Default ''. */
+  exportName?: string;
+  /** Free-text description (NBD_INFO_DESCRIPTION). */
+  description?: string;
+  /** A client still negotiating after this long is disconnected. Default 30000 ms. */
+  handshakeTimeoutMs?: number;
+}
+
+/** The socket closed (or misbehaved) before the bytes we waited for arrived. */
+class ConnectionClosed extends Error {}
+
+/** Buffered exact-length reads from a socket, with backpressure. */
+class SocketReader {
+  private chunks: Buffer[] = [];
+  private have = 0;
+  private waiter: { n: number; resolve: (b: Buffer) => void; reject: (e: Error) => void } | null = null;
+  private closed = false;
+  private paused = false;
+
+  constructor(private readonly sock: net.Socket) {
+    sock.on('data', (c: Buffer) => {
+      this.chunks.push(c);
+      this.have += c.length;
+      if (this.have > READ_HIGH_WATER && !this.paused) {
+        this.paused = true;
+        sock.pause();
+      }
+      this.wake();
+    });
+    const end = (): void => {
+      this.closed = true;
+      this.wake();
+    };
+    sock.on('end', end);
+    sock.on('close', end);
+  }
+
+  read(n: number): Promise<Buffer> {
+    return new Promise((resolve, reject) => {
+      this.waiter = { n, resolve, reject };
+      this.wake();
+    });
+  }
+
+  private wake(): void {
+    const w = this.waiter;
+    if (w === null) return;
+    if (this.have >= w.n) {
+      this.waiter = null;
+      w.resolve(this.take(w.n));
+    } else if (this.closed) {
+      this.waiter = null;
+      w.reject(new ConnectionClosed(`connection closed with ${this.have} of ${w.n} bytes`));
+    }
+  }
+
+  private take(n: number): Buffer {
+    let out: Buffer;
+    const first = this.chunks[0];
+    if (n === 0) out = Buffer.alloc(0);
+    else if (first.length >= n) {
+      out = first.subarray(0, n);
+      if (first.length === n) this.chunks.shift();
+      else this.chunks[0] = first.subarray(n);
+    } else {
+      out = Buffer.allocUnsafe(n);
+      let at = 0;
+      while (at < n) {
+        const c = this.chunks[0];
+        const k = Math.min(c.length, n - at);
+        c.copy(out, at, 0, k);
+        at += k;
+        if (k === c.length) this.chunks.shift();
+        else this.chunks[0] = c.subarray(k);
+      }
+    }
+    this.have -= n;
+    if (this.paused && this.have < READ_HIGH_WATER / 2) {
+      this.paused = false;
+      this.sock.resume();
+    }
+    return out;
+  }
+}
+
+/**
+ * The NBD server. Events: 'connection' (id), 'disconnect' (id, reason), 'client-error' (id, err:
+ * a protocol violation that closed the connection — informational).
+ */
+export class NbdServer extends EventEmitter {
+  readonly path: string;
+  readonly exportName: string;
+  private readonly description: string;
+  private readonly driver: BlockDriver;
+  private server: net.Server | null = null;
+  private readonly conns = new Set<net.Socket>();
+  private nextId = 1;
+  private readonly handshakeTimeoutMs: number;
+
+  constructor(driver: BlockDriver, opts: NbdServerOptions) {
+    super();
+    if (typeof opts.path !== 'string' || opts.path.length === 0) throw new BlockError('VSHM_ERR_ARGUMENT', '', 'NbdServer: path must be a non-empty string');
+    const name = opts.exportName ?? '';
+    if (typeof name !== 'string' || Buffer.byteLength(name) > 4096) throw new BlockError('VSHM_ERR_ARGUMENT', '', 'NbdServer: exportName must be a string of ≤ 4096 bytes');
+    this.driver = driver;
+    this.path = opts.path;
+    this.exportName = name;
+    this.description = opts.description ?? 'vshm virtio-blk';
+    const t = opts.handshakeTimeoutMs ?? 30000;
+    if (!Number.isInteger(t) || t < 1) throw new BlockError('VSHM_ERR_ARGUMENT', '', `NbdServer: handshakeTimeoutMs must be a positive integer, got ${String(t)}`);
+    this.handshakeTimeoutMs = t;
+  }
+
+  /** Number of connected clients. */
+  get connections(): number {
+    return this.conns.size;
+  }
+
+  /**
+   * Wait for the device (its size is part of the handshake), then listen. A stale socket file
+   * (nobody listening) is replaced; a live one is EADDRINUSE. The socket is created mode 0600.
+   */
+  async listen(): Promise<void> {
+    await this.driver.whenReady();
+    await removeStaleSocket(this.path);
+    const server = net.createServer((sock) => this.accept(sock));
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      const old = process.umask(0o177); // the socket file is created 0600 — no window with wider rights
+      try {
+        server.listen(this.path, () => {
+          server.off('error', reject);
+          resolve();
+        });
+      } finally {
+        process.umask(old);
+      }
+    });
+    chmodSync(this.path, 0o600);
+    server.on('error', (err) => this.emit('error', err));
+    this.server = server;
+  }
+
+  /** Stop listening, drop every connection, remove the socket file. */
+  async close(): Promise<void> {
+    const s = this.server;
+    this.server = null;
+    for (const c of this.conns) c.destroy();
+    if (s !== null) {
+      await new Promise<void>((resolve) => s.close(() => resolve()));
+      try {
+        unlinkSync(this.path);
+      } catch {
+        // already gone
+      }
+    }
+  }
+
+  private accept(sock: net.Socket): void {
+    const id = this.nextId++;
+    this.conns.add(sock);
+    sock.on('close', () => this.conns.delete(sock));
+    sock.on('error', (err) => debug('client %d: %s', id, err.message));
+    sock.setNoDelay?.(true);
+    this.emit('connection', id);
+    const timer = setTimeout(() => {
+      debug('client %d: handshake timeout', id);
+      sock.destroy();
+    }, this.handshakeTimeoutMs).unref();
+    new NbdConnection(id, sock, this.driver, this.exportName, this.description, () => clearTimeout(timer))
+      .run()
+      .then(
+        // DISC / ABORT: the socket was end()ed after the last reply; let those bytes go out.
+        (reason) => this.emit('disconnect', id, reason),
+        (err: Error) => {
+          clearTimeout(timer);
+          sock.destroy();
+          if (!(err instanceof ConnectionClosed)) this.emit('client-error', id, err);
+          this.emit('disconnect', id, err.message);
+        },
+      );
+  }
+}
+
+/** An NBD client broke the protocol: the connection is closed. */
+class ClientError extends BlockError {
+  constructor(message: string) {
+    super('VSHM_ERR_NBD_CLIENT', '', message);
+  }
+}
+
+class NbdConnection {
+  private readonly reader: SocketReader;
+  private noZeroes = false;
+  private inflight = 0;
+  private slotWaiter: (() => void) | null = null;
+  private exportSize = 0;
+  /** Data bytes of READs in flight (their replies are owed). */
+  private readBytes = 0;
+
+  constructor(
+    private readonly id: number,
+    private readonly sock: net.Socket,
+    private readonly driver: BlockDriver,
+    private readonly exportName: string,
+    private readonly description: string,
+    private readonly negotiated: () => void,
+  ) {
+    this.reader = new SocketReader(sock);
+  }
+
+  /**
+   * Wait while the replies owed — queued in the socket, plus the data of READs in flight — exceed
+   * WRITE_HIGH_WATER: a client that sends READs without reading the replies stops being read.
+   */
+  private async drained(): Promise<void> {
+    while (this.sock.writableLength + this.readBytes > WRITE_HIGH_WATER && !this.sock.destroyed) {
+      await new Promise<void>((r) => {
+        const done = (): void => {
+          this.sock.off('drain', done);
+          this.sock.off('close', done);
+          if (this.slotWaiter === done) this.slotWaiter = null;
+          r();
+        };
+        this.sock.on('drain', done);
+        this.sock.on('close', done);
+        this.slotWaiter = done; // a completion moves bytes from readBytes to the socket
+      });
+    }
+  }
+
+  private send(b: Buffer): void {
+    if (!this.sock.destroyed && this.sock.writable) this.sock.write(b);
+  }
+
+  /** Resolves with why the connection ended normally; rejects on a violation or a vanished client. */
+  async run(): Promise<string> {
+    this.send(encodeGreeting());
+    const cf = (await this.reader.read(4)).readUInt32BE(0);
+    if ((cf & ~(NBD_FLAG_C_FIXED_NEWSTYLE | NBD_FLAG_C_NO_ZEROES)) !== 0) throw new ClientError(`unknown client flags 0x${cf.toString(16)}`);
+    if ((cf & NBD_FLAG_C_FIXED_NEWSTYLE) === 0) throw new ClientError('client does not speak fixed-newstyle negotiation');
+    this.noZeroes = (cf & NBD_FLAG_C_NO_ZEROES) !== 0;
+    const ended = await this.negotiate();
+    if (ended !== null) return ended;
+    this.negotiated();
+    return this.transmission();
+  }
+
+  private knownName(name: string): boolean {
+    return name === '' || name === this.exportName;
+  }
+
+  private transmissionFlags(): number {
+    const g = this.driver.geometry;
+    let f = NbdFlag.HAS_FLAGS | NbdFlag.SEND_FLUSH | NbdFlag.SEND_FUA | NbdFlag.SEND_WRITE_ZEROES | NbdFlag.CAN_MULTI_CONN;
+    if (this.driver.readOnly) f |= NbdFlag.READ_ONLY;
+    if (g?.discard === true) f |= NbdFlag.SEND_TRIM;
+    return f;
+  }
+
+  /** Option haggling. Resolves null to enter transmission, or a reason when the client left. */
+  private async negotiate(): Promise<string | null> {
+    for (;;) {
+      await this.drained();
+      const h = await this.reader.read(16);
+      if (h.readBigUInt64BE(0) !== NBD_IHAVEOPT) throw new ClientError('bad option magic');
+      const opt = h.readUInt32BE(8);
+      const len = h.readUInt32BE(12);
+      if (len > NBD_MAX_OPTION) throw new ClientError(`option ${opt} of ${len} bytes is too long`);
+      const data = await this.reader.read(len);
+      switch (opt) {
+        case NbdOpt.EXPORT_NAME: {
+          const name = data.toString('utf8');
+          if (!this.knownName(name)) throw new ClientError(`unknown export '${name}'`); // the protocol's only answer: close
+          this.exportSize = this.driver.capacity;
+          this.send(encodeExportNameReply(this.exportSize, this.transmissionFlags(), this.noZeroes));
+          return null;
+        }
+        case NbdOpt.ABORT:
+          this.send(encodeOptReply(opt, NbdRep.ACK));
+          this.sock.end();
+          return 'abort';
+        case NbdOpt.LIST: {
+          if (len !== 0) {
+            this.send(encodeOptReply(opt, NbdRep.ERR_INVALID));
+            break;
+          }
+          const name = Buffer.from(this.exportName, 'utf8');
+          const entry = Buffer.alloc(4 + name.length);
+          entry.writeUInt32BE(name.length, 0);
+          entry.set(name, 4);
+          this.send(encodeOptReply(opt, NbdRep.SERVER, entry));
+          this.send(encodeOptReply(opt, NbdRep.ACK));
+          break;
+        }
+        case NbdOpt.INFO:
+        case NbdOpt.GO: {
+          const parsed = parseInfoRequest(data);
+          if (parsed === null) {
+            this.send(encodeOptReply(opt, NbdRep.ERR_INVALID));
+            break;
+          }
+          if (!this.knownName(parsed.name)) {
+            this.send(encodeOptReply(opt, NbdRep.ERR_UNKNOWN, Buffer.from(`no export named '${parsed.name}'`)));
+            break;
+          }
+          const size = this.driver.capacity;
+          this.send(encodeOptReply(opt, NbdRep.INFO, encodeInfoExport(size, this.transmissionFlags())));
+          // Sent whether asked or not: requests must be 512-aligned and ≤ 32 MiB.
+          this.send(encodeOptReply(opt, NbdRep.INFO, encodeInfoBlockSize(SECTOR, Math.max(4096, this.driver.blockSize), NBD_MAX_PAYLOAD)));
+          if (parsed.infos.includes(NbdInfo.NAME)) this.send(encodeOptReply(opt, NbdRep.INFO, encodeInfoString(NbdInfo.NAME, this.exportName)));
+          if (parsed.infos.includes(NbdInfo.DESCRIPTION)) this.send(encodeOptReply(opt, NbdRep.INFO, encodeInfoString(NbdInfo.DESCRIPTION, this.description)));
+          this.send(encodeOptReply(opt, NbdRep.ACK));
+          if (opt === NbdOpt.GO) {
+            this.exportSize = size;
+            return null;
+          }
+          break;
+        }
+        default:
+          // STARTTLS, STRUCTURED_REPLY, meta contexts, extended headers and unknown options.
+          this.send(encodeOptReply(opt, NbdRep.ERR_UNSUP));
+      }
+    }
+  }
+
+  private async transmission(): Promise<string> {
+    debug('client %d: transmission, export size %d', this.id, this.exportSize);
+    for (;;) {
+      while (this.inflight >= MAX_INFLIGHT) await new Promise<void>((r) => (this.slotWaiter = r));
+      await this.drained();
+      const req = decodeRequest(await this.reader.read(NBD_REQUEST_SIZE));
+      if (req === null) throw new ClientError('bad request magic');
+      if (req.type === NbdCmd.DISC) {
+        // Finish what is in flight (replies included), then close.
+        while (this.inflight > 0) await new Promise<void>((r) => (this.slotWaiter = r));
+        this.sock.end();
+        return 'disconnect';
+      }
+      let payload: Buffer | null = null;
+      if (req.type === NbdCmd.WRITE) {
+        // The payload follows the header whatever we answer; one we will not read ends the connection.
+        if (req.length > NBD_MAX_PAYLOAD) throw new ClientError(`write of ${req.length} bytes exceeds the ${NBD_MAX_PAYLOAD}-byte maximum payload`);
+        payload = await this.reader.read(req.length);
+      }
+      this.inflight++;
+      const owed = req.type === NbdCmd.READ && req.length <= NBD_MAX_PAYLOAD ? req.length : 0;
+      this.readBytes += owed;
+      void this.handle(req, payload)
+        .then(
+          (r) => r,
+          (err: unknown) => ({ error: errnoOf(err, req.type), data: null }),
+        )
+        .then((r) => {
+          this.send(encodeSimpleReply(r.error, req.cookie));
+          if (r.error === 0 && r.data !== null) this.send(r.data);
+          this.readBytes -= owed;
+          this.inflight--;
+          const w = this.slotWaiter;
+          this.slotWaiter = null;
+          w?.();
+        });
+    }
+  }
+
+  /** One request; resolves with the NBD error (0 = success) and READ data. */
+  private async handle(req: NbdRequest, payload: Buffer | null): Promise<{ error: number; data: Buffer | null }> {
+    const writes = req.type === NbdCmd.WRITE || req.type === NbdCmd.TRIM || req.type === NbdCmd.WRITE_ZEROES;
+    if (req.type === NbdCmd.FLUSH) {
+      await this.driver.flush();
+      return ok(null);
+    }
+    if (req.type !== NbdCmd.READ && !writes) return fail(NbdErr.EINVAL); // CACHE, BLOCK_STATUS, unknown
+    if (req.type === NbdCmd.READ && req.length > NBD_MAX_PAYLOAD) return fail(NbdErr.EOVERFLOW);
+    if (writes && this.driver.readOnly) return fail(NbdErr.EPERM);
+    const size = this.driver.capacity;
+    if (req.offset + BigInt(req.length) > BigInt(size)) return fail(req.type === NbdCmd.READ ? NbdErr.EINVAL : NbdErr.ENOSPC);
+    const off = Number(req.offset);
+    const len = req.length;
+    const fua = (req.flags & NbdCmdFlag.FUA) !== 0;
+    switch (req.type) {
+      case NbdCmd.READ:
+        if (off % SECTOR !== 0 || len % SECTOR !== 0) return fail(NbdErr.EINVAL);
+        return ok(await this.driver.read(off, len));
+      case NbdCmd.WRITE:
+        if (off % SECTOR !== 0 || len % SECTOR !== 0) return fail(NbdErr.EINVAL);
+        await this.driver.write(off, payload as Buffer);
+        break;
+      case NbdCmd.TRIM: {
+        if (this.driver.geometry?.discard !== true) return fail(NbdErr.EINVAL);
+        // TRIM is advisory: discard the whole sectors inside the range, ignore the edges.
+        const from = Math.ceil(off / SECTOR) * SECTOR;
+        const to = Math.floor((off + len) / SECTOR) * SECTOR;
+        if (to > from) await this.driver.discard(from, to - from);
+        break;
+      }
+      case NbdCmd.WRITE_ZEROES:
+        if (off % SECTOR !== 0 || len % SECTOR !== 0) return fail(NbdErr.EINVAL);
+        await this.writeZeroes(off, len, (req.flags & NbdCmdFlag.NO_HOLE) === 0);
+        break;
+    }
+    if (fua) await this.driver.flush();
+    return ok(null);
+  }
+
+  /** WRITE_ZEROES through the device's, or as written zeroes when the device lacks it. */
+  private async writeZeroes(off: number, len: number, mayUnmap: boolean): Promise<void> {
+    if (len === 0) return;
+    if (this.driver.geometry?.writeZeroes === true) {
+      await this.driver.writeZeroes(off, len, { unmap: mayUnmap });
+      return;
+    }
+    const step = 1024 * 1024;
+    const zeros = Buffer.alloc(Math.min(step, len));
+    const parts: Promise<void>[] = [];
+    for (let at = 0; at < len; at += step) parts.push(this.driver.write(off + at, zeros.subarray(0, Math.min(step, len - at))));
+    await Promise.all(parts);
+  }
+}
+
+function ok(data: Buffer | null): { error: number; data: Buffer | null } {
+  return { error: 0, data };
+}
+
+function fail(error: number): { error: number; data: Buffer | null } {
+  return { error, data: null };
+}
+
+/** NBD error for a driver failure. */
+function errnoOf(err: unknown, type: number): number {
+  const code = (err as { code?: unknown })?.code;
+  switch (code) {
+    case 'VSHM_ERR_BLK_RANGE':
+      return type === NbdCmd.READ ? NbdErr.EINVAL : NbdErr.ENOSPC;
+    case 'VSHM_ERR_BLK_READ_ONLY':
+      return NbdErr.EPERM;
+    case 'VSHM_ERR_BLK_ALIGNMENT':
+    case 'VSHM_ERR_ARGUMENT':
+      return NbdErr.EINVAL;
+    case 'VSHM_ERR_BLK_UNSUPPORTED':
+      return NbdErr.ENOTSUP;
+    case 'VSHM_ERR_BLK_NO_MEMORY':
+      return NbdErr.ENOMEM;
+    case 'VSHM_ERR_BLK_CLOSED':
+      return NbdErr.ESHUTDOWN;
+    default:
+      return NbdErr.EIO; // IOERR, device lost (maybe applied, never acknowledged)
+  }
+}
+
+/** NBD_OPT_INFO / NBD_OPT_GO data: u32 name length, name, u16 count, u16 info types. */
+function parseInfoRequest(d: Buffer): { name: string; infos: number[] } | null {
+  if (d.length < 6) return null;
+  const nlen = d.readUInt32BE(0);
+  if (nlen > d.length - 6) return null;
+  const n = d.readUInt16BE(4 + nlen);
+  if (d.length !== 6 + nlen + 2 * n) return null;
+  const infos: number[] = [];
+  for (let i = 0; i < n; i++) infos.push(d.readUInt16BE(6 + nlen + 2 * i));
+  return { name: d.subarray(4, 4 + nlen).toString('utf8'), infos };
+}
+
+/** Remove a socket file nobody listens on; refuse (EADDRINUSE) one that is live or not a socket. */
+async function removeStaleSocket(path: string): Promise<void> {
+  if (!existsSync(path)) return;
+  const st = lstatSync(path);
+  if (!st.isSocket()) throw Object.assign(new Error(`${path} exists and is not a socket`), { code: 'EEXIST', path });
+  const live = await new Promise<boolean>((resolve) => {
+    const c = net.connect(path);
+    c.once('connect', () => {
+      c.destroy();
+      resolve(true);
+    });
+    c.once('error', () => resolve(false));
+  });
+  if (live) throw Object.assign(new Error(`${path} is in use by another server`), { code: 'EADDRINUSE', path });
+  unlinkSync(path);
+}

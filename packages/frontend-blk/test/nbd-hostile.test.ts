@@ -1,0 +1,465 @@
+/**
+ * The NBD server against a hand-written client (net.Socket) that misbehaves on purpose: truncated
+ * handshake, bad magic, unknown options, oversize and out-of-range requests, a client vanishing
+ * with requests in flight. The server must answer with the protocol's errors or close that one
+ * connection — never crash, never acknowledge a write it did not fully apply — and keep serving.
+ */
+import { expect } from 'chai';
+import net from 'node:net';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { NbdServer } from '../src/nbd-server.js';
+import { BlkType } from '../src/blk-spec.js';
+import {
+  NBD_IHAVEOPT, NBD_MAGIC, NBD_OPT_REPLY_MAGIC, NBD_REQUEST_MAGIC, NBD_SIMPLE_REPLY_MAGIC, NbdCmd, NbdCmdFlag, NbdErr, NbdFlag, NbdOpt, NbdRep,
+} from '../src/nbd-protocol.js';
+import { blkRig, type BlkRig } from './fixtures/blk-loopback.js';
+
+const MiB = 1024 * 1024;
+
+/** A raw NBD client: exact-length reads, and whether the server closed the connection. */
+class RawClient {
+  readonly sock: net.Socket;
+  private buf = Buffer.alloc(0);
+  private waiters: (() => void)[] = [];
+  closed = false;
+  private readonly connected: Promise<void>;
+
+  constructor(path: string) {
+    this.sock = net.connect(path);
+    this.connected = new Promise((r) => this.sock.once('connect', () => r()));
+    this.sock.on('data', (d: Buffer) => {
+      this.buf = Buffer.concat([this.buf, d]);
+      this.wake();
+    });
+    this.sock.on('close', () => {
+      this.closed = true;
+      this.wake();
+    });
+    this.sock.on('error', () => undefined);
+  }
+
+  private wake(): void {
+    for (const w of this.waiters.splice(0)) w();
+  }
+
+  async read(n: number): Promise<Buffer> {
+    await this.connected;
+    while (this.buf.length < n) {
+      if (this.closed) throw new Error(`closed with ${this.buf.length} of ${n} bytes`);
+      await new Promise<void>((r) => this.waiters.push(r));
+    }
+    const out = this.buf.subarray(0, n);
+    this.buf = this.buf.subarray(n);
+    return out;
+  }
+
+  /** Resolves once the server closed the connection (any unread bytes are dropped). */
+  async waitClosed(): Promise<void> {
+    while (!this.closed) await new Promise<void>((r) => this.waiters.push(r));
+  }
+
+  write(b: Buffer): void {
+    this.sock.write(b);
+  }
+
+  async greeting(flags = 3): Promise<void> {
+    const g = await this.read(18);
+    expect(g.readBigUInt64BE(0)).to.equal(NBD_MAGIC);
+    expect(g.readBigUInt64BE(8)).to.equal(NBD_IHAVEOPT);
+    const f = Buffer.alloc(4);
+    f.writeUInt32BE(flags);
+    this.write(f);
+  }
+
+  option(opt: number, data: Buffer = Buffer.alloc(0), magic = NBD_IHAVEOPT): void {
+    const h = Buffer.alloc(16);
+    h.writeBigUInt64BE(magic, 0);
+    h.writeUInt32BE(opt, 8);
+    h.writeUInt32BE(data.length, 12);
+    this.write(Buffer.concat([h, data]));
+  }
+
+  async optReply(): Promise<{ opt: number; type: number; data: Buffer }> {
+    const h = await this.read(20);
+    expect(h.readBigUInt64BE(0)).to.equal(NBD_OPT_REPLY_MAGIC);
+    const data = await this.read(h.readUInt32BE(16));
+    return { opt: h.readUInt32BE(8), type: h.readUInt32BE(12), data };
+  }
+
+  /** GO with the default export; returns size and transmission flags. */
+  async go(name = ''): Promise<{ size: number; flags: number }> {
+    this.option(NbdOpt.GO, goData(name, []));
+    let size = -1;
+    let flags = -1;
+    for (;;) {
+      const r = await this.optReply();
+      if (r.type === NbdRep.ACK) break;
+      expect(r.type).to.equal(NbdRep.INFO);
+      if (r.data.readUInt16BE(0) === 0) {
+        size = Number(r.data.readBigUInt64BE(2));
+        flags = r.data.readUInt16BE(10);
+      }
+    }
+    return { size, flags };
+  }
+
+  request(type: number, offset: number, length: number, cookie: number, flags = 0, payload?: Buffer): void {
+    const h = Buffer.alloc(28);
+    h.writeUInt32BE(NBD_REQUEST_MAGIC, 0);
+    h.writeUInt16BE(flags, 4);
+    h.writeUInt16BE(type, 6);
+    h.writeBigUInt64BE(BigInt(cookie), 8);
+    h.writeBigUInt64BE(BigInt(offset), 16);
+    h.writeUInt32BE(length, 24);
+    this.write(payload === undefined ? h : Buffer.concat([h, payload]));
+  }
+
+  async reply(readLen = 0): Promise<{ error: number; cookie: number; data: Buffer }> {
+    const h = await this.read(16);
+    expect(h.readUInt32BE(0)).to.equal(NBD_SIMPLE_REPLY_MAGIC);
+    const error = h.readUInt32BE(4);
+    const data = error === 0 && readLen > 0 ? await this.read(readLen) : Buffer.alloc(0);
+    return { error, cookie: Number(h.readBigUInt64BE(8)), data };
+  }
+
+  destroy(): void {
+    this.sock.destroy();
+  }
+}
+
+function goData(name: string, infos: number[]): Buffer {
+  const n = Buffer.from(name);
+  const b = Buffer.alloc(4 + n.length + 2 + 2 * infos.length);
+  b.writeUInt32BE(n.length, 0);
+  n.copy(b, 4);
+  b.writeUInt16BE(infos.length, 4 + n.length);
+  infos.forEach((t, i) => b.writeUInt16BE(t, 6 + n.length + 2 * i));
+  return b;
+}
+
+function until(cond: () => boolean): Promise<void> {
+  return new Promise((resolve) => {
+    const t = setInterval(() => {
+      if (cond()) {
+        clearInterval(t);
+        resolve();
+      }
+    }, 2);
+  });
+}
+
+describe('NBD server against hostile clients', function () {
+  this.timeout(30000);
+  let rig: BlkRig;
+  let server: NbdServer;
+  let dir: string;
+  let path: string;
+  const clients: RawClient[] = [];
+  const connect = (): RawClient => {
+    const c = new RawClient(path);
+    clients.push(c);
+    return c;
+  };
+
+  async function start(opts: { readOnly?: boolean; exportName?: string } = {}): Promise<void> {
+    rig = await blkRig({ capacity: 8 * MiB, queueSize: 16, indirect: true, readOnly: opts.readOnly });
+    server = new NbdServer(rig.driver, { path, exportName: opts.exportName ?? 'disk' });
+    await server.listen();
+  }
+
+  /** The server still serves: a fresh client reads and writes. */
+  async function stillServes(): Promise<void> {
+    const c = connect();
+    await c.greeting();
+    await c.go();
+    c.request(NbdCmd.READ, 0, 512, 77);
+    const r = await c.reply(512);
+    expect(r).to.include({ error: 0, cookie: 77 });
+    c.request(NbdCmd.DISC, 0, 0, 0);
+    await c.waitClosed();
+  }
+
+  beforeEach(() => {
+    dir = mkdtempSync(join(tmpdir(), 'vshm-nbdh-'));
+    path = join(dir, 'nbd.sock');
+  });
+
+  afterEach(async () => {
+    for (const c of clients.splice(0)) c.destroy();
+    await server.close();
+    await rig.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('truncated handshake (2 of 4 flag bytes, then gone): no crash, others served', async () => {
+    await start();
+    const c = connect();
+    await c.read(18);
+    c.write(Buffer.from([0, 0]));
+    c.sock.end();
+    await c.waitClosed();
+    await stillServes();
+  });
+
+  it('a client that never finishes the handshake is dropped after handshakeTimeoutMs', async () => {
+    rig = await blkRig({ capacity: MiB });
+    server = new NbdServer(rig.driver, { path, handshakeTimeoutMs: 200 });
+    await server.listen();
+    const c = connect();
+    await c.read(18); // greeting, then silence
+    await c.waitClosed();
+    await stillServes(); // a prompt client is not affected
+  });
+
+  it('a client that reads no replies: the server stops reading its requests (bounded reply queue)', async () => {
+    await start();
+    const c = connect();
+    await c.greeting();
+    await c.go();
+    c.sock.pause(); // never read
+    for (let i = 0; i < 40; i++) c.request(NbdCmd.READ, 0, 4 * MiB, i);
+    // The server keeps answering until ~64 MiB of replies wait in its socket, then stops reading:
+    // after some progress the driver goes idle with READs still unread in the socket.
+    await until(() => rig.device.seen.length >= 160);
+    await until(() => rig.driver.inFlight === 0 && rig.driver.queued === 0);
+    const before = rig.device.seen.length;
+    expect(before).to.be.below(40 * 16); // not every READ reached the device
+    c.sock.resume();
+    for (let i = 0; i < 40; i++) expect((await c.reply(4 * MiB)).error).to.equal(0);
+  });
+
+  it('unknown client flags and non-fixed-newstyle clients are closed', async () => {
+    await start();
+    const a = connect();
+    await a.greeting(0x80000001);
+    await a.waitClosed();
+    const b = connect();
+    await b.greeting(0);
+    await b.waitClosed();
+    await stillServes();
+  });
+
+  it('bad option magic closes; an option longer than 64 KiB closes before reading it', async () => {
+    await start();
+    const a = connect();
+    await a.greeting();
+    a.option(NbdOpt.GO, goData('', []), 0x1234n);
+    await a.waitClosed();
+    const b = connect();
+    await b.greeting();
+    const h = Buffer.alloc(16);
+    h.writeBigUInt64BE(NBD_IHAVEOPT, 0);
+    h.writeUInt32BE(NbdOpt.GO, 8);
+    h.writeUInt32BE(0xffffffff, 12);
+    b.write(h);
+    await b.waitClosed();
+    await stillServes();
+  });
+
+  it('unknown options and STRUCTURED_REPLY get ERR_UNSUP; negotiation goes on', async () => {
+    await start();
+    const c = connect();
+    await c.greeting();
+    c.option(99, Buffer.from('junk'));
+    expect((await c.optReply()).type).to.equal(NbdRep.ERR_UNSUP);
+    c.option(NbdOpt.STRUCTURED_REPLY);
+    expect((await c.optReply()).type).to.equal(NbdRep.ERR_UNSUP);
+    const { size, flags } = await c.go('disk');
+    expect(size).to.equal(8 * MiB);
+    for (const f of [NbdFlag.HAS_FLAGS, NbdFlag.SEND_FLUSH, NbdFlag.SEND_FUA, NbdFlag.SEND_WRITE_ZEROES, NbdFlag.CAN_MULTI_CONN]) expect(flags & f).to.equal(f);
+    expect(flags & NbdFlag.READ_ONLY).to.equal(0);
+    expect(flags & NbdFlag.SEND_TRIM).to.equal(0); // the fixture offers no DISCARD here
+  });
+
+  it('LIST names the export; INFO of an unknown name is ERR_UNKNOWN; malformed GO is ERR_INVALID; ABORT acks and closes', async () => {
+    await start();
+    const c = connect();
+    await c.greeting();
+    c.option(NbdOpt.LIST);
+    const s = await c.optReply();
+    expect(s.type).to.equal(NbdRep.SERVER);
+    expect(s.data.subarray(4, 4 + s.data.readUInt32BE(0)).toString()).to.equal('disk');
+    expect((await c.optReply()).type).to.equal(NbdRep.ACK);
+    c.option(NbdOpt.LIST, Buffer.from('x'));
+    expect((await c.optReply()).type).to.equal(NbdRep.ERR_INVALID);
+    c.option(NbdOpt.INFO, goData('nope', []));
+    expect((await c.optReply()).type).to.equal(NbdRep.ERR_UNKNOWN);
+    c.option(NbdOpt.GO, Buffer.from([0, 0, 0, 50, 1]));
+    expect((await c.optReply()).type).to.equal(NbdRep.ERR_INVALID);
+    c.option(NbdOpt.ABORT);
+    expect((await c.optReply()).type).to.equal(NbdRep.ACK);
+    await c.waitClosed();
+  });
+
+  it('EXPORT_NAME: the old-style answer for a known name, closed for an unknown one', async () => {
+    await start();
+    const a = connect();
+    await a.greeting();
+    a.option(NbdOpt.EXPORT_NAME, Buffer.from('disk'));
+    const r = await a.read(10); // NO_ZEROES negotiated: no 124 zero bytes
+    expect(Number(r.readBigUInt64BE(0))).to.equal(8 * MiB);
+    a.request(NbdCmd.READ, 512, 512, 5);
+    expect((await a.reply(512)).error).to.equal(0);
+    const b = connect();
+    await b.greeting(1); // without NO_ZEROES
+    b.option(NbdOpt.EXPORT_NAME, Buffer.from('other'));
+    await b.waitClosed();
+    const c = connect();
+    await c.greeting(1);
+    c.option(NbdOpt.EXPORT_NAME, Buffer.alloc(0)); // the default name
+    expect((await c.read(134)).length).to.equal(134);
+  });
+
+  it('oversize requests: READ > 32 MiB gets EOVERFLOW; WRITE > 32 MiB closes, writing nothing', async () => {
+    await start();
+    const c = connect();
+    await c.greeting();
+    await c.go();
+    c.request(NbdCmd.READ, 0, 33 * MiB, 1);
+    expect(await c.reply()).to.include({ error: NbdErr.EOVERFLOW, cookie: 1 });
+    c.request(NbdCmd.WRITE, 0, 33 * MiB, 2, 0, Buffer.alloc(4096, 0xee));
+    await c.waitClosed();
+    expect(rig.device.disk.every((b) => b === 0)).to.equal(true);
+    await stillServes();
+  });
+
+  it('out of range: READ → EINVAL, WRITE / WRITE_ZEROES → ENOSPC (nothing written); misaligned → EINVAL; unknown command → EINVAL', async () => {
+    await start();
+    const c = connect();
+    await c.greeting();
+    await c.go();
+    c.request(NbdCmd.READ, 8 * MiB - 512, 1024, 1);
+    expect((await c.reply()).error).to.equal(NbdErr.EINVAL);
+    c.request(NbdCmd.WRITE, 8 * MiB - 512, 1024, 2, 0, Buffer.alloc(1024, 0xcc));
+    expect((await c.reply()).error).to.equal(NbdErr.ENOSPC);
+    c.request(NbdCmd.WRITE_ZEROES, 2 ** 40, 512, 3);
+    expect((await c.reply()).error).to.equal(NbdErr.ENOSPC);
+    c.request(NbdCmd.WRITE, 100, 512, 4, 0, Buffer.alloc(512, 0xcc));
+    expect((await c.reply()).error).to.equal(NbdErr.EINVAL);
+    c.request(NbdCmd.READ, 0, 100, 5);
+    expect((await c.reply()).error).to.equal(NbdErr.EINVAL);
+    c.request(42, 0, 0, 6);
+    expect((await c.reply()).error).to.equal(NbdErr.EINVAL);
+    c.request(NbdCmd.TRIM, 0, 512, 7); // TRIM not advertised
+    expect((await c.reply()).error).to.equal(NbdErr.EINVAL);
+    expect(rig.device.disk.every((b) => b === 0)).to.equal(true);
+    // Still usable on the same connection.
+    c.request(NbdCmd.WRITE, 0, 512, 8, NbdCmdFlag.FUA, Buffer.alloc(512, 1));
+    expect(await c.reply()).to.include({ error: 0, cookie: 8 });
+    expect(rig.device.flushes).to.equal(1); // FUA → flush before the reply
+  });
+
+  it('bad request magic closes the connection', async () => {
+    await start();
+    const c = connect();
+    await c.greeting();
+    await c.go();
+    c.write(Buffer.alloc(28, 0x41));
+    await c.waitClosed();
+    await stillServes();
+  });
+
+  it('a write payload cut short by a vanishing client is never applied', async () => {
+    await start();
+    const c = connect();
+    await c.greeting();
+    await c.go();
+    const h = Buffer.alloc(28);
+    h.writeUInt32BE(NBD_REQUEST_MAGIC, 0);
+    h.writeUInt16BE(NbdCmd.WRITE, 6);
+    h.writeUInt32BE(65536, 24);
+    c.write(Buffer.concat([h, Buffer.alloc(30000, 0xdd)]));
+    c.sock.end();
+    await c.waitClosed();
+    await stillServes();
+    expect(rig.device.seen.filter((s) => s.type === BlkType.OUT)).to.have.length(0);
+    expect(rig.device.disk.every((b) => b === 0)).to.equal(true);
+  });
+
+  it('a client vanishing with requests in flight: no crash, the driver drains, others served', async () => {
+    await start();
+    const c = connect();
+    await c.greeting();
+    await c.go();
+    rig.device.hold = true;
+    for (let i = 0; i < 20; i++) c.request(NbdCmd.WRITE, i * 4096, 4096, i, 0, Buffer.alloc(4096, i + 1));
+    await until(() => rig.device.heldCount === 16);
+    c.destroy();
+    await c.waitClosed();
+    rig.device.release();
+    await until(() => rig.driver.inFlight === 0 && rig.driver.queued === 0);
+    await stillServes();
+  });
+
+  it('DISC with requests in flight: their replies come first, then the close', async () => {
+    await start();
+    const c = connect();
+    await c.greeting();
+    await c.go();
+    rig.device.hold = true;
+    c.request(NbdCmd.WRITE, 0, 512, 1, 0, Buffer.alloc(512, 9));
+    c.request(NbdCmd.DISC, 0, 0, 2);
+    await until(() => rig.device.heldCount === 1);
+    rig.device.release();
+    expect(await c.reply()).to.include({ error: 0, cookie: 1 });
+    await c.waitClosed();
+    expect(rig.device.disk[0]).to.equal(9);
+  });
+
+  it('device loss with writes in flight: EIO replies (never an acknowledgement); the next back-end serves', async () => {
+    await start();
+    const c = connect();
+    await c.greeting();
+    await c.go();
+    rig.device.hold = true;
+    c.request(NbdCmd.WRITE, 0, 4096, 1, 0, Buffer.alloc(4096, 1));
+    c.request(NbdCmd.WRITE, 4096, 4096, 2, NbdCmdFlag.FUA, Buffer.alloc(4096, 2));
+    await until(() => rig.device.heldCount === 2);
+    await rig.backend.close(); // the back-end vanishes with both writes held
+    const replies = [await c.reply(), await c.reply()];
+    expect(replies.map((r) => r.error)).to.deep.equal([NbdErr.EIO, NbdErr.EIO]);
+    expect(replies.map((r) => r.cookie).sort()).to.deep.equal([1, 2]);
+    const { VirtioBackend } = await import('@vshm/transport');
+    rig.device.hold = false;
+    rig.backend = new VirtioBackend(rig.be, rig.device);
+    rig.backend.start();
+    await rig.driver.whenReady();
+    c.request(NbdCmd.WRITE, 8192, 512, 3, 0, Buffer.alloc(512, 3));
+    expect(await c.reply()).to.include({ error: 0, cookie: 3 });
+    expect(rig.device.disk[8192]).to.equal(3);
+  });
+
+  it('device errors become EIO; a read-only device is READ_ONLY and writes get EPERM', async () => {
+    await start({ readOnly: true });
+    const c = connect();
+    await c.greeting();
+    const { flags } = await c.go();
+    expect(flags & NbdFlag.READ_ONLY).to.equal(NbdFlag.READ_ONLY);
+    c.request(NbdCmd.WRITE, 0, 512, 1, 0, Buffer.alloc(512, 1));
+    expect((await c.reply()).error).to.equal(NbdErr.EPERM);
+    c.request(NbdCmd.WRITE_ZEROES, 0, 512, 2);
+    expect((await c.reply()).error).to.equal(NbdErr.EPERM);
+    rig.device.failTypes.add(BlkType.IN);
+    c.request(NbdCmd.READ, 0, 512, 3);
+    expect((await c.reply()).error).to.equal(NbdErr.EIO);
+    c.request(NbdCmd.FLUSH, 0, 0, 4);
+    expect((await c.reply()).error).to.equal(0);
+  });
+
+  it('a live socket path is refused with EADDRINUSE, a path that is no socket with EEXIST', async () => {
+    await start();
+    const other = new NbdServer(rig.driver, { path });
+    let code: unknown;
+    await other.listen().catch((e: { code?: unknown }) => (code = e.code));
+    expect(code).to.equal('EADDRINUSE');
+    const file = join(dir, 'plain');
+    writeFileSync(file, 'x');
+    const third = new NbdServer(rig.driver, { path: file });
+    await third.listen().catch((e: { code?: unknown }) => (code = e.code));
+    expect(code).to.equal('EEXIST');
+    expect(readFileSync(file, 'utf8')).to.equal('x');
+    await stillServes();
+  });
+});
