@@ -25,3 +25,4 @@ export { VirtioFrontend, type VirtioFrontendOptions, type FrontendPhase } from '
 export { FrontendQueue } from './virtio/frontend-queues.js';
 export { FrontendSession } from './virtio/frontend-session.js';
 export * from './virtio/allocator.js';
+export * from './local-socket.js';
