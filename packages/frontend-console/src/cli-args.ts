@@ -16,8 +16,10 @@ Start vshm-server, then vshm-console-backend, then this command.
 Attachments (one of):
   (default)            the console port on this terminal (raw mode on a TTY);
                        type Ctrl-] then q to quit (Ctrl-] Ctrl-] sends one Ctrl-])
-  -- COMMAND [ARGS]    run COMMAND with the port as its stdin/stdout/stderr (pipes);
+  -- COMMAND [ARGS]    run COMMAND on a pty bridged to the port, like a getty
+                       (echo, line editing, ^C to its job, size from the device);
                        exits with the command's status
+  --no-pty             with -- COMMAND: plain pipes instead of a pty (binary-safe)
   --socket PATH        bridge the port to a UNIX socket listening at PATH
                        (one client at a time)
 
@@ -33,7 +35,7 @@ If the back-end goes away, the front-end waits for a new one (spec §4.10) and r
 data written meanwhile is sent once it is back. SIGINT/SIGTERM reset the device and exit 0.
 DEBUG=vshm:* traces every layer.`;
 
-export type Attachment = { kind: 'terminal' } | { kind: 'command'; command: string; args: string[] } | { kind: 'socket'; path: string };
+export type Attachment = { kind: 'terminal' } | { kind: 'command'; command: string; args: string[]; pty: boolean } | { kind: 'socket'; path: string };
 
 export interface CliOptions {
   help: boolean;
@@ -70,6 +72,7 @@ export function parseCli(argv: readonly string[]): CliOptions {
         port: { type: 'string' },
         'max-ports': { type: 'string' },
         wait: { type: 'boolean' },
+        'no-pty': { type: 'boolean' },
       },
       allowPositionals: true,
       strict: true,
@@ -97,9 +100,10 @@ export function parseCli(argv: readonly string[]): CliOptions {
   if (command !== null) {
     if (command.length === 0 || command[0].length === 0) throw new CliUsageError('-- must be followed by a command');
     if (socketPath !== undefined) throw new CliUsageError('--socket and -- COMMAND are exclusive');
-    attach = { kind: 'command', command: command[0], args: command.slice(1) };
+    attach = { kind: 'command', command: command[0], args: command.slice(1), pty: values['no-pty'] !== true };
   } else if (socketPath !== undefined) {
     attach = { kind: 'socket', path: socketPath };
   }
+  if (values['no-pty'] === true && attach.kind !== 'command') throw new CliUsageError('--no-pty needs -- COMMAND');
   return { help, server, attach, portName, maxPorts, wait: values.wait === true };
 }

@@ -10,6 +10,7 @@ import createDebug from 'debug';
 import { attachTerminal } from './attach-terminal.js';
 import type { Attachment } from './attachment.js';
 import { attachCommand } from './attach-command.js';
+import { attachPty } from './attach-pty.js';
 import { attachSocket } from './attach-socket.js';
 import { CliUsageError, PROGRAM, USAGE, parseCli, type CliOptions } from './cli-args.js';
 import { describeOpenError, openConsole, type Console } from './open.js';
@@ -102,7 +103,7 @@ export async function main(argv: readonly string[]): Promise<number> {
       if (opts.attach.kind === 'terminal') attachment = attachTerminal(port);
       else if (opts.attach.kind === 'command') {
         const { command, args } = opts.attach;
-        attachment = attachCommand(port, command, args, (err) => fail(`cannot run '${command}': ${(err as NodeJS.ErrnoException).code ?? err.message}`));
+        attachment = (opts.attach.pty ? attachPty : attachCommand)(port, command, args, (err) => fail(`cannot run '${command}': ${(err as NodeJS.ErrnoException).code ?? err.message}`));
       } else {
         attachment = await attachSocket(port, opts.attach.path);
         process.stderr.write(`${PROGRAM}: listening on ${opts.attach.path}\n`);
