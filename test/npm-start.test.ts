@@ -69,6 +69,7 @@ describe('npm start (scripts/start.mjs)', function () {
     await t.untilPane(p.answer);
     // kill-server closes the pane's pty: the kernel hangs up its session (SIGHUP).
     t.kill();
+    expect(existsSync(dirname(t.socket)), 'the private tmux dir removed').to.equal(false);
     await until(() => !existsSync(dirname(sock)), 'the socket dir removed');
     await until(() => processesMentioning(sock).length === 0 && pids.filter(alive).length === 0, 'every process gone');
   });
