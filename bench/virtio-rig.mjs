@@ -16,12 +16,21 @@ export async function startServer({ deviceId, memorySize = 32 * 1024 * 1024, vec
   const dir = mkdtempSync(path.join(os.tmpdir(), 'vshm-bench-'));
   const socketPath = path.join(dir, 'ivshmem.sock');
   const server = new IvshmemServer({ socketPath, memorySize, vectors, maxPeers: 2, protocol: 0x8000 | deviceId, outputSectionSize });
-  await server.start();
+  // report() exits from inside the case, before its `finally` can stop us: remove the dir (and
+  // with it the socket) at exit whatever the path. The memfd memory goes with the process.
+  const removeDir = () => rmSync(dir, { recursive: true, force: true });
+  process.once('exit', removeDir);
+  try {
+    await server.start();
+  } catch (err) {
+    removeDir();
+    throw err;
+  }
   return {
     socketPath,
     async stop() {
       await server.stop();
-      rmSync(dir, { recursive: true, force: true });
+      removeDir();
     },
   };
 }

@@ -4,13 +4,18 @@
  *
  *   embedded IvshmemServer (-l 64K -n 2 -V 3 -P 0x8003, private socket in a temp dir)
  *   vshm-console-backend -S SOCK --quiet        peer 0, the device, on this terminal (raw mode)
- *   vshm-console-frontend -S SOCK -- /bin/sh -i peer 1, the driver, running the shell
+ *   vshm-console-frontend -S SOCK -- /bin/sh -i peer 1, the driver, running the shell on a pty
+ *
+ * The front-end gives the shell a pty (echo, line editing, ^C to its job) sized from the console
+ * device; a window resize reaches the shell along the same path a guest's would: the terminal's
+ * SIGWINCH → the back-end (config SIZE update, §7.3) → the front-end → the pty (SIGWINCH to the
+ * shell's job). Nothing here forwards it by hand.
  *
  * The back-end connects first (IDs are lowest-free, §1.4); the front-end starts once the server
  * saw peer 0. Quitting — the shell's `exit` (the front-end then exits) or Ctrl-] q (the back-end
  * exits) — stops the other side, the server (socket unlinked, memfd memory: no shm object) and
- * removes the temp dir. The terminal is the back-end's to restore; if it died by a signal we run
- * `stty sane` as a safety net.
+ * removes the temp dir. Closing the terminal (SIGHUP) cleans up the same way. The terminal is the
+ * back-end's to restore; if it died by a signal we run `stty sane` as a safety net.
  *
  * Needs the compiled TypeScript (the `prestart` script runs `tsc --build`).
  */
@@ -38,24 +43,6 @@ function forwardStderr(child) {
   child.stderr.on('data', (chunk) => {
     process.stderr.write(tty ? chunk.toString().replace(/\r?\n/g, '\r\n') : chunk);
   });
-}
-
-/**
- * The command the front-end runs. The front-end gives a command plain pipes; a shell on pipes
- * has no line discipline, so Enter (CR from a raw terminal) never ends a line and nothing echoes.
- * A Linux guest's hvc0 has a tty for that; we get one from util-linux `script` (a pty around
- * `sh -i`: ICRNL, echo, ^C → SIGINT, job control). Without `script`, plain `sh -i`.
- */
-function shellCommand() {
-  const script = spawnSync('script', ['--version'], { stdio: 'ignore' });
-  if (script.status === 0 && process.env.VSHM_START_NO_PTY === undefined) {
-    // The pty starts at 0x0; give it this terminal's size (later resizes reach the front-end's
-    // driver as SIZE/RESIZE, but nothing forwards them into this pty).
-    const { columns, rows } = process.stdout;
-    const size = columns > 0 && rows > 0 ? `stty cols ${columns} rows ${rows} 2>/dev/null; ` : '';
-    return ['script', '-qfec', `${size}exec ${SHELL} -i`, '/dev/null'];
-  }
-  return [SHELL, '-i'];
 }
 
 function exited(child) {
@@ -110,7 +97,14 @@ async function main() {
     })();
     return finishing;
   };
-  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) process.on(sig, () => void finish(0));
+  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
+    process.on(sig, () => {
+      // A closed terminal fails every write with EIO: cleanup must not die on an unhandled
+      // stream 'error' before the server stops and the temp dir is removed.
+      if (sig === 'SIGHUP') for (const s of [process.stdout, process.stderr]) s.on('error', () => {});
+      void finish(0);
+    });
+  }
 
   try {
     await server.start();
@@ -146,7 +140,7 @@ async function main() {
   }
 
   // Own process group: terminal signals stay with the back-end, and cleanup reaches the shell.
-  fe = spawn(process.execPath, [FRONTEND, '-S', socketPath, '--', ...shellCommand()], {
+  fe = spawn(process.execPath, [FRONTEND, '-S', socketPath, '--', SHELL, '-i'], {
     stdio: ['ignore', 'ignore', 'pipe'],
     detached: true,
   });

@@ -21,7 +21,7 @@ describe('vshm-console-backend: data through real processes', function () {
   it('carries stdin to the front-end command and its output back to stdout', async () => {
     await s.startServer();
     const be = await s.startBackend(['--size', '80x24']);
-    s.startFrontend(['--', '/bin/sh']);
+    s.startFrontend(['--no-pty', '--', '/bin/sh']);
     const p1 = probe();
     be.write(p1.cmd);
     await be.untilStdout(p1.answer);
@@ -38,7 +38,7 @@ describe('vshm-console-backend: data through real processes', function () {
     // DEBUG shows when the device session ends: input written before that may still land in the
     // dead front-end's receive buffers (delivered, then lost with it), which is not what we test.
     const be = await s.startBackend([], { env: { DEBUG: 'vshm:console-be' } });
-    const fe1 = s.startFrontend(['--', '/bin/sh']);
+    const fe1 = s.startFrontend(['--no-pty', '--', '/bin/sh']);
     const p1 = probe();
     be.write(p1.cmd);
     await be.untilStdout(p1.answer);
@@ -48,7 +48,7 @@ describe('vshm-console-backend: data through real processes', function () {
     // Typed while no front-end is there: kept for the next one.
     const p2 = probe();
     be.write(p2.cmd);
-    s.startFrontend(['--', '/bin/sh']);
+    s.startFrontend(['--no-pty', '--', '/bin/sh']);
     await be.untilStdout(p2.answer);
     const p3 = probe();
     be.write(p3.cmd);
@@ -63,7 +63,7 @@ describe('vshm-console-backend: data through real processes', function () {
     expect(m, be.stderr).to.not.equal(null);
     const sock = m![1];
     expect(existsSync(sock)).to.equal(true);
-    const fe = s.spawn('frontend', FRONTEND_BIN, ['-S', sock, '--', '/bin/sh']);
+    const fe = s.spawn('frontend', FRONTEND_BIN, ['-S', sock, '--no-pty', '--', '/bin/sh']);
     const p = probe();
     be.write(p.cmd);
     await be.untilStdout(p.answer);

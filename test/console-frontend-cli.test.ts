@@ -52,7 +52,7 @@ describe('console front-end e2e: CLI errors and start order', function () {
 
   it('--wait: retries until the back-end is there, then works', async () => {
     await s.startServer();
-    const fe = s.startFrontend(['--wait', '--', '/bin/sh', '-c', 'echo waited'], { env: { ...process.env, DEBUG: 'vshm:console-fe' } });
+    const fe = s.startFrontend(['--wait', '--no-pty', '--', '/bin/sh', '-c', 'echo waited'], { env: { ...process.env, DEBUG: 'vshm:console-fe' } });
     await fe.untilStderr(/retrying/);
     // While the front-end probes it briefly holds peer 0: a back-end connecting at that very
     // moment gets peer 1 and refuses (documented). Start back-ends until one holds peer 0.

@@ -12,7 +12,7 @@ describe('console front-end e2e: -- COMMAND', function () {
   it("runs /bin/sh -c 'echo hi; ...' and exits with its status", async () => {
     await s.startServer();
     const be = await s.startBackend();
-    const fe = s.startFrontend(['--', '/bin/sh', '-c', 'echo hi; echo err >&2; exit 3']);
+    const fe = s.startFrontend(['--no-pty', '--', '/bin/sh', '-c', 'echo hi; echo err >&2; exit 3']);
     const { code } = await fe.exited;
     expect(code).to.equal(3);
     await be.until(() => be.stdout.toString().includes('hi\n') && be.stdout.toString().includes('err\n'), 'command output');
@@ -22,7 +22,7 @@ describe('console front-end e2e: -- COMMAND', function () {
   it('feeds the back-end stdin to the command (a getty-like shell)', async () => {
     await s.startServer();
     const be = await s.startBackend();
-    const fe = s.startFrontend(['--', '/bin/sh', '-c', 'read line; echo "got:$line"']);
+    const fe = s.startFrontend(['--no-pty', '--', '/bin/sh', '-c', 'read line; echo "got:$line"']);
     be.child.stdin?.write('abc\n');
     const { code } = await fe.exited;
     expect(code).to.equal(0);
@@ -32,7 +32,7 @@ describe('console front-end e2e: -- COMMAND', function () {
   it('round-trips binary data through `-- cat`', async () => {
     await s.startServer();
     const be = await s.startBackend();
-    const fe = s.startFrontend(['--', 'cat']);
+    const fe = s.startFrontend(['--no-pty', '--', 'cat']);
     const data = Buffer.alloc(256 * 1024);
     for (let i = 0; i < data.length; i++) data[i] = (i * 7 + (i >> 8)) & 0xff;
     be.child.stdin?.write(data);

@@ -25,7 +25,7 @@ describe('console front-end e2e: signals and server loss', function () {
       expect(be.running).to.equal(true);
       // Orderly (§4.10): the device was reset by the driver before it left, not just abandoned.
       await be.untilStderr(/front-end left \(device reset by the driver\)/);
-      const fe2 = s.startFrontend(['--', '/bin/sh', '-c', 'echo second']);
+      const fe2 = s.startFrontend(['--no-pty', '--', '/bin/sh', '-c', 'echo second']);
       expect((await fe2.exited).code).to.equal(0);
       await be.until(() => be.stdout.toString().includes('second\n'), 'second front-end output');
     });

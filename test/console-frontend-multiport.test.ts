@@ -31,7 +31,7 @@ describe('console front-end e2e: --port NAME (MULTIPORT)', function () {
       c.once('connect', () => resolve());
       c.once('error', reject);
     });
-    const fe = s.startFrontend(['--port', 'log', '--', '/bin/sh', '-c', 'echo on-log']);
+    const fe = s.startFrontend(['--port', 'log', '--no-pty', '--', '/bin/sh', '-c', 'echo on-log']);
     await done;
     const { code } = await fe.exited;
     expect(code).to.equal(0);

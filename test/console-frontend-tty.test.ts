@@ -5,13 +5,17 @@
  */
 import { expect } from 'chai';
 import { execFileSync } from 'node:child_process';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { FRONTEND_BIN, useScratch } from './e2e-procs.js';
 
-// A private tmux server (-L): the test owns it and kills it, never touching other sessions.
-const TMUX_SOCKET = `vshm-fe-${process.pid}`;
+// A private tmux server on a socket in a private dir (-S): the test owns both, kills the server
+// and removes the dir, never touching other sessions or leaving /tmp/tmux-UID behind.
+let tmuxDir: string | null = null;
 function tmux(...args: string[]): string {
-  return execFileSync('tmux', ['-L', TMUX_SOCKET, ...args], { encoding: 'utf8' });
+  tmuxDir ??= mkdtempSync(join(tmpdir(), 'vshm-tmux-'));
+  return execFileSync('tmux', ['-S', join(tmuxDir, 'tmux.sock'), ...args], { encoding: 'utf8' });
 }
 
 async function poll(cond: () => boolean, what: string, timeoutMs = 60_000): Promise<void> {
@@ -33,6 +37,8 @@ describe('console front-end e2e: terminal (tmux)', function () {
       }
       session = null;
     }
+    if (tmuxDir !== null) rmSync(tmuxDir, { recursive: true, force: true });
+    tmuxDir = null;
   });
   const s = useScratch(this); // cleans up after the hook above
 

@@ -3,7 +3,9 @@
  * tmux sessions (a real pty for terminal programs) and /proc queries (what is still running).
  */
 import { spawnSync } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 /** Failure bound for every wait (never a success condition). */
 export const BOUND_MS = 60_000;
@@ -20,27 +22,43 @@ export async function until(cond: () => boolean, what: string, timeoutMs = BOUND
   }
 }
 
-/** A detached tmux session of `cols`x`rows` without a status line, running `command` via sh. */
+/**
+ * A detached tmux session of `cols`x`rows` without a status line, running `command` via sh. Each
+ * session has its own tmux server on a socket in a private temp dir (`-S`), never the user's
+ * default server and never /tmp/tmux-UID: kill() ends the server and removes the dir, so tests
+ * leave nothing in /tmp.
+ */
 export function newTmuxSession(command: string, cols = 120, rows = 40): Tmux {
   const name = `vshm-e2e-${process.pid}-${Math.random().toString(36).slice(2, 10)}`;
-  const r = spawnSync('tmux', ['new-session', '-d', '-s', name, '-x', String(cols), '-y', String(rows), command]);
-  if (r.status !== 0) throw new Error(`tmux new-session failed: ${r.stderr.toString()}`);
-  const t = new Tmux(name);
+  const dir = mkdtempSync(join(tmpdir(), 'vshm-tmux-'));
+  const socket = join(dir, 'tmux.sock');
+  const r = spawnSync('tmux', ['-S', socket, 'new-session', '-d', '-s', name, '-x', String(cols), '-y', String(rows), command]);
+  if (r.status !== 0) {
+    rmSync(dir, { recursive: true, force: true });
+    throw new Error(`tmux new-session failed: ${r.stderr.toString()}`);
+  }
+  const t = new Tmux(name, socket, dir);
   t.run('set-option', '-t', name, 'status', 'off');
   t.run('set-option', '-t', name, 'remain-on-exit', 'on');
   return t;
 }
 
 export class Tmux {
-  constructor(readonly name: string) {}
+  constructor(
+    readonly name: string,
+    /** The private tmux server's socket (`tmux -S`). */
+    readonly socket: string,
+    private readonly dir: string,
+  ) {}
 
-  /** End the session (cleanup; a session already gone is fine). */
+  /** End the session and its private server, remove the socket dir (idempotent). */
   kill(): void {
-    spawnSync('tmux', ['kill-session', '-t', this.name]);
+    spawnSync('tmux', ['-S', this.socket, 'kill-server']);
+    rmSync(this.dir, { recursive: true, force: true });
   }
 
   run(...args: string[]): string {
-    const r = spawnSync('tmux', args);
+    const r = spawnSync('tmux', ['-S', this.socket, ...args]);
     if (r.status !== 0) throw new Error(`tmux ${args.join(' ')}: ${r.stderr.toString()}`);
     return r.stdout.toString();
   }

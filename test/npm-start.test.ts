@@ -1,7 +1,8 @@
 /**
  * `npm start` (scripts/start.mjs) in a real terminal (tmux): a shell over shared memory answers
  * what is typed; quitting with `exit` or Ctrl-] q restores the terminal and leaves no processes,
- * sockets or temp files behind. (Runs the script directly: the `prestart` build is the test
+ * sockets or temp files behind, and so does closing the terminal (SIGHUP); a window resize
+ * reaches the shell's `stty size` (terminal → back-end SIZE → front-end → pty). (Runs the script directly: the `prestart` build is the test
  * runner's `pretest` build.)
  */
 import { expect } from 'chai';
@@ -16,7 +17,7 @@ async function start(s: Scratch): Promise<{ t: Tmux; sock: string; pids: number[
   const pane = await t.untilPane(/over shared memory \((\S+)\) — quit with `exit` or Ctrl-\] then q/);
   const sock = /over shared memory \((\S+)\)/.exec(pane)![1];
   const panePid = Number(t.run('display-message', '-p', '-t', t.name, '#{pane_pid}').trim());
-  // Server (in the script), back-end, front-end, the pty wrapper and the shell.
+  // The script (with the server), back-end, front-end and the shell on the front-end's pty.
   let pids: number[] = [];
   await until(() => (pids = descendants(panePid)).length >= 4 && processesMentioning(sock).length >= 2, 'all processes up');
   return { t, sock, pids };
@@ -59,5 +60,30 @@ describe('npm start (scripts/start.mjs)', function () {
     t.send('C-]');
     t.send('q');
     await expectClean(t, sock, pids);
+  });
+
+  it('closing the terminal (SIGHUP) leaves nothing behind', async () => {
+    const { t, sock, pids } = await start(s);
+    const p = probe();
+    t.type(p.cmd);
+    await t.untilPane(p.answer);
+    // kill-server closes the pane's pty: the kernel hangs up its session (SIGHUP).
+    t.kill();
+    expect(existsSync(dirname(t.socket)), 'the private tmux dir removed').to.equal(false);
+    await until(() => !existsSync(dirname(sock)), 'the socket dir removed');
+    await until(() => processesMentioning(sock).length === 0 && pids.filter(alive).length === 0, 'every process gone');
+  });
+
+  it('a window resize reaches the shell (stty size)', async () => {
+    const { t } = await start(s);
+    t.type('stty size');
+    await t.untilPane(/^40 120$/m);
+    t.run('resize-window', '-t', t.name, '-x', '100', '-y', '30');
+    // Keep asking until the new size went terminal → back-end → front-end → pty.
+    await until(() => {
+      if (/^30 100$/m.test(t.capture())) return true;
+      t.type('stty size');
+      return false;
+    }, 'the new size in the shell');
   });
 });

@@ -4,11 +4,11 @@
  * and stderr merged into the port).
  */
 import { lstatSync, readFileSync, unlinkSync } from 'node:fs';
-import { createServer, type Server, type Socket } from 'node:net';
+import type { Server, Socket } from 'node:net';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { resolve } from 'node:path';
 import createDebug from 'debug';
-import { VshmError } from '@vshm/transport';
+import { listenOwnerOnly, VshmError, type VshmErrorCode } from '@vshm/transport';
 import type { ConsolePort } from './port.js';
 
 const debug = createDebug('vshm:console-be');
@@ -20,7 +20,7 @@ export interface Attached {
 
 /** A --port-socket path that cannot be used (exists and is not a socket, or is in use). */
 export class AttachError extends VshmError {
-  constructor(code: 'VSHM_ERR_NOT_SOCKET' | 'VSHM_ERR_SOCKET_IN_USE', message: string) {
+  constructor(code: VshmErrorCode, message: string) {
     super(code, '', message);
   }
 }
@@ -57,10 +57,15 @@ function preparePath(path: string): void {
   unlinkSync(path);
 }
 
+/**
+ * Serve `port` on a UNIX socket at `path`, owner-only (`listenOwnerOnly`: mode 0600 from creation
+ * whatever the umask; a connection from another uid, root excepted, is closed with a stderr line
+ * before any of its bytes reach the port).
+ */
 export async function attachSocket(port: ConsolePort, path: string): Promise<Attached> {
   preparePath(path);
   let client: Socket | null = null;
-  const server: Server = createServer((sock) => {
+  const onConnection = (sock: Socket): void => {
     if (client !== null) {
       debug('port %d: second client refused', port.id);
       sock.destroy();
@@ -76,14 +81,14 @@ export async function attachSocket(port: ConsolePort, path: string): Promise<Att
         port.detach();
       }
     });
-  });
-  await new Promise<void>((res, rej) => {
-    server.once('error', rej);
-    server.listen(path, () => {
-      server.off('error', rej);
-      res();
-    });
-  });
+  };
+  const onRefused = (line: string): void => void process.stderr.write(`vshm-console-backend: ${line}\n`);
+  let server: Server;
+  try {
+    server = await listenOwnerOnly(path, { onRefused }, onConnection);
+  } catch (err) {
+    throw new AttachError((err as AttachError).code ?? 'VSHM_ERR_SOCKET', (err as Error).message);
+  }
   return {
     close: async () => {
       const c = client as Socket | null;

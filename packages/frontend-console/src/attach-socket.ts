@@ -6,9 +6,14 @@
  * highWaterMark), then in the back-end, which is the natural flow control. A client's EOF
  * (half-close) does not end the port; the client may keep reading. The socket file is removed
  * on close. A stale socket file (nothing listening) is replaced; a live one is refused.
+ *
+ * The socket is owner-only like the server's (`listenOwnerOnly`): mode 0600 from creation
+ * whatever the umask, and a connection from another uid (root excepted) is closed with a line on
+ * stderr before any of its bytes reach the port.
  */
 import { existsSync, lstatSync, unlinkSync } from 'node:fs';
-import { createConnection, createServer, type Server, type Socket } from 'node:net';
+import { createConnection, type Server, type Socket } from 'node:net';
+import { listenOwnerOnly } from '@vshm/transport';
 import type { Duplex } from 'node:stream';
 import { createAttachment, type Attachment } from './attachment.js';
 import { ConsoleError } from './errors.js';
@@ -24,26 +29,10 @@ function isLive(path: string): Promise<boolean> {
   });
 }
 
-function listen(server: Server, path: string): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const onError = (err: Error): void => {
-      server.off('listening', onListening);
-      reject(err);
-    };
-    const onListening = (): void => {
-      server.off('error', onError);
-      resolve();
-    };
-    server.once('error', onError);
-    server.once('listening', onListening);
-    server.listen(path);
-  });
-}
-
 /** Listen at `path` and bridge `port` to one client at a time. Rejects with ConsoleError VSHM_ERR_SOCKET. */
 export async function attachSocket(port: Duplex, path: string): Promise<Attachment> {
   let client: Socket | null = null;
-  const server = createServer({ allowHalfOpen: true }, (sock) => {
+  const onConnection = (sock: Socket): void => {
     if (client !== null) {
       sock.destroy();
       return;
@@ -58,16 +47,17 @@ export async function attachSocket(port: Duplex, path: string): Promise<Attachme
       port.pause();
       if (client === sock) client = null;
     });
-  });
+  };
   if (existsSync(path)) {
     if (!lstatSync(path).isSocket()) throw new ConsoleError('VSHM_ERR_SOCKET', '', `${path} exists and is not a socket`);
     if (await isLive(path)) throw new ConsoleError('VSHM_ERR_SOCKET', '', `${path} is in use by another listener`);
     unlinkSync(path);
   }
+  let server: Server;
   try {
-    await listen(server, path);
+    server = await listenOwnerOnly(path, { allowHalfOpen: true, onRefused: (line) => process.stderr.write(`vshm-console-frontend: ${line}\n`) }, onConnection);
   } catch (err) {
-    throw new ConsoleError('VSHM_ERR_SOCKET', '', `cannot listen on ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    throw new ConsoleError('VSHM_ERR_SOCKET', '', (err as Error).message);
   }
   port.pause();
   // `done` never settles: the bridge runs until a signal.

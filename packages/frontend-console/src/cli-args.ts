@@ -19,8 +19,10 @@ Start vshm-server, then vshm-console-backend, then this command.
 Attachments (one of):
   (default)            the console port on this terminal (raw mode on a TTY);
                        type Ctrl-] then q to quit (Ctrl-] Ctrl-] sends one Ctrl-])
-  -- COMMAND [ARGS]    run COMMAND with the port as its stdin/stdout/stderr (pipes);
+  -- COMMAND [ARGS]    run COMMAND on a pty bridged to the port, like a getty
+                       (echo, line editing, ^C to its job, size from the device);
                        exits with the command's status
+  --no-pty             with -- COMMAND: plain pipes instead of a pty (binary-safe)
   --bridge PATH        bridge the port to a UNIX socket this command listens on at PATH
                        (one client at a time; --socket PATH is a deprecated spelling)
 
@@ -43,7 +45,7 @@ data written meanwhile is sent once it is back. SIGINT/SIGTERM reset the device 
 Exit status: 0 on a clean quit, 1 on runtime failures, 2 on bad arguments.
 DEBUG=vshm:* traces every layer.`;
 
-export type Attachment = { kind: 'terminal' } | { kind: 'command'; command: string; args: string[] } | { kind: 'socket'; path: string };
+export type Attachment = { kind: 'terminal' } | { kind: 'command'; command: string; args: string[]; pty: boolean } | { kind: 'socket'; path: string };
 
 export interface CliOptions {
   help: boolean;
@@ -87,6 +89,7 @@ export function parseCli(argv: readonly string[]): CliOptions {
       'stall-retries': { type: 'string' },
       'wait-forever': { type: 'boolean' },
       quiet: { type: 'boolean', short: 'q' },
+      'no-pty': { type: 'boolean' },
     },
     true,
   );
@@ -117,10 +120,11 @@ export function parseCli(argv: readonly string[]): CliOptions {
   if (command !== null) {
     if (command.length === 0 || command[0].length === 0) throw new UsageError('-- must be followed by a command');
     if (socketPath !== undefined) throw new UsageError('--bridge and -- COMMAND exclude each other');
-    attach = { kind: 'command', command: command[0], args: command.slice(1) };
+    attach = { kind: 'command', command: command[0], args: command.slice(1), pty: values['no-pty'] !== true };
   } else if (socketPath !== undefined) {
     attach = { kind: 'socket', path: socketPath };
   }
+  if (values['no-pty'] === true && attach.kind !== 'command') throw new UsageError('--no-pty needs -- COMMAND');
   return {
     help,
     server,

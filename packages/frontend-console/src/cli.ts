@@ -11,6 +11,7 @@ import { describeIoError } from '@vshm/transport';
 import { attachTerminal } from './attach-terminal.js';
 import type { Attachment } from './attachment.js';
 import { attachCommand } from './attach-command.js';
+import { attachPty } from './attach-pty.js';
 import { attachSocket } from './attach-socket.js';
 import { CliUsageError, PROGRAM, USAGE, parseCli, type CliOptions } from './cli-args.js';
 import { describeOpenError, openConsole, type Console } from './open.js';
@@ -151,7 +152,7 @@ export async function main(argv: readonly string[]): Promise<number> {
       if (opts.attach.kind === 'terminal') attachment = attachTerminal(port);
       else if (opts.attach.kind === 'command') {
         const { command, args } = opts.attach;
-        attachment = attachCommand(port, command, args, (err) => fail(`cannot run '${command}': ${(err as NodeJS.ErrnoException).code ?? err.message}`));
+        attachment = (opts.attach.pty ? attachPty : attachCommand)(port, command, args, (err) => fail(`cannot run '${command}': ${(err as NodeJS.ErrnoException).code ?? err.message}`));
       } else {
         const path = opts.attach.path;
         attachment = await attachSocket(port, path).catch((err: unknown) => {

@@ -47,7 +47,8 @@ describe('vshm-console-frontend arguments', () => {
 
   it('takes everything after -- as the command, options included', () => {
     const o = parseCli(['-S', 's', '--', '/bin/sh', '-c', 'echo hi', '--socket']);
-    expect(o.attach).to.deep.equal({ kind: 'command', command: '/bin/sh', args: ['-c', 'echo hi', '--socket'] });
+    expect(o.attach).to.deep.equal({ kind: 'command', command: '/bin/sh', args: ['-c', 'echo hi', '--socket'], pty: true });
+    expect(parseCli(['--no-pty', '--', 'cat']).attach).to.deep.equal({ kind: 'command', command: 'cat', args: [], pty: false });
   });
 
   for (const bad of [
@@ -59,6 +60,7 @@ describe('vshm-console-frontend arguments', () => {
     ['--max-ports', '32'],
     ['--max-ports', '2x'],
     ['--'],
+    ['--no-pty'],
     ['--socket', 'p', '--', 'cat'],
     ['--bridge', 'p', '--', 'cat'],
     ['--bridge', 'p', '--socket', 'q'],

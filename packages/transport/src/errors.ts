@@ -209,6 +209,8 @@ export const VshmErrorCode = {
   BLK_CLOSED: 'VSHM_ERR_BLK_CLOSED',
   /** NBD server: a client broke the NBD protocol; its connection is closed. */
   NBD_CLIENT: 'VSHM_ERR_NBD_CLIENT',
+  /** vshm-server -p: the pid file is a symlink, belongs to a live process, or holds no pid. */
+  PID_FILE: 'VSHM_ERR_PID_FILE',
 
   // --- Test kit (@vshm/transport testing) ---
   /** The hostile-ring generator found an engine misbehaving (names the seed; §8 item 38). */

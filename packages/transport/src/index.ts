@@ -33,3 +33,6 @@ export { DEFAULT_SOCKET_PATH, type ServerOptionsInput } from './server/options.j
 
 // Command lines: the one CLI voice every vshm daemon speaks (vshm-server, console, blk, rng).
 export { parseCommandLine, UsageError, describeIoError, deviceCapabilities, type DeviceCapabilities } from './cli-kit.js';
+
+// Owner-only local sockets (mode 0600, other uids refused): the console bridges use them.
+export * from './local-socket.js';

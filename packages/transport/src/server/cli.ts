@@ -1,7 +1,8 @@
 /**
  * `vshm-server` (spec §1.9): the ivshmem2-server command line over `IvshmemServer`.
  *
- * Exit status: 0 after `-h` or a clean SIGINT/SIGTERM shutdown (§1.7); 2 for an argument error
+ * Exit status: 0 after `-h` or a clean SIGINT/SIGTERM/SIGHUP shutdown (§1.7; SIGHUP — its
+ * terminal closing — is a request to stop like SIGTERM, not a fatal default); 2 for an argument error
  * (exactly one stderr line, nothing created); 1 for a runtime failure. Once listening it prints one
  * stderr line, "vshm-server: listening on PATH (…)", which scripts and tests wait for.
  */
@@ -52,7 +53,7 @@ export function startFailure(err: unknown, o: ServerOptions): string {
 }
 
 /**
- * Run the server until SIGINT/SIGTERM. Resolves with the exit status; does not call process.exit
+ * Run the server until SIGINT/SIGTERM/SIGHUP. Resolves with the exit status; does not call process.exit
  * (the bin shim does).
  */
 export async function main(argv: readonly string[] = process.argv.slice(2), io: CliIo = process): Promise<number> {
@@ -88,12 +89,15 @@ export async function main(argv: readonly string[] = process.argv.slice(2), io: 
   let stopRequested: (() => void) | undefined;
   let signalled = false;
   const onSignal = (sig: NodeJS.Signals): void => {
+    // A hung-up terminal fails writes with EIO: an unhandled stderr 'error' must not skip cleanup.
+    if (sig === 'SIGHUP' && io === process) process.stderr.on('error', () => {});
     if (o.verbose) io.stderr.write(`${PROG}: ${sig}, shutting down\n`);
     signalled = true;
     stopRequested?.();
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
+  process.on('SIGHUP', onSignal);
   try {
     try {
       await server.start();
@@ -109,6 +113,7 @@ export async function main(argv: readonly string[] = process.argv.slice(2), io: 
   } finally {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
+    process.off('SIGHUP', onSignal);
   }
 }
 

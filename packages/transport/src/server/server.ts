@@ -20,7 +20,6 @@
  * server (accept, eventfd creation, INIT send); 'close' ().
  */
 import { EventEmitter } from 'node:events';
-import { unlinkSync, writeFileSync } from 'node:fs';
 import createDebug from 'debug';
 import type { Binding, FdWatcher } from '@vshm/addon';
 import { encodeEventFd, encodeInit, encodePeerGone, INIT_LEN, protocolForPeer } from '../ivshmem/protocol.js';
@@ -28,6 +27,7 @@ import { PeerConnection } from './connection.js';
 import { createServerMemory, type ServerMemory } from './memory.js';
 import { LISTEN_BACKLOG, resolveServerOptions, type ServerOptions, type ServerOptionsInput } from './options.js';
 import { prepareSocketPath, removeSocketPath, ServerError } from './socket.js';
+import { createPidFile, removePidFile } from './pid-file.js';
 
 const debug = createDebug('vshm:server');
 
@@ -124,7 +124,7 @@ export class IvshmemServer extends EventEmitter {
       this.memory = createServerMemory(b, o.memory, o.memorySize);
       this.listenFd = b.socketListen(o.socketPath, 0o600, LISTEN_BACKLOG);
       if (o.pidFile !== undefined) {
-        writeFileSync(o.pidFile, `${process.pid}\n`, { mode: 0o644 });
+        createPidFile(o.pidFile); // O_EXCL | O_NOFOLLOW: never through a symlink (server-pid-file.ts)
         this.pidFileWritten = true;
       }
       this.listenWatcher = b.createWatcher(this.listenFd, (status) => this.onListenReady(status));
@@ -175,11 +175,7 @@ export class IvshmemServer extends EventEmitter {
       removeSocketPath(this.options.socketPath);
     }
     if (this.pidFileWritten) {
-      try {
-        unlinkSync(this.options.pidFile!);
-      } catch {
-        // removed by someone else: nothing left to do
-      }
+      removePidFile(this.options.pidFile!);
       this.pidFileWritten = false;
     }
     const mem = this.memory;

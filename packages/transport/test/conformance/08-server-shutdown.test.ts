@@ -1,6 +1,6 @@
 /**
- * §8 item 8: SIGTERM sends PEER_GONE for each departing peer, removes the socket file, exits 0
- * (§1.7, §1.9). The in-process shutdown order is also asserted by 02-server-newcomer-burst.
+ * §8 item 8: SIGTERM (and SIGINT, SIGHUP — a closed terminal) sends PEER_GONE for each departing
+ * peer, removes the socket file, exits 0 (§1.7, §1.9). The in-process shutdown order is also asserted by 02-server-newcomer-burst.
  */
 import { expect } from 'chai';
 import { existsSync, readFileSync } from 'node:fs';
@@ -13,7 +13,7 @@ describe('§8 item 8: SIGTERM sends PEER_GONE, removes the socket, exits 0', fun
     const rig = useCliRig();
     const { sock, ready, connect } = rig;
 
-    for (const sig of ['SIGTERM', 'SIGINT'] as const) {
+    for (const sig of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) {
       it(`item 8: ${sig} sends PEER_GONE for departing peers, removes socket, pid file and -M object, exits 0`, async () => {
         const path = sock();
         const pid = tmpPath('cli', '.pid');

@@ -1,0 +1,145 @@
+/**
+ * Run a command on a pseudo-terminal whose other end is a console port — what a getty does on a
+ * Linux guest's hvc0, which is a tty: the pty's line discipline gives the command echo, line
+ * editing, CR → NL on input, and turns ^C / ^Z / ^\ typed on the back-end's terminal into
+ * signals for the command's foreground job. The pty comes from node-pty (a well-kept library;
+ * no hand-written pty code).
+ *
+ * - port → pty master (input); pty master → port (output), with backpressure: the pty is paused
+ *   while the port's writable side is full, so the command blocks rather than memory growing.
+ * - Size: the pty starts at the port's size (config SIZE, or RESIZE with MULTIPORT, §7.3) and
+ *   follows every 'resize' of the port with resize() (the kernel sends SIGWINCH to the job).
+ *   Before the device told a size, 80×24. A 0 in either dimension (no size known) is ignored.
+ * - The device closing the port (PORT_OPEN 0 or DEVICE_REMOVE) is a hangup: SIGHUP, as when a
+ *   terminal line drops. The back-end going away is not: the front-end waits for it (§4.10).
+ * - When the command exits, everything it wrote is flushed to the device, then `done` resolves
+ *   with its status (exit code, or 128 + signal number).
+ * - Not binary-safe (the line discipline rewrites bytes): use `--no-pty` (pipes) for data.
+ */
+import { accessSync, constants as fsConstants, statSync } from 'node:fs';
+import { delimiter, join } from 'node:path';
+import { spawn as spawnPty, type IPty } from 'node-pty';
+import { createAttachment, type Attachment } from './attachment.js';
+import { EXIT_CANNOT_RUN } from './attach-command.js';
+import type { ConsolePort, ConsoleSize } from './port.js';
+
+/** Size of the pty before the device told one (the traditional serial-terminal default). */
+export const DEFAULT_PTY_SIZE: ConsoleSize = { cols: 80, rows: 24 };
+
+/**
+ * Whether `command` can be executed (as execvp would find it). node-pty reports a failed exec
+ * only as text on the pty and exit 1; checking first keeps "cannot run" an error line and 127,
+ * as with pipes. Returns an errno code, or null when runnable.
+ */
+export function findExecutable(command: string, path = process.env.PATH ?? '/usr/bin:/bin'): string | null {
+  const candidates = command.includes('/') ? [command] : path.split(delimiter).filter((d) => d.length > 0).map((d) => join(d, command));
+  let code = 'ENOENT';
+  for (const c of candidates) {
+    try {
+      if (statSync(c).isDirectory()) {
+        code = 'EACCES';
+        continue;
+      }
+      accessSync(c, fsConstants.X_OK);
+      return null;
+    } catch (err) {
+      const e = (err as NodeJS.ErrnoException).code ?? 'ENOENT';
+      if (e !== 'ENOENT') code = e;
+    }
+  }
+  return code;
+}
+
+function usable(size: ConsoleSize | null): size is ConsoleSize {
+  return size !== null && size.cols > 0 && size.rows > 0;
+}
+
+/**
+ * Run `command args` on a pty bridged to `port`. Like a getty waiting for its line, the command
+ * starts once a device serves the port, so that it starts at the device's size (config SIZE is
+ * read before the port attaches, §7.3; a MULTIPORT RESIZE may follow and is applied then).
+ */
+export function attachPty(port: ConsolePort, command: string, args: readonly string[], onSpawnError: (err: Error) => void): Attachment {
+  let pty: IPty | null = null;
+  let exited = false;
+  let closed = false;
+  let onExited: () => void = () => {};
+  const exitedPromise = new Promise<void>((resolve) => (onExited = resolve));
+  const onInput = (chunk: Buffer): void => pty?.write(chunk);
+  const onResize = (size: ConsoleSize): void => {
+    if (usable(size) && pty !== null && !exited) pty.resize(size.cols, size.rows);
+  };
+  const hangup = (): void => {
+    if (pty !== null && !exited) pty.kill('SIGHUP');
+  };
+  const unhook = (): void => {
+    port.off('attach', start);
+    port.off('data', onInput);
+    port.off('resize', onResize);
+    port.off('host-close', hangup);
+    port.off('removed', hangup);
+  };
+  const { attachment, finish } = createAttachment(async () => {
+    closed = true;
+    unhook();
+    if (pty !== null && !exited) {
+      // SIGHUP, not SIGTERM: an interactive shell ignores SIGTERM but leaves on a hangup.
+      pty.kill('SIGHUP');
+      const force = setTimeout(() => pty?.kill('SIGKILL'), 3000);
+      await exitedPromise;
+      clearTimeout(force);
+    }
+  });
+  const cannotRun = (err: Error): void => {
+    queueMicrotask(() => {
+      onSpawnError(err);
+      finish(EXIT_CANNOT_RUN);
+    });
+  };
+
+  function start(): void {
+    if (closed || pty !== null) return;
+    const size = usable(port.size) ? port.size : DEFAULT_PTY_SIZE;
+    let p: IPty;
+    try {
+      p = spawnPty(command, [...args], {
+        name: process.env.TERM ?? 'xterm',
+        cols: size.cols,
+        rows: size.rows,
+        cwd: process.cwd(),
+        env: process.env as Record<string, string>,
+        encoding: null, // Buffers both ways: no decoding of what the command writes
+      });
+    } catch (err) {
+      cannotRun(err as Error);
+      return;
+    }
+    pty = p;
+    p.onData((data: string | Buffer) => {
+      if (!port.write(typeof data === 'string' ? Buffer.from(data) : data)) {
+        p.pause();
+        port.once('drain', () => {
+          if (!exited) p.resume();
+        });
+      }
+    });
+    port.on('data', onInput);
+    port.on('resize', onResize);
+    port.on('host-close', hangup);
+    port.on('removed', hangup);
+    // node-pty fires onExit after the last output was delivered through onData.
+    p.onExit(({ exitCode, signal }) => {
+      exited = true;
+      onExited();
+      unhook();
+      const status = signal !== undefined && signal !== 0 ? 128 + signal : exitCode;
+      port.end(() => finish(status));
+    });
+  }
+
+  const missing = findExecutable(command);
+  if (missing !== null) cannotRun(Object.assign(new Error(`${command}: ${missing}`), { code: missing }));
+  else if (port.attached) start();
+  else port.once('attach', start);
+  return attachment;
+}

@@ -1,0 +1,135 @@
+/**
+ * Owner-only UNIX stream listeners for the console bridges (the front-end's bridge socket, the
+ * back-end's port sockets), held to the same rule as the server socket (§1.9): mode 0600 from the
+ * moment the name exists, and connections from another uid refused.
+ *
+ * Mode: the listening socket is made by the addon's `socketListen`, which fchmods the unbound
+ * socket to 0600 before bind() — bind creates the file with that mode (minus umask, which can only
+ * take bits away), so there is no window in which the name exists with wider permissions and no
+ * process-wide umask is touched (a umask flip would race with fs work on libuv's thread pool).
+ * Node's `net.Server` then serves the already-listening fd (`listen({ fd })`).
+ *
+ * Peers: every accepted connection's SO_PEERCRED uid is checked. Our own uid is accepted, and so
+ * is root: root bypasses the file mode anyway (CAP_DAC_OVERRIDE) and can read our memory, so
+ * refusing it would protect nothing and break `sudo` tooling. Anyone else is closed at once,
+ * before a byte is read, with one log line. The check matters when the file mode is widened on
+ * purpose or by accident (chmod, an ACL, a socket passed to another user).
+ */
+import { unlinkSync } from 'node:fs';
+import { createServer, type Server, type Socket } from 'node:net';
+import type { Binding } from '@vshm/addon';
+import { VshmError } from './errors.js';
+
+/** Backlog of a bridge listener: one client at a time is served, a few may queue. */
+const BRIDGE_BACKLOG = 16;
+
+/** A bridge socket could not be created; `code` VSHM_ERR_SOCKET, message names the path and errno. */
+export class LocalSocketError extends VshmError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('VSHM_ERR_SOCKET', '', message, options);
+  }
+}
+
+/** Credentials of the process at the other end of a UNIX socket (SO_PEERCRED at connect time). */
+export interface PeerCredentials {
+  pid: number;
+  uid: number;
+  gid: number;
+}
+
+/**
+ * The peer policy of owner-only sockets: the same uid as ours, or root. Pure, for tests and for
+ * callers that read credentials their own way.
+ */
+export function peerUidAllowed(peerUid: number, ownUid: number): boolean {
+  return peerUid === ownUid || peerUid === 0;
+}
+
+let bindingPromise: Promise<Binding> | undefined;
+function loadBinding(): Promise<Binding> {
+  bindingPromise ??= import('@vshm/addon').then((m) => m.default);
+  return bindingPromise;
+}
+
+/** The fd behind a connected `net.Socket` (Node keeps it on its libuv handle), or -1. */
+function socketFd(sock: Socket): number {
+  const fd = (sock as unknown as { _handle?: { fd?: number } })._handle?.fd;
+  return typeof fd === 'number' ? fd : -1;
+}
+
+export interface OwnerOnlyOptions {
+  /** Called with one line (no program name, no newline) for every refused connection. */
+  onRefused: (line: string) => void;
+  /** Passed to `net.createServer`. */
+  allowHalfOpen?: boolean;
+  /** Our uid (tests); default process.getuid(). */
+  ownUid?: number;
+  /** Credentials of an accepted socket (tests); default SO_PEERCRED through the addon. */
+  credentials?: (sock: Socket) => PeerCredentials | null;
+  /** The native binding (tests); default `@vshm/addon`. */
+  binding?: Binding;
+}
+
+/**
+ * A `net.Server` listening at `path` owner-only: mode 0600 from creation, and each connection
+ * from a uid that `peerUidAllowed` rejects destroyed before a byte is read (with `onRefused`);
+ * `onConnection` sees only accepted peers. The path must be free (the caller replaces a stale
+ * socket first). Rejects with LocalSocketError naming the path and errno. Closing the server
+ * closes the fd; the caller unlinks the path.
+ */
+export async function listenOwnerOnly(path: string, opts: OwnerOnlyOptions, onConnection: (sock: Socket) => void): Promise<Server> {
+  const b = opts.binding ?? (await loadBinding());
+  const ownUid = opts.ownUid ?? process.getuid?.() ?? -1;
+  const creds = opts.credentials ?? ((s: Socket): PeerCredentials | null => {
+    const fd = socketFd(s);
+    if (fd < 0) return null;
+    try {
+      return b.peerCred(fd);
+    } catch {
+      return null;
+    }
+  });
+  const server = createServer({ allowHalfOpen: opts.allowHalfOpen ?? false }, (sock) => {
+    const c = creds(sock);
+    if (c !== null && peerUidAllowed(c.uid, ownUid)) {
+      onConnection(sock);
+      return;
+    }
+    opts.onRefused(c === null
+      ? `refused a connection on ${path}: peer credentials unavailable`
+      : `refused a connection on ${path} from uid ${c.uid} (pid ${c.pid}): only uid ${ownUid} or root may connect`);
+    sock.on('error', () => {});
+    sock.destroy();
+  });
+  let fd: number;
+  try {
+    fd = b.socketListen(path, 0o600, BRIDGE_BACKLOG);
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    throw new LocalSocketError(`cannot listen on ${path}: ${e.code ?? e.message}`, { cause: err });
+  }
+  await new Promise<void>((resolve, reject) => {
+    const onError = (err: Error): void => {
+      server.off('listening', onListening);
+      try {
+        b.close(fd);
+      } catch {
+        /* Node took the fd and closed it */
+      }
+      try {
+        unlinkSync(path);
+      } catch {
+        /* not there */
+      }
+      reject(new LocalSocketError(`cannot listen on ${path}: ${(err as NodeJS.ErrnoException).code ?? err.message}`, { cause: err }));
+    };
+    const onListening = (): void => {
+      server.off('error', onError);
+      resolve();
+    };
+    server.once('error', onError);
+    server.once('listening', onListening);
+    server.listen({ fd });
+  });
+  return server;
+}
