@@ -4,6 +4,7 @@
  */
 import { parseArgs } from 'node:util';
 import { MAX_PORTS_LIMIT } from './driver.js';
+import { DEFAULT_RX_BUFFER, MAX_RX_BUFFER } from './port.js';
 
 export const PROGRAM = 'vshm-console-frontend';
 export const DEFAULT_SERVER_SOCKET = '/tmp/ivshmem_socket';
@@ -25,6 +26,7 @@ Options:
   -S, --server PATH    vshm-server socket [${DEFAULT_SERVER_SOCKET}]
   --port NAME          use the port named NAME (MULTIPORT) instead of the console port
   --max-ports N        ports to set up with MULTIPORT, 1-${MAX_PORTS_LIMIT} [auto: max_nr_ports]
+  --rx-buffer-size N   bytes per posted receive buffer, 1-${MAX_RX_BUFFER} [${DEFAULT_RX_BUFFER}]
   --wait               if the back-end is not connected yet (we would get peer 0),
                        disconnect and retry until it is, instead of exiting 1
   -h, --help           this help
@@ -42,6 +44,8 @@ export interface CliOptions {
   portName: string | null;
   maxPorts: number | 'auto';
   wait: boolean;
+  /** --rx-buffer-size; undefined = the driver's default. */
+  rxBufferSize?: number;
 }
 
 /** A bad command line: print `${PROGRAM}: ${message}` and exit 2. */
@@ -70,6 +74,7 @@ export function parseCli(argv: readonly string[]): CliOptions {
         port: { type: 'string' },
         'max-ports': { type: 'string' },
         wait: { type: 'boolean' },
+        'rx-buffer-size': { type: 'string' },
       },
       allowPositionals: true,
       strict: true,
@@ -101,5 +106,9 @@ export function parseCli(argv: readonly string[]): CliOptions {
   } else if (socketPath !== undefined) {
     attach = { kind: 'socket', path: socketPath };
   }
-  return { help, server, attach, portName, maxPorts, wait: values.wait === true };
+  const rb = values['rx-buffer-size'] as string | undefined;
+  if (rb !== undefined && (!/^[0-9]+$/.test(rb) || Number(rb) < 1 || Number(rb) > MAX_RX_BUFFER)) {
+    throw new CliUsageError(`--rx-buffer-size must be an integer 1-${MAX_RX_BUFFER}, got '${rb}'`);
+  }
+  return { help, server, attach, portName, maxPorts, wait: values.wait === true, rxBufferSize: rb === undefined ? undefined : Number(rb) };
 }

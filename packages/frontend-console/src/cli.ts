@@ -69,6 +69,7 @@ export async function main(argv: readonly string[]): Promise<number> {
       const opening = openConsole({
         socketPath: opts.server,
         maxPorts: opts.maxPorts,
+        rxBufferSize: opts.rxBufferSize,
         wait: opts.wait,
         onRetry: (err) => debug('not connected yet (%s): retrying', err.message),
       });
