@@ -71,7 +71,7 @@ static void wait_for(struct line *l, uint64_t want) {
   unsigned spins = 0;
   while (__atomic_load_n(&l->seq, __ATOMIC_ACQUIRE) != want) {
     cpu_relax();
-    if (++spins == (1u << 20)) {
+    if (++spins == (1u << 16)) {
       spins = 0;
       sched_yield();
     }
