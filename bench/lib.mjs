@@ -70,7 +70,11 @@ export function cpuSeconds() {
   return (u.user + u.system) / 1e6;
 }
 
-/** Print the case result as the last stdout line and exit (handles and children notwithstanding). */
+/**
+ * Print the case result as the last stdout line and exit (handles and children notwithstanding).
+ * It ends the process: call it after the case's cleanup (servers stopped, children exited,
+ * temporary directories removed), never inside a try whose finally does that cleanup.
+ */
 export function report(result) {
   process.stdout.write(JSON.stringify(result) + '\n', () => process.exit(0));
 }

@@ -4,10 +4,11 @@
 //   node bench/run.mjs [--quick] [--json PATH] [--only NAME[,NAME…]] [--trials N]
 //
 // Prints a table and writes `{"node", "cpus", "cases": {NAME: {...}}, "ratios": {...}}` to
-// bench/results.json (or PATH). --quick is the CI smoke mode: a few seconds, asserts nothing
-// about speed. Every figure is compared with a baseline measured in the same run.
-import { writeFileSync } from 'node:fs';
+// bench/results.json (or PATH). --quick is the CI smoke mode: under a minute, asserts nothing
+// about speed. Every figure is compared with a floor or baseline measured in the same run.
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
+import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { hasTaskset, runCase, round } from './lib.mjs';
 
@@ -49,6 +50,18 @@ function fail(msg) {
 const latency = (r) => `median ${r.median_us} µs, p99 ${r.p99_us} µs`;
 const gbps = (r) => `${r.gbps} GB/s`;
 const CASES = [
+  // Floors (issue 12): what C gets from the same CPUs in the same run. The spin floor is pinned
+  // like rtt64, the eventfd floor unpinned like rtt64_nospin — each beside what it is compared with.
+  { name: 'spin_floor_rtt', group: 'F', script: 'floors.mjs', args: (q) => ['spin', q ? 2000 : 30000], env: { VSHM_BENCH_PIN: '1' }, key: (r) => r.median_us, summary: latency },
+  { name: 'eventfd_floor_rtt', group: 'F', script: 'floors.mjs', args: (q) => ['eventfd', q ? 2000 : 30000], key: (r) => r.median_us, summary: latency },
+  {
+    name: 'memcpy_floor',
+    group: 'F',
+    script: 'floors.mjs',
+    args: (q) => ['memcpy', q ? 0.2 : 1],
+    key: (r) => r.gbps,
+    summary: (r) => `C memcpy ${r.gbps} GB/s; Node Buffer.copy ${r.buffer_copy_gbps}, TypedArray.set ${r.typedarray_set_gbps} GB/s`,
+  },
   { name: 'eventfd_rtt', group: 'B0', script: 'eventfd-rtt.mjs', args: (q) => [q ? 2000 : 30000], key: (r) => r.median_us, summary: latency },
   { name: 'unix_echo', group: 'B0', script: 'unix-echo.mjs', args: (q) => [q ? 2000 : 30000], key: (r) => r.median_us, summary: latency },
   // Throughput cases are short and the most exposed to other load: more bytes and 5 trials.
@@ -60,7 +73,9 @@ const CASES = [
   { name: 'rtt64_nospin', group: 'B1', script: 'virtio.mjs', args: (q) => ['rtt', q ? 2000 : 30000], env: { VSHM_SPIN_US: '0' }, key: (r) => r.median_us, summary: latency },
   { name: 'eventfd_rtt_pinned', group: 'B0', script: 'eventfd-rtt.mjs', args: (q) => [q ? 2000 : 30000], env: { VSHM_BENCH_PIN: '1' }, key: (r) => r.median_us, summary: latency },
   { name: 'bulk64k', group: 'B2', script: 'virtio.mjs', args: (q) => ['bulk', q ? 32 : 4096], trials: 5, key: (r) => r.gbps, summary: gbps },
-  { name: 'console_stream', group: 'B2', script: 'console.mjs', args: (q) => [q ? 16 : 256], key: (r) => r.gbps, summary: gbps },
+  { name: 'bulk64k_zc', group: 'B2', script: 'virtio.mjs', args: (q) => ['bulkzc', q ? 32 : 4096], trials: 5, key: (r) => r.gbps, summary: gbps },
+  { name: 'console_stream', group: 'B2', script: 'console.mjs', args: (q) => ['tx', q ? 16 : 256], key: (r) => r.gbps, summary: gbps },
+  { name: 'console_stream_rx', group: 'B2', script: 'console.mjs', args: (q) => ['rx', q ? 16 : 256], key: (r) => r.gbps, summary: gbps },
   {
     // One run yields three results: the rate, the CPU it cost, then CPU while idle.
     name: 'msg_rate',
@@ -69,7 +84,16 @@ const CASES = [
     script: 'virtio.mjs',
     args: (q) => ['msgs', q ? 0.5 : 3, q ? 0.5 : 5],
     key: (r) => r.msg_rate.msgs_per_s,
-    summary: (r) => `${r.msg_rate.msgs_per_s} msgs/s; B4 ${r.cpu_per_million.cpu_s} CPU s per million, idle ${r.idle_cpu.percent} % CPU`,
+    summary: (r) =>
+      `${r.msg_rate.msgs_per_s} msgs/s; B4 ${r.cpu_per_million.cpu_s} CPU s per million (FE ${r.cpu_per_million.fe_cpu_s}, BE ${r.cpu_per_million.be_cpu_s}), idle ${r.idle_cpu.percent} % CPU`,
+  },
+  {
+    name: 'startup',
+    group: 'B5',
+    script: 'startup.mjs',
+    args: (q) => [q ? 2 : 7],
+    key: (r) => r.median_ms,
+    summary: (r) => `median ${r.median_ms} ms, max ${r.max_ms} ms (${r.runs} spawns)`,
   },
 ];
 
@@ -88,6 +112,17 @@ const results = {
   ratios: {},
 };
 
+// Every case runs with TMPDIR set to one directory of this run, removed at the end (also after a
+// case that timed out and was killed before its own cleanup): the bench leaves nothing in /tmp.
+const tmpRoot = mkdtempSync(path.join(os.tmpdir(), 'vshm-bench-run-'));
+const removeTmp = () => rmSync(tmpRoot, { recursive: true, force: true });
+for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
+  process.on(sig, () => {
+    removeTmp();
+    process.exit(130);
+  });
+}
+
 const started = Date.now();
 let failed = 0;
 for (const c of selected) {
@@ -95,7 +130,7 @@ for (const c of selected) {
   const n = o.quick || o.trials ? trials : (c.trials ?? trials);
   for (let t = 0; t < n; t++) {
     try {
-      runs.push(await runCase(c.script, c.args(o.quick).map(String), { timeoutMs: o.quick ? 30000 : 60000, env: c.env }));
+      runs.push(await runCase(c.script, c.args(o.quick).map(String), { timeoutMs: o.quick ? 30000 : 60000, env: { ...c.env, TMPDIR: tmpRoot } }));
     } catch (e) {
       process.stderr.write(`bench: ${c.name}: ${e.message}\n`);
     }
@@ -119,18 +154,29 @@ for (const c of selected) {
   process.stderr.write(`bench: ${c.name}: ${c.summary(r)}\n`);
 }
 
-// Ratios against the same run's baselines and the issue's targets.
+// Ratios against the same run's floors and baselines, with the targets of issue 12 (and the
+// earlier ones, still held). `ok` null = shown for information, no target.
 const C = results.cases;
 const ratio = (a, b) => (a != null && b != null && b !== 0 ? round(a / b, 3) : null);
 const targets = [
+  ['rtt64 / spin_floor_rtt (median)', ratio(C.rtt64?.median_us, C.spin_floor_rtt?.median_us), '≤ 2', (x) => x <= 2],
+  ['rtt64 p99 / rtt64 median', ratio(C.rtt64?.p99_us, C.rtt64?.median_us), '≤ 10', (x) => x <= 10],
+  ['rtt64_nospin / eventfd_floor_rtt (median)', ratio(C.rtt64_nospin?.median_us, C.eventfd_floor_rtt?.median_us), '≤ 1.2', (x) => x <= 1.2],
+  ['bulk64k / memcpy_floor', ratio(C.bulk64k?.gbps, C.memcpy_floor?.gbps), '≥ 0.85', (x) => x >= 0.85],
+  ['bulk64k / unix_stream', ratio(C.bulk64k?.gbps, C.unix_stream?.gbps), '≥ 4', (x) => x >= 4],
+  ['console_stream / unix_stream', ratio(C.console_stream?.gbps, C.unix_stream?.gbps), '≥ 2', (x) => x >= 2],
+  ['console_stream_rx / unix_stream', ratio(C.console_stream_rx?.gbps, C.unix_stream?.gbps), '≥ 2', (x) => x >= 2],
+  ['msg_rate (msgs/s)', C.msg_rate?.msgs_per_s ?? null, '≥ 4000000', (x) => x >= 4e6],
+  ['startup (ms, median)', C.startup?.median_ms ?? null, '≤ 150', (x) => x <= 150],
+  ['idle_cpu (%)', C.idle_cpu?.percent ?? null, '< 1', (x) => x < 1],
   ['rtt64 / unix_echo (median)', ratio(C.rtt64?.median_us, C.unix_echo?.median_us), '≤ 0.7', (x) => x <= 0.7],
   ['rtt64 / eventfd_rtt (median)', ratio(C.rtt64?.median_us, C.eventfd_rtt?.median_us), '≤ 1.3', (x) => x <= 1.3],
-  ['bulk64k / unix_stream', ratio(C.bulk64k?.gbps, C.unix_stream?.gbps), '≥ 4', (x) => x >= 4],
+  ['bulk64k_zc / memcpy_floor', ratio(C.bulk64k_zc?.gbps, C.memcpy_floor?.gbps), 'info', null],
+  ['bulk64k / Node Buffer.copy floor', ratio(C.bulk64k?.gbps, C.memcpy_floor?.buffer_copy_gbps), 'info', null],
   ['rtt64_unpinned / eventfd_rtt (median)', ratio(C.rtt64_unpinned?.median_us, C.eventfd_rtt?.median_us), 'info', null],
   ['rtt64_nospin / eventfd_rtt (median)', ratio(C.rtt64_nospin?.median_us, C.eventfd_rtt?.median_us), 'info', null],
-  ['console_stream / unix_stream', ratio(C.console_stream?.gbps, C.unix_stream?.gbps), 'info', null],
-  ['msg_rate (msgs/s)', C.msg_rate?.msgs_per_s ?? null, '≥ 1000000', (x) => x >= 1e6],
-  ['idle_cpu (%)', C.idle_cpu?.percent ?? null, '< 1', (x) => x < 1],
+  ['eventfd_rtt / eventfd_floor_rtt (median)', ratio(C.eventfd_rtt?.median_us, C.eventfd_floor_rtt?.median_us), 'info', null],
+  ['cpu_per_million (CPU s, FE + BE)', C.cpu_per_million?.cpu_s ?? null, 'info', null],
 ];
 for (const [name, value, target, ok] of targets) {
   results.ratios[name] = { value, target, met: value == null || !ok ? null : ok(value) };
@@ -145,10 +191,10 @@ for (const c of selected) {
   rows.push([`${c.group} ${c.name}`, bad ? 'FAILED' : c.summary(r)]);
 }
 rows.push(['', '']);
-rows.push(['ratio', 'value (target)']);
+rows.push(['ratio', `${'value'.padEnd(10)} ${'target'.padEnd(11)} met?`]);
 for (const [name, { value, target, met }] of Object.entries(results.ratios)) {
   if (value == null) continue;
-  rows.push([name, `${value} (${target})${met === true ? ' met' : met === false ? ' MISSED' : ''}`]);
+  rows.push([name, `${String(value).padEnd(10)} ${target.padEnd(11)} ${met === true ? 'met' : met === false ? 'MISSED' : '-'}`]);
 }
 const w = Math.max(...rows.map((r) => r[0].length));
 console.log(`vshm bench — node ${results.node}, ${results.cpus} × ${results.cpu_model}${o.quick ? ' (quick)' : ''}, ${trials} trial(s) per case${o.quick || o.trials ? '' : ' (throughput: 5)'}`);
@@ -157,4 +203,6 @@ console.log(`  (${results.seconds} s)`);
 
 writeFileSync(o.json, JSON.stringify(results, null, 2) + '\n');
 console.log(`results written to ${o.json}`);
+if (o.quick) console.log('  (quick: a smoke run; its figures and met/MISSED mean nothing)');
+removeTmp();
 process.exit(failed ? 1 : 0);

@@ -41,9 +41,10 @@ if (process.argv[2] === '--serve') {
       if (i >= 0) samples[i] = Number(t1 - t0) / 1000;
       if (++i === rounds) {
         c.destroy();
-        child.kill('SIGTERM');
         const p = percentiles(samples);
-        report({ median_us: round(p.median), p99_us: round(p.p99), rounds });
+        // The server unlinks its socket when it closes: report (which exits) once it is gone.
+        child.once('exit', () => report({ median_us: round(p.median), p99_us: round(p.p99), rounds }));
+        child.kill('SIGTERM');
         return;
       }
       t0 = process.hrtime.bigint();

@@ -43,8 +43,9 @@ if (process.argv[2] === '--sink') {
     c.on('data', () => {
       const s = Number(process.hrtime.bigint() - t0) / 1e9;
       c.destroy();
+      // The sink unlinks its socket when it closes: report (which exits) once it is gone.
+      child.once('exit', () => report({ gbps: round(total / s / 1e9), bytes: total, seconds: round(s) }));
       child.kill('SIGTERM');
-      report({ gbps: round(total / s / 1e9), bytes: total, seconds: round(s) });
     });
   });
 }

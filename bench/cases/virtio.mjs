@@ -2,6 +2,9 @@
 // server in this (parent) process.
 //   virtio.mjs rtt ROUNDS            B1 64-byte round trip FE → BE → FE
 //   virtio.mjs bulk MIB              B2 one-way 64 KiB buffers FE → BE (BE copies them out)
+//   virtio.mjs bulkzc MIB            B2 the same, zero-copy: the FE fills an allocOut buffer in
+//                                    place, the BE reads it in place (readableSegments): the
+//                                    ring's own ceiling, no data copy on either side
 //   virtio.mjs msgs SECONDS IDLE_S   B3 64-byte one-way message rate with batching, B4 CPU
 //                                    seconds per million messages (FE + BE) and idle CPU
 // Child roles: --be, --fe MODE ARG. Results: one JSON line on stdout (lib.mjs report()).
@@ -18,9 +21,12 @@ const BULK_QUEUE_SIZE = Number(process.env.VSHM_BENCH_QUEUE_SIZE ?? 64);
 const BATCH = Number(process.env.VSHM_BENCH_BATCH ?? 64);
 const BULK_BATCH = Number(process.env.VSHM_BENCH_BULK_BATCH ?? 8);
 const role = process.argv[2];
+/** Sequence number of the last zero-copy buffer produced (bulk64k_zc). */
+let seq = 0;
 
 if (role === '--be') {
-  const { be, peer } = await openBackend(process.argv[3], echoDeviceOps({ queueSize: Math.max(256, QUEUE_SIZE) }));
+  const consume = process.argv[4] === 'bulkzc' ? 'inplace' : 'copy';
+  const { be, peer } = await openBackend(process.argv[3], echoDeviceOps({ queueSize: Math.max(256, QUEUE_SIZE), consume }));
   let doorbells = 0;
   if (process.env.VSHM_BENCH_DIAG) {
     const ring = peer.doorbell.bind(peer);
@@ -37,14 +43,15 @@ if (role === '--be') {
   });
 } else if (role === '--fe') {
   const [, , , socketPath, mode, arg, arg2] = process.argv;
-  const drv = echoDriverOps({ queueSize: mode === 'bulk' ? BULK_QUEUE_SIZE : QUEUE_SIZE });
+  const drv = echoDriverOps({ queueSize: mode === 'bulk' || mode === 'bulkzc' ? BULK_QUEUE_SIZE : QUEUE_SIZE });
   const { session, fe } = await openFrontend(socketPath, drv.ops);
   globalThis.spinStats = fe.spinStats;
   const q = session.queues[0];
   const line = (s) => process.stdout.write(s + '\n');
   process.on('SIGTERM', () => process.exit(0)); // exit normally: --cpu-prof writes its profile
   if (mode === 'rtt') await rtt(q, Number(arg), line);
-  else if (mode === 'bulk') await bulk(q, Number(arg) * 1024 * 1024, line);
+  else if (mode === 'bulk') await bulk(q, Number(arg) * 1024 * 1024, line, false);
+  else if (mode === 'bulkzc') await bulk(q, Number(arg) * 1024 * 1024, line, true);
   else await msgs(q, Number(arg), Number(arg2), line);
 } else {
   await parent(role, process.argv.slice(3));
@@ -53,10 +60,11 @@ if (role === '--be') {
 async function parent(mode, args) {
   // The region is sized per workload, as a deployment would size it: small messages in 1 MiB
   // (§5.1 chunks of 256 B), 64 KiB buffers in 32 MiB (4 KiB chunks, 512 buffers' room).
-  const memorySize = Number(process.env.VSHM_BENCH_MEMORY ?? (mode === 'bulk' ? 32 : 1) * 1024 * 1024);
+  const memorySize = Number(process.env.VSHM_BENCH_MEMORY ?? (mode === 'bulk' || mode === 'bulkzc' ? 32 : 1) * 1024 * 1024);
   const srv = await startServer({ deviceId: ECHO_DEVICE_ID, memorySize });
-  const be = spawnChild(SELF, ['--be', srv.socketPath], {}, 1);
+  const be = spawnChild(SELF, ['--be', srv.socketPath, mode], {}, 1);
   let fe = null;
+  let result;
   try {
     await be.next('ready');
     fe = spawnChild(SELF, ['--fe', srv.socketPath, mode, ...args], {}, 0);
@@ -64,20 +72,25 @@ async function parent(mode, args) {
       // CPU of both sides between the marks the front-end prints (§B4).
       const cpu = () => procCpuSeconds(fe.pid) + procCpuSeconds(be.pid);
       await fe.next('run-start');
-      const c0 = cpu();
+      const f0 = procCpuSeconds(fe.pid);
+      const b0 = procCpuSeconds(be.pid);
+      const c0 = f0 + b0;
       const run = JSON.parse(await fe.next('run-end'));
-      const c1 = cpu();
+      const f1 = procCpuSeconds(fe.pid);
+      const b1 = procCpuSeconds(be.pid);
+      const c1 = f1 + b1;
+      const perM = (x) => round((x / run.msgs) * 1e6);
       await fe.next('idle-start');
       const i0 = cpu();
       const t0 = performance.now();
       await fe.next('idle-end');
       const i1 = cpu();
       const idleS = (performance.now() - t0) / 1000;
-      report({
+      result = {
         msg_rate: { msgs_per_s: Math.round(run.msgs / run.seconds), msgs: run.msgs, seconds: round(run.seconds), batch: BATCH },
-        cpu_per_million: { cpu_s: round(((c1 - c0) / run.msgs) * 1e6), cpu_s_total: round(c1 - c0, 2) },
+        cpu_per_million: { cpu_s: perM(c1 - c0), fe_cpu_s: perM(f1 - f0), be_cpu_s: perM(b1 - b0), cpu_s_total: round(c1 - c0, 2) },
         idle_cpu: { percent: round(((i1 - i0) / idleS) * 100, 2), seconds: round(idleS, 2) },
-      });
+      };
     } else {
       // CPU of both sides over the measured part: an efficiency figure that, unlike wall time,
       // hardly moves when other processes compete for the CPUs.
@@ -88,7 +101,7 @@ async function parent(mode, args) {
       const used = cpu() - c0;
       if (mode === 'rtt') r.cpu_us_per_rtt = round((used / r.rounds) * 1e6, 2);
       else r.cpu_s_per_gb = round(used / (r.bytes / 1e9), 3);
-      report(r);
+      result = r;
     }
   } finally {
     fe?.kill();
@@ -96,6 +109,8 @@ async function parent(mode, args) {
     await Promise.all([fe?.exited, be.exited]);
     await srv.stop();
   }
+  // Only now: report() exits the process, and the server's directory must be gone first.
+  report(result);
 }
 
 /** B1: one 64-byte request in flight; the echo comes back through the used ring. */
@@ -126,14 +141,32 @@ function rtt(q, rounds, line) {
   });
 }
 
-/** Keep the ring full of one-way buffers of `size` bytes until `total` bytes completed. */
-function stream(q, size, total, batch, onDone) {
+/**
+ * Keep the ring full of one-way buffers of `size` bytes until `total` bytes completed. With
+ * `zeroCopy` each buffer is produced in place in shared memory (allocOut + addAllocated): the
+ * producer writes its sequence number into the first bytes, nothing is copied.
+ */
+function stream(q, size, total, batch, onDone, zeroCopy = false) {
   const buf = new Uint8Array(size).fill(0x5a);
   let posted = 0;
   let done = 0;
+  const postOne = zeroCopy
+    ? () => {
+        const view = q.allocOut(size);
+        if (view === null) return false;
+        seq = (seq + 1) >>> 0; // one count across streams: the BE checks the order
+        view[0] = seq & 0xff;
+        view[1] = (seq >>> 8) & 0xff;
+        view[2] = (seq >>> 16) & 0xff;
+        view[3] = seq >>> 24;
+        if (q.addAllocated(view, 0, 0)) return true;
+        q.freeOut(view);
+        return false;
+      }
+    : () => q.add(buf, 0, 0);
   const fill = () => {
     let n = 0;
-    while (posted < total && q.add(buf, 0, 0)) {
+    while (posted < total && postOne()) {
       posted += size;
       if (++n === batch) {
         q.kick();
@@ -164,20 +197,34 @@ function stream(q, size, total, batch, onDone) {
   fill();
 }
 
-/** B2: 64 KiB one-way buffers. */
-function bulk(q, total, line) {
+/** B2: 64 KiB one-way buffers (`zeroCopy`: produced in place, bulk64k_zc). */
+function bulk(q, total, line, zeroCopy) {
   const size = 64 * 1024;
   return new Promise((resolve) => {
     // warm-up: touch the pages of the mapping once
-    stream(q, size, 32 * size, BULK_BATCH, () => {
-      line('run-start');
-      const t0 = performance.now();
-      stream(q, size, total, BULK_BATCH, (bytes) => {
-        const s = (performance.now() - t0) / 1000;
-        line('result ' + JSON.stringify({ gbps: round(bytes / s / 1e9), bytes, seconds: round(s), queue_size: q.size }));
-        resolve();
-      });
-    });
+    stream(
+      q,
+      size,
+      32 * size,
+      BULK_BATCH,
+      () => {
+        line('run-start');
+        const t0 = performance.now();
+        stream(
+          q,
+          size,
+          total,
+          BULK_BATCH,
+          (bytes) => {
+            const s = (performance.now() - t0) / 1000;
+            line('result ' + JSON.stringify({ gbps: round(bytes / s / 1e9), bytes, seconds: round(s), queue_size: q.size, zero_copy: zeroCopy }));
+            resolve();
+          },
+          zeroCopy,
+        );
+      },
+      zeroCopy,
+    );
   });
 }
 

@@ -11,13 +11,24 @@ const EVENT_IDX = VirtioFeatureMask.RING_EVENT_IDX;
 
 /**
  * Back-end ops. `bufferSize` bounds the private copy buffer (the largest chain the bench posts).
+ * `consume`: 'copy' (a sink copies each chain out, as a socket reader would) or 'inplace' (a
+ * sink reads the chain where it lies: bulk64k_zc).
  * The device pops until empty, pushes each chain, and flushes once per wake-up (batched used-ring
  * update and at most one interrupt per batch, §4.9).
  */
-export function echoDeviceOps({ queueSize = 256, bufferSize = 65536, eventIdx = true } = {}) {
+export function echoDeviceOps({ queueSize = 256, bufferSize = 65536, eventIdx = true, consume = 'copy' } = {}) {
   const scratch = new Uint8Array(bufferSize);
   let handle = null;
-  const sink = (segs) => {
+  let expect = 0;
+  // consume 'inplace' (bulk64k_zc): read the producer's sequence number where it lies and check
+  // the order — the device works on the bytes in shared memory, nothing is copied.
+  const inPlace = (segs) => {
+    const s = segs[0];
+    const seq = (s[0] | (s[1] << 8) | (s[2] << 16) | (s[3] << 24)) >>> 0;
+    expect = (expect + 1) >>> 0;
+    if (seq !== expect) throw new Error(`zero-copy sink: buffer ${seq} where ${expect} was due`);
+  };
+  const copy = (segs) => {
     let off = 0;
     for (const seg of segs) {
       const n = Math.min(seg.length, scratch.length - off);
@@ -25,6 +36,7 @@ export function echoDeviceOps({ queueSize = 256, bufferSize = 65536, eventIdx = 
       off += n;
     }
   };
+  const sink = consume === 'inplace' ? inPlace : copy;
   return {
     deviceId: ECHO_DEVICE_ID,
     features: eventIdx ? EVENT_IDX : 0n,

@@ -5,6 +5,7 @@
  */
 import { parseCommandLine, UsageError } from '@vshm/transport';
 import { MAX_PORTS_LIMIT } from './driver.js';
+import { DEFAULT_RX_BUFFER, MAX_RX_BUFFER } from './port.js';
 
 export const PROGRAM = 'vshm-console-frontend';
 export const DEFAULT_SERVER_SOCKET = '/tmp/ivshmem_socket';
@@ -30,6 +31,7 @@ Options:
   -S, --server PATH    vshm-server socket [${DEFAULT_SERVER_SOCKET}]
   --port NAME          use the port named NAME (MULTIPORT) instead of the console port
   --max-ports N        ports to set up with MULTIPORT, 1-${MAX_PORTS_LIMIT} [auto: max_nr_ports]
+  --rx-buffer-size N   bytes per posted receive buffer, 1-${MAX_RX_BUFFER} [${DEFAULT_RX_BUFFER}]
   --wait               if the back-end is not connected yet (we would get peer 0),
                        disconnect and retry until it is, instead of exiting 1
   --transaction-timeout MS
@@ -60,6 +62,8 @@ export interface CliOptions {
   stallRetries: number;
   /** Warnings to print once (a deprecated option spelling). */
   warnings: string[];
+  /** --rx-buffer-size; undefined = the driver's default. */
+  rxBufferSize?: number;
 }
 
 /** A bad command line: print `err.lineFor(PROGRAM)` and exit 2 (the shared UsageError). */
@@ -90,6 +94,7 @@ export function parseCli(argv: readonly string[]): CliOptions {
       'wait-forever': { type: 'boolean' },
       quiet: { type: 'boolean', short: 'q' },
       'no-pty': { type: 'boolean' },
+      'rx-buffer-size': { type: 'string' },
     },
     true,
   );
@@ -115,6 +120,8 @@ export function parseCli(argv: readonly string[]): CliOptions {
   const maxPorts: number | 'auto' = mp === undefined ? 'auto' : int('--max-ports', mp, 1, MAX_PORTS_LIMIT, 0);
   const transactionTimeoutMs = int('--transaction-timeout', values['transaction-timeout'], 1, 3_600_000, DEFAULT_TRANSACTION_TIMEOUT_MS);
   if (values['wait-forever'] === true && values['stall-retries'] !== undefined) throw new UsageError('--stall-retries and --wait-forever exclude each other');
+  const rb = values['rx-buffer-size'];
+  const rxBufferSize = rb === undefined ? undefined : int('--rx-buffer-size', rb, 1, MAX_RX_BUFFER, 0);
   const stallRetries = values['wait-forever'] === true ? Infinity : int('--stall-retries', values['stall-retries'], 1, 1_000_000, DEFAULT_STALL_RETRIES);
   let attach: Attachment = { kind: 'terminal' };
   if (command !== null) {
@@ -136,5 +143,6 @@ export function parseCli(argv: readonly string[]): CliOptions {
     transactionTimeoutMs,
     stallRetries,
     warnings,
+    rxBufferSize,
   };
 }

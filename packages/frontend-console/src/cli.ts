@@ -116,6 +116,7 @@ export async function main(argv: readonly string[]): Promise<number> {
       const opening = openConsole({
         socketPath: opts.server,
         maxPorts: opts.maxPorts,
+        rxBufferSize: opts.rxBufferSize,
         wait: opts.wait,
         transactionTimeoutMs: opts.transactionTimeoutMs,
         onRetry: (err) => debug('not connected yet (%s): retrying', err.message),

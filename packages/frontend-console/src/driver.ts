@@ -45,7 +45,7 @@ import {
 } from 'virtio-spec-types';
 import { ControlQueues } from './control-queues.js';
 import { ConsoleError } from './errors.js';
-import { ConsolePort, type ConsolePortOptions, type ConsoleSize } from './port.js';
+import { ConsolePort, DEFAULT_MULTIPORT_RX_BUFFER, DEFAULT_RX_BUFFER, type ConsolePortOptions, type ConsoleSize } from './port.js';
 
 const debug = createDebug('vshm:console-fe');
 
@@ -250,7 +250,7 @@ export class ConsoleDriver extends EventEmitter implements VirtioDriverOps {
     const rx = session.queues[consoleReceiveQueue(port.id)];
     const tx = session.queues[consoleTransmitQueue(port.id)];
     if (rx === undefined || tx === undefined) return false;
-    port.attach(rx, tx);
+    port.attach(rx, tx, this.multiport ? DEFAULT_MULTIPORT_RX_BUFFER : DEFAULT_RX_BUFFER);
     return true;
   }
 

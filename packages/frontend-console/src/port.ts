@@ -41,8 +41,20 @@ export interface ConsoleSize {
 
 /** Largest transmit buffer we post (Linux's tty layer sends at most 2048 bytes, §7.3). */
 export const DEFAULT_TX_PIECE = 2048;
-/** Size of each receive buffer kept posted on the receiveq. */
-export const DEFAULT_RX_BUFFER = 1024;
+/**
+ * Size of each receive buffer kept posted on the receiveq: one page, as Linux's virtio_console
+ * posts. A back-end that fills one buffer per doorbell (Jailhouse's console does) pays one round
+ * trip per buffer, so 1 KiB buffers cost it 4× the round trips of a Linux front-end (issue 12).
+ */
+export const DEFAULT_RX_BUFFER = 4096;
+/**
+ * Default receive buffer size with MULTIPORT: up to 31 ports keep their receiveqs full out of
+ * one shared region (the console back-end's embedded server has 64 KiB), where page-sized
+ * buffers on every port would take all of it and starve transmission (see docs/decisions.md).
+ */
+export const DEFAULT_MULTIPORT_RX_BUFFER = 1024;
+/** Largest receive buffer size accepted (ConsolePortOptions.rxBufferSize). */
+export const MAX_RX_BUFFER = 65536;
 /** Smallest piece a transmit chunk is split down to when shared memory is short (one 64 B chunk, §5.1). */
 const MIN_TX_PIECE = 64;
 
@@ -73,6 +85,7 @@ const RX_TOKEN: RxToken = Object.freeze({ kind: 'rx' });
 export type KickScheduler = (queue: DriverQueueHandle) => void;
 
 export interface ConsolePortOptions {
+  /** Bytes per posted receive buffer, 1 … MAX_RX_BUFFER. Default DEFAULT_RX_BUFFER (4096). */
   rxBufferSize?: number;
   txPieceSize?: number;
   highWaterMark?: number;
@@ -102,7 +115,9 @@ export class ConsolePort extends Duplex {
   private rx: DriverQueueHandle | null = null;
   private tx: DriverQueueHandle | null = null;
   private readonly kick: KickScheduler;
-  private readonly rxBufferSize: number;
+  /** The rxBufferSize option, or null: the default the driver passes to attach(). */
+  private readonly rxBufferOption: number | null;
+  private rxBufferSize = DEFAULT_RX_BUFFER;
   private readonly txPieceSize: number;
   /** Every transmit request not yet used by the device, in stream order (posted ones first). */
   private readonly txq: TxToken[] = [];
@@ -120,7 +135,11 @@ export class ConsolePort extends Duplex {
     super({ allowHalfOpen: true, highWaterMark: opts.highWaterMark });
     this.id = id;
     this.kick = kick;
-    this.rxBufferSize = opts.rxBufferSize ?? DEFAULT_RX_BUFFER;
+    const rxb = opts.rxBufferSize;
+    if (rxb !== undefined && (!Number.isInteger(rxb) || rxb < 1 || rxb > MAX_RX_BUFFER)) {
+      throw new ConsoleError('VSHM_ERR_ARGUMENT', '7.3', `rxBufferSize must be an integer 1…${MAX_RX_BUFFER}, got ${String(rxb)}`);
+    }
+    this.rxBufferOption = rxb ?? null;
     this.txPieceSize = opts.txPieceSize ?? DEFAULT_TX_PIECE;
   }
 
@@ -139,9 +158,11 @@ export class ConsolePort extends Duplex {
   /**
    * Start serving on a new session's queues (probe, or DEVICE_ADD with MULTIPORT). Installs the
    * queue callbacks, fills the receiveq and re-sends transmit data the last session left.
+   * `defaultRxBufferSize` applies unless the rxBufferSize option was given.
    */
-  attach(rx: DriverQueueHandle, tx: DriverQueueHandle): void {
+  attach(rx: DriverQueueHandle, tx: DriverQueueHandle, defaultRxBufferSize = DEFAULT_RX_BUFFER): void {
     if (this.removed) return;
+    this.rxBufferSize = this.rxBufferOption ?? defaultRxBufferSize;
     this.rx = rx;
     this.tx = tx;
     this.sessionFailing = false;

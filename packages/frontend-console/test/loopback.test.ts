@@ -6,7 +6,7 @@ import { expect } from 'chai';
 import { once } from 'node:events';
 import { randomBytes } from 'node:crypto';
 import { ConsoleControlEvent, encodeConsoleControl } from 'virtio-spec-types';
-import type { ConsoleError, ConsolePort } from '../src/index.js';
+import { DEFAULT_RX_BUFFER, type ConsoleError, type ConsolePort } from '../src/index.js';
 import { closeRigs, restartBackend, startRig, until } from './fixtures/harness.js';
 
 /** Collect everything a port emits. */
@@ -35,14 +35,14 @@ describe('ConsoleDriver over the loopback (real transport)', function () {
   it('applies backpressure: a reader that does not read stops the device, reading resumes it', async () => {
     const rig = await startRig({}, { highWaterMark: 1024 });
     const port = rig.driver.port(0) as ConsolePort;
-    const payload = randomBytes(64 * 1024);
+    const payload = randomBytes(256 * 1024);
     rig.device.send(0, payload);
     // Nobody reads: the stream fills to its highWaterMark, then receive buffers stop coming back.
     await until(() => port.readableLength >= 1024, 'readable buffer filled');
     // Let every interrupt in flight land: at most the 8 receive buffers posted before push()
-    // returned false (1 KiB each) can still arrive — the rest stays in the device.
+    // returned false (DEFAULT_RX_BUFFER each) can still arrive — the rest stays in the device.
     for (let i = 0; i < 100; i++) await new Promise((r) => setImmediate(r));
-    expect(port.readableLength).to.be.at.most(1024 + 16 * 1024);
+    expect(port.readableLength).to.be.at.most(1024 + 2 * 8 * DEFAULT_RX_BUFFER);
     expect(port.readableLength).to.be.below(payload.length);
     const got = collect(port); // flowing again
     await until(() => got.data().length === payload.length, 'all input after resuming');

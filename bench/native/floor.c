@@ -1,0 +1,177 @@
+/*
+ * The machine's floors for the vshm bench (issue 12): what the hardware and kernel give a C
+ * program on the same CPUs in the same run, so vshm's figures can be read against them.
+ *
+ *   floor spin ROUNDS [CPU_A CPU_B]     two processes ping-pong one cache line in shared memory,
+ *                                       busy-waiting (no syscall): µs per round trip
+ *   floor eventfd ROUNDS [CPU_A CPU_B]  the same ping-pong over two eventfds, blocking read()
+ *   floor memcpy SECONDS                GB/s of 64 KiB memcpy into 64 rotating destinations
+ *                                       (4 MiB, the bulk64k ring's working set)
+ *
+ * CPU_A/CPU_B pin the parent and the child with sched_setaffinity (what taskset does), as
+ * run.mjs pins rtt64. Prints one JSON object on stdout.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <sched.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static double now_us(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec * 1e6 + ts.tv_nsec / 1e3;
+}
+
+static void cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  __asm__ __volatile__("yield" ::: "memory");
+#endif
+}
+
+static void pin(int cpu) {
+  if (cpu < 0) return;
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  CPU_SET(cpu, &set);
+  if (sched_setaffinity(0, sizeof set, &set) != 0) {
+    fprintf(stderr, "floor: sched_setaffinity(%d): %s\n", cpu, strerror(errno));
+    exit(1);
+  }
+}
+
+static int cmp_double(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return x < y ? -1 : x > y;
+}
+
+static void report_latency(double *s, long n) {
+  qsort(s, n, sizeof *s, cmp_double);
+  long m = n / 2, p = (long)(0.99 * n);
+  if (p >= n) p = n - 1;
+  printf("{\"median_us\":%.3f,\"p99_us\":%.3f,\"rounds\":%ld}\n", s[m], s[p], n);
+}
+
+/* One cache line, shared. A spinner that has not seen its peer for a long time yields, so an
+ * unpinned run on a single CPU still finishes (it then measures the scheduler, not the line). */
+struct line {
+  _Alignas(64) volatile uint64_t seq;
+};
+
+static void wait_for(struct line *l, uint64_t want) {
+  unsigned spins = 0;
+  while (__atomic_load_n(&l->seq, __ATOMIC_ACQUIRE) != want) {
+    cpu_relax();
+    if (++spins == (1u << 16)) {
+      spins = 0;
+      sched_yield();
+    }
+  }
+}
+
+static int spin(long rounds, int cpu_a, int cpu_b) {
+  struct line *l = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  if (l == MAP_FAILED) return perror("floor: mmap"), 1;
+  l->seq = 0;
+  long warm = rounds / 4 < 2000 ? rounds / 4 : 2000;
+  long total = warm + rounds;
+  pid_t child = fork();
+  if (child < 0) return perror("floor: fork"), 1;
+  if (child == 0) {
+    pin(cpu_b);
+    for (uint64_t i = 0; i < (uint64_t)total; i++) {
+      wait_for(l, 2 * i + 1);
+      __atomic_store_n(&l->seq, 2 * i + 2, __ATOMIC_RELEASE);
+    }
+    _exit(0);
+  }
+  pin(cpu_a);
+  double *s = malloc(rounds * sizeof *s);
+  for (long i = 0; i < total; i++) {
+    double t0 = now_us();
+    __atomic_store_n(&l->seq, 2 * (uint64_t)i + 1, __ATOMIC_RELEASE);
+    wait_for(l, 2 * (uint64_t)i + 2);
+    if (i >= warm) s[i - warm] = now_us() - t0;
+  }
+  waitpid(child, NULL, 0);
+  report_latency(s, rounds);
+  return 0;
+}
+
+static int evfd(long rounds, int cpu_a, int cpu_b) {
+  int ping = eventfd(0, 0), pong = eventfd(0, 0);
+  if (ping < 0 || pong < 0) return perror("floor: eventfd"), 1;
+  long warm = rounds / 4 < 1000 ? rounds / 4 : 1000;
+  long total = warm + rounds;
+  uint64_t v = 1;
+  pid_t child = fork();
+  if (child < 0) return perror("floor: fork"), 1;
+  if (child == 0) {
+    pin(cpu_b);
+    for (long i = 0; i < total; i++) {
+      if (read(ping, &v, 8) != 8 || write(pong, &v, 8) != 8) _exit(1);
+    }
+    _exit(0);
+  }
+  pin(cpu_a);
+  double *s = malloc(rounds * sizeof *s);
+  for (long i = 0; i < total; i++) {
+    double t0 = now_us();
+    v = 1;
+    if (write(ping, &v, 8) != 8 || read(pong, &v, 8) != 8) return perror("floor: eventfd io"), 1;
+    if (i >= warm) s[i - warm] = now_us() - t0;
+  }
+  waitpid(child, NULL, 0);
+  report_latency(s, rounds);
+  return 0;
+}
+
+#define COPY (64 * 1024)
+#define SLOTS 64
+
+static int copy_rate(double seconds) {
+  unsigned char *src = malloc(COPY), *dst = malloc((size_t)COPY * SLOTS);
+  if (!src || !dst) return fprintf(stderr, "floor: out of memory\n"), 1;
+  memset(src, 0x5a, COPY);
+  memset(dst, 0, (size_t)COPY * SLOTS); /* fault the pages in before timing */
+  /* Several timed slices; the median slice is reported (one preempted slice does not decide). */
+  enum { SLICES = 7 };
+  double rate[SLICES];
+  for (int k = 0; k < SLICES; k++) {
+    long n = 0;
+    double t0 = now_us(), t1;
+    do {
+      for (int j = 0; j < 256; j++, n++) {
+        memcpy(dst + (size_t)(n % SLOTS) * COPY, src, COPY);
+        __asm__ __volatile__("" ::: "memory"); /* the copies are observable: not optimised away */
+      }
+      t1 = now_us();
+    } while (t1 - t0 < seconds * 1e6 / SLICES);
+    rate[k] = (double)n * COPY / ((t1 - t0) / 1e6) / 1e9;
+  }
+  qsort(rate, SLICES, sizeof *rate, cmp_double);
+  printf("{\"gbps\":%.3f,\"copy_bytes\":%d,\"slots\":%d}\n", rate[SLICES / 2], COPY, SLOTS);
+  return 0;
+}
+
+int main(int argc, char **argv) {
+  if (argc < 3) {
+    fprintf(stderr, "usage: floor spin|eventfd ROUNDS [CPU_A CPU_B] | floor memcpy SECONDS\n");
+    return 2;
+  }
+  int a = argc > 4 ? atoi(argv[3]) : -1, b = argc > 4 ? atoi(argv[4]) : -1;
+  if (!strcmp(argv[1], "spin")) return spin(atol(argv[2]), a, b);
+  if (!strcmp(argv[1], "eventfd")) return evfd(atol(argv[2]), a, b);
+  if (!strcmp(argv[1], "memcpy")) return copy_rate(atof(argv[2]));
+  fprintf(stderr, "floor: unknown mode '%s'\n", argv[1]);
+  return 2;
+}

@@ -1,0 +1,66 @@
+/**
+ * `npm run bench -- --quick` (bench/run.mjs) works and leaves nothing in the temp directory
+ * (issue 10: every virtio case used to leave its server directory behind, because the case's
+ * report() exited before the `finally` that stops the server). Nothing here looks at a figure:
+ * the bench asserts nothing about speed, and neither does its test.
+ *
+ * The bench runs with TMPDIR pointing at a fresh directory of this test, so the check is exact
+ * even while other processes on the machine create and remove their own /tmp entries.
+ */
+import { expect } from 'chai';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+
+function run(args: string[], tmp: string): { status: number | null; stdout: string; stderr: string } {
+  const r = spawnSync(process.execPath, args, { cwd: ROOT, encoding: 'utf8', env: { ...process.env, TMPDIR: tmp }, timeout: 60000 });
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+describe('bench (quick mode)', function () {
+  this.timeout(90000);
+  let tmp: string;
+  let out: string;
+  beforeEach(() => {
+    tmp = mkdtempSync(path.join(os.tmpdir(), 'vshm-bench-test-'));
+    out = mkdtempSync(path.join(os.tmpdir(), 'vshm-bench-test-out-'));
+  });
+  afterEach(() => {
+    rmSync(tmp, { recursive: true, force: true });
+    rmSync(out, { recursive: true, force: true });
+  });
+
+  it('runs a virtio case and a floor, writes the JSON with the fields and ratios, and leaves TMPDIR empty', () => {
+    const json = path.join(out, 'results.json');
+    const r = run(['bench/run.mjs', '--quick', '--only', 'spin_floor_rtt,rtt64', '--json', json], tmp);
+    expect(r.status, r.stderr).to.equal(0);
+    const res = JSON.parse(readFileSync(json, 'utf8'));
+    for (const name of ['spin_floor_rtt', 'rtt64']) {
+      expect(res.cases[name].median_us, name).to.be.a('number').above(0);
+      expect(res.cases[name].p99_us, name).to.be.a('number').at.least(res.cases[name].median_us);
+    }
+    expect(res.ratios['rtt64 / spin_floor_rtt (median)']).to.include({ target: '≤ 2' });
+    expect(res.ratios['rtt64 / spin_floor_rtt (median)'].value).to.be.a('number');
+    expect(r.stdout).to.match(/rtt64 \/ spin_floor_rtt \(median\)\s+\S+\s+≤ 2\s+(met|MISSED)/);
+    expect(r.stdout).not.to.match(/eventfd_floor_rtt/); // a case not run: no value, no line
+    expect(readdirSync(tmp)).to.deep.equal([]);
+  });
+
+  it('a virtio case run on its own removes its server directory before it exits', () => {
+    const r = run(['bench/cases/virtio.mjs', 'rtt', '200'], tmp);
+    expect(r.status, r.stderr).to.equal(0);
+    expect(JSON.parse(r.stdout.trim().split('\n').pop() as string).rounds).to.equal(200);
+    expect(readdirSync(tmp)).to.deep.equal([]);
+  });
+
+  it('rejects an unknown case with exit 2 and one line', () => {
+    const r = run(['bench/run.mjs', '--quick', '--only', 'no_such_case'], tmp);
+    expect(r.status).to.equal(2);
+    expect(r.stderr.trim().split('\n')).to.have.length(1);
+    expect(readdirSync(tmp)).to.deep.equal([]);
+  });
+});
