@@ -24,7 +24,7 @@ describe('console e2e: link-state lines', function () {
   it('back-end: "front-end connected (features 0x…)" then "front-end left (…)"; -q silences both', async () => {
     await s.startServer();
     const be = await s.startBackend();
-    const fe = s.startFrontend(['--', '/bin/sh', '-c', 'echo hi']);
+    const fe = s.startFrontend(['--no-pty', '--', '/bin/sh', '-c', 'echo hi']);
     expect((await fe.exited).code).to.equal(0);
     await be.untilStderr(/front-end left/);
     const link = lines(be.stderr).filter((l) => /front-end/.test(l));
@@ -37,7 +37,7 @@ describe('console e2e: link-state lines', function () {
     // debug line instead (debug output is not the CLI's voice and ignores -q).
     const quiet = s.spawn('backend-q', BACKEND_BIN, ['-S', s.server, '-q'], { env: { ...process.env, DEBUG: 'vshm:virtio:be' } });
     await quiet.untilStderr(/header initialised/);
-    const fe2 = s.startFrontend(['--', '/bin/sh', '-c', 'echo hi']);
+    const fe2 = s.startFrontend(['--no-pty', '--', '/bin/sh', '-c', 'echo hi']);
     expect((await fe2.exited).code).to.equal(0);
     await quiet.until(() => quiet.stdout.toString().includes('hi\n'), 'output of the second front-end');
     await quiet.stop();

@@ -78,7 +78,7 @@ export function parseCommandLine<const T extends Options>(
 let uvText: Map<string, string> | null = null;
 
 /** `ENOENT (no such file or directory)` for an errno error (addon, node:fs, node:net), else its message. */
-function errnoText(err: unknown): string {
+export function errnoText(err: unknown): string {
   const e = err as { code?: unknown; message?: unknown } | null;
   const msg = typeof e?.message === 'string' ? e.message.split('\n')[0] : String(err);
   if (!hasErrno(err)) return msg;

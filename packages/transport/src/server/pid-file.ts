@@ -16,6 +16,7 @@
  * that someone replaced meanwhile survives.
  */
 import { closeSync, constants, lstatSync, openSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
+import { errnoText } from '../cli-kit.js';
 import { VshmError } from '../errors.js';
 
 /** Why a pid file could not be created; `code` VSHM_ERR_PID_FILE. */
@@ -35,9 +36,8 @@ export function processExists(pid: number): boolean {
   }
 }
 
-function errnoOf(err: unknown): string {
-  return (err as NodeJS.ErrnoException).code ?? (err as Error).message;
-}
+/** `CODE (text)` of an errno error, as every vshm CLI words it. */
+const errnoOf = errnoText;
 
 /** The pid in a pid file's text ("1234\n"), or null when the text is not exactly one pid. */
 export function parsePidFile(text: string): number | null {

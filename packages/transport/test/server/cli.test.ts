@@ -33,7 +33,7 @@ describe('vshm-server CLI (§1.9; §8 items 8–12 are in conformance/08–12)',
     const path = sock();
     const c = server(['-S', path, '-p', '/nonexistent-vshm-dir/x.pid']);
     expect((await c.exit).code).to.equal(1);
-    expect(c.stderrLines()).to.deep.equal(['vshm-server: cannot write pid file /nonexistent-vshm-dir/x.pid: ENOENT (no such file or directory)']);
+    expect(c.stderrLines()).to.deep.equal(['vshm-server: cannot create pid file /nonexistent-vshm-dir/x.pid: ENOENT (no such file or directory)']);
     expect(existsSync(path)).to.equal(false);
   });
 
