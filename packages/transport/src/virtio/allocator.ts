@@ -117,8 +117,10 @@ export class ChunkPool {
 
   /** Chunks a request of `n` bytes takes: the next power of two ≥ ⌈n / chunk⌉. */
   spanFor(n: number): number {
+    if (n <= this.chunkSize) return 1; // the common case: no division, no log2
     const count = Math.ceil(n / this.chunkSize);
-    return count <= 1 ? 1 : 2 ** Math.ceil(Math.log2(count));
+    // Next power of two ≥ count (count < 2^31: pools are below 4 GiB and chunks ≥ 1 B).
+    return count <= 0x40000000 ? 2 ** (32 - Math.clz32(count - 1)) : 2 ** Math.ceil(Math.log2(count));
   }
 
   /** Bytes a request of `n` bytes occupies. */
