@@ -160,8 +160,11 @@ export class ChunkPool {
   free(off: number, n: number): void {
     const span = this.spanFor(n);
     const rel = off - this.base;
-    const idx = rel >>> this.chunkShift;
-    if (rel < 0 || rel % this.chunkSize !== 0 || idx % span !== 0 || idx + span > this.chunkCount) {
+    // rel in [0, size) first, so `>>>` is exact; `idx * chunkSize !== rel` then catches both a
+    // misaligned and a fractional offset, and the mask a span off its natural alignment — the
+    // same checks as before without two integer divisions (perf: free is on every completion).
+    const idx = rel >= 0 && rel < this.size ? rel >>> this.chunkShift : -1;
+    if (idx < 0 || idx * this.chunkSize !== rel || (idx & (span - 1)) !== 0 || idx + span > this.chunkCount) {
       throw new TransportError('VSHM_ERR_ALLOC_FREE', '5.1', `${this.name}: free of ${n} bytes at ${off} does not match an allocation`);
     }
     for (let i = idx; i < idx + span; i++) {
