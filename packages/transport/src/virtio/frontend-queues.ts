@@ -19,6 +19,7 @@ import type { SharedMemoryAllocator } from './allocator.js';
 import type { DriverQueueHandle } from './device-api.js';
 import { DriverQueue } from '../ring/driver-queue.js';
 import type { MemoryView } from '../ring/memory.js';
+import { ViewCache } from '../ring/chain.js';
 import type { SplitRingLayout } from '../ring/ring-layout.js';
 import { availRingSize, descTableSize, usedRingSize } from 'virtio-spec-types';
 
@@ -53,6 +54,8 @@ export class FrontendQueue<T = unknown> implements DriverQueueHandle<T> {
 
   private readonly engine: DriverQueue<number>;
   private readonly u8: Uint8Array;
+  /** Views handed to onUsed, reused per buffer address: a completion allocates no view (perf). */
+  private readonly views: ViewCache;
   private readonly alloc: SharedMemoryAllocator;
   private readonly doorbell: (vector: number) => void;
   private readonly brokenCb: (err: Error) => void;
@@ -90,6 +93,7 @@ export class FrontendQueue<T = unknown> implements DriverQueueHandle<T> {
     this.driverVector = o.driverVector;
     this.eventIdx = o.eventIdx;
     this.u8 = o.memory.u8;
+    this.views = new ViewCache(o.memory);
     this.alloc = o.allocator;
     this.doorbell = o.kick;
     this.brokenCb = o.broken;
@@ -357,7 +361,8 @@ export class FrontendQueue<T = unknown> implements DriverQueueHandle<T> {
     this.freeSlots[this.freeSlotCount++] = slot; // the callback may post again
     try {
       const cb = this.onUsed;
-      if (cb !== null) cb(token, ia >= 0 ? new Uint8Array(this.u8.buffer, ia, len) : EMPTY);
+      // The view is valid during the call only (as documented), so a cached one is as good.
+      if (cb !== null) cb(token, ia >= 0 ? this.views.view(ia, len) : EMPTY);
     } finally {
       this.freeBuffers(oa, ol, ia, il);
     }
