@@ -157,19 +157,22 @@ export class Chain {
     if (!this.popped) throw new ArgumentError(`Chain.${what}: chain ${this.head} is not popped (already pushed?)`);
     // Assigning an array's length is a runtime call even when it does not change.
     if (out.length !== to - from) out.length = to - from;
-    for (let i = from; i < to; i++) {
-      const addr = this.addrs[i];
-      const len = this.lens[i];
-      let v = this.views[i];
-      if (v === undefined || this.viewAddrs[i] !== addr || v.length !== len) {
-        // Every segment was checked against its section when popped (§6.3), so this is in bounds.
-        v = this.cache !== null ? this.cache.view(addr, len) : this.mem.bytes(addr, len);
-        this.views[i] = v;
-        this.viewAddrs[i] = addr;
-      }
-      out[i - from] = v;
-    }
+    for (let i = from; i < to; i++) out[i - from] = this.viewOf(i);
     return out;
+  }
+
+  /** The (cached) view of segment `i` < segmentCount. */
+  private viewOf(i: number): Uint8Array {
+    const addr = this.addrs[i];
+    const len = this.lens[i];
+    let v = this.views[i];
+    if (v === undefined || this.viewAddrs[i] !== addr || v.length !== len) {
+      // Every segment was checked against its section when popped (§6.3), so this is in bounds.
+      v = this.cache !== null ? this.cache.view(addr, len) : this.mem.bytes(addr, len);
+      this.views[i] = v;
+      this.viewAddrs[i] = addr;
+    }
+    return v;
   }
 
   /**
@@ -202,6 +205,7 @@ export class Chain {
         offset -= len;
         continue;
       }
+      const whole = offset === 0; // the copy starts at the segment's start
       const addr = this.addrs[i] + offset;
       let n = len - offset;
       offset = 0;
@@ -210,7 +214,11 @@ export class Chain {
         if (toMemory) for (let k = 0; k < n; k++) u8[addr + k] = buf[pos + k];
         else for (let k = 0; k < n; k++) buf[pos + k] = u8[addr + k];
       } else if (toMemory) {
-        u8.set(buf.subarray(pos, pos + n), addr);
+        // All of `buf` at once needs no view of it (the common write of a whole reply).
+        u8.set(pos === 0 && n === total ? buf : buf.subarray(pos, pos + n), addr);
+      } else if (whole && n === len) {
+        // A whole segment: its cached view (no allocation in steady state).
+        buf.set(this.viewOf(i), pos);
       } else {
         buf.set(u8.subarray(addr, addr + n), pos);
       }
