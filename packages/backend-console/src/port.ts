@@ -9,11 +9,36 @@
  * - 'writable' (): output that was blocked by backpressure drained.
  */
 import { EventEmitter } from 'node:events';
+import { WriteStream } from 'node:fs';
+import { Socket } from 'node:net';
 import type { Readable, Writable } from 'node:stream';
 import createDebug from 'debug';
 import { InputBuffer } from './input-buffer.js';
 
 const debug = createDebug('vshm:console-be');
+
+/** Size of a reusable output buffer: one transmit piece of the default front-end (64 KiB). */
+export const OUTPUT_BUFFER_SIZE = 65536;
+/**
+ * Free output buffers kept per port (4 MiB at most). One wake-up may gather a whole transmitq's
+ * worth (64 full chains in the bench) before the output calls back, so the pool has to hold that
+ * many, or the surplus is allocated afresh on every wake-up. A port that never sees such bursts
+ * never grows its pool; detaching the output drops it.
+ */
+const MAX_FREE_OUTPUT_BUFFERS = 64;
+
+export interface ConsolePortAttachOptions {
+  /**
+   * The output keeps no reference to a chunk once that chunk's `write()` callback ran (a socket,
+   * pipe, TTY or file: the kernel has the bytes), so the port may copy later transmit bytes into
+   * the same memory. Saves a fresh 64 KiB allocation per transmit buffer: when glibc has handed
+   * the freed heap back to the kernel, each one faults its 16 pages in again, which made up most
+   * of the back-end's CPU in such runs. Default: true exactly for `net.Socket` outputs (TTYs and
+   * child-process pipes included) and `fs.WriteStream`; false for every other Writable — a
+   * PassThrough or a collecting sink keeps its chunks.
+   */
+  reuseOutputBuffers?: boolean;
+}
 
 export class ConsolePort extends EventEmitter {
   /** Port number: 0 is the console port, n ≥ 1 the named ports (MULTIPORT). */
@@ -27,6 +52,12 @@ export class ConsolePort extends EventEmitter {
   /** We paused `input` because `buffer` was full. */
   private pausedByUs = false;
   private blocked = false;
+  /** Free reusable output buffers (reuse mode only; every one OUTPUT_BUFFER_SIZE bytes). */
+  private readonly freeOutput: Buffer[] = [];
+  /** The current output's write-done callback, or null when chunks must not be reused. */
+  private outputDone: ((err?: Error | null) => void) | null = null;
+  /** Buffers the current output holds, in write order. */
+  private outputInFlight: Buffer[] | null = null;
   private readonly onData = (chunk: Buffer | string): void => this.takeInput(chunk);
   private readonly onDrain = (): void => {
     this.blocked = false;
@@ -62,11 +93,23 @@ export class ConsolePort extends EventEmitter {
    * Attach a host side (either stream may be null). Replaces a previous one. Input starts
    * flowing immediately into `buffer`; the device delivers it when the driver is ready.
    */
-  attach(input: Readable | null, output: Writable | null): void {
+  attach(input: Readable | null, output: Writable | null, opts: ConsolePortAttachOptions = {}): void {
     const wasOpen = this.hostOpen;
     this.release();
     this.input = input;
     this.output = output;
+    const reuse = opts.reuseOutputBuffers ?? (output instanceof Socket || output instanceof WriteStream);
+    if (output !== null && reuse) {
+      // Write callbacks come in write order (stream.Writable), so a FIFO per output says which
+      // buffer each one gives back; an output that never calls back only keeps its buffers.
+      const inFlight: Buffer[] = [];
+      const free = this.freeOutput;
+      this.outputInFlight = inFlight;
+      this.outputDone = () => {
+        const b = inFlight.shift();
+        if (b !== undefined && this.outputInFlight === inFlight && free.length < MAX_FREE_OUTPUT_BUFFERS) free.push(b);
+      };
+    }
     if (input !== null) {
       input.on('data', this.onData);
       input.on('error', this.onInputError);
@@ -103,6 +146,35 @@ export class ConsolePort extends EventEmitter {
     return !this.blocked;
   }
 
+  /** Whether {@link outputBuffer} hands out reusable buffers (see ConsolePortAttachOptions). */
+  get reusesOutputBuffers(): boolean {
+    return this.outputDone !== null;
+  }
+
+  /**
+   * A buffer of at least `len` bytes to gather output into, for {@link writeOutput}: a reused
+   * one when the output allows it (and `len` ≤ OUTPUT_BUFFER_SIZE), else a fresh unzeroed one.
+   * The caller overwrites every byte it passes on.
+   */
+  outputBuffer(len: number): Buffer {
+    if (this.outputDone !== null && len <= OUTPUT_BUFFER_SIZE) return this.freeOutput.pop() ?? Buffer.allocUnsafe(OUTPUT_BUFFER_SIZE);
+    return Buffer.allocUnsafe(len);
+  }
+
+  /**
+   * Output the first `len` bytes of `buf` (from {@link outputBuffer}); a reusable `buf` goes back
+   * to the pool once the output called back. Same result as write().
+   */
+  writeOutput(buf: Buffer, len: number): boolean {
+    const done = this.outputDone;
+    if (done === null || this.output === null || len === 0 || buf.length !== OUTPUT_BUFFER_SIZE) {
+      return this.write(len === buf.length ? buf : buf.subarray(0, len));
+    }
+    (this.outputInFlight as Buffer[]).push(buf);
+    if (!this.output.write(buf.subarray(0, len), done)) this.blocked = true;
+    return !this.blocked;
+  }
+
   /** The device consumed buffered input: resume a source paused for backpressure. */
   drained(): void {
     if (this.pausedByUs && !this.buffer.full && this.input !== null) {
@@ -135,6 +207,9 @@ export class ConsolePort extends EventEmitter {
     }
     this.input = null;
     this.output = null;
+    this.outputDone = null;
+    this.outputInFlight = null; // buffers the old output still holds are never reused
+    this.freeOutput.length = 0;
     this.pausedByUs = false;
     if (this.blocked) {
       this.blocked = false;

@@ -192,24 +192,43 @@ export class ConsoleSession {
   /**
    * transmitq: every readable byte goes out in order; used len 0.
    *
-   * One copy per chain, straight from the shared segments (DeviceChain.readableSegments) into an
-   * unzeroed Buffer that is then handed to the port's Writable. The copy stays on purpose: a
-   * Writable may keep the chunk after write() returns (a socket or file until the kernel took it,
-   * a PassThrough until its reader consumes it), while the shared buffer is the driver's again
-   * once we push the chain — and the driver may change it at any time (§6.2).
+   * One copy per chain, straight from the shared segments (DeviceChain.readableSegments) into
+   * private memory that is then handed to the port's Writable. The copy stays on purpose: the
+   * shared buffer is the driver's again once we push the chain — and the driver may change it at
+   * any time (§6.2). Where the output lets the port reuse its buffers (a socket, pipe, TTY or
+   * file, port.ts), the chains of one wake-up are gathered into reused 64 KiB buffers, one
+   * write per full buffer; otherwise each chain gets a fresh Buffer the Writable may keep.
    */
   private transmit(link: PortLink): void {
     const q = link.txq;
     if (this.closed || q === undefined) return;
+    const port = link.port;
     let pushed = false;
-    while (!link.port.outputBlocked) {
+    let out: Buffer | null = null;
+    let filled = 0;
+    while (!port.outputBlocked) {
       const chain = q.pop();
       if (chain === null) break;
-      const data = copyReadable(chain);
-      q.push(chain, 0);
+      const len = chain.readableLength;
+      if (len > 0 && port.reusesOutputBuffers) {
+        if (out !== null && filled + len > out.length) {
+          port.writeOutput(out, filled);
+          out = null;
+        }
+        if (out === null) {
+          out = port.outputBuffer(len);
+          filled = 0;
+        }
+        filled = copySegments(chain, out, filled);
+        q.push(chain, 0);
+      } else {
+        const data = len === 0 ? null : freshCopy(chain);
+        q.push(chain, 0);
+        if (data !== null) port.write(data);
+      }
       pushed = true;
-      if (data !== null) link.port.write(data);
     }
+    if (out !== null) port.writeOutput(out, filled);
     if (pushed) {
       q.flush();
       // §7.3: the first transmit buffer is the driver's sign of life on a non-MULTIPORT port.
@@ -277,17 +296,20 @@ export class ConsoleSession {
   }
 }
 
-/** The chain's readable bytes in a new Buffer (every byte overwritten, so unzeroed is safe), or null. */
-function copyReadable(chain: DeviceChain): Buffer | null {
-  const len = chain.readableLength;
-  if (len === 0) return null;
+/** The chain's readable bytes in a new Buffer (every byte overwritten, so unzeroed is safe). */
+function freshCopy(chain: DeviceChain): Buffer {
   const segs = chain.readableSegments();
   if (segs.length === 1) return Buffer.from(segs[0]); // one copy into a fresh Buffer
-  const data = Buffer.allocUnsafe(len);
-  let off = 0;
-  for (const seg of segs) {
-    data.set(seg, off);
-    off += seg.length;
-  }
+  const data = Buffer.allocUnsafe(chain.readableLength);
+  copySegments(chain, data, 0);
   return data;
+}
+
+/** Copy the chain's readable bytes into `dst` at `at` (room checked by the caller); the new end. */
+function copySegments(chain: DeviceChain, dst: Buffer, at: number): number {
+  for (const seg of chain.readableSegments()) {
+    dst.set(seg, at);
+    at += seg.length;
+  }
+  return at;
 }

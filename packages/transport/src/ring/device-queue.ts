@@ -19,7 +19,7 @@ import {
   VIRTQ_MAX_SIZE, VIRTQ_DESC_SIZE, vringNeedEvent,
 } from 'virtio-spec-types';
 import { ArgumentError, RingError } from '../errors.js';
-import { Chain } from './chain.js';
+import { Chain, ViewCache } from './chain.js';
 import type { MemoryView } from './memory.js';
 import { SplitRingLayout, type QueueAddresses } from './ring-layout.js';
 import { type AccessPolicy, RingErrorCode, type RingErrorCodeValue, checkQueueConfig, u64AddOverflows } from './validation.js';
@@ -79,6 +79,8 @@ export class DeviceQueue {
   private inFlightN = 0;
   /** Chain objects by head, created lazily and reused (see chain.ts). */
   private readonly chains: (Chain | undefined)[];
+  /** Segment views shared by this queue's chains (chain.ts). */
+  private readonly views: ViewCache;
   /** Walk state: a writable descriptor was seen in the current chain (§6.3.5). */
   private sawWrite = false;
 
@@ -104,6 +106,7 @@ export class DeviceQueue {
     this.indirect = o.indirect;
     this.inFlight = new Uint8Array(o.size);
     this.chains = new Array<Chain | undefined>(o.size).fill(undefined);
+    this.views = new ViewCache(o.memory);
     const L = this.layout;
     if (o.zeroUsedRing ?? o.policy.inOwnSection(L.used, L.usedBytes)) this.mem.zero(L.used, L.usedBytes);
     this.mem.store16(L.usedFlagsOff, 0);
@@ -146,7 +149,7 @@ export class DeviceQueue {
     if (head >= this.size) this.fail(RingErrorCode.DESC_INDEX, '6.3.2', `avail[${last}]: head ${head} ≥ queue size ${this.size}`);
     if (this.inFlight[head] !== 0) this.fail(RingErrorCode.HEAD_IN_FLIGHT, '6.3.7', `avail[${last}]: head ${head} is still in flight`);
     let chain = this.chains[head];
-    if (chain === undefined) this.chains[head] = chain = new Chain(this.mem);
+    if (chain === undefined) this.chains[head] = chain = new Chain(this.mem, 4, this.views);
     chain.reset(head);
     this.walk(chain, head);
     this.inFlight[head] = 1;

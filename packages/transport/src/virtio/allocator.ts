@@ -117,8 +117,10 @@ export class ChunkPool {
 
   /** Chunks a request of `n` bytes takes: the next power of two ≥ ⌈n / chunk⌉. */
   spanFor(n: number): number {
+    if (n <= this.chunkSize) return 1; // the common case: no division, no log2
     const count = Math.ceil(n / this.chunkSize);
-    return count <= 1 ? 1 : 2 ** Math.ceil(Math.log2(count));
+    // Next power of two ≥ count (count < 2^31: pools are below 4 GiB and chunks ≥ 1 B).
+    return count <= 0x40000000 ? 2 ** (32 - Math.clz32(count - 1)) : 2 ** Math.ceil(Math.log2(count));
   }
 
   /** Bytes a request of `n` bytes occupies. */
@@ -158,8 +160,11 @@ export class ChunkPool {
   free(off: number, n: number): void {
     const span = this.spanFor(n);
     const rel = off - this.base;
-    const idx = rel >>> this.chunkShift;
-    if (rel < 0 || rel % this.chunkSize !== 0 || idx % span !== 0 || idx + span > this.chunkCount) {
+    // rel in [0, size) first, so `>>>` is exact; `idx * chunkSize !== rel` then catches both a
+    // misaligned and a fractional offset, and the mask a span off its natural alignment — the
+    // same checks as before without two integer divisions (perf: free is on every completion).
+    const idx = rel >= 0 && rel < this.size ? rel >>> this.chunkShift : -1;
+    if (idx < 0 || idx * this.chunkSize !== rel || (idx & (span - 1)) !== 0 || idx + span > this.chunkCount) {
       throw new TransportError('VSHM_ERR_ALLOC_FREE', '5.1', `${this.name}: free of ${n} bytes at ${off} does not match an allocation`);
     }
     for (let i = idx; i < idx + span; i++) {

@@ -19,6 +19,7 @@ import type { SharedMemoryAllocator } from './allocator.js';
 import type { DriverQueueHandle } from './device-api.js';
 import { DriverQueue } from '../ring/driver-queue.js';
 import type { MemoryView } from '../ring/memory.js';
+import { ViewCache } from '../ring/chain.js';
 import type { SplitRingLayout } from '../ring/ring-layout.js';
 import { availRingSize, descTableSize, usedRingSize } from 'virtio-spec-types';
 
@@ -67,6 +68,8 @@ export class FrontendQueue<T = unknown> implements DriverQueueHandle<T> {
 
   private readonly engine: DriverQueue<number>;
   private readonly u8: Uint8Array;
+  /** Views handed to onUsed, reused per buffer address: a completion allocates no view (perf). */
+  private readonly views: ViewCache;
   private readonly alloc: SharedMemoryAllocator;
   private readonly doorbell: (vector: number) => void;
   private readonly brokenCb: (err: Error) => void;
@@ -108,6 +111,7 @@ export class FrontendQueue<T = unknown> implements DriverQueueHandle<T> {
     this.driverVector = o.driverVector;
     this.eventIdx = o.eventIdx;
     this.u8 = o.memory.u8;
+    this.views = new ViewCache(o.memory);
     this.alloc = o.allocator;
     this.doorbell = o.kick;
     this.brokenCb = o.broken;
@@ -477,8 +481,9 @@ export class FrontendQueue<T = unknown> implements DriverQueueHandle<T> {
     }
     try {
       const cb = this.onUsed;
+      // The view is valid during the call only (as documented), so a cached one is as good.
       if (cb !== null) {
-        const data = ia >= 0 ? new Uint8Array(this.u8.buffer, ia, len) : EMPTY;
+        const data = ia >= 0 ? this.views.view(ia, len) : EMPTY;
         this.oneSeg[0] = data;
         cb(token, data, ia >= 0 ? this.oneSeg : NO_SEGS);
       }

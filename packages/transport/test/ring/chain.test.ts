@@ -3,6 +3,7 @@
 // pops of the same buffers, and are refused once the chain was pushed.
 import { expect } from 'chai';
 import { MemoryView } from '../../src/ring/memory.js';
+import { ViewCache } from '../../src/ring/chain.js';
 import { packedRingAddresses } from '../../src/ring/ring-layout.js';
 import { createAccessPolicy } from '../../src/ring/validation.js';
 import { DeviceQueue } from '../../src/ring/device-queue.js';
@@ -105,5 +106,53 @@ describe('Chain zero-copy segment views', () => {
     dev.push(c.head, 0);
     expect(() => c.readableSegments()).to.throw(ArgumentError);
     expect(() => c.writableSegments()).to.throw(ArgumentError);
+  });
+
+  it('shares views between heads: a buffer popped under another head gets the same view object', () => {
+    const { dev, drv } = setup(4);
+    // Two chains in flight, then the driver swaps which head carries which buffer.
+    drv.addChain([{ addr: 0x2000, len: 64 }]);
+    drv.addChain([{ addr: 0x2100, len: 64 }]);
+    drv.publish();
+    const a = dev.pop()!;
+    const b = dev.pop()!;
+    const va = a.readableSegments()[0];
+    const vb = b.readableSegments()[0];
+    dev.push(a.head, 0);
+    dev.push(b.head, 0);
+    dev.publish();
+    drv.readUsed();
+    drv.addChain([{ addr: 0x2100, len: 64 }]);
+    drv.addChain([{ addr: 0x2000, len: 64 }]);
+    drv.publish();
+    const c = dev.pop()!;
+    const d = dev.pop()!;
+    const views = [c.readableSegments()[0], d.readableSegments()[0]];
+    expect(views).to.have.members([va, vb]);
+    for (const v of views) expect(v.length).to.equal(64);
+    expect(new Set(views.map((v) => v.byteOffset))).to.deep.equal(new Set([0x2000, 0x2100]));
+  });
+});
+
+describe('ViewCache', () => {
+  it('returns one view per address and length, and a fresh exact one when either differs', () => {
+    const mem = new MemoryView(new ArrayBuffer(65536));
+    const cache = new ViewCache(mem, 4);
+    const v = cache.view(0x1000, 64);
+    expect([v.buffer, v.byteOffset, v.length]).to.deep.equal([mem.buffer, 0x1000, 64]);
+    expect(cache.view(0x1000, 64)).to.equal(v);
+    const shorter = cache.view(0x1000, 32);
+    expect([shorter.byteOffset, shorter.length]).to.deep.equal([0x1000, 32]);
+    // Many addresses through a 4-slot table: collisions replace entries, never return a wrong range.
+    for (let i = 0; i < 64; i++) {
+      const a = 0x40 * i;
+      const w = cache.view(a, 16);
+      expect([w.byteOffset, w.length]).to.deep.equal([a, 16]);
+    }
+  });
+
+  it('refuses a range outside the memory like MemoryView.bytes', () => {
+    const cache = new ViewCache(new MemoryView(new ArrayBuffer(4096)));
+    expect(() => cache.view(4090, 16)).to.throw(ArgumentError);
   });
 });

@@ -20,6 +20,16 @@ describe('allocator (spec §5)', () => {
     expect(pool.alloc(1)).to.equal(128);
   });
 
+  it('spanFor: the next power of two of the chunks needed, for every size up to 1 MiB', () => {
+    const pool = new ChunkPool({ base: 0, size: 4 << 20 }); // 1 KiB chunks
+    const reference = (n: number): number => {
+      const count = Math.ceil(n / pool.chunkSize);
+      return count <= 1 ? 1 : 2 ** Math.ceil(Math.log2(count));
+    };
+    for (let n = 0; n <= 1 << 20; n += n < 5000 ? 1 : 997) expect(pool.spanFor(n), `n = ${n}`).to.equal(reference(n));
+    for (const k of [1, 2, 3, 4, 5, 7, 8, 9, 1023, 1024, 1025, 4096]) expect(pool.spanFor(k * pool.chunkSize)).to.equal(reference(k * pool.chunkSize));
+  });
+
   it('allocates 2^k chunks, naturally aligned, lowest free offset first', () => {
     const pool = new ChunkPool({ base: 0, size: 61440 });
     expect(pool.alloc(64)).to.equal(0);
