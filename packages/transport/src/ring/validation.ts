@@ -8,41 +8,29 @@
  * that could round.
  */
 import { VIRTQ_DESC_ALIGN, VIRTQ_AVAIL_ALIGN, VIRTQ_USED_ALIGN, descTableSize, availRingSize, usedRingSize } from 'virtio-spec-types';
-import { ArgumentError, RingError } from '../errors.js';
+import { ArgumentError, RingError, VshmErrorCode } from '../errors.js';
 import type { QueueAddresses } from './ring-layout.js';
 
-/** Codes of the RingErrors this engine raises, with the section each enforces. */
+/**
+ * Codes of the RingErrors this engine raises: the §6 subset of the one code table (errors.ts,
+ * where each code's section and meaning are documented).
+ */
 export const RingErrorCode = {
-  /** §6.1: queue size not a power of two in 1 … offered maximum. */
-  QUEUE_SIZE: 'VSHM_ERR_QUEUE_SIZE',
-  /** §6.1: ring address misaligned. */
-  RING_ALIGN: 'VSHM_ERR_RING_ALIGN',
-  /** §6.1/§6.2: ring not inside one readable (desc, avail) / writable (used) section. */
-  RING_BOUNDS: 'VSHM_ERR_RING_BOUNDS',
-  /** §6.3.1: avail.idx moved by more than the queue size. */
-  AVAIL_JUMP: 'VSHM_ERR_AVAIL_JUMP',
-  /** §6.3.2: head or next index ≥ queue size (or ≥ table entries inside an indirect table). */
-  DESC_INDEX: 'VSHM_ERR_DESC_INDEX',
-  /** §6.3.3: chain longer than the queue size / the indirect table (a loop). */
-  DESC_LOOP: 'VSHM_ERR_DESC_LOOP',
-  /** §6.3.4: buffer not inside one readable section. */
-  DESC_BOUNDS: 'VSHM_ERR_DESC_BOUNDS',
-  /** §6.3.4: device-writable buffer inside a section the device may only read. */
-  DESC_WRITE_PERM: 'VSHM_ERR_DESC_WRITE_PERM',
-  /** §6.3.4: addr + len wraps around 2^64. */
-  DESC_OVERFLOW: 'VSHM_ERR_DESC_OVERFLOW',
-  /** §6.3.5: a readable descriptor after a writable one. */
-  DESC_ORDER: 'VSHM_ERR_DESC_ORDER',
-  /** §6.3.6: INDIRECT not negotiated, with NEXT, nested, or a bad table length/placement. */
-  INDIRECT: 'VSHM_ERR_INDIRECT',
-  /** §6.3.7: head popped again while still in flight. */
-  HEAD_IN_FLIGHT: 'VSHM_ERR_HEAD_IN_FLIGHT',
-  /** §6.4: used.idx moved by more than the queue size. */
-  USED_JUMP: 'VSHM_ERR_USED_JUMP',
-  /** §6.4: used id ≥ queue size or not heading a chain in flight. */
-  USED_ID: 'VSHM_ERR_USED_ID',
-  /** §6.4: used len above the chain's writable length. */
-  USED_LEN: 'VSHM_ERR_USED_LEN',
+  QUEUE_SIZE: VshmErrorCode.QUEUE_SIZE,
+  RING_ALIGN: VshmErrorCode.RING_ALIGN,
+  RING_BOUNDS: VshmErrorCode.RING_BOUNDS,
+  AVAIL_JUMP: VshmErrorCode.AVAIL_JUMP,
+  DESC_INDEX: VshmErrorCode.DESC_INDEX,
+  DESC_LOOP: VshmErrorCode.DESC_LOOP,
+  DESC_BOUNDS: VshmErrorCode.DESC_BOUNDS,
+  DESC_WRITE_PERM: VshmErrorCode.DESC_WRITE_PERM,
+  DESC_OVERFLOW: VshmErrorCode.DESC_OVERFLOW,
+  DESC_ORDER: VshmErrorCode.DESC_ORDER,
+  INDIRECT: VshmErrorCode.INDIRECT,
+  HEAD_IN_FLIGHT: VshmErrorCode.HEAD_IN_FLIGHT,
+  USED_JUMP: VshmErrorCode.USED_JUMP,
+  USED_ID: VshmErrorCode.USED_ID,
+  USED_LEN: VshmErrorCode.USED_LEN,
 } as const;
 
 export type RingErrorCodeValue = (typeof RingErrorCode)[keyof typeof RingErrorCode];
