@@ -1,5 +1,5 @@
 /**
- * A fake driver-side session (style §2: mock the other side): queues that record what the
+ * A fake driver-side session (mock the other side): queues that record what the
  * driver posts and let a test play the device by completing or failing requests.
  */
 import type { ConfigWidth, DriverQueueHandle, DriverSession } from '@vshm/transport';

@@ -1,7 +1,7 @@
 /**
  * The ivshmem v2 server wire format (spec §1.2) and the stateless INIT checks of §1.8.
  *
- * This is the ONLY file that knows byte offsets on the socket (style §5). It is pure: it encodes
+ * This is the ONLY file that knows byte offsets on the socket. It is pure: it encodes
  * values to bytes and decodes bytes to values or a typed `ProtocolError`; it never touches a
  * socket or an fd. Fds travel beside these bytes as SCM_RIGHTS and are the caller's business.
  *

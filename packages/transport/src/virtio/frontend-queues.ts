@@ -42,7 +42,7 @@ export interface FrontendQueueOptions {
 }
 
 /**
- * Private record of one addSgs() request (style §3: never read back from shared memory): every
+ * Private record of one addSgs() request (never read back from shared memory): every
  * allocation to free as flat [pool (0 driver, 1 device), addr, len] triples, and per writable
  * segment its address, length and optional caller destination.
  */
@@ -70,7 +70,7 @@ export class FrontendQueue<T = unknown> implements DriverQueueHandle<T> {
   private readonly alloc: SharedMemoryAllocator;
   private readonly doorbell: (vector: number) => void;
   private readonly brokenCb: (err: Error) => void;
-  // Private request records by slot (style §3: never read back from shared memory).
+  // Private request records by slot (never read back from shared memory).
   private readonly freeSlots: Uint16Array;
   private freeSlotCount: number;
   private readonly tokens: (T | undefined)[];

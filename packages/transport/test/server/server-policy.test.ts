@@ -1,5 +1,5 @@
 /**
- * IvshmemServer policy against a fake binding (style §7): the send paths a real socket rarely
+ * IvshmemServer policy against a fake binding: the send paths a real socket rarely
  * takes — INIT that cannot be sent, short sends, EAGAIN, send errors, queue overflow — and the fd
  * bookkeeping around them (§1.3 last paragraph, §1.6).
  */
