@@ -220,7 +220,7 @@ export class FrontendQueue<T = unknown> implements DriverQueueHandle<T> {
     if (!Array.isArray(out) || !Array.isArray(in_)) throw new ArgumentError('addSgs: out and in must be arrays');
     const n = out.length + in_.length;
     if (n === 0) throw new ArgumentError('addSgs: a request needs at least one segment');
-    if (n > this.size) throw new ArgumentError(`addSgs: ${n} segments, more than the queue size ${this.size} (§2.7.5.3.1)`);
+    if (n > this.size) throw new ArgumentError(`addSgs: ${n} segments, more than the queue size ${this.size} (VIRTIO 1.2 §2.7.5.3.1)`);
     let copyBytes = 0;
     for (let k = 0; k < out.length; k++) {
       const v = out[k];
