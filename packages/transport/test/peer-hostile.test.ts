@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { ProtocolError } from '../src/errors.js';
 import { IvshmemPeer } from '../src/ivshmem/peer.js';
 import { FakeServer } from './fixtures/peer-fake-server.js';
-import { until, usePeerRig } from './helpers/device-rigs.js';
+import { until, usePeerRig } from './fixtures/device-rigs.js';
 
 const b = binding;
 

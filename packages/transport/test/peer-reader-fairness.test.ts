@@ -5,7 +5,7 @@
  */
 import { expect } from 'chai';
 import { MAX_MESSAGES_PER_PUMP } from '../src/ivshmem/peer-reader.js';
-import { useReaderRig } from './helpers/reader-rig.js';
+import { useReaderRig } from './fixtures/reader-rig.js';
 
 describe('ServerReader fairness (spec §1.8)', () => {
   const rig = useReaderRig();

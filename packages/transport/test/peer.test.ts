@@ -10,7 +10,7 @@ import binding from '@vshm/addon';
 import { LayoutError, ProtocolError } from '../src/errors.js';
 import { IvshmemPeer } from '../src/ivshmem/peer.js';
 import { FakeServer } from './fixtures/peer-fake-server.js';
-import { eventfdCount, record, until, usePeerRig } from './helpers/device-rigs.js';
+import { eventfdCount, record, until, usePeerRig } from './fixtures/device-rigs.js';
 
 const b = binding;
 

@@ -4,7 +4,7 @@
  */
 import { expect } from 'chai';
 import binding from '@vshm/addon';
-import { drain, eventfdCount, record, useLoopbackPair, usePeerRig, until } from '../helpers/device-rigs.js';
+import { drain, eventfdCount, record, useLoopbackPair, usePeerRig, until } from '../fixtures/device-rigs.js';
 
 const b = binding;
 

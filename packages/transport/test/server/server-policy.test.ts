@@ -8,7 +8,7 @@ import type { Binding, FdWatcher, WatchCallback } from '@vshm/addon';
 import { encodeEventFd, encodeInit, encodePeerGone } from '../../src/ivshmem/protocol.js';
 import { IvshmemServer } from '../../src/server/server.js';
 import { MAX_QUEUED_MESSAGES } from '../../src/server/connection.js';
-import { tmpPath } from '../helpers/raw-client.js';
+import { tmpPath } from '../fixtures/raw-client.js';
 
 interface Sent {
   fd: number;
