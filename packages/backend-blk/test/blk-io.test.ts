@@ -7,10 +7,10 @@
 import { expect } from 'chai';
 import { readFileSync, truncateSync } from 'node:fs';
 import { BlkFeature, BlkRequestType, BlkStatus, featureBit } from 'virtio-spec-types';
-import { until } from '../../transport/test/fixtures/loopback-rigs.js';
 import { LinuxLikeBlk, blkHeader } from '../../transport/test/fixtures/linux-like-blk.js';
 import { ImageError } from '../src/image.js';
 import { blkRig, closeRigs, pattern } from './helpers/rig.js';
+import { until } from '../../transport/test/fixtures/until.js';
 
 const { OK, IOERR } = BlkStatus;
 

@@ -8,10 +8,10 @@ import { PassThrough } from 'node:stream';
 import { createLoopbackPair } from '../../transport/src/testing/loopback.js';
 import type { IvshmemDevice } from '../../transport/src/ivshmem/device.js';
 import { VirtioBackend } from '../../transport/src/virtio/backend.js';
-import { until } from '../../transport/test/fixtures/loopback-rigs.js';
 import { ConsoleDevice, type ConsoleDeviceOptions } from '../src/device.js';
 import { feed, sink } from './helpers/console-streams.js';
 import { LinuxLikeConsole, RX_BUFFER, TX_MAX, type LinuxConsoleOptions } from './helpers/linux-like-console.js';
+import { until } from '../../transport/test/fixtures/until.js';
 
 interface Rig {
   be: IvshmemDevice;

@@ -6,7 +6,7 @@ import { expect } from 'chai';
 import { echoOps } from './fixtures/backend-devices.js';
 import { kick, liveRig, queueRig, negotiate, LIVE, type QueueRig } from './fixtures/backend-rig.js';
 import { HDR_DEVICE_STATUS } from '../src/virtio/header.js';
-import { until } from './fixtures/backend-scripted-frontend.js';
+import { until } from './fixtures/until.js';
 
 describe("VirtioBackend 'device-exception'", () => {
   let rig: QueueRig | null = null;

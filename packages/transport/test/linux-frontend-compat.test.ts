@@ -15,8 +15,8 @@ import { VirtioBackend } from '../src/virtio/backend.js';
 import { IvshmemPeer } from '../src/ivshmem/peer.js';
 import { ServerProcess, TransportChild } from './fixtures/transport-harness.js';
 import { echoOps, type RecordingOps } from './fixtures/backend-devices.js';
-import { until } from './fixtures/loopback-rigs.js';
 import { LinuxFrontendError, LinuxLikeFrontend, type LinuxQueue, type LinuxQueueSpec } from './fixtures/linux-like-frontend.js';
+import { until } from './fixtures/until.js';
 
 interface Rig {
   be: IvshmemDevice;

@@ -11,7 +11,8 @@ import { join } from 'node:path';
 import { ProtocolError } from '../src/errors.js';
 import { IvshmemPeer } from '../src/ivshmem/peer.js';
 import { FakeServer } from './fixtures/peer-fake-server.js';
-import { until, usePeerRig } from './fixtures/device-rigs.js';
+import { usePeerRig } from './fixtures/device-rigs.js';
+import { until } from './fixtures/until.js';
 
 const b = binding;
 

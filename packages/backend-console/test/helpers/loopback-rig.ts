@@ -11,10 +11,8 @@ import { VirtioBackend } from '../../../transport/src/virtio/backend.js';
 import { VirtioFrontend } from '../../../transport/src/virtio/frontend.js';
 import type { DriverSession, VirtioDriverOps } from '../../../transport/src/virtio/device-api.js';
 import { consoleQueueCount, ConsoleFeature, featureBit, hasFeature, VirtioDeviceId } from 'virtio-spec-types';
-import { RigList, until } from '../../../transport/test/fixtures/loopback-rigs.js';
+import { RigList } from '../../../transport/test/fixtures/loopback-rigs.js';
 import { ConsoleDevice, type ConsoleDeviceOptions } from '../../src/device.js';
-
-export { until };
 
 type Token = { kind: 'rx' | 'tx'; q: number };
 

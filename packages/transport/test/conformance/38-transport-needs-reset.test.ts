@@ -10,9 +10,9 @@ import { RingError } from '../../src/errors.js';
 import { HDR_CONFIG_EVENT, HDR_DEVICE_STATUS } from '../../src/virtio/header.js';
 import { packedRingAddresses } from '../../src/ring/ring-layout.js';
 import type { MockDriver } from '../../src/testing/mock-driver.js';
-import { LIVE, S, kick, liveRig, negotiate, setupQueue, until, type QueueRig } from '../fixtures/backend-rig.js';
+import { LIVE, S, kick, liveRig, negotiate, setupQueue, type QueueRig } from '../fixtures/backend-rig.js';
 import { echoOps } from '../fixtures/backend-devices.js';
-import { turn } from '../fixtures/backend-scripted-frontend.js';
+import { until, turn } from '../fixtures/until.js';
 
 const INDIRECT_BIT = 1 << 28;
 
