@@ -7,7 +7,7 @@
 import { expect } from 'chai';
 import { ConsoleDriver, type ConsolePort } from '../src/index.js';
 import type { TxToken } from '../src/port.js';
-import { FakeQueue, FakeSession, microtasks } from './fake-session.js';
+import { FakeQueue, FakeSession, microtasks } from './fixtures/fake-session.js';
 import { randomBytes } from 'node:crypto';
 import { FrontendQueue } from '../../transport/src/virtio/frontend-queues.js';
 import { closeRigs, startRig } from './fixtures/harness.js';
