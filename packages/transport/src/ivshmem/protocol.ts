@@ -35,7 +35,7 @@ export const PROTOCOL_BACKEND_BIT = 0x4000;
 /** Size of the state table at the start of the memory (§2). */
 export const STATE_TABLE_BYTES = 4096;
 
-/** Byte offsets of every field on the wire (§1.2); pinned by protocol.test.ts. */
+/** Byte offsets of every field on the wire (§1.2); pinned by test/ivshmem/protocol.test.ts. */
 export const OFFSETS = Object.freeze({
   type: 0,
   len: 4,
