@@ -131,6 +131,7 @@ export class ConsolePort extends Duplex {
   /** A request of the current session failed: the session is ending, post nothing more on it. */
   private sessionFailing = false;
 
+  /** @internal Ports are made by the `ConsoleDriver`, never by users. */
   constructor(id: number, kick: KickScheduler, opts: ConsolePortOptions = {}) {
     super({ allowHalfOpen: true, highWaterMark: opts.highWaterMark });
     this.id = id;
