@@ -35,7 +35,7 @@ export function definedSections(protocol: string): Set<string> {
 }
 
 const REF = '\\d+(?:\\.\\d+)*';
-/** One run of references sharing a label: "§7.2, §7.3", "§6.1–§6.3", "§2.7.7–2.7.10". */
+/** One run of references sharing a label: "§7.2, §7.3", "§6.1–§6.3", "VIRTIO 1.2 §2.7.7–2.7.10". */
 const RUN = new RegExp(
   `(VIRTIO 1\\.2\\s+)?§(${REF})((?:\\s*[–-]\\s*§?${REF}|\\s*(?:,|and|or)\\s*§${REF})*)`,
   'g',
