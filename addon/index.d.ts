@@ -1,5 +1,5 @@
 /**
- * The whole native surface of vshm, typed by hand (style §7). Syscalls only: no protocol policy
+ * The whole native surface of vshm, typed by hand. Syscalls only: no protocol policy
  * lives behind this interface. Layers above take a `Binding` as a parameter so policy tests can
  * pass a fake.
  *

@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// `npm run bench`: vshm against its baselines, every case in fresh child processes (style §10).
+// `npm run bench`: vshm against its baselines, every case in fresh child processes.
 //
 //   node bench/run.mjs [--quick] [--json PATH] [--only NAME[,NAME…]] [--trials N]
 //

@@ -1,12 +1,12 @@
 /**
  * The real `vshm-console-backend` CLI and `vshm-server`, fronted by a double of a Linux guest's
- * virtio_console over virtio_ivshmem (packages/backend-console/test/helpers/linux-like-console.ts)
+ * virtio_console over virtio_ivshmem (packages/backend-console/test/fixtures/linux-like-console.ts)
  * in this process: compatibility goal (b) across processes, with the §7.1 sizing for Linux
  * guests (-l 1M) and the Jailhouse-default 8-entry queues.
  */
 import { expect } from 'chai';
 import { IvshmemPeer } from '../packages/transport/src/ivshmem/peer.js';
-import { LinuxLikeConsole } from '../packages/backend-console/test/helpers/linux-like-console.js';
+import { LinuxLikeConsole } from '../packages/backend-console/test/fixtures/linux-like-console.js';
 import { SERVER_BIN, until, useScratch } from './e2e-procs.js';
 
 describe('vshm-console-backend fronted by a Linux-like guest (real processes)', function () {

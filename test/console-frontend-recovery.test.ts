@@ -5,6 +5,7 @@
 import { expect } from 'chai';
 import { createConnection, type Socket } from 'node:net';
 import { useScratch } from './e2e-procs.js';
+import { until } from './e2e-system.js';
 
 describe('console front-end e2e: back-end kill -9 and restart', function () {
   let client: Socket | null = null;
@@ -31,7 +32,7 @@ describe('console front-end e2e: back-end kill -9 and restart', function () {
     be1.child.stdin?.write('one\n');
     c.write('up\n');
     await be1.until(() => be1.stdout.toString().includes('up\n'), 'first back-end output');
-    await waitFor(() => got.includes('one\n'), 'first back-end input');
+    await until(() => got.includes('one\n'), 'first back-end input');
 
     // Link-state line of the back-end (issue 10 item 5).
     await be1.untilStderr(/vshm-console-backend: front-end connected \(features 0x[0-9a-f]+\)/);
@@ -43,7 +44,7 @@ describe('console front-end e2e: back-end kill -9 and restart', function () {
 
     const be2 = await s.startBackend([], { name: 'backend-2' });
     be2.child.stdin?.write('two\n');
-    await waitFor(() => got.includes('two\n'), 'second back-end input');
+    await until(() => got.includes('two\n'), 'second back-end input');
     c.write('back\n');
     await be2.until(() => be2.stdout.toString().includes('back\n'), 'second back-end output');
     // 'gap' exactly once and before 'back'. ('up' could only come again if the first back-end
@@ -56,11 +57,3 @@ describe('console front-end e2e: back-end kill -9 and restart', function () {
   });
 });
 
-/** Poll a condition on event-loop turns with a generous bound (no fixed sleeps). */
-async function waitFor(cond: () => boolean, what: string, timeoutMs = 60_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}

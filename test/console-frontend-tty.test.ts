@@ -9,6 +9,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { FRONTEND_BIN, useScratch } from './e2e-procs.js';
+import { until } from './e2e-system.js';
 
 // A private tmux server on a socket in a private dir (-S): the test owns both, kills the server
 // and removes the dir, never touching other sessions or leaving /tmp/tmux-UID behind.
@@ -16,14 +17,6 @@ let tmuxDir: string | null = null;
 function tmux(...args: string[]): string {
   tmuxDir ??= mkdtempSync(join(tmpdir(), 'vshm-tmux-'));
   return execFileSync('tmux', ['-S', join(tmuxDir, 'tmux.sock'), ...args], { encoding: 'utf8' });
-}
-
-async function poll(cond: () => boolean, what: string, timeoutMs = 60_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
 }
 
 describe('console front-end e2e: terminal (tmux)', function () {
@@ -56,7 +49,7 @@ describe('console front-end e2e: terminal (tmux)', function () {
     tmux('new-session', '-d', '-s', session, '-x', '120', '-y', '40', `/bin/sh ${script}`);
     // Raw mode: a keystroke without Enter reaches the back-end (cooked mode would hold it).
     // Keep typing until the front-end is up and relays it.
-    await poll(() => {
+    await until(() => {
       if (be.stdout.includes('k')) return true;
       tmux('send-keys', '-t', session as string, '-l', 'k');
       return false;
@@ -64,7 +57,7 @@ describe('console front-end e2e: terminal (tmux)', function () {
     expect(be.stdout.toString()).to.not.include('\n');
     tmux('send-keys', '-t', session, 'C-]');
     tmux('send-keys', '-t', session, '-l', 'q');
-    await poll(() => existsSync(status) && readFileSync(status, 'utf8').endsWith('\n'), 'front-end exit');
+    await until(() => existsSync(status) && readFileSync(status, 'utf8').endsWith('\n'), 'front-end exit');
     expect(readFileSync(status, 'utf8').trim()).to.equal('0');
     expect(readFileSync(stty, 'utf8')).to.match(/(^|\s)icanon(\s|$)/);
     expect(readFileSync(stty, 'utf8')).to.match(/(^|\s)echo(\s|$)/);

@@ -24,40 +24,6 @@ const FORBIDDEN: readonly { what: string; re: RegExp }[] = [
   { what: 'a section of the outside style file', re: new RegExp('\\bstyle ' + '§') },
 ];
 
-/**
- * Source files another change is moving while this test lands: their comments still say
- * the old style-guide section numbers. Markdown is never allowed here. The integrator removes this list after the sweep.
- */
-const ALLOWED_FOR_NOW: ReadonlySet<string> = new Set([
-  'addon/index.d.ts',
-  'addon/src/args.cc',
-  'bench/run.mjs',
-  'examples/virtio-rng/src/cli.ts',
-  'examples/virtio-rng/src/device.ts',
-  'packages/backend-console/src/cli-args.ts',
-  'packages/backend-console/src/control.ts',
-  'packages/backend-console/src/device.ts',
-  'packages/frontend-console/src/cli-args.ts',
-  'packages/frontend-console/src/errors.ts',
-  'packages/frontend-console/test/fake-session.ts',
-  'packages/frontend-console/test/fixtures/test-console-device.ts',
-  'packages/transport/src/errors.ts',
-  'packages/transport/src/ivshmem/protocol.ts',
-  'packages/transport/src/ivshmem/server-options.ts',
-  'packages/transport/src/virtio/backend-session.ts',
-  'packages/transport/src/virtio/device-api.ts',
-  'packages/transport/src/virtio/device-queue.ts',
-  'packages/transport/src/virtio/frontend-queues.ts',
-  'packages/transport/src/virtio/hostile.ts',
-  'packages/transport/src/virtio/memory.ts',
-  'packages/transport/src/virtio/mock-device.ts',
-  'packages/transport/src/virtio/mock-driver.ts',
-  'packages/transport/src/virtio/validation.ts',
-  'packages/transport/test/conformance/38-transport-needs-reset.test.ts',
-  'packages/transport/test/fixtures/transport-scripted-backend.ts',
-  'packages/transport/test/server-policy.test.ts',
-]);
-
 /** `file:line: what — text` for every forbidden reference in `text`. */
 function violationsIn(file: string, text: string): string[] {
   const out: string[] = [];
@@ -92,12 +58,11 @@ describe('no tracked file refers to a path outside the repository', function () 
     expect(violationsIn('x.md', 'see docs/protocol.md §4.10 and style of code')).to.deep.equal([]);
   });
 
-  it('every tracked file (allow-listed source files aside) is clean', function () {
+  it('every tracked file is clean', function () {
     const files = trackedFiles();
     if (files === null) this.skip();
     const found: string[] = [];
     for (const f of files!) {
-      if (ALLOWED_FOR_NOW.has(f)) continue;
       let text: string;
       try {
         text = readFileSync(join(repo, f), 'utf8');
@@ -108,9 +73,5 @@ describe('no tracked file refers to a path outside the repository', function () 
       found.push(...violationsIn(f, text));
     }
     expect(found, `references outside the repository:\n${found.join('\n')}\n`).to.deep.equal([]);
-  });
-
-  it('the allow-list holds source files only, never documentation', () => {
-    for (const f of ALLOWED_FOR_NOW) expect(f, f).to.match(/\.(ts|mts|mjs|js|cc|h)$/);
   });
 });

@@ -1,4 +1,4 @@
-// Strict JS argument validation (style §8): say which function, which argument and what was
+// Strict JS argument validation at the edge: say which function, which argument and what was
 // expected, before any syscall runs.
 #include <cmath>
 #include <climits>

@@ -69,7 +69,7 @@ async function parent(mode, args) {
     await be.next('ready');
     fe = spawnChild(SELF, ['--fe', srv.socketPath, mode, ...args], {}, 0);
     if (mode === 'msgs') {
-      // CPU of both sides between the marks the front-end prints (§B4).
+      // CPU of both sides between the marks the front-end prints (bench B4).
       const cpu = () => procCpuSeconds(fe.pid) + procCpuSeconds(be.pid);
       await fe.next('run-start');
       const f0 = procCpuSeconds(fe.pid);

@@ -3,7 +3,7 @@
  * request queue, no feature bits, no config space. Every chain the driver posts is a set of
  * device-writable buffers; the device fills them with random bytes and returns them.
  *
- * This file is the whole device: an ops table (style §6). Feature negotiation, the status bits,
+ * This file is the whole device: an ops table. Feature negotiation, the status bits,
  * ring validation (§6.3) and recovery are the transport's job.
  */
 import { randomFillSync } from 'node:crypto';

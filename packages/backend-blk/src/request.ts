@@ -118,8 +118,9 @@ export interface DwzSegment {
 
 /**
  * Check the segments of a DISCARD / WRITE_ZEROES payload (a private copy). Returns the byte
- * ranges, or the status to report: UNSUPP for flags the type does not allow (§5.2.6.2: unmap on
- * DISCARD, any unknown bit), IOERR for ranges outside the image, misaligned or above `maxSectors`.
+ * ranges, or the status to report: UNSUPP for flags the type does not allow (VIRTIO 1.2
+ * §5.2.6.2: unmap on DISCARD, any unknown bit), IOERR for ranges outside the image,
+ * misaligned or above `maxSectors`.
  */
 export function planSegments(
   payload: Uint8Array,

@@ -9,10 +9,10 @@ import { mkdirSync, readFileSync, truncateSync } from 'node:fs';
 import { join } from 'node:path';
 import { BlkStatus } from 'virtio-spec-types';
 import { IvshmemPeer } from '../../transport/src/ivshmem/peer.js';
-import { until } from '../../transport/test/fixtures/loopback-rigs.js';
 import { LinuxLikeBlk } from '../../transport/test/fixtures/linux-like-blk.js';
-import { TempImage, pattern } from './helpers/rig.js';
-import { BACKEND, SERVER, runProc, startProc, stopProc, type Proc } from './helpers/procs.js';
+import { TempImage, pattern } from './fixtures/rig.js';
+import { BACKEND, SERVER, runProc, startProc, stopProc, type Proc } from './fixtures/procs.js';
+import { until } from '../../transport/test/fixtures/until.js';
 
 const ONE_LINE = /^vshm-blk-backend: [^\n]+ \(try --help\)\n$/;
 

@@ -1,5 +1,5 @@
 /**
- * BlockDevice I/O behaviour through the file-I/O seam (helpers/rig.ts SeamImage): requests in
+ * BlockDevice I/O behaviour through the file-I/O seam (fixtures/rig.ts SeamImage): requests in
  * flight at once and completed out of order, durability order (a completion only after the
  * write / fdatasync returned), image I/O errors, resize with a config event, sessions ending with
  * I/O in flight, multiqueue.
@@ -7,10 +7,10 @@
 import { expect } from 'chai';
 import { readFileSync, truncateSync } from 'node:fs';
 import { BlkFeature, BlkRequestType, BlkStatus, featureBit } from 'virtio-spec-types';
-import { until } from '../../transport/test/fixtures/loopback-rigs.js';
 import { LinuxLikeBlk, blkHeader } from '../../transport/test/fixtures/linux-like-blk.js';
 import { ImageError } from '../src/image.js';
-import { blkRig, closeRigs, pattern } from './helpers/rig.js';
+import { blkRig, closeRigs, pattern } from './fixtures/rig.js';
+import { until } from '../../transport/test/fixtures/until.js';
 
 const { OK, IOERR } = BlkStatus;
 

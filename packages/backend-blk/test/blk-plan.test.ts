@@ -11,7 +11,7 @@ import { blkHeader } from '../../transport/test/fixtures/linux-like-blk.js';
 import { BlockDevice, BlockOptionError } from '../src/device.js';
 import { ImageError, type ImageFile } from '../src/image.js';
 import { checkRange, planRequest, planSegments, type RequestLimits } from '../src/request.js';
-import { blkRig, closeRigs } from './helpers/rig.js';
+import { blkRig, closeRigs } from './fixtures/rig.js';
 
 const limits = (o: Partial<RequestLimits> = {}): RequestLimits => ({
   capacityBytes: 1 << 20, blockSize: 512, maxTransfer: 65536, readOnly: false, discard: true, writeZeroes: true, maxDwzSegments: 8, ...o,

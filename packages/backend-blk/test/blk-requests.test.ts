@@ -5,10 +5,10 @@
 import { expect } from 'chai';
 import { readFileSync } from 'node:fs';
 import { BLK_ID_BYTES, BlkConfig, BlkFeature, BlkRequestType, BlkStatus, VIRTQ_DESC_F_WRITE, VirtioFeatureMask, featureBit } from 'virtio-spec-types';
-import { until } from '../../transport/test/fixtures/loopback-rigs.js';
 import { LINUX_BLK_FEATURES, blkHeader } from '../../transport/test/fixtures/linux-like-blk.js';
 import { defaultSerial } from '../src/device.js';
-import { blkRig, closeRigs, pattern } from './helpers/rig.js';
+import { blkRig, closeRigs, pattern } from './fixtures/rig.js';
+import { until } from '../../transport/test/fixtures/until.js';
 
 const { OK, IOERR, UNSUPP } = BlkStatus;
 

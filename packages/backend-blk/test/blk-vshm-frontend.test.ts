@@ -14,7 +14,7 @@ import { VirtioFrontend } from '../../transport/src/virtio/frontend.js';
 import { blkHeader } from '../../transport/test/fixtures/linux-like-blk.js';
 import { BlockDevice } from '../src/device.js';
 import { openImage } from '../src/image.js';
-import { SHM, TempImage, pattern } from './helpers/rig.js';
+import { SHM, TempImage, pattern } from './fixtures/rig.js';
 
 interface Req {
   resolve(r: { status: number; data: Uint8Array }): void;

@@ -6,9 +6,9 @@
 import { expect } from 'chai';
 import { readFileSync } from 'node:fs';
 import { BlkFeature, BlkStatus, VirtioFeatureMask, featureBit } from 'virtio-spec-types';
-import { until } from '../../transport/test/fixtures/loopback-rigs.js';
 import { LINUX_BLK_FEATURES, type LinuxLikeBlk } from '../../transport/test/fixtures/linux-like-blk.js';
-import { blkRig, closeRigs, pattern } from './helpers/rig.js';
+import { blkRig, closeRigs, pattern } from './fixtures/rig.js';
+import { until } from '../../transport/test/fixtures/until.js';
 
 const { OK } = BlkStatus;
 

@@ -1,5 +1,5 @@
 /**
- * Command-line parsing of `vshm-console-backend` (style §8: check at the edge, precisely). Pure:
+ * Command-line parsing of `vshm-console-backend` (checked at the edge, precisely). Pure:
  * argv in, options out or a UsageError (one line, exit 2), through the shared CLI kit of
  * @vshm/transport so every vshm command speaks alike.
  */

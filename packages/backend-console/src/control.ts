@@ -3,7 +3,7 @@
  * control receiveq (queue 2, device → driver) and control transmitq (queue 3, driver → device).
  *
  * Outgoing messages wait in order until the driver posts control receive buffers; each message
- * takes one chain. Incoming messages are decoded once from a private copy (style §3); short
+ * takes one chain. Incoming messages are decoded once from a private copy (read once); short
  * messages are dropped here, `id` range and unknown events are the session's business.
  */
 import createDebug from 'debug';

@@ -1,5 +1,5 @@
 /**
- * The virtio-console device (back-end) as a VirtioDeviceOps table (spec §7.2, §7.3, style §6).
+ * The virtio-console device (back-end) as a VirtioDeviceOps table (spec §7.2, §7.3).
  *
  * Defaults are Jailhouse-compatible: SIZE offered only when cols/rows are known, two queues of
  * size 8, `max_nr_ports` and `emerg_wr` 0, a config event on DRIVER_OK. MULTIPORT (named ports),

@@ -66,6 +66,7 @@ export class ConsoleSession {
   private settleTimer: NodeJS.Timeout | null = null;
   private closed = false;
 
+  /** @internal Sessions are made by the `ConsoleDevice`, never by users. */
   constructor(ctx: SessionContext, session: DeviceSession) {
     this.ctx = ctx;
     this.session = session;

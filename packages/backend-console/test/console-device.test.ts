@@ -10,8 +10,8 @@ import {
   ConsoleControlEvent as E, ConsoleFeature, decodeConsolePortName, decodeConsoleResize, featureBit,
 } from 'virtio-spec-types';
 import { ConsoleDevice } from '../src/device.js';
-import { controlMessages, feed, sendControl as send, sink } from './helpers/console-streams.js';
-import { FakeChain, FakeConfig, FakeQueue, FakeSession } from './helpers/fake-session.js';
+import { controlMessages, feed, sendControl as send, sink } from './fixtures/console-streams.js';
+import { FakeChain, FakeConfig, FakeQueue, FakeSession } from './fixtures/fake-session.js';
 
 const SIZE = featureBit(ConsoleFeature.SIZE);
 const MULTIPORT = featureBit(ConsoleFeature.MULTIPORT);

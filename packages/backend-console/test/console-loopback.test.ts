@@ -1,6 +1,6 @@
 /**
  * ConsoleDevice end to end in one process: the real VirtioBackend ↔ VirtioFrontend over the
- * loopback pair, with a minimal driver (helpers/loopback-rig.ts).
+ * loopback pair, with a minimal driver (fixtures/loopback-rig.ts).
  */
 import { expect } from 'chai';
 import { PassThrough } from 'node:stream';
@@ -8,7 +8,8 @@ import { randomBytes } from 'node:crypto';
 import {
   ConsoleControlEvent as E, CONSOLE_BAD_ID, decodeConsoleControl, decodeConsolePortName, encodeConsoleControl,
 } from 'virtio-spec-types';
-import { closeRigs, F, MiniDriver, replaceFrontend, startRig, until } from './helpers/loopback-rig.js';
+import { closeRigs, F, MiniDriver, replaceFrontend, startRig } from './fixtures/loopback-rig.js';
+import { until } from '../../transport/test/fixtures/until.js';
 
 function sink(): { stream: PassThrough; data: () => Buffer } {
   const stream = new PassThrough();

@@ -1,6 +1,6 @@
 /**
  * Compatibility goal (b) for the console: ConsoleDevice on the real VirtioBackend, fronted by a
- * double of a Linux guest's virtio_console over virtio_ivshmem (helpers/linux-like-console.ts).
+ * double of a Linux guest's virtio_console over virtio_ivshmem (fixtures/linux-like-console.ts).
  * Spec §7.3 "Behaviour of a Linux guest front-end", §7.1 sizing, §5.1 bounce buffers.
  */
 import { expect } from 'chai';
@@ -8,10 +8,10 @@ import { PassThrough } from 'node:stream';
 import { createLoopbackPair } from '../../transport/src/testing/loopback.js';
 import type { IvshmemDevice } from '../../transport/src/ivshmem/device.js';
 import { VirtioBackend } from '../../transport/src/virtio/backend.js';
-import { until } from '../../transport/test/fixtures/loopback-rigs.js';
 import { ConsoleDevice, type ConsoleDeviceOptions } from '../src/device.js';
-import { feed, sink } from './helpers/console-streams.js';
-import { LinuxLikeConsole, RX_BUFFER, TX_MAX, type LinuxConsoleOptions } from './helpers/linux-like-console.js';
+import { feed, sink } from './fixtures/console-streams.js';
+import { LinuxLikeConsole, RX_BUFFER, TX_MAX, type LinuxConsoleOptions } from './fixtures/linux-like-console.js';
+import { until } from '../../transport/test/fixtures/until.js';
 
 interface Rig {
   be: IvshmemDevice;

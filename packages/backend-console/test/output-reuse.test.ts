@@ -13,7 +13,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { PassThrough, Writable } from 'node:stream';
 import { ConsolePort, OUTPUT_BUFFER_SIZE } from '../src/port.js';
-import { closeRigs, MiniDriver, startRig, until } from './helpers/loopback-rig.js';
+import { until } from '../../transport/test/fixtures/until.js';
+import { closeRigs, MiniDriver, startRig } from './fixtures/loopback-rig.js';
 
 /** A sink that keeps references to every chunk it was given (what a PassThrough reader may do). */
 function keepingSink(delayCallback: boolean): { stream: Writable; chunks: Buffer[] } {

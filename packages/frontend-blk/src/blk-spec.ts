@@ -5,10 +5,10 @@
  * driver"): the integrator may move them there once both sides agree.
  */
 
-/** Sectors are always 512 bytes on the wire, whatever `blk_size` says (§5.2.6). */
+/** Sectors are always 512 bytes on the wire, whatever `blk_size` says (VIRTIO 1.2 §5.2.6). */
 export const SECTOR_SIZE = 512;
 
-/** Device-specific feature bits (§5.2.3). */
+/** Device-specific feature bits (VIRTIO 1.2 §5.2.3). */
 export const BlkFeature = {
   SIZE_MAX: 1,
   SEG_MAX: 2,
@@ -23,7 +23,7 @@ export const BlkFeature = {
   WRITE_ZEROES: 14,
 } as const;
 
-/** Config space offsets (§5.2.4, struct virtio_blk_config, little-endian). */
+/** Config space offsets (VIRTIO 1.2 §5.2.4, struct virtio_blk_config, little-endian). */
 export const BlkConfig = {
   CAPACITY: 0, // le64, in 512-byte sectors
   SIZE_MAX: 8, // le32
@@ -41,7 +41,7 @@ export const BlkConfig = {
 /** Size of the config space up to and including `write_zeroes_may_unmap` and its padding. */
 export const BLK_CONFIG_SIZE = 60;
 
-/** Request types (§5.2.6). */
+/** Request types (VIRTIO 1.2 §5.2.6). */
 export const BlkType = {
   IN: 0,
   OUT: 1,
@@ -51,7 +51,7 @@ export const BlkType = {
   WRITE_ZEROES: 13,
 } as const;
 
-/** Status byte values (§5.2.6). */
+/** Status byte values (VIRTIO 1.2 §5.2.6). */
 export const BlkStatus = {
   OK: 0,
   IOERR: 1,

@@ -482,7 +482,8 @@ export class BlockDriver extends EventEmitter implements VirtioDriverOps {
     const blockSize = has(BlkFeature.BLK_SIZE) ? u32(BlkConfig.BLK_SIZE) : SECTOR_SIZE;
     const sizeMax = has(BlkFeature.SIZE_MAX) ? u32(BlkConfig.SIZE_MAX) : 0;
     const segMax = has(BlkFeature.SEG_MAX) ? u32(BlkConfig.SEG_MAX) : 1;
-    // The data segments plus header and status must fit one chain (≤ queue size, §2.7.5.3.1).
+    // The data segments plus header and status must fit one chain (≤ queue size,
+    // VIRTIO 1.2 §2.7.5.3.1).
     const maxSegments = Math.max(1, Math.min(segMax > 0 ? segMax : 1, q.size - 2));
     const segmentSize = sizeMax > 0 ? Math.min(sizeMax, this.maxTransfer) : this.maxTransfer;
     let maxRequest = Math.min(this.maxTransfer, maxSegments * segmentSize);

@@ -8,6 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { BlockError } from '../src/errors.js';
 import { BlkType } from '../src/blk-spec.js';
 import { blkRig, type BlkRig } from './fixtures/blk-loopback.js';
+import { until } from '../../transport/test/fixtures/until.js';
 
 const MiB = 1024 * 1024;
 
@@ -20,17 +21,6 @@ async function rejects(p: Promise<unknown>, code: string): Promise<BlockError> {
     return err as BlockError;
   }
   throw new Error(`expected a rejection with ${code}`);
-}
-
-function until(cond: () => boolean): Promise<void> {
-  return new Promise((resolve) => {
-    const t = setInterval(() => {
-      if (cond()) {
-        clearInterval(t);
-        resolve();
-      }
-    }, 2);
-  });
 }
 
 describe('BlockDriver (loopback, in-memory device)', () => {
@@ -148,7 +138,7 @@ describe('BlockDriver (loopback, in-memory device)', () => {
     rig.device.hold = true;
     // Without INDIRECT_DESC a 1-segment read takes 3 descriptors: 2 fit a queue of 8.
     const reads = Array.from({ length: 10 }, (_, i) => d.read(i * 4096, 4096));
-    await until(() => rig!.device.heldCount === 2);
+    await until(() => rig!.device.heldCount === 2, 'the device to hold 2 requests');
     expect(d.inFlight).to.equal(2);
     expect(d.queued).to.equal(8);
     rig.device.release();
@@ -161,7 +151,7 @@ describe('BlockDriver (loopback, in-memory device)', () => {
     rig = await blkRig({ capacity: 4 * MiB, queueSize: 8, indirect: true });
     rig.device.hold = true;
     const ops = Array.from({ length: 12 }, (_, i) => rig!.driver.write(i * 4096, Buffer.alloc(4096, i + 1)));
-    await until(() => rig!.device.heldCount === 8);
+    await until(() => rig!.device.heldCount === 8, 'the device to hold 8 requests');
     expect(rig.driver.queued).to.equal(4);
     rig.device.release();
     await Promise.all(ops);
@@ -173,7 +163,7 @@ describe('BlockDriver (loopback, in-memory device)', () => {
     rig.device.hold = true;
     const w = rig.driver.write(0, Buffer.alloc(4096, 7));
     const f = rig.driver.flush();
-    await until(() => rig!.device.heldCount === 1);
+    await until(() => rig!.device.heldCount === 1, 'the device to hold 1 request');
     expect(rig.device.seen).to.have.length(0); // the write is held; FLUSH not sent yet
     rig.device.release();
     await Promise.all([w, f]);
@@ -195,7 +185,7 @@ describe('BlockDriver (loopback, in-memory device)', () => {
     rig.device.hold = true;
     const inflight = [d.write(0, Buffer.alloc(4096, 1)), d.write(4096, Buffer.alloc(4096, 2))];
     const queued = d.write(8192, Buffer.alloc(4096, 3));
-    await until(() => rig!.device.heldCount === 2);
+    await until(() => rig!.device.heldCount === 2, 'the device to hold 2 requests');
     const lost = new Promise((r) => d.once('lost', r));
     const ready = new Promise((r) => d.once('ready', r));
     // The back-end goes away with the writes held (never completed).
@@ -221,7 +211,7 @@ describe('BlockDriver (loopback, in-memory device)', () => {
     rig = await blkRig({ capacity: MiB, queueSize: 8, indirect: false });
     rig.device.hold = true;
     const ops = Array.from({ length: 4 }, (_, i) => rig!.driver.read(i * 512, 512));
-    await until(() => rig!.device.heldCount === 2);
+    await until(() => rig!.device.heldCount === 2, 'the device to hold 2 requests');
     rig.driver.close();
     await rejects(ops[3], 'VSHM_ERR_BLK_CLOSED');
     await rejects(rig.driver.read(0, 512), 'VSHM_ERR_BLK_CLOSED');

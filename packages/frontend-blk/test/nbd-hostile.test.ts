@@ -15,6 +15,7 @@ import {
   NBD_IHAVEOPT, NBD_MAGIC, NBD_OPT_REPLY_MAGIC, NBD_REQUEST_MAGIC, NBD_SIMPLE_REPLY_MAGIC, NbdCmd, NbdCmdFlag, NbdErr, NbdFlag, NbdOpt, NbdRep,
 } from '../src/nbd-protocol.js';
 import { blkRig, type BlkRig } from './fixtures/blk-loopback.js';
+import { until } from '../../transport/test/fixtures/until.js';
 
 const MiB = 1024 * 1024;
 
@@ -139,17 +140,6 @@ function goData(name: string, infos: number[]): Buffer {
   return b;
 }
 
-function until(cond: () => boolean): Promise<void> {
-  return new Promise((resolve) => {
-    const t = setInterval(() => {
-      if (cond()) {
-        clearInterval(t);
-        resolve();
-      }
-    }, 2);
-  });
-}
-
 describe('NBD server against hostile clients', function () {
   this.timeout(30000);
   let rig: BlkRig;
@@ -222,8 +212,8 @@ describe('NBD server against hostile clients', function () {
     for (let i = 0; i < 40; i++) c.request(NbdCmd.READ, 0, 4 * MiB, i);
     // The server keeps answering until ~64 MiB of replies wait in its socket, then stops reading:
     // after some progress the driver goes idle with READs still unread in the socket.
-    await until(() => rig.device.seen.length >= 160);
-    await until(() => rig.driver.inFlight === 0 && rig.driver.queued === 0);
+    await until(() => rig.device.seen.length >= 160, '160 requests at the device');
+    await until(() => rig.driver.inFlight === 0 && rig.driver.queued === 0, 'the driver to drain');
     const before = rig.device.seen.length;
     expect(before).to.be.below(40 * 16); // not every READ reached the device
     c.sock.resume();
@@ -385,11 +375,11 @@ describe('NBD server against hostile clients', function () {
     await c.go();
     rig.device.hold = true;
     for (let i = 0; i < 20; i++) c.request(NbdCmd.WRITE, i * 4096, 4096, i, 0, Buffer.alloc(4096, i + 1));
-    await until(() => rig.device.heldCount === 16);
+    await until(() => rig.device.heldCount === 16, 'the device to hold 16 requests');
     c.destroy();
     await c.waitClosed();
     rig.device.release();
-    await until(() => rig.driver.inFlight === 0 && rig.driver.queued === 0);
+    await until(() => rig.driver.inFlight === 0 && rig.driver.queued === 0, 'the driver to drain');
     await stillServes();
   });
 
@@ -401,7 +391,7 @@ describe('NBD server against hostile clients', function () {
     rig.device.hold = true;
     c.request(NbdCmd.WRITE, 0, 512, 1, 0, Buffer.alloc(512, 9));
     c.request(NbdCmd.DISC, 0, 0, 2);
-    await until(() => rig.device.heldCount === 1);
+    await until(() => rig.device.heldCount === 1, 'the device to hold 1 request');
     rig.device.release();
     expect(await c.reply()).to.include({ error: 0, cookie: 1 });
     await c.waitClosed();
@@ -416,7 +406,7 @@ describe('NBD server against hostile clients', function () {
     rig.device.hold = true;
     c.request(NbdCmd.WRITE, 0, 4096, 1, 0, Buffer.alloc(4096, 1));
     c.request(NbdCmd.WRITE, 4096, 4096, 2, NbdCmdFlag.FUA, Buffer.alloc(4096, 2));
-    await until(() => rig.device.heldCount === 2);
+    await until(() => rig.device.heldCount === 2, 'the device to hold 2 requests');
     await rig.backend.close(); // the back-end vanishes with both writes held
     const replies = [await c.reply(), await c.reply()];
     expect(replies.map((r) => r.error)).to.deep.equal([NbdErr.EIO, NbdErr.EIO]);

@@ -1,5 +1,5 @@
 /**
- * Argument parsing of `vshm-console-frontend` (style §8: check at the edge, one stderr line and
+ * Argument parsing of `vshm-console-frontend` (checked at the edge: one stderr line and
  * exit 2 on a bad argument). Pure: argv in, options or a UsageError out, through the shared CLI
  * kit of @vshm/transport so every vshm command speaks alike.
  */

@@ -1,5 +1,5 @@
 /**
- * Typed errors of the console front-end (style §4): a stable `code` and the spec section.
+ * Typed errors of the console front-end: a stable `code` and the spec section.
  */
 import { VshmError } from '@vshm/transport';
 

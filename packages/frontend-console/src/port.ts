@@ -140,6 +140,7 @@ export class ConsolePort extends Duplex {
   /** A request of the current session failed: the session is ending, post nothing more on it. */
   private sessionFailing = false;
 
+  /** @internal Ports are made by the `ConsoleDriver`, never by users. */
   constructor(id: number, kick: KickScheduler, opts: ConsolePortOptions = {}) {
     // Without an explicit highWaterMark the writable side gets DEFAULT_WRITABLE_HIGH_WATER (the
     // readable side keeps Node's default): `highWaterMark`, when given, still sets both.

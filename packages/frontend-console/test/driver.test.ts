@@ -16,7 +16,7 @@ import {
   featureBit,
 } from 'virtio-spec-types';
 import { ConsoleDriver, ConsoleError, MAX_PORTS_LIMIT, type ConsolePort } from '../src/index.js';
-import { FakeSession, type FakeQueue, microtasks } from './fake-session.js';
+import { FakeSession, type FakeQueue, microtasks } from './fixtures/fake-session.js';
 import { configWith } from './fixtures/config-reader.js';
 
 const SIZE = featureBit(ConsoleFeature.SIZE);

@@ -8,7 +8,8 @@ import { expect } from 'chai';
 import { createHash, randomBytes } from 'node:crypto';
 import { ConsoleDriver } from '../src/index.js';
 import { JailhouseLikeBackend } from './fixtures/jailhouse-like-backend.js';
-import { VirtioFrontend, createLoopbackPair, until } from './fixtures/harness.js';
+import { VirtioFrontend, createLoopbackPair } from './fixtures/harness.js';
+import { until } from '../../transport/test/fixtures/until.js';
 
 describe('console front-end against a Jailhouse-style back-end', () => {
   const cleanups: (() => Promise<void> | void)[] = [];

@@ -7,7 +7,8 @@ import { once } from 'node:events';
 import { randomBytes } from 'node:crypto';
 import { ConsoleControlEvent, encodeConsoleControl } from 'virtio-spec-types';
 import { DEFAULT_RX_BUFFER, type ConsoleError, type ConsolePort } from '../src/index.js';
-import { closeRigs, restartBackend, startRig, until } from './fixtures/harness.js';
+import { closeRigs, restartBackend, startRig } from './fixtures/harness.js';
+import { until } from '../../transport/test/fixtures/until.js';
 
 /** Collect everything a port emits. */
 function collect(port: ConsolePort): { data: () => Buffer } {

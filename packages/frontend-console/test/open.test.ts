@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { IvshmemServer, openBackend } from '@vshm/transport';
 import { describeOpenError, openConsole, type Console } from '../src/index.js';
 import { TestConsoleDevice } from './fixtures/test-console-device.js';
-import { until } from './fixtures/harness.js';
+import { until } from '../../transport/test/fixtures/until.js';
 
 describe('openConsole (embedded server, real peers)', function () {
   this.timeout(60_000);

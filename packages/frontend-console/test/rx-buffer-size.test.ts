@@ -6,7 +6,7 @@ import { expect } from 'chai';
 import { ConsoleControlEvent, ConsoleFeature, encodeConsoleControl, featureBit } from 'virtio-spec-types';
 import { parseCli, CliUsageError } from '../src/cli-args.js';
 import { ConsoleDriver, ConsoleError, DEFAULT_MULTIPORT_RX_BUFFER, DEFAULT_RX_BUFFER, MAX_RX_BUFFER, type ConsolePort } from '../src/index.js';
-import { FakeSession, microtasks } from './fake-session.js';
+import { FakeSession, microtasks } from './fixtures/fake-session.js';
 
 const SIZE = featureBit(ConsoleFeature.SIZE);
 const MULTIPORT = featureBit(ConsoleFeature.MULTIPORT);

@@ -7,10 +7,11 @@
 import { expect } from 'chai';
 import { ConsoleDriver, type ConsolePort } from '../src/index.js';
 import type { TxToken } from '../src/port.js';
-import { FakeQueue, FakeSession, microtasks } from './fake-session.js';
+import { FakeQueue, FakeSession, microtasks } from './fixtures/fake-session.js';
 import { randomBytes } from 'node:crypto';
 import { FrontendQueue } from '../../transport/src/virtio/frontend-queues.js';
-import { closeRigs, startRig, until } from './fixtures/harness.js';
+import { closeRigs, startRig } from './fixtures/harness.js';
+import { until } from '../../transport/test/fixtures/until.js';
 
 /** A FakeQueue with zero-copy posting over a bump-allocated "shared" region. */
 class ZeroCopyQueue extends FakeQueue {

@@ -1,16 +1,16 @@
 /**
- * Typed errors (style §4): every error vshm raises on purpose carries a stable `code`
+ * Typed errors: every error vshm raises on purpose carries a stable `code`
  * (VSHM_ERR_*) and, where one applies, the spec section it enforces. Tests check the class and
  * `code`, never the message text.
  */
 
 /**
- * Every `code` a vshm error carries, in one table (style §4), so a user can `switch` on
+ * Every `code` a vshm error carries, in one table, so a user can `switch` on
  * `err.code` exhaustively. Keys drop the `VSHM_ERR_` prefix. A test greps the repository for
  * `VSHM_ERR_` literals and fails if one is missing here.
  */
 export const VshmErrorCode = {
-  // --- Arguments and usage (style §8) ---
+  // --- Arguments and usage (checked at the edge) ---
   /** Bad argument to a public constructor or function, or a bad command line (CLIs exit 2). */
   ARGUMENT: 'VSHM_ERR_ARGUMENT',
   /** `@vshm/addon` was loaded but its native binding is not built (thrown by the addon as a plain Error). */
@@ -255,7 +255,7 @@ export class RingError extends VshmError {}
 /** Virtio transport failures: header, transactions, negotiation, peer loss (§4). */
 export class TransportError extends VshmError {}
 
-/** Bad arguments to a public constructor or CLI (style §8). */
+/** Bad arguments to a public constructor or CLI (checked at the edge). */
 export class ArgumentError extends VshmError {
   constructor(message: string) {
     super('VSHM_ERR_ARGUMENT', '', message);

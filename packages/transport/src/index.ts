@@ -29,7 +29,7 @@ export { PEER_STATE_READY, PEER_STATE_RESET, type IvshmemDevice } from './ivshme
 export type { SharedMemoryLayout } from './ivshmem/layout.js';
 export { PROTOCOL_VIRTIO } from './ivshmem/protocol.js';
 export { IvshmemServer, type IvshmemServerOptions } from './server/server.js';
-export { DEFAULT_SOCKET_PATH, type ServerOptionsInput } from './server/options.js';
+export { DEFAULT_SOCKET_PATH, type MemorySource, type ServerOptions, type ServerOptionsInput } from './server/options.js';
 
 // Command lines: the one CLI voice every vshm daemon speaks (vshm-server, console, blk, rng).
 export { parseCommandLine, UsageError, describeIoError, deviceCapabilities, type DeviceCapabilities } from './cli-kit.js';

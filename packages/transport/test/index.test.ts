@@ -42,7 +42,8 @@ describe('@vshm/transport entry points', () => {
 
   it("'./testing' exports the kit", () => {
     expect(Object.keys(testing).sort()).to.deep.equal([
-      'HostileAssertionError', 'MockDevice', 'MockDriver', 'Prng', 'createLoopbackPair', 'runHostileDeviceCase', 'runHostileDriverCase', 'runQueueOpsCase', 'simulateServerGone',
+      'HostileAssertionError', 'MockDevice', 'MockDriver', 'Prng', 'createLoopbackPair', 'runHostileDeviceCase', 'runHostileDriverCase',
+      'runQueueOpsCase', 'simulateServerGone',
     ]);
     const [a, b] = testing.createLoopbackPair();
     expect([a.id, b.id]).to.deep.equal([0, 1]);

@@ -1,8 +1,8 @@
 /**
  * The example at the top of packages/transport/README.md cannot rot: the README's first `ts`
- * block must be byte-identical to readme-example.ts (which `npm run typecheck:tests` type-checks
- * against the package's public entry), and this test runs that file in a child process and
- * checks what it prints and what it leaves behind.
+ * block must be byte-identical to fixtures/readme-example.ts (which `npm run typecheck:tests`
+ * type-checks against the package's public entry), and this test runs that file in a child
+ * process and checks what it prints and what it leaves behind.
  */
 import { expect } from 'chai';
 import { spawn } from 'node:child_process';
@@ -22,16 +22,16 @@ function firstTsBlock(markdown: string): string | null {
 }
 
 describe('packages/transport/README.md example', function () {
-  it('is the code of readme-example.ts, verbatim', () => {
+  it('is the code of fixtures/readme-example.ts, verbatim', () => {
     const block = firstTsBlock(readFileSync(join(pkg, 'README.md'), 'utf8'));
     expect(block, 'a ```ts block in the README').to.not.equal(null);
-    expect(block).to.equal(readFileSync(join(here, 'readme-example.ts'), 'utf8'));
+    expect(block).to.equal(readFileSync(join(here, 'fixtures', 'readme-example.ts'), 'utf8'));
   });
 
   it('runs: a device and a driver echo one request, and everything is cleaned up', async () => {
     const scratch = mkdtempSync(join(tmpdir(), 'vshm-readme-'));
     try {
-      const child = spawn(process.execPath, ['--import', 'tsx', join(here, 'readme-example.ts')], {
+      const child = spawn(process.execPath, ['--import', 'tsx', join(here, 'fixtures', 'readme-example.ts')], {
         cwd: repo,
         env: { ...process.env, TMPDIR: scratch, DEBUG: '' },
         stdio: ['ignore', 'pipe', 'pipe'],

@@ -3,7 +3,7 @@
  * configuration-space layout. Offsets are relative to the config start (vshm header 0x4C + offset).
  */
 
-/** Device-specific feature bit numbers (§5.2.3). */
+/** Device-specific feature bit numbers (VIRTIO 1.2 §5.2.3). */
 export const BlkFeature = {
   /** `size_max`: largest single data segment, in bytes. */
   SIZE_MAX: 1,
@@ -29,7 +29,7 @@ export const BlkFeature = {
   WRITE_ZEROES: 14,
 } as const;
 
-/** Request types: the `type` field of the request header (§5.2.6). */
+/** Request types: the `type` field of the request header (VIRTIO 1.2 §5.2.6). */
 export const BlkRequestType = {
   IN: 0,
   OUT: 1,
@@ -39,14 +39,15 @@ export const BlkRequestType = {
   WRITE_ZEROES: 13,
 } as const;
 
-/** Values of the status byte the device writes last (§5.2.6). */
+/** Values of the status byte the device writes last (VIRTIO 1.2 §5.2.6). */
 export const BlkStatus = {
   OK: 0,
   IOERR: 1,
   UNSUPP: 2,
 } as const;
 
-/** Sector unit of `capacity` and of the header `sector`, whatever `blk_size` is (§5.2.4). */
+/** Sector unit of `capacity` and of the header `sector`, whatever `blk_size` is (VIRTIO 1.2
+ * §5.2.4). */
 export const BLK_SECTOR_SIZE = 512;
 /** Request header: `type` u32 at 0, `reserved` u32 at 4, `sector` u64 at 8. */
 export const BLK_REQ_HEADER_SIZE = 16;
@@ -64,7 +65,7 @@ export const BLK_DWZ_NUM_SECTORS = 8;
 export const BLK_DWZ_FLAGS = 12;
 export const BLK_DWZ_FLAG_UNMAP = 1;
 
-/** Config-space offsets (§5.2.4, `struct virtio_blk_config`). */
+/** Config-space offsets (VIRTIO 1.2 §5.2.4, `struct virtio_blk_config`). */
 export const BlkConfig = {
   /** u64: size in 512-byte sectors. */
   CAPACITY: 0,

@@ -1,5 +1,5 @@
 /**
- * VIRTIO feature bits (OASIS VIRTIO 1.2 §6, vshm spec §4.4).
+ * VIRTIO feature bits (OASIS VIRTIO 1.2 §6; vshm protocol §4.4).
  *
  * Bit *numbers* are plain `number`s (0…63); the 64-bit feature *sets* are `bigint` masks, as the
  * spec conventions require for 64-bit values. The transport moves them through two 32-bit windows
@@ -9,9 +9,9 @@
 
 /** Transport (device-independent) feature bit numbers. */
 export const VirtioFeature = {
-  /** Descriptors may point to indirect tables (split ring §2.7.5.3). BE MAY offer. */
+  /** Descriptors may point to indirect tables (VIRTIO 1.2 §2.7.5.3). BE MAY offer. */
   RING_INDIRECT_DESC: 28,
-  /** `used_event` / `avail_event` suppression (§2.7.7–2.7.10). BE MAY offer. */
+  /** `used_event` / `avail_event` suppression (VIRTIO 1.2 §2.7.7–2.7.10). BE MAY offer. */
   RING_EVENT_IDX: 29,
   /** Non-legacy device. BE MUST offer, FE MUST refuse a device without it. */
   VERSION_1: 32,

@@ -6,8 +6,8 @@ import { expect } from 'chai';
 import { PassThrough } from 'node:stream';
 import { ConsoleControlEvent as E, ConsoleFeature, featureBit } from 'virtio-spec-types';
 import { ConsoleDevice } from '../../src/device.js';
-import { feed, sendControl as send, sink } from '../helpers/console-streams.js';
-import { FakeChain, FakeSession } from '../helpers/fake-session.js';
+import { feed, sendControl as send, sink } from '../fixtures/console-streams.js';
+import { FakeChain, FakeSession } from '../fixtures/fake-session.js';
 
 const MULTIPORT = featureBit(ConsoleFeature.MULTIPORT);
 const names = ['org.vshm.one', 'org.vshm.two', 'org.vshm.three'];

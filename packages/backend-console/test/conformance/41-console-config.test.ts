@@ -6,8 +6,9 @@
 import { expect } from 'chai';
 import { ConsoleFeature, featureBit, VirtioDeviceId } from 'virtio-spec-types';
 import { ConsoleDevice } from '../../src/device.js';
-import { FakeConfig, FakeSession } from '../helpers/fake-session.js';
-import { closeRigs, F, MiniDriver, startRig, until } from '../helpers/loopback-rig.js';
+import { FakeConfig, FakeSession } from '../fixtures/fake-session.js';
+import { closeRigs, F, MiniDriver, startRig } from '../fixtures/loopback-rig.js';
+import { until } from '../../../transport/test/fixtures/until.js';
 
 const SIZE = featureBit(ConsoleFeature.SIZE);
 

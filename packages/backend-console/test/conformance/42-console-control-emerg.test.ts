@@ -5,7 +5,7 @@
 import { expect } from 'chai';
 import { ConsoleControlEvent, ConsoleControlEvent as E, consoleControlEventName, encodeConsoleControl } from 'virtio-spec-types';
 import { ConsoleDevice } from '../../src/device.js';
-import { sink } from '../helpers/console-streams.js';
+import { sink } from '../fixtures/console-streams.js';
 
 const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex');
 

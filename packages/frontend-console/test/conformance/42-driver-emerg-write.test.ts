@@ -6,7 +6,7 @@
 import { expect } from 'chai';
 import { ConsoleFeature, featureBit } from 'virtio-spec-types';
 import { ConsoleDriver, ConsoleError } from '../../src/index.js';
-import { FakeSession } from '../fake-session.js';
+import { FakeSession } from '../fixtures/fake-session.js';
 
 const EMERG = featureBit(ConsoleFeature.EMERG_WRITE);
 

@@ -77,7 +77,7 @@ async function connectWithin(binding: Binding, socketPath: string, timeoutMs: nu
  * its UNIX socket, maps the shared memory, and is the `IvshmemDevice` the virtio transport runs
  * on — doorbells out, interrupts in, the state table, peer arrivals and departures.
  */
-export class IvshmemPeer extends EventEmitter implements IvshmemDevice, ReaderSink {
+export class IvshmemPeer extends EventEmitter implements IvshmemDevice {
   /**
    * Connect to the server socket at `socketPath` and complete the initial burst. Rejects with a
    * ProtocolError (bad messages, burst timeout, EOF before the burst: e.g. no free ID, §1.4), a
@@ -138,7 +138,8 @@ export class IvshmemPeer extends EventEmitter implements IvshmemDevice, ReaderSi
     this.sock = sock;
     this.acceptReduced = opts.acceptReducedProtection ?? false;
     this.keepPeers = opts.keepPeersOnServerGone ?? false;
-    this.reader = new ServerReader(binding, sock, this);
+    // The peer is the reader's sink through its @internal methods; not part of its public type.
+    this.reader = new ServerReader(binding, sock, this satisfies ReaderSink);
   }
 
   get id(): number {

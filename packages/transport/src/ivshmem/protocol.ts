@@ -1,7 +1,7 @@
 /**
  * The ivshmem v2 server wire format (spec §1.2) and the stateless INIT checks of §1.8.
  *
- * This is the ONLY file that knows byte offsets on the socket (style §5). It is pure: it encodes
+ * This is the ONLY file that knows byte offsets on the socket. It is pure: it encodes
  * values to bytes and decodes bytes to values or a typed `ProtocolError`; it never touches a
  * socket or an fd. Fds travel beside these bytes as SCM_RIGHTS and are the caller's business.
  *
@@ -35,7 +35,7 @@ export const PROTOCOL_BACKEND_BIT = 0x4000;
 /** Size of the state table at the start of the memory (§2). */
 export const STATE_TABLE_BYTES = 4096;
 
-/** Byte offsets of every field on the wire (§1.2); pinned by protocol.test.ts. */
+/** Byte offsets of every field on the wire (§1.2); pinned by test/ivshmem/protocol.test.ts. */
 export const OFFSETS = Object.freeze({
   type: 0,
   len: 4,

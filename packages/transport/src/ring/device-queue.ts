@@ -1,7 +1,7 @@
 /**
  * The device (back-end) side of a split virtqueue (OASIS VIRTIO 1.2 §2.7, spec §4.9, §6).
  *
- * Trust model (read once, check the copy): the driver owns the descriptor table and the available ring and may
+ * Trust model (read once): the driver owns the descriptor table and the available ring and may
  * change them at any moment, maliciously. The engine therefore loads each ring field and each
  * descriptor exactly ONCE into locals, validates the copy (§6.3 items 1–7) and only then uses it;
  * every walk is bounded (queue size, or the indirect table's entries). On the first violation it

@@ -1,5 +1,5 @@
 /**
- * MemoryView: the byte region a split virtqueue lives in (style §1). The queue engine takes one
+ * MemoryView: the byte region a split virtqueue lives in. The queue engine takes one
  * and owns neither the memory nor its lifetime: `ivshmem/` wraps the mapped window (virtio
  * addresses = offsets into it, spec §4.7), unit tests wrap `new ArrayBuffer(65536)`.
  *

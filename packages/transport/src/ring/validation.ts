@@ -1,6 +1,6 @@
 /**
  * Pure predicates of split-virtqueue validation (spec §5.2, §6.1, §6.2), shared by the device
- * queue, the driver queue, the mocks and the tests (style §9). Nothing here touches memory.
+ * queue, the driver queue, the mocks and the tests. Nothing here touches memory.
  *
  * Overflow: addresses are numbers < 2^53 (a u64 ≥ 2^53 arrives as +Infinity, see
  * `MemoryView.load64`) and lengths are u32. Every range test is written as

@@ -2,7 +2,7 @@
  * `vshm-server` options (spec §1.9): value syntax, defaults, ranges and the cross-checks that make
  * an argument error (exit 2, nothing created). Pure: no fds, no files.
  *
- * The same checks guard the programmatic `IvshmemServer` constructor (style §8), so a server
+ * The same checks guard the programmatic `IvshmemServer` constructor, so a server
  * built in a test refuses exactly what the CLI refuses.
  */
 import { ArgumentError } from '../errors.js';

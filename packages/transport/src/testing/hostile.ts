@@ -1,5 +1,5 @@
 /**
- * Seeded hostile-ring generator (style §11, spec §6, checklist 38/39). Each case builds a queue
+ * Seeded hostile-ring generator (spec §6, checklist 38/39). Each case builds a queue
  * over a fresh 64 KiB buffer, lets a hostile peer (MockDriver / MockDevice) post a mix of valid
  * chains and corrupted ring contents, runs the engine under test, and asserts:
  *

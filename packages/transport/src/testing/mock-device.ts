@@ -1,7 +1,7 @@
 /**
  * MockDevice: a test double that plays the device side of one split virtqueue against a
  * DriverQueue by reading avail entries and descriptors and writing used elements into the same
- * memory (style §2). Independent of DeviceQueue on purpose. It trusts the driver (walks are still
+ * memory. Independent of DeviceQueue on purpose. It trusts the driver (walks are still
  * bounded so a test bug cannot hang) and can write anything at all into the used ring — the §6.4
  * conformance cases use the raw setters.
  */

@@ -1,7 +1,7 @@
 /**
  * MockDriver: a test double that plays the driver side of one split virtqueue by writing raw
- * descriptors, avail entries and `avail.idx` into the same memory a DeviceQueue reads (style §2:
- * mock the other side, not the memory). Independent of DriverQueue on purpose, so device-side
+ * descriptors, avail entries and `avail.idx` into the same memory a DeviceQueue reads (mock the
+ * other side, not the memory). Independent of DriverQueue on purpose, so device-side
  * tests do not depend on the driver engine. It can also write anything at all — the hostile-ring
  * generator and the §6.3 conformance cases use the raw setters.
  *

@@ -31,7 +31,7 @@
  * any time), issues a full fence and only then clears `write_transaction` — so a completed
  * transaction always has its side effects (§8 #25).
  *
- * The device's ops are called through guards (style §8 at the edge, §6.3 inside): nothing a
+ * The device's ops are called through guards (checked at the edge, §6.3 inside): nothing a
  * device callback throws escapes into the interrupt path. A throwing `activate` or
  * `configWritten` breaks the device like a ring violation (DEVICE_NEEDS_RESET,
  * docs/decisions.md); a throwing `acceptFeatures` refuses the features; a throwing `deactivate`
@@ -738,10 +738,10 @@ function toError(err: unknown): Error {
 }
 
 // ------------------------------------------------------------------------------------------
-// Edge checks (style §8)
+// Edge checks
 // ------------------------------------------------------------------------------------------
 
-/** Check the ops table at the edge (style §8). */
+/** Check the ops table at the edge. */
 function checkOps(ops: VirtioDeviceOps): void {
   if (ops === null || typeof ops !== 'object') throw new ArgumentError('VirtioBackend: ops must be an object');
   if (!Number.isInteger(ops.deviceId) || ops.deviceId < 1 || ops.deviceId > 0x3fff) {

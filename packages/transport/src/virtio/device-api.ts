@@ -1,5 +1,5 @@
 /**
- * The device plug-in API (style §6): ops tables a user implements to put a virtio device on
+ * The device plug-in API: ops tables a user implements to put a virtio device on
  * either side of the transport. The transport negotiates features, runs the status bits, sets up
  * queues, validates rings and recovers from peer loss once for every device; a device sees only
  * queues, chains (byte reader/writer) and its config space — never `ivshmem/` or the header.
@@ -65,7 +65,7 @@ export interface DeviceChain {
    *
    * Trust: the driver owns these bytes and may change them at any time (§6.2), also between two
    * reads of the same byte. A device that validates and then uses data must `read()` a private
-   * copy (style §3, read once); views are for consuming each byte once.
+   * copy (read once, check the copy); views are for consuming each byte once.
    */
   readableSegments(): readonly Uint8Array[];
   /**

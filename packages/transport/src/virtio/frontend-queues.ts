@@ -43,7 +43,7 @@ export interface FrontendQueueOptions {
 }
 
 /**
- * Private record of one addSgs() request (style §3: never read back from shared memory): every
+ * Private record of one addSgs() request (never read back from shared memory): every
  * allocation to free as flat [pool (0 driver, 1 device), addr, len] triples, and per writable
  * segment its address, length and optional caller destination.
  */
@@ -73,7 +73,7 @@ export class FrontendQueue<T = unknown> implements DriverQueueHandle<T> {
   private readonly alloc: SharedMemoryAllocator;
   private readonly doorbell: (vector: number) => void;
   private readonly brokenCb: (err: Error) => void;
-  // Private request records by slot (style §3: never read back from shared memory).
+  // Private request records by slot (never read back from shared memory).
   private readonly freeSlots: Uint16Array;
   private freeSlotCount: number;
   private readonly tokens: (T | undefined)[];
@@ -224,7 +224,7 @@ export class FrontendQueue<T = unknown> implements DriverQueueHandle<T> {
     if (!Array.isArray(out) || !Array.isArray(in_)) throw new ArgumentError('addSgs: out and in must be arrays');
     const n = out.length + in_.length;
     if (n === 0) throw new ArgumentError('addSgs: a request needs at least one segment');
-    if (n > this.size) throw new ArgumentError(`addSgs: ${n} segments, more than the queue size ${this.size} (§2.7.5.3.1)`);
+    if (n > this.size) throw new ArgumentError(`addSgs: ${n} segments, more than the queue size ${this.size} (VIRTIO 1.2 §2.7.5.3.1)`);
     let copyBytes = 0;
     for (let k = 0; k < out.length; k++) {
       const v = out[k];

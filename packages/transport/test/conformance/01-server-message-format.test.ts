@@ -5,7 +5,7 @@
 import { expect } from 'chai';
 import binding from '@vshm/addon';
 import { encodeEventFd, encodeInit, encodePeerGone, MSG_INIT } from '../../src/ivshmem/protocol.js';
-import { evs, sig, useServerRig } from '../helpers/server-rig.js';
+import { evs, sig, useServerRig } from '../fixtures/server-rig.js';
 
 describe('§8 item 1: messages 40/16/12 bytes, version 2, fds per type', function () {
   describe('IvshmemServer in process, raw clients', function () {

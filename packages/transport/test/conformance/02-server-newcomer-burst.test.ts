@@ -6,7 +6,7 @@
 import { expect } from 'chai';
 import { existsSync } from 'node:fs';
 import binding from '@vshm/addon';
-import { evs, sig, useServerRig } from '../helpers/server-rig.js';
+import { evs, sig, useServerRig } from '../fixtures/server-rig.js';
 
 describe('§8 item 2: newcomer burst — INIT, foreign fds in connection order, then its own', function () {
   describe('IvshmemServer in process, raw clients', function () {

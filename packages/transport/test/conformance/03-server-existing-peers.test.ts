@@ -4,7 +4,7 @@
  */
 import { expect } from 'chai';
 import binding from '@vshm/addon';
-import { evs, sig, useServerRig } from '../helpers/server-rig.js';
+import { evs, sig, useServerRig } from '../fixtures/server-rig.js';
 
 describe('§8 item 3: existing peers get only EVENT_FD(new, 0 … V−1), in order', function () {
   describe('IvshmemServer in process, raw clients', function () {

@@ -3,7 +3,7 @@
  */
 import { expect } from 'chai';
 import { once } from 'node:events';
-import { sig, useServerRig } from '../helpers/server-rig.js';
+import { sig, useServerRig } from '../fixtures/server-rig.js';
 
 describe('§8 item 4: IDs are lowest-free and reused', function () {
   describe('IvshmemServer in process, raw clients', function () {

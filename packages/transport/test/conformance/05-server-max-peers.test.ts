@@ -3,7 +3,7 @@
  */
 import { expect } from 'chai';
 import { once } from 'node:events';
-import { evs, sig, useServerRig } from '../helpers/server-rig.js';
+import { evs, sig, useServerRig } from '../fixtures/server-rig.js';
 
 describe('§8 item 5: a client beyond max_peers is closed without a message', function () {
   describe('IvshmemServer in process, raw clients', function () {

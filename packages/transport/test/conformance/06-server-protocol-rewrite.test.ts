@@ -4,7 +4,7 @@
  */
 import { expect } from 'chai';
 import type { InitMessage } from '../../src/ivshmem/protocol.js';
-import { useServerRig } from '../helpers/server-rig.js';
+import { useServerRig } from '../fixtures/server-rig.js';
 
 describe('§8 item 6: virtio protocol rewrite per peer ID', function () {
   describe('IvshmemServer in process, raw clients', function () {

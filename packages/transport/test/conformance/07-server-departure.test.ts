@@ -4,7 +4,7 @@
  */
 import { expect } from 'chai';
 import binding from '@vshm/addon';
-import { useServerRig } from '../helpers/server-rig.js';
+import { useServerRig } from '../fixtures/server-rig.js';
 
 describe('§8 item 7: a departing client has its entry zeroed and the others get PEER_GONE', function () {
   describe('IvshmemServer in process, raw clients', function () {

@@ -5,8 +5,8 @@
 import { expect } from 'chai';
 import { existsSync, readFileSync } from 'node:fs';
 import binding from '@vshm/addon';
-import { tmpPath } from '../helpers/raw-client.js';
-import { useCliRig } from '../helpers/server-cli-rig.js';
+import { tmpPath } from '../fixtures/raw-client.js';
+import { useCliRig } from '../fixtures/server-cli-rig.js';
 
 describe('§8 item 8: SIGTERM sends PEER_GONE, removes the socket, exits 0', function () {
   describe('vshm-server CLI in a child process (§1.9)', function () {

@@ -8,9 +8,9 @@ import binding from '@vshm/addon';
 import type { InitMessage } from '../../src/ivshmem/protocol.js';
 import { IvshmemServer } from '../../src/server/server.js';
 import { ServerError } from '../../src/server/socket.js';
-import { tmpPath } from '../helpers/raw-client.js';
-import { useCliRig } from '../helpers/server-cli-rig.js';
-import { useServerRig } from '../helpers/server-rig.js';
+import { tmpPath } from '../fixtures/raw-client.js';
+import { useCliRig } from '../fixtures/server-cli-rig.js';
+import { useServerRig } from '../fixtures/server-rig.js';
 
 describe('§8 item 10: socket mode 0600, stale replaced, live refused', function () {
   describe('IvshmemServer in process, raw clients', function () {

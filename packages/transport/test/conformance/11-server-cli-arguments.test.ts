@@ -14,8 +14,8 @@ import { ArgumentError } from '../../src/errors.js';
 import { IvshmemServer } from '../../src/server/server.js';
 import { parseServerArgs } from '../../src/server/cli-args.js';
 import { listeningLine, main } from '../../src/server/cli.js';
-import { RawClient, removeIfExists, tmpPath } from '../helpers/raw-client.js';
-import { useCliRig } from '../helpers/server-cli-rig.js';
+import { RawClient, removeIfExists, tmpPath } from '../fixtures/raw-client.js';
+import { useCliRig } from '../fixtures/server-cli-rig.js';
 
 const BAD_ARGS = [
   ['-V', '0'],

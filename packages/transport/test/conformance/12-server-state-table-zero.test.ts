@@ -3,8 +3,8 @@
  */
 import { expect } from 'chai';
 import binding from '@vshm/addon';
-import { useCliRig } from '../helpers/server-cli-rig.js';
-import { useServerRig } from '../helpers/server-rig.js';
+import { useCliRig } from '../fixtures/server-cli-rig.js';
+import { useServerRig } from '../fixtures/server-rig.js';
 
 describe('§8 item 12: the state table is zero after start, even for a reused -M object', function () {
   describe('IvshmemServer in process, raw clients', function () {

@@ -4,7 +4,7 @@
  */
 import { expect } from 'chai';
 import { encodeInit } from '../../src/ivshmem/protocol.js';
-import { useReaderRig } from '../helpers/reader-rig.js';
+import { useReaderRig } from '../fixtures/reader-rig.js';
 
 describe('§8 item 13: INIT validation — bad versions, lengths, vectors, ids, memory rejected; len 48 accepted', function () {
   describe('ServerReader with a fake server (§1.8)', function () {

@@ -1,7 +1,7 @@
 /**
  * §8 item 14: EVENT_FD out of order, with vector ≥ `vectors`, or without fd is rejected (§1.8).
  */
-import { useReaderRig } from '../helpers/reader-rig.js';
+import { useReaderRig } from '../fixtures/reader-rig.js';
 
 describe('§8 item 14: EVENT_FD out of order, vector ≥ vectors or without fd is rejected', function () {
   describe('ServerReader with a fake server (§1.8)', function () {

@@ -2,7 +2,7 @@
  * §8 item 15: PEER_GONE for an unknown or the own ID is rejected (§1.8).
  */
 import { expect } from 'chai';
-import { useReaderRig } from '../helpers/reader-rig.js';
+import { useReaderRig } from '../fixtures/reader-rig.js';
 
 describe('§8 item 15: PEER_GONE for an unknown or the own ID is rejected', function () {
   describe('ServerReader with a fake server (§1.8)', function () {

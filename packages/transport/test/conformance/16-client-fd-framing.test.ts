@@ -5,7 +5,7 @@
 import { expect } from 'chai';
 import binding from '@vshm/addon';
 import { encodeInit, type InitMessage } from '../../src/ivshmem/protocol.js';
-import { useReaderRig } from '../helpers/reader-rig.js';
+import { useReaderRig } from '../fixtures/reader-rig.js';
 
 const b = binding;
 

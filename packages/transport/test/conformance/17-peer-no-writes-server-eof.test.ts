@@ -3,7 +3,8 @@
  */
 import { expect } from 'chai';
 import { once } from 'node:events';
-import { until, usePeerRig, useConsolePair, useTwoProcRig } from '../helpers/device-rigs.js';
+import { usePeerRig, useConsolePair, useTwoProcRig } from '../fixtures/device-rigs.js';
+import { until } from '../fixtures/until.js';
 
 describe('§8 item 17: a peer never writes to its socket; server EOF is reported', function () {
   describe('IvshmemPeer with a fake server (§1.8, §3)', function () {

@@ -7,7 +7,7 @@ import { once } from 'node:events';
 import { readdirSync, readFileSync } from 'node:fs';
 import binding from '@vshm/addon';
 import { IvshmemPeer } from '../../src/ivshmem/peer.js';
-import { usePeerRig, useTwoProcRig } from '../helpers/device-rigs.js';
+import { usePeerRig, useTwoProcRig } from '../fixtures/device-rigs.js';
 
 const b = binding;
 

@@ -3,7 +3,7 @@
  * ignored (§3).
  */
 import { expect } from 'chai';
-import { drain, eventfdCount, record, useConsolePair, useLoopbackPair, usePeerRig, useTwoProcRig } from '../helpers/device-rigs.js';
+import { drain, eventfdCount, record, useConsolePair, useLoopbackPair, usePeerRig, useTwoProcRig } from '../fixtures/device-rigs.js';
 
 describe('§8 item 19: doorbells increment the target eventfd; absent targets and bad vectors are ignored', function () {
   describe('IvshmemPeer with a fake server (§1.8, §3)', function () {

@@ -3,7 +3,7 @@
  */
 import { expect } from 'chai';
 import binding from '@vshm/addon';
-import { drain, eventfdCount, record, useConsolePair, useLoopbackPair, usePeerRig, useTwoProcRig } from '../helpers/device-rigs.js';
+import { drain, eventfdCount, record, useConsolePair, useLoopbackPair, usePeerRig, useTwoProcRig } from '../fixtures/device-rigs.js';
 
 const b = binding;
 

@@ -4,7 +4,8 @@
  */
 import { expect } from 'chai';
 import binding from '@vshm/addon';
-import { drain, eventfdCount, record, useLoopbackPair, usePeerRig, until } from '../helpers/device-rigs.js';
+import { drain, eventfdCount, record, useLoopbackPair, usePeerRig } from '../fixtures/device-rigs.js';
+import { until } from '../fixtures/until.js';
 
 const b = binding;
 

@@ -3,7 +3,8 @@
  */
 import { expect } from 'chai';
 import { once } from 'node:events';
-import { drain, eventfdCount, record, useConsolePair, useLoopbackPair, usePeerRig, useTwoProcRig, until } from '../helpers/device-rigs.js';
+import { drain, eventfdCount, record, useConsolePair, useLoopbackPair, usePeerRig, useTwoProcRig } from '../fixtures/device-rigs.js';
+import { until } from '../fixtures/until.js';
 
 describe('§8 item 22: PEER_GONE closes the peer eventfds and fires the own vector 0', function () {
   describe('IvshmemPeer with a fake server (§1.8, §3)', function () {

@@ -8,7 +8,8 @@ import {
   HDR_QUEUE_SEL, HDR_QUEUE_SIZE,
 } from '../../src/virtio/header.js';
 import { packedRingAddresses } from '../../src/ring/ring-layout.js';
-import { LIVE, S, kick, negotiate, queueRig, setupQueue, until, type QueueRig } from '../fixtures/backend-rig.js';
+import { LIVE, S, kick, negotiate, queueRig, setupQueue, type QueueRig } from '../fixtures/backend-rig.js';
+import { until } from '../fixtures/until.js';
 
 describe('conformance 27 (transport): queue window and Linux queue_enable stores', () => {
   let r: QueueRig | null = null;

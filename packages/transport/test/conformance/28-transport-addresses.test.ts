@@ -3,7 +3,8 @@
  */
 import { expect } from 'chai';
 import { HDR_DEVICE_STATUS } from '../../src/virtio/header.js';
-import { LIVE, kick, negotiate, queueRig, setupQueue, until, type QueueRig } from '../fixtures/backend-rig.js';
+import { LIVE, kick, negotiate, queueRig, setupQueue, type QueueRig } from '../fixtures/backend-rig.js';
+import { until } from '../fixtures/until.js';
 
 describe('conformance 28 (transport): addresses are window offsets', () => {
   let r: QueueRig | null = null;

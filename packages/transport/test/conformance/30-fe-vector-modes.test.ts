@@ -4,8 +4,9 @@
  */
 import { expect } from 'chai';
 import type { FrontendQueue } from '../../src/virtio/frontend-queues.js';
-import { echoDevice, until } from '../fixtures/transport-devices.js';
+import { echoDevice } from '../fixtures/transport-devices.js';
 import { useEchoRigs } from '../fixtures/transport-rigs.js';
+import { until } from '../fixtures/until.js';
 
 const CASES = [
   { vectors: 3, mode: 'per-queue', driverVectors: [1, 2], deviceVectors: [1, 2] },

@@ -4,8 +4,9 @@
  */
 import { expect } from 'chai';
 import { HDR_CONFIG, HDR_CONFIG_EVENT, HDR_CONFIG_GENERATION, HDR_DEVICE_STATUS } from '../../src/virtio/header.js';
-import { LIVE, negotiate, queueRig, until, type QueueRig } from '../fixtures/backend-rig.js';
+import { LIVE, negotiate, queueRig, type QueueRig } from '../fixtures/backend-rig.js';
 import { consoleLikeOps } from '../fixtures/backend-devices.js';
+import { until } from '../fixtures/until.js';
 
 describe('conformance 31 (transport): config generation rule', () => {
   let r: QueueRig | null = null;

@@ -6,8 +6,8 @@
 import { expect } from 'chai';
 import { HDR_DEVICE_STATUS } from '../../src/virtio/header.js';
 import { packedRingBytes } from '../../src/ring/ring-layout.js';
-import { turn } from '../fixtures/backend-scripted-frontend.js';
-import { kick, liveRig, until, type QueueRig } from '../fixtures/backend-rig.js';
+import { kick, liveRig, type QueueRig } from '../fixtures/backend-rig.js';
+import { until, turn } from '../fixtures/until.js';
 
 describe('conformance 32 (transport): no old ring after reset', () => {
   let r: QueueRig | null = null;

@@ -5,8 +5,8 @@
 import { expect } from 'chai';
 import { HDR_DEVICE_FEATURES, HDR_DEVICE_FEATURES_SEL, HDR_DEVICE_STATUS, HDR_REVISION } from '../../src/virtio/header.js';
 import type { BackendPhase } from '../../src/virtio/backend.js';
-import { turn } from '../fixtures/backend-scripted-frontend.js';
-import { kick, liveRig, until, type QueueRig } from '../fixtures/backend-rig.js';
+import { kick, liveRig, type QueueRig } from '../fixtures/backend-rig.js';
+import { until, turn } from '../fixtures/until.js';
 
 describe('conformance 33 (transport): serve only while the FE is READY', () => {
   let r: QueueRig | null = null;

@@ -4,8 +4,9 @@
  */
 import { expect } from 'chai';
 import { VirtioFrontend } from '../../src/virtio/frontend.js';
-import { recordingDriver, until } from '../fixtures/transport-devices.js';
+import { recordingDriver } from '../fixtures/transport-devices.js';
 import { echo, useRestartRig } from '../fixtures/transport-rigs.js';
+import { until } from '../fixtures/until.js';
 
 describe('§8 item 34: FE waits for BE READY and re-initialises after it returns (§4.10)', () => {
   const rig = useRestartRig();

@@ -5,8 +5,9 @@
 import { expect } from 'chai';
 import { VirtioFrontend } from '../../src/virtio/frontend.js';
 import { TransportError } from '../../src/errors.js';
-import { echoDevice, recordingDriver, until } from '../fixtures/transport-devices.js';
+import { echoDevice, recordingDriver } from '../fixtures/transport-devices.js';
 import { echo, useRestartRig } from '../fixtures/transport-rigs.js';
+import { until } from '../fixtures/until.js';
 
 describe('§8 item 35: in-flight requests of a lost peer fail with an error (§4.10)', () => {
   const rig = useRestartRig();

@@ -5,8 +5,9 @@
 import { expect } from 'chai';
 import type { IvshmemDevice } from '../../src/ivshmem/device.js';
 import type { FrontendQueue } from '../../src/virtio/frontend-queues.js';
-import { until, type RecordingDriver } from '../fixtures/transport-devices.js';
+import { type RecordingDriver } from '../fixtures/transport-devices.js';
 import { useEchoRigs } from '../fixtures/transport-rigs.js';
+import { until } from '../fixtures/until.js';
 
 describe('§8 item 36: allocator chunks on a live front-end (§5.1)', () => {
   const rig = useEchoRigs();

@@ -6,8 +6,8 @@
  */
 import { expect } from 'chai';
 import type { FrontendQueue } from '../../src/virtio/frontend-queues.js';
-import { until } from '../fixtures/transport-devices.js';
 import { useEchoRigs } from '../fixtures/transport-rigs.js';
+import { until } from '../fixtures/until.js';
 
 const BE_SECTION = 0x1f000;
 const FE_SECTION = 0x2f000;

@@ -2,7 +2,7 @@
  * §8 item 38 at transport level: each hostile ring below makes the VirtioBackend set
  * DEVICE_NEEDS_RESET and fire a config event (config_event := 1, Doorbell(FE, 0)) without any
  * access outside the permitted regions; it keeps completing transactions and recovers on reset.
- * The driver is the engine's MockDriver writing raw ring contents (style §2, §11).
+ * The driver is the engine's MockDriver writing raw ring contents.
  */
 import { expect } from 'chai';
 import { VIRTQ_DESC_F_INDIRECT, VIRTQ_DESC_F_NEXT, VIRTQ_DESC_F_WRITE } from 'virtio-spec-types';
@@ -10,9 +10,9 @@ import { RingError } from '../../src/errors.js';
 import { HDR_CONFIG_EVENT, HDR_DEVICE_STATUS } from '../../src/virtio/header.js';
 import { packedRingAddresses } from '../../src/ring/ring-layout.js';
 import type { MockDriver } from '../../src/testing/mock-driver.js';
-import { LIVE, S, kick, liveRig, negotiate, setupQueue, until, type QueueRig } from '../fixtures/backend-rig.js';
+import { LIVE, S, kick, liveRig, negotiate, setupQueue, type QueueRig } from '../fixtures/backend-rig.js';
 import { echoOps } from '../fixtures/backend-devices.js';
-import { turn } from '../fixtures/backend-scripted-frontend.js';
+import { until, turn } from '../fixtures/until.js';
 
 const INDIRECT_BIT = 1 << 28;
 

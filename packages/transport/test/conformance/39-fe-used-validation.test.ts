@@ -11,8 +11,9 @@ import { VirtioBackend } from '../../src/virtio/backend.js';
 import { VirtioFrontend } from '../../src/virtio/frontend.js';
 import type { FrontendQueue } from '../../src/virtio/frontend-queues.js';
 import { RingError } from '../../src/errors.js';
-import { until, type EchoDevice, type RecordingDriver } from '../fixtures/transport-devices.js';
+import { type EchoDevice, type RecordingDriver } from '../fixtures/transport-devices.js';
 import { useEchoRigs } from '../fixtures/transport-rigs.js';
+import { until } from '../fixtures/until.js';
 
 describe('§8 item 39: FE used-ring validation (§6.4)', () => {
   const rig = useEchoRigs();

@@ -5,7 +5,7 @@
  */
 import { expect } from 'chai';
 import net from 'node:net';
-import { useCliRig } from '../helpers/server-cli-rig.js';
+import { useCliRig } from '../fixtures/server-cli-rig.js';
 
 /** `total` connections, `parallel` at a time, each closed as soon as it is connected. */
 function flood(path: string, total: number, parallel: number): Promise<void> {

@@ -5,8 +5,8 @@
  */
 import { expect } from 'chai';
 import { existsSync } from 'node:fs';
-import { countFds } from '../helpers/raw-client.js';
-import { useCliRig } from '../helpers/server-cli-rig.js';
+import { countFds } from '../fixtures/raw-client.js';
+import { useCliRig } from '../fixtures/server-cli-rig.js';
 
 describe('vshm-server CLI (§1.9; §8 items 8–12 are in conformance/08–12)', function () {
   const rig = useCliRig();

@@ -9,7 +9,7 @@ import { existsSync, lstatSync, mkdtempSync, readFileSync, rmSync, symlinkSync, 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createPidFile, parsePidFile, PidFileError, removePidFile } from '../../src/server/pid-file.js';
-import { useCliRig } from '../helpers/server-cli-rig.js';
+import { useCliRig } from '../fixtures/server-cli-rig.js';
 
 function refused(fn: () => void): PidFileError {
   try {

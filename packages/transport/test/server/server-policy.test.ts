@@ -1,5 +1,5 @@
 /**
- * IvshmemServer policy against a fake binding (style §7): the send paths a real socket rarely
+ * IvshmemServer policy against a fake binding: the send paths a real socket rarely
  * takes — INIT that cannot be sent, short sends, EAGAIN, send errors, queue overflow — and the fd
  * bookkeeping around them (§1.3 last paragraph, §1.6).
  */
@@ -8,7 +8,7 @@ import type { Binding, FdWatcher, WatchCallback } from '@vshm/addon';
 import { encodeEventFd, encodeInit, encodePeerGone } from '../../src/ivshmem/protocol.js';
 import { IvshmemServer } from '../../src/server/server.js';
 import { MAX_QUEUED_MESSAGES } from '../../src/server/connection.js';
-import { tmpPath } from '../helpers/raw-client.js';
+import { tmpPath } from '../fixtures/raw-client.js';
 
 interface Sent {
   fd: number;

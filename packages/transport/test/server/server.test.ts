@@ -9,8 +9,8 @@ import { tmpdir } from 'node:os';
 import binding from '@vshm/addon';
 import { ArgumentError } from '../../src/errors.js';
 import { IvshmemServer } from '../../src/server/server.js';
-import { countFds } from '../helpers/raw-client.js';
-import { evs, sig, useServerRig } from '../helpers/server-rig.js';
+import { countFds } from '../fixtures/raw-client.js';
+import { evs, sig, useServerRig } from '../fixtures/server-rig.js';
 
 describe('IvshmemServer (§1.3–1.7; §8 items 1–12 are in conformance/01–12)', function () {
   const rig = useServerRig();

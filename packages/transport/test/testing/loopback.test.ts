@@ -8,7 +8,7 @@ import { once } from 'node:events';
 import { createLoopbackPair, simulateServerGone } from '../../src/testing/loopback.js';
 import type { IvshmemDevice } from '../../src/ivshmem/device.js';
 import { ArgumentError, LayoutError } from '../../src/errors.js';
-import { drain, record, useLoopbackPair } from '../helpers/device-rigs.js';
+import { drain, record, useLoopbackPair } from '../fixtures/device-rigs.js';
 
 describe('loopback pair (spec §3 device model)', () => {
   const rig = useLoopbackPair();

@@ -12,7 +12,7 @@ import { VirtioFrontend } from '../../src/virtio/frontend.js';
 import type { ConfigReader, DriverQueueHandle, DriverSession, VirtioDriverOps } from '../../src/virtio/device-api.js';
 import { HDR_QUEUE_DEVICE_VECTOR, HDR_QUEUE_SEL } from '../../src/virtio/header.js';
 import { echoOps } from '../fixtures/backend-devices.js';
-import { until } from '../fixtures/backend-scripted-frontend.js';
+import { until } from '../fixtures/until.js';
 
 interface Pending {
   resolve(b: Buffer): void;

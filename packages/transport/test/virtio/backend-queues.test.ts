@@ -2,9 +2,9 @@ import { expect } from 'chai';
 import { VIRTQ_AVAIL_F_NO_INTERRUPT, VIRTQ_DESC_F_NEXT } from 'virtio-spec-types';
 import { HDR_DEVICE_STATUS, HDR_QUEUE_ENABLE, HDR_QUEUE_EVENT, HDR_QUEUE_SEL } from '../../src/virtio/header.js';
 import { packedRingAddresses, packedRingBytes } from '../../src/ring/ring-layout.js';
-import { turn } from '../fixtures/backend-scripted-frontend.js';
-import { LIVE, S, kick, liveRig, negotiate, queueRig, setupQueue, until, type QueueRig } from '../fixtures/backend-rig.js';
+import { LIVE, S, kick, liveRig, negotiate, queueRig, setupQueue, type QueueRig } from '../fixtures/backend-rig.js';
 import { echoOps } from '../fixtures/backend-devices.js';
+import { until, turn } from '../fixtures/until.js';
 
 const rigs: QueueRig[] = [];
 afterEach(async () => {

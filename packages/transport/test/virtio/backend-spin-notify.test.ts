@@ -1,7 +1,8 @@
 import { expect } from 'chai';
 import { VIRTQ_USED_F_NO_NOTIFY } from 'virtio-spec-types';
 import { AdaptiveSpin } from '../../src/virtio/spin.js';
-import { liveRig, until, type QueueRig } from '../fixtures/backend-rig.js';
+import { liveRig, type QueueRig } from '../fixtures/backend-rig.js';
+import { until } from '../fixtures/until.js';
 
 // perf: VirtioBackend.setNotify — kick suppression while a bounded spin polls (spin.ts, §4.9).
 const rigs: QueueRig[] = [];

@@ -26,8 +26,9 @@ import {
   HDR_SIZE,
   HDR_WRITE_TRANSACTION,
 } from '../../src/virtio/header.js';
-import { ScriptedFrontend, until } from '../fixtures/backend-scripted-frontend.js';
+import { ScriptedFrontend } from '../fixtures/backend-scripted-frontend.js';
 import { consoleLikeOps, type RecordingOps } from '../fixtures/backend-devices.js';
+import { until } from '../fixtures/until.js';
 
 const S = DeviceStatus;
 /** VERSION_1 | ACCESS_PLATFORM in the high word. */

@@ -7,8 +7,9 @@
 import { expect } from 'chai';
 import { PEER_STATE_READY } from '../../src/ivshmem/device.js';
 import type { TransportError } from '../../src/errors.js';
-import { echoDevice, recordingDriver, until } from '../fixtures/transport-devices.js';
+import { echoDevice, recordingDriver } from '../fixtures/transport-devices.js';
 import { useEchoRigs, type EchoRig } from '../fixtures/transport-rigs.js';
+import { until } from '../fixtures/until.js';
 
 interface Rig extends EchoRig {
   /** The BE's `device_status` at the moment it saw the FE entry leave READY (null: never). */

@@ -23,7 +23,8 @@ import {
 } from '../../src/virtio/header.js';
 import { negotiate } from '../../src/virtio/features.js';
 import { ScriptedBackend, type ScriptedBackendOptions } from '../fixtures/transport-scripted-backend.js';
-import { recordingDriver, until } from '../fixtures/transport-devices.js';
+import { recordingDriver } from '../fixtures/transport-devices.js';
+import { until } from '../fixtures/until.js';
 
 const V1 = 1n << 32n;
 const AP = 1n << 33n;

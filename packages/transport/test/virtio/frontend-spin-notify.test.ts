@@ -7,7 +7,8 @@ import { VirtioFrontend } from '../../src/virtio/frontend.js';
 import type { FrontendQueue } from '../../src/virtio/frontend-queues.js';
 import { MemoryView } from '../../src/ring/memory.js';
 import { frontendPollable } from '../../src/virtio/spin.js';
-import { echoDevice, recordingDriver, until } from '../fixtures/transport-devices.js';
+import { echoDevice, recordingDriver } from '../fixtures/transport-devices.js';
+import { until } from '../fixtures/until.js';
 
 // perf: FrontendQueue.setCallbacks / frontendPollable — interrupt suppression while the
 // front-end spins (spin.ts, §4.9), over the real FE and BE on the loopback.

@@ -6,8 +6,9 @@ import { VirtioFrontend } from '../../src/virtio/frontend.js';
 import { ArgumentError, TransportError } from '../../src/errors.js';
 import type { DriverSession } from '../../src/virtio/device-api.js';
 import type { FrontendQueue } from '../../src/virtio/frontend-queues.js';
-import { echoDevice, recordingDriver, until } from '../fixtures/transport-devices.js';
+import { echoDevice, recordingDriver } from '../fixtures/transport-devices.js';
 import { useEchoRigs, type EchoRig } from '../fixtures/transport-rigs.js';
+import { until } from '../fixtures/until.js';
 
 describe('VirtioFrontend ↔ VirtioBackend on the loopback', () => {
   const echoRig = useEchoRigs();

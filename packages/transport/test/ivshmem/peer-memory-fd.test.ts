@@ -9,10 +9,10 @@ import binding from '@vshm/addon';
 import { execFile } from 'node:child_process';
 import { closeSync, openSync, constants as fsc } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { LayoutError } from '../src/errors.js';
-import { IvshmemPeer } from '../src/ivshmem/peer.js';
-import { checkMemorySeals } from '../src/ivshmem/peer-mapping.js';
-import { FakeServer } from './fixtures/peer-fake-server.js';
+import { LayoutError } from '../../src/errors.js';
+import { IvshmemPeer } from '../../src/ivshmem/peer.js';
+import { checkMemorySeals } from '../../src/ivshmem/peer-mapping.js';
+import { FakeServer } from '../fixtures/peer-fake-server.js';
 
 const b = binding;
 
@@ -87,7 +87,7 @@ describe('IvshmemPeer memory fd checks', () => {
 
   /** Run the warning child with the given connection kinds; resolve with its warning count. */
   function warningsIn(...kinds: string[]): Promise<number> {
-    const child = fileURLToPath(new URL('./fixtures/memory-warning-child.ts', import.meta.url));
+    const child = fileURLToPath(new URL('../fixtures/memory-warning-child.ts', import.meta.url));
     return new Promise((resolve, reject) => {
       execFile(process.execPath, ['--import', 'tsx', child, ...kinds], (err, stdout) => {
         if (err) reject(err);

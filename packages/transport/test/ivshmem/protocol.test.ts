@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { ProtocolError } from '../src/errors.js';
+import { ProtocolError } from '../../src/errors.js';
 import {
   decodeHeader,
   decodeMessage,
@@ -20,7 +20,7 @@ import {
   protocolForPeer,
   validateInit,
   type InitMessage,
-} from '../src/ivshmem/protocol.js';
+} from '../../src/ivshmem/protocol.js';
 
 function hex(s: string): Buffer {
   return Buffer.from(s.replace(/\s+/g, ''), 'hex');

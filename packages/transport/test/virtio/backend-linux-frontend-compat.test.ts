@@ -9,14 +9,14 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DeviceStatus, VirtioFeatureMask } from 'virtio-spec-types';
-import { createLoopbackPair } from '../src/testing/loopback.js';
-import type { IvshmemDevice } from '../src/ivshmem/device.js';
-import { VirtioBackend } from '../src/virtio/backend.js';
-import { IvshmemPeer } from '../src/ivshmem/peer.js';
-import { ServerProcess, TransportChild } from './fixtures/transport-harness.js';
-import { echoOps, type RecordingOps } from './fixtures/backend-devices.js';
-import { until } from './fixtures/loopback-rigs.js';
-import { LinuxFrontendError, LinuxLikeFrontend, type LinuxQueue, type LinuxQueueSpec } from './fixtures/linux-like-frontend.js';
+import { createLoopbackPair } from '../../src/testing/loopback.js';
+import type { IvshmemDevice } from '../../src/ivshmem/device.js';
+import { VirtioBackend } from '../../src/virtio/backend.js';
+import { IvshmemPeer } from '../../src/ivshmem/peer.js';
+import { ServerProcess, TransportChild } from '../fixtures/transport-harness.js';
+import { echoOps, type RecordingOps } from '../fixtures/backend-devices.js';
+import { LinuxFrontendError, LinuxLikeFrontend, type LinuxQueue, type LinuxQueueSpec } from '../fixtures/linux-like-frontend.js';
+import { until } from '../fixtures/until.js';
 
 interface Rig {
   be: IvshmemDevice;

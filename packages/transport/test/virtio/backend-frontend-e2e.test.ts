@@ -9,7 +9,7 @@ import { expect } from 'chai';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ServerProcess, TransportChild } from './fixtures/transport-harness.js';
+import { ServerProcess, TransportChild } from '../fixtures/transport-harness.js';
 
 describe('transport e2e: FE and BE in separate processes over vshm-server', function () {
   this.timeout(120000);

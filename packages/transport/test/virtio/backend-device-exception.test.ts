@@ -3,10 +3,10 @@
  * before the 'needs-reset' it causes, so a CLI can print the stack by default (issue 10 item 5).
  */
 import { expect } from 'chai';
-import { echoOps } from './fixtures/backend-devices.js';
-import { kick, liveRig, queueRig, negotiate, LIVE, type QueueRig } from './fixtures/backend-rig.js';
-import { HDR_DEVICE_STATUS } from '../src/virtio/header.js';
-import { until } from './fixtures/backend-scripted-frontend.js';
+import { echoOps } from '../fixtures/backend-devices.js';
+import { kick, liveRig, queueRig, negotiate, LIVE, type QueueRig } from '../fixtures/backend-rig.js';
+import { HDR_DEVICE_STATUS } from '../../src/virtio/header.js';
+import { until } from '../fixtures/until.js';
 
 describe("VirtioBackend 'device-exception'", () => {
   let rig: QueueRig | null = null;

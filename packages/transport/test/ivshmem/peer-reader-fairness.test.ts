@@ -4,8 +4,8 @@
  * batch and the (level-triggered) watcher calls it again.
  */
 import { expect } from 'chai';
-import { MAX_MESSAGES_PER_PUMP } from '../src/ivshmem/peer-reader.js';
-import { useReaderRig } from './helpers/reader-rig.js';
+import { MAX_MESSAGES_PER_PUMP } from '../../src/ivshmem/peer-reader.js';
+import { useReaderRig } from '../fixtures/reader-rig.js';
 
 describe('ServerReader fairness (spec §1.8)', () => {
   const rig = useReaderRig();

@@ -8,10 +8,11 @@ import binding from '@vshm/addon';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ProtocolError } from '../src/errors.js';
-import { IvshmemPeer } from '../src/ivshmem/peer.js';
-import { FakeServer } from './fixtures/peer-fake-server.js';
-import { until, usePeerRig } from './helpers/device-rigs.js';
+import { ProtocolError } from '../../src/errors.js';
+import { IvshmemPeer } from '../../src/ivshmem/peer.js';
+import { FakeServer } from '../fixtures/peer-fake-server.js';
+import { usePeerRig } from '../fixtures/device-rigs.js';
+import { until } from '../fixtures/until.js';
 
 const b = binding;
 

@@ -4,7 +4,7 @@
  * conformance/17–22). Children are fixtures/peer-child.ts, driven over IPC.
  */
 import { expect } from 'chai';
-import { useConsolePair, useTwoProcRig } from './helpers/device-rigs.js';
+import { useConsolePair, useTwoProcRig } from '../fixtures/device-rigs.js';
 
 describe('IvshmemPeer with the real server, two processes (spec §2, §3)', () => {
   const rig = useTwoProcRig();

@@ -5,8 +5,8 @@
  */
 import { expect } from 'chai';
 import binding from '@vshm/addon';
-import { encodeInit } from '../src/ivshmem/protocol.js';
-import { useReaderRig } from './helpers/reader-rig.js';
+import { encodeInit } from '../../src/ivshmem/protocol.js';
+import { useReaderRig } from '../fixtures/reader-rig.js';
 
 const b = binding;
 

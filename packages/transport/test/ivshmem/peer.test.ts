@@ -7,10 +7,11 @@
 import { expect } from 'chai';
 import { once } from 'node:events';
 import binding from '@vshm/addon';
-import { LayoutError, ProtocolError } from '../src/errors.js';
-import { IvshmemPeer } from '../src/ivshmem/peer.js';
-import { FakeServer } from './fixtures/peer-fake-server.js';
-import { eventfdCount, record, until, usePeerRig } from './helpers/device-rigs.js';
+import { LayoutError, ProtocolError } from '../../src/errors.js';
+import { IvshmemPeer } from '../../src/ivshmem/peer.js';
+import { FakeServer } from '../fixtures/peer-fake-server.js';
+import { eventfdCount, record, usePeerRig } from '../fixtures/device-rigs.js';
+import { until } from '../fixtures/until.js';
 
 const b = binding;
 
