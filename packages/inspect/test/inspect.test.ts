@@ -13,7 +13,18 @@ import { join } from 'node:path';
 import { expect } from 'chai';
 import { HDR_CONFIG, STATUS_FORMAT, readStatusFile, type StatusFile } from '@vshm/transport/inspect';
 import { BACKEND_BIN, FRONTEND_BIN, ROOT, SERVER_BIN, until, useScratch, type Proc, type Scratch } from '../../../test/e2e-procs.js';
+import { Writable } from 'node:stream';
+import { main } from '../src/cli.js';
 import type { Snapshot } from '../src/index.js';
+
+/** Collects what the command writes. */
+class Sink extends Writable {
+  text = '';
+  override _write(chunk: Buffer, _enc: BufferEncoding, done: () => void): void {
+    this.text += chunk.toString();
+    done();
+  }
+}
 
 const INSPECT_BIN = join(ROOT, 'packages/inspect/bin/vshm-inspect.js');
 
@@ -118,7 +129,9 @@ describe('vshm-inspect (live console session)', function () {
   it('--pid of the back-end: --json shows DRIVER_OK, both queues with consistent indices and sections; the status dir is found through the process environment', async () => {
     const { backend, frontend } = await startSession(s);
     // No VSHM_STATUS_DIR here: the inspector reads it from /proc/PID/environ of the back-end.
-    const snap = inspectJson(['--pid', String(backend.child.pid)]);
+    const noDir = { ...process.env };
+    delete noDir.VSHM_STATUS_DIR;
+    const snap = inspectJson(['--pid', String(backend.child.pid)], noDir);
     expect(snap.target.pid).to.equal(backend.child.pid);
     expect(snap.layout.source).to.equal('status-file');
     checkLiveConsole(snap, backend, frontend);
@@ -126,7 +139,7 @@ describe('vshm-inspect (live console session)', function () {
 
   it('--pid of the front-end and of vshm-server show the same queues (the server holds the memory fd; status files are matched by inode)', async () => {
     const { server, backend, frontend, env } = await startSession(s);
-    const viaFe = inspectJson(['--pid', String(frontend.child.pid)]);
+    const viaFe = inspectJson(['--pid', String(frontend.child.pid)], env);
     const viaServer = inspectJson(['--pid', String(server.child.pid)], env);
     checkLiveConsole(viaFe, backend, frontend);
     checkLiveConsole(viaServer, backend, frontend);
@@ -247,13 +260,21 @@ describe('vshm-inspect (errors)', function () {
     [['-p', '1', '-o', '12X'], "bad size '12X' (a number with an optional K, M or G suffix)"],
     [['-p', '1', 'extra'], "unexpected argument 'extra'"],
   ] as const) {
-    it(`usage error ${JSON.stringify(args)}: one line, exit 2`, () => {
-      const r = inspect([...args]);
-      expect(r.code).to.equal(2);
-      expect(r.stderr).to.equal(`vshm-inspect: ${message} (try --help)\n`);
-      expect(r.stdout).to.equal('');
+    it(`usage error ${JSON.stringify(args)}: one line, exit 2`, async () => {
+      const out = new Sink();
+      const err = new Sink();
+      expect(await main([...args], out, err)).to.equal(2);
+      expect(err.text).to.equal(`vshm-inspect: ${message} (try --help)\n`);
+      expect(out.text).to.equal('');
     });
   }
+
+  it('the installed command exits 2 with the one line on a usage error', () => {
+    const r = inspect(['--bogus']);
+    expect(r.code).to.equal(2);
+    expect(r.stderr).to.equal("vshm-inspect: unknown option '--bogus' (try --help)\n");
+    expect(r.stdout).to.equal('');
+  });
 
   it('-h prints the usage on stdout and exits 0', () => {
     const r = inspect(['-h']);

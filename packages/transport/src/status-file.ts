@@ -12,7 +12,8 @@
  * Where: `$VSHM_STATUS_DIR`, else `$XDG_RUNTIME_DIR/vshm`, else `/tmp/vshm-UID`; the directory is
  * 0700 and must belong to the uid, files are 0600, written to a temporary name and renamed
  * (readers never see half a file), named `PID.json` (`PID.K.json` for further links in the same
- * process) and removed when the link closes or the process exits. Publishing never fails the
+ * process) and removed when the link closes or the process exits (files of dead processes are
+ * removed by the next publisher). Publishing never fails the
  * link: any error is logged under DEBUG=vshm:status and the link goes on without a file.
  */
 import { closeSync, fstatSync, lstatSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmdirSync, unlinkSync, writeSync, constants as fsc } from 'node:fs';
@@ -135,6 +136,7 @@ export function publishStatus(
   let path: string | null = null;
   try {
     ensurePrivateDir(dir);
+    removeStale(dir);
     for (let k = 0; path === null; k++) {
       const name = k === 0 ? `${process.pid}.json` : `${process.pid}.${k}.json`;
       if (!inUse.has(name)) path = join(dir, name);
@@ -199,6 +201,26 @@ function ensurePrivateDir(dir: string): void {
   const uid = process.getuid?.() ?? st.uid;
   if (!st.isDirectory() || st.uid !== uid || (st.mode & 0o077) !== 0) {
     throw new TransportError('VSHM_ERR_STATUS_DIR', '', `${dir} is not a private directory of uid ${uid}`);
+  }
+}
+
+/**
+ * Remove the files of processes that no longer exist (killed with SIGKILL, or stopped before
+ * they could clean up), so a crash leaves at most one stale file until the next daemon starts.
+ */
+function removeStale(dir: string): void {
+  for (const path of listStatusFiles(dir)) {
+    const pid = Number(path.slice(dir.length + 1).split('.')[0]);
+    try {
+      process.kill(pid, 0);
+    } catch (err) {
+      if ((err as { code?: string }).code !== 'ESRCH') continue; // EPERM: alive, someone else's
+      try {
+        unlinkSync(path);
+      } catch {
+        // Removed meanwhile.
+      }
+    }
   }
 }
 

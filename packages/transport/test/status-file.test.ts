@@ -122,6 +122,22 @@ describe('status files (describe() published for vshm-inspect)', function () {
     be.peer.close();
   });
 
+  it('a publisher removes the files of processes that no longer exist', async () => {
+    const d = join(dir, 'stale');
+    mkdirSync(d, { mode: 0o700 });
+    chmodSync(d, 0o700);
+    // Above the kernel's largest pid_max (2^22): no such process can exist.
+    writeFileSync(join(d, '4194305.json'), '{}');
+    writeFileSync(join(d, '4194305.1.json'), '{}');
+    const be = await openBackend(socketPath, echoOps(), { spin: false });
+    const pub = publishStatus(be.peer, be.transport, { dir: d });
+    expect(readdirSync(d)).to.deep.equal([`${process.pid}.json`]);
+    pub.close();
+    expect(readdirSync(d)).to.deep.equal([]);
+    await be.transport.close();
+    be.peer.close();
+  });
+
   it('readStatusFile refuses what is not a status file of this format', () => {
     const p = join(dir, '1.json');
     for (const text of ['not json', '{}', JSON.stringify({ format: 'other' }), JSON.stringify({ format: STATUS_FORMAT, pid: 1 })]) {
