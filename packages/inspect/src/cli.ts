@@ -159,6 +159,8 @@ function watch(att: Attachment, a: InspectArgs, out: NodeJS.WritableStream, err:
     const onSignal = (): void => stop(0);
     process.on('SIGINT', onSignal);
     process.on('SIGTERM', onSignal);
+    // `vshm-inspect --watch | head`: the reader left, which ends the watch like Ctrl-C.
+    out.once('error', () => stop(0));
     const tick = (): void => {
       if (att.pid !== undefined && !processAliveSafe(att.pid)) {
         err.write(`${PROG}: process ${att.pid} has exited\n`);
@@ -166,7 +168,8 @@ function watch(att: Attachment, a: InspectArgs, out: NodeJS.WritableStream, err:
         return;
       }
       att.refreshStatus();
-      out.write((clear ? '\x1b[H\x1b[2J' : '') + render(att, a.json, true) + '\n');
+      // Text snapshots: the screen is redrawn on a terminal, else separated by a blank line.
+      out.write((clear ? '\x1b[H\x1b[2J' : '') + render(att, a.json, true) + (a.json || clear ? '\n' : '\n\n'));
       timer = setTimeout(tick, a.watchMs);
     };
     tick();
