@@ -117,7 +117,7 @@ export async function runBackend(argv = process.argv.slice(2)): Promise<void> {
   };
   let be: Awaited<ReturnType<typeof openRngBackend>>;
   try {
-    be = await openRngBackend(o.server);
+    be = await openRngBackend(o.server, { status: true });
   } catch (e) {
     process.stderr.write(`${prog}: ${connectFailure(o.server, e)}\n`);
     process.exit(1);
@@ -161,7 +161,7 @@ export async function runFrontend(argv = process.argv.slice(2)): Promise<void> {
   const o = parseOrExit(prog, argv, true);
   let fe: Awaited<ReturnType<typeof openRngFrontend>>;
   try {
-    fe = await openRngFrontend(o.server);
+    fe = await openRngFrontend(o.server, { status: true });
   } catch (e) {
     process.stderr.write(`${prog}: ${connectFailure(o.server, e)}\n`);
     process.exit(1);

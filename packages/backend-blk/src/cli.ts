@@ -63,7 +63,7 @@ class Runtime {
     const device = this.device;
     device.on('io-error', (err: Error) => process.stderr.write(`${PROG}: image I/O failed: ${err.message}\n`));
     try {
-      ({ peer: this.peer, transport: this.transport } = await openBackend(o.server, device));
+      ({ peer: this.peer, transport: this.transport } = await openBackend(o.server, device, { status: true }));
     } catch (err) {
       return this.shutdown(1, `cannot serve on ${o.server}: ${firstLine(err)}`);
     }

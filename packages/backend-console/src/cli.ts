@@ -104,7 +104,7 @@ class Runtime {
     });
 
     const socketPath = await this.resolveSocket();
-    this.link = await connectBackend(socketPath, device);
+    this.link = await connectBackend(socketPath, device, true); // status file for vshm-inspect
     this.link.on('server-gone', () => void this.shutdown(1, `server at ${socketPath} went away`));
     this.link.on('error', (err: Error) => void this.shutdown(1, err.message));
     // A device bug is worth its stack, -q or not (the transport resets the device and goes on).

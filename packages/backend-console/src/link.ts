@@ -73,12 +73,12 @@ function linkError(err: unknown, socketPath: string): LinkError {
  * (backend phase) forwarded for diagnostics, and 'device-exception' (err, callback): a device
  * callback threw (the CLI prints the stack).
  */
-export async function connectBackend(socketPath: string, ops: VirtioDeviceOps): Promise<BackendLink> {
+export async function connectBackend(socketPath: string, ops: VirtioDeviceOps, status = false): Promise<BackendLink> {
   let peer: IvshmemPeer;
   let backend: VirtioBackend;
   try {
     // spin: false — the console back-end has always run on interrupts only.
-    ({ peer, transport: backend } = await openBackend(socketPath, ops, { spin: false }));
+    ({ peer, transport: backend } = await openBackend(socketPath, ops, { spin: false, status }));
   } catch (err) {
     throw linkError(err, socketPath);
   }

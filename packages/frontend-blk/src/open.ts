@@ -16,6 +16,8 @@ export interface OpenBlockOptions extends BlockDriverOptions {
   /** Delay between retries with `wait`, ms. Default 250. */
   retryMs?: number;
   onRetry?: (err: Error) => void;
+  /** Publish a status file for `vshm-inspect` (the transport's `status` option). Default false; the CLI turns it on. */
+  status?: boolean;
 }
 
 export interface BlockLink {
@@ -32,12 +34,12 @@ function retryable(err: unknown): boolean {
 }
 
 export async function openBlock(opts: OpenBlockOptions = {}): Promise<BlockLink> {
-  const { socketPath = '/tmp/ivshmem_socket', wait = false, retryMs = 250, onRetry, ...driverOpts } = opts;
+  const { socketPath = '/tmp/ivshmem_socket', wait = false, retryMs = 250, onRetry, status = false, ...driverOpts } = opts;
   if (typeof socketPath !== 'string' || socketPath.length === 0) throw new BlockError('VSHM_ERR_ARGUMENT', '', 'socketPath must be a non-empty string');
   for (;;) {
     const driver = new BlockDriver(driverOpts);
     try {
-      const { peer, transport } = await openFrontend(socketPath, driver);
+      const { peer, transport } = await openFrontend(socketPath, driver, { status });
       let closing: Promise<void> | null = null;
       return {
         driver,

@@ -115,6 +115,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     try {
       const opening = openConsole({
         socketPath: opts.server,
+        status: true,
         maxPorts: opts.maxPorts,
         rxBufferSize: opts.rxBufferSize,
         wait: opts.wait,

@@ -29,6 +29,8 @@ export interface OpenConsoleOptions extends ConsoleDriverOptions {
   onRetry?: (err: Error) => void;
   /** A header write transaction not completed within this time is a back-end failure (§4.3). Default 5000. */
   transactionTimeoutMs?: number;
+  /** Publish a status file for `vshm-inspect` (the transport's `status` option). Default false; the CLI turns it on. */
+  status?: boolean;
 }
 
 /**
@@ -100,7 +102,7 @@ class ConsoleHandle extends EventEmitter implements Console {
 }
 
 export async function openConsole(opts: OpenConsoleOptions = {}): Promise<Console> {
-  const { socketPath = '/tmp/ivshmem_socket', wait = false, retryMs = 250, onRetry, transactionTimeoutMs, ...driverOpts } = opts;
+  const { socketPath = '/tmp/ivshmem_socket', wait = false, retryMs = 250, onRetry, transactionTimeoutMs, status = false, ...driverOpts } = opts;
   if (typeof socketPath !== 'string' || socketPath.length === 0) {
     throw new ConsoleError('VSHM_ERR_ARGUMENT', '', 'socketPath must be a non-empty string');
   }
@@ -108,7 +110,7 @@ export async function openConsole(opts: OpenConsoleOptions = {}): Promise<Consol
   const driver = new ConsoleDriver(driverOpts);
   for (;;) {
     try {
-      const { peer, transport } = await openFrontend(socketPath, driver, transactionTimeoutMs === undefined ? {} : { transactionTimeoutMs });
+      const { peer, transport } = await openFrontend(socketPath, driver, transactionTimeoutMs === undefined ? { status } : { transactionTimeoutMs, status });
       // Ownership (connect.ts): close the transport first (orderly reset, State := RESET), then the peer.
       return new ConsoleHandle(driver, peer, transport, async () => {
         try {

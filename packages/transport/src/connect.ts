@@ -9,12 +9,18 @@ import { VirtioBackend, type VirtioBackendOptions } from './virtio/backend.js';
 import { VirtioFrontend, type VirtioFrontendOptions } from './virtio/frontend.js';
 import type { DriverSession, VirtioDeviceOps, VirtioDriverOps } from './virtio/device-api.js';
 import type { SpinOptions } from './virtio/spin.js';
+import { publishStatus } from './status-file.js';
 
 export { roleOfProtocol, checkVirtioRole, checkVirtioDevice, VirtioRoleError, type VirtioRole } from './virtio/role.js';
 
 export interface OpenBackendOptions extends Omit<VirtioBackendOptions, 'spin'> {
   /** Options of the IvshmemPeer connection. */
   peer?: PeerOptions;
+  /**
+   * Publish a status file for `vshm-inspect` (status-file.ts: 0600, written on phase changes
+   * only, removed at close and exit). Default false; the vshm daemons turn it on.
+   */
+  status?: boolean;
   /** Adaptive spin after interrupts (virtio/spin.ts). Default on ($VSHM_SPIN_US µs); false: off. */
   spin?: SpinOptions | false;
 }
@@ -22,6 +28,11 @@ export interface OpenBackendOptions extends Omit<VirtioBackendOptions, 'spin'> {
 export interface OpenFrontendOptions extends Omit<VirtioFrontendOptions, 'spin'> {
   /** Options of the IvshmemPeer connection. */
   peer?: PeerOptions;
+  /**
+   * Publish a status file for `vshm-inspect` (status-file.ts: 0600, written on phase changes
+   * only, removed at close and exit). Default false; the vshm daemons turn it on.
+   */
+  status?: boolean;
   /** Adaptive spin after interrupts (virtio/spin.ts). Default on ($VSHM_SPIN_US µs); false: off. */
   spin?: SpinOptions | false;
 }
@@ -35,11 +46,12 @@ export async function openBackend(
   ops: VirtioDeviceOps,
   opts: OpenBackendOptions = {},
 ): Promise<{ peer: IvshmemPeer; transport: VirtioBackend }> {
-  const { peer: peerOpts, spin, ...beOpts } = opts;
+  const { peer: peerOpts, spin, status, ...beOpts } = opts;
   const peer = await IvshmemPeer.connect(socketPath, peerOpts);
   try {
     // The constructor runs the §4.1 check (VirtioRoleError) before it touches the memory.
     const transport = new VirtioBackend(peer, ops, spin === false ? beOpts : { ...beOpts, spin: spin ?? {} });
+    if (status === true) publishStatus(peer, transport);
     transport.start();
     return { peer, transport };
   } catch (err) {
@@ -59,11 +71,12 @@ export async function openFrontend(
   ops: VirtioDriverOps,
   opts: OpenFrontendOptions = {},
 ): Promise<{ peer: IvshmemPeer; transport: VirtioFrontend; ready: Promise<DriverSession> }> {
-  const { peer: peerOpts, spin, ...feOpts } = opts;
+  const { peer: peerOpts, spin, status, ...feOpts } = opts;
   const peer = await IvshmemPeer.connect(socketPath, peerOpts);
   try {
     // The constructor runs the §4.1 check (VirtioRoleError) before it touches the memory.
     const transport = new VirtioFrontend(peer, ops, spin === false ? feOpts : { ...feOpts, spin: spin ?? {} });
+    if (status === true) publishStatus(peer, transport);
     const ready = transport.start();
     ready.catch(() => undefined);
     return { peer, transport, ready };

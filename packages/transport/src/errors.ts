@@ -212,6 +212,14 @@ export const VshmErrorCode = {
   /** vshm-server -p: the pid file is a symlink, belongs to a live process, or holds no pid. */
   PID_FILE: 'VSHM_ERR_PID_FILE',
 
+  // --- Status files and vshm-inspect ---
+  /** The status directory is not a private (0700, own uid, not a symlink) directory; no status file is published. */
+  STATUS_DIR: 'VSHM_ERR_STATUS_DIR',
+  /** A status file is not a vshm status file of this format, or belongs to another uid. */
+  STATUS_FILE: 'VSHM_ERR_STATUS_FILE',
+  /** vshm-inspect cannot attach: no such process, no access, no vshm shared memory found, or a layout that does not fit. */
+  INSPECT: 'VSHM_ERR_INSPECT',
+
   // --- Test kit (@vshm/transport testing) ---
   /** The hostile-ring generator found an engine misbehaving (names the seed; §8 item 38). */
   HOSTILE_ASSERTION: 'VSHM_ERR_HOSTILE_ASSERTION',

@@ -20,6 +20,7 @@ export * from './connect.js';
 export { VirtioBackend, type VirtioBackendOptions, type BackendPhase } from './virtio/backend.js';
 export { VirtioFrontend, type VirtioFrontendOptions, type FrontendPhase } from './virtio/frontend.js';
 export type { TransactionOptions } from './virtio/frontend-transactions.js';
+export type { TransportDescription, QueueDescription } from './virtio/describe.js';
 export type { FrontendVectorMode } from './virtio/vectors.js';
 export { DEFAULT_SPIN_US, type SpinOptions, type SpinStats } from './virtio/spin.js';
 

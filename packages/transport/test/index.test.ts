@@ -1,8 +1,8 @@
 /**
- * The package's three doors (package.json `exports`), loaded the way a user loads them — by
+ * The package's four doors (package.json `exports`), loaded the way a user loads them — by
  * package name, from the built output: '.' offers the public API only (pinned below, ≤ 35
  * runtime names), './ring' runs a ring over a plain ArrayBuffer with no ivshmem, './testing'
- * holds the test kit. Product code (packages' and examples' src/) never imports './testing'.
+ * holds the test kit, './inspect' the wire-format files for read-only decoding. Product code (packages' and examples' src/) never imports './testing'.
  */
 import { expect } from 'chai';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
@@ -11,6 +11,7 @@ import { fileURLToPath } from 'node:url';
 import * as pub from '@vshm/transport';
 import * as ring from '@vshm/transport/ring';
 import * as testing from '@vshm/transport/testing';
+import * as inspect from '@vshm/transport/inspect';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 
@@ -69,6 +70,17 @@ describe('@vshm/transport entry points', () => {
     const done: string[] = [];
     drv.collect((token) => done.push(token));
     expect(done).to.deep.equal(['req']);
+  });
+
+  it("'./inspect' offers the wire-format files an inspector decodes with, and no writer", () => {
+    const names = Object.keys(inspect);
+    expect(names).to.include.members([
+      'SharedMemoryLayout', 'STATE_TABLE_SIZE', 'HeaderView', 'HDR_QUEUE_SEL', 'HDR_DEVICE_STATUS', 'SplitRingLayout',
+      'readStatusFile', 'listStatusFiles', 'statusDirectory', 'STATUS_FORMAT', 'PEER_STATE_READY',
+    ]);
+    for (const writer of ['publishStatus', 'VirtioBackend', 'VirtioFrontend', 'IvshmemPeer', 'DeviceQueue', 'DriverQueue']) {
+      expect(names, writer).to.not.include(writer);
+    }
   });
 
   it('product code never imports the testing subpath', () => {

@@ -116,6 +116,7 @@ export class IvshmemPeer extends EventEmitter implements IvshmemDevice {
   private vectorsValue = 0;
   private protocolValue = 0;
   private layoutValue: SharedMemoryLayout | null = null;
+  private memoryInoValue = 0;
   private mapping: PeerMapping | null = null;
   /** Eventfd of (peer, vector) at peer·vectors + vector, -1 if not held. */
   private fds = new Int32Array(0);
@@ -156,6 +157,10 @@ export class IvshmemPeer extends EventEmitter implements IvshmemDevice {
   }
   get layout(): SharedMemoryLayout {
     return this.layoutValue!;
+  }
+  /** Inode of the shared-memory object (fstat at INIT): how status reports name the memory. */
+  get memoryIno(): number {
+    return this.memoryInoValue;
   }
   /** [4096, S); detached (length 0) after close(). */
   get window(): ArrayBuffer {
@@ -232,6 +237,7 @@ export class IvshmemPeer extends EventEmitter implements IvshmemDevice {
       if (checkMemorySeals(this.binding, memFd) === 'unsealed') warnUnsealedOnce();
       this.mapping = mapRegion(this.binding, memFd, layout, msg.id, this.acceptReduced);
       this.layoutValue = layout;
+      this.memoryInoValue = this.binding.fstat(memFd).ino;
     } finally {
       closeQuietly(this.binding, memFd); // the mappings stay valid without the fd
     }

@@ -7,6 +7,7 @@
  * latched and the split-ring engine's device queue is built over them; `queue_enable` := 0 and
  * device reset drop it, so no old ring is touched afterwards (§4.5, §8 #32).
  */
+import type { QueueDescription } from './describe.js';
 import { VirtioFeature, hasFeature } from 'virtio-spec-types';
 import { ArgumentError, RingError } from '../errors.js';
 import { DeviceQueue } from '../ring/device-queue.js';
@@ -381,6 +382,26 @@ export class BackendQueues {
   closeSession(): void {
     for (const h of this.handles) if (h !== undefined) h.kill();
     this.handles = [];
+  }
+
+  /**
+   * A snapshot of every queue's private registers for a status report (vshm-inspect): what the
+   * header's queue window would show for each queue. Not on any hot path.
+   */
+  describe(features: bigint): QueueDescription[] {
+    const n = this.count(features);
+    return this.slots.slice(0, n).map((s) => ({
+      index: s.index,
+      maxSize: s.maxSize,
+      size: s.enabled ? s.size : 0,
+      enabled: s.enabled,
+      running: s.ring !== null,
+      deviceVector: deviceVectorFor(s.index, n, this.vectors),
+      driverVector: s.enabled ? s.liveDriverVector : s.driverVector,
+      desc: s.desc,
+      avail: s.driver,
+      used: s.device,
+    }));
   }
 
   /** perf (spin.ts): setNotify on every live queue; true when any has chains waiting. */

@@ -67,6 +67,7 @@ import {
   HDR_QUEUE_SIZE,
   headerSize,
 } from './header.js';
+import type { TransportDescription } from './describe.js';
 import { attachSpin, type SpinAttachment, type SpinOptions, type SpinStats } from './spin.js';
 
 const log = createDebug('vshm:virtio:be');
@@ -212,6 +213,25 @@ export class VirtioBackend extends EventEmitter {
   /** Counters of the adaptive spin (live object), or null when the transport does not spin. */
   get spinStats(): SpinStats | null {
     return this.spin?.spinner.stats ?? null;
+  }
+
+  /**
+   * A snapshot of the back-end's private state for status reports (`vshm-inspect`, the status
+   * file of connect.ts): phase, features, status and every queue's latched registers. Costs
+   * nothing unless called; the live ring indices are read from shared memory by the inspector.
+   */
+  describe(): TransportDescription {
+    const features = this.negotiated ?? this.offeredFeatures;
+    return {
+      role: 'back-end',
+      phase: this.phaseValue,
+      deviceId: this.ops.deviceId,
+      offeredFeatures: this.offeredFeatures,
+      negotiatedFeatures: this.negotiated,
+      status: this.deviceStatus,
+      headerSize: this.header.size,
+      queues: this.queues.describe(features),
+    };
   }
 
   /** Enter the §4.10 loop: take the interrupt sink, enable interrupts, State := RESET. */

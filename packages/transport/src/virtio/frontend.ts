@@ -55,8 +55,10 @@ import { confirmFeatures, negotiate, readDeviceFeatures, writeDriverFeatures } f
 import { FrontendQueue } from './frontend-queues.js';
 import { FrontendSession, GenerationConfigReader } from './frontend-session.js';
 import { TransactionWriter, backendLost, isBackendFailure, type TransactionOptions } from './frontend-transactions.js';
+import type { TransportDescription } from './describe.js';
 import {
   FrontendHeader,
+  HDR_CONFIG,
   HDR_DEVICE_STATUS,
   HDR_QUEUE_DESC,
   HDR_QUEUE_DEVICE,
@@ -195,6 +197,38 @@ export class VirtioFrontend extends EventEmitter {
   /** Transactions completed so far (tests, debugging). */
   get transactionsCompleted(): number {
     return this.txn.completed;
+  }
+
+  /**
+   * A snapshot of the front-end's private state for status reports (`vshm-inspect`, the status
+   * file of connect.ts): phase, the session's features and every queue's size, vectors and ring
+   * addresses. `status` is the header's `device_status` while a session is live, else 0.
+   * Costs nothing unless called.
+   */
+  describe(): TransportDescription {
+    const s = this.sessionValue;
+    const live = s !== null && this.phaseValue === 'live';
+    return {
+      role: 'front-end',
+      phase: this.phaseValue,
+      deviceId: this.ops.deviceId,
+      offeredFeatures: null,
+      negotiatedFeatures: s?.features ?? null,
+      status: live ? this.header.load(HDR_DEVICE_STATUS, 4) : 0,
+      headerSize: s === null ? 0 : HDR_CONFIG + s.configSize,
+      queues: this.queues.map((q) => ({
+        index: q.index,
+        maxSize: q.size,
+        size: q.size,
+        enabled: live,
+        running: live,
+        deviceVector: q.deviceVector,
+        driverVector: q.driverVector,
+        desc: BigInt(q.rings.desc),
+        avail: BigInt(q.rings.avail),
+        used: BigInt(q.rings.used),
+      })),
+    };
   }
 
   /** Counters of the adaptive spin (live object), or null when the transport does not spin. */

@@ -1,0 +1,199 @@
+/**
+ * `vshm-inspect`: attach read-only to a live vshm session and print what is inside (CLI voice:
+ * usage errors one line and exit 2, runtime errors one line and exit 1).
+ */
+import type { Binding } from '@vshm/addon';
+import { parseCommandLine, UsageError } from '@vshm/transport';
+import { attachPid, attachShm, InspectError, type Attachment, type LayoutOverride } from './attach.js';
+import { formatSnapshot } from './format.js';
+import { takeSnapshot } from './snapshot.js';
+
+const PROG = 'vshm-inspect';
+/** --watch without a value refreshes every second. */
+const DEFAULT_WATCH_MS = 1000;
+
+const USAGE = `Usage: ${PROG} (--pid PID | -M NAME) [options]
+
+Attach READ-ONLY to a live vshm session and show the state table, the virtio header and every
+queue (size, avail/used indices, in-flight count, event-idx values, vectors, ring addresses and
+the section they lie in). Nothing is written to the shared memory.
+
+  -p, --pid PID          a vshm process (vshm-server, a back-end or a front-end) of your uid
+  -M, --shm NAME         the POSIX shared-memory object of 'vshm-server -M NAME'
+  -j, --json             one JSON object (with --watch: one per line)
+  -w, --watch [MS]       refresh every MS milliseconds (default ${DEFAULT_WATCH_MS}) until interrupted
+  -n, --max-peers N      override the number of peers (default: from the status file, else 2)
+  -o, --output-section SIZE
+                         override the output section size (K/M/G suffix; default: from the
+                         status file or the mappings, else 0)
+  -h, --help             this text
+
+Queue sizes, vectors and ring addresses come from the status files the vshm daemons publish
+($VSHM_STATUS_DIR, else $XDG_RUNTIME_DIR/vshm, else /tmp/vshm-UID); the indices are read live.
+Exit status: 0 ok, 1 cannot attach, 2 usage error.
+`;
+
+const OPTIONS = {
+  pid: { type: 'string', short: 'p' },
+  shm: { type: 'string', short: 'M' },
+  json: { type: 'boolean', short: 'j' },
+  watch: { type: 'string', short: 'w' },
+  'max-peers': { type: 'string', short: 'n' },
+  'output-section': { type: 'string', short: 'o' },
+  help: { type: 'boolean', short: 'h' },
+} as const;
+
+/** What a command line asks for. */
+export interface InspectArgs {
+  help: boolean;
+  pid?: number;
+  shm?: string;
+  json: boolean;
+  /** Refresh period, or undefined for one snapshot. */
+  watchMs?: number;
+  layout: LayoutOverride;
+}
+
+function parseUint(text: string, what: string, max: number): number {
+  if (!/^\d+$/.test(text) || Number(text) > max) throw new UsageError(`bad ${what} '${text}'`);
+  return Number(text);
+}
+
+function parseSize(text: string): number {
+  const m = /^(\d+)([kKmMgG]?)$/.exec(text);
+  if (m === null) throw new UsageError(`bad size '${text}' (a number with an optional K, M or G suffix)`);
+  const unit = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 }[m[2].toLowerCase() as '' | 'k' | 'm' | 'g'];
+  const v = Number(m[1]) * unit;
+  if (!Number.isSafeInteger(v)) throw new UsageError(`size '${text}' is too large`);
+  return v;
+}
+
+/** Parse argv (without node and the script). Throws UsageError. */
+export function parseInspectArgs(argv: readonly string[]): InspectArgs {
+  // `--watch` takes an optional value, which parseArgs cannot express: a bare --watch/-w (end of
+  // the line, or followed by another option) gets the default.
+  const args: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if ((a === '--watch' || a === '-w') && (i + 1 >= argv.length || !/^\d+$/.test(argv[i + 1]))) args.push(`--watch=${DEFAULT_WATCH_MS}`);
+    else args.push(a);
+  }
+  const { values: v } = parseCommandLine(args, OPTIONS);
+  if (v.help === true) return { help: true, json: false, layout: {} };
+  if ((v.pid === undefined) === (v.shm === undefined)) throw new UsageError('give exactly one of --pid PID and -M NAME');
+  const out: InspectArgs = { help: false, json: v.json === true, layout: {} };
+  if (v.pid !== undefined) {
+    out.pid = parseUint(v.pid, 'pid', 0x3fffffff);
+    if (out.pid === 0) throw new UsageError(`bad pid '${v.pid}'`);
+  }
+  if (v.shm !== undefined) {
+    if (v.shm.replace(/^\/+/, '').length === 0 || v.shm.replace(/^\/+/, '').includes('/')) throw new UsageError(`bad shared-memory object name '${v.shm}'`);
+    out.shm = v.shm;
+  }
+  if (v.watch !== undefined) {
+    out.watchMs = parseUint(v.watch, 'watch period', 86_400_000);
+    if (out.watchMs < 10) throw new UsageError(`watch period ${out.watchMs} ms is below 10 ms`);
+  }
+  if (v['max-peers'] !== undefined) {
+    out.layout.maxPeers = parseUint(v['max-peers'], 'peer count', 1024);
+    if (out.layout.maxPeers < 1) throw new UsageError('the peer count must be 1…1024');
+  }
+  if (v['output-section'] !== undefined) out.layout.outputSectionSize = parseSize(v['output-section']);
+  return out;
+}
+
+function render(att: Attachment, json: boolean, watching: boolean): string {
+  const s = takeSnapshot(att);
+  return json ? JSON.stringify(s, null, watching ? undefined : 2) : formatSnapshot(s);
+}
+
+/** Run the command; resolves with the exit status (also used by the tests in-process). */
+export async function main(argv: readonly string[], out: NodeJS.WritableStream = process.stdout, err: NodeJS.WritableStream = process.stderr): Promise<number> {
+  let a: InspectArgs;
+  try {
+    a = parseInspectArgs(argv);
+  } catch (e) {
+    if (e instanceof UsageError) {
+      err.write(e.lineFor(PROG) + '\n');
+      return 2;
+    }
+    throw e;
+  }
+  if (a.help) {
+    out.write(USAGE);
+    return 0;
+  }
+  let att: Attachment;
+  try {
+    const binding: Binding = (await import('@vshm/addon')).default;
+    att = a.pid !== undefined ? attachPid(binding, a.pid, a.layout) : attachShm(binding, a.shm!, a.layout);
+  } catch (e) {
+    if (e instanceof InspectError) {
+      err.write(`${PROG}: ${e.message}\n`);
+      return 1;
+    }
+    throw e;
+  }
+  try {
+    if (a.watchMs === undefined) {
+      out.write(render(att, a.json, false) + '\n');
+      return 0;
+    }
+    return await watch(att, a, out, err);
+  } finally {
+    att.close();
+  }
+}
+
+/** Refresh until SIGINT/SIGTERM or the inspected process exits. */
+function watch(att: Attachment, a: InspectArgs, out: NodeJS.WritableStream, err: NodeJS.WritableStream): Promise<number> {
+  const clear = !a.json && (out as { isTTY?: boolean }).isTTY === true;
+  return new Promise((resolve) => {
+    let timer: NodeJS.Timeout | null = null;
+    const stop = (code: number): void => {
+      if (timer !== null) clearTimeout(timer);
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+      resolve(code);
+    };
+    const onSignal = (): void => stop(0);
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+    // `vshm-inspect --watch | head`: the reader left, which ends the watch like Ctrl-C.
+    out.once('error', () => stop(0));
+    const tick = (): void => {
+      if (att.pid !== undefined && !processAliveSafe(att.pid)) {
+        err.write(`${PROG}: process ${att.pid} has exited\n`);
+        stop(0);
+        return;
+      }
+      att.refreshStatus();
+      // Text snapshots: the screen is redrawn on a terminal, else separated by a blank line.
+      out.write((clear ? '\x1b[H\x1b[2J' : '') + render(att, a.json, true) + (a.json || clear ? '\n' : '\n\n'));
+      timer = setTimeout(tick, a.watchMs);
+    };
+    tick();
+  });
+}
+
+function processAliveSafe(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as { code?: string }).code === 'EPERM';
+  }
+}
+
+/** The bin entry: run and exit with the status. */
+export function run(argv: readonly string[] = process.argv.slice(2)): void {
+  main(argv).then(
+    (code) => {
+      process.exitCode = code;
+    },
+    (e: unknown) => {
+      process.stderr.write(`${PROG}: ${(e as Error).message ?? String(e)}\n`);
+      process.exitCode = 1;
+    },
+  );
+}
