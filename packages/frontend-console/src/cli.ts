@@ -6,13 +6,9 @@
  * failures (no server, wrong role, not a console device, socket in use); 2 for bad arguments.
  * Every failure is one stderr line starting with the program name.
  */
-import createDebug from 'debug';
+import { createLogger as createDebug } from '@vshm/transport';
 import { describeIoError } from '@vshm/transport';
-import { attachTerminal } from './attach-terminal.js';
 import type { Attachment } from './attachment.js';
-import { attachCommand } from './attach-command.js';
-import { attachPty } from './attach-pty.js';
-import { attachSocket } from './attach-socket.js';
 import { CliUsageError, PROGRAM, USAGE, parseCli, type CliOptions } from './cli-args.js';
 import { describeOpenError, openConsole, type Console } from './open.js';
 import type { ConsolePort } from './port.js';
@@ -151,12 +147,16 @@ export async function main(argv: readonly string[]): Promise<number> {
     if (port === null) return 0;
     reportLinkState(con, port, info);
     try {
-      if (opts.attach.kind === 'terminal') attachment = attachTerminal(port);
+      // Each attachment is loaded only in its mode: node-pty (a native addon) costs the start of
+      // every other mode tens of ms for nothing (issue 12 item 7).
+      if (opts.attach.kind === 'terminal') attachment = (await import('./attach-terminal.js')).attachTerminal(port);
       else if (opts.attach.kind === 'command') {
         const { command, args } = opts.attach;
-        attachment = (opts.attach.pty ? attachPty : attachCommand)(port, command, args, (err) => fail(`cannot run '${command}': ${(err as NodeJS.ErrnoException).code ?? err.message}`));
+        const attach = opts.attach.pty ? (await import('./attach-pty.js')).attachPty : (await import('./attach-command.js')).attachCommand;
+        attachment = attach(port, command, args, (err) => fail(`cannot run '${command}': ${(err as NodeJS.ErrnoException).code ?? err.message}`));
       } else {
         const path = opts.attach.path;
+        const { attachSocket } = await import('./attach-socket.js');
         attachment = await attachSocket(port, path).catch((err: unknown) => {
           throw new Error(describeIoError('listen on', path, err), { cause: err });
         });

@@ -3,7 +3,7 @@
  * empty buffers, control transmitq (3) fed from a FIFO of encoded messages. Knows bytes only —
  * decoding and the port state machine live in driver.ts.
  */
-import createDebug from 'debug';
+import { createLogger as createDebug } from '@vshm/transport';
 import type { DriverQueueHandle } from '@vshm/transport';
 import { decodeConsoleControl, type ConsoleControlMessage } from 'virtio-spec-types';
 import type { KickScheduler } from './port.js';

@@ -20,7 +20,7 @@
  * published by one kick per queue from a microtask.
  */
 import { EventEmitter } from 'node:events';
-import createDebug from 'debug';
+import { createLogger as createDebug } from '@vshm/transport';
 import type { ConfigReader, DriverQueueHandle, DriverSession, VirtioDriverOps } from '@vshm/transport';
 import {
   CONSOLE_BAD_ID,

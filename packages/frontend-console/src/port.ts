@@ -27,7 +27,7 @@
  *   device stops delivering and the back-end's own input backs up.
  */
 import { Duplex } from 'node:stream';
-import createDebug from 'debug';
+import { createLogger as createDebug } from '@vshm/transport';
 import type { DriverQueueHandle } from '@vshm/transport';
 import { ConsoleError } from './errors.js';
 

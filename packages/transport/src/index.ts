@@ -37,3 +37,6 @@ export { parseCommandLine, UsageError, describeIoError, deviceCapabilities, type
 
 // Owner-only local sockets (mode 0600, other uids refused): the console bridges use them.
 export * from './local-socket.js';
+
+// Debug logging that loads `debug` only when DEBUG is set (a CLI's start does not pay for it).
+export { createLogger, type Logger } from './log.js';

@@ -20,7 +20,7 @@
  */
 import { EventEmitter } from 'node:events';
 import type { Binding, FdWatcher } from '@vshm/addon';
-import createDebug from 'debug';
+import { createLogger as createDebug } from '../log.js';
 import { ArgumentError, ProtocolError } from '../errors.js';
 import type { IvshmemDevice } from './device.js';
 import { SharedMemoryLayout } from './layout.js';

@@ -20,7 +20,7 @@
  * server (accept, eventfd creation, INIT send); 'close' ().
  */
 import { EventEmitter } from 'node:events';
-import createDebug from 'debug';
+import { createLogger as createDebug } from '../log.js';
 import type { Binding, FdWatcher } from '@vshm/addon';
 import { encodeEventFd, encodeInit, encodePeerGone, INIT_LEN, protocolForPeer } from '../ivshmem/protocol.js';
 import { PeerConnection } from './connection.js';

@@ -41,7 +41,7 @@
  * whoever opened the device closes it (connect.ts returns both).
  */
 import { EventEmitter } from 'node:events';
-import createDebug from 'debug';
+import { createLogger as createDebug } from '../log.js';
 import { DeviceStatus, featureWord, featuresFromWords } from 'virtio-spec-types';
 import { ArgumentError, TransportError } from '../errors.js';
 import { PEER_STATE_READY, PEER_STATE_RESET, type IvshmemDevice } from '../ivshmem/device.js';

@@ -12,8 +12,15 @@
  *
  * Completion is not signalled by any interrupt, so we poll: a short synchronous spin (a BE in
  * another process usually answers within microseconds), then setImmediate rounds (a BE on the
- * same event loop, e.g. the loopback, needs the loop to turn), then short timers backing off to
- * `maxPollMs`. Nothing ever blocks the loop. A BE entry that leaves READY, a partner that is no
+ * same event loop, e.g. the loopback, needs the loop to turn) for at least `immediateRounds`
+ * rounds and `immediateMs` ms, then short timers backing off to `maxPollMs`. Nothing ever blocks
+ * the loop. The immediate phase is bounded by time, not only by rounds, because a BE in another
+ * process that was asleep needs a wake-up (eventfd → its event loop), which takes 60 µs to
+ * several ms on a busy machine: 64 rounds were over in well under a millisecond, and each
+ * transaction then waited for a 1–8 ms timer after the BE had long answered — an initialisation
+ * is 20-odd transactions in a row, so that was most of a front-end's time to DRIVER_OK
+ * (issue 12 item 7). Transactions only happen while initialising or resetting, so the extra
+ * polling is short-lived. A BE entry that leaves READY, a partner that is no
  * longer present, or `timeoutMs` without completion is a back-end failure (§4.10): the promise
  * rejects with a TransportError and the front-end recovers.
  */
@@ -27,8 +34,10 @@ export interface TransactionOptions {
   timeoutMs?: number;
   /** Synchronous polls before yielding to the event loop. Default 200. */
   spin?: number;
-  /** setImmediate rounds before switching to timers. Default 64. */
+  /** setImmediate rounds before switching to timers (at least). Default 64. */
   immediateRounds?: number;
+  /** Time in setImmediate rounds before switching to timers (at least), ms. Default 20. */
+  immediateMs?: number;
   /** Longest timer between polls. Default 8 ms. */
   maxPollMs?: number;
 }
@@ -53,6 +62,7 @@ export class TransactionWriter {
   private readonly timeoutMs: number;
   private readonly spin: number;
   private readonly immediateRounds: number;
+  private readonly immediateMs: number;
   private readonly maxPollMs: number;
   /** Tail of the chain of requests: the next one starts when it settles. */
   private tail: Promise<void> = Promise.resolve();
@@ -69,6 +79,7 @@ export class TransactionWriter {
     this.timeoutMs = opts.timeoutMs ?? 5000;
     this.spin = opts.spin ?? 200;
     this.immediateRounds = opts.immediateRounds ?? 64;
+    this.immediateMs = opts.immediateMs ?? 20;
     this.maxPollMs = opts.maxPollMs ?? 8;
   }
 
@@ -131,11 +142,12 @@ export class TransactionWriter {
     for (;;) {
       this.check(epoch);
       if (h.writeTransaction === 0) return;
-      if (performance.now() - start > this.timeoutMs) {
+      const elapsed = performance.now() - start;
+      if (elapsed > this.timeoutMs) {
         // The offset says which write stalled (e.g. 0x14 device_status); the CLIs print it.
         throw new TransportError('VSHM_ERR_TXN_TIMEOUT', '4.3', `write transaction at header offset 0x${off.toString(16)} not completed within ${this.timeoutMs} ms`);
       }
-      if (round++ < this.immediateRounds) {
+      if (round++ < this.immediateRounds || elapsed < this.immediateMs) {
         await immediate();
       } else {
         await sleep(delay);

@@ -44,7 +44,7 @@
  * 'error' (err) for refused devices and broken rings (only emitted when someone listens).
  */
 import { EventEmitter } from 'node:events';
-import createDebug from 'debug';
+import { createLogger as createDebug } from '../log.js';
 import { DeviceStatus, VirtioFeatureMask } from 'virtio-spec-types';
 import { ArgumentError, RingError, TransportError } from '../errors.js';
 import { PEER_STATE_READY, PEER_STATE_RESET, type IvshmemDevice } from '../ivshmem/device.js';
