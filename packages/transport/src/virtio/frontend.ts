@@ -81,6 +81,13 @@ export interface VirtioFrontendOptions {
   transaction?: Omit<TransactionOptions, 'timeoutMs'>;
   /** Fallback poll of the BE state while waiting for READY (besides vector-0 events). Default 100 ms. */
   readyPollMs?: number;
+  /**
+   * After a back-end failure that left the BE entry READY (a transaction timed out), our State
+   * stays RESET until the BE shows it saw it (entry not READY, gone, or a vector-0 event — every
+   * State change raises one) or at most this long, so a BE that samples states cannot miss the
+   * RESET and a hung one is still retried. Default: the transaction timeout, at most 1000 ms.
+   */
+  resetHoldMs?: number;
   /** Name in debug output. */
   debugName?: string;
   /**
@@ -115,6 +122,15 @@ export class VirtioFrontend extends EventEmitter {
   private readonly memory: MemoryView;
   private readonly txn: TransactionWriter;
   private readonly readyPollMs: number;
+  private readonly resetHoldMs: number;
+  /**
+   * Vector-0 interrupts and peer events seen so far. The device model raises vector 0 on every
+   * State change (§4.9), also when the BE goes READY → RESET → READY faster than its entry can be
+   * sampled; waits that must notice a re-initialising BE compare this count.
+   */
+  private stateEvents = 0;
+  /** The header's first bytes as the last initialisation validated them (a refused BE changed?). */
+  private validatedHeader: Uint8Array = new Uint8Array(0);
   private phaseValue: FrontendPhase = 'created';
   private readonly spinOptions: SpinOptions | undefined;
   private spin: SpinAttachment | null = null;
@@ -138,6 +154,7 @@ export class VirtioFrontend extends EventEmitter {
 
   private readonly onPeerEvent = (id: number): void => {
     if (id !== this.partner) return;
+    this.stateEvents++;
     this.checkBackend();
   };
   private readonly onServerGone = (): void => {
@@ -160,7 +177,7 @@ export class VirtioFrontend extends EventEmitter {
     super();
     checkOps(ops);
     for (const k of Object.keys(opts)) {
-      if (!['transactionTimeoutMs', 'transaction', 'readyPollMs', 'debugName', 'spin'].includes(k)) {
+      if (!['transactionTimeoutMs', 'transaction', 'readyPollMs', 'resetHoldMs', 'debugName', 'spin'].includes(k)) {
         throw new ArgumentError(`VirtioFrontend: unknown option '${k}'`);
       }
     }
@@ -173,6 +190,8 @@ export class VirtioFrontend extends EventEmitter {
     this.name = opts.debugName ?? `fe${device.id}`;
     this.partner = 1 - device.id;
     this.readyPollMs = opts.readyPollMs ?? 100;
+    this.resetHoldMs = opts.resetHoldMs ?? Math.min(1000, timeout);
+    if (!(this.resetHoldMs >= 0)) throw new ArgumentError(`resetHoldMs must be ≥ 0, got ${this.resetHoldMs}`);
     this.header = new FrontendHeader(device.window, device.layout.rwSize);
     this.memory = new MemoryView(device.window);
     this.txn = new TransactionWriter(this.header, device, this.partner, { ...opts.transaction, timeoutMs: timeout });
@@ -284,6 +303,7 @@ export class VirtioFrontend extends EventEmitter {
     const d = this.device;
     const h = this.header;
     const txn = this.txn;
+    this.validatedHeader = this.memory.u8.slice(0, Math.min(HEADER_SNAPSHOT, d.layout.rwSize));
     const size = validateHeader(h, d.layout.rwSize); // (3)
     const alloc = new SharedMemoryAllocator(d.layout, this.memory.u8, d.id, this.partner, size);
     d.oneShot = false; // (4)
@@ -471,11 +491,15 @@ export class VirtioFrontend extends EventEmitter {
   private interrupt(vector: number): void {
     try {
       if (vector === 0) {
+        this.stateEvents++;
         if (!this.backendReady()) {
           this.checkBackend();
           return;
         }
-        if (this.phaseValue !== 'live') return;
+        if (this.phaseValue !== 'live') {
+          this.waitWake?.(); // a recovery may wait for exactly this event (holdReset, refused)
+          return;
+        }
         const h = this.header;
         if (h.configEvent) {
           h.clearConfigEvent();
@@ -567,6 +591,7 @@ export class VirtioFrontend extends EventEmitter {
       case 'lost':
         this.safeEmit('lost', f.err);
         d.setState(PEER_STATE_RESET); // only now: we no longer touch shared structures
+        await this.holdReset();
         return;
       case 'broken':
         this.safeEmit('error', f.err);
@@ -587,7 +612,23 @@ export class VirtioFrontend extends EventEmitter {
         // Retrying this BE would be refused again: wait for it to go away — a different one may
         // be started (§4.10) — even if we never went READY (header refused).
         log('%s: refused the device: waiting for the back-end to leave READY', this.name);
-        await this.waitFor(() => !this.backendReady());
+        if (d.state === PEER_STATE_READY) {
+          // A BE cannot become READY again while we are READY (it waits for our RESET, §4.10
+          // BE step 2): its entry stays RESET until we move, so its leaving is always seen.
+          await this.waitFor(() => !this.backendReady());
+        } else {
+          // We never went READY (the header was refused): the BE may re-initialise — RESET,
+          // new header, READY — between two looks at its entry. React to its vector-0 event
+          // (every State change raises one), and to a header that changed since validation in
+          // case the flip came before interrupts were on.
+          const mark = this.stateEvents;
+          d.interruptsEnabled = true;
+          try {
+            await this.waitFor(() => !this.backendReady() || this.stateEvents !== mark || this.headerChanged());
+          } finally {
+            d.interruptsEnabled = false;
+          }
+        }
         if (this.closing) return; // still READY over a header we wrote: close() resets first
         d.setState(PEER_STATE_RESET);
         return;
@@ -612,6 +653,42 @@ export class VirtioFrontend extends EventEmitter {
     if (hadSession) this.callRemove(err);
     this.queues = [];
     this.byVector = [];
+  }
+
+  /**
+   * Our State just went RESET after a back-end failure (§4.10). A BE whose entry still reads
+   * READY (a transaction timed out) has not seen it yet, and a BE that samples states could miss
+   * a RESET that lasts only until the next initialisation: hold it until the BE shows it reacted
+   * — its entry leaves READY, it leaves, or a vector-0 event arrives (a RESET → READY flip of a
+   * re-initialising BE raises one) — or for at most `resetHoldMs`, so that a hung BE is still
+   * retried (and its stall reported again).
+   */
+  private async holdReset(): Promise<void> {
+    if (this.closing || !this.backendReady() || this.resetHoldMs === 0) return;
+    const d = this.device;
+    const mark = this.stateEvents;
+    let expired = false;
+    const timer = setTimeout(() => {
+      expired = true;
+      this.waitWake?.();
+    }, this.resetHoldMs);
+    d.interruptsEnabled = true;
+    log('%s: holding RESET until the back-end reacts (at most %d ms)', this.name, this.resetHoldMs);
+    try {
+      await this.waitFor(() => expired || !this.backendReady() || this.stateEvents !== mark);
+    } finally {
+      clearTimeout(timer);
+      d.interruptsEnabled = false;
+    }
+    log('%s: RESET %s', this.name, expired ? 'held for the maximum: retrying a back-end that did not react' : 'seen by the back-end');
+  }
+
+  /** Whether the header's first bytes differ from what the last initialisation validated. */
+  private headerChanged(): boolean {
+    const before = this.validatedHeader;
+    const now = this.memory.u8;
+    for (let i = 0; i < before.length; i++) if (now[i] !== before[i]) return true;
+    return false;
   }
 
   private callRemove(err: Error): void {
@@ -672,6 +749,9 @@ export class VirtioFrontend extends EventEmitter {
     }
   }
 }
+
+/** Bytes of the header compared to notice a refused back-end that re-initialised (§4.2 registers and config). */
+const HEADER_SNAPSHOT = 0x100;
 
 /** The failure kind of an error thrown by an initialisation. */
 function classify(err: unknown): Failure {
