@@ -45,7 +45,7 @@
  */
 import { EventEmitter } from 'node:events';
 import createDebug from 'debug';
-import { DeviceStatus, VirtioFeatureMask } from 'virtio-spec-types';
+import { DeviceStatus, VirtioFeatureMask, availRingSize, descTableSize, usedRingSize } from 'virtio-spec-types';
 import { ArgumentError, RingError, TransportError } from '../errors.js';
 import { PEER_STATE_READY, PEER_STATE_RESET, type IvshmemDevice } from '../ivshmem/device.js';
 import { MemoryView } from '../ring/memory.js';
@@ -129,6 +129,8 @@ export class VirtioFrontend extends EventEmitter {
    * sampled; waits that must notice a re-initialising BE compare this count.
    */
   private stateEvents = 0;
+  /** Buffer space held while the queues are sized (fits()), as [pool, offset, bytes] triples. */
+  private heldBuffers: number[] = [];
   /** The header's first bytes as the last initialisation validated them (a refused BE changed?). */
   private validatedHeader: Uint8Array = new Uint8Array(0);
   private phaseValue: FrontendPhase = 'created';
@@ -338,6 +340,7 @@ export class VirtioFrontend extends EventEmitter {
     this.mode = mode;
     this.byVector = byVector;
     const eventIdx = (features & VirtioFeatureMask.RING_EVENT_IDX) !== 0n;
+    this.heldBuffers = [];
     for (let i = 0; i < count; i++) {
       // §4.6 steps 1–2: `queue_sel` := i, await, read enable, size, device vector.
       await txn.write(HDR_QUEUE_SEL, 4, i);
@@ -354,7 +357,7 @@ export class VirtioFrontend extends EventEmitter {
       if (!Number.isInteger(want) || want < 1 || want > maxSize) {
         throw new TransportError('VSHM_ERR_QUEUE', '4.6', `queue ${i}: size ${want} not in 1…${maxSize}`);
       }
-      const qsize = floorPow2(want);
+      const qsize = this.fitQueueSize(alloc, features, i, count, floorPow2(want), maxSize);
       const driverVector = driverVectorFor(i, mode);
       const q = new FrontendQueue({
         index: i,
@@ -380,6 +383,7 @@ export class VirtioFrontend extends EventEmitter {
       await txn.write(HDR_QUEUE_DEVICE, 8, BigInt(q.rings.used));
       await txn.write(HDR_QUEUE_ENABLE, 2, 1);
     }
+    this.releaseHeldBuffers(alloc);
     d.interruptsEnabled = true;
     status |= DeviceStatus.DRIVER_OK;
     await this.writeStatus(status);
@@ -398,6 +402,83 @@ export class VirtioFrontend extends EventEmitter {
     this.sessionValue = session;
     this.setLive(true);
     return session;
+  }
+
+  /**
+   * §4.6 step 3: the largest power of two ≤ `start` whose rings and the buffers the driver keeps
+   * on it (`queueBuffers`) fit what is left of shared memory while a 1-entry ring (and its
+   * buffers) of every later queue still fits. Tried by allocating and freeing again, with the
+   * §5 chunk rule itself, so the answer is exact. Throws VSHM_ERR_NO_MEMORY (a refusal) when not
+   * even size 1 fits.
+   */
+  private fitQueueSize(alloc: SharedMemoryAllocator, features: bigint, index: number, count: number, start: number, offered: number): number {
+    for (let size = start; size >= 1; size >>>= 1) {
+      if (this.fits(alloc, features, index, size, count)) {
+        if (size < start) log('%s: queue %d: size %d does not fit the shared memory, using %d', this.name, index, start, size);
+        return size;
+      }
+    }
+    const pool = alloc.devicePool === alloc.driverPool ? `${alloc.driverPool.size}-byte R/W section` : `${alloc.driverPool.size}-byte output sections`;
+    throw new TransportError(
+      'VSHM_ERR_NO_MEMORY',
+      '5',
+      `queue ${index}: the ${pool} cannot hold even a 1-entry ring and its buffers (offered size ${offered}); give the server more shared memory (-l)`,
+    );
+  }
+
+  /**
+   * Whether queue `index` at `size` plus 1-entry queues after it fit now. Every trial allocation
+   * is undone except, on success, the buffers of queue `index` itself: they stay held in
+   * `heldBuffers` while the later queues are sized (the driver posts its buffers only after
+   * probe), and are given back by releaseHeldBuffers() once every ring is placed.
+   */
+  private fits(alloc: SharedMemoryAllocator, features: bigint, index: number, size: number, count: number): boolean {
+    const rings: number[] = []; // [pool (0 driver, 1 device), offset, bytes] triples
+    const buffers: number[] = [];
+    const take = (into: number[], kind: 'driver' | 'device', bytes: number, times = 1): boolean => {
+      for (let k = 0; k < times; k++) {
+        const off = alloc.alloc(kind, bytes, bytes); // a trial: nothing is written into it
+        if (off < 0) return false;
+        into.push(kind === 'driver' ? 0 : 1, off, bytes);
+      }
+      return true;
+    };
+    const queue = (i: number, n: number): boolean => {
+      if (!take(rings, 'driver', descTableSize(n)) || !take(rings, 'driver', availRingSize(n)) || !take(rings, 'device', usedRingSize(n))) return false;
+      const b = this.ops.queueBuffers?.(i, n, features);
+      if (b === undefined) return true;
+      for (const [kind, need] of [
+        ['driver', b.readable],
+        ['device', b.writable],
+      ] as const) {
+        if (need === undefined || need.count <= 0) continue;
+        if (!Number.isInteger(need.bytes) || need.bytes < 1 || !Number.isInteger(need.count)) {
+          throw new TransportError('VSHM_ERR_QUEUE', '4.6', `queue ${i}: queueBuffers gave ${need.count} buffers of ${need.bytes} bytes`);
+        }
+        if (!take(i === index ? buffers : rings, kind, need.bytes, need.count)) return false;
+      }
+      return true;
+    };
+    const undo = (list: number[]): void => {
+      for (let k = list.length - 3; k >= 0; k -= 3) alloc.free(list[k] === 0 ? 'driver' : 'device', list[k + 1], list[k + 2]);
+    };
+    let ok = false;
+    try {
+      ok = queue(index, size);
+      for (let j = index + 1; ok && j < count; j++) ok = queue(j, 1);
+      return ok;
+    } finally {
+      undo(rings);
+      if (ok) this.heldBuffers.push(...buffers);
+      else undo(buffers);
+    }
+  }
+
+  /** Give back the buffer space held while queues were sized (fits()): the driver posts into it. */
+  private releaseHeldBuffers(alloc: SharedMemoryAllocator): void {
+    const held = this.heldBuffers;
+    this.heldBuffers = [];
+    for (let k = held.length - 3; k >= 0; k -= 3) alloc.free(held[k] === 0 ? 'driver' : 'device', held[k + 1], held[k + 2]);
   }
 
   /** Write `device_status` and await completion (§4.5). */
