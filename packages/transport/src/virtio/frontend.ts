@@ -15,17 +15,22 @@
  * initialisation throw a back-end failure, which is classified and recovered from below.
  *
  * Failure kinds, and how a session ends after each (recover()):
+ * Every session end first delivers what the used rings acknowledge (endSession(): validated,
+ * §6.4, nothing written; nothing from a detached mapping), then fails the rest, then remove().
  * - **lost** (BE entry leaves READY, PEER_GONE, server gone, vector 0 with the BE not READY, a
- *   transaction timeout): stop touching shared structures, clear both event bytes, fail in-flight
- *   requests, remove(), 'lost', and only then State := RESET (the BE re-initialises on seeing
- *   it); back to (2): a full re-initialisation and a new probe (§8 items 34, 35).
+ *   transaction timeout): stop posting, clear both event bytes, deliver acknowledged / fail the
+ *   rest, remove(), 'lost', and only then State := RESET (the BE re-initialises on seeing it),
+ *   held until a BE still READY reacts (holdReset, bounded); back to (2): a full
+ *   re-initialisation and a new probe (§8 items 34, 35).
  * - **broken** (a §6.4 violation in a used ring, a driver callback that threw, a config event
- *   with DEVICE_NEEDS_RESET): fail in-flight requests, remove(), 'error', reset the device and
- *   await it (the BE then touches no old ring, §4.5), re-run (3)–(6) while staying READY.
+ *   with DEVICE_NEEDS_RESET): reset the device and await it (the BE then touches no old ring,
+ *   §4.5, so the used rings are final), deliver acknowledged / fail the rest, remove(), 'error',
+ *   re-run (3)–(6) while staying READY.
  * - **refused** (bad header, missing VERSION_1/ACCESS_PLATFORM, FEATURES_OK rejected, a queue
- *   that cannot be set up): 'error', a pending start() rejects, status FAILED (best effort); wait
- *   for the BE to leave READY (a different back-end may be started), State := RESET, start over
- *   from (1).
+ *   that cannot be set up, not even at size 1 — smaller sizes than offered are tried first):
+ *   'error', a pending start() rejects, status FAILED (best effort); wait for the BE to leave
+ *   READY — or, if we never went READY, for its next vector-0 event (a fast re-init) — State :=
+ *   RESET, start over from (1).
  * - **close**: fail in-flight requests, start() rejects; close() does the orderly reset itself.
  * A close() that arrives during a broken or refused recovery leaves State READY so that close()
  * still resets the device before leaving READY.
