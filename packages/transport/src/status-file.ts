@@ -18,7 +18,7 @@
  */
 import { closeSync, fstatSync, lstatSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmdirSync, unlinkSync, writeSync, constants as fsc } from 'node:fs';
 import { join } from 'node:path';
-import createDebug from 'debug';
+import { createLogger as createDebug } from './log.js';
 import { TransportError } from './errors.js';
 import type { IvshmemPeer } from './ivshmem/peer.js';
 import type { VirtioBackend } from './virtio/backend.js';
