@@ -26,11 +26,11 @@
  */
 import { EventEmitter } from 'node:events';
 import type { DriverQueueHandle, DriverSession, VirtioDriverOps } from '@vshm/transport';
-import { VirtioFeatureMask } from 'virtio-spec-types';
 import {
-  BLK_ID_BYTES, BLK_WZ_FLAG_UNMAP, BlkConfig, BlkFeature, BlkStatus, BlkType, SECTOR_SIZE,
-  encodeBlkHeader, encodeDwzSegment,
-} from './blk-spec.js';
+  BLK_DWZ_FLAG_UNMAP, BLK_ID_BYTES, BLK_SECTOR_SIZE as SECTOR_SIZE, BlkConfig, BlkFeature, BlkRequestType as BlkType, BlkStatus,
+  VirtioFeatureMask,
+} from 'virtio-spec-types';
+import { encodeBlkHeader, encodeDwzSegment } from './wire.js';
 import { BlockError } from './errors.js';
 
 const bit = (n: number): bigint => 1n << BigInt(n);
@@ -243,7 +243,7 @@ export class BlockDriver extends EventEmitter implements VirtioDriverOps {
     return this.run(() => {
       const g = this.check('write-zeroes', offset, length);
       if (!g.writeZeroes) throw new BlockError('VSHM_ERR_BLK_UNSUPPORTED', 'A', 'writeZeroes: the device does not offer VIRTIO_BLK_F_WRITE_ZEROES');
-      return this.dwz('write-zeroes', BlkType.WRITE_ZEROES, offset, length, g.maxWriteZeroesSectors, opts.unmap === true ? BLK_WZ_FLAG_UNMAP : 0);
+      return this.dwz('write-zeroes', BlkType.WRITE_ZEROES, offset, length, g.maxWriteZeroesSectors, opts.unmap === true ? BLK_DWZ_FLAG_UNMAP : 0);
     });
   }
 

@@ -83,7 +83,7 @@ describe('vshm-blk-frontend arguments', () => {
     );
     rmSync(dir, { recursive: true, force: true });
     expect(noServer.code).to.equal(1);
-    expect(noServer.stderr).to.match(/^vshm-blk-frontend: cannot connect to the vshm server: .*\/none: ENOENT \(no such file or directory\)\n$/);
+    expect(noServer.stderr).to.match(/^vshm-blk-frontend: cannot connect to the vshm server at .*\/none: ENOENT \(no such file or directory\)\n$/);
   });
 });
 
@@ -194,6 +194,6 @@ describe('vshm-blk-frontend with a vshm server and a back-end', function () {
     cleanups.push(() => new Promise<void>((r) => busy.close(() => r())));
     const second = track(startCli(['-S', socketPath, '--nbd', nbdPath]));
     expect(await second.exited).to.equal(1);
-    expect(second.stderr(), second.stderr()).to.match(/vshm-blk-frontend: cannot serve NBD: .*disk\.sock: EADDRINUSE \(address already in use\)\n$/);
+    expect(second.stderr(), second.stderr()).to.match(/vshm-blk-frontend: cannot serve NBD on .*disk\.sock: EADDRINUSE \(address already in use\)\n$/);
   });
 });
