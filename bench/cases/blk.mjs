@@ -141,10 +141,11 @@ async function driverCase(m, driver, n, bytes) {
     const t0 = process.hrtime.bigint();
     await Promise.all(
       Array.from({ length: SEQ_QD }, async () => {
+        const into = Buffer.alloc(MiB); // one buffer per reader, reused: as a caller reading a stream would
         while (next < bytes) {
           const at = next;
           next += MiB;
-          if (m === 'blk_seq_read') await driver.read(at, MiB);
+          if (m === 'blk_seq_read') await driver.read(at, MiB, into);
           else await driver.write(at, data);
         }
       }),
@@ -160,9 +161,10 @@ async function driverCase(m, driver, n, bytes) {
   const t0 = process.hrtime.bigint();
   await Promise.all(
     Array.from({ length: RAND_QD }, async () => {
+      const into = Buffer.alloc(4096);
       while (issued < n) {
         issued++;
-        await driver.read(rnd(blocks) * 4096, 4096);
+        await driver.read(rnd(blocks) * 4096, 4096, into);
       }
     }),
   );

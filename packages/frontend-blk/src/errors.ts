@@ -1,5 +1,5 @@
 /**
- * Typed errors of the virtio-blk driver and its NBD server (style §4): a stable `code` and the
+ * Typed errors of the virtio-blk driver and its NBD server: a stable `code` and the
  * spec section ('A' = docs/protocol.md Appendix A, virtio-blk over vshm; '' when none applies).
  */
 import { VshmError } from '@vshm/transport';

@@ -107,6 +107,21 @@ describe('BlockDriver ↔ BlockDevice (both real halves, loopback pair, image fi
     for (const op of ['in', 'out', 'flush', 'discard', 'write-zeroes']) expect(done[op] ?? 0, op).to.be.greaterThan(0);
   });
 
+  it('read(offset, length, into): the data lands in the caller buffer, which is reused; a short one is refused', async () => {
+    p = await pair(2 * MiB);
+    const data = pattern(MiB, 21);
+    await p.driver.write(0, data);
+    const into = Buffer.alloc(MiB + 512, 0xee);
+    const got = await p.driver.read(0, MiB, into);
+    expect(got.buffer).to.equal(into.buffer);
+    expect(into.subarray(0, MiB).equals(data)).to.equal(true);
+    expect(into[MiB]).to.equal(0xee); // nothing past length
+    const again = await p.driver.read(512, 4096, into);
+    expect(again.equals(data.subarray(512, 4608))).to.equal(true);
+    const err = await p.driver.read(0, 8192, Buffer.alloc(4096)).then(() => null, (e: Error & { code?: string }) => e);
+    expect(err?.code).to.equal('VSHM_ERR_ARGUMENT');
+  });
+
   it('many requests in flight (random 4 KiB…256 KiB writes then reads, 200 at once) match a model of the disk', async () => {
     p = await pair(16 * MiB);
     const d = p.driver;
