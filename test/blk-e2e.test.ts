@@ -47,7 +47,7 @@ interface Stack {
 }
 
 /** Server, back-end on a fresh image (or `content`), front-end serving NBD; resolves once NBD listens. */
-async function startStack(s: Scratch, opts: { backendArgs?: string[]; content?: Buffer } = {}): Promise<Stack> {
+async function startStack(s: Scratch, opts: { backendArgs?: string[]; frontendArgs?: string[]; content?: Buffer } = {}): Promise<Stack> {
   const image = s.path('disk.img');
   writeFileSync(image, opts.content ?? Buffer.alloc(DISK));
   const server = s.spawn('server', SERVER_BIN, ['-l', '16M', '-n', '2', '-V', '3', '-P', '0x8002', '-S', s.server]);
@@ -55,7 +55,7 @@ async function startStack(s: Scratch, opts: { backendArgs?: string[]; content?: 
   const backend = s.spawn('blk-backend', BLK_BACKEND, ['-S', s.server, ...(opts.backendArgs ?? []), image]);
   await backend.untilStderr(/serving .* as peer 0/);
   const nbd = s.path('nbd.sock');
-  const frontend = s.spawn('blk-frontend', BLK_FRONTEND, ['-S', s.server, '--nbd', nbd]);
+  const frontend = s.spawn('blk-frontend', BLK_FRONTEND, ['-S', s.server, '--nbd', nbd, ...(opts.frontendArgs ?? [])]);
   await frontend.untilStderr(/serving NBD on/);
   return { image, nbd, uri: `nbd+unix:///?socket=${nbd}`, backend, frontend };
 }
@@ -166,6 +166,24 @@ describe('virtio-blk end to end: vshm-server + vshm-blk-backend + vshm-blk-front
     writeFileSync(other, Buffer.alloc(DISK, 1));
     const bad = await run('qemu-img', ['compare', '-f', 'raw', '-F', 'raw', other, st.uri]).then(() => 0, (e: { code: number }) => e.code);
     expect(bad).to.equal(1);
+  });
+
+  it('multiqueue: back-end --queues 4, front-end --queues 4 (MQ negotiated), a random workload, qemu-img compare identical', async function () {
+    needs(this, 'qemu-img', 'qemu-io');
+    const st = await startStack(s, { backendArgs: ['--queues', '4'], frontendArgs: ['--queues', '4'] });
+    await st.backend.untilStderr(/front-end connected/);
+    const m = /front-end connected \(features 0x([0-9a-f]+)\)/.exec(st.backend.stderr);
+    expect(m, st.backend.stderr).to.not.equal(null);
+    expect(BigInt(`0x${m![1]}`) & (1n << 12n), 'MQ negotiated').to.equal(1n << 12n);
+    const rng = new Prng(0x4a);
+    const cmds: string[] = [];
+    for (let i = 0; i < 80; i++) {
+      const sectors = 1 + rng.int(256);
+      cmds.push(`aio_write -P ${1 + rng.int(255)} ${rng.int(DISK / 512 - sectors) * 512} ${sectors * 512}`);
+    }
+    cmds.push('aio_flush', 'flush');
+    await qemuIo(st.uri, cmds);
+    expect((await run('qemu-img', ['compare', '-f', 'raw', '-F', 'raw', st.image, st.uri])).stdout).to.match(/Images are identical/);
   });
 
   it('qemu-img convert both ways: a random raw image into the export, the export back into a file; md5s equal', async function () {

@@ -19,6 +19,8 @@ Options:
   --nbd PATH           serve NBD on the UNIX socket PATH (required)
   --export-name NAME   export name to announce [''] (the default name '' is always accepted)
   -S, --server PATH    vshm-server socket [${DEFAULT_SERVER_SOCKET}]
+  --queues N           request queues to use, 1…64 [1]; N > 1 accepts MQ and uses
+                       min(N, the back-end's --queues) queues
   --wait               if the back-end is not connected yet (we would get peer 0) or the
                        server is not there yet, retry until it is, instead of exiting 1
   -q, --quiet          no link-state lines on stderr
@@ -36,6 +38,7 @@ export interface CliOptions {
   exportName: string;
   wait: boolean;
   quiet: boolean;
+  queues: number;
 }
 
 /** A bad command line: print `err.lineFor(PROGRAM)` and exit 2 (the shared kit's UsageError). */
@@ -48,10 +51,11 @@ export function parseCli(argv: readonly string[]): CliOptions {
     nbd: { type: 'string' },
     'export-name': { type: 'string' },
     wait: { type: 'boolean' },
+    queues: { type: 'string' },
     quiet: { type: 'boolean', short: 'q' },
   });
   const help = values.help === true;
-  if (help) return { help, server: DEFAULT_SERVER_SOCKET, nbd: '', exportName: '', wait: false, quiet: false };
+  if (help) return { help, server: DEFAULT_SERVER_SOCKET, nbd: '', exportName: '', wait: false, quiet: false, queues: 1 };
   const str = (name: 'server' | 'nbd'): string | undefined => {
     const v = values[name];
     if (v !== undefined && v.length === 0) throw new UsageError(`option '--${name}' needs a non-empty value`);
@@ -61,5 +65,11 @@ export function parseCli(argv: readonly string[]): CliOptions {
   if (nbd === undefined) throw new UsageError("missing '--nbd PATH' (the NBD socket to serve)");
   const exportName = values['export-name'] ?? '';
   if (Buffer.byteLength(exportName) > 4096) throw new UsageError('--export-name is longer than 4096 bytes');
-  return { help, server: str('server') ?? DEFAULT_SERVER_SOCKET, nbd, exportName, wait: values.wait === true, quiet: values.quiet === true };
+  let queues = 1;
+  if (values.queues !== undefined) {
+    if (!/^[0-9]+$/.test(values.queues)) throw new UsageError(`invalid --queues '${values.queues}' (expected a decimal integer)`);
+    queues = Number(values.queues);
+    if (queues < 1 || queues > 64) throw new UsageError(`--queues ${values.queues} out of range 1…64`);
+  }
+  return { help, server: str('server') ?? DEFAULT_SERVER_SOCKET, nbd, exportName, wait: values.wait === true, quiet: values.quiet === true, queues };
 }

@@ -74,7 +74,7 @@ export async function main(argv: readonly string[]): Promise<number> {
   let nbd: NbdServer | null = null;
   try {
     try {
-      const opening = openBlock({ socketPath: opts.server, wait: opts.wait, onRetry: (e) => debug('not connected yet (%s): retrying', e.message) });
+      const opening = openBlock({ socketPath: opts.server, wait: opts.wait, queues: opts.queues, onRetry: (e) => debug('not connected yet (%s): retrying', e.message) });
       const first = await Promise.race([opening, signalled.then(() => null)]);
       if (first === null) {
         opening.then((l) => l.close()).catch(() => {});

@@ -58,11 +58,12 @@ function startCli(args: string[]): Proc {
 describe('vshm-blk-frontend arguments', () => {
   it('parses the options and refuses bad ones with a CliUsageError', () => {
     expect(parseCli(['--nbd', '/tmp/a.sock', '-S', '/tmp/s', '--export-name', 'd', '-q', '--wait'])).to.deep.equal({
-      help: false, server: '/tmp/s', nbd: '/tmp/a.sock', exportName: 'd', wait: true, quiet: true,
+      help: false, server: '/tmp/s', nbd: '/tmp/a.sock', exportName: 'd', wait: true, quiet: true, queues: 1,
     });
+    expect(parseCli(['--nbd', 'x', '--queues', '4']).queues).to.equal(4);
     expect(parseCli(['--nbd', 'x']).server).to.equal('/tmp/ivshmem_socket');
     expect(parseCli(['-h']).help).to.equal(true);
-    for (const bad of [[], ['--nbd'], ['--nbd', ''], ['--nbd', 'x', '--bogus'], ['--nbd', 'x', 'extra'], ['--nbd', 'x', '-S']]) {
+    for (const bad of [[], ['--nbd'], ['--nbd', ''], ['--nbd', 'x', '--bogus'], ['--nbd', 'x', 'extra'], ['--nbd', 'x', '-S'], ['--nbd', 'x', '--queues', '0'], ['--nbd', 'x', '--queues', '65'], ['--nbd', 'x', '--queues', 'two']]) {
       expect(() => parseCli(bad), bad.join(' ')).to.throw(CliUsageError);
     }
   });
