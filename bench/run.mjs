@@ -49,6 +49,8 @@ function fail(msg) {
  */
 const latency = (r) => `median ${r.median_us} µs, p99 ${r.p99_us} µs`;
 const gbps = (r) => `${r.gbps} GB/s`;
+const iops = (r) => `${r.iops} IOPS (QD ${r.qd})`;
+const nbd = (f) => (r) => (r.skipped ? `skipped: ${r.skipped}` : `${f(r)} (${r.tool})`);
 const CASES = [
   // Floors (issue 12): what C gets from the same CPUs in the same run. The spin floor is pinned
   // like rtt64, the eventfd floor unpinned like rtt64_nospin — each beside what it is compared with.
@@ -87,6 +89,17 @@ const CASES = [
     summary: (r) =>
       `${r.msg_rate.msgs_per_s} msgs/s; B4 ${r.cpu_per_million.cpu_s} CPU s per million (FE ${r.cpu_per_million.fe_cpu_s}, BE ${r.cpu_per_million.be_cpu_s}), idle ${r.idle_cpu.percent} % CPU`,
   },
+  // B6 virtio-blk (issue 11 item 6): each transport figure beside direct file I/O on the same
+  // kind of image in the same run; NBD cases through standard tools (null result without them).
+  { name: 'file_seq_read', group: 'B6', script: 'blk.mjs', args: (q) => ['file_seq_read', q ? 16 : 256], trials: 5, key: (r) => r.gbps, summary: gbps },
+  { name: 'blk_seq_read', group: 'B6', script: 'blk.mjs', args: (q) => ['blk_seq_read', q ? 16 : 256], trials: 5, key: (r) => r.gbps, summary: gbps },
+  { name: 'file_seq_write', group: 'B6', script: 'blk.mjs', args: (q) => ['file_seq_write', q ? 16 : 256], trials: 5, key: (r) => r.gbps, summary: gbps },
+  { name: 'blk_seq_write', group: 'B6', script: 'blk.mjs', args: (q) => ['blk_seq_write', q ? 16 : 256], trials: 5, key: (r) => r.gbps, summary: gbps },
+  { name: 'file_randread_4k', group: 'B6', script: 'blk.mjs', args: (q) => ['file_randread_4k', q ? 1000 : 20000], key: (r) => r.iops, summary: iops },
+  { name: 'blk_randread_4k_qd32', group: 'B6', script: 'blk.mjs', args: (q) => ['blk_randread_4k_qd32', q ? 1000 : 20000], key: (r) => r.iops, summary: iops },
+  { name: 'nbd_seq_read', group: 'B6', script: 'blk.mjs', args: (q) => ['nbd_seq_read', q ? 16 : 256], key: (r) => r.gbps ?? 0, summary: nbd(gbps) },
+  { name: 'nbd_seq_write', group: 'B6', script: 'blk.mjs', args: (q) => ['nbd_seq_write', q ? 16 : 256], key: (r) => r.gbps ?? 0, summary: nbd(gbps) },
+  { name: 'nbd_read_4k_qd32', group: 'B6', script: 'blk.mjs', args: (q) => ['nbd_read_4k_qd32', q ? 1000 : 20000], key: (r) => r.iops ?? 0, summary: nbd(iops) },
   {
     // One run yields the front-end's start and its floor, a bare `node` spawned alternately with it.
     name: 'startup',
@@ -181,6 +194,12 @@ const targets = [
   ['rtt64_unpinned / eventfd_rtt (median)', ratio(C.rtt64_unpinned?.median_us, C.eventfd_rtt?.median_us), 'info', null],
   ['rtt64_nospin / eventfd_rtt (median)', ratio(C.rtt64_nospin?.median_us, C.eventfd_rtt?.median_us), 'info', null],
   ['eventfd_rtt / eventfd_floor_rtt (median)', ratio(C.eventfd_rtt?.median_us, C.eventfd_floor_rtt?.median_us), 'info', null],
+  ['blk_seq_read / file_seq_read', ratio(C.blk_seq_read?.gbps, C.file_seq_read?.gbps), '≥ 0.5', (x) => x >= 0.5],
+  ['blk_seq_write / file_seq_write', ratio(C.blk_seq_write?.gbps, C.file_seq_write?.gbps), '≥ 0.5', (x) => x >= 0.5],
+  ['blk_randread_4k_qd32 / file_randread_4k (IOPS)', ratio(C.blk_randread_4k_qd32?.iops, C.file_randread_4k?.iops), 'info', null],
+  ['nbd_seq_read / file_seq_read', ratio(C.nbd_seq_read?.gbps, C.file_seq_read?.gbps), 'info', null],
+  ['nbd_seq_write / file_seq_write', ratio(C.nbd_seq_write?.gbps, C.file_seq_write?.gbps), 'info', null],
+  ['nbd_read_4k_qd32 / file_randread_4k (IOPS)', ratio(C.nbd_read_4k_qd32?.iops, C.file_randread_4k?.iops), 'info', null],
   ['cpu_per_million (CPU s, FE + BE)', C.cpu_per_million?.cpu_s ?? null, 'info', null],
 ];
 for (const [name, value, target, ok] of targets) {

@@ -50,6 +50,21 @@ describe('bench (quick mode)', function () {
     expect(readdirSync(tmp)).to.deep.equal([]);
   });
 
+  it('runs the virtio-blk cases (transport, direct file, NBD) with their ratios, and leaves TMPDIR empty', () => {
+    const json = path.join(out, 'results.json');
+    const r = run(['bench/run.mjs', '--quick', '--only', 'file_seq_read,blk_seq_read,blk_randread_4k_qd32,nbd_seq_read', '--json', json], tmp);
+    expect(r.status, r.stderr).to.equal(0);
+    const res = JSON.parse(readFileSync(json, 'utf8'));
+    expect(res.cases.file_seq_read.gbps).to.be.a('number').above(0);
+    expect(res.cases.blk_seq_read.gbps).to.be.a('number').above(0);
+    expect(res.cases.blk_randread_4k_qd32.iops).to.be.a('number').above(0);
+    // nbdcopy may be missing: then the case says so instead of a figure.
+    expect(res.cases.nbd_seq_read.gbps ?? res.cases.nbd_seq_read.skipped).to.not.equal(undefined);
+    expect(res.ratios['blk_seq_read / file_seq_read']).to.include({ target: '≥ 0.5' });
+    expect(res.ratios['blk_seq_read / file_seq_read'].value).to.be.a('number');
+    expect(readdirSync(tmp)).to.deep.equal([]);
+  });
+
   it('a virtio case run on its own removes its server directory before it exits', () => {
     const r = run(['bench/cases/virtio.mjs', 'rtt', '200'], tmp);
     expect(r.status, r.stderr).to.equal(0);

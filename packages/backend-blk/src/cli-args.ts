@@ -1,10 +1,11 @@
 /**
- * Command-line parsing of `vshm-blk-backend` (one CLI voice: check at the edge, one line per usage error). Pure: argv in, options
- * out, or a UsageError whose message is the one stderr line (exit 2).
+ * Command-line parsing of `vshm-blk-backend`. Pure: argv in, options out, or a UsageError (one
+ * line, exit 2), through the shared CLI kit of @vshm/transport so every vshm command speaks alike.
  */
-import { parseArgs } from 'node:util';
-import { ArgumentError } from '@vshm/transport';
+import { parseCommandLine, UsageError } from '@vshm/transport';
 import type { CacheMode } from './device.js';
+
+export { UsageError };
 
 export const PROG = 'vshm-blk-backend';
 export const DEFAULT_SERVER = '/tmp/ivshmem_socket';
@@ -30,9 +31,6 @@ Options:
 SIGHUP re-reads the image size (resize); SIGINT/SIGTERM exit cleanly.
 Exit status: 0 on a clean exit, 1 on runtime failures, 2 on bad arguments.`;
 
-/** A bad command line: one stderr line, exit 2. */
-export class UsageError extends ArgumentError {}
-
 export interface BlkCliOptions {
   help: boolean;
   printCapabilities: boolean;
@@ -56,48 +54,29 @@ function intArg(text: string, flag: string, min: number, max: number): number {
   return v;
 }
 
-/** Rephrase a node:util parseArgs error as the one-line CLI voice. */
-function rephrase(err: Error): string {
-  const first = err.message.split('\n')[0];
-  let m = /^Unknown option '([^']*)'/.exec(first);
-  if (m) return `unknown option '${m[1]}'`;
-  m = /^Option '(?:-\w, )?(--?[\w-]+)(?: <value>)?' argument missing/.exec(first);
-  if (m) return `option '${m[1]}' needs a value`;
-  m = /^Option '(?:-\w, )?(--?[\w-]+)' does not take an argument/.exec(first);
-  if (m) return `option '${m[1]}' takes no value`;
-  return first.replace(/\.$/, '');
-}
-
 export function parseCliArgs(argv: readonly string[]): BlkCliOptions {
-  let values;
-  let positionals;
-  try {
-    ({ values, positionals } = parseArgs({
-      args: [...argv],
-      strict: true,
-      allowPositionals: true,
-      options: {
-        server: { type: 'string', short: 'S' },
-        'read-only': { type: 'boolean' },
-        queues: { type: 'string' },
-        'queue-size': { type: 'string' },
-        serial: { type: 'string' },
-        cache: { type: 'string' },
-        'print-capabilities': { type: 'boolean' },
-        quiet: { type: 'boolean', short: 'q' },
-        help: { type: 'boolean', short: 'h' },
-      },
-    }));
-  } catch (err) {
-    throw new UsageError(rephrase(err as Error));
-  }
+  const { values, positionals } = parseCommandLine(
+    argv,
+    {
+      server: { type: 'string', short: 'S' },
+      'read-only': { type: 'boolean' },
+      queues: { type: 'string' },
+      'queue-size': { type: 'string' },
+      serial: { type: 'string' },
+      cache: { type: 'string' },
+      'print-capabilities': { type: 'boolean' },
+      quiet: { type: 'boolean', short: 'q' },
+      help: { type: 'boolean', short: 'h' },
+    },
+    true,
+  );
   const help = values.help ?? false;
   const printCapabilities = values['print-capabilities'] ?? false;
   if (positionals.length > 1) throw new UsageError(`unexpected argument '${positionals[1]}'`);
   const image = positionals[0];
   if (image === undefined && !help && !printCapabilities) throw new UsageError('missing operand IMAGE');
   if (image === '') throw new UsageError('empty IMAGE path');
-  if (values.server === '') throw new UsageError('-S: empty socket path');
+  if (values.server === '') throw new UsageError("option '--server' needs a non-empty value");
   const queues = values.queues === undefined ? 1 : intArg(values.queues, '--queues', 1, 64);
   const queueSize = values['queue-size'] === undefined ? 128 : intArg(values['queue-size'], '--queue-size', 4, 32768);
   if ((queueSize & (queueSize - 1)) !== 0) throw new UsageError(`--queue-size ${queueSize} is not a power of two`);

@@ -5,11 +5,21 @@
  * 1 on runtime failures (one line naming the path and the errno code); 2 on bad arguments. The
  * back-end outlives its front-ends: the transport re-initialises after each one leaves.
  */
-import { openBackend, type IvshmemPeer, type VirtioBackend } from '@vshm/transport';
-import { VirtioDeviceId } from 'virtio-spec-types';
+import { describeIoError, deviceCapabilities, openBackend, type DeviceCapabilities, type IvshmemPeer, type VirtioBackend } from '@vshm/transport';
+import { BlkFeature, VirtioDeviceId, hasFeature } from 'virtio-spec-types';
 import { parseCliArgs, CLI_OPTIONS, PROG, USAGE, UsageError, type BlkCliOptions } from './cli-args.js';
-import { BlockDevice, blockDeviceFeatures, blockFeatureNames, openBlockDevice } from './device.js';
+import { BlockDevice, blockDeviceFeatures, openBlockDevice } from './device.js';
 import { ImageError } from './image.js';
+
+/** --print-capabilities: what this command line would offer (vhost-user back-end convention). */
+export function capabilities(o: Pick<BlkCliOptions, 'readOnly' | 'queues'>): DeviceCapabilities {
+  const ops = {
+    deviceId: VirtioDeviceId.BLOCK,
+    features: blockDeviceFeatures({ readOnly: o.readOnly, queues: o.queues }),
+    queueCount: (f: bigint) => (hasFeature(f, BlkFeature.MQ) ? o.queues : 1),
+  };
+  return deviceCapabilities('block', ops, BlkFeature, CLI_OPTIONS);
+}
 
 function firstLine(err: unknown): string {
   return (err instanceof Error ? err.message : String(err)).split('\n')[0];
@@ -57,15 +67,18 @@ class Runtime {
         cache: o.cache,
       });
     } catch (err) {
-      const what = err instanceof ImageError ? err.message : `${image}: ${firstLine(err)}`;
-      return this.shutdown(1, `cannot open image: ${what}`);
+      // ImageError keeps the fs error as its cause: the line names the path and the errno.
+      const cause = err instanceof ImageError && err.cause !== undefined ? err.cause : err;
+      const line = describeIoError('open image', image, cause);
+      return this.shutdown(1, line.startsWith('cannot ') ? line : `cannot open image ${image}: ${line}`);
     }
     const device = this.device;
     device.on('io-error', (err: Error) => process.stderr.write(`${PROG}: image I/O failed: ${err.message}\n`));
     try {
       ({ peer: this.peer, transport: this.transport } = await openBackend(o.server, device, { status: true }));
     } catch (err) {
-      return this.shutdown(1, `cannot serve on ${o.server}: ${firstLine(err)}`);
+      const line = describeIoError('connect to', o.server, err);
+      return this.shutdown(1, line.startsWith('cannot ') ? line : `cannot serve on ${o.server}: ${line}`);
     }
     const transport = this.transport;
     transport.on('session', (s: { features: bigint }) => this.info(`front-end connected (features 0x${s.features.toString(16)})`));
@@ -88,7 +101,7 @@ export async function run(argv: readonly string[] = process.argv.slice(2)): Prom
     opts = parseCliArgs(argv);
   } catch (err) {
     if (!(err instanceof UsageError)) throw err;
-    process.stderr.write(`${PROG}: ${err.message} (try --help)\n`);
+    process.stderr.write(`${err.lineFor(PROG)}\n`);
     process.exit(2);
   }
   if (opts.help) {
@@ -96,8 +109,7 @@ export async function run(argv: readonly string[] = process.argv.slice(2)): Prom
     process.exit(0);
   }
   if (opts.printCapabilities) {
-    const features = blockFeatureNames(blockDeviceFeatures({ readOnly: opts.readOnly, queues: opts.queues }));
-    process.stdout.write(`${JSON.stringify({ type: 'block', deviceId: VirtioDeviceId.BLOCK, features, queues: opts.queues, options: CLI_OPTIONS })}\n`);
+    process.stdout.write(`${JSON.stringify(capabilities(opts))}\n`);
     process.exit(0);
   }
   const rt = new Runtime(opts);

@@ -31,6 +31,7 @@ import {
   BLK_CONFIG_SIZE, BLK_DWZ_SEGMENT_SIZE, BLK_ID_BYTES, BLK_REQ_HEADER_SIZE, BLK_SECTOR_SIZE,
   BlkConfig, BlkFeature, BlkStatus, VirtioDeviceId, VirtioFeatureMask, featureBit, hasFeature,
 } from 'virtio-spec-types';
+import { BufferPool } from './buffer-pool.js';
 import { ImageError, openImage, type ImageFile } from './image.js';
 import { planRequest, planSegments, type RequestFault, type RequestLimits } from './request.js';
 
@@ -163,6 +164,8 @@ export class BlockDevice extends EventEmitter implements VirtioDeviceOps {
   private drainWaiters: (() => void)[] = [];
   private readonly limits: RequestLimits;
   private readonly zeroes = new Uint8Array(ZERO_CHUNK);
+  /** IN / OUT data buffers, reused (buffer-pool.ts: fresh ones cost a page fault per page). */
+  private readonly pool = new BufferPool();
 
   /**
    * A device over an open image of `sizeBytes` bytes (use `openBlockDevice` to open by path).
@@ -361,21 +364,21 @@ export class BlockDevice extends EventEmitter implements VirtioDeviceOps {
         return;
       }
       case 'in': {
-        const buf = Buffer.allocUnsafe(plan.length); // filled completely before use (read zero-fills past EOF)
+        const buf = this.pool.take(plan.length); // filled completely before use (read zero-fills past EOF)
         this.run(qs, chain, plan.length, async () => {
           await this.image.read(buf, plan.position);
           return buf;
-        }, 'in');
+        }, 'in', buf);
         return;
       }
       case 'out': {
-        const buf = Buffer.allocUnsafe(plan.length); // filled completely by chain.read just below
+        const buf = this.pool.take(plan.length); // filled completely by chain.read just below
         chain.read(buf, BLK_REQ_HEADER_SIZE); // private copy before any await
         this.run(qs, chain, plan.length, async () => {
           await this.image.write(buf, plan.position);
           if (this.cache === 'writethrough') await this.image.datasync();
           return 0;
-        }, 'out');
+        }, 'out', buf);
         return;
       }
       case 'discard':
@@ -403,8 +406,12 @@ export class BlockDevice extends EventEmitter implements VirtioDeviceOps {
     }
   }
 
-  /** Run `io` for a request; on success copy IN data, then status OK; on an image error IOERR. */
-  private run(qs: QueueState, chain: DeviceChain, bytes: number, io: () => Promise<Uint8Array | 0>, op: string): void {
+  /**
+   * Run `io` for a request; on success copy IN data, then status OK; on an image error IOERR.
+   * `pooled`: the request's data buffer, given back to the pool once the I/O settled and the data
+   * was copied (never while the file call may still use it).
+   */
+  private run(qs: QueueState, chain: DeviceChain, bytes: number, io: () => Promise<Uint8Array | 0>, op: string, pooled?: Buffer): void {
     const epoch = this.epoch;
     qs.inFlight++;
     this.running++;
@@ -426,6 +433,7 @@ export class BlockDevice extends EventEmitter implements VirtioDeviceOps {
         if (epoch === this.epoch) this.complete(qs, chain, epoch, 'IOERR');
       },
     ).finally(() => {
+      if (pooled !== undefined) this.pool.give(pooled);
       // Room again (or a stale session's I/O drained): serve what waits, on every live queue.
       if (this.session !== null) this.serveAll();
     }).catch((err: unknown) => this.emit('io-error', ImageError.from(err, op, this.image.path)));

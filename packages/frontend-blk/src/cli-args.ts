@@ -1,10 +1,9 @@
 /**
- * Argument parsing of `vshm-blk-frontend` (one CLI voice: a bad argument is one stderr line
- * `vshm-blk-frontend: what is wrong (try --help)` and exit 2). Pure: argv in, options or a
- * CliUsageError out.
+ * Argument parsing of `vshm-blk-frontend`, through the shared CLI kit of @vshm/transport (a bad
+ * argument is one stderr line `vshm-blk-frontend: what is wrong (try --help)` and exit 2). Pure:
+ * argv in, options or a CliUsageError out.
  */
-import { parseArgs } from 'node:util';
-import { UsageError } from '@vshm/transport';
+import { parseCommandLine, UsageError } from '@vshm/transport';
 
 export const PROGRAM = 'vshm-blk-frontend';
 export const DEFAULT_SERVER_SOCKET = '/tmp/ivshmem_socket';
@@ -20,6 +19,8 @@ Options:
   --nbd PATH           serve NBD on the UNIX socket PATH (required)
   --export-name NAME   export name to announce [''] (the default name '' is always accepted)
   -S, --server PATH    vshm-server socket [${DEFAULT_SERVER_SOCKET}]
+  --queues N           request queues to use, 1…64 [1]; N > 1 accepts MQ and uses
+                       min(N, the back-end's --queues) queues
   --wait               if the back-end is not connected yet (we would get peer 0) or the
                        server is not there yet, retry until it is, instead of exiting 1
   -q, --quiet          no link-state lines on stderr
@@ -37,47 +38,38 @@ export interface CliOptions {
   exportName: string;
   wait: boolean;
   quiet: boolean;
+  queues: number;
 }
 
-/** A bad command line: print `${PROGRAM}: ${message} (try --help)` and exit 2. */
-export class CliUsageError extends UsageError {}
+/** A bad command line: print `err.lineFor(PROGRAM)` and exit 2 (the shared kit's UsageError). */
+export { UsageError as CliUsageError };
 
 export function parseCli(argv: readonly string[]): CliOptions {
-  let values: Record<string, string | boolean | undefined>;
-  let positionals: string[];
-  try {
-    ({ values, positionals } = parseArgs({
-      args: [...argv],
-      options: {
-        help: { type: 'boolean', short: 'h' },
-        server: { type: 'string', short: 'S' },
-        nbd: { type: 'string' },
-        'export-name': { type: 'string' },
-        wait: { type: 'boolean' },
-        quiet: { type: 'boolean', short: 'q' },
-      },
-      allowPositionals: true,
-      strict: true,
-    }));
-  } catch (err) {
-    const m = (err as Error).message;
-    const unknown = /^Unknown option '([^']*)'/.exec(m);
-    if (unknown !== null) throw new CliUsageError(`unknown option '${unknown[1]}'`);
-    const needs = /^Option '(?:-\w, )?(--?[\w-]+)[^']*' argument missing/.exec(m);
-    if (needs !== null) throw new CliUsageError(`option '${needs[1]}' needs a value`);
-    throw new CliUsageError(m.split('\n')[0].replace(/\. To specify.*$/, ''));
-  }
+  const { values } = parseCommandLine(argv, {
+    help: { type: 'boolean', short: 'h' },
+    server: { type: 'string', short: 'S' },
+    nbd: { type: 'string' },
+    'export-name': { type: 'string' },
+    wait: { type: 'boolean' },
+    queues: { type: 'string' },
+    quiet: { type: 'boolean', short: 'q' },
+  });
   const help = values.help === true;
-  if (help) return { help, server: DEFAULT_SERVER_SOCKET, nbd: '', exportName: '', wait: false, quiet: false };
-  if (positionals.length > 0) throw new CliUsageError(`unexpected argument '${positionals[0]}'`);
-  const str = (name: string): string | undefined => {
-    const v = values[name] as string | undefined;
-    if (v !== undefined && v.length === 0) throw new CliUsageError(`option '--${name}' needs a non-empty value`);
+  if (help) return { help, server: DEFAULT_SERVER_SOCKET, nbd: '', exportName: '', wait: false, quiet: false, queues: 1 };
+  const str = (name: 'server' | 'nbd'): string | undefined => {
+    const v = values[name];
+    if (v !== undefined && v.length === 0) throw new UsageError(`option '--${name}' needs a non-empty value`);
     return v;
   };
   const nbd = str('nbd');
-  if (nbd === undefined) throw new CliUsageError("missing '--nbd PATH' (the NBD socket to serve)");
-  const exportName = (values['export-name'] as string | undefined) ?? '';
-  if (Buffer.byteLength(exportName) > 4096) throw new CliUsageError('--export-name is longer than 4096 bytes');
-  return { help, server: str('server') ?? DEFAULT_SERVER_SOCKET, nbd, exportName, wait: values.wait === true, quiet: values.quiet === true };
+  if (nbd === undefined) throw new UsageError("missing '--nbd PATH' (the NBD socket to serve)");
+  const exportName = values['export-name'] ?? '';
+  if (Buffer.byteLength(exportName) > 4096) throw new UsageError('--export-name is longer than 4096 bytes');
+  let queues = 1;
+  if (values.queues !== undefined) {
+    if (!/^[0-9]+$/.test(values.queues)) throw new UsageError(`invalid --queues '${values.queues}' (expected a decimal integer)`);
+    queues = Number(values.queues);
+    if (queues < 1 || queues > 64) throw new UsageError(`--queues ${values.queues} out of range 1…64`);
+  }
+  return { help, server: str('server') ?? DEFAULT_SERVER_SOCKET, nbd, exportName, wait: values.wait === true, quiet: values.quiet === true, queues };
 }

@@ -8,34 +8,15 @@
  * line starting with the program name; I/O errors name the path and the errno code.
  */
 import createDebug from 'debug';
+import { describeIoError } from '@vshm/transport';
 import { CliUsageError, PROGRAM, USAGE, parseCli, type CliOptions } from './cli-args.js';
 import { NbdServer } from './nbd-server.js';
 import { openBlock, type BlockLink } from './open.js';
 
 const debug = createDebug('vshm:blk-fe');
 
-const STRERROR: Record<string, string> = {
-  ENOENT: 'no such file or directory',
-  ECONNREFUSED: 'connection refused',
-  EACCES: 'permission denied',
-  EADDRINUSE: 'address already in use',
-  EEXIST: 'file exists and is not a socket',
-  ENOTSOCK: 'not a socket',
-  ENOTDIR: 'not a directory',
-  EROFS: 'read-only file system',
-  ENAMETOOLONG: 'file name too long',
-};
-
 function fail(message: string): void {
   process.stderr.write(`${PROGRAM}: ${message}\n`);
-}
-
-/** `what: PATH: CODE (text)` for errno-style errors, the message otherwise. */
-function ioLine(what: string, path: string, err: unknown): string {
-  const e = err as { code?: unknown; message?: unknown };
-  const code = typeof e?.code === 'string' ? e.code : '';
-  if (/^E[A-Z]+$/.test(code)) return `${what}: ${path}: ${code} (${STRERROR[code] ?? String(e.message).toLowerCase()})`;
-  return `${what}: ${typeof e?.message === 'string' ? e.message : String(err)}`;
 }
 
 /** One line (without the program name) explaining why the connection to the server failed. */
@@ -51,7 +32,7 @@ export function describeOpenError(err: unknown, socketPath: string): string {
     case 'VSHM_ERR_SERVER_EOF':
       return `the server at ${socketPath} closed the connection: no free peer id (a back-end and a front-end are already connected?)`;
     default:
-      return ioLine('cannot connect to the vshm server', socketPath, err);
+      return describeIoError('connect to the vshm server at', socketPath, err);
   }
 }
 
@@ -74,7 +55,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     opts = parseCli(argv);
   } catch (err) {
     if (err instanceof CliUsageError) {
-      fail(`${err.message} (try --help)`);
+      process.stderr.write(`${err.lineFor(PROGRAM)}\n`);
       return 2;
     }
     throw err;
@@ -93,7 +74,7 @@ export async function main(argv: readonly string[]): Promise<number> {
   let nbd: NbdServer | null = null;
   try {
     try {
-      const opening = openBlock({ socketPath: opts.server, status: true, wait: opts.wait, onRetry: (e) => debug('not connected yet (%s): retrying', e.message) });
+      const opening = openBlock({ socketPath: opts.server, status: true, wait: opts.wait, queues: opts.queues, onRetry: (e) => debug('not connected yet (%s): retrying', e.message) });
       const first = await Promise.race([opening, signalled.then(() => null)]);
       if (first === null) {
         opening.then((l) => l.close()).catch(() => {});
@@ -130,7 +111,7 @@ export async function main(argv: readonly string[]): Promise<number> {
       await nbd.listen();
     } catch (err) {
       nbd = null;
-      fail(ioLine('cannot serve NBD', opts.nbd, err));
+      fail(describeIoError('serve NBD on', opts.nbd, err));
       return 1;
     }
     nbd.on('client-error', (id: number, err: Error) => debug('NBD client %d: %s', id, err.message));

@@ -25,17 +25,17 @@
  * Requests not yet handed to the device wait for the next device session and are sent then.
  */
 import { EventEmitter } from 'node:events';
-import type { DriverQueueHandle, DriverSession, VirtioDriverOps } from '@vshm/transport';
-import { VirtioFeatureMask } from 'virtio-spec-types';
+import type { ConfigReader, DriverQueueHandle, DriverSession, VirtioDriverOps } from '@vshm/transport';
 import {
-  BLK_ID_BYTES, BLK_WZ_FLAG_UNMAP, BlkConfig, BlkFeature, BlkStatus, BlkType, SECTOR_SIZE,
-  encodeBlkHeader, encodeDwzSegment,
-} from './blk-spec.js';
+  BLK_DWZ_FLAG_UNMAP, BLK_ID_BYTES, BLK_SECTOR_SIZE as SECTOR_SIZE, BlkConfig, BlkFeature, BlkRequestType as BlkType, BlkStatus,
+  VirtioFeatureMask,
+} from 'virtio-spec-types';
+import { encodeBlkHeader, encodeDwzSegment } from './wire.js';
 import { BlockError } from './errors.js';
 
 const bit = (n: number): bigint => 1n << BigInt(n);
 
-/** Feature bits the driver accepts (MQ is not used: one request queue). */
+/** Feature bits the driver accepts with one request queue (MQ is added with `queues` > 1). */
 export const BLOCK_DRIVER_FEATURES: bigint =
   bit(BlkFeature.SIZE_MAX) |
   bit(BlkFeature.SEG_MAX) |
@@ -54,6 +54,12 @@ const MAX_DWZ_SECTORS = 0xffffffff - 7;
 export interface BlockDriverOptions {
   /** Largest data bytes per virtio request; longer reads/writes are split. Multiple of 512, default 256 KiB. */
   maxTransfer?: number;
+  /**
+   * Request queues to use, 1…64 (default 1). Above 1 the driver accepts VIRTIO_BLK_F_MQ and sets
+   * up min(queues, num_queues) queues; each call goes to the next queue in turn (all parts of a
+   * split call on one queue), and order is kept per queue.
+   */
+  queues?: number;
 }
 
 /** Limits and identity read from the device at probe. */
@@ -81,6 +87,8 @@ type OpKind = 'read' | 'write' | 'flush' | 'discard' | 'write-zeroes' | 'get-id'
 
 interface Op {
   readonly kind: OpKind;
+  /** Queue the op's parts go to, chosen when its first part is posted (-1: not yet). */
+  queue: number;
   /** Parts not yet completed (posted or waiting). */
   remaining: number;
   done: boolean;
@@ -111,9 +119,13 @@ function isInt(v: unknown): v is number {
  */
 export class BlockDriver extends EventEmitter implements VirtioDriverOps {
   readonly deviceId = 2;
-  readonly features = BLOCK_DRIVER_FEATURES;
+  readonly features: bigint;
   private readonly maxTransfer: number;
-  private queue: DriverQueueHandle<Part> | null = null;
+  private readonly maxQueues: number;
+  /** The live session's request queues (empty without one). */
+  private queues: DriverQueueHandle<Part>[] = [];
+  /** Round-robin cursor over `queues`. */
+  private nextQueue = 0;
   private geo: BlockGeometry | null = null;
   private readonly waiting: Part[] = [];
   /** Data-changing ops not yet settled (flush waits for those issued before it). */
@@ -128,6 +140,10 @@ export class BlockDriver extends EventEmitter implements VirtioDriverOps {
       throw new BlockError('VSHM_ERR_ARGUMENT', '', `maxTransfer must be a multiple of 512 in 512…64 MiB, got ${String(m)}`);
     }
     this.maxTransfer = m;
+    const nq = opts.queues ?? 1;
+    if (!isInt(nq) || nq < 1 || nq > 64) throw new BlockError('VSHM_ERR_ARGUMENT', '', `queues must be an integer 1…64, got ${String(nq)}`);
+    this.maxQueues = nq;
+    this.features = nq > 1 ? BLOCK_DRIVER_FEATURES | bit(BlkFeature.MQ) : BLOCK_DRIVER_FEATURES;
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -135,7 +151,7 @@ export class BlockDriver extends EventEmitter implements VirtioDriverOps {
 
   /** Whether a device session is live. */
   get live(): boolean {
-    return this.queue !== null;
+    return this.queues.length > 0;
   }
 
   /** Geometry of the last device session, or null before the first. */
@@ -160,7 +176,14 @@ export class BlockDriver extends EventEmitter implements VirtioDriverOps {
 
   /** Requests handed to the device and not yet completed. */
   get inFlight(): number {
-    return this.queue?.inFlight ?? 0;
+    let n = 0;
+    for (const q of this.queues) n += q.inFlight;
+    return n;
+  }
+
+  /** Request queues of the live session (0 without one; > 1 only with MQ and `queues` > 1). */
+  get queuesInUse(): number {
+    return this.queues.length;
   }
 
   /** Requests (parts) waiting in the driver for ring space or a device. */
@@ -170,17 +193,25 @@ export class BlockDriver extends EventEmitter implements VirtioDriverOps {
 
   /** Resolves once a device session is live (immediately if one is). */
   whenReady(): Promise<void> {
-    if (this.queue !== null) return Promise.resolve();
+    if (this.queues.length > 0) return Promise.resolve();
     return new Promise((r) => this.probeWaiters.push(r));
   }
 
-  /** Read `length` bytes at `offset` (both multiples of 512, inside the disk). */
-  read(offset: number, length: number): Promise<Buffer> {
+  /**
+   * Read `length` bytes at `offset` (both multiples of 512, inside the disk). With `into` (at
+   * least `length` bytes) the data lands there and the Buffer returned is a view of it: a caller
+   * that reads in a loop reuses one buffer instead of paying a fresh allocation's page faults per
+   * call. Do not touch `into` until the promise settles.
+   */
+  read(offset: number, length: number, into?: Uint8Array): Promise<Buffer> {
     return this.run(() => {
       const g = this.check('read', offset, length);
+      if (into !== undefined && (!(into instanceof Uint8Array) || into.length < length)) {
+        throw new BlockError('VSHM_ERR_ARGUMENT', '', `read: into must be a Uint8Array of at least ${length} bytes`);
+      }
       if (length === 0) return Promise.resolve(Buffer.alloc(0));
       const op = this.newOp('read');
-      op.result = Buffer.allocUnsafe(length);
+      op.result = into === undefined ? Buffer.allocUnsafe(length) : Buffer.from(into.buffer, into.byteOffset, length);
       const parts: Part[] = [];
       for (let at = 0; at < length; at += g.maxRequest) {
         const n = Math.min(g.maxRequest, length - at);
@@ -243,7 +274,7 @@ export class BlockDriver extends EventEmitter implements VirtioDriverOps {
     return this.run(() => {
       const g = this.check('write-zeroes', offset, length);
       if (!g.writeZeroes) throw new BlockError('VSHM_ERR_BLK_UNSUPPORTED', 'A', 'writeZeroes: the device does not offer VIRTIO_BLK_F_WRITE_ZEROES');
-      return this.dwz('write-zeroes', BlkType.WRITE_ZEROES, offset, length, g.maxWriteZeroesSectors, opts.unmap === true ? BLK_WZ_FLAG_UNMAP : 0);
+      return this.dwz('write-zeroes', BlkType.WRITE_ZEROES, offset, length, g.maxWriteZeroesSectors, opts.unmap === true ? BLK_DWZ_FLAG_UNMAP : 0);
     });
   }
 
@@ -272,20 +303,28 @@ export class BlockDriver extends EventEmitter implements VirtioDriverOps {
   // ---------------------------------------------------------------------------------------------
   // VirtioDriverOps
 
-  queueCount(): number {
-    return 1;
+  /** Request queues for the negotiated features: min(queues option, num_queues) with MQ, else 1. */
+  queueCount(features: bigint, config?: ConfigReader): number {
+    if ((features & bit(BlkFeature.MQ)) === 0n || config === undefined) return 1;
+    const offered = config.read(BlkConfig.NUM_QUEUES, 2);
+    return Math.max(1, Math.min(this.maxQueues, offered));
   }
 
   probe(session: DriverSession): void {
-    const q = session.queues[0] as DriverQueueHandle<Part>;
-    if (typeof q.addSgs !== 'function' || typeof q.allocOut !== 'function') {
-      throw new BlockError('VSHM_ERR_ARGUMENT', '', 'BlockDriver needs a queue with addSgs() and allocOut()');
+    const qs = session.queues as DriverQueueHandle<Part>[];
+    for (const q of qs) {
+      if (typeof q.addSgs !== 'function' || typeof q.allocOut !== 'function') {
+        throw new BlockError('VSHM_ERR_ARGUMENT', '', 'BlockDriver needs queues with addSgs() and allocOut()');
+      }
     }
-    this.geo = this.readGeometry(session, q);
-    q.onUsed = (part, _data, segs) => this.completed(part, segs);
-    q.onFailed = (part, err) =>
-      this.fail(part.op, new BlockError('VSHM_ERR_BLK_DEVICE_LOST', '4.10', `device lost with the ${part.op.kind} in flight (it may or may not have been applied): ${err.message}`, { cause: err }));
-    this.queue = q;
+    this.geo = this.readGeometry(session, qs[0]);
+    for (const q of qs) {
+      q.onUsed = (part, _data, segs) => this.completed(part, segs);
+      q.onFailed = (part, err) =>
+        this.fail(part.op, new BlockError('VSHM_ERR_BLK_DEVICE_LOST', '4.10', `device lost with the ${part.op.kind} in flight (it may or may not have been applied): ${err.message}`, { cause: err }));
+    }
+    this.queues = [...qs];
+    this.nextQueue = 0;
     for (const w of this.probeWaiters.splice(0)) w();
     this.emit('ready', session.features);
     this.pump();
@@ -293,7 +332,7 @@ export class BlockDriver extends EventEmitter implements VirtioDriverOps {
 
   remove(reason: Error): void {
     // Every in-flight part already came back through onFailed (device-api contract).
-    this.queue = null;
+    this.queues = [];
     this.emit('lost', reason);
   }
 
@@ -362,7 +401,7 @@ export class BlockDriver extends EventEmitter implements VirtioDriverOps {
       resolve = res;
       reject = rej;
     });
-    const op: Op = { kind, remaining: 0, done: false, result: null, resolve, reject, promise };
+    const op: Op = { kind, queue: -1, remaining: 0, done: false, result: null, resolve, reject, promise };
     if (kind === 'write' || kind === 'discard' || kind === 'write-zeroes') {
       this.writes.add(op);
       promise.then(
@@ -384,19 +423,29 @@ export class BlockDriver extends EventEmitter implements VirtioDriverOps {
     return op.promise;
   }
 
-  /** Post waiting parts in order until the queue refuses one, then kick once. */
+  /**
+   * Post waiting parts in call order until a queue refuses one, then kick each queue posted to
+   * once. Each op goes to the next queue in turn (all its parts to that one); a refusal stops
+   * everything behind it, so no call overtakes an earlier one on any queue.
+   */
   private pump(): void {
-    const q = this.queue;
-    if (q === null) return;
-    let posted = false;
+    const queues = this.queues;
+    if (queues.length === 0) return;
+    const kicked = new Set<DriverQueueHandle<Part>>();
     while (this.waiting.length > 0) {
       const p = this.waiting[0];
       if (p.op.done) {
         this.waiting.shift();
         continue;
       }
+      if (p.op.queue < 0 || p.op.queue >= queues.length) {
+        p.op.queue = this.nextQueue;
+        this.nextQueue = (this.nextQueue + 1) % queues.length;
+      }
+      const q = queues[p.op.queue];
       if (!this.post(q, p)) {
-        if (q.inFlight === 0 && this.queue === q) {
+        // Shared memory is common to all queues: only an idle driver proves the request can never fit.
+        if (this.inFlight === 0 && this.queues === queues) {
           // Nothing in flight will ever free space: this request can never fit.
           this.waiting.shift();
           this.fail(p.op, new BlockError('VSHM_ERR_BLK_NO_MEMORY', '5', `${p.op.kind}: the request does not fit the shared memory or the queue even when idle`));
@@ -405,9 +454,9 @@ export class BlockDriver extends EventEmitter implements VirtioDriverOps {
         break;
       }
       this.waiting.shift();
-      posted = true;
+      kicked.add(q);
     }
-    if (posted) q.kick();
+    for (const q of kicked) q.kick();
   }
 
   /** One virtio request: header | data… | status. False when short of ring space or memory. */

@@ -4,7 +4,7 @@
  */
 export { BlockDriver, createBlockDriver, BLOCK_DRIVER_FEATURES, DEFAULT_MAX_TRANSFER, type BlockDriverOptions, type BlockGeometry } from './driver.js';
 export { BlockError } from './errors.js';
-export * from './blk-spec.js';
+export { encodeBlkHeader, encodeDwzSegment } from './wire.js';
 export { NbdServer, MAX_INFLIGHT, type NbdServerOptions } from './nbd-server.js';
 export * as nbd from './nbd-protocol.js';
 export { openBlock, type OpenBlockOptions, type BlockLink } from './open.js';

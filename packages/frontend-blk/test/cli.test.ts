@@ -58,11 +58,12 @@ function startCli(args: string[]): Proc {
 describe('vshm-blk-frontend arguments', () => {
   it('parses the options and refuses bad ones with a CliUsageError', () => {
     expect(parseCli(['--nbd', '/tmp/a.sock', '-S', '/tmp/s', '--export-name', 'd', '-q', '--wait'])).to.deep.equal({
-      help: false, server: '/tmp/s', nbd: '/tmp/a.sock', exportName: 'd', wait: true, quiet: true,
+      help: false, server: '/tmp/s', nbd: '/tmp/a.sock', exportName: 'd', wait: true, quiet: true, queues: 1,
     });
+    expect(parseCli(['--nbd', 'x', '--queues', '4']).queues).to.equal(4);
     expect(parseCli(['--nbd', 'x']).server).to.equal('/tmp/ivshmem_socket');
     expect(parseCli(['-h']).help).to.equal(true);
-    for (const bad of [[], ['--nbd'], ['--nbd', ''], ['--nbd', 'x', '--bogus'], ['--nbd', 'x', 'extra'], ['--nbd', 'x', '-S']]) {
+    for (const bad of [[], ['--nbd'], ['--nbd', ''], ['--nbd', 'x', '--bogus'], ['--nbd', 'x', 'extra'], ['--nbd', 'x', '-S'], ['--nbd', 'x', '--queues', '0'], ['--nbd', 'x', '--queues', '65'], ['--nbd', 'x', '--queues', 'two']]) {
       expect(() => parseCli(bad), bad.join(' ')).to.throw(CliUsageError);
     }
   });
@@ -83,7 +84,7 @@ describe('vshm-blk-frontend arguments', () => {
     );
     rmSync(dir, { recursive: true, force: true });
     expect(noServer.code).to.equal(1);
-    expect(noServer.stderr).to.match(/^vshm-blk-frontend: cannot connect to the vshm server: .*\/none: ENOENT \(no such file or directory\)\n$/);
+    expect(noServer.stderr).to.match(/^vshm-blk-frontend: cannot connect to the vshm server at .*\/none: ENOENT \(no such file or directory\)\n$/);
   });
 });
 
@@ -194,6 +195,6 @@ describe('vshm-blk-frontend with a vshm server and a back-end', function () {
     cleanups.push(() => new Promise<void>((r) => busy.close(() => r())));
     const second = track(startCli(['-S', socketPath, '--nbd', nbdPath]));
     expect(await second.exited).to.equal(1);
-    expect(second.stderr(), second.stderr()).to.match(/vshm-blk-frontend: cannot serve NBD: .*disk\.sock: EADDRINUSE \(address already in use\)\n$/);
+    expect(second.stderr(), second.stderr()).to.match(/vshm-blk-frontend: cannot serve NBD on .*disk\.sock: EADDRINUSE \(address already in use\)\n$/);
   });
 });

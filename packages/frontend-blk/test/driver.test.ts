@@ -6,7 +6,7 @@
 import { expect } from 'chai';
 import { randomBytes } from 'node:crypto';
 import { BlockError } from '../src/errors.js';
-import { BlkType } from '../src/blk-spec.js';
+import { BlkRequestType as BlkType } from 'virtio-spec-types';
 import { blkRig, type BlkRig } from './fixtures/blk-loopback.js';
 import { until } from '../../transport/test/fixtures/until.js';
 

@@ -10,7 +10,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { NbdServer } from '../src/nbd-server.js';
-import { BlkType } from '../src/blk-spec.js';
+import { BlkRequestType as BlkType } from 'virtio-spec-types';
 import {
   NBD_IHAVEOPT, NBD_MAGIC, NBD_OPT_REPLY_MAGIC, NBD_REQUEST_MAGIC, NBD_SIMPLE_REPLY_MAGIC, NbdCmd, NbdCmdFlag, NbdErr, NbdFlag, NbdOpt, NbdRep,
 } from '../src/nbd-protocol.js';

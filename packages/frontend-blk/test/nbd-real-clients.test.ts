@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { NbdServer } from '../src/nbd-server.js';
-import { BlkType } from '../src/blk-spec.js';
+import { BlkRequestType as BlkType } from 'virtio-spec-types';
 import { blkRig, type BlkRig } from './fixtures/blk-loopback.js';
 
 const run = promisify(execFile);
