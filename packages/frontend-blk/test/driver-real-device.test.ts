@@ -15,7 +15,7 @@ import { createLoopbackPair, Prng } from '@vshm/transport/testing';
 import { BlkFeature, hasFeature } from 'virtio-spec-types';
 import { BlockDevice, type BlockDeviceOptions } from '../../backend-blk/src/device.js';
 import { openImage, type ImageFile } from '../../backend-blk/src/image.js';
-import { SeamImage, TempImage, pattern } from '../../backend-blk/test/helpers/rig.js';
+import { SeamImage, TempImage, pattern } from '../../backend-blk/test/fixtures/rig.js';
 import { BlockDriver } from '../src/driver.js';
 
 const KiB = 1024;
