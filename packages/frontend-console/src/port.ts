@@ -235,7 +235,7 @@ export class ConsolePort extends Duplex {
   /** Keep the receiveq full of empty device-writable buffers while the consumer reads. */
   private refillReceive(): void {
     const rx = this.rx;
-    if (rx === null || !this.wantRead || this.removed || this.sessionFailing) return;
+    if (rx === null || rx.live === false || !this.wantRead || this.removed || this.sessionFailing) return;
     let added = 0;
     while (rx.inFlight < rx.size && rx.add(null, this.rxBufferSize, RX_TOKEN)) added++;
     if (added > 0) this.kick(rx);
@@ -293,7 +293,9 @@ export class ConsolePort extends Duplex {
 
   /** Post waiting transmit pieces in order; call back the writer once its chunk is posted. */
   private pumpTransmit(): void {
-    const tx = this.sessionFailing ? null : this.tx;
+    // A queue whose session is ending (its acknowledged completions are being delivered, §4.10)
+    // takes nothing: do not post, and above all do not split pieces for it.
+    const tx = this.sessionFailing || this.tx?.live === false ? null : this.tx;
     if (tx !== null) {
       let added = 0;
       // No `inFlight < size` shortcut: a refused add() is how the transport learns that a

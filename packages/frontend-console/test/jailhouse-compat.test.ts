@@ -50,6 +50,34 @@ describe('console front-end against a Jailhouse-style back-end', () => {
     expect(sha(Buffer.concat(be.output))).to.equal(sha(want));
     expect(be.txCompleted).to.be.greaterThan(8);
   });
+  it('a new back-end does not get output the old one consumed without notifying (§4.10)', async () => {
+    const [beDev, feDev] = createLoopbackPair({ size: 65536, vectors: 3, protocol: 0x8003 });
+    const old = new JailhouseLikeBackend(beDev);
+    const driver = new ConsoleDriver();
+    const frontend = new VirtioFrontend(feDev, driver);
+    cleanups.push(() => beDev.close(), () => feDev.close(), () => frontend.close());
+    old.start();
+    await frontend.start();
+    await until(() => driver.ready, 'driver probe');
+    const port = driver.consolePort;
+    port.write('one\n');
+    port.write('two\n');
+    // The old back-end consumes both and completes them silently: only its used ring says so.
+    await until(() => Buffer.concat(old.output).toString() === 'one\ntwo\n', 'both lines at the old back-end');
+    expect(old.txCompleted).to.equal(2);
+    const lost = new Promise<void>((resolve) => driver.once('lost', () => resolve()));
+    const ready = new Promise<void>((resolve) => driver.once('ready', () => resolve()));
+    old.stop();
+    const fresh = new JailhouseLikeBackend(beDev);
+    fresh.start(); // State := RESET: the front-end sees the back-end leave READY
+    await lost;
+    expect(port.pendingTransmitBytes, 'acknowledged bytes are not kept for a re-send').to.equal(0);
+    await ready;
+    port.write('three\n');
+    await until(() => Buffer.concat(fresh.output).toString().includes('three\n'), 'the new line at the new back-end');
+    expect(Buffer.concat(fresh.output).toString()).to.equal('three\n');
+  });
+
   it('end() finishes once the device used every transmit buffer, though none is notified', async () => {
     const { be, driver } = await start();
     const port = driver.consolePort!;

@@ -249,6 +249,23 @@ export class DriverQueue<T = unknown> {
     }
   }
 
+  /**
+   * Recovery (spec §4.10): hand every used chain the device has published to `cb(token, len)`,
+   * validated exactly as {@link collect} does (§6.4), but WITHOUT writing anything to shared
+   * memory (no `used_event` update, no fence-and-recheck): the session is ending and the driver
+   * must not touch the rings any more. Returns the number handed back. Throws RingError on a
+   * violation (entries before it were handed back; nothing after it is trusted).
+   */
+  drainUsed(cb: (token: T, len: number) => void): number {
+    let n = 0;
+    let tok: T | undefined;
+    while ((tok = this.take()) !== undefined) {
+      n++;
+      cb(tok, this.lastLen);
+    }
+    return n;
+  }
+
   /** Whether used chains are waiting (loads used.idx if needed; may throw like getUsed). */
   hasUsed(): boolean {
     if (this.broken) return false;

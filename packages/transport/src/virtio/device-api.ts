@@ -191,6 +191,13 @@ export interface DriverQueueHandle<T = unknown> {
   /** Requests posted and not yet completed or failed. */
   readonly inFlight: number;
   /**
+   * Optional: false once the session of this queue is ending or over — it then accepts nothing.
+   * During recovery the transport still delivers, through `onUsed`, the completions the device
+   * acknowledged (§4.10) before it fails the rest; a producer that reacts to such a completion
+   * can tell a dead queue from a full one by this flag. The transport's queues have it.
+   */
+  readonly live?: boolean;
+  /**
    * Optional zero-copy posting (the transport's queues have it; test doubles may not): a
    * device-readable buffer of `len` ≥ 1 bytes in shared memory, zeroed, to fill in place. Null
    * when memory or ring space is short (retry after a completion) or the session ended. Post it with

@@ -98,6 +98,14 @@ export class FrontendQueue<T = unknown> implements DriverQueueHandle<T> {
   private reclaimDelay = 0;
   private readonly reclaimTick = (): void => this.reclaim();
   private readonly deliver = (slot: number, len: number): void => this.complete(slot, len);
+  /** Recovery delivery: a throwing onUsed must not stop the other acknowledged completions. */
+  private readonly deliverQuietly = (slot: number, len: number): void => {
+    try {
+      this.complete(slot, len);
+    } catch {
+      // The completion was delivered (and its buffers freed); the session is ending anyway.
+    }
+  };
 
   constructor(o: FrontendQueueOptions) {
     const n = o.size;
@@ -404,6 +412,34 @@ export class FrontendQueue<T = unknown> implements DriverQueueHandle<T> {
     } finally {
       this.polling = false;
     }
+  }
+
+  /**
+   * The session is ending (§4.10): before anything is failed, read the used ring once more — it
+   * is the device's acknowledgement — and deliver through onUsed every completion the device
+   * published, validated exactly as a normal completion (§6.4). Nothing is written to shared
+   * memory. Trust stops at the first violation: what follows it stays in flight and is failed by
+   * failAll(). A detached mapping (the ivshmem device was closed) cannot be read: nothing is
+   * delivered. An onUsed that throws is logged away: its completion was delivered, the others
+   * still are. Stops the queue (no posting any more). Returns the completions delivered.
+   */
+  drainAcknowledged(): number {
+    this.live = false;
+    this.stopReclaim();
+    if (this.engine.broken || this.u8.byteLength === 0 || this.polling) return 0;
+    this.polling = true;
+    let n = 0;
+    try {
+      this.engine.drainUsed((slot, len) => {
+        n++;
+        this.deliverQuietly(slot, len);
+      });
+    } catch {
+      // A §6.4 violation (or memory gone meanwhile): nothing beyond it is trusted.
+    } finally {
+      this.polling = false;
+    }
+    return n;
   }
 
   /**

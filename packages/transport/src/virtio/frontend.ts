@@ -548,10 +548,21 @@ export class VirtioFrontend extends EventEmitter {
       this.header.clearConfigEvent();
       this.header.clearQueueEvent();
     }
-    for (const q of this.queues) q.failAll(f.err);
-    if (session !== null) this.callRemove(f.err);
-    this.queues = [];
-    this.byVector = [];
+    let resetErr: unknown = null;
+    if (f.kind === 'broken') {
+      // Reset before reading the used rings: once the BE completed it, it touches no old ring
+      // (§4.5), so what the rings acknowledge is final and nothing it consumed is failed and
+      // sent again.
+      d.interruptsEnabled = false;
+      try {
+        this.failure = null; // so that the reset transaction may run
+        await this.writeStatus(DeviceStatus.RESET);
+        log('%s: device reset after a broken session', this.name);
+      } catch (err) {
+        resetErr = err;
+      }
+    }
+    this.endSession(f.err, session !== null);
     switch (f.kind) {
       case 'lost':
         this.safeEmit('lost', f.err);
@@ -559,14 +570,9 @@ export class VirtioFrontend extends EventEmitter {
         return;
       case 'broken':
         this.safeEmit('error', f.err);
-        d.interruptsEnabled = false;
-        try {
-          this.failure = null; // so that the reset transaction may run
-          await this.writeStatus(DeviceStatus.RESET); // the BE then touches no old ring (§4.5)
-          log('%s: device reset after a broken session', this.name);
-        } catch (err) {
+        if (resetErr !== null) {
           if (this.closing) return; // close() resets (§4.10 orderly shutdown)
-          const lost = isBackendFailure(err) ? (err as Error) : backendLost('reset after a broken ring failed');
+          const lost = isBackendFailure(resetErr) ? (resetErr as Error) : backendLost('reset after a broken ring failed');
           await this.recover({ kind: 'lost', err: lost });
         }
         return;
@@ -590,6 +596,22 @@ export class VirtioFrontend extends EventEmitter {
         this.rejectStart(f.err);
         return;
     }
+  }
+
+  /**
+   * End the session's data path (§4.10): first deliver every completion the device acknowledged
+   * in its used rings (validated, §6.4; nothing if the mapping is gone), on every queue, and only
+   * then fail what is still in flight — so acknowledged requests are never re-sent and
+   * unacknowledged ones are reported exactly once — then remove().
+   */
+  private endSession(err: Error, hadSession: boolean): void {
+    let delivered = 0;
+    for (const q of this.queues) delivered += q.drainAcknowledged();
+    if (delivered > 0) log('%s: %d acknowledged completions delivered before recovery', this.name, delivered);
+    for (const q of this.queues) q.failAll(err);
+    if (hadSession) this.callRemove(err);
+    this.queues = [];
+    this.byVector = [];
   }
 
   private callRemove(err: Error): void {
