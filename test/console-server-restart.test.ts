@@ -116,7 +116,7 @@ describe('console e2e: server restart (issue 9 item 6)', function () {
     expect(f.code).to.equal(1);
     expect(cliLines(be.stderr, 'vshm-console-backend')).to.have.length(1);
     expect(cliLines(be.stderr, 'vshm-console-backend')[0]).to.match(
-      new RegExp(`^vshm-console-backend: server at ${s.server.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')} gone for more than 1 s; giving up \\(last attempt: connect to .+\\)$`),
+      new RegExp(`^vshm-console-backend: server at ${s.server.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')} gone for more than 1 s; giving up \\(last attempt: cannot connect to .+: ECONNREFUSED \\(connection refused\\)\\)$`),
     );
     expect(lines(fe.stderr).filter((l) => !l.includes('listening on'))).to.deep.equal([
       `vshm-console-frontend: server at ${s.server} gone for more than 1 s; giving up`,

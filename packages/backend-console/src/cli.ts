@@ -130,7 +130,10 @@ class Runtime {
           await this.shutdown(1, (err as Error).message);
           return;
         }
-        last = (err as Error).message;
+        // The errno of a failed connect, without the start-up hint ("start a server: …").
+        const cause = (err as { cause?: { code?: unknown } }).cause;
+        const errno = typeof cause?.code === 'string' && !cause.code.startsWith('VSHM_');
+        last = errno ? describeIoError('connect to', this.socketPath, cause) : (err as Error).message;
         debug('reconnect: %s', last);
         // The server is back but a front-end holds peer 0 for a moment: retry soon.
         if (code === 'VSHM_ERR_ROLE') wait = ROLE_RETRY_MS;

@@ -202,16 +202,30 @@ export class ConsoleSession {
     const q = link.txq;
     if (this.closed || q === undefined) return;
     let pushed = false;
+    // Acknowledge (publish the used entries) BEFORE the bytes leave for the host side: a back-end
+    // killed in between loses what it acknowledged but never sends anything twice, while the
+    // other order would let the front-end re-send bytes already written out (docs/protocol.md
+    // §4.10, delivery; the chaos test proves it). One batch = what the port takes before it
+    // reports back-pressure, as before.
+    const out: Buffer[] = [];
+    const room = link.port.outputRoom;
+    let taken = 0;
     while (!link.port.outputBlocked) {
       const chain = q.pop();
       if (chain === null) break;
       const data = copyReadable(chain);
       q.push(chain, 0);
       pushed = true;
-      if (data !== null) link.port.write(data);
+      if (data !== null) {
+        out.push(data);
+        taken += data.length;
+        // The writes come after the loop: stop where the host output would push back.
+        if (taken >= room) break;
+      }
     }
+    if (pushed) q.flush();
+    for (const data of out) link.port.write(data);
     if (pushed) {
-      q.flush();
       // §7.3: the first transmit buffer is the driver's sign of life on a non-MULTIPORT port.
       if (!this.multiport && !link.ready) {
         debug('port %d: driver showed life, input enabled', link.port.id);

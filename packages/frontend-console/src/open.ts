@@ -22,7 +22,7 @@
  */
 import { EventEmitter } from 'node:events';
 import createDebug from 'debug';
-import { describeIoError, openFrontend, VirtioRoleError, type IvshmemPeer, type VirtioFrontend } from '@vshm/transport';
+import { describeIoError, openFrontend, PEER_STATE_READY, PEER_STATE_RESET, VirtioRoleError, type IvshmemPeer, type OpenFrontendOptions, type VirtioFrontend } from '@vshm/transport';
 import { ConsoleDriver, type ConsoleDriverOptions } from './driver.js';
 import type { ConsolePort } from './port.js';
 import { ConsoleError } from './errors.js';
@@ -109,6 +109,39 @@ interface Link {
   readonly transport: VirtioFrontend;
 }
 
+/** How long a back-end may take to stop after the server went away (see backendStopped). */
+export const SERVER_GONE_GRACE_MS = 2000;
+
+/**
+ * Resolves once the back-end stopped touching the rings after the server went away, or after
+ * SERVER_GONE_GRACE_MS (a back-end that died with the server never says so).
+ *
+ * Why: both peers learn of the server's end on their own, in any order, and the memory and the
+ * eventfds still work. A front-end that read the used rings at once (§4.10 recovery) could miss
+ * completions the still-running back-end publishes right after — console output it printed would
+ * be sent again, input it completed would be lost. A back-end that sees the server gone ends its
+ * session and sets its State to RESET (in the shared state table, still readable: the peer is
+ * connected with keepPeersOnServerGone); after that store it touches nothing, so what the used
+ * rings say is final.
+ */
+function backendStopped(peer: IvshmemPeer): Promise<void> {
+  const partner = 1 - peer.id;
+  const deadline = Date.now() + SERVER_GONE_GRACE_MS;
+  return new Promise((resolve) => {
+    const check = (): void => {
+      let state = PEER_STATE_RESET;
+      try {
+        state = peer.peerState(partner);
+      } catch {
+        // the mapping is gone (closed meanwhile): nothing left to wait for
+      }
+      if (state !== PEER_STATE_READY || Date.now() >= deadline) resolve();
+      else setTimeout(check, 2);
+    };
+    check();
+  });
+}
+
 /** Ownership (connect.ts): close the transport first (orderly reset, State := RESET), then the peer. */
 async function closeLink(link: Link): Promise<void> {
   try {
@@ -132,7 +165,7 @@ class ConsoleHandle extends EventEmitter implements Console {
     driver: ConsoleDriver,
     link: Link,
     private readonly socketPath: string,
-    private readonly frontendOpts: { transactionTimeoutMs?: number },
+    private readonly frontendOpts: OpenFrontendOptions,
     private readonly reconnect: Required<ReconnectOptions> | null,
   ) {
     super();
@@ -167,9 +200,16 @@ class ConsoleHandle extends EventEmitter implements Console {
   /** Forward the events of one connection (one server lifetime). */
   private bind(link: Link): void {
     const { peer, transport } = link;
+    // The transport must hear of the server's loss only once the back-end has stopped touching
+    // the rings (see backendStopped): take its listener and call it ourselves.
+    const transportListeners = peer.listeners('server-gone') as (() => void)[];
+    for (const fn of transportListeners) peer.off('server-gone', fn);
     peer.once('server-gone', () => {
-      if (this.reconnect === null) this.emit('server-gone');
-      else this.reconnecting ??= this.followRestart(link).finally(() => (this.reconnecting = null));
+      void backendStopped(peer).then(() => {
+        for (const fn of transportListeners) fn();
+        if (this.reconnect === null) this.emit('server-gone');
+        else this.reconnecting ??= this.followRestart(link).finally(() => (this.reconnecting = null));
+      });
     });
     transport.on('error', (err: Error) => this.emit('device-error', err));
     transport.on('lost', (err: Error & { code?: string }) => {
@@ -253,7 +293,8 @@ export async function openConsole(opts: OpenConsoleOptions = {}): Promise<Consol
   if (!Number.isInteger(retryMs) || retryMs < 1) throw new ConsoleError('VSHM_ERR_ARGUMENT', '', `retryMs must be a positive integer, got ${String(retryMs)}`);
   const rc = checkReconnect(reconnect);
   const driver = new ConsoleDriver(driverOpts);
-  const feOpts = transactionTimeoutMs === undefined ? {} : { transactionTimeoutMs };
+  // keepPeersOnServerGone: the back-end's State stays readable after the server's end (backendStopped).
+  const feOpts = { ...(transactionTimeoutMs === undefined ? {} : { transactionTimeoutMs }), peer: { keepPeersOnServerGone: true } };
   for (;;) {
     try {
       const { peer, transport } = await openFrontend(socketPath, driver, feOpts);
