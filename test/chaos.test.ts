@@ -158,6 +158,8 @@ class StreamChecker {
 
   /** Split a torn line into a record prefix and a record suffix; null if no split fits. */
   private tornParts(line: string): { j: number | null; m: number | null; whole: boolean } | null {
+    // Only the newline of some record is left: the cut began at a record boundary.
+    if (line.length === 0) return { j: null, m: null, whole: false };
     // k = 0: the cut began at a record boundary (only a suffix is left of this line).
     for (let k = 0; k < line.length; k++) {
       const head = line.slice(0, k);
