@@ -38,7 +38,7 @@ function count(hay: string, needle: string): number {
 }
 
 describe('console e2e: server restart (issue 9 item 6)', function () {
-  const s = useScratch(this);
+  const s = useScratch(this, 300_000);
 
   async function restartable(feArgs: string[] = [], beArgs: string[] = []): Promise<{ server: Proc; be: Proc; fe: Proc; bridge: string }> {
     const server = await s.startServer();
