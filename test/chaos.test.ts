@@ -161,7 +161,7 @@ class StreamChecker {
     // Only the newline of some record is left: the cut began at a record boundary.
     if (line.length === 0) return { j: null, m: null, whole: false };
     // k = 0: the cut began at a record boundary (only a suffix is left of this line).
-    for (let k = 0; k < line.length; k++) {
+    for (let k = 0; k <= line.length; k++) {
       const head = line.slice(0, k);
       const tail = line.slice(k);
       if (tail.length > RECORD_BYTES - 1) continue;
@@ -191,7 +191,8 @@ class StreamChecker {
   private suffixOf(tail: string): number | null | undefined {
     // Only the '-' before the trailing number makes the number whole: digits alone may be the
     // end of any record.
-    if (tail.length <= SEQ_DIGITS) return /^\d+$/.test(tail) ? null : undefined;
+    // Empty: the cut ended right before a record's newline.
+    if (tail.length <= SEQ_DIGITS) return /^\d*$/.test(tail) ? null : undefined;
     const n = Number(tail.slice(-SEQ_DIGITS));
     return Number.isSafeInteger(n) && record(this.dir, n).endsWith(`${tail}\n`) ? n : undefined;
   }

@@ -9,7 +9,7 @@
  */
 import { expect } from 'chai';
 import { connect, type Socket } from 'node:net';
-import { BACKEND_BIN, useScratch, type Proc } from './e2e-procs.js';
+import { BACKEND_BIN, BOUND_MS, useScratch, type Proc } from './e2e-procs.js';
 
 function lines(s: string): string[] {
   return s.split('\n').filter((l) => l.length > 0);
@@ -20,16 +20,42 @@ function cliLines(s: string, prog: string): string[] {
   return lines(s).filter((l) => l.startsWith(`${prog}:`));
 }
 
+interface BridgeClient {
+  sock: Socket;
+  received: () => string;
+  /** Resolves once `text` was received (woken by the socket's data; bounded). */
+  until: (text: string) => Promise<void>;
+}
+
 /** A client of the front-end's bridge socket, collecting what it receives. */
-async function bridgeClient(path: string): Promise<{ sock: Socket; received: () => string }> {
+async function bridgeClient(path: string): Promise<BridgeClient> {
   const sock = connect(path);
   let got = '';
-  sock.on('data', (c: Buffer) => (got += c.toString()));
+  let wake: (() => void) | null = null;
+  sock.on('data', (c: Buffer) => {
+    got += c.toString();
+    wake?.();
+  });
+  const until = async (text: string): Promise<void> => {
+    const deadline = Date.now() + BOUND_MS;
+    while (!got.includes(text)) {
+      const left = deadline - Date.now();
+      if (left <= 0 || sock.closed) throw new Error(`bridge client: ${JSON.stringify(text)} not received; got ${JSON.stringify(got)}`);
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, left);
+        wake = () => {
+          clearTimeout(t);
+          wake = null;
+          resolve();
+        };
+      });
+    }
+  };
   await new Promise<void>((resolve, reject) => {
     sock.once('connect', resolve);
     sock.once('error', reject);
   });
-  return { sock, received: () => got };
+  return { sock, received: () => got, until };
 }
 
 /** Count of `needle` in `hay`. */
@@ -62,7 +88,7 @@ describe('console e2e: server restart (issue 9 item 6)', function () {
     client.sock.write('fe-1\n');
     be.write('be-1\n');
     await be.until(() => be.stdoutText.includes('fe-1\n'), 'fe-1 at the back-end');
-    await fe.until(() => client.received().includes('be-1\n'), 'be-1 at the bridge client');
+    await client.until('be-1\n');
 
     await server.kill('SIGKILL');
     await be.untilStderr(/server lost, reconnecting/);
@@ -77,7 +103,7 @@ describe('console e2e: server restart (issue 9 item 6)', function () {
     client.sock.write('fe-3\n');
     be.write('be-3\n');
     await be.until(() => be.stdoutText.includes('fe-3\n'), 'fe-3 at the back-end');
-    await fe.until(() => client.received().includes('be-3\n'), 'be-3 at the bridge client');
+    await client.until('be-3\n');
     expect(be.stdoutText).to.equal('fe-1\nfe-2\nfe-3\n');
     expect(client.received()).to.equal('be-1\nbe-2\nbe-3\n');
     expect(be.running && fe.running).to.equal(true);
@@ -99,7 +125,7 @@ describe('console e2e: server restart (issue 9 item 6)', function () {
       client.sock.write(`fe-${i}\n`);
       be.write(`be-${i}\n`);
       await be.until(() => be.stdoutText.includes(`fe-${i}\n`), `fe-${i} at the back-end`);
-      await fe.until(() => client.received().includes(`be-${i}\n`), `be-${i} at the bridge client`);
+      await client.until(`be-${i}\n`);
     }
     expect(count(be.stdoutText, 'fe-1\n')).to.equal(1);
     expect(client.received()).to.equal('be-1\nbe-2\n');
