@@ -21,7 +21,7 @@
  */
 import { EventEmitter } from 'node:events';
 import createDebug from 'debug';
-import type { ConfigReader, DriverQueueHandle, DriverSession, VirtioDriverOps } from '@vshm/transport';
+import type { ConfigReader, DriverQueueHandle, DriverSession, QueueBuffers, VirtioDriverOps } from '@vshm/transport';
 import {
   CONSOLE_BAD_ID,
   CONSOLE_CONFIG_COLS,
@@ -43,9 +43,9 @@ import {
   hasFeature,
   type ConsoleControlMessage,
 } from 'virtio-spec-types';
-import { ControlQueues } from './control-queues.js';
+import { CONTROL_RX_BUFFER, ControlQueues } from './control-queues.js';
 import { ConsoleError } from './errors.js';
-import { ConsolePort, DEFAULT_MULTIPORT_RX_BUFFER, DEFAULT_RX_BUFFER, type ConsolePortOptions, type ConsoleSize } from './port.js';
+import { ConsolePort, DEFAULT_MULTIPORT_RX_BUFFER, DEFAULT_RX_BUFFER, DEFAULT_TX_PIECE, type ConsolePortOptions, type ConsoleSize } from './port.js';
 
 const debug = createDebug('vshm:console-fe');
 
@@ -181,6 +181,24 @@ export class ConsoleDriver extends EventEmitter implements VirtioDriverOps {
     const ports = this.portsToServe(max);
     debug('queueCount: max_nr_ports %d, setting up queues for %d ports', max, ports);
     return 2 * ports + 2;
+  }
+
+  /**
+   * The buffers each queue keeps posted (`VirtioDriverOps.queueBuffers`), so that the transport
+   * picks queue sizes the shared memory can serve: every receiveq is kept full of `size` receive
+   * buffers (rxBufferSize, or its default: 4 KiB, 1 KiB with MULTIPORT), the control receiveq of
+   * `size` control buffers (CONTROL_RX_BUFFER); a transmitq needs room for at least one piece.
+   */
+  queueBuffers(index: number, size: number, features: bigint): QueueBuffers {
+    const multiport = hasFeature(features, ConsoleFeature.MULTIPORT);
+    if (multiport && index === CONSOLE_CONTROL_RECEIVEQ) return { writable: { bytes: CONTROL_RX_BUFFER, count: size } };
+    if (multiport && index === CONSOLE_CONTROL_TRANSMITQ) return { readable: { bytes: 8, count: 1 } }; // one 8-byte control message
+    // Port queues (§7.2): receiveqs are 0 and 2n + 2, transmitqs 1 and 2n + 3 — receive is even.
+    if (index % 2 === 0) {
+      const bytes = this.portOptions.rxBufferSize ?? (multiport ? DEFAULT_MULTIPORT_RX_BUFFER : DEFAULT_RX_BUFFER);
+      return { writable: { bytes, count: size } };
+    }
+    return { readable: { bytes: this.portOptions.txPieceSize ?? DEFAULT_TX_PIECE, count: 1 } };
   }
 
   probe(session: DriverSession): void {

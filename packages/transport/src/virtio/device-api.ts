@@ -250,6 +250,14 @@ export interface DriverSession {
   writeConfig(offset: number, width: ConfigWidth, value: number): Promise<void>;
 }
 
+/** Buffers a driver keeps posted on one queue (`VirtioDriverOps.queueBuffers`). */
+export interface QueueBuffers {
+  /** `count` device-readable buffers of `bytes` each (e.g. one transmit piece). */
+  readonly readable?: { readonly bytes: number; readonly count: number };
+  /** `count` device-writable buffers of `bytes` each (e.g. a full receive queue). */
+  readonly writable?: { readonly bytes: number; readonly count: number };
+}
+
 /** The ops table of a virtio driver (front-end side). */
 export interface VirtioDriverOps {
   readonly deviceId: number;
@@ -266,8 +274,21 @@ export interface VirtioDriverOps {
    * count names a queue the device does not offer.
    */
   queueCount(features: bigint, config: ConfigReader): number;
-  /** Size to use for queue `index` (power of two ≤ offeredMax); default offeredMax. */
+  /**
+   * Size wanted for queue `index` (≤ offeredMax; rounded down to a power of two); default
+   * offeredMax. The transport then takes the largest power of two not above it whose rings — and
+   * the buffers `queueBuffers` declares — fit the shared memory left, keeping room for a 1-entry
+   * ring (plus its buffers) of every later queue, as Linux and virtio let a driver choose any
+   * power of two ≤ the offered maximum (§4.6 step 3). If not even size 1 fits, the device is
+   * refused with VSHM_ERR_NO_MEMORY.
+   */
   queueSize?(index: number, offeredMax: number): number;
+  /**
+   * Optional: the buffers the driver keeps in flight on queue `index` once it has `size`
+   * entries (a console keeps its receive queue full of `size` receive buffers), so the size the
+   * transport picks leaves memory for them. Called after feature negotiation, once per size tried.
+   */
+  queueBuffers?(index: number, size: number, features: bigint): QueueBuffers;
   /** The device is live. Called again after every recovery (§4.10), with a new session. */
   probe(session: DriverSession): void;
   /**

@@ -45,7 +45,7 @@
  */
 import { EventEmitter } from 'node:events';
 import createDebug from 'debug';
-import { DeviceStatus, VirtioFeatureMask } from 'virtio-spec-types';
+import { DeviceStatus, VirtioFeatureMask, availRingSize, descTableSize, usedRingSize } from 'virtio-spec-types';
 import { ArgumentError, RingError, TransportError } from '../errors.js';
 import { PEER_STATE_READY, PEER_STATE_RESET, type IvshmemDevice } from '../ivshmem/device.js';
 import { MemoryView } from '../ring/memory.js';
@@ -81,6 +81,13 @@ export interface VirtioFrontendOptions {
   transaction?: Omit<TransactionOptions, 'timeoutMs'>;
   /** Fallback poll of the BE state while waiting for READY (besides vector-0 events). Default 100 ms. */
   readyPollMs?: number;
+  /**
+   * After a back-end failure that left the BE entry READY (a transaction timed out), our State
+   * stays RESET until the BE shows it saw it (entry not READY, gone, or a vector-0 event — every
+   * State change raises one) or at most this long, so a BE that samples states cannot miss the
+   * RESET and a hung one is still retried. Default: the transaction timeout, at most 1000 ms.
+   */
+  resetHoldMs?: number;
   /** Name in debug output. */
   debugName?: string;
   /**
@@ -115,6 +122,17 @@ export class VirtioFrontend extends EventEmitter {
   private readonly memory: MemoryView;
   private readonly txn: TransactionWriter;
   private readonly readyPollMs: number;
+  private readonly resetHoldMs: number;
+  /**
+   * Vector-0 interrupts and peer events seen so far. The device model raises vector 0 on every
+   * State change (§4.9), also when the BE goes READY → RESET → READY faster than its entry can be
+   * sampled; waits that must notice a re-initialising BE compare this count.
+   */
+  private stateEvents = 0;
+  /** Buffer space held while the queues are sized (fits()), as [pool, offset, bytes] triples. */
+  private heldBuffers: number[] = [];
+  /** The header's first bytes as the last initialisation validated them (a refused BE changed?). */
+  private validatedHeader: Uint8Array = new Uint8Array(0);
   private phaseValue: FrontendPhase = 'created';
   private readonly spinOptions: SpinOptions | undefined;
   private spin: SpinAttachment | null = null;
@@ -138,6 +156,7 @@ export class VirtioFrontend extends EventEmitter {
 
   private readonly onPeerEvent = (id: number): void => {
     if (id !== this.partner) return;
+    this.stateEvents++;
     this.checkBackend();
   };
   private readonly onServerGone = (): void => {
@@ -160,7 +179,7 @@ export class VirtioFrontend extends EventEmitter {
     super();
     checkOps(ops);
     for (const k of Object.keys(opts)) {
-      if (!['transactionTimeoutMs', 'transaction', 'readyPollMs', 'debugName', 'spin'].includes(k)) {
+      if (!['transactionTimeoutMs', 'transaction', 'readyPollMs', 'resetHoldMs', 'debugName', 'spin'].includes(k)) {
         throw new ArgumentError(`VirtioFrontend: unknown option '${k}'`);
       }
     }
@@ -173,6 +192,8 @@ export class VirtioFrontend extends EventEmitter {
     this.name = opts.debugName ?? `fe${device.id}`;
     this.partner = 1 - device.id;
     this.readyPollMs = opts.readyPollMs ?? 100;
+    this.resetHoldMs = opts.resetHoldMs ?? Math.min(1000, timeout);
+    if (!(this.resetHoldMs >= 0)) throw new ArgumentError(`resetHoldMs must be ≥ 0, got ${this.resetHoldMs}`);
     this.header = new FrontendHeader(device.window, device.layout.rwSize);
     this.memory = new MemoryView(device.window);
     this.txn = new TransactionWriter(this.header, device, this.partner, { ...opts.transaction, timeoutMs: timeout });
@@ -284,6 +305,7 @@ export class VirtioFrontend extends EventEmitter {
     const d = this.device;
     const h = this.header;
     const txn = this.txn;
+    this.validatedHeader = this.memory.u8.slice(0, Math.min(HEADER_SNAPSHOT, d.layout.rwSize));
     const size = validateHeader(h, d.layout.rwSize); // (3)
     const alloc = new SharedMemoryAllocator(d.layout, this.memory.u8, d.id, this.partner, size);
     d.oneShot = false; // (4)
@@ -318,6 +340,7 @@ export class VirtioFrontend extends EventEmitter {
     this.mode = mode;
     this.byVector = byVector;
     const eventIdx = (features & VirtioFeatureMask.RING_EVENT_IDX) !== 0n;
+    this.heldBuffers = [];
     for (let i = 0; i < count; i++) {
       // §4.6 steps 1–2: `queue_sel` := i, await, read enable, size, device vector.
       await txn.write(HDR_QUEUE_SEL, 4, i);
@@ -334,7 +357,7 @@ export class VirtioFrontend extends EventEmitter {
       if (!Number.isInteger(want) || want < 1 || want > maxSize) {
         throw new TransportError('VSHM_ERR_QUEUE', '4.6', `queue ${i}: size ${want} not in 1…${maxSize}`);
       }
-      const qsize = floorPow2(want);
+      const qsize = this.fitQueueSize(alloc, features, i, count, floorPow2(want), maxSize);
       const driverVector = driverVectorFor(i, mode);
       const q = new FrontendQueue({
         index: i,
@@ -360,6 +383,7 @@ export class VirtioFrontend extends EventEmitter {
       await txn.write(HDR_QUEUE_DEVICE, 8, BigInt(q.rings.used));
       await txn.write(HDR_QUEUE_ENABLE, 2, 1);
     }
+    this.releaseHeldBuffers(alloc);
     d.interruptsEnabled = true;
     status |= DeviceStatus.DRIVER_OK;
     await this.writeStatus(status);
@@ -378,6 +402,83 @@ export class VirtioFrontend extends EventEmitter {
     this.sessionValue = session;
     this.setLive(true);
     return session;
+  }
+
+  /**
+   * §4.6 step 3: the largest power of two ≤ `start` whose rings and the buffers the driver keeps
+   * on it (`queueBuffers`) fit what is left of shared memory while a 1-entry ring (and its
+   * buffers) of every later queue still fits. Tried by allocating and freeing again, with the
+   * §5 chunk rule itself, so the answer is exact. Throws VSHM_ERR_NO_MEMORY (a refusal) when not
+   * even size 1 fits.
+   */
+  private fitQueueSize(alloc: SharedMemoryAllocator, features: bigint, index: number, count: number, start: number, offered: number): number {
+    for (let size = start; size >= 1; size >>>= 1) {
+      if (this.fits(alloc, features, index, size, count)) {
+        if (size < start) log('%s: queue %d: size %d does not fit the shared memory, using %d', this.name, index, start, size);
+        return size;
+      }
+    }
+    const pool = alloc.devicePool === alloc.driverPool ? `${alloc.driverPool.size}-byte R/W section` : `${alloc.driverPool.size}-byte output sections`;
+    throw new TransportError(
+      'VSHM_ERR_NO_MEMORY',
+      '5',
+      `queue ${index}: the ${pool} cannot hold even a 1-entry ring and its buffers (offered size ${offered}); give the server more shared memory (-l)`,
+    );
+  }
+
+  /**
+   * Whether queue `index` at `size` plus 1-entry queues after it fit now. Every trial allocation
+   * is undone except, on success, the buffers of queue `index` itself: they stay held in
+   * `heldBuffers` while the later queues are sized (the driver posts its buffers only after
+   * probe), and are given back by releaseHeldBuffers() once every ring is placed.
+   */
+  private fits(alloc: SharedMemoryAllocator, features: bigint, index: number, size: number, count: number): boolean {
+    const rings: number[] = []; // [pool (0 driver, 1 device), offset, bytes] triples
+    const buffers: number[] = [];
+    const take = (into: number[], kind: 'driver' | 'device', bytes: number, times = 1): boolean => {
+      for (let k = 0; k < times; k++) {
+        const off = alloc.alloc(kind, bytes, bytes); // a trial: nothing is written into it
+        if (off < 0) return false;
+        into.push(kind === 'driver' ? 0 : 1, off, bytes);
+      }
+      return true;
+    };
+    const queue = (i: number, n: number): boolean => {
+      if (!take(rings, 'driver', descTableSize(n)) || !take(rings, 'driver', availRingSize(n)) || !take(rings, 'device', usedRingSize(n))) return false;
+      const b = this.ops.queueBuffers?.(i, n, features);
+      if (b === undefined) return true;
+      for (const [kind, need] of [
+        ['driver', b.readable],
+        ['device', b.writable],
+      ] as const) {
+        if (need === undefined || need.count <= 0) continue;
+        if (!Number.isInteger(need.bytes) || need.bytes < 1 || !Number.isInteger(need.count)) {
+          throw new TransportError('VSHM_ERR_QUEUE', '4.6', `queue ${i}: queueBuffers gave ${need.count} buffers of ${need.bytes} bytes`);
+        }
+        if (!take(i === index ? buffers : rings, kind, need.bytes, need.count)) return false;
+      }
+      return true;
+    };
+    const undo = (list: number[]): void => {
+      for (let k = list.length - 3; k >= 0; k -= 3) alloc.free(list[k] === 0 ? 'driver' : 'device', list[k + 1], list[k + 2]);
+    };
+    let ok = false;
+    try {
+      ok = queue(index, size);
+      for (let j = index + 1; ok && j < count; j++) ok = queue(j, 1);
+      return ok;
+    } finally {
+      undo(rings);
+      if (ok) this.heldBuffers.push(...buffers);
+      else undo(buffers);
+    }
+  }
+
+  /** Give back the buffer space held while queues were sized (fits()): the driver posts into it. */
+  private releaseHeldBuffers(alloc: SharedMemoryAllocator): void {
+    const held = this.heldBuffers;
+    this.heldBuffers = [];
+    for (let k = held.length - 3; k >= 0; k -= 3) alloc.free(held[k] === 0 ? 'driver' : 'device', held[k + 1], held[k + 2]);
   }
 
   /** Write `device_status` and await completion (§4.5). */
@@ -471,11 +572,15 @@ export class VirtioFrontend extends EventEmitter {
   private interrupt(vector: number): void {
     try {
       if (vector === 0) {
+        this.stateEvents++;
         if (!this.backendReady()) {
           this.checkBackend();
           return;
         }
-        if (this.phaseValue !== 'live') return;
+        if (this.phaseValue !== 'live') {
+          this.waitWake?.(); // a recovery may wait for exactly this event (holdReset, refused)
+          return;
+        }
         const h = this.header;
         if (h.configEvent) {
           h.clearConfigEvent();
@@ -567,6 +672,7 @@ export class VirtioFrontend extends EventEmitter {
       case 'lost':
         this.safeEmit('lost', f.err);
         d.setState(PEER_STATE_RESET); // only now: we no longer touch shared structures
+        await this.holdReset();
         return;
       case 'broken':
         this.safeEmit('error', f.err);
@@ -587,7 +693,23 @@ export class VirtioFrontend extends EventEmitter {
         // Retrying this BE would be refused again: wait for it to go away — a different one may
         // be started (§4.10) — even if we never went READY (header refused).
         log('%s: refused the device: waiting for the back-end to leave READY', this.name);
-        await this.waitFor(() => !this.backendReady());
+        if (d.state === PEER_STATE_READY) {
+          // A BE cannot become READY again while we are READY (it waits for our RESET, §4.10
+          // BE step 2): its entry stays RESET until we move, so its leaving is always seen.
+          await this.waitFor(() => !this.backendReady());
+        } else {
+          // We never went READY (the header was refused): the BE may re-initialise — RESET,
+          // new header, READY — between two looks at its entry. React to its vector-0 event
+          // (every State change raises one), and to a header that changed since validation in
+          // case the flip came before interrupts were on.
+          const mark = this.stateEvents;
+          d.interruptsEnabled = true;
+          try {
+            await this.waitFor(() => !this.backendReady() || this.stateEvents !== mark || this.headerChanged());
+          } finally {
+            d.interruptsEnabled = false;
+          }
+        }
         if (this.closing) return; // still READY over a header we wrote: close() resets first
         d.setState(PEER_STATE_RESET);
         return;
@@ -612,6 +734,42 @@ export class VirtioFrontend extends EventEmitter {
     if (hadSession) this.callRemove(err);
     this.queues = [];
     this.byVector = [];
+  }
+
+  /**
+   * Our State just went RESET after a back-end failure (§4.10). A BE whose entry still reads
+   * READY (a transaction timed out) has not seen it yet, and a BE that samples states could miss
+   * a RESET that lasts only until the next initialisation: hold it until the BE shows it reacted
+   * — its entry leaves READY, it leaves, or a vector-0 event arrives (a RESET → READY flip of a
+   * re-initialising BE raises one) — or for at most `resetHoldMs`, so that a hung BE is still
+   * retried (and its stall reported again).
+   */
+  private async holdReset(): Promise<void> {
+    if (this.closing || !this.backendReady() || this.resetHoldMs === 0) return;
+    const d = this.device;
+    const mark = this.stateEvents;
+    let expired = false;
+    const timer = setTimeout(() => {
+      expired = true;
+      this.waitWake?.();
+    }, this.resetHoldMs);
+    d.interruptsEnabled = true;
+    log('%s: holding RESET until the back-end reacts (at most %d ms)', this.name, this.resetHoldMs);
+    try {
+      await this.waitFor(() => expired || !this.backendReady() || this.stateEvents !== mark);
+    } finally {
+      clearTimeout(timer);
+      d.interruptsEnabled = false;
+    }
+    log('%s: RESET %s', this.name, expired ? 'held for the maximum: retrying a back-end that did not react' : 'seen by the back-end');
+  }
+
+  /** Whether the header's first bytes differ from what the last initialisation validated. */
+  private headerChanged(): boolean {
+    const before = this.validatedHeader;
+    const now = this.memory.u8;
+    for (let i = 0; i < before.length; i++) if (now[i] !== before[i]) return true;
+    return false;
   }
 
   private callRemove(err: Error): void {
@@ -672,6 +830,9 @@ export class VirtioFrontend extends EventEmitter {
     }
   }
 }
+
+/** Bytes of the header compared to notice a refused back-end that re-initialised (§4.2 registers and config). */
+const HEADER_SNAPSHOT = 0x100;
 
 /** The failure kind of an error thrown by an initialisation. */
 function classify(err: unknown): Failure {
