@@ -207,24 +207,34 @@ export class ConsoleSession {
     // other order would let the front-end re-send bytes already written out (docs/protocol.md
     // §4.10, delivery; the chaos test proves it). One batch = what the port takes before it
     // reports back-pressure, as before.
-    const out: Buffer[] = [];
-    const room = link.port.outputRoom;
-    let taken = 0;
-    while (!link.port.outputBlocked) {
-      const chain = q.pop();
-      if (chain === null) break;
-      const data = copyReadable(chain);
-      q.push(chain, 0);
-      pushed = true;
-      if (data !== null) {
-        out.push(data);
-        taken += data.length;
-        // The writes come after the loop: stop where the host output would push back.
-        if (taken >= room) break;
+    for (let more = true; more && !link.port.outputBlocked; ) {
+      more = false;
+      const out: Buffer[] = [];
+      const room = link.port.outputRoom;
+      let taken = 0;
+      let batch = false;
+      for (;;) {
+        const chain = q.pop();
+        if (chain === null) break;
+        const data = copyReadable(chain);
+        q.push(chain, 0);
+        batch = true;
+        if (data !== null) {
+          out.push(data);
+          taken += data.length;
+          // The writes come after the batch: stop where the host output would push back, and
+          // go on with another batch if it did not (a synchronous pipe drains at once).
+          if (taken >= room) {
+            more = true;
+            break;
+          }
+        }
       }
+      if (!batch) break;
+      pushed = true;
+      q.flush();
+      for (const data of out) link.port.write(data);
     }
-    if (pushed) q.flush();
-    for (const data of out) link.port.write(data);
     if (pushed) {
       // §7.3: the first transmit buffer is the driver's sign of life on a non-MULTIPORT port.
       if (!this.multiport && !link.ready) {

@@ -207,6 +207,7 @@ class ConsoleHandle extends EventEmitter implements Console {
     peer.once('server-gone', () => {
       void backendStopped(peer).then(() => {
         for (const fn of transportListeners) fn();
+        if (this.closed) return; // close() took this link down meanwhile
         if (this.reconnect === null) this.emit('server-gone');
         else this.reconnecting ??= this.followRestart(link).finally(() => (this.reconnecting = null));
       });
