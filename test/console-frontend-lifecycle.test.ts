@@ -31,10 +31,10 @@ describe('console front-end e2e: signals and server loss', function () {
     });
   }
 
-  it('the server going away: one line, exit 1', async () => {
+  it('the server going away with --no-reconnect: one line, exit 1', async () => {
     const server = await s.startServer();
     await s.startBackend();
-    const fe = s.startFrontend(['-q', '--bridge', s.path('bridge.sock')]); // -q: no link-state lines
+    const fe = s.startFrontend(['-q', '--no-reconnect', '--bridge', s.path('bridge.sock')]); // -q: no link-state lines
     await fe.untilStderr(/listening on/);
     await server.kill('SIGTERM');
     const { code } = await fe.exited;

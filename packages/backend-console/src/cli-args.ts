@@ -30,8 +30,11 @@ Options:
   --queue-size N           maximum queue size offered (power of two, default 8)
   --settle-ms N            without MULTIPORT, deliver input at most N ms after DRIVER_OK even if
                            the front-end has not written yet (default 200)
+  --server-timeout SECONDS if the server (-S) goes away, reconnect to a restarted one at
+                           the same path; give up (exit 1) after SECONDS (default 60)
+  --no-reconnect           exit 1 as soon as the server goes away
   -q, --quiet              no informational lines on stderr (link state: front-end
-                           connected / left)
+                           connected / left, server lost / back)
   --print-capabilities     print the device's capabilities as one JSON object and exit
   -h, --help               this help
 
@@ -60,7 +63,14 @@ export interface BackendCliOptions {
   queueSize: number;
   settleMs: number;
   quiet: boolean;
+  /** Reconnect to a restarted server (default), unless --no-reconnect. */
+  reconnect: boolean;
+  /** --server-timeout in ms. */
+  serverTimeoutMs: number;
 }
+
+/** How long a restarted server may take before the back-end gives up (issue 9 item 6). */
+export const DEFAULT_SERVER_TIMEOUT_S = 60;
 
 function parseIntStrict(text: string, what: string, min: number, max: number): number {
   if (!/^[0-9]+$/.test(text)) throw new UsageError(`invalid ${what} '${text}' (expected a decimal integer)`);
@@ -90,7 +100,7 @@ function splitPair(text: string, flag: string, what: string): [string, string] {
 /** The long options, for --print-capabilities (deprecated spellings left out). */
 export const LONG_OPTIONS = [
   '--server', '--embedded', '--port', '--port-socket', '--port-exec', '--size', '--emerg-write',
-  '--queue-size', '--settle-ms', '--quiet', '--print-capabilities', '--help',
+  '--queue-size', '--settle-ms', '--server-timeout', '--no-reconnect', '--quiet', '--print-capabilities', '--help',
 ];
 
 export function parseCliArgs(argv: readonly string[]): BackendCliOptions {
@@ -106,6 +116,8 @@ export function parseCliArgs(argv: readonly string[]): BackendCliOptions {
     'queue-size': { type: 'string' },
     'settle-ms': { type: 'string' },
     quiet: { type: 'boolean', short: 'q' },
+    'server-timeout': { type: 'string' },
+    'no-reconnect': { type: 'boolean' },
     'print-capabilities': { type: 'boolean' },
     help: { type: 'boolean', short: 'h' },
   });
@@ -147,6 +159,10 @@ export function parseCliArgs(argv: readonly string[]): BackendCliOptions {
   const queueSize = values['queue-size'] === undefined ? 8 : parseIntStrict(values['queue-size'], '--queue-size', 1, 32768);
   if ((queueSize & (queueSize - 1)) !== 0) throw new UsageError(`--queue-size ${queueSize} is not a power of two`);
 
+  if (values['no-reconnect'] === true && values['server-timeout'] !== undefined) throw new UsageError('--server-timeout and --no-reconnect exclude each other');
+  const st = values['server-timeout'];
+  const serverTimeoutMs = (st === undefined ? DEFAULT_SERVER_TIMEOUT_S : parseIntStrict(st, '--server-timeout', 1, 86_400)) * 1000;
+
   return {
     help: values.help ?? false,
     printCapabilities: values['print-capabilities'] ?? false,
@@ -160,5 +176,7 @@ export function parseCliArgs(argv: readonly string[]): BackendCliOptions {
     queueSize,
     settleMs: values['settle-ms'] === undefined ? 200 : parseIntStrict(values['settle-ms'], '--settle-ms', 0, 60_000),
     quiet: values.quiet ?? false,
+    reconnect: values['no-reconnect'] !== true,
+    serverTimeoutMs,
   };
 }

@@ -30,6 +30,17 @@ const LEFT: Record<SessionEndReason, string> = {
   shutdown: 'back-end shutting down',
 };
 
+/** Reconnect backoff after a server loss: 50 ms doubling to 2 s (issue 9 item 6). */
+const RECONNECT_BACKOFF_MIN_MS = 50;
+const RECONNECT_BACKOFF_MAX_MS = 2000;
+/**
+ * A role refusal while reconnecting: the restarted server gave us peer 1 because the front-end
+ * connected first; it lets peer 0 go within a moment (it retries slower than this), so retry fast.
+ */
+const ROLE_RETRY_MS = 20;
+/** LinkError codes of a connect attempt that a restarted server may answer differently. */
+const RECONNECTABLE = new Set(['VSHM_ERR_NO_SERVER', 'VSHM_ERR_SOCKET', 'VSHM_ERR_ROLE', 'VSHM_ERR_SERVER_EOF', 'VSHM_ERR_CONNECT', 'VSHM_ERR_CONNECT_TIMEOUT']);
+
 /** The reference configuration of §7.1: -l 64K -n 2 -V 3 -P 0x8003. */
 export const EMBEDDED_SERVER = { memorySize: 64 * 1024, maxPeers: 2, vectors: 3, protocol: 0x8003 } as const;
 
@@ -39,6 +50,7 @@ class Runtime {
   server: IvshmemServer | null = null;
   serverDir: string | null = null;
   link: BackendLink | null = null;
+  socketPath = '';
   device: ConsoleDevice | null = null;
   readonly attached: Attached[] = [];
   private exiting = false;
@@ -69,6 +81,70 @@ class Runtime {
     if (this.serverDir !== null) rmSync(this.serverDir, { recursive: true, force: true });
     if (message !== undefined) process.stderr.write(`${PROG}: ${message}\n`);
     process.exit(code);
+  }
+
+  /** Wire the events of one link (one server lifetime). */
+  private bindLink(link: BackendLink): void {
+    link.once('server-gone', () => {
+      // Our own embedded server cannot be restarted by anyone else: its loss is the end.
+      if (!this.opts.reconnect || this.server !== null) void this.shutdown(1, `server at ${this.socketPath} went away`);
+      else void this.followRestart(link);
+    });
+    link.on('error', (err: Error) => void this.shutdown(1, err.message));
+    // A device bug is worth its stack, -q or not (the transport resets the device and goes on).
+    link.on('device-exception', (err: Error, callback: string) => {
+      process.stderr.write(`${PROG}: device ${callback}() threw: ${err.stack ?? err.message}\n`);
+    });
+  }
+
+  /**
+   * The server went away (issue 9 item 6): the transport already ended the session (the device
+   * keeps its ports and their buffered input); drop the old memory, then connect again with
+   * backoff. A new VirtioBackend on the new memory re-initialises the device for the next
+   * front-end, with the same ConsoleDevice, so input waits for that session.
+   */
+  private async followRestart(old: BackendLink): Promise<void> {
+    const limitMs = this.opts.serverTimeoutMs;
+    const deadline = Date.now() + limitMs;
+    this.info('server lost, reconnecting');
+    this.link = null;
+    await old.close().catch((err: Error) => debug('closing the old link: %s', err.message));
+    let backoff = RECONNECT_BACKOFF_MIN_MS;
+    let last = '';
+    for (;;) {
+      if (this.exiting) return;
+      let wait = backoff;
+      try {
+        const link = await connectBackend(this.socketPath, this.device as ConsoleDevice, true); // status file for vshm-inspect
+        if (this.exiting) {
+          await link.close();
+          return;
+        }
+        this.link = link;
+        this.bindLink(link);
+        this.info('server back');
+        return;
+      } catch (err) {
+        const code = (err as { code?: unknown }).code;
+        if (typeof code !== 'string' || !RECONNECTABLE.has(code)) {
+          await this.shutdown(1, (err as Error).message);
+          return;
+        }
+        // The errno of a failed connect, without the start-up hint ("start a server: …").
+        const cause = (err as { cause?: { code?: unknown } }).cause;
+        const errno = typeof cause?.code === 'string' && !cause.code.startsWith('VSHM_');
+        last = errno ? describeIoError('connect to', this.socketPath, cause) : (err as Error).message;
+        debug('reconnect: %s', last);
+        // The server is back but a front-end holds peer 0 for a moment: retry soon.
+        if (code === 'VSHM_ERR_ROLE') wait = ROLE_RETRY_MS;
+        else backoff = Math.min(backoff * 2, RECONNECT_BACKOFF_MAX_MS);
+      }
+      if (Date.now() + wait > deadline) {
+        await this.shutdown(1, `server at ${this.socketPath} gone for more than ${limitMs / 1000} s; giving up (last attempt: ${last})`);
+        return;
+      }
+      await new Promise((resolve) => setTimeout(resolve, wait));
+    }
   }
 
   /** -S, the default socket if a server listens there, else an embedded server. */
@@ -104,13 +180,9 @@ class Runtime {
     });
 
     const socketPath = await this.resolveSocket();
+    this.socketPath = socketPath;
     this.link = await connectBackend(socketPath, device, true); // status file for vshm-inspect
-    this.link.on('server-gone', () => void this.shutdown(1, `server at ${socketPath} went away`));
-    this.link.on('error', (err: Error) => void this.shutdown(1, err.message));
-    // A device bug is worth its stack, -q or not (the transport resets the device and goes on).
-    this.link.on('device-exception', (err: Error, callback: string) => {
-      process.stderr.write(`${PROG}: device ${callback}() threw: ${err.stack ?? err.message}\n`);
-    });
+    this.bindLink(this.link);
 
     for (const [name, a] of o.attachments) {
       const port = device.port(o.ports.indexOf(name) + 1);

@@ -89,6 +89,12 @@ export class ConsolePort extends EventEmitter {
     return this.blocked;
   }
 
+  /** Bytes the host output takes before it pushes back (Infinity without a host side). */
+  get outputRoom(): number {
+    if (this.output === null) return Infinity;
+    return Math.max(0, this.output.writableHighWaterMark - this.output.writableLength);
+  }
+
   /**
    * Attach a host side (either stream may be null). Replaces a previous one. Input starts
    * flowing immediately into `buffer`; the device delivers it when the driver is ready.

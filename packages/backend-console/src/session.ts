@@ -205,33 +205,64 @@ export class ConsoleSession {
     if (this.closed || q === undefined) return;
     const port = link.port;
     let pushed = false;
-    let out: Buffer | null = null;
-    let filled = 0;
-    while (!port.outputBlocked) {
-      const chain = q.pop();
-      if (chain === null) break;
-      const len = chain.readableLength;
-      if (len > 0 && port.reusesOutputBuffers) {
-        if (out !== null && filled + len > out.length) {
-          port.writeOutput(out, filled);
-          out = null;
+    // Acknowledge (publish the used entries) BEFORE the bytes leave for the host side: a back-end
+    // killed in between loses what it acknowledged but never sends anything twice, while the
+    // other order would let the front-end re-send bytes already written out (docs/protocol.md
+    // §4.10, delivery; the chaos test proves it). One batch = what the port takes before it
+    // reports back-pressure; its bytes are gathered into reused output buffers where the output
+    // allows it (one write per full buffer), else one fresh copy per chain.
+    const reuse = port.reusesOutputBuffers;
+    for (let more = true; more && !port.outputBlocked; ) {
+      more = false;
+      const room = port.outputRoom;
+      const bufs: Buffer[] = [];
+      const lens: number[] = []; // bytes of bufs[i] to write; -1: the whole fresh copy
+      let out: Buffer | null = null;
+      let filled = 0;
+      let taken = 0;
+      let batch = false;
+      for (;;) {
+        const chain = q.pop();
+        if (chain === null) break;
+        const len = chain.readableLength;
+        batch = true;
+        if (len > 0 && reuse) {
+          if (out !== null && filled + len > out.length) {
+            bufs.push(out);
+            lens.push(filled);
+            out = null;
+          }
+          if (out === null) {
+            out = port.outputBuffer(len);
+            filled = 0;
+          }
+          filled = copySegments(chain, out, filled);
+        } else if (len > 0) {
+          bufs.push(freshCopy(chain));
+          lens.push(-1);
         }
-        if (out === null) {
-          out = port.outputBuffer(len);
-          filled = 0;
+        q.push(chain, 0);
+        taken += len;
+        // The writes come after the batch: stop where the host output would push back, and go
+        // on with another batch if it did not (a synchronous pipe drains at once).
+        if (taken >= room) {
+          more = true;
+          break;
         }
-        filled = copySegments(chain, out, filled);
-        q.push(chain, 0);
-      } else {
-        const data = len === 0 ? null : freshCopy(chain);
-        q.push(chain, 0);
-        if (data !== null) port.write(data);
       }
+      if (out !== null) {
+        bufs.push(out);
+        lens.push(filled);
+      }
+      if (!batch) break;
       pushed = true;
-    }
-    if (out !== null) port.writeOutput(out, filled);
-    if (pushed) {
       q.flush();
+      for (let i = 0; i < bufs.length; i++) {
+        if (lens[i] < 0) port.write(bufs[i]);
+        else port.writeOutput(bufs[i], lens[i]);
+      }
+    }
+    if (pushed) {
       // §7.3: the first transmit buffer is the driver's sign of life on a non-MULTIPORT port.
       if (!this.multiport && !link.ready) {
         debug('port %d: driver showed life, input enabled', link.port.id);

@@ -35,7 +35,16 @@ describe('vshm-console-backend arguments', () => {
     expect(o.warnings).to.deep.equal(['--socket is deprecated: use -S/--server PATH (same meaning)']);
   });
 
+  it('server restart: reconnect with a 60 s limit by default; --server-timeout S, --no-reconnect (issue 9 item 6)', () => {
+    expect(parseCliArgs([])).to.include({ reconnect: true, serverTimeoutMs: 60_000 });
+    expect(parseCliArgs(['--server-timeout', '5'])).to.include({ reconnect: true, serverTimeoutMs: 5000 });
+    expect(parseCliArgs(['--no-reconnect'])).to.include({ reconnect: false });
+  });
+
   const exact: [string[], string][] = [
+    [['--server-timeout', '0'], '--server-timeout 0 out of range 1…86400'],
+    [['--server-timeout', 'x'], "invalid --server-timeout 'x' (expected a decimal integer)"],
+    [['--server-timeout', '3', '--no-reconnect'], '--server-timeout and --no-reconnect exclude each other'],
     [['--bogus'], "unknown option '--bogus'"],
     [['--settle-ms'], "option '--settle-ms' needs a value"],
     [['--settle-ms', '-5'], "option '--settle-ms' needs a value; for one starting with '-', write --settle-ms=VALUE"],
@@ -64,7 +73,7 @@ describe('vshm-console-backend arguments', () => {
       deviceId: 3,
       features: ['SIZE', 'VERSION_1', 'ACCESS_PLATFORM', 'ORDER_PLATFORM'],
       queues: 2,
-      options: ['--server', '--embedded', '--port', '--port-socket', '--port-exec', '--size', '--emerg-write', '--queue-size', '--settle-ms', '--quiet', '--print-capabilities', '--help'],
+      options: ['--server', '--embedded', '--port', '--port-socket', '--port-exec', '--size', '--emerg-write', '--queue-size', '--settle-ms', '--server-timeout', '--no-reconnect', '--quiet', '--print-capabilities', '--help'],
     });
     const multi = capabilities(parseCliArgs(['--port', 'a', '--port', 'b', '--emerg-write']));
     expect(multi.features).to.deep.equal(['SIZE', 'MULTIPORT', 'EMERG_WRITE', 'VERSION_1', 'ACCESS_PLATFORM', 'ORDER_PLATFORM']);

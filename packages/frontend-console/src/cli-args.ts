@@ -11,6 +11,8 @@ export const PROGRAM = 'vshm-console-frontend';
 export const DEFAULT_SERVER_SOCKET = '/tmp/ivshmem_socket';
 export const DEFAULT_TRANSACTION_TIMEOUT_MS = 5000;
 export const DEFAULT_STALL_RETRIES = 3;
+/** How long a restarted server may take before the front-end gives up (issue 9 item 6). */
+export const DEFAULT_SERVER_TIMEOUT_S = 60;
 
 export const USAGE = `Usage: ${PROGRAM} [options] [-- COMMAND [ARGS...]]
 
@@ -39,11 +41,16 @@ Options:
                        means it is stalled [${DEFAULT_TRANSACTION_TIMEOUT_MS}]
   --stall-retries N    give up (exit 1) after N stalled attempts in a row [${DEFAULT_STALL_RETRIES}]
   --wait-forever       never give up on a stalled back-end
-  -q, --quiet          no link-state lines (back-end lost / back) on stderr
+  --server-timeout SECONDS
+                       if the server goes away, reconnect to a restarted one at the
+                       same path; give up (exit 1) after SECONDS [${DEFAULT_SERVER_TIMEOUT_S}]
+  --no-reconnect       exit 1 as soon as the server goes away
+  -q, --quiet          no link-state lines (back-end / server lost / back) on stderr
   -h, --help           this help
 
 If the back-end goes away, the front-end waits for a new one (spec §4.10) and resumes;
-data written meanwhile is sent once it is back. SIGINT/SIGTERM reset the device and exit 0.
+data written meanwhile is sent once it is back. The same holds for a server restart:
+the front-end reconnects and re-initialises the device on the new shared memory. SIGINT/SIGTERM reset the device and exit 0.
 Exit status: 0 on a clean quit, 1 on runtime failures, 2 on bad arguments.
 DEBUG=vshm:* traces every layer.`;
 
@@ -62,6 +69,10 @@ export interface CliOptions {
   stallRetries: number;
   /** Warnings to print once (a deprecated option spelling). */
   warnings: string[];
+  /** Reconnect to a restarted server (default), unless --no-reconnect. */
+  reconnect: boolean;
+  /** --server-timeout in ms. */
+  serverTimeoutMs: number;
   /** --rx-buffer-size; undefined = the driver's default. */
   rxBufferSize?: number;
 }
@@ -95,6 +106,8 @@ export function parseCli(argv: readonly string[]): CliOptions {
       quiet: { type: 'boolean', short: 'q' },
       'no-pty': { type: 'boolean' },
       'rx-buffer-size': { type: 'string' },
+      'server-timeout': { type: 'string' },
+      'no-reconnect': { type: 'boolean' },
     },
     true,
   );
@@ -123,6 +136,8 @@ export function parseCli(argv: readonly string[]): CliOptions {
   const rb = values['rx-buffer-size'];
   const rxBufferSize = rb === undefined ? undefined : int('--rx-buffer-size', rb, 1, MAX_RX_BUFFER, 0);
   const stallRetries = values['wait-forever'] === true ? Infinity : int('--stall-retries', values['stall-retries'], 1, 1_000_000, DEFAULT_STALL_RETRIES);
+  if (values['no-reconnect'] === true && values['server-timeout'] !== undefined) throw new UsageError('--server-timeout and --no-reconnect exclude each other');
+  const serverTimeoutMs = int('--server-timeout', values['server-timeout'], 1, 86_400, DEFAULT_SERVER_TIMEOUT_S) * 1000;
   let attach: Attachment = { kind: 'terminal' };
   if (command !== null) {
     if (command.length === 0 || command[0].length === 0) throw new UsageError('-- must be followed by a command');
@@ -144,5 +159,7 @@ export function parseCli(argv: readonly string[]): CliOptions {
     stallRetries,
     warnings,
     rxBufferSize,
+    reconnect: values['no-reconnect'] !== true,
+    serverTimeoutMs,
   };
 }

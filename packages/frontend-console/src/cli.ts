@@ -117,6 +117,7 @@ export async function main(argv: readonly string[]): Promise<number> {
         wait: opts.wait,
         transactionTimeoutMs: opts.transactionTimeoutMs,
         onRetry: (err) => debug('not connected yet (%s): retrying', err.message),
+        reconnect: opts.reconnect ? { timeoutMs: opts.serverTimeoutMs } : undefined,
       });
       const first = await Promise.race([opening, signalled.then(() => null)]);
       if (first === null) {
@@ -128,13 +129,18 @@ export async function main(argv: readonly string[]): Promise<number> {
       fail(describeOpenError(err, opts.server));
       return 1;
     }
-    // The server going away ends everything: no back-end can come back on this memory (§1.8).
+    // The server going away ends everything with --no-reconnect: no back-end can come back on
+    // this memory (§1.8). By default the console follows a restarted server (issue 9 item 6) and
+    // 'server-gone' means it stayed away longer than --server-timeout.
     const fatal = new Promise<number>((resolve) => {
       const c = con as Console;
       c.once('server-gone', () => {
-        fail(`server at ${opts.server} went away`);
+        if (opts.reconnect) fail(`server at ${opts.server} gone for more than ${opts.serverTimeoutMs / 1000} s; giving up`);
+        else fail(`server at ${opts.server} went away`);
         resolve(1);
       });
+      c.on('server-lost', () => info('server lost, reconnecting'));
+      c.on('server-back', () => info('server back'));
       c.once('error', (err: Error) => {
         fail(err.message);
         resolve(1);

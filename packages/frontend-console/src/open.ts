@@ -11,12 +11,22 @@
  *
  * Once connected, the front-end never gives up on its own: if the back-end leaves, it waits for
  * a new one and re-initialises (§4.10); `close()` is the only way out.
+ *
+ * Server restart (issue 9 item 6, opt-in here, the CLI's default): with `reconnect`, a server
+ * that goes away is not the end. The transport first ends the session as it does for any
+ * back-end loss (the ports keep what the device did not acknowledge), then the old peer is
+ * closed and a new one connects to the same socket path with backoff; a new VirtioFrontend on
+ * the NEW memory region re-initialises the device with the same ConsoleDriver, so the ports,
+ * their streams and their unacknowledged output carry over and that output is re-sent once.
+ * A server gone longer than `reconnect.timeoutMs` ends the console ('server-gone').
  */
 import { EventEmitter } from 'node:events';
-import { describeIoError, openFrontend, VirtioRoleError, type IvshmemPeer } from '@vshm/transport';
+import { createLogger as createDebug, describeIoError, openFrontend, PEER_STATE_READY, PEER_STATE_RESET, VirtioRoleError, type IvshmemPeer, type OpenFrontendOptions, type VirtioFrontend } from '@vshm/transport';
 import { ConsoleDriver, type ConsoleDriverOptions } from './driver.js';
 import type { ConsolePort } from './port.js';
 import { ConsoleError } from './errors.js';
+
+const debug = createDebug('vshm:console-fe');
 
 export interface OpenConsoleOptions extends ConsoleDriverOptions {
   /** vshm-server socket. Default '/tmp/ivshmem_socket'. */
@@ -31,12 +41,37 @@ export interface OpenConsoleOptions extends ConsoleDriverOptions {
   transactionTimeoutMs?: number;
   /** Publish a status file for `vshm-inspect` (the transport's `status` option). Default false; the CLI turns it on. */
   status?: boolean;
+  /** Reconnect to a restarted server instead of ending with 'server-gone'. Default: off. */
+  reconnect?: ReconnectOptions;
 }
+
+/** How to follow a server restart (issue 9 item 6). */
+export interface ReconnectOptions {
+  /** Give up ('server-gone') once the server has been gone this long, ms. */
+  timeoutMs: number;
+  /** First delay between connection attempts, doubled after each failed one. Default 50. */
+  backoffMinMs?: number;
+  /** Largest delay between attempts. Default 2000. */
+  backoffMaxMs?: number;
+}
+
+/** Default backoff of a reconnect: 50 ms doubling to 2 s. */
+export const RECONNECT_BACKOFF_MIN_MS = 50;
+export const RECONNECT_BACKOFF_MAX_MS = 2000;
+/**
+ * After a role refusal (we connected first and got peer 0), the back-end is about to connect:
+ * retry at this fixed pace, slower than the back-end's own role retry so that it wins the race
+ * for peer 0 (both daemons reconnect at once after a server restart).
+ */
+const ROLE_RETRY_MS = 200;
 
 /**
  * A connected console front-end. Events: 'ready' (first and every later device session),
  * 'lost' (err: the back-end went away; recovery follows) — forwarded from the driver;
- * 'server-gone' (the server socket closed: no back-end can ever come back on this memory, §1.8);
+ * 'server-gone' (the server socket closed: no back-end can ever come back on this memory, §1.8;
+ * with `reconnect`: the server stayed away longer than the limit — the console is closed);
+ * 'server-lost' (with `reconnect`: the server went away, reconnecting), 'server-back' (with
+ * `reconnect`: connected to the restarted server, the device re-initialises);
  * 'error' (err: the connection failed for good, e.g. a protocol error; the peer is closed);
  * 'device-error' (err: the transport refused the device or found a broken ring; it resets and
  * waits or re-initialises by itself — informational);
@@ -64,26 +99,85 @@ function delay(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
+/** Errors of a reconnect attempt worth another one: the server is not (yet) back, or busy. */
+function reconnectable(err: unknown): boolean {
+  const code = (err as { code?: unknown })?.code;
+  return retryable(err) || code === 'VSHM_ERR_SOCKET' || code === 'VSHM_ERR_CONNECT_TIMEOUT' || code === 'ECONNRESET' || code === 'EAGAIN';
+}
+
+interface Link {
+  readonly peer: IvshmemPeer;
+  readonly transport: VirtioFrontend;
+}
+
+/** How long a back-end may take to stop after the server went away (see backendStopped). */
+export const SERVER_GONE_GRACE_MS = 2000;
+
+/**
+ * Resolves once the back-end stopped touching the rings after the server went away, or after
+ * SERVER_GONE_GRACE_MS (a back-end that died with the server never says so).
+ *
+ * Why: both peers learn of the server's end on their own, in any order, and the memory and the
+ * eventfds still work. A front-end that read the used rings at once (§4.10 recovery) could miss
+ * completions the still-running back-end publishes right after — console output it printed would
+ * be sent again, input it completed would be lost. A back-end that sees the server gone ends its
+ * session and sets its State to RESET (in the shared state table, still readable: the peer is
+ * connected with keepPeersOnServerGone); after that store it touches nothing, so what the used
+ * rings say is final.
+ */
+function backendStopped(peer: IvshmemPeer): Promise<void> {
+  const partner = 1 - peer.id;
+  const deadline = Date.now() + SERVER_GONE_GRACE_MS;
+  return new Promise((resolve) => {
+    const check = (): void => {
+      let state = PEER_STATE_RESET;
+      try {
+        state = peer.peerState(partner);
+      } catch {
+        // the mapping is gone (closed meanwhile): nothing left to wait for
+      }
+      if (state !== PEER_STATE_READY || Date.now() >= deadline) resolve();
+      else setTimeout(check, 2);
+    };
+    check();
+  });
+}
+
+/** Ownership (connect.ts): close the transport first (orderly reset, State := RESET), then the peer. */
+async function closeLink(link: Link): Promise<void> {
+  try {
+    await link.transport.close();
+  } finally {
+    link.peer.close();
+  }
+}
+
 class ConsoleHandle extends EventEmitter implements Console {
   readonly driver: ConsoleDriver;
-  private readonly closeLink: () => Promise<void>;
+  private link: Link | null;
   private closing: Promise<void> | null = null;
+  private closed = false;
+  /** Wakes a reconnect backoff early on close(). */
+  private wakeBackoff: (() => void) | null = null;
+  /** The running reconnect, awaited by close(). */
+  private reconnecting: Promise<void> | null = null;
 
-  constructor(driver: ConsoleDriver, peer: IvshmemPeer, transport: EventEmitter, closeLink: () => Promise<void>) {
+  constructor(
+    driver: ConsoleDriver,
+    link: Link,
+    private readonly socketPath: string,
+    private readonly frontendOpts: OpenFrontendOptions,
+    private readonly reconnect: Required<ReconnectOptions> | null,
+  ) {
     super();
     this.driver = driver;
-    this.closeLink = closeLink;
+    this.link = link;
     driver.on('ready', (f: bigint) => this.emit('ready', f));
-    driver.on('lost', (err: Error) => this.emit('lost', err));
-    peer.on('server-gone', () => this.emit('server-gone'));
-    transport.on('error', (err: Error) => this.emit('device-error', err));
-    transport.on('lost', (err: Error & { code?: string }) => {
-      if (err.code === 'VSHM_ERR_TXN_TIMEOUT') this.emit('transaction-timeout', err);
+    // Our own close() ends the session too; that is not the back-end going away.
+    driver.on('lost', (err: Error) => {
+      if (this.closing === null) this.emit('lost', err);
     });
-    // A peer 'error' without a listener would throw; report it only if someone listens.
-    peer.on('error', (err: Error) => {
-      if (this.listenerCount('error') > 0) this.emit('error', err);
-    });
+    this.bind(link);
   }
 
   get port(): ConsolePort {
@@ -96,29 +190,120 @@ class ConsoleHandle extends EventEmitter implements Console {
   }
 
   close(): Promise<void> {
-    this.closing ??= this.closeLink();
+    this.closing ??= (async () => {
+      this.closed = true;
+      this.wakeBackoff?.();
+      await this.reconnecting;
+      const link = this.link;
+      this.link = null;
+      if (link !== null) await closeLink(link);
+    })();
     return this.closing;
+  }
+
+  /** Forward the events of one connection (one server lifetime). */
+  private bind(link: Link): void {
+    const { peer, transport } = link;
+    // The transport must hear of the server's loss only once the back-end has stopped touching
+    // the rings (see backendStopped): take its listener and call it ourselves.
+    const transportListeners = peer.listeners('server-gone') as (() => void)[];
+    for (const fn of transportListeners) peer.off('server-gone', fn);
+    peer.once('server-gone', () => {
+      void backendStopped(peer).then(() => {
+        for (const fn of transportListeners) fn();
+        if (this.closed) return; // close() took this link down meanwhile
+        if (this.reconnect === null) this.emit('server-gone');
+        else this.reconnecting ??= this.followRestart(link).finally(() => (this.reconnecting = null));
+      });
+    });
+    transport.on('error', (err: Error) => this.emit('device-error', err));
+    transport.on('lost', (err: Error & { code?: string }) => {
+      if (err.code === 'VSHM_ERR_TXN_TIMEOUT') this.emit('transaction-timeout', err);
+    });
+    // A peer 'error' without a listener would throw; report it only if someone listens.
+    peer.on('error', (err: Error) => {
+      if (this.listenerCount('error') > 0) this.emit('error', err);
+    });
+  }
+
+  /**
+   * The server of `old` went away: let the transport end the session (close() awaits its loop,
+   * which fails what the device did not acknowledge back into the ports), drop the old memory,
+   * then connect again with backoff until the server is back or the limit is reached.
+   */
+  private async followRestart(old: Link): Promise<void> {
+    const r = this.reconnect as Required<ReconnectOptions>;
+    const deadline = Date.now() + r.timeoutMs;
+    this.emit('server-lost');
+    this.link = null;
+    await closeLink(old).catch((err: Error) => debug('closing the old link: %s', err.message));
+    let backoff = r.backoffMinMs;
+    for (;;) {
+      if (this.closed) return;
+      let wait = backoff;
+      try {
+        const { peer, transport } = await openFrontend(this.socketPath, this.driver, this.frontendOpts);
+        const link = { peer, transport };
+        if (this.closed) {
+          await closeLink(link);
+          return;
+        }
+        this.link = link;
+        this.bind(link);
+        this.emit('server-back');
+        return;
+      } catch (err) {
+        if (!reconnectable(err)) {
+          this.closed = true;
+          if (this.listenerCount('error') > 0) this.emit('error', err);
+          return;
+        }
+        debug('reconnect: %s', (err as Error).message);
+        // A role refusal means the server is back and the back-end about to take peer 0.
+        if ((err as { code?: unknown }).code === 'VSHM_ERR_ROLE') wait = ROLE_RETRY_MS;
+        else backoff = Math.min(backoff * 2, r.backoffMaxMs);
+      }
+      if (Date.now() + wait > deadline) {
+        this.closed = true;
+        this.emit('server-gone', r.timeoutMs);
+        return;
+      }
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, wait);
+        this.wakeBackoff = () => {
+          clearTimeout(t);
+          resolve();
+        };
+      });
+      this.wakeBackoff = null;
+    }
   }
 }
 
+function checkReconnect(r: ReconnectOptions | undefined): Required<ReconnectOptions> | null {
+  if (r === undefined) return null;
+  const { timeoutMs, backoffMinMs = RECONNECT_BACKOFF_MIN_MS, backoffMaxMs = RECONNECT_BACKOFF_MAX_MS } = r;
+  for (const [name, v] of [['reconnect.timeoutMs', timeoutMs], ['reconnect.backoffMinMs', backoffMinMs], ['reconnect.backoffMaxMs', backoffMaxMs]] as const) {
+    if (!Number.isInteger(v) || v < 1) throw new ConsoleError('VSHM_ERR_ARGUMENT', '', `${name} must be a positive integer, got ${String(v)}`);
+  }
+  if (backoffMaxMs < backoffMinMs) throw new ConsoleError('VSHM_ERR_ARGUMENT', '', `reconnect.backoffMaxMs ${backoffMaxMs} is below backoffMinMs ${backoffMinMs}`);
+  return { timeoutMs, backoffMinMs, backoffMaxMs };
+}
+
 export async function openConsole(opts: OpenConsoleOptions = {}): Promise<Console> {
-  const { socketPath = '/tmp/ivshmem_socket', wait = false, retryMs = 250, onRetry, transactionTimeoutMs, status = false, ...driverOpts } = opts;
+  const { socketPath = '/tmp/ivshmem_socket', wait = false, retryMs = 250, onRetry, transactionTimeoutMs, status = false, reconnect, ...driverOpts } = opts;
   if (typeof socketPath !== 'string' || socketPath.length === 0) {
     throw new ConsoleError('VSHM_ERR_ARGUMENT', '', 'socketPath must be a non-empty string');
   }
   if (!Number.isInteger(retryMs) || retryMs < 1) throw new ConsoleError('VSHM_ERR_ARGUMENT', '', `retryMs must be a positive integer, got ${String(retryMs)}`);
+  const rc = checkReconnect(reconnect);
   const driver = new ConsoleDriver(driverOpts);
+  // keepPeersOnServerGone: the back-end's State stays readable after the server's end (backendStopped).
+  const feOpts = { ...(transactionTimeoutMs === undefined ? {} : { transactionTimeoutMs }), status, peer: { keepPeersOnServerGone: true } };
   for (;;) {
     try {
-      const { peer, transport } = await openFrontend(socketPath, driver, transactionTimeoutMs === undefined ? { status } : { transactionTimeoutMs, status });
-      // Ownership (connect.ts): close the transport first (orderly reset, State := RESET), then the peer.
-      return new ConsoleHandle(driver, peer, transport, async () => {
-        try {
-          await transport.close();
-        } finally {
-          peer.close();
-        }
-      });
+      const { peer, transport } = await openFrontend(socketPath, driver, feOpts);
+      return new ConsoleHandle(driver, { peer, transport }, socketPath, feOpts, rc);
     } catch (err) {
       if (!wait || !retryable(err)) throw err;
       onRetry?.(err as Error);

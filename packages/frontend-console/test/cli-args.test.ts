@@ -45,6 +45,12 @@ describe('vshm-console-frontend arguments', () => {
     expect(parseCli(['--wait-forever']).stallRetries).to.equal(Infinity);
   });
 
+  it('server restart: reconnect with a 60 s limit by default; --server-timeout S, --no-reconnect (issue 9 item 6)', () => {
+    expect(parseCli([])).to.include({ reconnect: true, serverTimeoutMs: 60_000 });
+    expect(parseCli(['--server-timeout', '5'])).to.include({ reconnect: true, serverTimeoutMs: 5000 });
+    expect(parseCli(['--no-reconnect'])).to.include({ reconnect: false });
+  });
+
   it('takes everything after -- as the command, options included', () => {
     const o = parseCli(['-S', 's', '--', '/bin/sh', '-c', 'echo hi', '--socket']);
     expect(o.attach).to.deep.equal({ kind: 'command', command: '/bin/sh', args: ['-c', 'echo hi', '--socket'], pty: true });
@@ -92,6 +98,9 @@ describe('vshm-console-frontend usage errors: exact one-line messages', () => {
     [['extra'], "unexpected argument 'extra' (a command goes after --)"],
     [['--bridge', 'p', '--', 'cat'], '--bridge and -- COMMAND exclude each other'],
     [['--stall-retries', '2', '--wait-forever'], '--stall-retries and --wait-forever exclude each other'],
+    [['--server-timeout', '0'], "--server-timeout must be an integer 1-86400, got '0'"],
+    [['--server-timeout', '1.5'], "--server-timeout must be an integer 1-86400, got '1.5'"],
+    [['--server-timeout', '3', '--no-reconnect'], '--server-timeout and --no-reconnect exclude each other'],
   ];
   for (const [argv, want] of table) {
     it(`${argv.join(' ')} → ${want}`, () => {
