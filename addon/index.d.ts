@@ -114,6 +114,12 @@ export interface Binding {
    * on a closed fd throws EBADF). Regular files throw EPERM.
    */
   createWatcher(fd: number, callback: WatchCallback): FdWatcher;
+  /**
+   * poll(fd, timeout 0): which of `events` (POLL_* bits) are ready right now. POLL_DISCONNECT is
+   * the peer's hang-up (POLLRDHUP) and is also set for POLLHUP/POLLERR whether asked or not.
+   * Does not need or disturb a watcher. A closed fd throws EBADF.
+   */
+  pollNow(fd: number, events: number): number;
 
   // ---- UNIX stream sockets --------------------------------------------------------------
   /**

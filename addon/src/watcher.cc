@@ -19,6 +19,7 @@
 // libuv notes: uv_poll_init sets O_NONBLOCK on the fd; only one watcher per fd per loop (the
 // second gets EEXIST). Close the watcher before closing its fd.
 #include <fcntl.h>
+#include <poll.h>
 #include <uv.h>
 
 #include <cerrno>
@@ -304,6 +305,40 @@ Napi::Value CreateWatcher(const Napi::CallbackInfo& info) {
   return w;
 }
 
+// poll(2) on one fd with timeout 0: what is ready right now, in the watcher's POLL_* bits.
+// Lets a caller look at a socket's state before its watcher's callback has run in this loop turn.
+Napi::Value PollNow(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd;
+  int64_t events;
+  if (!ArgFd(info, 0, "pollNow", &fd) || !ArgInt(info, 1, "pollNow", "events", 0, 255, &events)) {
+    return env.Undefined();
+  }
+  pollfd p{};
+  p.fd = fd;
+  if (events & UV_READABLE) p.events |= POLLIN;
+  if (events & UV_WRITABLE) p.events |= POLLOUT;
+  if (events & UV_DISCONNECT) p.events |= POLLRDHUP;
+  int n;
+  do {
+    n = poll(&p, 1, 0);
+  } while (n < 0 && errno == EINTR);
+  if (n < 0) {
+    ThrowErrno(env, errno, "poll");
+    return env.Undefined();
+  }
+  if (p.revents & POLLNVAL) {
+    ThrowErrno(env, EBADF, "poll");
+    return env.Undefined();
+  }
+  int out = 0;
+  if (p.revents & POLLIN) out |= UV_READABLE;
+  if (p.revents & POLLOUT) out |= UV_WRITABLE;
+  // POLLHUP and POLLERR are always reported; they count as a disconnect whatever was asked.
+  if (p.revents & (POLLRDHUP | POLLHUP | POLLERR)) out |= UV_DISCONNECT;
+  return Napi::Number::New(env, out);
+}
+
 }  // namespace
 
 void InitWatcher(Napi::Env env, Napi::Object exports) {
@@ -317,6 +352,7 @@ void InitWatcher(Napi::Env env, Napi::Object exports) {
   data->watcherCtor = Napi::Persistent(Watcher::Define(env, envw));
   env.SetInstanceData(data);
   exports.Set("createWatcher", Napi::Function::New(env, CreateWatcher, "createWatcher"));
+  exports.Set("pollNow", Napi::Function::New(env, PollNow, "pollNow"));
 }
 
 }  // namespace vshm

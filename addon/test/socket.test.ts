@@ -122,6 +122,23 @@ describe('addon: UNIX sockets', () => {
     expect(recv(b, 4, 0).bytes.length).to.equal(0);
   });
 
+  it('pollNow reports what is ready right now: writable, then readable, then the hang-up', () => {
+    const [a, b] = pair();
+    const { POLL_READABLE: R, POLL_WRITABLE: W, POLL_DISCONNECT: D } = binding;
+    expect(binding.pollNow(a, R | W | D)).to.equal(W);
+    expect(binding.pollNow(a, R | D)).to.equal(0);
+    binding.sendMsg(b, Buffer.from('x'), []);
+    expect(binding.pollNow(a, R | D)).to.equal(R);
+    binding.close(b);
+    expect(binding.pollNow(a, R | D) & D).to.equal(D);
+    // A hang-up is reported even when only writability was asked for.
+    expect(binding.pollNow(a, W) & D).to.equal(D);
+    const dead = binding.dup(a);
+    binding.close(dead);
+    expectSyscallError(() => binding.pollNow(dead, R), 'EBADF', 9, 'poll');
+    expect(() => binding.pollNow(a, -1)).to.throw(RangeError);
+  });
+
   it('socketListen creates the socket file with the mode; accept/connect; peerCred', () => {
     const path = join(dir, 'ctl.sock');
     const [l] = track(binding.socketListen(path, 0o600, 10));

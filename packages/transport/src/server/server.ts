@@ -253,7 +253,8 @@ export class IvshmemServer extends EventEmitter {
       return;
     }
     // (2) ID, or close without any message and keep serving (§1.4).
-    const id = this.lowestFreeId();
+    let id = this.lowestFreeId();
+    if (id >= o.maxPeers && this.reapHungUp() > 0) id = this.lowestFreeId();
     if (id >= o.maxPeers) {
       b.close(fd);
       debug('refused a connection: all %d ids in use', o.maxPeers);
@@ -320,6 +321,32 @@ export class IvshmemServer extends EventEmitter {
       this.deferDrops--;
     }
     this.runDrops();
+  }
+
+  /**
+   * Before refusing a newcomer for want of an id: drop (§1.6) every listed peer whose socket has
+   * already hung up or sent something, though its watcher has not run yet in this loop turn. A
+   * guest that reboots closes its old connection and opens a new one at once; both events can
+   * arrive in one turn, and the accept must not win the race against the departure. Returns how
+   * many peers were dropped.
+   */
+  private reapHungUp(): number {
+    const b = this.binding!;
+    let n = 0;
+    for (const p of [...this.peers]) {
+      let ready: number;
+      try {
+        ready = b.pollNow(p.socket, b.POLL_READABLE | b.POLL_DISCONNECT);
+      } catch (err) {
+        this.drop(p, `poll failed: ${(err as Error).message}`);
+        n++;
+        continue;
+      }
+      if (ready === 0) continue;
+      this.drop(p, ready & b.POLL_DISCONNECT ? 'hang-up' : 'readable');
+      n++;
+    }
+    return n;
   }
 
   /** Schedule a departure (§1.6); runs at once unless a sequence is in progress. */

@@ -30,6 +30,8 @@ class FakeBinding {
   readonly watchers = new Map<number, { cb: WatchCallback; events: number; closed: boolean }>();
   readonly sent: Sent[] = [];
   readonly accepts: number[] = [];
+  /** Server-side sockets whose client has hung up (what poll(2) would say, watcher or not). */
+  readonly hungUp = new Set<number>();
   table: ArrayBuffer | undefined;
   onSend: SendHook | undefined;
   listenFd = -1;
@@ -95,6 +97,7 @@ class FakeBinding {
       socketListen: () => (self.listenFd = self.alloc()),
       socketAccept: () => self.accepts.shift() ?? -1,
       setNonBlocking: (fd) => check(fd),
+      pollNow: (fd) => (check(fd), self.hungUp.has(fd) ? DISCONNECT : 0),
       sendMsg: (fd, data, fds) => {
         check(fd);
         for (const f of fds) check(f);
@@ -255,5 +258,22 @@ describe('IvshmemServer send policy (fake binding)', () => {
     join();
     fake.watchers.get(a)!.cb(-9, 0);
     expect(server.peerIds).to.deep.equal([1]);
+  });
+
+  it('a newcomer does not lose the race against a departure its watcher has not seen yet', () => {
+    const a = join();
+    const b = join();
+    // A hangs up and a new client connects; the accept runs first in this loop turn.
+    fake.hungUp.add(a);
+    const c = join();
+    expect(server.peerIds, 'A dropped, the newcomer takes its id').to.deep.equal([1, 0]);
+    expect(fake.open.has(a), "A's socket closed").to.equal(false);
+    expect(fake.sentTo(c)[0]).to.equal(hex(encodeInit({ id: 0, maxPeers: 2, vectors: 2, protocol: 0, outputSectionSize: 0 })));
+    expect(fake.sentTo(b)).to.include(hex(encodePeerGone(0)));
+    // With nobody hung up, a third client is still refused without a message (§1.4).
+    const d = join();
+    expect(fake.open.has(d)).to.equal(false);
+    expect(fake.sentTo(d)).to.deep.equal([]);
+    expect(server.peerIds).to.deep.equal([1, 0]);
   });
 });
