@@ -17,6 +17,7 @@ const rows = [
     '64 KiB copies into 4 MiB of rotating destinations, one process',
     `C memcpy ${C.memcpy_floor?.gbps} GB/s; Buffer.copy ${C.memcpy_floor?.buffer_copy_gbps}, TypedArray.set ${C.memcpy_floor?.typedarray_set_gbps} GB/s`,
   ],
+  ['F', 'shm_copy_floor', "bulk64k's two copies in C: 64 KiB into 64 shared slots, out again in a second process; pinned to CPUs 0/1", `${C.shm_copy_floor?.gbps} GB/s`],
   ['B0', 'eventfd_rtt', 'raw eventfd ping-pong, two Node processes (addon watchers)', lat(C.eventfd_rtt)],
   ['B0', 'unix_echo', 'Node `net` UNIX-socket echo, 64 B', lat(C.unix_echo)],
   ['B0', 'unix_stream', 'Node `net` UNIX-socket stream, 64 KiB writes', `${C.unix_stream?.gbps} GB/s${spread(C.unix_stream, (v) => v)}`],

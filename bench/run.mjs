@@ -64,6 +64,9 @@ const CASES = [
     key: (r) => r.gbps,
     summary: (r) => `C memcpy ${r.gbps} GB/s; Node Buffer.copy ${r.buffer_copy_gbps}, TypedArray.set ${r.typedarray_set_gbps} GB/s`,
   },
+  // bulk64k's two copies (into shared memory, out of it) on two CPUs with nothing else: the
+  // cross-core bound that the cache-resident memcpy floor does not show.
+  { name: 'shm_copy_floor', group: 'F', script: 'floors.mjs', args: (q) => ['pipe', q ? 0.2 : 1], env: { VSHM_BENCH_PIN: '1' }, key: (r) => r.gbps, summary: gbps },
   { name: 'eventfd_rtt', group: 'B0', script: 'eventfd-rtt.mjs', args: (q) => [q ? 2000 : 30000], key: (r) => r.median_us, summary: latency },
   { name: 'unix_echo', group: 'B0', script: 'unix-echo.mjs', args: (q) => [q ? 2000 : 30000], key: (r) => r.median_us, summary: latency },
   // Throughput cases are short and the most exposed to other load: more bytes and 5 trials.
@@ -189,6 +192,7 @@ const targets = [
   ['idle_cpu (%)', C.idle_cpu?.percent ?? null, '< 1', (x) => x < 1],
   ['rtt64 / unix_echo (median)', ratio(C.rtt64?.median_us, C.unix_echo?.median_us), '≤ 0.7', (x) => x <= 0.7],
   ['rtt64 / eventfd_rtt (median)', ratio(C.rtt64?.median_us, C.eventfd_rtt?.median_us), '≤ 1.3', (x) => x <= 1.3],
+  ['bulk64k / shm_copy_floor (C, same two copies)', ratio(C.bulk64k?.gbps, C.shm_copy_floor?.gbps), 'info', null],
   ['bulk64k_zc / memcpy_floor', ratio(C.bulk64k_zc?.gbps, C.memcpy_floor?.gbps), 'info', null],
   ['bulk64k / Node Buffer.copy floor', ratio(C.bulk64k?.gbps, C.memcpy_floor?.buffer_copy_gbps), 'info', null],
   ['rtt64_unpinned / eventfd_rtt (median)', ratio(C.rtt64_unpinned?.median_us, C.eventfd_rtt?.median_us), 'info', null],

@@ -7,6 +7,9 @@
 //   floors.mjs memcpy SECONDS   memcpy_floor: GB/s of 64 KiB copies from one source into 64
 //                               rotating destinations (4 MiB: the bulk64k ring's working set), C
 //                               memcpy (`gbps`) and Node Buffer.copy / TypedArray.set
+//   floors.mjs pipe SECONDS     shm_copy_floor: GB/s of bulk64k's data path in C with no ring
+//                               code — one process copies 64 KiB pieces into 64 shared slots,
+//                               another copies each out; pinned to CPUs 0/1 under VSHM_BENCH_PIN=1
 import { execFileSync } from 'node:child_process';
 import { floorBinary } from '../native.mjs';
 import { hasTaskset, report, round } from '../lib.mjs';
@@ -18,6 +21,10 @@ const runC = (args) => JSON.parse(execFileSync(bin, args.map(String), { encoding
 if (mode === 'spin' || mode === 'eventfd') {
   const pinned = process.env.VSHM_BENCH_PIN === '1' && hasTaskset();
   const r = runC([mode, Number(arg), ...(pinned ? [0, 1] : [])]);
+  report({ ...r, pinned });
+} else if (mode === 'pipe') {
+  const pinned = process.env.VSHM_BENCH_PIN === '1' && hasTaskset();
+  const r = runC(['pipe', Number(arg), ...(pinned ? [0, 1] : [])]);
   report({ ...r, pinned });
 } else if (mode === 'memcpy') {
   const seconds = Number(arg);

@@ -7,6 +7,10 @@
  *   floor eventfd ROUNDS [CPU_A CPU_B]  the same ping-pong over two eventfds, blocking read()
  *   floor memcpy SECONDS                GB/s of 64 KiB memcpy into 64 rotating destinations
  *                                       (4 MiB, the bulk64k ring's working set)
+ *   floor pipe SECONDS [CPU_A CPU_B]    GB/s of bulk64k's data path with no ring code: a producer
+ *                                       process copies 64 KiB pieces into 64 slots of shared
+ *                                       memory, a consumer process copies each out into a private
+ *                                       buffer; two counters in their own cache lines, busy-waiting
  *
  * CPU_A/CPU_B pin the parent and the child with sched_setaffinity (what taskset does), as
  * run.mjs pins rtt64. Prints one JSON object on stdout.
@@ -163,15 +167,80 @@ static int copy_rate(double seconds) {
   return 0;
 }
 
+/* Producer → consumer through SLOTS shared 64 KiB slots. `head` (pieces produced) and `tail`
+ * (pieces consumed) live in separate cache lines so each is written by one process only. The
+ * consumer times slices and reports the median, then raises `stop`. */
+struct pipe_ctl {
+  struct line head, tail, stop;
+};
+
+static int pipe_rate(double seconds, int cpu_a, int cpu_b) {
+  size_t ring = (size_t)COPY * SLOTS;
+  struct pipe_ctl *ctl = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  unsigned char *slots = mmap(NULL, ring, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  if (ctl == MAP_FAILED || slots == MAP_FAILED) return perror("floor: mmap"), 1;
+  memset(slots, 0, ring); /* fault the shared pages in before timing */
+  pid_t child = fork();
+  if (child < 0) return perror("floor: fork"), 1;
+  if (child == 0) {
+    pin(cpu_b);
+    unsigned char *src = malloc(COPY);
+    if (!src) _exit(1);
+    memset(src, 0x5a, COPY);
+    for (uint64_t n = 0; !__atomic_load_n(&ctl->stop.seq, __ATOMIC_ACQUIRE); n++) {
+      unsigned spins = 0;
+      while (n - __atomic_load_n(&ctl->tail.seq, __ATOMIC_ACQUIRE) >= SLOTS) {
+        if (__atomic_load_n(&ctl->stop.seq, __ATOMIC_ACQUIRE)) _exit(0);
+        cpu_relax();
+        if (++spins == (1u << 16)) spins = 0, sched_yield();
+      }
+      memcpy(slots + (n % SLOTS) * COPY, src, COPY);
+      __atomic_store_n(&ctl->head.seq, n + 1, __ATOMIC_RELEASE);
+    }
+    _exit(0);
+  }
+  pin(cpu_a);
+  unsigned char *dst = malloc(COPY);
+  if (!dst) return fprintf(stderr, "floor: out of memory\n"), 1;
+  memset(dst, 0, COPY);
+  enum { SLICES = 7 };
+  double rate[SLICES];
+  uint64_t n = 0;
+  for (int k = -1; k < SLICES; k++) { /* slice -1 warms up */
+    uint64_t n0 = n;
+    double t0 = now_us(), t1;
+    do {
+      for (int j = 0; j < 64; j++, n++) {
+        unsigned spins = 0;
+        while (__atomic_load_n(&ctl->head.seq, __ATOMIC_ACQUIRE) == n) {
+          cpu_relax();
+          if (++spins == (1u << 16)) spins = 0, sched_yield();
+        }
+        memcpy(dst, slots + (n % SLOTS) * COPY, COPY);
+        __asm__ __volatile__("" ::: "memory");
+        __atomic_store_n(&ctl->tail.seq, n + 1, __ATOMIC_RELEASE);
+      }
+      t1 = now_us();
+    } while (t1 - t0 < seconds * 1e6 / SLICES);
+    if (k >= 0) rate[k] = (double)(n - n0) * COPY / ((t1 - t0) / 1e6) / 1e9;
+  }
+  __atomic_store_n(&ctl->stop.seq, 1, __ATOMIC_RELEASE);
+  waitpid(child, NULL, 0);
+  qsort(rate, SLICES, sizeof *rate, cmp_double);
+  printf("{\"gbps\":%.3f,\"copy_bytes\":%d,\"slots\":%d}\n", rate[SLICES / 2], COPY, SLOTS);
+  return 0;
+}
+
 int main(int argc, char **argv) {
   if (argc < 3) {
-    fprintf(stderr, "usage: floor spin|eventfd ROUNDS [CPU_A CPU_B] | floor memcpy SECONDS\n");
+    fprintf(stderr, "usage: floor spin|eventfd ROUNDS [CPU_A CPU_B] | floor memcpy SECONDS | floor pipe SECONDS [CPU_A CPU_B]\n");
     return 2;
   }
   int a = argc > 4 ? atoi(argv[3]) : -1, b = argc > 4 ? atoi(argv[4]) : -1;
   if (!strcmp(argv[1], "spin")) return spin(atol(argv[2]), a, b);
   if (!strcmp(argv[1], "eventfd")) return evfd(atol(argv[2]), a, b);
   if (!strcmp(argv[1], "memcpy")) return copy_rate(atof(argv[2]));
+  if (!strcmp(argv[1], "pipe")) return pipe_rate(atof(argv[2]), a, b);
   fprintf(stderr, "floor: unknown mode '%s'\n", argv[1]);
   return 2;
 }
