@@ -6,7 +6,14 @@
 //   node bench/perf-ring.mjs [MSG_BYTES=64] [QUEUE=256] [BATCH=64] [ROUNDS=5] [SINK=views|read]
 // Prints CPU ns per message (FE + BE work; process CPU time, so preemption does not count) for
 // each round and the minimum (least disturbed).
-const t = await import(process.env.PERF_TRANSPORT ?? '@vshm/transport');
+// Internals (the queue classes are not public API): straight from the transport's build output.
+// PERF_TRANSPORT=/other/tree/packages/transport/dist compares another build (A/B).
+const dist = process.env.PERF_TRANSPORT ?? new URL('../packages/transport/dist', import.meta.url).pathname;
+const t = {
+  ...(await import(`${dist}/ring/index.js`)),
+  ...(await import(`${dist}/virtio/frontend-queues.js`)),
+  ...(await import(`${dist}/virtio/allocator.js`)),
+};
 
 const [size = 64, qsize = 256, batch = 64, rounds = 5] = process.argv.slice(2, 6).map(Number);
 const sinkMode = process.argv[6] ?? 'views';
