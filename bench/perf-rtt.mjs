@@ -6,7 +6,14 @@
 //   node bench/perf-rtt.mjs [ROUNDS=200000] [REPEATS=5]
 // Prints CPU ns per round trip for each repeat and the minimum, and the cost of an empty poll of
 // each side (what a spinning side pays per look at the ring).
-const t = await import(process.env.PERF_TRANSPORT ?? '@vshm/transport');
+// The public entry plus two internals (the loopback pair from the test kit, the spin's pollable
+// view of a front-end). PERF_TRANSPORT=/other/tree/packages/transport/dist compares another build.
+const dist = process.env.PERF_TRANSPORT ?? new URL('../packages/transport/dist', import.meta.url).pathname;
+const t = {
+  ...(await import(`${dist}/index.js`)),
+  ...(await import(`${dist}/testing/index.js`)),
+  ...(await import(`${dist}/virtio/spin.js`)),
+};
 const { echoDeviceOps, echoDriverOps } = await import('./devices/echo.mjs');
 
 const [rounds = 200000, repeats = 5] = process.argv.slice(2).map(Number);
