@@ -61,6 +61,9 @@ export interface Binding {
   readonly POLL_WRITABLE: number;
   readonly POLL_DISCONNECT: number;
   readonly PAGE_SIZE: number;
+  readonly FALLOC_FL_KEEP_SIZE: number;
+  readonly FALLOC_FL_PUNCH_HOLE: number;
+  readonly FALLOC_FL_ZERO_RANGE: number;
 
   // ---- memory objects -------------------------------------------------------------------
   /** memfd_create(name, MFD_CLOEXEC | (allowSealing ? MFD_ALLOW_SEALING : 0)). */
@@ -97,6 +100,14 @@ export interface Binding {
   munmap(buf: ArrayBuffer): void;
   /** Sequentially consistent full fence (atomic_thread_fence(memory_order_seq_cst)). */
   fence(): void;
+
+  // ---- files ---------------------------------------------------------------------------
+  /**
+   * fallocate(fd, mode, offset, length) on the libuv thread pool; settles when the call returned
+   * (rejects with a SyscallError, e.g. EOPNOTSUPP where the file system or device lacks the mode).
+   * Modes: FALLOC_FL_* bits. Keep `fd` open until the promise settles. `length` ≥ 1.
+   */
+  fallocate(fd: number, mode: number, offset: number, length: number): Promise<void>;
 
   // ---- eventfd --------------------------------------------------------------------------
   /** eventfd(initval, EFD_CLOEXEC | (nonBlocking ? EFD_NONBLOCK : 0)). */

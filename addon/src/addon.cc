@@ -1,5 +1,5 @@
 // Module init: constants, then each responsibility's functions (memory.cc, mmap.cc,
-// eventfd.cc, watcher.cc, socket.cc). The JS shape is typed by hand in ../index.d.ts.
+// eventfd.cc, watcher.cc, socket.cc, file.cc). The JS shape is typed by hand in ../index.d.ts.
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -33,6 +33,9 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   SetConst(env, exports, "POLL_READABLE", UV_READABLE);
   SetConst(env, exports, "POLL_WRITABLE", UV_WRITABLE);
   SetConst(env, exports, "POLL_DISCONNECT", UV_DISCONNECT);
+  SetConst(env, exports, "FALLOC_FL_KEEP_SIZE", FALLOC_FL_KEEP_SIZE);
+  SetConst(env, exports, "FALLOC_FL_PUNCH_HOLE", FALLOC_FL_PUNCH_HOLE);
+  SetConst(env, exports, "FALLOC_FL_ZERO_RANGE", FALLOC_FL_ZERO_RANGE);
   SetConst(env, exports, "PAGE_SIZE", static_cast<double>(sysconf(_SC_PAGESIZE)));
 
   InitMemory(env, exports);
@@ -40,6 +43,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitEventfd(env, exports);
   InitWatcher(env, exports);
   InitSocket(env, exports);
+  InitFile(env, exports);
   return exports;
 }
 

@@ -14,7 +14,9 @@ namespace vshm {
 // ---- errors.cc ---------------------------------------------------------------------------
 // Symbolic name of a positive errno ("EBADF"); "E<num>" when unknown.
 std::string ErrnoName(int err);
-// Throws Error("<syscall> failed: <CODE> (<strerror>)") with code, errno (positive), syscall.
+// Error("<syscall> failed: <CODE> (<strerror>)") with code, errno (positive), syscall.
+Napi::Error ErrnoError(Napi::Env env, int err, const char* syscall);
+// Throws ErrnoError(env, err, syscall).
 void ThrowErrno(Napi::Env env, int err, const char* syscall);
 // Same for a negative libuv error code (on Linux, -errno).
 void ThrowUvError(Napi::Env env, int uvErr, const char* syscall);
@@ -43,5 +45,6 @@ void InitMmap(Napi::Env env, Napi::Object exports);
 void InitEventfd(Napi::Env env, Napi::Object exports);
 void InitWatcher(Napi::Env env, Napi::Object exports);
 void InitSocket(Napi::Env env, Napi::Object exports);
+void InitFile(Napi::Env env, Napi::Object exports);
 
 }  // namespace vshm

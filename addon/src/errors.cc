@@ -41,7 +41,7 @@ std::string ErrnoName(int err) {
   return "E" + std::to_string(err);
 }
 
-void ThrowErrno(Napi::Env env, int err, const char* syscall) {
+Napi::Error ErrnoError(Napi::Env env, int err, const char* syscall) {
   std::string code = ErrnoName(err);
   std::string msg = std::string(syscall) + " failed: " + code + " (" + std::strerror(err) + ")";
   Napi::Error e = Napi::Error::New(env, msg);
@@ -49,7 +49,11 @@ void ThrowErrno(Napi::Env env, int err, const char* syscall) {
   o.Set("code", Napi::String::New(env, code));
   o.Set("errno", Napi::Number::New(env, err));
   o.Set("syscall", Napi::String::New(env, syscall));
-  e.ThrowAsJavaScriptException();
+  return e;
+}
+
+void ThrowErrno(Napi::Env env, int err, const char* syscall) {
+  ErrnoError(env, err, syscall).ThrowAsJavaScriptException();
 }
 
 void ThrowUvError(Napi::Env env, int uvErr, const char* syscall) {
