@@ -84,12 +84,10 @@ export interface BlockDeviceStats {
   deferred: number;
 }
 
-/** Largest DISCARD / WRITE_ZEROES segment, in sectors (32 MiB: zeroes are written, see README). */
+/** Largest DISCARD / WRITE_ZEROES segment, in sectors (32 MiB: where fallocate cannot, zeroes are written). */
 export const BLK_MAX_DWZ_SECTORS = 65536;
 /** Most segments in one DISCARD / WRITE_ZEROES request. */
 export const BLK_MAX_DWZ_SEG = 8;
-/** Zeroes are written in pieces of this size (one shared read-only buffer). */
-const ZERO_CHUNK = 1 << 20;
 
 interface QueueState {
   readonly handle: DeviceQueueHandle;
@@ -163,7 +161,6 @@ export class BlockDevice extends EventEmitter implements VirtioDeviceOps {
   private staleRunning = 0;
   private drainWaiters: (() => void)[] = [];
   private readonly limits: RequestLimits;
-  private readonly zeroes = new Uint8Array(ZERO_CHUNK);
   /** IN / OUT data buffers, reused (buffer-pool.ts: fresh ones cost a page fault per page). */
   private readonly pool = new BufferPool();
 
@@ -392,12 +389,9 @@ export class BlockDevice extends EventEmitter implements VirtioDeviceOps {
           return;
         }
         this.run(qs, chain, 0, async () => {
-          // No fallocate from Node (README): both write zeroes, so a discarded range reads as zero.
-          for (const s of segs) {
-            for (let at = 0; at < s.length; at += ZERO_CHUNK) {
-              await this.image.write(this.zeroes.subarray(0, Math.min(ZERO_CHUNK, s.length - at)), s.position + at);
-            }
-          }
+          // DISCARD punches holes, WRITE_ZEROES zeroes in place (write_zeroes_may_unmap is 0, so
+          // its unmap flag does not deallocate); the image writes zeroes where it cannot.
+          for (const s of segs) await this.image.zeroRange(s.position, s.length, plan.op === 'discard' ? 'discard' : 'zeroes');
           if (this.cache === 'writethrough') await this.image.datasync();
           return 0;
         }, plan.op);

@@ -8,6 +8,7 @@
  */
 import { open, readFile, type FileHandle } from 'node:fs/promises';
 import { constants as fsConstants } from 'node:fs';
+import binding from '@vshm/addon';
 import { VshmError } from '@vshm/transport';
 
 /**
@@ -43,6 +44,12 @@ export interface ImageFile {
   read(buf: Uint8Array, position: number): Promise<void>;
   /** Write all of `buf` at `position` (resolves once the write call returned). */
   write(buf: Uint8Array, position: number): Promise<void>;
+  /**
+   * Make `length` bytes at `position` read as zeroes. `discard`: the range may be deallocated
+   * (hole punched) — DISCARD; `zeroes`: the range stays allocated (zero-range) — WRITE_ZEROES
+   * without unmap. Where the file system or device cannot do either, zeroes are written.
+   */
+  zeroRange(position: number, length: number, how: 'discard' | 'zeroes'): Promise<void>;
   /** fdatasync: every write that returned before this call is on stable storage when it resolves. */
   datasync(): Promise<void>;
   /** Current size in bytes (re-read from the file system or the block device each call). */
@@ -50,11 +57,20 @@ export interface ImageFile {
   close(): Promise<void>;
 }
 
+/** Zeroes are written in pieces of this size where fallocate cannot zero a range. */
+const ZERO_CHUNK = 1 << 20;
+let zeroChunk: Uint8Array | undefined;
+
+/** fallocate errors that mean "this file system or device does not do that mode". */
+const UNSUPPORTED = new Set(['EOPNOTSUPP', 'ENOTSUP', 'ENOSYS', 'EINVAL', 'ENODEV']);
+
 /** The image over a Node FileHandle (fs.promises: libuv thread pool, positioned I/O). */
 class FileImage implements ImageFile {
   readonly path: string;
   readonly readOnly: boolean;
   private readonly fh: FileHandle;
+  /** fallocate modes the file refused as unsupported: not tried again for this image. */
+  private readonly unsupported = new Set<'discard' | 'zeroes'>();
 
   constructor(path: string, fh: FileHandle, readOnly: boolean) {
     this.path = path;
@@ -86,6 +102,26 @@ class FileImage implements ImageFile {
       }
     } catch (err) {
       throw ImageError.from(err, 'write', this.path);
+    }
+  }
+
+  async zeroRange(position: number, length: number, how: 'discard' | 'zeroes'): Promise<void> {
+    if (length === 0) return;
+    if (!this.unsupported.has(how)) {
+      const mode =
+        binding.FALLOC_FL_KEEP_SIZE | (how === 'discard' ? binding.FALLOC_FL_PUNCH_HOLE : binding.FALLOC_FL_ZERO_RANGE);
+      try {
+        await binding.fallocate(this.fh.fd, mode, position, length);
+        return;
+      } catch (err) {
+        const code = (err as { code?: unknown }).code;
+        if (typeof code !== 'string' || !UNSUPPORTED.has(code)) throw ImageError.from(err, 'fallocate', this.path);
+        this.unsupported.add(how);
+      }
+    }
+    zeroChunk ??= new Uint8Array(ZERO_CHUNK);
+    for (let at = 0; at < length; at += ZERO_CHUNK) {
+      await this.write(zeroChunk.subarray(0, Math.min(ZERO_CHUNK, length - at)), position + at);
     }
   }
 
