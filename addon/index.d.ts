@@ -121,6 +121,16 @@ export interface Binding {
    */
   pollNow(fd: number, events: number): number;
 
+  // ---- file reads -----------------------------------------------------------------------
+  /**
+   * preadv2(fd, views, position, RWF_NOWAIT): fill `views` in order with at most `length` bytes
+   * of the file from `position`, taking only what the page cache holds — never waits for the
+   * storage, so nothing is left running when it returns. Returns the bytes read: short (down to
+   * 0) where the cache ends or at end of file; -1 when the file system or kernel cannot read
+   * without waiting (EOPNOTSUPP / ENOSYS: stop asking). Other errors throw (EBADF, EIO, …).
+   */
+  preadCached(fd: number, views: readonly Uint8Array[], length: number, position: number): number;
+
   // ---- UNIX stream sockets --------------------------------------------------------------
   /**
    * socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC), bind(path) such that the socket

@@ -77,7 +77,9 @@ if (mode === '--be') {
   const [, , , socketPath, image] = process.argv;
   const { openBlockDevice } = await import(pkg('backend-blk/dist/device.js'));
   const sizeMax = process.env.VSHM_BENCH_BLK_SIZE_MAX ? Number(process.env.VSHM_BENCH_BLK_SIZE_MAX) : undefined;
-  const device = await openBlockDevice(image, { queueSize: 128, sizeMax });
+  // VSHM_BENCH_BLK_CACHED=0: reads without the page-cache path (the A/B of that change).
+  const cachedReads = process.env.VSHM_BENCH_BLK_CACHED !== '0';
+  const device = await openBlockDevice(image, { queueSize: 128, sizeMax, cachedReads });
   await openBackend(socketPath, device);
   process.stdout.write('ready\n');
   process.on('SIGTERM', () => process.exit(0));

@@ -8,6 +8,7 @@
  */
 import { open, readFile, type FileHandle } from 'node:fs/promises';
 import { constants as fsConstants } from 'node:fs';
+import type { Binding } from '@vshm/addon';
 import { VshmError } from '@vshm/transport';
 
 /**
@@ -41,6 +42,14 @@ export interface ImageFile {
   readonly readOnly: boolean;
   /** Fill `buf` from `position`; bytes past the end of the image read as zero. */
   read(buf: Uint8Array, position: number): Promise<void>;
+  /**
+   * Optional, synchronous: copy what the page cache already holds of [position, +length) into
+   * `views` (in order; bytes past `length` untouched), never waiting for the storage, so no I/O
+   * into `views` runs once it returned. Returns the bytes copied — short, down to 0, where the
+   * cache ends, at end of file, or when the image cannot be read this way; never throws (the
+   * caller fetches the rest with read(), which reports errors).
+   */
+  readCached?(views: readonly Uint8Array[], length: number, position: number): number;
   /** Write all of `buf` at `position` (resolves once the write call returned). */
   write(buf: Uint8Array, position: number): Promise<void>;
   /** fdatasync: every write that returned before this call is on stable storage when it resolves. */
@@ -55,11 +64,26 @@ class FileImage implements ImageFile {
   readonly path: string;
   readonly readOnly: boolean;
   private readonly fh: FileHandle;
+  /** The addon, for readCached(); null without it or once the file system said it cannot. */
+  private cached: Binding | null;
 
-  constructor(path: string, fh: FileHandle, readOnly: boolean) {
+  constructor(path: string, fh: FileHandle, readOnly: boolean, cached: Binding | null) {
     this.path = path;
     this.fh = fh;
     this.readOnly = readOnly;
+    this.cached = cached;
+  }
+
+  readCached(views: readonly Uint8Array[], length: number, position: number): number {
+    if (this.cached === null) return 0;
+    try {
+      const n = this.cached.preadCached(this.fh.fd, views, length, position);
+      if (n >= 0) return n;
+      this.cached = null; // EOPNOTSUPP: this file (system) cannot; do not ask per request
+    } catch {
+      // An I/O error or a closed descriptor: read() repeats the read and reports it.
+    }
+    return 0;
   }
 
   async read(buf: Uint8Array, position: number): Promise<void> {
@@ -132,16 +156,35 @@ async function blockDeviceSize(path: string, rdev: number): Promise<number> {
   }
 }
 
+export interface OpenImageOptions {
+  readOnly?: boolean;
+  /**
+   * Offer readCached() (default true): page-cache reads straight into the caller's views through
+   * the addon's non-blocking preadv2. Without the addon's binding the image simply has none.
+   */
+  cachedReads?: boolean;
+}
+
+async function loadBinding(): Promise<Binding | null> {
+  try {
+    const b = (await import('@vshm/addon')).default;
+    return typeof b.preadCached === 'function' ? b : null; // a binding built before preadCached
+  } catch {
+    return null; // not built: every read takes the asynchronous path
+  }
+}
+
 /** Open `path` read-write (or read-only) as an image; rejects with an ImageError. */
-export async function openImage(path: string, opts: { readOnly?: boolean } = {}): Promise<ImageFile> {
+export async function openImage(path: string, opts: OpenImageOptions = {}): Promise<ImageFile> {
   const readOnly = opts.readOnly ?? false;
+  const binding = (opts.cachedReads ?? true) ? await loadBinding() : null;
   let fh: FileHandle;
   try {
     fh = await open(path, readOnly ? fsConstants.O_RDONLY : fsConstants.O_RDWR);
   } catch (err) {
     throw ImageError.from(err, 'open', path);
   }
-  const img = new FileImage(path, fh, readOnly);
+  const img = new FileImage(path, fh, readOnly, binding);
   try {
     await img.size(); // refuse directories, sockets, … at open time
   } catch (err) {

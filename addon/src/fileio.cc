@@ -1,0 +1,73 @@
+// Positioned reads that never wait for storage: preadv2(RWF_NOWAIT) copies what the page cache
+// already holds and stops where it would have to fetch from the device. A caller that must not
+// leave I/O running once it returns — the block back-end reading into shared memory that its
+// session may lose at any moment — reads the cached part synchronously and fetches the rest into
+// memory of its own.
+#include <sys/uio.h>
+
+#include <cerrno>
+#include <climits>
+#include <cstdint>
+#include <vector>
+
+#include "common.h"
+
+namespace vshm {
+
+namespace {
+
+Napi::Value PreadCached(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd;
+  if (!ArgFd(info, 0, "preadCached", &fd)) return env.Undefined();
+  if (info.Length() < 2 || !info[1].IsArray()) {
+    ThrowTypeError(env, "preadCached: views must be an array of Uint8Array");
+    return env.Undefined();
+  }
+  int64_t length;
+  int64_t position;
+  if (!ArgInt(info, 2, "preadCached", "length", 0, kMaxSafeInteger, &length) ||
+      !ArgInt(info, 3, "preadCached", "position", 0, kMaxSafeInteger, &position)) {
+    return env.Undefined();
+  }
+  Napi::Array views = info[1].As<Napi::Array>();
+  uint32_t count = views.Length();
+  std::vector<iovec> iov;
+  iov.reserve(count < IOV_MAX ? count : IOV_MAX);
+  int64_t left = length;
+  for (uint32_t i = 0; i < count; i++) {
+    Napi::Value v = views.Get(i);
+    if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array) {
+      ThrowTypeError(env, "preadCached: views[" + std::to_string(i) + "] must be a Uint8Array");
+      return env.Undefined();
+    }
+    // Checked in full before any read, so a bad entry never leaves a partial read behind.
+    if (left == 0 || iov.size() == IOV_MAX) continue;
+    Napi::Uint8Array u = v.As<Napi::Uint8Array>();
+    size_t len = u.ByteLength();
+    if (static_cast<int64_t>(len) > left) len = static_cast<size_t>(left);
+    if (len == 0) continue;  // also a detached buffer
+    iov.push_back({u.Data(), len});
+    left -= static_cast<int64_t>(len);
+  }
+  if (iov.empty()) return Napi::Number::New(env, 0);
+  ssize_t r;
+  do r = preadv2(fd, iov.data(), static_cast<int>(iov.size()), static_cast<off_t>(position), RWF_NOWAIT);
+  while (r < 0 && errno == EINTR);
+  if (r < 0) {
+    if (errno == EAGAIN) return Napi::Number::New(env, 0);  // nothing cached at `position`
+    // The file system (or the kernel) cannot read without waiting: the caller stops asking.
+    if (errno == EOPNOTSUPP || errno == ENOSYS) return Napi::Number::New(env, -1);
+    ThrowErrno(env, errno, "preadv2");
+    return env.Undefined();
+  }
+  return Napi::Number::New(env, static_cast<double>(r));
+}
+
+}  // namespace
+
+void InitFileio(Napi::Env env, Napi::Object exports) {
+  exports.Set("preadCached", Napi::Function::New(env, PreadCached, "preadCached"));
+}
+
+}  // namespace vshm
