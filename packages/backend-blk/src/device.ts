@@ -71,6 +71,12 @@ export interface BlockDeviceOptions {
    * the image offers `readCached` (see the file comment). Default true.
    */
   cachedReads?: boolean;
+  /**
+   * Most IN bytes one wake-up copies synchronously from the page cache; requests beyond it in
+   * the same pass take the asynchronous path, so a burst of large cached reads cannot hold the
+   * event loop (doorbells, other queues, timers) for long. 0…2^31, default 8 MiB (~0.5 ms).
+   */
+  cachedReadBudget?: number;
 }
 
 /** A bad option: `code` VSHM_ERR_ARGUMENT. */
@@ -103,11 +109,7 @@ export const BLK_MAX_DWZ_SECTORS = 65536;
 export const BLK_MAX_DWZ_SEG = 8;
 /** Zeroes are written in pieces of this size (one shared read-only buffer). */
 const ZERO_CHUNK = 1 << 20;
-/**
- * Most IN bytes one serve() pass reads synchronously from the page cache (~0.5 ms of copying):
- * requests beyond it in the same pass take the asynchronous path, so a burst of large cached
- * reads cannot hold the event loop (doorbells, other queues, timers) for long.
- */
+/** Default `cachedReadBudget`: 8 MiB, about half a millisecond of copying. */
 const CACHED_READ_BUDGET = 8 << 20;
 
 interface QueueState {
@@ -171,6 +173,7 @@ export class BlockDevice extends EventEmitter implements VirtioDeviceOps {
   readonly maxInFlight: number;
   readonly maxInFlightBytes: number;
   readonly cachedReads: boolean;
+  readonly cachedReadBudget: number;
   readonly stats: BlockDeviceStats = {
     completed: {}, faults: {}, noStatus: 0, dropped: 0, sessions: 0, lastEnd: null, peakInFlight: 0, deferred: 0, cachedReads: 0, cachedBytes: 0,
   };
@@ -188,7 +191,7 @@ export class BlockDevice extends EventEmitter implements VirtioDeviceOps {
   private readonly zeroes = new Uint8Array(ZERO_CHUNK);
   /** IN / OUT data buffers, reused (buffer-pool.ts: fresh ones cost a page fault per page). */
   private readonly pool = new BufferPool();
-  /** Bytes the current serve() pass may still read synchronously (CACHED_READ_BUDGET). */
+  /** Bytes the current serve() pass may still read synchronously (cachedReadBudget). */
   private cachedBudget = 0;
 
   /**
@@ -214,6 +217,7 @@ export class BlockDevice extends EventEmitter implements VirtioDeviceOps {
     }
     this.cache = opts.cache ?? 'writeback';
     this.cachedReads = opts.cachedReads ?? true;
+    this.cachedReadBudget = intOpt('cachedReadBudget', opts.cachedReadBudget, CACHED_READ_BUDGET, 0, 2 ** 31);
     const serial = Buffer.from(opts.serial ?? defaultSerial(image.path), 'utf8');
     if (serial.length > BLK_ID_BYTES) throw new BlockOptionError(`serial must be at most ${BLK_ID_BYTES} bytes, got ${serial.length}`);
     this.serial = new Uint8Array(serial);
@@ -352,7 +356,7 @@ export class BlockDevice extends EventEmitter implements VirtioDeviceOps {
       this.stats.deferred++;
       return;
     }
-    this.cachedBudget = CACHED_READ_BUDGET;
+    this.cachedBudget = this.cachedReadBudget;
     while (qs.inFlight < this.maxInFlight && this.runningBytes < this.maxInFlightBytes) {
       const chain = qs.handle.pop();
       if (chain === null) break;
