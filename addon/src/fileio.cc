@@ -37,6 +37,7 @@ Napi::Value PreadCached(const Napi::CallbackInfo& info) {
   int64_t left = length;
   for (uint32_t i = 0; i < count; i++) {
     Napi::Value v = views.Get(i);
+    if (env.IsExceptionPending()) return env.Undefined();  // a getter that threw
     if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array) {
       ThrowTypeError(env, "preadCached: views[" + std::to_string(i) + "] must be a Uint8Array");
       return env.Undefined();

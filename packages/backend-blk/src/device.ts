@@ -9,10 +9,10 @@
  * request first takes what the page cache holds straight into the chain's writable segments
  * with a read that never waits for the storage (`ImageFile.readCached`, synchronous: it is over
  * before anything else runs), and only the rest goes through a private buffer — one copy and one
- * thread-pool round trip fewer per cached read. Many requests run at once per queue — bounded by `maxInFlight` per queue and
- * `maxInFlightBytes` for the device — on positioned async file I/O; each is pushed when it
- * finishes (out of order) and used entries are published once per burst (one flush per
- * microtask checkpoint).
+ * thread-pool round trip fewer per cached read. Many requests run at once per queue — bounded by
+ * `maxInFlight` per queue and `maxInFlightBytes` for the device — on positioned async file I/O;
+ * each is pushed when it finishes (out of order) and used entries are published once per burst
+ * (one flush per microtask checkpoint).
  *
  * Durability: an OUT completes only after its write call returned (with `cache: 'writethrough'`,
  * after the following fdatasync too); a FLUSH completes only after fdatasync returned, which
@@ -395,7 +395,7 @@ export class BlockDevice extends EventEmitter implements VirtioDeviceOps {
       }
       case 'in': {
         const cached = this.readCached(chain, plan.length, plan.position);
-        if (cached === plan.length) {
+        if (cached === plan.length && cached > 0) {
           this.stats.cachedReads++;
           this.count('in');
           this.complete(qs, chain, this.epoch, 'OK');
