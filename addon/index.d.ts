@@ -101,14 +101,6 @@ export interface Binding {
   /** Sequentially consistent full fence (atomic_thread_fence(memory_order_seq_cst)). */
   fence(): void;
 
-  // ---- files ---------------------------------------------------------------------------
-  /**
-   * fallocate(fd, mode, offset, length) on the libuv thread pool; settles when the call returned
-   * (rejects with a SyscallError, e.g. EOPNOTSUPP where the file system or device lacks the mode).
-   * Modes: FALLOC_FL_* bits. Keep `fd` open until the promise settles. `length` ≥ 1.
-   */
-  fallocate(fd: number, mode: number, offset: number, length: number): Promise<void>;
-
   // ---- eventfd --------------------------------------------------------------------------
   /** eventfd(initval, EFD_CLOEXEC | (nonBlocking ? EFD_NONBLOCK : 0)). */
   eventfd(initval: number, nonBlocking: boolean): number;
@@ -131,6 +123,23 @@ export interface Binding {
    * Does not need or disturb a watcher. A closed fd throws EBADF.
    */
   pollNow(fd: number, events: number): number;
+
+  // ---- files (what Node's fs lacks) ---------------------------------------------------
+  /**
+   * fallocate(fd, mode, offset, length) on the libuv thread pool; settles when the call returned
+   * (rejects with a SyscallError, e.g. EOPNOTSUPP where the file system or device lacks the mode).
+   * Modes: FALLOC_FL_* bits. Keep `fd` open until the promise settles. `length` ≥ 1.
+   */
+  fallocate(fd: number, mode: number, offset: number, length: number): Promise<void>;
+
+  /**
+   * preadv2(fd, views, position, RWF_NOWAIT): fill `views` in order with at most `length` bytes
+   * of the file from `position`, taking only what the page cache holds — never waits for the
+   * storage, so nothing is left running when it returns. Returns the bytes read: short (down to
+   * 0) where the cache ends or at end of file; -1 when the file system or kernel cannot read
+   * without waiting (EOPNOTSUPP / ENOSYS: stop asking). Other errors throw (EBADF, EIO, …).
+   */
+  preadCached(fd: number, views: readonly Uint8Array[], length: number, position: number): number;
 
   // ---- UNIX stream sockets --------------------------------------------------------------
   /**

@@ -58,6 +58,13 @@ describe('bench (quick mode)', function () {
     expect(res.cases.file_seq_read.gbps).to.be.a('number').above(0);
     expect(res.cases.blk_seq_read.gbps).to.be.a('number').above(0);
     expect(res.cases.blk_randread_4k_qd32.iops).to.be.a('number').above(0);
+    // The sequential cases time a second pass (the first one warms both sides) and say what each
+    // side spent on the timed part.
+    expect(res.cases.blk_seq_read.warmup).to.equal(res.cases.blk_seq_read.bytes);
+    expect(res.cases.file_seq_read.warmup).to.equal(res.cases.file_seq_read.bytes);
+    expect(res.cases.blk_seq_read.cpu.fe_s_per_gb).to.be.a('number').above(0);
+    expect(res.cases.blk_seq_read.cpu.be_s_per_gb).to.be.a('number').above(0);
+    expect(res.cases.file_seq_read.cpu.s_per_gb).to.be.a('number').at.least(0);
     // nbdcopy may be missing: then the case says so instead of a figure.
     expect(res.cases.nbd_seq_read.gbps ?? res.cases.nbd_seq_read.skipped).to.not.equal(undefined);
     expect(res.ratios['blk_seq_read / file_seq_read']).to.include({ target: '≥ 0.5' });

@@ -1,5 +1,5 @@
 // Module init: constants, then each responsibility's functions (memory.cc, mmap.cc,
-// eventfd.cc, watcher.cc, socket.cc, file.cc). The JS shape is typed by hand in ../index.d.ts.
+// eventfd.cc, watcher.cc, socket.cc, fileio.cc). The JS shape is typed by hand in ../index.d.ts.
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -43,7 +43,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitEventfd(env, exports);
   InitWatcher(env, exports);
   InitSocket(env, exports);
-  InitFile(env, exports);
+  InitFileio(env, exports);
   return exports;
 }
 

@@ -45,6 +45,6 @@ void InitMmap(Napi::Env env, Napi::Object exports);
 void InitEventfd(Napi::Env env, Napi::Object exports);
 void InitWatcher(Napi::Env env, Napi::Object exports);
 void InitSocket(Napi::Env env, Napi::Object exports);
-void InitFile(Napi::Env env, Napi::Object exports);
+void InitFileio(Napi::Env env, Napi::Object exports);
 
 }  // namespace vshm

@@ -42,6 +42,14 @@ export interface ImageFile {
   readonly readOnly: boolean;
   /** Fill `buf` from `position`; bytes past the end of the image read as zero. */
   read(buf: Uint8Array, position: number): Promise<void>;
+  /**
+   * Optional, synchronous: copy what the page cache already holds of [position, +length) into
+   * `views` (in order; bytes past `length` untouched), never waiting for the storage, so no I/O
+   * into `views` runs once it returned. Returns the bytes copied — short, down to 0, where the
+   * cache ends, at end of file, or when the image cannot be read this way; never throws (the
+   * caller fetches the rest with read(), which reports errors).
+   */
+  readCached?(views: readonly Uint8Array[], length: number, position: number): number;
   /** Write all of `buf` at `position` (resolves once the write call returned). */
   write(buf: Uint8Array, position: number): Promise<void>;
   /**
@@ -71,11 +79,26 @@ class FileImage implements ImageFile {
   private readonly fh: FileHandle;
   /** fallocate modes the file refused as unsupported: not tried again for this image. */
   private readonly unsupported = new Set<'discard' | 'zeroes'>();
+  /** readCached() in use: off when not wanted or once the file system said it cannot. */
+  private cached: boolean;
 
-  constructor(path: string, fh: FileHandle, readOnly: boolean) {
+  constructor(path: string, fh: FileHandle, readOnly: boolean, cached: boolean) {
     this.path = path;
     this.fh = fh;
     this.readOnly = readOnly;
+    this.cached = cached;
+  }
+
+  readCached(views: readonly Uint8Array[], length: number, position: number): number {
+    if (!this.cached) return 0;
+    try {
+      const n = binding.preadCached(this.fh.fd, views, length, position);
+      if (n >= 0) return n;
+      this.cached = false; // EOPNOTSUPP: this file (system) cannot; do not ask per request
+    } catch {
+      // An I/O error or a closed descriptor: read() repeats the read and reports it.
+    }
+    return 0;
   }
 
   async read(buf: Uint8Array, position: number): Promise<void> {
@@ -168,8 +191,17 @@ async function blockDeviceSize(path: string, rdev: number): Promise<number> {
   }
 }
 
+export interface OpenImageOptions {
+  readOnly?: boolean;
+  /**
+   * Offer readCached() (default true): page-cache reads straight into the caller's views through
+   * the addon's non-blocking preadv2.
+   */
+  cachedReads?: boolean;
+}
+
 /** Open `path` read-write (or read-only) as an image; rejects with an ImageError. */
-export async function openImage(path: string, opts: { readOnly?: boolean } = {}): Promise<ImageFile> {
+export async function openImage(path: string, opts: OpenImageOptions = {}): Promise<ImageFile> {
   const readOnly = opts.readOnly ?? false;
   let fh: FileHandle;
   try {
@@ -177,7 +209,7 @@ export async function openImage(path: string, opts: { readOnly?: boolean } = {})
   } catch (err) {
     throw ImageError.from(err, 'open', path);
   }
-  const img = new FileImage(path, fh, readOnly);
+  const img = new FileImage(path, fh, readOnly, opts.cachedReads ?? true);
   try {
     await img.size(); // refuse directories, sockets, … at open time
   } catch (err) {

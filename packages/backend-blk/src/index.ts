@@ -1,6 +1,7 @@
 /**
  * @vshm/backend-blk: the virtio-blk device (id 2) of vshm over a raw image file or block device,
- * built on `@vshm/transport`'s public plug-in API only.
+ * built on `@vshm/transport`'s public plug-in API only (plus the addon's `preadCached` for reads
+ * the page cache holds, image.ts).
  */
 import { openBackend, type IvshmemPeer, type OpenBackendOptions, type VirtioBackend } from '@vshm/transport';
 import { openBlockDevice, type BlockDevice, type BlockDeviceOptions } from './device.js';

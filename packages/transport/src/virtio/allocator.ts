@@ -119,8 +119,10 @@ export class ChunkPool {
   spanFor(n: number): number {
     if (n <= this.chunkSize) return 1; // the common case: no division, no log2
     const count = Math.ceil(n / this.chunkSize);
-    // Next power of two ≥ count (count < 2^31: pools are below 4 GiB and chunks ≥ 1 B).
-    return count <= 0x40000000 ? 2 ** (32 - Math.clz32(count - 1)) : 2 ** Math.ceil(Math.log2(count));
+    // Next power of two ≥ count (count < 2^31: pools are below 4 GiB and chunks ≥ 1 B). A shift,
+    // not `2 **`: V8 compiles that to a call of ieee754::pow, ~1 % of a bulk read's front-end CPU
+    // (alloc and free of every 64 KiB segment).
+    return count <= 0x40000000 ? 1 << (32 - Math.clz32(count - 1)) : 2 ** Math.ceil(Math.log2(count));
   }
 
   /** Bytes a request of `n` bytes occupies. */
