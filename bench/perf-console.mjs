@@ -19,10 +19,31 @@ const PIECE = Number(process.env.VSHM_BENCH_CONSOLE_PIECE ?? 65536);
 const CHUNK = 64 * 1024;
 const role = process.argv[2];
 
+/**
+ * Count this side's doorbells (kicks from the FE, interrupts raised by the BE) and the interrupts
+ * delivered to it; `counters()` gives them with the spin counters, for the 'stats' line.
+ */
+function countNotifications(peer, transport) {
+  const c = { doorbells: 0, wakeups: 0 };
+  const ring = peer.doorbell.bind(peer);
+  peer.doorbell = (t, v) => {
+    c.doorbells++;
+    ring(t, v);
+  };
+  const sink = peer.onInterrupt;
+  if (sink !== null) {
+    peer.onInterrupt = (v) => {
+      c.wakeups++;
+      sink(v);
+    };
+  }
+  return () => ({ ...c, spin: transport.spinStats ? { ...transport.spinStats } : null });
+}
+
 if (role === '--be') {
   const [, , , socketPath, totalS, dir] = process.argv;
   const total = Number(totalS);
-  const device = new ConsoleDevice({ queueSize: QUEUE_SIZE });
+  const device = new ConsoleDevice({ queueSize: QUEUE_SIZE, ...(process.env.PERF_BUFFER_LIMIT ? { bufferLimit: Number(process.env.PERF_BUFFER_LIMIT) } : {}) });
   if (dir === 'tx') {
     let got = 0;
     const sink = new Writable({
@@ -50,14 +71,18 @@ if (role === '--be') {
     process.stdout.write(`start ${process.hrtime.bigint()}\n`);
     device.port(0).attach(src, null);
   }
-  await openBackend(socketPath, device);
+  const { peer, be } = await openBackend(socketPath, device);
+  const counters = countNotifications(peer, be);
+  process.on('SIGUSR2', () => process.stdout.write(`stats ${JSON.stringify(counters())}\n`));
   process.stdout.write('ready\n');
   process.on('SIGTERM', () => process.exit(0));
 } else if (role === '--fe') {
   const [, , , socketPath, totalS, dir] = process.argv;
   const total = Number(totalS);
   const driver = new ConsoleDriver({ txPieceSize: PIECE, maxPorts: 1, ...(process.env.PERF_HWM ? { highWaterMark: Number(process.env.PERF_HWM) } : {}) });
-  await openFrontend(socketPath, driver);
+  const { peer, fe } = await openFrontend(socketPath, driver);
+  const counters = countNotifications(peer, fe);
+  process.on('SIGUSR2', () => process.stdout.write(`stats ${JSON.stringify(counters())}\n`));
   const port = driver.consolePort;
   if (dir === 'tx') {
     port.resume();
@@ -94,12 +119,28 @@ if (role === '--be') {
     const [src, dst] = dir === 'tx' ? [fe, be] : [be, fe];
     const t0 = BigInt(await src.next('start'));
     const c0 = cpu();
+    const split0 = [procCpuSeconds(fe.pid), procCpuSeconds(be.pid)];
     const f0 = [minflt(fe.pid), minflt(be.pid)];
     const [t1, got] = (await dst.next('done')).split(' ').map(BigInt);
     const used = cpu() - c0;
+    const gb = Number(got) / 1e9;
+    const split = { fe: round((procCpuSeconds(fe.pid) - split0[0]) / gb), be: round((procCpuSeconds(be.pid) - split0[1]) / gb) };
     const faults = { fe: minflt(fe.pid) - f0[0], be: minflt(be.pid) - f0[1] };
     const s = Number(t1 - t0) / 1e9;
-    report({ gbps: round(Number(got) / s / 1e9), cpu_s_per_gb: round(used / (Number(got) / 1e9)), bytes: Number(got), seconds: round(s), dir, faults, sink: process.env.PERF_SINK ?? 'plain' });
+    fe.child.kill('SIGUSR2');
+    be.child.kill('SIGUSR2');
+    const [fs, bs] = (await Promise.all([fe.next('stats'), be.next('stats')])).map((l) => JSON.parse(l));
+    const mib = Number(got) / (1 << 20);
+    const per = (n) => round(n / mib);
+    const notify = {
+      kicks_per_mib: per(fs.doorbells),
+      irqs_per_mib: per(bs.doorbells),
+      fe_wakeups_per_mib: per(fs.wakeups),
+      be_wakeups_per_mib: per(bs.wakeups),
+      fe_spin: fs.spin,
+      be_spin: bs.spin,
+    };
+    report({ gbps: round(Number(got) / s / 1e9), cpu_s_per_gb: round(used / (Number(got) / 1e9)), cpu_split: split, bytes: Number(got), seconds: round(s), dir, faults, sink: process.env.PERF_SINK ?? 'plain', notify });
   } finally {
     fe?.kill();
     be.kill();

@@ -62,6 +62,7 @@ export class FrontendQueue<T = unknown> implements DriverQueueHandle<T> {
   readonly eventIdx: boolean;
   readonly rings: SplitRingLayout;
   onUsed: ((token: T, data: Uint8Array, segments: readonly Uint8Array[]) => void) | null = null;
+  onUsedBatch: (() => void) | null = null;
   onFailed: ((token: T, err: Error) => void) | null = null;
   /** Set by the transport while the session is live; a dead queue accepts and touches nothing. */
   live = false;
@@ -406,7 +407,9 @@ export class FrontendQueue<T = unknown> implements DriverQueueHandle<T> {
     if (!this.live || this.polling) return 0;
     this.polling = true;
     try {
-      return this.engine.collect(this.deliver);
+      const n = this.engine.collect(this.deliver);
+      if (n > 0) this.onUsedBatch?.();
+      return n;
     } catch (err) {
       this.live = false;
       this.stopReclaim();
@@ -442,6 +445,13 @@ export class FrontendQueue<T = unknown> implements DriverQueueHandle<T> {
       // A §6.4 violation (or memory gone meanwhile): nothing beyond it is trusted.
     } finally {
       this.polling = false;
+    }
+    if (n > 0) {
+      try {
+        this.onUsedBatch?.();
+      } catch {
+        // As for onUsed during recovery: the completions were delivered; the session is ending.
+      }
     }
     return n;
   }
