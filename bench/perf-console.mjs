@@ -56,20 +56,24 @@ if (role === '--be') {
     });
     device.port(0).attach(null, sink, process.env.PERF_SINK === 'socketlike' ? { reuseOutputBuffers: true } : {});
   } else {
-    const chunk = Buffer.alloc(CHUNK, 0x5a);
-    let sent = 0;
-    const src = new Readable({
-      highWaterMark: 1 << 20,
-      read() {
-        while (sent < total) {
-          sent += CHUNK;
-          if (!this.push(chunk)) return;
-        }
-        this.push(null);
-      },
+    // As in cases/console.mjs: the source starts once the front-end is live (SIGUSR1), so that
+    // neither its start-up nor its CPU counts.
+    process.on('SIGUSR1', () => {
+      const chunk = Buffer.alloc(CHUNK, 0x5a);
+      let sent = 0;
+      const src = new Readable({
+        highWaterMark: 1 << 20,
+        read() {
+          while (sent < total) {
+            sent += CHUNK;
+            if (!this.push(chunk)) return;
+          }
+          this.push(null);
+        },
+      });
+      process.stdout.write(`start ${process.hrtime.bigint()}\n`);
+      device.port(0).attach(src, null);
     });
-    process.stdout.write(`start ${process.hrtime.bigint()}\n`);
-    device.port(0).attach(src, null);
   }
   const { peer, be } = await openBackend(socketPath, device);
   const counters = countNotifications(peer, be);
@@ -102,6 +106,7 @@ if (role === '--be') {
       got += d.length;
       if (got >= total) process.stdout.write(`done ${process.hrtime.bigint()} ${got}\n`);
     });
+    process.stdout.write('ready\n');
   }
   process.on('SIGTERM', () => process.exit(0));
 } else {
@@ -117,6 +122,10 @@ if (role === '--be') {
     const cpu = () => procCpuSeconds(fe.pid) + procCpuSeconds(be.pid);
     const minflt = (pid) => Number(readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ')[7]);
     const [src, dst] = dir === 'tx' ? [fe, be] : [be, fe];
+    if (dir === 'rx') {
+      await fe.next('ready');
+      be.child.kill('SIGUSR1');
+    }
     const t0 = BigInt(await src.next('start'));
     const c0 = cpu();
     const split0 = [procCpuSeconds(fe.pid), procCpuSeconds(be.pid)];
