@@ -422,11 +422,9 @@ export class FrontendQueue<T = unknown> implements DriverQueueHandle<T> {
         const got = this.engine.collect(this.deliver);
         n += got;
         if (got > 0) this.onUsedBatch?.();
-        if (!suppress) break;
-        if (!this.live) {
-          this.engine.enableCallbacks();
-          break;
-        }
+        // A session that ended meanwhile (a callback saw to it) is not touched again; the next
+        // session's rings start with interrupts on.
+        if (!suppress || !this.live) break;
         if (!this.engine.enableCallbacks()) break; // nothing new: interrupts are on again
         if (round >= POLL_ROUNDS) {
           // A device that keeps up with us could hold us here for ever: leave the rest to the
