@@ -24,7 +24,9 @@ const role = process.argv[2];
  * delivered to it; `counters()` gives them with the spin counters, for the 'stats' line.
  */
 function countNotifications(peer, transport) {
-  const c = { doorbells: 0, wakeups: 0 };
+  // inflight: requests in flight on each queue (0 rx, 1 tx) when a wake-up arrives, summed.
+  const c = { doorbells: 0, wakeups: 0, inflight: [0, 0] };
+  const queues = () => transport.session?.queues ?? [];
   const ring = peer.doorbell.bind(peer);
   peer.doorbell = (t, v) => {
     c.doorbells++;
@@ -34,6 +36,8 @@ function countNotifications(peer, transport) {
   if (sink !== null) {
     peer.onInterrupt = (v) => {
       c.wakeups++;
+      const q = queues();
+      for (let i = 0; i < 2; i++) c.inflight[i] += q[i]?.inFlight ?? 0;
       sink(v);
     };
   }
@@ -146,6 +150,7 @@ if (role === '--be') {
       irqs_per_mib: per(bs.doorbells),
       fe_wakeups_per_mib: per(fs.wakeups),
       be_wakeups_per_mib: per(bs.wakeups),
+      fe_inflight_at_wakeup: fs.wakeups > 0 ? { rx: round(fs.inflight[0] / fs.wakeups, 1), tx: round(fs.inflight[1] / fs.wakeups, 1) } : null,
       fe_spin: fs.spin,
       be_spin: bs.spin,
     };
