@@ -295,9 +295,12 @@ export class ConsolePort extends Duplex {
     if (n > 0) {
       let slab = this.rxSlab;
       if (slab === null || slab.length - this.rxEnd < n) {
-        this.pushGathered();
-        slab = this.rxSlab = Buffer.allocUnsafe(Math.max(RX_SLAB, n)); // every byte handed out is written first
-        this.rxStart = this.rxEnd = 0;
+        this.pushGathered(); // a short run is copied out and its space reused: look again
+        slab = this.rxSlab;
+        if (slab === null || slab.length - this.rxEnd < n) {
+          slab = this.rxSlab = Buffer.allocUnsafe(Math.max(RX_SLAB, n)); // every byte handed out is written first
+          this.rxStart = this.rxEnd = 0;
+        }
       }
       slab.set(data, this.rxEnd);
       this.rxEnd += n;
