@@ -331,7 +331,12 @@ export class ConsoleSession {
 /** The chain's readable bytes in a new Buffer (every byte overwritten, so unzeroed is safe). */
 function freshCopy(chain: DeviceChain): Buffer {
   const segs = chain.readableSegments();
-  if (segs.length === 1) return Buffer.from(segs[0]); // one copy into a fresh Buffer
+  if (segs.length === 1) {
+    // allocUnsafe + set, not Buffer.from: the same one copy without zeroing the new memory first.
+    const one = Buffer.allocUnsafe(segs[0].length);
+    one.set(segs[0]);
+    return one;
+  }
   const data = Buffer.allocUnsafe(chain.readableLength);
   copySegments(chain, data, 0);
   return data;

@@ -92,7 +92,10 @@ export class ConsoleDriver extends EventEmitter implements VirtioDriverOps {
   private readonly control: ControlQueues;
   private readonly toKick = new Set<DriverQueueHandle>();
   private kickScheduled = false;
-  private readonly kickScheduler = (q: DriverQueueHandle): void => this.scheduleKick(q);
+  private readonly kickScheduler = (q: DriverQueueHandle, now?: boolean): void => {
+    this.scheduleKick(q);
+    if (now === true) this.kickPending();
+  };
 
   constructor(opts: ConsoleDriverOptions = {}) {
     super();
@@ -300,13 +303,19 @@ export class ConsoleDriver extends EventEmitter implements VirtioDriverOps {
     this.kickScheduled = true;
     queueMicrotask(() => {
       this.kickScheduled = false;
-      const s = this.session;
-      for (const queue of this.toKick) {
-        // A queue of a session that ended meanwhile must not be touched (§4.10).
-        if (s !== null && s.queues[queue.index] === queue) queue.kick();
-      }
-      this.toKick.clear();
+      this.kickPending();
     });
+  }
+
+  /** Kick every queue with adds not yet published (one kick each); the microtask then finds none. */
+  private kickPending(): void {
+    if (this.toKick.size === 0) return;
+    const s = this.session;
+    for (const queue of this.toKick) {
+      // A queue of a session that ended meanwhile must not be touched (§4.10).
+      if (s !== null && s.queues[queue.index] === queue) queue.kick();
+    }
+    this.toKick.clear();
   }
 
   private serviceAll(): void {

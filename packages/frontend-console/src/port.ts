@@ -66,6 +66,19 @@ export const MAX_RX_BUFFER = 65536;
 export const DEFAULT_WRITABLE_HIGH_WATER = 1 << 20;
 /** Smallest piece a transmit chunk is split down to when shared memory is short (one 64 B chunk, §5.1). */
 const MIN_TX_PIECE = 64;
+/**
+ * Private memory that received bytes are gathered in (perf): the bytes of one completion run go
+ * to the readable side as one push, a view of this slab, instead of one fresh Buffer and one
+ * push per receive buffer (16 per 64 KiB with 4 KiB buffers). A new slab is taken when the
+ * current one is full; the old one lives on only in the views pushed from it.
+ */
+const RX_SLAB = 65536;
+/**
+ * A gathered run this short is pushed as its own small copy (from Node's pool) and its slab space
+ * reused: an interactive console pushes a few bytes at a time, and a consumer that keeps such
+ * chunks must not pin a 64 KiB slab with each.
+ */
+const RX_SMALL_PUSH = 4096;
 
 /**
  * Where a transmit request's bytes live (`TxToken.data`):
@@ -90,8 +103,12 @@ export interface RxToken {
 }
 const RX_TOKEN: RxToken = Object.freeze({ kind: 'rx' });
 
-/** How a port asks the driver to kick its queues (batched: one kick per queue per tick). */
-export type KickScheduler = (queue: DriverQueueHandle) => void;
+/**
+ * How a port asks the driver to kick its queues: batched (one kick per queue per tick, from a
+ * microtask), or with `now` at once — together with every kick still pending — where the port
+ * knows its batch is complete (the end of a completion run, `onUsedBatch`).
+ */
+export type KickScheduler = (queue: DriverQueueHandle, now?: boolean) => void;
 
 export interface ConsolePortOptions {
   /** Bytes per posted receive buffer, 1 … MAX_RX_BUFFER. Default DEFAULT_RX_BUFFER (4096). */
@@ -139,6 +156,20 @@ export class ConsolePort extends Duplex {
   private removed = false;
   /** A request of the current session failed: the session is ending, post nothing more on it. */
   private sessionFailing = false;
+  /**
+   * Receive side gathering (rx queues with `onUsedBatch`): `rxSlab[rxStart, rxEnd)` holds bytes
+   * received in the current completion run, not yet pushed.
+   */
+  private rxSlab: Buffer | null = null;
+  private rxStart = 0;
+  private rxEnd = 0;
+  /** Completions arrived whose follow-up (push, refill, re-post, kick) waits for the run's end. */
+  private completionsPending = false;
+  private flushQueued = false;
+  private readonly flushTask = (): void => {
+    this.flushQueued = false;
+    this.afterCompletions(false);
+  };
 
   /** @internal Ports are made by the `ConsoleDriver`, never by users. */
   constructor(id: number, kick: KickScheduler, opts: ConsolePortOptions = {}) {
@@ -178,13 +209,19 @@ export class ConsolePort extends Duplex {
     this.rx = rx;
     this.tx = tx;
     this.sessionFailing = false;
-    rx.onUsed = (_token, data) => this.received(data);
+    // Queues that tell the end of a completion run (the transport's) get their completions
+    // handled per run: one push, one refill, one kick. Others (test doubles) per completion.
+    const rxBatched = rx.onUsedBatch !== undefined;
+    const txBatched = tx.onUsedBatch !== undefined;
+    rx.onUsed = rxBatched ? (_token, data) => this.gather(data) : (_token, data) => this.received(data);
     rx.onFailed = () => {
       // Receive buffers carry no data: nothing to keep. The session is ending.
       this.sessionFailing = true;
     };
-    tx.onUsed = (token) => this.transmitted(token as TxToken);
+    tx.onUsed = txBatched ? (token) => this.transmittedInRun(token as TxToken) : (token) => this.transmitted(token as TxToken);
     tx.onFailed = (token) => this.transmitFailed(token as TxToken);
+    if (rxBatched) rx.onUsedBatch = () => this.afterCompletions(true);
+    if (txBatched) tx.onUsedBatch = () => this.afterCompletions(true);
     debug('port %d: attached (rxq %d, txq %d), %d tx bytes to (re)send', this.id, rx.index, tx.index, this.pendingTransmitBytes);
     this.emit('attach');
     this.service();
@@ -196,6 +233,8 @@ export class ConsolePort extends Duplex {
    */
   detach(): void {
     if (this.rx === null) return;
+    // Bytes received in the ending session's last run are ours: deliver them now.
+    this.pushGathered();
     this.rx = null;
     this.tx = null;
     // Defensive: a transport that skipped onFailed for some request must not make us lose it.
@@ -216,6 +255,7 @@ export class ConsolePort extends Duplex {
   /** DEVICE_REMOVE: the port is gone for good. The readable side ends; writes fail. */
   markRemoved(): void {
     if (this.removed) return;
+    this.pushGathered(); // received before the removal: delivered before the end
     this.removed = true;
     this.detach();
     this.emit('removed');
@@ -244,13 +284,78 @@ export class ConsolePort extends Duplex {
     this.emit('completion');
   }
 
+  /**
+   * One receive completion of a run (queues with `onUsedBatch`): copy its bytes into the slab;
+   * the push, the refill and the kick follow once per run in afterCompletions(). A microtask
+   * does it too, should a run end without its batch call.
+   */
+  private gather(data: Uint8Array): void {
+    if (this.removed) return;
+    const n = data.length;
+    if (n > 0) {
+      let slab = this.rxSlab;
+      if (slab === null || slab.length - this.rxEnd < n) {
+        this.pushGathered(); // a short run is copied out and its space reused: look again
+        slab = this.rxSlab;
+        if (slab === null || slab.length - this.rxEnd < n) {
+          slab = this.rxSlab = Buffer.allocUnsafe(Math.max(RX_SLAB, n)); // every byte handed out is written first
+          this.rxStart = this.rxEnd = 0;
+        }
+      }
+      slab.set(data, this.rxEnd);
+      this.rxEnd += n;
+    }
+    this.noteCompletion();
+  }
+
+  /** Push what gather() collected: one chunk (a slab view, or a small copy). */
+  private pushGathered(): void {
+    const slab = this.rxSlab;
+    const start = this.rxStart;
+    const end = this.rxEnd;
+    if (slab === null || end === start) return;
+    let chunk: Buffer;
+    if (end - start < RX_SMALL_PUSH) {
+      chunk = Buffer.from(slab.subarray(start, end)); // small: copy out, reuse the space
+      this.rxEnd = start;
+    } else {
+      chunk = slab.subarray(start, end); // the slab space is the consumer's from now on
+      this.rxStart = end;
+    }
+    if (!this.push(chunk)) this.wantRead = false;
+  }
+
+  /** A completion of a run: remember it, and make sure its follow-up runs even without a batch call. */
+  private noteCompletion(): void {
+    this.completionsPending = true;
+    if (!this.flushQueued) {
+      this.flushQueued = true;
+      queueMicrotask(this.flushTask);
+    }
+  }
+
+  /**
+   * The end of a completion run (or the microtask behind it): push the gathered bytes, re-post
+   * receive buffers and waiting transmit pieces, and — at a run's end — publish them at once
+   * rather than from a microtask: a run inside the transport's bounded spin is followed by more
+   * polling in the same turn, and the device must see the new buffers meanwhile.
+   */
+  private afterCompletions(runEnd: boolean): void {
+    if (!this.completionsPending) return;
+    this.completionsPending = false;
+    this.pushGathered();
+    this.pumpTransmit(runEnd);
+    this.refillReceive(runEnd);
+    this.emit('completion');
+  }
+
   /** Keep the receiveq full of empty device-writable buffers while the consumer reads. */
-  private refillReceive(): void {
+  private refillReceive(kickNow = false): void {
     const rx = this.rx;
     if (rx === null || rx.live === false || !this.wantRead || this.removed || this.sessionFailing) return;
     let added = 0;
     while (rx.inFlight < rx.size && rx.add(null, this.rxBufferSize, RX_TOKEN)) added++;
-    if (added > 0) this.kick(rx);
+    if (added > 0) this.kick(rx, kickNow);
   }
 
   override _read(): void {
@@ -304,7 +409,7 @@ export class ConsolePort extends Duplex {
   }
 
   /** Post waiting transmit pieces in order; call back the writer once its chunk is posted. */
-  private pumpTransmit(): void {
+  private pumpTransmit(kickNow = false): void {
     // A queue whose session is ending (its acknowledged completions are being delivered, §4.10)
     // takes nothing: do not post, and above all do not split pieces for it.
     const tx = this.sessionFailing || this.tx?.live === false ? null : this.tx;
@@ -330,7 +435,7 @@ export class ConsolePort extends Duplex {
         }
         break;
       }
-      if (added > 0) this.kick(tx);
+      if (added > 0) this.kick(tx, kickNow);
     }
     this.maybeCallBack();
   }
@@ -400,10 +505,23 @@ export class ConsolePort extends Duplex {
   }
 
   private transmitted(token: TxToken): void {
-    const i = this.txq.indexOf(token);
-    if (i >= 0) this.txq.splice(i, 1);
+    this.forget(token);
     this.pumpTransmit();
     this.emit('completion');
+  }
+
+  /** A transmit completion of a run (queues with `onUsedBatch`): re-posting follows at its end. */
+  private transmittedInRun(token: TxToken): void {
+    this.forget(token);
+    this.noteCompletion();
+  }
+
+  /** The device used `token`: its bytes are delivered, drop them. */
+  private forget(token: TxToken): void {
+    // Completions come in posting order as a rule: look at the front first.
+    const i = this.txq[0] === token ? 0 : this.txq.indexOf(token);
+    if (i === 0) this.txq.shift();
+    else if (i > 0) this.txq.splice(i, 1);
   }
 
   private transmitFailed(token: TxToken): void {

@@ -114,6 +114,11 @@ export class DeviceQueue {
     this.mem.fence();
   }
 
+  /** Whether kicks are asked for (enableNotifications, the initial state) or not (disableNotifications). */
+  get notificationsEnabled(): boolean {
+    return this.notifyOn;
+  }
+
   /** Chains popped and not yet pushed. */
   get inFlightCount(): number {
     return this.inFlightN;

@@ -111,6 +111,11 @@ export class DriverQueue<T = unknown> {
   }
 
   /** Free descriptors. */
+  /** Whether used-buffer notifications are asked for (enableCallbacks, the initial state) or not (disableCallbacks). */
+  get callbacksEnabled(): boolean {
+    return this.callbacksOn;
+  }
+
   get numFree(): number {
     return this.numFreeN;
   }

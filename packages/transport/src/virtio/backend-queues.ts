@@ -141,6 +141,10 @@ class BackendQueueHandle implements DeviceQueueHandle {
   private readonly publishEvery: number;
   /** Chains popped by the device since the last `takePops()` (poll() work count). */
   pops = 0;
+  /** The device's last pop() found the ring empty: it wants more than there was. */
+  private sawEmpty = false;
+  /** Kicks were turned off for the current onAvailable call (turned on again at its end). */
+  private suppressed = false;
 
   constructor(index: number, ring: BackendRing, driverVector: number, host: QueueHost) {
     this.index = index;
@@ -163,7 +167,14 @@ class BackendQueueHandle implements DeviceQueueHandle {
       if (chain !== null) {
         this.pops++;
         this.budget--;
+        // The device is at work on this ring: the driver need not kick until it is done (§4.9).
+        // Asked at the first chain, not before the first pop: a ring found broken is left as it was.
+        if (this.inCallback && !this.suppressed && ring.notificationsEnabled) {
+          ring.disableNotifications();
+          this.suppressed = true;
+        }
       }
+      this.sawEmpty = chain === null;
       return chain;
     } catch (err) {
       this.host.violation(toError(err)); // stops this handle too
@@ -207,6 +218,10 @@ class BackendQueueHandle implements DeviceQueueHandle {
     this.inCallback = true;
     this.budget = this.size;
     this.budgetHit = false;
+    this.sawEmpty = false;
+    // pop() turns kicks off once the device takes a chain, if they were on (a spinning caller
+    // has them off already and keeps them so); they are turned on again below.
+    this.suppressed = false;
     try {
       cb();
     } catch (err) {
@@ -216,7 +231,12 @@ class BackendQueueHandle implements DeviceQueueHandle {
     } finally {
       this.inCallback = false;
     }
-    if (this.budgetHit && this.ring !== null) this.host.again();
+    // Re-arm (fence, re-check). Chains that came meanwhile were not kicked: if the device had
+    // asked for more than there was, serve it again soon. A device that stopped by itself (its
+    // output pushes back, no input to deliver) pops again on its own event, as before.
+    const pending = this.suppressed && this.ring !== null && this.setNotify(true);
+    this.suppressed = false;
+    if ((this.budgetHit || (pending && this.sawEmpty)) && this.ring !== null) this.host.again();
   }
 
   /**

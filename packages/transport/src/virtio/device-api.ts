@@ -186,6 +186,15 @@ export interface DriverQueueHandle<T = unknown> {
    * `addAllocated()`, which post one writable segment. Neither the views nor the array may be kept.
    */
   onUsed: ((token: T, data: Uint8Array, segments: readonly Uint8Array[]) => void) | null;
+  /**
+   * Optional: called once after a run of `onUsed` calls — every completion one look at the used
+   * ring found (an interrupt, a poll, a spin round, the acknowledged completions of an ending
+   * session) — and not called when the run delivered nothing. A consumer can gather work over the
+   * run (one stream push for many receive buffers, one refill and kick) and do it here, while the
+   * run's completions are known to be all there are for now. Exceptions count like `onUsed`'s.
+   * The transport's queues have it (initially null); test doubles may lack it.
+   */
+  onUsedBatch?: (() => void) | null;
   /** A request that will never complete (device lost, reset or broken): the token comes back. */
   onFailed: ((token: T, err: Error) => void) | null;
   /** Requests posted and not yet completed or failed. */

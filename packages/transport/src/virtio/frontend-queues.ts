@@ -62,6 +62,7 @@ export class FrontendQueue<T = unknown> implements DriverQueueHandle<T> {
   readonly eventIdx: boolean;
   readonly rings: SplitRingLayout;
   onUsed: ((token: T, data: Uint8Array, segments: readonly Uint8Array[]) => void) | null = null;
+  onUsedBatch: (() => void) | null = null;
   onFailed: ((token: T, err: Error) => void) | null = null;
   /** Set by the transport while the session is live; a dead queue accepts and touches nothing. */
   live = false;
@@ -89,6 +90,11 @@ export class FrontendQueue<T = unknown> implements DriverQueueHandle<T> {
   private readonly outSeg = [0, 0];
   private readonly inSeg = [0, 0];
   private polling = false;
+  private pollQueued = false;
+  private readonly pollTask = (): void => {
+    this.pollQueued = false;
+    this.poll();
+  };
   /**
    * A producer was turned away (descriptors or memory short) while requests were in flight. Some
    * back-ends never notify completions on some queues (§4.9: the Jailhouse console skips transmit
@@ -406,7 +412,29 @@ export class FrontendQueue<T = unknown> implements DriverQueueHandle<T> {
     if (!this.live || this.polling) return 0;
     this.polling = true;
     try {
-      return this.engine.collect(this.deliver);
+      // While we collect and act on completions the device need not interrupt us (§4.9): ask it
+      // not to, then ask again — fence, re-check — and go on with what arrived meanwhile. Only
+      // when interrupts were on: a spinning caller has them off already and keeps them so.
+      const suppress = this.engine.callbacksEnabled;
+      if (suppress) this.engine.disableCallbacks();
+      let n = 0;
+      for (let round = 0; ; round++) {
+        const got = this.engine.collect(this.deliver);
+        n += got;
+        if (got > 0) this.onUsedBatch?.();
+        // A session that ended meanwhile (a callback saw to it) is not touched again; the next
+        // session's rings start with interrupts on.
+        if (!suppress || !this.live) break;
+        if (!this.engine.enableCallbacks()) break; // nothing new: interrupts are on again
+        if (round >= POLL_ROUNDS) {
+          // A device that keeps up with us could hold us here for ever: leave the rest to the
+          // next turn of the event loop (interrupts are on, and this entry needs no new one).
+          this.schedulePoll();
+          break;
+        }
+        this.engine.disableCallbacks();
+      }
+      return n;
     } catch (err) {
       this.live = false;
       this.stopReclaim();
@@ -443,6 +471,13 @@ export class FrontendQueue<T = unknown> implements DriverQueueHandle<T> {
     } finally {
       this.polling = false;
     }
+    if (n > 0) {
+      try {
+        this.onUsedBatch?.();
+      } catch {
+        // As for onUsed during recovery: the completions were delivered; the session is ending.
+      }
+    }
     return n;
   }
 
@@ -466,6 +501,13 @@ export class FrontendQueue<T = unknown> implements DriverQueueHandle<T> {
         }
       }
     }
+  }
+
+  /** Poll again on the next turn of the event loop (completions are waiting that no interrupt announces). */
+  private schedulePoll(): void {
+    if (this.pollQueued) return;
+    this.pollQueued = true;
+    setImmediate(this.pollTask);
   }
 
   /** A producer was turned away: make sure completions are noticed even without interrupts. */
@@ -555,6 +597,13 @@ export class FrontendQueue<T = unknown> implements DriverQueueHandle<T> {
     if (ia >= 0) this.alloc.free('device', ia, il);
   }
 }
+
+/**
+ * Rounds of collect → re-enable interrupts → re-check in one poll() before the rest is left to the
+ * next event-loop turn: enough to follow a device that publishes while we work, bounded so that
+ * timers, sockets and other queues get their turn.
+ */
+const POLL_ROUNDS = 8;
 
 const EMPTY = new Uint8Array(0);
 const EMPTY_SEG = EMPTY;
