@@ -1,5 +1,7 @@
 #!/usr/bin/env node
 // vshm-console-backend (spec §7). Needs the compiled TypeScript: `npm run build:ts` at the repo root.
-import { run } from '../dist/cli.js';
+// Loads cli.js from dist/, or its bundle when that is fresh (@vshm/transport/launch).
+import { cliModule } from '@vshm/transport/launch';
 
+const { run } = await import(cliModule(import.meta.url, 'cli.js'));
 run();
