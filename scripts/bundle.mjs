@@ -3,8 +3,9 @@
 // start loaded ~50 modules of dist/ and of its workspace dependencies one by one; the bundle is
 // one file, plus one chunk per module the CLI imports lazily (the console front-end's
 // attachments, so node-pty still loads only with a pty). Every package's bin/*.js launcher picks
-// the bundle only while it is at least as new as the tsc output (@vshm/transport/launch), so a
-// `tsc --build` without this step runs the new code unbundled, never a stale bundle.
+// the bundle only while it is at least as new as the tsc output (cliModule() of
+// packages/transport/bin/launch.js), so a `tsc --build` without this step runs the new code
+// unbundled, never a stale bundle.
 //
 //   node scripts/bundle.mjs          after `tsc --build` (npm run build:ts does both)
 //   node scripts/bundle.mjs --check  exit 1 unless the bundles on disk are what a build makes now

@@ -62,6 +62,7 @@ try {
   if (existsSync(join(proj, 'node_modules', 'esbuild'))) fail('the consumer got esbuild installed: the bundles are built before packing');
   // 3. Every CLI runs its bundle and answers --help.
   const binDir = join(proj, 'node_modules', '.bin');
+  // launch.js holds the reference copy of the launchers' cliModule() (test/cli-bundle.test.ts).
   const { cliModule } = await import(pathToFileURL(join(proj, 'node_modules/@vshm/transport/bin/launch.js')).href);
   for (const { name: b, entry } of bins) {
     const chosen = cliModule(pathToFileURL(realpathSync(join(binDir, b))).href, entry);

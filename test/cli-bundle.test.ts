@@ -1,7 +1,8 @@
 /**
  * The CLI bundles (scripts/bundle.mjs, issue 12 item 7): every bin/*.js of every workspace loads
- * its CLI through `cliModule()` (@vshm/transport/launch), which picks dist/bundle/ENTRY while it
- * is at least as new as dist/ENTRY and the project's dist/.tsbuildinfo, else dist/ENTRY itself.
+ * its CLI through `cliModule()`, a verbatim copy of the one in packages/transport/bin/launch.js
+ * (checked here), which picks dist/bundle/ENTRY while it is at least as new as dist/ENTRY and the
+ * project's dist/.tsbuildinfo, else dist/ENTRY itself.
  * For each launcher: with the bundle fresh it runs the bundle; after a newer tsc output (the
  * entry, or the build info as `tsc --build` rewrites it when a referenced project changed) it
  * runs the tsc output; both print the same --help. Which module ran is read from a resolve hook
@@ -15,6 +16,12 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const TRACE = fileURLToPath(new URL('./fixtures/trace-dist-imports.mjs', import.meta.url));
+const LAUNCH = join(ROOT, 'packages/transport/bin/launch.js');
+
+/** The text of `function cliModule(…) {…}` in `source` (up to the first `}` alone on a line). */
+function cliModuleText(source: string): string | undefined {
+  return /^(?:export )?(function cliModule\(.*?\n\}\n)/ms.exec(source)?.[1];
+}
 
 interface Launcher {
   bin: string;
@@ -80,6 +87,12 @@ describe('CLI bundles: each launcher runs its bundle only while it is fresh', fu
       'vshm-rng-frontend',
       'vshm-server',
     ]);
+  });
+
+  it('every launcher holds a verbatim copy of cliModule() from packages/transport/bin/launch.js', () => {
+    const reference = cliModuleText(readFileSync(LAUNCH, 'utf8'));
+    expect(reference, 'launch.js').to.be.a('string');
+    for (const l of all) expect(cliModuleText(readFileSync(l.script, 'utf8')), l.bin).to.equal(reference);
   });
 
   for (const l of all) {
