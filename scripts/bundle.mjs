@@ -132,7 +132,12 @@ async function bundle(w) {
   for (const name of [...needed].sort()) {
     if (!deps.has(name)) errors.push(`${w.dir}: its bundle imports '${name}' at run time: add it to "dependencies" of ${w.pkg.name}`);
   }
-  return { w, files: res.outputFiles.map((f) => ({ path: f.path, contents: f.contents })).sort((a, b) => (a.path < b.path ? -1 : 1)) };
+  // Chunks first, the entry modules (what a launcher checks and imports) last: a build stopped
+  // half-way leaves no entry that imports a chunk not written yet.
+  const entries = new Set(w.entries.map((e) => join(dist, 'bundle', e)));
+  const rank = (f) => (entries.has(f.path) ? 1 : 0);
+  const files = res.outputFiles.map((f) => ({ path: f.path, contents: f.contents }));
+  return { w, files: files.sort((a, b) => rank(a) - rank(b) || (a.path < b.path ? -1 : 1)) };
 }
 
 /** Bare imports of anything but the TypeScript workspaces stay imports (node_modules, at run time). */
