@@ -3,14 +3,16 @@
 // only what a consumer needs (no tests, no .tsbuildinfo, no sources of the TypeScript packages),
 // install all tarballs into an empty project (the addon builds there), then run every CLI's
 // --help and one console session (server, back-end, front-end running a command) from that
-// project. Prints one line per check and exits 1 on the first failure. Leaves nothing behind.
+// project. Each CLI ships its bundle (scripts/bundle.mjs) and, installed, runs it: the tarball
+// holds dist/bundle/ENTRY and the installed launcher picks it; esbuild is not installed. Prints
+// one line per check and exits 1 on the first failure. Leaves nothing behind.
 //
 //   node scripts/pack-check.mjs        (after `npm run build`; CI runs it)
 import { execFileSync, spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const root = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8'));
@@ -43,7 +45,12 @@ try {
     const bad = files.map((f) => f.path).filter((p) => /(^|\/)test\/|\.test\.|\.tsbuildinfo$/.test(p));
     if (bad.length > 0) fail(`${pkg.name}: tarball holds files a consumer does not need: ${bad.slice(0, 5).join(', ')}`);
     tarballs.push(join(work, filename));
-    for (const b of Object.keys(pkg.bin ?? {})) bins.push(b);
+    for (const [b, file] of Object.entries(pkg.bin ?? {})) {
+      const entry = /\bcliModule\(import\.meta\.url, '([^']+)'\)/.exec(readFileSync(join(ROOT, ws, file), 'utf8'))?.[1];
+      if (!entry) fail(`${pkg.name}: ${file} does not load its CLI through cliModule()`);
+      if (!files.some((f) => f.path === `dist/bundle/${entry}`)) fail(`${pkg.name}: tarball lacks dist/bundle/${entry} (run npm run build:ts)`);
+      bins.push({ name: b, entry });
+    }
     ok(`packed ${pkg.name} (${files.length} files)`);
   }
   // 2. An empty project installs them all (the addon compiles here).
@@ -52,12 +59,17 @@ try {
   writeFileSync(join(proj, 'package.json'), JSON.stringify({ name: 'consumer', version: '1.0.0', private: true, type: 'module' }));
   run('npm', ['install', '--no-audit', '--no-fund', ...tarballs], proj, 600_000);
   ok(`installed ${tarballs.length} tarballs into an empty project`);
-  // 3. Every CLI answers --help.
+  if (existsSync(join(proj, 'node_modules', 'esbuild'))) fail('the consumer got esbuild installed: the bundles are built before packing');
+  // 3. Every CLI runs its bundle and answers --help.
   const binDir = join(proj, 'node_modules', '.bin');
-  for (const b of bins) {
+  // launch.js holds the reference copy of the launchers' cliModule() (test/cli-bundle.test.ts).
+  const { cliModule } = await import(pathToFileURL(join(proj, 'node_modules/@vshm/transport/bin/launch.js')).href);
+  for (const { name: b, entry } of bins) {
+    const chosen = cliModule(pathToFileURL(realpathSync(join(binDir, b))).href, entry);
+    if (!chosen.endsWith(`/dist/bundle/${entry}`)) fail(`${b}: the installed launcher would load ${chosen}, not its bundle`);
     const text = run(join(binDir, b), ['--help'], proj, 30_000);
     if (!/usage/i.test(text)) fail(`${b} --help printed no usage`);
-    ok(`${b} --help`);
+    ok(`${b} --help (from its bundle)`);
   }
   // 4. A console session from the installed packages.
   const sock = join(work, 'vshm.sock');

@@ -10,10 +10,14 @@
 // The floor spawns alternate with the front-end's, so both see the same machine load: Node's own
 // start (its binary, V8, bootstrap) is outside vshm's control, `startup − node_startup` is vshm's.
 // The last front-end stays up IDLE_S seconds with nothing sent: its CPU then is `idle_cpu_percent`.
+// `bundled` says whether the launcher ran the CLI's bundle (scripts/bundle.mjs) or, the bundle
+// being missing or older than the tsc output, dist/cli.js (run `npm run build:ts`, which
+// `npm run bench` does first).
 import { spawn } from 'node:child_process';
 import { Writable } from 'node:stream';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { ConsoleDevice } from '@vshm/backend-console';
+import { cliModule } from '../../packages/transport/bin/launch.js';
 import { report, round } from '../lib.mjs';
 import { openBackend, procCpuSeconds, spawnChild, startServer } from '../virtio-rig.mjs';
 
@@ -37,6 +41,8 @@ if (process.argv[2] === '--be') {
   process.on('SIGTERM', () => process.exit(0));
 } else {
   const spawns = Number(process.argv[2] ?? 7);
+  const bundled = cliModule(pathToFileURL(CLI).href, 'cli.js').includes('/dist/bundle/');
+  if (!bundled) process.stderr.write('startup: the CLI bundle is missing or stale: measuring dist/cli.js (npm run build:ts)\n');
   const idleS = Number(process.argv[3] ?? 2);
   const srv = await startServer({ deviceId: CONSOLE_ID, vectors: 3 });
   const be = spawnChild(SELF, ['--be', srv.socketPath]);
@@ -70,7 +76,7 @@ if (process.argv[2] === '--be') {
     // vshm's own cost: the median of each front-end spawn less the floor spawn just before it
     // (a neighbour's burst hits both of a pair more often than two medians of different spawns).
     const own = stats(ms.map((x, i) => x - floorMs[i]));
-    result = { startup: { ...stats(ms), own_ms: own.median_ms, idle_cpu_percent: idlePercent }, node_startup: stats(floorMs) };
+    result = { startup: { ...stats(ms), own_ms: own.median_ms, idle_cpu_percent: idlePercent, bundled }, node_startup: stats(floorMs) };
   } finally {
     be.kill();
     await be.exited;

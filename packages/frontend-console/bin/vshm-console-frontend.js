@@ -1,6 +1,20 @@
 #!/usr/bin/env node
-import { main } from '../dist/cli.js';
+// vshm-console-frontend. Needs the compiled TypeScript: `npm run build:ts` at the repo root.
+// Loads dist/cli.js, or its bundle when that may stand in for it (scripts/bundle.mjs).
+// cliModule() is a verbatim copy of the one in @vshm/transport's bin/launch.js: see there.
+import { statSync } from 'node:fs';
 
+const { main } = await import(cliModule(import.meta.url, 'cli.js'));
 const status = await main(process.argv.slice(2));
 // Let piped stdout drain, then leave even if a handle (a paused TTY stdin) would keep us alive.
 process.stdout.write('', () => process.exit(status));
+
+function cliModule(launcherUrl, entry) {
+  const dist = new URL('../dist/', launcherUrl);
+  const plain = new URL(entry, dist);
+  const bundle = new URL(`bundle/${entry}`, dist);
+  const b = statSync(bundle, { bigint: true, throwIfNoEntry: false });
+  const p = b && statSync(plain, { bigint: true, throwIfNoEntry: false });
+  const i = p && statSync(new URL('.tsbuildinfo', dist), { bigint: true, throwIfNoEntry: false });
+  return p && (!i || (p.mtimeNs <= b.mtimeNs && i.mtimeNs <= b.mtimeNs)) ? bundle.href : plain.href;
+}

@@ -84,6 +84,22 @@ async function pickPort(con: Console, opts: CliOptions, signalled: Promise<unkno
   return found;
 }
 
+type TerminalModule = typeof import('./attach-terminal.js');
+type PtyModule = typeof import('./attach-pty.js');
+type CommandModule = typeof import('./attach-command.js');
+type SocketModule = typeof import('./attach-socket.js');
+
+/**
+ * The module of the attachment `attach` asks for, and only that one: node-pty (a native addon,
+ * behind the pty attachment) costs the start of every other mode tens of ms for nothing
+ * (issue 12 item 7).
+ */
+function loadAttachment(attach: CliOptions['attach']): Promise<TerminalModule | PtyModule | CommandModule | SocketModule> {
+  if (attach.kind === 'terminal') return import('./attach-terminal.js');
+  if (attach.kind === 'command') return attach.pty ? import('./attach-pty.js') : import('./attach-command.js');
+  return import('./attach-socket.js');
+}
+
 /** Run the CLI; resolves with the exit status. */
 export async function main(argv: readonly string[]): Promise<number> {
   let opts: CliOptions;
@@ -105,6 +121,11 @@ export async function main(argv: readonly string[]): Promise<number> {
     if (!opts.quiet) fail(line);
   };
   const { signalled, dispose } = onTerminationSignal();
+  // The attachment's module starts loading now: its file reads and compilation overlap the waits
+  // for the server and the back-end instead of following DRIVER_OK (issue 12 item 7). Awaited
+  // once the port is there; a start that fails before then ignores it.
+  const attachModule = loadAttachment(opts.attach);
+  attachModule.catch(() => {});
   let con: Console | null = null;
   let attachment: Attachment | null = null;
   try {
@@ -153,16 +174,15 @@ export async function main(argv: readonly string[]): Promise<number> {
     if (port === null) return 0;
     reportLinkState(con, port, info);
     try {
-      // Each attachment is loaded only in its mode: node-pty (a native addon) costs the start of
-      // every other mode tens of ms for nothing (issue 12 item 7).
-      if (opts.attach.kind === 'terminal') attachment = (await import('./attach-terminal.js')).attachTerminal(port);
+      const mod = await attachModule;
+      if (opts.attach.kind === 'terminal') attachment = (mod as TerminalModule).attachTerminal(port);
       else if (opts.attach.kind === 'command') {
         const { command, args } = opts.attach;
-        const attach = opts.attach.pty ? (await import('./attach-pty.js')).attachPty : (await import('./attach-command.js')).attachCommand;
+        const attach = opts.attach.pty ? (mod as PtyModule).attachPty : (mod as CommandModule).attachCommand;
         attachment = attach(port, command, args, (err) => fail(`cannot run '${command}': ${(err as NodeJS.ErrnoException).code ?? err.message}`));
       } else {
         const path = opts.attach.path;
-        const { attachSocket } = await import('./attach-socket.js');
+        const { attachSocket } = mod as SocketModule;
         attachment = await attachSocket(port, path).catch((err: unknown) => {
           throw new Error(describeIoError('listen on', path, err), { cause: err });
         });
