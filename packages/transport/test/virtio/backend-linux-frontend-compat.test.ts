@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DeviceStatus, VirtioFeatureMask } from 'virtio-spec-types';
 import { createLoopbackPair } from '../../src/testing/loopback.js';
-import type { IvshmemDevice } from '../../src/ivshmem/device.js';
+import { PEER_STATE_READY, type IvshmemDevice } from '../../src/ivshmem/device.js';
 import { VirtioBackend } from '../../src/virtio/backend.js';
 import { IvshmemPeer } from '../../src/ivshmem/peer.js';
 import { ServerProcess, TransportChild } from '../fixtures/transport-harness.js';
@@ -346,7 +346,13 @@ describe('Linux-like front-end against a back-end in another process over vshm-s
     expect(await fe.readConfig(0, 2)).to.equal(100);
 
     await fe.unbind(); // State := 0 first, then reset and queue teardown by transaction
-    await be.event('deactivate', { reason: 'driver-gone' });
+    const gone = await be.event('deactivate', { reason: 'driver-gone' });
+    // The back-end goes RESET after it ended the session and READY again once it re-initialised
+    // its header (phase 'wait-fe-ready'); a Linux probe refuses at once (ENODEV) until then, and
+    // an operator's rebind comes long after. Wait for READY as that operator would.
+    const readyAgain = (): boolean => be!.messages.slice(be!.messages.indexOf(gone)).some((m) => m.type === 'phase' && m.phase === 'wait-fe-ready');
+    await until(readyAgain, 'the back-end READY again', 30000);
+    expect(peer.peerState(0)).to.equal(PEER_STATE_READY);
     fe = await up();
     await until(() => be!.all('session').length === 2, 'the second session', 30000);
     await echo0(fe, 'after rebinding');
