@@ -110,12 +110,12 @@ export class DriverQueue<T = unknown> {
     this.mem.fence();
   }
 
-  /** Free descriptors. */
   /** Whether used-buffer notifications are asked for (enableCallbacks, the initial state) or not (disableCallbacks). */
   get callbacksEnabled(): boolean {
     return this.callbacksOn;
   }
 
+  /** Free descriptors. */
   get numFree(): number {
     return this.numFreeN;
   }
