@@ -6,12 +6,19 @@
 //   console.mjs rx MIB   console_stream_rx: the back-end port's input (a Readable of 64 KiB
 //                        chunks) → the front-end port's readable side, counted
 // Timing uses process.hrtime (CLOCK_MONOTONIC, comparable across processes): from the sender's
-// first write to the receiver's receipt of the last byte.
+// first write to the receiver's receipt of the last byte. The result also carries the CPU s per
+// GB of both processes (and of each), and their minor page faults over the timed part.
+// Knobs for A/B work (bench/README.md): VSHM_BENCH_CONSOLE_QUEUE, _PIECE, _RX_BUFFER,
+// _BUFFER_LIMIT (BE input buffer), _HWM (FE port highWaterMark), _SINK=socketlike (the BE port
+// attaches with reuseOutputBuffers, as for a socket/pipe/TTY output); VSHM_BENCH_DIAG=1 adds
+// each side's doorbells, wake-ups, in-flight requests at a wake-up and spin counters per MiB;
+// VSHM_BENCH_PROF=DIR profiles both children.
+import { readFileSync } from 'node:fs';
 import { Readable, Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { ConsoleDevice } from '@vshm/backend-console';
 import { report, round } from '../lib.mjs';
-import { openBackend, openFrontend, spawnChild, startServer } from '../virtio-rig.mjs';
+import { openBackend, openFrontend, procCpuSeconds, spawnChild, startServer } from '../virtio-rig.mjs';
 
 const SELF = fileURLToPath(import.meta.url);
 // The driver module directly: the package index also loads open.js, which needs the transport's
@@ -22,13 +29,42 @@ const QUEUE_SIZE = Number(process.env.VSHM_BENCH_CONSOLE_QUEUE ?? 64);
 const PIECE = Number(process.env.VSHM_BENCH_CONSOLE_PIECE ?? 65536);
 /** FE receive buffer size for rx; unset = the driver's default (4 KiB, issue 12 item 3). */
 const RX_BUFFER = process.env.VSHM_BENCH_CONSOLE_RX_BUFFER ? Number(process.env.VSHM_BENCH_CONSOLE_RX_BUFFER) : undefined;
+const BUFFER_LIMIT = process.env.VSHM_BENCH_CONSOLE_BUFFER_LIMIT ? Number(process.env.VSHM_BENCH_CONSOLE_BUFFER_LIMIT) : undefined;
+const HWM = process.env.VSHM_BENCH_CONSOLE_HWM ? Number(process.env.VSHM_BENCH_CONSOLE_HWM) : undefined;
+const SOCKETLIKE = process.env.VSHM_BENCH_CONSOLE_SINK === 'socketlike';
+const DIAG = process.env.VSHM_BENCH_DIAG === '1';
 const CHUNK = 64 * 1024;
 const role = process.argv[2];
+
+/**
+ * VSHM_BENCH_DIAG: count this side's doorbells (kicks from the FE, interrupts raised by the BE)
+ * and the interrupts delivered to it, with the queues' in-flight requests at each; printed as a
+ * 'stats' line on SIGUSR2, with the spin counters.
+ */
+function countNotifications(peer, transport) {
+  const c = { doorbells: 0, wakeups: 0, inflight: [0, 0] };
+  const queues = () => transport.session?.queues ?? [];
+  const ring = peer.doorbell.bind(peer);
+  peer.doorbell = (t, v) => {
+    c.doorbells++;
+    ring(t, v);
+  };
+  const sink = peer.onInterrupt;
+  if (sink !== null) {
+    peer.onInterrupt = (v) => {
+      c.wakeups++;
+      const q = queues();
+      for (let i = 0; i < 2; i++) c.inflight[i] += q[i]?.inFlight ?? 0;
+      sink(v);
+    };
+  }
+  process.on('SIGUSR2', () => process.stdout.write(`stats ${JSON.stringify({ ...c, spin: transport.spinStats ? { ...transport.spinStats } : null })}\n`));
+}
 
 if (role === '--be') {
   const [, , , socketPath, dir, totalArg] = process.argv;
   const total = Number(totalArg);
-  const device = new ConsoleDevice({ queueSize: QUEUE_SIZE });
+  const device = new ConsoleDevice({ queueSize: QUEUE_SIZE, ...(BUFFER_LIMIT !== undefined ? { bufferLimit: BUFFER_LIMIT } : {}) });
   if (dir === 'tx') {
     let got = 0;
     const sink = new Writable({
@@ -39,7 +75,7 @@ if (role === '--be') {
         cb();
       },
     });
-    device.port(0).attach(null, sink);
+    device.port(0).attach(null, sink, SOCKETLIKE ? { reuseOutputBuffers: true } : {});
   } else {
     // The source starts when the parent says the front-end is up (SIGUSR1).
     process.on('SIGUSR1', () => {
@@ -59,14 +95,16 @@ if (role === '--be') {
       device.port(0).attach(source, null);
     });
   }
-  await openBackend(socketPath, device);
+  const { peer, be } = await openBackend(socketPath, device);
+  if (DIAG) countNotifications(peer, be);
   process.stdout.write('ready\n');
   process.on('SIGTERM', () => process.exit(0));
 } else if (role === '--fe') {
   const [, , , socketPath, dir, totalArg] = process.argv;
   const total = Number(totalArg);
-  const driver = new ConsoleDriver({ txPieceSize: PIECE, maxPorts: 1, rxBufferSize: RX_BUFFER });
-  await openFrontend(socketPath, driver);
+  const driver = new ConsoleDriver({ txPieceSize: PIECE, maxPorts: 1, rxBufferSize: RX_BUFFER, ...(HWM !== undefined ? { highWaterMark: HWM } : {}) });
+  const { peer, fe } = await openFrontend(socketPath, driver);
+  if (DIAG) countNotifications(peer, fe);
   const port = driver.consolePort;
   if (dir === 'tx') {
     port.resume(); // discard input: only the transmit direction is measured
@@ -108,12 +146,41 @@ if (role === '--be') {
       await fe.next('ready');
       be.child.kill('SIGUSR1');
     }
+    const minflt = (pid) => Number(readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ')[7]);
     const t0 = BigInt(await sender.next('start'));
+    const cpu0 = [procCpuSeconds(fe.pid), procCpuSeconds(be.pid)];
+    const f0 = [minflt(fe.pid), minflt(be.pid)];
     const [t1, got] = (await receiver.next('done')).split(' ').map(BigInt);
+    const cpu = [procCpuSeconds(fe.pid) - cpu0[0], procCpuSeconds(be.pid) - cpu0[1]];
+    const faults = { fe: minflt(fe.pid) - f0[0], be: minflt(be.pid) - f0[1] };
     const s = Number(t1 - t0) / 1e9;
-    result = { gbps: round(Number(got) / s / 1e9), bytes: Number(got), seconds: round(s), queue_size: QUEUE_SIZE };
-    if (dir === 'tx') result.piece = PIECE;
+    const gb = Number(got) / 1e9;
+    result = {
+      gbps: round(gb / s),
+      bytes: Number(got),
+      seconds: round(s),
+      queue_size: QUEUE_SIZE,
+      cpu_s_per_gb: round((cpu[0] + cpu[1]) / gb),
+      cpu_split: { fe: round(cpu[0] / gb), be: round(cpu[1] / gb) },
+      faults,
+    };
+    if (dir === 'tx') Object.assign(result, { piece: PIECE, sink: SOCKETLIKE ? 'socketlike' : 'plain' });
     else result.rx_buffer = RX_BUFFER ?? 'default';
+    if (DIAG) {
+      fe.child.kill('SIGUSR2');
+      be.child.kill('SIGUSR2');
+      const [fs, bs] = (await Promise.all([fe.next('stats'), be.next('stats')])).map((l) => JSON.parse(l));
+      const per = (n) => round(n / (Number(got) / (1 << 20)));
+      result.notify = {
+        kicks_per_mib: per(fs.doorbells),
+        irqs_per_mib: per(bs.doorbells),
+        fe_wakeups_per_mib: per(fs.wakeups),
+        be_wakeups_per_mib: per(bs.wakeups),
+        fe_inflight_at_wakeup: fs.wakeups > 0 ? { rx: round(fs.inflight[0] / fs.wakeups, 1), tx: round(fs.inflight[1] / fs.wakeups, 1) } : null,
+        fe_spin: fs.spin,
+        be_spin: bs.spin,
+      };
+    }
   } finally {
     fe?.kill();
     be.kill();

@@ -61,7 +61,7 @@ export const MAX_RX_BUFFER = 65536;
  * before write() says wait. With Node's 16 KiB a 64 KiB write always returned false, and the
  * writer posted one chunk per event-loop turn — one kick and one 'drain' per chunk. At 1 MiB a
  * writer fills the transmitq in one turn and the driver kicks once for the batch
- * (bench/perf-console.mjs 512 tx, 3 pairs: CPU s per GB 1.37 / 1.63 / 1.51 → 1.32 / 1.21 / 1.36).
+ * (the console bench case, 512 MiB tx, 3 pairs: CPU s per GB 1.37 / 1.63 / 1.51 → 1.32 / 1.21 / 1.36).
  */
 export const DEFAULT_WRITABLE_HIGH_WATER = 1 << 20;
 /** Smallest piece a transmit chunk is split down to when shared memory is short (one 64 B chunk, §5.1). */
