@@ -8,7 +8,7 @@
  * line starting with the program name; I/O errors name the path and the errno code.
  */
 import createDebug from 'debug';
-import { describeIoError } from '@vshm/transport';
+import { describeIoError, onTerminationSignal } from '@vshm/transport';
 import { CliUsageError, PROGRAM, USAGE, parseCli, type CliOptions } from './cli-args.js';
 import { NbdServer } from './nbd-server.js';
 import { openBlock, type BlockLink } from './open.js';
@@ -34,18 +34,6 @@ export function describeOpenError(err: unknown, socketPath: string): string {
     default:
       return describeIoError('connect to the vshm server at', socketPath, err);
   }
-}
-
-function onTerminationSignal(): { signalled: Promise<NodeJS.Signals>; dispose: () => void } {
-  let dispose = (): void => {};
-  const signalled = new Promise<NodeJS.Signals>((resolve) => {
-    const handler = (sig: NodeJS.Signals): void => resolve(sig);
-    for (const s of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(s, handler);
-    dispose = () => {
-      for (const s of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.off(s, handler);
-    };
-  });
-  return { signalled, dispose };
 }
 
 /** Run the CLI; resolves with the exit status. */

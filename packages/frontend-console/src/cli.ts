@@ -7,7 +7,7 @@
  * Every failure is one stderr line starting with the program name.
  */
 import { createLogger as createDebug } from '@vshm/transport';
-import { describeIoError } from '@vshm/transport';
+import { describeIoError, onTerminationSignal } from '@vshm/transport';
 import type { Attachment } from './attachment.js';
 import { CliUsageError, PROGRAM, USAGE, parseCli, type CliOptions } from './cli-args.js';
 import { describeOpenError, openConsole, type Console } from './open.js';
@@ -58,23 +58,6 @@ function giveUpOnStall(con: Console, limit: number): Promise<number> {
       }
     });
   });
-}
-
-/** Resolves with the first SIGINT/SIGTERM; the handlers are removed by the returned dispose. */
-function onTerminationSignal(): { signalled: Promise<NodeJS.Signals>; dispose: () => void } {
-  let dispose = (): void => {};
-  const signalled = new Promise<NodeJS.Signals>((resolve) => {
-    const handler = (sig: NodeJS.Signals): void => resolve(sig);
-    process.on('SIGINT', handler);
-    process.on('SIGTERM', handler);
-    process.on('SIGHUP', handler);
-    dispose = () => {
-      process.off('SIGINT', handler);
-      process.off('SIGTERM', handler);
-      process.off('SIGHUP', handler);
-    };
-  });
-  return { signalled, dispose };
 }
 
 async function pickPort(con: Console, opts: CliOptions, signalled: Promise<unknown>): Promise<ConsolePort | null> {

@@ -143,3 +143,23 @@ export function deviceCapabilities(
   }
   return { type, deviceId: ops.deviceId, features: names, queues: ops.queueCount(offered), options: [...options] };
 }
+
+/**
+ * Resolves with the first SIGINT, SIGTERM or SIGHUP (closing the terminal counts like a
+ * termination request); `dispose` removes the handlers again. For CLIs that race their start-up
+ * or a wait against an orderly shutdown.
+ */
+export function onTerminationSignal(): { signalled: Promise<NodeJS.Signals>; dispose: () => void } {
+  let dispose = (): void => {};
+  const signalled = new Promise<NodeJS.Signals>((resolve) => {
+    const handler = (sig: NodeJS.Signals): void => resolve(sig);
+    for (const s of TERMINATION_SIGNALS) process.on(s, handler);
+    dispose = () => {
+      for (const s of TERMINATION_SIGNALS) process.off(s, handler);
+    };
+  });
+  return { signalled, dispose };
+}
+
+const TERMINATION_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
+
