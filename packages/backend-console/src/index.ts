@@ -2,6 +2,6 @@
  * @vshm/backend-console: the virtio-console device (back-end) over vshm (spec §7).
  */
 export { ConsoleDevice, MAX_PORT_NAME_BYTES, type ConsoleDeviceOptions, type ConsoleSize } from './device.js';
-export { ConsolePort } from './port.js';
+export { ConsolePort, type ConsolePortAttachOptions } from './port.js';
 export { InputBuffer } from './input-buffer.js';
 export { ConsoleSession } from './session.js';

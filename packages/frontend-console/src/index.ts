@@ -5,4 +5,4 @@
 export { ConsoleDriver, CONSOLE_DRIVER_FEATURES, MAX_PORTS_LIMIT, type ConsoleDriverOptions } from './driver.js';
 export { ConsolePort, DEFAULT_MULTIPORT_RX_BUFFER, DEFAULT_RX_BUFFER, DEFAULT_TX_PIECE, MAX_RX_BUFFER, type ConsolePortOptions, type ConsoleSize } from './port.js';
 export { ConsoleError } from './errors.js';
-export { openConsole, describeOpenError, type Console, type OpenConsoleOptions } from './open.js';
+export { openConsole, describeOpenError, type Console, type OpenConsoleOptions, type ReconnectOptions } from './open.js';
