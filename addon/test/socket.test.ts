@@ -1,10 +1,14 @@
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { expect } from 'chai';
 import binding from '@vshm/addon';
 import type { RecvResult } from '@vshm/addon';
 import { expectSyscallError } from './helpers.js';
+
+const ADDON_DIR = dirname(dirname(fileURLToPath(import.meta.url)));
 
 describe('addon: UNIX sockets', () => {
   const fds: number[] = [];
@@ -159,22 +163,34 @@ describe('addon: UNIX sockets', () => {
   });
 
   it('socketConnect(path, true) never blocks: a full backlog gives -1, a free one a socket', () => {
-    const path = join(dir, 'full.sock');
-    const [l] = track(binding.socketListen(path, 0o600, 0)); // backlog 0: one pending connection
-    const first: number[] = [];
-    let c = binding.socketConnect(path, true);
-    while (c >= 0 && first.length < 8) {
-      first.push(track(c)[0]);
-      c = binding.socketConnect(path, true);
-    }
-    expect(c).to.equal(-1); // the backlog filled up: would block
-    expect(first.length).to.be.at.least(1);
-    const s = binding.socketAccept(l); // make room
-    expect(s).to.be.at.least(0);
-    track(s);
-    const again = binding.socketConnect(path, true);
-    expect(again).to.be.at.least(0);
-    track(again);
+    // In a child with a deadline: a blocking connect would hang this process (the call is
+    // synchronous, mocha's timeout could not fire), so the test fails instead of hanging.
+    const script = `
+      import binding from '@vshm/addon';
+      const path = ${JSON.stringify(join(dir, 'full.sock'))};
+      const l = binding.socketListen(path, 0o600, 0); // backlog 0: one pending connection
+      const first = [];
+      let c = binding.socketConnect(path, true);
+      while (c >= 0 && first.length < 8) {
+        first.push(c);
+        c = binding.socketConnect(path, true);
+      }
+      const s = binding.socketAccept(l); // make room
+      const again = binding.socketConnect(path, true);
+      process.stdout.write(JSON.stringify({ full: c, first: first.length, accepted: s, again }));`;
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], {
+      cwd: ADDON_DIR,
+      encoding: 'utf8',
+      timeout: 30_000,
+      killSignal: 'SIGKILL',
+    });
+    expect(r.signal, 'the child blocked in socketConnect and was killed').to.equal(null);
+    expect(r.status, r.stderr).to.equal(0);
+    const out = JSON.parse(r.stdout) as { full: number; first: number; accepted: number; again: number };
+    expect(out.full).to.equal(-1); // the backlog filled up: would block
+    expect(out.first).to.be.at.least(1);
+    expect(out.accepted).to.be.at.least(0);
+    expect(out.again).to.be.at.least(0);
   });
 
   it('socketListen honours modes the umask would strip', () => {
