@@ -10,8 +10,15 @@
  */
 import type { Binding, FdWatcher } from '@vshm/addon';
 
-/** More queued messages than this means the peer does not read: it is dropped (§1.3). */
-export const MAX_QUEUED_MESSAGES = 4096;
+/**
+ * A queue holding more fds than this means the peer does not read: it is dropped (§1.3). Each
+ * queued fd is a dup the server holds, so this is what bounds the descriptors one stalled peer
+ * can pin. The kernel socket buffer absorbs the first few hundred messages before anything is
+ * queued here; a peer owed 256 eventfds beyond that has missed many turnovers of the others.
+ * The queue's length is bounded through it: every message but PEER_GONE and the tail of a short
+ * send carries an fd, and each PEER_GONE follows a join whose eventfds were queued or sent.
+ */
+export const MAX_QUEUED_FDS = 256;
 
 interface Pending {
   bytes: Buffer;
@@ -23,6 +30,8 @@ export class PeerConnection {
   /** Our copies of the peer's eventfds, index = vector. Shared with every other peer (§1.3). */
   readonly eventfds: number[];
   private readonly queue: Pending[] = [];
+  /** How many queue entries hold a dup. */
+  private queuedFds = 0;
   private watcher: FdWatcher | undefined;
   private closed = false;
 
@@ -86,13 +95,13 @@ export class PeerConnection {
       this.arm();
       return err;
     }
-    if (this.queue.length >= MAX_QUEUED_MESSAGES) return 'outgoing queue overflow';
     return this.enqueue(bytes, fd);
   }
 
   private enqueue(bytes: Buffer, fd: number): string | undefined {
     let copy = -1;
     if (fd >= 0) {
+      if (this.queuedFds >= MAX_QUEUED_FDS) return `outgoing queue overflow (${MAX_QUEUED_FDS} fds waiting)`;
       try {
         copy = this.binding.dup(fd);
       } catch (err) {
@@ -100,6 +109,7 @@ export class PeerConnection {
       }
     }
     this.queue.push({ bytes, fd: copy });
+    if (copy >= 0) this.queuedFds++;
     return undefined;
   }
 
@@ -117,6 +127,7 @@ export class PeerConnection {
       if (head.fd >= 0 && n > 0) {
         this.binding.close(head.fd);
         head.fd = -1;
+        this.queuedFds--;
       }
       if (n === head.bytes.length) this.queue.shift();
       else head.bytes = head.bytes.subarray(n);
@@ -136,6 +147,7 @@ export class PeerConnection {
     this.watcher = undefined;
     for (const p of this.queue) if (p.fd >= 0) this.binding.close(p.fd);
     this.queue.length = 0;
+    this.queuedFds = 0;
     this.binding.close(this.socket);
   }
 

@@ -7,7 +7,7 @@ import { expect } from 'chai';
 import type { Binding, FdWatcher, WatchCallback } from '@vshm/addon';
 import { encodeEventFd, encodeInit, encodePeerGone } from '../../src/ivshmem/protocol.js';
 import { IvshmemServer } from '../../src/server/server.js';
-import { MAX_QUEUED_MESSAGES } from '../../src/server/connection.js';
+import { MAX_QUEUED_FDS } from '../../src/server/connection.js';
 import { tmpPath } from '../fixtures/raw-client.js';
 
 interface Sent {
@@ -239,18 +239,25 @@ describe('IvshmemServer send policy (fake binding)', () => {
     expect(fake.open.has(a)).to.equal(false);
   });
 
-  it('drops a peer whose queue overflows', () => {
+  it('drops a peer that does not read once its queue holds MAX_QUEUED_FDS dups, and closes them', () => {
     const a = join();
     fake.onSend = (fd) => (fd === a ? -1 : undefined);
     let dropped = false;
     server.on('peer-gone', (id: number) => (dropped ||= id === 0));
-    for (let i = 0; !dropped && i < MAX_QUEUED_MESSAGES; i++) {
+    const dupsHeld = (): number => [...fake.open.entries()].filter(([fd, origin]) => fd !== origin).length;
+    let most = 0;
+    let joins = 0;
+    // Each newcomer owes A its two eventfds (and, on leaving, a PEER_GONE without fd).
+    for (; !dropped && joins < 4 * MAX_QUEUED_FDS; joins++) {
       const b = join();
+      most = Math.max(most, dupsHeld());
       fake.fire(b, DISCONNECT);
     }
     expect(dropped).to.equal(true);
+    expect(most, 'dups the server held at once').to.be.at.most(MAX_QUEUED_FDS);
+    expect(joins, 'dropped as soon as the cap is reached').to.equal(MAX_QUEUED_FDS / 2 + 1);
     expect(server.peerIds).to.deep.equal([]);
-    expect([...fake.open.entries()].every(([fd, origin]) => fd === origin), 'queued dups closed').to.equal(true);
+    expect(dupsHeld(), 'queued dups closed').to.equal(0);
   });
 
   it('treats a poll error like a departure', () => {
