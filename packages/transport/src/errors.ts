@@ -111,7 +111,7 @@ export const VshmErrorCode = {
   FEATURES: 'VSHM_ERR_FEATURES',
   /** The device cleared FEATURES_OK: it rejected the negotiated features (§4.5). */
   FEATURES_REJECTED: 'VSHM_ERR_FEATURES_REJECTED',
-  /** A queue the driver wants is missing, already enabled, or asked with a bad size (§4.6). */
+  /** A queue missing, already enabled or of a bad size (§4.6); on the BE, one enabled after DRIVER_OK. */
   QUEUE: 'VSHM_ERR_QUEUE',
   /** config_generation did not settle while the front-end read the config (§4.8). */
   CONFIG_BUSY: 'VSHM_ERR_CONFIG_BUSY',

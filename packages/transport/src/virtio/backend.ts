@@ -515,6 +515,12 @@ export class VirtioBackend extends EventEmitter {
       if (value === 0) {
         this.queues.disable(this.queueSel);
         log('queue %d disabled', this.queueSel);
+      } else if (value === 1 && this.session !== null) {
+        // The session's queues were fixed at DRIVER_OK (the device got them in activate): a
+        // queue enabled now would sit unserved while the driver waits on it. A driver that
+        // breaks the set-up order (§4.6; no RING_RESET is offered) is told like one that
+        // enables a broken queue: DEVICE_NEEDS_RESET, and it sets the device up again.
+        this.violation(new TransportError('VSHM_ERR_QUEUE', '4.6', `queue ${this.queueSel}: queue_enable := 1 after DRIVER_OK (queues are set up before DRIVER_OK)`));
       } else if (value === 1) {
         this.queues.enable(this.queueSel, this.queueFeatures); // throws RingError on §6.1
         log('queue %d enabled', this.queueSel);

@@ -271,6 +271,36 @@ describe('VirtioBackend: write transactions (§4.3, §4.4)', () => {
     expect(fe.r32(HDR_DEVICE_STATUS) & S.DEVICE_NEEDS_RESET).to.equal(0);
   });
 
+  it('a queue enabled after DRIVER_OK sets NEEDS_RESET (it could never be served); after a reset it enables', async () => {
+    const { fe, ops, backend } = await rig();
+    const resets: Error[] = [];
+    backend.on('needs-reset', (e: Error) => resets.push(e));
+    await fe.negotiate(1, HIGH_REQUIRED);
+    await fe.txn(HDR_DEVICE_STATUS, 4, S.ACKNOWLEDGE | S.DRIVER | S.FEATURES_OK | S.DRIVER_OK);
+    expect(ops.sessions).to.have.length(1);
+    const setUpQueue1 = async (): Promise<void> => {
+      await fe.txn(HDR_QUEUE_SEL, 4, 1);
+      await fe.txn(HDR_QUEUE_SIZE, 2, 4);
+      await fe.txn(HDR_QUEUE_DESC, 8, 0x1010n);
+      await fe.txn(HDR_QUEUE_DRIVER, 8, 0x1100n);
+      await fe.txn(HDR_QUEUE_DEVICE, 8, 0x1200n);
+      await fe.txn(HDR_QUEUE_ENABLE, 2, 1);
+    };
+    await setUpQueue1();
+    expect(fe.r16(HDR_QUEUE_ENABLE)).to.equal(0);
+    expect(fe.r32(HDR_DEVICE_STATUS) & S.DEVICE_NEEDS_RESET).to.equal(S.DEVICE_NEEDS_RESET);
+    expect(fe.r8(HDR_CONFIG_EVENT)).to.equal(1);
+    expect(ops.ends).to.deep.equal(['needs-reset']);
+    expect(resets.map((e) => (e as Error & { code?: string }).code)).to.deep.equal(['VSHM_ERR_QUEUE']);
+    expect(resets[0].message).to.match(/queue 1: queue_enable := 1 after DRIVER_OK/);
+    // After the reset the same set-up, before DRIVER_OK, enables the queue.
+    await fe.txn(HDR_DEVICE_STATUS, 4, 0);
+    await fe.negotiate(1, HIGH_REQUIRED);
+    await setUpQueue1();
+    expect(fe.r16(HDR_QUEUE_ENABLE)).to.equal(1);
+    expect(fe.r32(HDR_DEVICE_STATUS) & S.DEVICE_NEEDS_RESET).to.equal(0);
+  });
+
   it('an invalid queue at enable (§6.1) sets NEEDS_RESET', async () => {
     const { fe } = await rig();
     await fe.negotiate(1, HIGH_REQUIRED);
