@@ -163,6 +163,8 @@ export class ConsolePort extends Duplex {
   private rxSlab: Buffer | null = null;
   private rxStart = 0;
   private rxEnd = 0;
+  /** Receive buffers re-posted in place (DriverQueueHandle.repost) and not yet kicked. */
+  private rxReposted = 0;
   /** Completions arrived whose follow-up (push, refill, re-post, kick) waits for the run's end. */
   private completionsPending = false;
   private flushQueued = false;
@@ -209,6 +211,7 @@ export class ConsolePort extends Duplex {
     this.rx = rx;
     this.tx = tx;
     this.sessionFailing = false;
+    this.rxReposted = 0;
     // Queues that tell the end of a completion run (the transport's) get their completions
     // handled per run: one push, one refill, one kick. Others (test doubles) per completion.
     const rxBatched = rx.onUsedBatch !== undefined;
@@ -305,6 +308,10 @@ export class ConsolePort extends Duplex {
       slab.set(data, this.rxEnd);
       this.rxEnd += n;
     }
+    // The bytes are copied out: give the same buffer back to the device (published by the kick at
+    // the run's end) rather than free it there and allocate — and zero, §5.1 — a new one.
+    const rx = this.rx;
+    if (rx !== null && rx.repost !== undefined && this.wantRead && !this.sessionFailing && rx.repost()) this.rxReposted++;
     this.noteCompletion();
   }
 
@@ -355,7 +362,10 @@ export class ConsolePort extends Duplex {
     if (rx === null || rx.live === false || !this.wantRead || this.removed || this.sessionFailing) return;
     let added = 0;
     while (rx.inFlight < rx.size && rx.add(null, this.rxBufferSize, RX_TOKEN)) added++;
-    if (added > 0) this.kick(rx, kickNow);
+    if (added > 0 || this.rxReposted > 0) {
+      this.rxReposted = 0;
+      this.kick(rx, kickNow);
+    }
   }
 
   override _read(): void {
