@@ -67,16 +67,23 @@ export const DEFAULT_WRITABLE_HIGH_WATER = 1 << 20;
 /** Smallest piece a transmit chunk is split down to when shared memory is short (one 64 B chunk, §5.1). */
 const MIN_TX_PIECE = 64;
 /**
- * Private memory that received bytes are gathered in (perf): the bytes of one completion run go
- * to the readable side as one push, a view of this slab, instead of one fresh Buffer and one
- * push per receive buffer (16 per 64 KiB with 4 KiB buffers). A new slab is taken when the
- * current one is full; the old one lives on only in the views pushed from it.
+ * Private memory that received bytes are gathered in (perf): the bytes of a completion run go to
+ * the readable side one slab at a time, a push of a view of it, instead of one fresh Buffer and
+ * one push per receive buffer. A new slab is taken when the current one is full; the old one
+ * lives on only in the views pushed from it.
+ *
+ * 16 KiB, not 64: slabs are fresh memory every time (the consumer may keep what we push), and
+ * freeing 64 KiB blocks makes glibc hand the heap back to the kernel between V8's collections
+ * (a free of ≥ 64 KiB runs its trim check), so their pages fault in again on the next use —
+ * ~16 µs a fault on this VM. With 64 KiB slabs the front-end took 11–105 K faults per 2 GiB of
+ * `console_stream_rx`, with 16 KiB ~10.5 K, the floor also seen with trimming switched off
+ * (docs/decisions.md, branch `cons`). Four pushes per 64 KiB cost less than those faults.
  */
-const RX_SLAB = 65536;
+export const RX_SLAB = 16384;
 /**
  * A gathered run this short is pushed as its own small copy (from Node's pool) and its slab space
  * reused: an interactive console pushes a few bytes at a time, and a consumer that keeps such
- * chunks must not pin a 64 KiB slab with each.
+ * chunks must not pin a slab with each.
  */
 const RX_SMALL_PUSH = 4096;
 
