@@ -333,7 +333,7 @@ export class ConsoleSession {
  * (perf). Fresh memory each time, so its cost is how often its pages fault in: glibc hands the
  * heap back to the kernel when blocks of ≥ 64 KiB are freed (its trim check runs on such frees),
  * and V8 frees a whole collection's worth at once, so 64 KiB copies faulted 10–270 K times per
- * 2 GiB of `console_stream` (~16 µs a fault on this VM); 16 KiB pieces 12–15 K. A 64 KiB chain is
+ * 2 GiB of `console_stream` (~16 µs a fault on this VM); 16 KiB pieces 12–20 K. A 64 KiB chain is
  * four writes instead of one, which costs far less (docs/decisions.md, branch `cons`). Gathering
  * into larger buffers instead (1 MiB) was worse still: every one faulted all its pages.
  */

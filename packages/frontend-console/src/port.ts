@@ -76,7 +76,7 @@ const MIN_TX_PIECE = 64;
  * freeing 64 KiB blocks makes glibc hand the heap back to the kernel between V8's collections
  * (a free of ≥ 64 KiB runs its trim check), so their pages fault in again on the next use —
  * ~16 µs a fault on this VM. With 64 KiB slabs the front-end took 11–105 K faults per 2 GiB of
- * `console_stream_rx`, with 16 KiB ~10.5 K, the floor also seen with trimming switched off
+ * `console_stream_rx`, with 16 KiB 10.5–15 K, about the floor seen with trimming switched off
  * (docs/decisions.md, branch `cons`). Four pushes per 64 KiB cost less than those faults.
  */
 export const RX_SLAB = 16384;
