@@ -198,7 +198,8 @@ export class ConsoleSession {
    * shared buffer is the driver's again once we push the chain — and the driver may change it at
    * any time (§6.2). Where the output lets the port reuse its buffers (a socket, pipe, TTY or
    * file, port.ts), the chains of one wake-up are gathered into reused 64 KiB buffers, one
-   * write per full buffer; otherwise each chain gets a fresh Buffer the Writable may keep.
+   * write per full buffer; otherwise each chain gets fresh Buffers of at most FRESH_PIECE bytes
+   * that the Writable may keep.
    */
   private transmit(link: PortLink): void {
     const q = link.txq;
@@ -238,8 +239,7 @@ export class ConsoleSession {
           }
           filled = copySegments(chain, out, filled);
         } else if (len > 0) {
-          bufs.push(freshCopy(chain));
-          lens.push(-1);
+          freshCopies(chain, bufs, lens);
         }
         q.push(chain, 0);
         taken += len;
@@ -328,18 +328,49 @@ export class ConsoleSession {
   }
 }
 
-/** The chain's readable bytes in a new Buffer (every byte overwritten, so unzeroed is safe). */
-function freshCopy(chain: DeviceChain): Buffer {
+/**
+ * Largest fresh Buffer a transmit chain is copied into for an output that may keep its chunks
+ * (perf). Fresh memory each time, so its cost is how often its pages fault in: glibc hands the
+ * heap back to the kernel when blocks of ≥ 64 KiB are freed (its trim check runs on such frees),
+ * and V8 frees a whole collection's worth at once, so 64 KiB copies faulted 10–270 K times per
+ * 2 GiB of `console_stream` (~16 µs a fault on this VM); 16 KiB pieces 12–20 K. A 64 KiB chain is
+ * four writes instead of one, which costs far less (docs/decisions.md, branch `cons`). Gathering
+ * into larger buffers instead (1 MiB) was worse still: every one faulted all its pages.
+ */
+export const FRESH_PIECE = 16384;
+
+/**
+ * The chain's readable bytes in new Buffers of at most FRESH_PIECE bytes each, appended to `bufs`
+ * (with -1 in `lens`: write the whole Buffer). Every byte of each is overwritten, so unzeroed
+ * memory is safe (allocUnsafe + set: one copy, no zeroing first).
+ */
+function freshCopies(chain: DeviceChain, bufs: Buffer[], lens: number[]): void {
   const segs = chain.readableSegments();
-  if (segs.length === 1) {
-    // allocUnsafe + set, not Buffer.from: the same one copy without zeroing the new memory first.
+  if (segs.length === 1 && segs[0].length <= FRESH_PIECE) {
     const one = Buffer.allocUnsafe(segs[0].length);
     one.set(segs[0]);
-    return one;
+    bufs.push(one);
+    lens.push(-1);
+    return;
   }
-  const data = Buffer.allocUnsafe(chain.readableLength);
-  copySegments(chain, data, 0);
-  return data;
+  let left = chain.readableLength;
+  let piece = Buffer.allocUnsafe(Math.min(FRESH_PIECE, left));
+  let filled = 0;
+  for (const seg of segs) {
+    for (let at = 0; at < seg.length; ) {
+      const n = Math.min(piece.length - filled, seg.length - at);
+      piece.set(n === seg.length ? seg : seg.subarray(at, at + n), filled);
+      filled += n;
+      at += n;
+      left -= n;
+      if (filled === piece.length) {
+        bufs.push(piece);
+        lens.push(-1);
+        if (left > 0) piece = Buffer.allocUnsafe(Math.min(FRESH_PIECE, left));
+        filled = 0;
+      }
+    }
+  }
 }
 
 /** Copy the chain's readable bytes into `dst` at `at` (room checked by the caller); the new end. */

@@ -13,6 +13,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { PassThrough, Writable } from 'node:stream';
 import { ConsolePort, OUTPUT_BUFFER_SIZE } from '../src/port.js';
+import { FRESH_PIECE } from '../src/session.js';
 import { until } from '../../transport/test/fixtures/until.js';
 import { closeRigs, MiniDriver, startRig } from './fixtures/loopback-rig.js';
 
@@ -117,6 +118,34 @@ describe('console BE transmit output buffers', function () {
       expect(got().equals(total)).to.equal(true);
     });
   }
+
+  it('gives an output that keeps its chunks fresh pieces of at most FRESH_PIECE bytes, in order', async () => {
+    const driver = new MiniDriver(0n, 1, 64);
+    const rig = await startRig({ queueSize: 8 }, driver);
+    const kept = keepingSink(false);
+    rig.device.port(0).attach(null, kept.stream);
+    const q = driver.session!.queues[1];
+    /** One transmit chain of one descriptor per part (the 64 KiB region allocates ≤ 16 KiB at once). */
+    const sendChain = async (parts: Buffer[]): Promise<void> => {
+      const views = parts.map((p) => q.allocOut!(p.length, p)!);
+      expect(q.addSgs!(views, [], { kind: 'tx', q: 1 })).to.equal(true);
+      q.kick();
+      kept.chunks.length = 0;
+      const all = Buffer.concat(parts);
+      await until(() => Buffer.concat(kept.chunks).length === all.length && q.inFlight === 0, 'chain at the host side');
+      expect(Buffer.concat(kept.chunks).equals(all)).to.equal(true);
+    };
+    await sendChain([randomBytes(FRESH_PIECE), randomBytes(3232)]);
+    expect(kept.chunks.map((c) => c.length)).to.deep.equal([FRESH_PIECE, 3232]);
+    // Pieces are packed across segment borders.
+    await sendChain([randomBytes(10), randomBytes(FRESH_PIECE - 4), randomBytes(9), randomBytes(1)]);
+    expect(kept.chunks.map((c) => c.length)).to.deep.equal([FRESH_PIECE, 16]);
+    // Kept pieces are never overwritten by later chains.
+    const keptBefore = kept.chunks.map((c) => Buffer.from(c));
+    const before = kept.chunks.slice();
+    await sendChain([randomBytes(FRESH_PIECE), randomBytes(100)]);
+    expect(before.every((c, i) => c.equals(keptBefore[i]))).to.equal(true);
+  });
 
   it('writes a file output correctly through reused buffers', async () => {
     const dir = mkdtempSync(path.join(os.tmpdir(), 'vshm-out-'));

@@ -67,16 +67,23 @@ export const DEFAULT_WRITABLE_HIGH_WATER = 1 << 20;
 /** Smallest piece a transmit chunk is split down to when shared memory is short (one 64 B chunk, §5.1). */
 const MIN_TX_PIECE = 64;
 /**
- * Private memory that received bytes are gathered in (perf): the bytes of one completion run go
- * to the readable side as one push, a view of this slab, instead of one fresh Buffer and one
- * push per receive buffer (16 per 64 KiB with 4 KiB buffers). A new slab is taken when the
- * current one is full; the old one lives on only in the views pushed from it.
+ * Private memory that received bytes are gathered in (perf): the bytes of a completion run go to
+ * the readable side one slab at a time, a push of a view of it, instead of one fresh Buffer and
+ * one push per receive buffer. A new slab is taken when the current one is full; the old one
+ * lives on only in the views pushed from it.
+ *
+ * 16 KiB, not 64: slabs are fresh memory every time (the consumer may keep what we push), and
+ * freeing 64 KiB blocks makes glibc hand the heap back to the kernel between V8's collections
+ * (a free of ≥ 64 KiB runs its trim check), so their pages fault in again on the next use —
+ * ~16 µs a fault on this VM. With 64 KiB slabs the front-end took 11–105 K faults per 2 GiB of
+ * `console_stream_rx`, with 16 KiB 10.5–15 K, about the floor seen with trimming switched off
+ * (docs/decisions.md, branch `cons`). Four pushes per 64 KiB cost less than those faults.
  */
-const RX_SLAB = 65536;
+export const RX_SLAB = 16384;
 /**
  * A gathered run this short is pushed as its own small copy (from Node's pool) and its slab space
  * reused: an interactive console pushes a few bytes at a time, and a consumer that keeps such
- * chunks must not pin a 64 KiB slab with each.
+ * chunks must not pin a slab with each.
  */
 const RX_SMALL_PUSH = 4096;
 
@@ -163,6 +170,8 @@ export class ConsolePort extends Duplex {
   private rxSlab: Buffer | null = null;
   private rxStart = 0;
   private rxEnd = 0;
+  /** Receive buffers re-posted in place (DriverQueueHandle.repost) and not yet kicked. */
+  private rxReposted = 0;
   /** Completions arrived whose follow-up (push, refill, re-post, kick) waits for the run's end. */
   private completionsPending = false;
   private flushQueued = false;
@@ -209,6 +218,7 @@ export class ConsolePort extends Duplex {
     this.rx = rx;
     this.tx = tx;
     this.sessionFailing = false;
+    this.rxReposted = 0;
     // Queues that tell the end of a completion run (the transport's) get their completions
     // handled per run: one push, one refill, one kick. Others (test doubles) per completion.
     const rxBatched = rx.onUsedBatch !== undefined;
@@ -305,6 +315,10 @@ export class ConsolePort extends Duplex {
       slab.set(data, this.rxEnd);
       this.rxEnd += n;
     }
+    // The bytes are copied out: give the same buffer back to the device (published by the kick at
+    // the run's end) rather than free it there and allocate — and zero, §5.1 — a new one.
+    const rx = this.rx;
+    if (rx !== null && rx.repost !== undefined && this.wantRead && !this.sessionFailing && rx.repost()) this.rxReposted++;
     this.noteCompletion();
   }
 
@@ -355,7 +369,10 @@ export class ConsolePort extends Duplex {
     if (rx === null || rx.live === false || !this.wantRead || this.removed || this.sessionFailing) return;
     let added = 0;
     while (rx.inFlight < rx.size && rx.add(null, this.rxBufferSize, RX_TOKEN)) added++;
-    if (added > 0) this.kick(rx, kickNow);
+    if (added > 0 || this.rxReposted > 0) {
+      this.rxReposted = 0;
+      this.kick(rx, kickNow);
+    }
   }
 
   override _read(): void {

@@ -7,7 +7,8 @@
  */
 import { expect } from 'chai';
 import { ConsoleDriver, type ConsolePort } from '../src/index.js';
-import { FakeQueue, FakeSession, microtasks } from './fixtures/fake-session.js';
+import { RX_SLAB } from '../src/port.js';
+import { FakeQueue, FakeSession, microtasks, type Posted } from './fixtures/fake-session.js';
 import { closeRigs, startRig } from './fixtures/harness.js';
 import { until } from '../../transport/test/fixtures/until.js';
 
@@ -19,6 +20,32 @@ class RunQueue extends FakeQueue {
   completeRun(data: readonly Uint8Array[]): void {
     for (const d of data) this.complete(d);
     this.onUsedBatch?.();
+  }
+}
+
+/** A RunQueue with the transport's repost(): inside onUsed, the completing request goes back as it was. */
+class RepostQueue extends RunQueue {
+  reposts = 0;
+  private completing: Posted | null = null;
+
+  repost(): boolean {
+    if (this.completing === null) return false;
+    this.posted.push(this.completing); // the same request: same buffer, same token
+    this.completing = null;
+    this.reposts++;
+    this.unkicked++;
+    return true;
+  }
+
+  override complete(data: Uint8Array = new Uint8Array(0)): Posted {
+    const p = this.posted[0];
+    if (p === undefined) throw new Error(`queue ${this.index}: nothing in flight`);
+    this.completing = p;
+    try {
+      return super.complete(data);
+    } finally {
+      this.completing = null;
+    }
   }
 }
 
@@ -63,6 +90,52 @@ describe('console port: completion runs', () => {
     expect(rx.kicks).to.equal(kicks + 1);
   });
 
+  it('re-posts each receive buffer in place (repost) instead of adding a new one, one kick per run', async () => {
+    const d = new ConsoleDriver({ features: 0n, rxBufferSize: 4096 });
+    const s = new RunSession(0n, 2);
+    const rx = new RepostQueue(0, 8);
+    s.queues[0] = rx;
+    d.probe(s);
+    await microtasks();
+    const chunks: Buffer[] = [];
+    d.consolePort.on('data', (c: Buffer) => chunks.push(c));
+    await microtasks(); // flowing
+    expect(rx.history.length).to.equal(8);
+    const kicks = rx.kicks;
+    const parts = [0, 1, 2, 3, 4].map((i) => Buffer.alloc(4096, 0x61 + i));
+    rx.completeRun(parts);
+    expect(rx.reposts).to.equal(5);
+    expect(rx.history.length).to.equal(8); // no add(): the completed buffers went back as they were
+    expect(rx.inFlight).to.equal(8);
+    expect(rx.unkicked).to.equal(0);
+    expect(rx.kicks).to.equal(kicks + 1);
+    await microtasks();
+    expect(Buffer.concat(chunks).equals(Buffer.concat(parts))).to.equal(true);
+  });
+
+  it('keeps re-posted buffers unpublished while the consumer pushes back, until it reads again', async () => {
+    const d = new ConsoleDriver({ features: 0n, rxBufferSize: 4096, highWaterMark: 4096 });
+    const s = new RunSession(0n, 2);
+    const rx = new RepostQueue(0, 8);
+    s.queues[0] = rx;
+    d.probe(s);
+    await microtasks();
+    const port = d.consolePort;
+    const kicks = rx.kicks;
+    // Nobody reads: the run's push goes past the readable side's highWaterMark.
+    rx.completeRun(Array.from({ length: 8 }, () => Buffer.alloc(4096, 0x7a)));
+    // Re-posted until the first full slab was pushed past the highWaterMark, freed after that.
+    const reposted = rx.reposts;
+    expect(reposted).to.be.within(1, 7);
+    expect(rx.inFlight).to.equal(reposted);
+    expect(rx.unkicked).to.equal(reposted); // back on the ring, but the device is not shown them
+    expect(rx.kicks).to.equal(kicks);
+    let got = 0;
+    port.on('data', (c: Buffer) => (got += c.length));
+    await until(() => got === 8 * 4096 && rx.inFlight === 8 && rx.unkicked === 0, 'data read, receiveq full and published');
+    expect(rx.history.length).to.equal(8 + (8 - reposted)); // only the freed ones allocated anew
+  });
+
   it('posts and publishes waiting transmit pieces at the end of a transmit run', async () => {
     const { tx, port } = probe({ txPieceSize: 16 });
     await microtasks();
@@ -79,6 +152,21 @@ describe('console port: completion runs', () => {
     while (tx.inFlight > 0) tx.completeRun([new Uint8Array(0)]);
     expect(tx.sentBytes().equals(data)).to.equal(true);
     expect(port.pendingTransmitBytes).to.equal(0);
+  });
+
+  it('pushes a long run in slab-sized chunks (at most RX_SLAB bytes, in fresh memory each), in order', async () => {
+    const { rx, port } = probe({ rxBufferSize: 4096 });
+    await microtasks();
+    const chunks: Buffer[] = [];
+    port.on('data', (c: Buffer) => chunks.push(c));
+    await microtasks();
+    const parts = Array.from({ length: 8 }, (_, i) => Buffer.alloc(4096, 0x30 + i));
+    rx.completeRun(parts);
+    await microtasks();
+    expect(RX_SLAB).to.be.lessThan(65536); // below glibc's 64 KiB trim trigger (see port.ts)
+    expect(chunks.map((c) => c.length)).to.deep.equal(Array(Math.ceil(8 * 4096 / RX_SLAB)).fill(RX_SLAB));
+    expect(new Set(chunks.map((c) => c.buffer)).size).to.equal(chunks.length); // no two share memory
+    expect(Buffer.concat(chunks).equals(Buffer.concat(parts))).to.equal(true);
   });
 
   it('copies a short run out instead of pinning the gathering slab', async () => {
@@ -125,5 +213,27 @@ describe('console port: completion runs', () => {
     await until(() => chunks.reduce((n, c) => n + c.length, 0) >= input.length, 'input received');
     expect(chunks.length).to.equal(1);
     expect(Buffer.concat(chunks).equals(input)).to.equal(true);
+  });
+
+  it('over the real transport: receive buffers are re-posted in place, nothing allocated per completion', async () => {
+    const rig = await startRig({ queueSize: 8 }, { rxBufferSize: 512 });
+    const port = rig.driver.consolePort;
+    const rxq = rig.frontend.session!.queues[0]!;
+    await until(() => rxq.inFlight === 8, 'receiveq filled');
+    // Every add() after the first fill would be a buffer allocated (and zeroed) anew.
+    let adds = 0;
+    const add = rxq.add.bind(rxq);
+    rxq.add = (out, inLen, token) => {
+      adds++;
+      return add(out, inLen, token);
+    };
+    let got = Buffer.alloc(0);
+    port.on('data', (c: Buffer) => (got = Buffer.concat([got, c])));
+    const input = Buffer.alloc(40 * 512 + 77);
+    for (let i = 0; i < input.length; i++) input[i] = (i * 7) & 0xff;
+    rig.device.send(0, input);
+    await until(() => got.length >= input.length && rxq.inFlight === 8, 'input received, receiveq full');
+    expect(got.equals(input)).to.equal(true);
+    expect(adds).to.equal(0);
   });
 });

@@ -235,6 +235,18 @@ export interface DriverQueueHandle<T = unknown> {
    * until one arrives; call again while the wait goes on. A no-op with nothing in flight.
    */
   awaitCompletions?(): void;
+  /**
+   * Optional, only inside `onUsed` of a request posted by `add(null, inLen, token)` (one
+   * device-writable buffer, nothing readable): post that same request again once `onUsed`
+   * returns — the same shared buffer, the same `inLen` and token — instead of freeing its buffer.
+   * The buffer is not zeroed again: it holds only bytes the device itself wrote into it (or the
+   * zeroes of its allocation), so re-posting shows the device nothing it did not already have
+   * (docs/decisions.md, "Receive buffers re-posted in place"). It stays unpublished until the
+   * next `kick()`, like any add. Returns false — and the buffer is freed as usual — outside such
+   * an `onUsed` call or once the session is ending. A receive queue kept full this way allocates
+   * and zeroes nothing per completion. The transport's queues have it.
+   */
+  repost?(): boolean;
 }
 
 /**

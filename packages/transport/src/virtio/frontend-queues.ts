@@ -90,6 +90,10 @@ export class FrontendQueue<T = unknown> implements DriverQueueHandle<T> {
   private readonly outSeg = [0, 0];
   private readonly inSeg = [0, 0];
   private polling = false;
+  /** Inside onUsed of an add(null, inLen) request: repost() may keep its buffer posted. */
+  private repostable = false;
+  /** onUsed called repost(). */
+  private repostAsked = false;
   private pollQueued = false;
   private readonly pollTask = (): void => {
     this.pollQueued = false;
@@ -313,6 +317,17 @@ export class FrontendQueue<T = unknown> implements DriverQueueHandle<T> {
     this.tokens[slot] = token;
     this.sg[slot] = rec;
     this.starved = false;
+    return true;
+  }
+
+  /**
+   * Inside onUsed of a one-writable-buffer request (add(null, inLen, token)): post it again, as it
+   * was, once onUsed returns — no free, allocation or zeroing (device-api.ts `repost`). False
+   * elsewhere, or on a queue that is no longer live.
+   */
+  repost(): boolean {
+    if (!this.repostable || !this.live) return false;
+    this.repostAsked = true;
     return true;
   }
 
@@ -557,18 +572,42 @@ export class FrontendQueue<T = unknown> implements DriverQueueHandle<T> {
       this.completeSg(token, rec, len);
       return;
     }
+    let again = false;
     try {
       const cb = this.onUsed;
       // The view is valid during the call only (as documented), so a cached one is as good.
       if (cb !== null) {
         const data = ia >= 0 ? this.views.view(ia, len) : EMPTY;
         this.oneSeg[0] = data;
+        this.repostable = oa < 0 && ia >= 0;
+        this.repostAsked = false;
         cb(token, data, ia >= 0 ? this.oneSeg : NO_SEGS);
+        again = this.repostAsked;
       }
     } finally {
       this.oneSeg[0] = EMPTY_SEG;
-      this.freeBuffers(oa, ol, ia, il);
+      this.repostable = false;
+      this.repostAsked = false;
+      // A callback that threw leaves again false: the buffer is freed, the device is broken.
+      if (!again || !this.repostBuffer(token, ia, il)) this.freeBuffers(oa, ol, ia, il);
     }
+  }
+
+  /** repost(): the completed writable buffer `ia` of `il` bytes, posted again for `token`. */
+  private repostBuffer(token: T, ia: number, il: number): boolean {
+    // The completion just freed a slot and a descriptor; onUsed may have taken them for an add().
+    if (!this.live || this.freeSlotCount === 0 || this.engine.numFree === 0) return false;
+    const slot = this.freeSlots[--this.freeSlotCount];
+    if (this.engine.add1(ia, il, true, slot) < 0) {
+      this.freeSlots[this.freeSlotCount++] = slot;
+      return false;
+    }
+    this.tokens[slot] = token;
+    this.outAddr[slot] = -1;
+    this.outLen[slot] = 0;
+    this.inAddr[slot] = ia;
+    this.inLen[slot] = il;
+    return true;
   }
 
   /** An addSgs() request completed with `len` written bytes (≤ its writable total, §6.4, checked by the engine). */
