@@ -171,6 +171,24 @@ export class DriverQueue<T = unknown> {
   }
 
   /**
+   * Fast path: post one device-readable buffer followed by one device-writable buffer (a request
+   * and room for its reply: the round-trip shape). Same contract and descriptors as
+   * `add([outAddr, outLen], [inAddr, inLen], token)`, without the segment lists.
+   */
+  add2(outAddr: number, outLen: number, inAddr: number, inLen: number, token: T): number {
+    if (token === undefined) throw new ArgumentError('DriverQueue.add2: token must not be undefined');
+    this.checkSegment(outAddr, outLen);
+    this.checkSegment(inAddr, inLen);
+    if (this.broken || this.numFreeN < 2) return -1;
+    const head = this.freeHead;
+    const second = this.writeDesc(head, outAddr, outLen, VIRTQ_DESC_F_NEXT);
+    this.freeHead = this.writeDesc(second, inAddr, inLen, VIRTQ_DESC_F_WRITE);
+    this.numFreeN -= 2;
+    this.record(head, second, 2, inLen, token);
+    return head;
+  }
+
+  /**
    * Post a chain through an indirect table at `table` (caller-allocated, 16·n bytes, 16-aligned,
    * readable by the device): the table is written here and one ring descriptor points to it.
    * Needs RING_INDIRECT_DESC. Returns the head or -1.

@@ -86,9 +86,6 @@ export class FrontendQueue<T = unknown> implements DriverQueueHandle<T> {
   private readonly sg: (SgRecord | null)[];
   /** Reused one-element segment list handed to onUsed for add()/addAllocated() completions. */
   private readonly oneSeg: Uint8Array[] = [EMPTY_SEG];
-  /** Reused segment lists: posting allocates nothing. */
-  private readonly outSeg = [0, 0];
-  private readonly inSeg = [0, 0];
   private polling = false;
   private pollQueued = false;
   private readonly pollTask = (): void => {
@@ -353,11 +350,7 @@ export class FrontendQueue<T = unknown> implements DriverQueueHandle<T> {
     const slot = this.freeSlots[--this.freeSlotCount];
     let head: number;
     if (ndesc === 2) {
-      this.outSeg[0] = oa;
-      this.outSeg[1] = outLen;
-      this.inSeg[0] = ia;
-      this.inSeg[1] = inLen;
-      head = this.engine.add(this.outSeg, this.inSeg, slot);
+      head = this.engine.add2(oa, outLen, ia, inLen, slot);
     } else if (oa >= 0) {
       head = this.engine.add1(oa, outLen, false, slot);
     } else {

@@ -86,6 +86,36 @@ describe('DriverQueue', () => {
     expect(drv.getUsed()).to.equal(undefined);
   });
 
+  it('add2 posts a readable + writable pair exactly as add() does, and recycles both descriptors', () => {
+    const a = setup(4);
+    const b = setup(4);
+    for (let round = 0; round < 6; round++) {
+      const ha = a.drv.add([0x2000, 64], [0x3000, 32], `r${round}`);
+      const hb = b.drv.add2(0x2000, 64, 0x3000, 32, `r${round}`);
+      expect(hb).to.equal(ha);
+      expect(b.drv.numFree).to.equal(a.drv.numFree);
+      a.drv.publish();
+      b.drv.publish();
+      expect([...b.mem.u8.subarray(0x100, 0x400)]).to.deep.equal([...a.mem.u8.subarray(0x100, 0x400)]); // same rings
+      const c = b.dev.popAvail()!;
+      expect(c).to.deep.equal({ head: hb, readable: [[0x2000, 64]], writable: [[0x3000, 32]], indirect: false });
+      a.dev.popAvail();
+      a.dev.pushUsed(ha, 32);
+      b.dev.pushUsed(hb, 32);
+      a.dev.publish();
+      b.dev.publish();
+      expect(b.drv.getUsed()).to.equal(`r${round}`);
+      expect(b.drv.lastLen).to.equal(32);
+      a.drv.getUsed();
+      expect(b.drv.numFree).to.equal(4);
+    }
+    b.drv.add2(0x2000, 4, 0x3000, 4, 'x');
+    b.drv.add2(0x2000, 4, 0x3000, 4, 'y');
+    expect(b.drv.add2(0x2000, 4, 0x3000, 4, 'z')).to.equal(-1); // two descriptors needed, none free
+    expect(() => b.drv.add2(65530, 100, 0x3000, 4, 'a')).to.throw(ArgumentError);
+    expect(() => b.drv.add2(0x2000, 4, 0x3000, 4, undefined as unknown as string)).to.throw(ArgumentError);
+  });
+
   it('checks its arguments', () => {
     const { drv } = setup(4);
     expect(() => drv.add([0x2000], null, 'a')).to.throw(ArgumentError);
