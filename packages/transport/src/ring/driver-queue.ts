@@ -375,7 +375,12 @@ export class DriverQueue<T = unknown> {
     this.writable[head] = writableBytes;
     this.tokens[head] = token;
     this.inFlightN++;
-    this.u16[this.layout.availRingU16 + (this.availShadow & this.mask)] = head;
+    // An entry that already holds this head (a driver that reuses its descriptors: one request
+    // in flight posts head 0 in every slot) is left alone: the device's cached copy of the line
+    // stays valid, which saves it a cache miss on the round trip. The entry is published by the
+    // avail.idx store all the same (it was written, and published, before).
+    const a = this.layout.availRingU16 + (this.availShadow & this.mask);
+    if (this.u16[a] !== head) this.u16[a] = head;
     this.availShadow = (this.availShadow + 1) & 0xffff;
   }
 
