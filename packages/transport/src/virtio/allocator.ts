@@ -196,8 +196,26 @@ export class ChunkPool {
     if (end > filled) (this.zeroWith as Uint8Array).fill(0, off + filled, off + end);
   }
 
-  /** Free what `alloc(n)` returned at `off`. Throws on a region that is not allocated. */
-  free(off: number, n: number): void {
+  /** Zero the possibly non-zero part of a span being freed; its chunks are then known zero. */
+  private scrubSpan(idx: number, span: number, off: number): void {
+    const dirty = this.dirty;
+    const cs = this.chunkSize;
+    let end = 0;
+    for (let k = 0; k < span; k++) {
+      const d = dirty[idx + k];
+      if (d !== 0) end = k * cs + d;
+      dirty[idx + k] = 0;
+    }
+    if (end > 0) (this.zeroWith as Uint8Array).fill(0, off, off + end);
+  }
+
+  /**
+   * Free what `alloc(n)` returned at `off`. Throws on a region that is not allocated. `scrub`:
+   * zero what may be non-zero now rather than at the next allocation (the same bytes, at another
+   * time: for a buffer the device wrote, whose next allocation is on a round trip's critical
+   * path while its free is not). No effect on a pool that does not zero.
+   */
+  free(off: number, n: number, scrub = false): void {
     const span = this.spanFor(n);
     const rel = off - this.base;
     // rel in [0, size) first, so `>>>` is exact; `idx * chunkSize !== rel` then catches both a
@@ -215,6 +233,7 @@ export class ChunkPool {
       }
       this.bits[w] &= ~m;
     }
+    if (scrub && this.zeroWith !== null) this.scrubSpan(idx, span, off);
     this.used -= span;
     const w0 = idx >>> 5;
     if (w0 < this.hint) this.hint = w0;
@@ -322,8 +341,9 @@ export class SharedMemoryAllocator {
     return this.pool(kind).alloc(n, filled);
   }
 
-  free(kind: AllocKind, off: number, n: number): void {
-    this.pool(kind).free(off, n);
+  /** See ChunkPool.free (`scrub`: zero the buffer now instead of at its next allocation). */
+  free(kind: AllocKind, off: number, n: number, scrub = false): void {
+    this.pool(kind).free(off, n, scrub);
   }
 
   reset(): void {

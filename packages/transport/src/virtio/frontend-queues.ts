@@ -587,7 +587,10 @@ export class FrontendQueue<T = unknown> implements DriverQueueHandle<T> {
 
   private freeBuffers(oa: number, ol: number, ia: number, il: number): void {
     if (oa >= 0) this.alloc.free('driver', oa, ol);
-    if (ia >= 0) this.alloc.free('device', ia, il);
+    // The device wrote this one: zero it now (§5.1), after onUsed — which typically posted the
+    // next request already — rather than when it is next allocated, on the next request's way
+    // to the device (perf: the zeroing's cache traffic then overlaps the device's work).
+    if (ia >= 0) this.alloc.free('device', ia, il, true);
   }
 }
 

@@ -93,3 +93,25 @@ describe('ChunkPool.alloc zeroes only what an earlier tenant could have written'
     expect(win[off + 100]).to.equal(0x42);
   });
 });
+
+describe('ChunkPool.free with scrub', () => {
+  it('zeroes what the tenant may have written at free time, so the next allocation writes nothing', () => {
+    const win = new Uint8Array(64 * 1024);
+    const p = new ChunkPool({ base: 0, size: win.length, zeroWith: win, name: 't' });
+    const off = p.alloc(100);
+    win.fill(0x66, off, off + 100); // the device's reply
+    p.free(off, 100, true);
+    expect(win.subarray(off, off + 100).every((b) => b === 0)).to.equal(true);
+    win[off + 5] = 0x42; // only an out-of-contract writer could put this here now
+    expect(p.alloc(100)).to.equal(off);
+    expect(win[off + 5]).to.equal(0x42); // the span was known zero: nothing rewritten
+  });
+
+  it('never writes a pool without zeroWith (the BE output section, §5.2)', () => {
+    const win = new Uint8Array(8192).fill(0xaa);
+    const p = new ChunkPool({ base: 4096, size: 4096, zeroWith: null });
+    const off = p.alloc(64);
+    p.free(off, 64, true);
+    expect(win[off]).to.equal(0xaa);
+  });
+});
