@@ -589,8 +589,10 @@ export class FrontendQueue<T = unknown> implements DriverQueueHandle<T> {
     if (oa >= 0) this.alloc.free('driver', oa, ol);
     // The device wrote this one: zero it now (§5.1), after onUsed — which typically posted the
     // next request already — rather than when it is next allocated, on the next request's way
-    // to the device (perf: the zeroing's cache traffic then overlaps the device's work).
-    if (ia >= 0) this.alloc.free('device', ia, il, true);
+    // to the device (perf: the zeroing's cache traffic then overlaps the device's work). Not
+    // once the session is ending (drainAcknowledged writes nothing to shared memory): the
+    // allocator then still knows the span as written, and zeroes it when it is allocated again.
+    if (ia >= 0) this.alloc.free('device', ia, il, this.live);
   }
 }
 
