@@ -1,5 +1,6 @@
 // The bench loopback device: one virtqueue; a chain with a writable part is echoed (its readable
-// bytes copied back into the writable part), a chain without one is a sink (its bytes are copied
+// bytes copied back into the writable part — straight from the chain's readable view when the
+// request is one segment, through a private buffer otherwise), a chain without one is a sink (its bytes are copied
 // into a private buffer from the chain's zero-copy views, as a socket receiver copies them out of
 // the kernel). Built on the public
 // plug-in API (device-api.ts): VirtioDeviceOps on the back-end, VirtioDriverOps on the front-end.
@@ -55,8 +56,15 @@ export function echoDeviceOps({ queueSize = 256, bufferSize = 65536, eventIdx = 
         let c;
         while ((c = q.pop()) !== null) {
           if (c.writableLength > 0) {
-            const n = c.read(scratch);
-            q.push(c, c.write(n === scratch.length ? scratch : reply(n)));
+            const segs = c.readableSegments();
+            if (segs.length === 1) {
+              // One request segment: echoed straight from where it lies (the device reads its
+              // input in place, zero-copy views) — one copy instead of two through `scratch`.
+              q.push(c, c.write(segs[0]));
+            } else {
+              const n = c.read(scratch);
+              q.push(c, c.write(n === scratch.length ? scratch : reply(n)));
+            }
           } else {
             // Sink: still one copy out of shared memory, like a socket reader's (the bytes have
             // to end up in the receiver's memory), but straight from the zero-copy views.

@@ -171,6 +171,24 @@ export class DriverQueue<T = unknown> {
   }
 
   /**
+   * Fast path: post one device-readable buffer followed by one device-writable buffer (a request
+   * and room for its reply: the round-trip shape). Same contract and descriptors as
+   * `add([outAddr, outLen], [inAddr, inLen], token)`, without the segment lists.
+   */
+  add2(outAddr: number, outLen: number, inAddr: number, inLen: number, token: T): number {
+    if (token === undefined) throw new ArgumentError('DriverQueue.add2: token must not be undefined');
+    this.checkSegment(outAddr, outLen);
+    this.checkSegment(inAddr, inLen);
+    if (this.broken || this.numFreeN < 2) return -1;
+    const head = this.freeHead;
+    const second = this.writeDesc(head, outAddr, outLen, VIRTQ_DESC_F_NEXT);
+    this.freeHead = this.writeDesc(second, inAddr, inLen, VIRTQ_DESC_F_WRITE);
+    this.numFreeN -= 2;
+    this.record(head, second, 2, inLen, token);
+    return head;
+  }
+
+  /**
    * Post a chain through an indirect table at `table` (caller-allocated, 16·n bytes, 16-aligned,
    * readable by the device): the table is written here and one ring descriptor points to it.
    * Needs RING_INDIRECT_DESC. Returns the head or -1.
@@ -357,7 +375,12 @@ export class DriverQueue<T = unknown> {
     this.writable[head] = writableBytes;
     this.tokens[head] = token;
     this.inFlightN++;
-    this.u16[this.layout.availRingU16 + (this.availShadow & this.mask)] = head;
+    // An entry that already holds this head (a driver that reuses its descriptors: one request
+    // in flight posts head 0 in every slot) is left alone: the device's cached copy of the line
+    // stays valid, which saves it a cache miss on the round trip. The entry is published by the
+    // avail.idx store all the same (it was written, and published, before).
+    const a = this.layout.availRingU16 + (this.availShadow & this.mask);
+    if (this.u16[a] !== head) this.u16[a] = head;
     this.availShadow = (this.availShadow + 1) & 0xffff;
   }
 

@@ -74,6 +74,17 @@ export class ChunkPool {
   /** Lowest word that may hold a free bit. */
   private hint = 0;
   private used = 0;
+  /**
+   * Per chunk, how many of its leading bytes may be non-zero (0 … chunkSize); every byte past
+   * that is known to be zero. Kept only for a pool that zeroes (zeroWith). An allocation of n
+   * bytes is written only inside [0, n) — by the FE's copy or in-place fill, or by the device
+   * within the descriptor's length — so after alloc(n) the span's extent is n; the next alloc of
+   * the span then zeroes [filled, extent) instead of the whole span (perf: a 64-byte message in a
+   * 256-byte chunk rewrote 192 zero bytes per message, a third of the front-end's CPU in
+   * msg_rate). A peer that writes past a descriptor's length (only possible where it maps the
+   * memory writable, §5.1) could as well write after the zeroing: what it can see is unchanged.
+   */
+  private readonly dirty: Uint32Array;
 
   constructor(opts: ChunkPoolOptions) {
     const { base, size } = opts;
@@ -91,6 +102,7 @@ export class ChunkPool {
     }
     this.zeroWith = opts.zeroWith ?? null;
     this.bits = new Uint32Array(Math.max(1, Math.ceil(this.chunkCount / 32)));
+    this.dirty = new Uint32Array(this.zeroWith === null ? 0 : this.chunkCount);
     this.reset();
   }
 
@@ -99,9 +111,14 @@ export class ChunkPool {
     return this.used;
   }
 
-  /** Forget every allocation (a fresh allocator, §4.10 step 3), keeping the reservation. */
+  /**
+   * Forget every allocation (a fresh allocator, §4.10 step 3), keeping the reservation. The
+   * memory's contents are unknown from here (an earlier session's buffers, a reused shm object):
+   * every chunk is zeroed in full when next allocated.
+   */
   reset(): void {
     this.bits.fill(0);
+    this.dirty.fill(this.chunkSize);
     const tail = this.chunkCount & 31;
     if (tail !== 0 || this.chunkCount === 0) {
       // Chunks past the end of the pool never become free.
@@ -135,7 +152,8 @@ export class ChunkPool {
    * The FE-owned memory is zeroed (the whole span) — except its first `filled` bytes, which the
    * caller promises to overwrite at once (a buffer about to receive a copy): zeroing them first
    * would only write the same bytes twice (perf: one 64 KiB memset per bulk buffer). The span
-   * still never shows the peer anything but the new bytes or zeros (§5.1).
+   * still never shows the peer anything but the new bytes or zeros (§5.1). Bytes known to be
+   * zero already (past what the span's last tenant could write, see `dirty`) are not rewritten.
    */
   alloc(n: number, filled = 0): number {
     if (!(n >= 1) || !Number.isSafeInteger(n)) throw new ArgumentError(`allocation size must be an integer ≥ 1, got ${n}`);
@@ -151,15 +169,53 @@ export class ChunkPool {
     this.used += span;
     this.advanceHint();
     const off = this.base + (idx << this.chunkShift);
-    if (this.zeroWith !== null) {
-      const from = filled > 0 ? off + Math.min(filled, n) : off;
-      this.zeroWith.fill(0, from, off + span * this.chunkSize);
-    }
+    if (this.zeroWith !== null) this.zeroSpan(idx, span, off, n, filled > n ? n : filled);
     return off;
   }
 
-  /** Free what `alloc(n)` returned at `off`. Throws on a region that is not allocated. */
-  free(off: number, n: number): void {
+  /**
+   * §5.1 zeroing of a new allocation of `n` bytes at chunk `idx`: everything past the caller's
+   * `filled` prefix that may be non-zero, then record [0, n) as the span's possibly non-zero part.
+   */
+  private zeroSpan(idx: number, span: number, off: number, n: number, filled: number): void {
+    const dirty = this.dirty;
+    const cs = this.chunkSize;
+    let end: number;
+    if (span === 1) {
+      end = dirty[idx];
+      dirty[idx] = n;
+    } else {
+      end = 0;
+      for (let k = 0; k < span; k++) {
+        const d = dirty[idx + k];
+        if (d !== 0) end = k * cs + d;
+        const left = n - k * cs;
+        dirty[idx + k] = left <= 0 ? 0 : left < cs ? left : cs;
+      }
+    }
+    if (end > filled) (this.zeroWith as Uint8Array).fill(0, off + filled, off + end);
+  }
+
+  /** Zero the possibly non-zero part of a span being freed; its chunks are then known zero. */
+  private scrubSpan(idx: number, span: number, off: number): void {
+    const dirty = this.dirty;
+    const cs = this.chunkSize;
+    let end = 0;
+    for (let k = 0; k < span; k++) {
+      const d = dirty[idx + k];
+      if (d !== 0) end = k * cs + d;
+      dirty[idx + k] = 0;
+    }
+    if (end > 0) (this.zeroWith as Uint8Array).fill(0, off, off + end);
+  }
+
+  /**
+   * Free what `alloc(n)` returned at `off`. Throws on a region that is not allocated. `scrub`:
+   * zero what may be non-zero now rather than at the next allocation (the same bytes, at another
+   * time: for a buffer the device wrote, whose next allocation is on a round trip's critical
+   * path while its free is not). No effect on a pool that does not zero.
+   */
+  free(off: number, n: number, scrub = false): void {
     const span = this.spanFor(n);
     const rel = off - this.base;
     // rel in [0, size) first, so `>>>` is exact; `idx * chunkSize !== rel` then catches both a
@@ -177,6 +233,7 @@ export class ChunkPool {
       }
       this.bits[w] &= ~m;
     }
+    if (scrub && this.zeroWith !== null) this.scrubSpan(idx, span, off);
     this.used -= span;
     const w0 = idx >>> 5;
     if (w0 < this.hint) this.hint = w0;
@@ -284,8 +341,9 @@ export class SharedMemoryAllocator {
     return this.pool(kind).alloc(n, filled);
   }
 
-  free(kind: AllocKind, off: number, n: number): void {
-    this.pool(kind).free(off, n);
+  /** See ChunkPool.free (`scrub`: zero the buffer now instead of at its next allocation). */
+  free(kind: AllocKind, off: number, n: number, scrub = false): void {
+    this.pool(kind).free(off, n, scrub);
   }
 
   reset(): void {

@@ -139,6 +139,13 @@ class BackendQueueHandle implements DeviceQueueHandle {
    */
   private unpublished = 0;
   private readonly publishEvery: number;
+  /**
+   * Bytes of the chains pushed and not yet published (readable length + written). A batch also
+   * publishes once they reach {@link PUBLISH_BYTES}: large buffers take the device microseconds
+   * each, and a driver that learns of every one at once refills the ring while the device works
+   * instead of waiting (asleep, or in a spin that gives up) for a count of them.
+   */
+  private unpublishedBytes = 0;
   /** Chains popped by the device since the last `takePops()` (poll() work count). */
   pops = 0;
   /** The device's last pop() found the ring empty: it wants more than there was. */
@@ -194,13 +201,15 @@ class BackendQueueHandle implements DeviceQueueHandle {
       this.host.violation(toError(err));
       return;
     }
-    if (++this.unpublished >= this.publishEvery) this.flush();
+    this.unpublishedBytes += chain.readableLength + written;
+    if (++this.unpublished >= this.publishEvery || this.unpublishedBytes >= PUBLISH_BYTES) this.flush();
   }
 
   flush(): void {
     const ring = this.ring;
     if (ring === null) return;
     this.unpublished = 0;
+    this.unpublishedBytes = 0;
     let due: boolean;
     try {
       due = ring.publish();
@@ -264,6 +273,14 @@ class BackendQueueHandle implements DeviceQueueHandle {
     this.onAvailable = null;
   }
 }
+
+/**
+ * A batch publishes its used entries once the chains pushed since the last publication carried
+ * this many bytes (bench/README.md, bulk64k): a 64 KiB buffer is published as soon as it is
+ * consumed — one ordered store and a fence, against the driver's idle wait for a count of them —
+ * while small messages keep the count rule (`publishEvery`).
+ */
+export const PUBLISH_BYTES = 65536;
 
 function toError(err: unknown): Error {
   return err instanceof Error ? err : new Error(String(err));

@@ -86,9 +86,6 @@ export class FrontendQueue<T = unknown> implements DriverQueueHandle<T> {
   private readonly sg: (SgRecord | null)[];
   /** Reused one-element segment list handed to onUsed for add()/addAllocated() completions. */
   private readonly oneSeg: Uint8Array[] = [EMPTY_SEG];
-  /** Reused segment lists: posting allocates nothing. */
-  private readonly outSeg = [0, 0];
-  private readonly inSeg = [0, 0];
   private polling = false;
   /** Inside onUsed of an add(null, inLen) request: repost() may keep its buffer posted. */
   private repostable = false;
@@ -368,11 +365,7 @@ export class FrontendQueue<T = unknown> implements DriverQueueHandle<T> {
     const slot = this.freeSlots[--this.freeSlotCount];
     let head: number;
     if (ndesc === 2) {
-      this.outSeg[0] = oa;
-      this.outSeg[1] = outLen;
-      this.inSeg[0] = ia;
-      this.inSeg[1] = inLen;
-      head = this.engine.add(this.outSeg, this.inSeg, slot);
+      head = this.engine.add2(oa, outLen, ia, inLen, slot);
     } else if (oa >= 0) {
       head = this.engine.add1(oa, outLen, false, slot);
     } else {
@@ -633,7 +626,12 @@ export class FrontendQueue<T = unknown> implements DriverQueueHandle<T> {
 
   private freeBuffers(oa: number, ol: number, ia: number, il: number): void {
     if (oa >= 0) this.alloc.free('driver', oa, ol);
-    if (ia >= 0) this.alloc.free('device', ia, il);
+    // The device wrote this one: zero it now (§5.1), after onUsed — which typically posted the
+    // next request already — rather than when it is next allocated, on the next request's way
+    // to the device (perf: the zeroing's cache traffic then overlaps the device's work). Not
+    // once the session is ending (drainAcknowledged writes nothing to shared memory): the
+    // allocator then still knows the span as written, and zeroes it when it is allocated again.
+    if (ia >= 0) this.alloc.free('device', ia, il, this.live);
   }
 }
 

@@ -11,6 +11,8 @@
  * Bounds, so that idle CPU stays ~0:
  * - a spin only ever starts right after a delivered interrupt: a process that receives nothing
  *   never spins;
+ * - a front-end spin stops as soon as nothing is in flight (`Pollable.drained`): no completion
+ *   can come, and what the application does next may be waiting for the event loop;
  * - it ends after `budgetUs` without new work, and in any case after `maxRunUs` (the event loop
  *   gets its turn: timers, sockets, peer-gone events);
  * - a spin that notices it was preempted (a gap of > 100 µs between two polls: the CPUs are
@@ -84,6 +86,13 @@ export interface Pollable {
    * frontendPollable() for a front-end (interrupt suppression). Must not throw.
    */
   setNotify?(on: boolean): boolean;
+  /**
+   * Optional: true when no work can arrive without a new action of our own — a front-end with
+   * nothing in flight waits for no completion. A spin that finds nothing stops at once then, so
+   * work the application deferred (a microtask, a stream callback that posts the next request)
+   * runs now instead of after a budget of empty polls. Must not throw.
+   */
+  drained?(): boolean;
 }
 
 /** Counters for benchmarks and tests. */
@@ -98,6 +107,8 @@ export interface SpinStats {
   backoffs: number;
   /** Sessions cut short because the process was preempted while spinning. */
   preempted: number;
+  /** Sessions ended because nothing was left to wait for (Pollable.drained). */
+  drained: number;
   /** The current adaptive budget, µs. */
   budgetUs: number;
 }
@@ -146,7 +157,7 @@ export class AdaptiveSpin {
     this.adaptive = opts.adaptive ?? true;
     this.now = opts.now ?? (() => performance.now());
     this.budget = this.maxUs;
-    this.stats = { sessions: 0, hits: 0, misses: 0, preempted: 0, backoffs: 0, budgetUs: this.budget };
+    this.stats = { sessions: 0, hits: 0, misses: 0, preempted: 0, drained: 0, backoffs: 0, budgetUs: this.budget };
   }
 
   /**
@@ -184,6 +195,7 @@ export class AdaptiveSpin {
     let now = start;
     let found = 0;
     let preempted = false;
+    let drained = false;
     this.stats.sessions++;
     try {
       for (;;) {
@@ -203,6 +215,10 @@ export class AdaptiveSpin {
             break;
           }
           if (now - last >= budgetMs) break;
+          if (target.drained !== undefined && target.drained()) {
+            drained = true;
+            break;
+          }
         }
         if (now >= stopAt) break;
       }
@@ -212,8 +228,15 @@ export class AdaptiveSpin {
       if (notify && target.setNotify!(true)) found += target.poll();
       this.inSpin = false;
     }
-    if (found === 0) this.stats.misses++;
+    if (found === 0 && !drained) this.stats.misses++;
     if (preempted) this.stats.preempted++;
+    if (drained) {
+      // Nothing was awaited: neither a hit nor a miss of the budget, and the next wake-up says
+      // nothing about it (it follows our own next request).
+      this.stats.drained++;
+      this.missAt = 0;
+      return found;
+    }
     if (this.adaptive) {
       // Pay-off score: the share of recent spins that found work (EWMA, weight 1/8).
       this.score += ((found > 0 ? 1 : 0) - this.score) / 8;
@@ -244,6 +267,17 @@ export interface SpinnableFrontend {
   readonly session: { readonly queues: readonly unknown[] } | null;
 }
 
+/** True when no queue of the live session has a request in flight (or there is no session). */
+function nothingInFlight(fe: SpinnableFrontend): boolean {
+  const qs = fe.session?.queues;
+  if (qs === undefined) return true;
+  for (let i = 0; i < qs.length; i++) {
+    const q = qs[i] as { inFlight?: number } | undefined;
+    if (q !== undefined && q.inFlight !== 0) return false;
+  }
+  return true;
+}
+
 /**
  * A Pollable over a front-end that also suppresses the device's used-buffer interrupts while it
  * spins (FrontendQueue.setCallbacks), on whatever session is live at the time (sessions change
@@ -252,6 +286,9 @@ export interface SpinnableFrontend {
 export function frontendPollable(fe: SpinnableFrontend): Pollable {
   return {
     poll: () => fe.poll(),
+    // A front-end with nothing in flight waits for no completion (config events and a lost
+    // back-end come by interrupt whether we spin or not).
+    drained: () => nothingInFlight(fe),
     setNotify(on: boolean): boolean {
       const qs = fe.session?.queues;
       if (qs === undefined) return false;

@@ -32,6 +32,40 @@ describe('split ring layout', () => {
 });
 
 describe('DeviceQueue', () => {
+  it('does not rewrite a used element that already holds (head, len): the driver keeps its cached line', () => {
+    const { dev, drv, q } = setup(4);
+    const L = dev.layout;
+    const real = (dev as unknown as { u32: Uint32Array }).u32;
+    let elemWrites = 0;
+    (dev as unknown as { u32: Uint32Array }).u32 = new Proxy(real, {
+      set(t, k, v) {
+        const i = Number(k);
+        if (i >= L.usedRingU32 && i < L.usedRingU32 + 2 * q.size) elemWrites++;
+        t[i] = v;
+        return true;
+      },
+    });
+    const used: { id: number; len: number }[] = [];
+    for (let round = 0; round < 8; round++) {
+      const h = drv.addChain([{ addr: 0x3000, len: 16, write: true }]);
+      drv.publish();
+      const c = dev.pop()!;
+      expect(c.head).to.equal(h);
+      dev.push(c.head, 16);
+      dev.publish();
+      used.push(...drv.readUsed());
+    }
+    expect(used).to.deep.equal(Array.from({ length: 8 }, () => ({ id: 0, len: 16 })));
+    // The first pass over the four slots writes each len (0 → 16; id 0 is there already), the second none.
+    expect(elemWrites).to.equal(4);
+    const h = drv.addChain([{ addr: 0x3000, len: 16, write: true }]);
+    drv.publish();
+    dev.push(dev.pop()!.head, 5);
+    dev.publish();
+    expect(drv.readUsed()).to.deep.equal([{ id: h, len: 5 }]);
+    expect(elemWrites).to.equal(5);
+  });
+
   it('returns null on an empty ring', () => {
     const { dev } = setup();
     expect(dev.pop()).to.equal(null);

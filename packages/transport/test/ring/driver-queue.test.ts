@@ -86,6 +86,69 @@ describe('DriverQueue', () => {
     expect(drv.getUsed()).to.equal(undefined);
   });
 
+  it('add2 posts a readable + writable pair exactly as add() does, and recycles both descriptors', () => {
+    const a = setup(4);
+    const b = setup(4);
+    for (let round = 0; round < 6; round++) {
+      const ha = a.drv.add([0x2000, 64], [0x3000, 32], `r${round}`);
+      const hb = b.drv.add2(0x2000, 64, 0x3000, 32, `r${round}`);
+      expect(hb).to.equal(ha);
+      expect(b.drv.numFree).to.equal(a.drv.numFree);
+      a.drv.publish();
+      b.drv.publish();
+      expect([...b.mem.u8.subarray(0x100, 0x400)]).to.deep.equal([...a.mem.u8.subarray(0x100, 0x400)]); // same rings
+      const c = b.dev.popAvail()!;
+      expect(c).to.deep.equal({ head: hb, readable: [[0x2000, 64]], writable: [[0x3000, 32]], indirect: false });
+      a.dev.popAvail();
+      a.dev.pushUsed(ha, 32);
+      b.dev.pushUsed(hb, 32);
+      a.dev.publish();
+      b.dev.publish();
+      expect(b.drv.getUsed()).to.equal(`r${round}`);
+      expect(b.drv.lastLen).to.equal(32);
+      a.drv.getUsed();
+      expect(b.drv.numFree).to.equal(4);
+    }
+    b.drv.add2(0x2000, 4, 0x3000, 4, 'x');
+    b.drv.add2(0x2000, 4, 0x3000, 4, 'y');
+    expect(b.drv.add2(0x2000, 4, 0x3000, 4, 'z')).to.equal(-1); // two descriptors needed, none free
+    expect(() => b.drv.add2(65530, 100, 0x3000, 4, 'a')).to.throw(ArgumentError);
+    expect(() => b.drv.add2(0x2000, 4, 0x3000, 4, undefined as unknown as string)).to.throw(ArgumentError);
+  });
+
+  it('leaves an avail entry alone when it already holds the head (the device keeps its cached line)', () => {
+    const { drv, dev, q } = setup(4);
+    const L = drv.layout;
+    // Count the engine's plain stores into the available ring's entries.
+    const real = (drv as unknown as { u16: Uint16Array }).u16;
+    let entryWrites = 0;
+    (drv as unknown as { u16: Uint16Array }).u16 = new Proxy(real, {
+      set(t, k, v) {
+        const i = Number(k);
+        if (i >= L.availRingU16 && i < L.availRingU16 + q.size) entryWrites++;
+        t[i] = v;
+        return true;
+      },
+    });
+    // One request at a time reuses head 0, which every (zeroed) slot already holds.
+    for (let round = 0; round < 9; round++) {
+      expect(drv.add1(0x2000, 8, false, `r${round}`)).to.equal(0);
+      drv.publish();
+      const c = dev.popAvail()!;
+      expect(c.head).to.equal(0);
+      dev.pushUsed(c.head, 0);
+      dev.publish();
+      expect(drv.getUsed()).to.equal(`r${round}`);
+    }
+    expect(entryWrites).to.equal(0);
+    // Two in flight: head 1 goes into a slot that holds 0, and is written.
+    drv.add1(0x2000, 8, false, 'a');
+    drv.add1(0x2100, 8, false, 'b');
+    drv.publish();
+    expect(entryWrites).to.equal(1);
+    expect([dev.popAvail()!.head, dev.popAvail()!.head]).to.deep.equal([0, 1]);
+  });
+
   it('checks its arguments', () => {
     const { drv } = setup(4);
     expect(() => drv.add([0x2000], null, 'a')).to.throw(ArgumentError);

@@ -94,6 +94,37 @@ describe('VirtioBackend: queues (§4.6, §4.9)', () => {
     expect(seen[98]).to.equal(96);
   });
 
+  it('a batch of large chains publishes each one once 64 KiB were consumed (PUBLISH_BYTES), not at the count', async () => {
+    const ops = echoOps();
+    (ops as { queueMaxSize: (i: number) => number }).queueMaxSize = () => 256;
+    const r = await queueRig({ size: 1 << 20 }, ops);
+    rigs.push(r);
+    await negotiate(r.fe, 1);
+    const q0 = await setupQueue(r, 0, packedRingAddresses(256, 0x1000), 1);
+    await setupQueue(r, 1, packedRingAddresses(8, 0x4000), 2);
+    await r.fe.txn(HDR_DEVICE_STATUS, 4, LIVE);
+    const h = r.ops.sessions[0].queues[0]!;
+    const seen: number[] = [];
+    h.onAvailable = () => {
+      for (let c = h.pop(); c !== null; c = h.pop()) {
+        h.push(c, 0);
+        seen.push(q0.usedIdx());
+      }
+      h.flush();
+    };
+    // Three 32 KiB chains, then a 64 KiB one, then small ones: published after the 2nd (64 KiB
+    // together), then after the 64 KiB chain on its own; the small ones wait for the flush.
+    const sizes = [32768, 32768, 32768, 65536, 16, 16];
+    let at = 0x10000;
+    for (const len of sizes) {
+      q0.addChain([{ addr: at, len }]);
+      at += len;
+    }
+    kick(r, q0, 1);
+    await until(() => q0.usedIdx() === sizes.length, 'all used');
+    expect(seen).to.deep.equal([0, 2, 2, 4, 4, 4]);
+  });
+
   it('notifies transmit-style completions too (used len 0, queue 1 on vector 2)', async () => {
     const { r, q1 } = await liveRig();
     rigs.push(r);

@@ -109,6 +109,22 @@ describe('VirtioFrontend recovery delivers acknowledged completions first (§4.1
     expect(r.events).to.deep.equal(['used q0 rx1 hi', 'failed q0 rx2', 'remove']);
   });
 
+  it('writes nothing to shared memory while it delivers them (a received buffer keeps its bytes)', async () => {
+    const r = await rig();
+    const q = r.session.queues[0] as FrontendQueue;
+    expect(q.add(null, 16, 'rx1')).to.equal(true);
+    q.kick();
+    const head = r.memory.getUint16(q.rings.avail + 4, true);
+    const addr = Number(r.memory.getBigUint64(q.rings.desc + 16 * head, true));
+    const win = new Uint8Array(r.fe.window);
+    win.set(Buffer.from('hi'), addr);
+    writeUsed(r, 0, [[head, 2]]);
+    await loseBackend(r);
+    expect(r.events[0]).to.equal('used q0 rx1 hi');
+    // The buffer was freed after delivery, but not zeroed: the session had ended (§4.10).
+    expect(Buffer.from(win.subarray(addr, addr + 2)).toString()).to.equal('hi');
+  });
+
   it('trusts a used ring no further than its first §6.4 violation', async () => {
     const r = await rig();
     const heads = postThree(r);

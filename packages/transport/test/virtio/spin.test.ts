@@ -2,7 +2,7 @@ import { EventEmitter } from 'node:events';
 import { expect } from 'chai';
 import { ArgumentError } from '../../src/errors.js';
 import type { IvshmemDevice } from '../../src/ivshmem/device.js';
-import { AdaptiveSpin, DEFAULT_SPIN_US, SPIN_ENV, attachSpin, spinUsFromEnv } from '../../src/virtio/spin.js';
+import { AdaptiveSpin, DEFAULT_SPIN_US, SPIN_ENV, attachSpin, frontendPollable, spinUsFromEnv } from '../../src/virtio/spin.js';
 
 /** A Pollable that reports scripted work counts, then nothing. */
 function scripted(work: number[]): { poll(): number; calls: number } {
@@ -41,6 +41,40 @@ describe('virtio spin (adaptive bounded poll)', () => {
     expect(t.calls).to.be.within(195, 210);
     expect(s.stats.hits).to.equal(2);
     expect(s.stats.sessions).to.equal(1);
+  });
+
+  it('stops at the first empty poll once nothing is left to wait for (drained), counting no miss', () => {
+    let inFlight = 3;
+    const t = {
+      calls: 0,
+      poll(): number {
+        t.calls++;
+        if (inFlight === 0) return 0;
+        inFlight--; // one completion per poll
+        return 1;
+      },
+      drained: () => inFlight === 0,
+    };
+    const s = new AdaptiveSpin(t, { spinUs: 200, maxRunUs: 100000, now: fakeClock().now });
+    expect(s.spin()).to.equal(3);
+    expect(t.calls).to.equal(4); // three hits, one empty poll, then drained: no 200 µs of empty polls
+    expect(s.stats).to.include({ hits: 3, misses: 0, drained: 1 });
+    // Drained before anything arrived: not a miss either, and the budget is left as it was.
+    const idle = new AdaptiveSpin({ poll: () => 0, drained: () => true }, { spinUs: 200, now: fakeClock().now });
+    expect(idle.spin()).to.equal(0);
+    expect(idle.stats).to.include({ misses: 0, drained: 1, backoffs: 0, budgetUs: 200 });
+  });
+
+  it('frontendPollable is drained exactly when no queue of the session has a request in flight', () => {
+    const queues = [{ inFlight: 0 }, { inFlight: 0 }];
+    const fe = { poll: () => 0, session: { queues } as { queues: { inFlight: number }[] } | null };
+    const p = frontendPollable(fe);
+    expect(p.drained!()).to.equal(true);
+    queues[1].inFlight = 2;
+    expect(p.drained!()).to.equal(false);
+    queues[1].inFlight = 0;
+    fe.session = null; // between sessions nothing can complete
+    expect(p.drained!()).to.equal(true);
   });
 
   it('spinUs 0 never polls', () => {
