@@ -54,9 +54,9 @@ function launchers(): Launcher[] {
   return out;
 }
 
-/** `--help` of the launcher: its stdout, the dist/ modules its process resolved, the scripts it compiled. */
-function help(l: Launcher): { stdout: string; imported: string[]; compiled: string[] } {
-  const r = spawnSync(process.execPath, ['--import', TRACE, l.script, '--help'], { encoding: 'utf8', timeout: 60_000, env: { ...process.env, DEBUG: '' } });
+/** `--help` of the launcher: its stdout, the dist/ modules its process resolved, the scripts it compiled, the dist/ modules it required. */
+function help(l: Launcher, nodeArgs: string[] = []): { stdout: string; imported: string[]; compiled: string[]; required: string[] } {
+  const r = spawnSync(process.execPath, [...nodeArgs, '--import', TRACE, l.script, '--help'], { encoding: 'utf8', timeout: 60_000, env: { ...process.env, DEBUG: '' } });
   expect(r.status, `${l.bin} --help exit status; stderr: ${r.stderr}`).to.equal(0);
   const imported = r.stderr
     .split('\n')
@@ -66,7 +66,11 @@ function help(l: Launcher): { stdout: string; imported: string[]; compiled: stri
     .split('\n')
     .filter((line) => line.startsWith('vshm-compile '))
     .map((line) => line.slice('vshm-compile '.length));
-  return { stdout: r.stdout, imported, compiled };
+  const required = r.stderr
+    .split('\n')
+    .filter((line) => line.startsWith('vshm-require '))
+    .map((line) => line.slice('vshm-require '.length));
+  return { stdout: r.stdout, imported, compiled, required };
 }
 
 /** Run `fn` with `path`'s mtime set to one second after `after`'s, then restore `path`'s times. */
@@ -112,13 +116,14 @@ describe('CLI bundles: each launcher runs its bundle only while it is fresh', fu
   });
 
   for (const l of all) {
-    it(`${l.bin}: the bundle when fresh, dist/${l.entry} after a newer tsc output; the same --help`, () => {
+    it(`${l.bin}: the bundle with its cache when fresh, dist/${l.entry} after a newer tsc output, the bundle required under --enable-source-maps; the same --help`, () => {
       const plainUrl = pathToFileURL(join(l.dist, l.entry)).href;
       const bundle = join(l.dist, 'bundle', l.entry.replace(/\.js$/, '.cjs'));
 
       const fresh = help(l);
       expect(fresh.compiled, 'fresh bundle: compiled with its cache, taken').to.deep.equal([`${bundle} cache=accepted`]);
       expect(fresh.imported, 'fresh bundle: no dist/ module imported').to.deep.equal([]);
+      expect(fresh.required, 'fresh bundle: no dist/ module required').to.deep.equal([]);
       expect(fresh.stdout).to.match(/usage/i);
 
       const staleEntry = withNewer(join(l.dist, l.entry), bundle, () => help(l));
@@ -133,6 +138,12 @@ describe('CLI bundles: each launcher runs its bundle only while it is fresh', fu
 
       // The times were put back: the bundle is fresh again.
       expect(help(l).compiled).to.deep.equal([`${bundle} cache=accepted`]);
+
+      // Stack traces through the source maps: Node's own loader requires the bundle, uncached.
+      const mapped = help(l, ['--enable-source-maps']);
+      expect(mapped.required, '--enable-source-maps').to.deep.equal([bundle]);
+      expect(mapped.compiled, '--enable-source-maps').to.deep.equal([]);
+      expect(mapped.stdout).to.equal(fresh.stdout);
     });
   }
 

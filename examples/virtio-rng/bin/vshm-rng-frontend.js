@@ -43,11 +43,15 @@ function cliModule(binDir, entry) {
  * Node's loader would (same wrapper, `require` from its own place, `__filename`), but compiled
  * here with its code cache `<bundle>.cache` when there is one made for this very bundle text: a
  * cache that is missing, made for another bundle, or that V8 rejects (another Node, other V8
- * flags) leaves a plain compile, silently.
+ * flags) leaves a plain compile, silently. Under `--enable-source-maps` the bundle is required
+ * instead (no cache), so that stack traces still lead to the TypeScript sources.
  */
 function loadCli(binDir, entry) {
   const file = cliModule(binDir, entry);
   if (!file.endsWith('.cjs')) return import(require('node:url').pathToFileURL(file).href);
+  // Node maps stack traces through the bundle's source map (to src/*.ts) only for what its own
+  // loader compiled, never for a vm.Script: with --enable-source-maps, require() it, uncached.
+  if (process.sourceMapsEnabled) return Promise.resolve(require(file));
   const { readFileSync } = require('node:fs');
   const source = readFileSync(file, 'utf8');
   let cachedData;

@@ -87,9 +87,14 @@ describe('CLI launcher: bundle or tsc output (bin/launch.js)', () => {
   });
 
   describe('loadCli(): the bundle with its code cache', () => {
-    /** Each vm.Script loadCli() makes while `fn` runs: was it given cached data, did V8 take it. */
-    async function compiles<T>(fn: () => Promise<T>): Promise<{ value: T; seen: { cached: boolean; rejected: boolean }[] }> {
+    /**
+     * Each vm.Script loadCli() makes while `fn` runs: was it given cached data, did V8 take it.
+     * With source maps as `sourceMaps` says (tsx, which runs these tests, turns them on).
+     */
+    async function compiles<T>(fn: () => Promise<T>, sourceMaps = false): Promise<{ value: T; seen: { cached: boolean; rejected: boolean }[] }> {
       const seen: { cached: boolean; rejected: boolean }[] = [];
+      const savedMaps = process.sourceMapsEnabled;
+      process.setSourceMapsEnabled(sourceMaps);
       const Original = vm.Script;
       vm.Script = class extends Original {
         constructor(code: string, opts?: vm.ScriptOptions) {
@@ -101,6 +106,7 @@ describe('CLI launcher: bundle or tsc output (bin/launch.js)', () => {
         return { value: await fn(), seen };
       } finally {
         vm.Script = Original;
+        process.setSourceMapsEnabled(savedMaps);
       }
     }
 
@@ -168,6 +174,14 @@ fs.writeFileSync(b + '.cache', Buffer.concat([Buffer.from('vshm-code-cache 01234
       r = await compiles(() => loadCli(bin, 'cli.js'));
       expect(r.value.marker).to.equal('three');
       expect(r.seen).to.deep.equal([{ cached: false, rejected: false }]);
+    });
+
+    it('with --enable-source-maps requires the bundle (Node maps traces only for its own loader)', async () => {
+      file('cli.js', 0);
+      const b = file('bundle/cli.cjs', 1, bundleText('0123456789abcdef', 'mapped'));
+      const { value, seen } = await compiles(() => loadCli(bin, 'cli.js'), true);
+      expect(value).to.deep.equal({ marker: 'mapped', filename: b, resolvesFromItsPlace: true, strict: true, same: true });
+      expect(seen).to.deep.equal([]);
     });
 
     it('imports the tsc output (an ES module) when the bundle may not stand in', async () => {
