@@ -33,8 +33,8 @@
 // not byte-stable between processes, so --check checks what they are made for and that V8 takes them.
 import { build } from 'esbuild';
 import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import { builtinModules } from 'node:module';
 import { createHash } from 'node:crypto';
+import { builtinModules } from 'node:module';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import launch from '../packages/transport/bin/launch.js';
