@@ -3,15 +3,16 @@
 // only what a consumer needs (no tests, no .tsbuildinfo, no sources of the TypeScript packages),
 // install all tarballs into an empty project (the addon builds there), then run every CLI's
 // --help and one console session (server, back-end, front-end running a command) from that
-// project. Each CLI ships its bundle (scripts/bundle.mjs) and, installed, runs it: the tarball
-// holds dist/bundle/ENTRY and the installed launcher picks it; esbuild is not installed. Prints
+// project. Each CLI ships its bundle and the bundle's code cache (scripts/bundle.mjs) and,
+// installed, runs them: the tarball holds dist/bundle/ENTRY (.cjs) and its .cache, the installed
+// launcher picks the bundle and V8 takes the cache; esbuild is not installed. Prints
 // one line per check and exits 1 on the first failure. Leaves nothing behind.
 //
 //   node scripts/pack-check.mjs        (after `npm run build`; CI runs it)
 import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -46,9 +47,12 @@ try {
     if (bad.length > 0) fail(`${pkg.name}: tarball holds files a consumer does not need: ${bad.slice(0, 5).join(', ')}`);
     tarballs.push(join(work, filename));
     for (const [b, file] of Object.entries(pkg.bin ?? {})) {
-      const entry = /\bcliModule\(import\.meta\.url, '([^']+)'\)/.exec(readFileSync(join(ROOT, ws, file), 'utf8'))?.[1];
-      if (!entry) fail(`${pkg.name}: ${file} does not load its CLI through cliModule()`);
-      if (!files.some((f) => f.path === `dist/bundle/${entry}`)) fail(`${pkg.name}: tarball lacks dist/bundle/${entry} (run npm run build:ts)`);
+      const entry = /\bloadCli\(__dirname, '([^']+)'\)/.exec(readFileSync(join(ROOT, ws, file), 'utf8'))?.[1];
+      if (!entry) fail(`${pkg.name}: ${file} does not load its CLI through loadCli()`);
+      const bundle = `dist/bundle/${entry.replace(/\.js$/, '.cjs')}`;
+      for (const need of [bundle, `${bundle}.cache`, 'bin/package.json']) {
+        if (!files.some((f) => f.path === need)) fail(`${pkg.name}: tarball lacks ${need} (run npm run build:ts)`);
+      }
       bins.push({ name: b, entry });
     }
     ok(`packed ${pkg.name} (${files.length} files)`);
@@ -62,14 +66,19 @@ try {
   if (existsSync(join(proj, 'node_modules', 'esbuild'))) fail('the consumer got esbuild installed: the bundles are built before packing');
   // 3. Every CLI runs its bundle and answers --help.
   const binDir = join(proj, 'node_modules', '.bin');
-  // launch.js holds the reference copy of the launchers' cliModule() (test/cli-bundle.test.ts).
-  const { cliModule } = await import(pathToFileURL(join(proj, 'node_modules/@vshm/transport/bin/launch.js')).href);
+  // launch.js holds the reference copy of the launchers' shared part (test/cli-bundle.test.ts).
+  const launch = await import(pathToFileURL(join(proj, 'node_modules/@vshm/transport/bin/launch.js')).href);
   for (const { name: b, entry } of bins) {
-    const chosen = cliModule(pathToFileURL(realpathSync(join(binDir, b))).href, entry);
-    if (!chosen.endsWith(`/dist/bundle/${entry}`)) fail(`${b}: the installed launcher would load ${chosen}, not its bundle`);
+    const chosen = launch.cliModule(dirname(realpathSync(join(binDir, b))), entry);
+    if (!chosen.endsWith(`/dist/bundle/${entry.replace(/\.js$/, '.cjs')}`)) fail(`${b}: the installed launcher would load ${chosen}, not its bundle`);
+    const source = readFileSync(chosen, 'utf8');
+    const head = `vshm-code-cache ${launch.bundleId(source)}\n`;
+    const cache = readFileSync(`${chosen}.cache`);
+    if (cache.toString('latin1', 0, head.length) !== head) fail(`${b}: the installed code cache is not made for the installed bundle`);
+    if (launch.compileBundle(chosen, source, cache.subarray(head.length)).cachedDataRejected) fail(`${b}: V8 rejects the installed code cache`);
     const text = run(join(binDir, b), ['--help'], proj, 30_000);
     if (!/usage/i.test(text)) fail(`${b} --help printed no usage`);
-    ok(`${b} --help (from its bundle)`);
+    ok(`${b} --help (from its bundle, with its code cache)`);
   }
   // 4. A console session from the installed packages.
   const sock = join(work, 'vshm.sock');

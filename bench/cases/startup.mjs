@@ -15,7 +15,8 @@
 // `npm run bench` does first).
 import { spawn } from 'node:child_process';
 import { Writable } from 'node:stream';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { ConsoleDevice } from '@vshm/backend-console';
 import { cliModule } from '../../packages/transport/bin/launch.js';
 import { report, round } from '../lib.mjs';
@@ -41,7 +42,7 @@ if (process.argv[2] === '--be') {
   process.on('SIGTERM', () => process.exit(0));
 } else {
   const spawns = Number(process.argv[2] ?? 7);
-  const bundled = cliModule(pathToFileURL(CLI).href, 'cli.js').includes('/dist/bundle/');
+  const bundled = cliModule(dirname(CLI), 'cli.js').endsWith('.cjs');
   if (!bundled) process.stderr.write('startup: the CLI bundle is missing or stale: measuring dist/cli.js (npm run build:ts)\n');
   const idleS = Number(process.argv[3] ?? 2);
   const srv = await startServer({ deviceId: CONSOLE_ID, vectors: 3 });

@@ -3,8 +3,9 @@
  * only when DEBUG is set, and `node-pty` only for `-- COMMAND` with a pty: in any other start
  * they were tens of ms of module loading for nothing. Checked in a fresh Node process on the
  * built output, by the CommonJS modules it holds after importing the CLI module — no timing —
- * for both modules the bin may load: the tsc output dist/cli.js and its bundle dist/bundle/cli.js
- * (scripts/bundle.mjs; the attachments are chunks of their own there, loaded as lazily).
+ * for both modules the bin may load: the tsc output dist/cli.js and its CommonJS bundle
+ * dist/bundle/cli.cjs (scripts/bundle.mjs; the attachments are lazily initialised there, and
+ * require node-pty only when imported).
  */
 import { expect } from 'chai';
 import { execFileSync } from 'node:child_process';
@@ -12,7 +13,7 @@ import { fileURLToPath } from 'node:url';
 
 const MODULES = {
   'dist/cli.js (tsc output)': fileURLToPath(new URL('../dist/cli.js', import.meta.url)),
-  'dist/bundle/cli.js (bundle)': fileURLToPath(new URL('../dist/bundle/cli.js', import.meta.url)),
+  'dist/bundle/cli.cjs (bundle)': fileURLToPath(new URL('../dist/bundle/cli.cjs', import.meta.url)),
 };
 
 /** The CommonJS module paths a fresh `node` holds after importing the CLI module `cli` with `env`. */

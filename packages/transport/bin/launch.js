@@ -1,26 +1,36 @@
-// Which module a vshm CLI launcher (every package's bin/*.js) imports: the bundle that
-// scripts/bundle.mjs makes of the tsc output, or the tsc output itself.
+// How a vshm CLI launcher (every package's bin/*.js) starts its CLI: from the CommonJS bundle
+// that scripts/bundle.mjs makes of the tsc output, compiled with the V8 code cache stored beside
+// it, or from the tsc output itself.
 //
 // Why a bundle: a CLI's start loaded ~50 ESM modules of dist/ and of its workspace dependencies,
-// and resolving, reading and compiling them one by one cost ~60–90 ms of CPU (issue 12 item 7);
-// one file (plus a chunk per lazily loaded mode) costs a fraction of that. Why the check: a
-// `tsc --build` (or `tsc --watch`) alone rebuilds dist/ without the bundle step, and the launcher
-// must then run the new code, not a bundle of the old.
+// and resolving, reading and compiling them one by one cost ~60–90 ms of CPU (issue 12 item 7).
+// Why CommonJS: the launchers (bin/package.json makes them CommonJS) and the bundle then start
+// without Node's ESM loader (~10 ms of CPU at every start). Why the code cache: Node 20 has no
+// module compile cache; a `vm.Script` given the cache V8 made at build time skips most of the
+// parsing and compiling. Why the freshness check: a `tsc --build` (or `tsc --watch`) alone
+// rebuilds dist/ without the bundle step, and the launcher must then run the new code, not a
+// bundle of the old.
 //
-// Every launcher holds a verbatim copy of cliModule() below rather than importing this file:
-// resolving `@vshm/transport/...` from another package and loading one more module cost ~10 ms
-// of CPU at every start. This file is the reference copy, which packages/transport/test/launch.test.ts
-// tests and test/cli-bundle.test.ts compares every launcher's copy with. Plain JavaScript, only
-// `node:fs`: it runs before anything else is loaded.
-import { statSync } from 'node:fs';
+// Every launcher holds a verbatim copy of everything below the marker line rather than
+// requiring this file: resolving `@vshm/transport/...` from another package and loading one more
+// module cost ~10 ms of CPU at every start. This file is the reference copy, which
+// packages/transport/test/launch.test.ts tests and test/cli-bundle.test.ts compares every
+// launcher's copy with; scripts/bundle.mjs makes the code caches with its compileBundle(), so the
+// cache is made for exactly the text a launcher compiles. Plain JavaScript, only Node built-ins:
+// it runs before anything else is loaded.
+'use strict';
+
+module.exports = { cliModule, loadCli, compileBundle, bundleId };
+
+// ---- launcher: from here to the end, every bin/*.js holds a verbatim copy ----
 
 /**
- * The URL to import for the CLI module `entry` (a path inside the package's `dist/`, such as
- * `cli.js` or `server/cli.js`) of the launcher at `launcherUrl` (its `import.meta.url`, in the
- * package's `bin/`): the bundle `dist/bundle/<entry>` if it may stand in for `dist/<entry>`,
- * else `dist/<entry>`. Three `stat` calls. The bundle may stand in when both files exist (a
- * cleaned dist/ then fails as it always did, the import naming the missing file, rather than
- * running an orphaned bundle), and:
+ * The file to run for the CLI module `entry` (a path inside the package's `dist/`, such as
+ * `cli.js` or `server/cli.js`) of the launcher in `binDir` (its `__dirname`, the package's
+ * `bin/`): the bundle `dist/bundle/<entry>` with `.cjs` for `.js` if it may stand in for
+ * `dist/<entry>`, else `dist/<entry>`. Three `stat` calls. The bundle may stand in when both
+ * files exist (a cleaned dist/ then fails as it always did, the import naming the missing file,
+ * rather than running an orphaned bundle), and:
  * - where tsc builds (the project's `dist/.tsbuildinfo` exists), the bundle's mtime is at least
  *   that of `dist/<entry>` and of the build info (nanoseconds: two writes in the same millisecond
  *   still order). The build info counts because `tsc --build` rewrites it whenever the project
@@ -30,12 +40,66 @@ import { statSync } from 'node:fs';
  *   the bundle was packed with the dist/ it was made from, and the mtimes say nothing there (npm
  *   sets them in extraction order).
  */
-export function cliModule(launcherUrl, entry) {
-  const dist = new URL('../dist/', launcherUrl);
-  const plain = new URL(entry, dist);
-  const bundle = new URL(`bundle/${entry}`, dist);
+function cliModule(binDir, entry) {
+  const { statSync } = require('node:fs');
+  const { join } = require('node:path');
+  const dist = join(binDir, '..', 'dist');
+  const plain = join(dist, entry);
+  const bundle = join(dist, 'bundle', entry.replace(/\.js$/, '.cjs'));
   const b = statSync(bundle, { bigint: true, throwIfNoEntry: false });
   const p = b && statSync(plain, { bigint: true, throwIfNoEntry: false });
-  const i = p && statSync(new URL('.tsbuildinfo', dist), { bigint: true, throwIfNoEntry: false });
-  return p && (!i || (p.mtimeNs <= b.mtimeNs && i.mtimeNs <= b.mtimeNs)) ? bundle.href : plain.href;
+  const i = p && statSync(join(dist, '.tsbuildinfo'), { bigint: true, throwIfNoEntry: false });
+  return p && (!i || (p.mtimeNs <= b.mtimeNs && i.mtimeNs <= b.mtimeNs)) ? bundle : plain;
+}
+
+/**
+ * Load the CLI module `entry` of the launcher in `binDir` (see cliModule()) and resolve with its
+ * exports. The tsc output is an ES module: `import()`. The bundle is a CommonJS module, run as
+ * Node's loader would (same wrapper, `require` from its own place, `__filename`), but compiled
+ * here with its code cache `<bundle>.cache` when there is one made for this very bundle text: a
+ * cache that is missing, made for another bundle, or that V8 rejects (another Node, other V8
+ * flags) leaves a plain compile, silently. Under `--enable-source-maps` the bundle is required
+ * instead (no cache), so that stack traces still lead to the TypeScript sources.
+ */
+function loadCli(binDir, entry) {
+  const file = cliModule(binDir, entry);
+  if (!file.endsWith('.cjs')) return import(require('node:url').pathToFileURL(file).href);
+  // Node maps stack traces through the bundle's source map (to src/*.ts) only for what its own
+  // loader compiled, never for a vm.Script: with --enable-source-maps, require() it, uncached.
+  if (process.sourceMapsEnabled) return Promise.resolve(require(file));
+  const { readFileSync } = require('node:fs');
+  const source = readFileSync(file, 'utf8');
+  let cachedData;
+  const id = bundleId(source);
+  if (id) {
+    // The cache names the bundle it was made for: V8 itself compares only the source length.
+    const head = `vshm-code-cache ${id}\n`;
+    let data;
+    try {
+      data = readFileSync(`${file}.cache`);
+    } catch {
+      // No cache (never made, or removed): a plain compile.
+    }
+    if (data && data.length > head.length && data.toString('latin1', 0, head.length) === head) cachedData = data.subarray(head.length);
+  }
+  const module = { exports: {}, id: file, filename: file, loaded: false };
+  const { dirname } = require('node:path');
+  const fn = compileBundle(file, source, cachedData).runInThisContext();
+  fn.call(module.exports, module.exports, require('node:module').createRequire(file), module, file, dirname(file));
+  module.loaded = true;
+  return Promise.resolve(module.exports);
+}
+
+/**
+ * The `vm.Script` of the bundle `file` with text `source`, wrapped as Node wraps a CommonJS module
+ * (on the first line, so line numbers stay those of the file), given V8's `cachedData` if any.
+ */
+function compileBundle(file, source, cachedData) {
+  const { Script } = require('node:vm');
+  return new Script(`(function (exports, require, module, __filename, __dirname) {${source}\n})`, { filename: file, cachedData });
+}
+
+/** The id scripts/bundle.mjs writes on a bundle's first line (a digest of its text), or undefined. */
+function bundleId(source) {
+  return /^\/\/ vshm-bundle ([0-9a-f]{16})\b/.exec(source.slice(0, 64))?.[1];
 }

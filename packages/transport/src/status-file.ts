@@ -121,10 +121,16 @@ export interface StatusPublisher {
 const inUse = new Set<string>();
 
 /**
- * Publish `transport`'s status for as long as `peer` is open: written now and on every phase
+ * Publish `transport`'s status for as long as `peer` is open: written now and after every phase
  * change of the link ('phase', 'session', 'session-end', 'needs-reset' of a back-end; 'ready',
  * 'lost', 'error' of a front-end), removed when the peer closes, the back-end closes or the
  * process exits.
+ *
+ * A phase change is written on the next turn of the event loop (setImmediate), once for all the
+ * changes of one turn, not inside the event: the back-end emits 'session' in the middle of the
+ * front-end's DRIVER_OK transaction and 'phase' while answering its first ones, and a write there
+ * (a JSON snapshot, four syscalls) delayed their completion, so the front-end's start (issue 12
+ * item 7). A reader sees the phase a loop turn later; the file still ends up with the last state.
  */
 export function publishStatus(
   peer: IvshmemPeer,
@@ -147,7 +153,10 @@ export function publishStatus(
   }
   const events = ['phase', 'session', 'session-end', 'needs-reset', 'ready', 'lost', 'error'];
   let closed = false;
+  let pending: NodeJS.Immediate | null = null;
   const update = (): void => {
+    if (pending !== null) clearImmediate(pending);
+    pending = null;
     if (closed || path === null) return;
     try {
       writeAtomically(path, JSON.stringify(statusSnapshot(peer, transport.describe()), null, 1) + '\n');
@@ -155,15 +164,20 @@ export function publishStatus(
       log('cannot write %s: %s', path, (err as Error).message);
     }
   };
+  const later = (): void => {
+    if (pending === null && !closed && path !== null) pending = setImmediate(update);
+  };
   const onPhase = (phase?: unknown): void => {
     if (phase === 'closed') close();
-    else update();
+    else later();
   };
   const onExit = (): void => close();
   const close = (): void => {
     if (closed) return;
     closed = true;
-    for (const e of events) transport.off(e, e === 'phase' ? onPhase : update);
+    if (pending !== null) clearImmediate(pending);
+    pending = null;
+    for (const e of events) transport.off(e, e === 'phase' ? onPhase : later);
     peer.off('close', onExit);
     process.off('exit', onExit);
     if (path === null) return;
@@ -181,7 +195,7 @@ export function publishStatus(
       }
     }
   };
-  for (const e of events) transport.on(e, e === 'phase' ? onPhase : update);
+  for (const e of events) transport.on(e, e === 'phase' ? onPhase : later);
   peer.on('close', onExit);
   process.on('exit', onExit);
   update();

@@ -1,7 +1,8 @@
 /**
  * describe() on both transport sides and the status files of status-file.ts, over a real
  * in-process vshm-server: what the files hold (the queues both sides agree on), when they are
- * written and removed, their modes, and the directory and content checks.
+ * written (a phase change on the next loop turn) and removed, their modes, and the directory and
+ * content checks.
  */
 import { expect } from 'chai';
 import { chmodSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
@@ -93,6 +94,29 @@ describe('status files (describe() published for vshm-inspect)', function () {
     fe.peer.close();
     await be.transport.close();
     be.peer.close();
+    expect(readdirSync(process.env.VSHM_STATUS_DIR!)).to.deep.equal([]);
+  });
+
+  it('a phase change is written on the next loop turn, not inside the event (the BE is inside the DRIVER_OK transaction then)', async () => {
+    const be = await openBackend(socketPath, echoOps(), { status: true, spin: false });
+    const bePath = join(process.env.VSHM_STATUS_DIR!, `${process.pid}.json`);
+    const seen: { inEvent: number; nextTurn: number }[] = [];
+    be.transport.on('session', () => {
+      const inEvent = readStatusFile(bePath).transport.status;
+      setImmediate(() => setImmediate(() => seen.push({ inEvent, nextTurn: readStatusFile(bePath).transport.status })));
+    });
+    const fe = await openFrontend(socketPath, new IdleDriver(), { status: true, spin: false });
+    try {
+      await fe.ready;
+      await until(() => seen.length > 0, "the back-end's session");
+      expect(seen[0]!.inEvent & 0x04, 'DRIVER_OK in the file during the event').to.equal(0);
+      expect(seen[0]!.nextTurn & 0x04, 'DRIVER_OK in the file after it').to.equal(0x04);
+    } finally {
+      await fe.transport.close();
+      fe.peer.close();
+      await be.transport.close();
+      be.peer.close();
+    }
     expect(readdirSync(process.env.VSHM_STATUS_DIR!)).to.deep.equal([]);
   });
 
