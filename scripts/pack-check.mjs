@@ -66,10 +66,12 @@ try {
   if (existsSync(join(proj, 'node_modules', 'esbuild'))) fail('the consumer got esbuild installed: the bundles are built before packing');
   // 3. Every CLI runs its bundle and answers --help.
   const binDir = join(proj, 'node_modules', '.bin');
-  // launch.js holds the reference copy of the launchers' shared part (test/cli-bundle.test.ts).
+  // launch.js is the launchers' loader; each package carries a copy as dist/bundle/launch.cjs.
   const launch = await import(pathToFileURL(join(proj, 'node_modules/@vshm/transport/bin/launch.js')).href);
   for (const { name: b, entry } of bins) {
-    const chosen = launch.cliModule(dirname(realpathSync(join(binDir, b))), entry);
+    const installedBin = dirname(realpathSync(join(binDir, b)));
+    if (!existsSync(join(installedBin, '..', 'dist/bundle/launch.cjs'))) fail(`${b}: the installed package has no dist/bundle/launch.cjs: its launcher would not run the bundle`);
+    const chosen = launch.cliModule(installedBin, entry);
     if (!chosen.endsWith(`/dist/bundle/${entry.replace(/\.js$/, '.cjs')}`)) fail(`${b}: the installed launcher would load ${chosen}, not its bundle`);
     const source = readFileSync(chosen, 'utf8');
     const head = `vshm-code-cache ${launch.bundleId(source)}\n`;

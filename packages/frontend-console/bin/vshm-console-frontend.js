@@ -2,92 +2,19 @@
 // vshm-console-frontend. Needs the compiled TypeScript: `npm run build:ts` at the repo root.
 // Runs dist/bundle/cli.cjs with its code cache when that may stand in for dist/cli.js, else
 // dist/cli.js (scripts/bundle.mjs). CommonJS (bin/package.json): no ESM loader at start.
-// Below the marker: a verbatim copy of @vshm/transport's bin/launch.js, see there.
 'use strict';
+
+// dist/bundle/launch.cjs: @vshm/transport's bin/launch.js, copied there by scripts/bundle.mjs.
+// Without it (the tsc output alone) the ES module itself.
+let loadCli;
+try {
+  ({ loadCli } = require('../dist/bundle/launch.cjs'));
+} catch (err) {
+  if (err?.code !== 'MODULE_NOT_FOUND') throw err;
+  loadCli = (dir, entry) => import(require('node:url').pathToFileURL(require('node:path').join(dir, '..', 'dist', entry)).href);
+}
 
 loadCli(__dirname, 'cli.js')
   .then(({ main }) => main(process.argv.slice(2)))
   // Let piped stdout drain, then leave even if a handle (a paused TTY stdin) would keep us alive.
   .then((status) => process.stdout.write('', () => process.exit(status)));
-
-// ---- launcher: from here to the end, every bin/*.js holds a verbatim copy ----
-
-/**
- * The file to run for the CLI module `entry` (a path inside the package's `dist/`, such as
- * `cli.js` or `server/cli.js`) of the launcher in `binDir` (its `__dirname`, the package's
- * `bin/`): the bundle `dist/bundle/<entry>` with `.cjs` for `.js` if it may stand in for
- * `dist/<entry>`, else `dist/<entry>`. Three `stat` calls. The bundle may stand in when both
- * files exist (a cleaned dist/ then fails as it always did, the import naming the missing file,
- * rather than running an orphaned bundle), and:
- * - where tsc builds (the project's `dist/.tsbuildinfo` exists), the bundle's mtime is at least
- *   that of `dist/<entry>` and of the build info (nanoseconds: two writes in the same millisecond
- *   still order). The build info counts because `tsc --build` rewrites it whenever the project
- *   or a project it references (the transport, the spec types) is rebuilt, even when
- *   `dist/<entry>` itself is not re-emitted;
- * - in a package installed from its tarball (no build info: the tarballs leave it out), always:
- *   the bundle was packed with the dist/ it was made from, and the mtimes say nothing there (npm
- *   sets them in extraction order).
- */
-function cliModule(binDir, entry) {
-  const { statSync } = require('node:fs');
-  const { join } = require('node:path');
-  const dist = join(binDir, '..', 'dist');
-  const plain = join(dist, entry);
-  const bundle = join(dist, 'bundle', entry.replace(/\.js$/, '.cjs'));
-  const b = statSync(bundle, { bigint: true, throwIfNoEntry: false });
-  const p = b && statSync(plain, { bigint: true, throwIfNoEntry: false });
-  const i = p && statSync(join(dist, '.tsbuildinfo'), { bigint: true, throwIfNoEntry: false });
-  return p && (!i || (p.mtimeNs <= b.mtimeNs && i.mtimeNs <= b.mtimeNs)) ? bundle : plain;
-}
-
-/**
- * Load the CLI module `entry` of the launcher in `binDir` (see cliModule()) and resolve with its
- * exports. The tsc output is an ES module: `import()`. The bundle is a CommonJS module, run as
- * Node's loader would (same wrapper, `require` from its own place, `__filename`), but compiled
- * here with its code cache `<bundle>.cache` when there is one made for this very bundle text: a
- * cache that is missing, made for another bundle, or that V8 rejects (another Node, other V8
- * flags) leaves a plain compile, silently. Under `--enable-source-maps` the bundle is required
- * instead (no cache), so that stack traces still lead to the TypeScript sources.
- */
-function loadCli(binDir, entry) {
-  const file = cliModule(binDir, entry);
-  if (!file.endsWith('.cjs')) return import(require('node:url').pathToFileURL(file).href);
-  // Node maps stack traces through the bundle's source map (to src/*.ts) only for what its own
-  // loader compiled, never for a vm.Script: with --enable-source-maps, require() it, uncached.
-  if (process.sourceMapsEnabled) return Promise.resolve(require(file));
-  const { readFileSync } = require('node:fs');
-  const source = readFileSync(file, 'utf8');
-  let cachedData;
-  const id = bundleId(source);
-  if (id) {
-    // The cache names the bundle it was made for: V8 itself compares only the source length.
-    const head = `vshm-code-cache ${id}\n`;
-    let data;
-    try {
-      data = readFileSync(`${file}.cache`);
-    } catch {
-      // No cache (never made, or removed): a plain compile.
-    }
-    if (data && data.length > head.length && data.toString('latin1', 0, head.length) === head) cachedData = data.subarray(head.length);
-  }
-  const module = { exports: {}, id: file, filename: file, loaded: false };
-  const { dirname } = require('node:path');
-  const fn = compileBundle(file, source, cachedData).runInThisContext();
-  fn.call(module.exports, module.exports, require('node:module').createRequire(file), module, file, dirname(file));
-  module.loaded = true;
-  return Promise.resolve(module.exports);
-}
-
-/**
- * The `vm.Script` of the bundle `file` with text `source`, wrapped as Node wraps a CommonJS module
- * (on the first line, so line numbers stay those of the file), given V8's `cachedData` if any.
- */
-function compileBundle(file, source, cachedData) {
-  const { Script } = require('node:vm');
-  return new Script(`(function (exports, require, module, __filename, __dirname) {${source}\n})`, { filename: file, cachedData });
-}
-
-/** The id scripts/bundle.mjs writes on a bundle's first line (a digest of its text), or undefined. */
-function bundleId(source) {
-  return /^\/\/ vshm-bundle ([0-9a-f]{16})\b/.exec(source.slice(0, 64))?.[1];
-}
