@@ -115,21 +115,30 @@ async function fileCase(m, image, n, bytes) {
   }
   // file_randread_4k: n reads, RAND_QD at once.
   const fh = await open(image, 'r');
+  const result = await randomReads(n, bytes, (b, pos) => fh.read(b, 0, 4096, pos));
+  await fh.close();
+  return result;
+}
+
+/**
+ * n reads of 4 KiB at random block offsets within `bytes`, RAND_QD at once, through
+ * `read(into, pos)`; the same offsets for every case (seeded). Timed from the first issue.
+ */
+async function randomReads(n, bytes, read) {
   const rnd = prng(4);
   const blocks = bytes / 4096;
   let issued = 0;
   const t0 = process.hrtime.bigint();
   await Promise.all(
     Array.from({ length: RAND_QD }, async () => {
-      const b = Buffer.alloc(4096);
+      const into = Buffer.alloc(4096);
       while (issued < n) {
         issued++;
-        await fh.read(b, 0, 4096, rnd(blocks) * 4096);
+        await read(into, rnd(blocks) * 4096);
       }
     }),
   );
   const s = Number(process.hrtime.bigint() - t0) / 1e9;
-  await fh.close();
   return { iops: Math.round(n / s), ops: n, seconds: round(s), qd: RAND_QD };
 }
 
@@ -195,21 +204,7 @@ async function driverCase(m, driver, n, bytes, mark) {
     return { gbps: round(bytes / s / 1e9), bytes, seconds: round(s), qd: SEQ_QD, segment: driver.geometry.segmentSize, warmup: warmupBytes(bytes) };
   }
   // blk_randread_4k_qd32
-  const rnd = prng(4);
-  const blocks = bytes / 4096;
-  let issued = 0;
-  const t0 = process.hrtime.bigint();
-  await Promise.all(
-    Array.from({ length: RAND_QD }, async () => {
-      const into = Buffer.alloc(4096);
-      while (issued < n) {
-        issued++;
-        await driver.read(rnd(blocks) * 4096, 4096, into);
-      }
-    }),
-  );
-  const s = Number(process.hrtime.bigint() - t0) / 1e9;
-  return { iops: Math.round(n / s), ops: n, seconds: round(s), qd: RAND_QD };
+  return randomReads(n, bytes, (into, pos) => driver.read(pos, 4096, into));
 }
 
 async function nbdCase(m, driver, n, bytes) {
