@@ -66,35 +66,12 @@ describe('VirtioBackend: queues (§4.6, §4.9)', () => {
     await until(() => pops === 8 + 5000, 'every re-posted chain served on later turns');
   });
 
-  it('a long batch publishes used entries before the device flushes (every size/8 pushes, ≥ 16)', async () => {
-    const ops = echoOps();
-    (ops as { queueMaxSize: (i: number) => number }).queueMaxSize = () => 256;
-    const r = await queueRig({ size: 1 << 20 }, ops);
-    rigs.push(r);
-    await negotiate(r.fe, 1);
-    const q0 = await setupQueue(r, 0, packedRingAddresses(256, 0x1000), 1);
-    await setupQueue(r, 1, packedRingAddresses(8, 0x4000), 2);
-    await r.fe.txn(HDR_DEVICE_STATUS, 4, LIVE);
-    const h = r.ops.sessions[0].queues[0]!;
-    const seen: number[] = [];
-    h.onAvailable = () => {
-      for (let c = h.pop(); c !== null; c = h.pop()) {
-        h.push(c, 0);
-        seen.push(q0.usedIdx()); // what the driver can see right after each push
-      }
-      h.flush();
-    };
-    for (let i = 0; i < 100; i++) q0.addChain([{ addr: 0x8000 + 16 * i, len: 16 }]);
-    kick(r, q0, 1);
-    await until(() => q0.usedIdx() === 100, 'all used');
-    // 256 / 8 = 32: published after the 32nd, 64th and 96th push, before the final flush.
-    expect(seen[30]).to.equal(0);
-    expect(seen[31]).to.equal(32);
-    expect(seen[63]).to.equal(64);
-    expect(seen[98]).to.equal(96);
-  });
-
-  it('a batch of large chains publishes each one once 64 KiB were consumed (PUBLISH_BYTES), not at the count', async () => {
+  /**
+   * A live session whose queue 0 (256 entries) is served by a device that pushes every chain it
+   * pops and flushes at the end of each wake-up; `seen` gets, after each push, the used index the
+   * driver can see at that moment.
+   */
+  async function publishingRig() {
     const ops = echoOps();
     (ops as { queueMaxSize: (i: number) => number }).queueMaxSize = () => 256;
     const r = await queueRig({ size: 1 << 20 }, ops);
@@ -112,6 +89,23 @@ describe('VirtioBackend: queues (§4.6, §4.9)', () => {
       }
       h.flush();
     };
+    return { r, q0, seen };
+  }
+
+  it('a long batch publishes used entries before the device flushes (every size/8 pushes, ≥ 16)', async () => {
+    const { r, q0, seen } = await publishingRig();
+    for (let i = 0; i < 100; i++) q0.addChain([{ addr: 0x8000 + 16 * i, len: 16 }]);
+    kick(r, q0, 1);
+    await until(() => q0.usedIdx() === 100, 'all used');
+    // 256 / 8 = 32: published after the 32nd, 64th and 96th push, before the final flush.
+    expect(seen[30]).to.equal(0);
+    expect(seen[31]).to.equal(32);
+    expect(seen[63]).to.equal(64);
+    expect(seen[98]).to.equal(96);
+  });
+
+  it('a batch of large chains publishes each one once 64 KiB were consumed (PUBLISH_BYTES), not at the count', async () => {
+    const { r, q0, seen } = await publishingRig();
     // Three 32 KiB chains, then a 64 KiB one, then small ones: published after the 2nd (64 KiB
     // together), then after the 64 KiB chain on its own; the small ones wait for the flush.
     const sizes = [32768, 32768, 32768, 65536, 16, 16];
