@@ -1,34 +1,19 @@
 import { expect } from 'chai';
 import { VIRTQ_AVAIL_F_NO_INTERRUPT } from 'virtio-spec-types';
-import { createLoopbackPair } from '../../src/testing/loopback.js';
-import type { IvshmemDevice } from '../../src/ivshmem/device.js';
-import { VirtioBackend } from '../../src/virtio/backend.js';
-import { VirtioFrontend } from '../../src/virtio/frontend.js';
+import type { VirtioFrontend } from '../../src/virtio/frontend.js';
 import type { FrontendQueue } from '../../src/virtio/frontend-queues.js';
 import { MemoryView } from '../../src/ring/memory.js';
 import { frontendPollable } from '../../src/virtio/spin.js';
-import { echoDevice, recordingDriver } from '../fixtures/transport-devices.js';
+import { useEchoRigs } from '../fixtures/transport-rigs.js';
 import { until } from '../fixtures/until.js';
 
 // perf: FrontendQueue.setCallbacks / frontendPollable — interrupt suppression while the
 // front-end spins (spin.ts, §4.9), over the real FE and BE on the loopback.
 describe('FrontendQueue.setCallbacks (interrupt suppression during a spin)', () => {
-  let closeAll: (() => Promise<void>) | null = null;
-  afterEach(async () => {
-    await closeAll?.();
-    closeAll = null;
-  });
+  const echoRig = useEchoRigs();
 
   async function rig(): Promise<{ frontend: VirtioFrontend; q: FrontendQueue; mem: MemoryView; used: Uint8Array[] }> {
-    const [be, fe]: IvshmemDevice[] = createLoopbackPair();
-    const backend = new VirtioBackend(be, echoDevice());
-    const frontend = new VirtioFrontend(fe, recordingDriver());
-    closeAll = async () => {
-      await frontend.close();
-      await backend.close();
-      fe.close();
-      be.close();
-    };
+    const { fe, backend, frontend } = echoRig();
     backend.start();
     const session = await frontend.start();
     const q = session.queues[0] as FrontendQueue;

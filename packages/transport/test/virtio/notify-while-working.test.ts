@@ -1,13 +1,9 @@
 import { expect } from 'chai';
 import { VIRTQ_AVAIL_F_NO_INTERRUPT, VIRTQ_USED_F_NO_NOTIFY } from 'virtio-spec-types';
-import { createLoopbackPair } from '../../src/testing/loopback.js';
-import type { IvshmemDevice } from '../../src/ivshmem/device.js';
-import { VirtioBackend } from '../../src/virtio/backend.js';
-import { VirtioFrontend } from '../../src/virtio/frontend.js';
 import type { FrontendQueue } from '../../src/virtio/frontend-queues.js';
 import type { DeviceQueueHandle } from '../../src/virtio/device-api.js';
 import { MemoryView } from '../../src/ring/memory.js';
-import { echoDevice, recordingDriver } from '../fixtures/transport-devices.js';
+import { useEchoRigs } from '../fixtures/transport-rigs.js';
 import { until } from '../fixtures/until.js';
 
 // perf (issue 12 item 2): notification suppression while a side is at work (§4.9). The driver
@@ -15,23 +11,10 @@ import { until } from '../fixtures/until.js';
 // while onAvailable works on chains it took; both turn them on again afterwards (fence, re-check),
 // so nothing that arrives meanwhile is lost. Over the real FE and BE on the loopback.
 describe('notification suppression while at work', () => {
-  let closeAll: (() => Promise<void>) | null = null;
-  afterEach(async () => {
-    await closeAll?.();
-    closeAll = null;
-  });
+  const echoRig = useEchoRigs();
 
   async function rig() {
-    const [be, fe]: IvshmemDevice[] = createLoopbackPair();
-    const device = echoDevice();
-    const backend = new VirtioBackend(be, device);
-    const frontend = new VirtioFrontend(fe, recordingDriver());
-    closeAll = async () => {
-      await frontend.close();
-      await backend.close();
-      fe.close();
-      be.close();
-    };
+    const { fe, backend, frontend, dev: device } = echoRig();
     backend.start();
     const session = await frontend.start();
     const q = session.queues[0] as FrontendQueue;
