@@ -2,39 +2,18 @@
 // vs indirect table, mixed copied / allocOut segments, refusal when short, per-segment completion
 // data and §6.4 used-len checks. The device side is the independent MockDevice.
 import { expect } from 'chai';
-import { SharedMemoryLayout } from '../../src/ivshmem/layout.js';
-import { SharedMemoryAllocator } from '../../src/virtio/allocator.js';
-import { FrontendQueue } from '../../src/virtio/frontend-queues.js';
-import { MemoryView } from '../../src/ring/memory.js';
+import { standaloneQueue } from '../fixtures/standalone-queue.js';
 import { MockDevice } from '../../src/testing/mock-device.js';
 import { ArgumentError, RingError } from '../../src/errors.js';
 
 function setup(opts: { indirect: boolean; size?: number; memory?: number }) {
-  const total = opts.memory ?? 65536;
-  const layout = new SharedMemoryLayout(total, 2, 0);
-  const mem = new MemoryView(new ArrayBuffer(total - 4096));
-  const alloc = new SharedMemoryAllocator(layout, mem.u8, 1, 0, 88);
-  const broken: Error[] = [];
-  let kicks = 0;
-  const q = new FrontendQueue<string>({
-    index: 0,
-    size: opts.size ?? 8,
-    memory: mem,
-    allocator: alloc,
-    eventIdx: false,
-    indirect: opts.indirect,
-    deviceVector: 1,
-    driverVector: 1,
-    kick: () => kicks++,
-    broken: (e) => broken.push(e),
-  });
-  q.live = true;
+  const { mem, alloc, q, broken, kicks } = standaloneQueue(opts);
   const dev = new MockDevice(mem, q.rings);
   const done: { token: string; data: Uint8Array; segs: Uint8Array[] }[] = [];
   q.onUsed = (token, data, segs) => done.push({ token, data: data.slice(), segs: segs.map((s) => s.slice()) });
   const failed: string[] = [];
   q.onFailed = (t) => failed.push(t);
-  return { mem, alloc, q, dev, done, broken, failed, kicks: () => kicks };
+  return { mem, alloc, q, dev, done, broken, failed, kicks };
 }
 
 const bytes = (...b: number[]) => Uint8Array.from(b);

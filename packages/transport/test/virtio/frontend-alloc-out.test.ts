@@ -1,34 +1,12 @@
 // FrontendQueue.allocOut(len, init): the buffer starts with a copy of `init` and the rest of its
 // §5.1 span is zeroed, in shared memory (the queue's own window), ready for addAllocated().
 import { expect } from 'chai';
-import { SharedMemoryLayout } from '../../src/ivshmem/layout.js';
-import { SharedMemoryAllocator } from '../../src/virtio/allocator.js';
-import { FrontendQueue } from '../../src/virtio/frontend-queues.js';
-import { MemoryView } from '../../src/ring/memory.js';
+import { standaloneQueue } from '../fixtures/standalone-queue.js';
 import { ArgumentError } from '../../src/errors.js';
-
-function setup() {
-  const layout = new SharedMemoryLayout(65536, 2, 0);
-  const mem = new MemoryView(new ArrayBuffer(61440));
-  const alloc = new SharedMemoryAllocator(layout, mem.u8, 1, 0, 88);
-  const q = new FrontendQueue({
-    index: 0,
-    size: 8,
-    memory: mem,
-    allocator: alloc,
-    eventIdx: false,
-    deviceVector: 1,
-    driverVector: 1,
-    kick: () => undefined,
-    broken: () => undefined,
-  });
-  q.live = true;
-  return { mem, alloc, q };
-}
 
 describe('FrontendQueue.allocOut with init', () => {
   it('copies init to the start and zeroes the rest of the span', () => {
-    const { mem, alloc, q } = setup();
+    const { mem, alloc, q } = standaloneQueue();
     const stale = q.allocOut(100)!;
     stale.fill(0xaa); // stale bytes where the next buffer will land (lowest free span first)
     q.freeOut(stale);
@@ -45,7 +23,7 @@ describe('FrontendQueue.allocOut with init', () => {
   });
 
   it('without init the whole buffer is zeroed; init longer than len is refused', () => {
-    const { q } = setup();
+    const { q } = standaloneQueue();
     const stale = q.allocOut(64)!;
     stale.fill(0xaa);
     q.freeOut(stale);
@@ -59,7 +37,7 @@ describe('FrontendQueue.allocOut with init', () => {
 
 describe('FrontendQueue.allocOut on a full ring', () => {
   it('returns null, allocating nothing, while no descriptor is free', () => {
-    const { alloc, q } = setup();
+    const { alloc, q } = standaloneQueue<number>();
     for (let i = 0; i < q.size; i++) expect(q.addAllocated(q.allocOut(64)!, 0, i)).to.equal(true);
     const used = alloc.driverPool.usedChunks;
     expect(q.allocOut(64, new Uint8Array(64))).to.equal(null);

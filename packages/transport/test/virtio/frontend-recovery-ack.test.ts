@@ -8,10 +8,8 @@ import { expect } from 'chai';
 import { createLoopbackPair } from '../../src/testing/loopback.js';
 import { VirtioFrontend } from '../../src/virtio/frontend.js';
 import type { DriverSession, VirtioDriverOps } from '../../src/virtio/device-api.js';
-import { SharedMemoryLayout } from '../../src/ivshmem/layout.js';
-import { MemoryView } from '../../src/ring/memory.js';
-import { SharedMemoryAllocator } from '../../src/virtio/allocator.js';
-import { FrontendQueue } from '../../src/virtio/frontend-queues.js';
+import type { FrontendQueue } from '../../src/virtio/frontend-queues.js';
+import { standaloneQueue } from '../fixtures/standalone-queue.js';
 import { ScriptedBackend } from '../fixtures/transport-scripted-backend.js';
 
 interface Rig {
@@ -160,11 +158,7 @@ describe('VirtioFrontend recovery delivers acknowledged completions first (§4.1
 
 describe('FrontendQueue.drainAcknowledged', () => {
   it('reads nothing from a detached mapping (the ivshmem device was closed): everything is failed', () => {
-    const buffer = new ArrayBuffer(61440);
-    const mem = new MemoryView(buffer);
-    const alloc = new SharedMemoryAllocator(new SharedMemoryLayout(65536, 2, 0), mem.u8, 1, 0, 88);
-    const q = new FrontendQueue<string>({ index: 0, size: 8, memory: mem, allocator: alloc, eventIdx: false, deviceVector: 1, driverVector: 1, kick: () => undefined, broken: () => undefined });
-    q.live = true;
+    const { buffer, mem, q } = standaloneQueue();
     const events: string[] = [];
     q.onUsed = (t) => events.push(`used ${t}`);
     q.onFailed = (t) => events.push(`failed ${t}`);
@@ -182,10 +176,7 @@ describe('FrontendQueue.drainAcknowledged', () => {
   });
 
   it('delivers acknowledged completions when one onUsed throws, and posts nothing afterwards', () => {
-    const mem = new MemoryView(new ArrayBuffer(61440));
-    const alloc = new SharedMemoryAllocator(new SharedMemoryLayout(65536, 2, 0), mem.u8, 1, 0, 88);
-    const q = new FrontendQueue<string>({ index: 0, size: 8, memory: mem, allocator: alloc, eventIdx: false, deviceVector: 1, driverVector: 1, kick: () => undefined, broken: () => undefined });
-    q.live = true;
+    const { mem, q } = standaloneQueue();
     const events: string[] = [];
     q.onUsed = (t) => {
       events.push(`used ${t}`);

@@ -3,30 +3,12 @@
 // neither freed nor zeroed; everywhere else it is refused and the buffer is freed as before. The
 // test plays the device by hand on the rings in a plain ArrayBuffer.
 import { expect } from 'chai';
-import { SharedMemoryLayout } from '../../src/ivshmem/layout.js';
-import { SharedMemoryAllocator } from '../../src/virtio/allocator.js';
-import { FrontendQueue } from '../../src/virtio/frontend-queues.js';
-import { MemoryView } from '../../src/ring/memory.js';
+import { standaloneQueue } from '../fixtures/standalone-queue.js';
 
 const VIRTQ_DESC_F_WRITE = 2;
 
 function setup() {
-  const layout = new SharedMemoryLayout(65536, 2, 0);
-  const mem = new MemoryView(new ArrayBuffer(61440));
-  const alloc = new SharedMemoryAllocator(layout, mem.u8, 1, 0, 88);
-  const broken: Error[] = [];
-  const q = new FrontendQueue<string>({
-    index: 0,
-    size: 8,
-    memory: mem,
-    allocator: alloc,
-    eventIdx: false,
-    deviceVector: 1,
-    driverVector: 1,
-    kick: () => undefined,
-    broken: (e) => broken.push(e),
-  });
-  q.live = true;
+  const { mem, alloc, q, broken } = standaloneQueue();
   const dv = new DataView(mem.u8.buffer);
   const r = q.rings;
   let usedIdx = 0;
