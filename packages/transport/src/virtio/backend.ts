@@ -340,6 +340,9 @@ export class VirtioBackend extends EventEmitter {
     for (;;) {
       switch (this.phaseValue) {
         case 'wait-fe-reset':
+          // Server gone (§1.8): no front-end can ever come on this memory, and one still READY
+          // may be mid-initialisation — a new header would change under it. Stay RESET.
+          if (this.serverGone) return work;
           if (this.partnerState() !== PEER_STATE_RESET) return work;
           this.initialiseHeader(); // (3)
           this.device.setState(PEER_STATE_READY); // (4)

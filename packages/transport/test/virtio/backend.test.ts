@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import { DeviceStatus } from 'virtio-spec-types';
-import { createLoopbackPair, type LoopbackOptions } from '../../src/testing/loopback.js';
+import { createLoopbackPair, simulateServerGone, type LoopbackOptions } from '../../src/testing/loopback.js';
 import type { IvshmemDevice } from '../../src/ivshmem/device.js';
 import { VirtioBackend, type BackendPhase } from '../../src/virtio/backend.js';
 import { ArgumentError, TransportError } from '../../src/errors.js';
@@ -133,6 +133,33 @@ describe('VirtioBackend: header and state loop (§4.2, §4.10)', () => {
     expect(backend.phase).to.equal('serving');
     expect(fe.r32(HDR_DEVICE_FEATURES)).to.equal(HIGH_REQUIRED | 0x10);
     expect(ops.ends).to.deep.equal([]);
+  });
+
+  it('server gone: ends the session, stays RESET and leaves the header alone (no FE can come on this memory, §1.8)', async () => {
+    const { fe, feDev, be, backend, ops, phases } = await rig();
+    await fe.negotiate(1, HIGH_REQUIRED); // a FE in the middle of its initialisation
+    const header = new Uint8Array(be.window).slice(0, 88);
+    const states: number[] = [];
+    const setState = be.setState.bind(be);
+    be.setState = (v: number) => {
+      states.push(v);
+      setState(v);
+    };
+    const before = phases.length;
+    simulateServerGone(be);
+    await until(() => phases.slice(before).includes('wait-fe-reset'), 'the session ended');
+    // The FE still reads READY, and its header must not change under it: a re-initialised header
+    // refuses its FEATURES_OK (the race a --no-reconnect console hit when the server was killed).
+    // The loop runs its transitions synchronously, so a re-initialisation would be done by now.
+    expect(Array.from(new Uint8Array(be.window).slice(0, 88))).to.deep.equal(Array.from(header));
+    expect(new DataView(be.window).getUint32(HDR_REVISION, true)).to.equal(1);
+    expect(states).to.deep.equal([0]);
+    expect(be.peerState(0)).to.equal(0);
+    expect(phases.slice(before)).to.deep.equal(['wait-fe-reset']);
+    expect(ops.ends).to.deep.equal([]); // no session yet: DRIVER_OK was never written
+    expect(feDev.peerState(1)).to.equal(1);
+    await backend.close();
+    expect(backend.phase).to.equal('closed');
   });
 
   it('rejects a front-end device, a wrong device id and a bad ops table', () => {
