@@ -4,7 +4,7 @@
  * a bad flag prints `NAME: what is wrong (try --help)` and exits 2; runtime failures print one
  * line naming the path and the errno and exit 1.
  */
-import { DEFAULT_SOCKET_PATH, deviceCapabilities, describeIoError, parseCommandLine, UsageError } from '@vshm/transport';
+import { DEFAULT_SOCKET_PATH, deviceCapabilities, describeIoError, parseCommandLine, parseOrUsage, UsageError } from '@vshm/transport';
 import type { SessionEndReason, DeviceSession } from '@vshm/transport';
 import { openRngBackend, openRngFrontend } from './index.js';
 import { RngDevice } from './device.js';
@@ -83,19 +83,8 @@ export function rngCapabilities(): ReturnType<typeof deviceCapabilities> {
 
 /** Parse, or print the usage error / help and exit. */
 function parseOrExit(prog: string, argv: readonly string[], frontend: boolean): RngCliOptions {
-  let o: RngCliOptions;
-  try {
-    o = parseRngArgs(argv, frontend);
-  } catch (e) {
-    if (!(e instanceof UsageError)) throw e;
-    process.stderr.write(`${e.lineFor(prog)}\n`);
-    process.exit(2);
-  }
-  if (o.help) {
-    process.stdout.write(`${frontend ? FRONTEND_USAGE : BACKEND_USAGE}\n`);
-    process.exit(0);
-  }
-  for (const w of o.warnings) process.stderr.write(`${prog}: warning: ${w}\n`);
+  const o = parseOrUsage(prog, frontend ? FRONTEND_USAGE : BACKEND_USAGE, () => parseRngArgs(argv, frontend));
+  if (typeof o === 'number') process.exit(o);
   return o;
 }
 

@@ -5,9 +5,9 @@
  * 1 on runtime failures (one line naming the path and the errno code); 2 on bad arguments. The
  * back-end outlives its front-ends: the transport re-initialises after each one leaves.
  */
-import { describeIoError, deviceCapabilities, openBackend, type DeviceCapabilities, type IvshmemPeer, type VirtioBackend } from '@vshm/transport';
+import { describeIoError, deviceCapabilities, parseOrUsage, openBackend, type DeviceCapabilities, type IvshmemPeer, type VirtioBackend } from '@vshm/transport';
 import { BlkFeature, VirtioDeviceId, hasFeature } from 'virtio-spec-types';
-import { parseCliArgs, CLI_OPTIONS, PROG, USAGE, UsageError, type BlkCliOptions } from './cli-args.js';
+import { parseCliArgs, CLI_OPTIONS, PROG, USAGE, type BlkCliOptions } from './cli-args.js';
 import { BlockDevice, blockDeviceFeatures, openBlockDevice } from './device.js';
 import { ImageError } from './image.js';
 
@@ -96,18 +96,8 @@ class Runtime {
 }
 
 export async function run(argv: readonly string[] = process.argv.slice(2)): Promise<void> {
-  let opts: BlkCliOptions;
-  try {
-    opts = parseCliArgs(argv);
-  } catch (err) {
-    if (!(err instanceof UsageError)) throw err;
-    process.stderr.write(`${err.lineFor(PROG)}\n`);
-    process.exit(2);
-  }
-  if (opts.help) {
-    process.stdout.write(`${USAGE}\n`);
-    process.exit(0);
-  }
+  const opts = parseOrUsage(PROG, USAGE, () => parseCliArgs(argv));
+  if (typeof opts === 'number') process.exit(opts);
   if (opts.printCapabilities) {
     process.stdout.write(`${JSON.stringify(capabilities(opts))}\n`);
     process.exit(0);

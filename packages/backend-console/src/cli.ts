@@ -11,10 +11,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import createDebug from 'debug';
 import { ConsoleFeature } from 'virtio-spec-types';
-import { IvshmemServer, DEFAULT_SOCKET_PATH, describeIoError, deviceCapabilities } from '@vshm/transport';
+import { IvshmemServer, DEFAULT_SOCKET_PATH, describeIoError, deviceCapabilities, parseOrUsage } from '@vshm/transport';
 import type { SessionEndReason } from '@vshm/transport';
 import { attachCommand, attachSocket, unixSocketListening, type Attached } from './attach.js';
-import { LONG_OPTIONS, parseCliArgs, PROG, USAGE, UsageError, type BackendCliOptions } from './cli-args.js';
+import { LONG_OPTIONS, parseCliArgs, PROG, USAGE, type BackendCliOptions } from './cli-args.js';
 import { ConsoleDevice } from './device.js';
 import { EscapeFilter } from './escape.js';
 import { connectBackend, type BackendLink } from './link.js';
@@ -227,19 +227,8 @@ export function capabilities(o: BackendCliOptions): ReturnType<typeof deviceCapa
 }
 
 export async function run(argv: readonly string[] = process.argv.slice(2)): Promise<void> {
-  let opts: BackendCliOptions;
-  try {
-    opts = parseCliArgs(argv);
-  } catch (err) {
-    if (!(err instanceof UsageError)) throw err;
-    process.stderr.write(`${err.lineFor(PROG)}\n`);
-    process.exit(2);
-  }
-  if (opts.help) {
-    process.stdout.write(`${USAGE}\n`);
-    process.exit(0);
-  }
-  for (const w of opts.warnings) process.stderr.write(`${PROG}: warning: ${w}\n`);
+  const opts = parseOrUsage(PROG, USAGE, () => parseCliArgs(argv));
+  if (typeof opts === 'number') process.exit(opts);
   if (opts.printCapabilities) {
     process.stdout.write(`${JSON.stringify(capabilities(opts))}\n`);
     process.exit(0);

@@ -8,8 +8,8 @@
  * line starting with the program name; I/O errors name the path and the errno code.
  */
 import createDebug from 'debug';
-import { describeIoError, onTerminationSignal } from '@vshm/transport';
-import { CliUsageError, PROGRAM, USAGE, parseCli, type CliOptions } from './cli-args.js';
+import { describeIoError, onTerminationSignal, parseOrUsage } from '@vshm/transport';
+import { PROGRAM, USAGE, parseCli } from './cli-args.js';
 import { NbdServer } from './nbd-server.js';
 import { openBlock, type BlockLink } from './open.js';
 
@@ -38,20 +38,8 @@ export function describeOpenError(err: unknown, socketPath: string): string {
 
 /** Run the CLI; resolves with the exit status. */
 export async function main(argv: readonly string[]): Promise<number> {
-  let opts: CliOptions;
-  try {
-    opts = parseCli(argv);
-  } catch (err) {
-    if (err instanceof CliUsageError) {
-      process.stderr.write(`${err.lineFor(PROGRAM)}\n`);
-      return 2;
-    }
-    throw err;
-  }
-  if (opts.help) {
-    process.stdout.write(`${USAGE}\n`);
-    return 0;
-  }
+  const opts = parseOrUsage(PROGRAM, USAGE, () => parseCli(argv));
+  if (typeof opts === 'number') return opts;
   let shuttingDown = false;
   const info = (line: string): void => {
     // Our own shutdown resets the device: not a link event worth a line.

@@ -7,9 +7,9 @@
  * Every failure is one stderr line starting with the program name.
  */
 import { createLogger as createDebug } from '@vshm/transport';
-import { describeIoError, onTerminationSignal } from '@vshm/transport';
+import { describeIoError, onTerminationSignal, parseOrUsage } from '@vshm/transport';
 import type { Attachment } from './attachment.js';
-import { CliUsageError, PROGRAM, USAGE, parseCli, type CliOptions } from './cli-args.js';
+import { PROGRAM, USAGE, parseCli, type CliOptions } from './cli-args.js';
 import { describeOpenError, openConsole, type Console } from './open.js';
 import type { ConsolePort } from './port.js';
 
@@ -85,21 +85,8 @@ function loadAttachment(attach: CliOptions['attach']): Promise<TerminalModule | 
 
 /** Run the CLI; resolves with the exit status. */
 export async function main(argv: readonly string[]): Promise<number> {
-  let opts: CliOptions;
-  try {
-    opts = parseCli(argv);
-  } catch (err) {
-    if (err instanceof CliUsageError) {
-      process.stderr.write(`${err.lineFor(PROGRAM)}\n`);
-      return 2;
-    }
-    throw err;
-  }
-  if (opts.help) {
-    process.stdout.write(`${USAGE}\n`);
-    return 0;
-  }
-  for (const w of opts.warnings) fail(`warning: ${w}`);
+  const opts = parseOrUsage(PROGRAM, USAGE, () => parseCli(argv));
+  if (typeof opts === 'number') return opts;
   const info = (line: string): void => {
     if (!opts.quiet) fail(line);
   };

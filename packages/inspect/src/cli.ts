@@ -3,7 +3,7 @@
  * usage errors one line and exit 2, runtime errors one line and exit 1).
  */
 import type { Binding } from '@vshm/addon';
-import { parseCommandLine, UsageError } from '@vshm/transport';
+import { parseCommandLine, parseOrUsage, UsageError } from '@vshm/transport';
 import { attachPid, attachShm, InspectError, type Attachment, type LayoutOverride } from './attach.js';
 import { formatSnapshot } from './format.js';
 import { takeSnapshot } from './snapshot.js';
@@ -109,20 +109,8 @@ function render(att: Attachment, json: boolean, watching: boolean): string {
 
 /** Run the command; resolves with the exit status (also used by the tests in-process). */
 export async function main(argv: readonly string[], out: NodeJS.WritableStream = process.stdout, err: NodeJS.WritableStream = process.stderr): Promise<number> {
-  let a: InspectArgs;
-  try {
-    a = parseInspectArgs(argv);
-  } catch (e) {
-    if (e instanceof UsageError) {
-      err.write(e.lineFor(PROG) + '\n');
-      return 2;
-    }
-    throw e;
-  }
-  if (a.help) {
-    out.write(USAGE);
-    return 0;
-  }
+  const a = parseOrUsage(PROG, USAGE, () => parseInspectArgs(argv), { stdout: out, stderr: err });
+  if (typeof a === 'number') return a;
   let att: Attachment;
   try {
     const binding: Binding = (await import('@vshm/addon')).default;

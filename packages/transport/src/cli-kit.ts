@@ -74,6 +74,41 @@ export function parseCommandLine<const T extends Options>(
   }
 }
 
+/** Where a command writes: process, or a test's capture. */
+export interface CliStreams {
+  stdout: { write(s: string): unknown };
+  stderr: { write(s: string): unknown };
+}
+
+/**
+ * The start every vshm command shares: run `parse` (argv → options). A bad command line (any
+ * ArgumentError, UsageError included) prints one line, `NAME: what is wrong (try --help)`, and
+ * gives exit status 2; `--help` prints `usage` and gives 0; warnings the parser collected print
+ * as `NAME: warning: …`. Returns the options to go on with, or the exit status to end with.
+ */
+export function parseOrUsage<T extends { help: boolean; warnings?: readonly string[] }>(
+  prog: string,
+  usage: string,
+  parse: () => T,
+  io: CliStreams = process,
+): Exclude<T, { help: true }> | number {
+  let opts: T;
+  try {
+    opts = parse();
+  } catch (err) {
+    if (!(err instanceof ArgumentError)) throw err;
+    const line = err instanceof UsageError ? err.lineFor(prog) : `${prog}: ${err.message.replace(/\s*\n\s*/g, ' ').trim()} (try --help)`;
+    io.stderr.write(`${line}\n`);
+    return 2;
+  }
+  if (opts.help) {
+    io.stdout.write(usage.endsWith('\n') ? usage : `${usage}\n`);
+    return 0;
+  }
+  for (const w of opts.warnings ?? []) io.stderr.write(`${prog}: warning: ${w}\n`);
+  return opts as Exclude<T, { help: true }>;
+}
+
 /** libuv's text for each errno name ("no such file or directory"), built on first use. */
 let uvText: Map<string, string> | null = null;
 

@@ -4,7 +4,7 @@
  */
 import { expect } from 'chai';
 import { openSync } from 'node:fs';
-import { describeIoError, parseCommandLine, UsageError } from '../src/index.js';
+import { describeIoError, parseCommandLine, parseOrUsage, UsageError } from '../src/index.js';
 import { ArgumentError } from '../src/errors.js';
 
 const OPTIONS = {
@@ -50,6 +50,45 @@ describe('cli-kit: parseCommandLine', () => {
 
   it('UsageError.lineFor gives NAME: message (try --help)', () => {
     expect(new UsageError("unknown option '--bogus'").lineFor('vshm-x')).to.equal("vshm-x: unknown option '--bogus' (try --help)");
+  });
+});
+
+describe('cli-kit: parseOrUsage (the start every command shares)', () => {
+  function capture(): { io: { stdout: { write(s: string): boolean }; stderr: { write(s: string): boolean } }; out: string[]; err: string[] } {
+    const out: string[] = [];
+    const err: string[] = [];
+    return { io: { stdout: { write: (s) => out.push(s) > 0 }, stderr: { write: (s) => err.push(s) > 0 } }, out, err };
+  }
+
+  it('options to go on with; their warnings as NAME: warning: … lines', () => {
+    const c = capture();
+    const opts = parseOrUsage('prog', 'Usage: prog', () => ({ help: false, warnings: ['-x is deprecated'], n: 3 }), c.io);
+    expect(opts).to.deep.equal({ help: false, warnings: ['-x is deprecated'], n: 3 });
+    expect(c.err).to.deep.equal(['prog: warning: -x is deprecated\n']);
+    expect(c.out).to.deep.equal([]);
+  });
+
+  it('--help: the usage once, with one newline, status 0; no warnings', () => {
+    for (const usage of ['Usage: prog', 'Usage: prog\n']) {
+      const c = capture();
+      expect(parseOrUsage('prog', usage, () => ({ help: true, warnings: ['w'] }), c.io)).to.equal(0);
+      expect(c.out).to.deep.equal(['Usage: prog\n']);
+      expect(c.err).to.deep.equal([]);
+    }
+  });
+
+  it('a bad command line: one line, status 2 (UsageError and any ArgumentError)', () => {
+    const c = capture();
+    expect(parseOrUsage('prog', 'u', () => ({ help: false, ...parseCommandLine(['--bogus'], OPTIONS) }), c.io)).to.equal(2);
+    expect(parseOrUsage('prog', 'u', () => { throw new ArgumentError('bad size\n  (expected 1..2)'); }, c.io)).to.equal(2);
+    expect(c.err).to.deep.equal(["prog: unknown option '--bogus' (try --help)\n", 'prog: bad size (expected 1..2) (try --help)\n']);
+    expect(c.out).to.deep.equal([]);
+  });
+
+  it('any other error is not a usage error: it propagates', () => {
+    const c = capture();
+    expect(() => parseOrUsage('prog', 'u', () => { throw new TypeError('bug'); }, c.io)).to.throw(TypeError, 'bug');
+    expect(c.err).to.deep.equal([]);
   });
 });
 

@@ -8,8 +8,7 @@
  */
 import { pathToFileURL } from 'node:url';
 import { realpathSync } from 'node:fs';
-import { ArgumentError } from '../errors.js';
-import { describeIoError } from '../cli-kit.js';
+import { describeIoError, parseOrUsage } from '../cli-kit.js';
 import { IvshmemServer } from './server.js';
 import { optionWarnings, type ServerOptions } from './options.js';
 import { parseServerArgs, SERVER_USAGE } from './cli-args.js';
@@ -57,20 +56,8 @@ export function startFailure(err: unknown, o: ServerOptions): string {
  * (the bin shim does).
  */
 export async function main(argv: readonly string[] = process.argv.slice(2), io: CliIo = process): Promise<number> {
-  let parsed;
-  try {
-    parsed = parseServerArgs(argv);
-  } catch (err) {
-    if (err instanceof ArgumentError) {
-      io.stderr.write(`${PROG}: ${oneLine(err.message)} (try --help)\n`);
-      return 2;
-    }
-    throw err;
-  }
-  if (parsed.help) {
-    io.stdout.write(SERVER_USAGE + '\n');
-    return 0;
-  }
+  const parsed = parseOrUsage(PROG, SERVER_USAGE, () => parseServerArgs(argv), io);
+  if (typeof parsed === 'number') return parsed;
   const o = parsed.options;
   for (const w of optionWarnings(o)) io.stderr.write(`${PROG}: warning: ${w}\n`);
 
