@@ -48,7 +48,7 @@ import { PEER_STATE_READY, PEER_STATE_RESET, type IvshmemDevice } from '../ivshm
 import { fullFence } from '../ring/memory.js';
 import { BackendConfigSpace } from './config-space.js';
 import { BackendQueues, createRingContext, type QueueHost } from './backend-queues.js';
-import type { ConfigField, ConfigSpace, DeviceQueueHandle, DeviceSession, SessionEndReason, VirtioDeviceOps } from './device-api.js';
+import type { ConfigField, ConfigSpace, DeviceMemory, DeviceQueueHandle, DeviceSession, SessionEndReason, VirtioDeviceOps } from './device-api.js';
 import { DEVICE_OFFERABLE_FEATURES, offeredFeatures, proposalRefusal } from './features.js';
 import { checkVirtioDevice } from './role.js';
 import {
@@ -172,6 +172,7 @@ export class VirtioBackend extends EventEmitter {
     }
     this.header = new BackendHeader(device.window, size);
     this.config = new BackendConfigSpace(this.header, ops.configSize, ops.configFields);
+    const memory: DeviceMemory = Object.freeze({ rwSize: layout.rwSize, outputSectionSize: layout.outputSectionSize, headerSize: size });
     const ctx = createRingContext(device.window, layout.rwSize, layout.outputSectionSize, device.id, opts.enforceIsolation ?? false);
     const queueHost: QueueHost = {
       violation: (err) => this.violation(err),
@@ -184,7 +185,7 @@ export class VirtioBackend extends EventEmitter {
       ctx,
       this.offeredFeatures,
       (f) => ops.queueCount(f),
-      (i) => ops.queueMaxSize(i),
+      (i) => ops.queueMaxSize(i, memory),
       device.vectors,
       queueHost,
     );

@@ -109,6 +109,28 @@ export interface DeviceSession {
   notifyConfig(): void;
 }
 
+/**
+ * The shared memory a driver sets up its rings and buffers in, as the device sees it when the
+ * transport asks `queueMaxSize` (§2, §5): sizes of the sections of this region. A device that
+ * wants its offer to fit the memory — a console whose Linux driver keeps every receive queue full
+ * of page-sized bounce buffers — derives its queue sizes from it.
+ */
+export interface DeviceMemory {
+  /**
+   * RW: bytes of the R/W section (§2), header included. A Linux front-end (and a vshm front-end
+   * with OUT = 0) allocates every ring and buffer here (§5.1).
+   */
+  readonly rwSize: number;
+  /**
+   * OUT: bytes of each peer's output section (§2); 0 when there are none. With OUT ≠ 0 a vshm
+   * front-end places its rings and buffers in the two output sections instead (§5.2); a Linux
+   * front-end still uses the R/W section.
+   */
+  readonly outputSectionSize: number;
+  /** Bytes of the virtio header at the start of the R/W section (§4.2), which no driver allocates. */
+  readonly headerSize: number;
+}
+
 /** The ops table of a virtio device (back-end side). */
 export interface VirtioDeviceOps {
   /** VIRTIO device id (console 3, rng 4). The protocol's `dev` must match (§4.1). */
@@ -121,8 +143,12 @@ export interface VirtioDeviceOps {
   readonly features: bigint;
   /** Number of queues under `features` (offered set before FEATURES_OK, negotiated after). */
   queueCount(features: bigint): number;
-  /** Maximum size offered for queue `index` (power of two, ≤ 32768). */
-  queueMaxSize(index: number): number;
+  /**
+   * Maximum size offered for queue `index` (power of two, 1…32768). Called once per queue when
+   * the transport is built on a region, before any driver is there; `memory` describes that
+   * region's sections, for a device whose offer follows the memory (a device may ignore it).
+   */
+  queueMaxSize(index: number, memory: DeviceMemory): number;
   /** Size of the config space in bytes (the header `size` is derived from it). */
   readonly configSize: number;
   readonly configFields: readonly ConfigField[];

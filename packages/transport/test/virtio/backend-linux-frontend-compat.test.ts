@@ -180,7 +180,7 @@ describe('Linux-like front-end against VirtioBackend (compatibility goal b)', ()
   it('takes the smaller rings Linux settles for when the offered size does not fit (§7.3)', async () => {
     // 1024 entries need a 32 KiB-aligned 32 KiB block: RW 60 KiB has none, so Linux halves to 512.
     const r = rig(3, true, (ops) => {
-      (ops as { queueMaxSize: (i: number) => number }).queueMaxSize = () => 1024;
+      ops.queueMaxSize = () => 1024;
     });
     await bringUp(r);
     expect(r.fe.queues.map((q) => q.vring.size)).to.deep.equal([512, 512]);

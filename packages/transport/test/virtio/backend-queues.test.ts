@@ -73,7 +73,7 @@ describe('VirtioBackend: queues (§4.6, §4.9)', () => {
    */
   async function publishingRig() {
     const ops = echoOps();
-    (ops as { queueMaxSize: (i: number) => number }).queueMaxSize = () => 256;
+    ops.queueMaxSize = () => 256;
     const r = await queueRig({ size: 1 << 20 }, ops);
     rigs.push(r);
     await negotiate(r.fe, 1);

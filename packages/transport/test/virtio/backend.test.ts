@@ -3,6 +3,7 @@ import { DeviceStatus } from 'virtio-spec-types';
 import { createLoopbackPair, simulateServerGone, type LoopbackOptions } from '../../src/testing/loopback.js';
 import type { IvshmemDevice } from '../../src/ivshmem/device.js';
 import { VirtioBackend, type BackendPhase } from '../../src/virtio/backend.js';
+import type { DeviceMemory } from '../../src/virtio/device-api.js';
 import { ArgumentError, TransportError } from '../../src/errors.js';
 import {
   HDR_CONFIG,
@@ -179,6 +180,27 @@ describe('VirtioBackend: header and state loop (§4.2, §4.10)', () => {
       be.close();
       fe.close();
     }
+  });
+
+  it('queueMaxSize sees the sections of the region it is built on, and its answer is offered', async () => {
+    const seen: Array<{ index: number; memory: DeviceMemory }> = [];
+    // A device whose offer follows the R/W section: one entry per 8 KiB of it, at most 32768.
+    const ops = consoleLikeOps();
+    ops.queueMaxSize = (index: number, memory: DeviceMemory): number => {
+      seen.push({ index, memory });
+      return Math.min(32768, 2 ** Math.floor(Math.log2(memory.rwSize / 8192)));
+    };
+    // -l 256K -o 64K: RW = 256 KiB − 4 KiB − 2 · 64 KiB = 124 KiB → 8 (15.5 → 8).
+    const { fe } = await rig({ size: 256 * 1024, outputSectionSize: 65536 }, ops);
+    const memory = { rwSize: 124 * 1024, outputSectionSize: 65536, headerSize: 88 };
+    expect(seen).to.deep.equal([{ index: 0, memory }, { index: 1, memory }]);
+    expect(fe.r16(HDR_QUEUE_SIZE)).to.equal(8);
+    // A larger R/W section, no output sections: the same device offers more.
+    seen.length = 0;
+    const big = await rig({ size: 1 << 20 }, ops);
+    expect(seen.map((x) => x.memory)).to.deep.equal(new Array(2).fill({ rwSize: (1 << 20) - 4096, outputSectionSize: 0, headerSize: 88 }));
+    expect(big.fe.r16(HDR_QUEUE_SIZE)).to.equal(64);
+    expect(Object.isFrozen(seen[0].memory)).to.equal(true);
   });
 
   it('close() ends the session, writes State RESET and leaves the device open', async () => {
