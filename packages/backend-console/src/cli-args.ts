@@ -27,7 +27,9 @@ Options:
   --port-exec NAME=CMD     attach port NAME to the stdin/stdout/stderr of \`sh -c CMD\`. Adds the port.
   --size COLSxROWS         console size when stdout is not a terminal (offers SIZE)
   --emerg-write            offer EMERG_WRITE (emergency output on port 0)
-  --queue-size N           maximum queue size offered (power of two, default 8)
+  --queue-size N|auto      maximum queue size offered: a power of two, or auto (default):
+                           8 on -l 64K, more on larger memory (up to 256 from -l 4M on),
+                           as much as leaves a Linux guest room (docs/guest.md)
   --settle-ms N            without MULTIPORT, deliver input at most N ms after DRIVER_OK even if
                            the front-end has not written yet (default 200)
   --server-timeout SECONDS if the server (-S) goes away, reconnect to a restarted one at
@@ -60,7 +62,8 @@ export interface BackendCliOptions {
   attachments: Map<string, Attachment>;
   size: { cols: number; rows: number } | undefined;
   emergWrite: boolean;
-  queueSize: number;
+  /** --queue-size: a power of two, or 'auto' (the default). */
+  queueSize: number | 'auto';
   settleMs: number;
   quiet: boolean;
   /** Reconnect to a restarted server (default), unless --no-reconnect. */
@@ -76,6 +79,14 @@ function parseIntStrict(text: string, what: string, min: number, max: number): n
   if (!/^[0-9]+$/.test(text)) throw new UsageError(`invalid ${what} '${text}' (expected a decimal integer)`);
   const v = Number(text);
   if (!Number.isSafeInteger(v) || v < min || v > max) throw new UsageError(`${what} ${text} out of range ${min}…${max}`);
+  return v;
+}
+
+function parseQueueSize(text: string): number | 'auto' {
+  if (text === 'auto') return text;
+  if (!/^[0-9]+$/.test(text)) throw new UsageError(`invalid --queue-size '${text}' (expected auto or a power of two)`);
+  const v = parseIntStrict(text, '--queue-size', 1, 32768);
+  if ((v & (v - 1)) !== 0) throw new UsageError(`--queue-size ${v} is not a power of two`);
   return v;
 }
 
@@ -156,8 +167,7 @@ export function parseCliArgs(argv: readonly string[]): BackendCliOptions {
   const socketPaths = [...attachments.values()].flatMap((a) => (a.kind === 'socket' ? [a.path] : []));
   if (new Set(socketPaths).size !== socketPaths.length) throw new UsageError('--port-socket: the same PATH given twice');
 
-  const queueSize = values['queue-size'] === undefined ? 8 : parseIntStrict(values['queue-size'], '--queue-size', 1, 32768);
-  if ((queueSize & (queueSize - 1)) !== 0) throw new UsageError(`--queue-size ${queueSize} is not a power of two`);
+  const queueSize = parseQueueSize(values['queue-size'] ?? 'auto');
 
   if (values['no-reconnect'] === true && values['server-timeout'] !== undefined) throw new UsageError('--server-timeout and --no-reconnect exclude each other');
   const st = values['server-timeout'];

@@ -1,9 +1,11 @@
 /**
  * The virtio-console device (back-end) as a VirtioDeviceOps table (spec §7.2, §7.3).
  *
- * Defaults are Jailhouse-compatible: SIZE offered only when cols/rows are known, two queues of
- * size 8, `max_nr_ports` and `emerg_wr` 0, a config event on DRIVER_OK. MULTIPORT (named ports),
- * EMERG_WRITE and larger queues are opt-in vshm extensions. The device owns its ports (their
+ * Defaults are Jailhouse-compatible: SIZE offered only when cols/rows are known, two queues,
+ * `max_nr_ports` and `emerg_wr` 0, a config event on DRIVER_OK. The queue size follows the shared
+ * memory (`queueSize: 'auto'`, queue-size.ts): 8 on the reference 64 KiB, as Jailhouse offers,
+ * more where a Linux guest has room for it. MULTIPORT (named ports) and EMERG_WRITE are opt-in
+ * vshm extensions. The device owns its ports (their
  * host sides and buffered input), which outlive driver sessions.
  *
  * Events: 'activate' (features: bigint), 'deactivate' (reason: SessionEndReason).
@@ -24,7 +26,8 @@ import {
   VirtioDeviceId,
 } from 'virtio-spec-types';
 import { ConsolePort } from './port.js';
-import type { ConfigField, ConfigSpace, DeviceSession, SessionEndReason, VirtioDeviceOps } from '@vshm/transport';
+import type { ConfigField, ConfigSpace, DeviceMemory, DeviceSession, SessionEndReason, VirtioDeviceOps } from '@vshm/transport';
+import { AUTO_QUEUE_MIN, autoQueueSize, linuxReceiveQueues } from './queue-size.js';
 import { ConsoleSession, type ConsoleSize } from './session.js';
 
 export type { ConsoleSize } from './session.js';
@@ -42,8 +45,13 @@ export interface ConsoleDeviceOptions {
   maxNrPorts?: number;
   /** Offer EMERG_WRITE. Default false. */
   emergWrite?: boolean;
-  /** Maximum size offered for every queue: a power of two 1…32768. Default 8 (Jailhouse). */
-  queueSize?: number;
+  /**
+   * Maximum size offered for every queue: a power of two 1…32768, or `'auto'` (the default): the
+   * largest power of two 8…256 whose page-sized receive buffers — on every receive queue a Linux
+   * guest keeps full — take at most about a quarter of the R/W section (queue-size.ts). 8 at the
+   * reference -l 64K.
+   */
+  queueSize?: number | 'auto';
   /** Without MULTIPORT, deliver input this long after DRIVER_OK at the latest. Default 200 ms. */
   settleMs?: number;
   /** Per-port input buffered before the source is paused. Default 65536 bytes. */
@@ -57,6 +65,14 @@ const MAX_PORTS = 64;
 function checkInt(name: string, v: unknown, min: number, max: number): number {
   if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < min || v > max) {
     throw new ArgumentError(`${name} must be an integer ${min}…${max}, got ${String(v)}`);
+  }
+  return v;
+}
+
+function checkQueueSize(v: unknown): number | 'auto' {
+  if (v === 'auto') return v;
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 1 || v > 32768 || (v & (v - 1)) !== 0) {
+    throw new ArgumentError(`queueSize must be 'auto' or a power of two 1…32768, got ${typeof v === 'string' ? JSON.stringify(v) : String(v)}`);
   }
   return v;
 }
@@ -91,7 +107,8 @@ export class ConsoleDevice extends EventEmitter implements VirtioDeviceOps {
   readonly multiport: boolean;
   readonly maxNrPorts: number;
   readonly emergWrite: boolean;
-  readonly queueSize: number;
+  /** As configured: a fixed size or `'auto'` (resolved per region by `queueMaxSize`). */
+  readonly queueSize: number | 'auto';
   readonly settleMs: number;
 
   private size: ConsoleSize | null;
@@ -106,8 +123,7 @@ export class ConsoleDevice extends EventEmitter implements VirtioDeviceOps {
     if (!this.multiport && names.length > 0) throw new ArgumentError('named ports need MULTIPORT');
     this.maxNrPorts = this.multiport ? checkInt('maxNrPorts', options.maxNrPorts ?? 1 + names.length, 1 + names.length, MAX_PORTS) : 0;
     this.emergWrite = options.emergWrite ?? false;
-    this.queueSize = checkInt('queueSize', options.queueSize ?? 8, 1, 32768);
-    if ((this.queueSize & (this.queueSize - 1)) !== 0) throw new ArgumentError(`queueSize must be a power of two, got ${this.queueSize}`);
+    this.queueSize = checkQueueSize(options.queueSize ?? 'auto');
     this.settleMs = checkInt('settleMs', options.settleMs ?? 200, 0, 60_000);
     const bufferLimit = checkInt('bufferLimit', options.bufferLimit ?? 65536, 1, 1 << 30);
 
@@ -165,8 +181,16 @@ export class ConsoleDevice extends EventEmitter implements VirtioDeviceOps {
     return consoleQueueCount(hasFeature(features, ConsoleFeature.MULTIPORT), this.maxNrPorts);
   }
 
-  queueMaxSize(_index: number): number {
-    return this.queueSize;
+  /**
+   * The size offered on a region with `memory`. Without `memory` (a direct call, not the
+   * transport's), `'auto'` answers its floor, the size for the smallest region.
+   */
+  queueMaxSize(index: number, memory?: DeviceMemory): number {
+    if (this.queueSize !== 'auto') return this.queueSize;
+    if (memory === undefined) return AUTO_QUEUE_MIN;
+    const n = autoQueueSize(memory, linuxReceiveQueues(this.multiport, this.maxNrPorts));
+    if (index === 0) debug('queue size %d (auto: R/W section of %d bytes)', n, memory.rwSize);
+    return n;
   }
 
   initConfig(config: ConfigSpace): void {

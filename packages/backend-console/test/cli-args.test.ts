@@ -4,9 +4,9 @@ import { capabilities } from '../src/cli.js';
 import { EscapeScanner } from '../src/escape.js';
 
 describe('vshm-console-backend arguments', () => {
-  it('has Jailhouse defaults', () => {
+  it('has Jailhouse defaults, and a queue size that follows the memory', () => {
     const o = parseCliArgs([]);
-    expect(o).to.include({ help: false, printCapabilities: false, socketPath: undefined, embedded: false, emergWrite: false, queueSize: 8, settleMs: 200, quiet: false });
+    expect(o).to.include({ help: false, printCapabilities: false, socketPath: undefined, embedded: false, emergWrite: false, queueSize: 'auto', settleMs: 200, quiet: false });
     expect(o.warnings).to.deep.equal([]);
     expect(o.ports).to.deep.equal([]);
     expect(o.size).to.equal(undefined);
@@ -25,6 +25,9 @@ describe('vshm-console-backend arguments', () => {
     const o = parseCliArgs(['--size', '132x43', '--queue-size', '256', '--emerg-write', '--settle-ms', '0', '-q']);
     expect(o.size).to.deep.equal({ cols: 132, rows: 43 });
     expect(o).to.include({ queueSize: 256, emergWrite: true, settleMs: 0, quiet: true });
+    expect(parseCliArgs(['--queue-size', 'auto']).queueSize).to.equal('auto');
+    expect(parseCliArgs(['--queue-size', '8']).queueSize).to.equal(8);
+    expect(() => parseCliArgs(['--queue-size', 'big'])).to.throw(UsageError, "invalid --queue-size 'big' (expected auto or a power of two)");
   });
 
   it('-S and --server set the socket; --socket still does, with one deprecation warning', () => {
@@ -83,7 +86,7 @@ describe('vshm-console-backend arguments', () => {
 
   for (const bad of [
     ['--bogus'], ['-S'], ['extra'], ['--size', '80'], ['--size', '0x24'], ['--size', '80x70000'], ['--queue-size', '12'],
-    ['--queue-size', '65536'], ['--queue-size', '-1'], ['--port-socket', 'x'], ['--port-exec', '=cmd'], ['--port', 'a', '--port', 'a'],
+    ['--queue-size', '65536'], ['--queue-size', '-1'], ['--queue-size', 'AUTO'], ['--queue-size', '0'], ['--queue-size', ''], ['--port-socket', 'x'], ['--port-exec', '=cmd'], ['--port', 'a', '--port', 'a'],
     ['--port-socket', 'a=/x', '--port-exec', 'a=cat'], ['--port', ''], ['-S', '/x', '--embedded'], ['--settle-ms', '1e3'],
     ['--port', 'n'.repeat(121)],
   ]) {
