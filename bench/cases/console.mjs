@@ -16,7 +16,7 @@
 import { readFileSync } from 'node:fs';
 import { Readable, Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
-import { ConsoleDevice } from '@vshm/backend-console';
+import { autoQueueSize, ConsoleDevice } from '@vshm/backend-console';
 import { report, round } from '../lib.mjs';
 import { openBackend, openFrontend, procCpuSeconds, spawnChild, startServer } from '../virtio-rig.mjs';
 
@@ -25,7 +25,10 @@ const SELF = fileURLToPath(import.meta.url);
 // openFrontend (connect.ts) — not every tree state has it; the driver is what is measured.
 const { ConsoleDriver } = await import(new URL('../../packages/frontend-console/dist/driver.js', import.meta.url).href);
 const CONSOLE_ID = 3;
-const QUEUE_SIZE = Number(process.env.VSHM_BENCH_CONSOLE_QUEUE ?? 64);
+/** A power of two, or 'auto' (the device's default: the size follows the region). */
+const QUEUE_SIZE = process.env.VSHM_BENCH_CONSOLE_QUEUE === 'auto' ? 'auto' : Number(process.env.VSHM_BENCH_CONSOLE_QUEUE ?? 64);
+/** Region size in bytes; unset = the rig's 32 MiB. */
+const MEMORY = process.env.VSHM_BENCH_CONSOLE_MEMORY ? Number(process.env.VSHM_BENCH_CONSOLE_MEMORY) : 32 * 1024 * 1024;
 const PIECE = Number(process.env.VSHM_BENCH_CONSOLE_PIECE ?? 65536);
 /** FE receive buffer size for rx; unset = the driver's default (4 KiB, issue 12 item 3). */
 const RX_BUFFER = process.env.VSHM_BENCH_CONSOLE_RX_BUFFER ? Number(process.env.VSHM_BENCH_CONSOLE_RX_BUFFER) : undefined;
@@ -134,7 +137,7 @@ if (role === '--be') {
     process.exit(2);
   }
   const total = Number(process.argv[3] ?? 256) * 1024 * 1024;
-  const srv = await startServer({ deviceId: CONSOLE_ID, vectors: 3 });
+  const srv = await startServer({ deviceId: CONSOLE_ID, vectors: 3, memorySize: MEMORY });
   const be = spawnChild(SELF, ['--be', srv.socketPath, dir, String(total)], {}, 1);
   let fe = null;
   let result;
@@ -159,7 +162,9 @@ if (role === '--be') {
       gbps: round(gb / s),
       bytes: Number(got),
       seconds: round(s),
-      queue_size: QUEUE_SIZE,
+      // 'auto' resolves in the back-end as the device does (OUT 0: RW = S − 4096).
+      queue_size: QUEUE_SIZE === 'auto' ? `auto (${autoQueueSize({ rwSize: MEMORY - 4096 }, 1)})` : QUEUE_SIZE,
+      ...(MEMORY !== 32 * 1024 * 1024 ? { memory: MEMORY } : {}),
       cpu_s_per_gb: round((cpu[0] + cpu[1]) / gb),
       cpu_split: { fe: round(cpu[0] / gb), be: round(cpu[1] / gb) },
       faults,
