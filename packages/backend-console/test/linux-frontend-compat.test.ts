@@ -11,6 +11,7 @@ import { VirtioBackend } from '../../transport/src/virtio/backend.js';
 import { ConsoleDevice, type ConsoleDeviceOptions } from '../src/device.js';
 import { feed, sink } from './fixtures/console-streams.js';
 import { LinuxLikeConsole, RX_BUFFER, TX_MAX, type LinuxConsoleOptions } from './fixtures/linux-like-console.js';
+import { LinuxLikeMultiportConsole, PORT_WRITE_MAX } from './fixtures/linux-like-multiport.js';
 import { until } from '../../transport/test/fixtures/until.js';
 
 interface Rig {
@@ -25,6 +26,41 @@ interface Rig {
 }
 
 const rigs: Rig[] = [];
+
+/** A MULTIPORT rig as `vshm-console-backend --port org.test.log` builds it: max_nr_ports 2. */
+interface MultiRig {
+  be: IvshmemDevice;
+  feDev: IvshmemDevice;
+  device: ConsoleDevice;
+  backend: VirtioBackend;
+  guest: LinuxLikeMultiportConsole;
+  inputs: PassThrough[];
+  outputs: Array<ReturnType<typeof sink>>;
+  needs: Error[];
+}
+
+const multiRigs: MultiRig[] = [];
+
+function multiRig(size: number): MultiRig {
+  const [be, feDev] = createLoopbackPair({ size, vectors: 3, protocol: 0x8003 });
+  const device = new ConsoleDevice({ size: { cols: 80, rows: 24 }, ports: ['org.test.log'] });
+  const inputs = [new PassThrough(), new PassThrough()];
+  const outputs = [sink(), sink()];
+  for (const id of [0, 1]) device.port(id).attach(inputs[id], outputs[id].stream);
+  const backend = new VirtioBackend(be, device);
+  const needs: Error[] = [];
+  backend.on('needs-reset', (e: Error) => needs.push(e));
+  backend.start();
+  const r: MultiRig = { be, feDev, device, backend, guest: new LinuxLikeMultiportConsole(feDev), inputs, outputs, needs };
+  multiRigs.push(r);
+  return r;
+}
+
+/** Bytes of the R/W section the guest's allocator still has free. */
+function freeBytes(fe: LinuxLikeConsole['fe']): number {
+  const a = fe.allocator();
+  return (a.chunks - a.usedChunks) * a.chunkSize;
+}
 
 function rig(size: number, dev: ConsoleDeviceOptions, opts: LinuxConsoleOptions = {}): Rig {
   const [be, feDev] = createLoopbackPair({ size, vectors: 3, protocol: 0x8003 });
@@ -50,7 +86,7 @@ function pattern(n: number, seed: number): string {
 
 describe('Linux-like console front-end against ConsoleDevice (compatibility goal b, §7.3)', () => {
   afterEach(async () => {
-    for (const r of rigs.splice(0)) {
+    for (const r of [...rigs.splice(0), ...multiRigs.splice(0)]) {
       await r.backend.close();
       r.feDev.close();
       r.be.close();
@@ -147,5 +183,95 @@ describe('Linux-like console front-end against ConsoleDevice (compatibility goal
     await feed(r.input, r.device.port(0), 'fits');
     await until(() => r.guest.text() === 'fits', 'input in the guest');
     await r.guest.fe.powerOff();
+  });
+});
+
+/**
+ * The default queue size follows the region (queueSize 'auto', src/queue-size.ts): at every size
+ * the Linux-like guest adds its port(s), fills its receive queue(s) with 4 KiB pages, transmits
+ * and receives; and where auto chose more than the floor of 8, at least half of the R/W section
+ * is still free once the guest is up — the room its transmit copies need. A greedier rule (such
+ * as N × 4 KiB ≤ RW) fails the second check at 128K, 256K and 1M, and MULTIPORT at 128K outright.
+ */
+describe("Linux-like guest against the console's default queue size ('auto', follows the region)", () => {
+  afterEach(async () => {
+    for (const r of [...rigs.splice(0), ...multiRigs.splice(0)]) {
+      await r.backend.close();
+      r.feDev.close();
+      r.be.close();
+    }
+  });
+
+  const KIB = 1024;
+  for (const [label, size, n] of [['64K', 64 * KIB, 8], ['128K', 128 * KIB, 8], ['256K', 256 * KIB, 16], ['1M', 1024 * KIB, 64], ['4M', 4096 * KIB, 256]] as const) {
+    it(`-l ${label}: queues of ${n}; the console port is added with ${n} receive pages, output and input flow`, async () => {
+      const r = rig(size, { settleMs: 60_000 });
+      await r.guest.start();
+      expect(r.guest.portError).to.equal(null);
+      expect([r.guest.rxq.vring.size, r.guest.txq.vring.size]).to.deep.equal([n, n]);
+      expect(r.guest.rxPosted).to.deep.equal(new Array<number>(n).fill(RX_BUFFER));
+      const rw = r.feDev.layout.rwSize;
+      if (n > 8) expect(freeBytes(r.guest.fe)).to.be.at.least(rw / 2);
+      const text = pattern(10_000, 3);
+      await r.guest.write(Buffer.from(text, 'latin1')); // the first transmit also opens the input gate
+      await until(() => r.output.text() === text, 'the guest output at the device');
+      const typed = pattern(n * RX_BUFFER + 5000, 4); // more than the posted pages: they are re-posted
+      await feed(r.input, r.device.port(0), typed);
+      await until(() => r.guest.text().length === typed.length, 'all input in the guest');
+      expect(r.guest.text()).to.equal(typed);
+      expect(r.guest.fe.allocator().warnings).to.deep.equal([]);
+      await r.guest.fe.powerOff();
+      expect(r.needs).to.deep.equal([]);
+    });
+  }
+
+  // --port org.test.log: max_nr_ports 2, six queues; the control receiveq and both ports' receive
+  // queues are kept full. At 128K the floor of 8 fits the ports but leaves no 32 KiB block for a
+  // write(2) on the named port (the bounce allocator aligns a block to its size), so it writes less.
+  for (const [label, size, n, portWrite] of [['128K', 128 * KIB, 8, 4000], ['256K', 256 * KIB, 8, 3 * PORT_WRITE_MAX], ['1M', 1024 * KIB, 16, 3 * PORT_WRITE_MAX], ['4M', 4096 * KIB, 64, 3 * PORT_WRITE_MAX]] as const) {
+    it(`MULTIPORT, one named port, -l ${label}: queues of ${n}; both ports are added with their receive pages and carry data`, async () => {
+      const r = multiRig(size);
+      const g = r.guest;
+      await g.start();
+      const up = (): boolean => g.ports.get(0)?.console === true && g.ports.get(1)?.name === 'org.test.log';
+      await until(() => up() || g.deviceError !== null || g.portErrors.size > 0, 'both ports added (or a failure)');
+      await g.settled();
+      expect(g.deviceError).to.equal(null);
+      expect([...g.portErrors.keys()]).to.deep.equal([]);
+      expect(g.fe.log).to.deep.equal([]);
+      expect(g.fe.queues.map((q) => q.vring.size)).to.deep.equal(new Array<number>(6).fill(n));
+      for (const q of [0, 2, 4]) expect(g.queue(q).vring.inFlight).to.equal(n);
+      const rw = r.feDev.layout.rwSize;
+      if (n > 8) expect(freeBytes(g.fe)).to.be.at.least(rw / 2);
+      const text = pattern(10_000, 6);
+      await g.write(0, Buffer.from(text, 'latin1'));
+      await until(() => r.outputs[0].text() === text, 'console output at the device');
+      await g.open(1);
+      const log = pattern(portWrite, 7);
+      await g.write(1, Buffer.from(log, 'latin1'));
+      await until(() => r.outputs[1].text() === log, 'port output at the device');
+      const typed = pattern(n * RX_BUFFER + 5000, 8);
+      await feed(r.inputs[1], r.device.port(1), typed);
+      await until(() => g.text(1).length === typed.length, 'all port input in the guest');
+      expect(g.text(1)).to.equal(typed);
+      await g.settled();
+      expect(g.fe.allocator().warnings).to.deep.equal([]);
+      await g.fe.powerOff();
+      expect(r.needs).to.deep.equal([]);
+    });
+  }
+
+  it('MULTIPORT at -l 64K: auto stays at 8 (never below); a Linux guest cannot fill three receive queues there, as before', async () => {
+    const r = multiRig(64 * KIB);
+    const g = r.guest;
+    await g.start();
+    expect(g.fe.queues.map((q) => q.vring.size)).to.deep.equal(new Array<number>(6).fill(8));
+    expect(g.deviceError).to.equal(null); // the control receiveq (8 pages) fits
+    await until(() => g.portErrors.size + g.ports.size === 2, 'both port adds tried');
+    await g.settled();
+    expect(g.portErrors.size).to.be.at.least(1);
+    expect(g.fe.log).to.include('Error allocating inbufs');
+    await g.fe.powerOff();
+    expect(r.needs).to.deep.equal([]);
   });
 });
