@@ -40,8 +40,8 @@ describe("console queue size 'auto' (follows the R/W section)", () => {
     expect(linuxReceiveQueues(false, 0)).to.equal(1);
     expect(linuxReceiveQueues(true, 2)).to.equal(3);
     // One named port (max_nr_ports 2): three receive queues share the quarter.
-    const table = [128, 256, 1024, 4096, 16384].map((k) => [k, autoQueueSize(region(k * KIB), 3)]);
-    expect(table).to.deep.equal([[128, 8], [256, 8], [1024, 16], [4096, 64], [16384, 256]]);
+    const table = [64, 128, 256, 512, 1024, 2048, 4096, 16384].map((k) => [k, autoQueueSize(region(k * KIB), 3)]);
+    expect(table).to.deep.equal([[64, 8], [128, 8], [256, 8], [512, 8], [1024, 16], [2048, 32], [4096, 64], [16384, 256]]);
   });
 
   it('output sections do not count: the R/W section is what a Linux guest allocates from', () => {
