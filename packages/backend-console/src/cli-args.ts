@@ -28,8 +28,8 @@ Options:
   --size COLSxROWS         console size when stdout is not a terminal (offers SIZE)
   --emerg-write            offer EMERG_WRITE (emergency output on port 0)
   --queue-size N|auto      maximum queue size offered: a power of two, or auto (default):
-                           8 on -l 64K, more on larger memory (up to 256 from -l 4M on),
-                           as much as leaves a Linux guest room (docs/guest.md)
+                           follows the memory so that a Linux guest's receive buffers take
+                           at most about 1/4 of it: 8 on -l 64K, 64 on 1M, 256 from 4M on
   --settle-ms N            without MULTIPORT, deliver input at most N ms after DRIVER_OK even if
                            the front-end has not written yet (default 200)
   --server-timeout SECONDS if the server (-S) goes away, reconnect to a restarted one at

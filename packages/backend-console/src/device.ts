@@ -5,8 +5,8 @@
  * `max_nr_ports` and `emerg_wr` 0, a config event on DRIVER_OK. The queue size follows the shared
  * memory (`queueSize: 'auto'`, queue-size.ts): 8 on the reference 64 KiB, as Jailhouse offers,
  * more where a Linux guest has room for it. MULTIPORT (named ports) and EMERG_WRITE are opt-in
- * vshm extensions. The device owns its ports (their
- * host sides and buffered input), which outlive driver sessions.
+ * vshm extensions. The device owns its ports (their host sides and buffered input), which outlive
+ * driver sessions.
  *
  * Events: 'activate' (features: bigint), 'deactivate' (reason: SessionEndReason).
  */
