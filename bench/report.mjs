@@ -32,7 +32,7 @@ const rows = [
   ['B3', 'msg_rate', '64 B one-way, kicks batched by 64, queue 256', `${C.msg_rate?.msgs_per_s} msgs/s${spread(C.msg_rate, (v) => v.msgs_per_s)}`],
   ['B4', 'cpu_per_million', 'FE + BE CPU seconds per million B3 messages', `${C.cpu_per_million?.cpu_s} s (FE ${C.cpu_per_million?.fe_cpu_s}, BE ${C.cpu_per_million?.be_cpu_s})`],
   ['B4', 'idle_cpu', 'FE + BE CPU while idle for 5 s after B3', `${C.idle_cpu?.percent} %`],
-  ['B5', 'startup', 'spawn of vshm-console-frontend → first byte at the back-end', `median ${C.startup?.median_ms} ms (${C.startup?.min_ms}–${C.startup?.max_ms}); idle after start ${C.startup?.idle_cpu_percent} % CPU`],
+  ['B5', 'startup', 'spawn of vshm-console-frontend → first byte at the back-end', `median ${C.startup?.median_ms} ms (${C.startup?.min_ms}–${C.startup?.max_ms}); idle after start ${C.startup?.idle_cpu_percent} % CPU${C.startup?.without_extra_ca_certs ? `; ${C.startup.without_extra_ca_certs.median_ms} ms without NODE_EXTRA_CA_CERTS` : ''}`],
   ['F', 'node_startup', 'spawn of a bare node echoing one stdin byte (startup floor, alternated with it)', `median ${C.node_startup?.median_ms} ms (${C.node_startup?.min_ms}–${C.node_startup?.max_ms}); vshm's own ${C.startup?.own_ms} ms`],
 ];
 console.log(`Machine: ${r.cpus} × ${r.cpu_model}, Node ${r.node}${r.quick ? ' (quick run)' : ''}; wall time ${r.seconds} s.\n`);

@@ -114,7 +114,10 @@ const CASES = [
     args: (q) => [q ? 2 : 7, q ? 0.5 : 2],
     key: (r) => r.startup.median_ms,
     summary: (r) =>
-      `median ${r.startup.median_ms} ms, max ${r.startup.max_ms} ms (${r.startup.runs} spawns); floor node_startup median ${r.node_startup.median_ms} ms; vshm's own ${r.startup.own_ms} ms (median of per-spawn differences); idle FE ${r.startup.idle_cpu_percent} % CPU`,
+      `median ${r.startup.median_ms} ms, max ${r.startup.max_ms} ms (${r.startup.runs} spawns); floor node_startup median ${r.node_startup.median_ms} ms; vshm's own ${r.startup.own_ms} ms (median of per-spawn differences); idle FE ${r.startup.idle_cpu_percent} % CPU` +
+      (r.startup.without_extra_ca_certs
+        ? `; without NODE_EXTRA_CA_CERTS (set here, Node parses it at every start): median ${r.startup.without_extra_ca_certs.median_ms} ms, node_startup ${r.node_startup.without_extra_ca_certs.median_ms} ms`
+        : ''),
   },
 ];
 

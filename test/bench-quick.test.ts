@@ -16,8 +16,8 @@ import { fileURLToPath } from 'node:url';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 
-function run(args: string[], tmp: string): { status: number | null; stdout: string; stderr: string } {
-  const r = spawnSync(process.execPath, args, { cwd: ROOT, encoding: 'utf8', env: { ...process.env, TMPDIR: tmp }, timeout: 60000 });
+function run(args: string[], tmp: string, env: NodeJS.ProcessEnv = process.env): { status: number | null; stdout: string; stderr: string } {
+  const r = spawnSync(process.execPath, args, { cwd: ROOT, encoding: 'utf8', env: { ...env, TMPDIR: tmp }, timeout: 60000 });
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
@@ -76,6 +76,27 @@ describe('bench (quick mode)', function () {
     const r = run(['bench/cases/virtio.mjs', 'rtt', '200'], tmp);
     expect(r.status, r.stderr).to.equal(0);
     expect(JSON.parse(r.stdout.trim().split('\n').pop() as string).rounds).to.equal(200);
+    expect(readdirSync(tmp)).to.deep.equal([]);
+  });
+
+  it('startup: with NODE_EXTRA_CA_CERTS set also times both spawns without it; without it, only as given', () => {
+    // The startup case itself spawns the real front-end CLI against its own server and back-end.
+    const withVar = { ...process.env, NODE_EXTRA_CA_CERTS: '/etc/ssl/certs/ca-certificates.crt' };
+    const withoutVar = { ...process.env };
+    delete withoutVar.NODE_EXTRA_CA_CERTS;
+    const set = run(['bench/cases/startup.mjs', '2', '0'], tmp, withVar);
+    expect(set.status, set.stderr).to.equal(0);
+    const a = JSON.parse(set.stdout.trim().split('\n').pop() as string);
+    expect(a.startup.runs).to.equal(2);
+    expect(a.startup.without_extra_ca_certs.runs).to.equal(2);
+    expect(a.startup.without_extra_ca_certs.median_ms).to.be.a('number').above(0);
+    expect(a.node_startup.without_extra_ca_certs.runs).to.equal(2);
+    const unset = run(['bench/cases/startup.mjs', '2', '0'], tmp, withoutVar);
+    expect(unset.status, unset.stderr).to.equal(0);
+    const b = JSON.parse(unset.stdout.trim().split('\n').pop() as string);
+    expect(b.startup.runs).to.equal(2);
+    expect(b.startup).not.to.have.property('without_extra_ca_certs');
+    expect(b.node_startup).not.to.have.property('without_extra_ca_certs');
     expect(readdirSync(tmp)).to.deep.equal([]);
   });
 
