@@ -27,7 +27,7 @@ import {
 } from 'virtio-spec-types';
 import { ConsolePort } from './port.js';
 import type { ConfigField, ConfigSpace, DeviceMemory, DeviceSession, SessionEndReason, VirtioDeviceOps } from '@vshm/transport';
-import { AUTO_QUEUE_MIN, autoQueueSize, linuxReceiveQueues } from './queue-size.js';
+import { AUTO_QUEUE_MIN, AUTO_QUEUE_MIN_MULTIPORT, autoQueueSize, linuxReceiveQueues } from './queue-size.js';
 import { ConsoleSession, type ConsoleSize } from './session.js';
 
 export type { ConsoleSize } from './session.js';
@@ -183,12 +183,13 @@ export class ConsoleDevice extends EventEmitter implements VirtioDeviceOps {
 
   /**
    * The size offered on a region with `memory`. Without `memory` (a direct call, not the
-   * transport's), `'auto'` answers its floor, the size for the smallest region.
+   * transport's), `'auto'` answers AUTO_QUEUE_MIN, what the console offered before its size
+   * followed the memory.
    */
   queueMaxSize(index: number, memory?: DeviceMemory): number {
     if (this.queueSize !== 'auto') return this.queueSize;
     if (memory === undefined) return AUTO_QUEUE_MIN;
-    const n = autoQueueSize(memory, linuxReceiveQueues(this.multiport, this.maxNrPorts));
+    const n = autoQueueSize(memory, linuxReceiveQueues(this.multiport, this.maxNrPorts), this.multiport ? AUTO_QUEUE_MIN_MULTIPORT : AUTO_QUEUE_MIN);
     if (index === 0) debug('queue size %d (auto: R/W section of %d bytes)', n, memory.rwSize);
     return n;
   }

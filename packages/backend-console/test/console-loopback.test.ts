@@ -71,7 +71,9 @@ describe('ConsoleDevice over the loopback (real transport)', function () {
   it('runs the MULTIPORT handshake with 3 named ports and moves data on port 2 (queues 6/7)', async () => {
     const names = ['org.vshm.a', 'org.vshm.b', 'org.vshm.c'];
     const driver = new MiniDriver(F.MULTIPORT, 4, 128);
-    const rig = await startRig({ ports: names, size: { cols: 70, rows: 20 } }, driver);
+    // queueSize 8: this driver posts and sends without waiting for room, and on the rig's 64K
+    // 'auto' would give a MULTIPORT device with four ports 1-entry queues.
+    const rig = await startRig({ ports: names, size: { cols: 70, rows: 20 }, queueSize: 8 }, driver);
     const hostIn = new PassThrough();
     const hostOut = sink();
     rig.device.port(2).attach(hostIn, hostOut.stream);

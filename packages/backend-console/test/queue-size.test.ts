@@ -1,13 +1,13 @@
 /**
  * `queueSize: 'auto'` (queue-size.ts): the size the console offers follows the R/W section so
  * that a Linux guest's page-sized receive buffers take at most about a quarter of it; 8 at the
- * reference -l 64K (§7.1), never below 8, never above 256. The Linux-like guest proves the fit
+ * reference -l 64K (§7.1), never below 8 without MULTIPORT (down to 1 with it), never above 256. The Linux-like guest proves the fit
  * (linux-frontend-compat.test.ts); this pins the table.
  */
 import { expect } from 'chai';
 import { ArgumentError } from '@vshm/transport';
 import { ConsoleDevice } from '../src/device.js';
-import { AUTO_QUEUE_MAX, AUTO_QUEUE_MIN, autoQueueSize, linuxReceiveQueues } from '../src/queue-size.js';
+import { AUTO_QUEUE_MAX, AUTO_QUEUE_MIN, AUTO_QUEUE_MIN_MULTIPORT, autoQueueSize, linuxReceiveQueues } from '../src/queue-size.js';
 
 const KIB = 1024;
 /** The memory description of `-l SIZE -n 2 -o OUT` (§2: RW = S − 4096 − 2·OUT). */
@@ -42,6 +42,21 @@ describe("console queue size 'auto' (follows the R/W section)", () => {
     // One named port (max_nr_ports 2): three receive queues share the quarter.
     const table = [64, 128, 256, 512, 1024, 2048, 4096, 16384].map((k) => [k, autoQueueSize(region(k * KIB), 3)]);
     expect(table).to.deep.equal([[64, 8], [128, 8], [256, 8], [512, 8], [1024, 16], [2048, 32], [4096, 64], [16384, 256]]);
+  });
+
+  it('MULTIPORT has no floor of 8: the quarter rule alone, down to 1 entry on the smallest regions', () => {
+    const table = [64, 128, 256, 512, 1024, 4096].map((k) => [k, autoQueueSize(region(k * KIB), 3, AUTO_QUEUE_MIN_MULTIPORT)]);
+    expect(table).to.deep.equal([[64, 1], [128, 2], [256, 4], [512, 8], [1024, 16], [4096, 64]]);
+    // Four named ports (six receive queues) on 64K: still one entry each, never 0.
+    expect(autoQueueSize(region(64 * KIB), 6, AUTO_QUEUE_MIN_MULTIPORT)).to.equal(1);
+    const multi = new ConsoleDevice({ ports: ['a'] });
+    expect([0, 2, 5].map((i) => multi.queueMaxSize(i, region(64 * KIB)))).to.deep.equal([1, 1, 1]);
+    expect(multi.queueMaxSize(0, region(128 * KIB))).to.equal(2);
+    expect(multi.queueMaxSize(0, region(512 * KIB))).to.equal(8);
+    // MULTIPORT without named ports (max_nr_ports 1): two receive queues.
+    expect(new ConsoleDevice({ multiport: true }).queueMaxSize(0, region(64 * KIB))).to.equal(2);
+    // Without MULTIPORT the floor stays 8 (the reference -l 64K, where the rule alone gives 4).
+    expect(new ConsoleDevice().queueMaxSize(0, region(64 * KIB))).to.equal(8);
   });
 
   it('output sections do not count: the R/W section is what a Linux guest allocates from', () => {
