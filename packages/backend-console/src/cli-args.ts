@@ -29,7 +29,8 @@ Options:
   --emerg-write            offer EMERG_WRITE (emergency output on port 0)
   --queue-size N|auto      maximum queue size offered: a power of two, or auto (default):
                            follows the memory so that a Linux guest's receive buffers take
-                           at most about 1/4 of it: 8 on -l 64K, 64 on 1M, 256 from 4M on
+                           at most about 1/4 of it: 8 on -l 64K, 64 on 1M, 256 from 4M on;
+                           with named ports less (1 on -l 64K, 16 on 1M with one port)
   --settle-ms N            without MULTIPORT, deliver input at most N ms after DRIVER_OK even if
                            the front-end has not written yet (default 200)
   --server-timeout SECONDS if the server (-S) goes away, reconnect to a restarted one at
