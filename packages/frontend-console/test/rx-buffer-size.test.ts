@@ -72,23 +72,7 @@ describe('console front-end receive buffer size', () => {
   it('CLI: --rx-buffer-size N sets the option; absent leaves the default', () => {
     expect(parseCli([]).rxBufferSize).to.equal(undefined);
     expect(parseCli(['--rx-buffer-size', '1024']).rxBufferSize).to.equal(1024);
-    it('with MULTIPORT, ports default to 1 KiB buffers (one region for up to 31 ports); the option still wins', async () => {
-    expect(DEFAULT_MULTIPORT_RX_BUFFER).to.equal(1024);
-    for (const [opts, want] of [[{}, 1024], [{ rxBufferSize: 4096 }, 4096]] as const) {
-      const d = new ConsoleDriver(opts);
-      const s = new FakeSession(MULTIPORT, 4);
-      s.config.setUint32(4, 1, true); // max_nr_ports
-      d.probe(s);
-      await microtasks();
-      s.queues[2].complete(encodeConsoleControl(0, ConsoleControlEvent.DEVICE_ADD, 0)); // control receiveq
-      await microtasks();
-      const rx0 = s.queues[0];
-      expect(rx0.inFlight).to.equal(8);
-      expect(rx0.posted.map((p) => p.inLen)).to.deep.equal(new Array(8).fill(want));
-    }
-  });
-
-  for (const bad of ['0', '65537', '4k', '']) {
+    for (const bad of ['0', '65537', '4k', '']) {
       expect(() => parseCli(['--rx-buffer-size', bad]), bad).to.throw(CliUsageError, /--rx-buffer-size/);
     }
   });
