@@ -47,9 +47,9 @@ export interface ConsoleDeviceOptions {
   emergWrite?: boolean;
   /**
    * Maximum size offered for every queue: a power of two 1…32768, or `'auto'` (the default): the
-   * largest power of two 8…256 whose page-sized receive buffers — on every receive queue a Linux
-   * guest keeps full — take at most about a quarter of the R/W section (queue-size.ts). 8 at the
-   * reference -l 64K.
+   * largest power of two up to 256 whose page-sized receive buffers — on every receive queue a
+   * Linux guest keeps full — take at most about a quarter of the R/W section (queue-size.ts):
+   * at least 8 without MULTIPORT (8 at the reference -l 64K), down to 1 with it.
    */
   queueSize?: number | 'auto';
   /** Without MULTIPORT, deliver input this long after DRIVER_OK at the latest. Default 200 ms. */
