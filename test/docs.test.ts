@@ -82,7 +82,7 @@ describe('docs: TypeDoc configuration and links', () => {
 // started, so this file stays in `npm run test:unit`).
 // ------------------------------------------------------------------------------------------
 
-/** The string constant `name` of source file `file` (a template or quoted literal), as written. */
+/** The string constant `name` in a source text (a template or quoted literal), as written: `${…}` stays as is. */
 export function stringConstant(source: string, name: string): string {
   const start = new RegExp(`\\bconst ${name} = ([\`'"])`).exec(source);
   if (start === null) throw new Error(`no string constant ${name}`);
@@ -225,7 +225,7 @@ describe('docs: what the prose says about the code', () => {
   });
 
   it('every repository path a README names exists (or is a build output git ignores)', () => {
-    const tracked = trackedPaths();
+    const tracked = workingTreePaths(); // not `git ls-files`: no process, and an unpacked tarball works too
     const ignored = readFileSync(join(repo, '.gitignore'), 'utf8').split('\n').filter((l) => l !== '' && !l.includes('*'));
     const tops = new Set([...tracked].filter((p) => !p.includes('/')));
     const packageDirs = new Set(readdirSync(join(repo, 'packages')));
@@ -255,7 +255,7 @@ function readmesUnder(dir: string): string[] {
 }
 
 /** Every file and directory in the working tree, repository-relative (node_modules, dist and build outputs left out). */
-function trackedPaths(): Set<string> {
+function workingTreePaths(): Set<string> {
   const out = new Set<string>();
   const walk = (rel: string): void => {
     for (const e of readdirSync(join(repo, rel), { withFileTypes: true })) {
