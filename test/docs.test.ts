@@ -2,7 +2,10 @@
  * The documentation machinery stays wired up without running anything heavy: the TypeDoc
  * configuration names packages and entry files that exist, covers every published package,
  * allows no hidden public types and fails on a warning, `npm run docs` exists and its output is not tracked, and
- * the README links every document.
+ * the README links every document. And what the prose says about the code, against the code's
+ * text: every option a command's --help lists is named in its README and in its synopsis there,
+ * no README names an option no command has, the public door's name count is the real one, and
+ * every repository path a README names exists.
  */
 import { expect } from 'chai';
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
@@ -73,3 +76,195 @@ describe('docs: TypeDoc configuration and links', () => {
     expect(readme).to.include('npm run docs');
   });
 });
+
+// ------------------------------------------------------------------------------------------
+// Claims the prose makes about the code, checked against the code's own text (no process is
+// started, so this file stays in `npm run test:unit`).
+// ------------------------------------------------------------------------------------------
+
+/** The string constant `name` in a source text (a template or quoted literal), as written: `${…}` stays as is. */
+export function stringConstant(source: string, name: string): string {
+  const start = new RegExp(`\\bconst ${name} = ([\`'"])`).exec(source);
+  if (start === null) throw new Error(`no string constant ${name}`);
+  const quote = start[1]!;
+  let out = '';
+  for (let i = start.index + start[0].length; i < source.length; i++) {
+    const c = source[i]!;
+    if (c === '\\') {
+      out += source[++i] ?? '';
+      continue;
+    }
+    if (c === quote) return out;
+    out += c;
+  }
+  throw new Error(`unterminated string constant ${name}`);
+}
+
+/** One option of a usage text: its spellings (`-S`, `--server`). */
+export interface UsageOption {
+  short?: string;
+  long?: string;
+}
+
+/** The options a usage text lists, one per line that starts with an option ("  -S, --server PATH"). */
+export function usageOptions(usage: string): UsageOption[] {
+  const out: UsageOption[] = [];
+  for (const line of usage.split('\n')) {
+    const m = /^ {1,4}(?:(-[A-Za-z])(?=[,\s]|$),?\s*)?(--[a-z][a-z0-9-]*)?/.exec(line);
+    if (m === null || (m[1] === undefined && m[2] === undefined)) continue;
+    out.push({ ...(m[1] !== undefined && { short: m[1] }), ...(m[2] !== undefined && { long: m[2] }) });
+  }
+  return out;
+}
+
+/** Whether `text` mentions the option spelling `flag` as a word of its own (`--port` is not `--port-exec`). */
+export function mentions(text: string, flag: string): boolean {
+  return new RegExp(`(?<![\\w-])${flag.replace(/[-]/g, '\\-')}(?![\\w-])`).test(text);
+}
+
+/**
+ * The synopsis of `cli` in a README: a fenced-code line that starts with the command's name and
+ * has an optional option (`[-`), with the indented lines that continue it. Empty when the README
+ * has none.
+ */
+export function synopsis(markdown: string, cli: string): string {
+  const lines = markdown.split('\n');
+  let inCode = false;
+  for (let i = 0; i < lines.length; i++) {
+    if (lines[i]!.startsWith('```')) {
+      inCode = !inCode;
+      continue;
+    }
+    if (!inCode || !lines[i]!.startsWith(`${cli} `) || !lines[i]!.includes('[-')) continue;
+    const block = [lines[i]!];
+    for (let j = i + 1; j < lines.length && /^\s+\S/.test(lines[j]!); j++) block.push(lines[j]!);
+    return block.join('\n');
+  }
+  return '';
+}
+
+/** Every vshm command: where its usage text is, and the README that documents it. */
+const CLIS = [
+  { cli: 'vshm-server', source: 'packages/transport/src/server/cli-args.ts', constant: 'SERVER_USAGE', readme: 'README.md' },
+  { cli: 'vshm-console-backend', source: 'packages/backend-console/src/cli-args.ts', constant: 'USAGE', readme: 'packages/backend-console/README.md' },
+  { cli: 'vshm-console-frontend', source: 'packages/frontend-console/src/cli-args.ts', constant: 'USAGE', readme: 'packages/frontend-console/README.md' },
+  { cli: 'vshm-blk-backend', source: 'packages/backend-blk/src/cli-args.ts', constant: 'USAGE', readme: 'packages/backend-blk/README.md' },
+  { cli: 'vshm-blk-frontend', source: 'packages/frontend-blk/src/cli-args.ts', constant: 'USAGE', readme: 'packages/frontend-blk/README.md' },
+  { cli: 'vshm-inspect', source: 'packages/inspect/src/cli.ts', constant: 'USAGE', readme: 'packages/inspect/README.md' },
+  { cli: 'vshm-rng-backend', source: 'examples/virtio-rng/src/cli.ts', constant: 'BACKEND_USAGE', readme: 'examples/virtio-rng/README.md' },
+  { cli: 'vshm-rng-frontend', source: 'examples/virtio-rng/src/cli.ts', constant: 'FRONTEND_USAGE', readme: 'examples/virtio-rng/README.md' },
+];
+
+const read = (p: string): string => readFileSync(join(repo, p), 'utf8');
+const usageOf = (c: (typeof CLIS)[number]): string => stringConstant(read(c.source), c.constant);
+
+describe('docs: what the prose says about the code', () => {
+  it('reads every usage text and its options', () => {
+    for (const c of CLIS) {
+      const opts = usageOptions(usageOf(c));
+      expect(opts.map((o) => o.long), c.cli).to.include('--help');
+      expect(opts.length, c.cli).to.be.at.least(4);
+    }
+    expect(usageOptions('  -S, --server PATH  x\n  -F    y\n  --embedded  z\n  -- COMMAND\n      (--socket PATH: old)')).to.deep.equal([
+      { short: '-S', long: '--server' },
+      { short: '-F' },
+      { long: '--embedded' },
+    ]);
+    expect(mentions('`--port-exec NAME`', '--port')).to.equal(false);
+    for (const c of CLIS.filter((x) => ['vshm-console-backend', 'vshm-console-frontend', 'vshm-blk-frontend'].includes(x.cli))) {
+      expect(synopsis(read(c.readme), c.cli), `${c.readme} has a synopsis`).to.match(/\[-/);
+    }
+    expect(synopsis('```\nvshm-inspect --pid 1 | jq \'.q[]\'\n```\n', 'vshm-inspect')).to.equal('');
+    expect(mentions('--cache=writethrough', '--cache')).to.equal(true);
+  });
+
+  it("each command's README names every option of its --help (the long spelling where there is one)", () => {
+    const missing: string[] = [];
+    for (const c of CLIS) {
+      const readme = read(c.readme);
+      for (const o of usageOptions(usageOf(c))) {
+        const flag = o.long ?? o.short!;
+        if (!mentions(readme, flag)) missing.push(`${c.readme}: ${c.cli} ${flag}`);
+      }
+    }
+    expect(missing, `options the --help lists and the README never names:\n${missing.join('\n')}\n`).to.deep.equal([]);
+  });
+
+  it("a README's synopsis of a command lists every option of its --help", () => {
+    const missing: string[] = [];
+    for (const c of CLIS) {
+      const syn = synopsis(read(c.readme), c.cli);
+      if (syn === '') continue;
+      for (const o of usageOptions(usageOf(c))) {
+        if (![o.long, o.short].some((f) => f !== undefined && mentions(syn, f))) missing.push(`${c.readme}: ${o.long ?? o.short}`);
+      }
+    }
+    expect(missing, `options missing from a synopsis:\n${missing.join('\n')}\n`).to.deep.equal([]);
+  });
+
+  it('every --option the READMEs and the guest guide name exists in some usage text', () => {
+    const known = new Set<string>(['--build', '--import']); // tsc --build, node --import tsx
+    for (const text of [...CLIS.map(usageOf), stringConstant(read('bench/run.mjs'), 'USAGE')]) {
+      for (const m of text.matchAll(/--[a-z][a-z0-9-]*/g)) known.add(m[0]);
+    }
+    const docs = ['README.md', 'docs/guest.md', ...readmesUnder('packages'), ...readmesUnder('examples')];
+    const stale: string[] = [];
+    for (const d of docs) {
+      for (const m of read(d).matchAll(/(?<![\w-])--[a-z][a-z0-9-]*/g)) if (!known.has(m[0])) stale.push(`${d}: ${m[0]}`);
+    }
+    expect([...new Set(stale)], `options no vshm command (nor the bench) has:\n${stale.join('\n')}\n`).to.deep.equal([]);
+  });
+
+  it("the count of the public door's runtime names is the real one", async () => {
+    const count = Object.keys(await import('@vshm/transport')).length;
+    for (const d of ['README.md', 'docs/architecture.md']) {
+      const m = /(\d+) runtime names/.exec(read(d));
+      expect(m, `${d} states how many runtime names @vshm/transport has`).to.not.equal(null);
+      expect(Number(m![1]), d).to.equal(count);
+    }
+  });
+
+  it('every repository path a README names exists (or is a build output git ignores)', () => {
+    const tracked = workingTreePaths(); // not `git ls-files`: no process, and an unpacked tarball works too
+    const ignored = readFileSync(join(repo, '.gitignore'), 'utf8').split('\n').filter((l) => l !== '' && !l.includes('*'));
+    const tops = new Set([...tracked].filter((p) => !p.includes('/')));
+    const packageDirs = new Set(readdirSync(join(repo, 'packages')));
+    const bad: string[] = [];
+    for (const d of ['README.md', 'bench/README.md', ...readmesUnder('packages'), ...readmesUnder('examples')]) {
+      for (const m of read(d).matchAll(/`([\w.*/-]+\/[\w.*/-]*)`|\]\(([\w./-]+)(?:#[^)]*)?\)/g)) {
+        const p = (m[1] ?? m[2]!).replace(/\/$/, '');
+        const first = p.split('/')[0]!;
+        if (!tops.has(first) && !packageDirs.has(first) && !first.startsWith('.')) continue; // not a repository path
+        const candidates = [p, join(dirname(d), p)];
+        const pattern = (c: string): RegExp =>
+          new RegExp(`^${c.replace(/[.+?^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '[^/]*').replace(/NN/g, '\\d\\d')}$`);
+        const found = candidates.some((c) => tracked.has(c) || [...tracked].some((t) => pattern(c).test(t)));
+        const built = candidates.some((c) => ignored.some((i) => c === i.replace(/\/$/, '') || c.startsWith(i.endsWith('/') ? i : `${i}/`)));
+        if (!found && !built) bad.push(`${d}: ${p}`);
+      }
+    }
+    expect(bad, `paths that name nothing in the repository:\n${bad.join('\n')}\n`).to.deep.equal([]);
+  });
+});
+
+/** `DIR/*\/README.md` that exist. */
+function readmesUnder(dir: string): string[] {
+  return readdirSync(join(repo, dir))
+    .map((d) => `${dir}/${d}/README.md`)
+    .filter((p) => existsSync(join(repo, p)));
+}
+
+/** Every file and directory in the working tree, repository-relative (node_modules, dist and build outputs left out). */
+function workingTreePaths(): Set<string> {
+  const out = new Set<string>();
+  const walk = (rel: string): void => {
+    for (const e of readdirSync(join(repo, rel), { withFileTypes: true })) {
+      if (e.name === 'node_modules' || e.name === 'dist' || e.name === '.git' || e.name === 'build') continue;
+      const p = rel === '' ? e.name : `${rel}/${e.name}`;
+      out.add(p);
+      if (e.isDirectory()) walk(p);
+    }
+  };
+  walk('');
+  return out;
+}
