@@ -74,4 +74,19 @@ describe('vshm-console-backend: data through real processes', function () {
     expect(existsSync(dirname(sock))).to.equal(false);
     fe.child.kill('SIGKILL');
   });
+
+  it('-q with the embedded server still prints its socket path (and nothing else), so a front-end can find it', async () => {
+    const be = s.spawn('backend', BACKEND_BIN, ['--embedded', '-q']);
+    await be.untilStderr(/embedded server listening on \S+;/);
+    const sock = /embedded server listening on (\S+?);/.exec(be.stderr)![1];
+    // --wait: the back-end may not have taken peer 0 yet when the path appears.
+    const fe = s.spawn('frontend', FRONTEND_BIN, ['-S', sock, '--wait', '--no-pty', '--', '/bin/sh']);
+    const p = probe();
+    be.write(p.cmd);
+    await be.untilStdout(p.answer);
+    be.child.kill('SIGTERM');
+    expect((await be.exited).code).to.equal(0);
+    expect(be.stderr.trim().split('\n')).to.have.length(1);
+    fe.child.kill('SIGKILL');
+  });
 });

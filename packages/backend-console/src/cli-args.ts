@@ -37,7 +37,8 @@ Options:
                            the same path; give up (exit 1) after SECONDS (default 60)
   --no-reconnect           exit 1 as soon as the server goes away
   -q, --quiet              no informational lines on stderr (link state: front-end
-                           connected / left, server lost / back)
+                           connected / left, server lost / back); the embedded server's
+                           socket path is still printed: nothing else tells it
   --print-capabilities     print the device's capabilities as one JSON object and exit
   -h, --help               this help
 

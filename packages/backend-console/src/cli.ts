@@ -156,7 +156,8 @@ class Runtime {
     this.server = new IvshmemServer({ socketPath, ...EMBEDDED_SERVER });
     this.server.on('warning', (err: Error) => debug('server warning: %s', err.message));
     await this.server.start();
-    this.info(`embedded server listening on ${socketPath}; connect with: vshm-console-frontend -S ${socketPath}`);
+    // Not info(): even with -q this line is the only way to learn the private socket's path.
+    process.stderr.write(`${PROG}: embedded server listening on ${socketPath}; connect with: vshm-console-frontend -S ${socketPath}\n`);
     return socketPath;
   }
 
