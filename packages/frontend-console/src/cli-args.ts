@@ -5,7 +5,7 @@
  */
 import { parseCommandLine, UsageError } from '@vshm/transport';
 import { MAX_PORTS_LIMIT } from './driver.js';
-import { DEFAULT_RX_BUFFER, MAX_RX_BUFFER } from './port.js';
+import { DEFAULT_MULTIPORT_RX_BUFFER, DEFAULT_RX_BUFFER, MAX_RX_BUFFER } from './port.js';
 
 export const PROGRAM = 'vshm-console-frontend';
 export const DEFAULT_SERVER_SOCKET = '/tmp/ivshmem_socket';
@@ -32,8 +32,10 @@ Attachments (one of):
 Options:
   -S, --server PATH    vshm-server socket [${DEFAULT_SERVER_SOCKET}]
   --port NAME          use the port named NAME (MULTIPORT) instead of the console port
-  --max-ports N        ports to set up with MULTIPORT, 1-${MAX_PORTS_LIMIT} [auto: max_nr_ports]
-  --rx-buffer-size N   bytes per posted receive buffer, 1-${MAX_RX_BUFFER} [${DEFAULT_RX_BUFFER}]
+  --max-ports N|auto   ports to set up with MULTIPORT, 1-${MAX_PORTS_LIMIT}, or auto: the device's
+                       max_nr_ports [auto]
+  --rx-buffer-size N   bytes per posted receive buffer, 1-${MAX_RX_BUFFER}
+                       [${DEFAULT_RX_BUFFER}; ${DEFAULT_MULTIPORT_RX_BUFFER} per port with MULTIPORT]
   --wait               if the back-end is not connected yet (we would get peer 0),
                        disconnect and retry until it is, instead of exiting 1
   --transaction-timeout MS
@@ -130,7 +132,7 @@ export function parseCli(argv: readonly string[]): CliOptions {
     return Number(v);
   };
   const mp = values['max-ports'];
-  const maxPorts: number | 'auto' = mp === undefined ? 'auto' : int('--max-ports', mp, 1, MAX_PORTS_LIMIT, 0);
+  const maxPorts: number | 'auto' = mp === undefined || mp === 'auto' ? 'auto' : int('--max-ports', mp, 1, MAX_PORTS_LIMIT, 0);
   const transactionTimeoutMs = int('--transaction-timeout', values['transaction-timeout'], 1, 3_600_000, DEFAULT_TRANSACTION_TIMEOUT_MS);
   if (values['wait-forever'] === true && values['stall-retries'] !== undefined) throw new UsageError('--stall-retries and --wait-forever exclude each other');
   const rb = values['rx-buffer-size'];

@@ -26,6 +26,11 @@ describe('vshm-console-frontend arguments', () => {
     expect(o.warnings).to.deep.equal([]);
   });
 
+  it("--max-ports auto is the default spelled out (the device's max_nr_ports)", () => {
+    expect(parseCli(['--max-ports', 'auto']).maxPorts).to.equal('auto');
+    expect(parseCli([]).maxPorts).to.equal('auto');
+  });
+
   it('--server is the long form of -S', () => {
     expect(parseCli(['--server', '/tmp/y.sock']).server).to.equal('/tmp/y.sock');
   });
@@ -65,6 +70,7 @@ describe('vshm-console-frontend arguments', () => {
     ['--max-ports', '0'],
     ['--max-ports', '32'],
     ['--max-ports', '2x'],
+    ['--max-ports', 'Auto'],
     ['--'],
     ['--no-pty'],
     ['--socket', 'p', '--', 'cat'],
