@@ -42,7 +42,7 @@ export const SERVER_USAGE = `Usage: vshm-server [OPTION]...
   -P N               16-bit protocol; >= 0x8000 is virtio and needs -n 2 (default: 0)
 SIZE: decimal with optional K, M or G (powers of 1024). N: decimal, 0x hex or 0 octal.
 Without -M or -m the memory is an anonymous sealed memfd; of -M/-m the last one wins.
-Exit status: 0 after --help or SIGINT/SIGTERM, 1 on runtime failures, 2 on bad arguments.`;
+Exit status: 0 after --help or SIGINT/SIGTERM/SIGHUP, 1 on runtime failures, 2 on bad arguments.`;
 
 /** Parse `argv` (without node and script). Throws ArgumentError on the first problem. */
 export function parseServerArgs(argv: readonly string[]): ServerArgs {
