@@ -8,7 +8,7 @@
  * line starting with the program name; I/O errors name the path and the errno code.
  */
 import createDebug from 'debug';
-import { describeIoError, onTerminationSignal, parseOrUsage } from '@vshm/transport';
+import { describeIoError, LocalSocketError, onTerminationSignal, parseOrUsage } from '@vshm/transport';
 import { PROGRAM, USAGE, parseCli } from './cli-args.js';
 import { NbdServer } from './nbd-server.js';
 import { openBlock, type BlockLink } from './open.js';
@@ -87,7 +87,9 @@ export async function main(argv: readonly string[]): Promise<number> {
       await nbd.listen();
     } catch (err) {
       nbd = null;
-      fail(describeIoError('serve NBD on', opts.nbd, err));
+      // A listener error keeps the errno error of bind()/listen() as its cause: name that errno.
+      const cause = err instanceof LocalSocketError && err.cause !== undefined ? err.cause : err;
+      fail(describeIoError('serve NBD on', opts.nbd, cause));
       return 1;
     }
     nbd.on('client-error', (id: number, err: Error) => debug('NBD client %d: %s', id, err.message));

@@ -6,7 +6,7 @@
  */
 import { expect } from 'chai';
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -178,6 +178,21 @@ describe('vshm-blk-frontend with a vshm server and a back-end', function () {
     fe.child.kill('SIGINT');
     expect(await fe.exited).to.equal(0);
     expect(fe.stderr()).to.equal('');
+  });
+
+  it('an NBD path too long for a UNIX socket, or in a missing directory: exit 1 naming that errno, no socket file left', async () => {
+    await startServer();
+    await startBackend();
+    // 108 bytes and more do not fit sun_path: bind() must fail, not create a shortened name.
+    const long = join(dir, 'n'.repeat(120));
+    const missing = join(dir, 'missing', 'disk.sock');
+    for (const [path, errno] of [[long, 'ENAMETOOLONG \\(name too long\\)'], [missing, 'ENOENT \\(no such file or directory\\)']] as const) {
+      const fe = track(startCli(['-S', socketPath, '--nbd', path]));
+      expect(await fe.exited, fe.stderr()).to.equal(1);
+      const escaped = path.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+      expect(fe.stderr()).to.match(new RegExp(`^vshm-blk-frontend: cannot serve NBD on ${escaped}: ${errno}\n$`));
+    }
+    expect(readdirSync(dir).sort()).to.deep.equal(['vshm.sock']);
   });
 
   it('an NBD path in use: exit 1 with the path and EADDRINUSE', async () => {
