@@ -18,7 +18,7 @@
  * connection covers every write another connection already saw acknowledged.
  */
 import { EventEmitter } from 'node:events';
-import { existsSync, unlinkSync, lstatSync } from 'node:fs';
+import { unlinkSync, lstatSync } from 'node:fs';
 import net from 'node:net';
 import createDebug from 'debug';
 import { listenOwnerOnly } from '@vshm/transport';
@@ -501,8 +501,10 @@ function parseInfoRequest(d: Buffer): { name: string; infos: number[] } | null {
 
 /** Remove a socket file nobody listens on; refuse (EADDRINUSE) one that is live or not a socket. */
 async function removeStaleSocket(path: string): Promise<void> {
-  if (!existsSync(path)) return;
-  const st = lstatSync(path);
+  // lstat, not existsSync: a dangling symlink "does not exist" when followed, yet bind() fails on
+  // its name (EADDRINUSE, which would wrongly say someone listens there).
+  const st = lstatSync(path, { throwIfNoEntry: false });
+  if (st === undefined) return;
   if (!st.isSocket()) throw Object.assign(new Error(`${path} exists and is not a socket`), { code: 'EEXIST', path });
   const live = await new Promise<boolean>((resolve) => {
     const c = net.connect(path);

@@ -6,7 +6,7 @@
  */
 import { expect } from 'chai';
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, lstatSync, mkdtempSync, readdirSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -193,6 +193,16 @@ describe('vshm-blk-frontend with a vshm server and a back-end', function () {
       expect(fe.stderr()).to.match(new RegExp(`^vshm-blk-frontend: cannot serve NBD on ${escaped}: ${errno}\n$`));
     }
     expect(readdirSync(dir).sort()).to.deep.equal(['vshm.sock']);
+  });
+
+  it('an NBD path that is a dangling symbolic link: exit 1 saying it is not a socket (not EADDRINUSE); the link stays', async () => {
+    await startServer();
+    await startBackend();
+    symlinkSync(join(dir, 'nowhere'), nbdPath);
+    const fe = track(startCli(['-S', socketPath, '--nbd', nbdPath]));
+    expect(await fe.exited, fe.stderr()).to.equal(1);
+    expect(fe.stderr()).to.match(/^vshm-blk-frontend: cannot serve NBD on .*disk\.sock: EEXIST \(file already exists\)\n$/);
+    expect(lstatSync(nbdPath).isSymbolicLink()).to.equal(true);
   });
 
   it('an NBD path in use: exit 1 with the path and EADDRINUSE', async () => {
