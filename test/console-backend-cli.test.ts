@@ -48,6 +48,18 @@ describe('vshm-console-backend: command line', function () {
     expect(oneLine(p.stderr)).to.match(/^vshm-console-backend: cannot connect to .*vshm\.sock: ENOENT \(no such file or directory\); start a server/);
   });
 
+  it('--port-socket in a missing directory or too long for a UNIX socket: one line naming the errno in words, exit 1', async () => {
+    await s.startServer();
+    for (const [path, errno] of [
+      [s.path('missing/port.sock'), 'ENOENT (no such file or directory)'],
+      [s.path('p'.repeat(120)), 'ENAMETOOLONG (name too long)'],
+    ]) {
+      const p = s.spawn('backend', BACKEND_BIN, ['-S', s.server, '--port-socket', `p=${path}`]);
+      expect((await p.exited).code).to.equal(1);
+      expect(p.stderr).to.equal(`vshm-console-backend: cannot listen on ${path}: ${errno}\n`);
+    }
+  });
+
   it('--socket (deprecated) warns once and still works as -S', async () => {
     const p = s.spawn('backend', BACKEND_BIN, ['--socket', s.server]);
     expect((await p.exited).code).to.equal(1);
