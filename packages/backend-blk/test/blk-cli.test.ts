@@ -7,6 +7,7 @@
 import { expect } from 'chai';
 import { mkdirSync, readFileSync, truncateSync } from 'node:fs';
 import { join } from 'node:path';
+import { createServer, type Socket } from 'node:net';
 import { BlkStatus } from 'virtio-spec-types';
 import { IvshmemPeer } from '../../transport/src/ivshmem/peer.js';
 import { LinuxLikeBlk } from '../../transport/test/fixtures/linux-like-blk.js';
@@ -76,6 +77,32 @@ describe('vshm-blk-backend command line', () => {
       expect(s.code).to.equal(1);
       expect(s.err).to.match(/^vshm-blk-backend: cannot connect to .*no-server: ENOENT \(no such file or directory\)\n$/);
     } finally {
+      img.remove();
+    }
+  });
+});
+
+describe('vshm-blk-backend signals during start-up', () => {
+  it('SIGHUP while it connects (a server that never answers) is a resize request, not a kill: SIGTERM then exits 0', async () => {
+    const img = new TempImage(4096);
+    const sock = join(img.dir, 'mute.sock');
+    // Accepts and never sends the initial burst: the back-end stays in its connect phase.
+    const conns: Socket[] = [];
+    const mute = createServer((c) => conns.push(c.on('error', () => {})));
+    await new Promise<void>((r) => mute.listen(sock, r));
+    const connected = new Promise<void>((r) => mute.once('connection', () => r()));
+    const be = startProc(BACKEND, ['-S', sock, img.path]);
+    try {
+      await connected;
+      be.proc.kill('SIGHUP');
+      be.proc.kill('SIGTERM');
+      const { code, signal } = await be.exit;
+      expect({ code, signal }, be.err()).to.deep.equal({ code: 0, signal: null });
+      expect(be.err()).to.equal('');
+    } finally {
+      be.proc.kill('SIGKILL');
+      for (const c of conns) c.destroy();
+      await new Promise<void>((r) => mute.close(() => r()));
       img.remove();
     }
   });
