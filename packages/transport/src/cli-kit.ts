@@ -10,7 +10,7 @@
  */
 import { getSystemErrorMap, parseArgs, type ParseArgsConfig } from 'node:util';
 import { VirtioFeature, VirtioFeatureMask } from 'virtio-spec-types';
-import { ArgumentError } from './errors.js';
+import { ArgumentError, ProtocolError } from './errors.js';
 import type { VirtioDeviceOps } from './virtio/device-api.js';
 
 /** A bad command line: the command prints `NAME: <message> (try --help)` and exits 2. */
@@ -134,13 +134,23 @@ function hasErrno(err: unknown): boolean {
 /**
  * One runtime-error line (without the program name) that names the path and the errno:
  * `describeIoError('bind', '/x/y.sock', err)` → `cannot bind /x/y.sock: ENOENT (no such file or
- * directory)`. An error without an errno code (a vshm error, which names its path itself) is
- * returned as its first message line.
+ * directory)`. A ProtocolError (a server message that broke §1.8) gets the path too; any other
+ * error without an errno code (a vshm error, which names its path itself) is returned as its
+ * first message line.
  */
 export function describeIoError(action: string, path: string, err: unknown): string {
+  // A protocol violation (§1.8) knows the message, not the socket it came from: name the path, and
+  // where the bytes were not ivshmem at all (or none came), ask whether a vshm-server listens there.
+  if (err instanceof ProtocolError) {
+    const hint = NOT_IVSHMEM.has(err.code) ? ' (is a vshm-server listening there?)' : '';
+    return `cannot ${action} ${path}: ${errnoText(err)}${hint}`;
+  }
   if (!hasErrno(err)) return errnoText(err); // the message itself
   return `cannot ${action} ${path}: ${errnoText(err)}`;
 }
+
+/** Codes a listener that does not speak the ivshmem protocol gives: garbage or silence (§1.8). */
+const NOT_IVSHMEM: ReadonlySet<string> = new Set(['VSHM_ERR_MSG_LEN', 'VSHM_ERR_MSG_SHORT', 'VSHM_ERR_MSG_TRUNCATED', 'VSHM_ERR_BURST_TIMEOUT']);
 
 /** The `--print-capabilities` object of a device daemon (the vhost-user back-end convention). */
 export interface DeviceCapabilities {
