@@ -60,6 +60,14 @@ describe('vshm-console-backend: command line', function () {
     }
   });
 
+  it('a status directory that cannot be created (under /proc) does not stop it: it serves, and SIGTERM exits 0', async () => {
+    await s.startServer();
+    // mkdir() there fails ENOENT under an existing parent: the status file is skipped, quietly.
+    const be = await s.startBackend([], { env: { VSHM_STATUS_DIR: '/proc/vshm-no-such-dir/status' } });
+    be.child.kill('SIGTERM');
+    expect((await be.exited).code).to.equal(0);
+  });
+
   it('--socket (deprecated) warns once and still works as -S', async () => {
     const p = s.spawn('backend', BACKEND_BIN, ['--socket', s.server]);
     expect((await p.exited).code).to.equal(1);
