@@ -72,7 +72,10 @@ export async function main(argv: readonly string[]): Promise<number> {
         resolve(1);
       });
     });
-    l.transport.on('error', (err: Error) => debug('device error (recovering): %s', err.message));
+    // A refused device (e.g. queues that do not fit the shared memory) or a broken ring: the
+    // transport waits for the back-end to reset, which may never come — say why, as the console
+    // front-end does, instead of waiting in silence.
+    l.transport.on('error', (err: Error) => fail(`device error (waiting for the back-end to recover): ${err.message}`));
     let seen = false;
     l.driver.on('ready', () => {
       if (seen) info(`back-end back (${l.driver.capacity} bytes)`);
