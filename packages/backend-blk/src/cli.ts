@@ -65,6 +65,15 @@ class Runtime {
     );
   }
 
+  /** One warning when the disk the guest sees differs from the file: empty, or a partial last sector. */
+  private async warnOddSize(image: string, device: BlockDevice): Promise<void> {
+    const size = await device.image.size().catch(() => null);
+    if (size === 0) process.stderr.write(`${PROG}: warning: ${image} is empty: the disk has 0 sectors\n`);
+    else if (size !== null && size % 512 !== 0) {
+      process.stderr.write(`${PROG}: warning: ${image} is ${size} bytes, not a multiple of 512: its last ${size % 512} bytes are not served\n`);
+    }
+  }
+
   async run(): Promise<void> {
     const o = this.opts;
     const image = o.image as string;
@@ -83,6 +92,7 @@ class Runtime {
       return this.shutdown(1, line.startsWith('cannot ') ? line : `cannot open image ${image}: ${line}`);
     }
     const device = this.device;
+    await this.warnOddSize(image, device);
     device.on('io-error', (err: Error) => process.stderr.write(`${PROG}: image I/O failed: ${err.message}\n`));
     try {
       ({ peer: this.peer, transport: this.transport } = await openBackend(o.server, device, { status: true }));

@@ -41,6 +41,26 @@ describe('vshm-blk-backend command line', () => {
     expect((await runProc(BACKEND, ['--queues'])).err).to.contain("option '--queues' needs a value");
   });
 
+  it('an image that is empty or not a multiple of 512 bytes: one warning saying what the guest will not see', async () => {
+    for (const [bytes, warning] of [
+      [1000, 'is 1000 bytes, not a multiple of 512: its last 488 bytes are not served'],
+      [0, 'is empty: the disk has 0 sectors'],
+    ] as const) {
+      const img = new TempImage(bytes);
+      try {
+        // No server: the warning comes after the open, then the connect fails (exit 1).
+        const r = await runProc(BACKEND, ['-S', join(img.dir, 'no-server'), img.path]);
+        expect(r.code).to.equal(1);
+        const lines = r.err.split('\n').filter((l) => l !== '');
+        expect(lines[0]).to.equal(`vshm-blk-backend: warning: ${img.path} ${warning}`);
+        expect(lines[1]).to.match(/^vshm-blk-backend: cannot connect to .*no-server: ENOENT/);
+        expect(lines).to.have.length(2);
+      } finally {
+        img.remove();
+      }
+    }
+  });
+
   it('-h prints usage on stdout and exits 0', async () => {
     const r = await runProc(BACKEND, ['-h']);
     expect(r.code).to.equal(0);
@@ -62,7 +82,7 @@ describe('vshm-blk-backend command line', () => {
   });
 
   it('an image that cannot be opened: exit 1, one line naming the path and the errno', async () => {
-    const img = new TempImage(0);
+    const img = new TempImage(4096); // not empty: an empty image adds a warning line
     try {
       const missing = join(img.dir, 'missing.img');
       const r = await runProc(BACKEND, ['-S', join(img.dir, 'sock'), missing]);
