@@ -63,6 +63,15 @@ describe('console front-end e2e: CLI errors and start order', function () {
     expect(lstatSync(bridge).isSymbolicLink()).to.equal(true);
   });
 
+  it('--port NAME on a back-end without named ports (no MULTIPORT): one line, exit 1, not a silent wait', async () => {
+    await s.startServer();
+    await s.startBackend();
+    const fe = s.startFrontend(['--port', 'logs']);
+    const { code } = await fe.exited;
+    expect(code).to.equal(1);
+    expect(lines(fe.stderr)).to.deep.equal(['vshm-console-frontend: --port logs: the back-end offers no named ports (no MULTIPORT); start it with --port logs']);
+  });
+
   it('--wait: retries until the back-end is there, then works', async () => {
     await s.startServer();
     const fe = s.startFrontend(['--wait', '--no-pty', '--', '/bin/sh', '-c', 'echo waited'], { env: { ...process.env, DEBUG: 'vshm:console-fe' } });
