@@ -106,8 +106,27 @@ export function parseOrUsage<T extends { help: boolean; warnings?: readonly stri
     return 0;
   }
   for (const w of opts.warnings ?? []) io.stderr.write(`${prog}: warning: ${w}\n`);
+  if (io === process) voiceProcessWarnings(prog);
   return opts as Exclude<T, { help: true }>;
 }
+
+/**
+ * Print the process's warnings (`process.emitWarning`: the transport's VSHM_WARN_*, Node's own)
+ * as `NAME: warning: …`, one line each, instead of Node's two programmer-facing lines
+ * (`(node:PID) [CODE] Warning: …` and the `--trace-warnings` hint). Node's default printer is the
+ * 'warning' listener it installs at start; it is replaced. Not with --no-warnings (nothing printed
+ * then, as Node would). Idempotent.
+ */
+function voiceProcessWarnings(prog: string): void {
+  const off = (process as { noProcessWarnings?: boolean }).noProcessWarnings === true
+    || process.execArgv.includes('--no-warnings') || /(^|\s)--no-warnings(\s|$)/.test(process.env.NODE_OPTIONS ?? '');
+  if (voiced || off) return;
+  voiced = true;
+  process.removeAllListeners('warning');
+  process.on('warning', (w: Error) => process.stderr.write(`${prog}: warning: ${w.message.replace(/\s*\n\s*/g, ' ')}\n`));
+}
+
+let voiced = false;
 
 /** libuv's text for each errno name ("no such file or directory"), built on first use. */
 let uvText: Map<string, string> | null = null;
