@@ -2,6 +2,7 @@
  * vshm-console-backend CLI error paths and exits, with the real binary and server.
  */
 import { expect } from 'chai';
+import { mkdirSync, readdirSync } from 'node:fs';
 import { IvshmemPeer } from '@vshm/transport';
 import { useScratch, BACKEND_BIN } from './e2e-procs.js';
 
@@ -66,6 +67,23 @@ describe('vshm-console-backend: command line', function () {
     const be = await s.startBackend([], { env: { VSHM_STATUS_DIR: '/proc/vshm-no-such-dir/status' } });
     be.child.kill('SIGTERM');
     expect((await be.exited).code).to.equal(0);
+  });
+
+  it('--embedded with a TMPDIR that is missing, or too long for a socket path: one line naming it and the errno, nothing left', async () => {
+    const long = s.path('d'.repeat(100));
+    mkdirSync(long);
+    for (const [tmp, line] of [
+      [s.path('missing'), `vshm-console-backend: cannot create the embedded server's directory in ${s.path('missing')}: ENOENT (no such file or directory)`],
+      [long, new RegExp(`^vshm-console-backend: cannot start the embedded server on ${long}/vshm-console-[^/]+/ivshmem\\.sock: ENAMETOOLONG \\(name too long\\)$`)],
+    ] as const) {
+      const p = s.spawn('backend', BACKEND_BIN, ['--embedded'], { env: { ...process.env, TMPDIR: tmp } });
+      expect((await p.exited).code).to.equal(1);
+      const lines = p.stderr.split('\n').filter((l) => l !== '');
+      expect(lines, p.stderr).to.have.length(1);
+      if (typeof line === 'string') expect(lines[0]).to.equal(line);
+      else expect(lines[0]).to.match(line);
+    }
+    expect(readdirSync(long)).to.deep.equal([]);
   });
 
   it('--socket (deprecated) warns once and still works as -S', async () => {
