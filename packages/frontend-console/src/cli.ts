@@ -157,7 +157,7 @@ export async function main(argv: readonly string[]): Promise<number> {
       else if (opts.attach.kind === 'command') {
         const { command, args } = opts.attach;
         const attach = opts.attach.pty ? (mod as PtyModule).attachPty : (mod as CommandModule).attachCommand;
-        attachment = attach(port, command, args, (err) => fail(`cannot run '${command}': ${(err as NodeJS.ErrnoException).code ?? err.message}`));
+        attachment = attach(port, command, args, (err) => fail(describeIoError('run', `'${command}'`, err)));
       } else {
         const path = opts.attach.path;
         const { attachSocket } = mod as SocketModule;
