@@ -86,6 +86,15 @@ describe('vshm-console-backend: command line', function () {
     expect(readdirSync(long)).to.deep.equal([]);
   });
 
+  it('--port-exec with a command that exits at once: one line saying so (it was silent)', async () => {
+    await s.startServer();
+    const be = await s.startBackend(['--port-exec', 'job=exit 3']);
+    await be.untilStderr(/port job: command exited/);
+    expect(be.stderr).to.include('vshm-console-backend: port job: command exited (status 3); the port stays closed on the host side\n');
+    be.child.kill('SIGTERM');
+    expect((await be.exited).code).to.equal(0);
+  });
+
   it('--socket (deprecated) warns once and still works as -S', async () => {
     const p = s.spawn('backend', BACKEND_BIN, ['--socket', s.server]);
     expect((await p.exited).code).to.equal(1);

@@ -196,7 +196,7 @@ class Runtime {
     for (const [name, a] of o.attachments) {
       const port = device.port(o.ports.indexOf(name) + 1);
       try {
-        this.attached.push(a.kind === 'socket' ? await attachSocket(port, a.path) : attachCommand(port, a.command));
+        this.attached.push(a.kind === 'socket' ? await attachSocket(port, a.path) : attachCommand(port, a.command, (how) => this.info(`port ${name}: command exited (${how}); the port stays closed on the host side`)));
       } catch (err) {
         throw new Error(a.kind === 'socket' ? describeIoError('listen on', a.path, err) : (err as Error).message, { cause: err });
       }
