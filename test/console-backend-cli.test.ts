@@ -2,6 +2,7 @@
  * vshm-console-backend CLI error paths and exits, with the real binary and server.
  */
 import { expect } from 'chai';
+import { mkdirSync, readdirSync } from 'node:fs';
 import { IvshmemPeer } from '@vshm/transport';
 import { useScratch, BACKEND_BIN } from './e2e-procs.js';
 
@@ -46,6 +47,52 @@ describe('vshm-console-backend: command line', function () {
     const p = s.spawn('backend', BACKEND_BIN, ['-S', s.server]);
     expect((await p.exited).code).to.equal(1);
     expect(oneLine(p.stderr)).to.match(/^vshm-console-backend: cannot connect to .*vshm\.sock: ENOENT \(no such file or directory\); start a server/);
+  });
+
+  it('--port-socket in a missing directory or too long for a UNIX socket: one line naming the errno in words, exit 1', async () => {
+    await s.startServer();
+    for (const [path, errno] of [
+      [s.path('missing/port.sock'), 'ENOENT (no such file or directory)'],
+      [s.path('p'.repeat(120)), 'ENAMETOOLONG (name too long)'],
+    ]) {
+      const p = s.spawn('backend', BACKEND_BIN, ['-S', s.server, '--port-socket', `p=${path}`]);
+      expect((await p.exited).code).to.equal(1);
+      expect(p.stderr).to.equal(`vshm-console-backend: cannot listen on ${path}: ${errno}\n`);
+    }
+  });
+
+  it('a status directory that cannot be created (under /proc) does not stop it: it serves, and SIGTERM exits 0', async () => {
+    await s.startServer();
+    // mkdir() there fails ENOENT under an existing parent: the status file is skipped, quietly.
+    const be = await s.startBackend([], { env: { VSHM_STATUS_DIR: '/proc/vshm-no-such-dir/status' } });
+    be.child.kill('SIGTERM');
+    expect((await be.exited).code).to.equal(0);
+  });
+
+  it('--embedded with a TMPDIR that is missing, or too long for a socket path: one line naming it and the errno, nothing left', async () => {
+    const long = s.path('d'.repeat(100));
+    mkdirSync(long);
+    for (const [tmp, line] of [
+      [s.path('missing'), `vshm-console-backend: cannot create the embedded server's directory in ${s.path('missing')}: ENOENT (no such file or directory)`],
+      [long, new RegExp(`^vshm-console-backend: cannot start the embedded server on ${long}/vshm-console-[^/]+/ivshmem\\.sock: ENAMETOOLONG \\(name too long\\)$`)],
+    ] as const) {
+      const p = s.spawn('backend', BACKEND_BIN, ['--embedded'], { env: { ...process.env, TMPDIR: tmp } });
+      expect((await p.exited).code).to.equal(1);
+      const lines = p.stderr.split('\n').filter((l) => l !== '');
+      expect(lines, p.stderr).to.have.length(1);
+      if (typeof line === 'string') expect(lines[0]).to.equal(line);
+      else expect(lines[0]).to.match(line);
+    }
+    expect(readdirSync(long)).to.deep.equal([]);
+  });
+
+  it('--port-exec with a command that exits at once: one line saying so (it was silent)', async () => {
+    await s.startServer();
+    const be = await s.startBackend(['--port-exec', 'job=exit 3']);
+    await be.untilStderr(/port job: command exited/);
+    expect(be.stderr).to.include('vshm-console-backend: port job: command exited (status 3); the port stays closed on the host side\n');
+    be.child.kill('SIGTERM');
+    expect((await be.exited).code).to.equal(0);
   });
 
   it('--socket (deprecated) warns once and still works as -S', async () => {

@@ -4,6 +4,7 @@
  * `--wait` (retries until the back-end holds peer 0).
  */
 import { expect } from 'chai';
+import { lstatSync, symlinkSync } from 'node:fs';
 import { FRONTEND_BIN, useScratch } from './e2e-procs.js';
 
 function lines(s: string): string[] {
@@ -48,6 +49,27 @@ describe('console front-end e2e: CLI errors and start order', function () {
     expect(code).to.equal(1);
     expect(lines(fe.stderr)).to.have.length(1);
     expect(fe.stderr).to.match(/^vshm-console-frontend: connected as peer 0 \(back-end role, protocol 0xC003\): start the back-end first/);
+  });
+
+  it('--bridge at a dangling symbolic link: one line saying it is not a socket (not EADDRINUSE), exit 1; the link stays', async () => {
+    await s.startServer();
+    await s.startBackend();
+    const bridge = s.path('bridge.sock');
+    symlinkSync(s.path('nowhere'), bridge);
+    const fe = s.startFrontend(['--bridge', bridge]);
+    const { code } = await fe.exited;
+    expect(code).to.equal(1);
+    expect(lines(fe.stderr)).to.deep.equal([`vshm-console-frontend: ${bridge} exists and is not a socket`]);
+    expect(lstatSync(bridge).isSymbolicLink()).to.equal(true);
+  });
+
+  it('--port NAME on a back-end without named ports (no MULTIPORT): one line, exit 1, not a silent wait', async () => {
+    await s.startServer();
+    await s.startBackend();
+    const fe = s.startFrontend(['--port', 'logs']);
+    const { code } = await fe.exited;
+    expect(code).to.equal(1);
+    expect(lines(fe.stderr)).to.deep.equal(['vshm-console-frontend: --port logs: the back-end offers no named ports (no MULTIPORT); start it with --port logs']);
   });
 
   it('--wait: retries until the back-end is there, then works', async () => {

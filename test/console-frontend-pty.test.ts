@@ -64,6 +64,14 @@ describe('console front-end e2e: -- COMMAND on a pty', function () {
     await s.startBackend();
     const fe = s.startFrontend(['--', '/nonexistent/vshm-cmd']);
     expect((await fe.exited).code).to.equal(127);
-    expect(fe.stderr).to.match(/^vshm-console-frontend: cannot run '\/nonexistent\/vshm-cmd': ENOENT\n$/);
+    expect(fe.stderr).to.match(/^vshm-console-frontend: cannot run '\/nonexistent\/vshm-cmd': ENOENT \(no such file or directory\)\n$/);
+  });
+
+  it('a command that is a directory (--no-pty): one line naming the errno in words, exit 127', async () => {
+    await s.startServer();
+    await s.startBackend();
+    const fe = s.startFrontend(['--no-pty', '--', s.dir]);
+    expect((await fe.exited).code).to.equal(127);
+    expect(fe.stderr).to.equal(`vshm-console-frontend: cannot run '${s.dir}': EACCES (permission denied)\n`);
   });
 });

@@ -55,6 +55,25 @@ class Runtime {
     process.exit(code);
   }
 
+  /** SIGHUP: re-read the image size. Before the image is open there is nothing to do: the open reads it. */
+  resize(): void {
+    const device = this.device;
+    if (device === null || this.exiting) return;
+    device.resize().then(
+      (sectors) => this.info(`image resized: ${sectors} sectors`),
+      (err: unknown) => process.stderr.write(`${PROG}: resize failed: ${firstLine(err)}\n`),
+    );
+  }
+
+  /** One warning when the disk the guest sees differs from the file: empty, or a partial last sector. */
+  private async warnOddSize(image: string, device: BlockDevice): Promise<void> {
+    const size = await device.image.size().catch(() => null);
+    if (size === 0) process.stderr.write(`${PROG}: warning: ${image} is empty: the disk has 0 sectors\n`);
+    else if (size !== null && size % 512 !== 0) {
+      process.stderr.write(`${PROG}: warning: ${image} is ${size} bytes, not a multiple of 512: its last ${size % 512} bytes are not served\n`);
+    }
+  }
+
   async run(): Promise<void> {
     const o = this.opts;
     const image = o.image as string;
@@ -73,6 +92,7 @@ class Runtime {
       return this.shutdown(1, line.startsWith('cannot ') ? line : `cannot open image ${image}: ${line}`);
     }
     const device = this.device;
+    await this.warnOddSize(image, device);
     device.on('io-error', (err: Error) => process.stderr.write(`${PROG}: image I/O failed: ${err.message}\n`));
     try {
       ({ peer: this.peer, transport: this.transport } = await openBackend(o.server, device, { status: true }));
@@ -85,12 +105,6 @@ class Runtime {
     transport.on('session-end', (reason: string) => this.info(`front-end left (${reason})`));
     transport.on('error', (err: Error) => void this.shutdown(1, firstLine(err)));
     this.peer.on('server-gone', () => void this.shutdown(1, `server at ${o.server} went away`));
-    process.on('SIGHUP', () => {
-      device.resize().then(
-        (sectors) => this.info(`image resized: ${sectors} sectors`),
-        (err: unknown) => process.stderr.write(`${PROG}: resize failed: ${firstLine(err)}\n`),
-      );
-    });
     this.info(`serving ${image} (${device.capacitySectors} sectors${device.readOnly ? ', read-only' : ''}) on ${o.server} as peer ${this.peer.id}`);
   }
 }
@@ -104,6 +118,9 @@ export async function run(argv: readonly string[] = process.argv.slice(2)): Prom
   }
   const rt = new Runtime(opts);
   for (const sig of ['SIGINT', 'SIGTERM'] as const) process.on(sig, () => void rt.shutdown(0));
+  // Installed before the start-up, like the others: a resize request (SIGHUP) that arrives while
+  // the image opens or the server connects must not take SIGHUP's default action (exit).
+  process.on('SIGHUP', () => rt.resize());
   process.on('uncaughtException', (err) => {
     process.stderr.write(`${PROG}: internal error: ${err.stack ?? err.message}\n`);
     process.exit(1);

@@ -7,6 +7,7 @@
 import { expect } from 'chai';
 import { mkdirSync, readFileSync, truncateSync } from 'node:fs';
 import { join } from 'node:path';
+import { createServer, type Socket } from 'node:net';
 import { BlkStatus } from 'virtio-spec-types';
 import { IvshmemPeer } from '../../transport/src/ivshmem/peer.js';
 import { LinuxLikeBlk } from '../../transport/test/fixtures/linux-like-blk.js';
@@ -40,6 +41,26 @@ describe('vshm-blk-backend command line', () => {
     expect((await runProc(BACKEND, ['--queues'])).err).to.contain("option '--queues' needs a value");
   });
 
+  it('an image that is empty or not a multiple of 512 bytes: one warning saying what the guest will not see', async () => {
+    for (const [bytes, warning] of [
+      [1000, 'is 1000 bytes, not a multiple of 512: its last 488 bytes are not served'],
+      [0, 'is empty: the disk has 0 sectors'],
+    ] as const) {
+      const img = new TempImage(bytes);
+      try {
+        // No server: the warning comes after the open, then the connect fails (exit 1).
+        const r = await runProc(BACKEND, ['-S', join(img.dir, 'no-server'), img.path]);
+        expect(r.code).to.equal(1);
+        const lines = r.err.split('\n').filter((l) => l !== '');
+        expect(lines[0]).to.equal(`vshm-blk-backend: warning: ${img.path} ${warning}`);
+        expect(lines[1]).to.match(/^vshm-blk-backend: cannot connect to .*no-server: ENOENT/);
+        expect(lines).to.have.length(2);
+      } finally {
+        img.remove();
+      }
+    }
+  });
+
   it('-h prints usage on stdout and exits 0', async () => {
     const r = await runProc(BACKEND, ['-h']);
     expect(r.code).to.equal(0);
@@ -61,7 +82,7 @@ describe('vshm-blk-backend command line', () => {
   });
 
   it('an image that cannot be opened: exit 1, one line naming the path and the errno', async () => {
-    const img = new TempImage(0);
+    const img = new TempImage(4096); // not empty: an empty image adds a warning line
     try {
       const missing = join(img.dir, 'missing.img');
       const r = await runProc(BACKEND, ['-S', join(img.dir, 'sock'), missing]);
@@ -76,6 +97,33 @@ describe('vshm-blk-backend command line', () => {
       expect(s.code).to.equal(1);
       expect(s.err).to.match(/^vshm-blk-backend: cannot connect to .*no-server: ENOENT \(no such file or directory\)\n$/);
     } finally {
+      img.remove();
+    }
+  });
+});
+
+describe('vshm-blk-backend signals during start-up', () => {
+  it('SIGHUP while it connects (a server that never answers) is a resize request, not a kill: SIGTERM then exits 0', async () => {
+    const img = new TempImage(4096);
+    const sock = join(img.dir, 'mute.sock');
+    // Accepts and never sends the initial burst: the back-end stays in its connect phase.
+    const conns: Socket[] = [];
+    const mute = createServer((c) => conns.push(c.on('error', () => {})));
+    await new Promise<void>((r) => mute.listen(sock, r));
+    const connected = new Promise<void>((r) => mute.once('connection', () => r()));
+    const be = startProc(BACKEND, ['-S', sock, img.path]);
+    try {
+      await connected;
+      be.proc.kill('SIGHUP');
+      be.proc.kill('SIGTERM');
+      const { code, signal } = await be.exit;
+      expect({ code, signal }, be.err()).to.deep.equal({ code: 0, signal: null });
+      // The image is open by then or not, depending on timing: a resize line, or nothing.
+      expect(be.err()).to.match(/^(vshm-blk-backend: image resized: 8 sectors\n)?$/);
+    } finally {
+      be.proc.kill('SIGKILL');
+      for (const c of conns) c.destroy();
+      await new Promise<void>((r) => mute.close(() => r()));
       img.remove();
     }
   });

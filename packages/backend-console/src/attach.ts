@@ -110,13 +110,20 @@ export async function attachSocket(port: ConsolePort, path: string): Promise<Att
 /** Grace period between SIGTERM and SIGKILL when an attached command is stopped. */
 const KILL_AFTER_MS = 3000;
 
-export function attachCommand(port: ConsolePort, command: string): Attached {
+/**
+ * Run `sh -c COMMAND` on `port` (its stdout and stderr to the port, the port to its stdin).
+ * `onExit` gets how it ended (`status 3`, `signal SIGKILL`) when it ends by itself: the port is
+ * then closed on the host side, which the user should hear about.
+ */
+export function attachCommand(port: ConsolePort, command: string, onExit: (how: string) => void = () => {}): Attached {
   const child: ChildProcess = spawn('/bin/sh', ['-c', `exec 2>&1; ${command}`], { stdio: ['pipe', 'pipe', 'ignore'] });
   let exited = false;
   const done = new Promise<void>((res) => child.once('close', () => res()));
+  let stopping = false;
   child.once('exit', (code, sig) => {
     exited = true;
     debug('port %d: command exited (%s)', port.id, sig ?? code);
+    if (!stopping) onExit(sig !== null ? `signal ${sig}` : `status ${String(code)}`);
   });
   child.once('close', () => port.detach());
   child.on('error', (err) => debug('port %d: command error %s', port.id, err.message));
@@ -125,6 +132,7 @@ export function attachCommand(port: ConsolePort, command: string): Attached {
   return {
     close: async () => {
       if (exited) return done;
+      stopping = true;
       child.kill('SIGTERM');
       // A command that ignores SIGTERM must not keep the CLI from leaving (and from restoring
       // the terminal, which it does after every attachment closed).

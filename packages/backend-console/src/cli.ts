@@ -151,11 +151,20 @@ class Runtime {
   async resolveSocket(): Promise<string> {
     if (this.opts.socketPath !== undefined) return this.opts.socketPath;
     if (!this.opts.embedded && unixSocketListening(DEFAULT_SOCKET_PATH)) return DEFAULT_SOCKET_PATH;
-    this.serverDir = mkdtempSync(join(tmpdir(), 'vshm-console-'));
+    // Errors name the path and the errno (a TMPDIR that is missing, or too long for a socket).
+    try {
+      this.serverDir = mkdtempSync(join(tmpdir(), 'vshm-console-'));
+    } catch (err) {
+      throw new Error(describeIoError("create the embedded server's directory in", tmpdir(), err), { cause: err });
+    }
     const socketPath = join(this.serverDir, 'ivshmem.sock');
     this.server = new IvshmemServer({ socketPath, ...EMBEDDED_SERVER });
     this.server.on('warning', (err: Error) => debug('server warning: %s', err.message));
-    await this.server.start();
+    try {
+      await this.server.start();
+    } catch (err) {
+      throw new Error(describeIoError('start the embedded server on', socketPath, err), { cause: err });
+    }
     // Not info(): even with -q this line is the only way to learn the private socket's path.
     process.stderr.write(`${PROG}: embedded server listening on ${socketPath}; connect with: vshm-console-frontend -S ${socketPath}\n`);
     return socketPath;
@@ -188,7 +197,7 @@ class Runtime {
     for (const [name, a] of o.attachments) {
       const port = device.port(o.ports.indexOf(name) + 1);
       try {
-        this.attached.push(a.kind === 'socket' ? await attachSocket(port, a.path) : attachCommand(port, a.command));
+        this.attached.push(a.kind === 'socket' ? await attachSocket(port, a.path) : attachCommand(port, a.command, (how) => this.info(`port ${name}: command exited (${how}); the port stays closed on the host side`)));
       } catch (err) {
         throw new Error(a.kind === 'socket' ? describeIoError('listen on', a.path, err) : (err as Error).message, { cause: err });
       }

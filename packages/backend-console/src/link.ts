@@ -56,7 +56,7 @@ function linkError(err: unknown, socketPath: string): LinkError {
       return new LinkError(err.code, `the server at ${socketPath} closed the connection: no free peer id (is a back-end already running?)`, opts);
     }
     // Other ProtocolErrors come from the connection (§1.8); the rest from the transport.
-    const text = err instanceof ProtocolError ? `cannot connect to ${socketPath}: ${err.message}` : err.message;
+    const text = err instanceof ProtocolError ? describeIoError('connect to', socketPath, err) : err.message;
     return new LinkError(err.code, text, opts);
   }
   const code = (err as { code?: unknown } | null)?.code;

@@ -8,7 +8,7 @@
  * line starting with the program name; I/O errors name the path and the errno code.
  */
 import createDebug from 'debug';
-import { describeIoError, onTerminationSignal, parseOrUsage } from '@vshm/transport';
+import { describeIoError, LocalSocketError, onTerminationSignal, parseOrUsage } from '@vshm/transport';
 import { PROGRAM, USAGE, parseCli } from './cli-args.js';
 import { NbdServer } from './nbd-server.js';
 import { openBlock, type BlockLink } from './open.js';
@@ -72,7 +72,10 @@ export async function main(argv: readonly string[]): Promise<number> {
         resolve(1);
       });
     });
-    l.transport.on('error', (err: Error) => debug('device error (recovering): %s', err.message));
+    // A refused device (e.g. queues that do not fit the shared memory) or a broken ring: the
+    // transport waits for the back-end to reset, which may never come — say why, as the console
+    // front-end does, instead of waiting in silence.
+    l.transport.on('error', (err: Error) => fail(`device error (waiting for the back-end to recover): ${err.message}`));
     let seen = false;
     l.driver.on('ready', () => {
       if (seen) info(`back-end back (${l.driver.capacity} bytes)`);
@@ -87,7 +90,9 @@ export async function main(argv: readonly string[]): Promise<number> {
       await nbd.listen();
     } catch (err) {
       nbd = null;
-      fail(describeIoError('serve NBD on', opts.nbd, err));
+      // A listener error keeps the errno error of bind()/listen() as its cause: name that errno.
+      const cause = err instanceof LocalSocketError && err.cause !== undefined ? err.cause : err;
+      fail(describeIoError('serve NBD on', opts.nbd, cause));
       return 1;
     }
     nbd.on('client-error', (id: number, err: Error) => debug('NBD client %d: %s', id, err.message));

@@ -18,9 +18,10 @@
  * connection covers every write another connection already saw acknowledged.
  */
 import { EventEmitter } from 'node:events';
-import { existsSync, chmodSync, unlinkSync, lstatSync } from 'node:fs';
+import { unlinkSync, lstatSync } from 'node:fs';
 import net from 'node:net';
 import createDebug from 'debug';
+import { listenOwnerOnly } from '@vshm/transport';
 import type { BlockDriver } from './driver.js';
 import { BlockError } from './errors.js';
 import {
@@ -166,25 +167,15 @@ export class NbdServer extends EventEmitter {
 
   /**
    * Wait for the device (its size is part of the handshake), then listen. A stale socket file
-   * (nobody listening) is replaced; a live one is EADDRINUSE. The socket is created mode 0600.
+   * (nobody listening) is replaced; a live one is EADDRINUSE. The socket is owner-only
+   * (`listenOwnerOnly`: mode 0600 from creation, other uids refused): bind() goes through the
+   * addon, so a path too long for a UNIX socket or in a missing directory fails with its own errno
+   * (libuv's bind would truncate the first silently and call the second EACCES).
    */
   async listen(): Promise<void> {
     await this.driver.whenReady();
     await removeStaleSocket(this.path);
-    const server = net.createServer((sock) => this.accept(sock));
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      const old = process.umask(0o177); // the socket file is created 0600 — no window with wider rights
-      try {
-        server.listen(this.path, () => {
-          server.off('error', reject);
-          resolve();
-        });
-      } finally {
-        process.umask(old);
-      }
-    });
-    chmodSync(this.path, 0o600);
+    const server = await listenOwnerOnly(this.path, { onRefused: (line) => debug('%s', line) }, (sock) => this.accept(sock));
     server.on('error', (err) => this.emit('error', err));
     this.server = server;
   }
@@ -510,8 +501,10 @@ function parseInfoRequest(d: Buffer): { name: string; infos: number[] } | null {
 
 /** Remove a socket file nobody listens on; refuse (EADDRINUSE) one that is live or not a socket. */
 async function removeStaleSocket(path: string): Promise<void> {
-  if (!existsSync(path)) return;
-  const st = lstatSync(path);
+  // lstat, not existsSync: a dangling symlink "does not exist" when followed, yet bind() fails on
+  // its name (EADDRINUSE, which would wrongly say someone listens there).
+  const st = lstatSync(path, { throwIfNoEntry: false });
+  if (st === undefined) return;
   if (!st.isSocket()) throw Object.assign(new Error(`${path} exists and is not a socket`), { code: 'EEXIST', path });
   const live = await new Promise<boolean>((resolve) => {
     const c = net.connect(path);

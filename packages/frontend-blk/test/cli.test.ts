@@ -6,7 +6,7 @@
  */
 import { expect } from 'chai';
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, lstatSync, mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -17,6 +17,7 @@ import { MemBlkDevice } from './fixtures/mem-blk-device.js';
 
 const run = promisify(execFile);
 const BIN = join(dirname(fileURLToPath(import.meta.url)), '..', 'bin', 'vshm-blk-frontend.js');
+const BACKEND_BIN = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'backend-blk', 'bin', 'vshm-blk-backend.js');
 const MiB = 1024 * 1024;
 
 function hasBin(b: string): boolean {
@@ -178,6 +179,59 @@ describe('vshm-blk-frontend with a vshm server and a back-end', function () {
     fe.child.kill('SIGINT');
     expect(await fe.exited).to.equal(0);
     expect(fe.stderr()).to.equal('');
+  });
+
+  it('an NBD path too long for a UNIX socket, or in a missing directory: exit 1 naming that errno, no socket file left', async () => {
+    await startServer();
+    await startBackend();
+    // 108 bytes and more do not fit sun_path: bind() must fail, not create a shortened name.
+    const long = join(dir, 'n'.repeat(120));
+    const missing = join(dir, 'missing', 'disk.sock');
+    for (const [path, errno] of [[long, 'ENAMETOOLONG \\(name too long\\)'], [missing, 'ENOENT \\(no such file or directory\\)']] as const) {
+      const fe = track(startCli(['-S', socketPath, '--nbd', path]));
+      expect(await fe.exited, fe.stderr()).to.equal(1);
+      const escaped = path.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+      expect(fe.stderr()).to.match(new RegExp(`^vshm-blk-frontend: cannot serve NBD on ${escaped}: ${errno}\n$`));
+    }
+    expect(readdirSync(dir).sort()).to.deep.equal(['vshm.sock']);
+  });
+
+  it('an NBD path that is a dangling symbolic link: exit 1 saying it is not a socket (not EADDRINUSE); the link stays', async () => {
+    await startServer();
+    await startBackend();
+    symlinkSync(join(dir, 'nowhere'), nbdPath);
+    const fe = track(startCli(['-S', socketPath, '--nbd', nbdPath]));
+    expect(await fe.exited, fe.stderr()).to.equal(1);
+    expect(fe.stderr()).to.match(/^vshm-blk-frontend: cannot serve NBD on .*disk\.sock: EEXIST \(file already exists\)\n$/);
+    expect(lstatSync(nbdPath).isSymbolicLink()).to.equal(true);
+  });
+
+  it('a device it must refuse (a queue that does not fit the shared memory): one line saying why, then SIGTERM exits 0', async () => {
+    server = new IvshmemServer({ socketPath, memorySize: 16 * 1024, maxPeers: 2, vectors: 3, protocol: 0x8002 });
+    await server.start();
+    // The product back-end offering 64 queues: their rings cannot fit a 12 KiB R/W section.
+    const image = join(dir, 'disk.img');
+    writeFileSync(image, Buffer.alloc(MiB));
+    const be = spawn(process.execPath, [BACKEND_BIN, '-S', socketPath, '--queues', '64', image], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const beExited = new Promise((r) => be.once('exit', r));
+    cleanups.push(async () => {
+      be.kill('SIGKILL');
+      await beExited;
+    });
+    // Connected as peer 0 before the front-end starts (else the front-end would get peer 0).
+    let beErr = '';
+    await new Promise<void>((resolve, reject) => {
+      be.stderr!.on('data', (d: Buffer) => {
+        beErr += d.toString();
+        if (/serving .* as peer 0/.test(beErr)) resolve();
+      });
+      void beExited.then(() => reject(new Error(`back-end exited: ${beErr}`)));
+    });
+    const fe = track(startCli(['-S', socketPath, '--nbd', nbdPath, '--queues', '64']));
+    await fe.waitFor(/\n$/);
+    expect(fe.stderr()).to.match(/^vshm-blk-frontend: device error \(waiting for the back-end to recover\): queue 0: .*give the server more shared memory \(-l\)\n$/);
+    fe.child.kill('SIGTERM');
+    expect(await fe.exited).to.equal(0);
   });
 
   it('an NBD path in use: exit 1 with the path and EADDRINUSE', async () => {

@@ -11,7 +11,7 @@
  * whatever the umask, and a connection from another uid (root excepted) is closed with a line on
  * stderr before any of its bytes reach the port.
  */
-import { existsSync, lstatSync, unlinkSync } from 'node:fs';
+import { lstatSync, unlinkSync } from 'node:fs';
 import { createConnection, type Server, type Socket } from 'node:net';
 import { listenOwnerOnly } from '@vshm/transport';
 import type { Duplex } from 'node:stream';
@@ -48,8 +48,11 @@ export async function attachSocket(port: Duplex, path: string): Promise<Attachme
       if (client === sock) client = null;
     });
   };
-  if (existsSync(path)) {
-    if (!lstatSync(path).isSocket()) throw new ConsoleError('VSHM_ERR_SOCKET', '', `${path} exists and is not a socket`);
+  // lstat, not existsSync: a dangling symlink "does not exist" when followed, yet bind() fails on
+  // its name with EADDRINUSE, which would wrongly say that someone listens there.
+  const st = lstatSync(path, { throwIfNoEntry: false });
+  if (st !== undefined) {
+    if (!st.isSocket()) throw new ConsoleError('VSHM_ERR_SOCKET', '', `${path} exists and is not a socket`);
     if (await isLive(path)) throw new ConsoleError('VSHM_ERR_SOCKET', '', `${path} is in use by another listener`);
     unlinkSync(path);
   }

@@ -12,6 +12,7 @@ import type { Attachment } from './attachment.js';
 import { PROGRAM, USAGE, parseCli, type CliOptions } from './cli-args.js';
 import { describeOpenError, openConsole, type Console } from './open.js';
 import type { ConsolePort } from './port.js';
+import { ConsoleFeature, hasFeature } from 'virtio-spec-types';
 
 const debug = createDebug('vshm:console-fe');
 
@@ -60,9 +61,16 @@ function giveUpOnStall(con: Console, limit: number): Promise<number> {
   });
 }
 
-async function pickPort(con: Console, opts: CliOptions, signalled: Promise<unknown>): Promise<ConsolePort | null> {
+async function pickPort(con: Console, opts: CliOptions, signalled: Promise<unknown>): Promise<ConsolePort | null | undefined> {
   if (opts.portName === null) return con.driver.port(0) as ConsolePort;
   const name = opts.portName;
+  // Without MULTIPORT the device has the console port only: no name will ever come. (The
+  // features are known once the first session is live.)
+  if ((await Promise.race([con.whenReady().then(() => true), signalled.then(() => false)])) === false) return null;
+  if (!hasFeature(con.driver.negotiatedFeatures, ConsoleFeature.MULTIPORT)) {
+    fail(`--port ${name}: the back-end offers no named ports (no MULTIPORT); start it with --port ${name}`);
+    return undefined;
+  }
   const found = await Promise.race([con.driver.waitForPort(name), signalled.then(() => null)]);
   return found;
 }
@@ -149,7 +157,7 @@ export async function main(argv: readonly string[]): Promise<number> {
       else if (opts.attach.kind === 'command') {
         const { command, args } = opts.attach;
         const attach = opts.attach.pty ? (mod as PtyModule).attachPty : (mod as CommandModule).attachCommand;
-        attachment = attach(port, command, args, (err) => fail(`cannot run '${command}': ${(err as NodeJS.ErrnoException).code ?? err.message}`));
+        attachment = attach(port, command, args, (err) => fail(describeIoError('run', `'${command}'`, err)));
       } else {
         const path = opts.attach.path;
         const { attachSocket } = mod as SocketModule;

@@ -98,7 +98,11 @@ export function parseInspectArgs(argv: readonly string[]): InspectArgs {
     out.layout.maxPeers = parseUint(v['max-peers'], 'peer count', 1024);
     if (out.layout.maxPeers < 1) throw new UsageError('the peer count must be 1…1024');
   }
-  if (v['output-section'] !== undefined) out.layout.outputSectionSize = parseSize(v['output-section']);
+  if (v['output-section'] !== undefined) {
+    out.layout.outputSectionSize = parseSize(v['output-section']);
+    // vshm-server refuses any other (§1.9 -o): such a layout would place every section wrongly.
+    if (out.layout.outputSectionSize % 4096 !== 0) throw new UsageError(`output section size ${out.layout.outputSectionSize} is not a multiple of 4096`);
+  }
   return out;
 }
 

@@ -258,6 +258,8 @@ describe('vshm-inspect (errors)', function () {
     [['-p', '1', '--watch', 'x'], "unexpected argument 'x'"],
     [['-p', '1', '-n', '0'], 'the peer count must be 1…1024'],
     [['-p', '1', '-o', '12X'], "bad size '12X' (a number with an optional K, M or G suffix)"],
+    [['-p', '1', '-o', '1'], 'output section size 1 is not a multiple of 4096'],
+    [['-M', 'x', '-o', '6K'], 'output section size 6144 is not a multiple of 4096'],
     [['-p', '1', 'extra'], "unexpected argument 'extra'"],
   ] as const) {
     it(`usage error ${JSON.stringify(args)}: one line, exit 2`, async () => {

@@ -10,7 +10,7 @@
  */
 import { getSystemErrorMap, parseArgs, type ParseArgsConfig } from 'node:util';
 import { VirtioFeature, VirtioFeatureMask } from 'virtio-spec-types';
-import { ArgumentError } from './errors.js';
+import { ArgumentError, ProtocolError } from './errors.js';
 import type { VirtioDeviceOps } from './virtio/device-api.js';
 
 /** A bad command line: the command prints `NAME: <message> (try --help)` and exits 2. */
@@ -106,8 +106,27 @@ export function parseOrUsage<T extends { help: boolean; warnings?: readonly stri
     return 0;
   }
   for (const w of opts.warnings ?? []) io.stderr.write(`${prog}: warning: ${w}\n`);
+  if (io === process) voiceProcessWarnings(prog);
   return opts as Exclude<T, { help: true }>;
 }
+
+/**
+ * Print the process's warnings (`process.emitWarning`: the transport's VSHM_WARN_*, Node's own)
+ * as `NAME: warning: …`, one line each, instead of Node's two programmer-facing lines
+ * (`(node:PID) [CODE] Warning: …` and the `--trace-warnings` hint). Node's default printer is the
+ * 'warning' listener it installs at start; it is replaced. Not with --no-warnings (nothing printed
+ * then, as Node would). Idempotent.
+ */
+function voiceProcessWarnings(prog: string): void {
+  const off = (process as { noProcessWarnings?: boolean }).noProcessWarnings === true
+    || process.execArgv.includes('--no-warnings') || /(^|\s)--no-warnings(\s|$)/.test(process.env.NODE_OPTIONS ?? '');
+  if (voiced || off) return;
+  voiced = true;
+  process.removeAllListeners('warning');
+  process.on('warning', (w: Error) => process.stderr.write(`${prog}: warning: ${w.message.replace(/\s*\n\s*/g, ' ')}\n`));
+}
+
+let voiced = false;
 
 /** libuv's text for each errno name ("no such file or directory"), built on first use. */
 let uvText: Map<string, string> | null = null;
@@ -134,13 +153,23 @@ function hasErrno(err: unknown): boolean {
 /**
  * One runtime-error line (without the program name) that names the path and the errno:
  * `describeIoError('bind', '/x/y.sock', err)` → `cannot bind /x/y.sock: ENOENT (no such file or
- * directory)`. An error without an errno code (a vshm error, which names its path itself) is
- * returned as its first message line.
+ * directory)`. A ProtocolError (a server message that broke §1.8) gets the path too; any other
+ * error without an errno code (a vshm error, which names its path itself) is returned as its
+ * first message line.
  */
 export function describeIoError(action: string, path: string, err: unknown): string {
+  // A protocol violation (§1.8) knows the message, not the socket it came from: name the path, and
+  // where the bytes were not ivshmem at all (or none came), ask whether a vshm-server listens there.
+  if (err instanceof ProtocolError) {
+    const hint = NOT_IVSHMEM.has(err.code) ? ' (is a vshm-server listening there?)' : '';
+    return `cannot ${action} ${path}: ${errnoText(err)}${hint}`;
+  }
   if (!hasErrno(err)) return errnoText(err); // the message itself
   return `cannot ${action} ${path}: ${errnoText(err)}`;
 }
+
+/** Codes a listener that does not speak the ivshmem protocol gives: garbage or silence (§1.8). */
+const NOT_IVSHMEM: ReadonlySet<string> = new Set(['VSHM_ERR_MSG_LEN', 'VSHM_ERR_MSG_SHORT', 'VSHM_ERR_MSG_TRUNCATED', 'VSHM_ERR_BURST_TIMEOUT']);
 
 /** The `--print-capabilities` object of a device daemon (the vhost-user back-end convention). */
 export interface DeviceCapabilities {

@@ -29,6 +29,8 @@ export const VshmErrorCode = {
   NOT_SOCKET: 'VSHM_ERR_NOT_SOCKET',
   /** A socket path is in use by a live listener, or that cannot be ruled out; it is not replaced. */
   SOCKET_IN_USE: 'VSHM_ERR_SOCKET_IN_USE',
+  /** A `-M` shared-memory object is held open by another running process (a live server); it is not reused. */
+  SHM_IN_USE: 'VSHM_ERR_SHM_IN_USE',
   /** Server: the socket path cannot be inspected or a stale socket cannot be removed (§1.9). */
   SOCKET_PATH: 'VSHM_ERR_SOCKET_PATH',
 

@@ -18,6 +18,7 @@
 import { unlinkSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import type { Binding } from '@vshm/addon';
+import { errnoText } from './cli-kit.js';
 import { VshmError } from './errors.js';
 
 /** Backlog of a bridge listener: one client at a time is served, a few may queue. */
@@ -106,7 +107,7 @@ export async function listenOwnerOnly(path: string, opts: OwnerOnlyOptions, onCo
     fd = b.socketListen(path, 0o600, BRIDGE_BACKLOG);
   } catch (err) {
     const e = err as NodeJS.ErrnoException;
-    throw new LocalSocketError(`cannot listen on ${path}: ${e.code ?? e.message}`, { cause: err });
+    throw new LocalSocketError(`cannot listen on ${path}: ${errnoText(e)}`, { cause: err });
   }
   await new Promise<void>((resolve, reject) => {
     const onError = (err: Error): void => {
@@ -121,7 +122,7 @@ export async function listenOwnerOnly(path: string, opts: OwnerOnlyOptions, onCo
       } catch {
         /* not there */
       }
-      reject(new LocalSocketError(`cannot listen on ${path}: ${(err as NodeJS.ErrnoException).code ?? err.message}`, { cause: err }));
+      reject(new LocalSocketError(`cannot listen on ${path}: ${errnoText(err)}`, { cause: err }));
     };
     const onListening = (): void => {
       server.off('error', onError);

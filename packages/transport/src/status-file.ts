@@ -17,7 +17,7 @@
  * link: any error is logged under DEBUG=vshm:status and the link goes on without a file.
  */
 import { closeSync, fstatSync, lstatSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmdirSync, unlinkSync, writeSync, constants as fsc } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { createLogger as createDebug } from './log.js';
 import { TransportError } from './errors.js';
 import type { IvshmemPeer } from './ivshmem/peer.js';
@@ -208,9 +208,27 @@ export function publishStatus(
   };
 }
 
+/**
+ * `mkdir -p` with `mode` for every directory it creates. Not Node's `mkdirSync(…, { recursive })`:
+ * where mkdir() fails ENOENT although the parent exists (under /proc or /sys) that one retries
+ * forever, and a daemon given such a status directory hung before its first line.
+ */
+function makeDirs(dir: string, mode: number): void {
+  try {
+    mkdirSync(dir, { mode });
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'EEXIST') return; // a non-directory is refused by the caller's lstat
+    const parent = dirname(dir);
+    if (code !== 'ENOENT' || parent === dir) throw err;
+    makeDirs(parent, mode);
+    mkdirSync(dir, { mode }); // the parent exists now: any failure here is final
+  }
+}
+
 /** Create `dir` (0700) if needed and refuse one that is not ours alone (a symlink, another owner, group/other access). */
 function ensurePrivateDir(dir: string): void {
-  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  makeDirs(dir, 0o700);
   const st = lstatSync(dir);
   const uid = process.getuid?.() ?? st.uid;
   if (!st.isDirectory() || st.uid !== uid || (st.mode & 0o077) !== 0) {

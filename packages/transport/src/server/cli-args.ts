@@ -47,8 +47,9 @@ Exit status: 0 after --help or SIGINT/SIGTERM/SIGHUP, 1 on runtime failures, 2 o
 /** Parse `argv` (without node and script). Throws ArgumentError on the first problem. */
 export function parseServerArgs(argv: readonly string[]): ServerArgs {
   const input: ServerOptionsInput = {};
-  const apply = (opt: string, value: string): void => {
-    if (value.length === 0) throw new ArgumentError(`option '-${opt}' needs a non-empty value`);
+  // `spelled`: the option as the user wrote it (`--server` or `-S`), for the error message.
+  const apply = (opt: string, value: string, spelled = `-${opt}`): void => {
+    if (value.length === 0) throw new ArgumentError(`option '${spelled}' needs a non-empty value`);
     switch (opt) {
       case 'p':
         input.pidFile = value;
@@ -104,7 +105,7 @@ export function parseServerArgs(argv: readonly string[]): ServerArgs {
       if (eq >= 0) value = arg.slice(eq + 1);
       else if (i + 1 < argv.length) value = argv[++i];
       else throw new ArgumentError(`option '--${name}' needs a value`);
-      apply(long.short, value);
+      apply(long.short, value, `--${name}`);
       continue;
     }
     for (let j = 1; j < arg.length; j++) {

@@ -3,9 +3,11 @@
  * mapped and zeroed. The server maps ONLY bytes 0–4095 (the state table): it never touches the
  * data sections, and a peer departure needs exactly one store there (§1.6).
  */
+import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import type { Binding } from '@vshm/addon';
 import { STATE_TABLE_BYTES } from '../ivshmem/protocol.js';
 import type { MemorySource } from './options.js';
+import { ServerError } from './socket.js';
 
 export interface ServerMemory {
   /** The fd every INIT carries. */
@@ -109,4 +111,62 @@ function makeMemory(
       binding.close(fd);
     },
   };
+}
+
+/**
+ * The pid of another process that both holds `/dev/shm/NAME` open and has it mapped (`name` as
+ * shm_open takes it, with its leading '/'), or null. That is what a running vshm-server does with
+ * its `-M` object for its whole life (fd for every INIT, state table mapped); its peers only map
+ * it, and a crashed server leaves neither. Reusing such a live object would resize memory its
+ * peers have mapped and zero their state entries: §1.9 means the reuse of a stale object.
+ * Processes whose fds or maps cannot be read (another uid: its 0600 object cannot be opened
+ * read-write by us anyway, unless we are root) are skipped. `procRoot` is injectable for tests.
+ */
+export function shmObjectHolder(name: string, procRoot = '/proc'): number | null {
+  const target = `/dev/shm${name}`;
+  let pids: string[];
+  try {
+    pids = readdirSync(procRoot).filter((d) => /^[0-9]+$/.test(d) && Number(d) !== process.pid);
+  } catch {
+    return null;
+  }
+  for (const pid of pids) {
+    if (holdsOpen(`${procRoot}/${pid}`, target) && maps(`${procRoot}/${pid}`, target)) return Number(pid);
+  }
+  return null;
+}
+
+/** Whether the process at `dir` (/proc/PID) has an fd open on `target`. */
+function holdsOpen(dir: string, target: string): boolean {
+  let fds: string[];
+  try {
+    fds = readdirSync(`${dir}/fd`);
+  } catch {
+    return false; // gone meanwhile, or not ours to read
+  }
+  for (const fd of fds) {
+    try {
+      if (readlinkSync(`${dir}/fd/${fd}`) === target) return true;
+    } catch {
+      // closed meanwhile
+    }
+  }
+  return false;
+}
+
+/** Whether the process at `dir` (/proc/PID) has `target` mapped. */
+function maps(dir: string, target: string): boolean {
+  try {
+    return readFileSync(`${dir}/maps`, 'latin1').split('\n').some((l) => l.endsWith(` ${target}`));
+  } catch {
+    return false;
+  }
+}
+
+/** Refuse a `-M` object that a live server holds (see shmObjectHolder). */
+export function checkShmNotInUse(name: string, procRoot?: string): void {
+  const pid = shmObjectHolder(name, procRoot);
+  if (pid !== null) {
+    throw new ServerError('VSHM_ERR_SHM_IN_USE', '1.9', `shared memory object ${name} is in use by process ${pid} (another vshm-server?); refusing to reuse it`);
+  }
 }

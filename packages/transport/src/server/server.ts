@@ -24,7 +24,7 @@ import { createLogger as createDebug } from '../log.js';
 import type { Binding, FdWatcher } from '@vshm/addon';
 import { encodeEventFd, encodeInit, encodePeerGone, INIT_LEN, protocolForPeer } from '../ivshmem/protocol.js';
 import { PeerConnection } from './connection.js';
-import { createServerMemory, type ServerMemory } from './memory.js';
+import { checkShmNotInUse, createServerMemory, type ServerMemory } from './memory.js';
 import { LISTEN_BACKLOG, resolveServerOptions, type ServerOptions, type ServerOptionsInput } from './options.js';
 import { prepareSocketPath, removeSocketPath, ServerError } from './socket.js';
 import { createPidFile, removePidFile } from './pid-file.js';
@@ -121,6 +121,8 @@ export class IvshmemServer extends EventEmitter {
       const b = this.binding;
       const o = this.options;
       prepareSocketPath(o.socketPath, this.procNetUnix);
+      // Before the O_EXCL create: a live server's object is refused, not resized and zeroed.
+      if (o.memory.kind === 'shm') checkShmNotInUse(o.memory.name);
       this.memory = createServerMemory(b, o.memory, o.memorySize);
       this.listenFd = b.socketListen(o.socketPath, 0o600, LISTEN_BACKLOG);
       if (o.pidFile !== undefined) {

@@ -233,6 +233,8 @@ describe('vshm-server arguments (one CLI voice)', () => {
     [['--help=1'], "option '--help' takes no value"],
     [['-l'], "option '-l' needs a value"],
     [['-S', ''], "option '-S' needs a non-empty value"],
+    [['--server='], "option '--server' needs a non-empty value"],
+    [['--server', ''], "option '--server' needs a non-empty value"],
     [['stray'], "unexpected argument 'stray'"],
   ];
   for (const [argv, message] of table) {

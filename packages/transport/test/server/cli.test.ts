@@ -4,7 +4,7 @@
  * wait for stderr lines, the child's exit or messages — never a sleep.
  */
 import { expect } from 'chai';
-import { existsSync } from 'node:fs';
+import { existsSync, rmSync, statSync } from 'node:fs';
 import { countFds } from '../fixtures/raw-client.js';
 import { useCliRig } from '../fixtures/server-cli-rig.js';
 
@@ -35,6 +35,27 @@ describe('vshm-server CLI (§1.9; §8 items 8–12 are in conformance/08–12)',
     expect((await c.exit).code).to.equal(1);
     expect(c.stderrLines()).to.deep.equal(['vshm-server: cannot create pid file /nonexistent-vshm-dir/x.pid: ENOENT (no such file or directory)']);
     expect(existsSync(path)).to.equal(false);
+  });
+
+  it('-M NAME that a running server holds: exit 1 with one line; that server keeps its object, not resized', async () => {
+    const name = `/vshm-cli-in-use-${process.pid}`;
+    try {
+      const first = await ready(['-S', sock(), '-M', name, '-l', '64K']);
+      const second = server(['-S', sock(), '-M', name, '-l', '128K']);
+      // Whichever comes first: its exit, or (the defect) its ready line.
+      const outcome = await Promise.race([second.exit, second.line(/listening on/).then(() => 'listening', () => new Promise<never>(() => {}))]);
+      expect(outcome, second.stderrLines().join('\n')).to.deep.equal({ code: 1, signal: null });
+      expect(second.stderrLines()).to.deep.equal([
+        `vshm-server: shared memory object ${name} is in use by process ${first.proc.pid} (another vshm-server?); refusing to reuse it`,
+      ]);
+      expect(statSync(`/dev/shm${name}`).size).to.equal(65536);
+      first.proc.kill('SIGTERM');
+      expect((await first.exit).code).to.equal(0);
+      expect(existsSync(`/dev/shm${name}`)).to.equal(false);
+    } finally {
+      // A failed run leaves its servers to the rig's SIGKILL: remove the object here.
+      rmSync(`/dev/shm${name}`, { force: true });
+    }
   });
 
   it('--help prints usage on stdout and exits 0; --bogus is one line with (try --help), exit 2', async () => {
