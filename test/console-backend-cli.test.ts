@@ -95,6 +95,20 @@ describe('vshm-console-backend: command line', function () {
     expect((await be.exited).code).to.equal(0);
   });
 
+  it('a stdout whose reader went away (EPIPE): one line saying the console output is dropped; it keeps serving', async () => {
+    await s.startServer();
+    const be = await s.startBackend();
+    be.child.stdout!.destroy(); // the reader of its stdout goes away
+    // The front-end's output on port 0 is the first write to the broken pipe.
+    const fe = s.startFrontend(['--no-pty', '--', '/bin/sh', '-c', 'echo to-the-console; exec sleep 600']);
+    await be.untilStderr(/cannot write to stdout/);
+    expect(be.stderr).to.match(/^vshm-console-backend: cannot write to stdout: EPIPE \(broken pipe\); console output is dropped from now on$/m);
+    expect(be.running).to.equal(true);
+    fe.child.kill('SIGKILL');
+    be.child.kill('SIGTERM');
+    expect((await be.exited).code).to.equal(0);
+  });
+
   it('--socket (deprecated) warns once and still works as -S', async () => {
     const p = s.spawn('backend', BACKEND_BIN, ['--socket', s.server]);
     expect((await p.exited).code).to.equal(1);

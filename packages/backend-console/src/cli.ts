@@ -213,6 +213,9 @@ class Runtime {
     } else {
       device.port(0).attach(process.stdin, out);
     }
+    // The port detaches itself from a stdout that fails (a reader that went away: EPIPE), and the
+    // front-end's console output has nowhere to go from then on: say so once, whatever -q says.
+    out.once('error', (err: Error) => process.stderr.write(`${PROG}: ${describeIoError('write to', 'stdout', err)}; console output is dropped from now on\n`));
     if (out.isTTY) {
       out.on('resize', () => {
         if (out.columns > 0 && out.rows > 0) device.resize(out.columns, out.rows);
