@@ -4,7 +4,7 @@
  * a bad flag prints `NAME: what is wrong (try --help)` and exits 2; runtime failures print one
  * line naming the path and the errno and exit 1.
  */
-import { DEFAULT_SOCKET_PATH, deviceCapabilities, describeIoError, parseCommandLine, parseOrUsage, UsageError } from '@vshm/transport';
+import { DEFAULT_SOCKET_PATH, deviceCapabilities, describeIoError, onTerminationSignal, parseCommandLine, parseOrUsage, UsageError } from '@vshm/transport';
 import type { SessionEndReason, DeviceSession } from '@vshm/transport';
 import { openRngBackend, openRngFrontend } from './index.js';
 import { RngDevice } from './device.js';
@@ -22,7 +22,7 @@ export const BACKEND_USAGE = `Usage: vshm-rng-backend [options]
   -q, --quiet             no link-state lines (front-end connected / left) on stderr
   --print-capabilities    print the device's capabilities as one JSON object and exit
   -h, --help              this help
-Exit status: 0 after SIGINT/SIGTERM, 1 on runtime failures, 2 on bad arguments.`;
+Exit status: 0 after SIGINT/SIGTERM/SIGHUP, 1 on runtime failures, 2 on bad arguments.`;
 
 export const FRONTEND_USAGE = `Usage: vshm-rng-frontend [options]
   Read random bytes from a vshm virtio-rng back-end; one hex line per read on stdout.
@@ -93,7 +93,7 @@ function connectFailure(server: string, e: unknown): string {
   return describeIoError('connect to', server, e);
 }
 
-/** `vshm-rng-backend [-S PATH]`: serve random bytes until SIGINT/SIGTERM. */
+/** `vshm-rng-backend [-S PATH]`: serve random bytes until SIGINT/SIGTERM/SIGHUP. */
 export async function runBackend(argv = process.argv.slice(2)): Promise<void> {
   const prog = 'vshm-rng-backend';
   const o = parseOrExit(prog, argv, false);
@@ -136,8 +136,8 @@ export async function runBackend(argv = process.argv.slice(2)): Promise<void> {
       process.exit(code);
     });
   };
-  process.on('SIGINT', () => stop(0));
-  process.on('SIGTERM', () => stop(0));
+  // SIGHUP too (the terminal went away), as every vshm daemon: an orderly exit 0.
+  void onTerminationSignal().signalled.then(() => stop(0));
   be.peer.on('server-gone', () => {
     process.stderr.write(`${prog}: server at ${o.server} went away\n`);
     stop(1);

@@ -196,6 +196,14 @@ describe('virtio-rng example: server, back-end and front-end in separate process
     expect(be.err()).to.not.match(/front-end (connected|left)/);
   });
 
+  it('the back-end exits 0 on SIGHUP (its terminal closed), as on SIGINT/SIGTERM', async () => {
+    await server();
+    const be = await backend();
+    be.proc.kill('SIGHUP');
+    expect(await be.exit).to.equal(0);
+    expect(be.proc.signalCode).to.equal(null);
+  });
+
   it('the back-end prints its capabilities as one JSON object', async () => {
     const be = start(BACKEND, ['--print-capabilities']);
     procs.push(be);

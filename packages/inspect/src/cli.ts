@@ -3,7 +3,7 @@
  * usage errors one line and exit 2, runtime errors one line and exit 1).
  */
 import type { Binding } from '@vshm/addon';
-import { parseCommandLine, parseOrUsage, UsageError } from '@vshm/transport';
+import { onTerminationSignal, parseCommandLine, parseOrUsage, UsageError } from '@vshm/transport';
 import { attachPid, attachShm, InspectError, type Attachment, type LayoutOverride } from './attach.js';
 import { formatSnapshot } from './format.js';
 import { takeSnapshot } from './snapshot.js';
@@ -137,20 +137,19 @@ export async function main(argv: readonly string[], out: NodeJS.WritableStream =
   }
 }
 
-/** Refresh until SIGINT/SIGTERM or the inspected process exits. */
+/** Refresh until SIGINT/SIGTERM/SIGHUP or the inspected process exits. */
 function watch(att: Attachment, a: InspectArgs, out: NodeJS.WritableStream, err: NodeJS.WritableStream): Promise<number> {
   const clear = !a.json && (out as { isTTY?: boolean }).isTTY === true;
   return new Promise((resolve) => {
     let timer: NodeJS.Timeout | null = null;
+    // SIGHUP too (the terminal closed), as the vshm daemons do: the watch ends with status 0.
+    const signals = onTerminationSignal();
     const stop = (code: number): void => {
       if (timer !== null) clearTimeout(timer);
-      process.off('SIGINT', onSignal);
-      process.off('SIGTERM', onSignal);
+      signals.dispose();
       resolve(code);
     };
-    const onSignal = (): void => stop(0);
-    process.on('SIGINT', onSignal);
-    process.on('SIGTERM', onSignal);
+    void signals.signalled.then(() => stop(0));
     // `vshm-inspect --watch | head`: the reader left, which ends the watch like Ctrl-C.
     out.once('error', () => stop(0));
     const tick = (): void => {

@@ -188,6 +188,14 @@ describe('vshm-inspect (live console session)', function () {
     for (const l of lines.slice(0, 3)) checkLiveConsole(JSON.parse(l) as Snapshot, backend, frontend);
   });
 
+  it('--watch ends with exit 0 on SIGHUP (its terminal closed), as on SIGINT/SIGTERM', async () => {
+    const { backend, env } = await startSession(s);
+    const w = s.spawn('inspect', INSPECT_BIN, ['-p', String(backend.child.pid), '-w', '20'], { env });
+    await w.untilStdout(/queues:/);
+    w.child.kill('SIGHUP');
+    expect(await w.exited).to.deep.equal({ code: 0, signal: null });
+  });
+
   it('--watch ends with one line when the inspected process exits', async () => {
     const { backend, env } = await startSession(s);
     const w = s.spawn('inspect', INSPECT_BIN, ['-p', String(backend.child.pid), '-w', '20'], { env });
