@@ -5,6 +5,7 @@
  * 1 on runtime failures (one line naming the path and the errno code); 2 on bad arguments. The
  * back-end outlives its front-ends: the transport re-initialises after each one leaves.
  */
+import { accessSync, constants } from 'node:fs';
 import { describeIoError, deviceCapabilities, parseOrUsage, openBackend, type DeviceCapabilities, type IvshmemPeer, type VirtioBackend } from '@vshm/transport';
 import { BlkFeature, VirtioDeviceId, hasFeature } from 'virtio-spec-types';
 import { parseCliArgs, CLI_OPTIONS, PROG, USAGE, type BlkCliOptions } from './cli-args.js';
@@ -89,7 +90,7 @@ class Runtime {
       // ImageError keeps the fs error as its cause: the line names the path and the errno.
       const cause = err instanceof ImageError && err.cause !== undefined ? err.cause : err;
       const line = describeIoError('open image', image, cause);
-      return this.shutdown(1, line.startsWith('cannot ') ? line : `cannot open image ${image}: ${line}`);
+      return this.shutdown(1, (line.startsWith('cannot ') ? line : `cannot open image ${image}: ${line}`) + readOnlyHint(image, o.readOnly, cause));
     }
     const device = this.device;
     await this.warnOddSize(image, device);
@@ -107,6 +108,21 @@ class Runtime {
     this.peer.on('server-gone', () => void this.shutdown(1, `server at ${o.server} went away`));
     this.info(`serving ${image} (${device.capacitySectors} sectors${device.readOnly ? ', read-only' : ''}) on ${o.server} as peer ${this.peer.id}`);
   }
+}
+
+/**
+ * A write-open refused (EACCES, EROFS, EPERM) on an image we may read: the user probably wants
+ * `--read-only`, so the line says so. Empty otherwise.
+ */
+function readOnlyHint(image: string, readOnly: boolean, err: unknown): string {
+  const code = (err as NodeJS.ErrnoException | null)?.code;
+  if (readOnly || (code !== 'EACCES' && code !== 'EROFS' && code !== 'EPERM')) return '';
+  try {
+    accessSync(image, constants.R_OK);
+  } catch {
+    return ''; // not readable either: --read-only would not help
+  }
+  return '; it is readable: serve it with --read-only';
 }
 
 export async function run(argv: readonly string[] = process.argv.slice(2)): Promise<void> {

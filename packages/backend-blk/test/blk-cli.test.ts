@@ -5,7 +5,8 @@
  * SIGKILL right after a completed FLUSH.
  */
 import { expect } from 'chai';
-import { mkdirSync, readFileSync, truncateSync } from 'node:fs';
+import { spawnSync, type SpawnSyncOptionsWithStringEncoding } from 'node:child_process';
+import { chmodSync, mkdirSync, readFileSync, truncateSync } from 'node:fs';
 import { join } from 'node:path';
 import { createServer, type Socket } from 'node:net';
 import { BlkStatus } from 'virtio-spec-types';
@@ -96,6 +97,30 @@ describe('vshm-blk-backend command line', () => {
       const s = await runProc(BACKEND, ['-S', join(img.dir, 'no-server'), img.path]);
       expect(s.code).to.equal(1);
       expect(s.err).to.match(/^vshm-blk-backend: cannot connect to .*no-server: ENOENT \(no such file or directory\)\n$/);
+    } finally {
+      img.remove();
+    }
+  });
+});
+
+describe('vshm-blk-backend: an image it may read but not write', () => {
+  // As root the file mode does not stop a write-open: the back-end runs as nobody then, on a
+  // root-owned image; otherwise on an image of ours without write permission.
+  it('names the errno and says to serve it with --read-only; without read permission, no such hint', () => {
+    const img = new TempImage(4096);
+    try {
+      const asRoot = process.getuid?.() === 0;
+      const opts: SpawnSyncOptionsWithStringEncoding = { encoding: 'utf8', env: { ...process.env, DEBUG: '' }, timeout: 60_000, ...(asRoot && { uid: 65534, gid: 65534 }) };
+      chmodSync(img.dir, 0o755);
+      chmodSync(img.path, asRoot ? 0o644 : 0o444);
+      const run = (): { status: number | null; stderr: string } => spawnSync(process.execPath, [BACKEND, '-S', join(img.dir, 'sock'), img.path], opts);
+      const r = run();
+      expect(r.status, r.stderr).to.equal(1);
+      expect(r.stderr).to.equal(`vshm-blk-backend: cannot open image ${img.path}: EACCES (permission denied); it is readable: serve it with --read-only\n`);
+      chmodSync(img.path, asRoot ? 0o600 : 0o200);
+      const u = run();
+      expect(u.status, u.stderr).to.equal(1);
+      expect(u.stderr).to.equal(`vshm-blk-backend: cannot open image ${img.path}: EACCES (permission denied)\n`);
     } finally {
       img.remove();
     }
