@@ -92,7 +92,10 @@ export async function main(argv: readonly string[]): Promise<number> {
       nbd = null;
       // A listener error keeps the errno error of bind()/listen() as its cause: name that errno.
       const cause = err instanceof LocalSocketError && err.cause !== undefined ? err.cause : err;
-      fail(describeIoError('serve NBD on', opts.nbd, cause));
+      // EEXIST is the stale-socket check's refusal of a path that is no socket (a file, a
+      // directory, a dangling link): say that rather than libc's "file already exists".
+      const notSocket = (cause as NodeJS.ErrnoException | null)?.code === 'EEXIST';
+      fail(notSocket ? `cannot serve NBD on ${opts.nbd}: it exists and is not a socket` : describeIoError('serve NBD on', opts.nbd, cause));
       return 1;
     }
     nbd.on('client-error', (id: number, err: Error) => debug('NBD client %d: %s', id, err.message));
