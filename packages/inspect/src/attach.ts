@@ -16,7 +16,7 @@
  * output sections read-only; virtio sessions always have N = 2), or the vshm-server defaults
  * (N = 2, OUT = 0), and the result says which.
  */
-import { closeSync, openSync, readdirSync, readFileSync, statSync, constants as fsc } from 'node:fs';
+import { closeSync, openSync, readdirSync, readFileSync, readlinkSync, statSync, constants as fsc } from 'node:fs';
 import { join } from 'node:path';
 import type { Binding } from '@vshm/addon';
 import { VshmError } from '@vshm/transport';
@@ -136,7 +136,14 @@ function statusDirs(uid: number, pid?: number): string[] {
         const i = kv.indexOf('=');
         if (i > 0) env[kv.slice(0, i)] = kv.slice(i + 1);
       }
-      dirs.add(statusDirectory(env, uid));
+      // A relative VSHM_STATUS_DIR is relative to that process's working directory, not ours.
+      let cwd: string | undefined;
+      try {
+        cwd = readlinkSync(`/proc/${pid}/cwd`);
+      } catch {
+        // Not ours to read: only an absolute directory can be found then.
+      }
+      if (cwd !== undefined || (env.VSHM_STATUS_DIR ?? '/').startsWith('/')) dirs.add(statusDirectory(env, uid, cwd));
     } catch {
       // No access to its environment: the default places only.
     }

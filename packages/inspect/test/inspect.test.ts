@@ -9,7 +9,7 @@
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { readFileSync, readdirSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { expect } from 'chai';
 import { HDR_CONFIG, STATUS_FORMAT, readStatusFile, type StatusFile } from '@vshm/transport/inspect';
 import { BACKEND_BIN, FRONTEND_BIN, ROOT, SERVER_BIN, until, useScratch, type Proc, type Scratch } from '../../../test/e2e-procs.js';
@@ -52,15 +52,20 @@ function statusFiles(dir: string): StatusFile[] {
   });
 }
 
-/** Server (-o 8K: the rings spread over sections), back-end, front-end; resolves once both sides are live. */
-async function startSession(s: Scratch, memory: string[] = []): Promise<Session> {
+/**
+ * Server (-o 8K: the rings spread over sections), back-end, front-end; resolves once both sides
+ * are live. `relativeStatusDir`: the two sides run in the scratch directory with
+ * VSHM_STATUS_DIR=status (relative to it).
+ */
+async function startSession(s: Scratch, memory: string[] = [], relativeStatusDir = false): Promise<Session> {
   const statusDir = s.path('status');
-  const env = { ...process.env, VSHM_STATUS_DIR: statusDir };
+  const env = { ...process.env, VSHM_STATUS_DIR: relativeStatusDir ? 'status' : statusDir };
+  const cwd = relativeStatusDir ? dirname(statusDir) : undefined;
   const server = s.spawn('server', SERVER_BIN, ['-l', '64K', '-o', '8K', '-n', '2', '-V', '3', '-P', '0x8003', '-S', s.server, ...memory]);
   await server.untilStderr(/listening on/);
-  const backend = s.spawn('backend', BACKEND_BIN, ['-S', s.server], { env });
+  const backend = s.spawn('backend', BACKEND_BIN, ['-S', s.server], { env, cwd });
   await backend.untilStderr(/serving the console on .* as peer 0/);
-  const frontend = s.spawn('frontend', FRONTEND_BIN, ['-S', s.server, '-q'], { env });
+  const frontend = s.spawn('frontend', FRONTEND_BIN, ['-S', s.server, '-q'], { env, cwd });
   await until(() => {
     const f = statusFiles(statusDir);
     return f.some((x) => x.transport.role === 'back-end' && x.transport.phase === 'serving' && (x.transport.status & 4) !== 0) &&
@@ -133,6 +138,17 @@ describe('vshm-inspect (live console session)', function () {
     delete noDir.VSHM_STATUS_DIR;
     const snap = inspectJson(['--pid', String(backend.child.pid)], noDir);
     expect(snap.target.pid).to.equal(backend.child.pid);
+    expect(snap.layout.source).to.equal('status-file');
+    checkLiveConsole(snap, backend, frontend);
+  });
+
+  it('a relative VSHM_STATUS_DIR of the inspected process is taken from its working directory, not ours', async () => {
+    const { backend, frontend } = await startSession(s, [], true);
+    const noDir = { ...process.env };
+    delete noDir.VSHM_STATUS_DIR;
+    const r = spawnSync(process.execPath, [INSPECT_BIN, '--pid', String(backend.child.pid), '--json'], { env: noDir, cwd: '/', encoding: 'utf8', timeout: 60_000 });
+    expect(r.status, r.stderr).to.equal(0);
+    const snap = JSON.parse(r.stdout) as Snapshot;
     expect(snap.layout.source).to.equal('status-file');
     checkLiveConsole(snap, backend, frontend);
   });

@@ -17,7 +17,7 @@
  * link: any error is logged under DEBUG=vshm:status and the link goes on without a file.
  */
 import { closeSync, fstatSync, lstatSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmdirSync, unlinkSync, writeSync, constants as fsc } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { createLogger as createDebug } from './log.js';
 import { TransportError } from './errors.js';
 import type { IvshmemPeer } from './ivshmem/peer.js';
@@ -67,9 +67,13 @@ export interface StatusFile {
   };
 }
 
-/** The status directory for `uid` under environment `env` (see the file comment). */
-export function statusDirectory(env: NodeJS.ProcessEnv = process.env, uid: number = process.getuid?.() ?? 0): string {
-  if (env.VSHM_STATUS_DIR) return env.VSHM_STATUS_DIR;
+/**
+ * The status directory for `uid` under environment `env` (see the file comment). A relative
+ * VSHM_STATUS_DIR is taken from `cwd` (the working directory of the process whose environment
+ * `env` is): every process then names the same directory, wherever each of them was started.
+ */
+export function statusDirectory(env: NodeJS.ProcessEnv = process.env, uid: number = process.getuid?.() ?? 0, cwd: string = process.cwd()): string {
+  if (env.VSHM_STATUS_DIR) return resolve(cwd, env.VSHM_STATUS_DIR);
   if (env.XDG_RUNTIME_DIR) return join(env.XDG_RUNTIME_DIR, 'vshm');
   return `/tmp/vshm-${uid}`;
 }

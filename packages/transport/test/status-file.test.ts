@@ -177,5 +177,9 @@ describe('status files (describe() published for vshm-inspect)', function () {
     expect(statusDirectory({ VSHM_STATUS_DIR: '/a', XDG_RUNTIME_DIR: '/b' }, 7)).to.equal('/a');
     expect(statusDirectory({ XDG_RUNTIME_DIR: '/run/user/7' }, 7)).to.equal('/run/user/7/vshm');
     expect(statusDirectory({}, 7)).to.equal('/tmp/vshm-7');
+    // A relative VSHM_STATUS_DIR is taken from the process's working directory.
+    expect(statusDirectory({ VSHM_STATUS_DIR: 'st' }, 7, '/home/u/work')).to.equal('/home/u/work/st');
+    expect(statusDirectory({ VSHM_STATUS_DIR: '../st' }, 7, '/home/u/work')).to.equal('/home/u/st');
+    expect(statusDirectory({ VSHM_STATUS_DIR: '/abs' }, 7, '/home/u/work')).to.equal('/abs');
   });
 });
