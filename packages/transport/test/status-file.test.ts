@@ -178,8 +178,8 @@ describe('status files (describe() published for vshm-inspect)', function () {
     expect(statusDirectory({ XDG_RUNTIME_DIR: '/run/user/7' }, 7)).to.equal('/run/user/7/vshm');
     expect(statusDirectory({}, 7)).to.equal('/tmp/vshm-7');
     // A relative VSHM_STATUS_DIR is taken from the process's working directory.
-    expect(statusDirectory({ VSHM_STATUS_DIR: 'st' }, 7, '/opt/app/work')).to.equal('/opt/app/work/st');
-    expect(statusDirectory({ VSHM_STATUS_DIR: '../st' }, 7, '/opt/app/work')).to.equal('/opt/app/st');
-    expect(statusDirectory({ VSHM_STATUS_DIR: '/abs' }, 7, '/opt/app/work')).to.equal('/abs');
+    expect(statusDirectory({ VSHM_STATUS_DIR: 'st' }, 7, '/srv/app')).to.equal('/srv/app/st');
+    expect(statusDirectory({ VSHM_STATUS_DIR: '../st' }, 7, '/srv/app')).to.equal('/srv/st');
+    expect(statusDirectory({ VSHM_STATUS_DIR: '/abs' }, 7, '/srv/app')).to.equal('/abs');
   });
 });
