@@ -226,7 +226,11 @@ function makeDirs(dir: string, mode: number): void {
     const parent = dirname(dir);
     if (code !== 'ENOENT' || parent === dir) throw err;
     makeDirs(parent, mode);
-    mkdirSync(dir, { mode }); // the parent exists now: any failure here is final
+    try {
+      mkdirSync(dir, { mode }); // the parent exists now: any other failure here is final
+    } catch (again) {
+      if ((again as NodeJS.ErrnoException).code !== 'EEXIST') throw again; // another daemon was first
+    }
   }
 }
 
