@@ -5,6 +5,7 @@
  */
 import { expect } from 'chai';
 import { lstatSync, symlinkSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { FRONTEND_BIN, useScratch } from './e2e-procs.js';
 
 function lines(s: string): string[] {
@@ -61,6 +62,27 @@ describe('console front-end e2e: CLI errors and start order', function () {
     expect(code).to.equal(1);
     expect(lines(fe.stderr)).to.deep.equal([`vshm-console-frontend: ${bridge} exists and is not a socket`]);
     expect(lstatSync(bridge).isSymbolicLink()).to.equal(true);
+  });
+
+  it('--bridge where another program listens: one line saying it is in use, exit 1, and that listener never sees a connection', async () => {
+    await s.startServer();
+    await s.startBackend();
+    const bridge = s.path('taken.sock');
+    let connections = 0;
+    const other = createServer((c) => {
+      connections++;
+      c.destroy();
+    });
+    await new Promise<void>((r) => other.listen(bridge, r));
+    try {
+      const fe = s.startFrontend(['--bridge', bridge]);
+      const { code } = await fe.exited;
+      expect(code).to.equal(1);
+      expect(lines(fe.stderr)).to.deep.equal([`vshm-console-frontend: ${bridge} is in use by another listener`]);
+      expect(connections).to.equal(0); // decided from /proc/net/unix, not by a probe connection
+    } finally {
+      await new Promise((r) => other.close(r));
+    }
   });
 
   it('--port NAME on a back-end without named ports (no MULTIPORT): one line, exit 1, not a silent wait', async () => {

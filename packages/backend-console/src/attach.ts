@@ -44,26 +44,13 @@ export function unixSocketListening(path: string): boolean {
   return false;
 }
 
-/** Free `path` for listen(): refuse a live socket or a non-socket, replace a stale socket. */
-function preparePath(path: string): void {
-  let st;
-  try {
-    st = lstatSync(path);
-  } catch {
-    return;
-  }
-  if (!st.isSocket()) throw new AttachError('VSHM_ERR_NOT_SOCKET', `${path} exists and is not a socket`);
-  if (unixSocketListening(path)) throw new AttachError('VSHM_ERR_SOCKET_IN_USE', `${path} is in use`);
-  unlinkSync(path);
-}
-
 /**
  * Serve `port` on a UNIX socket at `path`, owner-only (`listenOwnerOnly`: mode 0600 from creation
  * whatever the umask; a connection from another uid, root excepted, is closed with a stderr line
- * before any of its bytes reach the port).
+ * before any of its bytes reach the port). A stale socket at `path` is replaced; a live one or a
+ * non-socket is refused (AttachError VSHM_ERR_SOCKET_IN_USE / VSHM_ERR_NOT_SOCKET).
  */
 export async function attachSocket(port: ConsolePort, path: string): Promise<Attached> {
-  preparePath(path);
   let client: Socket | null = null;
   const onConnection = (sock: Socket): void => {
     if (client !== null) {
@@ -87,7 +74,10 @@ export async function attachSocket(port: ConsolePort, path: string): Promise<Att
   try {
     server = await listenOwnerOnly(path, { onRefused }, onConnection);
   } catch (err) {
-    throw new AttachError((err as AttachError).code ?? 'VSHM_ERR_SOCKET', (err as Error).message);
+    // listenOwnerOnly's path refusals carry an errno cause: keep this module's codes for them.
+    const cause = (err as { cause?: NodeJS.ErrnoException }).cause?.code;
+    const code = cause === 'EEXIST' ? 'VSHM_ERR_NOT_SOCKET' : cause === 'EADDRINUSE' ? 'VSHM_ERR_SOCKET_IN_USE' : 'VSHM_ERR_SOCKET';
+    throw new AttachError(code, (err as Error).message);
   }
   return {
     close: async () => {

@@ -18,7 +18,7 @@
  * connection covers every write another connection already saw acknowledged.
  */
 import { EventEmitter } from 'node:events';
-import { unlinkSync, lstatSync } from 'node:fs';
+import { unlinkSync } from 'node:fs';
 import net from 'node:net';
 import createDebug from 'debug';
 import { listenOwnerOnly } from '@vshm/transport';
@@ -167,15 +167,20 @@ export class NbdServer extends EventEmitter {
 
   /**
    * Wait for the device (its size is part of the handshake), then listen. A stale socket file
-   * (nobody listening) is replaced; a live one is EADDRINUSE. The socket is owner-only
-   * (`listenOwnerOnly`: mode 0600 from creation, other uids refused): bind() goes through the
-   * addon, so a path too long for a UNIX socket or in a missing directory fails with its own errno
-   * (libuv's bind would truncate the first silently and call the second EACCES).
+   * (nobody listening) is replaced; a live one rejects with EADDRINUSE, a path that is no socket
+   * with EEXIST (errno-style errors: `code`, `path`). The socket is owner-only
+   * (`listenOwnerOnly`: mode 0600 from creation, other uids refused, liveness from /proc/net/unix
+   * without connecting): bind() goes through the addon, so a path too long for a UNIX socket or in
+   * a missing directory fails with its own errno (libuv's bind would truncate the first silently
+   * and call the second EACCES).
    */
   async listen(): Promise<void> {
     await this.driver.whenReady();
-    await removeStaleSocket(this.path);
-    const server = await listenOwnerOnly(this.path, { onRefused: (line) => debug('%s', line) }, (sock) => this.accept(sock));
+    const server = await listenOwnerOnly(this.path, { onRefused: (line) => debug('%s', line) }, (sock) => this.accept(sock)).catch((err: unknown) => {
+      // The path refusals carry their errno as the cause: that is this method's error.
+      const cause = (err as { cause?: NodeJS.ErrnoException }).cause;
+      throw cause?.code === 'EADDRINUSE' || cause?.code === 'EEXIST' ? cause : err;
+    });
     server.on('error', (err) => this.emit('error', err));
     this.server = server;
   }
@@ -497,23 +502,4 @@ function parseInfoRequest(d: Buffer): { name: string; infos: number[] } | null {
   const infos: number[] = [];
   for (let i = 0; i < n; i++) infos.push(d.readUInt16BE(6 + nlen + 2 * i));
   return { name: d.subarray(4, 4 + nlen).toString('utf8'), infos };
-}
-
-/** Remove a socket file nobody listens on; refuse (EADDRINUSE) one that is live or not a socket. */
-async function removeStaleSocket(path: string): Promise<void> {
-  // lstat, not existsSync: a dangling symlink "does not exist" when followed, yet bind() fails on
-  // its name (EADDRINUSE, which would wrongly say someone listens there).
-  const st = lstatSync(path, { throwIfNoEntry: false });
-  if (st === undefined) return;
-  if (!st.isSocket()) throw Object.assign(new Error(`${path} exists and is not a socket`), { code: 'EEXIST', path });
-  const live = await new Promise<boolean>((resolve) => {
-    const c = net.connect(path);
-    c.once('connect', () => {
-      c.destroy();
-      resolve(true);
-    });
-    c.once('error', () => resolve(false));
-  });
-  if (live) throw Object.assign(new Error(`${path} is in use by another server`), { code: 'EADDRINUSE', path });
-  unlinkSync(path);
 }

@@ -11,23 +11,12 @@
  * whatever the umask, and a connection from another uid (root excepted) is closed with a line on
  * stderr before any of its bytes reach the port.
  */
-import { lstatSync, unlinkSync } from 'node:fs';
-import { createConnection, type Server, type Socket } from 'node:net';
+import { unlinkSync } from 'node:fs';
+import { type Server, type Socket } from 'node:net';
 import { listenOwnerOnly } from '@vshm/transport';
 import type { Duplex } from 'node:stream';
 import { createAttachment, type Attachment } from './attachment.js';
 import { ConsoleError } from './errors.js';
-
-function isLive(path: string): Promise<boolean> {
-  return new Promise((resolve) => {
-    const c = createConnection(path);
-    c.once('connect', () => {
-      c.destroy();
-      resolve(true);
-    });
-    c.once('error', () => resolve(false));
-  });
-}
 
 /** Listen at `path` and bridge `port` to one client at a time. Rejects with ConsoleError VSHM_ERR_SOCKET. */
 export async function attachSocket(port: Duplex, path: string): Promise<Attachment> {
@@ -48,14 +37,8 @@ export async function attachSocket(port: Duplex, path: string): Promise<Attachme
       if (client === sock) client = null;
     });
   };
-  // lstat, not existsSync: a dangling symlink "does not exist" when followed, yet bind() fails on
-  // its name with EADDRINUSE, which would wrongly say that someone listens there.
-  const st = lstatSync(path, { throwIfNoEntry: false });
-  if (st !== undefined) {
-    if (!st.isSocket()) throw new ConsoleError('VSHM_ERR_SOCKET', '', `${path} exists and is not a socket`);
-    if (await isLive(path)) throw new ConsoleError('VSHM_ERR_SOCKET', '', `${path} is in use by another listener`);
-    unlinkSync(path);
-  }
+  // listenOwnerOnly replaces a stale socket and refuses a live one or a non-socket (never by
+  // connecting to it).
   let server: Server;
   try {
     server = await listenOwnerOnly(path, { allowHalfOpen: true, onRefused: (line) => process.stderr.write(`vshm-console-frontend: ${line}\n`) }, onConnection);

@@ -15,11 +15,12 @@
  * before a byte is read, with one log line. The check matters when the file mode is widened on
  * purpose or by accident (chmod, an ACL, a socket passed to another user).
  */
-import { unlinkSync } from 'node:fs';
+import { lstatSync, readFileSync, unlinkSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import type { Binding } from '@vshm/addon';
 import { errnoText } from './cli-kit.js';
 import { VshmError } from './errors.js';
+import { parseProcNetUnix, socketLiveness } from './server/socket.js';
 
 /** Backlog of a bridge listener: one client at a time is served, a few may queue. */
 const BRIDGE_BACKLOG = 16;
@@ -69,16 +70,53 @@ export interface OwnerOnlyOptions {
   credentials?: (sock: Socket) => PeerCredentials | null;
   /** The native binding (tests); default `@vshm/addon`. */
   binding?: Binding;
+  /** Reader of /proc/net/unix for the liveness check (tests); default the file. */
+  procNetUnix?: () => string;
+}
+
+/** An errno-style error (`code`, `path`) as the cause of a refusal. */
+function errnoError(code: 'EADDRINUSE' | 'EEXIST', path: string, message: string): NodeJS.ErrnoException {
+  return Object.assign(new Error(message), { code, path });
+}
+
+/** Make `path` free for bind(), or refuse it (see listenOwnerOnly). */
+function freeSocketPath(path: string, procNetUnix: () => string): void {
+  const st = lstatSync(path, { throwIfNoEntry: false });
+  if (st === undefined) return;
+  if (!st.isSocket()) {
+    const msg = `${path} exists and is not a socket`;
+    throw new LocalSocketError(msg, { cause: errnoError('EEXIST', path, msg) });
+  }
+  let verdict: 'live' | 'stale' | 'unknown';
+  try {
+    verdict = socketLiveness(parseProcNetUnix(procNetUnix()), path);
+  } catch {
+    verdict = 'unknown'; // no /proc/net/unix: refuse rather than take a live listener's name
+  }
+  if (verdict !== 'stale') {
+    const msg = verdict === 'live' ? `${path} is in use by another listener` : `cannot decide whether ${path} is in use; refusing to replace it`;
+    throw new LocalSocketError(msg, { cause: errnoError('EADDRINUSE', path, msg) });
+  }
+  try {
+    unlinkSync(path);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw new LocalSocketError(`cannot remove stale socket ${path}: ${errnoText(err)}`, { cause: err });
+  }
 }
 
 /**
  * A `net.Server` listening at `path` owner-only: mode 0600 from creation, and each connection
  * from a uid that `peerUidAllowed` rejects destroyed before a byte is read (with `onRefused`);
- * `onConnection` sees only accepted peers. The path must be free (the caller replaces a stale
- * socket first). Rejects with LocalSocketError naming the path and errno. Closing the server
- * closes the fd; the caller unlinks the path.
+ * `onConnection` sees only accepted peers. The path is freed by the server socket's rule (§1.9):
+ * a stale socket there is replaced; a live one, one whose liveness cannot be decided, or anything
+ * that is not a socket (a file, a directory, a dangling symlink) is refused, its cause an errno
+ * error EADDRINUSE or EEXIST. Liveness comes from /proc/net/unix: the check never connects, so a
+ * listener there (a vshm-server, which would hand a probe a peer ID) never sees it. Rejects with
+ * LocalSocketError naming the path (and the errno). Closing the server closes the fd; the caller
+ * unlinks the path.
  */
 export async function listenOwnerOnly(path: string, opts: OwnerOnlyOptions, onConnection: (sock: Socket) => void): Promise<Server> {
+  freeSocketPath(path, opts.procNetUnix ?? (() => readFileSync('/proc/net/unix', 'latin1')));
   const b = opts.binding ?? (await loadBinding());
   const ownUid = opts.ownUid ?? process.getuid?.() ?? -1;
   const creds = opts.credentials ?? ((s: Socket): PeerCredentials | null => {

@@ -4,8 +4,8 @@
  * it with a real `nobody`), mode 0600 at umask 000, and errors that name the path and errno.
  */
 import { expect } from 'chai';
-import { mkdtempSync, rmSync, statSync } from 'node:fs';
-import { connect, type Server } from 'node:net';
+import { lstatSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { connect, createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { listenOwnerOnly, LocalSocketError, peerUidAllowed } from '../src/local-socket.js';
@@ -82,6 +82,74 @@ describe('owner-only local sockets (bridges)', function () {
       expect(err).to.be.instanceOf(LocalSocketError);
       expect(err).to.have.property('code', 'VSHM_ERR_SOCKET');
       expect((err as Error).message).to.include(path).and.to.include('ENOENT');
+    }
+  });
+
+  /** listenOwnerOnly's rejection (it must reject). */
+  async function refusal(path: string, procNetUnix?: () => string): Promise<LocalSocketError> {
+    try {
+      server = await listenOwnerOnly(path, { onRefused: () => {}, ...(procNetUnix && { procNetUnix }) }, () => {});
+    } catch (err) {
+      expect(err).to.be.instanceOf(LocalSocketError);
+      return err as LocalSocketError;
+    }
+    return expect.fail('listened');
+  }
+
+  it('a live listener at the path is refused (cause EADDRINUSE) without being connected to', async () => {
+    const path = join(dir, 'live.sock');
+    let connections = 0;
+    const live = createServer(() => connections++);
+    await new Promise<void>((r) => live.listen(path, r));
+    try {
+      const err = await refusal(path);
+      expect(err.message).to.equal(`${path} is in use by another listener`);
+      expect((err.cause as NodeJS.ErrnoException).code).to.equal('EADDRINUSE');
+      // A probe connection would have been accepted by now: the check read /proc/net/unix instead.
+      await new Promise<void>((r) => setImmediate(r));
+      expect(connections).to.equal(0);
+    } finally {
+      await new Promise((r) => live.close(r));
+    }
+  });
+
+  it('a stale socket is replaced; a regular file, a directory or a dangling link is refused (cause EEXIST) and kept', async () => {
+    const stale = join(dir, 'stale.sock');
+    // A listener closed without unlinking its file: what a killed process leaves behind.
+    const b = (await import('@vshm/addon')).default;
+    b.close(b.socketListen(stale, 0o600, 1));
+    expect(lstatSync(stale).isSocket()).to.equal(true);
+    server = await listenOwnerOnly(stale, { onRefused: () => {} }, () => {});
+    await new Promise((r) => server!.close(r));
+    server = null;
+    const file = join(dir, 'plain');
+    writeFileSync(file, 'x');
+    const sub = join(dir, 'sub');
+    mkdirSync(sub);
+    const link = join(dir, 'dangling');
+    symlinkSync(join(dir, 'nowhere'), link);
+    for (const p of [file, sub, link]) {
+      const err = await refusal(p);
+      expect(err.message).to.equal(`${p} exists and is not a socket`);
+      expect((err.cause as NodeJS.ErrnoException).code).to.equal('EEXIST');
+    }
+    expect(readFileSync(file, 'utf8')).to.equal('x');
+    expect(lstatSync(link).isSymbolicLink()).to.equal(true);
+  });
+
+  it('a socket file whose liveness cannot be decided (no /proc/net/unix) is refused, not replaced', async () => {
+    const path = join(dir, 'unknown.sock');
+    const old = createServer();
+    await new Promise<void>((r) => old.listen(path, r));
+    try {
+      const err = await refusal(path, () => {
+        throw new Error('no /proc');
+      });
+      expect(err.message).to.equal(`cannot decide whether ${path} is in use; refusing to replace it`);
+      expect((err.cause as NodeJS.ErrnoException).code).to.equal('EADDRINUSE');
+      expect(lstatSync(path).isSocket()).to.equal(true);
+    } finally {
+      await new Promise((r) => old.close(r));
     }
   });
 });
