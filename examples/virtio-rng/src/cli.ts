@@ -104,7 +104,23 @@ export async function runBackend(argv = process.argv.slice(2)): Promise<void> {
   const info = (line: string): void => {
     if (!o.quiet) process.stderr.write(`${prog}: ${line}\n`);
   };
-  let be: Awaited<ReturnType<typeof openRngBackend>>;
+  // Installed before the connect and before the first line, as every vshm daemon does: a signal
+  // that arrives while connecting, or right after "serving on", must not take its default (fatal)
+  // action. SIGHUP too (the terminal went away): an orderly exit 0. Signalled while still
+  // connecting, nothing is served yet and there is nothing to close.
+  let be: Awaited<ReturnType<typeof openRngBackend>> | undefined;
+  let stopping = false;
+  const stop = (code: number): void => {
+    if (stopping) return;
+    stopping = true;
+    if (be === undefined) process.exit(code);
+    const { transport, peer } = be;
+    void transport.close().then(() => {
+      peer.close();
+      process.exit(code);
+    });
+  };
+  void onTerminationSignal().signalled.then(() => stop(0));
   try {
     be = await openRngBackend(o.server, { status: true });
   } catch (e) {
@@ -127,17 +143,6 @@ export async function runBackend(argv = process.argv.slice(2)): Promise<void> {
     process.stderr.write(`${prog}: device ${callback}() threw: ${err.stack ?? err.message}\n`);
   });
   be.peer.on('peer-gone', (id: number) => info(`peer ${id} gone`));
-  let stopping = false;
-  const stop = (code: number): void => {
-    if (stopping) return;
-    stopping = true;
-    void be.transport.close().then(() => {
-      be.peer.close();
-      process.exit(code);
-    });
-  };
-  // SIGHUP too (the terminal went away), as every vshm daemon: an orderly exit 0.
-  void onTerminationSignal().signalled.then(() => stop(0));
   be.peer.on('server-gone', () => {
     process.stderr.write(`${prog}: server at ${o.server} went away\n`);
     stop(1);

@@ -6,6 +6,7 @@
 import { expect } from 'chai';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -202,6 +203,25 @@ describe('virtio-rng example: server, back-end and front-end in separate process
     be.proc.kill('SIGHUP');
     expect(await be.exit).to.equal(0);
     expect(be.proc.signalCode).to.equal(null);
+  });
+
+  it('a signal while the back-end is still connecting ends it with 0, not the default action', async () => {
+    // A listener that accepts and never answers: the back-end waits inside its connect, with no
+    // line printed yet. The accept is the event that says it got there.
+    const silent = createServer();
+    const accepted = new Promise<void>((resolve) => silent.once('connection', () => resolve()));
+    await new Promise<void>((resolve) => silent.listen(socket, resolve));
+    try {
+      const be = start(BACKEND, ['-S', socket]);
+      procs.push(be);
+      await accepted;
+      be.proc.kill('SIGHUP');
+      expect(await be.exit).to.equal(0);
+      expect(be.proc.signalCode).to.equal(null);
+      expect(be.err()).to.equal('');
+    } finally {
+      await new Promise<void>((resolve) => silent.close(() => resolve()));
+    }
   });
 
   it('the back-end prints its capabilities as one JSON object', async () => {
