@@ -63,6 +63,7 @@ export function parseCommandLine<const T extends Options>(
   allowPositionals = false,
 ): ReturnType<typeof parseArgs<{ args: string[]; options: T; strict: true; allowPositionals: true }>> {
   try {
+    refuseShortEquals(argv, options);
     // Operands are always allowed by parseArgs here, then refused by us: its own message for them
     // depends on the Node version.
     const r = parseArgs({ args: [...argv], options, strict: true, allowPositionals: true });
@@ -71,6 +72,27 @@ export function parseCommandLine<const T extends Options>(
   } catch (err) {
     if (err instanceof UsageError) throw err;
     throw new UsageError(rephrase(err as Error & { code?: string }));
+  }
+}
+
+/**
+ * `-S=PATH` and `-q=1`: parseArgs reads the first as `-S` with the value "=PATH" (a path no one
+ * meant) and the second as the cluster `-q -= -1` ("unknown option '-='"). Both are the long
+ * form's `=` used on a short option; say so instead. Words after `--` are operands.
+ */
+function refuseShortEquals(argv: readonly string[], options: Options): void {
+  for (const word of argv) {
+    if (word === '--') return;
+    const m = /^-([^-=])=/.exec(word);
+    if (m === null) continue;
+    const entry = Object.entries(options).find(([, o]) => o.short === m[1]);
+    if (entry === undefined) continue; // an unknown short option: parseArgs names it
+    const [long, o] = entry;
+    throw new UsageError(
+      o.type === 'boolean'
+        ? `option '-${m[1]}' takes no value (in '${word}')`
+        : `write '-${m[1]} VALUE' or '--${long}=VALUE', not '${word}'`,
+    );
   }
 }
 

@@ -39,6 +39,10 @@ describe('cli-kit: parseCommandLine', () => {
     [['--settle-ms', '-5'], "option '--settle-ms' needs a value; for one starting with '-', write --settle-ms=VALUE"],
     [['--quiet=1'], "option '--quiet' takes no value"],
     [['stray'], "unexpected argument 'stray'"],
+    // The long form's '=' on a short option: not the cluster '-q -= -1', not the path '=/a'.
+    [['-q=1'], "option '-q' takes no value (in '-q=1')"],
+    [['-S=/a'], "write '-S VALUE' or '--server=VALUE', not '-S=/a'"],
+    [['-z=1'], "unknown option '-z'"],
   ];
   for (const [argv, want] of table) {
     it(`${argv.join(' ')} → ${want}`, () => {
@@ -47,6 +51,12 @@ describe('cli-kit: parseCommandLine', () => {
       expect(got).to.not.match(/\n|positional|Did you forget/);
     });
   }
+
+  it("a short option's inline value without '=' still parses; after -- an '=' word is an operand", () => {
+    expect(parseCommandLine(['-S/a'], OPTIONS).values).to.deep.equal({ server: '/a' });
+    expect(parseCommandLine(['--server==a'], OPTIONS).values).to.deep.equal({ server: '=a' });
+    expect(parseCommandLine(['-q', '--', '-S=/a'], OPTIONS, true).positionals).to.deep.equal(['-S=/a']);
+  });
 
   it('UsageError.lineFor gives NAME: message (try --help)', () => {
     expect(new UsageError("unknown option '--bogus'").lineFor('vshm-x')).to.equal("vshm-x: unknown option '--bogus' (try --help)");

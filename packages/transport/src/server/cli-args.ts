@@ -110,6 +110,8 @@ export function parseServerArgs(argv: readonly string[]): ServerArgs {
     }
     for (let j = 1; j < arg.length; j++) {
       const c = arg[j];
+      // `-v=1`: the long form's '=' after a flag, not a cluster with an option '-='.
+      if (c === '=' && j > 1) throw new ArgumentError(`option '-${arg[j - 1]}' takes no value (in '${arg}')`);
       if (FLAGS.has(c)) {
         if (c === 'h') return { help: true };
         if (c === 'v') input.verbose = true;
@@ -119,6 +121,11 @@ export function parseServerArgs(argv: readonly string[]): ServerArgs {
       let value: string;
       if (j + 1 < arg.length) {
         value = arg.slice(j + 1);
+        // getopt would take `-S=/x` as the path "=/x", which no one means; the attached form has no '='.
+        if (value.startsWith('=')) {
+          const long = [...LONG].find(([, l]) => l.short === c)?.[0];
+          throw new ArgumentError(`write '-${c} VALUE'${long === undefined ? '' : ` or '--${long}=VALUE'`}, not '-${c}${value}'`);
+        }
       } else {
         if (i + 1 >= argv.length) throw new ArgumentError(`option '-${c}' needs a value`);
         value = argv[++i];

@@ -236,6 +236,11 @@ describe('vshm-server arguments (one CLI voice)', () => {
     [['--server='], "option '--server' needs a non-empty value"],
     [['--server', ''], "option '--server' needs a non-empty value"],
     [['stray'], "unexpected argument 'stray'"],
+    // The long form's '=' on a short option: refused, not the path '=/x' getopt would take.
+    [['-S=/x'], "write '-S VALUE' or '--server=VALUE', not '-S=/x'"],
+    [['-l=64K'], "write '-l VALUE', not '-l=64K'"],
+    [['-v=1'], "option '-v' takes no value (in '-v=1')"],
+    [['-Fv=1'], "option '-v' takes no value (in '-Fv=1')"],
   ];
   for (const [argv, message] of table) {
     it(`${argv.join(' ') || "''"} → ${message}`, () => {
