@@ -15,12 +15,12 @@
  * before a byte is read, with one log line. The check matters when the file mode is widened on
  * purpose or by accident (chmod, an ACL, a socket passed to another user).
  */
-import { lstatSync, readFileSync, unlinkSync } from 'node:fs';
+import { unlinkSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import type { Binding } from '@vshm/addon';
 import { errnoText } from './cli-kit.js';
 import { VshmError } from './errors.js';
-import { parseProcNetUnix, socketLiveness } from './server/socket.js';
+import { inspectSocketPath, removeStaleSocket, type SocketPathState } from './server/socket.js';
 
 /** Backlog of a bridge listener: one client at a time is served, a few may queue. */
 const BRIDGE_BACKLOG = 16;
@@ -80,28 +80,35 @@ function errnoError(code: 'EADDRINUSE' | 'EEXIST', path: string, message: string
 }
 
 /** Make `path` free for bind(), or refuse it (see listenOwnerOnly). */
-function freeSocketPath(path: string, procNetUnix: () => string): void {
-  const st = lstatSync(path, { throwIfNoEntry: false });
-  if (st === undefined) return;
-  if (!st.isSocket()) {
-    const msg = `${path} exists and is not a socket`;
-    throw new LocalSocketError(msg, { cause: errnoError('EEXIST', path, msg) });
-  }
-  let verdict: 'live' | 'stale' | 'unknown';
+function freeSocketPath(path: string, procNetUnix: (() => string) | undefined): void {
+  let state: SocketPathState;
   try {
-    verdict = socketLiveness(parseProcNetUnix(procNetUnix()), path);
-  } catch {
-    verdict = 'unknown'; // no /proc/net/unix: refuse rather than take a live listener's name
-  }
-  if (verdict !== 'stale') {
-    const msg = verdict === 'live' ? `${path} is in use by another listener` : `cannot decide whether ${path} is in use; refusing to replace it`;
-    throw new LocalSocketError(msg, { cause: errnoError('EADDRINUSE', path, msg) });
-  }
-  try {
-    unlinkSync(path);
+    state = inspectSocketPath(path, procNetUnix);
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw new LocalSocketError(`cannot remove stale socket ${path}: ${errnoText(err)}`, { cause: err });
+    throw new LocalSocketError(`cannot inspect ${path}: ${errnoText(err)}`, { cause: err });
   }
+  let msg: string;
+  switch (state.kind) {
+    case 'absent':
+      return;
+    case 'stale':
+      try {
+        removeStaleSocket(path);
+      } catch (err) {
+        throw new LocalSocketError(`cannot remove stale socket ${path}: ${errnoText(err)}`, { cause: err });
+      }
+      return;
+    case 'not-socket':
+      msg = `${path} exists and is not a socket`;
+      throw new LocalSocketError(msg, { cause: errnoError('EEXIST', path, msg) });
+    case 'live':
+      msg = `${path} is in use by another listener`;
+      break;
+    case 'undecidable':
+      msg = `cannot decide whether ${path} is in use (${state.why}); refusing to replace it`;
+      break;
+  }
+  throw new LocalSocketError(msg, { cause: errnoError('EADDRINUSE', path, msg) });
 }
 
 /**
@@ -116,7 +123,7 @@ function freeSocketPath(path: string, procNetUnix: () => string): void {
  * unlinks the path.
  */
 export async function listenOwnerOnly(path: string, opts: OwnerOnlyOptions, onConnection: (sock: Socket) => void): Promise<Server> {
-  freeSocketPath(path, opts.procNetUnix ?? (() => readFileSync('/proc/net/unix', 'latin1')));
+  freeSocketPath(path, opts.procNetUnix);
   const b = opts.binding ?? (await loadBinding());
   const ownUid = opts.ownUid ?? process.getuid?.() ?? -1;
   const creds = opts.credentials ?? ((s: Socket): PeerCredentials | null => {

@@ -51,41 +51,77 @@ export function socketLiveness(entries: readonly UnixSocketEntry[], path: string
   return unknown ? 'unknown' : 'stale';
 }
 
+/** What stands at a path a socket is about to be bound to (§1.9), read without connecting. */
+export type SocketPathState =
+  | { kind: 'absent' }
+  | { kind: 'not-socket' }
+  | { kind: 'live' }
+  | { kind: 'stale' }
+  /** Live or stale cannot be told; `why` completes "cannot decide whether PATH is in use (…)". */
+  | { kind: 'undecidable'; why: string };
+
+/** The default /proc/net/unix reader. */
+export function readProcNetUnix(): string {
+  return readFileSync('/proc/net/unix', 'latin1');
+}
+
 /**
- * Make `path` free for bind(): nothing there → fine; a stale socket → unlinked; a live socket, a
- * non-socket, or an undecidable case → ServerError VSHM_ERR_SOCKET_IN_USE / VSHM_ERR_NOT_SOCKET.
- * `procNetUnix` is injectable for tests.
+ * The one liveness rule for every socket vshm listens on — the server's (§1.9) and the bridges'
+ * (`listenOwnerOnly`): lstat says whether a socket is there, /proc/net/unix whether something is
+ * bound to it. Never connects: a live vshm-server would take a probe as a peer and hand it an ID.
+ * Throws lstat's errno error for anything but ENOENT. `procNetUnix` is injectable for tests.
  */
-export function prepareSocketPath(path: string, procNetUnix: () => string = () => readFileSync('/proc/net/unix', 'latin1')): void {
-  let st;
-  try {
-    st = lstatSync(path);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
-    throw new ServerError('VSHM_ERR_SOCKET_PATH', '1.9', `cannot inspect socket path ${path}: ${(err as Error).message}`, { cause: err });
-  }
-  if (!st.isSocket()) {
-    throw new ServerError('VSHM_ERR_NOT_SOCKET', '1.9', `${path} exists and is not a socket; refusing to replace it`);
-  }
+export function inspectSocketPath(path: string, procNetUnix: () => string = readProcNetUnix): SocketPathState {
+  const st = lstatSync(path, { throwIfNoEntry: false });
+  if (st === undefined) return { kind: 'absent' };
+  if (!st.isSocket()) return { kind: 'not-socket' };
   let text: string;
   try {
     text = procNetUnix();
   } catch (err) {
-    throw new ServerError('VSHM_ERR_SOCKET_IN_USE', '1.9', `cannot read /proc/net/unix to check ${path}; refusing to replace it`, { cause: err });
+    return { kind: 'undecidable', why: `/proc/net/unix cannot be read: ${(err as Error).message}` };
   }
   const verdict = socketLiveness(parseProcNetUnix(text), path);
-  if (verdict === 'live') {
-    throw new ServerError('VSHM_ERR_SOCKET_IN_USE', '1.9', `${path} is in use by a live server`);
-  }
-  if (verdict === 'unknown') {
-    throw new ServerError('VSHM_ERR_SOCKET_IN_USE', '1.9', `cannot decide whether ${path} is in use (a socket is bound to a relative path); refusing`);
-  }
+  if (verdict === 'unknown') return { kind: 'undecidable', why: 'a socket is bound to a relative path of that name' };
+  return { kind: verdict };
+}
+
+/** Unlink a socket `inspectSocketPath` found stale; gone already is fine, other errno errors throw. */
+export function removeStaleSocket(path: string): void {
   try {
     unlinkSync(path);
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') {
-      throw new ServerError('VSHM_ERR_SOCKET_PATH', '1.9', `cannot remove stale socket ${path}: ${(err as Error).message}`, { cause: err });
-    }
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+  }
+}
+
+/**
+ * Make `path` free for the server's bind(): nothing there → fine; a stale socket → unlinked; a
+ * live socket, a non-socket, or an undecidable case → ServerError VSHM_ERR_SOCKET_IN_USE /
+ * VSHM_ERR_NOT_SOCKET (VSHM_ERR_SOCKET_PATH when the path cannot be inspected or removed).
+ */
+export function prepareSocketPath(path: string, procNetUnix: () => string = readProcNetUnix): void {
+  let state: SocketPathState;
+  try {
+    state = inspectSocketPath(path, procNetUnix);
+  } catch (err) {
+    throw new ServerError('VSHM_ERR_SOCKET_PATH', '1.9', `cannot inspect socket path ${path}: ${(err as Error).message}`, { cause: err });
+  }
+  switch (state.kind) {
+    case 'absent':
+      return;
+    case 'not-socket':
+      throw new ServerError('VSHM_ERR_NOT_SOCKET', '1.9', `${path} exists and is not a socket; refusing to replace it`);
+    case 'live':
+      throw new ServerError('VSHM_ERR_SOCKET_IN_USE', '1.9', `${path} is in use by a live server`);
+    case 'undecidable':
+      throw new ServerError('VSHM_ERR_SOCKET_IN_USE', '1.9', `cannot decide whether ${path} is in use (${state.why}); refusing to replace it`);
+    case 'stale':
+      try {
+        removeStaleSocket(path);
+      } catch (err) {
+        throw new ServerError('VSHM_ERR_SOCKET_PATH', '1.9', `cannot remove stale socket ${path}: ${(err as Error).message}`, { cause: err });
+      }
   }
 }
 

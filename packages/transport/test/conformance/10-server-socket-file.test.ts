@@ -50,6 +50,18 @@ describe('§8 item 10: socket mode 0600, stale replaced, live refused', function
       expect(statSync(live.socketPath).isSocket()).to.equal(true);
     });
 
+    it('item 10: a socket whose liveness cannot be decided is refused and left alone', async () => {
+      const socketPath = tmpPath('undecidable');
+      rig.paths.push(socketPath);
+      binding.close(binding.socketListen(socketPath, 0o600, 1)); // stale, but no one can tell
+      const s = new IvshmemServer({ socketPath, memorySize: 65536, procNetUnix: () => { throw new Error('no /proc'); } });
+      let err: unknown;
+      await s.start().catch((e) => (err = e));
+      expect((err as ServerError).code).to.equal('VSHM_ERR_SOCKET_IN_USE');
+      expect((err as Error).message).to.equal(`cannot decide whether ${socketPath} is in use (/proc/net/unix cannot be read: no /proc); refusing to replace it`);
+      expect(statSync(socketPath).isSocket()).to.equal(true);
+    });
+
     it('item 10: a non-socket at the path is refused and left alone', async () => {
       const socketPath = tmpPath('file');
       rig.paths.push(socketPath);
