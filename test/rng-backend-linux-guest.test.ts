@@ -1,0 +1,149 @@
+/**
+ * The virtio-rng example's real `vshm-rng-backend` CLI and `vshm-server`, fronted in this process
+ * by a double of a Linux guest's virtio_rng over virtio_ivshmem: compatibility goal (b) for the
+ * third device we ship. What the double does is what the Linux driver does (6.1):
+ *
+ * - no device feature bits in its table: only the transport bits are accepted;
+ * - one queue, "input", with a completion callback (so per-queue vectors where there are enough);
+ * - DRIVER_OK first, then always exactly one request pending: a single device-writable buffer of
+ *   64 bytes (one cache line), posted again only once the bytes it returned are consumed;
+ * - the completion callback takes the used buffer and records its length; a read consumes it;
+ * - removal (rmmod, unbind) resets the device and deletes the queue with that request still
+ *   posted; power-off resets and disconnects.
+ */
+import { expect } from 'chai';
+import { VirtioFeatureMask } from 'virtio-spec-types';
+import { IvshmemPeer } from '../packages/transport/src/ivshmem/peer.js';
+import { PEER_STATE_READY, type IvshmemDevice } from '../packages/transport/src/ivshmem/device.js';
+import { LinuxLikeFrontend, type LinuxCompletion, type LinuxQueue } from '../packages/transport/test/fixtures/linux-like-frontend.js';
+import { join } from 'node:path';
+import { Proc, ROOT, SERVER_BIN, until, useScratch } from './e2e-procs.js';
+
+const RNG_BACKEND_BIN = join(ROOT, 'examples/virtio-rng/bin/vshm-rng-backend.js');
+
+/** sizeof(virtrng_info.data) on x86: SMP_CACHE_BYTES. */
+const LINUX_RNG_BUFFER = 64;
+
+class LinuxLikeRng {
+  readonly fe: LinuxLikeFrontend;
+  /** Length of every completed request, in order. */
+  readonly lengths: number[] = [];
+  private done: LinuxCompletion<unknown> | null = null;
+  private wake: (() => void) | null = null;
+
+  constructor(dev: IvshmemDevice) {
+    this.fe = new LinuxLikeFrontend(dev);
+  }
+
+  get queue(): LinuxQueue {
+    return this.fe.queues[0];
+  }
+
+  /** probe_common: one queue, device ready, then the first pending request. */
+  async start(): Promise<void> {
+    this.fe.probe();
+    await this.fe.negotiate(0n);
+    await this.fe.findVqs([{ name: 'input', callback: () => this.recvDone() }]);
+    await this.fe.driverOk();
+    this.requestEntropy();
+  }
+
+  /** request_entropy: one writable buffer, kicked at once. */
+  private requestEntropy(): void {
+    this.queue.add([], [LINUX_RNG_BUFFER], null);
+    this.queue.kick();
+  }
+
+  /** random_recv_done: take the used buffer, publish its length, wake the reader. */
+  private recvDone(): void {
+    const c = this.queue.getBuf();
+    if (c === null) return;
+    this.lengths.push(c.len);
+    this.done = c;
+    this.wake?.();
+  }
+
+  /** virtio_read of one buffer's worth: wait for the pending request, consume it, post the next. */
+  async read(): Promise<Uint8Array> {
+    if (this.done === null) await new Promise<void>((resolve) => (this.wake = resolve));
+    this.wake = null;
+    const c = this.done!;
+    this.done = null;
+    this.requestEntropy();
+    return c.data.slice(0, c.len);
+  }
+}
+
+describe('vshm-rng-backend fronted by a Linux-like guest (real processes)', function () {
+  const s = useScratch(this);
+  const peers: IvshmemPeer[] = [];
+  afterEach(() => {
+    for (const p of peers.splice(0)) p.close();
+  });
+
+  async function guest(): Promise<LinuxLikeRng> {
+    const peer = await IvshmemPeer.connect(s.server);
+    peer.on('error', () => undefined);
+    peers.push(peer);
+    const g = new LinuxLikeRng(peer);
+    await g.start();
+    return g;
+  }
+
+  async function serve(vectors: number): Promise<Proc> {
+    const server = s.spawn('server', SERVER_BIN, ['-l', '64K', '-n', '2', '-V', String(vectors), '-P', '0x8004', '-S', s.server]);
+    await server.untilStderr(/listening on/);
+    const be = s.spawn('backend', RNG_BACKEND_BIN, ['-S', s.server]);
+    await be.untilStderr(/serving on .* as peer 0/);
+    return be;
+  }
+
+  for (const [vectors, mode] of [[2, 'per-queue'], [1, 'single']] as const) {
+    it(`-V ${vectors} (${mode} vectors): full 64-byte buffers of fresh bytes, one request pending at a time; then the next guest`, async () => {
+      const be = await serve(vectors);
+      const g1 = await guest();
+      expect(g1.fe.mode).to.equal(mode);
+      expect(g1.fe.features & ~(VirtioFeatureMask.VERSION_1 | VirtioFeatureMask.ACCESS_PLATFORM | VirtioFeatureMask.ORDER_PLATFORM)).to.equal(0n);
+      await be.untilStderr(/front-end connected/);
+      const seen = new Set<string>();
+      for (let i = 0; i < 200; i++) {
+        const b = await g1.read();
+        expect(b.length).to.equal(LINUX_RNG_BUFFER);
+        seen.add(Buffer.from(b).toString('hex'));
+      }
+      // 200 buffers of 512 random bits: any repeat (or all zeroes) means stale or unfilled data.
+      expect(seen.size).to.equal(200);
+      expect(seen.has('00'.repeat(LINUX_RNG_BUFFER))).to.equal(false);
+      expect(g1.lengths.every((n) => n === LINUX_RNG_BUFFER)).to.equal(true);
+      expect(g1.queue.vring.inFlight).to.equal(1); // the next request, as Linux always keeps one
+      expect(g1.queue.vring.badUsed).to.deep.equal([]);
+      expect(g1.fe.log).to.deep.equal([]);
+
+      // Guest power-off with that request posted: the back-end lets go and serves the next guest.
+      await g1.fe.powerOff();
+      await be.untilStderr(/front-end left/);
+      const g2 = await guest();
+      const b = await g2.read();
+      expect(b.length).to.equal(LINUX_RNG_BUFFER);
+      expect(seen.has(Buffer.from(b).toString('hex'))).to.equal(false);
+      expect(be.running).to.equal(true);
+    });
+  }
+
+  it('rmmod and modprobe again (unbind, then a new probe on the same device) with a request posted', async () => {
+    const be = await serve(2);
+    const g = await guest();
+    expect((await g.read()).length).to.equal(LINUX_RNG_BUFFER);
+    await g.fe.unbind(); // State := 0 first, then reset and queue teardown, the next request still posted
+    await be.untilStderr(/front-end left/);
+    // modprobe: the same virtio_ivshmem device probes again; probe refuses unless the BE is READY.
+    const dev = g.fe.dev;
+    await until(() => dev.peerState(0) === PEER_STATE_READY, 'the back-end READY for a new probe');
+    const again = new LinuxLikeRng(dev);
+    await again.start();
+    expect((await again.read()).length).to.equal(LINUX_RNG_BUFFER);
+    expect(again.queue.vring.badUsed).to.deep.equal([]);
+    expect(be.stderr).to.not.match(/threw|error/i);
+    expect(be.running).to.equal(true);
+  });
+});
