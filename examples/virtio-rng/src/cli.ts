@@ -99,7 +99,10 @@ export async function runBackend(argv = process.argv.slice(2)): Promise<void> {
   const o = parseOrExit(prog, argv, false);
   if (o.printCapabilities) {
     process.stdout.write(`${JSON.stringify(rngCapabilities())}\n`);
-    process.exit(0);
+    // A failure known at once (ENOSPC on a full file) is the exit status; EPIPE needs no line.
+    const failed = process.stdout.errored;
+    if (failed && (failed as NodeJS.ErrnoException).code !== 'EPIPE') process.stderr.write(`${prog}: ${describeIoError('write to', 'stdout', failed)}\n`);
+    process.exit(failed ? 1 : 0);
   }
   const info = (line: string): void => {
     if (!o.quiet) process.stderr.write(`${prog}: ${line}\n`);
@@ -161,13 +164,22 @@ export async function runFrontend(argv = process.argv.slice(2)): Promise<void> {
     process.exit(1);
   }
   let code = 0;
+  // stdout failing (ENOSPC on a full file; EPIPE, the reader gone) ends the reads with status 1:
+  // one line, and none for EPIPE, rather than Node's uncaught 'error' with a stack.
+  let outFailed: Error | null = null;
+  process.stdout.on('error', (e: Error) => (outFailed ??= e));
   try {
-    for (let i = 0; i < o.count; i++) {
+    for (let i = 0; i < o.count && outFailed === null; i++) {
       const b = await fe.rng.read(o.bytes);
       process.stdout.write(`${b.toString('hex')}\n`);
+      outFailed ??= process.stdout.errored;
     }
   } catch (e) {
     process.stderr.write(`${prog}: ${(e instanceof Error ? e.message : String(e)).split('\n')[0]}\n`);
+    code = 1;
+  }
+  if (outFailed !== null) {
+    if ((outFailed as NodeJS.ErrnoException).code !== 'EPIPE') process.stderr.write(`${prog}: ${describeIoError('write to', 'stdout', outFailed)}\n`);
     code = 1;
   }
   await fe.transport.close();

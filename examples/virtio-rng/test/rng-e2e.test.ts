@@ -5,7 +5,7 @@
  */
 import { expect } from 'chai';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -153,6 +153,22 @@ describe('virtio-rng example: server, back-end and front-end in separate process
     be.proc.kill('SIGKILL');
     expect(await fe.exit).to.equal(1);
     expect(fe.err()).to.match(/vshm-rng-frontend: /);
+  });
+
+  it('a front-end whose stdout fails (a full file) stops reading: one line, exit 1, no stack', async () => {
+    await server();
+    await backend();
+    const full = openSync('/dev/full', 'w');
+    try {
+      const fe = spawn(process.execPath, [FRONTEND, '-S', socket, '-n', '8', '-c', '1000'], { stdio: ['ignore', full, 'pipe'] });
+      let err = '';
+      fe.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+      const code = await new Promise<number | null>((resolve) => fe.on('close', (c) => resolve(c)));
+      expect(err).to.equal('vshm-rng-frontend: cannot write to stdout: ENOSPC (no space left on device)\n');
+      expect(code).to.equal(1);
+    } finally {
+      closeSync(full);
+    }
   });
 
   it('a front-end started first is refused with a clear error (§4.1)', async () => {

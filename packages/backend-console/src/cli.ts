@@ -244,7 +244,10 @@ export async function run(argv: readonly string[] = process.argv.slice(2)): Prom
   if (typeof opts === 'number') process.exit(opts);
   if (opts.printCapabilities) {
     process.stdout.write(`${JSON.stringify(capabilities(opts))}\n`);
-    process.exit(0);
+    // A failure known at once (ENOSPC on a full file) is the exit status; EPIPE needs no line.
+    const failed = process.stdout.errored;
+    if (failed && (failed as NodeJS.ErrnoException).code !== 'EPIPE') process.stderr.write(`${PROG}: ${describeIoError('write to', 'stdout', failed)}\n`);
+    process.exit(failed ? 1 : 0);
   }
   const rt = new Runtime(opts);
   for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(sig, () => void rt.shutdown(0));

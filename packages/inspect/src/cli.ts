@@ -3,7 +3,7 @@
  * usage errors one line and exit 2, runtime errors one line and exit 1).
  */
 import type { Binding } from '@vshm/addon';
-import { onTerminationSignal, parseCommandLine, parseOrUsage, UsageError } from '@vshm/transport';
+import { describeIoError, onTerminationSignal, parseCommandLine, parseOrUsage, UsageError } from '@vshm/transport';
 import { attachPid, attachShm, InspectError, type Attachment, type LayoutOverride } from './attach.js';
 import { formatSnapshot } from './format.js';
 import { takeSnapshot } from './snapshot.js';
@@ -128,8 +128,15 @@ export async function main(argv: readonly string[], out: NodeJS.WritableStream =
   }
   try {
     if (a.watchMs === undefined) {
+      // A failed write (ENOSPC on a full file; EPIPE, the reader gone) is known once write()
+      // returns, but Node emits it as 'error' later, which would end the process with a stack.
+      const stream = out as NodeJS.WritableStream & { errored?: Error | null };
+      stream.once('error', () => {});
       out.write(render(att, a.json, false) + '\n');
-      return 0;
+      const failed = stream.errored ?? null;
+      if (failed === null) return 0;
+      if ((failed as NodeJS.ErrnoException).code !== 'EPIPE') err.write(`${PROG}: ${describeIoError('write to', 'stdout', failed)}\n`);
+      return 1;
     }
     return await watch(att, a, out, err);
   } finally {

@@ -8,7 +8,7 @@
  */
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { readFileSync, readdirSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, readdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { expect } from 'chai';
 import { HDR_CONFIG, STATUS_FORMAT, readStatusFile, type StatusFile } from '@vshm/transport/inspect';
@@ -151,6 +151,18 @@ describe('vshm-inspect (live console session)', function () {
     const snap = JSON.parse(r.stdout) as Snapshot;
     expect(snap.layout.source).to.equal('status-file');
     checkLiveConsole(snap, backend, frontend);
+  });
+
+  it('a snapshot that cannot be written (stdout a full file): one line naming the errno, exit 1, no stack', async () => {
+    const { backend, env } = await startSession(s);
+    const full = openSync('/dev/full', 'w');
+    try {
+      const r = spawnSync(process.execPath, [INSPECT_BIN, '--pid', String(backend.child.pid)], { env, stdio: ['ignore', full, 'pipe'], encoding: 'utf8', timeout: 60_000 });
+      expect(r.status).to.equal(1);
+      expect(r.stderr).to.equal('vshm-inspect: cannot write to stdout: ENOSPC (no space left on device)\n');
+    } finally {
+      closeSync(full);
+    }
   });
 
   it('--pid of the front-end and of vshm-server show the same queues (the server holds the memory fd; status files are matched by inode)', async () => {

@@ -96,6 +96,19 @@ function refuseShortEquals(argv: readonly string[], options: Options): void {
   }
 }
 
+/**
+ * Write `text` and return the error the stream failed with at once, if any: ENOSPC on a full file
+ * or EPIPE on a pipe whose reader left are known when write() returns (the stream is `errored`),
+ * though Node emits them as 'error' only later — which would crash a command that goes on running.
+ * That event is taken here; the caller reports the returned error.
+ */
+function writeChecked(stream: CliStreams['stdout'], text: string): Error | null {
+  const s = stream as { once?: (ev: 'error', f: () => void) => unknown; errored?: Error | null };
+  s.once?.('error', () => {});
+  stream.write(text);
+  return s.errored ?? null;
+}
+
 /** Where a command writes: process, or a test's capture. */
 export interface CliStreams {
   stdout: { write(s: string): unknown };
@@ -124,8 +137,11 @@ export function parseOrUsage<T extends { help: boolean; warnings?: readonly stri
     return 2;
   }
   if (opts.help) {
-    io.stdout.write(usage.endsWith('\n') ? usage : `${usage}\n`);
-    return 0;
+    const err = writeChecked(io.stdout, usage.endsWith('\n') ? usage : `${usage}\n`);
+    if (err === null) return 0;
+    // `--help > /dev/full`: the text is lost, so say so (a reader that left, EPIPE, needs no line).
+    if ((err as NodeJS.ErrnoException).code !== 'EPIPE') io.stderr.write(`${prog}: ${describeIoError('write to', 'stdout', err)}\n`);
+    return 1;
   }
   for (const w of opts.warnings ?? []) io.stderr.write(`${prog}: warning: ${w}\n`);
   if (io === process) voiceProcessWarnings(prog);

@@ -4,6 +4,7 @@
  */
 import { expect } from 'chai';
 import { openSync } from 'node:fs';
+import { Writable } from 'node:stream';
 import { describeIoError, parseCommandLine, parseOrUsage, UsageError } from '../src/index.js';
 import { ArgumentError } from '../src/errors.js';
 
@@ -84,6 +85,16 @@ describe('cli-kit: parseOrUsage (the start every command shares)', () => {
       expect(parseOrUsage('prog', usage, () => ({ help: true, warnings: ['w'] }), c.io)).to.equal(0);
       expect(c.out).to.deep.equal(['Usage: prog\n']);
       expect(c.err).to.deep.equal([]);
+    }
+  });
+
+  it('--help that cannot be written: status 1, one line naming the errno; a reader that left (EPIPE) gets none', () => {
+    for (const [code, line] of [['ENOSPC', ['prog: cannot write to stdout: ENOSPC (no space left on device)\n']], ['EPIPE', []]] as const) {
+      // A stream that fails at once, as stdout on /dev/full or on a pipe whose reader left does.
+      const stdout = new Writable({ write: (_c, _e, done) => done(Object.assign(new Error(`${code}: write`), { code, syscall: 'write' })) });
+      const err: string[] = [];
+      expect(parseOrUsage('prog', 'Usage: prog', () => ({ help: true }), { stdout, stderr: { write: (t: string) => err.push(t) > 0 } })).to.equal(1);
+      expect(err).to.deep.equal(line);
     }
   });
 
