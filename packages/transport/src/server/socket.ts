@@ -61,7 +61,7 @@ export type SocketPathState =
   | { kind: 'undecidable'; why: string };
 
 /** The default /proc/net/unix reader. */
-export function readProcNetUnix(): string {
+function readProcNetUnix(): string {
   return readFileSync('/proc/net/unix', 'latin1');
 }
 
