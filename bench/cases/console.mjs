@@ -36,6 +36,8 @@ const BUFFER_LIMIT = process.env.VSHM_BENCH_CONSOLE_BUFFER_LIMIT ? Number(proces
 const HWM = process.env.VSHM_BENCH_CONSOLE_HWM ? Number(process.env.VSHM_BENCH_CONSOLE_HWM) : undefined;
 const SOCKETLIKE = process.env.VSHM_BENCH_CONSOLE_SINK === 'socketlike';
 const DIAG = process.env.VSHM_BENCH_DIAG === '1';
+/** VSHM_BENCH_CONSOLE_BE_SPIN=0: the back-end on interrupts only (A/B). */
+const BE_SPIN = process.env.VSHM_BENCH_CONSOLE_BE_SPIN !== '0';
 const CHUNK = 64 * 1024;
 const role = process.argv[2];
 
@@ -98,7 +100,7 @@ if (role === '--be') {
       device.port(0).attach(source, null);
     });
   }
-  const { peer, be } = await openBackend(socketPath, device);
+  const { peer, be } = await openBackend(socketPath, device, BE_SPIN ? {} : { spin: false });
   if (DIAG) countNotifications(peer, be);
   process.stdout.write('ready\n');
   process.on('SIGTERM', () => process.exit(0));
