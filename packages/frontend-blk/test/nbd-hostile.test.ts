@@ -399,6 +399,33 @@ describe('NBD server against hostile clients', function () {
     expect(rig.device.disk[0]).to.equal(9);
   });
 
+  it('pipelined READs of two sizes, replies from reused buffers: every reply holds its own offset\'s bytes', async () => {
+    await start();
+    const disk = rig.device.disk;
+    for (let i = 0; i < disk.length; i += 4) disk.writeUInt32LE((i * 2654435761) >>> 0, i);
+    const c = connect();
+    await c.greeting();
+    await c.go();
+    // Rounds of many reads in flight at once; later rounds reuse the buffers of earlier replies.
+    for (const size of [64 * 1024, 4096, 64 * 1024, 4096]) {
+      const n = 120;
+      const at = new Map<number, number>();
+      for (let k = 0; k < n; k++) {
+        const offset = ((k * 7919 * 512) % (disk.length - size)) & ~511;
+        at.set(k + 1, offset);
+        c.request(NbdCmd.READ, offset, size, k + 1);
+      }
+      for (let k = 0; k < n; k++) {
+        const r = await c.reply(size);
+        expect(r.error).to.equal(0);
+        const offset = at.get(r.cookie)!;
+        expect(r.data.equals(disk.subarray(offset, offset + size)), `cookie ${r.cookie} at ${offset}`).to.equal(true);
+        at.delete(r.cookie);
+      }
+      expect(at.size).to.equal(0);
+    }
+  });
+
   it('device loss with writes in flight: EIO replies (never an acknowledgement); the next back-end serves', async () => {
     await start();
     const c = connect();
