@@ -44,16 +44,67 @@ const READ_HIGH_WATER = NBD_MAX_PAYLOAD + 1024 * 1024;
 const WRITE_HIGH_WATER = 2 * NBD_MAX_PAYLOAD;
 const SECTOR = 512;
 /**
- * READ reply buffers a connection keeps for reuse. A fresh buffer per READ costs a page fault per
- * 4 KiB when the data is first copied in — on this kind of VM the larger part of the copy — and
- * garbage for the collector. Clients stream reads of one or two sizes with many in flight
- * (nbdcopy: 64 requests of its request size per connection), so the pool may hold as many
- * buffers as requests may be in flight, within POOL_BYTES; a connection that goes idle (nothing
- * in flight) keeps POOL_IDLE_KEEP of them, so a long-lived idle client holds little memory.
+ * READ reply buffers, shared by the server's connections. A fresh buffer per READ costs a page
+ * fault per 4 KiB when the data is first copied in — on this kind of VM more than the copy
+ * itself — and its unmapping when it is collected. Clients stream reads of one or two sizes with
+ * many in flight (nbdcopy: 4 connections of 64 requests), so the pool keeps up to POOL_BYTES of
+ * returned buffers while reads are going on; once no buffer is out (every read answered and its
+ * bytes handed to the socket) it keeps POOL_IDLE_KEEP, so an idle daemon holds little memory.
  */
-const POOL_BUFFERS = MAX_INFLIGHT;
 const POOL_BYTES = 64 * 1024 * 1024;
 const POOL_IDLE_KEEP = 4;
+
+class ReplyPool {
+  private readonly free = new Map<number, Buffer[]>();
+  private count = 0;
+  private bytes = 0;
+  /** Buffers taken and not yet given back or forfeited. */
+  private out = 0;
+
+  /** A buffer of `len` bytes: a returned one, else a new one. */
+  take(len: number): Buffer {
+    this.out++;
+    const b = this.free.get(len)?.pop();
+    if (b === undefined) return Buffer.allocUnsafe(len);
+    this.count--;
+    this.bytes -= len;
+    return b;
+  }
+
+  /** `b` is no longer used: keep it for a later READ of its length, within the bounds. */
+  give(b: Buffer): void {
+    this.out--;
+    const most = this.out === 0 ? POOL_IDLE_KEEP : Infinity;
+    if (b.length > 0 && this.count < most && this.bytes + b.length <= POOL_BYTES) {
+      const list = this.free.get(b.length);
+      if (list === undefined) this.free.set(b.length, [b]);
+      else list.push(b);
+      this.count++;
+      this.bytes += b.length;
+    }
+    if (this.out === 0) this.trim(POOL_IDLE_KEEP);
+  }
+
+  /**
+   * A taken buffer that must not be reused: a read that failed may still have a part complete
+   * into it later (a session lost mid-read), and a failed socket write may still reference it.
+   */
+  forfeit(): void {
+    this.out--;
+    if (this.out === 0) this.trim(POOL_IDLE_KEEP);
+  }
+
+  private trim(keep: number): void {
+    for (const [len, list] of this.free) {
+      while (list.length > 0 && this.count > keep) {
+        list.pop();
+        this.count--;
+        this.bytes -= len;
+      }
+      if (list.length === 0) this.free.delete(len);
+    }
+  }
+}
 
 export interface NbdServerOptions {
   /** UNIX socket path (created with mode 0600). */
@@ -154,6 +205,8 @@ export class NbdServer extends EventEmitter {
   private readonly driver: BlockDriver;
   private server: net.Server | null = null;
   private readonly conns = new Set<net.Socket>();
+  /** READ reply buffers, shared by every connection. */
+  private readonly pool = new ReplyPool();
   private nextId = 1;
   private readonly handshakeTimeoutMs: number;
 
@@ -222,7 +275,7 @@ export class NbdServer extends EventEmitter {
       debug('client %d: handshake timeout', id);
       sock.destroy();
     }, this.handshakeTimeoutMs).unref();
-    new NbdConnection(id, sock, this.driver, this.exportName, this.description, () => clearTimeout(timer))
+    new NbdConnection(id, sock, this.driver, this.pool, this.exportName, this.description, () => clearTimeout(timer))
       .run()
       .then(
         // DISC / ABORT: the socket was end()ed after the last reply; let those bytes go out.
@@ -252,15 +305,12 @@ class NbdConnection {
   private exportSize = 0;
   /** Data bytes of READs in flight (their replies are owed). */
   private readBytes = 0;
-  /** READ reply buffers free for reuse, by length (see POOL_BUFFERS). */
-  private readonly pool = new Map<number, Buffer[]>();
-  private pooledBuffers = 0;
-  private pooledBytes = 0;
 
   constructor(
     private readonly id: number,
     private readonly sock: net.Socket,
     private readonly driver: BlockDriver,
+    private readonly pool: ReplyPool,
     private readonly exportName: string,
     private readonly description: string,
     private readonly negotiated: () => void,
@@ -292,52 +342,18 @@ class NbdConnection {
     if (!this.sock.destroyed && this.sock.writable) this.sock.write(b);
   }
 
-  /** A READ reply buffer of `len` bytes: a pooled one, else a new one. */
-  private takeBuffer(len: number): Buffer {
-    const b = this.pool.get(len)?.pop();
-    if (b === undefined) return Buffer.allocUnsafe(len);
-    this.pooledBuffers--;
-    this.pooledBytes -= len;
-    return b;
-  }
-
-  /** Keep `b` for a later READ of its length, within the pool's bounds. */
-  private giveBack(b: Buffer): void {
-    // Idle (nothing in flight): only POOL_IDLE_KEEP are kept, also of writes that finish later.
-    const most = this.inflight === 0 ? POOL_IDLE_KEEP : POOL_BUFFERS;
-    if (b.length === 0 || this.pooledBuffers >= most || this.pooledBytes + b.length > POOL_BYTES) return;
-    const list = this.pool.get(b.length);
-    if (list === undefined) this.pool.set(b.length, [b]);
-    else list.push(b);
-    this.pooledBuffers++;
-    this.pooledBytes += b.length;
-  }
-
-  /** Drop pooled buffers beyond `keep`. */
-  private trimPool(keep: number): void {
-    if (this.pooledBuffers <= keep) return;
-    for (const [len, list] of this.pool) {
-      while (list.length > 0 && this.pooledBuffers > keep) {
-        list.pop();
-        this.pooledBuffers--;
-        this.pooledBytes -= len;
-      }
-      if (list.length === 0) this.pool.delete(len);
-    }
-  }
-
   /**
-   * Send READ data from a pooled buffer: the buffer goes back to the pool once the socket has
-   * handed every byte to the kernel (the write's callback), never earlier. A failed write (the
-   * client went away) drops it.
+   * Send READ data from a pool buffer: it goes back to the pool once the socket has handed every
+   * byte to the kernel (the write's callback), never earlier; a failed write forfeits it.
    */
   private sendPooled(b: Buffer): void {
     if (this.sock.destroyed || !this.sock.writable) {
-      this.giveBack(b);
+      this.pool.give(b);
       return;
     }
     this.sock.write(b, (err) => {
-      if (err === undefined || err === null) this.giveBack(b);
+      if (err === undefined || err === null) this.pool.give(b);
+      else this.pool.forfeit();
     });
   }
 
@@ -467,7 +483,6 @@ class NbdConnection {
           }
           this.readBytes -= owed;
           this.inflight--;
-          if (this.inflight === 0) this.trimPool(POOL_IDLE_KEEP);
           const w = this.slotWaiter;
           this.slotWaiter = null;
           w?.();
@@ -493,10 +508,7 @@ class NbdConnection {
     switch (req.type) {
       case NbdCmd.READ:
         if (off % SECTOR !== 0 || len % SECTOR !== 0) return fail(NbdErr.EINVAL);
-        // Into a pooled buffer. Only a read that succeeded hands it on (to sendPooled, which
-        // returns it to the pool): after a failure a part may still complete into it later
-        // (a session lost mid-read), so it is never reused.
-        return ok(await this.driver.read(off, len, this.takeBuffer(len)));
+        return ok(await this.readPooled(off, len));
       case NbdCmd.WRITE:
         if (off % SECTOR !== 0 || len % SECTOR !== 0) return fail(NbdErr.EINVAL);
         await this.driver.write(off, payload as Buffer);
@@ -516,6 +528,17 @@ class NbdConnection {
     }
     if (fua) await this.driver.flush();
     return ok(null);
+  }
+
+  /** A READ into a pool buffer; on failure the buffer is forfeited (see ReplyPool.forfeit). */
+  private async readPooled(off: number, len: number): Promise<Buffer> {
+    const b = this.pool.take(len);
+    try {
+      return await this.driver.read(off, len, b);
+    } catch (err) {
+      this.pool.forfeit();
+      throw err;
+    }
   }
 
   /** WRITE_ZEROES through the device's, or as written zeroes when the device lacks it. */
