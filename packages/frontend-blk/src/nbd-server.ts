@@ -54,12 +54,18 @@ const SECTOR = 512;
 const POOL_BYTES = 64 * 1024 * 1024;
 const POOL_IDLE_KEEP = 4;
 
-class ReplyPool {
+/** Exported for its unit test only (not in the package index). */
+export class ReplyPool {
   private readonly free = new Map<number, Buffer[]>();
   private count = 0;
   private bytes = 0;
   /** Buffers taken and not yet given back or forfeited. */
   private out = 0;
+
+  /** Buffers kept for reuse. */
+  get pooled(): number {
+    return this.count;
+  }
 
   /** A buffer of `len` bytes: a returned one, else a new one. */
   take(len: number): Buffer {
