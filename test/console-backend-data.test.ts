@@ -5,8 +5,9 @@
  */
 import { expect } from 'chai';
 import { existsSync } from 'node:fs';
-import { dirname } from 'node:path';
-import { useScratch, BACKEND_BIN, FRONTEND_BIN } from './e2e-procs.js';
+import { dirname, join } from 'node:path';
+import { IvshmemPeer } from '@vshm/transport';
+import { useScratch, BACKEND_BIN, FRONTEND_BIN, ROOT } from './e2e-procs.js';
 
 /** A shell command whose answer differs from its text: `echo m-$((a+b))` → `m-<sum>`. */
 function probe(): { cmd: string; answer: RegExp } {
@@ -79,8 +80,8 @@ describe('vshm-console-backend: data through real processes', function () {
     const be = s.spawn('backend', BACKEND_BIN, ['--embedded', '-q']);
     await be.untilStderr(/embedded server listening on \S+;/);
     const sock = /embedded server listening on (\S+?);/.exec(be.stderr)![1];
-    // --wait: the back-end may not have taken peer 0 yet when the path appears.
-    const fe = s.spawn('frontend', FRONTEND_BIN, ['-S', sock, '--wait', '--no-pty', '--', '/bin/sh']);
+    // No --wait: the line comes once the back-end holds peer 0, so the front-end gets peer 1.
+    const fe = s.spawn('frontend', FRONTEND_BIN, ['-S', sock, '--no-pty', '--', '/bin/sh']);
     const p = probe();
     be.write(p.cmd);
     await be.untilStdout(p.answer);
@@ -88,5 +89,31 @@ describe('vshm-console-backend: data through real processes', function () {
     expect((await be.exited).code).to.equal(0);
     expect(be.stderr.trim().split('\n')).to.have.length(1);
     fe.child.kill('SIGKILL');
+  });
+
+  it('the embedded server line comes once the back-end holds peer 0: a peer started on it gets peer 1, even when the back-end is slow to connect', async () => {
+    // The real CLI (run()) with its connect stretched by a second, as a loaded machine may do:
+    // patched in this child only. The line used to come before the connect, and a front-end
+    // started on it took peer 0 and ended the back-end ("start the back-end first").
+    const code = [
+      "import { IvshmemPeer } from '@vshm/transport';",
+      'const connect = IvshmemPeer.connect;',
+      'IvshmemPeer.connect = async function slowConnect(...args) {',
+      '  await new Promise((resolve) => setTimeout(resolve, 1000));',
+      '  return connect.apply(this, args);',
+      '};',
+      `const { run } = await import(${JSON.stringify(join(ROOT, 'packages/backend-console/src/cli.ts'))});`,
+      "await run(['--embedded', '-q']);",
+    ].join('\n');
+    const be = s.spawn('backend', '--import', ['tsx', '--input-type=module', '-e', code], { cwd: ROOT });
+    await be.untilStderr(/embedded server listening on \S+;/);
+    const sock = /embedded server listening on (\S+?);/.exec(be.stderr)![1];
+    const peer = await IvshmemPeer.connect(sock);
+    try {
+      expect(peer.id, be.stderr).to.equal(1);
+    } finally {
+      peer.close();
+    }
+    expect(be.running, be.stderr).to.equal(true);
   });
 });

@@ -6,7 +6,8 @@
  * attach-pty.test.ts in process, and test/npm-start.test.ts through a real terminal.)
  */
 import { expect } from 'chai';
-import { useScratch } from './e2e-procs.js';
+import { useScratch, until } from './e2e-procs.js';
+import { foregroundJob } from './e2e-system.js';
 
 describe('console front-end e2e: -- COMMAND on a pty', function () {
   const s = useScratch(this);
@@ -50,9 +51,12 @@ describe('console front-end e2e: -- COMMAND on a pty', function () {
   it('^C from the back-end interrupts the shell\'s foreground job, and the shell stays', async () => {
     await s.startServer();
     const be = await s.startBackend();
-    s.startFrontend(['--', '/bin/sh', '-i']);
+    const fe = s.startFrontend(['--', '/bin/sh', '-i']);
     be.write('echo started-$((2+3)); sleep 600; echo not-inter""rupted\r');
     await be.untilStdout(/started-5/);
+    // "started-5" does not mean `sleep` owns the pty yet: a ^C before that goes to the shell's
+    // process group, which a sleep still between fork and exec survives (then it runs for 600 s).
+    await until(() => foregroundJob(fe.child.pid!, ['sleep', '600']), 'sleep 600 as the foreground job of the pty');
     be.write('\x03');
     be.write('echo alive-$((1+1))\r');
     await be.untilStdout(/alive-2/);

@@ -133,6 +133,25 @@ export function descendants(root: number): number[] {
   return out;
 }
 
+/**
+ * Whether a descendant of `root` runs `argv` (exec'd: its /proc cmdline) as the foreground job of
+ * its terminal (its process group is the terminal's foreground group): only then does a ^C typed
+ * there reach that job. Output the job's shell printed before starting it does not say so.
+ */
+export function foregroundJob(root: number, argv: readonly string[]): boolean {
+  const cmdline = argv.map((a) => `${a}\0`).join('');
+  return descendants(root).some((pid) => {
+    try {
+      if (readFileSync(`/proc/${pid}/cmdline`, 'latin1') !== cmdline) return false;
+      // pid (comm) state ppid pgrp session tty_nr tpgid …
+      const f = readFileSync(`/proc/${pid}/stat`, 'latin1').split(') ').pop()!.split(' ');
+      return f[2] === f[5];
+    } catch {
+      return false; // gone meanwhile
+    }
+  });
+}
+
 /** Whether process `pid` is alive (a zombie counts as gone). */
 export function alive(pid: number): boolean {
   try {

@@ -163,6 +163,17 @@ export async function runFrontend(argv = process.argv.slice(2)): Promise<void> {
     process.stderr.write(`${prog}: ${connectFailure(o.server, e)}\n`);
     process.exit(1);
   }
+  // The back-end may die between two reads: ending that session, the transport first delivers
+  // what the back-end completed (a read resolves), then removes the device, and the next read
+  // would wait for another back-end. This one-shot reader does not wait: its back-end leaving
+  // (or the server) fails the read, in flight or not yet posted.
+  const gone = new Promise<never>((_, reject) => {
+    fe.peer.on('peer-gone', (id: number) => {
+      if (id !== fe.peer.id) reject(new Error(`the back-end (peer ${id}) went away`));
+    });
+    fe.peer.once('server-gone', () => reject(new Error(`the server at ${o.server} went away`)));
+  });
+  gone.catch(() => {});
   let code = 0;
   // stdout failing (ENOSPC on a full file; EPIPE, the reader gone) ends the reads with status 1:
   // one line, and none for EPIPE, rather than Node's uncaught 'error' with a stack.
@@ -170,7 +181,7 @@ export async function runFrontend(argv = process.argv.slice(2)): Promise<void> {
   process.stdout.on('error', (e: Error) => (outFailed ??= e));
   try {
     for (let i = 0; i < o.count && outFailed === null; i++) {
-      const b = await fe.rng.read(o.bytes);
+      const b = await Promise.race([fe.rng.read(o.bytes), gone]);
       process.stdout.write(`${b.toString('hex')}\n`);
       outFailed ??= process.stdout.errored;
     }

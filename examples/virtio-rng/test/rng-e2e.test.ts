@@ -171,6 +171,40 @@ describe('virtio-rng example: server, back-end and front-end in separate process
     }
   });
 
+  it('the back-end dying between two reads (the first delivered, the next not posted yet) still fails the run with exit 1', async () => {
+    await server();
+    const be = await backend();
+    // The real CLI (runFrontend) with the race made certain, in this child only: its second read
+    // is issued once the session ended (remove()), as happens when the back-end completed the
+    // first read and died before the front-end saw either — ending that session delivers the
+    // completion first, and the next read used to wait for a back-end that never comes.
+    const code = [
+      `import { RngDriver } from ${JSON.stringify(root('examples/virtio-rng/src/driver.ts'))};`,
+      'let removed;',
+      'const sessionEnded = new Promise((resolve) => (removed = resolve));',
+      'const remove = RngDriver.prototype.remove;',
+      'RngDriver.prototype.remove = function (reason) { remove.call(this, reason); removed(); };',
+      'const read = RngDriver.prototype.read;',
+      'let reads = 0;',
+      'RngDriver.prototype.read = async function (n) { if (reads++ > 0) await sessionEnded; return read.call(this, n); };',
+      `const { runFrontend } = await import(${JSON.stringify(root('examples/virtio-rng/src/cli.ts'))});`,
+      `await runFrontend(['-S', ${JSON.stringify(socket)}, '-n', '16', '-c', '2']);`,
+    ].join('\n');
+    const fe = start('--import', ['tsx', '--input-type=module', '-e', code]);
+    procs.push(fe);
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`no output from the front-end: ${fe.err()}`)), BOUND);
+      fe.proc.stdout!.once('data', () => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+    be.proc.kill('SIGKILL');
+    expect(await fe.exit, fe.err()).to.equal(1);
+    expect(fe.out()).to.match(/^[0-9a-f]{32}\n$/);
+    expect(fe.err()).to.match(/^vshm-rng-frontend: [^\n]+\n$/);
+  });
+
   it('a front-end started first is refused with a clear error (§4.1)', async () => {
     await server();
     const fe = frontend(['-n', '8']);

@@ -165,8 +165,6 @@ class Runtime {
     } catch (err) {
       throw new Error(describeIoError('start the embedded server on', socketPath, err), { cause: err });
     }
-    // Not info(): even with -q this line is the only way to learn the private socket's path.
-    process.stderr.write(`${PROG}: embedded server listening on ${socketPath}; connect with: vshm-console-frontend -S ${socketPath}\n`);
     return socketPath;
   }
 
@@ -193,6 +191,12 @@ class Runtime {
     this.socketPath = socketPath;
     this.link = await connectBackend(socketPath, device, true); // status file for vshm-inspect
     this.bindLink(this.link);
+    // Only now, with peer 0 ours: a front-end started on this line (as it says) must not take
+    // peer 0 first, which would end this back-end with "start the back-end first". Not info():
+    // even with -q this line is the only way to learn the private socket's path.
+    if (this.server !== null) {
+      process.stderr.write(`${PROG}: embedded server listening on ${socketPath}; connect with: vshm-console-frontend -S ${socketPath}\n`);
+    }
 
     for (const [name, a] of o.attachments) {
       const port = device.port(o.ports.indexOf(name) + 1);
