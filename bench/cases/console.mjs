@@ -36,8 +36,11 @@ const BUFFER_LIMIT = process.env.VSHM_BENCH_CONSOLE_BUFFER_LIMIT ? Number(proces
 const HWM = process.env.VSHM_BENCH_CONSOLE_HWM ? Number(process.env.VSHM_BENCH_CONSOLE_HWM) : undefined;
 const SOCKETLIKE = process.env.VSHM_BENCH_CONSOLE_SINK === 'socketlike';
 const DIAG = process.env.VSHM_BENCH_DIAG === '1';
-/** VSHM_BENCH_CONSOLE_BE_SPIN=0: the back-end on interrupts only (A/B). */
-const BE_SPIN = process.env.VSHM_BENCH_CONSOLE_BE_SPIN !== '0';
+/**
+ * The back-end on interrupts only, as vshm-console-backend runs (`spin: false`);
+ * VSHM_BENCH_CONSOLE_BE_SPIN=1 lets it spin like other openBackend users (A/B).
+ */
+const BE_SPIN = process.env.VSHM_BENCH_CONSOLE_BE_SPIN === '1';
 const CHUNK = 64 * 1024;
 const role = process.argv[2];
 
