@@ -83,7 +83,7 @@ export function rngCapabilities(): ReturnType<typeof deviceCapabilities> {
 
 /** Parse, or print the usage error / help and exit. */
 function parseOrExit(prog: string, argv: readonly string[], frontend: boolean): RngCliOptions {
-  const o = parseOrUsage(prog, frontend ? FRONTEND_USAGE : BACKEND_USAGE, () => parseRngArgs(argv, frontend));
+  const o = parseOrUsage(prog, frontend ? FRONTEND_USAGE : BACKEND_USAGE, () => parseRngArgs(argv, frontend), process, frontend ? undefined : rngCapabilities);
   if (typeof o === 'number') process.exit(o);
   return o;
 }
@@ -97,13 +97,6 @@ function connectFailure(server: string, e: unknown): string {
 export async function runBackend(argv = process.argv.slice(2)): Promise<void> {
   const prog = 'vshm-rng-backend';
   const o = parseOrExit(prog, argv, false);
-  if (o.printCapabilities) {
-    process.stdout.write(`${JSON.stringify(rngCapabilities())}\n`);
-    // A failure known at once (ENOSPC on a full file) is the exit status; EPIPE needs no line.
-    const failed = process.stdout.errored;
-    if (failed && (failed as NodeJS.ErrnoException).code !== 'EPIPE') process.stderr.write(`${prog}: ${describeIoError('write to', 'stdout', failed)}\n`);
-    process.exit(failed ? 1 : 0);
-  }
   const info = (line: string): void => {
     if (!o.quiet) process.stderr.write(`${prog}: ${line}\n`);
   };

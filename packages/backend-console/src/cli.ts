@@ -244,15 +244,8 @@ export function capabilities(o: BackendCliOptions): ReturnType<typeof deviceCapa
 }
 
 export async function run(argv: readonly string[] = process.argv.slice(2)): Promise<void> {
-  const opts = parseOrUsage(PROG, USAGE, () => parseCliArgs(argv));
+  const opts = parseOrUsage(PROG, USAGE, () => parseCliArgs(argv), process, capabilities);
   if (typeof opts === 'number') process.exit(opts);
-  if (opts.printCapabilities) {
-    process.stdout.write(`${JSON.stringify(capabilities(opts))}\n`);
-    // A failure known at once (ENOSPC on a full file) is the exit status; EPIPE needs no line.
-    const failed = process.stdout.errored;
-    if (failed && (failed as NodeJS.ErrnoException).code !== 'EPIPE') process.stderr.write(`${PROG}: ${describeIoError('write to', 'stdout', failed)}\n`);
-    process.exit(failed ? 1 : 0);
-  }
   const rt = new Runtime(opts);
   for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(sig, () => void rt.shutdown(0));
   // SIGWINCH reaches Node as stdout 'resize' (handled in run()); ignore it otherwise.

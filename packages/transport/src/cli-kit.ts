@@ -109,6 +109,14 @@ function writeChecked(stream: CliStreams['stdout'], text: string): Error | null 
   return s.errored ?? null;
 }
 
+/** A one-shot output (`--help`, `--print-capabilities`): its exit status, 0 or 1 (see parseOrUsage). */
+function printOnce(prog: string, io: CliStreams, text: string): number {
+  const err = writeChecked(io.stdout, text);
+  if (err === null) return 0;
+  if ((err as NodeJS.ErrnoException).code !== 'EPIPE') io.stderr.write(`${prog}: ${describeIoError('write to', 'stdout', err)}\n`);
+  return 1;
+}
+
 /** Where a command writes: process, or a test's capture. */
 export interface CliStreams {
   stdout: { write(s: string): unknown };
@@ -118,14 +126,17 @@ export interface CliStreams {
 /**
  * The start every vshm command shares: run `parse` (argv → options). A bad command line (any
  * ArgumentError, UsageError included) prints one line, `NAME: what is wrong (try --help)`, and
- * gives exit status 2; `--help` prints `usage` and gives 0; warnings the parser collected print
- * as `NAME: warning: …`. Returns the options to go on with, or the exit status to end with.
+ * gives exit status 2; `--help` prints `usage` and gives 0; with `capabilities` (a device
+ * daemon), `--print-capabilities` prints its JSON and gives 0; warnings the parser collected print
+ * as `NAME: warning: …`. Output that cannot be written (`> /dev/full`) gives 1 and one line (none
+ * for EPIPE: the reader left). Returns the options to go on with, or the exit status to end with.
  */
-export function parseOrUsage<T extends { help: boolean; warnings?: readonly string[] }>(
+export function parseOrUsage<T extends { help: boolean; warnings?: readonly string[]; printCapabilities?: boolean }>(
   prog: string,
   usage: string,
   parse: () => T,
   io: CliStreams = process,
+  capabilities?: (opts: Exclude<T, { help: true }>) => DeviceCapabilities,
 ): Exclude<T, { help: true }> | number {
   let opts: T;
   try {
@@ -136,12 +147,9 @@ export function parseOrUsage<T extends { help: boolean; warnings?: readonly stri
     io.stderr.write(`${line}\n`);
     return 2;
   }
-  if (opts.help) {
-    const err = writeChecked(io.stdout, usage.endsWith('\n') ? usage : `${usage}\n`);
-    if (err === null) return 0;
-    // `--help > /dev/full`: the text is lost, so say so (a reader that left, EPIPE, needs no line).
-    if ((err as NodeJS.ErrnoException).code !== 'EPIPE') io.stderr.write(`${prog}: ${describeIoError('write to', 'stdout', err)}\n`);
-    return 1;
+  if (opts.help) return printOnce(prog, io, usage.endsWith('\n') ? usage : `${usage}\n`);
+  if (opts.printCapabilities === true && capabilities !== undefined) {
+    return printOnce(prog, io, `${JSON.stringify(capabilities(opts as Exclude<T, { help: true }>))}\n`);
   }
   for (const w of opts.warnings ?? []) io.stderr.write(`${prog}: warning: ${w}\n`);
   if (io === process) voiceProcessWarnings(prog);

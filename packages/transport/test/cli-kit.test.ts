@@ -98,6 +98,16 @@ describe('cli-kit: parseOrUsage (the start every command shares)', () => {
     }
   });
 
+  it('--print-capabilities with a capabilities function: its JSON once, status 0; without one, the options go on', () => {
+    const caps = { type: 'x', deviceId: 9, features: ['VERSION_1'], queues: 1, options: ['--print-capabilities'] };
+    const c = capture();
+    const parse = () => ({ help: false, printCapabilities: true, warnings: ['w'] });
+    expect(parseOrUsage('prog', 'u', parse, c.io, () => caps)).to.equal(0);
+    expect(c.out.map((t) => JSON.parse(t))).to.deep.equal([caps]);
+    expect(c.err).to.deep.equal([]);
+    expect(parseOrUsage('prog', 'u', parse, capture().io)).to.deep.include({ printCapabilities: true });
+  });
+
   it('a bad command line: one line, status 2 (UsageError and any ArgumentError)', () => {
     const c = capture();
     expect(parseOrUsage('prog', 'u', () => ({ help: false, ...parseCommandLine(['--bogus'], OPTIONS) }), c.io)).to.equal(2);
