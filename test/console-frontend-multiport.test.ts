@@ -38,4 +38,22 @@ describe('console front-end e2e: --port NAME (MULTIPORT)', function () {
     expect(got).to.equal('on-log\n');
     expect(be.stdout.toString()).to.not.include('on-log'); // not on the console port
   });
+
+  it('says which names the back-end has while it waits for one it lacks, and stops cleanly', async () => {
+    await s.startServer();
+    await s.startBackend(['--port', 'log', '--port', 'mon']);
+    const fe = s.startFrontend(['--port', 'nope', '--no-pty', '--', '/bin/true']);
+    await fe.untilStderr(/waiting for port 'nope'/);
+    // Both names are announced right after DRIVER_OK, normally long before the note is due (a
+    // very slow machine may list fewer: what it lists must be what the back-end has).
+    const m = /waiting for port 'nope'; the back-end's named ports so far: (.*)\n/.exec(fe.stderr);
+    expect(m, fe.stderr).to.not.equal(null);
+    const listed = (m as RegExpExecArray)[1];
+    if (listed !== 'none') expect(listed).to.match(/^'(log|mon)' \(\d+\)(, '(log|mon)' \(\d+\))?$/);
+    expect(fe.stderr.split('\n').filter((l) => l.length > 0)).to.have.length(1);
+    fe.child.kill('SIGTERM');
+    const { code } = await fe.exited;
+    expect(code).to.equal(0);
+  });
+
 });

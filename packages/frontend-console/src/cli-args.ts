@@ -31,7 +31,8 @@ Attachments (one of):
 
 Options:
   -S, --server PATH    vshm-server socket [${DEFAULT_SERVER_SOCKET}]
-  --port NAME          use the port named NAME (MULTIPORT) instead of the console port
+  --port NAME          use the port named NAME (MULTIPORT) instead of the console port;
+                       waits until the back-end adds it (after 1 s says which names it has)
   --max-ports N|auto   ports to set up with MULTIPORT, 1-${MAX_PORTS_LIMIT}, or auto: the device's
                        max_nr_ports [auto]
   --rx-buffer-size N   bytes per posted receive buffer, 1-${MAX_RX_BUFFER}
@@ -47,7 +48,8 @@ Options:
                        if the server goes away, reconnect to a restarted one at the
                        same path; give up (exit 1) after SECONDS [${DEFAULT_SERVER_TIMEOUT_S}]
   --no-reconnect       exit 1 as soon as the server goes away
-  -q, --quiet          no link-state lines (back-end / server lost / back) on stderr
+  -q, --quiet          no link-state lines (back-end / server lost / back, waiting for
+                       --port NAME) on stderr
   -h, --help           this help
 
 If the back-end goes away, the front-end waits for a new one (spec §4.10) and resumes;

@@ -61,7 +61,22 @@ function giveUpOnStall(con: Console, limit: number): Promise<number> {
   });
 }
 
-async function pickPort(con: Console, opts: CliOptions, signalled: Promise<unknown>): Promise<ConsolePort | null | undefined> {
+/**
+ * How long `--port NAME` waits in silence for the port before it says what it is waiting for. A
+ * back-end announces its ports just after DRIVER_OK (DEVICE_ADD, then PORT_NAME), so a name that
+ * exists arrives well within this; one that does not may still be added later (hot-plug), so the
+ * front-end keeps waiting — but the user learns which names the back-end does offer.
+ */
+const PORT_WAIT_NOTE_MS = 1000;
+
+/** The named ports a driver knows of, for a message: `'log' (1), 'mon' (2)` or `none`. */
+function namedPorts(con: Console): string {
+  const named: string[] = [];
+  for (const [id, p] of con.driver.ports) if (p.portName !== null) named.push(`'${p.portName}' (${id})`);
+  return named.length > 0 ? named.join(', ') : 'none';
+}
+
+async function pickPort(con: Console, opts: CliOptions, signalled: Promise<unknown>, info: (line: string) => void): Promise<ConsolePort | null | undefined> {
   if (opts.portName === null) return con.driver.port(0) as ConsolePort;
   const name = opts.portName;
   // Without MULTIPORT the device has the console port only: no name will ever come. (The
@@ -71,8 +86,12 @@ async function pickPort(con: Console, opts: CliOptions, signalled: Promise<unkno
     fail(`--port ${name}: the back-end offers no named ports (no MULTIPORT); start it with --port ${name}`);
     return undefined;
   }
-  const found = await Promise.race([con.driver.waitForPort(name), signalled.then(() => null)]);
-  return found;
+  const note = setTimeout(() => info(`waiting for port '${name}'; the back-end's named ports so far: ${namedPorts(con)}`), PORT_WAIT_NOTE_MS);
+  try {
+    return await Promise.race([con.driver.waitForPort(name), signalled.then(() => null)]);
+  } finally {
+    clearTimeout(note);
+  }
 }
 
 type TerminalModule = typeof import('./attach-terminal.js');
@@ -147,7 +166,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     });
     con.on('device-error', (err: Error) => fail(`device error (waiting for the back-end to recover): ${err.message}`));
     const stalled = giveUpOnStall(con, opts.stallRetries);
-    const port = await Promise.race([pickPort(con, opts, signalled), fatal.then(() => undefined), stalled.then(() => undefined)]);
+    const port = await Promise.race([pickPort(con, opts, signalled, info), fatal.then(() => undefined), stalled.then(() => undefined)]);
     if (port === undefined) return 1;
     if (port === null) return 0;
     reportLinkState(con, port, info);
