@@ -20,7 +20,7 @@
  * Needs the compiled TypeScript (the `prestart` script runs `tsc --build`).
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -76,6 +76,12 @@ async function stop(child, signals, group) {
 }
 
 async function main() {
+  // What we write ourselves is information; failing to write it must not stop the cleanup. A
+  // closed terminal (EIO) or a broken stderr pipe (EPIPE) makes every write fail with an 'error'
+  // that, unheard, ends the process at once — leaving the server's directory and socket behind
+  // (it happened when a terminal closed and a child's line was forwarded before our SIGHUP
+  // handler ran).
+  for (const s of [process.stdout, process.stderr]) s.on('error', () => {});
   const dir = mkdtempSync(join(tmpdir(), 'vshm-start-'));
   const socketPath = join(dir, 'ivshmem.sock');
   const server = new IvshmemServer({ socketPath, memorySize: 64 * 1024, maxPeers: 2, vectors: 3, protocol: 0x8003 });
@@ -98,13 +104,26 @@ async function main() {
     return finishing;
   };
   for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
-    process.on(sig, () => {
-      // A closed terminal fails every write with EIO: cleanup must not die on an unhandled
-      // stream 'error' before the server stops and the temp dir is removed.
-      if (sig === 'SIGHUP') for (const s of [process.stdout, process.stderr]) s.on('error', () => {});
-      void finish(0);
-    });
+    process.on(sig, () => void finish(0));
   }
+  // Last resort, should anything still end this process unplanned (an uncaught exception): what
+  // can be undone synchronously is. The children are asked to stop (the back-end restores the
+  // terminal on SIGTERM), the server is closed (stop() does its work before its first await) and
+  // the directory goes.
+  process.on('exit', () => {
+    if (!existsSync(dir)) return; // finish() got there
+    for (const [child, group] of [[be, false], [fe, true]]) {
+      if (child === null || child.exitCode !== null || child.signalCode !== null) continue;
+      try {
+        if (group) process.kill(-child.pid, 'SIGTERM');
+        else child.kill('SIGTERM');
+      } catch {
+        // already gone
+      }
+    }
+    void server.stop().catch(() => {});
+    rmSync(dir, { recursive: true, force: true });
+  });
 
   try {
     await server.start();

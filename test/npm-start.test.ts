@@ -6,8 +6,9 @@
  * runner's `pretest` build.)
  */
 import { expect } from 'chai';
-import { existsSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { spawn } from 'node:child_process';
+import { existsSync, readdirSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { START_SCRIPT, ROOT, useScratch, type Scratch } from './e2e-procs.js';
 import { alive, descendants, processesMentioning, until, type Tmux } from './e2e-system.js';
 
@@ -72,6 +73,35 @@ describe('npm start (scripts/start.mjs)', function () {
     expect(existsSync(dirname(t.socket)), 'the private tmux dir removed').to.equal(false);
     await until(() => !existsSync(dirname(sock)), 'the socket dir removed');
     await until(() => processesMentioning(sock).length === 0 && pids.filter(alive).length === 0, 'every process gone');
+  });
+
+  it('cleans up even when its own stderr is broken (a write error does not end it early)', async () => {
+    // Its stderr is a pipe nobody reads: every line it writes fails with EPIPE. Before the fix the
+    // first one ended it with an unheard 'error', server socket and temp dir left behind — as a
+    // closed terminal (EIO) did when a child's line was forwarded before the SIGHUP handler ran.
+    const child = spawn(process.execPath, [START_SCRIPT], { cwd: ROOT, env: { ...process.env, TMPDIR: s.dir }, stdio: ['pipe', 'pipe', 'pipe'] });
+    child.stderr.destroy();
+    child.stdout.resume();
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    let running = true;
+    void exited.then(() => (running = false));
+    try {
+      let sock = '';
+      await until(() => {
+        if (!running) throw new Error('npm start ended before its children were up');
+        const d = readdirSync(s.dir).find((e) => e.startsWith('vshm-start-'));
+        if (d === undefined || !existsSync(join(s.dir, d, 'ivshmem.sock'))) return false;
+        sock = join(s.dir, d, 'ivshmem.sock');
+        return processesMentioning(sock).length >= 2; // back-end and front-end
+      }, 'the server socket, back-end and front-end');
+      const pids = processesMentioning(sock);
+      child.kill('SIGTERM');
+      expect(await exited).to.equal(0);
+      expect(existsSync(dirname(sock)), 'the socket dir removed').to.equal(false);
+      await until(() => pids.filter(alive).length === 0, 'every process gone');
+    } finally {
+      if (running) child.kill('SIGKILL');
+    }
   });
 
   it('a window resize reaches the shell (stty size)', async () => {
