@@ -129,7 +129,9 @@ export interface CliStreams {
  * gives exit status 2; `--help` prints `usage` and gives 0; with `capabilities` (a device
  * daemon), `--print-capabilities` prints its JSON and gives 0; warnings the parser collected print
  * as `NAME: warning: …`. Output that cannot be written (`> /dev/full`) gives 1 and one line (none
- * for EPIPE: the reader left). Returns the options to go on with, or the exit status to end with.
+ * for EPIPE: the reader left). From then on (on the real process) the process's warnings print in
+ * that voice, and a stderr that breaks no longer ends the command. Returns the options to go on
+ * with, or the exit status to end with.
  */
 export function parseOrUsage<T extends { help: boolean; warnings?: readonly string[]; printCapabilities?: boolean }>(
   prog: string,
@@ -152,9 +154,26 @@ export function parseOrUsage<T extends { help: boolean; warnings?: readonly stri
     return printOnce(prog, io, `${JSON.stringify(capabilities(opts as Exclude<T, { help: true }>))}\n`);
   }
   for (const w of opts.warnings ?? []) io.stderr.write(`${prog}: warning: ${w}\n`);
-  if (io === process) voiceProcessWarnings(prog);
+  if (io === process) {
+    voiceProcessWarnings(prog);
+    keepGoingWithoutStderr();
+  }
   return opts as Exclude<T, { help: true }>;
 }
+
+/**
+ * Diagnostics are best-effort: once stderr breaks — EPIPE after `2>&1 | head -1` has read its
+ * line, EIO from a terminal that closed — each later line is lost, but the command goes on. Unheard,
+ * that stream 'error' ends the process at its next line: a back-end would vanish mid-session
+ * without its orderly reset, a server would leave its socket file. Idempotent.
+ */
+function keepGoingWithoutStderr(): void {
+  if (stderrOptional) return;
+  stderrOptional = true;
+  process.stderr.on('error', () => {});
+}
+
+let stderrOptional = false;
 
 /**
  * Print the process's warnings (`process.emitWarning`: the transport's VSHM_WARN_*, Node's own)
