@@ -122,7 +122,14 @@ async function parent(mode, args) {
   report(result);
 }
 
-/** B1: one 64-byte request in flight; the echo comes back through the used ring. */
+/**
+ * B1: one 64-byte request in flight; the echo comes back through the used ring. The next request
+ * is posted once the completion is handled (onUsedBatch, after the transport freed the reply
+ * buffer), as the product's drivers do — a blk read resolves its promise, the console port refills
+ * at the run's end. It then reuses the same buffers and descriptors, whose lines the back-end
+ * still holds (DriverQueue leaves an unchanged descriptor alone); posted from inside onUsed it
+ * would take the other of two buffer pairs each round (bench/README.md, "Transport hot path").
+ */
 function rtt(q, rounds, line) {
   const warmup = Math.min(2000, rounds >> 2);
   const msg = new Uint8Array(64).fill(0x61);
@@ -138,8 +145,11 @@ function rtt(q, rounds, line) {
       if (++i === rounds) {
         const p = percentiles(samples);
         line('result ' + JSON.stringify({ median_us: round(p.median), p99_us: round(p.p99), rounds, fe_spin: globalThis.spinStats }));
-        return resolve();
+        resolve();
       }
+    };
+    q.onUsedBatch = () => {
+      if (i >= rounds) return;
       t0 = performance.now();
       q.add(msg, 64, 0);
       q.kick();

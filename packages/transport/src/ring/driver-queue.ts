@@ -393,10 +393,20 @@ export class DriverQueue<T = unknown> {
   private writeDescFull(i: number, addr: number, len: number, flags: number, nx: number): number {
     const u32 = this.u32;
     const w = this.layout.descU32 + 4 * i;
-    u32[w] = addr >>> 0;
-    u32[w + 1] = addr >= TWO_POW_32 ? Math.floor(addr / TWO_POW_32) : 0;
-    u32[w + 2] = len;
-    u32[w + 3] = (flags | ((nx & 0xffff) << 16)) >>> 0;
+    const lo = addr >>> 0;
+    const hi = addr >= TWO_POW_32 ? Math.floor(addr / TWO_POW_32) : 0;
+    const fl = (flags | ((nx & 0xffff) << 16)) >>> 0;
+    // A descriptor that already holds these values (a driver that reuses its descriptors and
+    // buffers: one request in flight takes the same head, buffer and length every time) is left
+    // alone, as avail entries are (record()): a store of the same bytes would still invalidate the
+    // device's copy of the line and cost it a miss on the round trip. The avail.idx store that
+    // publishes the chain orders the old contents exactly as it would new ones.
+    if (u32[w] !== lo || u32[w + 1] !== hi || u32[w + 2] !== len || u32[w + 3] !== fl) {
+      u32[w] = lo;
+      u32[w + 1] = hi;
+      u32[w + 2] = len;
+      u32[w + 3] = fl;
+    }
     return this.next[i];
   }
 

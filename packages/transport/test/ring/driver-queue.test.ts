@@ -149,6 +149,48 @@ describe('DriverQueue', () => {
     expect([dev.popAvail()!.head, dev.popAvail()!.head]).to.deep.equal([0, 1]);
   });
 
+  it('leaves a descriptor alone when it already holds the values, and rewrites one that does not', () => {
+    const { drv, dev, mem } = setup(4);
+    const L = drv.layout;
+    const real = (drv as unknown as { u32: Uint32Array }).u32;
+    let descWrites = 0;
+    (drv as unknown as { u32: Uint32Array }).u32 = new Proxy(real, {
+      set(t, k, v) {
+        const i = Number(k);
+        if (i >= L.descU32 && i < L.descU32 + 4 * 4) descWrites++;
+        t[i] = v;
+        return true;
+      },
+    });
+    const round = (tag: string): void => {
+      expect(drv.add2(0x2000, 64, 0x3000, 64, tag)).to.equal(0);
+      drv.publish();
+      const c = dev.popAvail()!;
+      expect(c).to.deep.equal({ head: 0, readable: [[0x2000, 64]], writable: [[0x3000, 64]], indirect: false });
+      dev.pushUsed(c.head, 64);
+      dev.publish();
+      expect(drv.getUsed()).to.equal(tag);
+    };
+    round('first');
+    expect(descWrites).to.equal(8); // two descriptors, four words each
+    // The same request again (same head, buffers and lengths): nothing to write.
+    for (let i = 0; i < 5; i++) round(`same ${i}`);
+    expect(descWrites).to.equal(8);
+    // A device that scribbled on any word of a descriptor meanwhile gets it written back in full.
+    for (const word of [0, 1, 2, 3]) {
+      mem.u32[L.descU32 + word] ^= 0x40;
+      const before = descWrites;
+      round(`scribbled word ${word}`);
+      expect(descWrites - before).to.equal(4);
+    }
+    // Another buffer is another value: written.
+    const before = descWrites;
+    expect(drv.add2(0x2100, 64, 0x3000, 64, 'other')).to.equal(0);
+    drv.publish();
+    expect(dev.popAvail()!.readable).to.deep.equal([[0x2100, 64]]);
+    expect(descWrites - before).to.equal(4);
+  });
+
   it('checks its arguments', () => {
     const { drv } = setup(4);
     expect(() => drv.add([0x2000], null, 'a')).to.throw(ArgumentError);
