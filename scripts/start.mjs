@@ -79,8 +79,8 @@ async function main() {
   // What we write ourselves is information; failing to write it must not stop the cleanup. A
   // closed terminal (EIO) or a broken stderr pipe (EPIPE) makes every write fail with an 'error'
   // that, unheard, ends the process at once — leaving the server's directory and socket behind
-  // (it happened when a terminal closed and a child's line was forwarded before our SIGHUP
-  // handler ran).
+  // (the likely cause of a CI run where closing the terminal left them: a child's line forwarded
+  // before our SIGHUP handler had run).
   for (const s of [process.stdout, process.stderr]) s.on('error', () => {});
   const dir = mkdtempSync(join(tmpdir(), 'vshm-start-'));
   const socketPath = join(dir, 'ivshmem.sock');
