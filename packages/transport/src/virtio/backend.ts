@@ -405,6 +405,7 @@ export class VirtioBackend extends EventEmitter {
             continue;
           }
           let n = 0;
+          let left = false;
           while (n < MAX_TRANSACTIONS_PER_POLL && this.header.loadTransaction() !== 0) {
             // The front-end that wrote this may be a new one on a departed front-end's id, which
             // our watchers have not been told about yet (its READY looks like the old one's):
@@ -412,12 +413,13 @@ export class VirtioBackend extends EventEmitter {
             // write anything (§1.6, §1.3). Take them first, so that a newcomer is never served
             // on the old session nor rung on the departed peer's eventfds.
             this.device.receivePending?.();
-            if (this.partnerLeft || this.partnerState() !== PEER_STATE_READY) break;
+            left = this.partnerLeft || this.partnerState() !== PEER_STATE_READY;
+            if (left) break;
             this.serviceTransaction();
             n++;
           }
           work += n;
-          if (this.partnerLeft || this.partnerState() !== PEER_STATE_READY) continue;
+          if (left) continue;
           if (this.session !== null) work += this.queues.service();
           if (this.phaseValue === 'serving' && this.partnerState() !== PEER_STATE_READY) continue;
           return work;
