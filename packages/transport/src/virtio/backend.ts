@@ -392,11 +392,11 @@ export class VirtioBackend extends EventEmitter {
             // may be a departed front-end's (0) whose PEER_GONE — and a newcomer's EVENT_FDs —
             // are queued already: take them first (see restartInPlace for why that matters).
             this.device.receivePending?.();
-            const left = this.partnerLeft && !this.serverGone;
+            const departed = this.partnerLeft && !this.serverGone;
             this.partnerLeft = false;
             this.endSession('driver-gone');
             this.queues.forgetAll();
-            if (left) {
+            if (departed) {
               this.restartInPlace();
               work++;
             } else {
