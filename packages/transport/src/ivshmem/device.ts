@@ -69,4 +69,13 @@ export interface IvshmemDevice extends EventEmitter {
    * and emit 'close'. Idempotent.
    */
   close(): void;
+  /**
+   * Optional: handle now the server messages that have already arrived (departures, arrivals,
+   * end of stream), with their events, instead of on a later event-loop turn. A peer that takes
+   * a departed peer's id can write to the memory only after the server queued that PEER_GONE and
+   * its own EVENT_FDs to everyone (§1.6, §1.3), so a caller that runs this before acting on
+   * what it reads there never takes the newcomer for the departed peer. A no-op when called
+   * while those messages are being handled, and for a device without a server.
+   */
+  receivePending?(): void;
 }

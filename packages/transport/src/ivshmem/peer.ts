@@ -126,6 +126,8 @@ export class IvshmemPeer extends EventEmitter implements IvshmemDevice {
   private stateValue = 0;
   private open = true;
   private serverGone = false;
+  /** Inside onSocket(): receivePending() must not start a second pump. */
+  private pumping = false;
   private connecting: { resolve: (p: IvshmemPeer) => void; reject: (e: unknown) => void; timer: NodeJS.Timeout } | null =
     null;
 
@@ -217,6 +219,12 @@ export class IvshmemPeer extends EventEmitter implements IvshmemDevice {
     }
   }
 
+  receivePending(): void {
+    // One recvmsg (EAGAIN when nothing is queued): callers use it on the set-up path only.
+    if (this.pumping || this.connecting !== null) return;
+    this.onSocket(0);
+  }
+
   close(): void {
     if (!this.open) return;
     // §3 reset before leaving: Interrupt Control := 0, State write(0), then close the socket.
@@ -293,11 +301,14 @@ export class IvshmemPeer extends EventEmitter implements IvshmemDevice {
       return;
     }
     let result;
+    this.pumping = true;
     try {
       result = this.reader.pump();
     } catch (err) {
       this.fail(err);
       return;
+    } finally {
+      this.pumping = false;
     }
     if (this.connecting !== null && this.reader.burstComplete) {
       const c = this.connecting;

@@ -117,6 +117,11 @@ export class VirtioBackend extends EventEmitter {
   private phaseValue: BackendPhase = 'created';
   private session: BackendSession | null = null;
   private serverGone = false;
+  /**
+   * The front-end we serve left (PEER_GONE) while serving; latched until step() has acted on it,
+   * because the state entry it left may already read READY again — a new front-end's (step()).
+   */
+  private partnerLeft = false;
   private readonly spinOptions: SpinOptions | undefined;
   private spin: SpinAttachment | null = null;
   /** Re-entrancy guard of poll(): a wake-up inside a device callback only flags another round. */
@@ -147,6 +152,18 @@ export class VirtioBackend extends EventEmitter {
   };
   private readonly onPeerEvent = (): void => {
     this.poll();
+  };
+  /**
+   * PEER_GONE is processed with the server's other queued messages: a new front-end's EVENT_FDs
+   * on the same id may come right after it in the same batch. Latch the departure now, poll once
+   * the batch is done (a microtask), so step() sees both and can tell "left" from "replaced".
+   */
+  private readonly onPeerGone = (id: number): void => {
+    if (id === this.partner && this.phaseValue === 'serving') this.partnerLeft = true;
+    queueMicrotask(this.onPeerGoneDone);
+  };
+  private readonly onPeerGoneDone = (): void => {
+    if (this.phaseValue !== 'closed') this.poll();
   };
   private readonly onServerGone = (): void => {
     this.serverGone = true; // §1.8: departures can no longer be announced, treat the FE as gone
@@ -242,7 +259,7 @@ export class VirtioBackend extends EventEmitter {
     d.oneShot = false;
     d.onInterrupt = this.onIrq;
     d.on('peer-state', this.onPeerEvent);
-    d.on('peer-gone', this.onPeerEvent);
+    d.on('peer-gone', this.onPeerGone);
     d.on('server-gone', this.onServerGone);
     d.on('close', this.onDeviceClose);
     d.interruptsEnabled = true; // enabled before the first scan: nothing can be missed (§3)
@@ -359,24 +376,50 @@ export class VirtioBackend extends EventEmitter {
           // those transactions for as long as our entry reads READY (it is, again, by now).
           // Complete them without acting, so the guest does not hang. A new front-end sets READY
           // before its first transaction, so re-reading its state after seeing one tells a stale
-          // transaction from a live one.
+          // transaction from a live one — once the server's queued messages are in: the writer
+          // may be a new front-end on the departed one's id whose EVENT_FDs we have not taken
+          // yet (it would read as absent, and its set-up be thrown away step by step).
           const pending = this.header.loadTransaction() !== 0;
           if (!pending) return work;
+          this.device.receivePending?.();
           if (this.partnerState() === PEER_STATE_READY) continue;
           this.discardTransaction();
           return work + 1;
         }
         case 'serving': {
-          if (this.partnerState() !== PEER_STATE_READY) {
-            // (7): stop touching rings before anything else, then start over.
+          if (this.partnerLeft || this.partnerState() !== PEER_STATE_READY) {
+            // (7): stop touching rings before anything else, then start over. The entry we read
+            // may be a departed front-end's (0) whose PEER_GONE — and a newcomer's EVENT_FDs —
+            // are queued already: take them first (see restartInPlace for why that matters).
+            this.device.receivePending?.();
+            const departed = this.partnerLeft && !this.serverGone;
+            this.partnerLeft = false;
             this.endSession('driver-gone');
             this.queues.forgetAll();
-            this.enterReset();
+            if (departed) {
+              this.restartInPlace();
+              work++;
+            } else {
+              this.enterReset();
+            }
             continue;
           }
           let n = 0;
-          while (n < MAX_TRANSACTIONS_PER_POLL && this.serviceTransaction()) n++;
+          let left = false;
+          while (n < MAX_TRANSACTIONS_PER_POLL && this.header.loadTransaction() !== 0) {
+            // The front-end that wrote this may be a new one on a departed front-end's id, which
+            // our watchers have not been told about yet (its READY looks like the old one's):
+            // the server queued that PEER_GONE and the new EVENT_FDs before the newcomer could
+            // write anything (§1.6, §1.3). Take them first, so that a newcomer is never served
+            // on the old session nor rung on the departed peer's eventfds.
+            this.device.receivePending?.();
+            left = this.partnerLeft || this.partnerState() !== PEER_STATE_READY;
+            if (left) break;
+            this.serviceTransaction();
+            n++;
+          }
           work += n;
+          if (left) continue;
           if (this.session !== null) work += this.queues.service();
           if (this.phaseValue === 'serving' && this.partnerState() !== PEER_STATE_READY) continue;
           return work;
@@ -387,10 +430,30 @@ export class VirtioBackend extends EventEmitter {
     }
   }
 
-  /** §4.10 (3): zero the header, identity, config defaults, generation 0, queue defaults. */
-  private initialiseHeader(): void {
+  /**
+   * §4.10 steps 1–4 after the front-end we served departed (PEER_GONE), without State := RESET:
+   * no one is left to see it, and a newcomer on that id may be probing already — on our READY,
+   * which was the old session's — or even be READY and spinning on its first transaction (the
+   * reset every front-end starts with, §4.10 front-end step 5). Leaving READY under it would fail
+   * it (a Linux guest's probe gives up: "backend not ready" / "backend failed!"). So: initialise
+   * the header under `write_transaction`, full fence, complete a pending transaction without its
+   * action (it would reset a device that is reset already), stay READY.
+   */
+  private restartInPlace(): void {
+    log('%s: the front-end departed: header re-initialised, State stays READY', this.name);
+    this.initialiseHeader(true);
+    fullFence();
+    if (this.header.loadTransaction() !== 0) this.header.completeTransaction();
+    if (this.partnerState() !== PEER_STATE_READY) this.setPhase('wait-fe-ready');
+  }
+
+  /**
+   * §4.10 (3): zero the header, identity, config defaults, generation 0, queue defaults.
+   * `inPlace`: we stay READY meanwhile (restartInPlace): see BackendHeader.zero.
+   */
+  private initialiseHeader(inPlace = false): void {
     const h = this.header;
-    h.zero();
+    h.zero(inPlace);
     try {
       this.config.initialise((c) => this.ops.initConfig(c));
     } catch (err) {
@@ -657,7 +720,7 @@ export class VirtioBackend extends EventEmitter {
     if (!started) return;
     const d = this.device;
     d.off('peer-state', this.onPeerEvent);
-    d.off('peer-gone', this.onPeerEvent);
+    d.off('peer-gone', this.onPeerGone);
     d.off('server-gone', this.onServerGone);
     d.off('close', this.onDeviceClose);
     this.spin?.detach();

@@ -155,9 +155,14 @@ export class BackendHeader extends HeaderView {
     this.store32(HDR_WRITE_TRANSACTION, 0);
   }
 
-  /** Zero the whole header (§4.10 step 3). Ordinary stores: the FE does not read it before READY. */
-  zero(): void {
-    this.u8.fill(0);
+  /**
+   * Zero the whole header (§4.10 step 3). Ordinary stores: the FE does not read it before READY.
+   * `inPlace`: for a back-end that stays READY while it re-initialises (a front-end may be
+   * probing): `revision` and `size`, which it then rewrites with the same values, and
+   * `write_transaction` (the caller fences, then completes it) are left as they are.
+   */
+  zero(inPlace = false): void {
+    this.u8.fill(0, inPlace ? HDR_DEVICE_FEATURES : 0);
   }
 
   /** Write the BE-owned identity fields (§4.2). Also used to restore them after a stray write. */
