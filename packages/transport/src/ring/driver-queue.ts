@@ -55,6 +55,8 @@ export class DriverQueue<T = unknown> {
   /** Private free list: next[i] is the descriptor after i — in the free list, and inside a posted chain. */
   private readonly next: Uint16Array;
   private freeHead = 0;
+  /** Last descriptor of the free list; valid while numFreeN > 0. */
+  private freeTail = 0;
   private numFreeN: number;
   /** Per head: last descriptor of its chain, descriptor count, writable bytes, token. */
   private readonly tail: Uint16Array;
@@ -99,6 +101,7 @@ export class DriverQueue<T = unknown> {
     this.indirect = o.indirect;
     this.next = new Uint16Array(o.size);
     for (let i = 0; i < o.size; i++) this.next[i] = i + 1; // size − 1 → size (& 0xffff only at 32768: never followed)
+    this.freeTail = o.size - 1;
     this.numFreeN = o.size;
     this.tail = new Uint16Array(o.size);
     this.count = new Uint16Array(o.size);
@@ -375,9 +378,9 @@ export class DriverQueue<T = unknown> {
     this.writable[head] = writableBytes;
     this.tokens[head] = token;
     this.inFlightN++;
-    // An entry that already holds this head (a driver that reuses its descriptors: one request
-    // in flight posts head 0 in every slot) is left alone: the device's cached copy of the line
-    // stays valid, which saves it a cache miss on the round trip. The entry is published by the
+    // An entry that already holds this head (a steady stream: the FIFO free list hands out the
+    // heads in the same order every pass over the ring) is left alone: the device's cached copy
+    // of the line stays valid, which saves it a cache miss. The entry is published by the
     // avail.idx store all the same (it was written, and published, before).
     const a = this.layout.availRingU16 + (this.availShadow & this.mask);
     if (this.u16[a] !== head) this.u16[a] = head;
@@ -396,8 +399,8 @@ export class DriverQueue<T = unknown> {
     const lo = addr >>> 0;
     const hi = addr >= TWO_POW_32 ? Math.floor(addr / TWO_POW_32) : 0;
     const fl = (flags | ((nx & 0xffff) << 16)) >>> 0;
-    // A descriptor that already holds these values (a driver that reuses its descriptors and
-    // buffers: one request in flight takes the same head, buffer and length every time) is left
+    // A descriptor that already holds these values (a steady stream: the FIFO free list and the
+    // allocator pair the same descriptor with the same buffer and length every pass) is left
     // alone, as avail entries are (record()): a store of the same bytes would still invalidate the
     // device's copy of the line and cost it a miss on the round trip. The avail.idx store that
     // publishes the chain orders the old contents exactly as it would new ones.
@@ -442,8 +445,15 @@ export class DriverQueue<T = unknown> {
     if (len > this.writable[id]) this.fail(RingErrorCode.USED_LEN, '6.4', `used[${last}]: len ${len} above the ${this.writable[id]} writable bytes of chain ${id}`);
     this.tokens[id] = undefined;
     this.inFlightN--;
-    this.next[this.tail[id]] = this.freeHead;
-    this.freeHead = id;
+    // Freed chains join the free list at its tail (FIFO), so descriptors are taken again in the
+    // order they completed — the order the driver posts their replacements and (lowest free
+    // offset first) allocates their buffers. In a steady stream each descriptor and avail slot
+    // then gets the same values round after round and is left alone (writeDescFull, record()):
+    // the device's cached lines stay valid. A LIFO list paired them the other way round every
+    // second round and rewrote them all (msg_rate: bench/README.md, "Descriptors left alone").
+    if (this.numFreeN === 0) this.freeHead = id;
+    else this.next[this.freeTail] = id;
+    this.freeTail = this.tail[id];
     this.numFreeN += this.count[id];
     this.lastUsed = (last + 1) & 0xffff;
     this.lastLen = len;

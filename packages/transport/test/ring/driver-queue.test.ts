@@ -130,23 +130,35 @@ describe('DriverQueue', () => {
         return true;
       },
     });
-    // One request at a time reuses head 0, which every (zeroed) slot already holds.
-    for (let round = 0; round < 9; round++) {
-      expect(drv.add1(0x2000, 8, false, `r${round}`)).to.equal(0);
+    // One request at a time: the FIFO free list hands out heads 0, 1, 2, 3, 0, … and avail slot s
+    // takes head s, pass after pass. The first pass writes slots 1–3 (slot 0 holds 0 already,
+    // zeroed); every later pass finds each slot holding its head and writes nothing.
+    for (let round = 0; round < 12; round++) {
+      expect(drv.add1(0x2000, 8, false, `r${round}`)).to.equal(round % 4);
       drv.publish();
       const c = dev.popAvail()!;
-      expect(c.head).to.equal(0);
+      expect(c.head).to.equal(round % 4);
       dev.pushUsed(c.head, 0);
       dev.publish();
       expect(drv.getUsed()).to.equal(`r${round}`);
+      if (round === 3) expect(entryWrites).to.equal(3);
     }
-    expect(entryWrites).to.equal(0);
-    // Two in flight: head 1 goes into a slot that holds 0, and is written.
-    drv.add1(0x2000, 8, false, 'a');
-    drv.add1(0x2100, 8, false, 'b');
+    expect(entryWrites).to.equal(3);
+    // Completions out of order change the order heads come back in: slots get other heads, written.
+    const h = [drv.add1(0x2000, 8, false, 'a'), drv.add1(0x2100, 8, false, 'b')];
     drv.publish();
-    expect(entryWrites).to.equal(1);
-    expect([dev.popAvail()!.head, dev.popAvail()!.head]).to.deep.equal([0, 1]);
+    expect(h).to.deep.equal([0, 1]);
+    const [ca, cb] = [dev.popAvail()!, dev.popAvail()!];
+    dev.pushUsed(cb.head, 0);
+    dev.pushUsed(ca.head, 0);
+    dev.publish();
+    expect([drv.getUsed(), drv.getUsed()]).to.deep.equal(['b', 'a']);
+    // Free list now 2, 3, 1, 0: slots 2 and 3 hold 2 and 3 already, so only a change is written.
+    const before = entryWrites;
+    for (const tok of ['c', 'd', 'e', 'f']) drv.add1(0x2000, 8, false, tok);
+    drv.publish();
+    expect([dev.popAvail()!.head, dev.popAvail()!.head, dev.popAvail()!.head, dev.popAvail()!.head]).to.deep.equal([2, 3, 1, 0]);
+    expect(entryWrites - before).to.equal(2); // slot 0 ← 1, slot 1 ← 0
   });
 
   it('leaves a descriptor alone when it already holds the values, and rewrites one that does not', () => {
@@ -162,25 +174,30 @@ describe('DriverQueue', () => {
         return true;
       },
     });
+    // One request at a time: the FIFO free list alternates the pairs (0, 1) and (2, 3).
+    let rounds = 0;
     const round = (tag: string): void => {
-      expect(drv.add2(0x2000, 64, 0x3000, 64, tag)).to.equal(0);
+      const head = (rounds++ % 2) * 2;
+      expect(drv.add2(0x2000, 64, 0x3000, 64, tag)).to.equal(head);
       drv.publish();
       const c = dev.popAvail()!;
-      expect(c).to.deep.equal({ head: 0, readable: [[0x2000, 64]], writable: [[0x3000, 64]], indirect: false });
+      expect(c).to.deep.equal({ head, readable: [[0x2000, 64]], writable: [[0x3000, 64]], indirect: false });
       dev.pushUsed(c.head, 64);
       dev.publish();
       expect(drv.getUsed()).to.equal(tag);
     };
     round('first');
-    expect(descWrites).to.equal(8); // two descriptors, four words each
-    // The same request again (same head, buffers and lengths): nothing to write.
-    for (let i = 0; i < 5; i++) round(`same ${i}`);
-    expect(descWrites).to.equal(8);
+    round('second');
+    expect(descWrites).to.equal(16); // four descriptors, four words each
+    // The same request again (same heads, buffers and lengths): nothing to write.
+    for (let i = 0; i < 6; i++) round(`same ${i}`);
+    expect(descWrites).to.equal(16);
     // A device that scribbled on any word of a descriptor meanwhile gets it written back in full.
     for (const word of [0, 1, 2, 3]) {
       mem.u32[L.descU32 + word] ^= 0x40;
       const before = descWrites;
-      round(`scribbled word ${word}`);
+      round(`scribbled word ${word}, pair (0, 1)`);
+      round(`pair (2, 3)`);
       expect(descWrites - before).to.equal(4);
     }
     // Another buffer is another value: written.
