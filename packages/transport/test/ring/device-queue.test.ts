@@ -6,6 +6,7 @@ import { createAccessPolicy } from '../../src/ring/validation.js';
 import { DeviceQueue } from '../../src/ring/device-queue.js';
 import { MockDriver } from '../../src/testing/mock-driver.js';
 import { ArgumentError } from '../../src/errors.js';
+import { countStores } from '../fixtures/count-stores.js';
 
 const RING_BASE = 0x100;
 
@@ -35,16 +36,7 @@ describe('DeviceQueue', () => {
   it('does not rewrite a used element that already holds (head, len): the driver keeps its cached line', () => {
     const { dev, drv, q } = setup(4);
     const L = dev.layout;
-    const real = (dev as unknown as { u32: Uint32Array }).u32;
-    let elemWrites = 0;
-    (dev as unknown as { u32: Uint32Array }).u32 = new Proxy(real, {
-      set(t, k, v) {
-        const i = Number(k);
-        if (i >= L.usedRingU32 && i < L.usedRingU32 + 2 * q.size) elemWrites++;
-        t[i] = v;
-        return true;
-      },
-    });
+    const elemStores = countStores(dev, 'u32', L.usedRingU32, L.usedRingU32 + 2 * q.size);
     const used: { id: number; len: number }[] = [];
     for (let round = 0; round < 8; round++) {
       const h = drv.addChain([{ addr: 0x3000, len: 16, write: true }]);
@@ -57,13 +49,13 @@ describe('DeviceQueue', () => {
     }
     expect(used).to.deep.equal(Array.from({ length: 8 }, () => ({ id: 0, len: 16 })));
     // The first pass over the four slots writes each len (0 → 16; id 0 is there already), the second none.
-    expect(elemWrites).to.equal(4);
+    expect(elemStores.count).to.equal(4);
     const h = drv.addChain([{ addr: 0x3000, len: 16, write: true }]);
     drv.publish();
     dev.push(dev.pop()!.head, 5);
     dev.publish();
     expect(drv.readUsed()).to.deep.equal([{ id: h, len: 5 }]);
-    expect(elemWrites).to.equal(5);
+    expect(elemStores.count).to.equal(5);
   });
 
   it('returns null on an empty ring', () => {

@@ -5,6 +5,7 @@ import { packedRingAddresses } from '../../src/ring/ring-layout.js';
 import { DriverQueue } from '../../src/ring/driver-queue.js';
 import { MockDevice } from '../../src/testing/mock-device.js';
 import { ArgumentError } from '../../src/errors.js';
+import { countStores } from '../fixtures/count-stores.js';
 
 function setup(size = 8, opts: { eventIdx?: boolean; indirect?: boolean } = {}) {
   const mem = new MemoryView(new ArrayBuffer(65536));
@@ -120,16 +121,7 @@ describe('DriverQueue', () => {
     const { drv, dev, q } = setup(4);
     const L = drv.layout;
     // Count the engine's plain stores into the available ring's entries.
-    const real = (drv as unknown as { u16: Uint16Array }).u16;
-    let entryWrites = 0;
-    (drv as unknown as { u16: Uint16Array }).u16 = new Proxy(real, {
-      set(t, k, v) {
-        const i = Number(k);
-        if (i >= L.availRingU16 && i < L.availRingU16 + q.size) entryWrites++;
-        t[i] = v;
-        return true;
-      },
-    });
+    const entryStores = countStores(drv, 'u16', L.availRingU16, L.availRingU16 + q.size);
     // One request at a time: the FIFO free list hands out heads 0, 1, 2, 3, 0, … and avail slot s
     // takes head s, pass after pass. The first pass writes slots 1–3 (slot 0 holds 0 already,
     // zeroed); every later pass finds each slot holding its head and writes nothing.
@@ -141,9 +133,9 @@ describe('DriverQueue', () => {
       dev.pushUsed(c.head, 0);
       dev.publish();
       expect(drv.getUsed()).to.equal(`r${round}`);
-      if (round === 3) expect(entryWrites).to.equal(3);
+      if (round === 3) expect(entryStores.count).to.equal(3);
     }
-    expect(entryWrites).to.equal(3);
+    expect(entryStores.count).to.equal(3);
     // Completions out of order change the order heads come back in: slots get other heads, written.
     const h = [drv.add1(0x2000, 8, false, 'a'), drv.add1(0x2100, 8, false, 'b')];
     drv.publish();
@@ -154,26 +146,17 @@ describe('DriverQueue', () => {
     dev.publish();
     expect([drv.getUsed(), drv.getUsed()]).to.deep.equal(['b', 'a']);
     // Free list now 2, 3, 1, 0: slots 2 and 3 hold 2 and 3 already, so only a change is written.
-    const before = entryWrites;
+    const before = entryStores.count;
     for (const tok of ['c', 'd', 'e', 'f']) drv.add1(0x2000, 8, false, tok);
     drv.publish();
     expect([dev.popAvail()!.head, dev.popAvail()!.head, dev.popAvail()!.head, dev.popAvail()!.head]).to.deep.equal([2, 3, 1, 0]);
-    expect(entryWrites - before).to.equal(2); // slot 0 ← 1, slot 1 ← 0
+    expect(entryStores.count - before).to.equal(2); // slot 0 ← 1, slot 1 ← 0
   });
 
   it('leaves a descriptor alone when it already holds the values, and rewrites one that does not', () => {
     const { drv, dev, mem } = setup(4);
     const L = drv.layout;
-    const real = (drv as unknown as { u32: Uint32Array }).u32;
-    let descWrites = 0;
-    (drv as unknown as { u32: Uint32Array }).u32 = new Proxy(real, {
-      set(t, k, v) {
-        const i = Number(k);
-        if (i >= L.descU32 && i < L.descU32 + 4 * 4) descWrites++;
-        t[i] = v;
-        return true;
-      },
-    });
+    const descStores = countStores(drv, 'u32', L.descU32, L.descU32 + 4 * 4);
     // One request at a time: the FIFO free list alternates the pairs (0, 1) and (2, 3).
     let rounds = 0;
     const round = (tag: string): void => {
@@ -188,24 +171,24 @@ describe('DriverQueue', () => {
     };
     round('first');
     round('second');
-    expect(descWrites).to.equal(16); // four descriptors, four words each
+    expect(descStores.count).to.equal(16); // four descriptors, four words each
     // The same request again (same heads, buffers and lengths): nothing to write.
     for (let i = 0; i < 6; i++) round(`same ${i}`);
-    expect(descWrites).to.equal(16);
+    expect(descStores.count).to.equal(16);
     // A device that scribbled on any word of a descriptor meanwhile gets it written back in full.
     for (const word of [0, 1, 2, 3]) {
       mem.u32[L.descU32 + word] ^= 0x40;
-      const before = descWrites;
+      const before = descStores.count;
       round(`scribbled word ${word}, pair (0, 1)`);
       round(`pair (2, 3)`);
-      expect(descWrites - before).to.equal(4);
+      expect(descStores.count - before).to.equal(4);
     }
     // Another buffer is another value: written.
-    const before = descWrites;
+    const before = descStores.count;
     expect(drv.add2(0x2100, 64, 0x3000, 64, 'other')).to.equal(0);
     drv.publish();
     expect(dev.popAvail()!.readable).to.deep.equal([[0x2100, 64]]);
-    expect(descWrites - before).to.equal(4);
+    expect(descStores.count - before).to.equal(4);
   });
 
   it('checks its arguments', () => {
