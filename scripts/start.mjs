@@ -50,29 +50,29 @@ function exited(child) {
   return new Promise((resolve) => child.once('exit', () => resolve()));
 }
 
+function running(child) {
+  return child !== null && child.exitCode === null && child.signalCode === null;
+}
+
+/** Send `sig` to `child`, or to its process group; one that is gone already is no error. */
+function signal(child, group, sig) {
+  try {
+    if (group) process.kill(-child.pid, sig);
+    else child.kill(sig);
+  } catch {
+    // already gone
+  }
+}
+
 /** Ask `child` (or its process group) to stop; escalate to SIGKILL after STOP_TIMEOUT_MS. */
 async function stop(child, signals, group) {
-  if (child === null || child.exitCode !== null || child.signalCode !== null) return;
-  const send = (sig) => {
-    try {
-      if (group) process.kill(-child.pid, sig);
-      else child.kill(sig);
-    } catch {
-      // already gone
-    }
-  };
-  for (const s of signals) send(s);
-  const timer = setTimeout(() => send('SIGKILL'), STOP_TIMEOUT_MS);
+  if (!running(child)) return;
+  for (const s of signals) signal(child, group, s);
+  const timer = setTimeout(() => signal(child, group, 'SIGKILL'), STOP_TIMEOUT_MS);
   await exited(child);
   clearTimeout(timer);
   // The shell may outlive the front-end in its group (an interactive sh ignores SIGTERM).
-  if (group) {
-    try {
-      process.kill(-child.pid, 'SIGKILL');
-    } catch {
-      // group empty
-    }
-  }
+  if (group) signal(child, true, 'SIGKILL');
 }
 
 async function main() {
@@ -112,15 +112,8 @@ async function main() {
   // the directory goes.
   process.on('exit', () => {
     if (!existsSync(dir)) return; // finish() got there
-    for (const [child, group] of [[be, false], [fe, true]]) {
-      if (child === null || child.exitCode !== null || child.signalCode !== null) continue;
-      try {
-        if (group) process.kill(-child.pid, 'SIGTERM');
-        else child.kill('SIGTERM');
-      } catch {
-        // already gone
-      }
-    }
+    if (running(be)) signal(be, false, 'SIGTERM');
+    if (running(fe)) signal(fe, true, 'SIGTERM');
     void server.stop().catch(() => {});
     rmSync(dir, { recursive: true, force: true });
   });
