@@ -132,20 +132,29 @@ class BackendQueueHandle implements DeviceQueueHandle {
   private budget = 0;
   private budgetHit = false;
   /**
-   * Pushes not yet published. A long batch publishes every `publishEvery` pushes on its own, so
-   * the driver can re-post into freed slots while the device works through the rest (pipelining:
-   * +30–60 % small-message rate in `npm run bench`, bench/README.md); short queues (≤ 128)
-   * publish only at flush().
+   * Pushes since the last publication that could notify. A long batch publishes (and notifies, if
+   * the driver asks) every `publishEvery` pushes on its own, so the driver can re-post into freed
+   * slots while the device works through the rest (pipelining: +30–60 % small-message rate in
+   * `npm run bench`, bench/README.md).
    */
-  private unpublished = 0;
+  private unnotified = 0;
   private readonly publishEvery: number;
   /**
    * Bytes of the chains pushed and not yet published (readable length + written). A batch also
    * publishes once they reach {@link PUBLISH_BYTES}: large buffers take the device microseconds
-   * each, and a driver that learns of every one at once refills the ring while the device works
-   * instead of waiting (asleep, or in a spin that gives up) for a count of them.
+   * each, and a driver that polls learns of every one at once and refills the ring while the
+   * device works, instead of waiting for a count of them. That publication does not notify: see
+   * {@link notifyOwed}.
    */
   private unpublishedBytes = 0;
+  /**
+   * A publication found the driver due a notification (§4.9) and did not send it: the next
+   * notifying publication — the count rule or the device's flush() — sends it, one for all.
+   * perf: with 64 KiB chains the byte rule publishes every chain, and a notification per chain
+   * cost the back-end one eventfd write (tens of µs on a 2-vCPU VM) per 64 KiB; the count rule
+   * still wakes a sleeping driver at most size/8 pushes apart (bench/README.md, console_stream).
+   */
+  private notifyOwed = false;
   /** Chains popped by the device since the last `takePops()` (poll() work count). */
   pops = 0;
   /** The device's last pop() found the ring empty: it wants more than there was. */
@@ -202,13 +211,20 @@ class BackendQueueHandle implements DeviceQueueHandle {
       return;
     }
     this.unpublishedBytes += chain.readableLength + written;
-    if (++this.unpublished >= this.publishEvery || this.unpublishedBytes >= PUBLISH_BYTES) this.flush();
+    if (++this.unnotified >= this.publishEvery) this.flush();
+    else if (this.unpublishedBytes >= PUBLISH_BYTES) this.publish(false);
   }
 
+  /** Publish every pushed used entry, and send the notification due now or owed (§4.9). */
   flush(): void {
+    this.publish(true);
+  }
+
+  /** Publish the pushed used entries; notify the driver if due now or owed, or only owe it. */
+  private publish(notify: boolean): void {
     const ring = this.ring;
     if (ring === null) return;
-    this.unpublished = 0;
+    if (notify) this.unnotified = 0;
     this.unpublishedBytes = 0;
     let due: boolean;
     try {
@@ -217,7 +233,14 @@ class BackendQueueHandle implements DeviceQueueHandle {
       this.host.violation(toError(err));
       return;
     }
-    if (due) this.host.notifyDriver(this.driverVector);
+    if (!notify) {
+      if (due) this.notifyOwed = true;
+      return;
+    }
+    if (due || this.notifyOwed) {
+      this.notifyOwed = false;
+      this.host.notifyDriver(this.driverVector);
+    }
   }
 
   /** Transport side: a wake-up may have brought buffers. Device exceptions are violations. */
@@ -239,6 +262,12 @@ class BackendQueueHandle implements DeviceQueueHandle {
       this.host.violation(e);
     } finally {
       this.inCallback = false;
+    }
+    // A device that published (byte rule) and returns without its flush() still notifies here:
+    // what is published is not left waiting for the device's next flush.
+    if (this.notifyOwed && this.ring !== null) {
+      this.notifyOwed = false;
+      this.host.notifyDriver(this.driverVector);
     }
     // Re-arm (fence, re-check). Chains that came meanwhile were not kicked: if the device had
     // asked for more than there was, serve it again soon. A device that stopped by itself (its
@@ -278,7 +307,8 @@ class BackendQueueHandle implements DeviceQueueHandle {
  * A batch publishes its used entries once the chains pushed since the last publication carried
  * this many bytes (bench/README.md, bulk64k): a 64 KiB buffer is published as soon as it is
  * consumed — one ordered store and a fence, against the driver's idle wait for a count of them —
- * while small messages keep the count rule (`publishEvery`).
+ * while small messages keep the count rule (`publishEvery`). Such a publication leaves the
+ * notification to the count rule or flush() (`notifyOwed`).
  */
 export const PUBLISH_BYTES = 65536;
 

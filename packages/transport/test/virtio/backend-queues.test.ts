@@ -4,6 +4,7 @@ import { HDR_DEVICE_STATUS, HDR_QUEUE_ENABLE, HDR_QUEUE_EVENT, HDR_QUEUE_SEL } f
 import { packedRingAddresses, packedRingBytes } from '../../src/ring/ring-layout.js';
 import { LIVE, S, kick, liveRig, negotiate, queueRig, setupQueue, type QueueRig } from '../fixtures/backend-rig.js';
 import { echoOps } from '../fixtures/backend-devices.js';
+import type { MockDriver } from '../../src/testing/mock-driver.js';
 import { until, turn } from '../fixtures/until.js';
 
 const rigs: QueueRig[] = [];
@@ -71,25 +72,43 @@ describe('VirtioBackend: queues (§4.6, §4.9)', () => {
    * pops and flushes at the end of each wake-up; `seen` gets, after each push, the used index the
    * driver can see at that moment.
    */
-  async function publishingRig() {
-    const ops = echoOps();
+  async function publishingRig(eventIdx = false) {
+    const EVENT_IDX = 1 << 29;
+    const ops = echoOps(3, eventIdx ? BigInt(EVENT_IDX) : 0n);
     ops.queueMaxSize = () => 256;
     const r = await queueRig({ size: 1 << 20 }, ops);
     rigs.push(r);
-    await negotiate(r.fe, 1);
+    await negotiate(r.fe, eventIdx ? 1 | EVENT_IDX : 1);
     const q0 = await setupQueue(r, 0, packedRingAddresses(256, 0x1000), 1);
     await setupQueue(r, 1, packedRingAddresses(8, 0x4000), 2);
     await r.fe.txn(HDR_DEVICE_STATUS, 4, LIVE);
     const h = r.ops.sessions[0].queues[0]!;
+    // Every doorbell the back-end rings for queue 0 (vector 1), counted as it is rung (interrupts
+    // themselves coalesce like eventfds and cannot be counted).
+    const bells = { n: 0 };
+    const ring = r.be.doorbell.bind(r.be);
+    r.be.doorbell = (target: number, vector: number) => {
+      if (vector === 1) bells.n++;
+      ring(target, vector);
+    };
     const seen: number[] = [];
+    const bellsSeen: number[] = [];
+    let bellsAtFlush = -1;
     h.onAvailable = () => {
       for (let c = h.pop(); c !== null; c = h.pop()) {
         h.push(c, 0);
         seen.push(q0.usedIdx());
+        bellsSeen.push(bells.n);
       }
+      bellsAtFlush = bells.n;
       h.flush();
     };
-    return { r, q0, seen };
+    return { r, q0, seen, bells, bellsSeen, bellsBeforeFlush: () => bellsAtFlush };
+  }
+
+  /** Queue `n` chains of `len` readable bytes each (all over the same bytes) on `q0`. */
+  function postLarge(q0: MockDriver, n: number, len: number): void {
+    for (let i = 0; i < n; i++) q0.addChain([{ addr: 0x10000, len }]);
   }
 
   it('a long batch publishes used entries before the device flushes (every size/8 pushes, ≥ 16)', async () => {
@@ -117,6 +136,64 @@ describe('VirtioBackend: queues (§4.6, §4.9)', () => {
     kick(r, q0, 1);
     await until(() => q0.usedIdx() === sizes.length, 'all used');
     expect(seen).to.deep.equal([0, 2, 2, 4, 4, 4]);
+  });
+
+  it('large chains are published one by one, but the driver is notified once, at the flush (notifyOwed)', async () => {
+    const { r, q0, seen, bells, bellsSeen, bellsBeforeFlush } = await publishingRig();
+    postLarge(q0, 5, 65536);
+    kick(r, q0, 1);
+    await until(() => q0.usedIdx() === 5, 'all used');
+    expect(seen).to.deep.equal([1, 2, 3, 4, 5]); // each published at once (PUBLISH_BYTES)
+    expect(bellsSeen).to.deep.equal([0, 0, 0, 0, 0]); // none of those publications rang
+    expect(bellsBeforeFlush()).to.equal(0);
+    expect(bells.n).to.equal(1); // the flush rang once for all five
+  });
+
+  it('a long batch of large chains still notifies at the count rule (every size/8 pushes)', async () => {
+    const { r, q0, bells, bellsSeen } = await publishingRig();
+    postLarge(q0, 40, 65536);
+    kick(r, q0, 1);
+    await until(() => q0.usedIdx() === 40, 'all used');
+    // 256 / 8 = 32: the 32nd push rings (a sleeping driver refills while the device goes on);
+    // the flush rings for the other 8. The byte rule alone rang 40 times.
+    expect(bellsSeen[30]).to.equal(0);
+    expect(bellsSeen[31]).to.equal(1);
+    expect(bellsSeen[39]).to.equal(1);
+    expect(bells.n).to.equal(2);
+  });
+
+  it('EVENT_IDX: a notification due at a byte-rule publication is sent at the flush, not lost', async () => {
+    const { r, q0, seen, bells, bellsBeforeFlush } = await publishingRig(true);
+    // used_event 0: the driver wants to hear once used.idx passes 0. The first chain's publication
+    // crosses it; the later ones (and the flush's own publication) do not cross it again.
+    q0.setUsedEvent(0);
+    postLarge(q0, 3, 65536);
+    kick(r, q0, 1);
+    await until(() => q0.usedIdx() === 3, 'all used');
+    expect(seen).to.deep.equal([1, 2, 3]);
+    expect(bellsBeforeFlush()).to.equal(0);
+    await until(() => bells.n >= 1, 'the owed notification, at the flush');
+    await drain();
+    expect(bells.n).to.equal(1);
+  });
+
+  it('a device that returns without its flush still notifies for what the byte rule published', async () => {
+    const { r, q0, bells } = await publishingRig();
+    const h = r.ops.sessions[0].queues[0]!;
+    let pushed = 0;
+    h.onAvailable = () => {
+      for (let c = h.pop(); c !== null; c = h.pop()) {
+        h.push(c, 0);
+        pushed++;
+      } // no flush(): the byte rule published each chain
+    };
+    postLarge(q0, 2, 65536);
+    kick(r, q0, 1);
+    await until(() => pushed === 2, 'both pushed');
+    expect(q0.usedIdx()).to.equal(2);
+    await until(() => bells.n >= 1, 'a notification at the end of the callback');
+    await drain();
+    expect(bells.n).to.equal(1);
   });
 
   it('notifies transmit-style completions too (used len 0, queue 1 on vector 2)', async () => {
