@@ -583,8 +583,22 @@ export class VirtioFrontend extends EventEmitter {
     this.waitWake?.();
   }
 
+  /**
+   * (2): resolves once the BE entry reads READY (false: closing). Entry 0 may read READY for a
+   * new back-end on a departed one's id (a restarted back-end) before our socket watcher read
+   * that PEER_GONE and the newcomer's EVENT_FDs; we would still hold the departed one's eventfds,
+   * ring our READY and set-up transactions on them, and take the PEER_GONE that follows for the
+   * newcomer's failure. The server queued both messages before the newcomer could write its
+   * entry (§1.6, §1.3): handle them before the entry is trusted (one recvmsg, only when it looks
+   * READY).
+   */
   private waitBackendReady(): Promise<boolean> {
-    return this.waitFor(() => this.backendReady()).then(() => !this.closing);
+    const ready = (): boolean => {
+      if (!this.backendReady()) return false;
+      this.device.receivePending?.();
+      return this.backendReady();
+    };
+    return this.waitFor(ready).then(() => !this.closing);
   }
 
   /** Resolve once `cond()` holds or the front-end closes; re-checked on peer events and a slow timer. */
@@ -710,7 +724,7 @@ export class VirtioFrontend extends EventEmitter {
     switch (f.kind) {
       case 'lost':
         this.safeEmit('lost', f.err);
-        d.setState(PEER_STATE_RESET); // only now: we no longer touch shared structures
+        this.enterReset(); // only now: we no longer touch shared structures
         await this.holdReset();
         return;
       case 'broken':
@@ -750,7 +764,7 @@ export class VirtioFrontend extends EventEmitter {
           }
         }
         if (this.closing) return; // still READY over a header we wrote: close() resets first
-        d.setState(PEER_STATE_RESET);
+        this.enterReset();
         return;
       case 'close':
         this.txn.abort(f.err);
@@ -803,6 +817,17 @@ export class VirtioFrontend extends EventEmitter {
     log('%s: RESET %s', this.name, expired ? 'held for the maximum: retrying a back-end that did not react' : 'seen by the back-end');
   }
 
+  /**
+   * State := RESET after a session ended (§4.10 FE step 1 again). A new back-end on the departed
+   * one's id may already wait for exactly this (BE step 2), found us READY, and be rung only on
+   * its own eventfds — which we take from the server messages already received, or the RESET
+   * would go to the departed one's and both sides wait for ever. One recvmsg per recovery.
+   */
+  private enterReset(): void {
+    this.device.receivePending?.();
+    this.device.setState(PEER_STATE_RESET);
+  }
+
   /** Whether the header's first bytes differ from what the last initialisation validated. */
   private headerChanged(): boolean {
     const before = this.validatedHeader;
@@ -839,7 +864,7 @@ export class VirtioFrontend extends EventEmitter {
     this.spin?.detach();
     this.spin = null;
     if (d.onInterrupt === this.onIrq) d.onInterrupt = null;
-    d.setState(PEER_STATE_RESET);
+    this.enterReset();
     d.off('peer-state', this.onPeerEvent);
     d.off('peer-gone', this.onPeerEvent);
     d.off('server-gone', this.onServerGone);
