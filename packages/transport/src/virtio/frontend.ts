@@ -822,13 +822,20 @@ export class VirtioFrontend extends EventEmitter {
 
   /**
    * State := RESET after a session ended (§4.10 FE step 1 again). A new back-end on the departed
-   * one's id may already wait for exactly this (BE step 2), found us READY, and be rung only on
-   * its own eventfds — which we take from the server messages already received, or the RESET
-   * would go to the departed one's and both sides wait for ever. One recvmsg per recovery.
+   * one's id may wait for exactly this (BE step 2) after finding us READY, and hears only its own
+   * eventfds, which we may not hold yet: the RESET would go to the departed one's and both sides
+   * wait for ever. Such a newcomer read our entry before our store, so the server had queued its
+   * EVENT_FDs (and the PEER_GONE before them) before it: store, then handle the messages already
+   * received, then ring vector 0 once more — reaching the newcomer if there is one (a second
+   * wake-up is harmless to a BE, §4.9). One recvmsg and one doorbell per recovery.
    */
   private enterReset(): void {
-    this.device.receivePending?.();
-    this.device.setState(PEER_STATE_RESET);
+    const d = this.device;
+    const changed = d.state !== PEER_STATE_RESET;
+    d.setState(PEER_STATE_RESET);
+    if (d.receivePending === undefined) return;
+    d.receivePending();
+    if (changed) d.doorbell(this.partner, 0);
   }
 
   /** Whether the header's first bytes differ from what the last initialisation validated. */

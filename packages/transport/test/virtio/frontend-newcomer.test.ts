@@ -153,6 +153,8 @@ class FrontDevice extends FakeDevice {
   readonly queued: ServerMessage[] = [];
   /** Calls of receivePending(). */
   asked = 0;
+  /** Run once at the end of the next receivePending(): what happens while we are preempted there. */
+  afterReceive: (() => void) | null = null;
 
   isPresent(id: number): boolean {
     return !this.closed && (id === 1 || (id === 0 && this.partner !== null));
@@ -178,6 +180,9 @@ class FrontDevice extends FakeDevice {
   receivePending(): void {
     this.asked++;
     if (!this.reading) this.readSocket();
+    const after = this.afterReceive;
+    this.afterReceive = null;
+    after?.();
   }
 
   private pump(): void {
@@ -375,6 +380,24 @@ describe("VirtioFrontend: a new back-end on a departed one's id, before PEER_GON
     await rig.until(() => rig.events.length === 2, "the front-end's 'lost'");
     rig.front.readSocket();
     await servedBy(rig, second, 'two');
+    expect(rig.events).to.deep.equal(['ready', LOST, 'ready']);
+  });
+
+  it('the new back-end connects and finds the front-end READY just after it read its socket and before it stored RESET: it is rung all the same', async () => {
+    const { rig, first } = await firstSession();
+    let second: BackEnd | null = null;
+    // The front-end is preempted right after its read of the socket found nothing: meanwhile
+    // the server drops the old back-end and the new one starts, finding the front-end READY.
+    rig.front.afterReceive = () => {
+      rig.serverDrops();
+      second = rig.startBackend();
+    };
+    await rig.endBackend(first, true);
+    await rig.until(() => second !== null, 'the new back-end started');
+    const b = second as unknown as BackEnd;
+    await rig.until(() => rig.frontend.phase === 'waiting' || b.backend.phase !== 'wait-fe-reset', 'the front-end waiting');
+    rig.front.readSocket();
+    await servedBy(rig, b, 'two');
     expect(rig.events).to.deep.equal(['ready', LOST, 'ready']);
   });
 
