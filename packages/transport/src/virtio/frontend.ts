@@ -11,9 +11,9 @@
  *   (5) reset, ACKNOWLEDGE, DRIVER, features (§4.4), FEATURES_OK + re-read, queues (§4.6),
  *       Interrupt Control := 1, DRIVER_OK → ops.probe(session) → (6) operate.
  * Steps (3)–(5) run in exactly the order the spec (and the Linux virtio_ivshmem driver) uses.
- * Before a READY entry is trusted in (2), and before every State := RESET after a session, the
- * server messages already received are handled: a restarted BE takes the departed one's id
- * (waitBackendReady(), enterReset()).
+ * Before a READY entry is trusted in (2), and right after every State := RESET that ends a
+ * session (then vector 0 is rung once more), the server messages already received are handled:
+ * a restarted BE takes the departed one's id (waitBackendReady(), enterReset()).
  * Every wait is a transaction, so a BE that leaves READY or stops answering makes the
  * initialisation throw a back-end failure, which is classified and recovered from below.
  *
