@@ -11,6 +11,9 @@
  *   (5) reset, ACKNOWLEDGE, DRIVER, features (§4.4), FEATURES_OK + re-read, queues (§4.6),
  *       Interrupt Control := 1, DRIVER_OK → ops.probe(session) → (6) operate.
  * Steps (3)–(5) run in exactly the order the spec (and the Linux virtio_ivshmem driver) uses.
+ * Before a READY entry is trusted in (2), and right after every State := RESET that ends a
+ * session (then vector 0 is rung once more), the server messages already received are handled:
+ * a restarted BE takes the departed one's id (waitBackendReady(), enterReset()).
  * Every wait is a transaction, so a BE that leaves READY or stops answering makes the
  * initialisation throw a back-end failure, which is classified and recovered from below.
  *
@@ -583,8 +586,22 @@ export class VirtioFrontend extends EventEmitter {
     this.waitWake?.();
   }
 
+  /**
+   * (2): resolves once the BE entry reads READY (false: closing). Entry 0 may read READY for a
+   * new back-end on a departed one's id (a restarted back-end) before our socket watcher read
+   * that PEER_GONE and the newcomer's EVENT_FDs; we would still hold the departed one's eventfds,
+   * ring our READY and set-up transactions on them, and take the PEER_GONE that follows for the
+   * newcomer's failure. The server queued both messages before the newcomer could write its
+   * entry (§1.6, §1.3): handle them before the entry is trusted (one recvmsg, only when it looks
+   * READY).
+   */
   private waitBackendReady(): Promise<boolean> {
-    return this.waitFor(() => this.backendReady()).then(() => !this.closing);
+    const ready = (): boolean => {
+      if (!this.backendReady()) return false;
+      this.device.receivePending?.();
+      return this.backendReady();
+    };
+    return this.waitFor(ready).then(() => !this.closing);
   }
 
   /** Resolve once `cond()` holds or the front-end closes; re-checked on peer events and a slow timer. */
@@ -710,7 +727,7 @@ export class VirtioFrontend extends EventEmitter {
     switch (f.kind) {
       case 'lost':
         this.safeEmit('lost', f.err);
-        d.setState(PEER_STATE_RESET); // only now: we no longer touch shared structures
+        this.enterReset(); // only now: we no longer touch shared structures
         await this.holdReset();
         return;
       case 'broken':
@@ -750,7 +767,7 @@ export class VirtioFrontend extends EventEmitter {
           }
         }
         if (this.closing) return; // still READY over a header we wrote: close() resets first
-        d.setState(PEER_STATE_RESET);
+        this.enterReset();
         return;
       case 'close':
         this.txn.abort(f.err);
@@ -803,6 +820,24 @@ export class VirtioFrontend extends EventEmitter {
     log('%s: RESET %s', this.name, expired ? 'held for the maximum: retrying a back-end that did not react' : 'seen by the back-end');
   }
 
+  /**
+   * State := RESET after a session ended (§4.10 FE step 1 again). A new back-end on the departed
+   * one's id may wait for exactly this (BE step 2) after finding us READY, and hears only its own
+   * eventfds, which we may not hold yet: the RESET would go to the departed one's and both sides
+   * wait for ever. Such a newcomer read our entry before our store, so the server had queued its
+   * EVENT_FDs (and the PEER_GONE before them) before it: store, then handle the messages already
+   * received, then ring vector 0 once more — reaching the newcomer if there is one (a second
+   * wake-up is harmless to a BE, §4.9). One recvmsg and one doorbell per recovery.
+   */
+  private enterReset(): void {
+    const d = this.device;
+    const changed = d.state !== PEER_STATE_RESET;
+    d.setState(PEER_STATE_RESET);
+    if (d.receivePending === undefined) return;
+    d.receivePending();
+    if (changed) d.doorbell(this.partner, 0);
+  }
+
   /** Whether the header's first bytes differ from what the last initialisation validated. */
   private headerChanged(): boolean {
     const before = this.validatedHeader;
@@ -839,7 +874,7 @@ export class VirtioFrontend extends EventEmitter {
     this.spin?.detach();
     this.spin = null;
     if (d.onInterrupt === this.onIrq) d.onInterrupt = null;
-    d.setState(PEER_STATE_RESET);
+    this.enterReset();
     d.off('peer-state', this.onPeerEvent);
     d.off('peer-gone', this.onPeerEvent);
     d.off('server-gone', this.onServerGone);
