@@ -14,174 +14,29 @@
  * and the back-end's interrupts can be held: the interleavings are forced, not hoped for.
  */
 import { expect } from 'chai';
-import { EventEmitter } from 'node:events';
 import { DeviceStatus } from 'virtio-spec-types';
 import type { IvshmemDevice } from '../../src/ivshmem/device.js';
-import { STATE_TABLE_SIZE, SharedMemoryLayout } from '../../src/ivshmem/layout.js';
 import { VirtioBackend } from '../../src/virtio/backend.js';
 import { echoOps } from '../fixtures/backend-devices.js';
 import { LinuxLikeFrontend, type LinuxQueue } from '../fixtures/linux-like-frontend.js';
+import { FixedPartnerDevice, ServerFedDevice, newWire } from '../fixtures/newcomer-devices.js';
 import { until } from '../fixtures/until.js';
 
-const SIZE = 65536;
-const VECTORS = 3;
-
-/** Memory and state table every device of the rig maps. */
-interface Wire {
-  readonly table: Uint32Array;
-  readonly window: ArrayBuffer;
-  readonly layout: SharedMemoryLayout;
-}
-
-/** Interrupt delivery as an eventfd watcher does it: coalesced, on a later turn. */
-abstract class FakeDevice extends EventEmitter implements IvshmemDevice {
-  abstract readonly id: number;
-  readonly maxPeers = 2;
-  readonly vectors = VECTORS;
-  abstract readonly protocol: number;
-  interruptsEnabled = false;
-  oneShot = false;
-  onInterrupt: ((vector: number) => void) | null = null;
-  /** While true, raised vectors wait (a process that does not get the CPU). */
-  hold = false;
-  closed = false;
-  protected readonly wire: Wire;
-  private readonly pending = new Set<number>();
-  private stateValue = 0;
-
-  constructor(wire: Wire) {
-    super();
-    this.wire = wire;
-  }
-
-  get layout(): SharedMemoryLayout {
-    return this.wire.layout;
-  }
-
-  get window(): ArrayBuffer {
-    return this.wire.window;
-  }
-
-  get state(): number {
-    return this.stateValue;
-  }
-
-  abstract isPresent(id: number): boolean;
-  abstract doorbell(target: number, vector: number): void;
-
-  peerState(id: number): number {
-    return this.isPresent(id) ? Atomics.load(this.wire.table, id) : 0;
-  }
-
-  setState(v: number): void {
-    if (this.closed) return;
-    Atomics.store(this.wire.table, this.id, v);
-    if (v === this.stateValue) return;
-    this.stateValue = v;
-    this.doorbell(1 - this.id, 0);
-  }
-
-  close(): void {
-    if (this.closed) return;
-    this.interruptsEnabled = false;
-    this.setState(0);
-    this.closed = true;
-  }
-
-  raise(vector: number): void {
-    if (this.closed) return;
-    this.pending.add(vector);
-    if (!this.hold) setImmediate(() => this.deliver());
-  }
-
-  release(): void {
-    this.hold = false;
-    setImmediate(() => this.deliver());
-  }
-
-  private deliver(): void {
-    if (this.hold || this.closed) return;
-    for (const v of [...this.pending]) {
-      this.pending.delete(v);
-      if (this.interruptsEnabled) this.onInterrupt?.(v);
-    }
-  }
-}
-
 /** A front-end's device (id 1): rings the back-end's eventfds, which it got in its burst. */
-class FrontDevice extends FakeDevice {
-  readonly id = 1;
-  readonly protocol = 0x8003;
-  private readonly back: BackDevice;
-
-  constructor(wire: Wire, back: BackDevice) {
-    super(wire);
-    this.back = back;
-  }
-
-  isPresent(id: number): boolean {
-    return !this.closed && (id === 0 || id === 1);
-  }
-
-  doorbell(target: number, vector: number): void {
-    if (!this.closed && target === 0) this.back.raise(vector);
-  }
-}
-
-type ServerMessage = { gone: true } | { arrived: FrontDevice };
-
+type FrontDevice = FixedPartnerDevice;
 /** The back-end's device (id 0): peer 1's eventfds are whichever front-end it was last told of. */
-class BackDevice extends FakeDevice {
-  readonly id = 0;
-  readonly protocol = 0xc003;
-  /** Whose eventfds we hold for peer 1 (a departed one's until PEER_GONE is handled). */
-  partner: FrontDevice | null = null;
-  /** Sent by the server, not read yet: the socket's receive queue. */
-  readonly queued: ServerMessage[] = [];
-  /** Calls of receivePending(). */
-  asked = 0;
-
-  isPresent(id: number): boolean {
-    return !this.closed && (id === 0 || (id === 1 && this.partner !== null));
-  }
-
-  doorbell(target: number, vector: number): void {
-    if (!this.closed && target === 1) this.partner?.raise(vector); // a departed one's: lost
-  }
-
-  /** The socket watcher's turn: handle every queued message, as IvshmemPeer's pump does. */
-  readSocket(): void {
-    for (let m = this.queued.shift(); m !== undefined; m = this.queued.shift()) {
-      if ('gone' in m) {
-        this.partner = null;
-        this.emit('peer-gone', 1);
-        this.raise(0);
-      } else {
-        this.partner = m.arrived;
-      }
-    }
-  }
-
-  receivePending(): void {
-    this.asked++;
-    this.readSocket();
-  }
-}
+type BackDevice = ServerFedDevice;
 
 /** Server side of the rig: ids, the state table, the messages it queues for the back-end. */
 class Rig {
-  readonly wire: Wire = {
-    table: new Uint32Array(new ArrayBuffer(STATE_TABLE_SIZE)),
-    window: new ArrayBuffer(SIZE - STATE_TABLE_SIZE),
-    layout: new SharedMemoryLayout(SIZE, 2, 0),
-  };
-  readonly back = new BackDevice(this.wire);
+  readonly wire = newWire();
+  readonly back: BackDevice = new ServerFedDevice(this.wire, 0, 0xc003);
   readonly ops = echoOps();
   readonly backend = new VirtioBackend(this.back, this.ops);
 
   /** A front-end connects: EVENT_FDs queued for the back-end, then its own device. */
   connect(): FrontDevice {
-    const fe = new FrontDevice(this.wire, this.back);
+    const fe: FrontDevice = new FixedPartnerDevice(this.wire, 1, 0x8003, this.back);
     this.back.queued.push({ arrived: fe });
     return fe;
   }

@@ -13,190 +13,17 @@
  * forced, not hoped for. Both back-ends are real `VirtioBackend`s.
  */
 import { expect } from 'chai';
-import { EventEmitter } from 'node:events';
-import type { IvshmemDevice } from '../../src/ivshmem/device.js';
-import { STATE_TABLE_SIZE, SharedMemoryLayout } from '../../src/ivshmem/layout.js';
 import { VirtioBackend } from '../../src/virtio/backend.js';
 import type { DriverQueueHandle, DriverSession, VirtioDriverOps } from '../../src/virtio/device-api.js';
 import { VirtioFrontend } from '../../src/virtio/frontend.js';
 import { echoOps } from '../fixtures/backend-devices.js';
+import { FixedPartnerDevice, ServerFedDevice, newWire } from '../fixtures/newcomer-devices.js';
 import { until } from '../fixtures/until.js';
 
-const SIZE = 65536;
-const VECTORS = 3;
-
-/** Memory and state table every device of the rig maps. */
-interface Wire {
-  readonly table: Uint32Array;
-  readonly window: ArrayBuffer;
-  readonly layout: SharedMemoryLayout;
-}
-
-/**
- * Interrupt delivery as IvshmemPeer's eventfd watchers do it: coalesced, on a later turn; on
- * vector 0 the partner's entry is compared with the last value seen and a change reported as
- * 'peer-state', also while interrupts are disabled (the front-end waits on those events).
- */
-abstract class FakeDevice extends EventEmitter implements IvshmemDevice {
-  abstract readonly id: number;
-  readonly maxPeers = 2;
-  readonly vectors = VECTORS;
-  abstract readonly protocol: number;
-  interruptsEnabled = false;
-  oneShot = false;
-  onInterrupt: ((vector: number) => void) | null = null;
-  /** While true, raised vectors wait (a process that does not get the CPU). */
-  hold = false;
-  closed = false;
-  protected readonly wire: Wire;
-  private readonly pending = new Set<number>();
-  private stateValue = 0;
-  private seen = 0;
-
-  constructor(wire: Wire) {
-    super();
-    this.wire = wire;
-  }
-
-  get layout(): SharedMemoryLayout {
-    return this.wire.layout;
-  }
-
-  get window(): ArrayBuffer {
-    return this.wire.window;
-  }
-
-  get state(): number {
-    return this.stateValue;
-  }
-
-  abstract isPresent(id: number): boolean;
-  abstract doorbell(target: number, vector: number): void;
-
-  peerState(id: number): number {
-    return this.isPresent(id) ? Atomics.load(this.wire.table, id) : 0;
-  }
-
-  setState(v: number): void {
-    if (this.closed) return;
-    Atomics.store(this.wire.table, this.id, v);
-    if (v === this.stateValue) return;
-    this.stateValue = v;
-    this.doorbell(1 - this.id, 0);
-  }
-
-  close(): void {
-    if (this.closed) return;
-    this.interruptsEnabled = false;
-    this.setState(0);
-    this.closed = true;
-  }
-
-  raise(vector: number): void {
-    if (this.closed) return; // a departed peer's eventfd: nobody hears it
-    this.pending.add(vector);
-    if (!this.hold) setImmediate(() => this.deliver());
-  }
-
-  release(): void {
-    this.hold = false;
-    setImmediate(() => this.deliver());
-  }
-
-  private deliver(): void {
-    if (this.hold || this.closed) return;
-    for (const v of [...this.pending]) {
-      this.pending.delete(v);
-      if (v === 0) this.scanStates();
-      if (this.interruptsEnabled) this.onInterrupt?.(v);
-    }
-  }
-
-  private scanStates(): void {
-    const other = 1 - this.id;
-    const s = this.peerState(other);
-    if (s === this.seen) return;
-    this.seen = s;
-    this.emit('peer-state', other, s);
-  }
-}
-
 /** A back-end's device (id 0): rings the front-end's eventfds, which it got in its burst. */
-class BackDevice extends FakeDevice {
-  readonly id = 0;
-  readonly protocol = 0xc003;
-  private readonly front: FrontDevice;
-
-  constructor(wire: Wire, front: FrontDevice) {
-    super(wire);
-    this.front = front;
-  }
-
-  isPresent(id: number): boolean {
-    return !this.closed && (id === 0 || id === 1);
-  }
-
-  doorbell(target: number, vector: number): void {
-    if (!this.closed && target === 1) this.front.raise(vector);
-  }
-}
-
-type ServerMessage = { gone: true } | { arrived: BackDevice };
-
+type BackDevice = FixedPartnerDevice;
 /** The front-end's device (id 1): peer 0's eventfds are whichever back-end it was last told of. */
-class FrontDevice extends FakeDevice {
-  readonly id = 1;
-  readonly protocol = 0x8003;
-  /** Whose eventfds we hold for peer 0 (a departed one's until PEER_GONE is handled). */
-  partner: BackDevice | null = null;
-  /** Sent by the server, not read yet: the socket's receive queue. */
-  readonly queued: ServerMessage[] = [];
-  /** Calls of receivePending(). */
-  asked = 0;
-  /** Run once at the end of the next receivePending(): what happens while we are preempted there. */
-  afterReceive: (() => void) | null = null;
-
-  isPresent(id: number): boolean {
-    return !this.closed && (id === 1 || (id === 0 && this.partner !== null));
-  }
-
-  doorbell(target: number, vector: number): void {
-    if (!this.closed && target === 0) this.partner?.raise(vector); // a departed one's: lost
-  }
-
-  /** Inside readSocket(): receivePending() takes nothing (IvshmemPeer's `pumping`). */
-  private reading = false;
-
-  /** The socket watcher's turn: handle every queued message, as IvshmemPeer's pump does. */
-  readSocket(): void {
-    this.reading = true;
-    try {
-      this.pump();
-    } finally {
-      this.reading = false;
-    }
-  }
-
-  receivePending(): void {
-    this.asked++;
-    if (!this.reading) this.readSocket();
-    const after = this.afterReceive;
-    this.afterReceive = null;
-    after?.();
-  }
-
-  private pump(): void {
-    for (let m = this.queued.shift(); m !== undefined; m = this.queued.shift()) {
-      if ('gone' in m) {
-        this.partner = null;
-        this.emit('peer-gone', 0);
-        this.raise(0); // IvshmemPeer rings its own vector 0 after a departure
-      } else {
-        this.partner = m.arrived;
-      }
-    }
-  }
-}
+type FrontDevice = ServerFedDevice;
 
 interface Pending {
   resolve(b: Buffer): void;
@@ -243,12 +70,8 @@ interface BackEnd {
 
 /** Server side of the rig, plus the front-end under test and what it reported. */
 class Rig {
-  readonly wire: Wire = {
-    table: new Uint32Array(new ArrayBuffer(STATE_TABLE_SIZE)),
-    window: new ArrayBuffer(SIZE - STATE_TABLE_SIZE),
-    layout: new SharedMemoryLayout(SIZE, 2, 0),
-  };
-  readonly front = new FrontDevice(this.wire);
+  readonly wire = newWire();
+  readonly front: FrontDevice = new ServerFedDevice(this.wire, 1, 0x8003, { stateEvents: true });
   readonly driver = new EchoDriver();
   readonly frontend: VirtioFrontend;
   readonly backs: BackEnd[] = [];
@@ -268,7 +91,7 @@ class Rig {
    * a later one's EVENT_FDs are queued for the front-end's socket. Its VirtioBackend starts at once.
    */
   startBackend(): BackEnd {
-    const dev = new BackDevice(this.wire, this.front);
+    const dev: BackDevice = new FixedPartnerDevice(this.wire, 0, 0xc003, this.front, { stateEvents: true });
     if (this.backs.length === 0) this.front.partner = dev;
     else this.front.queued.push({ arrived: dev });
     const ops = echoOps();
