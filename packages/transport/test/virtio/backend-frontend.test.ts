@@ -9,47 +9,11 @@ import type { IvshmemDevice } from '../../src/ivshmem/device.js';
 import { RingError } from '../../src/errors.js';
 import { VirtioBackend } from '../../src/virtio/backend.js';
 import { VirtioFrontend } from '../../src/virtio/frontend.js';
-import type { ConfigReader, DriverQueueHandle, DriverSession, VirtioDriverOps } from '../../src/virtio/device-api.js';
+import type { ConfigReader } from '../../src/virtio/device-api.js';
 import { HDR_QUEUE_DEVICE_VECTOR, HDR_QUEUE_SEL } from '../../src/virtio/header.js';
 import { echoOps } from '../fixtures/backend-devices.js';
+import { EchoDriver } from '../fixtures/echo-driver.js';
 import { until } from '../fixtures/until.js';
-
-interface Pending {
-  resolve(b: Buffer): void;
-  reject(e: Error): void;
-}
-
-/** A driver for the echo device: `echo(bytes)` posts them with an equal writable part on queue 0. */
-class EchoDriver implements VirtioDriverOps {
-  readonly deviceId = 3;
-  readonly features = 1n;
-  sessions: DriverSession[] = [];
-  removed: Error[] = [];
-  private q: DriverQueueHandle<Pending> | null = null;
-
-  queueCount(_features: bigint, _config: ConfigReader): number {
-    return 2;
-  }
-  probe(s: DriverSession): void {
-    this.sessions.push(s);
-    const q = s.queues[0] as DriverQueueHandle<Pending>;
-    q.onUsed = (p, data) => p.resolve(Buffer.from(data));
-    q.onFailed = (p, err) => p.reject(err);
-    this.q = q;
-  }
-  remove(reason: Error): void {
-    this.removed.push(reason);
-    this.q = null;
-  }
-  echo(bytes: Buffer): Promise<Buffer> {
-    const q = this.q;
-    if (q === null) return Promise.reject(new Error('not live'));
-    return new Promise((resolve, reject) => {
-      if (!q.add(bytes, bytes.length, { resolve, reject })) reject(new Error('queue full'));
-      else q.kick();
-    });
-  }
-}
 
 describe('VirtioBackend with the real VirtioFrontend (loopback)', () => {
   let be: IvshmemDevice;
