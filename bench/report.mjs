@@ -10,6 +10,7 @@ const lat = (x) => (x?.median_us == null ? 'failed' : `${x.median_us} µs (p99 $
 const spread = (x, f) => (Array.isArray(x?.trials) ? ` [${x.trials.map(f).join(', ')}]` : '');
 const rows = [
   ['F', 'spin_floor_rtt', 'C busy-wait ping-pong of one cache line, two processes pinned to CPUs 0/1', lat(C.spin_floor_rtt)],
+  ['F', 'ring_floor_rtt', "rtt64's round trip on a split virtqueue in C (same ring shape and echo), pinned to CPUs 0/1", lat(C.ring_floor_rtt)],
   ['F', 'eventfd_floor_rtt', 'C eventfd ping-pong, two processes, blocking read()', lat(C.eventfd_floor_rtt)],
   [
     'F',

@@ -55,6 +55,8 @@ const CASES = [
   // Floors (issue 12): what C gets from the same CPUs in the same run. The spin floor is pinned
   // like rtt64, the eventfd floor unpinned like rtt64_nospin — each beside what it is compared with.
   { name: 'spin_floor_rtt', group: 'F', script: 'floors.mjs', args: (q) => ['spin', q ? 2000 : 30000], env: { VSHM_BENCH_PIN: '1' }, key: (r) => r.median_us, summary: latency },
+  // rtt64's own work on a split ring, done in C: what the ring's shape costs on these CPUs.
+  { name: 'ring_floor_rtt', group: 'F', script: 'floors.mjs', args: (q) => ['ring', q ? 2000 : 30000], env: { VSHM_BENCH_PIN: '1' }, key: (r) => r.median_us, summary: latency },
   { name: 'eventfd_floor_rtt', group: 'F', script: 'floors.mjs', args: (q) => ['eventfd', q ? 2000 : 30000], key: (r) => r.median_us, summary: latency },
   {
     name: 'memcpy_floor',
@@ -200,6 +202,8 @@ const targets = [
   ['bulk64k / shm_copy_floor (C, same two copies)', ratio(C.bulk64k?.gbps, C.shm_copy_floor?.gbps), 'info', null],
   ['bulk64k_zc / memcpy_floor', ratio(C.bulk64k_zc?.gbps, C.memcpy_floor?.gbps), 'info', null],
   ['bulk64k / Node Buffer.copy floor', ratio(C.bulk64k?.gbps, C.memcpy_floor?.buffer_copy_gbps), 'info', null],
+  ['ring_floor_rtt / spin_floor_rtt (median; C split ring)', ratio(C.ring_floor_rtt?.median_us, C.spin_floor_rtt?.median_us), 'info', null],
+  ['rtt64 / ring_floor_rtt (median; the JavaScript share)', ratio(C.rtt64?.median_us, C.ring_floor_rtt?.median_us), 'info', null],
   ['rtt64_unpinned / eventfd_rtt (median)', ratio(C.rtt64_unpinned?.median_us, C.eventfd_rtt?.median_us), 'info', null],
   ['rtt64_nospin / eventfd_rtt (median)', ratio(C.rtt64_nospin?.median_us, C.eventfd_rtt?.median_us), 'info', null],
   ['eventfd_rtt / eventfd_floor_rtt (median)', ratio(C.eventfd_rtt?.median_us, C.eventfd_floor_rtt?.median_us), 'info', null],

@@ -36,16 +36,17 @@ describe('bench (quick mode)', function () {
 
   it('runs a virtio case and a floor, writes the JSON with the fields and ratios, and leaves TMPDIR empty', () => {
     const json = path.join(out, 'results.json');
-    const r = run(['bench/run.mjs', '--quick', '--only', 'spin_floor_rtt,rtt64', '--json', json], tmp);
+    const r = run(['bench/run.mjs', '--quick', '--only', 'spin_floor_rtt,ring_floor_rtt,rtt64', '--json', json], tmp);
     expect(r.status, r.stderr).to.equal(0);
     const res = JSON.parse(readFileSync(json, 'utf8'));
-    for (const name of ['spin_floor_rtt', 'rtt64']) {
+    for (const name of ['spin_floor_rtt', 'ring_floor_rtt', 'rtt64']) {
       expect(res.cases[name].median_us, name).to.be.a('number').above(0);
       expect(res.cases[name].p99_us, name).to.be.a('number').at.least(res.cases[name].median_us);
     }
     expect(res.ratios['rtt64 / spin_floor_rtt (median)']).to.include({ target: '≤ 2' });
     expect(res.ratios['rtt64 / spin_floor_rtt (median)'].value).to.be.a('number');
     expect(r.stdout).to.match(/rtt64 \/ spin_floor_rtt \(median\)\s+\S+\s+≤ 2\s+(met|MISSED)/);
+    expect(res.ratios['rtt64 / ring_floor_rtt (median; the JavaScript share)'].value).to.be.a('number');
     expect(r.stdout).not.to.match(/eventfd_floor_rtt/); // a case not run: no value, no line
     expect(readdirSync(tmp)).to.deep.equal([]);
   });

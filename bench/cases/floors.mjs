@@ -2,6 +2,9 @@
 // bench/native/floor.c (built by native.mjs), Node parts here.
 //   floors.mjs spin ROUNDS      spin_floor_rtt: C busy-wait ping-pong of one cache line between
 //                               two processes; pinned to CPUs 0/1 under VSHM_BENCH_PIN=1, like rtt64
+//   floors.mjs ring ROUNDS      ring_floor_rtt: rtt64's round trip on a split virtqueue in C (the
+//                               same ring shape, placement and echo, nothing else); pinned to
+//                               CPUs 0/1 under VSHM_BENCH_PIN=1, like rtt64
 //   floors.mjs eventfd ROUNDS   eventfd_floor_rtt: C ping-pong over two eventfds, blocking read(),
 //                               unpinned like rtt64_nospin (what it is compared with)
 //   floors.mjs memcpy SECONDS   memcpy_floor: GB/s of 64 KiB copies from one source into 64
@@ -18,7 +21,7 @@ const [mode, arg] = process.argv.slice(2);
 const bin = floorBinary();
 const runC = (args) => JSON.parse(execFileSync(bin, args.map(String), { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] }).trim().split('\n').pop());
 
-if (mode === 'spin' || mode === 'eventfd') {
+if (mode === 'spin' || mode === 'ring' || mode === 'eventfd') {
   const pinned = process.env.VSHM_BENCH_PIN === '1' && hasTaskset();
   const r = runC([mode, Number(arg), ...(pinned ? [0, 1] : [])]);
   report({ ...r, pinned });

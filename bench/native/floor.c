@@ -7,6 +7,14 @@
  *   floor eventfd ROUNDS [CPU_A CPU_B]  the same ping-pong over two eventfds, blocking read()
  *   floor memcpy SECONDS                GB/s of 64 KiB memcpy into 64 rotating destinations
  *                                       (4 MiB, the bulk64k ring's working set)
+ *   floor ring ROUNDS [CPU_A CPU_B]     rtt64's round trip on a split virtqueue in C: the driver
+ *                                       copies 64 B into its request buffer and publishes head 0,
+ *                                       the device checks both descriptors, echoes the 64 B into the
+ *                                       reply buffer and publishes the used entry, the driver checks
+ *                                       that entry, reads the reply and zeroes its buffer. Ring
+ *                                       shape, placement and the skip of unchanged ring entries as
+ *                                       in vshm; no notification fields, no bounds beyond the
+ *                                       ring's own: the split ring's floor on these CPUs
  *   floor pipe SECONDS [CPU_A CPU_B]    GB/s of bulk64k's data path with no ring code: a producer
  *                                       process copies 64 KiB pieces into 64 slots of shared
  *                                       memory, a consumer process copies each out into a private
@@ -139,6 +147,101 @@ static int evfd(long rounds, int cpu_a, int cpu_b) {
   return 0;
 }
 
+/* The split virtqueue's floor (VIRTIO 1.2 §2.7): rtt64's round trip with the same ring shape and
+ * placement as vshm, in C, with nothing else. Driver rings (descriptor table, then the available
+ * ring) in one page, the used ring in the next (the device's part), the two data buffers in a
+ * third, each in its own cache line. One request in flight, always head 0 → descriptor 1, so
+ * the descriptors hold their values after the first round and, as in vshm, ring entries that
+ * already hold the value to be written are left alone: each round moves only the two index
+ * words and the two data lines, the least a split ring can move. */
+#define RQ 64
+struct vq_desc {
+  uint64_t addr;
+  uint32_t len;
+  uint16_t flags, next;
+};
+struct vq_avail {
+  uint16_t flags, idx, ring[RQ];
+};
+struct vq_used_elem {
+  uint32_t id, len;
+};
+struct vq_used {
+  uint16_t flags, idx;
+  struct vq_used_elem ring[RQ];
+};
+enum { F_NEXT = 1, F_WRITE = 2, MSG = 64, PAGE = 4096 };
+
+static int ring_rtt(long rounds, int cpu_a, int cpu_b) {
+  unsigned char *mem = mmap(NULL, 3 * PAGE, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  if (mem == MAP_FAILED) return perror("floor: mmap"), 1;
+  memset(mem, 0, 3 * PAGE);
+  struct vq_desc *desc = (struct vq_desc *)mem;
+  struct vq_avail *avail = (struct vq_avail *)(mem + RQ * sizeof(struct vq_desc));
+  struct vq_used *used = (struct vq_used *)(mem + PAGE);
+  const uint64_t req = 2 * PAGE, rsp = 2 * PAGE + 64; /* offsets: the "addresses" of the buffers */
+  long warm = rounds / 4 < 2000 ? rounds / 4 : 2000;
+  long total = warm + rounds;
+  pid_t child = fork();
+  if (child < 0) return perror("floor: fork"), 1;
+  if (child == 0) { /* the device */
+    pin(cpu_b);
+    uint16_t last = 0;
+    for (long i = 0; i < total; i++) {
+      unsigned spins = 0;
+      while (__atomic_load_n(&avail->idx, __ATOMIC_ACQUIRE) == last) {
+        cpu_relax();
+        if (++spins == (1u << 16)) spins = 0, sched_yield();
+      }
+      uint16_t head = avail->ring[last % RQ];
+      if (head >= RQ) _exit(3);
+      struct vq_desc d0 = desc[head];
+      if (!(d0.flags & F_NEXT) || (d0.flags & F_WRITE) || d0.next >= RQ || d0.addr + d0.len > 3 * PAGE) _exit(3);
+      struct vq_desc d1 = desc[d0.next];
+      if ((d1.flags & F_NEXT) || !(d1.flags & F_WRITE) || d1.addr + d1.len > 3 * PAGE || d1.len < d0.len) _exit(3);
+      memcpy(mem + d1.addr, mem + d0.addr, d0.len);
+      struct vq_used_elem *u = &used->ring[last % RQ];
+      if (u->id != head) u->id = head;
+      if (u->len != d0.len) u->len = d0.len;
+      last++;
+      __atomic_store_n(&used->idx, last, __ATOMIC_RELEASE);
+    }
+    _exit(0);
+  }
+  pin(cpu_a);
+  unsigned char msg[MSG], got[MSG];
+  memset(msg, 0x61, MSG);
+  double *s = malloc(rounds * sizeof *s);
+  uint16_t next = 0;
+  for (long i = 0; i < total; i++) {
+    double t0 = now_us();
+    memcpy(mem + req, msg, MSG);
+    struct vq_desc d0 = {req, MSG, F_NEXT, 1}, d1 = {rsp, MSG, F_WRITE, 0};
+    if (memcmp(&desc[0], &d0, sizeof d0)) desc[0] = d0;
+    if (memcmp(&desc[1], &d1, sizeof d1)) desc[1] = d1;
+    if (avail->ring[next % RQ] != 0) avail->ring[next % RQ] = 0;
+    next++;
+    __atomic_store_n(&avail->idx, next, __ATOMIC_RELEASE);
+    unsigned spins = 0;
+    while (__atomic_load_n(&used->idx, __ATOMIC_ACQUIRE) != next) {
+      cpu_relax();
+      if (++spins == (1u << 16)) spins = 0, sched_yield();
+    }
+    struct vq_used_elem u = used->ring[(uint16_t)(next - 1) % RQ];
+    if (u.id != 0 || u.len != MSG) return fprintf(stderr, "floor: bad used entry\n"), 1;
+    memcpy(got, mem + rsp, MSG);
+    memset(mem + rsp, 0, MSG); /* vshm zeroes a device-written buffer when it frees it (§5.1) */
+    __asm__ __volatile__("" ::: "memory");
+    if (got[MSG - 1] != 0x61) return fprintf(stderr, "floor: bad echo\n"), 1;
+    if (i >= warm) s[i - warm] = now_us() - t0;
+  }
+  int status = 0;
+  waitpid(child, &status, 0);
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) return fprintf(stderr, "floor: ring device failed\n"), 1;
+  report_latency(s, rounds);
+  return 0;
+}
+
 #define COPY (64 * 1024)
 #define SLOTS 64
 
@@ -233,12 +336,13 @@ static int pipe_rate(double seconds, int cpu_a, int cpu_b) {
 
 int main(int argc, char **argv) {
   if (argc < 3) {
-    fprintf(stderr, "usage: floor spin|eventfd ROUNDS [CPU_A CPU_B] | floor memcpy SECONDS | floor pipe SECONDS [CPU_A CPU_B]\n");
+    fprintf(stderr, "usage: floor spin|eventfd|ring ROUNDS [CPU_A CPU_B] | floor memcpy SECONDS | floor pipe SECONDS [CPU_A CPU_B]\n");
     return 2;
   }
   int a = argc > 4 ? atoi(argv[3]) : -1, b = argc > 4 ? atoi(argv[4]) : -1;
   if (!strcmp(argv[1], "spin")) return spin(atol(argv[2]), a, b);
   if (!strcmp(argv[1], "eventfd")) return evfd(atol(argv[2]), a, b);
+  if (!strcmp(argv[1], "ring")) return ring_rtt(atol(argv[2]), a, b);
   if (!strcmp(argv[1], "memcpy")) return copy_rate(atof(argv[2]));
   if (!strcmp(argv[1], "pipe")) return pipe_rate(atof(argv[2]), a, b);
   fprintf(stderr, "floor: unknown mode '%s'\n", argv[1]);
