@@ -10,7 +10,7 @@ import { BlkRequestType, BlkStatus } from 'virtio-spec-types';
 import { blkHeader } from '../../transport/test/fixtures/linux-like-blk.js';
 import { BlockDevice, BlockOptionError } from '../src/device.js';
 import { ImageError, type ImageFile } from '../src/image.js';
-import { checkRange, planRequest, planSegments, type RequestLimits } from '../src/request.js';
+import { checkRange, planRequest, planSegments, sectorPosition, type RequestLimits } from '../src/request.js';
 import { blkRig, closeRigs } from './fixtures/rig.js';
 
 const limits = (o: Partial<RequestLimits> = {}): RequestLimits => ({
@@ -47,6 +47,13 @@ describe('virtio-blk request checks (request.ts)', () => {
     expect(checkRange(1, 0, 4096, limits({ blockSize: 4096 }))).to.equal('misaligned');
     // a huge sector whose byte offset is not exactly representable still fails cleanly
     expect(checkRange(0xffffffff, 0, 512, limits({ capacityBytes: 2 ** 50 }))).to.equal(null);
+    // the high u32 of the sector counts (disks of 2 TiB and more); 2^44 and up is past any image
+    expect(checkRange(0, 1, 512, limits({ capacityBytes: 2 ** 42 }))).to.equal(null);
+    expect(checkRange(0, 2, 512, limits({ capacityBytes: 2 ** 42 }))).to.equal('out-of-range');
+    expect(sectorPosition(0xffffffff, 0xfff)).to.equal((2 ** 44 - 1) * 512);
+    expect(sectorPosition(0, 0x1000)).to.equal(-1);
+    expect(checkRange(0, 0xffffffff, 512, limits({ capacityBytes: Number.MAX_SAFE_INTEGER }))).to.equal('out-of-range');
+    expect(planRequest(blkHeader(BlkRequestType.IN, 2 ** 32 + 2), 16, 513, limits({ capacityBytes: 2 ** 42 }))).to.deep.equal({ op: 'in', position: (2 ** 32 + 2) * 512, length: 512 });
   });
 
   it('checks DISCARD / WRITE_ZEROES segments', () => {

@@ -3,7 +3,8 @@
  * double: every request type, every malformed request, read-only, limits (issue 11 item 2).
  */
 import { expect } from 'chai';
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
+import { open } from 'node:fs/promises';
 import { BLK_ID_BYTES, BlkConfig, BlkFeature, BlkRequestType, BlkStatus, VIRTQ_DESC_F_WRITE, VirtioFeatureMask, featureBit } from 'virtio-spec-types';
 import { LINUX_BLK_FEATURES, blkHeader } from '../../transport/test/fixtures/linux-like-blk.js';
 import { defaultSerial } from '../src/device.js';
@@ -169,6 +170,39 @@ describe('virtio-blk device: any segmentation and malformed requests', () => {
     expect((await r.guest.submit([blkHeader(BlkRequestType.IN, cap - 1)], [512, 1])).status).to.equal(OK); // the last sector is fine
     expect(readFileSync(r.img.path).length).to.equal(64 << 10);
     expect(r.device.stats.faults['out-of-range']).to.equal(9);
+  });
+
+  it('a disk over 2 TiB: sectors at and past 2^32 are served (the header sector is a u64), past capacity still IOERR', async () => {
+    const size = 3 * 2 ** 40; // sparse: 6·2^30 sectors, more than a u32 holds
+    const r = await blkRig({ size: 4096, sparseSize: size });
+    expect(r.guest.capacity).to.equal(size / 512);
+    const high = 2 ** 32 + 8;
+    const data = pattern(4096, 12);
+    expect(await r.guest.write(high, data)).to.equal(OK);
+    const back = await r.guest.read(high, 4096);
+    expect(back.status).to.equal(OK);
+    expect(back.data.equals(data)).to.equal(true);
+    // the bytes are where sector 2^32 + 8 is, not where its low u32 (sector 8) is
+    const fh = await open(r.img.path, 'r');
+    const at = Buffer.alloc(4096);
+    await fh.read(at, 0, 4096, high * 512);
+    const low = Buffer.alloc(4096);
+    await fh.read(low, 0, 4096, 8 * 512);
+    await fh.close();
+    expect(at.equals(data)).to.equal(true);
+    expect(low.every((b) => b === 0)).to.equal(true);
+    // a request across the 2^32 boundary, and DISCARD / WRITE_ZEROES segments up there
+    expect(await r.guest.write(2 ** 32 - 4, pattern(4096, 13))).to.equal(OK);
+    expect((await r.guest.read(2 ** 32 - 4, 4096)).data.equals(pattern(4096, 13))).to.equal(true);
+    expect((await r.guest.submit([blkHeader(BlkRequestType.WRITE_ZEROES, 0), dwz(high, 4)], [1])).status).to.equal(OK);
+    expect((await r.guest.submit([blkHeader(BlkRequestType.DISCARD, 0), dwz(high + 4, 4)], [1])).status).to.equal(OK);
+    expect((await r.guest.read(high, 4096)).data.every((b) => b === 0)).to.equal(true);
+    // the end is still the end
+    const cap = size / 512;
+    expect((await r.guest.read(cap - 1, 512)).status).to.equal(OK);
+    expect((await r.guest.read(cap, 512)).status).to.equal(IOERR);
+    expect((await r.guest.submit([blkHeader(BlkRequestType.WRITE_ZEROES, 0), dwz(cap - 1, 2)], [1])).status).to.equal(IOERR);
+    expect(statSync(r.img.path).size).to.equal(size);
   });
 
   it('misaligned (not a multiple of 512 / blk_size) and oversize requests are IOERR', async () => {
