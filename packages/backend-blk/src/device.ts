@@ -176,6 +176,8 @@ export class BlockDevice extends EventEmitter implements VirtioDeviceOps {
     completed: {}, faults: {}, noStatus: 0, dropped: 0, sessions: 0, lastEnd: null, peakInFlight: 0, deferred: 0, cachedReads: 0, cachedBytes: 0,
   };
   private capacity: number;
+  /** The capacity (sectors) the config space carries: what the last initConfig / update wrote. */
+  private publishedSectors = -1;
   private session: DeviceSession | null = null;
   private epoch = 0;
   private queueStates: QueueState[] = [];
@@ -308,6 +310,10 @@ export class BlockDevice extends EventEmitter implements VirtioDeviceOps {
       h.onAvailable = () => this.serve(qs);
       this.queueStates.push(qs);
     }
+    // A resize while no session was live could not reach the config space (the transport fills
+    // it when the header is initialised, which may have been before that resize): the driver
+    // probed with the old capacity, so publish the current one now, with a config event.
+    if (this.publishedSectors !== this.capacitySectors) session.updateConfig((c) => this.writeCapacity(c));
     this.emit('activate', session.features);
     this.serveAll(); // requests posted before DRIVER_OK
   }
@@ -323,8 +329,9 @@ export class BlockDevice extends EventEmitter implements VirtioDeviceOps {
 
   /**
    * Re-read the image size and publish the new capacity (config generation rule + config event,
-   * §4.8) if a session is live; the next session reads it anyway. Resolves with the capacity in
-   * sectors; rejects with an ImageError (the old capacity stays).
+   * §4.8) if a session is live; otherwise the next session gets it, at activation, with a config
+   * event (its driver may have probed the config before). Resolves with the capacity in sectors;
+   * rejects with an ImageError (the old capacity stays).
    */
   async resize(): Promise<number> {
     const size = await this.image.size();
@@ -339,6 +346,7 @@ export class BlockDevice extends EventEmitter implements VirtioDeviceOps {
     const sectors = this.capacitySectors;
     c.write(BlkConfig.CAPACITY, 4, sectors % 2 ** 32);
     c.write(BlkConfig.CAPACITY + 4, 4, Math.floor(sectors / 2 ** 32));
+    this.publishedSectors = sectors;
   }
 
   private serveAll(): void {

@@ -109,6 +109,28 @@ describe('virtio-blk device: async I/O, ordering and durability', () => {
     expect(readFileSync(r.img.path).length).to.equal(512 * 1000 + 100);
   });
 
+  it('resize while no session is live (driver reset, before the next probe): the next driver sees the new capacity', async () => {
+    const r = await blkRig({ size: 1 << 20 });
+    expect(r.guest.capacity).to.equal(2048);
+    await r.guest.fe.reset();
+    await until(() => !r.device.active, 'the device to deactivate');
+    truncateSync(r.img.path, 2 << 20);
+    expect(await r.device.resize()).to.equal(4096);
+    const guest2 = new LinuxLikeBlk(r.feDev);
+    await guest2.start();
+    await until(() => guest2.capacity === 4096, 'the new driver to see the new capacity', 2000);
+    expect(await guest2.write(4000, pattern(4096, 9))).to.equal(OK);
+    // and shrunk in the same gap: the driver must not be told of sectors the device refuses
+    await guest2.fe.reset();
+    await until(() => !r.device.active, 'the device to deactivate again');
+    truncateSync(r.img.path, 1 << 20);
+    expect(await r.device.resize()).to.equal(2048);
+    const guest3 = new LinuxLikeBlk(r.feDev);
+    await guest3.start();
+    await until(() => guest3.capacity === 2048, 'the third driver to see the shrunk capacity', 2000);
+    expect(r.needs).to.deep.equal([]);
+  });
+
   it('a session ending with I/O in flight drops the results; the next session waits for that I/O', async () => {
     const r = await blkRig({ seam: true });
     const seam = r.seam!;
