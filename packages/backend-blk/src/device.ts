@@ -15,8 +15,9 @@
  * (one flush per microtask checkpoint).
  *
  * Durability: an OUT completes only after its write call returned (with `cache: 'writethrough'`,
- * after the following fdatasync too); a FLUSH completes only after fdatasync returned, which
- * covers every write completed before the FLUSH was made available. An image I/O error
+ * or for a driver that did not negotiate FLUSH, after the following fdatasync too); a FLUSH
+ * completes only after fdatasync returned, which covers every write completed before the FLUSH
+ * was made available. An image I/O error
  * completes the request with IOERR and emits 'io-error'; the device keeps serving.
  *
  * A session that ends (reset, front-end gone, NEEDS_RESET) leaves its I/O running: results are
@@ -50,7 +51,10 @@ export interface BlockDeviceOptions {
   queueSize?: number;
   /** GET_ID answer, ≤ 20 bytes. Default: 20 hex digits of SHA-256 of the absolute image path. */
   serial?: string;
-  /** 'writeback' (default): writes complete when written; 'writethrough': after fdatasync. */
+  /**
+   * 'writeback' (default): writes complete when written, FLUSH syncs; 'writethrough': after
+   * fdatasync. A driver that does not negotiate FLUSH always gets writethrough (§5.2.6.2).
+   */
   cache?: CacheMode;
   /** Logical block size (BLK_SIZE): power of two 512…65536. Default 512. */
   blockSize?: number;
@@ -179,6 +183,12 @@ export class BlockDevice extends EventEmitter implements VirtioDeviceOps {
   /** The capacity (sectors) the config space carries: what the last initConfig / update wrote. */
   private publishedSectors = -1;
   private session: DeviceSession | null = null;
+  /**
+   * Writes of this session are synced before they complete: `cache: 'writethrough'`, or a driver
+   * that did not negotiate FLUSH (it cannot ask for stability, so VIRTIO 1.2 §5.2.6.2 makes every
+   * completed write stable when FLUSH was offered).
+   */
+  private syncWrites = false;
   private epoch = 0;
   private queueStates: QueueState[] = [];
   /** Requests whose I/O has not finished, any session. */
@@ -303,6 +313,7 @@ export class BlockDevice extends EventEmitter implements VirtioDeviceOps {
     this.session = session;
     this.limits.discard = hasFeature(session.features, BlkFeature.DISCARD);
     this.limits.writeZeroes = hasFeature(session.features, BlkFeature.WRITE_ZEROES);
+    this.syncWrites = this.cache === 'writethrough' || !hasFeature(session.features, BlkFeature.FLUSH);
     this.queueStates = [];
     for (const h of session.queues) {
       if (h === undefined) continue; // a queue the driver did not enable: nothing to serve
@@ -417,11 +428,12 @@ export class BlockDevice extends EventEmitter implements VirtioDeviceOps {
         return;
       }
       case 'out': {
+        const sync = this.syncWrites;
         const buf = this.pool.take(plan.length); // filled completely by chain.read just below
         chain.read(buf, BLK_REQ_HEADER_SIZE); // private copy before any await
         this.run(qs, chain, plan.length, async () => {
           await this.image.write(buf, plan.position);
-          if (this.cache === 'writethrough') await this.image.datasync();
+          if (sync) await this.image.datasync();
           return 0;
         }, 'out', buf);
         return;
@@ -430,6 +442,7 @@ export class BlockDevice extends EventEmitter implements VirtioDeviceOps {
       case 'write-zeroes': {
         const payload = new Uint8Array(plan.segments * BLK_DWZ_SEGMENT_SIZE);
         chain.read(payload, BLK_REQ_HEADER_SIZE);
+        const sync = this.syncWrites;
         const segs = planSegments(payload, plan.op === 'discard', BLK_MAX_DWZ_SECTORS, this.limits);
         if (!Array.isArray(segs)) {
           this.fault(segs.fault);
@@ -440,7 +453,7 @@ export class BlockDevice extends EventEmitter implements VirtioDeviceOps {
           // DISCARD punches holes, WRITE_ZEROES zeroes in place (write_zeroes_may_unmap is 0, so
           // its unmap flag does not deallocate); the image writes zeroes where it cannot.
           for (const s of segs) await this.image.zeroRange(s.position, s.length, plan.op === 'discard' ? 'discard' : 'zeroes');
-          if (this.cache === 'writethrough') await this.image.datasync();
+          if (sync) await this.image.datasync();
           return 0;
         }, plan.op);
         return;

@@ -7,7 +7,7 @@
 import { expect } from 'chai';
 import { readFileSync, truncateSync } from 'node:fs';
 import { BlkFeature, BlkRequestType, BlkStatus, featureBit } from 'virtio-spec-types';
-import { LinuxLikeBlk, blkHeader } from '../../transport/test/fixtures/linux-like-blk.js';
+import { LINUX_BLK_FEATURES, LinuxLikeBlk, blkHeader } from '../../transport/test/fixtures/linux-like-blk.js';
 import { ImageError } from '../src/image.js';
 import { blkRig, closeRigs, pattern } from './fixtures/rig.js';
 import { turn, until } from '../../transport/test/fixtures/until.js';
@@ -92,6 +92,29 @@ describe('virtio-blk device: async I/O, ordering and durability', () => {
     new DataView(seg.buffer).setUint32(8, 1, true);
     await r.guest.submit([blkHeader(BlkRequestType.WRITE_ZEROES, 0), seg], [1]).then(() => log.push('completed wz'));
     expect(log.slice(-3)).to.deep.equal(['datasync-start', 'datasync-done', 'completed wz']);
+  });
+
+  it('FLUSH offered but not negotiated: every write is stable before it completes (VIRTIO 1.2 §5.2.6.2), also WRITE_ZEROES and DISCARD', async () => {
+    const r = await blkRig({ seam: true, features: LINUX_BLK_FEATURES & ~featureBit(BlkFeature.FLUSH) });
+    expect(r.guest.features & featureBit(BlkFeature.FLUSH)).to.equal(0n);
+    const log = r.seam!.log;
+    await r.guest.write(8, pattern(4096, 3)).then(() => log.push('completed write'));
+    expect(log).to.deep.equal(['write-start 4096', 'write-done 4096', 'datasync-start', 'datasync-done', 'completed write']);
+    const seg = new Uint8Array(16);
+    new DataView(seg.buffer).setUint32(8, 1, true);
+    for (const t of [BlkRequestType.WRITE_ZEROES, BlkRequestType.DISCARD]) {
+      log.length = 0;
+      await r.guest.submit([blkHeader(t, 0), seg], [1]).then((x) => log.push(`completed ${x.status}`));
+      expect(log.slice(-3), `type ${t}`).to.deep.equal(['datasync-start', 'datasync-done', `completed ${OK}`]);
+    }
+    // a driver that negotiates FLUSH again (next session) gets writeback back
+    await r.guest.fe.reset();
+    await until(() => !r.device.active, 'the device to deactivate');
+    const g2 = new LinuxLikeBlk(r.feDev);
+    await g2.start();
+    log.length = 0;
+    await g2.write(8, pattern(4096, 4)).then(() => log.push('completed write'));
+    expect(log).to.deep.equal(['write-start 4096', 'write-done 4096', 'completed write']);
   });
 
   it('an image I/O error completes the request with IOERR, names path and errno, and the device goes on', async () => {
