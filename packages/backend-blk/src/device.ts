@@ -180,6 +180,9 @@ export class BlockDevice extends EventEmitter implements VirtioDeviceOps {
     completed: {}, faults: {}, noStatus: 0, dropped: 0, sessions: 0, lastEnd: null, peakInFlight: 0, deferred: 0, cachedReads: 0, cachedBytes: 0,
   };
   private capacity: number;
+  /** resize() calls started, and the latest of them whose size was applied. */
+  private resizeCalls = 0;
+  private resizeApplied = 0;
   /** The capacity (sectors) the config space carries: what the last initConfig / update wrote. */
   private publishedSectors = -1;
   private session: DeviceSession | null = null;
@@ -341,11 +344,17 @@ export class BlockDevice extends EventEmitter implements VirtioDeviceOps {
   /**
    * Re-read the image size and publish the new capacity (config generation rule + config event,
    * §4.8) if a session is live; otherwise the next session gets it, at activation, with a config
-   * event (its driver may have probed the config before). Resolves with the capacity in sectors;
-   * rejects with an ImageError (the old capacity stays).
+   * event (its driver may have probed the config before). Resolves with the capacity in sectors
+   * (a call overtaken by a later one resolves with the later one's); rejects with an ImageError
+   * (the old capacity stays).
    */
   async resize(): Promise<number> {
+    // Size reads of overlapping calls (two SIGHUPs) may finish in any order: an older read must
+    // not undo a newer one, so a result applies only if no later call's result did already.
+    const seq = ++this.resizeCalls;
     const size = await this.image.size();
+    if (seq < this.resizeApplied) return this.capacitySectors;
+    this.resizeApplied = seq;
     this.capacity = size;
     this.limits.capacityBytes = size;
     this.session?.updateConfig((c) => this.writeCapacity(c));

@@ -177,6 +177,28 @@ describe('virtio-blk device: async I/O, ordering and durability', () => {
     expect(r.needs).to.deep.equal([]);
   });
 
+  it('two resizes at once: the later call\'s size wins, whatever order their size reads finish in', async () => {
+    const r = await blkRig({ seam: true, size: 1 << 20 });
+    const seam = r.seam!;
+    let releaseFirst!: () => void;
+    let calls = 0;
+    seam.size = () => {
+      // the first call read the size before the image grew, and its answer arrives last
+      if (++calls === 1) return new Promise<number>((res) => (releaseFirst = () => res(1 << 20)));
+      return seam.inner.size();
+    };
+    const first = r.device.resize();
+    truncateSync(r.img.path, 2 << 20);
+    expect(await r.device.resize()).to.equal(4096);
+    releaseFirst();
+    expect(await first).to.equal(4096);
+    expect(r.device.capacitySectors).to.equal(4096);
+    await until(() => r.guest.capacity === 4096, 'the grown capacity at the driver');
+    for (let k = 0; k < 5; k++) await turn();
+    expect(r.guest.capacity).to.equal(4096);
+    expect((await r.guest.read(4095, 512)).status).to.equal(OK);
+  });
+
   it('a session ending with I/O in flight drops the results; the next session waits for that I/O', async () => {
     const r = await blkRig({ seam: true });
     const seam = r.seam!;
