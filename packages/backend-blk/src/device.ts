@@ -118,6 +118,8 @@ interface QueueState {
   readonly handle: DeviceQueueHandle;
   inFlight: number;
   flushScheduled: boolean;
+  /** A serve() on the next event-loop turn is scheduled (a wake-up stopped at its pop cap). */
+  serveScheduled: boolean;
 }
 
 /**
@@ -320,7 +322,7 @@ export class BlockDevice extends EventEmitter implements VirtioDeviceOps {
     this.queueStates = [];
     for (const h of session.queues) {
       if (h === undefined) continue; // a queue the driver did not enable: nothing to serve
-      const qs: QueueState = { handle: h, inFlight: 0, flushScheduled: false };
+      const qs: QueueState = { handle: h, inFlight: 0, flushScheduled: false, serveScheduled: false };
       h.onAvailable = () => this.serve(qs);
       this.queueStates.push(qs);
     }
@@ -382,11 +384,31 @@ export class BlockDevice extends EventEmitter implements VirtioDeviceOps {
       return;
     }
     this.cachedBudget = this.cachedReadBudget;
+    // At most a ring's worth of chains per wake-up, the cap the transport puts on a kick: requests
+    // that complete at once (refused, or read from the page cache) do not count against the
+    // in-flight bounds, and a wake-up from a completion is no kick, so without it a driver that
+    // re-posts as fast as they complete would keep this loop, and the event loop, busy for good.
+    let left = qs.handle.size;
     while (qs.inFlight < this.maxInFlight && this.runningBytes < this.maxInFlightBytes) {
+      if (left === 0) {
+        this.serveLater(qs);
+        break;
+      }
       const chain = qs.handle.pop();
       if (chain === null) break;
+      left--;
       this.start(qs, chain);
     }
+  }
+
+  /** serve(qs) again on the next event-loop turn (once, however often asked meanwhile). */
+  private serveLater(qs: QueueState): void {
+    if (qs.serveScheduled) return;
+    qs.serveScheduled = true;
+    setImmediate(() => {
+      qs.serveScheduled = false;
+      this.serve(qs);
+    });
   }
 
   /** Check one request; fail it at once or start its I/O. */
