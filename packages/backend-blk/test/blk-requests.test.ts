@@ -41,6 +41,33 @@ describe('virtio-blk device: request types (VIRTIO 1.2 §5.2.6)', () => {
     expect(await r.guest.fe.readConfig(BlkConfig.MAX_DISCARD_SEG, 4)).to.be.greaterThan(0);
   });
 
+  it('every config field Linux 6.1 reads: topology, queues, discard and write-zeroes limits, at blk_size 512 and 4096', async () => {
+    const cfg = async (r: Awaited<ReturnType<typeof blkRig>>) => {
+      const rd = (off: number, w: 1 | 2 | 4) => r.guest.fe.readConfig(off, w);
+      return {
+        blkSize: await rd(BlkConfig.BLK_SIZE, 4),
+        physicalBlockExp: await rd(BlkConfig.PHYSICAL_BLOCK_EXP, 1),
+        alignmentOffset: await rd(BlkConfig.ALIGNMENT_OFFSET, 1),
+        minIoSize: await rd(BlkConfig.MIN_IO_SIZE, 2),
+        optIoSize: await rd(BlkConfig.OPT_IO_SIZE, 4),
+        numQueues: await rd(BlkConfig.NUM_QUEUES, 2),
+        maxDiscardSectors: await rd(BlkConfig.MAX_DISCARD_SECTORS, 4),
+        maxDiscardSeg: await rd(BlkConfig.MAX_DISCARD_SEG, 4),
+        discardSectorAlignment: await rd(BlkConfig.DISCARD_SECTOR_ALIGNMENT, 4),
+        maxWriteZeroesSectors: await rd(BlkConfig.MAX_WRITE_ZEROES_SECTORS, 4),
+        maxWriteZeroesSeg: await rd(BlkConfig.MAX_WRITE_ZEROES_SEG, 4),
+        writeZeroesMayUnmap: await rd(BlkConfig.WRITE_ZEROES_MAY_UNMAP, 1),
+      };
+    };
+    const limits = { maxDiscardSectors: 65536, maxDiscardSeg: 8, maxWriteZeroesSectors: 65536, maxWriteZeroesSeg: 8, writeZeroesMayUnmap: 0, alignmentOffset: 0, optIoSize: 0 };
+    // 512-byte blocks: a 4 KiB physical block (Linux: physical = blk_size << exp, io_min = blk_size · min_io_size)
+    const a = await blkRig({ device: { queues: 3 } });
+    expect(await cfg(a)).to.deep.equal({ ...limits, blkSize: 512, physicalBlockExp: 3, minIoSize: 8, numQueues: 3, discardSectorAlignment: 1 });
+    // 4 KiB blocks: discard granularity (alignment · 512) is one block
+    const b = await blkRig({ device: { blockSize: 4096 } });
+    expect(await cfg(b)).to.deep.equal({ ...limits, blkSize: 4096, physicalBlockExp: 0, minIoSize: 1, numQueues: 1, discardSectorAlignment: 8 });
+  });
+
   it('IN/OUT: writes land in the image at the sector and read back, across many segments and requests', async () => {
     const r = await blkRig({ size: 8 << 20 });
     const data = pattern(5 << 20, 1); // > seg_max · size_max: several requests in flight at once
