@@ -94,6 +94,10 @@ describe('vshm-blk-backend command line', () => {
       const d = await runProc(BACKEND, ['-S', join(img.dir, 'sock'), dir]);
       expect(d.code).to.equal(1);
       expect(d.err).to.match(new RegExp(`^vshm-blk-backend: cannot open image ${dir}: EISDIR \\([^)]+\\)\\n$`));
+      // neither a file nor a block device: the same one line, the path once, the reason kept
+      const c = await runProc(BACKEND, ['-S', join(img.dir, 'sock'), '/dev/null']);
+      expect(c.code).to.equal(1);
+      expect(c.err).to.equal('vshm-blk-backend: cannot open image /dev/null: EINVAL (not a regular file or block device)\n');
       const s = await runProc(BACKEND, ['-S', join(img.dir, 'no-server'), img.path]);
       expect(s.code).to.equal(1);
       expect(s.err).to.match(/^vshm-blk-backend: cannot connect to .*no-server: ENOENT \(no such file or directory\)\n$/);

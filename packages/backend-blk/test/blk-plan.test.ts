@@ -94,6 +94,7 @@ describe('BlockDevice options and image errors', () => {
     expect(e).to.be.instanceOf(VshmError);
     expect(e).to.include({ code: 'VSHM_ERR_IMAGE', errnoCode: 'EACCES', path: '/x.img', syscall: 'open' });
     expect(e.message).to.equal('open: /x.img: EACCES (permission denied)');
+    expect(e.reason).to.equal('permission denied');
   });
 });
 
