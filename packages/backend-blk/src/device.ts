@@ -49,7 +49,7 @@ export interface BlockDeviceOptions {
   queues?: number;
   /** Queue size offered (power of two, 4…32768). Default 128. */
   queueSize?: number;
-  /** GET_ID answer, ≤ 20 bytes. Default: 20 hex digits of SHA-256 of the absolute image path. */
+  /** GET_ID answer: printable ASCII, ≤ 20 bytes. Default: 20 hex digits of SHA-256 of the absolute image path. */
   serial?: string;
   /**
    * 'writeback' (default): writes complete when written, FLUSH syncs; 'writethrough': after
@@ -155,6 +155,15 @@ function intOpt(name: string, v: number | undefined, def: number, min: number, m
   return v;
 }
 
+/**
+ * Whether `s` may be a GET_ID serial's text: printable ASCII (VIRTIO 1.2 §5.2.6: the ID is an
+ * ASCII string, NUL-padded — a NUL inside would cut it, a control character or a byte ≥ 0x80
+ * would reach the guest's disk names, e.g. /dev/disk/by-id, as garbage).
+ */
+export function isSerialText(s: string): boolean {
+  return /^[\x20-\x7e]*$/.test(s);
+}
+
 /** The default serial: 20 hex digits of SHA-256 over the absolute image path (stable per path). */
 export function defaultSerial(imagePath: string): string {
   return createHash('sha256').update(resolvePath(imagePath)).digest('hex').slice(0, BLK_ID_BYTES);
@@ -234,6 +243,7 @@ export class BlockDevice extends EventEmitter implements VirtioDeviceOps {
     this.cachedReadBudget = intOpt('cachedReadBudget', opts.cachedReadBudget, CACHED_READ_BUDGET, 0, 2 ** 31);
     const serial = Buffer.from(opts.serial ?? defaultSerial(image.path), 'utf8');
     if (serial.length > BLK_ID_BYTES) throw new BlockOptionError(`serial must be at most ${BLK_ID_BYTES} bytes, got ${serial.length}`);
+    if (!isSerialText(opts.serial ?? '')) throw new BlockOptionError(`serial must be printable ASCII, got ${JSON.stringify(opts.serial)}`);
     this.serial = new Uint8Array(serial);
     if (!Number.isSafeInteger(sizeBytes) || sizeBytes < 0) throw new BlockOptionError(`image size must be a safe integer ≥ 0, got ${String(sizeBytes)}`);
     this.capacity = sizeBytes;

@@ -29,6 +29,8 @@ describe('vshm-blk-backend command line', () => {
       ['--queue-size', '100', 'x.img'],
       ['--cache=sometimes', 'x.img'],
       ['--serial', 'a-serial-longer-than-20', 'x.img'],
+      ['--serial', 'disk-\u00e9', 'x.img'], // GET_ID answers an ASCII string (VIRTIO 1.2 §5.2.6)
+      ['--serial', 'a\tb', 'x.img'],
       ['a.img', 'b.img'],
       ['--read-only=yes', 'x.img'],
     ];
@@ -40,6 +42,7 @@ describe('vshm-blk-backend command line', () => {
     }
     expect((await runProc(BACKEND, ['--bogus', 'x.img'])).err).to.contain("unknown option '--bogus'");
     expect((await runProc(BACKEND, ['--queues'])).err).to.contain("option '--queues' needs a value");
+    expect((await runProc(BACKEND, ['--serial', 'disk-\u00e9', 'x.img'])).err).to.contain('printable ASCII');
   });
 
   it('an image that is empty or not a multiple of 512 bytes: one warning saying what the guest will not see', async () => {

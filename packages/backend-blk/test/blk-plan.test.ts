@@ -80,6 +80,7 @@ describe('BlockDevice options and image errors', () => {
     const bad: object[] = [
       { queues: 0 }, { queues: 65 }, { queueSize: 100 }, { queueSize: 2 }, { blockSize: 1000 }, { blockSize: 256 },
       { sizeMax: 100 }, { segMax: 0 }, { cache: 'none' }, { serial: 'x'.repeat(21) }, { maxInFlight: 0 },
+      { serial: 'disk-\u00e9' }, { serial: 'a\0b' }, { serial: 'a\nb' },
     ];
     for (const o of bad) {
       expect(() => new BlockDevice(img, 4096, o), JSON.stringify(o)).to.throw(BlockOptionError).with.property('code', 'VSHM_ERR_ARGUMENT');
