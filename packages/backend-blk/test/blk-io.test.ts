@@ -287,6 +287,32 @@ describe('virtio-blk device: async I/O, ordering and durability', () => {
     expect(r.needs).to.deep.equal([]);
   });
 
+  it('a front-end crash with I/O in flight: what was acknowledged is in the file, nothing is written to shared memory afterwards', async () => {
+    const r = await blkRig({ seam: true });
+    const seam = r.seam!;
+    expect(await r.guest.write(0, pattern(4096, 30))).to.equal(OK); // acknowledged before the crash
+    expect(await r.guest.write(128, pattern(4096, 32))).to.equal(OK); // what the held read will find
+    seam.hold(8192);
+    seam.hold(65536);
+    void r.guest.write(16, pattern(4096, 31));
+    void r.guest.read(128, 4096);
+    await until(() => seam.waiting(8192) && seam.waiting(65536), 'a write and a read at the file');
+    r.feDev.close(); // the front-end is gone, its requests still running
+    await until(() => !r.device.active, 'the session to end');
+    for (let k = 0; k < 3; k++) await turn(); // the transport's own re-initialisation, if any
+    const before = Buffer.from(r.be.window.slice(0));
+    seam.release(8192);
+    seam.release(65536);
+    await r.device.drain();
+    for (let k = 0; k < 5; k++) await turn();
+    expect(Buffer.from(r.be.window).equals(before), 'the window after the running I/O finished').to.equal(true);
+    expect(r.device.stats.dropped).to.equal(2);
+    const file = readFileSync(r.img.path);
+    expect(file.subarray(0, 4096).equals(pattern(4096, 30))).to.equal(true);
+    expect(file.subarray(8192, 12288).equals(pattern(4096, 31))).to.equal(true); // the running write lands
+    expect(r.device.stats.lastEnd).to.equal('driver-gone');
+  });
+
   it('MQ: --queues 2 offers MQ and num_queues; requests on both queues are served', async () => {
     const r = await blkRig({ device: { queues: 2 }, maxQueues: 2 });
     expect(r.guest.features & featureBit(BlkFeature.MQ)).to.not.equal(0n);
