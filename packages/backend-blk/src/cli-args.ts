@@ -3,7 +3,7 @@
  * line, exit 2), through the shared CLI kit of @vshm/transport so every vshm command speaks alike.
  */
 import { parseCommandLine, UsageError } from '@vshm/transport';
-import type { CacheMode } from './device.js';
+import { isSerialText, type CacheMode } from './device.js';
 
 export { UsageError };
 
@@ -21,7 +21,8 @@ Options:
   --read-only            open IMAGE read-only and offer RO
   --queues N             request queues, 1…64 (N > 1 offers MQ; default 1)
   --queue-size N         queue size offered, a power of two 4…32768 (default 128)
-  --serial S             GET_ID serial, at most 20 bytes (default: derived from the image path)
+  --serial S             GET_ID serial, printable ASCII, at most 20 bytes (default: derived
+                         from the image path)
   --cache MODE           writeback (default: writes complete once written, FLUSH syncs) or
                          writethrough (every write is synced before it completes)
   --print-capabilities   print the device's capabilities as JSON and exit
@@ -82,6 +83,9 @@ export function parseCliArgs(argv: readonly string[]): BlkCliOptions {
   if ((queueSize & (queueSize - 1)) !== 0) throw new UsageError(`--queue-size ${queueSize} is not a power of two`);
   if (values.serial !== undefined && Buffer.byteLength(values.serial) > 20) {
     throw new UsageError(`--serial '${values.serial}' is longer than 20 bytes`);
+  }
+  if (values.serial !== undefined && !isSerialText(values.serial)) {
+    throw new UsageError(`--serial ${JSON.stringify(values.serial)} is not printable ASCII`);
   }
   const cache = values.cache ?? 'writeback';
   if (cache !== 'writeback' && cache !== 'writethrough') throw new UsageError(`invalid --cache '${cache}' (expected writeback or writethrough)`);

@@ -87,8 +87,12 @@ class Runtime {
         cache: o.cache,
       });
     } catch (err) {
-      // ImageError keeps the fs error as its cause: the line names the path and the errno.
-      const cause = err instanceof ImageError && err.cause !== undefined ? err.cause : err;
+      // ImageError keeps the fs error as its cause: the line names the path and the errno. One
+      // of its own (not a file or block device) has no cause: its errno and reason, path once.
+      if (err instanceof ImageError && err.cause === undefined) {
+        return this.shutdown(1, `cannot open image ${image}: ${err.errnoCode} (${err.reason})`);
+      }
+      const cause = err instanceof ImageError ? err.cause : err;
       const line = describeIoError('open image', image, cause);
       return this.shutdown(1, (line.startsWith('cannot ') ? line : `cannot open image ${image}: ${line}`) + readOnlyHint(image, o.readOnly, cause));
     }

@@ -15,8 +15,9 @@
  * (one flush per microtask checkpoint).
  *
  * Durability: an OUT completes only after its write call returned (with `cache: 'writethrough'`,
- * after the following fdatasync too); a FLUSH completes only after fdatasync returned, which
- * covers every write completed before the FLUSH was made available. An image I/O error
+ * or for a driver that did not negotiate FLUSH, after the following fdatasync too); a FLUSH
+ * completes only after fdatasync returned, which covers every write completed before the FLUSH
+ * was made available. An image I/O error
  * completes the request with IOERR and emits 'io-error'; the device keeps serving.
  *
  * A session that ends (reset, front-end gone, NEEDS_RESET) leaves its I/O running: results are
@@ -48,9 +49,12 @@ export interface BlockDeviceOptions {
   queues?: number;
   /** Queue size offered (power of two, 4…32768). Default 128. */
   queueSize?: number;
-  /** GET_ID answer, ≤ 20 bytes. Default: 20 hex digits of SHA-256 of the absolute image path. */
+  /** GET_ID answer: printable ASCII, ≤ 20 bytes. Default: 20 hex digits of SHA-256 of the absolute image path. */
   serial?: string;
-  /** 'writeback' (default): writes complete when written; 'writethrough': after fdatasync. */
+  /**
+   * 'writeback' (default): writes complete when written, FLUSH syncs; 'writethrough': after
+   * fdatasync. A driver that does not negotiate FLUSH always gets writethrough (§5.2.6.2).
+   */
   cache?: CacheMode;
   /** Logical block size (BLK_SIZE): power of two 512…65536. Default 512. */
   blockSize?: number;
@@ -114,6 +118,8 @@ interface QueueState {
   readonly handle: DeviceQueueHandle;
   inFlight: number;
   flushScheduled: boolean;
+  /** A serve() on the next event-loop turn is scheduled (a wake-up stopped at its pop cap). */
+  serveScheduled: boolean;
 }
 
 /**
@@ -149,6 +155,15 @@ function intOpt(name: string, v: number | undefined, def: number, min: number, m
   return v;
 }
 
+/**
+ * Whether `s` may be a GET_ID serial's text: printable ASCII (VIRTIO 1.2 §5.2.6: the ID is an
+ * ASCII string, NUL-padded — a NUL inside would cut it, a control character or a byte ≥ 0x80
+ * would reach the guest's disk names, e.g. /dev/disk/by-id, as garbage).
+ */
+export function isSerialText(s: string): boolean {
+  return /^[\x20-\x7e]*$/.test(s);
+}
+
 /** The default serial: 20 hex digits of SHA-256 over the absolute image path (stable per path). */
 export function defaultSerial(imagePath: string): string {
   return createHash('sha256').update(resolvePath(imagePath)).digest('hex').slice(0, BLK_ID_BYTES);
@@ -176,7 +191,18 @@ export class BlockDevice extends EventEmitter implements VirtioDeviceOps {
     completed: {}, faults: {}, noStatus: 0, dropped: 0, sessions: 0, lastEnd: null, peakInFlight: 0, deferred: 0, cachedReads: 0, cachedBytes: 0,
   };
   private capacity: number;
+  /** resize() calls started, and the latest of them whose size was applied. */
+  private resizeCalls = 0;
+  private resizeApplied = 0;
+  /** The capacity (sectors) the config space carries: what the last initConfig / update wrote. */
+  private publishedSectors = -1;
   private session: DeviceSession | null = null;
+  /**
+   * Writes of this session are synced before they complete: `cache: 'writethrough'`, or a driver
+   * that did not negotiate FLUSH (it cannot ask for stability, so VIRTIO 1.2 §5.2.6.2 makes every
+   * completed write stable when FLUSH was offered).
+   */
+  private syncWrites = false;
   private epoch = 0;
   private queueStates: QueueState[] = [];
   /** Requests whose I/O has not finished, any session. */
@@ -217,6 +243,7 @@ export class BlockDevice extends EventEmitter implements VirtioDeviceOps {
     this.cachedReadBudget = intOpt('cachedReadBudget', opts.cachedReadBudget, CACHED_READ_BUDGET, 0, 2 ** 31);
     const serial = Buffer.from(opts.serial ?? defaultSerial(image.path), 'utf8');
     if (serial.length > BLK_ID_BYTES) throw new BlockOptionError(`serial must be at most ${BLK_ID_BYTES} bytes, got ${serial.length}`);
+    if (!isSerialText(opts.serial ?? '')) throw new BlockOptionError(`serial must be printable ASCII, got ${JSON.stringify(opts.serial)}`);
     this.serial = new Uint8Array(serial);
     if (!Number.isSafeInteger(sizeBytes) || sizeBytes < 0) throw new BlockOptionError(`image size must be a safe integer ≥ 0, got ${String(sizeBytes)}`);
     this.capacity = sizeBytes;
@@ -301,13 +328,18 @@ export class BlockDevice extends EventEmitter implements VirtioDeviceOps {
     this.session = session;
     this.limits.discard = hasFeature(session.features, BlkFeature.DISCARD);
     this.limits.writeZeroes = hasFeature(session.features, BlkFeature.WRITE_ZEROES);
+    this.syncWrites = this.cache === 'writethrough' || !hasFeature(session.features, BlkFeature.FLUSH);
     this.queueStates = [];
     for (const h of session.queues) {
       if (h === undefined) continue; // a queue the driver did not enable: nothing to serve
-      const qs: QueueState = { handle: h, inFlight: 0, flushScheduled: false };
+      const qs: QueueState = { handle: h, inFlight: 0, flushScheduled: false, serveScheduled: false };
       h.onAvailable = () => this.serve(qs);
       this.queueStates.push(qs);
     }
+    // A resize while no session was live could not reach the config space (the transport fills
+    // it when the header is initialised, which may have been before that resize): the driver
+    // probed with the old capacity, so publish the current one now, with a config event.
+    if (this.publishedSectors !== this.capacitySectors) session.updateConfig((c) => this.writeCapacity(c));
     this.emit('activate', session.features);
     this.serveAll(); // requests posted before DRIVER_OK
   }
@@ -323,11 +355,18 @@ export class BlockDevice extends EventEmitter implements VirtioDeviceOps {
 
   /**
    * Re-read the image size and publish the new capacity (config generation rule + config event,
-   * §4.8) if a session is live; the next session reads it anyway. Resolves with the capacity in
-   * sectors; rejects with an ImageError (the old capacity stays).
+   * §4.8) if a session is live; otherwise the next session gets it, at activation, with a config
+   * event (its driver may have probed the config before). Resolves with the capacity in sectors
+   * (a call overtaken by a later one resolves with the later one's); rejects with an ImageError
+   * (the old capacity stays).
    */
   async resize(): Promise<number> {
+    // Size reads of overlapping calls (two SIGHUPs) may finish in any order: an older read must
+    // not undo a newer one, so a result applies only if no later call's result did already.
+    const seq = ++this.resizeCalls;
     const size = await this.image.size();
+    if (seq < this.resizeApplied) return this.capacitySectors;
+    this.resizeApplied = seq;
     this.capacity = size;
     this.limits.capacityBytes = size;
     this.session?.updateConfig((c) => this.writeCapacity(c));
@@ -339,6 +378,7 @@ export class BlockDevice extends EventEmitter implements VirtioDeviceOps {
     const sectors = this.capacitySectors;
     c.write(BlkConfig.CAPACITY, 4, sectors % 2 ** 32);
     c.write(BlkConfig.CAPACITY + 4, 4, Math.floor(sectors / 2 ** 32));
+    this.publishedSectors = sectors;
   }
 
   private serveAll(): void {
@@ -354,11 +394,31 @@ export class BlockDevice extends EventEmitter implements VirtioDeviceOps {
       return;
     }
     this.cachedBudget = this.cachedReadBudget;
+    // At most a ring's worth of chains per wake-up, the cap the transport puts on a kick: requests
+    // that complete at once (refused, or read from the page cache) do not count against the
+    // in-flight bounds, and a wake-up from a completion is no kick, so without it a driver that
+    // re-posts as fast as they complete would keep this loop, and the event loop, busy for good.
+    let left = qs.handle.size;
     while (qs.inFlight < this.maxInFlight && this.runningBytes < this.maxInFlightBytes) {
+      if (left === 0) {
+        this.serveLater(qs);
+        break;
+      }
       const chain = qs.handle.pop();
       if (chain === null) break;
+      left--;
       this.start(qs, chain);
     }
+  }
+
+  /** serve(qs) again on the next event-loop turn (once, however often asked meanwhile). */
+  private serveLater(qs: QueueState): void {
+    if (qs.serveScheduled) return;
+    qs.serveScheduled = true;
+    setImmediate(() => {
+      qs.serveScheduled = false;
+      this.serve(qs);
+    });
   }
 
   /** Check one request; fail it at once or start its I/O. */
@@ -409,11 +469,12 @@ export class BlockDevice extends EventEmitter implements VirtioDeviceOps {
         return;
       }
       case 'out': {
+        const sync = this.syncWrites;
         const buf = this.pool.take(plan.length); // filled completely by chain.read just below
         chain.read(buf, BLK_REQ_HEADER_SIZE); // private copy before any await
         this.run(qs, chain, plan.length, async () => {
           await this.image.write(buf, plan.position);
-          if (this.cache === 'writethrough') await this.image.datasync();
+          if (sync) await this.image.datasync();
           return 0;
         }, 'out', buf);
         return;
@@ -422,6 +483,7 @@ export class BlockDevice extends EventEmitter implements VirtioDeviceOps {
       case 'write-zeroes': {
         const payload = new Uint8Array(plan.segments * BLK_DWZ_SEGMENT_SIZE);
         chain.read(payload, BLK_REQ_HEADER_SIZE);
+        const sync = this.syncWrites;
         const segs = planSegments(payload, plan.op === 'discard', BLK_MAX_DWZ_SECTORS, this.limits);
         if (!Array.isArray(segs)) {
           this.fault(segs.fault);
@@ -432,7 +494,7 @@ export class BlockDevice extends EventEmitter implements VirtioDeviceOps {
           // DISCARD punches holes, WRITE_ZEROES zeroes in place (write_zeroes_may_unmap is 0, so
           // its unmap flag does not deallocate); the image writes zeroes where it cannot.
           for (const s of segs) await this.image.zeroRange(s.position, s.length, plan.op === 'discard' ? 'discard' : 'zeroes');
-          if (this.cache === 'writethrough') await this.image.datasync();
+          if (sync) await this.image.datasync();
           return 0;
         }, plan.op);
         return;

@@ -19,11 +19,14 @@ export class ImageError extends VshmError {
   readonly errnoCode: string;
   readonly path: string;
   readonly syscall: string;
+  /** What went wrong in words ('no such file or directory', 'not a regular file or block device'). */
+  readonly reason: string;
   constructor(syscall: string, path: string, errnoCode: string, text: string, options?: { cause?: unknown }) {
     super('VSHM_ERR_IMAGE', '', `${syscall}: ${path}: ${errnoCode} (${text})`, options);
     this.errnoCode = errnoCode;
     this.path = path;
     this.syscall = syscall;
+    this.reason = text;
   }
 
   /** Wrap a Node fs error (`ENOENT: no such file or directory, open '…'`) keeping its errno name. */

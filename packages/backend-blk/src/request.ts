@@ -49,14 +49,27 @@ export type RequestPlan =
 
 const fail = (status: 'IOERR' | 'UNSUPP', fault: RequestFault): RequestPlan => ({ op: 'fail', status, fault });
 
+/** Sectors from 2^44 on start at or past byte 2^53: beyond any image whose size is a safe integer. */
+const MAX_SECTOR_HIGH = 2 ** 12;
+
+/**
+ * Byte offset of the u64 sector `sectorHigh`·2^32 + `sectorLow` — exact, as sectors below 2^44
+ * are exact doubles times 512 — or -1 for a sector beyond any image (2^44 and up).
+ */
+export function sectorPosition(sectorLow: number, sectorHigh: number): number {
+  if (sectorHigh >= MAX_SECTOR_HIGH) return -1;
+  return (sectorHigh * 2 ** 32 + sectorLow) * BLK_SECTOR_SIZE;
+}
+
 /**
  * Check a byte range [sector·512, +length) against the image and the block size; null when fine.
- * `sectorHigh` is the upper u32 of the sector (anything non-zero is far beyond any image).
+ * `sectorLow` / `sectorHigh` are the two u32 halves of the request's u64 sector (disks of 2 TiB
+ * and more have sectors at and past 2^32).
  */
 export function checkRange(sectorLow: number, sectorHigh: number, length: number, l: RequestLimits): RequestFault | null {
   if (length % BLK_SECTOR_SIZE !== 0) return 'misaligned';
-  if (sectorHigh !== 0) return 'out-of-range';
-  const position = sectorLow * BLK_SECTOR_SIZE;
+  const position = sectorPosition(sectorLow, sectorHigh);
+  if (position < 0) return 'out-of-range';
   if (position % l.blockSize !== 0 || length % l.blockSize !== 0) return 'misaligned';
   const end = Math.floor(l.capacityBytes / BLK_SECTOR_SIZE) * BLK_SECTOR_SIZE;
   if (position > end || length > end - position) return 'out-of-range';
@@ -78,14 +91,14 @@ export function planRequest(header: Uint8Array, readable: number, writable: numb
       if (dataOut !== 0) return fail('IOERR', 'wrong-direction');
       if (dataIn > l.maxTransfer) return fail('IOERR', 'oversize');
       const f = checkRange(sectorLow, sectorHigh, dataIn, l);
-      return f !== null ? fail('IOERR', f) : { op: 'in', position: sectorLow * BLK_SECTOR_SIZE, length: dataIn };
+      return f !== null ? fail('IOERR', f) : { op: 'in', position: sectorPosition(sectorLow, sectorHigh), length: dataIn };
     }
     case BlkRequestType.OUT: {
       if (dataIn !== 0) return fail('IOERR', 'wrong-direction');
       if (l.readOnly) return fail('IOERR', 'read-only');
       if (dataOut > l.maxTransfer) return fail('IOERR', 'oversize');
       const f = checkRange(sectorLow, sectorHigh, dataOut, l);
-      return f !== null ? fail('IOERR', f) : { op: 'out', position: sectorLow * BLK_SECTOR_SIZE, length: dataOut };
+      return f !== null ? fail('IOERR', f) : { op: 'out', position: sectorPosition(sectorLow, sectorHigh), length: dataOut };
     }
     case BlkRequestType.FLUSH:
       // Linux sends header + status only; a data part is a malformed request.
@@ -139,7 +152,7 @@ export function planSegments(
     if (sectors > maxSectors) return { status: 'IOERR', fault: 'oversize' };
     const f = checkRange(sectorLow, sectorHigh, sectors * BLK_SECTOR_SIZE, l);
     if (f !== null) return { status: 'IOERR', fault: f };
-    out.push({ position: sectorLow * BLK_SECTOR_SIZE, length: sectors * BLK_SECTOR_SIZE, unmap: (flags & 1) !== 0 });
+    out.push({ position: sectorPosition(sectorLow, sectorHigh), length: sectors * BLK_SECTOR_SIZE, unmap: (flags & 1) !== 0 });
   }
   return out;
 }

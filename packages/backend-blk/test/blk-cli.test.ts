@@ -29,6 +29,8 @@ describe('vshm-blk-backend command line', () => {
       ['--queue-size', '100', 'x.img'],
       ['--cache=sometimes', 'x.img'],
       ['--serial', 'a-serial-longer-than-20', 'x.img'],
+      ['--serial', 'disk-\u00e9', 'x.img'], // GET_ID answers an ASCII string (VIRTIO 1.2 §5.2.6)
+      ['--serial', 'a\tb', 'x.img'],
       ['a.img', 'b.img'],
       ['--read-only=yes', 'x.img'],
     ];
@@ -40,6 +42,7 @@ describe('vshm-blk-backend command line', () => {
     }
     expect((await runProc(BACKEND, ['--bogus', 'x.img'])).err).to.contain("unknown option '--bogus'");
     expect((await runProc(BACKEND, ['--queues'])).err).to.contain("option '--queues' needs a value");
+    expect((await runProc(BACKEND, ['--serial', 'disk-\u00e9', 'x.img'])).err).to.contain('printable ASCII');
   });
 
   it('an image that is empty or not a multiple of 512 bytes: one warning saying what the guest will not see', async () => {
@@ -94,6 +97,10 @@ describe('vshm-blk-backend command line', () => {
       const d = await runProc(BACKEND, ['-S', join(img.dir, 'sock'), dir]);
       expect(d.code).to.equal(1);
       expect(d.err).to.match(new RegExp(`^vshm-blk-backend: cannot open image ${dir}: EISDIR \\([^)]+\\)\\n$`));
+      // neither a file nor a block device: the same one line, the path once, the reason kept
+      const c = await runProc(BACKEND, ['-S', join(img.dir, 'sock'), '/dev/null']);
+      expect(c.code).to.equal(1);
+      expect(c.err).to.equal('vshm-blk-backend: cannot open image /dev/null: EINVAL (not a regular file or block device)\n');
       const s = await runProc(BACKEND, ['-S', join(img.dir, 'no-server'), img.path]);
       expect(s.code).to.equal(1);
       expect(s.err).to.match(/^vshm-blk-backend: cannot connect to .*no-server: ENOENT \(no such file or directory\)\n$/);

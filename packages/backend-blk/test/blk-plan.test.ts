@@ -10,7 +10,7 @@ import { BlkRequestType, BlkStatus } from 'virtio-spec-types';
 import { blkHeader } from '../../transport/test/fixtures/linux-like-blk.js';
 import { BlockDevice, BlockOptionError } from '../src/device.js';
 import { ImageError, type ImageFile } from '../src/image.js';
-import { checkRange, planRequest, planSegments, type RequestLimits } from '../src/request.js';
+import { checkRange, planRequest, planSegments, sectorPosition, type RequestLimits } from '../src/request.js';
 import { blkRig, closeRigs } from './fixtures/rig.js';
 
 const limits = (o: Partial<RequestLimits> = {}): RequestLimits => ({
@@ -47,6 +47,13 @@ describe('virtio-blk request checks (request.ts)', () => {
     expect(checkRange(1, 0, 4096, limits({ blockSize: 4096 }))).to.equal('misaligned');
     // a huge sector whose byte offset is not exactly representable still fails cleanly
     expect(checkRange(0xffffffff, 0, 512, limits({ capacityBytes: 2 ** 50 }))).to.equal(null);
+    // the high u32 of the sector counts (disks of 2 TiB and more); 2^44 and up is past any image
+    expect(checkRange(0, 1, 512, limits({ capacityBytes: 2 ** 42 }))).to.equal(null);
+    expect(checkRange(0, 2, 512, limits({ capacityBytes: 2 ** 42 }))).to.equal('out-of-range');
+    expect(sectorPosition(0xffffffff, 0xfff)).to.equal((2 ** 44 - 1) * 512);
+    expect(sectorPosition(0, 0x1000)).to.equal(-1);
+    expect(checkRange(0, 0xffffffff, 512, limits({ capacityBytes: Number.MAX_SAFE_INTEGER }))).to.equal('out-of-range');
+    expect(planRequest(blkHeader(BlkRequestType.IN, 2 ** 32 + 2), 16, 513, limits({ capacityBytes: 2 ** 42 }))).to.deep.equal({ op: 'in', position: (2 ** 32 + 2) * 512, length: 512 });
   });
 
   it('checks DISCARD / WRITE_ZEROES segments', () => {
@@ -73,6 +80,7 @@ describe('BlockDevice options and image errors', () => {
     const bad: object[] = [
       { queues: 0 }, { queues: 65 }, { queueSize: 100 }, { queueSize: 2 }, { blockSize: 1000 }, { blockSize: 256 },
       { sizeMax: 100 }, { segMax: 0 }, { cache: 'none' }, { serial: 'x'.repeat(21) }, { maxInFlight: 0 },
+      { serial: 'disk-\u00e9' }, { serial: 'a\0b' }, { serial: 'a\nb' },
     ];
     for (const o of bad) {
       expect(() => new BlockDevice(img, 4096, o), JSON.stringify(o)).to.throw(BlockOptionError).with.property('code', 'VSHM_ERR_ARGUMENT');
@@ -87,6 +95,7 @@ describe('BlockDevice options and image errors', () => {
     expect(e).to.be.instanceOf(VshmError);
     expect(e).to.include({ code: 'VSHM_ERR_IMAGE', errnoCode: 'EACCES', path: '/x.img', syscall: 'open' });
     expect(e.message).to.equal('open: /x.img: EACCES (permission denied)');
+    expect(e.reason).to.equal('permission denied');
   });
 });
 

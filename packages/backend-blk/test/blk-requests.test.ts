@@ -3,7 +3,8 @@
  * double: every request type, every malformed request, read-only, limits (issue 11 item 2).
  */
 import { expect } from 'chai';
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
+import { open } from 'node:fs/promises';
 import { BLK_ID_BYTES, BlkConfig, BlkFeature, BlkRequestType, BlkStatus, VIRTQ_DESC_F_WRITE, VirtioFeatureMask, featureBit } from 'virtio-spec-types';
 import { LINUX_BLK_FEATURES, blkHeader } from '../../transport/test/fixtures/linux-like-blk.js';
 import { defaultSerial } from '../src/device.js';
@@ -38,6 +39,33 @@ describe('virtio-blk device: request types (VIRTIO 1.2 §5.2.6)', () => {
     expect(r.guest.segMax).to.equal(64);
     expect(r.guest.blkSize).to.equal(512);
     expect(await r.guest.fe.readConfig(BlkConfig.MAX_DISCARD_SEG, 4)).to.be.greaterThan(0);
+  });
+
+  it('every config field Linux 6.1 reads: topology, queues, discard and write-zeroes limits, at blk_size 512 and 4096', async () => {
+    const cfg = async (r: Awaited<ReturnType<typeof blkRig>>) => {
+      const rd = (off: number, w: 1 | 2 | 4) => r.guest.fe.readConfig(off, w);
+      return {
+        blkSize: await rd(BlkConfig.BLK_SIZE, 4),
+        physicalBlockExp: await rd(BlkConfig.PHYSICAL_BLOCK_EXP, 1),
+        alignmentOffset: await rd(BlkConfig.ALIGNMENT_OFFSET, 1),
+        minIoSize: await rd(BlkConfig.MIN_IO_SIZE, 2),
+        optIoSize: await rd(BlkConfig.OPT_IO_SIZE, 4),
+        numQueues: await rd(BlkConfig.NUM_QUEUES, 2),
+        maxDiscardSectors: await rd(BlkConfig.MAX_DISCARD_SECTORS, 4),
+        maxDiscardSeg: await rd(BlkConfig.MAX_DISCARD_SEG, 4),
+        discardSectorAlignment: await rd(BlkConfig.DISCARD_SECTOR_ALIGNMENT, 4),
+        maxWriteZeroesSectors: await rd(BlkConfig.MAX_WRITE_ZEROES_SECTORS, 4),
+        maxWriteZeroesSeg: await rd(BlkConfig.MAX_WRITE_ZEROES_SEG, 4),
+        writeZeroesMayUnmap: await rd(BlkConfig.WRITE_ZEROES_MAY_UNMAP, 1),
+      };
+    };
+    const limits = { maxDiscardSectors: 65536, maxDiscardSeg: 8, maxWriteZeroesSectors: 65536, maxWriteZeroesSeg: 8, writeZeroesMayUnmap: 0, alignmentOffset: 0, optIoSize: 0 };
+    // 512-byte blocks: a 4 KiB physical block (Linux: physical = blk_size << exp, io_min = blk_size · min_io_size)
+    const a = await blkRig({ device: { queues: 3 } });
+    expect(await cfg(a)).to.deep.equal({ ...limits, blkSize: 512, physicalBlockExp: 3, minIoSize: 8, numQueues: 3, discardSectorAlignment: 1 });
+    // 4 KiB blocks: discard granularity (alignment · 512) is one block
+    const b = await blkRig({ device: { blockSize: 4096 } });
+    expect(await cfg(b)).to.deep.equal({ ...limits, blkSize: 4096, physicalBlockExp: 0, minIoSize: 1, numQueues: 1, discardSectorAlignment: 8 });
   });
 
   it('IN/OUT: writes land in the image at the sector and read back, across many segments and requests', async () => {
@@ -169,6 +197,39 @@ describe('virtio-blk device: any segmentation and malformed requests', () => {
     expect((await r.guest.submit([blkHeader(BlkRequestType.IN, cap - 1)], [512, 1])).status).to.equal(OK); // the last sector is fine
     expect(readFileSync(r.img.path).length).to.equal(64 << 10);
     expect(r.device.stats.faults['out-of-range']).to.equal(9);
+  });
+
+  it('a disk over 2 TiB: sectors at and past 2^32 are served (the header sector is a u64), past capacity still IOERR', async () => {
+    const size = 3 * 2 ** 40; // sparse: 6·2^30 sectors, more than a u32 holds
+    const r = await blkRig({ size: 4096, sparseSize: size });
+    expect(r.guest.capacity).to.equal(size / 512);
+    const high = 2 ** 32 + 8;
+    const data = pattern(4096, 12);
+    expect(await r.guest.write(high, data)).to.equal(OK);
+    const back = await r.guest.read(high, 4096);
+    expect(back.status).to.equal(OK);
+    expect(back.data.equals(data)).to.equal(true);
+    // the bytes are where sector 2^32 + 8 is, not where its low u32 (sector 8) is
+    const fh = await open(r.img.path, 'r');
+    const at = Buffer.alloc(4096);
+    await fh.read(at, 0, 4096, high * 512);
+    const low = Buffer.alloc(4096);
+    await fh.read(low, 0, 4096, 8 * 512);
+    await fh.close();
+    expect(at.equals(data)).to.equal(true);
+    expect(low.every((b) => b === 0)).to.equal(true);
+    // a request across the 2^32 boundary, and DISCARD / WRITE_ZEROES segments up there
+    expect(await r.guest.write(2 ** 32 - 4, pattern(4096, 13))).to.equal(OK);
+    expect((await r.guest.read(2 ** 32 - 4, 4096)).data.equals(pattern(4096, 13))).to.equal(true);
+    expect((await r.guest.submit([blkHeader(BlkRequestType.WRITE_ZEROES, 0), dwz(high, 4)], [1])).status).to.equal(OK);
+    expect((await r.guest.submit([blkHeader(BlkRequestType.DISCARD, 0), dwz(high + 4, 4)], [1])).status).to.equal(OK);
+    expect((await r.guest.read(high, 4096)).data.every((b) => b === 0)).to.equal(true);
+    // the end is still the end
+    const cap = size / 512;
+    expect((await r.guest.read(cap - 1, 512)).status).to.equal(OK);
+    expect((await r.guest.read(cap, 512)).status).to.equal(IOERR);
+    expect((await r.guest.submit([blkHeader(BlkRequestType.WRITE_ZEROES, 0), dwz(cap - 1, 2)], [1])).status).to.equal(IOERR);
+    expect(statSync(r.img.path).size).to.equal(size);
   });
 
   it('misaligned (not a multiple of 512 / blk_size) and oversize requests are IOERR', async () => {
