@@ -10,7 +10,10 @@
  * misaligned ones EINVAL (the 512-byte minimum block size is advertised in NBD_INFO_BLOCK_SIZE).
  * A reply — the acknowledgement — is sent only once the driver completed the whole request
  * (every split part, and the flush for FUA); a client that vanishes just loses its replies, the
- * daemon goes on. At most MAX_INFLIGHT requests per connection are in the driver: the server
+ * daemon goes on; one that half-closes (shutdown(SHUT_WR), as libnbd does right after DISC) still
+ * gets the replies of its requests in flight, then the close. After DISC or ABORT the server
+ * closes the connection itself once its last reply is out, whether or not the client closes its
+ * end. At most MAX_INFLIGHT requests per connection are in the driver: the server
  * stops reading the socket until one completes (backpressure instead of unbounded buffering).
  *
  * CAN_MULTI_CONN is advertised: all connections share one driver, and `BlockDriver.flush()` waits
@@ -246,7 +249,8 @@ export class NbdServer extends EventEmitter {
    */
   async listen(): Promise<void> {
     await this.driver.whenReady();
-    const server = await listenOwnerOnly(this.path, { onRefused: (line) => debug('%s', line) }, (sock) => this.accept(sock)).catch((err: unknown) => {
+    // Half-open: a client's EOF must not end our side while replies are still owed to it.
+    const server = await listenOwnerOnly(this.path, { allowHalfOpen: true, onRefused: (line) => debug('%s', line) }, (sock) => this.accept(sock)).catch((err: unknown) => {
       // The path refusals carry their errno as the cause: that is this method's error.
       const cause = (err as { cause?: NodeJS.ErrnoException }).cause;
       throw cause?.code === 'EADDRINUSE' || cause?.code === 'EEXIST' ? cause : err;
@@ -284,12 +288,19 @@ export class NbdServer extends EventEmitter {
     new NbdConnection(id, sock, this.driver, this.pool, this.exportName, this.description, () => clearTimeout(timer))
       .run()
       .then(
-        // DISC / ABORT: the socket was end()ed after the last reply; let those bytes go out.
-        (reason) => this.emit('disconnect', id, reason),
+        // DISC / ABORT / the client's EOF: the socket is being closed after the last reply.
+        (reason) => {
+          clearTimeout(timer);
+          this.emit('disconnect', id, reason);
+        },
         (err: Error) => {
           clearTimeout(timer);
-          sock.destroy();
-          if (!(err instanceof ConnectionClosed)) this.emit('client-error', id, err);
+          if (err instanceof ConnectionClosed) {
+            closeAfterReplies(sock); // EOF during negotiation: option replies already sent go out
+          } else {
+            sock.destroy();
+            this.emit('client-error', id, err);
+          }
           this.emit('disconnect', id, err.message);
         },
       );
@@ -408,7 +419,7 @@ class NbdConnection {
         }
         case NbdOpt.ABORT:
           this.send(encodeOptReply(opt, NbdRep.ACK));
-          this.sock.end();
+          closeAfterReplies(this.sock);
           return 'abort';
         case NbdOpt.LIST: {
           if (len !== 0) {
@@ -459,19 +470,29 @@ class NbdConnection {
     for (;;) {
       while (this.inflight >= MAX_INFLIGHT) await new Promise<void>((r) => (this.slotWaiter = r));
       await this.drained();
-      const req = decodeRequest(await this.reader.read(NBD_REQUEST_SIZE));
-      if (req === null) throw new ClientError('bad request magic');
-      if (req.type === NbdCmd.DISC) {
-        // Finish what is in flight (replies included), then close.
-        while (this.inflight > 0) await new Promise<void>((r) => (this.slotWaiter = r));
-        this.sock.end();
-        return 'disconnect';
-      }
+      let req: NbdRequest | null;
       let payload: Buffer | null = null;
-      if (req.type === NbdCmd.WRITE) {
-        // The payload follows the header whatever we answer; one we will not read ends the connection.
-        if (req.length > NBD_MAX_PAYLOAD) throw new ClientError(`write of ${req.length} bytes exceeds the ${NBD_MAX_PAYLOAD}-byte maximum payload`);
-        payload = await this.reader.read(req.length);
+      try {
+        req = decodeRequest(await this.reader.read(NBD_REQUEST_SIZE));
+        if (req === null) throw new ClientError('bad request magic');
+        if (req.type === NbdCmd.WRITE) {
+          // The payload follows the header whatever we answer; one we will not read ends the connection.
+          if (req.length > NBD_MAX_PAYLOAD) throw new ClientError(`write of ${req.length} bytes exceeds the ${NBD_MAX_PAYLOAD}-byte maximum payload`);
+          payload = await this.reader.read(req.length);
+        }
+      } catch (err) {
+        if (!(err instanceof ConnectionClosed)) throw err;
+        // EOF (a half-close, or the client gone): a request cut short is dropped unapplied; the
+        // ones in flight are answered — a half-closed client still reads — then we close.
+        await this.settled();
+        closeAfterReplies(this.sock);
+        return 'client closed';
+      }
+      if (req.type === NbdCmd.DISC) {
+        // Finish what is in flight (replies included), then close: the spec has the server close.
+        await this.settled();
+        closeAfterReplies(this.sock);
+        return 'disconnect';
       }
       this.inflight++;
       const owed = req.type === NbdCmd.READ && req.length <= NBD_MAX_PAYLOAD ? req.length : 0;
@@ -494,6 +515,11 @@ class NbdConnection {
           w?.();
         });
     }
+  }
+
+  /** Resolves once every request in flight was answered. */
+  private async settled(): Promise<void> {
+    while (this.inflight > 0) await new Promise<void>((r) => (this.slotWaiter = r));
   }
 
   /** One request; resolves with the NBD error (0 = success) and READ data. */
@@ -560,6 +586,16 @@ class NbdConnection {
     for (let at = 0; at < len; at += step) parts.push(this.driver.write(off + at, zeros.subarray(0, Math.min(step, len - at))));
     await Promise.all(parts);
   }
+}
+
+/**
+ * End our side once everything queued is written, then close the socket even if the client keeps
+ * its end open (the server listens half-open): no connection outlives its DISC or ABORT.
+ */
+function closeAfterReplies(sock: net.Socket): void {
+  if (sock.destroyed) return;
+  sock.pause(); // bytes after the end are not read
+  sock.end(() => sock.destroy());
 }
 
 function ok(data: Buffer | null): { error: number; data: Buffer | null } {

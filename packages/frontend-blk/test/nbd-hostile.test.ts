@@ -25,13 +25,20 @@ class RawClient {
   private buf = Buffer.alloc(0);
   private waiters: (() => void)[] = [];
   closed = false;
+  /** The server ended its side (EOF seen). */
+  eof = false;
   private readonly connected: Promise<void>;
 
-  constructor(path: string) {
-    this.sock = net.connect(path);
+  /** `halfOpen`: our side stays open for writing after the server's end (and vice versa). */
+  constructor(path: string, halfOpen = false) {
+    this.sock = net.connect({ path, allowHalfOpen: halfOpen });
     this.connected = new Promise((r) => this.sock.once('connect', () => r()));
     this.sock.on('data', (d: Buffer) => {
       this.buf = Buffer.concat([this.buf, d]);
+      this.wake();
+    });
+    this.sock.on('end', () => {
+      this.eof = true;
       this.wake();
     });
     this.sock.on('close', () => {
@@ -147,8 +154,8 @@ describe('NBD server against hostile clients', function () {
   let dir: string;
   let path: string;
   const clients: RawClient[] = [];
-  const connect = (): RawClient => {
-    const c = new RawClient(path);
+  const connect = (halfOpen = false): RawClient => {
+    const c = new RawClient(path, halfOpen);
     clients.push(c);
     return c;
   };
@@ -397,6 +404,74 @@ describe('NBD server against hostile clients', function () {
     expect(await c.reply()).to.include({ error: 0, cookie: 1 });
     await c.waitClosed();
     expect(rig.device.disk[0]).to.equal(9);
+  });
+
+  it('DISC, then the client half-closes with a write in flight (as libnbd does): the reply still comes, then the close', async () => {
+    await start();
+    const c = connect(true);
+    await c.greeting();
+    await c.go();
+    rig.device.hold = true;
+    c.request(NbdCmd.WRITE, 0, 512, 1, 0, Buffer.alloc(512, 7));
+    c.request(NbdCmd.DISC, 0, 0, 2);
+    c.sock.end(); // shutdown(SHUT_WR): still reading
+    await until(() => rig.device.heldCount === 1, 'the device to hold 1 request');
+    rig.device.release();
+    expect(await c.reply()).to.include({ error: 0, cookie: 1 });
+    await c.waitClosed();
+    expect(rig.device.disk[0]).to.equal(7);
+  });
+
+  it('a client that half-closes without DISC, requests in flight: their replies come, then the close; a cut-off request is not applied', async () => {
+    await start();
+    const c = connect(true);
+    await c.greeting();
+    await c.go();
+    rig.device.hold = true;
+    c.request(NbdCmd.WRITE, 0, 512, 1, 0, Buffer.alloc(512, 5));
+    c.request(NbdCmd.READ, 4096, 512, 2);
+    const h = Buffer.alloc(28);
+    h.writeUInt32BE(NBD_REQUEST_MAGIC, 0);
+    h.writeUInt16BE(NbdCmd.WRITE, 6);
+    h.writeBigUInt64BE(8192n, 16);
+    h.writeUInt32BE(4096, 24);
+    c.write(Buffer.concat([h, Buffer.alloc(1000, 0xdd)])); // a WRITE cut short by the EOF
+    c.sock.end();
+    await until(() => rig.device.heldCount === 2, 'the device to hold 2 requests');
+    rig.device.release();
+    const got: number[][] = [];
+    for (let i = 0; i < 2; i++) {
+      const h = await c.read(16);
+      const cookie = Number(h.readBigUInt64BE(8));
+      if (cookie === 2) await c.read(512); // the READ's data
+      got.push([cookie, h.readUInt32BE(4)]);
+    }
+    expect(got.sort((x, y) => x[0] - y[0])).to.deep.equal([[1, 0], [2, 0]]);
+    await c.waitClosed();
+    expect(rig.device.disk[0]).to.equal(5);
+    expect(rig.device.disk.subarray(8192, 8192 + 4096).every((b) => b === 0)).to.equal(true);
+  });
+
+  it('DISC from a client that keeps its end open: the server closes the connection all the same', async () => {
+    await start();
+    const c = connect(true);
+    await c.greeting();
+    await c.go();
+    await until(() => server.connections === 1, 'the connection');
+    c.request(NbdCmd.DISC, 0, 0, 1);
+    await until(() => server.connections === 0, 'the server to close the connection', 5000);
+    await until(() => c.eof, 'the EOF at the client');
+  });
+
+  it('ABORT from a client that keeps its end open: acknowledged, then the server closes the connection', async () => {
+    await start();
+    const c = connect(true);
+    await c.greeting();
+    await until(() => server.connections === 1, 'the connection');
+    c.option(NbdOpt.ABORT);
+    expect((await c.optReply()).type).to.equal(NbdRep.ACK);
+    await until(() => server.connections === 0, 'the server to close the connection', 5000);
+    await until(() => c.eof, 'the EOF at the client');
   });
 
   it('pipelined READs of two sizes, replies from reused buffers: every reply holds its own offset\'s bytes', async () => {
