@@ -13,8 +13,10 @@
  * daemon goes on; one that half-closes (shutdown(SHUT_WR), as libnbd does right after DISC) still
  * gets the replies of its requests in flight, then the close. After DISC or ABORT the server
  * closes the connection itself once its last reply is out, whether or not the client closes its
- * end. At most MAX_INFLIGHT requests per connection are in the driver: the server
- * stops reading the socket until one completes (backpressure instead of unbounded buffering).
+ * end. At most MAX_INFLIGHT requests per connection are in the driver, holding at most about
+ * HELD_HIGH_WATER bytes (payloads of WRITEs not yet completed, data of READs and replies not yet
+ * sent): past either the server stops reading the socket until requests complete and replies go
+ * out (backpressure instead of unbounded buffering).
  *
  * CAN_MULTI_CONN is advertised: all connections share one driver, and `BlockDriver.flush()` waits
  * for every write issued before it, on any connection, then flushes the device — so a FLUSH on one
@@ -41,10 +43,12 @@ export const MAX_INFLIGHT = 64;
 /** Bytes buffered from one socket before it is paused. */
 const READ_HIGH_WATER = NBD_MAX_PAYLOAD + 1024 * 1024;
 /**
- * Reply bytes queued to a client that does not read them before the server stops reading its
- * requests (a client that only sends READs would otherwise grow the queue without limit).
+ * Data bytes held for one connection before the server stops reading its requests: replies queued
+ * to a client that does not read them, data of READs in flight, payloads of WRITEs in flight. A
+ * client that only sends READs would otherwise grow the reply queue without limit, and one that
+ * sends WRITEs faster than the device completes them would pin MAX_INFLIGHT maximum payloads (2 GiB).
  */
-const WRITE_HIGH_WATER = 2 * NBD_MAX_PAYLOAD;
+const HELD_HIGH_WATER = 2 * NBD_MAX_PAYLOAD;
 const SECTOR = 512;
 /**
  * READ reply buffers, shared by the server's connections. A fresh buffer per READ costs a page
@@ -322,6 +326,8 @@ class NbdConnection {
   private exportSize = 0;
   /** Data bytes of READs in flight (their replies are owed). */
   private readBytes = 0;
+  /** Payload bytes of WRITEs in flight (held until the driver completed them). */
+  private writeBytes = 0;
 
   constructor(
     private readonly id: number,
@@ -336,11 +342,12 @@ class NbdConnection {
   }
 
   /**
-   * Wait while the replies owed — queued in the socket, plus the data of READs in flight — exceed
-   * WRITE_HIGH_WATER: a client that sends READs without reading the replies stops being read.
+   * Wait while the bytes held for this client — replies queued in the socket, data of READs and
+   * payloads of WRITEs in flight — exceed HELD_HIGH_WATER: a client that sends READs without
+   * reading the replies, or WRITEs faster than the device takes them, stops being read.
    */
   private async drained(): Promise<void> {
-    while (this.sock.writableLength + this.readBytes > WRITE_HIGH_WATER && !this.sock.destroyed) {
+    while (this.sock.writableLength + this.readBytes + this.writeBytes > HELD_HIGH_WATER && !this.sock.destroyed) {
       await new Promise<void>((r) => {
         const done = (): void => {
           this.sock.off('drain', done);
@@ -350,7 +357,7 @@ class NbdConnection {
         };
         this.sock.on('drain', done);
         this.sock.on('close', done);
-        this.slotWaiter = done; // a completion moves bytes from readBytes to the socket
+        this.slotWaiter = done; // a completion frees writeBytes, or moves readBytes to the socket
       });
     }
   }
@@ -497,6 +504,8 @@ class NbdConnection {
       this.inflight++;
       const owed = req.type === NbdCmd.READ && req.length <= NBD_MAX_PAYLOAD ? req.length : 0;
       this.readBytes += owed;
+      const carried = payload?.length ?? 0;
+      this.writeBytes += carried;
       void this.handle(req, payload)
         .then(
           (r) => r,
@@ -509,6 +518,7 @@ class NbdConnection {
             else this.send(r.data);
           }
           this.readBytes -= owed;
+          this.writeBytes -= carried;
           this.inflight--;
           const w = this.slotWaiter;
           this.slotWaiter = null;

@@ -228,6 +228,42 @@ describe('NBD server against hostile clients', function () {
     for (let i = 0; i < 40; i++) expect((await c.reply(4 * MiB)).error).to.equal(0);
   });
 
+  it('a client that floods WRITEs faster than the device completes them: the payloads held for it stay bounded', async function () {
+    this.timeout(120_000);
+    await start();
+    // Bytes handed to the driver and not yet settled, and their peak.
+    let held = 0;
+    let peak = 0;
+    const write = rig.driver.write.bind(rig.driver);
+    rig.driver.write = (offset: number, data: Uint8Array): Promise<void> => {
+      held += data.length;
+      peak = Math.max(peak, held);
+      return write(offset, data).finally(() => (held -= data.length));
+    };
+    const c = connect();
+    await c.greeting();
+    await c.go();
+    await until(() => server.connections === 1, 'the connection');
+    const [serverSock] = (server as unknown as { conns: Set<net.Socket> }).conns;
+    rig.device.hold = true; // the device completes nothing for now
+    // 40 WRITEs of 2 MiB (80 MiB), fewer than MAX_INFLIGHT: all of it reaches the server process.
+    const n = 40;
+    const size = 2 * MiB;
+    for (let i = 0; i < n; i++) c.request(NbdCmd.WRITE, (i % 4) * size, size, i + 1, 0, Buffer.alloc(size, i + 1));
+    await until(() => serverSock.bytesRead === c.sock.bytesWritten, 'the server to have read every byte');
+    await until(() => rig.device.heldCount > 0, 'the device to hold requests');
+    expect(peak, `peak ${peak / MiB} MiB held in the driver`).to.be.at.most(64 * MiB + size);
+    rig.device.release();
+    const seen = new Set<number>();
+    for (let i = 0; i < n; i++) {
+      const r = await c.reply();
+      expect(r.error).to.equal(0);
+      seen.add(r.cookie);
+    }
+    expect(seen.size).to.equal(n);
+    expect(held).to.equal(0);
+  });
+
   it('unknown client flags and non-fixed-newstyle clients are closed', async () => {
     await start();
     const a = connect();
