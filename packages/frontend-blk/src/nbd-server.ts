@@ -49,6 +49,13 @@ const READ_HIGH_WATER = NBD_MAX_PAYLOAD + 1024 * 1024;
  * sends WRITEs faster than the device completes them would pin MAX_INFLIGHT maximum payloads (2 GiB).
  */
 const HELD_HIGH_WATER = 2 * NBD_MAX_PAYLOAD;
+/**
+ * What one write queued in the socket counts toward HELD_HIGH_WATER at the least: a queued write
+ * costs about 300 bytes of heap whatever its size, so 64 MiB of 16-byte error replies (a client
+ * sending tiny requests and reading nothing) would be 4 million writes, over 1 GiB. Counted at
+ * 4 KiB each, at most 16 384 wait.
+ */
+const QUEUED_WRITE_COST = 4096;
 const SECTOR = 512;
 /**
  * READ reply buffers, shared by the server's connections. A fresh buffer per READ costs a page
@@ -328,6 +335,17 @@ class NbdConnection {
   private readBytes = 0;
   /** Payload bytes of WRITEs in flight (held until the driver completed them). */
   private writeBytes = 0;
+  /** Socket writes not yet handed to the kernel (their callbacks not yet called). */
+  private queuedWrites = 0;
+  /** Callback of every socket write: one fewer queued; a drained() waiting may go on. */
+  private readonly written = (): void => {
+    this.queuedWrites--;
+    const w = this.slotWaiter;
+    if (w !== null && !this.overHeld()) {
+      this.slotWaiter = null;
+      w();
+    }
+  };
 
   constructor(
     private readonly id: number,
@@ -347,7 +365,7 @@ class NbdConnection {
    * reading the replies, or WRITEs faster than the device takes them, stops being read.
    */
   private async drained(): Promise<void> {
-    while (this.sock.writableLength + this.readBytes + this.writeBytes > HELD_HIGH_WATER && !this.sock.destroyed) {
+    while (this.overHeld() && !this.sock.destroyed) {
       await new Promise<void>((r) => {
         const done = (): void => {
           this.sock.off('drain', done);
@@ -362,8 +380,16 @@ class NbdConnection {
     }
   }
 
+  /** The bytes held for this client exceed HELD_HIGH_WATER (queued writes counted at QUEUED_WRITE_COST at least). */
+  private overHeld(): boolean {
+    const queued = Math.max(this.sock.writableLength, this.queuedWrites * QUEUED_WRITE_COST);
+    return queued + this.readBytes + this.writeBytes > HELD_HIGH_WATER;
+  }
+
   private send(b: Buffer): void {
-    if (!this.sock.destroyed && this.sock.writable) this.sock.write(b);
+    if (this.sock.destroyed || !this.sock.writable) return;
+    this.queuedWrites++;
+    this.sock.write(b, this.written);
   }
 
   /**
@@ -375,9 +401,11 @@ class NbdConnection {
       this.pool.give(b);
       return;
     }
+    this.queuedWrites++;
     this.sock.write(b, (err) => {
       if (err === undefined || err === null) this.pool.give(b);
       else this.pool.forfeit();
+      this.written();
     });
   }
 

@@ -264,6 +264,33 @@ describe('NBD server against hostile clients', function () {
     expect(held).to.equal(0);
   });
 
+  it('a client that sends tiny requests and reads no replies: the replies queued for it stay few (each costs ~300 bytes of heap)', async function () {
+    this.timeout(120_000);
+    await start();
+    const c = connect();
+    await c.greeting();
+    await c.go();
+    await until(() => server.connections === 1, 'the connection');
+    const [serverSock] = (server as unknown as { conns: Set<net.Socket> }).conns;
+    c.sock.pause(); // never read
+    // 200 000 CACHE requests (not advertised: each an immediate 16-byte EINVAL reply), 5.6 MB.
+    const n = 200_000;
+    const reqs = Buffer.alloc(28 * n);
+    for (let i = 0; i < n; i++) {
+      reqs.writeUInt32BE(NBD_REQUEST_MAGIC, 28 * i);
+      reqs.writeUInt16BE(NbdCmd.CACHE, 28 * i + 6);
+      reqs.writeBigUInt64BE(BigInt(i), 28 * i + 8);
+      reqs.writeUInt32BE(512, 28 * i + 24);
+    }
+    c.write(reqs);
+    await until(() => serverSock.bytesRead === c.sock.bytesWritten, 'the server to have read every byte');
+    await until(() => serverSock.writableLength > 0, 'replies to queue up');
+    // 64 MiB of 16-byte replies would be 4 million queued writes, about 1 GiB of heap.
+    expect(serverSock.writableLength / 16, 'replies queued').to.be.at.most(20_000);
+    c.sock.resume();
+    for (let i = 0; i < n; i++) expect((await c.reply()).error).to.equal(NbdErr.EINVAL);
+  });
+
   it('unknown client flags and non-fixed-newstyle clients are closed', async () => {
     await start();
     const a = connect();
