@@ -7,7 +7,9 @@
  * Hostile clients: every length is checked before anything is read or allocated (options ≤ 64 KiB,
  * payloads ≤ 32 MiB, else the connection is closed: the payload cannot be skipped cheaply);
  * bad magic closes the connection; out-of-range requests get EINVAL (read) or ENOSPC (writes),
- * misaligned ones EINVAL (the 512-byte minimum block size is advertised in NBD_INFO_BLOCK_SIZE).
+ * misaligned ones EINVAL (the minimum block size advertised in NBD_INFO_BLOCK_SIZE: the device's
+ * logical block size, VIRTIO_BLK_F_BLK_SIZE, else 512 — a device with 4 KiB blocks fails requests
+ * that are only 512-aligned, and qemu or libnbd align to what is advertised).
  * A reply — the acknowledgement — is sent only once the driver completed the whole request
  * (every split part, and the flush for FUA); a client that vanishes just loses its replies, the
  * daemon goes on; one that half-closes (shutdown(SHUT_WR), as libnbd does right after DISC) still
@@ -56,7 +58,8 @@ const HELD_HIGH_WATER = 2 * NBD_MAX_PAYLOAD;
  * 4 KiB each, at most 16 384 wait.
  */
 const QUEUED_WRITE_COST = 4096;
-const SECTOR = 512;
+/** Largest minimum block size NBD allows (NBD_INFO_BLOCK_SIZE). */
+const MAX_MIN_BLOCK = 64 * 1024;
 /**
  * READ reply buffers, shared by the server's connections. A fresh buffer per READ costs a page
  * fault per 4 KiB when the data is first copied in — on this kind of VM more than the copy
@@ -482,8 +485,8 @@ class NbdConnection {
           }
           const size = this.driver.capacity;
           this.send(encodeOptReply(opt, NbdRep.INFO, encodeInfoExport(size, this.transmissionFlags())));
-          // Sent whether asked or not: requests must be 512-aligned and ≤ 32 MiB.
-          this.send(encodeOptReply(opt, NbdRep.INFO, encodeInfoBlockSize(SECTOR, Math.max(4096, this.driver.blockSize), NBD_MAX_PAYLOAD)));
+          // Sent whether asked or not: requests must be aligned to the device's block and ≤ 32 MiB.
+          this.send(encodeOptReply(opt, NbdRep.INFO, encodeInfoBlockSize(this.minBlock(), Math.max(4096, this.driver.blockSize), NBD_MAX_PAYLOAD)));
           if (parsed.infos.includes(NbdInfo.NAME)) this.send(encodeOptReply(opt, NbdRep.INFO, encodeInfoString(NbdInfo.NAME, this.exportName)));
           if (parsed.infos.includes(NbdInfo.DESCRIPTION)) this.send(encodeOptReply(opt, NbdRep.INFO, encodeInfoString(NbdInfo.DESCRIPTION, this.description)));
           this.send(encodeOptReply(opt, NbdRep.ACK));
@@ -555,6 +558,11 @@ class NbdConnection {
     }
   }
 
+  /** The minimum block size: the device's logical block (512 without BLK_SIZE), at most 64 KiB. */
+  private minBlock(): number {
+    return Math.min(this.driver.blockSize, MAX_MIN_BLOCK);
+  }
+
   /** Resolves once every request in flight was answered. */
   private async settled(): Promise<void> {
     while (this.inflight > 0) await new Promise<void>((r) => (this.slotWaiter = r));
@@ -575,24 +583,25 @@ class NbdConnection {
     const off = Number(req.offset);
     const len = req.length;
     const fua = (req.flags & NbdCmdFlag.FUA) !== 0;
+    const block = this.minBlock();
     switch (req.type) {
       case NbdCmd.READ:
-        if (off % SECTOR !== 0 || len % SECTOR !== 0) return fail(NbdErr.EINVAL);
+        if (off % block !== 0 || len % block !== 0) return fail(NbdErr.EINVAL);
         return ok(await this.readPooled(off, len));
       case NbdCmd.WRITE:
-        if (off % SECTOR !== 0 || len % SECTOR !== 0) return fail(NbdErr.EINVAL);
+        if (off % block !== 0 || len % block !== 0) return fail(NbdErr.EINVAL);
         await this.driver.write(off, payload as Buffer);
         break;
       case NbdCmd.TRIM: {
         if (this.driver.geometry?.discard !== true) return fail(NbdErr.EINVAL);
-        // TRIM is advisory: discard the whole sectors inside the range, ignore the edges.
-        const from = Math.ceil(off / SECTOR) * SECTOR;
-        const to = Math.floor((off + len) / SECTOR) * SECTOR;
+        // TRIM is advisory: discard the whole blocks inside the range, ignore the edges.
+        const from = Math.ceil(off / block) * block;
+        const to = Math.floor((off + len) / block) * block;
         if (to > from) await this.driver.discard(from, to - from);
         break;
       }
       case NbdCmd.WRITE_ZEROES:
-        if (off % SECTOR !== 0 || len % SECTOR !== 0) return fail(NbdErr.EINVAL);
+        if (off % block !== 0 || len % block !== 0) return fail(NbdErr.EINVAL);
         await this.writeZeroes(off, len, (req.flags & NbdCmdFlag.NO_HOLE) === 0);
         break;
     }
