@@ -295,20 +295,19 @@ export class NbdServer extends EventEmitter {
     sock.on('error', (err) => debug('client %d: %s', id, err.message));
     sock.setNoDelay?.(true);
     this.emit('connection', id);
+    // Until negotiation ends or the socket closes: it also bounds how long a client that aborted
+    // (or left) during negotiation can keep the socket by not reading its last option replies.
     const timer = setTimeout(() => {
       debug('client %d: handshake timeout', id);
       sock.destroy();
     }, this.handshakeTimeoutMs).unref();
+    sock.once('close', () => clearTimeout(timer));
     new NbdConnection(id, sock, this.driver, this.pool, this.exportName, this.description, () => clearTimeout(timer))
       .run()
       .then(
         // DISC / ABORT / the client's EOF: the socket is being closed after the last reply.
-        (reason) => {
-          clearTimeout(timer);
-          this.emit('disconnect', id, reason);
-        },
+        (reason) => this.emit('disconnect', id, reason),
         (err: Error) => {
-          clearTimeout(timer);
           if (err instanceof ConnectionClosed) {
             closeAfterReplies(sock); // EOF during negotiation: option replies already sent go out
           } else {
