@@ -570,6 +570,10 @@ class NbdConnection {
   /** One request; resolves with the NBD error (0 = success) and READ data. */
   private async handle(req: NbdRequest, payload: Buffer | null): Promise<{ error: number; data: Buffer | null }> {
     const writes = req.type === NbdCmd.WRITE || req.type === NbdCmd.TRIM || req.type === NbdCmd.WRITE_ZEROES;
+    // An unknown flag, or one not documented for this command or not negotiated (DF, FAST_ZERO),
+    // is EINVAL (the spec's SHOULD); FUA is valid on every command, whether it writes or not.
+    const allowed = NbdCmdFlag.FUA | (req.type === NbdCmd.WRITE_ZEROES ? NbdCmdFlag.NO_HOLE : 0);
+    if ((req.flags & ~allowed) !== 0) return fail(NbdErr.EINVAL);
     if (req.type === NbdCmd.FLUSH) {
       await this.driver.flush();
       return ok(null);

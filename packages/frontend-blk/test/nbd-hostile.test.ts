@@ -412,6 +412,34 @@ describe('NBD server against hostile clients', function () {
     expect(rig.device.flushes).to.equal(1); // FUA → flush before the reply
   });
 
+  it('command flags: an unknown flag, or one not documented for the command or not negotiated, gets EINVAL and nothing is applied; FUA is accepted on any command', async () => {
+    await start();
+    rig.device.disk.fill(0x77, 0, 8192);
+    const c = connect();
+    await c.greeting();
+    await c.go();
+    c.request(NbdCmd.WRITE, 0, 512, 1, 1 << 9, Buffer.alloc(512, 1)); // unknown flag
+    expect(await c.reply()).to.include({ error: NbdErr.EINVAL, cookie: 1 });
+    c.request(NbdCmd.WRITE, 0, 512, 2, NbdCmdFlag.NO_HOLE, Buffer.alloc(512, 2)); // NO_HOLE is for WRITE_ZEROES
+    expect(await c.reply()).to.include({ error: NbdErr.EINVAL, cookie: 2 });
+    c.request(NbdCmd.READ, 0, 512, 3, NbdCmdFlag.DF); // SEND_DF not advertised (no structured replies)
+    expect(await c.reply()).to.include({ error: NbdErr.EINVAL, cookie: 3 });
+    c.request(NbdCmd.WRITE_ZEROES, 0, 4096, 4, NbdCmdFlag.FAST_ZERO); // SEND_FAST_ZERO not advertised
+    expect(await c.reply()).to.include({ error: NbdErr.EINVAL, cookie: 4 });
+    c.request(NbdCmd.FLUSH, 0, 0, 5, NbdCmdFlag.REQ_ONE); // REQ_ONE is for BLOCK_STATUS
+    expect(await c.reply()).to.include({ error: NbdErr.EINVAL, cookie: 5 });
+    expect(rig.device.disk.subarray(0, 8192).every((b) => b === 0x77)).to.equal(true);
+    expect(rig.device.flushes).to.equal(0);
+    c.request(NbdCmd.READ, 0, 512, 6, NbdCmdFlag.FUA);
+    expect(await c.reply(512)).to.include({ error: 0, cookie: 6 });
+    c.request(NbdCmd.WRITE_ZEROES, 0, 4096, 7, NbdCmdFlag.NO_HOLE | NbdCmdFlag.FUA);
+    expect(await c.reply()).to.include({ error: 0, cookie: 7 });
+    c.request(NbdCmd.FLUSH, 0, 0, 8, NbdCmdFlag.FUA);
+    expect(await c.reply()).to.include({ error: 0, cookie: 8 });
+    expect(rig.device.disk.subarray(0, 4096).every((b) => b === 0)).to.equal(true);
+    expect(rig.device.disk[4096]).to.equal(0x77);
+  });
+
   it('bad request magic closes the connection', async () => {
     await start();
     const c = connect();
