@@ -138,6 +138,11 @@ export interface NbdServerOptions {
   description?: string;
   /** A client still negotiating after this long is disconnected. Default 30000 ms. */
   handshakeTimeoutMs?: number;
+  /**
+   * `close()` lets the requests in flight finish and sends their replies before closing each
+   * connection; connections still open after this long are dropped. Default 2000 ms.
+   */
+  shutdownGraceMs?: number;
 }
 
 /** The socket closed (or misbehaved) before the bytes we waited for arrived. */
@@ -149,6 +154,7 @@ class SocketReader {
   private have = 0;
   private waiter: { n: number; resolve: (b: Buffer) => void; reject: (e: Error) => void } | null = null;
   private closed = false;
+  private stopped = false;
   private paused = false;
 
   constructor(private readonly sock: net.Socket) {
@@ -176,10 +182,20 @@ class SocketReader {
     });
   }
 
+  /** Read nothing more: the pending read and every later one reject, buffered bytes or not. */
+  stop(): void {
+    this.stopped = true;
+    this.sock.pause();
+    this.wake();
+  }
+
   private wake(): void {
     const w = this.waiter;
     if (w === null) return;
-    if (this.have >= w.n) {
+    if (this.stopped) {
+      this.waiter = null;
+      w.reject(new ConnectionClosed('the server is shutting down'));
+    } else if (this.have >= w.n) {
       this.waiter = null;
       w.resolve(this.take(w.n));
     } else if (this.closed) {
@@ -228,10 +244,13 @@ export class NbdServer extends EventEmitter {
   private readonly driver: BlockDriver;
   private server: net.Server | null = null;
   private readonly conns = new Set<net.Socket>();
+  /** The connection of each socket, for close(). */
+  private readonly handlers = new Map<net.Socket, NbdConnection>();
   /** READ reply buffers, shared by every connection. */
   private readonly pool = new ReplyPool();
   private nextId = 1;
   private readonly handshakeTimeoutMs: number;
+  private readonly shutdownGraceMs: number;
 
   constructor(driver: BlockDriver, opts: NbdServerOptions) {
     super();
@@ -245,6 +264,9 @@ export class NbdServer extends EventEmitter {
     const t = opts.handshakeTimeoutMs ?? 30000;
     if (!Number.isInteger(t) || t < 1) throw new BlockError('VSHM_ERR_ARGUMENT', '', `NbdServer: handshakeTimeoutMs must be a positive integer, got ${String(t)}`);
     this.handshakeTimeoutMs = t;
+    const g = opts.shutdownGraceMs ?? 2000;
+    if (!Number.isInteger(g) || g < 0) throw new BlockError('VSHM_ERR_ARGUMENT', '', `NbdServer: shutdownGraceMs must be an integer ≥ 0, got ${String(g)}`);
+    this.shutdownGraceMs = g;
   }
 
   /** Number of connected clients. */
@@ -273,13 +295,30 @@ export class NbdServer extends EventEmitter {
     this.server = server;
   }
 
-  /** Stop listening, drop every connection, remove the socket file. */
+  /**
+   * Stop listening, close every connection, remove the socket file. A connection in transmission
+   * is read no more; its requests in flight finish and their replies go out, then it closes (the
+   * spec: a server shutting down SHOULD wait for them); whatever is still open after
+   * shutdownGraceMs (a device that completes nothing, a client that reads nothing) is dropped.
+   * Clients still negotiating are dropped at once.
+   */
   async close(): Promise<void> {
     const s = this.server;
     this.server = null;
-    for (const c of this.conns) c.destroy();
+    const closed = s === null ? Promise.resolve() : new Promise<void>((resolve) => s.close(() => resolve()));
+    const open = [...this.conns].map((c) => new Promise<void>((resolve) => c.once('close', () => resolve())));
+    for (const c of this.conns) {
+      const h = this.handlers.get(c);
+      if (h === undefined) c.destroy();
+      else h.shutdown();
+    }
+    const grace = setTimeout(() => {
+      for (const c of this.conns) c.destroy();
+    }, this.shutdownGraceMs);
+    await Promise.all(open);
+    clearTimeout(grace);
+    await closed;
     if (s !== null) {
-      await new Promise<void>((resolve) => s.close(() => resolve()));
       try {
         unlinkSync(this.path);
       } catch {
@@ -302,7 +341,10 @@ export class NbdServer extends EventEmitter {
       sock.destroy();
     }, this.handshakeTimeoutMs).unref();
     sock.once('close', () => clearTimeout(timer));
-    new NbdConnection(id, sock, this.driver, this.pool, this.exportName, this.description, () => clearTimeout(timer))
+    const conn = new NbdConnection(id, sock, this.driver, this.pool, this.exportName, this.description, () => clearTimeout(timer));
+    this.handlers.set(sock, conn);
+    sock.once('close', () => this.handlers.delete(sock));
+    conn
       .run()
       .then(
         // DISC / ABORT / the client's EOF: the socket is being closed after the last reply.
@@ -337,6 +379,10 @@ class NbdConnection {
   private readBytes = 0;
   /** Payload bytes of WRITEs in flight (held until the driver completed them). */
   private writeBytes = 0;
+  /** In the transmission phase. */
+  private transmitting = false;
+  /** The server is closing: nothing more is read. */
+  private stopping = false;
   /** Socket writes not yet handed to the kernel (their callbacks not yet called). */
   private queuedWrites = 0;
   /** Callback of every socket write: one fewer queued; a drained() waiting may go on. */
@@ -421,7 +467,19 @@ class NbdConnection {
     const ended = await this.negotiate();
     if (ended !== null) return ended;
     this.negotiated();
+    this.transmitting = true;
+    if (this.stopping) this.reader.stop();
     return this.transmission();
+  }
+
+  /**
+   * The server is closing: in transmission, read no more requests — the loop then answers those
+   * in flight and closes; while negotiating, drop the connection.
+   */
+  shutdown(): void {
+    this.stopping = true;
+    if (this.transmitting) this.reader.stop();
+    else this.sock.destroy();
   }
 
   private knownName(name: string): boolean {
@@ -523,7 +581,7 @@ class NbdConnection {
         // ones in flight are answered — a half-closed client still reads — then we close.
         await this.settled();
         closeAfterReplies(this.sock);
-        return 'client closed';
+        return this.stopping ? 'server shutdown' : 'client closed';
       }
       if (req.type === NbdCmd.DISC) {
         // Finish what is in flight (replies included), then close: the spec has the server close.

@@ -565,6 +565,38 @@ describe('NBD server against hostile clients', function () {
     await until(() => c.eof, 'the EOF at the client');
   });
 
+  it('server close with a write in flight: the reply still comes, then the close (the spec: wait for requests in flight)', async () => {
+    await start();
+    const c = connect();
+    await c.greeting();
+    await c.go();
+    rig.device.hold = true;
+    c.request(NbdCmd.WRITE, 0, 512, 1, 0, Buffer.alloc(512, 6));
+    await until(() => rig.device.heldCount === 1, 'the device to hold 1 request');
+    const closing = server.close();
+    rig.device.release();
+    expect(await c.reply()).to.include({ error: 0, cookie: 1 });
+    await c.waitClosed();
+    await closing;
+    expect(rig.device.disk[0]).to.equal(6);
+  });
+
+  it('server close with a request the device never completes: the connection is dropped after shutdownGraceMs', async () => {
+    rig = await blkRig({ capacity: MiB, queueSize: 16, indirect: true });
+    server = new NbdServer(rig.driver, { path, shutdownGraceMs: 200 });
+    await server.listen();
+    const c = connect();
+    await c.greeting();
+    await c.go();
+    rig.device.hold = true;
+    c.request(NbdCmd.WRITE, 0, 512, 1, 0, Buffer.alloc(512, 6));
+    await until(() => rig.device.heldCount === 1, 'the device to hold 1 request');
+    await server.close();
+    await c.waitClosed();
+    expect(server.connections).to.equal(0);
+    rig.device.release();
+  });
+
   it('pipelined READs of two sizes, replies from reused buffers: every reply holds its own offset\'s bytes', async () => {
     await start();
     const disk = rig.device.disk;
