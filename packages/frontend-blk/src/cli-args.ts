@@ -28,7 +28,8 @@ Options:
 
 If the back-end goes away, requests in flight fail with EIO (they are never re-sent: a write
 may or may not have reached the disk, and was not acknowledged); new requests wait for the
-next back-end. SIGINT/SIGTERM/SIGHUP close the NBD socket, reset the device and exit 0.
+next back-end. SIGINT/SIGTERM/SIGHUP close the NBD socket (requests on the device are answered
+first, within 2 s; those waiting for a back-end get ESHUTDOWN), reset the device and exit 0.
 DEBUG=vshm:* traces every layer.
 
 Exit status: 0 after SIGINT/SIGTERM/SIGHUP, 1 on runtime failures, 2 on bad arguments.`;

@@ -104,6 +104,10 @@ export async function main(argv: readonly string[]): Promise<number> {
   } finally {
     shuttingDown = true;
     dispose();
+    // Requests still waiting for a device fail now — their NBD clients get ESHUTDOWN, the spec's
+    // error for a server shutting down — instead of holding the NBD server's grace period; those
+    // on the device finish and are answered within it.
+    if (nbd !== null) link?.driver.close();
     await nbd?.close().catch(() => {});
     await link?.close().catch((err: Error) => debug('close: %s', err.message));
   }

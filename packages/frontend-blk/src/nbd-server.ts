@@ -7,11 +7,18 @@
  * Hostile clients: every length is checked before anything is read or allocated (options ≤ 64 KiB,
  * payloads ≤ 32 MiB, else the connection is closed: the payload cannot be skipped cheaply);
  * bad magic closes the connection; out-of-range requests get EINVAL (read) or ENOSPC (writes),
- * misaligned ones EINVAL (the 512-byte minimum block size is advertised in NBD_INFO_BLOCK_SIZE).
+ * misaligned ones EINVAL (the minimum block size advertised in NBD_INFO_BLOCK_SIZE: the device's
+ * logical block size, VIRTIO_BLK_F_BLK_SIZE, else 512 — a device with 4 KiB blocks fails requests
+ * that are only 512-aligned, and qemu or libnbd align to what is advertised).
  * A reply — the acknowledgement — is sent only once the driver completed the whole request
  * (every split part, and the flush for FUA); a client that vanishes just loses its replies, the
- * daemon goes on. At most MAX_INFLIGHT requests per connection are in the driver: the server
- * stops reading the socket until one completes (backpressure instead of unbounded buffering).
+ * daemon goes on; one that half-closes (shutdown(SHUT_WR), as libnbd does right after DISC) still
+ * gets the replies of its requests in flight, then the close. After DISC or ABORT the server
+ * closes the connection itself once its last reply is out, whether or not the client closes its
+ * end. At most MAX_INFLIGHT requests per connection are in the driver, holding at most about
+ * HELD_HIGH_WATER bytes (payloads of WRITEs not yet completed, data of READs and replies not yet
+ * sent): past either the server stops reading the socket until requests complete and replies go
+ * out (backpressure instead of unbounded buffering).
  *
  * CAN_MULTI_CONN is advertised: all connections share one driver, and `BlockDriver.flush()` waits
  * for every write issued before it, on any connection, then flushes the device — so a FLUSH on one
@@ -38,11 +45,21 @@ export const MAX_INFLIGHT = 64;
 /** Bytes buffered from one socket before it is paused. */
 const READ_HIGH_WATER = NBD_MAX_PAYLOAD + 1024 * 1024;
 /**
- * Reply bytes queued to a client that does not read them before the server stops reading its
- * requests (a client that only sends READs would otherwise grow the queue without limit).
+ * Data bytes held for one connection before the server stops reading its requests: replies queued
+ * to a client that does not read them, data of READs in flight, payloads of WRITEs in flight. A
+ * client that only sends READs would otherwise grow the reply queue without limit, and one that
+ * sends WRITEs faster than the device completes them would pin MAX_INFLIGHT maximum payloads (2 GiB).
  */
-const WRITE_HIGH_WATER = 2 * NBD_MAX_PAYLOAD;
-const SECTOR = 512;
+const HELD_HIGH_WATER = 2 * NBD_MAX_PAYLOAD;
+/**
+ * What one write queued in the socket counts toward HELD_HIGH_WATER at the least: a queued write
+ * costs about 300 bytes of heap whatever its size, so 64 MiB of 16-byte error replies (a client
+ * sending tiny requests and reading nothing) would be 4 million writes, over 1 GiB. Counted at
+ * 4 KiB each, at most 16 384 wait.
+ */
+const QUEUED_WRITE_COST = 4096;
+/** Largest minimum block size NBD allows (NBD_INFO_BLOCK_SIZE). */
+const MAX_MIN_BLOCK = 64 * 1024;
 /**
  * READ reply buffers, shared by the server's connections. A fresh buffer per READ costs a page
  * fault per 4 KiB when the data is first copied in — on this kind of VM more than the copy
@@ -121,6 +138,11 @@ export interface NbdServerOptions {
   description?: string;
   /** A client still negotiating after this long is disconnected. Default 30000 ms. */
   handshakeTimeoutMs?: number;
+  /**
+   * `close()` lets the requests in flight finish and sends their replies before closing each
+   * connection; connections still open after this long are dropped. Default 2000 ms.
+   */
+  shutdownGraceMs?: number;
 }
 
 /** The socket closed (or misbehaved) before the bytes we waited for arrived. */
@@ -132,6 +154,7 @@ class SocketReader {
   private have = 0;
   private waiter: { n: number; resolve: (b: Buffer) => void; reject: (e: Error) => void } | null = null;
   private closed = false;
+  private stopped = false;
   private paused = false;
 
   constructor(private readonly sock: net.Socket) {
@@ -159,10 +182,20 @@ class SocketReader {
     });
   }
 
+  /** Read nothing more: the pending read and every later one reject, buffered bytes or not. */
+  stop(): void {
+    this.stopped = true;
+    this.sock.pause();
+    this.wake();
+  }
+
   private wake(): void {
     const w = this.waiter;
     if (w === null) return;
-    if (this.have >= w.n) {
+    if (this.stopped) {
+      this.waiter = null;
+      w.reject(new ConnectionClosed('the server is shutting down'));
+    } else if (this.have >= w.n) {
       this.waiter = null;
       w.resolve(this.take(w.n));
     } else if (this.closed) {
@@ -211,10 +244,13 @@ export class NbdServer extends EventEmitter {
   private readonly driver: BlockDriver;
   private server: net.Server | null = null;
   private readonly conns = new Set<net.Socket>();
+  /** The connection of each socket, for close(). */
+  private readonly handlers = new Map<net.Socket, NbdConnection>();
   /** READ reply buffers, shared by every connection. */
   private readonly pool = new ReplyPool();
   private nextId = 1;
   private readonly handshakeTimeoutMs: number;
+  private readonly shutdownGraceMs: number;
 
   constructor(driver: BlockDriver, opts: NbdServerOptions) {
     super();
@@ -228,6 +264,9 @@ export class NbdServer extends EventEmitter {
     const t = opts.handshakeTimeoutMs ?? 30000;
     if (!Number.isInteger(t) || t < 1) throw new BlockError('VSHM_ERR_ARGUMENT', '', `NbdServer: handshakeTimeoutMs must be a positive integer, got ${String(t)}`);
     this.handshakeTimeoutMs = t;
+    const g = opts.shutdownGraceMs ?? 2000;
+    if (!Number.isInteger(g) || g < 0) throw new BlockError('VSHM_ERR_ARGUMENT', '', `NbdServer: shutdownGraceMs must be an integer ≥ 0, got ${String(g)}`);
+    this.shutdownGraceMs = g;
   }
 
   /** Number of connected clients. */
@@ -246,7 +285,8 @@ export class NbdServer extends EventEmitter {
    */
   async listen(): Promise<void> {
     await this.driver.whenReady();
-    const server = await listenOwnerOnly(this.path, { onRefused: (line) => debug('%s', line) }, (sock) => this.accept(sock)).catch((err: unknown) => {
+    // Half-open: a client's EOF must not end our side while replies are still owed to it.
+    const server = await listenOwnerOnly(this.path, { allowHalfOpen: true, onRefused: (line) => debug('%s', line) }, (sock) => this.accept(sock)).catch((err: unknown) => {
       // The path refusals carry their errno as the cause: that is this method's error.
       const cause = (err as { cause?: NodeJS.ErrnoException }).cause;
       throw cause?.code === 'EADDRINUSE' || cause?.code === 'EEXIST' ? cause : err;
@@ -255,13 +295,30 @@ export class NbdServer extends EventEmitter {
     this.server = server;
   }
 
-  /** Stop listening, drop every connection, remove the socket file. */
+  /**
+   * Stop listening, close every connection, remove the socket file. A connection in transmission
+   * is read no more; its requests in flight finish and their replies go out, then it closes (the
+   * spec: a server shutting down SHOULD wait for them); whatever is still open after
+   * shutdownGraceMs (a device that completes nothing, a client that reads nothing) is dropped.
+   * Clients still negotiating are dropped at once.
+   */
   async close(): Promise<void> {
     const s = this.server;
     this.server = null;
-    for (const c of this.conns) c.destroy();
+    const closed = s === null ? Promise.resolve() : new Promise<void>((resolve) => s.close(() => resolve()));
+    const open = [...this.conns].map((c) => new Promise<void>((resolve) => c.once('close', () => resolve())));
+    for (const c of this.conns) {
+      const h = this.handlers.get(c);
+      if (h === undefined) c.destroy();
+      else h.shutdown();
+    }
+    const grace = setTimeout(() => {
+      for (const c of this.conns) c.destroy();
+    }, this.shutdownGraceMs);
+    await Promise.all(open);
+    clearTimeout(grace);
+    await closed;
     if (s !== null) {
-      await new Promise<void>((resolve) => s.close(() => resolve()));
       try {
         unlinkSync(this.path);
       } catch {
@@ -277,19 +334,28 @@ export class NbdServer extends EventEmitter {
     sock.on('error', (err) => debug('client %d: %s', id, err.message));
     sock.setNoDelay?.(true);
     this.emit('connection', id);
+    // Until negotiation ends or the socket closes: it also bounds how long a client that aborted
+    // (or left) during negotiation can keep the socket by not reading its last option replies.
     const timer = setTimeout(() => {
       debug('client %d: handshake timeout', id);
       sock.destroy();
     }, this.handshakeTimeoutMs).unref();
-    new NbdConnection(id, sock, this.driver, this.pool, this.exportName, this.description, () => clearTimeout(timer))
+    sock.once('close', () => clearTimeout(timer));
+    const conn = new NbdConnection(id, sock, this.driver, this.pool, this.exportName, this.description, () => clearTimeout(timer));
+    this.handlers.set(sock, conn);
+    sock.once('close', () => this.handlers.delete(sock));
+    conn
       .run()
       .then(
-        // DISC / ABORT: the socket was end()ed after the last reply; let those bytes go out.
+        // DISC / ABORT / the client's EOF: the socket is being closed after the last reply.
         (reason) => this.emit('disconnect', id, reason),
         (err: Error) => {
-          clearTimeout(timer);
-          sock.destroy();
-          if (!(err instanceof ConnectionClosed)) this.emit('client-error', id, err);
+          if (err instanceof ConnectionClosed) {
+            closeAfterReplies(sock); // EOF during negotiation: option replies already sent go out
+          } else {
+            sock.destroy();
+            this.emit('client-error', id, err);
+          }
           this.emit('disconnect', id, err.message);
         },
       );
@@ -311,6 +377,23 @@ class NbdConnection {
   private exportSize = 0;
   /** Data bytes of READs in flight (their replies are owed). */
   private readBytes = 0;
+  /** Payload bytes of WRITEs in flight (held until the driver completed them). */
+  private writeBytes = 0;
+  /** In the transmission phase. */
+  private transmitting = false;
+  /** The server is closing: nothing more is read. */
+  private stopping = false;
+  /** Socket writes not yet handed to the kernel (their callbacks not yet called). */
+  private queuedWrites = 0;
+  /** Callback of every socket write: one fewer queued; a drained() waiting may go on. */
+  private readonly written = (): void => {
+    this.queuedWrites--;
+    const w = this.slotWaiter;
+    if (w !== null && !this.overHeld()) {
+      this.slotWaiter = null;
+      w();
+    }
+  };
 
   constructor(
     private readonly id: number,
@@ -325,11 +408,12 @@ class NbdConnection {
   }
 
   /**
-   * Wait while the replies owed — queued in the socket, plus the data of READs in flight — exceed
-   * WRITE_HIGH_WATER: a client that sends READs without reading the replies stops being read.
+   * Wait while the bytes held for this client — replies queued in the socket, data of READs and
+   * payloads of WRITEs in flight — exceed HELD_HIGH_WATER: a client that sends READs without
+   * reading the replies, or WRITEs faster than the device takes them, stops being read.
    */
   private async drained(): Promise<void> {
-    while (this.sock.writableLength + this.readBytes > WRITE_HIGH_WATER && !this.sock.destroyed) {
+    while (this.overHeld() && !this.sock.destroyed) {
       await new Promise<void>((r) => {
         const done = (): void => {
           this.sock.off('drain', done);
@@ -339,13 +423,21 @@ class NbdConnection {
         };
         this.sock.on('drain', done);
         this.sock.on('close', done);
-        this.slotWaiter = done; // a completion moves bytes from readBytes to the socket
+        this.slotWaiter = done; // a completion frees writeBytes, or moves readBytes to the socket
       });
     }
   }
 
+  /** The bytes held for this client exceed HELD_HIGH_WATER (queued writes counted at QUEUED_WRITE_COST at least). */
+  private overHeld(): boolean {
+    const queued = Math.max(this.sock.writableLength, this.queuedWrites * QUEUED_WRITE_COST);
+    return queued + this.readBytes + this.writeBytes > HELD_HIGH_WATER;
+  }
+
   private send(b: Buffer): void {
-    if (!this.sock.destroyed && this.sock.writable) this.sock.write(b);
+    if (this.sock.destroyed || !this.sock.writable) return;
+    this.queuedWrites++;
+    this.sock.write(b, this.written);
   }
 
   /**
@@ -357,9 +449,11 @@ class NbdConnection {
       this.pool.give(b);
       return;
     }
+    this.queuedWrites++;
     this.sock.write(b, (err) => {
       if (err === undefined || err === null) this.pool.give(b);
       else this.pool.forfeit();
+      this.written();
     });
   }
 
@@ -373,7 +467,19 @@ class NbdConnection {
     const ended = await this.negotiate();
     if (ended !== null) return ended;
     this.negotiated();
+    this.transmitting = true;
+    if (this.stopping) this.reader.stop();
     return this.transmission();
+  }
+
+  /**
+   * The server is closing: in transmission, read no more requests — the loop then answers those
+   * in flight and closes; while negotiating, drop the connection.
+   */
+  shutdown(): void {
+    this.stopping = true;
+    if (this.transmitting) this.reader.stop();
+    else this.sock.destroy();
   }
 
   private knownName(name: string): boolean {
@@ -408,7 +514,7 @@ class NbdConnection {
         }
         case NbdOpt.ABORT:
           this.send(encodeOptReply(opt, NbdRep.ACK));
-          this.sock.end();
+          closeAfterReplies(this.sock);
           return 'abort';
         case NbdOpt.LIST: {
           if (len !== 0) {
@@ -436,8 +542,8 @@ class NbdConnection {
           }
           const size = this.driver.capacity;
           this.send(encodeOptReply(opt, NbdRep.INFO, encodeInfoExport(size, this.transmissionFlags())));
-          // Sent whether asked or not: requests must be 512-aligned and ≤ 32 MiB.
-          this.send(encodeOptReply(opt, NbdRep.INFO, encodeInfoBlockSize(SECTOR, Math.max(4096, this.driver.blockSize), NBD_MAX_PAYLOAD)));
+          // Sent whether asked or not: requests must be aligned to the device's block and ≤ 32 MiB.
+          this.send(encodeOptReply(opt, NbdRep.INFO, encodeInfoBlockSize(this.minBlock(), Math.max(4096, this.driver.blockSize), NBD_MAX_PAYLOAD)));
           if (parsed.infos.includes(NbdInfo.NAME)) this.send(encodeOptReply(opt, NbdRep.INFO, encodeInfoString(NbdInfo.NAME, this.exportName)));
           if (parsed.infos.includes(NbdInfo.DESCRIPTION)) this.send(encodeOptReply(opt, NbdRep.INFO, encodeInfoString(NbdInfo.DESCRIPTION, this.description)));
           this.send(encodeOptReply(opt, NbdRep.ACK));
@@ -459,23 +565,35 @@ class NbdConnection {
     for (;;) {
       while (this.inflight >= MAX_INFLIGHT) await new Promise<void>((r) => (this.slotWaiter = r));
       await this.drained();
-      const req = decodeRequest(await this.reader.read(NBD_REQUEST_SIZE));
-      if (req === null) throw new ClientError('bad request magic');
-      if (req.type === NbdCmd.DISC) {
-        // Finish what is in flight (replies included), then close.
-        while (this.inflight > 0) await new Promise<void>((r) => (this.slotWaiter = r));
-        this.sock.end();
-        return 'disconnect';
-      }
+      let req: NbdRequest | null;
       let payload: Buffer | null = null;
-      if (req.type === NbdCmd.WRITE) {
-        // The payload follows the header whatever we answer; one we will not read ends the connection.
-        if (req.length > NBD_MAX_PAYLOAD) throw new ClientError(`write of ${req.length} bytes exceeds the ${NBD_MAX_PAYLOAD}-byte maximum payload`);
-        payload = await this.reader.read(req.length);
+      try {
+        req = decodeRequest(await this.reader.read(NBD_REQUEST_SIZE));
+        if (req === null) throw new ClientError('bad request magic');
+        if (req.type === NbdCmd.WRITE) {
+          // The payload follows the header whatever we answer; one we will not read ends the connection.
+          if (req.length > NBD_MAX_PAYLOAD) throw new ClientError(`write of ${req.length} bytes exceeds the ${NBD_MAX_PAYLOAD}-byte maximum payload`);
+          payload = await this.reader.read(req.length);
+        }
+      } catch (err) {
+        if (!(err instanceof ConnectionClosed)) throw err;
+        // EOF (a half-close, or the client gone): a request cut short is dropped unapplied; the
+        // ones in flight are answered — a half-closed client still reads — then we close.
+        await this.settled();
+        closeAfterReplies(this.sock);
+        return this.stopping ? 'server shutdown' : 'client closed';
+      }
+      if (req.type === NbdCmd.DISC) {
+        // Finish what is in flight (replies included), then close: the spec has the server close.
+        await this.settled();
+        closeAfterReplies(this.sock);
+        return 'disconnect';
       }
       this.inflight++;
       const owed = req.type === NbdCmd.READ && req.length <= NBD_MAX_PAYLOAD ? req.length : 0;
       this.readBytes += owed;
+      const carried = payload?.length ?? 0;
+      this.writeBytes += carried;
       void this.handle(req, payload)
         .then(
           (r) => r,
@@ -488,6 +606,7 @@ class NbdConnection {
             else this.send(r.data);
           }
           this.readBytes -= owed;
+          this.writeBytes -= carried;
           this.inflight--;
           const w = this.slotWaiter;
           this.slotWaiter = null;
@@ -496,9 +615,23 @@ class NbdConnection {
     }
   }
 
+  /** The minimum block size: the device's logical block (512 without BLK_SIZE), at most 64 KiB. */
+  private minBlock(): number {
+    return Math.min(this.driver.blockSize, MAX_MIN_BLOCK);
+  }
+
+  /** Resolves once every request in flight was answered. */
+  private async settled(): Promise<void> {
+    while (this.inflight > 0) await new Promise<void>((r) => (this.slotWaiter = r));
+  }
+
   /** One request; resolves with the NBD error (0 = success) and READ data. */
   private async handle(req: NbdRequest, payload: Buffer | null): Promise<{ error: number; data: Buffer | null }> {
     const writes = req.type === NbdCmd.WRITE || req.type === NbdCmd.TRIM || req.type === NbdCmd.WRITE_ZEROES;
+    // An unknown flag, or one not documented for this command or not negotiated (DF, FAST_ZERO),
+    // is EINVAL (the spec's SHOULD); FUA is valid on every command, whether it writes or not.
+    const allowed = NbdCmdFlag.FUA | (req.type === NbdCmd.WRITE_ZEROES ? NbdCmdFlag.NO_HOLE : 0);
+    if ((req.flags & ~allowed) !== 0) return fail(NbdErr.EINVAL);
     if (req.type === NbdCmd.FLUSH) {
       await this.driver.flush();
       return ok(null);
@@ -511,24 +644,25 @@ class NbdConnection {
     const off = Number(req.offset);
     const len = req.length;
     const fua = (req.flags & NbdCmdFlag.FUA) !== 0;
+    const block = this.minBlock();
     switch (req.type) {
       case NbdCmd.READ:
-        if (off % SECTOR !== 0 || len % SECTOR !== 0) return fail(NbdErr.EINVAL);
+        if (off % block !== 0 || len % block !== 0) return fail(NbdErr.EINVAL);
         return ok(await this.readPooled(off, len));
       case NbdCmd.WRITE:
-        if (off % SECTOR !== 0 || len % SECTOR !== 0) return fail(NbdErr.EINVAL);
+        if (off % block !== 0 || len % block !== 0) return fail(NbdErr.EINVAL);
         await this.driver.write(off, payload as Buffer);
         break;
       case NbdCmd.TRIM: {
         if (this.driver.geometry?.discard !== true) return fail(NbdErr.EINVAL);
-        // TRIM is advisory: discard the whole sectors inside the range, ignore the edges.
-        const from = Math.ceil(off / SECTOR) * SECTOR;
-        const to = Math.floor((off + len) / SECTOR) * SECTOR;
+        // TRIM is advisory: discard the whole blocks inside the range, ignore the edges.
+        const from = Math.ceil(off / block) * block;
+        const to = Math.floor((off + len) / block) * block;
         if (to > from) await this.driver.discard(from, to - from);
         break;
       }
       case NbdCmd.WRITE_ZEROES:
-        if (off % SECTOR !== 0 || len % SECTOR !== 0) return fail(NbdErr.EINVAL);
+        if (off % block !== 0 || len % block !== 0) return fail(NbdErr.EINVAL);
         await this.writeZeroes(off, len, (req.flags & NbdCmdFlag.NO_HOLE) === 0);
         break;
     }
@@ -560,6 +694,16 @@ class NbdConnection {
     for (let at = 0; at < len; at += step) parts.push(this.driver.write(off + at, zeros.subarray(0, Math.min(step, len - at))));
     await Promise.all(parts);
   }
+}
+
+/**
+ * End our side once everything queued is written, then close the socket even if the client keeps
+ * its end open (the server listens half-open): no connection outlives its DISC or ABORT.
+ */
+function closeAfterReplies(sock: net.Socket): void {
+  if (sock.destroyed) return;
+  sock.pause(); // bytes after the end are not read
+  sock.end(() => sock.destroy());
 }
 
 function ok(data: Buffer | null): { error: number; data: Buffer | null } {

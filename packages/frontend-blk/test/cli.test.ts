@@ -168,6 +168,76 @@ describe('vshm-blk-frontend with a vshm server and a back-end', function () {
     expect(existsSync(nbdPath)).to.equal(false);
   });
 
+  it('SIGTERM with a WRITE waiting for a back-end: the NBD client gets ESHUTDOWN (the spec), then the close; exit 0', async () => {
+    await startServer();
+    const stopBackend = await startBackend();
+    const fe = track(startCli(['-S', socketPath, '--nbd', nbdPath]));
+    await fe.waitFor(/serving NBD/);
+    const net = await import('node:net');
+    const sock = net.connect(nbdPath);
+    let got = Buffer.alloc(0);
+    let ended = false;
+    const waiters: (() => void)[] = [];
+    sock.on('data', (d: Buffer) => {
+      got = Buffer.concat([got, d]);
+      for (const w of waiters.splice(0)) w();
+    });
+    sock.on('close', () => {
+      ended = true;
+      for (const w of waiters.splice(0)) w();
+    });
+    sock.on('error', () => undefined);
+    const take = async (n: number): Promise<Buffer> => {
+      while (got.length < n) {
+        if (ended) throw new Error(`closed with ${got.length} of ${n} bytes`);
+        await new Promise<void>((r) => waiters.push(r));
+      }
+      const out = got.subarray(0, n);
+      got = got.subarray(n);
+      return out;
+    };
+    await take(18); // greeting
+    const go = Buffer.alloc(4 + 16 + 6);
+    go.writeUInt32BE(3, 0); // client flags
+    go.writeBigUInt64BE(0x49484156454f5054n, 4); // IHAVEOPT
+    go.writeUInt32BE(7, 12); // GO
+    go.writeUInt32BE(6, 16);
+    sock.write(go);
+    for (;;) {
+      const h = await take(20);
+      await take(h.readUInt32BE(16));
+      if (h.readUInt32BE(12) === 1) break; // ACK
+    }
+    await stopBackend();
+    cleanups.splice(cleanups.indexOf(stopBackend), 1);
+    await fe.waitFor(/back-end lost, waiting/);
+    const w = Buffer.alloc(28 + 512, 0x5a);
+    w.writeUInt32BE(0x25609513, 0);
+    w.writeUInt16BE(0, 4);
+    w.writeUInt16BE(1, 6); // WRITE
+    w.writeBigUInt64BE(42n, 8);
+    w.writeBigUInt64BE(0n, 16);
+    w.writeUInt32BE(512, 24);
+    // Then a CACHE (not advertised: answered EINVAL at once, without the device). Requests are
+    // read in order, so its reply proves the front-end holds the WRITE before the signal.
+    const cache = Buffer.alloc(28);
+    cache.writeUInt32BE(0x25609513, 0);
+    cache.writeUInt16BE(5, 6); // CACHE
+    cache.writeBigUInt64BE(43n, 8);
+    cache.writeUInt32BE(512, 24);
+    sock.write(Buffer.concat([w, cache]));
+    const early = await take(16);
+    expect([early.readBigUInt64BE(8), early.readUInt32BE(4)]).to.deep.equal([43n, 22]);
+    fe.child.kill('SIGTERM');
+    const reply = await take(16);
+    expect(reply.readUInt32BE(0)).to.equal(0x67446698);
+    expect(reply.readUInt32BE(4)).to.equal(108); // ESHUTDOWN
+    expect(reply.readBigUInt64BE(8)).to.equal(42n);
+    while (!ended) await new Promise<void>((r) => waiters.push(r));
+    expect(await fe.exited).to.equal(0);
+    expect(device.disk.subarray(0, 512).every((b) => b === 0)).to.equal(true);
+  });
+
   it('--wait: started before the server and the back-end, it serves once they are up; -q silences link lines', async () => {
     const fe = track(startCli(['-S', socketPath, '--nbd', nbdPath, '--wait', '-q']));
     await startServer();

@@ -25,13 +25,20 @@ class RawClient {
   private buf = Buffer.alloc(0);
   private waiters: (() => void)[] = [];
   closed = false;
+  /** The server ended its side (EOF seen). */
+  eof = false;
   private readonly connected: Promise<void>;
 
-  constructor(path: string) {
-    this.sock = net.connect(path);
+  /** `halfOpen`: our side stays open for writing after the server's end (and vice versa). */
+  constructor(path: string, halfOpen = false) {
+    this.sock = net.connect({ path, allowHalfOpen: halfOpen });
     this.connected = new Promise((r) => this.sock.once('connect', () => r()));
     this.sock.on('data', (d: Buffer) => {
       this.buf = Buffer.concat([this.buf, d]);
+      this.wake();
+    });
+    this.sock.on('end', () => {
+      this.eof = true;
       this.wake();
     });
     this.sock.on('close', () => {
@@ -147,8 +154,8 @@ describe('NBD server against hostile clients', function () {
   let dir: string;
   let path: string;
   const clients: RawClient[] = [];
-  const connect = (): RawClient => {
-    const c = new RawClient(path);
+  const connect = (halfOpen = false): RawClient => {
+    const c = new RawClient(path, halfOpen);
     clients.push(c);
     return c;
   };
@@ -219,6 +226,69 @@ describe('NBD server against hostile clients', function () {
     expect(before).to.be.below(40 * 16); // not every READ reached the device
     c.sock.resume();
     for (let i = 0; i < 40; i++) expect((await c.reply(4 * MiB)).error).to.equal(0);
+  });
+
+  it('a client that floods WRITEs faster than the device completes them: the payloads held for it stay bounded', async function () {
+    this.timeout(120_000);
+    await start();
+    // Bytes handed to the driver and not yet settled, and their peak.
+    let held = 0;
+    let peak = 0;
+    const write = rig.driver.write.bind(rig.driver);
+    rig.driver.write = (offset: number, data: Uint8Array): Promise<void> => {
+      held += data.length;
+      peak = Math.max(peak, held);
+      return write(offset, data).finally(() => (held -= data.length));
+    };
+    const c = connect();
+    await c.greeting();
+    await c.go();
+    await until(() => server.connections === 1, 'the connection');
+    const [serverSock] = (server as unknown as { conns: Set<net.Socket> }).conns;
+    rig.device.hold = true; // the device completes nothing for now
+    // 40 WRITEs of 2 MiB (80 MiB), fewer than MAX_INFLIGHT: all of it reaches the server process.
+    const n = 40;
+    const size = 2 * MiB;
+    for (let i = 0; i < n; i++) c.request(NbdCmd.WRITE, (i % 4) * size, size, i + 1, 0, Buffer.alloc(size, i + 1));
+    await until(() => serverSock.bytesRead === c.sock.bytesWritten, 'the server to have read every byte');
+    await until(() => rig.device.heldCount > 0, 'the device to hold requests');
+    expect(peak, `peak ${peak / MiB} MiB held in the driver`).to.be.at.most(64 * MiB + size);
+    rig.device.release();
+    const seen = new Set<number>();
+    for (let i = 0; i < n; i++) {
+      const r = await c.reply();
+      expect(r.error).to.equal(0);
+      seen.add(r.cookie);
+    }
+    expect(seen.size).to.equal(n);
+    expect(held).to.equal(0);
+  });
+
+  it('a client that sends tiny requests and reads no replies: the replies queued for it stay few (each costs ~300 bytes of heap)', async function () {
+    this.timeout(120_000);
+    await start();
+    const c = connect();
+    await c.greeting();
+    await c.go();
+    await until(() => server.connections === 1, 'the connection');
+    const [serverSock] = (server as unknown as { conns: Set<net.Socket> }).conns;
+    c.sock.pause(); // never read
+    // 200 000 CACHE requests (not advertised: each an immediate 16-byte EINVAL reply), 5.6 MB.
+    const n = 200_000;
+    const reqs = Buffer.alloc(28 * n);
+    for (let i = 0; i < n; i++) {
+      reqs.writeUInt32BE(NBD_REQUEST_MAGIC, 28 * i);
+      reqs.writeUInt16BE(NbdCmd.CACHE, 28 * i + 6);
+      reqs.writeBigUInt64BE(BigInt(i), 28 * i + 8);
+      reqs.writeUInt32BE(512, 28 * i + 24);
+    }
+    c.write(reqs);
+    await until(() => serverSock.bytesRead === c.sock.bytesWritten, 'the server to have read every byte');
+    await until(() => serverSock.writableLength > 0, 'replies to queue up');
+    // 64 MiB of 16-byte replies would be 4 million queued writes, about 1 GiB of heap.
+    expect(serverSock.writableLength / 16, 'replies queued').to.be.at.most(20_000);
+    c.sock.resume();
+    for (let i = 0; i < n; i++) expect((await c.reply()).error).to.equal(NbdErr.EINVAL);
   });
 
   it('unknown client flags and non-fixed-newstyle clients are closed', async () => {
@@ -342,6 +412,34 @@ describe('NBD server against hostile clients', function () {
     expect(rig.device.flushes).to.equal(1); // FUA → flush before the reply
   });
 
+  it('command flags: an unknown flag, or one not documented for the command or not negotiated, gets EINVAL and nothing is applied; FUA is accepted on any command', async () => {
+    await start();
+    rig.device.disk.fill(0x77, 0, 8192);
+    const c = connect();
+    await c.greeting();
+    await c.go();
+    c.request(NbdCmd.WRITE, 0, 512, 1, 1 << 9, Buffer.alloc(512, 1)); // unknown flag
+    expect(await c.reply()).to.include({ error: NbdErr.EINVAL, cookie: 1 });
+    c.request(NbdCmd.WRITE, 0, 512, 2, NbdCmdFlag.NO_HOLE, Buffer.alloc(512, 2)); // NO_HOLE is for WRITE_ZEROES
+    expect(await c.reply()).to.include({ error: NbdErr.EINVAL, cookie: 2 });
+    c.request(NbdCmd.READ, 0, 512, 3, NbdCmdFlag.DF); // SEND_DF not advertised (no structured replies)
+    expect(await c.reply()).to.include({ error: NbdErr.EINVAL, cookie: 3 });
+    c.request(NbdCmd.WRITE_ZEROES, 0, 4096, 4, NbdCmdFlag.FAST_ZERO); // SEND_FAST_ZERO not advertised
+    expect(await c.reply()).to.include({ error: NbdErr.EINVAL, cookie: 4 });
+    c.request(NbdCmd.FLUSH, 0, 0, 5, NbdCmdFlag.REQ_ONE); // REQ_ONE is for BLOCK_STATUS
+    expect(await c.reply()).to.include({ error: NbdErr.EINVAL, cookie: 5 });
+    expect(rig.device.disk.subarray(0, 8192).every((b) => b === 0x77)).to.equal(true);
+    expect(rig.device.flushes).to.equal(0);
+    c.request(NbdCmd.READ, 0, 512, 6, NbdCmdFlag.FUA);
+    expect(await c.reply(512)).to.include({ error: 0, cookie: 6 });
+    c.request(NbdCmd.WRITE_ZEROES, 0, 4096, 7, NbdCmdFlag.NO_HOLE | NbdCmdFlag.FUA);
+    expect(await c.reply()).to.include({ error: 0, cookie: 7 });
+    c.request(NbdCmd.FLUSH, 0, 0, 8, NbdCmdFlag.FUA);
+    expect(await c.reply()).to.include({ error: 0, cookie: 8 });
+    expect(rig.device.disk.subarray(0, 4096).every((b) => b === 0)).to.equal(true);
+    expect(rig.device.disk[4096]).to.equal(0x77);
+  });
+
   it('bad request magic closes the connection', async () => {
     await start();
     const c = connect();
@@ -397,6 +495,106 @@ describe('NBD server against hostile clients', function () {
     expect(await c.reply()).to.include({ error: 0, cookie: 1 });
     await c.waitClosed();
     expect(rig.device.disk[0]).to.equal(9);
+  });
+
+  it('DISC, then the client half-closes with a write in flight (as libnbd does): the reply still comes, then the close', async () => {
+    await start();
+    const c = connect(true);
+    await c.greeting();
+    await c.go();
+    rig.device.hold = true;
+    c.request(NbdCmd.WRITE, 0, 512, 1, 0, Buffer.alloc(512, 7));
+    c.request(NbdCmd.DISC, 0, 0, 2);
+    c.sock.end(); // shutdown(SHUT_WR): still reading
+    await until(() => rig.device.heldCount === 1, 'the device to hold 1 request');
+    rig.device.release();
+    expect(await c.reply()).to.include({ error: 0, cookie: 1 });
+    await c.waitClosed();
+    expect(rig.device.disk[0]).to.equal(7);
+  });
+
+  it('a client that half-closes without DISC, requests in flight: their replies come, then the close; a cut-off request is not applied', async () => {
+    await start();
+    const c = connect(true);
+    await c.greeting();
+    await c.go();
+    rig.device.hold = true;
+    c.request(NbdCmd.WRITE, 0, 512, 1, 0, Buffer.alloc(512, 5));
+    c.request(NbdCmd.READ, 4096, 512, 2);
+    const h = Buffer.alloc(28);
+    h.writeUInt32BE(NBD_REQUEST_MAGIC, 0);
+    h.writeUInt16BE(NbdCmd.WRITE, 6);
+    h.writeBigUInt64BE(8192n, 16);
+    h.writeUInt32BE(4096, 24);
+    c.write(Buffer.concat([h, Buffer.alloc(1000, 0xdd)])); // a WRITE cut short by the EOF
+    c.sock.end();
+    await until(() => rig.device.heldCount === 2, 'the device to hold 2 requests');
+    rig.device.release();
+    const got: number[][] = [];
+    for (let i = 0; i < 2; i++) {
+      const h = await c.read(16);
+      const cookie = Number(h.readBigUInt64BE(8));
+      if (cookie === 2) await c.read(512); // the READ's data
+      got.push([cookie, h.readUInt32BE(4)]);
+    }
+    expect(got.sort((x, y) => x[0] - y[0])).to.deep.equal([[1, 0], [2, 0]]);
+    await c.waitClosed();
+    expect(rig.device.disk[0]).to.equal(5);
+    expect(rig.device.disk.subarray(8192, 8192 + 4096).every((b) => b === 0)).to.equal(true);
+  });
+
+  it('DISC from a client that keeps its end open: the server closes the connection all the same', async () => {
+    await start();
+    const c = connect(true);
+    await c.greeting();
+    await c.go();
+    await until(() => server.connections === 1, 'the connection');
+    c.request(NbdCmd.DISC, 0, 0, 1);
+    await until(() => server.connections === 0, 'the server to close the connection', 5000);
+    await until(() => c.eof, 'the EOF at the client');
+  });
+
+  it('ABORT from a client that keeps its end open: acknowledged, then the server closes the connection', async () => {
+    await start();
+    const c = connect(true);
+    await c.greeting();
+    await until(() => server.connections === 1, 'the connection');
+    c.option(NbdOpt.ABORT);
+    expect((await c.optReply()).type).to.equal(NbdRep.ACK);
+    await until(() => server.connections === 0, 'the server to close the connection', 5000);
+    await until(() => c.eof, 'the EOF at the client');
+  });
+
+  it('server close with a write in flight: the reply still comes, then the close (the spec: wait for requests in flight)', async () => {
+    await start();
+    const c = connect();
+    await c.greeting();
+    await c.go();
+    rig.device.hold = true;
+    c.request(NbdCmd.WRITE, 0, 512, 1, 0, Buffer.alloc(512, 6));
+    await until(() => rig.device.heldCount === 1, 'the device to hold 1 request');
+    const closing = server.close();
+    rig.device.release();
+    expect(await c.reply()).to.include({ error: 0, cookie: 1 });
+    await c.waitClosed();
+    await closing;
+    expect(rig.device.disk[0]).to.equal(6);
+  });
+
+  it('server close with a request the device never completes: the connection is dropped after shutdownGraceMs', async () => {
+    rig = await blkRig({ capacity: MiB, queueSize: 16, indirect: true });
+    server = new NbdServer(rig.driver, { path, shutdownGraceMs: 200 });
+    await server.listen();
+    const c = connect();
+    await c.greeting();
+    await c.go();
+    rig.device.hold = true;
+    c.request(NbdCmd.WRITE, 0, 512, 1, 0, Buffer.alloc(512, 6));
+    await until(() => rig.device.heldCount === 1, 'the device to hold 1 request');
+    await server.close();
+    await c.waitClosed();
+    expect(server.connections).to.equal(0);
+    rig.device.release();
   });
 
   it('pipelined READs of two sizes, replies from reused buffers: every reply holds its own offset\'s bytes', async () => {
