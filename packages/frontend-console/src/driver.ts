@@ -351,7 +351,7 @@ export class ConsoleDriver extends EventEmitter implements VirtioDriverOps {
         if (value !== 1) return;
         port.isConsole = true;
         this.consoleId = id;
-        this.sendControl(encodeConsoleControl(id, ConsoleControlEvent.PORT_OPEN, 1));
+        if (!port.destroyed) this.sendControl(encodeConsoleControl(id, ConsoleControlEvent.PORT_OPEN, 1));
         this.emit('console-port', port);
         if (port.size !== null) this.setSize(id, port.size);
         return;
@@ -398,8 +398,10 @@ export class ConsoleDriver extends EventEmitter implements VirtioDriverOps {
     }
     const ok = port.attached || this.attachPort(port, s);
     this.sendControl(encodeConsoleControl(id, ConsoleControlEvent.PORT_READY, ok ? 1 : 0));
-    // Our side of the port is open as soon as the stream exists (a getty-like consumer).
-    if (ok) this.sendControl(encodeConsoleControl(id, ConsoleControlEvent.PORT_OPEN, 1));
+    // Our side of the port is open as soon as the stream exists (a getty-like consumer) and until
+    // the application destroys it: a destroyed port stays closed in every later session too, or
+    // the device would deliver input nobody can read (Linux: a port nobody opened, PORT_READY only).
+    if (ok && !port.destroyed) this.sendControl(encodeConsoleControl(id, ConsoleControlEvent.PORT_OPEN, 1));
     if (isNew) this.emit('port', port);
   }
 }
