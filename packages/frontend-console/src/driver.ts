@@ -351,7 +351,8 @@ export class ConsoleDriver extends EventEmitter implements VirtioDriverOps {
         if (value !== 1) return;
         port.isConsole = true;
         this.consoleId = id;
-        if (!port.destroyed) this.sendControl(encodeConsoleControl(id, ConsoleControlEvent.PORT_OPEN, 1));
+        // VIRTIO 1.2 §5.3.6.2.2: the answer to CONSOLE_PORT MUST be PORT_OPEN(1), whatever the stream's state.
+        this.sendControl(encodeConsoleControl(id, ConsoleControlEvent.PORT_OPEN, 1));
         this.emit('console-port', port);
         if (port.size !== null) this.setSize(id, port.size);
         return;
