@@ -170,6 +170,11 @@ export async function main(argv: readonly string[]): Promise<number> {
     if (port === undefined) return 1;
     if (port === null) return 0;
     reportLinkState(con, port, info);
+    // A write that can no longer complete (the device removed the port, DEVICE_REMOVE) errors the
+    // port stream. The attachment ends on 'removed' (the command gets EOF); without a listener
+    // here that error would be thrown from the pipe into the port and end the process instead.
+    port.on('error', (err: Error) => debug('port %d: %s', port.id, err.message));
+    port.once('removed', () => info(`port ${port.portName ?? port.id} was removed by the back-end`));
     try {
       const mod = await attachModule;
       if (opts.attach.kind === 'terminal') attachment = (mod as TerminalModule).attachTerminal(port);
