@@ -237,7 +237,12 @@ export class ConsoleDriver extends EventEmitter implements VirtioDriverOps {
     this.session = null;
     this.control.detach();
     this.toKick.clear();
-    for (const p of this.portMap.values()) p.detach();
+    for (const p of this.portMap.values()) {
+      p.detach();
+      // What the old device said about its host side no longer holds; the next one says its own
+      // (PORT_OPEN after PORT_READY). No 'host-close': the back-end going away is not a close.
+      p.hostOpen = null;
+    }
     if (wasLive) this.emit('lost', reason);
   }
 

@@ -140,7 +140,7 @@ export class ConsolePort extends Duplex {
   portName: string | null = null;
   /** True once the device marked this the console port (CONSOLE_PORT), or port 0 without MULTIPORT. */
   isConsole = false;
-  /** Device-side open state (PORT_OPEN from the device); null until the device said anything. */
+  /** Device-side open state (PORT_OPEN from the device); null until the current device said anything. */
   hostOpen: boolean | null = null;
   /** Last terminal size seen for this port, or null. */
   size: ConsoleSize | null = null;

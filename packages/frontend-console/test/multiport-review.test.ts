@@ -66,4 +66,23 @@ describe('ConsoleDriver MULTIPORT control: closed ports, recovery, removal', () 
     drainControl(s2);
     expect(sent(s2.queues[3]).at(-1)).to.deep.equal([1, E.PORT_OPEN, 1]);
   });
+
+  it("forgets the host-side state the old device reported once its session ends (a new device has said nothing yet)", async () => {
+    const d = new ConsoleDriver({ maxPorts: 2 });
+    const s1 = session(d, 2);
+    s1.queues[2].complete(encodeConsoleControl(1, E.DEVICE_ADD, 1));
+    s1.queues[2].complete(encodeConsoleControl(1, E.PORT_OPEN, 1));
+    const p1 = d.port(1) as ConsolePort;
+    expect(p1.hostOpen).to.equal(true);
+    s1.failAll();
+    d.remove(new Error('back-end gone'));
+    const s2 = session(d, 2);
+    s2.queues[2].complete(encodeConsoleControl(1, E.DEVICE_ADD, 1));
+    // The new back-end's host side of port 1 is closed: it sends no PORT_OPEN (as ours, and QEMU).
+    expect(p1.hostOpen, 'host side state before the new device said anything').to.equal(null);
+    const opened = once(p1, 'host-open');
+    s2.queues[2].complete(encodeConsoleControl(1, E.PORT_OPEN, 1));
+    await opened;
+    expect(p1.hostOpen).to.equal(true);
+  });
 });
