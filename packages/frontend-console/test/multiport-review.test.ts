@@ -5,7 +5,9 @@
  */
 import { expect } from 'chai';
 import { once } from 'node:events';
-import { ConsoleControlEvent as E, ConsoleFeature, decodeConsoleControl, encodeConsoleControl, featureBit } from 'virtio-spec-types';
+import {
+  CONSOLE_BAD_ID, ConsoleControlEvent as E, ConsoleFeature, decodeConsoleControl, encodeConsoleControl, encodeConsolePortName, featureBit,
+} from 'virtio-spec-types';
 import { ConsoleDriver, type ConsolePort } from '../src/index.js';
 import { FakeSession, type FakeQueue, microtasks } from './fixtures/fake-session.js';
 import { configWith } from './fixtures/config-reader.js';
@@ -84,5 +86,61 @@ describe('ConsoleDriver MULTIPORT control: closed ports, recovery, removal', () 
     s2.queues[2].complete(encodeConsoleControl(1, E.PORT_OPEN, 1));
     await opened;
     expect(p1.hostOpen).to.equal(true);
+  });
+
+  describe('a back-end that comes back with other ports under the same ids', () => {
+    /** Session 1 names port 1 `org.test.a`; the application writes to it while the back-end is away. */
+    async function heldWrite(): Promise<{ d: ConsoleDriver; p1: ConsolePort; s2: FakeSession }> {
+      const d = new ConsoleDriver({ maxPorts: 2 });
+      const s1 = session(d, 2);
+      s1.queues[2].complete(encodeConsoleControl(1, E.DEVICE_ADD, 1));
+      s1.queues[2].complete(encodeConsolePortName(1, 'org.test.a'));
+      const p1 = d.port(1) as ConsolePort;
+      s1.failAll();
+      d.remove(new Error('back-end gone'));
+      p1.write('meant for org.test.a');
+      await microtasks();
+      const s2 = session(d, 2);
+      s2.queues[2].complete(encodeConsoleControl(1, E.DEVICE_ADD, 1));
+      await microtasks();
+      return { d, p1, s2 };
+    }
+
+    it('holds what the port kept back, and its PORT_OPEN, until PORT_NAME says it is the same port', async () => {
+      const { d, p1, s2 } = await heldWrite();
+      drainControl(s2);
+      expect(s2.queues[5].history, 'sent before the name was known').to.have.length(0);
+      expect(sent(s2.queues[3])).to.deep.equal([[CONSOLE_BAD_ID, E.DEVICE_READY, 1], [1, E.PORT_READY, 1]]);
+      s2.queues[2].complete(encodeConsolePortName(1, 'org.test.a'));
+      await microtasks();
+      drainControl(s2);
+      expect(sent(s2.queues[3]).at(-1)).to.deep.equal([1, E.PORT_OPEN, 1]);
+      expect(s2.queues[5].sentBytes().toString()).to.equal('meant for org.test.a');
+      expect(d.port(1)).to.equal(p1);
+    });
+
+    it('a port 1 with another name is another port: the old stream ends, a new one is announced, nothing crosses', async () => {
+      const { d, p1, s2 } = await heldWrite();
+      const failed = once(p1, 'error');
+      const removed = once(p1, 'removed');
+      const announced = once(d, 'port');
+      s2.queues[2].complete(encodeConsolePortName(1, 'org.test.b'));
+      expect(d.port(1), 'port 1 after PORT_NAME org.test.b').to.not.equal(p1); // handled synchronously
+      expect(p1.portName).to.equal('org.test.a');
+      await removed;
+      expect(((await failed)[0] as { code: string }).code).to.equal('VSHM_ERR_PORT_REMOVED');
+      const [p1b] = (await announced) as [ConsolePort];
+      expect(p1b).to.not.equal(p1);
+      expect(p1b.portName).to.equal('org.test.b');
+      expect(d.port(1)).to.equal(p1b);
+      expect(await d.waitForPort('org.test.b')).to.equal(p1b);
+      await microtasks();
+      drainControl(s2);
+      expect(sent(s2.queues[3]).at(-1)).to.deep.equal([1, E.PORT_OPEN, 1]);
+      expect(s2.queues[5].sentBytes().toString(), 'org.test.a bytes on org.test.b').to.equal('');
+      p1b.write('for b');
+      await microtasks();
+      expect(s2.queues[5].sentBytes().toString()).to.equal('for b');
+    });
   });
 });
