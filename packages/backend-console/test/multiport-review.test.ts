@@ -11,6 +11,7 @@ import { controlMessages, sendControl as send, sink } from './fixtures/console-s
 import { FakeChain, FakeSession } from './fixtures/fake-session.js';
 
 const MULTIPORT = featureBit(ConsoleFeature.MULTIPORT);
+const SIZE = featureBit(ConsoleFeature.SIZE);
 
 /** A device with one named port, a live MULTIPORT session, both ports added and ready. */
 function readySession(): { d: ConsoleDevice; s: FakeSession } {
@@ -44,6 +45,32 @@ describe('ConsoleDevice MULTIPORT control in unexpected orders', () => {
     expect(opens.at(-1)?.value, 'the last PORT_OPEN of port 1').to.equal(1);
     expect(msgs.filter((m) => m.event === E.RESIZE), 'RESIZE').to.have.length(1);
     expect(msgs.length, 'messages that waited').to.be.at.most(4);
+    d.deactivate('shutdown');
+  });
+
+  it('keeps cols/rows valid when SIZE was negotiated with MULTIPORT (config update and RESIZE)', () => {
+    const d = new ConsoleDevice({ ports: ['org.test.one'], size: { cols: 80, rows: 24 } });
+    const s = new FakeSession(MULTIPORT | SIZE, d.queueCount(MULTIPORT));
+    d.initConfig(s.config); // header initialised at READY
+    d.resize(90, 30); // …and the terminal changed before DRIVER_OK
+    d.activate(s);
+    expect([s.config.read(0, 2), s.config.read(2, 2)], 'cols/rows at DRIVER_OK').to.deep.equal([90, 30]);
+    s.queues[2].post(...Array.from({ length: 8 }, () => new FakeChain('', 128)));
+    send(s, 0xffffffff, E.DEVICE_READY, 1);
+    send(s, 0, E.PORT_READY, 1);
+    s.queues[2].used.length = 0;
+    const events = s.configEvents;
+    d.resize(132, 43);
+    // VIRTIO 1.2 §5.3.3 and VIRTIO 1.2 §5.3.6 item 3: with SIZE negotiated cols/rows are valid and a config
+    // change says so — Linux reads them only without MULTIPORT, so the RESIZE goes out as well.
+    expect([s.config.read(0, 2), s.config.read(2, 2)]).to.deep.equal([132, 43]);
+    expect(s.configEvents).to.equal(events + 1);
+    expect(controlMessages(s.queues[2]).map((m) => [m.id, m.event])).to.deep.equal([[0, E.RESIZE]]);
+    // Without SIZE negotiated only the RESIZE: cols/rows are not the driver's business.
+    const s2 = new FakeSession(MULTIPORT, d.queueCount(MULTIPORT));
+    d.activate(s2);
+    d.resize(100, 50);
+    expect([s2.config.read(0, 2), s2.config.read(2, 2)]).to.deep.equal([0, 0]);
     d.deactivate('shutdown');
   });
 });
