@@ -73,4 +73,32 @@ describe('ConsoleDevice MULTIPORT control in unexpected orders', () => {
     expect([s2.config.read(0, 2), s2.config.read(2, 2)]).to.deep.equal([0, 0]);
     d.deactivate('shutdown');
   });
+
+  it('leaves no listener or timer behind over many sessions and host-side attach/detach cycles', () => {
+    const d = new ConsoleDevice({ ports: ['org.test.one'], settleMs: 60_000 });
+    const input = new PassThrough();
+    const output = new PassThrough();
+    const counts = (e: NodeJS.EventEmitter): number => e.eventNames().reduce((n, ev) => n + e.listenerCount(ev), 0);
+    const base = [counts(d.port(0)), counts(d.port(1)), counts(input), counts(output)];
+    const sessions: unknown[] = [];
+    for (let i = 0; i < 300; i++) {
+      const features = i % 2 === 0 ? MULTIPORT : 0n; // a MULTIPORT driver, then one without (settle timer)
+      const s = new FakeSession(features, d.queueCount(features));
+      d.activate(s);
+      sessions.push(d.currentSession);
+      if (features === MULTIPORT) {
+        s.queues[2].post(new FakeChain('', 128));
+        send(s, 0xffffffff, E.DEVICE_READY, 1);
+        send(s, 1, E.PORT_READY, 1);
+      }
+      for (const id of [0, 1]) {
+        d.port(id).attach(input, output);
+        d.port(id).detach();
+      }
+      d.deactivate('driver-gone');
+    }
+    expect([counts(d.port(0)), counts(d.port(1)), counts(input), counts(output)]).to.deep.equal(base);
+    // Every session without MULTIPORT started a settle timer (60 s, never reached): each went with it.
+    expect(sessions.filter((x) => (x as { settleTimer: unknown }).settleTimer !== null)).to.have.length(0);
+  });
 });

@@ -143,4 +143,39 @@ describe('ConsoleDriver MULTIPORT control: closed ports, recovery, removal', () 
       expect(s2.queues[5].sentBytes().toString()).to.equal('for b');
     });
   });
+
+  it('leaves nothing behind over many DEVICE_REMOVE / DEVICE_ADD cycles with data in flight', async () => {
+    const d = new ConsoleDriver({ maxPorts: 2 });
+    const s = session(d, 2);
+    const [crx, rx1, tx1] = [s.queues[2], s.queues[4], s.queues[5]];
+    crx.complete(encodeConsoleControl(1, E.DEVICE_ADD, 1));
+    await microtasks();
+    const driverListeners = d.eventNames().map((e) => d.listenerCount(e));
+    for (let i = 0; i < 300; i++) {
+      const p = d.port(1) as ConsolePort;
+      p.on('error', () => {}); // the write still waiting fails with the removal
+      p.write(`cycle ${i};`);
+      await microtasks(); // posted, not yet used: in flight when the port goes
+      crx.complete(encodeConsoleControl(1, E.DEVICE_REMOVE, 0));
+      crx.complete(encodeConsoleControl(1, E.DEVICE_ADD, 1));
+      while (tx1.inFlight > 0) tx1.complete(); // the device uses what the old port had posted
+      drainControl(s);
+      await microtasks();
+    }
+    expect(d.ports.size).to.equal(2);
+    expect(d.eventNames().map((e) => d.listenerCount(e))).to.deep.equal(driverListeners);
+    expect((d.port(1) as ConsolePort).listenerCount('completion')).to.equal(1);
+    expect(rx1.inFlight, 'receive buffers posted on port 1').to.be.at.most(rx1.size);
+    expect(crx.inFlight).to.equal(crx.size);
+    expect((d as unknown as { control: { backlog: number } }).control.backlog).to.equal(0);
+    // The last incarnation works both ways, and only its own bytes go out.
+    const p = d.port(1) as ConsolePort;
+    const sentBefore = tx1.history.length;
+    p.write('last');
+    await microtasks();
+    expect(Buffer.concat(tx1.history.slice(sentBefore).map((h) => h.out as Uint8Array)).toString()).to.equal('last');
+    const got = once(p, 'data');
+    rx1.complete(Buffer.from('in'));
+    expect(((await got)[0] as Buffer).toString()).to.equal('in');
+  });
 });
