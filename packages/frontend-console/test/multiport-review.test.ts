@@ -6,9 +6,10 @@
 import { expect } from 'chai';
 import { once } from 'node:events';
 import {
-  CONSOLE_BAD_ID, ConsoleControlEvent as E, ConsoleFeature, decodeConsoleControl, encodeConsoleControl, encodeConsolePortName, featureBit,
+  CONSOLE_BAD_ID, ConsoleControlEvent as E, ConsoleFeature, decodeConsoleControl, encodeConsoleControl, encodeConsolePortName, encodeConsoleResize, featureBit,
 } from 'virtio-spec-types';
 import { ConsoleDriver, type ConsolePort } from '../src/index.js';
+import { CONTROL_RX_BUFFER } from '../src/control-queues.js';
 import { FakeSession, type FakeQueue, microtasks } from './fixtures/fake-session.js';
 import { configWith } from './fixtures/config-reader.js';
 
@@ -177,5 +178,42 @@ describe('ConsoleDriver MULTIPORT control: closed ports, recovery, removal', () 
     const got = once(p, 'data');
     rx1.complete(Buffer.from('in'));
     expect(((await got)[0] as Buffer).toString()).to.equal('in');
+  });
+
+  it('hostile control messages: DEVICE_ADD of an existing port, PORT_NAME empty or filling the buffer, messages for a removed port', async () => {
+    const d = new ConsoleDriver({ maxPorts: 3 });
+    const s = session(d, 3);
+    const crx = s.queues[2];
+    const added: number[] = [];
+    d.on('port', (p: ConsolePort) => added.push(p.id));
+    crx.complete(encodeConsoleControl(1, E.DEVICE_ADD, 1));
+    crx.complete(encodeConsolePortName(1, 'org.test.one'));
+    const p1 = d.port(1) as ConsolePort;
+    // DEVICE_ADD of a port that exists (a device MUST NOT, §5.3.6.2): answered, nothing new.
+    crx.complete(encodeConsoleControl(1, E.DEVICE_ADD, 1));
+    expect(d.port(1)).to.equal(p1);
+    expect(added).to.deep.equal([1]);
+    // PORT_NAME without a name: ignored.
+    crx.complete(encodeConsoleControl(1, E.PORT_NAME, 1));
+    expect(p1.portName).to.equal('org.test.one');
+    // A name as long as a control receive buffer holds (CONTROL_RX_BUFFER − 8 bytes): taken as sent.
+    crx.complete(encodeConsoleControl(2, E.DEVICE_ADD, 1));
+    const long = 'n'.repeat(CONTROL_RX_BUFFER - 8);
+    crx.complete(encodeConsolePortName(2, long));
+    expect(d.port(2)?.portName).to.equal(long);
+    // Removed: later messages for it change nothing, and it stays gone.
+    crx.complete(encodeConsoleControl(1, E.DEVICE_REMOVE, 0));
+    crx.complete(encodeConsoleControl(1, E.PORT_OPEN, 1));
+    crx.complete(encodeConsolePortName(1, 'org.test.other'));
+    crx.complete(encodeConsoleResize(1, 100, 40));
+    crx.complete(encodeConsoleControl(1, E.DEVICE_REMOVE, 0));
+    crx.complete(encodeConsoleControl(0xffffffff, E.DEVICE_REMOVE, 0));
+    expect(d.port(1)).to.equal(undefined);
+    expect([p1.portName, p1.hostOpen, p1.size]).to.deep.equal(['org.test.one', null, null]);
+    await microtasks();
+    drainControl(s);
+    const forOne = sent(s.queues[3]).filter(([id]) => id === 1);
+    expect(forOne).to.deep.equal([[1, E.PORT_READY, 1], [1, E.PORT_OPEN, 1], [1, E.PORT_READY, 1], [1, E.PORT_OPEN, 1]]);
+    expect(crx.inFlight, 'control receive buffers kept posted').to.equal(crx.size);
   });
 });
