@@ -7,7 +7,7 @@ import { expect } from 'chai';
 import { PassThrough } from 'node:stream';
 import { ConsoleControlEvent as E, ConsoleFeature, featureBit } from 'virtio-spec-types';
 import { ConsoleDevice } from '../src/device.js';
-import { controlMessages, sendControl as send, sink } from './fixtures/console-streams.js';
+import { controlMessages, feed, sendControl as send, sink } from './fixtures/console-streams.js';
 import { FakeChain, FakeSession } from './fixtures/fake-session.js';
 
 const MULTIPORT = featureBit(ConsoleFeature.MULTIPORT);
@@ -100,5 +100,34 @@ describe('ConsoleDevice MULTIPORT control in unexpected orders', () => {
     expect([counts(d.port(0)), counts(d.port(1)), counts(input), counts(output)]).to.deep.equal(base);
     // Every session without MULTIPORT started a settle timer (60 s, never reached): each went with it.
     expect(sessions.filter((x) => (x as { settleTimer: unknown }).settleTimer !== null)).to.have.length(0);
+  });
+
+  it('ignores device-side events and failures from the driver; a port closed by the driver keeps its input until reopened', async () => {
+    const d = new ConsoleDevice({ ports: ['org.test.one'], size: { cols: 80, rows: 24 } });
+    const s = new FakeSession(MULTIPORT, d.queueCount(MULTIPORT));
+    d.activate(s);
+    const crx = s.queues[2];
+    crx.post(...Array.from({ length: 16 }, () => new FakeChain('', 128)));
+    send(s, 0xffffffff, E.DEVICE_READY, 0); // the driver failed: nothing to add
+    for (const ev of [E.DEVICE_ADD, E.DEVICE_REMOVE, E.CONSOLE_PORT, E.RESIZE, E.PORT_NAME]) send(s, 1, ev, 1);
+    send(s, 1, E.PORT_READY, 0); // the driver could not add port 1
+    expect(controlMessages(crx)).to.have.length(0);
+    expect(s.queues[3].used.every((u) => u.flushed && u.written === 0)).to.equal(true);
+
+    // Port 1 opened by the driver: input flows; closed: it waits; reopened: it arrives, all of it.
+    const input = new PassThrough();
+    d.port(1).attach(input, sink().stream);
+    const rx1 = s.queues[4];
+    send(s, 1, E.PORT_OPEN, 1);
+    rx1.post(new FakeChain('', 64));
+    await feed(input, d.port(1), 'one;');
+    expect(rx1.receivedText()).to.equal('one;');
+    send(s, 1, E.PORT_OPEN, 0);
+    rx1.post(new FakeChain('', 64));
+    await feed(input, d.port(1), 'two;');
+    expect(rx1.receivedText()).to.equal('one;');
+    send(s, 1, E.PORT_OPEN, 1);
+    expect(rx1.receivedText()).to.equal('one;two;');
+    d.deactivate('shutdown');
   });
 });
