@@ -189,7 +189,7 @@ describe('ConsoleDriver MULTIPORT control: closed ports, recovery, removal', () 
     crx.complete(encodeConsoleControl(1, E.DEVICE_ADD, 1));
     crx.complete(encodeConsolePortName(1, 'org.test.one'));
     const p1 = d.port(1) as ConsolePort;
-    // DEVICE_ADD of a port that exists (a device MUST NOT, §5.3.6.2): answered, nothing new.
+    // DEVICE_ADD of a port that exists (a device MUST NOT, VIRTIO 1.2 §5.3.6.2): answered, nothing new.
     crx.complete(encodeConsoleControl(1, E.DEVICE_ADD, 1));
     expect(d.port(1)).to.equal(p1);
     expect(added).to.deep.equal([1]);
