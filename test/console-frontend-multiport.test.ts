@@ -89,4 +89,27 @@ describe('console front-end e2e: --port NAME (MULTIPORT)', function () {
     expect(readOr(s.path('be2-b.out'))).to.equal('');
     expect(readOr(s.path('be2-a.out'))).to.equal('');
   });
+
+  it('a back-end restarted with the same ports: what --port a held goes to the new a, once, in order', async () => {
+    await s.startServer();
+    const ports = (tag: string): string[] => ['a', 'b'].flatMap((n) => ['--port-exec', `${n}=cat > ${s.path(`${tag}-${n}.out`)}`]);
+    const be1 = await s.startBackend(ports('be1'), { name: 'backend1' });
+    const bridge = s.path('a.sock');
+    const fe = s.startFrontend(['--port', 'a', '--bridge', bridge]);
+    await fe.untilStderr(/listening on/);
+    const c = createConnection(bridge);
+    sockets.push(c);
+    c.write('before;');
+    await until(() => readOr(s.path('be1-a.out')) === 'before;', 'the first bytes on port a');
+    be1.child.kill('SIGTERM');
+    await be1.exited;
+    await fe.untilStderr(/back-end lost/);
+    c.write('held-for-a;');
+    await s.startBackend(ports('be2'), { name: 'backend2' });
+    await until(() => readOr(s.path('be2-a.out')) === 'held-for-a;', 'the held bytes on the new port a');
+    c.write('after;');
+    await until(() => readOr(s.path('be2-a.out')) === 'held-for-a;after;', 'later bytes on port a');
+    expect(readOr(s.path('be2-b.out'))).to.equal('');
+    expect(fe.running).to.equal(true);
+  });
 });
