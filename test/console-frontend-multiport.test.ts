@@ -5,7 +5,17 @@
  */
 import { expect } from 'chai';
 import { createConnection } from 'node:net';
-import { useScratch } from './e2e-procs.js';
+import { readFileSync } from 'node:fs';
+import { until, useScratch } from './e2e-procs.js';
+
+/** A file's text, or '' while it does not exist. */
+function readOr(path: string): string {
+  try {
+    return readFileSync(path, 'latin1');
+  } catch {
+    return '';
+  }
+}
 
 describe('console front-end e2e: --port NAME (MULTIPORT)', function () {
   const sockets: { destroy(): void }[] = [];
@@ -56,4 +66,50 @@ describe('console front-end e2e: --port NAME (MULTIPORT)', function () {
     expect(code).to.equal(0);
   });
 
+  it('a back-end restarted with its ports in another order: --port a ends with one line, what it held for a never reaches b', async () => {
+    await s.startServer();
+    const ports = (order: string[], tag: string): string[] =>
+      order.flatMap((n) => ['--port-exec', `${n}=cat > ${s.path(`${tag}-${n}.out`)}`]);
+    const be1 = await s.startBackend(ports(['a', 'b'], 'be1'), { name: 'backend1' });
+    const bridge = s.path('a.sock');
+    const fe = s.startFrontend(['--port', 'a', '--bridge', bridge]);
+    await fe.untilStderr(/listening on/);
+    const c = createConnection(bridge);
+    sockets.push(c);
+    c.write('before;');
+    await until(() => readOr(s.path('be1-a.out')) === 'before;', 'the first bytes on port a');
+    be1.child.kill('SIGTERM');
+    await be1.exited;
+    await fe.untilStderr(/back-end lost/);
+    c.write('held-for-a;'); // kept by the front-end while no back-end is there
+    await s.startBackend(ports(['b', 'a'], 'be2'), { name: 'backend2' }); // port 1 is b now
+    await fe.untilStderr(/port a was removed by the back-end/);
+    const { code } = await fe.exited;
+    expect(code).to.equal(1);
+    expect(readOr(s.path('be2-b.out'))).to.equal('');
+    expect(readOr(s.path('be2-a.out'))).to.equal('');
+  });
+
+  it('a back-end restarted with the same ports: what --port a held goes to the new a, once, in order', async () => {
+    await s.startServer();
+    const ports = (tag: string): string[] => ['a', 'b'].flatMap((n) => ['--port-exec', `${n}=cat > ${s.path(`${tag}-${n}.out`)}`]);
+    const be1 = await s.startBackend(ports('be1'), { name: 'backend1' });
+    const bridge = s.path('a.sock');
+    const fe = s.startFrontend(['--port', 'a', '--bridge', bridge]);
+    await fe.untilStderr(/listening on/);
+    const c = createConnection(bridge);
+    sockets.push(c);
+    c.write('before;');
+    await until(() => readOr(s.path('be1-a.out')) === 'before;', 'the first bytes on port a');
+    be1.child.kill('SIGTERM');
+    await be1.exited;
+    await fe.untilStderr(/back-end lost/);
+    c.write('held-for-a;');
+    await s.startBackend(ports('be2'), { name: 'backend2' });
+    await until(() => readOr(s.path('be2-a.out')) === 'held-for-a;', 'the held bytes on the new port a');
+    c.write('after;');
+    await until(() => readOr(s.path('be2-a.out')) === 'held-for-a;after;', 'later bytes on port a');
+    expect(readOr(s.path('be2-b.out'))).to.equal('');
+    expect(fe.running).to.equal(true);
+  });
 });

@@ -51,9 +51,12 @@ export class ControlChannel {
   send(msg: Uint8Array): void {
     if (this.closed) return;
     debug('control → %s id=%d', consoleControlEventName(msg[4] | (msg[5] << 8)), msg[0] | (msg[1] << 8));
-    // A driver that posts no control buffers must not make resizes pile up: a RESIZE still
-    // waiting for the same port is replaced (only the latest size matters).
-    const i = isResize(msg) ? this.pending.findIndex((m) => isResize(m) && sameId(m, msg)) : -1;
+    // A driver that posts no control buffers must not make state messages pile up: a RESIZE or
+    // PORT_OPEN still waiting for the same port is replaced, since only the latest size and the
+    // latest host-side state matter. Else a host side that opens and closes often enough would
+    // fill the backlog, and the driver would get a stale state and no later resize at all.
+    const ev = stateEvent(msg);
+    const i = ev >= 0 ? this.pending.findIndex((m) => stateEvent(m) === ev && sameId(m, msg)) : -1;
     if (i >= 0) this.pending[i] = msg;
     else if (this.pending.length < MAX_CONTROL_BACKLOG) this.pending.push(msg);
     else debug('control: %d messages wait for receive buffers, message dropped', this.pending.length);
@@ -119,8 +122,11 @@ export class ControlChannel {
   }
 }
 
-function isResize(m: Uint8Array): boolean {
-  return m.length >= CONSOLE_CONTROL_SIZE && (m[4] | (m[5] << 8)) === ConsoleControlEvent.RESIZE;
+/** The event of a message that states a port's current state (RESIZE, PORT_OPEN), else -1. */
+function stateEvent(m: Uint8Array): number {
+  if (m.length < CONSOLE_CONTROL_SIZE) return -1;
+  const ev = m[4] | (m[5] << 8);
+  return ev === ConsoleControlEvent.RESIZE || ev === ConsoleControlEvent.PORT_OPEN ? ev : -1;
 }
 
 function sameId(a: Uint8Array, b: Uint8Array): boolean {

@@ -97,9 +97,10 @@ export class ConsoleSession {
       this.listen(link, 'host-close', () => this.hostChanged(link, false));
     }
     // §7.3: a config event on DRIVER_OK (Jailhouse does it; Linux then reads cols/rows). The
-    // header was initialised when the BE became READY; a resize since then is written now.
+    // header was initialised when the BE became READY; a resize since then is written now (with
+    // MULTIPORT too: SIZE negotiated means cols/rows are valid, VIRTIO 1.2 §5.3.3).
     const size = this.ctx.currentSize();
-    if (!this.multiport && this.sizeNegotiated && size !== null) this.writeSize(size);
+    if (this.sizeNegotiated && size !== null) this.writeSize(size);
     else this.session.notifyConfig();
     if (this.multiport) {
       this.control = new ControlChannel(
@@ -141,14 +142,15 @@ export class ConsoleSession {
     return this.links.find((l) => l.port.id === id)?.ready ?? false;
   }
 
-  /** The terminal size changed (§7.3): RESIZE with MULTIPORT, else a config update. */
+  /**
+   * The terminal size changed (§7.3): a config update when SIZE was negotiated, and RESIZE with
+   * MULTIPORT. Both with both: cols/rows stay valid for a driver that reads them (VIRTIO 1.2
+   * §5.3.6), while Linux reads them only without MULTIPORT and follows RESIZE with it.
+   */
   resize(size: ConsoleSize): void {
     if (this.closed) return;
-    if (this.multiport) {
-      if (this.links[0]?.announced) this.control?.send(encodeConsoleResize(0, size.cols, size.rows));
-    } else if (this.sizeNegotiated) {
-      this.writeSize(size);
-    }
+    if (this.sizeNegotiated) this.writeSize(size);
+    if (this.multiport && this.links[0]?.announced) this.control?.send(encodeConsoleResize(0, size.cols, size.rows));
   }
 
   /** cols/rows by the generation rule, then a config event (§4.8). */

@@ -156,7 +156,9 @@ describe('ConsoleDevice (spec §7.2–7.3)', () => {
       const r = ctl(crx);
       expect(r.map((m) => [m.id, m.event])).to.deep.equal([[0, E.RESIZE]]);
       expect(decodeConsoleResize(r[0])).to.deep.equal({ cols: 100, rows: 40 });
-      expect(s.configEvents).to.equal(1); // only the DRIVER_OK one
+      // SIZE negotiated too: cols/rows follow by a config update (DRIVER_OK's event + this one).
+      expect([s.config.read(0, 2), s.config.read(2, 2)]).to.deep.equal([100, 40]);
+      expect(s.configEvents).to.equal(2);
 
       // Without control buffers, resizes coalesce to the latest one.
       crx.avail.length = 0;

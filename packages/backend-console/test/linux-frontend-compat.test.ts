@@ -263,6 +263,21 @@ describe("Linux-like guest against the console's default queue size ('auto', fol
     });
   }
 
+  it('MULTIPORT: the guest gets the size by RESIZE on its console port, and the last one of a resize storm', async () => {
+    const r = multiRig(1024 * KIB);
+    const g = r.guest;
+    await g.start();
+    await until(() => g.ports.get(0)?.console === true && g.ports.get(1)?.name === 'org.test.log', 'both ports added');
+    await until(() => g.cols === 80 && g.rows === 24, 'the size of PORT_READY time');
+    for (let i = 0; i < 300; i++) r.device.resize(40 + (i % 120), 10 + (i % 50));
+    r.device.resize(132, 43);
+    await until(() => g.cols === 132 && g.rows === 43, 'the last size in the guest');
+    await g.settled();
+    expect(g.fe.log).to.deep.equal([]);
+    await g.fe.powerOff();
+    expect(r.needs).to.deep.equal([]);
+  });
+
   it('MULTIPORT at -l 64K with 8-entry queues (the floor before, now only by --queue-size 8): a Linux guest cannot fill three receive queues', async () => {
     const r = multiRig(64 * KIB, { queueSize: 8 });
     const g = r.guest;

@@ -170,6 +170,22 @@ export async function main(argv: readonly string[]): Promise<number> {
     if (port === undefined) return 1;
     if (port === null) return 0;
     reportLinkState(con, port, info);
+    // A write that can no longer complete (the device removed the port, DEVICE_REMOVE) errors the
+    // port stream. The attachment ends on 'removed' (the command gets EOF); without a listener
+    // here that error would be thrown from the pipe into the port and end the process instead.
+    port.on('error', (err: Error) => debug('port %d: %s', port.id, err.message));
+    // A command ends by itself once it sees EOF (its status is ours); a terminal or a bridge would
+    // go on serving a port that is gone: end with 1.
+    const removed = new Promise<number>((resolve) => {
+      port.once('removed', () => {
+        const line = `port ${port.portName ?? port.id} was removed by the back-end`;
+        if (opts.attach.kind === 'command') info(line);
+        else {
+          fail(line);
+          resolve(1);
+        }
+      });
+    });
     try {
       const mod = await attachModule;
       if (opts.attach.kind === 'terminal') attachment = (mod as TerminalModule).attachTerminal(port);
@@ -189,7 +205,7 @@ export async function main(argv: readonly string[]): Promise<number> {
       fail((err as Error).message);
       return 1;
     }
-    const status = await Promise.race([attachment.done, fatal, stalled, signalled.then((sig) => (debug('%s: shutting down', sig), 0))]);
+    const status = await Promise.race([attachment.done, removed, fatal, stalled, signalled.then((sig) => (debug('%s: shutting down', sig), 0))]);
     return status;
   } finally {
     dispose();

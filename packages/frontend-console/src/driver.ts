@@ -88,6 +88,8 @@ export class ConsoleDriver extends EventEmitter implements VirtioDriverOps {
   private multiport = false;
   private maxNrPorts = 1;
   private consoleId = 0;
+  /** Ports the current device has named (PORT_NAME) in this session. */
+  private readonly namedInSession = new Set<number>();
   private sizeValue: ConsoleSize | null = null;
   private readonly control: ControlQueues;
   private readonly toKick = new Set<DriverQueueHandle>();
@@ -210,6 +212,7 @@ export class ConsoleDriver extends EventEmitter implements VirtioDriverOps {
     debug('probe: features 0x%s, multiport %s', session.features.toString(16), this.multiport);
     // A new device: the console is port 0 until CONSOLE_PORT says otherwise.
     this.consoleId = 0;
+    this.namedInSession.clear();
     if (hasFeature(session.features, ConsoleFeature.SIZE)) this.readConfigSize(session);
     if (!this.multiport) {
       this.maxNrPorts = 1;
@@ -237,7 +240,12 @@ export class ConsoleDriver extends EventEmitter implements VirtioDriverOps {
     this.session = null;
     this.control.detach();
     this.toKick.clear();
-    for (const p of this.portMap.values()) p.detach();
+    for (const p of this.portMap.values()) {
+      p.detach();
+      // What the old device said about its host side no longer holds; the next one says its own
+      // (PORT_OPEN after PORT_READY). No 'host-close': the back-end going away is not a close.
+      p.hostOpen = null;
+    }
     if (wasLive) this.emit('lost', reason);
   }
 
@@ -267,12 +275,32 @@ export class ConsoleDriver extends EventEmitter implements VirtioDriverOps {
     return p;
   }
 
-  private attachPort(port: ConsolePort, session: DriverSession): boolean {
+  private attachPort(port: ConsolePort, session: DriverSession, holdTransmit = false): boolean {
     const rx = session.queues[consoleReceiveQueue(port.id)];
     const tx = session.queues[consoleTransmitQueue(port.id)];
     if (rx === undefined || tx === undefined) return false;
-    port.attach(rx, tx, this.multiport ? DEFAULT_MULTIPORT_RX_BUFFER : DEFAULT_RX_BUFFER);
+    port.attach(rx, tx, this.multiport ? DEFAULT_MULTIPORT_RX_BUFFER : DEFAULT_RX_BUFFER, holdTransmit);
     return true;
+  }
+
+  /**
+   * The device named port `old.id` `name` where `old` had another name: a different port has this
+   * id now (a back-end that came back with other ports). The old stream ends as if removed; a new
+   * one takes the id, attached and opened, and is announced.
+   */
+  private replacePort(old: ConsolePort, name: string, session: DriverSession): void {
+    const id = old.id;
+    debug('port %d: named %s by the device, was %s: another port, the old stream ends', id, name, old.portName);
+    this.portMap.delete(id);
+    old.markRemoved();
+    const port = this.newPort(id);
+    this.portMap.set(id, port);
+    port.portName = name;
+    port.isConsole = this.multiport && this.consoleId === id && old.isConsole;
+    if (this.attachPort(port, session)) this.sendControl(encodeConsoleControl(id, ConsoleControlEvent.PORT_OPEN, 1));
+    this.emit('port', port);
+    port.emit('name', name);
+    this.emit('port-name', port);
   }
 
   private readConfigSize(session: DriverSession): void {
@@ -351,6 +379,7 @@ export class ConsoleDriver extends EventEmitter implements VirtioDriverOps {
         if (value !== 1) return;
         port.isConsole = true;
         this.consoleId = id;
+        // VIRTIO 1.2 §5.3.6.2.2: the answer to CONSOLE_PORT MUST be PORT_OPEN(1), whatever the stream's state.
         this.sendControl(encodeConsoleControl(id, ConsoleControlEvent.PORT_OPEN, 1));
         this.emit('console-port', port);
         if (port.size !== null) this.setSize(id, port.size);
@@ -364,7 +393,19 @@ export class ConsoleDriver extends EventEmitter implements VirtioDriverOps {
         return;
       case ConsoleControlEvent.PORT_NAME: {
         const name = decodeConsolePortName(msg);
-        if (name.length === 0 || port.portName === name) return;
+        if (name.length === 0) return;
+        this.namedInSession.add(id);
+        if (port.attached && port.transmitHeld && this.session !== null) {
+          // The answer deviceAdd() waits for: the same port, or another one under its id.
+          if (name !== port.portName) {
+            this.replacePort(port, name, this.session);
+            return;
+          }
+          port.releaseTransmit();
+          if (!port.destroyed) this.sendControl(encodeConsoleControl(id, ConsoleControlEvent.PORT_OPEN, 1));
+          return;
+        }
+        if (port.portName === name) return;
         port.portName = name;
         port.emit('name', name);
         this.emit('port-name', port);
@@ -396,10 +437,17 @@ export class ConsoleDriver extends EventEmitter implements VirtioDriverOps {
       port = this.newPort(id);
       this.portMap.set(id, port);
     }
-    const ok = port.attached || this.attachPort(port, s);
+    // A named port of an earlier session is this device's port `id` only if the device names it
+    // so again (PORT_NAME follows our PORT_READY): until then it transmits nothing and is not
+    // opened, so neither what it kept back nor the device's input crosses to another port that a
+    // back-end started with other ports has put under this id. Port 0 stays the API's anchor.
+    const confirm = !port.attached && id !== 0 && port.portName !== null && !this.namedInSession.has(id);
+    const ok = port.attached || this.attachPort(port, s, confirm);
     this.sendControl(encodeConsoleControl(id, ConsoleControlEvent.PORT_READY, ok ? 1 : 0));
-    // Our side of the port is open as soon as the stream exists (a getty-like consumer).
-    if (ok) this.sendControl(encodeConsoleControl(id, ConsoleControlEvent.PORT_OPEN, 1));
+    // Our side of the port is open as soon as the stream exists (a getty-like consumer) and until
+    // the application destroys it: a destroyed port stays closed in every later session too, or
+    // the device would deliver input nobody can read (Linux: a port nobody opened, PORT_READY only).
+    if (ok && !port.destroyed && !port.transmitHeld) this.sendControl(encodeConsoleControl(id, ConsoleControlEvent.PORT_OPEN, 1));
     if (isNew) this.emit('port', port);
   }
 }

@@ -140,7 +140,7 @@ export class ConsolePort extends Duplex {
   portName: string | null = null;
   /** True once the device marked this the console port (CONSOLE_PORT), or port 0 without MULTIPORT. */
   isConsole = false;
-  /** Device-side open state (PORT_OPEN from the device); null until the device said anything. */
+  /** Device-side open state (PORT_OPEN from the device); null until the current device said anything. */
   hostOpen: boolean | null = null;
   /** Last terminal size seen for this port, or null. */
   size: ConsoleSize | null = null;
@@ -163,6 +163,8 @@ export class ConsolePort extends Duplex {
   private removed = false;
   /** A request of the current session failed: the session is ending, post nothing more on it. */
   private sessionFailing = false;
+  /** Transmit waits for the driver's word that this is still the same port (see attach()). */
+  private txHeld = false;
   /**
    * Receive side gathering (rx queues with `onUsedBatch`): `rxSlab[rxStart, rxEnd)` holds bytes
    * received in the current completion run, not yet pushed.
@@ -210,14 +212,17 @@ export class ConsolePort extends Duplex {
   /**
    * Start serving on a new session's queues (probe, or DEVICE_ADD with MULTIPORT). Installs the
    * queue callbacks, fills the receiveq and re-sends transmit data the last session left.
-   * `defaultRxBufferSize` applies unless the rxBufferSize option was given.
+   * `defaultRxBufferSize` applies unless the rxBufferSize option was given. With `holdTransmit`
+   * nothing is posted on the transmitq until releaseTransmit(): the driver has yet to learn
+   * whether the new device's port with this id is the port this stream was (PORT_NAME).
    */
-  attach(rx: DriverQueueHandle, tx: DriverQueueHandle, defaultRxBufferSize = DEFAULT_RX_BUFFER): void {
+  attach(rx: DriverQueueHandle, tx: DriverQueueHandle, defaultRxBufferSize = DEFAULT_RX_BUFFER, holdTransmit = false): void {
     if (this.removed) return;
     this.rxBufferSize = this.rxBufferOption ?? defaultRxBufferSize;
     this.rx = rx;
     this.tx = tx;
     this.sessionFailing = false;
+    this.txHeld = holdTransmit;
     this.rxReposted = 0;
     // Queues that tell the end of a completion run (the transport's) get their completions
     // handled per run: one push, one refill, one kick. Others (test doubles) per completion.
@@ -247,6 +252,7 @@ export class ConsolePort extends Duplex {
     this.pushGathered();
     this.rx = null;
     this.tx = null;
+    this.txHeld = false; // the next attach decides again
     // Defensive: a transport that skipped onFailed for some request must not make us lose it.
     for (let i = 0; i < this.txq.length; i++) {
       const t = this.txq[i];
@@ -254,6 +260,18 @@ export class ConsolePort extends Duplex {
     }
     debug('port %d: detached, %d tx bytes kept', this.id, this.pendingTransmitBytes);
     this.emit('detach');
+  }
+
+  /** Whether transmission waits for releaseTransmit() (attached with `holdTransmit`). */
+  get transmitHeld(): boolean {
+    return this.txHeld;
+  }
+
+  /** The device confirmed the port: post what waits. */
+  releaseTransmit(): void {
+    if (!this.txHeld) return;
+    this.txHeld = false;
+    this.service();
   }
 
   /** Retry whatever waits for ring space or shared memory (called after any completion). */
@@ -429,7 +447,7 @@ export class ConsolePort extends Duplex {
   private pumpTransmit(kickNow = false): void {
     // A queue whose session is ending (its acknowledged completions are being delivered, §4.10)
     // takes nothing: do not post, and above all do not split pieces for it.
-    const tx = this.sessionFailing || this.tx?.live === false ? null : this.tx;
+    const tx = this.sessionFailing || this.txHeld || this.tx?.live === false ? null : this.tx;
     if (tx !== null) {
       let added = 0;
       // No `inFlight < size` shortcut: a refused add() is how the transport learns that a
