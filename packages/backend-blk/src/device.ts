@@ -53,7 +53,7 @@ export interface BlockDeviceOptions {
   serial?: string;
   /**
    * 'writeback' (default): writes complete when written, FLUSH syncs; 'writethrough': after
-   * fdatasync. A driver that does not negotiate FLUSH always gets writethrough (§5.2.6.2).
+   * fdatasync. A driver that does not negotiate FLUSH always gets writethrough (VIRTIO 1.2 §5.2.6.2).
    */
   cache?: CacheMode;
   /** Logical block size (BLK_SIZE): power of two 512…65536. Default 512. */
