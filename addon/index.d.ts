@@ -91,7 +91,9 @@ export interface Binding {
   /**
    * mmap(NULL, length, prot, MAP_SHARED, fd, offset) as an external ArrayBuffer. `offset` must be
    * page-aligned. The mapping is unmapped when the ArrayBuffer is collected, unless munmap() was
-   * called first. Never maps past what the caller asked for.
+   * called first. Never maps past what the caller asked for. A `length` above what this Node.js
+   * can hold in one ArrayBuffer (`buffer.constants.MAX_LENGTH`, 4 GiB on Node 20) throws a
+   * RangeError (code ERR_BUFFER_TOO_LARGE) and leaves nothing mapped.
    */
   mmap(fd: number, offset: number, length: number, prot: number): ArrayBuffer;
   /** mprotect() a page-aligned sub-range [offset, offset + length) of a buffer from mmap(). */
