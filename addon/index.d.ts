@@ -122,7 +122,7 @@ export interface Binding {
   /**
    * poll(fd, timeout 0): which of `events` (POLL_* bits) are ready right now. POLL_DISCONNECT is
    * the peer's hang-up (POLLRDHUP) and is also set for POLLHUP/POLLERR whether asked or not.
-   * Does not need or disturb a watcher. A closed fd throws EBADF.
+   * Does not need or disturb a watcher. A closed or negative fd throws EBADF.
    */
   pollNow(fd: number, events: number): number;
 

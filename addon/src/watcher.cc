@@ -314,6 +314,11 @@ Napi::Value PollNow(const Napi::CallbackInfo& info) {
   if (!ArgFd(info, 0, "pollNow", &fd) || !ArgInt(info, 1, "pollNow", "events", 0, 255, &events)) {
     return env.Undefined();
   }
+  // poll(2) skips a negative fd (revents 0), which would read as "nothing ready yet".
+  if (fd < 0) {
+    ThrowErrno(env, EBADF, "poll");
+    return env.Undefined();
+  }
   pollfd p{};
   p.fd = fd;
   if (events & UV_READABLE) p.events |= POLLIN;

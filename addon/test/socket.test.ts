@@ -143,6 +143,12 @@ describe('addon: UNIX sockets', () => {
     expect(() => binding.pollNow(a, -1)).to.throw(RangeError);
   });
 
+  it('pollNow on a negative fd throws EBADF (poll(2) would skip it and report nothing ready)', () => {
+    // A caller holding -1 for "no fd" must not read "not ready yet" and wait for ever.
+    expectSyscallError(() => binding.pollNow(-1, binding.POLL_READABLE), 'EBADF', 9, 'poll');
+    expectSyscallError(() => binding.pollNow(-2147483648, binding.POLL_WRITABLE), 'EBADF', 9, 'poll');
+  });
+
   it('socketListen creates the socket file with the mode; accept/connect; peerCred', () => {
     const path = join(dir, 'ctl.sock');
     const [l] = track(binding.socketListen(path, 0o600, 10));
