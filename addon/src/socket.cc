@@ -182,9 +182,6 @@ Napi::Value SendMsg(const Napi::CallbackInfo& info) {
     ThrowTypeError(env, "sendMsg: data must be a Uint8Array or Buffer");
     return env.Undefined();
   }
-  Napi::TypedArray ta = info[1].As<Napi::TypedArray>();
-  uint8_t* data = static_cast<uint8_t*>(ta.ArrayBuffer().Data()) + ta.ByteOffset();
-  size_t len = ta.ByteLength();
   if (!info[2].IsArray()) {
     ThrowTypeError(env, "sendMsg: fds must be an array of fds");
     return env.Undefined();
@@ -205,6 +202,11 @@ Napi::Value SendMsg(const Napi::CallbackInfo& info) {
     }
     fds[i] = static_cast<int>(d);
   }
+  // Only now, after the getters above could run JS (and detach `data`), take its bytes
+  // (Napi::TypedArray caches the length when constructed).
+  Napi::TypedArray ta = info[1].As<Napi::TypedArray>();
+  uint8_t* data = static_cast<uint8_t*>(ta.ArrayBuffer().Data()) + ta.ByteOffset();
+  size_t len = ta.ByteLength();
   // On a stream socket, fds ride on the first byte; with no bytes Linux would silently drop them.
   if (nfds > 0 && len == 0) {
     ThrowRangeError(env, "sendMsg: data must not be empty when fds are passed");

@@ -222,6 +222,24 @@ describe('addon: UNIX sockets', () => {
     expect(binding.recvMsg(b, 1, 0)).to.equal(null);
   });
 
+  it('sendMsg never sends from a data buffer transferred away while the fds are read', () => {
+    // The fds array's getters run JS in the middle of the call; data detached there is empty
+    // (so fds cannot go: RangeError), never bytes read through a pointer taken before.
+    const [x, y] = pair();
+    const data = new Uint8Array(8).fill(0x61);
+    const fds: number[] = [];
+    Object.defineProperty(fds, 0, {
+      enumerable: true,
+      get() {
+        const moved = structuredClone(data.buffer, { transfer: [data.buffer] });
+        new Uint8Array(moved).fill(0x62);
+        return x;
+      },
+    });
+    expect(() => binding.sendMsg(x, data, fds)).to.throw(RangeError, /must not be empty/);
+    expect(binding.recvMsg(y, 16, 2)).to.equal(null); // nothing was sent
+  });
+
   it('rejects bad arguments and closed fds without crashing', () => {
     const b = binding as unknown as Record<string, (...args: unknown[]) => unknown>;
     const [x] = pair();
