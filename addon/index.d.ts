@@ -155,7 +155,8 @@ export interface Binding {
    * Blocking connect(path); the returned fd is non-blocking and CLOEXEC. Completes as soon as
    * the listener's backlog has room (the listener need not accept), so connecting to a listener
    * in the same process is fine unless its backlog is full. With `noWait` true the connect never
-   * blocks: a full backlog (EAGAIN) returns -1 — retry later.
+   * blocks: a full backlog (EAGAIN) returns -1 — retry later. `noWait` other than a boolean or
+   * undefined throws a TypeError (it is never guessed to mean "block").
    */
   socketConnect(path: string, noWait?: boolean): number;
   /** socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC). */

@@ -117,7 +117,12 @@ Napi::Value SocketConnect(const Napi::CallbackInfo& info) {
   if (!MakeAddr(env, path, "connect", &addr)) return env.Undefined();
   // Optional second argument: never block. A UNIX stream connect only blocks while the
   // listener's backlog is full; non-blocking, that case is EAGAIN and reported as -1.
-  bool noWait = info.Length() > 1 && info[1].IsBoolean() && info[1].As<Napi::Boolean>().Value();
+  // Anything else is refused: a truthy non-boolean read as "false" would block the thread.
+  bool noWait = false;
+  if (info.Length() > 1 && !info[1].IsUndefined() &&
+      !ArgBool(info, 1, "socketConnect", "noWait", &noWait)) {
+    return env.Undefined();
+  }
   int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | (noWait ? SOCK_NONBLOCK : 0), 0);
   if (fd < 0) {
     ThrowErrno(env, errno, "socket");

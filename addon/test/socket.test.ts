@@ -199,6 +199,25 @@ describe('addon: UNIX sockets', () => {
     expect(out.again).to.be.at.least(0);
   });
 
+  it('socketConnect: a noWait that is not a boolean is a TypeError, not a (possibly blocking) connect', () => {
+    const path = join(dir, 'nowait-type.sock');
+    const l = binding.socketListen(path, 0o600, 4);
+    const b = binding as unknown as Record<string, (...args: unknown[]) => unknown>;
+    try {
+      for (const bad of [1, 'yes', {}, null]) {
+        let fd: unknown;
+        expect(() => (fd = b.socketConnect(path, bad)), String(bad)).to.throw(TypeError, /noWait/);
+        if (typeof fd === 'number' && fd >= 0) binding.close(fd);
+      }
+      expect(binding.socketAccept(l)).to.equal(-1); // no connection was made
+      const c = b.socketConnect(path, undefined) as number; // omitted: a blocking connect
+      expect(c).to.be.at.least(0);
+      binding.close(c);
+    } finally {
+      binding.close(l);
+    }
+  });
+
   it('socketListen honours modes the umask would strip', () => {
     const path = join(dir, 'wide.sock');
     track(binding.socketListen(path, 0o666, 1));
