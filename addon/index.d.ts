@@ -140,6 +140,8 @@ export interface Binding {
    * storage, so nothing is left running when it returns. Returns the bytes read: short (down to
    * 0) where the cache ends or at end of file; -1 when the file system or kernel cannot read
    * without waiting (EOPNOTSUPP / ENOSYS: stop asking). Other errors throw (EBADF, EIO, …).
+   * Not for O_DIRECT fds: there RWF_NOWAIT only avoids waiting for locks and allocation, the
+   * read itself still goes to the device, straight into `views`.
    */
   preadCached(fd: number, views: readonly Uint8Array[], length: number, position: number): number;
 

@@ -63,6 +63,18 @@ describe('addon: preadCached (preadv2 RWF_NOWAIT)', () => {
     expect([...new Uint8Array(moved!)]).to.deep.equal(new Array(16).fill(0));
   });
 
+  it('returns -1 (stop asking) where the file system cannot read without waiting: procfs', () => {
+    // procfs files do not support RWF_NOWAIT: preadv2 fails with EOPNOTSUPP, reported as -1.
+    const p = openSync('/proc/self/status', 'r');
+    try {
+      const u = new Uint8Array(64).fill(7);
+      expect(binding.preadCached(p, [u], 64, 0)).to.equal(-1);
+      expect([...u]).to.deep.equal(new Array(64).fill(7));
+    } finally {
+      closeSync(p);
+    }
+  });
+
   it('checks its arguments before reading, and throws syscall errors', () => {
     const a = new Uint8Array(16).fill(7);
     expect(() => binding.preadCached(fd, [a, new Uint16Array(4) as unknown as Uint8Array], 32, 0)).to.throw(TypeError, /views\[1\]/);
