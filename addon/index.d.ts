@@ -116,7 +116,8 @@ export interface Binding {
    * A uv_poll watcher on `fd` (any pollable fd: eventfd, socket). Created stopped. libuv puts
    * the fd into O_NONBLOCK mode. One open watcher per fd: another createWatcher on the same fd
    * throws EEXIST until the first is closed. Close the watcher before closing the fd (start()
-   * on a closed fd throws EBADF). Regular files throw EPERM.
+   * on a closed fd throws EBADF, and so does start() on an fd number reused since for another
+   * file — except one eventfd for another, which all share one inode). Regular files throw EPERM.
    */
   createWatcher(fd: number, callback: WatchCallback): FdWatcher;
   /**
