@@ -91,7 +91,9 @@ export interface Binding {
   /**
    * mmap(NULL, length, prot, MAP_SHARED, fd, offset) as an external ArrayBuffer. `offset` must be
    * page-aligned. The mapping is unmapped when the ArrayBuffer is collected, unless munmap() was
-   * called first. Never maps past what the caller asked for.
+   * called first. Never maps past what the caller asked for. A `length` above what this Node.js
+   * can hold in one ArrayBuffer (`buffer.constants.MAX_LENGTH`, 4 GiB on Node 20) throws a
+   * RangeError (code ERR_BUFFER_TOO_LARGE) and leaves nothing mapped.
    */
   mmap(fd: number, offset: number, length: number, prot: number): ArrayBuffer;
   /** mprotect() a page-aligned sub-range [offset, offset + length) of a buffer from mmap(). */
@@ -114,13 +116,14 @@ export interface Binding {
    * A uv_poll watcher on `fd` (any pollable fd: eventfd, socket). Created stopped. libuv puts
    * the fd into O_NONBLOCK mode. One open watcher per fd: another createWatcher on the same fd
    * throws EEXIST until the first is closed. Close the watcher before closing the fd (start()
-   * on a closed fd throws EBADF). Regular files throw EPERM.
+   * on a closed fd throws EBADF, and so does start() on an fd number reused since for another
+   * file — except one eventfd for another, which all share one inode). Regular files throw EPERM.
    */
   createWatcher(fd: number, callback: WatchCallback): FdWatcher;
   /**
    * poll(fd, timeout 0): which of `events` (POLL_* bits) are ready right now. POLL_DISCONNECT is
    * the peer's hang-up (POLLRDHUP) and is also set for POLLHUP/POLLERR whether asked or not.
-   * Does not need or disturb a watcher. A closed fd throws EBADF.
+   * Does not need or disturb a watcher. A closed or negative fd throws EBADF.
    */
   pollNow(fd: number, events: number): number;
 
@@ -138,6 +141,8 @@ export interface Binding {
    * storage, so nothing is left running when it returns. Returns the bytes read: short (down to
    * 0) where the cache ends or at end of file; -1 when the file system or kernel cannot read
    * without waiting (EOPNOTSUPP / ENOSYS: stop asking). Other errors throw (EBADF, EIO, …).
+   * Not for O_DIRECT fds: there RWF_NOWAIT only avoids waiting for locks and allocation, the
+   * read itself still goes to the device, straight into `views`.
    */
   preadCached(fd: number, views: readonly Uint8Array[], length: number, position: number): number;
 
@@ -153,7 +158,8 @@ export interface Binding {
    * Blocking connect(path); the returned fd is non-blocking and CLOEXEC. Completes as soon as
    * the listener's backlog has room (the listener need not accept), so connecting to a listener
    * in the same process is fine unless its backlog is full. With `noWait` true the connect never
-   * blocks: a full backlog (EAGAIN) returns -1 — retry later.
+   * blocks: a full backlog (EAGAIN) returns -1 — retry later. `noWait` other than a boolean or
+   * undefined throws a TypeError (it is never guessed to mean "block").
    */
   socketConnect(path: string, noWait?: boolean): number;
   /** socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC). */

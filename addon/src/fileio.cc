@@ -37,9 +37,11 @@ Napi::Value PreadCached(const Napi::CallbackInfo& info) {
   }
   Napi::Array views = info[1].As<Napi::Array>();
   uint32_t count = views.Length();
-  std::vector<iovec> iov;
-  iov.reserve(count < IOV_MAX ? count : IOV_MAX);
-  int64_t left = length;
+  // Two passes: the first fetches and checks every entry (a getter may run JS, and may detach
+  // a buffer seen earlier); the second takes pointers and lengths, with no JS in between.
+  // (Napi::Uint8Array caches both when constructed, so only plain values are kept here.)
+  std::vector<Napi::Value> arrays;
+  arrays.reserve(count);
   for (uint32_t i = 0; i < count; i++) {
     Napi::Value v = views.Get(i);
     if (env.IsExceptionPending()) return env.Undefined();  // a getter that threw
@@ -48,7 +50,13 @@ Napi::Value PreadCached(const Napi::CallbackInfo& info) {
       return env.Undefined();
     }
     // Checked in full before any read, so a bad entry never leaves a partial read behind.
-    if (left == 0 || iov.size() == IOV_MAX) continue;
+    arrays.push_back(v);
+  }
+  std::vector<iovec> iov;
+  iov.reserve(count < IOV_MAX ? count : IOV_MAX);
+  int64_t left = length;
+  for (const Napi::Value& v : arrays) {
+    if (left == 0 || iov.size() == IOV_MAX) break;
     Napi::Uint8Array u = v.As<Napi::Uint8Array>();
     size_t len = u.ByteLength();
     if (static_cast<int64_t>(len) > left) len = static_cast<size_t>(left);

@@ -7,6 +7,10 @@
 //  - the ArrayBuffer's finalizer (GC, or environment teardown): munmap only if munmap() has not
 //    already done it, then free the record. Node may run this finalizer synchronously inside the
 //    detach or later from an immediate, so munmap() does not touch the record after detaching.
+//  - a failed napi_create_external_arraybuffer (e.g. a length above what this Node.js can hold
+//    in an ArrayBuffer): Node runs the finalizer itself, synchronously inside the failing call
+//    or, in some versions, later from an immediate, or not at all. While `creating` the
+//    finalizer unmaps but leaves the record to mmap(), which then knows what already happened.
 // The registry is process-wide (worker threads share the address space), hence the mutex.
 #include <sys/mman.h>
 #include <unistd.h>
@@ -26,7 +30,9 @@ namespace {
 struct Mapping {
   void* addr;
   size_t len;
-  bool unmapped;  // guarded by g_mutex
+  bool unmapped;   // guarded by g_mutex
+  bool creating;   // guarded by g_mutex: mmap() still owns the record
+  bool finalized;  // guarded by g_mutex: the finalizer ran while `creating`
 };
 
 std::mutex g_mutex;
@@ -40,6 +46,7 @@ size_t PageSize() {
 void FinalizeMapping(napi_env /*env*/, void* /*data*/, void* hint) {
   Mapping* m = static_cast<Mapping*>(hint);
   bool doUnmap;
+  bool owned;
   {
     std::lock_guard<std::mutex> lock(g_mutex);
     doUnmap = !m->unmapped;
@@ -48,9 +55,11 @@ void FinalizeMapping(napi_env /*env*/, void* /*data*/, void* hint) {
       auto it = g_mappings.find(reinterpret_cast<uintptr_t>(m->addr));
       if (it != g_mappings.end() && it->second == m) g_mappings.erase(it);
     }
+    owned = !m->creating;
+    m->finalized = true;
   }
   if (doUnmap) munmap(m->addr, m->len);
-  delete m;
+  if (owned) delete m;
 }
 
 // Looks up the registered mapping behind `buf` (argument `i`). Returns false after throwing:
@@ -78,6 +87,35 @@ bool ArgMapping(const Napi::CallbackInfo& info, size_t i, const char* fn, const 
   return true;
 }
 
+// napi could not wrap a fresh mapping in an ArrayBuffer. Node usually left an exception
+// (ERR_BUFFER_TOO_LARGE for lengths above buffer.constants.MAX_LENGTH); rethrow it under mmap's
+// name — a RangeError when the length was the problem — with its code and the original as
+// `cause`.
+void ThrowWrapFailure(Napi::Env env, int64_t length) {
+  std::string msg =
+      "mmap: cannot wrap " + std::to_string(length) + " bytes in an ArrayBuffer in this Node.js";
+  bool range = false;
+  Napi::Value cause, code;
+  if (env.IsExceptionPending()) {
+    Napi::Error orig = env.GetAndClearPendingException();
+    cause = orig.Value();
+    if (cause.IsObject()) {
+      Napi::Object o = cause.As<Napi::Object>();
+      Napi::Value name = o.Get("name");
+      Napi::Value message = o.Get("message");
+      code = o.Get("code");
+      // Node 20 reports the length limit as a plain Error with code ERR_BUFFER_TOO_LARGE.
+      range = (name.IsString() && name.As<Napi::String>().Utf8Value() == "RangeError") ||
+              (code.IsString() && code.As<Napi::String>().Utf8Value() == "ERR_BUFFER_TOO_LARGE");
+      if (message.IsString()) msg += " (" + message.As<Napi::String>().Utf8Value() + ")";
+    }
+  }
+  Napi::Error e = range ? Napi::RangeError::New(env, msg) : Napi::Error::New(env, msg);
+  if (!cause.IsEmpty()) e.Value().Set("cause", cause);
+  if (!code.IsEmpty() && code.IsString()) e.Value().Set("code", code);
+  e.ThrowAsJavaScriptException();
+}
+
 Napi::Value Mmap(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int fd;
@@ -98,27 +136,34 @@ Napi::Value Mmap(const Napi::CallbackInfo& info) {
     ThrowErrno(env, errno, "mmap");
     return env.Undefined();
   }
-  Mapping* m = new Mapping{addr, static_cast<size_t>(length), false};
+  const size_t len = static_cast<size_t>(length);
+  Mapping* m = new Mapping{addr, len, false, true, false};
   {
     std::lock_guard<std::mutex> lock(g_mutex);
     g_mappings[reinterpret_cast<uintptr_t>(addr)] = m;
   }
   napi_value ab;
-  napi_status st = napi_create_external_arraybuffer(env, addr, m->len, FinalizeMapping, m, &ab);
-  if (st != napi_ok) {
-    {
-      std::lock_guard<std::mutex> lock(g_mutex);
-      g_mappings.erase(reinterpret_cast<uintptr_t>(addr));
+  napi_status st = napi_create_external_arraybuffer(env, addr, len, FinalizeMapping, m, &ab);
+  bool doUnmap = false;
+  bool finalized;
+  {
+    std::lock_guard<std::mutex> lock(g_mutex);
+    m->creating = false;
+    finalized = m->finalized;
+    if (st != napi_ok && !m->unmapped) {
+      m->unmapped = true;
+      auto it = g_mappings.find(reinterpret_cast<uintptr_t>(addr));
+      if (it != g_mappings.end() && it->second == m) g_mappings.erase(it);
+      doUnmap = true;
     }
-    munmap(addr, m->len);
-    delete m;
-    if (!env.IsExceptionPending()) {
-      Napi::Error::New(env, "mmap: napi_create_external_arraybuffer failed")
-          .ThrowAsJavaScriptException();
-    }
-    return env.Undefined();
   }
-  return Napi::Value(env, ab);
+  if (st == napi_ok) return Napi::Value(env, ab);
+  // From here `m` may only be freed if its finalizer already ran; otherwise a finalizer Node
+  // deferred will free it (if Node never calls it, the small record leaks; the mapping does not).
+  if (doUnmap) munmap(addr, len);
+  if (finalized) delete m;
+  ThrowWrapFailure(env, length);
+  return env.Undefined();
 }
 
 Napi::Value Mprotect(const Napi::CallbackInfo& info) {

@@ -117,7 +117,12 @@ Napi::Value SocketConnect(const Napi::CallbackInfo& info) {
   if (!MakeAddr(env, path, "connect", &addr)) return env.Undefined();
   // Optional second argument: never block. A UNIX stream connect only blocks while the
   // listener's backlog is full; non-blocking, that case is EAGAIN and reported as -1.
-  bool noWait = info.Length() > 1 && info[1].IsBoolean() && info[1].As<Napi::Boolean>().Value();
+  // Anything else is refused: a truthy non-boolean read as "false" would block the thread.
+  bool noWait = false;
+  if (info.Length() > 1 && !info[1].IsUndefined() &&
+      !ArgBool(info, 1, "socketConnect", "noWait", &noWait)) {
+    return env.Undefined();
+  }
   int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | (noWait ? SOCK_NONBLOCK : 0), 0);
   if (fd < 0) {
     ThrowErrno(env, errno, "socket");
@@ -182,9 +187,6 @@ Napi::Value SendMsg(const Napi::CallbackInfo& info) {
     ThrowTypeError(env, "sendMsg: data must be a Uint8Array or Buffer");
     return env.Undefined();
   }
-  Napi::TypedArray ta = info[1].As<Napi::TypedArray>();
-  uint8_t* data = static_cast<uint8_t*>(ta.ArrayBuffer().Data()) + ta.ByteOffset();
-  size_t len = ta.ByteLength();
   if (!info[2].IsArray()) {
     ThrowTypeError(env, "sendMsg: fds must be an array of fds");
     return env.Undefined();
@@ -205,6 +207,11 @@ Napi::Value SendMsg(const Napi::CallbackInfo& info) {
     }
     fds[i] = static_cast<int>(d);
   }
+  // Only now, after the getters above could run JS (and detach `data`), take its bytes
+  // (Napi::TypedArray caches the length when constructed).
+  Napi::TypedArray ta = info[1].As<Napi::TypedArray>();
+  uint8_t* data = static_cast<uint8_t*>(ta.ArrayBuffer().Data()) + ta.ByteOffset();
+  size_t len = ta.ByteLength();
   // On a stream socket, fds ride on the first byte; with no bytes Linux would silently drop them.
   if (nfds > 0 && len == 0) {
     ThrowRangeError(env, "sendMsg: data must not be empty when fds are passed");

@@ -20,6 +20,7 @@
 // second gets EEXIST). Close the watcher before closing its fd.
 #include <fcntl.h>
 #include <poll.h>
+#include <sys/stat.h>
 #include <uv.h>
 
 #include <cerrno>
@@ -119,6 +120,12 @@ class Watcher : public Napi::ObjectWrap<Watcher> {
       Napi::Error::New(env, "createWatcher: no usable event loop").ThrowAsJavaScriptException();
       return;
     }
+    // The file behind the fd, so start() can tell when the number now means another file.
+    struct stat st;
+    if (fstat(fd, &st) < 0) {
+      ThrowErrno(env, errno, "uv_poll_init");
+      return;
+    }
     if (!ClaimFd(loop, fd)) {
       ThrowErrno(env, EEXIST, "uv_poll_init");
       return;
@@ -139,6 +146,8 @@ class Watcher : public Napi::ObjectWrap<Watcher> {
     envw->live.insert(ph);
     handle_ = ph;
     fd_ = fd;
+    dev_ = st.st_dev;
+    ino_ = st.st_ino;
     callback_ = Napi::Persistent(info[1].As<Napi::Function>());
     async_ = std::make_unique<Napi::AsyncContext>(env, "vshm:FdWatcher", Napi::Object::New(env));
   }
@@ -210,9 +219,17 @@ class Watcher : public Napi::ObjectWrap<Watcher> {
       ThrowErrno(env, EBADF, "uv_poll_start");
       return;
     }
-    // libuv aborts the process if epoll_ctl fails on a closed fd, so refuse that here.
-    if (fcntl(fd_, F_GETFD) < 0) {
+    // libuv aborts the process if epoll_ctl fails: on a closed fd, or on one closed and reused
+    // (fd numbers are reused lowest-first) for a file epoll refuses, such as a regular file.
+    // Refuse both here. Eventfds share one anonymous inode, so one eventfd reused for another
+    // still passes; that one is pollable and does not abort.
+    struct stat st;
+    if (fstat(fd_, &st) < 0) {
       ThrowErrno(env, errno, "uv_poll_start");
+      return;
+    }
+    if (st.st_dev != dev_ || st.st_ino != ino_) {
+      ThrowErrno(env, EBADF, "uv_poll_start");
       return;
     }
     int r = uv_poll_start(&handle_->poll, static_cast<int>(events), OnPoll);
@@ -248,6 +265,8 @@ class Watcher : public Napi::ObjectWrap<Watcher> {
   }
 
   int fd_ = -1;
+  dev_t dev_ = 0;  // identity of the file the watcher was created for
+  ino_t ino_ = 0;
   PollHandle* handle_ = nullptr;
   Napi::FunctionReference callback_;
   std::unique_ptr<Napi::AsyncContext> async_;
@@ -312,6 +331,11 @@ Napi::Value PollNow(const Napi::CallbackInfo& info) {
   int fd;
   int64_t events;
   if (!ArgFd(info, 0, "pollNow", &fd) || !ArgInt(info, 1, "pollNow", "events", 0, 255, &events)) {
+    return env.Undefined();
+  }
+  // poll(2) skips a negative fd (revents 0), which would read as "nothing ready yet".
+  if (fd < 0) {
+    ThrowErrno(env, EBADF, "poll");
     return env.Undefined();
   }
   pollfd p{};

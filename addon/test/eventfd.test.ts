@@ -1,7 +1,8 @@
 import { expect } from 'chai';
 import binding from '@vshm/addon';
 import type { FdWatcher } from '@vshm/addon';
-import { expectSyscallError } from './helpers.js';
+import { fileURLToPath } from 'node:url';
+import { expectSyscallError, runChild } from './helpers.js';
 
 describe('addon: eventfd', () => {
   const fds: number[] = [];
@@ -177,6 +178,36 @@ describe('addon: FdWatcher', () => {
       binding.eventfdWrite(fd, 2);
     });
     expect(got).to.equal(2);
+  });
+
+  it('start() on an fd closed behind its back and reused for another file throws EBADF instead of aborting', async () => {
+    // fd numbers are reused lowest-first, so "closed" usually means "now something else": a
+    // regular file there made libuv's epoll_ctl fail with EPERM, which aborts the process.
+    const r = await runChild(`
+      import { openSync, closeSync } from 'node:fs';
+      const out = [];
+      const fd = binding.eventfd(0, true);
+      const w = binding.createWatcher(fd, () => {});
+      binding.close(fd);
+      const f = openSync(${JSON.stringify(fileURLToPath(import.meta.url))}, 'r');
+      out.push(f === fd ? 'reused' : 'not reused');
+      try { w.start(binding.POLL_READABLE); out.push('started'); } catch (e) { out.push(e.code + ' ' + e.syscall); }
+      // Two loop turns: by the second poll phase libuv has applied what start() asked for.
+      for (let i = 0; i < 2; i++) await new Promise((r) => setImmediate(r));
+      w.close();
+      closeSync(f);
+      const [s1, s2] = binding.socketPair();
+      const w2 = binding.createWatcher(s1, () => {});
+      w2.start(binding.POLL_READABLE);
+      binding.close(s1);
+      const [t1, t2] = binding.socketPair(); // another socket under the same number
+      out.push(t1 === s1 ? 'reused' : 'not reused');
+      try { w2.start(binding.POLL_READABLE | binding.POLL_WRITABLE); out.push('started'); } catch (e) { out.push(e.code + ' ' + e.syscall); }
+      w2.close();
+      setImmediate(() => console.log(JSON.stringify(out)));
+    `);
+    expect(r.code, `signal ${r.signal}; ${r.stderr}`).to.equal(0);
+    expect(JSON.parse(r.stdout)).to.deep.equal(['reused', 'EBADF uv_poll_start', 'reused', 'EBADF uv_poll_start']);
   });
 
   it('start() on an fd closed behind its back throws EBADF instead of aborting', () => {

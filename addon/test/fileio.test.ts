@@ -44,6 +44,37 @@ describe('addon: preadCached (preadv2 RWF_NOWAIT)', () => {
     expect(binding.preadCached(fd, [shared], 0, 0)).to.equal(0);
   });
 
+  it('a view whose buffer is transferred away while the views are read is not written', function () {
+    // The array's getters run JS in the middle of the call; a buffer detached there must count
+    // as empty, not be written through a pointer taken before (that memory is no longer the view's).
+    const victim = new Uint8Array(16);
+    let moved: ArrayBuffer | undefined;
+    const views: Uint8Array[] = [victim, new Uint8Array(0)];
+    Object.defineProperty(views, 1, {
+      get() {
+        moved = structuredClone(victim.buffer, { transfer: [victim.buffer] });
+        return new Uint8Array(16);
+      },
+    });
+    const n = binding.preadCached(fd, views, 32, 0);
+    if (n === -1) this.skip();
+    expect(victim.length).to.equal(0);
+    expect(n).to.equal(16); // only the second view
+    expect([...new Uint8Array(moved!)]).to.deep.equal(new Array(16).fill(0));
+  });
+
+  it('returns -1 (stop asking) where the file system cannot read without waiting: procfs', () => {
+    // procfs files do not support RWF_NOWAIT: preadv2 fails with EOPNOTSUPP, reported as -1.
+    const p = openSync('/proc/self/status', 'r');
+    try {
+      const u = new Uint8Array(64).fill(7);
+      expect(binding.preadCached(p, [u], 64, 0)).to.equal(-1);
+      expect([...u]).to.deep.equal(new Array(64).fill(7));
+    } finally {
+      closeSync(p);
+    }
+  });
+
   it('checks its arguments before reading, and throws syscall errors', () => {
     const a = new Uint8Array(16).fill(7);
     expect(() => binding.preadCached(fd, [a, new Uint16Array(4) as unknown as Uint8Array], 32, 0)).to.throw(TypeError, /views\[1\]/);

@@ -132,6 +132,41 @@ describe('addon: mmap', () => {
     expect(value).to.equal(9);
   });
 
+  it('a mapping longer than an ArrayBuffer can be throws RangeError, unmapped, and the process lives on', async function () {
+    // A server may size the memory above what this Node.js can wrap in one ArrayBuffer
+    // (buffer.constants.MAX_LENGTH, 4 GiB on Node 20); Node then runs the buffer's finalizer
+    // inside the failing create call. Where the limit is beyond what mmap could reserve, skip.
+    const { constants } = await import('node:buffer');
+    const size = constants.MAX_LENGTH + PAGE;
+    if (size > 2 ** 44) this.skip();
+    const r = await runChild(
+      `
+      import { readFileSync } from 'node:fs';
+      const count = () => readFileSync('/proc/self/maps', 'utf8').split('\\n')
+        .filter((l) => l.includes('memfd:vshm-huge')).length;
+      const fd = binding.memfdCreate('vshm-huge', true);
+      binding.ftruncate(fd, ${size});
+      const out = [];
+      for (let i = 0; i < 3; i++) {
+        try {
+          binding.mmap(fd, 0, ${size}, binding.PROT_READ | binding.PROT_WRITE);
+          out.push('mapped');
+        } catch (e) {
+          out.push(e.constructor.name + ':' + /^mmap: /.test(e.message));
+        }
+      }
+      const small = new Uint8Array(binding.mmap(fd, 0, binding.PAGE_SIZE, binding.PROT_READ | binding.PROT_WRITE));
+      small[0] = 5;
+      console.log(JSON.stringify({ out, maps: count(), value: small[0] }));
+      `,
+    );
+    expect(r.code, `signal ${r.signal}; ${r.stderr}`).to.equal(0);
+    const { out, maps, value } = JSON.parse(r.stdout) as { out: string[]; maps: number; value: number };
+    expect(out).to.deep.equal(['RangeError:true', 'RangeError:true', 'RangeError:true']);
+    expect(maps, 'the failed mappings were released').to.equal(1);
+    expect(value).to.equal(5);
+  });
+
   describe('faults (in a child process)', () => {
     const isFault = (signal: string | null): boolean => signal === 'SIGSEGV' || signal === 'SIGBUS';
 

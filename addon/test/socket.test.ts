@@ -143,6 +143,12 @@ describe('addon: UNIX sockets', () => {
     expect(() => binding.pollNow(a, -1)).to.throw(RangeError);
   });
 
+  it('pollNow on a negative fd throws EBADF (poll(2) would skip it and report nothing ready)', () => {
+    // A caller holding -1 for "no fd" must not read "not ready yet" and wait for ever.
+    expectSyscallError(() => binding.pollNow(-1, binding.POLL_READABLE), 'EBADF', 9, 'poll');
+    expectSyscallError(() => binding.pollNow(-2147483648, binding.POLL_WRITABLE), 'EBADF', 9, 'poll');
+  });
+
   it('socketListen creates the socket file with the mode; accept/connect; peerCred', () => {
     const path = join(dir, 'ctl.sock');
     const [l] = track(binding.socketListen(path, 0o600, 10));
@@ -193,6 +199,25 @@ describe('addon: UNIX sockets', () => {
     expect(out.again).to.be.at.least(0);
   });
 
+  it('socketConnect: a noWait that is not a boolean is a TypeError, not a (possibly blocking) connect', () => {
+    const path = join(dir, 'nowait-type.sock');
+    const l = binding.socketListen(path, 0o600, 4);
+    const b = binding as unknown as Record<string, (...args: unknown[]) => unknown>;
+    try {
+      for (const bad of [1, 'yes', {}, null]) {
+        let fd: unknown;
+        expect(() => (fd = b.socketConnect(path, bad)), String(bad)).to.throw(TypeError, /noWait/);
+        if (typeof fd === 'number' && fd >= 0) binding.close(fd);
+      }
+      expect(binding.socketAccept(l)).to.equal(-1); // no connection was made
+      const c = b.socketConnect(path, undefined) as number; // omitted: a blocking connect
+      expect(c).to.be.at.least(0);
+      binding.close(c);
+    } finally {
+      binding.close(l);
+    }
+  });
+
   it('socketListen honours modes the umask would strip', () => {
     const path = join(dir, 'wide.sock');
     track(binding.socketListen(path, 0o666, 1));
@@ -214,6 +239,24 @@ describe('addon: UNIX sockets', () => {
     expect(recv(b, 1, 0).bytes.toString()).to.equal('z');
     binding.setNonBlocking(b, true);
     expect(binding.recvMsg(b, 1, 0)).to.equal(null);
+  });
+
+  it('sendMsg never sends from a data buffer transferred away while the fds are read', () => {
+    // The fds array's getters run JS in the middle of the call; data detached there is empty
+    // (so fds cannot go: RangeError), never bytes read through a pointer taken before.
+    const [x, y] = pair();
+    const data = new Uint8Array(8).fill(0x61);
+    const fds: number[] = [];
+    Object.defineProperty(fds, 0, {
+      enumerable: true,
+      get() {
+        const moved = structuredClone(data.buffer, { transfer: [data.buffer] });
+        new Uint8Array(moved).fill(0x62);
+        return x;
+      },
+    });
+    expect(() => binding.sendMsg(x, data, fds)).to.throw(RangeError, /must not be empty/);
+    expect(binding.recvMsg(y, 16, 2)).to.equal(null); // nothing was sent
   });
 
   it('rejects bad arguments and closed fds without crashing', () => {
