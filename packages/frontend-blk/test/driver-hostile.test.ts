@@ -1,0 +1,234 @@
+/**
+ * BlockDriver under failures and hostile devices (stop-21 review): a split request that fails
+ * part-way settles only once none of its parts is on the device any more; a queue too small for
+ * a request fails that request instead of wedging the driver; a queued request survives a session
+ * that ends with completions still to collect; a capacity that never settles; DISCARD runs built
+ * as they are sent, not all at once.
+ */
+import { expect } from 'chai';
+import { BlkConfig, BlkRequestType as BlkType, BlkStatus } from 'virtio-spec-types';
+import type { DriverQueueHandle, DriverSession } from '@vshm/transport';
+import { BlockDriver } from '../src/driver.js';
+import { BlockError } from '../src/errors.js';
+import { blkRig, type BlkRig } from './fixtures/blk-loopback.js';
+import { until } from '../../transport/test/fixtures/until.js';
+
+const MiB = 1024 * 1024;
+
+async function rejects(p: Promise<unknown>, code: string): Promise<BlockError> {
+  try {
+    await p;
+  } catch (err) {
+    expect(err).to.be.instanceOf(BlockError);
+    expect((err as BlockError).code).to.equal(code);
+    return err as BlockError;
+  }
+  throw new Error(`expected a rejection with ${code}`);
+}
+
+describe('BlockDriver: failures and hostile devices', () => {
+  let rig: BlkRig | null = null;
+  afterEach(async () => {
+    await rig?.close();
+    rig = null;
+  });
+
+  it('a split read whose first part fails settles only after its other part is back: into is never written after', async () => {
+    rig = await blkRig({ capacity: MiB, indirect: true, sizeMax: 4096, segMax: 1 });
+    const d = rig.driver;
+    expect(d.geometry!.maxRequest).to.equal(4096);
+    rig.device.disk.fill(0xab);
+    rig.device.statusFor = (type, sector) => (type === BlkType.IN && sector === 0 ? BlkStatus.IOERR : undefined);
+    rig.device.hold = true;
+    const into = Buffer.alloc(8192);
+    let settled = false;
+    const p = d.read(0, 8192, into).catch((err: unknown) => {
+      settled = true;
+      into.fill(0xee); // the caller reuses its buffer as soon as it is told the read is over
+      throw err;
+    });
+    await until(() => rig!.device.heldCount === 2, 'both parts held');
+    rig.device.releaseOne(0); // part 1: IOERR
+    await until(() => d.inFlight === 1, 'the failed part collected');
+    expect(settled).to.equal(false); // part 2 may still write into `into`
+    rig.device.releaseOne(0); // part 2: OK, its data copied into `into`
+    await rejects(p, 'VSHM_ERR_BLK_IO');
+    expect(into.every((b) => b === 0xee)).to.equal(true);
+    expect(d.inFlight).to.equal(0);
+  });
+
+  it('a split write whose first part fails settles only after its other part is back', async () => {
+    rig = await blkRig({ capacity: MiB, indirect: true, sizeMax: 4096, segMax: 1 });
+    const d = rig.driver;
+    rig.device.statusFor = (type, sector) => (type === BlkType.OUT && sector === 0 ? BlkStatus.IOERR : undefined);
+    rig.device.hold = true;
+    let settled = false;
+    const p = d.write(0, Buffer.alloc(8192, 1)).finally(() => {
+      settled = true;
+    });
+    await until(() => rig!.device.heldCount === 2, 'both parts held');
+    rig.device.releaseOne(0);
+    await until(() => d.inFlight === 1, 'the failed part collected');
+    // Were the write over now, a re-write of the range could be overtaken by the late part 2.
+    expect(settled).to.equal(false);
+    rig.device.releaseOne(0);
+    await rejects(p, 'VSHM_ERR_BLK_IO');
+    // A flush issued after the failed write comes after all of it.
+    rig.device.hold = false;
+    await d.flush();
+    expect(rig.device.seen.map((s) => s.type)).to.deep.equal([BlkType.OUT, BlkType.OUT, BlkType.FLUSH]);
+  });
+
+  it('parts of a failed split op not yet sent are never sent', async () => {
+    // One ring slot: part 1 in flight, parts 2 and 3 waiting in the driver.
+    rig = await blkRig({ capacity: MiB, indirect: true, sizeMax: 4096, segMax: 1, queueSize: 4 });
+    const d = rig.driver;
+    rig.device.statusFor = (type, sector) => (type === BlkType.OUT && sector === 0 ? BlkStatus.IOERR : undefined);
+    const p = d.write(0, Buffer.alloc(6 * 4096, 1));
+    await rejects(p, 'VSHM_ERR_BLK_IO');
+    await until(() => d.inFlight === 0, 'nothing in flight');
+    const sent = rig.device.seen.filter((s) => s.type === BlkType.OUT).length;
+    expect(sent).to.be.below(6);
+    expect(d.queued).to.equal(0);
+  });
+
+  it('a queue too small for a request fails that request clearly and keeps serving the others', async () => {
+    rig = await blkRig({ capacity: MiB, queueSize: 2, indirect: false });
+    const d = rig.driver;
+    // header + data + status = 3 descriptors > 2
+    const e = await rejects(d.read(0, 512), 'VSHM_ERR_BLK_NO_MEMORY');
+    expect(e.message).to.match(/3 descriptors/);
+    await rejects(d.write(0, Buffer.alloc(512)), 'VSHM_ERR_BLK_NO_MEMORY');
+    await d.flush(); // header + status fit: the driver is not wedged
+    expect(rig.device.flushes).to.equal(1);
+    expect(d.queued).to.equal(0);
+  });
+
+  it('DISCARD with max_discard_sectors 1: segments are built as they are sent, not all at once', async () => {
+    rig = await blkRig({ capacity: 4 * MiB, indirect: true, queueSize: 8, discard: true, maxDiscardSectors: 1 });
+    const d = rig.driver;
+    rig.device.disk.fill(0xab);
+    rig.device.hold = true;
+    const p = d.discard(0, 4 * MiB);
+    await until(() => rig!.device.heldCount === 8, 'the ring full');
+    // 8192 one-sector segments: all but the ring's 8 still to come, held by the driver as one run.
+    expect(d.queued).to.equal(1);
+    rig.device.release();
+    await p;
+    const segs = rig.device.seen.filter((s) => s.type === BlkType.DISCARD);
+    expect(segs).to.have.length(8192);
+    expect(rig.device.disk.every((b) => b === 0)).to.equal(true);
+  });
+});
+
+/**
+ * A driver queue as device-api.ts describes it, driven by hand: takes up to `room` requests,
+ * refuses everything once not `live`; `complete()` delivers the oldest through onUsed as the
+ * transport does — also after `live` went false (the acknowledged completions of an ending
+ * session, §4.10).
+ */
+class HandQueue {
+  readonly index = 0;
+  readonly size = 64;
+  live = true;
+  inFlight = 0;
+  onUsed: ((token: unknown, data: Uint8Array, segs: readonly Uint8Array[]) => void) | null = null;
+  onFailed: ((token: unknown, err: Error) => void) | null = null;
+  readonly posted: unknown[] = [];
+  constructor(private readonly room: number) {}
+  add(): boolean {
+    return false;
+  }
+  addSgs(_out: readonly Uint8Array[], _in: readonly (number | Uint8Array)[], token: unknown): boolean {
+    if (!this.live || this.posted.length >= this.room) return false;
+    this.posted.push(token);
+    this.inFlight++;
+    return true;
+  }
+  allocOut(len: number, init?: Uint8Array): Uint8Array | null {
+    if (!this.live) return null;
+    const b = new Uint8Array(len);
+    if (init !== undefined) b.set(init);
+    return b;
+  }
+  freeOut(): void {}
+  kick(): void {}
+  complete(status: number): void {
+    const t = this.posted.shift();
+    this.inFlight--;
+    const st = Uint8Array.of(status);
+    this.onUsed!(t, st, [st]);
+  }
+  failAll(err: Error): void {
+    for (const t of this.posted.splice(0)) {
+      this.inFlight--;
+      this.onFailed!(t, err);
+    }
+  }
+}
+
+function handSession(q: HandQueue, sectors = 2048): DriverSession {
+  return {
+    features: 0n,
+    queues: [q as unknown as DriverQueueHandle],
+    readConfig: (offset: number) => (offset === BlkConfig.CAPACITY ? sectors : 0),
+    writeConfig: () => Promise.resolve(),
+  };
+}
+
+describe('BlockDriver: session end with completions still to collect (hand-driven queue)', () => {
+  it('a queued request is not failed as "never fits" when the ending session delivers the last in-flight completion', async () => {
+    const d = new BlockDriver();
+    const q1 = new HandQueue(2);
+    d.probe(handSession(q1));
+    const a = d.write(0, Buffer.alloc(512, 1));
+    const b = d.write(512, Buffer.alloc(512, 2));
+    let cErr: unknown = null;
+    const c = d.write(1024, Buffer.alloc(512, 3));
+    c.catch((err: unknown) => {
+      cErr = err;
+    });
+    expect(q1.posted).to.have.length(2);
+    expect(d.queued).to.equal(1);
+    // The session ends: the queue stops taking requests, then the transport delivers what the
+    // device acknowledged — both writes — and fails the rest (nothing), then remove().
+    q1.live = false;
+    q1.complete(BlkStatus.OK);
+    q1.complete(BlkStatus.OK);
+    q1.failAll(new Error('gone'));
+    d.remove(new Error('gone'));
+    await Promise.all([a, b]);
+    await Promise.resolve();
+    expect(cErr).to.equal(null);
+    expect(d.queued).to.equal(1);
+    // The next session takes it.
+    const q2 = new HandQueue(2);
+    d.probe(handSession(q2));
+    expect(q2.posted).to.have.length(1);
+    q2.complete(BlkStatus.OK);
+    await c;
+    d.close();
+  });
+});
+
+describe('BlockDriver: config a hostile device keeps changing', () => {
+  it('a capacity whose high half changes on every read fails the probe instead of spinning for ever', () => {
+    const d = new BlockDriver();
+    let hiReads = 0;
+    const q = { size: 64, addSgs: () => false, allocOut: () => null, kick: () => undefined, inFlight: 0, onUsed: null, onFailed: null, add: () => false, index: 0 } as unknown as DriverQueueHandle;
+    const session: DriverSession = {
+      features: 0n,
+      queues: [q],
+      readConfig(offset: number): number {
+        if (offset === BlkConfig.CAPACITY + 4) {
+          if (++hiReads > 100_000) throw new Error('the driver is still reading the capacity');
+          return hiReads;
+        }
+        return 0;
+      },
+      writeConfig: () => Promise.resolve(),
+    };
+    expect(() => d.probe(session)).to.throw(BlockError, /capacity/);
+    expect(hiReads).to.be.below(1000);
+  });
+});
