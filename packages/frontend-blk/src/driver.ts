@@ -128,8 +128,6 @@ interface DwzRun {
   sector: number;
   /** Sectors not yet sent. */
   left: number;
-  /** Sectors per segment. */
-  readonly step: number;
   readonly flags: number;
 }
 
@@ -293,7 +291,7 @@ export class BlockDriver extends EventEmitter implements VirtioDriverOps {
     return this.run(() => {
       const g = this.check('discard', offset, length);
       if (!g.discard) throw new BlockError('VSHM_ERR_BLK_UNSUPPORTED', 'A', 'discard: the device does not offer VIRTIO_BLK_F_DISCARD');
-      return this.dwz('discard', BlkType.DISCARD, offset, length, g.maxDiscardSectors, 0);
+      return this.dwz('discard', BlkType.DISCARD, offset, length, 0);
     });
   }
 
@@ -302,7 +300,7 @@ export class BlockDriver extends EventEmitter implements VirtioDriverOps {
     return this.run(() => {
       const g = this.check('write-zeroes', offset, length);
       if (!g.writeZeroes) throw new BlockError('VSHM_ERR_BLK_UNSUPPORTED', 'A', 'writeZeroes: the device does not offer VIRTIO_BLK_F_WRITE_ZEROES');
-      return this.dwz('write-zeroes', BlkType.WRITE_ZEROES, offset, length, g.maxWriteZeroesSectors, opts.unmap === true ? BLK_DWZ_FLAG_UNMAP : 0);
+      return this.dwz('write-zeroes', BlkType.WRITE_ZEROES, offset, length, opts.unmap === true ? BLK_DWZ_FLAG_UNMAP : 0);
     });
   }
 
@@ -355,6 +353,7 @@ export class BlockDriver extends EventEmitter implements VirtioDriverOps {
     }
     this.queues = [...qs];
     this.nextQueue = 0;
+    this.recut();
     for (const w of this.probeWaiters.splice(0)) w();
     this.emit('ready', session.features);
     this.pump();
@@ -411,13 +410,12 @@ export class BlockDriver extends EventEmitter implements VirtioDriverOps {
     return g;
   }
 
-  private dwz(kind: OpKind, type: number, offset: number, length: number, maxSectors: number, flags: number): Promise<void> {
+  private dwz(kind: OpKind, type: number, offset: number, length: number, flags: number): Promise<void> {
     if (length === 0) return Promise.resolve();
     const op = this.newOp(kind);
-    const step = Math.min(maxSectors > 0 ? maxSectors : MAX_DWZ_SECTORS, MAX_DWZ_SECTORS);
-    const sectors = length / SECTOR_SIZE;
-    const run: DwzRun = { sector: offset / SECTOR_SIZE, left: sectors, step, flags };
-    return this.submit(op, [{ op, type, sector: 0, data: null, dwz: null, run }], Math.ceil(sectors / step)).then(() => undefined);
+    const run: DwzRun = { sector: offset / SECTOR_SIZE, left: length / SECTOR_SIZE, flags };
+    // The run counts as one outstanding request until its last segment is posted (pump).
+    return this.submit(op, [{ op, type, sector: 0, data: null, dwz: null, run }]).then(() => undefined);
   }
 
   private newOp(kind: OpKind): Op {
@@ -467,8 +465,10 @@ export class BlockDriver extends EventEmitter implements VirtioDriverOps {
         continue;
       }
       const run = head.run;
-      // The request to post: the head itself, or the next segment of its DISCARD / WRITE_ZEROES run.
-      const p: Part = run === null ? head : { op: head.op, type: head.type, sector: 0, data: null, dwz: encodeDwzSegment(run.sector, Math.min(run.step, run.left), run.flags), run: null };
+      // The request to post: the head itself, or the next segment of its DISCARD / WRITE_ZEROES
+      // run, cut to the live device's limit.
+      const cut = run === null ? 0 : Math.min(this.dwzStep(head.type), run.left);
+      const p: Part = run === null ? head : { op: head.op, type: head.type, sector: 0, data: null, dwz: encodeDwzSegment(run.sector, cut, run.flags), run: null };
       if (p.op.queue < 0 || p.op.queue >= queues.length) {
         p.op.queue = this.nextQueue;
         this.nextQueue = (this.nextQueue + 1) % queues.length;
@@ -496,14 +496,46 @@ export class BlockDriver extends EventEmitter implements VirtioDriverOps {
       p.op.posted++;
       kicked.add(q);
       if (run !== null) {
-        const n = Math.min(run.step, run.left);
-        run.sector += n;
-        run.left -= n;
+        run.sector += cut;
+        run.left -= cut;
+        p.op.remaining++;
         if (run.left > 0) continue;
+        p.op.remaining--; // the run itself is all posted
       }
       this.waiting.shift();
     }
     for (const q of kicked) q.kick();
+  }
+
+  /** Sectors per DISCARD / WRITE_ZEROES segment on the live device (0 in config: no limit but the le32). */
+  private dwzStep(type: number): number {
+    const g = this.geo as BlockGeometry;
+    const max = type === BlkType.DISCARD ? g.maxDiscardSectors : g.maxWriteZeroesSectors;
+    return Math.min(max > 0 ? max : MAX_DWZ_SECTORS, MAX_DWZ_SECTORS);
+  }
+
+  /**
+   * A new device may take smaller requests than the one the waiting reads and writes were cut
+   * for (size_max, seg_max, queue size): cut them again, in place and in order, so no request
+   * breaks the limits of the device it goes to.
+   */
+  private recut(): void {
+    const max = (this.geo as BlockGeometry).maxRequest;
+    if (!this.waiting.some((p) => p.data !== null && p.type !== BlkType.GET_ID && p.data.length > max)) return;
+    const parts: Part[] = [];
+    for (const p of this.waiting) {
+      const d = p.data;
+      if (d === null || p.type === BlkType.GET_ID || d.length <= max) {
+        parts.push(p);
+        continue;
+      }
+      for (let at = 0; at < d.length; at += max) {
+        parts.push({ op: p.op, type: p.type, sector: p.sector + at / SECTOR_SIZE, data: d.subarray(at, Math.min(d.length, at + max)), dwz: null, run: null });
+      }
+      p.op.remaining += Math.ceil(d.length / max) - 1;
+    }
+    this.waiting.length = 0;
+    for (const p of parts) this.waiting.push(p); // no spread: the list may be long
   }
 
   /** Descriptors of one request as post() builds it: header, data segments, status. */

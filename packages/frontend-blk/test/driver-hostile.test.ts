@@ -104,6 +104,44 @@ describe('BlockDriver: failures and hostile devices', () => {
     expect(d.queued).to.equal(0);
   });
 
+  it('requests queued across a device change are re-cut to the new device\'s size_max / seg_max and discard limit', async () => {
+    // Device 1: 64 KiB segments, 16 per request, queue of 8 without indirect (one 256 KiB write in flight).
+    rig = await blkRig({ capacity: 2 * MiB, queueSize: 8, indirect: false, sizeMax: 65536, segMax: 16, discard: true });
+    const d = rig.driver;
+    expect(d.geometry!.maxRequest).to.equal(256 * 1024);
+    rig.device.hold = true;
+    const first = d.write(0, Buffer.alloc(256 * 1024, 1));
+    const data = Buffer.alloc(256 * 1024);
+    for (let i = 0; i < data.length; i += 512) data[i] = (i / 512) & 0xff;
+    const queued = d.write(256 * 1024, data);
+    const discard = d.discard(MiB, MiB);
+    await until(() => rig!.device.heldCount === 1, 'the first write held');
+    expect(d.queued).to.equal(2);
+    const ready = new Promise((r) => d.once('ready', r));
+    await rig.backend.close();
+    await rejects(first, 'VSHM_ERR_BLK_DEVICE_LOST');
+    // Device 2 on the same memory: 4 KiB segments, at most 4 per request, 8 sectors per discard.
+    const { VirtioBackend } = await import('@vshm/transport');
+    const { MemBlkDevice } = await import('./fixtures/mem-blk-device.js');
+    const dev2 = new MemBlkDevice({ capacity: 2 * MiB, queueSize: 128, indirect: true, sizeMax: 4096, segMax: 4, discard: true, maxDiscardSectors: 8 });
+    dev2.disk.fill(0xab);
+    const backend2 = new VirtioBackend(rig.be, dev2);
+    rig.backend = backend2;
+    backend2.start();
+    await ready;
+    expect(d.geometry!.maxRequest).to.equal(16384);
+    await Promise.all([queued, discard]);
+    const outs = dev2.seen.filter((s) => s.type === BlkType.OUT);
+    expect(outs).to.have.length(16);
+    for (const s of outs) {
+      expect(s.readableLengths.length - 1).to.be.at.most(4);
+      for (const l of s.readableLengths.slice(1)) expect(l).to.be.at.most(4096);
+    }
+    expect(dev2.disk.subarray(256 * 1024, 512 * 1024).equals(data)).to.equal(true);
+    expect(dev2.seen.filter((s) => s.type === BlkType.DISCARD)).to.have.length(MiB / 4096);
+    expect(dev2.disk.subarray(MiB).every((b) => b === 0)).to.equal(true);
+  });
+
   it('DISCARD with max_discard_sectors 1: segments are built as they are sent, not all at once', async () => {
     rig = await blkRig({ capacity: 4 * MiB, indirect: true, queueSize: 8, discard: true, maxDiscardSectors: 1 });
     const d = rig.driver;
