@@ -92,6 +92,22 @@ describe('BlockDriver: failures and hostile devices', () => {
     expect(d.queued).to.equal(0);
   });
 
+  it('status bytes: a used length short of the status byte, an unknown status, UNSUPP — each a clear error, the driver usable after', async () => {
+    rig = await blkRig({ capacity: MiB, indirect: true });
+    const d = rig.driver;
+    rig.device.usedLenFor = (type, sector) => (type === BlkType.IN && sector === 0 ? 4096 : undefined); // data, no status
+    const e1 = await rejects(d.read(0, 4096), 'VSHM_ERR_BLK_IO');
+    expect(e1.message).to.match(/did not write the status byte/);
+    rig.device.usedLenFor = null;
+    rig.device.statusFor = (type) => (type === BlkType.OUT ? 7 : type === BlkType.FLUSH ? BlkStatus.UNSUPP : undefined);
+    const e2 = await rejects(d.write(0, Buffer.alloc(512, 1)), 'VSHM_ERR_BLK_IO');
+    expect(e2.message).to.match(/status 7/);
+    await rejects(d.flush(), 'VSHM_ERR_BLK_UNSUPPORTED');
+    rig.device.statusFor = null;
+    await d.write(0, Buffer.alloc(512, 2));
+    expect((await d.read(0, 512))[0]).to.equal(2);
+  });
+
   it('a queue too small for a request fails that request clearly and keeps serving the others', async () => {
     rig = await blkRig({ capacity: MiB, queueSize: 2, indirect: false });
     const d = rig.driver;
