@@ -382,11 +382,13 @@ export class BlockDriver extends EventEmitter implements VirtioDriverOps {
 
   /**
    * Run `fn` now when a geometry is known — so requests are queued synchronously, in call order
-   * — else once the first device session is live. A throw becomes a rejection.
+   * — else once the first device session is live: synchronously inside probe(), in call order,
+   * before 'ready' is emitted or any whenReady() continuation runs, so a call made from either
+   * cannot overtake one made before the device came. A throw becomes a rejection.
    */
   private run<R>(fn: () => Promise<R>): Promise<R> {
     if (this.closed) return Promise.reject(this.closedError());
-    if (this.geo === null) return this.whenReady().then(() => this.run(fn));
+    if (this.geo === null) return new Promise<R>((resolve, reject) => this.probeWaiters.push(() => this.run(fn).then(resolve, reject)));
     try {
       return fn();
     } catch (err) {

@@ -10,7 +10,10 @@ import { BlkConfig, BlkRequestType as BlkType, BlkStatus } from 'virtio-spec-typ
 import type { DriverQueueHandle, DriverSession } from '@vshm/transport';
 import { BlockDriver } from '../src/driver.js';
 import { BlockError } from '../src/errors.js';
+import { VirtioBackend, VirtioFrontend } from '@vshm/transport';
+import { createLoopbackPair } from '@vshm/transport/testing';
 import { blkRig, type BlkRig } from './fixtures/blk-loopback.js';
+import { MemBlkDevice } from './fixtures/mem-blk-device.js';
 import { until } from '../../transport/test/fixtures/until.js';
 
 const MiB = 1024 * 1024;
@@ -172,6 +175,39 @@ describe('BlockDriver: failures and hostile devices', () => {
     const segs = rig.device.seen.filter((s) => s.type === BlkType.DISCARD);
     expect(segs).to.have.length(8192);
     expect(rig.device.disk.every((b) => b === 0)).to.equal(true);
+  });
+});
+
+describe('BlockDriver: calls made before the first device', () => {
+  it('reach the device in call order, ahead of calls made once it is ready', async () => {
+    const device = new MemBlkDevice({ capacity: MiB });
+    const driver = new BlockDriver();
+    const [be, fe] = createLoopbackPair({ protocol: 0x8002, size: 4 * MiB, vectors: 2 });
+    const early = driver.whenReady(); // a caller waiting for the device, then writing
+    const a = driver.write(0, Buffer.alloc(512, 1));
+    let b: Promise<void> | null = null;
+    driver.once('ready', () => {
+      b = driver.write(0, Buffer.alloc(512, 2));
+    });
+    const c = early.then(() => driver.write(0, Buffer.alloc(512, 3)));
+    const backend = new VirtioBackend(be, device);
+    backend.start();
+    const frontend = new VirtioFrontend(fe, driver, { readyPollMs: 5 });
+    frontend.start().catch(() => undefined);
+    try {
+      await Promise.all([a, c]);
+      await b;
+      // The write called first is sent first; the other two were called after the device came.
+      const order = device.seen.filter((s) => s.type === BlkType.OUT).map((s) => s.firstByte);
+      expect(order).to.have.length(3);
+      expect(order[0]).to.equal(1);
+    } finally {
+      driver.close();
+      await frontend.close();
+      await backend.close();
+      be.close();
+      fe.close();
+    }
   });
 });
 
