@@ -476,7 +476,9 @@ export class BlockDriver extends EventEmitter implements VirtioDriverOps {
         this.nextQueue = (this.nextQueue + 1) % queues.length;
       }
       const q = queues[p.op.queue];
-      const need = this.descriptors(p);
+      // Reads and writes are cut to fit every queue of ≥ 3 entries (readGeometry, recut), and
+      // the other requests take ≤ 3 descriptors: only a smaller queue needs the check.
+      const need = q.size < 3 ? this.descriptors(p) : 0;
       if (need > q.size) {
         // No chain — direct or indirect — may be longer than the queue (VIRTIO 1.2 §2.7.5.3.1):
         // a device that offers a queue this small can never take this request.
