@@ -77,7 +77,7 @@ export interface BlockGeometry {
   segmentSize: number;
   /** Data descriptors per request (SEG_MAX, else 1 as Linux does). */
   maxSegments: number;
-  /** Data bytes per request after splitting rules. */
+  /** Data bytes per request after splitting rules; 0 when the device's limits allow no sector. */
   maxRequest: number;
   flush: boolean;
   discard: boolean;
@@ -154,6 +154,8 @@ export class BlockDriver extends EventEmitter implements VirtioDriverOps {
   /** Data-changing ops not yet settled (flush waits for those issued before it). */
   private readonly writes = new Set<Op>();
   private probeWaiters: (() => void)[] = [];
+  /** Why the live geometry takes no read or write ('' when it does). */
+  private noData = '';
   private closed = false;
 
   constructor(opts: BlockDriverOptions = {}) {
@@ -236,6 +238,7 @@ export class BlockDriver extends EventEmitter implements VirtioDriverOps {
         throw new BlockError('VSHM_ERR_ARGUMENT', '', `read: into must be a Uint8Array of at least ${length} bytes`);
       }
       if (length === 0) return Promise.resolve(Buffer.alloc(0));
+      if (g.maxRequest === 0) throw new BlockError('VSHM_ERR_BLK_NO_MEMORY', 'A', `read: ${this.noData}`);
       const op = this.newOp('read');
       op.result = into === undefined ? Buffer.allocUnsafe(length) : Buffer.from(into.buffer, into.byteOffset, length);
       const parts: Part[] = [];
@@ -257,6 +260,7 @@ export class BlockDriver extends EventEmitter implements VirtioDriverOps {
       if (!(data instanceof Uint8Array)) throw new BlockError('VSHM_ERR_ARGUMENT', '', 'write: data must be a Uint8Array');
       const g = this.check('write', offset, data.length);
       if (data.length === 0) return Promise.resolve();
+      if (g.maxRequest === 0) throw new BlockError('VSHM_ERR_BLK_NO_MEMORY', 'A', `write: ${this.noData}`);
       const op = this.newOp('write');
       const parts: Part[] = [];
       for (let at = 0; at < data.length; at += g.maxRequest) {
@@ -533,6 +537,10 @@ export class BlockDriver extends EventEmitter implements VirtioDriverOps {
         parts.push(p);
         continue;
       }
+      if (max === 0) {
+        this.fail(p.op, new BlockError('VSHM_ERR_BLK_NO_MEMORY', 'A', `${p.op.kind}: ${this.noData}`));
+        continue;
+      }
       for (let at = 0; at < d.length; at += max) {
         parts.push({ op: p.op, type: p.type, sector: p.sector + at / SECTOR_SIZE, data: d.subarray(at, Math.min(d.length, at + max)), dwz: null, run: null });
       }
@@ -650,9 +658,11 @@ export class BlockDriver extends EventEmitter implements VirtioDriverOps {
     const segmentSize = sizeMax > 0 ? Math.min(sizeMax, this.maxTransfer) : this.maxTransfer;
     let maxRequest = Math.min(this.maxTransfer, maxSegments * segmentSize);
     maxRequest -= maxRequest % SECTOR_SIZE;
-    if (maxRequest < SECTOR_SIZE) {
-      throw new BlockError('VSHM_ERR_ARGUMENT', 'A', `device limits (size_max ${sizeMax}, seg_max ${segMax}) allow no 512-byte request`);
-    }
+    // Below one sector no read or write can be built: keep the device (FLUSH, GET_ID, DISCARD
+    // still work) and fail each read and write clearly — refusing it in probe would make the
+    // transport re-initialise it for ever while every call waited.
+    this.noData = maxRequest < SECTOR_SIZE ? `the device's limits (size_max ${sizeMax}, seg_max ${segMax}) allow no 512-byte request` : '';
+    if (maxRequest < SECTOR_SIZE) maxRequest = 0;
     const discard = has(BlkFeature.DISCARD);
     const writeZeroes = has(BlkFeature.WRITE_ZEROES);
     return {

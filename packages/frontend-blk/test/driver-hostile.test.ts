@@ -111,6 +111,18 @@ describe('BlockDriver: failures and hostile devices', () => {
     expect((await d.read(0, 512))[0]).to.equal(2);
   });
 
+  it('size_max × seg_max below one sector: the device is taken, data requests fail clearly, FLUSH and GET_ID work', async function () {
+    this.timeout(10_000);
+    rig = await blkRig({ capacity: MiB, sizeMax: 256, segMax: 1 });
+    const d = rig.driver;
+    const e = await rejects(d.read(0, 512), 'VSHM_ERR_BLK_NO_MEMORY');
+    expect(e.message).to.match(/size_max 256/);
+    await rejects(d.write(0, Buffer.alloc(512)), 'VSHM_ERR_BLK_NO_MEMORY');
+    await d.flush();
+    expect(await d.serial()).to.equal('mem-blk');
+    expect(rig.device.seen.filter((s) => s.type === BlkType.IN || s.type === BlkType.OUT)).to.have.length(0);
+  });
+
   it('a queue too small for a request fails that request clearly and keeps serving the others', async () => {
     rig = await blkRig({ capacity: MiB, queueSize: 2, indirect: false });
     const d = rig.driver;
