@@ -364,8 +364,11 @@ export class BlockDriver extends EventEmitter implements VirtioDriverOps {
   }
 
   remove(reason: Error): void {
-    // Every in-flight part already came back through onFailed (device-api contract).
+    // Every in-flight part already came back through onFailed (device-api contract). The unsent
+    // parts of the calls that failed so go now, not when the next device comes: they hold the
+    // callers' data and would count as waiting.
     this.queues = [];
+    this.dropFailed();
     this.emit('lost', reason);
   }
 
@@ -513,6 +516,13 @@ export class BlockDriver extends EventEmitter implements VirtioDriverOps {
       this.waiting.shift();
     }
     for (const q of kicked) q.kick();
+  }
+
+  /** Remove from the FIFO the entries of calls that failed or settled (they are never sent). */
+  private dropFailed(): void {
+    let k = 0;
+    for (const p of this.waiting) if (!p.op.done && p.op.error === null) this.waiting[k++] = p;
+    this.waiting.length = k;
   }
 
   /** Sectors per DISCARD / WRITE_ZEROES segment on the live device (0 in config: no limit but the le32). */

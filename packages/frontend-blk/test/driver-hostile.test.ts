@@ -123,6 +123,31 @@ describe('BlockDriver: failures and hostile devices', () => {
     expect(rig.device.seen.filter((s) => s.type === BlkType.IN || s.type === BlkType.OUT)).to.have.length(0);
   });
 
+  it('device loss: the unsent parts of a call that failed are dropped at once, not kept until the next device', async () => {
+    // Queue of 4 without indirect: one 1-segment request (3 descriptors) in flight at a time.
+    rig = await blkRig({ capacity: MiB, queueSize: 4, indirect: false, sizeMax: 4096, segMax: 1 });
+    const d = rig.driver;
+    rig.device.hold = true;
+    const big = d.write(0, Buffer.alloc(8 * 4096, 1)); // 8 requests: 1 in flight, 7 waiting
+    const other = d.write(MiB - 4096, Buffer.alloc(4096, 2)); // waits behind it
+    await until(() => rig!.device.heldCount === 1, 'the first part held');
+    expect(d.queued).to.equal(8);
+    const lost = new Promise((r) => d.once('lost', r));
+    await rig.backend.close();
+    await rejects(big, 'VSHM_ERR_BLK_DEVICE_LOST');
+    await lost;
+    // Only the other write still waits for a device; the failed write's data is no longer held.
+    expect(d.queued).to.equal(1);
+    const { VirtioBackend } = await import('@vshm/transport');
+    const ready = new Promise((r) => d.once('ready', r));
+    rig.device.hold = false;
+    rig.backend = new VirtioBackend(rig.be, rig.device);
+    rig.backend.start();
+    await ready;
+    await other;
+    expect(rig.device.disk.subarray(0, 8 * 4096).every((b) => b === 0)).to.equal(true);
+  });
+
   it('a queue too small for a request fails that request clearly and keeps serving the others', async () => {
     rig = await blkRig({ capacity: MiB, queueSize: 2, indirect: false });
     const d = rig.driver;
