@@ -445,13 +445,13 @@ export class BlockDriver extends EventEmitter implements VirtioDriverOps {
     return op;
   }
 
-  /** Queue `parts` (`requests` virtio requests: more than parts.length with a DwzRun) and pump. */
-  private submit(op: Op, parts: Part[], requests = parts.length): Promise<Buffer | null> {
+  /** Queue `parts` (a DwzRun counts as one until its last segment is posted) and pump. */
+  private submit(op: Op, parts: Part[]): Promise<Buffer | null> {
     if (this.closed) {
       this.fail(op, this.closedError());
       return op.promise;
     }
-    op.remaining = requests;
+    op.remaining = parts.length;
     for (const p of parts) this.waiting.push(p);
     this.pump();
     return op.promise;
