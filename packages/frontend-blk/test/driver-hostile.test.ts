@@ -6,7 +6,7 @@
  * as they are sent, not all at once.
  */
 import { expect } from 'chai';
-import { BlkConfig, BlkRequestType as BlkType, BlkStatus } from 'virtio-spec-types';
+import { BlkConfig, BlkFeature, BlkRequestType as BlkType, BlkStatus } from 'virtio-spec-types';
 import type { DriverQueueHandle, DriverSession } from '@vshm/transport';
 import { BlockDriver } from '../src/driver.js';
 import { BlockError } from '../src/errors.js';
@@ -256,18 +256,25 @@ describe('BlockDriver: calls made before the first device', () => {
  */
 class HandQueue {
   readonly index = 0;
-  readonly size = 64;
   live = true;
   inFlight = 0;
   onUsed: ((token: unknown, data: Uint8Array, segs: readonly Uint8Array[]) => void) | null = null;
   onFailed: ((token: unknown, err: Error) => void) | null = null;
   readonly posted: unknown[] = [];
-  constructor(private readonly room: number) {}
+  /** Segments of each request posted. */
+  readonly segments: number[] = [];
+  constructor(
+    private readonly room: number,
+    readonly size = 64,
+  ) {}
   add(): boolean {
     return false;
   }
-  addSgs(_out: readonly Uint8Array[], _in: readonly (number | Uint8Array)[], token: unknown): boolean {
+  addSgs(out: readonly Uint8Array[], in_: readonly (number | Uint8Array)[], token: unknown): boolean {
+    // As the transport: no chain longer than the queue (VIRTIO 1.2 §2.7.5.3.1).
+    if (out.length + in_.length > this.size) throw new Error(`addSgs: ${out.length + in_.length} segments, more than the queue size ${this.size}`);
     if (!this.live || this.posted.length >= this.room) return false;
+    this.segments.push(out.length + in_.length);
     this.posted.push(token);
     this.inFlight++;
     return true;
@@ -294,11 +301,11 @@ class HandQueue {
   }
 }
 
-function handSession(q: HandQueue, sectors = 2048): DriverSession {
+function handSession(q: HandQueue | HandQueue[], sectors = 2048, features = 0n, config: Record<number, number> = {}): DriverSession {
   return {
-    features: 0n,
-    queues: [q as unknown as DriverQueueHandle],
-    readConfig: (offset: number) => (offset === BlkConfig.CAPACITY ? sectors : 0),
+    features,
+    queues: (Array.isArray(q) ? q : [q]) as unknown as DriverQueueHandle[],
+    readConfig: (offset: number) => (offset === BlkConfig.CAPACITY ? sectors : config[offset] ?? 0),
     writeConfig: () => Promise.resolve(),
   };
 }
@@ -334,6 +341,27 @@ describe('BlockDriver: session end with completions still to collect (hand-drive
     expect(q2.posted).to.have.length(1);
     q2.complete(BlkStatus.OK);
     await c;
+    d.close();
+  });
+});
+
+describe('BlockDriver: queues of different sizes (hand-driven queues)', () => {
+  it('seg_max is clamped by the smallest queue: a request fits every queue the calls rotate over', async () => {
+    const d = new BlockDriver({ queues: 2 });
+    const big = new HandQueue(8, 128);
+    const small = new HandQueue(8, 8);
+    const bit = (b: number): bigint => 1n << BigInt(b);
+    // size_max 512, seg_max 64: a 32 KiB write is 64 segments on a 128-entry queue.
+    d.probe(handSession([big, small], 2048, bit(BlkFeature.SIZE_MAX) | bit(BlkFeature.SEG_MAX) | bit(BlkFeature.MQ), { [BlkConfig.SIZE_MAX]: 512, [BlkConfig.SEG_MAX]: 64 }));
+    expect(d.geometry!.maxSegments).to.equal(6);
+    const w1 = d.write(0, Buffer.alloc(32768, 1)); // queue 0
+    const w2 = d.write(32768, Buffer.alloc(32768, 2)); // queue 1 (8 entries)
+    for (const q of [big, small]) while (q.posted.length > 0) q.complete(BlkStatus.OK);
+    for (let i = 0; i < 20 && (big.inFlight > 0 || small.inFlight > 0 || d.queued > 0); i++) {
+      for (const q of [big, small]) while (q.posted.length > 0) q.complete(BlkStatus.OK);
+    }
+    await Promise.all([w1, w2]);
+    for (const n of [...big.segments, ...small.segments]) expect(n).to.be.at.most(8);
     d.close();
   });
 });
