@@ -1,9 +1,12 @@
 /**
  * BlockDriver under failures and hostile devices (stop-21 review): a split request that fails
- * part-way settles only once none of its parts is on the device any more; a queue too small for
- * a request fails that request instead of wedging the driver; a queued request survives a session
- * that ends with completions still to collect; a capacity that never settles; DISCARD runs built
- * as they are sent, not all at once.
+ * part-way settles only once none of its parts is on the device any more; status bytes missing or
+ * unknown; a queue too small for a request, or limits that allow no sector, fail those requests
+ * instead of wedging the driver or the probe; a device loss drops the unsent parts of failed
+ * calls; requests queued across a device change are re-cut to the new limits; calls made before
+ * the first device keep their order; a queued request survives a session that ends with
+ * completions still to collect; seg_max is clamped by the smallest queue; a capacity that never
+ * settles; DISCARD runs built as they are sent, not all at once.
  */
 import { expect } from 'chai';
 import { BlkConfig, BlkFeature, BlkRequestType as BlkType, BlkStatus } from 'virtio-spec-types';
