@@ -23,6 +23,10 @@
  * VSHM_ERR_BLK_DEVICE_LOST — it may or may not have been applied, and the driver never re-sends
  * it (a re-sent write could land after a later write to the same range: not exactly-once).
  * Requests not yet handed to the device wait for the next device session and are sent then.
+ * A call split into several requests settles only once none of them is on the device any more:
+ * when one fails, the ones not yet sent never are, and the call rejects once the ones in flight
+ * are back — so nothing of it lands on the disk, or in the caller's `into` buffer, after the caller
+ * was told it is over.
  */
 import { EventEmitter } from 'node:events';
 import type { ConfigReader, DriverQueueHandle, DriverSession, VirtioDriverOps } from '@vshm/transport';
@@ -73,7 +77,7 @@ export interface BlockGeometry {
   segmentSize: number;
   /** Data descriptors per request (SEG_MAX, else 1 as Linux does). */
   maxSegments: number;
-  /** Data bytes per request after splitting rules. */
+  /** Data bytes per request after splitting rules; 0 when the device's limits allow no sector. */
   maxRequest: number;
   flush: boolean;
   discard: boolean;
@@ -89,8 +93,13 @@ interface Op {
   readonly kind: OpKind;
   /** Queue the op's parts go to, chosen when its first part is posted (-1: not yet). */
   queue: number;
-  /** Parts not yet completed (posted or waiting). */
+  /** Parts not yet completed successfully (posted or waiting). */
   remaining: number;
+  /** Parts handed to the device and not back yet: the op settles only once this is 0. */
+  posted: number;
+  /** The first failure; the op rejects with it once nothing of it is in flight. */
+  error: Error | null;
+  /** Settled. */
   done: boolean;
   result: Buffer | null;
   resolve(v: Buffer | null): void;
@@ -106,6 +115,20 @@ interface Part {
   readonly data: Uint8Array | null;
   /** DISCARD / WRITE_ZEROES segment. */
   readonly dwz: Uint8Array | null;
+  /**
+   * A DISCARD / WRITE_ZEROES range still to be cut into segments: the waiting entry stands for
+   * all of them and each is built when posted, so a device's tiny max_discard_sectors costs no
+   * memory per segment up front (a whole-disk discard at 1 sector per segment would be billions).
+   */
+  readonly run: DwzRun | null;
+}
+
+interface DwzRun {
+  /** First sector not yet sent. */
+  sector: number;
+  /** Sectors not yet sent. */
+  left: number;
+  readonly flags: number;
 }
 
 function isInt(v: unknown): v is number {
@@ -131,6 +154,8 @@ export class BlockDriver extends EventEmitter implements VirtioDriverOps {
   /** Data-changing ops not yet settled (flush waits for those issued before it). */
   private readonly writes = new Set<Op>();
   private probeWaiters: (() => void)[] = [];
+  /** Why the live geometry takes no read or write ('' when it does). */
+  private noData = '';
   private closed = false;
 
   constructor(opts: BlockDriverOptions = {}) {
@@ -186,7 +211,10 @@ export class BlockDriver extends EventEmitter implements VirtioDriverOps {
     return this.queues.length;
   }
 
-  /** Requests (parts) waiting in the driver for ring space or a device. */
+  /**
+   * Entries waiting in the driver for ring space or a device: one per request of a read or write,
+   * one per DISCARD / WRITE_ZEROES call however many segments it still has to send.
+   */
   get queued(): number {
     return this.waiting.length;
   }
@@ -210,12 +238,13 @@ export class BlockDriver extends EventEmitter implements VirtioDriverOps {
         throw new BlockError('VSHM_ERR_ARGUMENT', '', `read: into must be a Uint8Array of at least ${length} bytes`);
       }
       if (length === 0) return Promise.resolve(Buffer.alloc(0));
+      if (g.maxRequest === 0) throw new BlockError('VSHM_ERR_BLK_NO_MEMORY', 'A', `read: ${this.noData}`);
       const op = this.newOp('read');
       op.result = into === undefined ? Buffer.allocUnsafe(length) : Buffer.from(into.buffer, into.byteOffset, length);
       const parts: Part[] = [];
       for (let at = 0; at < length; at += g.maxRequest) {
         const n = Math.min(g.maxRequest, length - at);
-        parts.push({ op, type: BlkType.IN, sector: (offset + at) / SECTOR_SIZE, data: op.result.subarray(at, at + n), dwz: null });
+        parts.push({ op, type: BlkType.IN, sector: (offset + at) / SECTOR_SIZE, data: op.result.subarray(at, at + n), dwz: null, run: null });
       }
       return this.submit(op, parts) as Promise<Buffer>;
     });
@@ -231,11 +260,12 @@ export class BlockDriver extends EventEmitter implements VirtioDriverOps {
       if (!(data instanceof Uint8Array)) throw new BlockError('VSHM_ERR_ARGUMENT', '', 'write: data must be a Uint8Array');
       const g = this.check('write', offset, data.length);
       if (data.length === 0) return Promise.resolve();
+      if (g.maxRequest === 0) throw new BlockError('VSHM_ERR_BLK_NO_MEMORY', 'A', `write: ${this.noData}`);
       const op = this.newOp('write');
       const parts: Part[] = [];
       for (let at = 0; at < data.length; at += g.maxRequest) {
         const n = Math.min(g.maxRequest, data.length - at);
-        parts.push({ op, type: BlkType.OUT, sector: (offset + at) / SECTOR_SIZE, data: data.subarray(at, at + n), dwz: null });
+        parts.push({ op, type: BlkType.OUT, sector: (offset + at) / SECTOR_SIZE, data: data.subarray(at, at + n), dwz: null, run: null });
       }
       return this.submit(op, parts).then(() => undefined);
     });
@@ -254,7 +284,7 @@ export class BlockDriver extends EventEmitter implements VirtioDriverOps {
           const g = this.geo as BlockGeometry;
           if (!g.flush) return Promise.resolve();
           const op = this.newOp('flush');
-          return this.submit(op, [{ op, type: BlkType.FLUSH, sector: 0, data: null, dwz: null }]).then(() => undefined);
+          return this.submit(op, [{ op, type: BlkType.FLUSH, sector: 0, data: null, dwz: null, run: null }]).then(() => undefined);
         }),
       );
     });
@@ -265,7 +295,7 @@ export class BlockDriver extends EventEmitter implements VirtioDriverOps {
     return this.run(() => {
       const g = this.check('discard', offset, length);
       if (!g.discard) throw new BlockError('VSHM_ERR_BLK_UNSUPPORTED', 'A', 'discard: the device does not offer VIRTIO_BLK_F_DISCARD');
-      return this.dwz('discard', BlkType.DISCARD, offset, length, g.maxDiscardSectors, 0);
+      return this.dwz('discard', BlkType.DISCARD, offset, length, 0);
     });
   }
 
@@ -274,7 +304,7 @@ export class BlockDriver extends EventEmitter implements VirtioDriverOps {
     return this.run(() => {
       const g = this.check('write-zeroes', offset, length);
       if (!g.writeZeroes) throw new BlockError('VSHM_ERR_BLK_UNSUPPORTED', 'A', 'writeZeroes: the device does not offer VIRTIO_BLK_F_WRITE_ZEROES');
-      return this.dwz('write-zeroes', BlkType.WRITE_ZEROES, offset, length, g.maxWriteZeroesSectors, opts.unmap === true ? BLK_DWZ_FLAG_UNMAP : 0);
+      return this.dwz('write-zeroes', BlkType.WRITE_ZEROES, offset, length, opts.unmap === true ? BLK_DWZ_FLAG_UNMAP : 0);
     });
   }
 
@@ -283,7 +313,7 @@ export class BlockDriver extends EventEmitter implements VirtioDriverOps {
     return this.run(() => {
       const op = this.newOp('get-id');
       op.result = Buffer.alloc(BLK_ID_BYTES);
-      return this.submit(op, [{ op, type: BlkType.GET_ID, sector: 0, data: op.result, dwz: null }]).then((id) => {
+      return this.submit(op, [{ op, type: BlkType.GET_ID, sector: 0, data: op.result, dwz: null, run: null }]).then((id) => {
         const b = id as Buffer;
         const nul = b.indexOf(0);
         return b.subarray(0, nul < 0 ? b.length : nul).toString('latin1');
@@ -317,22 +347,28 @@ export class BlockDriver extends EventEmitter implements VirtioDriverOps {
         throw new BlockError('VSHM_ERR_ARGUMENT', '', 'BlockDriver needs queues with addSgs() and allocOut()');
       }
     }
-    this.geo = this.readGeometry(session, qs[0]);
+    this.geo = this.readGeometry(session, Math.min(...qs.map((q) => q.size)));
     for (const q of qs) {
       q.onUsed = (part, _data, segs) => this.completed(part, segs);
-      q.onFailed = (part, err) =>
+      q.onFailed = (part, err) => {
+        part.op.posted--;
         this.fail(part.op, new BlockError('VSHM_ERR_BLK_DEVICE_LOST', '4.10', `device lost with the ${part.op.kind} in flight (it may or may not have been applied): ${err.message}`, { cause: err }));
+      };
     }
     this.queues = [...qs];
     this.nextQueue = 0;
+    this.recut();
     for (const w of this.probeWaiters.splice(0)) w();
     this.emit('ready', session.features);
     this.pump();
   }
 
   remove(reason: Error): void {
-    // Every in-flight part already came back through onFailed (device-api contract).
+    // Every in-flight part already came back through onFailed (device-api contract). The unsent
+    // parts of the calls that failed so go now, not when the next device comes: they hold the
+    // callers' data and would count as waiting.
     this.queues = [];
+    this.dropFailed();
     this.emit('lost', reason);
   }
 
@@ -353,11 +389,13 @@ export class BlockDriver extends EventEmitter implements VirtioDriverOps {
 
   /**
    * Run `fn` now when a geometry is known — so requests are queued synchronously, in call order
-   * — else once the first device session is live. A throw becomes a rejection.
+   * — else once the first device session is live: synchronously inside probe(), in call order,
+   * before 'ready' is emitted or any whenReady() continuation runs, so a call made from either
+   * cannot overtake one made before the device came. A throw becomes a rejection.
    */
   private run<R>(fn: () => Promise<R>): Promise<R> {
     if (this.closed) return Promise.reject(this.closedError());
-    if (this.geo === null) return this.whenReady().then(() => this.run(fn));
+    if (this.geo === null) return new Promise<R>((resolve, reject) => this.probeWaiters.push(() => this.run(fn).then(resolve, reject)));
     try {
       return fn();
     } catch (err) {
@@ -381,17 +419,12 @@ export class BlockDriver extends EventEmitter implements VirtioDriverOps {
     return g;
   }
 
-  private dwz(kind: OpKind, type: number, offset: number, length: number, maxSectors: number, flags: number): Promise<void> {
+  private dwz(kind: OpKind, type: number, offset: number, length: number, flags: number): Promise<void> {
     if (length === 0) return Promise.resolve();
     const op = this.newOp(kind);
-    const parts: Part[] = [];
-    const step = Math.min(maxSectors > 0 ? maxSectors : MAX_DWZ_SECTORS, MAX_DWZ_SECTORS) * SECTOR_SIZE;
-    for (let at = 0; at < length; at += step) {
-      const n = Math.min(step, length - at);
-      const sector = (offset + at) / SECTOR_SIZE;
-      parts.push({ op, type, sector: 0, data: null, dwz: encodeDwzSegment(sector, n / SECTOR_SIZE, flags) });
-    }
-    return this.submit(op, parts).then(() => undefined);
+    const run: DwzRun = { sector: offset / SECTOR_SIZE, left: length / SECTOR_SIZE, flags };
+    // The run counts as one outstanding request until its last segment is posted (pump).
+    return this.submit(op, [{ op, type, sector: 0, data: null, dwz: null, run }]).then(() => undefined);
   }
 
   private newOp(kind: OpKind): Op {
@@ -401,7 +434,7 @@ export class BlockDriver extends EventEmitter implements VirtioDriverOps {
       resolve = res;
       reject = rej;
     });
-    const op: Op = { kind, queue: -1, remaining: 0, done: false, result: null, resolve, reject, promise };
+    const op: Op = { kind, queue: -1, remaining: 0, posted: 0, error: null, done: false, result: null, resolve, reject, promise };
     if (kind === 'write' || kind === 'discard' || kind === 'write-zeroes') {
       this.writes.add(op);
       promise.then(
@@ -412,6 +445,7 @@ export class BlockDriver extends EventEmitter implements VirtioDriverOps {
     return op;
   }
 
+  /** Queue `parts` (a DwzRun counts as one until its last segment is posted) and pump. */
   private submit(op: Op, parts: Part[]): Promise<Buffer | null> {
     if (this.closed) {
       this.fail(op, this.closedError());
@@ -433,19 +467,36 @@ export class BlockDriver extends EventEmitter implements VirtioDriverOps {
     if (queues.length === 0) return;
     const kicked = new Set<DriverQueueHandle<Part>>();
     while (this.waiting.length > 0) {
-      const p = this.waiting[0];
-      if (p.op.done) {
+      const head = this.waiting[0];
+      if (head.op.done || head.op.error !== null) {
+        // A part of a failed op is never sent: the op settles with its error.
         this.waiting.shift();
         continue;
       }
+      const run = head.run;
+      // The request to post: the head itself, or the next segment of its DISCARD / WRITE_ZEROES
+      // run, cut to the live device's limit.
+      const cut = run === null ? 0 : Math.min(this.dwzStep(head.type), run.left);
+      const p: Part = run === null ? head : { op: head.op, type: head.type, sector: 0, data: null, dwz: encodeDwzSegment(run.sector, cut, run.flags), run: null };
       if (p.op.queue < 0 || p.op.queue >= queues.length) {
         p.op.queue = this.nextQueue;
         this.nextQueue = (this.nextQueue + 1) % queues.length;
       }
       const q = queues[p.op.queue];
+      // Reads and writes are cut to fit every queue of ≥ 3 entries (readGeometry, recut), and
+      // the other requests take ≤ 3 descriptors: only a smaller queue needs the check.
+      const need = q.size < 3 ? this.descriptors(p) : 0;
+      if (need > q.size) {
+        // No chain — direct or indirect — may be longer than the queue (VIRTIO 1.2 §2.7.5.3.1):
+        // a device that offers a queue this small can never take this request.
+        this.waiting.shift();
+        this.fail(p.op, new BlockError('VSHM_ERR_BLK_NO_MEMORY', 'A', `${p.op.kind}: the request needs ${need} descriptors, the queue holds ${q.size}`));
+        continue;
+      }
       if (!this.post(q, p)) {
-        // Shared memory is common to all queues: only an idle driver proves the request can never fit.
-        if (this.inFlight === 0 && this.queues === queues) {
+        // Shared memory is common to all queues: only an idle driver proves the request can never
+        // fit — while its session is live (a queue of an ending session refuses everything).
+        if (this.inFlight === 0 && this.queues === queues && q.live !== false) {
           // Nothing in flight will ever free space: this request can never fit.
           this.waiting.shift();
           this.fail(p.op, new BlockError('VSHM_ERR_BLK_NO_MEMORY', '5', `${p.op.kind}: the request does not fit the shared memory or the queue even when idle`));
@@ -453,10 +504,75 @@ export class BlockDriver extends EventEmitter implements VirtioDriverOps {
         }
         break;
       }
-      this.waiting.shift();
+      p.op.posted++;
       kicked.add(q);
+      if (run !== null) {
+        run.sector += cut;
+        run.left -= cut;
+        p.op.remaining++;
+        if (run.left > 0) continue;
+        p.op.remaining--; // the run itself is all posted
+      }
+      this.waiting.shift();
     }
     for (const q of kicked) q.kick();
+  }
+
+  /** Remove from the FIFO the entries of calls that failed or settled (they are never sent). */
+  private dropFailed(): void {
+    let k = 0;
+    for (const p of this.waiting) if (!p.op.done && p.op.error === null) this.waiting[k++] = p;
+    this.waiting.length = k;
+  }
+
+  /** Sectors per DISCARD / WRITE_ZEROES segment on the live device (0 in config: no limit but the le32). */
+  private dwzStep(type: number): number {
+    const g = this.geo as BlockGeometry;
+    const max = type === BlkType.DISCARD ? g.maxDiscardSectors : g.maxWriteZeroesSectors;
+    return Math.min(max > 0 ? max : MAX_DWZ_SECTORS, MAX_DWZ_SECTORS);
+  }
+
+  /**
+   * A new device may take smaller requests than the one the waiting reads and writes were cut
+   * for (size_max, seg_max, queue size): cut them again, in place and in order, so no request
+   * breaks the limits of the device it goes to.
+   */
+  private recut(): void {
+    const max = (this.geo as BlockGeometry).maxRequest;
+    if (!this.waiting.some((p) => p.data !== null && p.type !== BlkType.GET_ID && p.data.length > max)) return;
+    const parts: Part[] = [];
+    for (const p of this.waiting) {
+      const d = p.data;
+      if (d === null || p.type === BlkType.GET_ID || d.length <= max) {
+        parts.push(p);
+        continue;
+      }
+      if (max === 0) {
+        this.fail(p.op, new BlockError('VSHM_ERR_BLK_NO_MEMORY', 'A', `${p.op.kind}: ${this.noData}`));
+        continue;
+      }
+      for (let at = 0; at < d.length; at += max) {
+        parts.push({ op: p.op, type: p.type, sector: p.sector + at / SECTOR_SIZE, data: d.subarray(at, Math.min(d.length, at + max)), dwz: null, run: null });
+      }
+      p.op.remaining += Math.ceil(d.length / max) - 1;
+    }
+    this.waiting.length = 0;
+    for (const p of parts) this.waiting.push(p); // no spread: the list may be long
+  }
+
+  /** Descriptors of one request as post() builds it: header, data segments, status. */
+  private descriptors(p: Part): number {
+    switch (p.type) {
+      case BlkType.IN:
+      case BlkType.OUT:
+        return 2 + Math.ceil((p.data as Uint8Array).length / (this.geo as BlockGeometry).segmentSize);
+      case BlkType.GET_ID:
+      case BlkType.DISCARD:
+      case BlkType.WRITE_ZEROES:
+        return 3;
+      default:
+        return 2;
+    }
   }
 
   /** One virtio request: header | data… | status. False when short of ring space or memory. */
@@ -500,6 +616,7 @@ export class BlockDriver extends EventEmitter implements VirtioDriverOps {
 
   private completed(part: Part, segs: readonly Uint8Array[]): void {
     const op = part.op;
+    op.posted--;
     if (!op.done) {
       const last = segs[segs.length - 1];
       const status = last !== undefined && last.length === 1 ? last[0] : -1;
@@ -507,6 +624,8 @@ export class BlockDriver extends EventEmitter implements VirtioDriverOps {
         if (--op.remaining === 0) {
           op.done = true;
           op.resolve(op.result);
+        } else if (op.error !== null && op.posted === 0) {
+          this.settleFailed(op);
         }
       } else if (status === BlkStatus.UNSUPP) {
         this.fail(op, new BlockError('VSHM_ERR_BLK_UNSUPPORTED', 'A', `${op.kind}: the device answered UNSUPP`));
@@ -518,13 +637,24 @@ export class BlockDriver extends EventEmitter implements VirtioDriverOps {
     this.pump();
   }
 
+  /**
+   * Record the op's failure. It rejects only once none of its parts is in flight any more: a
+   * part still on the device may yet write into the caller's `into` buffer (read) or land on the
+   * disk (write), and the caller, told the op is over, would reuse the buffer or re-write the
+   * range — the late part would then overwrite what came after it. Its parts not yet sent never are.
+   */
   private fail(op: Op, err: Error): void {
     if (op.done) return;
-    op.done = true;
-    op.reject(err);
+    op.error ??= err;
+    if (op.posted === 0) this.settleFailed(op);
   }
 
-  private readGeometry(s: DriverSession, q: DriverQueueHandle<Part>): BlockGeometry {
+  private settleFailed(op: Op): void {
+    op.done = true;
+    op.reject(op.error as Error);
+  }
+
+  private readGeometry(s: DriverSession, queueSize: number): BlockGeometry {
     const f = s.features;
     const has = (b: number): boolean => (f & bit(b)) !== 0n;
     const u32 = (off: number): number => s.readConfig(off, 4) >>> 0;
@@ -532,14 +662,17 @@ export class BlockDriver extends EventEmitter implements VirtioDriverOps {
     const sizeMax = has(BlkFeature.SIZE_MAX) ? u32(BlkConfig.SIZE_MAX) : 0;
     const segMax = has(BlkFeature.SEG_MAX) ? u32(BlkConfig.SEG_MAX) : 1;
     // The data segments plus header and status must fit one chain (≤ queue size,
-    // VIRTIO 1.2 §2.7.5.3.1).
-    const maxSegments = Math.max(1, Math.min(segMax > 0 ? segMax : 1, q.size - 2));
+    // VIRTIO 1.2 §2.7.5.3.1) on every queue. Below 3 descriptors no data request fits at all:
+    // those fail one by one (pump), FLUSH still works.
+    const maxSegments = Math.max(1, Math.min(segMax > 0 ? segMax : 1, queueSize - 2));
     const segmentSize = sizeMax > 0 ? Math.min(sizeMax, this.maxTransfer) : this.maxTransfer;
     let maxRequest = Math.min(this.maxTransfer, maxSegments * segmentSize);
     maxRequest -= maxRequest % SECTOR_SIZE;
-    if (maxRequest < SECTOR_SIZE) {
-      throw new BlockError('VSHM_ERR_ARGUMENT', 'A', `device limits (size_max ${sizeMax}, seg_max ${segMax}) allow no 512-byte request`);
-    }
+    // Below one sector no read or write can be built: keep the device (FLUSH, GET_ID, DISCARD
+    // still work) and fail each read and write clearly — refusing it in probe would make the
+    // transport re-initialise it for ever while every call waited.
+    this.noData = maxRequest < SECTOR_SIZE ? `the device's limits (size_max ${sizeMax}, seg_max ${segMax}) allow no 512-byte request` : '';
+    if (maxRequest < SECTOR_SIZE) maxRequest = 0;
     const discard = has(BlkFeature.DISCARD);
     const writeZeroes = has(BlkFeature.WRITE_ZEROES);
     return {
@@ -559,9 +692,19 @@ export class BlockDriver extends EventEmitter implements VirtioDriverOps {
   }
 }
 
-/** Capacity in bytes; the two halves re-read until stable (the generation rule covers each read only). */
+/** Reads of the capacity's two halves before a device that keeps changing it is given up on. */
+const CAPACITY_READS = 64;
+
+/**
+ * Capacity in bytes; the two halves re-read until stable (the generation rule covers each read
+ * only). A device whose high half changes on every read throws (the transport then treats it as
+ * broken) rather than holding the event loop for ever.
+ */
 function readCapacity(s: DriverSession): number {
-  for (;;) {
+  for (let tries = 0; ; tries++) {
+    if (tries === CAPACITY_READS) {
+      throw new BlockError('VSHM_ERR_CONFIG_BUSY', 'A', `the device's capacity changed on each of ${CAPACITY_READS} reads`);
+    }
     const hi = s.readConfig(BlkConfig.CAPACITY + 4, 4) >>> 0;
     const lo = s.readConfig(BlkConfig.CAPACITY, 4) >>> 0;
     if ((s.readConfig(BlkConfig.CAPACITY + 4, 4) >>> 0) !== hi) continue;

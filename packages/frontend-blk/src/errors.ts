@@ -14,7 +14,10 @@ import { VshmError } from '@vshm/transport';
  * - VSHM_ERR_BLK_ALIGNMENT: offset or length not a multiple of 512 bytes.
  * - VSHM_ERR_BLK_DEVICE_LOST: the device went away or broke with the request in flight; the
  *   request may or may not have been applied (never retried by the driver).
- * - VSHM_ERR_BLK_NO_MEMORY: a request cannot fit the shared memory even with nothing in flight.
+ * - VSHM_ERR_BLK_NO_MEMORY: a request cannot fit the shared memory even with nothing in flight,
+ *   or needs more descriptors than the device's queue holds.
+ * - VSHM_ERR_CONFIG_BUSY: the device's capacity kept changing while it was read (probe or
+ *   config event; the transport then treats the device as broken).
  * - VSHM_ERR_BLK_CLOSED: the driver was closed.
  */
 export class BlockError extends VshmError {}
