@@ -77,6 +77,12 @@ class Runtime {
       debug('close: %s', (err as Error).message);
     }
     await Promise.allSettled(this.attached.map((a) => a.close()));
+    // Input read from the host that no front-end took dies with this process: say how much,
+    // -q or not (a loss is no link-state chatter).
+    for (const p of this.device?.ports ?? []) {
+      const n = p.buffer.length;
+      if (n > 0) process.stderr.write(`${PROG}: ${n} bytes of ${p.id === 0 ? 'console' : `port ${String(p.name)}`} input were never delivered (no front-end took them)\n`);
+    }
     if (this.server !== null) await this.server.stop().catch(() => {});
     if (this.serverDir !== null) rmSync(this.serverDir, { recursive: true, force: true });
     if (message !== undefined) process.stderr.write(`${PROG}: ${message}\n`);

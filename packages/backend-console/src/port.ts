@@ -221,6 +221,7 @@ export class ConsolePort extends EventEmitter {
 
   private pauseInput(): void {
     if (this.input === null) return;
+    debug('port %d: %d input bytes wait for the driver, input paused', this.id, this.buffer.length);
     this.pausedByUs = true;
     this.input.pause();
   }
