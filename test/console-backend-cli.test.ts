@@ -2,7 +2,7 @@
  * vshm-console-backend CLI error paths and exits, with the real binary and server.
  */
 import { expect } from 'chai';
-import { mkdirSync, readdirSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { IvshmemPeer } from '@vshm/transport';
 import { useScratch, BACKEND_BIN } from './e2e-procs.js';
 
@@ -105,6 +105,22 @@ describe('vshm-console-backend: command line', function () {
     expect(be.stderr).to.match(/^vshm-console-backend: cannot write to stdout: EPIPE \(broken pipe\); console output is dropped from now on$/m);
     expect(be.running).to.equal(true);
     fe.child.kill('SIGKILL');
+    be.child.kill('SIGTERM');
+    expect((await be.exited).code).to.equal(0);
+  });
+
+  it('a stdout whose reader went away (EPIPE): what is typed afterwards still reaches the front-end', async () => {
+    await s.startServer();
+    const be = await s.startBackend();
+    be.child.stdout!.destroy();
+    // The command's first line hits the broken pipe; then it waits for a line of input and exits.
+    const got = s.path('got');
+    const fe = s.startFrontend(['--no-pty', '--', '/bin/sh', '-c', 'echo to-the-console; read l; echo "$l" > "$1"', 'sh', got]);
+    await be.untilStderr(/cannot write to stdout/);
+    be.write('typed-after-epipe\n');
+    await fe.until(() => fe.exitCode !== null, 'the command read the line and exited');
+    expect((await fe.exited).code).to.equal(0);
+    expect(readFileSync(got, 'utf8')).to.equal('typed-after-epipe\n');
     be.child.kill('SIGTERM');
     expect((await be.exited).code).to.equal(0);
   });

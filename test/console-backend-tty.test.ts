@@ -3,6 +3,7 @@
  * a front-end (config update without MULTIPORT, RESIZE with it), Ctrl-] q restoring the terminal.
  */
 import { expect } from 'chai';
+import { writeFileSync } from 'node:fs';
 import { openConsole, type Console } from '@vshm/frontend-console';
 import { useScratch, BACKEND_BIN, until } from './e2e-procs.js';
 
@@ -40,5 +41,22 @@ describe('vshm-console-backend on a terminal (tmux)', function () {
     expect(pane).to.match(/BE-EXIT-0/);
     expect(pane).to.match(/(^|\s)icanon(\s|$)/m);
     expect(pane).to.match(/(^|\s)echo(\s|$)/m);
+  });
+
+  it('Ctrl-] q still quits after a paste larger than the input buffer while no front-end reads', async () => {
+    await s.startServer();
+    const t = s.tmux(`${process.execPath} ${BACKEND_BIN} -S ${s.server}; echo BE-EXIT-$?`);
+    await t.untilPane(/serving the console on .*quit with Ctrl-\] q/);
+    // 2 MiB of text: more than the back-end's input buffer (64 KiB) and the terminal backlog it
+    // holds in front of it (1 MiB) — with nobody reading, the rest is dropped, with a line.
+    const paste = s.path('paste.txt');
+    writeFileSync(paste, `${'x'.repeat(63)}\n`.repeat(32768));
+    t.run('load-buffer', '-b', 'big', paste);
+    t.run('paste-buffer', '-b', 'big', '-t', t.name);
+    t.send('C-]');
+    t.send('q');
+    const pane = await t.untilPane(/BE-EXIT-\d+/);
+    expect(pane).to.match(/BE-EXIT-0/);
+    expect(pane).to.match(/terminal input .*dropped/);
   });
 });

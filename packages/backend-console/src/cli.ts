@@ -7,6 +7,7 @@
  * re-initialises and the device keeps undelivered input for the next front-end.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
+import { PassThrough } from 'node:stream';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import createDebug from 'debug';
@@ -16,7 +17,7 @@ import type { SessionEndReason } from '@vshm/transport';
 import { attachCommand, attachSocket, unixSocketListening, type Attached } from './attach.js';
 import { LONG_OPTIONS, parseCliArgs, PROG, USAGE, type BackendCliOptions } from './cli-args.js';
 import { ConsoleDevice } from './device.js';
-import { EscapeFilter } from './escape.js';
+import { EscapeScanner } from './escape.js';
 import { connectBackend, type BackendLink } from './link.js';
 import { TerminalGuard } from './terminal.js';
 
@@ -41,6 +42,13 @@ const ROLE_RETRY_MS = 20;
 /** LinkError codes of a connect attempt that a restarted server may answer differently. */
 const RECONNECTABLE = new Set(['VSHM_ERR_NO_SERVER', 'VSHM_ERR_SOCKET', 'VSHM_ERR_ROLE', 'VSHM_ERR_SERVER_EOF', 'VSHM_ERR_CONNECT', 'VSHM_ERR_CONNECT_TIMEOUT']);
 
+/**
+ * Terminal input held for port 0 beyond its input buffer, at most. The terminal is read all the
+ * time, so that Ctrl-] q quits even while no front-end takes input (pausing the terminal would
+ * hide the quit key behind a paste); past this backlog typed bytes are dropped, with a line.
+ */
+export const TERMINAL_BACKLOG_LIMIT = 1 << 20;
+
 /** The reference configuration of §7.1: -l 64K -n 2 -V 3 -P 0x8003. */
 export const EMBEDDED_SERVER = { memorySize: 64 * 1024, maxPeers: 2, vectors: 3, protocol: 0x8003 } as const;
 
@@ -54,6 +62,10 @@ class Runtime {
   device: ConsoleDevice | null = null;
   readonly attached: Attached[] = [];
   private exiting = false;
+  /** Terminal input waiting in front of port 0's buffer (bytes). */
+  private terminalHeld: () => number = () => 0;
+  /** Terminal input dropped because too much was waiting (bytes). */
+  private terminalDropped = 0;
 
   constructor(opts: BackendCliOptions) {
     this.opts = opts;
@@ -77,10 +89,48 @@ class Runtime {
       debug('close: %s', (err as Error).message);
     }
     await Promise.allSettled(this.attached.map((a) => a.close()));
+    // Input read from the host that no front-end took dies with this process: say how much,
+    // -q or not (a loss is no link-state chatter).
+    for (const p of this.device?.ports ?? []) {
+      const n = p.buffer.length + (p.id === 0 ? this.terminalHeld() : 0);
+      if (n > 0) process.stderr.write(`${PROG}: ${n} bytes of ${p.id === 0 ? 'console' : `port ${String(p.name)}`} input were never delivered (no front-end took them)\n`);
+    }
     if (this.server !== null) await this.server.stop().catch(() => {});
     if (this.serverDir !== null) rmSync(this.serverDir, { recursive: true, force: true });
+    if (this.terminalDropped > 0) process.stderr.write(`${PROG}: ${this.terminalDropped} bytes of terminal input were dropped (the front-end was not taking them)\n`);
     if (message !== undefined) process.stderr.write(`${PROG}: ${message}\n`);
     process.exit(code);
+  }
+
+  /**
+   * Port 0's input on a terminal: stdin without the quit sequence. stdin is never paused, so the
+   * quit key is seen whatever the port's back-pressure; what the port does not take yet waits
+   * here, up to TERMINAL_BACKLOG_LIMIT, and beyond that is dropped (one line when it starts, the
+   * count at exit).
+   */
+  private terminalInput(): PassThrough {
+    const scanner = new EscapeScanner();
+    const keys = new PassThrough();
+    const held = (): number => keys.writableLength + keys.readableLength;
+    this.terminalHeld = held;
+    let dropping = false;
+    process.stdin.on('data', (chunk: Buffer) => {
+      const { data, quit } = scanner.scan(chunk);
+      if (data.length > 0 && !this.exiting) {
+        if (held() < TERMINAL_BACKLOG_LIMIT) {
+          dropping = false;
+          keys.write(data);
+        } else {
+          this.terminalDropped += data.length;
+          if (!dropping) {
+            dropping = true;
+            process.stderr.write(`${PROG}: terminal input dropped: the front-end is not taking it (${TERMINAL_BACKLOG_LIMIT >> 10} KiB waiting); Ctrl-] q still quits\r\n`);
+          }
+        }
+      }
+      if (quit) void this.shutdown(0);
+    });
+    return keys;
   }
 
   /** Wire the events of one link (one server lifetime). */
@@ -209,11 +259,9 @@ class Runtime {
 
     // Port 0 = this terminal. Raw mode: bytes (^C included) go to the front-end as they are.
     if (this.guard.isTTY) {
-      const filter = new EscapeFilter();
-      filter.on('escape', () => void this.shutdown(0));
+      const keys = this.terminalInput();
       this.guard.enterRaw();
-      process.stdin.pipe(filter);
-      device.port(0).attach(filter, out);
+      device.port(0).attach(keys, out);
     } else {
       device.port(0).attach(process.stdin, out);
     }

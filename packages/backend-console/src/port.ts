@@ -64,9 +64,10 @@ export class ConsolePort extends EventEmitter {
     this.emit('writable');
   };
   private readonly onOutputError = (err: Error): void => {
-    // EPIPE and friends: the host reader went away. Treat as a detach rather than a crash.
+    // EPIPE and friends: the host reader went away. That ends the output only: the input of the
+    // same host side (the keyboard on port 0, a command's stdout) still has bytes for the device.
     debug('port %d: output error %s', this.id, err.message);
-    this.detach();
+    this.dropOutput();
   };
   private readonly onInputError = (err: Error): void => {
     debug('port %d: input error %s', this.id, err.message);
@@ -195,8 +196,32 @@ export class ConsolePort extends EventEmitter {
     this.emit('input');
   }
 
+  /**
+   * Stop using the output (it failed); the input stays attached. From now on output is
+   * discarded as without a host side; with no input left the host side is closed.
+   */
+  private dropOutput(): void {
+    const output = this.output;
+    if (output === null) return;
+    if (this.input === null) {
+      this.detach();
+      return;
+    }
+    output.off('drain', this.onDrain);
+    output.off('error', this.onOutputError);
+    this.output = null;
+    this.outputDone = null;
+    this.outputInFlight = null; // buffers the failed output still holds are never reused
+    this.freeOutput.length = 0;
+    if (this.blocked) {
+      this.blocked = false;
+      this.emit('writable');
+    }
+  }
+
   private pauseInput(): void {
     if (this.input === null) return;
+    debug('port %d: %d input bytes wait for the driver, input paused', this.id, this.buffer.length);
     this.pausedByUs = true;
     this.input.pause();
   }

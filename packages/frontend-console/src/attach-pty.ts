@@ -5,8 +5,10 @@
  * signals for the command's foreground job. The pty comes from node-pty (a well-kept library;
  * no hand-written pty code).
  *
- * - port → pty master (input); pty master → port (output), with backpressure: the pty is paused
- *   while the port's writable side is full, so the command blocks rather than memory growing.
+ * - port → pty master (input); pty master → port (output), with backpressure both ways: the pty
+ *   is paused while the port's writable side is full, so the command blocks rather than memory
+ *   growing; the port is paused while the pty holds a backlog of input the command has not
+ *   read (see ptyInputBacklog), so the back-end holds the rest.
  * - Size: the pty starts at the port's size (config SIZE, or RESIZE with MULTIPORT, §7.3) and
  *   follows every 'resize' of the port with resize() (the kernel sends SIGWINCH to the job).
  *   Before the device told a size, 80×24. A 0 in either dimension (no size known) is ignored.
@@ -50,6 +52,29 @@ export function findExecutable(command: string, path = process.env.PATH ?? '/usr
   return code;
 }
 
+/** Input bytes node-pty may hold for a command that does not read before the port is paused. */
+export const PTY_INPUT_BACKLOG_LIMIT = 64 * 1024;
+/** How often a paused port looks whether the command read its backlog. */
+const PTY_INPUT_POLL_MS = 10;
+
+/**
+ * Input bytes node-pty queued because the kernel's pty buffer was full, or null if this node-pty
+ * does not tell. Its write() returns nothing and never signals a drain: whatever the kernel does
+ * not take at once waits in a private queue (node-pty 1.1 on Unix, `_writeStream._writeQueue`)
+ * that grows without bound while the command does not read. Read defensively: a node-pty
+ * without that queue gives null and the input flows unbounded, as before.
+ */
+export function ptyInputBacklog(pty: IPty): number | null {
+  const queue = (pty as unknown as { _writeStream?: { _writeQueue?: unknown } })._writeStream?._writeQueue;
+  if (!Array.isArray(queue)) return null;
+  let n = 0;
+  for (const task of queue as { buffer?: unknown; offset?: unknown }[]) {
+    if (!Buffer.isBuffer(task?.buffer) || typeof task.offset !== 'number') return null;
+    n += task.buffer.length - task.offset;
+  }
+  return n;
+}
+
 function usable(size: ConsoleSize | null): size is ConsoleSize {
   return size !== null && size.cols > 0 && size.rows > 0;
 }
@@ -65,7 +90,22 @@ export function attachPty(port: ConsolePort, command: string, args: readonly str
   let closed = false;
   let onExited: () => void = () => {};
   const exitedPromise = new Promise<void>((resolve) => (onExited = resolve));
-  const onInput = (chunk: Buffer): void => pty?.write(chunk);
+  /** The port is paused by us for the pty's input backlog; the poll that resumes it. */
+  let inputPoll: NodeJS.Timeout | null = null;
+  const pollInput = (): void => {
+    inputPoll = null;
+    if (pty === null || exited || closed) return;
+    if ((ptyInputBacklog(pty) ?? 0) > PTY_INPUT_BACKLOG_LIMIT / 2) inputPoll = setTimeout(pollInput, PTY_INPUT_POLL_MS);
+    else port.resume();
+  };
+  const onInput = (chunk: Buffer): void => {
+    if (pty === null) return;
+    pty.write(chunk);
+    if (inputPoll === null && (ptyInputBacklog(pty) ?? 0) > PTY_INPUT_BACKLOG_LIMIT) {
+      port.pause();
+      inputPoll = setTimeout(pollInput, PTY_INPUT_POLL_MS);
+    }
+  };
   const onResize = (size: ConsoleSize): void => {
     if (usable(size) && pty !== null && !exited) pty.resize(size.cols, size.rows);
   };
@@ -73,6 +113,8 @@ export function attachPty(port: ConsolePort, command: string, args: readonly str
     if (pty !== null && !exited) pty.kill('SIGHUP');
   };
   const unhook = (): void => {
+    if (inputPoll !== null) clearTimeout(inputPoll);
+    inputPoll = null;
     port.off('attach', start);
     port.off('data', onInput);
     port.off('resize', onResize);

@@ -4,8 +4,11 @@
  * On a TTY stdin goes to raw mode (so ^C, ^D, ^Z reach the other side as bytes, like a serial
  * console) and an escape sequence quits: Ctrl-] then `q` (or `.`). Ctrl-] Ctrl-] sends one
  * Ctrl-]; Ctrl-] followed by anything else sends both bytes. The mode is restored on every exit
- * path (`restore()`, and process 'exit' as a last resort). Without a TTY the bytes pass through
- * untouched (binary-safe) and stdin EOF does not end the session: output keeps flowing.
+ * path (`restore()`, and process 'exit' as a last resort). A TTY is never paused, so the quit
+ * key is always seen: input the port does not take yet waits here (TERMINAL_BACKLOG_LIMIT), and
+ * beyond that is dropped with a line. Without a TTY the bytes pass through untouched
+ * (binary-safe, with plain back-pressure) and stdin EOF does not end the session: output keeps
+ * flowing.
  */
 import type { Duplex } from 'node:stream';
 import type { ReadStream } from 'node:tty';
@@ -40,6 +43,13 @@ export class EscapeFilter {
   }
 }
 
+/**
+ * Terminal input held in front of a port that pushes back, at most. A TTY is read all the time
+ * so that Ctrl-] q is seen whatever the back-end does (pausing it would hide the quit key behind
+ * a paste); past this backlog typed bytes are dropped, with a line.
+ */
+export const TERMINAL_BACKLOG_LIMIT = 1 << 20;
+
 export function attachTerminal(
   port: Duplex,
   stdin: NodeJS.ReadableStream & Partial<Pick<ReadStream, 'isTTY' | 'setRawMode'>> = process.stdin,
@@ -62,18 +72,48 @@ export function attachTerminal(
     stdout.off('error', onOutError);
     restore();
     process.off('exit', restore);
+    if (dropped > 0) process.stderr.write(`vshm-console-frontend: ${dropped} bytes of terminal input were dropped (the back-end was not taking them)\n`);
   });
+  /** TTY input waiting for the port to drain, in order, and its size; bytes dropped. */
+  const held: Uint8Array[] = [];
+  let heldBytes = 0;
+  let blocked = false;
+  let dropping = false;
+  let dropped = 0;
+  const send = (data: Uint8Array): void => {
+    if (blocked) {
+      if (heldBytes + data.length <= TERMINAL_BACKLOG_LIMIT) {
+        held.push(data);
+        heldBytes += data.length;
+        dropping = false;
+      } else {
+        dropped += data.length;
+        if (!dropping) {
+          dropping = true;
+          process.stderr.write(`vshm-console-frontend: terminal input dropped: the back-end is not taking it (${TERMINAL_BACKLOG_LIMIT >> 10} KiB waiting); Ctrl-] q still quits\r\n`);
+        }
+      }
+      return;
+    }
+    if (!port.write(data)) {
+      blocked = true;
+      port.once('drain', onDrain);
+    }
+  };
   const onData = (chunk: Buffer): void => {
     let data: Uint8Array = chunk;
     if (filter !== null) {
       const r = filter.feed(chunk);
       data = r.data;
       if (r.quit) {
-        if (data.length > 0) port.write(data);
+        if (data.length > 0) send(data);
         finish(0);
         return;
       }
+      if (data.length > 0) send(data);
+      return;
     }
+    // Not a TTY: no quit key to watch for, so plain back-pressure (never dropped).
     if (data.length > 0 && !port.write(data)) {
       stdin.pause();
       port.off('drain', onDrain);
@@ -81,7 +121,19 @@ export function attachTerminal(
     }
   };
   const onDrain = (): void => {
-    stdin.resume();
+    if (filter === null) {
+      stdin.resume();
+      return;
+    }
+    blocked = false;
+    while (held.length > 0 && !blocked) {
+      const data = held.shift() as Uint8Array;
+      heldBytes -= data.length;
+      if (!port.write(data)) {
+        blocked = true;
+        port.once('drain', onDrain);
+      }
+    }
   };
   stdin.on('data', onData);
   // stdout gone (EPIPE: `… | head`): the reader left, end the session instead of crashing.

@@ -125,6 +125,8 @@ export async function main(argv: readonly string[]): Promise<number> {
   attachModule.catch(() => {});
   let con: Console | null = null;
   let attachment: Attachment | null = null;
+  /** The port served, once picked: what it still holds at the end was never delivered. */
+  let served: ConsolePort | null = null;
   try {
     try {
       const opening = openConsole({
@@ -169,6 +171,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     const port = await Promise.race([pickPort(con, opts, signalled, info), fatal.then(() => undefined), stalled.then(() => undefined)]);
     if (port === undefined) return 1;
     if (port === null) return 0;
+    served = port;
     reportLinkState(con, port, info);
     // A write that can no longer complete (the device removed the port, DEVICE_REMOVE) errors the
     // port stream. The attachment ends on 'removed' (the command gets EOF); without a listener
@@ -212,5 +215,9 @@ export async function main(argv: readonly string[]): Promise<number> {
     // Orderly (§4.10): detach I/O, then reset the device, State := RESET, disconnect.
     await attachment?.close().catch(() => {});
     await con?.close().catch((err: Error) => debug('close: %s', err.message));
+    // Output the device never acknowledged (the back-end gone, stalled or not reading) dies with
+    // this process: say how much, -q or not (a loss is no link-state chatter).
+    const lost = served?.pendingTransmitBytes ?? 0;
+    if (lost > 0) fail(`${lost} bytes of ${served?.portName == null ? 'console' : `port ${served.portName}`} output were never delivered (the back-end did not take them)`);
   }
 }

@@ -417,6 +417,7 @@ export class ConsolePort extends Duplex {
       }
     }
     this.writeCallback = callback;
+    if (this.tx === null) debug('port %d: no session, %d tx bytes held', this.id, this.pendingTransmitBytes);
     this.pumpTransmit();
   }
 
