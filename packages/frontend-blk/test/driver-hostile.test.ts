@@ -16,21 +16,11 @@ import { BlockError } from '../src/errors.js';
 import { VirtioBackend, VirtioFrontend } from '@vshm/transport';
 import { createLoopbackPair } from '@vshm/transport/testing';
 import { blkRig, type BlkRig } from './fixtures/blk-loopback.js';
+import { rejects } from './fixtures/rejects.js';
 import { MemBlkDevice } from './fixtures/mem-blk-device.js';
 import { until } from '../../transport/test/fixtures/until.js';
 
 const MiB = 1024 * 1024;
-
-async function rejects(p: Promise<unknown>, code: string): Promise<BlockError> {
-  try {
-    await p;
-  } catch (err) {
-    expect(err).to.be.instanceOf(BlockError);
-    expect((err as BlockError).code).to.equal(code);
-    return err as BlockError;
-  }
-  throw new Error(`expected a rejection with ${code}`);
-}
 
 describe('BlockDriver: failures and hostile devices', () => {
   let rig: BlkRig | null = null;

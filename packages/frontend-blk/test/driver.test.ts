@@ -5,23 +5,12 @@
  */
 import { expect } from 'chai';
 import { randomBytes } from 'node:crypto';
-import { BlockError } from '../src/errors.js';
 import { BlkRequestType as BlkType } from 'virtio-spec-types';
 import { blkRig, type BlkRig } from './fixtures/blk-loopback.js';
+import { rejects } from './fixtures/rejects.js';
 import { until } from '../../transport/test/fixtures/until.js';
 
 const MiB = 1024 * 1024;
-
-async function rejects(p: Promise<unknown>, code: string): Promise<BlockError> {
-  try {
-    await p;
-  } catch (err) {
-    expect(err).to.be.instanceOf(BlockError);
-    expect((err as BlockError).code).to.equal(code);
-    return err as BlockError;
-  }
-  throw new Error(`expected a rejection with ${code}`);
-}
 
 describe('BlockDriver (loopback, in-memory device)', () => {
   let rig: BlkRig | null = null;
