@@ -3,10 +3,9 @@
  * user needs another way out. Ctrl-] (0x1d) then `q` (or `Q`) quits; Ctrl-] Ctrl-] sends one
  * Ctrl-]; Ctrl-] followed by anything else sends both bytes (like telnet's escape character).
  *
- * A Transform: bytes in from the terminal, bytes out to port 0; emits 'escape' on the sequence.
- * Pure state machine in `EscapeScanner` so it can be tested without streams.
+ * `EscapeScanner` is the pure state machine: the CLI feeds it each chunk read from the terminal
+ * and sends on what it returns (cli.ts terminalInput()), so it can be tested without streams.
  */
-import { Transform, type TransformCallback } from 'node:stream';
 
 export const ESCAPE_BYTE = 0x1d;
 
@@ -31,21 +30,5 @@ export class EscapeScanner {
       else out.push(b);
     }
     return { data: Buffer.from(out), quit: false };
-  }
-}
-
-export class EscapeFilter extends Transform {
-  private readonly scanner = new EscapeScanner();
-  private quit = false;
-
-  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
-    if (this.quit) return cb();
-    const { data, quit } = this.scanner.scan(chunk);
-    if (data.length > 0) this.push(data);
-    if (quit) {
-      this.quit = true;
-      this.emit('escape');
-    }
-    cb();
   }
 }
