@@ -149,16 +149,26 @@ function watch(att: Attachment, a: InspectArgs, out: NodeJS.WritableStream, err:
   const clear = !a.json && (out as { isTTY?: boolean }).isTTY === true;
   return new Promise((resolve) => {
     let timer: NodeJS.Timeout | null = null;
+    let done = false;
     // SIGHUP too (the terminal closed), as the vshm daemons do: the watch ends with status 0.
     const signals = onTerminationSignal();
     const stop = (code: number): void => {
+      done = true;
       if (timer !== null) clearTimeout(timer);
       signals.dispose();
       resolve(code);
     };
     void signals.signalled.then(() => stop(0));
-    // `vshm-inspect --watch | head`: the reader left, which ends the watch like Ctrl-C.
-    out.once('error', () => stop(0));
+    // `vshm-inspect --watch | head`: the reader left (EPIPE), which ends the watch like Ctrl-C.
+    // Any other failure (ENOSPC on a full file, EIO) is an error, reported as without --watch.
+    const failed = (e: Error): void => {
+      if (done) return;
+      done = true;
+      if ((e as NodeJS.ErrnoException).code === 'EPIPE') return stop(0);
+      err.write(`${PROG}: ${describeIoError('write to', 'stdout', e)}\n`);
+      stop(1);
+    };
+    out.on('error', failed);
     const tick = (): void => {
       if (att.pid !== undefined && !processAliveSafe(att.pid)) {
         err.write(`${PROG}: process ${att.pid} has exited\n`);
@@ -168,6 +178,11 @@ function watch(att: Attachment, a: InspectArgs, out: NodeJS.WritableStream, err:
       att.refreshStatus();
       // Text snapshots: the screen is redrawn on a terminal, else separated by a blank line.
       out.write((clear ? '\x1b[H\x1b[2J' : '') + render(att, a.json, true) + (a.json || clear ? '\n' : '\n\n'));
+      // A synchronous stdout (a file, a pipe on Linux) knows of a failed write already; its
+      // 'error' event comes later, after another period would have been scheduled.
+      const errored = (out as { errored?: Error | null }).errored ?? null;
+      if (errored !== null) return failed(errored);
+      if (done) return;
       timer = setTimeout(tick, a.watchMs);
     };
     tick();

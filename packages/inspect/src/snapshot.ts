@@ -105,7 +105,7 @@ export interface HeaderSnapshot {
   configGeneration: number;
   configEvent: number;
   queueEvent: number;
-  /** Config bytes [0x4C, size) as hex. */
+  /** Config bytes [0x4C, size) as hex: none when `size` is out of range (§4.2), at most 4096 (a note says so). */
   config: string;
   queueSel: number;
   /** The window 0x20–0x3F: the selected queue only. */
@@ -180,7 +180,10 @@ function featureField(v: string | null, deviceId: number): { value: string; name
   return v === null ? null : { value: v, names: featureNames(BigInt(v), deviceId) };
 }
 
-function readHeader(window: ArrayBuffer, layout: SharedMemoryLayout, deviceId: number | undefined): HeaderSnapshot | null {
+/** Config bytes shown at most: far more than any device's config (console 12, block 60). */
+const CONFIG_SHOWN_MAX = 4096;
+
+function readHeader(window: ArrayBuffer, layout: SharedMemoryLayout, deviceId: number | undefined, notes: string[]): HeaderSnapshot | null {
   if (layout.rwSize < HDR_CONFIG) return null;
   const h = new HeaderView(window, HDR_CONFIG);
   const revision = h.load32(HDR_REVISION);
@@ -192,8 +195,14 @@ function readHeader(window: ArrayBuffer, layout: SharedMemoryLayout, deviceId: n
   const vword = h.load32(HDR_DRIVER_FEATURES);
   const windowNames = (sel: number, word: number): string[] => (sel > 1 ? [] : featureNames(BigInt(word) << BigInt(32 * sel), deviceId));
   const status = h.load32(HDR_DEVICE_STATUS);
-  // Config bytes: never past `size` (§4.2) nor past the R/W section.
-  const configEnd = Math.min(Math.max(size, HDR_CONFIG), layout.rwSize);
+  // Config bytes: never past `size` (§4.2) nor past the R/W section, and a `size` the FE would
+  // reject (below 0x4C or past the R/W section) shows none: a hostile `size` must not turn the
+  // whole R/W section into hex (hundreds of MB, past the longest string Node can build).
+  let configEnd = HDR_CONFIG;
+  if (size < HDR_CONFIG) notes.push(`header size ${size} is below 0x4c (the FE rejects it, §4.2): config not shown`);
+  else if (size > layout.rwSize) notes.push(`header size ${size} is larger than the R/W section of ${layout.rwSize} bytes (the FE rejects it, §4.2): config not shown`);
+  else configEnd = Math.min(size, HDR_CONFIG + CONFIG_SHOWN_MAX);
+  if (configEnd < size && size <= layout.rwSize) notes.push(`config: only the first ${CONFIG_SHOWN_MAX} of ${size - HDR_CONFIG} bytes shown`);
   const config = Buffer.from(window, HDR_CONFIG, configEnd - HDR_CONFIG).toString('hex');
   return {
     revision,
@@ -302,7 +311,7 @@ export function takeSnapshot(att: Attachment): Snapshot {
   const be = att.status.find((f) => f.transport.role === 'back-end');
   const describer = be ?? att.status[0];
   const deviceId = describer?.transport.deviceId ?? (describer !== undefined ? roleOfProtocol(describer.peer.protocol) : undefined);
-  const header = readHeader(window, layout, typeof deviceId === 'number' ? deviceId : undefined);
+  const header = readHeader(window, layout, typeof deviceId === 'number' ? deviceId : undefined, notes);
   if (header === null) notes.push('no virtio header: the R/W section is too small or no back-end has initialised it (revision 0)');
   if (att.layoutSource === 'defaults') notes.push('layout assumed (2 peers, no output sections): no status file, pass -n/-o if that is wrong');
   if (describer === undefined) notes.push('no status file for this memory: queue addresses unknown (the daemons publish one; see docs/decisions.md)');

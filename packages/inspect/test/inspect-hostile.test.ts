@@ -1,0 +1,109 @@
+/**
+ * vshm-inspect against memory it cannot trust: a header whose `size` field is hostile (the
+ * snapshot must stay small, whatever the memory size), and --watch writing to a stdout that
+ * fails (a full file must be an error, not a silent exit 0). In-process and quick: the memory is
+ * either a plain ArrayBuffer or a small POSIX object this test creates.
+ */
+import { closeSync, openSync, unlinkSync, writeSync } from 'node:fs';
+import { Writable } from 'node:stream';
+import { expect } from 'chai';
+import { HDR_CONFIG, HDR_REVISION, HDR_SIZE, SharedMemoryLayout, STATE_TABLE_SIZE } from '@vshm/transport/inspect';
+import { main } from '../src/cli.js';
+import { takeSnapshot, type Attachment } from '../src/index.js';
+
+/** An attachment over plain buffers: what takeSnapshot sees of a -M object without status files. */
+function fakeAttachment(windowBytes: number, fill: (window: DataView) => void): Attachment {
+  const window = new ArrayBuffer(windowBytes);
+  fill(new DataView(window));
+  return {
+    shm: 'fake',
+    ino: 1,
+    openedVia: '/dev/shm/fake',
+    uid: 0,
+    layout: new SharedMemoryLayout(STATE_TABLE_SIZE + windowBytes, 2, 0),
+    layoutSource: 'defaults',
+    stateTable: new ArrayBuffer(STATE_TABLE_SIZE),
+    window,
+    status: [],
+    refreshStatus() {},
+    close() {},
+  };
+}
+
+describe('vshm-inspect (hostile header)', () => {
+  it('a header `size` far past any config (0xffffffff over 1 MiB of R/W) shows a bounded config and says why', () => {
+    const att = fakeAttachment(1 << 20, (v) => {
+      v.setUint32(HDR_REVISION, 1, true);
+      v.setUint32(HDR_SIZE, 0xffffffff, true);
+    });
+    const snap = takeSnapshot(att);
+    expect(snap.header).to.not.equal(null);
+    expect(snap.header!.size).to.equal(0xffffffff);
+    // Before the fix the config was the whole R/W section in hex: 2 MiB of text per snapshot.
+    expect(snap.header!.config.length).to.be.at.most(2 * 4096);
+    expect(snap.notes.join('\n')).to.match(/header size 4294967295 .*larger than the R\/W section/);
+    expect(JSON.stringify(snap).length).to.be.below(64 * 1024);
+  });
+
+  it('a header `size` below 0x4C shows no config bytes and says so', () => {
+    const att = fakeAttachment(4096, (v) => {
+      v.setUint32(HDR_REVISION, 1, true);
+      v.setUint32(HDR_SIZE, 8, true);
+    });
+    const snap = takeSnapshot(att);
+    expect(snap.header!.config).to.equal('');
+    expect(snap.notes.join('\n')).to.match(/header size 8 .*below 0x4c/);
+  });
+
+  it('a valid `size` shows exactly the config bytes [0x4C, size)', () => {
+    const att = fakeAttachment(4096, (v) => {
+      v.setUint32(HDR_REVISION, 1, true);
+      v.setUint32(HDR_SIZE, HDR_CONFIG + 4, true);
+      v.setUint32(HDR_CONFIG, 0xddccbbaa, true);
+    });
+    const snap = takeSnapshot(att);
+    expect(snap.header!.config).to.equal('aabbccdd');
+    expect(snap.notes.join('\n')).to.not.match(/header size/);
+  });
+});
+
+/** A stdout whose every write fails with `code`. */
+class FailingSink extends Writable {
+  constructor(private readonly code: string) {
+    super();
+  }
+  override _write(_chunk: Buffer, _enc: BufferEncoding, done: (err?: Error) => void): void {
+    done(Object.assign(new Error(`write ${this.code}`), { code: this.code }));
+  }
+}
+
+class Sink extends Writable {
+  text = '';
+  override _write(chunk: Buffer, _enc: BufferEncoding, done: () => void): void {
+    this.text += chunk.toString();
+    done();
+  }
+}
+
+describe('vshm-inspect --watch (stdout fails)', function () {
+  this.timeout(20_000);
+  const name = `vshm-inspect-hostile-${process.pid}`;
+  before(() => {
+    const fd = openSync(`/dev/shm/${name}`, 'w', 0o600);
+    writeSync(fd, Buffer.alloc(STATE_TABLE_SIZE + 4096));
+    closeSync(fd);
+  });
+  after(() => unlinkSync(`/dev/shm/${name}`));
+
+  it('a full stdout (ENOSPC): one line naming the errno, exit 1 — as without --watch', async () => {
+    const err = new Sink();
+    expect(await main(['-M', name, '--watch', '10'], new FailingSink('ENOSPC'), err)).to.equal(1);
+    expect(err.text).to.equal('vshm-inspect: cannot write to stdout: ENOSPC (no space left on device)\n');
+  });
+
+  it('the reader gone (EPIPE): ends quietly with exit 0, like Ctrl-C', async () => {
+    const err = new Sink();
+    expect(await main(['-M', name, '--watch', '10'], new FailingSink('EPIPE'), err)).to.equal(0);
+    expect(err.text).to.equal('');
+  });
+});
