@@ -264,7 +264,9 @@ function readQueue(window: ArrayBuffer, layout: SharedMemoryLayout, q: StatusQue
     snap.note = 'rings outside the memory or misaligned';
     return snap;
   }
-  const u16 = new Uint16Array(window);
+  // The window's length may be odd (S not page-aligned, a peer with reduced protection): a view
+  // over the whole of it would throw; every ring field lies in the even part checked above.
+  const u16 = new Uint16Array(window, 0, window.byteLength >>> 1);
   const load = (off: number): number => Atomics.load(u16, off >>> 1);
   // used.idx before avail.idx: avail.idx only grows past a used.idx read earlier, so the
   // difference never comes out negative from a torn snapshot.

@@ -7,7 +7,7 @@
 import { closeSync, openSync, unlinkSync, writeSync } from 'node:fs';
 import { Writable } from 'node:stream';
 import { expect } from 'chai';
-import { HDR_CONFIG, HDR_REVISION, HDR_SIZE, SharedMemoryLayout, STATE_TABLE_SIZE } from '@vshm/transport/inspect';
+import { HDR_CONFIG, HDR_REVISION, HDR_SIZE, SharedMemoryLayout, STATE_TABLE_SIZE, STATUS_FORMAT, type StatusFile } from '@vshm/transport/inspect';
 import { main } from '../src/cli.js';
 import { takeSnapshot, type Attachment } from '../src/index.js';
 
@@ -84,6 +84,33 @@ class Sink extends Writable {
     done();
   }
 }
+
+describe('vshm-inspect (odd-sized memory)', () => {
+  it('a memory whose window has an odd length (a peer that accepted reduced protection) still shows the live ring fields', () => {
+    // S = 4096 + 8193: no page alignment, which a peer maps with acceptReducedProtection.
+    const att = fakeAttachment(8193, (v) => {
+      v.setUint32(HDR_REVISION, 1, true);
+      v.setUint32(HDR_SIZE, HDR_CONFIG, true);
+      v.setUint16(0x1000 + 2, 7, true); // avail.idx
+      v.setUint16(0x1800 + 2, 5, true); // used.idx
+    });
+    const status: StatusFile = {
+      format: STATUS_FORMAT,
+      pid: process.pid,
+      updated: new Date().toISOString(),
+      peer: { id: 0, maxPeers: 2, vectors: 3, protocol: 0x8003 },
+      memory: { ino: 1, size: STATE_TABLE_SIZE + 8193, outputSectionSize: 0 },
+      transport: {
+        role: 'back-end', phase: 'serving', deviceId: 3, offeredFeatures: null, negotiatedFeatures: null, status: 15, headerSize: HDR_CONFIG,
+        queues: [{ index: 0, maxSize: 8, size: 8, enabled: true, running: true, deviceVector: 1, driverVector: 0, desc: '0x800', avail: '0x1000', used: '0x1800' }],
+      },
+    };
+    att.status = [status];
+    const snap = takeSnapshot(att);
+    expect(snap.queues[0].note).to.equal(undefined);
+    expect(snap.queues[0].live).to.include({ availIdx: 7, usedIdx: 5, inFlight: 2 });
+  });
+});
 
 describe('vshm-inspect --watch (stdout fails)', function () {
   this.timeout(20_000);
