@@ -2,7 +2,8 @@
  * The virtio-rng driver as a vshm front-end plug-in: `read(n)` resolves with n random bytes taken
  * from the device. Requests are split into chunks of at most `maxRequest` bytes, each one
  * device-writable buffer on the request queue; chunks that do not fit (descriptors or shared
- * memory short) wait and are posted as completions free space.
+ * memory short) wait and are posted as completions free space — or, with nothing in flight to
+ * free any, are halved until they fit.
  *
  * Failure (§4.10, §8 item 35): when the device goes away or breaks, the transport fails every
  * in-flight request; the read that owned it rejects with that error — never silently dropped.
@@ -104,7 +105,15 @@ export class RngDriver implements VirtioDriverOps {
         this.waiting.shift();
         continue;
       }
-      if (!q.add(null, chunk.len, chunk)) break; // short of space: retried on the next completion
+      if (!q.add(null, chunk.len, chunk)) {
+        // Short of space: retried on the next completion. With nothing in flight there is none
+        // to wait for — the chunk is larger than the shared memory can hold at all — so it is
+        // halved until it fits (the device fills each half; the read still gets every byte).
+        if (q.inFlight > 0 || q.live === false || chunk.len === 1) break;
+        const half = chunk.len >>> 1;
+        r.todo.splice(0, 1, { read: r, offset: chunk.offset, len: half }, { read: r, offset: chunk.offset + half, len: chunk.len - half });
+        continue;
+      }
       r.todo.shift();
       posted = true;
     }

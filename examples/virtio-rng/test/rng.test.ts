@@ -80,6 +80,18 @@ describe('virtio-rng device and driver (loopback)', () => {
     expect(new Set(many.map((b) => b.toString('hex'))).size).to.equal(21);
   });
 
+  it('a request larger than the shared memory can ever hold is split until it fits, not left waiting forever', async () => {
+    // 64 KiB of memory cannot hold a 1 MiB device-writable buffer: add() refuses it with nothing
+    // in flight, so no completion would ever retry it.
+    const device = new RngDevice();
+    const rng = new RngDriver({ maxRequest: 1 << 20 });
+    link(device, rng, 65536);
+    const b = await rng.read(200_000);
+    expect(b.length).to.equal(200_000);
+    expect(device.stats.bytes).to.equal(200_000);
+    expect((await rng.read(7)).length).to.equal(7);
+  });
+
   it('asks again for the rest when the device returns fewer bytes', async () => {
     const device = scriptedRng((q) => {
       for (let c = q.pop(); c !== null; c = q.pop()) {
