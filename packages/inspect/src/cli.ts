@@ -30,7 +30,7 @@ the section they lie in). Nothing is written to the shared memory.
 
 Queue sizes, vectors and ring addresses come from the status files the vshm daemons publish
 ($VSHM_STATUS_DIR, else $XDG_RUNTIME_DIR/vshm, else /tmp/vshm-UID); the indices are read live.
-Exit status: 0 ok, 1 cannot attach, 2 usage error.
+Exit status: 0 ok, 1 cannot attach or cannot write stdout, 2 usage error.
 `;
 
 const OPTIONS = {
