@@ -128,7 +128,17 @@ function alive(pid: number): boolean {
 
 /** Status directories to look in for files of a process of `uid` (its environment may name one). */
 function statusDirs(uid: number, pid?: number): string[] {
-  const dirs = new Set<string>([statusDirectory(process.env, uid), statusDirectory({}, uid)]);
+  // Our own working directory may have been removed (process.cwd() then throws): only a relative
+  // VSHM_STATUS_DIR needs it, and that one cannot be found any more.
+  let ownCwd: string | undefined;
+  try {
+    ownCwd = process.cwd();
+  } catch {
+    // Left undefined.
+  }
+  const dirs = new Set<string>();
+  if (ownCwd !== undefined || (process.env.VSHM_STATUS_DIR ?? '/').startsWith('/')) dirs.add(statusDirectory(process.env, uid, ownCwd ?? '/'));
+  dirs.add(statusDirectory({}, uid, '/'));
   if (pid !== undefined) {
     try {
       const env: NodeJS.ProcessEnv = {};
@@ -143,7 +153,7 @@ function statusDirs(uid: number, pid?: number): string[] {
       } catch {
         // Not ours to read: only an absolute directory can be found then.
       }
-      if (cwd !== undefined || (env.VSHM_STATUS_DIR ?? '/').startsWith('/')) dirs.add(statusDirectory(env, uid, cwd));
+      if (cwd !== undefined || (env.VSHM_STATUS_DIR ?? '/').startsWith('/')) dirs.add(statusDirectory(env, uid, cwd ?? '/'));
     } catch {
       // No access to its environment: the default places only.
     }

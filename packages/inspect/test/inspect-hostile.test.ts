@@ -4,7 +4,9 @@
  * fails (a full file must be an error, not a silent exit 0). In-process and quick: the memory is
  * either a plain ArrayBuffer or a small POSIX object this test creates.
  */
-import { closeSync, openSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, rmdirSync, unlinkSync, writeSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { expect } from 'chai';
 import { HDR_CONFIG, HDR_REVISION, HDR_SIZE, SharedMemoryLayout, STATE_TABLE_SIZE, STATUS_FORMAT, type StatusFile } from '@vshm/transport/inspect';
@@ -112,7 +114,7 @@ describe('vshm-inspect (odd-sized memory)', () => {
   });
 });
 
-describe('vshm-inspect --watch (stdout fails)', function () {
+describe('vshm-inspect -M in process (a failing stdout, a removed working directory)', function () {
   this.timeout(20_000);
   const name = `vshm-inspect-hostile-${process.pid}`;
   before(() => {
@@ -126,6 +128,22 @@ describe('vshm-inspect --watch (stdout fails)', function () {
     const err = new Sink();
     expect(await main(['-M', name, '--watch', '10'], new FailingSink('ENOSPC'), err)).to.equal(1);
     expect(err.text).to.equal('vshm-inspect: cannot write to stdout: ENOSPC (no space left on device)\n');
+  });
+
+  it('run from a working directory that was removed: the snapshot is taken (status files are looked for by absolute path)', async () => {
+    const home = process.cwd();
+    const gone = mkdtempSync(join(tmpdir(), 'vshm-inspect-cwd-'));
+    process.chdir(gone);
+    rmdirSync(gone);
+    const out = new Sink();
+    const err = new Sink();
+    try {
+      expect(await main(['-M', name, '--json'], out, err)).to.equal(0);
+    } finally {
+      process.chdir(home);
+    }
+    expect(err.text).to.equal('');
+    expect((JSON.parse(out.text) as { target: { shm: string } }).target.shm).to.equal(name);
   });
 
   it('the reader gone (EPIPE): ends quietly with exit 0, like Ctrl-C', async () => {
