@@ -16,7 +16,7 @@
  * output sections read-only; virtio sessions always have N = 2), or the vshm-server defaults
  * (N = 2, OUT = 0), and the result says which.
  */
-import { closeSync, openSync, readdirSync, readFileSync, readlinkSync, statSync, constants as fsc } from 'node:fs';
+import { closeSync, fstatSync, openSync, readdirSync, readFileSync, readlinkSync, statSync, constants as fsc } from 'node:fs';
 import { join } from 'node:path';
 import type { Binding } from '@vshm/addon';
 import { VshmError } from '@vshm/transport';
@@ -180,7 +180,9 @@ export function findStatusFiles(uid: number, ino: number, pid?: number): StatusF
 /** Open a path read-only, returning the fd or null (with the error code kept for the message). */
 function tryOpen(path: string, why: string[]): number | null {
   try {
-    return openSync(path, fsc.O_RDONLY);
+    // O_NONBLOCK: an fd that is a pipe or FIFO (an inode number that matched by chance) must not
+    // block the open waiting for a writer; a memory object ignores the flag.
+    return openSync(path, fsc.O_RDONLY | fsc.O_NONBLOCK);
   } catch (err) {
     why.push(`${path}: ${errCode(err) || (err as Error).message}`);
     return null;
@@ -380,15 +382,29 @@ export function attachPid(binding: Binding, pid: number, override: LayoutOverrid
   }
 }
 
+/**
+ * Whether NAME (without leading slashes) can name a POSIX shared-memory object: one path
+ * component, not `.` or `..` (which would open /dev/shm or /dev themselves).
+ */
+export function validShmName(bare: string): boolean {
+  return bare.length > 0 && !bare.includes('/') && bare !== '.' && bare !== '..';
+}
+
 /** Attach read-only to the POSIX shared-memory object NAME (`vshm-server -M NAME`). */
 export function attachShm(binding: Binding, name: string, override: LayoutOverride = {}): Attachment {
   const bare = name.replace(/^\/+/, '');
-  if (bare.length === 0 || bare.includes('/')) throw new InspectError(`bad shared-memory object name '${name}'`);
+  if (!validShmName(bare)) throw new InspectError(`bad shared-memory object name '${name}'`);
   const path = join('/dev/shm', bare);
   let fd: number;
   try {
-    fd = openSync(path, fsc.O_RDONLY | fsc.O_NOFOLLOW);
+    // O_NONBLOCK: a FIFO of that name must not block the open until a writer comes.
+    fd = openSync(path, fsc.O_RDONLY | fsc.O_NOFOLLOW | fsc.O_NONBLOCK);
+    if (!fstatSync(fd).isFile()) {
+      closeSync(fd);
+      throw new InspectError(`${path} is not a shared-memory object (not a regular file)`);
+    }
   } catch (err) {
+    if (err instanceof InspectError) throw err;
     const code = errCode(err);
     if (code === 'ENOENT') throw new InspectError(`no shared-memory object ${path} (is vshm-server -M ${bare} running?)`, { cause: err });
     throw new InspectError(`cannot open ${path}: ${code || (err as Error).message}`, { cause: err });

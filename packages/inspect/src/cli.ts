@@ -4,7 +4,7 @@
  */
 import type { Binding } from '@vshm/addon';
 import { describeIoError, onTerminationSignal, parseCommandLine, parseOrUsage, UsageError } from '@vshm/transport';
-import { attachPid, attachShm, InspectError, type Attachment, type LayoutOverride } from './attach.js';
+import { attachPid, attachShm, InspectError, validShmName, type Attachment, type LayoutOverride } from './attach.js';
 import { formatSnapshot } from './format.js';
 import { takeSnapshot } from './snapshot.js';
 
@@ -87,7 +87,7 @@ export function parseInspectArgs(argv: readonly string[]): InspectArgs {
     if (out.pid === 0) throw new UsageError(`bad pid '${v.pid}'`);
   }
   if (v.shm !== undefined) {
-    if (v.shm.replace(/^\/+/, '').length === 0 || v.shm.replace(/^\/+/, '').includes('/')) throw new UsageError(`bad shared-memory object name '${v.shm}'`);
+    if (!validShmName(v.shm.replace(/^\/+/, ''))) throw new UsageError(`bad shared-memory object name '${v.shm}'`);
     out.shm = v.shm;
   }
   if (v.watch !== undefined) {
