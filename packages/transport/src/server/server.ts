@@ -23,7 +23,7 @@ import { EventEmitter } from 'node:events';
 import { createLogger as createDebug } from '../log.js';
 import type { Binding, FdWatcher } from '@vshm/addon';
 import { encodeEventFd, encodeInit, encodePeerGone, INIT_LEN, protocolForPeer } from '../ivshmem/protocol.js';
-import { PeerConnection } from './connection.js';
+import { PeerConnection, queuedFdLimit } from './connection.js';
 import { checkShmNotInUse, createServerMemory, type ServerMemory } from './memory.js';
 import { LISTEN_BACKLOG, resolveServerOptions, type ServerOptions, type ServerOptionsInput } from './options.js';
 import { prepareSocketPath, removeSocketPath, ServerError } from './socket.js';
@@ -273,7 +273,7 @@ export class IvshmemServer extends EventEmitter {
       this.warn(err as Error);
       return;
     }
-    const conn = new PeerConnection(b, id, fd, eventfds);
+    const conn = new PeerConnection(b, id, fd, eventfds, queuedFdLimit(o.maxPeers, o.vectors));
     // (4) INIT with the memory fd; if it cannot be sent the connection is closed (§1.3).
     const init = encodeInit({
       id,
