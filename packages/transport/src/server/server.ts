@@ -26,7 +26,7 @@ import { encodeEventFd, encodeInit, encodePeerGone, INIT_LEN, protocolForPeer } 
 import { PeerConnection, queuedFdLimit } from './connection.js';
 import { checkShmNotInUse, createServerMemory, type ServerMemory } from './memory.js';
 import { LISTEN_BACKLOG, resolveServerOptions, type ServerOptions, type ServerOptionsInput } from './options.js';
-import { prepareSocketPath, removeSocketPath, ServerError } from './socket.js';
+import { type FileIdentity, prepareSocketPath, removeSocketPath, ServerError, socketIdentity } from './socket.js';
 import { createPidFile, removePidFile } from './pid-file.js';
 
 const debug = createDebug('vshm:server');
@@ -57,6 +57,8 @@ export class IvshmemServer extends EventEmitter {
   private state: ServerState = 'new';
   private memory: ServerMemory | undefined;
   private listenFd = -1;
+  /** The socket file we bound, so that shutdown removes only that one (§1.7). */
+  private socketFile: FileIdentity | undefined;
   private listenWatcher: FdWatcher | undefined;
   private retryTimer: NodeJS.Timeout | undefined;
   private pidFileWritten = false;
@@ -125,6 +127,7 @@ export class IvshmemServer extends EventEmitter {
       if (o.memory.kind === 'shm') checkShmNotInUse(o.memory.name);
       this.memory = createServerMemory(b, o.memory, o.memorySize);
       this.listenFd = b.socketListen(o.socketPath, 0o600, LISTEN_BACKLOG);
+      this.socketFile = socketIdentity(o.socketPath);
       if (o.pidFile !== undefined) {
         createPidFile(o.pidFile); // O_EXCL | O_NOFOLLOW: never through a symlink (server-pid-file.ts)
         this.pidFileWritten = true;
@@ -174,7 +177,8 @@ export class IvshmemServer extends EventEmitter {
     if (this.listenFd >= 0 && b) {
       b.close(this.listenFd);
       this.listenFd = -1;
-      removeSocketPath(this.options.socketPath);
+      removeSocketPath(this.options.socketPath, this.socketFile);
+      this.socketFile = undefined;
     }
     if (this.pidFileWritten) {
       removePidFile(this.options.pidFile!);

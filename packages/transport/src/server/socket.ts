@@ -156,10 +156,33 @@ export function prepareSocketPath(path: string, procNetUnix: () => string = read
   }
 }
 
-/** Unlink our socket file at shutdown (§1.7) if it is still a socket; never throws. */
-export function removeSocketPath(path: string): void {
+/** Which file a path named when we bound it (device and inode), to remove only that one. */
+export interface FileIdentity {
+  dev: number;
+  ino: number;
+}
+
+/** Device and inode of the socket file at `path` (lstat), or undefined when it cannot be read. */
+export function socketIdentity(path: string): FileIdentity | undefined {
   try {
-    if (lstatSync(path).isSocket()) unlinkSync(path);
+    const st = lstatSync(path);
+    return st.isSocket() ? { dev: st.dev, ino: st.ino } : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Unlink our socket file at shutdown (§1.7) if it is still a socket — and, given `ours`, still the
+ * one we bound: a socket another server bound at the path after ours was removed is left alone,
+ * as the pid file is. Never throws.
+ */
+export function removeSocketPath(path: string, ours?: FileIdentity): void {
+  try {
+    const st = lstatSync(path);
+    if (!st.isSocket()) return;
+    if (ours !== undefined && (st.dev !== ours.dev || st.ino !== ours.ino)) return;
+    unlinkSync(path);
   } catch {
     // already gone or not ours to remove
   }

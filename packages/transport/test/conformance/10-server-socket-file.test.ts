@@ -3,7 +3,7 @@
  * connection (§1.9).
  */
 import { expect } from 'chai';
-import { mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join as pathJoin } from 'node:path';
 import binding from '@vshm/addon';
@@ -76,6 +76,20 @@ describe('§8 item 10: socket mode 0600, stale replaced, live refused', function
         }
       });
     }
+
+    // §1.7 unlinks the server's own socket path; a socket someone else bound there meanwhile
+    // (after removing ours) is not ours to remove, as with the pid file.
+    it('item 10: at shutdown a socket that replaced ours at the path is left alone', async () => {
+      const s = await start();
+      unlinkSync(s.socketPath);
+      const other = binding.socketListen(s.socketPath, 0o600, 1);
+      try {
+        await s.stop();
+        expect(statSync(s.socketPath).isSocket(), 'the other socket survives').to.equal(true);
+      } finally {
+        binding.close(other);
+      }
+    });
 
     it('item 10: a socket whose liveness cannot be decided is refused and left alone', async () => {
       const socketPath = tmpPath('undecidable');
