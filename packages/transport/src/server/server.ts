@@ -62,6 +62,8 @@ export class IvshmemServer extends EventEmitter {
   private listenWatcher: FdWatcher | undefined;
   private retryTimer: NodeJS.Timeout | undefined;
   private pidFileWritten = false;
+  /** start() in progress (it awaits the addon's import): stop() waits for it, then stops. */
+  private starting: Promise<void> | undefined;
   /** Connected peers in connection order (§1.3: the list order of steps 5 and 6). */
   private readonly peers: PeerConnection[] = [];
   private readonly pendingDrops: [PeerConnection, string][] = [];
@@ -118,6 +120,15 @@ export class IvshmemServer extends EventEmitter {
   async start(): Promise<void> {
     if (this.state !== 'new') throw new ServerError('VSHM_ERR_STATE', '', `start() called in state ${this.state}`);
     this.state = 'starting';
+    this.starting = this.doStart();
+    try {
+      await this.starting;
+    } finally {
+      this.starting = undefined;
+    }
+  }
+
+  private async doStart(): Promise<void> {
     try {
       this.binding ??= (await import('@vshm/addon')).default;
       const b = this.binding;
@@ -152,6 +163,11 @@ export class IvshmemServer extends EventEmitter {
    */
   async stop(): Promise<void> {
     if (this.state === 'stopped' || this.state === 'stopping') return;
+    // Not "stopped" at once: start() would go on to listen after its await, with no one to stop it.
+    if (this.state === 'starting') {
+      await this.starting?.catch(() => undefined);
+      return this.stop();
+    }
     if (this.state !== 'running') {
       this.state = 'stopped';
       return;
