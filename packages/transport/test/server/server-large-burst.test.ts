@@ -5,6 +5,8 @@
  * queue exists so that every message arrives), not be dropped as a peer that never reads.
  */
 import { expect } from 'chai';
+import { once } from 'node:events';
+import { countFds } from '../fixtures/raw-client.js';
 import { useServerRig } from '../fixtures/server-rig.js';
 
 describe('IvshmemServer: a legitimate burst longer than the stalled-peer bound (§1.3)', function () {
@@ -12,6 +14,7 @@ describe('IvshmemServer: a legitimate burst longer than the stalled-peer bound (
 
   it('-n 10 -V 64: every newcomer gets its whole burst and stays connected', async () => {
     const s = await rig.start({ maxPeers: 10, vectors: 64 });
+    const fdsAtStart = countFds();
     const gone: string[] = [];
     s.on('peer-gone', (id: number, reason: string) => gone.push(`${id}: ${reason}`));
     const joined = [];
@@ -26,5 +29,12 @@ describe('IvshmemServer: a legitimate burst longer than the stalled-peer bound (
     }
     expect(gone).to.deep.equal([]);
     expect(s.peerIds).to.have.length(10);
+    // Every peer leaves: the server's eventfds and any queued dups are closed again.
+    for (const j of joined) {
+      const left = once(s, 'peer-gone');
+      j.c.close();
+      await left;
+    }
+    expect(countFds(), 'fds after every peer left').to.equal(fdsAtStart);
   });
 });
