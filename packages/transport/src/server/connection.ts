@@ -11,14 +11,26 @@
 import type { Binding, FdWatcher } from '@vshm/addon';
 
 /**
- * A queue holding more fds than this means the peer does not read: it is dropped (§1.3). Each
- * queued fd is a dup the server holds, so this is what bounds the descriptors one stalled peer
- * can pin. The kernel socket buffer absorbs the first few hundred messages before anything is
- * queued here; a peer owed 256 eventfds beyond that has missed many turnovers of the others.
- * The queue's length is bounded through it: every message but PEER_GONE and the tail of a short
- * send carries an fd, and each PEER_GONE follows a join whose eventfds were queued or sent.
+ * Slack of the outgoing queue beyond a peer's initial burst, in fds. A queue holding more fds than
+ * `queuedFdLimit()` means the peer does not read: it is dropped (§1.3). Each queued fd is a dup
+ * the server holds, so this is what bounds the descriptors one stalled peer can pin. The kernel
+ * socket buffer absorbs the first few hundred messages before anything is queued here; a peer owed
+ * 256 eventfds beyond its burst has missed many turnovers of the others. The queue's length is
+ * bounded through it: every message but PEER_GONE and the tail of a short send carries an fd, and
+ * each PEER_GONE follows a join whose eventfds were queued or sent.
  */
 export const MAX_QUEUED_FDS = 256;
+
+/**
+ * The most fds a peer's queue may hold: its own initial burst — up to `maxPeers × vectors`
+ * EVENT_FDs (§1.3 steps 6–7), sent in one go and so mostly queued however fast the peer reads —
+ * plus MAX_QUEUED_FDS. A bound of MAX_QUEUED_FDS alone dropped every newcomer whose burst
+ * exceeded what the kernel buffer takes plus 256 (the 9th peer at -n 16 -V 64). The server already
+ * holds `maxPeers × vectors` eventfds for such options, so the bound stays of the options' scale.
+ */
+export function queuedFdLimit(maxPeers: number, vectors: number): number {
+  return maxPeers * vectors + MAX_QUEUED_FDS;
+}
 
 interface Pending {
   bytes: Buffer;
@@ -40,6 +52,8 @@ export class PeerConnection {
     readonly id: number,
     readonly socket: number,
     eventfds: number[],
+    /** See queuedFdLimit(). */
+    private readonly maxQueuedFds = MAX_QUEUED_FDS,
   ) {
     this.eventfds = eventfds;
   }
@@ -101,7 +115,7 @@ export class PeerConnection {
   private enqueue(bytes: Buffer, fd: number): string | undefined {
     let copy = -1;
     if (fd >= 0) {
-      if (this.queuedFds >= MAX_QUEUED_FDS) return `outgoing queue overflow (${MAX_QUEUED_FDS} fds waiting)`;
+      if (this.queuedFds >= this.maxQueuedFds) return `outgoing queue overflow (${this.maxQueuedFds} fds waiting)`;
       try {
         copy = this.binding.dup(fd);
       } catch (err) {

@@ -23,10 +23,10 @@ import { EventEmitter } from 'node:events';
 import { createLogger as createDebug } from '../log.js';
 import type { Binding, FdWatcher } from '@vshm/addon';
 import { encodeEventFd, encodeInit, encodePeerGone, INIT_LEN, protocolForPeer } from '../ivshmem/protocol.js';
-import { PeerConnection } from './connection.js';
+import { PeerConnection, queuedFdLimit } from './connection.js';
 import { checkShmNotInUse, createServerMemory, type ServerMemory } from './memory.js';
 import { LISTEN_BACKLOG, resolveServerOptions, type ServerOptions, type ServerOptionsInput } from './options.js';
-import { prepareSocketPath, removeSocketPath, ServerError } from './socket.js';
+import { type FileIdentity, prepareSocketPath, removeSocketPath, ServerError, socketIdentity } from './socket.js';
 import { createPidFile, removePidFile } from './pid-file.js';
 
 const debug = createDebug('vshm:server');
@@ -57,9 +57,13 @@ export class IvshmemServer extends EventEmitter {
   private state: ServerState = 'new';
   private memory: ServerMemory | undefined;
   private listenFd = -1;
+  /** The socket file we bound, so that shutdown removes only that one (§1.7). */
+  private socketFile: FileIdentity | undefined;
   private listenWatcher: FdWatcher | undefined;
   private retryTimer: NodeJS.Timeout | undefined;
   private pidFileWritten = false;
+  /** start() in progress (it awaits the addon's import): stop() waits for it, then stops. */
+  private starting: Promise<void> | undefined;
   /** Connected peers in connection order (§1.3: the list order of steps 5 and 6). */
   private readonly peers: PeerConnection[] = [];
   private readonly pendingDrops: [PeerConnection, string][] = [];
@@ -116,6 +120,15 @@ export class IvshmemServer extends EventEmitter {
   async start(): Promise<void> {
     if (this.state !== 'new') throw new ServerError('VSHM_ERR_STATE', '', `start() called in state ${this.state}`);
     this.state = 'starting';
+    this.starting = this.doStart();
+    try {
+      await this.starting;
+    } finally {
+      this.starting = undefined;
+    }
+  }
+
+  private async doStart(): Promise<void> {
     try {
       this.binding ??= (await import('@vshm/addon')).default;
       const b = this.binding;
@@ -125,6 +138,7 @@ export class IvshmemServer extends EventEmitter {
       if (o.memory.kind === 'shm') checkShmNotInUse(o.memory.name);
       this.memory = createServerMemory(b, o.memory, o.memorySize);
       this.listenFd = b.socketListen(o.socketPath, 0o600, LISTEN_BACKLOG);
+      this.socketFile = socketIdentity(o.socketPath);
       if (o.pidFile !== undefined) {
         createPidFile(o.pidFile); // O_EXCL | O_NOFOLLOW: never through a symlink (server-pid-file.ts)
         this.pidFileWritten = true;
@@ -149,6 +163,11 @@ export class IvshmemServer extends EventEmitter {
    */
   async stop(): Promise<void> {
     if (this.state === 'stopped' || this.state === 'stopping') return;
+    // Not "stopped" at once: start() would go on to listen after its await, with no one to stop it.
+    if (this.state === 'starting') {
+      await this.starting?.catch(() => undefined);
+      return this.stop();
+    }
     if (this.state !== 'running') {
       this.state = 'stopped';
       return;
@@ -174,7 +193,8 @@ export class IvshmemServer extends EventEmitter {
     if (this.listenFd >= 0 && b) {
       b.close(this.listenFd);
       this.listenFd = -1;
-      removeSocketPath(this.options.socketPath);
+      removeSocketPath(this.options.socketPath, this.socketFile);
+      this.socketFile = undefined;
     }
     if (this.pidFileWritten) {
       removePidFile(this.options.pidFile!);
@@ -273,7 +293,7 @@ export class IvshmemServer extends EventEmitter {
       this.warn(err as Error);
       return;
     }
-    const conn = new PeerConnection(b, id, fd, eventfds);
+    const conn = new PeerConnection(b, id, fd, eventfds, queuedFdLimit(o.maxPeers, o.vectors));
     // (4) INIT with the memory fd; if it cannot be sent the connection is closed (§1.3).
     const init = encodeInit({
       id,

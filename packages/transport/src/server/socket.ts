@@ -3,8 +3,8 @@
  * is refused, and the check never connects — a live server would take a probe connection as a
  * peer and hand it an ID. Liveness comes from /proc/net/unix; when it cannot be decided, refuse.
  */
-import { lstatSync, readFileSync, unlinkSync } from 'node:fs';
-import { isAbsolute, resolve, basename } from 'node:path';
+import { lstatSync, readFileSync, statSync, unlinkSync } from 'node:fs';
+import { basename, dirname, isAbsolute, resolve } from 'node:path';
 import { VshmError } from '../errors.js';
 
 /** A runtime failure of the server (exit 1), as opposed to an argument error (exit 2). */
@@ -37,16 +37,47 @@ export function parseProcNetUnix(text: string): UnixSocketEntry[] {
 }
 
 /**
- * Whether some socket is bound to `path` according to `entries`: 'live' for a listening entry
- * (or a connection accepted from it) with that exact path, 'unknown' when an entry's path is
- * relative (bound from another cwd: it may or may not be ours), else 'stale'.
+ * Whether two directory paths name the same directory (same device and inode, symlinks followed):
+ * false when either does not exist, undefined when it cannot be told (e.g. EACCES).
  */
-export function socketLiveness(entries: readonly UnixSocketEntry[], path: string): 'live' | 'stale' | 'unknown' {
+export function sameDirectory(a: string, b: string): boolean | undefined {
+  try {
+    const sa = statSync(a, { throwIfNoEntry: false });
+    const sb = statSync(b, { throwIfNoEntry: false });
+    if (sa === undefined || sb === undefined) return false;
+    return sa.dev === sb.dev && sa.ino === sb.ino;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'ENOTDIR' ? false : undefined;
+  }
+}
+
+/**
+ * Whether some socket is bound to `path` according to `entries`: 'live' for a listening entry
+ * (or a connection accepted from it) naming that file, 'unknown' when an entry's path is relative
+ * (bound from another cwd: it may or may not be ours) or its directory cannot be compared, else
+ * 'stale'. The kernel lists the path as it was passed to bind(), so the same file may be spelled
+ * differently (a symlinked directory, '//', '.', '..'): an absolute entry with our file name is
+ * ours when its directory is ours (`sameDir`, by device and inode).
+ */
+export function socketLiveness(
+  entries: readonly UnixSocketEntry[],
+  path: string,
+  sameDir: (a: string, b: string) => boolean | undefined = sameDirectory,
+): 'live' | 'stale' | 'unknown' {
   const abs = resolve(path);
+  const name = basename(abs);
   let unknown = false;
   for (const e of entries) {
     if (e.path === abs || e.path === path) return 'live';
-    if (!isAbsolute(e.path) && basename(e.path) === basename(abs)) unknown = true;
+    if (basename(e.path) !== name) continue;
+    if (!isAbsolute(e.path)) {
+      unknown = true;
+      continue;
+    }
+    if (resolve(e.path) === abs) return 'live';
+    const same = sameDir(dirname(e.path), dirname(abs));
+    if (same === true) return 'live';
+    if (same === undefined) unknown = true;
   }
   return unknown ? 'unknown' : 'stale';
 }
@@ -82,7 +113,7 @@ export function inspectSocketPath(path: string, procNetUnix: () => string = read
     return { kind: 'undecidable', why: `/proc/net/unix cannot be read: ${(err as Error).message}` };
   }
   const verdict = socketLiveness(parseProcNetUnix(text), path);
-  if (verdict === 'unknown') return { kind: 'undecidable', why: 'a socket is bound to a relative path of that name' };
+  if (verdict === 'unknown') return { kind: 'undecidable', why: 'a socket is bound to a path of that name that cannot be compared with it' };
   return { kind: verdict };
 }
 
@@ -125,10 +156,33 @@ export function prepareSocketPath(path: string, procNetUnix: () => string = read
   }
 }
 
-/** Unlink our socket file at shutdown (§1.7) if it is still a socket; never throws. */
-export function removeSocketPath(path: string): void {
+/** Which file a path named when we bound it (device and inode), to remove only that one. */
+export interface FileIdentity {
+  dev: number;
+  ino: number;
+}
+
+/** Device and inode of the socket file at `path` (lstat), or undefined when it cannot be read. */
+export function socketIdentity(path: string): FileIdentity | undefined {
   try {
-    if (lstatSync(path).isSocket()) unlinkSync(path);
+    const st = lstatSync(path);
+    return st.isSocket() ? { dev: st.dev, ino: st.ino } : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Unlink our socket file at shutdown (§1.7) if it is still a socket — and, given `ours`, still the
+ * one we bound: a socket another server bound at the path after ours was removed is left alone,
+ * as the pid file is. Never throws.
+ */
+export function removeSocketPath(path: string, ours?: FileIdentity): void {
+  try {
+    const st = lstatSync(path);
+    if (!st.isSocket()) return;
+    if (ours !== undefined && (st.dev !== ours.dev || st.ino !== ours.ino)) return;
+    unlinkSync(path);
   } catch {
     // already gone or not ours to remove
   }

@@ -3,7 +3,9 @@
  * connection (§1.9).
  */
 import { expect } from 'chai';
-import { readFileSync, statSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join as pathJoin } from 'node:path';
 import binding from '@vshm/addon';
 import type { InitMessage } from '../../src/ivshmem/protocol.js';
 import { IvshmemServer } from '../../src/server/server.js';
@@ -48,6 +50,45 @@ describe('§8 item 10: socket mode 0600, stale replaced, live refused', function
       expect(a.id).to.equal(0);
       expect(connected).to.equal(1);
       expect(statSync(live.socketPath).isSocket()).to.equal(true);
+    });
+
+    // /proc/net/unix shows the path as the live server passed it to bind(); the same file reached
+    // by another spelling (a symlinked directory, '//', '.') must still count as live.
+    for (const spelling of ['symlinked directory', 'double slash', 'dot component'] as const) {
+      it(`item 10: a live socket bound through a ${spelling} is refused, not unlinked`, async () => {
+        const dir = mkdtempSync(pathJoin(tmpdir(), 'vshm-alias-'));
+        const link = `${dir}-link`;
+        symlinkSync(dir, link);
+        try {
+          const bound = spelling === 'symlinked directory' ? `${link}/s.sock` : spelling === 'double slash' ? `${dir}//s.sock` : `${dir}/./s.sock`;
+          const live = await start({ socketPath: bound });
+          const second = new IvshmemServer({ socketPath: `${dir}/s.sock`, memorySize: 65536 });
+          let err: unknown;
+          await second.start().catch((e) => (err = e));
+          if (err === undefined) await second.stop();
+          expect((err as ServerError | undefined)?.code).to.equal('VSHM_ERR_SOCKET_IN_USE');
+          expect(statSync(live.socketPath).isSocket()).to.equal(true);
+          const a = await join(0, 1);
+          expect(a.id).to.equal(0);
+        } finally {
+          rmSync(link, { force: true });
+          rmSync(dir, { recursive: true, force: true });
+        }
+      });
+    }
+
+    // §1.7 unlinks the server's own socket path; a socket someone else bound there meanwhile
+    // (after removing ours) is not ours to remove, as with the pid file.
+    it('item 10: at shutdown a socket that replaced ours at the path is left alone', async () => {
+      const s = await start();
+      unlinkSync(s.socketPath);
+      const other = binding.socketListen(s.socketPath, 0o600, 1);
+      try {
+        await s.stop();
+        expect(statSync(s.socketPath).isSocket(), 'the other socket survives').to.equal(true);
+      } finally {
+        binding.close(other);
+      }
     });
 
     it('item 10: a socket whose liveness cannot be decided is refused and left alone', async () => {

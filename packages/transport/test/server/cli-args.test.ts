@@ -194,6 +194,20 @@ describe('vshm-server options (§1.9)', () => {
       expect(socketLiveness(e, '/tmp/dead.sock')).to.equal('stale');
       expect(socketLiveness(e, '/somewhere/other.sock')).to.equal('unknown');
     });
+
+    it('an absolute entry spelled differently counts by its directory (same, other, cannot tell)', () => {
+      const e = parseProcNetUnix(table);
+      const calls: string[][] = [];
+      const dir = (verdict: boolean | undefined) => (a: string, b: string) => (calls.push([a, b]), verdict);
+      expect(socketLiveness(e, '/var/live.sock', dir(true))).to.equal('live');
+      expect(calls).to.deep.equal([['/tmp', '/var']]);
+      expect(socketLiveness(e, '/var/live.sock', dir(false))).to.equal('stale');
+      expect(socketLiveness(e, '/var/live.sock', dir(undefined))).to.equal('unknown');
+      expect(socketLiveness(e, '/tmp/./live.sock', dir(false))).to.equal('live');
+      calls.length = 0;
+      expect(socketLiveness(e, '/tmp/dead.sock', dir(true))).to.equal('stale');
+      expect(calls).to.deep.equal([]); // only entries with our file name are compared
+    });
   });
 });
 

@@ -7,7 +7,7 @@ import { expect } from 'chai';
 import type { Binding, FdWatcher, WatchCallback } from '@vshm/addon';
 import { encodeEventFd, encodeInit, encodePeerGone } from '../../src/ivshmem/protocol.js';
 import { IvshmemServer } from '../../src/server/server.js';
-import { MAX_QUEUED_FDS } from '../../src/server/connection.js';
+import { MAX_QUEUED_FDS, queuedFdLimit } from '../../src/server/connection.js';
 import { tmpPath } from '../fixtures/raw-client.js';
 
 interface Sent {
@@ -239,7 +239,8 @@ describe('IvshmemServer send policy (fake binding)', () => {
     expect(fake.open.has(a)).to.equal(false);
   });
 
-  it('drops a peer that does not read once its queue holds MAX_QUEUED_FDS dups, and closes them', () => {
+  it('drops a peer that does not read once its queue holds queuedFdLimit() dups, and closes them', () => {
+    const limit = queuedFdLimit(2, 2); // -n 2 (default) -V 2: 4 + MAX_QUEUED_FDS
     const a = join();
     fake.onSend = (fd) => (fd === a ? -1 : undefined);
     let dropped = false;
@@ -254,8 +255,8 @@ describe('IvshmemServer send policy (fake binding)', () => {
       fake.fire(b, DISCONNECT);
     }
     expect(dropped).to.equal(true);
-    expect(most, 'dups the server held at once').to.be.at.most(MAX_QUEUED_FDS);
-    expect(joins, 'dropped as soon as the cap is reached').to.equal(MAX_QUEUED_FDS / 2 + 1);
+    expect(most, 'dups the server held at once').to.be.at.most(limit);
+    expect(joins, 'dropped as soon as the cap is reached').to.equal(limit / 2 + 1);
     expect(server.peerIds).to.deep.equal([]);
     expect(dupsHeld(), 'queued dups closed').to.equal(0);
   });
