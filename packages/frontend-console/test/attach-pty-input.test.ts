@@ -5,33 +5,9 @@
  * memory by the whole file while the command sleeps — and flow again once the command reads.
  */
 import { expect } from 'chai';
-import { Duplex } from 'node:stream';
 import { attachPty } from '../src/attach-pty.js';
-import type { ConsolePort, ConsoleSize } from '../src/port.js';
-
-/** Enough of a ConsolePort for attachPty, with a readable side the test pushes into. */
-class FakePort extends Duplex {
-  attached = true;
-  size: ConsoleSize | null = { cols: 80, rows: 24 };
-  output = '';
-  private waiters: (() => void)[] = [];
-  override _read(): void {}
-  override _write(chunk: Buffer, _enc: string, cb: () => void): void {
-    this.output += chunk.toString();
-    for (const w of this.waiters.splice(0)) w();
-    cb();
-  }
-  until(re: RegExp): Promise<RegExpExecArray> {
-    return new Promise((resolve) => {
-      const check = (): void => {
-        const m = re.exec(this.output);
-        if (m !== null) resolve(m);
-        else this.waiters.push(check);
-      };
-      check();
-    });
-  }
-}
+import type { ConsolePort } from '../src/port.js';
+import { FakePort } from './fixtures/fake-port.js';
 
 const turn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 const CHUNK = 64 * 1024;
@@ -41,7 +17,7 @@ describe('attachPty: input back-pressure', function () {
   this.timeout(60_000);
 
   it('stops taking port input while the command does not read, and delivers all of it once it does', async () => {
-    const port = new FakePort();
+    const port = new FakePort({ attached: true, size: { cols: 80, rows: 24 } });
     // Raw and silent, so the bytes arrive as sent and are not echoed; reads nothing until SIGUSR1.
     const script = `stty raw -echo; trap 'head -c ${TOTAL} > /dev/null; echo; echo got-all; exit 0' USR1; echo ready $$; while :; do sleep 0.05; done`;
     const a = attachPty(port as unknown as ConsolePort, '/bin/sh', ['-c', script], (e) => expect.fail(e.message));

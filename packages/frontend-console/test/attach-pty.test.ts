@@ -7,32 +7,9 @@ import { expect } from 'chai';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Duplex } from 'node:stream';
 import { attachPty, findExecutable } from '../src/attach-pty.js';
-import type { ConsolePort, ConsoleSize } from '../src/port.js';
-
-/** Enough of a ConsolePort for attachPty: a Duplex with `attached` and `size`. */
-class FakePort extends Duplex {
-  attached = false;
-  size: ConsoleSize | null = null;
-  output = '';
-  private waiters: (() => void)[] = [];
-  override _read(): void {}
-  override _write(chunk: Buffer, _enc: string, cb: () => void): void {
-    this.output += chunk.toString();
-    for (const w of this.waiters.splice(0)) w();
-    cb();
-  }
-  until(re: RegExp): Promise<void> {
-    return new Promise((resolve) => {
-      const check = (): void => (re.test(this.output) ? resolve() : void this.waiters.push(check));
-      check();
-    });
-  }
-  type(text: string): void {
-    this.push(Buffer.from(text));
-  }
-}
+import type { ConsolePort } from '../src/port.js';
+import { FakePort } from './fixtures/fake-port.js';
 
 describe('attachPty', function () {
   this.timeout(30000);
