@@ -427,7 +427,10 @@ export class FrontendQueue<T = unknown> implements DriverQueueHandle<T> {
       if (suppress) this.engine.disableCallbacks();
       let n = 0;
       for (let round = 0; ; round++) {
-        const got = this.engine.collect(this.deliver);
+        // At most one ring's worth per round: a device that completes each request as soon as
+        // onUsed posts the next one keeps the used ring non-empty for ever, and one unbounded
+        // collect would then never give the event loop back (POLL_ROUNDS bounds the rounds).
+        const got = this.engine.collect(this.deliver, this.size);
         n += got;
         if (got > 0) this.onUsedBatch?.();
         // A session that ended meanwhile (a callback saw to it) is not touched again; the next
@@ -636,9 +639,9 @@ export class FrontendQueue<T = unknown> implements DriverQueueHandle<T> {
 }
 
 /**
- * Rounds of collect → re-enable interrupts → re-check in one poll() before the rest is left to the
- * next event-loop turn: enough to follow a device that publishes while we work, bounded so that
- * timers, sockets and other queues get their turn.
+ * Rounds of collect (at most `size` completions each) → re-enable interrupts → re-check in one
+ * poll() before the rest is left to the next event-loop turn: enough to follow a device that
+ * publishes while we work, bounded so that timers, sockets and other queues get their turn.
  */
 const POLL_ROUNDS = 8;
 
