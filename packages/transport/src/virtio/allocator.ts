@@ -225,18 +225,35 @@ export class ChunkPool {
     if (idx < 0 || idx * this.chunkSize !== rel || (idx & (span - 1)) !== 0 || idx + span > this.chunkCount) {
       throw new TransportError('VSHM_ERR_ALLOC_FREE', '5.1', `${this.name}: free of ${n} bytes at ${off} does not match an allocation`);
     }
-    for (let i = idx; i < idx + span; i++) {
-      const w = i >>> 5;
-      const m = 1 << (i & 31);
-      if ((this.bits[w] & m) === 0) {
-        throw new TransportError('VSHM_ERR_ALLOC_FREE', '5.1', `${this.name}: double free at ${off}`);
+    // Every chunk is checked before any is cleared: a refused free (a double free, or a size that
+    // does not match the allocation) leaves the bitmap as it was — clearing the live chunks of a
+    // partly allocated span would hand them out again while still in use. A span is aligned to
+    // its size, so it is either part of one word (< 32 chunks) or whole words: a mask compare.
+    const bits = this.bits;
+    const w0 = idx >>> 5;
+    if (span < 32) {
+      const m = span === 1 ? 1 << (idx & 31) : (((1 << span) - 1) << (idx & 31));
+      if ((bits[w0] & m) !== m) this.refuseFree(off, n, (bits[w0] & m) === 0);
+      bits[w0] &= ~m;
+    } else {
+      const w1 = w0 + (span >>> 5);
+      let all = true;
+      let none = true;
+      for (let w = w0; w < w1; w++) {
+        if (bits[w] !== 0xffffffff) all = false;
+        if (bits[w] !== 0) none = false;
       }
-      this.bits[w] &= ~m;
+      if (!all) this.refuseFree(off, n, none);
+      bits.fill(0, w0, w1);
     }
     if (scrub && this.zeroWith !== null) this.scrubSpan(idx, span, off);
     this.used -= span;
-    const w0 = idx >>> 5;
     if (w0 < this.hint) this.hint = w0;
+  }
+
+  private refuseFree(off: number, n: number, doubleFree: boolean): never {
+    const what = doubleFree ? 'double free' : `free of ${n} bytes over chunks that are partly free (a size that does not match the allocation)`;
+    throw new TransportError('VSHM_ERR_ALLOC_FREE', '5.1', `${this.name}: ${what} at ${off}`);
   }
 
   /** Whether [off, off + n) is exactly a live allocation of `n` bytes (alignment and every chunk). */

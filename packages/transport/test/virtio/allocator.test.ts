@@ -99,6 +99,35 @@ describe('allocator (spec §5)', () => {
     expect(() => pool.alloc(0)).to.throw(ArgumentError);
   });
 
+  it('a refused free changes nothing: a span that is only partly allocated stays as it was', () => {
+    const pool = new ChunkPool({ base: 0, size: 4096 });
+    const a = pool.alloc(64); // chunk 0
+    const b = pool.alloc(64); // chunk 1
+    expect([a, b]).to.deep.equal([0, 64]);
+    const used = pool.usedChunks;
+    // 256 bytes at 0 are chunks 0–3: 0 and 1 are live, 2 and 3 free — a mismatched free.
+    expect(() => pool.free(a, 256)).to.throw(TransportError).with.property('code', 'VSHM_ERR_ALLOC_FREE');
+    expect(pool.usedChunks).to.equal(used);
+    expect(pool.isAllocated(a, 64), 'a still allocated').to.equal(true);
+    expect(pool.isAllocated(b, 64), 'b still allocated').to.equal(true);
+    // Neither live buffer is handed out a second time.
+    expect(pool.alloc(64)).to.equal(128);
+  });
+
+  it('a refused free of a span of whole bitmap words changes nothing either', () => {
+    const pool = new ChunkPool({ base: 0, size: 64 * 256 }); // 256 chunks of 64 bytes
+    const a = pool.alloc(32 * 64); // chunks 0–31: one whole word
+    expect(a).to.equal(0);
+    const used = pool.usedChunks;
+    expect(() => pool.free(a, 64 * 64)).to.throw(TransportError).with.property('code', 'VSHM_ERR_ALLOC_FREE');
+    expect(pool.usedChunks).to.equal(used);
+    expect(pool.isAllocated(a, 32 * 64)).to.equal(true);
+    expect(pool.alloc(32 * 64)).to.equal(32 * 64);
+    pool.free(a, 32 * 64);
+    expect(() => pool.free(a, 32 * 64)).to.throw(TransportError, /double free/);
+    expect(pool.alloc(32 * 64)).to.equal(0);
+  });
+
   it('isAllocated() recognises exactly the live allocations', () => {
     const pool = new ChunkPool({ base: 4096, size: 4096 });
     const a = pool.alloc(100);
