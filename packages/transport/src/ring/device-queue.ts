@@ -26,6 +26,8 @@ import { type AccessPolicy, RingErrorCode, type RingErrorCodeValue, checkQueueCo
 
 const TWO_POW_32 = 4294967296;
 const SAFE_HIGH_LIMIT = 0x200000;
+/** Indirect-table entries a chain can reach from entry 0: `next` is a u16 (§6.3.3). */
+const INDIRECT_REACH = 0x10000;
 
 export interface DeviceQueueOptions extends QueueAddresses {
   /** The window (virtio addresses index it). Must cover `policy.windowSize` bytes. */
@@ -334,12 +336,17 @@ export class DeviceQueue {
       this.fail(RingErrorCode.DESC_BOUNDS, '6.3.4', `head ${head}: indirect table [0x${table.toString(16)}, +${len}) is not inside one readable section`);
     }
     const entries = len / VIRTQ_DESC_SIZE;
+    // `next` is a u16, so a walk from entry 0 reaches at most 65536 distinct entries: a longer
+    // one is a loop whatever `len` says. Without this bound a table as long as the window (len is
+    // a u32) with a two-entry loop kept the walk — and the chain's segment list — going for up to
+    // 2^28 steps before the loop was noticed.
+    const maxWalk = entries < INDIRECT_REACH ? entries : INDIRECT_REACH;
     const aligned = table % 4 === 0;
     const mem = this.mem;
     let i = 0;
     let n = 0;
     for (;;) {
-      if (++n > entries) this.fail(RingErrorCode.DESC_LOOP, '6.3.3', `head ${head}: indirect chain longer than its ${entries} entries`);
+      if (++n > maxWalk) this.fail(RingErrorCode.DESC_LOOP, '6.3.3', `head ${head}: indirect chain longer than its ${maxWalk} reachable entries (a loop)`);
       const d = table + VIRTQ_DESC_SIZE * i;
       let dlo: number, dhi: number, dlen: number, dflags: number, dnext: number;
       if (aligned) {

@@ -5,7 +5,7 @@ import { SplitRingLayout, packedRingAddresses, packedRingBytes } from '../../src
 import { createAccessPolicy } from '../../src/ring/validation.js';
 import { DeviceQueue } from '../../src/ring/device-queue.js';
 import { MockDriver } from '../../src/testing/mock-driver.js';
-import { ArgumentError } from '../../src/errors.js';
+import { ArgumentError, RingError } from '../../src/errors.js';
 import { countStores } from '../fixtures/count-stores.js';
 
 const RING_BASE = 0x100;
@@ -131,6 +131,33 @@ describe('DeviceQueue', () => {
     const b = new Uint8Array(1);
     c2.read(b);
     expect(b[0]).to.equal(10);
+  });
+
+  it('stops a looping indirect chain within 65536 entries, however long the table (next is a u16)', () => {
+    // A table as long as the window allows: entries past 65535 can never be reached, so a walk
+    // of more than 65536 entries is a loop — found without reading (and recording) the rest.
+    const window = 8 << 20;
+    const mem = new MemoryView(new ArrayBuffer(window));
+    const q = packedRingAddresses(8, RING_BASE);
+    const policy = createAccessPolicy({ rwSize: window, outputSectionSize: 0, ownPeer: 0 });
+    const dev = new DeviceQueue({ ...q, memory: mem, policy, eventIdx: false, indirect: true });
+    const drv = new MockDriver(mem, q);
+    const table = 0x10000;
+    const len = window - table;
+    drv.writeDescAt(table, 0x2000, 1, VIRTQ_DESC_F_NEXT, 1);
+    drv.writeDescAt(table + 16, 0x2001, 1, VIRTQ_DESC_F_NEXT, 0); // back to entry 0: a loop
+    drv.writeDesc(0, table, len, VIRTQ_DESC_F_INDIRECT, 0);
+    drv.makeAvail(0);
+    drv.publish();
+    let reads = 0;
+    const get32 = mem.get32.bind(mem);
+    mem.get32 = (off: number): number => {
+      reads++;
+      return get32(off);
+    };
+    expect(() => dev.pop()).to.throw(RingError).with.property('code', 'VSHM_ERR_DESC_LOOP');
+    expect(len / 16).to.be.greaterThan(4 * 65536);
+    expect(reads, 'table words read').to.be.at.most(4 * 65537);
   });
 
   it('allows an indirect descriptor at the end of a direct chain', () => {
