@@ -30,8 +30,8 @@ function pair(size: number, eventIdx: boolean, indirect = false) {
  * when kicked (or when it re-checks after enabling notifications), drains everything, echoes and
  * publishes once; the driver collects on an interrupt the same way. Returns the counts.
  */
-function exchange(size: number, eventIdx: boolean, rounds: number, batch: number, deviceEvery = 1, simpleDevice = false): Counts {
-  const { mem, drv, dev } = pair(size, eventIdx);
+function exchange(size: number, eventIdx: boolean, rounds: number, batch: number, deviceEvery = 1, simpleDevice = false, indirect = false): Counts {
+  const { mem, drv, dev } = pair(size, eventIdx, indirect);
   const counts: Counts = { kicks: 0, interrupts: 0, messages: 0 };
   const MSG = 64;
   const tmp = new Uint8Array(MSG);
@@ -74,7 +74,9 @@ function exchange(size: number, eventIdx: boolean, rounds: number, batch: number
     for (let b = 0; b < batch && drv.numFree > 0; b++) {
       const slot = 0x4000 + (seq % size) * 2 * MSG;
       mem.u8[slot] = seq & 0xff;
-      drv.add([slot, MSG], [slot + MSG, MSG], seq++);
+      // Indirect: one descriptor (and avail entry) per request, so a batch can fill the ring.
+      if (indirect) drv.addIndirect([slot, MSG], [slot + MSG, MSG], seq, 0x8000 + (seq++ % size) * 32);
+      else drv.add([slot, MSG], [slot + MSG, MSG], seq++);
     }
     if (drv.kick()) {
       counts.kicks++;
@@ -106,6 +108,26 @@ describe('DriverQueue ↔ DeviceQueue', () => {
       expect(c.messages).to.equal(500 * 32);
       expect(c.kicks).to.equal(500); // one kick per batch, each needed (device idle between rounds)
       expect(c.interrupts).to.equal(500);
+    });
+  }
+
+  // Past the u16 wrap of avail.idx / used.idx (65535 → 0) and with batches of exactly the queue
+  // size (vring_need_event's window is then the whole ring): still one kick and one interrupt per
+  // batch, nothing lost — also with a slow device and a device that only pops until null.
+  for (const eventIdx of [false, true]) {
+    it(`across the u16 index wrap, batches of exactly the queue size lose nothing (eventIdx=${eventIdx})`, () => {
+      const full = exchange(64, eventIdx, 1100, 64, 1, false, true);
+      expect(full.messages).to.equal(1100 * 64);
+      expect([full.kicks, full.interrupts]).to.deep.equal([1100, 1100]);
+      const slow = exchange(16, eventIdx, 17000, 4, 4, false, true);
+      expect(slow.messages).to.equal(17000 * 4);
+      expect(slow.interrupts).to.equal(4250);
+      expect(slow.kicks).to.equal(eventIdx ? 4250 : 17000);
+      if (eventIdx) {
+        const simple = exchange(8, true, 8300, 8, 1, true, true);
+        expect(simple.messages).to.equal(8300 * 8);
+        expect(simple.kicks).to.equal(8300);
+      }
     });
   }
 
