@@ -134,8 +134,9 @@ export class Chain {
     return i >= this.readableCount;
   }
 
-  /** Zero-copy view of segment `i` (allocates the view object). Valid until this chain is pushed. */
+  /** Zero-copy view of segment `i` (allocates the view object). Refused once this chain is pushed. */
   segment(i: number): Uint8Array {
+    if (!this.popped) throw new ArgumentError(`Chain.segment: chain ${this.head} is not popped (already pushed?)`);
     if (!(i >= 0 && i < this.segmentCount)) throw new ArgumentError(`Chain.segment: index ${i} outside 0…${this.segmentCount - 1}`);
     return this.mem.bytes(this.addrs[i], this.lens[i]);
   }
