@@ -85,6 +85,13 @@ export class ChunkPool {
    * memory writable, §5.1) could as well write after the zeroing: what it can see is unchanged.
    */
   private readonly dirty: Uint32Array;
+  /**
+   * Per chunk: 1 + log2(span) of the live allocation that starts there, 0 elsewhere. The bitmap
+   * alone cannot tell two neighbouring allocations from one of twice the size (nor a reserved
+   * chunk from an allocated one), so a free or an ownership check that names a different span —
+   * a view over two allocOut buffers, half of one — would free or accept chunks another owner holds.
+   */
+  private readonly starts: Uint8Array;
 
   constructor(opts: ChunkPoolOptions) {
     const { base, size } = opts;
@@ -103,6 +110,7 @@ export class ChunkPool {
     this.zeroWith = opts.zeroWith ?? null;
     this.bits = new Uint32Array(Math.max(1, Math.ceil(this.chunkCount / 32)));
     this.dirty = new Uint32Array(this.zeroWith === null ? 0 : this.chunkCount);
+    this.starts = new Uint8Array(this.chunkCount);
     this.reset();
   }
 
@@ -118,6 +126,7 @@ export class ChunkPool {
    */
   reset(): void {
     this.bits.fill(0);
+    this.starts.fill(0);
     this.dirty.fill(this.chunkSize);
     const tail = this.chunkCount & 31;
     if (tail !== 0 || this.chunkCount === 0) {
@@ -166,6 +175,7 @@ export class ChunkPool {
     } else {
       for (let i = idx; i < idx + span; i++) this.setBit(i);
     }
+    this.starts[idx] = 32 - Math.clz32(span);
     this.used += span;
     this.advanceHint();
     const off = this.base + (idx << this.chunkShift);
@@ -225,46 +235,37 @@ export class ChunkPool {
     if (idx < 0 || idx * this.chunkSize !== rel || (idx & (span - 1)) !== 0 || idx + span > this.chunkCount) {
       throw new TransportError('VSHM_ERR_ALLOC_FREE', '5.1', `${this.name}: free of ${n} bytes at ${off} does not match an allocation`);
     }
-    // Every chunk is checked before any is cleared: a refused free (a double free, or a size that
-    // does not match the allocation) leaves the bitmap as it was — clearing the live chunks of a
-    // partly allocated span would hand them out again while still in use. A span is aligned to
-    // its size, so it is either part of one word (< 32 chunks) or whole words: a mask compare.
+    // Only an allocation of exactly this span starting here may be freed (`starts`): a refused
+    // free (a double free, a size that does not match) changes nothing, and every chunk of a
+    // recorded allocation is set, so the bits need no check one by one. A span is aligned to its
+    // size: part of one bitmap word (< 32 chunks) or whole words.
     const bits = this.bits;
     const w0 = idx >>> 5;
-    if (span < 32) {
-      const m = span === 1 ? 1 << (idx & 31) : (((1 << span) - 1) << (idx & 31));
-      if ((bits[w0] & m) !== m) this.refuseFree(off, n, (bits[w0] & m) === 0);
-      bits[w0] &= ~m;
-    } else {
-      const w1 = w0 + (span >>> 5);
-      let all = true;
-      let none = true;
-      for (let w = w0; w < w1; w++) {
-        if (bits[w] !== 0xffffffff) all = false;
-        if (bits[w] !== 0) none = false;
-      }
-      if (!all) this.refuseFree(off, n, none);
-      bits.fill(0, w0, w1);
-    }
+    if (this.starts[idx] !== 32 - Math.clz32(span)) this.refuseFree(off, n, (bits[w0] & (1 << (idx & 31))) === 0);
+    this.starts[idx] = 0;
+    if (span < 32) bits[w0] &= ~(span === 1 ? 1 << (idx & 31) : ((1 << span) - 1) << (idx & 31));
+    else bits.fill(0, w0, w0 + (span >>> 5));
     if (scrub && this.zeroWith !== null) this.scrubSpan(idx, span, off);
     this.used -= span;
     if (w0 < this.hint) this.hint = w0;
   }
 
   private refuseFree(off: number, n: number, doubleFree: boolean): never {
-    const what = doubleFree ? 'double free' : `free of ${n} bytes over chunks that are partly free (a size that does not match the allocation)`;
+    const what = doubleFree ? 'double free' : `free of ${n} bytes does not match the allocation`;
     throw new TransportError('VSHM_ERR_ALLOC_FREE', '5.1', `${this.name}: ${what} at ${off}`);
   }
 
-  /** Whether [off, off + n) is exactly a live allocation of `n` bytes (alignment and every chunk). */
+  /**
+   * Whether a live allocation starts at `off` whose span is the one `alloc(n)` takes: what
+   * `free(off, n)` accepts. Not a part of an allocation of another span, not two neighbours.
+   */
   isAllocated(off: number, n: number): boolean {
-    if (!Number.isSafeInteger(n) || n < 1) return false;
+    if (!Number.isSafeInteger(n) || n < 1 || !Number.isSafeInteger(off)) return false;
     const span = this.spanFor(n);
     const rel = off - this.base;
+    if (rel < 0 || rel >= this.size || rel % this.chunkSize !== 0) return false;
     const idx = rel >>> this.chunkShift;
-    if (rel < 0 || rel % this.chunkSize !== 0 || idx % span !== 0 || idx + span > this.chunkCount) return false;
-    for (let i = idx; i < idx + span; i++) if ((this.bits[i >>> 5] & (1 << (i & 31))) === 0) return false;
-    return true;
+    return idx + span <= this.chunkCount && this.starts[idx] === 32 - Math.clz32(span);
   }
 
   /** Whether window offset `off` lies inside this pool. */

@@ -132,11 +132,19 @@ describe('allocator (spec §5)', () => {
     const pool = new ChunkPool({ base: 4096, size: 4096 });
     const a = pool.alloc(100);
     expect(pool.isAllocated(a, 100)).to.equal(true);
-    // The bitmap keeps no sizes: any aligned run of used chunks inside counts.
-    expect(pool.isAllocated(a, 64)).to.equal(true);
-    expect(pool.isAllocated(a + 64, 64)).to.equal(true);
+    expect(pool.isAllocated(a, 128)).to.equal(true); // the same 2-chunk span
+    // Only the allocation as made: not a part of it (which free() would refuse too).
+    expect(pool.isAllocated(a, 64)).to.equal(false);
+    expect(pool.isAllocated(a + 64, 64)).to.equal(false);
     expect(pool.isAllocated(a, 200)).to.equal(false); // 4 chunks: two are free
     expect(pool.isAllocated(a + 32, 10)).to.equal(false);
+    const b = pool.alloc(64);
+    const c = pool.alloc(64);
+    expect(c).to.equal(b + 64);
+    // Two neighbours are not one allocation of twice the size, aligned or not.
+    expect(pool.isAllocated(b % 128 === 0 ? b : c, 128)).to.equal(false);
+    expect(() => pool.free(b % 128 === 0 ? b : c, 128)).to.throw(TransportError, /does not match/);
+    expect(pool.isAllocated(b, 64) && pool.isAllocated(c, 64)).to.equal(true);
     pool.free(a, 100);
     expect(pool.isAllocated(a, 100)).to.equal(false);
   });

@@ -45,3 +45,30 @@ describe('FrontendQueue.allocOut on a full ring', () => {
     q.failAll(new Error('end of test')); // stops the reclaim timer the refusal armed
   });
 });
+
+describe('FrontendQueue: a view must be exactly one allocOut buffer', () => {
+  it('refuses a view over two adjacent allocOut buffers (posting it would free both on completion)', () => {
+    const { mem, q } = standaloneQueue();
+    // Lowest free span first: among four one-chunk buffers, two are neighbours on an even chunk
+    // (the §5.1 pool starts at 0) — to a bitmap, one aligned two-chunk span.
+    const views = [0, 1, 2, 3].map(() => q.allocOut(64)!);
+    const k = views.findIndex((v, i) => i < 3 && v.byteOffset % 128 === 0 && views[i + 1].byteOffset === v.byteOffset + 64);
+    expect(k).to.be.at.least(0);
+    const [a, b] = [views[k], views[k + 1]];
+    const other = new Uint8Array(mem.u8.buffer, a.byteOffset, 128);
+    expect(() => q.addAllocated(other, 0, 'both')).to.throw(ArgumentError);
+    expect(() => q.freeOut(other)).to.throw(ArgumentError);
+    expect(() => q.addSgs([other], [], 'both')).to.throw(ArgumentError);
+    // Both buffers are still the caller's, each exactly once.
+    expect(q.addAllocated(a, 0, 'a')).to.equal(true);
+    expect(q.addAllocated(b, 0, 'b')).to.equal(true);
+  });
+
+  it('refuses the second half of a 2-chunk buffer, and a part of it', () => {
+    const { mem, q } = standaloneQueue();
+    const v = q.allocOut(128)!;
+    expect(() => q.freeOut(new Uint8Array(mem.u8.buffer, v.byteOffset + 64, 64))).to.throw(ArgumentError);
+    expect(() => q.addAllocated(new Uint8Array(mem.u8.buffer, v.byteOffset, 64), 0, 'half')).to.throw(ArgumentError);
+    q.freeOut(v);
+  });
+});
