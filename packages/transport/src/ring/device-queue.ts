@@ -191,6 +191,17 @@ export class DeviceQueue {
   }
 
   /**
+   * Whether `chain` is in flight on this queue: this queue's Chain object for its head, popped
+   * and not pushed yet. A chain of another queue (or of an earlier session's queue) fails, even
+   * when a chain with the same head is in flight here. A Chain object is reused for its head, so
+   * a chain already pushed and popped again counts as the new pop.
+   */
+  holds(chain: { readonly head: number }): boolean {
+    const h = chain.head;
+    return this.chains[h] === chain && this.inFlight[h] === 1;
+  }
+
+  /**
    * Publish pushed used elements (spec §4.9, BE signalling): release-store `used.idx`, full
    * fence, then check suppression — `used_event` with EVENT_IDX, else `avail.flags`
    * NO_INTERRUPT. Returns true when the driver must be notified (the caller sets `queue_event`,

@@ -204,6 +204,13 @@ class BackendQueueHandle implements DeviceQueueHandle {
     if (!Number.isInteger(written) || written < 0 || written > chain.writableLength) {
       throw new ArgumentError(`push: written ${String(written)} outside 0…${chain.writableLength}`);
     }
+    if (!ring.holds(chain)) {
+      // Not a chain popped from this queue (another queue's, an earlier session's, or pushed
+      // already): completing the chain that shares its head here would report a request done
+      // that the device never processed. A device bug, like a push of a head not in flight.
+      this.host.violation(new ArgumentError(`push: chain ${String(chain.head)} is not in flight on queue ${this.index}`));
+      return;
+    }
     try {
       ring.push(chain.head, written);
     } catch (err) {
