@@ -269,8 +269,10 @@ export interface DriverQueueHandle<T = unknown> {
    * zeroes of its allocation), so re-posting shows the device nothing it did not already have
    * (docs/decisions.md, "Receive buffers re-posted in place"). It stays unpublished until the
    * next `kick()`, like any add. Returns false — and the buffer is freed as usual — outside such
-   * an `onUsed` call or once the session is ending. A receive queue kept full this way allocates
-   * and zeroes nothing per completion. The transport's queues have it.
+   * an `onUsed` call, once the session is ending, or when an `add` earlier in the same `onUsed`
+   * took the descriptor the completion freed. Once it returned true, that room is held for the
+   * repost: a later `add` in the same call is turned away as on a full ring. A receive queue kept
+   * full this way allocates and zeroes nothing per completion. The transport's queues have it.
    */
   repost?(): boolean;
 }

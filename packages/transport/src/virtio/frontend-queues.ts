@@ -91,6 +91,11 @@ export class FrontendQueue<T = unknown> implements DriverQueueHandle<T> {
   private repostable = false;
   /** onUsed called repost(). */
   private repostAsked = false;
+  /**
+   * 1 while a repost() is promised inside onUsed: the slot and descriptor it will take are held
+   * back from add() and friends until onUsed returns, so a repost() that said true is kept.
+   */
+  private reserved = 0;
   private pollQueued = false;
   private readonly pollTask = (): void => {
     this.pollQueued = false;
@@ -160,7 +165,7 @@ export class FrontendQueue<T = unknown> implements DriverQueueHandle<T> {
 
   /** Free descriptors (each request takes one per non-empty direction). */
   get freeDescriptors(): number {
-    return this.engine.numFree;
+    return this.engine.numFree - this.reserved;
   }
 
   add(out: Uint8Array | null, inLen: number, token: T): boolean {
@@ -169,7 +174,7 @@ export class FrontendQueue<T = unknown> implements DriverQueueHandle<T> {
     if (outLen === 0 && inLen === 0) throw new ArgumentError('a request needs out bytes or inLen > 0');
     if (!this.live) return false;
     const ndesc = (outLen > 0 ? 1 : 0) + (inLen > 0 ? 1 : 0);
-    if (this.engine.numFree < ndesc || this.freeSlotCount === 0) return this.starve();
+    if (this.engine.numFree - this.reserved < ndesc || this.freeSlotCount <= this.reserved) return this.starve();
     let oa = -1;
     if (outLen > 0) {
       oa = this.alloc.alloc('driver', outLen, outLen); // `out` is copied over it below: zero only the tail
@@ -200,7 +205,7 @@ export class FrontendQueue<T = unknown> implements DriverQueueHandle<T> {
     const filled = init === undefined ? 0 : init.length;
     if (filled > len) throw new ArgumentError(`init has ${filled} bytes, more than len ${len}`);
     if (!this.live) return null;
-    if (this.engine.numFree === 0 || this.freeSlotCount === 0) {
+    if (this.engine.numFree <= this.reserved || this.freeSlotCount <= this.reserved) {
       this.starve();
       return null;
     }
@@ -222,7 +227,7 @@ export class FrontendQueue<T = unknown> implements DriverQueueHandle<T> {
     if (!(inLen >= 0) || !Number.isInteger(inLen) || inLen > 0xffffffff) throw new ArgumentError(`inLen must be an integer ≥ 0, got ${inLen}`);
     this.checkOwnView(view);
     if (!this.live) return false;
-    if (this.engine.numFree < (inLen > 0 ? 2 : 1) || this.freeSlotCount === 0) return this.starve();
+    if (this.engine.numFree - this.reserved < (inLen > 0 ? 2 : 1) || this.freeSlotCount <= this.reserved) return this.starve();
     if (!this.post(view.byteOffset, view.length, inLen, token)) return this.starve();
     this.starved = false;
     return true;
@@ -259,7 +264,7 @@ export class FrontendQueue<T = unknown> implements DriverQueueHandle<T> {
     }
     if (!this.live) return false;
     const useTable = this.engine.indirect && n > 1;
-    if (this.engine.numFree < (useTable ? 1 : n) || this.freeSlotCount === 0) return this.starve();
+    if (this.engine.numFree - this.reserved < (useTable ? 1 : n) || this.freeSlotCount <= this.reserved) return this.starve();
     const allocs: number[] = [];
     const undo = (): false => {
       for (let i = 0; i < allocs.length; i += 3) this.alloc.free(allocs[i] === 0 ? 'driver' : 'device', allocs[i + 1], allocs[i + 2]);
@@ -324,7 +329,13 @@ export class FrontendQueue<T = unknown> implements DriverQueueHandle<T> {
    */
   repost(): boolean {
     if (!this.repostable || !this.live) return false;
-    this.repostAsked = true;
+    if (!this.repostAsked) {
+      // The completion freed a slot and a descriptor; an add() earlier in this onUsed may have
+      // taken them. Then the buffer cannot go back: say so (it is freed) rather than drop it later.
+      if (this.freeSlotCount === 0 || this.engine.numFree === 0) return false;
+      this.repostAsked = true;
+      this.reserved = 1;
+    }
     return true;
   }
 
@@ -584,6 +595,7 @@ export class FrontendQueue<T = unknown> implements DriverQueueHandle<T> {
       this.oneSeg[0] = EMPTY_SEG;
       this.repostable = false;
       this.repostAsked = false;
+      this.reserved = 0;
       // A callback that threw leaves again false: the buffer is freed, the device is broken.
       if (!again || !this.repostBuffer(token, ia, il)) this.freeBuffers(oa, ol, ia, il);
     }

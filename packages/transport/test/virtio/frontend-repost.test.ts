@@ -107,4 +107,49 @@ describe('FrontendQueue.repost', () => {
     expect(q.inFlight).to.equal(0);
     expect(alloc.devicePool.usedChunks).to.equal(before);
   });
+
+  describe('on a full ring, where the completion freed the only descriptor and slot', () => {
+    function full() {
+      const t = setup();
+      for (let i = 0; i < t.q.size; i++) expect(t.q.add(null, 64, `rx${i}`)).to.equal(true);
+      t.q.kick();
+      expect(t.q.freeDescriptors).to.equal(0);
+      const first = t.device.next();
+      for (let i = 1; i < t.q.size; i++) t.device.next();
+      return { ...t, first };
+    }
+
+    it('repost() then add(): the repost is kept, the add is turned away (nothing dropped silently)', () => {
+      const { q, device, first } = full();
+      let reposted: boolean | null = null;
+      let added: boolean | null = null;
+      q.onUsed = () => {
+        reposted = q.repost();
+        added = q.add(null, 64, 'extra');
+      };
+      device.complete(first.head, first.addr, Buffer.from('a'));
+      expect(q.poll()).to.equal(1);
+      expect([reposted, added]).to.deep.equal([true, false]);
+      expect(q.inFlight).to.equal(q.size);
+      q.kick();
+      const again = device.next();
+      expect(again.addr).to.equal(first.addr); // the same buffer, back on the ring
+    });
+
+    it('add() then repost(): the add took the room, so repost() says false and the buffer is freed', () => {
+      const { alloc, q, device, first } = full();
+      const chunks = alloc.devicePool.usedChunks;
+      let reposted: boolean | null = null;
+      let added: boolean | null = null;
+      q.onUsed = () => {
+        added = q.add(null, 64, 'extra');
+        reposted = q.repost();
+      };
+      device.complete(first.head, first.addr, Buffer.from('a'));
+      expect(q.poll()).to.equal(1);
+      expect([added, reposted]).to.deep.equal([true, false]);
+      expect(q.inFlight).to.equal(q.size);
+      expect(alloc.devicePool.usedChunks).to.equal(chunks); // one buffer freed, one allocated
+    });
+  });
 });
