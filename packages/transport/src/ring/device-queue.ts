@@ -26,8 +26,13 @@ import { type AccessPolicy, RingErrorCode, type RingErrorCodeValue, checkQueueCo
 
 const TWO_POW_32 = 4294967296;
 const SAFE_HIGH_LIMIT = 0x200000;
-/** Indirect-table entries a chain can reach from entry 0: `next` is a u16 (§6.3.3). */
-const INDIRECT_REACH = 0x10000;
+/**
+ * Indirect-table entries a chain may have on a queue smaller than this (§6.3.3): QEMU's bound per
+ * chain, far above what any Linux driver posts (virtio-blk: seg_max + 2). Without a bound a table
+ * of 65536 entries — `next` is a u16, so no walk reaches more — made every popped chain hold 65536
+ * segments of the device's memory, and a queue of them hundreds of megabytes.
+ */
+const INDIRECT_MIN_LIMIT = 1024;
 
 export interface DeviceQueueOptions extends QueueAddresses {
   /** The window (virtio addresses index it). Must cover `policy.windowSize` bytes. */
@@ -347,17 +352,25 @@ export class DeviceQueue {
       this.fail(RingErrorCode.DESC_BOUNDS, '6.3.4', `head ${head}: indirect table [0x${table.toString(16)}, +${len}) is not inside one readable section`);
     }
     const entries = len / VIRTQ_DESC_SIZE;
-    // `next` is a u16, so a walk from entry 0 reaches at most 65536 distinct entries: a longer
-    // one is a loop whatever `len` says. Without this bound a table as long as the window (len is
-    // a u32) with a two-entry loop kept the walk — and the chain's segment list — going for up to
-    // 2^28 steps before the loop was noticed.
-    const maxWalk = entries < INDIRECT_REACH ? entries : INDIRECT_REACH;
+    // At most max(queue size, 1024) entries (§6.3.3), and never more than the table holds: a
+    // longer walk is a loop or a chain no driver may post, refused before the rest of a long
+    // table (len is a u32: up to 2^28 entries) is read or recorded.
+    const limit = this.size > INDIRECT_MIN_LIMIT ? this.size : INDIRECT_MIN_LIMIT;
+    const maxWalk = entries < limit ? entries : limit;
     const aligned = table % 4 === 0;
     const mem = this.mem;
     let i = 0;
     let n = 0;
     for (;;) {
-      if (++n > maxWalk) this.fail(RingErrorCode.DESC_LOOP, '6.3.3', `head ${head}: indirect chain longer than its ${maxWalk} reachable entries (a loop)`);
+      if (++n > maxWalk) {
+        this.fail(
+          RingErrorCode.DESC_LOOP,
+          '6.3.3',
+          maxWalk === entries
+            ? `head ${head}: indirect chain longer than its table's ${entries} entries (a loop)`
+            : `head ${head}: indirect chain of more than ${maxWalk} descriptors (the limit is max(queue size, ${INDIRECT_MIN_LIMIT}))`,
+        );
+      }
       const d = table + VIRTQ_DESC_SIZE * i;
       let dlo: number, dhi: number, dlen: number, dflags: number, dnext: number;
       if (aligned) {

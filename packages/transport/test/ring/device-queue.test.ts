@@ -133,9 +133,9 @@ describe('DeviceQueue', () => {
     expect(b[0]).to.equal(10);
   });
 
-  it('stops a looping indirect chain within 65536 entries, however long the table (next is a u16)', () => {
-    // A table as long as the window allows: entries past 65535 can never be reached, so a walk
-    // of more than 65536 entries is a loop — found without reading (and recording) the rest.
+  it('stops a looping indirect chain within the chain bound, however long the table', () => {
+    // A table as long as the window allows: a walk past max(queue size, 1024) entries is refused
+    // — found without reading (and recording) the rest.
     const window = 8 << 20;
     const mem = new MemoryView(new ArrayBuffer(window));
     const q = packedRingAddresses(8, RING_BASE);
@@ -157,7 +157,27 @@ describe('DeviceQueue', () => {
     };
     expect(() => dev.pop()).to.throw(RingError).with.property('code', 'VSHM_ERR_DESC_LOOP');
     expect(len / 16).to.be.greaterThan(4 * 65536);
-    expect(reads, 'table words read').to.be.at.most(4 * 65537);
+    expect(reads, 'table words read').to.be.at.most(4 * 1025);
+  });
+
+  it('accepts an indirect table of 1024 entries on a small queue and refuses one of 1025 (DESC_LOOP)', () => {
+    // The bound is max(queue size, 1024) (§6.3.3): what QEMU accepts per chain, far above what
+    // any Linux driver posts (virtio-blk at most seg_max + 2), and it keeps a hostile driver from
+    // making every popped chain hold 65536 segments of device memory.
+    for (const [entries, ok] of [[1024, true], [1025, false]] as const) {
+      const { dev, drv } = setup(8, { indirect: true });
+      const table = 0x4000;
+      for (let k = 0; k < entries; k++) drv.writeDescAt(table + 16 * k, 0x2000 + k, 1, k + 1 < entries ? VIRTQ_DESC_F_NEXT : 0, k + 1);
+      drv.writeDesc(0, table, 16 * entries, VIRTQ_DESC_F_INDIRECT, 0);
+      drv.makeAvail(0);
+      drv.publish();
+      if (ok) {
+        const c = dev.pop()!;
+        expect([c.segmentCount, c.readableLength]).to.deep.equal([1024, 1024]);
+      } else {
+        expect(() => dev.pop()).to.throw(RingError, /more than 1024/).with.property('code', 'VSHM_ERR_DESC_LOOP');
+      }
+    }
   });
 
   it('allows an indirect descriptor at the end of a direct chain', () => {
