@@ -71,7 +71,7 @@ export interface BlockGeometry {
   /** Disk size in bytes. */
   capacity: number;
   readOnly: boolean;
-  /** Logical block size (VIRTIO_BLK_F_BLK_SIZE), else 512. */
+  /** Logical block size (VIRTIO_BLK_F_BLK_SIZE, a power of two 512…64 KiB: probe refuses others), else 512. */
   blockSize: number;
   /** Data bytes per descriptor (SIZE_MAX) — the driver's own segment size without it. */
   segmentSize: number;
@@ -659,6 +659,12 @@ export class BlockDriver extends EventEmitter implements VirtioDriverOps {
     const has = (b: number): boolean => (f & bit(b)) !== 0n;
     const u32 = (off: number): number => s.readConfig(off, 4) >>> 0;
     const blockSize = has(BlkFeature.BLK_SIZE) ? u32(BlkConfig.BLK_SIZE) : SECTOR_SIZE;
+    if (!validBlockSize(blockSize)) {
+      // VIRTIO 1.2 §5.2.4 leaves blk_size unbounded; Linux's virtio_blk refuses such a device
+      // ("invalid block size") rather than guess the alignment it needs, and so do we: the
+      // transport then treats the device as broken until the back-end resets it.
+      throw new BlockError('VSHM_ERR_BLK_CONFIG', 'A', `the device's blk_size ${blockSize} is not a power of two from ${SECTOR_SIZE} to ${MAX_BLOCK_SIZE}`);
+    }
     const sizeMax = has(BlkFeature.SIZE_MAX) ? u32(BlkConfig.SIZE_MAX) : 0;
     const segMax = has(BlkFeature.SEG_MAX) ? u32(BlkConfig.SEG_MAX) : 1;
     // The data segments plus header and status must fit one chain (≤ queue size,
@@ -678,7 +684,7 @@ export class BlockDriver extends EventEmitter implements VirtioDriverOps {
     return {
       capacity: readCapacity(s),
       readOnly: has(BlkFeature.RO),
-      blockSize: blockSize >= SECTOR_SIZE && (blockSize & (blockSize - 1)) === 0 ? blockSize : SECTOR_SIZE,
+      blockSize,
       segmentSize,
       maxSegments,
       maxRequest,
@@ -690,6 +696,17 @@ export class BlockDriver extends EventEmitter implements VirtioDriverOps {
       maxWriteZeroesSectors: writeZeroes ? u32(BlkConfig.MAX_WRITE_ZEROES_SECTORS) : 0,
     };
   }
+}
+
+/**
+ * Largest logical block size taken from a device: Linux's limit for a logical block (64 KiB,
+ * BLK_MAX_BLOCK_SIZE) and the NBD protocol's for a minimum block size (2^16) alike.
+ */
+export const MAX_BLOCK_SIZE = 64 * 1024;
+
+/** A logical block size the driver can use: a power of two from 512 to MAX_BLOCK_SIZE. */
+function validBlockSize(n: number): boolean {
+  return n >= SECTOR_SIZE && n <= MAX_BLOCK_SIZE && (n & (n - 1)) === 0;
 }
 
 /** Reads of the capacity's two halves before a device that keeps changing it is given up on. */

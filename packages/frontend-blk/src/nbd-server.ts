@@ -58,8 +58,6 @@ const HELD_HIGH_WATER = 2 * NBD_MAX_PAYLOAD;
  * 4 KiB each, at most 16 384 wait.
  */
 const QUEUED_WRITE_COST = 4096;
-/** Largest minimum block size NBD allows (NBD_INFO_BLOCK_SIZE). */
-const MAX_MIN_BLOCK = 64 * 1024;
 /**
  * READ reply buffers, shared by the server's connections. A fresh buffer per READ costs a page
  * fault per 4 KiB when the data is first copied in — on this kind of VM more than the copy
@@ -615,9 +613,14 @@ class NbdConnection {
     }
   }
 
-  /** The minimum block size: the device's logical block (512 without BLK_SIZE), at most 64 KiB. */
+  /**
+   * The minimum block size: the device's logical block (512 without BLK_SIZE). The driver takes
+   * no device whose blk_size is above MAX_BLOCK_SIZE, 64 KiB — NBD's largest minimum block size —
+   * so the preferred size, max(4096, minimum), stays below the 32 MiB maximum as the protocol
+   * requires (the maximum at least the smaller of the preferred size and the export size).
+   */
   private minBlock(): number {
-    return Math.min(this.driver.blockSize, MAX_MIN_BLOCK);
+    return this.driver.blockSize;
   }
 
   /** Resolves once every request in flight was answered. */

@@ -380,3 +380,33 @@ describe('BlockDriver: config a hostile device keeps changing', () => {
     expect(hiReads).to.be.below(1000);
   });
 });
+
+describe('BlockDriver: blk_size a hostile or buggy device reports', () => {
+  const bit = (b: number): bigint => 1n << BigInt(b);
+  // Linux's virtio_blk refuses the same values (blk_validate_block_size: a power of two, 512 up
+  // to its largest logical block, 64 KiB); below 512 nothing could be addressed, above 64 KiB an
+  // NBD export cannot advertise it as its minimum block size.
+  for (const blkSize of [0, 3, 256, 768, 4097, 128 * 1024, 2 ** 31, 0xffffffff]) {
+    it(`blk_size ${blkSize} fails the probe clearly (VSHM_ERR_BLK_CONFIG) instead of being used or silently replaced`, () => {
+      const d = new BlockDriver();
+      const probe = (): void => d.probe(handSession(new HandQueue(8), 2048, bit(BlkFeature.BLK_SIZE), { [BlkConfig.BLK_SIZE]: blkSize }));
+      expect(probe).to.throw(BlockError, /blk_size/).with.property('code', 'VSHM_ERR_BLK_CONFIG');
+      expect(d.geometry).to.equal(null);
+      d.close();
+    });
+  }
+  for (const blkSize of [512, 4096, 65536]) {
+    it(`blk_size ${blkSize} is taken as the logical block size`, () => {
+      const d = new BlockDriver();
+      d.probe(handSession(new HandQueue(8), 2048, bit(BlkFeature.BLK_SIZE), { [BlkConfig.BLK_SIZE]: blkSize }));
+      expect(d.blockSize).to.equal(blkSize);
+      d.close();
+    });
+  }
+  it('without VIRTIO_BLK_F_BLK_SIZE the field is not read: 512', () => {
+    const d = new BlockDriver();
+    d.probe(handSession(new HandQueue(8), 2048, 0n, { [BlkConfig.BLK_SIZE]: 3 }));
+    expect(d.blockSize).to.equal(512);
+    d.close();
+  });
+});
