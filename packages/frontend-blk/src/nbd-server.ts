@@ -9,7 +9,9 @@
  * bad magic closes the connection; out-of-range requests get EINVAL (read) or ENOSPC (writes),
  * misaligned ones EINVAL (the minimum block size advertised in NBD_INFO_BLOCK_SIZE: the device's
  * logical block size, VIRTIO_BLK_F_BLK_SIZE, else 512 — a device with 4 KiB blocks fails requests
- * that are only 512-aligned, and qemu or libnbd align to what is advertised).
+ * that are only 512-aligned, and qemu or libnbd align to what is advertised). Above 512, a client
+ * must ask for the sizes: INFO / GO without NBD_INFO_BLOCK_SIZE get NBD_REP_ERR_BLOCK_SIZE_REQD
+ * (after the sizes), EXPORT_NAME — which cannot learn them — is refused by closing.
  * A reply — the acknowledgement — is sent only once the driver completed the whole request
  * (every split part, and the flush for FUA); a client that vanishes just loses its replies, the
  * daemon goes on; one that half-closes (shutdown(SHUT_WR), as libnbd does right after DISC) still
@@ -506,6 +508,13 @@ class NbdConnection {
         case NbdOpt.EXPORT_NAME: {
           const name = data.toString('utf8');
           if (!this.knownName(name)) throw new ClientError(`unknown export '${name}'`); // the protocol's only answer: close
+          if (this.sizesRequired()) {
+            // This client cannot learn the block size and would fail every request not aligned to
+            // it: refuse now, the only way this option can be refused (the spec's MAY).
+            debug('client %d: EXPORT_NAME refused: the export needs %d-byte alignment, which only INFO/GO can announce', this.id, this.minBlock());
+            closeAfterReplies(this.sock);
+            return `EXPORT_NAME refused: the export needs ${this.minBlock()}-byte alignment`;
+          }
           this.exportSize = this.driver.capacity;
           this.send(encodeExportNameReply(this.exportSize, this.transmissionFlags(), this.noZeroes));
           return null;
@@ -544,6 +553,13 @@ class NbdConnection {
           this.send(encodeOptReply(opt, NbdRep.INFO, encodeInfoBlockSize(this.minBlock(), Math.max(4096, this.driver.blockSize), NBD_MAX_PAYLOAD)));
           if (parsed.infos.includes(NbdInfo.NAME)) this.send(encodeOptReply(opt, NbdRep.INFO, encodeInfoString(NbdInfo.NAME, this.exportName)));
           if (parsed.infos.includes(NbdInfo.DESCRIPTION)) this.send(encodeOptReply(opt, NbdRep.INFO, encodeInfoString(NbdInfo.DESCRIPTION, this.description)));
+          if (!parsed.infos.includes(NbdInfo.BLOCK_SIZE) && this.sizesRequired()) {
+            // The sizes went out above (the spec's SHOULD before this error): a client that did
+            // not ask may not honour them, so it must ask before it gets the export.
+            const why = `this export needs requests aligned to ${this.minBlock()} bytes: ask for NBD_INFO_BLOCK_SIZE`;
+            this.send(encodeOptReply(opt, NbdRep.ERR_BLOCK_SIZE_REQD, Buffer.from(why)));
+            break;
+          }
           this.send(encodeOptReply(opt, NbdRep.ACK));
           if (opt === NbdOpt.GO) {
             this.exportSize = size;
@@ -621,6 +637,15 @@ class NbdConnection {
    */
   private minBlock(): number {
     return this.driver.blockSize;
+  }
+
+  /**
+   * Clients must learn the block size before transmission: the device's is above 512 bytes, the
+   * alignment every interoperable client keeps anyway (NBD: a client SHOULD use 512 when nothing
+   * was advertised). Requests below it are refused with EINVAL, never read-modified-written.
+   */
+  private sizesRequired(): boolean {
+    return this.minBlock() > 512;
   }
 
   /** Resolves once every request in flight was answered. */
