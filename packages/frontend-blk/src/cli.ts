@@ -85,7 +85,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     l.driver.on('capacity', (bytes: number) => info(`capacity changed to ${bytes} bytes (NBD clients see it when they reconnect)`));
     const ready = await Promise.race([l.driver.whenReady().then(() => 'ready' as const), fatal, signalled.then(() => 0)]);
     if (ready !== 'ready') return ready;
-    nbd = new NbdServer(l.driver, { path: opts.nbd, exportName: opts.exportName });
+    nbd = new NbdServer(l.driver, { path: opts.nbd, exportName: opts.exportName, maxConnections: opts.maxConnections });
     try {
       await nbd.listen();
     } catch (err) {

@@ -20,7 +20,9 @@
  * end. At most MAX_INFLIGHT requests per connection are in the driver, holding at most about
  * HELD_HIGH_WATER bytes (payloads of WRITEs not yet completed, data of READs and replies not yet
  * sent): past either the server stops reading the socket until requests complete and replies go
- * out (backpressure instead of unbounded buffering).
+ * out (backpressure instead of unbounded buffering). At most maxConnections (default 16)
+ * connections are served; one more is closed as soon as it is accepted, before the greeting, so a
+ * flood of connections holds no descriptor or buffer beyond the limit's.
  *
  * CAN_MULTI_CONN is advertised: all connections share one driver, and `BlockDriver.flush()` waits
  * for every write issued before it, on any connection, then flushes the device — so a FLUSH on one
@@ -34,7 +36,7 @@ import { listenOwnerOnly } from '@vshm/transport';
 import type { BlockDriver } from './driver.js';
 import { BlockError } from './errors.js';
 import {
-  NBD_FLAG_C_FIXED_NEWSTYLE, NBD_FLAG_C_NO_ZEROES, NBD_IHAVEOPT, NBD_MAX_OPTION, NBD_MAX_PAYLOAD, NBD_REQUEST_SIZE,
+  DEFAULT_MAX_CONNECTIONS, MAX_CONNECTIONS_LIMIT, NBD_FLAG_C_FIXED_NEWSTYLE, NBD_FLAG_C_NO_ZEROES, NBD_IHAVEOPT, NBD_MAX_OPTION, NBD_MAX_PAYLOAD, NBD_REQUEST_SIZE,
   NbdCmd, NbdCmdFlag, NbdErr, NbdFlag, NbdInfo, NbdOpt, NbdRep,
   decodeRequest, encodeExportNameReply, encodeGreeting, encodeInfoBlockSize, encodeInfoExport, encodeInfoString, encodeOptReply,
   encodeSimpleReply, type NbdRequest,
@@ -44,6 +46,7 @@ const debug = createDebug('vshm:blk-nbd');
 
 /** Requests per connection handed to the driver at once. */
 export const MAX_INFLIGHT = 64;
+export { DEFAULT_MAX_CONNECTIONS, MAX_CONNECTIONS_LIMIT };
 /** Bytes buffered from one socket before it is paused. */
 const READ_HIGH_WATER = NBD_MAX_PAYLOAD + 1024 * 1024;
 /**
@@ -143,6 +146,11 @@ export interface NbdServerOptions {
    * connection; connections still open after this long are dropped. Default 2000 ms.
    */
   shutdownGraceMs?: number;
+  /**
+   * Connections served at once, 1…1024; one more is closed as soon as it is accepted, before the
+   * greeting (event 'refused'). Default DEFAULT_MAX_CONNECTIONS (16).
+   */
+  maxConnections?: number;
 }
 
 /** The socket closed (or misbehaved) before the bytes we waited for arrived. */
@@ -235,7 +243,8 @@ class SocketReader {
 
 /**
  * The NBD server. Events: 'connection' (id), 'disconnect' (id, reason), 'client-error' (id, err:
- * a protocol violation that closed the connection — informational).
+ * a protocol violation that closed the connection — informational), 'refused' (connections open:
+ * one more than maxConnections was closed on arrival).
  */
 export class NbdServer extends EventEmitter {
   readonly path: string;
@@ -251,6 +260,7 @@ export class NbdServer extends EventEmitter {
   private nextId = 1;
   private readonly handshakeTimeoutMs: number;
   private readonly shutdownGraceMs: number;
+  private readonly maxConnections: number;
 
   constructor(driver: BlockDriver, opts: NbdServerOptions) {
     super();
@@ -267,6 +277,11 @@ export class NbdServer extends EventEmitter {
     const g = opts.shutdownGraceMs ?? 2000;
     if (!Number.isInteger(g) || g < 0) throw new BlockError('VSHM_ERR_ARGUMENT', '', `NbdServer: shutdownGraceMs must be an integer ≥ 0, got ${String(g)}`);
     this.shutdownGraceMs = g;
+    const m = opts.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
+    if (!Number.isInteger(m) || m < 1 || m > MAX_CONNECTIONS_LIMIT) {
+      throw new BlockError('VSHM_ERR_ARGUMENT', '', `NbdServer: maxConnections must be an integer from 1 to ${MAX_CONNECTIONS_LIMIT}, got ${String(m)}`);
+    }
+    this.maxConnections = m;
   }
 
   /** Number of connected clients. */
@@ -328,6 +343,15 @@ export class NbdServer extends EventEmitter {
   }
 
   private accept(sock: net.Socket): void {
+    if (this.conns.size >= this.maxConnections) {
+      // Closed before the greeting, its descriptor freed at once: answering it (a greeting, then
+      // an error to each option) would keep every refused socket open until its client leaves
+      // or the handshake timeout, and a flood of them is what the limit is for.
+      debug('connection refused: %d connections already (maxConnections)', this.conns.size);
+      sock.destroy();
+      this.emit('refused', this.conns.size);
+      return;
+    }
     const id = this.nextId++;
     this.conns.add(sock);
     sock.on('close', () => this.conns.delete(sock));

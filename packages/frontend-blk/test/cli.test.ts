@@ -59,12 +59,14 @@ function startCli(args: string[]): Proc {
 describe('vshm-blk-frontend arguments', () => {
   it('parses the options and refuses bad ones with a CliUsageError', () => {
     expect(parseCli(['--nbd', '/tmp/a.sock', '-S', '/tmp/s', '--export-name', 'd', '-q', '--wait'])).to.deep.equal({
-      help: false, server: '/tmp/s', nbd: '/tmp/a.sock', exportName: 'd', wait: true, quiet: true, queues: 1,
+      help: false, server: '/tmp/s', nbd: '/tmp/a.sock', exportName: 'd', wait: true, quiet: true, queues: 1, maxConnections: 16,
     });
     expect(parseCli(['--nbd', 'x', '--queues', '4']).queues).to.equal(4);
+    expect(parseCli(['--nbd', 'x', '--max-connections', '1']).maxConnections).to.equal(1);
+    expect(parseCli(['--nbd', 'x', '--max-connections', '1024']).maxConnections).to.equal(1024);
     expect(parseCli(['--nbd', 'x']).server).to.equal('/tmp/ivshmem_socket');
     expect(parseCli(['-h']).help).to.equal(true);
-    for (const bad of [[], ['--nbd'], ['--nbd', ''], ['--nbd', 'x', '--bogus'], ['--nbd', 'x', 'extra'], ['--nbd', 'x', '-S'], ['--nbd', 'x', '--queues', '0'], ['--nbd', 'x', '--queues', '65'], ['--nbd', 'x', '--queues', 'two']]) {
+    for (const bad of [[], ['--nbd'], ['--nbd', ''], ['--nbd', 'x', '--bogus'], ['--nbd', 'x', 'extra'], ['--nbd', 'x', '-S'], ['--nbd', 'x', '--queues', '0'], ['--nbd', 'x', '--queues', '65'], ['--nbd', 'x', '--queues', 'two'], ['--nbd', 'x', '--max-connections', '0'], ['--nbd', 'x', '--max-connections', '1025'], ['--nbd', 'x', '--max-connections', '2x']]) {
       expect(() => parseCli(bad), bad.join(' ')).to.throw(CliUsageError);
     }
   });
