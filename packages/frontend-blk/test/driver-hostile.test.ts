@@ -6,7 +6,8 @@
  * calls; requests queued across a device change are re-cut to the new limits; calls made before
  * the first device keep their order; a queued request survives a session that ends with
  * completions still to collect; seg_max is clamped by the smallest queue; a capacity that never
- * settles; DISCARD runs built as they are sent, not all at once.
+ * settles; DISCARD runs built as they are sent, not all at once; a blk_size out of 512…64 KiB or
+ * not a power of two (stop 22) fails the probe.
  */
 import { expect } from 'chai';
 import { BlkConfig, BlkFeature, BlkRequestType as BlkType, BlkStatus } from 'virtio-spec-types';

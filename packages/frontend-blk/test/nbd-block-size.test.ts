@@ -3,8 +3,9 @@
  * the product BlockDevice with `blockSize: 4096`, which fails misaligned requests with IOERR as
  * QEMU's virtio-blk does). The export must advertise that block size as its minimum, so that
  * clients align (qemu does read-modify-write below it), and answer a misaligned request with
- * EINVAL before it reaches the device. qemu-io parts are skipped, with the reason, only when the
- * binary is missing.
+ * EINVAL before it reaches the device; a client that does not ask for the sizes is refused up
+ * front (stop 22: NBD_REP_ERR_BLOCK_SIZE_REQD to INFO / GO, EXPORT_NAME closed). qemu-io parts
+ * are skipped, with the reason, only when the binary is missing.
  */
 import { expect } from 'chai';
 import { execFile } from 'node:child_process';

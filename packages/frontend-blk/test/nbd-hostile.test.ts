@@ -1,8 +1,9 @@
 /**
  * The NBD server against a hand-written client (net.Socket) that misbehaves on purpose: truncated
  * handshake, bad magic, unknown options, oversize and out-of-range requests, a client vanishing
- * with requests in flight. The server must answer with the protocol's errors or close that one
- * connection — never crash, never acknowledge a write it did not fully apply — and keep serving.
+ * with requests in flight, a flood of connections past maxConnections. The server must answer with
+ * the protocol's errors or close that one connection — never crash, never acknowledge a write it
+ * did not fully apply — and keep serving.
  */
 import { expect } from 'chai';
 import net from 'node:net';
