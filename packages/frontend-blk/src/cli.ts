@@ -76,15 +76,24 @@ export async function main(argv: readonly string[]): Promise<number> {
     // transport waits for the back-end to reset, which may never come — say why, as the console
     // front-end does, instead of waiting in silence.
     l.transport.on('error', (err: Error) => fail(`device error (waiting for the back-end to recover): ${err.message}`));
+    // A device defect, not a link event: said even with --quiet, once per device session.
+    const checkBlockSize = (): void => {
+      const reported = l.driver.geometry?.reportedBlockSize ?? null;
+      if (reported !== null && reported !== l.driver.blockSize) {
+        fail(`the device's blk_size ${reported} is not a power of two from 512 to 65536: ignored, 512-byte blocks used`);
+      }
+    };
     let seen = false;
     l.driver.on('ready', () => {
       if (seen) info(`back-end back (${l.driver.capacity} bytes)`);
       seen = true;
+      checkBlockSize();
     });
     l.driver.on('lost', () => info('back-end lost, waiting'));
     l.driver.on('capacity', (bytes: number) => info(`capacity changed to ${bytes} bytes (NBD clients see it when they reconnect)`));
     const ready = await Promise.race([l.driver.whenReady().then(() => 'ready' as const), fatal, signalled.then(() => 0)]);
     if (ready !== 'ready') return ready;
+    if (!seen) checkBlockSize(); // the first device was there before our 'ready' listener
     nbd = new NbdServer(l.driver, { path: opts.nbd, exportName: opts.exportName, maxConnections: opts.maxConnections });
     try {
       await nbd.listen();

@@ -18,8 +18,6 @@ import { VshmError } from '@vshm/transport';
  *   or needs more descriptors than the device's queue holds.
  * - VSHM_ERR_CONFIG_BUSY: the device's capacity kept changing while it was read (probe or
  *   config event; the transport then treats the device as broken).
- * - VSHM_ERR_BLK_CONFIG: the device's configuration is unusable (blk_size not a power of two
- *   from 512 to 64 KiB); the probe fails and the transport treats the device as broken.
  * - VSHM_ERR_BLK_CLOSED: the driver was closed.
  */
 export class BlockError extends VshmError {}

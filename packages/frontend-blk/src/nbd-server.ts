@@ -654,10 +654,10 @@ class NbdConnection {
   }
 
   /**
-   * The minimum block size: the device's logical block (512 without BLK_SIZE). The driver takes
-   * no device whose blk_size is above MAX_BLOCK_SIZE, 64 KiB — NBD's largest minimum block size —
-   * so the preferred size, max(4096, minimum), stays below the 32 MiB maximum as the protocol
-   * requires (the maximum at least the smaller of the preferred size and the export size).
+   * The minimum block size: the device's logical block (512 without BLK_SIZE). The driver ignores
+   * a blk_size above 64 KiB — NBD's largest minimum block size — so the preferred size,
+   * max(4096, minimum), stays below the 32 MiB maximum as the protocol requires (the maximum at
+   * least the smaller of the preferred size and the export size).
    */
   private minBlock(): number {
     return this.driver.blockSize;

@@ -665,6 +665,26 @@ describe('NBD server against hostile clients', function () {
     expect((await c.reply()).error).to.equal(0);
   });
 
+  it('a device reporting blk_size 2^31: served with 512-byte blocks, the sizes consistent (preferred ≤ maximum), I/O works', async () => {
+    rig = await blkRig({ capacity: 64 * MiB, queueSize: 16, indirect: true, blkSize: 2 ** 31 }, {}, 8 * MiB);
+    server = new NbdServer(rig.driver, { path, exportName: 'disk' });
+    await server.listen();
+    const c = connect();
+    await c.greeting();
+    c.option(NbdOpt.GO, goData('', [3])); // NBD_INFO_BLOCK_SIZE
+    let sizes: number[] = [];
+    for (;;) {
+      const r = await c.optReply();
+      if (r.type === NbdRep.ACK) break;
+      expect(r.type).to.equal(NbdRep.INFO);
+      if (r.data.readUInt16BE(0) === 3) sizes = [r.data.readUInt32BE(2), r.data.readUInt32BE(6), r.data.readUInt32BE(10)];
+    }
+    expect(sizes).to.deep.equal([512, 4096, 32 * MiB]);
+    c.request(NbdCmd.WRITE, 512, 512, 1, 0, Buffer.alloc(512, 7));
+    expect(await c.reply()).to.include({ error: 0, cookie: 1 });
+    expect(rig.device.disk[512]).to.equal(7);
+  });
+
   /** `n` clients that were closed with no byte sent (refused at accept). */
   async function refusedAll(cs: RawClient[]): Promise<void> {
     for (const c of cs) {

@@ -209,8 +209,6 @@ export const VshmErrorCode = {
   BLK_NO_MEMORY: 'VSHM_ERR_BLK_NO_MEMORY',
   /** virtio-blk driver: the driver was closed. */
   BLK_CLOSED: 'VSHM_ERR_BLK_CLOSED',
-  /** virtio-blk driver: the device's configuration is unusable (blk_size out of 512…64 KiB or not a power of two). */
-  BLK_CONFIG: 'VSHM_ERR_BLK_CONFIG',
   /** NBD server: a client broke the NBD protocol; its connection is closed. */
   NBD_CLIENT: 'VSHM_ERR_NBD_CLIENT',
   /** vshm-server -p: the pid file is a symlink, belongs to a live process, or holds no pid. */
