@@ -10,6 +10,7 @@
 import createDebug from 'debug';
 import { describeIoError, LocalSocketError, onTerminationSignal, parseOrUsage } from '@vshm/transport';
 import { PROGRAM, USAGE, parseCli } from './cli-args.js';
+import type { BlockGeometry } from './driver.js';
 import { NbdServer } from './nbd-server.js';
 import { openBlock, type BlockLink } from './open.js';
 
@@ -34,6 +35,12 @@ export function describeOpenError(err: unknown, socketPath: string): string {
     default:
       return describeIoError('connect to the vshm server at', socketPath, err);
   }
+}
+
+/** The stderr line (without the program name) for a blk_size the driver ignored, else null. */
+export function blockSizeWarning(g: Readonly<BlockGeometry> | null): string | null {
+  if (g === null || g.reportedBlockSize === null || g.reportedBlockSize === g.blockSize) return null;
+  return `the device's blk_size ${g.reportedBlockSize} is not a power of two from 512 to 65536: ignored, ${g.blockSize}-byte blocks used`;
 }
 
 /** Run the CLI; resolves with the exit status. */
@@ -78,10 +85,8 @@ export async function main(argv: readonly string[]): Promise<number> {
     l.transport.on('error', (err: Error) => fail(`device error (waiting for the back-end to recover): ${err.message}`));
     // A device defect, not a link event: said even with --quiet, once per device session.
     const checkBlockSize = (): void => {
-      const reported = l.driver.geometry?.reportedBlockSize ?? null;
-      if (reported !== null && reported !== l.driver.blockSize) {
-        fail(`the device's blk_size ${reported} is not a power of two from 512 to 65536: ignored, 512-byte blocks used`);
-      }
+      const line = blockSizeWarning(l.driver.geometry);
+      if (line !== null) fail(line);
     };
     let seen = false;
     l.driver.on('ready', () => {
