@@ -102,7 +102,7 @@ describe('virtio-blk image: zeroRange on a block device with 4096-byte sectors',
     writeFileSync(backing, Buffer.alloc(4 * MiB, 0xa5));
     try {
       loop = execFileSync('losetup', ['--find', '--show', '--sector-size', '4096', backing], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim();
-    } catch (err) {
+    } catch {
       rmSync(dir, { recursive: true, force: true });
       dir = '';
       this.skip(); // no loop devices here (a container without /dev/loop-control)
