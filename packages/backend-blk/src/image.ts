@@ -72,15 +72,21 @@ export interface ImageFile {
 const ZERO_CHUNK = 1 << 20;
 let zeroChunk: Uint8Array | undefined;
 
-/** fallocate errors that mean "this file system or device does not do that mode". */
-const UNSUPPORTED = new Set(['EOPNOTSUPP', 'ENOTSUP', 'ENOSYS', 'EINVAL', 'ENODEV']);
+/** fallocate errors that mean "this file system or device does not do that mode": not tried again. */
+const UNSUPPORTED = new Set(['EOPNOTSUPP', 'ENOTSUP', 'ENOSYS', 'ENODEV']);
+/**
+ * fallocate's refusal of this one range: a block device answers EINVAL for a range not aligned to
+ * its logical block size (a 512-aligned DISCARD on a 4096-byte-sector disk) or starting past its
+ * end, while a mode it lacks is EOPNOTSUPP. The range is zeroed by writing, the mode kept.
+ */
+const THIS_RANGE = 'EINVAL';
 
 /** The image over a Node FileHandle (fs.promises: libuv thread pool, positioned I/O). */
 class FileImage implements ImageFile {
   readonly path: string;
   readonly readOnly: boolean;
   private readonly fh: FileHandle;
-  /** fallocate modes the file refused as unsupported: not tried again for this image. */
+  /** fallocate modes the file refused as unsupported (not for one range): not tried again for this image. */
   private readonly unsupported = new Set<'discard' | 'zeroes'>();
   /** readCached() in use: off when not wanted or once the file system said it cannot. */
   private cached: boolean;
@@ -141,8 +147,8 @@ class FileImage implements ImageFile {
         return;
       } catch (err) {
         const code = (err as { code?: unknown }).code;
-        if (typeof code !== 'string' || !UNSUPPORTED.has(code)) throw ImageError.from(err, 'fallocate', this.path);
-        this.unsupported.add(how);
+        if (code !== THIS_RANGE && (typeof code !== 'string' || !UNSUPPORTED.has(code))) throw ImageError.from(err, 'fallocate', this.path);
+        if (code !== THIS_RANGE) this.unsupported.add(how);
       }
     }
     zeroChunk ??= new Uint8Array(ZERO_CHUNK);

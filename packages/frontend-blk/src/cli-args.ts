@@ -4,6 +4,7 @@
  * argv in, options or a CliUsageError out.
  */
 import { parseCommandLine, UsageError } from '@vshm/transport';
+import { DEFAULT_MAX_CONNECTIONS, MAX_CONNECTIONS_LIMIT } from './nbd-protocol.js';
 
 export const PROGRAM = 'vshm-blk-frontend';
 export const DEFAULT_SERVER_SOCKET = '/tmp/ivshmem_socket';
@@ -21,6 +22,8 @@ Options:
   -S, --server PATH    vshm-server socket [${DEFAULT_SERVER_SOCKET}]
   --queues N           request queues to use, 1…64 [1]; N > 1 accepts MQ and uses
                        min(N, the back-end's --queues) queues
+  --max-connections N  NBD clients served at once, 1…${MAX_CONNECTIONS_LIMIT} [${DEFAULT_MAX_CONNECTIONS}]; one more is
+                       closed on arrival, before the NBD greeting
   --wait               if the back-end is not connected yet (we would get peer 0) or the
                        server is not there yet, retry until it is, instead of exiting 1
   -q, --quiet          no link-state lines on stderr
@@ -42,6 +45,7 @@ export interface CliOptions {
   wait: boolean;
   quiet: boolean;
   queues: number;
+  maxConnections: number;
 }
 
 /** A bad command line: print `err.lineFor(PROGRAM)` and exit 2 (the shared kit's UsageError). */
@@ -55,10 +59,11 @@ export function parseCli(argv: readonly string[]): CliOptions {
     'export-name': { type: 'string' },
     wait: { type: 'boolean' },
     queues: { type: 'string' },
+    'max-connections': { type: 'string' },
     quiet: { type: 'boolean', short: 'q' },
   });
   const help = values.help === true;
-  if (help) return { help, server: DEFAULT_SERVER_SOCKET, nbd: '', exportName: '', wait: false, quiet: false, queues: 1 };
+  if (help) return { help, server: DEFAULT_SERVER_SOCKET, nbd: '', exportName: '', wait: false, quiet: false, queues: 1, maxConnections: DEFAULT_MAX_CONNECTIONS };
   const str = (name: 'server' | 'nbd'): string | undefined => {
     const v = values[name];
     if (v !== undefined && v.length === 0) throw new UsageError(`option '--${name}' needs a non-empty value`);
@@ -74,5 +79,12 @@ export function parseCli(argv: readonly string[]): CliOptions {
     queues = Number(values.queues);
     if (queues < 1 || queues > 64) throw new UsageError(`--queues ${values.queues} out of range 1…64`);
   }
-  return { help, server: str('server') ?? DEFAULT_SERVER_SOCKET, nbd, exportName, wait: values.wait === true, quiet: values.quiet === true, queues };
+  let maxConnections = DEFAULT_MAX_CONNECTIONS;
+  const mc = values['max-connections'];
+  if (mc !== undefined) {
+    if (!/^[0-9]+$/.test(mc)) throw new UsageError(`invalid --max-connections '${mc}' (expected a decimal integer)`);
+    maxConnections = Number(mc);
+    if (maxConnections < 1 || maxConnections > MAX_CONNECTIONS_LIMIT) throw new UsageError(`--max-connections ${mc} out of range 1…${MAX_CONNECTIONS_LIMIT}`);
+  }
+  return { help, server: str('server') ?? DEFAULT_SERVER_SOCKET, nbd, exportName, wait: values.wait === true, quiet: values.quiet === true, queues, maxConnections };
 }

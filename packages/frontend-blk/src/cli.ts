@@ -10,6 +10,7 @@
 import createDebug from 'debug';
 import { describeIoError, LocalSocketError, onTerminationSignal, parseOrUsage } from '@vshm/transport';
 import { PROGRAM, USAGE, parseCli } from './cli-args.js';
+import type { BlockGeometry } from './driver.js';
 import { NbdServer } from './nbd-server.js';
 import { openBlock, type BlockLink } from './open.js';
 
@@ -34,6 +35,12 @@ export function describeOpenError(err: unknown, socketPath: string): string {
     default:
       return describeIoError('connect to the vshm server at', socketPath, err);
   }
+}
+
+/** The stderr line (without the program name) for a blk_size the driver ignored, else null. */
+export function blockSizeWarning(g: Readonly<BlockGeometry> | null): string | null {
+  if (g === null || g.reportedBlockSize === null || g.reportedBlockSize === g.blockSize) return null;
+  return `the device's blk_size ${g.reportedBlockSize} is not a power of two from 512 to 65536: ignored, ${g.blockSize}-byte blocks used`;
 }
 
 /** Run the CLI; resolves with the exit status. */
@@ -76,16 +83,23 @@ export async function main(argv: readonly string[]): Promise<number> {
     // transport waits for the back-end to reset, which may never come — say why, as the console
     // front-end does, instead of waiting in silence.
     l.transport.on('error', (err: Error) => fail(`device error (waiting for the back-end to recover): ${err.message}`));
+    // A device defect, not a link event: said even with --quiet, once per device session.
+    const checkBlockSize = (): void => {
+      const line = blockSizeWarning(l.driver.geometry);
+      if (line !== null) fail(line);
+    };
     let seen = false;
     l.driver.on('ready', () => {
       if (seen) info(`back-end back (${l.driver.capacity} bytes)`);
       seen = true;
+      checkBlockSize();
     });
     l.driver.on('lost', () => info('back-end lost, waiting'));
     l.driver.on('capacity', (bytes: number) => info(`capacity changed to ${bytes} bytes (NBD clients see it when they reconnect)`));
     const ready = await Promise.race([l.driver.whenReady().then(() => 'ready' as const), fatal, signalled.then(() => 0)]);
     if (ready !== 'ready') return ready;
-    nbd = new NbdServer(l.driver, { path: opts.nbd, exportName: opts.exportName });
+    if (!seen) checkBlockSize(); // the first device was there before our 'ready' listener
+    nbd = new NbdServer(l.driver, { path: opts.nbd, exportName: opts.exportName, maxConnections: opts.maxConnections });
     try {
       await nbd.listen();
     } catch (err) {

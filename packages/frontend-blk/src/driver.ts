@@ -71,8 +71,13 @@ export interface BlockGeometry {
   /** Disk size in bytes. */
   capacity: number;
   readOnly: boolean;
-  /** Logical block size (VIRTIO_BLK_F_BLK_SIZE), else 512. */
+  /**
+   * Logical block size: blk_size (VIRTIO_BLK_F_BLK_SIZE) when it is a power of two from 512 to
+   * 64 KiB, else 512 — a value out of those bounds is ignored (see reportedBlockSize).
+   */
   blockSize: number;
+  /** blk_size as the device reported it, null without VIRTIO_BLK_F_BLK_SIZE. */
+  reportedBlockSize: number | null;
   /** Data bytes per descriptor (SIZE_MAX) — the driver's own segment size without it. */
   segmentSize: number;
   /** Data descriptors per request (SEG_MAX, else 1 as Linux does). */
@@ -658,7 +663,13 @@ export class BlockDriver extends EventEmitter implements VirtioDriverOps {
     const f = s.features;
     const has = (b: number): boolean => (f & bit(b)) !== 0n;
     const u32 = (off: number): number => s.readConfig(off, 4) >>> 0;
-    const blockSize = has(BlkFeature.BLK_SIZE) ? u32(BlkConfig.BLK_SIZE) : SECTOR_SIZE;
+    const reportedBlockSize = has(BlkFeature.BLK_SIZE) ? u32(BlkConfig.BLK_SIZE) : null;
+    // VIRTIO 1.2 §5.2.4 gives blk_size no bounds, and VIRTIO 1.2 §5.2.5 makes it a hint: the
+    // protocol's units stay 512 bytes whatever it says. Linux's virtio_blk refuses a device whose blk_size is not a
+    // power of two from 512 to 64 KiB; refusing in probe here would have the transport reset and
+    // re-probe the device in a tight loop, so such a value is ignored instead — 512-byte blocks,
+    // the device failing what it cannot do with IOERR — and reportedBlockSize shows it.
+    const blockSize = reportedBlockSize !== null && validBlockSize(reportedBlockSize) ? reportedBlockSize : SECTOR_SIZE;
     const sizeMax = has(BlkFeature.SIZE_MAX) ? u32(BlkConfig.SIZE_MAX) : 0;
     const segMax = has(BlkFeature.SEG_MAX) ? u32(BlkConfig.SEG_MAX) : 1;
     // The data segments plus header and status must fit one chain (≤ queue size,
@@ -678,7 +689,8 @@ export class BlockDriver extends EventEmitter implements VirtioDriverOps {
     return {
       capacity: readCapacity(s),
       readOnly: has(BlkFeature.RO),
-      blockSize: blockSize >= SECTOR_SIZE && (blockSize & (blockSize - 1)) === 0 ? blockSize : SECTOR_SIZE,
+      blockSize,
+      reportedBlockSize,
       segmentSize,
       maxSegments,
       maxRequest,
@@ -690,6 +702,17 @@ export class BlockDriver extends EventEmitter implements VirtioDriverOps {
       maxWriteZeroesSectors: writeZeroes ? u32(BlkConfig.MAX_WRITE_ZEROES_SECTORS) : 0,
     };
   }
+}
+
+/**
+ * Largest logical block size taken from a device: Linux's limit for a logical block (64 KiB,
+ * BLK_MAX_BLOCK_SIZE) and the NBD protocol's for a minimum block size (2^16) alike.
+ */
+const MAX_BLOCK_SIZE = 64 * 1024;
+
+/** A logical block size the driver can use: a power of two from 512 to MAX_BLOCK_SIZE. */
+function validBlockSize(n: number): boolean {
+  return n >= SECTOR_SIZE && n <= MAX_BLOCK_SIZE && (n & (n - 1)) === 0;
 }
 
 /** Reads of the capacity's two halves before a device that keeps changing it is given up on. */

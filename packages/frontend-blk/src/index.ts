@@ -5,6 +5,6 @@
 export { BlockDriver, createBlockDriver, BLOCK_DRIVER_FEATURES, DEFAULT_MAX_TRANSFER, type BlockDriverOptions, type BlockGeometry } from './driver.js';
 export { BlockError } from './errors.js';
 export { encodeBlkHeader, encodeDwzSegment } from './wire.js';
-export { NbdServer, MAX_INFLIGHT, type NbdServerOptions } from './nbd-server.js';
+export { NbdServer, MAX_INFLIGHT, DEFAULT_MAX_CONNECTIONS, type NbdServerOptions } from './nbd-server.js';
 export * as nbd from './nbd-protocol.js';
 export { openBlock, type OpenBlockOptions, type BlockLink } from './open.js';

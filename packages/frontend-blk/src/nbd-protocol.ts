@@ -96,6 +96,14 @@ export const NbdErr = {
 
 /** Largest READ/WRITE payload the server accepts (the protocol's recommended cap). */
 export const NBD_MAX_PAYLOAD = 32 * 1024 * 1024;
+/**
+ * Connections the server serves at once unless told otherwise: room for the usual
+ * multi-connection clients (nbdcopy opens 4, nbd-client -C a few), while each connection can
+ * hold about 100 MiB of buffered requests and replies, and a descriptor.
+ */
+export const DEFAULT_MAX_CONNECTIONS = 16;
+/** Largest connection limit the server takes. */
+export const MAX_CONNECTIONS_LIMIT = 1024;
 /** Largest option payload the server reads; longer options close the connection. */
 export const NBD_MAX_OPTION = 64 * 1024;
 /** Request header size. */

@@ -9,7 +9,9 @@
  * bad magic closes the connection; out-of-range requests get EINVAL (read) or ENOSPC (writes),
  * misaligned ones EINVAL (the minimum block size advertised in NBD_INFO_BLOCK_SIZE: the device's
  * logical block size, VIRTIO_BLK_F_BLK_SIZE, else 512 — a device with 4 KiB blocks fails requests
- * that are only 512-aligned, and qemu or libnbd align to what is advertised).
+ * that are only 512-aligned, and qemu or libnbd align to what is advertised). Above 512, a client
+ * must ask for the sizes: INFO / GO without NBD_INFO_BLOCK_SIZE get NBD_REP_ERR_BLOCK_SIZE_REQD
+ * (after the sizes), EXPORT_NAME — which cannot learn them — is refused by closing.
  * A reply — the acknowledgement — is sent only once the driver completed the whole request
  * (every split part, and the flush for FUA); a client that vanishes just loses its replies, the
  * daemon goes on; one that half-closes (shutdown(SHUT_WR), as libnbd does right after DISC) still
@@ -18,7 +20,9 @@
  * end. At most MAX_INFLIGHT requests per connection are in the driver, holding at most about
  * HELD_HIGH_WATER bytes (payloads of WRITEs not yet completed, data of READs and replies not yet
  * sent): past either the server stops reading the socket until requests complete and replies go
- * out (backpressure instead of unbounded buffering).
+ * out (backpressure instead of unbounded buffering). At most maxConnections (default 16)
+ * connections are served; one more is closed as soon as it is accepted, before the greeting, so a
+ * flood of connections holds no descriptor or buffer beyond the limit's.
  *
  * CAN_MULTI_CONN is advertised: all connections share one driver, and `BlockDriver.flush()` waits
  * for every write issued before it, on any connection, then flushes the device — so a FLUSH on one
@@ -32,7 +36,7 @@ import { listenOwnerOnly } from '@vshm/transport';
 import type { BlockDriver } from './driver.js';
 import { BlockError } from './errors.js';
 import {
-  NBD_FLAG_C_FIXED_NEWSTYLE, NBD_FLAG_C_NO_ZEROES, NBD_IHAVEOPT, NBD_MAX_OPTION, NBD_MAX_PAYLOAD, NBD_REQUEST_SIZE,
+  DEFAULT_MAX_CONNECTIONS, MAX_CONNECTIONS_LIMIT, NBD_FLAG_C_FIXED_NEWSTYLE, NBD_FLAG_C_NO_ZEROES, NBD_IHAVEOPT, NBD_MAX_OPTION, NBD_MAX_PAYLOAD, NBD_REQUEST_SIZE,
   NbdCmd, NbdCmdFlag, NbdErr, NbdFlag, NbdInfo, NbdOpt, NbdRep,
   decodeRequest, encodeExportNameReply, encodeGreeting, encodeInfoBlockSize, encodeInfoExport, encodeInfoString, encodeOptReply,
   encodeSimpleReply, type NbdRequest,
@@ -42,6 +46,7 @@ const debug = createDebug('vshm:blk-nbd');
 
 /** Requests per connection handed to the driver at once. */
 export const MAX_INFLIGHT = 64;
+export { DEFAULT_MAX_CONNECTIONS, MAX_CONNECTIONS_LIMIT };
 /** Bytes buffered from one socket before it is paused. */
 const READ_HIGH_WATER = NBD_MAX_PAYLOAD + 1024 * 1024;
 /**
@@ -58,8 +63,6 @@ const HELD_HIGH_WATER = 2 * NBD_MAX_PAYLOAD;
  * 4 KiB each, at most 16 384 wait.
  */
 const QUEUED_WRITE_COST = 4096;
-/** Largest minimum block size NBD allows (NBD_INFO_BLOCK_SIZE). */
-const MAX_MIN_BLOCK = 64 * 1024;
 /**
  * READ reply buffers, shared by the server's connections. A fresh buffer per READ costs a page
  * fault per 4 KiB when the data is first copied in — on this kind of VM more than the copy
@@ -143,6 +146,11 @@ export interface NbdServerOptions {
    * connection; connections still open after this long are dropped. Default 2000 ms.
    */
   shutdownGraceMs?: number;
+  /**
+   * Connections served at once, 1…1024; one more is closed as soon as it is accepted, before the
+   * greeting (event 'refused'). Default DEFAULT_MAX_CONNECTIONS (16).
+   */
+  maxConnections?: number;
 }
 
 /** The socket closed (or misbehaved) before the bytes we waited for arrived. */
@@ -235,7 +243,8 @@ class SocketReader {
 
 /**
  * The NBD server. Events: 'connection' (id), 'disconnect' (id, reason), 'client-error' (id, err:
- * a protocol violation that closed the connection — informational).
+ * a protocol violation that closed the connection — informational), 'refused' (connections open:
+ * one more than maxConnections was closed on arrival).
  */
 export class NbdServer extends EventEmitter {
   readonly path: string;
@@ -251,6 +260,7 @@ export class NbdServer extends EventEmitter {
   private nextId = 1;
   private readonly handshakeTimeoutMs: number;
   private readonly shutdownGraceMs: number;
+  private readonly maxConnections: number;
 
   constructor(driver: BlockDriver, opts: NbdServerOptions) {
     super();
@@ -267,6 +277,11 @@ export class NbdServer extends EventEmitter {
     const g = opts.shutdownGraceMs ?? 2000;
     if (!Number.isInteger(g) || g < 0) throw new BlockError('VSHM_ERR_ARGUMENT', '', `NbdServer: shutdownGraceMs must be an integer ≥ 0, got ${String(g)}`);
     this.shutdownGraceMs = g;
+    const m = opts.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
+    if (!Number.isInteger(m) || m < 1 || m > MAX_CONNECTIONS_LIMIT) {
+      throw new BlockError('VSHM_ERR_ARGUMENT', '', `NbdServer: maxConnections must be an integer from 1 to ${MAX_CONNECTIONS_LIMIT}, got ${String(m)}`);
+    }
+    this.maxConnections = m;
   }
 
   /** Number of connected clients. */
@@ -328,6 +343,15 @@ export class NbdServer extends EventEmitter {
   }
 
   private accept(sock: net.Socket): void {
+    if (this.conns.size >= this.maxConnections) {
+      // Closed before the greeting, its descriptor freed at once: answering it (a greeting, then
+      // an error to each option) would keep every refused socket open until its client leaves
+      // or the handshake timeout, and a flood of them is what the limit is for.
+      debug('connection refused: %d connections already (maxConnections)', this.conns.size);
+      sock.destroy();
+      this.emit('refused', this.conns.size);
+      return;
+    }
     const id = this.nextId++;
     this.conns.add(sock);
     sock.on('close', () => this.conns.delete(sock));
@@ -508,6 +532,13 @@ class NbdConnection {
         case NbdOpt.EXPORT_NAME: {
           const name = data.toString('utf8');
           if (!this.knownName(name)) throw new ClientError(`unknown export '${name}'`); // the protocol's only answer: close
+          if (this.sizesRequired()) {
+            // This client cannot learn the block size and would fail every request not aligned to
+            // it: refuse now, the only way this option can be refused (the spec's MAY).
+            debug('client %d: EXPORT_NAME refused: the export needs %d-byte alignment, which only INFO/GO can announce', this.id, this.minBlock());
+            closeAfterReplies(this.sock);
+            return `EXPORT_NAME refused: the export needs ${this.minBlock()}-byte alignment`;
+          }
           this.exportSize = this.driver.capacity;
           this.send(encodeExportNameReply(this.exportSize, this.transmissionFlags(), this.noZeroes));
           return null;
@@ -546,6 +577,13 @@ class NbdConnection {
           this.send(encodeOptReply(opt, NbdRep.INFO, encodeInfoBlockSize(this.minBlock(), Math.max(4096, this.driver.blockSize), NBD_MAX_PAYLOAD)));
           if (parsed.infos.includes(NbdInfo.NAME)) this.send(encodeOptReply(opt, NbdRep.INFO, encodeInfoString(NbdInfo.NAME, this.exportName)));
           if (parsed.infos.includes(NbdInfo.DESCRIPTION)) this.send(encodeOptReply(opt, NbdRep.INFO, encodeInfoString(NbdInfo.DESCRIPTION, this.description)));
+          if (!parsed.infos.includes(NbdInfo.BLOCK_SIZE) && this.sizesRequired()) {
+            // The sizes went out above (the spec's SHOULD before this error): a client that did
+            // not ask may not honour them, so it must ask before it gets the export.
+            const why = `this export needs requests aligned to ${this.minBlock()} bytes: ask for NBD_INFO_BLOCK_SIZE`;
+            this.send(encodeOptReply(opt, NbdRep.ERR_BLOCK_SIZE_REQD, Buffer.from(why)));
+            break;
+          }
           this.send(encodeOptReply(opt, NbdRep.ACK));
           if (opt === NbdOpt.GO) {
             this.exportSize = size;
@@ -615,9 +653,23 @@ class NbdConnection {
     }
   }
 
-  /** The minimum block size: the device's logical block (512 without BLK_SIZE), at most 64 KiB. */
+  /**
+   * The minimum block size: the device's logical block (512 without BLK_SIZE). The driver ignores
+   * a blk_size above 64 KiB — NBD's largest minimum block size — so the preferred size,
+   * max(4096, minimum), stays below the 32 MiB maximum as the protocol requires (the maximum at
+   * least the smaller of the preferred size and the export size).
+   */
   private minBlock(): number {
-    return Math.min(this.driver.blockSize, MAX_MIN_BLOCK);
+    return this.driver.blockSize;
+  }
+
+  /**
+   * Clients must learn the block size before transmission: the device's is above 512 bytes, the
+   * alignment every interoperable client keeps anyway (NBD: a client SHOULD use 512 when nothing
+   * was advertised). Requests below it are refused with EINVAL, never read-modified-written.
+   */
+  private sizesRequired(): boolean {
+    return this.minBlock() > 512;
   }
 
   /** Resolves once every request in flight was answered. */

@@ -13,6 +13,8 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { IvshmemServer, openBackend } from '@vshm/transport';
 import { parseCli, CliUsageError } from '../src/cli-args.js';
+import { blockSizeWarning } from '../src/cli.js';
+import type { BlockGeometry } from '../src/driver.js';
 import { MemBlkDevice } from './fixtures/mem-blk-device.js';
 
 const run = promisify(execFile);
@@ -56,15 +58,31 @@ function startCli(args: string[]): Proc {
   };
 }
 
+describe('vshm-blk-frontend: the line for an ignored blk_size', () => {
+  const geo = (blockSize: number, reportedBlockSize: number | null): BlockGeometry =>
+    ({ blockSize, reportedBlockSize } as BlockGeometry);
+  it('names the value the device reported and the block size used instead', () => {
+    expect(blockSizeWarning(geo(512, 2 ** 31))).to.equal("the device's blk_size 2147483648 is not a power of two from 512 to 65536: ignored, 512-byte blocks used");
+    expect(blockSizeWarning(geo(512, 0))).to.match(/blk_size 0 /);
+  });
+  it('says nothing for a blk_size in use, a device without BLK_SIZE, or no device', () => {
+    expect(blockSizeWarning(geo(4096, 4096))).to.equal(null);
+    expect(blockSizeWarning(geo(512, null))).to.equal(null);
+    expect(blockSizeWarning(null)).to.equal(null);
+  });
+});
+
 describe('vshm-blk-frontend arguments', () => {
   it('parses the options and refuses bad ones with a CliUsageError', () => {
     expect(parseCli(['--nbd', '/tmp/a.sock', '-S', '/tmp/s', '--export-name', 'd', '-q', '--wait'])).to.deep.equal({
-      help: false, server: '/tmp/s', nbd: '/tmp/a.sock', exportName: 'd', wait: true, quiet: true, queues: 1,
+      help: false, server: '/tmp/s', nbd: '/tmp/a.sock', exportName: 'd', wait: true, quiet: true, queues: 1, maxConnections: 16,
     });
     expect(parseCli(['--nbd', 'x', '--queues', '4']).queues).to.equal(4);
+    expect(parseCli(['--nbd', 'x', '--max-connections', '1']).maxConnections).to.equal(1);
+    expect(parseCli(['--nbd', 'x', '--max-connections', '1024']).maxConnections).to.equal(1024);
     expect(parseCli(['--nbd', 'x']).server).to.equal('/tmp/ivshmem_socket');
     expect(parseCli(['-h']).help).to.equal(true);
-    for (const bad of [[], ['--nbd'], ['--nbd', ''], ['--nbd', 'x', '--bogus'], ['--nbd', 'x', 'extra'], ['--nbd', 'x', '-S'], ['--nbd', 'x', '--queues', '0'], ['--nbd', 'x', '--queues', '65'], ['--nbd', 'x', '--queues', 'two']]) {
+    for (const bad of [[], ['--nbd'], ['--nbd', ''], ['--nbd', 'x', '--bogus'], ['--nbd', 'x', 'extra'], ['--nbd', 'x', '-S'], ['--nbd', 'x', '--queues', '0'], ['--nbd', 'x', '--queues', '65'], ['--nbd', 'x', '--queues', 'two'], ['--nbd', 'x', '--max-connections', '0'], ['--nbd', 'x', '--max-connections', '1025'], ['--nbd', 'x', '--max-connections', '2x']]) {
       expect(() => parseCli(bad), bad.join(' ')).to.throw(CliUsageError);
     }
   });
@@ -300,6 +318,17 @@ describe('vshm-blk-frontend with a vshm server and a back-end', function () {
     const fe = track(startCli(['-S', socketPath, '--nbd', nbdPath, '--queues', '64']));
     await fe.waitFor(/\n$/);
     expect(fe.stderr()).to.match(/^vshm-blk-frontend: device error \(waiting for the back-end to recover\): queue 0: .*give the server more shared memory \(-l\)\n$/);
+    fe.child.kill('SIGTERM');
+    expect(await fe.exited).to.equal(0);
+  });
+
+  it('a device reporting blk_size 2^31: one line saying it is ignored, then the disk is served', async () => {
+    await startServer();
+    device = new MemBlkDevice({ capacity: MiB, blkSize: 2 ** 31 });
+    await startBackend();
+    const fe = track(startCli(['-S', socketPath, '--nbd', nbdPath]));
+    await fe.waitFor(/serving NBD.*\n$/);
+    expect(fe.stderr()).to.match(/^vshm-blk-frontend: the device's blk_size 2147483648 is not a power of two from 512 to 65536: ignored, 512-byte blocks used\nvshm-blk-frontend: serving NBD on .*disk\.sock \(1048576 bytes\)\n$/);
     fe.child.kill('SIGTERM');
     expect(await fe.exited).to.equal(0);
   });

@@ -6,7 +6,8 @@
  * calls; requests queued across a device change are re-cut to the new limits; calls made before
  * the first device keep their order; a queued request survives a session that ends with
  * completions still to collect; seg_max is clamped by the smallest queue; a capacity that never
- * settles; DISCARD runs built as they are sent, not all at once.
+ * settles; DISCARD runs built as they are sent, not all at once; a blk_size out of 512…64 KiB or
+ * not a power of two (stop 22) is ignored.
  */
 import { expect } from 'chai';
 import { BlkConfig, BlkFeature, BlkRequestType as BlkType, BlkStatus } from 'virtio-spec-types';
@@ -378,5 +379,42 @@ describe('BlockDriver: config a hostile device keeps changing', () => {
     };
     expect(() => d.probe(session)).to.throw(BlockError, /capacity/);
     expect(hiReads).to.be.below(1000);
+  });
+});
+
+describe('BlockDriver: blk_size a hostile or buggy device reports', () => {
+  const bit = (b: number): bigint => 1n << BigInt(b);
+  // Linux's virtio_blk refuses these values (blk_validate_block_size: a power of two from 512 to
+  // 64 KiB); blk_size is a hint (the protocol's units stay 512 bytes), so the driver ignores them
+  // — 512-byte blocks — and says what the device reported. Above 64 KiB an NBD export could not
+  // advertise it as its minimum block size, nor keep its preferred size under its maximum.
+  for (const blkSize of [0, 3, 256, 768, 4097, 128 * 1024, 2 ** 31, 0xffffffff]) {
+    it(`blk_size ${blkSize} is ignored: 512-byte blocks, reportedBlockSize ${blkSize}; I/O goes on`, async () => {
+      const d = new BlockDriver();
+      const q = new HandQueue(8);
+      d.probe(handSession(q, 2048, bit(BlkFeature.BLK_SIZE), { [BlkConfig.BLK_SIZE]: blkSize }));
+      expect(d.blockSize).to.equal(512);
+      expect(d.geometry!.reportedBlockSize).to.equal(blkSize);
+      const w = d.write(512, Buffer.alloc(512, 1));
+      while (q.posted.length > 0) q.complete(BlkStatus.OK);
+      await w;
+      d.close();
+    });
+  }
+  for (const blkSize of [512, 4096, 65536]) {
+    it(`blk_size ${blkSize} is taken as the logical block size`, () => {
+      const d = new BlockDriver();
+      d.probe(handSession(new HandQueue(8), 2048, bit(BlkFeature.BLK_SIZE), { [BlkConfig.BLK_SIZE]: blkSize }));
+      expect(d.blockSize).to.equal(blkSize);
+      expect(d.geometry!.reportedBlockSize).to.equal(blkSize);
+      d.close();
+    });
+  }
+  it('without VIRTIO_BLK_F_BLK_SIZE the field is not read: 512, reportedBlockSize null', () => {
+    const d = new BlockDriver();
+    d.probe(handSession(new HandQueue(8), 2048, 0n, { [BlkConfig.BLK_SIZE]: 3 }));
+    expect(d.blockSize).to.equal(512);
+    expect(d.geometry!.reportedBlockSize).to.equal(null);
+    d.close();
   });
 });

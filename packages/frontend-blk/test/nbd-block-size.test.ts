@@ -3,8 +3,9 @@
  * the product BlockDevice with `blockSize: 4096`, which fails misaligned requests with IOERR as
  * QEMU's virtio-blk does). The export must advertise that block size as its minimum, so that
  * clients align (qemu does read-modify-write below it), and answer a misaligned request with
- * EINVAL before it reaches the device. qemu-io parts are skipped, with the reason, only when the
- * binary is missing.
+ * EINVAL before it reaches the device; a client that does not ask for the sizes is refused up
+ * front (stop 22: NBD_REP_ERR_BLOCK_SIZE_REQD to INFO / GO, EXPORT_NAME closed). qemu-io parts
+ * are skipped, with the reason, only when the binary is missing.
  */
 import { expect } from 'chai';
 import { execFile } from 'node:child_process';
@@ -129,6 +130,66 @@ describe('NBD server over a device with a 4096-byte logical block size', functio
     }
     return { c, min };
   }
+
+  /** Send one INFO or GO for the default export asking for `infos`; resolves with its replies. */
+  async function option(c: Conn, opt: number, infos: number[]): Promise<{ type: number; data: Buffer }[]> {
+    const o = Buffer.alloc(16 + 6 + 2 * infos.length);
+    o.writeBigUInt64BE(NBD_IHAVEOPT, 0);
+    o.writeUInt32BE(opt, 8);
+    o.writeUInt32BE(6 + 2 * infos.length, 12);
+    o.writeUInt32BE(0, 16); // default name
+    o.writeUInt16BE(infos.length, 20);
+    infos.forEach((t, i) => o.writeUInt16BE(t, 22 + 2 * i));
+    c.sock.write(o);
+    const replies: { type: number; data: Buffer }[] = [];
+    for (;;) {
+      const h = await c.read(20);
+      const type = h.readUInt32BE(12);
+      replies.push({ type, data: await c.read(h.readUInt32BE(16)) });
+      if (type !== NbdRep.INFO) return replies;
+    }
+  }
+
+  /** A fixed-newstyle handshake, no option sent yet. */
+  async function greeted(): Promise<Conn> {
+    const c = new Conn(net.connect(sock));
+    await c.read(18);
+    c.sock.write(Buffer.from([0, 0, 0, 3]));
+    return c;
+  }
+
+  for (const opt of [NbdOpt.INFO, NbdOpt.GO]) {
+    const name = opt === NbdOpt.GO ? 'GO' : 'INFO';
+    it(`${name} without NBD_INFO_BLOCK_SIZE is refused with NBD_REP_ERR_BLOCK_SIZE_REQD, the sizes sent first; asked again with it, it succeeds`, async () => {
+      const c = await greeted();
+      const first = await option(c, opt, []);
+      const last = first[first.length - 1];
+      expect(last.type).to.equal(NbdRep.ERR_BLOCK_SIZE_REQD);
+      expect(last.data.toString()).to.match(/4096/); // the error says why
+      const sizes = first.find((r) => r.type === NbdRep.INFO && r.data.readUInt16BE(0) === NbdInfo.BLOCK_SIZE);
+      expect(sizes?.data.readUInt32BE(2)).to.equal(BLOCK);
+      // Still negotiating: the same option asking for the sizes is accepted.
+      const again = await option(c, opt, [NbdInfo.BLOCK_SIZE]);
+      expect(again[again.length - 1].type).to.equal(NbdRep.ACK);
+      c.sock.destroy();
+    });
+  }
+
+  it('EXPORT_NAME (no way to learn the block size) is refused by closing the connection, no export sent', async () => {
+    const c = await greeted();
+    const o = Buffer.alloc(16);
+    o.writeBigUInt64BE(NBD_IHAVEOPT, 0);
+    o.writeUInt32BE(NbdOpt.EXPORT_NAME, 8);
+    o.writeUInt32BE(0, 12);
+    c.sock.write(o);
+    let err: unknown = null;
+    try {
+      await c.read(1);
+    } catch (e) {
+      err = e;
+    }
+    expect(String(err)).to.match(/closed with 0 of 1 bytes/);
+  });
 
   it('advertises the device block size as the minimum; a misaligned WRITE gets EINVAL and never reaches the device', async () => {
     const { c, min } = await open();

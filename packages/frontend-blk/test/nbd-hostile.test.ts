@@ -1,15 +1,16 @@
 /**
  * The NBD server against a hand-written client (net.Socket) that misbehaves on purpose: truncated
  * handshake, bad magic, unknown options, oversize and out-of-range requests, a client vanishing
- * with requests in flight. The server must answer with the protocol's errors or close that one
- * connection — never crash, never acknowledge a write it did not fully apply — and keep serving.
+ * with requests in flight, a flood of connections past maxConnections. The server must answer with
+ * the protocol's errors or close that one connection — never crash, never acknowledge a write it
+ * did not fully apply — and keep serving.
  */
 import { expect } from 'chai';
 import net from 'node:net';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { NbdServer } from '../src/nbd-server.js';
+import { DEFAULT_MAX_CONNECTIONS, NbdServer } from '../src/nbd-server.js';
 import { BlkRequestType as BlkType } from 'virtio-spec-types';
 import {
   NBD_IHAVEOPT, NBD_MAGIC, NBD_OPT_REPLY_MAGIC, NBD_REQUEST_MAGIC, NBD_SIMPLE_REPLY_MAGIC, NbdCmd, NbdCmdFlag, NbdErr, NbdFlag, NbdOpt, NbdRep,
@@ -662,6 +663,74 @@ describe('NBD server against hostile clients', function () {
     expect((await c.reply()).error).to.equal(NbdErr.EIO);
     c.request(NbdCmd.FLUSH, 0, 0, 4);
     expect((await c.reply()).error).to.equal(0);
+  });
+
+  it('a device reporting blk_size 2^31: served with 512-byte blocks, the sizes consistent (preferred ≤ maximum), I/O works', async () => {
+    rig = await blkRig({ capacity: 64 * MiB, queueSize: 16, indirect: true, blkSize: 2 ** 31 }, {}, 8 * MiB);
+    server = new NbdServer(rig.driver, { path, exportName: 'disk' });
+    await server.listen();
+    const c = connect();
+    await c.greeting();
+    c.option(NbdOpt.GO, goData('', [3])); // NBD_INFO_BLOCK_SIZE
+    let sizes: number[] = [];
+    for (;;) {
+      const r = await c.optReply();
+      if (r.type === NbdRep.ACK) break;
+      expect(r.type).to.equal(NbdRep.INFO);
+      if (r.data.readUInt16BE(0) === 3) sizes = [r.data.readUInt32BE(2), r.data.readUInt32BE(6), r.data.readUInt32BE(10)];
+    }
+    expect(sizes).to.deep.equal([512, 4096, 32 * MiB]);
+    c.request(NbdCmd.WRITE, 512, 512, 1, 0, Buffer.alloc(512, 7));
+    expect(await c.reply()).to.include({ error: 0, cookie: 1 });
+    expect(rig.device.disk[512]).to.equal(7);
+  });
+
+  /** `n` clients that were closed with no byte sent (refused at accept). */
+  async function refusedAll(cs: RawClient[]): Promise<void> {
+    for (const c of cs) {
+      let err: unknown = null;
+      await c.read(1).catch((e: unknown) => (err = e));
+      expect(String(err)).to.match(/closed with 0 of 1 bytes/);
+    }
+  }
+
+  it('a flood of connections: past maxConnections each is closed at once without a greeting; those served work; a freed slot serves again', async () => {
+    rig = await blkRig({ capacity: 8 * MiB, queueSize: 16, indirect: true });
+    server = new NbdServer(rig.driver, { path, exportName: 'disk', maxConnections: 3 });
+    let refused = 0;
+    server.on('refused', () => refused++);
+    await server.listen();
+    const kept = [connect(), connect(), connect()];
+    for (const c of kept) await c.greeting();
+    await until(() => server.connections === 3, 'the three connections');
+    const extra = Array.from({ length: 100 }, () => connect());
+    await refusedAll(extra);
+    expect(refused).to.equal(100);
+    expect(server.connections).to.equal(3);
+    // The three served ones are untouched by the flood.
+    await kept[0].go();
+    kept[0].request(NbdCmd.WRITE, 0, 512, 1, 0, Buffer.alloc(512, 9));
+    expect(await kept[0].reply()).to.include({ error: 0, cookie: 1 });
+    // One leaves: its slot serves the next client.
+    kept[1].destroy();
+    await until(() => server.connections === 2, 'the server to see the client leave');
+    await stillServes();
+    expect(rig.device.disk[0]).to.equal(9);
+  });
+
+  it(`the default limit is ${DEFAULT_MAX_CONNECTIONS} connections`, async () => {
+    await start();
+    const kept = Array.from({ length: DEFAULT_MAX_CONNECTIONS }, () => connect());
+    for (const c of kept) await c.greeting();
+    await until(() => server.connections === DEFAULT_MAX_CONNECTIONS, 'every connection');
+    await refusedAll([connect(), connect()]);
+    expect(server.connections).to.equal(DEFAULT_MAX_CONNECTIONS);
+  });
+
+  it('maxConnections must be an integer from 1 to 1024', () => {
+    for (const bad of [0, -1, 1.5, 1025, Number.NaN]) {
+      expect(() => new NbdServer({} as never, { path, maxConnections: bad })).to.throw(/maxConnections/);
+    }
   });
 
   it('a live socket path is refused with EADDRINUSE, a path that is no socket with EEXIST', async () => {
