@@ -88,6 +88,8 @@ export class ConsoleDriver extends EventEmitter implements VirtioDriverOps {
   private multiport = false;
   private maxNrPorts = 1;
   private consoleId = 0;
+  /** A port 0 put in place of a removed one, not yet announced ('port') by a DEVICE_ADD. */
+  private readonly unannounced = new WeakSet<ConsolePort>();
   /** Ports the current device has named (PORT_NAME) in this session. */
   private readonly namedInSession = new Set<number>();
   private sizeValue: ConsoleSize | null = null;
@@ -371,8 +373,15 @@ export class ConsoleDriver extends EventEmitter implements VirtioDriverOps {
     }
     switch (event) {
       case ConsoleControlEvent.DEVICE_REMOVE:
-        if (id === 0) return; // port 0 stays: the stream object is the API's anchor
+        // Port 0 is unplugged like any other (Linux's virtio_console does so too): its stream
+        // ends. port(0) must still answer, so a fresh, unattached port 0 takes the id at once;
+        // a later DEVICE_ADD(0) attaches and announces it.
         this.portMap.delete(id);
+        if (id === 0) {
+          const fresh = this.newPort(0);
+          this.portMap.set(0, fresh);
+          this.unannounced.add(fresh);
+        }
         port.markRemoved();
         return;
       case ConsoleControlEvent.CONSOLE_PORT:
@@ -432,7 +441,7 @@ export class ConsoleDriver extends EventEmitter implements VirtioDriverOps {
       return;
     }
     let port = this.portMap.get(id);
-    const isNew = port === undefined;
+    const isNew = port === undefined || this.unannounced.delete(port);
     if (port === undefined) {
       port = this.newPort(id);
       this.portMap.set(id, port);

@@ -180,6 +180,50 @@ describe('ConsoleDriver MULTIPORT control: closed ports, recovery, removal', () 
     expect(((await got)[0] as Buffer).toString()).to.equal('in');
   });
 
+  it('DEVICE_REMOVE of port 0 ends its stream as for any port (Linux unplugs it); a fresh port 0 takes its place for a later DEVICE_ADD', async () => {
+    const d = new ConsoleDriver({ maxPorts: 2 });
+    const s = session(d, 2);
+    const [crx, rx0, tx0] = [s.queues[2], s.queues[0], s.queues[1]];
+    crx.complete(encodeConsoleControl(0, E.DEVICE_ADD, 1));
+    await microtasks();
+    const old = d.port(0) as ConsolePort;
+    expect(old.attached).to.equal(true);
+    old.resume();
+    const ended = once(old, 'end');
+    const removed = once(old, 'removed');
+    crx.complete(encodeConsoleControl(0, E.DEVICE_REMOVE, 0));
+    await Promise.all([ended, removed]);
+    // Writes on the removed stream fail, as on any removed port.
+    const errored = once(old, 'error');
+    old.write('x');
+    expect(((await errored)[0] as { code?: string }).code).to.equal('VSHM_ERR_PORT_REMOVED');
+    // Port 0 still exists for the API (port(0), consolePort): a new stream, not attached.
+    const fresh = d.port(0) as ConsolePort;
+    expect(fresh).to.not.equal(old);
+    expect(fresh.attached).to.equal(false);
+    expect(d.consolePort).to.equal(fresh);
+    // The device adds port 0 again: the fresh stream is announced, readied, opened and works.
+    const announced: ConsolePort[] = [];
+    d.on('port', (p: ConsolePort) => announced.push(p));
+    const before = s.queues[3].history.length;
+    crx.complete(encodeConsoleControl(0, E.DEVICE_ADD, 1));
+    await microtasks();
+    drainControl(s);
+    expect(announced).to.deep.equal([fresh]);
+    expect(sent(s.queues[3]).slice(before)).to.deep.equal([
+      [0, E.PORT_READY, 1],
+      [0, E.PORT_OPEN, 1],
+    ]);
+    const got = once(fresh, 'data');
+    while (rx0.inFlight === 0) await microtasks();
+    rx0.complete(Buffer.from('in'));
+    expect(((await got)[0] as Buffer).toString()).to.equal('in');
+    const sentBefore = tx0.history.length;
+    fresh.write('out');
+    await microtasks();
+    expect(Buffer.concat(tx0.history.slice(sentBefore).map((h) => h.out as Uint8Array)).toString()).to.equal('out');
+  });
+
   it('hostile control messages: DEVICE_ADD of an existing port, PORT_NAME empty or filling the buffer, messages for a removed port', async () => {
     const d = new ConsoleDriver({ maxPorts: 3 });
     const s = session(d, 3);
