@@ -145,6 +145,71 @@ describe('ConsoleDriver MULTIPORT control: closed ports, recovery, removal', () 
     });
   });
 
+  describe('a held port the new device never confirms (heldPortGraceMs)', () => {
+    /** Session 1 names port 1; a write waits for the next device; session 2 is probed. */
+    async function held(graceMs: number): Promise<{ d: ConsoleDriver; p1: ConsolePort; s2: FakeSession; writeDone: Promise<Error | null | undefined> }> {
+      const d = new ConsoleDriver({ maxPorts: 2, heldPortGraceMs: graceMs });
+      const s1 = session(d, 2);
+      s1.queues[2].complete(encodeConsoleControl(1, E.DEVICE_ADD, 1));
+      s1.queues[2].complete(encodeConsolePortName(1, 'org.test.a'));
+      const p1 = d.port(1) as ConsolePort;
+      s1.failAll();
+      d.remove(new Error('back-end gone'));
+      p1.on('error', () => {});
+      const writeDone = new Promise<Error | null | undefined>((resolve) => p1.write('meant for org.test.a', resolve));
+      await microtasks();
+      const s2 = session(d, 2);
+      return { d, p1, s2, writeDone };
+    }
+
+    it('re-added but never named: after the grace from its PORT_READY the stream ends and the waiting write fails', async () => {
+      const { d, p1, s2, writeDone } = await held(30);
+      s2.queues[2].complete(encodeConsoleControl(1, E.DEVICE_ADD, 1));
+      await once(p1, 'removed');
+      expect(((await writeDone) as { code?: string } | null)?.code).to.equal('VSHM_ERR_PORT_REMOVED');
+      expect(d.port(1)).to.equal(undefined);
+      expect(s2.queues[5].history, 'nothing of the old port went out').to.have.length(0);
+      // The id is free for what the device does next: a later PORT_NAME makes a new port.
+      const announced = once(d, 'port');
+      s2.queues[2].complete(encodeConsoleControl(1, E.DEVICE_ADD, 1));
+      expect(((await announced)[0] as ConsolePort).id).to.equal(1);
+    });
+
+    it('never re-added by the new device: after the grace from its start the stream ends and the waiting write fails', async () => {
+      const { d, p1, writeDone } = await held(30);
+      await once(p1, 'removed');
+      expect(((await writeDone) as { code?: string } | null)?.code).to.equal('VSHM_ERR_PORT_REMOVED');
+      expect(d.port(1)).to.equal(undefined);
+    });
+
+    it('named again in time: kept, and its bytes go out; no later give-up', async () => {
+      const { d, p1, s2, writeDone } = await held(20);
+      s2.queues[2].complete(encodeConsoleControl(1, E.DEVICE_ADD, 1));
+      s2.queues[2].complete(encodeConsolePortName(1, 'org.test.a'));
+      await microtasks();
+      expect(await writeDone).to.equal(null);
+      expect(s2.queues[5].sentBytes().toString()).to.equal('meant for org.test.a');
+      let removed = false;
+      p1.on('removed', () => (removed = true));
+      // Past the grace (a timer of the product, not a sleep of the test: nothing may happen then).
+      await new Promise((resolve) => setTimeout(resolve, 60));
+      expect(removed).to.equal(false);
+      expect(d.port(1)).to.equal(p1);
+    });
+
+    it('the session ends before the grace: nothing is given up until the next device had its grace', async () => {
+      const { d, p1, s2 } = await held(30);
+      s2.failAll();
+      d.remove(new Error('gone again'));
+      let removed = false;
+      p1.on('removed', () => (removed = true));
+      await new Promise((resolve) => setTimeout(resolve, 60));
+      expect(removed, 'given up while no device was there to name it').to.equal(false);
+      session(d, 2); // a third device, which does not add it either
+      await once(p1, 'removed');
+    });
+  });
+
   it('leaves nothing behind over many DEVICE_REMOVE / DEVICE_ADD cycles with data in flight', async () => {
     const d = new ConsoleDriver({ maxPorts: 2 });
     const s = session(d, 2);
