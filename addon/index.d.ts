@@ -157,7 +157,8 @@ export interface Binding {
   /**
    * Blocking connect(path); the returned fd is non-blocking and CLOEXEC. Completes as soon as
    * the listener's backlog has room (the listener need not accept), so connecting to a listener
-   * in the same process is fine unless its backlog is full. With `noWait` true the connect never
+   * in the same process is fine unless its backlog is full; a signal interrupting that wait
+   * (EINTR) makes it connect again, as the socket is still unconnected. With `noWait` true the connect never
    * blocks: a full backlog (EAGAIN) returns -1 — retry later. `noWait` other than a boolean or
    * undefined throws a TypeError (it is never guessed to mean "block").
    */

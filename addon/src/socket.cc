@@ -2,7 +2,6 @@
 // All sockets are CLOEXEC and non-blocking after creation; EAGAIN is reported as a value
 // (-1 / null) rather than an error so callers can wait on a watcher and retry.
 #include <fcntl.h>
-#include <poll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -128,35 +127,26 @@ Napi::Value SocketConnect(const Napi::CallbackInfo& info) {
     ThrowErrno(env, errno, "socket");
     return env.Undefined();
   }
-  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) < 0) {
+  // A UNIX stream connect() blocks only while the listener's backlog is full. A signal whose
+  // handler lacks SA_RESTART (Node's SIGUSR1 inspector handler is one) ends that wait with EINTR,
+  // and unlike TCP nothing goes on in the kernel afterwards: the socket is left unconnected (an
+  // unconnected UNIX socket even polls writable with SO_ERROR 0, so the TCP recipe — wait for
+  // POLLOUT, read SO_ERROR — returned a socket that was never connected). So connect() is simply
+  // called again. EISCONN on a retry would mean an earlier call got through after all: success.
+  bool retried = false;
+  while (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) < 0) {
     int err = errno;
+    if (err == EINTR) {
+      retried = true;
+      continue;
+    }
+    if (retried && err == EISCONN) break;
     if (noWait && IsAgain(err)) {
       close(fd);
       return Napi::Number::New(env, -1);
     }
-    if (err != EINTR) {
-      FailClose(env, fd, err, "connect");
-      return env.Undefined();
-    }
-    // An interrupted connect keeps going in the kernel; wait for it and collect its result.
-    pollfd p = {fd, POLLOUT, 0};
-    int r;
-    do r = poll(&p, 1, -1);
-    while (r < 0 && errno == EINTR);
-    int soErr = 0;
-    socklen_t l = sizeof soErr;
-    if (r < 0) {
-      FailClose(env, fd, errno, "poll");
-      return env.Undefined();
-    }
-    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soErr, &l) < 0) {
-      FailClose(env, fd, errno, "getsockopt");
-      return env.Undefined();
-    }
-    if (soErr != 0) {
-      FailClose(env, fd, soErr, "connect");
-      return env.Undefined();
-    }
+    FailClose(env, fd, err, "connect");
+    return env.Undefined();
   }
   int fl = fcntl(fd, F_GETFL);
   if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0) {

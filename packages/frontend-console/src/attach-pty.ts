@@ -62,7 +62,9 @@ const PTY_INPUT_POLL_MS = 10;
  * does not tell. Its write() returns nothing and never signals a drain: whatever the kernel does
  * not take at once waits in a private queue (node-pty 1.1 on Unix, `_writeStream._writeQueue`)
  * that grows without bound while the command does not read. Read defensively: a node-pty
- * without that queue gives null and the input flows unbounded, as before.
+ * without that queue (or with entries of another shape) gives null, and attachPty then warns
+ * once (probeInputBacklog) and lets the input flow unbounded. test/attach-pty-backlog-probe
+ * fails against a node-pty that drops the field.
  */
 export function ptyInputBacklog(pty: IPty): number | null {
   const queue = (pty as unknown as { _writeStream?: { _writeQueue?: unknown } })._writeStream?._writeQueue;
@@ -75,6 +77,19 @@ export function ptyInputBacklog(pty: IPty): number | null {
   return n;
 }
 
+/**
+ * Whether ptyInputBacklog can see `pty`'s input queue; if not, says so once through `onWarning`
+ * (the input to the command then has no back-pressure). Returns whether it can.
+ */
+export function probeInputBacklog(pty: IPty, command: string, onWarning: (message: string) => void): boolean {
+  if (ptyInputBacklog(pty) !== null) return true;
+  onWarning(
+    `node-pty does not expose its input queue: input to '${command}' is not flow-controlled ` +
+      `(while the command does not read, what the device sends is held in memory without bound)`,
+  );
+  return false;
+}
+
 function usable(size: ConsoleSize | null): size is ConsoleSize {
   return size !== null && size.cols > 0 && size.rows > 0;
 }
@@ -83,8 +98,16 @@ function usable(size: ConsoleSize | null): size is ConsoleSize {
  * Run `command args` on a pty bridged to `port`. Like a getty waiting for its line, the command
  * starts once a device serves the port, so that it starts at the device's size (config SIZE is
  * read before the port attaches, §7.3; a MULTIPORT RESIZE may follow and is applied then).
+ * `onWarning` gets at most one line: node-pty hides its input queue (see probeInputBacklog); by
+ * default a process warning.
  */
-export function attachPty(port: ConsolePort, command: string, args: readonly string[], onSpawnError: (err: Error) => void): Attachment {
+export function attachPty(
+  port: ConsolePort,
+  command: string,
+  args: readonly string[],
+  onSpawnError: (err: Error) => void,
+  onWarning: (message: string) => void = (m) => process.emitWarning(m),
+): Attachment {
   let pty: IPty | null = null;
   let exited = false;
   let closed = false;
@@ -92,16 +115,24 @@ export function attachPty(port: ConsolePort, command: string, args: readonly str
   const exitedPromise = new Promise<void>((resolve) => (onExited = resolve));
   /** The port is paused by us for the pty's input backlog; the poll that resumes it. */
   let inputPoll: NodeJS.Timeout | null = null;
+  /** Cleared (after the one warning) once node-pty's queue turns out not to be readable. */
+  let backlogVisible = true;
+  const inputBacklog = (p: IPty): number => {
+    const n = backlogVisible ? ptyInputBacklog(p) : null;
+    if (n !== null) return n;
+    if (backlogVisible) backlogVisible = probeInputBacklog(p, command, onWarning);
+    return 0;
+  };
   const pollInput = (): void => {
     inputPoll = null;
     if (pty === null || exited || closed) return;
-    if ((ptyInputBacklog(pty) ?? 0) > PTY_INPUT_BACKLOG_LIMIT / 2) inputPoll = setTimeout(pollInput, PTY_INPUT_POLL_MS);
+    if (inputBacklog(pty) > PTY_INPUT_BACKLOG_LIMIT / 2) inputPoll = setTimeout(pollInput, PTY_INPUT_POLL_MS);
     else port.resume();
   };
   const onInput = (chunk: Buffer): void => {
     if (pty === null) return;
     pty.write(chunk);
-    if (inputPoll === null && (ptyInputBacklog(pty) ?? 0) > PTY_INPUT_BACKLOG_LIMIT) {
+    if (inputPoll === null && inputBacklog(pty) > PTY_INPUT_BACKLOG_LIMIT) {
       port.pause();
       inputPoll = setTimeout(pollInput, PTY_INPUT_POLL_MS);
     }
@@ -157,6 +188,8 @@ export function attachPty(port: ConsolePort, command: string, args: readonly str
       return;
     }
     pty = p;
+    // At once, not at the first backlog: a node-pty without the queue is known before any input.
+    inputBacklog(p);
     p.onData((data: string | Buffer) => {
       if (!port.write(typeof data === 'string' ? Buffer.from(data) : data)) {
         p.pause();

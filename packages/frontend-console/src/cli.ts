@@ -194,8 +194,10 @@ export async function main(argv: readonly string[]): Promise<number> {
       if (opts.attach.kind === 'terminal') attachment = (mod as TerminalModule).attachTerminal(port);
       else if (opts.attach.kind === 'command') {
         const { command, args } = opts.attach;
-        const attach = opts.attach.pty ? (mod as PtyModule).attachPty : (mod as CommandModule).attachCommand;
-        attachment = attach(port, command, args, (err) => fail(describeIoError('run', `'${command}'`, err)));
+        const onSpawnError = (err: Error): void => fail(describeIoError('run', `'${command}'`, err));
+        attachment = opts.attach.pty
+          ? (mod as PtyModule).attachPty(port, command, args, onSpawnError, (m) => fail(`warning: ${m}`))
+          : (mod as CommandModule).attachCommand(port, command, args, onSpawnError);
       } else {
         const path = opts.attach.path;
         const { attachSocket } = mod as SocketModule;

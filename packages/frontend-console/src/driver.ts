@@ -66,7 +66,21 @@ export interface ConsoleDriverOptions extends ConsolePortOptions {
    * adds beyond it get PORT_READY(id, 0). 1 … 31.
    */
   maxPorts?: number | 'auto';
+  /**
+   * How long a named port of an earlier session waits for a new device to confirm it (ms, default
+   * HELD_PORT_GRACE_MS): counted from the new session's start while the device has not added the
+   * id, and from our PORT_READY once it has but has not named it. Then the port is given up as
+   * removed ('removed'; a waiting write fails with VSHM_ERR_PORT_REMOVED).
+   */
+  heldPortGraceMs?: number;
 }
+
+/**
+ * Default of `heldPortGraceMs`. A device adds its ports as it takes DEVICE_READY and names each as
+ * it takes PORT_READY (QEMU and vshm's back-end answer at once), so this only has to outlast a
+ * slow, loaded machine; nothing in VIRTIO marks the end of a device's initial port set.
+ */
+export const HELD_PORT_GRACE_MS = 5000;
 
 /**
  * Events:
@@ -88,6 +102,11 @@ export class ConsoleDriver extends EventEmitter implements VirtioDriverOps {
   private multiport = false;
   private maxNrPorts = 1;
   private consoleId = 0;
+  private readonly heldPortGraceMs: number;
+  /** Named ports of an earlier session waiting for this device to confirm them, and their deadline. */
+  private readonly heldTimers = new Map<ConsolePort, NodeJS.Timeout>();
+  /** A port 0 put in place of a removed one, not yet announced ('port') by a DEVICE_ADD. */
+  private readonly unannounced = new WeakSet<ConsolePort>();
   /** Ports the current device has named (PORT_NAME) in this session. */
   private readonly namedInSession = new Set<number>();
   private sizeValue: ConsoleSize | null = null;
@@ -109,6 +128,11 @@ export class ConsoleDriver extends EventEmitter implements VirtioDriverOps {
     if (maxPorts !== 'auto' && (!Number.isInteger(maxPorts) || maxPorts < 1 || maxPorts > MAX_PORTS_LIMIT)) {
       throw new ConsoleError('VSHM_ERR_ARGUMENT', '7.2', `maxPorts must be 'auto' or an integer 1…${MAX_PORTS_LIMIT}, got ${String(maxPorts)}`);
     }
+    const grace = opts.heldPortGraceMs ?? HELD_PORT_GRACE_MS;
+    if (!Number.isInteger(grace) || grace < 1) {
+      throw new ConsoleError('VSHM_ERR_ARGUMENT', '7.2', `heldPortGraceMs must be a positive integer, got ${String(grace)}`);
+    }
+    this.heldPortGraceMs = grace;
     this.features = features;
     this.maxPorts = maxPorts === 'auto' ? MAX_PORTS_LIMIT : maxPorts;
     this.portOptions = { rxBufferSize: opts.rxBufferSize, txPieceSize: opts.txPieceSize, highWaterMark: opts.highWaterMark };
@@ -231,6 +255,8 @@ export class ConsoleDriver extends EventEmitter implements VirtioDriverOps {
         this.sendControl(encodeConsoleControl(CONSOLE_BAD_ID, ConsoleControlEvent.DEVICE_READY, 1));
       }
     }
+    // Named ports of the last device wait for this one to add and name them — for a bounded time.
+    for (const p of this.portMap.values()) if (p.id !== 0 && p.portName !== null && !p.attached) this.holdUntil(p);
     this.emit('ready', session.features);
   }
 
@@ -238,6 +264,9 @@ export class ConsoleDriver extends EventEmitter implements VirtioDriverOps {
     debug('remove: %s', reason.message);
     const wasLive = this.session !== null;
     this.session = null;
+    // No device, no deadline: the next device gets its own grace.
+    for (const t of this.heldTimers.values()) clearTimeout(t);
+    this.heldTimers.clear();
     this.control.detach();
     this.toKick.clear();
     for (const p of this.portMap.values()) {
@@ -290,6 +319,7 @@ export class ConsoleDriver extends EventEmitter implements VirtioDriverOps {
    */
   private replacePort(old: ConsolePort, name: string, session: DriverSession): void {
     const id = old.id;
+    this.release(old);
     debug('port %d: named %s by the device, was %s: another port, the old stream ends', id, name, old.portName);
     this.portMap.delete(id);
     old.markRemoved();
@@ -301,6 +331,30 @@ export class ConsoleDriver extends EventEmitter implements VirtioDriverOps {
     this.emit('port', port);
     port.emit('name', name);
     this.emit('port-name', port);
+  }
+
+  /** (Re)start the deadline by which this device must confirm `port` (see heldPortGraceMs). */
+  private holdUntil(port: ConsolePort): void {
+    this.release(port);
+    const timer = setTimeout(() => {
+      this.heldTimers.delete(port);
+      if (this.session === null || this.portMap.get(port.id) !== port) return;
+      if (port.attached && !port.transmitHeld) return;
+      debug('port %d (%s): not %s by the new device within %d ms: given up as removed', port.id, port.portName, port.attached ? 'named' : 'added', this.heldPortGraceMs);
+      this.portMap.delete(port.id);
+      port.markRemoved();
+    }, this.heldPortGraceMs);
+    // The deadline alone must not keep a process alive that has nothing else to do.
+    timer.unref();
+    this.heldTimers.set(port, timer);
+  }
+
+  /** `port` no longer waits for confirmation (confirmed, replaced or removed). */
+  private release(port: ConsolePort): void {
+    const t = this.heldTimers.get(port);
+    if (t === undefined) return;
+    clearTimeout(t);
+    this.heldTimers.delete(port);
   }
 
   private readConfigSize(session: DriverSession): void {
@@ -371,8 +425,16 @@ export class ConsoleDriver extends EventEmitter implements VirtioDriverOps {
     }
     switch (event) {
       case ConsoleControlEvent.DEVICE_REMOVE:
-        if (id === 0) return; // port 0 stays: the stream object is the API's anchor
+        this.release(port);
+        // Port 0 is unplugged like any other (Linux's virtio_console does so too): its stream
+        // ends. port(0) must still answer, so a fresh, unattached port 0 takes the id at once;
+        // a later DEVICE_ADD(0) attaches and announces it.
         this.portMap.delete(id);
+        if (id === 0) {
+          const fresh = this.newPort(0);
+          this.portMap.set(0, fresh);
+          this.unannounced.add(fresh);
+        }
         port.markRemoved();
         return;
       case ConsoleControlEvent.CONSOLE_PORT:
@@ -401,6 +463,7 @@ export class ConsoleDriver extends EventEmitter implements VirtioDriverOps {
             this.replacePort(port, name, this.session);
             return;
           }
+          this.release(port);
           port.releaseTransmit();
           if (!port.destroyed) this.sendControl(encodeConsoleControl(id, ConsoleControlEvent.PORT_OPEN, 1));
           return;
@@ -432,7 +495,7 @@ export class ConsoleDriver extends EventEmitter implements VirtioDriverOps {
       return;
     }
     let port = this.portMap.get(id);
-    const isNew = port === undefined;
+    const isNew = port === undefined || this.unannounced.delete(port);
     if (port === undefined) {
       port = this.newPort(id);
       this.portMap.set(id, port);
@@ -443,6 +506,9 @@ export class ConsoleDriver extends EventEmitter implements VirtioDriverOps {
     // back-end started with other ports has put under this id. Port 0 stays the API's anchor.
     const confirm = !port.attached && id !== 0 && port.portName !== null && !this.namedInSession.has(id);
     const ok = port.attached || this.attachPort(port, s, confirm);
+    // Held: the device has the id; its name is due in answer to the PORT_READY below.
+    if (ok && port.transmitHeld) this.holdUntil(port);
+    else this.release(port);
     this.sendControl(encodeConsoleControl(id, ConsoleControlEvent.PORT_READY, ok ? 1 : 0));
     // Our side of the port is open as soon as the stream exists (a getty-like consumer) and until
     // the application destroys it: a destroyed port stays closed in every later session too, or

@@ -58,4 +58,13 @@ describe('vshm-console-frontend main(): the device removes the port under a comm
     expect(await status).to.equal(1);
     expect(existsSync(bridge), 'bridge socket removed on the way out').to.equal(false);
   });
+  it('the default port 0 removed under a bridge: exits 1 the same way (port 0 is unplugged like any port)', async () => {
+    const { socketPath, device } = await backend();
+    const bridge = join(dir, 'bridge0.sock');
+    const status = main(['-S', socketPath, '-q', '--bridge', bridge]);
+    await until(() => existsSync(bridge), 'the bridge socket');
+    device.control(encodeConsoleControl(0, ConsoleControlEvent.DEVICE_REMOVE, 0));
+    expect(await status).to.equal(1);
+    expect(existsSync(bridge), 'bridge socket removed on the way out').to.equal(false);
+  });
 });

@@ -145,6 +145,71 @@ describe('ConsoleDriver MULTIPORT control: closed ports, recovery, removal', () 
     });
   });
 
+  describe('a held port the new device never confirms (heldPortGraceMs)', () => {
+    /** Session 1 names port 1; a write waits for the next device; session 2 is probed. */
+    async function held(graceMs: number): Promise<{ d: ConsoleDriver; p1: ConsolePort; s2: FakeSession; writeDone: Promise<Error | null | undefined> }> {
+      const d = new ConsoleDriver({ maxPorts: 2, heldPortGraceMs: graceMs });
+      const s1 = session(d, 2);
+      s1.queues[2].complete(encodeConsoleControl(1, E.DEVICE_ADD, 1));
+      s1.queues[2].complete(encodeConsolePortName(1, 'org.test.a'));
+      const p1 = d.port(1) as ConsolePort;
+      s1.failAll();
+      d.remove(new Error('back-end gone'));
+      p1.on('error', () => {});
+      const writeDone = new Promise<Error | null | undefined>((resolve) => p1.write('meant for org.test.a', resolve));
+      await microtasks();
+      const s2 = session(d, 2);
+      return { d, p1, s2, writeDone };
+    }
+
+    it('re-added but never named: after the grace from its PORT_READY the stream ends and the waiting write fails', async () => {
+      const { d, p1, s2, writeDone } = await held(30);
+      s2.queues[2].complete(encodeConsoleControl(1, E.DEVICE_ADD, 1));
+      await once(p1, 'removed');
+      expect(((await writeDone) as { code?: string } | null)?.code).to.equal('VSHM_ERR_PORT_REMOVED');
+      expect(d.port(1)).to.equal(undefined);
+      expect(s2.queues[5].history, 'nothing of the old port went out').to.have.length(0);
+      // The id is free for what the device does next: a later PORT_NAME makes a new port.
+      const announced = once(d, 'port');
+      s2.queues[2].complete(encodeConsoleControl(1, E.DEVICE_ADD, 1));
+      expect(((await announced)[0] as ConsolePort).id).to.equal(1);
+    });
+
+    it('never re-added by the new device: after the grace from its start the stream ends and the waiting write fails', async () => {
+      const { d, p1, writeDone } = await held(30);
+      await once(p1, 'removed');
+      expect(((await writeDone) as { code?: string } | null)?.code).to.equal('VSHM_ERR_PORT_REMOVED');
+      expect(d.port(1)).to.equal(undefined);
+    });
+
+    it('named again in time: kept, and its bytes go out; no later give-up', async () => {
+      const { d, p1, s2, writeDone } = await held(20);
+      s2.queues[2].complete(encodeConsoleControl(1, E.DEVICE_ADD, 1));
+      s2.queues[2].complete(encodeConsolePortName(1, 'org.test.a'));
+      await microtasks();
+      expect(await writeDone).to.equal(null);
+      expect(s2.queues[5].sentBytes().toString()).to.equal('meant for org.test.a');
+      let removed = false;
+      p1.on('removed', () => (removed = true));
+      // Past the grace (a timer of the product, not a sleep of the test: nothing may happen then).
+      await new Promise((resolve) => setTimeout(resolve, 60));
+      expect(removed).to.equal(false);
+      expect(d.port(1)).to.equal(p1);
+    });
+
+    it('the session ends before the grace: nothing is given up until the next device had its grace', async () => {
+      const { d, p1, s2 } = await held(30);
+      s2.failAll();
+      d.remove(new Error('gone again'));
+      let removed = false;
+      p1.on('removed', () => (removed = true));
+      await new Promise((resolve) => setTimeout(resolve, 60));
+      expect(removed, 'given up while no device was there to name it').to.equal(false);
+      session(d, 2); // a third device, which does not add it either
+      await once(p1, 'removed');
+    });
+  });
+
   it('leaves nothing behind over many DEVICE_REMOVE / DEVICE_ADD cycles with data in flight', async () => {
     const d = new ConsoleDriver({ maxPorts: 2 });
     const s = session(d, 2);
@@ -178,6 +243,50 @@ describe('ConsoleDriver MULTIPORT control: closed ports, recovery, removal', () 
     const got = once(p, 'data');
     rx1.complete(Buffer.from('in'));
     expect(((await got)[0] as Buffer).toString()).to.equal('in');
+  });
+
+  it('DEVICE_REMOVE of port 0 ends its stream as for any port (Linux unplugs it); a fresh port 0 takes its place for a later DEVICE_ADD', async () => {
+    const d = new ConsoleDriver({ maxPorts: 2 });
+    const s = session(d, 2);
+    const [crx, rx0, tx0] = [s.queues[2], s.queues[0], s.queues[1]];
+    crx.complete(encodeConsoleControl(0, E.DEVICE_ADD, 1));
+    await microtasks();
+    const old = d.port(0) as ConsolePort;
+    expect(old.attached).to.equal(true);
+    old.resume();
+    const ended = once(old, 'end');
+    const removed = once(old, 'removed');
+    crx.complete(encodeConsoleControl(0, E.DEVICE_REMOVE, 0));
+    await Promise.all([ended, removed]);
+    // Writes on the removed stream fail, as on any removed port.
+    const errored = once(old, 'error');
+    old.write('x');
+    expect(((await errored)[0] as { code?: string }).code).to.equal('VSHM_ERR_PORT_REMOVED');
+    // Port 0 still exists for the API (port(0), consolePort): a new stream, not attached.
+    const fresh = d.port(0) as ConsolePort;
+    expect(fresh).to.not.equal(old);
+    expect(fresh.attached).to.equal(false);
+    expect(d.consolePort).to.equal(fresh);
+    // The device adds port 0 again: the fresh stream is announced, readied, opened and works.
+    const announced: ConsolePort[] = [];
+    d.on('port', (p: ConsolePort) => announced.push(p));
+    const before = s.queues[3].history.length;
+    crx.complete(encodeConsoleControl(0, E.DEVICE_ADD, 1));
+    await microtasks();
+    drainControl(s);
+    expect(announced).to.deep.equal([fresh]);
+    expect(sent(s.queues[3]).slice(before)).to.deep.equal([
+      [0, E.PORT_READY, 1],
+      [0, E.PORT_OPEN, 1],
+    ]);
+    const got = once(fresh, 'data');
+    while (rx0.inFlight === 0) await microtasks();
+    rx0.complete(Buffer.from('in'));
+    expect(((await got)[0] as Buffer).toString()).to.equal('in');
+    const sentBefore = tx0.history.length;
+    fresh.write('out');
+    await microtasks();
+    expect(Buffer.concat(tx0.history.slice(sentBefore).map((h) => h.out as Uint8Array)).toString()).to.equal('out');
   });
 
   it('hostile control messages: DEVICE_ADD of an existing port, PORT_NAME empty or filling the buffer, messages for a removed port', async () => {

@@ -42,8 +42,28 @@ export interface SharedMapping {
   end: bigint;
   perms: string;
   offset: number;
+  /** The file's device, `MAJOR:MINOR` in lower-case hex without padding (see deviceOf()). */
+  dev: string;
   ino: number;
   path: string;
+}
+
+/**
+ * The device of a node:fs stat result in the form SharedMapping.dev uses. An inode number names a
+ * file only together with its filesystem: two tmpfs mounts number their files alike, so matching
+ * by inode alone can take an unrelated fd for the memory. node:fs gives st_dev as glibc's
+ * makedev() encoding of major and minor; /proc/PID/maps prints the two numbers in hex.
+ */
+export function deviceOf(st: { dev: bigint }): string {
+  const d = st.dev;
+  const major = ((d >> 8n) & 0xfffn) | ((d >> 32n) & 0xfffff000n);
+  const minor = (d & 0xffn) | ((d >> 12n) & 0xffffff00n);
+  return `${major.toString(16)}:${minor.toString(16)}`;
+}
+
+/** Whether a stat result is the object a mapping maps (same device and inode). */
+function isObjectOf(st: { dev: bigint; ino: bigint }, m: { dev: string; ino: number }): boolean {
+  return st.ino === BigInt(m.ino) && deviceOf(st) === m.dev;
 }
 
 /** Where N and OUT came from. */
@@ -84,9 +104,10 @@ export function parseMaps(text: string): SharedMapping[] {
   const out: SharedMapping[] = [];
   for (const line of text.split('\n')) {
     // start-end perms offset dev inode [path]
-    const m = /^([0-9a-f]+)-([0-9a-f]+) (\S{4}) ([0-9a-f]+) \S+ (\d+)\s*(.*)$/.exec(line);
-    if (m === null || m[3][3] !== 's' || m[5] === '0') continue;
-    out.push({ start: BigInt('0x' + m[1]), end: BigInt('0x' + m[2]), perms: m[3], offset: Number.parseInt(m[4], 16), ino: Number(m[5]), path: m[6] });
+    const m = /^([0-9a-f]+)-([0-9a-f]+) (\S{4}) ([0-9a-f]+) ([0-9a-f]+):([0-9a-f]+) (\d+)\s*(.*)$/.exec(line);
+    if (m === null || m[3][3] !== 's' || m[7] === '0') continue;
+    const dev = `${Number.parseInt(m[5], 16).toString(16)}:${Number.parseInt(m[6], 16).toString(16)}`;
+    out.push({ start: BigInt('0x' + m[1]), end: BigInt('0x' + m[2]), perms: m[3], offset: Number.parseInt(m[4], 16), dev, ino: Number(m[7]), path: m[8] });
   }
   return out;
 }
@@ -189,8 +210,8 @@ function tryOpen(path: string, why: string[]): number | null {
   }
 }
 
-/** An fd of `pid` on inode `ino` (/proc/PID/fd/N), opened anew read-only, or null. */
-function openViaFds(pid: number, ino: number, why: string[]): { fd: number; via: string } | null {
+/** An fd of `pid` on the object `m` maps (/proc/PID/fd/N, same device and inode), opened anew read-only, or null. */
+function openViaFds(pid: number, m: SharedMapping, why: string[]): { fd: number; via: string } | null {
   let names: string[];
   try {
     names = readdirSync(`/proc/${pid}/fd`);
@@ -200,7 +221,7 @@ function openViaFds(pid: number, ino: number, why: string[]): { fd: number; via:
   for (const n of names) {
     const p = `/proc/${pid}/fd/${n}`;
     try {
-      if (statSync(p).ino !== ino) continue;
+      if (!isObjectOf(statSync(p, { bigint: true }), m)) continue;
     } catch {
       continue;
     }
@@ -227,18 +248,18 @@ function processesOf(uid: number, except: number): number[] {
 /** The memory fd of `pid` (see the file comment for the order). */
 function openMemoryOf(pid: number, uid: number, m: SharedMapping): { fd: number; via: string } {
   const why: string[] = [];
-  const own = openViaFds(pid, m.ino, why);
+  const own = openViaFds(pid, m, why);
   if (own !== null) return own;
   if (m.path.startsWith('/dev/shm/') && !m.path.endsWith(' (deleted)')) {
     const fd = tryOpen(m.path, why);
-    if (fd !== null && statSync(m.path).ino === m.ino) return { fd, via: m.path };
+    if (fd !== null && isObjectOf(fstatSync(fd, { bigint: true }), m)) return { fd, via: m.path };
     if (fd !== null) closeSync(fd);
   }
   const mapFile = `/proc/${pid}/map_files/${m.start.toString(16)}-${m.end.toString(16)}`;
   const viaMap = tryOpen(mapFile, why);
   if (viaMap !== null) return { fd: viaMap, via: mapFile };
   for (const other of processesOf(uid, pid)) {
-    const r = openViaFds(other, m.ino, why);
+    const r = openViaFds(other, m, why);
     if (r !== null) return r;
   }
   throw new InspectError(
@@ -252,9 +273,14 @@ function openMemoryOf(pid: number, uid: number, m: SharedMapping): { fd: number;
  * 4096-byte mapping (the state table) — or the one a status file names.
  */
 function pickMemory(pid: number, maps: SharedMapping[], own: StatusFile[]): SharedMapping {
-  const candidates = new Map<number, SharedMapping>();
-  for (const m of maps) if (m.offset === 0 && m.end - m.start === BigInt(STATE_TABLE_SIZE)) candidates.set(m.ino, m);
-  const named = own.map((f) => candidates.get(f.memory.ino)).find((m) => m !== undefined);
+  const candidates = new Map<string, SharedMapping>();
+  for (const m of maps) if (m.offset === 0 && m.end - m.start === BigInt(STATE_TABLE_SIZE)) candidates.set(`${m.dev}/${m.ino}`, m);
+  // Status files record the inode only: one names a candidate only if no other has its number.
+  const byIno = (ino: number): SharedMapping | undefined => {
+    const hits = [...candidates.values()].filter((m) => m.ino === ino);
+    return hits.length === 1 ? hits[0] : undefined;
+  };
+  const named = own.map((f) => byIno(f.memory.ino)).find((m) => m !== undefined);
   if (named !== undefined) return named;
   if (candidates.size === 1) return [...candidates.values()][0];
   if (candidates.size === 0) throw new InspectError(`process ${pid} maps no vshm shared memory (no shared 4096-byte state table mapping)`);
@@ -267,8 +293,8 @@ function pickMemory(pid: number, maps: SharedMapping[], own: StatusFile[]): Shar
  * read-only run is the one foreign section: OUT is its length. No window mapping (vshm-server)
  * tells nothing.
  */
-function layoutFromMappings(maps: SharedMapping[], ino: number, size: number): { maxPeers: number; out: number } | null {
-  const window = maps.filter((m) => m.ino === ino && m.offset >= STATE_TABLE_SIZE);
+function layoutFromMappings(maps: SharedMapping[], mem: SharedMapping, size: number): { maxPeers: number; out: number } | null {
+  const window = maps.filter((m) => m.ino === mem.ino && m.dev === mem.dev && m.offset >= STATE_TABLE_SIZE);
   if (window.length === 0) return null;
   const ro = window.filter((m) => m.perms[1] !== 'w');
   const out = ro.reduce((n, m) => n + Number(m.end - m.start), 0);
@@ -305,6 +331,7 @@ interface Mapped {
   stateTable: ArrayBuffer;
   window: ArrayBuffer;
   size: number;
+  dev: string;
   ino: number;
 }
 
@@ -313,11 +340,12 @@ function mapReadOnly(binding: Binding, fd: number, what: string): Mapped {
   const maps: ArrayBuffer[] = [];
   try {
     const { size, ino } = binding.fstat(fd);
+    const dev = deviceOf(fstatSync(fd, { bigint: true }));
     if (size < STATE_TABLE_SIZE) throw new InspectError(`${what} is ${size} bytes, smaller than the state table`);
     maps.push(binding.mmap(fd, 0, STATE_TABLE_SIZE, binding.PROT_READ));
     // S = 4096 leaves an empty window; mmap() refuses a zero length.
     maps.push(size === STATE_TABLE_SIZE ? new ArrayBuffer(0) : binding.mmap(fd, STATE_TABLE_SIZE, size - STATE_TABLE_SIZE, binding.PROT_READ));
-    return { stateTable: maps[0], window: maps[1], size, ino };
+    return { stateTable: maps[0], window: maps[1], size, dev, ino };
   } catch (err) {
     unmapAll(binding, maps);
     if (err instanceof InspectError) throw err;
@@ -372,9 +400,9 @@ export function attachPid(binding: Binding, pid: number, override: LayoutOverrid
   const mapped = mapReadOnly(binding, fd, via);
   const { size, ino } = mapped;
   try {
-    if (ino !== m.ino) throw new InspectError(`${via} is no longer the memory process ${pid} maps`);
+    if (ino !== m.ino || mapped.dev !== m.dev) throw new InspectError(`${via} is no longer the memory process ${pid} maps`);
     const status = findStatusFiles(uid, ino, pid);
-    const { layout, source } = chooseLayout(size, override, status, layoutFromMappings(maps, ino, size));
+    const { layout, source } = chooseLayout(size, override, status, layoutFromMappings(maps, m, size));
     return attachment(binding, { pid, uid, ino, openedVia: via, layout, layoutSource: source, stateTable: mapped.stateTable, window: mapped.window, status });
   } catch (err) {
     unmapAll(binding, [mapped.stateTable, mapped.window]);

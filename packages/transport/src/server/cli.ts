@@ -64,13 +64,15 @@ export async function main(argv: readonly string[] = process.argv.slice(2), io: 
   const server = new IvshmemServer({ ...o });
   if (o.verbose) {
     server.on('peer-connected', (id: number) => io.stderr.write(`${PROG}: peer ${id} connected\n`));
-    server.on('peer-refused', () => io.stderr.write(`${PROG}: connection refused: all ${o.maxPeers} ids in use\n`));
     server.on('peer-gone', (id: number, reason: string) => io.stderr.write(`${PROG}: peer ${id} gone (${reason})\n`));
   }
   // Without -v the server's log is rate limited per warning code: a flood of broken clients
   // costs a few lines and one count, not one line each.
   const limiter = new WarningLimiter((line) => io.stderr.write(`${PROG}: warning: ${line}\n`), o.verbose ? { burst: Infinity } : {});
   server.on('warning', (err: Error) => limiter.warn((err as { code?: string }).code ?? 'other', oneLine(err.message)));
+  // A refusal closes the newcomer without a message (§1.4), so the client sees only EOF: the
+  // operator gets the reason here, with or without -v, rate limited like the other warnings.
+  server.on('peer-refused', () => limiter.warn('refused-connection', `connection refused: all ${o.maxPeers} peer ids in use (-n ${o.maxPeers})`));
 
   // Handlers go in before start() so a signal during startup is not the default (fatal) action.
   let stopRequested: (() => void) | undefined;

@@ -45,6 +45,7 @@ describe('vshm-server: warning flood (rate limit)', () => {
     // (a code's lines are not tagged, so bound the total by the codes seen in any line) plus
     // one summary line per code that was cut.
     expect(warnings.length, warnings.join('\n')).to.be.below(30);
-    for (const s of summaries) expect(s).to.match(/^vshm-server: warning: \d+ more VSHM_ERR_[A-Z_]+ warnings? suppressed in 10 s$/);
+    // (With -n 2 and 20 clients at a time most newcomers find no free id: refusals are a kind too.)
+    for (const s of summaries) expect(s).to.match(/^vshm-server: warning: \d+ more (VSHM_ERR_[A-Z_]+|refused-connection) warnings? suppressed in 10 s$/);
   });
 });

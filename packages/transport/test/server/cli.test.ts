@@ -93,4 +93,21 @@ describe('vshm-server CLI (§1.9; §8 items 8–12 are in conformance/08–12)',
     await cycle();
     expect(countFds(pid)).to.equal(before);
   });
+  it('without -v, a connection refused for want of a free id is one warning line, rate limited (§1.4)', async () => {
+    const path = sock();
+    const c = await ready(['-S', path]);
+    const a = connect(path);
+    await a.take(2);
+    const b = connect(path);
+    await b.take(3);
+    // Twelve newcomers while both ids are held: each is closed at once without a message (§1.4).
+    for (let k = 0; k < 12; k++) await connect(path).untilEof();
+    c.proc.kill('SIGTERM');
+    expect((await c.exit).code).to.equal(0);
+    const refused = c.stderrLines().filter((l) => l.includes('refused'));
+    expect(refused, c.stderrLines().join('\n')).to.deep.equal([
+      ...Array<string>(5).fill('vshm-server: warning: connection refused: all 2 peer ids in use (-n 2)'),
+      'vshm-server: warning: 7 more refused-connection warnings suppressed in 10 s',
+    ]);
+  });
 });
