@@ -243,7 +243,7 @@ export class VirtioFrontend extends EventEmitter {
       deviceId: this.ops.deviceId,
       offeredFeatures: null,
       negotiatedFeatures: s?.features ?? null,
-      status: live ? this.header.load(HDR_DEVICE_STATUS, 4) : 0,
+      status: live && this.mapped() ? this.header.load(HDR_DEVICE_STATUS, 4) : 0,
       headerSize: s === null ? 0 : HDR_CONFIG + s.configSize,
       queues: this.queues.map((q) => ({
         index: q.index,
@@ -706,8 +706,12 @@ export class VirtioFrontend extends EventEmitter {
     if (f.kind === 'lost') {
       this.txn.abort(f.err);
       d.interruptsEnabled = false;
-      this.header.clearConfigEvent();
-      this.header.clearQueueEvent();
+      // Not once the device was closed (its mapping is detached): a store would throw and kill
+      // the loop, leaving the session's requests unfailed and close() rejecting.
+      if (this.mapped()) {
+        this.header.clearConfigEvent();
+        this.header.clearQueueEvent();
+      }
     }
     let resetErr: unknown = null;
     if (f.kind === 'broken') {
@@ -836,6 +840,11 @@ export class VirtioFrontend extends EventEmitter {
     if (d.receivePending === undefined) return;
     d.receivePending();
     if (changed) d.doorbell(this.partner, 0);
+  }
+
+  /** False once the ivshmem device was closed: its mapping is detached and must not be touched. */
+  private mapped(): boolean {
+    return this.header.u8.byteLength !== 0;
   }
 
   /** Whether the header's first bytes differ from what the last initialisation validated. */

@@ -102,6 +102,38 @@ describe('VirtioFrontend.close() in every phase (§4.10 orderly shutdown)', () =
     expect(r.statusAtDeparture()).to.equal(0);
   });
 
+  it('the device closed right after the back-end was lost (mapping detached): the session still ends, close() resolves', async () => {
+    const r = rig();
+    r.backend.start();
+    const session = await r.frontend.start();
+    session.queues[1].add(Buffer.from('held'), 0, 'h');
+    session.queues[1].kick();
+    await until(() => r.dev.held.length === 1, 'the device holds the request');
+    const lost: Error[] = [];
+    r.frontend.on('lost', (e: Error) => lost.push(e));
+    // An application that closes its ivshmem device when the partner leaves, in the same turn as
+    // the PEER_GONE (or a server message after it that fails the peer): IvshmemPeer.close()
+    // unmaps, which detaches the window — the loopback does not, so detach it by transfer.
+    let described: unknown = null;
+    r.fe.once('peer-gone', () => {
+      structuredClone(r.fe.window, { transfer: [r.fe.window] });
+      r.fe.close();
+      // A status report in that turn (the session has not ended yet) reads nothing either.
+      try {
+        described = r.frontend.describe();
+      } catch (err) {
+        described = err;
+      }
+    });
+    r.be.close();
+    await r.frontend.close(); // awaits the front-end's loop: it must not have died on the mapping
+    expect(lost).to.have.length(1);
+    expect(r.drv.failed).to.have.length(1);
+    expect(r.drv.removed).to.have.length(1);
+    expect(r.frontend.phase).to.equal('closed');
+    expect(described).to.include({ phase: 'live', status: 0 });
+  });
+
   it('twice at once: one shutdown', async () => {
     const r = rig();
     r.backend.start();
