@@ -98,6 +98,13 @@ export interface VirtioFrontendOptions {
    * RESET and a hung one is still retried. Default: the transaction timeout, at most 1000 ms.
    */
   resetHoldMs?: number;
+  /**
+   * Pacing of re-initialisations after sessions that keep breaking (a §6.4 violation, a driver
+   * callback that threw, DEVICE_NEEDS_RESET): the first break is re-initialised at once; each
+   * further one in a row waits `firstMs`, doubling up to `maxMs`. A session that stayed live for
+   * `maxMs` or longer ends the run. Defaults 10 and 1000 ms.
+   */
+  brokenRetry?: { firstMs?: number; maxMs?: number };
   /** Name in debug output. */
   debugName?: string;
   /**
@@ -133,6 +140,11 @@ export class VirtioFrontend extends EventEmitter {
   private readonly txn: TransactionWriter;
   private readonly readyPollMs: number;
   private readonly resetHoldMs: number;
+  private readonly brokenFirstMs: number;
+  private readonly brokenMaxMs: number;
+  /** Sessions in a row that ended broken (each pause doubles), and when the current one went live. */
+  private brokenStreak = 0;
+  private liveSince = -1;
   /**
    * Vector-0 interrupts and peer events seen so far. The device model raises vector 0 on every
    * State change (§4.9), also when the BE goes READY → RESET → READY faster than its entry can be
@@ -189,7 +201,7 @@ export class VirtioFrontend extends EventEmitter {
     super();
     checkOps(ops);
     for (const k of Object.keys(opts)) {
-      if (!['transactionTimeoutMs', 'transaction', 'readyPollMs', 'resetHoldMs', 'debugName', 'spin'].includes(k)) {
+      if (!['transactionTimeoutMs', 'transaction', 'readyPollMs', 'resetHoldMs', 'brokenRetry', 'debugName', 'spin'].includes(k)) {
         throw new ArgumentError(`VirtioFrontend: unknown option '${k}'`);
       }
     }
@@ -204,6 +216,11 @@ export class VirtioFrontend extends EventEmitter {
     this.readyPollMs = opts.readyPollMs ?? 100;
     this.resetHoldMs = opts.resetHoldMs ?? Math.min(1000, timeout);
     if (!(this.resetHoldMs >= 0)) throw new ArgumentError(`resetHoldMs must be ≥ 0, got ${this.resetHoldMs}`);
+    this.brokenFirstMs = opts.brokenRetry?.firstMs ?? 10;
+    this.brokenMaxMs = opts.brokenRetry?.maxMs ?? 1000;
+    if (!(this.brokenFirstMs >= 0 && this.brokenMaxMs >= this.brokenFirstMs)) {
+      throw new ArgumentError(`brokenRetry needs 0 ≤ firstMs ≤ maxMs, got ${this.brokenFirstMs} and ${this.brokenMaxMs}`);
+    }
     this.header = new FrontendHeader(device.window, device.layout.rwSize);
     this.memory = new MemoryView(device.window);
     this.txn = new TransactionWriter(this.header, device, this.partner, { ...opts.transaction, timeoutMs: timeout });
@@ -531,6 +548,7 @@ export class VirtioFrontend extends EventEmitter {
   /** (6): probe, announce, and wait for the failure that ends the session. */
   private async operate(session: FrontendSession): Promise<Failure> {
     this.setPhase('live');
+    this.liveSince = performance.now();
     try {
       this.ops.probe(session);
     } catch (err) {
@@ -697,6 +715,11 @@ export class VirtioFrontend extends EventEmitter {
 
   private async recover(f: Failure): Promise<void> {
     log('%s: %s: %s', this.name, f.kind, f.err.message);
+    const lived = this.liveSince < 0 ? 0 : performance.now() - this.liveSince;
+    this.liveSince = -1;
+    // A run of broken sessions ends with any other failure (a new back-end, a refusal) or with a
+    // session that lasted (pauseAfterBroken).
+    if (f.kind !== 'broken' || lived >= this.brokenMaxMs) this.brokenStreak = 0;
     const d = this.device;
     const session = this.sessionValue;
     this.sessionValue = null;
@@ -740,7 +763,9 @@ export class VirtioFrontend extends EventEmitter {
           if (this.closing) return; // close() resets (§4.10 orderly shutdown)
           const lost = isBackendFailure(resetErr) ? (resetErr as Error) : backendLost('reset after a broken ring failed');
           await this.recover({ kind: 'lost', err: lost });
+          return;
         }
+        await this.pauseAfterBroken();
         return;
       case 'refused':
         this.safeEmit('error', f.err);
@@ -794,6 +819,31 @@ export class VirtioFrontend extends EventEmitter {
     if (hadSession) this.callRemove(err);
     this.queues = [];
     this.byVector = [];
+  }
+
+  /**
+   * After a broken session (device reset, still READY): the first break of a run is
+   * re-initialised at once; a device that breaks every session again — a device callback that
+   * always throws, a ring it always refuses — would otherwise be re-initialised in a busy loop,
+   * re-probing the driver and emitting 'error' hundreds of times a second. Later breaks wait
+   * `firstMs`, doubling up to `maxMs`; a back-end that leaves READY, or close(), ends the wait.
+   */
+  private async pauseAfterBroken(): Promise<void> {
+    const streak = this.brokenStreak++;
+    if (streak === 0 || this.closing) return;
+    const ms = Math.min(this.brokenMaxMs, this.brokenFirstMs * 2 ** Math.min(streak - 1, 30));
+    if (ms === 0) return;
+    log('%s: %d sessions in a row broke: next initialisation in %d ms', this.name, streak + 1, ms);
+    let expired = false;
+    const timer = setTimeout(() => {
+      expired = true;
+      this.waitWake?.();
+    }, ms);
+    try {
+      await this.waitFor(() => expired || !this.backendReady());
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   /**
