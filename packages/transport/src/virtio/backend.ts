@@ -35,7 +35,8 @@
  * device callback throws escapes into the interrupt path. A throwing `activate` or
  * `configWritten` breaks the device like a ring violation (DEVICE_NEEDS_RESET,
  * docs/decisions.md); a throwing `acceptFeatures` refuses the features; a throwing `deactivate`
- * is only reported — the session ends regardless.
+ * is only reported — the session ends regardless; a throwing `initConfig` is only reported — the
+ * header is published with the config as far as it got.
  *
  * Ownership: `close()` ends the session and writes State := RESET but does NOT close the device —
  * whoever opened the device closes it (connect.ts returns both).
@@ -457,7 +458,10 @@ export class VirtioBackend extends EventEmitter {
     try {
       this.config.initialise((c) => this.ops.initConfig(c));
     } catch (err) {
-      this.reportError(err); // a broken initConfig leaves a zero config; the device still serves
+      // A broken initConfig leaves the config as far as it got (zeroes after that); the device
+      // still serves. Reported like every other device callback, so the daemons print the stack.
+      this.deviceThrew(toError(err), 'initConfig');
+      this.reportError(err);
     }
     h.writeIdentity(0);
     this.queues.forgetAll();
