@@ -34,7 +34,9 @@
  *   'error', a pending start() rejects, status FAILED (best effort); wait for the BE to leave
  *   READY — or, if we never went READY, for its next vector-0 event (a fast re-init) — State :=
  *   RESET, start over from (1).
- * - **close**: fail in-flight requests, start() rejects; close() does the orderly reset itself.
+ * - **close**: a live session with the BE READY is reset (awaited) first, as a broken one, so the
+ *   used rings are final; deliver acknowledged / fail the rest, start() rejects; in the other
+ *   phases close() does the orderly reset itself.
  * A close() that arrives during a broken or refused recovery leaves State READY so that close()
  * still resets the device before leaving READY.
  *
@@ -175,6 +177,8 @@ export class VirtioFrontend extends EventEmitter {
   private closeDone: Promise<void> | null = null;
   private startWaiters: { resolve: (s: DriverSession) => void; reject: (e: Error) => void }[] = [];
   private everReady = false;
+  /** The close of a live session already reset the device (recover): shutdown need not again. */
+  private closeReset = false;
 
   private readonly onPeerEvent = (id: number): void => {
     if (id !== this.partner) return;
@@ -309,12 +313,14 @@ export class VirtioFrontend extends EventEmitter {
   }
 
   /**
-   * Orderly shutdown (§4.10), correct in every phase: stop the loop and the data path (in-flight
-   * requests fail with VSHM_ERR_CLOSED, a pending start() rejects); if our State is READY — the
-   * header is in use and a status may have been written (initialising, live, recovering, refused)
-   * — and the BE is still READY, reset the device and await completion (bounded by the
-   * transaction timeout), so the BE sees a driver reset rather than a vanished driver; then
-   * interrupts off and State := RESET. Idempotent; concurrent calls share one shutdown.
+   * Orderly shutdown (§4.10), correct in every phase: stop the loop and the data path (a pending
+   * start() rejects); if our State is READY — the header is in use and a status may have been
+   * written (initialising, live, recovering, refused) — and the BE is still READY, reset the
+   * device and await completion (bounded by the transaction timeout), so the BE sees a driver
+   * reset rather than a vanished driver; a live session is reset before its used rings are read
+   * for the last time, so requests the device completed until then are delivered and only the
+   * others fail with VSHM_ERR_CLOSED; then interrupts off and State := RESET. Idempotent;
+   * concurrent calls share one shutdown.
    */
   close(): Promise<void> {
     this.closeDone ??= this.shutdown();
@@ -750,6 +756,17 @@ export class VirtioFrontend extends EventEmitter {
         resetErr = err;
       }
     }
+    if (f.kind === 'close' && session !== null && d.state === PEER_STATE_READY && this.backendReady()) {
+      // close() ends a live session while the BE is READY: as for a broken one, reset and await
+      // it first (§4.10), so that what the used rings acknowledge is final — a request the device
+      // completes meanwhile is delivered, not failed although it was carried out.
+      try {
+        await this.writeStatus(DeviceStatus.RESET);
+        this.closeReset = true;
+      } catch (err) {
+        log('%s: reset on close failed: %s', this.name, (err as Error).message);
+      }
+    }
     this.endSession(f.err, session !== null);
     switch (f.kind) {
       case 'lost':
@@ -921,7 +938,7 @@ export class VirtioFrontend extends EventEmitter {
     this.waitWake?.();
     if (this.loopDone !== null) await this.loopDone;
     const d = this.device;
-    if (started && d.state === PEER_STATE_READY && this.backendReady()) {
+    if (started && d.state === PEER_STATE_READY && this.backendReady() && !this.closeReset) {
       log('%s: close in phase %s: resetting the device', this.name, phase);
       try {
         await this.writeStatus(DeviceStatus.RESET);

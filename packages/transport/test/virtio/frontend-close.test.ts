@@ -83,6 +83,29 @@ describe('VirtioFrontend.close() in every phase (§4.10 orderly shutdown)', () =
     expect(r.fe.state).to.equal(0);
   });
 
+  it('while live: resets first, so a request the device completes meanwhile is delivered, not failed (§4.10)', async () => {
+    const r = rig();
+    r.backend.start();
+    const session = await r.frontend.start();
+    session.queues[1].add(Buffer.from('held'), 0, 'h');
+    session.queues[1].kick();
+    await until(() => r.dev.held.length === 1, 'the device holds the request');
+    // The device finishes the request a moment after close() was called — before it sees the reset.
+    const q = r.dev.sessions[0].queues[1]!;
+    const chain = r.dev.held[0];
+    setImmediate(() => {
+      q.push(chain, 0);
+      q.flush();
+    });
+    await r.frontend.close();
+    // Its used entry is the device's acknowledgement: the driver must get the completion, not an
+    // error for a request the device carried out (a block write reported failed, then retried).
+    expect(r.drv.used.map((u) => u.token)).to.deep.equal(['h']);
+    expect(r.drv.failed).to.deep.equal([]);
+    expect(r.dev.ends).to.deep.equal(['driver-reset']);
+    expect(r.fe.state).to.equal(0);
+  });
+
   it('after a refusal (status FAILED written, waiting for the BE to leave): resets before leaving READY', async () => {
     const dev = echoDevice();
     dev.acceptFeatures = () => false; // FEATURES_OK is cleared: the FE refuses the device
