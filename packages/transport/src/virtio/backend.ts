@@ -51,7 +51,7 @@ import { BackendConfigSpace } from './config-space.js';
 import { BackendQueues, createRingContext, type QueueHost } from './backend-queues.js';
 import type { ConfigField, ConfigSpace, DeviceMemory, DeviceQueueHandle, DeviceSession, SessionEndReason, VirtioDeviceOps } from './device-api.js';
 import { DEVICE_OFFERABLE_FEATURES, offeredFeatures, proposalRefusal } from './features.js';
-import { checkVirtioDevice } from './role.js';
+import { checkDeviceOpen, checkVirtioDevice } from './role.js';
 import {
   BackendHeader,
   HDR_CONFIG,
@@ -869,5 +869,6 @@ function checkBackendArgs(device: IvshmemDevice, ops: VirtioDeviceOps, opts: obj
   for (const k of Object.keys(opts)) {
     if (!BACKEND_OPTIONS.has(k)) throw new ArgumentError(`VirtioBackend: unknown option '${k}'`);
   }
+  checkDeviceOpen(device, 'VirtioBackend');
   checkVirtioDevice(device, 'back-end', ops.deviceId);
 }

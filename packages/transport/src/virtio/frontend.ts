@@ -80,7 +80,7 @@ import {
   HDR_QUEUE_SIZE,
   validateHeader,
 } from './header.js';
-import { checkVirtioDevice } from './role.js';
+import { checkDeviceOpen, checkVirtioDevice } from './role.js';
 import { driverVectorFor, frontendVectorMode, type FrontendVectorMode } from './vectors.js';
 import { attachSpin, frontendPollable, type SpinAttachment, type SpinOptions, type SpinStats } from './spin.js';
 
@@ -212,6 +212,7 @@ export class VirtioFrontend extends EventEmitter {
     this.spinOptions = opts.spin;
     const timeout = opts.transactionTimeoutMs ?? 5000;
     if (!(timeout > 0)) throw new ArgumentError(`transactionTimeoutMs must be > 0, got ${timeout}`);
+    checkDeviceOpen(device, 'VirtioFrontend');
     checkVirtioDevice(device, 'front-end', ops.deviceId);
     this.device = device;
     this.ops = ops;

@@ -3,6 +3,7 @@ import { DeviceStatus } from 'virtio-spec-types';
 import { createLoopbackPair, simulateServerGone, type LoopbackOptions } from '../../src/testing/loopback.js';
 import type { IvshmemDevice } from '../../src/ivshmem/device.js';
 import { VirtioBackend, type BackendPhase } from '../../src/virtio/backend.js';
+import { VirtioFrontend } from '../../src/virtio/frontend.js';
 import type { DeviceMemory } from '../../src/virtio/device-api.js';
 import { ArgumentError, TransportError } from '../../src/errors.js';
 import {
@@ -180,6 +181,18 @@ describe('VirtioBackend: header and state loop (§4.2, §4.10)', () => {
       be.close();
       fe.close();
     }
+  });
+
+  it('refuses a closed ivshmem device with a message that says so (not a header size, not a silent wait)', () => {
+    const [be, fe] = createLoopbackPair({ protocol: 0x8003 });
+    be.close();
+    fe.close();
+    expect(() => new VirtioBackend(be, consoleLikeOps()))
+      .to.throw(TransportError, /device is closed/)
+      .with.property('code', 'VSHM_ERR_DEVICE_CLOSED');
+    expect(() => new VirtioFrontend(fe, { deviceId: 3, features: 0n, queueCount: () => 2, probe: () => undefined, remove: () => undefined }))
+      .to.throw(TransportError, /device is closed/)
+      .with.property('code', 'VSHM_ERR_DEVICE_CLOSED');
   });
 
   it('queueMaxSize sees the sections of the region it is built on, and its answer is offered', async () => {
