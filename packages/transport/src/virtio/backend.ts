@@ -652,6 +652,7 @@ export class VirtioBackend extends EventEmitter {
     h.setDeviceFeatures(featureWord(this.offeredFeatures, this.deviceFeaturesSel));
     h.setStatus(this.deviceStatus);
     this.queues.loadWindow(this.queueSel, this.queueFeatures);
+    this.config.restore(); // a store wider than its field (e.g. 8 bytes at 0x48) reaches the config
   }
 
   // ------------------------------------------------------------------------------------------

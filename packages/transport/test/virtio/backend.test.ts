@@ -400,6 +400,11 @@ describe('VirtioBackend: write transactions (§4.3, §4.4)', () => {
     expect(fe.r32(HDR_CONFIG_GENERATION)).to.equal(0);
     await fe.txn(HDR_QUEUE_DEVICE_VECTOR, 2, 9);
     expect(fe.r16(HDR_QUEUE_DEVICE_VECTOR)).to.equal(1);
+    // An 8-byte store at 0x48 reaches past config_generation into the config (cols, rows): the
+    // config is BE-owned too (§4.2) and is put back with the rest.
+    await fe.txn(HDR_CONFIG_GENERATION, 8, 0xffffffffffffffffn);
+    expect(fe.r32(HDR_CONFIG_GENERATION)).to.equal(0);
+    expect([fe.r16(HDR_CONFIG + 0), fe.r16(HDR_CONFIG + 2)]).to.deep.equal([80, 25]);
   });
 
   it('DRIVER_OK activates the device; status 0 resets and ends the session (§4.5)', async () => {
