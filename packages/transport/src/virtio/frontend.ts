@@ -177,7 +177,7 @@ export class VirtioFrontend extends EventEmitter {
   private closeDone: Promise<void> | null = null;
   private startWaiters: { resolve: (s: DriverSession) => void; reject: (e: Error) => void }[] = [];
   private everReady = false;
-  /** The close of a live session already reset the device (recover): shutdown need not again. */
+  /** The close of a live session already reset the device, or tried to (recover): shutdown does not again. */
   private closeReset = false;
 
   private readonly onPeerEvent = (id: number): void => {
@@ -761,9 +761,9 @@ export class VirtioFrontend extends EventEmitter {
       // close() ends a live session while the BE is READY: as for a broken one, reset and await
       // it first (§4.10), so that what the used rings acknowledge is final — a request the device
       // completes meanwhile is delivered, not failed although it was carried out.
+      this.closeReset = true; // tried once: a back-end that let it time out is not waited for twice
       try {
         await this.writeStatus(DeviceStatus.RESET);
-        this.closeReset = true;
       } catch (err) {
         log('%s: reset on close failed: %s', this.name, (err as Error).message);
       }

@@ -106,6 +106,27 @@ describe('VirtioFrontend.close() in every phase (§4.10 orderly shutdown)', () =
     expect(r.fe.state).to.equal(0);
   });
 
+  it('while live, against a back-end that stopped answering: one reset attempt, not two', async () => {
+    const r = echoRig({ frontend: { transactionTimeoutMs: 100 } });
+    r.backend.start();
+    await r.frontend.start();
+    // The BE stays READY but no longer serves anything (a frozen process).
+    r.be.onInterrupt = null;
+    r.be.removeAllListeners('peer-state');
+    r.be.removeAllListeners('peer-gone');
+    const txn = (r.frontend as unknown as { txn: { write: (off: number, w: number, v: number) => Promise<void> } }).txn;
+    const write = txn.write.bind(txn);
+    const resets: number[] = [];
+    txn.write = (off, w, v) => {
+      if (off === 0x44 && v === 0) resets.push(off);
+      return write(off, w, v);
+    };
+    await r.frontend.close();
+    expect(resets).to.have.length(1);
+    expect(r.fe.state).to.equal(0);
+    expect(r.frontend.phase).to.equal('closed');
+  });
+
   it('after a refusal (status FAILED written, waiting for the BE to leave): resets before leaving READY', async () => {
     const dev = echoDevice();
     dev.acceptFeatures = () => false; // FEATURES_OK is cleared: the FE refuses the device
