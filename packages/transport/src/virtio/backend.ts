@@ -368,6 +368,12 @@ export class VirtioBackend extends EventEmitter {
           this.setPhase('wait-fe-ready');
           continue;
         case 'wait-fe-ready': {
+          // Server gone (§4.10): nobody can come on this memory any more — stay not READY, and
+          // complete no transaction (a front-end still READY is told by its own server-gone).
+          if (this.serverGone) {
+            this.enterReset();
+            continue;
+          }
           if (this.partnerState() === PEER_STATE_READY) {
             this.setPhase('serving');
             continue;

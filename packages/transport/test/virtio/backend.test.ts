@@ -164,6 +164,37 @@ describe('VirtioBackend: header and state loop (§4.2, §4.10)', () => {
     expect(backend.phase).to.equal('closed');
   });
 
+  it('server gone while waiting for a front-end: State RESET, header left alone, no transaction discarded', async () => {
+    const [be, feDev] = createLoopbackPair({ protocol: 0x8003 });
+    const backend = new VirtioBackend(be, consoleLikeOps());
+    const phases: BackendPhase[] = [];
+    backend.on('phase', (p: BackendPhase) => phases.push(p));
+    try {
+      backend.start();
+      expect(backend.phase).to.equal('wait-fe-ready');
+      expect(be.state).to.equal(1);
+      const header = Array.from(new Uint8Array(be.window).slice(0, 88));
+      simulateServerGone(be);
+      await until(() => backend.phase === 'wait-fe-reset', 'State RESET');
+      // §4.10 "Server gone": no front-end can come on this memory any more, so the back-end does
+      // not stay READY on it — and it completes nothing: a front-end that went READY just before
+      // would otherwise see its set-up thrown away write by write.
+      expect(be.state).to.equal(0);
+      expect(Array.from(new Uint8Array(be.window).slice(0, 88))).to.deep.equal(header);
+      expect(phases.slice(-1)).to.deep.equal(['wait-fe-reset']);
+      // A transaction that shows up now is left alone (not completed without action).
+      const u32 = new Uint32Array(be.window, 0, 22);
+      Atomics.store(u32, HDR_WRITE_TRANSACTION >>> 2, HDR_DEVICE_STATUS);
+      feDev.doorbell(0, 0);
+      for (let i = 0; i < 20; i++) await new Promise((r) => setImmediate(r));
+      expect(Atomics.load(u32, HDR_WRITE_TRANSACTION >>> 2)).to.equal(HDR_DEVICE_STATUS);
+    } finally {
+      await backend.close();
+      be.close();
+      feDev.close();
+    }
+  });
+
   it('rejects a front-end device, a wrong device id and a bad ops table', () => {
     const [be, fe] = createLoopbackPair({ protocol: 0x8003 });
     try {
