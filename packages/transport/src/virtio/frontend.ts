@@ -226,8 +226,10 @@ export class VirtioFrontend extends EventEmitter {
     if (!(this.brokenFirstMs >= 0 && this.brokenMaxMs >= this.brokenFirstMs)) {
       throw new ArgumentError(`brokenRetry needs 0 ≤ firstMs ≤ maxMs, got ${this.brokenFirstMs} and ${this.brokenMaxMs}`);
     }
-    this.header = new FrontendHeader(device.window, device.layout.rwSize);
+    // The whole-window view first: it refuses a region above 4 GiB with a message, where the
+    // header views over a larger R/W section would fail with a bare RangeError.
     this.memory = new MemoryView(device.window);
+    this.header = new FrontendHeader(device.window, device.layout.rwSize);
     this.txn = new TransactionWriter(this.header, device, this.partner, { ...opts.transaction, timeoutMs: timeout });
   }
 

@@ -4,6 +4,7 @@ import { createLoopbackPair, type LoopbackOptions } from '../../src/testing/loop
 import { VirtioBackend } from '../../src/virtio/backend.js';
 import { VirtioFrontend } from '../../src/virtio/frontend.js';
 import { ArgumentError, TransportError } from '../../src/errors.js';
+import { SharedMemoryLayout } from '../../src/ivshmem/layout.js';
 import type { DriverSession } from '../../src/virtio/device-api.js';
 import type { FrontendQueue } from '../../src/virtio/frontend-queues.js';
 import { echoDevice, recordingDriver } from '../fixtures/transport-devices.js';
@@ -27,6 +28,28 @@ describe('VirtioFrontend ↔ VirtioBackend on the loopback', () => {
       expect(() => new VirtioFrontend(fe, { ...recordingDriver(), deviceId: 4 })).to.throw(TransportError).with.property('code', 'VSHM_ERR_DEVICE_ID');
       expect(() => new VirtioFrontend(fe, recordingDriver(), { bogus: 1 } as never)).to.throw(ArgumentError);
       expect(() => new VirtioFrontend(fe, recordingDriver(), { brokenRetry: { firstMs: 20, maxMs: 10 } })).to.throw(ArgumentError, /brokenRetry/);
+    } finally {
+      fe.close();
+      be.close();
+    }
+  });
+
+  it('a region above 4 GiB (the server accepts up to 1 TiB) is refused with a message, not a bare RangeError', function () {
+    const rw = 2 ** 32 + 2 ** 20;
+    let big: ArrayBuffer;
+    try {
+      big = new ArrayBuffer(rw); // lazily backed: no memory is touched
+    } catch {
+      this.skip();
+    }
+    const [be, fe] = createLoopbackPair();
+    try {
+      // The loopback's own limit is 2 GiB: present its front-end device with a larger R/W section.
+      const dev = Object.create(fe, {
+        window: { value: big },
+        layout: { value: new SharedMemoryLayout(4096 + rw, 2, 0) },
+      }) as typeof fe;
+      expect(() => new VirtioFrontend(dev, recordingDriver())).to.throw(ArgumentError, /4 GiB/);
     } finally {
       fe.close();
       be.close();
