@@ -98,8 +98,17 @@ export class IvshmemPeer extends EventEmitter implements IvshmemDevice {
    * owns from this call on (closed on failure too).
    */
   static async fromSocket(sock: number, opts: PeerOptions = {}): Promise<IvshmemPeer> {
-    const timeoutMs = checkOptions(opts);
-    const binding = opts.binding ?? (await loadBinding());
+    let timeoutMs: number;
+    let binding: Binding;
+    try {
+      timeoutMs = checkOptions(opts);
+      binding = opts.binding ?? (await loadBinding());
+    } catch (err) {
+      // Ours from the call on: bad options or no addon must not leave it open.
+      if (opts.binding !== undefined) closeQuietly(opts.binding, sock);
+      else await loadBinding().then((bd) => closeQuietly(bd, sock), () => undefined);
+      throw err;
+    }
     const peer = new IvshmemPeer(binding, sock, opts);
     return peer.start(timeoutMs);
   }

@@ -35,7 +35,8 @@
  * device callback throws escapes into the interrupt path. A throwing `activate` or
  * `configWritten` breaks the device like a ring violation (DEVICE_NEEDS_RESET,
  * docs/decisions.md); a throwing `acceptFeatures` refuses the features; a throwing `deactivate`
- * is only reported — the session ends regardless.
+ * is only reported — the session ends regardless; a throwing `initConfig` is only reported — the
+ * header is published with the config as far as it got.
  *
  * Ownership: `close()` ends the session and writes State := RESET but does NOT close the device —
  * whoever opened the device closes it (connect.ts returns both).
@@ -50,7 +51,7 @@ import { BackendConfigSpace } from './config-space.js';
 import { BackendQueues, createRingContext, type QueueHost } from './backend-queues.js';
 import type { ConfigField, ConfigSpace, DeviceMemory, DeviceQueueHandle, DeviceSession, SessionEndReason, VirtioDeviceOps } from './device-api.js';
 import { DEVICE_OFFERABLE_FEATURES, offeredFeatures, proposalRefusal } from './features.js';
-import { checkVirtioDevice } from './role.js';
+import { checkDeviceOpen, checkVirtioDevice } from './role.js';
 import {
   BackendHeader,
   HDR_CONFIG,
@@ -367,6 +368,12 @@ export class VirtioBackend extends EventEmitter {
           this.setPhase('wait-fe-ready');
           continue;
         case 'wait-fe-ready': {
+          // Server gone (§4.10): nobody can come on this memory any more — stay not READY, and
+          // complete no transaction (a front-end still READY is told by its own server-gone).
+          if (this.serverGone) {
+            this.enterReset();
+            continue;
+          }
           if (this.partnerState() === PEER_STATE_READY) {
             this.setPhase('serving');
             continue;
@@ -457,7 +464,10 @@ export class VirtioBackend extends EventEmitter {
     try {
       this.config.initialise((c) => this.ops.initConfig(c));
     } catch (err) {
-      this.reportError(err); // a broken initConfig leaves a zero config; the device still serves
+      // A broken initConfig leaves the config as far as it got (zeroes after that); the device
+      // still serves. Reported like every other device callback, so the daemons print the stack.
+      this.deviceThrew(toError(err), 'initConfig');
+      this.reportError(err);
     }
     h.writeIdentity(0);
     this.queues.forgetAll();
@@ -648,6 +658,7 @@ export class VirtioBackend extends EventEmitter {
     h.setDeviceFeatures(featureWord(this.offeredFeatures, this.deviceFeaturesSel));
     h.setStatus(this.deviceStatus);
     this.queues.loadWindow(this.queueSel, this.queueFeatures);
+    this.config.restore(); // a store wider than its field (e.g. 8 bytes at 0x48) reaches the config
   }
 
   // ------------------------------------------------------------------------------------------
@@ -865,5 +876,6 @@ function checkBackendArgs(device: IvshmemDevice, ops: VirtioDeviceOps, opts: obj
   for (const k of Object.keys(opts)) {
     if (!BACKEND_OPTIONS.has(k)) throw new ArgumentError(`VirtioBackend: unknown option '${k}'`);
   }
+  checkDeviceOpen(device, 'VirtioBackend');
   checkVirtioDevice(device, 'back-end', ops.deviceId);
 }

@@ -34,7 +34,9 @@
  *   'error', a pending start() rejects, status FAILED (best effort); wait for the BE to leave
  *   READY — or, if we never went READY, for its next vector-0 event (a fast re-init) — State :=
  *   RESET, start over from (1).
- * - **close**: fail in-flight requests, start() rejects; close() does the orderly reset itself.
+ * - **close**: a live session with the BE READY is reset (awaited) first, as a broken one, so the
+ *   used rings are final; deliver acknowledged / fail the rest, start() rejects; in the other
+ *   phases close() does the orderly reset itself.
  * A close() that arrives during a broken or refused recovery leaves State READY so that close()
  * still resets the device before leaving READY.
  *
@@ -78,7 +80,7 @@ import {
   HDR_QUEUE_SIZE,
   validateHeader,
 } from './header.js';
-import { checkVirtioDevice } from './role.js';
+import { checkDeviceOpen, checkVirtioDevice } from './role.js';
 import { driverVectorFor, frontendVectorMode, type FrontendVectorMode } from './vectors.js';
 import { attachSpin, frontendPollable, type SpinAttachment, type SpinOptions, type SpinStats } from './spin.js';
 
@@ -98,6 +100,13 @@ export interface VirtioFrontendOptions {
    * RESET and a hung one is still retried. Default: the transaction timeout, at most 1000 ms.
    */
   resetHoldMs?: number;
+  /**
+   * Pacing of re-initialisations after sessions that keep breaking (a §6.4 violation, a driver
+   * callback that threw, DEVICE_NEEDS_RESET): the first break is re-initialised at once; each
+   * further one in a row waits `firstMs`, doubling up to `maxMs`. A session that stayed live for
+   * `maxMs` or longer ends the run. Defaults 10 and 1000 ms.
+   */
+  brokenRetry?: { firstMs?: number; maxMs?: number };
   /** Name in debug output. */
   debugName?: string;
   /**
@@ -133,6 +142,11 @@ export class VirtioFrontend extends EventEmitter {
   private readonly txn: TransactionWriter;
   private readonly readyPollMs: number;
   private readonly resetHoldMs: number;
+  private readonly brokenFirstMs: number;
+  private readonly brokenMaxMs: number;
+  /** Sessions in a row that ended broken (each pause doubles), and when the current one went live. */
+  private brokenStreak = 0;
+  private liveSince = -1;
   /**
    * Vector-0 interrupts and peer events seen so far. The device model raises vector 0 on every
    * State change (§4.9), also when the BE goes READY → RESET → READY faster than its entry can be
@@ -163,6 +177,8 @@ export class VirtioFrontend extends EventEmitter {
   private closeDone: Promise<void> | null = null;
   private startWaiters: { resolve: (s: DriverSession) => void; reject: (e: Error) => void }[] = [];
   private everReady = false;
+  /** The close of a live session already reset the device, or tried to (recover): shutdown does not again. */
+  private closeReset = false;
 
   private readonly onPeerEvent = (id: number): void => {
     if (id !== this.partner) return;
@@ -189,13 +205,14 @@ export class VirtioFrontend extends EventEmitter {
     super();
     checkOps(ops);
     for (const k of Object.keys(opts)) {
-      if (!['transactionTimeoutMs', 'transaction', 'readyPollMs', 'resetHoldMs', 'debugName', 'spin'].includes(k)) {
+      if (!['transactionTimeoutMs', 'transaction', 'readyPollMs', 'resetHoldMs', 'brokenRetry', 'debugName', 'spin'].includes(k)) {
         throw new ArgumentError(`VirtioFrontend: unknown option '${k}'`);
       }
     }
     this.spinOptions = opts.spin;
     const timeout = opts.transactionTimeoutMs ?? 5000;
     if (!(timeout > 0)) throw new ArgumentError(`transactionTimeoutMs must be > 0, got ${timeout}`);
+    checkDeviceOpen(device, 'VirtioFrontend');
     checkVirtioDevice(device, 'front-end', ops.deviceId);
     this.device = device;
     this.ops = ops;
@@ -204,8 +221,15 @@ export class VirtioFrontend extends EventEmitter {
     this.readyPollMs = opts.readyPollMs ?? 100;
     this.resetHoldMs = opts.resetHoldMs ?? Math.min(1000, timeout);
     if (!(this.resetHoldMs >= 0)) throw new ArgumentError(`resetHoldMs must be ≥ 0, got ${this.resetHoldMs}`);
-    this.header = new FrontendHeader(device.window, device.layout.rwSize);
+    this.brokenFirstMs = opts.brokenRetry?.firstMs ?? 10;
+    this.brokenMaxMs = opts.brokenRetry?.maxMs ?? 1000;
+    if (!(this.brokenFirstMs >= 0 && this.brokenMaxMs >= this.brokenFirstMs)) {
+      throw new ArgumentError(`brokenRetry needs 0 ≤ firstMs ≤ maxMs, got ${this.brokenFirstMs} and ${this.brokenMaxMs}`);
+    }
+    // The whole-window view first: it refuses a region above 4 GiB with a message, where the
+    // header views over a larger R/W section would fail with a bare RangeError.
     this.memory = new MemoryView(device.window);
+    this.header = new FrontendHeader(device.window, device.layout.rwSize);
     this.txn = new TransactionWriter(this.header, device, this.partner, { ...opts.transaction, timeoutMs: timeout });
   }
 
@@ -243,7 +267,7 @@ export class VirtioFrontend extends EventEmitter {
       deviceId: this.ops.deviceId,
       offeredFeatures: null,
       negotiatedFeatures: s?.features ?? null,
-      status: live ? this.header.load(HDR_DEVICE_STATUS, 4) : 0,
+      status: live && this.mapped() ? this.header.load(HDR_DEVICE_STATUS, 4) : 0,
       headerSize: s === null ? 0 : HDR_CONFIG + s.configSize,
       queues: this.queues.map((q) => ({
         index: q.index,
@@ -292,12 +316,14 @@ export class VirtioFrontend extends EventEmitter {
   }
 
   /**
-   * Orderly shutdown (§4.10), correct in every phase: stop the loop and the data path (in-flight
-   * requests fail with VSHM_ERR_CLOSED, a pending start() rejects); if our State is READY — the
-   * header is in use and a status may have been written (initialising, live, recovering, refused)
-   * — and the BE is still READY, reset the device and await completion (bounded by the
-   * transaction timeout), so the BE sees a driver reset rather than a vanished driver; then
-   * interrupts off and State := RESET. Idempotent; concurrent calls share one shutdown.
+   * Orderly shutdown (§4.10), correct in every phase: stop the loop and the data path (a pending
+   * start() rejects); if our State is READY — the header is in use and a status may have been
+   * written (initialising, live, recovering, refused) — and the BE is still READY, reset the
+   * device and await completion (bounded by the transaction timeout), so the BE sees a driver
+   * reset rather than a vanished driver; a live session is reset before its used rings are read
+   * for the last time, so requests the device completed until then are delivered and only the
+   * others fail with VSHM_ERR_CLOSED; then interrupts off and State := RESET. Idempotent;
+   * concurrent calls share one shutdown.
    */
   close(): Promise<void> {
     this.closeDone ??= this.shutdown();
@@ -531,6 +557,7 @@ export class VirtioFrontend extends EventEmitter {
   /** (6): probe, announce, and wait for the failure that ends the session. */
   private async operate(session: FrontendSession): Promise<Failure> {
     this.setPhase('live');
+    this.liveSince = performance.now();
     try {
       this.ops.probe(session);
     } catch (err) {
@@ -697,6 +724,11 @@ export class VirtioFrontend extends EventEmitter {
 
   private async recover(f: Failure): Promise<void> {
     log('%s: %s: %s', this.name, f.kind, f.err.message);
+    const lived = this.liveSince < 0 ? 0 : performance.now() - this.liveSince;
+    this.liveSince = -1;
+    // A run of broken sessions ends with any other failure (a new back-end, a refusal) or with a
+    // session that lasted (pauseAfterBroken).
+    if (f.kind !== 'broken' || lived >= this.brokenMaxMs) this.brokenStreak = 0;
     const d = this.device;
     const session = this.sessionValue;
     this.sessionValue = null;
@@ -706,8 +738,12 @@ export class VirtioFrontend extends EventEmitter {
     if (f.kind === 'lost') {
       this.txn.abort(f.err);
       d.interruptsEnabled = false;
-      this.header.clearConfigEvent();
-      this.header.clearQueueEvent();
+      // Not once the device was closed (its mapping is detached): a store would throw and kill
+      // the loop, leaving the session's requests unfailed and close() rejecting.
+      if (this.mapped()) {
+        this.header.clearConfigEvent();
+        this.header.clearQueueEvent();
+      }
     }
     let resetErr: unknown = null;
     if (f.kind === 'broken') {
@@ -723,6 +759,17 @@ export class VirtioFrontend extends EventEmitter {
         resetErr = err;
       }
     }
+    if (f.kind === 'close' && session !== null && d.state === PEER_STATE_READY && this.backendReady()) {
+      // close() ends a live session while the BE is READY: as for a broken one, reset and await
+      // it first (§4.10), so that what the used rings acknowledge is final — a request the device
+      // completes meanwhile is delivered, not failed although it was carried out.
+      this.closeReset = true; // tried once: a back-end that let it time out is not waited for twice
+      try {
+        await this.writeStatus(DeviceStatus.RESET);
+      } catch (err) {
+        log('%s: reset on close failed: %s', this.name, (err as Error).message);
+      }
+    }
     this.endSession(f.err, session !== null);
     switch (f.kind) {
       case 'lost':
@@ -736,7 +783,9 @@ export class VirtioFrontend extends EventEmitter {
           if (this.closing) return; // close() resets (§4.10 orderly shutdown)
           const lost = isBackendFailure(resetErr) ? (resetErr as Error) : backendLost('reset after a broken ring failed');
           await this.recover({ kind: 'lost', err: lost });
+          return;
         }
+        await this.pauseAfterBroken();
         return;
       case 'refused':
         this.safeEmit('error', f.err);
@@ -793,6 +842,31 @@ export class VirtioFrontend extends EventEmitter {
   }
 
   /**
+   * After a broken session (device reset, still READY): the first break of a run is
+   * re-initialised at once; a device that breaks every session again — a device callback that
+   * always throws, a ring it always refuses — would otherwise be re-initialised in a busy loop,
+   * re-probing the driver and emitting 'error' hundreds of times a second. Later breaks wait
+   * `firstMs`, doubling up to `maxMs`; a back-end that leaves READY, or close(), ends the wait.
+   */
+  private async pauseAfterBroken(): Promise<void> {
+    const streak = this.brokenStreak++;
+    if (streak === 0 || this.closing) return;
+    const ms = Math.min(this.brokenMaxMs, this.brokenFirstMs * 2 ** Math.min(streak - 1, 30));
+    if (ms === 0) return;
+    log('%s: %d sessions in a row broke: next initialisation in %d ms', this.name, streak + 1, ms);
+    let expired = false;
+    const timer = setTimeout(() => {
+      expired = true;
+      this.waitWake?.();
+    }, ms);
+    try {
+      await this.waitFor(() => expired || !this.backendReady());
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /**
    * Our State just went RESET after a back-end failure (§4.10). A BE whose entry still reads
    * READY (a transaction timed out) has not seen it yet, and a BE that samples states could miss
    * a RESET that lasts only until the next initialisation: hold it until the BE shows it reacted
@@ -838,6 +912,11 @@ export class VirtioFrontend extends EventEmitter {
     if (changed) d.doorbell(this.partner, 0);
   }
 
+  /** False once the ivshmem device was closed: its mapping is detached and must not be touched. */
+  private mapped(): boolean {
+    return this.header.u8.byteLength !== 0;
+  }
+
   /** Whether the header's first bytes differ from what the last initialisation validated. */
   private headerChanged(): boolean {
     const before = this.validatedHeader;
@@ -862,7 +941,7 @@ export class VirtioFrontend extends EventEmitter {
     this.waitWake?.();
     if (this.loopDone !== null) await this.loopDone;
     const d = this.device;
-    if (started && d.state === PEER_STATE_READY && this.backendReady()) {
+    if (started && d.state === PEER_STATE_READY && this.backendReady() && !this.closeReset) {
       log('%s: close in phase %s: resetting the device', this.name, phase);
       try {
         await this.writeStatus(DeviceStatus.RESET);

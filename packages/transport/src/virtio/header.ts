@@ -85,9 +85,10 @@ export class HeaderView {
     }
     this.limit = limit;
     this.u8 = new Uint8Array(window, 0, limit);
-    this.u16 = new Uint16Array(window, 0, limit >>> 1);
-    this.u32 = new Uint32Array(window, 0, limit >>> 2);
-    this.u64 = new BigUint64Array(window, 0, limit >>> 3);
+    // Division, not `>>>`: a limit of 2^32 bytes would wrap to empty word views.
+    this.u16 = new Uint16Array(window, 0, Math.floor(limit / 2));
+    this.u32 = new Uint32Array(window, 0, Math.floor(limit / 4));
+    this.u64 = new BigUint64Array(window, 0, Math.floor(limit / 8));
   }
 
   load8(off: number): number {

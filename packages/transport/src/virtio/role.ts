@@ -100,3 +100,14 @@ export function checkVirtioDevice(
     });
   }
 }
+
+/**
+ * A transport needs an open device: a closed `IvshmemPeer` has released its mapping (a detached
+ * window, which the header views would misreport as one too small) and a closed loopback device
+ * never hears from its partner (the transport would wait for ever). Throws VSHM_ERR_DEVICE_CLOSED.
+ */
+export function checkDeviceOpen(device: { readonly id: number; isPresent(id: number): boolean }, who: string): void {
+  if (!device.isPresent(device.id)) {
+    throw new TransportError('VSHM_ERR_DEVICE_CLOSED', '4.10', `${who}: the ivshmem device is closed; connect a new one`);
+  }
+}

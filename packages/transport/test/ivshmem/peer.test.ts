@@ -46,6 +46,14 @@ describe('IvshmemPeer with a fake server (spec §1.8, §3)', () => {
     expect(rig.fake.clientWrote()).to.equal(false);
   });
 
+  it('fromSocket() owns the socket from the call on: bad options close it too', async () => {
+    const before = rig.clientFds();
+    let err: unknown;
+    await IvshmemPeer.fromSocket(rig.fake.cli, { binding: b, timeoutMs: 0 }).catch((e) => (err = e));
+    expect((err as Error).name).to.equal('ArgumentError');
+    expect(rig.clientFds()).to.equal(before - 1);
+  });
+
   it('rejects connect when the burst stays incomplete (timeout)', async () => {
     rig.fake.init({ id: 1, vectors: 3 }, rig.mem);
     let err: unknown;

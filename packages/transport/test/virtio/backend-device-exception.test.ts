@@ -7,6 +7,8 @@ import { echoOps } from '../fixtures/backend-devices.js';
 import { kick, liveRig, queueRig, negotiate, LIVE, type QueueRig } from '../fixtures/backend-rig.js';
 import { HDR_DEVICE_STATUS } from '../../src/virtio/header.js';
 import { until } from '../fixtures/until.js';
+import { createLoopbackPair } from '../../src/testing/loopback.js';
+import { VirtioBackend } from '../../src/virtio/backend.js';
 
 describe("VirtioBackend 'device-exception'", () => {
   let rig: QueueRig | null = null;
@@ -38,6 +40,27 @@ describe("VirtioBackend 'device-exception'", () => {
     expect(err.stack).to.include('deviceOnAvailable');
     expect(cb).to.equal('onAvailable');
     expect(needsBefore, 'reported before needs-reset').to.equal(0);
+  });
+
+  it('a throwing initConfig is reported as initConfig; the header is still published (zero config)', async () => {
+    const ops = echoOps();
+    ops.initConfig = function deviceInitConfig() {
+      throw new RangeError('initConfig bug');
+    };
+    const [be, fe] = createLoopbackPair({ protocol: 0x8000 | ops.deviceId });
+    const backend = new VirtioBackend(be, ops);
+    const seen: [Error, string][] = [];
+    backend.on('device-exception', (err: Error, cb: string) => seen.push([err, cb]));
+    try {
+      backend.start(); // the front-end's entry reads RESET: the header is initialised at once
+      expect(backend.phase).to.equal('wait-fe-ready');
+      expect(seen.map(([e, cb]) => `${cb}: ${e.message}`)).to.deep.equal(['initConfig: initConfig bug']);
+      expect(seen[0][0].stack).to.include('deviceInitConfig');
+    } finally {
+      await backend.close();
+      fe.close();
+      be.close();
+    }
   });
 
   it('a throwing activate is reported as activate', async () => {

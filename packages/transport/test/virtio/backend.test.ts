@@ -3,6 +3,7 @@ import { DeviceStatus } from 'virtio-spec-types';
 import { createLoopbackPair, simulateServerGone, type LoopbackOptions } from '../../src/testing/loopback.js';
 import type { IvshmemDevice } from '../../src/ivshmem/device.js';
 import { VirtioBackend, type BackendPhase } from '../../src/virtio/backend.js';
+import { VirtioFrontend } from '../../src/virtio/frontend.js';
 import type { DeviceMemory } from '../../src/virtio/device-api.js';
 import { ArgumentError, TransportError } from '../../src/errors.js';
 import {
@@ -163,6 +164,37 @@ describe('VirtioBackend: header and state loop (§4.2, §4.10)', () => {
     expect(backend.phase).to.equal('closed');
   });
 
+  it('server gone while waiting for a front-end: State RESET, header left alone, no transaction discarded', async () => {
+    const [be, feDev] = createLoopbackPair({ protocol: 0x8003 });
+    const backend = new VirtioBackend(be, consoleLikeOps());
+    const phases: BackendPhase[] = [];
+    backend.on('phase', (p: BackendPhase) => phases.push(p));
+    try {
+      backend.start();
+      expect(backend.phase).to.equal('wait-fe-ready');
+      expect(be.state).to.equal(1);
+      const header = Array.from(new Uint8Array(be.window).slice(0, 88));
+      simulateServerGone(be);
+      await until(() => backend.phase === 'wait-fe-reset', 'State RESET');
+      // §4.10 "Server gone": no front-end can come on this memory any more, so the back-end does
+      // not stay READY on it — and it completes nothing: a front-end that went READY just before
+      // would otherwise see its set-up thrown away write by write.
+      expect(be.state).to.equal(0);
+      expect(Array.from(new Uint8Array(be.window).slice(0, 88))).to.deep.equal(header);
+      expect(phases.slice(-1)).to.deep.equal(['wait-fe-reset']);
+      // A transaction that shows up now is left alone (not completed without action).
+      const u32 = new Uint32Array(be.window, 0, 22);
+      Atomics.store(u32, HDR_WRITE_TRANSACTION >>> 2, HDR_DEVICE_STATUS);
+      feDev.doorbell(0, 0);
+      for (let i = 0; i < 20; i++) await new Promise((r) => setImmediate(r));
+      expect(Atomics.load(u32, HDR_WRITE_TRANSACTION >>> 2)).to.equal(HDR_DEVICE_STATUS);
+    } finally {
+      await backend.close();
+      be.close();
+      feDev.close();
+    }
+  });
+
   it('rejects a front-end device, a wrong device id and a bad ops table', () => {
     const [be, fe] = createLoopbackPair({ protocol: 0x8003 });
     try {
@@ -180,6 +212,18 @@ describe('VirtioBackend: header and state loop (§4.2, §4.10)', () => {
       be.close();
       fe.close();
     }
+  });
+
+  it('refuses a closed ivshmem device with a message that says so (not a header size, not a silent wait)', () => {
+    const [be, fe] = createLoopbackPair({ protocol: 0x8003 });
+    be.close();
+    fe.close();
+    expect(() => new VirtioBackend(be, consoleLikeOps()))
+      .to.throw(TransportError, /device is closed/)
+      .with.property('code', 'VSHM_ERR_DEVICE_CLOSED');
+    expect(() => new VirtioFrontend(fe, { deviceId: 3, features: 0n, queueCount: () => 2, probe: () => undefined, remove: () => undefined }))
+      .to.throw(TransportError, /device is closed/)
+      .with.property('code', 'VSHM_ERR_DEVICE_CLOSED');
   });
 
   it('queueMaxSize sees the sections of the region it is built on, and its answer is offered', async () => {
@@ -387,6 +431,11 @@ describe('VirtioBackend: write transactions (§4.3, §4.4)', () => {
     expect(fe.r32(HDR_CONFIG_GENERATION)).to.equal(0);
     await fe.txn(HDR_QUEUE_DEVICE_VECTOR, 2, 9);
     expect(fe.r16(HDR_QUEUE_DEVICE_VECTOR)).to.equal(1);
+    // An 8-byte store at 0x48 reaches past config_generation into the config (cols, rows): the
+    // config is BE-owned too (§4.2) and is put back with the rest.
+    await fe.txn(HDR_CONFIG_GENERATION, 8, 0xffffffffffffffffn);
+    expect(fe.r32(HDR_CONFIG_GENERATION)).to.equal(0);
+    expect([fe.r16(HDR_CONFIG + 0), fe.r16(HDR_CONFIG + 2)]).to.deep.equal([80, 25]);
   });
 
   it('DRIVER_OK activates the device; status 0 resets and ends the session (§4.5)', async () => {

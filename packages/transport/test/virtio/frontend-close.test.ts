@@ -83,6 +83,50 @@ describe('VirtioFrontend.close() in every phase (§4.10 orderly shutdown)', () =
     expect(r.fe.state).to.equal(0);
   });
 
+  it('while live: resets first, so a request the device completes meanwhile is delivered, not failed (§4.10)', async () => {
+    const r = rig();
+    r.backend.start();
+    const session = await r.frontend.start();
+    session.queues[1].add(Buffer.from('held'), 0, 'h');
+    session.queues[1].kick();
+    await until(() => r.dev.held.length === 1, 'the device holds the request');
+    // The device finishes the request a moment after close() was called — before it sees the reset.
+    const q = r.dev.sessions[0].queues[1]!;
+    const chain = r.dev.held[0];
+    setImmediate(() => {
+      q.push(chain, 0);
+      q.flush();
+    });
+    await r.frontend.close();
+    // Its used entry is the device's acknowledgement: the driver must get the completion, not an
+    // error for a request the device carried out (a block write reported failed, then retried).
+    expect(r.drv.used.map((u) => u.token)).to.deep.equal(['h']);
+    expect(r.drv.failed).to.deep.equal([]);
+    expect(r.dev.ends).to.deep.equal(['driver-reset']);
+    expect(r.fe.state).to.equal(0);
+  });
+
+  it('while live, against a back-end that stopped answering: one reset attempt, not two', async () => {
+    const r = echoRig({ frontend: { transactionTimeoutMs: 100 } });
+    r.backend.start();
+    await r.frontend.start();
+    // The BE stays READY but no longer serves anything (a frozen process).
+    r.be.onInterrupt = null;
+    r.be.removeAllListeners('peer-state');
+    r.be.removeAllListeners('peer-gone');
+    const txn = (r.frontend as unknown as { txn: { write: (off: number, w: number, v: number) => Promise<void> } }).txn;
+    const write = txn.write.bind(txn);
+    const resets: number[] = [];
+    txn.write = (off, w, v) => {
+      if (off === 0x44 && v === 0) resets.push(off);
+      return write(off, w, v);
+    };
+    await r.frontend.close();
+    expect(resets).to.have.length(1);
+    expect(r.fe.state).to.equal(0);
+    expect(r.frontend.phase).to.equal('closed');
+  });
+
   it('after a refusal (status FAILED written, waiting for the BE to leave): resets before leaving READY', async () => {
     const dev = echoDevice();
     dev.acceptFeatures = () => false; // FEATURES_OK is cleared: the FE refuses the device
@@ -100,6 +144,38 @@ describe('VirtioFrontend.close() in every phase (§4.10 orderly shutdown)', () =
     expect(r.fe.state).to.equal(0);
     await until(() => r.statusAtDeparture() !== null, 'the BE saw the FE leave');
     expect(r.statusAtDeparture()).to.equal(0);
+  });
+
+  it('the device closed right after the back-end was lost (mapping detached): the session still ends, close() resolves', async () => {
+    const r = rig();
+    r.backend.start();
+    const session = await r.frontend.start();
+    session.queues[1].add(Buffer.from('held'), 0, 'h');
+    session.queues[1].kick();
+    await until(() => r.dev.held.length === 1, 'the device holds the request');
+    const lost: Error[] = [];
+    r.frontend.on('lost', (e: Error) => lost.push(e));
+    // An application that closes its ivshmem device when the partner leaves, in the same turn as
+    // the PEER_GONE (or a server message after it that fails the peer): IvshmemPeer.close()
+    // unmaps, which detaches the window — the loopback does not, so detach it by transfer.
+    let described: unknown = null;
+    r.fe.once('peer-gone', () => {
+      structuredClone(r.fe.window, { transfer: [r.fe.window] });
+      r.fe.close();
+      // A status report in that turn (the session has not ended yet) reads nothing either.
+      try {
+        described = r.frontend.describe();
+      } catch (err) {
+        described = err;
+      }
+    });
+    r.be.close();
+    await r.frontend.close(); // awaits the front-end's loop: it must not have died on the mapping
+    expect(lost).to.have.length(1);
+    expect(r.drv.failed).to.have.length(1);
+    expect(r.drv.removed).to.have.length(1);
+    expect(r.frontend.phase).to.equal('closed');
+    expect(described).to.include({ phase: 'live', status: 0 });
   });
 
   it('twice at once: one shutdown', async () => {

@@ -4,6 +4,7 @@ import { createLoopbackPair, type LoopbackOptions } from '../../src/testing/loop
 import { VirtioBackend } from '../../src/virtio/backend.js';
 import { VirtioFrontend } from '../../src/virtio/frontend.js';
 import { ArgumentError, TransportError } from '../../src/errors.js';
+import { SharedMemoryLayout } from '../../src/ivshmem/layout.js';
 import type { DriverSession } from '../../src/virtio/device-api.js';
 import type { FrontendQueue } from '../../src/virtio/frontend-queues.js';
 import { echoDevice, recordingDriver } from '../fixtures/transport-devices.js';
@@ -26,6 +27,29 @@ describe('VirtioFrontend ↔ VirtioBackend on the loopback', () => {
       expect(() => new VirtioFrontend(be, recordingDriver())).to.throw(TransportError).with.property('code', 'VSHM_ERR_ROLE');
       expect(() => new VirtioFrontend(fe, { ...recordingDriver(), deviceId: 4 })).to.throw(TransportError).with.property('code', 'VSHM_ERR_DEVICE_ID');
       expect(() => new VirtioFrontend(fe, recordingDriver(), { bogus: 1 } as never)).to.throw(ArgumentError);
+      expect(() => new VirtioFrontend(fe, recordingDriver(), { brokenRetry: { firstMs: 20, maxMs: 10 } })).to.throw(ArgumentError, /brokenRetry/);
+    } finally {
+      fe.close();
+      be.close();
+    }
+  });
+
+  it('a region above 4 GiB (the server accepts up to 1 TiB) is refused with a message, not a bare RangeError', function () {
+    const rw = 2 ** 32 + 2 ** 20;
+    let big: ArrayBuffer;
+    try {
+      big = new ArrayBuffer(rw); // lazily backed: no memory is touched
+    } catch {
+      this.skip();
+    }
+    const [be, fe] = createLoopbackPair();
+    try {
+      // The loopback's own limit is 2 GiB: present its front-end device with a larger R/W section.
+      const dev = Object.create(fe, {
+        window: { value: big },
+        layout: { value: new SharedMemoryLayout(4096 + rw, 2, 0) },
+      }) as typeof fe;
+      expect(() => new VirtioFrontend(dev, recordingDriver())).to.throw(ArgumentError, /4 GiB/);
     } finally {
       fe.close();
       be.close();
@@ -174,6 +198,33 @@ describe('VirtioFrontend ↔ VirtioBackend on the loopback', () => {
     await until(() => drv.sessions.length === 2, 're-probe');
     expect(thrown).to.equal(true);
     expect(drv.removed).to.have.length(1);
+  });
+
+  it('a session that breaks again and again is re-initialised at once the first time, then after a growing pause', async () => {
+    // A device whose activate() always throws: every DRIVER_OK is answered with NEEDS_RESET. Each
+    // broken session used to be followed by the next initialisation at once — a busy loop (a core,
+    // and one 'error' per round: a console front-end printed hundreds of lines a second).
+    const dev = echoDevice();
+    dev.activate = () => {
+      throw new Error('device bug');
+    };
+    const { backend, frontend, drv } = echoRig({ dev, frontend: { brokenRetry: { firstMs: 60_000, maxMs: 60_000 } } });
+    const errors: Error[] = [];
+    frontend.on('error', (e: Error) => errors.push(e));
+    backend.on('device-exception', () => undefined);
+    backend.start();
+    void frontend.start().catch(() => undefined);
+    await until(() => errors.length === 2, 'the second broken session');
+    expect(drv.sessions).to.have.length(2); // the first break was retried at once
+    // Now the front-end pauses: many event-loop turns and a few timer rounds bring no new session.
+    const txns = frontend.transactionsCompleted;
+    for (let i = 0; i < 50; i++) await new Promise((r) => setImmediate(r));
+    await new Promise((r) => setTimeout(r, 30));
+    expect(frontend.transactionsCompleted).to.equal(txns);
+    expect(drv.sessions).to.have.length(2);
+    expect(frontend.phase).to.equal('recovering');
+    await frontend.close(); // the pause does not hold close() up
+    expect(frontend.phase).to.equal('closed');
   });
 
   it('zero-copy posting: allocOut() a view, fill it in place, addAllocated()', async () => {

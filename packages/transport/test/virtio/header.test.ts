@@ -76,6 +76,20 @@ describe('§4.2 header layout and HeaderView', () => {
     expect(dv.getUint8(H.HDR_QUEUE_EVENT)).to.equal(0);
   });
 
+  it('word views over an R/W section of exactly 4 GiB reach the header (no 32-bit wrap of the length)', function () {
+    let big: ArrayBuffer;
+    try {
+      big = new ArrayBuffer(2 ** 32); // lazily backed: only the header page is touched
+    } catch {
+      this.skip();
+    }
+    const h = new FrontendHeader(big, 2 ** 32);
+    new DataView(big).setUint32(H.HDR_SIZE, 88, true);
+    expect(h.load(H.HDR_SIZE, 4)).to.equal(88);
+    expect(h.load(H.HDR_QUEUE_SIZE, 2)).to.equal(0);
+    expect(h.load64(H.HDR_QUEUE_DESC)).to.equal(0n);
+  });
+
   it('refuses a window too small for the header', () => {
     expect(() => new H.HeaderView(new ArrayBuffer(64), H.headerSize(0)))
       .to.throw(TransportError)
