@@ -34,6 +34,11 @@ describe('connect: §4.1 checks (pure)', () => {
     ]);
   });
 
+  it('gives a protocol above 0xFFFF no role: §4.1 defines only the 16-bit range (the INIT field is a u32)', () => {
+    expect([0x10000, 0x18003, 0x1c003, 0xffffffff].map(roleOfProtocol)).to.deep.equal([null, null, null, null]);
+    expect(() => checkVirtioRole(0x18003, 'front-end', 3)).to.throw(/protocol 0x18003 is not virtio/);
+  });
+
   it('accepts the right role and id, refuses others with clear codes', () => {
     expect(code(() => checkVirtioRole(0xc004, 'back-end', 4))).to.equal(undefined);
     expect(code(() => checkVirtioRole(0x8004, 'front-end', 4))).to.equal(undefined);

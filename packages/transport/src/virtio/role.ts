@@ -12,11 +12,14 @@ import { TransportError } from '../errors.js';
 
 export type VirtioRole = 'back-end' | 'front-end';
 
-/** Role encoded in an INIT protocol (§4.1), or null for a non-virtio protocol (< 0x8000). */
+/**
+ * Role encoded in an INIT protocol (§4.1), or null for a non-virtio protocol: below 0x8000, or
+ * above 0xFFFF (the INIT field is a u32, §4.1 assigns roles only in the 16-bit range; taking the
+ * low half, as a C server that stores it in 16 bits would, could hand a peer a role nobody meant).
+ */
 export function roleOfProtocol(protocol: number): VirtioRole | null {
-  if (protocol >= 0xc000 && protocol <= 0xffff) return 'back-end';
-  if (protocol >= 0x8000) return 'front-end';
-  return null;
+  if (protocol > 0xffff || protocol < 0x8000) return null;
+  return protocol >= 0xc000 ? 'back-end' : 'front-end';
 }
 
 /**
