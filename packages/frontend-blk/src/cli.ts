@@ -83,6 +83,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     // transport waits for the back-end to reset, which may never come — say why, as the console
     // front-end does, instead of waiting in silence.
     l.transport.on('error', (err: Error) => fail(`device error (waiting for the back-end to recover): ${err.message}`));
+    l.transport.on('warning', (message: string) => fail(`warning: ${message}`));
     // A device defect, not a link event: said even with --quiet, once per device session.
     const checkBlockSize = (): void => {
       const line = blockSizeWarning(l.driver.geometry);

@@ -167,6 +167,7 @@ export async function main(argv: readonly string[]): Promise<number> {
       });
     });
     con.on('device-error', (err: Error) => fail(`device error (waiting for the back-end to recover): ${err.message}`));
+    con.on('device-warning', (message: string) => fail(`warning: ${message}`));
     const stalled = giveUpOnStall(con, opts.stallRetries);
     const port = await Promise.race([pickPort(con, opts, signalled, info), fatal.then(() => undefined), stalled.then(() => undefined)]);
     if (port === undefined) return 1;

@@ -75,6 +75,8 @@ const ROLE_RETRY_MS = 200;
  * 'error' (err: the connection failed for good, e.g. a protocol error; the peer is closed);
  * 'device-error' (err: the transport refused the device or found a broken ring; it resets and
  * waits or re-initialises by itself — informational);
+ * 'device-warning' (message: a device fault the transport works around, e.g. a queue's device
+ * vector out of range, §4.6 — informational);
  * 'transaction-timeout' (err: a header write transaction was not completed in time — the
  * back-end is READY but not answering; the transport treats it as lost and re-initialises, so
  * this repeats while the back-end stays stalled: policy, such as giving up, is the caller's).
@@ -217,6 +219,7 @@ class ConsoleHandle extends EventEmitter implements Console {
       });
     });
     transport.on('error', (err: Error) => this.emit('device-error', err));
+    transport.on('warning', (message: string) => this.emit('device-warning', message));
     transport.on('lost', (err: Error & { code?: string }) => {
       if (err.code === 'VSHM_ERR_TXN_TIMEOUT') this.emit('transaction-timeout', err);
     });

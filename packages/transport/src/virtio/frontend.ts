@@ -51,7 +51,9 @@
  * opened it closes it.
  *
  * Events: 'ready' (session) after every probe; 'lost' (err) on every back-end failure;
- * 'error' (err) for refused devices and broken rings (only emitted when someone listens).
+ * 'error' (err) for refused devices and broken rings (only emitted when someone listens);
+ * 'warning' (message) for a device fault the transport works around (a queue's device vector
+ * beyond the vectors the server gave: vector 0 is rung instead, §4.6).
  */
 import { EventEmitter } from 'node:events';
 import { createLogger as createDebug } from '../log.js';
@@ -418,7 +420,9 @@ export class VirtioFrontend extends EventEmitter {
       if (maxSize === 0) throw new TransportError('VSHM_ERR_QUEUE', '4.6', `queue ${i} does not exist on the device`);
       if (enabled !== 0) throw new TransportError('VSHM_ERR_QUEUE', '4.6', `queue ${i} is already enabled after reset`);
       if (deviceVector >= d.vectors) {
-        log('%s: warning: queue %d device vector %d ≥ %d vectors, using 0', this.name, i, deviceVector, d.vectors);
+        const line = `queue ${i}: device vector ${deviceVector} is not below the ${d.vectors} vectors: vector 0 is rung instead (§4.6)`;
+        log('%s: warning: %s', this.name, line);
+        this.emit('warning', line);
         deviceVector = 0;
       }
       const want = this.ops.queueSize?.(i, maxSize) ?? maxSize;

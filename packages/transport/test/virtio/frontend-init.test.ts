@@ -165,7 +165,11 @@ describe('VirtioFrontend initialisation (scripted back-end)', () => {
   it('a device vector ≥ vectors is replaced by 0', async () => {
     // 2 vectors but a (broken) BE that offers device vectors 1 + i anyway.
     const { sb, drv } = setup({ deviceVectors: [1, 2] }, { vectors: 2 });
+    const warnings: string[] = [];
+    frontend!.on('warning', (m: string) => warnings.push(m));
     await frontend!.start();
+    // §4.6: the fallback is said, not only done (a back-end bug the operator should see).
+    expect(warnings).to.deep.equal(['queue 1: device vector 2 is not below the 2 vectors: vector 0 is rung instead (§4.6)']);
     const qs = drv.sessions[0].queues as unknown as { deviceVector: number; driverVector: number }[];
     expect(qs.map((q) => [q.deviceVector, q.driverVector])).to.deep.equal([[1, 1], [0, 1]]);
     expect(sb.queueInfo(1)?.vector).to.equal(1);
