@@ -362,6 +362,10 @@ export class IvshmemPeer extends EventEmitter implements IvshmemDevice {
         closeQuietly(this.binding, fd);
       }
     }
+    // Absent reads as 0: a newcomer on this id is reported ('peer-state') even when its state
+    // equals the departed peer's last one — a quick restart's READY, often written before the
+    // vector-0 scan that would have seen the absence.
+    this.seen[id] = 0;
     debug('peer %d: peer %d gone', this.idValue, id);
     this.emit('peer-gone', id);
   }

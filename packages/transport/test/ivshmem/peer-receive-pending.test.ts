@@ -5,7 +5,9 @@
  * one's id").
  */
 import { expect } from 'chai';
+import { writeSync } from 'node:fs';
 import { eventfdCount, usePeerRig } from '../fixtures/device-rigs.js';
+import { until } from '../fixtures/until.js';
 
 describe('IvshmemPeer.receivePending (spec §1.6, §1.3)', () => {
   const rig = usePeerRig();
@@ -46,3 +48,32 @@ describe('IvshmemPeer.receivePending (spec §1.6, §1.3)', () => {
     p.receivePending();
   });
 });
+
+describe('IvshmemPeer: a newcomer on a departed peer\'s id (spec §3 peer-state)', () => {
+  const rig = usePeerRig();
+
+  it('reports the newcomer\'s state even when it equals the departed peer\'s last one', async () => {
+    const p = await rig.connect();
+    const events: string[] = [];
+    p.on('peer-state', (id: number, s: number) => events.push(`state ${id} ${s}`));
+    p.on('peer-gone', (id: number) => events.push(`gone ${id}`));
+    rig.table[0] = 1; // the back-end READY
+    signal(rig.efd[1][0]);
+    await until(() => events.length === 1, 'the first peer-state');
+    // It leaves; a newcomer takes id 0 and is READY (and rings us) before we handled the
+    // PEER_GONE: one batch of server messages, one vector-0 wake-up after it.
+    const fresh = [0, 1, 2].map(() => rig.fake.eventfd());
+    rig.fake.peerGone(0);
+    for (let v = 0; v < 3; v++) rig.fake.eventFd(0, v, fresh[v]);
+    p.receivePending();
+    signal(rig.efd[1][0]);
+    await until(() => events.length === 3, 'peer-gone and the newcomer\'s state');
+    expect(events).to.deep.equal(['state 0 1', 'gone 0', 'state 0 1']);
+  });
+});
+
+function signal(efd: number): void {
+  const one = Buffer.alloc(8);
+  one.writeBigUInt64LE(1n);
+  writeSync(efd, one);
+}
