@@ -313,7 +313,7 @@ export class VirtioFrontend extends EventEmitter {
     d.onInterrupt = this.onIrq;
     if (this.spinOptions !== undefined) this.spin = attachSpin(d, frontendPollable(this), this.spinOptions);
     d.setState(PEER_STATE_RESET); // (1)
-    this.loopDone = this.loop();
+    this.loopDone = this.loop().catch((err: unknown) => this.loopFailed(err));
     return p;
   }
 
@@ -367,6 +367,20 @@ export class VirtioFrontend extends EventEmitter {
       this.setPhase('recovering');
       await this.recover(f);
     }
+  }
+
+  /**
+   * The loop threw: every failure a peer can cause is classified inside it, so this is a defect
+   * of ours. Not an unhandled rejection (which ends the process) and not a transport left
+   * half-alive: one 'error' (VSHM_ERR_TRANSPORT), a pending start() rejected with it, and the
+   * orderly shutdown (close(), which waits for this handler through `loopDone`, so not awaited).
+   */
+  private loopFailed(err: unknown): void {
+    const e = new TransportError('VSHM_ERR_TRANSPORT', '4.10', `front-end loop failed: ${err instanceof Error ? err.message : String(err)}`);
+    log('%s: %s', this.name, e.message);
+    this.rejectStart(e);
+    this.safeEmit('error', e);
+    void this.close();
   }
 
   /** Steps (3)–(5); resolves with the new (not yet live) session. */
