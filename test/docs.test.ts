@@ -247,6 +247,97 @@ describe('docs: what the prose says about the code', () => {
   });
 });
 
+describe('docs: links, names and files the prose points at', () => {
+  /** Every user-facing markdown file: the README, docs/, the bench's and every package's README. */
+  const markdown = (): string[] => [
+    'README.md',
+    'bench/README.md',
+    ...readdirSync(join(repo, 'docs')).filter((f) => f.endsWith('.md')).map((f) => `docs/${f}`),
+    ...readmesUnder('packages'),
+    ...readmesUnder('examples'),
+  ];
+  /** The same, minus docs/decisions.md: a record of what was decided, which may name what is gone. */
+  const describing = (): string[] => markdown().filter((d) => d !== 'docs/decisions.md');
+
+  it('finds headings the way GitHub anchors them', () => {
+    expect([...headingAnchors('# A b\n```\n# not one\n```\n### 7.3 Back-end\n## `x.y` — z\n## A b\n')]).to.deep.equal([
+      'a-b',
+      '73-back-end',
+      'xy--z',
+      'a-b-1',
+    ]);
+    expect(markdownLinks('[a](b.md#c) `[d](e.md)` [f](https://x/y)\n```\n[g](h.md)\n```\n')).to.deep.equal(['b.md#c']);
+  });
+
+  it('every relative link resolves, and its #anchor names a heading of the target', () => {
+    const bad: string[] = [];
+    for (const d of markdown()) {
+      for (const href of markdownLinks(read(d))) {
+        const [path, anchor] = href.split('#') as [string, string | undefined];
+        const target = path === '' ? d : join(dirname(d), path);
+        if (!existsSync(join(repo, target))) {
+          bad.push(`${d}: ${href} (no ${target})`);
+        } else if (anchor !== undefined && target.endsWith('.md') && !headingAnchors(read(target)).has(anchor)) {
+          bad.push(`${d}: ${href} (no heading #${anchor} in ${target})`);
+        }
+      }
+    }
+    expect(bad, `links that lead nowhere:\n${bad.join('\n')}\n`).to.deep.equal([]);
+  });
+
+  it('every VSHM_* environment variable and VSHM_ERR_* code the docs name is in the code', () => {
+    const code = codeTexts().join('\n');
+    const bad: string[] = [];
+    for (const d of describing()) {
+      for (const name of new Set(read(d).match(/\bVSHM_[A-Z0-9_]*[A-Z0-9]\b/g) ?? [])) {
+        if (!new RegExp(`\\b${name}\\b`).test(code)) bad.push(`${d}: ${name}`);
+      }
+    }
+    expect(bad, `names no source, test, script or bench file uses:\n${bad.join('\n')}\n`).to.deep.equal([]);
+  });
+
+  it('docs/conformance.md names every conformance test file, and only files that exist', () => {
+    const files = readdirSync(join(repo, 'packages')).flatMap((p) => {
+      const dir = join(repo, 'packages', p, 'test', 'conformance');
+      return existsSync(dir) ? readdirSync(dir).filter((f) => f.endsWith('.test.ts')) : [];
+    });
+    expect(files.length).to.be.at.least(42);
+    const named = new Set(read('docs/conformance.md').match(/\b\d\d-[a-z0-9-]+\.test\.ts\b/g) ?? []);
+    expect([...named].filter((f) => !files.includes(f)), 'named in docs/conformance.md, but no such file').to.deep.equal([]);
+    expect(files.filter((f) => !named.has(f)), 'conformance files docs/conformance.md does not name').to.deep.equal([]);
+  });
+});
+
+/** The relative link targets of a markdown text, outside code spans and fenced blocks. */
+function markdownLinks(markdown: string): string[] {
+  const prose = markdown.replace(/^```[\s\S]*?^```$/gm, '').replace(/`[^`\n]*`/g, '');
+  return [...prose.matchAll(/\]\(([^)\s]+)\)/g)].map((m) => m[1]!).filter((h) => !/^[a-z][a-z0-9+.-]*:/i.test(h));
+}
+
+/** The anchors GitHub gives the headings of a markdown text: lower case, punctuation dropped, spaces to dashes, repeats numbered. */
+function headingAnchors(markdown: string): Set<string> {
+  const out = new Set<string>();
+  const seen = new Map<string, number>();
+  let inCode = false;
+  for (const line of markdown.split('\n')) {
+    if (line.startsWith('```')) inCode = !inCode;
+    const m = inCode ? null : /^#{1,6}\s+(.*?)\s*#*\s*$/.exec(line);
+    if (m === null) continue;
+    const base = m[1]!.toLowerCase().replace(/[^\p{L}\p{N}\s_-]/gu, '').replace(/\s/g, '-');
+    const n = seen.get(base);
+    seen.set(base, (n ?? -1) + 1);
+    out.add(n === undefined ? base : `${base}-${n + 1}`);
+  }
+  return out;
+}
+
+/** The text of every source, test, script and bench file (TypeScript, JavaScript, C, C++, shell). */
+function codeTexts(): string[] {
+  return [...workingTreePaths()]
+    .filter((p) => /\.(ts|mts|mjs|cjs|js|c|cc|h|sh)$/.test(p) || p === '.ci/run')
+    .map((p) => readFileSync(join(repo, p), 'utf8'));
+}
+
 /** `DIR/*\/README.md` that exist. */
 function readmesUnder(dir: string): string[] {
   return readdirSync(join(repo, dir))
