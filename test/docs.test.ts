@@ -308,6 +308,20 @@ describe('docs: links, names and files the prose points at', () => {
   });
 });
 
+describe('docs/architecture.md: what it says about the tests', () => {
+  it('"there is one wait, until()": no test file defines a polling wait of its own', () => {
+    const shared = ['packages/transport/test/fixtures/until.ts', 'test/e2e-system.ts', 'addon/test/helpers.ts'];
+    const own = [...workingTreePaths()]
+      .filter((p) => /^(packages|examples)\/[^/]+\/test\/|^test\/|^addon\/test\//.test(p) && /\.(ts|mts|mjs)$/.test(p) && !shared.includes(p))
+      // A top-level definition; a rig's own method of that name (a wait for bytes on a socket it
+      // holds, like `untilStderr`) is not a second generic wait.
+      .filter((p) => /^(?:export\s+)?(?:async\s+)?(?:function\s+until\s*\(|(?:const|let)\s+until\s*=)/m.test(readFileSync(join(repo, p), 'utf8')));
+    expect(read('docs/architecture.md')).to.include('There is one wait, `until()`');
+    for (const f of shared) expect(read(f), f).to.match(/export async function until\(/);
+    expect(own, 'test files with an until() of their own instead of the shared one').to.deep.equal([]);
+  });
+});
+
 /** The relative link targets of a markdown text, outside code spans and fenced blocks. */
 function markdownLinks(markdown: string): string[] {
   const prose = markdown.replace(/^```[\s\S]*?^```$/gm, '').replace(/`[^`\n]*`/g, '');
