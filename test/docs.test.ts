@@ -308,6 +308,21 @@ describe('docs: links, names and files the prose points at', () => {
   });
 });
 
+describe('docs/guest.md: the console queue sizes by region', () => {
+  it("the table is what ConsoleDevice's queueSize 'auto' offers", async () => {
+    const { autoQueueSize, linuxReceiveQueues, AUTO_QUEUE_MIN, AUTO_QUEUE_MIN_MULTIPORT } = await import('@vshm/backend-console');
+    const section = read('docs/guest.md').split('**What the console offers by region size.**')[1]!;
+    const rows = [...section.matchAll(/^\| (\d+)([KM])\b[^|]*\| *(\d+) *\| *(\d+) *\|$/gm)];
+    expect(rows.length, 'rows of the table').to.be.at.least(6);
+    for (const [row, n, unit, plain, onePort] of rows) {
+      const rwSize = Number(n) * (unit === 'K' ? 1024 : 1024 * 1024) - 4096; // -o 0: all but the state table
+      expect(autoQueueSize({ rwSize }, linuxReceiveQueues(false, 0), AUTO_QUEUE_MIN), row).to.equal(Number(plain));
+      // One named port: max_nr_ports 2 (port 0 and it), so 3 receive queues.
+      expect(autoQueueSize({ rwSize }, linuxReceiveQueues(true, 2), AUTO_QUEUE_MIN_MULTIPORT), row).to.equal(Number(onePort));
+    }
+  });
+});
+
 describe('docs/architecture.md: what it says about the tests', () => {
   it('"there is one wait, until()": no test file defines a polling wait of its own', () => {
     const shared = ['packages/transport/test/fixtures/until.ts', 'test/e2e-system.ts', 'addon/test/helpers.ts'];
