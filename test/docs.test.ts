@@ -4,8 +4,11 @@
  * allows no hidden public types and fails on a warning, `npm run docs` exists and its output is not tracked, and
  * the README links every document. And what the prose says about the code, against the code's
  * text: every option a command's --help lists is named in its README and in its synopsis there,
- * no README names an option no command has, the public door's name count is the real one, and
- * every repository path a README names exists.
+ * no README names an option no command has, the public door's name count is the real one,
+ * every repository path a README names exists, every relative link and #anchor resolves, every
+ * VSHM_* name the docs use is in the code, conformance.md names exactly the conformance files,
+ * guest.md's queue-size table is the code's, and the tests have the one `until()` that
+ * architecture.md promises.
  */
 import { expect } from 'chai';
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
@@ -202,12 +205,13 @@ describe('docs: what the prose says about the code', () => {
     expect(missing, `options missing from a synopsis:\n${missing.join('\n')}\n`).to.deep.equal([]);
   });
 
-  it('every --option the READMEs and the guest guide name exists in some usage text', () => {
-    const known = new Set<string>(['--build', '--import']); // tsc --build, node --import tsx
+  it('every --option the READMEs and docs/ (but for decisions.md) name exists in some usage text', () => {
+    // tsc --build, node --import tsx, and the mocha options of conformance.md's command
+    const known = new Set<string>(['--build', '--import', '--no-config', '--extension', '--timeout', '--exit']);
     for (const text of [...CLIS.map(usageOf), stringConstant(read('bench/run.mjs'), 'USAGE')]) {
       for (const m of text.matchAll(/--[a-z][a-z0-9-]*/g)) known.add(m[0]);
     }
-    const docs = ['README.md', 'docs/guest.md', ...readmesUnder('packages'), ...readmesUnder('examples')];
+    const docs = ['README.md', 'docs/guest.md', 'docs/protocol.md', 'docs/architecture.md', 'docs/conformance.md', ...readmesUnder('packages'), ...readmesUnder('examples')];
     const stale: string[] = [];
     for (const d of docs) {
       for (const m of read(d).matchAll(/(?<![\w-])--[a-z][a-z0-9-]*/g)) if (!known.has(m[0])) stale.push(`${d}: ${m[0]}`);
@@ -246,6 +250,126 @@ describe('docs: what the prose says about the code', () => {
     expect(bad, `paths that name nothing in the repository:\n${bad.join('\n')}\n`).to.deep.equal([]);
   });
 });
+
+describe('docs: links, names and files the prose points at', () => {
+  /** Every user-facing markdown file: the README, docs/, the bench's and every package's README. */
+  const markdown = (): string[] => [
+    'README.md',
+    'bench/README.md',
+    ...readdirSync(join(repo, 'docs')).filter((f) => f.endsWith('.md')).map((f) => `docs/${f}`),
+    ...readmesUnder('packages'),
+    ...readmesUnder('examples'),
+  ];
+  /** The same, minus docs/decisions.md: a record of what was decided, which may name what is gone. */
+  const describing = (): string[] => markdown().filter((d) => d !== 'docs/decisions.md');
+
+  it('finds headings the way GitHub anchors them', () => {
+    expect([...headingAnchors('# A b\n```\n# not one\n```\n### 7.3 Back-end\n## `x.y` — z\n## A b\n')]).to.deep.equal([
+      'a-b',
+      '73-back-end',
+      'xy--z',
+      'a-b-1',
+    ]);
+    expect(markdownLinks('[a](b.md#c) `[d](e.md)` [f](https://x/y)\n```\n[g](h.md)\n```\n')).to.deep.equal(['b.md#c']);
+  });
+
+  it('every relative link resolves, and its #anchor names a heading of the target', () => {
+    const bad: string[] = [];
+    for (const d of markdown()) {
+      for (const href of markdownLinks(read(d))) {
+        const [path, anchor] = href.split('#') as [string, string | undefined];
+        const target = path === '' ? d : join(dirname(d), path);
+        if (!existsSync(join(repo, target))) {
+          bad.push(`${d}: ${href} (no ${target})`);
+        } else if (anchor !== undefined && target.endsWith('.md') && !headingAnchors(read(target)).has(anchor)) {
+          bad.push(`${d}: ${href} (no heading #${anchor} in ${target})`);
+        }
+      }
+    }
+    expect(bad, `links that lead nowhere:\n${bad.join('\n')}\n`).to.deep.equal([]);
+  });
+
+  it('every VSHM_* environment variable and VSHM_ERR_* code the docs name is in the code', () => {
+    const code = codeTexts().join('\n');
+    const bad: string[] = [];
+    for (const d of describing()) {
+      for (const name of new Set(read(d).match(/\bVSHM_[A-Z0-9_]*[A-Z0-9]\b/g) ?? [])) {
+        if (!new RegExp(`\\b${name}\\b`).test(code)) bad.push(`${d}: ${name}`);
+      }
+    }
+    expect(bad, `names no source, test, script or bench file uses:\n${bad.join('\n')}\n`).to.deep.equal([]);
+  });
+
+  it('docs/conformance.md names every conformance test file, and only files that exist', () => {
+    const files = readdirSync(join(repo, 'packages')).flatMap((p) => {
+      const dir = join(repo, 'packages', p, 'test', 'conformance');
+      return existsSync(dir) ? readdirSync(dir).filter((f) => f.endsWith('.test.ts')) : [];
+    });
+    expect(files.length).to.be.at.least(42);
+    const named = new Set(read('docs/conformance.md').match(/\b\d\d-[a-z0-9-]+\.test\.ts\b/g) ?? []);
+    expect([...named].filter((f) => !files.includes(f)), 'named in docs/conformance.md, but no such file').to.deep.equal([]);
+    expect(files.filter((f) => !named.has(f)), 'conformance files docs/conformance.md does not name').to.deep.equal([]);
+  });
+});
+
+describe('docs/guest.md: the console queue sizes by region', () => {
+  it("the table is what ConsoleDevice's queueSize 'auto' offers", async () => {
+    const { autoQueueSize, linuxReceiveQueues, AUTO_QUEUE_MIN, AUTO_QUEUE_MIN_MULTIPORT } = await import('@vshm/backend-console');
+    const section = read('docs/guest.md').split('**What the console offers by region size.**')[1]!;
+    const rows = [...section.matchAll(/^\| (\d+)([KM])\b[^|]*\| *(\d+) *\| *(\d+) *\|$/gm)];
+    expect(rows.length, 'rows of the table').to.be.at.least(6);
+    for (const [row, n, unit, plain, onePort] of rows) {
+      const rwSize = Number(n) * (unit === 'K' ? 1024 : 1024 * 1024) - 4096; // -o 0: all but the state table
+      expect(autoQueueSize({ rwSize }, linuxReceiveQueues(false, 0), AUTO_QUEUE_MIN), row).to.equal(Number(plain));
+      // One named port: max_nr_ports 2 (port 0 and it), so 3 receive queues.
+      expect(autoQueueSize({ rwSize }, linuxReceiveQueues(true, 2), AUTO_QUEUE_MIN_MULTIPORT), row).to.equal(Number(onePort));
+    }
+  });
+});
+
+describe('docs/architecture.md: what it says about the tests', () => {
+  it('"there is one wait, until()": no test file defines a polling wait of its own', () => {
+    const shared = ['packages/transport/test/fixtures/until.ts', 'test/e2e-system.ts', 'addon/test/helpers.ts'];
+    const own = [...workingTreePaths()]
+      .filter((p) => /^(packages|examples)\/[^/]+\/test\/|^test\/|^addon\/test\//.test(p) && /\.(ts|mts|mjs)$/.test(p) && !shared.includes(p))
+      // A top-level definition; a rig's own method of that name (a wait for bytes on a socket it
+      // holds, like `untilStderr`) is not a second generic wait.
+      .filter((p) => /^(?:export\s+)?(?:async\s+)?(?:function\s+until\s*\(|(?:const|let)\s+until\s*=)/m.test(readFileSync(join(repo, p), 'utf8')));
+    expect(read('docs/architecture.md')).to.include('There is one wait, `until()`');
+    for (const f of shared) expect(read(f), f).to.match(/export async function until\(/);
+    expect(own, 'test files with an until() of their own instead of the shared one').to.deep.equal([]);
+  });
+});
+
+/** The relative link targets of a markdown text, outside code spans and fenced blocks. */
+function markdownLinks(markdown: string): string[] {
+  const prose = markdown.replace(/^```[\s\S]*?^```$/gm, '').replace(/`[^`\n]*`/g, '');
+  return [...prose.matchAll(/\]\(([^)\s]+)\)/g)].map((m) => m[1]!).filter((h) => !/^[a-z][a-z0-9+.-]*:/i.test(h));
+}
+
+/** The anchors GitHub gives the headings of a markdown text: lower case, punctuation dropped, spaces to dashes, repeats numbered. */
+function headingAnchors(markdown: string): Set<string> {
+  const out = new Set<string>();
+  const seen = new Map<string, number>();
+  let inCode = false;
+  for (const line of markdown.split('\n')) {
+    if (line.startsWith('```')) inCode = !inCode;
+    const m = inCode ? null : /^#{1,6}\s+(.*?)\s*#*\s*$/.exec(line);
+    if (m === null) continue;
+    const base = m[1]!.toLowerCase().replace(/[^\p{L}\p{N}\s_-]/gu, '').replace(/\s/g, '-');
+    const n = seen.get(base);
+    seen.set(base, (n ?? -1) + 1);
+    out.add(n === undefined ? base : `${base}-${n + 1}`);
+  }
+  return out;
+}
+
+/** The text of every source, test, script and bench file (TypeScript, JavaScript, C, C++, shell) but this one. */
+function codeTexts(): string[] {
+  return [...workingTreePaths()]
+    .filter((p) => (/\.(ts|mts|mjs|cjs|js|c|cc|h|sh)$/.test(p) || p === '.ci/run') && p !== 'test/docs.test.ts')
+    .map((p) => readFileSync(join(repo, p), 'utf8'));
+}
 
 /** `DIR/*\/README.md` that exist. */
 function readmesUnder(dir: string): string[] {

@@ -30,6 +30,19 @@ export function expectSyscallError(
   expect(e.syscall).to.equal(syscall);
 }
 
+/**
+ * The addon tests' one wait: resolves once `cond()` holds, re-checking every 2 ms (what it waits
+ * for is mostly another process's state in /proc, which no event announces); rejects naming
+ * `what` past `boundMs`, a safety net on a loaded machine, never a success condition.
+ */
+export async function until(cond: () => boolean, what: string, boundMs = 20_000): Promise<void> {
+  const deadline = Date.now() + boundMs;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 2));
+  }
+}
+
 /** file:// URL of the addon entry point, for child scripts. */
 export const ADDON_URL = pathToFileURL(fileURLToPath(new URL('../index.js', import.meta.url))).href;
 

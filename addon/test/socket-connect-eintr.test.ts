@@ -13,19 +13,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { expect } from 'chai';
 import binding from '@vshm/addon';
-import { ADDON_URL } from './helpers.js';
+import { ADDON_URL, until } from './helpers.js';
 
 /** connect(2)'s number, as /proc/PID/syscall shows it, where we know it. */
 const CONNECT_NR: Record<string, string> = { x64: '42', arm64: '203' };
-
-/** Resolves once `test()` holds, checking every few ms (a bounded wait for another process's state). */
-async function until(what: string, test: () => boolean, ms = 20_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!test()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 2));
-  }
-}
 
 /** Whether SIGUSR1 is pending for process `pid` or its main thread (/proc status masks). */
 function usr1Pending(pid: number): boolean {
@@ -77,13 +68,13 @@ describe('addon: socketConnect interrupted by a signal', function () {
         return false;
       }
     };
-    await until('the child to block in connect', () => out.includes('connecting') && inConnect());
+    await until(() => out.includes('connecting') && inConnect(), 'the child to block in connect');
     ch.kill('SIGUSR1');
     // Delivered: pending neither for the process nor for its main thread — which the kernel picks,
     // as it sleeps with the signal unblocked. The connect then either came back (the old bug: an
     // unconnected socket, ENOTCONN on the send) or, retried, blocks again.
-    await until('the signal to be delivered', () => !usr1Pending(ch.pid!));
-    await until('the connect to return or block again', () => out.includes('{') || inConnect());
+    await until(() => !usr1Pending(ch.pid!), 'the signal to be delivered');
+    await until(() => out.includes('{') || inConnect(), 'the connect to return or block again');
     // Make room: the child's connect completes and its byte arrives on one of the accepted sockets.
     const accepted: number[] = [];
     const acceptAll = (): void => {
@@ -93,12 +84,12 @@ describe('addon: socketConnect interrupted by a signal', function () {
       }
     };
     acceptAll();
-    await until('the child to report', () => out.includes('{'));
+    await until(() => out.includes('{'), 'the child to report');
     const result = JSON.parse(out.slice(out.indexOf('{'))) as { ok: boolean; code?: string; syscall?: string };
     expect(result, "the child's socketConnect after EINTR").to.deep.equal({ ok: true, sent: 1 });
-    await until("the child's byte", () => {
+    await until(() => {
       acceptAll();
       return accepted.some((fd) => binding.recvMsg(fd, 1, 0)?.bytes.toString() === 'x');
-    });
+    }, "the child's byte");
   });
 });

@@ -42,7 +42,7 @@ Options:
   --print-capabilities     print the device's capabilities as one JSON object and exit
   -h, --help               this help
 
-Quit with Ctrl-] then q (on a terminal), or SIGINT/SIGTERM. Ctrl-] Ctrl-] sends one Ctrl-].
+Quit with Ctrl-] then q (on a terminal), or SIGINT/SIGTERM/SIGHUP. Ctrl-] Ctrl-] sends one Ctrl-].
 Exit status: 0 on a clean quit, 1 on runtime failures, 2 on bad arguments.
 DEBUG=vshm:console-be (or vshm:*) traces the device.`;
 

@@ -58,7 +58,10 @@ export interface ConsoleDeviceOptions {
   bufferLimit?: number;
 }
 
-/** Largest port name: keeps PORT_NAME within a 128-byte control receive buffer. */
+/**
+ * Largest port name: a PORT_NAME message (8-byte header and the name) stays within 128 bytes,
+ * well inside the control receive buffers a driver posts (256 bytes in vshm-console-frontend).
+ */
 export const MAX_PORT_NAME_BYTES = 120;
 const MAX_PORTS = 64;
 

@@ -17,6 +17,7 @@ import { BlockDevice, type BlockDeviceOptions } from '../../backend-blk/src/devi
 import { openImage, type ImageFile } from '../../backend-blk/src/image.js';
 import { SeamImage, TempImage, pattern } from '../../backend-blk/test/fixtures/rig.js';
 import { BlockDriver } from '../src/driver.js';
+import { until } from '../../transport/test/fixtures/until.js';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -55,17 +56,6 @@ async function pair(bytes: number, devOpts: BlockDeviceOptions = {}, memory = 16
       img.remove();
     },
   };
-}
-
-function until(cond: () => boolean): Promise<void> {
-  return new Promise((resolve) => {
-    const t = setInterval(() => {
-      if (cond()) {
-        clearInterval(t);
-        resolve();
-      }
-    }, 1);
-  });
 }
 
 describe('BlockDriver ↔ BlockDevice (both real halves, loopback pair, image file)', function () {
@@ -155,7 +145,7 @@ describe('BlockDriver ↔ BlockDevice (both real halves, loopback pair, image fi
     p.seam.hold(0);
     const order: string[] = [];
     const wa = d.write(0, a).then(() => order.push('a'));
-    await until(() => p!.seam.waiting(0));
+    await until(() => p!.seam.waiting(0), 'the write at 0 held in the image seam');
     const wb = d.write(MiB, b).then(() => order.push('b'));
     const rb = d.read(MiB, 4096);
     await wb;

@@ -54,7 +54,8 @@ Options:
 
 If the back-end goes away, the front-end waits for a new one (spec §4.10) and resumes;
 data written meanwhile is sent once it is back. The same holds for a server restart:
-the front-end reconnects and re-initialises the device on the new shared memory. SIGINT/SIGTERM reset the device and exit 0.
+the front-end reconnects and re-initialises the device on the new shared memory.
+SIGINT/SIGTERM/SIGHUP reset the device and exit 0.
 Exit status: 0 on a clean quit, 1 on runtime failures, 2 on bad arguments.
 DEBUG=vshm:* traces every layer.`;
 

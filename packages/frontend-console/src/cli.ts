@@ -1,7 +1,7 @@
 /**
  * `vshm-console-frontend`: the virtio-console driver as a command (see USAGE in cli-args.ts).
  *
- * Exit status: 0 after Ctrl-] q or SIGINT/SIGTERM (orderly: device reset, State := RESET,
+ * Exit status: 0 after Ctrl-] q or SIGINT/SIGTERM/SIGHUP (orderly: device reset, State := RESET,
  * disconnect); the command's status with `-- COMMAND` (127 if it cannot be run); 1 for runtime
  * failures (no server, wrong role, not a console device, socket in use); 2 for bad arguments.
  * Every failure is one stderr line starting with the program name.

@@ -1,8 +1,9 @@
 /**
  * `@vshm/transport`: virtio over ivshmem v2 shared memory — the public API, what a device, a
- * driver or an application builds with. Two more doors: `@vshm/transport/ring` (the split-ring
- * engine alone, no ivshmem) and `@vshm/transport/testing` (mocks, loopback pair, hostile
- * generator; never for product code). test/index.test.ts pins the runtime names below.
+ * driver or an application builds with. Three more doors: `@vshm/transport/ring` (the split-ring
+ * engine alone, no ivshmem), `@vshm/transport/testing` (mocks, loopback pair, hostile
+ * generator; never for product code) and `@vshm/transport/inspect` (read-only decoding for
+ * `vshm-inspect`). test/index.test.ts pins the runtime names below.
  */
 
 // Errors: every error vshm raises on purpose is a VshmError with a stable `code`.

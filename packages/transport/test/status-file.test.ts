@@ -13,6 +13,7 @@ import { IvshmemServer } from '../src/server/server.js';
 import type { ConfigReader, DriverSession, VirtioDriverOps } from '../src/virtio/device-api.js';
 import { listStatusFiles, publishStatus, readStatusFile, statusDirectory, StatusFileError, STATUS_FORMAT } from '../src/status-file.js';
 import { echoOps } from './fixtures/backend-devices.js';
+import { until } from './fixtures/until.js';
 
 /** A driver that sets up two queues and does nothing else. */
 class IdleDriver implements VirtioDriverOps {
@@ -26,14 +27,6 @@ class IdleDriver implements VirtioDriverOps {
   }
   probe(_s: DriverSession): void {}
   remove(_e: Error): void {}
-}
-
-async function until(cond: () => boolean, what: string): Promise<void> {
-  const deadline = Date.now() + 30_000;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
 }
 
 describe('status files (describe() published for vshm-inspect)', function () {
