@@ -82,6 +82,12 @@ export class BackendConfigSpace implements ConfigSpace {
 
   /** §4.8 generation rule around `mutate`. Generation stays even afterwards even if `mutate` throws. */
   update(mutate: (config: ConfigSpace) => void): void {
+    if (this.writable) {
+      // Nested in another update (or in initConfig): it joins that bracket. Its own would turn the
+      // generation even while the outer one is still writing, and close the space under it.
+      mutate(this);
+      return;
+    }
     this.generation = (this.generation + 1) >>> 0;
     this.header.store32(HDR_CONFIG_GENERATION, this.generation); // odd; seq-cst store = release
     this.writable = true;

@@ -473,6 +473,23 @@ describe('VirtioBackend: config updates (§4.8)', () => {
     await until(() => fe.irqs.includes(0), 'vector 0');
   });
 
+  it('an update nested in another joins it: the generation stays odd until the outer one ends', async () => {
+    const { fe, backend } = await rig();
+    const during: number[] = [];
+    backend.updateConfig((c) => {
+      c.write(0, 2, 7);
+      backend.updateConfig((inner) => {
+        inner.write(2, 2, 8);
+        during.push(fe.r32(HDR_CONFIG_GENERATION));
+      });
+      during.push(fe.r32(HDR_CONFIG_GENERATION)); // the outer update is still writing
+      c.write(0, 2, 9);
+    });
+    expect(during.map((g) => g % 2)).to.deep.equal([1, 1]);
+    expect(fe.r32(HDR_CONFIG_GENERATION)).to.equal(2);
+    expect([fe.r16(HDR_CONFIG), fe.r16(HDR_CONFIG + 2)]).to.deep.equal([9, 8]);
+  });
+
   it('refuses config writes outside initConfig/updateConfig', async () => {
     const { backend } = await rig();
     let err: unknown;
