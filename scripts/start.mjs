@@ -107,7 +107,13 @@ async function main() {
     process.stderr.write('vshm start: stdin is not a terminal: the shell over shared memory is interactive, run it in a terminal\n');
     process.exit(1);
   }
-  const dir = mkdtempSync(join(tmpdir(), 'vshm-start-'));
+  let dir;
+  try {
+    dir = mkdtempSync(join(tmpdir(), 'vshm-start-'));
+  } catch (err) {
+    process.stderr.write(`vshm start: cannot create a temp dir in ${tmpdir()}: ${err.message}\n`);
+    process.exit(1);
+  }
   const socketPath = join(dir, 'ivshmem.sock');
   const server = new IvshmemServer({ socketPath, memorySize: 64 * 1024, maxPeers: 2, vectors: 3, protocol: 0x8003 });
   let be = null;

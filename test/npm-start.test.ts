@@ -161,6 +161,16 @@ describe('npm start (scripts/start.mjs)', function () {
     expect(r.stderr).to.match(/^vshm start: the TypeScript is not built \(run `npm run build:ts`\): [^\n]+\n$/);
   });
 
+  it('a temp dir it cannot create (TMPDIR missing) is one line, exit 1', async () => {
+    const tmp = join(s.dir, 'no-such-dir');
+    const t = s.tmux(`cd ${ROOT} && TMPDIR=${tmp} ${process.execPath} ${START_SCRIPT}; echo START-EXIT-$?`);
+    const pane = await t.untilPane(/START-EXIT-\d+/);
+    expect(pane).to.match(/START-EXIT-1\b/);
+    const lines = pane.split('\n').filter((l) => l.trim() !== '' && !l.startsWith('START-EXIT-'));
+    expect(lines.join('').replace(/\s+/g, ' ')).to.match(/^vshm start: cannot create a temp dir in \S*no-such-dir: ENOENT/);
+    expect(pane).to.not.match(/\n\s+at /); // no stack trace
+  });
+
   it('a window resize reaches the shell (stty size)', async () => {
     const { t } = await start(s);
     t.type('stty size');
