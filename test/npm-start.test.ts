@@ -138,6 +138,23 @@ describe('npm start (scripts/start.mjs)', function () {
     expect(pane).to.match(/vshm start: the back-end was killed \(SIGKILL\)/);
   });
 
+  it("a back-end that dies (SIGKILL) leaves the user's own terminal settings, not stty's defaults", async () => {
+    // The user's erase key is ^H (not the default ^?) and flow control is off (not the default).
+    const t = s.tmux(`stty erase ^H -ixon; cd ${ROOT} && ${process.execPath} ${START_SCRIPT}; echo START-EXIT-$?; stty -a`);
+    const pane = await t.untilPane(/over shared memory \((\S+)\) — quit with/);
+    const sock = /over shared memory \((\S+)\)/.exec(pane)![1];
+    await until(() => processesMentioning(sock).length >= 2, 'back-end and front-end up');
+    const p = probe();
+    t.type(p.cmd);
+    await t.untilPane(p.answer);
+    process.kill(pidOf(sock, 'vshm-console-backend'), 'SIGKILL');
+    const after = await t.untilPane(/START-EXIT-\d+[\s\S]*icanon/);
+    expect(after).to.match(/START-EXIT-1\b/);
+    expect(after).to.match(/(^|\s)icanon(\s|$)/m);
+    expect(after).to.match(/erase = \^H;/);
+    expect(after).to.match(/(^|\s)-ixon(\s|$)/m);
+  });
+
   it('without a terminal on stdin (< /dev/null, a pipe) it refuses in one line, exit 1, leaving nothing', async () => {
     // Before the fix it started, and then waited for ever: the console has no end of input.
     for (const stdin of ['ignore', 'pipe'] as const) {
