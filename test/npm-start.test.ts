@@ -175,7 +175,15 @@ describe('npm start (scripts/start.mjs)', function () {
     writeFileSync(join(pkg, 'package.json'), JSON.stringify({ name: '@vshm/transport', type: 'module', exports: { '.': './dist/index.js' } }));
     const r = await runWithoutTerminal(s, join(root, 'scripts/start.mjs'), 'ignore');
     expect(r.code, r.stderr).to.equal(1);
-    expect(r.stderr).to.match(/^vshm start: the TypeScript is not built \(run `npm run build:ts`\): [^\n]+\n$/);
+    expect(r.stderr).to.match(/^vshm start: the TypeScript is not built \(run `npm run build:ts`\): \S+\/dist\/cli\.js is missing\n$/);
+    // The console CLIs built, @vshm/transport not: the failed import is the one line.
+    for (const cli of ['backend-console', 'frontend-console']) {
+      mkdirSync(join(root, 'packages', cli, 'dist'), { recursive: true });
+      writeFileSync(join(root, 'packages', cli, 'dist/cli.js'), '');
+    }
+    const r2 = await runWithoutTerminal(s, join(root, 'scripts/start.mjs'), 'ignore');
+    expect(r2.code, r2.stderr).to.equal(1);
+    expect(r2.stderr).to.match(/^vshm start: the TypeScript is not built \(run `npm run build:ts`\): Cannot find module \S+transport\/dist\/index\.js[^\n]*\n$/);
   });
 
   it('a temp dir it cannot create (TMPDIR missing) is one line, exit 1', async () => {
