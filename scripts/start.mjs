@@ -17,18 +17,22 @@
  * removes the temp dir. Closing the terminal (SIGHUP) cleans up the same way. The terminal is the
  * back-end's to restore; if it died by a signal we run `stty sane` as a safety net.
  *
- * Needs the compiled TypeScript (the `prestart` script runs `tsc --build`).
+ * A child killed by a signal ends the session with one line saying so, exit 1 (one that exits with
+ * a code has said why itself). Needs a terminal on stdin (the console has no end of input: `npm
+ * start < /dev/null` would wait for ever) and the compiled TypeScript (the `prestart` script runs
+ * `tsc --build`); without either it refuses in one line, exit 1, before creating anything.
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { IvshmemServer } from '@vshm/transport';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const BACKEND = join(ROOT, 'packages/backend-console/bin/vshm-console-backend.js');
 const FRONTEND = join(ROOT, 'packages/frontend-console/bin/vshm-console-frontend.js');
+/** What the two CLIs above load: without it they would fail with a stack trace of their own. */
+const BUILT = [join(ROOT, 'packages/backend-console/dist/cli.js'), join(ROOT, 'packages/frontend-console/dist/cli.js')];
 const SHELL = process.env.VSHM_START_SHELL ?? '/bin/sh';
 /** Bound for the back-end to connect, and for a child to exit after being asked to. */
 const CONNECT_TIMEOUT_MS = 20_000;
@@ -43,6 +47,11 @@ function forwardStderr(child) {
   child.stderr.on('data', (chunk) => {
     process.stderr.write(tty ? chunk.toString().replace(/\r?\n/g, '\r\n') : chunk);
   });
+}
+
+/** How a child that ended by itself ended, for the one line that says why we stop. */
+function howEnded(code, sig) {
+  return sig !== null ? `was killed (${sig})` : `exited with code ${code}`;
 }
 
 function exited(child) {
@@ -82,7 +91,29 @@ async function main() {
   // (the likely cause of a CI run where closing the terminal left them: a child's line forwarded
   // before our SIGHUP handler had run).
   for (const s of [process.stdout, process.stderr]) s.on('error', () => {});
-  const dir = mkdtempSync(join(tmpdir(), 'vshm-start-'));
+  // Refusals come before anything is created: one line, exit 1, nothing to clean up.
+  let IvshmemServer;
+  try {
+    const missing = BUILT.find((f) => !existsSync(f));
+    if (missing !== undefined) throw new Error(`${missing} is missing`);
+    ({ IvshmemServer } = await import('@vshm/transport'));
+  } catch (err) {
+    process.stderr.write(`vshm start: the TypeScript is not built (run \`npm run build:ts\`): ${String(err.message).split('\n')[0]}\n`);
+    process.exit(1);
+  }
+  // The console carries no end of input: with stdin at EOF (< /dev/null, a pipe) the shell would
+  // wait for a line for ever, and so would we.
+  if (process.stdin.isTTY !== true) {
+    process.stderr.write('vshm start: stdin is not a terminal: the shell over shared memory is interactive, run it in a terminal\n');
+    process.exit(1);
+  }
+  let dir;
+  try {
+    dir = mkdtempSync(join(tmpdir(), 'vshm-start-'));
+  } catch (err) {
+    process.stderr.write(`vshm start: cannot create a temp dir in ${tmpdir()}: ${err.message}\n`);
+    process.exit(1);
+  }
   const socketPath = join(dir, 'ivshmem.sock');
   const server = new IvshmemServer({ socketPath, memorySize: 64 * 1024, maxPeers: 2, vectors: 3, protocol: 0x8003 });
   let be = null;
@@ -102,6 +133,15 @@ async function main() {
       process.exit(code);
     })();
     return finishing;
+  };
+  /**
+   * A child ended by itself: the session is over. One that exited with a code said why on its
+   * stderr (forwarded); one killed by a signal could not, so we say it. Exits we caused while
+   * finishing are not news.
+   */
+  const childEnded = (name, code, sig) => {
+    if (finishing === null && sig !== null) say(`vshm start: the ${name} ${howEnded(code, sig)}`);
+    void finish(sig === null ? (code ?? 1) : 1);
   };
   for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
     process.on(sig, () => void finish(0));
@@ -139,7 +179,7 @@ async function main() {
   });
   be = spawn(process.execPath, [BACKEND, '-S', socketPath, '--quiet'], { stdio: ['inherit', 'inherit', 'pipe'] });
   forwardStderr(be);
-  be.once('exit', (code, sig) => void finish(sig === null ? (code ?? 1) : 1));
+  be.once('exit', (code, sig) => childEnded('back-end', code, sig));
   be.once('error', (err) => {
     say(`vshm start: cannot run the back-end: ${err.message}`);
     void finish(1);
@@ -157,7 +197,7 @@ async function main() {
     detached: true,
   });
   forwardStderr(fe);
-  fe.once('exit', (code, sig) => void finish(sig === null ? (code ?? 1) : 1));
+  fe.once('exit', (code, sig) => childEnded('front-end', code, sig));
   fe.once('error', (err) => {
     say(`vshm start: cannot run the front-end: ${err.message}`);
     void finish(1);

@@ -8,7 +8,10 @@
  *   independently of validation.ts; every byte the device changed is in the used ring or in a
  *   writable segment it was handed; nothing beyond the window (guard region) or in the FE's
  *   output section changes; once broken it writes nothing; every case ends broken (a final
- *   avail.idx jump is forced when no mutation broke it earlier).
+ *   avail.idx jump is forced when no mutation broke it earlier). The mutations cover every item
+ *   of §6.3 (the 1024-entry cap of an indirect chain included) and the §6.1 enable checks; the
+ *   honest chains between them are valid, so a natural break names the mutation that caused it
+ *   (`HostileCaseResult.mutation`).
  * - driver side: only RingError is thrown; every token comes back exactly once, either through
  *   collect() (with len ≤ its writable size) or failAll(); the driver never writes the used ring.
  *
@@ -62,6 +65,11 @@ export interface HostileCaseResult {
   code: string;
   /** Whether a generated mutation broke it (false: the final forced avail.idx jump did). */
   natural: boolean;
+  /**
+   * The last mutation applied before the queue broke (`'bad-config'`: refused at enable), or
+   * null when none was: which §6 rule a natural break exercised.
+   */
+  mutation: string | null;
   /** Chains popped successfully before breaking. */
   popped: number;
 }
@@ -69,8 +77,18 @@ export interface HostileCaseResult {
 const MUTATIONS = [
   'head-oob', 'next-oob', 'loop', 'oob-addr', 'cross-section', 'overflow', 'huge-addr', 'write-perm', 'order',
   'indirect-len', 'indirect-next', 'indirect-nested', 'indirect-loop', 'avail-jump', 'dup-head', 'garbage-desc',
-  'garbage-avail', 'random-avail-idx', 'bad-config',
+  'garbage-avail', 'random-avail-idx', 'bad-config', 'indirect-long', 'indirect-next-oob',
 ] as const;
+
+/**
+ * Bytes of one honest indirect table (at most 4 segments are posted) and how many fit below the
+ * pools: a step's honest chains each get a table of their own, so that valid traffic stays valid
+ * (tables that overlapped corrupted each other, and queues broke with no mutation applied).
+ */
+const TABLE_SLOT = 64;
+
+/** Entries of the 'indirect-long' chain: one more than the §6.3 item 3 cap at queue sizes ≤ 1024. */
+const LONG_INDIRECT = 1025;
 
 /** Run one seeded device-side case; throws HostileAssertionError on an engine failure. */
 export function runHostileDeviceCase(seed: number, maxSteps = 10): HostileCaseResult {
@@ -96,6 +114,7 @@ export function runHostileDeviceCase(seed: number, maxSteps = 10): HostileCaseRe
   const readPool = iso ? [FE + 0x800, FE + OUT] : [0x1000, RW];
   const writePool = iso ? [BE + 0x400, BE + OUT] : rng.bool() ? [0x1000, RW] : [BE + 0x400, BE + OUT];
   const tableArea = iso ? FE + 0x600 : 0xa00;
+  const tableSlots = (readPool[0] - tableArea) / TABLE_SLOT;
   const mutationRate = rng.pick([0.05, 0.2, 0.5]);
   if (rng.bool(0.05)) {
     // Hostile queue configuration (§6.1).
@@ -109,19 +128,21 @@ export function runHostileDeviceCase(seed: number, maxSteps = 10): HostileCaseRe
   } catch (e) {
     if (!(e instanceof RingError)) fail('enable threw a non-RingError', e);
     if (Buffer.compare(before0, mem.u8) !== 0) fail('a refused enable wrote memory');
-    return { seed, code: (e as RingError).code, natural: true, popped: 0 };
+    return { seed, code: (e as RingError).code, natural: true, mutation: 'bad-config', popped: 0 };
   }
   const usedStart = q.used;
   const usedEnd = q.used + 6 + 8 * size;
   const randAddr = (pool: number[], len: number) => pool[0] + rng.int(Math.max(1, pool[1] - pool[0] - len));
   const inFlight: number[] = [];
   let popped = 0;
+  let lastMutation: string | null = null;
   const tmp = new Uint8Array(0x2000);
 
   for (let step = 0; step < maxSteps && !dev.broken; step++) {
     // ---- hostile driver phase ----
     drv.readUsed();
     const posts = rng.int(size + 1);
+    let tablesUsed = 0; // every chain of the previous step was popped: its table was read
     for (let k = 0; k < posts; k++) {
       const segs: MockSegment[] = [];
       const nr = rng.int(3);
@@ -131,11 +152,16 @@ export function runHostileDeviceCase(seed: number, maxSteps = 10): HostileCaseRe
         const write = s >= nr;
         segs.push({ addr: randAddr(write ? writePool : readPool, len), len, write });
       }
-      const head = indirect && rng.bool(0.3) ? drv.addIndirect(segs, tableArea + 16 * rng.int(32)) : drv.addChain(segs);
+      const useTable = indirect && rng.bool(0.3) && tablesUsed < tableSlots;
+      const head = useTable ? drv.addIndirect(segs, tableArea + TABLE_SLOT * tablesUsed++) : drv.addChain(segs);
       if (head < 0) break;
     }
     let published = false;
-    if (rng.bool(mutationRate)) published = mutate(rng.pick(MUTATIONS));
+    if (rng.bool(mutationRate)) {
+      const kind = rng.pick(MUTATIONS);
+      published = mutate(kind);
+      if (kind !== 'bad-config') lastMutation = kind;
+    }
     if (!published) drv.publish();
 
     // ---- device phase ----
@@ -198,7 +224,7 @@ export function runHostileDeviceCase(seed: number, maxSteps = 10): HostileCaseRe
   if (dev.pop() !== null || dev.publish() || dev.enableNotifications()) fail('broken queue still active');
   if (Buffer.compare(after, mem.u8) !== 0) fail('broken queue wrote memory');
   for (let i = WINDOW; i < MEM; i++) if (mem.u8[i] !== GUARD) fail('guard region changed');
-  return { seed, code: dev.error!.code, natural, popped };
+  return { seed, code: dev.error!.code, natural, mutation: natural ? lastMutation : null, popped };
 
   /** Apply one mutation; returns true if it already published avail.idx. */
   function mutate(kind: (typeof MUTATIONS)[number]): boolean {
@@ -218,6 +244,7 @@ export function runHostileDeviceCase(seed: number, maxSteps = 10): HostileCaseRe
       case 'indirect-len': drv.writeDesc(i, tableArea, rng.pick([0, 8, 24, 0x100000]), INDIRECT, 0); drv.makeAvail(i); return false;
       case 'indirect-next': drv.writeDescAt(tableArea, a, 8, 0, 0); drv.writeDesc(i, tableArea, 16, INDIRECT | NEXT, j); drv.makeAvail(i); return false;
       case 'indirect-nested': drv.writeDescAt(tableArea, tableArea, 16, INDIRECT, 0); drv.writeDesc(i, tableArea, 16, INDIRECT, 0); drv.makeAvail(i); return false;
+      case 'indirect-next-oob': drv.writeDescAt(tableArea, a, 8, NEXT, 1 + rng.int(65535)); drv.writeDesc(i, tableArea, 16, INDIRECT, 0); drv.makeAvail(i); return false;
       case 'indirect-loop': drv.writeDescAt(tableArea, a, 8, NEXT, 1); drv.writeDescAt(tableArea + 16, a, 8, NEXT, 0); drv.writeDesc(i, tableArea, 32, INDIRECT, 0); drv.makeAvail(i); return false;
       case 'avail-jump': drv.setAvailIdx(dev.lastAvailIdx + size + 1 + rng.int(65536 - 2 * size - 1)); return true;
       case 'dup-head': if (inFlight.length > 0) drv.makeAvail(rng.pick(inFlight)); return false;
@@ -225,6 +252,18 @@ export function runHostileDeviceCase(seed: number, maxSteps = 10): HostileCaseRe
       case 'garbage-avail': for (let k = 0; k < 2; k++) mem.u16[(q.avail + 4) / 2 + rng.int(size)] = rng.next() & 0xffff; return false;
       case 'random-avail-idx': drv.setAvailIdx(rng.int(65536)); return true;
       case 'bad-config': return false; // only meaningful at enable, handled above
+      case 'indirect-long': {
+        // A well-formed indirect chain one entry longer than max(queue size, 1024) (§6.3.3).
+        // 16 KiB of table: only the R/W section holds it (the isolated layout's sections are 8 KiB).
+        if (iso) return false;
+        for (let k = 0; k < LONG_INDIRECT; k++) {
+          const last = k === LONG_INDIRECT - 1;
+          drv.writeDescAt(tableArea + 16 * k, a, 1 + rng.int(64), last ? 0 : NEXT, last ? 0 : k + 1);
+        }
+        drv.writeDesc(i, tableArea, 16 * LONG_INDIRECT, INDIRECT, 0);
+        drv.makeAvail(i);
+        return false;
+      }
     }
   }
 }

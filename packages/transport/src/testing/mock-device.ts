@@ -2,12 +2,16 @@
  * MockDevice: a test double that plays the device side of one split virtqueue against a
  * DriverQueue by reading avail entries and descriptors and writing used elements into the same
  * memory. Independent of DeviceQueue on purpose. It trusts the driver (walks are still
- * bounded so a test bug cannot hang) and can write anything at all into the used ring — the §6.4
- * conformance cases use the raw setters.
+ * bounded so a test bug cannot hang: at most queue-size ring descriptors, at most 65536 entries
+ * of one indirect table, and an INDIRECT inside a table is not followed) and can write anything
+ * at all into the used ring — the §6.4 conformance cases use the raw setters.
  */
 import { VIRTQ_DESC_F_NEXT, VIRTQ_DESC_F_WRITE, VIRTQ_DESC_F_INDIRECT, VIRTQ_DESC_SIZE } from 'virtio-spec-types';
 import type { MemoryView } from '../ring/memory.js';
 import { SplitRingLayout, type QueueAddresses } from '../ring/ring-layout.js';
+
+/** Most entries one walk reads in an indirect table: every index a u16 `next` can name. */
+const MAX_TABLE_WALK = 65536;
 
 /** A chain as the mock device sees it. */
 export interface MockChain {
@@ -71,10 +75,14 @@ export class MockDevice {
       const flags = this.mem.get16(d + 12);
       const next = this.mem.get16(d + 14);
       if (flags & VIRTQ_DESC_F_INDIRECT) {
+        // Followed once, from the ring: an INDIRECT inside a table ends the walk (following it
+        // could go round for ever). `next` is a u16, so no walk in a table reaches more than
+        // 65536 different entries, whatever `len` claims.
+        if (chain.indirect) break;
         chain.indirect = true;
         base = addr;
         i = 0;
-        limit = len / VIRTQ_DESC_SIZE;
+        limit = Math.min(Math.floor(len / VIRTQ_DESC_SIZE), MAX_TABLE_WALK);
         n = -1;
         continue;
       }

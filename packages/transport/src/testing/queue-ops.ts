@@ -29,6 +29,8 @@ import { Prng } from './prng.js';
 const MEM = 0x30000;
 const BUF_BASE = 0x10000;
 const SLOT = 1024;
+/** Buffer slots; a queue holds at most 64 requests, so a free one is always there. */
+const SLOTS = (MEM - BUF_BASE) / SLOT;
 const TABLE_BASE = 0x8000;
 const MAX_SEGS = 4;
 
@@ -39,6 +41,8 @@ interface Posted {
   writable: number[];
   /** Bytes the device pushed as written, once pushed. */
   written: number;
+  /** Its buffer slot (and indirect table slot), held until the token is collected. */
+  slot: number;
 }
 
 export interface QueueOpsResult {
@@ -78,6 +82,9 @@ export function runQueueOpsCase(seed: number, steps = 200): QueueOpsResult {
   let ops = 0;
 
   const pattern = (token: number, i: number): number => (token * 31 + i * 7) & 0xff;
+  // A request's buffers stay its own until the driver collected it: a slot taken by token number
+  // alone was handed to a later token while an earlier one was still in flight.
+  const freeSlots = Array.from({ length: SLOTS }, (_, k) => SLOTS - 1 - k);
 
   const add = (): void => {
     const nSegs = 1 + rng.int(MAX_SEGS);
@@ -86,8 +93,9 @@ export function runQueueOpsCase(seed: number, steps = 200): QueueOpsResult {
     if (!useIndirect && drv.numFree < nSegs) return;
     if (useIndirect && drv.numFree < 1) return;
     const token = nextToken++;
-    // The chain's buffers live in a slot keyed by the token (unique, never reused in a case).
-    const base = BUF_BASE + ((token - 1) % ((MEM - BUF_BASE) / SLOT)) * SLOT;
+    const slot = freeSlots.pop();
+    if (slot === undefined) fail(`no free buffer slot with ${byToken.size} requests in flight`);
+    const base = BUF_BASE + slot! * SLOT;
     const readable: number[] = [];
     const writable: number[] = [];
     let off = 0;
@@ -99,10 +107,10 @@ export function runQueueOpsCase(seed: number, steps = 200): QueueOpsResult {
       off += len;
     }
     const head = useIndirect
-      ? drv.addIndirect(readable, writable, token, TABLE_BASE + ((token - 1) % 64) * 16 * MAX_SEGS)
+      ? drv.addIndirect(readable, writable, token, TABLE_BASE + slot! * 16 * MAX_SEGS)
       : drv.add(readable, writable, token);
     if (head < 0) fail(`add refused with ${drv.numFree} free descriptors for ${useIndirect ? 1 : nSegs}`);
-    const p: Posted = { token, head, readable, writable, written: -1 };
+    const p: Posted = { token, head, readable, writable, written: -1, slot: slot! };
     byToken.set(token, p);
     availOrder.push(p);
   };
@@ -188,6 +196,7 @@ export function runQueueOpsCase(seed: number, steps = 200): QueueOpsResult {
             if (mem.u8[p!.writable[s] + j] !== pattern(token ^ 0x55, i)) fail(`token ${token}: written byte ${i} differs`);
           }
         }
+        freeSlots.push(p!.slot);
       }, max);
     } catch (e) {
       if (e instanceof HostileAssertionError) throw e;
