@@ -362,12 +362,15 @@ export class IvshmemPeer extends EventEmitter implements IvshmemDevice {
         closeQuietly(this.binding, fd);
       }
     }
-    // Absent reads as 0: a newcomer on this id is reported ('peer-state') even when its state
-    // equals the departed peer's last one — a quick restart's READY, often written before the
-    // vector-0 scan that would have seen the absence.
-    this.seen[id] = 0;
     debug('peer %d: peer %d gone', this.idValue, id);
     this.emit('peer-gone', id);
+    // Absent reads as 0, and that change is reported now, not at the next vector-0 scan: by then
+    // a newcomer on this id (a quick restart) may be READY again — the departed peer's last state
+    // — and neither its departure's 0 nor its newcomer's READY would ever be reported.
+    if (this.seen[id] !== 0 && this.open) {
+      this.seen[id] = 0;
+      this.emit('peer-state', id, 0);
+    }
   }
 
   /** The per-vector watcher callback: allocation-free on the hot path. */

@@ -67,8 +67,8 @@ describe('IvshmemPeer: a newcomer on a departed peer\'s id (spec §3 peer-state)
     for (let v = 0; v < 3; v++) rig.fake.eventFd(0, v, fresh[v]);
     p.receivePending();
     signal(rig.efd[1][0]);
-    await until(() => events.length === 3, 'peer-gone and the newcomer\'s state');
-    expect(events).to.deep.equal(['state 0 1', 'gone 0', 'state 0 1']);
+    await until(() => events.length === 4, 'peer-gone and the newcomer\'s state');
+    expect(events).to.deep.equal(['state 0 1', 'gone 0', 'state 0 0', 'state 0 1']);
   });
 });
 
