@@ -78,6 +78,22 @@ export function ptyInputBacklog(pty: IPty): number | null {
 }
 
 /**
+ * Drop the input node-pty still holds for a command that is gone, and stop its retries. node-pty
+ * keeps retrying queued writes on the master fd (on EAGAIN, every event-loop turn) even after the
+ * command died and the fd was closed; a file or socket opened later on the same fd number would
+ * get those bytes. Returns the bytes dropped (0 when this node-pty hides its queue: see
+ * ptyInputBacklog). Same private fields as ptyInputBacklog, read as defensively.
+ */
+export function dropPtyInput(pty: IPty): number {
+  const ws = (pty as unknown as { _writeStream?: { _writeQueue?: unknown; dispose?: unknown } })._writeStream;
+  const n = ptyInputBacklog(pty);
+  if (ws === undefined || n === null) return 0;
+  if (typeof ws.dispose === 'function') (ws.dispose as () => void).call(ws);
+  (ws._writeQueue as unknown[]).length = 0;
+  return n;
+}
+
+/**
  * Whether ptyInputBacklog can see `pty`'s input queue; if not, says so once through `onWarning`
  * (the input to the command then has no back-pressure). Returns whether it can.
  */
@@ -204,6 +220,8 @@ export function attachPty(
     port.on('removed', hangup);
     // node-pty fires onExit after the last output was delivered through onData.
     p.onExit(({ exitCode, signal }) => {
+      // Input the command never read goes nowhere now: not into a later fd (see dropPtyInput).
+      dropPtyInput(p);
       exited = true;
       onExited();
       unhook();

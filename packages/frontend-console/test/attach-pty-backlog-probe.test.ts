@@ -6,14 +6,22 @@
  */
 import { expect } from 'chai';
 import { spawn, type IPty } from 'node-pty';
-import { probeInputBacklog, ptyInputBacklog } from '../src/attach-pty.js';
+import { dropPtyInput, probeInputBacklog, ptyInputBacklog } from '../src/attach-pty.js';
 
 describe('attachPty: the node-pty input queue it reads', function () {
   this.timeout(20_000);
   let pty: IPty | null = null;
-  afterEach(() => {
-    pty?.kill('SIGKILL');
+  afterEach(async () => {
+    const p = pty;
     pty = null;
+    if (p === null) return;
+    // node-pty keeps retrying its queued writes on the master fd (setImmediate on EAGAIN) after
+    // the command died and the fd was closed: a later test's pty that gets the same fd number
+    // would receive these bytes as its input. Drop the queue first, then wait for the exit.
+    dropPtyInput(p);
+    const exited = new Promise<void>((resolve) => p.onExit(() => resolve()));
+    p.kill('SIGKILL');
+    await exited;
   });
 
   it('the installed node-pty still exposes its write queue and fills it for a command that does not read', async () => {
@@ -35,6 +43,29 @@ describe('attachPty: the node-pty input queue it reads', function () {
     expect(backlog, MSG).to.be.a('number');
     expect(backlog!).to.be.above(0);
     expect(backlog!).to.be.at.most(64 * 16 * 1024);
+  });
+
+  it('dropPtyInput empties the queue and stops the retries: nothing more is written', async () => {
+    pty = spawn('/bin/sh', ['-c', 'stty raw -echo; echo ready; exec sleep 30'], { encoding: null });
+    const p = pty;
+    await new Promise<void>((resolve) => {
+      let out = '';
+      p.onData((d: string | Buffer) => {
+        out += d.toString();
+        if (out.includes('ready')) resolve();
+      });
+    });
+    for (let i = 0; i < 64; i++) p.write(Buffer.alloc(16 * 1024, 0x61));
+    const held = ptyInputBacklog(p)!;
+    expect(held).to.be.above(0);
+    expect(dropPtyInput(p)).to.equal(held);
+    expect(ptyInputBacklog(p)).to.equal(0);
+    // No retry is pending any more: a turn later the queue is still empty and nothing was retried.
+    const ws = (p as unknown as { _writeStream: { _writeImmediate?: unknown } })._writeStream;
+    expect(ws._writeImmediate).to.equal(undefined);
+    await new Promise((r) => setImmediate(r));
+    expect(ptyInputBacklog(p)).to.equal(0);
+    expect(dropPtyInput({} as IPty)).to.equal(0); // a node-pty that hides its queue: nothing to drop
   });
 
   it('a node-pty without the queue: null, and one warning that input is not flow-controlled', () => {
