@@ -18,7 +18,9 @@
  * or for a driver that did not negotiate FLUSH, after the following fdatasync too); a FLUSH
  * completes only after fdatasync returned, which covers every write completed before the FLUSH
  * was made available. An image I/O error
- * completes the request with IOERR and emits 'io-error'; the device keeps serving.
+ * completes the request with IOERR and emits 'io-error'; the device keeps serving. Once an
+ * fdatasync failed, every later FLUSH and synced write completes IOERR for the device's life
+ * (the kernel reports a lost write-back only once).
  *
  * A session that ends (reset, front-end gone, NEEDS_RESET) leaves its I/O running: results are
  * dropped (the chains belong to nobody any more) and the next session starts serving only when
@@ -203,6 +205,13 @@ export class BlockDevice extends EventEmitter implements VirtioDeviceOps {
    * completed write stable when FLUSH was offered).
    */
   private syncWrites = false;
+  /**
+   * The first failed fdatasync of this image, kept for the device's life. Linux reports a lost
+   * write-back once (per open file) and marks the pages that failed clean, so the next fdatasync
+   * returns 0 with acknowledged writes gone: after one failure no FLUSH (nor synced write) may
+   * complete OK, or it would vouch for data the image no longer holds.
+   */
+  private syncFailure: ImageError | null = null;
   private epoch = 0;
   private queueStates: QueueState[] = [];
   /** Requests whose I/O has not finished, any session. */
@@ -437,7 +446,7 @@ export class BlockDevice extends EventEmitter implements VirtioDeviceOps {
         return;
       case 'flush':
         this.run(qs, chain, 0, async () => {
-          await this.image.datasync();
+          await this.datasync();
           return 0;
         }, 'flush');
         return;
@@ -474,7 +483,7 @@ export class BlockDevice extends EventEmitter implements VirtioDeviceOps {
         chain.read(buf, BLK_REQ_HEADER_SIZE); // private copy before any await
         this.run(qs, chain, plan.length, async () => {
           await this.image.write(buf, plan.position);
-          if (sync) await this.image.datasync();
+          if (sync) await this.datasync();
           return 0;
         }, 'out', buf);
         return;
@@ -494,12 +503,32 @@ export class BlockDevice extends EventEmitter implements VirtioDeviceOps {
           // DISCARD punches holes, WRITE_ZEROES zeroes in place (write_zeroes_may_unmap is 0, so
           // its unmap flag does not deallocate); the image writes zeroes where it cannot.
           for (const s of segs) await this.image.zeroRange(s.position, s.length, plan.op === 'discard' ? 'discard' : 'zeroes');
-          if (sync) await this.image.datasync();
+          if (sync) await this.datasync();
           return 0;
         }, plan.op);
         return;
       }
     }
+  }
+
+  /**
+   * fdatasync, failing for good once one failed (`syncFailure`). A sync that was running when
+   * another failed fails too: the kernel may have told only the other about the lost pages.
+   */
+  private async datasync(): Promise<void> {
+    const failed = (): ImageError => {
+      const first = this.syncFailure!;
+      return new ImageError('fdatasync', first.path, first.errnoCode, `an earlier fdatasync failed (${first.reason}): written data may be lost; restart on a checked image`);
+    };
+    if (this.syncFailure !== null) throw failed();
+    try {
+      await this.image.datasync();
+    } catch (err) {
+      const e = ImageError.from(err, 'fdatasync', this.image.path);
+      this.syncFailure ??= e;
+      throw e;
+    }
+    if (this.syncFailure !== null) throw failed();
   }
 
   /**

@@ -193,8 +193,33 @@ describe('virtio-blk device: async I/O, ordering and durability', () => {
     expect(errors[0].message).to.contain(r.img.path).and.contain('ENOSPC');
     expect(r.device.stats.faults.io).to.equal(3);
     expect(await r.guest.write(0, pattern(512, 5))).to.equal(OK);
-    expect(await r.guest.flush()).to.equal(OK);
+    expect((await r.guest.read(0, 512)).data.equals(pattern(512, 5))).to.equal(true);
     expect(r.needs).to.deep.equal([]);
+  });
+
+  it('after a failed fdatasync every later FLUSH fails: the kernel reports a lost write-back once, so a later OK would vouch for acknowledged writes that are gone', async () => {
+    const r = await blkRig({ seam: true });
+    const errors: ImageError[] = [];
+    r.device.on('io-error', (e: ImageError) => errors.push(e));
+    expect(await r.guest.write(0, pattern(4096, 7))).to.equal(OK); // acknowledged, in the page cache only
+    r.seam!.failNext = { op: 'datasync', code: 'EIO' };
+    expect(await r.guest.flush()).to.equal(IOERR);
+    // Linux marks the failed pages clean and its next fdatasync returns 0 (the seam's does too)
+    expect(await r.guest.flush()).to.equal(IOERR);
+    expect(await r.guest.write(8, pattern(4096, 8))).to.equal(OK); // writes and reads are still served
+    expect((await r.guest.read(8, 4096)).data.equals(pattern(4096, 8))).to.equal(true);
+    expect(await r.guest.flush()).to.equal(IOERR);
+    expect(errors.map((e) => `${e.syscall} ${e.errnoCode}`)).to.deep.equal(['fdatasync EIO', 'fdatasync EIO', 'fdatasync EIO']);
+    expect(errors[1].message).to.contain(r.img.path).and.contain('earlier');
+    expect(r.needs).to.deep.equal([]);
+  });
+
+  it('writethrough after a failed fdatasync: later writes complete IOERR too (their sync cannot vouch for a page that failed before)', async () => {
+    const r = await blkRig({ seam: true, device: { cache: 'writethrough' } });
+    r.seam!.failNext = { op: 'datasync', code: 'EIO' };
+    expect(await r.guest.write(0, pattern(4096, 9))).to.equal(IOERR);
+    expect(await r.guest.write(8, pattern(4096, 10))).to.equal(IOERR);
+    expect((await r.guest.read(8, 4096)).status).to.equal(OK);
   });
 
   it('resize: grows and shrinks the capacity by the config generation rule with a config event', async () => {
