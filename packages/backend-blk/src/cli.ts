@@ -5,7 +5,7 @@
  * 1 on runtime failures (one line naming the path and the errno code); 2 on bad arguments. The
  * back-end outlives its front-ends: the transport re-initialises after each one leaves.
  */
-import { accessSync, constants } from 'node:fs';
+import { accessSync, constants, readFileSync } from 'node:fs';
 import { describeIoError, deviceCapabilities, parseOrUsage, openBackend, type DeviceCapabilities, type IvshmemPeer, type VirtioBackend } from '@vshm/transport';
 import { BlkFeature, VirtioDeviceId, hasFeature } from 'virtio-spec-types';
 import { parseCliArgs, CLI_OPTIONS, PROG, USAGE, type BlkCliOptions } from './cli-args.js';
@@ -24,6 +24,25 @@ export function capabilities(o: Pick<BlkCliOptions, 'readOnly' | 'queues'>): Dev
 
 function firstLine(err: unknown): string {
   return (err instanceof Error ? err.message : String(err)).split('\n')[0];
+}
+
+/**
+ * MSG_CTRUNC on the server socket: the kernel dropped fds of a message, which at our end is
+ * almost always the open-file limit (it refuses to install them), not a server sending two.
+ */
+function fdLimitHint(err: unknown): string {
+  return (err as { code?: unknown } | null)?.code === 'VSHM_ERR_MSG_CTRUNC'
+    ? ` — the fds it carried were dropped: is the open-file limit (ulimit -n ${currentFdLimit()}) reached?`
+    : '';
+}
+
+function currentFdLimit(): string {
+  try {
+    const line = readFileSync('/proc/self/limits', 'utf8').split('\n').find((l) => l.startsWith('Max open files'));
+    return line?.split(/\s{2,}/)[1] ?? '?';
+  } catch {
+    return '?';
+  }
 }
 
 class Runtime {
@@ -103,13 +122,15 @@ class Runtime {
       ({ peer: this.peer, transport: this.transport } = await openBackend(o.server, device, { status: true }));
     } catch (err) {
       const line = describeIoError('connect to', o.server, err);
-      return this.shutdown(1, line.startsWith('cannot ') ? line : `cannot serve on ${o.server}: ${line}`);
+      return this.shutdown(1, (line.startsWith('cannot ') ? line : `cannot serve on ${o.server}: ${line}`) + fdLimitHint(err));
     }
     const transport = this.transport;
     transport.on('session', (s: { features: bigint }) => this.info(`front-end connected (features 0x${s.features.toString(16)})`));
     transport.on('session-end', (reason: string) => this.info(`front-end left (${reason})`));
     transport.on('error', (err: Error) => void this.shutdown(1, firstLine(err)));
     this.peer.on('server-gone', () => void this.shutdown(1, `server at ${o.server} went away`));
+    // The peer fails alone on a broken server message or lost fds (the transport does not forward it).
+    this.peer.on('error', (err: Error) => void this.shutdown(1, `server connection failed: ${firstLine(err)}${fdLimitHint(err)}`));
     this.info(`serving ${image} (${device.capacitySectors} sectors${device.readOnly ? ', read-only' : ''}) on ${o.server} as peer ${this.peer.id}`);
   }
 }

@@ -6,7 +6,7 @@
  */
 import { expect } from 'chai';
 import { spawnSync, type SpawnSyncOptionsWithStringEncoding } from 'node:child_process';
-import { chmodSync, mkdirSync, readFileSync, truncateSync } from 'node:fs';
+import { chmodSync, mkdirSync, readFileSync, readdirSync, truncateSync } from 'node:fs';
 import { join } from 'node:path';
 import { createServer, type Socket } from 'node:net';
 import { BlkStatus } from 'virtio-spec-types';
@@ -221,6 +221,28 @@ describe('vshm-blk-backend with vshm-server (separate processes)', () => {
     await be.stderrLine(/front-end left \(driver-(reset|gone)\)/);
     be.proc.kill('SIGTERM');
     expect((await be.exit).code).to.equal(0);
+  });
+
+  it('the open-file limit reached as a front-end joins (its eventfds cannot be received): exit 1 with one line naming the limit', async () => {
+    const s = startProc(SERVER, ['-S', socket, '-l', '16M', '-n', '2', '-V', '3', '-P', '0x8002']);
+    procs.push(s);
+    await s.stderrLine(/listening on/);
+    const be = startProc(BACKEND, ['-S', socket, img.path]);
+    procs.push(be);
+    await be.stderrLine(/serving .* as peer 0/);
+    // Soft limit := the lowest free fd number, so the next fd the back-end gets is refused (EMFILE):
+    // the kernel drops the eventfds of the server's messages and sets MSG_CTRUNC.
+    const open = new Set(readdirSync(`/proc/${be.proc.pid}/fd`).map(Number));
+    let lowest = 0;
+    while (open.has(lowest)) lowest++;
+    const r = spawnSync('prlimit', [`--pid=${be.proc.pid}`, `--nofile=${lowest}:`], { encoding: 'utf8' });
+    expect(r.status, r.stderr).to.equal(0);
+    const peer = await IvshmemPeer.connect(socket);
+    peers.push(peer);
+    expect((await be.exit).code).to.equal(1);
+    const lines = be.err().split('\n').filter((l) => l !== '');
+    expect(lines.slice(1), be.err()).to.have.length(1);
+    expect(lines[1]).to.match(/^vshm-blk-backend: .*open-file limit/);
   });
 
   it('-q silences the link-state lines', async () => {
