@@ -214,6 +214,20 @@ describe('virtio-blk device: async I/O, ordering and durability', () => {
     expect(r.needs).to.deep.equal([]);
   });
 
+  it('two FLUSHes whose fdatasyncs overlap: when one fails, the other fails too (the kernel may have told only one of them)', async () => {
+    const r = await blkRig({ seam: true });
+    const calls: { resolve: () => void; reject: (e: Error) => void }[] = [];
+    r.seam!.datasync = () => new Promise<void>((resolve, reject) => calls.push({ resolve, reject }));
+    expect(await r.guest.write(0, pattern(4096, 11))).to.equal(OK);
+    const a = r.guest.flush();
+    const b = r.guest.flush();
+    await until(() => calls.length === 2, 'both fdatasyncs to start');
+    calls[0].reject(Object.assign(new Error('EIO: injected failure, datasync'), { code: 'EIO' }));
+    await turn();
+    calls[1].resolve();
+    expect([await a, await b]).to.deep.equal([IOERR, IOERR]);
+  });
+
   it('writethrough after a failed fdatasync: later writes complete IOERR too (their sync cannot vouch for a page that failed before)', async () => {
     const r = await blkRig({ seam: true, device: { cache: 'writethrough' } });
     r.seam!.failNext = { op: 'datasync', code: 'EIO' };
