@@ -27,13 +27,11 @@ function firstLine(err: unknown): string {
 }
 
 /**
- * MSG_CTRUNC on the server socket: the kernel dropped fds of a message, which at our end is
- * almost always the open-file limit (it refuses to install them), not a server sending two.
+ * MSG_CTRUNC on the server socket: the transport's message asks whether the open-file limit was
+ * reached (the usual cause at our end); this adds what the limit is.
  */
 function fdLimitHint(err: unknown): string {
-  return (err as { code?: unknown } | null)?.code === 'VSHM_ERR_MSG_CTRUNC'
-    ? ` — the fds it carried were dropped: is the open-file limit (ulimit -n ${currentFdLimit()}) reached?`
-    : '';
+  return (err as { code?: unknown } | null)?.code === 'VSHM_ERR_MSG_CTRUNC' ? ` (the open-file limit here: ${currentFdLimit()})` : '';
 }
 
 function currentFdLimit(): string {

@@ -145,7 +145,11 @@ export class ServerReader {
       for (const f of fds) closeQuietly(this.binding, f);
       throw protocolError(
         ctrunc ? 'VSHM_ERR_MSG_CTRUNC' : 'VSHM_ERR_MSG_FDS',
-        ctrunc ? 'control data truncated (more than one fd on a message)' : 'more than one fd on a message',
+        // MSG_CTRUNC at our end is almost always the kernel refusing to install the fds for us
+        // (the open-file limit), far more often than a server sending more than one.
+        ctrunc
+          ? 'control data truncated: the kernel dropped the fds of a server message (is the open-file limit reached? `ulimit -n`)'
+          : 'more than one fd on a message',
       );
     }
     this.fd = fds[0];
