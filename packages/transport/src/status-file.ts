@@ -165,7 +165,15 @@ export function publishStatus(
     try {
       writeAtomically(path, JSON.stringify(statusSnapshot(peer, transport.describe()), null, 1) + '\n');
     } catch (err) {
-      log('cannot write %s: %s', path, (err as Error).message);
+      // The file we could not update would show vshm-inspect an earlier phase as the present one
+      // (a full disk, an exhausted quota): none is better than a stale one. The next update that
+      // goes through writes it again.
+      log('cannot write %s: %s (the stale file is removed)', path, (err as Error).message);
+      try {
+        unlinkSync(path);
+      } catch {
+        // Never written, or already gone.
+      }
     }
   };
   const later = (): void => {
@@ -274,11 +282,22 @@ function writeAtomically(path: string, text: string): void {
   }
   const fd = openSync(tmp, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, 0o600);
   try {
-    writeSync(fd, text);
-  } finally {
-    closeSync(fd);
+    try {
+      // A short write (a disk filling up) is not the whole file: go on, or fail with its error.
+      const bytes = Buffer.from(text);
+      for (let at = 0; at < bytes.length; ) at += writeSync(fd, bytes, at);
+    } finally {
+      closeSync(fd);
+    }
+    renameSync(tmp, path);
+  } catch (err) {
+    try {
+      unlinkSync(tmp); // no half-written file left behind
+    } catch {
+      // Already gone.
+    }
+    throw err;
   }
-  renameSync(tmp, path);
 }
 
 /** Why a status file was not usable. */

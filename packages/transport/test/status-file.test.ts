@@ -113,6 +113,28 @@ describe('status files (describe() published for vshm-inspect)', function () {
     expect(readdirSync(process.env.VSHM_STATUS_DIR!)).to.deep.equal([]);
   });
 
+  it('a write that fails removes the file it could not update (no stale facts for vshm-inspect)', async () => {
+    const be = await openBackend(socketPath, echoOps(), { status: true, spin: false });
+    const bePath = join(process.env.VSHM_STATUS_DIR!, `${process.pid}.json`);
+    try {
+      expect(readStatusFile(bePath).transport.role).to.equal('back-end');
+      // The next write cannot go through: its temporary name is taken by a directory (as a full
+      // disk or an exhausted quota would refuse it, but deterministic).
+      mkdirSync(`${bePath}.tmp`);
+      const fe = await openFrontend(socketPath, new IdleDriver(), { status: false, spin: false });
+      try {
+        await fe.ready;
+        await until(() => !readdirSync(process.env.VSHM_STATUS_DIR!).includes(`${process.pid}.json`), 'the stale file removed');
+      } finally {
+        await fe.transport.close();
+        fe.peer.close();
+      }
+    } finally {
+      await be.transport.close();
+      be.peer.close();
+    }
+  });
+
   it('no status option: no file', async () => {
     const be = await openBackend(socketPath, echoOps(), { spin: false });
     expect(listStatusFiles(process.env.VSHM_STATUS_DIR!)).to.deep.equal([]);
