@@ -230,6 +230,9 @@ export function describeIoError(action: string, path: string, err: unknown): str
     return `cannot ${action} ${path}: ${errnoText(err)}${hint}`;
   }
   if (!hasErrno(err)) return errnoText(err); // the message itself
+  // Connecting a peer maps the server's memory too: a failed mmap (ENOMEM, a memory ulimit) is
+  // not a failed connect, and saying so sends the reader to the socket instead of the memory.
+  if ((err as { syscall?: unknown }).syscall === 'mmap') return `cannot map the shared memory of ${path}: ${errnoText(err)}`;
   return `cannot ${action} ${path}: ${errnoText(err)}`;
 }
 

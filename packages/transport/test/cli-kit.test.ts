@@ -129,6 +129,13 @@ describe('cli-kit: describeIoError', () => {
     expect(describeIoError('bind', '/x/y.sock', err)).to.equal('cannot bind /x/y.sock: ENOENT (no such file or directory)');
   });
 
+  it('a failed mmap while connecting says the mapping failed, not the connect', () => {
+    const err = Object.assign(new Error('mmap failed: ENOMEM (Cannot allocate memory)'), { code: 'ENOMEM', errno: 12, syscall: 'mmap' });
+    expect(describeIoError('connect to', '/x/y.sock', err)).to.equal(
+      'cannot map the shared memory of /x/y.sock: ENOMEM (not enough memory)',
+    );
+  });
+
   it('node:fs errors', () => {
     let err: unknown;
     try {
