@@ -31,6 +31,8 @@ export const VshmErrorCode = {
   SOCKET_IN_USE: 'VSHM_ERR_SOCKET_IN_USE',
   /** A `-M` shared-memory object is held open by another running process (a live server); it is not reused. */
   SHM_IN_USE: 'VSHM_ERR_SHM_IN_USE',
+  /** A `-M` shared-memory object exists and another user could open it (not ours, or group/other bits); it is not reused. */
+  SHM_UNSAFE: 'VSHM_ERR_SHM_UNSAFE',
   /** Server: the socket path cannot be inspected or a stale socket cannot be removed (§1.9). */
   SOCKET_PATH: 'VSHM_ERR_SOCKET_PATH',
 
