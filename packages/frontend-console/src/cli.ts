@@ -7,7 +7,7 @@
  * Every failure is one stderr line starting with the program name.
  */
 import { createLogger as createDebug } from '@vshm/transport';
-import { describeIoError, onTerminationSignal, parseOrUsage } from '@vshm/transport';
+import { describeIoError, onTerminationSignal, parseOrUsage, printable } from '@vshm/transport';
 import type { Attachment } from './attachment.js';
 import { PROGRAM, USAGE, parseCli, type CliOptions } from './cli-args.js';
 import { describeOpenError, openConsole, type Console } from './open.js';
@@ -16,8 +16,9 @@ import { ConsoleFeature, hasFeature } from 'virtio-spec-types';
 
 const debug = createDebug('vshm:console-fe');
 
+/** One stderr line. Lines name the back-end's ports (PORT_NAME is its text): controls go escaped. */
 function fail(message: string): void {
-  process.stderr.write(`${PROGRAM}: ${message}\n`);
+  process.stderr.write(`${PROGRAM}: ${printable(message)}\n`);
 }
 
 /**
