@@ -274,17 +274,6 @@ export function deviceCapabilities(
 }
 
 /**
- * `text` as it may go to a terminal: every C0 control character, DEL and C1 control (U+0080–U+009F)
- * becomes `\xHH`. For CLI lines that carry a peer's text (a back-end's port names): raw, ESC and
- * CSI would let the peer retitle, clear or rewrite the user's terminal, and a CR or LF would let it
- * forge lines.
- */
-export function printable(text: string): string {
-  // eslint-disable-next-line no-control-regex
-  return text.replace(/[\u0000-\u001f\u007f-\u009f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
-}
-
-/**
  * Resolves with the first SIGINT, SIGTERM or SIGHUP (closing the terminal counts like a
  * termination request); `dispose` removes the handlers again. For CLIs that race their start-up
  * or a wait against an orderly shutdown.
