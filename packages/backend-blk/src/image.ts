@@ -212,10 +212,23 @@ export interface OpenImageOptions {
 /** Open `path` read-write (or read-only) as an image; rejects with an ImageError. */
 export async function openImage(path: string, opts: OpenImageOptions = {}): Promise<ImageFile> {
   const readOnly = opts.readOnly ?? false;
+  const mode = readOnly ? fsConstants.O_RDONLY : fsConstants.O_RDWR;
   let fh: FileHandle;
   try {
-    fh = await open(path, readOnly ? fsConstants.O_RDONLY : fsConstants.O_RDWR);
+    // O_NONBLOCK first: a FIFO put where the image was expected would hold open() (and a pool
+    // thread) until some writer came, a tty until carrier. Once fstat shows a file or a block
+    // device, the same inode is opened again through /proc/self/fd without it — no path lookup,
+    // so nothing can be swapped in between — and the probing fd is closed.
+    const probe = await open(path, mode | fsConstants.O_NONBLOCK | fsConstants.O_NOCTTY);
+    try {
+      const st = await probe.stat();
+      if (!st.isFile() && !st.isBlockDevice()) throw new ImageError('open', path, 'EINVAL', 'not a regular file or block device');
+      fh = await open(`/proc/self/fd/${probe.fd}`, mode);
+    } finally {
+      await probe.close().catch(() => undefined);
+    }
   } catch (err) {
+    if (err instanceof ImageError) throw err;
     throw ImageError.from(err, 'open', path);
   }
   const img = new FileImage(path, fh, readOnly, opts.cachedReads ?? true);

@@ -16,8 +16,19 @@ import { ConsoleFeature, hasFeature } from 'virtio-spec-types';
 
 const debug = createDebug('vshm:console-fe');
 
+/**
+ * `text` as it may go to a terminal: every C0 control character, DEL and C1 control (U+0080–U+009F)
+ * becomes `\xHH`. Our lines carry the back-end's text (PORT_NAME): raw, ESC and CSI would let a
+ * hostile back-end retitle, clear or rewrite the user's terminal, and CR or LF forge lines.
+ */
+function printable(text: string): string {
+  // eslint-disable-next-line no-control-regex
+  return text.replace(/[\u0000-\u001f\u007f-\u009f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
+}
+
+/** One stderr line. Lines name the back-end's ports (PORT_NAME is its text): controls go escaped. */
 function fail(message: string): void {
-  process.stderr.write(`${PROGRAM}: ${message}\n`);
+  process.stderr.write(`${PROGRAM}: ${printable(message)}\n`);
 }
 
 /**

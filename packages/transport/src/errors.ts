@@ -31,6 +31,8 @@ export const VshmErrorCode = {
   SOCKET_IN_USE: 'VSHM_ERR_SOCKET_IN_USE',
   /** A `-M` shared-memory object is held open by another running process (a live server); it is not reused. */
   SHM_IN_USE: 'VSHM_ERR_SHM_IN_USE',
+  /** A `-M` shared-memory object exists and another user could open it (not ours, or group/other bits); it is not reused. */
+  SHM_UNSAFE: 'VSHM_ERR_SHM_UNSAFE',
   /** Server: the socket path cannot be inspected or a stale socket cannot be removed (§1.9). */
   SOCKET_PATH: 'VSHM_ERR_SOCKET_PATH',
 
@@ -41,6 +43,8 @@ export const VshmErrorCode = {
   CONNECT: 'VSHM_ERR_CONNECT',
   /** The server accepted no connection within the timeout (listen backlog full, §1.1). */
   CONNECT_TIMEOUT: 'VSHM_ERR_CONNECT_TIMEOUT',
+  /** The process listening on the server socket is another user (not us, not root, not in `VSHM_SERVER_UIDS`). */
+  SERVER_UID: 'VSHM_ERR_SERVER_UID',
   /** The server closed the connection before the initial burst completed (no free id, §1.8). */
   SERVER_EOF: 'VSHM_ERR_SERVER_EOF',
   /** The initial message burst did not complete within the timeout (§1.8). */

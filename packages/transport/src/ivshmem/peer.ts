@@ -42,6 +42,13 @@ export interface PeerOptions {
    * MAY). Default false: every other peer is treated as gone ('peer-gone' each, vector 0).
    */
   keepPeersOnServerGone?: boolean;
+  /**
+   * Server uids connect() accepts besides our own and root's, or 'any' (SO_PEERCRED of the
+   * listening process). Default: `$VSHM_SERVER_UIDS` (comma-separated uids, or `any`), else none.
+   * The default socket lives in /tmp, where another user can listen first: joining their server
+   * would hand them the device's data.
+   */
+  serverUids?: readonly number[] | 'any';
 }
 
 async function loadBinding(): Promise<Binding> {
@@ -72,6 +79,40 @@ async function connectWithin(binding: Binding, socketPath: string, timeoutMs: nu
   }
 }
 
+/** The extra server uids to trust: the option, else `$VSHM_SERVER_UIDS`, else none. */
+function trustedServerUids(opt: PeerOptions['serverUids']): readonly number[] | 'any' {
+  if (opt !== undefined) {
+    if (opt === 'any' || (Array.isArray(opt) && opt.every((u) => Number.isSafeInteger(u) && u >= 0))) return opt;
+    throw new ArgumentError(`serverUids must be 'any' or an array of uids, got ${String(opt)}`);
+  }
+  const env = process.env.VSHM_SERVER_UIDS?.trim();
+  if (env === undefined || env === '') return [];
+  if (env === 'any') return 'any';
+  const uids = env.split(',').map((t) => t.trim());
+  if (!uids.every((t) => /^[0-9]{1,10}$/.test(t))) {
+    throw new ArgumentError(`VSHM_SERVER_UIDS must be 'any' or comma-separated uids, got ${JSON.stringify(env)}`);
+  }
+  return uids.map(Number);
+}
+
+/**
+ * Refuse a server run by another user (SO_PEERCRED, read before any byte): our uid and root are
+ * trusted (root can read our memory anyway), others only when listed.
+ */
+function checkServerUid(binding: Binding, sock: number, socketPath: string, trusted: readonly number[] | 'any'): void {
+  if (trusted === 'any') return;
+  const own = process.geteuid?.() ?? 0;
+  let cred: { pid: number; uid: number };
+  try {
+    cred = binding.peerCred(sock);
+  } catch (err) {
+    throw new ProtocolError('VSHM_ERR_SERVER_UID', '1.1', `${socketPath}: the server's credentials cannot be read (${(err as Error).message}); refusing it`);
+  }
+  if (cred.uid === own || cred.uid === 0 || trusted.includes(cred.uid)) return;
+  throw new ProtocolError('VSHM_ERR_SERVER_UID', '1.1',
+    `${socketPath}: the server runs as uid ${cred.uid} (pid ${cred.pid}), not as us (uid ${own}) or root; refusing to share memory with it (VSHM_SERVER_UIDS=${cred.uid} trusts it)`);
+}
+
 /**
  * An ivshmem v2 peer (§1.8, §2, §3): connects to a vshm-server (or QEMU's ivshmem2-server) over
  * its UNIX socket, maps the shared memory, and is the `IvshmemDevice` the virtio transport runs
@@ -88,7 +129,14 @@ export class IvshmemPeer extends EventEmitter implements IvshmemDevice {
     checkOptions(opts);
     const timeoutMs = checkOptions(opts);
     const binding = opts.binding ?? (await loadBinding());
+    const trusted = trustedServerUids(opts.serverUids);
     const sock = await connectWithin(binding, socketPath, timeoutMs);
+    try {
+      checkServerUid(binding, sock, socketPath, trusted);
+    } catch (err) {
+      closeQuietly(binding, sock);
+      throw err;
+    }
     debug('connected to %s (fd %d): waiting for INIT', socketPath, sock);
     return IvshmemPeer.fromSocket(sock, { ...opts, binding });
   }

@@ -3,7 +3,7 @@
  * mapped and zeroed. The server maps ONLY bytes 0–4095 (the state table): it never touches the
  * data sections, and a peer departure needs exactly one store there (§1.6).
  */
-import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
+import { fstatSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import type { Binding } from '@vshm/addon';
 import { STATE_TABLE_BYTES } from '../ivshmem/protocol.js';
 import type { MemorySource } from './options.js';
@@ -58,6 +58,7 @@ export function createServerMemory(binding: Binding, source: MemorySource, size:
         } catch (err) {
           if ((err as { code?: string }).code !== 'EEXIST') throw err;
           fd = binding.shmOpen(source.name, binding.O_RDWR, 0o600);
+          checkShmPrivate(fd, source.name);
         }
         binding.ftruncate(fd, size);
         break;
@@ -160,6 +161,24 @@ function maps(dir: string, target: string): boolean {
     return readFileSync(`${dir}/maps`, 'latin1').split('\n').some((l) => l.endsWith(` ${target}`));
   } catch {
     return false;
+  }
+}
+
+/**
+ * Refuse an existing `-M` object that someone other than us may open: /dev/shm is world-writable,
+ * so another local user can create the name first (mode 0666, or owned by them) and keep it open;
+ * reusing it would give them every byte the peers exchange. Checked on the fd we opened, before
+ * it is resized or zeroed, so the object is left as it was.
+ */
+function checkShmPrivate(fd: number, name: string): void {
+  const st = fstatSync(fd);
+  const uid = process.geteuid?.() ?? st.uid;
+  const mode = st.mode & 0o777;
+  if (st.uid !== uid) {
+    throw new ServerError('VSHM_ERR_SHM_UNSAFE', '1.9', `shared memory object ${name} exists and is owned by uid ${st.uid}, not by us (uid ${uid}); refusing to reuse it`);
+  }
+  if ((mode & 0o077) !== 0) {
+    throw new ServerError('VSHM_ERR_SHM_UNSAFE', '1.9', `shared memory object ${name} exists with mode 0${mode.toString(8)}, open to other users; refusing to reuse it (remove it or chmod it 0600)`);
   }
 }
 
