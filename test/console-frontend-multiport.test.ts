@@ -66,10 +66,15 @@ describe('console front-end e2e: --port NAME (MULTIPORT)', function () {
     expect(code).to.equal(0);
   });
 
-  it('a back-end restarted with its ports in another order: --port a ends with one line, what it held for a never reaches b', async () => {
+  /** `--port-exec NAME=cat > TAG-NAME.out` for each name, in that order (ids 1, 2, …). */
+  const ports = (order: string[], tag: string): string[] => order.flatMap((n) => ['--port-exec', `${n}=cat > ${s.path(`${tag}-${n}.out`)}`]);
+
+  /**
+   * A back-end with ports a and b, a front-end bridging --port a, bytes through it; then the
+   * back-end stops and `held-for-a;` is written, which the front-end keeps while no back-end is there.
+   */
+  async function heldForA(): Promise<{ fe: ReturnType<typeof s.startFrontend>; c: ReturnType<typeof createConnection> }> {
     await s.startServer();
-    const ports = (order: string[], tag: string): string[] =>
-      order.flatMap((n) => ['--port-exec', `${n}=cat > ${s.path(`${tag}-${n}.out`)}`]);
     const be1 = await s.startBackend(ports(['a', 'b'], 'be1'), { name: 'backend1' });
     const bridge = s.path('a.sock');
     const fe = s.startFrontend(['--port', 'a', '--bridge', bridge]);
@@ -81,7 +86,12 @@ describe('console front-end e2e: --port NAME (MULTIPORT)', function () {
     be1.child.kill('SIGTERM');
     await be1.exited;
     await fe.untilStderr(/back-end lost/);
-    c.write('held-for-a;'); // kept by the front-end while no back-end is there
+    c.write('held-for-a;');
+    return { fe, c };
+  }
+
+  it('a back-end restarted with its ports in another order: --port a ends with one line, what it held for a never reaches b', async () => {
+    const { fe } = await heldForA();
     await s.startBackend(ports(['b', 'a'], 'be2'), { name: 'backend2' }); // port 1 is b now
     await fe.untilStderr(/port a was removed by the back-end/);
     const { code } = await fe.exited;
@@ -91,21 +101,8 @@ describe('console front-end e2e: --port NAME (MULTIPORT)', function () {
   });
 
   it('a back-end restarted with the same ports: what --port a held goes to the new a, once, in order', async () => {
-    await s.startServer();
-    const ports = (tag: string): string[] => ['a', 'b'].flatMap((n) => ['--port-exec', `${n}=cat > ${s.path(`${tag}-${n}.out`)}`]);
-    const be1 = await s.startBackend(ports('be1'), { name: 'backend1' });
-    const bridge = s.path('a.sock');
-    const fe = s.startFrontend(['--port', 'a', '--bridge', bridge]);
-    await fe.untilStderr(/listening on/);
-    const c = createConnection(bridge);
-    sockets.push(c);
-    c.write('before;');
-    await until(() => readOr(s.path('be1-a.out')) === 'before;', 'the first bytes on port a');
-    be1.child.kill('SIGTERM');
-    await be1.exited;
-    await fe.untilStderr(/back-end lost/);
-    c.write('held-for-a;');
-    await s.startBackend(ports('be2'), { name: 'backend2' });
+    const { fe, c } = await heldForA();
+    await s.startBackend(ports(['a', 'b'], 'be2'), { name: 'backend2' });
     await until(() => readOr(s.path('be2-a.out')) === 'held-for-a;', 'the held bytes on the new port a');
     c.write('after;');
     await until(() => readOr(s.path('be2-a.out')) === 'held-for-a;after;', 'later bytes on port a');

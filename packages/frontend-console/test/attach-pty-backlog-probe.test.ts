@@ -8,6 +8,19 @@ import { expect } from 'chai';
 import { spawn, type IPty } from 'node-pty';
 import { dropPtyInput, probeInputBacklog, ptyInputBacklog } from '../src/attach-pty.js';
 
+/** A pty running a command that never reads its input, raw (no echo, no line editing), once it is ready. */
+async function spawnNonReader(): Promise<IPty> {
+  const p = spawn('/bin/sh', ['-c', 'stty raw -echo; echo ready; exec sleep 30'], { encoding: null });
+  await new Promise<void>((resolve) => {
+    let out = '';
+    p.onData((d: string | Buffer) => {
+      out += d.toString();
+      if (out.includes('ready')) resolve();
+    });
+  });
+  return p;
+}
+
 describe('attachPty: the node-pty input queue it reads', function () {
   this.timeout(20_000);
   let pty: IPty | null = null;
@@ -25,16 +38,7 @@ describe('attachPty: the node-pty input queue it reads', function () {
   });
 
   it('the installed node-pty still exposes its write queue and fills it for a command that does not read', async () => {
-    // Raw, so the line discipline neither echoes nor stops at a line; the command never reads.
-    pty = spawn('/bin/sh', ['-c', 'stty raw -echo; echo ready; exec sleep 30'], { encoding: null });
-    const p = pty;
-    await new Promise<void>((resolve) => {
-      let out = '';
-      p.onData((d: string | Buffer) => {
-        out += d.toString();
-        if (out.includes('ready')) resolve();
-      });
-    });
+    const p = (pty = await spawnNonReader());
     const MSG = 'node-pty no longer has _writeStream._writeQueue (see ptyInputBacklog): input back-pressure of --pty is gone; find the new queue or a drain signal';
     expect(ptyInputBacklog(p), MSG).to.equal(0);
     // Far more than the kernel's pty buffer takes while nobody reads.
@@ -46,15 +50,7 @@ describe('attachPty: the node-pty input queue it reads', function () {
   });
 
   it('dropPtyInput empties the queue and stops the retries: nothing more is written', async () => {
-    pty = spawn('/bin/sh', ['-c', 'stty raw -echo; echo ready; exec sleep 30'], { encoding: null });
-    const p = pty;
-    await new Promise<void>((resolve) => {
-      let out = '';
-      p.onData((d: string | Buffer) => {
-        out += d.toString();
-        if (out.includes('ready')) resolve();
-      });
-    });
+    const p = (pty = await spawnNonReader());
     for (let i = 0; i < 64; i++) p.write(Buffer.alloc(16 * 1024, 0x61));
     const held = ptyInputBacklog(p)!;
     expect(held).to.be.above(0);

@@ -36,6 +36,25 @@ function drainControl(s: FakeSession): void {
   while (s.queues[3].inFlight > 0) s.queues[3].complete();
 }
 
+/**
+ * Session 1 names port 1 `org.test.a`; the application writes to it while the back-end is away
+ * (`writeDone` settles with the write's error); session 2 is probed.
+ */
+async function held(graceMs?: number): Promise<{ d: ConsoleDriver; p1: ConsolePort; s2: FakeSession; writeDone: Promise<Error | null | undefined> }> {
+  const d = new ConsoleDriver(graceMs === undefined ? { maxPorts: 2 } : { maxPorts: 2, heldPortGraceMs: graceMs });
+  const s1 = session(d, 2);
+  s1.queues[2].complete(encodeConsoleControl(1, E.DEVICE_ADD, 1));
+  s1.queues[2].complete(encodeConsolePortName(1, 'org.test.a'));
+  const p1 = d.port(1) as ConsolePort;
+  s1.failAll();
+  d.remove(new Error('back-end gone'));
+  p1.on('error', () => {});
+  const writeDone = new Promise<Error | null | undefined>((resolve) => p1.write('meant for org.test.a', resolve));
+  await microtasks();
+  const s2 = session(d, 2);
+  return { d, p1, s2, writeDone };
+}
+
 describe('ConsoleDriver MULTIPORT control: closed ports, recovery, removal', () => {
   it('does not report a port the application closed as open when a new session adds it again', async () => {
     const d = new ConsoleDriver({ maxPorts: 2 });
@@ -90,18 +109,9 @@ describe('ConsoleDriver MULTIPORT control: closed ports, recovery, removal', () 
   });
 
   describe('a back-end that comes back with other ports under the same ids', () => {
-    /** Session 1 names port 1 `org.test.a`; the application writes to it while the back-end is away. */
+    /** held(), and the new device adds port 1 again (its name is still to come). */
     async function heldWrite(): Promise<{ d: ConsoleDriver; p1: ConsolePort; s2: FakeSession }> {
-      const d = new ConsoleDriver({ maxPorts: 2 });
-      const s1 = session(d, 2);
-      s1.queues[2].complete(encodeConsoleControl(1, E.DEVICE_ADD, 1));
-      s1.queues[2].complete(encodeConsolePortName(1, 'org.test.a'));
-      const p1 = d.port(1) as ConsolePort;
-      s1.failAll();
-      d.remove(new Error('back-end gone'));
-      p1.write('meant for org.test.a');
-      await microtasks();
-      const s2 = session(d, 2);
+      const { d, p1, s2 } = await held();
       s2.queues[2].complete(encodeConsoleControl(1, E.DEVICE_ADD, 1));
       await microtasks();
       return { d, p1, s2 };
@@ -146,22 +156,6 @@ describe('ConsoleDriver MULTIPORT control: closed ports, recovery, removal', () 
   });
 
   describe('a held port the new device never confirms (heldPortGraceMs)', () => {
-    /** Session 1 names port 1; a write waits for the next device; session 2 is probed. */
-    async function held(graceMs: number): Promise<{ d: ConsoleDriver; p1: ConsolePort; s2: FakeSession; writeDone: Promise<Error | null | undefined> }> {
-      const d = new ConsoleDriver({ maxPorts: 2, heldPortGraceMs: graceMs });
-      const s1 = session(d, 2);
-      s1.queues[2].complete(encodeConsoleControl(1, E.DEVICE_ADD, 1));
-      s1.queues[2].complete(encodeConsolePortName(1, 'org.test.a'));
-      const p1 = d.port(1) as ConsolePort;
-      s1.failAll();
-      d.remove(new Error('back-end gone'));
-      p1.on('error', () => {});
-      const writeDone = new Promise<Error | null | undefined>((resolve) => p1.write('meant for org.test.a', resolve));
-      await microtasks();
-      const s2 = session(d, 2);
-      return { d, p1, s2, writeDone };
-    }
-
     it('re-added but never named: after the grace from its PORT_READY the stream ends and the waiting write fails', async () => {
       const { d, p1, s2, writeDone } = await held(30);
       s2.queues[2].complete(encodeConsoleControl(1, E.DEVICE_ADD, 1));
