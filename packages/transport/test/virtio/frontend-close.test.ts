@@ -68,13 +68,19 @@ describe('VirtioFrontend.close() in every phase (§4.10 orderly shutdown)', () =
     expect(r.statusAtDeparture()).to.equal(0);
   });
 
-  it('while live: fails in-flight requests, resets, then leaves READY', async () => {
+  /** A live session whose device holds one request ('h' on queue 1) without completing it. */
+  async function liveWithHeldRequest(): Promise<Rig> {
     const r = rig();
     r.backend.start();
     const session = await r.frontend.start();
     session.queues[1].add(Buffer.from('held'), 0, 'h');
     session.queues[1].kick();
     await until(() => r.dev.held.length === 1, 'the device holds the request');
+    return r;
+  }
+
+  it('while live: fails in-flight requests, resets, then leaves READY', async () => {
+    const r = await liveWithHeldRequest();
     await r.frontend.close();
     expect(r.drv.failed.map((f) => (f.err as TransportError).code)).to.deep.equal(['VSHM_ERR_CLOSED']);
     expect(r.dev.ends).to.deep.equal(['driver-reset']);
@@ -84,12 +90,7 @@ describe('VirtioFrontend.close() in every phase (§4.10 orderly shutdown)', () =
   });
 
   it('while live: resets first, so a request the device completes meanwhile is delivered, not failed (§4.10)', async () => {
-    const r = rig();
-    r.backend.start();
-    const session = await r.frontend.start();
-    session.queues[1].add(Buffer.from('held'), 0, 'h');
-    session.queues[1].kick();
-    await until(() => r.dev.held.length === 1, 'the device holds the request');
+    const r = await liveWithHeldRequest();
     // The device finishes the request a moment after close() was called — before it sees the reset.
     const q = r.dev.sessions[0].queues[1]!;
     const chain = r.dev.held[0];
@@ -147,12 +148,7 @@ describe('VirtioFrontend.close() in every phase (§4.10 orderly shutdown)', () =
   });
 
   it('the device closed right after the back-end was lost (mapping detached): the session still ends, close() resolves', async () => {
-    const r = rig();
-    r.backend.start();
-    const session = await r.frontend.start();
-    session.queues[1].add(Buffer.from('held'), 0, 'h');
-    session.queues[1].kick();
-    await until(() => r.dev.held.length === 1, 'the device holds the request');
+    const r = await liveWithHeldRequest();
     const lost: Error[] = [];
     r.frontend.on('lost', (e: Error) => lost.push(e));
     // An application that closes its ivshmem device when the partner leaves, in the same turn as
