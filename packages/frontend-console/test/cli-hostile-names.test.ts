@@ -14,8 +14,11 @@ import { main } from '../src/cli.js';
 import { TestConsoleDevice } from './fixtures/test-console-device.js';
 import { until } from '../../transport/test/fixtures/until.js';
 
-/** Any C0 control, DEL or C1 control (U+0080–U+009F), as a terminal would act on it. */
-const CONTROL = /[\u0000-\u0009\u000b-\u001f\u007f-\u009f]/; // eslint-disable-line no-control-regex
+/**
+ * Any C0 control, DEL or C1 control (U+0080–U+009F), as a terminal would act on it, and the
+ * Unicode bidi controls, which reorder what the reader sees (a name displayed backwards).
+ */
+const CONTROL = /[\u0000-\u0009\u000b-\u001f\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/; // eslint-disable-line no-control-regex
 
 describe('vshm-console-frontend main(): port names from the back-end reach stderr escaped', function () {
   this.timeout(60_000);
@@ -55,7 +58,7 @@ describe('vshm-console-frontend main(): port names from the back-end reach stder
   }
 
   it('"port NAME was removed by the back-end" shows the name with its control characters escaped', async () => {
-    const evil = 'log\u001b]0;pwned\u0007\u001b[2J\u009b31m\r';
+    const evil = 'log\u001b]0;pwned\u0007\u001b[2J\u009b31m\r\u202egol';
     const { socketPath, device } = await backend([null, evil]);
     const bridge = join(dir, 'bridge.sock');
     const status = main(['-S', socketPath, '--port', evil, '--bridge', bridge]);
@@ -64,7 +67,7 @@ describe('vshm-console-frontend main(): port names from the back-end reach stder
     expect(await status).to.equal(1);
     const line = written.split('\n').find((l) => l.includes('was removed by the back-end'));
     expect(line, written).to.be.a('string');
-    expect(line).to.include('log\\x1b]0;pwned\\x07\\x1b[2J\\x9b31m\\x0d');
+    expect(line).to.include('log\\x1b]0;pwned\\x07\\x1b[2J\\x9b31m\\x0d\\u202egol');
     expect(CONTROL.test(written), JSON.stringify(written)).to.equal(false);
   });
 
