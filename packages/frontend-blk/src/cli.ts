@@ -55,6 +55,8 @@ export async function main(argv: readonly string[]): Promise<number> {
   const { signalled, dispose } = onTerminationSignal();
   let link: BlockLink | null = null;
   let nbd: NbdServer | null = null;
+  /** NBD clients refused for --max-connections (the first is reported at once, the total at exit). */
+  let refused = 0;
   try {
     try {
       const opening = openBlock({ socketPath: opts.server, status: true, wait: opts.wait, queues: opts.queues, onRetry: (e) => debug('not connected yet (%s): retrying', e.message) });
@@ -114,10 +116,16 @@ export async function main(argv: readonly string[]): Promise<number> {
       return 1;
     }
     nbd.on('client-error', (id: number, err: Error) => debug('NBD client %d: %s', id, err.message));
+    // A refused client sees only a closed connection: the operator gets the reason. One line for
+    // the first; a flood of them is counted and summed up at exit, not printed line by line.
+    nbd.on('refused', (connected: number) => {
+      if (refused++ === 0) fail(`NBD client refused: ${connected} connected, the limit (--max-connections ${opts.maxConnections}); more refusals are counted`);
+    });
     info(`serving NBD on ${opts.nbd} (${l.driver.capacity} bytes${l.driver.readOnly ? ', read-only' : ''})`);
     return await Promise.race([fatal, signalled.then((sig) => (debug('%s: shutting down', sig), 0))]);
   } finally {
     shuttingDown = true;
+    if (refused > 1) fail(`${refused} NBD clients were refused in all (--max-connections ${opts.maxConnections})`);
     dispose();
     // Requests still waiting for a device fail now — their NBD clients get ESHUTDOWN, the spec's
     // error for a server shutting down — instead of holding the NBD server's grace period; those

@@ -333,6 +333,33 @@ describe('vshm-blk-frontend with a vshm server and a back-end', function () {
     expect(await fe.exited).to.equal(0);
   });
 
+  it('an NBD client over --max-connections: one line saying it was refused and why, the daemon serves on', async () => {
+    await startServer();
+    await startBackend();
+    const fe = track(startCli(['-S', socketPath, '--nbd', nbdPath, '--max-connections', '1']));
+    await fe.waitFor(/serving NBD/);
+    const net = await import('node:net');
+    const open = (): Promise<import('node:net').Socket> =>
+      new Promise((resolve, reject) => {
+        const c = net.createConnection(nbdPath, () => resolve(c));
+        c.once('error', reject);
+      });
+    const first = await open();
+    await new Promise<void>((r) => first.once('data', () => r())); // its greeting: it is served
+    const second = await open();
+    await new Promise<void>((r) => second.once('close', () => r())); // closed on arrival
+    await fe.waitFor(/NBD client refused/);
+    expect(fe.stderr()).to.match(/^vshm-blk-frontend: NBD client refused: 1 connected, the limit \(--max-connections 1\); more refusals are counted$/m);
+    const third = await open();
+    await new Promise<void>((r) => third.once('close', () => r()));
+    first.destroy();
+    fe.child.kill('SIGTERM');
+    expect(await fe.exited).to.equal(0);
+    // One line for the first, the total at exit: a flood is not a flood of lines.
+    expect(fe.stderr().match(/NBD client/g)).to.have.length(2);
+    expect(fe.stderr()).to.match(/^vshm-blk-frontend: 2 NBD clients were refused in all \(--max-connections 1\)$/m);
+  });
+
   it('an NBD path in use: exit 1 with the path and EADDRINUSE', async () => {
     await startServer();
     await startBackend();
