@@ -57,7 +57,7 @@ const NO_ID = '0'.repeat(16);
  * file: the bundle makes them from its own place, so they count as its imports too. An input
  * with a createRequire that is not listed here is an error.
  */
-const HIDDEN_REQUIRES = { 'packages/transport/dist/log.js': ['debug'] };
+const HIDDEN_REQUIRES = { 'packages/transport/dist/log.js': ['debug'], 'packages/frontend-console/dist/attach-pty.js': ['node-pty'] };
 
 const ADDON = '@vshm/addon';
 /** esbuild's namespace of the CommonJS stand-in for @vshm/addon (addonPlugin()). */

@@ -19,11 +19,23 @@
  * - Not binary-safe (the line discipline rewrites bytes): use `--no-pty` (pipes) for data.
  */
 import { accessSync, constants as fsConstants, statSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { delimiter, join } from 'node:path';
-import { spawn as spawnPty, type IPty } from 'node-pty';
+import type { IPty } from 'node-pty';
 import { createAttachment, type Attachment } from './attachment.js';
 import { EXIT_CANNOT_RUN } from './attach-command.js';
 import type { ConsolePort, ConsoleSize } from './port.js';
+
+/**
+ * node-pty, required at the first pty spawn rather than imported: it is a native addon whose
+ * load costs every start of the CLI ~15 ms, and the CLI imports this module statically (so the
+ * bundle can leave out what it does not use) whatever the attachment.
+ */
+let ptyModule: typeof import('node-pty') | undefined;
+function spawnPty(...args: Parameters<typeof import('node-pty').spawn>): IPty {
+  ptyModule ??= createRequire(import.meta.url)('node-pty') as typeof import('node-pty');
+  return ptyModule.spawn(...args);
+}
 
 /** Size of the pty before the device told one (the traditional serial-terminal default). */
 export const DEFAULT_PTY_SIZE: ConsoleSize = { cols: 80, rows: 24 };

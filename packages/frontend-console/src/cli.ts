@@ -8,6 +8,10 @@
  */
 import { createLogger as createDebug } from '@vshm/transport';
 import { describeIoError, onTerminationSignal, parseOrUsage } from '@vshm/transport';
+import { attachCommand } from './attach-command.js';
+import { attachPty } from './attach-pty.js';
+import { attachSocket } from './attach-socket.js';
+import { attachTerminal } from './attach-terminal.js';
 import type { Attachment } from './attachment.js';
 import { PROGRAM, USAGE, parseCli, type CliOptions } from './cli-args.js';
 import { describeOpenError, openConsole, type Console } from './open.js';
@@ -110,22 +114,6 @@ async function pickPort(con: Console, opts: CliOptions, signalled: Promise<unkno
   }
 }
 
-type TerminalModule = typeof import('./attach-terminal.js');
-type PtyModule = typeof import('./attach-pty.js');
-type CommandModule = typeof import('./attach-command.js');
-type SocketModule = typeof import('./attach-socket.js');
-
-/**
- * The module of the attachment `attach` asks for, and only that one: node-pty (a native addon,
- * behind the pty attachment) costs the start of every other mode tens of ms for nothing
- * (issue 12 item 7).
- */
-function loadAttachment(attach: CliOptions['attach']): Promise<TerminalModule | PtyModule | CommandModule | SocketModule> {
-  if (attach.kind === 'terminal') return import('./attach-terminal.js');
-  if (attach.kind === 'command') return attach.pty ? import('./attach-pty.js') : import('./attach-command.js');
-  return import('./attach-socket.js');
-}
-
 /** Run the CLI; resolves with the exit status. */
 export async function main(argv: readonly string[]): Promise<number> {
   const opts = parseOrUsage(PROGRAM, USAGE, () => parseCli(argv));
@@ -134,11 +122,6 @@ export async function main(argv: readonly string[]): Promise<number> {
     if (!opts.quiet) fail(line);
   };
   const { signalled, dispose } = onTerminationSignal();
-  // The attachment's module starts loading now: its file reads and compilation overlap the waits
-  // for the server and the back-end instead of following DRIVER_OK (issue 12 item 7). Awaited
-  // once the port is there; a start that fails before then ignores it.
-  const attachModule = loadAttachment(opts.attach);
-  attachModule.catch(() => {});
   let con: Console | null = null;
   let attachment: Attachment | null = null;
   /** The port served, once picked: what it still holds at the end was never delivered. */
@@ -207,17 +190,15 @@ export async function main(argv: readonly string[]): Promise<number> {
       });
     });
     try {
-      const mod = await attachModule;
-      if (opts.attach.kind === 'terminal') attachment = (mod as TerminalModule).attachTerminal(port);
+      if (opts.attach.kind === 'terminal') attachment = attachTerminal(port);
       else if (opts.attach.kind === 'command') {
         const { command, args } = opts.attach;
         const onSpawnError = (err: Error): void => fail(describeIoError('run', `'${command}'`, err));
         attachment = opts.attach.pty
-          ? (mod as PtyModule).attachPty(port, command, args, onSpawnError, (m) => fail(`warning: ${m}`))
-          : (mod as CommandModule).attachCommand(port, command, args, onSpawnError);
+          ? attachPty(port, command, args, onSpawnError, (m) => fail(`warning: ${m}`))
+          : attachCommand(port, command, args, onSpawnError);
       } else {
         const path = opts.attach.path;
-        const { attachSocket } = mod as SocketModule;
         attachment = await attachSocket(port, path).catch((err: unknown) => {
           throw new Error(describeIoError('listen on', path, err), { cause: err });
         });

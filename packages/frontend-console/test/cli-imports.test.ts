@@ -4,8 +4,9 @@
  * they were tens of ms of module loading for nothing. Checked in a fresh Node process on the
  * built output, by the CommonJS modules it holds after importing the CLI module — no timing —
  * for both modules the bin may load: the tsc output dist/cli.js and its CommonJS bundle
- * dist/bundle/cli.cjs (scripts/bundle.mjs; the attachments are lazily initialised there, and
- * require node-pty only when imported).
+ * dist/bundle/cli.cjs (scripts/bundle.mjs). The CLI imports every attachment statically (so the
+ * bundle can leave out what it does not use); the pty attachment requires node-pty at its first
+ * spawn.
  */
 import { expect } from 'chai';
 import { execFileSync } from 'node:child_process';
