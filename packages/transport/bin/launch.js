@@ -58,7 +58,8 @@ function cliModule(binDir, entry) {
  * Node's loader would (same wrapper, `require` from its own place, `__filename`), but compiled
  * here with its code cache `<bundle>.cache` when there is one made for this very bundle text: a
  * cache that is missing, made for another bundle, or that V8 rejects (another Node, other V8
- * flags) leaves a plain compile, silently. Under `--enable-source-maps` the bundle is required
+ * flags) leaves a plain compile, silently. At exit the cache is replaced by one made by the run
+ * when that holds more (refreshCacheAtExit). Under `--enable-source-maps` the bundle is required
  * instead (no cache), so that stack traces still lead to the TypeScript sources.
  */
 function loadCli(binDir, entry) {
@@ -84,10 +85,51 @@ function loadCli(binDir, entry) {
   }
   const module = { exports: {}, id: file, filename: file, loaded: false };
   const { dirname } = require('node:path');
-  const fn = compileBundle(file, source, cachedData).runInThisContext();
+  const script = compileBundle(file, source, cachedData);
+  if (id) refreshCacheAtExit(script, file, id, script.cachedDataRejected || cachedData === undefined ? 0 : cachedData.length);
+  const fn = script.runInThisContext();
   fn.call(module.exports, module.exports, require('node:module').createRequire(file), module, file, dirname(file));
   module.loaded = true;
   return Promise.resolve(module.exports);
+}
+
+/**
+ * At exit, replace the code cache of the bundle `file` (id `id`) with one made by this run when
+ * that one is larger than the `loadedBytes` V8 took at start (0: none, or rejected).
+ *
+ * Why: a cache made at build time holds only what compiling the bundle compiles, its top level;
+ * V8 compiles every function lazily, at its first call, so each start still parsed and compiled
+ * the whole start-up path (the §4.10 initialisation, the attachments): ~15 ms of a front-end's
+ * start on the 2-vCPU VM (bench/README.md, "A code cache made by a run"). `createCachedData()`
+ * after a run also holds every function compiled so far. Larger means the run compiled more
+ * than the cache already had, so a short run (`--help`, a usage error) never replaces the cache
+ * of a long one, and steady use stops writing. The check costs one `createCachedData()` (~4 ms
+ * for the console front-end) at exit, never at start.
+ *
+ * Where: beside the bundle, the only place as trusted as the code itself (V8 runs cached bytecode
+ * as it finds it, so a cache in a shared directory would let its writer run code in our
+ * processes). A directory we may not write (a system-wide install) keeps the build's cache;
+ * every failure is silent — a cache is an optimisation. Written to a temporary name and renamed,
+ * so concurrent exits and readers never see half a file. Another Node, or other V8 flags, make
+ * V8 reject a cache: that run then writes its own.
+ */
+function refreshCacheAtExit(script, file, id, loadedBytes) {
+  process.once('exit', () => {
+    const fs = require('node:fs');
+    const tmp = `${file}.cache.${process.pid}.tmp`;
+    try {
+      const data = script.createCachedData();
+      if (data.length <= loadedBytes) return;
+      fs.writeFileSync(tmp, Buffer.concat([Buffer.from(`vshm-code-cache ${id}\n`, 'latin1'), data]));
+      fs.renameSync(tmp, `${file}.cache`);
+    } catch {
+      try {
+        fs.unlinkSync(tmp);
+      } catch {
+        // nothing was written
+      }
+    }
+  });
 }
 
 /**

@@ -4,8 +4,8 @@
  * explicitly (test/cli-bundle.test.ts runs the real launchers on the real bundles).
  */
 import { expect } from 'chai';
-import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -174,6 +174,64 @@ fs.writeFileSync(b + '.cache', Buffer.concat([Buffer.from('vshm-code-cache 01234
       r = await compiles(() => loadCli(bin, 'cli.js'));
       expect(r.value.marker).to.equal('three');
       expect(r.seen).to.deep.equal([{ cached: false, rejected: false }]);
+    });
+
+    describe('the cache a run leaves behind (refreshCacheAtExit)', () => {
+      /** A bundle whose `run()` calls functions V8 compiles only when they are first called. */
+      const LAZY = [
+        '// vshm-bundle 0123456789abcdef lazy test bundle',
+        '"use strict";',
+        ...Array.from({ length: 40 }, (_, i) => `function f${i}(a) { let s = 0; for (let k = 0; k < a; k++) s += (k * ${i + 1}) % 7; return s + ${i}; }`),
+        `exports.run = () => [${Array.from({ length: 40 }, (_, i) => `f${i}(3)`).join(', ')}].reduce((x, y) => x + y, 0);`,
+        '',
+      ].join('\n');
+
+      /** Run the launcher in a fresh Node (as a CLI start does): `call` the module's run() or not. */
+      function start(call: boolean): { stdout: string; stderr: string } {
+        const code = `require(${JSON.stringify(LAUNCH)}).loadCli(process.argv[1], 'cli.js').then((m) => { ${call ? 'process.stdout.write(String(m.run()));' : ''} });`;
+        const r = spawnSync(process.execPath, ['-e', code, bin], { encoding: 'utf8' });
+        expect(r.status, r.stderr).to.equal(0);
+        return { stdout: r.stdout, stderr: r.stderr };
+      }
+
+      /** The cache file: its header line and the size of V8's data after it. */
+      function cacheOf(b: string): { head: string; bytes: number } {
+        const data = readFileSync(`${b}.cache`);
+        const nl = data.indexOf(10);
+        return { head: data.toString('latin1', 0, nl), bytes: data.length - nl - 1 };
+      }
+
+      it('a run that compiled more than the cache held replaces it; V8 takes the new one; a shorter run leaves it', async () => {
+        file('cli.js', 0);
+        const b = file('bundle/cli.cjs', 1, LAZY);
+        // The build's cache, made in another process: the top level only.
+        const make = `const l = require(${JSON.stringify(LAUNCH)}); const fs = require('node:fs'); const b = process.argv[1];
+fs.writeFileSync(b + '.cache', Buffer.concat([Buffer.from('vshm-code-cache 0123456789abcdef\\n', 'latin1'), l.compileBundle(b, fs.readFileSync(b, 'utf8')).createCachedData()]));`;
+        execFileSync(process.execPath, ['-e', make, b]);
+        const built = cacheOf(b);
+
+        expect(start(true).stdout).to.equal(String(Array.from({ length: 40 }, (_, i) => ((i + 1) % 7) + ((2 * (i + 1)) % 7) + i).reduce((x, y) => x + y, 0)));
+        const ran = cacheOf(b);
+        expect(ran.head).to.equal('vshm-code-cache 0123456789abcdef');
+        expect(ran.bytes, 'the run cache holds the functions run() compiled').to.be.greaterThan(built.bytes);
+        const { value, seen } = await compiles(() => loadCli(bin, 'cli.js'));
+        expect((value as { run(): number }).run()).to.be.a('number');
+        expect(seen).to.deep.equal([{ cached: true, rejected: false }]);
+
+        const before = readFileSync(`${b}.cache`);
+        start(false); // compiles less than the cache holds: keeps it
+        expect(readFileSync(`${b}.cache`).equals(before)).to.equal(true);
+        expect(readdirSync(join(dist, 'bundle')).sort()).to.deep.equal(['cli.cjs', 'cli.cjs.cache']);
+      });
+
+      it('a cache that cannot be written is skipped silently and leaves no temporary file', () => {
+        file('cli.js', 0);
+        const b = file('bundle/cli.cjs', 1, LAZY);
+        mkdirSync(`${b}.cache`); // unreadable as a cache, and rename() cannot replace it
+        const r = start(true);
+        expect(r.stderr).to.equal('');
+        expect(readdirSync(join(dist, 'bundle')).sort()).to.deep.equal(['cli.cjs', 'cli.cjs.cache']);
+      });
     });
 
     it('with --enable-source-maps requires the bundle (Node maps traces only for its own loader)', async () => {
