@@ -86,7 +86,10 @@ function loadCli(binDir, entry) {
   const module = { exports: {}, id: file, filename: file, loaded: false };
   const { dirname } = require('node:path');
   const script = compileBundle(file, source, cachedData);
-  if (id) refreshCacheAtExit(script, file, id, script.cachedDataRejected || cachedData === undefined ? 0 : cachedData.length);
+  // Only where V8 took the cache or there was none, and with Node's default flags: a cache V8
+  // rejects was made by another Node or under other V8 flags, and one made under this process's
+  // flags would be rejected by every plain start after it.
+  if (id && !script.cachedDataRejected && process.execArgv.length === 0) refreshCacheAtExit(script, file, id, cachedData?.length ?? 0);
   const fn = script.runInThisContext();
   fn.call(module.exports, module.exports, require('node:module').createRequire(file), module, file, dirname(file));
   module.loaded = true;
@@ -95,12 +98,12 @@ function loadCli(binDir, entry) {
 
 /**
  * At exit, replace the code cache of the bundle `file` (id `id`) with one made by this run when
- * that one is larger than the `loadedBytes` V8 took at start (0: none, or rejected).
+ * that one is larger than the `loadedBytes` V8 took at start (0: there was none).
  *
  * Why: a cache made at build time holds only what compiling the bundle compiles, its top level;
  * V8 compiles every function lazily, at its first call, so each start still parsed and compiled
  * the whole start-up path (the §4.10 initialisation, the attachments): ~15 ms of a front-end's
- * start on the 2-vCPU VM (bench/README.md, "A code cache made by a run"). `createCachedData()`
+ * start on the 2-vCPU VM (docs/decisions.md, "Start-up (stop 23)"). `createCachedData()`
  * after a run also holds every function compiled so far. Larger means the run compiled more
  * than the cache already had, so a short run (`--help`, a usage error) never replaces the cache
  * of a long one, and steady use stops writing. The check costs one `createCachedData()` (~4 ms
@@ -110,8 +113,8 @@ function loadCli(binDir, entry) {
  * as it finds it, so a cache in a shared directory would let its writer run code in our
  * processes). A directory we may not write (a system-wide install) keeps the build's cache;
  * every failure is silent — a cache is an optimisation. Written to a temporary name and renamed,
- * so concurrent exits and readers never see half a file. Another Node, or other V8 flags, make
- * V8 reject a cache: that run then writes its own.
+ * so concurrent exits and readers never see half a file. A cache V8 rejected (another Node, other
+ * V8 flags) is left alone until the next build makes a new one.
  */
 function refreshCacheAtExit(script, file, id, loadedBytes) {
   process.once('exit', () => {

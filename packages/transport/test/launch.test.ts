@@ -186,10 +186,12 @@ fs.writeFileSync(b + '.cache', Buffer.concat([Buffer.from('vshm-code-cache 01234
         '',
       ].join('\n');
 
-      /** Run the launcher in a fresh Node (as a CLI start does): `call` the module's run() or not. */
-      function start(call: boolean): { stdout: string; stderr: string } {
-        const code = `require(${JSON.stringify(LAUNCH)}).loadCli(process.argv[1], 'cli.js').then((m) => { ${call ? 'process.stdout.write(String(m.run()));' : ''} });`;
-        const r = spawnSync(process.execPath, ['-e', code, bin], { encoding: 'utf8' });
+      /** Run the launcher in a fresh Node (as a CLI start does, with `nodeFlags`): `call` the module's run() or not. */
+      function start(call: boolean, nodeFlags: string[] = []): { stdout: string; stderr: string } {
+        // A script file, as a bin is: `node -e` would put its code in process.execArgv.
+        const script = join(dir, 'start.cjs');
+        writeFileSync(script, `require(${JSON.stringify(LAUNCH)}).loadCli(process.argv[2], 'cli.js').then((m) => { ${call ? 'process.stdout.write(String(m.run()));' : ''} });`);
+        const r = spawnSync(process.execPath, [...nodeFlags, script, bin], { encoding: 'utf8' });
         expect(r.status, r.stderr).to.equal(0);
         return { stdout: r.stdout, stderr: r.stderr };
       }
@@ -222,6 +224,20 @@ fs.writeFileSync(b + '.cache', Buffer.concat([Buffer.from('vshm-code-cache 01234
         start(false); // compiles less than the cache holds: keeps it
         expect(readFileSync(`${b}.cache`).equals(before)).to.equal(true);
         expect(readdirSync(join(dist, 'bundle')).sort()).to.deep.equal(['cli.cjs', 'cli.cjs.cache']);
+      });
+
+      it('a cache V8 rejects, and a start with Node flags, leave the cache as it is', () => {
+        file('cli.js', 0);
+        const b = file('bundle/cli.cjs', 1, LAZY);
+        const damaged = Buffer.concat([Buffer.from('vshm-code-cache 0123456789abcdef\n', 'latin1'), Buffer.alloc(4096, 7)]);
+        writeFileSync(`${b}.cache`, damaged);
+        start(true);
+        expect(readFileSync(`${b}.cache`).equals(damaged), 'rejected: kept').to.equal(true);
+        rmSync(`${b}.cache`);
+        start(true, ['--stack-size=2000']);
+        expect(readdirSync(join(dist, 'bundle')), 'Node flags: none written').to.deep.equal(['cli.cjs']);
+        start(true);
+        expect(readdirSync(join(dist, 'bundle')).sort(), 'no cache, no flags: written').to.deep.equal(['cli.cjs', 'cli.cjs.cache']);
       });
 
       it('a cache that cannot be written is skipped silently and leaves no temporary file', () => {
