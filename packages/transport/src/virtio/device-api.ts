@@ -286,6 +286,8 @@ export interface ConfigReader {
   /** Bytes of config space (header `size` − 0x4C, §4.2); reads beyond it throw. */
   readonly size: number;
   read(offset: number, width: ConfigWidth): number;
+  /** Several fields under one generation check: see `DriverSession.readConfigMany`. */
+  readMany<T>(fn: (read: (offset: number, width: ConfigWidth) => number) => T): T;
 }
 
 /** What a driver gets once the device is live (after DRIVER_OK). */
@@ -293,8 +295,25 @@ export interface DriverSession {
   readonly features: bigint;
   /** Queues by index, as set up for the negotiated features. */
   readonly queues: readonly DriverQueueHandle[];
-  /** Read config honouring `config_generation` (§4.8). */
+  /**
+   * Read one config field honouring `config_generation` (§4.8). Two calls are two generation
+   * checks: fields that belong together — a u64 such as virtio-blk `capacity`, console
+   * `cols`/`rows` — can come from two different updates. Read those with `readConfigMany`.
+   */
   readConfig(offset: number, width: ConfigWidth): number;
+  /**
+   * Read several config fields under ONE generation check (§4.8), as Linux's virtio_cread64 and
+   * __virtio_cread_many do: `fn` reads every field it needs through `read` (same offsets, widths
+   * and checks as `readConfig`) and returns what it made of them. If the back-end updated config
+   * while `fn` ran, `fn` runs again — so it may run more than once and must only read and
+   * compute (no side effects) — and the value returned is one `fn` computed from a single
+   * generation: never a torn pair. `read` is valid only during the call. Throws what `readConfig`
+   * throws (ArgumentError, VSHM_ERR_SESSION_DEAD, VSHM_ERR_BACKEND_LOST, VSHM_ERR_CONFIG_BUSY
+   * for a generation that never settles) and what `fn` throws (not retried).
+   *
+   * @example const [cols, rows] = session.readConfigMany((read) => [read(0, 2), read(2, 2)]);
+   */
+  readConfigMany<T>(fn: (read: (offset: number, width: ConfigWidth) => number) => T): T;
   /** Write a config field by transaction (§4.3); resolves when the BE completed it. */
   writeConfig(offset: number, width: ConfigWidth, value: number): Promise<void>;
 }
