@@ -268,6 +268,15 @@ export class ChunkPool {
     return idx + span <= this.chunkCount && this.starts[idx] === 32 - Math.clz32(span);
   }
 
+  /** Index of the chunk at window offset `off`, or -1 when `off` is outside the pool or not a chunk start. */
+  chunkIndexOf(off: number): number {
+    const rel = off - this.base;
+    // Multiplications, not shifts: a pool may reach 4 GiB, past int32 (as in free()).
+    if (!(rel >= 0 && rel < this.chunkCount * this.chunkSize)) return -1;
+    const idx = rel >>> this.chunkShift;
+    return idx * this.chunkSize === rel ? idx : -1;
+  }
+
   /** Whether window offset `off` lies inside this pool. */
   contains(off: number, len = 1): boolean {
     return off >= this.base && off + len <= this.base + this.size;
@@ -326,6 +335,14 @@ export interface AllocatorLayout {
 /**
  * The FE's allocator for one session: the §5.1 pool, or the two §5.2 pools. Create a fresh one
  * (or `reset()`) at every initialisation (§4.10 step 3).
+ *
+ * It also knows which zero-copy views (`DriverQueueHandle.allocOut`) the driver holds: by
+ * identity, per driver-pool chunk. A view is recorded when handed out and forgotten when it is
+ * posted or given back, so an entry point that takes a view back accepts only the very object this
+ * session handed out and the driver still holds. An offset check alone cannot tell: after a
+ * recovery the next session's allocator hands out the same spans again (ABA), and a view of an
+ * earlier session — or one made by hand over the window — would free or post a buffer that now
+ * belongs to someone else.
  */
 export class SharedMemoryAllocator {
   readonly isolated: boolean;
@@ -333,6 +350,8 @@ export class SharedMemoryAllocator {
   readonly driverPool: ChunkPool;
   /** BE-written memory: used rings, device-writable buffers (same pool as driverPool if not isolated). */
   readonly devicePool: ChunkPool;
+  /** allocOut views the driver holds, by driver-pool chunk index (created at the first one). */
+  private outViews: (Uint8Array | undefined)[] | null = null;
 
   /**
    * @param window bytes of the window [4096, S) (for zeroing FE-owned memory)
@@ -364,8 +383,33 @@ export class SharedMemoryAllocator {
     this.pool(kind).free(off, n, scrub);
   }
 
+  /**
+   * Record `view` — over a driver-pool allocation of exactly `view.length` bytes at
+   * `view.byteOffset`, just made — as a zero-copy view the driver now holds.
+   */
+  holdView(view: Uint8Array): void {
+    const idx = this.driverPool.chunkIndexOf(view.byteOffset);
+    if (idx < 0) throw new TransportError('VSHM_ERR_ALLOC_FREE', '5', `view at ${view.byteOffset} is not a ${this.driverPool.name} allocation`);
+    (this.outViews ??= new Array<Uint8Array | undefined>(this.driverPool.chunkCount))[idx] = view;
+  }
+
+  /** Whether `view` is the very object holdView() recorded and not yet released (one load and compare). */
+  holdsView(view: Uint8Array): boolean {
+    const views = this.outViews;
+    if (views === null) return false;
+    const idx = this.driverPool.chunkIndexOf(view.byteOffset);
+    return idx >= 0 && views[idx] === view;
+  }
+
+  /** The driver no longer holds `view` (posted — the request owns it now — or about to be freed). */
+  releaseView(view: Uint8Array): void {
+    const idx = this.driverPool.chunkIndexOf(view.byteOffset);
+    if (idx >= 0 && this.outViews !== null && this.outViews[idx] === view) this.outViews[idx] = undefined;
+  }
+
   reset(): void {
     this.driverPool.reset();
     if (this.devicePool !== this.driverPool) this.devicePool.reset();
+    this.outViews = null;
   }
 }
