@@ -66,6 +66,15 @@ export interface DeviceChain {
    * Trust: the driver owns these bytes and may change them at any time (§6.2), also between two
    * reads of the same byte. A device that validates and then uses data must `read()` a private
    * copy (read once, check the copy); views are for consuming each byte once.
+   *
+   * Session end (`deactivate`, a queue disabled, a violation): the transport empties every chain
+   * the device still holds — from then on this returns no segments, `read`/`write` copy 0 bytes
+   * and `push` of the chain is a no-op on its old queue — so no call reaches the old buffers,
+   * which the driver may already have reused (§4.5). What it cannot revoke is a view obtained
+   * before: a `Uint8Array` keeps reaching shared memory for as long as something holds it
+   * (only a closed ivshmem device detaches the mapping, leaving length 0). A device must drop its
+   * views in `deactivate`, and must not let an asynchronous job (a file read into a writable
+   * view) finish into one after it.
    */
   readableSegments(): readonly Uint8Array[];
   /**
@@ -244,15 +253,32 @@ export interface DriverQueueHandle<T = unknown> {
    * — take a copy there if they must be re-sent after recovery (§4.10) — unless the ivshmem
    * device itself was closed (the mapping is then detached: length 0). After `onUsed`/`onFailed`
    * returns, the buffer is freed or gone with the session.
+   *
+   * Ownership: the view is the caller's from here until it is posted (`addAllocated`, `addSgs`
+   * returning true) or given back (`freeOut`); the methods that take a view back accept only the
+   * very object this session's `allocOut` returned and the caller still holds — an identity check,
+   * not an offset check — and throw ArgumentError for any other (posted or given back already,
+   * made by hand over the window, or of an earlier session even where the next session's buffer
+   * lies on the same span). On this queue once its session ended, `addAllocated` returns false
+   * and `freeOut` does nothing: the memory went with the session.
+   *
+   * Not revocable: a view is a plain `Uint8Array` over shared memory. After its session ended —
+   * or after it was posted or freed — writing through it still reaches the memory, which may by
+   * then hold another request's buffer or a ring of the next session (and reading it shows their
+   * bytes). Drop views when they are posted or given back, and in `remove()` at the latest.
    */
   allocOut?(len: number, init?: Uint8Array): Uint8Array | null;
   /**
    * Post `view` (from `allocOut` of this queue, filled in place) plus `inLen` device-writable
    * bytes. False — keeping `view` allocated: retry later or `freeOut` it — when descriptors or
-   * memory are short.
+   * memory are short, or the queue's session ended. ArgumentError for a view the caller does not
+   * hold (see `allocOut`, "Ownership").
    */
   addAllocated?(view: Uint8Array, inLen: number, token: T): boolean;
-  /** Give back an `allocOut` view that was not posted. */
+  /**
+   * Give back an `allocOut` view that was not posted. A no-op once the queue's session ended;
+   * ArgumentError for a view the caller does not hold (see `allocOut`, "Ownership").
+   */
   freeOut?(view: Uint8Array): void;
   /**
    * Optional: a producer waits for the requests in flight to complete (a flush, `end()`), not
