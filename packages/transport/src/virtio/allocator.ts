@@ -268,15 +268,6 @@ export class ChunkPool {
     return idx + span <= this.chunkCount && this.starts[idx] === 32 - Math.clz32(span);
   }
 
-  /** Index of the chunk at window offset `off`, or -1 when `off` is outside the pool or not a chunk start. */
-  chunkIndexOf(off: number): number {
-    const rel = off - this.base;
-    // Multiplications, not shifts: a pool may reach 4 GiB, past int32 (as in free()).
-    if (!(rel >= 0 && rel < this.chunkCount * this.chunkSize)) return -1;
-    const idx = rel >>> this.chunkShift;
-    return idx * this.chunkSize === rel ? idx : -1;
-  }
-
   /** Whether window offset `off` lies inside this pool. */
   contains(off: number, len = 1): boolean {
     return off >= this.base && off + len <= this.base + this.size;
@@ -336,13 +327,15 @@ export interface AllocatorLayout {
  * The FE's allocator for one session: the §5.1 pool, or the two §5.2 pools. Create a fresh one
  * (or `reset()`) at every initialisation (§4.10 step 3).
  *
- * It also knows which zero-copy views (`DriverQueueHandle.allocOut`) the driver holds: by
- * identity, per driver-pool chunk. A view is recorded when handed out and forgotten when it is
- * posted or given back, so an entry point that takes a view back accepts only the very object this
- * session handed out and the driver still holds. An offset check alone cannot tell: after a
- * recovery the next session's allocator hands out the same spans again (ABA), and a view of an
- * earlier session — or one made by hand over the window — would free or post a buffer that now
- * belongs to someone else.
+ * It also knows which zero-copy views (`DriverQueueHandle.allocOut`) the driver holds: each such
+ * view carries this allocator's epoch (a private symbol-keyed own property) from the moment it is
+ * handed out until it is posted or given back (epoch 0), so an entry point that takes a view back
+ * accepts only an object this allocator handed out and the driver still holds — one property load
+ * and an integer compare. An offset check alone cannot tell: after a recovery the next session's
+ * allocator hands out the same spans again (ABA), and a view of an earlier session — or one made
+ * by hand over the window, or a subarray of a view — would free or post a buffer that now belongs
+ * to someone else. (perf: a table of views per chunk cost ~35 ns per zero-copy message — the
+ * write barrier of storing a young view into a long-lived array — the epoch property ~5 ns.)
  */
 export class SharedMemoryAllocator {
   readonly isolated: boolean;
@@ -350,8 +343,8 @@ export class SharedMemoryAllocator {
   readonly driverPool: ChunkPool;
   /** BE-written memory: used rings, device-writable buffers (same pool as driverPool if not isolated). */
   readonly devicePool: ChunkPool;
-  /** allocOut views the driver holds, by driver-pool chunk index (created at the first one). */
-  private outViews: (Uint8Array | undefined)[] | null = null;
+  /** What views handed out since the last construction or reset() carry (never 0, unique per process). */
+  private epoch = nextEpoch();
 
   /**
    * @param window bytes of the window [4096, S) (for zeroing FE-owned memory)
@@ -384,32 +377,38 @@ export class SharedMemoryAllocator {
   }
 
   /**
-   * Record `view` — over a driver-pool allocation of exactly `view.length` bytes at
+   * Mark `view` — over a driver-pool allocation of exactly `view.length` bytes at
    * `view.byteOffset`, just made — as a zero-copy view the driver now holds.
    */
   holdView(view: Uint8Array): void {
-    const idx = this.driverPool.chunkIndexOf(view.byteOffset);
-    if (idx < 0) throw new TransportError('VSHM_ERR_ALLOC_FREE', '5', `view at ${view.byteOffset} is not a ${this.driverPool.name} allocation`);
-    (this.outViews ??= new Array<Uint8Array | undefined>(this.driverPool.chunkCount))[idx] = view;
+    (view as EpochTagged)[VIEW_EPOCH] = this.epoch;
   }
 
-  /** Whether `view` is the very object holdView() recorded and not yet released (one load and compare). */
+  /** Whether `view` was marked by holdView() of this allocator (this session) and not released since. */
   holdsView(view: Uint8Array): boolean {
-    const views = this.outViews;
-    if (views === null) return false;
-    const idx = this.driverPool.chunkIndexOf(view.byteOffset);
-    return idx >= 0 && views[idx] === view;
+    return (view as EpochTagged)[VIEW_EPOCH] === this.epoch;
   }
 
   /** The driver no longer holds `view` (posted — the request owns it now — or about to be freed). */
   releaseView(view: Uint8Array): void {
-    const idx = this.driverPool.chunkIndexOf(view.byteOffset);
-    if (idx >= 0 && this.outViews !== null && this.outViews[idx] === view) this.outViews[idx] = undefined;
+    (view as EpochTagged)[VIEW_EPOCH] = 0;
   }
 
   reset(): void {
     this.driverPool.reset();
     if (this.devicePool !== this.driverPool) this.devicePool.reset();
-    this.outViews = null;
+    this.epoch = nextEpoch(); // the views handed out so far are stale
   }
+}
+
+/** The own property an allocOut view carries: its allocator's epoch while the driver holds it, else 0. */
+const VIEW_EPOCH = Symbol('vshm.allocOutEpoch');
+
+type EpochTagged = Uint8Array & { [VIEW_EPOCH]?: number };
+
+let epochs = 0;
+
+/** A fresh allocator epoch (process-wide, so two front-ends in one process never share one). */
+function nextEpoch(): number {
+  return ++epochs;
 }

@@ -255,11 +255,11 @@ export interface DriverQueueHandle<T = unknown> {
    * returns, the buffer is freed or gone with the session.
    *
    * Ownership: the view is the caller's from here until it is posted (`addAllocated`, `addSgs`
-   * returning true) or given back (`freeOut`); the methods that take a view back accept only the
-   * very object this session's `allocOut` returned and the caller still holds — an identity check,
-   * not an offset check — and throw ArgumentError for any other (posted or given back already,
-   * made by hand over the window, or of an earlier session even where the next session's buffer
-   * lies on the same span). On this queue once its session ended, `addAllocated` returns false
+   * returning true) or given back (`freeOut`); the methods that take a view back accept only an
+   * object this session's `allocOut` returned and the caller still holds — the view carries its
+   * session's mark (a private symbol-keyed property), not just an offset — and throw ArgumentError
+   * for any other (posted or given back already, made by hand over the window or by `subarray`,
+   * or of an earlier session even where the next session's buffer lies on the same span). On this queue once its session ended, `addAllocated` returns false
    * and `freeOut` does nothing: the memory went with the session.
    *
    * Not revocable: a view is a plain `Uint8Array` over shared memory. After its session ended —

@@ -360,11 +360,11 @@ export class FrontendQueue<T = unknown> implements DriverQueueHandle<T> {
   }
 
   /**
-   * A view taken back (addAllocated, addSgs, freeOut) must be the very object this session's
-   * allocOut() handed out and the caller still holds — an identity check in the allocator, one
-   * array load: a view of an earlier session on the same span (the next allocator hands out the
-   * same offsets, ABA), a view posted or given back already, or one made by hand over the window
-   * would otherwise free or post memory that belongs to another buffer.
+   * A view taken back (addAllocated, addSgs, freeOut) must be an object this session's allocOut()
+   * handed out and the caller still holds — the allocator's epoch on the view, one property load
+   * and an integer compare: a view of an earlier session on the same span (the next allocator
+   * hands out the same offsets, ABA), a view posted or given back already, or one made by hand
+   * over the window would otherwise free or post memory that belongs to another buffer.
    */
   private checkOwnView(view: Uint8Array): void {
     if (!(view instanceof Uint8Array) || view.buffer !== this.u8.buffer || view.length < 1 || !this.alloc.holdsView(view)) {

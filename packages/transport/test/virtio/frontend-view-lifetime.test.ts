@@ -84,6 +84,7 @@ describe('allocOut views and their session', () => {
     expect(q.addSgs([w], [], 'sg')).to.equal(true);
     expect(() => q.freeOut(w)).to.throw(ArgumentError);
     const f = q.allocOut(64)!;
+    expect(() => q.addAllocated(f.subarray(0, 32), 0, 'part')).to.throw(ArgumentError); // not the view handed out
     q.freeOut(f);
     expect(() => q.freeOut(f)).to.throw(ArgumentError);
     expect(broken).to.deep.equal([]);
