@@ -334,7 +334,7 @@ export interface AllocatorLayout {
  * and an integer compare. An offset check alone cannot tell: after a recovery the next session's
  * allocator hands out the same spans again (ABA), and a view of an earlier session — or one made
  * by hand over the window, or a subarray of a view — would free or post a buffer that now belongs
- * to someone else. (perf: a table of views per chunk cost ~35 ns per zero-copy message — the
+ * to someone else. (perf: a table of views per chunk cost ~35–50 ns per zero-copy message — the
  * write barrier of storing a young view into a long-lived array — the epoch property ~5 ns.)
  */
 export class SharedMemoryAllocator {
