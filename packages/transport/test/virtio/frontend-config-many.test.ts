@@ -56,7 +56,7 @@ describe('config reads of several fields under one generation (§4.8)', () => {
     expect(runs).to.equal(1);
   });
 
-  it('two updates in between (the high half back where it was, ABA) still give one update\'s pair', async () => {
+  it('two updates in between (a field back where it was, ABA) still give one update\'s pair', async () => {
     const r = await rig();
     let runs = 0;
     const pair = r.session.readConfigMany((read) => {
