@@ -662,16 +662,29 @@ export class BlockDriver extends EventEmitter implements VirtioDriverOps {
   private readGeometry(s: DriverSession, queueSize: number): BlockGeometry {
     const f = s.features;
     const has = (b: number): boolean => (f & bit(b)) !== 0n;
-    const u32 = (off: number): number => s.readConfig(off, 4) >>> 0;
-    const reportedBlockSize = has(BlkFeature.BLK_SIZE) ? u32(BlkConfig.BLK_SIZE) : null;
+    const discard = has(BlkFeature.DISCARD);
+    const writeZeroes = has(BlkFeature.WRITE_ZEROES);
+    // Every field under one generation check (§4.8): the capacity's two halves and the limits
+    // of one config state, never some from before a back-end update and some from after it.
+    const c = s.readConfigMany((read) => {
+      const u32 = (off: number): number => read(off, 4) >>> 0;
+      return {
+        capacity: capacityFrom(read),
+        blkSize: has(BlkFeature.BLK_SIZE) ? u32(BlkConfig.BLK_SIZE) : null,
+        sizeMax: has(BlkFeature.SIZE_MAX) ? u32(BlkConfig.SIZE_MAX) : 0,
+        segMax: has(BlkFeature.SEG_MAX) ? u32(BlkConfig.SEG_MAX) : 1,
+        maxDiscardSectors: discard ? u32(BlkConfig.MAX_DISCARD_SECTORS) : 0,
+        maxWriteZeroesSectors: writeZeroes ? u32(BlkConfig.MAX_WRITE_ZEROES_SECTORS) : 0,
+      };
+    });
+    const reportedBlockSize = c.blkSize;
     // VIRTIO 1.2 §5.2.4 gives blk_size no bounds, and VIRTIO 1.2 §5.2.5 makes it a hint: the
     // protocol's units stay 512 bytes whatever it says. Linux's virtio_blk refuses a device whose blk_size is not a
     // power of two from 512 to 64 KiB; refusing in probe here would have the transport reset and
     // re-probe the device in a tight loop, so such a value is ignored instead — 512-byte blocks,
     // the device failing what it cannot do with IOERR — and reportedBlockSize shows it.
     const blockSize = reportedBlockSize !== null && validBlockSize(reportedBlockSize) ? reportedBlockSize : SECTOR_SIZE;
-    const sizeMax = has(BlkFeature.SIZE_MAX) ? u32(BlkConfig.SIZE_MAX) : 0;
-    const segMax = has(BlkFeature.SEG_MAX) ? u32(BlkConfig.SEG_MAX) : 1;
+    const { sizeMax, segMax } = c;
     // The data segments plus header and status must fit one chain (≤ queue size,
     // VIRTIO 1.2 §2.7.5.3.1) on every queue. Below 3 descriptors no data request fits at all:
     // those fail one by one (pump), FLUSH still works.
@@ -684,10 +697,8 @@ export class BlockDriver extends EventEmitter implements VirtioDriverOps {
     // transport re-initialise it for ever while every call waited.
     this.noData = maxRequest < SECTOR_SIZE ? `the device's limits (size_max ${sizeMax}, seg_max ${segMax}) allow no 512-byte request` : '';
     if (maxRequest < SECTOR_SIZE) maxRequest = 0;
-    const discard = has(BlkFeature.DISCARD);
-    const writeZeroes = has(BlkFeature.WRITE_ZEROES);
     return {
-      capacity: readCapacity(s),
+      capacity: c.capacity,
       readOnly: has(BlkFeature.RO),
       blockSize,
       reportedBlockSize,
@@ -698,8 +709,8 @@ export class BlockDriver extends EventEmitter implements VirtioDriverOps {
       discard,
       writeZeroes,
       indirect: (f & VirtioFeatureMask.RING_INDIRECT_DESC) !== 0n,
-      maxDiscardSectors: discard ? u32(BlkConfig.MAX_DISCARD_SECTORS) : 0,
-      maxWriteZeroesSectors: writeZeroes ? u32(BlkConfig.MAX_WRITE_ZEROES_SECTORS) : 0,
+      maxDiscardSectors: c.maxDiscardSectors,
+      maxWriteZeroesSectors: c.maxWriteZeroesSectors,
     };
   }
 }
@@ -715,26 +726,18 @@ function validBlockSize(n: number): boolean {
   return n >= SECTOR_SIZE && n <= MAX_BLOCK_SIZE && (n & (n - 1)) === 0;
 }
 
-/** Reads of the capacity's two halves before a device that keeps changing it is given up on. */
-const CAPACITY_READS = 64;
-
-/**
- * Capacity in bytes; the two halves re-read until stable (the generation rule covers each read
- * only). A device whose high half changes on every read throws (the transport then treats it as
- * broken) rather than holding the event loop for ever.
- */
+/** Capacity in bytes, both halves under one generation check (§4.8, like Linux's virtio_cread64). */
 function readCapacity(s: DriverSession): number {
-  for (let tries = 0; ; tries++) {
-    if (tries === CAPACITY_READS) {
-      throw new BlockError('VSHM_ERR_CONFIG_BUSY', 'A', `the device's capacity changed on each of ${CAPACITY_READS} reads`);
-    }
-    const hi = s.readConfig(BlkConfig.CAPACITY + 4, 4) >>> 0;
-    const lo = s.readConfig(BlkConfig.CAPACITY, 4) >>> 0;
-    if ((s.readConfig(BlkConfig.CAPACITY + 4, 4) >>> 0) !== hi) continue;
-    const sectors = hi * 0x100000000 + lo;
-    // Byte offsets stay exact below 2^53.
-    return Math.min(sectors, Math.floor(Number.MAX_SAFE_INTEGER / SECTOR_SIZE)) * SECTOR_SIZE;
-  }
+  return s.readConfigMany(capacityFrom);
+}
+
+/** Capacity in bytes from the two 4-byte halves of the u64 (inside one `readConfigMany`). */
+function capacityFrom(read: (offset: number, width: 4) => number): number {
+  const lo = read(BlkConfig.CAPACITY, 4) >>> 0;
+  const hi = read(BlkConfig.CAPACITY + 4, 4) >>> 0;
+  const sectors = hi * 0x100000000 + lo;
+  // Byte offsets stay exact below 2^53.
+  return Math.min(sectors, Math.floor(Number.MAX_SAFE_INTEGER / SECTOR_SIZE)) * SECTOR_SIZE;
 }
 
 /** A fresh virtio-blk driver. */

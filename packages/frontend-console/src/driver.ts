@@ -358,8 +358,9 @@ export class ConsoleDriver extends EventEmitter implements VirtioDriverOps {
   }
 
   private readConfigSize(session: DriverSession): void {
-    const cols = session.readConfig(CONSOLE_CONFIG_COLS, 2);
-    const rows = session.readConfig(CONSOLE_CONFIG_ROWS, 2);
+    // One generation check for both (§4.8): a resize between two separate reads would give a
+    // size the terminal never had (the new cols with the old rows).
+    const [cols, rows] = session.readConfigMany((read) => [read(CONSOLE_CONFIG_COLS, 2), read(CONSOLE_CONFIG_ROWS, 2)]);
     this.setSize(this.consoleId, { cols, rows });
   }
 

@@ -6,8 +6,10 @@ import { expect } from 'chai';
 import { once } from 'node:events';
 import { randomBytes } from 'node:crypto';
 import { ConsoleControlEvent, encodeConsoleControl } from 'virtio-spec-types';
-import { DEFAULT_RX_BUFFER, type ConsoleError, type ConsolePort } from '../src/index.js';
-import { closeRigs, restartBackend, startRig } from './fixtures/harness.js';
+import { ConsoleDriver, DEFAULT_RX_BUFFER, type ConsoleError, type ConsolePort } from '../src/index.js';
+import type { DriverSession, VirtioDriverOps } from '@vshm/transport';
+import { VirtioBackend, VirtioFrontend, closeRigs, createLoopbackPair, restartBackend, startRig } from './fixtures/harness.js';
+import { TestConsoleDevice } from './fixtures/test-console-device.js';
 import { until } from '../../transport/test/fixtures/until.js';
 
 /** Collect everything a port emits. */
@@ -73,6 +75,61 @@ describe('ConsoleDriver over the loopback (real transport)', function () {
     const resized = once(rig.driver, 'resize');
     rig.device.resize(120, 40);
     expect((await resized)[0]).to.deep.equal({ cols: 120, rows: 40 });
+  });
+
+  it('reads cols and rows of one config update: a resize landing between the two field reads is not torn (§4.8)', async () => {
+    const [be, fe] = createLoopbackPair();
+    const device = new TestConsoleDevice({ cols: 80, rows: 25 });
+    const backend = new VirtioBackend(be, device);
+    const driver = new ConsoleDriver();
+    // After each field read while armed, the device resizes once more: the real back-end's
+    // update lands between the driver's two reads (the session is wrapped, the transport is not).
+    const updates: (() => void)[] = [];
+    const after = (v: number): number => {
+      updates.shift()?.();
+      return v;
+    };
+    const wrapped = new WeakMap<DriverSession, DriverSession>();
+    const wrap = (s: DriverSession): DriverSession => {
+      let w = wrapped.get(s);
+      if (w === undefined) {
+        w = {
+          features: s.features,
+          queues: s.queues,
+          readConfig: (o, width) => after(s.readConfig(o, width)),
+          readConfigMany: (fn) => s.readConfigMany((read) => fn((o, width) => after(read(o, width)))),
+          writeConfig: (o, width, v) => s.writeConfig(o, width, v),
+        };
+        wrapped.set(s, w);
+      }
+      return w;
+    };
+    const ops: VirtioDriverOps = {
+      deviceId: driver.deviceId,
+      features: driver.features,
+      queueCount: (f, c) => driver.queueCount(f, c),
+      queueBuffers: (i, n, f) => driver.queueBuffers(i, n, f),
+      probe: (s) => driver.probe(wrap(s)),
+      remove: (e) => driver.remove(e),
+      configChanged: (s) => driver.configChanged(wrap(s)),
+    };
+    const frontend = new VirtioFrontend(fe, ops);
+    try {
+      backend.start();
+      await frontend.start();
+      expect(driver.size).to.deep.equal({ cols: 80, rows: 25 });
+      const sizes: { cols: number; rows: number }[] = [];
+      driver.on('resize', (sz: { cols: number; rows: number }) => sizes.push(sz));
+      updates.push(() => device.resize(132, 50)); // after the driver read cols of the first resize
+      device.resize(100, 30);
+      await until(() => driver.size?.cols === 132 && driver.size.rows === 50, 'the last size');
+      for (const sz of sizes) expect([JSON.stringify({ cols: 100, rows: 30 }), JSON.stringify({ cols: 132, rows: 50 })]).to.include(JSON.stringify(sz));
+    } finally {
+      await frontend.close();
+      await backend.close();
+      fe.close();
+      be.close();
+    }
   });
 
   it('MULTIPORT: 3 named ports, RESIZE, data on every port', async () => {

@@ -326,6 +326,16 @@ export interface AllocatorLayout {
 /**
  * The FE's allocator for one session: the §5.1 pool, or the two §5.2 pools. Create a fresh one
  * (or `reset()`) at every initialisation (§4.10 step 3).
+ *
+ * It also knows which zero-copy views (`DriverQueueHandle.allocOut`) the driver holds: each such
+ * view carries this allocator's epoch (a private symbol-keyed own property) from the moment it is
+ * handed out until it is posted or given back (epoch 0), so an entry point that takes a view back
+ * accepts only an object this allocator handed out and the driver still holds — one property load
+ * and an integer compare. An offset check alone cannot tell: after a recovery the next session's
+ * allocator hands out the same spans again (ABA), and a view of an earlier session — or one made
+ * by hand over the window, or a subarray of a view — would free or post a buffer that now belongs
+ * to someone else. (perf: a table of views per chunk cost ~35–50 ns per zero-copy message — the
+ * write barrier of storing a young view into a long-lived array — the epoch property ~5 ns.)
  */
 export class SharedMemoryAllocator {
   readonly isolated: boolean;
@@ -333,6 +343,8 @@ export class SharedMemoryAllocator {
   readonly driverPool: ChunkPool;
   /** BE-written memory: used rings, device-writable buffers (same pool as driverPool if not isolated). */
   readonly devicePool: ChunkPool;
+  /** What views handed out since the last construction or reset() carry (never 0, unique per process). */
+  private epoch = nextEpoch();
 
   /**
    * @param window bytes of the window [4096, S) (for zeroing FE-owned memory)
@@ -364,8 +376,39 @@ export class SharedMemoryAllocator {
     this.pool(kind).free(off, n, scrub);
   }
 
+  /**
+   * Mark `view` — over a driver-pool allocation of exactly `view.length` bytes at
+   * `view.byteOffset`, just made — as a zero-copy view the driver now holds.
+   */
+  holdView(view: Uint8Array): void {
+    (view as EpochTagged)[VIEW_EPOCH] = this.epoch;
+  }
+
+  /** Whether `view` was marked by holdView() of this allocator (this session) and not released since. */
+  holdsView(view: Uint8Array): boolean {
+    return (view as EpochTagged)[VIEW_EPOCH] === this.epoch;
+  }
+
+  /** The driver no longer holds `view` (posted — the request owns it now — or about to be freed). */
+  releaseView(view: Uint8Array): void {
+    (view as EpochTagged)[VIEW_EPOCH] = 0;
+  }
+
   reset(): void {
     this.driverPool.reset();
     if (this.devicePool !== this.driverPool) this.devicePool.reset();
+    this.epoch = nextEpoch(); // the views handed out so far are stale
   }
+}
+
+/** The own property an allocOut view carries: its allocator's epoch while the driver holds it, else 0. */
+const VIEW_EPOCH = Symbol('vshm.allocOutEpoch');
+
+type EpochTagged = Uint8Array & { [VIEW_EPOCH]?: number };
+
+let epochs = 0;
+
+/** A fresh allocator epoch (process-wide, so two front-ends in one process never share one). */
+function nextEpoch(): number {
+  return ++epochs;
 }

@@ -598,6 +598,13 @@ export class VirtioBackend extends EventEmitter {
         // breaks the set-up order (§4.6; no RING_RESET is offered) is told like one that
         // enables a broken queue: DEVICE_NEEDS_RESET, and it sets the device up again.
         this.violation(new TransportError('VSHM_ERR_QUEUE', '4.6', `queue ${this.queueSel}: queue_enable := 1 after DRIVER_OK (queues are set up before DRIVER_OK)`));
+      } else if (value === 1 && this.negotiated === null) {
+        // Before FEATURES_OK was accepted (never set, or refused) the queue would be built for
+        // the OFFERED ring features (EVENT_IDX, INDIRECT_DESC) and queue count, not the ones the
+        // driver ends up with — VIRTIO §3.1.1 sets queues up after FEATURES_OK. Refused like the
+        // other out-of-order writes that would leave the device in a state it cannot serve
+        // (DRIVER_OK without features, §4.5; enable after DRIVER_OK, above).
+        this.violation(new TransportError('VSHM_ERR_QUEUE', '4.6', `queue ${this.queueSel}: queue_enable := 1 before FEATURES_OK was accepted (features are negotiated first, VIRTIO §3.1.1)`));
       } else if (value === 1) {
         this.queues.enable(this.queueSel, this.queueFeatures); // throws RingError on §6.1
         log('queue %d enabled', this.queueSel);
@@ -635,12 +642,19 @@ export class VirtioBackend extends EventEmitter {
     }
     if (this.needsReset) status |= NEEDS_RESET;
     log('status 0x%s', status.toString(16));
+    const driverOkNow = (status & DRIVER_OK) !== 0 && (this.deviceStatus & DRIVER_OK) === 0;
     this.deviceStatus = status;
     this.header.setStatus(status);
     const badDriverOk = (status & DRIVER_OK) !== 0 && this.negotiated === null;
     this.statusChanged(status, badDriverOk);
     if (badDriverOk && !this.needsReset) {
       this.violation(new TransportError('VSHM_ERR_FEATURES', '4.5', 'DRIVER_OK without accepted features (FEATURES_OK was rejected or never set)'));
+    } else if (driverOkNow && this.needsReset) {
+      // A violation during set-up (a queue refused at enable) raised its config event before the
+      // driver could take it: a Linux FE turns interrupts on only after find_vqs, and §3 drops an
+      // event that arrives before (the vshm FE rescans, Linux does not). Raise it again now.
+      log('DRIVER_OK while DEVICE_NEEDS_RESET: config event raised again');
+      this.notifyConfig();
     }
   }
 

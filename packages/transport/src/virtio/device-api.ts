@@ -66,6 +66,15 @@ export interface DeviceChain {
    * Trust: the driver owns these bytes and may change them at any time (§6.2), also between two
    * reads of the same byte. A device that validates and then uses data must `read()` a private
    * copy (read once, check the copy); views are for consuming each byte once.
+   *
+   * Session end (`deactivate`, a queue disabled, a violation): the transport empties every chain
+   * the device still holds — from then on this returns no segments, `read`/`write` copy 0 bytes
+   * and `push` of the chain is a no-op on its old queue — so no call reaches the old buffers,
+   * which the driver may already have reused (§4.5). What it cannot revoke is a view obtained
+   * before: a `Uint8Array` keeps reaching shared memory for as long as something holds it
+   * (only a closed ivshmem device detaches the mapping, leaving length 0). A device must drop its
+   * views in `deactivate`, and must not let an asynchronous job (a file read into a writable
+   * view) finish into one after it.
    */
   readableSegments(): readonly Uint8Array[];
   /**
@@ -244,15 +253,32 @@ export interface DriverQueueHandle<T = unknown> {
    * — take a copy there if they must be re-sent after recovery (§4.10) — unless the ivshmem
    * device itself was closed (the mapping is then detached: length 0). After `onUsed`/`onFailed`
    * returns, the buffer is freed or gone with the session.
+   *
+   * Ownership: the view is the caller's from here until it is posted (`addAllocated`, `addSgs`
+   * returning true) or given back (`freeOut`); the methods that take a view back accept only an
+   * object this session's `allocOut` returned and the caller still holds — the view carries its
+   * session's mark (a private symbol-keyed property), not just an offset — and throw ArgumentError
+   * for any other (posted or given back already, made by hand over the window or by `subarray`,
+   * or of an earlier session even where the next session's buffer lies on the same span). On this queue once its session ended, `addAllocated` returns false
+   * and `freeOut` does nothing: the memory went with the session.
+   *
+   * Not revocable: a view is a plain `Uint8Array` over shared memory. After its session ended —
+   * or after it was posted or freed — writing through it still reaches the memory, which may by
+   * then hold another request's buffer or a ring of the next session (and reading it shows their
+   * bytes). Drop views when they are posted or given back, and in `remove()` at the latest.
    */
   allocOut?(len: number, init?: Uint8Array): Uint8Array | null;
   /**
    * Post `view` (from `allocOut` of this queue, filled in place) plus `inLen` device-writable
    * bytes. False — keeping `view` allocated: retry later or `freeOut` it — when descriptors or
-   * memory are short.
+   * memory are short, or the queue's session ended. ArgumentError for a view the caller does not
+   * hold (see `allocOut`, "Ownership").
    */
   addAllocated?(view: Uint8Array, inLen: number, token: T): boolean;
-  /** Give back an `allocOut` view that was not posted. */
+  /**
+   * Give back an `allocOut` view that was not posted. A no-op once the queue's session ended;
+   * ArgumentError for a view the caller does not hold (see `allocOut`, "Ownership").
+   */
   freeOut?(view: Uint8Array): void;
   /**
    * Optional: a producer waits for the requests in flight to complete (a flush, `end()`), not
@@ -286,6 +312,8 @@ export interface ConfigReader {
   /** Bytes of config space (header `size` − 0x4C, §4.2); reads beyond it throw. */
   readonly size: number;
   read(offset: number, width: ConfigWidth): number;
+  /** Several fields under one generation check: see `DriverSession.readConfigMany`. */
+  readMany<T>(fn: (read: (offset: number, width: ConfigWidth) => number) => T): T;
 }
 
 /** What a driver gets once the device is live (after DRIVER_OK). */
@@ -293,8 +321,25 @@ export interface DriverSession {
   readonly features: bigint;
   /** Queues by index, as set up for the negotiated features. */
   readonly queues: readonly DriverQueueHandle[];
-  /** Read config honouring `config_generation` (§4.8). */
+  /**
+   * Read one config field honouring `config_generation` (§4.8). Two calls are two generation
+   * checks: fields that belong together — a u64 such as virtio-blk `capacity`, console
+   * `cols`/`rows` — can come from two different updates. Read those with `readConfigMany`.
+   */
   readConfig(offset: number, width: ConfigWidth): number;
+  /**
+   * Read several config fields under ONE generation check (§4.8), as Linux's virtio_cread64 and
+   * __virtio_cread_many do: `fn` reads every field it needs through `read` (same offsets, widths
+   * and checks as `readConfig`) and returns what it made of them. If the back-end updated config
+   * while `fn` ran, `fn` runs again — so it may run more than once and must only read and
+   * compute (no side effects) — and the value returned is one `fn` computed from a single
+   * generation: never a torn pair. `read` is valid only during the call. Throws what `readConfig`
+   * throws (ArgumentError, VSHM_ERR_SESSION_DEAD, VSHM_ERR_BACKEND_LOST, VSHM_ERR_CONFIG_BUSY
+   * for a generation that never settles) and what `fn` throws (not retried).
+   *
+   * @example const [cols, rows] = session.readConfigMany((read) => [read(0, 2), read(2, 2)]);
+   */
+  readConfigMany<T>(fn: (read: (offset: number, width: ConfigWidth) => number) => T): T;
   /** Write a config field by transaction (§4.3); resolves when the BE completed it. */
   writeConfig(offset: number, width: ConfigWidth, value: number): Promise<void>;
 }

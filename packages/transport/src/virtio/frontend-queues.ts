@@ -215,7 +215,9 @@ export class FrontendQueue<T = unknown> implements DriverQueueHandle<T> {
       return null;
     }
     if (init !== undefined && filled > 0) this.u8.set(init, oa);
-    return new Uint8Array(this.u8.buffer, oa, len);
+    const view = new Uint8Array(this.u8.buffer, oa, len);
+    this.alloc.holdView(view);
+    return view;
   }
 
   /**
@@ -229,6 +231,7 @@ export class FrontendQueue<T = unknown> implements DriverQueueHandle<T> {
     if (!this.live) return false;
     if (this.engine.numFree - this.reserved < (inLen > 0 ? 2 : 1) || this.freeSlotCount <= this.reserved) return this.starve();
     if (!this.post(view.byteOffset, view.length, inLen, token)) return this.starve();
+    this.alloc.releaseView(view); // the request owns it now: freed when it completes or fails
     this.starved = false;
     return true;
   }
@@ -318,6 +321,7 @@ export class FrontendQueue<T = unknown> implements DriverQueueHandle<T> {
     }
     this.tokens[slot] = token;
     this.sg[slot] = rec;
+    for (const v of out) if (v.buffer === this.u8.buffer) this.alloc.releaseView(v); // the request owns them now
     this.starved = false;
     return true;
   }
@@ -344,21 +348,27 @@ export class FrontendQueue<T = unknown> implements DriverQueueHandle<T> {
     if (this.live) this.starve();
   }
 
-  /** Give back a view from allocOut() that was not posted. */
+  /**
+   * Give back a view from allocOut() that was not posted. On a queue whose session ended, a no-op:
+   * the view's memory went with its session (a new session's queue refuses it, see checkOwnView).
+   */
   freeOut(view: Uint8Array): void {
     this.checkOwnView(view);
     if (!this.live) return; // the session's allocator went with it
+    this.alloc.releaseView(view);
     this.alloc.free('driver', view.byteOffset, view.length);
   }
 
+  /**
+   * A view taken back (addAllocated, addSgs, freeOut) must be an object this session's allocOut()
+   * handed out and the caller still holds — the allocator's epoch on the view, one property load
+   * and an integer compare: a view of an earlier session on the same span (the next allocator
+   * hands out the same offsets, ABA), a view posted or given back already, or one made by hand
+   * over the window would otherwise free or post memory that belongs to another buffer.
+   */
   private checkOwnView(view: Uint8Array): void {
-    if (
-      !(view instanceof Uint8Array) ||
-      view.buffer !== this.u8.buffer ||
-      view.length < 1 ||
-      !this.alloc.driverPool.isAllocated(view.byteOffset, view.length)
-    ) {
-      throw new ArgumentError('expected a live view returned by allocOut() of this session');
+    if (!(view instanceof Uint8Array) || view.buffer !== this.u8.buffer || view.length < 1 || !this.alloc.holdsView(view)) {
+      throw new ArgumentError('expected a view returned by allocOut() of this session, not yet posted or given back');
     }
   }
 

@@ -15,14 +15,23 @@ const CONFIG_SPIN_LIMIT = 1 << 20;
 
 /**
  * §4.8 config reads over the FE header: acquire-load `config_generation`, spin while odd (checking
- * the BE every 1024 spins), read the field, re-read the generation and retry if it changed.
- * Synchronous: a BE mid-update finishes within its own synchronous step, so the spin is short; it
- * is bounded anyway, and a BE that leaves READY meanwhile is a back-end failure (`onLost`, then
- * throw). Used by the session and, before the queues exist, by `queueCount` (device-api.ts).
+ * the BE every 1024 spins), read the field — or, for `readMany`, every field the caller's function
+ * reads — re-read the generation and retry if it changed. Synchronous: a BE mid-update finishes
+ * within its own synchronous step, so the spin is short; it is bounded anyway (one budget for the
+ * odd spins and the retries together), and a BE that leaves READY meanwhile is a back-end failure
+ * (`onLost`, then throw). Used by the session and, before the queues exist, by `queueCount`
+ * (device-api.ts).
  */
 export class GenerationConfigReader implements ConfigReader {
   readonly size: number;
   private closed = false;
+  /** A readMany() call is running: its reader function may load fields. */
+  private inMany = false;
+  private readonly loadField = (offset: number, width: ConfigWidth): number => {
+    if (!this.inMany) throw new ArgumentError('the reader of readConfigMany() is valid only during its call');
+    this.check(offset, width);
+    return this.header.loadConfig(offset, width);
+  };
 
   constructor(
     private readonly header: FrontendHeader,
@@ -41,7 +50,7 @@ export class GenerationConfigReader implements ConfigReader {
 
   read(offset: number, width: ConfigWidth): number {
     this.check(offset, width);
-    if (this.closed) throw new TransportError('VSHM_ERR_SESSION_DEAD', '4.10', 'session ended');
+    this.checkOpen();
     const h = this.header;
     for (let spins = 0; spins < CONFIG_SPIN_LIMIT; spins++) {
       const g1 = h.configGeneration;
@@ -52,8 +61,36 @@ export class GenerationConfigReader implements ConfigReader {
       const v = h.loadConfig(offset, width);
       if (h.configGeneration === g1) return v;
     }
-    this.checkBackend();
-    throw new TransportError('VSHM_ERR_CONFIG_BUSY', '4.8', 'config_generation did not settle');
+    return this.busy();
+  }
+
+  /**
+   * Several fields under ONE generation check (§4.8; Linux's virtio_cread64 and
+   * __virtio_cread_many loop the same way): `fn` reads through `read` and returns what it made of
+   * the values; if the back-end updated config meanwhile, `fn` runs again. So `fn` may run more
+   * than once and must only read and compute. What it throws propagates (no retry).
+   */
+  readMany<T>(fn: (read: (offset: number, width: ConfigWidth) => number) => T): T {
+    if (typeof fn !== 'function') throw new ArgumentError('readConfigMany needs a function');
+    this.checkOpen();
+    if (this.inMany) return fn(this.loadField); // nested: the outer call checks the generation
+    const h = this.header;
+    for (let spins = 0; spins < CONFIG_SPIN_LIMIT; spins++) {
+      const g1 = h.configGeneration;
+      if ((g1 & 1) !== 0) {
+        if ((spins & 1023) === 1023) this.checkBackend();
+        continue;
+      }
+      let v: T;
+      this.inMany = true;
+      try {
+        v = fn(this.loadField);
+      } finally {
+        this.inMany = false;
+      }
+      if (h.configGeneration === g1) return v;
+    }
+    return this.busy();
   }
 
   /** Argument checks shared with config writes. */
@@ -63,6 +100,16 @@ export class GenerationConfigReader implements ConfigReader {
       // §4.2: never read config beyond `size`.
       throw new ArgumentError(`config access [${offset}, +${width}) outside the ${this.size}-byte config space`);
     }
+  }
+
+  private checkOpen(): void {
+    if (this.closed) throw new TransportError('VSHM_ERR_SESSION_DEAD', '4.10', 'session ended');
+  }
+
+  /** The generation never settled within the budget: a BE that left meanwhile is lost, else busy. */
+  private busy(): never {
+    this.checkBackend();
+    throw new TransportError('VSHM_ERR_CONFIG_BUSY', '4.8', 'config_generation did not settle');
   }
 
   private checkBackend(): void {
@@ -118,6 +165,11 @@ export class FrontendSession implements DriverSession {
   /** §4.8 read (see GenerationConfigReader); throws once the session is dead. */
   readConfig(offset: number, width: ConfigWidth): number {
     return this.config.read(offset, width);
+  }
+
+  /** §4.8 read of several fields under one generation check (GenerationConfigReader.readMany). */
+  readConfigMany<T>(fn: (read: (offset: number, width: ConfigWidth) => number) => T): T {
+    return this.config.readMany(fn);
   }
 
   /** Write a config field at its width by transaction (§4.3); resolves once the BE completed it. */

@@ -189,7 +189,7 @@ describe('Linux-like front-end against VirtioBackend (compatibility goal b)', ()
     expect(r.needs).to.deep.equal([]);
   });
 
-  it('a device refusing the features: Linux misses it (immediate read-back), the BE flags NEEDS_RESET on DRIVER_OK', async () => {
+  it('a device refusing the features: Linux misses it (immediate read-back), the BE flags NEEDS_RESET at its first queue_enable and announces it after DRIVER_OK', async () => {
     const r = rig();
     r.ops.acceptResult = false;
     r.fe.probe();

@@ -283,11 +283,24 @@ describe('VirtioBackend: queues (§4.6, §4.9)', () => {
       q0.publish();
       const chain = handle.pop()!;
       expect(chain.writableLength).to.equal(4);
+      const early = chain.writableSegments()[0];
       if (off === HDR_QUEUE_ENABLE) await r.fe.txn(HDR_QUEUE_SEL, 4, 0);
       await r.fe.txn(off, 4, value);
       put(r, 0x3000, 'mine'); // the driver reuses its buffer once the transaction completed
       expect(chain.write(Buffer.from('late'))).to.equal(0);
       expect(get(r, 0x3000, 4)).to.equal('mine');
+      // Every entry point is revoked: no views handed out any more, nothing read, push inert.
+      expect(chain.writableSegments()).to.deep.equal([]);
+      expect(chain.readableSegments()).to.deep.equal([]);
+      expect(chain.read(new Uint8Array(4))).to.equal(0);
+      handle.push(chain, 0);
+      handle.flush();
+      expect(q0.usedIdx()).to.equal(0);
+      expect(r.needs).to.deep.equal([]);
+      // What cannot be revoked (device-api.ts, DeviceChain.readableSegments): a view taken
+      // before the end still maps the old buffer — a device must drop it in deactivate.
+      expect(early.length).to.equal(4);
+      expect(Buffer.from(early).toString()).to.equal('mine');
     });
   }
 

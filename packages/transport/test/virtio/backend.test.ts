@@ -394,6 +394,61 @@ describe('VirtioBackend: write transactions (§4.3, §4.4)', () => {
     expect(fe.r32(HDR_DEVICE_STATUS) & S.DEVICE_NEEDS_RESET).to.equal(0);
   });
 
+  it('a queue enabled before FEATURES_OK was accepted sets NEEDS_RESET: it would run with features never negotiated (VIRTIO §3.1.1)', async () => {
+    const EVENT_IDX = 1n << 29n;
+    const { fe, ops, backend } = await rig({}, consoleLikeOps(EVENT_IDX));
+    const resets: Error[] = [];
+    backend.on('needs-reset', (e: Error) => resets.push(e));
+    const setUpQueue0 = async (): Promise<void> => {
+      await fe.txn(HDR_QUEUE_SEL, 4, 0);
+      await fe.txn(HDR_QUEUE_SIZE, 2, 4);
+      await fe.txn(HDR_QUEUE_DESC, 8, 0x1010n);
+      await fe.txn(HDR_QUEUE_DRIVER, 8, 0x1100n);
+      await fe.txn(HDR_QUEUE_DEVICE, 8, 0x1200n);
+      await fe.txn(HDR_QUEUE_ENABLE, 2, 1);
+    };
+    // ACKNOWLEDGE | DRIVER, features not even proposed: the offered set (with EVENT_IDX) is all
+    // the device knows — the queue would be built for it, whatever the driver negotiates next.
+    await fe.txn(HDR_DEVICE_STATUS, 4, S.ACKNOWLEDGE | S.DRIVER);
+    await setUpQueue0();
+    expect(fe.r16(HDR_QUEUE_ENABLE)).to.equal(0);
+    expect(fe.r32(HDR_DEVICE_STATUS) & S.DEVICE_NEEDS_RESET).to.equal(S.DEVICE_NEEDS_RESET);
+    expect(fe.r8(HDR_CONFIG_EVENT)).to.equal(1);
+    expect(resets.map((e) => (e as Error & { code?: string }).code)).to.deep.equal(['VSHM_ERR_QUEUE']);
+    expect(resets[0].message).to.match(/queue 0: queue_enable := 1 before FEATURES_OK/);
+    // The driver goes on regardless (features without EVENT_IDX, DRIVER_OK): no session starts.
+    expect(await fe.negotiate(1, HIGH_REQUIRED)).to.equal(S.ACKNOWLEDGE | S.DRIVER | S.FEATURES_OK | S.DEVICE_NEEDS_RESET);
+    await fe.txn(HDR_DEVICE_STATUS, 4, S.ACKNOWLEDGE | S.DRIVER | S.FEATURES_OK | S.DRIVER_OK);
+    expect(ops.sessions).to.have.length(0);
+    expect(resets).to.have.length(1);
+    // After a reset, in order: enabled, and DRIVER_OK starts a session with the negotiated set.
+    await fe.txn(HDR_DEVICE_STATUS, 4, 0);
+    await fe.negotiate(1, HIGH_REQUIRED);
+    await setUpQueue0();
+    expect(fe.r16(HDR_QUEUE_ENABLE)).to.equal(1);
+    await fe.txn(HDR_DEVICE_STATUS, 4, S.ACKNOWLEDGE | S.DRIVER | S.FEATURES_OK | S.DRIVER_OK);
+    expect(ops.sessions).to.have.length(1);
+    expect(ops.sessions[0].features & EVENT_IDX).to.equal(0n);
+    expect(fe.r32(HDR_DEVICE_STATUS) & S.DEVICE_NEEDS_RESET).to.equal(0);
+  });
+
+  it('a queue enabled after the device refused FEATURES_OK sets NEEDS_RESET too (the refusal a Linux FE cannot see)', async () => {
+    const ops = consoleLikeOps();
+    ops.acceptResult = false;
+    const { fe, backend } = await rig({}, ops);
+    const resets: Error[] = [];
+    backend.on('needs-reset', (e: Error) => resets.push(e));
+    expect(await fe.negotiate(1, HIGH_REQUIRED)).to.equal(S.ACKNOWLEDGE | S.DRIVER);
+    await fe.txn(HDR_QUEUE_SIZE, 2, 4);
+    await fe.txn(HDR_QUEUE_DESC, 8, 0x1010n);
+    await fe.txn(HDR_QUEUE_DRIVER, 8, 0x1100n);
+    await fe.txn(HDR_QUEUE_DEVICE, 8, 0x1200n);
+    await fe.txn(HDR_QUEUE_ENABLE, 2, 1);
+    expect(fe.r16(HDR_QUEUE_ENABLE)).to.equal(0);
+    expect(fe.r32(HDR_DEVICE_STATUS) & S.DEVICE_NEEDS_RESET).to.equal(S.DEVICE_NEEDS_RESET);
+    expect(resets.map((e) => (e as Error & { code?: string }).code)).to.deep.equal(['VSHM_ERR_QUEUE']);
+  });
+
   it('an invalid queue at enable (§6.1) sets NEEDS_RESET', async () => {
     const { fe } = await rig();
     await fe.negotiate(1, HIGH_REQUIRED);
@@ -405,6 +460,25 @@ describe('VirtioBackend: write transactions (§4.3, §4.4)', () => {
     expect(fe.r32(HDR_DEVICE_STATUS) & S.DEVICE_NEEDS_RESET).to.equal(S.DEVICE_NEEDS_RESET);
     expect(fe.r16(HDR_QUEUE_ENABLE)).to.equal(0);
     expect(fe.r8(HDR_CONFIG_EVENT)).to.equal(1);
+  });
+
+  it('a violation during set-up is announced again at DRIVER_OK: a FE whose interrupts were off (Linux, until find_vqs ends) still gets the config event', async () => {
+    const { fe, feDev } = await rig();
+    feDev.interruptsEnabled = false; // §3: events meanwhile are dropped, not kept
+    await fe.negotiate(1, HIGH_REQUIRED);
+    await fe.txn(HDR_QUEUE_SIZE, 2, 3); // not a power of two: refused at enable (§6.1)
+    await fe.txn(HDR_QUEUE_DESC, 8, 0x1000n);
+    await fe.txn(HDR_QUEUE_DRIVER, 8, 0x1100n);
+    await fe.txn(HDR_QUEUE_DEVICE, 8, 0x1200n);
+    await fe.txn(HDR_QUEUE_ENABLE, 2, 1);
+    expect(fe.r32(HDR_DEVICE_STATUS) & S.DEVICE_NEEDS_RESET).to.equal(S.DEVICE_NEEDS_RESET);
+    await new Promise((r) => setImmediate(r)); // the loopback's delivery of that doorbell (FIFO): dropped
+    const before = fe.irqs.length;
+    feDev.interruptsEnabled = true; // §4.6: Interrupt Control := 1, then DRIVER_OK
+    await fe.txn(HDR_DEVICE_STATUS, 4, S.ACKNOWLEDGE | S.DRIVER | S.FEATURES_OK | S.DRIVER_OK);
+    await until(() => fe.irqs.slice(before).includes(0), 'a config event after DRIVER_OK');
+    expect(fe.r8(HDR_CONFIG_EVENT)).to.equal(1);
+    expect(fe.r32(HDR_DEVICE_STATUS) & S.DEVICE_NEEDS_RESET).to.equal(S.DEVICE_NEEDS_RESET);
   });
 
   it('config writes: driver-writable fields at their width, read-only fields restored (§4.8)', async () => {
