@@ -282,9 +282,14 @@ export class BlockDevice extends EventEmitter implements VirtioDeviceOps {
     ];
   }
 
-  /** Image size in 512-byte sectors (a partial last sector is not served). */
+  /**
+   * The disk's size in 512-byte sectors: the image's whole logical blocks (a partial last block
+   * is not served; at 512-byte blocks, a partial last sector). A capacity that ends inside a
+   * block would give the driver a last block it can neither read nor write whole: Linux reads
+   * the end of a disk to probe partitions and gets I/O errors there.
+   */
   get capacitySectors(): number {
-    return Math.floor(this.capacity / BLK_SECTOR_SIZE);
+    return Math.floor(this.capacity / this.blockSize) * (this.blockSize / BLK_SECTOR_SIZE);
   }
 
   /** Whether a driver session is live. */

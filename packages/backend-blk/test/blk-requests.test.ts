@@ -3,7 +3,7 @@
  * double: every request type, every malformed request, read-only, limits (issue 11 item 2).
  */
 import { expect } from 'chai';
-import { readFileSync, statSync } from 'node:fs';
+import { readFileSync, statSync, truncateSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { BLK_ID_BYTES, BlkConfig, BlkFeature, BlkRequestType, BlkStatus, VIRTQ_DESC_F_WRITE, VirtioFeatureMask, featureBit } from 'virtio-spec-types';
 import { LINUX_BLK_FEATURES, blkHeader } from '../../transport/test/fixtures/linux-like-blk.js';
@@ -243,6 +243,20 @@ describe('virtio-blk device: any segmentation and malformed requests', () => {
     expect((await r.guest.submit([blkHeader(BlkRequestType.IN, 8)], [4096, 4096, 4096, 4096, 1])).status).to.equal(OK);
     expect(r.device.stats.faults.misaligned).to.equal(4);
     expect(r.device.stats.faults.oversize).to.equal(1);
+  });
+
+  it('blk_size 4096 on an image that is not a multiple of it: the capacity is its whole blocks, also after a resize', async () => {
+    // 3 blocks + 1536 bytes: three sectors of a fourth block that can never be read or written whole
+    const r = await blkRig({ size: 3 * 4096 + 1536, device: { blockSize: 4096 } });
+    expect(r.guest.capacity).to.equal(24);
+    expect(r.device.capacitySectors).to.equal(24);
+    expect((await r.guest.read(16, 4096)).status).to.equal(OK); // the last whole block
+    expect((await r.guest.read(24, 4096)).status).to.equal(IOERR); // the partial one
+    truncateSync(r.img.path, 5 * 4096 + 4095);
+    expect(await r.device.resize()).to.equal(40);
+    await until(() => r.guest.capacity === 40, 'the new capacity at the guest');
+    expect((await r.guest.submit([blkHeader(BlkRequestType.WRITE_ZEROES, 0), dwz(40, 8)], [1])).status).to.equal(IOERR);
+    expect(statSync(r.img.path).size).to.equal(5 * 4096 + 4095);
   });
 
   it('data in the wrong direction for the type is IOERR', async () => {
