@@ -8,7 +8,7 @@
  * line starting with the program name; I/O errors name the path and the errno code.
  */
 import createDebug from 'debug';
-import { describeIoError, LocalSocketError, onTerminationSignal, parseOrUsage } from '@vshm/transport';
+import { describeIoError, LocalSocketError, onTerminationSignal, parseOrUsage, UsageError } from '@vshm/transport';
 import { PROGRAM, USAGE, parseCli } from './cli-args.js';
 import type { BlockGeometry } from './driver.js';
 import { NbdServer } from './nbd-server.js';
@@ -16,8 +16,12 @@ import { openBlock, type BlockLink } from './open.js';
 
 const debug = createDebug('vshm:blk-fe');
 
+/**
+ * One stderr line. Its text may carry what others chose (a back-end's messages, an NBD client's
+ * strings in an error): control characters go escaped (the CLI kit's printable).
+ */
 function fail(message: string): void {
-  process.stderr.write(`${PROGRAM}: ${message}\n`);
+  process.stderr.write(`${PROGRAM}: ${UsageError.printable(message)}\n`);
 }
 
 /** One line (without the program name) explaining why the connection to the server failed. */
@@ -115,7 +119,8 @@ export async function main(argv: readonly string[]): Promise<number> {
       fail(notSocket ? `cannot serve NBD on ${opts.nbd}: it exists and is not a socket` : describeIoError('serve NBD on', opts.nbd, cause));
       return 1;
     }
-    nbd.on('client-error', (id: number, err: Error) => debug('NBD client %d: %s', id, err.message));
+    // The message may quote what the client sent: escaped again here, whatever built it.
+    nbd.on('client-error', (id: number, err: Error) => debug('NBD client %d: %s', id, UsageError.printable(err.message)));
     // A refused client sees only a closed connection: the operator gets the reason. One line for
     // the first; a flood of them is counted and summed up at exit, not printed line by line.
     nbd.on('refused', (connected: number) => {

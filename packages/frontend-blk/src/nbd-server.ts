@@ -32,7 +32,7 @@ import { EventEmitter } from 'node:events';
 import { unlinkSync } from 'node:fs';
 import net from 'node:net';
 import createDebug from 'debug';
-import { listenOwnerOnly } from '@vshm/transport';
+import { listenOwnerOnly, UsageError } from '@vshm/transport';
 import type { BlockDriver } from './driver.js';
 import { BlockError } from './errors.js';
 import {
@@ -386,6 +386,17 @@ export class NbdServer extends EventEmitter {
   }
 }
 
+/**
+ * A string an NBD client chose (an export name), as it may appear in our lines (debug, the
+ * 'client-error' message the CLI traces): control characters escaped (the CLI kit's
+ * `printable`: a hostile client must not reach the operator's terminal with ESC sequences or
+ * forge lines with CR/LF), and at most 256 characters of it — a name may be 64 KiB long.
+ */
+function shown(text: string): string {
+  const cut = text.length > 256 ? `${text.slice(0, 256)}…` : text;
+  return UsageError.printable(cut);
+}
+
 /** An NBD client broke the protocol: the connection is closed. */
 class ClientError extends BlockError {
   constructor(message: string) {
@@ -531,7 +542,7 @@ class NbdConnection {
       switch (opt) {
         case NbdOpt.EXPORT_NAME: {
           const name = data.toString('utf8');
-          if (!this.knownName(name)) throw new ClientError(`unknown export '${name}'`); // the protocol's only answer: close
+          if (!this.knownName(name)) throw new ClientError(`unknown export '${shown(name)}'`); // the protocol's only answer: close
           if (this.sizesRequired()) {
             // This client cannot learn the block size and would fail every request not aligned to
             // it: refuse now, the only way this option can be refused (the spec's MAY).

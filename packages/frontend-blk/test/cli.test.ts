@@ -33,8 +33,8 @@ interface Proc {
   waitFor(re: RegExp): Promise<void>;
 }
 
-function startCli(args: string[]): Proc {
-  const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+function startCli(args: string[], env: Record<string, string> = {}): Proc {
+  const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
   let err = '';
   const waiters: (() => void)[] = [];
   child.stderr!.on('data', (d: Buffer) => {
@@ -358,6 +358,36 @@ describe('vshm-blk-frontend with a vshm server and a back-end', function () {
     // One line for the first, the total at exit: a flood is not a flood of lines.
     expect(fe.stderr().match(/NBD client/g)).to.have.length(2);
     expect(fe.stderr()).to.match(/^vshm-blk-frontend: 2 NBD clients were refused in all \(--max-connections 1\)$/m);
+  });
+
+  it("an NBD client's export name with terminal controls (ESC, CSI, CR/LF, C1, bidi) reaches the debug lines escaped", async () => {
+    await startServer();
+    await startBackend();
+    const fe = track(startCli(['-S', socketPath, '--nbd', nbdPath], { DEBUG: 'vshm:blk-fe,vshm:blk-nbd', DEBUG_COLORS: 'no' }));
+    await fe.waitFor(/serving NBD/);
+    const net = await import('node:net');
+    const sock = net.connect(nbdPath);
+    sock.on('error', () => undefined);
+    let got = 0;
+    sock.on('data', (d: Buffer) => (got += d.length));
+    const closed = new Promise<void>((r) => sock.once('close', () => r()));
+    const name = Buffer.from('\x1b]0;owned\x07\x1b[2J\r\nvshm-blk-frontend: forged\u009b31m\u202eevil', 'utf8');
+    const opt = Buffer.alloc(4 + 16);
+    opt.writeUInt32BE(3, 0); // client flags
+    opt.writeBigUInt64BE(0x49484156454f5054n, 4); // IHAVEOPT
+    opt.writeUInt32BE(1, 12); // EXPORT_NAME: an unknown name closes the connection
+    opt.writeUInt32BE(name.length, 16);
+    sock.write(Buffer.concat([opt, name]));
+    await closed;
+    expect(got).to.equal(18); // the greeting, then nothing: closed
+    await fe.waitFor(/NBD client \d+: unknown export/);
+    const line = fe.stderr().split('\n').find((l) => /unknown export/.test(l))!;
+    // Any C0 control but LF, DEL, C1 controls and bidi controls: none may reach the terminal raw.
+    expect(fe.stderr()).to.not.match(/[\u0000-\u0009\u000b-\u001f\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/); // eslint-disable-line no-control-regex
+    expect(line).to.contain("unknown export '\\x1b]0;owned\\x07\\x1b[2J\\x0d\\x0avshm-blk-frontend: forged\\x9b31m\\u202eevil'");
+    expect(fe.stderr()).to.not.match(/^vshm-blk-frontend: forged/m);
+    fe.child.kill('SIGTERM');
+    expect(await fe.exited).to.equal(0);
   });
 
   it('an NBD path in use: exit 1 with the path and EADDRINUSE', async () => {
