@@ -244,7 +244,10 @@ class SocketReader {
 /**
  * The NBD server. Events: 'connection' (id), 'disconnect' (id, reason), 'client-error' (id, err:
  * a protocol violation that closed the connection — informational), 'refused' (connections open:
- * one more than maxConnections was closed on arrival).
+ * one more than maxConnections was closed on arrival), 'accept-error' (err: an errno error —
+ * EMFILE at the open-file limit — on accepting a client; the listener tries again every 100 ms,
+ * the client waits in the backlog and is served once a descriptor is free; emitted on every
+ * failed try, so rate-limit what is printed), 'error' (the listener failed).
  */
 export class NbdServer extends EventEmitter {
   readonly path: string;
@@ -301,7 +304,8 @@ export class NbdServer extends EventEmitter {
   async listen(): Promise<void> {
     await this.driver.whenReady();
     // Half-open: a client's EOF must not end our side while replies are still owed to it.
-    const server = await listenOwnerOnly(this.path, { allowHalfOpen: true, onRefused: (line) => debug('%s', line) }, (sock) => this.accept(sock)).catch((err: unknown) => {
+    const owner = { allowHalfOpen: true, onRefused: (line: string) => debug('%s', line), onAcceptError: (err: Error) => this.emit('accept-error', err) };
+    const server = await listenOwnerOnly(this.path, owner, (sock) => this.accept(sock)).catch((err: unknown) => {
       // The path refusals carry their errno as the cause: that is this method's error.
       const cause = (err as { cause?: NodeJS.ErrnoException }).cause;
       throw cause?.code === 'EADDRINUSE' || cause?.code === 'EEXIST' ? cause : err;

@@ -5,8 +5,8 @@
  * return, --wait, SIGTERM (exit 0, socket removed).
  */
 import { expect } from 'chai';
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, lstatSync, mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { existsSync, lstatSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -386,6 +386,56 @@ describe('vshm-blk-frontend with a vshm server and a back-end', function () {
     expect(fe.stderr()).to.not.match(/[\u0000-\u0009\u000b-\u001f\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/); // eslint-disable-line no-control-regex
     expect(line).to.contain("unknown export '\\x1b]0;owned\\x07\\x1b[2J\\x0d\\x0avshm-blk-frontend: forged\\x9b31m\\u202eevil'");
     expect(fe.stderr()).to.not.match(/^vshm-blk-frontend: forged/m);
+    fe.child.kill('SIGTERM');
+    expect(await fe.exited).to.equal(0);
+  });
+
+  it('at its open-file limit (prlimit on the running CLI): one warning line naming the limit; the waiting clients are served once descriptors are free', async function () {
+    if (!hasBin('prlimit')) {
+      // eslint-disable-next-line no-console
+      console.log("      (skipped: 'prlimit' is not installed — apt-get install util-linux)");
+      this.skip();
+    }
+    await startServer();
+    await startBackend();
+    const fe = track(startCli(['-S', socketPath, '--nbd', nbdPath]));
+    await fe.waitFor(/serving NBD/);
+    const pid = fe.child.pid!;
+    const soft = /^Max open files\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/limits`, 'utf8'))![1];
+    // Soft limit := the lowest free fd number: the next descriptor the CLI takes — an accepted
+    // client's — is refused with EMFILE.
+    const open = new Set(readdirSync(`/proc/${pid}/fd`).map(Number));
+    let lowest = 0;
+    while (open.has(lowest)) lowest++;
+    const lower = spawnSync('prlimit', [`--pid=${pid}`, `--nofile=${lowest}:`], { encoding: 'utf8' });
+    expect(lower.status, lower.stderr).to.equal(0);
+    const net = await import('node:net');
+    const greeted = (): { sock: import('node:net').Socket; greeting: Promise<number> } => {
+      const sock = net.connect(nbdPath).on('error', () => undefined);
+      let got = 0;
+      const greeting = new Promise<number>((resolve) => {
+        sock.on('data', (d: Buffer) => {
+          got += d.length;
+          if (got >= 18) resolve(got);
+        });
+        sock.on('close', () => resolve(got));
+      });
+      return { sock, greeting };
+    };
+    const a = greeted();
+    await fe.waitFor(/cannot accept an NBD client/);
+    const b = greeted(); // a second client in the same episode: no second line
+    await new Promise<void>((r) => b.sock.once('connect', () => r()));
+    const raise = spawnSync('prlimit', [`--pid=${pid}`, `--nofile=${soft}:`], { encoding: 'utf8' });
+    expect(raise.status, raise.stderr).to.equal(0);
+    expect(await a.greeting).to.equal(18); // served: the greeting, not a closed connection
+    expect(await b.greeting).to.equal(18);
+    const lines = fe.stderr().split('\n').filter((l) => /cannot accept/.test(l));
+    expect(lines).to.deep.equal([
+      `vshm-blk-frontend: warning: cannot accept an NBD client on ${nbdPath}: EMFILE (too many open files); the open-file limit here is ${lowest} (ulimit -n): clients wait and are served once descriptors are free`,
+    ]);
+    a.sock.destroy();
+    b.sock.destroy();
     fe.child.kill('SIGTERM');
     expect(await fe.exited).to.equal(0);
   });
