@@ -507,7 +507,8 @@ export class BlockDevice extends EventEmitter implements VirtioDeviceOps {
         this.run(qs, chain, 0, async () => {
           // DISCARD punches holes, WRITE_ZEROES zeroes in place (write_zeroes_may_unmap is 0, so
           // its unmap flag does not deallocate); the image writes zeroes where it cannot.
-          for (const s of segs) await this.image.zeroRange(s.position, s.length, plan.op === 'discard' ? 'discard' : 'zeroes');
+          // A segment of 0 sectors asks for nothing (QEMU answers it OK too): no call of 0 bytes.
+          for (const s of segs) if (s.length > 0) await this.image.zeroRange(s.position, s.length, plan.op === 'discard' ? 'discard' : 'zeroes');
           if (sync) await this.datasync();
           return 0;
         }, plan.op);
