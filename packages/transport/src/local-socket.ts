@@ -29,8 +29,13 @@ import { errnoText } from './cli-kit.js';
 import { VshmError } from './errors.js';
 import { inspectSocketPath, removeStaleSocket, type SocketPathState } from './server/socket.js';
 
-/** Backlog of a bridge listener: one client at a time is served, a few may queue. */
-const BRIDGE_BACKLOG = 16;
+/**
+ * Backlog of an owner-only listener: Node's listen() default, the one these listeners had in
+ * effect while Node served the fd (its listen() re-listened it with 511). Clients past it fail to
+ * connect (EAGAIN), so a burst of connections (nbdcopy's, a flood the NBD server refuses one by
+ * one) must fit.
+ */
+const BRIDGE_BACKLOG = 511;
 /** After a failed accept (EMFILE: the open-file limit), poll the listener again after this long. */
 const ACCEPT_RETRY_MS = 100;
 /** Connections accepted per readiness callback before the event loop runs other work. */
