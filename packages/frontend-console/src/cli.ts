@@ -6,8 +6,8 @@
  * failures (no server, wrong role, not a console device, socket in use); 2 for bad arguments.
  * Every failure is one stderr line starting with the program name.
  */
-import { createLogger as createDebug } from '@vshm/transport';
-import { describeIoError, onTerminationSignal, parseOrUsage, UsageError } from '@vshm/transport';
+import { createLogger as createDebug, UsageError } from '@vshm/transport';
+import { describeIoError, onTerminationSignal, parseOrUsage } from '@vshm/transport';
 import type { Attachment } from './attachment.js';
 import { PROGRAM, USAGE, parseCli, type CliOptions } from './cli-args.js';
 import { describeOpenError, openConsole, type Console } from './open.js';

@@ -7,7 +7,6 @@
  * socket to 0600 before bind() — bind creates the file with that mode (minus umask, which can only
  * take bits away), so there is no window in which the name exists with wider permissions and no
  * process-wide umask is touched (a umask flip would race with fs work on libuv's thread pool).
- * Node's `net.Server` then serves the already-listening fd (`listen({ fd })`).
  *
  * Accepting: our own loop (the addon's accept4 on a readiness watcher), not Node's. At the
  * open-file limit Node's accept — libuv's EMFILE trick — accepts every waiting client and closes
