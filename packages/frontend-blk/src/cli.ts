@@ -58,6 +58,7 @@ const ACCEPT_WARNING_MS = 10_000;
 let reserveFd = -1;
 
 function holdReserveFd(): void {
+  if (reserveFd >= 0) return;
   try {
     reserveFd = openSync('/dev/null', 'r');
   } catch {
@@ -65,9 +66,14 @@ function holdReserveFd(): void {
   }
 }
 
+function releaseReserveFd(): void {
+  if (reserveFd >= 0) closeSync(reserveFd);
+  reserveFd = -1;
+}
+
 /** The soft open-file limit of this process (`Max open files` in /proc/self/limits), or '?'. */
 function currentFdLimit(): string {
-  if (reserveFd >= 0) closeSync(reserveFd);
+  releaseReserveFd();
   let limit = '?';
   try {
     const line = readFileSync('/proc/self/limits', 'utf8').split('\n').find((l) => l.startsWith('Max open files'));
@@ -183,6 +189,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     return await Promise.race([fatal, signalled.then((sig) => (debug('%s: shutting down', sig), 0))]);
   } finally {
     shuttingDown = true;
+    releaseReserveFd();
     if (refused > 1) fail(`${refused} NBD clients were refused in all (--max-connections ${opts.maxConnections})`);
     dispose();
     // Requests still waiting for a device fail now — their NBD clients get ESHUTDOWN, the spec's
