@@ -68,6 +68,20 @@ describe('virtio-blk device: request types (VIRTIO 1.2 §5.2.6)', () => {
     expect(await cfg(b)).to.deep.equal({ ...limits, blkSize: 4096, physicalBlockExp: 0, minIoSize: 1, numQueues: 1, discardSectorAlignment: 8 });
   });
 
+  it('at every block size 512…65536 the discard / write-zeroes limits are whole blocks and the discard alignment is one block (Linux splits on them)', async () => {
+    for (let blockSize = 512; blockSize <= 65536; blockSize *= 2) {
+      const r = await blkRig({ size: 256 << 10, device: { blockSize } });
+      const rd = (off: number): Promise<number> => r.guest.fe.readConfig(off, 4);
+      const perBlock = blockSize / 512;
+      expect(await rd(BlkConfig.DISCARD_SECTOR_ALIGNMENT), `${blockSize}`).to.equal(perBlock);
+      expect((await rd(BlkConfig.MAX_DISCARD_SECTORS)) % perBlock, `${blockSize}`).to.equal(0);
+      expect((await rd(BlkConfig.MAX_WRITE_ZEROES_SECTORS)) % perBlock, `${blockSize}`).to.equal(0);
+      // a whole-disk discard (whole blocks at any block size) is served
+      expect((await r.guest.submit([blkHeader(BlkRequestType.DISCARD, 0), dwz(0, 512)], [1])).status, `${blockSize}`).to.equal(OK);
+      await closeRigs();
+    }
+  });
+
   it('IN/OUT: writes land in the image at the sector and read back, across many segments and requests', async () => {
     const r = await blkRig({ size: 8 << 20 });
     const data = pattern(5 << 20, 1); // > seg_max · size_max: several requests in flight at once
