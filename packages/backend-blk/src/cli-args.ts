@@ -3,6 +3,7 @@
  * line, exit 2), through the shared CLI kit of @vshm/transport so every vshm command speaks alike.
  */
 import { parseCommandLine, UsageError } from '@vshm/transport';
+import { BLK_SECTOR_SIZE } from 'virtio-spec-types';
 import { isSerialText, type CacheMode } from './device.js';
 
 export { UsageError };
@@ -21,6 +22,10 @@ Options:
   --read-only            open IMAGE read-only and offer RO
   --queues N             request queues, 1…64 (N > 1 offers MQ; default 1)
   --queue-size N         queue size offered, a power of two 4…32768 (default 128)
+  --block-size N         logical block size offered (BLK_SIZE), a power of two 512…65536
+                         (default 512); requests must be aligned to it, and the disk is the
+                         image's whole blocks (a partial last block is not served). Linux
+                         guests take at most their page size (4096 on x86)
   --serial S             GET_ID serial, printable ASCII, at most 20 bytes (default: derived
                          from the image path)
   --cache MODE           writeback (default: writes complete once written, FLUSH syncs) or
@@ -40,13 +45,14 @@ export interface BlkCliOptions {
   readOnly: boolean;
   queues: number;
   queueSize: number;
+  blockSize: number;
   serial: string | undefined;
   cache: CacheMode;
   quiet: boolean;
 }
 
 /** The options the CLI accepts, for --print-capabilities. */
-export const CLI_OPTIONS = ['--server', '--read-only', '--queues', '--queue-size', '--serial', '--cache', '--print-capabilities', '--quiet', '--help'];
+export const CLI_OPTIONS = ['--server', '--read-only', '--queues', '--queue-size', '--block-size', '--serial', '--cache', '--print-capabilities', '--quiet', '--help'];
 
 function intArg(text: string, flag: string, min: number, max: number): number {
   if (!/^[0-9]+$/.test(text)) throw new UsageError(`invalid ${flag} '${text}' (expected a decimal integer)`);
@@ -63,6 +69,7 @@ export function parseCliArgs(argv: readonly string[]): BlkCliOptions {
       'read-only': { type: 'boolean' },
       queues: { type: 'string' },
       'queue-size': { type: 'string' },
+      'block-size': { type: 'string' },
       serial: { type: 'string' },
       cache: { type: 'string' },
       'print-capabilities': { type: 'boolean' },
@@ -81,6 +88,8 @@ export function parseCliArgs(argv: readonly string[]): BlkCliOptions {
   const queues = values.queues === undefined ? 1 : intArg(values.queues, '--queues', 1, 64);
   const queueSize = values['queue-size'] === undefined ? 128 : intArg(values['queue-size'], '--queue-size', 4, 32768);
   if ((queueSize & (queueSize - 1)) !== 0) throw new UsageError(`--queue-size ${queueSize} is not a power of two`);
+  const blockSize = values['block-size'] === undefined ? BLK_SECTOR_SIZE : intArg(values['block-size'], '--block-size', BLK_SECTOR_SIZE, 65536);
+  if ((blockSize & (blockSize - 1)) !== 0) throw new UsageError(`--block-size ${blockSize} is not a power of two`);
   if (values.serial !== undefined && Buffer.byteLength(values.serial) > 20) {
     throw new UsageError(`--serial '${values.serial}' is longer than 20 bytes`);
   }
@@ -97,6 +106,7 @@ export function parseCliArgs(argv: readonly string[]): BlkCliOptions {
     readOnly: values['read-only'] ?? false,
     queues,
     queueSize,
+    blockSize,
     serial: values.serial,
     cache,
     quiet: values.quiet ?? false,

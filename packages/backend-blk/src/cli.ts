@@ -83,12 +83,14 @@ class Runtime {
     );
   }
 
-  /** One warning when the disk the guest sees differs from the file: empty, or a partial last sector. */
+  /** One warning when the disk the guest sees differs from the file: empty, or a partial last block. */
   private async warnOddSize(image: string, device: BlockDevice): Promise<void> {
     const size = await device.image.size().catch(() => null);
+    const block = device.blockSize;
     if (size === 0) process.stderr.write(`${PROG}: warning: ${image} is empty: the disk has 0 sectors\n`);
-    else if (size !== null && size % 512 !== 0) {
-      process.stderr.write(`${PROG}: warning: ${image} is ${size} bytes, not a multiple of 512: its last ${size % 512} bytes are not served\n`);
+    else if (size !== null && size % block !== 0) {
+      const what = block === 512 ? '512' : `the block size ${block}`;
+      process.stderr.write(`${PROG}: warning: ${image} is ${size} bytes, not a multiple of ${what}: its last ${size % block} bytes are not served\n`);
     }
   }
 
@@ -100,6 +102,7 @@ class Runtime {
         readOnly: o.readOnly,
         queues: o.queues,
         queueSize: o.queueSize,
+        blockSize: o.blockSize,
         serial: o.serial,
         cache: o.cache,
       });
@@ -129,7 +132,8 @@ class Runtime {
     this.peer.on('server-gone', () => void this.shutdown(1, `server at ${o.server} went away`));
     // The peer fails alone on a broken server message or lost fds (the transport does not forward it).
     this.peer.on('error', (err: Error) => void this.shutdown(1, `server connection failed: ${firstLine(err)}${fdLimitHint(err)}`));
-    this.info(`serving ${image} (${device.capacitySectors} sectors${device.readOnly ? ', read-only' : ''}) on ${o.server} as peer ${this.peer.id}`);
+    const blocks = device.blockSize === 512 ? '' : `, ${device.blockSize}-byte blocks`;
+    this.info(`serving ${image} (${device.capacitySectors} sectors${blocks}${device.readOnly ? ', read-only' : ''}) on ${o.server} as peer ${this.peer.id}`);
   }
 }
 

@@ -282,9 +282,14 @@ export class BlockDevice extends EventEmitter implements VirtioDeviceOps {
     ];
   }
 
-  /** Image size in 512-byte sectors (a partial last sector is not served). */
+  /**
+   * The disk's size in 512-byte sectors: the image's whole logical blocks (a partial last block
+   * is not served; at 512-byte blocks, a partial last sector). A capacity that ends inside a
+   * block would give the driver a last block it can neither read nor write whole: Linux reads
+   * the end of a disk to probe partitions and gets I/O errors there.
+   */
   get capacitySectors(): number {
-    return Math.floor(this.capacity / BLK_SECTOR_SIZE);
+    return Math.floor(this.capacity / this.blockSize) * (this.blockSize / BLK_SECTOR_SIZE);
   }
 
   /** Whether a driver session is live. */
@@ -502,7 +507,8 @@ export class BlockDevice extends EventEmitter implements VirtioDeviceOps {
         this.run(qs, chain, 0, async () => {
           // DISCARD punches holes, WRITE_ZEROES zeroes in place (write_zeroes_may_unmap is 0, so
           // its unmap flag does not deallocate); the image writes zeroes where it cannot.
-          for (const s of segs) await this.image.zeroRange(s.position, s.length, plan.op === 'discard' ? 'discard' : 'zeroes');
+          // A segment of 0 sectors asks for nothing (QEMU answers it OK too): no call of 0 bytes.
+          for (const s of segs) if (s.length > 0) await this.image.zeroRange(s.position, s.length, plan.op === 'discard' ? 'discard' : 'zeroes');
           if (sync) await this.datasync();
           return 0;
         }, plan.op);

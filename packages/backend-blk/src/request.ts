@@ -12,7 +12,7 @@ import { BLK_DWZ_SEGMENT_SIZE, BLK_REQ_HEADER_SIZE, BLK_SECTOR_SIZE, BlkRequestT
 
 /** Limits and state a request is checked against. */
 export interface RequestLimits {
-  /** Image size in bytes (a multiple of 512 is served; a tail shorter than a sector is not). */
+  /** Image size in bytes (its whole blocks are served; a tail shorter than a block is not). */
   capacityBytes: number;
   /** Logical block size (512 … 65536, power of two): offsets and lengths must be multiples. */
   blockSize: number;
@@ -71,7 +71,7 @@ export function checkRange(sectorLow: number, sectorHigh: number, length: number
   const position = sectorPosition(sectorLow, sectorHigh);
   if (position < 0) return 'out-of-range';
   if (position % l.blockSize !== 0 || length % l.blockSize !== 0) return 'misaligned';
-  const end = Math.floor(l.capacityBytes / BLK_SECTOR_SIZE) * BLK_SECTOR_SIZE;
+  const end = Math.floor(l.capacityBytes / l.blockSize) * l.blockSize;
   if (position > end || length > end - position) return 'out-of-range';
   return null;
 }

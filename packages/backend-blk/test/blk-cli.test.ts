@@ -33,6 +33,11 @@ describe('vshm-blk-backend command line', () => {
       ['--serial', 'a\tb', 'x.img'],
       ['a.img', 'b.img'],
       ['--read-only=yes', 'x.img'],
+      ['--block-size', '1000', 'x.img'], // not a power of two
+      ['--block-size', '256', 'x.img'], // below a sector
+      ['--block-size', '131072', 'x.img'], // above 64 KiB
+      ['--block-size', '4k', 'x.img'],
+      ['--block-size', 'x.img'],
     ];
     for (const args of cases) {
       const r = await runProc(BACKEND, args);
@@ -43,17 +48,20 @@ describe('vshm-blk-backend command line', () => {
     expect((await runProc(BACKEND, ['--bogus', 'x.img'])).err).to.contain("unknown option '--bogus'");
     expect((await runProc(BACKEND, ['--queues'])).err).to.contain("option '--queues' needs a value");
     expect((await runProc(BACKEND, ['--serial', 'disk-\u00e9', 'x.img'])).err).to.contain('printable ASCII');
+    expect((await runProc(BACKEND, ['--block-size', '1000', 'x.img'])).err).to.contain('--block-size 1000 is not a power of two');
+    expect((await runProc(BACKEND, ['--block-size', '131072', 'x.img'])).err).to.contain('--block-size 131072 out of range 512…65536');
   });
 
-  it('an image that is empty or not a multiple of 512 bytes: one warning saying what the guest will not see', async () => {
-    for (const [bytes, warning] of [
+  it('an image that is empty or not a multiple of 512 bytes (or of --block-size): one warning saying what the guest will not see', async () => {
+    for (const [bytes, warning, blockSize] of [
       [1000, 'is 1000 bytes, not a multiple of 512: its last 488 bytes are not served'],
       [0, 'is empty: the disk has 0 sectors'],
+      [3 * 4096 + 1536, 'is 13824 bytes, not a multiple of the block size 4096: its last 1536 bytes are not served', '4096'],
     ] as const) {
       const img = new TempImage(bytes);
       try {
         // No server: the warning comes after the open, then the connect fails (exit 1).
-        const r = await runProc(BACKEND, ['-S', join(img.dir, 'no-server'), img.path]);
+        const r = await runProc(BACKEND, ['-S', join(img.dir, 'no-server'), ...(blockSize === undefined ? [] : ['--block-size', blockSize]), img.path]);
         expect(r.code).to.equal(1);
         const lines = r.err.split('\n').filter((l) => l !== '');
         expect(lines[0]).to.equal(`vshm-blk-backend: warning: ${img.path} ${warning}`);
@@ -78,7 +86,7 @@ describe('vshm-blk-backend command line', () => {
     expect(caps).to.include({ type: 'block', deviceId: 2, queues: 1 });
     expect(caps.features).to.include.members(['SIZE_MAX', 'SEG_MAX', 'BLK_SIZE', 'FLUSH', 'DISCARD', 'WRITE_ZEROES', 'RING_INDIRECT_DESC']);
     expect(caps.features).to.not.include('RO');
-    expect(caps.options).to.include.members(['--server', '--read-only', '--queues', '--cache', '--serial']);
+    expect(caps.options).to.include.members(['--server', '--read-only', '--queues', '--cache', '--serial', '--block-size']);
     const ro = JSON.parse((await runProc(BACKEND, ['--print-capabilities', '--read-only', '--queues', '4'])).out);
     expect(ro.features).to.include.members(['RO', 'MQ']);
     expect(ro.features).to.not.include('DISCARD');

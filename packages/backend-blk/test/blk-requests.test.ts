@@ -3,7 +3,7 @@
  * double: every request type, every malformed request, read-only, limits (issue 11 item 2).
  */
 import { expect } from 'chai';
-import { readFileSync, statSync } from 'node:fs';
+import { readFileSync, statSync, truncateSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { BLK_ID_BYTES, BlkConfig, BlkFeature, BlkRequestType, BlkStatus, VIRTQ_DESC_F_WRITE, VirtioFeatureMask, featureBit } from 'virtio-spec-types';
 import { LINUX_BLK_FEATURES, blkHeader } from '../../transport/test/fixtures/linux-like-blk.js';
@@ -66,6 +66,20 @@ describe('virtio-blk device: request types (VIRTIO 1.2 §5.2.6)', () => {
     // 4 KiB blocks: discard granularity (alignment · 512) is one block
     const b = await blkRig({ device: { blockSize: 4096 } });
     expect(await cfg(b)).to.deep.equal({ ...limits, blkSize: 4096, physicalBlockExp: 0, minIoSize: 1, numQueues: 1, discardSectorAlignment: 8 });
+  });
+
+  it('at every block size 512…65536 the discard / write-zeroes limits are whole blocks and the discard alignment is one block (Linux splits on them)', async () => {
+    for (let blockSize = 512; blockSize <= 65536; blockSize *= 2) {
+      const r = await blkRig({ size: 256 << 10, device: { blockSize } });
+      const rd = (off: number): Promise<number> => r.guest.fe.readConfig(off, 4);
+      const perBlock = blockSize / 512;
+      expect(await rd(BlkConfig.DISCARD_SECTOR_ALIGNMENT), `${blockSize}`).to.equal(perBlock);
+      expect((await rd(BlkConfig.MAX_DISCARD_SECTORS)) % perBlock, `${blockSize}`).to.equal(0);
+      expect((await rd(BlkConfig.MAX_WRITE_ZEROES_SECTORS)) % perBlock, `${blockSize}`).to.equal(0);
+      // a whole-disk discard (whole blocks at any block size) is served
+      expect((await r.guest.submit([blkHeader(BlkRequestType.DISCARD, 0), dwz(0, 512)], [1])).status, `${blockSize}`).to.equal(OK);
+      await closeRigs();
+    }
   });
 
   it('IN/OUT: writes land in the image at the sector and read back, across many segments and requests', async () => {
@@ -245,6 +259,20 @@ describe('virtio-blk device: any segmentation and malformed requests', () => {
     expect(r.device.stats.faults.oversize).to.equal(1);
   });
 
+  it('blk_size 4096 on an image that is not a multiple of it: the capacity is its whole blocks, also after a resize', async () => {
+    // 3 blocks + 1536 bytes: three sectors of a fourth block that can never be read or written whole
+    const r = await blkRig({ size: 3 * 4096 + 1536, device: { blockSize: 4096 } });
+    expect(r.guest.capacity).to.equal(24);
+    expect(r.device.capacitySectors).to.equal(24);
+    expect((await r.guest.read(16, 4096)).status).to.equal(OK); // the last whole block
+    expect((await r.guest.read(24, 4096)).status).to.equal(IOERR); // the partial one
+    truncateSync(r.img.path, 5 * 4096 + 4095);
+    expect(await r.device.resize()).to.equal(40);
+    await until(() => r.guest.capacity === 40, 'the new capacity at the guest');
+    expect((await r.guest.submit([blkHeader(BlkRequestType.WRITE_ZEROES, 0), dwz(40, 8)], [1])).status).to.equal(IOERR);
+    expect(statSync(r.img.path).size).to.equal(5 * 4096 + 4095);
+  });
+
   it('data in the wrong direction for the type is IOERR', async () => {
     const r = await blkRig();
     const cases: Array<[string, Uint8Array[], number[]]> = [
@@ -263,6 +291,70 @@ describe('virtio-blk device: any segmentation and malformed requests', () => {
     }
     expect(readFileSync(r.img.path).every((b) => b === 0)).to.equal(true);
     expect(r.needs).to.deep.equal([]);
+  });
+
+  it('GET_ID into a buffer shorter or longer than 20 bytes: OK, the serial cut to the buffer (as QEMU), no image I/O', async () => {
+    const r = await blkRig({ seam: true, device: { serial: 'vshm-disk-0' } });
+    const one = await r.guest.submit([blkHeader(BlkRequestType.GET_ID, 0)], [1, 1]);
+    expect([one.status, one.len, Buffer.from(one.data).toString('latin1')]).to.deep.equal([OK, 2, 'v']);
+    // a 64-byte buffer: the 20-byte NUL-padded ID at its start
+    const big = await r.guest.submit([blkHeader(BlkRequestType.GET_ID, 0)], [64, 1]);
+    expect(big.status).to.equal(OK);
+    expect(Buffer.from(big.data.subarray(0, 20)).toString('latin1')).to.equal('vshm-disk-0'.padEnd(20, '\0'));
+    expect(r.seam!.log).to.deep.equal([]); // no image I/O
+  });
+
+  it('DISCARD / WRITE_ZEROES segments of 0 sectors: OK without touching the image (no fallocate of 0 bytes); past the end still IOERR', async () => {
+    const r = await blkRig({ seam: true, size: pattern(64 << 10, 21) });
+    for (const t of [BlkRequestType.DISCARD, BlkRequestType.WRITE_ZEROES]) {
+      expect((await r.guest.submit([blkHeader(t, 0), dwz(8, 0)], [1])).status, `type ${t}`).to.equal(OK);
+      expect((await r.guest.submit([blkHeader(t, 0), dwz(128, 0)], [1])).status, `type ${t} at the end`).to.equal(OK);
+      expect((await r.guest.submit([blkHeader(t, 0), dwz(129, 0)], [1])).status, `type ${t} past the end`).to.equal(IOERR);
+    }
+    expect(r.seam!.log).to.deep.equal([]);
+    expect(readFileSync(r.img.path).equals(pattern(64 << 10, 21))).to.equal(true);
+  });
+
+  it('a DISCARD / WRITE_ZEROES payload with one bad segment applies none of them (the good ones neither)', async () => {
+    const content = pattern(64 << 10, 22);
+    const r = await blkRig({ seam: true, size: content, device: { blockSize: 4096 } });
+    const cases: Array<[string, number, Uint8Array[], number]> = [
+      ['past the end', BlkRequestType.WRITE_ZEROES, [dwz(0, 8), dwz(120, 16)], IOERR],
+      ['misaligned to blk_size', BlkRequestType.DISCARD, [dwz(0, 8), dwz(12, 8)], IOERR],
+      ['not whole blocks', BlkRequestType.WRITE_ZEROES, [dwz(16, 8), dwz(32, 4)], IOERR],
+      ['above max_discard_sectors', BlkRequestType.DISCARD, [dwz(0, 8), dwz(8, 65536 + 8)], IOERR],
+      ['unmap on DISCARD', BlkRequestType.DISCARD, [dwz(0, 8), dwz(8, 8, 1)], UNSUPP],
+      ['an unknown flag', BlkRequestType.WRITE_ZEROES, [dwz(0, 8), dwz(8, 8, 4)], UNSUPP],
+      ['9 segments (max_*_seg is 8)', BlkRequestType.DISCARD, Array.from({ length: 9 }, (_, i) => dwz(i * 8, 8)), IOERR],
+      ['a payload of 24 bytes', BlkRequestType.WRITE_ZEROES, [dwz(0, 8), new Uint8Array(8)], IOERR],
+      ['data-in too', BlkRequestType.DISCARD, [dwz(0, 8)], IOERR],
+    ];
+    for (const [what, type, segs, status] of cases) {
+      const inLens = what === 'data-in too' ? [4096, 1] : [1];
+      expect((await r.guest.submit([blkHeader(type, 0), ...segs], inLens)).status, what).to.equal(status);
+    }
+    expect(r.seam!.log).to.deep.equal([]);
+    expect(readFileSync(r.img.path).equals(content)).to.equal(true);
+    expect(r.needs).to.deep.equal([]);
+  });
+
+  it('a status byte that is not the last writable byte: the device takes the last one (the spec\'s layout); nothing reaches the image', async () => {
+    const content = pattern(64 << 10, 23);
+    const r = await blkRig({ seam: true, size: content });
+    // OUT whose driver put its status first and a data-in buffer after: data-in on an OUT, IOERR
+    const out = await r.guest.submit([blkHeader(BlkRequestType.OUT, 0), pattern(512, 24)], [1, 512]);
+    expect(out.status).to.equal(IOERR);
+    // FLUSH with a writable buffer after its status: IOERR, and no fdatasync ran for it
+    const fl = await r.guest.submit([blkHeader(BlkRequestType.FLUSH, 0)], [1, 16]);
+    expect(fl.status).to.equal(IOERR);
+    // IN with the status first: 1 + 511 data bytes and a misaligned length — IOERR; with 1 + 512, a
+    // 512-byte read whose data lands one byte early (the driver's layout, not the device's)
+    expect((await r.guest.submit([blkHeader(BlkRequestType.IN, 0)], [1, 511])).status).to.equal(IOERR);
+    const shifted = await r.guest.submit([blkHeader(BlkRequestType.IN, 0)], [1, 512]);
+    expect(shifted.status).to.equal(OK);
+    expect(Buffer.from(shifted.data).equals(content.subarray(0, 512))).to.equal(true);
+    expect(r.seam!.log.filter((l) => !l.startsWith('read'))).to.deep.equal([]);
+    expect(readFileSync(r.img.path).equals(content)).to.equal(true);
   });
 
   it('a chain breaking the ring rules (readable after writable, §6.3.5) is the transport\'s: NEEDS_RESET, nothing written', async () => {

@@ -7,8 +7,9 @@
  * socket path in use, the server going away); 2 for bad arguments. Every failure is one stderr
  * line starting with the program name; I/O errors name the path and the errno code.
  */
+import { closeSync, openSync, readFileSync } from 'node:fs';
 import createDebug from 'debug';
-import { describeIoError, LocalSocketError, onTerminationSignal, parseOrUsage } from '@vshm/transport';
+import { describeIoError, LocalSocketError, onTerminationSignal, parseOrUsage, UsageError } from '@vshm/transport';
 import { PROGRAM, USAGE, parseCli } from './cli-args.js';
 import type { BlockGeometry } from './driver.js';
 import { NbdServer } from './nbd-server.js';
@@ -16,8 +17,12 @@ import { openBlock, type BlockLink } from './open.js';
 
 const debug = createDebug('vshm:blk-fe');
 
+/**
+ * One stderr line. Its text may carry what others chose (a back-end's messages, an NBD client's
+ * strings in an error): control characters go escaped (the CLI kit's printable).
+ */
 function fail(message: string): void {
-  process.stderr.write(`${PROGRAM}: ${message}\n`);
+  process.stderr.write(`${PROGRAM}: ${UsageError.printable(message)}\n`);
 }
 
 /** One line (without the program name) explaining why the connection to the server failed. */
@@ -41,6 +46,43 @@ export function describeOpenError(err: unknown, socketPath: string): string {
 export function blockSizeWarning(g: Readonly<BlockGeometry> | null): string | null {
   if (g === null || g.reportedBlockSize === null || g.reportedBlockSize === g.blockSize) return null;
   return `the device's blk_size ${g.reportedBlockSize} is not a power of two from 512 to 65536: ignored, ${g.blockSize}-byte blocks used`;
+}
+
+/** At most one 'cannot accept NBD clients' line per this many ms (the server retries every 100 ms). */
+const ACCEPT_WARNING_MS = 10_000;
+
+/**
+ * A descriptor held in reserve (/dev/null) so that the limit can still be read when it is
+ * reached: reading /proc/self/limits takes a descriptor too. -1 when none is held.
+ */
+let reserveFd = -1;
+
+function holdReserveFd(): void {
+  if (reserveFd >= 0) return;
+  try {
+    reserveFd = openSync('/dev/null', 'r');
+  } catch {
+    reserveFd = -1;
+  }
+}
+
+function releaseReserveFd(): void {
+  if (reserveFd >= 0) closeSync(reserveFd);
+  reserveFd = -1;
+}
+
+/** The soft open-file limit of this process (`Max open files` in /proc/self/limits), or '?'. */
+function currentFdLimit(): string {
+  releaseReserveFd();
+  let limit = '?';
+  try {
+    const line = readFileSync('/proc/self/limits', 'utf8').split('\n').find((l) => l.startsWith('Max open files'));
+    limit = line?.split(/\s{2,}/)[1] ?? '?';
+  } catch {
+    // at the limit without a reserve: the line says '?'
+  }
+  holdReserveFd();
+  return limit;
 }
 
 /** Run the CLI; resolves with the exit status. */
@@ -115,7 +157,29 @@ export async function main(argv: readonly string[]): Promise<number> {
       fail(notSocket ? `cannot serve NBD on ${opts.nbd}: it exists and is not a socket` : describeIoError('serve NBD on', opts.nbd, cause));
       return 1;
     }
-    nbd.on('client-error', (id: number, err: Error) => debug('NBD client %d: %s', id, err.message));
+    // The message may quote what the client sent: escaped again here, whatever built it.
+    // The open-file limit reached: clients wait in the backlog (the server retries every 100 ms),
+    // unanswered — the operator hears why: one line when accepting starts failing (not again
+    // until a client was accepted since), at most one per ACCEPT_WARNING_MS, with the limit.
+    let lastAcceptWarning = -Infinity;
+    let acceptFailing = false;
+    holdReserveFd();
+    const accepted = (): void => {
+      acceptFailing = false;
+    };
+    nbd.on('connection', accepted);
+    nbd.on('refused', accepted);
+    nbd.on('accept-error', (err: NodeJS.ErrnoException) => {
+      const now = Date.now();
+      const quiet = acceptFailing || now - lastAcceptWarning < ACCEPT_WARNING_MS;
+      acceptFailing = true;
+      if (quiet) return;
+      lastAcceptWarning = now;
+      const limit = err.code === 'EMFILE' ? `; the open-file limit here is ${currentFdLimit()} (ulimit -n)` : '';
+      fail(`warning: ${describeIoError('accept an NBD client on', opts.nbd, err)}${limit}: clients wait and are served once descriptors are free`);
+    });
+    nbd.on('error', (err: Error) => fail(`NBD listener error: ${err.message}`));
+    nbd.on('client-error', (id: number, err: Error) => debug('NBD client %d: %s', id, UsageError.printable(err.message)));
     // A refused client sees only a closed connection: the operator gets the reason. One line for
     // the first; a flood of them is counted and summed up at exit, not printed line by line.
     nbd.on('refused', (connected: number) => {
@@ -125,6 +189,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     return await Promise.race([fatal, signalled.then((sig) => (debug('%s: shutting down', sig), 0))]);
   } finally {
     shuttingDown = true;
+    releaseReserveFd();
     if (refused > 1) fail(`${refused} NBD clients were refused in all (--max-connections ${opts.maxConnections})`);
     dispose();
     // Requests still waiting for a device fail now — their NBD clients get ESHUTDOWN, the spec's

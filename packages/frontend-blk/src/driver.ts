@@ -530,11 +530,20 @@ export class BlockDriver extends EventEmitter implements VirtioDriverOps {
     this.waiting.length = k;
   }
 
-  /** Sectors per DISCARD / WRITE_ZEROES segment on the live device (0 in config: no limit but the le32). */
+  /**
+   * Sectors per DISCARD / WRITE_ZEROES segment on the live device (0 in config: no limit but the
+   * le32), rounded down to whole logical blocks: a run cut at a limit that is not a multiple of
+   * the block (max_discard_sectors 12 on a 4096-byte device) would start its next segment inside
+   * a block, which the device refuses (Linux rounds its discard split to the granularity the
+   * same way). A limit below one block still gets one block per segment: nothing smaller is
+   * aligned.
+   */
   private dwzStep(type: number): number {
     const g = this.geo as BlockGeometry;
     const max = type === BlkType.DISCARD ? g.maxDiscardSectors : g.maxWriteZeroesSectors;
-    return Math.min(max > 0 ? max : MAX_DWZ_SECTORS, MAX_DWZ_SECTORS);
+    const block = g.blockSize / SECTOR_SIZE;
+    const step = Math.min(max > 0 ? max : MAX_DWZ_SECTORS, MAX_DWZ_SECTORS);
+    return Math.max(block, step - (step % block));
   }
 
   /**

@@ -32,7 +32,7 @@ import { EventEmitter } from 'node:events';
 import { unlinkSync } from 'node:fs';
 import net from 'node:net';
 import createDebug from 'debug';
-import { listenOwnerOnly } from '@vshm/transport';
+import { listenOwnerOnly, UsageError } from '@vshm/transport';
 import type { BlockDriver } from './driver.js';
 import { BlockError } from './errors.js';
 import {
@@ -244,7 +244,10 @@ class SocketReader {
 /**
  * The NBD server. Events: 'connection' (id), 'disconnect' (id, reason), 'client-error' (id, err:
  * a protocol violation that closed the connection — informational), 'refused' (connections open:
- * one more than maxConnections was closed on arrival).
+ * one more than maxConnections was closed on arrival), 'accept-error' (err: an errno error —
+ * EMFILE at the open-file limit — on accepting a client; the listener tries again every 100 ms,
+ * the client waits in the backlog and is served once a descriptor is free; emitted on every
+ * failed try, so rate-limit what is printed), 'error' (the listener failed).
  */
 export class NbdServer extends EventEmitter {
   readonly path: string;
@@ -301,7 +304,8 @@ export class NbdServer extends EventEmitter {
   async listen(): Promise<void> {
     await this.driver.whenReady();
     // Half-open: a client's EOF must not end our side while replies are still owed to it.
-    const server = await listenOwnerOnly(this.path, { allowHalfOpen: true, onRefused: (line) => debug('%s', line) }, (sock) => this.accept(sock)).catch((err: unknown) => {
+    const owner = { allowHalfOpen: true, onRefused: (line: string) => debug('%s', line), onAcceptError: (err: Error) => this.emit('accept-error', err) };
+    const server = await listenOwnerOnly(this.path, owner, (sock) => this.accept(sock)).catch((err: unknown) => {
       // The path refusals carry their errno as the cause: that is this method's error.
       const cause = (err as { cause?: NodeJS.ErrnoException }).cause;
       throw cause?.code === 'EADDRINUSE' || cause?.code === 'EEXIST' ? cause : err;
@@ -384,6 +388,17 @@ export class NbdServer extends EventEmitter {
         },
       );
   }
+}
+
+/**
+ * A string an NBD client chose (an export name), as it may appear in our lines (debug, the
+ * 'client-error' message the CLI traces): control characters escaped (the CLI kit's
+ * `printable`: a hostile client must not reach the operator's terminal with ESC sequences or
+ * forge lines with CR/LF), and at most 256 characters of it — a name may be 64 KiB long.
+ */
+function shown(text: string): string {
+  const cut = text.length > 256 ? `${text.slice(0, 256)}…` : text;
+  return UsageError.printable(cut);
 }
 
 /** An NBD client broke the protocol: the connection is closed. */
@@ -531,7 +546,7 @@ class NbdConnection {
       switch (opt) {
         case NbdOpt.EXPORT_NAME: {
           const name = data.toString('utf8');
-          if (!this.knownName(name)) throw new ClientError(`unknown export '${name}'`); // the protocol's only answer: close
+          if (!this.knownName(name)) throw new ClientError(`unknown export '${shown(name)}'`); // the protocol's only answer: close
           if (this.sizesRequired()) {
             // This client cannot learn the block size and would fail every request not aligned to
             // it: refuse now, the only way this option can be refused (the spec's MAY).

@@ -5,8 +5,8 @@
  * return, --wait, SIGTERM (exit 0, socket removed).
  */
 import { expect } from 'chai';
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, lstatSync, mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { existsSync, lstatSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -33,8 +33,8 @@ interface Proc {
   waitFor(re: RegExp): Promise<void>;
 }
 
-function startCli(args: string[]): Proc {
-  const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+function startCli(args: string[], env: Record<string, string> = {}): Proc {
+  const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
   let err = '';
   const waiters: (() => void)[] = [];
   child.stderr!.on('data', (d: Buffer) => {
@@ -358,6 +358,86 @@ describe('vshm-blk-frontend with a vshm server and a back-end', function () {
     // One line for the first, the total at exit: a flood is not a flood of lines.
     expect(fe.stderr().match(/NBD client/g)).to.have.length(2);
     expect(fe.stderr()).to.match(/^vshm-blk-frontend: 2 NBD clients were refused in all \(--max-connections 1\)$/m);
+  });
+
+  it("an NBD client's export name with terminal controls (ESC, CSI, CR/LF, C1, bidi) reaches the debug lines escaped", async () => {
+    await startServer();
+    await startBackend();
+    const fe = track(startCli(['-S', socketPath, '--nbd', nbdPath], { DEBUG: 'vshm:blk-fe,vshm:blk-nbd', DEBUG_COLORS: 'no' }));
+    await fe.waitFor(/serving NBD/);
+    const net = await import('node:net');
+    const sock = net.connect(nbdPath);
+    sock.on('error', () => undefined);
+    let got = 0;
+    sock.on('data', (d: Buffer) => (got += d.length));
+    const closed = new Promise<void>((r) => sock.once('close', () => r()));
+    const name = Buffer.from('\x1b]0;owned\x07\x1b[2J\r\nvshm-blk-frontend: forged\u009b31m\u202eevil', 'utf8');
+    const opt = Buffer.alloc(4 + 16);
+    opt.writeUInt32BE(3, 0); // client flags
+    opt.writeBigUInt64BE(0x49484156454f5054n, 4); // IHAVEOPT
+    opt.writeUInt32BE(1, 12); // EXPORT_NAME: an unknown name closes the connection
+    opt.writeUInt32BE(name.length, 16);
+    sock.write(Buffer.concat([opt, name]));
+    await closed;
+    expect(got).to.equal(18); // the greeting, then nothing: closed
+    await fe.waitFor(/NBD client \d+: unknown export/);
+    const line = fe.stderr().split('\n').find((l) => /unknown export/.test(l))!;
+    // Any C0 control but LF, DEL, C1 controls and bidi controls: none may reach the terminal raw.
+    expect(fe.stderr()).to.not.match(/[\u0000-\u0009\u000b-\u001f\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/); // eslint-disable-line no-control-regex
+    expect(line).to.contain("unknown export '\\x1b]0;owned\\x07\\x1b[2J\\x0d\\x0avshm-blk-frontend: forged\\x9b31m\\u202eevil'");
+    expect(fe.stderr()).to.not.match(/^vshm-blk-frontend: forged/m);
+    fe.child.kill('SIGTERM');
+    expect(await fe.exited).to.equal(0);
+  });
+
+  it('at its open-file limit (prlimit on the running CLI): one warning line naming the limit; the waiting clients are served once descriptors are free', async function () {
+    if (!hasBin('prlimit')) {
+      // eslint-disable-next-line no-console
+      console.log("      (skipped: 'prlimit' is not installed — apt-get install util-linux)");
+      this.skip();
+    }
+    await startServer();
+    await startBackend();
+    const fe = track(startCli(['-S', socketPath, '--nbd', nbdPath]));
+    await fe.waitFor(/serving NBD/);
+    const pid = fe.child.pid!;
+    const soft = /^Max open files\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/limits`, 'utf8'))![1];
+    // Soft limit := the lowest free fd number: the next descriptor the CLI takes — an accepted
+    // client's — is refused with EMFILE.
+    const open = new Set(readdirSync(`/proc/${pid}/fd`).map(Number));
+    let lowest = 0;
+    while (open.has(lowest)) lowest++;
+    const lower = spawnSync('prlimit', [`--pid=${pid}`, `--nofile=${lowest}:`], { encoding: 'utf8' });
+    expect(lower.status, lower.stderr).to.equal(0);
+    const net = await import('node:net');
+    const greeted = (): { sock: import('node:net').Socket; greeting: Promise<number> } => {
+      const sock = net.connect(nbdPath).on('error', () => undefined);
+      let got = 0;
+      const greeting = new Promise<number>((resolve) => {
+        sock.on('data', (d: Buffer) => {
+          got += d.length;
+          if (got >= 18) resolve(got);
+        });
+        sock.on('close', () => resolve(got));
+      });
+      return { sock, greeting };
+    };
+    const a = greeted();
+    await fe.waitFor(/cannot accept an NBD client/);
+    const b = greeted(); // a second client in the same episode: no second line
+    await new Promise<void>((r) => b.sock.once('connect', () => r()));
+    const raise = spawnSync('prlimit', [`--pid=${pid}`, `--nofile=${soft}:`], { encoding: 'utf8' });
+    expect(raise.status, raise.stderr).to.equal(0);
+    expect(await a.greeting).to.equal(18); // served: the greeting, not a closed connection
+    expect(await b.greeting).to.equal(18);
+    const lines = fe.stderr().split('\n').filter((l) => /cannot accept/.test(l));
+    expect(lines).to.deep.equal([
+      `vshm-blk-frontend: warning: cannot accept an NBD client on ${nbdPath}: EMFILE (too many open files); the open-file limit here is ${lowest} (ulimit -n): clients wait and are served once descriptors are free`,
+    ]);
+    a.sock.destroy();
+    b.sock.destroy();
+    fe.child.kill('SIGTERM');
+    expect(await fe.exited).to.equal(0);
   });
 
   it('an NBD path in use: exit 1 with the path and EADDRINUSE', async () => {

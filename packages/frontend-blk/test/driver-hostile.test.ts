@@ -191,6 +191,25 @@ describe('BlockDriver: failures and hostile devices', () => {
     expect(dev2.disk.subarray(MiB).every((b) => b === 0)).to.equal(true);
   });
 
+  it('blk_size 4096 with discard / write-zeroes limits that are not whole blocks (12, 5 sectors): every segment is on whole blocks', async () => {
+    for (const maxDiscardSectors of [12, 5]) {
+      rig = await blkRig({ capacity: MiB, indirect: true, blkSize: 4096, discard: true, writeZeroes: true, maxDiscardSectors });
+      const d = rig.driver;
+      rig.device.disk.fill(0xab);
+      await d.discard(8192, 65536);
+      await d.writeZeroes(131072, 40960);
+      const segs = rig.device.seen.filter((s) => s.dwz !== null).map((s) => s.dwz!);
+      expect(segs.length, `max ${maxDiscardSectors}`).to.be.greaterThan(2);
+      for (const s of segs) expect(s.sector % 8 === 0 && s.sectors % 8 === 0 && s.sectors > 0, `max ${maxDiscardSectors}: ${JSON.stringify(s)}`).to.equal(true);
+      expect(rig.device.disk.subarray(8192, 8192 + 65536).every((b) => b === 0)).to.equal(true);
+      expect(rig.device.disk.subarray(131072, 131072 + 40960).every((b) => b === 0)).to.equal(true);
+      expect(rig.device.disk[8191]).to.equal(0xab);
+      expect(rig.device.disk[131072 + 40960]).to.equal(0xab);
+      await rig.close();
+      rig = null;
+    }
+  });
+
   it('DISCARD with max_discard_sectors 1: segments are built as they are sent, not all at once', async () => {
     rig = await blkRig({ capacity: 4 * MiB, indirect: true, queueSize: 8, discard: true, maxDiscardSectors: 1 });
     const d = rig.driver;

@@ -6,7 +6,7 @@
  * failures (no server, wrong role, not a console device, socket in use); 2 for bad arguments.
  * Every failure is one stderr line starting with the program name.
  */
-import { createLogger as createDebug } from '@vshm/transport';
+import { createLogger as createDebug, UsageError } from '@vshm/transport';
 import { describeIoError, onTerminationSignal, parseOrUsage } from '@vshm/transport';
 import { attachCommand } from './attach-command.js';
 import { attachPty } from './attach-pty.js';
@@ -21,19 +21,11 @@ import { ConsoleFeature, hasFeature } from 'virtio-spec-types';
 const debug = createDebug('vshm:console-fe');
 
 /**
- * `text` as it may go to a terminal: every C0 control character, DEL and C1 control (U+0080–U+009F)
- * becomes `\xHH`, every Unicode bidi control `\uHHHH`. Our lines carry the back-end's text (PORT_NAME): raw, ESC and CSI would let a
- * hostile back-end retitle, clear or rewrite the user's terminal, and CR or LF forge lines.
+ * `text` as it may go to a terminal (the CLI kit's escape: C0/C1 controls, DEL, bidi controls).
+ * Our lines carry the back-end's text (PORT_NAME): raw, ESC and CSI would let a hostile back-end
+ * retitle, clear or rewrite the user's terminal, and CR or LF forge lines.
  */
-function printable(text: string): string {
-  // C0 and C1 controls and DEL act on the terminal; the Unicode bidi controls reorder what the
-  // reader sees (a name shown backwards). Each is written as an escape instead.
-  // eslint-disable-next-line no-control-regex
-  return text.replace(/[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/g, (c) => {
-    const code = c.charCodeAt(0);
-    return code < 0x100 ? `\\x${code.toString(16).padStart(2, '0')}` : `\\u${code.toString(16).padStart(4, '0')}`;
-  });
-}
+const printable = UsageError.printable;
 
 /** One stderr line. Lines name the back-end's ports (PORT_NAME is its text): controls go escaped. */
 function fail(message: string): void {

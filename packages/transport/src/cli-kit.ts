@@ -15,10 +15,33 @@ import type { VirtioDeviceOps } from './virtio/device-api.js';
 
 /** A bad command line: the command prints `NAME: <message> (try --help)` and exits 2. */
 export class UsageError extends ArgumentError {
+  /**
+   * The CLI kit's escape for text that someone else chose, before it goes into a stderr or debug
+   * line (see `printable` below). A static of this class, the kit's one class, so that every
+   * command reaches it through `@vshm/transport` without a name of its own there (the entry's
+   * names are capped).
+   */
+  static readonly printable: (text: string) => string = printable;
+
   /** The line to print (without newline) for program `prog`. */
   lineFor(prog: string): string {
     return `${prog}: ${this.message} (try --help)`;
   }
+}
+
+/**
+ * `text` as it may go to a terminal: every C0 control character, DEL and C1 control
+ * (U+0080–U+009F) becomes `\xHH`, every Unicode bidi control `\uHHHH`. For lines that carry
+ * text a peer or a client chose — a console back-end's port name (PORT_NAME), an NBD client's
+ * export name: raw, ESC and CSI would let it retitle, clear or rewrite the user's terminal, CR
+ * or LF forge lines, and a bidi control show the text reordered.
+ */
+export function printable(text: string): string {
+  // eslint-disable-next-line no-control-regex
+  return text.replace(/[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/g, (c) => {
+    const code = c.charCodeAt(0);
+    return code < 0x100 ? `\\x${code.toString(16).padStart(2, '0')}` : `\\u${code.toString(16).padStart(4, '0')}`;
+  });
 }
 
 type Options = NonNullable<ParseArgsConfig['options']>;

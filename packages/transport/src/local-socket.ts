@@ -7,7 +7,13 @@
  * socket to 0600 before bind() — bind creates the file with that mode (minus umask, which can only
  * take bits away), so there is no window in which the name exists with wider permissions and no
  * process-wide umask is touched (a umask flip would race with fs work on libuv's thread pool).
- * Node's `net.Server` then serves the already-listening fd (`listen({ fd })`).
+ *
+ * Accepting: our own loop (the addon's accept4 on a readiness watcher), not Node's. At the
+ * open-file limit Node's accept — libuv's EMFILE trick — accepts every waiting client and closes
+ * it at once, saying nothing to anyone: the client sees a closed connection, the daemon stays
+ * silent. Here a failed accept is reported (`onAcceptError`) and the listener pauses a moment and
+ * tries again, so the client waits in the backlog and is served once a descriptor is free —
+ * vshm-server's accept does the same.
  *
  * Peers: every accepted connection's SO_PEERCRED uid is checked. Our own uid is accepted, and so
  * is root: root bypasses the file mode anyway (CAP_DAC_OVERRIDE) and can read our memory, so
@@ -16,14 +22,25 @@
  * purpose or by accident (chmod, an ACL, a socket passed to another user).
  */
 import { unlinkSync } from 'node:fs';
-import { createServer, type Server, type Socket } from 'node:net';
-import type { Binding } from '@vshm/addon';
+import { Server, Socket } from 'node:net';
+import type { Binding, FdWatcher } from '@vshm/addon';
 import { errnoText } from './cli-kit.js';
 import { VshmError } from './errors.js';
 import { inspectSocketPath, removeStaleSocket, type SocketPathState } from './server/socket.js';
 
-/** Backlog of a bridge listener: one client at a time is served, a few may queue. */
-const BRIDGE_BACKLOG = 16;
+/**
+ * Backlog of an owner-only listener: Node's listen() default, the one these listeners had in
+ * effect while Node served the fd (its listen() re-listened it with 511). Clients past it fail to
+ * connect (EAGAIN), so a burst of connections (nbdcopy's, a flood the NBD server refuses one by
+ * one) must fit.
+ */
+const BRIDGE_BACKLOG = 511;
+/** After a failed accept (EMFILE: the open-file limit), poll the listener again after this long. */
+const ACCEPT_RETRY_MS = 100;
+/** Connections accepted per readiness callback before the event loop runs other work. */
+const ACCEPT_BATCH = 16;
+/** accept() errors that concern one connection only, never the listener: skip it and go on. */
+const ACCEPT_TRANSIENT: ReadonlySet<string> = new Set(['ECONNABORTED', 'EINTR', 'EPROTO']);
 
 /** A bridge socket could not be created; `code` VSHM_ERR_SOCKET, message names the path and errno. */
 export class LocalSocketError extends VshmError {
@@ -72,11 +89,27 @@ export interface OwnerOnlyOptions {
   binding?: Binding;
   /** Reader of /proc/net/unix for the liveness check (tests); default the file. */
   procNetUnix?: () => string;
+  /**
+   * Called with the errno error (`code`, `syscall` 'accept') of every failed accept() — EMFILE
+   * or ENFILE at the open-file limit, ENOMEM, ENOBUFS — after which the listener pauses 100 ms
+   * and tries again: the client waits in the backlog and is served once a descriptor is free.
+   * While the limit holds, that is up to ten calls a second: rate-limit any line printed.
+   * Default: the retry without a word.
+   */
+  onAcceptError?: (err: NodeJS.ErrnoException) => void;
 }
 
 /** An errno-style error (`code`, `path`) as the cause of a refusal. */
 function errnoError(code: 'EADDRINUSE' | 'EEXIST', path: string, message: string): NodeJS.ErrnoException {
   return Object.assign(new Error(message), { code, path });
+}
+
+function unlinkOrIgnore(path: string): void {
+  try {
+    unlinkSync(path);
+  } catch {
+    // not there
+  }
 }
 
 /** Make `path` free for bind(), or refuse it (see listenOwnerOnly). */
@@ -112,6 +145,46 @@ function freeSocketPath(path: string, procNetUnix: (() => string) | undefined): 
 }
 
 /**
+ * The `net.Server` listenOwnerOnly returns: Node never listens on it; connections come from our
+ * accept loop (`adopt`). `close()` keeps Node's contract — no new connection after it, the
+ * callback and 'close' once the connections it accepted have all closed too.
+ */
+class OwnerOnlyServer extends Server {
+  /** Stop accepting and close the listening fd; set by listenOwnerOnly. */
+  stopAccepting: (() => void) | null = null;
+  private open = 0;
+  private closeEmitted = false;
+
+  /** Hand an accepted socket to the 'connection' listeners, as Node's own accept would. */
+  adopt(sock: Socket): void {
+    this.open++;
+    sock.once('close', () => {
+      this.open--;
+      this.emitCloseIfDone();
+    });
+    this.emit('connection', sock);
+  }
+
+  override close(cb?: (err?: Error) => void): this {
+    const stop = this.stopAccepting;
+    this.stopAccepting = null;
+    if (cb !== undefined) {
+      const notRunning = stop === null ? Object.assign(new Error('Server is not running.'), { code: 'ERR_SERVER_NOT_RUNNING' }) : undefined;
+      this.once('close', () => cb(notRunning));
+    }
+    stop?.();
+    this.emitCloseIfDone();
+    return this;
+  }
+
+  private emitCloseIfDone(): void {
+    if (this.stopAccepting !== null || this.open > 0 || this.closeEmitted) return;
+    this.closeEmitted = true;
+    process.nextTick(() => this.emit('close'));
+  }
+}
+
+/**
  * A `net.Server` listening at `path` owner-only: mode 0600 from creation, and each connection
  * from a uid that `peerUidAllowed` rejects destroyed before a byte is read (with `onRefused`);
  * `onConnection` sees only accepted peers. The path is freed by the server socket's rule (§1.9):
@@ -135,7 +208,8 @@ export async function listenOwnerOnly(path: string, opts: OwnerOnlyOptions, onCo
       return null;
     }
   });
-  const server = createServer({ allowHalfOpen: opts.allowHalfOpen ?? false }, (sock) => {
+  const allowHalfOpen = opts.allowHalfOpen ?? false;
+  const server = new OwnerOnlyServer({ allowHalfOpen }, (sock) => {
     const c = creds(sock);
     if (c !== null && peerUidAllowed(c.uid, ownUid)) {
       onConnection(sock);
@@ -154,28 +228,56 @@ export async function listenOwnerOnly(path: string, opts: OwnerOnlyOptions, onCo
     const e = err as NodeJS.ErrnoException;
     throw new LocalSocketError(`cannot listen on ${path}: ${errnoText(e)}`, { cause: err });
   }
-  await new Promise<void>((resolve, reject) => {
-    const onError = (err: Error): void => {
-      server.off('listening', onListening);
+  // Our own accept loop (see the file comment): Node's would drop clients silently at EMFILE.
+  let watcher: FdWatcher;
+  try {
+    watcher = b.createWatcher(fd, (status) => acceptAll(status));
+  } catch (err) {
+    b.close(fd);
+    unlinkOrIgnore(path);
+    throw new LocalSocketError(`cannot listen on ${path}: ${errnoText(err)}`, { cause: err });
+  }
+  let retry: NodeJS.Timeout | undefined;
+  const failed = (err: NodeJS.ErrnoException): void => {
+    // Stop polling (a listener at EMFILE stays readable: it would spin) and try again shortly.
+    watcher.stop();
+    retry = setTimeout(() => {
+      retry = undefined;
+      if (server.stopAccepting !== null) watcher.start(b.POLL_READABLE);
+    }, ACCEPT_RETRY_MS);
+    opts.onAcceptError?.(err);
+  };
+  const acceptAll = (status: number): void => {
+    if (status < 0) {
+      failed(Object.assign(new Error(`poll on the listening socket failed (${status})`), { code: 'EIO', errno: status, syscall: 'poll' }));
+      return;
+    }
+    for (let i = 0; i < ACCEPT_BATCH && server.stopAccepting !== null; i++) {
+      let cfd: number;
       try {
-        b.close(fd);
-      } catch {
-        /* Node took the fd and closed it */
+        cfd = b.socketAccept(fd);
+      } catch (err) {
+        const e = err as NodeJS.ErrnoException;
+        if (ACCEPT_TRANSIENT.has(e.code ?? '')) continue;
+        failed(Object.assign(e, { syscall: 'accept' }));
+        return;
       }
+      if (cfd < 0) return; // EAGAIN: none waiting
+      let sock: Socket;
       try {
-        unlinkSync(path);
+        sock = new Socket({ fd: cfd, allowHalfOpen, readable: true, writable: true });
       } catch {
-        /* not there */
+        b.close(cfd);
+        continue;
       }
-      reject(new LocalSocketError(`cannot listen on ${path}: ${errnoText(err)}`, { cause: err }));
-    };
-    const onListening = (): void => {
-      server.off('error', onError);
-      resolve();
-    };
-    server.once('error', onError);
-    server.once('listening', onListening);
-    server.listen({ fd });
-  });
+      server.adopt(sock);
+    }
+  };
+  server.stopAccepting = () => {
+    clearTimeout(retry);
+    watcher.close();
+    b.close(fd);
+  };
+  watcher.start(b.POLL_READABLE);
   return server;
 }

@@ -62,6 +62,13 @@ describe('cli-kit: parseCommandLine', () => {
   it('UsageError.lineFor gives NAME: message (try --help)', () => {
     expect(new UsageError("unknown option '--bogus'").lineFor('vshm-x')).to.equal("vshm-x: unknown option '--bogus' (try --help)");
   });
+
+  it('UsageError.printable: C0, DEL and C1 controls as \\xHH, bidi controls as \\uHHHH; other text (UTF-8 included) unchanged; idempotent', () => {
+    const p = UsageError.printable;
+    expect(p('\x1b[2J\r\n\x00\x7f\u009b\u202e\u2066\u061c')).to.equal('\\x1b[2J\\x0d\\x0a\\x00\\x7f\\x9b\\u202e\\u2066\\u061c');
+    expect(p('disk-é ✓ 端口 a b')).to.equal('disk-é ✓ 端口 a b');
+    expect(p(p('a\x1bb'))).to.equal('a\\x1bb');
+  });
 });
 
 describe('cli-kit: parseOrUsage (the start every command shares)', () => {

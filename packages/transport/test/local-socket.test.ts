@@ -73,6 +73,45 @@ describe('owner-only local sockets (bridges)', function () {
     expect(refused[0]).to.include('peer credentials unavailable');
   });
 
+  it('a failed accept (EMFILE) is reported and tried again: the waiting client is served, not dropped', async () => {
+    const real = (await import('@vshm/addon')).default;
+    let failures = 3;
+    const binding = {
+      ...real,
+      socketAccept: (fd: number): number => {
+        if (failures-- > 0) throw Object.assign(new Error('EMFILE: too many open files'), { code: 'EMFILE', errno: -24 });
+        return real.socketAccept(fd);
+      },
+    };
+    const path = join(dir, 'b.sock');
+    const errors: NodeJS.ErrnoException[] = [];
+    server = await listenOwnerOnly(path, { binding, onRefused: () => expect.fail('refused'), onAcceptError: (e) => errors.push(e) }, (s) => s.end('hello'));
+    const got = await new Promise<string>((resolve) => {
+      let t = '';
+      connect(path).on('data', (c) => (t += c.toString())).on('close', () => resolve(t));
+    });
+    expect(got).to.equal('hello');
+    expect(errors.map((e) => [e.code, e.syscall])).to.deep.equal([['EMFILE', 'accept'], ['EMFILE', 'accept'], ['EMFILE', 'accept']]);
+  });
+
+  it('close(): no connection accepted after it; the callback once the accepted ones closed (as net.Server)', async () => {
+    const path = join(dir, 'b.sock');
+    let held: import('node:net').Socket | null = null;
+    const s = await listenOwnerOnly(path, { onRefused: () => {} }, (sock) => (held = sock.on('error', () => {})));
+    const client = connect(path).on('error', () => {});
+    await new Promise<void>((r) => client.once('connect', () => r()));
+    while (held === null) await new Promise<void>((r) => setImmediate(r));
+    let closed = false;
+    const done = new Promise<void>((r) => s.close(() => ((closed = true), r())));
+    const late = await new Promise<string>((r) => connect(path).on('error', (e: NodeJS.ErrnoException) => r(e.code ?? '')).on('connect', () => r('connected')));
+    expect(late).to.be.oneOf(['ECONNREFUSED', 'ENOENT']);
+    await new Promise<void>((r) => setImmediate(r));
+    expect(closed).to.equal(false); // a connection it accepted is still open
+    (held as unknown as import('node:net').Socket).destroy();
+    await done;
+    client.destroy();
+  });
+
   it('a path in a missing directory: LocalSocketError naming the path and errno', async () => {
     const path = join(dir, 'missing', 'b.sock');
     try {
