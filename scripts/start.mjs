@@ -14,7 +14,8 @@
  * The back-end connects first (IDs are lowest-free, §1.4); the front-end starts once the server
  * saw peer 0. Quitting — the shell's `exit` (the front-end then exits) or Ctrl-] q (the back-end
  * exits) — stops the other side, the server (socket unlinked, memfd memory: no shm object) and
- * removes the temp dir. Closing the terminal (SIGHUP) cleans up the same way. The terminal is the
+ * removes the temp dir. Closing the terminal (SIGHUP) cleans up the same way, and so does a signal
+ * while the server is still starting (nothing else is started then). The terminal is the
  * back-end's to restore; if it died by a signal we run `stty sane` as a safety net.
  *
  * A child killed by a signal ends the session with one line saying so, exit 1 (one that exits with
@@ -161,10 +162,16 @@ async function main() {
   try {
     await server.start();
   } catch (err) {
+    // A signal meanwhile: finish() is cleaning up and exits; the failure is no news.
+    if (finishing !== null) return;
     rmSync(dir, { recursive: true, force: true });
     process.stderr.write(`vshm start: cannot start the server: ${err.message}\n`);
     process.exit(1);
   }
+  // A signal while the server was starting (finish() waits for start() to end, then stops it and
+  // exits): no session line, and above all no child — one spawned now would outlive us, orphaned
+  // on the terminal, since finish() has already looked for children to stop.
+  if (finishing !== null) return;
 
   say(`vshm: ${SHELL} -i over shared memory (${socketPath}) — quit with \`exit\` or Ctrl-] then q`);
 
@@ -190,6 +197,8 @@ async function main() {
     say(`vshm start: ${err.message}`);
     await finish(1);
   }
+  // Finishing already (a signal, the back-end gone): finish() may be past stopping the front-end.
+  if (finishing !== null) return;
 
   // Own process group: terminal signals stay with the back-end, and cleanup reaches the shell.
   fe = spawn(process.execPath, [FRONTEND, '-S', socketPath, '--', SHELL, '-i'], {

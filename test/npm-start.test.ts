@@ -8,7 +8,7 @@
  * `pretest` build.)
  */
 import { expect } from 'chai';
-import { copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { START_SCRIPT, ROOT, useScratch, type Scratch } from './e2e-procs.js';
 import { alive, descendants, processesMentioning, until, type Tmux } from './e2e-system.js';
@@ -194,6 +194,31 @@ describe('npm start (scripts/start.mjs)', function () {
     const lines = pane.split('\n').filter((l) => l.trim() !== '' && !l.startsWith('START-EXIT-'));
     expect(lines.join('').replace(/\s+/g, ' ')).to.match(/^vshm start: cannot create a temp dir in \S*no-such-dir: ENOENT/);
     expect(pane).to.not.match(/\n\s+at /); // no stack trace
+  });
+
+  it('a signal while the embedded server starts (SIGINT, SIGTERM) stops there: no session line, no child, nothing left', async () => {
+    // The server's start() is held at its addon import (a preload), the signal sent, then the
+    // start let go. Before the fix the script went on once start() resolved: it printed the
+    // session line, spawned the back-end and exited under it, leaving it orphaned on the terminal.
+    const hook = join(ROOT, 'test/fixtures/hold-server-start.mjs');
+    for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+      const hold = mkdtempSync(join(s.dir, 'hold-'));
+      const t = s.tmux(`cd ${ROOT} && TMPDIR=${s.dir} HOLD_DIR=${hold} ${process.execPath} --import ${hook} ${START_SCRIPT}; echo START-EXIT-$?`);
+      await until(() => existsSync(join(hold, 'held')), 'the server start held at its addon import');
+      expect(readFileSync(join(hold, 'held'), 'utf8')).to.match(/\/transport\/dist\/server\/server\.js$/);
+      const panePid = Number(t.run('display-message', '-p', '-t', t.name, '#{pane_pid}').trim());
+      const script = processesMentioning(START_SCRIPT).filter((p) => descendants(panePid).includes(p));
+      expect(script).to.have.length(1);
+      process.kill(script[0], sig);
+      await until(() => existsSync(join(hold, 'signalled')), `${sig} handled`);
+      writeFileSync(join(hold, 'release'), '');
+      const pane = await t.untilPane(/START-EXIT-\d+/);
+      expect(pane).to.match(/START-EXIT-0\b/);
+      expect(processesMentioning(`${s.dir}/vshm-start-`), 'a child started after the signal').to.deep.equal([]);
+      expect(pane).to.not.match(/over shared memory/);
+      expect(pane).to.not.match(/\n\s+at /); // no stack trace
+      expect(readdirSync(s.dir).filter((e) => e.startsWith('vshm-start-')), 'temp dirs left').to.deep.equal([]);
+    }
   });
 
   it('a window resize reaches the shell (stty size)', async () => {

@@ -4,7 +4,7 @@
  * @vshm/transport so every vshm command speaks alike.
  */
 import { parseCommandLine, UsageError } from '@vshm/transport';
-import { MAX_PORT_NAME_BYTES } from './device.js';
+import { portNameProblem } from './device.js';
 
 export { UsageError };
 
@@ -21,7 +21,9 @@ Options:
                            on a private socket whose path is printed on stderr
                            (--socket PATH: deprecated spelling of --server)
   --embedded               always start the embedded server (not with -S)
-  --port NAME              add a named port (repeatable; enables MULTIPORT, ports 1, 2, ...)
+  --port NAME              add a named port (repeatable; enables MULTIPORT, ports 1, 2, ...);
+                           NAME: 1 to 120 bytes of printable UTF-8 (no control characters,
+                           no Unicode bidi controls)
   --port-socket NAME=PATH  attach port NAME to a UNIX socket PATH (listens; one client at a
                            time; the client connected = host side open). Adds the port.
   --port-exec NAME=CMD     attach port NAME to the stdin/stdout/stderr of \`sh -c CMD\`. Adds the port.
@@ -99,8 +101,8 @@ function parseSizeArg(text: string): { cols: number; rows: number } {
 }
 
 function checkName(name: string, flag: string): string {
-  if (name === '') throw new UsageError(`${flag}: empty port name`);
-  if (Buffer.byteLength(name) > MAX_PORT_NAME_BYTES) throw new UsageError(`${flag}: port name longer than ${MAX_PORT_NAME_BYTES} bytes`);
+  const problem = portNameProblem(name);
+  if (problem !== undefined) throw new UsageError(`${flag}: ${problem}`);
   return name;
 }
 

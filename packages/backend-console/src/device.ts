@@ -63,6 +63,33 @@ export interface ConsoleDeviceOptions {
  * well inside the control receive buffers a driver posts (256 bytes in vshm-console-frontend).
  */
 export const MAX_PORT_NAME_BYTES = 120;
+
+/**
+ * Characters a port name may not hold: C0 controls (NUL, TAB, CR, LF, ESC …), DEL, C1 controls
+ * (U+0080–U+009F, which UTF-8 terminals may act on), the Unicode bidi controls (they show a name
+ * reordered) and U+FFFD (what Node makes of bytes in argv that are not UTF-8, so the name sent
+ * would not be the one given). Linux's virtio_console takes any bytes as a name and shows them
+ * in sysfs and, through udev, as /dev/virtio-ports/NAME; a front-end prints them. The same set
+ * the front-end escapes (vshm-console-frontend's printable()) plus U+FFFD.
+ */
+// eslint-disable-next-line no-control-regex
+const PORT_NAME_REFUSED = /[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\ufffd]/;
+
+/**
+ * Why `name` cannot be a port name, or undefined when it can: non-empty, at most
+ * MAX_PORT_NAME_BYTES bytes of UTF-8, and printable (none of PORT_NAME_REFUSED).
+ */
+export function portNameProblem(name: string): string | undefined {
+  if (name.length === 0) return 'empty port name';
+  if (Buffer.byteLength(name) > MAX_PORT_NAME_BYTES) return `port name longer than ${MAX_PORT_NAME_BYTES} bytes`;
+  const bad = PORT_NAME_REFUSED.exec(name);
+  if (bad !== null) {
+    const c = bad[0].charCodeAt(0);
+    const what = c === 0xfffd ? 'U+FFFD (bytes that are not UTF-8?)' : c < 0x100 ? `control character \\x${c.toString(16).padStart(2, '0')}` : `bidi control U+${c.toString(16).toUpperCase().padStart(4, '0')}`;
+    return `port name contains ${what} at character ${bad.index + 1} (names are printable text)`;
+  }
+  return undefined;
+}
 const MAX_PORTS = 64;
 
 function checkInt(name: string, v: unknown, min: number, max: number): number {
@@ -90,10 +117,8 @@ function checkNames(names: readonly string[]): string[] {
   const seen = new Set<string>();
   for (const n of names) {
     if (typeof n !== 'string' || n.length === 0) throw new ArgumentError('port names must be non-empty strings');
-    if (n.includes('\0')) throw new ArgumentError(`port name ${JSON.stringify(n)} contains NUL`);
-    if (Buffer.byteLength(n) > MAX_PORT_NAME_BYTES) {
-      throw new ArgumentError(`port name ${JSON.stringify(n)} is longer than ${MAX_PORT_NAME_BYTES} bytes`);
-    }
+    const problem = portNameProblem(n);
+    if (problem !== undefined) throw new ArgumentError(`${JSON.stringify(n)}: ${problem}`);
     if (seen.has(n)) throw new ArgumentError(`duplicate port name ${JSON.stringify(n)}`);
     seen.add(n);
   }

@@ -55,6 +55,20 @@ describe('vshm-console-backend arguments', () => {
     [['stray'], "unexpected argument 'stray'"],
     [['--server', '/a', '--socket', '/b'], '--server and --socket (its deprecated spelling) both given'],
     [['--socket', ''], "option '--server' needs a non-empty value"],
+    // A port name is printable text (decisions.md "console, server and CLI-kit leftovers (stop 23)"):
+    // the front-end prints it and Linux shows it in sysfs and /dev/virtio-ports.
+    [['--port', 'log\u001b]0;x\u0007'], '--port: port name contains control character \\x1b at character 4 (names are printable text)'],
+    [['--port', 'a\r\nb'], '--port: port name contains control character \\x0d at character 2 (names are printable text)'],
+    [['--port', 'tab\there'], '--port: port name contains control character \\x09 at character 4 (names are printable text)'],
+    [['--port', 'del\u007f'], '--port: port name contains control character \\x7f at character 4 (names are printable text)'],
+    [['--port', 'c1\u009b31m'], '--port: port name contains control character \\x9b at character 3 (names are printable text)'],
+    [['--port', '\u202egol'], '--port: port name contains bidi control U+202E at character 1 (names are printable text)'],
+    [['--port', 'a\u2066b'], '--port: port name contains bidi control U+2066 at character 2 (names are printable text)'],
+    [['--port', 'a\ufffdb'], '--port: port name contains U+FFFD (bytes that are not UTF-8?) at character 2 (names are printable text)'],
+    [['--port-socket', 'x\u001bq=/tmp/s'], '--port-socket: port name contains control character \\x1b at character 2 (names are printable text)'],
+    [['--port-exec', 'x\u0085=cat'], '--port-exec: port name contains control character \\x85 at character 2 (names are printable text)'],
+    [['--port', ''], '--port: empty port name'],
+    [['--port', 'é'.repeat(61)], '--port: port name longer than 120 bytes'],
   ];
   for (const [argv, want] of exact) {
     it(`${argv.join(' ')} → "${want} (try --help)"`, () => {
@@ -68,6 +82,11 @@ describe('vshm-console-backend arguments', () => {
       expect((err as UsageError).lineFor('vshm-console-backend')).to.equal(`vshm-console-backend: ${want} (try --help)`);
     });
   }
+
+  it('--port takes printable names up to 120 bytes: spaces, punctuation and any script', () => {
+    const names = ['org.qemu.guest_agent.0', 'my port', 'a/b:c=d', 'журнал', '日本語', 'é'.repeat(60), 'n'.repeat(120)];
+    expect(parseCliArgs(names.flatMap((n) => ['--port', n])).ports).to.deep.equal(names);
+  });
 
   it('--print-capabilities: the console as one JSON object (features follow the command line)', () => {
     const plain = capabilities(parseCliArgs(['--print-capabilities']));

@@ -40,6 +40,10 @@ describe('ConsoleDevice (spec §7.2–7.3)', () => {
     expect(d.configFields.find((f) => f.name === 'emerg_wr')?.driverWritable).to.equal(true);
     expect(() => new ConsoleDevice({ queueSize: 12 })).to.throw(ArgumentError);
     expect(() => new ConsoleDevice({ ports: ['x', 'x'] })).to.throw(ArgumentError);
+    for (const bad of ['', 'a\0b', 'log\u001b[2J', 'a\nb', 'del\u007f', 'c1\u009b', 'bidi\u202e', 'x\ufffd', 'n'.repeat(121)]) {
+      expect(() => new ConsoleDevice({ ports: [bad] }), JSON.stringify(bad)).to.throw(ArgumentError);
+    }
+    expect(new ConsoleDevice({ ports: ['my port', 'журнал'] }).ports.length).to.equal(3);
     expect(() => new ConsoleDevice({ ports: ['a'], maxNrPorts: 1 })).to.throw(ArgumentError);
     expect(() => new ConsoleDevice({ size: { cols: 0, rows: 1 } })).to.throw(ArgumentError);
   });

@@ -18,7 +18,7 @@
  *   with its status (exit code, or 128 + signal number).
  * - Not binary-safe (the line discipline rewrites bytes): use `--no-pty` (pipes) for data.
  */
-import { accessSync, constants as fsConstants, statSync } from 'node:fs';
+import { accessSync, constants as fsConstants, statSync, writeSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { delimiter, join } from 'node:path';
 import type { IPty } from 'node-pty';
@@ -103,6 +103,72 @@ export function dropPtyInput(pty: IPty): number {
   if (typeof ws.dispose === 'function') (ws.dispose as () => void).call(ws);
   (ws._writeQueue as unknown[]).length = 0;
   return n;
+}
+
+/** node-pty 1.1's private write stream (see ptyInputBacklog), as guardPtyWrites uses it. */
+interface PtyWriteStream {
+  _fd: number;
+  _writeQueue: { buffer: Buffer; offset: number }[];
+  _writeImmediate: NodeJS.Immediate | undefined;
+  _processWriteQueue: () => void;
+}
+
+/**
+ * Close the window in which node-pty writes queued input to a master fd it has closed. node-pty
+ * closes that fd when its read side ends (EIO once the command — and whatever else had the
+ * terminal — let go of it; or its own timeout after the exit), through `destroy()` of its read
+ * stream, which closes the fd at once; its 'exit' event, where attachPty drops the queue too,
+ * comes a turn or more later, and only once the process was reaped — much later when the command
+ * closed its terminal but lives on. Meanwhile node-pty went on writing its queue: retries every
+ * turn, each an fs.write() on libuv's thread pool, so even a write issued before the close could
+ * run after it. Each went to whatever the fd number named by then (another pty, a socket, a file
+ * opened meanwhile) or failed with EBADF and a stack on stderr ("Unhandled pty write error").
+ *
+ * Two changes to node-pty 1.1's private objects: its write stream writes synchronously
+ * (writeSync on the non-blocking master fd: the kernel takes what fits, EAGAIN retries on the next
+ * turn as before), so no write is ever in flight on another thread; and its read stream's
+ * `destroy` (Node calls it as a method on a read error, node-pty on its timeout) first marks the
+ * fd closed and drops the queue. After that nothing is written: later writes are dropped. A write
+ * error other than EAGAIN (EIO: the terminal hung up) drops the queue quietly — the command is
+ * gone. Returns false, changing nothing, where node-pty's objects do not have this shape (then
+ * the drop at 'exit' is all there is, and the window stays).
+ */
+export function guardPtyWrites(pty: IPty): boolean {
+  const p = pty as unknown as { _socket?: { destroy?: unknown }; _writeStream?: Partial<PtyWriteStream> };
+  const sock = p._socket;
+  const ws = p._writeStream;
+  if (typeof sock !== 'object' || sock === null || typeof sock.destroy !== 'function') return false;
+  if (typeof ws !== 'object' || ws === null || typeof ws._fd !== 'number' || !Array.isArray(ws._writeQueue) || typeof ws._processWriteQueue !== 'function') return false;
+  const stream = ws as PtyWriteStream;
+  let closed = false;
+  stream._processWriteQueue = (): void => {
+    stream._writeImmediate = undefined;
+    const queue = stream._writeQueue;
+    while (queue.length > 0) {
+      if (closed) {
+        queue.length = 0;
+        return;
+      }
+      const task = queue[0];
+      let written: number;
+      try {
+        written = writeSync(stream._fd, task.buffer, task.offset);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'EAGAIN') stream._writeImmediate = setImmediate(() => stream._processWriteQueue());
+        else queue.length = 0; // EIO and the like: the terminal is gone, and so is the command
+        return;
+      }
+      task.offset += written;
+      if (task.offset >= task.buffer.length) queue.shift();
+    }
+  };
+  const destroy = sock.destroy as (...args: unknown[]) => unknown;
+  sock.destroy = function (this: unknown, ...args: unknown[]): unknown {
+    closed = true;
+    dropPtyInput(pty);
+    return destroy.apply(this, args);
+  };
+  return true;
 }
 
 /**
@@ -218,6 +284,7 @@ export function attachPty(
     pty = p;
     // At once, not at the first backlog: a node-pty without the queue is known before any input.
     inputBacklog(p);
+    guardPtyWrites(p);
     p.onData((data: string | Buffer) => {
       if (!port.write(typeof data === 'string' ? Buffer.from(data) : data)) {
         p.pause();
@@ -232,7 +299,9 @@ export function attachPty(
     port.on('removed', hangup);
     // node-pty fires onExit after the last output was delivered through onData.
     p.onExit(({ exitCode, signal }) => {
-      // Input the command never read goes nowhere now: not into a later fd (see dropPtyInput).
+      // Input the command never read goes nowhere now: not into a later fd. Normally dropped
+      // already, before node-pty closed the fd (guardPtyWrites); this covers a node-pty
+      // where that guard could not be put in place.
       dropPtyInput(p);
       exited = true;
       onExited();

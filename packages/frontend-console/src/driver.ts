@@ -67,10 +67,12 @@ export interface ConsoleDriverOptions extends ConsolePortOptions {
    */
   maxPorts?: number | 'auto';
   /**
-   * How long a named port of an earlier session waits for a new device to confirm it (ms, default
+   * How long a port of an earlier session waits for a new device to confirm it (ms, default
    * HELD_PORT_GRACE_MS): counted from the new session's start while the device has not added the
-   * id, and from our PORT_READY once it has but has not named it. Then the port is given up as
-   * removed ('removed'; a waiting write fails with VSHM_ERR_PORT_REMOVED).
+   * id, and — for a named port — from our PORT_READY once it has but has not named it. An unnamed
+   * port is confirmed by its id alone (DEVICE_ADD), port 0 included. Then the port is given up as
+   * removed ('removed'; a waiting write fails with VSHM_ERR_PORT_REMOVED); port 0 is replaced by
+   * a fresh one, as on DEVICE_REMOVE(0).
    */
   heldPortGraceMs?: number;
 }
@@ -103,8 +105,10 @@ export class ConsoleDriver extends EventEmitter implements VirtioDriverOps {
   private maxNrPorts = 1;
   private consoleId = 0;
   private readonly heldPortGraceMs: number;
-  /** Named ports of an earlier session waiting for this device to confirm them, and their deadline. */
+  /** Ports of an earlier session waiting for this device to confirm them, and their deadline. */
   private readonly heldTimers = new Map<ConsolePort, NodeJS.Timeout>();
+  /** Ports some session served (attached): the ones a later device is given a grace to confirm. */
+  private readonly served = new WeakSet<ConsolePort>();
   /** A port 0 put in place of a removed one, not yet announced ('port') by a DEVICE_ADD. */
   private readonly unannounced = new WeakSet<ConsolePort>();
   /** Ports the current device has named (PORT_NAME) in this session. */
@@ -255,8 +259,12 @@ export class ConsoleDriver extends EventEmitter implements VirtioDriverOps {
         this.sendControl(encodeConsoleControl(CONSOLE_BAD_ID, ConsoleControlEvent.DEVICE_READY, 1));
       }
     }
-    // Named ports of the last device wait for this one to add and name them — for a bounded time.
-    for (const p of this.portMap.values()) if (p.id !== 0 && p.portName !== null && !p.attached) this.holdUntil(p);
+    // Ports an earlier device served wait for this one to add them (and name them, if named) —
+    // for a bounded time. A port no device has served yet (port 0 before the first DEVICE_ADD(0))
+    // is not held: there is nothing to give up but the wait for a device that has it.
+    for (const p of this.portMap.values()) {
+      if (!p.attached && (this.served.has(p) || (p.id !== 0 && p.portName !== null))) this.holdUntil(p);
+    }
     this.emit('ready', session.features);
   }
 
@@ -309,6 +317,7 @@ export class ConsoleDriver extends EventEmitter implements VirtioDriverOps {
     const tx = session.queues[consoleTransmitQueue(port.id)];
     if (rx === undefined || tx === undefined) return false;
     port.attach(rx, tx, this.multiport ? DEFAULT_MULTIPORT_RX_BUFFER : DEFAULT_RX_BUFFER, holdTransmit);
+    this.served.add(port);
     return true;
   }
 
@@ -341,12 +350,28 @@ export class ConsoleDriver extends EventEmitter implements VirtioDriverOps {
       if (this.session === null || this.portMap.get(port.id) !== port) return;
       if (port.attached && !port.transmitHeld) return;
       debug('port %d (%s): not %s by the new device within %d ms: given up as removed', port.id, port.portName, port.attached ? 'named' : 'added', this.heldPortGraceMs);
-      this.portMap.delete(port.id);
-      port.markRemoved();
+      this.removePort(port);
     }, this.heldPortGraceMs);
     // The deadline alone must not keep a process alive that has nothing else to do.
     timer.unref();
     this.heldTimers.set(port, timer);
+  }
+
+  /**
+   * `port` is gone (DEVICE_REMOVE, or not confirmed in time): its stream ends and the id is free.
+   * Port 0 is unplugged like any other (Linux's virtio_console does so too), but port(0) must
+   * still answer, so a fresh, unattached port 0 takes the id at once; a later DEVICE_ADD(0)
+   * attaches and announces it.
+   */
+  private removePort(port: ConsolePort): void {
+    this.release(port);
+    this.portMap.delete(port.id);
+    if (port.id === 0) {
+      const fresh = this.newPort(0);
+      this.portMap.set(0, fresh);
+      this.unannounced.add(fresh);
+    }
+    port.markRemoved();
   }
 
   /** `port` no longer waits for confirmation (confirmed, replaced or removed). */
@@ -426,17 +451,7 @@ export class ConsoleDriver extends EventEmitter implements VirtioDriverOps {
     }
     switch (event) {
       case ConsoleControlEvent.DEVICE_REMOVE:
-        this.release(port);
-        // Port 0 is unplugged like any other (Linux's virtio_console does so too): its stream
-        // ends. port(0) must still answer, so a fresh, unattached port 0 takes the id at once;
-        // a later DEVICE_ADD(0) attaches and announces it.
-        this.portMap.delete(id);
-        if (id === 0) {
-          const fresh = this.newPort(0);
-          this.portMap.set(0, fresh);
-          this.unannounced.add(fresh);
-        }
-        port.markRemoved();
+        this.removePort(port);
         return;
       case ConsoleControlEvent.CONSOLE_PORT:
         if (value !== 1) return;

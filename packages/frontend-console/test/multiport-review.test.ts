@@ -204,6 +204,88 @@ describe('ConsoleDriver MULTIPORT control: closed ports, recovery, removal', () 
     });
   });
 
+  describe('an unnamed port of an earlier session: the same grace, by id (heldPortGraceMs)', () => {
+    /**
+     * Session 1 adds ports 0 and 1 without names; the application writes to `id` while the
+     * back-end is away; session 2 (`multiport` or not) is probed.
+     */
+    async function heldUnnamed(id: number, graceMs: number, multiport = true): Promise<{ d: ConsoleDriver; p: ConsolePort; s2: FakeSession; writeDone: Promise<Error | null | undefined> }> {
+      const d = new ConsoleDriver({ maxPorts: 2, heldPortGraceMs: graceMs });
+      const s1 = session(d, 2);
+      s1.queues[2].complete(encodeConsoleControl(0, E.DEVICE_ADD, 1));
+      s1.queues[2].complete(encodeConsoleControl(1, E.DEVICE_ADD, 1));
+      const p = d.port(id) as ConsolePort;
+      expect(p.attached).to.equal(true);
+      s1.failAll();
+      d.remove(new Error('back-end gone'));
+      p.on('error', () => {});
+      const writeDone = new Promise<Error | null | undefined>((resolve) => p.write(`meant for port ${id}`, resolve));
+      await microtasks();
+      let s2: FakeSession;
+      if (multiport) {
+        s2 = session(d, 2);
+      } else {
+        s2 = new FakeSession(0n, 2);
+        d.probe(s2);
+      }
+      return { d, p, s2, writeDone };
+    }
+
+    it('port 1 never added by the new device: after the grace from its start the stream ends and the waiting write fails', async () => {
+      const { d, p, writeDone } = await heldUnnamed(1, 30);
+      await once(p, 'removed');
+      expect(((await writeDone) as { code?: string } | null)?.code).to.equal('VSHM_ERR_PORT_REMOVED');
+      expect(d.port(1)).to.equal(undefined);
+    });
+
+    it('port 1 added again in time: the same stream by its id, its bytes go out at once; no later give-up', async () => {
+      const { d, p, s2, writeDone } = await heldUnnamed(1, 20);
+      s2.queues[2].complete(encodeConsoleControl(1, E.DEVICE_ADD, 1));
+      await microtasks();
+      expect(await writeDone).to.equal(null);
+      expect(s2.queues[5].sentBytes().toString()).to.equal('meant for port 1');
+      let removed = false;
+      p.on('removed', () => (removed = true));
+      await new Promise((resolve) => setTimeout(resolve, 60)); // past the grace: nothing may happen
+      expect(removed).to.equal(false);
+      expect(d.port(1)).to.equal(p);
+    });
+
+    it('port 0 never added by a new MULTIPORT device: given up like a DEVICE_REMOVE(0); a fresh port 0 takes the id', async () => {
+      const { d, p, s2, writeDone } = await heldUnnamed(0, 30);
+      await once(p, 'removed');
+      expect(((await writeDone) as { code?: string } | null)?.code).to.equal('VSHM_ERR_PORT_REMOVED');
+      const fresh = d.port(0) as ConsolePort;
+      expect(fresh).to.not.equal(p);
+      expect(fresh.attached).to.equal(false);
+      // A later DEVICE_ADD(0) attaches and announces the fresh port; none of the old bytes go out.
+      const announced = once(d, 'port');
+      s2.queues[2].complete(encodeConsoleControl(0, E.DEVICE_ADD, 1));
+      expect((await announced)[0]).to.equal(fresh);
+      expect(s2.queues[1].sentBytes().toString()).to.equal('');
+    });
+
+    it('a new device without MULTIPORT: port 0 is served at once and kept; port 1, which it cannot have, is given up', async () => {
+      const { d, p: p1 } = await heldUnnamed(1, 30, false);
+      const p0 = d.port(0) as ConsolePort;
+      expect(p0.attached).to.equal(true);
+      await once(p1, 'removed');
+      expect(d.port(1)).to.equal(undefined);
+      expect(d.port(0)).to.equal(p0);
+    });
+
+    it('a port the first device never added is not held: port 0 before any session waits as long as it takes', async () => {
+      const d = new ConsoleDriver({ maxPorts: 2, heldPortGraceMs: 20 });
+      const p0 = d.port(0) as ConsolePort;
+      session(d, 2); // never adds port 0
+      let removed = false;
+      p0.on('removed', () => (removed = true));
+      await new Promise((resolve) => setTimeout(resolve, 60)); // past the grace: nothing may happen
+      expect(removed).to.equal(false);
+      expect(d.port(0)).to.equal(p0);
+    });
+  });
+
   it('leaves nothing behind over many DEVICE_REMOVE / DEVICE_ADD cycles with data in flight', async () => {
     const d = new ConsoleDriver({ maxPorts: 2 });
     const s = session(d, 2);

@@ -74,7 +74,8 @@ export interface Attachment {
   /** How it was found: `pid` or `shm` (the other is absent). */
   pid?: number;
   shm?: string;
-  /** The memory object's inode and the path it was opened through. */
+  /** The memory object's device (`MAJOR:MINOR`, see deviceOf()), inode, and the path it was opened through. */
+  dev: string;
   ino: number;
   openedVia: string;
   layout: SharedMemoryLayout;
@@ -182,14 +183,28 @@ function statusDirs(uid: number, pid?: number): string[] {
   return [...dirs];
 }
 
-/** Status files of live processes of `uid` on memory `ino`, back-ends first. Unusable files are skipped. */
-export function findStatusFiles(uid: number, ino: number, pid?: number): StatusFile[] {
+/**
+ * Whether status file `f` describes the object `m` (device as SharedMapping.dev, and inode). A
+ * file that records the device must name both; one of an earlier version records the inode only
+ * and matches by it — a hint, since inode numbers repeat across filesystems.
+ */
+function describesObject(f: StatusFile, m: { dev?: string; ino: number }): boolean {
+  if (f.memory.ino !== m.ino) return false;
+  return f.memory.dev === undefined || m.dev === undefined || deviceOf({ dev: BigInt(f.memory.dev) }) === m.dev;
+}
+
+/**
+ * Status files of live processes of `uid` on memory `mem` — its device (`MAJOR:MINOR`) and inode,
+ * or an inode number alone (matched by inode only) — back-ends first. Unusable files are skipped.
+ */
+export function findStatusFiles(uid: number, mem: number | { dev: string; ino: number }, pid?: number): StatusFile[] {
+  const obj = typeof mem === 'number' ? { ino: mem } : mem;
   const found = new Map<string, StatusFile>();
   for (const dir of statusDirs(uid, pid)) {
     for (const path of listStatusFiles(dir)) {
       try {
         const f = readStatusFile(path, uid);
-        if (f.memory.ino === ino && alive(f.pid)) found.set(`${f.pid}/${f.peer.id}`, f);
+        if (describesObject(f, obj) && alive(f.pid)) found.set(`${f.pid}/${f.peer.id}`, f);
       } catch {
         // Half-removed, foreign or stale: not evidence.
       }
@@ -275,13 +290,15 @@ function openMemoryOf(pid: number, uid: number, m: SharedMapping): { fd: number;
 function pickMemory(pid: number, maps: SharedMapping[], own: StatusFile[]): SharedMapping {
   const candidates = new Map<string, SharedMapping>();
   for (const m of maps) if (m.offset === 0 && m.end - m.start === BigInt(STATE_TABLE_SIZE)) candidates.set(`${m.dev}/${m.ino}`, m);
-  // Status files record the inode only: one names a candidate only if no other has its number.
-  const byIno = (ino: number): SharedMapping | undefined => {
-    const hits = [...candidates.values()].filter((m) => m.ino === ino);
+  // A status file names its candidate by device and inode; one of an earlier version (inode only)
+  // names a candidate only if no other has its number.
+  const namedBy = (f: StatusFile): SharedMapping | undefined => {
+    const hits = [...candidates.values()].filter((m) => describesObject(f, m));
     return hits.length === 1 ? hits[0] : undefined;
   };
-  const named = own.map((f) => byIno(f.memory.ino)).find((m) => m !== undefined);
-  if (named !== undefined) return named;
+  // Files naming different objects (two links on two memories in one process) decide nothing.
+  const named = new Set(own.map(namedBy).filter((m) => m !== undefined));
+  if (named.size === 1) return [...named][0]!;
   if (candidates.size === 1) return [...candidates.values()][0];
   if (candidates.size === 0) throw new InspectError(`process ${pid} maps no vshm shared memory (no shared 4096-byte state table mapping)`);
   throw new InspectError(`process ${pid} maps ${candidates.size} shared-memory objects; use -M NAME to pick one`);
@@ -371,7 +388,7 @@ function attachment(binding: Binding, base: Omit<Attachment, 'close' | 'refreshS
   return {
     ...base,
     refreshStatus() {
-      this.status = findStatusFiles(this.uid, this.ino, this.pid);
+      this.status = findStatusFiles(this.uid, { dev: base.dev, ino: this.ino }, this.pid);
     },
     close() {
       if (!mapped) return;
@@ -401,9 +418,9 @@ export function attachPid(binding: Binding, pid: number, override: LayoutOverrid
   const { size, ino } = mapped;
   try {
     if (ino !== m.ino || mapped.dev !== m.dev) throw new InspectError(`${via} is no longer the memory process ${pid} maps`);
-    const status = findStatusFiles(uid, ino, pid);
+    const status = findStatusFiles(uid, mapped, pid);
     const { layout, source } = chooseLayout(size, override, status, layoutFromMappings(maps, m, size));
-    return attachment(binding, { pid, uid, ino, openedVia: via, layout, layoutSource: source, stateTable: mapped.stateTable, window: mapped.window, status });
+    return attachment(binding, { pid, uid, dev: mapped.dev, ino, openedVia: via, layout, layoutSource: source, stateTable: mapped.stateTable, window: mapped.window, status });
   } catch (err) {
     unmapAll(binding, [mapped.stateTable, mapped.window]);
     throw err;
@@ -441,9 +458,9 @@ export function attachShm(binding: Binding, name: string, override: LayoutOverri
   const { size, ino } = mapped;
   try {
     const uid = process.getuid?.() ?? 0;
-    const status = findStatusFiles(uid, ino);
+    const status = findStatusFiles(uid, mapped);
     const { layout, source } = chooseLayout(size, override, status, null);
-    return attachment(binding, { shm: bare, uid, ino, openedVia: path, layout, layoutSource: source, stateTable: mapped.stateTable, window: mapped.window, status });
+    return attachment(binding, { shm: bare, uid, dev: mapped.dev, ino, openedVia: path, layout, layoutSource: source, stateTable: mapped.stateTable, window: mapped.window, status });
   } catch (err) {
     unmapAll(binding, [mapped.stateTable, mapped.window]);
     throw err;

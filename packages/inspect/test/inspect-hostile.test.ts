@@ -19,6 +19,7 @@ function fakeAttachment(windowBytes: number, fill: (window: DataView) => void): 
   fill(new DataView(window));
   return {
     shm: 'fake',
+    dev: '0:1',
     ino: 1,
     openedVia: '/dev/shm/fake',
     uid: 0,

@@ -33,6 +33,8 @@ export const VshmErrorCode = {
   SHM_IN_USE: 'VSHM_ERR_SHM_IN_USE',
   /** A `-M` shared-memory object exists and another user could open it (not ours, or group/other bits); it is not reused. */
   SHM_UNSAFE: 'VSHM_ERR_SHM_UNSAFE',
+  /** Server: a client of another uid (not ours, not root, not in `--peer-uids` / `VSHM_PEER_UIDS`) was closed before any message (warning). */
+  PEER_UID: 'VSHM_ERR_PEER_UID',
   /** Server: the socket path cannot be inspected or a stale socket cannot be removed (§1.9). */
   SOCKET_PATH: 'VSHM_ERR_SOCKET_PATH',
 

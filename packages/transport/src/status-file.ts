@@ -52,8 +52,13 @@ export interface StatusFile {
   updated: string;
   /** The ivshmem peer: INIT values (§1.2). */
   peer: { id: number; maxPeers: number; vectors: number; protocol: number };
-  /** The shared memory: inode (to match a mapping or fd), size S and OUT (§2). */
-  memory: { ino: number; size: number; outputSectionSize: number };
+  /**
+   * The shared memory: device and inode (to match a mapping or fd: an inode number is unique only
+   * within its filesystem), size S and OUT (§2). `dev` is st_dev as a `0x…` string (glibc's
+   * makedev() encoding, as node:fs reports it); files of earlier versions have none, and a peer
+   * that could not read it writes none.
+   */
+  memory: { dev?: string; ino: number; size: number; outputSectionSize: number };
   /** The transport side's `describe()` (features as `0x…` strings or null). */
   transport: {
     role: 'back-end' | 'front-end';
@@ -87,7 +92,12 @@ export function statusSnapshot(peer: IvshmemPeer, d: TransportDescription, pid: 
     pid,
     updated: new Date().toISOString(),
     peer: { id: peer.id, maxPeers: peer.maxPeers, vectors: peer.vectors, protocol: peer.protocol },
-    memory: { ino: peer.memoryIno, size: peer.layout.size, outputSectionSize: peer.layout.outputSectionSize },
+    memory: {
+      ...(peer.memoryDev === null ? {} : { dev: `0x${peer.memoryDev.toString(16)}` }),
+      ino: peer.memoryIno,
+      size: peer.layout.size,
+      outputSectionSize: peer.layout.outputSectionSize,
+    },
     transport: {
       role: d.role,
       phase: d.phase,
@@ -345,6 +355,7 @@ function checkStatus(v: unknown): string | null {
   if (typeof p !== 'object' || p === null || !isUint(p.id, 1023) || !isUint(p.maxPeers, 1024) || !isUint(p.vectors, 64) || !isUint(p.protocol, 0xffff)) return 'bad peer';
   const m = f.memory;
   if (typeof m !== 'object' || m === null || !isUint(m.ino) || !isUint(m.size) || !isUint(m.outputSectionSize)) return 'bad memory';
+  if (m.dev !== undefined && !isHex(m.dev)) return 'bad memory device';
   const t = f.transport;
   if (typeof t !== 'object' || t === null || (t.role !== 'back-end' && t.role !== 'front-end')) return 'bad transport';
   if (typeof t.phase !== 'string' || !isUint(t.deviceId, 0x3fff) || !isUint(t.status, 0xffffffff) || !isUint(t.headerSize)) return 'bad transport';

@@ -5,7 +5,7 @@
  * content checks.
  */
 import { expect } from 'chai';
-import { chmodSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, fstatSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { openBackend, openFrontend } from '../src/connect.js';
@@ -76,8 +76,11 @@ describe('status files (describe() published for vshm-inspect)', function () {
     const bf = byRole.get('back-end')!;
     const ff = byRole.get('front-end')!;
     expect(bf.format).to.equal(STATUS_FORMAT);
-    expect(bf.memory).to.deep.equal({ ino: be.peer.memoryIno, size: 65536, outputSectionSize: 8192 });
-    expect(ff.memory.ino).to.equal(bf.memory.ino);
+    // Device and inode, as fstat names the server's memory object: an inode number alone is only
+    // unique within one filesystem (vshm-inspect matches by both).
+    const st = fstatSync(server.memoryFd, { bigint: true });
+    expect(bf.memory).to.deep.equal({ dev: `0x${st.dev.toString(16)}`, ino: Number(st.ino), size: 65536, outputSectionSize: 8192 });
+    expect(ff.memory).to.deep.equal(bf.memory);
     expect(bf.peer).to.deep.equal({ id: 0, maxPeers: 2, vectors: 3, protocol: 0xc003 });
     expect(bf.transport.queues.map((q) => q.desc)).to.deep.equal(bd.queues.map((q) => `0x${q.desc.toString(16)}`));
     for (const f of files) expect(statSync(f).mode & 0o777).to.equal(0o600);
@@ -185,6 +188,16 @@ describe('status files (describe() published for vshm-inspect)', function () {
     }
     writeFileSync(p, JSON.stringify({ format: STATUS_FORMAT, pid: 1, peer: { id: 0, maxPeers: 2, vectors: 1, protocol: 0xc003 }, memory: { ino: 1, size: 65536, outputSectionSize: 0 }, transport: { role: 'back-end', phase: 'serving', deviceId: 3, offeredFeatures: '0x1', negotiatedFeatures: null, status: 15, headerSize: 88, queues: [{ index: 0, maxSize: 8, size: 8, enabled: true, running: true, deviceVector: 1, driverVector: 1, desc: '0x100', avail: 'zzz', used: '0x300' }] } }));
     expect(() => readStatusFile(p)).to.throw(StatusFileError, /address/);
+    // A file of an earlier version has no memory.dev and is still read; a malformed one is refused.
+    const good = { format: STATUS_FORMAT, pid: 1, updated: '', peer: { id: 0, maxPeers: 2, vectors: 1, protocol: 0xc003 }, memory: { ino: 1, size: 65536, outputSectionSize: 0 }, transport: { role: 'back-end', phase: 'serving', deviceId: 3, offeredFeatures: '0x1', negotiatedFeatures: null, status: 15, headerSize: 88, queues: [] } };
+    writeFileSync(p, JSON.stringify(good));
+    expect(readStatusFile(p).memory).to.deep.equal({ ino: 1, size: 65536, outputSectionSize: 0 });
+    writeFileSync(p, JSON.stringify({ ...good, memory: { ...good.memory, dev: '0x2a' } }));
+    expect(readStatusFile(p).memory.dev).to.equal('0x2a');
+    for (const dev of ['42', 42, '0x', '0xZZ', null]) {
+      writeFileSync(p, JSON.stringify({ ...good, memory: { ...good.memory, dev } }));
+      expect(() => readStatusFile(p), JSON.stringify(dev)).to.throw(StatusFileError, /memory/);
+    }
     expect(() => readStatusFile(p, (process.getuid?.() ?? 0) + 1)).to.throw(StatusFileError, /belongs to uid/);
   });
 

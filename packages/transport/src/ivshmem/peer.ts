@@ -19,6 +19,7 @@
  * file description is shared, §1.8). vshm-server and QEMU create them non-blocking.
  */
 import { EventEmitter } from 'node:events';
+import { fstatSync } from 'node:fs';
 import type { Binding, FdWatcher } from '@vshm/addon';
 import { createLogger as createDebug } from '../log.js';
 import { ArgumentError, ProtocolError } from '../errors.js';
@@ -174,6 +175,7 @@ export class IvshmemPeer extends EventEmitter implements IvshmemDevice {
   private protocolValue = 0;
   private layoutValue: SharedMemoryLayout | null = null;
   private memoryInoValue = 0;
+  private memoryDevValue: bigint | null = null;
   private mapping: PeerMapping | null = null;
   /** Eventfd of (peer, vector) at peer·vectors + vector, -1 if not held. */
   private fds = new Int32Array(0);
@@ -220,6 +222,14 @@ export class IvshmemPeer extends EventEmitter implements IvshmemDevice {
   /** Inode of the shared-memory object (fstat at INIT): how status reports name the memory. */
   get memoryIno(): number {
     return this.memoryInoValue;
+  }
+  /**
+   * Device of the shared-memory object (st_dev as node:fs reports it, glibc's makedev()
+   * encoding), or null when it could not be read (a test binding's fd). An inode number is unique
+   * only within its filesystem: device and inode together name the object.
+   */
+  get memoryDev(): bigint | null {
+    return this.memoryDevValue;
   }
   /** [4096, S); detached (length 0) after close(). */
   get window(): ArrayBuffer {
@@ -303,6 +313,11 @@ export class IvshmemPeer extends EventEmitter implements IvshmemDevice {
       this.mapping = mapRegion(this.binding, memFd, layout, msg.id, this.acceptReduced);
       this.layoutValue = layout;
       this.memoryInoValue = this.binding.fstat(memFd).ino;
+      try {
+        this.memoryDevValue = fstatSync(memFd, { bigint: true }).dev;
+      } catch {
+        this.memoryDevValue = null; // not a real fd (a binding double): the status file says the inode only
+      }
     } finally {
       closeQuietly(this.binding, memFd); // the mappings stay valid without the fd
     }

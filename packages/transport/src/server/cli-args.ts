@@ -10,6 +10,7 @@ import {
   DEFAULT_SOCKET_PATH,
   parseNumber,
   parseSize,
+  parseUidList,
   resolveServerOptions,
   type ServerOptions,
   type ServerOptionsInput,
@@ -20,11 +21,16 @@ export type ServerArgs = { help: true } | { help: false; options: ServerOptions 
 const FLAGS = new Set(['h', 'v', 'F']);
 const WITH_VALUE = new Set(['p', 'S', 'M', 'm', 'l', 'o', 'n', 'V', 'P']);
 
-/** Long options (aliases of single letters); `takesValue` as in WITH_VALUE. */
+/**
+ * Long options (aliases of single letters); `takesValue` as in WITH_VALUE. `--peer-uids` has no
+ * letter of its own (the ivshmem2-server's letters are QEMU's to assign): its key 'U' is internal
+ * and not in WITH_VALUE, so `-U` stays an unknown option.
+ */
 const LONG: ReadonlyMap<string, { short: string; takesValue: boolean }> = new Map([
   ['help', { short: 'h', takesValue: false }],
   ['verbose', { short: 'v', takesValue: false }],
   ['server', { short: 'S', takesValue: true }],
+  ['peer-uids', { short: 'U', takesValue: true }],
 ]);
 
 export const SERVER_USAGE = `Usage: vshm-server [OPTION]...
@@ -40,6 +46,9 @@ export const SERVER_USAGE = `Usage: vshm-server [OPTION]...
   -n N               maximum number of peers, 1-1024 (default: 2)
   -V N               vectors (eventfds) per peer, 1-64 (default: 1)
   -P N               16-bit protocol; >= 0x8000 is virtio and needs -n 2 (default: 0)
+  --peer-uids LIST   serve clients of these uids too (comma-separated, or any); without it
+                     $VSHM_PEER_UIDS, else only our own uid and root: a client of another
+                     uid (SO_PEERCRED) is closed before any message, with a warning line
 SIZE: decimal with optional K, M or G (powers of 1024). N: decimal, 0x hex or 0 octal.
 Without -M or -m the memory is an anonymous sealed memfd; of -M/-m the last one wins.
 Exit status: 0 after --help or SIGINT/SIGTERM/SIGHUP, 1 on runtime failures, 2 on bad arguments.`;
@@ -49,7 +58,8 @@ export function parseServerArgs(argv: readonly string[]): ServerArgs {
   const input: ServerOptionsInput = {};
   // `spelled`: the option as the user wrote it (`--server` or `-S`), for the error message.
   const apply = (opt: string, value: string, spelled = `-${opt}`): void => {
-    if (value.length === 0) throw new ArgumentError(`option '${spelled}' needs a non-empty value`);
+    // `--peer-uids ''` is a list of none (our uid and root only, whatever VSHM_PEER_UIDS says).
+    if (value.length === 0 && opt !== 'U') throw new ArgumentError(`option '${spelled}' needs a non-empty value`);
     switch (opt) {
       case 'p':
         input.pidFile = value;
@@ -78,6 +88,9 @@ export function parseServerArgs(argv: readonly string[]): ServerArgs {
         break;
       case 'P':
         input.protocol = parseNumber(value, 'protocol (-P)');
+        break;
+      case 'U':
+        input.peerUids = parseUidList(value, spelled);
         break;
     }
   };

@@ -40,6 +40,12 @@ export interface ServerOptionsInput {
   protocol?: number;
   pidFile?: string;
   verbose?: boolean;
+  /**
+   * Client uids served besides our own and root's, or 'any' (each accepted client's SO_PEERCRED).
+   * Default: `$VSHM_PEER_UIDS` (comma-separated uids, or `any`), else none — the server's mirror
+   * of the peers' `VSHM_SERVER_UIDS`.
+   */
+  peerUids?: readonly number[] | 'any';
 }
 
 /** Validated options; `memorySize` is already rounded up to a power of two. */
@@ -53,6 +59,8 @@ export interface ServerOptions {
   protocol: number;
   pidFile: string | undefined;
   verbose: boolean;
+  /** Client uids served besides our own and root's, or 'any'. */
+  peerUids: readonly number[] | 'any';
 }
 
 const SIZE_RE = /^([0-9]+)([kKmMgG]?)$/;
@@ -89,6 +97,32 @@ export function roundUpPow2(n: number): number {
   let p = 1;
   while (p < n) p *= 2;
   return p;
+}
+
+/**
+ * A list of uids as `--peer-uids` and `VSHM_PEER_UIDS` spell it: `any`, or decimal uids separated
+ * by commas (blanks around them allowed; empty: none). Throws ArgumentError naming `what`.
+ */
+export function parseUidList(text: string, what: string): readonly number[] | 'any' {
+  const t = text.trim();
+  if (t === 'any') return 'any';
+  if (t === '') return [];
+  const parts = t.split(',').map((p) => p.trim());
+  if (!parts.every((p) => /^[0-9]{1,10}$/.test(p) && Number(p) <= 0xffffffff)) {
+    throw new ArgumentError(`${what} must be 'any' or comma-separated uids, got ${JSON.stringify(text)}`);
+  }
+  return parts.map(Number);
+}
+
+function checkPeerUids(v: unknown): readonly number[] | 'any' {
+  if (v === undefined) {
+    // The one input from outside the options: the environment, as for the peers' VSHM_SERVER_UIDS.
+    const env = process.env.VSHM_PEER_UIDS;
+    return env === undefined ? [] : parseUidList(env, 'VSHM_PEER_UIDS');
+  }
+  if (v === 'any') return v;
+  if (Array.isArray(v) && v.every((u) => Number.isSafeInteger(u) && u >= 0 && u <= 0xffffffff)) return [...(v as number[])];
+  throw new ArgumentError(`peerUids must be 'any' or an array of uids, got ${JSON.stringify(v)}`);
 }
 
 /** A `-M` name as shm_open wants it: one leading '/', no other '/'. */
@@ -129,7 +163,7 @@ function checkMemory(m: unknown): MemorySource {
  */
 export function resolveServerOptions(input: ServerOptionsInput = {}): ServerOptions {
   const known = new Set([
-    'socketPath', 'memory', 'memorySize', 'outputSectionSize', 'maxPeers', 'vectors', 'protocol', 'pidFile', 'verbose',
+    'socketPath', 'memory', 'memorySize', 'outputSectionSize', 'maxPeers', 'vectors', 'protocol', 'pidFile', 'verbose', 'peerUids',
   ]);
   for (const k of Object.keys(input)) {
     if (!known.has(k)) throw new ArgumentError(`unknown server option '${k}'`);
@@ -171,6 +205,7 @@ export function resolveServerOptions(input: ServerOptionsInput = {}): ServerOpti
     protocol,
     pidFile: input.pidFile === undefined ? undefined : checkPath('pid file (-p)', input.pidFile),
     verbose,
+    peerUids: checkPeerUids(input.peerUids),
   };
 }
 

@@ -27,6 +27,7 @@ import { PeerConnection, queuedFdLimit } from './connection.js';
 import { checkShmNotInUse, createServerMemory, type ServerMemory } from './memory.js';
 import { LISTEN_BACKLOG, resolveServerOptions, type ServerOptions, type ServerOptionsInput } from './options.js';
 import { type FileIdentity, prepareSocketPath, removeSocketPath, ServerError, socketIdentity } from './socket.js';
+import { peerUidAllowed } from '../local-socket.js';
 import { createPidFile, removePidFile } from './pid-file.js';
 
 const debug = createDebug('vshm:server');
@@ -253,6 +254,30 @@ export class IvshmemServer extends EventEmitter {
     }, ACCEPT_RETRY_MS);
   }
 
+  /**
+   * Whether the client on `fd` may be served: its SO_PEERCRED uid is ours, root's or one of
+   * `peerUids` ('any': no check). Otherwise `fd` is closed and a VSHM_ERR_PEER_UID warning names
+   * the client — before anything is sent: the 0600 socket mode keeps other users out only as long
+   * as nobody widens it (chmod, an ACL, a socket handed on), and INIT would give them the memory.
+   */
+  private clientAllowed(fd: number): boolean {
+    const trusted = this.options.peerUids;
+    if (trusted === 'any') return true;
+    const b = this.binding!;
+    const own = process.geteuid?.() ?? 0;
+    let why: string;
+    try {
+      const c = b.peerCred(fd);
+      if (peerUidAllowed(c.uid, own) || trusted.includes(c.uid)) return true;
+      why = `client pid ${c.pid} runs as uid ${c.uid}, not as us (uid ${own}) or root (--peer-uids ${c.uid} or VSHM_PEER_UIDS=${c.uid} trusts it)`;
+    } catch (err) {
+      why = `the client's credentials cannot be read (${(err as Error).message})`;
+    }
+    b.close(fd);
+    this.warn(new ServerError('VSHM_ERR_PEER_UID', '1.3', `connection refused: ${why}`));
+    return false;
+  }
+
   /** Lowest integer ≥ 0 not held by a connected peer (§1.4). */
   private lowestFreeId(): number {
     const used = new Set(this.peers.map((p) => p.id));
@@ -274,6 +299,8 @@ export class IvshmemServer extends EventEmitter {
       this.warn(err as Error);
       return;
     }
+    // Before (2): a client of another uid is closed without any message and takes no id.
+    if (!this.clientAllowed(fd)) return;
     // (2) ID, or close without any message and keep serving (§1.4).
     let id = this.lowestFreeId();
     if (id >= o.maxPeers && this.reapHungUp() > 0) id = this.lowestFreeId();

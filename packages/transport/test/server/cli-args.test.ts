@@ -81,6 +81,7 @@ describe('vshm-server options (§1.9)', () => {
         protocol: 0,
         pidFile: undefined,
         verbose: false,
+        peerUids: [],
       });
     });
 
@@ -96,6 +97,7 @@ describe('vshm-server options (§1.9)', () => {
         protocol: 0x8003,
         pidFile: '/tmp/p.pid',
         verbose: true,
+        peerUids: [],
       });
       expect(opts(['-vl64K']).memorySize).to.equal(65536);
     });
@@ -111,6 +113,26 @@ describe('vshm-server options (§1.9)', () => {
       expect(opts(['-l', '1G']).memorySize).to.equal(1024 ** 3);
       expect(opts(['-l', '2G', '-o', '1G', '-n', '1']).memorySize).to.equal(2 * 1024 ** 3);
       expect(opts(['-l', '64K', '-o', '28K']).outputSectionSize).to.equal(28 * 1024);
+    });
+
+    it('--peer-uids LIST: uids or any, also as --peer-uids=LIST; empty is none; -U is no option', () => {
+      expect(opts(['--peer-uids', '1000,1001']).peerUids).to.deep.equal([1000, 1001]);
+      expect(opts(['--peer-uids=any']).peerUids).to.equal('any');
+      expect(opts(['--peer-uids', '']).peerUids).to.deep.equal([]);
+      for (const argv of [['--peer-uids', 'nobody'], ['--peer-uids', '1,-2'], ['--peer-uids', '4294967296'], ['--peer-uids'], ['-U', '5']]) expectArgError(argv);
+      expect(() => parseServerArgs(['--peer-uids', 'x'])).to.throw(ArgumentError, "--peer-uids must be 'any' or comma-separated uids, got \"x\"");
+    });
+
+    it('without --peer-uids, VSHM_PEER_UIDS gives the list; --peer-uids overrides it', () => {
+      process.env.VSHM_PEER_UIDS = '7, 8';
+      try {
+        expect(opts([]).peerUids).to.deep.equal([7, 8]);
+        expect(opts(['--peer-uids', '']).peerUids).to.deep.equal([]);
+        process.env.VSHM_PEER_UIDS = 'seven';
+        expect(() => parseServerArgs([])).to.throw(ArgumentError, /VSHM_PEER_UIDS/);
+      } finally {
+        delete process.env.VSHM_PEER_UIDS;
+      }
     });
 
     it('-h wins at its position', () => {

@@ -97,6 +97,8 @@ class FakeBinding {
       socketListen: () => (self.listenFd = self.alloc()),
       socketAccept: () => self.accepts.shift() ?? -1,
       setNonBlocking: (fd) => check(fd),
+      // Every client is of our own uid: the uid rule has its own test (server-peer-uid.test.ts).
+      peerCred: (fd) => (check(fd), { pid: 1, uid: process.geteuid?.() ?? 0, gid: 0 }),
       pollNow: (fd) => (check(fd), self.hungUp.has(fd) ? DISCONNECT : 0),
       sendMsg: (fd, data, fds) => {
         check(fd);
