@@ -601,10 +601,10 @@ export class VirtioBackend extends EventEmitter {
       } else if (value === 1 && this.negotiated === null) {
         // Before FEATURES_OK was accepted (never set, or refused) the queue would be built for
         // the OFFERED ring features (EVENT_IDX, INDIRECT_DESC) and queue count, not the ones the
-        // driver ends up with — VIRTIO §3.1.1 sets queues up after FEATURES_OK. Refused like the
+        // driver ends up with — VIRTIO 1.2 §3.1.1 sets queues up after FEATURES_OK. Refused like the
         // other out-of-order writes that would leave the device in a state it cannot serve
         // (DRIVER_OK without features, §4.5; enable after DRIVER_OK, above).
-        this.violation(new TransportError('VSHM_ERR_QUEUE', '4.6', `queue ${this.queueSel}: queue_enable := 1 before FEATURES_OK was accepted (features are negotiated first, VIRTIO §3.1.1)`));
+        this.violation(new TransportError('VSHM_ERR_QUEUE', '4.6', `queue ${this.queueSel}: queue_enable := 1 before FEATURES_OK was accepted (features are negotiated first, VIRTIO 1.2 §3.1.1)`));
       } else if (value === 1) {
         this.queues.enable(this.queueSel, this.queueFeatures); // throws RingError on §6.1
         log('queue %d enabled', this.queueSel);

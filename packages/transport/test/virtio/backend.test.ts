@@ -394,7 +394,7 @@ describe('VirtioBackend: write transactions (§4.3, §4.4)', () => {
     expect(fe.r32(HDR_DEVICE_STATUS) & S.DEVICE_NEEDS_RESET).to.equal(0);
   });
 
-  it('a queue enabled before FEATURES_OK was accepted sets NEEDS_RESET: it would run with features never negotiated (VIRTIO §3.1.1)', async () => {
+  it('a queue enabled before FEATURES_OK was accepted sets NEEDS_RESET: it would run with features never negotiated (VIRTIO 1.2 §3.1.1)', async () => {
     const EVENT_IDX = 1n << 29n;
     const { fe, ops, backend } = await rig({}, consoleLikeOps(EVENT_IDX));
     const resets: Error[] = [];
