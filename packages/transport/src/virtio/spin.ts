@@ -18,10 +18,10 @@
  * - a spin that notices it was preempted (a gap of > 100 µs between two polls: the CPUs are
  *   oversubscribed, or the peer was woken on our CPU, and spinning would only keep it from
  *   running) stops at once and backs off as below;
- * - when fewer than about a quarter of recent spins found work (EWMA), spinning pauses for
- *   5 ms, and after a preemption for 0.5 ms, each doubling up to 80 ms while it keeps not paying
- *   off (each probe then costs a few budgets: well under 1 % of a core), so on a loaded machine
- *   the transport behaves as without spinning;
+ * - when fewer than about a quarter of recent spins found work (EWMA), or after a preemption,
+ *   spinning pauses for 5 ms, doubling up to 80 ms while it keeps not paying off (each probe
+ *   then costs a few budgets: well under 1 % of a core), so on a loaded machine the transport
+ *   behaves as without spinning;
  * - the budget adapts, like KVM's halt polling: when a spin expired without work and the next
  *   wake-up came soon after (the work would have been caught by a spin of at most `spinUs`), the
  *   budget doubles; when it came later, it halves (down to `minUs`). A peer that answers within
@@ -59,14 +59,6 @@ const PREEMPTED_MS = 0.1;
 /** Backoff after spins stopped paying off: first pause and upper bound (ms). */
 const MIN_BACKOFF_MS = 5;
 const MAX_BACKOFF_MS = 80;
-/**
- * First pause after a preemption (ms), doubling while preemptions go on (≤ MAX_BACKOFF_MS). One
- * preemption on two otherwise idle vCPUs is a hypervisor or interrupt hiccup: a 5 ms pause then
- * sent every round trip of those 5 ms through the eventfd (~30 µs instead of ~1.5 µs), a few
- * hundred slow rounds per hiccup, which is what set `rtt64`'s p99. A machine that is really
- * oversubscribed preempts every probe, and the pause reaches 80 ms within eight of them.
- */
-const MIN_PREEMPT_BACKOFF_MS = 0.5;
 /** Environment variable overriding the default budget (µs, 0 = no spinning). */
 export const SPIN_ENV = 'VSHM_SPIN_US';
 
@@ -150,7 +142,6 @@ export class AdaptiveSpin {
   /** No spinning before this performance.now() (backoff), and the next backoff length. */
   private offUntil = 0;
   private backoffMs = MIN_BACKOFF_MS;
-  private preemptBackoffMs = MIN_PREEMPT_BACKOFF_MS;
   /** performance.now() when the last spin gave up, 0 when none is pending. */
   private missAt = 0;
   readonly stats: SpinStats;
@@ -251,15 +242,9 @@ export class AdaptiveSpin {
       this.score += ((found > 0 ? 1 : 0) - this.score) / 8;
       if (preempted || this.score < 0.25) {
         // Spinning does not pay here (a slow peer, or CPUs shared with other work): back off
-        // for a while, doubling the pause each time (≤ MAX_BACKOFF_MS), then try again. A
-        // preemption alone starts shorter (MIN_PREEMPT_BACKOFF_MS).
-        if (preempted && this.score >= 0.25) {
-          this.offUntil = now + this.preemptBackoffMs;
-          this.preemptBackoffMs = Math.min(MAX_BACKOFF_MS, this.preemptBackoffMs * 2);
-        } else {
-          this.offUntil = now + this.backoffMs;
-          this.backoffMs = Math.min(MAX_BACKOFF_MS, this.backoffMs * 2);
-        }
+        // for a while, doubling the pause each time (≤ MAX_BACKOFF_MS), then try again.
+        this.offUntil = now + this.backoffMs;
+        this.backoffMs = Math.min(MAX_BACKOFF_MS, this.backoffMs * 2);
         // The next probe gets the full window: a short one could never see a peer that only
         // answers after its own wake-up.
         this.score = 0.5;
@@ -268,7 +253,6 @@ export class AdaptiveSpin {
         this.stats.backoffs++;
       } else if (found > 0) {
         this.backoffMs = MIN_BACKOFF_MS;
-        this.preemptBackoffMs = MIN_PREEMPT_BACKOFF_MS;
       }
     }
     // Either way the spin ended without work for `budget`: the next wake-up tells how far off it was.

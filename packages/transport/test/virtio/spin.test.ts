@@ -146,56 +146,6 @@ describe('virtio spin (adaptive bounded poll)', () => {
     expect(t.calls).to.equal(3); // paused
   });
 
-  it('a preemption pauses spinning for 0.5 ms, doubling while preemptions go on; a spin that finds work resets it', () => {
-    // A clock whose readings are 1 µs apart, except reading number `jumpAt`, 1 ms later (the
-    // process was descheduled during that poll).
-    let ms = 1000;
-    let reads = 0;
-    let jumpAt = -1;
-    const clock = (): number => (ms += ++reads === jumpAt ? 1 : 0.001);
-    let work = 0;
-    const polls: number[] = [];
-    const t = {
-      poll(): number {
-        polls.push(ms);
-        if (work > 0) return work--;
-        return 0;
-      },
-    };
-    const s = new AdaptiveSpin(t, { spinUs: 50, now: clock });
-    /** One spin that is preempted at its first empty poll; whether it ran at all. */
-    const preemptedSpin = (): boolean => {
-      const before = polls.length;
-      jumpAt = reads + 2; // the spin's start, then the reading after its first poll
-      s.spin();
-      return polls.length > before;
-    };
-    /** Whether a spin runs `afterMs` from now. */
-    const runsAfter = (afterMs: number): boolean => {
-      ms += afterMs;
-      const before = polls.length;
-      s.spin();
-      return polls.length > before;
-    };
-    expect(preemptedSpin()).to.equal(true);
-    expect(s.stats.preempted).to.equal(1);
-    expect(runsAfter(0.3), 'inside the first 0.5 ms pause').to.equal(false);
-    // The next probe is preempted again: 1 ms now.
-    ms += 0.3;
-    expect(preemptedSpin()).to.equal(true);
-    expect(runsAfter(0.8), 'inside the 1 ms pause').to.equal(false);
-    ms += 0.3;
-    expect(preemptedSpin()).to.equal(true);
-    expect(runsAfter(1.5), 'inside the 2 ms pause').to.equal(false);
-    // A probe that finds work (not preempted) resets the pause to 0.5 ms.
-    ms += 1;
-    work = 1;
-    expect(runsAfter(0)).to.equal(true);
-    expect(preemptedSpin()).to.equal(true);
-    expect(runsAfter(0.6), 'after 0.5 ms again').to.equal(true);
-    expect(s.stats.backoffs).to.equal(4);
-  });
-
   it('pauses spinning once spins stop paying off (idle or oversubscribed peer)', () => {
     const t = scripted([]);
     const s = new AdaptiveSpin(t, { spinUs: 5, now: fakeClock().now });
