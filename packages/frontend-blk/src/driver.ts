@@ -231,7 +231,7 @@ export class BlockDriver extends EventEmitter implements VirtioDriverOps {
   }
 
   /**
-   * Read `length` bytes at `offset` (both multiples of 512, inside the disk). With `into` (at
+   * Read `length` bytes at `offset` (both multiples of `blockSize`, inside the disk). With `into` (at
    * least `length` bytes) the data lands there and the Buffer returned is a view of it: a caller
    * that reads in a loop reuses one buffer instead of paying a fresh allocation's page faults per
    * call. Do not touch `into` until the promise settles.
@@ -256,7 +256,7 @@ export class BlockDriver extends EventEmitter implements VirtioDriverOps {
   }
 
   /**
-   * Write `data` at `offset` (offset and data.length multiples of 512, inside the disk). The
+   * Write `data` at `offset` (offset and data.length multiples of `blockSize`, inside the disk). The
    * bytes are copied into shared memory when each part is posted, which may be after this call
    * returns (ring full): do not modify `data` until the promise settles.
    */
@@ -413,10 +413,14 @@ export class BlockDriver extends EventEmitter implements VirtioDriverOps {
     if (!isInt(offset) || offset < 0 || !isInt(length) || length < 0) {
       throw new BlockError('VSHM_ERR_ARGUMENT', '', `${kind}: offset and length must be safe integers ≥ 0, got ${String(offset)}, ${String(length)}`);
     }
-    if (offset % SECTOR_SIZE !== 0 || length % SECTOR_SIZE !== 0) {
-      throw new BlockError('VSHM_ERR_BLK_ALIGNMENT', 'A', `${kind}: offset ${offset} and length ${length} must be multiples of ${SECTOR_SIZE}`);
-    }
+    // The device's logical block (blk_size when it is one, else 512): a device with 4096-byte
+    // blocks refuses what is not on whole blocks with IOERR, as real disks do, and Linux's block
+    // layer never sends it such a request. Refused here with the reason instead.
     const g = this.geo as BlockGeometry;
+    if (offset % g.blockSize !== 0 || length % g.blockSize !== 0) {
+      const unit = g.blockSize === SECTOR_SIZE ? `${SECTOR_SIZE}` : `the device's ${g.blockSize}-byte blocks`;
+      throw new BlockError('VSHM_ERR_BLK_ALIGNMENT', 'A', `${kind}: offset ${offset} and length ${length} must be multiples of ${unit}`);
+    }
     if (kind !== 'read' && g.readOnly) throw new BlockError('VSHM_ERR_BLK_READ_ONLY', 'A', `${kind}: the device is read-only (VIRTIO_BLK_F_RO)`);
     if (offset + length > g.capacity) {
       throw new BlockError('VSHM_ERR_BLK_RANGE', 'A', `${kind}: [${offset}, +${length}) leaves the disk of ${g.capacity} bytes`);

@@ -11,7 +11,8 @@ import { VshmError } from '@vshm/transport';
  *   operation needs (DISCARD, WRITE_ZEROES) was not negotiated.
  * - VSHM_ERR_BLK_READ_ONLY: a write, discard or write-zeroes on a device with VIRTIO_BLK_F_RO.
  * - VSHM_ERR_BLK_RANGE: the byte range leaves the disk (offset + length > capacity).
- * - VSHM_ERR_BLK_ALIGNMENT: offset or length not a multiple of 512 bytes.
+ * - VSHM_ERR_BLK_ALIGNMENT: offset or length not a multiple of the device's logical block size
+ *   (`blockSize`: its blk_size, 512 when it reports none or one out of bounds).
  * - VSHM_ERR_BLK_DEVICE_LOST: the device went away or broke with the request in flight; the
  *   request may or may not have been applied (never retried by the driver).
  * - VSHM_ERR_BLK_NO_MEMORY: a request cannot fit the shared memory even with nothing in flight,

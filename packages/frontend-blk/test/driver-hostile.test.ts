@@ -210,6 +210,22 @@ describe('BlockDriver: failures and hostile devices', () => {
     }
   });
 
+  it('blk_size 4096: a call not on whole 4096-byte blocks fails with VSHM_ERR_BLK_ALIGNMENT and never reaches the device', async () => {
+    rig = await blkRig({ capacity: MiB, indirect: true, blkSize: 4096, discard: true, writeZeroes: true });
+    const d = rig.driver;
+    expect(d.blockSize).to.equal(4096);
+    rig.device.disk.fill(0xab);
+    const e = await rejects(d.read(512, 4096), 'VSHM_ERR_BLK_ALIGNMENT');
+    expect(e.message).to.equal("read: offset 512 and length 4096 must be multiples of the device's 4096-byte blocks");
+    await rejects(d.write(4096, Buffer.alloc(512)), 'VSHM_ERR_BLK_ALIGNMENT');
+    await rejects(d.discard(0, 2048), 'VSHM_ERR_BLK_ALIGNMENT');
+    await rejects(d.writeZeroes(6144, 4096), 'VSHM_ERR_BLK_ALIGNMENT');
+    expect(rig.device.seen, 'nothing was sent').to.deep.equal([]);
+    expect(rig.device.disk.every((b) => b === 0xab)).to.equal(true);
+    await d.write(4096, Buffer.alloc(8192, 7));
+    expect((await d.read(4096, 8192)).every((b) => b === 7)).to.equal(true);
+  });
+
   it('DISCARD with max_discard_sectors 1: segments are built as they are sent, not all at once', async () => {
     rig = await blkRig({ capacity: 4 * MiB, indirect: true, queueSize: 8, discard: true, maxDiscardSectors: 1 });
     const d = rig.driver;
