@@ -259,8 +259,9 @@ export interface DriverQueueHandle<T = unknown> {
    * object this session's `allocOut` returned and the caller still holds — the view carries its
    * session's mark (a private symbol-keyed property), not just an offset — and throw ArgumentError
    * for any other (posted or given back already, made by hand over the window or by `subarray`,
-   * or of an earlier session even where the next session's buffer lies on the same span). On this queue once its session ended, `addAllocated` returns false
-   * and `freeOut` does nothing: the memory went with the session.
+   * or of an earlier session even where the next session's buffer lies on the same span). On
+   * this queue once its session ended, `addAllocated` returns false and `freeOut` does nothing:
+   * the memory went with the session.
    *
    * Not revocable: a view is a plain `Uint8Array` over shared memory. After its session ended —
    * or after it was posted or freed — writing through it still reaches the memory, which may by
