@@ -7,11 +7,10 @@ import { lstatSync, readFileSync, unlinkSync } from 'node:fs';
 import type { Server, Socket } from 'node:net';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { resolve } from 'node:path';
-import createDebug from 'debug';
-import { listenOwnerOnly, UsageError, VshmError, type VshmErrorCode } from '@vshm/transport';
+import { createLogger, listenOwnerOnly, UsageError, VshmError, type VshmErrorCode } from '@vshm/transport';
 import type { ConsolePort } from './port.js';
 
-const debug = createDebug('vshm:console-be');
+const debug = createLogger('vshm:console-be');
 
 export interface Attached {
   /** Stop: close the listener / client or terminate the command; remove the socket file. */

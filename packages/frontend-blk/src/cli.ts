@@ -7,14 +7,13 @@
  * socket path in use, the server going away); 2 for bad arguments. Every failure is one stderr
  * line starting with the program name; I/O errors name the path and the errno code.
  */
-import createDebug from 'debug';
-import { describeIoError, LocalSocketError, onTerminationSignal, parseOrUsage, UsageError } from '@vshm/transport';
+import { createLogger, describeIoError, LocalSocketError, onTerminationSignal, parseOrUsage, UsageError } from '@vshm/transport';
 import { PROGRAM, USAGE, parseCli } from './cli-args.js';
 import type { BlockGeometry } from './driver.js';
 import { NbdServer } from './nbd-server.js';
 import { openBlock, type BlockLink } from './open.js';
 
-const debug = createDebug('vshm:blk-fe');
+const debug = createLogger('vshm:blk-fe');
 
 /**
  * One stderr line. Its text may carry what others chose (a back-end's messages, an NBD client's
