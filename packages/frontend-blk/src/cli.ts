@@ -119,7 +119,6 @@ export async function main(argv: readonly string[]): Promise<number> {
       fail(notSocket ? `cannot serve NBD on ${opts.nbd}: it exists and is not a socket` : describeIoError('serve NBD on', opts.nbd, cause));
       return 1;
     }
-    // The message may quote what the client sent: escaped again here, whatever built it.
     // The open-file limit reached: clients wait in the backlog (the server retries every 100 ms),
     // unanswered — the operator hears why, in the CLI kit's one rate-limited line naming the limit.
     const warner = UsageError.acceptWarner(fail, 'an NBD client', opts.nbd);
@@ -128,6 +127,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     nbd.on('refused', () => warner.accepted());
     nbd.on('accept-error', (err: NodeJS.ErrnoException) => warner.failed(err));
     nbd.on('error', (err: Error) => fail(`NBD listener error: ${err.message}`));
+    // The message may quote what the client sent: escaped again here, whatever built it.
     nbd.on('client-error', (id: number, err: Error) => debug('NBD client %d: %s', id, UsageError.printable(err.message)));
     // A refused client sees only a closed connection: the operator gets the reason. One line for
     // the first; a flood of them is counted and summed up at exit, not printed line by line.
