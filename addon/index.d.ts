@@ -80,8 +80,12 @@ export interface Binding {
   addSeals(fd: number, seals: number): void;
   /** fcntl(F_GET_SEALS); throws EINVAL for fds that do not support sealing. */
   getSeals(fd: number): number;
-  /** fstat(fd): size in bytes (as a safe integer), mode and inode. */
-  fstat(fd: number): { size: number; mode: number; ino: number };
+  /**
+   * fstat(fd): size in bytes (as a safe integer), mode, inode, and `dev` (st_dev as a bigint, the
+   * raw dev_t — glibc's makedev() encoding, the value node:fs reports as `dev`). Device and inode
+   * together name a file; an inode number alone is unique only within its filesystem.
+   */
+  fstat(fd: number): { size: number; mode: number; ino: number; dev: bigint };
   /** close(fd). Throws EBADF for a closed fd. */
   close(fd: number): void;
   /** dup(fd) with O_CLOEXEC. */

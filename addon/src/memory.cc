@@ -152,6 +152,9 @@ Napi::Value Fstat(const Napi::CallbackInfo& info) {
   o.Set("size", Napi::Number::New(env, static_cast<double>(st.st_size)));
   o.Set("mode", Napi::Number::New(env, st.st_mode));
   o.Set("ino", Napi::Number::New(env, static_cast<double>(st.st_ino)));
+  // st_dev whole, as a bigint: glibc's makedev() encoding puts major bits above bit 32, and
+  // node:fs's fstatSync(fd, { bigint: true }).dev reports the same value.
+  o.Set("dev", Napi::BigInt::New(env, static_cast<uint64_t>(st.st_dev)));
   return o;
 }
 

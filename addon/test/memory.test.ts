@@ -1,4 +1,4 @@
-import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { fstatSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { expect } from 'chai';
@@ -72,6 +72,23 @@ describe('addon: memory objects', () => {
       rmSync(dir, { recursive: true, force: true });
     }
     expectSyscallError(() => binding.openTmpfile('/nonexistent-vshm', 0o600), 'ENOENT', 2, 'open');
+  });
+
+  it('fstat: dev is st_dev as a bigint, the value node:fs reports (memfd, a file on disk)', () => {
+    const mem = track(binding.memfdCreate('vshm-test', false));
+    const dir = mkdtempSync(join(tmpdir(), 'vshm-addon-'));
+    try {
+      const file = track(binding.openTmpfile(dir, 0o600));
+      for (const fd of [mem, file]) {
+        const st = fstatSync(fd, { bigint: true });
+        const ours = binding.fstat(fd);
+        expect(typeof ours.dev).to.equal('bigint');
+        expect([ours.dev, ours.ino]).to.deep.equal([st.dev, Number(st.ino)]);
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+    expectSyscallError(() => binding.fstat(-1), 'EBADF', 9, 'fstat');
   });
 
   it('dup returns a new fd for the same file', () => {

@@ -5,10 +5,11 @@
  */
 import { expect } from 'chai';
 import { readFileSync } from 'node:fs';
-import { BlkFeature, BlkStatus, VirtioFeatureMask, featureBit } from 'virtio-spec-types';
+import { BlkConfig, BlkFeature, BlkStatus, VirtioFeatureMask, featureBit } from 'virtio-spec-types';
 import { LINUX_BLK_FEATURES, type LinuxLikeBlk } from '../../transport/test/fixtures/linux-like-blk.js';
 import { blkRig, closeRigs, pattern } from './fixtures/rig.js';
 import { until } from '../../transport/test/fixtures/until.js';
+import { HDR_CONFIG, HDR_CONFIG_GENERATION } from '../../transport/src/virtio/header.js';
 
 const { OK } = BlkStatus;
 
@@ -25,6 +26,34 @@ function checkShapes(g: LinuxLikeBlk): void {
 
 describe('Linux 6.1 virtio_blk over virtio_ivshmem (double) against BlockDevice', () => {
   afterEach(closeRigs);
+
+  it('reads the u64 capacity as virtio_cread64 does: both halves in one generation loop, so a change between them is read again, never torn', async () => {
+    const r = await blkRig({ size: 1 << 20 });
+    const g = r.guest;
+    const u32 = new Uint32Array(g.fe.dev.window, 0, (HDR_CONFIG + 16) >>> 2);
+    const cap = (HDR_CONFIG + BlkConfig.CAPACITY) >>> 2;
+    // A device update by the generation rule (odd while writing, §4.8): 2^32 − 1 sectors, then
+    // 2^32 — the low half wraps to 0 as the high half becomes 1.
+    const publish = (sectors: number): void => {
+      Atomics.add(u32, HDR_CONFIG_GENERATION >>> 2, 1);
+      Atomics.store(u32, cap, sectors % 2 ** 32);
+      Atomics.store(u32, cap + 1, Math.floor(sectors / 2 ** 32));
+      Atomics.add(u32, HDR_CONFIG_GENERATION >>> 2, 1);
+    };
+    publish(2 ** 32 - 1);
+    // The update lands while the driver loads the high half (after it loaded the low one).
+    const load32 = g.fe.load32.bind(g.fe);
+    let updated = false;
+    g.fe.load32 = (off: number): number => {
+      if (off === HDR_CONFIG + BlkConfig.CAPACITY + 4 && !updated) {
+        updated = true;
+        publish(2 ** 32);
+      }
+      return load32(off);
+    };
+    expect(await g.readCapacity()).to.equal(2 ** 32);
+    expect(updated).to.equal(true);
+  });
 
   it('negotiates what Linux accepts, bounces in 1 KiB chunks, uses indirect tables at full queue depth', async () => {
     const r = await blkRig({ size: 16 << 20, device: { serial: 'linux-compat' } });

@@ -7,11 +7,10 @@ import { lstatSync, readFileSync, unlinkSync } from 'node:fs';
 import type { Server, Socket } from 'node:net';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { resolve } from 'node:path';
-import createDebug from 'debug';
-import { listenOwnerOnly, VshmError, type VshmErrorCode } from '@vshm/transport';
+import { createLogger, listenOwnerOnly, UsageError, VshmError, type VshmErrorCode } from '@vshm/transport';
 import type { ConsolePort } from './port.js';
 
-const debug = createDebug('vshm:console-be');
+const debug = createLogger('vshm:console-be');
 
 export interface Attached {
   /** Stop: close the listener / client or terminate the command; remove the socket file. */
@@ -48,11 +47,16 @@ export function unixSocketListening(path: string): boolean {
  * Serve `port` on a UNIX socket at `path`, owner-only (`listenOwnerOnly`: mode 0600 from creation
  * whatever the umask; a connection from another uid, root excepted, is closed with a stderr line
  * before any of its bytes reach the port). A stale socket at `path` is replaced; a live one or a
- * non-socket is refused (AttachError VSHM_ERR_SOCKET_IN_USE / VSHM_ERR_NOT_SOCKET).
+ * non-socket is refused (AttachError VSHM_ERR_SOCKET_IN_USE / VSHM_ERR_NOT_SOCKET). At the
+ * open-file limit clients wait in the backlog and stderr gets the CLI kit's one rate-limited
+ * warning naming the limit (`UsageError.acceptWarner`).
  */
 export async function attachSocket(port: ConsolePort, path: string): Promise<Attached> {
   let client: Socket | null = null;
+  const stderrLine = (line: string): void => void process.stderr.write(`vshm-console-backend: ${UsageError.printable(line)}\n`);
+  const warner = UsageError.acceptWarner(stderrLine, 'a client', path);
   const onConnection = (sock: Socket): void => {
+    warner.accepted();
     if (client !== null) {
       debug('port %d: second client refused', port.id);
       sock.destroy();
@@ -69,11 +73,11 @@ export async function attachSocket(port: ConsolePort, path: string): Promise<Att
       }
     });
   };
-  const onRefused = (line: string): void => void process.stderr.write(`vshm-console-backend: ${line}\n`);
   let server: Server;
   try {
-    server = await listenOwnerOnly(path, { onRefused }, onConnection);
+    server = await listenOwnerOnly(path, { onRefused: stderrLine, onAcceptError: (err) => warner.failed(err) }, onConnection);
   } catch (err) {
+    warner.close();
     // listenOwnerOnly's path refusals carry an errno cause: keep this module's codes for them.
     const cause = (err as { cause?: NodeJS.ErrnoException }).cause?.code;
     const code = cause === 'EEXIST' ? 'VSHM_ERR_NOT_SOCKET' : cause === 'EADDRINUSE' ? 'VSHM_ERR_SOCKET_IN_USE' : 'VSHM_ERR_SOCKET';
@@ -88,6 +92,7 @@ export async function attachSocket(port: ConsolePort, path: string): Promise<Att
         c.destroy();
       }
       await new Promise<void>((res) => server.close(() => res()));
+      warner.close();
       try {
         if (lstatSync(path).isSocket()) unlinkSync(path);
       } catch {

@@ -10,9 +10,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { PassThrough } from 'node:stream';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import createDebug from 'debug';
 import { ConsoleFeature } from 'virtio-spec-types';
-import { IvshmemServer, DEFAULT_SOCKET_PATH, describeIoError, deviceCapabilities, parseOrUsage } from '@vshm/transport';
+import { createLogger, IvshmemServer, DEFAULT_SOCKET_PATH, describeIoError, deviceCapabilities, parseOrUsage } from '@vshm/transport';
 import type { SessionEndReason } from '@vshm/transport';
 import { attachCommand, attachSocket, unixSocketListening, type Attached } from './attach.js';
 import { LONG_OPTIONS, parseCliArgs, PROG, USAGE, type BackendCliOptions } from './cli-args.js';
@@ -21,7 +20,7 @@ import { EscapeScanner } from './escape.js';
 import { connectBackend, type BackendLink } from './link.js';
 import { TerminalGuard } from './terminal.js';
 
-const debug = createDebug('vshm:console-be');
+const debug = createLogger('vshm:console-be');
 
 /** Why the front-end left, in words (SessionEndReason → the link-state line). */
 const LEFT: Record<SessionEndReason, string> = {

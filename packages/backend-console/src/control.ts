@@ -6,7 +6,7 @@
  * takes one chain. Incoming messages are decoded once from a private copy (read once); short
  * messages are dropped here, `id` range and unknown events are the session's business.
  */
-import createDebug from 'debug';
+import { createLogger } from '@vshm/transport';
 import type { DeviceChain, DeviceQueueHandle } from '@vshm/transport';
 import {
   CONSOLE_CONTROL_SIZE,
@@ -16,7 +16,7 @@ import {
   type ConsoleControlMessage,
 } from 'virtio-spec-types';
 
-const debug = createDebug('vshm:console-be');
+const debug = createLogger('vshm:console-be');
 
 /** Largest control message the device reads: header + a PORT_NAME-sized payload. */
 const MAX_CONTROL_IN = 4096;

@@ -11,8 +11,7 @@
  * Events: 'activate' (features: bigint), 'deactivate' (reason: SessionEndReason).
  */
 import { EventEmitter } from 'node:events';
-import createDebug from 'debug';
-import { ArgumentError } from '@vshm/transport';
+import { createLogger, ArgumentError } from '@vshm/transport';
 import {
   ConsoleFeature,
   consoleQueueCount,
@@ -32,7 +31,7 @@ import { ConsoleSession, type ConsoleSize } from './session.js';
 
 export type { ConsoleSize } from './session.js';
 
-const debug = createDebug('vshm:console-be');
+const debug = createLogger('vshm:console-be');
 
 export interface ConsoleDeviceOptions {
   /** Known terminal size; SIZE is offered iff given (§7.3). Default none. */

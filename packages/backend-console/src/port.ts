@@ -12,10 +12,10 @@ import { EventEmitter } from 'node:events';
 import { WriteStream } from 'node:fs';
 import { Socket } from 'node:net';
 import type { Readable, Writable } from 'node:stream';
-import createDebug from 'debug';
+import { createLogger } from '@vshm/transport';
 import { InputBuffer } from './input-buffer.js';
 
-const debug = createDebug('vshm:console-be');
+const debug = createLogger('vshm:console-be');
 
 /** Size of a reusable output buffer: one transmit piece of the default front-end (64 KiB). */
 export const OUTPUT_BUFFER_SIZE = 65536;

@@ -8,7 +8,7 @@
  * driver showed life (its first transmit buffer) or `settleMs` after DRIVER_OK; with MULTIPORT a
  * port takes input only while the driver has it open (PORT_OPEN(id, 1)).
  */
-import createDebug from 'debug';
+import { createLogger } from '@vshm/transport';
 import type { DeviceChain, DeviceQueueHandle, DeviceSession } from '@vshm/transport';
 import {
   ConsoleControlEvent,
@@ -28,7 +28,7 @@ import {
 import { ControlChannel } from './control.js';
 import type { ConsolePort } from './port.js';
 
-const debug = createDebug('vshm:console-be');
+const debug = createLogger('vshm:console-be');
 
 export interface ConsoleSize {
   readonly cols: number;

@@ -7,15 +7,13 @@
  * socket path in use, the server going away); 2 for bad arguments. Every failure is one stderr
  * line starting with the program name; I/O errors name the path and the errno code.
  */
-import { closeSync, openSync, readFileSync } from 'node:fs';
-import createDebug from 'debug';
-import { describeIoError, LocalSocketError, onTerminationSignal, parseOrUsage, UsageError } from '@vshm/transport';
+import { createLogger, describeIoError, LocalSocketError, onTerminationSignal, parseOrUsage, UsageError } from '@vshm/transport';
 import { PROGRAM, USAGE, parseCli } from './cli-args.js';
 import type { BlockGeometry } from './driver.js';
 import { NbdServer } from './nbd-server.js';
 import { openBlock, type BlockLink } from './open.js';
 
-const debug = createDebug('vshm:blk-fe');
+const debug = createLogger('vshm:blk-fe');
 
 /**
  * One stderr line. Its text may carry what others chose (a back-end's messages, an NBD client's
@@ -48,43 +46,6 @@ export function blockSizeWarning(g: Readonly<BlockGeometry> | null): string | nu
   return `the device's blk_size ${g.reportedBlockSize} is not a power of two from 512 to 65536: ignored, ${g.blockSize}-byte blocks used`;
 }
 
-/** At most one 'cannot accept NBD clients' line per this many ms (the server retries every 100 ms). */
-const ACCEPT_WARNING_MS = 10_000;
-
-/**
- * A descriptor held in reserve (/dev/null) so that the limit can still be read when it is
- * reached: reading /proc/self/limits takes a descriptor too. -1 when none is held.
- */
-let reserveFd = -1;
-
-function holdReserveFd(): void {
-  if (reserveFd >= 0) return;
-  try {
-    reserveFd = openSync('/dev/null', 'r');
-  } catch {
-    reserveFd = -1;
-  }
-}
-
-function releaseReserveFd(): void {
-  if (reserveFd >= 0) closeSync(reserveFd);
-  reserveFd = -1;
-}
-
-/** The soft open-file limit of this process (`Max open files` in /proc/self/limits), or '?'. */
-function currentFdLimit(): string {
-  releaseReserveFd();
-  let limit = '?';
-  try {
-    const line = readFileSync('/proc/self/limits', 'utf8').split('\n').find((l) => l.startsWith('Max open files'));
-    limit = line?.split(/\s{2,}/)[1] ?? '?';
-  } catch {
-    // at the limit without a reserve: the line says '?'
-  }
-  holdReserveFd();
-  return limit;
-}
-
 /** Run the CLI; resolves with the exit status. */
 export async function main(argv: readonly string[]): Promise<number> {
   const opts = parseOrUsage(PROGRAM, USAGE, () => parseCli(argv));
@@ -99,6 +60,7 @@ export async function main(argv: readonly string[]): Promise<number> {
   let nbd: NbdServer | null = null;
   /** NBD clients refused for --max-connections (the first is reported at once, the total at exit). */
   let refused = 0;
+  let closeWarner = (): void => {};
   try {
     try {
       const opening = openBlock({ socketPath: opts.server, status: true, wait: opts.wait, queues: opts.queues, onRetry: (e) => debug('not connected yet (%s): retrying', e.message) });
@@ -157,28 +119,15 @@ export async function main(argv: readonly string[]): Promise<number> {
       fail(notSocket ? `cannot serve NBD on ${opts.nbd}: it exists and is not a socket` : describeIoError('serve NBD on', opts.nbd, cause));
       return 1;
     }
-    // The message may quote what the client sent: escaped again here, whatever built it.
     // The open-file limit reached: clients wait in the backlog (the server retries every 100 ms),
-    // unanswered — the operator hears why: one line when accepting starts failing (not again
-    // until a client was accepted since), at most one per ACCEPT_WARNING_MS, with the limit.
-    let lastAcceptWarning = -Infinity;
-    let acceptFailing = false;
-    holdReserveFd();
-    const accepted = (): void => {
-      acceptFailing = false;
-    };
-    nbd.on('connection', accepted);
-    nbd.on('refused', accepted);
-    nbd.on('accept-error', (err: NodeJS.ErrnoException) => {
-      const now = Date.now();
-      const quiet = acceptFailing || now - lastAcceptWarning < ACCEPT_WARNING_MS;
-      acceptFailing = true;
-      if (quiet) return;
-      lastAcceptWarning = now;
-      const limit = err.code === 'EMFILE' ? `; the open-file limit here is ${currentFdLimit()} (ulimit -n)` : '';
-      fail(`warning: ${describeIoError('accept an NBD client on', opts.nbd, err)}${limit}: clients wait and are served once descriptors are free`);
-    });
+    // unanswered — the operator hears why, in the CLI kit's one rate-limited line naming the limit.
+    const warner = UsageError.acceptWarner(fail, 'an NBD client', opts.nbd);
+    closeWarner = () => warner.close();
+    nbd.on('connection', () => warner.accepted());
+    nbd.on('refused', () => warner.accepted());
+    nbd.on('accept-error', (err: NodeJS.ErrnoException) => warner.failed(err));
     nbd.on('error', (err: Error) => fail(`NBD listener error: ${err.message}`));
+    // The message may quote what the client sent: escaped again here, whatever built it.
     nbd.on('client-error', (id: number, err: Error) => debug('NBD client %d: %s', id, UsageError.printable(err.message)));
     // A refused client sees only a closed connection: the operator gets the reason. One line for
     // the first; a flood of them is counted and summed up at exit, not printed line by line.
@@ -189,7 +138,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     return await Promise.race([fatal, signalled.then((sig) => (debug('%s: shutting down', sig), 0))]);
   } finally {
     shuttingDown = true;
-    releaseReserveFd();
+    closeWarner();
     if (refused > 1) fail(`${refused} NBD clients were refused in all (--max-connections ${opts.maxConnections})`);
     dispose();
     // Requests still waiting for a device fail now — their NBD clients get ESHUTDOWN, the spec's

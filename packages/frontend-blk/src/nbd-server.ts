@@ -31,8 +31,7 @@
 import { EventEmitter } from 'node:events';
 import { unlinkSync } from 'node:fs';
 import net from 'node:net';
-import createDebug from 'debug';
-import { listenOwnerOnly, UsageError } from '@vshm/transport';
+import { createLogger, listenOwnerOnly, UsageError } from '@vshm/transport';
 import type { BlockDriver } from './driver.js';
 import { BlockError } from './errors.js';
 import {
@@ -42,7 +41,7 @@ import {
   encodeSimpleReply, type NbdRequest,
 } from './nbd-protocol.js';
 
-const debug = createDebug('vshm:blk-nbd');
+const debug = createLogger('vshm:blk-nbd');
 
 /** Requests per connection handed to the driver at once. */
 export const MAX_INFLIGHT = 64;

@@ -9,11 +9,13 @@
  *
  * The socket is owner-only like the server's (`listenOwnerOnly`): mode 0600 from creation
  * whatever the umask, and a connection from another uid (root excepted) is closed with a line on
- * stderr before any of its bytes reach the port.
+ * stderr before any of its bytes reach the port. At the open-file limit clients wait in the
+ * backlog and stderr gets the CLI kit's one rate-limited warning naming the limit
+ * (`UsageError.acceptWarner`).
  */
 import { unlinkSync } from 'node:fs';
 import { type Server, type Socket } from 'node:net';
-import { listenOwnerOnly } from '@vshm/transport';
+import { listenOwnerOnly, UsageError } from '@vshm/transport';
 import type { Duplex } from 'node:stream';
 import { createAttachment, type Attachment } from './attachment.js';
 import { ConsoleError } from './errors.js';
@@ -21,7 +23,10 @@ import { ConsoleError } from './errors.js';
 /** Listen at `path` and bridge `port` to one client at a time. Rejects with ConsoleError VSHM_ERR_SOCKET. */
 export async function attachSocket(port: Duplex, path: string): Promise<Attachment> {
   let client: Socket | null = null;
+  const stderrLine = (line: string): void => void process.stderr.write(`vshm-console-frontend: ${UsageError.printable(line)}\n`);
+  const warner = UsageError.acceptWarner(stderrLine, 'a client', path);
   const onConnection = (sock: Socket): void => {
+    warner.accepted();
     if (client !== null) {
       sock.destroy();
       return;
@@ -41,8 +46,9 @@ export async function attachSocket(port: Duplex, path: string): Promise<Attachme
   // connecting to it).
   let server: Server;
   try {
-    server = await listenOwnerOnly(path, { allowHalfOpen: true, onRefused: (line) => process.stderr.write(`vshm-console-frontend: ${line}\n`) }, onConnection);
+    server = await listenOwnerOnly(path, { allowHalfOpen: true, onRefused: stderrLine, onAcceptError: (err) => warner.failed(err) }, onConnection);
   } catch (err) {
+    warner.close();
     throw new ConsoleError('VSHM_ERR_SOCKET', '', (err as Error).message);
   }
   port.pause();
@@ -54,6 +60,7 @@ export async function attachSocket(port: Duplex, path: string): Promise<Attachme
       c.destroy();
     }
     await new Promise<void>((resolve) => server.close(() => resolve()));
+    warner.close();
     // server.close() unlinks the path for UNIX sockets; make sure.
     try {
       unlinkSync(path);

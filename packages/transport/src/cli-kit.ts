@@ -8,6 +8,7 @@
  * already gives a stable error `code` per kind; only its messages are unfit for users (several
  * lines, hints meant for programmers, "positional argument" jargon).
  */
+import { closeSync, openSync, readFileSync } from 'node:fs';
 import { getSystemErrorMap, parseArgs, type ParseArgsConfig } from 'node:util';
 import { VirtioFeature, VirtioFeatureMask } from 'virtio-spec-types';
 import { ArgumentError, ProtocolError } from './errors.js';
@@ -22,6 +23,13 @@ export class UsageError extends ArgumentError {
    * names are capped).
    */
   static readonly printable: (text: string) => string = printable;
+
+  /**
+   * The kit's warning for a listener at the open-file limit (see `acceptWarner` below): one
+   * rate-limited line naming the limit, for every command whose listener accepts through
+   * `listenOwnerOnly`. A static here for the same reason as `printable`.
+   */
+  static readonly acceptWarner: typeof acceptWarner = acceptWarner;
 
   /** The line to print (without newline) for program `prog`. */
   lineFor(prog: string): string {
@@ -42,6 +50,92 @@ export function printable(text: string): string {
     const code = c.charCodeAt(0);
     return code < 0x100 ? `\\x${code.toString(16).padStart(2, '0')}` : `\\u${code.toString(16).padStart(4, '0')}`;
   });
+}
+
+/** At most one 'cannot accept' line per listener per this many ms (the listener retries every 100 ms). */
+const ACCEPT_WARNING_MS = 10_000;
+
+/**
+ * A descriptor held in reserve (/dev/null) while any accept warner is open, so that the limit can
+ * still be read when it is reached: reading /proc/self/limits takes a descriptor too. -1 when
+ * none is held; `reserveUsers` counts the open warners.
+ */
+let reserveFd = -1;
+let reserveUsers = 0;
+
+function holdReserveFd(): void {
+  if (reserveFd >= 0 || reserveUsers === 0) return;
+  try {
+    reserveFd = openSync('/dev/null', 'r');
+  } catch {
+    reserveFd = -1;
+  }
+}
+
+function releaseReserveFd(): void {
+  if (reserveFd >= 0) closeSync(reserveFd);
+  reserveFd = -1;
+}
+
+/** The soft open-file limit of this process (`Max open files` in /proc/self/limits), or '?'. */
+function currentFdLimit(): string {
+  releaseReserveFd();
+  let limit = '?';
+  try {
+    const line = readFileSync('/proc/self/limits', 'utf8').split('\n').find((l) => l.startsWith('Max open files'));
+    limit = line?.split(/\s{2,}/)[1] ?? '?';
+  } catch {
+    // at the limit without a reserve: the line says '?'
+  }
+  holdReserveFd();
+  return limit;
+}
+
+/** What `acceptWarner` returns: feed it the listener's events; close it with the listener. */
+export interface AcceptWarner {
+  /** A failed accept (`listenOwnerOnly`'s `onAcceptError`): maybe one line. */
+  failed(err: NodeJS.ErrnoException): void;
+  /** A connection was accepted: the next failure starts a new episode. */
+  accepted(): void;
+  /** Release the reserve descriptor (once per warner; idempotent). */
+  close(): void;
+}
+
+/**
+ * Warnings for a listener whose accept() fails — at the open-file limit (EMFILE) its clients wait
+ * in the backlog, unanswered, while the listener retries every 100 ms, and the operator hears why:
+ * `print` gets one line (no program name, no newline) when accepting starts failing — not again
+ * until a connection was accepted since, and at most one per 10 s — e.g. `warning: cannot accept
+ * a client on /x.sock: EMFILE (too many open files); the open-file limit here is 64 (ulimit -n):
+ * clients wait and are served once descriptors are free`. `client` names what is accepted ('a
+ * client', 'an NBD client'). While any warner is open a descriptor (/dev/null) is held in reserve
+ * so that the limit can be read at the limit.
+ */
+export function acceptWarner(print: (line: string) => void, client: string, path: string): AcceptWarner {
+  let last = -Infinity;
+  let failing = false;
+  let open = true;
+  reserveUsers++;
+  holdReserveFd();
+  return {
+    failed(err) {
+      const now = Date.now();
+      const quiet = failing || now - last < ACCEPT_WARNING_MS;
+      failing = true;
+      if (quiet) return;
+      last = now;
+      const limit = err.code === 'EMFILE' ? `; the open-file limit here is ${currentFdLimit()} (ulimit -n)` : '';
+      print(`warning: ${describeIoError(`accept ${client} on`, path, err)}${limit}: clients wait and are served once descriptors are free`);
+    },
+    accepted() {
+      failing = false;
+    },
+    close() {
+      if (!open) return;
+      open = false;
+      if (--reserveUsers === 0) releaseReserveFd();
+    },
+  };
 }
 
 type Options = NonNullable<ParseArgsConfig['options']>;

@@ -135,7 +135,7 @@ export const VshmErrorCode = {
   CLOSED: 'VSHM_ERR_CLOSED',
   /** The ivshmem device under the front-end was closed (§4.10). */
   DEVICE_CLOSED: 'VSHM_ERR_DEVICE_CLOSED',
-  /** A session object was used after its session ended (§4.10). */
+  /** A session object was used after its session ended (§4.10), or a chain's views after its queue stopped (§4.5). */
   SESSION_DEAD: 'VSHM_ERR_SESSION_DEAD',
   /** A driver callback threw something that is not an Error (wrapped). */
   CALLBACK: 'VSHM_ERR_CALLBACK',

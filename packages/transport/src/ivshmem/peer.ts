@@ -19,7 +19,6 @@
  * file description is shared, §1.8). vshm-server and QEMU create them non-blocking.
  */
 import { EventEmitter } from 'node:events';
-import { fstatSync } from 'node:fs';
 import type { Binding, FdWatcher } from '@vshm/addon';
 import { createLogger as createDebug } from '../log.js';
 import { ArgumentError, ProtocolError } from '../errors.js';
@@ -224,9 +223,10 @@ export class IvshmemPeer extends EventEmitter implements IvshmemDevice {
     return this.memoryInoValue;
   }
   /**
-   * Device of the shared-memory object (st_dev as node:fs reports it, glibc's makedev()
-   * encoding), or null when it could not be read (a test binding's fd). An inode number is unique
-   * only within its filesystem: device and inode together name the object.
+   * Device of the shared-memory object (st_dev from the binding's fstat at INIT, glibc's
+   * makedev() encoding as node:fs reports it), or null when the binding gave none (a test double
+   * without `dev`). An inode number is unique only within its filesystem: device and inode
+   * together name the object.
    */
   get memoryDev(): bigint | null {
     return this.memoryDevValue;
@@ -312,12 +312,11 @@ export class IvshmemPeer extends EventEmitter implements IvshmemDevice {
       if (checkMemorySeals(this.binding, memFd) === 'unsealed') warnUnsealedOnce();
       this.mapping = mapRegion(this.binding, memFd, layout, msg.id, this.acceptReduced);
       this.layoutValue = layout;
-      this.memoryInoValue = this.binding.fstat(memFd).ino;
-      try {
-        this.memoryDevValue = fstatSync(memFd, { bigint: true }).dev;
-      } catch {
-        this.memoryDevValue = null; // not a real fd (a binding double): the status file says the inode only
-      }
+      // Device and inode from the binding's one fstat: the fd is the binding's (a test double's
+      // fd numbers need not be real ones, and node:fs would stat whatever real fd has the number).
+      const st = this.binding.fstat(memFd);
+      this.memoryInoValue = st.ino;
+      this.memoryDevValue = typeof st.dev === 'bigint' ? st.dev : null;
     } finally {
       closeQuietly(this.binding, memFd); // the mappings stay valid without the fd
     }

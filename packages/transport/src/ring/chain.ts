@@ -10,7 +10,7 @@
  * and is recycled by the next pop of the same head. Segment arrays are typed arrays that grow by
  * doubling and are never shrunk, so a steady-state pop allocates nothing.
  */
-import { ArgumentError } from '../errors.js';
+import { ArgumentError, RingError, type VshmError } from '../errors.js';
 import type { MemoryView } from './memory.js';
 
 /**
@@ -80,6 +80,11 @@ export class Chain {
   /** Between pop (reset) and push (release): the zero-copy views may be handed out. */
   private popped = false;
   /**
+   * Held by the device when its queue stopped (§4.5): not popped any more, and the refusal says
+   * why. Only read on the refusal path, so the per-message checks stay one boolean.
+   */
+  private stopped = false;
+  /**
    * Cached segment views, by segment index, with the address each was made for: a driver that
    * reuses its buffers (the §5.1 allocator hands out the lowest free span first) gets the same
    * view objects back, so steady-state `readableSegments()` allocates nothing.
@@ -107,11 +112,35 @@ export class Chain {
     this.readableCount = 0;
     this.descriptorCount = 0;
     this.popped = true;
+    this.stopped = false;
   }
 
   /** @internal The chain was pushed (engine only): its views must not be handed out any more. */
   release(): void {
     this.popped = false;
+  }
+
+  /**
+   * @internal Its queue stopped (engine only, §4.5): a chain the device still holds is emptied
+   * and ends like a pushed one — `read`/`write` copy 0 bytes — but `segment()` and the segment
+   * views throw a RingError VSHM_ERR_SESSION_DEAD that names the stop. A chain not held is left as
+   * it is.
+   */
+  stop(): void {
+    if (!this.popped) return;
+    this.readableLength = 0;
+    this.writableLength = 0;
+    this.segmentCount = 0;
+    this.readableCount = 0;
+    this.descriptorCount = 0;
+    this.popped = false;
+    this.stopped = true;
+  }
+
+  /** The error for a chain whose views may not be handed out: pushed, or its queue stopped. */
+  private notHeld(what: string): VshmError {
+    if (this.stopped) return new RingError('VSHM_ERR_SESSION_DEAD', '4.5', `Chain.${what}: chain ${this.head} belongs to a stopped queue (session ended, queue disabled or broken): its buffers are the driver's again`);
+    return new ArgumentError(`Chain.${what}: chain ${this.head} is not popped (already pushed?)`);
   }
 
   /** @internal Append a validated, non-empty segment (engine only; ordering already checked). */
@@ -136,7 +165,7 @@ export class Chain {
 
   /** Zero-copy view of segment `i` (allocates the view object). Refused once this chain is pushed. */
   segment(i: number): Uint8Array {
-    if (!this.popped) throw new ArgumentError(`Chain.segment: chain ${this.head} is not popped (already pushed?)`);
+    if (!this.popped) throw this.notHeld('segment');
     if (!(i >= 0 && i < this.segmentCount)) throw new ArgumentError(`Chain.segment: index ${i} outside 0…${this.segmentCount - 1}`);
     return this.mem.bytes(this.addrs[i], this.lens[i]);
   }
@@ -155,7 +184,7 @@ export class Chain {
   }
 
   private views_(out: Uint8Array[], from: number, to: number, what: string): readonly Uint8Array[] {
-    if (!this.popped) throw new ArgumentError(`Chain.${what}: chain ${this.head} is not popped (already pushed?)`);
+    if (!this.popped) throw this.notHeld(what);
     // Assigning an array's length is a runtime call even when it does not change.
     if (out.length !== to - from) out.length = to - from;
     for (let i = from; i < to; i++) out[i - from] = this.viewOf(i);

@@ -267,12 +267,13 @@ export class DeviceQueue {
   /**
    * Stop for good (`queue_enable` := 0, device reset, peer loss — §4.5: afterwards the BE MUST
    * NOT touch old rings or buffers): the queue becomes inert like a broken one, and every chain
-   * still held by the device is emptied, so a late `read`/`write` on it copies nothing.
-   * Touches no shared memory. Idempotent.
+   * still held by the device is emptied, so a late `read`/`write` on it copies nothing and a late
+   * `segment()`/`readableSegments()`/`writableSegments()` throws a RingError
+   * VSHM_ERR_SESSION_DEAD saying the queue stopped. Touches no shared memory. Idempotent.
    */
   stop(): void {
     this.broken = true;
-    for (const c of this.chains) if (c !== undefined) c.reset(c.head);
+    for (const c of this.chains) if (c !== undefined) c.stop();
     this.inFlight.fill(0);
     this.inFlightN = 0;
   }

@@ -68,8 +68,9 @@ export interface DeviceChain {
    * copy (read once, check the copy); views are for consuming each byte once.
    *
    * Session end (`deactivate`, a queue disabled, a violation): the transport empties every chain
-   * the device still holds — from then on this returns no segments, `read`/`write` copy 0 bytes
-   * and `push` of the chain is a no-op on its old queue — so no call reaches the old buffers,
+   * the device still holds — from then on this throws a RingError VSHM_ERR_SESSION_DEAD (the
+   * chain belongs to a stopped queue), `read`/`write` copy 0 bytes and `push` of the chain is a
+   * no-op on its old queue — so no call reaches the old buffers,
    * which the driver may already have reused (§4.5). What it cannot revoke is a view obtained
    * before: a `Uint8Array` keeps reaching shared memory for as long as something holds it
    * (only a closed ivshmem device detaches the mapping, leaving length 0). A device must drop its

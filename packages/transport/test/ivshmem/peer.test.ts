@@ -6,6 +6,7 @@
  */
 import { expect } from 'chai';
 import { once } from 'node:events';
+import { fstatSync } from 'node:fs';
 import binding from '@vshm/addon';
 import { LayoutError, ProtocolError } from '../../src/errors.js';
 import { IvshmemPeer } from '../../src/ivshmem/peer.js';
@@ -31,6 +32,19 @@ describe('IvshmemPeer with a fake server (spec §1.8, §3)', () => {
     const check = b.mmap(rig.mem, 4096, 4096, b.PROT_READ);
     expect(new Uint8Array(check)[0]).to.equal(0x5a);
     b.munmap(check);
+  });
+
+  it("names the memory by the binding's fstat: device and inode as node:fs reports them for the real addon", async () => {
+    const p = await connect();
+    const st = fstatSync(rig.mem, { bigint: true });
+    expect(b.fstat(rig.mem).dev).to.equal(st.dev);
+    expect([p.memoryDev, p.memoryIno]).to.deep.equal([st.dev, Number(st.ino)]);
+  });
+
+  it("with a binding double, records the double's device and inode (never node:fs on the fd number)", async () => {
+    const double = { ...b, fstat: (fd: number) => ({ ...b.fstat(fd), dev: 0xfe_0001n, ino: 4242 }) } as typeof b;
+    const p = await connect({ binding: double });
+    expect([p.memoryDev, p.memoryIno]).to.deep.equal([0xfe_0001n, 4242]);
   });
 
   it('rejects connect on a protocol error, closing every received fd and the socket', async () => {

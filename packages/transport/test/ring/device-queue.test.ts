@@ -275,6 +275,33 @@ describe('DeviceQueue', () => {
     expect(dev.error).to.equal(null);
   });
 
+  it('a chain held when its queue stopped says so: segment() and the segment views throw RingError VSHM_ERR_SESSION_DEAD, like a pushed chain throws', () => {
+    const { dev, drv } = setup();
+    drv.addChain([{ addr: 0x2000, len: 4 }, { addr: 0x3000, len: 4, write: true }]);
+    drv.addChain([{ addr: 0x2400, len: 4 }]);
+    drv.publish();
+    const pushed = dev.pop()!;
+    dev.push(pushed.head, 0);
+    const held = dev.pop()!;
+    expect(held.readableSegments()).to.have.length(1);
+    dev.stop();
+    for (const call of [() => held.segment(0), () => held.readableSegments(), () => held.writableSegments()]) {
+      let err: unknown;
+      try {
+        call();
+      } catch (e) {
+        err = e;
+      }
+      expect(err).to.be.instanceOf(RingError);
+      expect((err as RingError).code).to.equal('VSHM_ERR_SESSION_DEAD');
+      expect((err as RingError).message).to.match(/stopped queue/);
+    }
+    expect(held.readableLength + held.writableLength + held.segmentCount).to.equal(0);
+    // A chain pushed before the stop is still refused as pushed, not as stopped.
+    expect(() => pushed.segment(0)).to.throw(ArgumentError, /already pushed/);
+    expect(() => pushed.readableSegments()).to.throw(ArgumentError, /already pushed/);
+  });
+
   it('zeroes a used ring in its own output section at enable (§5.2)', () => {
     const mem = new MemoryView(new ArrayBuffer(65536));
     mem.u8.fill(0xee);

@@ -84,7 +84,7 @@ class FakeBinding {
       memfdCreate: () => self.alloc(),
       ftruncate: (fd) => check(fd),
       addSeals: (fd) => check(fd),
-      fstat: (fd) => (check(fd), { size: 65536, mode: 0o100600, ino: 1 }),
+      fstat: (fd) => (check(fd), { size: 65536, mode: 0o100600, ino: 1, dev: 1n }),
       mmap: () => (self.table = new ArrayBuffer(4096)),
       munmap: () => undefined,
       fence: () => undefined,

@@ -6,6 +6,7 @@ import { LIVE, S, kick, liveRig, negotiate, queueRig, setupQueue, type QueueRig 
 import { echoOps } from '../fixtures/backend-devices.js';
 import type { MockDriver } from '../../src/testing/mock-driver.js';
 import { until, turn } from '../fixtures/until.js';
+import { RingError } from '../../src/errors.js';
 
 const rigs: QueueRig[] = [];
 afterEach(async () => {
@@ -289,9 +290,10 @@ describe('VirtioBackend: queues (§4.6, §4.9)', () => {
       put(r, 0x3000, 'mine'); // the driver reuses its buffer once the transaction completed
       expect(chain.write(Buffer.from('late'))).to.equal(0);
       expect(get(r, 0x3000, 4)).to.equal('mine');
-      // Every entry point is revoked: no views handed out any more, nothing read, push inert.
-      expect(chain.writableSegments()).to.deep.equal([]);
-      expect(chain.readableSegments()).to.deep.equal([]);
+      // Every entry point is revoked: no views handed out any more (the refusal names the
+      // stopped queue), nothing read, push inert.
+      expect(() => chain.writableSegments()).to.throw(RingError, /stopped queue/).with.property('code', 'VSHM_ERR_SESSION_DEAD');
+      expect(() => chain.readableSegments()).to.throw(RingError, /stopped queue/).with.property('code', 'VSHM_ERR_SESSION_DEAD');
       expect(chain.read(new Uint8Array(4))).to.equal(0);
       handle.push(chain, 0);
       handle.flush();
