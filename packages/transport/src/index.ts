@@ -34,7 +34,7 @@ export { IvshmemServer, type IvshmemServerOptions } from './server/server.js';
 export { DEFAULT_SOCKET_PATH, type MemorySource, type ServerOptions, type ServerOptionsInput } from './server/options.js';
 
 // Command lines: the one CLI voice every vshm daemon speaks (vshm-server, console, blk, rng).
-export { parseCommandLine, parseOrUsage, UsageError, describeIoError, deviceCapabilities, onTerminationSignal, type CliStreams, type DeviceCapabilities } from './cli-kit.js';
+export { parseCommandLine, parseOrUsage, UsageError, describeIoError, deviceCapabilities, onTerminationSignal, type AcceptWarner, type CliStreams, type DeviceCapabilities } from './cli-kit.js';
 
 // Owner-only local sockets (mode 0600, other uids refused): the console bridges use them.
 export * from './local-socket.js';
