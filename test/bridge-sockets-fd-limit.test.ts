@@ -8,34 +8,12 @@
  * packages/frontend-blk/test/cli.test.ts.
  */
 import { expect } from 'chai';
-import { spawnSync } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { statSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { openConsole, type Console } from '@vshm/frontend-console';
+import { hasPrlimit, lowerFdLimit } from '../packages/transport/test/fixtures/fd-limit.js';
 import { useScratch, until, type Proc } from './e2e-procs.js';
-
-function hasBin(b: string): boolean {
-  return (process.env.PATH ?? '').split(':').some((d) => existsSync(join(d, b)));
-}
-
-/**
- * Lower the soft open-file limit of `pid` to its lowest free descriptor number, so that the next
- * descriptor it takes (an accepted client's) fails with EMFILE. Returns [the new limit, a
- * function restoring the old one].
- */
-function lowerFdLimit(pid: number): [number, () => void] {
-  const soft = /^Max open files\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/limits`, 'utf8'))![1];
-  const open = new Set(readdirSync(`/proc/${pid}/fd`).map(Number));
-  let lowest = 0;
-  while (open.has(lowest)) lowest++;
-  const lower = spawnSync('prlimit', [`--pid=${pid}`, `--nofile=${lowest}:`], { encoding: 'utf8' });
-  expect(lower.status, lower.stderr).to.equal(0);
-  return [lowest, () => {
-    const raise = spawnSync('prlimit', [`--pid=${pid}`, `--nofile=${soft}:`], { encoding: 'utf8' });
-    expect(raise.status, raise.stderr).to.equal(0);
-  }];
-}
 
 function acceptLines(p: Proc): string[] {
   return p.stderr.split('\n').filter((l) => /cannot accept/.test(l));
@@ -56,7 +34,7 @@ describe('console bridges at the open-file limit (prlimit on the running CLI)', 
   const s = useScratch(this); // cleans up after the hook above
 
   beforeEach(function () {
-    if (!hasBin('prlimit')) {
+    if (!hasPrlimit()) {
       // eslint-disable-next-line no-console
       console.log("      (skipped: 'prlimit' is not installed — apt-get install util-linux)");
       this.skip();

@@ -5,8 +5,8 @@
  * return, --wait, SIGTERM (exit 0, socket removed).
  */
 import { expect } from 'chai';
-import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, lstatSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, lstatSync, mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -16,6 +16,7 @@ import { parseCli, CliUsageError } from '../src/cli-args.js';
 import { blockSizeWarning } from '../src/cli.js';
 import type { BlockGeometry } from '../src/driver.js';
 import { MemBlkDevice } from './fixtures/mem-blk-device.js';
+import { hasPrlimit, lowerFdLimit } from '../../transport/test/fixtures/fd-limit.js';
 
 const run = promisify(execFile);
 const BIN = join(dirname(fileURLToPath(import.meta.url)), '..', 'bin', 'vshm-blk-frontend.js');
@@ -391,7 +392,7 @@ describe('vshm-blk-frontend with a vshm server and a back-end', function () {
   });
 
   it('at its open-file limit (prlimit on the running CLI): one warning line naming the limit; the waiting clients are served once descriptors are free', async function () {
-    if (!hasBin('prlimit')) {
+    if (!hasPrlimit()) {
       // eslint-disable-next-line no-console
       console.log("      (skipped: 'prlimit' is not installed — apt-get install util-linux)");
       this.skip();
@@ -401,14 +402,9 @@ describe('vshm-blk-frontend with a vshm server and a back-end', function () {
     const fe = track(startCli(['-S', socketPath, '--nbd', nbdPath]));
     await fe.waitFor(/serving NBD/);
     const pid = fe.child.pid!;
-    const soft = /^Max open files\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/limits`, 'utf8'))![1];
     // Soft limit := the lowest free fd number: the next descriptor the CLI takes — an accepted
     // client's — is refused with EMFILE.
-    const open = new Set(readdirSync(`/proc/${pid}/fd`).map(Number));
-    let lowest = 0;
-    while (open.has(lowest)) lowest++;
-    const lower = spawnSync('prlimit', [`--pid=${pid}`, `--nofile=${lowest}:`], { encoding: 'utf8' });
-    expect(lower.status, lower.stderr).to.equal(0);
+    const [lowest, restore] = lowerFdLimit(pid);
     const net = await import('node:net');
     const greeted = (): { sock: import('node:net').Socket; greeting: Promise<number> } => {
       const sock = net.connect(nbdPath).on('error', () => undefined);
@@ -426,8 +422,7 @@ describe('vshm-blk-frontend with a vshm server and a back-end', function () {
     await fe.waitFor(/cannot accept an NBD client/);
     const b = greeted(); // a second client in the same episode: no second line
     await new Promise<void>((r) => b.sock.once('connect', () => r()));
-    const raise = spawnSync('prlimit', [`--pid=${pid}`, `--nofile=${soft}:`], { encoding: 'utf8' });
-    expect(raise.status, raise.stderr).to.equal(0);
+    restore();
     expect(await a.greeting).to.equal(18); // served: the greeting, not a closed connection
     expect(await b.greeting).to.equal(18);
     const lines = fe.stderr().split('\n').filter((l) => /cannot accept/.test(l));
