@@ -75,8 +75,17 @@ export const MAX_PORT_NAME_BYTES = 120;
 const PORT_NAME_REFUSED = /[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\ufffd]/;
 
 /**
+ * A UTF-16 surrogate without its pair (an API caller's string; argv never holds one): it has no
+ * UTF-8, Buffer.from() sends U+FFFD for it, so the name sent would not be the one given — and two
+ * different names could reach the driver as the same one. (With /u, a pair is one code point and
+ * does not match.)
+ */
+const LONE_SURROGATE = /[\ud800-\udfff]/u;
+
+/**
  * Why `name` cannot be a port name, or undefined when it can: non-empty, at most
- * MAX_PORT_NAME_BYTES bytes of UTF-8, and printable (none of PORT_NAME_REFUSED).
+ * MAX_PORT_NAME_BYTES bytes of UTF-8, printable (none of PORT_NAME_REFUSED) and well-formed
+ * UTF-16 (no LONE_SURROGATE).
  */
 export function portNameProblem(name: string): string | undefined {
   if (name.length === 0) return 'empty port name';
@@ -86,6 +95,11 @@ export function portNameProblem(name: string): string | undefined {
     const c = bad[0].charCodeAt(0);
     const what = c === 0xfffd ? 'U+FFFD (bytes that are not UTF-8?)' : c < 0x100 ? `control character \\x${c.toString(16).padStart(2, '0')}` : `bidi control U+${c.toString(16).toUpperCase().padStart(4, '0')}`;
     return `port name contains ${what} at character ${bad.index + 1} (names are printable text)`;
+  }
+  const lone = LONE_SURROGATE.exec(name);
+  if (lone !== null) {
+    const c = lone[0].charCodeAt(0);
+    return `port name contains a lone surrogate U+${c.toString(16).toUpperCase()} at character ${lone.index + 1} (it has no UTF-8: U+FFFD would be sent)`;
   }
   return undefined;
 }

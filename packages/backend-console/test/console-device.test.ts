@@ -43,6 +43,12 @@ describe('ConsoleDevice (spec §7.2–7.3)', () => {
     for (const bad of ['', 'a\0b', 'log\u001b[2J', 'a\nb', 'del\u007f', 'c1\u009b', 'bidi\u202e', 'x\ufffd', 'n'.repeat(121)]) {
       expect(() => new ConsoleDevice({ ports: [bad] }), JSON.stringify(bad)).to.throw(ArgumentError);
     }
+    // A lone surrogate has no UTF-8: it would go out as U+FFFD, a name other than the one given
+    // (and two different ones as the same name).
+    for (const bad of ['lone\ud800', '\udc00x', 'a\udfffb']) {
+      expect(() => new ConsoleDevice({ ports: [bad] }), JSON.stringify(bad)).to.throw(ArgumentError, /surrogate/);
+    }
+    expect(new ConsoleDevice({ ports: ['pair \ud83d\ude00'] }).ports.length).to.equal(2);
     expect(new ConsoleDevice({ ports: ['my port', 'журнал'] }).ports.length).to.equal(3);
     expect(() => new ConsoleDevice({ ports: ['a'], maxNrPorts: 1 })).to.throw(ArgumentError);
     expect(() => new ConsoleDevice({ size: { cols: 0, rows: 1 } })).to.throw(ArgumentError);

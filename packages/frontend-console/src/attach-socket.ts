@@ -61,7 +61,7 @@ export async function attachSocket(port: Duplex, path: string): Promise<Attachme
     }
     await new Promise<void>((resolve) => server.close(() => resolve()));
     warner.close();
-    // server.close() unlinks the path for UNIX sockets; make sure.
+    // listenOwnerOnly leaves the path to its caller (its close() does not unlink, unlike Node's).
     try {
       unlinkSync(path);
     } catch {

@@ -113,8 +113,10 @@ function loadCli(binDir, entry) {
  * as it finds it, so a cache in a shared directory would let its writer run code in our
  * processes). A directory we may not write (a system-wide install) keeps the build's cache;
  * every failure is silent — a cache is an optimisation. Written to a temporary name and renamed,
- * so concurrent exits and readers never see half a file. A cache V8 rejected (another Node, other
- * V8 flags) is left alone until the next build makes a new one.
+ * so concurrent exits and readers never see half a file; not written when the bundle beside it is
+ * no longer the one this run compiled (a build replaced it meanwhile: the build's cache stays).
+ * A cache V8 rejected (another Node, other V8 flags) is left alone until the next build makes a
+ * new one.
  */
 function refreshCacheAtExit(script, file, id, loadedBytes) {
   process.once('exit', () => {
@@ -123,6 +125,8 @@ function refreshCacheAtExit(script, file, id, loadedBytes) {
     try {
       const data = script.createCachedData();
       if (data.length <= loadedBytes) return;
+      // A build may have replaced the bundle while we ran: its cache is the one to keep.
+      if (!sameBundle(fs, file, id)) return;
       fs.writeFileSync(tmp, Buffer.concat([Buffer.from(`vshm-code-cache ${id}\n`, 'latin1'), data]));
       fs.renameSync(tmp, `${file}.cache`);
     } catch {
@@ -133,6 +137,18 @@ function refreshCacheAtExit(script, file, id, loadedBytes) {
       }
     }
   });
+}
+
+/** Whether the bundle at `file` is still the one with id `id` (its first line; one short read). */
+function sameBundle(fs, file, id) {
+  const head = Buffer.alloc(64);
+  const fd = fs.openSync(file, 'r');
+  try {
+    const n = fs.readSync(fd, head, 0, head.length, 0);
+    return bundleId(head.toString('utf8', 0, n)) === id;
+  } finally {
+    fs.closeSync(fd);
+  }
 }
 
 /**

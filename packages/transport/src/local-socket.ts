@@ -147,7 +147,8 @@ function freeSocketPath(path: string, procNetUnix: (() => string) | undefined): 
 /**
  * The `net.Server` listenOwnerOnly returns: Node never listens on it; connections come from our
  * accept loop (`adopt`). `close()` keeps Node's contract — no new connection after it, the
- * callback and 'close' once the connections it accepted have all closed too.
+ * callback and 'close' once the connections it accepted have all closed too; a second close()
+ * calls back with ERR_SERVER_NOT_RUNNING (after 'close', at once).
  */
 class OwnerOnlyServer extends Server {
   /** Stop accepting and close the listening fd; set by listenOwnerOnly. */
@@ -170,7 +171,9 @@ class OwnerOnlyServer extends Server {
     this.stopAccepting = null;
     if (cb !== undefined) {
       const notRunning = stop === null ? Object.assign(new Error('Server is not running.'), { code: 'ERR_SERVER_NOT_RUNNING' }) : undefined;
-      this.once('close', () => cb(notRunning));
+      // Closed already: 'close' will not come again, so answer now (Node's close() would too).
+      if (this.closeEmitted) process.nextTick(() => cb(notRunning));
+      else this.once('close', () => cb(notRunning));
     }
     stop?.();
     this.emitCloseIfDone();

@@ -226,6 +226,25 @@ fs.writeFileSync(b + '.cache', Buffer.concat([Buffer.from('vshm-code-cache 01234
         expect(readdirSync(join(dist, 'bundle')).sort()).to.deep.equal(['cli.cjs', 'cli.cjs.cache']);
       });
 
+      it('a bundle rebuilt while the CLI ran keeps the build\'s cache: the run does not write one for the text it replaced', () => {
+        file('cli.js', 0);
+        const b = file('bundle/cli.cjs', 1, LAZY);
+        const next = LAZY.replace('0123456789abcdef', 'fedcba9876543210').replace('f0(3)', 'f0(4)');
+        // The run, and meanwhile a build: the new bundle, then its cache (bundle.mjs's order).
+        const script = join(dir, 'start.cjs');
+        writeFileSync(script, `const l = require(${JSON.stringify(LAUNCH)}); const fs = require('node:fs');
+l.loadCli(process.argv[2], 'cli.js').then((m) => {
+  m.run();
+  const b = process.argv[3];
+  fs.writeFileSync(b, process.argv[4]);
+  fs.writeFileSync(b + '.cache', Buffer.concat([Buffer.from('vshm-code-cache fedcba9876543210\\n', 'latin1'), l.compileBundle(b, process.argv[4]).createCachedData()]));
+});`);
+        const r = spawnSync(process.execPath, [script, bin, b, next], { encoding: 'utf8' });
+        expect(r.status, r.stderr).to.equal(0);
+        expect(cacheOf(b).head, 'the cache beside the new bundle names it').to.equal('vshm-code-cache fedcba9876543210');
+        expect(readdirSync(join(dist, 'bundle')).sort()).to.deep.equal(['cli.cjs', 'cli.cjs.cache']);
+      });
+
       it('a cache V8 rejects, and a start with Node flags, leave the cache as it is', () => {
         file('cli.js', 0);
         const b = file('bundle/cli.cjs', 1, LAZY);

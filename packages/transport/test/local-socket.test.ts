@@ -112,6 +112,20 @@ describe('owner-only local sockets (bridges)', function () {
     client.destroy();
   });
 
+  it('close() a second time, before or after the first closed: its callback gets ERR_SERVER_NOT_RUNNING (as net.Server), never left pending', async () => {
+    const path = join(dir, 'b.sock');
+    const s = await listenOwnerOnly(path, { onRefused: () => {} }, () => {});
+    const first = await new Promise<Error | undefined>((r) => s.close(r));
+    expect(first).to.equal(undefined);
+    // Each close() below must call back; one left pending would hang this test (mocha's timeout).
+    const again = await new Promise<Error | undefined>((r) => s.close(r));
+    expect(again).to.have.property('code', 'ERR_SERVER_NOT_RUNNING');
+    const s2 = await listenOwnerOnly(join(dir, 'c.sock'), { onRefused: () => {} }, () => {});
+    const both = await Promise.all([new Promise<Error | undefined>((r) => s2.close(r)), new Promise<Error | undefined>((r) => s2.close(r))]);
+    expect(both[0]).to.equal(undefined);
+    expect(both[1]).to.have.property('code', 'ERR_SERVER_NOT_RUNNING');
+  });
+
   it('a path in a missing directory: LocalSocketError naming the path and errno', async () => {
     const path = join(dir, 'missing', 'b.sock');
     try {
