@@ -48,20 +48,10 @@ export class GenerationConfigReader implements ConfigReader {
     this.closed = true;
   }
 
+  /** One field: readMany() of that field alone (config reads are rare: probe and config events). */
   read(offset: number, width: ConfigWidth): number {
     this.check(offset, width);
-    this.checkOpen();
-    const h = this.header;
-    for (let spins = 0; spins < CONFIG_SPIN_LIMIT; spins++) {
-      const g1 = h.configGeneration;
-      if ((g1 & 1) !== 0) {
-        if ((spins & 1023) === 1023) this.checkBackend();
-        continue;
-      }
-      const v = h.loadConfig(offset, width);
-      if (h.configGeneration === g1) return v;
-    }
-    return this.busy();
+    return this.readMany((load) => load(offset, width));
   }
 
   /**
