@@ -711,7 +711,10 @@ export class BlockDriver extends EventEmitter implements VirtioDriverOps {
     this.noData = maxRequest < SECTOR_SIZE ? `the device's limits (size_max ${sizeMax}, seg_max ${segMax}) allow no 512-byte request` : '';
     if (maxRequest < SECTOR_SIZE) maxRequest = 0;
     return {
-      capacity: c.capacity,
+      // Whole logical blocks only: a tail shorter than a block can be neither read nor written
+      // (every call must be on whole blocks), and an NBD export should be a multiple of its
+      // minimum block size. Our back-end already reports whole blocks; another may not.
+      capacity: c.capacity - (c.capacity % blockSize),
       readOnly: has(BlkFeature.RO),
       blockSize,
       reportedBlockSize,

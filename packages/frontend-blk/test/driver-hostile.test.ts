@@ -518,6 +518,14 @@ describe('BlockDriver: blk_size a hostile or buggy device reports', () => {
       d.close();
     });
   }
+  it('a capacity that ends inside a 4096-byte block counts whole blocks only (the tail cannot be reached)', () => {
+    const d = new BlockDriver();
+    d.probe(handSession(new HandQueue(8), 2049 + 6, bit(BlkFeature.BLK_SIZE), { [BlkConfig.BLK_SIZE]: 4096 }));
+    expect(d.blockSize).to.equal(4096);
+    expect(d.capacity).to.equal(2048 * 512);
+    expect(d.geometry!.capacity).to.equal(2048 * 512);
+    d.close();
+  });
   it('without VIRTIO_BLK_F_BLK_SIZE the field is not read: 512, reportedBlockSize null', () => {
     const d = new BlockDriver();
     d.probe(handSession(new HandQueue(8), 2048, 0n, { [BlkConfig.BLK_SIZE]: 3 }));
