@@ -128,11 +128,7 @@ export class Chain {
    */
   stop(): void {
     if (!this.popped) return;
-    this.readableLength = 0;
-    this.writableLength = 0;
-    this.segmentCount = 0;
-    this.readableCount = 0;
-    this.descriptorCount = 0;
+    this.reset(this.head); // emptied: no segments, no lengths
     this.popped = false;
     this.stopped = true;
   }
