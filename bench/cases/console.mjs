@@ -85,7 +85,19 @@ if (role === '--be') {
     });
     device.port(0).attach(null, sink, SOCKETLIKE ? { reuseOutputBuffers: true } : {});
   } else {
-    // The source starts when the parent says the front-end is up (SIGUSR1).
+    // Without MULTIPORT the device holds input back until the driver shows life (its first
+    // transmit buffer) or --settle-ms after DRIVER_OK (docs/decisions.md, "Console (§7)"): a
+    // Linux guest drops what arrives before its port is registered. The front-end sends one byte
+    // first, and the parent starts the source (SIGUSR1) once it got here, so the time counts the
+    // stream, not that hand-shake (as unix_stream starts its clock at 'connect').
+    const life = new Writable({
+      write(_chunk, _enc, cb) {
+        if (!this.seen) process.stdout.write('live\n');
+        this.seen = true;
+        cb();
+      },
+    });
+    device.port(0).attach(null, life);
     process.on('SIGUSR1', () => {
       const chunk = Buffer.alloc(CHUNK, 0x5a);
       let sent = 0;
@@ -100,7 +112,7 @@ if (role === '--be') {
         },
       });
       process.stdout.write(`start ${process.hrtime.bigint()}\n`);
-      device.port(0).attach(source, null);
+      device.port(0).attach(source, life);
     });
   }
   const { peer, be } = await openBackend(socketPath, device, BE_SPIN ? {} : { spin: false });
@@ -127,6 +139,7 @@ if (role === '--be') {
     };
     pump();
   } else {
+    port.write(Buffer.from('!')); // the sign of life the device waits for (see --be)
     let got = 0;
     port.on('data', (d) => {
       got += d.length;
@@ -152,6 +165,7 @@ if (role === '--be') {
     const [sender, receiver] = dir === 'tx' ? [fe, be] : [be, fe];
     if (dir === 'rx') {
       await fe.next('ready');
+      await be.next('live');
       be.child.kill('SIGUSR1');
     }
     const minflt = (pid) => Number(readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ')[7]);
