@@ -13,6 +13,8 @@
 //   node scripts/bundle.mjs          after `tsc --build` (npm run build:ts does both)
 //   node scripts/bundle.mjs --check  exit 1 unless the bundles on disk are what a build makes now
 //                                    and each code cache is made for its bundle and taken by V8
+//                                    (a launcher's cache temporary counts only once its writer is
+//                                    gone: while it lives, the cache is being written)
 //   node scripts/bundle.mjs --clean  remove every dist/bundle/
 //
 // Which modules: every `loadCli(__dirname, 'ENTRY')` of every bin/*.js of every workspace; a bin
@@ -51,6 +53,8 @@ const LAUNCH_COPY = Buffer.concat([
 const LAUNCH = /\bloadCli\(__dirname, '([^']+)'\)/;
 /** Stands in for the id on a bundle's first line until the digest of its text is known. */
 const NO_ID = '0'.repeat(16);
+/** A launcher's cache temporary (refreshCacheAtExit of launch.js): the bundle, the writer's pid. */
+const CACHE_TEMPORARY = /^(.*\.cjs)\.cache\.([1-9][0-9]*)\.tmp$/;
 
 /**
  * Requires that esbuild cannot see (a `createRequire(import.meta.url)(name)` call), by input
@@ -92,11 +96,20 @@ if (mode === '--check') {
       else if (!readFileSync(f.path).equals(Buffer.from(f.contents))) errors.push(`${relative(ROOT, f.path)}: differs from a build of dist/ now`);
       else if (f.cached) checkCache(f.path);
     }
-    for (const p of onDisk) if (!made.has(p) && !made.has(p.replace(/\.cache$/, ''))) errors.push(`${relative(ROOT, p)}: not made by a build now`);
+    for (const p of onDisk) {
+      if (made.has(p) || made.has(p.replace(/\.cache$/, ''))) continue;
+      const tmp = CACHE_TEMPORARY.exec(p);
+      if (tmp === null || !made.has(tmp[1])) errors.push(`${relative(ROOT, p)}: not made by a build now`);
+      else if (!alive(Number(tmp[2]))) {
+        errors.push(`${relative(ROOT, p)}: left by a launcher that died while writing the cache (pid ${tmp[2]}); the next run that refreshes the cache, or node scripts/bundle.mjs, removes it`);
+      }
+      // Else a launcher is writing the cache now (refreshCacheAtExit): in flight, renamed in a moment.
+    }
   }
 } else if (errors.length === 0) {
   for (const { w, files } of results) {
     // Rewritten every time, even when unchanged: the launcher compares mtimes with the tsc output.
+    // Removing the directory also removes the cache temporaries launchers killed mid-write left.
     const dir = join(ROOT, w.dir, 'dist/bundle');
     rmSync(dir, { recursive: true, force: true });
     for (const f of files) {
@@ -270,6 +283,16 @@ function isBuiltin(spec) {
 function packageName(spec) {
   const parts = spec.split('/');
   return spec.startsWith('@') ? parts.slice(0, 2).join('/') : parts[0];
+}
+
+/** Whether process `pid` exists (EPERM: someone else's, alive). */
+function alive(pid) {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return err.code !== 'ESRCH';
+  }
 }
 
 function listFiles(dir) {

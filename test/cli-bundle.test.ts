@@ -13,7 +13,7 @@
  */
 import { expect } from 'chai';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { readFileSync, renameSync, statSync, utimesSync } from 'node:fs';
+import { readFileSync, renameSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
@@ -169,5 +169,28 @@ describe('CLI bundles: each launcher runs its bundle only while it is fresh', fu
   it('scripts/bundle.mjs --check: the bundles on disk are byte for byte what a build makes now, each cache made for its bundle', () => {
     const out = execFileSync(process.execPath, [join(ROOT, 'scripts/bundle.mjs'), '--check'], { encoding: 'utf8' });
     expect(out).to.match(/up to date/);
+  });
+
+  it('scripts/bundle.mjs --check: a cache temporary of a live launcher is in flight, not an error; one whose writer is gone is named', function () {
+    this.timeout(60_000);
+    const dir = join(ROOT, 'packages/transport/dist/bundle/server');
+    // A pid that has been used and is gone (Linux hands pids out in increasing order: not reused here).
+    const gone = spawnSync(process.execPath, ['-e', '0']).pid!;
+    const live = join(dir, `cli.cjs.cache.${process.pid}.tmp`);
+    const stale = join(dir, `cli.cjs.cache.${gone}.tmp`);
+    const check = (): { status: number | null; stderr: string } => spawnSync(process.execPath, [join(ROOT, 'scripts/bundle.mjs'), '--check'], { encoding: 'utf8' });
+    try {
+      writeFileSync(live, 'half a cache');
+      const inFlight = check();
+      expect(inFlight.stderr).to.equal('');
+      expect(inFlight.status).to.equal(0);
+      writeFileSync(stale, 'half a cache');
+      const left = check();
+      expect(left.status).to.equal(1);
+      expect(left.stderr).to.equal(`bundle: packages/transport/dist/bundle/server/cli.cjs.cache.${gone}.tmp: left by a launcher that died while writing the cache (pid ${gone}); the next run that refreshes the cache, or node scripts/bundle.mjs, removes it\n`);
+    } finally {
+      rmSync(live, { force: true });
+      rmSync(stale, { force: true });
+    }
   });
 });

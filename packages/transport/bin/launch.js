@@ -113,7 +113,8 @@ function loadCli(binDir, entry) {
  * as it finds it, so a cache in a shared directory would let its writer run code in our
  * processes). A directory we may not write (a system-wide install) keeps the build's cache;
  * every failure is silent — a cache is an optimisation. Written to a temporary name and renamed,
- * so concurrent exits and readers never see half a file; not written when the bundle beside it is
+ * so concurrent exits and readers never see half a file; the temporaries of writers killed before
+ * their rename are removed first (removeStaleTemporaries). Not written when the bundle beside it is
  * no longer the one this run compiled (a build replaced it meanwhile: the build's cache stays).
  * A cache V8 rejected (another Node, other V8 flags) is left alone until the next build makes a
  * new one.
@@ -127,6 +128,7 @@ function refreshCacheAtExit(script, file, id, loadedBytes) {
       if (data.length <= loadedBytes) return;
       // A build may have replaced the bundle while we ran: its cache is the one to keep.
       if (!sameBundle(fs, file, id)) return;
+      removeStaleTemporaries(fs, file);
       fs.writeFileSync(tmp, Buffer.concat([Buffer.from(`vshm-code-cache ${id}\n`, 'latin1'), data]));
       fs.renameSync(tmp, `${file}.cache`);
     } catch {
@@ -137,6 +139,40 @@ function refreshCacheAtExit(script, file, id, loadedBytes) {
       }
     }
   });
+}
+
+/**
+ * Remove the cache temporaries (`<bundle>.cache.<pid>.tmp`) beside the bundle `file` whose writer
+ * is gone: a launcher killed between its write and its rename leaves one. A pid that exists
+ * (`kill(pid, 0)` succeeds, or fails with EPERM: someone else's) may be a writer at work, so its
+ * file stays. Called only when a run is about to write a cache, so a normal start or exit does no
+ * directory scan; a leftover is still found, because a killed write left the cache it meant to
+ * replace, and the next run that compiles as much writes — and cleans — again. Silent, and never
+ * in the way of the write that follows.
+ */
+function removeStaleTemporaries(fs, file) {
+  const { dirname, join } = require('node:path');
+  const dir = dirname(file);
+  let names;
+  try {
+    names = fs.readdirSync(dir);
+  } catch {
+    return;
+  }
+  for (const name of names) {
+    const m = /\.cache\.([1-9][0-9]*)\.tmp$/.exec(name);
+    if (m === null || Number(m[1]) === process.pid) continue;
+    try {
+      process.kill(Number(m[1]), 0);
+    } catch (err) {
+      if (err.code !== 'ESRCH') continue;
+      try {
+        fs.unlinkSync(join(dir, name));
+      } catch {
+        // Removed meanwhile.
+      }
+    }
+  }
 }
 
 /** Whether the bundle at `file` is still the one with id `id` (its first line; one short read). */

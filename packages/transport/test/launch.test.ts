@@ -259,6 +259,22 @@ l.loadCli(process.argv[2], 'cli.js').then((m) => {
         expect(readdirSync(join(dist, 'bundle')).sort(), 'no cache, no flags: written').to.deep.equal(['cli.cjs', 'cli.cjs.cache']);
       });
 
+      it('a temporary left by a launcher killed between its write and its rename goes at the next write; one of a live process stays', () => {
+        file('cli.js', 0);
+        const b = file('bundle/cli.cjs', 1, LAZY);
+        // A pid that has been used and is gone (Linux hands pids out in increasing order: not reused here).
+        const gone = spawnSync(process.execPath, ['-e', '0']).pid!;
+        expect(() => process.kill(gone, 0)).to.throw().with.property('code', 'ESRCH');
+        const stale = [`cli.cjs.cache.${gone}.tmp`, `other.cjs.cache.${gone}.tmp`];
+        const live = `cli.cjs.cache.${process.pid}.tmp`; // this test's own process: a writer that is alive
+        for (const f of [...stale, live]) writeFileSync(join(dist, 'bundle', f), 'half a cache');
+        writeFileSync(join(dist, 'bundle', 'notes.tmp'), 'not a cache temporary');
+        const r = start(true); // compiles more than there is (no cache): writes one
+        expect(r.stderr).to.equal('');
+        expect(cacheOf(b).head).to.equal('vshm-code-cache 0123456789abcdef');
+        expect(readdirSync(join(dist, 'bundle')).sort()).to.deep.equal(['cli.cjs', 'cli.cjs.cache', live, 'notes.tmp']);
+      });
+
       it('a cache that cannot be written is skipped silently and leaves no temporary file', () => {
         file('cli.js', 0);
         const b = file('bundle/cli.cjs', 1, LAZY);
