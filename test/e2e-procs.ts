@@ -21,6 +21,8 @@ export const START_SCRIPT = join(ROOT, 'scripts/start.mjs');
 export type ProcOptions = SpawnOptions & {
   /** false: count stdout bytes but do not keep them (bulk transfers). Default true. */
   keepStdout?: boolean;
+  /** A command that execs the rest of its arguments (`setpriv --ruid=N`): node runs under it, same pid. */
+  wrap?: string[];
 };
 
 /** A node CLI spawned with piped stdio; stdout and stderr are collected as they arrive. */
@@ -41,8 +43,9 @@ export class Proc {
 
   constructor(name: string, bin: string, args: string[], opts: ProcOptions = {}) {
     this.name = name;
-    const { keepStdout, ...spawnOpts } = opts;
-    this.child = spawn(process.execPath, [bin, ...args], { stdio: ['pipe', 'pipe', 'pipe'], ...spawnOpts });
+    const { keepStdout, wrap = [], ...spawnOpts } = opts;
+    const [file, ...argv] = [...wrap, process.execPath, bin, ...args];
+    this.child = spawn(file!, argv, { stdio: ['pipe', 'pipe', 'pipe'], ...spawnOpts });
     this.child.stdin?.on('error', () => {});
     this.child.stdout?.on('data', (c: Buffer) => {
       if (keepStdout !== false) this.out.push(c);

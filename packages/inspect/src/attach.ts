@@ -132,9 +132,13 @@ function readProc(pid: number, file: string): string {
   }
 }
 
-/** Real uid of a process (/proc/PID/status). */
+/**
+ * Effective uid of a process (/proc/PID/status: real, effective, saved, fs): the owner of the
+ * status files and directory it creates, the uid its peers' SO_PEERCRED sees, and the owner of
+ * its /proc entry (processesOf).
+ */
 function uidOf(pid: number): number {
-  const m = /^Uid:\s+(\d+)/m.exec(readProc(pid, 'status'));
+  const m = /^Uid:\s+\d+\s+(\d+)/m.exec(readProc(pid, 'status'));
   if (m === null) throw new InspectError(`cannot read the uid of process ${pid}`);
   return Number(m[1]);
 }
@@ -457,7 +461,7 @@ export function attachShm(binding: Binding, name: string, override: LayoutOverri
   const mapped = mapReadOnly(binding, fd, path);
   const { size, ino } = mapped;
   try {
-    const uid = process.getuid?.() ?? 0;
+    const uid = process.geteuid?.() ?? 0;
     const status = findStatusFiles(uid, mapped);
     const { layout, source } = chooseLayout(size, override, status, null);
     return attachment(binding, { shm: bare, uid, dev: mapped.dev, ino, openedVia: path, layout, layoutSource: source, stateTable: mapped.stateTable, window: mapped.window, status });

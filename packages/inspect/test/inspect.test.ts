@@ -234,6 +234,24 @@ describe('vshm-inspect (live console session)', function () {
     expect(w.stderr).to.equal(`vshm-inspect: process ${backend.child.pid} has exited\n`);
   });
 
+  it('a front-end whose real uid is not its effective one: it publishes, and --pid finds its status file (both go by the effective uid)', async function () {
+    // The two uids differ only for a setuid program or one started so (setpriv --ruid): as root.
+    if (process.getuid?.() !== 0 || spawnSync('setpriv', ['--version']).status !== 0) this.skip();
+    const statusDir = s.path('status');
+    const env = { ...process.env, VSHM_STATUS_DIR: statusDir };
+    const server = s.spawn('server', SERVER_BIN, ['-l', '64K', '-o', '8K', '-n', '2', '-V', '3', '-P', '0x8003', '-S', s.server]);
+    await server.untilStderr(/listening on/);
+    const backend = s.spawn('backend', BACKEND_BIN, ['-S', s.server], { env });
+    await backend.untilStderr(/serving the console on .* as peer 0/);
+    const frontend = s.spawn('frontend', FRONTEND_BIN, ['-S', s.server, '-q'], { env, wrap: ['setpriv', '--ruid=65534', '--'] });
+    await until(() => frontend.exitCode !== null || statusFiles(statusDir).some((x) => x.pid === frontend.child.pid && x.transport.phase === 'live'), 'the front-end live in its status file');
+    expect(frontend.exitCode, frontend.stderr).to.equal(null);
+    expect(readFileSync(`/proc/${frontend.child.pid}/status`, 'utf8')).to.match(/^Uid:\t65534\t0\t/m);
+    const snap = inspectJson(['--pid', String(frontend.child.pid)], env);
+    expect(snap.layout.source).to.equal('status-file');
+    checkLiveConsole(snap, backend, frontend);
+  });
+
   it('status files are 0600 in a 0700 directory and disappear when the daemons exit', async () => {
     const { backend, frontend, statusDir } = await startSession(s);
     const { statSync } = await import('node:fs');

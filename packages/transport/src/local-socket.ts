@@ -81,7 +81,10 @@ export interface OwnerOnlyOptions {
   onRefused: (line: string) => void;
   /** Passed to `net.createServer`. */
   allowHalfOpen?: boolean;
-  /** Our uid (tests); default process.getuid(). */
+  /**
+   * Our uid (tests); default the effective one, process.geteuid(): SO_PEERCRED reports the peer's
+   * effective uid, and the socket file is created with ours.
+   */
   ownUid?: number;
   /** Credentials of an accepted socket (tests); default SO_PEERCRED through the addon. */
   credentials?: (sock: Socket) => PeerCredentials | null;
@@ -201,7 +204,7 @@ class OwnerOnlyServer extends Server {
 export async function listenOwnerOnly(path: string, opts: OwnerOnlyOptions, onConnection: (sock: Socket) => void): Promise<Server> {
   freeSocketPath(path, opts.procNetUnix);
   const b = opts.binding ?? (await loadBinding());
-  const ownUid = opts.ownUid ?? process.getuid?.() ?? -1;
+  const ownUid = opts.ownUid ?? process.geteuid?.() ?? -1;
   const creds = opts.credentials ?? ((s: Socket): PeerCredentials | null => {
     const fd = socketFd(s);
     if (fd < 0) return null;

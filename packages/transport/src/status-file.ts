@@ -9,8 +9,8 @@
  * failure), never on the data path — and the inspector reads the moving parts (ring indices,
  * event-idx values, flags) from a read-only mapping.
  *
- * Where: `$VSHM_STATUS_DIR`, else `$XDG_RUNTIME_DIR/vshm`, else `/tmp/vshm-UID`; the directory is
- * 0700 and must belong to the uid, files are 0600, written to a temporary name and renamed
+ * Where: `$VSHM_STATUS_DIR`, else `$XDG_RUNTIME_DIR/vshm`, else `/tmp/vshm-UID`; UID is the
+ * effective uid, the directory is 0700 and must belong to it, files are 0600, written to a temporary name and renamed
  * (readers never see half a file), named `PID.json` (`PID.K.json` for further links in the same
  * process) and removed when the link closes or the process exits (files of dead processes are
  * removed by the next publisher). Publishing never fails the
@@ -73,11 +73,12 @@ export interface StatusFile {
 }
 
 /**
- * The status directory for `uid` under environment `env` (see the file comment). A relative
+ * The status directory for `uid` (default our effective uid: the one that owns what we create, so
+ * the one the directory must belong to) under environment `env` (see the file comment). A relative
  * VSHM_STATUS_DIR is taken from `cwd` (the working directory of the process whose environment
  * `env` is): every process then names the same directory, wherever each of them was started.
  */
-export function statusDirectory(env: NodeJS.ProcessEnv = process.env, uid: number = process.getuid?.() ?? 0, cwd: string = process.cwd()): string {
+export function statusDirectory(env: NodeJS.ProcessEnv = process.env, uid: number = process.geteuid?.() ?? 0, cwd: string = process.cwd()): string {
   if (env.VSHM_STATUS_DIR) return resolve(cwd, env.VSHM_STATUS_DIR);
   if (env.XDG_RUNTIME_DIR) return join(env.XDG_RUNTIME_DIR, 'vshm');
   return `/tmp/vshm-${uid}`;
@@ -256,7 +257,7 @@ function makeDirs(dir: string, mode: number): void {
 function ensurePrivateDir(dir: string): void {
   makeDirs(dir, 0o700);
   const st = lstatSync(dir);
-  const uid = process.getuid?.() ?? st.uid;
+  const uid = process.geteuid?.() ?? st.uid; // the owner of what we create, the directory included
   if (!st.isDirectory() || st.uid !== uid || (st.mode & 0o077) !== 0) {
     throw new TransportError('VSHM_ERR_STATUS_DIR', '', `${dir} is not a private directory of uid ${uid}`);
   }

@@ -64,6 +64,28 @@ describe('owner-only local sockets (bridges)', function () {
     expect(refused).to.deep.equal([`refused a connection on ${path} from uid 1001 (pid 4242): only uid 1000 or root may connect`]);
   });
 
+  it('our uid is the effective one, as SO_PEERCRED reports the peer\'s (here the real one differs)', async () => {
+    const path = join(dir, 'b.sock');
+    const refused: string[] = [];
+    const { getuid, geteuid } = process;
+    // A process whose real and effective uids differ (a setuid program, or setpriv --ruid):
+    // faked here, so that the test needs no second user.
+    process.getuid = () => 4001;
+    process.geteuid = () => 4002;
+    try {
+      server = await listenOwnerOnly(path, { credentials: () => ({ pid: 4242, uid: 4002, gid: 4002 }), onRefused: (l) => refused.push(l) }, (s) => s.end('hello'));
+    } finally {
+      process.getuid = getuid;
+      process.geteuid = geteuid;
+    }
+    const got = await new Promise<string>((resolve) => {
+      let t = '';
+      connect(path).on('data', (c) => (t += c.toString())).on('close', () => resolve(t));
+    });
+    expect(refused).to.deep.equal([]);
+    expect(got).to.equal('hello');
+  });
+
   it('refuses when credentials cannot be read', async () => {
     const path = join(dir, 'b.sock');
     const refused: string[] = [];

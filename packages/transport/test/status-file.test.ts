@@ -180,6 +180,26 @@ describe('status files (describe() published for vshm-inspect)', function () {
     be.peer.close();
   });
 
+  it('a process whose real and effective uids differ publishes into the directory its effective uid owns', async () => {
+    const d = join(dir, 'ours');
+    const be = await openBackend(socketPath, echoOps(), { spin: false });
+    const { getuid } = process;
+    // A setuid program or `setpriv --ruid` (faked: no second user needed): the directory is made
+    // with the effective uid, and is ours by it.
+    process.getuid = () => (process.geteuid?.() ?? 0) + 1;
+    let pub: ReturnType<typeof publishStatus>;
+    try {
+      pub = publishStatus(be.peer, be.transport, { dir: d });
+    } finally {
+      process.getuid = getuid;
+    }
+    expect(pub.path).to.equal(join(d, `${process.pid}.json`));
+    expect(statSync(pub.path!).uid).to.equal(process.geteuid?.());
+    pub.close();
+    await be.transport.close();
+    be.peer.close();
+  });
+
   it('readStatusFile refuses what is not a status file of this format', () => {
     const p = join(dir, '1.json');
     for (const text of ['not json', '{}', JSON.stringify({ format: 'other' }), JSON.stringify({ format: STATUS_FORMAT, pid: 1 })]) {
@@ -198,7 +218,7 @@ describe('status files (describe() published for vshm-inspect)', function () {
       writeFileSync(p, JSON.stringify({ ...good, memory: { ...good.memory, dev } }));
       expect(() => readStatusFile(p), JSON.stringify(dev)).to.throw(StatusFileError, /memory/);
     }
-    expect(() => readStatusFile(p, (process.getuid?.() ?? 0) + 1)).to.throw(StatusFileError, /belongs to uid/);
+    expect(() => readStatusFile(p, (process.geteuid?.() ?? 0) + 1)).to.throw(StatusFileError, /belongs to uid/);
   });
 
   it('statusDirectory: VSHM_STATUS_DIR, then XDG_RUNTIME_DIR/vshm, then /tmp/vshm-UID', () => {
@@ -209,5 +229,15 @@ describe('status files (describe() published for vshm-inspect)', function () {
     expect(statusDirectory({ VSHM_STATUS_DIR: 'st' }, 7, '/srv/app')).to.equal('/srv/app/st');
     expect(statusDirectory({ VSHM_STATUS_DIR: '../st' }, 7, '/srv/app')).to.equal('/srv/st');
     expect(statusDirectory({ VSHM_STATUS_DIR: '/abs' }, 7, '/srv/app')).to.equal('/abs');
+    // By default the effective uid: the one that owns the directory (files are made with it).
+    const { getuid, geteuid } = process;
+    process.getuid = () => 4001;
+    process.geteuid = () => 4002;
+    try {
+      expect(statusDirectory({})).to.equal('/tmp/vshm-4002');
+    } finally {
+      process.getuid = getuid;
+      process.geteuid = geteuid;
+    }
   });
 });
