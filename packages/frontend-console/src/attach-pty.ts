@@ -111,7 +111,11 @@ interface PtyWriteStream {
   _writeQueue: { buffer: Buffer; offset: number }[];
   _writeImmediate: NodeJS.Immediate | undefined;
   _processWriteQueue: () => void;
+  dispose: () => void;
 }
+
+/** The longest wait between two writes to a pty whose input stays full (guardPtyWrites). */
+export const PTY_WRITE_RETRY_MAX_MS = 50;
 
 /**
  * Close the window in which node-pty writes queued input to a master fd it has closed. node-pty
@@ -126,14 +130,23 @@ interface PtyWriteStream {
  *
  * Two changes to node-pty 1.1's private objects: its write stream writes synchronously
  * (writeSync on the non-blocking master fd: the kernel takes what fits, EAGAIN retries on the next
- * turn as before), so no write is ever in flight on another thread; and its read stream's
+ * turn at first), so no write is ever in flight on another thread; and its read stream's
  * `destroy` (Node calls it as a method on a read error, node-pty on its timeout) first marks the
  * fd closed and drops the queue. After that nothing is written: later writes are dropped. A write
  * error other than EAGAIN (EIO: the terminal hung up) drops the queue quietly — the command is
  * gone. Returns false, changing nothing, where node-pty's objects do not have this shape (then
  * the drop at 'exit' is all there is, and the window stays).
+ *
+ * EAGAIN backs off: the first retry comes on the next turn (a command that reads as it runs has
+ * made room by then), the ones after it on a timer of 1 ms, doubling up to PTY_WRITE_RETRY_MAX_MS,
+ * and any write the kernel takes starts over. node-pty retried on every turn, so a command that
+ * never read its terminal kept the front-end at 100 % CPU; now that is at most one write every
+ * 50 ms, and a command that starts reading waits at most that long for its input. The queue is
+ * only ever written from its head, one retry pending at a time, so nothing is lost or reordered;
+ * the stream's `dispose` (node-pty's destroy(), dropPtyInput) clears the timer too. `write` is
+ * the write call (tests count attempts through it).
  */
-export function guardPtyWrites(pty: IPty): boolean {
+export function guardPtyWrites(pty: IPty, write: (fd: number, buffer: Buffer, offset: number) => number = writeSync): boolean {
   const p = pty as unknown as { _socket?: { destroy?: unknown }; _writeStream?: Partial<PtyWriteStream> };
   const sock = p._socket;
   const ws = p._writeStream;
@@ -141,6 +154,20 @@ export function guardPtyWrites(pty: IPty): boolean {
   if (typeof ws !== 'object' || ws === null || typeof ws._fd !== 'number' || !Array.isArray(ws._writeQueue) || typeof ws._processWriteQueue !== 'function') return false;
   const stream = ws as PtyWriteStream;
   let closed = false;
+  /** EAGAINs since the kernel last took a byte. */
+  let fullTries = 0;
+  /** The pending timed retry (node-pty's `_writeImmediate` holds only an Immediate: its dispose() clears it as one). */
+  let retryTimer: NodeJS.Timeout | undefined;
+  const retry = (): void => {
+    if (fullTries === 0) stream._writeImmediate = setImmediate(() => stream._processWriteQueue());
+    else {
+      retryTimer = setTimeout(() => {
+        retryTimer = undefined;
+        stream._processWriteQueue();
+      }, Math.min(2 ** (fullTries - 1), PTY_WRITE_RETRY_MAX_MS));
+    }
+    fullTries++;
+  };
   stream._processWriteQueue = (): void => {
     stream._writeImmediate = undefined;
     const queue = stream._writeQueue;
@@ -152,15 +179,22 @@ export function guardPtyWrites(pty: IPty): boolean {
       const task = queue[0];
       let written: number;
       try {
-        written = writeSync(stream._fd, task.buffer, task.offset);
+        written = write(stream._fd, task.buffer, task.offset);
       } catch (err) {
-        if ((err as NodeJS.ErrnoException).code === 'EAGAIN') stream._writeImmediate = setImmediate(() => stream._processWriteQueue());
+        if ((err as NodeJS.ErrnoException).code === 'EAGAIN') retry();
         else queue.length = 0; // EIO and the like: the terminal is gone, and so is the command
         return;
       }
+      if (written > 0) fullTries = 0;
       task.offset += written;
       if (task.offset >= task.buffer.length) queue.shift();
     }
+  };
+  const dispose = typeof stream.dispose === 'function' ? stream.dispose : (): void => {};
+  stream.dispose = function (this: unknown): void {
+    if (retryTimer !== undefined) clearTimeout(retryTimer);
+    retryTimer = undefined;
+    dispose.call(this);
   };
   const destroy = sock.destroy as (...args: unknown[]) => unknown;
   sock.destroy = function (this: unknown, ...args: unknown[]): unknown {
