@@ -2,7 +2,7 @@
  * The console bridges at the open-file limit (stop 23, H4 item 1): the back-end's `--port-socket`
  * and the front-end's `--bridge` (formerly `--socket`) accept through `listenOwnerOnly`, whose
  * clients wait in the backlog while accept() fails with EMFILE. Each CLI says why in one
- * rate-limited line naming the limit (the CLI kit's `UsageError.acceptWarner`, the line
+ * rate-limited line naming the limit (the CLI kit's `acceptWarner`, the line
  * vshm-blk-frontend prints for its NBD socket), and the waiting client is served once a
  * descriptor is free. The limit is lowered on the running CLI with prlimit(1), as in
  * packages/frontend-blk/test/cli.test.ts.

@@ -4,8 +4,9 @@
  * a bad flag prints `NAME: what is wrong (try --help)` and exits 2; runtime failures print one
  * line naming the path and the errno and exit 1.
  */
-import { DEFAULT_SOCKET_PATH, deviceCapabilities, describeIoError, onTerminationSignal, parseCommandLine, parseOrUsage, UsageError } from '@vshm/transport';
+import { DEFAULT_SOCKET_PATH } from '@vshm/transport';
 import type { SessionEndReason, DeviceSession } from '@vshm/transport';
+import { deviceCapabilities, describeIoError, onTerminationSignal, parseCommandLine, parseOrUsage, UsageError } from '@vshm/transport/cli';
 import { openRngBackend, openRngFrontend } from './index.js';
 import { RngDevice } from './device.js';
 

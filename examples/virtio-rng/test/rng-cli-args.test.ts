@@ -3,7 +3,7 @@
  * the deprecated --socket, exact one-line usage errors.
  */
 import { expect } from 'chai';
-import { UsageError } from '@vshm/transport';
+import { UsageError } from '@vshm/transport/cli';
 import { parseRngArgs } from '../src/cli.js';
 
 describe('rng CLI arguments', () => {

@@ -2,7 +2,7 @@
  * Command-line parsing of `vshm-blk-backend`. Pure: argv in, options out, or a UsageError (one
  * line, exit 2), through the shared CLI kit of @vshm/transport so every vshm command speaks alike.
  */
-import { parseCommandLine, UsageError } from '@vshm/transport';
+import { parseCommandLine, UsageError } from '@vshm/transport/cli';
 import { BLK_SECTOR_SIZE } from 'virtio-spec-types';
 import { isSerialText, type CacheMode } from './device.js';
 

@@ -6,7 +6,8 @@
  * back-end outlives its front-ends: the transport re-initialises after each one leaves.
  */
 import { accessSync, constants, readFileSync } from 'node:fs';
-import { describeIoError, deviceCapabilities, parseOrUsage, openBackend, type DeviceCapabilities, type IvshmemPeer, type VirtioBackend } from '@vshm/transport';
+import { openBackend, type IvshmemPeer, type VirtioBackend } from '@vshm/transport';
+import { describeIoError, deviceCapabilities, parseOrUsage, type DeviceCapabilities } from '@vshm/transport/cli';
 import { BlkFeature, VirtioDeviceId, hasFeature } from 'virtio-spec-types';
 import { parseCliArgs, CLI_OPTIONS, PROG, USAGE, type BlkCliOptions } from './cli-args.js';
 import { BlockDevice, blockDeviceFeatures, openBlockDevice } from './device.js';

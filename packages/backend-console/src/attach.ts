@@ -7,7 +7,8 @@ import { lstatSync, readFileSync, unlinkSync } from 'node:fs';
 import type { Server, Socket } from 'node:net';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { resolve } from 'node:path';
-import { createLogger, listenOwnerOnly, UsageError, VshmError, type VshmErrorCode } from '@vshm/transport';
+import { createLogger, listenOwnerOnly, VshmError, type VshmErrorCode } from '@vshm/transport';
+import { acceptWarner, printable } from '@vshm/transport/cli';
 import type { ConsolePort } from './port.js';
 
 const debug = createLogger('vshm:console-be');
@@ -49,12 +50,12 @@ export function unixSocketListening(path: string): boolean {
  * before any of its bytes reach the port). A stale socket at `path` is replaced; a live one or a
  * non-socket is refused (AttachError VSHM_ERR_SOCKET_IN_USE / VSHM_ERR_NOT_SOCKET). At the
  * open-file limit clients wait in the backlog and stderr gets the CLI kit's one rate-limited
- * warning naming the limit (`UsageError.acceptWarner`).
+ * warning naming the limit (`acceptWarner`).
  */
 export async function attachSocket(port: ConsolePort, path: string): Promise<Attached> {
   let client: Socket | null = null;
-  const stderrLine = (line: string): void => void process.stderr.write(`vshm-console-backend: ${UsageError.printable(line)}\n`);
-  const warner = UsageError.acceptWarner(stderrLine, 'a client', path);
+  const stderrLine = (line: string): void => void process.stderr.write(`vshm-console-backend: ${printable(line)}\n`);
+  const warner = acceptWarner(stderrLine, 'a client', path);
   const onConnection = (sock: Socket): void => {
     warner.accepted();
     if (client !== null) {

@@ -3,7 +3,7 @@
  * argv in, options out or a UsageError (one line, exit 2), through the shared CLI kit of
  * @vshm/transport so every vshm command speaks alike.
  */
-import { parseCommandLine, UsageError } from '@vshm/transport';
+import { parseCommandLine, UsageError } from '@vshm/transport/cli';
 import { portNameProblem } from './device.js';
 
 export { UsageError };

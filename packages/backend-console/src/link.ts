@@ -8,17 +8,8 @@
  * RESET), then the peer closes (Interrupt Control := 0, State 0, disconnect).
  */
 import { EventEmitter } from 'node:events';
-import {
-  describeIoError,
-  openBackend,
-  ProtocolError,
-  VirtioRoleError,
-  VshmError,
-  type IvshmemPeer,
-  type VirtioBackend,
-  type VirtioDeviceOps,
-  type VshmErrorCode,
-} from '@vshm/transport';
+import { openBackend, ProtocolError, VirtioRoleError, VshmError, type IvshmemPeer, type VirtioBackend, type VirtioDeviceOps, type VshmErrorCode } from '@vshm/transport';
+import { describeIoError } from '@vshm/transport/cli';
 
 /** A one-line start-up failure of the back-end link; `cause` holds the underlying error. */
 export class LinkError extends VshmError {

@@ -3,7 +3,7 @@
  * argument is one stderr line `vshm-blk-frontend: what is wrong (try --help)` and exit 2). Pure:
  * argv in, options or a CliUsageError out.
  */
-import { parseCommandLine, UsageError } from '@vshm/transport';
+import { parseCommandLine, UsageError } from '@vshm/transport/cli';
 import { DEFAULT_MAX_CONNECTIONS, MAX_CONNECTIONS_LIMIT } from './nbd-protocol.js';
 
 export const PROGRAM = 'vshm-blk-frontend';

@@ -7,7 +7,8 @@
  * socket path in use, the server going away); 2 for bad arguments. Every failure is one stderr
  * line starting with the program name; I/O errors name the path and the errno code.
  */
-import { createLogger, describeIoError, LocalSocketError, onTerminationSignal, parseOrUsage, UsageError } from '@vshm/transport';
+import { createLogger, LocalSocketError } from '@vshm/transport';
+import { acceptWarner, describeIoError, onTerminationSignal, parseOrUsage, printable } from '@vshm/transport/cli';
 import { PROGRAM, USAGE, parseCli } from './cli-args.js';
 import type { BlockGeometry } from './driver.js';
 import { NbdServer } from './nbd-server.js';
@@ -20,7 +21,7 @@ const debug = createLogger('vshm:blk-fe');
  * strings in an error): control characters go escaped (the CLI kit's printable).
  */
 function fail(message: string): void {
-  process.stderr.write(`${PROGRAM}: ${UsageError.printable(message)}\n`);
+  process.stderr.write(`${PROGRAM}: ${printable(message)}\n`);
 }
 
 /** One line (without the program name) explaining why the connection to the server failed. */
@@ -121,14 +122,14 @@ export async function main(argv: readonly string[]): Promise<number> {
     }
     // The open-file limit reached: clients wait in the backlog (the server retries every 100 ms),
     // unanswered — the operator hears why, in the CLI kit's one rate-limited line naming the limit.
-    const warner = UsageError.acceptWarner(fail, 'an NBD client', opts.nbd);
+    const warner = acceptWarner(fail, 'an NBD client', opts.nbd);
     closeWarner = () => warner.close();
     nbd.on('connection', () => warner.accepted());
     nbd.on('refused', () => warner.accepted());
     nbd.on('accept-error', (err: NodeJS.ErrnoException) => warner.failed(err));
     nbd.on('error', (err: Error) => fail(`NBD listener error: ${err.message}`));
     // The message may quote what the client sent: escaped again here, whatever built it.
-    nbd.on('client-error', (id: number, err: Error) => debug('NBD client %d: %s', id, UsageError.printable(err.message)));
+    nbd.on('client-error', (id: number, err: Error) => debug('NBD client %d: %s', id, printable(err.message)));
     // A refused client sees only a closed connection: the operator gets the reason. One line for
     // the first; a flood of them is counted and summed up at exit, not printed line by line.
     nbd.on('refused', (connected: number) => {

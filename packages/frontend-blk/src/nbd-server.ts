@@ -31,7 +31,8 @@
 import { EventEmitter } from 'node:events';
 import { unlinkSync } from 'node:fs';
 import net from 'node:net';
-import { createLogger, listenOwnerOnly, UsageError } from '@vshm/transport';
+import { createLogger, listenOwnerOnly } from '@vshm/transport';
+import { printable } from '@vshm/transport/cli';
 import type { BlockDriver } from './driver.js';
 import { BlockError } from './errors.js';
 import {
@@ -397,7 +398,7 @@ export class NbdServer extends EventEmitter {
  */
 function shown(text: string): string {
   const cut = text.length > 256 ? `${text.slice(0, 256)}…` : text;
-  return UsageError.printable(cut);
+  return printable(cut);
 }
 
 /** An NBD client broke the protocol: the connection is closed. */

@@ -11,11 +11,12 @@
  * whatever the umask, and a connection from another uid (root excepted) is closed with a line on
  * stderr before any of its bytes reach the port. At the open-file limit clients wait in the
  * backlog and stderr gets the CLI kit's one rate-limited warning naming the limit
- * (`UsageError.acceptWarner`).
+ * (`acceptWarner`).
  */
 import { unlinkSync } from 'node:fs';
 import { type Server, type Socket } from 'node:net';
-import { listenOwnerOnly, UsageError } from '@vshm/transport';
+import { listenOwnerOnly } from '@vshm/transport';
+import { acceptWarner, printable } from '@vshm/transport/cli';
 import type { Duplex } from 'node:stream';
 import { createAttachment, type Attachment } from './attachment.js';
 import { ConsoleError } from './errors.js';
@@ -23,8 +24,8 @@ import { ConsoleError } from './errors.js';
 /** Listen at `path` and bridge `port` to one client at a time. Rejects with ConsoleError VSHM_ERR_SOCKET. */
 export async function attachSocket(port: Duplex, path: string): Promise<Attachment> {
   let client: Socket | null = null;
-  const stderrLine = (line: string): void => void process.stderr.write(`vshm-console-frontend: ${UsageError.printable(line)}\n`);
-  const warner = UsageError.acceptWarner(stderrLine, 'a client', path);
+  const stderrLine = (line: string): void => void process.stderr.write(`vshm-console-frontend: ${printable(line)}\n`);
+  const warner = acceptWarner(stderrLine, 'a client', path);
   const onConnection = (sock: Socket): void => {
     warner.accepted();
     if (client !== null) {

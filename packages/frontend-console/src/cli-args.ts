@@ -3,7 +3,7 @@
  * exit 2 on a bad argument). Pure: argv in, options or a UsageError out, through the shared CLI
  * kit of @vshm/transport so every vshm command speaks alike.
  */
-import { parseCommandLine, UsageError } from '@vshm/transport';
+import { parseCommandLine, UsageError } from '@vshm/transport/cli';
 import { MAX_PORTS_LIMIT } from './driver.js';
 import { DEFAULT_MULTIPORT_RX_BUFFER, DEFAULT_RX_BUFFER, MAX_RX_BUFFER } from './port.js';
 

@@ -6,8 +6,8 @@
  * failures (no server, wrong role, not a console device, socket in use); 2 for bad arguments.
  * Every failure is one stderr line starting with the program name.
  */
-import { createLogger as createDebug, UsageError } from '@vshm/transport';
-import { describeIoError, onTerminationSignal, parseOrUsage } from '@vshm/transport';
+import { createLogger as createDebug } from '@vshm/transport';
+import { describeIoError, onTerminationSignal, parseOrUsage, printable } from '@vshm/transport/cli';
 import { attachCommand } from './attach-command.js';
 import { attachPty } from './attach-pty.js';
 import { attachSocket } from './attach-socket.js';
@@ -21,13 +21,10 @@ import { ConsoleFeature, hasFeature } from 'virtio-spec-types';
 const debug = createDebug('vshm:console-fe');
 
 /**
- * `text` as it may go to a terminal (the CLI kit's escape: C0/C1 controls, DEL, bidi controls).
- * Our lines carry the back-end's text (PORT_NAME): raw, ESC and CSI would let a hostile back-end
- * retitle, clear or rewrite the user's terminal, and CR or LF forge lines.
+ * One stderr line. Lines name the back-end's ports (PORT_NAME is its text): controls go escaped
+ * (`printable`), so a hostile back-end cannot retitle, clear or rewrite the user's terminal or
+ * forge lines.
  */
-const printable = UsageError.printable;
-
-/** One stderr line. Lines name the back-end's ports (PORT_NAME is its text): controls go escaped. */
 function fail(message: string): void {
   process.stderr.write(`${PROGRAM}: ${printable(message)}\n`);
 }

@@ -21,7 +21,8 @@
  * A server gone longer than `reconnect.timeoutMs` ends the console ('server-gone').
  */
 import { EventEmitter } from 'node:events';
-import { createLogger as createDebug, describeIoError, openFrontend, PEER_STATE_READY, PEER_STATE_RESET, VirtioRoleError, type IvshmemPeer, type OpenFrontendOptions, type VirtioFrontend } from '@vshm/transport';
+import { createLogger as createDebug, openFrontend, PEER_STATE_READY, PEER_STATE_RESET, VirtioRoleError, type IvshmemPeer, type OpenFrontendOptions, type VirtioFrontend } from '@vshm/transport';
+import { describeIoError } from '@vshm/transport/cli';
 import { ConsoleDriver, type ConsoleDriverOptions } from './driver.js';
 import type { ConsolePort } from './port.js';
 import { ConsoleError } from './errors.js';

@@ -3,7 +3,7 @@
  * usage errors one line and exit 2, runtime errors one line and exit 1).
  */
 import type { Binding } from '@vshm/addon';
-import { describeIoError, onTerminationSignal, parseCommandLine, parseOrUsage, UsageError } from '@vshm/transport';
+import { describeIoError, onTerminationSignal, parseCommandLine, parseOrUsage, UsageError } from '@vshm/transport/cli';
 import { attachPid, attachShm, InspectError, validShmName, type Attachment, type LayoutOverride } from './attach.js';
 import { formatSnapshot } from './format.js';
 import { takeSnapshot } from './snapshot.js';

@@ -1,12 +1,17 @@
 /**
- * The one CLI voice shared by every vshm command (`vshm-server`, the console CLIs, every device
- * daemon): node:util `parseArgs` with its errors rephrased into one short line, a `UsageError`
- * the commands print as `NAME: what is wrong (try --help)` with exit status 2, and the wording of
- * I/O errors (`cannot bind PATH: ENOENT (no such file or directory)`).
+ * `@vshm/transport/cli`, the CLI kit: the one voice shared by every vshm command (`vshm-server`,
+ * the console CLIs, every device daemon). node:util `parseArgs` with its errors rephrased into one
+ * short line, a `UsageError` the commands print as `NAME: what is wrong (try --help)` with exit
+ * status 2, the wording of I/O errors (`cannot bind PATH: ENOENT (no such file or directory)`),
+ * `printable` for text a peer or client chose, the fd-limit warning of a listener
+ * (`acceptWarner`), `--print-capabilities` (`deviceCapabilities`) and the signal that ends a
+ * daemon (`onTerminationSignal`).
  *
  * Why wrap parseArgs rather than pick an argument library: parseArgs is in Node, strict, and
  * already gives a stable error `code` per kind; only its messages are unfit for users (several
  * lines, hints meant for programmers, "positional argument" jargon).
+ *
+ * @module cli
  */
 import { closeSync, openSync, readFileSync } from 'node:fs';
 import { getSystemErrorMap, parseArgs, type ParseArgsConfig } from 'node:util';
@@ -16,21 +21,6 @@ import type { VirtioDeviceOps } from './virtio/device-api.js';
 
 /** A bad command line: the command prints `NAME: <message> (try --help)` and exits 2. */
 export class UsageError extends ArgumentError {
-  /**
-   * The CLI kit's escape for text that someone else chose, before it goes into a stderr or debug
-   * line (see `printable` below). A static of this class, the kit's one class, so that every
-   * command reaches it through `@vshm/transport` without a name of its own there (the entry's
-   * names are capped).
-   */
-  static readonly printable: (text: string) => string = printable;
-
-  /**
-   * The kit's warning for a listener at the open-file limit (see `acceptWarner` below): one
-   * rate-limited line naming the limit, for every command whose listener accepts through
-   * `listenOwnerOnly`. A static here for the same reason as `printable`.
-   */
-  static readonly acceptWarner: typeof acceptWarner = acceptWarner;
-
   /** The line to print (without newline) for program `prog`. */
   lineFor(prog: string): string {
     return `${prog}: ${this.message} (try --help)`;

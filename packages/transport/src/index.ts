@@ -1,9 +1,12 @@
 /**
  * `@vshm/transport`: virtio over ivshmem v2 shared memory — the public API, what a device, a
- * driver or an application builds with. Three more doors: `@vshm/transport/ring` (the split-ring
- * engine alone, no ivshmem), `@vshm/transport/testing` (mocks, loopback pair, hostile
- * generator; never for product code) and `@vshm/transport/inspect` (read-only decoding for
- * `vshm-inspect`). test/index.test.ts pins the runtime names below.
+ * driver or an application builds with. Four more doors: `@vshm/transport/cli` (the CLI kit every
+ * vshm command is built with), `@vshm/transport/ring` (the split-ring engine alone, no ivshmem),
+ * `@vshm/transport/testing` (mocks, loopback pair, hostile generator; never for product code)
+ * and `@vshm/transport/inspect` (read-only decoding for `vshm-inspect`). test/index.test.ts pins
+ * the runtime names below.
+ *
+ * @module index
  */
 
 // Errors: every error vshm raises on purpose is a VshmError with a stable `code`.
@@ -32,9 +35,6 @@ export type { SharedMemoryLayout } from './ivshmem/layout.js';
 export { PROTOCOL_VIRTIO } from './ivshmem/protocol.js';
 export { IvshmemServer, type IvshmemServerOptions } from './server/server.js';
 export { DEFAULT_SOCKET_PATH, type MemorySource, type ServerOptions, type ServerOptionsInput } from './server/options.js';
-
-// Command lines: the one CLI voice every vshm daemon speaks (vshm-server, console, blk, rng).
-export { parseCommandLine, parseOrUsage, UsageError, describeIoError, deviceCapabilities, onTerminationSignal, type AcceptWarner, type CliStreams, type DeviceCapabilities } from './cli-kit.js';
 
 // Owner-only local sockets (mode 0600, other uids refused): the console bridges use them.
 export * from './local-socket.js';

@@ -5,7 +5,7 @@
 import { expect } from 'chai';
 import { openSync } from 'node:fs';
 import { Writable } from 'node:stream';
-import { describeIoError, parseCommandLine, parseOrUsage, UsageError } from '../src/index.js';
+import { describeIoError, parseCommandLine, parseOrUsage, printable, UsageError } from '../src/cli-kit.js';
 import { ArgumentError } from '../src/errors.js';
 
 const OPTIONS = {
@@ -63,8 +63,8 @@ describe('cli-kit: parseCommandLine', () => {
     expect(new UsageError("unknown option '--bogus'").lineFor('vshm-x')).to.equal("vshm-x: unknown option '--bogus' (try --help)");
   });
 
-  it('UsageError.printable: C0, DEL and C1 controls as \\xHH, bidi controls as \\uHHHH; other text (UTF-8 included) unchanged; idempotent', () => {
-    const p = UsageError.printable;
+  it('printable: C0, DEL and C1 controls as \\xHH, bidi controls as \\uHHHH; other text (UTF-8 included) unchanged; idempotent', () => {
+    const p = printable;
     expect(p('\x1b[2J\r\n\x00\x7f\u009b\u202e\u2066\u061c')).to.equal('\\x1b[2J\\x0d\\x0a\\x00\\x7f\\x9b\\u202e\\u2066\\u061c');
     expect(p('disk-é ✓ 端口 a b')).to.equal('disk-é ✓ 端口 a b');
     expect(p(p('a\x1bb'))).to.equal('a\\x1bb');

@@ -1,8 +1,9 @@
 /**
- * The package's four doors (package.json `exports`), loaded the way a user loads them — by
+ * The package's five doors (package.json `exports`), loaded the way a user loads them — by
  * package name, from the built output: '.' offers the public API only (pinned below, ≤ 35
- * runtime names), './ring' runs a ring over a plain ArrayBuffer with no ivshmem, './testing'
- * holds the test kit, './inspect' the wire-format files for read-only decoding. Product code (packages' and examples' src/) never imports './testing'.
+ * runtime names), './cli' the CLI kit, './ring' runs a ring over a plain ArrayBuffer with no
+ * ivshmem, './testing' holds the test kit, './inspect' the wire-format files for read-only
+ * decoding. Product code (packages' and examples' src/) never imports './testing'.
  */
 import { expect } from 'chai';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
@@ -12,6 +13,7 @@ import * as pub from '@vshm/transport';
 import * as ring from '@vshm/transport/ring';
 import * as testing from '@vshm/transport/testing';
 import * as inspect from '@vshm/transport/inspect';
+import * as cli from '@vshm/transport/cli';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 
@@ -39,6 +41,17 @@ describe('@vshm/transport entry points', () => {
     for (const internal of ['createLoopbackPair', 'MockDriver', 'MockDevice', 'Prng', 'runHostileDeviceCase', 'DeviceQueue', 'DriverQueue', 'MemoryView', 'FrontendQueue', 'FrontendSession']) {
       expect(names, internal).to.not.include(internal);
     }
+  });
+
+  it("'./cli' exports the CLI kit, and '.' none of it", () => {
+    const kit = ['UsageError', 'acceptWarner', 'describeIoError', 'deviceCapabilities', 'errnoText', 'onTerminationSignal', 'parseCommandLine', 'parseOrUsage', 'printable'];
+    expect(Object.keys(cli).sort()).to.deep.equal(kit);
+    for (const name of kit) expect(Object.keys(pub), name).to.not.include(name);
+    // The kit's error is one of the family: a command's catch tells it by class or by code.
+    const err = new cli.UsageError('bad');
+    expect(err).to.be.instanceOf(pub.ArgumentError).and.instanceOf(pub.VshmError);
+    expect(err.lineFor('vshm-x')).to.equal('vshm-x: bad (try --help)');
+    expect(cli.printable('a\x1b[2Jb')).to.equal('a\\x1b[2Jb');
   });
 
   it("'./testing' exports the kit", () => {
