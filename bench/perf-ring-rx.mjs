@@ -6,28 +6,13 @@
 // console port does), and kicks once per pass.
 //   node bench/perf-ring-rx.mjs [BUFFER_BYTES=4096] [QUEUE=64] [ROUNDS=5]
 // Prints CPU ns per buffer (FE + BE work; process CPU time) for each round and the minimum.
-// PERF_TRANSPORT=/other/tree/packages/transport/dist compares another build (A/B).
-const dist = process.env.PERF_TRANSPORT ?? new URL('../packages/transport/dist', import.meta.url).pathname;
-const t = {
-  ...(await import(`${dist}/ring/index.js`)),
-  ...(await import(`${dist}/virtio/frontend-queues.js`)),
-  ...(await import(`${dist}/virtio/allocator.js`)),
-};
+// The queue pair: ring-pair.mjs (PERF_TRANSPORT=/other/tree/packages/transport/dist compares
+// another build).
+import { ringPair } from './ring-pair.mjs';
 
 const [size = 4096, qsize = 64, rounds = 5] = process.argv.slice(2, 5).map(Number);
-const MEM = Math.max(1 << 22, 2 ** Math.ceil(Math.log2(2 * qsize * size)));
-const mem = new t.MemoryView(new ArrayBuffer(MEM));
-const layout = { rwSize: MEM, outputSectionSize: 0, windowOutputOffset: () => 0 };
-const alloc = new t.SharedMemoryAllocator(layout, mem.u8, 0, 1, 4096);
-let kicks = 0;
-const fq = new t.FrontendQueue({
-  index: 0, size: qsize, memory: mem, allocator: alloc, eventIdx: false, deviceVector: 0, driverVector: 1,
-  kick: () => kicks++, broken: (e) => { throw e; },
-});
-fq.live = true;
-const policy = t.createAccessPolicy({ rwSize: MEM, outputSectionSize: 0, maxPeers: 2, ownPeer: 1, enforceIsolation: false });
-const R = fq.rings;
-const dq = new t.DeviceQueue({ size: qsize, desc: R.desc, avail: R.avail, used: R.used, memory: mem, policy, eventIdx: false, indirect: false });
+const memBytes = Math.max(1 << 22, 2 ** Math.ceil(Math.log2(2 * qsize * size)));
+const { fq, dq, stats } = ringPair({ qsize, memBytes, eventIdx: false });
 const src = new Uint8Array(size).fill(0x61);
 const slab = new Uint8Array(1 << 20);
 let at = 0;
@@ -62,4 +47,4 @@ for (let r = 0; r < rounds; r++) {
   const c = process.cpuUsage(c0);
   out.push(((c.user + c.system) * 1000) / N);
 }
-console.log(JSON.stringify({ size, queue: qsize, ns_per_buffer: out.map((x) => Math.round(x)), min: Math.round(Math.min(...out)), kicks }));
+console.log(JSON.stringify({ size, queue: qsize, ns_per_buffer: out.map((x) => Math.round(x)), min: Math.round(Math.min(...out)), kicks: stats.kicks }));

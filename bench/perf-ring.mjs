@@ -6,30 +6,13 @@
 //   node bench/perf-ring.mjs [MSG_BYTES=64] [QUEUE=256] [BATCH=64] [ROUNDS=5] [SINK=views|read]
 // Prints CPU ns per message (FE + BE work; process CPU time, so preemption does not count) for
 // each round and the minimum (least disturbed).
-// Internals (the queue classes are not public API): straight from the transport's build output.
-// PERF_TRANSPORT=/other/tree/packages/transport/dist compares another build (A/B).
-const dist = process.env.PERF_TRANSPORT ?? new URL('../packages/transport/dist', import.meta.url).pathname;
-const t = {
-  ...(await import(`${dist}/ring/index.js`)),
-  ...(await import(`${dist}/virtio/frontend-queues.js`)),
-  ...(await import(`${dist}/virtio/allocator.js`)),
-};
+// The queue pair: ring-pair.mjs (PERF_TRANSPORT=/other/tree/packages/transport/dist compares
+// another build).
+import { ringPair } from './ring-pair.mjs';
 
 const [size = 64, qsize = 256, batch = 64, rounds = 5] = process.argv.slice(2, 6).map(Number);
 const sinkMode = process.argv[6] ?? 'views';
-const MEM = 1 << 20;
-const mem = new t.MemoryView(new ArrayBuffer(MEM));
-const layout = { rwSize: MEM, outputSectionSize: 0, windowOutputOffset: () => 0 };
-const alloc = new t.SharedMemoryAllocator(layout, mem.u8, 0, 1, 4096);
-let kicks = 0;
-const fq = new t.FrontendQueue({
-  index: 0, size: qsize, memory: mem, allocator: alloc, eventIdx: true, deviceVector: 0, driverVector: 1,
-  kick: () => kicks++, broken: (e) => { throw e; },
-});
-fq.live = true;
-const policy = t.createAccessPolicy({ rwSize: MEM, outputSectionSize: 0, maxPeers: 2, ownPeer: 1, enforceIsolation: false });
-const R = fq.rings;
-const dq = new t.DeviceQueue({ size: qsize, desc: R.desc, avail: R.avail, used: R.used, memory: mem, policy, eventIdx: true, indirect: false });
+const { fq, dq, stats } = ringPair({ qsize, memBytes: 1 << 20, eventIdx: true });
 const msg = new Uint8Array(size).fill(0x61);
 const scratch = new Uint8Array(65536);
 let done = 0;
@@ -79,4 +62,4 @@ for (let r = 0; r < rounds; r++) {
   const c = process.threadCpuUsage ? process.threadCpuUsage(c0) : process.cpuUsage(c0);
   out.push(((c.user + c.system) * 1000) / N);
 }
-console.log(JSON.stringify({ size, queue: qsize, batch, sink: sinkMode, ns_per_msg: out.map((x) => Math.round(x)), min: Math.round(Math.min(...out)), kicks }));
+console.log(JSON.stringify({ size, queue: qsize, batch, sink: sinkMode, ns_per_msg: out.map((x) => Math.round(x)), min: Math.round(Math.min(...out)), kicks: stats.kicks }));
