@@ -64,4 +64,18 @@ describe('vshm-console-backend: named ports', function () {
     const plain = await con.driver.waitForPort('org.vshm.plain');
     expect(plain.id).to.equal(1);
   });
+
+  // A Linux guest with MULTIPORT fails its probe when the device has 2·(max_nr_ports + 1) vectors
+  // or more (virtio_ivshmem's per-queue numbering, src/linux-vectors.ts): say so at start-up.
+  it('warns when the server has as many vectors as a Linux guest fails with, and not below', async () => {
+    await s.startServer('0x8003', 6);
+    const warned = await s.startBackend(['--port', 'org.vshm.log']);
+    expect(warned.stderr).to.match(/6 interrupt vectors with 2 console ports: a Linux guest fails to set up its queues .* -V 5 or fewer/);
+    await warned.stop();
+    await s.cleanup();
+    s.begin();
+    await s.startServer('0x8003', 5);
+    const quiet = await s.startBackend(['--port', 'org.vshm.log']);
+    expect(quiet.stderr).to.not.match(/interrupt vectors/);
+  });
 });

@@ -181,9 +181,9 @@ export class Scratch {
     return p;
   }
 
-  /** vshm-server in the §7.1 console configuration (protocol changeable), once it listens. */
-  async startServer(protocol = '0x8003'): Promise<Proc> {
-    const s = this.spawn('server', SERVER_BIN, ['-l', '64K', '-n', '2', '-V', '3', '-P', protocol, '-S', this.server]);
+  /** vshm-server in the §7.1 console configuration (protocol and vectors changeable), once it listens. */
+  async startServer(protocol = '0x8003', vectors = 3): Promise<Proc> {
+    const s = this.spawn('server', SERVER_BIN, ['-l', '64K', '-n', '2', '-V', String(vectors), '-P', protocol, '-S', this.server]);
     await s.untilStderr(/listening on/);
     return s;
   }

@@ -19,6 +19,7 @@ import { LONG_OPTIONS, parseCliArgs, PROG, USAGE, type BackendCliOptions } from 
 import { ConsoleDevice } from './device.js';
 import { EscapeScanner } from './escape.js';
 import { connectBackend, type BackendLink } from './link.js';
+import { linuxVectorWarning } from './linux-vectors.js';
 import { TerminalGuard } from './terminal.js';
 
 const debug = createLogger('vshm:console-be');
@@ -135,6 +136,9 @@ class Runtime {
 
   /** Wire the events of one link (one server lifetime). */
   private bindLink(link: BackendLink): void {
+    const device = this.device as ConsoleDevice;
+    const vectorWarning = linuxVectorWarning(device.multiport, device.maxNrPorts, link.vectors);
+    if (vectorWarning !== null) this.info(vectorWarning);
     link.once('server-gone', () => {
       // Our own embedded server cannot be restarted by anyone else: its loss is the end.
       if (!this.opts.reconnect || this.server !== null) void this.shutdown(1, `server at ${this.socketPath} went away`);

@@ -22,6 +22,8 @@ export interface BackendLink extends EventEmitter {
   /** INIT id (0 for a back-end). */
   readonly id: number;
   readonly protocol: number;
+  /** INIT vectors: interrupt vectors every peer has. */
+  readonly vectors: number;
   /** Orderly: State := RESET, then disconnect. Idempotent. */
   close(): Promise<void>;
 }
@@ -78,6 +80,7 @@ export async function connectBackend(socketPath: string, ops: VirtioDeviceOps, s
   Object.defineProperties(link, {
     id: { value: peer.id, enumerable: true },
     protocol: { value: peer.protocol, enumerable: true },
+    vectors: { value: peer.vectors, enumerable: true },
   });
   link.close = () => {
     closing ??= (async () => {

@@ -12,6 +12,9 @@ import { ConsoleDevice, type ConsoleDeviceOptions } from '../src/device.js';
 import { feed, sink } from './fixtures/console-streams.js';
 import { LinuxLikeConsole, RX_BUFFER, TX_MAX, type LinuxConsoleOptions } from './fixtures/linux-like-console.js';
 import { LinuxLikeMultiportConsole, PORT_WRITE_MAX } from './fixtures/linux-like-multiport.js';
+import { LinuxFrontendError } from '../../transport/test/fixtures/linux-like-frontend.js';
+import { linuxMultiportVectorLimit, linuxVectorWarning } from '../src/linux-vectors.js';
+import { DeviceStatus } from 'virtio-spec-types';
 import { until } from '../../transport/test/fixtures/until.js';
 
 interface Rig {
@@ -41,8 +44,8 @@ interface MultiRig {
 
 const multiRigs: MultiRig[] = [];
 
-function multiRig(size: number, dev: ConsoleDeviceOptions = {}): MultiRig {
-  const [be, feDev] = createLoopbackPair({ size, vectors: 3, protocol: 0x8003 });
+function multiRig(size: number, dev: ConsoleDeviceOptions = {}, vectors = 3): MultiRig {
+  const [be, feDev] = createLoopbackPair({ size, vectors, protocol: 0x8003 });
   const device = new ConsoleDevice({ size: { cols: 80, rows: 24 }, ports: ['org.test.log'], ...dev });
   const inputs = [new PassThrough(), new PassThrough()];
   const outputs = [sink(), sink()];
@@ -276,6 +279,35 @@ describe("Linux-like guest against the console's default queue size ('auto', fol
     expect(g.fe.log).to.deep.equal([]);
     await g.fe.powerOff();
     expect(r.needs).to.deep.equal([]);
+  });
+
+  // virtio_ivshmem's vi_find_vqs: per-queue mode takes 1 + (queues with a callback) vectors but
+  // numbers every queue, the control transmitq (no callback) included, so the last transmitq asks
+  // for a vector it never allocated. One vector fewer and the guest shares a vector: it works.
+  it('MULTIPORT with 2·(max_nr_ports + 1) vectors: the guest numbers one vector too many and fails its probe; one fewer works', async () => {
+    const limit = linuxMultiportVectorLimit(2);
+    expect(limit).to.equal(6);
+    const bad = multiRig(1024 * KIB, {}, limit);
+    let err: unknown = null;
+    await bad.guest.start().catch((e: unknown) => (err = e));
+    expect(err).to.be.instanceOf(LinuxFrontendError);
+    expect((err as LinuxFrontendError).code).to.equal('EINVAL');
+    expect(bad.guest.fe.mode).to.equal('per-queue');
+    expect(bad.guest.fe.status() & DeviceStatus.FAILED).to.equal(DeviceStatus.FAILED);
+    expect(bad.guest.fe.queues).to.deep.equal([]); // vi_del_vqs tore the others down
+    expect(bad.device.active).to.equal(false);
+    expect(linuxVectorWarning(true, 2, limit)).to.match(/-V 5 or fewer/);
+
+    const good = multiRig(1024 * KIB, {}, limit - 1);
+    await good.guest.start();
+    expect(good.guest.fe.mode).to.equal('shared');
+    await until(() => good.guest.ports.get(0)?.console === true && good.guest.ports.get(1)?.name === 'org.test.log', 'both ports added');
+    await good.guest.write(0, Buffer.from('shared vector'));
+    await until(() => good.outputs[0].text() === 'shared vector', 'console output at the device');
+    await good.guest.settled();
+    expect(linuxVectorWarning(true, 2, limit - 1)).to.equal(null);
+    await good.guest.fe.powerOff();
+    expect(good.needs).to.deep.equal([]);
   });
 
   it('MULTIPORT at -l 64K with 8-entry queues (the floor before, now only by --queue-size 8): a Linux guest cannot fill three receive queues', async () => {
