@@ -281,6 +281,39 @@ describe("Linux-like guest against the console's default queue size ('auto', fol
     expect(r.needs).to.deep.equal([]);
   });
 
+  // virtio_console's in_intr discards what arrives on a port no guest program has open
+  // (discard_port_data): the device must hold a named port's input until PORT_OPEN(id, 1) and
+  // stop delivering at PORT_OPEN(id, 0), or the input is lost in the guest.
+  it('MULTIPORT: input for a named port waits while no guest program has it open, and none is discarded', async () => {
+    const r = multiRig(1024 * KIB);
+    const g = r.guest;
+    const early = pattern(3 * RX_BUFFER + 100, 11);
+    await feed(r.inputs[1], r.device.port(1), early); // typed before the guest even probes
+    await g.start();
+    await until(() => g.ports.get(1)?.hostOpen === true, 'port 1 added, host side open');
+    const quiet = async (): Promise<void> => {
+      r.backend.poll();
+      await until(() => !g.rxq(1).vring.moreUsed(), 'the guest to take any completion');
+      await g.settled();
+    };
+    await quiet();
+    expect(g.ports.get(1)?.discarded).to.equal(0);
+    expect(g.text(1)).to.equal('');
+
+    await g.open(1);
+    await until(() => g.text(1) === early, 'the early input once the port is open');
+    await g.close(1);
+    const later = pattern(2 * RX_BUFFER, 12);
+    await feed(r.inputs[1], r.device.port(1), later);
+    await quiet();
+    expect(g.text(1)).to.equal(early);
+    await g.open(1);
+    await until(() => g.text(1) === early + later, 'the input typed while it was closed');
+    expect(g.ports.get(1)?.discarded).to.equal(0);
+    await g.fe.powerOff();
+    expect(r.needs).to.deep.equal([]);
+  });
+
   // virtio_ivshmem's vi_find_vqs: per-queue mode takes 1 + (queues with a callback) vectors but
   // numbers every queue, the control transmitq (no callback) included, so the last transmitq asks
   // for a vector it never allocated. One vector fewer and the guest shares a vector: it works.
