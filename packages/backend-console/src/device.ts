@@ -55,6 +55,15 @@ export interface ConsoleDeviceOptions {
   settleMs?: number;
   /** Per-port input buffered before the source is paused. Default 65536 bytes. */
   bufferLimit?: number;
+  /**
+   * Discard the driver's output on a port whose host side has pushed back for this many ms
+   * (0…3600000), until it drains again ('output-dropping' / 'output-resumed' on the port). Default
+   * null: never — the device stops taking transmit buffers and nothing is lost. A Linux guest's
+   * hvc console busy-waits with interrupts off while its output is not taken (docs/guest.md), so
+   * for a guest whose host side may stop reading, a bound keeps it alive (QEMU drops console
+   * output at once).
+   */
+  dropBlockedOutputMs?: number | null;
 }
 
 /**
@@ -167,6 +176,7 @@ export class ConsoleDevice extends EventEmitter implements VirtioDeviceOps {
     this.queueSize = checkQueueSize(options.queueSize ?? 'auto');
     this.settleMs = checkInt('settleMs', options.settleMs ?? 200, 0, 60_000);
     const bufferLimit = checkInt('bufferLimit', options.bufferLimit ?? 65536, 1, 1 << 30);
+    const dropMs = options.dropBlockedOutputMs == null ? null : checkInt('dropBlockedOutputMs', options.dropBlockedOutputMs, 0, 3_600_000);
 
     let f = 0n;
     if (this.size !== null) f |= featureBit(ConsoleFeature.SIZE);
@@ -179,7 +189,7 @@ export class ConsoleDevice extends EventEmitter implements VirtioDeviceOps {
       { name: 'max_nr_ports', offset: CONSOLE_CONFIG_MAX_NR_PORTS, width: 4 },
       { name: 'emerg_wr', offset: CONSOLE_CONFIG_EMERG_WR, width: 4, driverWritable: this.emergWrite },
     ];
-    this.ports = [null, ...names].map((n, i) => new ConsolePort(i, n, bufferLimit));
+    this.ports = [null, ...names].map((n, i) => new ConsolePort(i, n, bufferLimit, dropMs));
   }
 
   /** Port `id` (0 = console). Throws for an unknown id. */

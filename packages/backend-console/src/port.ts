@@ -6,7 +6,10 @@
  * Events:
  * - 'input' (): new bytes are in `buffer`.
  * - 'host-open' () / 'host-close' (): the host side was attached / detached (PORT_OPEN, §7.3).
- * - 'writable' (): output that was blocked by backpressure drained.
+ * - 'writable' (): output that was blocked by backpressure drained, or its dropping began.
+ * - 'output-dropping' (): the host output pushed back for `dropBlockedOutputMs`; from now on the
+ *   driver's output is discarded until it drains.
+ * - 'output-resumed' (dropped: number): it drained; `dropped` bytes of output were discarded.
  */
 import { EventEmitter } from 'node:events';
 import { WriteStream } from 'node:fs';
@@ -59,10 +62,18 @@ export class ConsolePort extends EventEmitter {
   /** Buffers the current output holds, in write order. */
   private outputInFlight: Buffer[] | null = null;
   private readonly onData = (chunk: Buffer | string): void => this.takeInput(chunk);
-  private readonly onDrain = (): void => {
-    this.blocked = false;
-    this.emit('writable');
-  };
+  /**
+   * Discard output once the host side has pushed back this long (ms), until it drains; null:
+   * never (nothing is lost, and the driver waits).
+   */
+  readonly dropBlockedOutputMs: number | null;
+  /** Pending start of dropping while `blocked`. */
+  private dropTimer: NodeJS.Timeout | null = null;
+  /** Output is being discarded: blocked for longer than dropBlockedOutputMs. */
+  private dropping = false;
+  /** Bytes discarded since dropping began. */
+  private dropped = 0;
+  private readonly onDrain = (): void => this.unblock();
   private readonly onOutputError = (err: Error): void => {
     // EPIPE and friends: the host reader went away. That ends the output only: the input of the
     // same host side (the keyboard on port 0, a command's stdout) still has bytes for the device.
@@ -73,11 +84,12 @@ export class ConsolePort extends EventEmitter {
     debug('port %d: input error %s', this.id, err.message);
   };
 
-  constructor(id: number, name: string | null, bufferLimit: number) {
+  constructor(id: number, name: string | null, bufferLimit: number, dropBlockedOutputMs: number | null = null) {
     super();
     this.id = id;
     this.name = name;
     this.buffer = new InputBuffer(bufferLimit);
+    this.dropBlockedOutputMs = dropBlockedOutputMs;
   }
 
   /** Whether a host side is attached (a UNIX-socket client connected, the terminal, a command). */
@@ -85,14 +97,17 @@ export class ConsolePort extends EventEmitter {
     return this.input !== null || this.output !== null;
   }
 
-  /** True while the host output pushes back: the device stops taking transmit buffers. */
+  /**
+   * True while the host output pushes back: the device stops taking transmit buffers. False again
+   * once it drains, or once it has pushed back for `dropBlockedOutputMs` (output is then discarded).
+   */
   get outputBlocked(): boolean {
-    return this.blocked;
+    return this.blocked && !this.dropping;
   }
 
-  /** Bytes the host output takes before it pushes back (Infinity without a host side). */
+  /** Bytes the host output takes before it pushes back (Infinity without a host side, or while dropping). */
   get outputRoom(): number {
-    if (this.output === null) return Infinity;
+    if (this.output === null || this.dropping) return Infinity;
     return Math.max(0, this.output.writableHighWaterMark - this.output.writableLength);
   }
 
@@ -148,8 +163,12 @@ export class ConsolePort extends EventEmitter {
       debug('port %d: no host side, %d output bytes discarded', this.id, bytes.length);
       return true;
     }
+    if (this.dropping) {
+      this.dropped += bytes.length;
+      return true;
+    }
     if (bytes.length === 0) return !this.blocked;
-    if (!this.output.write(bytes)) this.blocked = true;
+    if (!this.output.write(bytes)) this.block();
     return !this.blocked;
   }
 
@@ -177,9 +196,41 @@ export class ConsolePort extends EventEmitter {
     if (done === null || this.output === null || len === 0 || buf.length !== OUTPUT_BUFFER_SIZE) {
       return this.write(len === buf.length ? buf : buf.subarray(0, len));
     }
+    if (this.dropping) {
+      this.dropped += len;
+      if (this.freeOutput.length < MAX_FREE_OUTPUT_BUFFERS) this.freeOutput.push(buf); // never written out
+      return true;
+    }
     (this.outputInFlight as Buffer[]).push(buf);
-    if (!this.output.write(buf.subarray(0, len), done)) this.blocked = true;
+    if (!this.output.write(buf.subarray(0, len), done)) this.block();
     return !this.blocked;
+  }
+
+  /** The host output pushed back: start the clock of dropBlockedOutputMs. */
+  private block(): void {
+    this.blocked = true;
+    if (this.dropBlockedOutputMs === null || this.dropTimer !== null || this.dropping) return;
+    this.dropTimer = setTimeout(() => {
+      this.dropTimer = null;
+      if (!this.blocked || this.output === null) return;
+      debug('port %d: host output blocked for %d ms, discarding output until it drains', this.id, this.dropBlockedOutputMs);
+      this.dropping = true;
+      this.dropped = 0;
+      this.emit('output-dropping');
+      this.emit('writable'); // the device takes transmit buffers again
+    }, this.dropBlockedOutputMs);
+    this.dropTimer.unref();
+  }
+
+  /** The host output drained, or is gone: stop any dropping and tell the device. */
+  private unblock(): void {
+    if (this.dropTimer !== null) clearTimeout(this.dropTimer);
+    this.dropTimer = null;
+    const wasDropping = this.dropping;
+    this.dropping = false;
+    this.blocked = false;
+    if (wasDropping) this.emit('output-resumed', this.dropped);
+    this.emit('writable');
   }
 
   /** The device consumed buffered input: resume a source paused for backpressure. */
@@ -213,10 +264,7 @@ export class ConsolePort extends EventEmitter {
     this.outputDone = null;
     this.outputInFlight = null; // buffers the failed output still holds are never reused
     this.freeOutput.length = 0;
-    if (this.blocked) {
-      this.blocked = false;
-      this.emit('writable');
-    }
+    if (this.blocked) this.unblock();
   }
 
   private pauseInput(): void {
@@ -242,9 +290,6 @@ export class ConsolePort extends EventEmitter {
     this.outputInFlight = null; // buffers the old output still holds are never reused
     this.freeOutput.length = 0;
     this.pausedByUs = false;
-    if (this.blocked) {
-      this.blocked = false;
-      this.emit('writable');
-    }
+    if (this.blocked) this.unblock();
   }
 }

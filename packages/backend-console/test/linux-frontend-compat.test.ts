@@ -4,7 +4,7 @@
  * Spec §7.3 "Behaviour of a Linux guest front-end", §7.1 sizing, §5.1 bounce buffers.
  */
 import { expect } from 'chai';
-import { PassThrough } from 'node:stream';
+import { PassThrough, Writable } from 'node:stream';
 import { createLoopbackPair } from '../../transport/src/testing/loopback.js';
 import type { IvshmemDevice } from '../../transport/src/ivshmem/device.js';
 import { VirtioBackend } from '../../transport/src/virtio/backend.js';
@@ -136,6 +136,38 @@ describe('Linux-like console front-end against ConsoleDevice (compatibility goal
     await until(() => r.output.text().length === text.length, 'all output at the device');
     expect(r.output.text()).to.equal(text);
     expect(r.guest.txPosted).to.deep.equal([TX_MAX, TX_MAX, TX_MAX, TX_MAX, 10_000 - 4 * TX_MAX]);
+  });
+
+  it('with dropBlockedOutputMs, a guest writing to a console nobody reads finishes its writes (its hvc spins meanwhile)', async () => {
+    const r = rig(65536, { dropBlockedOutputMs: 20 });
+    // The host side stops reading after 4 KiB: a terminal on XOFF, a socket client that stalled.
+    const taken: Buffer[] = [];
+    let room = 4096;
+    let held = 0; // the chunk never called back, counted in writableLength too
+    const stalled = new Writable({
+      highWaterMark: 1024,
+      write(chunk: Buffer, _enc, cb) {
+        taken.push(Buffer.from(chunk));
+        room -= chunk.length;
+        if (room > 0) cb(); // past that, never called back
+        else held = chunk.length;
+      },
+    });
+    const port = r.device.port(0);
+    port.attach(r.input, stalled);
+    const dropped = new Promise<number>((resolve) => port.once('output-resumed', resolve));
+    await r.guest.start();
+    const text = pattern(40_000, 9);
+    await r.guest.write(Buffer.from(text, 'latin1')); // with the default it would wait for ever
+    expect(Buffer.concat(taken).toString('latin1')).to.equal(text.slice(0, Buffer.concat(taken).length));
+    expect(Buffer.concat(taken).length).to.be.at.least(4096);
+    port.detach(); // the host side goes away: the port reports what it discarded
+    const n = await dropped;
+    expect(n).to.be.greaterThan(0);
+    // Every byte either reached the host side (taken, or waiting in its buffer) or was counted
+    // as dropped: none is lost silently.
+    expect(Buffer.concat(taken).length + stalled.writableLength - held + n).to.equal(text.length);
+    expect(r.needs).to.deep.equal([]);
   });
 
   it('reads cols/rows at probe and again after a resize config event', async () => {
