@@ -34,6 +34,29 @@ describe('vshm-console-backend: data through real processes', function () {
     expect(lines[2999]).to.equal('line-2999');
   });
 
+  it('--drop-blocked-output: a stdout nobody reads costs the front-end its output after that long, counted, and not its input', async () => {
+    await s.startServer();
+    const be = await s.startBackend(['--drop-blocked-output', '200']);
+    s.startFrontend(['--no-pty', '--', '/bin/sh']);
+    const p1 = probe();
+    be.write(p1.cmd);
+    await be.untilStdout(p1.answer);
+    // The reader of the back-end's stdout stalls: the pipe fills and pushes back.
+    be.child.stdout!.pause();
+    be.write('head -c 4000000 /dev/zero | tr "\\0" x; echo\n');
+    await be.untilStderr(/port 0: the host side took no output for 200 ms; discarding the front-end's output until it reads again/);
+    // The front-end was not held: its command went on, and its next output is discarded as well.
+    be.child.stdout!.resume();
+    await be.untilStderr(/port 0: the host side reads again; \d+ bytes of output were discarded/);
+    const dropped = Number(/reads again; (\d+) bytes/.exec(be.stderr)![1]);
+    expect(dropped).to.be.greaterThan(0);
+    // Input kept flowing throughout, and output is written again.
+    const p2 = probe();
+    be.write(p2.cmd);
+    await be.untilStdout(p2.answer);
+    expect(be.running).to.equal(true);
+  });
+
   it('serves the next front-end after kill -9 of the previous one', async () => {
     await s.startServer();
     // DEBUG shows when the device session ends: input written before that may still land in the

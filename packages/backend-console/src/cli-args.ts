@@ -35,6 +35,10 @@ Options:
                            with named ports less (1 on -l 64K, 16 on 1M with one port)
   --settle-ms N            without MULTIPORT, deliver input at most N ms after DRIVER_OK even if
                            the front-end has not written yet (default 200)
+  --drop-blocked-output MS discard the front-end's output on a port whose host side (a pipe
+                           or socket) has taken nothing for MS ms, until it reads again, and
+                           say how much (default: never — nothing is lost, the front-end
+                           waits; a Linux guest's console spins meanwhile, docs/guest.md)
   --server-timeout SECONDS if the server (-S) goes away, reconnect to a restarted one at
                            the same path; give up (exit 1) after SECONDS (default 60)
   --no-reconnect           exit 1 as soon as the server goes away
@@ -69,6 +73,8 @@ export interface BackendCliOptions {
   /** --queue-size: a power of two, or 'auto' (the default). */
   queueSize: number | 'auto';
   settleMs: number;
+  /** --drop-blocked-output in ms; null = never. */
+  dropBlockedOutputMs: number | null;
   quiet: boolean;
   /** Reconnect to a restarted server (default), unless --no-reconnect. */
   reconnect: boolean;
@@ -115,7 +121,7 @@ function splitPair(text: string, flag: string, what: string): [string, string] {
 /** The long options, for --print-capabilities (deprecated spellings left out). */
 export const LONG_OPTIONS = [
   '--server', '--embedded', '--port', '--port-socket', '--port-exec', '--size', '--emerg-write',
-  '--queue-size', '--settle-ms', '--server-timeout', '--no-reconnect', '--quiet', '--print-capabilities', '--help',
+  '--queue-size', '--settle-ms', '--drop-blocked-output', '--server-timeout', '--no-reconnect', '--quiet', '--print-capabilities', '--help',
 ];
 
 export function parseCliArgs(argv: readonly string[]): BackendCliOptions {
@@ -130,6 +136,7 @@ export function parseCliArgs(argv: readonly string[]): BackendCliOptions {
     'emerg-write': { type: 'boolean' },
     'queue-size': { type: 'string' },
     'settle-ms': { type: 'string' },
+    'drop-blocked-output': { type: 'string' },
     quiet: { type: 'boolean', short: 'q' },
     'server-timeout': { type: 'string' },
     'no-reconnect': { type: 'boolean' },
@@ -189,6 +196,7 @@ export function parseCliArgs(argv: readonly string[]): BackendCliOptions {
     emergWrite: values['emerg-write'] ?? false,
     queueSize,
     settleMs: values['settle-ms'] === undefined ? 200 : parseIntStrict(values['settle-ms'], '--settle-ms', 0, 60_000),
+    dropBlockedOutputMs: values['drop-blocked-output'] === undefined ? null : parseIntStrict(values['drop-blocked-output'], '--drop-blocked-output', 0, 3_600_000),
     quiet: values.quiet ?? false,
     reconnect: values['no-reconnect'] !== true,
     serverTimeoutMs,

@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { ConsoleFeature } from 'virtio-spec-types';
 import { createLogger, IvshmemServer, DEFAULT_SOCKET_PATH } from '@vshm/transport';
 import type { SessionEndReason } from '@vshm/transport';
-import { describeIoError, deviceCapabilities, parseOrUsage } from '@vshm/transport/cli';
+import { describeIoError, deviceCapabilities, parseOrUsage, printable } from '@vshm/transport/cli';
 import { attachCommand, attachSocket, unixSocketListening, type Attached } from './attach.js';
 import { LONG_OPTIONS, parseCliArgs, PROG, USAGE, type BackendCliOptions } from './cli-args.js';
 import { ConsoleDevice } from './device.js';
@@ -233,8 +233,15 @@ class Runtime {
       emergWrite: o.emergWrite,
       queueSize: o.queueSize,
       settleMs: o.settleMs,
+      dropBlockedOutputMs: o.dropBlockedOutputMs,
     });
     this.device = device;
+    // Discarded output is a loss the operator must hear of, whatever -q says.
+    for (const port of device.ports) {
+      const which = port.name === null ? `port ${port.id}` : `port ${printable(port.name)}`;
+      port.on('output-dropping', () => process.stderr.write(`${PROG}: ${which}: the host side took no output for ${o.dropBlockedOutputMs} ms; discarding the front-end's output until it reads again\n`));
+      port.on('output-resumed', (dropped: number) => process.stderr.write(`${PROG}: ${which}: the host side reads again; ${dropped} bytes of output were discarded\n`));
+    }
     // Link-state lines (one CLI voice; -q silences them).
     device.on('activate', (features: bigint) => this.info(`front-end connected (features 0x${features.toString(16)})`));
     device.on('deactivate', (reason: SessionEndReason) => {
@@ -291,6 +298,7 @@ export function capabilities(o: BackendCliOptions): ReturnType<typeof deviceCapa
     emergWrite: o.emergWrite,
     queueSize: o.queueSize,
     settleMs: o.settleMs,
+    dropBlockedOutputMs: o.dropBlockedOutputMs,
   });
   return deviceCapabilities('console', device, ConsoleFeature, LONG_OPTIONS);
 }

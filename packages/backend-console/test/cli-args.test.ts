@@ -38,6 +38,12 @@ describe('vshm-console-backend arguments', () => {
     expect(o.warnings).to.deep.equal(['--socket is deprecated: use -S/--server PATH (same meaning)']);
   });
 
+  it('--drop-blocked-output MS: never by default; 0…3600000 ms', () => {
+    expect(parseCliArgs([])).to.include({ dropBlockedOutputMs: null });
+    expect(parseCliArgs(['--drop-blocked-output', '250'])).to.include({ dropBlockedOutputMs: 250 });
+    expect(parseCliArgs(['--drop-blocked-output', '0'])).to.include({ dropBlockedOutputMs: 0 });
+  });
+
   it('server restart: reconnect with a 60 s limit by default; --server-timeout S, --no-reconnect (issue 9 item 6)', () => {
     expect(parseCliArgs([])).to.include({ reconnect: true, serverTimeoutMs: 60_000 });
     expect(parseCliArgs(['--server-timeout', '5'])).to.include({ reconnect: true, serverTimeoutMs: 5000 });
@@ -50,6 +56,8 @@ describe('vshm-console-backend arguments', () => {
     [['--server-timeout', '3', '--no-reconnect'], '--server-timeout and --no-reconnect exclude each other'],
     [['--bogus'], "unknown option '--bogus'"],
     [['--settle-ms'], "option '--settle-ms' needs a value"],
+    [['--drop-blocked-output', '3600001'], '--drop-blocked-output 3600001 out of range 0…3600000'],
+    [['--drop-blocked-output', '1.5'], "invalid --drop-blocked-output '1.5' (expected a decimal integer)"],
     [['--settle-ms', '-5'], "option '--settle-ms' needs a value; for one starting with '-', write --settle-ms=VALUE"],
     [['--quiet=1'], "option '--quiet' takes no value"],
     [['stray'], "unexpected argument 'stray'"],
@@ -95,7 +103,7 @@ describe('vshm-console-backend arguments', () => {
       deviceId: 3,
       features: ['SIZE', 'VERSION_1', 'ACCESS_PLATFORM', 'ORDER_PLATFORM'],
       queues: 2,
-      options: ['--server', '--embedded', '--port', '--port-socket', '--port-exec', '--size', '--emerg-write', '--queue-size', '--settle-ms', '--server-timeout', '--no-reconnect', '--quiet', '--print-capabilities', '--help'],
+      options: ['--server', '--embedded', '--port', '--port-socket', '--port-exec', '--size', '--emerg-write', '--queue-size', '--settle-ms', '--drop-blocked-output', '--server-timeout', '--no-reconnect', '--quiet', '--print-capabilities', '--help'],
     });
     const multi = capabilities(parseCliArgs(['--port', 'a', '--port', 'b', '--emerg-write']));
     expect(multi.features).to.deep.equal(['SIZE', 'MULTIPORT', 'EMERG_WRITE', 'VERSION_1', 'ACCESS_PLATFORM', 'ORDER_PLATFORM']);
