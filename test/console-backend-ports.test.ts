@@ -70,7 +70,7 @@ describe('vshm-console-backend: named ports', function () {
   it('warns when the server has as many vectors as a Linux guest fails with, and not below', async () => {
     await s.startServer('0x8003', 6);
     const warned = await s.startBackend(['--port', 'org.vshm.log']);
-    expect(warned.stderr).to.match(/6 interrupt vectors with 2 console ports: a Linux guest fails to set up its queues .* -V 5 or fewer/);
+    expect(warned.stderr).to.match(/vshm-console-backend: warning: 6 interrupt vectors with 2 console ports: a Linux guest fails to set up its queues .* -V 5 or fewer/);
     await warned.stop();
     await s.cleanup();
     s.begin();

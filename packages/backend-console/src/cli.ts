@@ -138,7 +138,8 @@ class Runtime {
   private bindLink(link: BackendLink): void {
     const device = this.device as ConsoleDevice;
     const vectorWarning = linuxVectorWarning(device.multiport, device.maxNrPorts, link.vectors);
-    if (vectorWarning !== null) this.info(vectorWarning);
+    // A warning, not a link-state line: printed whatever -q says.
+    if (vectorWarning !== null) process.stderr.write(`${PROG}: warning: ${vectorWarning}\n`);
     link.once('server-gone', () => {
       // Our own embedded server cannot be restarted by anyone else: its loss is the end.
       if (!this.opts.reconnect || this.server !== null) void this.shutdown(1, `server at ${this.socketPath} went away`);
