@@ -7,7 +7,7 @@ import { expect } from 'chai';
 import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { openConsole, type Console } from '@vshm/frontend-console';
-import { useScratch, until } from './e2e-procs.js';
+import { BACKEND_BIN, SERVER_BIN, useScratch, until } from './e2e-procs.js';
 
 function collect(stream: NodeJS.ReadableStream): () => string {
   let text = '';
@@ -77,5 +77,21 @@ describe('vshm-console-backend: named ports', function () {
     await s.startServer('0x8003', 5);
     const quiet = await s.startBackend(['--port', 'org.vshm.log']);
     expect(quiet.stderr).to.not.match(/interrupt vectors/);
+  });
+
+  // -q silences the link-state lines, not a warning that the guest will fail: a service run
+  // with -q still says why the Linux guest has no console.
+  it('the vector warning is printed with -q too', async () => {
+    const server = s.spawn('server', SERVER_BIN, ['-v', '-l', '64K', '-n', '2', '-V', '6', '-P', '0x8003', '-S', s.server]);
+    await server.untilStderr(/listening on/);
+    const be = s.spawn('backend', BACKEND_BIN, ['-S', s.server, '-q', '--port', 'org.vshm.log']);
+    await server.untilStderr(/peer 0 connected/);
+    // Once a front-end is live, the back-end has its link (the warning comes with the link); once
+    // it has exited, all it wrote has been read.
+    con = await openConsole({ socketPath: s.server });
+    await con.whenReady();
+    be.child.kill('SIGTERM');
+    await be.exited;
+    expect(be.stderr).to.match(/^vshm-console-backend: warning: 6 interrupt vectors with 2 console ports: a Linux guest fails to set up its queues .* -V 5 or fewer/m);
   });
 });
