@@ -22,6 +22,10 @@ const TURNS = 200;
 describe('guardPtyWrites: retries of a pty whose input stays full', function () {
   this.timeout(60_000);
   let pty: IPty | null = null;
+  /** Resolves at the pty's exit: listened for from the spawn on (node-pty does not replay 'exit'). */
+  let exited: Promise<void> = Promise.resolve();
+  /** The command exited and was reaped: its pid may name another process by now. */
+  let gone = false;
   let dir = '';
   beforeEach(() => {
     dir = mkdtempSync(join(tmpdir(), 'vshm-pty-retry-'));
@@ -31,9 +35,8 @@ describe('guardPtyWrites: retries of a pty whose input stays full', function () 
     pty = null;
     if (p !== null) {
       dropPtyInput(p); // no retries on the fd after the command is gone
-      const exited = new Promise<void>((resolve) => p.onExit(() => resolve()));
       try {
-        process.kill(p.pid, 'SIGKILL');
+        if (!gone) process.kill(p.pid, 'SIGKILL');
       } catch {
         // gone already
       }
@@ -48,6 +51,13 @@ describe('guardPtyWrites: retries of a pty whose input stays full', function () 
     const script = `stty raw -echo; trap 'head -c ${TOTAL} > ${out}; echo got-all; exit 0' USR1; echo ready $$; while :; do sleep 0.05; done`;
     const p = spawn('/bin/sh', ['-c', script], { encoding: null });
     pty = p;
+    gone = false;
+    exited = new Promise<void>((resolve) =>
+      p.onExit(() => {
+        gone = true;
+        resolve();
+      }),
+    );
     let output = '';
     const waiters: (() => void)[] = [];
     p.onData((d: string | Buffer) => {
