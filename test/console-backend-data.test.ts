@@ -57,6 +57,24 @@ describe('vshm-console-backend: data through real processes', function () {
     expect(be.running).to.equal(true);
   });
 
+  it('--drop-blocked-output: a stdout reader that goes away while output is discarded is not reported as reading again', async () => {
+    await s.startServer();
+    const be = await s.startBackend(['--drop-blocked-output', '200']);
+    s.startFrontend(['--no-pty', '--', '/bin/sh']);
+    const p1 = probe();
+    be.write(p1.cmd);
+    await be.untilStdout(p1.answer);
+    be.child.stdout!.pause();
+    be.write('head -c 4000000 /dev/zero | tr "\\0" x; echo\n');
+    await be.untilStderr(/port 0: the host side took no output for 200 ms/);
+    // The reader closes its end: the pending write fails (EPIPE) and the port lets go of stdout.
+    be.child.stdout!.destroy();
+    await be.untilStderr(/write to stdout: .*console output is dropped from now on/);
+    expect(be.stderr).to.match(/port 0: the host side went away; \d+ bytes of output were discarded/);
+    expect(be.stderr).to.not.match(/the host side reads again/);
+    expect(be.running).to.equal(true);
+  });
+
   it('serves the next front-end after kill -9 of the previous one', async () => {
     await s.startServer();
     // DEBUG shows when the device session ends: input written before that may still land in the

@@ -9,7 +9,9 @@
  * - 'writable' (): output that was blocked by backpressure drained, or its dropping began.
  * - 'output-dropping' (): the host output pushed back for `dropBlockedOutputMs`; from now on the
  *   driver's output is discarded until it drains.
- * - 'output-resumed' (dropped: number): it drained; `dropped` bytes of output were discarded.
+ * - 'output-resumed' (dropped: number, drained: boolean): dropping ended; `dropped` bytes of output
+ *   were discarded. `drained` is true when the output drained (its reader took what was waiting),
+ *   false when it went away instead (detached, replaced, or failed).
  */
 import { EventEmitter } from 'node:events';
 import { WriteStream } from 'node:fs';
@@ -73,7 +75,7 @@ export class ConsolePort extends EventEmitter {
   private dropping = false;
   /** Bytes discarded since dropping began. */
   private dropped = 0;
-  private readonly onDrain = (): void => this.unblock();
+  private readonly onDrain = (): void => this.unblock(true);
   private readonly onOutputError = (err: Error): void => {
     // EPIPE and friends: the host reader went away. That ends the output only: the input of the
     // same host side (the keyboard on port 0, a command's stdout) still has bytes for the device.
@@ -222,14 +224,14 @@ export class ConsolePort extends EventEmitter {
     this.dropTimer.unref();
   }
 
-  /** The host output drained, or is gone: stop any dropping and tell the device. */
-  private unblock(): void {
+  /** The host output drained (`drained`), or is gone: stop any dropping and tell the device. */
+  private unblock(drained: boolean): void {
     if (this.dropTimer !== null) clearTimeout(this.dropTimer);
     this.dropTimer = null;
     const wasDropping = this.dropping;
     this.dropping = false;
     this.blocked = false;
-    if (wasDropping) this.emit('output-resumed', this.dropped);
+    if (wasDropping) this.emit('output-resumed', this.dropped, drained);
     this.emit('writable');
   }
 
@@ -264,7 +266,7 @@ export class ConsolePort extends EventEmitter {
     this.outputDone = null;
     this.outputInFlight = null; // buffers the failed output still holds are never reused
     this.freeOutput.length = 0;
-    if (this.blocked) this.unblock();
+    if (this.blocked) this.unblock(false);
   }
 
   private pauseInput(): void {
@@ -290,6 +292,6 @@ export class ConsolePort extends EventEmitter {
     this.outputInFlight = null; // buffers the old output still holds are never reused
     this.freeOutput.length = 0;
     this.pausedByUs = false;
-    if (this.blocked) this.unblock();
+    if (this.blocked) this.unblock(false);
   }
 }

@@ -5,7 +5,7 @@
  */
 import { expect } from 'chai';
 import { once } from 'node:events';
-import { Writable } from 'node:stream';
+import { PassThrough, Writable } from 'node:stream';
 import { ConsoleDevice } from '../src/device.js';
 import { ConsolePort } from '../src/port.js';
 
@@ -115,6 +115,40 @@ describe('ConsolePort: output of a host side that stopped reading', () => {
     port.attach(null, next.stream);
     expect(port.write(Buffer.from('hello'))).to.equal(true);
     expect(next.written.map(String)).to.deep.equal(['hello']);
+  });
+
+  it("'output-resumed' says whether the output drained or went away (detached, failed)", async () => {
+    const port = new ConsolePort(0, null, 1024, 0);
+    const seen: Array<[number, boolean]> = [];
+    port.on('output-resumed', (dropped: number, drained: boolean) => seen.push([dropped, drained]));
+    // Drained: the reader took what was waiting.
+    const a = stuckOutput();
+    port.attach(null, a.stream);
+    port.write(Buffer.alloc(32));
+    await once(port, 'output-dropping');
+    port.write(Buffer.alloc(3));
+    const drained = once(port, 'output-resumed');
+    a.release();
+    await drained;
+    // Detached while dropping.
+    const b = stuckOutput();
+    port.attach(null, b.stream);
+    port.write(Buffer.alloc(32));
+    await once(port, 'output-dropping');
+    port.write(Buffer.alloc(5));
+    port.detach();
+    // Failed while dropping (EPIPE: its reader went away), the input staying attached.
+    const c = stuckOutput();
+    const input = new PassThrough();
+    port.attach(input, c.stream);
+    port.write(Buffer.alloc(32));
+    await once(port, 'output-dropping');
+    port.write(Buffer.alloc(7));
+    const failed = once(port, 'output-resumed');
+    c.stream.destroy(Object.assign(new Error('write EPIPE'), { code: 'EPIPE' }));
+    await failed;
+    expect(seen).to.deep.equal([[3, true], [5, false], [7, false]]);
+    expect(port.hostOpen).to.equal(true); // the input is still there
   });
 
   it('ConsoleDevice checks the option and hands it to every port', () => {
