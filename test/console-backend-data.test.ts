@@ -44,11 +44,11 @@ describe('vshm-console-backend: data through real processes', function () {
     // The reader of the back-end's stdout stalls: the pipe fills and pushes back.
     be.child.stdout!.pause();
     be.write('head -c 4000000 /dev/zero | tr "\\0" x; echo\n');
-    await be.untilStderr(/port 0: the host side took no output for 200 ms; discarding the front-end's output until it reads again/);
+    await be.untilStderr(/port 0: the host side has pushed back for 200 ms; discarding the front-end's output until it has taken what waits/);
     // The front-end was not held: its command went on, and its next output is discarded as well.
     be.child.stdout!.resume();
-    await be.untilStderr(/port 0: the host side reads again; \d+ bytes of output were discarded/);
-    const dropped = Number(/reads again; (\d+) bytes/.exec(be.stderr)![1]);
+    await be.untilStderr(/port 0: the host side has caught up; \d+ bytes of output were discarded/);
+    const dropped = Number(/caught up; (\d+) bytes/.exec(be.stderr)![1]);
     expect(dropped).to.be.greaterThan(0);
     // Input kept flowing throughout, and output is written again.
     const p2 = probe();
@@ -66,12 +66,12 @@ describe('vshm-console-backend: data through real processes', function () {
     await be.untilStdout(p1.answer);
     be.child.stdout!.pause();
     be.write('head -c 4000000 /dev/zero | tr "\\0" x; echo\n');
-    await be.untilStderr(/port 0: the host side took no output for 200 ms/);
+    await be.untilStderr(/port 0: the host side has pushed back for 200 ms/);
     // The reader closes its end: the pending write fails (EPIPE) and the port lets go of stdout.
     be.child.stdout!.destroy();
     await be.untilStderr(/write to stdout: .*console output is dropped from now on/);
     expect(be.stderr).to.match(/port 0: the host side went away; \d+ bytes of output were discarded/);
-    expect(be.stderr).to.not.match(/the host side reads again/);
+    expect(be.stderr).to.not.match(/the host side has caught up/);
     expect(be.running).to.equal(true);
   });
 

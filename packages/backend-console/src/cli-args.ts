@@ -36,9 +36,10 @@ Options:
   --settle-ms N            without MULTIPORT, deliver input at most N ms after DRIVER_OK even if
                            the front-end has not written yet (default 200)
   --drop-blocked-output MS discard the front-end's output on a port whose host side (a pipe
-                           or socket) has taken nothing for MS ms, until it reads again, and
-                           say how much (default: never — nothing is lost, the front-end
-                           waits; a Linux guest's console spins meanwhile, docs/guest.md)
+                           or socket) has pushed back for MS ms without taking all that
+                           waits, until it has, and say how much (default: never — nothing
+                           is lost, the front-end waits; a Linux guest's console spins
+                           meanwhile, docs/guest.md)
   --server-timeout SECONDS if the server (-S) goes away, reconnect to a restarted one at
                            the same path; give up (exit 1) after SECONDS (default 60)
   --no-reconnect           exit 1 as soon as the server goes away

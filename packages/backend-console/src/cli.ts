@@ -240,8 +240,8 @@ class Runtime {
     // Discarded output is a loss the operator must hear of, whatever -q says.
     for (const port of device.ports) {
       const which = port.name === null ? `port ${port.id}` : `port ${printable(port.name)}`;
-      port.on('output-dropping', () => process.stderr.write(`${PROG}: ${which}: the host side took no output for ${o.dropBlockedOutputMs} ms; discarding the front-end's output until it reads again\n`));
-      port.on('output-resumed', (dropped: number, drained: boolean) => process.stderr.write(`${PROG}: ${which}: the host side ${drained ? 'reads again' : 'went away'}; ${dropped} bytes of output were discarded\n`));
+      port.on('output-dropping', () => process.stderr.write(`${PROG}: ${which}: the host side has pushed back for ${o.dropBlockedOutputMs} ms; discarding the front-end's output until it has taken what waits\n`));
+      port.on('output-resumed', (dropped: number, drained: boolean) => process.stderr.write(`${PROG}: ${which}: the host side ${drained ? 'has caught up' : 'went away'}; ${dropped} bytes of output were discarded\n`));
     }
     // Link-state lines (one CLI voice; -q silences them).
     device.on('activate', (features: bigint) => this.info(`front-end connected (features 0x${features.toString(16)})`));
