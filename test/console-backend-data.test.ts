@@ -7,7 +7,7 @@ import { expect } from 'chai';
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { IvshmemPeer } from '@vshm/transport';
-import { useScratch, BACKEND_BIN, FRONTEND_BIN, ROOT } from './e2e-procs.js';
+import { useScratch, BACKEND_BIN, FRONTEND_BIN, ROOT, type Proc } from './e2e-procs.js';
 
 /** A shell command whose answer differs from its text: `echo m-$((a+b))` → `m-<sum>`. */
 function probe(): { cmd: string; answer: RegExp } {
@@ -34,17 +34,25 @@ describe('vshm-console-backend: data through real processes', function () {
     expect(lines[2999]).to.equal('line-2999');
   });
 
-  it('--drop-blocked-output: a stdout nobody reads costs the front-end its output after that long, counted, and not its input', async () => {
+  /**
+   * A back-end with --drop-blocked-output 200 whose stdout reader stalls (the pipe fills and pushes
+   * back) while the front-end's command prints 4 MB: resolves once it discards.
+   */
+  async function stalledStdout(): Promise<Proc> {
     await s.startServer();
     const be = await s.startBackend(['--drop-blocked-output', '200']);
     s.startFrontend(['--no-pty', '--', '/bin/sh']);
     const p1 = probe();
     be.write(p1.cmd);
     await be.untilStdout(p1.answer);
-    // The reader of the back-end's stdout stalls: the pipe fills and pushes back.
     be.child.stdout!.pause();
     be.write('head -c 4000000 /dev/zero | tr "\\0" x; echo\n');
     await be.untilStderr(/port 0: the host side has pushed back for 200 ms; discarding the front-end's output until it has taken what waits/);
+    return be;
+  }
+
+  it('--drop-blocked-output: a stdout nobody reads costs the front-end its output after that long, counted, and not its input', async () => {
+    const be = await stalledStdout();
     // The front-end was not held: its command went on, and its next output is discarded as well.
     be.child.stdout!.resume();
     await be.untilStderr(/port 0: the host side has caught up; \d+ bytes of output were discarded/);
@@ -58,15 +66,7 @@ describe('vshm-console-backend: data through real processes', function () {
   });
 
   it('--drop-blocked-output: a stdout reader that goes away while output is discarded is not reported as reading again', async () => {
-    await s.startServer();
-    const be = await s.startBackend(['--drop-blocked-output', '200']);
-    s.startFrontend(['--no-pty', '--', '/bin/sh']);
-    const p1 = probe();
-    be.write(p1.cmd);
-    await be.untilStdout(p1.answer);
-    be.child.stdout!.pause();
-    be.write('head -c 4000000 /dev/zero | tr "\\0" x; echo\n');
-    await be.untilStderr(/port 0: the host side has pushed back for 200 ms/);
+    const be = await stalledStdout();
     // The reader closes its end: the pending write fails (EPIPE) and the port lets go of stdout.
     be.child.stdout!.destroy();
     await be.untilStderr(/write to stdout: .*console output is dropped from now on/);
