@@ -31,6 +31,18 @@ describe('vshm-console-backend on a terminal (tmux)', function () {
     });
   }
 
+  it('--resize-order rows-cols: RESIZE goes out rows first (a front-end reading the VIRTIO order sees the two swapped)', async () => {
+    await s.startServer();
+    const t = s.tmux(`${process.execPath} ${BACKEND_BIN} -S ${s.server} --port org.vshm.extra --resize-order rows-cols`, 120, 40);
+    await t.untilPane(/serving the console on/);
+    con = await openConsole({ socketPath: s.server });
+    await con.whenReady();
+    const c = con;
+    await until(() => c.driver.size?.cols === 40 && c.driver.size?.rows === 120, `swapped initial size 40x120, have ${JSON.stringify(c.driver.size)}`);
+    t.run('resize-window', '-t', t.name, '-x', '100', '-y', '30');
+    await until(() => c.driver.size?.cols === 30 && c.driver.size?.rows === 100, `swapped 30x100, have ${JSON.stringify(c.driver.size)}`);
+  });
+
   it('quits on Ctrl-] q with exit 0 and the terminal back in cooked mode', async () => {
     await s.startServer();
     const t = s.tmux(`${process.execPath} ${BACKEND_BIN} -S ${s.server}; echo BE-EXIT-$?; stty -a`);

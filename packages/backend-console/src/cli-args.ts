@@ -4,6 +4,7 @@
  * @vshm/transport so every vshm command speaks alike.
  */
 import { parseCommandLine, UsageError } from '@vshm/transport/cli';
+import type { ConsoleResizeOrder } from 'virtio-spec-types';
 import { portNameProblem } from './device.js';
 
 export { UsageError };
@@ -40,6 +41,9 @@ Options:
                            waits, until it has, and say how much (default: never — nothing
                            is lost, the front-end waits; a Linux guest's console spins
                            meanwhile, docs/guest.md)
+  --resize-order ORDER     cols-rows (default, VIRTIO 1.2) or rows-cols: the order of the
+                           size in MULTIPORT RESIZE messages; rows-cols for a Linux guest
+                           whose virtio_console predates the 2025 fix (it reads rows first)
   --server-timeout SECONDS if the server (-S) goes away, reconnect to a restarted one at
                            the same path; give up (exit 1) after SECONDS (default 60)
   --no-reconnect           exit 1 as soon as the server goes away
@@ -76,6 +80,8 @@ export interface BackendCliOptions {
   settleMs: number;
   /** --drop-blocked-output in ms; null = never. */
   dropBlockedOutputMs: number | null;
+  /** --resize-order. */
+  resizeOrder: ConsoleResizeOrder;
   quiet: boolean;
   /** Reconnect to a restarted server (default), unless --no-reconnect. */
   reconnect: boolean;
@@ -122,7 +128,8 @@ function splitPair(text: string, flag: string, what: string): [string, string] {
 /** The long options, for --print-capabilities (deprecated spellings left out). */
 export const LONG_OPTIONS = [
   '--server', '--embedded', '--port', '--port-socket', '--port-exec', '--size', '--emerg-write',
-  '--queue-size', '--settle-ms', '--drop-blocked-output', '--server-timeout', '--no-reconnect', '--quiet', '--print-capabilities', '--help',
+  '--queue-size', '--settle-ms', '--drop-blocked-output', '--resize-order',
+  '--server-timeout', '--no-reconnect', '--quiet', '--print-capabilities', '--help',
 ];
 
 export function parseCliArgs(argv: readonly string[]): BackendCliOptions {
@@ -138,6 +145,7 @@ export function parseCliArgs(argv: readonly string[]): BackendCliOptions {
     'queue-size': { type: 'string' },
     'settle-ms': { type: 'string' },
     'drop-blocked-output': { type: 'string' },
+    'resize-order': { type: 'string' },
     quiet: { type: 'boolean', short: 'q' },
     'server-timeout': { type: 'string' },
     'no-reconnect': { type: 'boolean' },
@@ -180,6 +188,9 @@ export function parseCliArgs(argv: readonly string[]): BackendCliOptions {
   if (new Set(socketPaths).size !== socketPaths.length) throw new UsageError('--port-socket: the same PATH given twice');
 
   const queueSize = parseQueueSize(values['queue-size'] ?? 'auto');
+  const resizeOrder = values['resize-order'] ?? 'cols-rows';
+  if (resizeOrder !== 'cols-rows' && resizeOrder !== 'rows-cols') throw new UsageError(`invalid --resize-order '${resizeOrder}' (expected cols-rows or rows-cols)`);
+  if (values['resize-order'] !== undefined && ports.length === 0) throw new UsageError('--resize-order needs a named port (RESIZE messages exist only with MULTIPORT)');
 
   if (values['no-reconnect'] === true && values['server-timeout'] !== undefined) throw new UsageError('--server-timeout and --no-reconnect exclude each other');
   const st = values['server-timeout'];
@@ -198,6 +209,7 @@ export function parseCliArgs(argv: readonly string[]): BackendCliOptions {
     queueSize,
     settleMs: values['settle-ms'] === undefined ? 200 : parseIntStrict(values['settle-ms'], '--settle-ms', 0, 60_000),
     dropBlockedOutputMs: values['drop-blocked-output'] === undefined ? null : parseIntStrict(values['drop-blocked-output'], '--drop-blocked-output', 0, 3_600_000),
+    resizeOrder,
     quiet: values.quiet ?? false,
     reconnect: values['no-reconnect'] !== true,
     serverTimeoutMs,

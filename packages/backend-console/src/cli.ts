@@ -235,6 +235,7 @@ class Runtime {
       queueSize: o.queueSize,
       settleMs: o.settleMs,
       dropBlockedOutputMs: o.dropBlockedOutputMs,
+      resizeOrder: o.resizeOrder,
     });
     this.device = device;
     // Discarded output is a loss the operator must hear of, whatever -q says.
@@ -300,6 +301,7 @@ export function capabilities(o: BackendCliOptions): ReturnType<typeof deviceCapa
     queueSize: o.queueSize,
     settleMs: o.settleMs,
     dropBlockedOutputMs: o.dropBlockedOutputMs,
+    resizeOrder: o.resizeOrder,
   });
   return deviceCapabilities('console', device, ConsoleFeature, LONG_OPTIONS);
 }

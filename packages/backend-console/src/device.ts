@@ -23,6 +23,7 @@ import {
   featureBit,
   hasFeature,
   VirtioDeviceId,
+  type ConsoleResizeOrder,
 } from 'virtio-spec-types';
 import { ConsolePort } from './port.js';
 import type { ConfigField, ConfigSpace, DeviceMemory, DeviceSession, SessionEndReason, VirtioDeviceOps } from '@vshm/transport';
@@ -64,6 +65,13 @@ export interface ConsoleDeviceOptions {
    * output at once).
    */
   dropBlockedOutputMs?: number | null;
+  /**
+   * The order of `cols` and `rows` in MULTIPORT RESIZE messages. Default `'cols-rows'`, VIRTIO
+   * 1.2's. `'rows-cols'` for a Linux guest whose virtio_console predates the 2025 fix (upstream
+   * 5326ab737a47, later backported to the stable series): it reads rows first and would see the
+   * size swapped. A device cannot tell the two kernels apart (docs/guest.md).
+   */
+  resizeOrder?: ConsoleResizeOrder;
 }
 
 /**
@@ -160,6 +168,7 @@ export class ConsoleDevice extends EventEmitter implements VirtioDeviceOps {
   /** As configured: a fixed size or `'auto'` (resolved per region by `queueMaxSize`). */
   readonly queueSize: number | 'auto';
   readonly settleMs: number;
+  readonly resizeOrder: ConsoleResizeOrder;
 
   private size: ConsoleSize | null;
   private session: ConsoleSession | null = null;
@@ -176,6 +185,9 @@ export class ConsoleDevice extends EventEmitter implements VirtioDeviceOps {
     this.queueSize = checkQueueSize(options.queueSize ?? 'auto');
     this.settleMs = checkInt('settleMs', options.settleMs ?? 200, 0, 60_000);
     const bufferLimit = checkInt('bufferLimit', options.bufferLimit ?? 65536, 1, 1 << 30);
+    const order = options.resizeOrder ?? 'cols-rows';
+    if (order !== 'cols-rows' && order !== 'rows-cols') throw new ArgumentError(`resizeOrder must be 'cols-rows' or 'rows-cols', got ${String(order)}`);
+    this.resizeOrder = order;
     const dropMs = options.dropBlockedOutputMs == null ? null : checkInt('dropBlockedOutputMs', options.dropBlockedOutputMs, 0, 3_600_000);
 
     let f = 0n;

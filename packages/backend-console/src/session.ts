@@ -24,6 +24,7 @@ import {
   encodeConsoleResize,
   hasFeature,
   type ConsoleControlMessage,
+  type ConsoleResizeOrder,
 } from 'virtio-spec-types';
 import { ControlChannel } from './control.js';
 import type { ConsolePort } from './port.js';
@@ -40,6 +41,8 @@ export interface SessionContext {
   readonly ports: readonly ConsolePort[];
   readonly maxNrPorts: number;
   readonly settleMs: number;
+  /** The order of the two values in RESIZE messages. */
+  readonly resizeOrder: ConsoleResizeOrder;
   /** Current terminal size, or null when unknown. */
   currentSize(): ConsoleSize | null;
 }
@@ -150,7 +153,7 @@ export class ConsoleSession {
   resize(size: ConsoleSize): void {
     if (this.closed) return;
     if (this.sizeNegotiated) this.writeSize(size);
-    if (this.multiport && this.links[0]?.announced) this.control?.send(encodeConsoleResize(0, size.cols, size.rows));
+    if (this.multiport && this.links[0]?.announced) this.control?.send(encodeConsoleResize(0, size.cols, size.rows, this.ctx.resizeOrder));
   }
 
   /** cols/rows by the generation rule, then a config event (§4.8). */
@@ -323,7 +326,7 @@ export class ConsoleSession {
       control.send(encodeConsoleControl(0, ConsoleControlEvent.CONSOLE_PORT, 1));
       // The driver ignores config cols/rows under MULTIPORT: give it the size by message.
       const size = this.ctx.currentSize();
-      if (size !== null) control.send(encodeConsoleResize(0, size.cols, size.rows));
+      if (size !== null) control.send(encodeConsoleResize(0, size.cols, size.rows, this.ctx.resizeOrder));
     }
     if (link.port.name !== null) control.send(encodeConsolePortName(id, link.port.name));
     if (link.port.hostOpen) control.send(encodeConsoleControl(id, ConsoleControlEvent.PORT_OPEN, 1));

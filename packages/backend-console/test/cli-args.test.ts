@@ -44,6 +44,12 @@ describe('vshm-console-backend arguments', () => {
     expect(parseCliArgs(['--drop-blocked-output', '0'])).to.include({ dropBlockedOutputMs: 0 });
   });
 
+  it('--resize-order ORDER: VIRTIO 1.2 order by default; rows-cols for Linux before its 2025 fix; only with named ports', () => {
+    expect(parseCliArgs([])).to.include({ resizeOrder: 'cols-rows' });
+    expect(parseCliArgs(['--port', 'a', '--resize-order', 'rows-cols'])).to.include({ resizeOrder: 'rows-cols' });
+    expect(parseCliArgs(['--port-socket', 'a=/tmp/x.sock', '--resize-order', 'cols-rows'])).to.include({ resizeOrder: 'cols-rows' });
+  });
+
   it('server restart: reconnect with a 60 s limit by default; --server-timeout S, --no-reconnect (issue 9 item 6)', () => {
     expect(parseCliArgs([])).to.include({ reconnect: true, serverTimeoutMs: 60_000 });
     expect(parseCliArgs(['--server-timeout', '5'])).to.include({ reconnect: true, serverTimeoutMs: 5000 });
@@ -57,6 +63,8 @@ describe('vshm-console-backend arguments', () => {
     [['--bogus'], "unknown option '--bogus'"],
     [['--settle-ms'], "option '--settle-ms' needs a value"],
     [['--drop-blocked-output', '3600001'], '--drop-blocked-output 3600001 out of range 0…3600000'],
+    [['--port', 'a', '--resize-order', 'rows'], "invalid --resize-order 'rows' (expected cols-rows or rows-cols)"],
+    [['--resize-order', 'rows-cols'], '--resize-order needs a named port (RESIZE messages exist only with MULTIPORT)'],
     [['--drop-blocked-output', '1.5'], "invalid --drop-blocked-output '1.5' (expected a decimal integer)"],
     [['--settle-ms', '-5'], "option '--settle-ms' needs a value; for one starting with '-', write --settle-ms=VALUE"],
     [['--quiet=1'], "option '--quiet' takes no value"],
@@ -103,7 +111,7 @@ describe('vshm-console-backend arguments', () => {
       deviceId: 3,
       features: ['SIZE', 'VERSION_1', 'ACCESS_PLATFORM', 'ORDER_PLATFORM'],
       queues: 2,
-      options: ['--server', '--embedded', '--port', '--port-socket', '--port-exec', '--size', '--emerg-write', '--queue-size', '--settle-ms', '--drop-blocked-output', '--server-timeout', '--no-reconnect', '--quiet', '--print-capabilities', '--help'],
+      options: ['--server', '--embedded', '--port', '--port-socket', '--port-exec', '--size', '--emerg-write', '--queue-size', '--settle-ms', '--drop-blocked-output', '--resize-order', '--server-timeout', '--no-reconnect', '--quiet', '--print-capabilities', '--help'],
     });
     const multi = capabilities(parseCliArgs(['--port', 'a', '--port', 'b', '--emerg-write']));
     expect(multi.features).to.deep.equal(['SIZE', 'MULTIPORT', 'EMERG_WRITE', 'VERSION_1', 'ACCESS_PLATFORM', 'ORDER_PLATFORM']);

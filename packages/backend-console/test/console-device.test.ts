@@ -52,6 +52,7 @@ describe('ConsoleDevice (spec §7.2–7.3)', () => {
     expect(new ConsoleDevice({ ports: ['my port', 'журнал'] }).ports.length).to.equal(3);
     expect(() => new ConsoleDevice({ ports: ['a'], maxNrPorts: 1 })).to.throw(ArgumentError);
     expect(() => new ConsoleDevice({ size: { cols: 0, rows: 1 } })).to.throw(ArgumentError);
+    expect(() => new ConsoleDevice({ resizeOrder: 'rows' as never })).to.throw(ArgumentError, /resizeOrder/);
   });
 
   it('writes a size that changed after header initialisation on DRIVER_OK (one config event)', () => {

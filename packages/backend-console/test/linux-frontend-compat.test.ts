@@ -44,7 +44,7 @@ interface MultiRig {
 
 const multiRigs: MultiRig[] = [];
 
-function multiRig(size: number, dev: ConsoleDeviceOptions = {}, vectors = 3): MultiRig {
+function multiRig(size: number, dev: ConsoleDeviceOptions = {}, vectors = 3, guest: ConstructorParameters<typeof LinuxLikeMultiportConsole>[1] = {}): MultiRig {
   const [be, feDev] = createLoopbackPair({ size, vectors, protocol: 0x8003 });
   const device = new ConsoleDevice({ size: { cols: 80, rows: 24 }, ports: ['org.test.log'], ...dev });
   const inputs = [new PassThrough(), new PassThrough()];
@@ -54,7 +54,7 @@ function multiRig(size: number, dev: ConsoleDeviceOptions = {}, vectors = 3): Mu
   const needs: Error[] = [];
   backend.on('needs-reset', (e: Error) => needs.push(e));
   backend.start();
-  const r: MultiRig = { be, feDev, device, backend, guest: new LinuxLikeMultiportConsole(feDev), inputs, outputs, needs };
+  const r: MultiRig = { be, feDev, device, backend, guest: new LinuxLikeMultiportConsole(feDev, guest), inputs, outputs, needs };
   multiRigs.push(r);
   return r;
 }
@@ -297,6 +297,28 @@ describe("Linux-like guest against the console's default queue size ('auto', fol
       expect(r.needs).to.deep.equal([]);
     });
   }
+
+  it('MULTIPORT, a guest from before the 2025 RESIZE fix: the size swapped by default, right with resizeOrder rows-cols', async () => {
+    // The default follows VIRTIO 1.2, so such a guest reads the size the wrong way round...
+    const swapped = multiRig(1024 * KIB, {}, 3, { resizeOrder: 'rows-cols' });
+    await swapped.guest.start();
+    await until(() => swapped.guest.ports.get(0)?.console === true, 'the console port added');
+    await until(() => swapped.guest.cols !== 0, 'a RESIZE in the guest');
+    expect([swapped.guest.cols, swapped.guest.rows]).to.deep.equal([24, 80]);
+    await swapped.guest.fe.powerOff();
+    // ...and with the option in its order: at PORT_READY and on every later resize.
+    const r = multiRig(1024 * KIB, { resizeOrder: 'rows-cols' }, 3, { resizeOrder: 'rows-cols' });
+    const g = r.guest;
+    await g.start();
+    await until(() => g.cols !== 0, 'a RESIZE in the guest');
+    expect([g.cols, g.rows]).to.deep.equal([80, 24]);
+    r.device.resize(132, 43);
+    await until(() => g.cols === 132 && g.rows === 43, 'the new size in the guest');
+    await g.settled();
+    expect(g.fe.log).to.deep.equal([]);
+    await g.fe.powerOff();
+    expect(r.needs).to.deep.equal([]);
+  });
 
   it('MULTIPORT: the guest gets the size by RESIZE on its console port, and the last one of a resize storm', async () => {
     const r = multiRig(1024 * KIB);

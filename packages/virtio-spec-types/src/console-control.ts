@@ -3,8 +3,10 @@
  * owns their wire format. Pure: bytes in, values out; no queue, no stream.
  *
  * A message is 8 bytes, little-endian: `id` u32 at 0, `event` u16 at 4, `value` u16 at 6.
- * RESIZE is followed by `cols` u16 then `rows` u16 (the VIRTIO 1.2 order; Linux kernels before
- * the 2025 fix read rows first, so a vshm FE must not copy their order). PORT_NAME is followed by
+ * RESIZE is followed by `cols` u16 then `rows` u16 (the VIRTIO 1.2 order). Linux kernels without
+ * the 2025 fix (upstream 5326ab737a47, backported to the stable series) read `rows` first: a
+ * device that serves such a guest may encode the legacy order (ConsoleResizeOrder); a vshm FE
+ * decodes the VIRTIO order only. PORT_NAME is followed by
  * the name bytes, without a terminating NUL (the Linux driver takes the payload length as the
  * name length).
  */
@@ -18,6 +20,12 @@ import {
   CONSOLE_RESIZE_SIZE,
   ConsoleControlEvent,
 } from './console.js';
+
+/**
+ * The order of the two values after a RESIZE header: `'cols-rows'` is VIRTIO 1.2's;
+ * `'rows-cols'` is what Linux's virtio_console read before its 2025 fix.
+ */
+export type ConsoleResizeOrder = 'cols-rows' | 'rows-cols';
 
 /** A decoded control message. `payload` holds the bytes after the 8-byte header (a copy). */
 export interface ConsoleControlMessage {
@@ -62,14 +70,18 @@ export function encodeConsoleControl(id: number, event: number, value: number, p
   return out;
 }
 
-/** RESIZE for port `id`: header (value 0) then `cols`, `rows` — 12 bytes. */
-export function encodeConsoleResize(id: number, cols: number, rows: number): Uint8Array {
+/**
+ * RESIZE for port `id`: header (value 0) then `cols`, `rows` — 12 bytes. `order` `'rows-cols'`
+ * swaps the two values, for a Linux guest without the 2025 fix.
+ */
+export function encodeConsoleResize(id: number, cols: number, rows: number, order: ConsoleResizeOrder = 'cols-rows'): Uint8Array {
   checkU16('cols', cols);
   checkU16('rows', rows);
   const out = encodeConsoleControl(id, ConsoleControlEvent.RESIZE, 0, new Uint8Array(4));
   const dv = new DataView(out.buffer);
-  dv.setUint16(CONSOLE_RESIZE_COLS, cols, true);
-  dv.setUint16(CONSOLE_RESIZE_ROWS, rows, true);
+  const legacy = order === 'rows-cols';
+  dv.setUint16(CONSOLE_RESIZE_COLS, legacy ? rows : cols, true);
+  dv.setUint16(CONSOLE_RESIZE_ROWS, legacy ? cols : rows, true);
   return out;
 }
 
@@ -98,17 +110,19 @@ export function decodeConsoleControl(bytes: Uint8Array): ConsoleControlMessage {
   };
 }
 
-/** `cols`/`rows` of a decoded RESIZE (VIRTIO 1.2 order). Throws VSHM_ERR_CONTROL_SHORT if truncated. */
-export function decodeConsoleResize(msg: ConsoleControlMessage): { cols: number; rows: number } {
+/**
+ * `cols`/`rows` of a decoded RESIZE, read in `order` (VIRTIO 1.2's by default; `'rows-cols'` reads
+ * as a Linux guest without the 2025 fix does). Throws VSHM_ERR_CONTROL_SHORT if truncated.
+ */
+export function decodeConsoleResize(msg: ConsoleControlMessage, order: ConsoleResizeOrder = 'cols-rows'): { cols: number; rows: number } {
   const need = CONSOLE_RESIZE_SIZE - CONSOLE_CONTROL_SIZE;
   if (msg.payload.length < need) {
     throw new ConsoleControlError('VSHM_ERR_CONTROL_SHORT', `RESIZE payload of ${msg.payload.length} bytes, need ${need}`);
   }
   const dv = new DataView(msg.payload.buffer, msg.payload.byteOffset, msg.payload.byteLength);
-  return {
-    cols: dv.getUint16(CONSOLE_RESIZE_COLS - CONSOLE_CONTROL_SIZE, true),
-    rows: dv.getUint16(CONSOLE_RESIZE_ROWS - CONSOLE_CONTROL_SIZE, true),
-  };
+  const first = dv.getUint16(CONSOLE_RESIZE_COLS - CONSOLE_CONTROL_SIZE, true);
+  const second = dv.getUint16(CONSOLE_RESIZE_ROWS - CONSOLE_CONTROL_SIZE, true);
+  return order === 'rows-cols' ? { cols: second, rows: first } : { cols: first, rows: second };
 }
 
 /**

@@ -114,6 +114,11 @@ describe('virtio-spec-types against VIRTIO 1.2', () => {
     expect([t.CONSOLE_RESIZE_COLS, t.CONSOLE_RESIZE_ROWS, t.CONSOLE_RESIZE_SIZE]).to.deep.equal([8, 10, 12]);
     expect(t.CONSOLE_BAD_ID).to.equal(0xffffffff);
     expect([...t.encodeConsoleResize(0x01020304, 0x0506, 0x0708)]).to.deep.equal([4, 3, 2, 1, 5, 0, 0, 0, 6, 5, 8, 7]);
+    // The order Linux read before its 2025 fix (rows first), on request only; decoding mirrors it.
+    const legacy = t.encodeConsoleResize(1, 0x0506, 0x0708, 'rows-cols');
+    expect([...legacy]).to.deep.equal([1, 0, 0, 0, 5, 0, 0, 0, 8, 7, 6, 5]);
+    expect(t.decodeConsoleResize(t.decodeConsoleControl(legacy), 'rows-cols')).to.deep.equal({ cols: 0x0506, rows: 0x0708 });
+    expect(t.decodeConsoleResize(t.decodeConsoleControl(legacy))).to.deep.equal({ cols: 0x0708, rows: 0x0506 });
   });
 
   it('virtio-rng: one request queue, no configuration (VIRTIO 1.2 §5.4)', () => {
