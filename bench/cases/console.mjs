@@ -25,8 +25,13 @@ const SELF = fileURLToPath(import.meta.url);
 // openFrontend (connect.ts) — not every tree state has it; the driver is what is measured.
 const { ConsoleDriver } = await import(new URL('../../packages/frontend-console/dist/driver.js', import.meta.url).href);
 const CONSOLE_ID = 3;
-/** A power of two, or 'auto' (the device's default: the size follows the region). */
-const QUEUE_SIZE = process.env.VSHM_BENCH_CONSOLE_QUEUE === 'auto' ? 'auto' : Number(process.env.VSHM_BENCH_CONSOLE_QUEUE ?? 64);
+/**
+ * A power of two, or 'auto' (the default since stop 25: the device's own default, which follows
+ * the region — 256 on the rig's 32 MiB; what a user of this region gets). Stops before measured
+ * at a fixed 64.
+ */
+const QUEUE_ENV = process.env.VSHM_BENCH_CONSOLE_QUEUE ?? 'auto';
+const QUEUE_SIZE = QUEUE_ENV === 'auto' ? 'auto' : Number(QUEUE_ENV);
 /** Region size in bytes; unset = the rig's 32 MiB. */
 const MEMORY = process.env.VSHM_BENCH_CONSOLE_MEMORY ? Number(process.env.VSHM_BENCH_CONSOLE_MEMORY) : 32 * 1024 * 1024;
 const PIECE = Number(process.env.VSHM_BENCH_CONSOLE_PIECE ?? 65536);
