@@ -4,8 +4,9 @@
  * short line, a `UsageError` the commands print as `NAME: what is wrong (try --help)` with exit
  * status 2, the wording of I/O errors (`cannot bind PATH: ENOENT (no such file or directory)`),
  * `printable` for text a peer or client chose, the fd-limit warning of a listener
- * (`acceptWarner`), `--print-capabilities` (`deviceCapabilities`) and the signal that ends a
- * daemon (`onTerminationSignal`).
+ * (`acceptWarner`), `--print-capabilities` (`deviceCapabilities`), the signal that ends a
+ * daemon (`onTerminationSignal`), and terminal output that never blocks a command
+ * (`asyncTerminalOutput`, `exitAfterOutput`).
  *
  * Why wrap parseArgs rather than pick an argument library: parseArgs is in Node, strict, and
  * already gives a stable error `code` per kind; only its messages are unfit for users (several
@@ -13,8 +14,9 @@
  *
  * @module cli
  */
-import { closeSync, openSync, readFileSync } from 'node:fs';
-import { getSystemErrorMap, parseArgs, type ParseArgsConfig } from 'node:util';
+import { closeSync, constants as fsConstants, fstatSync, openSync, readFileSync, readlinkSync, statSync } from 'node:fs';
+import type { Writable } from 'node:stream';
+import { getSystemErrorMap, getSystemErrorName, parseArgs, type ParseArgsConfig } from 'node:util';
 import { VirtioFeature, VirtioFeatureMask } from 'virtio-spec-types';
 import { ArgumentError, ProtocolError } from './errors.js';
 import type { VirtioDeviceOps } from './virtio/device-api.js';
@@ -402,3 +404,101 @@ export function onTerminationSignal(): { signalled: Promise<NodeJS.Signals>; dis
 
 const TERMINATION_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
 
+
+/**
+ * Make this process's stdout and stderr asynchronous where they are a terminal, so that a terminal
+ * that stops taking output (an ssh session whose network stalled, a frozen terminal emulator, a
+ * pty master nobody reads) pushes back like a pipe — `write()` returns false, 'drain' follows —
+ * instead of holding the whole event loop in write(2): Node makes a terminal stream synchronous
+ * (its handle's `setBlocking(true)`), this undoes that. Call it once, at the start of a command
+ * that goes on running; end such a command with {@link exitAfterOutput}, which lets queued output
+ * out first.
+ *
+ * Non-blocking mode belongs to the open file description, which a terminal's descriptor shares
+ * with the shell and every other process on it. libuv opens the terminal anew (by its name) for
+ * the stream, so the mode stays ours — when it can: when it cannot (a terminal this user may not
+ * open, e.g. after `sudo -u`; one whose name cannot be found, in some containers) the stream keeps
+ * the shared description, libuv writes it by retrying, and making it non-blocking would both
+ * spin and hand EAGAIN to the other processes. Such a stream stays synchronous. Which case holds
+ * is found the way libuv decides it: the terminal's name (/proc/self/fd/N, checked against the
+ * descriptor) and an open of that name with the same access mode.
+ *
+ * Returns, for each stream, null when its writes cannot hold the process on a stalled terminal
+ * (not a terminal, or one now written asynchronously), else why it stays synchronous (`cannot
+ * reopen /dev/pts/3: EACCES (permission denied)`).
+ */
+export function asyncTerminalOutput(): { stdout: string | null; stderr: string | null } {
+  return { stdout: unblockTerminal(process.stdout), stderr: unblockTerminal(process.stderr) };
+}
+
+/** asyncTerminalOutput for one stream: null when done or not a terminal, else why not. */
+function unblockTerminal(stream: NodeJS.WriteStream): string | null {
+  if (!stream.isTTY) return null;
+  const handle = (stream as unknown as { _handle?: { setBlocking?: (blocking: boolean) => number } })._handle;
+  if (typeof handle?.setBlocking !== 'function') return 'the terminal stream has no handle to make non-blocking';
+  const why = ownTerminalOpen((stream as unknown as { fd: number }).fd);
+  if (why !== null) return why;
+  const err = handle.setBlocking(false);
+  return err === 0 ? null : `cannot make the terminal non-blocking: ${getSystemErrorName(err)}`;
+}
+
+/**
+ * Null when libuv gave descriptor `fd` (a terminal) an open file description of its own, by
+ * opening the terminal's name again: its name (what glibc's ttyname_r gives first: the
+ * /proc/self/fd link, if it names this very device), not a pty master (libuv does not reopen
+ * one), and an open of that name with the same access mode succeeds here. Else why not.
+ */
+function ownTerminalOpen(fd: number): string | null {
+  let path: string;
+  try {
+    path = readlinkSync(`/proc/self/fd/${fd}`);
+  } catch (err) {
+    return `cannot name the terminal of descriptor ${fd}: ${errnoText(err)}`;
+  }
+  if (/(^|\/)ptmx$/.test(path)) return `${path} is a pty master`;
+  try {
+    const own = fstatSync(fd, { bigint: true });
+    const named = statSync(path, { bigint: true });
+    if (!named.isCharacterDevice() || named.rdev !== own.rdev || named.ino !== own.ino || named.dev !== own.dev) {
+      return `${path} (the name of descriptor ${fd}) is another file here`;
+    }
+    const flags = /^flags:\s*([0-7]+)$/m.exec(readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8'));
+    if (flags === null) return `cannot read the access mode of descriptor ${fd}`;
+    // O_ACCMODE: the mode libuv reopens with. O_NONBLOCK: never wait for a modem line.
+    closeSync(openSync(path, (parseInt(flags[1], 8) & 3) | fsConstants.O_NOCTTY | fsConstants.O_NONBLOCK));
+  } catch (err) {
+    return describeIoError('reopen', path, err);
+  }
+  return null;
+}
+
+/**
+ * How long {@link exitAfterOutput} waits by default, ms. What is queued at exit is about one
+ * stream high-water mark (16 KiB: the console port and the CLIs honour back-pressure) and a few
+ * lines; a terminal that takes output at all — an ssh session on a slow link included — takes
+ * that well within it, and a user who pressed the quit key hardly notices a stuck one's wait.
+ */
+const EXIT_OUTPUT_WAIT_MS = 2000;
+
+/**
+ * `process.exit(code)` once `streams` (stdout and stderr) have taken what is queued for them, or
+ * after `waitMs` (default 2000) if they have not: output written asynchronously (a pipe, or a
+ * terminal after {@link asyncTerminalOutput}) is lost when the process exits before it is out,
+ * and a stalled terminal must not keep the process for ever — after the wait nobody could read
+ * those lines anyway. Restore the terminal mode before calling this.
+ */
+export async function exitAfterOutput(code: number, waitMs = EXIT_OUTPUT_WAIT_MS, streams: readonly NodeJS.WritableStream[] = [process.stdout, process.stderr]): Promise<never> {
+  let timer: NodeJS.Timeout | undefined;
+  const bound = new Promise<void>((resolve) => (timer = setTimeout(resolve, waitMs)));
+  await Promise.race([Promise.all(streams.map(outputTaken)), bound]);
+  clearTimeout(timer);
+  return process.exit(code);
+}
+
+/** Resolves once `stream` has written out everything queued before now (or cannot any more). */
+function outputTaken(stream: NodeJS.WritableStream): Promise<void> {
+  const s = stream as Partial<Pick<Writable, 'destroyed' | 'writableEnded' | 'writableLength' | 'errored'>> & NodeJS.WritableStream;
+  if (s.destroyed === true || s.writableEnded === true || s.errored != null || s.writableLength === 0) return Promise.resolve();
+  // Writes complete in order: the callback of an empty one comes after all before it.
+  return new Promise((resolve) => s.write('', () => resolve()));
+}

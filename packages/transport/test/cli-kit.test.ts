@@ -1,11 +1,12 @@
 /**
- * The shared CLI kit: parseArgs errors rephrased into one line, UsageError's printed line, and
- * I/O errors that name the path and the errno.
+ * The shared CLI kit: parseArgs errors rephrased into one line, UsageError's printed line, I/O
+ * errors that name the path and the errno, and the exit that lets queued output out first.
+ * (asyncTerminalOutput needs a real terminal: test/terminal-output.test.ts.)
  */
 import { expect } from 'chai';
 import { openSync } from 'node:fs';
 import { Writable } from 'node:stream';
-import { describeIoError, parseCommandLine, parseOrUsage, printable, UsageError } from '../src/cli-kit.js';
+import { asyncTerminalOutput, describeIoError, exitAfterOutput, parseCommandLine, parseOrUsage, printable, UsageError } from '../src/cli-kit.js';
 import { ArgumentError } from '../src/errors.js';
 
 const OPTIONS = {
@@ -156,5 +157,80 @@ describe('cli-kit: describeIoError', () => {
   it('errors without an errno keep their message (they name their path themselves)', () => {
     const err = Object.assign(new Error('/x is in use by a live server'), { code: 'VSHM_ERR_SOCKET_IN_USE' });
     expect(describeIoError('bind', '/x', err)).to.equal('/x is in use by a live server');
+  });
+});
+
+describe('cli-kit: exitAfterOutput', () => {
+  /** The codes process.exit was called with, while the test runs (it does not exit). */
+  let exits: number[] = [];
+  const realExit = process.exit;
+  beforeEach(() => {
+    exits = [];
+    process.exit = ((code?: number) => void exits.push(code ?? 0)) as typeof process.exit;
+  });
+  afterEach(() => {
+    process.exit = realExit;
+  });
+
+  /** A stream whose writes complete only when the test says so (`release()`), as a slow terminal's. */
+  function heldStream(): { stream: Writable; release: () => void } {
+    const held: (() => void)[] = [];
+    const stream = new Writable({ write: (_chunk, _enc, cb) => void held.push(() => cb()) });
+    return { stream, release: () => held.splice(0).forEach((cb) => cb()) };
+  }
+
+  it('exits at once when nothing is queued', async () => {
+    const idle = new Writable({ write: (_chunk, _enc, cb) => cb() });
+    idle.write('done\n');
+    await exitAfterOutput(3, 60_000, [idle]);
+    expect(exits).to.deep.equal([3]);
+  });
+
+  it('waits until what is queued is written, then exits with the code', async () => {
+    const { stream, release } = heldStream();
+    stream.write('the last line\n');
+    stream.write('and one more\n');
+    const turns = async (): Promise<void> => {
+      for (let i = 0; i < 5; i++) await new Promise((resolve) => setImmediate(resolve));
+    };
+    const exited = exitAfterOutput(2, 60_000, [stream]);
+    await turns();
+    expect(exits, 'nothing written yet').to.deep.equal([]);
+    release(); // the first line
+    await turns();
+    expect(exits, 'one line still queued').to.deep.equal([]);
+    // The second line, then the empty write that marks the end.
+    while (exits.length === 0) {
+      release();
+      await turns();
+    }
+    await exited;
+    expect(exits).to.deep.equal([2]);
+    expect(stream.writableLength).to.equal(0);
+  });
+
+  it('a stream that takes nothing does not keep the process: it exits after the wait', async () => {
+    const { stream } = heldStream();
+    stream.write('never written\n');
+    const t0 = Date.now();
+    await exitAfterOutput(1, 50, [stream]);
+    expect(exits).to.deep.equal([1]);
+    expect(Date.now() - t0).to.be.at.least(45);
+  });
+
+  it('a destroyed stream is not waited for', async () => {
+    const { stream } = heldStream();
+    stream.write('lost\n');
+    stream.destroy();
+    await exitAfterOutput(0, 60_000, [stream]);
+    expect(exits).to.deep.equal([0]);
+  });
+});
+
+describe('cli-kit: asyncTerminalOutput', () => {
+  it('leaves streams that are not a terminal alone: nothing to report', function () {
+    // On a terminal it would change this very test run's output: that case runs on a pty.
+    if (process.stdout.isTTY || process.stderr.isTTY) this.skip();
+    expect(asyncTerminalOutput()).to.deep.equal({ stdout: null, stderr: null });
   });
 });
