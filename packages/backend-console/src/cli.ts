@@ -5,6 +5,11 @@
  * disconnect, embedded server stopped); 1 on runtime failures; 2 on bad arguments. Every
  * failure is one stderr line. The back-end survives its front-end going away: the transport
  * re-initialises and the device keeps undelivered input for the next front-end.
+ *
+ * A terminal on stdout or stderr is written asynchronously (`asyncTerminalOutput`): one that
+ * stalls pushes back like a pipe (so `--drop-blocked-output` applies to it) instead of holding the
+ * whole process — its input, the quit key, the other ports, the link. Every exit waits for the
+ * queued output, at most 2 s (`exitAfterOutput`).
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { PassThrough } from 'node:stream';
@@ -13,7 +18,7 @@ import { join } from 'node:path';
 import { ConsoleFeature } from 'virtio-spec-types';
 import { createLogger, IvshmemServer, DEFAULT_SOCKET_PATH } from '@vshm/transport';
 import type { SessionEndReason } from '@vshm/transport';
-import { describeIoError, deviceCapabilities, parseOrUsage, printable } from '@vshm/transport/cli';
+import { asyncTerminalOutput, describeIoError, deviceCapabilities, exitAfterOutput, parseOrUsage, printable } from '@vshm/transport/cli';
 import { attachCommand, attachSocket, unixSocketListening, type Attached } from './attach.js';
 import { LONG_OPTIONS, parseCliArgs, PROG, USAGE, type BackendCliOptions } from './cli-args.js';
 import { ConsoleDevice } from './device.js';
@@ -100,7 +105,7 @@ class Runtime {
     if (this.serverDir !== null) rmSync(this.serverDir, { recursive: true, force: true });
     if (this.terminalDropped > 0) process.stderr.write(`${PROG}: ${this.terminalDropped} bytes of terminal input were dropped (the front-end was not taking them)\n`);
     if (message !== undefined) process.stderr.write(`${PROG}: ${message}\n`);
-    process.exit(code);
+    return exitAfterOutput(code);
   }
 
   /**
@@ -307,16 +312,28 @@ export function capabilities(o: BackendCliOptions): ReturnType<typeof deviceCapa
 }
 
 export async function run(argv: readonly string[] = process.argv.slice(2)): Promise<void> {
+  const synchronous = asyncTerminalOutput();
   const opts = parseOrUsage(PROG, USAGE, () => parseCliArgs(argv), process, capabilities);
-  if (typeof opts === 'number') process.exit(opts);
+  if (typeof opts === 'number') return exitAfterOutput(opts);
+  if (synchronous.stdout !== null) {
+    debug('stdout stays synchronous: %s', synchronous.stdout);
+    // The option rests on the terminal pushing back, which a synchronous one never does.
+    if (opts.dropBlockedOutputMs !== null) {
+      process.stderr.write(`${PROG}: warning: --drop-blocked-output cannot apply to this terminal: ${synchronous.stdout}; a terminal that stalls blocks the whole back-end\n`);
+    }
+  }
+  if (synchronous.stderr !== null) debug('stderr stays synchronous: %s', synchronous.stderr);
   const rt = new Runtime(opts);
   for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(sig, () => void rt.shutdown(0));
   // SIGWINCH reaches Node as stdout 'resize' (handled in run()); ignore it otherwise.
   process.on('SIGPIPE', () => {});
+  let crashing = false;
   process.on('uncaughtException', (err) => {
     rt.guard.restore();
     process.stderr.write(`${PROG}: internal error: ${err.stack ?? err.message}\n`);
-    process.exit(1);
+    // The stack is the line that matters most: let it out (bounded) before exiting.
+    if (!crashing) void exitAfterOutput(1);
+    crashing = true;
   });
   try {
     await rt.run();

@@ -5,9 +5,14 @@
  * disconnect); the command's status with `-- COMMAND` (127 if it cannot be run); 1 for runtime
  * failures (no server, wrong role, not a console device, socket in use); 2 for bad arguments.
  * Every failure is one stderr line starting with the program name.
+ *
+ * `run()` is the command (the bin's entry): a terminal on stdout or stderr is written
+ * asynchronously (`asyncTerminalOutput`), so one that stalls pushes back instead of holding the
+ * whole process — its input and the quit key included; the exit waits for the queued output, at
+ * most 2 s (`exitAfterOutput`). `main()` is the same without either, for running in-process.
  */
 import { createLogger as createDebug } from '@vshm/transport';
-import { describeIoError, onTerminationSignal, parseOrUsage, printable } from '@vshm/transport/cli';
+import { asyncTerminalOutput, describeIoError, exitAfterOutput, onTerminationSignal, parseOrUsage, printable } from '@vshm/transport/cli';
 import { attachCommand } from './attach-command.js';
 import { attachPty } from './attach-pty.js';
 import { attachSocket } from './attach-socket.js';
@@ -209,4 +214,13 @@ export async function main(argv: readonly string[]): Promise<number> {
     const lost = served?.pendingTransmitBytes ?? 0;
     if (lost > 0) fail(`${lost} bytes of ${served?.portName == null ? 'console' : `port ${served.portName}`} output were never delivered (the back-end did not take them)`);
   }
+}
+
+/** The command: main() with asynchronous terminal output, then exit once the output is out (bounded). */
+export async function run(argv: readonly string[] = process.argv.slice(2)): Promise<never> {
+  const synchronous = asyncTerminalOutput();
+  if (synchronous.stdout !== null) debug('stdout stays synchronous: %s', synchronous.stdout);
+  if (synchronous.stderr !== null) debug('stderr stays synchronous: %s', synchronous.stderr);
+  // The terminal attachment has restored the terminal mode by the time main() returns.
+  return exitAfterOutput(await main(argv));
 }
