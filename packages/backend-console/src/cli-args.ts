@@ -36,11 +36,11 @@ Options:
                            with named ports less (1 on -l 64K, 16 on 1M with one port)
   --settle-ms N            without MULTIPORT, deliver input at most N ms after DRIVER_OK even if
                            the front-end has not written yet (default 200)
-  --drop-blocked-output MS discard the front-end's output on a port whose host side (a pipe
-                           or socket) has pushed back for MS ms without taking all that
-                           waits, until it has, and say how much (default: never — nothing
-                           is lost, the front-end waits; a Linux guest's console spins
-                           meanwhile, docs/guest.md)
+  --drop-blocked-output MS discard the front-end's output on a port whose host side (a
+                           terminal, pipe or socket) has pushed back for MS ms without
+                           taking all that waits, until it has, and say how much (default:
+                           never — nothing is lost, the front-end waits; a Linux guest's
+                           console spins meanwhile, docs/guest.md)
   --resize-order ORDER     cols-rows (default, VIRTIO 1.2) or rows-cols: the order of the
                            size in MULTIPORT RESIZE messages; rows-cols for a Linux guest
                            whose virtio_console predates the 2025 fix (it reads rows first)
