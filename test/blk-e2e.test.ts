@@ -10,10 +10,10 @@ import { expect } from 'chai';
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
-import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { Prng } from '@vshm/transport/testing';
+import { RawNbd } from './e2e-nbd.js';
 import { ROOT, SERVER_BIN, useScratch, type Proc, type Scratch } from './e2e-procs.js';
 
 const run = promisify(execFile);
@@ -67,58 +67,6 @@ async function qemuIo(uri: string, cmds: string[]): Promise<string> {
   // qemu-io reports a failed verification or command on stdout and may still exit 0.
   expect(stdout).to.not.match(/Pattern verification failed|error|failed/i);
   return stdout;
-}
-
-/** A minimal NBD client (oldstyle-free fixed newstyle, NBD_OPT_EXPORT_NAME): what qemu refuses to send. */
-class RawNbd {
-  private buf = Buffer.alloc(0);
-  private wake: (() => void) | null = null;
-  private constructor(private readonly sock: Socket) {
-    sock.on('data', (d: Buffer) => {
-      this.buf = Buffer.concat([this.buf, d]);
-      this.wake?.();
-    });
-  }
-
-  static async open(path: string): Promise<{ c: RawNbd; size: bigint; flags: number }> {
-    const sock = connect(path);
-    await new Promise<void>((res, rej) => sock.once('connect', res).once('error', rej));
-    const c = new RawNbd(sock);
-    await c.take(18); // NBDMAGIC, IHAVEOPT, handshake flags
-    const cf = Buffer.alloc(4);
-    cf.writeUInt32BE(3); // FIXED_NEWSTYLE | NO_ZEROES
-    const opt = Buffer.alloc(16);
-    opt.writeBigUInt64BE(0x49484156454f5054n);
-    opt.writeUInt32BE(1, 8); // NBD_OPT_EXPORT_NAME, name ''
-    sock.write(Buffer.concat([cf, opt]));
-    const r = await c.take(10);
-    return { c, size: r.readBigUInt64BE(0), flags: r.readUInt16BE(8) };
-  }
-
-  async take(n: number): Promise<Buffer> {
-    while (this.buf.length < n) await new Promise<void>((r) => (this.wake = r));
-    const out = this.buf.subarray(0, n);
-    this.buf = this.buf.subarray(n);
-    return out;
-  }
-
-  /** Send one command; resolves with the error field of its simple reply. */
-  async command(type: number, offset: number, length: number, data?: Buffer): Promise<number> {
-    const h = Buffer.alloc(28);
-    h.writeUInt32BE(0x25609513, 0);
-    h.writeUInt16BE(type, 6);
-    h.writeBigUInt64BE(7n, 8);
-    h.writeBigUInt64BE(BigInt(offset), 16);
-    h.writeUInt32BE(length, 24);
-    this.sock.write(data === undefined ? h : Buffer.concat([h, data]));
-    const r = await this.take(16);
-    expect(r.readUInt32BE(0)).to.equal(0x67446698);
-    return r.readUInt32BE(4);
-  }
-
-  close(): void {
-    this.sock.destroy();
-  }
 }
 
 describe('virtio-blk end to end: vshm-server + vshm-blk-backend + vshm-blk-frontend --nbd + standard tools', function () {

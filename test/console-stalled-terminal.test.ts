@@ -11,7 +11,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { openConsole, type Console, type ConsolePort } from '@vshm/frontend-console';
 import { BACKEND_BIN, FRONTEND_BIN, SERVER_BIN, until, useScratch } from './e2e-procs.js';
-import { alive, descendants } from './e2e-system.js';
+import { alive } from './e2e-system.js';
 import { PtyProc } from './e2e-pty.js';
 
 const NOBODY = 65534;
@@ -21,18 +21,6 @@ const canSwitchUid = process.getuid?.() === 0 && spawnSync('setpriv', ['--versio
 const EXIT_OUTPUT_WAIT_MS = 2000;
 /** Far more than a paused terminal holds (the kernel's pty buffers, some 64 KiB). */
 const FLOOD = 1 << 20;
-
-/** The pid of the node process (running `bin`) that the pty's shell started. */
-function childRunning(p: PtyProc, bin: string): number {
-  for (const pid of descendants(p.pty.pid)) {
-    try {
-      if (readFileSync(`/proc/${pid}/cmdline`, 'latin1').includes(bin)) return pid;
-    } catch {
-      // gone meanwhile
-    }
-  }
-  throw new Error(`${p.name}: no process running ${bin}`);
-}
 
 /** Resolves once `port` took all of `data` and the device used every byte (fails after `timeoutMs`). */
 async function delivered(port: ConsolePort, data: Buffer, timeoutMs = 30_000): Promise<void> {
@@ -97,7 +85,7 @@ describe('console CLIs on a terminal that stops reading (node-pty)', function ()
     await s.startServer();
     const be = onPty('backend', '"$@"; echo BE-EXIT-$?; stty -a; read wait', BACKEND_BIN, ['-S', s.server]);
     await be.untilOutput(/serving the console on .*quit with Ctrl-\] q/);
-    const pid = childRunning(be, BACKEND_BIN);
+    const pid = be.childRunning(BACKEND_BIN);
     con = await openConsole({ socketPath: s.server });
     await con.whenReady();
     const port = con.driver.port(0) as ConsolePort;
@@ -122,7 +110,7 @@ describe('console CLIs on a terminal that stops reading (node-pty)', function ()
     const back = await s.startBackend();
     const fe = onPty('frontend', '"$@"; echo FE-EXIT-$?; stty -a; read wait', FRONTEND_BIN, ['-S', s.server]);
     await back.untilStderr(/front-end connected/);
-    const pid = childRunning(fe, FRONTEND_BIN);
+    const pid = fe.childRunning(FRONTEND_BIN);
     fe.pause();
     // The back-end's input is the front-end's terminal output.
     back.write(Buffer.alloc(FLOOD, 0x78));

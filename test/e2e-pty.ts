@@ -5,7 +5,7 @@
  * and asks the kernel whether the terminal takes more output (`full()`). Waits are woken by the
  * terminal's output and exit events, never by sleeping.
  */
-import { closeSync, constants, openSync, writeSync } from 'node:fs';
+import { closeSync, constants, openSync, readFileSync, writeSync } from 'node:fs';
 import { spawn, type IPty } from 'node-pty';
 import { BOUND_MS, descendants } from './e2e-system.js';
 
@@ -123,6 +123,21 @@ export class PtyProc {
     this.fill();
     let empty = 0;
     await this.until(() => (this.fill() === 0 ? ++empty : (empty = 0)) >= 2, 'the terminal to stay full');
+  }
+
+  /**
+   * The pid of the process the pty's process started (or, after `exec`, that process itself)
+   * whose command line names `bin`. Descendants first: a shell's own command line names it too.
+   */
+  childRunning(bin: string): number {
+    for (const pid of [...descendants(this.pty.pid), this.pty.pid]) {
+      try {
+        if (readFileSync(`/proc/${pid}/cmdline`, 'latin1').includes(bin)) return pid;
+      } catch {
+        // gone meanwhile
+      }
+    }
+    throw new Error(`${this.name}: no process running ${bin}`);
   }
 
   /** SIGKILL to the pty's process and everything it started, then wait for its exit. */
