@@ -2,13 +2,17 @@
  * Command lines of the example: `vshm-rng-backend` and `vshm-rng-frontend`, in the one vshm CLI
  * voice (the shared kit of @vshm/transport): `-S, --server PATH`, `-h, --help`, `-q, --quiet`;
  * a bad flag prints `NAME: what is wrong (try --help)` and exits 2; runtime failures print one
- * line naming the path and the errno and exit 1.
+ * line naming the path and the errno and exit 1. The back-end, a daemon, writes a terminal
+ * asynchronously (the kit's `asyncTerminalOutput`): one that stalls holds its lines, not the
+ * device; its exits wait for them, at most 2 s (`exitAfterOutput`).
  */
-import { DEFAULT_SOCKET_PATH } from '@vshm/transport';
+import { createLogger, DEFAULT_SOCKET_PATH } from '@vshm/transport';
 import type { SessionEndReason, DeviceSession } from '@vshm/transport';
-import { deviceCapabilities, describeIoError, onTerminationSignal, parseCommandLine, parseOrUsage, UsageError } from '@vshm/transport/cli';
+import { asyncTerminalOutput, deviceCapabilities, describeIoError, exitAfterOutput, onTerminationSignal, parseCommandLine, parseOrUsage, UsageError } from '@vshm/transport/cli';
 import { openRngBackend, openRngFrontend } from './index.js';
 import { RngDevice } from './device.js';
+
+const debug = createLogger('vshm:rng');
 
 const COMMON = {
   server: { type: 'string', short: 'S' },
@@ -82,9 +86,9 @@ export function rngCapabilities(): ReturnType<typeof deviceCapabilities> {
   return deviceCapabilities('rng', new RngDevice(), {}, BACKEND_OPTIONS);
 }
 
-/** Parse, or print the usage error / help and exit. */
-function parseOrExit(prog: string, argv: readonly string[], frontend: boolean): RngCliOptions {
-  const o = parseOrUsage(prog, frontend ? FRONTEND_USAGE : BACKEND_USAGE, () => parseRngArgs(argv, frontend), process, frontend ? undefined : rngCapabilities);
+/** The front-end's options, or its usage error / help printed and exit. */
+function parseOrExit(prog: string, argv: readonly string[]): RngCliOptions {
+  const o = parseOrUsage(prog, FRONTEND_USAGE, () => parseRngArgs(argv, true));
   if (typeof o === 'number') process.exit(o);
   return o;
 }
@@ -97,7 +101,10 @@ function connectFailure(server: string, e: unknown): string {
 /** `vshm-rng-backend [-S PATH]`: serve random bytes until SIGINT/SIGTERM/SIGHUP. */
 export async function runBackend(argv = process.argv.slice(2)): Promise<void> {
   const prog = 'vshm-rng-backend';
-  const o = parseOrExit(prog, argv, false);
+  const synchronous = asyncTerminalOutput();
+  for (const [name, why] of Object.entries(synchronous)) if (why !== null) debug('%s stays synchronous: %s', name, why);
+  const o = parseOrUsage(prog, BACKEND_USAGE, () => parseRngArgs(argv, false), process, rngCapabilities);
+  if (typeof o === 'number') return exitAfterOutput(o);
   const info = (line: string): void => {
     if (!o.quiet) process.stderr.write(`${prog}: ${line}\n`);
   };
@@ -110,11 +117,11 @@ export async function runBackend(argv = process.argv.slice(2)): Promise<void> {
   const stop = (code: number): void => {
     if (stopping) return;
     stopping = true;
-    if (be === undefined) process.exit(code);
+    if (be === undefined) return void exitAfterOutput(code);
     const { transport, peer } = be;
     void transport.close().then(() => {
       peer.close();
-      process.exit(code);
+      return exitAfterOutput(code);
     });
   };
   void onTerminationSignal().signalled.then(() => stop(0));
@@ -122,7 +129,8 @@ export async function runBackend(argv = process.argv.slice(2)): Promise<void> {
     be = await openRngBackend(o.server, { status: true });
   } catch (e) {
     process.stderr.write(`${prog}: ${connectFailure(o.server, e)}\n`);
-    process.exit(1);
+    stopping = true; // a signal while the line goes out must not turn the status into 0
+    return exitAfterOutput(1);
   }
   info(`serving on ${o.server} as peer ${be.peer.id}`);
   // 'session-end' also follows a session whose activate() threw (never announced): pair the lines.
@@ -149,7 +157,7 @@ export async function runBackend(argv = process.argv.slice(2)): Promise<void> {
 /** `vshm-rng-frontend [-S PATH] [-n BYTES] [-c COUNT]`: print COUNT reads of BYTES as hex lines. */
 export async function runFrontend(argv = process.argv.slice(2)): Promise<void> {
   const prog = 'vshm-rng-frontend';
-  const o = parseOrExit(prog, argv, true);
+  const o = parseOrExit(prog, argv);
   let fe: Awaited<ReturnType<typeof openRngFrontend>>;
   try {
     fe = await openRngFrontend(o.server, { status: true });

@@ -4,14 +4,20 @@
  * Exit: 0 after SIGINT/SIGTERM (transport closed: State := RESET then disconnect; image closed);
  * 1 on runtime failures (one line naming the path and the errno code); 2 on bad arguments. The
  * back-end outlives its front-ends: the transport re-initialises after each one leaves.
+ *
+ * A terminal on stdout or stderr is written asynchronously (`asyncTerminalOutput`): one that
+ * stalls holds the link-state lines, not the device — I/O goes on being served. Every exit waits
+ * for the queued output, at most 2 s (`exitAfterOutput`).
  */
 import { accessSync, constants, readFileSync } from 'node:fs';
-import { openBackend, type IvshmemPeer, type VirtioBackend } from '@vshm/transport';
-import { describeIoError, deviceCapabilities, parseOrUsage, type DeviceCapabilities } from '@vshm/transport/cli';
+import { createLogger, openBackend, type IvshmemPeer, type VirtioBackend } from '@vshm/transport';
+import { asyncTerminalOutput, describeIoError, deviceCapabilities, exitAfterOutput, parseOrUsage, type DeviceCapabilities } from '@vshm/transport/cli';
 import { BlkFeature, VirtioDeviceId, hasFeature } from 'virtio-spec-types';
 import { parseCliArgs, CLI_OPTIONS, PROG, USAGE, type BlkCliOptions } from './cli-args.js';
 import { BlockDevice, blockDeviceFeatures, openBlockDevice } from './device.js';
 import { ImageError } from './image.js';
+
+const debug = createLogger('vshm:blk-be');
 
 /** --print-capabilities: what this command line would offer (vhost-user back-end convention). */
 export function capabilities(o: Pick<BlkCliOptions, 'readOnly' | 'queues'>): DeviceCapabilities {
@@ -71,7 +77,7 @@ class Runtime {
     await this.device?.drain(); // writes already started reach the file before it is closed
     await this.device?.image.close().catch(() => undefined);
     if (message !== undefined) process.stderr.write(`${PROG}: ${message}\n`);
-    process.exit(code);
+    return exitAfterOutput(code);
   }
 
   /** SIGHUP: re-read the image size. Before the image is open there is nothing to do: the open reads it. */
@@ -154,16 +160,22 @@ function readOnlyHint(image: string, readOnly: boolean, err: unknown): string {
 }
 
 export async function run(argv: readonly string[] = process.argv.slice(2)): Promise<void> {
+  const synchronous = asyncTerminalOutput();
   const opts = parseOrUsage(PROG, USAGE, () => parseCliArgs(argv), process, capabilities);
-  if (typeof opts === 'number') process.exit(opts);
+  if (typeof opts === 'number') return exitAfterOutput(opts);
+  if (synchronous.stdout !== null) debug('stdout stays synchronous: %s', synchronous.stdout);
+  if (synchronous.stderr !== null) debug('stderr stays synchronous: %s', synchronous.stderr);
   const rt = new Runtime(opts);
   for (const sig of ['SIGINT', 'SIGTERM'] as const) process.on(sig, () => void rt.shutdown(0));
   // Installed before the start-up, like the others: a resize request (SIGHUP) that arrives while
   // the image opens or the server connects must not take SIGHUP's default action (exit).
   process.on('SIGHUP', () => rt.resize());
+  let crashing = false;
   process.on('uncaughtException', (err) => {
     process.stderr.write(`${PROG}: internal error: ${err.stack ?? err.message}\n`);
-    process.exit(1);
+    // The stack is the line that matters most: let it out (bounded) before exiting.
+    if (!crashing) void exitAfterOutput(1);
+    crashing = true;
   });
   await rt.run();
 }

@@ -14,6 +14,6 @@ try {
   loadCli = (dir, entry) => import(require('node:url').pathToFileURL(require('node:path').join(dir, '..', 'dist', entry)).href);
 }
 
-loadCli(__dirname, 'cli.js')
-  .then(({ main }) => main(process.argv.slice(2)))
-  .then((status) => process.stdout.write('', () => process.exit(status)));
+// run() exits once stdout and stderr have taken their output (at most 2 s: a stalled terminal does
+// not keep us).
+loadCli(__dirname, 'cli.js').then(({ run }) => run(process.argv.slice(2)));

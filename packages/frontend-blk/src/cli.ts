@@ -6,9 +6,14 @@
  * reset, disconnect); 1 for runtime failures (no server, wrong role, not a block device, NBD
  * socket path in use, the server going away); 2 for bad arguments. Every failure is one stderr
  * line starting with the program name; I/O errors name the path and the errno code.
+ *
+ * `run()` is the command (the bin's entry): a terminal on stdout or stderr is written
+ * asynchronously (`asyncTerminalOutput`), so one that stalls holds the lines, not the NBD export —
+ * its clients go on being served; the exit waits for the queued output, at most 2 s
+ * (`exitAfterOutput`). `main()` is the same without either, for running in-process.
  */
 import { createLogger, LocalSocketError } from '@vshm/transport';
-import { acceptWarner, describeIoError, onTerminationSignal, parseOrUsage, printable } from '@vshm/transport/cli';
+import { acceptWarner, asyncTerminalOutput, describeIoError, exitAfterOutput, onTerminationSignal, parseOrUsage, printable } from '@vshm/transport/cli';
 import { PROGRAM, USAGE, parseCli } from './cli-args.js';
 import type { BlockGeometry } from './driver.js';
 import { NbdServer } from './nbd-server.js';
@@ -149,4 +154,12 @@ export async function main(argv: readonly string[]): Promise<number> {
     await nbd?.close().catch(() => {});
     await link?.close().catch((err: Error) => debug('close: %s', err.message));
   }
+}
+
+/** The command: main() with asynchronous terminal output, then exit once the output is out (bounded). */
+export async function run(argv: readonly string[] = process.argv.slice(2)): Promise<never> {
+  const synchronous = asyncTerminalOutput();
+  if (synchronous.stdout !== null) debug('stdout stays synchronous: %s', synchronous.stdout);
+  if (synchronous.stderr !== null) debug('stderr stays synchronous: %s', synchronous.stderr);
+  return exitAfterOutput(await main(argv));
 }

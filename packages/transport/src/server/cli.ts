@@ -5,10 +5,16 @@
  * terminal closing — is a request to stop like SIGTERM, not a fatal default); 2 for an argument error
  * (exactly one stderr line, nothing created); 1 for a runtime failure. Once listening it prints one
  * stderr line, "vshm-server: listening on PATH (…)", which scripts and tests wait for.
+ *
+ * `run()` is the command (the bin's entry): a terminal on stdout or stderr is written
+ * asynchronously (`asyncTerminalOutput`), so one that stalls holds its lines, not the server —
+ * every peer is still accepted and served; the exit waits for the queued output, at most 2 s
+ * (`exitAfterOutput`). `main()` is the same without either, for running in-process.
  */
 import { pathToFileURL } from 'node:url';
 import { realpathSync } from 'node:fs';
-import { describeIoError, parseOrUsage } from '../cli-kit.js';
+import { asyncTerminalOutput, describeIoError, exitAfterOutput, parseOrUsage } from '../cli-kit.js';
+import { createLogger } from '../log.js';
 import { IvshmemServer } from './server.js';
 import { optionWarnings, type ServerOptions } from './options.js';
 import { parseServerArgs, SERVER_USAGE } from './cli-args.js';
@@ -20,6 +26,7 @@ export interface CliIo {
 }
 
 const PROG = 'vshm-server';
+const debug = createLogger('vshm:server');
 
 function oneLine(s: string): string {
   return s.replace(/\s*\n\s*/g, ' ').trim();
@@ -52,8 +59,8 @@ export function startFailure(err: unknown, o: ServerOptions): string {
 }
 
 /**
- * Run the server until SIGINT/SIGTERM/SIGHUP. Resolves with the exit status; does not call process.exit
- * (the bin shim does).
+ * Run the server until SIGINT/SIGTERM/SIGHUP. Resolves with the exit status; does not call
+ * process.exit nor change how stdout and stderr write (run() does both).
  */
 export async function main(argv: readonly string[] = process.argv.slice(2), io: CliIo = process): Promise<number> {
   const parsed = parseOrUsage(PROG, SERVER_USAGE, () => parseServerArgs(argv), io);
@@ -106,15 +113,23 @@ export async function main(argv: readonly string[] = process.argv.slice(2), io: 
   }
 }
 
-/** Entry point used by bin/vshm-server.js: run main() and exit with its status. */
-export function run(): void {
-  main().then(
-    (code) => process.exit(code),
-    (err) => {
-      process.stderr.write(`${PROG}: ${oneLine(String((err as Error)?.stack ?? err))}\n`);
-      process.exit(1);
-    },
-  );
+/**
+ * The command (bin/vshm-server.js): main() with asynchronous terminal output, then exit with its
+ * status once stdout and stderr have taken their output (at most 2 s: a stalled terminal does not
+ * keep a stopped server).
+ */
+export async function run(): Promise<never> {
+  const synchronous = asyncTerminalOutput();
+  if (synchronous.stdout !== null) debug('stdout stays synchronous: %s', synchronous.stdout);
+  if (synchronous.stderr !== null) debug('stderr stays synchronous: %s', synchronous.stderr);
+  let code: number;
+  try {
+    code = await main();
+  } catch (err) {
+    process.stderr.write(`${PROG}: ${oneLine(String((err as Error)?.stack ?? err))}\n`);
+    code = 1;
+  }
+  return exitAfterOutput(code);
 }
 
 // Direct execution (`node --import tsx src/server/cli.ts …` or `node dist/server/cli.js …`).
@@ -126,4 +141,4 @@ function isDirect(): boolean {
     return false;
   }
 }
-if (isDirect()) run();
+if (isDirect()) void run();
