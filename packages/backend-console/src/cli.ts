@@ -329,11 +329,14 @@ export async function run(argv: readonly string[] = process.argv.slice(2)): Prom
   process.on('SIGPIPE', () => {});
   let crashing = false;
   process.on('uncaughtException', (err) => {
+    // The process lives on until the exit below (up to its bound): a failure that recurs
+    // meanwhile (a callback that keeps throwing) must not print a stack each time.
+    if (crashing) return;
+    crashing = true;
     rt.guard.restore();
     process.stderr.write(`${PROG}: internal error: ${err.stack ?? err.message}\n`);
     // The stack is the line that matters most: let it out (bounded) before exiting.
-    if (!crashing) void exitAfterOutput(1);
-    crashing = true;
+    void exitAfterOutput(1);
   });
   try {
     await rt.run();
