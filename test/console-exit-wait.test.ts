@@ -4,10 +4,26 @@
  * failure that recurs, a stdout that breaks — must not turn the exit into something else.
  */
 import { expect } from 'chai';
+import { spawnSync } from 'node:child_process';
+import { closeSync, constants, openSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
-import { ROOT, useScratch } from './e2e-procs.js';
+import { ROOT, until, useScratch } from './e2e-procs.js';
 
 const THROWER = join(ROOT, 'test/fixtures/throw-on-sigusr2.mjs');
+
+/** Whether the FIFO at `path` takes no more: a one-byte non-blocking write fails with EAGAIN. */
+function fifoFull(path: string): boolean {
+  const fd = openSync(path, constants.O_WRONLY | constants.O_NONBLOCK);
+  try {
+    writeSync(fd, '.');
+    return false;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'EAGAIN') return true;
+    throw err;
+  } finally {
+    closeSync(fd);
+  }
+}
 
 describe('console CLIs: the exit wait', function () {
   const s = useScratch(this);
@@ -26,5 +42,34 @@ describe('console CLIs: the exit wait', function () {
     expect(be.exitCode).to.equal(1);
     const stacks = be.stderr.match(/internal error: Error: injected failure/g) ?? [];
     expect(stacks, be.stderr.slice(0, 2000)).to.have.length(1);
+  });
+
+  it('vshm-console-frontend: a stdout that breaks while the exit waits for it (EPIPE) ends nothing else: exit 0, no stack', async () => {
+    await s.startServer();
+    const be = await s.startBackend();
+    // The front-end's stdout is a FIFO the test opens but never reads: it fills and stays full.
+    const fifo = s.path('fe-stdout');
+    expect(spawnSync('mkfifo', [fifo]).status).to.equal(0);
+    const reader = openSync(fifo, constants.O_RDONLY | constants.O_NONBLOCK);
+    let readerOpen = true;
+    try {
+      const writer = openSync(fifo, constants.O_WRONLY);
+      const fe = s.startFrontend([], { stdio: ['pipe', writer, 'pipe'] });
+      closeSync(writer);
+      await be.untilStderr(/front-end connected/);
+      be.write(Buffer.alloc(8 << 20, 0x78)); // far more than the FIFO and every buffer before it hold
+      await until(() => fifoFull(fifo), "the front-end's stdout full");
+      fe.child.kill('SIGTERM');
+      // The device reset of the front-end's orderly exit: its terminal attachment has let go of
+      // stdout, and what it wrote there is still queued; the exit now waits for it.
+      await be.untilStderr(/front-end left/);
+      closeSync(reader); // the reader goes away: the queued write fails with EPIPE
+      readerOpen = false;
+      const { code } = await fe.exited;
+      expect(fe.stderr, fe.stderr).to.not.match(/EPIPE|Error:/);
+      expect(code).to.equal(0);
+    } finally {
+      if (readerOpen) closeSync(reader);
+    }
   });
 });

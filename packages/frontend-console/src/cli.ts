@@ -221,6 +221,11 @@ export async function run(argv: readonly string[] = process.argv.slice(2)): Prom
   const synchronous = asyncTerminalOutput();
   if (synchronous.stdout !== null) debug('stdout stays synchronous: %s', synchronous.stdout);
   if (synchronous.stderr !== null) debug('stderr stays synchronous: %s', synchronous.stderr);
+  // Only the terminal attachment writes to stdout, and a stdout that fails ends its session. One
+  // that fails once the attachment has let go — while the device resets, or while the exit waits
+  // for what the attachment queued (EPIPE: the reader left; EIO: the terminal hung up) — has
+  // nothing left to end: unheard, its 'error' would end the process with a stack trace, status 1.
+  process.stdout.on('error', () => {});
   // The terminal attachment has restored the terminal mode by the time main() returns.
   return exitAfterOutput(await main(argv));
 }
