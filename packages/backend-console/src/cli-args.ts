@@ -190,7 +190,9 @@ export function parseCliArgs(argv: readonly string[]): BackendCliOptions {
   const queueSize = parseQueueSize(values['queue-size'] ?? 'auto');
   const resizeOrder = values['resize-order'] ?? 'cols-rows';
   if (resizeOrder !== 'cols-rows' && resizeOrder !== 'rows-cols') throw new UsageError(`invalid --resize-order '${resizeOrder}' (expected cols-rows or rows-cols)`);
-  if (values['resize-order'] !== undefined && ports.length === 0) throw new UsageError('--resize-order needs a named port (RESIZE messages exist only with MULTIPORT)');
+  // It describes the guest's kernel, not this command line: a launcher may pass it always and add
+  // ports only sometimes. Without one it has no effect, which is said (a typo'd intent is heard).
+  if (values['resize-order'] !== undefined && ports.length === 0) warnings.push('--resize-order has no effect without a named port (RESIZE messages exist only with MULTIPORT)');
 
   if (values['no-reconnect'] === true && values['server-timeout'] !== undefined) throw new UsageError('--server-timeout and --no-reconnect exclude each other');
   const st = values['server-timeout'];

@@ -44,10 +44,15 @@ describe('vshm-console-backend arguments', () => {
     expect(parseCliArgs(['--drop-blocked-output', '0'])).to.include({ dropBlockedOutputMs: 0 });
   });
 
-  it('--resize-order ORDER: VIRTIO 1.2 order by default; rows-cols for Linux before its 2025 fix; only with named ports', () => {
+  it('--resize-order ORDER: VIRTIO 1.2 order by default; rows-cols for Linux before its 2025 fix; matters with named ports only', () => {
     expect(parseCliArgs([])).to.include({ resizeOrder: 'cols-rows' });
     expect(parseCliArgs(['--port', 'a', '--resize-order', 'rows-cols'])).to.include({ resizeOrder: 'rows-cols' });
     expect(parseCliArgs(['--port-socket', 'a=/tmp/x.sock', '--resize-order', 'cols-rows'])).to.include({ resizeOrder: 'cols-rows' });
+    expect(parseCliArgs(['--port', 'a', '--resize-order', 'rows-cols']).warnings).to.deep.equal([]);
+    // Without one it has no effect: said, not refused (it describes the guest, not this command line).
+    const o = parseCliArgs(['--resize-order', 'rows-cols']);
+    expect(o).to.include({ resizeOrder: 'rows-cols' });
+    expect(o.warnings).to.deep.equal(['--resize-order has no effect without a named port (RESIZE messages exist only with MULTIPORT)']);
   });
 
   it('server restart: reconnect with a 60 s limit by default; --server-timeout S, --no-reconnect (issue 9 item 6)', () => {
@@ -64,7 +69,6 @@ describe('vshm-console-backend arguments', () => {
     [['--settle-ms'], "option '--settle-ms' needs a value"],
     [['--drop-blocked-output', '3600001'], '--drop-blocked-output 3600001 out of range 0…3600000'],
     [['--port', 'a', '--resize-order', 'rows'], "invalid --resize-order 'rows' (expected cols-rows or rows-cols)"],
-    [['--resize-order', 'rows-cols'], '--resize-order needs a named port (RESIZE messages exist only with MULTIPORT)'],
     [['--drop-blocked-output', '1.5'], "invalid --drop-blocked-output '1.5' (expected a decimal integer)"],
     [['--settle-ms', '-5'], "option '--settle-ms' needs a value; for one starting with '-', write --settle-ms=VALUE"],
     [['--quiet=1'], "option '--quiet' takes no value"],
