@@ -11,7 +11,7 @@
  */
 import { accessSync, constants, readFileSync } from 'node:fs';
 import { createLogger, openBackend, type IvshmemPeer, type VirtioBackend } from '@vshm/transport';
-import { asyncTerminalOutput, describeIoError, deviceCapabilities, exitAfterOutput, parseOrUsage, type DeviceCapabilities } from '@vshm/transport/cli';
+import { asyncTerminalOutput, describeIoError, deviceCapabilities, exitAfterOutput, exitOnUncaughtException, parseOrUsage, type DeviceCapabilities } from '@vshm/transport/cli';
 import { BlkFeature, VirtioDeviceId, hasFeature } from 'virtio-spec-types';
 import { parseCliArgs, CLI_OPTIONS, PROG, USAGE, type BlkCliOptions } from './cli-args.js';
 import { BlockDevice, blockDeviceFeatures, openBlockDevice } from './device.js';
@@ -170,12 +170,7 @@ export async function run(argv: readonly string[] = process.argv.slice(2)): Prom
   // Installed before the start-up, like the others: a resize request (SIGHUP) that arrives while
   // the image opens or the server connects must not take SIGHUP's default action (exit).
   process.on('SIGHUP', () => rt.resize());
-  let crashing = false;
-  process.on('uncaughtException', (err) => {
-    process.stderr.write(`${PROG}: internal error: ${err.stack ?? err.message}\n`);
-    // The stack is the line that matters most: let it out (bounded) before exiting.
-    if (!crashing) void exitAfterOutput(1);
-    crashing = true;
-  });
+  // The stack (bounded wait for it), exit 1; a recurrence is not reprinted.
+  exitOnUncaughtException(PROG);
   await rt.run();
 }

@@ -18,7 +18,7 @@ import { join } from 'node:path';
 import { ConsoleFeature } from 'virtio-spec-types';
 import { createLogger, IvshmemServer, DEFAULT_SOCKET_PATH } from '@vshm/transport';
 import type { SessionEndReason } from '@vshm/transport';
-import { asyncTerminalOutput, describeIoError, deviceCapabilities, exitAfterOutput, parseOrUsage, printable } from '@vshm/transport/cli';
+import { asyncTerminalOutput, describeIoError, deviceCapabilities, exitAfterOutput, exitOnUncaughtException, parseOrUsage, printable } from '@vshm/transport/cli';
 import { attachCommand, attachSocket, unixSocketListening, type Attached } from './attach.js';
 import { LONG_OPTIONS, parseCliArgs, PROG, USAGE, type BackendCliOptions } from './cli-args.js';
 import { ConsoleDevice } from './device.js';
@@ -327,17 +327,8 @@ export async function run(argv: readonly string[] = process.argv.slice(2)): Prom
   for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(sig, () => void rt.shutdown(0));
   // SIGWINCH reaches Node as stdout 'resize' (handled in run()); ignore it otherwise.
   process.on('SIGPIPE', () => {});
-  let crashing = false;
-  process.on('uncaughtException', (err) => {
-    // The process lives on until the exit below (up to its bound): a failure that recurs
-    // meanwhile (a callback that keeps throwing) must not print a stack each time.
-    if (crashing) return;
-    crashing = true;
-    rt.guard.restore();
-    process.stderr.write(`${PROG}: internal error: ${err.stack ?? err.message}\n`);
-    // The stack is the line that matters most: let it out (bounded) before exiting.
-    void exitAfterOutput(1);
-  });
+  // The terminal first, then the stack (bounded wait for it), exit 1; a recurrence is not reprinted.
+  exitOnUncaughtException(PROG, () => rt.guard.restore());
   try {
     await rt.run();
   } catch (err) {

@@ -13,7 +13,7 @@
  * (`exitAfterOutput`). `main()` is the same without either, for running in-process.
  */
 import { createLogger, LocalSocketError } from '@vshm/transport';
-import { acceptWarner, asyncTerminalOutput, describeIoError, exitAfterOutput, onTerminationSignal, parseOrUsage, printable } from '@vshm/transport/cli';
+import { acceptWarner, asyncTerminalOutput, describeIoError, exitAfterOutput, exitOnUncaughtException, onTerminationSignal, parseOrUsage, printable } from '@vshm/transport/cli';
 import { PROGRAM, USAGE, parseCli } from './cli-args.js';
 import type { BlockGeometry } from './driver.js';
 import { NbdServer } from './nbd-server.js';
@@ -158,6 +158,8 @@ export async function main(argv: readonly string[]): Promise<number> {
 
 /** The command: main() with asynchronous terminal output, then exit once the output is out (bounded). */
 export async function run(argv: readonly string[] = process.argv.slice(2)): Promise<never> {
+  // An internal error: its stack (bounded wait for it), exit 1; a recurrence is not reprinted.
+  exitOnUncaughtException(PROGRAM);
   const synchronous = asyncTerminalOutput();
   if (synchronous.stdout !== null) debug('stdout stays synchronous: %s', synchronous.stdout);
   if (synchronous.stderr !== null) debug('stderr stays synchronous: %s', synchronous.stderr);

@@ -12,7 +12,7 @@
  * most 2 s (`exitAfterOutput`). `main()` is the same without either, for running in-process.
  */
 import { createLogger as createDebug } from '@vshm/transport';
-import { asyncTerminalOutput, describeIoError, exitAfterOutput, onTerminationSignal, parseOrUsage, printable } from '@vshm/transport/cli';
+import { asyncTerminalOutput, describeIoError, exitAfterOutput, exitOnUncaughtException, onTerminationSignal, parseOrUsage, printable } from '@vshm/transport/cli';
 import { attachCommand } from './attach-command.js';
 import { attachPty } from './attach-pty.js';
 import { attachSocket } from './attach-socket.js';
@@ -218,6 +218,8 @@ export async function main(argv: readonly string[]): Promise<number> {
 
 /** The command: main() with asynchronous terminal output, then exit once the output is out (bounded). */
 export async function run(argv: readonly string[] = process.argv.slice(2)): Promise<never> {
+  // An internal error: its stack (bounded wait for it), exit 1; a recurrence is not reprinted.
+  exitOnUncaughtException(PROGRAM);
   const synchronous = asyncTerminalOutput();
   if (synchronous.stdout !== null) debug('stdout stays synchronous: %s', synchronous.stdout);
   if (synchronous.stderr !== null) debug('stderr stays synchronous: %s', synchronous.stderr);

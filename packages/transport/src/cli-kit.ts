@@ -6,7 +6,7 @@
  * `printable` for text a peer or client chose, the fd-limit warning of a listener
  * (`acceptWarner`), `--print-capabilities` (`deviceCapabilities`), the signal that ends a
  * daemon (`onTerminationSignal`), and terminal output that never blocks a command
- * (`asyncTerminalOutput`, `exitAfterOutput`).
+ * (`asyncTerminalOutput`, `exitAfterOutput`, `exitOnUncaughtException`).
  *
  * Why wrap parseArgs rather than pick an argument library: parseArgs is in Node, strict, and
  * already gives a stable error `code` per kind; only its messages are unfit for users (several
@@ -16,6 +16,7 @@
  */
 import { closeSync, constants as fsConstants, fstatSync, openSync, readFileSync, readlinkSync, statSync } from 'node:fs';
 import type { Writable } from 'node:stream';
+import { isatty } from 'node:tty';
 import { getSystemErrorMap, getSystemErrorName, parseArgs, type ParseArgsConfig } from 'node:util';
 import { VirtioFeature, VirtioFeatureMask } from 'virtio-spec-types';
 import { ArgumentError, ProtocolError } from './errors.js';
@@ -492,13 +493,65 @@ export async function exitAfterOutput(code: number, waitMs = EXIT_OUTPUT_WAIT_MS
   const bound = new Promise<void>((resolve) => (timer = setTimeout(resolve, waitMs)));
   await Promise.race([Promise.all(streams.map(outputTaken)), bound]);
   clearTimeout(timer);
+  releaseHungUpTerminals();
   return process.exit(code);
 }
 
 /** Resolves once `stream` has written out everything queued before now (or cannot any more). */
 function outputTaken(stream: NodeJS.WritableStream): Promise<void> {
   const s = stream as Partial<Pick<Writable, 'destroyed' | 'writableEnded' | 'writableLength' | 'errored'>> & NodeJS.WritableStream;
+  // A stream that fails while we wait (EPIPE: the reader left; EIO: the terminal hung up) has
+  // nothing more to take: heard here, its 'error' must not end the process with a stack instead.
+  s.on('error', ignoreError);
   if (s.destroyed === true || s.writableEnded === true || s.errored != null || s.writableLength === 0) return Promise.resolve();
-  // Writes complete in order: the callback of an empty one comes after all before it.
-  return new Promise((resolve) => s.write('', () => resolve()));
+  // Writes complete in order: the callback of an empty one comes after all before it. A stream
+  // that fails or closes first may never call it (a write still in progress holds back the
+  // callbacks queued behind it): then its 'error' or 'close' ends the wait.
+  return new Promise((resolve) => {
+    const done = (): void => resolve();
+    s.once('error', done);
+    s.once('close', done);
+    s.write('', done);
+  });
+}
+
+function ignoreError(): void {}
+
+/** Which of fds 0–2 were a terminal when this module was loaded (at a command's start). */
+const STARTED_ON_TERMINAL = [0, 1, 2].map((fd) => isatty(fd));
+
+/**
+ * Close those of fds 0–2 that were a terminal at start and are not one now: a terminal that hung
+ * up (its window closed, the ssh session ended). Node 20 restores the start-up terminal settings
+ * of fds 0–2 at exit and aborts the process (SIGABRT, a core dump) when that fails with EIO on a
+ * hung-up terminal (nodejs/node#51519, fixed in later lines); it leaves alone a descriptor that
+ * is closed. Called right before process.exit: nothing writes to them after that.
+ */
+function releaseHungUpTerminals(): void {
+  for (let fd = 0; fd <= 2; fd++) {
+    if (!STARTED_ON_TERMINAL[fd] || isatty(fd)) continue;
+    try {
+      closeSync(fd);
+    } catch {
+      // already closed: nothing for Node to restore either
+    }
+  }
+}
+
+/**
+ * Report the first uncaught exception as `PROG: internal error: STACK` and exit 1 through
+ * {@link exitAfterOutput}, so that the stack reaches a terminal written asynchronously. The
+ * process runs on during that wait: an exception that recurs meanwhile (a callback that keeps
+ * throwing) is not reported again. `beforeExit` runs once, first (restore the terminal mode);
+ * it must not throw.
+ */
+export function exitOnUncaughtException(prog: string, beforeExit?: () => void): void {
+  let crashing = false;
+  process.on('uncaughtException', (err: Error) => {
+    if (crashing) return;
+    crashing = true;
+    beforeExit?.();
+    process.stderr.write(`${prog}: internal error: ${err.stack ?? err.message}\n`);
+    void exitAfterOutput(1);
+  });
 }

@@ -218,6 +218,17 @@ describe('cli-kit: exitAfterOutput', () => {
     expect(Date.now() - t0).to.be.at.least(45);
   });
 
+  it('a stream that fails while the exit waits for it (EPIPE) ends the wait, not the process', async () => {
+    const { stream } = heldStream();
+    stream.write('queued\n');
+    const exited = exitAfterOutput(4, 60_000, [stream]);
+    await new Promise((resolve) => setImmediate(resolve));
+    // Unheard, this 'error' would throw out of destroy() (an uncaught exception in a command).
+    stream.destroy(Object.assign(new Error('write EPIPE'), { code: 'EPIPE' }));
+    await exited;
+    expect(exits).to.deep.equal([4]);
+  });
+
   it('a destroyed stream is not waited for', async () => {
     const { stream } = heldStream();
     stream.write('lost\n');

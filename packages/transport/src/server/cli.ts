@@ -13,7 +13,7 @@
  */
 import { pathToFileURL } from 'node:url';
 import { realpathSync } from 'node:fs';
-import { asyncTerminalOutput, describeIoError, exitAfterOutput, parseOrUsage } from '../cli-kit.js';
+import { asyncTerminalOutput, describeIoError, exitAfterOutput, exitOnUncaughtException, parseOrUsage } from '../cli-kit.js';
 import { createLogger } from '../log.js';
 import { IvshmemServer } from './server.js';
 import { optionWarnings, type ServerOptions } from './options.js';
@@ -119,6 +119,8 @@ export async function main(argv: readonly string[] = process.argv.slice(2), io: 
  * keep a stopped server).
  */
 export async function run(): Promise<never> {
+  // An internal error: its stack (bounded wait for it), exit 1; a recurrence is not reprinted.
+  exitOnUncaughtException(PROG);
   const synchronous = asyncTerminalOutput();
   if (synchronous.stdout !== null) debug('stdout stays synchronous: %s', synchronous.stdout);
   if (synchronous.stderr !== null) debug('stderr stays synchronous: %s', synchronous.stderr);
