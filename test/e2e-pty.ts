@@ -74,6 +74,14 @@ export class PtyProc {
     this.pty.resume();
   }
 
+  /**
+   * Close the master side: the terminal hangs up, as when its window closes — SIGHUP to the
+   * command, EIO on its descriptors. (node-pty has destroy() but does not declare it.)
+   */
+  hangUp(): void {
+    (this.pty as unknown as { destroy(): void }).destroy();
+  }
+
   /** Type `text` (keys go to the command's stdin whatever its output does). */
   type(text: string): void {
     this.pty.write(text);

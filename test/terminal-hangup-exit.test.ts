@@ -21,7 +21,7 @@ describe('a command whose terminal hangs up (node-pty master closed)', function 
   async function hangUp(name: string, args: string[], ready: RegExp): Promise<{ exitCode: number; signal?: number }> {
     p = new PtyProc(name, process.execPath, args, { cwd: s.path('.') });
     await p.untilOutput(ready);
-    p.pty.destroy(); // the terminal hangs up: SIGHUP to the command, EIO on its descriptors
+    p.hangUp(); // SIGHUP to the command, EIO on its descriptors
     return p.exited;
   }
 
