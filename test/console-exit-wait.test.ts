@@ -5,25 +5,12 @@
  */
 import { expect } from 'chai';
 import { spawnSync } from 'node:child_process';
-import { closeSync, constants, openSync, writeSync } from 'node:fs';
+import { closeSync, constants, openSync } from 'node:fs';
 import { join } from 'node:path';
 import { ROOT, until, useScratch } from './e2e-procs.js';
+import { takesNoMore } from './e2e-pty.js';
 
 const THROWER = join(ROOT, 'test/fixtures/throw-on-sigusr2.mjs');
-
-/** Whether the FIFO at `path` takes no more: a one-byte non-blocking write fails with EAGAIN. */
-function fifoFull(path: string): boolean {
-  const fd = openSync(path, constants.O_WRONLY | constants.O_NONBLOCK);
-  try {
-    writeSync(fd, '.');
-    return false;
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'EAGAIN') return true;
-    throw err;
-  } finally {
-    closeSync(fd);
-  }
-}
 
 describe('console CLIs: the exit wait', function () {
   const s = useScratch(this);
@@ -58,7 +45,7 @@ describe('console CLIs: the exit wait', function () {
       closeSync(writer);
       await be.untilStderr(/front-end connected/);
       be.write(Buffer.alloc(8 << 20, 0x78)); // far more than the FIFO and every buffer before it hold
-      await until(() => fifoFull(fifo), "the front-end's stdout full");
+      await until(() => takesNoMore(fifo), "the front-end's stdout full");
       fe.child.kill('SIGTERM');
       // The device reset of the front-end's orderly exit: its terminal attachment has let go of
       // stdout, and what it wrote there is still queued; the exit now waits for it.

@@ -9,6 +9,23 @@ import { closeSync, constants, openSync, readFileSync, writeSync } from 'node:fs
 import { spawn, type IPty } from 'node-pty';
 import { BOUND_MS, descendants } from './e2e-system.js';
 
+/**
+ * Whether the terminal or FIFO at `path` takes no more output: one byte written to it without
+ * blocking fails with EAGAIN. (A byte it does take reaches its reader like any other.)
+ */
+export function takesNoMore(path: string): boolean {
+  const fd = openSync(path, constants.O_WRONLY | constants.O_NOCTTY | constants.O_NONBLOCK);
+  try {
+    writeSync(fd, '.');
+    return false;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'EAGAIN') return true;
+    throw err;
+  } finally {
+    closeSync(fd);
+  }
+}
+
 export class PtyProc {
   readonly pty: IPty;
   readonly name: string;
@@ -92,16 +109,7 @@ export class PtyProc {
    * blocking, fails with EAGAIN. (A byte it does take is shown like any other output.)
    */
   full(): boolean {
-    const fd = openSync(this.slave, constants.O_WRONLY | constants.O_NOCTTY | constants.O_NONBLOCK);
-    try {
-      writeSync(fd, '.');
-      return false;
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'EAGAIN') return true;
-      throw err;
-    } finally {
-      closeSync(fd);
-    }
+    return takesNoMore(this.slave);
   }
 
   /** Write into the terminal from here until it takes no more (the master must be paused); returns the bytes written. */
