@@ -486,7 +486,10 @@ const EXIT_OUTPUT_WAIT_MS = 2000;
  * after `waitMs` (default 2000) if they have not: output written asynchronously (a pipe, or a
  * terminal after {@link asyncTerminalOutput}) is lost when the process exits before it is out,
  * and a stalled terminal must not keep the process for ever — after the wait nobody could read
- * those lines anyway. Restore the terminal mode before calling this.
+ * those lines anyway. A stream that fails meanwhile (EPIPE, EIO) ends its part of the wait
+ * quietly, and descriptors 0–2 on a terminal that hung up are closed before the exit (Node 20
+ * would abort with a core dump restoring their settings). Restore the terminal mode before
+ * calling this.
  */
 export async function exitAfterOutput(code: number, waitMs = EXIT_OUTPUT_WAIT_MS, streams: readonly NodeJS.WritableStream[] = [process.stdout, process.stderr]): Promise<never> {
   let timer: NodeJS.Timeout | undefined;
