@@ -29,6 +29,25 @@ async function delivered(port: ConsolePort, data: Buffer, timeoutMs = 30_000): P
   await until(() => written && port.pendingTransmitBytes === 0, 'every byte written to the console port used by the back-end', timeoutMs);
 }
 
+/**
+ * Ctrl-] q typed into `p`'s stalled terminal (the script echoes `TAG-EXIT-$?`, then `stty -a`):
+ * the CLI `pid` must be gone within the exit's bound (plus room for a loaded machine; a blocked
+ * one never exits at all), and — once the terminal reads again — have exited 0 with the
+ * terminal cooked again.
+ */
+async function quitWithinBound(p: PtyProc, pid: number, tag: string, who: string): Promise<void> {
+  const t0 = Date.now();
+  p.type('\x1dq');
+  await p.until(() => !alive(pid), `${who} to exit after Ctrl-] q`, 30_000);
+  const took = Date.now() - t0;
+  p.resume();
+  await p.untilOutput(new RegExp(`${tag}-EXIT-\\d+[\\s\\S]*icanon`));
+  expect(p.output).to.match(new RegExp(`${tag}-EXIT-0`));
+  expect(p.output).to.match(/(^|\s)icanon(\s|$)/m);
+  expect(p.output).to.match(/(^|\s)echo(\s|$)/m);
+  expect(took).to.be.below(EXIT_OUTPUT_WAIT_MS + 8000);
+}
+
 describe('console CLIs on a terminal that stops reading (node-pty)', function () {
   const ptys: PtyProc[] = [];
   let con: Console | null = null;
@@ -92,17 +111,7 @@ describe('console CLIs on a terminal that stops reading (node-pty)', function ()
     be.pause();
     port.write(Buffer.alloc(FLOOD, 0x78));
     await be.until(() => be.full(), 'the terminal full of the front-end\'s output');
-    const t0 = Date.now();
-    be.type('\x1dq');
-    await be.until(() => !alive(pid), 'the back-end to exit after Ctrl-] q', 30_000);
-    const took = Date.now() - t0;
-    be.resume();
-    await be.untilOutput(/BE-EXIT-\d+[\s\S]*icanon/);
-    expect(be.output).to.match(/BE-EXIT-0/);
-    expect(be.output).to.match(/(^|\s)icanon(\s|$)/m);
-    expect(be.output).to.match(/(^|\s)echo(\s|$)/m);
-    // The bound, plus room for a loaded machine; a blocked back-end never exits at all.
-    expect(took).to.be.below(EXIT_OUTPUT_WAIT_MS + 8000);
+    await quitWithinBound(be, pid, 'BE', 'the back-end');
   });
 
   it('vshm-console-frontend: Ctrl-] q still quits while its terminal is stalled, exit 0 within the bound, terminal restored', async () => {
@@ -115,16 +124,7 @@ describe('console CLIs on a terminal that stops reading (node-pty)', function ()
     // The back-end's input is the front-end's terminal output.
     back.write(Buffer.alloc(FLOOD, 0x78));
     await fe.until(() => fe.full(), 'the terminal full of the back-end\'s console input');
-    const t0 = Date.now();
-    fe.type('\x1dq');
-    await fe.until(() => !alive(pid), 'the front-end to exit after Ctrl-] q', 30_000);
-    const took = Date.now() - t0;
-    fe.resume();
-    await fe.untilOutput(/FE-EXIT-\d+[\s\S]*icanon/);
-    expect(fe.output).to.match(/FE-EXIT-0/);
-    expect(fe.output).to.match(/(^|\s)icanon(\s|$)/m);
-    expect(fe.output).to.match(/(^|\s)echo(\s|$)/m);
-    expect(took).to.be.below(EXIT_OUTPUT_WAIT_MS + 8000);
+    await quitWithinBound(fe, pid, 'FE', 'the front-end');
   });
 
   it('a terminal the back-end may not open anew stays synchronous: with --drop-blocked-output it warns that the option cannot apply', async function () {

@@ -47,12 +47,19 @@ async function within<T>(promise: Promise<T>, what: string, ms = STEP_MS): Promi
   }
 }
 
-/** SIGTERM to `pid` (running on `p`); resolves with the ms until it is gone. */
-async function terminate(p: PtyProc, pid: number): Promise<number> {
+/**
+ * SIGTERM to `pid` (running on `p`, whose script echoes `TAG-EXIT-$?`): it must be gone within the
+ * exit's bound, and — once the terminal reads again — have exited 0.
+ */
+async function terminateWithinBound(p: PtyProc, pid: number, tag: string): Promise<void> {
   const t0 = Date.now();
   process.kill(pid, 'SIGTERM');
   await p.until(() => !alive(pid), `${p.name} to exit after SIGTERM`, STEP_MS);
-  return Date.now() - t0;
+  const took = Date.now() - t0;
+  p.resume();
+  await p.untilOutput(new RegExp(`${tag}-EXIT-\\d+`));
+  expect(p.output).to.match(new RegExp(`${tag}-EXIT-0`));
+  expect(took).to.be.below(EXIT_OUTPUT_WAIT_MS + SLACK_MS);
 }
 
 /** Bytes that show where they were written from. */
@@ -107,11 +114,7 @@ describe('the daemons on a terminal that stops reading (node-pty)', function () 
     await sv.untilOutput(/listening on/);
     const pid = sv.childRunning(SERVER_BIN);
     await sv.stall();
-    const took = await terminate(sv, pid);
-    sv.resume();
-    await sv.untilOutput(/SV-EXIT-\d+/);
-    expect(sv.output).to.match(/SV-EXIT-0/);
-    expect(took).to.be.below(EXIT_OUTPUT_WAIT_MS + SLACK_MS);
+    await terminateWithinBound(sv, pid, 'SV');
     expect(existsSync(s.server), 'socket removed').to.equal(false);
   });
 
@@ -138,11 +141,7 @@ describe('the daemons on a terminal that stops reading (node-pty)', function () 
     await be.untilOutput(/vshm-blk-backend: front-end connected \(features 0x[0-9a-f]+\)\r?\n/);
     // Its shutdown says "front-end left" to the full terminal: the exit still comes, bounded.
     await be.stall();
-    const took = await terminate(be, pid);
-    be.resume();
-    await be.untilOutput(/BE-EXIT-\d+/);
-    expect(be.output).to.match(/BE-EXIT-0/);
-    expect(took).to.be.below(EXIT_OUTPUT_WAIT_MS + SLACK_MS);
+    await terminateWithinBound(be, pid, 'BE');
   });
 
   it('vshm-blk-frontend: an NBD client refused (its line) while its terminal is full; the client served goes on reading and writing; SIGTERM exits 0 within the bound', async () => {
@@ -173,11 +172,7 @@ describe('the daemons on a terminal that stops reading (node-pty)', function () 
       c.close();
     }
     await fe.stall();
-    const took = await terminate(fe, pid);
-    fe.resume();
-    await fe.untilOutput(/FE-EXIT-\d+/);
-    expect(fe.output).to.match(/FE-EXIT-0/);
-    expect(took).to.be.below(EXIT_OUTPUT_WAIT_MS + SLACK_MS);
+    await terminateWithinBound(fe, pid, 'FE');
   });
 
   it('vshm-rng-backend: a front-end reads while its terminal is full; SIGTERM exits 0 within the bound', async () => {
@@ -191,11 +186,7 @@ describe('the daemons on a terminal that stops reading (node-pty)', function () 
     expect((await within(fe.exited, 'the rng front-end to finish')).code, fe.stderr).to.equal(0);
     expect(fe.stdoutText).to.match(/^([0-9a-f]{32}\n){3}$/);
     expect(rb.full(), 'the terminal still full').to.equal(true);
-    const took = await terminate(rb, pid);
-    rb.resume();
-    await rb.untilOutput(/RB-EXIT-\d+/);
-    expect(rb.output).to.match(/RB-EXIT-0/);
-    expect(took).to.be.below(EXIT_OUTPUT_WAIT_MS + SLACK_MS);
+    await terminateWithinBound(rb, pid, 'RB');
   });
 
   const usageErrors: [string, string, string[]][] = [
