@@ -490,31 +490,76 @@ const EXIT_OUTPUT_WAIT_MS = 2000;
  * quietly, and descriptors 0–2 on a terminal that hung up are closed before the exit (Node 20
  * would abort with a core dump restoring their settings). Restore the terminal mode before
  * calling this.
+ *
+ * The command is exiting from this call on: a termination signal (SIGINT, SIGTERM, SIGHUP) during
+ * the wait ends it at once, and the process still exits with `code` — the command's own status,
+ * not death by the signal. The command's own handlers for those signals do not run meanwhile (they
+ * were for stopping it, which is done), so none starts a second shutdown. A second call while one
+ * waits changes nothing: the first call's `code` stands.
  */
 export async function exitAfterOutput(code: number, waitMs = EXIT_OUTPUT_WAIT_MS, streams: readonly NodeJS.WritableStream[] = [process.stdout, process.stderr]): Promise<never> {
+  if (exiting !== null) return exiting;
   let timer: NodeJS.Timeout | undefined;
+  let signalled = (): void => {};
   const bound = new Promise<void>((resolve) => (timer = setTimeout(resolve, waitMs)));
-  await Promise.race([Promise.all(streams.map(outputTaken)), bound]);
-  clearTimeout(timer);
-  releaseHungUpTerminals();
-  return process.exit(code);
+  const bySignal = new Promise<void>((resolve) => (signalled = resolve));
+  const restoreSignals = takeTerminationSignals(() => signalled());
+  exiting = Promise.race([Promise.all(streams.map(outputTaken)), bound, bySignal]).then(() => {
+    clearTimeout(timer);
+    restoreSignals(); // for a process.exit that returns (a test's): the process as it was
+    exiting = null;
+    releaseHungUpTerminals();
+    return process.exit(code);
+  });
+  return exiting;
 }
 
-/** Resolves once `stream` has written out everything queued before now (or cannot any more). */
+/** The exit under way (exitAfterOutput), if any. */
+let exiting: Promise<never> | null = null;
+
+/**
+ * Make `handler` the only listener of the termination signals; returns what puts the previous
+ * listeners back instead. Added before the others go, so that no signal finds none (its default
+ * action: death by the signal).
+ */
+function takeTerminationSignals(handler: () => void): () => void {
+  const previous = TERMINATION_SIGNALS.map((sig) => [sig, process.rawListeners(sig) as ((...args: unknown[]) => void)[]] as const);
+  for (const [sig, listeners] of previous) {
+    process.on(sig, handler);
+    for (const l of listeners) process.removeListener(sig, l);
+  }
+  return () => {
+    for (const [sig, listeners] of previous) {
+      for (const l of listeners) process.on(sig, l);
+      process.removeListener(sig, handler);
+    }
+  };
+}
+
+/**
+ * Resolves once `stream` has written out everything queued for it (or cannot any more): what
+ * was queued before now, and what was written meanwhile (a notice of {@link asyncTerminalOutput}'s
+ * bound that came due, a last line).
+ */
 function outputTaken(stream: NodeJS.WritableStream): Promise<void> {
   const s = stream as Partial<Pick<Writable, 'destroyed' | 'writableEnded' | 'writableLength' | 'errored'>> & NodeJS.WritableStream;
   // A stream that fails while we wait (EPIPE: the reader left; EIO: the terminal hung up) has
   // nothing more to take: heard here, its 'error' must not end the process with a stack instead.
   s.on('error', ignoreError);
-  if (s.destroyed === true || s.writableEnded === true || s.errored != null || s.writableLength === 0) return Promise.resolve();
   // Writes complete in order: the callback of an empty one comes after all before it. A stream
   // that fails or closes first may never call it (a write still in progress holds back the
   // callbacks queued behind it): then its 'error' or 'close' ends the wait.
+  const taken = (): boolean => s.destroyed === true || s.writableEnded === true || s.errored != null || s.writableLength === 0;
+  if (taken()) return Promise.resolve();
   return new Promise((resolve) => {
     const done = (): void => resolve();
+    const probe = (): void => {
+      if (taken()) done();
+      else s.write('', probe);
+    };
     s.once('error', done);
     s.once('close', done);
-    s.write('', done);
+    probe();
   });
 }
 

@@ -229,6 +229,61 @@ describe('cli-kit: exitAfterOutput', () => {
     expect(exits).to.deep.equal([4]);
   });
 
+  it('what is written while it waits is waited for too (a line that came due meanwhile)', async () => {
+    const { stream, release } = heldStream();
+    const taken: string[] = [];
+    stream.write('first\n', () => {
+      taken.push('first');
+      stream.write('written during the wait\n', () => taken.push('second'));
+    });
+    const exited = exitAfterOutput(5, 60_000, [stream]);
+    while (exits.length === 0) {
+      release();
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    await exited;
+    expect(taken).to.deep.equal(['first', 'second']);
+    expect(exits).to.deep.equal([5]);
+  });
+
+  it('a second call while one waits changes nothing: the first status stands', async () => {
+    const { stream, release } = heldStream();
+    stream.write('queued\n');
+    const first = exitAfterOutput(1, 60_000, [stream]);
+    const second = exitAfterOutput(0, 60_000, [stream]);
+    while (exits.length === 0) {
+      release();
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    await Promise.all([first, second]);
+    expect(exits).to.deep.equal([1]);
+  });
+
+  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+    it(`${sig} during the wait ends it: exit with the code; the process's own ${sig} listener does not run, and is back after`, async () => {
+      const { stream } = heldStream();
+      stream.write('never taken\n');
+      let own = 0;
+      const mine = (): void => void own++;
+      process.on(sig, mine);
+      const listeners = process.listeners(sig);
+      try {
+        const exited = exitAfterOutput(6, 60_000, [stream]);
+        await new Promise((resolve) => setImmediate(resolve));
+        expect(exits, 'still waiting').to.deep.equal([]);
+        process.emit(sig, sig);
+        await exited;
+        expect(exits).to.deep.equal([6]);
+        expect(own, 'the own listener ran').to.equal(0);
+        expect(process.listeners(sig), 'the listeners as they were').to.have.members(listeners);
+        process.emit(sig, sig);
+        expect(own, 'the own listener back').to.equal(1);
+      } finally {
+        process.off(sig, mine);
+      }
+    });
+  }
+
   it('a destroyed stream is not waited for', async () => {
     const { stream } = heldStream();
     stream.write('lost\n');
