@@ -22,6 +22,8 @@ const BLK_BACKEND_BIN = join(ROOT, 'packages/backend-blk/bin/vshm-blk-backend.js
 const BLK_FRONTEND_BIN = join(ROOT, 'packages/frontend-blk/bin/vshm-blk-frontend.js');
 const RNG_BACKEND_BIN = join(ROOT, 'examples/virtio-rng/bin/vshm-rng-backend.js');
 const RNG_FRONTEND_BIN = join(ROOT, 'examples/virtio-rng/bin/vshm-rng-frontend.js');
+/** Preload: the kit's bound on a terminal stderr at 16 KiB (see the fixture). */
+const SMALL_STDERR_BOUND = join(ROOT, 'test/fixtures/small-stderr-bound.mjs');
 
 /** How long the daemons wait at exit for a terminal to take what is queued (exitAfterOutput's default). */
 const EXIT_OUTPUT_WAIT_MS = 2000;
@@ -133,6 +135,30 @@ describe('the daemons on a terminal that stops reading (node-pty)', function () 
     sv.resume();
     await sv.untilOutput(/SV-EXIT-\d+/);
     expect(sv.output.match(/SV-EXIT-\d+/)?.[0]).to.equal('SV-EXIT-0'); // killed by SIGTERM: 143
+  });
+
+  it('vshm-server -v with DEBUG: what its full terminal cannot take is bounded — dropped beyond the limit, then counted in one line once it reads again', async () => {
+    const sv = onPty('server', run('SV'), SERVER_BIN, ['-v', '-l', '64K', '-n', '2', '-S', s.server], {
+      DEBUG: 'vshm:*',
+      NODE_OPTIONS: `--import=${SMALL_STDERR_BOUND}`,
+    });
+    await sv.untilOutput(/listening on/);
+    await sv.stall();
+    // Each peer that comes and goes costs some 200 bytes of lines (-v and the debug log): 300 of
+    // them, about four times the 16 KiB bound the preload chose.
+    for (let i = 0; i < 300; i++) {
+      const p = await within(IvshmemPeer.connect(s.server, { timeoutMs: STEP_MS }), 'a peer to connect');
+      p.close();
+    }
+    expect(sv.full(), 'the terminal still full').to.equal(true);
+    sv.resume();
+    await sv.untilOutput(/vshm-server: \d+ messages? \(\d+ bytes\) (was|were) dropped while the terminal took no output\r?\n/, STEP_MS);
+    const [, messages, bytes] = /vshm-server: (\d+) messages? \((\d+) bytes\)/.exec(sv.output)!;
+    expect(Number(messages)).to.be.above(0);
+    expect(Number(bytes)).to.be.above(16 * 1024);
+    expect(sv.output.match(/were dropped/g), 'one notice').to.have.length(1);
+    const pid = sv.childRunning(SERVER_BIN);
+    expect(alive(pid), 'still serving').to.equal(true);
   });
 
   it('vshm-blk-backend: a front-end connects, writes and reads a block while its terminal is full; SIGTERM on the full terminal exits 0 within the bound', async () => {

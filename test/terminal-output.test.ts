@@ -18,7 +18,7 @@ const canSwitchUid = process.getuid?.() === 0 && spawnSync('setpriv', ['--versio
 /** Prints `RESULT <what asyncTerminalOutput returned>`, then waits for a line of input. */
 const SCRIPT = [
   "import { asyncTerminalOutput } from '@vshm/transport/cli';",
-  'const r = asyncTerminalOutput();',
+  'const r = asyncTerminalOutput("probe");',
   'process.stdout.write(`RESULT ${JSON.stringify(r)}\\n`);',
   'process.stdin.once("data", () => process.exit(0));',
 ].join('\n');

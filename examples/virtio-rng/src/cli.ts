@@ -101,8 +101,7 @@ function connectFailure(server: string, e: unknown): string {
 /** `vshm-rng-backend [-S PATH]`: serve random bytes until SIGINT/SIGTERM/SIGHUP. */
 export async function runBackend(argv = process.argv.slice(2)): Promise<void> {
   const prog = 'vshm-rng-backend';
-  const synchronous = asyncTerminalOutput();
-  for (const [name, why] of Object.entries(synchronous)) if (why !== null) debug('%s stays synchronous: %s', name, why);
+  asyncTerminalOutput(prog, { log: debug });
   const o = parseOrUsage(prog, BACKEND_USAGE, () => parseRngArgs(argv, false), process, rngCapabilities);
   if (typeof o === 'number') return exitAfterOutput(o);
   const info = (line: string): void => {

@@ -160,11 +160,9 @@ function readOnlyHint(image: string, readOnly: boolean, err: unknown): string {
 }
 
 export async function run(argv: readonly string[] = process.argv.slice(2)): Promise<void> {
-  const synchronous = asyncTerminalOutput();
+  asyncTerminalOutput(PROG, { log: debug });
   const opts = parseOrUsage(PROG, USAGE, () => parseCliArgs(argv), process, capabilities);
   if (typeof opts === 'number') return exitAfterOutput(opts);
-  if (synchronous.stdout !== null) debug('stdout stays synchronous: %s', synchronous.stdout);
-  if (synchronous.stderr !== null) debug('stderr stays synchronous: %s', synchronous.stderr);
   const rt = new Runtime(opts);
   for (const sig of ['SIGINT', 'SIGTERM'] as const) process.on(sig, () => void rt.shutdown(0));
   // Installed before the start-up, like the others: a resize request (SIGHUP) that arrives while

@@ -312,17 +312,13 @@ export function capabilities(o: BackendCliOptions): ReturnType<typeof deviceCapa
 }
 
 export async function run(argv: readonly string[] = process.argv.slice(2)): Promise<void> {
-  const synchronous = asyncTerminalOutput();
+  const synchronous = asyncTerminalOutput(PROG, { log: debug });
   const opts = parseOrUsage(PROG, USAGE, () => parseCliArgs(argv), process, capabilities);
   if (typeof opts === 'number') return exitAfterOutput(opts);
-  if (synchronous.stdout !== null) {
-    debug('stdout stays synchronous: %s', synchronous.stdout);
-    // The option rests on the terminal pushing back, which a synchronous one never does.
-    if (opts.dropBlockedOutputMs !== null) {
-      process.stderr.write(`${PROG}: warning: --drop-blocked-output cannot apply to this terminal: ${synchronous.stdout}; a terminal that stalls blocks the whole back-end\n`);
-    }
+  // The option rests on the terminal pushing back, which a synchronous one never does.
+  if (synchronous.stdout !== null && opts.dropBlockedOutputMs !== null) {
+    process.stderr.write(`${PROG}: warning: --drop-blocked-output cannot apply to this terminal: ${synchronous.stdout}; a terminal that stalls blocks the whole back-end\n`);
   }
-  if (synchronous.stderr !== null) debug('stderr stays synchronous: %s', synchronous.stderr);
   const rt = new Runtime(opts);
   for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(sig, () => void rt.shutdown(0));
   // SIGWINCH reaches Node as stdout 'resize' (handled in run()); ignore it otherwise.

@@ -220,9 +220,7 @@ export async function main(argv: readonly string[]): Promise<number> {
 export async function run(argv: readonly string[] = process.argv.slice(2)): Promise<never> {
   // An internal error: its stack (bounded wait for it), exit 1; a recurrence is not reprinted.
   exitOnUncaughtException(PROGRAM);
-  const synchronous = asyncTerminalOutput();
-  if (synchronous.stdout !== null) debug('stdout stays synchronous: %s', synchronous.stdout);
-  if (synchronous.stderr !== null) debug('stderr stays synchronous: %s', synchronous.stderr);
+  asyncTerminalOutput(PROGRAM, { log: debug });
   // Only the terminal attachment writes to stdout, and a stdout that fails ends its session. One
   // that fails once the attachment has let go — while the device resets, or while the exit waits
   // for what the attachment queued (EPIPE: the reader left; EIO: the terminal hung up) — has

@@ -20,6 +20,7 @@ import { isatty } from 'node:tty';
 import { getSystemErrorMap, getSystemErrorName, parseArgs, type ParseArgsConfig } from 'node:util';
 import { VirtioFeature, VirtioFeatureMask } from 'virtio-spec-types';
 import { ArgumentError, ProtocolError } from './errors.js';
+import type { Logger } from './log.js';
 import type { VirtioDeviceOps } from './virtio/device-api.js';
 
 /** A bad command line: the command prints `NAME: <message> (try --help)` and exits 2. */
@@ -406,6 +407,17 @@ export function onTerminationSignal(): { signalled: Promise<NodeJS.Signals>; dis
 const TERMINATION_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
 
 
+/** What {@link asyncTerminalOutput} takes besides the program name. */
+export interface TerminalOutputOptions {
+  /** The command's debug logger (`createLogger`): it gets one line for each stream that stays synchronous, and why. */
+  log?: Logger;
+  /**
+   * The most bytes a terminal stderr made asynchronous may hold queued before further messages
+   * are dropped ({@link boundQueuedOutput}); default 1 MiB.
+   */
+  maxQueuedStderr?: number;
+}
+
 /**
  * Make this process's stdout and stderr asynchronous where they are a terminal, so that a terminal
  * that stops taking output (an ssh session whose network stalled, a frozen terminal emulator, a
@@ -424,12 +436,78 @@ const TERMINATION_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
  * is found the way libuv decides it: the terminal's name (/proc/self/fd/N, checked against the
  * descriptor) and an open of that name with the same access mode.
  *
+ * Diagnostics must not fill memory while such a terminal takes nothing: stderr, once asynchronous,
+ * holds at most `maxQueuedStderr` bytes queued, and the messages beyond are dropped and counted —
+ * one line `PROG: N messages (B bytes) were dropped while the terminal took no output` once the
+ * terminal took what was queued ({@link boundQueuedOutput}). stdout is never bounded: it is a
+ * command's data (a console's output), which honours back-pressure and must not be lost unsaid.
+ *
  * Returns, for each stream, null when its writes cannot hold the process on a stalled terminal
  * (not a terminal, or one now written asynchronously), else why it stays synchronous (`cannot
- * reopen /dev/pts/3: EACCES (permission denied)`).
+ * reopen /dev/pts/3: EACCES (permission denied)`); `log` gets the same, as `stdout stays
+ * synchronous: WHY`.
  */
-export function asyncTerminalOutput(): { stdout: string | null; stderr: string | null } {
-  return { stdout: unblockTerminal(process.stdout), stderr: unblockTerminal(process.stderr) };
+export function asyncTerminalOutput(prog: string, options: TerminalOutputOptions = {}): { stdout: string | null; stderr: string | null } {
+  const result = { stdout: unblockTerminal(process.stdout), stderr: unblockTerminal(process.stderr) };
+  if (process.stderr.isTTY && result.stderr === null) boundQueuedOutput(process.stderr, prog, options.maxQueuedStderr);
+  for (const [name, why] of Object.entries(result)) if (why !== null) options.log?.('%s stays synchronous: %s', name, why);
+  return result;
+}
+
+/**
+ * What a terminal's stderr may hold queued by default, bytes: some ten thousand lines of
+ * diagnostics — minutes of `-v` or `DEBUG` chatter — and at most 1 MiB of memory for a terminal
+ * that stalled for hours; beyond that, what was said matters less than how much.
+ */
+const MAX_QUEUED_STDERR = 1 << 20;
+
+/** Marks a stream {@link boundQueuedOutput} has bounded (a registered symbol: every copy of the kit sees it). */
+const BOUNDED = Symbol.for('vshm.cli.boundQueuedOutput');
+
+/**
+ * Bound what `stream` (a terminal's stderr, written asynchronously) holds queued in memory: a
+ * write that finds `maxQueued` bytes or more queued (`writableLength`, never below the stream's
+ * high-water mark) is dropped and counted — its callback still called, without an error, on the
+ * next tick; `write()` returns false, and 'drain' follows as for any full stream. Once what was
+ * queued when dropping began has been written, one line says how much was dropped: `PROG: N
+ * messages (B bytes) were dropped while the terminal took no output`. A zero-length write always
+ * passes (an empty write's callback marks the end of what is queued: {@link exitAfterOutput}).
+ * Everything that writes to the stream goes through this: `debug`, `console.error`, the process's
+ * warnings, a command's own lines. Idempotent: a stream is bounded once, by the first call.
+ *
+ * Node's writable streams have no bounded mode (a high-water mark only advises the writer), and
+ * most writers of stderr never look at `write()`'s result, so the instance's `write` is wrapped.
+ */
+export function boundQueuedOutput(stream: Writable, prog: string, maxQueued = MAX_QUEUED_STDERR): void {
+  const s = stream as Writable & { [BOUNDED]?: true };
+  if (s[BOUNDED] === true) return;
+  s[BOUNDED] = true;
+  const limit = Math.max(maxQueued, s.writableHighWaterMark);
+  const write = s.write as (this: Writable, ...args: unknown[]) => boolean;
+  let messages = 0;
+  let bytes = 0;
+  const report = (err?: Error | null): void => {
+    const line = `${prog}: ${messages} ${messages === 1 ? 'message' : 'messages'} (${bytes} bytes) ${messages === 1 ? 'was' : 'were'} dropped while the terminal took no output\n`;
+    messages = bytes = 0;
+    if (err == null) write.call(s, line);
+  };
+  s.write = ((...args: unknown[]): boolean => {
+    const [chunk, encoding, cb] = args;
+    const size = byteLength(chunk, encoding);
+    if (size === 0 || s.writableLength < limit) return write.apply(s, args);
+    // The first drop: what is queued now ends with an empty write, whose callback says how much.
+    if (messages++ === 0) write.call(s, '', report);
+    bytes += size;
+    const done = typeof encoding === 'function' ? encoding : cb;
+    if (typeof done === 'function') process.nextTick(done as (err: null) => void, null);
+    return false;
+  }) as Writable['write'];
+}
+
+/** The bytes a write of `chunk` (a string in `encoding`, or bytes) adds to a stream's queue. */
+function byteLength(chunk: unknown, encoding: unknown): number {
+  if (typeof chunk === 'string') return Buffer.byteLength(chunk, typeof encoding === 'string' && Buffer.isEncoding(encoding) ? encoding : 'utf8');
+  return ArrayBuffer.isView(chunk) ? chunk.byteLength : 0;
 }
 
 /** asyncTerminalOutput for one stream: null when done or not a terminal, else why not. */

@@ -121,9 +121,7 @@ export async function main(argv: readonly string[] = process.argv.slice(2), io: 
 export async function run(): Promise<never> {
   // An internal error: its stack (bounded wait for it), exit 1; a recurrence is not reprinted.
   exitOnUncaughtException(PROG);
-  const synchronous = asyncTerminalOutput();
-  if (synchronous.stdout !== null) debug('stdout stays synchronous: %s', synchronous.stdout);
-  if (synchronous.stderr !== null) debug('stderr stays synchronous: %s', synchronous.stderr);
+  asyncTerminalOutput(PROG, { log: debug });
   let code: number;
   try {
     code = await main();
