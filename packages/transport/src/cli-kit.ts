@@ -627,17 +627,18 @@ function outputTaken(stream: NodeJS.WritableStream): Promise<void> {
   // Writes complete in order: the callback of an empty one comes after all before it. A stream
   // that fails or closes first may never call it (a write still in progress holds back the
   // callbacks queued behind it): then its 'error' or 'close' ends the wait.
-  const taken = (): boolean => s.destroyed === true || s.writableEnded === true || s.errored != null || s.writableLength === 0;
-  if (taken()) return Promise.resolve();
+  const broken = (): boolean => s.destroyed === true || s.writableEnded === true || s.errored != null;
+  if (broken() || s.writableLength === 0) return Promise.resolve();
   return new Promise((resolve) => {
     const done = (): void => resolve();
+    // Written meanwhile (still something queued once the probe is through): probe again.
     const probe = (): void => {
-      if (taken()) done();
+      if (broken() || !((s.writableLength ?? 0) > 0)) done();
       else s.write('', probe);
     };
     s.once('error', done);
     s.once('close', done);
-    probe();
+    s.write('', probe);
   });
 }
 
