@@ -4,6 +4,7 @@
  * (asyncTerminalOutput needs a real terminal: test/terminal-output.test.ts.)
  */
 import { expect } from 'chai';
+import { Console } from 'node:console';
 import { openSync } from 'node:fs';
 import { Writable } from 'node:stream';
 import { asyncTerminalOutput, boundQueuedOutput, describeIoError, exitAfterOutput, parseCommandLine, parseOrUsage, printable, UsageError } from '../src/cli-kit.js';
@@ -301,7 +302,7 @@ describe('cli-kit: asyncTerminalOutput', () => {
     const log = Object.assign((...args: unknown[]) => void said.push(args), { enabled: true, namespace: 'vshm:test' });
     expect(asyncTerminalOutput('vshm-test', { log })).to.deep.equal({ stdout: null, stderr: null });
     expect(said, 'nothing to log').to.deep.equal([]);
-    expect(process.stderr.write, 'stderr not bounded').to.equal(Object.getPrototypeOf(process.stderr).write);
+    expect(Symbol.for('vshm.cli.boundQueuedOutput') in process.stderr, 'stderr not bounded').to.equal(false);
   });
 });
 
@@ -386,6 +387,18 @@ describe('cli-kit: boundQueuedOutput (a terminal stderr that takes nothing)', ()
     }
     expect(drained).to.equal(2);
     expect(taken.filter((t) => NOTICE.test(t)).map((t) => NOTICE.exec(t)!.slice(1, 3))).to.deep.equal([['3', '24'], ['5', '40']]);
+  });
+
+  it('console.error on the stream goes through the bound (it writes with a callback)', async () => {
+    const { stream, taken, release } = stalled();
+    boundQueuedOutput(stream, 'vshm-test', LIMIT);
+    stream.write(Buffer.alloc(LIMIT, 0x61));
+    const console = new Console({ stdout: stream, stderr: stream });
+    for (let i = 0; i < 4; i++) console.error('dropped %d', i);
+    expect(stream.writableLength).to.equal(LIMIT);
+    await release();
+    expect(taken.filter((t) => NOTICE.test(t)).map((t) => NOTICE.exec(t)!.slice(1, 3))).to.deep.equal([['4', '40']]);
+    expect(stream.listenerCount('error'), 'no error listener left behind').to.equal(0);
   });
 
   it("the limit is never below the stream's high-water mark, so that 'drain' follows every false", () => {
