@@ -573,27 +573,34 @@ const EXIT_OUTPUT_WAIT_MS = 2000;
  * the wait ends it at once, and the process still exits with `code` — the command's own status,
  * not death by the signal. The command's own handlers for those signals do not run meanwhile (they
  * were for stopping it, which is done), so none starts a second shutdown. A second call while one
- * waits changes nothing: the first call's `code` stands.
+ * waits exits with the same wait; its `code` counts only if the status so far is 0: the first
+ * failure stands (an internal error during the wait for a clean exit is not reported as 0).
  */
 export async function exitAfterOutput(code: number, waitMs = EXIT_OUTPUT_WAIT_MS, streams: readonly NodeJS.WritableStream[] = [process.stdout, process.stderr]): Promise<never> {
-  if (exiting !== null) return exiting;
+  if (exiting !== null) {
+    // A failure that comes up during the wait for a success (an internal error, its stack
+    // printed) is not lost: the first non-zero status stands.
+    if (exiting.code === 0) exiting.code = code;
+    return exiting.exited;
+  }
   let timer: NodeJS.Timeout | undefined;
   let signalled = (): void => {};
   const bound = new Promise<void>((resolve) => (timer = setTimeout(resolve, waitMs)));
   const bySignal = new Promise<void>((resolve) => (signalled = resolve));
   const restoreSignals = takeTerminationSignals(() => signalled());
-  exiting = Promise.race([Promise.all(streams.map(outputTaken)), bound, bySignal]).then(() => {
+  const current: { code: number; exited: Promise<never> } = { code, exited: Promise.race([Promise.all(streams.map(outputTaken)), bound, bySignal]).then(() => {
     clearTimeout(timer);
     restoreSignals(); // for a process.exit that returns (a test's): the process as it was
     exiting = null;
     releaseHungUpTerminals();
-    return process.exit(code);
-  });
-  return exiting;
+    return process.exit(current.code);
+  }) };
+  exiting = current;
+  return current.exited;
 }
 
-/** The exit under way (exitAfterOutput), if any. */
-let exiting: Promise<never> | null = null;
+/** The exit under way (exitAfterOutput), if any, and the status it will exit with. */
+let exiting: { code: number; exited: Promise<never> } | null = null;
 
 /**
  * Make `handler` the only listener of the termination signals; returns what puts the previous

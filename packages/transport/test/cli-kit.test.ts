@@ -260,6 +260,20 @@ describe('cli-kit: exitAfterOutput', () => {
     expect(exits).to.deep.equal([1]);
   });
 
+  it('a failure that comes up while it waits for a success is not lost: the first non-zero status stands', async () => {
+    // exitOnUncaughtException's exitAfterOutput(1) during the exit wait of a clean teardown: the
+    // stack is printed, so the status must say so too.
+    const { stream, release } = heldStream();
+    stream.write('queued\n');
+    const calls = [exitAfterOutput(0, 60_000, [stream]), exitAfterOutput(1, 60_000, [stream]), exitAfterOutput(2, 60_000, [stream]), exitAfterOutput(0, 60_000, [stream])];
+    while (exits.length === 0) {
+      release();
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    await Promise.all(calls);
+    expect(exits).to.deep.equal([1]);
+  });
+
   for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
     it(`${sig} during the wait ends it: exit with the code; the process's own ${sig} listener does not run, and is back after`, async () => {
       const { stream } = heldStream();
