@@ -572,7 +572,8 @@ const EXIT_OUTPUT_WAIT_MS = 2000;
  * The command is exiting from this call on: a termination signal (SIGINT, SIGTERM, SIGHUP) during
  * the wait ends it at once, and the process still exits with `code` — the command's own status,
  * not death by the signal. The command's own handlers for those signals do not run meanwhile (they
- * were for stopping it, which is done), so none starts a second shutdown. A second call while one
+ * were for stopping it, which is done), so none starts a second shutdown — nor does one added
+ * during the wait: the signal's exit comes first. A second call while one
  * waits exits with the same wait; its `code` counts only if the status so far is 0: the first
  * failure stands (an internal error during the wait for a clean exit is not reported as 0).
  */
@@ -585,16 +586,24 @@ export async function exitAfterOutput(code: number, waitMs = EXIT_OUTPUT_WAIT_MS
   }
   let timer: NodeJS.Timeout | undefined;
   let signalled = (): void => {};
-  const bound = new Promise<void>((resolve) => (timer = setTimeout(resolve, waitMs)));
-  const bySignal = new Promise<void>((resolve) => (signalled = resolve));
-  const restoreSignals = takeTerminationSignals(() => signalled());
-  const current: { code: number; exited: Promise<never> } = { code, exited: Promise.race([Promise.all(streams.map(outputTaken)), bound, bySignal]).then(() => {
+  let finished = false;
+  const finish = (): never => {
+    if (finished) return undefined as never; // a process.exit that returned (a test's)
+    finished = true;
     clearTimeout(timer);
-    restoreSignals(); // for a process.exit that returns (a test's): the process as it was
+    restoreSignals(); // for a process.exit that returns: the process as it was
     exiting = null;
     releaseHungUpTerminals();
     return process.exit(current.code);
-  }) };
+  };
+  const bound = new Promise<void>((resolve) => (timer = setTimeout(resolve, waitMs)));
+  const bySignal = new Promise<void>((resolve) => (signalled = resolve));
+  // A signal exits right in its listener, the first: no listener added during the wait runs.
+  const restoreSignals = takeTerminationSignals(() => {
+    signalled();
+    finish();
+  });
+  const current: { code: number; exited: Promise<never> } = { code, exited: Promise.race([Promise.all(streams.map(outputTaken)), bound, bySignal]).then(finish) };
   exiting = current;
   return current.exited;
 }
@@ -603,14 +612,14 @@ export async function exitAfterOutput(code: number, waitMs = EXIT_OUTPUT_WAIT_MS
 let exiting: { code: number; exited: Promise<never> } | null = null;
 
 /**
- * Make `handler` the only listener of the termination signals; returns what puts the previous
- * listeners back instead. Added before the others go, so that no signal finds none (its default
- * action: death by the signal).
+ * Make `handler` the only listener of the termination signals, and the first of any added later;
+ * returns what puts the previous listeners back instead. Added before the others go, so that no
+ * signal finds none (its default action: death by the signal).
  */
 function takeTerminationSignals(handler: () => void): () => void {
   const previous = TERMINATION_SIGNALS.map((sig) => [sig, process.rawListeners(sig) as ((...args: unknown[]) => void)[]] as const);
   for (const [sig, listeners] of previous) {
-    process.on(sig, handler);
+    process.prependListener(sig, handler);
     for (const l of listeners) process.removeListener(sig, l);
   }
   return () => {

@@ -299,6 +299,25 @@ describe('cli-kit: exitAfterOutput', () => {
     });
   }
 
+  it('a signal ends the wait before any listener added during the wait runs (the command still starting up)', async () => {
+    const { stream } = heldStream();
+    stream.write('never taken\n');
+    const exited = exitAfterOutput(6, 60_000, [stream]);
+    // Added after the call: a command whose start-up goes on while an internal error's exit waits.
+    let exitsWhenLateRan: number[] | null = null;
+    const late = (): void => void (exitsWhenLateRan = [...exits]);
+    process.on('SIGTERM', late);
+    try {
+      process.emit('SIGTERM', 'SIGTERM');
+      await exited;
+      expect(exits).to.deep.equal([6]);
+      // process.exit does not return outside a test: the late listener never runs.
+      expect(exitsWhenLateRan, 'process.exit called before the late listener').to.deep.equal([6]);
+    } finally {
+      process.off('SIGTERM', late);
+    }
+  });
+
   it('a destroyed stream is not waited for', async () => {
     const { stream } = heldStream();
     stream.write('lost\n');
