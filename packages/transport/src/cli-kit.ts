@@ -471,7 +471,9 @@ const BOUNDED = Symbol.for('vshm.cli.boundQueuedOutput');
  * next tick; `write()` returns false, and 'drain' follows as for any full stream. Once what was
  * queued when dropping began has been written, one line says how much was dropped: `PROG: N
  * messages (B bytes) were dropped while the terminal took no output`. A zero-length write always
- * passes (an empty write's callback marks the end of what is queued: {@link exitAfterOutput}).
+ * passes (an empty write's callback marks the end of what is queued: {@link exitAfterOutput}), and
+ * so does what Node refuses (a write after `end()`, on a destroyed stream, of a wrong chunk): its
+ * error, not a silent drop; the line is not written to a stream that has ended meanwhile.
  * Everything that writes to the stream goes through this: `debug`, `console.error`, the process's
  * warnings, a command's own lines. Idempotent: a stream is bounded once, by the first call.
  *
@@ -489,12 +491,16 @@ export function boundQueuedOutput(stream: Writable, prog: string, maxQueued = MA
   const report = (err?: Error | null): void => {
     const line = `${prog}: ${messages} ${messages === 1 ? 'message' : 'messages'} (${bytes} bytes) ${messages === 1 ? 'was' : 'were'} dropped while the terminal took no output\n`;
     messages = bytes = 0;
-    if (err == null) write.call(s, line);
+    // Not after end(): Node would answer a write then with an 'error' on the stream.
+    if (err == null && !s.writableEnded && !s.destroyed) write.call(s, line);
   };
   s.write = ((...args: unknown[]): boolean => {
     const [chunk, encoding, cb] = args;
+    // Only what Node would queue is dropped: a write it refuses (after end(), on a destroyed or
+    // failed stream, a chunk or encoding it does not take) gets Node's own answer.
+    if (s.writableLength < limit || s.writableEnded || s.destroyed || s.errored != null) return write.apply(s, args);
     const size = byteLength(chunk, encoding);
-    if (size === 0 || s.writableLength < limit) return write.apply(s, args);
+    if (size === null || size === 0) return write.apply(s, args);
     // The first drop: what is queued now ends with an empty write, whose callback says how much.
     if (messages++ === 0) write.call(s, '', report);
     bytes += size;
@@ -504,10 +510,15 @@ export function boundQueuedOutput(stream: Writable, prog: string, maxQueued = MA
   }) as Writable['write'];
 }
 
-/** The bytes a write of `chunk` (a string in `encoding`, or bytes) adds to a stream's queue. */
-function byteLength(chunk: unknown, encoding: unknown): number {
-  if (typeof chunk === 'string') return Buffer.byteLength(chunk, typeof encoding === 'string' && Buffer.isEncoding(encoding) ? encoding : 'utf8');
-  return ArrayBuffer.isView(chunk) ? chunk.byteLength : 0;
+/**
+ * The bytes of a write of `chunk` (a string in `encoding`, or bytes); null for what a byte
+ * stream's `write()` refuses (another type of chunk, an unknown encoding).
+ */
+function byteLength(chunk: unknown, encoding: unknown): number | null {
+  const enc = typeof encoding === 'string' && encoding !== '' ? encoding : 'utf8';
+  if (enc !== 'buffer' && !Buffer.isEncoding(enc)) return null;
+  if (typeof chunk === 'string') return Buffer.byteLength(chunk, enc === 'buffer' ? 'utf8' : enc);
+  return ArrayBuffer.isView(chunk) ? chunk.byteLength : null; // Node 20 takes any view
 }
 
 /** asyncTerminalOutput for one stream: null when done or not a terminal, else why not. */

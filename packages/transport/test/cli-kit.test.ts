@@ -407,6 +407,45 @@ describe('cli-kit: boundQueuedOutput (a terminal stderr that takes nothing)', ()
     expect(taken.filter((t) => NOTICE.test(t)).map((t) => NOTICE.exec(t)!.slice(1, 3))).to.deep.equal([['1', '8']]);
   });
 
+  it('a notice that comes due after end() is not written (no write after end: no error on the stream)', async () => {
+    const { stream, taken, release } = stalled();
+    const errors: unknown[] = [];
+    stream.on('error', (err) => errors.push(err));
+    boundQueuedOutput(stream, 'vshm-test', LIMIT);
+    stream.write(Buffer.alloc(LIMIT, 0x61));
+    stream.write('dropped\n');
+    stream.end();
+    await release();
+    expect(errors).to.deep.equal([]);
+    expect(taken.filter((t) => NOTICE.test(t))).to.deep.equal([]);
+  });
+
+  it("over the limit, what Node refuses it still refuses: a write after end() or destroy() gets Node's error, a chunk or encoding it does not take throws", async () => {
+    const answers: unknown[] = [];
+    const writeOver = (stream: Writable): void => void stream.write('late\n', (err) => answers.push((err as NodeJS.ErrnoException | null)?.code ?? null));
+    const ended = stalled().stream;
+    ended.on('error', () => {});
+    boundQueuedOutput(ended, 'vshm-test', LIMIT);
+    ended.write(Buffer.alloc(LIMIT, 0x61));
+    ended.end();
+    writeOver(ended);
+    const destroyed = stalled().stream;
+    boundQueuedOutput(destroyed, 'vshm-test', LIMIT);
+    destroyed.write(Buffer.alloc(LIMIT, 0x61));
+    destroyed.destroy();
+    expect(destroyed.writableLength, 'the write in progress still counted').to.equal(LIMIT);
+    writeOver(destroyed);
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(answers).to.deep.equal(['ERR_STREAM_WRITE_AFTER_END', 'ERR_STREAM_DESTROYED']);
+    const full = stalled().stream;
+    boundQueuedOutput(full, 'vshm-test', LIMIT);
+    full.write(Buffer.alloc(LIMIT, 0x61));
+    expect(() => full.write(42 as unknown as string)).to.throw().with.property('code', 'ERR_INVALID_ARG_TYPE');
+    expect(full.write(new DataView(new ArrayBuffer(8)) as unknown as Uint8Array), 'a view: bytes, dropped').to.equal(false);
+    expect(full.writableLength).to.equal(LIMIT);
+    expect(() => full.write('x', 'no-such-encoding' as BufferEncoding)).to.throw().with.property('code', 'ERR_UNKNOWN_ENCODING');
+  });
+
   it("each episode of drops gets its own line; 'drain' follows a write that returned false; bounding twice changes nothing", async () => {
     const { stream, taken, release } = stalled();
     boundQueuedOutput(stream, 'vshm-test', LIMIT);
