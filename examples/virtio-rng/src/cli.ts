@@ -8,7 +8,7 @@
  */
 import { createLogger, DEFAULT_SOCKET_PATH } from '@vshm/transport';
 import type { SessionEndReason, DeviceSession } from '@vshm/transport';
-import { asyncTerminalOutput, deviceCapabilities, describeIoError, exitAfterOutput, onTerminationSignal, parseCommandLine, parseOrUsage, UsageError } from '@vshm/transport/cli';
+import { asyncTerminalOutput, deviceCapabilities, describeIoError, exitAfterOutput, exitOnUncaughtException, onTerminationSignal, parseCommandLine, parseOrUsage, UsageError } from '@vshm/transport/cli';
 import { openRngBackend, openRngFrontend } from './index.js';
 import { RngDevice } from './device.js';
 
@@ -101,6 +101,8 @@ function connectFailure(server: string, e: unknown): string {
 /** `vshm-rng-backend [-S PATH]`: serve random bytes until SIGINT/SIGTERM/SIGHUP. */
 export async function runBackend(argv = process.argv.slice(2)): Promise<void> {
   const prog = 'vshm-rng-backend';
+  // An internal error (a rejected close() included): its stack once, the bounded exit wait, 1.
+  exitOnUncaughtException(prog);
   asyncTerminalOutput(prog, { log: debug });
   const o = parseOrUsage(prog, BACKEND_USAGE, () => parseRngArgs(argv, false), process, rngCapabilities);
   if (typeof o === 'number') return exitAfterOutput(o);

@@ -247,6 +247,18 @@ describe('virtio-rng example: server, back-end and front-end in separate process
     expect(be.err()).to.not.match(/front-end (connected|left)/);
   });
 
+  it('an uncaught exception in the back-end is one internal-error line with its stack, exit 1, even if it recurs', async () => {
+    await server();
+    // A preload whose timer throws every millisecond from SIGUSR2 on: a failure nothing catches.
+    const be = start('--import', [root('test/fixtures/throw-on-sigusr2.mjs'), BACKEND, '-S', socket]);
+    procs.push(be);
+    await be.stderrLine(/serving on .* as peer 0/);
+    be.proc.kill('SIGUSR2');
+    expect(await be.exit).to.equal(1);
+    expect(be.err().match(/^vshm-rng-backend: internal error: Error: injected failure\n\s+at /gm) ?? [], be.err()).to.have.length(1);
+    expect(be.err()).to.not.match(/^Error: injected failure/m); // not Node's default report
+  });
+
   it('the back-end exits 0 on SIGHUP (its terminal closed), as on SIGINT/SIGTERM', async () => {
     await server();
     const be = await backend();
