@@ -55,9 +55,13 @@ export class ControlChannel {
     // PORT_OPEN still waiting for the same port is replaced, since only the latest size and the
     // latest host-side state matter. Else a host side that opens and closes often enough would
     // fill the backlog, and the driver would get a stale state and no later resize at all.
+    // Likewise a message identical to one still waiting (DEVICE_ADD again for a driver repeating
+    // DEVICE_READY, CONSOLE_PORT and PORT_NAME again for one repeating PORT_READY) says nothing
+    // new: it is not kept twice, so repeats cannot crowd a later message out of the backlog.
     const ev = stateEvent(msg);
     const i = ev >= 0 ? this.pending.findIndex((m) => stateEvent(m) === ev && sameId(m, msg)) : -1;
     if (i >= 0) this.pending[i] = msg;
+    else if (ev < 0 && this.pending.some((m) => sameBytes(m, msg))) debug('control: the same message already waits, not queued again');
     else if (this.pending.length < MAX_CONTROL_BACKLOG) this.pending.push(msg);
     else debug('control: %d messages wait for receive buffers, message dropped', this.pending.length);
     this.pumpOut();
@@ -131,6 +135,12 @@ function stateEvent(m: Uint8Array): number {
 
 function sameId(a: Uint8Array, b: Uint8Array): boolean {
   return a[0] === b[0] && a[1] === b[1] && a[2] === b[2] && a[3] === b[3];
+}
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
 }
 
 function readChain(chain: DeviceChain): Uint8Array {

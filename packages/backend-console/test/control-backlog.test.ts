@@ -15,7 +15,10 @@ function emptyQueue(index: number): DeviceQueueHandle {
 describe('console control channel backlog', () => {
   it('stays bounded while the driver posts no control receive buffers', () => {
     const ch = new ControlChannel(emptyQueue(2), emptyQueue(3), () => {});
+    // Repeats of a waiting message are kept once; different messages up to the bound.
     for (let i = 0; i < 100_000; i++) ch.send(encodeConsoleControl(i % 64, ConsoleControlEvent.DEVICE_ADD, 1));
+    expect(ch.backlog).to.equal(64);
+    for (let i = 0; i < 100_000; i++) ch.send(encodeConsoleControl(i, ConsoleControlEvent.DEVICE_ADD, 1));
     expect(ch.backlog).to.equal(MAX_CONTROL_BACKLOG);
     expect(MAX_CONTROL_BACKLOG).to.be.at.least(64 * 5); // every message of 64 ports still fits
   });

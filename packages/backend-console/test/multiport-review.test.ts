@@ -131,3 +131,23 @@ describe('ConsoleDevice MULTIPORT control in unexpected orders', () => {
     d.deactivate('shutdown');
   });
 });
+
+describe('ConsoleDevice control backlog under a flooding driver', () => {
+  it('a driver that repeats DEVICE_READY without reading control messages still learns a port\'s name and host state', () => {
+    const d = new ConsoleDevice({ ports: ['org.test.one'] });
+    const s = new FakeSession(MULTIPORT, d.queueCount(MULTIPORT));
+    d.activate(s);
+    // No control receive buffers; DEVICE_READY over and over (a confused or hostile driver).
+    for (let i = 0; i < 3000; i++) send(s, 0xffffffff, E.DEVICE_READY, 1);
+    send(s, 1, E.PORT_READY, 1);
+    d.port(1).attach(new PassThrough(), sink().stream); // the host side opens meanwhile
+    const crx = s.queues[2];
+    crx.post(...Array.from({ length: 4096 }, () => new FakeChain('', 128)));
+    const msgs = controlMessages(crx);
+    // Repeats of a message still waiting say nothing new: kept once, nothing else is crowded out.
+    expect(msgs.filter((m) => m.event === E.DEVICE_ADD).map((m) => m.id)).to.deep.equal([0, 1]);
+    expect(msgs.some((m) => m.id === 1 && m.event === E.PORT_NAME), 'PORT_NAME(1)').to.equal(true);
+    expect(msgs.filter((m) => m.id === 1 && m.event === E.PORT_OPEN).at(-1)?.value, 'PORT_OPEN(1)').to.equal(1);
+    d.deactivate('driver-gone');
+  });
+});
