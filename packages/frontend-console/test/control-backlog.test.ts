@@ -17,7 +17,10 @@ describe('console driver control backlog', () => {
   it('stays bounded while the device uses no control transmit buffer', () => {
     const cq = new ControlQueues(() => {}, () => {}, () => {});
     cq.attach(fullQueue(2), fullQueue(3));
+    // Repeats of a waiting message are kept once; different messages up to the bound.
     for (let i = 0; i < 100_000; i++) cq.send(encodeConsoleControl(i % 31, ConsoleControlEvent.PORT_READY, 1));
+    expect(cq.backlog).to.equal(31);
+    for (let i = 0; i < 100_000; i++) cq.send(encodeConsoleControl(i, ConsoleControlEvent.PORT_READY, 0));
     expect(cq.backlog).to.equal(MAX_CONTROL_BACKLOG);
   });
 });

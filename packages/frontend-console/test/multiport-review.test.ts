@@ -402,3 +402,20 @@ describe('ConsoleDriver MULTIPORT control: closed ports, recovery, removal', () 
     expect(crx.inFlight, 'control receive buffers kept posted').to.equal(crx.size);
   });
 });
+
+describe('ConsoleDriver control backlog under a flooding device', () => {
+  it('a device that repeats DEVICE_ADD without using control transmit buffers still learns that a port was closed', async () => {
+    const d = new ConsoleDriver({ maxPorts: 2 });
+    const s = session(d, 2);
+    const crx = s.queues[2];
+    // DEVICE_ADD(1) over and over; the device takes none of the driver's answers meanwhile.
+    for (let i = 0; i < 3000; i++) crx.complete(encodeConsoleControl(1, E.DEVICE_ADD, 1));
+    const p1 = d.port(1) as ConsolePort;
+    p1.destroy();
+    await once(p1, 'close');
+    drainControl(s);
+    const forOne = sent(s.queues[3]).filter(([id]) => id === 1);
+    expect(forOne.at(-1), 'the last word on port 1').to.deep.equal([1, E.PORT_OPEN, 0]);
+    d.remove(new Error('done'));
+  });
+});
