@@ -247,6 +247,9 @@ export class ConsoleDriver extends EventEmitter implements VirtioDriverOps {
       const p0 = this.portMap.get(0) as ConsolePort;
       p0.isConsole = true;
       this.attachPort(p0, session);
+      // A port 0 put in place of a removed one is announced when a device serves it, as on
+      // DEVICE_ADD(0): without MULTIPORT that is now.
+      if (this.unannounced.delete(p0)) this.emit('port', p0);
     } else {
       const max = session.readConfig(CONSOLE_CONFIG_MAX_NR_PORTS, 4);
       // Ports with queues: what queueCount chose (max_nr_ports may have changed since, §4.8).

@@ -419,3 +419,21 @@ describe('ConsoleDriver control backlog under a flooding device', () => {
     d.remove(new Error('done'));
   });
 });
+
+describe('ConsoleDriver port 0 after its removal', () => {
+  it('announces the fresh port 0 when a device without MULTIPORT serves it next', () => {
+    const d = new ConsoleDriver({ maxPorts: 2 });
+    const s1 = session(d, 2);
+    s1.queues[2].complete(encodeConsoleControl(0, E.DEVICE_ADD, 1));
+    s1.queues[2].complete(encodeConsoleControl(0, E.DEVICE_REMOVE, 1));
+    const fresh = d.port(0) as ConsolePort;
+    s1.failAll();
+    d.remove(new Error('back-end gone'));
+    const announced: ConsolePort[] = [];
+    d.on('port', (p: ConsolePort) => announced.push(p));
+    d.probe(new FakeSession(0n, 2)); // the next back-end has no MULTIPORT: port 0 is served at once
+    expect(fresh.attached).to.equal(true);
+    expect(announced, "'port' for the port 0 that replaced the removed one").to.deep.equal([fresh]);
+    d.remove(new Error('done'));
+  });
+});
