@@ -7,7 +7,7 @@
 import { expect } from 'chai';
 import { HostileDriverCaseError, runHostileDriverConsoleCase } from './fixtures/hostile-driver.js';
 
-const BUDGET = Number(process.env.VSHM_CONSOLE_FUZZ_BUDGET ?? 150);
+const BUDGET = Number(process.env.VSHM_CONSOLE_FUZZ_BUDGET ?? 100);
 const FIRST_SEED = Number(process.env.VSHM_CONSOLE_FUZZ_SEED ?? 1);
 
 describe('ConsoleDevice under a seeded hostile driver (control path)', () => {

@@ -7,7 +7,7 @@
 import { expect } from 'chai';
 import { HostileDeviceCaseError, runHostileDeviceConsoleCase } from './fixtures/hostile-device.js';
 
-const BUDGET = Number(process.env.VSHM_CONSOLE_FUZZ_BUDGET ?? 200);
+const BUDGET = Number(process.env.VSHM_CONSOLE_FUZZ_BUDGET ?? 150);
 const FIRST_SEED = Number(process.env.VSHM_CONSOLE_FUZZ_SEED ?? 1);
 
 describe('ConsoleDriver under a seeded hostile device (control path)', () => {
