@@ -454,6 +454,7 @@ export class ConsoleDriver extends EventEmitter implements VirtioDriverOps {
     }
     switch (event) {
       case ConsoleControlEvent.DEVICE_REMOVE:
+        this.namedInSession.delete(id); // added again, it is a new port, to be named anew
         this.removePort(port);
         return;
       case ConsoleControlEvent.CONSOLE_PORT:
@@ -475,6 +476,12 @@ export class ConsoleDriver extends EventEmitter implements VirtioDriverOps {
       case ConsoleControlEvent.PORT_NAME: {
         const name = decodeConsolePortName(msg);
         if (name.length === 0) return;
+        // A port is named once per DEVICE_ADD, as Linux names it: a device that renames a port
+        // would send what an application picked by name to another port, or give two ports one name.
+        if (this.namedInSession.has(id)) {
+          debug('port %d: named %s again (was %s): ignored', id, name, port.portName);
+          return;
+        }
         this.namedInSession.add(id);
         if (port.attached && port.transmitHeld && this.session !== null) {
           // The answer deviceAdd() waits for: the same port, or another one under its id.

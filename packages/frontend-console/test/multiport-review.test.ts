@@ -401,6 +401,31 @@ describe('ConsoleDriver MULTIPORT control: closed ports, recovery, removal', () 
     expect(forOne).to.deep.equal([[1, E.PORT_READY, 1], [1, E.PORT_OPEN, 1], [1, E.PORT_READY, 1], [1, E.PORT_OPEN, 1]]);
     expect(crx.inFlight, 'control receive buffers kept posted').to.equal(crx.size);
   });
+
+  it('names a port once per DEVICE_ADD, as Linux does: a second PORT_NAME neither renames it nor makes it findable under the new name', async () => {
+    const d = new ConsoleDriver({ maxPorts: 3 });
+    const s = session(d, 3);
+    const crx = s.queues[2];
+    const renamed: string[] = [];
+    d.on('port-name', (p: ConsolePort) => renamed.push(`${p.id}:${p.portName}`));
+    crx.complete(encodeConsoleControl(1, E.DEVICE_ADD, 1));
+    crx.complete(encodeConsolePortName(1, 'org.test.log'));
+    crx.complete(encodeConsoleControl(2, E.DEVICE_ADD, 1));
+    crx.complete(encodeConsolePortName(2, 'org.test.shell'));
+    const p1 = d.port(1) as ConsolePort;
+    // A device that renames port 1 to port 2's name: an application that picked ports by name
+    // would now write its log to the shell, or find two ports of one name.
+    crx.complete(encodeConsolePortName(1, 'org.test.shell'));
+    expect(p1.portName).to.equal('org.test.log');
+    expect(await d.waitForPort('org.test.shell')).to.equal(d.port(2));
+    expect(renamed).to.deep.equal(['1:org.test.log', '2:org.test.shell']);
+    // Removed and added again, the id is a new port, and the device names it anew.
+    crx.complete(encodeConsoleControl(1, E.DEVICE_REMOVE, 0));
+    crx.complete(encodeConsoleControl(1, E.DEVICE_ADD, 1));
+    crx.complete(encodeConsolePortName(1, 'org.test.audit'));
+    expect(d.port(1)?.portName).to.equal('org.test.audit');
+    d.remove(new Error('done'));
+  });
 });
 
 describe('ConsoleDriver control backlog under a flooding device', () => {
