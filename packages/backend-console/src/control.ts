@@ -50,7 +50,7 @@ export class ControlChannel {
   /** Queue one encoded message for the driver and send it as soon as a buffer is available. */
   send(msg: Uint8Array): void {
     if (this.closed) return;
-    debug('control → %s id=%d', consoleControlEventName(msg[4] | (msg[5] << 8)), msg[0] | (msg[1] << 8));
+    if (debug.enabled) debug('control → %s id=%d', consoleControlEventName(msg[4] | (msg[5] << 8)), msg[0] | (msg[1] << 8));
     // A driver that posts no control buffers must not make state messages pile up: a RESIZE or
     // PORT_OPEN still waiting for the same port is replaced, since only the latest size and the
     // latest host-side state matter. Else a host side that opens and closes often enough would
@@ -119,7 +119,7 @@ export class ControlChannel {
         debug('control ← short message of %d bytes ignored', bytes.length);
         continue;
       }
-      debug('control ← %s id=%d value=%d', consoleControlEventName(msg.event), msg.id, msg.value);
+      if (debug.enabled) debug('control ← %s id=%d value=%d', consoleControlEventName(msg.event), msg.id, msg.value);
       this.onMessage(msg);
     }
     if (pushed && !this.closed) q.flush();

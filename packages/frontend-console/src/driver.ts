@@ -442,14 +442,14 @@ export class ConsoleDriver extends EventEmitter implements VirtioDriverOps {
 
   private handleControl(msg: ConsoleControlMessage): void {
     const { id, event, value } = msg;
-    debug('control <- %s id %d value %d', consoleControlEventName(event), id, value);
+    if (debug.enabled) debug('control <- %s id %d value %d', consoleControlEventName(event), id, value);
     if (event === ConsoleControlEvent.DEVICE_ADD) {
       this.deviceAdd(id);
       return;
     }
     const port = id < this.maxNrPorts ? this.portMap.get(id) : undefined;
     if (port === undefined) {
-      debug('control: ignoring %s for unknown port %d', consoleControlEventName(event), id);
+      if (debug.enabled) debug('control: ignoring %s for unknown port %d', consoleControlEventName(event), id);
       return;
     }
     switch (event) {
