@@ -87,6 +87,11 @@ export class ReplyPool {
     return this.count;
   }
 
+  /** Buffers taken and not yet given back or forfeited (0 once every READ reply is out). */
+  get taken(): number {
+    return this.out;
+  }
+
   /** A buffer of `len` bytes: a returned one, else a new one. */
   take(len: number): Buffer {
     this.out++;
