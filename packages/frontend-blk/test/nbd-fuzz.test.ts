@@ -44,6 +44,9 @@ describe('NBD server under seeded hostile client sessions (fuzz)', function () {
       process.off('unhandledRejection', uncaught);
       await fuzzer.close();
     }
+    if (process.env.VSHM_NBD_FUZZ_STATS !== undefined) {
+      for (const [k, n] of [...fuzzer.stats].sort()) process.stdout.write(`      ${String(n).padStart(7)}  ${k}\n`);
+    }
     expect([...errors, ...failures].join('\n\n')).to.equal('');
   });
 });
