@@ -30,6 +30,7 @@ describe('NBD server under seeded hostile client sessions (fuzz)', function () {
     process.on('unhandledRejection', uncaught);
     const fuzzer = new NbdFuzzer();
     const failures: string[] = [];
+    const t0 = performance.now();
     try {
       for (; seed < FIRST + CASES && failures.length < MAX_FAILURES; seed++) {
         try {
@@ -38,6 +39,10 @@ describe('NBD server under seeded hostile client sessions (fuzz)', function () {
           failures.push(err instanceof Error ? err.message : String(err));
         }
         if (errors.length > 0) break;
+        if (CASES >= 1000 && (seed - FIRST + 1) % 500 === 0) {
+          const secs = (performance.now() - t0) / 1000;
+          process.stdout.write(`      … ${seed - FIRST + 1} cases in ${secs.toFixed(0)} s, ${failures.length} failed, rss ${Math.round(process.memoryUsage().rss / 2 ** 20)} MiB\n`);
+        }
       }
     } finally {
       process.off('uncaughtException', uncaught);
