@@ -12,7 +12,7 @@
 import { expect } from 'chai';
 import { NbdFuzzer } from './fixtures/nbd-fuzz.js';
 
-const CASES = Number(process.env.VSHM_NBD_FUZZ_CASES ?? 120);
+const CASES = Number(process.env.VSHM_NBD_FUZZ_CASES ?? 50);
 const FIRST = Number(process.env.VSHM_NBD_FUZZ_SEED ?? 1);
 /** Failures reported before the run stops (a long run goes on past the first). */
 const MAX_FAILURES = Number(process.env.VSHM_NBD_FUZZ_MAX_FAILURES ?? 1);
