@@ -37,6 +37,7 @@ describe('NBD server under seeded hostile client sessions (fuzz)', function () {
           await fuzzer.runCase(seed);
         } catch (err) {
           failures.push(err instanceof Error ? err.message : String(err));
+          if (CASES >= 1000) process.stdout.write(`      ${failures[failures.length - 1]}\n`); // a long run shows each at once
         }
         if (errors.length > 0) break;
         if (CASES >= 1000 && (seed - FIRST + 1) % 500 === 0) {
