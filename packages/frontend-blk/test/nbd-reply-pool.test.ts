@@ -19,6 +19,17 @@ describe('NBD READ reply pool', () => {
     expect(b.length).to.equal(MiB);
   });
 
+  it('taken counts the buffers out: given back or forfeited, they are no longer counted', () => {
+    const pool = new ReplyPool();
+    const a = pool.take(MiB);
+    pool.take(4096);
+    expect(pool.taken).to.equal(2);
+    pool.give(a);
+    expect(pool.taken).to.equal(1);
+    pool.forfeit();
+    expect(pool.taken).to.equal(0);
+  });
+
   it('a forfeited buffer is never handed out again', () => {
     const pool = new ReplyPool();
     const keep = pool.take(MiB); // one out: the pool is not idle
