@@ -13,6 +13,8 @@ import {
   ConsoleControlEvent,
   consoleControlEventName,
   decodeConsoleControl,
+  sameConsoleControl,
+  sameConsoleControlPort,
   type ConsoleControlMessage,
 } from 'virtio-spec-types';
 
@@ -59,9 +61,9 @@ export class ControlChannel {
     // DEVICE_READY, CONSOLE_PORT and PORT_NAME again for one repeating PORT_READY) says nothing
     // new: it is not kept twice, so repeats cannot crowd a later message out of the backlog.
     const ev = stateEvent(msg);
-    const i = ev >= 0 ? this.pending.findIndex((m) => stateEvent(m) === ev && sameId(m, msg)) : -1;
+    const i = ev >= 0 ? this.pending.findIndex((m) => stateEvent(m) === ev && sameConsoleControlPort(m, msg)) : -1;
     if (i >= 0) this.pending[i] = msg;
-    else if (ev < 0 && this.pending.some((m) => sameBytes(m, msg))) debug('control: the same message already waits, not queued again');
+    else if (ev < 0 && this.pending.some((m) => sameConsoleControl(m, msg))) debug('control: the same message already waits, not queued again');
     else if (this.pending.length < MAX_CONTROL_BACKLOG) this.pending.push(msg);
     else debug('control: %d messages wait for receive buffers, message dropped', this.pending.length);
     this.pumpOut();
@@ -131,16 +133,6 @@ function stateEvent(m: Uint8Array): number {
   if (m.length < CONSOLE_CONTROL_SIZE) return -1;
   const ev = m[4] | (m[5] << 8);
   return ev === ConsoleControlEvent.RESIZE || ev === ConsoleControlEvent.PORT_OPEN ? ev : -1;
-}
-
-function sameId(a: Uint8Array, b: Uint8Array): boolean {
-  return a[0] === b[0] && a[1] === b[1] && a[2] === b[2] && a[3] === b[3];
-}
-
-function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
 }
 
 function readChain(chain: DeviceChain): Uint8Array {

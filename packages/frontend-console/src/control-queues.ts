@@ -5,7 +5,7 @@
  */
 import { createLogger as createDebug } from '@vshm/transport';
 import type { DriverQueueHandle } from '@vshm/transport';
-import { ConsoleControlEvent, CONSOLE_CONTROL_SIZE, decodeConsoleControl, type ConsoleControlMessage } from 'virtio-spec-types';
+import { ConsoleControlEvent, CONSOLE_CONTROL_SIZE, decodeConsoleControl, sameConsoleControl, sameConsoleControlPort, type ConsoleControlMessage } from 'virtio-spec-types';
 import type { KickScheduler } from './port.js';
 
 const debug = createDebug('vshm:console-fe');
@@ -62,9 +62,9 @@ export class ControlQueues {
     // the latest state matters), and a message identical to one still waiting (PORT_READY again
     // for a device repeating DEVICE_ADD) is not kept twice.
     if (isPortOpen(msg)) {
-      const i = this.pending.findIndex((m) => isPortOpen(m) && sameId(m, msg));
+      const i = this.pending.findIndex((m) => isPortOpen(m) && sameConsoleControlPort(m, msg));
       if (i >= 0) this.pending.splice(i, 1); // the new state goes last, after what led to it
-    } else if (this.pending.some((m) => sameBytes(m, msg))) {
+    } else if (this.pending.some((m) => sameConsoleControl(m, msg))) {
       return;
     }
     if (this.pending.length >= MAX_CONTROL_BACKLOG) {
@@ -119,14 +119,4 @@ export class ControlQueues {
 
 function isPortOpen(m: Uint8Array): boolean {
   return m.length >= CONSOLE_CONTROL_SIZE && (m[4] | (m[5] << 8)) === ConsoleControlEvent.PORT_OPEN;
-}
-
-function sameId(a: Uint8Array, b: Uint8Array): boolean {
-  return a[0] === b[0] && a[1] === b[1] && a[2] === b[2] && a[3] === b[3];
-}
-
-function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
 }

@@ -140,3 +140,15 @@ export function consoleControlEventName(event: number): string {
   for (const [name, n] of Object.entries(ConsoleControlEvent)) if (n === event) return name;
   return `EVENT_${event}`;
 }
+
+/** Whether two encoded control messages are about the same port: their `id` fields are equal. */
+export function sameConsoleControlPort(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length >= 4 && b.length >= 4 && a[0] === b[0] && a[1] === b[1] && a[2] === b[2] && a[3] === b[3];
+}
+
+/** Whether two encoded control messages are the same message: the same bytes. */
+export function sameConsoleControl(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}

@@ -5,6 +5,7 @@ import {
   usedEventOffset, availEventOffset, isValidQueueSize, vringNeedEvent, VIRTQ_DESC_F_NEXT, VIRTQ_DESC_F_WRITE,
   VIRTQ_DESC_F_INDIRECT, VIRTQ_MAX_SIZE, ConsoleFeature, ConsoleControlEvent, CONSOLE_CONFIG_SIZE,
   CONSOLE_CONFIG_EMERG_WR, CONSOLE_CONTROL_VALUE, consoleReceiveQueue, consoleTransmitQueue, consoleQueueCount,
+  encodeConsoleControl, encodeConsolePortName, sameConsoleControl, sameConsoleControlPort,
 } from '../src/index.js';
 
 describe('virtio-spec-types', () => {
@@ -57,5 +58,21 @@ describe('virtio-spec-types', () => {
     expect([consoleReceiveQueue(0), consoleTransmitQueue(0), consoleReceiveQueue(1), consoleTransmitQueue(1)]).to.deep.equal([0, 1, 4, 5]);
     expect(consoleQueueCount(true, 2)).to.equal(6);
     expect(consoleQueueCount(false, 0)).to.equal(2);
+  });
+});
+
+describe('console control messages compared', () => {
+  it('sameConsoleControlPort compares the id field only; sameConsoleControl every byte', () => {
+    const open1 = encodeConsoleControl(1, ConsoleControlEvent.PORT_OPEN, 1);
+    const close1 = encodeConsoleControl(1, ConsoleControlEvent.PORT_OPEN, 0);
+    const open2 = encodeConsoleControl(2, ConsoleControlEvent.PORT_OPEN, 1);
+    const far = encodeConsoleControl(0x01000001, ConsoleControlEvent.PORT_OPEN, 1); // differs in the id's top byte
+    expect(sameConsoleControlPort(open1, close1)).to.equal(true);
+    expect(sameConsoleControlPort(open1, open2)).to.equal(false);
+    expect(sameConsoleControlPort(open1, far)).to.equal(false);
+    expect(sameConsoleControlPort(open1, open1.subarray(0, 3))).to.equal(false);
+    expect(sameConsoleControl(open1, encodeConsoleControl(1, ConsoleControlEvent.PORT_OPEN, 1))).to.equal(true);
+    expect(sameConsoleControl(open1, close1)).to.equal(false);
+    expect(sameConsoleControl(encodeConsolePortName(1, 'a'), encodeConsolePortName(1, 'ab'))).to.equal(false);
   });
 });
