@@ -59,7 +59,9 @@ export class ControlChannel {
     // fill the backlog, and the driver would get a stale state and no later resize at all.
     // Likewise a message identical to one still waiting (DEVICE_ADD again for a driver repeating
     // DEVICE_READY, CONSOLE_PORT and PORT_NAME again for one repeating PORT_READY) says nothing
-    // new: it is not kept twice, so repeats cannot crowd a later message out of the backlog.
+    // new: it is not kept twice, so repeats cannot crowd a later message out of the backlog. This
+    // holds because the device never removes a port (no DEVICE_REMOVE): were it to, ADD, REMOVE
+    // and ADD again would be three messages, not two.
     const ev = stateEvent(msg);
     const i = ev >= 0 ? this.pending.findIndex((m) => stateEvent(m) === ev && sameConsoleControlPort(m, msg)) : -1;
     if (i >= 0) this.pending[i] = msg;
