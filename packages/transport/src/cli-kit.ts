@@ -21,7 +21,7 @@ import { getSystemErrorMap, getSystemErrorName, parseArgs, type ParseArgsConfig 
 import { VirtioFeature, VirtioFeatureMask } from 'virtio-spec-types';
 import { ArgumentError, ProtocolError } from './errors.js';
 import type { Logger } from './log.js';
-import { boundQueuedOutput } from './output-bound.js';
+import { boundQueuedOutput, dropNoticeOwed } from './output-bound.js';
 import type { VirtioDeviceOps } from './virtio/device-api.js';
 
 /** A bad command line: the command prints `NAME: <message> (try --help)` and exits 2. */
@@ -591,12 +591,15 @@ function outputTaken(stream: NodeJS.WritableStream): Promise<void> {
   // that fails or closes first may never call it (a write still in progress holds back the
   // callbacks queued behind it): then its 'error' or 'close' ends the wait.
   const broken = (): boolean => s.destroyed === true || s.writableEnded === true || s.errored != null;
-  if (broken() || s.writableLength === 0) return Promise.resolve();
+  // A notice of dropped writes still owed (asyncTerminalOutput's bound) counts as queued: its
+  // marker is an empty write, which writableLength does not show.
+  const idle = (): boolean => !((s.writableLength ?? 0) > 0) && !dropNoticeOwed(s);
+  if (broken() || idle()) return Promise.resolve();
   return new Promise((resolve) => {
     const done = (): void => resolve();
     // Written meanwhile (still something queued once the probe is through): probe again.
     const probe = (): void => {
-      if (broken() || !((s.writableLength ?? 0) > 0)) done();
+      if (broken() || idle()) done();
       else s.write('', probe);
     };
     s.once('error', done);

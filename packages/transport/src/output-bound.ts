@@ -13,8 +13,27 @@ import type { Writable } from 'node:stream';
  */
 const MAX_QUEUED_STDERR = 1 << 20;
 
-/** Marks a stream `boundQueuedOutput` has bounded (a registered symbol: every copy of the kit sees it). */
+/**
+ * Marks a stream `boundQueuedOutput` has bounded (a registered symbol: every copy of the kit sees
+ * it); its value is the bound's state: whether a notice of dropped writes is still owed.
+ */
 const BOUNDED = Symbol.for('vshm.cli.boundQueuedOutput');
+
+interface BoundState {
+  /** Writes dropped since the last notice: a notice is owed while this is non-zero. */
+  messages: number;
+}
+
+type Bounded = Writable & { [BOUNDED]?: BoundState };
+
+/**
+ * Whether `stream` still owes a notice of writes it dropped (its end marker, an empty write, is
+ * queued, so `writableLength` may read 0 while the notice is still to come): what the kit's exit
+ * wait checks before it calls a stream done.
+ */
+export function dropNoticeOwed(stream: NodeJS.WritableStream): boolean {
+  return ((stream as Bounded)[BOUNDED]?.messages ?? 0) > 0;
+}
 
 /**
  * Bound what `stream` (a terminal's stderr, written asynchronously) holds queued in memory: a
@@ -34,16 +53,17 @@ const BOUNDED = Symbol.for('vshm.cli.boundQueuedOutput');
  * most writers of stderr never look at `write()`'s result, so the instance's `write` is wrapped.
  */
 export function boundQueuedOutput(stream: Writable, prog: string, maxQueued = MAX_QUEUED_STDERR): void {
-  const s = stream as Writable & { [BOUNDED]?: true };
-  if (s[BOUNDED] === true) return;
-  s[BOUNDED] = true;
+  const s = stream as Bounded;
+  if (s[BOUNDED] !== undefined) return;
+  const state: BoundState = { messages: 0 };
+  s[BOUNDED] = state;
   const limit = Math.max(maxQueued, s.writableHighWaterMark);
   const write = s.write as (this: Writable, ...args: unknown[]) => boolean;
-  let messages = 0;
   let bytes = 0;
   const report = (err?: Error | null): void => {
+    const messages = state.messages;
     const line = `${prog}: ${messages} ${messages === 1 ? 'message' : 'messages'} (${bytes} bytes) ${messages === 1 ? 'was' : 'were'} dropped while the terminal took no output\n`;
-    messages = bytes = 0;
+    state.messages = bytes = 0;
     // Not after end(): Node would answer a write then with an 'error' on the stream.
     if (err == null && !s.writableEnded && !s.destroyed) write.call(s, line);
   };
@@ -55,7 +75,7 @@ export function boundQueuedOutput(stream: Writable, prog: string, maxQueued = MA
     const size = byteLength(chunk, encoding);
     if (size === null || size === 0) return write.apply(s, args);
     // The first drop: what is queued now ends with an empty write, whose callback says how much.
-    if (messages++ === 0) write.call(s, '', report);
+    if (state.messages++ === 0) write.call(s, '', report);
     bytes += size;
     const done = typeof encoding === 'function' ? encoding : cb;
     if (typeof done === 'function') process.nextTick(done as (err: null) => void, null);

@@ -8,6 +8,7 @@ import { openSync } from 'node:fs';
 import { Writable } from 'node:stream';
 import { asyncTerminalOutput, describeIoError, exitAfterOutput, parseCommandLine, parseOrUsage, printable, UsageError } from '../src/cli-kit.js';
 import { ArgumentError } from '../src/errors.js';
+import { boundQueuedOutput } from '../src/output-bound.js';
 
 const OPTIONS = {
   server: { type: 'string', short: 'S' },
@@ -315,6 +316,31 @@ describe('cli-kit: exitAfterOutput', () => {
     } finally {
       process.off('SIGTERM', late);
     }
+  });
+
+  it('drops that begin during the wait (the queue full before it) still get their notice out before the exit', async () => {
+    // The wait's probe (an empty write) is queued before the bound's own end marker: once the
+    // bytes before the probe are written nothing is queued, yet the notice is still owed.
+    const held: (() => void)[] = [];
+    const taken: string[] = [];
+    const stream = new Writable({
+      write: (chunk: Buffer, _enc, cb) =>
+        void held.push(() => {
+          if (chunk.length > 0) taken.push(chunk.toString());
+          cb();
+        }),
+    });
+    boundQueuedOutput(stream, 'vshm-test', 1024); // the bound is at least the high-water mark
+    stream.write('x'.repeat(stream.writableHighWaterMark));
+    const exited = exitAfterOutput(7, 60_000, [stream]);
+    stream.write('dropped during the wait\n');
+    while (exits.length === 0) {
+      held.splice(0).forEach((f) => f());
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    await exited;
+    expect(exits).to.deep.equal([7]);
+    expect(taken.filter((t) => /^vshm-test: 1 message \(24 bytes\) was dropped while the terminal took no output\n$/.test(t)), 'the notice, before the exit').to.have.length(1);
   });
 
   it('a destroyed stream is not waited for', async () => {
