@@ -16,63 +16,13 @@ import {
   NBD_IHAVEOPT, NBD_MAGIC, NBD_OPT_REPLY_MAGIC, NBD_REQUEST_MAGIC, NBD_SIMPLE_REPLY_MAGIC, NbdCmd, NbdCmdFlag, NbdErr, NbdFlag, NbdOpt, NbdRep,
 } from '../src/nbd-protocol.js';
 import { blkRig, type BlkRig } from './fixtures/blk-loopback.js';
+import { NbdTestSocket } from './fixtures/nbd-test-socket.js';
 import { until } from '../../transport/test/fixtures/until.js';
 
 const MiB = 1024 * 1024;
 
 /** A raw NBD client: exact-length reads, and whether the server closed the connection. */
-class RawClient {
-  readonly sock: net.Socket;
-  private buf = Buffer.alloc(0);
-  private waiters: (() => void)[] = [];
-  closed = false;
-  /** The server ended its side (EOF seen). */
-  eof = false;
-  private readonly connected: Promise<void>;
-
-  /** `halfOpen`: our side stays open for writing after the server's end (and vice versa). */
-  constructor(path: string, halfOpen = false) {
-    this.sock = net.connect({ path, allowHalfOpen: halfOpen });
-    this.connected = new Promise((r) => this.sock.once('connect', () => r()));
-    this.sock.on('data', (d: Buffer) => {
-      this.buf = Buffer.concat([this.buf, d]);
-      this.wake();
-    });
-    this.sock.on('end', () => {
-      this.eof = true;
-      this.wake();
-    });
-    this.sock.on('close', () => {
-      this.closed = true;
-      this.wake();
-    });
-    this.sock.on('error', () => undefined);
-  }
-
-  private wake(): void {
-    for (const w of this.waiters.splice(0)) w();
-  }
-
-  async read(n: number): Promise<Buffer> {
-    await this.connected;
-    while (this.buf.length < n) {
-      if (this.closed) throw new Error(`closed with ${this.buf.length} of ${n} bytes`);
-      await new Promise<void>((r) => this.waiters.push(r));
-    }
-    const out = this.buf.subarray(0, n);
-    this.buf = this.buf.subarray(n);
-    return out;
-  }
-
-  /** Resolves once the server closed the connection (any unread bytes are dropped). */
-  async waitClosed(): Promise<void> {
-    while (!this.closed) await new Promise<void>((r) => this.waiters.push(r));
-  }
-
-  write(b: Buffer): void {
-    this.sock.write(b);
-  }
-
+class RawClient extends NbdTestSocket {
   async greeting(flags = 3): Promise<void> {
     const g = await this.read(18);
     expect(g.readBigUInt64BE(0)).to.equal(NBD_MAGIC);
@@ -131,10 +81,6 @@ class RawClient {
     const error = h.readUInt32BE(4);
     const data = error === 0 && readLen > 0 ? await this.read(readLen) : Buffer.alloc(0);
     return { error, cookie: Number(h.readBigUInt64BE(8)), data };
-  }
-
-  destroy(): void {
-    this.sock.destroy();
   }
 }
 
@@ -690,7 +636,7 @@ describe('NBD server against hostile clients', function () {
     for (const c of cs) {
       let err: unknown = null;
       await c.read(1).catch((e: unknown) => (err = e));
-      expect(String(err)).to.match(/closed with 0 of 1 bytes/);
+      expect(String(err)).to.match(/ended the connection with 0 of 1 bytes/);
     }
   }
 
