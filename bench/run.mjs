@@ -107,6 +107,9 @@ const CASES = [
   { name: 'nbd_seq_read', group: 'B6', script: 'blk.mjs', args: (q) => ['nbd_seq_read', q ? 16 : 256], key: (r) => r.gbps ?? 0, summary: nbd(gbps) },
   { name: 'nbd_seq_write', group: 'B6', script: 'blk.mjs', args: (q) => ['nbd_seq_write', q ? 16 : 256], key: (r) => r.gbps ?? 0, summary: nbd(gbps) },
   { name: 'nbd_read_4k_qd32', group: 'B6', script: 'blk.mjs', args: (q) => ['nbd_read_4k_qd32', q ? 1000 : 20000], key: (r) => r.iops ?? 0, summary: nbd(iops) },
+  // The nbdcopy cases' reference: the same client against qemu-nbd serving the file directly.
+  { name: 'qemu_nbd_seq_read', group: 'B6', script: 'blk.mjs', args: (q) => ['qemu_nbd_seq_read', q ? 16 : 256], key: (r) => r.gbps ?? 0, summary: nbd(gbps) },
+  { name: 'qemu_nbd_seq_write', group: 'B6', script: 'blk.mjs', args: (q) => ['qemu_nbd_seq_write', q ? 16 : 256], key: (r) => r.gbps ?? 0, summary: nbd(gbps) },
   {
     // One run yields the front-end's start and its floor, a bare `node` spawned alternately with it.
     name: 'startup',
@@ -213,6 +216,8 @@ const targets = [
   ['nbd_seq_read / file_seq_read', ratio(C.nbd_seq_read?.gbps, C.file_seq_read?.gbps), 'info', null],
   ['nbd_seq_write / file_seq_write', ratio(C.nbd_seq_write?.gbps, C.file_seq_write?.gbps), 'info', null],
   ['nbd_read_4k_qd32 / file_randread_4k (IOPS)', ratio(C.nbd_read_4k_qd32?.iops, C.file_randread_4k?.iops), 'info', null],
+  ['nbd_seq_read / qemu_nbd_seq_read (same client, qemu-nbd on the file)', ratio(C.nbd_seq_read?.gbps, C.qemu_nbd_seq_read?.gbps), 'info', null],
+  ['nbd_seq_write / qemu_nbd_seq_write', ratio(C.nbd_seq_write?.gbps, C.qemu_nbd_seq_write?.gbps), 'info', null],
   ['cpu_per_million (CPU s, FE + BE)', C.cpu_per_million?.cpu_s ?? null, 'info', null],
 ];
 for (const [name, value, target, ok] of targets) {

@@ -13,12 +13,16 @@
 //   blk.mjs nbd_seq_write MIB     nbdcopy from a file into the NBD export, with its final flush
 //   blk.mjs nbd_read_4k_qd32 N    qemu-img bench: N 4 KiB reads at queue depth 32 (sequential
 //                                 offsets: qemu-img bench has no random mode)
+//   blk.mjs qemu_nbd_seq_read MIB  the reference for the two nbdcopy cases: the same nbdcopy
+//   blk.mjs qemu_nbd_seq_write MIB against qemu-nbd serving the same kind of image straight from
+//                                 the file (no transport): what the client and the socket allow
+//                                 on this machine; skipped without qemu-nbd or nbdcopy
 // The image is filled once by the case before timing (page cache warm on both sides: what is
 // compared is the path, not the disk), and the sequential cases run one untimed pass over it
 // first (see WARMUP). Each result carries the CPU seconds per GB (or µs per op) of each side
 // over the timed part: the judge of a code change on a shared machine.
 import { execFile } from 'node:child_process';
-import { closeSync, fdatasyncSync, mkdtempSync, openSync, readSync, rmSync, writeSync, existsSync } from 'node:fs';
+import { closeSync, fdatasyncSync, mkdtempSync, openSync, readFileSync, readSync, rmSync, writeSync, existsSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -89,6 +93,7 @@ if (mode === '--be') {
   const bytes = imageBytesFor(mode, n);
   let result;
   if (mode.startsWith('file_')) result = await fileCase(mode, image, n, bytes);
+  else if (mode.startsWith('qemu_nbd_')) result = await qemuNbdCase(mode, image, bytes);
   else result = await transportCase(mode, image, n, bytes);
   report(result);
 }
@@ -218,22 +223,48 @@ async function nbdCase(m, driver, n, bytes) {
   await nbd.listen();
   const uri = `nbd+unix:///?socket=${sock}`;
   try {
+    if (m === 'nbd_seq_read' || m === 'nbd_seq_write') return await nbdcopyCase(m === 'nbd_seq_read', uri, bytes);
     const t0 = process.hrtime.bigint();
-    if (m === 'nbd_seq_read') await run('nbdcopy', ['--request-size=1048576', uri, 'null:']);
-    else if (m === 'nbd_seq_write') {
-      const src = makeImage(bytes);
-      const t1 = process.hrtime.bigint();
-      await run('nbdcopy', ['--request-size=1048576', '--flush', src, uri]);
-      const s = Number(process.hrtime.bigint() - t1) / 1e9;
-      return { gbps: round(bytes / s / 1e9), bytes, seconds: round(s), tool: 'nbdcopy' };
-    } else {
-      await run('qemu-img', ['bench', '-f', 'raw', '-c', String(n), '-d', String(RAND_QD), '-s', '4096', '-S', '4096', uri]);
-      const s = Number(process.hrtime.bigint() - t0) / 1e9;
-      return { iops: Math.round(n / s), ops: n, seconds: round(s), qd: RAND_QD, tool: 'qemu-img bench' };
-    }
+    await run('qemu-img', ['bench', '-f', 'raw', '-c', String(n), '-d', String(RAND_QD), '-s', '4096', '-S', '4096', uri]);
     const s = Number(process.hrtime.bigint() - t0) / 1e9;
-    return { gbps: round(bytes / s / 1e9), bytes, seconds: round(s), tool: 'nbdcopy' };
+    return { iops: Math.round(n / s), ops: n, seconds: round(s), qd: RAND_QD, tool: 'qemu-img bench' };
   } finally {
     await nbd.close();
+  }
+}
+
+/**
+ * nbdcopy of `bytes` from the export at `uri` to nowhere (read), or from a fresh file into it
+ * followed by its flush (write), 1 MiB requests, nbdcopy's own defaults otherwise (4 connections
+ * with multi-conn, 64 requests each). Timed around nbdcopy alone.
+ */
+async function nbdcopyCase(read, uri, bytes) {
+  const src = read ? null : makeImage(bytes);
+  const t0 = process.hrtime.bigint();
+  await run('nbdcopy', read ? ['--request-size=1048576', uri, 'null:'] : ['--request-size=1048576', '--flush', src, uri]);
+  const s = Number(process.hrtime.bigint() - t0) / 1e9;
+  return { gbps: round(bytes / s / 1e9), bytes, seconds: round(s), tool: 'nbdcopy' };
+}
+
+/**
+ * The nbdcopy cases against qemu-nbd on `image` (raw, its default writeback cache: a flush is an
+ * fdatasync, as the block back-end's). `--fork` returns once the socket listens.
+ */
+async function qemuNbdCase(m, image, bytes) {
+  for (const tool of ['qemu-nbd', 'nbdcopy']) if (!which(tool)) return { skipped: `${tool} not installed` };
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'vshm-bench-qemu-nbd-'));
+  const sock = path.join(dir, 'nbd.sock');
+  const pidFile = path.join(dir, 'pid');
+  await run('qemu-nbd', ['--fork', '--persistent', '--format=raw', `--socket=${sock}`, `--pid-file=${pidFile}`, image]);
+  try {
+    const r = await nbdcopyCase(m === 'qemu_nbd_seq_read', `nbd+unix:///?socket=${sock}`, bytes);
+    return { ...r, tool: 'nbdcopy, qemu-nbd' };
+  } finally {
+    try {
+      process.kill(Number(readFileSync(pidFile, 'utf8')), 'SIGTERM');
+    } catch {
+      // already gone
+    }
+    rmSync(dir, { recursive: true, force: true });
   }
 }
