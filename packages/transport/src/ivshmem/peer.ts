@@ -335,7 +335,14 @@ export class IvshmemPeer extends EventEmitter implements IvshmemDevice {
     // Only at connect time and when a peer joins (vectors messages each): not the data path.
     debug('peer %d: EVENT_FD peer %d vector %d%s', this.idValue, id, vector, id === this.idValue ? ' (own)' : '');
     if (id !== this.idValue) return;
-    const w = this.binding.createWatcher(fd, this.makeInterruptHandler(fd, vector));
+    let w: FdWatcher;
+    try {
+      w = this.binding.createWatcher(fd, this.makeInterruptHandler(fd, vector));
+    } catch (err) {
+      // Not pollable (a regular file, a directory: a hostile server, §1.8): the fd stays in
+      // fds[] and is closed by release(); the error names the cause instead of libuv's EPERM.
+      throw new ProtocolError('VSHM_ERR_EVENTFD', '1.8', `own eventfd of vector ${vector} cannot be watched: ${(err as Error).message}`, { cause: err });
+    }
     this.watchers.push(w);
     w.start(this.binding.POLL_READABLE);
   }

@@ -77,6 +77,17 @@ describe('IvshmemPeer with a hostile server (spec §1.8, §3)', () => {
     expect(() => peer!.close()).not.to.throw();
   });
 
+  it('an own "eventfd" that cannot be watched (a regular file) rejects connect() with VSHM_ERR_EVENTFD (fuzz seed 67)', async () => {
+    const mem = fake.memfd(65536);
+    fake.init({ id: 0, maxPeers: 2, vectors: 1 }, mem);
+    fake.eventFd(0, 0, fake.memfd(4096)); // epoll refuses regular files: EPERM
+    const err = await IvshmemPeer.fromSocket(fake.cli, { binding: b }).then(
+      () => null,
+      (e: unknown) => e,
+    );
+    expect(err).to.be.instanceOf(ProtocolError).with.property('code', 'VSHM_ERR_EVENTFD');
+  });
+
   it('accepts the smallest memory, S = 4096 (RW 0, no output sections, §2)', async () => {
     const mem = fake.memfd(4096);
     fake.init({ id: 1, maxPeers: 2, vectors: 1 }, mem);
