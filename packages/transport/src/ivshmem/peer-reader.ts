@@ -44,6 +44,10 @@ export type PumpResult = 'again' | 'eof';
  */
 export const MAX_MESSAGES_PER_PUMP = 64;
 
+/** File-type bits of st_mode, and the regular-file type (<sys/stat.h>). */
+const S_IFMT = 0o170000;
+const S_IFREG = 0o100000;
+
 function protocolError(code: VshmErrorCode, message: string): ProtocolError {
   return new ProtocolError(code, '1.8', message);
 }
@@ -168,7 +172,13 @@ export class ServerReader {
           if (this.initSeen) throw protocolError('VSHM_ERR_MSG_ORDER', 'second INIT');
           if (fd < 0) throw protocolError('VSHM_ERR_MSG_NO_FD', 'INIT without the memory fd');
           validateInit(init); // the cheap checks first, fstat only for a sane INIT
-          const size = this.binding.fstat(fd).size;
+          const st = this.binding.fstat(fd);
+          // memfd, POSIX shm, a tmpfs/hugetlbfs file: all regular. A directory or device has a
+          // size that means nothing and cannot be mapped shared with the other peers.
+          if ((st.mode & S_IFMT) !== S_IFREG) {
+            throw protocolError('VSHM_ERR_INIT_MEMORY', `the memory fd is not a regular file or shared-memory object (mode 0o${st.mode.toString(8)})`);
+          }
+          const size = st.size;
           validateInit(init, size);
           this.initSeen = true;
           this.version = init.version;

@@ -5,7 +5,8 @@
  */
 import { expect } from 'chai';
 import binding from '@vshm/addon';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, openSync, rmSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ProtocolError } from '../../src/errors.js';
@@ -86,6 +87,19 @@ describe('IvshmemPeer with a hostile server (spec §1.8, §3)', () => {
       (e: unknown) => e,
     );
     expect(err).to.be.instanceOf(ProtocolError).with.property('code', 'VSHM_ERR_EVENTFD');
+  });
+
+  it('a memory fd that is no regular file (a directory of 4096 bytes) is VSHM_ERR_INIT_MEMORY, not a bare mmap ENODEV (fuzz seed 7099)', async function () {
+    const dir = openSync(fileURLToPath(new URL('.', import.meta.url)), 'r');
+    extra.push(dir);
+    if (b.fstat(dir).size < 4096) this.skip(); // the size check would refuse it first
+    fake.init({ id: 0, maxPeers: 1, vectors: 1 }, dir);
+    fake.eventFd(0, 0, fake.eventfd());
+    const err = await IvshmemPeer.fromSocket(fake.cli, { binding: b }).then(
+      () => null,
+      (e: unknown) => e,
+    );
+    expect(err).to.be.instanceOf(ProtocolError).with.property('code', 'VSHM_ERR_INIT_MEMORY');
   });
 
   it('accepts the smallest memory, S = 4096 (RW 0, no output sections, §2)', async () => {
