@@ -87,17 +87,18 @@ export class ServerReader {
   }
 
   /**
-   * Read and dispatch the complete messages available, at most MAX_MESSAGES_PER_PUMP. Returns
-   * 'again' when the socket would block or the batch is full, 'eof' at end of stream (a partial message is then dropped, its fd closed). Throws a
+   * Read and dispatch the complete messages available, at most `limit`. Returns
+   * 'again' when the socket would block or the batch is full, 'eof' at end of stream or on a
+   * reset (a partial message is then dropped, its fd closed). Throws a
    * ProtocolError (or an addon SyscallError) after closing any fd it still holds; the reader must
    * not be used afterwards.
    */
-  pump(): PumpResult {
+  pump(limit = MAX_MESSAGES_PER_PUMP): PumpResult {
     try {
       for (let dispatched = 0; ; ) {
-        if (this.stopped || dispatched === MAX_MESSAGES_PER_PUMP) return 'again';
+        if (this.stopped || dispatched >= limit) return 'again';
         const want = (this.len === 0 ? HEADER_SIZE : this.len) - this.got;
-        const r = this.binding.recvMsg(this.sock, want, 1);
+        const r = this.recv(want);
         if (r === null) return 'again';
         this.takeFds(r.fds, r.ctrunc);
         const n = r.bytes.length;
@@ -133,6 +134,20 @@ export class ServerReader {
   stop(): void {
     this.stopped = true;
     this.dropFd();
+  }
+
+  /**
+   * One recvmsg. A reset (ECONNRESET: the server closed its end with bytes it never read — a
+   * client never writes, but a server may die with anything queued) ends the stream like EOF:
+   * §1.8 treats a hang-up as the server gone, whatever its form.
+   */
+  private recv(want: number): ReturnType<Binding['recvMsg']> {
+    try {
+      return this.binding.recvMsg(this.sock, want, 1);
+    } catch (err) {
+      if ((err as { code?: string }).code !== 'ECONNRESET') throw err;
+      return { bytes: Buffer.alloc(0), fds: [], ctrunc: false };
+    }
   }
 
   /** Close an fd that no message kept (on error, EOF or when abandoning the reader). */

@@ -21,11 +21,11 @@
 import { EventEmitter } from 'node:events';
 import type { Binding, FdWatcher } from '@vshm/addon';
 import { createLogger as createDebug } from '../log.js';
-import { ArgumentError, ProtocolError } from '../errors.js';
+import { ArgumentError, ProtocolError, VshmError } from '../errors.js';
 import type { IvshmemDevice } from './device.js';
 import { SharedMemoryLayout } from './layout.js';
 import { checkMemorySeals, mapRegion, type PeerMapping } from './peer-mapping.js';
-import { ServerReader, closeQuietly, type ReaderSink } from './peer-reader.js';
+import { MAX_MESSAGES_PER_PUMP, ServerReader, closeQuietly, type ReaderSink } from './peer-reader.js';
 import type { InitMessage } from './protocol.js';
 
 const debug = createDebug('vshm:peer');
@@ -374,19 +374,22 @@ export class IvshmemPeer extends EventEmitter implements IvshmemDevice {
 
   private onSocket(status: number): void {
     if (!this.open || this.serverGone) return;
-    if (status < 0) {
-      this.fail(new ProtocolError('VSHM_ERR_SOCKET', '1.8', `server socket poll failed (uv error ${status})`));
-      return;
-    }
     let result;
     this.pumping = true;
     try {
-      result = this.reader.pump();
+      // A poll error (POLLERR; libuv reports it as a status and stops the watcher) is also how a
+      // reset shows: read all the socket still holds, so that a reset ends as EOF does (§1.8).
+      result = this.reader.pump(status < 0 ? Infinity : MAX_MESSAGES_PER_PUMP);
     } catch (err) {
-      this.fail(err);
+      const socketFailed = status < 0 && !(err instanceof VshmError);
+      this.fail(socketFailed ? new ProtocolError('VSHM_ERR_SOCKET', '1.8', `server socket poll failed (uv error ${status}): ${(err as Error).message}`, { cause: err }) : err);
       return;
     } finally {
       this.pumping = false;
+    }
+    if (status < 0 && result !== 'eof') {
+      this.fail(new ProtocolError('VSHM_ERR_SOCKET', '1.8', `server socket poll failed (uv error ${status})`));
+      return;
     }
     if (this.connecting !== null && this.reader.burstComplete) {
       const c = this.connecting;

@@ -102,6 +102,31 @@ describe('IvshmemPeer with a hostile server (spec §1.8, §3)', () => {
     expect(err).to.be.instanceOf(ProtocolError).with.property('code', 'VSHM_ERR_INIT_MEMORY');
   });
 
+  it('a server that resets the connection (ECONNRESET) is gone like one that closed it (fuzz seed 2)', async () => {
+    // Unread bytes in the server end's receive queue turn its close into a reset for the client.
+    b.sendMsg(fake.cli, Buffer.from('x'), []);
+    fake.init({ id: 1, maxPeers: 2, vectors: 1 }, fake.memfd(65536));
+    fake.eventFd(0, 0, fake.eventfd());
+    fake.eventFd(1, 0, fake.eventfd());
+    peer = await IvshmemPeer.fromSocket(fake.cli, { binding: b });
+    const events: string[] = [];
+    for (const e of ['server-gone', 'peer-gone', 'error', 'close']) peer.on(e, () => events.push(e));
+    fake.hangUp();
+    await until(() => events.length >= 2, 'server-gone');
+    expect(events).to.deep.equal(['server-gone', 'peer-gone']);
+  });
+
+  it('a reset before the burst completes rejects connect() with VSHM_ERR_SERVER_EOF', async () => {
+    b.sendMsg(fake.cli, Buffer.from('x'), []);
+    fake.init({ id: 1, maxPeers: 2, vectors: 1 }, fake.memfd(65536));
+    fake.hangUp();
+    const err = await IvshmemPeer.fromSocket(fake.cli, { binding: b }).then(
+      () => null,
+      (e: unknown) => e,
+    );
+    expect(err).to.be.instanceOf(ProtocolError).with.property('code', 'VSHM_ERR_SERVER_EOF');
+  });
+
   it('accepts the smallest memory, S = 4096 (RW 0, no output sections, §2)', async () => {
     const mem = fake.memfd(4096);
     fake.init({ id: 1, maxPeers: 2, vectors: 1 }, mem);
