@@ -9,7 +9,7 @@ import { expect } from 'chai';
 import binding from '@vshm/addon';
 import { PeerFuzzRig, type CaseReport } from '../fixtures/peer-fuzz.js';
 
-const CASES = Number(process.env.VSHM_IVSHMEM_FUZZ_CASES ?? 300);
+const CASES = Number(process.env.VSHM_IVSHMEM_FUZZ_CASES ?? 250);
 const SEED = Number(process.env.VSHM_IVSHMEM_FUZZ_SEED ?? 1);
 
 /** One line per failing case, enough to replay it (same seed, 1 case). */
