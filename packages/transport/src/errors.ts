@@ -47,7 +47,7 @@ export const VshmErrorCode = {
   CONNECT_TIMEOUT: 'VSHM_ERR_CONNECT_TIMEOUT',
   /** The process listening on the server socket is another user (not us, not root, not in `VSHM_SERVER_UIDS`). */
   SERVER_UID: 'VSHM_ERR_SERVER_UID',
-  /** The server closed the connection before the initial burst completed (no free id, §1.8). */
+  /** The server closed or reset the connection before the initial burst completed (no free id, §1.8). */
   SERVER_EOF: 'VSHM_ERR_SERVER_EOF',
   /** The initial message burst did not complete within the timeout (§1.8). */
   BURST_TIMEOUT: 'VSHM_ERR_BURST_TIMEOUT',
@@ -77,7 +77,7 @@ export const VshmErrorCode = {
   INIT_VECTORS: 'VSHM_ERR_INIT_VECTORS',
   /** INIT: a virtio protocol (≥ 0x8000) with `max_peers` ≠ 2 (§1.8). */
   INIT_PROTOCOL: 'VSHM_ERR_INIT_PROTOCOL',
-  /** INIT: the memory is too small for the state table and the output sections (§1.8, §2). */
+  /** INIT: the memory is too small for the state table and output sections (§1.8, §2), or no regular file. */
   INIT_MEMORY: 'VSHM_ERR_INIT_MEMORY',
   /** INIT `output_section_size` of 2^53 or more, which no memory can hold (§1.8). */
   INIT_OUTPUT_SIZE: 'VSHM_ERR_INIT_OUTPUT_SIZE',
