@@ -379,7 +379,10 @@ export class BlockDriver extends EventEmitter implements VirtioDriverOps {
 
   configChanged(session: DriverSession): void {
     if (this.geo === null) return;
-    const cap = readCapacity(session);
+    // Whole logical blocks only, as at probe (readGeometry): a tail shorter than a block can be
+    // neither read nor written.
+    const bytes = readCapacity(session);
+    const cap = bytes - (bytes % this.geo.blockSize);
     if (cap !== this.geo.capacity) {
       this.geo.capacity = cap;
       this.emit('capacity', cap);
