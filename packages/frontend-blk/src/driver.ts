@@ -96,6 +96,14 @@ type OpKind = 'read' | 'write' | 'flush' | 'discard' | 'write-zeroes' | 'get-id'
 
 interface Op {
   readonly kind: OpKind;
+  /** Byte range of a read, write, discard or write-zeroes (0, 0 for the others). */
+  readonly offset: number;
+  readonly length: number;
+  /**
+   * The geometry the call was checked against. A part that reaches another device (the call
+   * waited across a device change) has the call checked again against that one first (pump).
+   */
+  geo: BlockGeometry | null;
   /** Queue the op's parts go to, chosen when its first part is posted (-1: not yet). */
   queue: number;
   /** Parts not yet completed successfully (posted or waiting). */
@@ -244,7 +252,7 @@ export class BlockDriver extends EventEmitter implements VirtioDriverOps {
       }
       if (length === 0) return Promise.resolve(Buffer.alloc(0));
       if (g.maxRequest === 0) throw new BlockError('VSHM_ERR_BLK_NO_MEMORY', 'A', `read: ${this.noData}`);
-      const op = this.newOp('read');
+      const op = this.newOp('read', offset, length);
       op.result = into === undefined ? Buffer.allocUnsafe(length) : Buffer.from(into.buffer, into.byteOffset, length);
       const parts: Part[] = [];
       for (let at = 0; at < length; at += g.maxRequest) {
@@ -266,7 +274,7 @@ export class BlockDriver extends EventEmitter implements VirtioDriverOps {
       const g = this.check('write', offset, data.length);
       if (data.length === 0) return Promise.resolve();
       if (g.maxRequest === 0) throw new BlockError('VSHM_ERR_BLK_NO_MEMORY', 'A', `write: ${this.noData}`);
-      const op = this.newOp('write');
+      const op = this.newOp('write', offset, data.length);
       const parts: Part[] = [];
       for (let at = 0; at < data.length; at += g.maxRequest) {
         const n = Math.min(g.maxRequest, data.length - at);
@@ -433,20 +441,20 @@ export class BlockDriver extends EventEmitter implements VirtioDriverOps {
 
   private dwz(kind: OpKind, type: number, offset: number, length: number, flags: number): Promise<void> {
     if (length === 0) return Promise.resolve();
-    const op = this.newOp(kind);
+    const op = this.newOp(kind, offset, length);
     const run: DwzRun = { sector: offset / SECTOR_SIZE, left: length / SECTOR_SIZE, flags };
     // The run counts as one outstanding request until its last segment is posted (pump).
     return this.submit(op, [{ op, type, sector: 0, data: null, dwz: null, run }]).then(() => undefined);
   }
 
-  private newOp(kind: OpKind): Op {
+  private newOp(kind: OpKind, offset = 0, length = 0): Op {
     let resolve!: (v: Buffer | null) => void;
     let reject!: (e: Error) => void;
     const promise = new Promise<Buffer | null>((res, rej) => {
       resolve = res;
       reject = rej;
     });
-    const op: Op = { kind, queue: -1, remaining: 0, posted: 0, error: null, done: false, result: null, resolve, reject, promise };
+    const op: Op = { kind, offset, length, geo: this.geo, queue: -1, remaining: 0, posted: 0, error: null, done: false, result: null, resolve, reject, promise };
     if (kind === 'write' || kind === 'discard' || kind === 'write-zeroes') {
       this.writes.add(op);
       promise.then(
@@ -485,6 +493,7 @@ export class BlockDriver extends EventEmitter implements VirtioDriverOps {
         this.waiting.shift();
         continue;
       }
+      if (head.op.geo !== this.geo && !this.recheck(head)) continue;
       const run = head.run;
       // The request to post: the head itself, or the next segment of its DISCARD / WRITE_ZEROES
       // run, cut to the live device's limit.
@@ -528,6 +537,43 @@ export class BlockDriver extends EventEmitter implements VirtioDriverOps {
       this.waiting.shift();
     }
     for (const q of kicked) q.kick();
+  }
+
+  /**
+   * `head` is the first part of its call to reach a device other than the one the call was
+   * checked against (it waited across a device change): check the call again against this one,
+   * as if it were made now, so that no request breaks the rules of the device it goes to — no
+   * FLUSH, DISCARD or WRITE_ZEROES it did not negotiate, no write to a read-only device, nothing
+   * off its logical blocks or past its end. A FLUSH for a device without VIRTIO_BLK_F_FLUSH (a
+   * write-through one) completes without being sent, as flush() does; a call that fails the
+   * check fails with the code it would get if made now, and none of its parts is sent. Returns
+   * whether `head` is still to be posted (false: it was taken off the FIFO).
+   */
+  private recheck(head: Part): boolean {
+    const op = head.op;
+    const g = this.geo as BlockGeometry;
+    op.geo = g;
+    if (op.kind === 'flush' && !g.flush) {
+      this.waiting.shift();
+      if (--op.remaining === 0 && op.posted === 0) {
+        op.done = true;
+        op.resolve(null);
+      }
+      return false;
+    }
+    if (op.kind === 'flush' || op.kind === 'get-id') return true;
+    let err: BlockError | null = null;
+    try {
+      this.check(op.kind, op.offset, op.length);
+      if (op.kind === 'discard' && !g.discard) err = new BlockError('VSHM_ERR_BLK_UNSUPPORTED', 'A', 'discard: the device it was to go to does not offer VIRTIO_BLK_F_DISCARD');
+      if (op.kind === 'write-zeroes' && !g.writeZeroes) err = new BlockError('VSHM_ERR_BLK_UNSUPPORTED', 'A', 'writeZeroes: the device it was to go to does not offer VIRTIO_BLK_F_WRITE_ZEROES');
+    } catch (e) {
+      err = e as BlockError;
+    }
+    if (err === null) return true;
+    this.waiting.shift();
+    this.fail(op, err);
+    return false;
   }
 
   /** Remove from the FIFO the entries of calls that failed or settled (they are never sent). */

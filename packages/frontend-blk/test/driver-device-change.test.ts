@@ -1,12 +1,98 @@
 /**
- * Found by the hostile-device fuzzer (driver-fuzz.test.ts, stop 27): a capacity a config event
- * reports counts whole logical blocks only, as at probe.
+ * Found by the hostile-device fuzzer (driver-fuzz.test.ts, stop 27): a call checked against one
+ * device's geometry but sent to the next one (it waited across a device change) is checked again
+ * against the device it goes to — no FLUSH, DISCARD or WRITE_ZEROES to a device that did not
+ * negotiate it, no write to a read-only one, nothing off its logical blocks or past its end — and
+ * a capacity a config event reports counts whole logical blocks only, as at probe.
  */
 import { expect } from 'chai';
+import { BlkRequestType as BlkType } from 'virtio-spec-types';
+import { VirtioBackend } from '@vshm/transport';
 import { blkRig, type BlkRig } from './fixtures/blk-loopback.js';
+import { MemBlkDevice, type MemBlkOptions } from './fixtures/mem-blk-device.js';
+import { rejects } from './fixtures/rejects.js';
 import { until } from '../../transport/test/fixtures/until.js';
 
 const MiB = 1024 * 1024;
+
+describe('BlockDriver: calls that wait across a device change are checked against the next device', () => {
+  let rig: BlkRig | null = null;
+  afterEach(async () => {
+    await rig?.close();
+    rig = null;
+  });
+
+  /** End the rig's device session; calls made now wait for the next device. */
+  async function loseDevice(r: BlkRig): Promise<void> {
+    const lost = new Promise((res) => r.driver.once('lost', res));
+    await r.backend.close();
+    await lost;
+  }
+
+  /** Start `opts` as the next device on the rig's memory; resolves once the driver probed it. */
+  async function nextDevice(r: BlkRig, opts: MemBlkOptions): Promise<MemBlkDevice> {
+    const dev = new MemBlkDevice(opts);
+    const ready = new Promise((res) => r.driver.once('ready', res));
+    r.backend = new VirtioBackend(r.be, dev);
+    r.backend.start();
+    await ready;
+    return dev;
+  }
+
+  it('a FLUSH waiting for a device without VIRTIO_BLK_F_FLUSH is not sent: the flush resolves (write-through)', async () => {
+    rig = await blkRig({ capacity: MiB, indirect: true });
+    const d = rig.driver;
+    expect(d.geometry!.flush).to.equal(true);
+    await loseDevice(rig);
+    const f = d.flush();
+    const dev2 = await nextDevice(rig, { capacity: MiB, indirect: true, flush: false });
+    await f;
+    expect(dev2.seen.map((s) => s.type)).to.not.include(BlkType.FLUSH);
+    expect(d.queued).to.equal(0);
+  });
+
+  it('DISCARD / WRITE_ZEROES waiting for a device without the feature fail UNSUPPORTED, unsent', async () => {
+    rig = await blkRig({ capacity: MiB, indirect: true, discard: true, writeZeroes: true });
+    const d = rig.driver;
+    await loseDevice(rig);
+    const a = d.discard(0, 4096);
+    const b = d.writeZeroes(4096, 4096);
+    const dev2 = await nextDevice(rig, { capacity: MiB, indirect: true });
+    await rejects(a, 'VSHM_ERR_BLK_UNSUPPORTED');
+    await rejects(b, 'VSHM_ERR_BLK_UNSUPPORTED');
+    expect(dev2.seen).to.deep.equal([]);
+  });
+
+  it('a write waiting for a read-only device fails READ_ONLY, unsent; a read still goes', async () => {
+    rig = await blkRig({ capacity: MiB, indirect: true });
+    const d = rig.driver;
+    await loseDevice(rig);
+    const w = d.write(0, Buffer.alloc(512, 1));
+    const rd = d.read(0, 512);
+    const dev2 = await nextDevice(rig, { capacity: MiB, indirect: true, readOnly: true });
+    await rejects(w, 'VSHM_ERR_BLK_READ_ONLY');
+    await rd;
+    expect(dev2.seen.map((s) => s.type)).to.deep.equal([BlkType.IN]);
+  });
+
+  it('calls off the next device\'s 4096-byte blocks, or past its end, fail ALIGNMENT / RANGE, unsent', async () => {
+    rig = await blkRig({ capacity: 2 * MiB, indirect: true, discard: true });
+    const d = rig.driver;
+    await loseDevice(rig);
+    const r1 = d.read(512, 4096);
+    const w1 = d.write(4096, Buffer.alloc(1024, 1));
+    const dc = d.discard(1024, 4096);
+    const past = d.read(MiB, 4096);
+    const fine = d.write(8192, Buffer.alloc(4096, 2));
+    const dev2 = await nextDevice(rig, { capacity: MiB, indirect: true, blkSize: 4096, discard: true });
+    await rejects(r1, 'VSHM_ERR_BLK_ALIGNMENT');
+    await rejects(w1, 'VSHM_ERR_BLK_ALIGNMENT');
+    await rejects(dc, 'VSHM_ERR_BLK_ALIGNMENT');
+    await rejects(past, 'VSHM_ERR_BLK_RANGE');
+    await fine;
+    expect(dev2.seen.map((s) => [s.type, s.sector])).to.deep.equal([[BlkType.OUT, 16]]);
+  });
+});
 
 describe('BlockDriver: a capacity changed by a config event', () => {
   let rig: BlkRig | null = null;
