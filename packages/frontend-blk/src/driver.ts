@@ -22,7 +22,10 @@
  * Failure: when the device goes away or breaks, every request in flight fails with
  * VSHM_ERR_BLK_DEVICE_LOST — it may or may not have been applied, and the driver never re-sends
  * it (a re-sent write could land after a later write to the same range: not exactly-once).
- * Requests not yet handed to the device wait for the next device session and are sent then.
+ * Requests not yet handed to the device wait for the next device session and are sent then,
+ * each call checked again against that device first, as if made then: one it cannot take (a
+ * feature it lacks, read-only, off its blocks, past its end) fails with the code it would get,
+ * unsent, and a FLUSH for a device without VIRTIO_BLK_F_FLUSH completes unsent.
  * A call split into several requests settles only once none of them is on the device any more:
  * when one fails, the ones not yet sent never are, and the call rejects once the ones in flight
  * are back — so nothing of it lands on the disk, or in the caller's `into` buffer, after the caller

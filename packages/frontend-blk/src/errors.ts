@@ -17,6 +17,9 @@ import { VshmError } from '@vshm/transport';
  *   request may or may not have been applied (never retried by the driver).
  * - VSHM_ERR_BLK_NO_MEMORY: a request cannot fit the shared memory even with nothing in flight,
  *   or needs more descriptors than the device's queue holds.
+ * - The argument codes (READ_ONLY, RANGE, ALIGNMENT, UNSUPPORTED for a missing feature) come at
+ *   the call, and also later for a call that waited across a device change: it is checked again
+ *   against the device it is to go to, and fails unsent if that one cannot take it.
  * - VSHM_ERR_CONFIG_BUSY: the device's capacity kept changing while it was read (probe or
  *   config event; the transport then treats the device as broken).
  * - VSHM_ERR_BLK_CLOSED: the driver was closed.
