@@ -352,6 +352,10 @@ export class VirtioFrontend extends EventEmitter {
       if (this.closing) break;
       this.failure = null;
       if (!this.backendReady() || this.device.state !== PEER_STATE_READY) {
+        // Still READY (a broken session ends with a device reset, not with RESET) while the BE
+        // left READY since: a back-end failure (§4.10) — RESET first, which a new BE on that id
+        // waits for (BE step 2) while we would wait for its READY.
+        if (this.device.state === PEER_STATE_READY) this.enterReset();
         this.setPhase('waiting');
         const ok = await this.waitBackendReady(); // (2)
         if (!ok) break;

@@ -138,4 +138,40 @@ describe('VirtioBackend with the real VirtioFrontend (loopback)', () => {
     expect(drv.removed).to.have.length(1);
     expect((await drv.echo(Buffer.from('after'))).toString()).to.equal('after');
   });
+
+  it('a back-end replaced right after a broken session was reset: the FE goes RESET for the new one, which waits for exactly that (§4.10)', async () => {
+    // The FE stays READY through a broken session (it resets the device, not its State). A BE
+    // that leaves READY before the next round is a failure like any other: without the RESET the
+    // new BE waits for our RESET (BE step 2) while we wait for its READY (FE step 2), for ever.
+    const drv = new EchoDriver();
+    [be, feDev] = createLoopbackPair({ protocol: 0x8003 });
+    const ops = echoOps();
+    const activate = ops.activate.bind(ops);
+    ops.activate = (sess) => {
+      activate(sess);
+      const q = sess.queues[0]!;
+      q.onAvailable = () => {
+        if (q.pop() !== null) throw new Error('device bug');
+      };
+    };
+    backend = new VirtioBackend(be, ops);
+    backend.start();
+    const fe = new VirtioFrontend(feDev, drv, { readyPollMs: 5 });
+    frontend = fe;
+    let swapped = false;
+    fe.on('error', (e: Error) => {
+      // Emitted once the broken session's device reset completed, before the next round.
+      if ((e as { code?: string }).code !== 'VSHM_ERR_NEEDS_RESET' || swapped) return;
+      swapped = true;
+      void backend.close();
+      backend = new VirtioBackend(be, echoOps());
+      backend.start();
+    });
+    await fe.start();
+    await drv.echo(Buffer.from('breaks the device')).catch(() => undefined);
+    await until(() => swapped, 'the broken session');
+    await until(() => drv.sessions.length >= 2 && fe.session !== null, 'a session with the new back-end');
+    expect(backend.phase).to.equal('serving');
+    expect((await drv.echo(Buffer.from('after'))).toString()).to.equal('after');
+  });
 });
