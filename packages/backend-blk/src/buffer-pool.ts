@@ -14,6 +14,7 @@
 export class BufferPool {
   private readonly free = new Map<number, ArrayBuffer[]>();
   private freeBytes = 0;
+  private takenCount = 0;
   private readonly maxFreeBytes: number;
   private readonly minClass: number;
 
@@ -31,6 +32,7 @@ export class BufferPool {
 
   /** A Buffer of exactly `len` bytes, contents undefined (like allocUnsafe). */
   take(len: number): Buffer {
+    this.takenCount++;
     const c = this.classOf(len);
     const list = this.free.get(c);
     const ab = list?.pop();
@@ -43,6 +45,7 @@ export class BufferPool {
 
   /** Give back a buffer from take(); it must not be used afterwards. */
   give(buf: Buffer): void {
+    if (this.takenCount > 0) this.takenCount--;
     const ab = buf.buffer as ArrayBuffer;
     const c = ab.byteLength;
     if (buf.byteOffset !== 0 || c < this.minClass || (c & (c - 1)) !== 0) return; // not one of ours
@@ -51,6 +54,11 @@ export class BufferPool {
     if (list === undefined) this.free.set(c, (list = []));
     list.push(ab);
     this.freeBytes += c;
+  }
+
+  /** Buffers taken and not yet given back (0 once no request holds one). */
+  get taken(): number {
+    return this.takenCount;
   }
 
   /** Bytes held in free buffers. */

@@ -302,6 +302,11 @@ export class BlockDevice extends EventEmitter implements VirtioDeviceOps {
     return this.running;
   }
 
+  /** Private data buffers held by requests (taken from the pool, not yet given back): 0 when idle. */
+  get buffersTaken(): number {
+    return this.pool.taken;
+  }
+
   /** Resolves once no request's I/O is running (e.g. before closing the image). */
   drain(): Promise<void> {
     if (this.running === 0) return Promise.resolve();

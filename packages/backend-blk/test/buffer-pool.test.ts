@@ -33,4 +33,15 @@ describe('BufferPool (reused request buffers)', () => {
     p.give(Buffer.from(new ArrayBuffer(8192), 4096, 4096)); // offset view: not ours
     expect(p.idleBytes).to.equal(2 << 20);
   });
+
+  it('taken counts the buffers out of the pool: 0 once each was given back', () => {
+    const p = new BufferPool();
+    const a = p.take(100);
+    const b = p.take(1 << 20);
+    expect(p.taken).to.equal(2);
+    p.give(a);
+    expect(p.taken).to.equal(1);
+    p.give(b);
+    expect(p.taken).to.equal(0);
+  });
 });
