@@ -36,7 +36,8 @@ describe('virtio-blk device under seeded hostile request streams (fuzz)', functi
         try {
           await fuzzer.runCase(seed);
         } catch (err) {
-          failures.push(err instanceof Error ? err.message : String(err));
+          const msg = err instanceof Error ? (err.stack ?? err.message) : String(err);
+          failures.push(msg.startsWith('seed ') ? (err as Error).message : `seed ${seed}: ${msg}`);
           if (CASES >= 1000) process.stdout.write(`      ${failures[failures.length - 1]}\n`); // a long run shows each at once
         }
         if (errors.length > 0) break;
