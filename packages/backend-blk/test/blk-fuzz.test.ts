@@ -36,8 +36,9 @@ describe('virtio-blk device under seeded hostile request streams (fuzz)', functi
         try {
           await fuzzer.runCase(seed);
         } catch (err) {
-          const msg = err instanceof Error ? (err.stack ?? err.message) : String(err);
-          failures.push(msg.startsWith('seed ') ? (err as Error).message : `seed ${seed}: ${msg}`);
+          // The checker's own failures name their seed; anything else gets it, with its stack.
+          const e = err instanceof Error ? err : null;
+          failures.push(e?.message.startsWith('seed ') === true ? e.message : `seed ${seed}: ${e?.stack ?? String(err)}`);
           if (CASES >= 1000) process.stdout.write(`      ${failures[failures.length - 1]}\n`); // a long run shows each at once
         }
         if (errors.length > 0) break;
