@@ -338,6 +338,22 @@ describe('virtio-blk device: any segmentation and malformed requests', () => {
     expect(r.needs).to.deep.equal([]);
   });
 
+  it('a DISCARD whose second segment fails on an image error: IOERR, the first stays zeroed, nothing else changes (decisions, stop 27)', async () => {
+    const content = pattern(64 << 10, 25);
+    const r = await blkRig({ seam: true, size: content });
+    const seam = r.seam!;
+    seam.hold(16 * 512);
+    const res = r.guest.submit([blkHeader(BlkRequestType.DISCARD, 0), dwz(0, 8), dwz(16, 8), dwz(40, 8)], [1]);
+    await until(() => seam.waiting(16 * 512), 'the second segment at the image');
+    seam.failNext = { op: 'zero', code: 'EIO' };
+    seam.release(16 * 512);
+    expect((await res).status).to.equal(IOERR);
+    const want = Buffer.from(content);
+    want.fill(0, 0, 8 * 512); // applied before the failure; not rolled back
+    expect(readFileSync(r.img.path).equals(want)).to.equal(true);
+    expect(seam.log.filter((l) => l.startsWith('zero-start'))).to.deep.equal(['zero-start 0 4096 discard', 'zero-start 8192 4096 discard']);
+  });
+
   it('a status byte that is not the last writable byte: the device takes the last one (the spec\'s layout); nothing reaches the image', async () => {
     const content = pattern(64 << 10, 23);
     const r = await blkRig({ seam: true, size: content });
