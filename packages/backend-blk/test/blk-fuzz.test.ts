@@ -12,7 +12,7 @@
 import { expect } from 'chai';
 import { BlkFuzzer } from './fixtures/blk-fuzz.js';
 
-const CASES = Number(process.env.VSHM_BLK_FUZZ_CASES ?? 20);
+const CASES = Number(process.env.VSHM_BLK_FUZZ_CASES ?? 30);
 const FIRST = Number(process.env.VSHM_BLK_FUZZ_SEED ?? 1);
 /** Failures reported before the run stops (a long run goes on past the first). */
 const MAX_FAILURES = Number(process.env.VSHM_BLK_FUZZ_MAX_FAILURES ?? 1);
