@@ -587,8 +587,9 @@ export class BlockDevice extends EventEmitter implements VirtioDeviceOps {
         this.finish(qs, epoch, bytes);
         const e = ImageError.from(err, op, this.image.path);
         this.fault('io');
-        this.emit('io-error', e);
+        // Completed first: a listener that throws must not keep the request from its driver.
         if (epoch === this.epoch) this.complete(qs, chain, epoch, 'IOERR');
+        this.emit('io-error', e);
       },
     ).finally(() => {
       if (pooled !== undefined) this.pool.give(pooled);

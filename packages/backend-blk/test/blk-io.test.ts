@@ -197,6 +197,19 @@ describe('virtio-blk device: async I/O, ordering and durability', () => {
     expect(r.needs).to.deep.equal([]);
   });
 
+  it("an 'io-error' listener that throws does not hold the request: it completes with IOERR first, and the device goes on", async () => {
+    const r = await blkRig({ seam: true });
+    let calls = 0;
+    r.device.on('io-error', () => {
+      if (++calls === 1) throw new Error('a listener bug');
+    });
+    r.seam!.failNext = { op: 'read', code: 'EIO' };
+    expect((await r.guest.read(0, 512)).status).to.equal(IOERR);
+    expect(await r.guest.write(0, pattern(512, 6))).to.equal(OK);
+    expect((await r.guest.read(0, 512)).data.equals(pattern(512, 6))).to.equal(true);
+    expect(r.needs).to.deep.equal([]);
+  });
+
   it('after a failed fdatasync every later FLUSH fails: the kernel reports a lost write-back once, so a later OK would vouch for acknowledged writes that are gone', async () => {
     const r = await blkRig({ seam: true });
     const errors: ImageError[] = [];
