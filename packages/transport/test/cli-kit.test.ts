@@ -9,6 +9,7 @@ import { Writable } from 'node:stream';
 import { asyncTerminalOutput, describeIoError, exitAfterOutput, parseCommandLine, parseOrUsage, printable, UsageError } from '../src/cli-kit.js';
 import { ArgumentError } from '../src/errors.js';
 import { boundQueuedOutput } from '../src/output-bound.js';
+import { stalledStream } from './fixtures/stalled-stream.js';
 
 const OPTIONS = {
   server: { type: 'string', short: 'S' },
@@ -321,21 +322,13 @@ describe('cli-kit: exitAfterOutput', () => {
   it('drops that begin during the wait (the queue full before it) still get their notice out before the exit', async () => {
     // The wait's probe (an empty write) is queued before the bound's own end marker: once the
     // bytes before the probe are written nothing is queued, yet the notice is still owed.
-    const held: (() => void)[] = [];
-    const taken: string[] = [];
-    const stream = new Writable({
-      write: (chunk: Buffer, _enc, cb) =>
-        void held.push(() => {
-          if (chunk.length > 0) taken.push(chunk.toString());
-          cb();
-        }),
-    });
+    const { stream, taken, releaseHeld } = stalledStream();
     boundQueuedOutput(stream, 'vshm-test', 1024); // the bound is at least the high-water mark
     stream.write('x'.repeat(stream.writableHighWaterMark));
     const exited = exitAfterOutput(7, 60_000, [stream]);
     stream.write('dropped during the wait\n');
     while (exits.length === 0) {
-      held.splice(0).forEach((f) => f());
+      releaseHeld();
       await new Promise((resolve) => setImmediate(resolve));
     }
     await exited;

@@ -7,34 +7,14 @@ import { expect } from 'chai';
 import { Console } from 'node:console';
 import { Writable } from 'node:stream';
 import { boundQueuedOutput } from '../src/output-bound.js';
+import { stalledStream } from './fixtures/stalled-stream.js';
 
 describe('boundQueuedOutput: a terminal stderr that takes nothing', () => {
   const LIMIT = 64 * 1024;
   const NOTICE = /^vshm-test: (\d+) messages? \((\d+) bytes\) (?:was|were) dropped while the terminal took no output\n$/;
 
-  /** A stream whose writes complete only when released; `taken` is what it wrote, in order. */
-  function stalled(): { stream: Writable; taken: string[]; release: () => Promise<void> } {
-    const held: (() => void)[] = [];
-    const taken: string[] = [];
-    const stream = new Writable({
-      write: (chunk: Buffer, _enc, cb) =>
-        void held.push(() => {
-          if (chunk.length > 0) taken.push(chunk.toString());
-          cb();
-        }),
-    });
-    /** Let it write everything, what comes meanwhile included. */
-    const release = async (): Promise<void> => {
-      while (held.length > 0 || stream.writableLength > 0) {
-        held.splice(0).forEach((f) => f());
-        await new Promise((resolve) => setImmediate(resolve));
-      }
-    };
-    return { stream, taken, release };
-  }
-
   it('10 MiB of lines: at most the limit plus one line queued; the rest dropped, their callbacks called; once released, one line with the counts', async () => {
-    const { stream, taken, release } = stalled();
+    const { stream, taken, release } = stalledStream();
     boundQueuedOutput(stream, 'vshm-test', LIMIT);
     const line = `${'x'.repeat(99)}\n`;
     const total = Math.ceil((10 << 20) / line.length);
@@ -63,7 +43,7 @@ describe('boundQueuedOutput: a terminal stderr that takes nothing', () => {
   });
 
   it('a zero-length write always passes (its callback marks the end of what is queued), however much is queued', async () => {
-    const { stream, taken, release } = stalled();
+    const { stream, taken, release } = stalledStream();
     boundQueuedOutput(stream, 'vshm-test', LIMIT);
     stream.write(Buffer.alloc(LIMIT, 0x61));
     stream.write('dropped\n');
@@ -77,7 +57,7 @@ describe('boundQueuedOutput: a terminal stderr that takes nothing', () => {
   });
 
   it('a notice that comes due after end() is not written (no write after end: no error on the stream)', async () => {
-    const { stream, taken, release } = stalled();
+    const { stream, taken, release } = stalledStream();
     const errors: unknown[] = [];
     stream.on('error', (err) => errors.push(err));
     boundQueuedOutput(stream, 'vshm-test', LIMIT);
@@ -92,13 +72,13 @@ describe('boundQueuedOutput: a terminal stderr that takes nothing', () => {
   it("over the limit, what Node refuses it still refuses: a write after end() or destroy() gets Node's error, a chunk or encoding it does not take throws", async () => {
     const answers: unknown[] = [];
     const writeOver = (stream: Writable): void => void stream.write('late\n', (err) => answers.push((err as NodeJS.ErrnoException | null)?.code ?? null));
-    const ended = stalled().stream;
+    const ended = stalledStream().stream;
     ended.on('error', () => {});
     boundQueuedOutput(ended, 'vshm-test', LIMIT);
     ended.write(Buffer.alloc(LIMIT, 0x61));
     ended.end();
     writeOver(ended);
-    const destroyed = stalled().stream;
+    const destroyed = stalledStream().stream;
     boundQueuedOutput(destroyed, 'vshm-test', LIMIT);
     destroyed.write(Buffer.alloc(LIMIT, 0x61));
     destroyed.destroy();
@@ -106,7 +86,7 @@ describe('boundQueuedOutput: a terminal stderr that takes nothing', () => {
     writeOver(destroyed);
     await new Promise((resolve) => setImmediate(resolve));
     expect(answers).to.deep.equal(['ERR_STREAM_WRITE_AFTER_END', 'ERR_STREAM_DESTROYED']);
-    const full = stalled().stream;
+    const full = stalledStream().stream;
     boundQueuedOutput(full, 'vshm-test', LIMIT);
     full.write(Buffer.alloc(LIMIT, 0x61));
     expect(() => full.write(42 as unknown as string)).to.throw().with.property('code', 'ERR_INVALID_ARG_TYPE');
@@ -116,7 +96,7 @@ describe('boundQueuedOutput: a terminal stderr that takes nothing', () => {
   });
 
   it("each episode of drops gets its own line; 'drain' follows a write that returned false; bounding twice changes nothing", async () => {
-    const { stream, taken, release } = stalled();
+    const { stream, taken, release } = stalledStream();
     boundQueuedOutput(stream, 'vshm-test', LIMIT);
     boundQueuedOutput(stream, 'other', 1);
     let drained = 0;
@@ -131,7 +111,7 @@ describe('boundQueuedOutput: a terminal stderr that takes nothing', () => {
   });
 
   it('console.error on the stream goes through the bound (it writes with a callback)', async () => {
-    const { stream, taken, release } = stalled();
+    const { stream, taken, release } = stalledStream();
     boundQueuedOutput(stream, 'vshm-test', LIMIT);
     stream.write(Buffer.alloc(LIMIT, 0x61));
     const console = new Console({ stdout: stream, stderr: stream });
@@ -143,7 +123,7 @@ describe('boundQueuedOutput: a terminal stderr that takes nothing', () => {
   });
 
   it("the limit is never below the stream's high-water mark, so that 'drain' follows every false", () => {
-    const { stream } = stalled();
+    const { stream } = stalledStream();
     boundQueuedOutput(stream, 'vshm-test', 1);
     expect(stream.write(Buffer.alloc(stream.writableHighWaterMark - 1))).to.equal(true);
     expect(stream.write('passes\n')).to.equal(false); // over the high-water mark, queued
