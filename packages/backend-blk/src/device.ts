@@ -595,7 +595,14 @@ export class BlockDevice extends EventEmitter implements VirtioDeviceOps {
       if (pooled !== undefined) this.pool.give(pooled);
       // Room again (or a stale session's I/O drained): serve what waits, on every live queue.
       if (this.session !== null) this.serveAll();
-    }).catch((err: unknown) => this.emit('io-error', ImageError.from(err, op, this.image.path)));
+    }).catch((err: unknown) => {
+      // Not an image error (those were handled above): an 'io-error' listener threw, or the
+      // completion itself failed. Raise it outside the promise chain, where an emitter's caller
+      // would see it, rather than relabel it as another 'io-error'.
+      process.nextTick(() => {
+        throw err;
+      });
+    });
   }
 
   private finish(qs: QueueState, epoch: number, bytes: number): void {
