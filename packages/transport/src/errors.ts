@@ -87,6 +87,8 @@ export const VshmErrorCode = {
   EVENTFD_VECTOR: 'VSHM_ERR_EVENTFD_VECTOR',
   /** EVENT_FD vectors of a peer not in ascending order from 0 (§1.8). */
   EVENTFD_ORDER: 'VSHM_ERR_EVENTFD_ORDER',
+  /** EVENT_FD carries a descriptor that is not an eventfd (§1.8). */
+  EVENTFD_KIND: 'VSHM_ERR_EVENTFD_KIND',
   /** PEER_GONE for the own id or for an id that is not present (§1.8). */
   PEER_GONE_ID: 'VSHM_ERR_PEER_GONE_ID',
   /** A doorbell or interrupt eventfd failed (§3). */

@@ -10,6 +10,7 @@
  * message is one sendmsg() on the server side, but a stream may still deliver it in pieces, so
  * the header and the body are accumulated across partial reads.
  */
+import { readlinkSync } from 'node:fs';
 import type { Binding } from '@vshm/addon';
 import { ProtocolError, type VshmErrorCode } from '../errors.js';
 import {
@@ -50,6 +51,28 @@ const S_IFREG = 0o100000;
 
 function protocolError(code: VshmErrorCode, message: string): ProtocolError {
   return new ProtocolError(code, '1.8', message);
+}
+
+/** What /proc names an eventfd's descriptor (Linux since 2.6.22: an anonymous inode). */
+const EVENTFD_LINK = 'anon_inode:[eventfd]';
+
+/**
+ * Why `fd` is not an eventfd, or null when it is one. /proc/self/fd names the file an fd refers
+ * to; without /proc only the type bits are left: an eventfd's anonymous inode has none (or, on
+ * some kernels, those of a regular file), so a directory, socket, FIFO or device is refused and a
+ * regular file cannot be told from an eventfd. (`readlink`: a seam for tests.)
+ * @internal
+ */
+export function notAnEventfd(binding: Binding, fd: number, readlink: (path: string) => string = readlinkSync): string | null {
+  let link: string;
+  try {
+    link = readlink(`/proc/self/fd/${fd}`);
+  } catch {
+    const mode = binding.fstat(fd).mode;
+    const type = mode & S_IFMT;
+    return type === 0 || type === S_IFREG ? null : `mode 0o${mode.toString(8)}`;
+  }
+  return link === EVENTFD_LINK ? null : link;
 }
 
 export class ServerReader {
@@ -216,6 +239,10 @@ export class ServerReader {
           if (vector !== this.counts[id]) {
             throw protocolError('VSHM_ERR_EVENTFD_ORDER', `EVENT_FD(${id}, ${vector}) but ${this.counts[id]} fds held for ${id}`);
           }
+          // A doorbell writes 8 bytes into every foreign eventfd and the own ones are polled:
+          // anything else (a file, a socket) would take those bytes or never signal.
+          const not = notAnEventfd(this.binding, fd);
+          if (not !== null) throw protocolError('VSHM_ERR_EVENTFD_KIND', `EVENT_FD(${id}, ${vector}) carries no eventfd: ${not}`);
           this.counts[id] = vector + 1;
           const efd = fd;
           fd = -1;

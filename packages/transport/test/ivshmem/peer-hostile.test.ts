@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ProtocolError } from '../../src/errors.js';
 import { IvshmemPeer } from '../../src/ivshmem/peer.js';
+import { notAnEventfd } from '../../src/ivshmem/peer-reader.js';
 import { FakeServer } from '../fixtures/peer-fake-server.js';
 import { usePeerRig } from '../fixtures/device-rigs.js';
 import { until } from '../fixtures/until.js';
@@ -37,56 +38,102 @@ describe('IvshmemPeer with a hostile server (spec §1.8, §3)', () => {
     fake.close();
   });
 
-  /** A socketpair: [end handed to the peer as an "eventfd", end the test keeps]. */
-  function fakeEventfd(): [number, number] {
-    const [a, c] = b.socketPair();
-    extra.push(c);
-    return [a, c];
-  }
-
-  it('an own "eventfd" that reads short is an error event, not an uncaught exception', async () => {
+  it('an own eventfd whose read fails is an error event, not an uncaught exception', async () => {
     const mem = fake.memfd(65536);
-    const [bogus, other] = fakeEventfd();
+    const own = fake.eventfd();
     fake.init({ id: 1, maxPeers: 2, vectors: 1 }, mem);
     fake.eventFd(0, 0, fake.eventfd());
-    fake.eventFd(1, 0, bogus);
-    b.close(bogus); // the peer holds its own copy now
-    peer = await IvshmemPeer.fromSocket(fake.cli, { binding: b });
+    fake.eventFd(1, 0, own);
+    // Real eventfds always read 8 bytes: the failure comes from a binding double.
+    const failing = { ...b, eventfdRead: () => { throw Object.assign(new Error('read: short read'), { code: 'EIO' }); } } as typeof b;
+    peer = await IvshmemPeer.fromSocket(fake.cli, { binding: failing });
     const events: string[] = [];
     peer.on('error', () => events.push('error'));
     peer.on('close', () => events.push('close'));
-    b.sendMsg(other, Buffer.from([1, 2, 3]), []); // 3 bytes: read() returns short
+    b.eventfdWrite(own, 1); // the fake server's copy: the peer's watcher fires and reads
     await until(() => events.length === 2, 'error and close');
     expect(events).to.deep.equal(['error', 'close']);
   });
 
-  it('a foreign "eventfd" whose write fails does not throw out of setState() or close()', async () => {
+  it('a foreign eventfd whose write fails does not throw out of setState() or close()', async () => {
     const mem = fake.memfd(65536);
-    const [bogus, other] = fakeEventfd();
     fake.init({ id: 1, maxPeers: 2, vectors: 1 }, mem);
-    fake.eventFd(0, 0, bogus);
-    b.close(bogus);
+    fake.eventFd(0, 0, fake.eventfd());
     fake.eventFd(1, 0, fake.eventfd());
-    peer = await IvshmemPeer.fromSocket(fake.cli, { binding: b });
-    b.close(other);
-    extra.splice(extra.indexOf(other), 1);
+    const failing = { ...b, eventfdWrite: () => { throw Object.assign(new Error('write: EIO'), { code: 'EIO' }); } } as typeof b;
+    peer = await IvshmemPeer.fromSocket(fake.cli, { binding: failing });
     let err: unknown;
     peer.on('error', (e) => (err = e));
-    expect(() => peer!.setState(1)).not.to.throw(); // write() on a hung-up socket: EPIPE
+    expect(() => peer!.setState(1)).not.to.throw();
     await until(() => err !== undefined, 'error');
     expect(peer.window.byteLength).to.equal(0); // released
     expect(() => peer!.close()).not.to.throw();
   });
 
-  it('an own "eventfd" that cannot be watched (a regular file) rejects connect() with VSHM_ERR_EVENTFD (fuzz seed 67)', async () => {
+  for (const [what, make] of [
+    ['a regular file (memfd)', () => fake.memfd(4096)],
+    ['a socket', () => {
+      const [a, c] = b.socketPair();
+      extra.push(c);
+      return a;
+    }],
+    ['a directory', () => openSync(fileURLToPath(new URL('.', import.meta.url)), 'r')],
+    ['/dev/null', () => openSync('/dev/null', 'r+')],
+  ] as const) {
+    for (const whose of ['own', 'foreign'] as const) {
+      it(`${what} as ${whose === 'own' ? 'an own' : 'a foreign'} "eventfd" is VSHM_ERR_EVENTFD_KIND at its EVENT_FD: a doorbell would write into it`, async () => {
+        const mem = fake.memfd(65536);
+        fake.init({ id: 1, maxPeers: 2, vectors: 1 }, mem);
+        const bogus = make();
+        fake.eventFd(0, 0, whose === 'foreign' ? bogus : fake.eventfd());
+        if (whose === 'own') fake.eventFd(1, 0, bogus);
+        b.close(bogus); // the peer holds its own copy
+        const err = await IvshmemPeer.fromSocket(fake.cli, { binding: b }).then(
+          () => null,
+          (e: unknown) => e,
+        );
+        expect(err).to.be.instanceOf(ProtocolError).with.property('code', 'VSHM_ERR_EVENTFD_KIND');
+        expect((err as Error).message).to.contain(`EVENT_FD(${whose === 'own' ? 1 : 0}, 0) carries no eventfd`);
+      });
+    }
+  }
+
+  it('an own eventfd that cannot be watched rejects connect() with VSHM_ERR_EVENTFD (fuzz seed 67)', async () => {
     const mem = fake.memfd(65536);
     fake.init({ id: 0, maxPeers: 2, vectors: 1 }, mem);
-    fake.eventFd(0, 0, fake.memfd(4096)); // epoll refuses regular files: EPERM
-    const err = await IvshmemPeer.fromSocket(fake.cli, { binding: b }).then(
+    fake.eventFd(0, 0, fake.eventfd());
+    // Past the kind check, a watcher can still fail (where /proc cannot name the fd, a regular
+    // file passes for an eventfd, and epoll refuses it with EPERM): a binding double here.
+    const failing = {
+      ...b,
+      createWatcher: (fd: number, cb: Parameters<typeof b.createWatcher>[1]) => {
+        if (fd === fake.cli) return b.createWatcher(fd, cb); // the server socket's
+        throw Object.assign(new Error('uv_poll_init: EPERM'), { code: 'EPERM' });
+      },
+    } as typeof b;
+    const err = await IvshmemPeer.fromSocket(fake.cli, { binding: failing }).then(
       () => null,
       (e: unknown) => e,
     );
     expect(err).to.be.instanceOf(ProtocolError).with.property('code', 'VSHM_ERR_EVENTFD');
+  });
+
+  it('without /proc only the type bits tell: a directory, socket or device is refused, an eventfd or a regular file passes', () => {
+    const noProc = (): string => {
+      throw Object.assign(new Error('ENOENT'), { code: 'ENOENT' });
+    };
+    const efd = fake.eventfd();
+    const file = fake.memfd(4096);
+    const [sock, peerEnd] = b.socketPair();
+    const dir = openSync(fileURLToPath(new URL('.', import.meta.url)), 'r');
+    const nul = openSync('/dev/null', 'r+');
+    extra.push(sock, peerEnd, dir, nul);
+    expect(notAnEventfd(b, efd, noProc)).to.equal(null);
+    expect(notAnEventfd(b, file, noProc)).to.equal(null);
+    for (const fd of [sock, dir, nul]) expect(notAnEventfd(b, fd, noProc)).to.match(/^mode 0o\d+$/);
+    // With /proc: only an eventfd passes.
+    expect(notAnEventfd(b, efd)).to.equal(null);
+    expect(notAnEventfd(b, file)).to.match(/^\/memfd:/);
   });
 
   it('a memory fd that is no regular file (a directory of 4096 bytes) is VSHM_ERR_INIT_MEMORY, not a bare mmap ENODEV (fuzz seed 7099)', async function () {
