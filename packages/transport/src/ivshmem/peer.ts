@@ -280,8 +280,9 @@ export class IvshmemPeer extends EventEmitter implements IvshmemDevice {
     try {
       this.binding.eventfdWrite(fd, 1);
     } catch (err) {
-      // Not an eventfd (a hostile server, §1.8): fail the device, but later — a doorbell is
-      // called from inside setState()/close() and virtio code that must not see it throw.
+      // The fd passed the §1.8 kind check, but that check cannot name every fd (no /proc: a
+      // regular file passes) and a write can still fail: fail the device, but later — a doorbell
+      // is called from inside setState()/close() and virtio code that must not see it throw.
       queueMicrotask(() => this.fail(new ProtocolError('VSHM_ERR_EVENTFD', '3', `doorbell(${target}, ${vector}) failed: ${(err as Error).message}`, { cause: err })));
     }
   }
