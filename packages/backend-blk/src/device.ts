@@ -383,7 +383,12 @@ export class BlockDevice extends EventEmitter implements VirtioDeviceOps {
     // Size reads of overlapping calls (two SIGHUPs) may finish in any order: an older read must
     // not undo a newer one, so a result applies only if no later call's result did already.
     const seq = ++this.resizeCalls;
-    const size = await this.image.size();
+    let size: number;
+    try {
+      size = await this.image.size();
+    } catch (err) {
+      throw ImageError.from(err, 'fstat', this.image.path); // an ImageFile other than ours may throw a bare errno error
+    }
     if (seq < this.resizeApplied) return this.capacitySectors;
     this.resizeApplied = seq;
     this.capacity = size;

@@ -331,6 +331,21 @@ describe('virtio-blk device: async I/O, ordering and durability', () => {
     expect((await r.guest.read(4095, 512)).status).to.equal(OK);
   });
 
+  it('a size read that fails: resize() rejects with an ImageError naming fstat and the image, the capacity stays (fuzz seed 22)', async () => {
+    const r = await blkRig({ seam: true, size: 1 << 20 });
+    const seam = r.seam!;
+    // An ImageFile need not throw ImageErrors (the device wraps what read/write/… throw): a bare errno error.
+    seam.size = () => Promise.reject(Object.assign(new Error('EIO: injected failure, fstat'), { code: 'EIO' }));
+    truncateSync(r.img.path, 2 << 20);
+    let err: unknown;
+    await r.device.resize().catch((e: unknown) => (err = e));
+    expect(err).to.be.instanceOf(ImageError);
+    expect((err as ImageError).errnoCode).to.equal('EIO');
+    expect((err as ImageError).syscall).to.equal('fstat');
+    expect((err as ImageError).path).to.equal(r.img.path);
+    expect(r.device.capacitySectors).to.equal(2048);
+  });
+
   it('a session ending with I/O in flight drops the results; the next session waits for that I/O', async () => {
     const r = await blkRig({ seam: true });
     const seam = r.seam!;
