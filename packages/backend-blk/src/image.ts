@@ -81,21 +81,37 @@ const UNSUPPORTED = new Set(['EOPNOTSUPP', 'ENOTSUP', 'ENOSYS', 'ENODEV']);
  */
 const THIS_RANGE = 'EINVAL';
 
+/**
+ * @internal Test seam of one image (`OpenImageOptions.seam`): stands in for the calls where a
+ * test cannot make the file system fail on purpose.
+ */
+export interface ImageSeam {
+  /** Called instead of the addon's fallocate (same arguments; reject with an errno `code`). */
+  fallocate?(fd: number, mode: number, offset: number, length: number): Promise<void>;
+  /**
+   * Called before each write of the zero-writing fallback (one chunk of at most 1 MiB at
+   * `position`); a rejection fails that write as an I/O error of the write would.
+   */
+  zeroWrite?(position: number, length: number): Promise<void>;
+}
+
 /** The image over a Node FileHandle (fs.promises: libuv thread pool, positioned I/O). */
 class FileImage implements ImageFile {
   readonly path: string;
   readonly readOnly: boolean;
   private readonly fh: FileHandle;
+  private readonly seam: ImageSeam | undefined;
   /** fallocate modes the file refused as unsupported (not for one range): not tried again for this image. */
   private readonly unsupported = new Set<'discard' | 'zeroes'>();
   /** readCached() in use: off when not wanted or once the file system said it cannot. */
   private cached: boolean;
 
-  constructor(path: string, fh: FileHandle, readOnly: boolean, cached: boolean) {
+  constructor(path: string, fh: FileHandle, readOnly: boolean, cached: boolean, seam?: ImageSeam) {
     this.path = path;
     this.fh = fh;
     this.readOnly = readOnly;
     this.cached = cached;
+    this.seam = seam;
   }
 
   readCached(views: readonly Uint8Array[], length: number, position: number): number {
@@ -143,7 +159,7 @@ class FileImage implements ImageFile {
       const mode =
         binding.FALLOC_FL_KEEP_SIZE | (how === 'discard' ? binding.FALLOC_FL_PUNCH_HOLE : binding.FALLOC_FL_ZERO_RANGE);
       try {
-        await binding.fallocate(this.fh.fd, mode, position, length);
+        await (this.seam?.fallocate ?? binding.fallocate)(this.fh.fd, mode, position, length);
         return;
       } catch (err) {
         const code = (err as { code?: unknown }).code;
@@ -153,7 +169,15 @@ class FileImage implements ImageFile {
     }
     zeroChunk ??= new Uint8Array(ZERO_CHUNK);
     for (let at = 0; at < length; at += ZERO_CHUNK) {
-      await this.write(zeroChunk.subarray(0, Math.min(ZERO_CHUNK, length - at)), position + at);
+      const n = Math.min(ZERO_CHUNK, length - at);
+      if (this.seam?.zeroWrite !== undefined) {
+        try {
+          await this.seam.zeroWrite(position + at, n);
+        } catch (err) {
+          throw ImageError.from(err, 'write', this.path);
+        }
+      }
+      await this.write(zeroChunk.subarray(0, n), position + at);
     }
   }
 
@@ -207,6 +231,8 @@ export interface OpenImageOptions {
    * the addon's non-blocking preadv2.
    */
   cachedReads?: boolean;
+  /** @internal Failures injected by tests (see ImageSeam). */
+  seam?: ImageSeam;
 }
 
 /** Open `path` read-write (or read-only) as an image; rejects with an ImageError. */
@@ -231,7 +257,7 @@ export async function openImage(path: string, opts: OpenImageOptions = {}): Prom
     if (err instanceof ImageError) throw err;
     throw ImageError.from(err, 'open', path);
   }
-  const img = new FileImage(path, fh, readOnly, opts.cachedReads ?? true);
+  const img = new FileImage(path, fh, readOnly, opts.cachedReads ?? true, opts.seam);
   try {
     await img.size(); // refuse directories, sockets, … at open time
   } catch (err) {

@@ -1,14 +1,16 @@
 /**
  * The image's zeroRange (DISCARD / WRITE_ZEROES, issue 11 item 2): holes punched where the file
- * system can, zero-range in place for WRITE_ZEROES, zeroes written where neither works, and an
- * I/O error that is not "unsupported" reported as such.
+ * system can, zero-range in place for WRITE_ZEROES, zeroes written where neither works (for real
+ * on tmpfs, and through the image's seam for each refusal code, EINVAL for one range only, a write
+ * failing part way), and an I/O error that is not "unsupported" reported as such.
  */
 import { expect } from 'chai';
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ImageError, openImage, type ImageFile } from '../src/image.js';
+import binding from '@vshm/addon';
+import { ImageError, openImage, type ImageFile, type ImageSeam } from '../src/image.js';
 
 const MiB = 1 << 20;
 
@@ -21,7 +23,7 @@ describe('virtio-blk image: zeroRange', () => {
   });
 
   /** A 4 MiB image of 0xa5 bytes in `base`, fully allocated. */
-  async function image(base: string, opts: { readOnly?: boolean } = {}): Promise<{ path: string; img: ImageFile }> {
+  async function image(base: string, opts: { readOnly?: boolean; seam?: ImageSeam } = {}): Promise<{ path: string; img: ImageFile }> {
     const dir = mkdtempSync(join(base, 'vshm-blk-img-'));
     dirs.push(dir);
     const path = join(dir, 'disk.img');
@@ -62,6 +64,60 @@ describe('virtio-blk image: zeroRange', () => {
     expect(untouched(path, 0, MiB - 7) && untouched(path, 4 * MiB - 7, 4 * MiB)).to.equal(true);
     await img.zeroRange(0, 100, 'zeroes'); // the second call goes straight to the fallback
     expect(zeroed(path, 0, 100)).to.equal(true);
+  });
+
+  it('every "unsupported" fallocate code takes the zero-writing fallback, and the mode is not asked again', async () => {
+    for (const code of ['EOPNOTSUPP', 'ENOTSUP', 'ENOSYS', 'ENODEV']) {
+      const asked: number[] = [];
+      const { path, img } = await image(tmpdir(), {
+        seam: { fallocate: (_fd, _mode, offset) => (asked.push(offset), Promise.reject(Object.assign(new Error(code), { code }))) },
+      });
+      await img.zeroRange(4096, 3 * MiB - 4096, 'discard'); // three zero chunks
+      await img.zeroRange(3 * MiB + 512, 512, 'discard');
+      expect(asked, code).to.deep.equal([4096]);
+      expect(zeroed(path, 4096, 3 * MiB) && zeroed(path, 3 * MiB + 512, 3 * MiB + 1024), code).to.equal(true);
+      expect(untouched(path, 0, 4096) && untouched(path, 3 * MiB, 3 * MiB + 512) && untouched(path, 3 * MiB + 1024, 4 * MiB), code).to.equal(true);
+      await img.zeroRange(0, 512, 'zeroes'); // the other mode is still asked
+      expect(asked, code).to.deep.equal([4096, 0]);
+    }
+  });
+
+  it('EINVAL refuses that range only: zeroes written for it, fallocate asked again for the next', async () => {
+    const asked: number[] = [];
+    const { path, img } = await image(tmpdir(), {
+      seam: {
+        fallocate: (fd, mode, offset, length) => {
+          asked.push(offset);
+          return offset === 512 ? Promise.reject(Object.assign(new Error('EINVAL'), { code: 'EINVAL' })) : binding.fallocate(fd, mode, offset, length);
+        },
+      },
+    });
+    await img.zeroRange(512, 1024, 'zeroes');
+    await img.zeroRange(MiB, MiB, 'zeroes');
+    expect(asked).to.deep.equal([512, MiB]);
+    expect(zeroed(path, 512, 1536) && zeroed(path, MiB, 2 * MiB)).to.equal(true);
+    expect(untouched(path, 0, 512) && untouched(path, 1536, MiB) && untouched(path, 2 * MiB, 4 * MiB)).to.equal(true);
+  });
+
+  it('a write failing part way through the fallback: the chunks before it stay zeroed, the rest untouched, an ImageError of the write', async () => {
+    const chunks: number[] = [];
+    const { path, img } = await image(tmpdir(), {
+      seam: {
+        fallocate: () => Promise.reject(Object.assign(new Error('EOPNOTSUPP'), { code: 'EOPNOTSUPP' })),
+        zeroWrite: async (position) => {
+          chunks.push(position);
+          if (chunks.length === 2) throw Object.assign(new Error('EIO: injected'), { code: 'EIO' });
+        },
+      },
+    });
+    let err: unknown;
+    await img.zeroRange(100, 2 * MiB + 100, 'zeroes').catch((e: unknown) => (err = e));
+    expect(err).to.be.instanceOf(ImageError);
+    expect((err as ImageError).syscall).to.equal('write');
+    expect((err as ImageError).errnoCode).to.equal('EIO');
+    expect(chunks).to.deep.equal([100, MiB + 100]);
+    expect(zeroed(path, 100, MiB + 100)).to.equal(true);
+    expect(untouched(path, 0, 100) && untouched(path, MiB + 100, 4 * MiB)).to.equal(true);
   });
 
   it('a failure that is not "unsupported" is an ImageError naming fallocate and the path', async () => {
