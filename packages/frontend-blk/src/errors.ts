@@ -23,5 +23,6 @@ import { VshmError } from '@vshm/transport';
  * - VSHM_ERR_CONFIG_BUSY: the device's capacity kept changing while it was read (probe or
  *   config event; the transport then treats the device as broken).
  * - VSHM_ERR_BLK_CLOSED: the driver was closed.
+ * - VSHM_ERR_CLOSED: `NbdServer.listen()` called after, or overtaken by, `close()`.
  */
 export class BlockError extends VshmError {}

@@ -269,6 +269,13 @@ export class NbdServer extends EventEmitter {
   private readonly handshakeTimeoutMs: number;
   private readonly shutdownGraceMs: number;
   private readonly maxConnections: number;
+  /** close() was called: listen() rejects from then on, and one in progress gives up. */
+  private closing = false;
+  /** Resolves when close() is called: a listen() waiting for the device stops waiting. */
+  private readonly closeCalled: Promise<void>;
+  private signalClose: () => void = () => {};
+  /** The bind of a listen() in progress: close() waits for it, then undoes it. */
+  private binding: Promise<unknown> | null = null;
 
   constructor(driver: BlockDriver, opts: NbdServerOptions) {
     super();
@@ -290,6 +297,7 @@ export class NbdServer extends EventEmitter {
       throw new BlockError('VSHM_ERR_ARGUMENT', '', `NbdServer: maxConnections must be an integer from 1 to ${MAX_CONNECTIONS_LIMIT}, got ${String(m)}`);
     }
     this.maxConnections = m;
+    this.closeCalled = new Promise<void>((resolve) => (this.signalClose = resolve));
   }
 
   /** Number of connected clients. */
@@ -304,17 +312,27 @@ export class NbdServer extends EventEmitter {
    * (`listenOwnerOnly`: mode 0600 from creation, other uids refused, liveness from /proc/net/unix
    * without connecting): bind() goes through the addon, so a path too long for a UNIX socket or in
    * a missing directory fails with its own errno (libuv's bind would truncate the first silently
-   * and call the second EACCES).
+   * and call the second EACCES). A close() before or during it wins: listen() rejects with
+   * VSHM_ERR_CLOSED, and nothing is left listening (a closed server does not listen again).
    */
   async listen(): Promise<void> {
-    await this.driver.whenReady();
+    const closed = (): BlockError => new BlockError('VSHM_ERR_CLOSED', '', 'NbdServer: closed before it listened');
+    if (this.closing) throw closed();
+    await Promise.race([this.driver.whenReady(), this.closeCalled]);
+    if (this.closing) throw closed();
     // Half-open: a client's EOF must not end our side while replies are still owed to it.
     const owner = { allowHalfOpen: true, onRefused: (line: string) => debug('%s', line), onAcceptError: (err: Error) => this.emit('accept-error', err) };
-    const server = await listenOwnerOnly(this.path, owner, (sock) => this.accept(sock)).catch((err: unknown) => {
+    const binding = listenOwnerOnly(this.path, owner, (sock) => this.accept(sock));
+    this.binding = binding;
+    const server = await binding.catch((err: unknown) => {
       // The path refusals carry their errno as the cause: that is this method's error.
       const cause = (err as { cause?: NodeJS.ErrnoException }).cause;
       throw cause?.code === 'EADDRINUSE' || cause?.code === 'EEXIST' ? cause : err;
+    }).finally(() => {
+      if (this.binding === binding) this.binding = null;
     });
+    // close() came while we bound: it waits for this bind and removes what it made.
+    if (this.closing) throw closed();
     server.on('error', (err) => this.emit('error', err));
     this.server = server;
   }
@@ -327,6 +345,18 @@ export class NbdServer extends EventEmitter {
    * Clients still negotiating are dropped at once.
    */
   async close(): Promise<void> {
+    this.closing = true;
+    this.signalClose();
+    // A listen() binding now: let it finish, then close what it bound (it rejects CLOSED).
+    const bound = this.binding === null ? null : await this.binding.catch(() => null);
+    if (bound !== null) {
+      await new Promise<void>((resolve) => (bound as net.Server).close(() => resolve()));
+      try {
+        unlinkSync(this.path);
+      } catch {
+        // already gone
+      }
+    }
     const s = this.server;
     this.server = null;
     const closed = s === null ? Promise.resolve() : new Promise<void>((resolve) => s.close(() => resolve()));

@@ -7,7 +7,7 @@
  */
 import { expect } from 'chai';
 import net from 'node:net';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DEFAULT_MAX_CONNECTIONS, NbdServer } from '../src/nbd-server.js';
@@ -15,7 +15,9 @@ import { BlkRequestType as BlkType } from 'virtio-spec-types';
 import {
   NBD_IHAVEOPT, NBD_MAGIC, NBD_OPT_REPLY_MAGIC, NBD_REQUEST_MAGIC, NBD_SIMPLE_REPLY_MAGIC, NbdCmd, NbdCmdFlag, NbdErr, NbdFlag, NbdOpt, NbdRep,
 } from '../src/nbd-protocol.js';
+import { BlockDriver } from '../src/driver.js';
 import { blkRig, type BlkRig } from './fixtures/blk-loopback.js';
+import { rejects } from './fixtures/rejects.js';
 import { NbdTestSocket } from './fixtures/nbd-test-socket.js';
 import { until } from '../../transport/test/fixtures/until.js';
 
@@ -542,6 +544,29 @@ describe('NBD server against hostile clients', function () {
     await c.waitClosed();
     expect(server.connections).to.equal(0);
     rig.device.release();
+  });
+
+  it('close() while listen() binds: listen() rejects CLOSED, nothing listens, the socket file is gone (stop 28)', async () => {
+    rig = await blkRig({ capacity: MiB, queueSize: 16, indirect: true });
+    server = new NbdServer(rig.driver, { path });
+    const listening = server.listen();
+    await server.close();
+    await rejects(listening, 'VSHM_ERR_CLOSED');
+    expect(existsSync(path)).to.equal(false);
+    expect(server['server']).to.equal(null);
+    await rejects(server.listen(), 'VSHM_ERR_CLOSED'); // closed for good
+  });
+
+  it('close() while listen() waits for a device that never comes: listen() rejects CLOSED at once, nothing listens', async () => {
+    rig = await blkRig({ capacity: MiB, queueSize: 16, indirect: true });
+    const driver = new BlockDriver(); // no device behind it: whenReady() never resolves
+    const s = new NbdServer(driver, { path });
+    server = s;
+    const listening = s.listen();
+    await s.close();
+    await rejects(listening, 'VSHM_ERR_CLOSED');
+    expect(existsSync(path)).to.equal(false);
+    driver.close();
   });
 
   it('pipelined READs of two sizes, replies from reused buffers: every reply holds its own offset\'s bytes', async () => {
