@@ -275,7 +275,7 @@ export class NbdServer extends EventEmitter {
   private readonly closeCalled: Promise<void>;
   private signalClose: () => void = () => {};
   /** The bind of a listen() in progress: close() waits for it, then undoes it. */
-  private binding: Promise<unknown> | null = null;
+  private binding: Promise<net.Server> | null = null;
 
   constructor(driver: BlockDriver, opts: NbdServerOptions) {
     super();
@@ -350,7 +350,7 @@ export class NbdServer extends EventEmitter {
     // A listen() binding now: let it finish, then close what it bound (it rejects CLOSED).
     const bound = this.binding === null ? null : await this.binding.catch(() => null);
     if (bound !== null) {
-      await new Promise<void>((resolve) => (bound as net.Server).close(() => resolve()));
+      await new Promise<void>((resolve) => bound.close(() => resolve()));
       try {
         unlinkSync(this.path);
       } catch {
