@@ -49,6 +49,10 @@ export const MAX_INFLIGHT = 64;
 export { DEFAULT_MAX_CONNECTIONS, MAX_CONNECTIONS_LIMIT };
 /** Bytes buffered from one socket before it is paused. */
 const READ_HIGH_WATER = NBD_MAX_PAYLOAD + 1024 * 1024;
+/** A lingering close (closeAfterReplies) ends after the client was silent this long … */
+const LINGER_IDLE_MS = 200;
+/** … and after this long at most. */
+const LINGER_MAX_MS = 2000;
 /**
  * Data bytes held for one connection before the server stops reading its requests: replies queued
  * to a client that does not read them, data of READs in flight, payloads of WRITEs in flight. A
@@ -801,11 +805,37 @@ class NbdConnection {
 /**
  * End our side once everything queued is written, then close the socket even if the client keeps
  * its end open (the server listens half-open): no connection outlives its DISC or ABORT.
+ *
+ * The close lingers: a socket closed with bytes of the client's still unread resets the client
+ * (ECONNRESET for its reads, EPIPE for a write in progress), and a client may then lose replies it
+ * had not read yet. So after our end, whatever the client still sends is read and dropped until
+ * its EOF, or until it has sent nothing for LINGER_IDLE_MS, and at most for LINGER_MAX_MS; only
+ * then is the socket closed. The requests in those bytes are not served. The server's close()
+ * bounds this like any other connection (shutdownGraceMs).
  */
 function closeAfterReplies(sock: net.Socket): void {
   if (sock.destroyed) return;
-  sock.pause(); // bytes after the end are not read
-  sock.end(() => sock.destroy());
+  sock.pause(); // no more requests for the connection: the bytes are dropped below, not served
+  sock.end(() => {
+    if (sock.destroyed) return;
+    if (sock.readableEnded) {
+      sock.destroy(); // the client's EOF was read: nothing can be left unread
+      return;
+    }
+    sock.removeAllListeners('data');
+    let idle = setTimeout(() => sock.destroy(), LINGER_IDLE_MS);
+    const cap = setTimeout(() => sock.destroy(), LINGER_MAX_MS);
+    sock.on('data', () => {
+      clearTimeout(idle);
+      idle = setTimeout(() => sock.destroy(), LINGER_IDLE_MS);
+    });
+    sock.once('end', () => sock.destroy());
+    sock.once('close', () => {
+      clearTimeout(idle);
+      clearTimeout(cap);
+    });
+    sock.resume();
+  });
 }
 
 function ok(data: Buffer | null): { error: number; data: Buffer | null } {

@@ -492,6 +492,31 @@ describe('NBD server against hostile clients', function () {
     expect(rig.device.disk.subarray(8192, 8192 + 4096).every((b) => b === 0)).to.equal(true);
   });
 
+  it('bytes the server never reads after DISC do not turn its close into a reset: the client gets the reply, then EOF (lingering close)', async () => {
+    await start();
+    const c = connect(true);
+    const errors: string[] = [];
+    c.sock.on('error', (e: NodeJS.ErrnoException) => errors.push(e.code ?? e.message));
+    await c.greeting();
+    await c.go();
+    rig.device.hold = true;
+    c.request(NbdCmd.WRITE, 0, 512, 1, 0, Buffer.alloc(512, 4));
+    c.request(NbdCmd.DISC, 0, 0, 2);
+    await until(() => rig.device.heldCount === 1, 'the device to hold the write');
+    // More than the server buffers before it pauses the socket: the rest stays in the kernel,
+    // unread, when the server closes. A socket closed with unread bytes resets its peer.
+    const junk = Buffer.alloc(40 * MiB, 0x5a);
+    const written = new Promise<void>((resolve) => c.sock.write(junk, () => resolve()));
+    rig.device.release();
+    expect(await c.reply()).to.include({ error: 0, cookie: 1 });
+    await until(() => c.eof, 'the EOF at the client');
+    await written;
+    c.sock.end();
+    await c.waitClosed();
+    expect(errors).to.deep.equal([]);
+    expect(rig.device.disk[0]).to.equal(4);
+  });
+
   it('DISC from a client that keeps its end open: the server closes the connection all the same', async () => {
     await start();
     const c = connect(true);
