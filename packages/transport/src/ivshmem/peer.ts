@@ -340,8 +340,9 @@ export class IvshmemPeer extends EventEmitter implements IvshmemDevice {
     try {
       w = this.binding.createWatcher(fd, this.makeInterruptHandler(fd, vector));
     } catch (err) {
-      // Not pollable (a regular file, a directory: a hostile server, §1.8): the fd stays in
-      // fds[] and is closed by release(); the error names the cause instead of libuv's EPERM.
+      // Not pollable (a regular file that passed the kind check for want of /proc: a hostile
+      // server, §1.8): the fd stays in fds[] and is closed by release(); the error names the
+      // cause instead of libuv's EPERM.
       throw new ProtocolError('VSHM_ERR_EVENTFD', '1.8', `own eventfd of vector ${vector} cannot be watched: ${(err as Error).message}`, { cause: err });
     }
     this.watchers.push(w);
