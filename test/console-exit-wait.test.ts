@@ -1,6 +1,6 @@
 /**
  * What happens while a console CLI waits at exit for its output to be taken (`exitAfterOutput`,
- * at most 2 s): the process is still running then, so whatever else comes in that window — a
+ * 2 s at most without progress): the process is still running then, so whatever else comes in that window — a
  * failure that recurs, a stdout that breaks — must not turn the exit into something else.
  */
 import { expect } from 'chai';

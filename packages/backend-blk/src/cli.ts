@@ -7,7 +7,7 @@
  *
  * A terminal on stdout or stderr is written asynchronously (`asyncTerminalOutput`): one that
  * stalls holds the link-state lines, not the device — I/O goes on being served. Every exit waits
- * for the queued output, at most 2 s (`exitAfterOutput`).
+ * for the queued output, for as long as it moves (`exitAfterOutput`: 2 s without progress ends it).
  */
 import { accessSync, constants, readFileSync } from 'node:fs';
 import { createLogger, openBackend, type IvshmemPeer, type VirtioBackend } from '@vshm/transport';

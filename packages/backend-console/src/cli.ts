@@ -9,7 +9,7 @@
  * A terminal on stdout or stderr is written asynchronously (`asyncTerminalOutput`): one that
  * stalls pushes back like a pipe (so `--drop-blocked-output` applies to it) instead of holding the
  * whole process — its input, the quit key, the other ports, the link. Every exit waits for the
- * queued output, at most 2 s (`exitAfterOutput`).
+ * queued output, for as long as it moves (`exitAfterOutput`: 2 s without progress ends it).
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { PassThrough } from 'node:stream';

@@ -499,22 +499,32 @@ function ownTerminalOpen(fd: number): string | null {
 }
 
 /**
- * How long {@link exitAfterOutput} waits by default, ms. What is queued at exit is about one
- * stream high-water mark (16 KiB: the console port and the CLIs honour back-pressure) and a few
- * lines; a terminal that takes output at all — an ssh session on a slow link included — takes
- * that well within it, and a user who pressed the quit key hardly notices a stuck one's wait.
+ * How long {@link exitAfterOutput} waits for output that does not move, by default, ms. A
+ * terminal that takes output at all, however slowly (an ssh session on a slow link, a serial
+ * console), moves its queue within that; a user who pressed the quit key hardly notices a stuck
+ * one's wait.
  */
 const EXIT_OUTPUT_WAIT_MS = 2000;
 
 /**
+ * How many times per `waitMs` {@link exitAfterOutput} looks whether its streams' output moved; it
+ * gives up after this many looks in a row found none. Counted in looks rather than measured in
+ * time, so that a busy machine that delays the looks delays the verdict with them: a look that
+ * comes late after a stall of the whole process has not given the stream a chance to move either.
+ */
+const EXIT_OUTPUT_LOOKS = 4;
+
+/**
  * `process.exit(code)` once `streams` (stdout and stderr) have taken what is queued for them, or
- * after `waitMs` (default 2000) if they have not: output written asynchronously (a pipe, or a
- * terminal after {@link asyncTerminalOutput}) is lost when the process exits before it is out,
- * and a stalled terminal must not keep the process for ever — after the wait nobody could read
- * those lines anyway. A stream that fails meanwhile (EPIPE, EIO) ends its part of the wait
- * quietly, and descriptors 0–2 on a terminal that hung up are closed before the exit (Node 20
- * would abort with a core dump restoring their settings). Restore the terminal mode before
- * calling this.
+ * once their output has not moved for `waitMs` (default 2000): output written asynchronously (a
+ * pipe, or a terminal after {@link asyncTerminalOutput}) is lost when the process exits before it
+ * is out, and a stalled terminal must not keep the process for ever — nobody could read those
+ * lines anyway. A reader that takes the output slowly but steadily (a 9600-baud serial console
+ * takes 16 KiB in 17 s) keeps the wait going for as long as it goes on taking it: a byte taken by
+ * the kernel counts, not only a whole write. A stream that fails meanwhile (EPIPE, EIO) ends its
+ * part of the wait quietly, and descriptors 0–2 on a terminal that hung up are closed before the
+ * exit (Node 20 would abort with a core dump restoring their settings). Restore the terminal mode
+ * before calling this.
  *
  * The command is exiting from this call on: a termination signal (SIGINT, SIGTERM, SIGHUP) during
  * the wait ends it at once, and the process still exits with `code` — the command's own status,
@@ -543,7 +553,20 @@ export async function exitAfterOutput(code: number, waitMs = EXIT_OUTPUT_WAIT_MS
     releaseHungUpTerminals();
     return process.exit(current.code);
   };
-  const bound = new Promise<void>((resolve) => (timer = setTimeout(resolve, waitMs)));
+  // Gives up after EXIT_OUTPUT_LOOKS looks in a row that found no stream's output moved.
+  const bound = new Promise<void>((resolve) => {
+    let before = streams.map(queuedOutput);
+    let still = 0;
+    const look = (): void => {
+      const now = streams.map(queuedOutput);
+      const moved = now.some((q, i) => q.queued < before[i].queued || q.handleQueue < before[i].handleQueue);
+      before = now;
+      still = moved ? 0 : still + 1;
+      if (still >= EXIT_OUTPUT_LOOKS) resolve();
+      else timer = setTimeout(look, waitMs / EXIT_OUTPUT_LOOKS);
+    };
+    timer = setTimeout(look, waitMs / EXIT_OUTPUT_LOOKS);
+  });
   const bySignal = new Promise<void>((resolve) => (signalled = resolve));
   // A signal exits right in its listener, the first: no listener added during the wait runs.
   const restoreSignals = takeTerminationSignals(() => {
@@ -609,6 +632,19 @@ function outputTaken(stream: NodeJS.WritableStream): Promise<void> {
 }
 
 function ignoreError(): void {}
+
+/**
+ * How much output `stream` still holds, in the two places it can: bytes of writes not yet
+ * complete (`writableLength`; a write counts in full until its last byte is out), and bytes libuv
+ * still has to hand to the kernel (the handle's write queue, a net.Socket's: a pipe's, a
+ * terminal's). The second one shrinks with each partial write, so a slow reader's progress shows
+ * inside one large write; a stream without such a handle reports 0 there.
+ */
+function queuedOutput(stream: NodeJS.WritableStream): { queued: number; handleQueue: number } {
+  const s = stream as Partial<Pick<Writable, 'writableLength'>> & { _handle?: { writeQueueSize?: unknown } | null };
+  const handleQueue = s._handle?.writeQueueSize;
+  return { queued: s.writableLength ?? 0, handleQueue: typeof handleQueue === 'number' ? handleQueue : 0 };
+}
 
 /** Which of fds 0–2 were a terminal when this module was loaded (at a command's start). */
 const STARTED_ON_TERMINAL = [0, 1, 2].map((fd) => isatty(fd));

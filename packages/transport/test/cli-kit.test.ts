@@ -220,6 +220,57 @@ describe('cli-kit: exitAfterOutput', () => {
     expect(Date.now() - t0).to.be.at.least(45);
   });
 
+  it('a stream that takes its output slowly but steadily keeps the wait going until all is out (a serial console)', async () => {
+    // Each line is taken long after the wait's bound (30 ms) would have run out, but never more
+    // than one look (7.5 ms) after the one before.
+    const { stream, release } = heldStream();
+    for (let i = 0; i < 20; i++) stream.write(`line ${i}\n`);
+    const exited = exitAfterOutput(0, 30, [stream]);
+    const t0 = Date.now();
+    const steady = setInterval(release, 2);
+    try {
+      await exited;
+    } finally {
+      clearInterval(steady);
+    }
+    expect(exits).to.deep.equal([0]);
+    expect(stream.writableLength, 'everything written').to.equal(0);
+    expect(Date.now() - t0, 'longer than the bound').to.be.at.least(30);
+  });
+
+  it("progress inside one large write counts: the handle's write queue shrinking (a partial write)", async () => {
+    // A net.Socket-like stream: one write stays incomplete (writableLength unchanged) while the
+    // handle's queue of unsent bytes goes down, as a terminal taking a large chunk slowly.
+    let done: (() => void) | null = null;
+    const stream = new Writable({ write: (_chunk, _enc, cb) => void (done = () => cb()) }) as Writable & { _handle: { writeQueueSize: number } };
+    stream._handle = { writeQueueSize: 64 * 1024 };
+    stream.write(Buffer.alloc(64 * 1024));
+    const exited = exitAfterOutput(0, 30, [stream]);
+    const t0 = Date.now();
+    const steady = setInterval(() => {
+      stream._handle.writeQueueSize = Math.max(0, stream._handle.writeQueueSize - 1024);
+      if (stream._handle.writeQueueSize === 0) done?.();
+    }, 2);
+    try {
+      await exited;
+    } finally {
+      clearInterval(steady);
+    }
+    expect(exits).to.deep.equal([0]);
+    expect(stream.writableLength, 'the large write completed').to.equal(0);
+    expect(Date.now() - t0, 'longer than the bound').to.be.at.least(30);
+  });
+
+  it('a stream that took some and then stalls is given up on once it has not moved for the bound', async () => {
+    const { stream, release } = heldStream();
+    for (let i = 0; i < 5; i++) stream.write(`line ${i}\n`);
+    const exited = exitAfterOutput(9, 40, [stream]);
+    release(); // one line taken, then nothing more
+    await exited;
+    expect(exits).to.deep.equal([9]);
+    expect(stream.writableLength, 'the rest never taken').to.be.greaterThan(0);
+  });
+
   it('a stream that fails while the exit waits for it (EPIPE) ends the wait, not the process', async () => {
     const { stream } = heldStream();
     stream.write('queued\n');

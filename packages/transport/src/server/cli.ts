@@ -8,8 +8,8 @@
  *
  * `run()` is the command (the bin's entry): a terminal on stdout or stderr is written
  * asynchronously (`asyncTerminalOutput`), so one that stalls holds its lines, not the server —
- * every peer is still accepted and served; the exit waits for the queued output, at most 2 s
- * (`exitAfterOutput`). `main()` is the same without either, for running in-process.
+ * every peer is still accepted and served; the exit waits for the queued output for as long as it
+ * moves (`exitAfterOutput`: 2 s without progress ends it). `main()` is the same without either, for running in-process.
  */
 import { pathToFileURL } from 'node:url';
 import { realpathSync } from 'node:fs';
@@ -115,8 +115,8 @@ export async function main(argv: readonly string[] = process.argv.slice(2), io: 
 
 /**
  * The command (bin/vshm-server.js): main() with asynchronous terminal output, then exit with its
- * status once stdout and stderr have taken their output (at most 2 s: a stalled terminal does not
- * keep a stopped server).
+ * status once stdout and stderr have taken their output (for as long as it moves; 2 s without
+ * progress ends the wait: a stalled terminal does not keep a stopped server).
  */
 export async function run(): Promise<never> {
   // An internal error: its stack (bounded wait for it), exit 1; a recurrence is not reprinted.
