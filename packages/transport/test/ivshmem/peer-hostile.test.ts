@@ -5,7 +5,8 @@
  */
 import { expect } from 'chai';
 import binding from '@vshm/addon';
-import { mkdtempSync, openSync, rmSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { constants, mkdtempSync, openSync, rmSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -17,6 +18,22 @@ import { usePeerRig } from '../fixtures/device-rigs.js';
 import { until } from '../fixtures/until.js';
 
 const b = binding;
+
+/**
+ * A named pipe opened read-write (Node has no pipe(2)): it takes a doorbell's 8 bytes like any
+ * pipe, and its type bits say FIFO. Made in a directory of its own, removed at once.
+ */
+function openFifo(): number {
+  const dir = mkdtempSync(join(tmpdir(), 'vshm-fifo-'));
+  try {
+    const path = join(dir, 'fifo');
+    const made = spawnSync('mkfifo', ['-m', '600', path]);
+    if (made.status !== 0) throw new Error(`mkfifo: ${made.stderr?.toString() ?? made.error}`);
+    return openSync(path, constants.O_RDWR | constants.O_NONBLOCK);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
 
 describe('IvshmemPeer with a hostile server (spec §1.8, §3)', () => {
   let fake: FakeServer;
@@ -79,6 +96,7 @@ describe('IvshmemPeer with a hostile server (spec §1.8, §3)', () => {
     }],
     ['a directory', () => openSync(fileURLToPath(new URL('.', import.meta.url)), 'r')],
     ['/dev/null', () => openSync('/dev/null', 'r+')],
+    ['a pipe (FIFO)', openFifo],
   ] as const) {
     for (const whose of ['own', 'foreign'] as const) {
       it(`${what} as ${whose === 'own' ? 'an own' : 'a foreign'} "eventfd" is VSHM_ERR_EVENTFD_KIND at its EVENT_FD: a doorbell would write into it`, async () => {
@@ -118,7 +136,7 @@ describe('IvshmemPeer with a hostile server (spec §1.8, §3)', () => {
     expect(err).to.be.instanceOf(ProtocolError).with.property('code', 'VSHM_ERR_EVENTFD');
   });
 
-  it('without /proc only the type bits tell: a directory, socket or device is refused, an eventfd or a regular file passes', () => {
+  it('without /proc only the type bits tell: a directory, socket, pipe or device is refused, an eventfd or a regular file passes', () => {
     const noProc = (): string => {
       throw Object.assign(new Error('ENOENT'), { code: 'ENOENT' });
     };
@@ -127,10 +145,11 @@ describe('IvshmemPeer with a hostile server (spec §1.8, §3)', () => {
     const [sock, peerEnd] = b.socketPair();
     const dir = openSync(fileURLToPath(new URL('.', import.meta.url)), 'r');
     const nul = openSync('/dev/null', 'r+');
-    extra.push(sock, peerEnd, dir, nul);
+    const fifo = openFifo();
+    extra.push(sock, peerEnd, dir, nul, fifo);
     expect(notAnEventfd(b, efd, noProc)).to.equal(null);
     expect(notAnEventfd(b, file, noProc)).to.equal(null);
-    for (const fd of [sock, dir, nul]) expect(notAnEventfd(b, fd, noProc)).to.match(/^mode 0o\d+$/);
+    for (const fd of [sock, dir, nul, fifo]) expect(notAnEventfd(b, fd, noProc)).to.match(/^mode 0o\d+$/);
     // With /proc: only an eventfd passes.
     expect(notAnEventfd(b, efd)).to.equal(null);
     expect(notAnEventfd(b, file)).to.match(/^\/memfd:/);
