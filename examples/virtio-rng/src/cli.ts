@@ -8,7 +8,7 @@
  */
 import { createLogger, DEFAULT_SOCKET_PATH } from '@vshm/transport';
 import type { SessionEndReason, DeviceSession } from '@vshm/transport';
-import { asyncTerminalOutput, deviceCapabilities, describeIoError, exitAfterOutput, exitOnUncaughtException, onTerminationSignal, parseCommandLine, parseOrUsage, UsageError } from '@vshm/transport/cli';
+import { asyncTerminalOutput, deviceCapabilities, describeIoError, exitAfterOutput, exitOnUncaughtException, onTerminationSignal, parseCommandLine, parseOrUsage, printable, UsageError } from '@vshm/transport/cli';
 import { openRngBackend, openRngFrontend } from './index.js';
 import { RngDevice } from './device.js';
 
@@ -98,6 +98,14 @@ function connectFailure(server: string, e: unknown): string {
   return describeIoError('connect to', server, e);
 }
 
+/**
+ * One stderr line of command `prog`. It may quote what the user typed (the server's path) or an
+ * error text that does: control characters go escaped (the CLI kit's printable).
+ */
+function say(prog: string, line: string): void {
+  process.stderr.write(`${prog}: ${printable(line)}\n`);
+}
+
 /** `vshm-rng-backend [-S PATH]`: serve random bytes until SIGINT/SIGTERM/SIGHUP. */
 export async function runBackend(argv = process.argv.slice(2)): Promise<void> {
   const prog = 'vshm-rng-backend';
@@ -107,7 +115,7 @@ export async function runBackend(argv = process.argv.slice(2)): Promise<void> {
   const o = parseOrUsage(prog, BACKEND_USAGE, () => parseRngArgs(argv, false), process, rngCapabilities);
   if (typeof o === 'number') return exitAfterOutput(o);
   const info = (line: string): void => {
-    if (!o.quiet) process.stderr.write(`${prog}: ${line}\n`);
+    if (!o.quiet) say(prog, line);
   };
   // Installed before the connect and before the first line, as every vshm daemon does: a signal
   // that arrives while connecting, or right after "serving on", must not take its default (fatal)
@@ -129,7 +137,7 @@ export async function runBackend(argv = process.argv.slice(2)): Promise<void> {
   try {
     be = await openRngBackend(o.server, { status: true });
   } catch (e) {
-    process.stderr.write(`${prog}: ${connectFailure(o.server, e)}\n`);
+    say(prog, connectFailure(o.server, e));
     stopping = true; // a signal while the line goes out must not turn the status into 0
     return exitAfterOutput(1);
   }
@@ -150,7 +158,7 @@ export async function runBackend(argv = process.argv.slice(2)): Promise<void> {
   });
   be.peer.on('peer-gone', (id: number) => info(`peer ${id} gone`));
   be.peer.on('server-gone', () => {
-    process.stderr.write(`${prog}: server at ${o.server} went away\n`);
+    say(prog, `server at ${o.server} went away`);
     stop(1);
   });
 }
@@ -163,7 +171,7 @@ export async function runFrontend(argv = process.argv.slice(2)): Promise<void> {
   try {
     fe = await openRngFrontend(o.server, { status: true });
   } catch (e) {
-    process.stderr.write(`${prog}: ${connectFailure(o.server, e)}\n`);
+    say(prog, connectFailure(o.server, e));
     process.exit(1);
   }
   // The back-end may die between two reads: ending that session, the transport first delivers
@@ -189,11 +197,11 @@ export async function runFrontend(argv = process.argv.slice(2)): Promise<void> {
       outFailed ??= process.stdout.errored;
     }
   } catch (e) {
-    process.stderr.write(`${prog}: ${(e instanceof Error ? e.message : String(e)).split('\n')[0]}\n`);
+    say(prog, (e instanceof Error ? e.message : String(e)).split('\n')[0]);
     code = 1;
   }
   if (outFailed !== null) {
-    if ((outFailed as NodeJS.ErrnoException).code !== 'EPIPE') process.stderr.write(`${prog}: ${describeIoError('write to', 'stdout', outFailed)}\n`);
+    if ((outFailed as NodeJS.ErrnoException).code !== 'EPIPE') say(prog, describeIoError('write to', 'stdout', outFailed));
     code = 1;
   }
   await fe.transport.close();

@@ -11,7 +11,7 @@
  */
 import { accessSync, constants, readFileSync } from 'node:fs';
 import { createLogger, openBackend, type IvshmemPeer, type VirtioBackend } from '@vshm/transport';
-import { asyncTerminalOutput, describeIoError, deviceCapabilities, exitAfterOutput, exitOnUncaughtException, parseOrUsage, type DeviceCapabilities } from '@vshm/transport/cli';
+import { asyncTerminalOutput, describeIoError, deviceCapabilities, exitAfterOutput, exitOnUncaughtException, parseOrUsage, printable, type DeviceCapabilities } from '@vshm/transport/cli';
 import { BlkFeature, VirtioDeviceId, hasFeature } from 'virtio-spec-types';
 import { parseCliArgs, CLI_OPTIONS, PROG, USAGE, type BlkCliOptions } from './cli-args.js';
 import { BlockDevice, blockDeviceFeatures, openBlockDevice } from './device.js';
@@ -27,6 +27,14 @@ export function capabilities(o: Pick<BlkCliOptions, 'readOnly' | 'queues'>): Dev
     queueCount: (f: bigint) => (hasFeature(f, BlkFeature.MQ) ? o.queues : 1),
   };
   return deviceCapabilities('block', ops, BlkFeature, CLI_OPTIONS);
+}
+
+/**
+ * One stderr line. It may quote what the user typed (the image path, the server's) or an error
+ * text that does: control characters go escaped (the CLI kit's printable).
+ */
+function say(line: string): void {
+  process.stderr.write(`${PROG}: ${printable(line)}\n`);
 }
 
 function firstLine(err: unknown): string {
@@ -62,7 +70,7 @@ class Runtime {
   }
 
   info(line: string): void {
-    if (!this.opts.quiet) process.stderr.write(`${PROG}: ${line}\n`);
+    if (!this.opts.quiet) say(line);
   }
 
   async shutdown(code: number, message?: string): Promise<never> {
@@ -76,7 +84,7 @@ class Runtime {
     this.peer?.close();
     await this.device?.drain(); // writes already started reach the file before it is closed
     await this.device?.image.close().catch(() => undefined);
-    if (message !== undefined) process.stderr.write(`${PROG}: ${message}\n`);
+    if (message !== undefined) say(message);
     return exitAfterOutput(code);
   }
 
@@ -86,7 +94,7 @@ class Runtime {
     if (device === null || this.exiting) return;
     device.resize().then(
       (sectors) => this.info(`image resized: ${sectors} sectors`),
-      (err: unknown) => process.stderr.write(`${PROG}: resize failed: ${firstLine(err)}\n`),
+      (err: unknown) => say(`resize failed: ${firstLine(err)}`),
     );
   }
 
@@ -94,10 +102,10 @@ class Runtime {
   private async warnOddSize(image: string, device: BlockDevice): Promise<void> {
     const size = await device.image.size().catch(() => null);
     const block = device.blockSize;
-    if (size === 0) process.stderr.write(`${PROG}: warning: ${image} is empty: the disk has 0 sectors\n`);
+    if (size === 0) say(`warning: ${image} is empty: the disk has 0 sectors`);
     else if (size !== null && size % block !== 0) {
       const what = block === 512 ? '512' : `the block size ${block}`;
-      process.stderr.write(`${PROG}: warning: ${image} is ${size} bytes, not a multiple of ${what}: its last ${size % block} bytes are not served\n`);
+      say(`warning: ${image} is ${size} bytes, not a multiple of ${what}: its last ${size % block} bytes are not served`);
     }
   }
 
@@ -125,7 +133,7 @@ class Runtime {
     }
     const device = this.device;
     await this.warnOddSize(image, device);
-    device.on('io-error', (err: Error) => process.stderr.write(`${PROG}: image I/O failed: ${err.message}\n`));
+    device.on('io-error', (err: Error) => say(`image I/O failed: ${err.message}`));
     try {
       ({ peer: this.peer, transport: this.transport } = await openBackend(o.server, device, { status: true }));
     } catch (err) {

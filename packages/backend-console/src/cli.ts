@@ -29,6 +29,14 @@ import { TerminalGuard } from './terminal.js';
 
 const debug = createLogger('vshm:console-be');
 
+/**
+ * One stderr line. It may quote what the user typed (a path, a port name) or an error text that
+ * does: control characters go escaped (the CLI kit's printable).
+ */
+function say(line: string): void {
+  process.stderr.write(`${PROG}: ${printable(line)}\n`);
+}
+
 /** Why the front-end left, in words (SessionEndReason → the link-state line). */
 const LEFT: Record<SessionEndReason, string> = {
   'driver-gone': 'its State left READY',
@@ -78,7 +86,7 @@ class Runtime {
   }
 
   info(line: string): void {
-    if (!this.opts.quiet) process.stderr.write(`${PROG}: ${line}\n`);
+    if (!this.opts.quiet) say(line);
   }
 
   /** Tear everything down in order, then exit with `code` (after printing `message`, if any). */
@@ -99,12 +107,12 @@ class Runtime {
     // -q or not (a loss is no link-state chatter).
     for (const p of this.device?.ports ?? []) {
       const n = p.buffer.length + (p.id === 0 ? this.terminalHeld() : 0);
-      if (n > 0) process.stderr.write(`${PROG}: ${n} bytes of ${p.id === 0 ? 'console' : `port ${String(p.name)}`} input were never delivered (no front-end took them)\n`);
+      if (n > 0) say(`${n} bytes of ${p.id === 0 ? 'console' : `port ${String(p.name)}`} input were never delivered (no front-end took them)`);
     }
     if (this.server !== null) await this.server.stop().catch(() => {});
     if (this.serverDir !== null) rmSync(this.serverDir, { recursive: true, force: true });
-    if (this.terminalDropped > 0) process.stderr.write(`${PROG}: ${this.terminalDropped} bytes of terminal input were dropped (the front-end was not taking them)\n`);
-    if (message !== undefined) process.stderr.write(`${PROG}: ${message}\n`);
+    if (this.terminalDropped > 0) say(`${this.terminalDropped} bytes of terminal input were dropped (the front-end was not taking them)`);
+    if (message !== undefined) say(message);
     return exitAfterOutput(code);
   }
 
@@ -144,7 +152,7 @@ class Runtime {
     const device = this.device as ConsoleDevice;
     const vectorWarning = linuxVectorWarning(device.multiport, device.maxNrPorts, link.vectors);
     // A warning, not a link-state line: printed whatever -q says.
-    if (vectorWarning !== null) process.stderr.write(`${PROG}: warning: ${vectorWarning}\n`);
+    if (vectorWarning !== null) say(`warning: ${vectorWarning}`);
     link.once('server-gone', () => {
       // Our own embedded server cannot be restarted by anyone else: its loss is the end.
       if (!this.opts.reconnect || this.server !== null) void this.shutdown(1, `server at ${this.socketPath} went away`);
@@ -263,7 +271,7 @@ class Runtime {
     // peer 0 first, which would end this back-end with "start the back-end first". Not info():
     // even with -q this line is the only way to learn the private socket's path.
     if (this.server !== null) {
-      process.stderr.write(`${PROG}: embedded server listening on ${socketPath}; connect with: vshm-console-frontend -S ${socketPath}\n`);
+      say(`embedded server listening on ${socketPath}; connect with: vshm-console-frontend -S ${socketPath}`);
     }
 
     for (const [name, a] of o.attachments) {
@@ -285,7 +293,7 @@ class Runtime {
     }
     // The port detaches itself from a stdout that fails (a reader that went away: EPIPE), and the
     // front-end's console output has nowhere to go from then on: say so once, whatever -q says.
-    out.once('error', (err: Error) => process.stderr.write(`${PROG}: ${describeIoError('write to', 'stdout', err)}; console output is dropped from now on\n`));
+    out.once('error', (err: Error) => say(`${describeIoError('write to', 'stdout', err)}; console output is dropped from now on`));
     if (out.isTTY) {
       out.on('resize', () => {
         if (out.columns > 0 && out.rows > 0) device.resize(out.columns, out.rows);
@@ -317,7 +325,7 @@ export async function run(argv: readonly string[] = process.argv.slice(2)): Prom
   if (typeof opts === 'number') return exitAfterOutput(opts);
   // The option rests on the terminal pushing back, which a synchronous one never does.
   if (synchronous.stdout !== null && opts.dropBlockedOutputMs !== null) {
-    process.stderr.write(`${PROG}: warning: --drop-blocked-output cannot apply to this terminal: ${synchronous.stdout}; a terminal that stalls blocks the whole back-end\n`);
+    say(`warning: --drop-blocked-output cannot apply to this terminal: ${synchronous.stdout}; a terminal that stalls blocks the whole back-end`);
   }
   const rt = new Runtime(opts);
   for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(sig, () => void rt.shutdown(0));

@@ -196,7 +196,7 @@ export async function main(argv: readonly string[]): Promise<number> {
         attachment = await attachSocket(port, path).catch((err: unknown) => {
           throw new Error(describeIoError('listen on', path, err), { cause: err });
         });
-        process.stderr.write(`${PROGRAM}: listening on ${path}\n`);
+        fail(`listening on ${path}`);
       }
     } catch (err) {
       fail((err as Error).message);

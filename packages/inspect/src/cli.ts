@@ -3,7 +3,7 @@
  * usage errors one line and exit 2, runtime errors one line and exit 1).
  */
 import type { Binding } from '@vshm/addon';
-import { describeIoError, onTerminationSignal, parseCommandLine, parseOrUsage, UsageError } from '@vshm/transport/cli';
+import { describeIoError, onTerminationSignal, parseCommandLine, parseOrUsage, printable, UsageError } from '@vshm/transport/cli';
 import { attachPid, attachShm, InspectError, validShmName, type Attachment, type LayoutOverride } from './attach.js';
 import { formatSnapshot } from './format.js';
 import { takeSnapshot } from './snapshot.js';
@@ -121,7 +121,8 @@ export async function main(argv: readonly string[], out: NodeJS.WritableStream =
     att = a.pid !== undefined ? attachPid(binding, a.pid, a.layout) : attachShm(binding, a.shm!, a.layout);
   } catch (e) {
     if (e instanceof InspectError) {
-      err.write(`${PROG}: ${e.message}\n`);
+      // It may quote the --shm name or a path as given: control characters go escaped.
+      err.write(`${PROG}: ${printable(e.message)}\n`);
       return 1;
     }
     throw e;

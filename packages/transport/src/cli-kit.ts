@@ -3,7 +3,7 @@
  * the console CLIs, every device daemon). node:util `parseArgs` with its errors rephrased into one
  * short line, a `UsageError` the commands print as `NAME: what is wrong (try --help)` with exit
  * status 2, the wording of I/O errors (`cannot bind PATH: ENOENT (no such file or directory)`),
- * `printable` for text a peer or client chose, the fd-limit warning of a listener
+ * `printable` for text a user, peer or client chose, the fd-limit warning of a listener
  * (`acceptWarner`), `--print-capabilities` (`deviceCapabilities`), the signal that ends a
  * daemon (`onTerminationSignal`), and terminal output that never blocks a command
  * (`asyncTerminalOutput`, `exitAfterOutput`, `exitOnUncaughtException`).
@@ -24,11 +24,15 @@ import type { Logger } from './log.js';
 import { boundQueuedOutput, dropNoticeOwed } from './output-bound.js';
 import type { VirtioDeviceOps } from './virtio/device-api.js';
 
-/** A bad command line: the command prints `NAME: <message> (try --help)` and exits 2. */
+/**
+ * A bad command line: the command prints `NAME: <message> (try --help)` and exits 2. The message
+ * quotes what the user typed, so the line goes through {@link printable}: an argument that holds
+ * control characters (a pasted escape sequence, a file name with a newline) shows escaped.
+ */
 export class UsageError extends ArgumentError {
   /** The line to print (without newline) for program `prog`. */
   lineFor(prog: string): string {
-    return `${prog}: ${this.message} (try --help)`;
+    return `${prog}: ${printable(this.message)} (try --help)`;
   }
 }
 
@@ -36,8 +40,9 @@ export class UsageError extends ArgumentError {
  * `text` as it may go to a terminal: every C0 control character, DEL and C1 control
  * (U+0080–U+009F) becomes `\xHH`, every Unicode bidi control `\uHHHH`. For lines that carry
  * text a peer or a client chose — a console back-end's port name (PORT_NAME), an NBD client's
- * export name: raw, ESC and CSI would let it retitle, clear or rewrite the user's terminal, CR
- * or LF forge lines, and a bidi control show the text reordered.
+ * export name — or the user typed (an argument, a path): raw, ESC and CSI would let it retitle,
+ * clear or rewrite the user's terminal, CR or LF forge lines, and a bidi control show the text
+ * reordered. Text already escaped passes unchanged (a backslash is not escaped).
  */
 export function printable(text: string): string {
   // eslint-disable-next-line no-control-regex
@@ -143,10 +148,8 @@ function optionName(quoted: string): string {
 /** Rephrase one node:util parseArgs error as a one-line UsageError message. */
 function rephrase(err: Error & { code?: string }): string {
   const first = err.message.split('\n')[0];
-  const quoted = /'([^']*)'/.exec(first)?.[1] ?? '';
+  const quoted = quotedIn(first);
   switch (err.code) {
-    case 'ERR_PARSE_ARGS_UNKNOWN_OPTION':
-      return `unknown option '${quoted}'`;
     case 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL':
       return `unexpected argument '${quoted}'`;
     case 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE': {
@@ -183,8 +186,28 @@ export function parseCommandLine<const T extends Options>(
     return r;
   } catch (err) {
     if (err instanceof UsageError) throw err;
-    throw new UsageError(rephrase(err as Error & { code?: string }));
+    const e = err as Error & { code?: string };
+    if (e.code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') throw new UsageError(`unknown option '${unknownOption(argv, options) ?? quotedIn(e.message)}'`);
+    throw new UsageError(rephrase(e));
   }
+}
+
+/**
+ * The first option in `argv` that `options` does not know, as it was written (`--bogus`, `-x`),
+ * read from parseArgs's own tokens rather than from its message: the message quotes it raw, so a
+ * name holding a newline or a quote cannot be cut back out of it.
+ */
+function unknownOption(argv: readonly string[], options: Options): string | undefined {
+  const { tokens } = parseArgs({ args: [...argv], options, strict: false, allowPositionals: true, tokens: true });
+  for (const t of tokens) {
+    if (t.kind === 'option' && !Object.hasOwn(options, t.name)) return t.rawName;
+  }
+  return undefined;
+}
+
+/** The first 'quoted' part of the first line of a parseArgs message ('' if none). */
+function quotedIn(message: string): string {
+  return /'([^']*)'/.exec(message.split('\n')[0])?.[1] ?? '';
 }
 
 /**
@@ -257,7 +280,9 @@ export function parseOrUsage<T extends { help: boolean; warnings?: readonly stri
     opts = parse();
   } catch (err) {
     if (!(err instanceof ArgumentError)) throw err;
-    const line = err instanceof UsageError ? err.lineFor(prog) : `${prog}: ${err.message.replace(/\s*\n\s*/g, ' ').trim()} (try --help)`;
+    // One line either way: an ArgumentError's line breaks fold into spaces (a device library's
+    // message may have them), and any other control character shows escaped.
+    const line = err instanceof UsageError ? err.lineFor(prog) : `${prog}: ${printable(err.message.replace(/\s*\n\s*/g, ' ').trim())} (try --help)`;
     io.stderr.write(`${line}\n`);
     return 2;
   }
@@ -265,7 +290,7 @@ export function parseOrUsage<T extends { help: boolean; warnings?: readonly stri
   if (opts.printCapabilities === true && capabilities !== undefined) {
     return printOnce(prog, io, `${JSON.stringify(capabilities(opts as Exclude<T, { help: true }>))}\n`);
   }
-  for (const w of opts.warnings ?? []) io.stderr.write(`${prog}: warning: ${w}\n`);
+  for (const w of opts.warnings ?? []) io.stderr.write(`${prog}: warning: ${printable(w)}\n`);
   if (io === process) {
     voiceProcessWarnings(prog);
     keepGoingWithoutStderr();
@@ -300,7 +325,7 @@ function voiceProcessWarnings(prog: string): void {
   if (voiced || off) return;
   voiced = true;
   process.removeAllListeners('warning');
-  process.on('warning', (w: Error) => process.stderr.write(`${prog}: warning: ${w.message.replace(/\s*\n\s*/g, ' ')}\n`));
+  process.on('warning', (w: Error) => process.stderr.write(`${prog}: warning: ${printable(w.message.replace(/\s*\n\s*/g, ' '))}\n`));
 }
 
 let voiced = false;

@@ -66,6 +66,23 @@ describe('cli-kit: parseCommandLine', () => {
     expect(new UsageError("unknown option '--bogus'").lineFor('vshm-x')).to.equal("vshm-x: unknown option '--bogus' (try --help)");
   });
 
+  it('an unknown option is named whole, whatever it holds: a line break, a quote, an escape (was cut to "\'\'")', () => {
+    expect(message(['--bo\ngus'])).to.equal("unknown option '--bo\ngus'");
+    expect(message(["--it's=1"])).to.equal("unknown option '--it's'");
+    expect(message(['-q', '-S', '/a', '-qx\x1b'])).to.equal("unknown option '-x'");
+    expect(message(['--bogus\x1b[31m\r\n', '--other'])).to.equal("unknown option '--bogus\x1b[31m\r\n'");
+  });
+
+  it('UsageError.lineFor escapes control characters the message quotes: one line, nothing for the terminal to act on', () => {
+    let err: unknown;
+    try {
+      parseCommandLine(['--bogus\x1b]0;title\x07\r\n\u202e'], OPTIONS);
+    } catch (e) {
+      err = e;
+    }
+    expect((err as UsageError).lineFor('vshm-x')).to.equal("vshm-x: unknown option '--bogus\\x1b]0;title\\x07\\x0d\\x0a\\u202e' (try --help)");
+  });
+
   it('printable: C0, DEL and C1 controls as \\xHH, bidi controls as \\uHHHH; other text (UTF-8 included) unchanged; idempotent', () => {
     const p = printable;
     expect(p('\x1b[2J\r\n\x00\x7f\u009b\u202e\u2066\u061c')).to.equal('\\x1b[2J\\x0d\\x0a\\x00\\x7f\\x9b\\u202e\\u2066\\u061c');
@@ -124,6 +141,13 @@ describe('cli-kit: parseOrUsage (the start every command shares)', () => {
     expect(parseOrUsage('prog', 'u', () => { throw new ArgumentError('bad size\n  (expected 1..2)'); }, c.io)).to.equal(2);
     expect(c.err).to.deep.equal(["prog: unknown option '--bogus' (try --help)\n", 'prog: bad size (expected 1..2) (try --help)\n']);
     expect(c.out).to.deep.equal([]);
+  });
+
+  it('an ArgumentError or a warning that quotes control characters prints them escaped', () => {
+    const c = capture();
+    expect(parseOrUsage('prog', 'u', () => { throw new ArgumentError("invalid size '1\x1b[2J'"); }, c.io)).to.equal(2);
+    expect(parseOrUsage('prog', 'u', () => ({ help: false, warnings: ["path '/a\x1b]0;t\x07' is odd"] }), c.io)).to.not.be.a('number');
+    expect(c.err).to.deep.equal(["prog: invalid size '1\\x1b[2J' (try --help)\n", "prog: warning: path '/a\\x1b]0;t\\x07' is odd\n"]);
   });
 
   it('any other error is not a usage error: it propagates', () => {

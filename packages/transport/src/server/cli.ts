@@ -13,7 +13,7 @@
  */
 import { pathToFileURL } from 'node:url';
 import { realpathSync } from 'node:fs';
-import { asyncTerminalOutput, describeIoError, exitAfterOutput, exitOnUncaughtException, parseOrUsage } from '../cli-kit.js';
+import { asyncTerminalOutput, describeIoError, exitAfterOutput, exitOnUncaughtException, parseOrUsage, printable } from '../cli-kit.js';
 import { createLogger } from '../log.js';
 import { IvshmemServer } from './server.js';
 import { optionWarnings, type ServerOptions } from './options.js';
@@ -28,13 +28,14 @@ export interface CliIo {
 const PROG = 'vshm-server';
 const debug = createLogger('vshm:server');
 
+/** `s` as one line of a diagnostic: newlines folded, control characters escaped (it may quote a path). */
 function oneLine(s: string): string {
-  return s.replace(/\s*\n\s*/g, ' ').trim();
+  return printable(s.replace(/\s*\n\s*/g, ' ').trim());
 }
 
 /** The ready line (printed to stderr once the socket listens). */
 export function listeningLine(o: ServerOptions, memorySize: number): string {
-  return `${PROG}: listening on ${o.socketPath} (${memorySize} bytes, ${o.maxPeers} peers, ${o.vectors} vectors, protocol 0x${o.protocol.toString(16)})`;
+  return `${PROG}: listening on ${printable(o.socketPath)} (${memorySize} bytes, ${o.maxPeers} peers, ${o.vectors} vectors, protocol 0x${o.protocol.toString(16)})`;
 }
 
 /**
@@ -66,7 +67,7 @@ export async function main(argv: readonly string[] = process.argv.slice(2), io: 
   const parsed = parseOrUsage(PROG, SERVER_USAGE, () => parseServerArgs(argv), io);
   if (typeof parsed === 'number') return parsed;
   const o = parsed.options;
-  for (const w of optionWarnings(o)) io.stderr.write(`${PROG}: warning: ${w}\n`);
+  for (const w of optionWarnings(o)) io.stderr.write(`${PROG}: warning: ${oneLine(w)}\n`);
 
   const server = new IvshmemServer({ ...o });
   if (o.verbose) {
