@@ -12,7 +12,8 @@ const PROG = 'vshm-inspect';
 /** --watch without a value refreshes every second. */
 const DEFAULT_WATCH_MS = 1000;
 
-const USAGE = `Usage: ${PROG} (--pid PID | -M NAME) [options]
+/** The `--help` text. */
+export const USAGE = `Usage: ${PROG} (--pid PID | -M NAME) [options]
 
 Attach READ-ONLY to a live vshm session and show the state table, the virtio header and every
 queue (size, avail/used indices, in-flight count, event-idx values, vectors, ring addresses and
@@ -71,10 +72,15 @@ function parseSize(text: string): number {
 /** Parse argv (without node and the script). Throws UsageError. */
 export function parseInspectArgs(argv: readonly string[]): InspectArgs {
   // `--watch` takes an optional value, which parseArgs cannot express: a bare --watch/-w (end of
-  // the line, or followed by another option) gets the default.
+  // the line, or followed by another option) gets the default. Words after `--` are operands,
+  // refused as written.
   const args: string[] = [];
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
+    if (a === '--') {
+      args.push(...argv.slice(i));
+      break;
+    }
     if ((a === '--watch' || a === '-w') && (i + 1 >= argv.length || !/^\d+$/.test(argv[i + 1]))) args.push(`--watch=${DEFAULT_WATCH_MS}`);
     else args.push(a);
   }
