@@ -61,12 +61,17 @@ describe('vshm-console-backend: command line', function () {
     }
   });
 
-  it('a status directory that cannot be created (under /proc) does not stop it: it serves, and SIGTERM exits 0', async () => {
+  it('a status directory that cannot be created (under /proc) does not stop it: one warning line, it serves, and SIGTERM exits 0', async () => {
     await s.startServer();
-    // mkdir() there fails ENOENT under an existing parent: the status file is skipped, quietly.
+    // mkdir() there fails ENOENT under an existing parent: the status file is skipped, with a word why.
     const be = await s.startBackend([], { env: { VSHM_STATUS_DIR: '/proc/vshm-no-such-dir/status' } });
+    await be.untilStderr(/warning: no status file/);
     be.child.kill('SIGTERM');
     expect((await be.exited).code).to.equal(0);
+    const warnings = be.stderr.split('\n').filter((l) => /warning/.test(l));
+    expect(warnings).to.deep.equal([
+      'vshm-console-backend: warning: no status file for vshm-inspect: /proc/vshm-no-such-dir/status (VSHM_STATUS_DIR) cannot be created: ENOENT (no such file or directory)',
+    ]);
   });
 
   it('--embedded with a TMPDIR that is missing, or too long for a socket path: one line naming it and the errno, nothing left', async () => {

@@ -19,6 +19,7 @@
 import { closeSync, fstatSync, lstatSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmdirSync, unlinkSync, writeSync, constants as fsc } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { createLogger as createDebug } from './log.js';
+import { errnoText } from './cli-kit.js';
 import { TransportError } from './errors.js';
 import type { IvshmemPeer } from './ivshmem/peer.js';
 import type { VirtioBackend } from './virtio/backend.js';
@@ -165,6 +166,9 @@ export function publishStatus(
     inUse.add(path.slice(dir.length + 1));
   } catch (err) {
     log('no status file in %s: %s', dir, (err as Error).message);
+    // A daemon's own directory (not one an API caller chose, who reads `path`): say it once, or
+    // vshm-inspect later finds nothing and nobody knows why.
+    if (opts.dir === undefined) warnNoStatusDir(dir, err);
   }
   const events = ['phase', 'session', 'session-end', 'needs-reset', 'ready', 'lost', 'error'];
   let closed = false;
@@ -229,6 +233,23 @@ export function publishStatus(
     update,
     close,
   };
+}
+
+/** Status directories already warned about in this process. */
+const warnedDirs = new Set<string>();
+
+/**
+ * Once per directory and process, a `VSHM_WARN_STATUS_DIR` warning (the CLIs print it as
+ * `NAME: warning: …`): the status directory chosen by the environment cannot be used, so
+ * `vshm-inspect` will not find this process's queues.
+ */
+function warnNoStatusDir(dir: string, err: unknown): void {
+  if (warnedDirs.has(dir)) return;
+  warnedDirs.add(dir);
+  const chosenBy = process.env.VSHM_STATUS_DIR ? 'VSHM_STATUS_DIR' : process.env.XDG_RUNTIME_DIR ? 'XDG_RUNTIME_DIR' : 'the default';
+  const why = err instanceof TransportError ? err.message : `${dir} (${chosenBy}) cannot be created: ${errnoText(err)}`;
+  const where = err instanceof TransportError ? ` (${chosenBy})` : '';
+  process.emitWarning(`no status file for vshm-inspect: ${why}${where}`, { code: 'VSHM_WARN_STATUS_DIR' });
 }
 
 /**

@@ -164,6 +164,36 @@ describe('status files (describe() published for vshm-inspect)', function () {
     be.peer.close();
   });
 
+  it("the environment's status directory unusable: one VSHM_WARN_STATUS_DIR warning naming it and why, once per directory; a directory the caller chose: none", async () => {
+    const warnings: Error[] = [];
+    const onWarning = (w: Error): void => void warnings.push(w);
+    // Node's own printer stays in place: the test listens beside it.
+    process.on('warning', onWarning);
+    try {
+      const shared = join(dir, 'shared');
+      mkdirSync(shared, { mode: 0o755 });
+      chmodSync(shared, 0o755);
+      process.env.VSHM_STATUS_DIR = shared;
+      const be = await openBackend(socketPath, echoOps(), { spin: false });
+      const pubs = [publishStatus(be.peer, be.transport), publishStatus(be.peer, be.transport)];
+      const missing = join(dir, 'file-in-the-way');
+      writeFileSync(missing, '');
+      process.env.VSHM_STATUS_DIR = join(missing, 'status');
+      pubs.push(publishStatus(be.peer, be.transport), publishStatus(be.peer, be.transport, { dir: join(missing, 'other') }));
+      await new Promise((resolve) => setImmediate(resolve)); // warnings are emitted on the next tick
+      expect(pubs.map((p) => p.path)).to.deep.equal([null, null, null, null]);
+      expect(warnings.map((w) => [(w as { code?: string }).code, w.message])).to.deep.equal([
+        ['VSHM_WARN_STATUS_DIR', `no status file for vshm-inspect: ${shared} is not a private directory of uid ${process.geteuid!()} (VSHM_STATUS_DIR)`],
+        ['VSHM_WARN_STATUS_DIR', `no status file for vshm-inspect: ${join(missing, 'status')} (VSHM_STATUS_DIR) cannot be created: ENOTDIR (not a directory)`],
+      ]);
+      for (const p of pubs) p.close();
+      await be.transport.close();
+      be.peer.close();
+    } finally {
+      process.off('warning', onWarning);
+    }
+  });
+
   it('a publisher removes the files of processes that no longer exist', async () => {
     const d = join(dir, 'stale');
     mkdirSync(d, { mode: 0o700 });
