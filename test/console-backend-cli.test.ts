@@ -63,7 +63,7 @@ describe('vshm-console-backend: command line', function () {
 
   it('a status directory that cannot be created (under /proc) does not stop it: one warning line, it serves, and SIGTERM exits 0', async () => {
     await s.startServer();
-    // mkdir() there fails ENOENT under an existing parent: the status file is skipped, with a word why.
+    // mkdir() there fails ENOENT under an existing parent: no status file, and one line says why.
     const be = await s.startBackend([], { env: { VSHM_STATUS_DIR: '/proc/vshm-no-such-dir/status' } });
     await be.untilStderr(/warning: no status file/);
     be.child.kill('SIGTERM');

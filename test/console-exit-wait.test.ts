@@ -1,7 +1,8 @@
 /**
  * What happens while a console CLI waits at exit for its output to be taken (`exitAfterOutput`,
- * 2 s at most without progress): the process is still running then, so whatever else comes in that window — a
- * failure that recurs, a stdout that breaks — must not turn the exit into something else.
+ * 2 s at most without progress): the process is still running then, so whatever else comes in
+ * that window — a failure that recurs, a stdout that breaks — must not turn the exit into
+ * something else.
  */
 import { expect } from 'chai';
 import { spawnSync } from 'node:child_process';

@@ -4,7 +4,8 @@
  * a bad flag prints `NAME: what is wrong (try --help)` and exits 2; runtime failures print one
  * line naming the path and the errno and exit 1. The back-end, a daemon, writes a terminal
  * asynchronously (the kit's `asyncTerminalOutput`): one that stalls holds its lines, not the
- * device; its exits wait for them, for as long as it moves (`exitAfterOutput`: 2 s without progress ends it).
+ * device; its exits wait for them for as long as they move (`exitAfterOutput`: 2 s without
+ * progress ends the wait).
  */
 import { createLogger, DEFAULT_SOCKET_PATH } from '@vshm/transport';
 import type { SessionEndReason, DeviceSession } from '@vshm/transport';

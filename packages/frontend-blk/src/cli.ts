@@ -10,7 +10,8 @@
  * `run()` is the command (the bin's entry): a terminal on stdout or stderr is written
  * asynchronously (`asyncTerminalOutput`), so one that stalls holds the lines, not the NBD export —
  * its clients go on being served; the exit waits for the queued output for as long as it moves
- * (`exitAfterOutput`: 2 s without progress ends it). `main()` is the same without either, for running in-process.
+ * (`exitAfterOutput`: 2 s without progress ends it). `main()` is the same without either, for
+ * running in-process.
  */
 import { createLogger, LocalSocketError } from '@vshm/transport';
 import { acceptWarner, asyncTerminalOutput, describeIoError, exitAfterOutput, exitOnUncaughtException, onTerminationSignal, parseOrUsage, printable } from '@vshm/transport/cli';

@@ -9,7 +9,8 @@
  * `run()` is the command (the bin's entry): a terminal on stdout or stderr is written
  * asynchronously (`asyncTerminalOutput`), so one that stalls pushes back instead of holding the
  * whole process — its input and the quit key included; the exit waits for the queued output for
- * as long as it moves (`exitAfterOutput`: 2 s without progress ends it). `main()` is the same without either, for running in-process.
+ * as long as it moves (`exitAfterOutput`: 2 s without progress ends it). `main()` is the same
+ * without either, for running in-process.
  */
 import { createLogger as createDebug } from '@vshm/transport';
 import { asyncTerminalOutput, describeIoError, exitAfterOutput, exitOnUncaughtException, onTerminationSignal, parseOrUsage, printable } from '@vshm/transport/cli';

@@ -9,7 +9,8 @@
  * `run()` is the command (the bin's entry): a terminal on stdout or stderr is written
  * asynchronously (`asyncTerminalOutput`), so one that stalls holds its lines, not the server —
  * every peer is still accepted and served; the exit waits for the queued output for as long as it
- * moves (`exitAfterOutput`: 2 s without progress ends it). `main()` is the same without either, for running in-process.
+ * moves (`exitAfterOutput`: 2 s without progress ends it). `main()` is the same without either,
+ * for running in-process.
  */
 import { pathToFileURL } from 'node:url';
 import { realpathSync } from 'node:fs';
