@@ -167,7 +167,10 @@ describe('status files (describe() published for vshm-inspect)', function () {
   it("the environment's status directory unusable: one VSHM_WARN_STATUS_DIR warning naming it and why, once per directory; a directory the caller chose: none", async () => {
     const warnings: Error[] = [];
     const onWarning = (w: Error): void => void warnings.push(w);
-    // Node's own printer stays in place: the test listens beside it.
+    // Only this test's listener while it runs: the printer in place (Node's, or a CLI's voice left
+    // by an in-process CLI test) would print the expected warnings into the test output.
+    const printers = process.rawListeners('warning') as ((w: Error) => void)[];
+    process.removeAllListeners('warning');
     process.on('warning', onWarning);
     try {
       const shared = join(dir, 'shared');
@@ -191,6 +194,7 @@ describe('status files (describe() published for vshm-inspect)', function () {
       be.peer.close();
     } finally {
       process.off('warning', onWarning);
+      for (const p of printers) process.on('warning', p);
     }
   });
 
