@@ -7,7 +7,8 @@
  * with SIGKILL at random points and started again on the same image.
  *
  * Knobs: VSHM_BLK_CHAOS_KILLS (default 6: about half back-end kills, a third front-end, a sixth
- * server; 1 or 2 kills are back-end kills only), VSHM_BLK_CHAOS_SEED (the workload's and the
+ * server; 1 or 2 kills are back-end kills only; VSHM_BLK_CHAOS_ONLY=backend|frontend|server makes
+ * every kill one of that process), VSHM_BLK_CHAOS_SEED (the workload's and the
  * kills' PRNG; process timing is not seeded, so a seed is a workload and a kill plan, not a
  * replay), VSHM_BLK_CHAOS_DEBUG=1 (a line per kill).
  *
@@ -25,6 +26,9 @@
  *   with an error or never answered. A READ answered OK must show a candidate in each sector (and
  *   then narrows it to what it saw); after the last kill the image FILE must too, sector by sector,
  *   and must equal a READ of the whole disk just before that kill;
+ * - a FLUSH answered OK was answered after every write sent before it on its connection (flush()
+ *   is a barrier over the writes the server handed the driver before it). Its durability proper
+ *   (fdatasync) cannot show without losing the host's page cache; the file check reads the cache;
  * - the scheduler keeps overlapping requests apart (no write overlaps anything in flight, no read
  *   overlaps a write in flight), as the README's ordering guarantee asks of clients;
  * - at the end the CLIs exit 0 on SIGTERM, the NBD socket is gone, nothing is left running.
@@ -38,6 +42,14 @@ import { ROOT, SERVER_BIN, useScratch, type Proc } from './e2e-procs.js';
 
 const KILLS = Number(process.env.VSHM_BLK_CHAOS_KILLS ?? 6);
 const SEED = Number(process.env.VSHM_BLK_CHAOS_SEED ?? 0xb10c5eed);
+type Victim = 'backend' | 'frontend' | 'server';
+/** VSHM_BLK_CHAOS_ONLY=backend|frontend|server: every kill of that one (for long runs). */
+const ONLY = ((): Victim | null => {
+  const v = process.env.VSHM_BLK_CHAOS_ONLY ?? '';
+  if (v === '') return null;
+  if (v !== 'backend' && v !== 'frontend' && v !== 'server') throw new Error(`VSHM_BLK_CHAOS_ONLY=${v}: backend, frontend or server`);
+  return v;
+})();
 const DEBUG = process.env.VSHM_BLK_CHAOS_DEBUG !== undefined && process.env.VSHM_BLK_CHAOS_DEBUG !== '';
 const BLK_BACKEND = join(ROOT, 'packages/backend-blk/bin/vshm-blk-backend.js');
 const BLK_FRONTEND = join(ROOT, 'packages/frontend-blk/bin/vshm-blk-frontend.js');
@@ -83,8 +95,6 @@ function decodeSector(buf: Buffer, off: number, s: number): number {
   fillSector(scratchSector, 0, n, s);
   return scratchSector.equals(buf.subarray(off, off + SECTOR)) ? n : -1;
 }
-
-type Victim = 'backend' | 'frontend' | 'server';
 
 interface Op {
   id: number;
@@ -289,6 +299,11 @@ describe('blk chaos: SIGKILL of the back-end (and front-end, server) under a ran
         } else if (isWrite(op.type)) {
           const v = valueOf(op);
           for (let i = op.sector; i < op.sector + op.count; i++) cand[i] = [v];
+        } else {
+          // flush() is a barrier (decisions.md): every write the server read before this FLUSH —
+          // all those sent before it on this connection — was answered before the FLUSH was.
+          const early = [...c.inflight.values()].filter((w) => isWrite(w.type) && w.id < op.id);
+          if (early.length > 0) failure(`${name(op)} answered OK before the writes sent before it on its connection: ${early.map(name).join(', ')}`);
         }
         return;
       }
@@ -303,7 +318,6 @@ describe('blk chaos: SIGKILL of the back-end (and front-end, server) under a ran
       } else {
         failure(`${name(op)} got error ${error}: never allowed`);
       }
-      void c;
     };
 
     const onEnd = (c: Conn, why: string): void => {
@@ -418,7 +432,7 @@ describe('blk chaos: SIGKILL of the back-end (and front-end, server) under a ran
     await progress(30, 'at start');
 
     const plan: Victim[] = [];
-    for (let k = 0; k < KILLS; k++) plan.push(KILLS > 2 && k % 3 === 1 ? 'frontend' : KILLS > 2 && k % 6 === 3 ? 'server' : 'backend');
+    for (let k = 0; k < KILLS; k++) plan.push(ONLY ?? (KILLS > 2 && k % 3 === 1 ? 'frontend' : KILLS > 2 && k % 6 === 3 ? 'server' : 'backend'));
     for (let k = plan.length - 1; k > 0; k--) {
       const j = prng.int(k + 1);
       [plan[k], plan[j]] = [plan[j], plan[k]];
