@@ -24,6 +24,12 @@
  * connections are served; one more is closed as soon as it is accepted, before the greeting, so a
  * flood of connections holds no descriptor or buffer beyond the limit's.
  *
+ * The device may come back with another configuration after a loss (size, read-only, block size,
+ * features). NBD negotiates the size and flags once: a connection keeps the export it was told,
+ * and the stricter of it and the device now decides — a write on a connection told READ_ONLY gets
+ * EPERM on a device now writable, a request past the negotiated size EINVAL / ENOSPC on a device
+ * now bigger (and past the device's end on one now smaller); new connections see the device now.
+ *
  * CAN_MULTI_CONN is advertised: all connections share one driver, and `BlockDriver.flush()` waits
  * for every write issued before it, on any connection, then flushes the device — so a FLUSH on one
  * connection covers every write another connection already saw acknowledged.
@@ -452,7 +458,9 @@ class NbdConnection {
   private noZeroes = false;
   private inflight = 0;
   private slotWaiter: (() => void) | null = null;
+  /** The export as negotiated (size and transmission flags): the connection's for its life. */
   private exportSize = 0;
+  private exportFlags = 0;
   /** Data bytes of READs in flight (their replies are owed). */
   private readBytes = 0;
   /** Payload bytes of WRITEs in flight (held until the driver completed them). */
@@ -594,7 +602,8 @@ class NbdConnection {
             return `EXPORT_NAME refused: the export needs ${this.minBlock()}-byte alignment`;
           }
           this.exportSize = this.driver.capacity;
-          this.send(encodeExportNameReply(this.exportSize, this.transmissionFlags(), this.noZeroes));
+          this.exportFlags = this.transmissionFlags();
+          this.send(encodeExportNameReply(this.exportSize, this.exportFlags, this.noZeroes));
           return null;
         }
         case NbdOpt.ABORT:
@@ -626,7 +635,8 @@ class NbdConnection {
             break;
           }
           const size = this.driver.capacity;
-          this.send(encodeOptReply(opt, NbdRep.INFO, encodeInfoExport(size, this.transmissionFlags())));
+          const flags = this.transmissionFlags();
+          this.send(encodeOptReply(opt, NbdRep.INFO, encodeInfoExport(size, flags)));
           // Sent whether asked or not: requests must be aligned to the device's block and ≤ 32 MiB.
           this.send(encodeOptReply(opt, NbdRep.INFO, encodeInfoBlockSize(this.minBlock(), Math.max(4096, this.driver.blockSize), NBD_MAX_PAYLOAD)));
           if (parsed.infos.includes(NbdInfo.NAME)) this.send(encodeOptReply(opt, NbdRep.INFO, encodeInfoString(NbdInfo.NAME, this.exportName)));
@@ -641,6 +651,7 @@ class NbdConnection {
           this.send(encodeOptReply(opt, NbdRep.ACK));
           if (opt === NbdOpt.GO) {
             this.exportSize = size;
+            this.exportFlags = flags;
             return null;
           }
           break;
@@ -744,8 +755,11 @@ class NbdConnection {
     }
     if (req.type !== NbdCmd.READ && !writes) return fail(NbdErr.EINVAL); // CACHE, BLOCK_STATUS, unknown
     if (req.type === NbdCmd.READ && req.length > NBD_MAX_PAYLOAD) return fail(NbdErr.EOVERFLOW);
-    if (writes && this.driver.readOnly) return fail(NbdErr.EPERM);
-    const size = this.driver.capacity;
+    // The export as negotiated and the device now, whichever is stricter: a device that came back
+    // read-only, smaller or with bigger blocks refuses what it cannot take; one that came back
+    // writable or bigger does not widen what this connection was told (a new one sees it).
+    if (writes && (this.driver.readOnly || (this.exportFlags & NbdFlag.READ_ONLY) !== 0)) return fail(NbdErr.EPERM);
+    const size = Math.min(this.driver.capacity, this.exportSize);
     if (req.offset + BigInt(req.length) > BigInt(size)) return fail(req.type === NbdCmd.READ ? NbdErr.EINVAL : NbdErr.ENOSPC);
     const off = Number(req.offset);
     const len = req.length;
