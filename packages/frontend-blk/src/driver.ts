@@ -25,7 +25,9 @@
  * Requests not yet handed to the device wait for the next device session and are sent then,
  * each call checked again against that device first, as if made then: one it cannot take (a
  * feature it lacks, read-only, off its blocks, past its end) fails with the code it would get,
- * unsent, and a FLUSH for a device without VIRTIO_BLK_F_FLUSH completes unsent.
+ * unsent, and a FLUSH for a device without VIRTIO_BLK_F_FLUSH completes unsent — unless an
+ * earlier device with a write cache acknowledged writes no FLUSH covered: a write-through device
+ * cannot flush those, so every flush on it fails VSHM_ERR_BLK_IO until a device with FLUSH flushes.
  * A call split into several requests settles only once none of them is on the device any more:
  * when one fails, the ones not yet sent never are, and the call rejects once the ones in flight
  * are back — so nothing of it lands on the disk, or in the caller's `into` buffer, after the caller
@@ -117,6 +119,8 @@ interface Op {
   error: Error | null;
   /** Settled. */
   done: boolean;
+  /** A FLUSH: `writesCached` when it was posted (the writes it covers once it completes OK). */
+  covers: number;
   result: Buffer | null;
   resolve(v: Buffer | null): void;
   reject(e: Error): void;
@@ -173,6 +177,13 @@ export class BlockDriver extends EventEmitter implements VirtioDriverOps {
   /** Why the live geometry takes no read or write ('' when it does). */
   private noData = '';
   private closed = false;
+  /**
+   * Write-type requests a device with a volatile cache (VIRTIO_BLK_F_FLUSH) completed OK, and how
+   * many of the first of them a completed FLUSH covers. While the second is behind, acknowledged
+   * writes may sit in a cache: a write-through device that comes after cannot flush them.
+   */
+  private writesCached = 0;
+  private writesFlushed = 0;
 
   constructor(opts: BlockDriverOptions = {}) {
     super();
@@ -298,7 +309,10 @@ export class BlockDriver extends EventEmitter implements VirtioDriverOps {
       return Promise.all(before).then(() =>
         this.run(() => {
           const g = this.geo as BlockGeometry;
-          if (!g.flush) return Promise.resolve();
+          if (!g.flush) {
+            const lost = this.uncoverable();
+            return lost === null ? Promise.resolve() : Promise.reject(lost);
+          }
           const op = this.newOp('flush');
           return this.submit(op, [{ op, type: BlkType.FLUSH, sector: 0, data: null, dwz: null, run: null }]).then(() => undefined);
         }),
@@ -457,7 +471,7 @@ export class BlockDriver extends EventEmitter implements VirtioDriverOps {
       resolve = res;
       reject = rej;
     });
-    const op: Op = { kind, offset, length, geo: this.geo, queue: -1, remaining: 0, posted: 0, error: null, done: false, result: null, resolve, reject, promise };
+    const op: Op = { kind, offset, length, geo: this.geo, queue: -1, remaining: 0, posted: 0, error: null, done: false, covers: 0, result: null, resolve, reject, promise };
     if (kind === 'write' || kind === 'discard' || kind === 'write-zeroes') {
       this.writes.add(op);
       promise.then(
@@ -529,6 +543,7 @@ export class BlockDriver extends EventEmitter implements VirtioDriverOps {
         break;
       }
       p.op.posted++;
+      if (p.type === BlkType.FLUSH) p.op.covers = this.writesCached;
       kicked.add(q);
       if (run !== null) {
         run.sector += cut;
@@ -558,7 +573,9 @@ export class BlockDriver extends EventEmitter implements VirtioDriverOps {
     op.geo = g;
     if (op.kind === 'flush' && !g.flush) {
       this.waiting.shift();
-      if (--op.remaining === 0 && op.posted === 0) {
+      const lost = this.uncoverable();
+      if (lost !== null) this.fail(op, lost);
+      else if (--op.remaining === 0 && op.posted === 0) {
         op.done = true;
         op.resolve(null);
       }
@@ -691,6 +708,8 @@ export class BlockDriver extends EventEmitter implements VirtioDriverOps {
       const last = segs[segs.length - 1];
       const status = last !== undefined && last.length === 1 ? last[0] : -1;
       if (status === BlkStatus.OK) {
+        if (part.type === BlkType.FLUSH) this.writesFlushed = Math.max(this.writesFlushed, op.covers);
+        else if ((part.type === BlkType.OUT || part.type === BlkType.DISCARD || part.type === BlkType.WRITE_ZEROES) && this.geo?.flush === true) this.writesCached++;
         if (--op.remaining === 0) {
           op.done = true;
           op.resolve(op.result);
@@ -717,6 +736,17 @@ export class BlockDriver extends EventEmitter implements VirtioDriverOps {
     if (op.done) return;
     op.error ??= err;
     if (op.posted === 0) this.settleFailed(op);
+  }
+
+  /**
+   * Why a flush on this write-through device (no VIRTIO_BLK_F_FLUSH) cannot succeed, or null: an
+   * earlier device with a volatile cache acknowledged writes that no FLUSH covered before it went.
+   * This device cannot ask for them to be made durable; completing the flush would claim they are.
+   * A FLUSH on a later device with VIRTIO_BLK_F_FLUSH (the same storage back) covers them again.
+   */
+  private uncoverable(): BlockError | null {
+    if (this.writesCached <= this.writesFlushed) return null;
+    return new BlockError('VSHM_ERR_BLK_IO', 'A', 'flush: writes an earlier device with a write cache acknowledged were never flushed, and this device (no VIRTIO_BLK_F_FLUSH) cannot flush them');
   }
 
   private settleFailed(op: Op): void {

@@ -51,6 +51,35 @@ describe('BlockDriver: calls that wait across a device change are checked agains
     expect(d.queued).to.equal(0);
   });
 
+  it('writes a device with a write cache acknowledged and no FLUSH covered: a flush on a write-through device after it fails IO, until a device with FLUSH flushes (stop 29)', async () => {
+    rig = await blkRig({ capacity: MiB, indirect: true });
+    const d = rig.driver;
+    await d.write(0, Buffer.alloc(4096, 1)); // acknowledged, maybe only in the device's cache
+    await loseDevice(rig);
+    const waiting = d.flush();
+    await nextDevice(rig, { capacity: MiB, indirect: true, flush: false });
+    await rejects(waiting, 'VSHM_ERR_BLK_IO');
+    await rejects(d.flush(), 'VSHM_ERR_BLK_IO'); // made on the live write-through device
+    await d.write(4096, Buffer.alloc(4096, 2)); // durable on completion: nothing new to cover
+    await loseDevice(rig);
+    const dev3 = await nextDevice(rig, { capacity: MiB, indirect: true });
+    await d.flush();
+    expect(dev3.flushes).to.equal(1);
+    await loseDevice(rig);
+    await nextDevice(rig, { capacity: MiB, indirect: true, flush: false });
+    await d.flush(); // covered: nothing left for this device to flush
+  });
+
+  it('writes a FLUSH covered before the device went: a flush on the write-through device after it resolves', async () => {
+    rig = await blkRig({ capacity: MiB, indirect: true });
+    const d = rig.driver;
+    await d.write(0, Buffer.alloc(4096, 1));
+    await d.flush();
+    await loseDevice(rig);
+    await nextDevice(rig, { capacity: MiB, indirect: true, flush: false });
+    await d.flush();
+  });
+
   it('DISCARD / WRITE_ZEROES waiting for a device without the feature fail UNSUPPORTED, unsent', async () => {
     rig = await blkRig({ capacity: MiB, indirect: true, discard: true, writeZeroes: true });
     const d = rig.driver;
