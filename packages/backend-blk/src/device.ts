@@ -219,6 +219,11 @@ export class BlockDevice extends EventEmitter implements VirtioDeviceOps {
   private runningBytes = 0;
   /** Of `running`, the requests of ended sessions (the next session waits for them). */
   private staleRunning = 0;
+  /**
+   * Requests started and not yet settled: their I/O finished and their completion, their pooled
+   * buffer's return and the wake-up after them done. drain() waits for this, not for `running`.
+   */
+  private unsettled = 0;
   private drainWaiters: (() => void)[] = [];
   private readonly limits: RequestLimits;
   /** IN / OUT data buffers, reused (buffer-pool.ts: fresh ones cost a page fault per page). */
@@ -307,9 +312,12 @@ export class BlockDevice extends EventEmitter implements VirtioDeviceOps {
     return this.pool.taken;
   }
 
-  /** Resolves once no request's I/O is running (e.g. before closing the image). */
+  /**
+   * Resolves once no request's I/O is running and every request is done with it (its pooled
+   * buffer given back): before closing the image, or to find the device idle.
+   */
   drain(): Promise<void> {
-    if (this.running === 0) return Promise.resolve();
+    if (this.unsettled === 0) return Promise.resolve();
     return new Promise((resolve) => this.drainWaiters.push(resolve));
   }
 
@@ -578,6 +586,7 @@ export class BlockDevice extends EventEmitter implements VirtioDeviceOps {
     const epoch = this.epoch;
     qs.inFlight++;
     this.running++;
+    this.unsettled++;
     this.runningBytes += bytes;
     if (this.running > this.stats.peakInFlight) this.stats.peakInFlight = this.running;
     io().then(
@@ -598,6 +607,7 @@ export class BlockDevice extends EventEmitter implements VirtioDeviceOps {
       },
     ).finally(() => {
       if (pooled !== undefined) this.pool.give(pooled);
+      this.settled();
       // Room again (or a stale session's I/O drained): serve what waits, on every live queue.
       if (this.session !== null) this.serveAll();
     }).catch((err: unknown) => {
@@ -618,7 +628,12 @@ export class BlockDevice extends EventEmitter implements VirtioDeviceOps {
       this.stats.dropped++;
       this.staleRunning = Math.max(0, this.staleRunning - 1);
     }
-    if (this.running === 0 && this.drainWaiters.length > 0) {
+  }
+
+  /** A request is done with everything (run()'s last step): wake drain() once none is left. */
+  private settled(): void {
+    this.unsettled--;
+    if (this.unsettled === 0 && this.drainWaiters.length > 0) {
       const waiters = this.drainWaiters;
       this.drainWaiters = [];
       for (const w of waiters) w();

@@ -374,6 +374,36 @@ describe('virtio-blk device: async I/O, ordering and durability', () => {
     expect(r.needs).to.deep.equal([]);
   });
 
+  it('drain() resolves once the requests are done with their buffers: none is held when it resolves, after a reset too (fuzz seed 2301881)', async () => {
+    const r = await blkRig({ seam: true });
+    const seam = r.seam!;
+    // A live session's read and write.
+    seam.hold(0);
+    seam.hold(8192);
+    const rd = r.guest.read(0, 4096);
+    const wr = r.guest.write(16, pattern(4096, 3));
+    await until(() => seam.waiting(0) && seam.waiting(8192), 'a read and a write at the file');
+    expect(r.device.buffersTaken).to.equal(2);
+    const drained = r.device.drain();
+    seam.release(0);
+    seam.release(8192);
+    await drained;
+    expect(r.device.buffersTaken).to.equal(0);
+    expect((await rd).status).to.equal(OK);
+    expect(await wr).to.equal(OK);
+    // A write the driver reset left running.
+    seam.hold(12288);
+    void r.guest.write(24, pattern(4096, 4)).catch(() => undefined);
+    await until(() => seam.waiting(12288), 'the write at the file');
+    await r.guest.fe.reset();
+    await until(() => !r.device.active, 'the device to deactivate');
+    const drained2 = r.device.drain();
+    seam.release(12288);
+    await drained2;
+    expect(r.device.inFlight).to.equal(0);
+    expect(r.device.buffersTaken).to.equal(0);
+  });
+
   it('a front-end crash with I/O in flight: what was acknowledged is in the file, nothing is written to shared memory afterwards', async () => {
     const r = await blkRig({ seam: true });
     const seam = r.seam!;
