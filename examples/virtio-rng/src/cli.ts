@@ -9,7 +9,7 @@
  */
 import { createLogger, DEFAULT_SOCKET_PATH } from '@vshm/transport';
 import type { SessionEndReason, DeviceSession } from '@vshm/transport';
-import { asyncTerminalOutput, deviceCapabilities, describeIoError, exitAfterOutput, exitOnUncaughtException, onTerminationSignal, parseCommandLine, parseOrUsage, printable, UsageError } from '@vshm/transport/cli';
+import { asyncTerminalOutput, deviceCapabilities, describeIoError, exitAfterOutput, exitOnUncaughtException, onTerminationSignal, parseCommandLine, parseOrUsage, printDiagnostic, UsageError } from '@vshm/transport/cli';
 import { openRngBackend, openRngFrontend } from './index.js';
 import { RngDevice } from './device.js';
 
@@ -99,14 +99,6 @@ function connectFailure(server: string, e: unknown): string {
   return describeIoError('connect to', server, e);
 }
 
-/**
- * One stderr line of command `prog`. It may quote what the user typed (the server's path) or an
- * error text that does: control characters go escaped (the CLI kit's printable).
- */
-function say(prog: string, line: string): void {
-  process.stderr.write(`${prog}: ${printable(line)}\n`);
-}
-
 /** `vshm-rng-backend [-S PATH]`: serve random bytes until SIGINT/SIGTERM/SIGHUP. */
 export async function runBackend(argv = process.argv.slice(2)): Promise<void> {
   const prog = 'vshm-rng-backend';
@@ -116,7 +108,7 @@ export async function runBackend(argv = process.argv.slice(2)): Promise<void> {
   const o = parseOrUsage(prog, BACKEND_USAGE, () => parseRngArgs(argv, false), process, rngCapabilities);
   if (typeof o === 'number') return exitAfterOutput(o);
   const info = (line: string): void => {
-    if (!o.quiet) say(prog, line);
+    if (!o.quiet) printDiagnostic(prog, line);
   };
   // Installed before the connect and before the first line, as every vshm daemon does: a signal
   // that arrives while connecting, or right after "serving on", must not take its default (fatal)
@@ -138,7 +130,7 @@ export async function runBackend(argv = process.argv.slice(2)): Promise<void> {
   try {
     be = await openRngBackend(o.server, { status: true });
   } catch (e) {
-    say(prog, connectFailure(o.server, e));
+    printDiagnostic(prog, connectFailure(o.server, e));
     stopping = true; // a signal while the line goes out must not turn the status into 0
     return exitAfterOutput(1);
   }
@@ -159,7 +151,7 @@ export async function runBackend(argv = process.argv.slice(2)): Promise<void> {
   });
   be.peer.on('peer-gone', (id: number) => info(`peer ${id} gone`));
   be.peer.on('server-gone', () => {
-    say(prog, `server at ${o.server} went away`);
+    printDiagnostic(prog, `server at ${o.server} went away`);
     stop(1);
   });
 }
@@ -172,7 +164,7 @@ export async function runFrontend(argv = process.argv.slice(2)): Promise<void> {
   try {
     fe = await openRngFrontend(o.server, { status: true });
   } catch (e) {
-    say(prog, connectFailure(o.server, e));
+    printDiagnostic(prog, connectFailure(o.server, e));
     process.exit(1);
   }
   // The back-end may die between two reads: ending that session, the transport first delivers
@@ -198,11 +190,11 @@ export async function runFrontend(argv = process.argv.slice(2)): Promise<void> {
       outFailed ??= process.stdout.errored;
     }
   } catch (e) {
-    say(prog, (e instanceof Error ? e.message : String(e)).split('\n')[0]);
+    printDiagnostic(prog, (e instanceof Error ? e.message : String(e)).split('\n')[0]);
     code = 1;
   }
   if (outFailed !== null) {
-    if ((outFailed as NodeJS.ErrnoException).code !== 'EPIPE') say(prog, describeIoError('write to', 'stdout', outFailed));
+    if ((outFailed as NodeJS.ErrnoException).code !== 'EPIPE') printDiagnostic(prog, describeIoError('write to', 'stdout', outFailed));
     code = 1;
   }
   await fe.transport.close();

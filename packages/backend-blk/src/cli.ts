@@ -11,7 +11,7 @@
  */
 import { accessSync, constants, readFileSync } from 'node:fs';
 import { createLogger, openBackend, type IvshmemPeer, type VirtioBackend } from '@vshm/transport';
-import { asyncTerminalOutput, describeIoError, deviceCapabilities, exitAfterOutput, exitOnUncaughtException, parseOrUsage, printable, type DeviceCapabilities } from '@vshm/transport/cli';
+import { asyncTerminalOutput, describeIoError, deviceCapabilities, exitAfterOutput, exitOnUncaughtException, parseOrUsage, printDiagnostic, type DeviceCapabilities } from '@vshm/transport/cli';
 import { BlkFeature, VirtioDeviceId, hasFeature } from 'virtio-spec-types';
 import { parseCliArgs, CLI_OPTIONS, PROG, USAGE, type BlkCliOptions } from './cli-args.js';
 import { BlockDevice, blockDeviceFeatures, openBlockDevice } from './device.js';
@@ -29,12 +29,9 @@ export function capabilities(o: Pick<BlkCliOptions, 'readOnly' | 'queues'>): Dev
   return deviceCapabilities('block', ops, BlkFeature, CLI_OPTIONS);
 }
 
-/**
- * One stderr line. It may quote what the user typed (the image path, the server's) or an error
- * text that does: control characters go escaped (the CLI kit's printable).
- */
+/** One stderr line (the kit's printDiagnostic: it may quote the image path, escaped). */
 function say(line: string): void {
-  process.stderr.write(`${PROG}: ${printable(line)}\n`);
+  printDiagnostic(PROG, line);
 }
 
 function firstLine(err: unknown): string {

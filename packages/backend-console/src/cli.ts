@@ -18,7 +18,7 @@ import { join } from 'node:path';
 import { ConsoleFeature } from 'virtio-spec-types';
 import { createLogger, IvshmemServer, DEFAULT_SOCKET_PATH } from '@vshm/transport';
 import type { SessionEndReason } from '@vshm/transport';
-import { asyncTerminalOutput, describeIoError, deviceCapabilities, exitAfterOutput, exitOnUncaughtException, parseOrUsage, printable } from '@vshm/transport/cli';
+import { asyncTerminalOutput, describeIoError, deviceCapabilities, exitAfterOutput, exitOnUncaughtException, parseOrUsage, printable, printDiagnostic } from '@vshm/transport/cli';
 import { attachCommand, attachSocket, unixSocketListening, type Attached } from './attach.js';
 import { LONG_OPTIONS, parseCliArgs, PROG, USAGE, type BackendCliOptions } from './cli-args.js';
 import { ConsoleDevice } from './device.js';
@@ -29,12 +29,9 @@ import { TerminalGuard } from './terminal.js';
 
 const debug = createLogger('vshm:console-be');
 
-/**
- * One stderr line. It may quote what the user typed (a path, a port name) or an error text that
- * does: control characters go escaped (the CLI kit's printable).
- */
+/** One stderr line (the kit's printDiagnostic: it may quote a path or a port name, escaped). */
 function say(line: string): void {
-  process.stderr.write(`${PROG}: ${printable(line)}\n`);
+  printDiagnostic(PROG, line);
 }
 
 /** Why the front-end left, in words (SessionEndReason → the link-state line). */

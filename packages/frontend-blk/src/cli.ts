@@ -14,7 +14,7 @@
  * running in-process.
  */
 import { createLogger, LocalSocketError } from '@vshm/transport';
-import { acceptWarner, asyncTerminalOutput, describeIoError, exitAfterOutput, exitOnUncaughtException, onTerminationSignal, parseOrUsage, printable } from '@vshm/transport/cli';
+import { acceptWarner, asyncTerminalOutput, describeIoError, exitAfterOutput, exitOnUncaughtException, onTerminationSignal, parseOrUsage, printable, printDiagnostic } from '@vshm/transport/cli';
 import { PROGRAM, USAGE, parseCli } from './cli-args.js';
 import type { BlockGeometry } from './driver.js';
 import { NbdServer } from './nbd-server.js';
@@ -24,10 +24,10 @@ const debug = createLogger('vshm:blk-fe');
 
 /**
  * One stderr line. Its text may carry what others chose (a back-end's messages, an NBD client's
- * strings in an error): control characters go escaped (the CLI kit's printable).
+ * strings in an error): control characters go escaped (the CLI kit's printDiagnostic).
  */
 function fail(message: string): void {
-  process.stderr.write(`${PROGRAM}: ${printable(message)}\n`);
+  printDiagnostic(PROGRAM, message);
 }
 
 /** One line (without the program name) explaining why the connection to the server failed. */

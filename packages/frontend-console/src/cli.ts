@@ -13,7 +13,7 @@
  * without either, for running in-process.
  */
 import { createLogger as createDebug } from '@vshm/transport';
-import { asyncTerminalOutput, describeIoError, exitAfterOutput, exitOnUncaughtException, onTerminationSignal, parseOrUsage, printable } from '@vshm/transport/cli';
+import { asyncTerminalOutput, describeIoError, exitAfterOutput, exitOnUncaughtException, onTerminationSignal, parseOrUsage, printDiagnostic } from '@vshm/transport/cli';
 import { attachCommand } from './attach-command.js';
 import { attachPty } from './attach-pty.js';
 import { attachSocket } from './attach-socket.js';
@@ -28,11 +28,11 @@ const debug = createDebug('vshm:console-fe');
 
 /**
  * One stderr line. Lines name the back-end's ports (PORT_NAME is its text): controls go escaped
- * (`printable`), so a hostile back-end cannot retitle, clear or rewrite the user's terminal or
+ * (`printDiagnostic`), so a hostile back-end cannot retitle, clear or rewrite the user's terminal or
  * forge lines.
  */
 function fail(message: string): void {
-  process.stderr.write(`${PROGRAM}: ${printable(message)}\n`);
+  printDiagnostic(PROGRAM, message);
 }
 
 /**

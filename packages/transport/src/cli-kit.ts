@@ -52,6 +52,15 @@ export function printable(text: string): string {
   });
 }
 
+/**
+ * Write one diagnostic line, `PROG: line`, to `stream` (stderr). The line may quote what a user,
+ * peer or client chose (an argument, a path, a port name, an error text that does): it goes
+ * through {@link printable}, so control characters show escaped and the line stays one line.
+ */
+export function printDiagnostic(prog: string, line: string, stream: { write(s: string): unknown } = process.stderr): void {
+  stream.write(`${prog}: ${printable(line)}\n`);
+}
+
 /** At most one 'cannot accept' line per listener per this many ms (the listener retries every 100 ms). */
 const ACCEPT_WARNING_MS = 10_000;
 

@@ -6,7 +6,7 @@
 import { expect } from 'chai';
 import { openSync } from 'node:fs';
 import { Writable } from 'node:stream';
-import { asyncTerminalOutput, describeIoError, exitAfterOutput, parseCommandLine, parseOrUsage, printable, UsageError } from '../src/cli-kit.js';
+import { asyncTerminalOutput, describeIoError, exitAfterOutput, parseCommandLine, parseOrUsage, printable, printDiagnostic, UsageError } from '../src/cli-kit.js';
 import { ArgumentError } from '../src/errors.js';
 import { boundQueuedOutput } from '../src/output-bound.js';
 import { stalledStream } from './fixtures/stalled-stream.js';
@@ -71,6 +71,12 @@ describe('cli-kit: parseCommandLine', () => {
     expect(message(["--it's=1"])).to.equal("unknown option '--it's'");
     expect(message(['-q', '-S', '/a', '-qx\x1b'])).to.equal("unknown option '-x'");
     expect(message(['--bogus\x1b[31m\r\n', '--other'])).to.equal("unknown option '--bogus\x1b[31m\r\n'");
+  });
+
+  it('printDiagnostic writes PROG: line, the line escaped, one line', () => {
+    const out: string[] = [];
+    printDiagnostic('vshm-x', "cannot open /a\x1b[2J\nb: ENOENT", { write: (t: string) => out.push(t) });
+    expect(out).to.deep.equal(['vshm-x: cannot open /a\\x1b[2J\\x0ab: ENOENT\n']);
   });
 
   it('UsageError.lineFor escapes control characters the message quotes: one line, nothing for the terminal to act on', () => {

@@ -44,7 +44,7 @@ describe('@vshm/transport entry points', () => {
   });
 
   it("'./cli' exports the CLI kit, and '.' none of it", () => {
-    const kit = ['UsageError', 'acceptWarner', 'asyncTerminalOutput', 'describeIoError', 'deviceCapabilities', 'errnoText', 'exitAfterOutput', 'exitOnUncaughtException', 'onTerminationSignal', 'parseCommandLine', 'parseOrUsage', 'printable'];
+    const kit = ['UsageError', 'acceptWarner', 'asyncTerminalOutput', 'describeIoError', 'deviceCapabilities', 'errnoText', 'exitAfterOutput', 'exitOnUncaughtException', 'onTerminationSignal', 'parseCommandLine', 'parseOrUsage', 'printDiagnostic', 'printable'];
     expect(Object.keys(cli).sort()).to.deep.equal(kit);
     for (const name of kit) expect(Object.keys(pub), name).to.not.include(name);
     // The kit's error is one of the family: a command's catch tells it by class or by code.
