@@ -774,11 +774,14 @@ class NbdConnection {
         await this.driver.write(off, payload as Buffer);
         break;
       case NbdCmd.TRIM: {
-        if (this.driver.geometry?.discard !== true) return fail(NbdErr.EINVAL);
-        // TRIM is advisory: discard the whole blocks inside the range, ignore the edges.
+        // Served when this connection was told SEND_TRIM, whatever the device now is. TRIM is
+        // advisory: the whole blocks inside the range are discarded, the edges ignored, and a
+        // device that cannot discard (it came back without DISCARD, or answered UNSUPP) leaves
+        // the data as it was — which is all a client may assume after a TRIM anyway.
+        if ((this.exportFlags & NbdFlag.SEND_TRIM) === 0) return fail(NbdErr.EINVAL);
         const from = Math.ceil(off / block) * block;
         const to = Math.floor((off + len) / block) * block;
-        if (to > from) await this.driver.discard(from, to - from);
+        if (to > from && this.driver.geometry?.discard !== false) await unlessUnsupported(this.driver.discard(from, to - from));
         break;
       }
       case NbdCmd.WRITE_ZEROES:
@@ -801,13 +804,14 @@ class NbdConnection {
     }
   }
 
-  /** WRITE_ZEROES through the device's, or as written zeroes when the device lacks it. */
+  /**
+   * WRITE_ZEROES through the device's, or as written zeroes when the device lacks it — also when
+   * the request waited across a change to a device without WRITE_ZEROES, or the device answered
+   * UNSUPP: writing zeroes over the range again is right whatever part of it the device did.
+   */
   private async writeZeroes(off: number, len: number, mayUnmap: boolean): Promise<void> {
     if (len === 0) return;
-    if (this.driver.geometry?.writeZeroes === true) {
-      await this.driver.writeZeroes(off, len, { unmap: mayUnmap });
-      return;
-    }
+    if (this.driver.geometry?.writeZeroes !== false && (await unlessUnsupported(this.driver.writeZeroes(off, len, { unmap: mayUnmap })))) return;
     const step = 1024 * 1024;
     const zeros = Buffer.alloc(Math.min(step, len));
     const parts: Promise<void>[] = [];
@@ -850,6 +854,20 @@ function closeAfterReplies(sock: net.Socket): void {
     });
     sock.resume();
   });
+}
+
+/**
+ * Resolves true once `op` is done, false when it failed VSHM_ERR_BLK_UNSUPPORTED (the device it
+ * went to lacks the feature, or answered UNSUPP); any other failure rejects.
+ */
+async function unlessUnsupported(op: Promise<void>): Promise<boolean> {
+  try {
+    await op;
+    return true;
+  } catch (err) {
+    if ((err as { code?: unknown })?.code === 'VSHM_ERR_BLK_UNSUPPORTED') return false;
+    throw err;
+  }
 }
 
 function ok(data: Buffer | null): { error: number; data: Buffer | null } {

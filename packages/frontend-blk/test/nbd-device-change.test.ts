@@ -9,6 +9,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { VirtioBackend } from '@vshm/transport';
+import { BlkRequestType as BlkType } from 'virtio-spec-types';
 import { NbdServer } from '../src/nbd-server.js';
 import {
   NBD_IHAVEOPT, NBD_OPT_REPLY_MAGIC, NBD_REQUEST_MAGIC, NBD_SIMPLE_REPLY_MAGIC, NbdCmd, NbdErr, NbdFlag, NbdInfo, NbdOpt, NbdRep,
@@ -97,10 +98,19 @@ describe('NBD server: the device comes back with another configuration', functio
 
   /** The device goes away and `opts` comes back on a copy of its disk (resized to the new capacity). */
   async function replaceDevice(opts: MemBlkOptions): Promise<void> {
+    await removeDevice();
+    await addDevice(opts);
+  }
+
+  async function removeDevice(): Promise<void> {
     const r = rig as BlkRig;
     const lost = new Promise((res) => r.driver.once('lost', res));
     await r.backend.close();
     await lost;
+  }
+
+  async function addDevice(opts: MemBlkOptions): Promise<void> {
+    const r = rig as BlkRig;
     const dev = new MemBlkDevice({ queueSize: 16, indirect: true, ...opts });
     r.device.disk.copy(dev.disk, 0, 0, Math.min(dev.disk.length, r.device.disk.length));
     const ready = new Promise((res) => r.driver.once('ready', res));
@@ -169,5 +179,55 @@ describe('NBD server: the device comes back with another configuration', functio
     expect((await old.req(NbdCmd.READ, 4096, 4096)).error).to.equal(0);
     const fresh = connect();
     expect((await fresh.go()).min).to.equal(4096);
+  });
+
+  it('DISCARD and WRITE_ZEROES before, neither now: a connection told SEND_TRIM has its TRIMs succeed as no-ops and its WRITE_ZEROES written as zeroes', async () => {
+    await start({ capacity: 256 * KiB, discard: true, writeZeroes: true });
+    const old = connect();
+    expect((await old.go()).flags & NbdFlag.SEND_TRIM).to.equal(NbdFlag.SEND_TRIM);
+    expect((await old.req(NbdCmd.WRITE, 0, 16 * KiB, Buffer.alloc(16 * KiB, 7))).error).to.equal(0);
+    await replaceDevice({ capacity: 256 * KiB });
+    expect((await old.req(NbdCmd.TRIM, 0, 8 * KiB)).error).to.equal(0);
+    expect((await old.req(NbdCmd.READ, 0, 8 * KiB)).data).to.deep.equal(Buffer.alloc(8 * KiB, 7)); // a TRIM may leave the data
+    expect((await old.req(NbdCmd.WRITE_ZEROES, 8 * KiB, 8 * KiB)).error).to.equal(0);
+    expect((await old.req(NbdCmd.READ, 8 * KiB, 8 * KiB)).data).to.deep.equal(Buffer.alloc(8 * KiB));
+    const dev = (rig as BlkRig).device;
+    expect(dev.seen.filter((r) => r.type === BlkType.DISCARD || r.type === BlkType.WRITE_ZEROES)).to.have.length(0);
+    const fresh = connect();
+    expect((await fresh.go()).flags & NbdFlag.SEND_TRIM).to.equal(0);
+    expect((await fresh.req(NbdCmd.TRIM, 0, 4096)).error).to.equal(NbdErr.EINVAL); // not advertised to it
+  });
+
+  it('TRIM and WRITE_ZEROES sent while no device is there, served by one without those features: OK, and the zeroes are on the disk', async () => {
+    await start({ capacity: 256 * KiB, discard: true, writeZeroes: true });
+    const c = connect();
+    await c.go();
+    expect((await c.req(NbdCmd.WRITE, 0, 64 * KiB, Buffer.alloc(64 * KiB, 7))).error).to.equal(0);
+    await removeDevice();
+    const trim = c.req(NbdCmd.TRIM, 0, 16 * KiB);
+    await addDevice({ capacity: 256 * KiB });
+    expect((await trim).error).to.equal(0);
+    await removeDevice();
+    const zero = c.req(NbdCmd.WRITE_ZEROES, 16 * KiB, 32 * KiB);
+    await addDevice({ capacity: 256 * KiB });
+    expect((await zero).error).to.equal(0);
+    const disk = (rig as BlkRig).device.disk;
+    expect(disk.subarray(16 * KiB, 48 * KiB).equals(Buffer.alloc(32 * KiB))).to.equal(true);
+    expect(disk.subarray(48 * KiB, 64 * KiB).equals(Buffer.alloc(16 * KiB, 7))).to.equal(true);
+  });
+
+  it('a device that offers both but answers UNSUPP: TRIM succeeds, WRITE_ZEROES falls back to written zeroes', async () => {
+    await start({ capacity: 256 * KiB, discard: true, writeZeroes: true });
+    const dev = (rig as BlkRig).device;
+    dev.unsuppTypes.add(BlkType.DISCARD);
+    dev.unsuppTypes.add(BlkType.WRITE_ZEROES);
+    const c = connect();
+    await c.go();
+    expect((await c.req(NbdCmd.WRITE, 0, 16 * KiB, Buffer.alloc(16 * KiB, 7))).error).to.equal(0);
+    expect((await c.req(NbdCmd.TRIM, 0, 8 * KiB)).error).to.equal(0);
+    expect((await c.req(NbdCmd.WRITE_ZEROES, 0, 8 * KiB)).error).to.equal(0);
+    expect(dev.disk.subarray(0, 8 * KiB).equals(Buffer.alloc(8 * KiB))).to.equal(true);
+    expect(dev.disk.subarray(8 * KiB, 16 * KiB).equals(Buffer.alloc(8 * KiB, 7))).to.equal(true);
+    expect(dev.seen.filter((r) => r.type === BlkType.WRITE_ZEROES)).to.have.length(1); // tried once, then written
   });
 });
