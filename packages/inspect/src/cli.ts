@@ -3,7 +3,7 @@
  * usage errors one line and exit 2, runtime errors one line and exit 1).
  */
 import type { Binding } from '@vshm/addon';
-import { describeIoError, onTerminationSignal, parseCommandLine, parseOrUsage, printable, UsageError } from '@vshm/transport/cli';
+import { asyncTerminalOutput, describeIoError, exitAfterOutput, onTerminationSignal, parseCommandLine, parseOrUsage, printable, printDiagnostic, UsageError } from '@vshm/transport/cli';
 import { attachPid, attachShm, InspectError, validShmName, type Attachment, type LayoutOverride } from './attach.js';
 import { formatSnapshot } from './format.js';
 import { takeSnapshot } from './snapshot.js';
@@ -182,9 +182,14 @@ function watch(att: Attachment, a: InspectArgs, out: NodeJS.WritableStream, err:
         stop(0);
         return;
       }
-      att.refreshStatus();
-      // Text snapshots: the screen is redrawn on a terminal, else separated by a blank line.
-      out.write((clear ? '\x1b[H\x1b[2J' : '') + render(att, a.json, true) + (a.json || clear ? '\n' : '\n\n'));
+      // A terminal written asynchronously (run()) that has not taken the last snapshot yet (Ctrl-S,
+      // a stalled ssh session) gets none now: snapshots do not pile up in memory, and the first
+      // period after it takes the queued one shows the state of then, not a backlog.
+      if (((out as { writableLength?: number }).writableLength ?? 0) === 0) {
+        att.refreshStatus();
+        // Text snapshots: the screen is redrawn on a terminal, else separated by a blank line.
+        out.write((clear ? '\x1b[H\x1b[2J' : '') + render(att, a.json, true) + (a.json || clear ? '\n' : '\n\n'));
+      }
       // A synchronous stdout (a file, a pipe on Linux) knows of a failed write already; its
       // 'error' event comes later, after another period would have been scheduled.
       const errored = (out as { errored?: Error | null }).errored ?? null;
@@ -205,15 +210,18 @@ function processAliveSafe(pid: number): boolean {
   }
 }
 
-/** The bin entry: run and exit with the status. */
+/**
+ * The bin entry: run and exit with the status. A terminal is written asynchronously, as by the
+ * daemons: one that stops taking output must not hold --watch in write(2), where a Ctrl-C cannot
+ * reach it. The exit then waits for what is queued while it moves (2 s without progress ends it).
+ */
 export function run(argv: readonly string[] = process.argv.slice(2)): void {
+  asyncTerminalOutput(PROG);
   main(argv).then(
-    (code) => {
-      process.exitCode = code;
-    },
+    (code) => exitAfterOutput(code),
     (e: unknown) => {
-      process.stderr.write(`${PROG}: ${(e as Error).message ?? String(e)}\n`);
-      process.exitCode = 1;
+      printDiagnostic(PROG, (e as Error).message ?? String(e));
+      exitAfterOutput(1);
     },
   );
 }

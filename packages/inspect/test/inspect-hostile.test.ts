@@ -88,6 +88,46 @@ class Sink extends Writable {
   }
 }
 
+/**
+ * A stdout that takes nothing, as a stalled terminal written asynchronously: no write completes.
+ * Each tick of --watch asks for `writableLength`; after `ticks` of them the reader goes (EPIPE),
+ * which ends the watch.
+ */
+/** Writable's own `writableLength` getter (declared a property in the typings: `super.` cannot reach it). */
+const queuedBytes = Object.getOwnPropertyDescriptor(Writable.prototype, 'writableLength')!.get as (this: Writable) => number;
+
+class StalledSink extends Writable {
+  /** The first write's length (the one handed on, never done). */
+  first = 0;
+  looks = 0;
+  private writes = 0;
+  constructor(private readonly ticks: number) {
+    super();
+    // An own accessor (the typings declare writableLength a property, which a class cannot override with one).
+    Object.defineProperty(this, 'writableLength', {
+      get: (): number => {
+        if (++this.looks === this.ticks) this.leave();
+        return queuedBytes.call(this);
+      },
+    });
+  }
+  /** A watch that does not look (writes every period) is ended after as many writes. */
+  override write(chunk: unknown, ...rest: never[]): boolean {
+    if (++this.writes === this.ticks) this.leave();
+    return super.write(chunk, ...rest);
+  }
+  private leave(): void {
+    setImmediate(() => this.emit('error', Object.assign(new Error('write EPIPE'), { code: 'EPIPE' })));
+  }
+  /** Bytes queued in all, not counted as a look. */
+  get queued(): number {
+    return queuedBytes.call(this);
+  }
+  override _write(chunk: Buffer, _enc: BufferEncoding, _done: () => void): void {
+    this.first = chunk.length; // never done: the terminal took nothing
+  }
+}
+
 describe('vshm-inspect (odd-sized memory)', () => {
   it('a memory whose window has an odd length (a peer that accepted reduced protection) still shows the live ring fields', () => {
     // S = 4096 + 8193: no page alignment, which a peer maps with acceptReducedProtection.
@@ -145,6 +185,15 @@ describe('vshm-inspect -M in process (a failing stdout, a removed working direct
     }
     expect(err.text).to.equal('');
     expect((JSON.parse(out.text) as { target: { shm: string } }).target.shm).to.equal(name);
+  });
+
+  it('--watch on a stdout that takes nothing: one snapshot is queued, the later ones are skipped, not piled up', async () => {
+    const out = new StalledSink(20);
+    const err = new Sink();
+    expect(await main(['-M', name, '--watch', '10'], out, err)).to.equal(0);
+    expect(out.first).to.be.above(0);
+    expect(out.queued).to.equal(out.first);
+    expect(err.text).to.equal('');
   });
 
   it('the reader gone (EPIPE): ends quietly with exit 0, like Ctrl-C', async () => {
