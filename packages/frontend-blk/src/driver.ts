@@ -246,9 +246,13 @@ export class BlockDriver extends EventEmitter implements VirtioDriverOps {
     return this.waiting.length;
   }
 
-  /** Resolves once a device session is live (immediately if one is). */
+  /**
+   * Resolves once a device session is live (immediately if one is), or once the driver is closed
+   * (immediately if it is: a closed driver takes no device's requests, so waiting would be for
+   * ever — an NbdServer's listen() on it used to hang).
+   */
   whenReady(): Promise<void> {
-    if (this.queues.length > 0) return Promise.resolve();
+    if (this.queues.length > 0 || this.closed) return Promise.resolve();
     return new Promise((r) => this.probeWaiters.push(r));
   }
 

@@ -207,4 +207,20 @@ describe('BlockDriver (loopback, in-memory device)', () => {
     rig.device.release();
     await Promise.all(ops.slice(0, 2));
   });
+  it('whenReady() after close() with no device there resolves at once, as it does for a caller waiting at the close (NBD fuzz seed 19 of exit+timeout)', async () => {
+    rig = await blkRig({ capacity: MiB });
+    const d = rig.driver;
+    const lost = new Promise((res) => d.once('lost', res));
+    await rig.backend.close();
+    await lost;
+    const before = d.whenReady();
+    d.close();
+    await before;
+    // A failure bound, not a sleep: it used to wait for a device that a closed driver never takes.
+    let bound: NodeJS.Timeout | undefined;
+    const hung = new Promise<'hung'>((res) => (bound = setTimeout(() => res('hung'), 2000)));
+    const after = await Promise.race([d.whenReady().then(() => 'ready' as const), hung]);
+    clearTimeout(bound);
+    expect(after).to.equal('ready');
+  });
 });
