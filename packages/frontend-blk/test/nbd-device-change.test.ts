@@ -230,4 +230,25 @@ describe('NBD server: the device comes back with another configuration', functio
     expect(dev.disk.subarray(8 * KiB, 16 * KiB).equals(Buffer.alloc(8 * KiB, 7))).to.equal(true);
     expect(dev.seen.filter((r) => r.type === BlkType.WRITE_ZEROES)).to.have.length(1); // tried once, then written
   });
+  it('a second server that starts listening on a driver closed while its device was away listens: told the last export, its requests fail ESHUTDOWN (NBD fuzz seed 19 of exit+timeout)', async () => {
+    await start({ capacity: 256 * KiB });
+    await removeDevice();
+    const r = rig as BlkRig;
+    r.driver.close(); // the signal path: the driver first, then the servers
+    const late = new NbdServer(r.driver, { path: join(dir, 'late.sock') });
+    try {
+      // A failure bound, not a sleep: listen() used to wait for a device a closed driver never takes.
+      let bound: NodeJS.Timeout | undefined;
+      const hung = new Promise<'hung'>((res) => (bound = setTimeout(() => res('hung'), 2000)));
+      const listened = await Promise.race([late.listen().then(() => 'listening' as const), hung]);
+      clearTimeout(bound);
+      expect(listened).to.equal('listening');
+      const c = new Client(late.path);
+      clients.push(c);
+      expect((await c.go()).size).to.equal(256 * KiB);
+      expect((await c.req(NbdCmd.READ, 0, 4096)).error).to.equal(NbdErr.ESHUTDOWN);
+    } finally {
+      await late.close();
+    }
+  });
 });
