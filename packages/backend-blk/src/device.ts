@@ -413,8 +413,16 @@ export class BlockDevice extends EventEmitter implements VirtioDeviceOps {
     this.publishedSectors = sectors;
   }
 
-  private serveAll(): void {
-    for (const qs of this.queueStates) this.serve(qs);
+  /**
+   * Serve every live queue, starting after `after` (the queue whose request just completed), so
+   * that room a completion frees under the device-wide `maxInFlightBytes` goes to the other
+   * queues first: walking them from queue 0 every time let a busy queue 0 take it again and again
+   * while a later queue waited until queue 0 ran dry.
+   */
+  private serveAll(after?: QueueState): void {
+    const all = this.queueStates;
+    const from = after === undefined ? 0 : all.indexOf(after) + 1; // -1 + 1: an ended session's queue, from 0
+    for (let i = 0; i < all.length; i++) this.serve(all[(from + i) % all.length]);
   }
 
   /** Start as many available requests as the bounds allow. */
@@ -609,7 +617,7 @@ export class BlockDevice extends EventEmitter implements VirtioDeviceOps {
       if (pooled !== undefined) this.pool.give(pooled);
       this.settled();
       // Room again (or a stale session's I/O drained): serve what waits, on every live queue.
-      if (this.session !== null) this.serveAll();
+      if (this.session !== null) this.serveAll(qs);
     }).catch((err: unknown) => {
       // Not an image error (those were handled above): an 'io-error' listener threw, or the
       // completion itself failed. Raise it outside the promise chain, where an emitter's caller

@@ -442,4 +442,23 @@ describe('virtio-blk device: async I/O, ordering and durability', () => {
     expect(readFileSync(r.img.path).subarray(0, 256 << 10).equals(data)).to.equal(true);
     expect(r.device.queueCount(0n)).to.equal(1);
   });
+
+  it('MQ: a queue waiting for the device-wide byte bound is served before a busy queue takes it all again', async () => {
+    // maxInFlightBytes fits one 4-KiB read: each completion frees room for exactly one request.
+    const r = await blkRig({ seam: true, device: { queues: 2, maxInFlightBytes: 4096, cachedReads: false }, maxQueues: 2 });
+    const seam = r.seam!;
+    const read = (sector: number, queue: number): Promise<unknown> =>
+      r.guest.submit([blkHeader(BlkRequestType.IN, sector)], [4096, 1], queue);
+    seam.hold(0);
+    const busy = Array.from({ length: 8 }, (_, i) => read(i * 8, 0)); // queue 0: eight reads
+    await until(() => seam.waiting(0), 'the first read of queue 0 at the file');
+    const other = read(1024, 1); // queue 1: one read, posted while the bound is taken
+    await until(() => r.guest.fe.queues[1].vring.inFlight === 1, 'the read of queue 1 posted');
+    for (let k = 0; k < 3; k++) await turn(); // its kick served: nothing to start, the bound is taken
+    seam.release(0);
+    await Promise.all([...busy, other]);
+    const starts = seam.log.filter((l) => l.startsWith('read-start')).map((l) => Number(l.split(' ')[1]) / 512);
+    // Queue 1's read starts within one completion per queue, not after queue 0 ran dry.
+    expect(starts.indexOf(1024), `read starts ${starts.join(', ')}`).to.be.at.most(2);
+  });
 });
