@@ -2,54 +2,83 @@
  * Chaos for the block stack: `vshm-server -P 0x8002`, `vshm-blk-backend IMAGE` and
  * `vshm-blk-frontend --nbd PATH`, in processes of their own, under a seeded random NBD workload
  * from this test over several connections (WRITEs whose every sector names the write's sequence
- * number and its own sector, READs, FLUSHes, TRIMs, WRITE_ZEROES, several in flight per
- * connection), while the back-end — and, less often, the front-end and the server — is killed
- * with SIGKILL at random points and started again on the same image.
+ * number and its own sector, READs, FLUSHes, TRIMs, WRITE_ZEROES, some with FUA, several in
+ * flight per connection), while the back-end — and, less often, the front-end and the server — is
+ * killed with SIGKILL at random points and started again on the same image.
  *
- * Knobs: VSHM_BLK_CHAOS_KILLS (default 6: about half back-end kills, a third front-end, a sixth
- * server; 1 or 2 kills are back-end kills only; VSHM_BLK_CHAOS_ONLY=backend|frontend|server makes
- * every kill one of that process), VSHM_BLK_CHAOS_SEED (the workload's and the
- * kills' PRNG; process timing is not seeded, so a seed is a workload and a kill plan, not a
- * replay), VSHM_BLK_CHAOS_DEBUG=1 (a line per kill).
+ * The steps of a run (docs/decisions.md "Chaos for the block stack (stop 29)" and "…: second
+ * kills, queues, block sizes (stop 30)"):
+ * - `backend`: the back-end killed; requests sent while none is there wait; a new one started;
+ * - `again`: the same, then the new back-end killed again before the requests that wait were
+ *   served — at a seeded delay after its start (`early`), once it is on the server (`serving`),
+ *   once its session with the front-end began (`connected`), or once the front-end said
+ *   "back-end back" (`back`: it is serving the first waiting requests) — sometimes twice;
+ * - `gap-frontend` / `gap-server`: the back-end killed, then the front-end or the server killed
+ *   while requests wait for a back-end;
+ * - `frontend`, `server`: those killed while the back-end serves;
+ * - `readonly`: the back-end restarted with `--read-only` for a while (sometimes the front-end
+ *   too, so that its connections are told READ_ONLY), then writable again; the connections told
+ *   READ_ONLY keep it for a while after.
+ * Each back-end start draws its `--queues` (1–4), each front-end start its `--queues` (1, 2, 4).
+ * A second run uses `--block-size 4096` throughout (requests on whole 4-KiB blocks).
  *
- * The oracle (docs/decisions.md "Chaos for the block stack (stop 29)"):
+ * Knobs: VSHM_BLK_CHAOS_KILLS (steps of the 512-byte run, default 8; the 4096 run takes half),
+ * VSHM_BLK_CHAOS_SEED (the workload's and the plan's PRNG; process timing is not seeded, so a seed
+ * is a workload and a plan, not a replay), VSHM_BLK_CHAOS_ONLY=STEP (every step that one, for
+ * long runs), VSHM_BLK_CHAOS_BLOCK=512|4096 (that run only), VSHM_BLK_CHAOS_DEBUG=1 (a line per
+ * step).
+ *
+ * The oracle. The front-end's stderr goes to a FILE, not a pipe: a read of it sees every line the
+ * front-end wrote before the read, so the test knows exactly which of its session lines ("back-end
+ * back", "back-end lost, waiting", "the server at … went away") came before it sent a request and
+ * before it got the reply. The front-end writes "back-end back" before it posts what waited, and
+ * "back-end lost" before it answers what was in flight (both synchronously), so:
  * - every request gets a reply or its connection closes, and a connection closes only when its
  *   front-end died (killed, or gone with its server); every wait is bounded and a bound reached
  *   is a failure;
- * - errors: EIO only for a request sent before the front-end said "back-end lost" after a kill
- *   of the back-end (or the server) and not answered before that kill; ESHUTDOWN only around a
- *   server kill (the front-end exits and fails what waits for a device); nothing else, ever;
- * - a request sent after the front-end said "back-end lost" waits for the next back-end: no
- *   reply before that back-end was started, then OK;
+ * - a request sent while the front-end had no back-end (its last session line "lost") gets no
+ *   reply before a "back-end back" written after it was sent — except EPERM (the last device was
+ *   read-only) and ESHUTDOWN (the front-end exits);
+ * - EIO only with a session line "lost" written after the request was sent (or the server gone),
+ *   and only if a session was live at some point between send and reply; ESHUTDOWN only from a
+ *   front-end whose server went away; EPERM only for a write on a connection told READ_ONLY, or
+ *   while a read-only back-end may have been the device; nothing else, ever; a write on a
+ *   connection told READ_ONLY is never answered OK;
  * - the model: for each sector a set of candidates, the last write (WRITE, TRIM, WRITE_ZEROES;
- *   the last two as zeroes) answered OK plus every write that overlapped it since and was answered
- *   with an error or never answered. A READ answered OK must show a candidate in each sector (and
- *   then narrows it to what it saw); after the last kill the image FILE must too, sector by sector,
- *   and must equal a READ of the whole disk just before that kill;
- * - a FLUSH answered OK was answered after every write sent before it on its connection (flush()
- *   is a barrier over the writes the server handed the driver before it). Its durability proper
- *   (fdatasync) cannot show without losing the host's page cache; the file check reads the cache;
+ *   the last two as zeroes) answered OK plus every write that overlapped it since, answered with
+ *   an error or never answered, that may have reached a device: one with no live session between
+ *   its send and its reply (or the end of its front-end) never did, nor one answered EPERM. A READ
+ *   answered OK must show a candidate in each sector (and then narrows it to what it saw); after
+ *   the last kill the image FILE must too, sector by sector, and must equal a READ of the whole
+ *   disk just before that kill;
+ * - a FLUSH, or a write with FUA, answered OK was answered after every write sent before it on
+ *   its connection (flush() is a barrier over the writes the server handed the driver before it;
+ *   FUA is a flush after the write). Durability proper (fdatasync) cannot show without losing
+ *   the host's page cache; the file check reads the cache;
  * - the scheduler keeps overlapping requests apart (no write overlaps anything in flight, no read
  *   overlaps a write in flight), as the README's ordering guarantee asks of clients;
  * - at the end the CLIs exit 0 on SIGTERM, the NBD socket is gone, nothing is left running.
  */
 import { expect } from 'chai';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readFileSync, statSync, watch, writeFileSync, type FSWatcher } from 'node:fs';
 import { join } from 'node:path';
 import { Prng } from '@vshm/transport/testing';
 import { NbdTestSocket } from '../packages/frontend-blk/test/fixtures/nbd-test-socket.js';
-import { ROOT, SERVER_BIN, useScratch, type Proc } from './e2e-procs.js';
+import { ROOT, SERVER_BIN, useScratch, type Proc, type Scratch } from './e2e-procs.js';
 
-const KILLS = Number(process.env.VSHM_BLK_CHAOS_KILLS ?? 6);
+const STEPS = ['backend', 'again', 'frontend', 'server', 'gap-frontend', 'gap-server', 'readonly'] as const;
+type Step = (typeof STEPS)[number];
+const KILLS = Number(process.env.VSHM_BLK_CHAOS_KILLS ?? 8);
 const SEED = Number(process.env.VSHM_BLK_CHAOS_SEED ?? 0xb10c5eed);
-type Victim = 'backend' | 'frontend' | 'server';
-/** VSHM_BLK_CHAOS_ONLY=backend|frontend|server: every kill of that one (for long runs). */
-const ONLY = ((): Victim | null => {
+/** VSHM_BLK_CHAOS_ONLY=STEP: every step that one (for long runs). */
+const ONLY = ((): Step | null => {
   const v = process.env.VSHM_BLK_CHAOS_ONLY ?? '';
   if (v === '') return null;
-  if (v !== 'backend' && v !== 'frontend' && v !== 'server') throw new Error(`VSHM_BLK_CHAOS_ONLY=${v}: backend, frontend or server`);
-  return v;
+  if (!(STEPS as readonly string[]).includes(v)) throw new Error(`VSHM_BLK_CHAOS_ONLY=${v}: one of ${STEPS.join(', ')}`);
+  return v as Step;
 })();
+const ONLY_BLOCK = process.env.VSHM_BLK_CHAOS_BLOCK ?? '';
+if (ONLY_BLOCK !== '' && ONLY_BLOCK !== '512' && ONLY_BLOCK !== '4096') throw new Error(`VSHM_BLK_CHAOS_BLOCK=${ONLY_BLOCK}: 512 or 4096`);
 const DEBUG = process.env.VSHM_BLK_CHAOS_DEBUG !== undefined && process.env.VSHM_BLK_CHAOS_DEBUG !== '';
 const BLK_BACKEND = join(ROOT, 'packages/backend-blk/bin/vshm-blk-backend.js');
 const BLK_FRONTEND = join(ROOT, 'packages/frontend-blk/bin/vshm-blk-frontend.js');
@@ -63,8 +92,12 @@ const CONNECTIONS = 3;
 const DEPTH = 4;
 
 const CMD = { READ: 0, WRITE: 1, FLUSH: 3, TRIM: 4, WRITE_ZEROES: 6 } as const;
+const FLAG_FUA = 1;
+const EPERM = 1;
 const EIO = 5;
 const ESHUTDOWN = 108;
+const NBD_FLAG_READ_ONLY = 1 << 1;
+const NBD_FLAG_SEND_TRIM = 1 << 5;
 const NAMES: Record<number, string> = { 0: 'READ', 1: 'WRITE', 3: 'FLUSH', 4: 'TRIM', 6: 'WRITE_ZEROES' };
 const SECTOR_MAGIC = 0x4b4c4276; // 'vBLK' little-endian
 
@@ -96,35 +129,115 @@ function decodeSector(buf: Buffer, off: number, s: number): number {
   return scratchSector.equals(buf.subarray(off, off + SECTOR)) ? n : -1;
 }
 
+type SessionLine = 'back' | 'lost' | 'gone';
+
+/**
+ * A front-end's stderr, written to a file: a read sees every line written before it — unlike a
+ * pipe, whose bytes may still be on their way when the test judges a reply that came by the NBD
+ * socket. Positions are byte offsets (read as latin1: one character per byte).
+ */
+class FeLog {
+  private text = '';
+  private lines: { kind: SessionLine; at: number }[] = [];
+  private readonly watcher: FSWatcher;
+
+  constructor(readonly path: string, onChange: () => void) {
+    writeFileSync(path, '');
+    this.watcher = watch(path, onChange);
+  }
+
+  /** A descriptor to hand the front-end as its stderr (close it once spawned). */
+  openForChild(): number {
+    return openSync(this.path, 'a');
+  }
+
+  close(): void {
+    this.watcher.close();
+  }
+
+  /** Everything written so far. */
+  get all(): string {
+    this.pos();
+    return this.text;
+  }
+
+  /** Bytes written so far (the file re-read when it grew). */
+  pos(): number {
+    if (statSync(this.path).size !== this.text.length) {
+      this.text = readFileSync(this.path, 'latin1');
+      this.lines = [];
+      for (const m of this.text.matchAll(/back-end back|back-end lost, waiting|the server at .* went away/g)) {
+        this.lines.push({ kind: m[0] === 'back-end back' ? 'back' : m[0].startsWith('back-end lost') ? 'lost' : 'gone', at: m.index });
+      }
+    }
+    return this.text.length;
+  }
+
+  /** Whether the front-end had a device at `pos` (its first session is there before it serves NBD). */
+  liveAt(pos: number): boolean {
+    this.pos();
+    let live = true;
+    for (const l of this.lines) {
+      if (l.at >= pos) break;
+      if (l.kind === 'lost') live = false;
+      else if (l.kind === 'back') live = true;
+    }
+    return live;
+  }
+
+  /** A line of `kind` written in [from, to). */
+  has(kind: SessionLine, from: number, to = Infinity): boolean {
+    this.pos();
+    return this.lines.some((l) => l.kind === kind && l.at >= from && l.at < to);
+  }
+
+  /** Whether a session was live at some point of [from, to]. */
+  sessionIn(from: number, to: number): boolean {
+    return this.liveAt(from) || this.has('back', from, to);
+  }
+
+  /** The kind of the last session line, or null. */
+  last(): SessionLine | null {
+    this.pos();
+    return this.lines.length === 0 ? null : this.lines[this.lines.length - 1].kind;
+  }
+
+  /** The last session line at or after `from` is "back". */
+  backSince(from: number): boolean {
+    this.pos();
+    const l = this.lines[this.lines.length - 1];
+    return l !== undefined && l.kind === 'back' && l.at >= from;
+  }
+}
+
 interface Op {
   id: number;
   cookie: bigint;
   type: number;
+  flags: number;
   sector: number;
   count: number;
   conn: Conn;
-  /** Back-end losses (back-end and server kills) begun before it was sent. */
-  lossesAtSend: number;
-  /** Server kills begun before it was sent. */
-  serverKillsAtSend: number;
-  /** Sent while a server kill was under way (its front-end not gone yet). */
-  serverDying: boolean;
-  /** Sent while a back-end kill was under way and the front-end had not said "back-end lost" yet. */
-  mayBeOnDeadDevice: boolean;
-  /** Sent after the front-end said "back-end lost" and before the next back-end was started. */
+  /** Where its front-end's stderr was when it was sent. */
+  posSend: number;
+  /** The test's clock when it was sent. */
+  clockSend: number;
+  /** Sent while its front-end had no device. */
   gap: boolean;
   timer: NodeJS.Timeout;
 }
 
-/** One NBD connection: the fixed-newstyle handshake (EXPORT_NAME ''), then simple replies. */
+/** One NBD connection: fixed newstyle, NBD_OPT_GO asking for the block sizes, then simple replies. */
 class Conn {
   readonly inflight = new Map<bigint, Op>();
   live = true;
   readonly ended: Promise<void>;
   private constructor(
     readonly sock: NbdTestSocket,
-    /** The front-end generation it was opened on. */
-    readonly feGen: number,
+    readonly log: FeLog,
+    /** The transmission flags and minimum block size it was told. */
+    readonly flags: number,
+    readonly minBlock: number,
     onReply: (c: Conn, op: Op, error: number, data: Buffer | null) => void,
     onEnd: (c: Conn, why: string) => void,
   ) {
@@ -134,23 +247,52 @@ class Conn {
     });
   }
 
-  static async open(path: string, feGen: number, onReply: (c: Conn, op: Op, error: number, data: Buffer | null) => void, onEnd: (c: Conn, why: string) => void): Promise<Conn> {
+  get readOnly(): boolean {
+    return (this.flags & NBD_FLAG_READ_ONLY) !== 0;
+  }
+
+  get trim(): boolean {
+    return (this.flags & NBD_FLAG_SEND_TRIM) !== 0;
+  }
+
+  static async open(path: string, log: FeLog, onReply: (c: Conn, op: Op, error: number, data: Buffer | null) => void, onEnd: (c: Conn, why: string) => void): Promise<Conn> {
     const sock = new NbdTestSocket(path);
     const hello = await sock.read(18);
     if (hello.toString('latin1', 0, 8) !== 'NBDMAGIC' || hello.readBigUInt64BE(8) !== 0x49484156454f5054n) throw new Error('not an NBD greeting');
-    const reply = Buffer.alloc(20);
-    reply.writeUInt32BE(3, 0); // FIXED_NEWSTYLE | NO_ZEROES
-    reply.writeBigUInt64BE(0x49484156454f5054n, 4);
-    reply.writeUInt32BE(1, 12); // NBD_OPT_EXPORT_NAME, name '' (length 0)
-    sock.write(reply);
-    const info = await sock.read(10);
-    expect(info.readBigUInt64BE(0), 'export size').to.equal(BigInt(SECTORS * SECTOR));
-    return new Conn(sock, feGen, onReply, onEnd);
+    const data = Buffer.alloc(8); // name '' (length 0), one info request: NBD_INFO_BLOCK_SIZE
+    data.writeUInt16BE(1, 4);
+    data.writeUInt16BE(3, 6);
+    const opt = Buffer.alloc(20);
+    opt.writeUInt32BE(3, 0); // FIXED_NEWSTYLE | NO_ZEROES
+    opt.writeBigUInt64BE(0x49484156454f5054n, 4);
+    opt.writeUInt32BE(7, 12); // NBD_OPT_GO
+    opt.writeUInt32BE(data.length, 16);
+    sock.write(Buffer.concat([opt, data]));
+    let size = -1n;
+    let flags = -1;
+    let minBlock = 512;
+    for (;;) {
+      const h = await sock.read(20);
+      if (h.readBigUInt64BE(0) !== 0x3e889045565a9n) throw new Error('bad option reply magic');
+      const type = h.readUInt32BE(12);
+      const len = h.readUInt32BE(16);
+      const d = len > 0 ? await sock.read(len) : Buffer.alloc(0);
+      if (type === 1) break; // ACK
+      if (type !== 3) throw new Error(`NBD_OPT_GO refused: reply 0x${type.toString(16)} ${d.toString()}`);
+      const info = d.readUInt16BE(0);
+      if (info === 0) {
+        size = d.readBigUInt64BE(2);
+        flags = d.readUInt16BE(10);
+      } else if (info === 3) minBlock = d.readUInt32BE(2);
+    }
+    expect(size, 'export size').to.equal(BigInt(SECTORS * SECTOR));
+    return new Conn(sock, log, flags, minBlock, onReply, onEnd);
   }
 
   send(op: Op, payload: Buffer | null): void {
     const h = Buffer.alloc(28);
     h.writeUInt32BE(0x25609513, 0);
+    h.writeUInt16BE(op.flags, 4);
     h.writeUInt16BE(op.type, 6);
     h.writeBigUInt64BE(op.cookie, 8);
     h.writeBigUInt64BE(BigInt(op.sector * SECTOR), 16);
@@ -181,380 +323,548 @@ class Conn {
   }
 }
 
+/** One chaos run: `stepCount` steps on a disk of `blockSize`-byte blocks. */
+async function chaos(s: Scratch, blockSize: number, stepCount: number, seed: number): Promise<void> {
+  const prng = new Prng(seed);
+  const t0 = Date.now();
+  const image = s.path('disk.img');
+  writeFileSync(image, Buffer.alloc(SECTORS * SECTOR));
+  const nbdPath = s.path('nbd.sock');
+
+  const failures: string[] = [];
+  const failure = (line: string): void => {
+    if (failures.length < 30) failures.push(line);
+    wake();
+  };
+  /** Waiters woken on every reply, connection end, process exit or output, or failure. */
+  let waiters: (() => void)[] = [];
+  const wake = (): void => {
+    for (const w of waiters.splice(0)) w();
+  };
+  const say = (line: string): void => {
+    if (DEBUG) console.log(`      ${((Date.now() - t0) / 1000).toFixed(1)} s: ${line}`);
+  };
+  /** Resolve once `cond()` holds (re-checked on every event); a failure or the bound throws. */
+  const until = async (cond: () => boolean, what: string, ms = WAIT_MS): Promise<void> => {
+    say(`until ${what}`);
+    const deadline = Date.now() + ms;
+    while (!cond()) {
+      if (failures.length > 0) throw new Error(`failed while waiting for ${what}:\n${failures.join('\n')}`);
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error(`timed out (${ms} ms) waiting for ${what}; ${state()}\n${tails()}`);
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, left);
+        waiters.push(() => {
+          clearTimeout(t);
+          resolve();
+        });
+      });
+    }
+    if (failures.length > 0) throw new Error(`failed while waiting for ${what}:\n${failures.join('\n')}`);
+  };
+  /** A kill point `ms` after now: the chaos's own timing, not a wait for something to happen. */
+  const delay = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+  const logs = new Map<Proc, FeLog>();
+  const tails = (): string =>
+    s.procs.map((p) => `--- ${p.name} (pid ${p.child.pid}, ${p.running ? 'running' : `exit ${String(p.exitCode)}`}):\n${(logs.get(p)?.all ?? p.stderr).slice(-1500)}`).join('\n');
+
+  // ---- the model ----
+  const cand: number[][] = Array.from({ length: SECTORS }, () => [0]);
+  const busyW = new Int32Array(SECTORS);
+  const busyR = new Int32Array(SECTORS);
+  const stats = {
+    sent: 0, ok: 0, eio: 0, eshutdown: 0, eperm: 0, unanswered: 0, reads: 0, sectorsChecked: 0, gap: 0, gapOk: 0, gapNeverSent: 0, unknownWrites: 0, fua: 0, closes: 0,
+  };
+  const kills = { backend: 0, frontend: 0, server: 0 };
+  const steps: Record<string, number> = {};
+  let completions = 0;
+  let nextId = 1;
+  /** The test's clock: one tick per send, reply and read-only window edge. */
+  let clock = 0;
+  /** Clock spans in which a read-only back-end may have been the front-end's device. */
+  const roWindows: { from: number; to: number }[] = [];
+  let stopping = false;
+  const conns: Conn[] = [];
+  /** Connections this test closes itself. */
+  const ours = new Set<Conn>();
+  /** Logs of front-ends that are dying or dead: their connections may close. */
+  const dyingLogs = new Set<FeLog>();
+
+  const unit = blockSize / SECTOR;
+  const valueOf = (op: Op): number => (op.type === CMD.WRITE ? op.id : 0);
+  const isWrite = (type: number): boolean => type === CMD.WRITE || type === CMD.TRIM || type === CMD.WRITE_ZEROES;
+  const lock = (op: Op, d: 1 | -1): void => {
+    if (op.type === CMD.FLUSH) return;
+    const a = isWrite(op.type) ? busyW : busyR;
+    for (let i = op.sector; i < op.sector + op.count; i++) a[i] += d;
+  };
+  const free = (type: number, sector: number, count: number): boolean => {
+    for (let i = sector; i < sector + count; i++) if (busyW[i] !== 0 || (isWrite(type) && busyR[i] !== 0)) return false;
+    return true;
+  };
+  const name = (op: Op): string => `#${op.id} ${NAMES[op.type]}${op.flags & FLAG_FUA ? '+FUA' : ''} sectors ${op.sector}+${op.count}`;
+
+  /** A write whose outcome is unknown: each sector it covered may hold it or what it held before. */
+  const unknown = (op: Op): void => {
+    if (!isWrite(op.type)) return;
+    stats.unknownWrites++;
+    const v = valueOf(op);
+    for (let i = op.sector; i < op.sector + op.count; i++) if (!cand[i].includes(v)) cand[i].push(v);
+  };
+  /** Check `data` (sectors from `sector`) against the model and narrow it to what was seen. */
+  const checkSectors = (data: Buffer, sector: number, what: string): void => {
+    const count = data.length / SECTOR;
+    for (let k = 0; k < count; k++) {
+      const i = sector + k;
+      const v = decodeSector(data, k * SECTOR, i);
+      stats.sectorsChecked++;
+      if (!cand[i].includes(v)) {
+        failure(`${what}: sector ${i} holds ${v === -1 ? `garbage (${data.subarray(k * SECTOR, k * SECTOR + 16).toString('hex')}…)` : v === 0 ? 'zeroes' : `write #${v}`}, the model allows ${cand[i].map((c) => (c === 0 ? 'zeroes' : `#${c}`)).join(', ')}`);
+        return;
+      }
+      cand[i] = [v];
+    }
+  };
+
+  const settle = (op: Op): void => {
+    clearTimeout(op.timer);
+    lock(op, -1);
+    completions++;
+    wake();
+    setImmediate(pump);
+  };
+
+  const onReply = (c: Conn, op: Op, error: number, data: Buffer | null): void => {
+    settle(op);
+    const replied = ++clock;
+    const log = c.log;
+    const posReply = log.pos();
+    /** It may have reached a device: a session was live between its send and its reply. */
+    const mayHaveSent = log.sessionIn(op.posSend, posReply);
+    const gone = log.has('gone', 0, posReply);
+    if (op.gap && !log.has('back', op.posSend, posReply) && error !== EPERM && error !== ESHUTDOWN) {
+      failure(`${name(op)}, sent while its front-end had no back-end, was answered (error ${error}) before the front-end said "back-end back"`);
+    }
+    if (error === 0) {
+      stats.ok++;
+      if (op.gap) stats.gapOk++;
+      if (isWrite(op.type) && c.readOnly) failure(`${name(op)} answered OK on a connection told READ_ONLY`);
+      if (op.type === CMD.READ) {
+        stats.reads++;
+        checkSectors(data as Buffer, op.sector, `${name(op)} answered OK`);
+        return;
+      }
+      if (isWrite(op.type)) {
+        const v = valueOf(op);
+        for (let i = op.sector; i < op.sector + op.count; i++) cand[i] = [v];
+      }
+      if (op.type === CMD.FLUSH || (op.flags & FLAG_FUA) !== 0) {
+        // flush() is a barrier (decisions.md): every write the server read before this FLUSH —
+        // all those sent before it on this connection — was answered before the FLUSH was. A
+        // write with FUA is flushed after it completed: the same holds. An earlier write with
+        // FUA may still be in flight: its data was written before (and so covered), its reply
+        // waits for a flush of its own, which may wait for writes that came later.
+        const early = [...c.inflight.values()].filter((w) => isWrite(w.type) && w.id < op.id && (w.flags & FLAG_FUA) === 0);
+        if (early.length > 0) failure(`${name(op)} answered OK before the writes sent before it on its connection: ${early.map(name).join(', ')}`);
+      }
+      return;
+    }
+    if (error === EPERM) {
+      // Refused before it was sent: nothing of it landed.
+      stats.eperm++;
+      const ro = roWindows.some((w) => op.clockSend < w.to && replied > w.from);
+      if (!isWrite(op.type) || !(c.readOnly || ro)) failure(`${name(op)} got EPERM with no read-only back-end or READ_ONLY export${isWrite(op.type) ? '' : ' (and it does not write)'}`);
+      return;
+    }
+    if (error === EIO) {
+      stats.eio++;
+      if (!mayHaveSent) failure(`${name(op)} got EIO with no device session between its send and its reply`);
+      else if (!(log.has('lost', op.posSend, posReply) || gone)) failure(`${name(op)} got EIO and the front-end did not say "back-end lost" (nor lose its server) after it was sent`);
+    } else if (error === ESHUTDOWN) {
+      stats.eshutdown++;
+      if (!gone) failure(`${name(op)} got ESHUTDOWN from a front-end that did not lose its server`);
+    } else {
+      failure(`${name(op)} got error ${error}: never allowed`);
+    }
+    // An error: the write may or may not have landed — if it may have reached a device.
+    if (mayHaveSent) unknown(op);
+    else if (op.gap) stats.gapNeverSent++;
+  };
+
+  const onEnd = (c: Conn, why: string): void => {
+    const i = conns.indexOf(c);
+    if (i >= 0) conns.splice(i, 1);
+    stats.closes++;
+    if (why !== 'closed') failure(`connection: ${why}`);
+    else if (!dyingLogs.has(c.log) && !ours.has(c)) failure(`an NBD connection closed with no front-end kill (${c.inflight.size} requests in flight); ${tails()}`);
+    const end = c.log.pos();
+    for (const op of c.inflight.values()) {
+      settle(op);
+      stats.unanswered++;
+      if (c.log.sessionIn(op.posSend, end)) unknown(op);
+      else if (op.gap) stats.gapNeverSent++;
+    }
+    c.inflight.clear();
+    c.sock.destroy();
+    wake();
+  };
+
+  const send = (c: Conn, type: number, sector: number, count: number, flags = 0): Op => {
+    const id = nextId++;
+    const posSend = c.log.pos();
+    const gap = !c.log.liveAt(posSend);
+    const op: Op = {
+      id, cookie: BigInt(id), type, flags, sector, count, conn: c, posSend, clockSend: ++clock, gap,
+      timer: setTimeout(() => failure(`${name(op)} unanswered after ${WAIT_MS} ms (its connection still open)`), WAIT_MS),
+    };
+    if (gap) stats.gap++;
+    if (flags & FLAG_FUA) stats.fua++;
+    lock(op, 1);
+    stats.sent++;
+    let payload: Buffer | null = null;
+    if (type === CMD.WRITE) {
+      payload = Buffer.alloc(count * SECTOR);
+      for (let k = 0; k < count; k++) fillSector(payload, k * SECTOR, id, sector + k);
+    }
+    c.send(op, payload);
+    return op;
+  };
+
+  /** One random request on `c`, or false if the range drawn is busy. */
+  const issue = (c: Conn): boolean => {
+    const r = prng.int(100);
+    let type: number = r < 40 ? CMD.WRITE : r < 72 ? CMD.READ : r < 80 ? CMD.FLUSH : r < 90 ? CMD.TRIM : CMD.WRITE_ZEROES;
+    if (type === CMD.FLUSH) {
+      send(c, type, 0, 0);
+      return true;
+    }
+    // A client keeps to what it was told: TRIM only with SEND_TRIM, whole minimum blocks.
+    if (type === CMD.TRIM && !c.trim) type = CMD.WRITE_ZEROES;
+    const u = Math.max(unit, c.minBlock / SECTOR);
+    // Mostly small requests; some up to 256 KiB (the driver's split size) and past it.
+    const count = u * (prng.bool(0.8) ? 1 + prng.int(Math.ceil(16 / u)) : 1 + prng.int(640 / u));
+    const sector = u * prng.int((SECTORS - count) / u + 1);
+    const fua = isWrite(type) && prng.bool(type === CMD.WRITE ? 0.25 : 0.15) ? FLAG_FUA : 0;
+    if (!free(type, sector, count)) return false;
+    send(c, type, sector, count, fua);
+    return true;
+  };
+
+  function pump(): void {
+    if (stopping) return;
+    for (const c of conns) {
+      if (!c.live) continue;
+      let tries = 0;
+      while (c.inflight.size < DEPTH && tries < 4) if (!issue(c)) tries++;
+    }
+  }
+
+  // ---- the processes ----
+  let expected = new Set<Proc>();
+  const watchExit = (p: Proc): Proc => {
+    void p.exited.then(({ code, signal }) => {
+      if (!expected.has(p)) failure(`${p.name} exited (${String(code ?? signal)}) on its own; stderr: ${(logs.get(p)?.all ?? p.stderr).slice(-2000)}`);
+      wake();
+    });
+    return p;
+  };
+  const startServer = async (): Promise<Proc> => {
+    const p = watchExit(s.spawn('server', SERVER_BIN, ['-l', '16M', '-n', '2', '-V', '3', '-P', '0x8002', '-S', s.server]));
+    await p.untilStderr(/listening on/, WAIT_MS);
+    return p;
+  };
+  let readOnly = false;
+  let beQueues = 1;
+  /** A back-end process (not yet on the server); its options are drawn here. */
+  const spawnBackend = (): Proc => {
+    beQueues = 1 + prng.int(4);
+    const args = ['-S', s.server, '--queues', String(beQueues), '--block-size', String(blockSize)];
+    if (readOnly) args.push('--read-only');
+    return watchExit(s.spawn('blk-backend', BLK_BACKEND, [...args, image]));
+  };
+  const startBackend = async (): Promise<Proc> => {
+    const p = spawnBackend();
+    await p.untilStderr(/serving .* as peer 0/, WAIT_MS);
+    return p;
+  };
+  let feGen = 0;
+  let feQueues = 1;
+  let log!: FeLog;
+  const startFrontend = async (): Promise<Proc> => {
+    feGen++;
+    feQueues = prng.pick([1, 2, 4]);
+    log = new FeLog(s.path(`frontend-${feGen}.stderr`), wake);
+    const fd = log.openForChild();
+    const p = s.spawn('blk-frontend', BLK_FRONTEND, ['-S', s.server, '--nbd', nbdPath, '--queues', String(feQueues)], { stdio: ['pipe', 'pipe', fd] });
+    closeSync(fd);
+    logs.set(p, log);
+    watchExit(p);
+    await until(() => /serving NBD on/.test(log.all), 'the front-end to serve NBD');
+    for (let i = 0; i < CONNECTIONS; i++) conns.push(await Conn.open(nbdPath, log, onReply, onEnd));
+    setImmediate(pump);
+    return p;
+  };
+  const exitOf = async (p: Proc, what: string): Promise<{ code: number | null; signal: NodeJS.Signals | null }> => {
+    let r: { code: number | null; signal: NodeJS.Signals | null } | null = null;
+    void p.exited.then((x) => {
+      r = x;
+      wake();
+    });
+    await until(() => r !== null, `${p.name} to exit ${what}`);
+    return r as unknown as { code: number | null; signal: NodeJS.Signals | null };
+  };
+  /** Wait until `n` more requests were settled (the workload moves). */
+  const progress = (n: number, what: string): Promise<void> => {
+    const target = completions + n;
+    return until(() => completions >= target, `${n} completions ${what}`);
+  };
+  const state = (): string =>
+    `kills ${JSON.stringify(kills)}; ${JSON.stringify(stats)}; completions ${completions}; in flight ${conns.map((c) => [...c.inflight.values()].map(name).join(' ')).join(' | ')}`;
+
+  let server = await startServer();
+  let be = await startBackend();
+  let fe = await startFrontend();
+  await progress(30, 'at start');
+
+  const kill = async (p: Proc, what: 'backend' | 'frontend' | 'server'): Promise<void> => {
+    kills[what]++;
+    expected.add(p);
+    await p.kill('SIGKILL');
+    await exitOf(p, 'after SIGKILL');
+  };
+  /** Kill the back-end the front-end has a session with, and wait until the front-end says so. */
+  const killLiveBackend = async (): Promise<void> => {
+    const p = log.pos();
+    await kill(be, 'backend');
+    await until(() => log.has('lost', p), 'the front-end to say "back-end lost, waiting"');
+  };
+  /** Requests sent now wait for the next back-end: one FLUSH per connection at least, and what the workload adds. */
+  const gapRequests = (): void => {
+    for (const c of conns) if (c.live) send(c, CMD.FLUSH, 0, 0);
+    pump();
+  };
+  /**
+   * `p` was started with the front-end at `from` in its stderr: wait until its session with the
+   * front-end is on. Its own "front-end connected" comes after the front-end is done with every
+   * earlier back-end (a killed one's "lost" included), so once it is seen, the front-end's last
+   * session line being a "back" after `from` is this back-end's.
+   */
+  const settleBackend = async (p: Proc, from: number): Promise<void> => {
+    await p.untilStderr(/front-end connected/, WAIT_MS);
+    await until(() => log.backSince(from), 'the front-end to say "back-end back"');
+  };
+  /** Start a back-end after a loss (the front-end waiting) and wait for its session. */
+  const restartBackend = async (): Promise<void> => {
+    const from = log.pos();
+    be = await startBackend();
+    await settleBackend(be, from);
+  };
+  /** The server killed: both CLIs say it went away and exit 1 (the back-end may be dead already). */
+  const killServer = async (): Promise<void> => {
+    const dying = [...conns];
+    dyingLogs.add(log);
+    const beAlive = be.running;
+    if (beAlive) expected.add(be);
+    expected.add(fe);
+    await kill(server, 'server');
+    if (beAlive) {
+      const beExit = await exitOf(be, 'after its server was killed');
+      expect(beExit.code, `exit code of the back-end without a server\n${tails()}`).to.equal(1);
+      expect(be.stderr).to.match(/server at .* went away/);
+    }
+    const feExit = await exitOf(fe, 'after its server was killed');
+    expect(feExit.code, `exit code of the front-end without a server\n${tails()}`).to.equal(1);
+    expect(log.all).to.match(/the server at .* went away/);
+    await until(() => dying.every((c) => !c.live), 'the NBD connections of the front-end that lost its server to close');
+    expect(existsSync(nbdPath), 'the NBD socket removed by the exiting front-end').to.equal(false);
+    server = await startServer();
+    be = await startBackend();
+    fe = await startFrontend();
+  };
+  const killFrontend = async (): Promise<void> => {
+    const dying = [...conns];
+    dyingLogs.add(log);
+    await kill(fe, 'frontend');
+    await until(() => dying.every((c) => !c.live), 'the dead front-end\'s NBD connections to close');
+  };
+  /** Replace connections told READ_ONLY by new ones (they keep it for ever). */
+  const reopenReadOnly = async (): Promise<void> => {
+    for (const c of conns.filter((x) => x.readOnly)) {
+      ours.add(c);
+      c.sock.destroy();
+      await until(() => !c.live, 'a READ_ONLY connection of ours to close');
+      conns.push(await Conn.open(nbdPath, log, onReply, onEnd));
+    }
+    setImmediate(pump);
+  };
+
+  const runStep = async (step: Step): Promise<void> => {
+    switch (step) {
+      case 'backend':
+        await killLiveBackend();
+        gapRequests();
+        await restartBackend();
+        break;
+      case 'again': {
+        await killLiveBackend();
+        gapRequests();
+        const rounds = prng.bool(0.25) ? 2 : 1;
+        for (let r = 0; r < rounds; r++) {
+          // The next back-end, killed again before the waiting requests were served (or while
+          // it serves the first of them).
+          const from = log.pos();
+          const stage = prng.pick(['early', 'serving', 'connected', 'back'] as const);
+          const wait = prng.int(400);
+          be = spawnBackend();
+          say(`second kill at ${stage}${stage === 'early' ? ` (${wait} ms)` : ''}`);
+          steps[`again:${stage}`] = (steps[`again:${stage}`] ?? 0) + 1;
+          if (stage === 'early') await delay(wait);
+          else if (stage === 'serving') await be.untilStderr(/serving .* as peer 0/, WAIT_MS);
+          else if (stage === 'connected') await be.untilStderr(/front-end connected/, WAIT_MS);
+          else await until(() => log.has('back', from), 'the front-end to say "back-end back"');
+          await kill(be, 'backend');
+          gapRequests();
+        }
+        await restartBackend();
+        break;
+      }
+      case 'frontend':
+        await killFrontend();
+        fe = await startFrontend();
+        break;
+      case 'gap-frontend':
+        await killLiveBackend();
+        gapRequests();
+        await delay(prng.int(200));
+        await killFrontend();
+        be = await startBackend();
+        fe = await startFrontend();
+        break;
+      case 'server':
+        await killServer();
+        break;
+      case 'gap-server':
+        await killLiveBackend();
+        gapRequests();
+        await delay(prng.int(200));
+        await killServer();
+        break;
+      case 'readonly': {
+        // To a read-only back-end: writes get EPERM, connections told READ_ONLY (a front-end
+        // restarted meanwhile) never get a write OK; then back to a writable one.
+        await killLiveBackend();
+        readOnly = true;
+        const window = { from: ++clock, to: Infinity };
+        roWindows.push(window);
+        gapRequests();
+        await restartBackend();
+        await progress(10 + prng.int(60), 'on the read-only back-end');
+        if (prng.bool(0.5)) {
+          await killFrontend();
+          fe = await startFrontend();
+          expect(conns.every((c) => c.readOnly), 'connections opened on a read-only device are told READ_ONLY').to.equal(true);
+          await progress(10 + prng.int(30), 'on the read-only back-end, connections told READ_ONLY');
+        }
+        await killLiveBackend();
+        readOnly = false;
+        gapRequests();
+        await restartBackend();
+        window.to = ++clock;
+        // Connections told READ_ONLY keep it on the writable device; then they are replaced.
+        await progress(10 + prng.int(30), 'on the writable back-end again');
+        await reopenReadOnly();
+        break;
+      }
+    }
+  };
+
+  const plan: Step[] = [];
+  const mix: Step[] = ['backend', 'again', 'frontend', 'again', 'readonly', 'server', 'again', 'gap-frontend', 'backend', 'gap-server', 'frontend', 'again'];
+  for (let k = 0; k < stepCount; k++) plan.push(ONLY ?? (stepCount <= 2 ? (k === 0 ? 'again' : 'backend') : mix[k % mix.length]));
+  for (let k = plan.length - 1; k > 0; k--) {
+    const j = prng.int(k + 1);
+    [plan[k], plan[j]] = [plan[j], plan[k]];
+  }
+
+  for (const [k, step] of plan.entries()) {
+    await progress(1 + prng.int(120), `before step ${k + 1} (${step})`);
+    say(`step ${k + 1}: ${step} (back-end --queues ${beQueues}, front-end --queues ${feQueues}); ${state()}`);
+    steps[step] = (steps[step] ?? 0) + 1;
+    await runStep(step);
+    await progress(10, `after step ${k + 1} (${step})`);
+  }
+  await progress(30, 'after the last step');
+
+  // Drain: no new requests; everything in flight is answered.
+  stopping = true;
+  await until(() => conns.every((c) => c.inflight.size === 0), 'the last requests to be answered');
+  expect(conns.length, 'open connections').to.equal(CONNECTIONS);
+  // A READ of the whole disk through NBD, then the back-end killed once more: the image file
+  // must be what that READ saw, and both what the model allows.
+  const whole = Buffer.alloc(SECTORS * SECTOR);
+  const c0 = conns[0];
+  const CHUNK = 1024;
+  /** READ sectors [sct, sct + CHUNK) on c0; the reply handler checks it and narrows the model. */
+  const readChunk = async (sct: number, what: string): Promise<void> => {
+    const before = stats.reads;
+    const op = send(c0, CMD.READ, sct, CHUNK);
+    await until(() => !c0.inflight.has(op.cookie), `${what}: READ of sectors ${sct}+${CHUNK}`);
+    expect(stats.reads, `${what}: READ of sectors ${sct}+${CHUNK} failed`).to.equal(before + 1);
+  };
+  for (let sct = 0; sct < SECTORS; sct += CHUNK) {
+    await readChunk(sct, 'the final pass');
+    for (let k = sct; k < sct + CHUNK; k++) {
+      const v = cand[k][0];
+      if (v !== 0) fillSector(whole, k * SECTOR, v, k);
+    }
+  }
+  await killLiveBackend();
+  const file = readFileSync(image);
+  expect(file.length).to.equal(SECTORS * SECTOR);
+  checkSectors(file, 0, 'the image file after the last kill');
+  expect(failures, 'failures').to.deep.equal([]);
+  expect(file.equals(whole), 'the image file equals the last READ of the whole disk').to.equal(true);
+  // And the back-end restarted on that image serves it.
+  await restartBackend();
+  for (let sct = 0; sct < SECTORS; sct += CHUNK) await readChunk(sct, 'after the last restart');
+
+  // The end: every CLI exits 0 on SIGTERM, the NBD socket is removed, nothing runs.
+  for (const c of [...conns]) {
+    ours.add(c);
+    c.sock.destroy();
+    await until(() => !c.live, 'our connections to close');
+  }
+  for (const p of [fe, be, server]) {
+    expected.add(p);
+    await p.stop();
+    const { code } = await exitOf(p, 'on SIGTERM');
+    expect(code, `${p.name} exit status on SIGTERM\n${(logs.get(p)?.all ?? p.stderr).slice(-2000)}`).to.equal(0);
+  }
+  for (const l of logs.values()) l.close();
+  expect(existsSync(nbdPath), 'the NBD socket after the front-end exited').to.equal(false);
+  expect(s.procs.filter((p) => p.running).map((p) => p.name), 'still running').to.deep.equal([]);
+  expected = new Set();
+
+  const summary = `blk chaos: ${blockSize}-byte blocks, seed ${seed}; steps ${JSON.stringify(steps)}; kills: back-end ${kills.backend}, front-end ${kills.frontend}, server ${kills.server}; ${JSON.stringify(stats)}`;
+  console.log(`      ${summary}`);
+  expect(failures, 'failures').to.deep.equal([]);
+  if (kills.backend > 0) expect(stats.gap, 'requests sent while no back-end was there').to.be.greaterThan(0);
+  // Some requests were on the device at a kill (twelve are in flight nearly all the time).
+  if (kills.backend + kills.server >= 2) expect(stats.eio, 'EIO replies (requests in flight at a kill)').to.be.greaterThan(0);
+  if (plan.includes('readonly')) expect(stats.eperm, 'EPERM replies (writes to a read-only back-end)').to.be.greaterThan(0);
+  expect(stats.reads).to.be.greaterThan(10 + plan.length);
+}
+
 describe('blk chaos: SIGKILL of the back-end (and front-end, server) under a random NBD workload', function () {
   const s = useScratch(this, 3_600_000);
 
-  it(`${KILLS} kills, seed ${SEED}: every request answered or its connection closed, errors only from kills, reads and the image file match the model`, async () => {
-    const prng = new Prng(SEED);
-    const t0 = Date.now();
-    const image = s.path('disk.img');
-    writeFileSync(image, Buffer.alloc(SECTORS * SECTOR));
-    const nbdPath = s.path('nbd.sock');
+  it(`${KILLS} steps, seed ${SEED}, 512-byte blocks: every request answered or its connection closed, errors only from kills, reads and the image file match the model`, async function () {
+    if (ONLY_BLOCK === '4096') this.skip();
+    await chaos(s, 512, KILLS, SEED);
+  });
 
-    const failures: string[] = [];
-    const failure = (line: string): void => {
-      if (failures.length < 30) failures.push(line);
-      wake();
-    };
-    /** Waiters woken on every reply, connection end, process exit or failure. */
-    let waiters: (() => void)[] = [];
-    const wake = (): void => {
-      for (const w of waiters.splice(0)) w();
-    };
-    /** Resolve once `cond()` holds (re-checked on every event); a failure or the bound throws. */
-    const until = async (cond: () => boolean, what: string, ms = WAIT_MS): Promise<void> => {
-      if (DEBUG) console.log(`      ${((Date.now() - t0) / 1000).toFixed(1)} s: until ${what}`);
-      const deadline = Date.now() + ms;
-      while (!cond()) {
-        if (failures.length > 0) throw new Error(`failed while waiting for ${what}:\n${failures.join('\n')}`);
-        const left = deadline - Date.now();
-        if (left <= 0) throw new Error(`timed out (${ms} ms) waiting for ${what}; ${state()}\n${tails()}`);
-        await new Promise<void>((resolve) => {
-          const t = setTimeout(resolve, left);
-          waiters.push(() => {
-            clearTimeout(t);
-            resolve();
-          });
-        });
-      }
-      if (failures.length > 0) throw new Error(`failed while waiting for ${what}:\n${failures.join('\n')}`);
-    };
-    const tails = (): string => s.procs.map((p) => `--- ${p.name} (pid ${p.child.pid}, ${p.running ? 'running' : `exit ${String(p.exitCode)}`}):\n${p.stderr.slice(-1500)}`).join('\n');
-
-    // ---- the model ----
-    const cand: number[][] = Array.from({ length: SECTORS }, () => [0]);
-    const busyW = new Int32Array(SECTORS);
-    const busyR = new Int32Array(SECTORS);
-    const stats = { sent: 0, ok: 0, eio: 0, eshutdown: 0, unanswered: 0, reads: 0, sectorsChecked: 0, gap: 0, gapOk: 0, unknownWrites: 0, closes: 0 };
-    const kills = { backend: 0, frontend: 0, server: 0 };
-    let completions = 0;
-    let nextId = 1;
-    /** Back-end losses begun (a back-end kill, or a server kill: the back-end exits with it). */
-    let losses = 0;
-    let serverKills = 0;
-    /** A back-end kill is under way and the front-end has not said "back-end lost" yet. */
-    let lossUnseen = false;
-    /** A server kill is under way: its front-end may still answer, and then exits. */
-    let serverDying = false;
-    /** The front-end said "back-end lost" and no new back-end was started yet. */
-    let noBackend = false;
-    let feGen = 0;
-    let stopping = false;
-    const conns: Conn[] = [];
-    /** Connections this test closes itself. */
-    const ours = new Set<Conn>();
-
-    const valueOf = (op: Op): number => (op.type === CMD.WRITE ? op.id : 0);
-    const isWrite = (type: number): boolean => type === CMD.WRITE || type === CMD.TRIM || type === CMD.WRITE_ZEROES;
-    const lock = (op: Op, d: 1 | -1): void => {
-      if (op.type === CMD.FLUSH) return;
-      const a = isWrite(op.type) ? busyW : busyR;
-      for (let i = op.sector; i < op.sector + op.count; i++) a[i] += d;
-    };
-    const free = (type: number, sector: number, count: number): boolean => {
-      for (let i = sector; i < sector + count; i++) if (busyW[i] !== 0 || (isWrite(type) && busyR[i] !== 0)) return false;
-      return true;
-    };
-    const name = (op: Op): string => `#${op.id} ${NAMES[op.type]} sectors ${op.sector}+${op.count}`;
-
-    /** A write whose outcome is unknown: each sector it covered may hold it or what it held before. */
-    const unknown = (op: Op): void => {
-      if (!isWrite(op.type)) return;
-      stats.unknownWrites++;
-      const v = valueOf(op);
-      for (let i = op.sector; i < op.sector + op.count; i++) if (!cand[i].includes(v)) cand[i].push(v);
-    };
-    /** Check `data` (sectors from `sector`) against the model and narrow it to what was seen. */
-    const checkSectors = (data: Buffer, sector: number, what: string): void => {
-      const count = data.length / SECTOR;
-      for (let k = 0; k < count; k++) {
-        const i = sector + k;
-        const v = decodeSector(data, k * SECTOR, i);
-        stats.sectorsChecked++;
-        if (!cand[i].includes(v)) {
-          failure(`${what}: sector ${i} holds ${v === -1 ? `garbage (${data.subarray(k * SECTOR, k * SECTOR + 16).toString('hex')}…)` : v === 0 ? 'zeroes' : `write #${v}`}, the model allows ${cand[i].map((c) => (c === 0 ? 'zeroes' : `#${c}`)).join(', ')}`);
-          return;
-        }
-        cand[i] = [v];
-      }
-    };
-
-    const settle = (op: Op): void => {
-      clearTimeout(op.timer);
-      lock(op, -1);
-      completions++;
-      wake();
-      setImmediate(pump);
-    };
-
-    const onReply = (c: Conn, op: Op, error: number, data: Buffer | null): void => {
-      settle(op);
-      if (op.gap && noBackend) failure(`${name(op)}, sent while no back-end was there, was answered (error ${error}) before a back-end was started`);
-      if (error === 0) {
-        stats.ok++;
-        if (op.gap) stats.gapOk++;
-        if (op.type === CMD.READ) {
-          stats.reads++;
-          checkSectors(data as Buffer, op.sector, `${name(op)} answered OK`);
-        } else if (isWrite(op.type)) {
-          const v = valueOf(op);
-          for (let i = op.sector; i < op.sector + op.count; i++) cand[i] = [v];
-        } else {
-          // flush() is a barrier (decisions.md): every write the server read before this FLUSH —
-          // all those sent before it on this connection — was answered before the FLUSH was.
-          const early = [...c.inflight.values()].filter((w) => isWrite(w.type) && w.id < op.id);
-          if (early.length > 0) failure(`${name(op)} answered OK before the writes sent before it on its connection: ${early.map(name).join(', ')}`);
-        }
-        return;
-      }
-      // An error: the write may or may not have landed.
-      unknown(op);
-      if (error === EIO) {
-        stats.eio++;
-        if (!(losses > op.lossesAtSend || op.mayBeOnDeadDevice)) failure(`${name(op)} got EIO with no back-end lost while it was in flight (sent after the front-end said "back-end lost"${op.gap ? ', while no back-end was there' : ''})`);
-      } else if (error === ESHUTDOWN) {
-        stats.eshutdown++;
-        if (!(serverKills > op.serverKillsAtSend || op.serverDying)) failure(`${name(op)} got ESHUTDOWN with no server kill while it was in flight`);
-      } else {
-        failure(`${name(op)} got error ${error}: never allowed`);
-      }
-    };
-
-    const onEnd = (c: Conn, why: string): void => {
-      const i = conns.indexOf(c);
-      if (i >= 0) conns.splice(i, 1);
-      stats.closes++;
-      if (why !== 'closed') failure(`connection ${c.feGen}: ${why}`);
-      else if (c.feGen === feGen && !ours.has(c)) failure(`an NBD connection closed with no front-end kill (${c.inflight.size} requests in flight); ${tails()}`);
-      for (const op of c.inflight.values()) {
-        settle(op);
-        stats.unanswered++;
-        unknown(op);
-      }
-      c.inflight.clear();
-      c.sock.destroy();
-      wake();
-    };
-
-    const send = (c: Conn, type: number, sector: number, count: number): Op => {
-      const id = nextId++;
-      const op: Op = {
-        id, cookie: BigInt(id), type, sector, count, conn: c,
-        lossesAtSend: losses, serverKillsAtSend: serverKills, serverDying, mayBeOnDeadDevice: lossUnseen, gap: noBackend,
-        timer: setTimeout(() => failure(`${name(op)} unanswered after ${WAIT_MS} ms (its connection still open)`), WAIT_MS),
-      };
-      if (noBackend) stats.gap++;
-      lock(op, 1);
-      stats.sent++;
-      let payload: Buffer | null = null;
-      if (type === CMD.WRITE) {
-        payload = Buffer.alloc(count * SECTOR);
-        for (let k = 0; k < count; k++) fillSector(payload, k * SECTOR, id, sector + k);
-      }
-      c.send(op, payload);
-      return op;
-    };
-
-    /** One random request on `c`, or false if the range drawn is busy. */
-    const issue = (c: Conn): boolean => {
-      const r = prng.int(100);
-      const type = r < 40 ? CMD.WRITE : r < 72 ? CMD.READ : r < 80 ? CMD.FLUSH : r < 90 ? CMD.TRIM : CMD.WRITE_ZEROES;
-      if (type === CMD.FLUSH) {
-        send(c, type, 0, 0);
-        return true;
-      }
-      // Mostly small requests; some up to 256 KiB (the driver's split size) and past it.
-      const count = prng.bool(0.8) ? 1 + prng.int(16) : 1 + prng.int(640);
-      const sector = prng.int(SECTORS - count + 1);
-      if (!free(type, sector, count)) return false;
-      send(c, type, sector, count);
-      return true;
-    };
-
-    function pump(): void {
-      if (stopping) return;
-      for (const c of conns) {
-        if (!c.live) continue;
-        let tries = 0;
-        while (c.inflight.size < DEPTH && tries < 4) if (!issue(c)) tries++;
-      }
-    }
-
-    // ---- the processes ----
-    let expected = new Set<Proc>();
-    const watch = (p: Proc): Proc => {
-      void p.exited.then(({ code, signal }) => {
-        if (!expected.has(p)) failure(`${p.name} exited (${String(code ?? signal)}) on its own; stderr: ${p.stderr.slice(-2000)}`);
-        wake();
-      });
-      return p;
-    };
-    const startServer = async (): Promise<Proc> => {
-      const p = watch(s.spawn('server', SERVER_BIN, ['-l', '16M', '-n', '2', '-V', '3', '-P', '0x8002', '-S', s.server]));
-      await p.untilStderr(/listening on/, WAIT_MS);
-      return p;
-    };
-    const startBackend = async (): Promise<Proc> => {
-      const p = watch(s.spawn('blk-backend', BLK_BACKEND, ['-S', s.server, image]));
-      await p.untilStderr(/serving .* as peer 0/, WAIT_MS);
-      return p;
-    };
-    const startFrontend = async (): Promise<Proc> => {
-      feGen++;
-      const p = watch(s.spawn('blk-frontend', BLK_FRONTEND, ['-S', s.server, '--nbd', nbdPath]));
-      await p.untilStderr(/serving NBD on/, WAIT_MS);
-      for (let i = 0; i < CONNECTIONS; i++) conns.push(await Conn.open(nbdPath, feGen, onReply, onEnd));
-      setImmediate(pump);
-      return p;
-    };
-    const count = (p: Proc, re: RegExp): number => (p.stderr.match(re) ?? []).length;
-    /** Wait until `n` more requests were settled (the workload moves). */
-    const progress = (n: number, what: string): Promise<void> => {
-      const target = completions + n;
-      return until(() => completions >= target, `${n} completions ${what}`);
-    };
-    /** Wait for the exit of `p` (expected), bounded. */
-    const exitOf = async (p: Proc, what: string): Promise<{ code: number | null; signal: NodeJS.Signals | null }> => {
-      let r: { code: number | null; signal: NodeJS.Signals | null } | null = null;
-      void p.exited.then((x) => {
-        r = x;
-        wake();
-      });
-      await until(() => r !== null, `${p.name} to exit ${what}`);
-      return r as unknown as { code: number | null; signal: NodeJS.Signals | null };
-    };
-    const state = (): string =>
-      `kills ${JSON.stringify(kills)}; ${JSON.stringify(stats)}; completions ${completions}; in flight ${conns.map((c) => [...c.inflight.values()].map(name).join(' ')).join(' | ')}`;
-
-    let server = await startServer();
-    let be = await startBackend();
-    let fe = await startFrontend();
-    await progress(30, 'at start');
-
-    const plan: Victim[] = [];
-    for (let k = 0; k < KILLS; k++) plan.push(ONLY ?? (KILLS > 2 && k % 3 === 1 ? 'frontend' : KILLS > 2 && k % 6 === 3 ? 'server' : 'backend'));
-    for (let k = plan.length - 1; k > 0; k--) {
-      const j = prng.int(k + 1);
-      [plan[k], plan[j]] = [plan[j], plan[k]];
-    }
-
-    for (const [step, victim] of plan.entries()) {
-      await progress(1 + prng.int(120), `before kill ${step + 1} (${victim})`);
-      kills[victim]++;
-      if (DEBUG) console.log(`      ${((Date.now() - t0) / 1000).toFixed(1)} s: kill ${step + 1}: ${victim}; ${state()}`);
-      if (victim === 'backend') {
-        const lost = count(fe, /back-end lost, waiting/g);
-        const back = count(fe, /back-end back/g);
-        lossUnseen = true;
-        losses++;
-        expected.add(be);
-        await be.kill('SIGKILL');
-        await exitOf(be, 'after SIGKILL');
-        await fe.until(() => count(fe, /back-end lost, waiting/g) > lost, '"back-end lost, waiting"', WAIT_MS);
-        lossUnseen = false;
-        noBackend = true;
-        // Requests sent now wait for the next back-end: one FLUSH per connection at least, and
-        // whatever the workload adds (the EIO replies made room).
-        for (const c of conns) if (c.live) send(c, CMD.FLUSH, 0, 0);
-        pump();
-        noBackend = false;
-        be = await startBackend();
-        await fe.until(() => count(fe, /back-end back/g) > back, '"back-end back"', WAIT_MS);
-      } else if (victim === 'frontend') {
-        const dying = [...conns];
-        expected.add(fe);
-        feGen++; // its connections may close from here on
-        await fe.kill('SIGKILL');
-        await exitOf(fe, 'after SIGKILL');
-        await until(() => dying.every((c) => !c.live), 'the dead front-end\'s NBD connections to close');
-        fe = await startFrontend();
-      } else {
-        // The server: both CLIs say it went away and exit 1 (the front-end first answers what it
-        // can: EIO for what was on the device, ESHUTDOWN for what waited, then closes the export).
-        const dying = [...conns];
-        losses++;
-        serverKills++;
-        lossUnseen = true;
-        serverDying = true;
-        feGen++; // the front-end exits: its connections close
-        expected.add(server).add(be).add(fe);
-        await server.kill('SIGKILL');
-        const beExit = await exitOf(be, 'after its server was killed');
-        const feExit = await exitOf(fe, 'after its server was killed');
-        expect([beExit.code, feExit.code], `exit codes of the back-end and front-end without a server\n${tails()}`).to.deep.equal([1, 1]);
-        expect(be.stderr).to.match(/server at .* went away/);
-        expect(fe.stderr).to.match(/the server at .* went away/);
-        await until(() => dying.every((c) => !c.live), 'the NBD connections of the front-end that lost its server to close');
-        lossUnseen = false;
-        serverDying = false;
-        expect(existsSync(nbdPath), 'the NBD socket removed by the exiting front-end').to.equal(false);
-        server = await startServer();
-        be = await startBackend();
-        fe = await startFrontend();
-      }
-      await progress(10, `after kill ${step + 1} (${victim})`);
-    }
-    await progress(30, 'after the last kill');
-
-    // Drain: no new requests; everything in flight is answered.
-    stopping = true;
-    await until(() => conns.every((c) => c.inflight.size === 0), 'the last requests to be answered');
-    expect(conns.length, 'open connections').to.equal(CONNECTIONS);
-    // A READ of the whole disk through NBD, then the back-end killed once more: the image file
-    // must be what that READ saw, and both what the model allows.
-    const whole = Buffer.alloc(SECTORS * SECTOR);
-    const c0 = conns[0];
-    const CHUNK = 1024;
-    /** READ sectors [sct, sct + CHUNK) on c0; the reply handler checks it and narrows the model. */
-    const readChunk = async (sct: number, what: string): Promise<void> => {
-      const before = stats.reads;
-      const op = send(c0, CMD.READ, sct, CHUNK);
-      await until(() => !c0.inflight.has(op.cookie), `${what}: READ of sectors ${sct}+${CHUNK}`);
-      expect(stats.reads, `${what}: READ of sectors ${sct}+${CHUNK} failed`).to.equal(before + 1);
-    };
-    for (let sct = 0; sct < SECTORS; sct += CHUNK) {
-      await readChunk(sct, 'the final pass');
-      for (let k = sct; k < sct + CHUNK; k++) {
-        const v = cand[k][0];
-        if (v !== 0) fillSector(whole, k * SECTOR, v, k);
-      }
-    }
-    expected.add(be);
-    await be.kill('SIGKILL');
-    await exitOf(be, 'after the last SIGKILL');
-    const file = readFileSync(image);
-    expect(file.length).to.equal(SECTORS * SECTOR);
-    checkSectors(file, 0, 'the image file after the last kill');
-    expect(failures, 'failures').to.deep.equal([]);
-    expect(file.equals(whole), 'the image file equals the last READ of the whole disk').to.equal(true);
-    // And the back-end restarted on that image serves it.
-    const back = count(fe, /back-end back/g);
-    be = await startBackend();
-    await fe.until(() => count(fe, /back-end back/g) > back, '"back-end back" after the last restart', WAIT_MS);
-    for (let sct = 0; sct < SECTORS; sct += CHUNK) await readChunk(sct, 'after the last restart');
-
-    // The end: every CLI exits 0 on SIGTERM, the NBD socket is removed, nothing runs.
-    for (const c of [...conns]) {
-      ours.add(c);
-      c.sock.destroy();
-      await until(() => !c.live, 'our connections to close');
-    }
-    for (const p of [fe, be, server]) {
-      expected.add(p);
-      await p.stop();
-      const { code } = await exitOf(p, 'on SIGTERM');
-      expect(code, `${p.name} exit status on SIGTERM\n${p.stderr.slice(-2000)}`).to.equal(0);
-    }
-    expect(existsSync(nbdPath), 'the NBD socket after the front-end exited').to.equal(false);
-    expect(s.procs.filter((p) => p.running).map((p) => p.name), 'still running').to.deep.equal([]);
-    expected = new Set();
-
-    const summary = `blk chaos: seed ${SEED}; kills: back-end ${kills.backend}, front-end ${kills.frontend}, server ${kills.server}; ${JSON.stringify(stats)}`;
-    console.log(`      ${summary}`);
-    expect(failures, 'failures').to.deep.equal([]);
-    if (kills.backend > 0) expect(stats.gap, 'requests sent while no back-end was there').to.be.greaterThan(0);
-    // Some requests were on the device at a kill (twelve are in flight nearly all the time).
-    if (kills.backend + kills.server >= 2) expect(stats.eio, 'EIO replies (requests in flight at a kill)').to.be.greaterThan(0);
-    expect(stats.reads).to.be.greaterThan(10 + plan.length);
+  it(`${Math.ceil(KILLS / 2)} steps, seed ${SEED + 1}, --block-size 4096: the same on whole 4-KiB blocks`, async function () {
+    if (ONLY_BLOCK === '512') this.skip();
+    await chaos(s, 4096, Math.ceil(KILLS / 2), SEED + 1);
   });
 });
