@@ -373,7 +373,7 @@ async function chaos(s: Scratch, blockSize: number, stepCount: number, seed: num
   const busyW = new Int32Array(SECTORS);
   const busyR = new Int32Array(SECTORS);
   const stats = {
-    sent: 0, ok: 0, eio: 0, eshutdown: 0, eperm: 0, unanswered: 0, reads: 0, sectorsChecked: 0, gap: 0, gapOk: 0, gapNeverSent: 0, unknownWrites: 0, fua: 0, closes: 0,
+    sent: 0, ok: 0, eio: 0, eshutdown: 0, eperm: 0, unanswered: 0, reads: 0, sectorsChecked: 0, gap: 0, gapOk: 0, gapEio: 0, gapNeverSent: 0, unknownWrites: 0, fua: 0, closes: 0,
   };
   const kills = { backend: 0, frontend: 0, server: 0 };
   const steps: Record<string, number> = {};
@@ -478,6 +478,7 @@ async function chaos(s: Scratch, blockSize: number, stepCount: number, seed: num
     }
     if (error === EIO) {
       stats.eio++;
+      if (op.gap) stats.gapEio++;
       if (!mayHaveSent) failure(`${name(op)} got EIO with no device session between its send and its reply`);
       else if (!(log.has('lost', op.posSend, posReply) || gone)) failure(`${name(op)} got EIO and the front-end did not say "back-end lost" (nor lose its server) after it was sent`);
     } else if (error === ESHUTDOWN) {
