@@ -42,8 +42,9 @@
  * - EIO only with a session line "lost" written after the request was sent (or the server gone),
  *   and only if a session was live at some point between send and reply; ESHUTDOWN only from a
  *   front-end whose server went away; EPERM only for a write on a connection told READ_ONLY, or
- *   while a read-only back-end may have been the device; nothing else, ever; a write on a
- *   connection told READ_ONLY is never answered OK;
+ *   while a read-only back-end may have been the device; nothing else, ever. A write on a
+ *   connection told READ_ONLY, or sent and answered while the device certainly was the
+ *   read-only back-end (from its "back" seen until its kill), gets EPERM, never anything else;
  * - the model: for each sector a set of candidates, the last write (WRITE, TRIM, WRITE_ZEROES;
  *   the last two as zeroes) answered OK plus every write that overlapped it since, answered with
  *   an error or never answered, that may have reached a device: one with no live session between
@@ -383,6 +384,8 @@ async function chaos(s: Scratch, blockSize: number, stepCount: number, seed: num
   let clock = 0;
   /** Clock spans in which a read-only back-end may have been the front-end's device. */
   const roWindows: { from: number; to: number }[] = [];
+  /** Clock spans in which the front-end's device certainly was a read-only back-end. */
+  const roCertain: { from: number; to: number }[] = [];
   let stopping = false;
   const conns: Conn[] = [];
   /** Connections this test closes itself. */
@@ -445,10 +448,14 @@ async function chaos(s: Scratch, blockSize: number, stepCount: number, seed: num
     if (op.gap && !log.has('back', op.posSend, posReply) && error !== EPERM && error !== ESHUTDOWN) {
       failure(`${name(op)}, sent while its front-end had no back-end, was answered (error ${error}) before the front-end said "back-end back"`);
     }
+    if (isWrite(op.type) && error !== EPERM) {
+      // Refused at once on a connection told READ_ONLY, and by a read-only device's front-end.
+      if (c.readOnly) failure(`${name(op)} answered ${error === 0 ? 'OK' : `error ${error}`} on a connection told READ_ONLY`);
+      else if (roCertain.some((w) => op.clockSend > w.from && replied < w.to)) failure(`${name(op)} answered ${error === 0 ? 'OK' : `error ${error}`} while the device was read-only`);
+    }
     if (error === 0) {
       stats.ok++;
       if (op.gap) stats.gapOk++;
-      if (isWrite(op.type) && c.readOnly) failure(`${name(op)} answered OK on a connection told READ_ONLY`);
       if (op.type === CMD.READ) {
         stats.reads++;
         checkSectors(data as Buffer, op.sector, `${name(op)} answered OK`);
@@ -759,6 +766,8 @@ async function chaos(s: Scratch, blockSize: number, stepCount: number, seed: num
         roWindows.push(window);
         gapRequests();
         await restartBackend();
+        const certain = { from: ++clock, to: Infinity };
+        roCertain.push(certain);
         await progress(10 + prng.int(60), 'on the read-only back-end');
         if (prng.bool(0.5)) {
           await killFrontend();
@@ -766,6 +775,7 @@ async function chaos(s: Scratch, blockSize: number, stepCount: number, seed: num
           expect(conns.every((c) => c.readOnly), 'connections opened on a read-only device are told READ_ONLY').to.equal(true);
           await progress(10 + prng.int(30), 'on the read-only back-end, connections told READ_ONLY');
         }
+        certain.to = ++clock;
         await killLiveBackend();
         readOnly = false;
         gapRequests();
