@@ -58,6 +58,7 @@
  *   the host's page cache; the file check reads the cache;
  * - the scheduler keeps overlapping requests apart (no write overlaps anything in flight, no read
  *   overlaps a write in flight), as the README's ordering guarantee asks of clients;
+ * - each front-end's session lines alternate ("lost" only with a session, "back" only without);
  * - at the end the CLIs exit 0 on SIGTERM, the NBD socket is gone, nothing is left running.
  */
 import { expect } from 'chai';
@@ -195,6 +196,18 @@ class FeLog {
   /** Whether a session was live at some point of [from, to]. */
   sessionIn(from: number, to: number): boolean {
     return this.liveAt(from) || this.has('back', from, to);
+  }
+
+  /** A line out of order: a "lost" without a live session, a "back" with one, or null. */
+  disorder(): string | null {
+    this.pos();
+    let live = true;
+    for (const l of this.lines) {
+      if (l.kind === 'gone') continue;
+      if ((l.kind === 'lost') !== live) return `"${l.kind === 'lost' ? 'back-end lost' : 'back-end back'}" at byte ${l.at} ${live ? 'with' : 'without'} a back-end`;
+      live = l.kind === 'back';
+    }
+    return null;
   }
 
   /** The kind of the last session line, or null. */
@@ -852,7 +865,11 @@ async function chaos(s: Scratch, blockSize: number, stepCount: number, seed: num
     const { code } = await exitOf(p, 'on SIGTERM');
     expect(code, `${p.name} exit status on SIGTERM\n${(logs.get(p)?.all ?? p.stderr).slice(-2000)}`).to.equal(0);
   }
-  for (const l of logs.values()) l.close();
+  for (const l of logs.values()) {
+    l.close();
+    // Every front-end's session lines alternate: a loss only of a session it had, a "back" only without one.
+    expect(l.disorder(), `session lines of ${l.path}`).to.equal(null);
+  }
   expect(existsSync(nbdPath), 'the NBD socket after the front-end exited').to.equal(false);
   expect(s.procs.filter((p) => p.running).map((p) => p.name), 'still running').to.deep.equal([]);
   expected = new Set();
