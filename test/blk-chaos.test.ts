@@ -18,7 +18,8 @@
  * - `frontend`, `server`: those killed while the back-end serves;
  * - `readonly`: the back-end restarted with `--read-only` for a while (sometimes the front-end
  *   too, so that its connections are told READ_ONLY), then writable again; the connections told
- *   READ_ONLY keep it for a while after.
+ *   READ_ONLY keep it for a while after, and a new connection is told the device as it is now
+ *   each time.
  * Each back-end start draws its `--queues` (1–4), each front-end start its `--queues` (1, 2, 4).
  * A second run uses `--block-size 4096` throughout (requests on whole 4-KiB blocks).
  *
@@ -719,6 +720,15 @@ async function chaos(s: Scratch, blockSize: number, stepCount: number, seed: num
     setImmediate(pump);
   };
 
+  /** What a new connection is told now (it is closed at once): the device as it is now. */
+  const newExport = async (): Promise<{ readOnly: boolean; trim: boolean; minBlock: number }> => {
+    const c = await Conn.open(nbdPath, log, onReply, onEnd);
+    ours.add(c);
+    c.sock.destroy();
+    await until(() => !c.live, 'a connection of ours to close');
+    return { readOnly: c.readOnly, trim: c.trim, minBlock: c.minBlock };
+  };
+
   const runStep = async (step: Step): Promise<void> => {
     switch (step) {
       case 'backend':
@@ -781,6 +791,8 @@ async function chaos(s: Scratch, blockSize: number, stepCount: number, seed: num
         await restartBackend();
         const certain = { from: ++clock, to: Infinity };
         roCertain.push(certain);
+        // The connections keep what they were told; a new one is told the device as it is now.
+        expect(await newExport(), 'a new connection to the read-only back-end').to.deep.equal({ readOnly: true, trim: false, minBlock: blockSize });
         await progress(10 + prng.int(60), 'on the read-only back-end');
         if (prng.bool(0.5)) {
           await killFrontend();
@@ -794,6 +806,7 @@ async function chaos(s: Scratch, blockSize: number, stepCount: number, seed: num
         gapRequests();
         await restartBackend();
         window.to = ++clock;
+        expect(await newExport(), 'a new connection to the writable back-end again').to.deep.equal({ readOnly: false, trim: true, minBlock: blockSize });
         // Connections told READ_ONLY keep it on the writable device; then they are replaced.
         await progress(10 + prng.int(30), 'on the writable back-end again');
         await reopenReadOnly();
