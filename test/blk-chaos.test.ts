@@ -211,12 +211,6 @@ class FeLog {
     return null;
   }
 
-  /** The kind of the last session line, or null. */
-  last(): SessionLine | null {
-    this.pos();
-    return this.lines.length === 0 ? null : this.lines[this.lines.length - 1].kind;
-  }
-
   /** The last session line at or after `from` is "back". */
   backSince(from: number): boolean {
     this.pos();
