@@ -754,6 +754,9 @@ async function chaos(s: Scratch, blockSize: number, stepCount: number, seed: num
           else if (stage === 'connected') await be.untilStderr(/front-end connected/, WAIT_MS);
           else await until(() => log.has('back', from), 'the front-end to say "back-end back"');
           await kill(be, 'backend');
+          // How far it got: not on the server yet, on it without a session, or with one.
+          const got = !/serving .* as peer 0/.test(be.stderr) ? 'unborn' : /front-end connected/.test(be.stderr) ? 'session' : 'no-session';
+          steps[`again:${got}`] = (steps[`again:${got}`] ?? 0) + 1;
           gapRequests();
         }
         await restartBackend();
