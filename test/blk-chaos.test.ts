@@ -12,7 +12,8 @@
  * - `again`: the same, then the new back-end killed again before the requests that wait were
  *   served — at a seeded delay after its start (`early`), once it is on the server (`serving`),
  *   once its session with the front-end began (`connected`), or once the front-end said
- *   "back-end back" (`back`: it is serving the first waiting requests) — sometimes twice;
+ *   "back-end back" (`back`: it is serving the first waiting requests) — sometimes twice; the
+ *   seeded delays (here, and before the kill of `gap-*`) are kill points, not waits;
  * - `gap-frontend` / `gap-server`: the back-end killed, then the front-end or the server killed
  *   while requests wait for a back-end;
  * - `frontend`, `server`: those killed while the back-end serves;
@@ -23,7 +24,7 @@
  * Each back-end start draws its `--queues` (1–4), each front-end start its `--queues` (1, 2, 4).
  * A second run uses `--block-size 4096` throughout (requests on whole 4-KiB blocks).
  *
- * Knobs: VSHM_BLK_CHAOS_KILLS (steps of the 512-byte run, default 7; the 4096 run takes a third),
+ * Knobs: VSHM_BLK_CHAOS_KILLS (steps of the 512-byte run, default 7; the 4096 run a third, ≥ 1),
  * VSHM_BLK_CHAOS_SEED (the workload's and the plan's PRNG; process timing is not seeded, so a seed
  * is a workload and a plan, not a replay), VSHM_BLK_CHAOS_ONLY=STEP (every step that one, for
  * long runs), VSHM_BLK_CHAOS_BLOCK=512|4096 (that run only), VSHM_BLK_CHAOS_DEBUG=1 (a line per
@@ -56,7 +57,8 @@
  *   disk just before that kill;
  * - a FLUSH, or a write with FUA, answered OK was answered after every write sent before it on
  *   its connection (flush() is a barrier over the writes the server handed the driver before it;
- *   FUA is a flush after the write). Durability proper (fdatasync) cannot show without losing
+ *   FUA is a flush after the write) — but an earlier write with FUA, whose data is covered and
+ *   whose reply waits for a flush of its own that may wait for later writes. Durability proper (fdatasync) cannot show without losing
  *   the host's page cache; the file check reads the cache;
  * - the scheduler keeps overlapping requests apart (no write overlaps anything in flight, no read
  *   overlaps a write in flight), as the README's ordering guarantee asks of clients;
