@@ -145,6 +145,8 @@ type SessionLine = 'back' | 'lost' | 'gone';
  * socket. Positions are byte offsets (read as latin1: one character per byte).
  */
 class FeLog {
+  /** Every log not closed yet: a failed run closes their watchers in afterEach. */
+  static readonly open = new Set<FeLog>();
   private text = '';
   private lines: { kind: SessionLine; at: number }[] = [];
   private readonly watcher: FSWatcher;
@@ -152,6 +154,7 @@ class FeLog {
   constructor(readonly path: string, onChange: () => void) {
     writeFileSync(path, '');
     this.watcher = watch(path, onChange);
+    FeLog.open.add(this);
   }
 
   /** A descriptor to hand the front-end as its stderr (close it once spawned). */
@@ -161,6 +164,7 @@ class FeLog {
 
   close(): void {
     this.watcher.close();
+    FeLog.open.delete(this);
   }
 
   /** Everything written so far. */
@@ -903,6 +907,9 @@ async function chaos(s: Scratch, blockSize: number, stepCount: number, seed: num
 }
 
 describe('blk chaos: SIGKILL of the back-end (and front-end, server) under a random NBD workload', function () {
+  afterEach(() => {
+    for (const l of FeLog.open) l.close();
+  });
   const s = useScratch(this, 3_600_000);
 
   it(`${KILLS} steps, seed ${SEED}, 512-byte blocks: every request answered or its connection closed, errors only from kills, reads and the image file match the model`, async function () {
